@@ -1,0 +1,393 @@
+"""Process settings: one TOML file loaded into frozen dataclasses and validated.
+
+Every problem is reported as a one-line :class:`ConfigError`, e.g.::
+
+    config error: sip.udp_port: expected an integer 0-65535, got 'abc'
+    config error: unknown key 'sip.udpport'
+
+Relative paths in the file (``data_dir``, ``sip.tls_cert``, ``sip.tls_key``) are
+relative to the directory of the config file, not to the current directory.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+DEFAULT_CONFIG_NAME = "pypbx.toml"
+ENV_VAR = "PYPBX_CONFIG"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEFAULT_SCANNER_USER_AGENTS = (
+    "friendly-scanner", "sipvicious", "sipcli", "sip-scan", "sundayddr", "iWar",
+    "VaxSIPUserAgent", "SIVuS", "smap", "pplsip", "siparmyknife",
+)
+
+
+class ConfigError(Exception):
+    """A one-line, user-facing configuration problem. ``str(e)`` starts with 'config error: '."""
+
+    def __init__(self, message: str, key: str | None = None):
+        self.key = key
+        self.problem = message
+        super().__init__(f"config error: {key}: {message}" if key else f"config error: {message}")
+
+
+# --------------------------------------------------------------------------- dataclasses
+
+@dataclass(frozen=True)
+class SipConfig:
+    bind: str = "0.0.0.0"
+    udp_port: int = 5060            # 0 = transport off
+    tcp_port: int = 5060            # 0 = transport off
+    tls_port: int = 5061            # only used when tls_cert and tls_key are set
+    tls_cert: Path | None = None    # absolute path, or None when TLS is off
+    tls_key: Path | None = None
+    realm: str = "pypbx"
+    user_agent: str = "pypbx"
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None and self.tls_port != 0
+
+
+@dataclass(frozen=True)
+class RegistrarConfig:
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 3600
+    max_contacts: int = 5
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    nonce_lifetime: int = 300
+    auth_fail_limit: int = 5
+    auth_fail_window: int = 60
+    ban_time: int = 600
+    rate_limit: float = 50.0        # requests/s per source IP
+    rate_burst: int = 200
+    exempt: tuple[str, ...] = ()    # IP addresses or networks (CIDR), never banned or rate-limited
+    scanner_user_agents: tuple[str, ...] = DEFAULT_SCANNER_USER_AGENTS
+
+    def is_exempt(self, ip: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(ip.strip("[]"))
+        except ValueError:
+            return False
+        return any(addr in ipaddress.ip_network(net, strict=False) for net in self.exempt)
+
+
+@dataclass(frozen=True)
+class Config:
+    config_path: Path               # absolute path of the file this was loaded from
+    data_dir: Path                  # absolute
+    log_level: str = "INFO"
+    sip: SipConfig = field(default_factory=SipConfig)
+    registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "pypbx.db"
+
+    @property
+    def socket_path(self) -> Path:
+        """Unix socket of the running PBX's local API (see pypbx/localapi_client.py)."""
+        return self.data_dir / "pypbx.sock"
+
+
+# --------------------------------------------------------------------------- validators
+
+def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str, Any], int]:
+    if lo is not None and hi is not None:
+        what = f"an integer {lo}-{hi}"
+    elif lo is not None:
+        what = f"an integer >= {lo}"
+    else:
+        what = "an integer"
+
+    def check(key: str, v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"expected {what}, got {v!r}", key)
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise ConfigError(f"expected {what}, got {v!r}", key)
+        return v
+    return check
+
+
+def _positive_float(key: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or v != v or v == float("inf"):
+        raise ConfigError(f"expected a number > 0, got {v!r}", key)
+    return float(v)
+
+
+def _str(nonempty: bool = True) -> Callable[[str, Any], str]:
+    def check(key: str, v: Any) -> str:
+        if not isinstance(v, str):
+            raise ConfigError(f"expected a string, got {v!r}", key)
+        if nonempty and not v.strip():
+            raise ConfigError("must not be empty", key)
+        if any(c in v for c in "\r\n\0"):
+            raise ConfigError(f"must be a single line, got {v!r}", key)
+        return v
+    return check
+
+
+def _token(key: str, v: Any) -> str:
+    v = _str()(key, v)
+    if any(c in v for c in ' "\\,:\t'):
+        raise ConfigError(f"must not contain spaces, quotes, commas, colons or backslashes, got {v!r}", key)
+    return v
+
+
+def _log_level(key: str, v: Any) -> str:
+    if not isinstance(v, str) or v.upper() not in LOG_LEVELS:
+        raise ConfigError(f"expected one of {', '.join(LOG_LEVELS)}, got {v!r}", key)
+    return v.upper()
+
+
+def _bind(key: str, v: Any) -> str:
+    v = _str()(key, v)
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        raise ConfigError(f"expected an IP address (e.g. '0.0.0.0' or '::'), got {v!r}", key) from None
+    return v
+
+
+def _path_or_empty(key: str, v: Any) -> str:
+    return _str(nonempty=False)(key, v)
+
+
+def _ip_list(key: str, v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list):
+        raise ConfigError(f"expected a list of IP addresses, got {v!r}", key)
+    out = []
+    for item in v:
+        if not isinstance(item, str):
+            raise ConfigError(f"expected a list of IP addresses, got {item!r} in the list", key)
+        try:
+            if "/" in item:
+                ipaddress.ip_network(item, strict=False)
+            else:
+                ipaddress.ip_address(item)
+        except ValueError:
+            raise ConfigError(f"expected IP addresses or networks, got {item!r}", key) from None
+        out.append(item)
+    return tuple(out)
+
+
+def _str_list(key: str, v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+        raise ConfigError(f"expected a list of non-empty strings, got {v!r}", key)
+    return tuple(v)
+
+
+# (key, default, validator, comment) per section; "" = top level. Order = rendering order.
+_SCHEMA: dict[str, list[tuple[str, Any, Callable[[str, Any], Any], str]]] = {
+    "": [
+        ("data_dir", "./var", _str(), "relative paths are relative to this file's directory"),
+        ("log_level", "INFO", _log_level, "DEBUG INFO WARNING ERROR"),
+    ],
+    "sip": [
+        ("bind", "0.0.0.0", _bind, "address to listen on ('::' for IPv6)"),
+        ("udp_port", 5060, _int(0, 65535), "0 = transport off"),
+        ("tcp_port", 5060, _int(0, 65535), "0 = transport off"),
+        ("tls_port", 5061, _int(0, 65535), "only used when tls_cert and tls_key are set (files must exist)"),
+        ("tls_cert", "", _path_or_empty, "PEM certificate chain"),
+        ("tls_key", "", _path_or_empty, "PEM private key"),
+        ("realm", "pypbx", _token, "digest realm; changing it needs new passwords (pypbx ext passwd)"),
+        ("user_agent", "pypbx", _str(), "Server / User-Agent header"),
+    ],
+    "registrar": [
+        ("min_expires", 60, _int(1, 86400 * 7), "seconds; shorter requests get 423 Interval Too Brief"),
+        ("max_expires", 3600, _int(1, 86400 * 7), "seconds; longer requests are shortened"),
+        ("default_expires", 3600, _int(1, 86400 * 7), "seconds, when the phone asks for none"),
+        ("max_contacts", 5, _int(1, 1000), "devices per extension"),
+    ],
+    "security": [
+        ("nonce_lifetime", 300, _int(1, 86400), "seconds"),
+        ("auth_fail_limit", 5, _int(1), "failed authentications ..."),
+        ("auth_fail_window", 60, _int(1), "... within this many seconds ban the source IP"),
+        ("ban_time", 600, _int(0), "seconds"),
+        ("rate_limit", 50.0, _positive_float, "requests/s per source IP"),
+        ("rate_burst", 200, _int(1), "requests"),
+        ("exempt", [], _ip_list, "IPs never banned or rate-limited (e.g. [\"127.0.0.1\"] for a benchmark)"),
+        ("scanner_user_agents", list(DEFAULT_SCANNER_USER_AGENTS), _str_list,
+         "requests whose User-Agent contains one of these are dropped"),
+    ],
+}
+
+
+def _parse(raw: dict[str, Any], base: Path, config_path: Path) -> Config:
+    values: dict[str, dict[str, Any]] = {s: {} for s in _SCHEMA}
+    for key, v in raw.items():
+        if key in _SCHEMA and key != "":
+            if not isinstance(v, dict):
+                raise ConfigError(f"expected a [{key}] table, got {v!r}", key)
+            known = {k for k, *_ in _SCHEMA[key]}
+            for sub, sv in v.items():
+                if sub not in known:
+                    raise ConfigError(f"unknown key '{key}.{sub}'")
+                values[key][sub] = sv
+        else:
+            known = {k for k, *_ in _SCHEMA[""]}
+            if key not in known:
+                if isinstance(v, dict):
+                    raise ConfigError(f"unknown section '[{key}]'")
+                raise ConfigError(f"unknown key '{key}'")
+            values[""][key] = v
+
+    checked: dict[str, dict[str, Any]] = {}
+    for section, entries in _SCHEMA.items():
+        checked[section] = {}
+        for key, default, validator, _comment in entries:
+            dotted = f"{section}.{key}" if section else key
+            v = values[section].get(key, default)
+            checked[section][key] = validator(dotted, v)
+
+    top, sip, reg, sec = checked[""], checked["sip"], checked["registrar"], checked["security"]
+
+    data_dir = (base / Path(top["data_dir"]).expanduser()).resolve()
+
+    cert = key = None
+    if sip["tls_cert"] or sip["tls_key"]:
+        if not sip["tls_cert"]:
+            raise ConfigError("required when sip.tls_key is set", "sip.tls_cert")
+        if not sip["tls_key"]:
+            raise ConfigError("required when sip.tls_cert is set", "sip.tls_key")
+        cert = (base / Path(sip["tls_cert"]).expanduser()).resolve()
+        key = (base / Path(sip["tls_key"]).expanduser()).resolve()
+        for name, p in (("sip.tls_cert", cert), ("sip.tls_key", key)):
+            if not p.is_file():
+                raise ConfigError(f"file not found: {p}", name)
+
+    ports = [(n, sip[n]) for n in ("udp_port", "tcp_port") if sip[n]]
+    if cert is not None and sip["tls_port"]:
+        if sip["tls_port"] == sip["tcp_port"]:
+            raise ConfigError(f"must differ from sip.tcp_port ({sip['tcp_port']})", "sip.tls_port")
+        ports.append(("tls_port", sip["tls_port"]))
+    if not ports:
+        raise ConfigError("no transport enabled (udp_port, tcp_port and TLS are all off)", "sip")
+
+    if not reg["min_expires"] <= reg["max_expires"]:
+        raise ConfigError(f"must be <= registrar.max_expires ({reg['max_expires']}), got {reg['min_expires']}",
+                          "registrar.min_expires")
+    if not reg["min_expires"] <= reg["default_expires"] <= reg["max_expires"]:
+        raise ConfigError(f"must be between registrar.min_expires and registrar.max_expires "
+                          f"({reg['min_expires']}-{reg['max_expires']}), got {reg['default_expires']}",
+                          "registrar.default_expires")
+
+    return Config(
+        config_path=config_path,
+        data_dir=data_dir,
+        log_level=top["log_level"],
+        sip=SipConfig(bind=sip["bind"], udp_port=sip["udp_port"], tcp_port=sip["tcp_port"],
+                      tls_port=sip["tls_port"], tls_cert=cert, tls_key=key,
+                      realm=sip["realm"], user_agent=sip["user_agent"]),
+        registrar=RegistrarConfig(**reg),
+        security=SecurityConfig(**sec),
+    )
+
+
+# --------------------------------------------------------------------------- public API
+
+def config_path_from(option_value: str | os.PathLike[str] | None = None) -> Path:
+    """The config file to use: ``--config`` value, else $PYPBX_CONFIG, else ./pypbx.toml (absolute)."""
+    value = option_value or os.environ.get(ENV_VAR) or DEFAULT_CONFIG_NAME
+    return Path(value).expanduser().absolute()
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate the TOML file at ``path``. Raises ConfigError (one line)."""
+    p = Path(path).expanduser().absolute()
+    try:
+        text = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p} (create one with 'pypbx init')") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config path is a directory, not a file: {p}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {p}: {e.strerror or e}") from None
+    try:
+        raw = tomllib.loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: invalid TOML: {e}") from None
+    return _parse(raw, p.parent, p)
+
+
+def config_from_dict(raw: dict[str, Any], base_dir: str | os.PathLike[str] = ".") -> Config:
+    """Validate an already-parsed mapping (tests, embedding). Relative paths resolve against base_dir."""
+    base = Path(base_dir).absolute()
+    return _parse(raw, base, base / DEFAULT_CONFIG_NAME)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    s = str(v)
+    out = []
+    for c in s:
+        if c == "\\":
+            out.append("\\\\")
+        elif c == '"':
+            out.append('\\"')
+        elif ord(c) < 0x20 or ord(c) == 0x7F:
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
+def render_config(**overrides: Any) -> str:
+    """The text of a complete, commented config file with the defaults, changed by ``overrides``.
+
+    Overrides: top-level keys by name (``data_dir="./var"``, ``log_level="DEBUG"``); section keys as
+    ``<section>_<key>`` (``sip_udp_port=5070``, ``security_exempt=["127.0.0.1"]``) or as a dict
+    (``sip={"realm": "clinic"}``); ``sip_port=N`` sets both sip.udp_port and sip.tcp_port.
+    An unknown override raises ConfigError; values are validated when the result is loaded.
+    """
+    values: dict[tuple[str, str], Any] = {}
+    known = {(s, k) for s, entries in _SCHEMA.items() for k, *_ in entries}
+    for name, v in overrides.items():
+        if v is None:
+            continue
+        if name == "sip_port":
+            values[("sip", "udp_port")] = v
+            values[("sip", "tcp_port")] = v
+        elif name in _SCHEMA and name != "" and isinstance(v, dict):
+            for k, sv in v.items():
+                if (name, k) not in known:
+                    raise ConfigError(f"unknown key '{name}.{k}'")
+                values[(name, k)] = sv
+        elif ("", name) in known:
+            values[("", name)] = v
+        else:
+            section, _, key = name.partition("_")
+            if (section, key) not in known:
+                raise ConfigError(f"unknown key '{name}'")
+            values[(section, key)] = v
+    if ("", "data_dir") in values:
+        values[("", "data_dir")] = str(values[("", "data_dir")])
+
+    lines = ["# pypbx configuration (TOML). Reference: README.md, 'Admin's guide'.", ""]
+    for section, entries in _SCHEMA.items():
+        if section:
+            lines.append("")
+            lines.append(f"[{section}]")
+        for key, default, _v, comment in entries:
+            v = values.get((section, key), default)
+            if key in ("tls_cert", "tls_key") and v is not None:
+                v = str(v)
+            lines.append(f"{key} = {_toml_value(v)}" + (f"    # {comment}" if comment else ""))
+    return "\n".join(lines) + "\n"
