@@ -1,0 +1,347 @@
+"""The database: SQLite through aiosqlite. The only module that talks SQL.
+
+Everything else goes through :class:`Database` methods, so that PostgreSQL can replace
+SQLite by replacing this module.
+
+* WAL mode, ``foreign_keys=ON``, ``busy_timeout=5000``, autocommit connection with explicit
+  ``BEGIN IMMEDIATE ... COMMIT`` transactions (:meth:`Database.transaction`).
+* Versioned schema: :data:`MIGRATIONS` is a list of SQL scripts; script *i* takes the
+  schema from version *i* to *i+1*. ``PRAGMA user_version`` holds the version. Pending
+  scripts are applied in order when the database is opened, each in its own transaction;
+  two processes opening at once are safe (the version is re-read under the write lock).
+  A database newer than the code raises :class:`SchemaTooNewError`.
+  To change the schema, APPEND a script; never edit a released one.
+* Times (``created_at``, ``expires_at`` ...) are wall-clock UNIX seconds (``time.time()``).
+
+Usage::
+
+    async with open_db(cfg.db_path) as db:
+        rows = await db.list_extension_rows()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Iterable, Sequence
+
+import aiosqlite
+
+MIGRATIONS: list[str] = [
+    # 1: extensions, registrations, security events, meta
+    """
+    CREATE TABLE extensions (
+        number      TEXT PRIMARY KEY,
+        name        TEXT NOT NULL DEFAULT '',
+        realm       TEXT NOT NULL,
+        ha1_md5     TEXT NOT NULL,
+        ha1_sha256  TEXT NOT NULL,
+        enabled     INTEGER NOT NULL DEFAULT 1,
+        created_at  REAL,
+        updated_at  REAL
+    );
+    CREATE TABLE registrations (
+        aor              TEXT,
+        contact          TEXT,
+        instance         TEXT,
+        reg_id           INTEGER,
+        call_id          TEXT,
+        cseq             INTEGER,
+        expires_at       REAL,
+        q                REAL,
+        source_transport TEXT,
+        source_host      TEXT,
+        source_port      INTEGER,
+        local            TEXT,
+        user_agent       TEXT,
+        registered_at    REAL,
+        PRIMARY KEY (aor, contact)
+    );
+    CREATE INDEX registrations_expires_at ON registrations(expires_at);
+    CREATE TABLE security_events (
+        ts     REAL,
+        kind   TEXT,
+        ip     TEXT,
+        detail TEXT
+    );
+    CREATE INDEX security_events_ts ON security_events(ts);
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+REGISTRATION_FIELDS: tuple[str, ...] = (
+    "aor", "contact", "instance", "reg_id", "call_id", "cseq", "expires_at", "q",
+    "source_transport", "source_host", "source_port", "local", "user_agent", "registered_at",
+)
+EXTENSION_FIELDS: tuple[str, ...] = (
+    "number", "name", "realm", "ha1_md5", "ha1_sha256", "enabled", "created_at", "updated_at",
+)
+
+
+class DBError(Exception):
+    """A database problem worth one line to the user."""
+
+
+class SchemaTooNewError(DBError):
+    pass
+
+
+class IntegrityError(DBError):
+    """A constraint was violated (duplicate primary key, foreign key ...)."""
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a script into complete statements (semicolons inside triggers/strings are kept)."""
+    out, buf = [], ""
+    for piece in script.split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \t\r\n;"):
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip(" \t\r\n;"):
+        out.append(buf.strip())
+    return out
+
+
+async def _user_version(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    return int(row[0])
+
+
+async def _migrate(conn: aiosqlite.Connection, path: Path) -> int:
+    while True:
+        version = await _user_version(conn)
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNewError(
+                f"database {path} has schema version {version}, newer than this pypbx supports "
+                f"({SCHEMA_VERSION}); upgrade pypbx")
+        if version == SCHEMA_VERSION:
+            return version
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            if await _user_version(conn) != version:   # someone else migrated meanwhile
+                await conn.execute("ROLLBACK")
+                continue
+            for stmt in _split_sql(MIGRATIONS[version]):
+                await conn.execute(stmt)
+            await conn.execute(f"PRAGMA user_version = {version + 1}")
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+
+
+@asynccontextmanager
+async def open_db(path: str | Path) -> AsyncIterator["Database"]:
+    """Open (creating the file and its directory if needed) and migrate; close on exit."""
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DBError(f"cannot create {p.parent}: {e.strerror or e}") from None
+    try:
+        conn = await aiosqlite.connect(str(p), isolation_level=None)
+    except sqlite3.Error as e:
+        raise DBError(f"cannot open database {p}: {e}") from None
+    try:
+        conn.row_factory = aiosqlite.Row
+        try:
+            await conn.execute("PRAGMA busy_timeout = 5000")
+            await conn.execute("PRAGMA foreign_keys = ON")
+            async with conn.execute("PRAGMA journal_mode = WAL") as cur:
+                await cur.fetchone()
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            version = await _migrate(conn, p)
+        except sqlite3.DatabaseError as e:
+            raise DBError(f"cannot open database {p}: {e}") from None
+        yield Database(conn, p, version)
+    finally:
+        await conn.close()
+
+
+async def data_version(db: "Database") -> int:
+    """``PRAGMA data_version``: changes whenever ANOTHER connection commits to the database.
+
+    The running PBX polls this (cheap) to notice changes made by the CLI and reload."""
+    return await db.data_version()
+
+
+class Database:
+    """One connection. Safe to share between tasks of one event loop (writes are serialised)."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path, schema_version: int):
+        self._conn = conn
+        self.path = path
+        self.schema_version = schema_version
+        self._write_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ generic
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator["Database"]:
+        """``async with db.transaction():`` — BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error)."""
+        async with self._write_lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            else:
+                await self._conn.execute("COMMIT")
+
+    async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+        """Run one statement; returns rowcount. For new tables' code that lives in this module."""
+        try:
+            async with self._conn.execute(sql, params) as cur:
+                return cur.rowcount
+        except sqlite3.IntegrityError as e:
+            raise IntegrityError(str(e)) from None
+
+    async def executemany(self, sql: str, seq: Iterable[Sequence[Any] | dict[str, Any]]) -> None:
+        try:
+            await self._conn.executemany(sql, seq)
+        except sqlite3.IntegrityError as e:
+            raise IntegrityError(str(e)) from None
+
+    async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        async with self._conn.execute(sql, params) as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
+    async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
+        async with self._conn.execute(sql, params) as cur:
+            r = await cur.fetchone()
+        return dict(r) if r is not None else None
+
+    async def data_version(self) -> int:
+        async with self._conn.execute("PRAGMA data_version") as cur:
+            return int((await cur.fetchone())[0])
+
+    async def journal_mode(self) -> str:
+        async with self._conn.execute("PRAGMA journal_mode") as cur:
+            return str((await cur.fetchone())[0]).lower()
+
+    # ------------------------------------------------------------------ meta
+    async def get_meta(self, key: str) -> str | None:
+        row = await self.fetchone("SELECT value FROM meta WHERE key = ?", (key,))
+        return row["value"] if row else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        async with self.transaction():
+            await self.execute("INSERT INTO meta(key, value) VALUES (?, ?) "
+                               "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    async def get_or_create_meta(self, key: str, factory: Callable[[], str]) -> str:
+        """The value of ``key``; created once with ``factory()`` if absent (first writer wins)."""
+        value = await self.get_meta(key)
+        if value is not None:
+            return value
+        async with self.transaction():
+            await self.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, factory()))
+        value = await self.get_meta(key)
+        assert value is not None
+        return value
+
+    # ------------------------------------------------------------------ extensions
+    async def insert_extension(self, row: dict[str, Any]) -> None:
+        """Raises IntegrityError if the number exists."""
+        async with self.transaction():
+            await self.execute(
+                f"INSERT INTO extensions({', '.join(EXTENSION_FIELDS)}) "
+                f"VALUES ({', '.join(':' + f for f in EXTENSION_FIELDS)})",
+                {f: row.get(f) for f in EXTENSION_FIELDS})
+
+    async def update_extension_secret(self, number: str, realm: str, ha1_md5: str, ha1_sha256: str,
+                                      now: float) -> bool:
+        async with self.transaction():
+            n = await self.execute(
+                "UPDATE extensions SET realm = ?, ha1_md5 = ?, ha1_sha256 = ?, updated_at = ? WHERE number = ?",
+                (realm, ha1_md5, ha1_sha256, now, number))
+        return n > 0
+
+    async def update_extension_fields(self, number: str, now: float, **fields: Any) -> bool:
+        """Set ``name`` and/or ``enabled``."""
+        allowed = {"name", "enabled"}
+        bad = set(fields) - allowed
+        if bad:
+            raise ValueError(f"cannot update {sorted(bad)}")
+        if not fields:
+            return await self.get_extension_row(number) is not None
+        sets = ", ".join(f"{k} = :{k}" for k in fields)
+        async with self.transaction():
+            n = await self.execute(f"UPDATE extensions SET {sets}, updated_at = :now WHERE number = :number",
+                                   {**fields, "now": now, "number": number})
+        return n > 0
+
+    async def delete_extension(self, number: str) -> bool:
+        """Delete the extension and its saved registrations. False if it did not exist."""
+        async with self.transaction():
+            n = await self.execute("DELETE FROM extensions WHERE number = ?", (number,))
+            if n:
+                await self.execute("DELETE FROM registrations WHERE aor = ?", (number,))
+        return n > 0
+
+    async def get_extension_row(self, number: str) -> dict[str, Any] | None:
+        return await self.fetchone(f"SELECT {', '.join(EXTENSION_FIELDS)} FROM extensions WHERE number = ?",
+                                   (number,))
+
+    async def list_extension_rows(self) -> list[dict[str, Any]]:
+        return await self.fetchall(
+            f"SELECT {', '.join(EXTENSION_FIELDS)} FROM extensions ORDER BY length(number), number")
+
+    async def count_extensions(self) -> int:
+        row = await self.fetchone("SELECT count(*) AS n FROM extensions")
+        return int(row["n"]) if row else 0
+
+    # ------------------------------------------------------------------ registrations
+    async def load_registration_rows(self, aor: str | None = None) -> list[dict[str, Any]]:
+        cols = ", ".join(REGISTRATION_FIELDS)
+        if aor is None:
+            return await self.fetchall(f"SELECT {cols} FROM registrations ORDER BY aor, contact")
+        return await self.fetchall(f"SELECT {cols} FROM registrations WHERE aor = ? ORDER BY contact", (aor,))
+
+    async def save_registration_rows(self, upserts: Sequence[dict[str, Any]],
+                                     deletes: Sequence[tuple[str, str]]) -> None:
+        """Apply a batch in one transaction: deletes first, then upserts (insert or replace by (aor, contact))."""
+        if not upserts and not deletes:
+            return
+        cols = ", ".join(REGISTRATION_FIELDS)
+        vals = ", ".join(":" + f for f in REGISTRATION_FIELDS)
+        sets = ", ".join(f"{f} = excluded.{f}" for f in REGISTRATION_FIELDS if f not in ("aor", "contact"))
+        async with self.transaction():
+            if deletes:
+                await self.executemany("DELETE FROM registrations WHERE aor = ? AND contact = ?",
+                                       [(a, c) for a, c in deletes])
+            if upserts:
+                await self.executemany(
+                    f"INSERT INTO registrations({cols}) VALUES ({vals}) "
+                    f"ON CONFLICT(aor, contact) DO UPDATE SET {sets}",
+                    [{f: u.get(f) for f in REGISTRATION_FIELDS} for u in upserts])
+
+    async def purge_expired_registrations(self, now: float) -> int:
+        async with self.transaction():
+            return await self.execute("DELETE FROM registrations WHERE expires_at <= ?", (now,))
+
+    # ------------------------------------------------------------------ security events
+    async def add_security_events(self, events: Sequence[tuple[float, str, str, str]]) -> None:
+        """Append (ts, kind, ip, detail) rows in one transaction."""
+        if not events:
+            return
+        async with self.transaction():
+            await self.executemany("INSERT INTO security_events(ts, kind, ip, detail) VALUES (?, ?, ?, ?)",
+                                   list(events))
+
+    async def recent_security_events(self, limit: int = 100, since: float | None = None) -> list[dict[str, Any]]:
+        if since is None:
+            return await self.fetchall("SELECT ts, kind, ip, detail FROM security_events "
+                                       "ORDER BY ts DESC LIMIT ?", (limit,))
+        return await self.fetchall("SELECT ts, kind, ip, detail FROM security_events WHERE ts >= ? "
+                                   "ORDER BY ts DESC LIMIT ?", (since, limit))
