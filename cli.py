@@ -1,0 +1,462 @@
+"""pypbx — the admin's command-line tool.
+
+Thin over the library: pypbx.config, pypbx.db, pypbx.extensions, pypbx.localapi_client.
+Every command accepts ``--config PATH`` (before or after the command name; env PYPBX_CONFIG;
+default ./pypbx.toml). Errors are one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import click
+
+from pypbx import config as _config
+from pypbx.config import Config, ConfigError, config_path_from, load_config, render_config
+from pypbx.db import DBError, open_db
+from pypbx.extensions import ExtensionError
+from pypbx.localapi_client import LocalAPIError, NotRunningError
+
+DEMO_EXTENSIONS = [("1001", "Reception"), ("1002", "Nurse"), ("1003", "Doctor"), ("1004", "Office")]
+_CONFIG_KEY = "pypbx.config"
+
+
+# --------------------------------------------------------------------------- plumbing
+
+class _Group(click.Group):
+    """Turns domain errors anywhere below into one-line ClickExceptions (exit 1)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, DBError, ExtensionError, LocalAPIError) as e:
+            raise click.ClickException(str(e)) from None
+
+
+def _remember_config(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    if value is not None:
+        ctx.find_root().meta[_CONFIG_KEY] = value
+    return value
+
+
+def config_option(f: Callable) -> Callable:
+    """``--config PATH`` accepted after any (sub)command; the last one given wins."""
+    return click.option("--config", "config", metavar="PATH", default=None, expose_value=False,
+                        callback=_remember_config,
+                        help="Config file (env PYPBX_CONFIG; default ./pypbx.toml).")(f)
+
+
+def _config_path(ctx: click.Context) -> Path:
+    return config_path_from(ctx.find_root().meta.get(_CONFIG_KEY))
+
+
+def _load(ctx: click.Context) -> Config:
+    return load_config(_config_path(ctx))
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], indent: str = "") -> str:
+    rows = [[("" if c is None else str(c)) for c in r] for r in rows]
+    widths = [len(h) for h in headers]
+    for r in rows:
+        for i, c in enumerate(r):
+            widths[i] = max(widths[i], len(c))
+    lines = [indent + "  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    for r in rows:
+        lines.append(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def _ts(t: float | None) -> str:
+    if not t:
+        return "-"
+    return _dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(max(0, seconds))
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    if d:
+        return f"{d}d {h}h {m:02d}m"
+    if h:
+        return f"{h}h {m:02d}m {s:02d}s"
+    if m:
+        return f"{m}m {s:02d}s"
+    return f"{s}s"
+
+
+def _echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def _local_ip(bind: str) -> str:
+    """The address phones should use: the bind address, or the primary outbound one."""
+    if bind not in ("0.0.0.0", "::"):
+        return bind
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect(("192.0.2.1", 9))     # TEST-NET-1: no packet is sent for a UDP connect
+        return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+    finally:
+        s.close()
+
+
+def _reg_source(r: dict[str, Any]) -> str:
+    if r.get("source"):
+        return str(r["source"])
+    host = r.get("source_host")
+    if not host:
+        return "-"
+    port = r.get("source_port")
+    return f"{r.get('source_transport') or ''} {host}{':' + str(port) if port else ''}".strip()
+
+
+def _reg_expires_in(r: dict[str, Any], now: float) -> float | None:
+    if r.get("expires_in") is not None:
+        return float(r["expires_in"])
+    if r.get("expires_at") is not None:
+        return float(r["expires_at"]) - now
+    return None
+
+
+def _registrations_table(regs: list[dict[str, Any]], indent: str = "  ") -> str:
+    now = time.time()
+    return _table(["AOR", "CONTACT", "SOURCE", "EXPIRES IN", "USER AGENT"],
+                  [[r.get("aor"), r.get("contact"), _reg_source(r), _duration(_reg_expires_in(r, now)),
+                    r.get("user_agent") or "-"] for r in regs], indent=indent)
+
+
+# --------------------------------------------------------------------------- top level
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config", metavar="PATH", default=None, envvar=_config.ENV_VAR, expose_value=False,
+              callback=_remember_config, help="Config file (env PYPBX_CONFIG; default ./pypbx.toml).")
+@click.version_option(package_name="pypbx", prog_name="pypbx")
+def cli() -> None:
+    """pypbx — a SIP PBX with an ACD for small clinics."""
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="pypbx")
+
+
+# --------------------------------------------------------------------------- init
+
+@cli.command()
+@config_option
+@click.option("--sip-port", type=click.IntRange(1, 65535), default=None,
+              help="SIP port for UDP and TCP (default 5060).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Data directory (default ./var next to the config file).")
+@click.option("--demo", is_flag=True, help="Also create extensions 1001-1004 and print their passwords.")
+@click.option("--force", is_flag=True, help="Overwrite an existing config file / reset demo passwords.")
+@click.pass_context
+def init(ctx: click.Context, sip_port: int | None, data_dir: str | None, demo: bool, force: bool) -> None:
+    """Write a config file and create the data directory and database.
+
+    Idempotent with --demo: if the config exists and its database has no extensions yet,
+    the demo extensions are added; if it has extensions, this is an error (use --force to
+    overwrite the config and reset the demo extensions' passwords)."""
+    path = _config_path(ctx)
+    exists = path.exists()
+    if exists and not force and not demo:
+        raise click.ClickException(f"{path} already exists (use --force to overwrite it)")
+    if exists and not force:
+        cfg = load_config(path)
+        if _run(_count_extensions(cfg)):
+            raise click.ClickException(
+                f"{path} already exists and its database has extensions; nothing to do "
+                f"(use --force to overwrite the config and reset the demo passwords)")
+        click.echo(f"Using existing config {path}")
+    else:
+        overrides: dict[str, Any] = {}
+        if sip_port is not None:
+            overrides["sip_port"] = sip_port
+        if data_dir is not None:
+            d = Path(data_dir).expanduser().absolute()
+            try:
+                overrides["data_dir"] = "./" + str(d.relative_to(path.parent.absolute()))
+            except ValueError:
+                overrides["data_dir"] = str(d)
+        text = render_config(**overrides)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(text, encoding="utf-8")
+            cfg = _config.load_config(tmp)          # validate before it replaces anything
+            os.replace(tmp, path)
+        except OSError as e:
+            raise click.ClickException(f"cannot write {path}: {e.strerror or e}") from None
+        cfg = load_config(path)
+        click.echo(f"Wrote {path}")
+    try:
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise click.ClickException(f"cannot create {cfg.data_dir}: {e.strerror or e}") from None
+    created = _run(_init_db(cfg, demo))
+    click.echo(f"Database {cfg.db_path} ready")
+    if demo:
+        _print_phone_table(cfg, created)
+    click.echo(f"Start the PBX with: pypbx run{'' if path == config_path_from(None) else f' --config {path}'}")
+
+
+async def _count_extensions(cfg: Config) -> int:
+    async with open_db(cfg.db_path) as db:
+        return await db.count_extensions()
+
+
+async def _init_db(cfg: Config, demo: bool) -> list[tuple[str, str, str]]:
+    from pypbx import extensions as ext
+    created: list[tuple[str, str, str]] = []
+    async with open_db(cfg.db_path) as db:
+        await db.get_or_create_meta("nonce_secret", lambda: os.urandom(32).hex())
+        if demo:
+            for number, name in DEMO_EXTENSIONS:
+                try:
+                    _e, pw = await ext.add_extension(db, number, name, cfg.sip.realm)
+                except ExtensionError:      # exists (only reachable with --force): reset it
+                    pw = await ext.set_password(db, number, cfg.sip.realm)
+                created.append((number, name, pw))
+    return created
+
+
+def _print_phone_table(cfg: Config, created: list[tuple[str, str, str]]) -> None:
+    server = _local_ip(cfg.sip.bind)
+    transports = [t for t, p in (("UDP", cfg.sip.udp_port), ("TCP", cfg.sip.tcp_port)) if p]
+    port = cfg.sip.udp_port or cfg.sip.tcp_port
+    click.echo("")
+    click.echo("Demo extensions — the passwords are shown ONLY NOW; note them down.")
+    click.echo(f"Phone settings: server {server}, port {port} ({'/'.join(transports)}), "
+               f"realm {cfg.sip.realm}, auth user = username = extension")
+    click.echo(_table(["EXTENSION", "NAME", "SERVER", "PORT", "USERNAME", "PASSWORD"],
+                      [[n, name, server, port, n, pw] for n, name, pw in created], indent="  "))
+    click.echo("")
+
+
+# --------------------------------------------------------------------------- run
+
+@cli.command()
+@config_option
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run the PBX in the foreground (Ctrl-C stops it gracefully)."""
+    path = _config_path(ctx)
+    load_config(path)                   # fail fast with a one-line config error
+    try:
+        from pypbx.app import run as app_run
+    except ImportError as e:
+        raise click.ClickException(f"cannot start the PBX: {e}") from None
+    ctx.exit(int(app_run(path) or 0))
+
+
+# --------------------------------------------------------------------------- status
+
+@cli.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show the running PBX: uptime, transports, registrations, bans, counters."""
+    from pypbx.localapi_client import call
+    cfg = _load(ctx)
+    result = call(cfg.socket_path, "status")
+    if as_json:
+        _echo_json(result)
+        return
+    if not isinstance(result, dict):
+        raise click.ClickException("pypbx sent an unexpected status reply")
+    head = "pypbx"
+    if result.get("version"):
+        head += f" {result['version']}"
+    head += " running"
+    if result.get("pid"):
+        head += f" (pid {result['pid']})"
+    click.echo(f"{head}, up {_duration(result.get('uptime'))}")
+    transports = result.get("transports") or []
+    listening = ", ".join(
+        f"{t.get('transport', '?')} {t.get('host', '?')}:{t.get('port', '?')}" if isinstance(t, dict) else str(t)
+        for t in transports)
+    click.echo(f"Listening: {listening or 'nothing'}")
+    regs = result.get("registrations") or []
+    click.echo(f"Registered contacts: {len(regs)}")
+    if regs:
+        click.echo(_registrations_table(regs))
+    bans = result.get("bans") or []
+    if bans:
+        click.echo(f"Active bans: {len(bans)}")
+        now = time.time()
+        click.echo(_table(["IP", "REASON", "EXPIRES IN"],
+                          [[b.get("ip"), b.get("reason") or "-",
+                            _duration(b["expires_in"] if b.get("expires_in") is not None
+                                      else (b["until"] - now if b.get("until") is not None else None))]
+                           for b in bans], indent="  "))
+    else:
+        click.echo("Active bans: none")
+    counters = result.get("counters") or {}
+    if counters:
+        click.echo("Security counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
+
+
+# --------------------------------------------------------------------------- ext
+
+@cli.group(cls=click.Group)
+@config_option
+def ext() -> None:
+    """Manage extensions (phones' accounts)."""
+
+
+@ext.command("add")
+@config_option
+@click.argument("number")
+@click.option("--name", default="", help="Display name, e.g. 'Reception'.")
+@click.option("--password", default=None, help="At least 10 characters (default: generate a strong one).")
+@click.pass_context
+def ext_add(ctx: click.Context, number: str, name: str, password: str | None) -> None:
+    """Add extension NUMBER (2-8 digits)."""
+    from pypbx import extensions as E
+    cfg = _load(ctx)
+
+    async def go() -> tuple[Any, str]:
+        async with open_db(cfg.db_path) as db:
+            return await E.add_extension(db, number, name, cfg.sip.realm, password)
+    e, pw = _run(go())
+    click.echo(f"Extension {e.number} added" + (f" ({e.name})" if e.name else "") + ".")
+    if password is None:
+        click.echo(f"Password: {pw}")
+        click.echo("(shown only once — enter it in the phone now or note it down)")
+
+
+@ext.command("list")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def ext_list(ctx: click.Context, as_json: bool) -> None:
+    """List extensions."""
+    from pypbx import extensions as E
+    cfg = _load(ctx)
+
+    async def go() -> list[Any]:
+        async with open_db(cfg.db_path) as db:
+            return await E.list_extensions(db)
+    exts = _run(go())
+    if as_json:
+        _echo_json([e.to_dict() for e in exts])
+        return
+    if not exts:
+        click.echo("No extensions. Add one with: pypbx ext add 1001 --name Reception")
+        return
+    click.echo(_table(["NUMBER", "NAME", "ENABLED", "CREATED", "UPDATED"],
+                      [[e.number, e.name or "-", "yes" if e.enabled else "no", _ts(e.created_at),
+                        _ts(e.updated_at)] for e in exts]))
+    stale = [e.number for e in exts if e.realm != cfg.sip.realm]
+    if stale:
+        click.echo(f"Note: {', '.join(stale)} were created for another realm and cannot log in; "
+                   f"give them new passwords with 'pypbx ext passwd NUMBER'.")
+
+
+@ext.command("show")
+@config_option
+@click.argument("number")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def ext_show(ctx: click.Context, number: str, as_json: bool) -> None:
+    """Show extension NUMBER and its registrations (live when the PBX is running)."""
+    from pypbx import extensions as E
+    from pypbx import registrations as R
+    from pypbx.localapi_client import call
+    cfg = _load(ctx)
+
+    async def go() -> tuple[Any, list[dict[str, Any]]]:
+        async with open_db(cfg.db_path) as db:
+            e = await E.get_extension(db, number)
+            return e, await R.load_registrations(db, e.number)
+    e, saved = _run(go())
+    live = True
+    try:
+        regs = call(cfg.socket_path, "registrations", aor=e.number)
+        if isinstance(regs, dict):
+            regs = regs.get("registrations") or []
+        regs = list(regs or [])
+    except NotRunningError:
+        live = False
+        now = time.time()
+        regs = [r for r in saved if r.get("expires_at") is None or r["expires_at"] > now]
+    if as_json:
+        _echo_json({**e.to_dict(), "registrations": regs, "live": live})
+        return
+    click.echo(f"Extension:  {e.number}")
+    click.echo(f"Name:       {e.name or '-'}")
+    click.echo(f"Enabled:    {'yes' if e.enabled else 'no'}")
+    click.echo(f"Realm:      {e.realm}" + ("" if e.realm == cfg.sip.realm
+                                          else f" (config realm is {cfg.sip.realm}: run 'pypbx ext passwd')"))
+    click.echo(f"Created:    {_ts(e.created_at)}")
+    click.echo(f"Updated:    {_ts(e.updated_at)}")
+    note = "" if live else " (pypbx is not running; as last saved)"
+    click.echo(f"Registrations: {len(regs)}{note}")
+    if regs:
+        click.echo(_registrations_table(regs))
+
+
+@ext.command("passwd")
+@config_option
+@click.argument("number")
+@click.option("--password", default=None, help="At least 10 characters (default: generate a strong one).")
+@click.pass_context
+def ext_passwd(ctx: click.Context, number: str, password: str | None) -> None:
+    """Set a new password for extension NUMBER."""
+    from pypbx import extensions as E
+    cfg = _load(ctx)
+
+    async def go() -> str:
+        async with open_db(cfg.db_path) as db:
+            return await E.set_password(db, number, cfg.sip.realm, password)
+    pw = _run(go())
+    click.echo(f"Password of extension {number.strip()} changed.")
+    if password is None:
+        click.echo(f"Password: {pw}")
+        click.echo("(shown only once — enter it in the phone now or note it down)")
+
+
+@ext.command("remove")
+@config_option
+@click.argument("number")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def ext_remove(ctx: click.Context, number: str, yes: bool) -> None:
+    """Remove extension NUMBER (its phones can no longer register or call)."""
+    from pypbx import extensions as E
+    cfg = _load(ctx)
+
+    async def get() -> Any:
+        async with open_db(cfg.db_path) as db:
+            return await E.get_extension(db, number)
+    e = _run(get())
+    if not yes:
+        click.confirm(f"Remove extension {e.number}" + (f" ({e.name})" if e.name else "") + "?", abort=True)
+
+    async def go() -> None:
+        async with open_db(cfg.db_path) as db:
+            await E.remove_extension(db, e.number)
+    _run(go())
+    click.echo(f"Extension {e.number} removed.")
+
+
+if __name__ == "__main__":
+    main()
