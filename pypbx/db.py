@@ -253,6 +253,7 @@ class Database:
     # ------------------------------------------------------------------ extensions
     async def insert_extension(self, row: dict[str, Any]) -> None:
         """Raises IntegrityError if the number exists."""
+        row = {"name": "", "enabled": 1, **{k: v for k, v in row.items() if v is not None}}
         async with self.transaction():
             await self.execute(
                 f"INSERT INTO extensions({', '.join(EXTENSION_FIELDS)}) "
