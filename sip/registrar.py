@@ -113,8 +113,7 @@ class Registrar:
     @staticmethod
     def _to_tag(req: Request) -> str:
         """Deterministic To-tag: retransmissions and the challenge of any user look alike."""
-        h = req.headers
-        return hashlib.md5(f"{h.get('Call-ID')}|{h.get('From')}".encode('utf-8', 'replace'),
+        return hashlib.md5((req.headers.get('Call-ID') or '').encode('utf-8', 'replace'),
                            usedforsecurity=False).hexdigest()[:12]
 
     def _reply(self, req: Request, status: int, reason: str | None = None,
