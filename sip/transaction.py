@@ -66,10 +66,15 @@ Every transaction, client or server, ends with exactly one
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import os
 from dataclasses import dataclass
+from enum import Enum
 from typing import NamedTuple, Union
+
+from sip.message import Request as _Request
+from sip.message import make_response
 
 __all__ = [
     "Addr", "TransactionLayer", "new_branch", "new_tag", "response_destination",
@@ -198,8 +203,8 @@ Event = Union[Transmit, RequestReceived, ResponseReceived, AckReceived, CancelRe
               Timeout, TransportError, TransactionTerminated, StrayResponse]
 
 
-class State:
-    """Transaction states (plain strings: cheap to compare, readable in asserts)."""
+class State(str, Enum):
+    """Transaction states (str enum: compares equal to the RFC state names)."""
     CALLING = "Calling"
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
@@ -242,6 +247,10 @@ def _strip_brackets(host: str) -> str:
     return host
 
 
+# Request.vias is a cached_property: _fix_via primes it on the Via-updated copy.
+_VIAS_CACHED = isinstance(getattr(_Request, "vias", None), functools.cached_property)
+
+
 def _fix_via(request, source: Addr):
     """RFC 3261 §18.2.1 + RFC 3581 §4: add received / fill rport in the top Via.
 
@@ -259,7 +268,14 @@ def _fix_via(request, source: Addr):
     new_via = via.with_params(**params)
     headers = request.headers
     vias = headers.get_all("Via")
-    return request.replace(headers=headers.replace("Via", [str(new_via)] + list(vias[1:])))
+    new = request.replace(headers=headers.replace("Via", [str(new_via)] + list(vias[1:])))
+    # Prime the cached Via list of the copy so it is not parsed a second time.
+    if _VIAS_CACHED:
+        try:
+            new.__dict__["vias"] = [new_via] + list(request.vias[1:])
+        except Exception:   # pragma: no cover - message layer without __dict__
+            pass
+    return new
 
 
 def response_destination(via, source: Addr, reliable: bool) -> Addr:
@@ -443,7 +459,6 @@ class TransactionLayer:
                 self._arm(txn, "G", txn.interval, now)
         elif name == "T100":                     # IST: automatic 100 Trying
             if state is PROCEEDING and txn.last_bytes is None:
-                from sip.message import make_response
                 resp = make_response(txn.request, 100)
                 data = resp.to_bytes()
                 txn.last_bytes = data
@@ -652,7 +667,6 @@ class TransactionLayer:
         return []   # Confirmed: absorb; Proceeding: stray ACK, drop
 
     def _receive_cancel(self, req, key, source, reliable, now):
-        from sip.message import make_response
         invite = self._server.get(key._replace(method="INVITE"))
         req = _fix_via(req, source)
         dest = response_destination(req.top_via, source, reliable)
