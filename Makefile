@@ -14,7 +14,7 @@ PYTHON_FOR_VENV := $(shell for p in python3.11 python3 python3.12; do \
 .PHONY: run test test-fast venv clean
 
 run: $(VENV)/.installed
-	@test -f $(CONFIG) || $(VENV)/bin/pypbx init --demo --config $(CONFIG) --sip-port $(SIP_PORT) --data-dir ./var
+	@test -f $(CONFIG) || $(VENV)/bin/pypbx init --demo --config $(CONFIG) --sip-port $(SIP_PORT)
 	$(VENV)/bin/pypbx run --config $(CONFIG)
 
 test: $(VENV)/.installed

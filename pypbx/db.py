@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable, Sequence
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Sequence
 
 import aiosqlite
 
@@ -95,6 +95,17 @@ class SchemaTooNewError(DBError):
 
 class IntegrityError(DBError):
     """A constraint was violated (duplicate primary key, foreign key ...)."""
+
+
+@contextmanager
+def _sql_errors() -> Iterator[None]:
+    """sqlite3 exceptions -> IntegrityError / DBError (one line), so callers need not know SQLite."""
+    try:
+        yield
+    except sqlite3.IntegrityError as e:
+        raise IntegrityError(str(e)) from None
+    except sqlite3.Error as e:
+        raise DBError(f"database error: {e}") from None
 
 
 def _split_sql(script: str) -> list[str]:
@@ -189,36 +200,36 @@ class Database:
     async def transaction(self) -> AsyncIterator["Database"]:
         """``async with db.transaction():`` — BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error)."""
         async with self._write_lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
+            with _sql_errors():
+                await self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self
+                with _sql_errors():
+                    await self._conn.execute("COMMIT")
             except BaseException:
-                await self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    await self._conn.execute("ROLLBACK")
                 raise
-            else:
-                await self._conn.execute("COMMIT")
 
     async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """Run one statement; returns rowcount. For new tables' code that lives in this module."""
-        try:
+        with _sql_errors():
             async with self._conn.execute(sql, params) as cur:
                 return cur.rowcount
-        except sqlite3.IntegrityError as e:
-            raise IntegrityError(str(e)) from None
 
     async def executemany(self, sql: str, seq: Iterable[Sequence[Any] | dict[str, Any]]) -> None:
-        try:
+        with _sql_errors():
             await self._conn.executemany(sql, seq)
-        except sqlite3.IntegrityError as e:
-            raise IntegrityError(str(e)) from None
 
     async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
-        async with self._conn.execute(sql, params) as cur:
-            return [dict(r) for r in await cur.fetchall()]
+        with _sql_errors():
+            async with self._conn.execute(sql, params) as cur:
+                return [dict(r) for r in await cur.fetchall()]
 
     async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
-        async with self._conn.execute(sql, params) as cur:
-            r = await cur.fetchone()
+        with _sql_errors():
+            async with self._conn.execute(sql, params) as cur:
+                r = await cur.fetchone()
         return dict(r) if r is not None else None
 
     async def data_version(self) -> int:

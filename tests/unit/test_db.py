@@ -348,3 +348,31 @@ def test_removing_an_extension_removes_its_saved_registrations(tmp_path: Path) -
             await E.remove_extension(db, "1001")
             return [r["aor"] for r in await R.load_registrations(db)]
     assert run(go()) == ["1002"]
+
+
+def test_locked_database_is_a_one_line_db_error(tmp_path: Path) -> None:
+    path = tmp_path / "pypbx.db"
+    run(_open_close(path))
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+
+    async def go():
+        async with open_db(path) as db:
+            await db.execute("PRAGMA busy_timeout = 50")
+            with pytest.raises(dbmod.DBError) as ei:
+                await E.add_extension(db, "1001", "", "pypbx")
+            assert str(ei.value) == "database error: database is locked"
+            other.execute("ROLLBACK")
+            await E.add_extension(db, "1001", "", "pypbx")      # connection still usable
+            return [e.number for e in await E.list_extensions(db)]
+    try:
+        assert run(go()) == ["1001"]
+    finally:
+        other.close()
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "pypbx.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(dbmod.DBError, match=r"^cannot open database .*: file is not a database$"):
+        run(_open_close(path))
