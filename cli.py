@@ -388,14 +388,15 @@ def ext_show(ctx: click.Context, number: str, as_json: bool) -> None:
             e = await E.get_extension(db, number)
             return e, await R.load_registrations(db, e.number)
     e, saved = _run(go())
-    live = True
+    live, why = True, ""
     try:
         regs = call(cfg.socket_path, "registrations", aor=e.number)
         if isinstance(regs, dict):
             regs = regs.get("registrations") or []
         regs = list(regs or [])
-    except NotRunningError:
+    except LocalAPIError as err:
         live = False
+        why = "pypbx is not running" if isinstance(err, NotRunningError) else f"live data unavailable: {err}"
         now = time.time()
         regs = [r for r in saved if r.get("expires_at") is None or r["expires_at"] > now]
     if as_json:
@@ -408,7 +409,7 @@ def ext_show(ctx: click.Context, number: str, as_json: bool) -> None:
                                           else f" (config realm is {cfg.sip.realm}: run 'pypbx ext passwd')"))
     click.echo(f"Created:    {_ts(e.created_at)}")
     click.echo(f"Updated:    {_ts(e.updated_at)}")
-    note = "" if live else " (pypbx is not running; as last saved)"
+    note = "" if live else f" ({why}; as last saved)"
     click.echo(f"Registrations: {len(regs)}{note}")
     if regs:
         click.echo(_registrations_table(regs))

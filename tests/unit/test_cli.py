@@ -295,6 +295,15 @@ def test_ext_show_live(invoke_cli: Callable, tmp_config: Path, fake_pbx: FakePBX
     assert data["live"] is True and data["registrations"][0]["user_agent"] == "Yealink SIP-T46S"
 
 
+def test_ext_show_falls_back_when_live_query_fails(invoke_cli: Callable, tmp_config: Path,
+                                                   fake_pbx: FakePBX) -> None:
+    invoke_cli("ext", "add", "1001", "--config", str(tmp_config))
+    r = invoke_cli("ext", "show", "1001", "--config", str(tmp_config))     # fake knows no 'registrations'
+    assert r.exit_code == 0, r.output
+    assert ("Registrations: 0 (live data unavailable: unknown command 'registrations'; as last saved)"
+            in r.stdout)
+
+
 def test_ext_list_flags_other_realm(invoke_cli: Callable, tmp_config: Path) -> None:
     cfg = load_config(tmp_config)
 
