@@ -346,13 +346,19 @@ class TransactionLayer:
 
     def __init__(self, *, t1: float = 0.5, t2: float = 4.0, t4: float = 5.0,
                  timer_d: float = 32.0, trying_delay: float = 0.2,
-                 rfc6026: bool = True):
+                 rfc6026: bool = True, timer_c: float | None = None):
         self.t1 = t1
         self.t2 = t2
         self.t4 = t4
         self.timer_d = timer_d           # §17.1.1.2: "at least 32 seconds" over UDP
         self.trying_delay = trying_delay  # §17.2.1: 100 Trying if TU silent for 200 ms
         self.rfc6026 = rfc6026           # Accepted state for 2xx to INVITE
+        # Timer C (§16.6 step 11, > 3 min; off by default as for a UA).  When it
+        # fires in Calling/Proceeding the TU gets Timeout(key) and should CANCEL;
+        # the transaction then lives another 64*T1 to receive (and ACK) the 487,
+        # and is dropped after that.  Bounds the life of an INVITE client
+        # transaction whose UAS never sends a final response.
+        self.timer_c = timer_c
         self._client: dict = {}
         self._server: dict = {}
         self._heap: list = []
@@ -457,6 +463,13 @@ class TransactionLayer:
                 events.append(Transmit(txn.last_bytes, txn.dest))
                 txn.interval = min(txn.interval * 2, self.t2)
                 self._arm(txn, "G", txn.interval, now)
+        elif name == "C":                        # ICT: Timer C (proxy / safety net)
+            if state is CALLING or state is PROCEEDING:
+                events.append(Timeout(txn.key))
+                timers = txn.timers
+                timers.pop("A", None)
+                timers.pop("B", None)
+                self._arm(txn, "C2", 64 * self.t1, now)
         elif name == "T100":                     # IST: automatic 100 Trying
             if state is PROCEEDING and txn.last_bytes is None:
                 resp = make_response(txn.request, 100)
@@ -513,6 +526,8 @@ class TransactionLayer:
                 txn.interval = self.t1
                 self._arm(txn, "A", self.t1, now)
             self._arm(txn, "B", 64 * self.t1, now)
+            if self.timer_c is not None:
+                self._arm(txn, "C", self.timer_c, now)
         else:
             txn = _Txn(key, NICT, TRYING, request, dest, reliable)
             if not reliable:
@@ -544,6 +559,8 @@ class TransactionLayer:
                         txn.state = PROCEEDING
                         timers.pop("A", None)
                         timers.pop("B", None)
+                    if self.timer_c is not None and "C2" not in timers:
+                        self._arm(txn, "C", self.timer_c, now)   # reset on provisional
                     events.append(ResponseReceived(key, resp))
                 elif status < 300:
                     events.append(ResponseReceived(key, resp))
