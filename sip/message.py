@@ -18,7 +18,6 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import cached_property
 from typing import Iterable, Union
 from urllib.parse import unquote
 
@@ -123,8 +122,36 @@ def _escape(s: str, safe: frozenset) -> str:
     return "".join(out)
 
 
+_TOKEN_CACHE: dict[str, bool] = {}
+
+
 def _is_token(s: str) -> bool:
-    return _TOKEN_RE.fullmatch(s) is not None
+    r = _TOKEN_CACHE.get(s)
+    if r is None:
+        r = _TOKEN_RE.fullmatch(s) is not None
+        if len(_TOKEN_CACHE) < 4096 and len(s) < 64:
+            _TOKEN_CACHE[s] = r
+    return r
+
+
+class cached_property:  # noqa: N801 - lock-free functools.cached_property equivalent
+    """Non-data descriptor caching in the instance __dict__ (works on frozen, slot-less
+    dataclasses because it bypasses __setattr__)."""
+
+    def __init__(self, func):
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        val = self.func(obj)
+        obj.__dict__[self.name] = val
+        return val
 
 
 # ---------------------------------------------------------------------------
@@ -204,7 +231,22 @@ class URI:
 
     @staticmethod
     def parse(text: str) -> "URI":
-        """Parse a URI (no surrounding <>, no whitespace).  Raises SipParseError(400)."""
+        """Parse a URI (no surrounding <>, no whitespace).  Raises SipParseError(400).
+        Results are immutable and memoised (phones send the same URIs again and again)."""
+        u = _URI_CACHE.get(text)
+        if u is None:
+            u = _parse_uri(text)
+            if len(_URI_CACHE) >= 4096:
+                _URI_CACHE.clear()
+            _URI_CACHE[text] = u
+        return u
+
+
+_URI_CACHE: dict[str, URI] = {}
+
+
+def _parse_uri(text: str) -> URI:
+    if True:
         colon = text.find(":")
         if colon <= 0 or _BAD_URI_CHARS_RE.search(text):
             raise SipParseError("Bad Request - malformed URI")
@@ -225,6 +267,25 @@ class URI:
             return URI("tel", _unescape(num), None, "", None, _parse_uri_params(ps) if ps else (),
                        (), None, text)
         return URI(scheme, None, None, "", None, (), (), rest, text)
+
+
+_obj_new = object.__new__
+
+
+def _mk_uri(scheme, user, password, host, port, params, headers, opaque, raw):
+    # fast constructor: frozen dataclass __init__ costs ~1 µs per object
+    o = _obj_new(URI)
+    d = o.__dict__
+    d["scheme"] = scheme
+    d["user"] = user
+    d["password"] = password
+    d["host"] = host
+    d["port"] = port
+    d["params"] = params
+    d["headers"] = headers
+    d["opaque"] = opaque
+    d["raw"] = raw
+    return o
 
 
 def _parse_uri_params(ps: str) -> tuple:
@@ -267,7 +328,7 @@ def _parse_sip_uri(scheme: str, rest: str, text: str) -> URI:
                 raise SipParseError("Bad Request - malformed URI header")
             hl.append((_unescape(k), _unescape(v)))
         headers = tuple(hl)
-    return URI(scheme, user, password, host, portnum, params, headers, None, text)
+    return _mk_uri(scheme, user, password, host, portnum, params, headers, None, text)
 
 
 def _set_params(params: tuple, kv: dict) -> tuple:
@@ -324,43 +385,40 @@ def _split_top(value: str, sep: str) -> list[str]:
     return out
 
 
+_GEN_PARAM_RE = re.compile(
+    r'[ \t]*([^;=\s"]+)[ \t]*(?:=[ \t]*("(?:[^"\\]|\\.)*"|[^;"\s]+)[ \t]*)?(;|\Z)', re.S)
+
+
 def _parse_header_params(s: str, what: str) -> tuple:
-    """generic-param list after the first ';' (RFC 3261 §25.1: generic-param = token [EQUAL gen-value])."""
+    """generic-param list after the first ';'
+    (RFC 3261 §25.1: generic-param = token [ EQUAL gen-value ]; gen-value = token / host /
+    quoted-string).  Names lowercased; quoted values kept with their quotes."""
     out = []
-    for p in _split_top(s, ";"):
-        name, eq, value = p.partition("=")
-        name = name.strip(" \t")
-        if not name or not _is_token(name):
+    pos = 0
+    n = len(s)
+    match = _GEN_PARAM_RE.match
+    while True:
+        m = match(s, pos)
+        if m is None:
             raise SipParseError(f"Bad Request - malformed {what} parameter")
-        if eq:
-            value = value.strip(" \t")
-            if not value:
+        name, value, sep = m.groups()
+        if not _is_token(name):
+            raise SipParseError(f"Bad Request - malformed {what} parameter")
+        out.append((name.lower(), value))
+        pos = m.end()
+        if not sep:
+            if pos != n:
                 raise SipParseError(f"Bad Request - malformed {what} parameter")
-            if value[0] == '"':
-                end = _quoted_end(value, 0)
-                if end != len(value):
-                    raise SipParseError(f"Bad Request - malformed {what} parameter")
-            elif " " in value or "\t" in value or '"' in value:
-                raise SipParseError(f"Bad Request - malformed {what} parameter")
-            out.append((name.lower(), value))
-        else:
-            out.append((name.lower(), None))
-    return tuple(out)
+            return tuple(out)
+
+
+_QUOTED_RE = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
 
 
 def _quoted_end(s: str, start: int) -> int:
     """Index just past the quoted-string starting at s[start] == '"'; -1 if unterminated."""
-    i = start + 1
-    n = len(s)
-    while i < n:
-        c = s[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == '"':
-            return i + 1
-        i += 1
-    return -1
+    m = _QUOTED_RE.match(s, start)
+    return -1 if m is None else m.end()
 
 
 def _unquote_qs(q: str) -> str:
@@ -391,6 +449,9 @@ def _get_param(params: tuple, name: str):
 # NameAddr  (RFC 3261 §20.10, §25.1 name-addr / addr-spec)
 
 _DISPLAY_TOKENS_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~ \t]*")
+_NA_FAST_RE = re.compile(
+    r'[ \t]*(?:"((?:[^"\\]|\\.)*)"|([A-Za-z0-9\-.!%*_+`\'~ \t]*))[ \t]*'
+    r'<([^<>\s"]*)>[ \t]*(?:;(.*))?\Z', re.S)
 
 
 @dataclass(frozen=True)
@@ -424,6 +485,25 @@ class NameAddr:
 
     @staticmethod
     def parse(text: str) -> "NameAddr":
+        m = _NA_FAST_RE.match(text)
+        if m is not None:
+            # common form: ["display"|tokens] <uri> [;params]  -- one regex, no loops
+            qd, td, ut, ps = m.groups()
+            if qd is not None:
+                display = _unquote_qs(f'"{qd}"') if "\\" in qd else qd
+            else:
+                td = td.strip(" \t")
+                display = td or None
+            o = _obj_new(NameAddr)
+            d = o.__dict__
+            d["display"] = display
+            d["uri"] = URI.parse(ut)
+            d["params"] = _parse_header_params(ps, "address") if ps is not None else ()
+            return o
+        return NameAddr._parse_slow(text)
+
+    @staticmethod
+    def _parse_slow(text: str) -> "NameAddr":
         s = text.strip(" \t")
         if not s:
             raise SipParseError("Bad Request - empty address")
@@ -471,7 +551,12 @@ class NameAddr:
             if rest[0] != ";":
                 raise SipParseError("Bad Request - garbage after address")
             params = _parse_header_params(rest[1:], "address")
-        return NameAddr(display, uri, params)
+        o = _obj_new(NameAddr)
+        d = o.__dict__
+        d["display"] = display
+        d["uri"] = uri
+        d["params"] = params
+        return o
 
 
 # ---------------------------------------------------------------------------
@@ -553,7 +638,14 @@ class Via:
             if portnum > 65535:
                 raise SipParseError("Bad Request - malformed Via port")
         params = _parse_header_params(ps, "Via") if ps is not None else ()
-        return Via(f"{name.upper()}/{ver}", transport.upper(), host.lower(), portnum, params)
+        o = _obj_new(Via)
+        d = o.__dict__
+        d["protocol"] = f"{name.upper()}/{ver}"
+        d["transport"] = transport.upper()
+        d["host"] = host.lower()
+        d["port"] = portnum
+        d["params"] = params
+        return o
 
 
 # ---------------------------------------------------------------------------
@@ -601,6 +693,9 @@ def canonical_name(name: str) -> str:
     return _CANONICAL.get(name.lower(), name)
 
 
+_KEY_CACHE: dict[str, str] = {}
+
+
 class Headers:
     """Immutable ordered multi-map of SIP headers; names kept in canonical form."""
 
@@ -630,9 +725,15 @@ class Headers:
 
     @staticmethod
     def _key(name: str) -> str:
-        k = name.lower()
-        c = _COMPACT.get(k)
-        return c.lower() if c is not None else k
+        k = _KEY_CACHE.get(name)
+        if k is None:
+            k = name.lower()
+            c = _COMPACT.get(k)
+            if c is not None:
+                k = c.lower()
+            if len(_KEY_CACHE) < 4096:
+                _KEY_CACHE[name] = k
+        return k
 
     def get(self, name: str, default: str | None = None) -> str | None:
         lst = self._idx().get(self._key(name))
@@ -891,6 +992,19 @@ Message = Union[Request, Response]
 # parsing (RFC 3261 §7, §18.3 for datagram framing)
 
 _HDR_END_RE = re.compile(rb"\r?\n\r?\n")
+
+
+class _FakeMatch:
+    __slots__ = ("_s", "_e")
+
+    def __init__(self, s: int, e: int):
+        self._s, self._e = s, e
+
+    def start(self) -> int:
+        return self._s
+
+    def end(self) -> int:
+        return self._e
 _VERSION_RE = re.compile(r"SIP/(\d+)\.(\d+)\Z", re.I)
 _STATUS_RE = re.compile(r"(SIP/\d+\.\d+)[ \t]+(\d+)(?:[ \t](.*))?\Z", re.S | re.I)
 _LOOSE_VIA_RE = re.compile(r"\s*[^/\s]+\s*/\s*[^/\s]+\s*/\s*[^/\s]+\s+[^\s;,]+")
@@ -903,42 +1017,50 @@ def is_keepalive(data: bytes) -> bool:
     return not data.strip(b"\r\n\x00")
 
 
-def _split_headers(text: str) -> tuple[str, list[tuple[str, str]], str | None]:
-    """Split the header section text into start line and (canonical name, value) pairs.
+_NAME_CACHE: dict[str, str] = {}   # raw header name (before ':') -> canonical name
 
-    Folding (RFC 3261 §7.3.1): a line starting with SP/HT continues the previous one.
+
+_FOLD_RE = re.compile(r"[ \t]*\r?\n[ \t]+")
+
+
+def _split_headers(text: str):
+    """Split the header section text into start line, (canonical name, value) pairs and
+    an index {lower-case canonical name: [values]}.
+
+    Folding (RFC 3261 §7.3.1): CRLF followed by SP/HT is replaced by a single SP.
     Bare LF is accepted as a line end (liberal, RFC 2543 senders).
-    Returns (start_line, headers, error_reason_or_None)."""
+    Returns (start_line, items, index, error_reason_or_None)."""
+    if "\n " in text or "\n\t" in text:
+        text = _FOLD_RE.sub(" ", text)
     lines = text.split("\r\n")
     if text.count("\n") != len(lines) - 1:      # bare LF line ends (liberal)
         lines = re.split(r"\r?\n", text)
-    start = lines[0]
-    hdrs: list[list[str]] = []
+    items: list[tuple[str, str]] = []
+    index: dict[str, list[str]] = {}
     err = None
-    canon = _CANONICAL
-    for ln in lines[1:]:
-        if not ln:
-            continue
-        c = ln[0]
-        if c == " " or c == "\t":
-            if hdrs:
-                prev = hdrs[-1]
-                part = ln.strip(" \t")
-                if part:
-                    prev[1] = f"{prev[1]} {part}" if prev[1] else part
-            else:
-                err = "Bad Request - continuation line before first header"
-            continue
-        colon = ln.find(":")
-        if colon <= 0:
-            err = "Bad Request - malformed header line"
-            continue
-        name = ln[:colon].rstrip(" \t")
-        if not _is_token(name):
-            err = "Bad Request - malformed header name"
-            continue
-        hdrs.append([canon.get(name.lower(), name), ln[colon + 1:].strip(" \t")])
-    return start, [(n, v) for n, v in hdrs], err
+    names = _NAME_CACHE
+    for i in range(1, len(lines)):
+        name, colon, value = lines[i].partition(":")
+        nk = names.get(name)
+        if nk is None:
+            if not name:
+                continue        # empty line (only possible in the liberal bare-LF case)
+            n2 = name.rstrip(" \t")
+            if not colon or not n2 or not _TOKEN_RE.fullmatch(n2):
+                err = "Bad Request - malformed header line"
+                continue
+            cname = _CANONICAL.get(n2.lower(), n2)
+            nk = (cname, cname.lower())
+            if len(names) < 4096 and len(name) < 64:
+                names[name] = nk
+        value = value.strip(" \t")
+        items.append((nk[0], value))
+        lst = index.get(nk[1])
+        if lst is None:
+            index[nk[1]] = [value]
+        else:
+            lst.append(value)
+    return lines[0], items, index, err
 
 
 def parse_message(data: bytes) -> Message:
@@ -956,7 +1078,11 @@ def parse_message(data: bytes) -> Message:
             raise SipParseError("keep-alive, not a message", 400, drop=True)
     if not data:
         raise SipParseError("empty message", 400, drop=True)
-    m = _HDR_END_RE.search(data)
+    idx = data.find(b"\r\n\r\n")
+    if idx >= 0 and b"\n\n" not in data[:idx] and b"\n\r\n" not in data[:idx]:
+        m = _FakeMatch(idx, idx + 4)
+    else:
+        m = _HDR_END_RE.search(data)
     if m is None:
         # no empty line: liberal, the headers run to the end of the datagram (RFC 4475 baddn)
         head, rest = data, b""
@@ -965,16 +1091,18 @@ def parse_message(data: bytes) -> Message:
     else:
         head, rest = data[:m.start()], data[m.end():]
     text = head.decode("utf-8", "surrogateescape")
-    start, hlist, herr = _split_headers(text)
+    start, hlist, index, herr = _split_headers(text)
+    headers = _obj_new(Headers)
+    headers._items = tuple(hlist)
+    headers._index = index
+    if start[:4].upper() == "SIP/":
+        return _parse_response(start, headers, herr, rest)
+    return _parse_request(start, headers, herr, rest)
 
-    if start.startswith("SIP/") or start[:4].upper() == "SIP/":
-        return _parse_response(start, hlist, herr, rest)
-    return _parse_request(start, hlist, herr, rest)
 
-
-def _frame_body(hlist, rest: bytes, partial_factory):
+def _frame_body(headers, rest: bytes, partial_factory):
     """Datagram body framing (RFC 3261 §18.3 / §20.14)."""
-    cls = [v for n, v in hlist if n == "Content-Length"]
+    cls = headers._index.get("content-length")
     if not cls:
         return rest            # datagram without Content-Length: body is the rest (§18.3)
     if len(set(cls)) > 1:
@@ -991,7 +1119,7 @@ def _frame_body(hlist, rest: bytes, partial_factory):
     return rest[:n] if n != len(rest) else rest
 
 
-def _parse_response(start, hlist, herr, rest) -> Response:
+def _parse_response(start, headers, herr, rest) -> Response:
     m = _STATUS_RE.match(start)
     if m is None:
         raise SipParseError("malformed status line", 400, drop=True)
@@ -1002,12 +1130,17 @@ def _parse_response(start, hlist, herr, rest) -> Response:
         raise SipParseError("bad status code", 400, drop=True)
     if herr:
         raise SipParseError(herr, 400, drop=True)
-    headers = Headers(hlist, _canon=False)
     try:
-        body = _frame_body(hlist, rest, lambda: None)
+        body = _frame_body(headers, rest, lambda: None)
     except SipParseError as e:
         raise SipParseError(e.reason, 400, drop=True) from None
-    resp = Response(int(code), reason or "", headers, body, "SIP/2.0")
+    resp = _obj_new(Response)
+    d = resp.__dict__
+    d["status"] = int(code)
+    d["reason"] = reason or ""
+    d["headers"] = headers
+    d["body"] = body
+    d["version"] = "SIP/2.0"
     # responses are never answered: anything malformed in the transaction identity -> drop
     try:
         resp.vias, resp.cseq, resp.call_id, resp.from_, resp.to  # noqa: B018 (eager check+cache)
@@ -1019,7 +1152,7 @@ def _parse_response(start, hlist, herr, rest) -> Response:
 _BAD_URI = URI("", None, None, "", None, (), (), None, "")
 
 
-def _parse_request(start, hlist, herr, rest) -> Request:
+def _parse_request(start, headers, herr, rest) -> Request:
     parts = start.split()
     # Request-Line = Method SP Request-URI SP SIP-Version CRLF (§7.1); extra SP tolerated
     if len(parts) < 2 or not _is_token(parts[0]):
@@ -1028,7 +1161,6 @@ def _parse_request(start, hlist, herr, rest) -> Request:
     vm = _VERSION_RE.match(parts[-1])
     if vm is None:
         raise SipParseError("not a SIP message", 400, drop=True)
-    headers = Headers(hlist, _canon=False)
 
     def partial(uri=_BAD_URI):
         return Request(method, uri, headers, b"", "SIP/2.0")
@@ -1044,8 +1176,14 @@ def _parse_request(start, hlist, herr, rest) -> Request:
         raise SipParseError("Bad Request - malformed Request-URI", 400, partial=p) from None
     if herr:
         raise SipParseError(herr, 400, partial=partial(uri))
-    body = _frame_body(hlist, rest, lambda: partial(uri))
-    req = Request(method, uri, headers, body, "SIP/2.0")
+    body = _frame_body(headers, rest, lambda: partial(uri))
+    req = _obj_new(Request)       # fast path for the frozen dataclass __init__
+    d = req.__dict__
+    d["method"] = method
+    d["uri"] = uri
+    d["headers"] = headers
+    d["body"] = body
+    d["version"] = "SIP/2.0"
     # RFC 3261 §8.1.1 / §8.2: mandatory headers. Via first: without a usable Via no
     # response can be sent at all (§18.2.2) -> drop.
     vias = headers.get_all("Via")
