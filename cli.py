@@ -294,6 +294,13 @@ def status(ctx: click.Context, as_json: bool) -> None:
         f"{t.get('transport', '?')} {t.get('host', '?')}:{t.get('port', '?')}" if isinstance(t, dict) else str(t)
         for t in transports)
     click.echo(f"Listening: {listening or 'nothing'}")
+    extra = []
+    if result.get("extensions") is not None:
+        extra.append(f"Extensions: {result['extensions']}")
+    if result.get("connections") is not None:
+        extra.append(f"TCP/TLS connections: {result['connections']}")
+    if extra:
+        click.echo(", ".join(extra))
     regs = result.get("registrations") or []
     click.echo(f"Registered contacts: {len(regs)}")
     if regs:

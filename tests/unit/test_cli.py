@@ -365,6 +365,10 @@ def test_status_json_and_empty(invoke_cli: Callable, tmp_config: Path, fake_pbx:
     r = invoke_cli("status", "--config", str(tmp_config))
     assert r.stdout == ("pypbx running, up 5s\nListening: nothing\nRegistered contacts: 0\n"
                         "Active bans: none\n")
+    fake_pbx.replies["status"] = {"ok": True, "result": {"uptime": 5, "extensions": 4, "connections": 2}}
+    r = invoke_cli("status", "--config", str(tmp_config))
+    assert r.stdout == ("pypbx running, up 5s\nListening: nothing\nExtensions: 4, TCP/TLS connections: 2\n"
+                        "Registered contacts: 0\nActive bans: none\n")
 
 
 def test_status_error_reply(invoke_cli: Callable, tmp_config: Path, fake_pbx: FakePBX) -> None:
