@@ -254,7 +254,7 @@ _VIAS_CACHED = isinstance(getattr(_Request, "vias", None), functools.cached_prop
 def _fix_via(request, source: Addr):
     """RFC 3261 §18.2.1 + RFC 3581 §4: add received / fill rport in the top Via.
 
-    Returns the (possibly new) request.
+    Returns ``(request, top_via)``: the (possibly new) request and its top Via.
     """
     via = request.top_via
     rport = via.rport
@@ -264,7 +264,7 @@ def _fix_via(request, source: Addr):
     if rport == "":
         params["rport"] = str(source.port)
     if not params:
-        return request
+        return request, via
     new_via = via.with_params(**params)
     headers = request.headers
     vias = headers.get_all("Via")
@@ -273,9 +273,9 @@ def _fix_via(request, source: Addr):
     if _VIAS_CACHED:
         try:
             new.__dict__["vias"] = [new_via] + list(request.vias[1:])
-        except Exception:   # pragma: no cover - message layer without __dict__
+        except Exception:   # pragma: no cover - unparsable lower Via: parsed lazily later
             pass
-    return new
+    return new, new_via
 
 
 def response_destination(via, source: Addr, reliable: bool) -> Addr:
@@ -439,7 +439,6 @@ class TransactionLayer:
         events.append(TransactionTerminated(txn.key))
 
     def _fire(self, txn, name, now, events):
-        kind = txn.kind
         state = txn.state
         if name == "A":                          # ICT retransmit (Calling)
             if state is CALLING:
@@ -626,8 +625,8 @@ class TransactionLayer:
             return self._retransmitted_request(txn)
         if method == "CANCEL":
             return self._receive_cancel(req, key, source, reliable, now)
-        req = _fix_via(req, source)
-        dest = response_destination(req.top_via, source, reliable)
+        req, via = _fix_via(req, source)
+        dest = response_destination(via, source, reliable)
         if method == "INVITE":
             txn = _Txn(key, IST, PROCEEDING, req, dest, reliable)
             self._arm(txn, "T100", self.trying_delay, now)
@@ -685,8 +684,8 @@ class TransactionLayer:
 
     def _receive_cancel(self, req, key, source, reliable, now):
         invite = self._server.get(key._replace(method="INVITE"))
-        req = _fix_via(req, source)
-        dest = response_destination(req.top_via, source, reliable)
+        req, via = _fix_via(req, source)
+        dest = response_destination(via, source, reliable)
         events: list = []
         txn = _Txn(key, NIST, TRYING, req, dest, reliable)
         txn.source = source
