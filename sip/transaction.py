@@ -63,6 +63,39 @@ Client side (requests sent):
 
 Every transaction, client or server, ends with exactly one
 ``TransactionTerminated(key)`` event and is then forgotten.
+
+Timers (T1=0.5, T2=4, T4=5 by default; all configurable)
+========================================================
+
+======  ==========================================  ===========  ==========
+timer   meaning                                     UDP          TCP/TLS
+======  ==========================================  ===========  ==========
+A       INVITE request retransmit (doubling)        T1, 2T1 ...  --
+B       INVITE transaction timeout (Calling only)   64*T1        64*T1
+C       optional, ``timer_c=`` (proxy/safety net)   off          off
+D       wait for final retransmissions (ICT)        32 s         0
+E       non-INVITE retransmit (min(2x, T2); T2 in   T1 ...       --
+        Proceeding)
+F       non-INVITE transaction timeout              64*T1        64*T1
+G       non-2xx final retransmit (IST)              T1 ... T2    --
+H       wait for ACK (IST)                          64*T1        64*T1
+I       absorb ACK retransmissions (IST)            T4           0
+J       absorb request retransmissions (NIST)       64*T1        0
+K       absorb response retransmissions (NICT)      T4           0
+L / M   RFC 6026 Accepted state (IST / ICT)         64*T1        64*T1
+T100    automatic 100 Trying (IST)                  0.2 s        0.2 s
+======  ==========================================  ===========  ==========
+
+"0" means the transition happens inside the call that caused it (the
+``TransactionTerminated`` event is in the same returned list).
+
+Keys are tuples (``ClientKey``, ``ServerKey``, ``LegacyServerKey``); timers
+live in one heap of ``(deadline, seq, txn, name)`` with lazy cancellation
+(compacted when dead entries dominate).  Nothing is kept after termination.
+Note: INVITE server transactions in Proceeding and non-INVITE server
+transactions in Trying/Proceeding have no timer: the TU must always answer.
+INVITE client transactions in Proceeding have none either unless ``timer_c``
+is set.
 """
 from __future__ import annotations
 
