@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -318,7 +319,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo("Active bans: none")
     counters = result.get("counters") or {}
     if counters:
-        click.echo("Security counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
+        click.echo(textwrap.fill("Security counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())),
+                                 width=100, subsequent_indent="  ", break_on_hyphens=False))
 
 
 # --------------------------------------------------------------------------- ext
