@@ -65,6 +65,7 @@ class RegistrarConfig:
 @dataclass(frozen=True)
 class SecurityConfig:
     nonce_lifetime: int = 300
+    digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
     auth_fail_limit: int = 5
     auth_fail_window: int = 60
     ban_time: int = 600
@@ -187,6 +188,20 @@ def _str_list(key: str, v: Any) -> tuple[str, ...]:
     return tuple(v)
 
 
+def _digest_algorithms(key: str, v: Any) -> tuple[str, ...]:
+    algs = _str_list(key, v)
+    norm = []
+    for a in algs:
+        u = a.upper()
+        if u not in ("MD5", "SHA-256"):
+            raise ConfigError(f"expected MD5 and/or SHA-256, got {a!r}", key)
+        if u not in norm:
+            norm.append(u)
+    if not norm:
+        raise ConfigError("at least one digest algorithm is needed", key)
+    return tuple(norm)
+
+
 # (key, default, validator, comment) per section; "" = top level. Order = rendering order.
 _SCHEMA: dict[str, list[tuple[str, Any, Callable[[str, Any], Any], str]]] = {
     "": [
@@ -211,6 +226,8 @@ _SCHEMA: dict[str, list[tuple[str, Any, Callable[[str, Any], Any], str]]] = {
     ],
     "security": [
         ("nonce_lifetime", 300, _int(1, 86400), "seconds"),
+        ("digest_algorithms", ["MD5", "SHA-256"], _digest_algorithms,
+         "offered in this order; many phones (and sipp) take the first challenge, so MD5 leads"),
         ("auth_fail_limit", 5, _int(1), "failed authentications ..."),
         ("auth_fail_window", 60, _int(1), "... within this many seconds ban the source IP"),
         ("ban_time", 600, _int(0), "seconds"),

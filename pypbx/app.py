@@ -1,0 +1,285 @@
+"""The running PBX: wires config, database, the SIP front door and the local API.
+
+Resources are entered in order on an ``AsyncExitStack`` and closed in reverse; the
+background loops run in a ``TaskGroup``; SIGTERM/SIGINT stop listening, let in-flight
+transactions finish, flush the registrations and close the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import ssl
+import sys
+import time
+from typing import Callable
+
+from pypbx import __version__
+from pypbx.config import Config, ConfigError, load_config
+from pypbx.db import DBError, Database, open_db
+from pypbx.extensions import credentials_map
+from pypbx.localapi import LocalApiServer
+from pypbx.registrations import load_registrations, purge_expired, save_registrations
+from sip.digest import NonceManager
+from sip.guard import AbuseGuard
+from sip.location import Binding, Changes, LocationService
+from sip.registrar import Registrar
+from sip.server import ListenSpec, SipServer
+
+log = logging.getLogger(__name__)
+
+#: How often registration changes are written to SQLite (batched).
+FLUSH_INTERVAL = 0.1
+#: How often the database is checked for changes made by the CLI.
+RELOAD_INTERVAL = 0.5
+#: How often expired bindings and old guard state are purged.
+PURGE_INTERVAL = 5.0
+
+
+class BindingWriter:
+    """Batches registration changes and writes them in one transaction per interval."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._upserts: dict[tuple[str, str], dict] = {}
+        self._deletes: set[tuple[str, str]] = set()
+        self._wake = asyncio.Event()
+
+    def add(self, changes: Changes) -> None:
+        for b in changes.removed:
+            key = (b.aor, b.contact)
+            self._upserts.pop(key, None)
+            self._deletes.add(key)
+        for b in (*changes.added, *changes.updated):
+            key = (b.aor, b.contact)
+            self._deletes.discard(key)
+            self._upserts[key] = b.to_row()
+        self._wake.set()
+
+    async def flush(self) -> None:
+        if not self._upserts and not self._deletes:
+            return
+        ups, dels = list(self._upserts.values()), list(self._deletes)
+        self._upserts, self._deletes = {}, set()
+        try:
+            await save_registrations(self.db, ups, dels)
+        except Exception:
+            log.exception("could not save %d registration changes; will retry", len(ups) + len(dels))
+            for row in ups:
+                self._upserts.setdefault((row["aor"], row["contact"]), row)
+            self._deletes.update(dels)
+            raise
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(FLUSH_INTERVAL)
+            with contextlib.suppress(Exception):
+                await self.flush()
+
+
+class Pbx:
+    """One running PBX instance (also used in-process by the integration tests)."""
+
+    def __init__(self, cfg: Config, *, wallclock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.wallclock = wallclock
+        self.stop_event = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.started_at = wallclock()
+        self.db: Database | None = None
+        self.sip: SipServer | None = None
+        self.location = LocationService()
+        self.credentials: dict[str, dict[str, str]] = {}
+        self.listeners: list = []
+
+    # -- the pieces ------------------------------------------------------------------
+    def _tls_context(self) -> ssl.SSLContext | None:
+        s = self.cfg.sip
+        if not s.tls_enabled:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(str(s.tls_cert), str(s.tls_key))
+        return ctx
+
+    def _listen_specs(self) -> list[ListenSpec]:
+        s = self.cfg.sip
+        specs = []
+        if s.udp_port:
+            specs.append(ListenSpec("UDP", s.bind, s.udp_port))
+        if s.tcp_port:
+            specs.append(ListenSpec("TCP", s.bind, s.tcp_port))
+        ctx = self._tls_context()
+        if ctx is not None and s.tls_port:
+            specs.append(ListenSpec("TLS", s.bind, s.tls_port, ctx))
+        return specs
+
+    async def _load_state(self, db: Database) -> None:
+        self.credentials = await credentials_map(db, self.cfg.sip.realm)
+        now = self.wallclock()
+        purged = await purge_expired(db, now)
+        rows = await load_registrations(db)
+        n = self.location.load(Binding.from_row(r) for r in rows if r["aor"] in self.credentials)
+        log.info("loaded %d extensions, %d saved registrations (%d expired purged)",
+                 len(self.credentials), n, purged)
+
+    async def _reload(self, db: Database) -> None:
+        """Pick up extensions changed by the CLI (PRAGMA data_version moves)."""
+        last = await db.data_version()
+        while not self.stop_event.is_set():
+            await asyncio.sleep(RELOAD_INTERVAL)
+            try:
+                v = await db.data_version()
+                if v == last:
+                    continue
+                last = v
+                creds = await credentials_map(db, self.cfg.sip.realm)
+            except Exception:
+                log.exception("reloading extensions failed")
+                continue
+            if creds != self.credentials:
+                gone = set(self.credentials) - set(creds)
+                changed = {k for k in creds if k in self.credentials and creds[k] != self.credentials[k]}
+                self.credentials = creds
+                changes = Changes()
+                for aor in gone:
+                    changes.extend(self.location.remove_all(aor))
+                if changes and self.writer is not None:
+                    self.writer.add(changes)
+                log.info("extensions reloaded: %d (removed %s, new password %s)", len(creds),
+                         ",".join(sorted(gone)) or "-", ",".join(sorted(changed)) or "-")
+
+    async def _purge(self) -> None:
+        assert self.sip is not None
+        loop = asyncio.get_running_loop()
+        while not self.stop_event.is_set():
+            await asyncio.sleep(PURGE_INTERVAL)
+            expired = self.location.purge(self.wallclock())
+            for b in expired:
+                log.info("registration expired %s contact=%s", b.aor, b.contact)
+            if expired and self.writer is not None:
+                self.writer.add(Changes(removed=list(expired)))
+            self.sip.guard.purge(loop.time())
+
+    # -- local API -------------------------------------------------------------------
+    def _registrations(self, aor: str | None = None) -> list[dict]:
+        now = self.wallclock()
+        aors = [aor] if aor else sorted(self.location.aors())
+        out = []
+        for a in aors:
+            for b in self.location.bindings(a, now):
+                row = b.to_row()
+                row["expires_in"] = b.expires_in(now)
+                out.append(row)
+        return out
+
+    def _status(self) -> dict:
+        assert self.sip is not None
+        loop = asyncio.get_running_loop()
+        mono = loop.time()
+        st = self.sip.status()
+        counters = dict(st["counters"])
+        counters.update({f"guard_{k}": v for k, v in self.sip.guard.counters().items()})
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime": round(self.wallclock() - self.started_at, 1),
+            "transports": st["listeners"],
+            "connections": st["connections"],
+            "extensions": len(self.credentials),
+            "registrations": self._registrations(),
+            "bans": [{"ip": ip, "reason": "auth failures or scanner", "expires_in": round(until - mono, 1)}
+                     for ip, until in self.sip.guard.bans(mono)],
+            "counters": counters,
+            "transactions": st["transactions"],
+        }
+
+    # -- run -------------------------------------------------------------------------
+    writer: BindingWriter | None = None
+
+    async def serve(self) -> None:
+        cfg = self.cfg
+        async with contextlib.AsyncExitStack() as stack:
+            db = await stack.enter_async_context(open_db(cfg.db_path))
+            self.db = db
+            secret = await db.get_or_create_meta("nonce_secret", lambda: os.urandom(32).hex())
+            await self._load_state(db)
+            self.writer = BindingWriter(db)
+            stack.push_async_callback(self.writer.flush)   # last write before the DB closes
+            sec = cfg.security
+            guard = AbuseGuard(auth_fail_limit=sec.auth_fail_limit, auth_fail_window=sec.auth_fail_window,
+                               ban_time=sec.ban_time, rate_limit=sec.rate_limit, rate_burst=sec.rate_burst,
+                               scanner_user_agents=sec.scanner_user_agents, exempt=sec.exempt)
+            reg = cfg.registrar
+            registrar = Registrar(cfg.sip.realm, self.location,
+                                  NonceManager(bytes.fromhex(secret), lifetime=sec.nonce_lifetime),
+                                  self.credentials_for, min_expires=reg.min_expires,
+                                  max_expires=reg.max_expires, default_expires=reg.default_expires,
+                                  max_contacts=reg.max_contacts,
+                                  algorithms=tuple(sec.digest_algorithms))
+            self.sip = SipServer(registrar=registrar, guard=guard, user_agent=cfg.sip.user_agent,
+                                 on_bindings=self.writer.add, wallclock=self.wallclock)
+            self.listeners = await self.sip.start(self._listen_specs())
+            stack.push_async_callback(self.sip.stop)
+            api = LocalApiServer(cfg.socket_path, {"status": self._status,
+                                                   "registrations": self._registrations})
+            await api.start()
+            stack.push_async_callback(api.close)
+            log.info("pypbx %s running (data in %s, realm %r)", __version__, cfg.data_dir, cfg.sip.realm)
+            self.ready.set()
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(self.writer.run(self.stop_event)),
+                         tg.create_task(self._reload(db)),
+                         tg.create_task(self._purge())]
+                await self.stop_event.wait()
+                log.info("stopping: draining SIP transactions")
+                for t in tasks:
+                    t.cancel()
+        log.info("pypbx stopped")
+
+    def credentials_for(self, username: str) -> dict[str, str] | None:
+        return self.credentials.get(username)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+async def _main(cfg: Config) -> int:
+    pbx = Pbx(cfg)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, pbx.stop)
+    try:
+        await pbx.serve()
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    except (DBError, RuntimeError) as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    return 0
+
+
+def run(config_path) -> int:
+    """Entry point of ``pypbx run``."""
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    setup_logging(cfg.log_level)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a hard dependency
+        return asyncio.run(_main(cfg))
+    return uvloop.run(_main(cfg))

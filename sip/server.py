@@ -1,0 +1,294 @@
+"""The SIP front door: sockets → abuse guard → parser → transactions → registrar.
+
+This is the asyncio glue around the sans-I/O pieces of ``sip/``. It owns no policy of
+its own beyond dispatching by method: REGISTER goes to the registrar, OPTIONS is
+answered 200 (phones' keep-alive pings), other methods go to handlers that later parts
+of the PBX register (``SipServer.handlers``), and anything nobody handles gets 405
+(known method) or 501 (unknown method), RFC 3261 §8.2.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from sip.guard import AbuseGuard
+from sip.location import Changes
+from sip.message import (
+    Method, Request, SipParseError, is_keepalive, make_response, parse_message,
+    unsupported_extensions, validate_request,
+)
+from sip.registrar import AuthOutcome, Registrar
+from sip.transaction import (
+    Addr, CancelReceived, RequestReceived, TransactionLayer, Transmit,
+    response_destination,
+)
+from sip.transport import Listener, TransportLayer
+
+log = logging.getLogger(__name__)
+
+#: Methods the front door always handles itself; the handlers table adds more.
+BASE_METHODS = ("REGISTER", "OPTIONS", "ACK", "CANCEL")
+#: Option tags (RFC 3261 §19.2) this server really implements; a Require naming anything
+#: else gets 420 Bad Extension with an Unsupported header (§8.2.2.3).
+SUPPORTED: tuple[str, ...] = ()
+_KNOWN = {m.value for m in Method}
+
+#: A handler for a method: called with (server, key, request, source); it answers
+#: through ``server.respond(key, response)`` now or later.
+Handler = Callable[["SipServer", object, Request, Addr], None]
+
+
+@dataclass(frozen=True)
+class ListenSpec:
+    transport: str            # UDP | TCP | TLS
+    host: str
+    port: int
+    ssl_context: ssl.SSLContext | None = None
+
+
+class SipServer:
+    def __init__(self, *, registrar: Registrar, guard: AbuseGuard, user_agent: str = "pypbx",
+                 on_bindings: Callable[[Changes], None] | None = None,
+                 wallclock: Callable[[], float] = time.time,
+                 transactions: TransactionLayer | None = None) -> None:
+        self.registrar = registrar
+        self.guard = guard
+        self.user_agent = user_agent
+        self.on_bindings = on_bindings or (lambda changes: None)
+        self.wallclock = wallclock
+        self.txn = transactions or TransactionLayer()
+        self.handlers: dict[str, Handler] = {}
+        self.transport: TransportLayer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self.started_at = 0.0
+        self.counters = {
+            "requests": 0, "responses": 0, "keepalives": 0, "parse_errors": 0,
+            "dropped": 0, "registers": 0, "register_ok": 0, "auth_challenges": 0,
+            "auth_failures": 0, "options": 0, "rejected": 0,
+        }
+
+    # -- lifecycle -------------------------------------------------------------
+    async def start(self, specs: list[ListenSpec]) -> list[Listener]:
+        self._loop = asyncio.get_running_loop()
+        self.transport = TransportLayer(self._on_message)
+        self.started_at = self.wallclock()
+        out = []
+        try:
+            for spec in specs:
+                if spec.transport == "UDP":
+                    out.append(await self.transport.listen_udp(spec.host, spec.port))
+                else:
+                    out.append(await self.transport.listen_stream(spec.host, spec.port, spec.ssl_context))
+        except OSError:
+            await self.transport.close()
+            raise
+        for lst in out:
+            log.info("listening on %s %s:%d", lst.transport, lst.host, lst.port)
+        return out
+
+    async def stop(self, drain_timeout: float = 5.0) -> None:
+        """Stop listening for new connections, let in-flight transactions finish."""
+        if self.transport is None:
+            return
+        await self.transport.stop_listening()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout
+        while self._pending_server_transactions() and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        await self.transport.close()
+        self.transport = None
+        log.info("SIP front door stopped")
+
+    def _pending_server_transactions(self) -> int:
+        """Server transactions still waiting for the TU's final answer."""
+        n = 0
+        for key in list(self.txn._server):  # noqa: SLF001 - read-only peek
+            if self.txn.state(key) in ("Trying", "Proceeding"):
+                n += 1
+        return n
+
+    # -- timers ----------------------------------------------------------------
+    def _schedule(self) -> None:
+        deadline = self.txn.next_deadline()
+        if deadline is None:
+            return
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        assert self._loop is not None
+        self._timer_at = deadline
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        assert self._loop is not None
+        self._handle_events(self.txn.tick(self._loop.time()))
+        self._schedule()
+
+    # -- inbound ---------------------------------------------------------------
+    def _on_message(self, data: bytes, source: Addr) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        ip = source.host
+        reliable = source.transport != "UDP"
+        if not reliable and is_keepalive(data):
+            self.counters["keepalives"] += 1  # RFC 5626 §3.5.1 pings over UDP: drop silently
+            return
+        if not self.guard.allow_datagram(ip, len(data), now):
+            self.counters["dropped"] += 1
+            return
+        try:
+            msg = parse_message(data)
+        except SipParseError as exc:
+            self.counters["parse_errors"] += 1
+            self._reject_unparseable(exc, source, reliable)
+            return
+        if not isinstance(msg, Request):
+            self.counters["responses"] += 1
+            self._handle_events(self.txn.receive(msg, source, reliable, now))
+            self._schedule()
+            return
+        self.counters["requests"] += 1
+        if not self.guard.check_request(ip, msg.headers.get("User-Agent"), now).allowed:
+            self.counters["dropped"] += 1
+            return
+        problem = validate_request(msg, supported=SUPPORTED)
+        if problem is not None:
+            if msg.method != "ACK":
+                status, reason = problem
+                self._send_stateless(make_response(msg, status, reason,
+                                                   headers=self._problem_headers(status, msg)),
+                                     msg, source, reliable)
+            self.counters["rejected"] += 1
+            return
+        self._handle_events(self.txn.receive(msg, source, reliable, now))
+        self._schedule()
+
+    @property
+    def allow(self) -> str:
+        return ", ".join(BASE_METHODS + tuple(m for m in self.handlers if m not in BASE_METHODS))
+
+    def _problem_headers(self, status: int, req: Request) -> list[tuple[str, str]]:
+        if status == 420:
+            return [("Unsupported", ", ".join(unsupported_extensions(req, SUPPORTED)))]
+        if status in (405, 501):
+            return [("Allow", self.allow)]
+        if status == 415:
+            return [("Accept", "application/sdp")]
+        return []
+
+    def _reject_unparseable(self, exc: SipParseError, source: Addr, reliable: bool) -> None:
+        partial = getattr(exc, "partial", None)
+        if getattr(exc, "drop", False) or partial is None or partial.method == "ACK":
+            log.debug("dropped unparseable message from %s:%d: %s", source.host, source.port, exc.reason)
+            return
+        try:
+            resp = make_response(partial, exc.status, exc.reason)
+            self._send_stateless(resp, partial, source, reliable)
+        except Exception as err:  # a partial message too broken to answer
+            log.debug("cannot answer bad message from %s: %s", source.host, err)
+
+    def _send_stateless(self, resp, req: Request, source: Addr, reliable: bool) -> None:
+        assert self.transport is not None
+        try:
+            dest = response_destination(req.top_via, source, reliable)
+        except Exception:
+            dest = source
+        self.transport.send(resp.to_bytes(), dest)
+
+    # -- events from the transaction layer -------------------------------------
+    def _handle_events(self, events: list) -> None:
+        transport = self.transport
+        for ev in events:
+            if type(ev) is Transmit:
+                if transport is not None:
+                    transport.send(ev.data, ev.dest)
+            elif type(ev) is RequestReceived:
+                self._dispatch(ev.key, ev.request, ev.source)
+            elif type(ev) is CancelReceived:
+                req = self.txn.server_request(ev.invite_key)
+                if req is not None:
+                    self.respond(ev.invite_key, make_response(req, 487, to_tag=ev.to_tag))
+            # ResponseReceived / AckReceived / Timeout / TransactionTerminated: no
+            # client transactions or dialogs at this layer yet.
+
+    def respond(self, key, response) -> None:
+        assert self._loop is not None
+        self._handle_events(self.txn.send_response(key, response, self._loop.time()))
+        self._schedule()
+
+    def _dispatch(self, key, req: Request, source: Addr) -> None:
+        method = req.method
+        if method == "REGISTER":
+            self._register(key, req, source)
+        elif method == "OPTIONS":
+            self.counters["options"] += 1
+            self.respond(key, make_response(req, 200, headers=[
+                ("Allow", self.allow), ("Accept", "application/sdp"), ("Server", self.user_agent)]))
+        elif method in self.handlers:
+            self.handlers[method](self, key, req, source)
+        elif method == "ACK":
+            return
+        elif method in _KNOWN:
+            self.respond(key, make_response(req, 405, headers=[("Allow", self.allow)]))
+        else:
+            self.respond(key, make_response(req, 501))
+
+    def _register(self, key, req: Request, source: Addr) -> None:
+        assert self._loop is not None
+        self.counters["registers"] += 1
+        ip = source.host
+        local = f"{source.transport}:{source.conn_id}" if source.conn_id is not None else source.transport
+        result = self.registrar.handle(req, ip, (source.transport, source.host, source.port),
+                                       self.wallclock(), local=local)
+        outcome = result.auth
+        if outcome is AuthOutcome.OK:
+            self.guard.auth_ok(ip)
+            if result.response.status == 200:
+                self.counters["register_ok"] += 1
+        elif outcome is AuthOutcome.FAILED or outcome is AuthOutcome.FORBIDDEN:
+            self.counters["auth_failures"] += 1
+            self.guard.auth_failed(ip, self._loop.time(), result.user, "REGISTER")
+        elif outcome is not AuthOutcome.MALFORMED and outcome is not AuthOutcome.NOT_FOUND:
+            self.counters["auth_challenges"] += 1
+        self.respond(key, result.response)
+        changes = result.changes
+        if changes.added or changes.removed or changes.updated:
+            self._log_changes(changes, source)
+            self.on_bindings(changes)
+
+    def _log_changes(self, changes: Changes, source: Addr) -> None:
+        for b in changes.added:
+            log.info("registered %s contact=%s from %s:%s:%d expires=%ds ua=%r", b.aor, b.contact,
+                     source.transport, source.host, source.port, b.expires_in(self.wallclock()),
+                     b.user_agent or "")
+        for b in changes.removed:
+            log.info("unregistered %s contact=%s", b.aor, b.contact)
+        if log.isEnabledFor(logging.DEBUG):
+            for b in changes.updated:
+                log.debug("refreshed %s contact=%s", b.aor, b.contact)
+
+    # -- status ----------------------------------------------------------------
+    def status(self) -> dict:
+        now = self.wallclock()
+        return {
+            "uptime": round(now - self.started_at, 1),
+            "listeners": [{"transport": lst.transport, "host": lst.host, "port": lst.port}
+                          for lst in (self.transport.listeners if self.transport else [])],
+            "connections": self.transport.connection_count() if self.transport else 0,
+            "registered_contacts": self.registrar.location.count(),
+            "counters": dict(self.counters),
+            "transactions": self.txn.stats(),
+        }

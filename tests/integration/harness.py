@@ -1,0 +1,195 @@
+"""Real-process test harness: a pypbx started as its own process, and real SIP clients.
+
+Nothing here fakes the PBX: ``PbxProcess`` runs ``pypbx run`` exactly as an admin does,
+and ``run_sipp`` / ``Baresip`` drive it over real sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pypbx.config import load_config, render_config
+from pypbx.localapi_client import LocalAPIError, request
+
+SIPP_DIR = Path(__file__).resolve().parents[1] / "sipp"
+BIN = Path(sys.executable).parent
+
+
+def require_tool(name: str) -> str:
+    """Path of a test tool; under CI a missing tool fails the test instead of skipping it."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed (CI must install it: see .ci/run)")
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+def free_port(kind: str = "both", host: str = "127.0.0.1") -> int:
+    from tests.conftest import free_port as fp
+    return fp(kind, host)
+
+
+class PbxProcess:
+    """``pypbx run`` in a subprocess, with its own config and data directory."""
+
+    def __init__(self, workdir: Path, **overrides: Any) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port("both")
+        sip = {"bind": "127.0.0.1", "udp_port": self.port, "tcp_port": self.port,
+               "tls_port": free_port("tcp")}
+        sip.update(overrides.pop("sip", {}))
+        security = overrides.pop("security", {})
+        self.config_path = workdir / "pypbx.toml"
+        self.config_path.write_text(render_config(sip=sip, security=security, data_dir="./var",
+                                                  **overrides), encoding="utf-8")
+        self.cfg = load_config(self.config_path)
+        self.log_path = workdir / "pypbx.log"
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    # -- admin actions through the real CLI ---------------------------------------------
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        res = subprocess.run([str(BIN / "pypbx"), *args, "--config", str(self.config_path)],
+                             capture_output=True, text=True, timeout=60)
+        if check and res.returncode != 0:
+            raise AssertionError(f"pypbx {' '.join(args)} failed: {res.stdout}{res.stderr}")
+        return res
+
+    def add_extensions(self, numbers: list[str], password: str) -> None:
+        """Create extensions with one known password (fast, through the library)."""
+        from pypbx.db import open_db
+        from pypbx.extensions import add_extension
+
+        async def go() -> None:
+            async with open_db(self.cfg.db_path) as db:
+                for n in numbers:
+                    await add_extension(db, n, f"Phone {n}", self.cfg.sip.realm, password)
+        asyncio.run(go())
+
+    # -- process -------------------------------------------------------------------------
+    def start(self, timeout: float = 15.0) -> None:
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([str(BIN / "pypbx"), "run", "--config", str(self.config_path)],
+                                     stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"pypbx exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                self.status()
+                return
+            except LocalAPIError:
+                time.sleep(0.05)
+        raise AssertionError(f"pypbx did not come up within {timeout}s:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+            raise AssertionError(f"pypbx did not stop within {timeout}s:\n{self.log()}")
+        finally:
+            if self._log:
+                self._log.close()
+                self._log = None
+        return rc
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def api(self, cmd: str, **args: Any) -> Any:
+        return asyncio.run(request(self.cfg.socket_path, cmd, **args))
+
+    def status(self) -> dict:
+        return self.api("status")
+
+    def wait_for(self, predicate, timeout: float = 10.0, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    errors: str
+    successful: int
+    failed: int
+
+
+def run_sipp(scenario: str, target: str, *, transport: str = "u1", calls: int = 1,
+             rate: int | None = None, users: list[tuple[str, ...]] | None = None,
+             workdir: Path, local_ip: str = "127.0.0.1", timeout: float = 30.0,
+             extra: list[str] = ()) -> SippResult:
+    """Run one sipp scenario (from tests/sipp) to completion and read its verdict."""
+    sipp = require_tool("sipp")
+    workdir.mkdir(parents=True, exist_ok=True)
+    args = [sipp, target, "-sf", str(SIPP_DIR / scenario), "-t", transport, "-m", str(calls),
+            "-i", local_ip, "-p", str(free_port("both", local_ip)), "-nostdin",
+            "-timeout", f"{int(timeout)}s", "-timeout_error", "-trace_err", "-trace_stat",
+            "-fd", "1", "-max_socket", "2000"]
+    if rate:
+        args += ["-r", str(rate)]
+    if users is not None:
+        csv = workdir / f"users-{time.monotonic_ns()}.csv"
+        csv.write_text("SEQUENTIAL\n" + "".join(";".join(u) + "\n" for u in users))
+        args += ["-inf", str(csv)]
+    args += list(extra)
+    res = subprocess.run(args, capture_output=True, text=True, cwd=workdir, timeout=timeout + 30)
+    errors = "".join(p.read_text(errors="replace") for p in workdir.glob("*_errors.log"))
+    for p in workdir.glob("*_errors.log"):
+        p.unlink()
+    stats = {}
+    for p in workdir.glob("*_.csv"):
+        lines = p.read_text().splitlines()
+        if len(lines) >= 2:
+            head = lines[0].split(";")
+            last = lines[-1].split(";")
+            stats = dict(zip(head, last))
+        p.unlink()
+    return SippResult(res.returncode, res.stdout, res.stderr, errors,
+                      int(stats.get("SuccessfulCall(C)", 0) or 0), int(stats.get("FailedCall(C)", 0) or 0))
+
+
+def auth_users(numbers: list[str], password: str) -> list[tuple[str, str]]:
+    return [(n, f"[authentication username={n} password={password}]") for n in numbers]
+
+
+def udp_exchange(data: bytes, port: int, *, host: str = "127.0.0.1", timeout: float = 1.0,
+                 source: str = "127.0.0.1") -> bytes | None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind((source, 0))
+        s.settimeout(timeout)
+        s.sendto(data, (host, port))
+        try:
+            return s.recv(65536)
+        except socket.timeout:
+            return None
+    finally:
+        s.close()

@@ -1,0 +1,177 @@
+"""Phones register to a real pypbx process: sipp over UDP and TCP, baresip.
+
+Each test starts its own PBX (its own ports and data directory) with ``pypbx run``.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import (
+    PbxProcess, auth_users, run_sipp, udp_exchange,
+)
+
+pytestmark = pytest.mark.slow
+
+PASSWORD = "correct-horse-battery"
+FIFTY = [str(n) for n in range(2001, 2051)]
+
+
+@pytest.fixture
+def pbx(tmp_path: Path):
+    procs: list[PbxProcess] = []
+
+    def make(**overrides) -> PbxProcess:
+        p = PbxProcess(tmp_path / f"pbx{len(procs)}", **overrides)
+        procs.append(p)
+        return p
+    yield make
+    for p in procs:
+        if p.proc is not None and p.proc.poll() is None:
+            p.stop()
+
+
+def _contacts(p: PbxProcess, aor: str | None = None) -> list[dict]:
+    return p.api("registrations", **({"aor": aor} if aor else {}))
+
+
+@pytest.mark.parametrize("transport", ["u1", "tn"])
+def test_fifty_extensions_register_with_digest(pbx, tmp_path, transport):
+    p = pbx()
+    p.add_extensions(FIFTY, PASSWORD)
+    p.start()
+    res = run_sipp("register.xml", f"127.0.0.1:{p.port}", transport=transport, calls=50, rate=50,
+                   users=auth_users(FIFTY, PASSWORD), workdir=tmp_path / "sipp")
+    assert res.returncode == 0, res.errors or res.stdout[-2000:]
+    assert res.successful == 50 and res.failed == 0
+    regs = _contacts(p)
+    assert sorted(r["aor"] for r in regs) == FIFTY
+    want = "TCP" if transport == "tn" else "UDP"
+    assert {r["source_transport"] for r in regs} == {want}
+    assert all(3500 <= r["expires_in"] <= 3600 for r in regs)
+    st = p.status()
+    assert len(st["registrations"]) == 50
+    assert st["counters"]["register_ok"] == 50
+    # one line per new registration in the log
+    assert p.log().count("registered 20") == 50
+
+
+def test_unregister_removes_bindings(pbx, tmp_path):
+    p = pbx()
+    p.add_extensions(["1001"], PASSWORD)
+    p.start()
+    users = auth_users(["1001"], PASSWORD)
+    assert run_sipp("register.xml", f"127.0.0.1:{p.port}", users=users, workdir=tmp_path / "s").returncode == 0
+    assert len(_contacts(p, "1001")) == 1
+    res = run_sipp("unregister.xml", f"127.0.0.1:{p.port}", users=users, workdir=tmp_path / "s")
+    assert res.returncode == 0, res.errors
+    assert _contacts(p, "1001") == []
+    assert "unregistered 1001" in p.log()
+
+
+def test_registrations_survive_restart(pbx, tmp_path):
+    p = pbx()
+    p.add_extensions(FIFTY[:10], PASSWORD)
+    p.start()
+    res = run_sipp("register.xml", f"127.0.0.1:{p.port}", calls=10, rate=20,
+                   users=auth_users(FIFTY[:10], PASSWORD), workdir=tmp_path / "s")
+    assert res.returncode == 0, res.errors
+    before = {(r["aor"], r["contact"]) for r in _contacts(p)}
+    assert len(before) == 10
+    assert p.stop() == 0
+    assert "pypbx stopped" in p.log()
+    p.start()
+    after = {(r["aor"], r["contact"]) for r in _contacts(p)}
+    assert after == before
+
+
+def test_wrong_password_bans_source_then_recovers(pbx, tmp_path):
+    # 127.0.0.2 is the attacker: only its address gets banned.
+    p = pbx(security={"auth_fail_limit": 3, "auth_fail_window": 60, "ban_time": 3})
+    p.add_extensions(["1001"], PASSWORD)
+    p.start()
+    target = f"127.0.0.1:{p.port}"
+    bad = auth_users(["1001"], "wrong-password-1")
+    for _ in range(3):
+        res = run_sipp("register_wrong_password.xml", target, users=bad, local_ip="127.0.0.2",
+                       workdir=tmp_path / "s")
+        assert res.returncode == 0, res.errors       # each wrong try is answered 401
+    st = p.status()
+    assert [b["ip"] for b in st["bans"]] == ["127.0.0.2"]
+    assert "SECURITY banned ip=127.0.0.2" in p.log()
+    # banned: even the right password gets no answer at all
+    good = auth_users(["1001"], PASSWORD)
+    res = run_sipp("register.xml", target, users=good, local_ip="127.0.0.2", timeout=2,
+                   workdir=tmp_path / "s")
+    assert res.returncode != 0 and res.successful == 0
+    assert _contacts(p, "1001") == []
+    # other sources are not affected
+    assert run_sipp("options.xml", target, users=[("Yealink SIP-T54W",)], workdir=tmp_path / "s").returncode == 0
+    # the ban ends, the source recovers
+    p.wait_for(lambda: not p.status()["bans"], timeout=15, what="the ban to expire")
+    res = run_sipp("register.xml", target, users=good, local_ip="127.0.0.2", workdir=tmp_path / "s")
+    assert res.returncode == 0, res.errors
+    assert len(_contacts(p, "1001")) == 1
+
+
+def test_unknown_user_gets_the_same_challenge(pbx, tmp_path):
+    p = pbx()
+    p.add_extensions(["1001"], PASSWORD)
+    p.start()
+
+    def challenge(user: str) -> list[str]:
+        req = (f"REGISTER sip:127.0.0.1:{p.port} SIP/2.0\r\n"
+               f"Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-{user}-{time.monotonic_ns()};rport\r\n"
+               f"Max-Forwards: 70\r\nFrom: <sip:{user}@127.0.0.1>;tag=a1\r\nTo: <sip:{user}@127.0.0.1>\r\n"
+               f"Call-ID: enum-{user}\r\nCSeq: 1 REGISTER\r\nContact: <sip:{user}@127.0.0.1:5999>\r\n"
+               f"Content-Length: 0\r\n\r\n").encode()
+        resp = udp_exchange(req, p.port)
+        assert resp is not None
+        lines = resp.decode().split("\r\n")
+        assert lines[0] == "SIP/2.0 401 Unauthorized"
+        # strip what legitimately differs per request: nonce, branch, tags, user
+        return [ln.split("nonce=")[0] for ln in lines
+                if ln.startswith(("WWW-Authenticate", "SIP/2.0", "Content-Length"))]
+    assert challenge("1001") == challenge("9999")
+
+
+def test_options_ping_answered_and_scanner_dropped(pbx, tmp_path):
+    p = pbx()
+    p.start()
+    target = f"127.0.0.1:{p.port}"
+    for transport in ("u1", "t1"):
+        res = run_sipp("options.xml", target, transport=transport, users=[("Grandstream GXP2170",)],
+                       workdir=tmp_path / "s")
+        assert res.returncode == 0, res.errors
+    res = run_sipp("options.xml", target, users=[("friendly-scanner",)], local_ip="127.0.0.3",
+                   timeout=2, workdir=tmp_path / "s")
+    assert res.successful == 0
+    assert "SECURITY scanner-dropped ip=127.0.0.3" in p.log()
+
+
+def test_sigterm_stops_cleanly(pbx):
+    p = pbx()
+    p.start()
+    sock = p.cfg.socket_path
+    assert sock.exists()
+    assert p.stop(signal.SIGTERM) == 0
+    assert not sock.exists()
+    log = p.log()
+    assert "stopping" in log and "pypbx stopped" in log
+    assert "Traceback" not in log
+
+
+def test_bad_config_stops_startup_with_one_line(tmp_path):
+    from tests.integration.harness import BIN
+    import subprocess
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('data_dir = "./var"\n[sip]\nudp_prot = 5060\n')
+    res = subprocess.run([str(BIN / "pypbx"), "run", "--config", str(cfg)], capture_output=True, text=True,
+                         timeout=30)
+    assert res.returncode != 0
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and "sip.udp_prot" in err[0]
