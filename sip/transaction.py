@@ -99,7 +99,6 @@ is set.
 """
 from __future__ import annotations
 
-import functools
 import heapq
 import os
 from dataclasses import dataclass
@@ -280,8 +279,12 @@ def _strip_brackets(host: str) -> str:
     return host
 
 
-# Request.vias is a cached_property: _fix_via primes it on the Via-updated copy.
-_VIAS_CACHED = isinstance(getattr(_Request, "vias", None), functools.cached_property)
+# Request.vias is a caching non-data descriptor (instance __dict__ wins): _fix_via
+# primes it on the Via-updated copy so the new top Via is not parsed again.
+_vias_desc = getattr(_Request, "vias", None)
+_VIAS_CACHED = (_vias_desc is not None and not isinstance(_vias_desc, property)
+                and not hasattr(type(_vias_desc), "__set__"))
+del _vias_desc
 
 
 def _fix_via(request, source: Addr):
