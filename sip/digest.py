@@ -148,10 +148,10 @@ def verify_response(params: dict, method: str, ha1: str, body: bytes = b'') -> b
 
 _SCHEME_RE = re.compile(r'\s*([A-Za-z0-9!#$%&\'*+.^_`|~-]+)(?:\s+|$)')
 _PARAM_RE = re.compile(
-    r'\s*([A-Za-z0-9!#$%&\'*+.^_`|~-]+)\s*=\s*'
+    r'[\s,]*([A-Za-z0-9!#$%&\'*+.^_`|~-]+)\s*=\s*'
     r'(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))\s*(?:,|$)', re.S)
 _UNESCAPE_RE = re.compile(r'\\(.)', re.S)
-_COMMAS_RE = re.compile(r'[\s,]*')
+_TAIL_RE = re.compile(r'[\s,]*')
 
 
 def parse_authorization(value: str) -> dict:
@@ -168,21 +168,20 @@ def parse_authorization(value: str) -> dict:
     out: dict[str, str] = {'scheme': m.group(1)}
     pos = m.end()
     n = len(value)
-    while True:
-        pos = _COMMAS_RE.match(value, pos).end()
-        if pos >= n:
-            break
-        pm = _PARAM_RE.match(value, pos)
+    match = _PARAM_RE.match
+    while pos < n:
+        pm = match(value, pos)
         if pm is None:
+            pos = _TAIL_RE.match(value, pos).end()
+            if pos >= n:
+                break
             raise ValueError(f'malformed digest parameter at {pos}: {value[pos:pos + 20]!r}')
-        key = pm.group(1).lower()
+        key, q, v = pm.groups()
+        key = key.lower()
         if key in out:
             raise ValueError(f'duplicate digest parameter {key!r}')
-        q = pm.group(2)
         if q is not None:
             v = _UNESCAPE_RE.sub(r'\1', q) if '\\' in q else q
-        else:
-            v = pm.group(3)
         out[key] = v
         pos = pm.end()
     if len(out) == 1:

@@ -37,8 +37,13 @@ Decisions (beyond the RFC's MUSTs):
 - A successful answer carries a Contact per live binding with ``;expires=`` (and the
   ``+sip.instance`` it registered with) and a Date header.
 
-``RegisterResult.auth`` tells the server what to feed the abuse guard: ``FAILED`` is a
-failed authentication; ``OK`` means authenticated (the response may still be 423/500/400).
+``RegisterResult.auth`` tells the server what to feed the abuse guard: ``FAILED`` (wrong
+password / unknown user) and ``FORBIDDEN`` (valid credentials used for another AoR) should
+be reported with ``AbuseGuard.auth_failed(ip, now, user=result.user)``; ``OK`` means
+authenticated (the response may still be 423/500/400/403-too-many-contacts) and should be
+reported with ``auth_ok(ip)``. ``CHALLENGED``, ``STALE`` and ``REPLAY`` are normal protocol
+round trips. The server should call ``nonces.purge(now)`` and ``location.purge(now)`` now
+and then (and persist the purged bindings' removal).
 """
 
 from __future__ import annotations
@@ -106,6 +111,7 @@ class Registrar:
         self.allow_no_qop = allow_no_qop
         self.date_header = date_header
         self._allowed_algs = frozenset(self.algorithms) | {a + '-sess' for a in self.algorithms}
+        self._date_cache = (-1, '')
         rnd = os.urandom(32).hex()
         self._dummy = {alg: rnd[:n] for alg, n in _DUMMY_HA1_LEN.items()}
 
@@ -239,6 +245,9 @@ class Registrar:
         plan = []
         too_short = False
         for na in contacts:
+            if not na.uri.is_sip:
+                return RegisterResult(self._reply(req, 400, 'Bad Request - Contact must be a SIP URI'),
+                                      Changes(), OK, user, aor)
             raw = na.uri.raw or str(na.uri)
             e = na.param('expires')
             exp = None
@@ -325,5 +334,8 @@ class Registrar:
                 v += f';+sip.instance="{b.instance}"'
             hdrs.append(('Contact', v))
         if self.date_header:
-            hdrs.append(('Date', formatdate(now, usegmt=True)))
+            sec = int(now)
+            if sec != self._date_cache[0]:
+                self._date_cache = (sec, formatdate(sec, usegmt=True))
+            hdrs.append(('Date', self._date_cache[1]))
         return self._reply(req, 200, 'OK', hdrs)

@@ -31,8 +31,7 @@ def creds(user):
 
 def make_registrar(**kw):
     loc = LocationService()
-    nm = NonceManager = digest.NonceManager(b'test-secret', lifetime=300)
-    del NonceManager
+    nm = digest.NonceManager(b'test-secret', lifetime=300)
     return Registrar(REALM, loc, nm, creds, **kw)
 
 
@@ -663,3 +662,16 @@ def test_location_remove_all_and_count():
     assert loc.count() == 2 and len(loc) == 2 and loc.aors() == ['1']
     ch = loc.remove_all('1')
     assert ch.removed == [b1, b2] and loc.count() == 0 and loc.bindings('1', T0) == []
+
+
+def test_non_sip_contact_is_400():
+    reg = make_registrar()
+    r, _ = do_register(reg, contact='<tel:+15551234567>')
+    assert r.response.status == 400 and reg.location.count() == 0
+
+
+def test_changes_fold_and_response_contacts_for_multiple():
+    reg = make_registrar()
+    r, _ = do_register(reg, contacts=['<sip:1001@192.0.2.10:5060>;expires=600', '<sip:1001@192.0.2.10:5060>;expires=0'])
+    assert r.response.status == 200
+    assert reg.location.count() == 0 and not r.changes.added
