@@ -22,7 +22,7 @@ persist them (``Changes.upserts()`` / ``Changes.deletes()`` match the
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Iterable
 
 __all__ = ['Binding', 'Changes', 'LocationService', 'contact_key']
@@ -70,7 +70,6 @@ class Binding:
                    registered_at=float(row.get('registered_at') or 0.0))
 
 
-_FIELD_NAMES = tuple(f.name for f in fields(Binding))
 
 
 @dataclass(slots=True)
