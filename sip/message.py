@@ -61,6 +61,7 @@ class FramingError(SipParseError):
 
     def __init__(self, reason: str, status: int = 400):
         super().__init__(reason, status, drop=True)
+        self.messages: list = []    # frames completed before the error (StreamFramer.feed)
 
 
 # ---------------------------------------------------------------------------
@@ -207,6 +208,8 @@ class URI:
     def __str__(self) -> str:
         if self.opaque is not None:
             return f"{self.scheme}:{self.opaque}"
+        if not self.scheme:                 # placeholder for an unparseable Request-URI
+            return self.raw
         parts = [self.scheme, ":"]
         if self.scheme == "tel":
             parts.append(_escape(self.user or "", _PARAM_SAFE))
@@ -847,7 +850,7 @@ class _MessageMixin:
         if (len(parts) != 2 or not parts[0].isdigit() or not parts[0].isascii()
                 or not _is_token(parts[1])):
             raise SipParseError("Bad Request - malformed CSeq")
-        n = int(parts[0])
+        n = int(parts[0]) if len(parts[0]) <= 20 else _MAX_UINT32 + 1
         if n > _MAX_UINT32:
             raise SipParseError("Bad Request - CSeq number too large")
         return (n, parts[1])
@@ -909,7 +912,7 @@ class _MessageMixin:
         v = vals[0]
         if not v.isdigit() or not v.isascii():
             raise SipParseError("Bad Request - malformed Max-Forwards")
-        n = int(v)
+        n = int(v) if len(v) <= 10 else 256
         return n if n <= 255 else None
 
     @cached_property
@@ -918,7 +921,7 @@ class _MessageMixin:
         v = self.headers.get("Expires")
         if v is None or not v.isdigit() or not v.isascii():
             return None
-        n = int(v)
+        n = int(v) if len(v) <= 20 else _MAX_UINT32 + 1
         return n if n <= _MAX_UINT32 else None
 
     @property
@@ -1112,7 +1115,7 @@ def _frame_body(headers, rest: bytes, partial_factory):
     if not v.isdigit() or not v.isascii():
         raise SipParseError("Bad Request - malformed Content-Length", 400,
                             partial=partial_factory())
-    n = int(v)
+    n = int(v) if len(v) <= 20 else MAX_MESSAGE + len(rest) + 1
     if n > len(rest):
         raise SipParseError("Bad Request - Content-Length larger than message", 400,
                             partial=partial_factory())
@@ -1394,11 +1397,22 @@ class StreamFramer:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list:
+        """Add bytes; return the complete messages / Keepalive() markers now available.
+        On FramingError, messages framed before the error in this call are attached to
+        the exception as ``e.messages`` (process them, then close the connection)."""
+        out: list = []
+        try:
+            self._feed(data, out)
+        except FramingError as e:
+            e.messages = out
+            raise
+        return out
+
+    def _feed(self, data: bytes, out: list) -> None:
         if self._broken:
             raise FramingError("stream already broken")
         buf = self._buf
         buf += data
-        out: list = []
         while buf:
             if self._total:
                 if len(buf) < self._total:
@@ -1442,9 +1456,8 @@ class StreamFramer:
             if len(set(cls)) != 1 or not cls[0].isdigit():
                 self._broken = True
                 raise FramingError("bad Content-Length")
-            total = hend + int(cls[0])
+            total = hend + (int(cls[0]) if len(cls[0]) <= 20 else self._max + 1)
             if total > self._max:
                 self._broken = True
                 raise FramingError("message too large", 513)
             self._total = total         # loop emits it once the body is complete
-        return out
