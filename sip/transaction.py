@@ -109,7 +109,7 @@ from sip.message import Request as _Request
 from sip.message import make_response
 
 __all__ = [
-    "Addr", "TransactionLayer", "new_branch", "new_tag", "response_destination",
+    "Addr", "TransactionLayer", "new_branch", "new_tag", "response_destination", "fix_via",
     "State", "MAGIC_COOKIE",
     "ClientKey", "ServerKey", "LegacyServerKey",
     "Event", "Transmit", "RequestReceived", "ResponseReceived", "AckReceived",
@@ -312,6 +312,13 @@ def _fix_via(request, source: Addr):
         except Exception:   # pragma: no cover - unparsable lower Via: parsed lazily later
             pass
     return new, new_via
+
+
+def fix_via(request, source: Addr):
+    """Public form of the §18.2.1 / RFC 3581 top-Via update (for stateless
+    responses built outside a transaction): returns the request with
+    ``received``/``rport`` set as a server transaction would set them."""
+    return _fix_via(request, source)[0]
 
 
 def response_destination(via, source: Addr, reliable: bool) -> Addr:

@@ -110,3 +110,15 @@ def test_client_key_is_branch_and_method():
     key, ev = layer.send_request(req, TCP_DEST, True, 0.0)
     assert key == ClientKey("z9hG4bKmsg", "MESSAGE") == ("z9hG4bKmsg", "MESSAGE")
     assert ev == [Transmit(req.to_bytes(), TCP_DEST)]
+
+
+def test_public_fix_via_for_stateless_responses():
+    from sip.transaction import fix_via, response_destination
+    req = make_request("OPTIONS", via_host="pbx-client.example.org", via_port=5062,
+                       via_params=";rport")
+    src = Addr("UDP", "203.0.113.77", 33333)
+    fixed = fix_via(req, src)
+    assert fixed.top_via.received == "203.0.113.77" and fixed.top_via.rport == "33333"
+    assert response_destination(fixed.top_via, src, False) == Addr("UDP", "203.0.113.77", 33333)
+    same = make_request("OPTIONS", via_host=CLIENT_IP, via_port=5060)
+    assert fix_via(same, UDP_SRC) is same
