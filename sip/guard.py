@@ -10,6 +10,11 @@ The server calls:
   the authenticator's outcome;
 - :meth:`AbuseGuard.purge` now and then (e.g. every 10 s) to expire bans and bound state.
 
+Scanner User-Agents match case-insensitively as whole words anywhere in the header
+(``sipcli`` matches ``sipcli/v1.8`` but not ``MySIPClient``). ``rate_limit <= 0`` disables
+rate limiting; ``exempt`` takes IPs and CIDR networks (no rate limit, no auth bans, no
+scanner check) — e.g. a load generator on 127.0.0.1, or a trunk provider's addresses.
+
 Log lines
 ---------
 Every security event produces exactly one line on the ``pypbx.security`` logger (level
@@ -117,8 +122,9 @@ class AbuseGuard:
         self.log_interval = log_interval
         self.max_tracked = max_tracked
         uas = [u for u in scanner_user_agents if u]
-        self._scanner_re = (re.compile('|'.join(re.escape(u) for u in uas), re.I).search
-                            if uas else None)
+        # whole words only: 'sipcli' must not match 'MySIPClient'
+        self._scanner_re = (re.compile('(?<![A-Za-z0-9])(?:' + '|'.join(re.escape(u) for u in uas)
+                                       + ')(?![A-Za-z0-9])', re.I).search if uas else None)
         self._exempt_ips: set[str] = set()
         self._exempt_nets: list = []
         for e in exempt:

@@ -156,7 +156,7 @@ def test_scanner_user_agents_dropped(ua, seclog):
 def test_normal_user_agents_allowed():
     g = AbuseGuard()
     for ua in ['Zoiper rv2.10.19.7', 'baresip v3.10.0 (x86_64/Linux)', 'Yealink SIP-T46S 66.86.0.15',
-               'PJSUA v2.14 Linux', 'Linphone/5.2', None, '']:
+               'PJSUA v2.14 Linux', 'Linphone/5.2', 'MySIPClient 2.0', 'Bsmaps', None, '']:
         v = g.check_request(IP, ua, 0.0)
         assert v is Verdict.ALLOW and v and v.allowed
     assert g.counters()['dropped_scanner'] == 0
@@ -250,3 +250,8 @@ def test_default_scanner_list():
 def test_empty_scanner_list():
     g = AbuseGuard(scanner_user_agents=())
     assert g.check_request(IP, 'friendly-scanner', 0.0) is Verdict.ALLOW
+
+
+def test_rate_limit_disabled():
+    g = AbuseGuard(rate_limit=0)
+    assert all(g.allow_datagram(IP, 100, 0.0) for _ in range(10_000))
