@@ -270,7 +270,7 @@ class NonceManager:
     counts as stale from then on, so eviction can never re-open a replay window.
     """
 
-    __slots__ = ('_secret', 'lifetime', 'max_tracked', '_seen', '_floor_ms', 'skew')
+    __slots__ = ('_secret', 'lifetime', 'max_tracked', '_seen', '_floor_ms', 'skew', '_now_ms')
 
     def __init__(self, secret: bytes | None = None, lifetime: float = 300.0,
                  max_tracked: int = 200_000, skew: float = 5.0) -> None:
@@ -280,6 +280,7 @@ class NonceManager:
         self.skew = skew
         self._seen: dict[str, tuple[int, int]] = {}   # nonce -> (highest nc, issue_ms)
         self._floor_ms = -1
+        self._now_ms = 0
 
     def make(self, now: float, source_ip: str) -> str:
         head = _NONCE_HDR.pack(int(now * 1000), os.urandom(8))
@@ -317,6 +318,7 @@ class NonceManager:
         if issued is None:
             return 'invalid'
         now_ms = int(now * 1000)
+        self._now_ms = now_ms
         if issued > now_ms + self.skew * 1000:
             return 'invalid'
         if now_ms - issued > self.lifetime * 1000:
@@ -365,6 +367,16 @@ class NonceManager:
                 if iss > self._floor_ms:
                     self._floor_ms = iss
         seen[nonce] = (n, issued)
+        # incremental purge: drop up to two expired entries from the (oldest) front, so the
+        # table stays near the number of nonces in use even if purge() is never called
+        limit = self._now_ms - int(self.lifetime * 1000)
+        for _ in range(2):
+            if not seen:
+                break
+            first = next(iter(seen))
+            if seen[first][1] >= limit:
+                break
+            del seen[first]
 
     def purge(self, now: float) -> int:
         """Forget nonce-counts of nonces that are stale anyway. Returns how many."""

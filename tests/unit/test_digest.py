@@ -301,3 +301,11 @@ def test_ipv6_source():
 def test_module_all_exports_exist():
     for name in digest.__all__:
         assert hasattr(digest, name)
+
+
+def test_nonce_table_self_purges_without_purge_calls():
+    nm = NonceManager(b'k', lifetime=10)
+    for i in range(2000):
+        t = i * 0.1                      # 10 nonces/s, 10 s lifetime -> ~100 live
+        assert nm.check(nm.make(t, '192.0.2.1'), 1, t, '192.0.2.1') == 'ok'
+    assert len(nm) <= 110
