@@ -55,13 +55,17 @@ class SipServer:
     def __init__(self, *, registrar: Registrar, guard: AbuseGuard, user_agent: str = "pypbx",
                  on_bindings: Callable[[Changes], None] | None = None,
                  wallclock: Callable[[], float] = time.time,
-                 transactions: TransactionLayer | None = None) -> None:
+                 transactions: TransactionLayer | None = None, force_rport: bool = True) -> None:
         self.registrar = registrar
         self.guard = guard
         self.user_agent = user_agent
         self.on_bindings = on_bindings or (lambda changes: None)
         self.wallclock = wallclock
         self.txn = transactions or TransactionLayer()
+        #: Answer UDP requests at the address and port they came from even without
+        #: ``rport`` in their Via (RFC 3581 behaviour for everyone): phones behind NAT
+        #: put unreachable addresses in Via; the source is the only address that works.
+        self.force_rport = force_rport
         self.handlers: dict[str, Handler] = {}
         self.transport: TransportLayer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -173,8 +177,19 @@ class SipServer:
                                      msg, source, reliable)
             self.counters["rejected"] += 1
             return
+        if self.force_rport and not reliable:
+            msg = self._with_rport(msg)
         self._handle_events(self.txn.receive(msg, source, reliable, now))
         self._schedule()
+
+    @staticmethod
+    def _with_rport(req: Request) -> Request:
+        vias = req.vias
+        top = vias[0]
+        if top.rport is not None:
+            return req
+        values = [str(top.with_params(rport=""))] + [str(v) for v in vias[1:]]
+        return req.replace(headers=req.headers.replace("Via", values))
 
     @property
     def allow(self) -> str:
@@ -202,10 +217,13 @@ class SipServer:
 
     def _send_stateless(self, resp, req: Request, source: Addr, reliable: bool) -> None:
         assert self.transport is not None
-        try:
-            dest = response_destination(req.top_via, source, reliable)
-        except Exception:
+        if reliable or self.force_rport:
             dest = source
+        else:
+            try:
+                dest = response_destination(req.top_via, source, reliable)
+            except Exception:
+                dest = source
         self.transport.send(resp.to_bytes(), dest)
 
     # -- events from the transaction layer -------------------------------------
