@@ -65,7 +65,7 @@ class RegistrarConfig:
 @dataclass(frozen=True)
 class SecurityConfig:
     nonce_lifetime: int = 300
-    digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
+    digest_algorithms: tuple[str, ...] = ("MD5",)
     auth_fail_limit: int = 5
     auth_fail_window: int = 60
     ban_time: int = 600
@@ -226,8 +226,8 @@ _SCHEMA: dict[str, list[tuple[str, Any, Callable[[str, Any], Any], str]]] = {
     ],
     "security": [
         ("nonce_lifetime", 300, _int(1, 86400), "seconds"),
-        ("digest_algorithms", ["MD5", "SHA-256"], _digest_algorithms,
-         "offered in this order; many phones (and sipp) take the first challenge, so MD5 leads"),
+        ("digest_algorithms", ["MD5"], _digest_algorithms,
+         "challenges offered, in order; add \"SHA-256\" only if every phone copes (baresip 1.0 and sipp fail on it)"),
         ("auth_fail_limit", 5, _int(1), "failed authentications ..."),
         ("auth_fail_window", 60, _int(1), "... within this many seconds ban the source IP"),
         ("ban_time", 600, _int(0), "seconds"),

@@ -193,3 +193,41 @@ def udp_exchange(data: bytes, port: int, *, host: str = "127.0.0.1", timeout: fl
             return None
     finally:
         s.close()
+
+
+class Baresip:
+    """A real baresip softphone (Debian's baresip) with its own config directory."""
+
+    def __init__(self, workdir: Path, aor: str, password: str, *, transport: str = "udp",
+                 regint: int = 60) -> None:
+        self.exe = require_tool("baresip")
+        self.dir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        modules = "/usr/lib/baresip/modules"
+        (workdir / "config").write_text(
+            "sip_listen 127.0.0.1:0\n"
+            f"module_path {modules}\n"
+            "module g711.so\nmodule account.so\nmodule_app menu.so\n"
+            "audio_player nil\naudio_source nil\n")
+        (workdir / "accounts").write_text(
+            f"<sip:{aor};transport={transport}>;auth_pass={password};regint={regint}\n")
+        self.proc: subprocess.Popen | None = None
+        self.log_path = workdir / "baresip.log"
+
+    def start(self, seconds: int = 30) -> None:
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([self.exe, "-f", str(self.dir), "-t", str(seconds)],
+                                     stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")

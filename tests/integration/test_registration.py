@@ -175,3 +175,38 @@ def test_bad_config_stops_startup_with_one_line(tmp_path):
     assert res.returncode != 0
     err = res.stderr.strip().splitlines()
     assert len(err) == 1 and "sip.udp_prot" in err[0]
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_baresip_registers_and_unregisters(pbx, tmp_path, transport):
+    from tests.integration.harness import Baresip
+    p = pbx()
+    p.add_extensions(["1001"], PASSWORD)
+    p.start()
+    phone = Baresip(tmp_path / "baresip", f"1001@127.0.0.1:{p.port}", PASSWORD, transport=transport)
+    phone.start()
+    try:
+        regs = p.wait_for(lambda: _contacts(p, "1001"), timeout=15, what="baresip to register")
+        assert len(regs) == 1
+        r = regs[0]
+        # baresip's Contact user is not the AoR ("1001-0x..."): kept exactly as sent
+        assert r["contact"].startswith("sip:1001-0x")
+        assert r["source_transport"] == transport.upper()
+        assert r["user_agent"].startswith("baresip")
+        p.wait_for(lambda: "200 OK" in phone.log(), timeout=10, what="baresip to see 200 OK")
+    finally:
+        phone.stop()
+    # baresip unregisters on exit
+    p.wait_for(lambda: not _contacts(p, "1001"), timeout=10, what="baresip to unregister")
+
+
+def test_sha256_challenge_is_opt_in(pbx, tmp_path):
+    """Offering SHA-256 too (RFC 8760) is a setting: with it, clients that support only
+    MD5 still register when MD5 leads (sipp takes the first challenge)."""
+    p = pbx(security={"digest_algorithms": ["MD5", "SHA-256"]})
+    p.add_extensions(["1001"], PASSWORD)
+    p.start()
+    res = run_sipp("register.xml", f"127.0.0.1:{p.port}", users=auth_users(["1001"], PASSWORD),
+                   workdir=tmp_path / "s")
+    assert res.returncode == 0, res.errors
+    assert len(_contacts(p, "1001")) == 1
