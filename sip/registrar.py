@@ -136,13 +136,16 @@ class Registrar:
         return RegisterResult(self._reply(req, status, reason), Changes(), outcome, user, aor)
 
     def _pick_credentials(self, req: Request) -> dict | None:
-        """The parsed Authorization for our realm; None when there is none.
-        Raises ValueError when the only candidates are malformed."""
+        """The parsed Digest Authorization for our realm; None when there is none (other
+        schemes are ignored). Raises ValueError when the only one is a malformed Digest."""
         vals = req.headers.get_raw_all('Authorization')
         if not vals:
             return None
         err = None
         for v in vals:
+            sv = v.lstrip()
+            if sv[:6].lower() != 'digest' or sv[6:7] not in (' ', '\t'):
+                continue          # unknown scheme (RFC 4475 regaut01): ignore, challenge
             try:
                 p = digest.parse_authorization(v)
             except ValueError as e:

@@ -675,3 +675,10 @@ def test_changes_fold_and_response_contacts_for_multiple():
     r, _ = do_register(reg, contacts=['<sip:1001@192.0.2.10:5060>;expires=600', '<sip:1001@192.0.2.10:5060>;expires=0'])
     assert r.response.status == 200
     assert reg.location.count() == 0 and not r.changes.added
+
+
+def test_unknown_authorization_scheme_is_challenged():
+    """RFC 4475 §3.3.3 regaut01: unknown scheme -> 401, not 400."""
+    reg = make_registrar()
+    r = reg.handle(register(auth='NoOneKnowsThisScheme opaque-data=here'), PHONE_IP, SRC, T0)
+    assert r.response.status == 401 and r.auth is AuthOutcome.CHALLENGED
