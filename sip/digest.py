@@ -294,8 +294,8 @@ class NonceManager:
             raw = base64.urlsafe_b64decode(nonce + '=')
         except (binascii.Error, ValueError):
             return None
-        if len(raw) != _NONCE_RAW:
-            return None
+        if len(raw) != _NONCE_RAW or base64.urlsafe_b64encode(raw)[:_NONCE_LEN] != nonce.encode('ascii', 'replace'):
+            return None           # only the canonical spelling (it keys the nc table)
         head = raw[:_NONCE_HDR.size]
         mac = hmac.digest(self._secret, head + source_ip.encode(), 'sha256')[:_MAC_LEN]
         if not hmac.compare_digest(mac, raw[_NONCE_HDR.size:]):

@@ -255,7 +255,8 @@ def test_nonce_other_secret_or_garbage_is_invalid():
     a, b = NonceManager(b'a'), NonceManager(b'b')
     n = a.make(10.0, '192.0.2.1')
     assert b.check(n, 1, 11.0, '192.0.2.1') == 'invalid'
-    for junk in ['', 'x', 'dcd98b7102dd2f0e8b11d0f600bfb0c093', '!' * 43, n[:-1] + ('A' if n[-1] != 'A' else 'B')]:
+    mid = n[:20] + ('A' if n[20] != 'A' else 'B') + n[21:]
+    for junk in ['', 'x', 'dcd98b7102dd2f0e8b11d0f600bfb0c093', '!' * 43, mid, 'é' * 43]:
         assert a.check(junk, 1, 11.0, '192.0.2.1') == 'invalid'
 
 
@@ -309,3 +310,19 @@ def test_nonce_table_self_purges_without_purge_calls():
         t = i * 0.1                      # 10 nonces/s, 10 s lifetime -> ~100 live
         assert nm.check(nm.make(t, '192.0.2.1'), 1, t, '192.0.2.1') == 'ok'
     assert len(nm) <= 110
+
+
+def test_nonce_non_canonical_base64_spelling_is_invalid():
+    """The last base64 character carries 2 unused bits: other spellings decode to the same
+    bytes but must not be accepted (the nonce string keys the replay table)."""
+    import base64
+    nm = NonceManager(b'k')
+    n = nm.make(10.0, '192.0.2.1')
+    alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+    i = alphabet.index(n[-1])
+    variants = [n[:-1] + alphabet[(i & ~3) | k] for k in range(4) if (i & ~3) | k != i]
+    assert len(variants) == 3
+    for v in variants:
+        assert base64.urlsafe_b64decode(v + '=') == base64.urlsafe_b64decode(n + '=')
+        assert nm.check(v, 1, 11.0, '192.0.2.1') == 'invalid'
+    assert nm.check(n, 1, 11.0, '192.0.2.1') == 'ok'
