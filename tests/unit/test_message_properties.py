@@ -12,7 +12,9 @@ from sip.message import (
     URI, Via, make_response, parse_message, validate_request,
 )
 
-SETTINGS = settings(max_examples=300, deadline=None,
+# PYPBX_FUZZ_SCALE=20 runs every property 20x longer (for a local fuzzing session)
+_SCALE = max(1, int(os.environ.get("PYPBX_FUZZ_SCALE", "1")))
+SETTINGS = settings(max_examples=300 * _SCALE, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -238,7 +240,7 @@ def test_via_roundtrip(v):
     assert Via.parse(str(v)) == v
 
 
-@settings(SETTINGS, max_examples=200)
+@settings(SETTINGS, max_examples=200 * _SCALE)
 @given(requests())
 def test_generated_request_roundtrip(case):
     wire, want = case
@@ -252,7 +254,7 @@ def test_generated_request_roundtrip(case):
     assert m2.to_bytes() == m1.to_bytes()
 
 
-@settings(SETTINGS, max_examples=100)
+@settings(SETTINGS, max_examples=100 * _SCALE)
 @given(requests(), st.integers(100, 699), line_text, tokens)
 def test_generated_response_roundtrip(case, status, reason, tag):
     wire, _ = case
@@ -270,7 +272,7 @@ def test_generated_response_roundtrip(case, status, reason, tag):
 
 # ------------------------------------------------------------------ stream framing
 
-@settings(SETTINGS, max_examples=80)
+@settings(SETTINGS, max_examples=80 * _SCALE)
 @given(st.lists(st.tuples(requests(), st.sampled_from([b"", b"\r\n", b"\r\n\r\n"])),
                 min_size=1, max_size=3),
        st.lists(st.integers(0, 10_000), max_size=12))
