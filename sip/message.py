@@ -1374,7 +1374,7 @@ class Keepalive:
     """A CRLFCRLF ping received on a stream: answer with a single CRLF (pong)."""
 
 
-_CL_LINE_RE = re.compile(rb"(?:^|\n)[ \t]*(content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.I)
+_CL_LINE_RE = re.compile(rb"\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)")   # on lowered bytes
 
 
 class StreamFramer:
@@ -1437,19 +1437,24 @@ class StreamFramer:
                     else:
                         del buf[:1]
                     continue
-            m = _HDR_END_RE.search(buf, max(0, self._scan - 3))
-            if m is None:
+            scan = max(0, self._scan - 3)
+            i = buf.find(b"\r\n\r\n", scan)
+            j = buf.find(b"\n\n", scan, i if i >= 0 else len(buf))     # liberal: bare LF
+            if j >= 0:
+                hstart, hend = (j - 1, j + 2) if j and buf[j - 1] == 13 else (j, j + 2)
+            elif i >= 0:
+                hstart, hend = i, i + 4
+            else:
                 self._scan = max(1, len(buf))
                 if len(buf) > self._max:
                     self._broken = True
                     raise FramingError("header section too large", 513)
                 break
-            hend = m.end()
             if hend > self._max:
                 self._broken = True
                 raise FramingError("header section too large", 513)
-            head = bytes(buf[:m.start()])
-            cls = [v.strip() for _, v in _CL_LINE_RE.findall(head)]
+            head = bytes(buf[:hstart]).lower()
+            cls = [v.strip() for v in _CL_LINE_RE.findall(head)]
             if not cls:
                 self._broken = True
                 raise FramingError("missing Content-Length on a stream transport")
