@@ -826,6 +826,9 @@ class Headers:
 # ---------------------------------------------------------------------------
 # messages
 
+_CRLF_ANY_RE = re.compile(r"[\r\n]+")
+
+
 class _MessageMixin:
     """Lazily parsed, cached views of the common headers (shared by Request/Response)."""
 
@@ -936,6 +939,11 @@ class _MessageMixin:
         return v.split(";", 1)[0].strip(" \t").lower()
 
     def _serialise(self, start: str) -> bytes:
+        # RFC 3261 §7: CRLF line ends; one header field per line (no folding emitted).
+        # CR / LF inside values (only possible in constructed messages or after a bare CR
+        # in the input) are replaced by SP so nothing can inject header lines.
+        if "\r" in start or "\n" in start:
+            start = _CRLF_ANY_RE.sub(" ", start)
         out = [start, "\r\n"]
         body = self.body
         cl_done = False
@@ -945,6 +953,8 @@ class _MessageMixin:
                     continue
                 v = str(len(body))
                 cl_done = True
+            elif "\r" in v or "\n" in v:
+                v = _CRLF_ANY_RE.sub(" ", v)
             out.append(n)
             out.append(": ")
             out.append(v)

@@ -655,3 +655,17 @@ def test_parse_is_reasonably_fast():
         m.call_id, m.cseq, m.vias, m.from_, m.to, m.contacts  # noqa: B018
     per = (time.perf_counter() - t0) / 2000
     assert per < 500e-6          # generous: the real target (<30 µs) is in bench/parse_bench.py
+
+
+def test_serialisation_cannot_inject_header_lines():
+    m = parse_message(options())
+    evil = m.replace(headers=m.headers.add("Subject", "hi\r\nVia: SIP/2.0/UDP evil"))
+    wire = evil.to_bytes()
+    again = parse_message(wire)
+    assert len(again.vias) == 1 and again.headers.get("Subject") == "hi Via: SIP/2.0/UDP evil"
+    r = make_response(m, 400, "Bad\r\nX-Evil: 1")
+    again = parse_message(r.to_bytes())
+    assert again.reason == "Bad X-Evil: 1" and again.headers.get("X-Evil") is None
+    na = NameAddr("a\r\nb", URI.parse("sip:x@y"))
+    assert "\r" not in str(parse_message(m.replace(
+        headers=m.headers.replace("From", [str(na)])).to_bytes()).from_.display)
