@@ -1020,7 +1020,24 @@ class _FakeMatch:
         return self._e
 _VERSION_RE = re.compile(r"SIP/(\d+)\.(\d+)\Z", re.I)
 _STATUS_RE = re.compile(r"(SIP/\d+\.\d+)[ \t]+(\d+)(?:[ \t](.*))?\Z", re.S | re.I)
-_LOOSE_VIA_RE = re.compile(r"\s*[^/\s]+\s*/\s*[^/\s]+\s*/\s*[^/\s]+\s+[^\s;,]+")
+def _lenient_via(text: str) -> "Via | None":
+    """Via parse that skips malformed parameters (for answering a broken request only)."""
+    try:
+        return Via.parse(text)
+    except SipParseError:
+        pass
+    head, _, ps = text.partition(";")
+    try:
+        v = Via.parse(head)
+    except SipParseError:
+        return None
+    params = []
+    for p in ps.split(";"):
+        try:
+            params.extend(_parse_header_params(p, "Via"))
+        except SipParseError:
+            continue
+    return dataclasses.replace(v, params=tuple(params))
 _KEEPALIVE_BYTES = frozenset(b"\r\n\x00")
 
 
@@ -1205,7 +1222,11 @@ def _parse_request(start, headers, herr, rest) -> Request:
     try:
         req.vias  # noqa: B018
     except SipParseError as e:
-        drop = _LOOSE_VIA_RE.match(vias[0]) is None
+        lenient = [v for v in map(_lenient_via, vias) if v is not None]
+        drop = not lenient or _lenient_via(vias[0]) is None
+        if not drop:
+            # best effort so the 400 can be routed (partial.top_via works; §18.2.2)
+            req.__dict__["vias"] = lenient
         raise SipParseError(e.reason, 400, drop=drop, partial=req) from None
     for name, attr in (("From", "from_"), ("To", "to"), ("Call-ID", "call_id"), ("CSeq", "cseq"),
                        ("Max-Forwards", "max_forwards")):

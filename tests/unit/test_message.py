@@ -669,3 +669,12 @@ def test_serialisation_cannot_inject_header_lines():
     na = NameAddr("a\r\nb", URI.parse("sip:x@y"))
     assert "\r" not in str(parse_message(m.replace(
         headers=m.headers.replace("From", [str(na)])).to_bytes()).from_.display)
+
+
+def test_partial_with_broken_via_params_is_routable():
+    data = options().replace(b"branch=z9hG4bKhjhs8ass877", b"branch=z9hG4bKhjhs8ass877;;,;,,")
+    e = perr(data)
+    assert e.status == 400 and not e.drop
+    assert e.partial.top_via.host == "pc33.atlanta.example.com"
+    assert e.partial.top_via.branch == "z9hG4bKhjhs8ass877"
+    assert perr(options().replace(b"Via: SIP/2.0/UDP pc33", b"Via: garbage")).drop
