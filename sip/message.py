@@ -397,6 +397,14 @@ def _parse_header_params(s: str, what: str) -> tuple:
     (RFC 3261 §25.1: generic-param = token [ EQUAL gen-value ]; gen-value = token / host /
     quoted-string).  Names lowercased; quoted values kept with their quotes."""
     out = []
+    if '"' not in s and " " not in s and "\t" not in s:
+        # fast path: no quoted values, no LWS
+        for p in s.split(";"):
+            name, eq, value = p.partition("=")
+            if not _is_token(name) or (eq and not value):
+                raise SipParseError(f"Bad Request - malformed {what} parameter")
+            out.append((name.lower(), value if eq else None))
+        return tuple(out)
     pos = 0
     n = len(s)
     match = _GEN_PARAM_RE.match
@@ -837,7 +845,7 @@ class _MessageMixin:
 
     @cached_property
     def call_id(self) -> str:
-        vals = self.headers.get_raw_all("Call-ID")
+        vals = self.headers._idx().get("call-id", ())
         if len(vals) != 1 or not vals[0] or " " in vals[0]:
             raise SipParseError("Bad Request - missing or bad Call-ID")
         return vals[0]
@@ -846,7 +854,7 @@ class _MessageMixin:
     def cseq(self) -> tuple[int, str]:
         # RFC 3261 §20.16: CSeq = 1*DIGIT LWS Method; number < 2**31 for new requests,
         # we accept up to 2**32-1 (RFC 4475 §3.1.2.4).
-        vals = self.headers.get_raw_all("CSeq")
+        vals = self.headers._idx().get("cseq", ())
         if len(vals) != 1:
             raise SipParseError("Bad Request - missing or multiple CSeq")
         parts = vals[0].split()
@@ -870,7 +878,7 @@ class _MessageMixin:
         return self.vias[0]
 
     def _single_nameaddr(self, name: str) -> NameAddr:
-        vals = self.headers.get_raw_all(name)
+        vals = self.headers._idx().get(name.lower(), ())
         if len(vals) != 1:
             raise SipParseError(f"Bad Request - missing or multiple {name}")
         try:
@@ -907,7 +915,7 @@ class _MessageMixin:
     @cached_property
     def max_forwards(self) -> int | None:
         """Max-Forwards (§20.22); None when absent or > 255 (treated as absent, RFC 4475 §3.1.2.4)."""
-        vals = self.headers.get_raw_all("Max-Forwards")
+        vals = self.headers._idx().get("max-forwards")
         if not vals:
             return None
         if len(vals) > 1:
