@@ -249,27 +249,27 @@ _URI_CACHE: dict[str, URI] = {}
 
 
 def _parse_uri(text: str) -> URI:
-    if True:
-        colon = text.find(":")
-        if colon <= 0 or _BAD_URI_CHARS_RE.search(text):
-            raise SipParseError("Bad Request - malformed URI")
-        scheme = text[:colon]
-        if not _SCHEME_RE.fullmatch(scheme):
-            raise SipParseError("Bad Request - malformed URI scheme")
-        scheme = scheme.lower()
-        rest = text[colon + 1:]
-        if not rest:
-            raise SipParseError("Bad Request - empty URI")
-        if scheme == "sip" or scheme == "sips":
-            return _parse_sip_uri(scheme, rest, text)
-        if scheme == "tel":
-            # RFC 3966: telephone-subscriber *par
-            num, _, ps = rest.partition(";")
-            if not num:
-                raise SipParseError("Bad Request - malformed tel URI")
-            return URI("tel", _unescape(num), None, "", None, _parse_uri_params(ps) if ps else (),
-                       (), None, text)
-        return URI(scheme, None, None, "", None, (), (), rest, text)
+    """RFC 3261 §19.1.1 SIP-URI / SIPS-URI, RFC 3966 tel, otherwise absoluteURI (opaque)."""
+    colon = text.find(":")
+    if colon <= 0 or _BAD_URI_CHARS_RE.search(text):
+        raise SipParseError("Bad Request - malformed URI")
+    scheme = text[:colon]
+    if not _SCHEME_RE.fullmatch(scheme):
+        raise SipParseError("Bad Request - malformed URI scheme")
+    scheme = scheme.lower()
+    rest = text[colon + 1:]
+    if not rest:
+        raise SipParseError("Bad Request - empty URI")
+    if scheme == "sip" or scheme == "sips":
+        return _parse_sip_uri(scheme, rest, text)
+    if scheme == "tel":
+        # RFC 3966: telephone-subscriber *par
+        num, _, ps = rest.partition(";")
+        if not num:
+            raise SipParseError("Bad Request - malformed tel URI")
+        return URI("tel", _unescape(num), None, "", None, _parse_uri_params(ps) if ps else (),
+                   (), None, text)
+    return URI(scheme, None, None, "", None, (), (), rest, text)
 
 
 _obj_new = object.__new__
@@ -337,7 +337,7 @@ def _parse_sip_uri(scheme: str, rest: str, text: str) -> URI:
 def _set_params(params: tuple, kv: dict) -> tuple:
     out = list(params)
     for k, v in kv.items():
-        k = k.replace("_", "-").lower() if k not in ("_",) else k
+        k = k.lower()        # names with '-' : with_params(**{"reg-id": "1"})
         if v is not None and v is not True:
             v = str(v)
         elif v is True:
@@ -1046,7 +1046,6 @@ def _lenient_via(text: str) -> "Via | None":
         except SipParseError:
             continue
     return dataclasses.replace(v, params=tuple(params))
-_KEEPALIVE_BYTES = frozenset(b"\r\n\x00")
 
 
 def is_keepalive(data: bytes) -> bool:
