@@ -461,8 +461,8 @@ def _get_param(params: tuple, name: str):
 
 _DISPLAY_TOKENS_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~ \t]*")
 _NA_FAST_RE = re.compile(
-    r'[ \t]*(?:"((?:[^"\\]|\\.)*)"|([A-Za-z0-9\-.!%*_+`\'~ \t]*))[ \t]*'
-    r'<([^<>\s"]*)>[ \t]*(?:;(.*))?\Z', re.S)
+    r'[ \t]*(?:"((?:[^"\\]|\\.)*)"|((?:[A-Za-z0-9\-.!%*_+`\'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`\'~]+)*)?))'
+    r'[ \t]*<([^<>\s"]*)>[ \t]*(?:;(.*))?\Z', re.S)   # unambiguous: no ReDoS on long LWS runs
 
 
 @dataclass(frozen=True)
@@ -1057,7 +1057,9 @@ def is_keepalive(data: bytes) -> bool:
 _NAME_CACHE: dict[str, str] = {}   # raw header name (before ':') -> canonical name
 
 
-_FOLD_RE = re.compile(r"[ \t]*\r?\n[ \t]+")
+# the lookbehind makes a match start only at the beginning of an LWS run (linear time;
+# without it a long run of spaces anywhere in the header section is quadratic)
+_FOLD_RE = re.compile(r"(?<![ \t])[ \t]*\r?\n[ \t]+")
 
 
 def _split_headers(text: str):

@@ -678,3 +678,40 @@ def test_partial_with_broken_via_params_is_routable():
     assert e.partial.top_via.host == "pc33.atlanta.example.com"
     assert e.partial.top_via.branch == "z9hG4bKhjhs8ass877"
     assert perr(options().replace(b"Via: SIP/2.0/UDP pc33", b"Via: garbage")).drop
+
+
+_N = 60000
+_PATHOLOGICAL = {
+    "display-spaces": "To: a" + " " * _N + "b",
+    "display-a-space": "To: " + "a " * (_N // 2) + "x",
+    "long-token": "To: " + "a" * _N + " x",
+    "escaped-quotes": 'To: "' + '\\"' * (_N // 2),
+    "many-params": "To: <sip:a@b>" + ";a" * (_N // 2),
+    "lws-params": "To: <sip:a@b>" + " ; a = b" * (_N // 8),
+    "fold-after-spaces": "To: <sip:a@b>\r\nX: y" + " " * _N + "z\r\n b",
+    "via-long-host": "To: <sip:a@b>\r\nVia: SIP/2.0/UDP " + "a" * _N + " b",
+    "contact-commas": "To: <sip:a@b>\r\nContact: " + '"a,' * (_N // 3),
+    "uri-ats": "To: <sip:" + "@" * _N + ">",
+    "uri-colons": "To: <sip:" + "a:" * (_N // 2) + ">",
+    "many-headers": "To: <sip:a@b>\r\n" + "X: y\r\n" * (_N // 6) + "Y: z",
+}
+
+
+@pytest.mark.parametrize("name", list(_PATHOLOGICAL))
+def test_pathological_inputs_are_linear(name):
+    """No regex backtracking blow-ups (ReDoS) on 64 KiB adversarial datagrams."""
+    import time
+    base = ("OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCall-ID: x\r\n"
+            "CSeq: 1 OPTIONS\r\nFrom: <sip:a@b>;tag=1\r\n")
+    data = (base + _PATHOLOGICAL[name] + "\r\n\r\n").encode()[:MAX_MESSAGE]
+    t0 = time.perf_counter()
+    try:
+        m = parse_message(data)
+        for attr in ("contacts", "vias", "to"):
+            try:
+                getattr(m, attr)
+            except SipParseError:
+                pass
+    except SipParseError:
+        pass
+    assert time.perf_counter() - t0 < 1.0
