@@ -1118,7 +1118,7 @@ def parse_message(data: bytes) -> Message:
     if not data:
         raise SipParseError("empty message", 400, drop=True)
     idx = data.find(b"\r\n\r\n")
-    if idx >= 0 and b"\n\n" not in data[:idx] and b"\n\r\n" not in data[:idx]:
+    if idx >= 0 and data.find(b"\n\n", 0, idx) < 0 and data.find(b"\n\r\n", 0, idx) < 0:
         m = _FakeMatch(idx, idx + 4)
     else:
         m = _HDR_END_RE.search(data)
