@@ -76,14 +76,12 @@ class _Stream(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:  # type: ignore[override]
         self.last_activity = self.owner._loop.time()
+        error: FramingError | None = None
         try:
             items = self.framer.feed(data)
         except FramingError as exc:
-            log.info("closing %s connection from %s:%s: unframeable stream (%s)",
-                     self.name, self.peer[0], self.peer[1], exc.reason)
-            self.owner.counters["framing_errors"] += 1
-            self.close()
-            return
+            # Messages framed before the error are whole: deliver them, then close.
+            error, items = exc, list(getattr(exc, "messages", ()) or ())
         addr = Addr(self.name, self.peer[0], self.peer[1], self.conn_id)
         for item in items:
             if isinstance(item, Keepalive):
@@ -93,6 +91,11 @@ class _Stream(asyncio.Protocol):
                 self.owner._deliver(item, addr)
             if self.transport is None or self.transport.is_closing():
                 break
+        if error is not None:
+            log.info("closing %s connection from %s:%s: unframeable stream (%s)",
+                     self.name, self.peer[0], self.peer[1], error.reason)
+            self.owner.counters["framing_errors"] += 1
+            self.close()
 
     def write(self, data: bytes) -> bool:
         if self.transport is None or self.transport.is_closing():
