@@ -1,0 +1,657 @@
+"""A media worker: one pjsua2 Endpoint hosting the legs of one call session.
+
+Run as ``python -m media.worker --sip-port N --rtp-start P --rtp-count K --trusted
+127.0.0.1:5060``. Commands arrive as JSON lines on stdin, replies and events leave as
+JSON lines on stdout (see :mod:`media.protocol`), logs go to stderr.
+
+Threading: pjsua2 runs with no worker threads (``threadCnt=0``, ``mainThreadOnly``); the
+main loop pumps ``libHandleEvents`` with a timeout (long when idle, short with legs up)
+and polls stdin in between, so every pjsua2 callback runs in this thread. The only
+exception is ``AudioMediaPlayer.onEof2`` (pjmedia's event thread): it only puts into a
+``queue.SimpleQueue`` that the loop drains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import queue
+import re
+import select
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pjsua2 as pj
+
+from media import protocol as P
+
+log = logging.getLogger("media.worker")
+
+PJ_ETOOMANY = 70010
+IDLE_PUMP_MS = 100
+BUSY_PUMP_MS = 10
+RECORDER_SETTLE_S = 0.3     # pjmedia finalises the WAV header shortly after release
+
+
+class _LogWriter(pj.LogWriter):
+    _LEVELS = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO,
+               4: logging.DEBUG, 5: logging.DEBUG, 6: logging.DEBUG}
+
+    def write(self, entry: Any) -> None:
+        try:
+            logging.getLogger("pjsua2").log(self._LEVELS.get(entry.level, logging.DEBUG),
+                                            entry.msg.rstrip())
+        except Exception:  # never let an exception cross into C
+            pass
+
+
+class _Player(pj.AudioMediaPlayer):
+    def __init__(self, eof_queue: "queue.SimpleQueue[tuple[str, int]]", leg: str, serial: int):
+        super().__init__()
+        self._q = eof_queue
+        self.leg = leg
+        self.serial = serial
+        self.loop = False
+        self.file = ""
+
+    def onEof2(self) -> None:  # pjmedia event thread: hand over, touch nothing else
+        if not self.loop:
+            self._q.put((self.leg, self.serial))
+
+
+class _Call(pj.Call):
+    def __init__(self, worker: "Worker", acc: pj.Account, call_id: int = pj.PJSUA_INVALID_ID,
+                 leg: str = ""):
+        super().__init__(acc, call_id)
+        self.worker = worker
+        self.leg = leg
+
+    def onCallState(self, prm: Any) -> None:
+        try:
+            self.worker.on_call_state(self)
+        except Exception:
+            log.exception("onCallState")
+
+    def onCallMediaState(self, prm: Any) -> None:
+        try:
+            self.worker.on_media_state(self)
+        except Exception:
+            log.exception("onCallMediaState")
+
+    def onDtmfDigit(self, prm: Any) -> None:
+        try:
+            self.worker.emit(P.Dtmf(leg=self.leg, digit=prm.digit))
+        except Exception:
+            log.exception("onDtmfDigit")
+
+
+class _Account(pj.Account):
+    def __init__(self, worker: "Worker"):
+        super().__init__()
+        self.worker = worker
+
+    def onIncomingCall(self, prm: Any) -> None:
+        try:
+            self.worker.on_incoming(self, prm)
+        except Exception:
+            log.exception("onIncomingCall")
+
+
+@dataclass
+class Leg:
+    id: str
+    call: _Call
+    incoming: bool
+    media_up: bool = False
+    ringing_sent: bool = False
+    answered_sent: bool = False
+    ended: bool = False
+    player: _Player | None = None
+    bridged: set[str] = field(default_factory=set)
+
+
+def parse_headers(whole_msg: str) -> tuple[str, dict[str, str]]:
+    """Request line and {header-name: value} (first occurrence, compact forms expanded)."""
+    compact = {"f": "From", "t": "To", "i": "Call-ID", "m": "Contact", "v": "Via",
+               "l": "Content-Length", "c": "Content-Type", "k": "Supported", "s": "Subject"}
+    head = whole_msg.split("\r\n\r\n", 1)[0].replace("\r\n", "\n")
+    head = re.sub(r"\n[ \t]+", " ", head)  # unfold
+    lines = head.split("\n")
+    out: dict[str, str] = {}
+    for line in lines[1:]:
+        if ":" not in line:
+            continue
+        name, value = line.split(":", 1)
+        name = name.strip()
+        name = compact.get(name.lower(), name)
+        out.setdefault(name, value.strip())
+    return lines[0] if lines else "", out
+
+
+_PROTO_OUT: Any = None
+
+
+def _protocol_out() -> Any:
+    """The protocol channel: the original stdout, moved to a private fd.
+
+    fd 1 is then pointed at stderr, so nothing pjlib prints to the console (it logs to
+    stdout before our LogWriter is installed) can corrupt the JSON lines.
+    """
+    global _PROTO_OUT
+    if _PROTO_OUT is None:
+        sys.stdout.flush()
+        fd = os.dup(1)
+        os.dup2(2, 1)
+        _PROTO_OUT = os.fdopen(fd, "wb", buffering=0)
+        sys.stdout = sys.stderr
+    return _PROTO_OUT
+
+
+class Worker:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.trusted = set(args.trusted or [])
+        self.legs: dict[str, Leg] = {}
+        self.dying: list[_Call] = []           # calls to release once disconnected
+        self.release_queue: list[Any] = []      # pjsua2 objects to drop outside callbacks
+        self.recorders: dict[str, tuple[pj.AudioMediaRecorder, str]] = {}
+        self.pending_record_events: list[tuple[float, P.RecordStopped]] = []
+        self.eof_queue: "queue.SimpleQueue[tuple[str, int]]" = queue.SimpleQueue()
+        self.player_serial = 0
+        self.next_in = 0
+        self.running = True
+        self.started = time.monotonic()
+        self.capacity = 0
+        self.out = _protocol_out()
+        self.inbuf = b""
+
+    # ------------------------------------------------------------ output
+    def emit(self, msg: Any) -> None:
+        self.out.write(P.encode(msg))
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        a = self.args
+        self.ep = pj.Endpoint()
+        self.ep.libCreate()
+        cfg = pj.EpConfig()
+        cfg.uaConfig.threadCnt = 0
+        cfg.uaConfig.mainThreadOnly = True
+        cfg.uaConfig.maxCalls = a.max_calls
+        cfg.uaConfig.userAgent = "pypbx-media"
+        cfg.medConfig.clockRate = a.clock_rate
+        cfg.medConfig.sndClockRate = a.clock_rate
+        cfg.medConfig.channelCount = 1
+        cfg.medConfig.sndAutoCloseTime = -1
+        cfg.medConfig.noVad = True
+        cfg.medConfig.ecTailLen = 0
+        self.logwriter = _LogWriter()
+        cfg.logConfig.writer = self.logwriter
+        cfg.logConfig.level = a.pj_log_level
+        cfg.logConfig.consoleLevel = 0
+        cfg.logConfig.decor = 0
+        cfg.logConfig.msgLogging = a.pj_log_level >= 4
+        self.logwriter.__disown__()   # pjsua2 owns it; a Python-owned writer segfaults at exit
+        self.ep.libInit(cfg)
+        self.ep.audDevManager().setNullDev()
+
+        tcfg = pj.TransportConfig()
+        tcfg.port = a.sip_port
+        tcfg.boundAddress = a.sip_addr
+        self.tid = self.ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+        self.ep.libStart()
+        self._set_codecs()
+
+        acfg = pj.AccountConfig()
+        acfg.idUri = f"sip:media@{a.sip_addr}:{a.sip_port}"
+        acfg.sipConfig.transportId = self.tid
+        if a.proxy:
+            acfg.sipConfig.proxies.append(a.proxy)
+        mt = acfg.mediaConfig.transportConfig
+        mt.port = a.rtp_start
+        mt.portRange = a.rtp_count
+        mt.boundAddress = a.media_addr
+        if a.public_addr:
+            mt.publicAddress = a.public_addr
+        acfg.mediaConfig.transportConfig = mt
+        self.acc = _Account(self)
+        self.acc.create(acfg, True)
+
+        self.capacity = min(self._probe_capacity(), max(1, a.rtp_count // 2))
+        self.emit(P.Ready(capacity=self.capacity, sip_port=a.sip_port,
+                          rtp_range=(a.rtp_start, a.rtp_start + a.rtp_count), pid=os.getpid()))
+
+    def _set_codecs(self) -> None:
+        prio = {"PCMU/8000": 255, "PCMA/8000": 254, "G722/16000": 253}
+        for ci in self.ep.codecEnum2():
+            cid = ci.codecId
+            want = next((v for k, v in prio.items() if cid.startswith(k)), 0)
+            try:
+                self.ep.codecSetPriority(cid, want)
+            except pj.Error as exc:
+                log.warning("codec %s: %s", cid, exc.info())
+
+    def _probe_capacity(self) -> int:
+        """Open calls towards a local sink until pjsua refuses (PJ_ETOOMANY)."""
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.bind((self.args.sip_addr, 0))
+        sink.setblocking(False)
+        uri = f"sip:probe@{self.args.sip_addr}:{sink.getsockname()[1]}"
+        calls: list[_Call] = []
+        limit = self.args.max_calls
+        try:
+            while len(calls) < limit:
+                c = _Call(self, self.acc, leg="")
+                try:
+                    c.makeCall(uri, pj.CallOpParam(True))
+                except pj.Error as exc:
+                    self.release_queue.append(c)
+                    if exc.status != PJ_ETOOMANY:
+                        log.warning("capacity probe stopped: %s", exc.info())
+                    break
+                calls.append(c)
+            cap = len(calls)
+            # answer every probe INVITE with 480 from the sink until all calls are gone
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                self.ep.libHandleEvents(5)
+                while True:
+                    try:
+                        data, addr = sink.recvfrom(65535)
+                    except BlockingIOError:
+                        break
+                    text = data.decode("utf-8", "replace")
+                    if not text.startswith("INVITE "):
+                        continue
+                    _, hdrs = parse_headers(text)
+                    resp = "SIP/2.0 480 Probe\r\n" + "".join(
+                        f"{h}: {hdrs[h]}\r\n" for h in ("Via", "From", "To", "Call-ID", "CSeq")
+                        if h in hdrs)
+                    resp = resp.replace("To: " + hdrs.get("To", ""),
+                                        "To: " + hdrs.get("To", "") + ";tag=probe", 1)
+                    sink.sendto((resp + "Content-Length: 0\r\n\r\n").encode(), addr)
+                if all(not c.isActive() for c in calls):
+                    break
+            for c in calls:
+                if c.isActive():
+                    log.warning("capacity probe: call still active after 5 s")
+        finally:
+            sink.close()
+        self.release_queue.extend(calls)
+        self._drain_release()
+        log.info("capacity probe: %d calls", cap)
+        return cap
+
+    def run(self) -> int:
+        fd = sys.stdin.fileno()
+        os.set_blocking(fd, False)
+        while self.running:
+            pump = BUSY_PUMP_MS if (self.legs or self.pending_record_events) else IDLE_PUMP_MS
+            self.ep.libHandleEvents(pump)
+            self._drain_eof()
+            self._drain_release()
+            self._flush_record_events()
+            r, _, _ = select.select([fd], [], [], 0)
+            if r:
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    chunk = b"x"
+                    continue
+                if not chunk:       # core went away: shut down cleanly
+                    log.info("stdin closed: shutting down")
+                    break
+                self.inbuf += chunk
+                while b"\n" in self.inbuf:
+                    line, self.inbuf = self.inbuf.split(b"\n", 1)
+                    if line.strip():
+                        self._handle_line(line)
+        self.stop()
+        return 0
+
+    def stop(self) -> None:
+        try:
+            self.ep.hangupAllCalls()
+        except pj.Error:
+            pass
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and any(
+                l.call.isActive() for l in self.legs.values()):
+            self.ep.libHandleEvents(10)
+        for leg in list(self.legs.values()):
+            self._stop_player(leg)
+        for name in list(self.recorders):
+            self._stop_recorder(name, "shutdown")
+        self._drain_eof()
+        self.release_queue.extend(l.call for l in self.legs.values())
+        self.release_queue.extend(self.dying)
+        self.legs.clear()
+        self.dying.clear()
+        self._drain_release()
+        self.ep.libHandleEvents(10)
+        del self.acc
+        time.sleep(RECORDER_SETTLE_S)
+        for _, ev in self.pending_record_events:
+            self.emit(ev)
+        self.pending_record_events.clear()
+        self.ep.libDestroy()
+        del self.ep
+
+    # ------------------------------------------------------------ helpers
+    def _drain_release(self) -> None:
+        while self.release_queue:
+            obj = self.release_queue.pop()
+            del obj
+
+    def _drain_eof(self) -> None:
+        while True:
+            try:
+                leg_id, serial = self.eof_queue.get_nowait()
+            except queue.Empty:
+                return
+            leg = self.legs.get(leg_id)
+            if leg and leg.player is not None and leg.player.serial == serial:
+                f = leg.player.file
+                self._stop_player(leg)
+                self.emit(P.PlaybackFinished(leg=leg_id, file=f))
+
+    def _flush_record_events(self) -> None:
+        if not self.pending_record_events:
+            return
+        now = time.monotonic()
+        keep = []
+        for t, ev in self.pending_record_events:
+            if t <= now:
+                self.emit(ev)
+            else:
+                keep.append((t, ev))
+        self.pending_record_events = keep
+
+    def _leg(self, leg_id: str) -> Leg:
+        leg = self.legs.get(leg_id)
+        if leg is None or leg.ended:
+            raise LookupError(f"no such leg: {leg_id}")
+        return leg
+
+    def _media(self, leg_id: str) -> pj.AudioMedia:
+        leg = self._leg(leg_id)
+        if not leg.media_up:
+            raise LookupError(f"leg {leg_id} has no active media")
+        return leg.call.getAudioMedia(-1)
+
+    def _stop_player(self, leg: Leg) -> None:
+        p = leg.player
+        if p is None:
+            return
+        leg.player = None
+        try:
+            if leg.media_up and not leg.ended:
+                p.stopTransmit(leg.call.getAudioMedia(-1))
+        except pj.Error:
+            pass
+        self.release_queue.append(p)
+
+    def _stop_recorder(self, leg_id: str, reason: str) -> None:
+        rec, path = self.recorders.pop(leg_id)
+        leg = self.legs.get(leg_id)
+        try:
+            if leg and leg.media_up and not leg.ended:
+                leg.call.getAudioMedia(-1).stopTransmit(rec)
+        except pj.Error:
+            pass
+        self.release_queue.append(rec)
+        self.pending_record_events.append(
+            (time.monotonic() + RECORDER_SETTLE_S, P.RecordStopped(leg=leg_id, path=path,
+                                                                   reason=reason)))
+
+    # ------------------------------------------------------------ pjsua2 callbacks
+    def on_incoming(self, acc: _Account, prm: Any) -> None:
+        src = prm.rdata.srcAddress
+        if src not in self.trusted:
+            log.warning("INVITE from untrusted %s rejected", src)
+            c = _Call(self, acc, prm.callId, leg="")
+            op = pj.CallOpParam()
+            op.statusCode = 403
+            op.reason = "Forbidden"
+            c.answer(op)
+            self.dying.append(c)
+            return
+        self.next_in += 1
+        leg_id = f"in-{self.next_in}"
+        c = _Call(self, acc, prm.callId, leg=leg_id)
+        self.legs[leg_id] = Leg(id=leg_id, call=c, incoming=True)
+        _, hdrs = parse_headers(prm.rdata.wholeMsg)
+        ci = c.getInfo()
+        self.emit(P.Incoming(leg=leg_id, from_uri=ci.remoteUri, to_uri=ci.localUri,
+                             call_id=ci.callIdString,
+                             headers={k: v for k, v in hdrs.items()
+                                      if k.lower() not in ("via", "content-length")}))
+
+    def on_call_state(self, call: _Call) -> None:
+        ci = call.getInfo()
+        leg = self.legs.get(call.leg)
+        if leg is None or leg.call is not call:
+            if ci.state == pj.PJSIP_INV_STATE_DISCONNECTED and call in self.dying:
+                self.dying.remove(call)
+                self.release_queue.append(call)
+            return
+        if ci.state == pj.PJSIP_INV_STATE_EARLY and not leg.incoming and not leg.ringing_sent:
+            leg.ringing_sent = True
+            self.emit(P.Ringing(leg=leg.id))
+        elif ci.state == pj.PJSIP_INV_STATE_CONFIRMED and not leg.answered_sent:
+            leg.answered_sent = True
+            self.emit(P.Answered(leg=leg.id))
+        elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self._end_leg(leg, ci.lastStatusCode, ci.lastReason)
+
+    def _end_leg(self, leg: Leg, code: int, reason: str) -> None:
+        if leg.ended:
+            return
+        self._stop_player(leg)
+        if leg.id in self.recorders:
+            self._stop_recorder(leg.id, "leg_ended")
+        for other in leg.bridged:
+            o = self.legs.get(other)
+            if o:
+                o.bridged.discard(leg.id)
+        leg.ended = True
+        leg.media_up = False
+        del self.legs[leg.id]
+        self.release_queue.append(leg.call)
+        self.emit(P.Ended(leg=leg.id, cause_code=int(code), reason=reason))
+
+    def on_media_state(self, call: _Call) -> None:
+        leg = self.legs.get(call.leg)
+        if leg is None:
+            return
+        ci = call.getInfo()
+        up = any(m.type == pj.PJMEDIA_TYPE_AUDIO and m.status in (
+            pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD) for m in ci.media)
+        was = leg.media_up
+        leg.media_up = up
+        if up and not was:
+            # re-establish connections (media may be recreated by a re-INVITE)
+            am = call.getAudioMedia(-1)
+            if leg.player is not None:
+                leg.player.startTransmit(am)
+            if leg.id in self.recorders:
+                am.startTransmit(self.recorders[leg.id][0])
+            for other in leg.bridged:
+                o = self.legs.get(other)
+                if o and o.media_up:
+                    om = o.call.getAudioMedia(-1)
+                    am.startTransmit(om)
+                    om.startTransmit(am)
+
+    # ------------------------------------------------------------ commands
+    def _handle_line(self, line: bytes) -> None:
+        try:
+            cmd = P.decode(line)
+        except P.ProtocolError as exc:
+            self.emit(P.Error(message=f"bad command line: {exc}"))
+            return
+        if not isinstance(cmd, P.Command):
+            self.emit(P.Error(message="expected a command"))
+            return
+        try:
+            result = getattr(self, "cmd_" + cmd.name.value)(cmd) or {}
+            self.emit(P.Reply(id=cmd.id, ok=True, result=result))
+        except pj.Error as exc:
+            self.emit(P.Reply(id=cmd.id, ok=False, error=f"pjsua2: {exc.info()}"))
+        except (LookupError, ValueError, OSError) as exc:
+            self.emit(P.Reply(id=cmd.id, ok=False, error=str(exc).strip("'\"")))
+
+    def cmd_answer(self, c: P.Answer) -> None:
+        leg = self._leg(c.leg)
+        if not leg.incoming:
+            raise ValueError("answer applies to incoming legs only")
+        op = pj.CallOpParam(True)
+        op.statusCode = c.code
+        leg.call.answer(op)
+
+    def cmd_hangup(self, c: P.Hangup) -> None:
+        leg = self._leg(c.leg)
+        op = pj.CallOpParam(True)
+        if c.code:
+            op.statusCode = c.code
+        elif leg.incoming and not leg.answered_sent and leg.call.getInfo().state < pj.PJSIP_INV_STATE_CONNECTING:
+            op.statusCode = 603
+        leg.call.hangup(op)
+
+    def cmd_originate(self, c: P.Originate) -> dict[str, Any]:
+        if not c.leg_id or c.leg_id in self.legs or c.leg_id.startswith("in-"):
+            raise ValueError(f"bad or duplicate leg id: {c.leg_id!r}")
+        if len(self.legs) >= self.capacity:
+            raise ValueError("worker at capacity")
+        call = _Call(self, self.acc, leg=c.leg_id)
+        op = pj.CallOpParam(True)
+        for k, v in c.headers.items():
+            h = pj.SipHeader()
+            h.hName = k
+            h.hValue = v
+            op.txOption.headers.append(h)
+        if c.from_uri:
+            op.txOption.localUri = c.from_uri
+        self.legs[c.leg_id] = Leg(id=c.leg_id, call=call, incoming=False)
+        try:
+            call.makeCall(c.uri, op)
+        except pj.Error:
+            del self.legs[c.leg_id]
+            self.release_queue.append(call)
+            raise
+        return {"leg": c.leg_id}
+
+    def cmd_play(self, c: P.Play) -> None:
+        am = self._media(c.leg)
+        leg = self.legs[c.leg]
+        self._stop_player(leg)
+        self.player_serial += 1
+        p = _Player(self.eof_queue, c.leg, self.player_serial)
+        p.loop = c.loop
+        p.file = c.file
+        if not os.path.isfile(c.file):
+            raise ValueError(f"no such file: {c.file}")
+        p.createPlayer(c.file, 0 if c.loop else pj.PJMEDIA_FILE_NO_LOOP)
+        leg.player = p
+        p.startTransmit(am)
+
+    def cmd_stop_play(self, c: P.StopPlay) -> None:
+        self._stop_player(self._leg(c.leg))
+
+    def cmd_record(self, c: P.Record) -> dict[str, Any]:
+        if not c.legs or not c.path_prefix:
+            raise ValueError("record needs legs and path_prefix")
+        media = {l: self._media(l) for l in c.legs}
+        for l in c.legs:
+            if l in self.recorders:
+                raise ValueError(f"leg {l} is already recorded")
+        os.makedirs(os.path.dirname(os.path.abspath(c.path_prefix)), exist_ok=True)
+        created: dict[str, tuple[pj.AudioMediaRecorder, str]] = {}
+        for l in c.legs:
+            path = f"{c.path_prefix}-{l}.wav"
+            rec = pj.AudioMediaRecorder()
+            rec.createRecorder(path)
+            created[l] = (rec, path)
+        # connect all in one go so the files start on the same conference tick
+        for l in c.legs:
+            media[l].startTransmit(created[l][0])
+        self.recorders.update(created)
+        return {"files": {l: p for l, (_, p) in created.items()}}
+
+    def cmd_stop_record(self, c: P.StopRecord) -> dict[str, Any]:
+        names = list(self.recorders) if c.legs is None else list(c.legs)
+        files = {}
+        for l in names:
+            if l in self.recorders:
+                files[l] = self.recorders[l][1]
+                self._stop_recorder(l, "stopped")
+        return {"files": files}
+
+    def cmd_bridge(self, c: P.Bridge) -> None:
+        if c.leg_a == c.leg_b:
+            raise ValueError("cannot bridge a leg to itself")
+        a, b = self._media(c.leg_a), self._media(c.leg_b)
+        a.startTransmit(b)
+        b.startTransmit(a)
+        self.legs[c.leg_a].bridged.add(c.leg_b)
+        self.legs[c.leg_b].bridged.add(c.leg_a)
+
+    def cmd_unbridge(self, c: P.Unbridge) -> None:
+        la, lb = self._leg(c.leg_a), self._leg(c.leg_b)
+        if la.media_up and lb.media_up:
+            a, b = la.call.getAudioMedia(-1), lb.call.getAudioMedia(-1)
+            a.stopTransmit(b)
+            b.stopTransmit(a)
+        la.bridged.discard(lb.id)
+        lb.bridged.discard(la.id)
+
+    def cmd_send_dtmf(self, c: P.SendDtmf) -> None:
+        self._media(c.leg)
+        if not re.fullmatch(r"[0-9A-Da-d*#]+", c.digits):
+            raise ValueError("digits must be 0-9, A-D, * or #")
+        self.legs[c.leg].call.dialDtmf(c.digits)
+
+    def cmd_ping(self, c: P.Ping) -> dict[str, Any]:
+        return {"legs": sorted(self.legs), "uptime": round(time.monotonic() - self.started, 3),
+                "recorders": len(self.recorders)}
+
+    def cmd_shutdown(self, c: P.Shutdown) -> None:
+        self.running = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m media.worker")
+    ap.add_argument("--sip-port", type=int, required=True)
+    ap.add_argument("--sip-addr", default="127.0.0.1", help="SIP bind address (loopback)")
+    ap.add_argument("--rtp-start", type=int, required=True)
+    ap.add_argument("--rtp-count", type=int, default=16)
+    ap.add_argument("--media-addr", default="127.0.0.1", help="RTP bind address")
+    ap.add_argument("--public-addr", default="", help="address put in SDP, if not media-addr")
+    ap.add_argument("--trusted", action="append", default=[],
+                    help="host:port allowed to send INVITEs (the front door); repeatable")
+    ap.add_argument("--proxy", default="", help="outbound proxy URI for originate (e.g. "
+                    "sip:127.0.0.1:5060;lr)")
+    ap.add_argument("--max-calls", type=int, default=64, help="ask pjsua for this many calls")
+    ap.add_argument("--clock-rate", type=int, default=8000)
+    ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("--pj-log-level", type=int, default=2)
+    args = ap.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
+                        format=f"%(asctime)s worker[{os.getpid()}] %(name)s %(levelname)s %(message)s")
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    w = Worker(args)
+    def on_term(signum: int, frame: Any) -> None:
+        w.running = False
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    w.start()
+    return w.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
