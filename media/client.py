@@ -1,0 +1,278 @@
+"""asyncio client for one media worker process (see :mod:`media.protocol`).
+
+    w = await WorkerClient.spawn(sip_port=..., rtp_start=..., rtp_count=..., trusted=[...])
+    w.on_event(lambda ev: ...)            # or: async for ev in w.events(): ...
+    await w.answer("in-1")
+    await w.play("in-1", "/prompts/hello.wav")
+    await w.originate("agent-1", "sip:1001@127.0.0.1:5060", from_uri="sip:0101@pbx")
+    await w.bridge("in-1", "agent-1"); await w.record(["in-1", "agent-1"], "/var/rec/x")
+
+A command whose reply says ``ok: false`` raises :class:`CommandFailed`; every pending
+command raises :class:`WorkerDied` once the process is gone. When the process exits,
+``events()`` yields a final :class:`WorkerExited` (not a protocol event) with the legs it
+still had.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+from media import protocol as P
+
+log = logging.getLogger("media.client")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class WorkerError(Exception):
+    pass
+
+
+class CommandFailed(WorkerError):
+    """The worker answered ``ok: false``."""
+
+
+class WorkerDied(WorkerError):
+    """The worker process is gone."""
+
+
+@dataclass(frozen=True)
+class WorkerExited:
+    """Synthetic last event of a worker: it exited (``returncode`` < 0: killed by signal)."""
+    returncode: int | None
+    legs: tuple[str, ...]
+    expected: bool
+
+
+EventCallback = Callable[[Any], Any]
+
+
+class WorkerClient:
+    def __init__(self, proc: asyncio.subprocess.Process, sip_port: int, rtp_start: int,
+                 rtp_count: int, command_timeout: float = 5.0):
+        self.proc = proc
+        self.pid = proc.pid
+        self.sip_port = sip_port
+        self.rtp_range = (rtp_start, rtp_start + rtp_count)
+        self.capacity = 0
+        self.command_timeout = command_timeout
+        self.legs: set[str] = set()
+        self.ready: asyncio.Future[P.Ready] = asyncio.get_running_loop().create_future()
+        self.exited: asyncio.Future[WorkerExited] = asyncio.get_running_loop().create_future()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[P.Reply]] = {}
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._callbacks: list[EventCallback] = []
+        self._closing = False
+        self._reader = asyncio.ensure_future(self._read_loop())
+
+    # ------------------------------------------------------------ spawn
+    @classmethod
+    async def spawn(cls, *, sip_port: int, rtp_start: int, rtp_count: int,
+                    trusted: list[str], sip_addr: str = "127.0.0.1",
+                    media_addr: str = "127.0.0.1", public_addr: str = "", proxy: str = "",
+                    python: str = sys.executable, stderr: Any = None,
+                    extra_args: list[str] | None = None, ready_timeout: float = 10.0,
+                    command_timeout: float = 5.0) -> "WorkerClient":
+        args = [python, "-m", "media.worker", "--sip-port", str(sip_port),
+                "--sip-addr", sip_addr, "--rtp-start", str(rtp_start),
+                "--rtp-count", str(rtp_count), "--media-addr", media_addr]
+        for t in trusted:
+            args += ["--trusted", t]
+        if public_addr:
+            args += ["--public-addr", public_addr]
+        if proxy:
+            args += ["--proxy", proxy]
+        args += extra_args or []
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=stderr, env=env, limit=1 << 20)
+        w = cls(proc, sip_port, rtp_start, rtp_count, command_timeout)
+        try:
+            await asyncio.wait_for(asyncio.shield(w.ready), ready_timeout)
+        except (asyncio.TimeoutError, WorkerDied):
+            w.kill()
+            raise WorkerDied(f"worker on SIP port {sip_port} did not become ready")
+        return w
+
+    # ------------------------------------------------------------ I/O
+    async def _read_loop(self) -> None:
+        assert self.proc.stdout is not None
+        try:
+            while True:
+                line = await self.proc.stdout.readline()
+                if not line:
+                    break
+                try:
+                    msg = P.decode(line)
+                except P.ProtocolError as exc:
+                    log.warning("worker %s: bad line %r: %s", self.pid, line[:200], exc)
+                    continue
+                if isinstance(msg, P.Reply):
+                    fut = self._pending.pop(msg.id, None)
+                    if fut and not fut.done():
+                        fut.set_result(msg)
+                    continue
+                self._track(msg)
+                self._deliver(msg)
+        except Exception:
+            log.exception("worker %s reader", self.pid)
+        rc = await self.proc.wait()
+        ex = WorkerExited(returncode=rc, legs=tuple(sorted(self.legs)), expected=self._closing)
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(WorkerDied(f"worker {self.pid} exited ({rc})"))
+        self._pending.clear()
+        if not self.ready.done():
+            self.ready.set_exception(WorkerDied(f"worker {self.pid} exited ({rc})"))
+            self.ready.exception()
+        self.exited.set_result(ex)
+        self._deliver(ex)
+
+    def _track(self, ev: P.Event) -> None:
+        if isinstance(ev, P.Ready):
+            self.capacity = ev.capacity
+            if not self.ready.done():
+                self.ready.set_result(ev)
+        elif isinstance(ev, P.Incoming):
+            self.legs.add(ev.leg)
+        elif isinstance(ev, P.Ended):
+            self.legs.discard(ev.leg)
+
+    def _deliver(self, ev: Any) -> None:
+        self._queue.put_nowait(ev)
+        for cb in list(self._callbacks):
+            try:
+                res = cb(ev)
+                if asyncio.iscoroutine(res):
+                    asyncio.ensure_future(res)
+            except Exception:
+                log.exception("event callback")
+
+    def on_event(self, callback: EventCallback) -> None:
+        """Call ``callback(event)`` for each event (plain or async function)."""
+        self._callbacks.append(callback)
+
+    async def events(self) -> AsyncIterator[Any]:
+        """Every event in order; ends after the final :class:`WorkerExited`."""
+        while True:
+            ev = await self._queue.get()
+            yield ev
+            if isinstance(ev, WorkerExited):
+                return
+
+    async def next_event(self, kind: type | tuple[type, ...] | None = None,
+                         timeout: float = 10.0, leg: str | None = None) -> Any:
+        """The next event of a kind (others are skipped); handy in tests and scripts."""
+        async def get() -> Any:
+            while True:
+                ev = await self._queue.get()
+                if isinstance(ev, WorkerExited) and not (kind and isinstance(ev, kind)):
+                    raise WorkerDied(f"worker exited ({ev.returncode}) while waiting")
+                if kind is not None and not isinstance(ev, kind):
+                    continue
+                if leg is not None and getattr(ev, "leg", None) != leg:
+                    continue
+                return ev
+        return await asyncio.wait_for(get(), timeout)
+
+    @property
+    def alive(self) -> bool:
+        return not self.exited.done()
+
+    async def request(self, name: str | P.CommandName, **fields: Any) -> dict[str, Any]:
+        if self.exited.done():
+            raise WorkerDied(f"worker {self.pid} is gone")
+        cmd = P.command(name, next(self._ids), **fields)
+        fut: asyncio.Future[P.Reply] = asyncio.get_running_loop().create_future()
+        self._pending[cmd.id] = fut
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(P.encode(cmd))
+            await self.proc.stdin.drain()
+        except (ConnectionError, RuntimeError) as exc:
+            self._pending.pop(cmd.id, None)
+            raise WorkerDied(f"worker {self.pid}: {exc}") from None
+        try:
+            reply = await asyncio.wait_for(fut, self.command_timeout)
+        except asyncio.TimeoutError:
+            self._pending.pop(cmd.id, None)
+            raise WorkerError(f"worker {self.pid}: no reply to {cmd.name.value}") from None
+        if not reply.ok:
+            raise CommandFailed(reply.error or "error")
+        return reply.result
+
+    # ------------------------------------------------------------ commands
+    async def answer(self, leg: str, code: int = 200) -> None:
+        await self.request("answer", leg=leg, code=code)
+
+    async def hangup(self, leg: str, code: int | None = None) -> None:
+        await self.request("hangup", leg=leg, code=code)
+
+    async def originate(self, leg_id: str, uri: str, from_uri: str | None = None,
+                        headers: dict[str, str] | None = None) -> str:
+        self.legs.add(leg_id)
+        try:
+            res = await self.request("originate", leg_id=leg_id, uri=uri, from_uri=from_uri,
+                                     headers=dict(headers or {}))
+        except WorkerError:
+            self.legs.discard(leg_id)
+            raise
+        return res["leg"]
+
+    async def play(self, leg: str, file: str | os.PathLike[str], loop: bool = False) -> None:
+        await self.request("play", leg=leg, file=os.fspath(file), loop=loop)
+
+    async def stop_play(self, leg: str) -> None:
+        await self.request("stop_play", leg=leg)
+
+    async def record(self, legs: list[str], path_prefix: str | os.PathLike[str]) -> dict[str, str]:
+        res = await self.request("record", legs=list(legs), path_prefix=os.fspath(path_prefix))
+        return res["files"]
+
+    async def stop_record(self, legs: list[str] | None = None) -> dict[str, str]:
+        res = await self.request("stop_record", legs=None if legs is None else list(legs))
+        return res["files"]
+
+    async def bridge(self, leg_a: str, leg_b: str) -> None:
+        await self.request("bridge", leg_a=leg_a, leg_b=leg_b)
+
+    async def unbridge(self, leg_a: str, leg_b: str) -> None:
+        await self.request("unbridge", leg_a=leg_a, leg_b=leg_b)
+
+    async def send_dtmf(self, leg: str, digits: str) -> None:
+        await self.request("send_dtmf", leg=leg, digits=digits)
+
+    async def ping(self, timeout: float | None = None) -> dict[str, Any]:
+        if timeout is None:
+            return await self.request("ping")
+        return await asyncio.wait_for(self.request("ping"), timeout)
+
+    async def shutdown(self, timeout: float = 5.0) -> int | None:
+        """Ask the worker to exit cleanly; SIGKILL it if it does not within ``timeout``."""
+        self._closing = True
+        if self.exited.done():
+            return self.exited.result().returncode
+        try:
+            await asyncio.wait_for(self.request("shutdown"), timeout)
+            await asyncio.wait_for(asyncio.shield(self.exited), timeout)
+        except (WorkerError, asyncio.TimeoutError):
+            self.kill()
+            await asyncio.shield(self.exited)
+        return self.exited.result().returncode
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        try:
+            self.proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
