@@ -807,6 +807,10 @@ class TransactionLayer:
             if txn.reliable:
                 self._terminate(txn, events)
             else:
+                # Completed only absorbs retransmissions with last_bytes for Timer J
+                # (32 s): drop the parsed request so a busy registrar's memory stays
+                # proportional to bytes on the wire, not to parsed messages.
+                txn.request = None
                 self._arm(txn, "J", 64 * self.t1, now)
 
 
