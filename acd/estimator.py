@@ -85,7 +85,10 @@ class WaitEstimator:
         min_samples: int = 8,
         residual_floor: float = 0.3,
         slower_factor: float = 1.15,
+        blend: float = 0.5,
     ) -> None:
+        self.abandon_weight = 0.5
+        self.blend = blend  # weight of the deterministic replay vs the hazard model
         self.prior_handle = prior_handle
         self.alpha = alpha
         self.min_samples = min_samples
@@ -159,7 +162,39 @@ class WaitEstimator:
                 # expected residual of the call in progress, never quite zero
                 free_at.append(max(talk - a.elapsed, self.residual_floor * talk) + (cycle - talk))
         # callers ahead who will hang up before their turn don't delay us
-        ahead = max(0.0, ahead) * (1.0 - 0.5 * min(0.8, abandon_rate))
+        ahead = max(0.0, ahead) * (1.0 - self.abandon_weight * min(0.8, abandon_rate))
+        det = self._replay(free_at, ahead, cycle)
+        haz = self._hazard(free_at, ahead, cycle)
+        w = self.blend
+        return max(0.0, w * det + (1.0 - w) * haz) + ring
+
+    @staticmethod
+    def _hazard(free_at: list[float], ahead: float, cycle: float) -> float:
+        """Remaining times as exponentials: the k-th free slot comes after the sum of
+        1/(total freeing rate) over the stages before it (each stage hands the agent
+        most likely to finish first a new call).  Captures that the first of several
+        busy agents frees up well before the average one does."""
+        if any(f <= 0.0 for f in free_at):
+            free = sum(1 for f in free_at if f <= 0.0)
+            if ahead < free:
+                return 0.0
+            ahead -= free
+            free_at = [f if f > 0.0 else cycle for f in free_at]
+        means = sorted(free_at)
+        t = 0.0
+        whole = int(ahead)
+        frac = ahead - whole
+        for _ in range(whole + 1):
+            t += 1.0 / sum(1.0 / max(m, 1.0) for m in means)
+            means[0] = cycle  # the likeliest to finish takes the next caller
+            means.sort()
+        if frac:
+            t += frac / sum(1.0 / max(m, 1.0) for m in means)
+        return t
+
+    @staticmethod
+    def _replay(free_at: list[float], ahead: float, cycle: float) -> float:
+        free_at = list(free_at)
         heapq.heapify(free_at)
         whole = int(ahead)
         frac = ahead - whole
@@ -172,7 +207,7 @@ class WaitEstimator:
             heapq.heappush(free_at, t_whole + cycle)
             t_next = free_at[0]
             t_whole = t_whole + frac * (t_next - t_whole)
-        return max(0.0, t_whole) + ring
+        return max(0.0, t_whole)
 
     # ---- smoothing
 
