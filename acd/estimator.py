@@ -180,16 +180,18 @@ class WaitEstimator:
                 return 0.0
             ahead -= free
             free_at = [f if f > 0.0 else cycle for f in free_at]
-        means = sorted(free_at)
+        means = [max(m, 1.0) for m in free_at]
+        heapq.heapify(means)
+        rate = sum(1.0 / m for m in means)
         t = 0.0
         whole = int(ahead)
         frac = ahead - whole
         for _ in range(whole + 1):
-            t += 1.0 / sum(1.0 / max(m, 1.0) for m in means)
-            means[0] = cycle  # the likeliest to finish takes the next caller
-            means.sort()
+            t += 1.0 / rate
+            # the likeliest to finish takes the next caller
+            rate += 1.0 / cycle - 1.0 / heapq.heapreplace(means, max(cycle, 1.0))
         if frac:
-            t += frac / sum(1.0 / max(m, 1.0) for m in means)
+            t += frac / rate
         return t
 
     @staticmethod
