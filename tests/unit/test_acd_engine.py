@@ -320,8 +320,8 @@ def test_callback_keeps_place_and_connects_agent_first():
     assert eng.callback_answered("c2", 70) == [Connect("c2", "a")]
     ev = kinds(eng)
     assert ev.count(EventKind.CALLBACK_DIALED) == 1 and ev.count(EventKind.CALLBACK_CONNECTED) == 1
-    eng.call_ended("c2", Party.CALLER, 200)
-    assert eng.agents["a"].offerable and eng.agents["a"].calls_taken == 1
+    out = eng.call_ended("c2", Party.CALLER, 200)
+    assert rings(out)[0].call_id == "c3" and eng.agents["a"].calls_taken == 1
 
 
 def test_callback_retries_then_fails_finally():
