@@ -18,10 +18,10 @@ import logging
 import os
 import queue
 import re
-import select
 import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,8 +33,8 @@ from media import protocol as P
 log = logging.getLogger("media.worker")
 
 PJ_ETOOMANY = 70010
-IDLE_PUMP_MS = 100
-BUSY_PUMP_MS = 10
+PUMP_MS = 100               # libHandleEvents timeout; commands and EOFs wake it at once
+WAKE = b"\r\n\r\n"           # a SIP keep-alive: pjsip drops it silently, but it wakes select()
 RECORDER_SETTLE_S = 0.3     # pjmedia finalises the WAV header shortly after release
 
 
@@ -51,9 +51,11 @@ class _LogWriter(pj.LogWriter):
 
 
 class _Player(pj.AudioMediaPlayer):
-    def __init__(self, eof_queue: "queue.SimpleQueue[tuple[str, int]]", leg: str, serial: int):
+    def __init__(self, eof_queue: "queue.SimpleQueue[tuple[str, int]]", leg: str, serial: int,
+                 wake: Any):
         super().__init__()
         self._q = eof_queue
+        self._wake = wake
         self.leg = leg
         self.serial = serial
         self.loop = False
@@ -62,6 +64,7 @@ class _Player(pj.AudioMediaPlayer):
     def onEof2(self) -> None:  # pjmedia event thread: hand over, touch nothing else
         if not self.loop:
             self._q.put((self.leg, self.serial))
+            self._wake()
 
 
 class _Call(pj.Call):
@@ -168,7 +171,36 @@ class Worker:
         self.started = time.monotonic()
         self.capacity = 0
         self.out = _protocol_out()
-        self.inbuf = b""
+        self.cmd_queue: "queue.SimpleQueue[bytes | None]" = queue.SimpleQueue()
+        self._wake_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._wake_addr = (args.sip_addr, args.sip_port)
+
+    def wake(self) -> None:
+        """Make a blocked libHandleEvents return now (safe from any thread: no pjsua2)."""
+        try:
+            self._wake_sock.sendto(WAKE, self._wake_addr)
+        except OSError:
+            pass
+
+    def _stdin_reader(self) -> None:
+        """Thread: stdin lines -> cmd_queue (never touches pjsua2)."""
+        buf = b""
+        while True:
+            try:
+                chunk = os.read(0, 65536)    # raw fd: no buffered-reader lock at exit
+            except InterruptedError:
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                self.cmd_queue.put(line)
+            self.wake()
+        self.cmd_queue.put(None)
+        self.wake()
 
     # ------------------------------------------------------------ output
     def emit(self, msg: Any) -> None:
@@ -288,29 +320,22 @@ class Worker:
         return cap
 
     def run(self) -> int:
-        fd = sys.stdin.fileno()
-        os.set_blocking(fd, False)
+        threading.Thread(target=self._stdin_reader, name="stdin", daemon=True).start()
         while self.running:
-            pump = BUSY_PUMP_MS if (self.legs or self.pending_record_events) else IDLE_PUMP_MS
-            self.ep.libHandleEvents(pump)
+            self.ep.libHandleEvents(PUMP_MS)
             self._drain_eof()
             self._drain_release()
             self._flush_record_events()
-            r, _, _ = select.select([fd], [], [], 0)
-            if r:
+            while self.running:
                 try:
-                    chunk = os.read(fd, 65536)
-                except BlockingIOError:
-                    chunk = b"x"
-                    continue
-                if not chunk:       # core went away: shut down cleanly
-                    log.info("stdin closed: shutting down")
+                    line = self.cmd_queue.get_nowait()
+                except queue.Empty:
                     break
-                self.inbuf += chunk
-                while b"\n" in self.inbuf:
-                    line, self.inbuf = self.inbuf.split(b"\n", 1)
-                    if line.strip():
-                        self._handle_line(line)
+                if line is None:        # core went away: shut down cleanly
+                    log.info("stdin closed: shutting down")
+                    self.running = False
+                elif line.strip():
+                    self._handle_line(line)
         self.stop()
         return 0
 
@@ -551,7 +576,7 @@ class Worker:
         leg = self.legs[c.leg]
         self._stop_player(leg)
         self.player_serial += 1
-        p = _Player(self.eof_queue, c.leg, self.player_serial)
+        p = _Player(self.eof_queue, c.leg, self.player_serial, self.wake)
         p.loop = c.loop
         p.file = c.file
         if not os.path.isfile(c.file):
@@ -647,10 +672,14 @@ def main(argv: list[str] | None = None) -> int:
     w = Worker(args)
     def on_term(signum: int, frame: Any) -> None:
         w.running = False
+        w.wake()
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     w.start()
-    return w.run()
+    rc = w.run()
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(rc)      # the stdin thread may sit in read(); skip interpreter teardown
 
 
 if __name__ == "__main__":
