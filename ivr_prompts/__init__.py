@@ -1,0 +1,1 @@
+"""Shipped IVR prompts (data) plus the generator and the announcement grammar."""
