@@ -21,7 +21,7 @@ import soundfile as sf
 from media import protocol as P
 from media.client import WorkerClient, WorkerExited
 from media.pool import MediaPool, WorkerLost
-from media.recording import merge_stereo
+from media.recording import merge_stereo, repair_wav
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
@@ -167,6 +167,8 @@ def test_bridged_call_recorded_both_parties(tmp_path):
         return files, talk, inc.leg
 
     files, talk, leg = run(go())
+    lens = [sf.info(p).frames for p in files.values()]
+    assert abs(lens[0] - lens[1]) <= 160, lens        # same conference tick, within one frame
     for path in files.values():
         d, rate = sf.read(path, dtype="int16")
         assert rate == 8000
@@ -273,6 +275,8 @@ def test_pool_replaces_killed_worker_mid_call(tmp_path):
             inc = await w.next_event(P.Incoming, timeout=10)
             await w.answer(inc.leg)
             await w.next_event(P.Answered, leg=inc.leg)
+            rec = (await w.record([inc.leg], tmp_path / "crash"))[inc.leg]
+            await asyncio.sleep(1.0)
             os.kill(w.pid, signal.SIGKILL)
             async for worker, ev in pool.events():
                 if isinstance(ev, WorkerLost):
@@ -280,6 +284,10 @@ def test_pool_replaces_killed_worker_mid_call(tmp_path):
             assert worker is w and ev.legs == (inc.leg,) and ev.returncode == -signal.SIGKILL
             assert "signal 9" in ev.reason
             assert isinstance(await w.next_event(WorkerExited), WorkerExited)
+            # the recording the dead worker left is repairable and holds the audio so far
+            fixed = repair_wav(rec)
+            assert 0.5 < fixed.duration < 2.0, fixed
+            assert np.count_nonzero(sf.read(rec, dtype="int16")[0]) > 1000
             assert (await other.ping())["legs"] == []          # the other call goes on
             for _ in range(50):
                 if pool.stats()["idle"] == 2:
