@@ -72,6 +72,61 @@ MIGRATIONS: list[str] = [
         value TEXT
     );
     """,
+    # 2: call records (CDR), the append-only call-event log, recordings' metadata
+    """
+    CREATE TABLE calls (
+        id              TEXT PRIMARY KEY,
+        sip_call_id     TEXT,
+        direction       TEXT NOT NULL,
+        caller_number   TEXT,
+        caller_name     TEXT,
+        callee_number   TEXT,
+        callee_name     TEXT,
+        did             TEXT,
+        service_line    TEXT,
+        extension       TEXT,
+        queue           TEXT,
+        agent           TEXT,
+        offered_at      REAL NOT NULL,
+        answered_at     REAL,
+        ended_at        REAL,
+        ring_seconds    REAL,
+        talk_seconds    REAL,
+        hangup_side     TEXT,
+        hangup_cause    TEXT,
+        disposition     TEXT NOT NULL DEFAULT 'in_progress',
+        flags           TEXT NOT NULL DEFAULT '',
+        worker          TEXT
+    );
+    CREATE INDEX calls_offered_at ON calls(offered_at);
+    CREATE INDEX calls_caller ON calls(caller_number);
+    CREATE INDEX calls_callee ON calls(callee_number);
+    CREATE INDEX calls_disposition ON calls(disposition);
+    CREATE TABLE call_events (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        call_id  TEXT NOT NULL,
+        ts       REAL NOT NULL,
+        kind     TEXT NOT NULL,
+        detail   TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX call_events_call ON call_events(call_id, seq);
+    CREATE TRIGGER call_events_append_only_u BEFORE UPDATE ON call_events
+        BEGIN SELECT RAISE(ABORT, 'call_events is append-only'); END;
+    CREATE TRIGGER call_events_append_only_d BEFORE DELETE ON call_events
+        BEGIN SELECT RAISE(ABORT, 'call_events is append-only'); END;
+    CREATE TABLE recordings (
+        call_id      TEXT PRIMARY KEY REFERENCES calls(id),
+        path         TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        seconds      REAL,
+        sample_rate  INTEGER,
+        channels     INTEGER,
+        sha256       TEXT,
+        bytes        INTEGER,
+        created_at   REAL NOT NULL,
+        detail       TEXT NOT NULL DEFAULT '{}'
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -82,6 +137,17 @@ REGISTRATION_FIELDS: tuple[str, ...] = (
 )
 EXTENSION_FIELDS: tuple[str, ...] = (
     "number", "name", "realm", "ha1_md5", "ha1_sha256", "enabled", "created_at", "updated_at",
+)
+
+
+CALL_FIELDS: tuple[str, ...] = (
+    "id", "sip_call_id", "direction", "caller_number", "caller_name", "callee_number", "callee_name",
+    "did", "service_line", "extension", "queue", "agent", "offered_at", "answered_at", "ended_at",
+    "ring_seconds", "talk_seconds", "hangup_side", "hangup_cause", "disposition", "flags", "worker",
+)
+RECORDING_FIELDS: tuple[str, ...] = (
+    "call_id", "path", "status", "seconds", "sample_rate", "channels", "sha256", "bytes",
+    "created_at", "detail",
 )
 
 
@@ -357,3 +423,91 @@ class Database:
                                        "ORDER BY ts DESC LIMIT ?", (limit,))
         return await self.fetchall("SELECT ts, kind, ip, detail FROM security_events WHERE ts >= ? "
                                    "ORDER BY ts DESC LIMIT ?", (since, limit))
+
+    # ------------------------------------------------------------------ calls (CDR)
+    async def insert_call(self, row: dict[str, Any], event: tuple[float, str, str]) -> None:
+        """A new call record and its first event, in one transaction."""
+        async with self.transaction():
+            await self.execute(
+                f"INSERT INTO calls({', '.join(CALL_FIELDS)}) VALUES ({', '.join(':' + f for f in CALL_FIELDS)})",
+                {f: row.get(f) for f in CALL_FIELDS})
+            await self.execute("INSERT INTO call_events(call_id, ts, kind, detail) VALUES (?, ?, ?, ?)",
+                               (row["id"], *event))
+
+    async def update_call(self, call_id: str, fields: dict[str, Any],
+                          events: Sequence[tuple[float, str, str]] = ()) -> bool:
+        bad = set(fields) - set(CALL_FIELDS) | ({"id"} & set(fields))
+        if bad:
+            raise ValueError(f"cannot update call fields {sorted(bad)}")
+        async with self.transaction():
+            n = 1
+            if fields:
+                sets = ", ".join(f"{k} = :{k}" for k in fields)
+                n = await self.execute(f"UPDATE calls SET {sets} WHERE id = :_id", {**fields, "_id": call_id})
+            if events:
+                await self.executemany("INSERT INTO call_events(call_id, ts, kind, detail) VALUES (?, ?, ?, ?)",
+                                       [(call_id, *e) for e in events])
+        return n > 0
+
+    async def add_call_events(self, events: Sequence[tuple[str, float, str, str]]) -> None:
+        if events:
+            async with self.transaction():
+                await self.executemany("INSERT INTO call_events(call_id, ts, kind, detail) VALUES (?, ?, ?, ?)",
+                                       list(events))
+
+    async def get_call_row(self, call_id: str) -> dict[str, Any] | None:
+        return await self.fetchone(f"SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE id = ?", (call_id,))
+
+    async def call_event_rows(self, call_id: str) -> list[dict[str, Any]]:
+        return await self.fetchall("SELECT seq, ts, kind, detail FROM call_events WHERE call_id = ? ORDER BY seq",
+                                   (call_id,))
+
+    async def search_call_rows(self, *, since: float | None = None, until: float | None = None,
+                               number: str | None = None, queue: str | None = None, agent: str | None = None,
+                               disposition: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        where, params = [], []
+        if since is not None:
+            where.append("offered_at >= ?"); params.append(since)
+        if until is not None:
+            where.append("offered_at < ?"); params.append(until)
+        if number:
+            where.append("(caller_number = ? OR callee_number = ?)"); params += [number, number]
+        if queue:
+            where.append("queue = ?"); params.append(queue)
+        if agent:
+            where.append("(agent = ? OR extension = ?)"); params += [agent, agent]
+        if disposition:
+            where.append("disposition = ?"); params.append(disposition)
+        cond = ("WHERE " + " AND ".join(where)) if where else ""
+        cols = ", ".join("c." + f for f in CALL_FIELDS)
+        return await self.fetchall(
+            f"SELECT {cols}, r.path AS recording_path, r.status AS recording_status, r.seconds AS recording_seconds "
+            f"FROM calls c LEFT JOIN recordings r ON r.call_id = c.id {cond.replace('offered_at', 'c.offered_at')} "
+            f"ORDER BY c.offered_at DESC LIMIT ?", (*params, limit))
+
+    async def open_call_rows(self) -> list[dict[str, Any]]:
+        return await self.fetchall(f"SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE disposition = 'in_progress'")
+
+    async def disposition_counts(self, since: float | None, until: float | None) -> dict[str, int]:
+        rows = await self.fetchall(
+            "SELECT disposition, count(*) AS n FROM calls WHERE offered_at >= ? AND offered_at < ? GROUP BY disposition",
+            (since if since is not None else float("-inf"), until if until is not None else float("inf")))
+        return {r["disposition"]: int(r["n"]) for r in rows}
+
+    # ------------------------------------------------------------------ recordings
+    async def upsert_recording(self, row: dict[str, Any]) -> None:
+        cols = ", ".join(RECORDING_FIELDS)
+        vals = ", ".join(":" + f for f in RECORDING_FIELDS)
+        sets = ", ".join(f"{f} = excluded.{f}" for f in RECORDING_FIELDS if f != "call_id")
+        async with self.transaction():
+            await self.execute(f"INSERT INTO recordings({cols}) VALUES ({vals}) "
+                               f"ON CONFLICT(call_id) DO UPDATE SET {sets}",
+                               {f: row.get(f) for f in RECORDING_FIELDS})
+
+    async def get_recording_row(self, call_id: str) -> dict[str, Any] | None:
+        return await self.fetchone(f"SELECT {', '.join(RECORDING_FIELDS)} FROM recordings WHERE call_id = ?",
+                                   (call_id,))
+
+    async def recording_rows_with_status(self, status: str) -> list[dict[str, Any]]:
+        return await self.fetchall(f"SELECT {', '.join(RECORDING_FIELDS)} FROM recordings WHERE status = ?",
+                                   (status,))
