@@ -1,0 +1,203 @@
+"""Call records (CDR) and the call-event log: every call counted, exactly once.
+
+Every call the front door accepts gets one row in ``calls`` the moment it is offered,
+with disposition ``in_progress``; it ends with exactly one final :class:`Disposition`.
+Every step is appended to ``call_events`` (append-only, enforced by triggers). On start
+the PBX closes calls a crash left open as ``interrupted`` (:meth:`CallLog.close_interrupted`),
+so offered = the sum of the final dispositions, always; :meth:`CallLog.accounting` checks it
+and lists any call that breaks it.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pypbx.db import Database
+
+
+class Direction(str, enum.Enum):
+    INTERNAL = "internal"      # extension to extension
+    INBOUND = "inbound"        # from a trunk
+    OUTBOUND = "outbound"      # to a trunk
+
+
+class Disposition(str, enum.Enum):
+    IN_PROGRESS = "in_progress"            # not final
+    ANSWERED = "answered"
+    BUSY = "busy"                          # callee busy (486/600)
+    NO_ANSWER = "no_answer"                # rang out
+    ABANDONED_RINGING = "abandoned_ringing"  # caller hung up while it rang
+    ABANDONED_IVR = "abandoned_ivr"
+    ABANDONED_QUEUE = "abandoned_queue"
+    VOICEMAIL = "voicemail"
+    CALLBACK_REQUESTED = "callback_requested"
+    OVERFLOWED_OUT = "overflowed_out"
+    AFTER_HOURS = "after_hours"
+    UNAVAILABLE = "unavailable"            # callee not registered (480)
+    NOT_FOUND = "not_found"                # unknown number (404)
+    REJECTED = "rejected"                  # refused by policy (403, toll-fraud guard...)
+    FAILED = "failed"                      # a fault: see hangup_cause
+    INTERRUPTED = "interrupted"            # a crash or restart cut it
+
+    @property
+    def final(self) -> bool:
+        return self is not Disposition.IN_PROGRESS
+
+
+FINAL_DISPOSITIONS = tuple(d for d in Disposition if d.final)
+
+
+def disposition_for_status(status: int) -> Disposition:
+    """The disposition of an unanswered call from the final SIP status it ended with."""
+    if status in (486, 600):
+        return Disposition.BUSY
+    if status == 487:
+        return Disposition.ABANDONED_RINGING
+    if status in (408,):
+        return Disposition.NO_ANSWER
+    if status in (480,):
+        return Disposition.UNAVAILABLE
+    if status in (404, 484, 604):
+        return Disposition.NOT_FOUND
+    if status in (401, 403, 407, 603):
+        return Disposition.REJECTED
+    return Disposition.FAILED
+
+
+@dataclass
+class CallRecord:
+    id: str
+    direction: Direction
+    caller_number: str
+    callee_number: str
+    offered_at: float
+    caller_name: str = ""
+    callee_name: str = ""
+    sip_call_id: str | None = None
+    did: str | None = None
+    service_line: str | None = None
+    extension: str | None = None
+    queue: str | None = None
+    agent: str | None = None
+    answered_at: float | None = None
+    ended_at: float | None = None
+    disposition: Disposition = Disposition.IN_PROGRESS
+    hangup_side: str | None = None
+    hangup_cause: str | None = None
+    flags: set[str] = field(default_factory=set)
+    worker: str | None = None
+
+    @property
+    def ring_seconds(self) -> float | None:
+        end = self.answered_at if self.answered_at is not None else self.ended_at
+        return None if end is None else round(end - self.offered_at, 3)
+
+    @property
+    def talk_seconds(self) -> float | None:
+        if self.answered_at is None or self.ended_at is None:
+            return None
+        return round(self.ended_at - self.answered_at, 3)
+
+    def row(self) -> dict[str, Any]:
+        return {"id": self.id, "sip_call_id": self.sip_call_id, "direction": self.direction.value,
+                "caller_number": self.caller_number, "caller_name": self.caller_name,
+                "callee_number": self.callee_number, "callee_name": self.callee_name, "did": self.did,
+                "service_line": self.service_line, "extension": self.extension, "queue": self.queue,
+                "agent": self.agent, "offered_at": self.offered_at, "answered_at": self.answered_at,
+                "ended_at": self.ended_at, "ring_seconds": self.ring_seconds, "talk_seconds": self.talk_seconds,
+                "hangup_side": self.hangup_side, "hangup_cause": self.hangup_cause,
+                "disposition": self.disposition.value, "flags": ",".join(sorted(self.flags)),
+                "worker": self.worker}
+
+
+class CallLogError(Exception):
+    pass
+
+
+class CallLog:
+    """Writes call records and events. One instance per running PBX."""
+
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.clock = clock
+        self.active: dict[str, CallRecord] = {}
+
+    async def offer(self, *, direction: Direction, caller_number: str, callee_number: str,
+                    caller_name: str = "", sip_call_id: str | None = None, **extra: Any) -> CallRecord:
+        now = self.clock()
+        rec = CallRecord(id=uuid.uuid4().hex, direction=direction, caller_number=caller_number,
+                         callee_number=callee_number, caller_name=caller_name, sip_call_id=sip_call_id,
+                         offered_at=now, **extra)
+        self.active[rec.id] = rec
+        await self.db.insert_call(rec.row(), (now, "offered", json.dumps(
+            {"from": caller_number, "to": callee_number, "direction": direction.value})))
+        return rec
+
+    async def event(self, rec: CallRecord, kind: str, **detail: Any) -> None:
+        await self.db.add_call_events([(rec.id, self.clock(), kind, json.dumps(detail, default=str))])
+
+    async def update(self, rec: CallRecord, kind: str | None = None, **detail: Any) -> None:
+        events = [(self.clock(), kind, json.dumps(detail, default=str))] if kind else []
+        row = rec.row()
+        row.pop("id")
+        await self.db.update_call(rec.id, row, events)
+
+    async def answered(self, rec: CallRecord, **detail: Any) -> None:
+        if rec.answered_at is None:
+            rec.answered_at = self.clock()
+            await self.update(rec, "answered", **detail)
+
+    async def end(self, rec: CallRecord, disposition: Disposition, *, side: str | None = None,
+                  cause: str | None = None, **detail: Any) -> None:
+        """Give the call its one final disposition. A second call is ignored (logged as an event)."""
+        if not disposition.final:
+            raise CallLogError("a call must end with a final disposition")
+        if rec.disposition.final:
+            await self.event(rec, "late_end_ignored", disposition=disposition.value, cause=cause)
+            return
+        rec.ended_at = self.clock()
+        rec.disposition = disposition
+        rec.hangup_side = side
+        rec.hangup_cause = cause
+        self.active.pop(rec.id, None)
+        await self.update(rec, "ended", disposition=disposition.value, side=side, cause=cause, **detail)
+
+    async def close_interrupted(self) -> list[str]:
+        """At start: every call a crash left ``in_progress`` ends as ``interrupted``."""
+        now = self.clock()
+        ids = []
+        for row in await self.db.open_call_rows():
+            answered = row.get("answered_at")
+            fields = {"disposition": Disposition.INTERRUPTED.value, "ended_at": now,
+                      "hangup_side": "system", "hangup_cause": "pbx restarted",
+                      "talk_seconds": (round(now - answered, 3) if answered else None)}
+            await self.db.update_call(row["id"], fields,
+                                      [(now, "ended", json.dumps({"disposition": "interrupted",
+                                                                  "cause": "pbx restarted"}))])
+            ids.append(row["id"])
+        return ids
+
+    async def accounting(self, since: float | None = None, until: float | None = None) -> dict[str, Any]:
+        """Offered = sum of final dispositions; calls still open are listed (they must be live)."""
+        counts = await self.db.disposition_counts(since, until)
+        offered = sum(counts.values())
+        open_rows = [r for r in await self.db.open_call_rows()
+                     if (since is None or r["offered_at"] >= since) and (until is None or r["offered_at"] < until)]
+        stray = [r["id"] for r in open_rows if r["id"] not in self.active]
+        finals = {d.value: counts.get(d.value, 0) for d in FINAL_DISPOSITIONS}
+        return {
+            "offered": offered,
+            "answered": finals[Disposition.ANSWERED.value],
+            "abandoned": sum(finals[d.value] for d in (Disposition.ABANDONED_RINGING, Disposition.ABANDONED_IVR,
+                                                       Disposition.ABANDONED_QUEUE)),
+            "in_progress": counts.get(Disposition.IN_PROGRESS.value, 0),
+            "dispositions": finals,
+            "balanced": offered == sum(finals.values()) + counts.get(Disposition.IN_PROGRESS.value, 0)
+            and not stray,
+            "unaccounted": stray,
+        }
