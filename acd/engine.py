@@ -88,6 +88,7 @@ class _Entry:
     announced: bool = False
     overflow_at: float | None = None
     timeout_at: float | None = None
+    req_cache: tuple | None = None  # (relaxation floor, queue config, req, signature)
 
     @property
     def id(self) -> str:
@@ -672,18 +673,28 @@ class AcdEngine:
             req[s] = max(req.get(s, 0), int(lvl))
         return req
 
-    def _req(self, e: _Entry, now: float) -> dict[str, int]:
-        req = self._base_req(e)
+    def _req_sig(self, e: _Entry, now: float) -> tuple[dict[str, int], tuple]:
+        """Effective requirements (after relaxation) and their hashable signature,
+        cached on the entry per relaxation step.  Treat the dict as read-only."""
         q = self.queues[e.queue]
+        floor = None
         if q.relaxation:
             waited = now - e.entered_at
-            floor = None
             for r in q.relaxation:
                 if waited >= r.after:
                     floor = r.min_level
-            if floor is not None:
-                req = {s: min(lvl, floor) for s, lvl in req.items()}
-        return req
+        cached = e.req_cache
+        if cached is not None and cached[0] == floor and cached[1] is q:
+            return cached[2], cached[3]
+        req = self._base_req(e)
+        if floor is not None:
+            req = {s: min(lvl, floor) for s, lvl in req.items()}
+        sig = (e.queue, tuple(sorted(req.items())))
+        e.req_cache = (floor, q, req, sig)
+        return req, sig
+
+    def _req(self, e: _Entry, now: float) -> dict[str, int]:
+        return self._req_sig(e, now)[0]
 
     def _skey(self, e: _Entry) -> str:
         return skill_key(self._base_req(e))
@@ -698,12 +709,14 @@ class AcdEngine:
                 return False
         return True
 
-    def _eligible_set(self, queue: str, req: Mapping[str, int]) -> frozenset[str]:
+    def _eligible_set(self, queue: str, req: Mapping[str, int],
+                      sig: tuple | None = None) -> frozenset[str]:
         """Ids of agents logged in, not paused, who qualify (cached per roster)."""
         if self._elig_version != self._roster_version:
             self._elig_cache.clear()
             self._elig_version = self._roster_version
-        sig = (queue, tuple(sorted(req.items())))
+        if sig is None:
+            sig = (queue, tuple(sorted(req.items())))
         s = self._elig_cache.get(sig)
         if s is None:
             s = frozenset(
@@ -780,23 +793,23 @@ class AcdEngine:
     # ---- announcements
 
     def _estimate(self, e: _Entry, now: float) -> tuple[float | None, tuple]:
-        req = self._req(e, now)
-        mine = self._eligible_set(e.queue, req)
+        req, mysig = self._req_sig(e, now)
+        mine = self._eligible_set(e.queue, req, mysig)
         if not mine:
             return None, (0, 0.0, 0.0)
         ahead = 0.0
         shares: dict[tuple, float] = {}
+        by_key = self._by_key
         for k in self._order:
             if k >= e.key:
                 break
-            o = self._by_key[k]
+            o = by_key[k]
             if o.ringing or o.cb_agent or o.not_before > now:
                 continue
-            oreq = self._req(o, now)
-            sig = (o.queue, tuple(sorted(oreq.items())))
+            oreq, sig = self._req_sig(o, now)
             share = shares.get(sig)
             if share is None:
-                theirs = self._eligible_set(o.queue, oreq)
+                theirs = self._eligible_set(o.queue, oreq, sig)
                 share = len(theirs & mine) / len(theirs) if theirs else 0.0
                 shares[sig] = share
             ahead += share
