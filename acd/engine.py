@@ -860,7 +860,7 @@ class AcdEngine:
                 return
         e.announced = True
         e.last_ewt, e.last_ewt_at, e.last_fp, e.last_pos = value, now, fp, pos
-        out.append(Announce(e.id, pos, value, lang))
+        out.append(Announce(e.id, pos, value, lang, q.callback_allowed))
 
     # ---- ringing
 

@@ -359,12 +359,14 @@ class Connect(Action):
 
 @dataclass(frozen=True)
 class Announce(Action):
-    """Tell the caller their place and wait; ``ewt_seconds`` None = say no figure."""
+    """Tell the caller their place and wait; ``ewt_seconds`` None = say no figure.
+    ``offer_callback``: the queue allows "press 1 to be called back"."""
 
     call_id: str
     position: int
     ewt_seconds: float | None
     language: str
+    offer_callback: bool = False
 
 
 @dataclass(frozen=True)

@@ -235,7 +235,7 @@ def test_join_empty_policies():
                      QueueConfig("join")], [Agent("a")])
     assert eng.call_arrived(Caller("c1"), "refuse", 0) == [ExitEmpty("c1", "refuse", fb)]
     out = eng.call_arrived(Caller("c2"), "join", 0)
-    assert out == [Announce("c2", 1, None, "en")]  # no figure when nobody logged in
+    assert out == [Announce("c2", 1, None, "en", True)]  # no figure when nobody logged in
     eng.caller_abandoned("c2", 4)
     eng.agent_login("a", 5)
     eng.agent_pause("a", PauseReason.BREAK, 6)
