@@ -468,5 +468,189 @@ def ext_remove(ctx: click.Context, number: str, yes: bool) -> None:
     click.echo(f"Extension {e.number} removed.")
 
 
+
+# --------------------------------------------------------------------------- calls
+def _parse_when(value: str | None, name: str) -> float | None:
+    """'2026-11-23', '2026-11-23 14:30', 'today', 'yesterday' (local time) -> UNIX seconds."""
+    if value is None:
+        return None
+    v = value.strip().lower()
+    today = _dt.datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    if v == "today":
+        return today.timestamp()
+    if v == "yesterday":
+        return (today - _dt.timedelta(days=1)).timestamp()
+    for fmt in ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
+        try:
+            return _dt.datetime.strptime(value.strip(), fmt).timestamp()
+        except ValueError:
+            pass
+    raise click.BadParameter(f"expected YYYY-MM-DD [HH:MM], 'today' or 'yesterday', got {value!r}",
+                             param_hint=name)
+
+
+def _day_range(date: str | None, since: str | None, until: str | None) -> tuple[float | None, float | None]:
+    if date is not None:
+        start = _parse_when(date, "--date")
+        assert start is not None
+        return start, start + 86400
+    return _parse_when(since, "--since"), _parse_when(until, "--until")
+
+
+def _call_filters(f: Callable) -> Callable:
+    for opt in reversed([
+        click.option("--date", default=None, help="One day: YYYY-MM-DD, 'today' or 'yesterday'."),
+        click.option("--since", default=None, help="From this time (YYYY-MM-DD [HH:MM])."),
+        click.option("--until", default=None, help="Before this time (YYYY-MM-DD [HH:MM])."),
+        click.option("--number", default=None, help="Caller or callee number."),
+        click.option("--queue", default=None, help="Queue name."),
+        click.option("--agent", default=None, help="Agent or extension that took the call."),
+        click.option("--disposition", default=None, help="e.g. answered, abandoned_queue, busy."),
+        click.option("--limit", default=100, show_default=True, help="At most this many rows."),
+        click.option("--json", "as_json", is_flag=True, help="Machine-readable output."),
+    ]):
+        f = opt(f)
+    return f
+
+
+async def _search_calls(cfg: Config, date, since, until, number, queue, agent, disposition, limit,
+                        recorded_only=False) -> list[dict[str, Any]]:
+    lo, hi = _day_range(date, since, until)
+    async with open_db(cfg.db_path) as db:
+        rows = await db.search_call_rows(since=lo, until=hi, number=number, queue=queue, agent=agent,
+                                         disposition=disposition, limit=limit)
+    if recorded_only:
+        rows = [r for r in rows if r.get("recording_path")]
+    return rows
+
+
+def _calls_table(rows: list[dict[str, Any]]) -> str:
+    return _table(["TIME", "ID", "FROM", "TO", "QUEUE", "AGENT", "DISPOSITION", "RING", "TALK", "RECORDING"],
+                  [[_ts(r["offered_at"]), r["id"][:12], r["caller_number"], r["callee_number"], r["queue"] or "-",
+                    r["agent"] or r["extension"] or "-", r["disposition"], _duration(r["ring_seconds"]),
+                    _duration(r["talk_seconds"]), r.get("recording_path") or "-"] for r in rows])
+
+
+@cli.group(cls=_Group)
+@config_option
+def calls() -> None:
+    """Call records: every call, its outcome, timings and recording."""
+
+
+@calls.command("list")
+@config_option
+@_call_filters
+@click.pass_context
+def calls_list(ctx: click.Context, date, since, until, number, queue, agent, disposition, limit,
+               as_json: bool) -> None:
+    """List calls, newest first (filters combine)."""
+    rows = _run(_search_calls(_load(ctx), date, since, until, number, queue, agent, disposition, limit))
+    if as_json:
+        _echo_json(rows)
+    elif not rows:
+        click.echo("No calls match.")
+    else:
+        click.echo(_calls_table(rows))
+
+
+@calls.command("show")
+@config_option
+@click.argument("call_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def calls_show(ctx: click.Context, call_id: str, as_json: bool) -> None:
+    """One call with its event log and recording (CALL_ID or a unique prefix of it)."""
+    cfg = _load(ctx)
+
+    async def go() -> tuple[dict, list, dict | None]:
+        async with open_db(cfg.db_path) as db:
+            row = await db.get_call_row(call_id)
+            if row is None:
+                matches = await db.fetchall("SELECT id FROM calls WHERE id LIKE ? LIMIT 2", (call_id + "%",))
+                if len(matches) != 1:
+                    raise click.ClickException(f"no call {call_id!r}" if not matches
+                                               else f"call id prefix {call_id!r} is ambiguous")
+                row = await db.get_call_row(matches[0]["id"])
+            assert row is not None
+            return row, await db.call_event_rows(row["id"]), await db.get_recording_row(row["id"])
+    row, events, rec = _run(go())
+    if as_json:
+        _echo_json({"call": row, "events": events, "recording": rec})
+        return
+    for k in ("id", "direction", "caller_number", "callee_number", "did", "service_line", "queue", "agent",
+              "extension", "disposition", "hangup_side", "hangup_cause", "flags"):
+        if row.get(k):
+            click.echo(f"{k.replace('_', ' ').capitalize() + ':':16} {row[k]}")
+    click.echo(f"{'Offered:':16} {_ts(row['offered_at'])}  ring {_duration(row['ring_seconds'])}, "
+               f"talk {_duration(row['talk_seconds'])}")
+    if rec:
+        click.echo(f"{'Recording:':16} {rec['path']} ({rec['status']}, {rec['seconds']} s, sha256 {rec['sha256']})")
+    click.echo("Events:")
+    click.echo(_table(["TIME", "EVENT", "DETAIL"],
+                      [[_dt.datetime.fromtimestamp(e["ts"]).strftime("%H:%M:%S.%f")[:-3], e["kind"], e["detail"]]
+                       for e in events], indent="  "))
+
+
+@calls.command("report")
+@config_option
+@click.option("--date", default=None, help="One day: YYYY-MM-DD, 'today' or 'yesterday'.")
+@click.option("--since", default=None, help="From this time (YYYY-MM-DD [HH:MM]).")
+@click.option("--until", default=None, help="Before this time (YYYY-MM-DD [HH:MM]).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def calls_report(ctx: click.Context, date, since, until, as_json: bool) -> None:
+    """Offered / answered / abandoned, every disposition, and whether they add up."""
+    from pypbx.calllog import CallLog
+    cfg = _load(ctx)
+    lo, hi = _day_range(date, since, until)
+
+    async def go() -> dict:
+        async with open_db(cfg.db_path) as db:
+            acc = await CallLog(db).accounting(lo, hi)
+            live: set[str] = set()
+            try:
+                from pypbx.localapi_client import request
+                live = set(await request(cfg.socket_path, "active_calls"))
+            except (LocalAPIError, Exception):
+                pass
+            acc["unaccounted"] = [c for c in acc["unaccounted"] if c not in live]
+            acc["balanced"] = not acc["unaccounted"]
+            missed = await db.search_call_rows(since=lo, until=hi, limit=1000)
+            acc["missed_callers"] = sorted({r["caller_number"] for r in missed
+                                            if r["disposition"] not in ("answered", "in_progress")
+                                            and r["direction"] != "outbound"})
+            return acc
+    acc = _run(go())
+    if as_json:
+        _echo_json(acc)
+        return
+    click.echo(f"Offered {acc['offered']}, answered {acc['answered']}, abandoned {acc['abandoned']}, "
+               f"in progress {acc['in_progress']}")
+    click.echo(_table(["DISPOSITION", "CALLS"], [[d, n] for d, n in acc["dispositions"].items() if n], indent="  "))
+    if acc["balanced"]:
+        click.echo("Every offered call has exactly one outcome.")
+    else:
+        click.echo("Calls without an outcome (not live): " + ", ".join(acc["unaccounted"]))
+    if acc["missed_callers"]:
+        click.echo("Missed callers to call back: " + ", ".join(acc["missed_callers"]))
+
+
+@cli.command("recordings")
+@config_option
+@_call_filters
+@click.pass_context
+def recordings(ctx: click.Context, date, since, until, number, queue, agent, disposition, limit,
+               as_json: bool) -> None:
+    """Find recordings by number, date, queue and agent."""
+    rows = _run(_search_calls(_load(ctx), date, since, until, number, queue, agent, disposition, limit,
+                              recorded_only=True))
+    if as_json:
+        _echo_json(rows)
+    elif not rows:
+        click.echo("No recordings match.")
+    else:
+        click.echo(_calls_table(rows))
+
+
 if __name__ == "__main__":
     main()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import logging
 import os
 import signal
@@ -19,6 +20,7 @@ import time
 from typing import Callable
 
 from pypbx import __version__
+from pypbx.calllog import CallLog
 from pypbx.config import Config, ConfigError, load_config
 from pypbx.db import DBError, Database, open_db
 from pypbx.extensions import credentials_map
@@ -26,7 +28,9 @@ from pypbx.localapi import LocalApiServer
 from pypbx.registrations import load_registrations, purge_expired, save_registrations
 from sip.digest import NonceManager
 from sip.guard import AbuseGuard
+from sip.auth import ProxyAuthenticator
 from sip.location import Binding, Changes, LocationService
+from sip.proxy import ExtensionRouter, Proxy
 from sip.registrar import Registrar
 from sip.server import ListenSpec, SipServer
 
@@ -97,6 +101,7 @@ class Pbx:
         self.location = LocationService()
         self.credentials: dict[str, dict[str, str]] = {}
         self.listeners: list = []
+        self.calls: CallLog | None = None
 
     # -- the pieces ------------------------------------------------------------------
     def _tls_context(self) -> ssl.SSLContext | None:
@@ -210,6 +215,10 @@ class Pbx:
             self.db = db
             secret = await db.get_or_create_meta("nonce_secret", lambda: os.urandom(32).hex())
             await self._load_state(db)
+            self.calls = CallLog(db, self.wallclock)
+            interrupted = await self.calls.close_interrupted()
+            if interrupted:
+                log.warning("closed %d call(s) left open by the previous run as 'interrupted'", len(interrupted))
             self.writer = BindingWriter(db)
             stack.push_async_callback(self.writer.flush)   # last write before the DB closes
             sec = cfg.security
@@ -217,8 +226,8 @@ class Pbx:
                                ban_time=sec.ban_time, rate_limit=sec.rate_limit, rate_burst=sec.rate_burst,
                                scanner_user_agents=sec.scanner_user_agents, exempt=sec.exempt)
             reg = cfg.registrar
-            registrar = Registrar(cfg.sip.realm, self.location,
-                                  NonceManager(bytes.fromhex(secret), lifetime=sec.nonce_lifetime),
+            nonces = NonceManager(bytes.fromhex(secret), lifetime=sec.nonce_lifetime)
+            registrar = Registrar(cfg.sip.realm, self.location, nonces,
                                   self.credentials_for, min_expires=reg.min_expires,
                                   max_expires=reg.max_expires, default_expires=reg.default_expires,
                                   max_contacts=reg.max_contacts,
@@ -227,8 +236,10 @@ class Pbx:
                                  on_bindings=self.writer.add, wallclock=self.wallclock)
             self.listeners = await self.sip.start(self._listen_specs())
             stack.push_async_callback(self.sip.stop)
+            self._attach_proxy(nonces, bytes.fromhex(secret))
             api = LocalApiServer(cfg.socket_path, {"status": self._status,
-                                                   "registrations": self._registrations})
+                                                   "registrations": self._registrations,
+                                                   "active_calls": lambda: sorted(self.calls.active)})
             await api.start()
             stack.push_async_callback(api.close)
             log.info("pypbx %s running (data in %s, realm %r)", __version__, cfg.data_dir, cfg.sip.realm)
@@ -243,6 +254,23 @@ class Pbx:
                 for t in tasks:
                     t.cancel()
         log.info("pypbx stopped")
+
+    def _attach_proxy(self, nonces: NonceManager, secret: bytes) -> None:
+        """Call routing: the stateful forking proxy with the extension policy.
+        ``PYPBX_RING_TIMEOUT`` (seconds) overrides the 60 s ring time until the config
+        grows a calls section."""
+        assert self.sip is not None
+        sec = self.cfg.security
+        auth = ProxyAuthenticator(self.cfg.sip.realm, nonces, self.credentials_for,
+                                  algorithms=tuple(sec.digest_algorithms))
+        self.proxy = Proxy(route=ExtensionRouter(self.location, lambda n: n in self.credentials,
+                                                 self.wallclock),
+                           local_address=self.sip.local_address, is_local=self.sip.is_local,
+                           secret=hashlib.sha256(b"record-route" + secret).digest(),
+                           authenticator=auth, trusted=(),
+                           ring_timeout=float(os.environ.get("PYPBX_RING_TIMEOUT", "60")),
+                           user_agent=self.cfg.sip.user_agent)
+        self.sip.attach_proxy(self.proxy)
 
     def credentials_for(self, username: str) -> dict[str, str] | None:
         return self.credentials.get(username)
