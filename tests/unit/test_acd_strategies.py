@@ -54,9 +54,9 @@ def test_round_robin_remembers_last_agent_across_calls():
     eng = make(Strategy.ROUND_ROBIN, [Agent("a"), Agent("b"), Agent("c")])
     order = [serve(eng, f"c{i}", 100 + 50 * i) for i in range(5)]
     assert order == ["a", "b", "c", "a", "b"]
-    # b busy: the next after b that is free is c, then memory continues from c
+    # memory says b was last; c is busy, so the next free after b wraps round to a
     eng.agent_busy("c", 400)
-    assert serve(eng, "x1", 400) == "a"  # next after b is c (busy) -> wraps to a
+    assert serve(eng, "x1", 400) == "a"
     eng.agent_free("c", 450)
     assert serve(eng, "x2", 460) == "b"
 
