@@ -24,8 +24,9 @@ from sip.message import (
 )
 from sip.registrar import AuthOutcome, Registrar
 from sip.transaction import (
-    Addr, CancelReceived, RequestReceived, TransactionLayer, Transmit,
-    response_destination,
+    AckReceived, Addr, CancelReceived, ClientKey, RequestReceived, ResponseReceived,
+    StrayResponse, Timeout, TransactionLayer, TransactionTerminated, Transmit,
+    TransportError, response_destination,
 )
 from sip.transport import Listener, TransportLayer
 
@@ -67,6 +68,11 @@ class SipServer:
         #: put unreachable addresses in Via; the source is the only address that works.
         self.force_rport = force_rport
         self.handlers: dict[str, Handler] = {}
+        #: The stateful proxy core (sip/proxy.py), if attached: gets client-transaction
+        #: events, ACKs for 2xx and CANCELs of the INVITEs it forwards.
+        self.proxy = None
+        #: Methods forwarded by the proxy: no UAS-only checks (Require, body types).
+        self.proxied_methods: frozenset[str] = frozenset()
         self.transport: TransportLayer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -124,6 +130,10 @@ class SipServer:
     # -- timers ----------------------------------------------------------------
     def _schedule(self) -> None:
         deadline = self.txn.next_deadline()
+        if self.proxy is not None:
+            pd = self.proxy.next_deadline()
+            if pd is not None and (deadline is None or pd < deadline):
+                deadline = pd
         if deadline is None:
             return
         if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
@@ -138,7 +148,10 @@ class SipServer:
         self._timer = None
         self._timer_at = None
         assert self._loop is not None
-        self._handle_events(self.txn.tick(self._loop.time()))
+        now = self._loop.time()
+        self._handle_events(self.txn.tick(now))
+        if self.proxy is not None:
+            self._run_actions(self.proxy.tick(now))
         self._schedule()
 
     # -- inbound ---------------------------------------------------------------
@@ -168,7 +181,12 @@ class SipServer:
         if not self.guard.check_request(ip, msg.headers.get("User-Agent"), now).allowed:
             self.counters["dropped"] += 1
             return
-        problem = validate_request(msg, supported=SUPPORTED)
+        if msg.method in self.proxied_methods or msg.method == "ACK":
+            # a proxy does not judge Require / bodies (RFC 3261 §16.3: only Proxy-Require)
+            problem = validate_request(msg, supported=msg.headers.get_all("Require"),
+                                       body_types=(msg.content_type or "",))
+        else:
+            problem = validate_request(msg, supported=SUPPORTED)
         if problem is not None:
             if msg.method != "ACK":
                 status, reason = problem
@@ -236,11 +254,177 @@ class SipServer:
             elif type(ev) is RequestReceived:
                 self._dispatch(ev.key, ev.request, ev.source)
             elif type(ev) is CancelReceived:
+                proxy = self.proxy
+                if proxy is not None and proxy.owns(ev.invite_key):
+                    self._run_actions(proxy.on_cancel(ev.invite_key, ev.to_tag, self._now()))
+                    continue
                 req = self.txn.server_request(ev.invite_key)
                 if req is not None:
                     self.respond(ev.invite_key, make_response(req, 487, to_tag=ev.to_tag))
-            # ResponseReceived / AckReceived / Timeout / TransactionTerminated: no
-            # client transactions or dialogs at this layer yet.
+            elif self.proxy is None:
+                continue
+            elif type(ev) is ResponseReceived:
+                self._run_actions(self.proxy.on_response(ev.key, ev.response, self._now()))
+            elif type(ev) is TransactionTerminated:
+                self.proxy.on_terminated(ev.key)
+            elif type(ev) is AckReceived:
+                self._run_actions(self.proxy.on_ack(ev.request, ev.source, self._now()))
+            elif type(ev) is Timeout or type(ev) is TransportError:
+                if type(ev.key) is ClientKey:
+                    self._run_actions(self.proxy.on_timeout(ev.key, self._now(),
+                                                            transport_error=type(ev) is TransportError))
+            elif type(ev) is StrayResponse:
+                self._run_actions(self.proxy.on_stray_response(ev.response, self._now()))
+
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    # -- the proxy's side: client transactions and stateless sends ----------------
+    def attach_proxy(self, proxy, methods=("INVITE", "BYE", "INFO", "UPDATE", "REFER", "MESSAGE",
+                                           "SUBSCRIBE", "NOTIFY", "PRACK")) -> None:
+        """Route ``methods`` (and client-transaction events, ACK for 2xx, CANCEL of the
+        INVITEs it forwards) to the sans-I/O proxy core of ``sip/proxy.py``."""
+        self.proxy = proxy
+
+        def handler(server, key, req, source):
+            server._run_actions(proxy.on_request(key, req, source, server._now(),
+                                                 wallclock=server.wallclock()))
+        for m in methods:
+            self.handlers[m] = handler
+        self.proxied_methods = frozenset(methods)
+
+    def _run_actions(self, actions: list) -> None:
+        from sip.proxy import AuthFailed, AuthOk, Respond, SendRequest, SendStateless
+        for act in actions:
+            t = type(act)
+            if t is Respond:
+                self.respond(act.key, act.response)
+            elif t is SendRequest:
+                self.send_request(act.request, act.dest)
+            elif t is SendStateless:
+                self.send_stateless(act.message, act.dest)
+            elif t is AuthFailed:
+                self.counters["auth_failures"] += 1
+                self.guard.auth_failed(act.ip, self._now(), act.user, act.method)
+            elif t is AuthOk:
+                self.guard.auth_ok(act.ip)
+        self._schedule()
+
+    # -- our own addresses (Via sent-by, Record-Route) -----------------------------
+    def local_address(self, transport: str, dest_host: str) -> tuple[str, int]:
+        """Our (host, port) on ``transport`` as seen from ``dest_host``: the listener's
+        address, or for a wildcard bind the interface address the kernel would use."""
+        listeners = self.transport.listeners if self.transport else []
+        lst = next((x for x in listeners if x.transport == transport), None) or \
+            next(iter(listeners), None)
+        if lst is None:
+            return ("127.0.0.1", 5060)
+        host = lst.host
+        if host in ("0.0.0.0", "::", ""):
+            host = self._source_ip_for(dest_host)
+        return (host, lst.port)
+
+    def _source_ip_for(self, dest_host: str) -> str:
+        cache = self.__dict__.setdefault("_src_cache", {})
+        ip = cache.get(dest_host)
+        if ip is None:
+            import socket
+            fam = socket.AF_INET6 if ":" in dest_host else socket.AF_INET
+            try:
+                with socket.socket(fam, socket.SOCK_DGRAM) as s:
+                    s.connect((dest_host, 9))
+                    ip = s.getsockname()[0]
+            except OSError:
+                ip = "127.0.0.1"
+            if len(cache) > 1024:
+                cache.clear()
+            cache[dest_host] = ip
+            self.__dict__.setdefault("_own_ips", set()).add(ip)
+        return ip
+
+    def is_local(self, host: str, port: int | None) -> bool:
+        listeners = self.transport.listeners if self.transport else []
+        ports = {x.port for x in listeners}
+        if (port or 5060) not in ports and not (port is None and 5061 in ports):
+            return False
+        hosts = {x.host for x in listeners} | self.__dict__.get("_own_ips", set())
+        if hosts & {"0.0.0.0", "::"}:
+            hosts |= {"127.0.0.1", "::1", "localhost"}
+        return host.lower() in hosts
+
+    def _has_connection(self, dest: Addr) -> bool:
+        tr = self.transport
+        if tr is None:
+            return False
+        if dest.conn_id is not None and dest.conn_id in tr._conns:  # noqa: SLF001
+            return True
+        return (dest.transport, dest.host, dest.port) in tr._by_peer  # noqa: SLF001
+
+    def send_request(self, req: Request, dest: Addr) -> None:
+        """Start a client transaction for ``req`` (top Via branch already set); over
+        TCP/TLS a connection to ``dest`` is opened first when there is none."""
+        if dest.transport == "UDP" or self._has_connection(dest):
+            self._start_client(req, dest)
+            return
+        assert self._loop is not None
+        self._loop.create_task(self._connect_then_send(req, dest))
+
+    def _start_client(self, req: Request, dest: Addr) -> None:
+        try:
+            key, events = self.txn.send_request(req, dest, dest.transport != "UDP", self._now())
+        except ValueError as exc:
+            log.warning("cannot send %s to %s:%d: %s", req.method, dest.host, dest.port, exc)
+            return
+        self._handle_events(events)
+        if self._has_connection(dest) or dest.transport == "UDP":
+            self._schedule()
+            return
+        # the write failed (connection gone): tell the transaction layer
+        self._handle_events(self.txn.transport_error(key, self._now()))
+        self._schedule()
+
+    async def _connect_then_send(self, req: Request, dest: Addr) -> None:
+        from sip.transport import _Stream
+        tr = self.transport
+        ok = False
+        if tr is not None and dest.transport in ("TCP", "TLS"):
+            ctx = None
+            if dest.transport == "TLS":
+                ctx = ssl.create_default_context()
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            try:
+                await asyncio.wait_for(self._loop.create_connection(  # type: ignore[union-attr]
+                    lambda: _Stream(tr, dest.transport), dest.host, dest.port, ssl=ctx), 5.0)
+                ok = True
+            except (OSError, asyncio.TimeoutError) as exc:
+                log.info("cannot connect to %s %s:%d: %s", dest.transport, dest.host, dest.port, exc)
+        if ok:
+            self._start_client(req, Addr(dest.transport, dest.host, dest.port))
+        elif self.proxy is not None:
+            key = ClientKey(req.top_via.branch, req.method)
+            self._run_actions(self.proxy.on_timeout(key, self._now(), transport_error=True))
+
+    def send_stateless(self, msg, dest: Addr) -> None:
+        if dest.transport == "UDP" or self._has_connection(dest):
+            if self.transport is not None:
+                self.transport.send(msg.to_bytes(), dest)
+            return
+        assert self._loop is not None
+
+        async def go() -> None:
+            from sip.transport import _Stream
+            tr = self.transport
+            if tr is None:
+                return
+            try:
+                await asyncio.wait_for(self._loop.create_connection(  # type: ignore[union-attr]
+                    lambda: _Stream(tr, dest.transport), dest.host, dest.port), 5.0)
+            except (OSError, asyncio.TimeoutError):
+                return
+            tr.send(msg.to_bytes(), Addr(dest.transport, dest.host, dest.port))
+        self._loop.create_task(go())
 
     def respond(self, key, response) -> None:
         assert self._loop is not None

@@ -1,0 +1,701 @@
+"""Sans-I/O stateful forking proxy (RFC 3261 §16) with digest proxy-authentication.
+
+Nothing here touches sockets or clocks: the server (``sip/server.py``) feeds the proxy
+what the transaction layer reports and performs the actions it returns.
+
+Inputs (each returns a list of actions)::
+
+    on_request(key, request, source, now, wallclock=None)  # RequestReceived for a proxied method
+    on_response(client_key, response, now)                  # ResponseReceived
+    on_timeout(client_key, now)                             # Timeout / TransportError of a client txn
+    on_cancel(invite_key, to_tag, now)                      # CancelReceived (txn layer answered 200)
+    on_ack(request, source, now)                            # AckReceived (ACK for 2xx, end-to-end)
+    on_stray_response(response, now)                        # 2xx retransmission after our txn is gone
+    on_terminated(key)                                      # TransactionTerminated (cleanup)
+    tick(now) / next_deadline()                             # ring timeouts
+
+Actions (frozen dataclasses)::
+
+    Respond(key, response)         answer the server transaction ``key``
+    SendRequest(request, dest)     start a client transaction (its key is
+                                   ``ClientKey(request.top_via.branch, request.method)``)
+    SendStateless(message, dest)   send outside any transaction (ACK for 2xx, stray 2xx)
+    AuthFailed(ip, user, method)   feed the abuse guard
+    AuthOk(ip)
+
+Routing is a seam: ``route(request, source, authenticated_user) -> RouteDecision`` decides,
+for a request that is *not* inside a dialog, which targets to fork to (``(uri, Addr)``
+pairs; the Request-URI of each branch becomes ``uri`` exactly) or which status to reject
+it with. :class:`ExtensionRouter` is the PBX's default policy (extension number ->
+all registered contacts; 404 unknown; 480 no registration). The B2BUA/media-worker
+routing replaces it without touching the proxy.
+
+Behaviour (RFC 3261 §16):
+
+* Max-Forwards 0 -> 483; otherwise decremented (70 when absent). Proxy-Require -> 420.
+* Route pre-processing (§16.4): a Request-URI we put in a Record-Route (strict-routing
+  peer) is replaced by the last Route; every Route naming us at the top is removed.
+* Requests with a To tag (in a dialog) must have come through a Record-Route we added:
+  the Record-Route URI carries ``pbx=<HMAC(secret, Call-ID)>`` and only a request whose
+  popped Route carries a valid token (or that comes from a trusted source) is forwarded
+  along the remaining Route set / Request-URI; others get 403 (no open relay). They
+  are not authenticated again (hop-by-hop trust in the route token).
+* Out-of-dialog requests from untrusted sources are authenticated with a 407 challenge
+  (:class:`sip.auth.ProxyAuthenticator`, same nonces/credentials as the registrar); the
+  From user must be the authenticated user (403). Leftover Route headers of
+  out-of-dialog requests are dropped: only the policy decides where they go.
+* Each branch gets our Via (fresh branch ``z9hG4bKpx...``, ``rport``); dialog-creating
+  requests (INVITE, SUBSCRIBE, REFER, NOTIFY) get a Record-Route ``;lr`` — two of them
+  (RFC 5658) when the request leaves on another transport/address than it came in on.
+* Responses: our Via removed; 100 absorbed; other provisionals forwarded while no final
+  response has gone upstream; every 2xx to INVITE forwarded (first one wins, later ones
+  too, §16.7 step 5); after a 2xx or a 6xx the other pending INVITE branches get CANCEL
+  (sent once the branch has had a provisional response, §9.1); otherwise, once every
+  branch is final, the best response is sent (§16.7 step 6: 6xx, else the lowest class,
+  a specific status preferred over 408/480/487; 503 becomes 500).
+* A 2xx arriving after a non-2xx final went upstream (a race with CANCEL or the ring
+  timeout) is ACKed and the callee gets a BYE, so no half-call stays up.
+* CANCEL from upstream: 487 upstream at once, CANCEL every pending branch.
+* Ring timeout (per request; ``RouteDecision.ring_timeout`` or the proxy default) on
+  INVITE: pending branches are cancelled and count as ``no_answer`` (408 by default).
+* Transaction timeout / transport error of a branch counts as 408 / 503.
+* ACK for 2xx: forwarded statelessly along the Route set (new Via).
+* Remote targets (Contact of requests and of 1xx/2xx responses) are remembered with the
+  address they really came from / were sent to (``flows``), so in-dialog requests reach
+  phones behind NAT through the pinhole their registration opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import hmac
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from sip.auth import ProxyAuthenticator
+from sip.location import LocationService, contact_key
+from sip.message import (
+    NameAddr, Request, Response, SipParseError, URI, make_response,
+)
+from sip.registrar import AuthOutcome
+from sip.transaction import Addr, ClientKey
+
+__all__ = [
+    "RouteDecision", "RoutePolicy", "ExtensionRouter", "Proxy", "binding_addr",
+    "Respond", "SendRequest", "SendStateless", "AuthFailed", "AuthOk", "Action",
+    "BRANCH_PREFIX",
+]
+
+BRANCH_PREFIX = "z9hG4bKpx"
+#: Methods that create a dialog and therefore get a Record-Route.
+DIALOG_CREATING = frozenset(("INVITE", "SUBSCRIBE", "REFER", "NOTIFY"))
+_FLOWS_MAX = 50_000
+
+
+# --------------------------------------------------------------------------- actions
+
+@dataclass(frozen=True, slots=True)
+class Respond:
+    key: object
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    request: Request
+    dest: Addr
+
+    @property
+    def key(self) -> ClientKey:
+        return ClientKey(self.request.top_via.branch, self.request.method)
+
+
+@dataclass(frozen=True, slots=True)
+class SendStateless:
+    message: object
+    dest: Addr
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFailed:
+    ip: str
+    user: str | None
+    method: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthOk:
+    ip: str
+
+
+Action = Respond | SendRequest | SendStateless | AuthFailed | AuthOk
+
+
+# --------------------------------------------------------------------------- routing seam
+
+@dataclass(frozen=True)
+class RouteDecision:
+    """Where an out-of-dialog request goes: fork to ``targets`` or reject with ``status``."""
+    targets: tuple[tuple[str, Addr], ...] = ()
+    status: int | None = None
+    reason: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    ring_timeout: float | None = None     # None: the proxy's default
+
+    def __post_init__(self) -> None:
+        if not self.targets and self.status is None:
+            raise ValueError("RouteDecision needs targets or a status")
+
+    @classmethod
+    def fork(cls, targets: Iterable[tuple[str, Addr]], ring_timeout: float | None = None) -> "RouteDecision":
+        return cls(targets=tuple(targets), ring_timeout=ring_timeout)
+
+    @classmethod
+    def reject(cls, status: int, reason: str | None = None,
+               headers: Iterable[tuple[str, str]] = ()) -> "RouteDecision":
+        return cls(status=status, reason=reason, headers=tuple(headers))
+
+
+#: route(request, source, authenticated_user) -> RouteDecision
+RoutePolicy = Callable[[Request, Addr, "str | None"], RouteDecision]
+
+
+def binding_addr(binding) -> Addr:
+    """Where requests to a registered contact go: the address and port the REGISTER came
+    from (NAT), over the connection / socket it came in on (``Binding.local``)."""
+    transport, host, port = binding.source
+    conn_id = None
+    local = binding.local or ""
+    if ":" in local:
+        try:
+            conn_id = int(local.split(":", 1)[1])
+        except ValueError:
+            conn_id = None
+    return Addr(transport.upper(), host, int(port), conn_id)
+
+
+class ExtensionRouter:
+    """Default PBX policy: Request-URI user = extension -> all its live registrations."""
+
+    def __init__(self, location: LocationService, is_extension: Callable[[str], bool],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.location = location
+        self.is_extension = is_extension
+        self.clock = clock
+
+    def __call__(self, request: Request, source: Addr, user: str | None) -> RouteDecision:
+        number = request.uri.user
+        if not number or not self.is_extension(number):
+            return RouteDecision.reject(404)
+        bindings = self.location.bindings(number, self.clock())
+        if not bindings:
+            return RouteDecision.reject(480)
+        return RouteDecision.fork((b.contact, binding_addr(b)) for b in bindings)
+
+
+# --------------------------------------------------------------------------- state
+
+class _Branch:
+    __slots__ = ("key", "request", "dest", "final", "done", "status", "provisional",
+                 "cancel_wanted", "cancel_sent", "ctx")
+
+    def __init__(self, ctx, key, request, dest):
+        self.ctx = ctx
+        self.key = key
+        self.request = request
+        self.dest = dest
+        self.final = False        # counts as finished for the response context
+        self.done = False         # a final response really arrived from downstream
+        self.status = 0
+        self.provisional = False
+        self.cancel_wanted = False
+        self.cancel_sent = False
+
+
+class _Context:
+    __slots__ = ("server_key", "request", "method", "branches", "final_status", "best",
+                 "ring_deadline", "source", "responses")
+
+    def __init__(self, server_key, request, source):
+        self.server_key = server_key
+        self.request = request
+        self.method = request.method
+        self.source = source
+        self.branches: list[_Branch] = []
+        self.final_status = 0            # status of the final response sent upstream
+        self.responses: list = []        # (status, Response | None) of finished branches
+        self.ring_deadline: float | None = None
+
+
+def _strip_top_via(resp: Response) -> Response:
+    vias = resp.headers.get_all("Via")
+    headers = resp.headers.replace("Via", vias[1:]) if len(vias) > 1 else resp.headers.remove("Via")
+    return resp.replace(headers=headers)
+
+
+_WEAK = {408: 3, 480: 2, 487: 4}   # less informative finals: used only when nothing better
+
+
+def _rank(status: int) -> tuple:
+    cls = status // 100
+    return (0 if cls == 6 else cls, _WEAK.get(status, 0))
+
+
+class Proxy:
+    """The stateful forking proxy core (see the module docstring)."""
+
+    def __init__(self, *, route: RoutePolicy,
+                 local_address: Callable[[str, str], tuple[str, int]],
+                 is_local: Callable[[str, int | None], bool],
+                 secret: bytes,
+                 authenticator: ProxyAuthenticator | None = None,
+                 trusted: Callable[[Addr], bool] | Iterable[tuple[str, int]] = (),
+                 ring_timeout: float = 60.0,
+                 no_answer: tuple[int, str] = (408, "Request Timeout"),
+                 user_agent: str | None = None) -> None:
+        self.route = route
+        self.local_address = local_address     # (transport, dest host) -> our (host, port)
+        self.is_local = is_local               # (host, port) -> is it one of our addresses?
+        self.secret = secret
+        self.authenticator = authenticator
+        if callable(trusted):
+            self._trusted = trusted
+        else:
+            tset = {(h, int(p)) for h, p in trusted}
+            self._trusted = lambda addr: (addr.host, addr.port) in tset
+        self.ring_timeout = ring_timeout
+        self.no_answer = no_answer
+        self.user_agent = user_agent
+        self._contexts: dict = {}              # server key -> _Context
+        self._branches: dict = {}              # ClientKey -> _Branch
+        self._heap: list = []                  # (deadline, seq, ctx)
+        self._seq = 0
+        self.flows: OrderedDict = OrderedDict()   # contact_key -> Addr
+        self.counters = {"forwarded": 0, "in_dialog": 0, "auth_challenges": 0,
+                         "auth_failures": 0, "rejected": 0, "cancelled": 0, "no_answer": 0}
+
+    # ------------------------------------------------------------------ helpers
+    def is_trusted(self, source: Addr) -> bool:
+        return bool(self._trusted(source))
+
+    def token(self, call_id: str) -> str:
+        return hmac.new(self.secret, call_id.encode("utf-8", "replace"), hashlib.sha256).hexdigest()[:16]
+
+    def _route_is_ours(self, uri: URI, call_id: str) -> tuple[bool, bool]:
+        """(ours, token_ok) for a Route / Request-URI."""
+        tok = uri.param("pbx")
+        if tok is not None:
+            ok = hmac.compare_digest(tok, self.token(call_id))
+            if ok or self.is_local(uri.host.strip("[]"), uri.port):
+                return True, ok
+            return False, False
+        if uri.is_sip and uri.user is None and self.is_local(uri.host.strip("[]"), uri.port):
+            return True, False
+        return False, False
+
+    def remember_flow(self, uri_text: str, addr: Addr) -> None:
+        key = contact_key(uri_text)
+        flows = self.flows
+        flows[key] = addr
+        flows.move_to_end(key)
+        if len(flows) > _FLOWS_MAX:
+            flows.popitem(last=False)
+
+    def resolve(self, uri: URI) -> Addr:
+        """Next-hop address of a URI: a remembered flow, else the URI's own host/port."""
+        addr = self.flows.get(contact_key(str(uri)))
+        if addr is not None:
+            return addr
+        t = uri.param("transport")
+        transport = (t or ("tls" if uri.scheme == "sips" else "udp")).upper()
+        port = uri.port or (5061 if transport == "TLS" else 5060)
+        maddr = uri.param("maddr")
+        return Addr(transport, (maddr or uri.host).strip("[]"), port)
+
+    def _via(self, dest: Addr) -> tuple[str, str]:
+        host, port = self.local_address(dest.transport, dest.host)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        branch = BRANCH_PREFIX + os.urandom(10).hex()
+        return f"SIP/2.0/{dest.transport} {host}:{port};branch={branch};rport", branch
+
+    def _rr_uri(self, addr: Addr, call_id: str) -> str:
+        host, port = self.local_address(addr.transport, addr.host)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        t = "" if addr.transport == "UDP" else f";transport={addr.transport.lower()}"
+        return f"<sip:{host}:{port}{t};lr;pbx={self.token(call_id)}>"
+
+    def _respond(self, ctx_or_key, req, status, reason=None, headers=()) -> Respond:
+        hdrs = list(headers)
+        if self.user_agent and status >= 200:
+            hdrs.append(("Server", self.user_agent))
+        return Respond(ctx_or_key, make_response(req, status, reason, to_tag=_local_tag(req),
+                                                 headers=hdrs))
+
+    def _remember_contacts(self, msg, addr: Addr) -> None:
+        try:
+            contacts = msg.contacts
+        except SipParseError:
+            return
+        if isinstance(contacts, list):
+            for c in contacts[:1]:
+                self.remember_flow(str(c.uri), addr)
+
+    # ------------------------------------------------------------------ requests
+    def on_request(self, key, req: Request, source: Addr, now: float,
+                   wallclock: float | None = None) -> list:
+        method = req.method
+        mf = req.max_forwards
+        if mf is not None and mf <= 0:
+            return [self._respond(key, req, 483)]
+        preq = req.headers.get_all("Proxy-Require")
+        if preq:
+            return [self._respond(key, req, 420, headers=[("Unsupported", ", ".join(preq))])]
+        trusted = self.is_trusted(source)
+        req, token_ok, popped = self._preprocess_routes(req)
+        in_dialog = req.to.tag is not None
+        if in_dialog:
+            if not (token_ok or trusted):
+                self.counters["rejected"] += 1
+                return [self._respond(key, req, 403, "Forbidden - not routed by this server")]
+            return self._forward_in_dialog(key, req, source, now)
+        # out of dialog: authenticate, then ask the routing policy
+        actions: list = []
+        user = None
+        if not trusted and self.authenticator is not None:
+            res = self.authenticator.check(req, source.host, now if wallclock is None else wallclock)
+            outcome = res.outcome
+            if outcome is not AuthOutcome.OK:
+                if outcome is AuthOutcome.FAILED:
+                    self.counters["auth_failures"] += 1
+                    actions.append(AuthFailed(source.host, res.user, method))
+                elif outcome is not AuthOutcome.MALFORMED:
+                    self.counters["auth_challenges"] += 1
+                actions.append(Respond(key, res.response))
+                return actions
+            user = res.user
+            if req.from_.uri.user != user:
+                self.counters["rejected"] += 1
+                actions.append(AuthFailed(source.host, user, method))
+                actions.append(self._respond(key, req, 403, "Forbidden - From is not the authenticated user"))
+                return actions
+            actions.append(AuthOk(source.host))
+        decision = self.route(req, source, user)
+        if not decision.targets:
+            self.counters["rejected"] += 1
+            actions.append(self._respond(key, req, decision.status, decision.reason, decision.headers))
+            return actions
+        if req.headers.get("Route") is not None:
+            req = req.replace(headers=req.headers.remove("Route"))
+        ctx = _Context(key, req, source)
+        self._contexts[key] = ctx
+        if method in DIALOG_CREATING:
+            self._remember_contacts(req, source)
+        for uri, dest in decision.targets:
+            self.remember_flow(uri, dest)
+            actions.append(self._add_branch(ctx, req.replace(uri=URI.parse(uri)), dest, record_route=True))
+        if method == "INVITE":
+            timeout = decision.ring_timeout if decision.ring_timeout is not None else self.ring_timeout
+            if timeout:
+                ctx.ring_deadline = now + timeout
+                self._seq += 1
+                heapq.heappush(self._heap, (ctx.ring_deadline, self._seq, ctx))
+        self.counters["forwarded"] += 1
+        return actions
+
+    def _preprocess_routes(self, req: Request) -> tuple[Request, bool, bool]:
+        """§16.4: undo strict routing, pop our own Route entries."""
+        call_id = req.call_id
+        token_ok = False
+        popped = False
+        routes = req.headers.get_all("Route")
+        ours, ok = self._route_is_ours(req.uri, call_id)
+        if ours and ok and routes:
+            last = NameAddr.parse(routes[-1])
+            req = req.replace(uri=last.uri, headers=req.headers.replace("Route", routes[:-1])
+                              if len(routes) > 1 else req.headers.remove("Route"))
+            routes = routes[:-1]
+            token_ok = True
+        elif ours and ok:
+            token_ok = True
+        n = 0
+        while n < len(routes):
+            try:
+                na = NameAddr.parse(routes[n])
+            except SipParseError:
+                break
+            ours, ok = self._route_is_ours(na.uri, call_id)
+            if not ours:
+                break
+            token_ok = token_ok or ok
+            n += 1
+        if n:
+            popped = True
+            rest = routes[n:]
+            req = req.replace(headers=req.headers.replace("Route", rest) if rest
+                              else req.headers.remove("Route"))
+        return req, token_ok, popped
+
+    def _next_hop(self, req: Request) -> Addr:
+        routes = req.headers.get_all("Route")
+        if routes:
+            return self.resolve(NameAddr.parse(routes[0]).uri)
+        return self.resolve(req.uri)
+
+    def _forward_in_dialog(self, key, req: Request, source: Addr, now: float) -> list:
+        try:
+            dest = self._next_hop(req)
+        except SipParseError:
+            return [self._respond(key, req, 400, "Bad Request - bad Route")]
+        if req.method in DIALOG_CREATING or req.method == "UPDATE":
+            self._remember_contacts(req, source)     # target refresh
+        ctx = _Context(key, req, source)
+        self._contexts[key] = ctx
+        self.counters["in_dialog"] += 1
+        return [self._add_branch(ctx, req, dest, record_route=False)]
+
+    def _add_branch(self, ctx: _Context, req: Request, dest: Addr, record_route: bool) -> SendRequest:
+        via, branch = self._via(dest)
+        h = req.headers.add("Via", via, first=True)
+        mf = req.max_forwards
+        h = h.replace("Max-Forwards", [str((70 if mf is None else mf) - 1)])
+        if record_route and req.method in DIALOG_CREATING:
+            call_id = req.call_id
+            out_rr = self._rr_uri(dest, call_id)
+            in_rr = self._rr_uri(ctx.source, call_id)
+            values = [out_rr] if out_rr == in_rr else [out_rr, in_rr]
+            for v in reversed(values):
+                h = h.add("Record-Route", v, first=True)
+        out = req.replace(headers=h)
+        key = ClientKey(branch, req.method)
+        b = _Branch(ctx, key, out, dest)
+        ctx.branches.append(b)
+        self._branches[key] = b
+        return SendRequest(out, dest)
+
+    # ------------------------------------------------------------------ ACK / CANCEL
+    def on_ack(self, req: Request, source: Addr, now: float) -> list:
+        mf = req.max_forwards
+        if mf is not None and mf <= 0:
+            return []
+        req, token_ok, _ = self._preprocess_routes(req)
+        if not (token_ok or self.is_trusted(source)):
+            return []
+        try:
+            dest = self._next_hop(req)
+        except SipParseError:
+            return []
+        via, _ = self._via(dest)
+        h = req.headers.add("Via", via, first=True)
+        h = h.replace("Max-Forwards", [str((70 if mf is None else mf) - 1)])
+        return [SendStateless(req.replace(headers=h), dest)]
+
+    def on_cancel(self, invite_key, to_tag: str | None, now: float) -> list:
+        ctx = self._contexts.get(invite_key)
+        if ctx is None:
+            return []
+        actions: list = []
+        if ctx.final_status == 0:
+            ctx.final_status = 487
+            actions.append(Respond(invite_key, make_response(ctx.request, 487, to_tag=to_tag or _local_tag(ctx.request))))
+        self.counters["cancelled"] += 1
+        for b in ctx.branches:
+            actions += self._cancel_branch(b)
+            b.final = True
+        return actions
+
+    def _cancel_branch(self, b: _Branch) -> list:
+        if b.ctx.method != "INVITE" or b.cancel_sent or b.done:
+            return []
+        b.cancel_wanted = True
+        if not b.provisional:
+            return []        # §9.1: wait for a provisional response
+        b.cancel_sent = True
+        r = b.request
+        h = r.headers
+        lines = [("Via", h.get_all("Via")[0])]
+        lines += [("Route", v) for v in h.get_all("Route")]
+        lines += [("Max-Forwards", "70"), ("From", h.get("From")), ("To", h.get("To")),
+                  ("Call-ID", h.get("Call-ID")), ("CSeq", f"{r.cseq[0]} CANCEL")]
+        if self.user_agent:
+            lines.append(("User-Agent", self.user_agent))
+        from sip.message import Headers
+        return [SendRequest(Request("CANCEL", r.uri, Headers(lines)), b.dest)]
+
+    # ------------------------------------------------------------------ responses
+    def on_response(self, key, resp: Response, now: float) -> list:
+        b = self._branches.get(key)
+        if b is None:
+            return []
+        ctx = b.ctx
+        status = resp.status
+        actions: list = []
+        if status < 200:
+            first = not b.provisional
+            b.provisional = True
+            if first and b.cancel_wanted:
+                actions += self._cancel_branch(b)
+            if status == 100 or b.final:
+                return actions
+            if ctx.method in DIALOG_CREATING:
+                self._remember_contacts(resp, b.dest)
+            if ctx.final_status == 0 and not b.cancel_wanted:
+                actions.append(Respond(ctx.server_key, _strip_top_via(resp)))
+            return actions
+        if status < 300:
+            if ctx.method in DIALOG_CREATING:
+                self._remember_contacts(resp, b.dest)
+            if ctx.method == "INVITE" and ctx.final_status >= 300:
+                # a late 2xx: upstream already has its final answer; hang this leg up
+                if b.done:
+                    return []
+                b.final = b.done = True
+                return self._kill_late_2xx(b, resp)
+            b.final = b.done = True
+            b.status = status
+            if ctx.method != "INVITE" and ctx.final_status:
+                return []
+            if ctx.final_status == 0:
+                ctx.final_status = status
+                for other in ctx.branches:
+                    if other is not b and not other.final:
+                        actions += self._cancel_branch(other)
+                        other.final = True
+            actions.append(Respond(ctx.server_key, _strip_top_via(resp)))
+            return actions
+        # 3xx-6xx
+        if b.done:
+            return actions
+        b.done = True
+        if b.final:
+            return actions
+        b.final = True
+        b.status = status
+        ctx.responses.append((status, resp))
+        if ctx.final_status:
+            return actions
+        if status >= 600 and ctx.method == "INVITE":
+            for other in ctx.branches:
+                actions += self._cancel_branch(other)
+                other.final = True
+            return actions + self._send_best(ctx)
+        if all(x.final for x in ctx.branches):
+            return actions + self._send_best(ctx)
+        return actions
+
+    def _send_best(self, ctx: _Context) -> list:
+        if ctx.final_status:
+            return []
+        if not ctx.responses:
+            status, resp = self.no_answer[0], None
+        else:
+            status, resp = min(ctx.responses, key=lambda sr: _rank(sr[0]))
+        if status == 503:
+            status, resp = 500, None
+        ctx.final_status = status
+        if resp is None:
+            reason = self.no_answer[1] if status == self.no_answer[0] else None
+            return [self._respond(ctx.server_key, ctx.request, status, reason)]
+        return [Respond(ctx.server_key, _strip_top_via(resp))]
+
+    def _kill_late_2xx(self, b: _Branch, resp: Response) -> list:
+        """ACK and BYE a 2xx that lost the race against CANCEL / the ring timeout."""
+        from sip.message import Headers
+        try:
+            contacts = resp.contacts
+            target = contacts[0].uri if isinstance(contacts, list) and contacts else b.request.uri
+        except SipParseError:
+            target = b.request.uri
+        dest = b.dest
+        rh = resp.headers
+        out = []
+        for method, cseq in (("ACK", b.request.cseq[0]), ("BYE", b.request.cseq[0] + 1)):
+            via, _ = self._via(dest)
+            h = Headers([("Via", via), ("Max-Forwards", "70"), ("From", rh.get("From")),
+                         ("To", rh.get("To")), ("Call-ID", rh.get("Call-ID")),
+                         ("CSeq", f"{cseq} {method}")])
+            req = Request(method, target, h)
+            out.append(SendStateless(req, dest) if method == "ACK" else SendRequest(req, dest))
+        return out
+
+    def on_timeout(self, key, now: float, transport_error: bool = False) -> list:
+        b = self._branches.get(key)
+        if b is None or b.done:
+            return []
+        b.done = True
+        if b.final:
+            return []
+        b.final = True
+        status = 503 if transport_error else 408
+        b.status = status
+        ctx = b.ctx
+        ctx.responses.append((status, None))
+        if not ctx.final_status and all(x.final for x in ctx.branches):
+            return self._send_best(ctx)
+        return []
+
+    def on_stray_response(self, resp: Response, now: float) -> list:
+        """A 2xx retransmission after our client transaction is gone: forward statelessly."""
+        try:
+            vias = resp.vias
+        except SipParseError:
+            return []
+        if len(vias) < 2 or not (vias[0].branch or "").startswith(BRANCH_PREFIX):
+            return []
+        if not 200 <= resp.status < 300 or resp.cseq[1] != "INVITE":
+            return []
+        nxt = vias[1]
+        port = nxt.port or 5060
+        if nxt.rport:
+            try:
+                port = int(nxt.rport)
+            except ValueError:
+                pass
+        host = nxt.received or nxt.host.strip("[]")
+        return [SendStateless(_strip_top_via(resp), Addr(nxt.transport, host, port))]
+
+    def on_terminated(self, key) -> None:
+        if type(key) is ClientKey:
+            self._branches.pop(key, None)
+        else:
+            self._contexts.pop(key, None)
+
+    def owns(self, server_key) -> bool:
+        return server_key in self._contexts
+
+    # ------------------------------------------------------------------ timers
+    def next_deadline(self) -> float | None:
+        heap = self._heap
+        while heap and heap[0][2].final_status:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def tick(self, now: float) -> list:
+        actions: list = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, _, ctx = heapq.heappop(heap)
+            if ctx.final_status:
+                continue
+            self.counters["no_answer"] += 1
+            for b in ctx.branches:
+                if not b.final:
+                    actions += self._cancel_branch(b)
+                    b.final = True
+            actions += self._send_best(ctx)
+        return actions
+
+    def stats(self) -> dict:
+        return {"contexts": len(self._contexts), "branches": len(self._branches),
+                "flows": len(self.flows), **self.counters}
+
+
+def _local_tag(req: Request) -> str:
+    """Deterministic To tag for responses the proxy itself generates (retransmission-safe)."""
+    return hashlib.md5(((req.headers.get("Call-ID") or "") + (req.headers.get("CSeq") or "")).encode(
+        "utf-8", "replace"), usedforsecurity=False).hexdigest()[:12]
