@@ -105,6 +105,9 @@ async def main(a: argparse.Namespace) -> dict:
     c1 = [cpu_seconds(w.pid) for w in ws]
     out["call_cpu_pct_per_call"] = round(100 * (sum(c1) - sum(c0)) / dt / a.calls, 3)
     out["call_rss_mb_per_worker"] = round(sum(rss_mb(w.pid) for w in ws) / a.calls, 1)
+    for w in ws:       # caller hangs up (sipp BYE) -> the core hangs up the agent leg
+        ended = await w.next_event(P.Ended, timeout=30)
+        await w.hangup("agent" if ended.leg != "agent" else "in-1")
     for p in procs:
         try:
             await asyncio.wait_for(p.wait(), 15)
