@@ -210,3 +210,26 @@ def test_sha256_challenge_is_opt_in(pbx, tmp_path):
                    workdir=tmp_path / "s")
     assert res.returncode == 0, res.errors
     assert len(_contacts(p, "1001")) == 1
+
+
+@pytest.mark.parametrize("algorithms", [["MD5"], ["SHA-256", "MD5"]])
+def test_pjsua2_phone_registers(pbx, tmp_path, algorithms):
+    """pjsip's user agent (what many softphones are built on), with MD5 and with SHA-256
+    offered first (RFC 8760): it must pick an algorithm it supports and register."""
+    from tests.phone.driver import PjPhone
+    p = pbx(security={"digest_algorithms": algorithms})
+    p.add_extensions(["1003"], PASSWORD)
+    p.start()
+    phone = PjPhone("pj1003", tmp_path)
+    try:
+        phone.cmd("register", server=f"127.0.0.1:{p.port}", user="1003", password=PASSWORD)
+        ev = phone.wait_event(lambda e: e.get("event") == "reg", 15, "registration")
+        assert ev["code"] == 200 and ev["active"]
+        regs = _contacts(p, "1003")
+        assert len(regs) == 1 and regs[0]["user_agent"] == "pjphone (pjsua2 test phone)"
+        assert regs[0]["contact"].startswith("sip:1003@127.0.0.1:")
+        phone.cmd("unregister")
+        phone.wait_event(lambda e: e.get("event") == "reg" and not e["active"], 15, "unregistration")
+        assert _contacts(p, "1003") == []
+    finally:
+        phone.close()
