@@ -497,10 +497,10 @@ class Worker:
         ci = call.getInfo()
         up = any(m.type == pj.PJMEDIA_TYPE_AUDIO and m.status in (
             pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD) for m in ci.media)
-        was = leg.media_up
         leg.media_up = up
-        if up and not was:
-            # re-establish connections (media may be recreated by a re-INVITE)
+        if up:
+            # (re-)establish connections on every media update: a re-INVITE may recreate
+            # the stream; connecting an already connected pair is a no-op in pjmedia
             am = call.getAudioMedia(-1)
             if leg.player is not None:
                 leg.player.startTransmit(am)
