@@ -74,6 +74,7 @@ class MediaPool:
         self._closed = False
         self._health: asyncio.Task[None] | None = None
         self._idle_changed = asyncio.Event()
+        self._consumers = 0
 
     # ------------------------------------------------------------ public API
     async def start(self) -> None:
@@ -105,6 +106,24 @@ class MediaPool:
             self._top_up()
             return w
 
+    def try_acquire(self) -> WorkerClient | None:
+        """A warm worker right now, or None (never waits; starts more in the background).
+
+        For the front door's routing decision, which cannot wait: a caller whose INVITE
+        finds no warm worker gets 503 with Retry-After instead of a stalled transaction."""
+        while self.idle:
+            w = self.idle.pop(0)
+            if w.alive:
+                self.busy.add(w)
+                self._top_up()
+                return w
+        self._top_up()
+        return None
+
+    def owns_port(self, port: int) -> bool:
+        """True when ``port`` is the SIP port of one of this pool's worker slots."""
+        return self.sip_port_base <= port < self.sip_port_base + self.max_workers
+
     async def release(self, worker: WorkerClient) -> None:
         """The session on ``worker`` is over. A worker with legs left is hung up first."""
         self.busy.discard(worker)
@@ -130,8 +149,14 @@ class MediaPool:
         self._callbacks.append(callback)
 
     async def events(self) -> AsyncIterator[tuple[WorkerClient | None, Any]]:
-        while True:
-            yield await self._events.get()
+        # Events are queued only while someone iterates here, so a core that uses
+        # on_event() callbacks alone does not accumulate every event forever.
+        self._consumers += 1
+        try:
+            while True:
+                yield await self._events.get()
+        finally:
+            self._consumers -= 1
 
     @property
     def workers(self) -> list[WorkerClient]:
@@ -211,7 +236,8 @@ class MediaPool:
         await w.shutdown()
 
     def _publish(self, worker: WorkerClient | None, ev: Any) -> None:
-        self._events.put_nowait((worker, ev))
+        if self._consumers:
+            self._events.put_nowait((worker, ev))
         for cb in list(self._callbacks):
             try:
                 res = cb(worker, ev)
