@@ -694,5 +694,465 @@ def simulate_cmd(preset: str, scenario: str | None, seed: int, as_json: bool) ->
         click.echo(format_report(report))
 
 
+# --------------------------------------------------------------------------- queues, agents, callbacks
+# The admin side of the ACD (pypbx.acdstore). Live parts ask the running PBX's local API:
+#
+#   {"cmd": "queue_status", "queue": NAME} ->
+#       {"waiting": [{"call_id", "number", "position", "wait" (s), "priority", "is_callback",
+#                     "ringing": [agent ids]}, ...],
+#        "agents": [{"id", "name", "state", "pause_reason", "extension", "since" (s in state),
+#                    "calls_taken"}, ...],
+#        "ewt": seconds or null}                         (every key optional)
+#   {"cmd": "agent_state", "agent": ID} -> anything: "re-read this agent from the database"
+#
+# A PBX that is not running or does not know a command yet is not an error: the CLI shows
+# the saved configuration and states (and the core re-reads the DB on PRAGMA data_version).
+
+class _AcdGroup(_Group):
+    """Like _Group, and pypbx.acdstore's AcdError is a one-line error too."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from pypbx.acdstore import AcdError
+        try:
+            return super().invoke(ctx)
+        except AcdError as e:
+            raise click.ClickException(str(e)) from None
+
+
+def _acd_db(ctx: click.Context, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    """Run ``await fn(db, *args, **kw)`` on the configured database."""
+    cfg = _load(ctx)
+
+    async def go() -> Any:
+        async with open_db(cfg.db_path) as db:
+            return await fn(db, *args, **kw)
+    return _run(go())
+
+
+def _unknown_command(err: Exception) -> bool:
+    return str(err).startswith("unknown command")
+
+
+def _notify_agent(ctx: click.Context, agent_id: str) -> None:
+    """Tell the running PBX that an agent changed; quiet when it is not running or does not
+    know the command yet (it re-reads the database anyway)."""
+    from pypbx.localapi_client import call
+    cfg = _load(ctx)
+    try:
+        call(cfg.socket_path, "agent_state", timeout=3.0, agent=agent_id)
+    except NotRunningError:
+        pass
+    except LocalAPIError as e:
+        if not _unknown_command(e):
+            click.echo(f"Note: the running PBX did not take the change now ({e}); "
+                       f"it will pick it up from the database.", err=True)
+
+
+def _secs(v: float | None) -> str:
+    return "-" if v is None else f"{v:g}s"
+
+
+def _queue_options(f: Callable) -> Callable:
+    for opt in reversed([
+        click.option("--strategy", default=None, metavar="NAME",
+                     help="ring_all, longest_idle, round_robin, fewest_calls, least_talk_time, "
+                          "best_skill_then_longest_idle or random (default longest_idle)."),
+        click.option("--skills", default=None, metavar="SKILL:LEVEL,...",
+                     help="Required skills with minimum levels 1-10, e.g. new_patients:8,korean:5 ('' = none)."),
+        click.option("--ring-timeout", default=None, metavar="N", help="Seconds to ring an agent (default 15)."),
+        click.option("--wrap-up", default=None, metavar="N", help="Seconds after a call before the next (default 10)."),
+        click.option("--max-wait", default=None, metavar="N",
+                     help="Longest wait in seconds, then the fallback (0 = no limit, the default)."),
+        click.option("--max-length", default=None, metavar="N", help="Most callers waiting (0 = no limit, the default)."),
+        click.option("--when-empty", default=None, metavar="join|refuse",
+                     help="Nobody logged in who could answer: queue anyway (join, default) or send to --fallback."),
+        click.option("--fallback", default=None, metavar="TARGET",
+                     help="Where refused / timed-out callers go: queue:NAME, extension:1001, ring_group:NAME, "
+                          "external:+3312345 ('none' to clear)."),
+        click.option("--overflow-after", default=None, metavar="N", help="Overflow after N seconds of waiting..."),
+        click.option("--overflow-to", default=None, metavar="TARGET", help="...to this destination ('none' to clear)."),
+        click.option("--relax", "relaxation", default=None, metavar="SECONDS:LEVEL,...",
+                     help="Skill relaxation, e.g. 30:5,60:1 (after 30 s accept level 5 ...; 'none' to clear)."),
+        click.option("--announce-every", "announce_interval", default=None, metavar="N",
+                     help="Repeat position and wait every N seconds (0 = on entry only; default 60)."),
+        click.option("--callback/--no-callback", "callback_allowed", default=None,
+                     help="Offer 'press 1 to be called back' (default on)."),
+        click.option("--language", default=None, metavar="en|ko|ru|zh", help="Prompt language (default en)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+_QUEUE_OPTION_NAMES = ("strategy", "skills", "ring_timeout", "wrap_up", "max_wait", "max_length", "when_empty",
+                       "fallback", "overflow_after", "overflow_to", "relaxation", "announce_interval",
+                       "callback_allowed", "language")
+
+
+def _qualified(q: Any, agents: list[Any]) -> list[Any]:
+    req = q.required_skills
+    return [a for a in agents if all(a.skills.get(s, 0) >= lv for s, lv in req.items())]
+
+
+def _queue_lines(rec: Any) -> list[tuple[str, str]]:
+    from pypbx import acdstore as S
+    c = rec.config
+    return [
+        ("Queue", c.name),
+        ("Strategy", c.strategy.value),
+        ("Skills", S.format_skills(c.required_skills)),
+        ("Ring timeout", _secs(c.ring_timeout)),
+        ("Wrap-up", _secs(c.wrap_up)),
+        ("Max wait", _secs(c.max_wait) if c.max_wait else "no limit"),
+        ("Max length", str(c.max_length) if c.max_length else "no limit"),
+        ("When empty", c.join_empty.value + (f" (fallback {S.format_target(c.fallback)})" if c.fallback else "")),
+        ("Overflow", S.format_overflow(c.overflow)),
+        ("Relaxation", S.format_relaxation(c.relaxation)),
+        ("Announce every", _secs(c.announce_interval) if c.announce_interval else "on entry only"),
+        ("Callback", "offered" if c.callback_allowed else "off"),
+        ("Language", c.language),
+    ]
+
+
+def _agent_since(a: Any, now: float) -> str:
+    return _duration(now - a.state_since) if a.state_since else "-"
+
+
+def _state_text(state: str | None, reason: str | None) -> str:
+    return f"{state or '-'}" + (f" ({reason})" if reason else "")
+
+
+@cli.group("queue", cls=_AcdGroup)
+@config_option
+def queue_group() -> None:
+    """ACD queues: skills, strategy, timers, overflow, callbacks."""
+
+
+@queue_group.command("add")
+@config_option
+@click.argument("name")
+@_queue_options
+@click.pass_context
+def queue_add(ctx: click.Context, name: str, **opts: Any) -> None:
+    """Add queue NAME (lower-case letters, digits, _ or -)."""
+    from pypbx import acdstore as S
+    rec = _acd_db(ctx, S.add_queue, name, **opts)
+    c = rec.config
+    click.echo(f"Queue {c.name} added ({c.strategy.value}, skills {S.format_skills(c.required_skills)}).")
+
+
+@queue_group.command("list")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def queue_list(ctx: click.Context, as_json: bool) -> None:
+    """List queues."""
+    from pypbx import acdstore as S
+
+    async def both(db: Any) -> tuple[list[Any], list[Any]]:
+        return await S.list_queues(db), await S.list_agents(db)
+    queues, agents = _acd_db(ctx, both)
+    if as_json:
+        _echo_json([{**q.to_dict(), "agents_qualified": len(_qualified(q.config, agents)),
+                     "agents_logged_in": sum(1 for a in _qualified(q.config, agents) if a.logged_in)}
+                    for q in queues])
+        return
+    if not queues:
+        click.echo("No queues. Add one with: pypbx queue add front_desk")
+        return
+    rows = []
+    for q in queues:
+        c = q.config
+        quals = _qualified(c, agents)
+        rows.append([c.name, c.strategy.value, S.format_skills(c.required_skills), _secs(c.ring_timeout),
+                     _secs(c.wrap_up), S.format_overflow(c.overflow), c.join_empty.value,
+                     "yes" if c.callback_allowed else "no", c.language,
+                     f"{sum(1 for a in quals if a.logged_in)}/{len(quals)}"])
+    click.echo(_table(["NAME", "STRATEGY", "SKILLS", "RING", "WRAP-UP", "OVERFLOW", "WHEN EMPTY", "CALLBACK",
+                       "LANG", "AGENTS IN/ALL"], rows))
+
+
+@queue_group.command("show")
+@config_option
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def queue_show(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Show queue NAME: its settings, and (live when the PBX is running) the callers waiting
+    with their positions and waits, and the agents who can answer with their states."""
+    from pypbx import acdstore as S
+    from pypbx.localapi_client import call
+    cfg = _load(ctx)
+
+    async def both(db: Any) -> tuple[Any, list[Any]]:
+        return await S.get_queue(db, name), await S.list_agents(db)
+    rec, agents = _acd_db(ctx, both)
+    quals = _qualified(rec.config, agents)
+    now = time.time()
+    live, note = False, ""
+    waiting: list[dict[str, Any]] = []
+    live_agents: list[dict[str, Any]] | None = None
+    ewt = None
+    try:
+        res = call(cfg.socket_path, "queue_status", queue=rec.name)
+        if not isinstance(res, dict):
+            raise LocalAPIError("pypbx sent an unexpected queue_status reply")
+        live = True
+        waiting = list(res.get("waiting") or [])
+        live_agents = list(res["agents"]) if res.get("agents") is not None else None
+        ewt = res.get("ewt")
+    except NotRunningError:
+        note = "pypbx is not running"
+    except LocalAPIError as e:
+        note = ("the running pypbx does not report queue status yet" if _unknown_command(e)
+                else f"live data unavailable: {e}")
+    if live_agents is None:
+        live_agents = [{"id": a.id, "name": a.name, "state": a.state, "pause_reason": a.pause_reason,
+                        "extension": a.extension, "since": (now - a.state_since) if a.state_since else None}
+                       for a in quals]
+    if as_json:
+        _echo_json({**rec.to_dict(), "live": live, "note": note or None, "waiting": waiting, "ewt": ewt,
+                    "agents": live_agents})
+        return
+    for label, value in _queue_lines(rec):
+        click.echo(f"{label + ':':16}{value}")
+    if live:
+        head = f"Waiting: {len(waiting)}" + (f" (estimated wait for a new caller {_duration(ewt)})"
+                                              if ewt is not None else "")
+        click.echo(head)
+        if waiting:
+            click.echo(_table(["POS", "CALLER", "WAITING", "PRIORITY", "KIND", "RINGING"],
+                              [[w.get("position", "-"), w.get("number") or w.get("call_id") or "-",
+                                _duration(w.get("wait")), w.get("priority", 0),
+                                "callback" if w.get("is_callback") else "caller",
+                                ",".join(w.get("ringing") or []) or "-"]
+                               for w in sorted(waiting, key=lambda w: w.get("position") or 0)], indent="  "))
+        click.echo(f"Agents: {len(live_agents)}")
+    else:
+        click.echo(f"Waiting: unknown ({note})")
+        click.echo(f"Agents: {len(live_agents)} (saved states; {note})")
+    if live_agents:
+        click.echo(_table(["AGENT", "NAME", "STATE", "EXTENSION", "FOR"],
+                          [[a.get("id"), a.get("name") or "-", _state_text(a.get("state"), a.get("pause_reason")),
+                            a.get("extension") or "-", _duration(a.get("since"))] for a in live_agents],
+                          indent="  "))
+
+
+@queue_group.command("edit")
+@config_option
+@click.argument("name")
+@_queue_options
+@click.pass_context
+def queue_edit(ctx: click.Context, name: str, **opts: Any) -> None:
+    """Change settings of queue NAME (options not given stay as they are)."""
+    from pypbx import acdstore as S
+    if all(opts.get(k) is None for k in _QUEUE_OPTION_NAMES):
+        raise click.ClickException("nothing to change: give at least one option (see pypbx queue edit --help)")
+    rec = _acd_db(ctx, S.edit_queue, name, **opts)
+    click.echo(f"Queue {rec.name} updated.")
+    for label, value in _queue_lines(rec)[1:]:
+        click.echo(f"  {label + ':':16}{value}")
+
+
+@queue_group.command("remove")
+@config_option
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def queue_remove(ctx: click.Context, name: str, yes: bool) -> None:
+    """Remove queue NAME."""
+    from pypbx import acdstore as S
+    rec = _acd_db(ctx, S.get_queue, name)
+    if not yes:
+        click.confirm(f"Remove queue {rec.name}?", abort=True)
+    _acd_db(ctx, S.remove_queue, rec.name)
+    click.echo(f"Queue {rec.name} removed.")
+
+
+@cli.group("agent", cls=_AcdGroup)
+@config_option
+def agent_group() -> None:
+    """ACD agents: people who take queue calls, their skills and states."""
+
+
+@agent_group.command("add")
+@config_option
+@click.argument("agent_id", metavar="ID")
+@click.option("--name", required=True, help="The person's name, e.g. 'Alice Kim'.")
+@click.option("--skills", default=None, metavar="SKILL:LEVEL,...", help="e.g. new_patients:8,korean:5 (levels 1-10).")
+@click.option("--wrap-up", default=None, metavar="N", help="Wrap-up seconds for this agent (overrides the queue's).")
+@click.pass_context
+def agent_add(ctx: click.Context, agent_id: str, name: str, skills: str | None, wrap_up: str | None) -> None:
+    """Add agent ID (their login: lower-case letters, digits, '.', '_' or '-')."""
+    from pypbx import acdstore as S
+    a = _acd_db(ctx, S.add_agent, agent_id, name, skills, wrap_up)
+    click.echo(f"Agent {a.id} added ({a.name}), skills {S.format_skills(a.skills)}.")
+    _notify_agent(ctx, a.id)
+
+
+@agent_group.command("list")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def agent_list(ctx: click.Context, as_json: bool) -> None:
+    """List agents with their saved states."""
+    from pypbx import acdstore as S
+    agents = _acd_db(ctx, S.list_agents)
+    if as_json:
+        _echo_json([a.to_dict() for a in agents])
+        return
+    if not agents:
+        click.echo("No agents. Add one with: pypbx agent add alice --name 'Alice Kim' --skills new_patients:8")
+        return
+    now = time.time()
+    click.echo(_table(["ID", "NAME", "STATE", "EXTENSION", "FOR", "SKILLS", "WRAP-UP"],
+                      [[a.id, a.name, _state_text(a.state, a.pause_reason), a.extension or "-", _agent_since(a, now),
+                        S.format_skills(a.skills), _secs(a.wrap_up)] for a in agents]))
+
+
+@agent_group.command("show")
+@config_option
+@click.argument("agent_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def agent_show(ctx: click.Context, agent_id: str, as_json: bool) -> None:
+    """Show agent ID, the queues they can answer and their recent state changes."""
+    from pypbx import acdstore as S
+
+    async def go(db: Any) -> tuple[Any, list[Any], list[dict[str, Any]]]:
+        a = await S.get_agent(db, agent_id)
+        return a, await S.list_queues(db), await S.agent_events(db, a.id, limit=10)
+    a, queues, events = _acd_db(ctx, go)
+    qs = [q.name for q in queues if _qualified(q.config, [a])]
+    if as_json:
+        _echo_json({**a.to_dict(), "queues": qs, "events": events})
+        return
+    now = time.time()
+    click.echo(f"{'Agent:':12}{a.id}")
+    click.echo(f"{'Name:':12}{a.name}")
+    click.echo(f"{'State:':12}{_state_text(a.state, a.pause_reason)} for {_agent_since(a, now)} (saved)")
+    click.echo(f"{'Extension:':12}{a.extension or '-'}")
+    click.echo(f"{'Skills:':12}{S.format_skills(a.skills)}")
+    click.echo(f"{'Wrap-up:':12}{_secs(a.wrap_up) if a.wrap_up is not None else 'as the queue'}")
+    click.echo(f"{'Queues:':12}{', '.join(qs) or '-'}")
+    if events:
+        click.echo("Recent events:")
+        click.echo(_table(["TIME", "EVENT", "DETAIL"],
+                          [[_dt.datetime.fromtimestamp(e["ts"]).strftime("%Y-%m-%d %H:%M:%S"), e["kind"],
+                            " ".join(f"{k}={v}" for k, v in sorted(e["detail"].items())) or "-"] for e in events],
+                          indent="  "))
+
+
+@agent_group.command("skills")
+@config_option
+@click.argument("agent_id", metavar="ID")
+@click.argument("skills", metavar="SKILL:LEVEL,...")
+@click.pass_context
+def agent_skills(ctx: click.Context, agent_id: str, skills: str) -> None:
+    """Replace the skills of agent ID, e.g. new_patients:8,korean:5 ('' = none)."""
+    from pypbx import acdstore as S
+    a = _acd_db(ctx, S.set_skills, agent_id, skills)
+    click.echo(f"Agent {a.id} skills: {S.format_skills(a.skills)}")
+    _notify_agent(ctx, a.id)
+
+
+@agent_group.command("login")
+@config_option
+@click.argument("agent_id", metavar="ID")
+@click.argument("extension")
+@click.pass_context
+def agent_login(ctx: click.Context, agent_id: str, extension: str) -> None:
+    """Log agent ID in at EXTENSION (or move them there from another desk)."""
+    from pypbx import acdstore as S
+    a, moved_from = _acd_db(ctx, S.login, agent_id, extension)
+    if moved_from:
+        click.echo(f"Agent {a.id} moved from {moved_from} to {a.extension} ({_state_text(a.state, a.pause_reason)}).")
+    else:
+        click.echo(f"Agent {a.id} logged in at {a.extension} (available).")
+    _notify_agent(ctx, a.id)
+
+
+@agent_group.command("logout")
+@config_option
+@click.argument("agent_id", metavar="ID")
+@click.pass_context
+def agent_logout(ctx: click.Context, agent_id: str) -> None:
+    """Log agent ID out."""
+    from pypbx import acdstore as S
+    before = _acd_db(ctx, S.get_agent, agent_id)
+    a = _acd_db(ctx, S.logout, agent_id)
+    click.echo(f"Agent {a.id} logged out" + (f" (was at {before.extension})." if before.extension else "."))
+    _notify_agent(ctx, a.id)
+
+
+@agent_group.command("pause")
+@config_option
+@click.argument("agent_id", metavar="ID")
+@click.option("--reason", default="break", show_default=True, metavar="break|lunch|admin|other",
+              help="Why: break, lunch, admin or other.")
+@click.pass_context
+def agent_pause(ctx: click.Context, agent_id: str, reason: str) -> None:
+    """Pause agent ID: no queue calls until unpaused."""
+    from pypbx import acdstore as S
+    if reason.strip().lower() not in ("break", "lunch", "admin", "other"):
+        raise click.ClickException(f"unknown pause reason {reason!r} (choose from break, lunch, admin, other)")
+    a = _acd_db(ctx, S.pause, agent_id, reason)
+    click.echo(f"Agent {a.id} paused ({a.pause_reason}).")
+    _notify_agent(ctx, a.id)
+
+
+@agent_group.command("unpause")
+@config_option
+@click.argument("agent_id", metavar="ID")
+@click.pass_context
+def agent_unpause(ctx: click.Context, agent_id: str) -> None:
+    """Make paused agent ID available again."""
+    from pypbx import acdstore as S
+    a = _acd_db(ctx, S.unpause, agent_id)
+    click.echo(f"Agent {a.id} available" + (f" at {a.extension}." if a.extension else "."))
+    _notify_agent(ctx, a.id)
+
+
+@agent_group.command("remove")
+@config_option
+@click.argument("agent_id", metavar="ID")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def agent_remove(ctx: click.Context, agent_id: str, yes: bool) -> None:
+    """Remove agent ID (logged out first; their history stays)."""
+    from pypbx import acdstore as S
+    a = _acd_db(ctx, S.get_agent, agent_id)
+    if not yes:
+        click.confirm(f"Remove agent {a.id} ({a.name})?", abort=True)
+    _acd_db(ctx, S.remove_agent, a.id)
+    click.echo(f"Agent {a.id} removed.")
+    _notify_agent(ctx, a.id)
+
+
+@cli.command("callbacks")
+@config_option
+@click.option("--status", default="pending", show_default=True, metavar="pending|done|failed|all",
+              help="pending (including those being dialled now), done, failed or all.")
+@click.option("--queue", default=None, help="Only this queue.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def callbacks_cmd(ctx: click.Context, status: str, queue: str | None, as_json: bool) -> None:
+    """Patients waiting to be called back (and those already called)."""
+    from pypbx import acdstore as S
+    try:
+        cbs = _acd_db(ctx, S.list_callbacks, status, queue)
+    except S.AcdError as e:
+        raise click.ClickException(str(e)) from None
+    if as_json:
+        _echo_json([c.to_dict() for c in cbs])
+        return
+    if not cbs:
+        click.echo(f"No {status.strip().lower()} callbacks." if status.strip().lower() != "all" else "No callbacks.")
+        return
+    click.echo(_table(["ID", "NUMBER", "QUEUE", "REQUESTED", "STATUS", "ATTEMPTS", "LAST ATTEMPT", "AGENT",
+                       "RESULT", "MERGED"],
+                      [[c.id, c.number, c.queue, _ts(c.requested_at), c.status, c.attempts, _ts(c.last_attempt_at),
+                        c.agent or "-", c.result or "-", c.merged_count] for c in cbs]))
+
+
 if __name__ == "__main__":
     main()

@@ -127,6 +127,79 @@ MIGRATIONS: list[str] = [
         detail       TEXT NOT NULL DEFAULT '{}'
     );
     """,
+    # 3: the ACD's configuration and history: queues, agents, agent events, queue events
+    # (queue_log style), callbacks (one open request per number and queue), engine state
+    """
+    CREATE TABLE queues (
+        name        TEXT PRIMARY KEY,
+        config      TEXT NOT NULL,
+        created_at  REAL,
+        updated_at  REAL
+    );
+    CREATE TABLE agents (
+        id            TEXT PRIMARY KEY,
+        name          TEXT NOT NULL DEFAULT '',
+        skills        TEXT NOT NULL DEFAULT '{}',
+        wrap_up       REAL,
+        extension     TEXT,
+        state         TEXT NOT NULL DEFAULT 'logged_out',
+        pause_reason  TEXT,
+        state_since   REAL,
+        created_at    REAL,
+        updated_at    REAL
+    );
+    CREATE UNIQUE INDEX agents_extension ON agents(extension) WHERE extension IS NOT NULL;
+    CREATE TABLE agent_events (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts      REAL NOT NULL,
+        agent   TEXT NOT NULL,
+        kind    TEXT NOT NULL,
+        detail  TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX agent_events_agent ON agent_events(agent, seq);
+    CREATE INDEX agent_events_ts ON agent_events(ts);
+    CREATE TRIGGER agent_events_append_only_u BEFORE UPDATE ON agent_events
+        BEGIN SELECT RAISE(ABORT, 'agent_events is append-only'); END;
+    CREATE TRIGGER agent_events_append_only_d BEFORE DELETE ON agent_events
+        BEGIN SELECT RAISE(ABORT, 'agent_events is append-only'); END;
+    CREATE TABLE queue_events (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts       REAL NOT NULL,
+        queue    TEXT,
+        call_id  TEXT,
+        agent    TEXT,
+        kind     TEXT NOT NULL,
+        data     TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX queue_events_ts ON queue_events(ts);
+    CREATE INDEX queue_events_queue ON queue_events(queue, ts);
+    CREATE INDEX queue_events_call ON queue_events(call_id, seq);
+    CREATE TRIGGER queue_events_append_only_u BEFORE UPDATE ON queue_events
+        BEGIN SELECT RAISE(ABORT, 'queue_events is append-only'); END;
+    CREATE TRIGGER queue_events_append_only_d BEFORE DELETE ON queue_events
+        BEGIN SELECT RAISE(ABORT, 'queue_events is append-only'); END;
+    CREATE TABLE callbacks (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        number           TEXT NOT NULL,
+        queue            TEXT NOT NULL,
+        requested_at     REAL NOT NULL,
+        status           TEXT NOT NULL DEFAULT 'pending'
+                         CHECK (status IN ('pending', 'dialing', 'done', 'failed')),
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        last_attempt_at  REAL,
+        call_id          TEXT,
+        agent            TEXT,
+        result           TEXT,
+        merged_count     INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX callbacks_open ON callbacks(number, queue) WHERE status IN ('pending', 'dialing');
+    CREATE INDEX callbacks_status ON callbacks(status, requested_at);
+    CREATE TABLE acd_state (
+        key         TEXT PRIMARY KEY,
+        value       TEXT NOT NULL,
+        updated_at  REAL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -148,6 +221,14 @@ CALL_FIELDS: tuple[str, ...] = (
 RECORDING_FIELDS: tuple[str, ...] = (
     "call_id", "path", "status", "seconds", "sample_rate", "channels", "sha256", "bytes",
     "created_at", "detail",
+)
+AGENT_FIELDS: tuple[str, ...] = (
+    "id", "name", "skills", "wrap_up", "extension", "state", "pause_reason", "state_since",
+    "created_at", "updated_at",
+)
+CALLBACK_FIELDS: tuple[str, ...] = (
+    "id", "number", "queue", "requested_at", "status", "attempts", "last_attempt_at", "call_id",
+    "agent", "result", "merged_count",
 )
 
 
@@ -511,3 +592,169 @@ class Database:
     async def recording_rows_with_status(self, status: str) -> list[dict[str, Any]]:
         return await self.fetchall(f"SELECT {', '.join(RECORDING_FIELDS)} FROM recordings WHERE status = ?",
                                    (status,))
+
+    # ------------------------------------------------------------------ ACD: queues
+    async def insert_queue_row(self, name: str, config: str, now: float) -> None:
+        """``config``: QueueConfig.to_dict() as JSON. Raises IntegrityError if the name exists."""
+        async with self.transaction():
+            await self.execute("INSERT INTO queues(name, config, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                               (name, config, now, now))
+
+    async def update_queue_row(self, name: str, config: str, now: float) -> bool:
+        async with self.transaction():
+            n = await self.execute("UPDATE queues SET config = ?, updated_at = ? WHERE name = ?",
+                                   (config, now, name))
+        return n > 0
+
+    async def delete_queue_row(self, name: str) -> bool:
+        async with self.transaction():
+            return await self.execute("DELETE FROM queues WHERE name = ?", (name,)) > 0
+
+    async def get_queue_row(self, name: str) -> dict[str, Any] | None:
+        return await self.fetchone("SELECT name, config, created_at, updated_at FROM queues WHERE name = ?",
+                                   (name,))
+
+    async def list_queue_rows(self) -> list[dict[str, Any]]:
+        return await self.fetchall("SELECT name, config, created_at, updated_at FROM queues ORDER BY name")
+
+    # ------------------------------------------------------------------ ACD: agents
+    async def insert_agent_row(self, row: dict[str, Any]) -> None:
+        """Raises IntegrityError if the id exists."""
+        async with self.transaction():
+            await self.execute(
+                f"INSERT INTO agents({', '.join(AGENT_FIELDS)}) VALUES ({', '.join(':' + f for f in AGENT_FIELDS)})",
+                {f: row.get(f) for f in AGENT_FIELDS})
+
+    async def get_agent_row(self, agent_id: str) -> dict[str, Any] | None:
+        return await self.fetchone(f"SELECT {', '.join(AGENT_FIELDS)} FROM agents WHERE id = ?", (agent_id,))
+
+    async def get_agent_row_at_extension(self, extension: str) -> dict[str, Any] | None:
+        return await self.fetchone(f"SELECT {', '.join(AGENT_FIELDS)} FROM agents WHERE extension = ?",
+                                   (extension,))
+
+    async def list_agent_rows(self) -> list[dict[str, Any]]:
+        return await self.fetchall(f"SELECT {', '.join(AGENT_FIELDS)} FROM agents ORDER BY id")
+
+    async def update_agent_row(self, agent_id: str, fields: dict[str, Any], now: float,
+                               event: tuple[float, str, str] | None = None) -> bool:
+        """Set some of name, skills, wrap_up, extension, state, pause_reason, state_since and,
+        in the same transaction, append ``event`` = (ts, kind, detail JSON) to agent_events."""
+        bad = set(fields) - (set(AGENT_FIELDS) - {"id", "created_at", "updated_at"})
+        if bad:
+            raise ValueError(f"cannot update agent fields {sorted(bad)}")
+        async with self.transaction():
+            sets = ", ".join([f"{k} = :{k}" for k in fields] + ["updated_at = :_now"])
+            n = await self.execute(f"UPDATE agents SET {sets} WHERE id = :_id", {**fields, "_now": now, "_id": agent_id})
+            if n and event is not None:
+                await self.execute("INSERT INTO agent_events(ts, agent, kind, detail) VALUES (?, ?, ?, ?)",
+                                   (event[0], agent_id, event[1], event[2]))
+        return n > 0
+
+    async def delete_agent_row(self, agent_id: str, event: tuple[float, str, str] | None = None) -> bool:
+        """Delete the agent (its events stay); ``event`` is appended in the same transaction."""
+        async with self.transaction():
+            n = await self.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
+            if n and event is not None:
+                await self.execute("INSERT INTO agent_events(ts, agent, kind, detail) VALUES (?, ?, ?, ?)",
+                                   (event[0], agent_id, event[1], event[2]))
+        return n > 0
+
+    async def add_agent_events(self, events: Sequence[tuple[float, str, str, str]]) -> None:
+        """Append (ts, agent, kind, detail JSON) rows."""
+        if events:
+            async with self.transaction():
+                await self.executemany("INSERT INTO agent_events(ts, agent, kind, detail) VALUES (?, ?, ?, ?)",
+                                       list(events))
+
+    async def agent_event_rows(self, agent: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest first."""
+        if agent is None:
+            return await self.fetchall("SELECT seq, ts, agent, kind, detail FROM agent_events "
+                                       "ORDER BY seq DESC LIMIT ?", (limit,))
+        return await self.fetchall("SELECT seq, ts, agent, kind, detail FROM agent_events WHERE agent = ? "
+                                   "ORDER BY seq DESC LIMIT ?", (agent, limit))
+
+    # ------------------------------------------------------------------ ACD: queue events
+    async def add_queue_events(self, events: Sequence[tuple[float, str | None, str | None, str | None, str, str]]
+                               ) -> None:
+        """Append (ts, queue, call_id, agent, kind, data JSON) rows in one transaction."""
+        if events:
+            async with self.transaction():
+                await self.executemany(
+                    "INSERT INTO queue_events(ts, queue, call_id, agent, kind, data) VALUES (?, ?, ?, ?, ?, ?)",
+                    list(events))
+
+    async def queue_event_rows(self, *, queue: str | None = None, call_id: str | None = None,
+                               agent: str | None = None, kind: str | None = None, since: float | None = None,
+                               until: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Oldest first (in the order they were written), at most ``limit`` rows: the newest ones."""
+        where, params = [], []
+        for col, val in (("queue", queue), ("call_id", call_id), ("agent", agent), ("kind", kind)):
+            if val is not None:
+                where.append(f"{col} = ?"); params.append(val)
+        if since is not None:
+            where.append("ts >= ?"); params.append(since)
+        if until is not None:
+            where.append("ts < ?"); params.append(until)
+        cond = ("WHERE " + " AND ".join(where)) if where else ""
+        return await self.fetchall(
+            f"SELECT * FROM (SELECT seq, ts, queue, call_id, agent, kind, data FROM queue_events {cond} "
+            f"ORDER BY seq DESC LIMIT ?) ORDER BY seq", (*params, limit))
+
+    # ------------------------------------------------------------------ ACD: callbacks
+    async def request_callback_row(self, number: str, queue: str, now: float,
+                                   call_id: str | None = None) -> tuple[dict[str, Any], bool]:
+        """A callback for (number, queue): the open one (pending or dialing) gets merged_count + 1,
+        else a new pending row. Returns (row, merged)."""
+        async with self.transaction():
+            row = await self.fetchone(
+                f"SELECT {', '.join(CALLBACK_FIELDS)} FROM callbacks "
+                f"WHERE number = ? AND queue = ? AND status IN ('pending', 'dialing')", (number, queue))
+            if row is not None:
+                await self.execute("UPDATE callbacks SET merged_count = merged_count + 1 WHERE id = ?", (row["id"],))
+                merged = True
+                cb_id = row["id"]
+            else:
+                await self.execute("INSERT INTO callbacks(number, queue, requested_at, status, call_id) "
+                                   "VALUES (?, ?, ?, 'pending', ?)", (number, queue, now, call_id))
+                merged = False
+                got = await self.fetchone("SELECT last_insert_rowid() AS id")
+                cb_id = got["id"] if got else None
+            new = await self.fetchone(f"SELECT {', '.join(CALLBACK_FIELDS)} FROM callbacks WHERE id = ?", (cb_id,))
+        assert new is not None
+        return new, merged
+
+    async def update_callback_row(self, cb_id: int, fields: dict[str, Any]) -> bool:
+        bad = set(fields) - (set(CALLBACK_FIELDS) - {"id"})
+        if bad:
+            raise ValueError(f"cannot update callback fields {sorted(bad)}")
+        if not fields:
+            return await self.get_callback_row(cb_id) is not None
+        sets = ", ".join(f"{k} = :{k}" for k in fields)
+        async with self.transaction():
+            return await self.execute(f"UPDATE callbacks SET {sets} WHERE id = :_id", {**fields, "_id": cb_id}) > 0
+
+    async def get_callback_row(self, cb_id: int) -> dict[str, Any] | None:
+        return await self.fetchone(f"SELECT {', '.join(CALLBACK_FIELDS)} FROM callbacks WHERE id = ?", (cb_id,))
+
+    async def list_callback_rows(self, statuses: Sequence[str] | None = None, queue: str | None = None,
+                                 limit: int = 1000) -> list[dict[str, Any]]:
+        """Oldest request first. ``statuses`` None = all."""
+        where, params = [], []
+        if statuses is not None:
+            where.append(f"status IN ({', '.join('?' for _ in statuses)})"); params += list(statuses)
+        if queue is not None:
+            where.append("queue = ?"); params.append(queue)
+        cond = ("WHERE " + " AND ".join(where)) if where else ""
+        return await self.fetchall(f"SELECT {', '.join(CALLBACK_FIELDS)} FROM callbacks {cond} "
+                                   f"ORDER BY requested_at, id LIMIT ?", (*params, limit))
+
+    # ------------------------------------------------------------------ ACD: engine state
+    async def save_acd_state_row(self, key: str, value: str, now: float) -> None:
+        async with self.transaction():
+            await self.execute("INSERT INTO acd_state(key, value, updated_at) VALUES (?, ?, ?) "
+                               "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
+                               "updated_at = excluded.updated_at", (key, value, now))
+
+    async def load_acd_state_row(self, key: str) -> dict[str, Any] | None:
+        return await self.fetchone("SELECT key, value, updated_at FROM acd_state WHERE key = ?", (key,))
