@@ -182,9 +182,9 @@ class SipServer:
             self.counters["dropped"] += 1
             return
         if msg.method in self.proxied_methods or msg.method == "ACK":
-            # a proxy does not judge Require / bodies (RFC 3261 §16.3: only Proxy-Require)
-            problem = validate_request(msg, supported=msg.headers.get_all("Require"),
-                                       body_types=(msg.content_type or "",))
+            # a proxy does not judge Require (RFC 3261 §16.3: only Proxy-Require); body types
+            # are still checked: what we forward ends in a media worker's SDP stack
+            problem = validate_request(msg, supported=msg.headers.get_all("Require"))
         else:
             problem = validate_request(msg, supported=SUPPORTED)
         if problem is not None:

@@ -171,3 +171,34 @@ def test_wrong_password_is_challenged_again(pbx, tmp_path):
                    workdir=wd, timeout=10, extra=["-s", "1002"])
     assert res.returncode == 0 and res.successful == 1, res.errors or res.stdout[-3000:]
     assert p.status()["counters"]["auth_failures"] >= 1
+
+
+def test_call_to_a_phone_registered_over_tcp(pbx, tmp_path):
+    """The callee registered over TCP: the INVITE goes down its own connection (the one it
+    registered on), with a double Record-Route for the UDP->TCP hop; BYE from the callee
+    comes back up that connection and reaches the UDP caller."""
+    p = pbx()
+    phone = Phone(p, "1002", "call_uas_hangs_up.xml", tmp_path / "uas", transport="t1")
+    res = call(p, "call_uac_callee_hangs_up.xml", tmp_path / "uac")
+    assert res.returncode == 0 and res.successful == 1, res.errors or res.stdout[-3000:]
+    assert phone.wait() == 0, phone.errors()
+
+
+def test_baresip_receives_a_call(pbx, tmp_path):
+    """baresip registered as 1002 auto-answers a call from a sipp caller; the caller's BYE
+    reaches it through the Record-Route and baresip logs the call closed."""
+    from tests.integration.harness import Baresip
+    p = pbx()
+    phone = Baresip(tmp_path / "baresip", f"1002@127.0.0.1:{p.port}", PASSWORD)
+    accounts = phone.dir / "accounts"
+    accounts.write_text(accounts.read_text().strip() + ";answermode=auto\n")
+    phone.start(seconds=40)
+    try:
+        p.wait_for(lambda: p.api("registrations", aor="1002"), timeout=15, what="baresip to register")
+        res = call(p, "call_uac.xml", tmp_path / "uac")
+        assert res.returncode == 0 and res.successful == 1, res.errors or res.stdout[-3000:] + phone.log()
+        # baresip reports the remote BYE as "session closed: Connection reset by peer"
+        p.wait_for(lambda: "session closed" in phone.log(), timeout=10, what="baresip to get the BYE")
+        assert "Call established: sip:1001@" in phone.log()
+    finally:
+        phone.stop()
