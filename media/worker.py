@@ -242,8 +242,6 @@ class Worker:
         acfg = pj.AccountConfig()
         acfg.idUri = f"sip:media@{a.sip_addr}:{a.sip_port}"
         acfg.sipConfig.transportId = self.tid
-        if a.proxy:
-            acfg.sipConfig.proxies.append(a.proxy)
         mt = acfg.mediaConfig.transportConfig
         mt.port = a.rtp_start
         mt.portRange = a.rtp_count
@@ -251,10 +249,20 @@ class Worker:
         if a.public_addr:
             mt.publicAddress = a.public_addr
         acfg.mediaConfig.transportConfig = mt
+        # The capacity probe dials a local sink directly, so it runs on an account
+        # without the outbound proxy (through the front door it would hang until the
+        # probe's calls time out and occupy every call slot).
+        probe_acc = _Account(self)
+        probe_acc.create(acfg, True)
+        self.acc = probe_acc
+        probe = self._probe_capacity()
+        probe_acc.shutdown()
+        if a.proxy:
+            acfg.sipConfig.proxies.append(a.proxy)
         self.acc = _Account(self)
         self.acc.create(acfg, True)
-
-        self.capacity = min(self._probe_capacity(), max(1, a.rtp_count // 2))
+        self._probe_acc = probe_acc       # released with the others before libDestroy
+        self.capacity = min(probe, max(1, a.rtp_count // 2))
         self.emit(P.Ready(capacity=self.capacity, sip_port=a.sip_port,
                           rtp_range=(a.rtp_start, a.rtp_start + a.rtp_count), pid=os.getpid()))
 
@@ -360,6 +368,7 @@ class Worker:
         self._drain_release()
         self.ep.libHandleEvents(10)
         del self.acc
+        del self._probe_acc
         time.sleep(RECORDER_SETTLE_S)
         for _, ev in self.pending_record_events:
             self.emit(ev)

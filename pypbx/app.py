@@ -20,7 +20,9 @@ import time
 from typing import Callable
 
 from pypbx import __version__
+from media.pool import MediaPool
 from pypbx.calllog import CallLog
+from pypbx.calls import CallManager
 from pypbx.config import Config, ConfigError, load_config
 from pypbx.db import DBError, Database, open_db
 from pypbx.extensions import credentials_map
@@ -101,7 +103,9 @@ class Pbx:
         self.location = LocationService()
         self.credentials: dict[str, dict[str, str]] = {}
         self.listeners: list = []
-        self.calls: CallLog | None = None
+        self.calllog: CallLog | None = None
+        self.callmgr: CallManager | None = None
+        self.pool: MediaPool | None = None
 
     # -- the pieces ------------------------------------------------------------------
     def _tls_context(self) -> ssl.SSLContext | None:
@@ -215,8 +219,8 @@ class Pbx:
             self.db = db
             secret = await db.get_or_create_meta("nonce_secret", lambda: os.urandom(32).hex())
             await self._load_state(db)
-            self.calls = CallLog(db, self.wallclock)
-            interrupted = await self.calls.close_interrupted()
+            self.calllog = CallLog(db, self.wallclock)
+            interrupted = await self.calllog.close_interrupted()
             if interrupted:
                 log.warning("closed %d call(s) left open by the previous run as 'interrupted'", len(interrupted))
             self.writer = BindingWriter(db)
@@ -234,12 +238,19 @@ class Pbx:
                                   algorithms=tuple(sec.digest_algorithms))
             self.sip = SipServer(registrar=registrar, guard=guard, user_agent=cfg.sip.user_agent,
                                  on_bindings=self.writer.add, wallclock=self.wallclock)
+            self.pool = await self._start_media(stack)
             self.listeners = await self.sip.start(self._listen_specs())
             stack.push_async_callback(self.sip.stop)
+            self.callmgr = CallManager(
+                pool=self.pool, calllog=self.calllog, db=db, data_dir=cfg.data_dir,
+                front_door=self._front_door(), is_extension=lambda n: n in self.credentials,
+                is_registered=lambda n: bool(self.location.bindings(n, self.wallclock())),
+                ring_time=cfg.calls.ring_time, record=cfg.calls.record, clock=self.wallclock)
             self._attach_proxy(nonces, bytes.fromhex(secret))
             api = LocalApiServer(cfg.socket_path, {"status": self._status,
                                                    "registrations": self._registrations,
-                                                   "active_calls": lambda: sorted(self.calls.active)})
+                                                   "calls": lambda: self.callmgr.status(),
+                                                   "active_calls": lambda: self.callmgr.active_call_ids()})
             await api.start()
             stack.push_async_callback(api.close)
             log.info("pypbx %s running (data in %s, realm %r)", __version__, cfg.data_dir, cfg.sip.realm)
@@ -249,28 +260,58 @@ class Pbx:
                 tasks = [tg.create_task(self.writer.run(self.stop_event)),
                          tg.create_task(self._reload(db)),
                          tg.create_task(self._purge())]
+                calls_task = tg.create_task(self.callmgr.run(self.stop_event))
                 await self.stop_event.wait()
+                log.info("stopping: refusing new calls, draining calls in progress")
+                await calls_task
                 log.info("stopping: draining SIP transactions")
                 for t in tasks:
                     t.cancel()
         log.info("pypbx stopped")
 
     def _attach_proxy(self, nonces: NonceManager, secret: bytes) -> None:
-        """Call routing: the stateful forking proxy with the extension policy.
-        ``PYPBX_RING_TIMEOUT`` (seconds) overrides the 60 s ring time until the config
-        grows a calls section."""
+        """Call routing: the stateful forking proxy. Phones' calls are anchored in a media
+        worker (CallManager.route); the workers' own legs go to the extension's devices."""
         assert self.sip is not None
         sec = self.cfg.security
         auth = ProxyAuthenticator(self.cfg.sip.realm, nonces, self.credentials_for,
                                   algorithms=tuple(sec.digest_algorithms))
-        self.proxy = Proxy(route=ExtensionRouter(self.location, lambda n: n in self.credentials,
-                                                 self.wallclock),
+        extensions = ExtensionRouter(self.location, lambda n: n in self.credentials, self.wallclock)
+        assert self.callmgr is not None
+        self.callmgr._route_to_extension = lambda req: extensions(req, None, None)  # type: ignore[method-assign]
+        self.proxy = Proxy(route=self.callmgr.route,
                            local_address=self.sip.local_address, is_local=self.sip.is_local,
                            secret=hashlib.sha256(b"record-route" + secret).digest(),
-                           authenticator=auth, trusted=(),
-                           ring_timeout=float(os.environ.get("PYPBX_RING_TIMEOUT", "60")),
+                           authenticator=auth, trusted=self.callmgr.is_worker,
+                           ring_timeout=float(self.cfg.calls.ring_time) + 5,
                            user_agent=self.cfg.sip.user_agent)
         self.sip.attach_proxy(self.proxy)
+
+    def _front_door(self) -> str:
+        """Where media workers send their calls: the front door's UDP socket on loopback."""
+        s = self.cfg.sip
+        if not s.udp_port:
+            raise RuntimeError("calls need sip.udp_port: the media workers reach the front door over UDP")
+        host = "127.0.0.1" if s.bind in ("0.0.0.0", "::", "127.0.0.1") else s.bind
+        return f"{host}:{s.udp_port}"
+
+    async def _start_media(self, stack: contextlib.AsyncExitStack) -> MediaPool:
+        m = self.cfg.media
+        front = self._front_door()
+        public = m.public_addr or ("" if self.cfg.sip.bind in ("0.0.0.0", "::") else self.cfg.sip.bind)
+        pool = MediaPool(m.workers_warm, m.workers_max, m.sip_port_base, m.rtp_port_base,
+                         m.rtp_ports_per_worker, trusted=[front], sip_addr="127.0.0.1",
+                         media_addr=m.media_addr, public_addr=public, proxy=f"sip:{front};lr",
+                         worker_stderr=None)
+        try:
+            await pool.start()
+        except Exception as exc:
+            await pool.close()
+            raise RuntimeError(f"media workers failed to start: {exc}") from exc
+        stack.push_async_callback(pool.close)
+        log.info("media: %d warm worker(s), up to %d calls; workers on 127.0.0.1:%d+", m.workers_warm,
+                 m.workers_max, m.sip_port_base)
+        return pool
 
     def credentials_for(self, username: str) -> dict[str, str] | None:
         return self.credentials.get(username)

@@ -83,6 +83,23 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True)
+class MediaConfig:
+    workers_warm: int = 2            # pjsua2 worker processes kept ready
+    workers_max: int = 40            # one per call in progress
+    sip_port_base: int = 25060       # worker i listens for SIP on 127.0.0.1:(base + i)
+    rtp_port_base: int = 30000       # worker i uses RTP ports base + i*rtp_ports_per_worker ...
+    rtp_ports_per_worker: int = 16
+    media_addr: str = "0.0.0.0"      # where workers bind RTP
+    public_addr: str = ""            # address put in SDP ("" = the address phones reach)
+
+
+@dataclass(frozen=True)
+class CallsConfig:
+    ring_time: int = 60              # seconds an extension rings before the call gives up
+    record: bool = True              # record every answered call
+
+
+@dataclass(frozen=True)
 class Config:
     config_path: Path               # absolute path of the file this was loaded from
     data_dir: Path                  # absolute
@@ -90,6 +107,8 @@ class Config:
     sip: SipConfig = field(default_factory=SipConfig)
     registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    calls: CallsConfig = field(default_factory=CallsConfig)
 
     @property
     def db_path(self) -> Path:
@@ -202,6 +221,18 @@ def _digest_algorithms(key: str, v: Any) -> tuple[str, ...]:
     return tuple(norm)
 
 
+def _bool(key: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ConfigError(f"expected true or false, got {v!r}", key)
+    return v
+
+
+def _addr_or_empty(key: str, v: Any) -> str:
+    if not isinstance(v, str):
+        raise ConfigError(f"expected an IP address or \"\", got {v!r}", key)
+    return _bind(key, v) if v else ""
+
+
 # (key, default, validator, comment) per section; "" = top level. Order = rendering order.
 _SCHEMA: dict[str, list[tuple[str, Any, Callable[[str, Any], Any], str]]] = {
     "": [
@@ -237,6 +268,19 @@ _SCHEMA: dict[str, list[tuple[str, Any, Callable[[str, Any], Any], str]]] = {
         ("scanner_user_agents", list(DEFAULT_SCANNER_USER_AGENTS), _str_list,
          "requests whose User-Agent contains one of these are dropped"),
     ],
+    "media": [
+        ("workers_warm", 2, _int(0, 100), "pjsua2 media worker processes kept ready"),
+        ("workers_max", 40, _int(1, 2000), "at most this many calls at once (one worker per call)"),
+        ("sip_port_base", 25060, _int(1024, 65000), "worker i takes SIP port base+i on 127.0.0.1 only"),
+        ("rtp_port_base", 30000, _int(1024, 65000), "worker i takes RTP ports base + i*rtp_ports_per_worker ..."),
+        ("rtp_ports_per_worker", 16, _int(4, 1000), "even number; 2 per call leg"),
+        ("media_addr", "0.0.0.0", _bind, "address workers bind RTP to"),
+        ("public_addr", "", _addr_or_empty, "address written in SDP (\"\" = the address phones reach)"),
+    ],
+    "calls": [
+        ("ring_time", 60, _int(1, 600), "seconds an extension rings before the caller hears 'unavailable'"),
+        ("record", True, _bool, "record every answered call (stereo WAV + JSON sidecar)"),
+    ],
 }
 
 
@@ -268,6 +312,15 @@ def _parse(raw: dict[str, Any], base: Path, config_path: Path) -> Config:
             checked[section][key] = validator(dotted, v)
 
     top, sip, reg, sec = checked[""], checked["sip"], checked["registrar"], checked["security"]
+    med = checked["media"]
+    if med["workers_warm"] > med["workers_max"]:
+        raise ConfigError(f"must be <= media.workers_max ({med['workers_max']}), got {med['workers_warm']}",
+                          "media.workers_warm")
+    if med["sip_port_base"] + med["workers_max"] > 65535:
+        raise ConfigError("sip_port_base + workers_max exceeds 65535", "media.sip_port_base")
+    if med["rtp_port_base"] + med["workers_max"] * med["rtp_ports_per_worker"] > 65535:
+        raise ConfigError("rtp_port_base + workers_max*rtp_ports_per_worker exceeds 65535",
+                          "media.rtp_port_base")
 
     data_dir = (base / Path(top["data_dir"]).expanduser()).resolve()
 
@@ -308,6 +361,8 @@ def _parse(raw: dict[str, Any], base: Path, config_path: Path) -> Config:
                       realm=sip["realm"], user_agent=sip["user_agent"]),
         registrar=RegistrarConfig(**reg),
         security=SecurityConfig(**sec),
+        media=MediaConfig(**med),
+        calls=CallsConfig(**checked["calls"]),
     )
 
 

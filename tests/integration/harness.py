@@ -42,6 +42,26 @@ def free_port(kind: str = "both", host: str = "127.0.0.1") -> int:
     return fp(kind, host)
 
 
+def free_range(count: int, step: int = 1, lo: int = 20000, hi: int = 60000) -> int:
+    """The first port of ``count`` consecutive ports that are free now (UDP), at random."""
+    import random
+    for _ in range(200):
+        base = random.randrange(lo, hi - count, step)
+        socks = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port range")
+
+
 class PbxProcess:
     """``pypbx run`` in a subprocess, with its own config and data directory."""
 
@@ -53,6 +73,10 @@ class PbxProcess:
                "tls_port": free_port("tcp")}
         sip.update(overrides.pop("sip", {}))
         security = overrides.pop("security", {})
+        media = {"sip_port_base": free_range(8), "rtp_port_base": free_range(16 * 8, step=16),
+                 "workers_max": 8, "workers_warm": 2}
+        media.update(overrides.pop("media", {}))
+        overrides["media"] = media
         self.config_path = workdir / "pypbx.toml"
         self.config_path.write_text(render_config(sip=sip, security=security, data_dir="./var",
                                                   **overrides), encoding="utf-8")
