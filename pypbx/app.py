@@ -20,7 +20,7 @@ import time
 from typing import Callable
 
 from pypbx import __version__
-from media.pool import MediaPool
+from media.pool import MediaPool, WorkerLost
 from pypbx.calllog import CallLog
 from pypbx.calls import CallManager
 from pypbx.config import Config, ConfigError, load_config
@@ -309,9 +309,18 @@ class Pbx:
             await pool.close()
             raise RuntimeError(f"media workers failed to start: {exc}") from exc
         stack.push_async_callback(pool.close)
+        pool.on_event(self._on_media_event)
         log.info("media: %d warm worker(s), up to %d calls; workers on 127.0.0.1:%d+", m.workers_warm,
                  m.workers_max, m.sip_port_base)
         return pool
+
+    def _on_media_event(self, worker, ev) -> None:
+        """A worker died: the front door ends the phones' dialogs it carried (BYE with a
+        Reason), so nobody is left in a dead call; CallManager closes the record."""
+        if isinstance(ev, WorkerLost) and self.sip is not None:
+            end = getattr(self.sip, "end_dialogs_with", None)
+            if end is not None:
+                end("127.0.0.1", ev.worker.sip_port, "media engine failure")
 
     def credentials_for(self, username: str) -> dict[str, str] | None:
         return self.credentials.get(username)
