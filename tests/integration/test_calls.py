@@ -204,3 +204,25 @@ def test_sipp_phones_with_audio_are_recorded(pbx, tmp_path):
     assert abs(len(data) / rate - r["talk_seconds"]) < 0.5
     for ch in (0, 1):
         assert np.count_nonzero(np.abs(data[:, ch]) > 200) > rate       # both parties' speech
+
+
+def test_dtmf_from_phones_reaches_the_core(pbx, tmp_path):
+    """RFC 2833 (telephone-event, PT 101 as negotiated) and SIP INFO digits from sipp phones
+    become call events on the caller's leg."""
+    from tests.integration.test_proxy_calls import Phone
+    p = pbx()
+    for scenario in ("call_uac_rfc2833.xml", "call_uac_info_dtmf.xml"):
+        phone = Phone(p, "1002", "call_uas.xml", tmp_path / f"uas-{scenario}")
+        res = run_sipp(scenario, f"127.0.0.1:{p.port}", users=auth_users(["1003"], PASSWORD),
+                       workdir=tmp_path / f"uac-{scenario}", extra=["-s", "1002"], timeout=30)
+        assert res.returncode == 0, res.errors or res.stdout[-2000:]
+        assert phone.wait() == 0, phone.errors()
+    rows = sorted(_wait_record(p), key=lambda r: r["offered_at"])
+    assert len(rows) == 2 and all(r["disposition"] == "answered" for r in rows)
+
+    def digits(call_id: str) -> list[tuple[str, str]]:
+        events = json.loads(p.cli("calls", "show", call_id, "--json").stdout)["events"]
+        return [(json.loads(e["detail"])["leg"], json.loads(e["detail"])["digit"])
+                for e in events if e["kind"] == "dtmf"]
+    assert digits(rows[0]["id"]) == [("caller", "1"), ("caller", "5"), ("caller", "#")]
+    assert digits(rows[1]["id"]) == [("caller", "5"), ("caller", "#")]
