@@ -226,3 +226,35 @@ def test_dtmf_from_phones_reaches_the_core(pbx, tmp_path):
                 for e in events if e["kind"] == "dtmf"]
     assert digits(rows[0]["id"]) == [("caller", "1"), ("caller", "5"), ("caller", "#")]
     assert digits(rows[1]["id"]) == [("caller", "5"), ("caller", "#")]
+
+
+def test_baresip_callee_with_audio_is_recorded(pbx, tmp_path):
+    """baresip (Debian's softphone) as 1002 auto-answers and sends a 1000 Hz tone from a
+    WAV (aufile source); a sipp caller streams PCMA speech. Both channels are recorded."""
+    from tests.integration.harness import Baresip
+    p = pbx()
+    tone(tmp_path / "1000.wav", 1000, seconds=30)
+    phone = Baresip(tmp_path / "baresip", f"1002@127.0.0.1:{p.port}", PASSWORD)
+    cfg = phone.dir / "config"
+    cfg.write_text(cfg.read_text().replace("audio_source nil", f"audio_source aufile,{tmp_path / '1000.wav'}")
+                   + "module aufile.so\n")
+    accounts = phone.dir / "accounts"
+    accounts.write_text(accounts.read_text().strip() + ";answermode=auto;audio_codecs=PCMA,PCMU\n")
+    phone.start(seconds=40)
+    try:
+        p.wait_for(lambda: p.api("registrations", aor="1002"), timeout=15, what="baresip to register")
+        res = run_sipp("call_uac_audio.xml", f"127.0.0.1:{p.port}", users=auth_users(["1001"], PASSWORD),
+                       workdir=tmp_path / "uac", extra=["-s", "1002"], timeout=40)
+        assert res.returncode == 0 and res.successful == 1, res.errors or res.stdout[-2000:] + phone.log()
+    finally:
+        phone.stop()
+    r = _wait_record(p)[0]
+    assert r["disposition"] == "answered" and r["callee_number"] == "1002"
+    rec = p.wait_for(lambda: [x for x in json.loads(p.cli("recordings", "--json").stdout)
+                              if x["recording_status"] == "complete"], 15, "recording")[0]
+    data, rate = sf.read(rec["recording_path"], dtype="int16")
+    assert abs(len(data) / rate - r["talk_seconds"]) < 0.5
+    assert np.count_nonzero(np.abs(data[:, 0]) > 200) > rate          # the caller's speech, left
+    right = data[len(data) // 4: 3 * len(data) // 4, 1]
+    assert np.sqrt(np.mean(right.astype(float) ** 2)) > 300
+    assert abs(dominant_freq(right, rate) - 1000) < 15                # baresip's tone, right
