@@ -23,6 +23,7 @@ from pypbx import __version__
 from media.pool import MediaPool, WorkerLost
 from pypbx.calllog import CallLog
 from pypbx.calls import CallManager
+from pypbx.recordings import repair_interrupted
 from pypbx.config import Config, ConfigError, load_config
 from pypbx.db import DBError, Database, open_db
 from pypbx.extensions import credentials_map
@@ -246,6 +247,8 @@ class Pbx:
                 front_door=self._front_door(), is_extension=lambda n: n in self.credentials,
                 is_registered=lambda n: bool(self.location.bindings(n, self.wallclock())),
                 ring_time=cfg.calls.ring_time, record=cfg.calls.record, clock=self.wallclock)
+            if interrupted:
+                await repair_interrupted(db, cfg.data_dir / "recordings", interrupted)
             self._attach_proxy(nonces, bytes.fromhex(secret))
             api = LocalApiServer(cfg.socket_path, {"status": self._status,
                                                    "registrations": self._registrations,

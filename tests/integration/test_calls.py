@@ -258,3 +258,39 @@ def test_baresip_callee_with_audio_is_recorded(pbx, tmp_path):
     right = data[len(data) // 4: 3 * len(data) // 4, 1]
     assert np.sqrt(np.mean(right.astype(float) ** 2)) > 300
     assert abs(dominant_freq(right, rate) - 1000) < 15                # baresip's tone, right
+
+
+def test_pbx_crash_mid_call_is_booked_and_its_recording_repaired(pbx, tmp_path):
+    """kill -9 of the whole PBX during a recorded call: at the next start the call is closed
+    as interrupted and the recording it left is a valid WAV marked interrupted."""
+    import signal as _signal
+    p = pbx()
+    a, b = pbx.phone(p, "1001"), pbx.phone(p, "1002")
+    c = a.cmd("call", uri=f"sip:1002@127.0.0.1:{p.port}")["call"]
+    a.cmd("play", call=c, file=str(tone(tmp_path / "440.wav", 440)))
+    inc = b.wait_event(lambda e: e.get("event") == "incoming", 15, "ring")
+    b.cmd("answer", call=inc["call"])
+    b.cmd("play", call=inc["call"], file=str(tone(tmp_path / "1000.wav", 1000)))
+    _state(a, c, "CONFIRMED")
+    p.wait_for(lambda: list((p.cfg.data_dir / "recordings").glob("*/*-callee.wav")), 10, "recording to start")
+    time.sleep(2.0)
+    p.proc.send_signal(_signal.SIGKILL)
+    p.proc.wait(10)
+    p._log.close()
+    p._log = None
+    time.sleep(1.0)                       # its workers notice and exit
+    p.start()
+    rows = json.loads(p.cli("calls", "list", "--json").stdout)
+    assert len(rows) == 1 and rows[0]["disposition"] == "interrupted"
+    assert rows[0]["hangup_cause"] == "pbx restarted"
+    recs = json.loads(p.cli("recordings", "--json").stdout)
+    assert recs[0]["recording_status"] == "interrupted"
+    path = Path(recs[0]["recording_path"])
+    data, rate = sf.read(path, dtype="int16")                  # a valid WAV
+    assert data.shape[1] == 2 and len(data) / rate > 1.0
+    assert abs(dominant_freq(data[rate // 2: rate * 3 // 2, 0], rate) - 440) < 15
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["recording"]["status"] == "interrupted" and "interrupted" in meta["flags"]
+    assert not list(path.parent.glob("*-*.wav"))               # party files merged away
+    report = json.loads(p.cli("calls", "report", "--json").stdout)
+    assert report["balanced"] and report["dispositions"]["interrupted"] == 1

@@ -1,0 +1,120 @@
+"""Recording files: where they go, their JSON sidecars, disk-space checks, crash repair.
+
+Layout: ``<data_dir>/recordings/YYYY-MM-DD/<call id>.wav`` (stereo: caller left, callee
+right) with ``<call id>.json`` beside it. While a call is up the worker writes one mono
+file per party, ``<call id>-<leg>.wav``; the caller's leg is the one the worker named
+(``in-1``...), the callee's is ``callee``. A crash leaves those party files behind with
+unfinished headers: :func:`repair_interrupted` makes them valid at the next start, merges
+them and marks the recording ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from media.recording import RecordingError, merge_stereo, repair_wav
+from pypbx.db import Database
+
+log = logging.getLogger(__name__)
+
+SIDECAR_MODE = 0o640
+CALLEE_LEG = "callee"
+
+
+def day_folder(rec_dir: Path, offered_at: float) -> Path:
+    return Path(rec_dir) / time.strftime("%Y-%m-%d", time.localtime(offered_at))
+
+
+def write_sidecar(wav: Path, meta: dict[str, Any]) -> Path:
+    """``<wav>.json``, written atomically (temp + rename), mode 0640."""
+    sidecar = wav.with_suffix(".json")
+    tmp = sidecar.with_name(sidecar.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SIDECAR_MODE)
+    with os.fdopen(fd, "w") as f:
+        json.dump(meta, f, indent=2, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, sidecar)
+    return sidecar
+
+
+def disk_free_mb(path: Path) -> float:
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return shutil.disk_usage(p).free / 1e6
+
+
+def disk_ok(path: Path, min_free_mb: float) -> bool:
+    """Enough room to go on recording? (A full disk stops recordings, never calls.)"""
+    try:
+        return disk_free_mb(path) >= min_free_mb
+    except OSError:
+        return False
+
+
+def party_files(rec_dir: Path, call_id: str) -> list[Path]:
+    return sorted(Path(rec_dir).glob(f"*/{call_id}-*.wav"))
+
+
+def _repair_one(rec_dir: Path, row: dict[str, Any]) -> dict[str, Any] | None:
+    files = party_files(rec_dir, row["id"])
+    if not files:
+        return None
+    results = {f: repair_wav(f) for f in files}
+    callee = next((f for f in files if f.stem.endswith("-" + CALLEE_LEG)), None)
+    caller = next((f for f in files if f is not callee), None)
+    out = files[0].parent / f"{row['id']}.wav"
+    info = merge_stereo(caller, callee, out, samplerate=8000, remove_sources=True)
+    meta = {
+        "call_id": row["id"], "sip_call_id": row.get("sip_call_id"), "direction": row.get("direction"),
+        "caller": {"number": row.get("caller_number"), "name": row.get("caller_name") or "", "channel": "left"},
+        "callee": {"number": row.get("callee_number"), "name": row.get("callee_name") or "", "channel": "right"},
+        "extension": row.get("extension"), "queue": row.get("queue"), "agent": row.get("agent"),
+        "did": row.get("did"), "offered_at": row.get("offered_at"), "answered_at": row.get("answered_at"),
+        "ended_at": row.get("ended_at"), "disposition": row.get("disposition"),
+        "flags": sorted(set(filter(None, (row.get("flags") or "").split(","))) | {"interrupted"}),
+        "recording": {"path": str(out), "status": "interrupted", "seconds": round(info.duration, 3),
+                      "sample_rate": info.samplerate, "sha256": info.sha256, "channels": 2, "bytes": info.size,
+                      "repaired": {str(f.name): {"repaired": r.repaired, "seconds": round(r.duration, 3)}
+                                   for f, r in results.items()}},
+    }
+    write_sidecar(out, meta)
+    return meta
+
+
+async def repair_interrupted(db: Database, rec_dir: Path, call_ids: list[str]) -> list[dict[str, Any]]:
+    """After a crash: make the interrupted calls' party files valid WAVs again, merge them
+    into the call's stereo file and record it with status ``interrupted``."""
+    done = []
+    for cid in call_ids:
+        row = await db.get_call_row(cid)
+        if row is None:
+            continue
+        try:
+            meta = await asyncio.to_thread(_repair_one, Path(rec_dir), row)
+        except (OSError, RecordingError, ValueError) as exc:
+            log.error("call %s: could not repair its recording: %s", cid[:12], exc)
+            await db.upsert_recording({"call_id": cid, "path": str(rec_dir), "status": "failed",
+                                       "created_at": time.time(), "detail": json.dumps({"error": str(exc)})})
+            continue
+        if meta is None:
+            continue
+        rec = meta["recording"]
+        await db.upsert_recording({"call_id": cid, "path": rec["path"], "status": "interrupted",
+                                   "seconds": rec["seconds"], "sample_rate": rec["sample_rate"], "channels": 2,
+                                   "sha256": rec["sha256"], "bytes": rec["bytes"], "created_at": time.time(),
+                                   "detail": json.dumps({"repaired": rec["repaired"]})})
+        await db.add_call_events([(cid, time.time(), "recording_repaired",
+                                   json.dumps({"path": rec["path"], "seconds": rec["seconds"]}))])
+        log.warning("call %s: recording left by the crash repaired (%.1f s) -> %s", cid[:12], rec["seconds"],
+                    rec["path"])
+        done.append(meta)
+    return done
