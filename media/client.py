@@ -146,6 +146,8 @@ class WorkerClient:
                 self.ready.set_result(ev)
         elif isinstance(ev, P.Incoming):
             self.legs.add(ev.leg)
+        elif isinstance(ev, (P.TransferRequested, P.Replaced)):
+            self.legs.add(ev.new_leg)
         elif isinstance(ev, P.Ended):
             self.legs.discard(ev.leg)
 

@@ -10,6 +10,11 @@ Commands are validated like the real worker does (unknown leg -> CommandFailed) 
 answered instantly; ``answer`` / ``originate`` / ``hangup`` move leg state and emit the
 events a real worker would (``answered``, ``ringing``+``answered`` with
 ``auto_answer_originate``, ``ended``). ``kill()`` simulates a kill -9.
+
+Hold and transfers are what phones do, so tests inject them: ``P.Held(leg)`` /
+``P.Unheld(leg)``; ``P.TransferRequested(leg, target, replaces, new_leg)`` (the fake then
+knows ``new_leg``; inject its ``Ringing``/``Answered``/``Ended`` as the target phone would);
+``P.Replaced(leg, new_leg, ...)`` for the worker that receives an INVITE with Replaces.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ class FakeWorker:
     def inject(self, ev: Any) -> None:
         if isinstance(ev, P.Incoming):
             self.legs.add(ev.leg)
+        elif isinstance(ev, (P.TransferRequested, P.Replaced)):
+            self.legs.add(ev.new_leg)     # the worker creates the new leg (REFER / Replaces)
         elif isinstance(ev, P.Ended):
             self.legs.discard(ev.leg)
             for b in [b for b in self.bridges if ev.leg in b]:
@@ -127,7 +134,7 @@ class FakeWorker:
         self.legs.add(c.leg_id)
         if self.auto_answer_originate:
             self._deliver(P.Ringing(leg=c.leg_id))
-            self._deliver(P.Answered(leg=c.leg_id))
+            self._deliver(P.Answered(leg=c.leg_id, call_id=f"{c.leg_id}-{self.pid}@fake"))
         return {"leg": c.leg_id}
 
     def _do_play(self, c: P.Play) -> None:
@@ -237,6 +244,18 @@ class FakePool:
         self.busy.append(w)
         w.on_event(lambda ev, w=w: self._on(w, ev))
         return w
+
+    def try_acquire(self) -> FakeWorker | None:
+        """MediaPool.try_acquire: a worker now or None (for the front door's routing)."""
+        if len(self.busy) >= self.max_workers:
+            return None
+        w = self.idle.pop() if self.idle else FakeWorker(sip_port=next(self._ports), **self.worker_kw)
+        self.busy.append(w)
+        w.on_event(lambda ev, w=w: self._on(w, ev))
+        return w
+
+    def owns_port(self, port: int) -> bool:
+        return self.sip_port_base <= port < self.sip_port_base + self.max_workers
 
     def _on(self, w: FakeWorker, ev: Any) -> None:
         if isinstance(ev, WorkerExited):

@@ -43,11 +43,24 @@ Events:
 ready               capacity, sip_port, rtp_range [start, end), pid
 incoming            leg, from_uri, to_uri, call_id, headers {name: value}
 ringing             leg (outgoing leg got 180/183)
-answered            leg (media is up: leg may be played/recorded/bridged)
+answered            leg, call_id (media is up: leg may be played/recorded/bridged;
+                    call_id: the SIP Call-ID of the leg's dialog, as the phone sees it)
 dtmf                leg, digit
 playback_finished   leg, file
 ended               leg, cause_code, reason
 record_stopped      leg, path, reason ("stopped"/"leg_ended"/"error")
+held                leg (the phone on ``leg`` put the call on hold: re-INVITE with
+                    a=sendonly / a=inactive / c=0.0.0.0)
+unheld              leg (the phone on ``leg`` resumed: a=sendrecv again)
+transfer_requested  leg, target, replaces, new_leg: the phone on ``leg`` sent REFER
+                    (Refer-To ``target``; ``replaces`` "callid;to-tag=..;from-tag=.."
+                    for an attended transfer, else None). The worker accepted it (202,
+                    NOTIFYs follow the new call) and pjsua is placing the new call to
+                    ``target`` through the front door as leg ``new_leg``, which then
+                    reports ringing/answered/ended like an originated leg.
+replaced            leg, new_leg, from_uri, call_id: an INVITE with Replaces took over
+                    ``leg``'s dialog (attended transfer joined into this worker);
+                    ``new_leg`` is answered by the worker, ``leg`` is hung up by it.
 error               message, leg=None
 ==================  ==============================================================
 
@@ -97,6 +110,10 @@ class EventName(str, enum.Enum):
     ENDED = "ended"
     RECORD_STOPPED = "record_stopped"
     ERROR = "error"
+    HELD = "held"
+    UNHELD = "unheld"
+    TRANSFER_REQUESTED = "transfer_requested"
+    REPLACED = "replaced"
 
 
 # ---------------------------------------------------------------- commands
@@ -239,6 +256,7 @@ class Ringing(Event):
 class Answered(Event):
     name: ClassVar[EventName] = EventName.ANSWERED
     leg: str = ""
+    call_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -278,8 +296,39 @@ class Error(Event):
     leg: str | None = None
 
 
+@dataclass(frozen=True)
+class Held(Event):
+    name: ClassVar[EventName] = EventName.HELD
+    leg: str = ""
+
+
+@dataclass(frozen=True)
+class Unheld(Event):
+    name: ClassVar[EventName] = EventName.UNHELD
+    leg: str = ""
+
+
+@dataclass(frozen=True)
+class TransferRequested(Event):
+    name: ClassVar[EventName] = EventName.TRANSFER_REQUESTED
+    leg: str = ""
+    target: str = ""
+    replaces: str | None = None
+    new_leg: str = ""
+
+
+@dataclass(frozen=True)
+class Replaced(Event):
+    name: ClassVar[EventName] = EventName.REPLACED
+    leg: str = ""
+    new_leg: str = ""
+    from_uri: str = ""
+    call_id: str = ""
+
+
 EVENTS: dict[EventName, type[Event]] = {e.name: e for e in (
-    Ready, Incoming, Ringing, Answered, Dtmf, PlaybackFinished, Ended, RecordStopped, Error)}
+    Ready, Incoming, Ringing, Answered, Dtmf, PlaybackFinished, Ended, RecordStopped, Error,
+    Held, Unheld, TransferRequested, Replaced)}
 
 Message = Union[Command, Reply, Event]
 

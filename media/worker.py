@@ -92,6 +92,32 @@ class _Call(pj.Call):
         except Exception:
             log.exception("onDtmfDigit")
 
+    def onCallRxOffer(self, prm: Any) -> None:
+        try:
+            self.worker.on_rx_offer(self, prm.offer.wholeSdp)
+        except Exception:
+            log.exception("onCallRxOffer")
+
+    def onCallTransferRequest(self, prm: Any) -> None:
+        try:
+            self.worker.on_transfer_request(self, prm)
+        except Exception:
+            log.exception("onCallTransferRequest")
+            prm.statusCode = 500
+
+    def onCallReplaceRequest(self, prm: Any) -> None:
+        try:
+            self.worker.on_replace_request(self, prm)
+        except Exception:
+            log.exception("onCallReplaceRequest")
+            prm.statusCode = 500
+
+    def onCallReplaced(self, prm: Any) -> None:
+        try:
+            self.worker.on_replaced(self, prm)
+        except Exception:
+            log.exception("onCallReplaced")
+
 
 class _Account(pj.Account):
     def __init__(self, worker: "Worker"):
@@ -116,6 +142,47 @@ class Leg:
     ended: bool = False
     player: _Player | None = None
     bridged: set[str] = field(default_factory=set)
+    offer_hold: bool | None = None    # what the phone's last SDP offer asked for
+    held: bool = False                # what we last reported (held/unheld events)
+    pending_since: float | None = None  # a transfer leg pjsua has yet to place
+
+
+def sdp_hold(sdp: str) -> bool:
+    """True if an SDP offer puts the audio stream on hold (RFC 3264 §8.4: a=sendonly or
+    a=inactive; RFC 2543 style: c=0.0.0.0), at session or audio-media level."""
+    level_dir: dict[str, str] = {}
+    conn: dict[str, str] = {}
+    section = "session"
+    for raw in sdp.replace("\r\n", "\n").split("\n"):
+        line = raw.strip()
+        if line.startswith("m="):
+            section = "audio" if line.startswith("m=audio") else "other"
+        elif line.startswith("c=") and section in ("session", "audio"):
+            conn[section] = line[2:].split()[-1] if line[2:].split() else ""
+        elif line.startswith("a=") and section in ("session", "audio"):
+            attr = line[2:].split(":", 1)[0].lower()
+            if attr in ("sendonly", "inactive", "recvonly", "sendrecv"):
+                level_dir[section] = attr
+    direction = level_dir.get("audio", level_dir.get("session", "sendrecv"))
+    addr = conn.get("audio", conn.get("session", ""))
+    return direction in ("sendonly", "inactive") or addr in ("0.0.0.0", "::")
+
+
+def split_refer_to(uri: str) -> tuple[str, str | None]:
+    """(target URI without headers, unescaped Replaces value or None) of a Refer-To URI."""
+    from urllib.parse import unquote
+    text = uri.strip()
+    if text.startswith("<") and ">" in text:
+        text = text[1:text.index(">")]
+    if "?" not in text:
+        return text, None
+    base, hdrs = text.split("?", 1)
+    replaces = None
+    for part in hdrs.split("&"):
+        name, _, value = part.partition("=")
+        if name.lower() == "replaces":
+            replaces = unquote(value)
+    return base, replaces
 
 
 def parse_headers(whole_msg: str) -> tuple[str, dict[str, str]]:
@@ -167,6 +234,7 @@ class Worker:
         self.eof_queue: "queue.SimpleQueue[tuple[str, int]]" = queue.SimpleQueue()
         self.player_serial = 0
         self.next_in = 0
+        self.next_xfer = 0
         self.running = True
         self.started = time.monotonic()
         self.capacity = 0
@@ -334,6 +402,7 @@ class Worker:
             self._drain_eof()
             self._drain_release()
             self._flush_record_events()
+            self._check_pending_transfers()
             while self.running:
                 try:
                     line = self.cmd_queue.get_nowait()
@@ -479,7 +548,7 @@ class Worker:
             self.emit(P.Ringing(leg=leg.id))
         elif ci.state == pj.PJSIP_INV_STATE_CONFIRMED and not leg.answered_sent:
             leg.answered_sent = True
-            self.emit(P.Answered(leg=leg.id))
+            self.emit(P.Answered(leg=leg.id, call_id=ci.callIdString))
         elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self._end_leg(leg, ci.lastStatusCode, ci.lastReason)
 
@@ -507,6 +576,12 @@ class Worker:
         up = any(m.type == pj.PJMEDIA_TYPE_AUDIO and m.status in (
             pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD) for m in ci.media)
         leg.media_up = up
+        remote_hold = any(m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD
+                          for m in ci.media)
+        held = leg.offer_hold if leg.offer_hold is not None else remote_hold
+        if held != leg.held and ci.state == pj.PJSIP_INV_STATE_CONFIRMED:
+            leg.held = held
+            self.emit(P.Held(leg=leg.id) if held else P.Unheld(leg=leg.id))
         if up:
             # (re-)establish connections on every media update: a re-INVITE may recreate
             # the stream; connecting an already connected pair is a no-op in pjmedia
@@ -521,6 +596,72 @@ class Worker:
                     om = o.call.getAudioMedia(-1)
                     am.startTransmit(om)
                     om.startTransmit(am)
+
+    def on_rx_offer(self, call: _Call, sdp: str) -> None:
+        """A (re-)INVITE's offer: remember whether it puts us on hold; the held/unheld
+        event follows in onCallMediaState, once the answer is sent and media updated."""
+        leg = self.legs.get(call.leg)
+        if leg is not None:
+            leg.offer_hold = sdp_hold(sdp)
+
+    def on_transfer_request(self, call: _Call, prm: Any) -> None:
+        """REFER on a leg. pjsua2 cannot accept a REFER without placing the new call
+        itself (the NOTIFYs to the transferor follow that call), so the worker accepts it
+        (202), gives pjsua a Call object of its own as the new leg (``xfer-<n>``, via the
+        account's outbound proxy = the front door) and tells the core, which bridges the
+        new leg with the remaining party when it answers and hangs up the transferor."""
+        leg = self.legs.get(call.leg)
+        if leg is None or leg.ended:
+            prm.statusCode = 481
+            return
+        if len(self.legs) >= self.capacity:
+            log.warning("REFER on %s refused: worker at capacity", leg.id)
+            prm.statusCode = 503
+            return
+        target, replaces = split_refer_to(prm.dstUri)
+        self.next_xfer += 1
+        new_id = f"xfer-{self.next_xfer}"
+        newc = _Call(self, self.acc, leg=new_id)
+        self.legs[new_id] = Leg(id=new_id, call=newc, incoming=False, pending_since=time.monotonic())
+        prm.newCall = newc
+        prm.statusCode = 202
+        log.info("REFER on %s to %s (replaces %s): new leg %s", leg.id, target, replaces, new_id)
+        self.emit(P.TransferRequested(leg=leg.id, target=target, replaces=replaces, new_leg=new_id))
+
+    def _check_pending_transfers(self) -> None:
+        """A transfer leg pjsua failed to place never gets a call id: report it ended."""
+        now = time.monotonic()
+        for leg in list(self.legs.values()):
+            if leg.pending_since is None:
+                continue
+            if leg.call.getId() != pj.PJSUA_INVALID_ID:
+                leg.pending_since = None
+            elif now - leg.pending_since > 2.0:
+                leg.pending_since = None
+                self._end_leg(leg, 500, "transfer call could not be placed")
+
+    def on_replace_request(self, call: _Call, prm: Any) -> None:
+        """INVITE with Replaces for one of our dialogs: only from the front door."""
+        src = prm.rdata.srcAddress
+        if src not in self.trusted:
+            log.warning("INVITE/Replaces from untrusted %s rejected", src)
+            prm.statusCode = 403
+            prm.reason = "Forbidden"
+            return
+        if len(self.legs) >= self.capacity:
+            prm.statusCode = 486
+            prm.reason = "Busy Here"
+
+    def on_replaced(self, call: _Call, prm: Any) -> None:
+        """pjsua answers the replacing call itself and hangs up the old one; the new call
+        becomes leg ``in-<n>`` and the core re-wires it (``replaced`` event)."""
+        self.next_in += 1
+        new_id = f"in-{self.next_in}"
+        newc = _Call(self, self.acc, prm.newCallId, leg=new_id)
+        prm.newCall = newc
+        self.legs[new_id] = Leg(id=new_id, call=newc, incoming=True)
+        ci = newc.getInfo()
+        self.emit(P.Replaced(leg=call.leg, new_leg=new_id, from_uri=ci.remoteUri, call_id=ci.callIdString))
 
     # ------------------------------------------------------------ commands
     def _handle_line(self, line: bytes) -> None:

@@ -10,6 +10,42 @@ turns the two party files into one stereo WAV with a JSON sidecar.
 
 Every session runs as one task fed by a queue of worker events, so a call's steps never
 interleave; sessions are tracked in a TaskGroup owned by :meth:`CallManager.run`.
+
+Hold, music on hold and transfers (desk phones' own buttons):
+
+* **Hold**: a phone's re-INVITE with a=sendonly / a=inactive / c=0.0.0.0 reaches the worker,
+  which reports ``held(leg)``; the session unbridges the two parties and plays music on
+  hold (looped) to the *other* party until ``unheld(leg)``, then stops it and re-bridges
+  (:meth:`CallManager._rewire` derives bridge and MOH from the session's state). Recorders
+  keep running: hold time is part of the recording; ``held``/``unheld`` call events.
+* **Blind transfer** (REFER, Refer-To without Replaces): pjsua2 cannot accept a REFER without
+  placing the new call itself, so the worker accepts it (202; pjsua NOTIFYs the transferor
+  as the new call progresses), names the new call ``xfer-<n>`` and reports
+  ``transfer_requested(leg, target, replaces, new_leg)``. The new call goes through the
+  front door like any worker-originated leg (to the target extension's devices). The
+  session plays MOH to the remaining party; when ``new_leg`` answers it bridges remaining
+  party and new leg, hangs up the transferor's leg (if the phone has not already), and the
+  new leg takes the transferor's place (its channel in the recording, ``s.caller``/
+  ``s.callee``; the record's ``extension``/``agent`` move to the new party when the callee
+  side changes). If the new leg fails, the remaining party goes back to the transferor, or
+  is hung up if the transferor already left. Event ``transferred`` with from/to and the
+  ``transfers`` trail; the disposition stays ``answered``.
+* **Attended transfer** (REFER with ``Replaces=<call-id of the consultation call>``): the two
+  calls live in two workers W1 (REFER received) and W2 (consultation). W1's pjsua places
+  the new call with the Replaces header; :meth:`CallManager.route` sees a worker's INVITE
+  carrying Replaces whose Call-ID belongs to another session (the core knows every leg's
+  Call-ID as the phones see it: ``incoming.call_id``, ``answered.call_id``) and routes it
+  to *that* worker's loopback SIP port instead of an extension. W2's pjsua answers it and
+  hangs up the transferor's consultation leg (``replaced(leg, new_leg)``); W2's session
+  closes the consultation call's record (answered, cause "attended transfer", its own
+  recording) and stays up as a *relay*: it bridges its remaining party with the new leg and
+  hangs up the rest when either ends. W1 completes like a blind transfer: its remaining
+  party is bridged with the leg to W2. Audio: phone A - W1 - (RTP on loopback) - W2 - phone C;
+  the W1 call record and recording follow the joined call to its end.
+* **Recording across a transfer**: one stereo file per call. The remaining party's recorder
+  keeps running; the transferor's channel continues with a new recorder for the new leg,
+  placed at its offset from the start of the recording (core clock, within ~one 20 ms frame);
+  the channel's segments are spliced with silence between them before the stereo merge.
 """
 
 from __future__ import annotations
@@ -26,7 +62,7 @@ from typing import Any, Callable
 from media import protocol as P
 from media.client import WorkerClient, WorkerError, WorkerExited
 from media.pool import MediaPool, WorkerLost
-from media.recording import RecordingInfo, merge_stereo, repair_dir
+from media.recording import RecordingInfo, _read_mono, merge_stereo, repair_dir, write_atomic
 from pypbx.calllog import CallLog, CallRecord, Direction, Disposition, disposition_for_status
 from pypbx.db import Database
 from sip.message import Request, URI
@@ -37,6 +73,22 @@ log = logging.getLogger(__name__)
 
 #: How long a worker reserved by the front door may wait for its INVITE.
 RESERVATION_TIMEOUT = 15.0
+#: Music on hold shipped with pypbx (replaceable with ``pypbx prompts import``).
+DEFAULT_MOH = Path(__file__).resolve().parents[1] / "ivr_prompts" / "moh" / "default.wav"
+
+
+@dataclass
+class Transfer:
+    """A transfer in progress in one session (REFER accepted, new leg not answered yet)."""
+    kind: str                    # "blind" | "attended"
+    transferor: str              # leg whose phone sent the REFER
+    remaining: str               # the party being transferred
+    new_leg: str                 # the call pjsua places to the target
+    target: str                  # Refer-To URI (without headers)
+    replaces: str | None = None
+    transferor_gone: bool = False
+    joined: "Session | None" = None   # attended: the session owning the Replaces dialog
+    joined_party: str = ""             # attended: who the remaining party will talk to
 
 
 @dataclass
@@ -54,6 +106,20 @@ class Session:
     files: dict[str, str] = field(default_factory=dict)
     record_prefix: Path | None = None
     ring_deadline: float | None = None
+    # hold / transfer state
+    call_ids: dict[str, str] = field(default_factory=dict)  # leg -> SIP Call-ID (as phones see it)
+    held: set[str] = field(default_factory=set)     # legs whose phone holds the call
+    moh: set[str] = field(default_factory=set)      # legs hearing music on hold
+    bridged: tuple[str, str] | None = None
+    xfer: Transfer | None = None
+    transfers: list[dict[str, Any]] = field(default_factory=list)
+    dropped: set[str] = field(default_factory=set)  # legs no longer part of the call
+    pending_replace: dict[str, str] = field(default_factory=dict)  # new leg -> replaced leg
+    relay: bool = False        # record closed (attended transfer): only carries audio now
+    joined_from: "Session | None" = None
+    record_t0: float | None = None
+    segments: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # side -> [(file, offset s)]
+    stopped_files: set[str] = field(default_factory=set)
 
 
 def _user(uri_text: str) -> str:
@@ -72,7 +138,8 @@ class CallManager:
     def __init__(self, *, pool: MediaPool, calllog: CallLog, db: Database, data_dir: Path,
                  front_door: str, is_extension: Callable[[str], bool],
                  is_registered: Callable[[str], bool], ring_time: float = 60.0,
-                 record: bool = True, clock: Callable[[], float] = time.time) -> None:
+                 record: bool = True, clock: Callable[[], float] = time.time,
+                 moh: Path | str | None = None) -> None:
         self.pool = pool
         self.calllog = calllog
         self.db = db
@@ -83,6 +150,7 @@ class CallManager:
         self.ring_time = ring_time
         self.record = record
         self.clock = clock
+        self.moh = Path(moh) if moh else DEFAULT_MOH
         self.sessions: dict[WorkerClient, Session] = {}
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = False
@@ -94,6 +162,9 @@ class CallManager:
         if self._stopping:
             return RouteDecision.reject(503, "Service Unavailable - shutting down", [("Retry-After", "30")])
         if self.is_worker(source):
+            joined = self._route_replaces(request, source)
+            if joined is not None:
+                return joined
             return self._route_to_extension(request)
         if request.method != "INVITE":
             return self._route_to_extension(request)
@@ -106,6 +177,34 @@ class CallManager:
         target = request.uri.user or ""
         return RouteDecision.fork([(f"sip:{target}@127.0.0.1:{w.sip_port}",
                                     Addr("UDP", "127.0.0.1", w.sip_port))])
+
+    def _route_replaces(self, request: Request, source: Addr) -> RouteDecision | None:
+        """Attended transfer: a worker's INVITE whose Replaces names a dialog anchored in
+        another session's worker goes to that worker (worker -> worker through the front
+        door), which replaces the transferor's leg with it."""
+        if request.method != "INVITE":
+            return None
+        rep = request.headers.get("Replaces")
+        if not rep:
+            return None
+        owner = self.session_by_call_id(str(rep).split(";")[0].strip())
+        if owner is None or owner.worker.sip_port == source.port:
+            return None
+        owner.joined_from = next((s for s in self.sessions.values()
+                                  if s.worker.sip_port == source.port), None)
+        port = owner.worker.sip_port
+        log.info("attended transfer: INVITE/Replaces from worker :%d joined to worker :%d", source.port, port)
+        return RouteDecision.fork([(f"sip:{request.uri.user or 'xfer'}@127.0.0.1:{port}",
+                                    Addr("UDP", "127.0.0.1", port))])
+
+    def session_by_call_id(self, call_id: str) -> Session | None:
+        """The live session one of whose legs is the phones' dialog ``call_id``."""
+        for s in self.sessions.values():
+            if not s.ended and call_id in s.call_ids.values():
+                leg = next(l for l, c in s.call_ids.items() if c == call_id)
+                if leg not in s.dropped:
+                    return s
+        return None
 
     def is_worker(self, source: Addr) -> bool:
         return source.host == "127.0.0.1" and self.pool.owns_port(source.port)
@@ -183,7 +282,11 @@ class CallManager:
     async def _handle(self, s: Session, ev: Any) -> None:
         w = s.worker
         if isinstance(ev, _Shutdown):
-            if s.rec is not None and not s.ended:
+            if s.relay and not s.ended:
+                for leg in (s.callee_leg, s.caller_leg):
+                    if leg:
+                        await self._hangup_quietly(w, leg, None)
+            elif s.rec is not None and not s.ended:
                 for leg in (s.callee_leg, s.caller_leg):
                     if leg:
                         await self._hangup_quietly(w, leg, None if s.answered else 503)
@@ -191,12 +294,30 @@ class CallManager:
                 await self._finish(s, disp, side="system", cause="pbx shutting down")
             s.ended = True
         elif isinstance(ev, P.Incoming):
+            s.call_ids[ev.leg] = ev.call_id
             await self._incoming(s, ev)
+        elif isinstance(ev, P.RecordStopped):
+            s.stopped_files.add(ev.path)
+        elif isinstance(ev, (P.Held, P.Unheld)):
+            await self._hold_changed(s, ev.leg, isinstance(ev, P.Held))
+        elif isinstance(ev, P.TransferRequested):
+            await self._transfer_requested(s, ev)
+        elif isinstance(ev, P.Replaced):
+            await self._replaced(s, ev)
+        elif isinstance(ev, P.Ringing) and s.xfer is not None and ev.leg == s.xfer.new_leg:
+            await self.calllog.event(s.rec, "transfer_ringing", to=_user(s.xfer.target), leg=ev.leg)
         elif isinstance(ev, P.Ringing) and ev.leg == s.callee_leg:
             await w.answer(s.caller_leg, 180)
             await self.calllog.event(s.rec, "ringing", callee=s.callee)
         elif isinstance(ev, P.Answered):
-            if ev.leg == s.callee_leg and not s.answered:
+            if ev.call_id:
+                s.call_ids[ev.leg] = ev.call_id
+            if s.xfer is not None and ev.leg == s.xfer.new_leg:
+                await self._transfer_done(s)
+            elif ev.leg in s.pending_replace:
+                s.pending_replace.pop(ev.leg)
+                await self._rewire(s)
+            elif ev.leg == s.callee_leg and not s.answered:
                 s.answered = True
                 s.ring_deadline = None
                 await w.answer(s.caller_leg, 200)
@@ -236,6 +357,7 @@ class CallManager:
         w = s.worker
         assert s.rec is not None and s.caller_leg and s.callee_leg
         await w.bridge(s.caller_leg, s.callee_leg)
+        s.bridged = (s.caller_leg, s.callee_leg)
         await self.calllog.answered(s.rec, callee=s.callee)
         if self.record:
             day = time.strftime("%Y-%m-%d", time.localtime(s.rec.offered_at))
@@ -244,12 +366,208 @@ class CallManager:
                 folder.mkdir(parents=True, exist_ok=True)
                 s.record_prefix = folder / s.rec.id
                 s.files = await w.record([s.caller_leg, s.callee_leg], s.record_prefix)
+                s.record_t0 = time.monotonic()
+                s.segments = {"caller": [(s.files[s.caller_leg], 0.0)],
+                              "callee": [(s.files[s.callee_leg], 0.0)]}
                 await self.calllog.event(s.rec, "recording_started", files=list(s.files.values()))
             except (OSError, WorkerError) as exc:
                 # a full disk or a recorder failure stops the recording, never the call
                 s.rec.flags.add("recording_failed")
                 await self.calllog.update(s.rec, "recording_failed", error=str(exc))
                 log.error("call %s: recording failed: %s", s.rec.id[:12], exc)
+
+    # -- hold, music on hold, transfers ----------------------------------------------
+    async def _cmd(self, s: Session, name: str, *args: Any, **kw: Any) -> bool:
+        """A worker command whose failure (e.g. a leg that just ended) is logged, not fatal."""
+        try:
+            await getattr(s.worker, name)(*args, **kw)
+            return True
+        except WorkerError as exc:
+            log.info("worker %s: %s%s failed: %s", s.worker.pid, name, args, exc)
+            return False
+
+    def _other(self, s: Session, leg: str) -> str | None:
+        return s.callee_leg if leg == s.caller_leg else s.caller_leg if leg == s.callee_leg else None
+
+    async def _rewire(self, s: Session) -> None:
+        """Make bridge and music on hold match the session's state: while a transfer is in
+        progress the remaining party hears MOH; otherwise a held party's peer hears MOH
+        and the two are unbridged; with nobody holding, the two are bridged."""
+        a, b = s.caller_leg, s.callee_leg
+        want_moh: set[str] = set()
+        want_bridge: tuple[str, str] | None = None
+        if s.xfer is not None:
+            want_moh.add(s.xfer.remaining)
+        elif a and b:
+            if a in s.held:
+                want_moh.add(b)
+            if b in s.held:
+                want_moh.add(a)
+            if not want_moh:
+                want_bridge = (a, b)
+        for leg in sorted(s.moh - want_moh):
+            s.moh.discard(leg)
+            await self._cmd(s, "stop_play", leg)
+        if s.bridged != want_bridge:
+            if s.bridged is not None:
+                await self._cmd(s, "unbridge", *s.bridged)
+                s.bridged = None
+            if want_bridge is not None and await self._cmd(s, "bridge", *want_bridge):
+                s.bridged = want_bridge
+        for leg in sorted(want_moh - s.moh):
+            if await self._cmd(s, "play", leg, self.moh, loop=True):
+                s.moh.add(leg)
+
+    async def _hold_changed(self, s: Session, leg: str, held: bool) -> None:
+        if s.rec is None or not s.answered or leg not in (s.caller_leg, s.callee_leg):
+            return
+        if held == (leg in s.held):
+            return
+        (s.held.add if held else s.held.discard)(leg)
+        side = "caller" if leg == s.caller_leg else "callee"
+        await self.calllog.event(s.rec, "held" if held else "unheld", side=side,
+                                 party=s.caller if side == "caller" else s.callee,
+                                 moh=str(self.moh) if held else None, recording=bool(s.files))
+        await self._rewire(s)
+
+    async def _transfer_requested(self, s: Session, ev: P.TransferRequested) -> None:
+        if (s.rec is None or not s.answered or s.relay or s.xfer is not None
+                or ev.leg not in (s.caller_leg, s.callee_leg)):
+            # not a transfer we can carry out: drop the call pjsua started
+            log.info("worker %s: REFER on %s ignored (state)", s.worker.pid, ev.leg)
+            await self._hangup_quietly(s.worker, ev.new_leg, None)
+            s.dropped.add(ev.new_leg)
+            return
+        remaining = self._other(s, ev.leg)
+        assert remaining is not None
+        joined = None
+        if ev.replaces:
+            joined = self.session_by_call_id(ev.replaces.split(";")[0].strip())
+        s.xfer = Transfer(kind="attended" if ev.replaces else "blind", transferor=ev.leg,
+                          remaining=remaining, new_leg=ev.new_leg, target=ev.target,
+                          replaces=ev.replaces, joined=joined)
+        if joined is not None:
+            # the consultation call's party other than the transferor's replaced dialog
+            cid = ev.replaces.split(";")[0].strip() if ev.replaces else ""
+            s.xfer.joined_party = joined.callee if joined.call_ids.get(joined.caller_leg or "") == cid \
+                else joined.caller
+        side = "caller" if ev.leg == s.caller_leg else "callee"
+        await self.calllog.event(s.rec, "transfer_requested", type=s.xfer.kind, side=side,
+                                 by=s.caller if side == "caller" else s.callee, to=_user(ev.target),
+                                 target=ev.target, replaces=ev.replaces,
+                                 joined_call=joined.rec.id if joined and joined.rec else None)
+        await self._rewire(s)
+
+    async def _transfer_done(self, s: Session) -> None:
+        """The transfer target answered: it takes the transferor's place."""
+        x = s.xfer
+        assert x is not None and s.rec is not None
+        side = "caller" if x.transferor == s.caller_leg else "callee"
+        to = x.joined_party or _user(x.target)
+        frm = s.caller if side == "caller" else s.callee
+        s.xfer = None
+        s.dropped.add(x.transferor)
+        s.held.discard(x.transferor)
+        s.moh.discard(x.transferor)
+        if side == "caller":
+            s.caller_leg, s.caller = x.new_leg, to
+        else:
+            s.callee_leg, s.callee = x.new_leg, to
+            s.rec.extension = to
+            if s.rec.agent:
+                s.rec.agent = to
+        if not x.transferor_gone:
+            await self._hangup_quietly(s.worker, x.transferor, None)
+        if s.bridged and x.transferor in s.bridged:
+            s.bridged = None          # the worker drops the bridges of an ended leg
+        await self._rewire(s)
+        if s.files and s.record_prefix is not None and s.record_t0 is not None:
+            if not x.transferor_gone:
+                await self._cmd(s, "stop_record", [x.transferor])
+            try:
+                files = await s.worker.record([x.new_leg], s.record_prefix)
+                s.files.update(files)
+                s.segments.setdefault(side, []).append(
+                    (files[x.new_leg], time.monotonic() - s.record_t0))
+            except (WorkerError, KeyError) as exc:
+                s.rec.flags.add("recording_failed")
+                await self.calllog.event(s.rec, "recording_failed", error=f"after transfer: {exc}")
+        entry = {"type": x.kind, "side": side, "from": frm, "to": to, "at": self.clock(),
+                 "target": x.target}
+        if x.joined is not None and x.joined.rec is not None:
+            entry["joined_call"] = x.joined.rec.id
+        s.transfers.append(entry)
+        await self.calllog.update(s.rec, "transferred", **entry, transfers=list(s.transfers))
+        log.info("call %s: %s transfer, %s %s -> %s", s.rec.id[:12], x.kind, side, frm, to)
+
+    async def _ended_during_transfer(self, s: Session, ev: P.Ended) -> bool:
+        """A leg ended while a transfer is in progress; True if handled here."""
+        x = s.xfer
+        assert x is not None and s.rec is not None
+        if ev.leg == x.transferor:
+            # phones often hang up right after 202 (blind transfer): the call goes on
+            x.transferor_gone = True
+            s.held.discard(ev.leg)
+            if s.bridged and ev.leg in s.bridged:
+                s.bridged = None
+            await self.calllog.event(s.rec, "transferor_left", leg=ev.leg)
+            return True
+        if ev.leg == x.new_leg:
+            code = ev.cause_code
+            s.xfer = None
+            s.dropped.add(x.new_leg)
+            await self.calllog.event(s.rec, "transfer_failed", type=x.kind, to=_user(x.target),
+                                     cause=f"{code} {ev.reason}".strip())
+            if x.transferor_gone:
+                await self._hangup_quietly(s.worker, x.remaining, None)
+                await self._finish(s, Disposition.ANSWERED, side="system",
+                                   cause=f"transfer failed: {code} {ev.reason}".strip())
+            else:
+                await self._rewire(s)     # back to the transferor (or MOH if it holds)
+            return True
+        if ev.leg == x.remaining:
+            s.xfer = None
+            for leg in (x.transferor, x.new_leg):
+                if leg != x.transferor or not x.transferor_gone:
+                    await self._hangup_quietly(s.worker, leg, None)
+            side = "caller" if ev.leg == s.caller_leg else "callee"
+            await self._finish(s, Disposition.ANSWERED, side=side, cause="BYE during transfer")
+            return True
+        return False
+
+    async def _replaced(self, s: Session, ev: P.Replaced) -> None:
+        """Attended transfer, consultation side: an INVITE/Replaces from the transferor's
+        other call's worker took over ``ev.leg``. Close this call's record and recording;
+        the session stays as a relay between its remaining party and the new leg."""
+        if s.rec is None or s.relay or ev.leg not in (s.caller_leg, s.callee_leg):
+            await self._hangup_quietly(s.worker, ev.new_leg, None)
+            return
+        side = "caller" if ev.leg == s.caller_leg else "callee"
+        s.dropped.add(ev.leg)
+        s.held.discard(ev.leg)
+        s.moh.discard(ev.leg)
+        if s.bridged and ev.leg in s.bridged:
+            s.bridged = None
+        s.pending_replace[ev.new_leg] = ev.leg
+        s.call_ids[ev.new_leg] = ev.call_id
+        frm = s.caller if side == "caller" else s.callee
+        if side == "caller":
+            s.caller_leg = ev.new_leg
+        else:
+            s.callee_leg = ev.new_leg
+        joined = s.joined_from.rec.id if s.joined_from is not None and s.joined_from.rec else None
+        entry = {"type": "attended", "side": side, "from": frm, "at": self.clock(), "joined_call": joined,
+                 "role": "consultation"}
+        s.transfers.append(entry)
+        await self.calllog.event(s.rec, "transferred", **entry, transfers=list(s.transfers))
+        # the consultation call ends here for the books; its audio goes on in the joined call
+        s.relay = True
+        await self.calllog.end(s.rec, Disposition.ANSWERED, side=side, cause="attended transfer")
+        log.info("call %s: consultation joined to call %s (attended transfer)", s.rec.id[:12],
+                 (joined or "?")[:12])
+        if s.files:
+            await self._close_recording(s)
+            s.files = {}
 
     async def _ring_timeout(self, s: Session) -> None:
         s.ring_deadline = None
@@ -261,6 +579,17 @@ class CallManager:
     async def _ended(self, s: Session, ev: P.Ended) -> None:
         w = s.worker
         if s.rec is None or s.ended:
+            return
+        if ev.leg in s.dropped:
+            return
+        if s.relay:
+            # attended transfer relay: either side gone ends the relay
+            for leg in (s.caller_leg, s.callee_leg):
+                if leg and leg != ev.leg:
+                    await self._hangup_quietly(w, leg, None)
+            s.ended = True
+            return
+        if s.xfer is not None and await self._ended_during_transfer(s, ev):
             return
         if not s.answered:
             if ev.leg == s.caller_leg:
@@ -314,6 +643,10 @@ class CallManager:
         callee_file = s.files.get(s.callee_leg or "")
         out = s.record_prefix.with_suffix(".wav")
         try:
+            if any(len(v) > 1 for v in s.segments.values()):
+                # a transfer switched a channel to another party: splice its segments
+                caller_file, callee_file = await asyncio.to_thread(
+                    _splice_channels, s.segments, s.record_prefix)
             info = await asyncio.to_thread(merge_stereo, caller_file, callee_file, out, remove_sources=True)
         except Exception as exc:
             s.rec.flags.add("recording_failed")
@@ -337,8 +670,9 @@ class CallManager:
 
     async def _await_recorders(self, s: Session, timeout: float = 3.0) -> None:
         """The worker flushes a recorder shortly after it is released (record_stopped)."""
-        want = {p for p in s.files.values() if p}
+        want = {p for p in s.files.values() if p} - s.stopped_files
         deadline = self.clock() + timeout
+        other: list[Any] = []
         while want and self.clock() < deadline:
             try:
                 ev = await asyncio.wait_for(s.queue.get(), max(0.0, deadline - self.clock()))
@@ -346,6 +680,15 @@ class CallManager:
                 break
             if isinstance(ev, P.RecordStopped):
                 want.discard(ev.path)
+                s.stopped_files.add(ev.path)
+            else:
+                other.append(ev)
+        if other:       # a relay session goes on after its record closed: keep its events
+            rest = []
+            while not s.queue.empty():
+                rest.append(s.queue.get_nowait())
+            for ev in other + rest:
+                s.queue.put_nowait(ev)
 
     def _metadata(self, s: Session, info: RecordingInfo, out: Path) -> dict[str, Any]:
         rec = s.rec
@@ -359,6 +702,7 @@ class CallManager:
             "ring_seconds": rec.ring_seconds, "talk_seconds": rec.talk_seconds,
             "hangup_side": rec.hangup_side, "hangup_cause": rec.hangup_cause,
             "disposition": rec.disposition.value, "flags": sorted(rec.flags),
+            "transfers": list(s.transfers),
             "recording": {"path": str(out), "seconds": round(info.duration, 3), "sample_rate": info.samplerate,
                           "sha256": info.sha256, "channels": 2, "bytes": info.size,
                           "caller_frames": info.left_frames, "callee_frames": info.right_frames},
@@ -370,12 +714,42 @@ class CallManager:
     def status(self) -> list[dict[str, Any]]:
         out = []
         for s in self.sessions.values():
-            if s.rec is None or s.ended:
+            if s.rec is None or s.ended or s.relay:
                 continue
+            state = ("transferring" if s.xfer else "held" if s.held else "talking") if s.answered else "ringing"
             out.append({"id": s.rec.id, "caller": s.caller, "callee": s.callee,
-                        "state": "talking" if s.answered else "ringing",
+                        "state": state,
                         "since": s.rec.answered_at or s.rec.offered_at, "worker": s.worker.pid})
         return out
+
+
+def _splice_channels(segments: dict[str, list[tuple[str, float]]], prefix: Path) -> tuple[str | None, str | None]:
+    """One mono file per side from its recorders' segments (placed at their offsets, with
+    silence between them): ``<prefix>-caller.wav`` / ``<prefix>-callee.wav``."""
+    import numpy as np
+    out: list[str | None] = []
+    for side in ("caller", "callee"):
+        parts = []
+        rate = None
+        for path, offset in segments.get(side, []):
+            data, r = _read_mono(path)
+            rate = rate or r
+            parts.append((data, offset))
+        if not parts or rate is None:
+            out.append(None)
+            continue
+        starts = [int(round(off * rate)) for _, off in parts]
+        n = max(st + len(d) for (d, _), st in zip(parts, starts))
+        chan = np.zeros(n, dtype=np.int16)
+        for (d, _), st in zip(parts, starts):
+            chan[st:st + len(d)] = d
+        path = f"{prefix}-{side}.wav"
+        write_atomic(path, chan, rate)
+        for p, _ in segments.get(side, []):
+            if os.path.exists(p) and p != path:
+                os.unlink(p)
+        out.append(path)
+    return out[0], out[1]
 
 
 class _Shutdown:

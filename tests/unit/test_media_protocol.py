@@ -33,12 +33,19 @@ EVENT_SAMPLES = [
                headers={"X-Trunk": "t1", "Subject": "ünïcode"}),
     P.Ringing(leg="agent-1"),
     P.Answered(leg="agent-1"),
+    P.Answered(leg="agent-1", call_id="a84b4c76e66710@pc33"),
     P.Dtmf(leg="in-1", digit="#"),
     P.PlaybackFinished(leg="in-1", file="/p/x.wav"),
     P.Ended(leg="in-1", cause_code=200, reason="Normal call clearing"),
     P.RecordStopped(leg="in-1", path="/r/x-in-1.wav", reason="leg_ended"),
     P.Error(message="boom"),
     P.Error(message="boom", leg="in-2"),
+    P.Held(leg="in-1"),
+    P.Unheld(leg="in-1"),
+    P.TransferRequested(leg="callee", target="sip:1003@pbx", new_leg="xfer-1"),
+    P.TransferRequested(leg="callee", target="sip:1003@pbx", new_leg="xfer-2",
+                        replaces="c2@h;to-tag=a;from-tag=b"),
+    P.Replaced(leg="in-1", new_leg="in-2", from_uri="<sip:media@127.0.0.1:25061>", call_id="x1"),
 ]
 
 
@@ -112,3 +119,14 @@ def test_rejects(line, why):
 def test_enums_are_strings():
     assert P.CommandName.SEND_DTMF == "send_dtmf"
     assert P.EventName("playback_finished") is P.EventName.PLAYBACK_FINISHED
+
+
+def test_hold_and_transfer_events_wire_shape():
+    assert json.loads(P.encode(P.Held(leg="callee"))) == {"event": "held", "leg": "callee"}
+    assert json.loads(P.encode(P.TransferRequested(leg="callee", target="sip:1003@pbx", new_leg="xfer-1"))) == {
+        "event": "transfer_requested", "leg": "callee", "target": "sip:1003@pbx", "replaces": None,
+        "new_leg": "xfer-1"}
+    # an older worker's answered (no call_id) still decodes
+    assert P.decode(b'{"event":"answered","leg":"in-1"}') == P.Answered(leg="in-1", call_id="")
+    with pytest.raises(P.ProtocolError):
+        P.decode(b'{"event":"held","leg":"in-1","dir":"sendonly"}')
