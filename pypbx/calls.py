@@ -120,6 +120,7 @@ class Session:
     record_t0: float | None = None
     segments: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # side -> [(file, offset s)]
     stopped_files: set[str] = field(default_factory=set)
+    delegate: Any = None       # a queue call / feature code that took the session over (pypbx.acdlive)
 
 
 def _user(uri_text: str) -> str:
@@ -152,6 +153,7 @@ class CallManager:
         self.clock = clock
         self.moh = Path(moh) if moh else DEFAULT_MOH
         self.sessions: dict[WorkerClient, Session] = {}
+        self.acd: Any = None          # pypbx.acdlive.AcdLive, set by the app
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = False
         pool.on_event(self._on_pool_event)
@@ -165,6 +167,10 @@ class CallManager:
             joined = self._route_replaces(request, source)
             if joined is not None:
                 return joined
+            if self.acd is not None:
+                ring = self.acd.route(request)     # a queue call's ring leg: the agents' phones
+                if ring is not None:
+                    return ring
             return self._route_to_extension(request)
         if request.method != "INVITE":
             return self._route_to_extension(request)
@@ -281,6 +287,9 @@ class CallManager:
 
     async def _handle(self, s: Session, ev: Any) -> None:
         w = s.worker
+        if s.delegate is not None:
+            await s.delegate(ev)
+            return
         if isinstance(ev, _Shutdown):
             if s.relay and not s.ended:
                 for leg in (s.callee_leg, s.caller_leg):
@@ -339,6 +348,8 @@ class CallManager:
                                          callee_number=s.callee, sip_call_id=ev.call_id,
                                          extension=s.callee, worker=str(s.worker.pid))
         log.info("call %s: %s -> %s", s.rec.id[:12], s.caller, s.callee)
+        if self.acd is not None and await self.acd.on_incoming(s, ev):
+            return                # a queue number or a feature code: pypbx.acdlive took it
         if not self.is_extension(s.callee):
             await s.worker.hangup(s.caller_leg, 404)
             await self._finish(s, Disposition.NOT_FOUND, side="system", cause="404 unknown number")
@@ -627,6 +638,8 @@ class CallManager:
         s.ended = True
         await self.calllog.end(s.rec, disposition, side=side, cause=cause)
         log.info("call %s ended: %s (%s hung up: %s)", s.rec.id[:12], disposition.value, side, cause)
+        if self.acd is not None:
+            self.acd.call_finished(s, disposition, side)    # queue COMPLETE_*, agent free
         if s.files and stop_recording:
             await self._close_recording(s)
 
