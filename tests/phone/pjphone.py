@@ -12,10 +12,13 @@ Commands (one JSON object per line on stdin), each answered by {"reply": id, ...
   {"cmd": "hangup", "call": n}
   {"cmd": "play", "call": n, "file": "x.wav"}                 (loops)
   {"cmd": "record", "call": n, "file": "y.wav"}
+  {"cmd": "stop_record", "call": n} / {"cmd": "stop_play", "call": n}
   {"cmd": "dtmf", "call": n, "digits": "123"}
   {"cmd": "hold", "call": n} / {"cmd": "unhold", "call": n}
   {"cmd": "xfer", "call": n, "uri": "sip:1003@..."}           (blind transfer, REFER)
   {"cmd": "xfer_replaces", "call": n, "other": m}             (attended transfer)
+  Like a desk phone, the transferor hangs up its call once the transfer's final NOTIFY
+  says 2xx (event {"event": "xfer_status", ...} first).
   {"cmd": "quit"}
 Events on stdout: {"event": "reg", "code": 200, "active": true}, {"event": "incoming", "call": n,
   "from": "..."}, {"event": "state", "call": n, "state": "CONFIRMED", "code": 200, "reason": "OK"},
@@ -97,6 +100,8 @@ class Call(pj.Call):
 
     def onCallTransferStatus(self, prm) -> None:
         emit({"event": "xfer_status", "call": self.n, "code": prm.statusCode, "final": prm.finalNotify})
+        if prm.finalNotify and 200 <= prm.statusCode < 300:
+            self.phone.xfer_done.append(self)      # hang up in the loop, not in the callback
 
 
 class Account(pj.Account):
@@ -146,6 +151,7 @@ class Phone:
         self.account: Account | None = None
         self.calls: dict[int, Call] = {}
         self.ended: list[Call] = []
+        self.xfer_done: list[Call] = []
         self.next = 1
 
     def add(self, call: Call) -> int:
@@ -203,6 +209,12 @@ class Phone:
             c.start_play(req["file"])
         elif cmd == "record":
             c.start_record(req["file"])
+        elif cmd == "stop_record":
+            c.pending_record = None
+            c.recorder = None          # released: pjmedia finalises the WAV
+        elif cmd == "stop_play":
+            c.pending_play = None
+            c.player = None
         elif cmd == "dtmf":
             c.dialDtmf(req["digits"])
         elif cmd == "hold":
@@ -249,6 +261,13 @@ class Phone:
                     except Exception as e:  # report, keep the phone alive
                         out = {"error": repr(e)}
                     emit({"reply": req.get("id"), **out})
+            for call in self.xfer_done:
+                if call.isActive():
+                    try:
+                        call.hangup(pj.CallOpParam())
+                    except pj.Error:
+                        pass
+            self.xfer_done.clear()
             for call in self.ended:
                 call.player = None
                 call.recorder = None
