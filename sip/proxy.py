@@ -13,6 +13,7 @@ Inputs (each returns a list of actions)::
     on_stray_response(response, now)                        # 2xx retransmission after our txn is gone
     on_terminated(key)                                      # TransactionTerminated (cleanup)
     tick(now) / next_deadline()                             # ring timeouts
+    end_dialogs_with(addr_predicate, now, reason)           # a party died: BYE the others
 
 Actions (frozen dataclasses)::
 
@@ -63,6 +64,28 @@ Behaviour (RFC 3261 §16):
 * Remote targets (Contact of requests and of 1xx/2xx responses) are remembered with the
   address they really came from / were sent to (``flows``), so in-dialog requests reach
   phones behind NAT through the pinhole their registration opened.
+
+Dialogs (so the front door can end calls whose other party died, e.g. a media worker
+killed mid-call):
+
+* Every 2xx to an initial INVITE that is forwarded upstream creates a :class:`Dialog`
+  (Call-ID, both tags, both parties' From/To values, remote targets, the flows they
+  really use, each side's route set as that side sees it, the last CSeq each side sent,
+  whether each side is a trusted address). In-dialog requests update the sender's CSeq
+  (and remote target / flow on a target refresh); a 2xx to a re-INVITE updates the
+  answerer's. A BYE's 2xx, a 481 to anything, or ``BYE_LINGER`` seconds after a BYE
+  with no 2xx forget the dialog; so do ``dialog_idle`` seconds without any traffic, and
+  the least recently active dialog goes when more than ``max_dialogs`` are tracked.
+* :meth:`Proxy.end_dialogs_with` takes a predicate over a side's address: for every
+  dialog one side of which matches, the other side gets an in-dialog BYE built as the
+  dead side would have sent it (RFC 3261 §15.1.1: Request-URI = the live side's remote
+  target, Route = what is left of the dead side's route set beyond our own entries,
+  From/To with the dead / live tags, CSeq = dead side's last + 1) with a ``Reason:
+  Q.850;cause=41`` header (RFC 3326), sent to the live side's flow; the dialog is
+  forgotten and the responses to these BYEs are absorbed. INVITEs still ringing through
+  the dead party are ended too: branches towards it count as a transport error (the
+  caller gets the best final response, 500 if none), and INVITEs from it have their
+  branches cancelled.
 """
 
 from __future__ import annotations
@@ -87,13 +110,18 @@ from sip.transaction import Addr, ClientKey
 __all__ = [
     "RouteDecision", "RoutePolicy", "ExtensionRouter", "Proxy", "binding_addr",
     "Respond", "SendRequest", "SendStateless", "AuthFailed", "AuthOk", "Action",
-    "BRANCH_PREFIX",
+    "BRANCH_PREFIX", "Dialog", "DialogSide",
 ]
 
 BRANCH_PREFIX = "z9hG4bKpx"
 #: Methods that create a dialog and therefore get a Record-Route.
 DIALOG_CREATING = frozenset(("INVITE", "SUBSCRIBE", "REFER", "NOTIFY"))
 _FLOWS_MAX = 50_000
+#: Dialog bookkeeping: forget a dialog this long after a BYE that got no 2xx (Timer F),
+#: after this long without any traffic, and never keep more than this many.
+BYE_LINGER = 32.0
+DIALOG_IDLE = 12 * 3600.0
+DIALOGS_MAX = 20_000
 
 
 # --------------------------------------------------------------------------- actions
@@ -218,9 +246,10 @@ class _Branch:
 
 class _Context:
     __slots__ = ("server_key", "request", "method", "branches", "final_status", "best",
-                 "ring_deadline", "source", "responses")
+                 "ring_deadline", "source", "responses", "dialog")
 
     def __init__(self, server_key, request, source):
+        self.dialog = None               # key of the tracked dialog of an in-dialog request
         self.server_key = server_key
         self.request = request
         self.method = request.method
@@ -229,6 +258,67 @@ class _Context:
         self.final_status = 0            # status of the final response sent upstream
         self.responses: list = []        # (status, Response | None) of finished branches
         self.ring_deadline: float | None = None
+
+
+class DialogSide:
+    """One party of a dialog the proxy forwarded, as seen by the proxy."""
+    __slots__ = ("name_addr", "tag", "target", "addr", "route_set", "cseq", "trusted")
+
+    def __init__(self, name_addr: str, tag: str, target: URI | None, addr: Addr,
+                 route_set: list[str], cseq: int, trusted: bool) -> None:
+        self.name_addr = name_addr   # its From/To header value, with its tag
+        self.tag = tag
+        self.target = target         # its Contact: the other side's Request-URI for it
+        self.addr = addr             # the flow it really uses (source / destination)
+        self.route_set = route_set   # Route values of requests it sends (§12.1)
+        self.cseq = cseq             # last CSeq of a request it sent (0: none yet)
+        self.trusted = trusted       # a trusted address (a media worker)
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return (f"DialogSide(tag={self.tag!r}, target={self.target}, addr={self.addr}, "
+                f"cseq={self.cseq}, trusted={self.trusted})")
+
+
+class Dialog:
+    """A dialog established through the proxy: ``caller`` sent the INVITE, ``callee``
+    answered it 2xx."""
+    __slots__ = ("call_id", "caller", "callee", "created", "last_seen", "bye_deadline")
+
+    def __init__(self, call_id: str, caller: DialogSide, callee: DialogSide, now: float) -> None:
+        self.call_id = call_id
+        self.caller = caller
+        self.callee = callee
+        self.created = now
+        self.last_seen = now
+        self.bye_deadline: float | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.call_id, self.caller.tag, self.callee.tag)
+
+    def side(self, tag: str | None) -> DialogSide | None:
+        if tag == self.caller.tag:
+            return self.caller
+        if tag == self.callee.tag:
+            return self.callee
+        return None
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return f"Dialog({self.call_id!r}, caller={self.caller!r}, callee={self.callee!r})"
+
+
+def _first_contact(msg) -> URI | None:
+    try:
+        contacts = msg.contacts
+    except SipParseError:
+        return None
+    if isinstance(contacts, list) and contacts:
+        return contacts[0].uri
+    return None
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _strip_top_via(resp: Response) -> Response:
@@ -256,7 +346,8 @@ class Proxy:
                  trusted: Callable[[Addr], bool] | Iterable[tuple[str, int]] = (),
                  ring_timeout: float = 60.0,
                  no_answer: tuple[int, str] = (408, "Request Timeout"),
-                 user_agent: str | None = None) -> None:
+                 user_agent: str | None = None,
+                 dialog_idle: float = DIALOG_IDLE, max_dialogs: int = DIALOGS_MAX) -> None:
         self.route = route
         self.local_address = local_address     # (transport, dest host) -> our (host, port)
         self.is_local = is_local               # (host, port) -> is it one of our addresses?
@@ -275,8 +366,16 @@ class Proxy:
         self._heap: list = []                  # (deadline, seq, ctx)
         self._seq = 0
         self.flows: OrderedDict = OrderedDict()   # contact_key -> Addr
+        #: (Call-ID, caller tag, callee tag) -> Dialog, least recently active first
+        self.dialogs: OrderedDict = OrderedDict()
+        self.dialog_idle = dialog_idle
+        self.max_dialogs = max_dialogs
+        self._closing: dict = {}               # dialog key -> BYE linger deadline
+        self._own: dict = {}                   # ClientKey -> dialog key of BYEs we originated
         self.counters = {"forwarded": 0, "in_dialog": 0, "auth_challenges": 0,
-                         "auth_failures": 0, "rejected": 0, "cancelled": 0, "no_answer": 0}
+                         "auth_failures": 0, "rejected": 0, "cancelled": 0, "no_answer": 0,
+                         "dialogs": 0, "dialogs_ended": 0, "dialogs_expired": 0,
+                         "dialogs_evicted": 0}
 
     # ------------------------------------------------------------------ helpers
     def is_trusted(self, source: Addr) -> bool:
@@ -359,6 +458,8 @@ class Proxy:
         trusted = self.is_trusted(source)
         req, token_ok, popped = self._preprocess_routes(req)
         in_dialog = req.to.tag is not None
+        if self.dialogs:
+            self._expire_dialogs(now)
         if in_dialog:
             if not (token_ok or trusted):
                 self.counters["rejected"] += 1
@@ -457,6 +558,21 @@ class Proxy:
         ctx = _Context(key, req, source)
         self._contexts[key] = ctx
         self.counters["in_dialog"] += 1
+        d = self._find_dialog(req)
+        if d is not None:
+            ctx.dialog = d.key
+            self._touch(d, now)
+            side = d.side(req.from_.tag)
+            if side is not None:
+                side.cseq = max(side.cseq, req.cseq[0])
+                if req.method in ("INVITE", "UPDATE"):
+                    target = _first_contact(req)
+                    if target is not None:
+                        side.target = target
+                        side.addr = source
+            if req.method == "BYE" and d.bye_deadline is None:
+                d.bye_deadline = now + BYE_LINGER
+                self._closing[d.key] = d.bye_deadline
         return [self._add_branch(ctx, req, dest, record_route=False)]
 
     def _add_branch(self, ctx: _Context, req: Request, dest: Addr, record_route: bool) -> SendRequest:
@@ -490,6 +606,10 @@ class Proxy:
             dest = self._next_hop(req)
         except SipParseError:
             return []
+        if self.dialogs:
+            d = self._find_dialog(req)
+            if d is not None:
+                self._touch(d, now)
         via, _ = self._via(dest)
         h = req.headers.add("Via", via, first=True)
         h = h.replace("Max-Forwards", [str((70 if mf is None else mf) - 1)])
@@ -531,10 +651,14 @@ class Proxy:
     def on_response(self, key, resp: Response, now: float) -> list:
         b = self._branches.get(key)
         if b is None:
+            if key in self._own and resp.status >= 200:
+                self._own.pop(key, None)       # our own BYE's answer: absorbed
             return []
         ctx = b.ctx
         status = resp.status
         actions: list = []
+        if status >= 200 and (ctx.dialog is not None or (status < 300 and ctx.method == "INVITE")):
+            self._dialog_response(ctx, b, resp, now)
         if status < 200:
             first = not b.provisional
             b.provisional = True
@@ -624,9 +748,12 @@ class Proxy:
         return out
 
     def on_timeout(self, key, now: float, transport_error: bool = False) -> list:
+        self._own.pop(key, None)
         b = self._branches.get(key)
         if b is None or b.done:
             return []
+        if b.ctx.dialog is not None and b.ctx.method == "BYE":
+            self._forget_dialog(b.ctx.dialog)
         b.done = True
         if b.final:
             return []
@@ -662,6 +789,7 @@ class Proxy:
     def on_terminated(self, key) -> None:
         if type(key) is ClientKey:
             self._branches.pop(key, None)
+            self._own.pop(key, None)
         else:
             self._contexts.pop(key, None)
 
@@ -677,6 +805,8 @@ class Proxy:
 
     def tick(self, now: float) -> list:
         actions: list = []
+        if self.dialogs:
+            self._expire_dialogs(now)
         heap = self._heap
         while heap and heap[0][0] <= now:
             _, _, ctx = heapq.heappop(heap)
@@ -692,7 +822,180 @@ class Proxy:
 
     def stats(self) -> dict:
         return {"contexts": len(self._contexts), "branches": len(self._branches),
-                "flows": len(self.flows), **self.counters}
+                "flows": len(self.flows), "dialogs_tracked": len(self.dialogs), **self.counters}
+
+    # ------------------------------------------------------------------ dialogs
+    def _find_dialog(self, msg) -> Dialog | None:
+        try:
+            call_id = msg.call_id
+            a, b = msg.from_.tag, msg.to.tag
+        except SipParseError:
+            return None
+        dialogs = self.dialogs
+        return dialogs.get((call_id, a, b)) or dialogs.get((call_id, b, a))
+
+    def find_dialog(self, call_id: str, tag1: str, tag2: str) -> Dialog | None:
+        """The tracked dialog with this Call-ID and these two tags (either order)."""
+        return self.dialogs.get((call_id, tag1, tag2)) or self.dialogs.get((call_id, tag2, tag1))
+
+    def _touch(self, d: Dialog, now: float) -> None:
+        d.last_seen = now
+        self.dialogs.move_to_end(d.key)
+
+    def _forget_dialog(self, key) -> None:
+        self.dialogs.pop(key, None)
+        self._closing.pop(key, None)
+
+    def _dialog_response(self, ctx: _Context, b: _Branch, resp: Response, now: float) -> None:
+        """Dialog bookkeeping for a final response (called before it is forwarded)."""
+        status = resp.status
+        if ctx.dialog is None:
+            # a 2xx to an initial INVITE: unless it lost the race, it goes upstream
+            if ctx.final_status >= 300 or ctx.request.to.tag is not None:
+                return
+            self._track(ctx, b, resp, now)
+            return
+        d = self.dialogs.get(ctx.dialog)
+        if d is None:
+            return
+        if status == 481 or (ctx.method == "BYE" and status < 300):
+            self._forget_dialog(ctx.dialog)
+            return
+        self._touch(d, now)
+        if status < 300 and ctx.method in ("INVITE", "UPDATE"):
+            side = d.side(ctx.request.to.tag)      # the answerer of a target refresh
+            target = _first_contact(resp)
+            if side is not None and target is not None:
+                side.target = target
+                side.addr = b.dest
+
+    def _track(self, ctx: _Context, b: _Branch, resp: Response, now: float) -> None:
+        req = ctx.request
+        try:
+            call_id = req.call_id
+            caller_tag = req.from_.tag
+            callee_tag = resp.to.tag
+            cseq = req.cseq[0]
+        except SipParseError:
+            return
+        if not caller_tag or not callee_tag:
+            return
+        key = (call_id, caller_tag, callee_tag)
+        d = self.dialogs.get(key)
+        if d is not None:
+            self._touch(d, now)          # a retransmitted 2xx
+            return
+        rr = resp.headers.get_all("Record-Route")
+        caller = DialogSide(req.headers.get("From") or "", caller_tag, _first_contact(req), ctx.source,
+                            list(reversed(rr)), cseq, self.is_trusted(ctx.source))
+        callee = DialogSide(resp.headers.get("To") or "", callee_tag, _first_contact(resp), b.dest,
+                            list(rr), 0, self.is_trusted(b.dest))
+        d = Dialog(call_id, caller, callee, now)
+        self.dialogs[key] = d
+        self.counters["dialogs"] += 1
+        while len(self.dialogs) > self.max_dialogs:
+            old, _ = self.dialogs.popitem(last=False)
+            self._closing.pop(old, None)
+            self.counters["dialogs_evicted"] += 1
+
+    def _expire_dialogs(self, now: float) -> None:
+        dialogs = self.dialogs
+        limit = now - self.dialog_idle
+        while dialogs:
+            key, d = next(iter(dialogs.items()))
+            if d.last_seen > limit:
+                break
+            dialogs.popitem(last=False)
+            self._closing.pop(key, None)
+            self.counters["dialogs_expired"] += 1
+        if self._closing:
+            for key, deadline in list(self._closing.items()):
+                if deadline <= now:
+                    self._forget_dialog(key)
+
+    def _routes_beyond_us(self, route_set: list[str], call_id: str) -> list[str]:
+        """What is left of a route set once it has passed us (our own entries and any
+        before them removed): the Route of a request we send on behalf of its owner."""
+        last = -1
+        for i, value in enumerate(route_set):
+            try:
+                ours, _ = self._route_is_ours(NameAddr.parse(value).uri, call_id)
+            except SipParseError:
+                continue
+            if ours:
+                last = i
+        return list(route_set[last + 1:])
+
+    def end_dialogs_with(self, addr_predicate: Callable[[Addr], bool], now: float,
+                         reason: str = "media engine failure", cause: int = 41) -> list:
+        """A party is gone (e.g. a media worker killed): BYE the other side of every dialog
+        it was in, as it would have (with a Q.850 Reason), and forget those dialogs;
+        INVITEs still ringing to or from it are ended as well."""
+        actions: list = []
+        if self.dialogs:
+            self._expire_dialogs(now)
+        for key, d in list(self.dialogs.items()):
+            dead_caller = bool(addr_predicate(d.caller.addr))
+            dead_callee = bool(addr_predicate(d.callee.addr))
+            if not (dead_caller or dead_callee):
+                continue
+            self._forget_dialog(key)
+            self.counters["dialogs_ended"] += 1
+            if dead_caller and dead_callee:
+                continue
+            dead, live = (d.caller, d.callee) if dead_caller else (d.callee, d.caller)
+            bye = self._bye_for(d, dead, live, reason, cause)
+            self._own[bye.key] = key
+            actions.append(bye)
+        actions += self._end_pending_invites(addr_predicate)
+        return actions
+
+    def _bye_for(self, d: Dialog, dead: DialogSide, live: DialogSide, reason: str,
+                 cause: int) -> SendRequest:
+        from sip.message import Headers
+        routes = self._routes_beyond_us(dead.route_set, d.call_id)
+        if routes:
+            dest = self.resolve(NameAddr.parse(routes[0]).uri)
+        else:
+            dest = live.addr
+        target = live.target
+        if target is None:
+            target = NameAddr.parse(live.name_addr).uri
+        via, _ = self._via(dest)
+        dead.cseq += 1
+        lines = [("Via", via), ("Max-Forwards", "70")]
+        lines += [("Route", r) for r in routes]
+        lines += [("From", dead.name_addr), ("To", live.name_addr), ("Call-ID", d.call_id),
+                  ("CSeq", f"{dead.cseq} BYE"),
+                  ("Reason", f"Q.850;cause={int(cause)};text={_quoted(reason)}")]
+        if self.user_agent:
+            lines.append(("User-Agent", self.user_agent))
+        return SendRequest(Request("BYE", target, Headers(lines)), dest)
+
+    def _end_pending_invites(self, pred: Callable[[Addr], bool]) -> list:
+        actions: list = []
+        for ctx in list(self._contexts.values()):
+            if ctx.method != "INVITE" or ctx.final_status or ctx.request.to.tag is not None:
+                continue
+            if pred(ctx.source):
+                # its caller is gone: stop the phones ringing; the answer goes nowhere
+                ctx.final_status = 487
+                actions.append(self._respond(ctx.server_key, ctx.request, 487))
+                for b in ctx.branches:
+                    if not b.final:
+                        actions += self._cancel_branch(b)
+                        b.final = True
+                continue
+            hit = False
+            for b in ctx.branches:
+                if not b.final and pred(b.dest):
+                    b.final = b.done = True
+                    b.status = 503
+                    ctx.responses.append((503, None))
+                    hit = True
+            if hit and all(x.final for x in ctx.branches):
+                actions += self._send_best(ctx)
+        return actions
 
 
 def _local_tag(req: Request) -> str:

@@ -294,6 +294,23 @@ class SipServer:
             self.handlers[m] = handler
         self.proxied_methods = frozenset(methods)
 
+    def end_dialogs_with(self, host: str, port: int, reason: str = "media engine failure") -> int:
+        """A party at ``host:port`` (a media worker) died: the proxy BYEs the other side of
+        every dialog it was in (``Reason: Q.850;cause=41``) and ends INVITEs still ringing
+        through it. Returns how many BYEs were sent."""
+        from sip.proxy import SendRequest
+        if self.proxy is None or self._loop is None:
+            return 0
+        host = host.strip("[]").lower()
+        port = int(port)
+        actions = self.proxy.end_dialogs_with(
+            lambda a: a.port == port and a.host.strip("[]").lower() == host, self._now(), reason)
+        byes = sum(1 for a in actions if type(a) is SendRequest and a.request.method == "BYE")
+        if actions:
+            log.info("ending dialogs with %s:%d (%s): %d BYE(s)", host, port, reason, byes)
+        self._run_actions(actions)
+        return byes
+
     def _run_actions(self, actions: list) -> None:
         from sip.proxy import AuthFailed, AuthOk, Respond, SendRequest, SendStateless
         for act in actions:
