@@ -832,12 +832,25 @@ def queue_group() -> None:
 @click.argument("name")
 @_queue_options
 @click.pass_context
-def queue_add(ctx: click.Context, name: str, **opts: Any) -> None:
+@click.option("--number", default=None, metavar="DIGITS",
+              help="A number any extension can dial to reach the queue, e.g. 600 (not an extension's).")
+def queue_add(ctx: click.Context, name: str, number: str | None = None, **opts: Any) -> None:
     """Add queue NAME (lower-case letters, digits, _ or -)."""
     from pypbx import acdstore as S
-    rec = _acd_db(ctx, S.add_queue, name, **opts)
+
+    async def add(db: Any) -> Any:
+        rec = await S.add_queue(db, name, **opts)
+        if number is not None:
+            try:
+                await S.set_queue_number(db, rec.name, number)
+            except S.AcdError:
+                await S.remove_queue(db, rec.name)
+                raise
+        return rec
+    rec = _acd_db(ctx, add)
     c = rec.config
-    click.echo(f"Queue {c.name} added ({c.strategy.value}, skills {S.format_skills(c.required_skills)}).")
+    click.echo(f"Queue {c.name} added ({c.strategy.value}, skills {S.format_skills(c.required_skills)})"
+               + (f", number {number}." if number else "."))
 
 
 @queue_group.command("list")
@@ -942,12 +955,21 @@ def queue_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.argument("name")
 @_queue_options
 @click.pass_context
-def queue_edit(ctx: click.Context, name: str, **opts: Any) -> None:
+@click.option("--number", default=None, metavar="DIGITS",
+              help="The number extensions dial to reach the queue ('none' to clear).")
+def queue_edit(ctx: click.Context, name: str, number: str | None = None, **opts: Any) -> None:
     """Change settings of queue NAME (options not given stay as they are)."""
     from pypbx import acdstore as S
-    if all(opts.get(k) is None for k in _QUEUE_OPTION_NAMES):
+    if all(opts.get(k) is None for k in _QUEUE_OPTION_NAMES) and number is None:
         raise click.ClickException("nothing to change: give at least one option (see pypbx queue edit --help)")
-    rec = _acd_db(ctx, S.edit_queue, name, **opts)
+
+    async def edit(db: Any) -> Any:
+        if number is not None:
+            await S.set_queue_number(db, name, number)
+        if all(opts.get(k) is None for k in _QUEUE_OPTION_NAMES):
+            return await S.get_queue(db, name)
+        return await S.edit_queue(db, name, **opts)
+    rec = _acd_db(ctx, edit)
     click.echo(f"Queue {rec.name} updated.")
     for label, value in _queue_lines(rec)[1:]:
         click.echo(f"  {label + ':':16}{value}")

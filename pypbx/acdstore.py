@@ -792,3 +792,30 @@ async def save_acd_state(db: Database, value: Any, key: str = ENGINE_STATE_KEY) 
 async def load_acd_state(db: Database, key: str = ENGINE_STATE_KEY) -> Any | None:
     row = await db.load_acd_state_row(key)
     return json.loads(row["value"]) if row else None
+
+
+# =========================================================================== queue numbers
+
+QUEUE_NUMBER_RE = re.compile(r"^[0-9]{2,8}$")
+
+
+async def set_queue_number(db: Database, name: str, number: str | None) -> QueueRecord:
+    """Give queue ``name`` a number any extension can dial (``None`` / ``''`` / ``'none'``
+    clears it). Refused if an extension or another queue has that number."""
+    rec = await get_queue(db, name)
+    n = None if number is None or str(number).strip().lower() in ("", "none") else str(number).strip()
+    if n is not None:
+        if not QUEUE_NUMBER_RE.match(n):
+            raise AcdError(f"bad queue number {number!r}: expected 2-8 digits")
+        if await db.get_extension_row(n) is not None:
+            raise AcdError(f"number {n} is an extension; choose another queue number")
+    try:
+        await db.set_queue_number_row(rec.name, n, time.time())
+    except IntegrityError:
+        raise AcdError(f"number {n} is in use by another queue") from None
+    return rec
+
+
+async def queue_numbers(db: Database) -> dict[str, str]:
+    """{number: queue name} of the queues that can be dialled."""
+    return {r["number"]: r["name"] for r in await db.queue_number_rows()}

@@ -21,6 +21,7 @@ from typing import Callable
 
 from pypbx import __version__
 from media.pool import MediaPool, WorkerLost
+from pypbx.acdlive import AcdLive
 from pypbx.calllog import CallLog
 from pypbx.calls import CallManager
 from pypbx.recordings import repair_interrupted
@@ -107,6 +108,7 @@ class Pbx:
         self.calllog: CallLog | None = None
         self.callmgr: CallManager | None = None
         self.pool: MediaPool | None = None
+        self.acd: AcdLive | None = None
 
     # -- the pieces ------------------------------------------------------------------
     def _tls_context(self) -> ssl.SSLContext | None:
@@ -250,10 +252,17 @@ class Pbx:
             if interrupted:
                 await repair_interrupted(db, cfg.data_dir / "recordings", interrupted)
             self._attach_proxy(nonces, bytes.fromhex(secret))
+            self.acd = AcdLive(db, callmgr=self.callmgr, contacts=self._contacts, clock=self.wallclock,
+                               recording_notice=cfg.calls.record)
+            await self.acd.start()
+            stack.push_async_callback(self.acd.close)
+            self.callmgr.acd = self.acd
             api = LocalApiServer(cfg.socket_path, {"status": self._status,
                                                    "registrations": self._registrations,
                                                    "calls": lambda: self.callmgr.status(),
-                                                   "active_calls": lambda: self.callmgr.active_call_ids()})
+                                                   "active_calls": lambda: self.callmgr.active_call_ids(),
+                                                   "queue_status": self.acd.queue_status,
+                                                   "agent_state": self.acd.agent_state})
             await api.start()
             stack.push_async_callback(api.close)
             log.info("pypbx %s running (data in %s, realm %r)", __version__, cfg.data_dir, cfg.sip.realm)
@@ -266,6 +275,7 @@ class Pbx:
                 calls_task = tg.create_task(self.callmgr.run(self.stop_event))
                 await self.stop_event.wait()
                 log.info("stopping: refusing new calls, draining calls in progress")
+                await self.acd.close()          # queued callers: interrupted, kept for a callback
                 await calls_task
                 log.info("stopping: draining SIP transactions")
                 for t in tasks:
@@ -324,6 +334,11 @@ class Pbx:
             end = getattr(self.sip, "end_dialogs_with", None)
             if end is not None:
                 end("127.0.0.1", ev.worker.sip_port, "media engine failure")
+
+    def _contacts(self, extension: str) -> list:
+        """(contact, address) of every live registration of ``extension`` (ACD ring legs)."""
+        from sip.proxy import binding_addr
+        return [(b.contact, binding_addr(b)) for b in self.location.bindings(extension, self.wallclock())]
 
     def credentials_for(self, username: str) -> dict[str, str] | None:
         return self.credentials.get(username)

@@ -200,6 +200,11 @@ MIGRATIONS: list[str] = [
         updated_at  REAL
     );
     """,
+    # 4: a queue can be dialled by a number from any extension (pypbx.acdlive)
+    """
+    ALTER TABLE queues ADD COLUMN number TEXT;
+    CREATE UNIQUE INDEX queues_number ON queues(number) WHERE number IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -758,3 +763,13 @@ class Database:
 
     async def load_acd_state_row(self, key: str) -> dict[str, Any] | None:
         return await self.fetchone("SELECT key, value, updated_at FROM acd_state WHERE key = ?", (key,))
+
+    # ------------------------------------------------------------------ ACD: queue numbers
+    async def set_queue_number_row(self, name: str, number: str | None, now: float) -> bool:
+        """Raises IntegrityError if another queue has the number."""
+        async with self.transaction():
+            return await self.execute("UPDATE queues SET number = ?, updated_at = ? WHERE name = ?",
+                                      (number, now, name)) > 0
+
+    async def queue_number_rows(self) -> list[dict[str, Any]]:
+        return await self.fetchall("SELECT name, number FROM queues WHERE number IS NOT NULL ORDER BY name")
