@@ -52,7 +52,15 @@ from acd.model import (
     TargetKind,
     Timeout,
 )
-from ivr_prompts import announce as A
+try:
+    from ivr_prompts import announce as A
+except ModuleNotFoundError:      # an editable install made before ivr_prompts became a package
+    import importlib.util as _ilu
+    _spec = _ilu.spec_from_file_location(
+        "ivr_prompts.announce", Path(__file__).resolve().parents[1] / "ivr_prompts" / "announce.py")
+    assert _spec is not None and _spec.loader is not None
+    A = _ilu.module_from_spec(_spec)
+    _spec.loader.exec_module(A)
 from media import protocol as P
 from media.client import WorkerError
 from pypbx import acdstore as S
