@@ -248,12 +248,13 @@ class Pbx:
                 pool=self.pool, calllog=self.calllog, db=db, data_dir=cfg.data_dir,
                 front_door=self._front_door(), is_extension=lambda n: n in self.credentials,
                 is_registered=lambda n: bool(self.location.bindings(n, self.wallclock())),
-                ring_time=cfg.calls.ring_time, record=cfg.calls.record, clock=self.wallclock)
+                ring_time=cfg.calls.ring_time, record=cfg.calls.record, clock=self.wallclock,
+                min_free_mb=cfg.calls.min_free_mb)
             if interrupted:
                 await repair_interrupted(db, cfg.data_dir / "recordings", interrupted)
             self._attach_proxy(nonces, bytes.fromhex(secret))
             self.acd = AcdLive(db, callmgr=self.callmgr, contacts=self._contacts, clock=self.wallclock,
-                               recording_notice=cfg.calls.record)
+                               recording_notice=cfg.calls.record, answered_by=self._answered_by)
             await self.acd.start()
             stack.push_async_callback(self.acd.close)
             self.callmgr.acd = self.acd
@@ -339,6 +340,23 @@ class Pbx:
         """(contact, address) of every live registration of ``extension`` (ACD ring legs)."""
         from sip.proxy import binding_addr
         return [(b.contact, binding_addr(b)) for b in self.location.bindings(extension, self.wallclock())]
+
+    def _answered_by(self, sip_call_id: str, extensions: tuple[str, ...]) -> str | None:
+        """Which of ``extensions`` answered the forked ring leg ``sip_call_id`` (ring-all):
+        the proxy's dialog for it names the flow of the device that sent the 2xx."""
+        from sip.proxy import binding_addr
+        dialogs = getattr(getattr(self, "proxy", None), "dialogs", None) or {}
+        now = self.wallclock()
+        for d in reversed(list(dialogs.values())):
+            if d.call_id != sip_call_id:
+                continue
+            addr, target = d.callee.addr, str(d.callee.target or "")
+            for ext in extensions:
+                for b in self.location.bindings(ext, now):
+                    ba = binding_addr(b)
+                    if (ba.host, ba.port) == (addr.host, addr.port) or (target and b.contact.strip("<>") == target):
+                        return ext
+        return None
 
     def credentials_for(self, username: str) -> dict[str, str] | None:
         return self.credentials.get(username)

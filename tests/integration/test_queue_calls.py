@@ -166,3 +166,65 @@ def test_press_1_requests_a_callback(pbx, tmp_path):
     assert digits == ["1", "1"]
     st = p.api("queue_status", queue="front")
     assert len(st["waiting"]) == 1 and st["waiting"][0]["is_callback"]
+
+
+def test_ring_all_first_answer_wins(pbx, tmp_path):
+    """ring_all: ONE leg from the caller's worker, forked by the front door to both agents'
+    phones; bob answers, alice's phone gets CANCEL; the CDR and events name bob."""
+    p = pbx()
+    setup_queue(p)
+    p.cli("queue", "edit", "front", "--strategy", "ring_all")
+    a1 = Phone(p, "1001", "call_uas_ring.xml", tmp_path / "alice")
+    a2 = Phone(p, "1002", "call_uas.xml", tmp_path / "bob", ring_ms=500)
+    login(p, "alice", "1001")
+    login(p, "bob", "1002")
+    res = caller(p, tmp_path / "caller", stay_ms=5000)
+    assert res.returncode == 0, res.errors or res.stdout[-3000:]
+    assert a1.wait() == 0, a1.errors()
+    assert a2.wait() == 0, a2.errors()
+    cdr = records(p)[0]
+    assert cdr["disposition"] == "answered" and cdr["agent"] == "bob" and cdr["extension"] == "1002"
+    p.wait_for(lambda: "COMPLETE_CALLER" in [e["kind"] for e in queue_events(p, call_id=cdr["id"])],
+               10, "COMPLETE_CALLER")
+    ev = [(e["kind"], e["agent"]) for e in queue_events(p, call_id=cdr["id"])]
+    assert ev == [("ENTER", None), ("RING", "alice"), ("RING", "bob"), ("CONNECT", "bob"),
+                  ("COMPLETE_CALLER", "bob")]
+    agents = {a["id"]: a for a in json.loads(p.cli("agent", "list", "--json").stdout)}
+    assert agents["alice"]["state"] == "available"          # not a miss: someone answered
+
+
+def test_overflow_to_an_extension(pbx, tmp_path):
+    p = pbx()
+    setup_queue(p, "--overflow-after", "3", "--overflow-to", "extension:1003")
+    desk = Phone(p, "1003", "call_uas.xml", tmp_path / "desk", ring_ms=300)
+    res = caller(p, tmp_path / "caller", stay_ms=7000)
+    assert res.returncode == 0, res.errors or res.stdout[-3000:]
+    assert desk.wait() == 0, desk.errors()
+    cdr = records(p)[0]
+    assert cdr["disposition"] == "overflowed_out" and cdr["queue"] == "front" and cdr["extension"] == "1003"
+    ev = queue_events(p, call_id=cdr["id"])
+    assert [e["kind"] for e in ev] == ["ENTER", "OVERFLOW"]
+    assert 2.9 < ev[1]["data"]["wait"] < 5 and ev[1]["data"]["target"] == "1003"
+
+
+def test_feature_codes_log_in_pause_log_out(pbx, tmp_path):
+    p = pbx()
+    setup_queue(p)
+
+    def agent() -> dict:
+        return {a["id"]: a for a in json.loads(p.cli("agent", "list", "--json").stdout)}["alice"]
+    for i, code in enumerate(("*45alice", "*46", "*46", "*45")):
+        res = caller(p, tmp_path / f"fc{i}", stay_ms=600, frm="1009", to=code)
+        assert res.returncode == 0, res.errors or res.stdout[-3000:]
+        if i == 0:
+            p.wait_for(lambda: agent()["state"] == "available" and agent()["extension"] == "1009", 5, "login")
+            st = p.api("queue_status", queue="front")
+            assert [a["state"] for a in st["agents"] if a["id"] == "alice"] == ["available"]
+        elif i == 1:
+            p.wait_for(lambda: agent()["state"] == "paused", 5, "pause")
+        elif i == 2:
+            p.wait_for(lambda: agent()["state"] == "available", 5, "unpause")
+        else:
+            p.wait_for(lambda: agent()["state"] == "logged_out", 5, "logout")
+    st = p.api("queue_status", queue="front")
+    assert [a["state"] for a in st["agents"] if a["id"] == "alice"] == ["logged_out"]
