@@ -147,9 +147,10 @@ class CallLog:
         row.pop("id")
         await self.db.update_call(rec.id, row, events)
 
-    async def answered(self, rec: CallRecord, **detail: Any) -> None:
+    async def answered(self, rec: CallRecord, at: float | None = None, **detail: Any) -> None:
+        """Stamp the answer (``at``: when it happened, if that was before this call)."""
         if rec.answered_at is None:
-            rec.answered_at = self.clock()
+            rec.answered_at = self.clock() if at is None else at
             await self.update(rec, "answered", **detail)
 
     async def end(self, rec: CallRecord, disposition: Disposition, *, side: str | None = None,

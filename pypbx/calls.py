@@ -65,6 +65,7 @@ from media.pool import MediaPool, WorkerLost
 from media.recording import RecordingInfo, _read_mono, merge_stereo, repair_dir, write_atomic
 from pypbx.calllog import CallLog, CallRecord, Direction, Disposition, disposition_for_status
 from pypbx.db import Database
+from pypbx.recordings import disk_ok
 from sip.message import Request, URI
 from sip.proxy import RouteDecision
 from sip.transaction import Addr
@@ -140,11 +141,12 @@ class CallManager:
                  front_door: str, is_extension: Callable[[str], bool],
                  is_registered: Callable[[str], bool], ring_time: float = 60.0,
                  record: bool = True, clock: Callable[[], float] = time.time,
-                 moh: Path | str | None = None) -> None:
+                 moh: Path | str | None = None, min_free_mb: int = 200) -> None:
         self.pool = pool
         self.calllog = calllog
         self.db = db
         self.rec_dir = Path(data_dir) / "recordings"
+        self.min_free_mb = min_free_mb
         self.front_door = front_door          # "127.0.0.1:5060": where workers send calls
         self.is_extension = is_extension
         self.is_registered = is_registered
@@ -244,9 +246,33 @@ class CallManager:
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
+            monitor = tg.create_task(self._watch_disk(stop))
             await stop.wait()
             await self.drain()
+            monitor.cancel()
         self._tg = None
+
+    def _disk_ok(self) -> bool:
+        return disk_ok(self.rec_dir, self.min_free_mb)
+
+    async def _watch_disk(self, stop: asyncio.Event, interval: float = 2.0) -> None:
+        """A disk that fills up during calls stops their recordings (with an event and a
+        flag on each call), never the calls; what was recorded so far is kept."""
+        while not stop.is_set():
+            await asyncio.sleep(interval)
+            if self._disk_ok():
+                continue
+            for s in list(self.sessions.values()):
+                if s.files and not s.ended and s.rec is not None and "disk_full" not in s.rec.flags:
+                    s.rec.flags.add("disk_full")
+                    try:
+                        await s.worker.stop_record()
+                    except WorkerError:
+                        pass
+                    await self.calllog.update(s.rec, "recording_stopped", reason="disk full",
+                                              min_free_mb=self.min_free_mb)
+                    log.error("call %s: recording stopped: less than %d MB free", s.rec.id[:12],
+                              self.min_free_mb)
 
     async def drain(self, timeout: float = 10.0) -> None:
         """SIGTERM: refuse new calls, let calls in progress finish (up to ``timeout``),
@@ -367,25 +393,48 @@ class CallManager:
     async def _connect(self, s: Session) -> None:
         w = s.worker
         assert s.rec is not None and s.caller_leg and s.callee_leg
-        await w.bridge(s.caller_leg, s.callee_leg)
-        s.bridged = (s.caller_leg, s.callee_leg)
-        await self.calllog.answered(s.rec, callee=s.callee)
-        if self.record:
+        answered_at = self.clock()
+        # Talk time starts now: bridge and start the recorders first (two worker round
+        # trips, sent together), and only then write to the database, so the recording
+        # covers the whole conversation.
+        record = self.record and self._disk_ok()
+        if record:
             day = time.strftime("%Y-%m-%d", time.localtime(s.rec.offered_at))
             folder = self.rec_dir / day
-            try:
+            s.record_prefix = folder / s.rec.id
+        try:
+            if record:
                 folder.mkdir(parents=True, exist_ok=True)
-                s.record_prefix = folder / s.rec.id
-                s.files = await w.record([s.caller_leg, s.callee_leg], s.record_prefix)
-                s.record_t0 = time.monotonic()
-                s.segments = {"caller": [(s.files[s.caller_leg], 0.0)],
-                              "callee": [(s.files[s.callee_leg], 0.0)]}
-                await self.calllog.event(s.rec, "recording_started", files=list(s.files.values()))
-            except (OSError, WorkerError) as exc:
-                # a full disk or a recorder failure stops the recording, never the call
-                s.rec.flags.add("recording_failed")
-                await self.calllog.update(s.rec, "recording_failed", error=str(exc))
-                log.error("call %s: recording failed: %s", s.rec.id[:12], exc)
+            results = await asyncio.gather(
+                w.bridge(s.caller_leg, s.callee_leg),
+                w.record([s.caller_leg, s.callee_leg], s.record_prefix) if record else asyncio.sleep(0),
+                return_exceptions=True)
+        except OSError as exc:
+            results = [await w.bridge(s.caller_leg, s.callee_leg), exc]
+        if isinstance(results[0], BaseException):
+            raise results[0]
+        s.bridged = (s.caller_leg, s.callee_leg)
+        await self.calllog.answered(s.rec, at=answered_at, callee=s.callee)
+        if not self.record:
+            return
+        if not record:
+            s.rec.flags.add("disk_full")
+            await self.calllog.update(s.rec, "recording_skipped", reason="disk full",
+                                      min_free_mb=self.min_free_mb)
+            log.error("call %s: not recorded: less than %d MB free under %s", s.rec.id[:12],
+                      self.min_free_mb, self.rec_dir)
+            return
+        if isinstance(results[1], BaseException):
+            # a recorder failure stops the recording, never the call
+            s.rec.flags.add("recording_failed")
+            await self.calllog.update(s.rec, "recording_failed", error=str(results[1]))
+            log.error("call %s: recording failed: %s", s.rec.id[:12], results[1])
+            return
+        s.files = results[1]
+        s.record_t0 = time.monotonic()
+        s.segments = {"caller": [(s.files[s.caller_leg], 0.0)],
+                      "callee": [(s.files[s.callee_leg], 0.0)]}
+        await self.calllog.event(s.rec, "recording_started", files=list(s.files.values()))
 
     # -- hold, music on hold, transfers ----------------------------------------------
     async def _cmd(self, s: Session, name: str, *args: Any, **kw: Any) -> bool:

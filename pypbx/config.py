@@ -97,6 +97,7 @@ class MediaConfig:
 class CallsConfig:
     ring_time: int = 60              # seconds an extension rings before the call gives up
     record: bool = True              # record every answered call
+    min_free_mb: int = 200           # below this free space recordings stop, calls go on
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,7 @@ _SCHEMA: dict[str, list[tuple[str, Any, Callable[[str, Any], Any], str]]] = {
     "calls": [
         ("ring_time", 60, _int(1, 600), "seconds an extension rings before the caller hears 'unavailable'"),
         ("record", True, _bool, "record every answered call (stereo WAV + JSON sidecar)"),
+        ("min_free_mb", 200, _int(0, 10_000_000), "below this much free disk space recordings stop (calls go on)"),
     ],
 }
 

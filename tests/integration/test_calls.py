@@ -294,3 +294,27 @@ def test_pbx_crash_mid_call_is_booked_and_its_recording_repaired(pbx, tmp_path):
     assert not list(path.parent.glob("*-*.wav"))               # party files merged away
     report = json.loads(p.cli("calls", "report", "--json").stdout)
     assert report["balanced"] and report["dispositions"]["interrupted"] == 1
+
+
+def test_full_disk_skips_the_recording_never_the_call(pbx, tmp_path):
+    """With less free space than calls.min_free_mb the call is answered and bridged as
+    usual; it is flagged and its events say why nothing was recorded."""
+    p = pbx(calls={"min_free_mb": 10_000_000})          # 10 TB: never available here
+    a, b = pbx.phone(p, "1001"), pbx.phone(p, "1002")
+    c = a.cmd("call", uri=f"sip:1002@127.0.0.1:{p.port}")["call"]
+    a.cmd("play", call=c, file=str(tone(tmp_path / "440.wav", 440)))
+    inc = b.wait_event(lambda e: e.get("event") == "incoming", 15, "ring")
+    b.cmd("answer", call=inc["call"])
+    b.cmd("record", call=inc["call"], file=str(tmp_path / "heard.wav"))
+    _state(a, c, "CONFIRMED")
+    time.sleep(2.0)
+    a.cmd("hangup", call=c)
+    _state(b, inc["call"], "DISCONNECTED")
+    r = _wait_record(p)[0]
+    assert r["disposition"] == "answered" and "disk_full" in r["flags"]
+    events = json.loads(p.cli("calls", "show", r["id"], "--json").stdout)["events"]
+    skipped = [json.loads(e["detail"]) for e in events if e["kind"] == "recording_skipped"]
+    assert skipped and skipped[0]["reason"] == "disk full"
+    assert json.loads(p.cli("recordings", "--json").stdout) == []
+    heard, hr = sf.read(tmp_path / "heard.wav", dtype="int16")      # the call itself carried audio
+    assert abs(dominant_freq(heard[len(heard) // 4: 3 * len(heard) // 4], hr) - 440) < 15
