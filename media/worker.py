@@ -329,6 +329,8 @@ class Worker:
             acfg.sipConfig.proxies.append(a.proxy)
         self.acc = _Account(self)
         self.acc.create(acfg, True)
+        self.acfg = acfg
+        self.default_id = acfg.idUri
         self._probe_acc = probe_acc       # released with the others before libDestroy
         self.capacity = min(probe, max(1, a.rtp_count // 2))
         self.emit(P.Ready(capacity=self.capacity, sip_port=a.sip_port,
@@ -403,6 +405,8 @@ class Worker:
             self._drain_release()
             self._flush_record_events()
             self._check_pending_transfers()
+            if not self.legs and self.acfg.idUri != self.default_id:
+                self._set_identity(None)      # the session is over: back to the worker's own
             while self.running:
                 try:
                     line = self.cmd_queue.get_nowait()
@@ -619,6 +623,7 @@ class Worker:
             prm.statusCode = 503
             return
         target, replaces = split_refer_to(prm.dstUri)
+        self._set_identity(self._remaining_party(leg))
         self.next_xfer += 1
         new_id = f"xfer-{self.next_xfer}"
         newc = _Call(self, self.acc, leg=new_id)
@@ -627,6 +632,32 @@ class Worker:
         prm.statusCode = 202
         log.info("REFER on %s to %s (replaces %s): new leg %s", leg.id, target, replaces, new_id)
         self.emit(P.TransferRequested(leg=leg.id, target=target, replaces=replaces, new_leg=new_id))
+
+    def _remaining_party(self, transferor: Leg) -> str | None:
+        """The URI of the party being transferred: the other answered leg of the session."""
+        for other in self.legs.values():
+            if other is transferor or other.ended or not other.answered_sent:
+                continue
+            try:
+                uri = other.call.getInfo().remoteUri
+            except pj.Error:
+                continue
+            if uri:
+                return uri
+        return None
+
+    def _set_identity(self, uri: str | None) -> None:
+        """From of the call pjsua places for a transfer: the account's identity is the only
+        handle pjsua2 offers, so it is set to the remaining party before pjsua dials (one
+        call session per worker, and originate always sets its own From)."""
+        want = uri or self.default_id
+        if self.acfg.idUri == want:
+            return
+        self.acfg.idUri = want
+        try:
+            self.acc.modify(self.acfg)
+        except pj.Error as exc:
+            log.warning("could not set the transfer identity %s: %s", want, exc.info())
 
     def _check_pending_transfers(self) -> None:
         """A transfer leg pjsua failed to place never gets a call id: report it ended."""

@@ -192,6 +192,7 @@ def test_blind_transfer_1002_transfers_1001_to_1003(env, tmp_path):
     a, b = ph.call("1001", "1002")
     ph["1002"].cmd("xfer", call=b, uri=ph.uri("1003"))
     inc = ph["1003"].wait_event(lambda e: e.get("event") == "incoming", 15, "1003 rings")
+    assert "sip:1001@" in inc["from"], f"1003 sees who is being transferred: {inc['from']}"
     ph["1003"].cmd("answer", call=inc["call"])
     ph.confirmed("1003", inc["call"])
     ph["1002"].wait_event(lambda e: e.get("event") == "xfer_status" and e["final"], 15, "final NOTIFY")
