@@ -120,6 +120,28 @@ class MediaPool:
         self._top_up()
         return None
 
+    def acquire_soon(self) -> "tuple[int, asyncio.Future[WorkerClient]] | None":
+        """No warm worker: reserve a slot and start one now. Returns its SIP port at once
+        (the front door can send the INVITE there straight away: UDP retransmission covers
+        the ~0.15 s start) and a future for the worker; None when every slot is taken."""
+        if self._closed or self._free_slot() is None:
+            return None
+        slot = self._reserve()
+        fut: asyncio.Future[WorkerClient] = asyncio.get_running_loop().create_future()
+
+        async def start() -> None:
+            try:
+                w = await self._start_worker(slot, idle=False)
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+                if not fut.done():
+                    fut.set_exception(exc)
+                return
+            self.busy.add(w)
+            if not fut.done():
+                fut.set_result(w)
+        self._spawn_task(start())
+        return self.sip_port_base + slot, fut
+
     def owns_port(self, port: int) -> bool:
         """True when ``port`` is the SIP port of one of this pool's worker slots."""
         return self.sip_port_base <= port < self.sip_port_base + self.max_workers

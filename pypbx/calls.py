@@ -176,15 +176,31 @@ class CallManager:
             return self._route_to_extension(request)
         if request.method != "INVITE":
             return self._route_to_extension(request)
-        w = self.pool.try_acquire()
-        if w is None:
-            log.warning("no media worker free for a call from %s", user)
-            return RouteDecision.reject(503, "Service Unavailable - no media worker", [("Retry-After", "5")])
-        self.sessions[w] = Session(worker=w, reserved_at=self.clock())
-        self._spawn(self._session(self.sessions[w]))
         target = request.uri.user or ""
-        return RouteDecision.fork([(f"sip:{target}@127.0.0.1:{w.sip_port}",
-                                    Addr("UDP", "127.0.0.1", w.sip_port))])
+        w = self.pool.try_acquire()
+        if w is not None:
+            port = w.sip_port
+            self.sessions[w] = Session(worker=w, reserved_at=self.clock())
+            self._spawn(self._session(self.sessions[w]))
+        else:
+            # No warm worker: start one for this call and send the INVITE to its port now;
+            # the INVITE's retransmission (500 ms) reaches it once it is up.
+            soon = self.pool.acquire_soon()
+            if soon is None:
+                log.warning("all media workers busy: call from %s refused", user)
+                return RouteDecision.reject(503, "Service Unavailable - all lines busy", [("Retry-After", "5")])
+            port, fut = soon
+            self._spawn(self._adopt(fut))
+        return RouteDecision.fork([(f"sip:{target}@127.0.0.1:{port}", Addr("UDP", "127.0.0.1", port))])
+
+    async def _adopt(self, fut: "asyncio.Future[WorkerClient]") -> None:
+        try:
+            w = await fut
+        except Exception as exc:
+            log.error("could not start a media worker for a call: %s", exc)
+            return
+        self.sessions[w] = Session(worker=w, reserved_at=self.clock())
+        await self._session(self.sessions[w])
 
     def _route_replaces(self, request: Request, source: Addr) -> RouteDecision | None:
         """Attended transfer: a worker's INVITE whose Replaces names a dialog anchored in

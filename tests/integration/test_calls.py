@@ -318,3 +318,16 @@ def test_full_disk_skips_the_recording_never_the_call(pbx, tmp_path):
     assert json.loads(p.cli("recordings", "--json").stdout) == []
     heard, hr = sf.read(tmp_path / "heard.wav", dtype="int16")      # the call itself carried audio
     assert abs(dominant_freq(heard[len(heard) // 4: 3 * len(heard) // 4], hr) - 440) < 15
+
+
+def test_calls_beyond_the_warm_workers_start_a_worker_on_demand(pbx, tmp_path):
+    """With no warm worker the call is not refused: a worker starts for it and the
+    INVITE's retransmission reaches it."""
+    from tests.integration.test_proxy_calls import Phone
+    p = pbx(media={"workers_warm": 0})
+    phone = Phone(p, "1002", "call_uas.xml", tmp_path / "uas")
+    res = run_sipp("call_uac.xml", f"127.0.0.1:{p.port}", users=auth_users(["1001"], PASSWORD),
+                   workdir=tmp_path / "uac", extra=["-s", "1002"], timeout=30)
+    assert res.returncode == 0 and res.successful == 1, res.errors or res.stdout[-2000:]
+    assert phone.wait() == 0, phone.errors()
+    assert _wait_record(p)[0]["disposition"] == "answered"
