@@ -205,6 +205,65 @@ MIGRATIONS: list[str] = [
     ALTER TABLE queues ADD COLUMN number TEXT;
     CREATE UNIQUE INDEX queues_number ON queues(number) WHERE number IS NOT NULL;
     """,
+    # 5: the front line (issue 5): opening hours, IVR menus, callers, voicemail, surveys
+    """
+    CREATE TABLE schedules (
+        name        TEXT PRIMARY KEY,
+        tz          TEXT NOT NULL,
+        week        TEXT NOT NULL DEFAULT '{}',
+        holidays    TEXT NOT NULL DEFAULT '[]',
+        updated_at  REAL
+    );
+    CREATE TABLE ivr_menus (
+        name        TEXT PRIMARY KEY,
+        number      TEXT,
+        config      TEXT NOT NULL,
+        updated_at  REAL
+    );
+    CREATE UNIQUE INDEX ivr_menus_number ON ivr_menus(number) WHERE number IS NOT NULL;
+    CREATE TABLE callers (
+        number        TEXT PRIMARY KEY,
+        name          TEXT,
+        patient_id    TEXT,
+        first_seen    REAL,
+        last_seen     REAL,
+        calls         INTEGER NOT NULL DEFAULT 0,
+        last_outcome  TEXT,
+        last_agent    TEXT,
+        last_call_id  TEXT,
+        imported_at   REAL
+    );
+    CREATE TABLE voicemail_boxes (
+        box           TEXT PRIMARY KEY,
+        number        TEXT,
+        on_no_answer  INTEGER NOT NULL DEFAULT 0,
+        max_seconds   REAL NOT NULL DEFAULT 120,
+        created_at    REAL
+    );
+    CREATE UNIQUE INDEX voicemail_boxes_number ON voicemail_boxes(number) WHERE number IS NOT NULL;
+    CREATE TABLE voicemail (
+        id           TEXT PRIMARY KEY,
+        box          TEXT NOT NULL,
+        caller       TEXT,
+        did          TEXT,
+        call_id      TEXT,
+        received_at  REAL NOT NULL,
+        seconds      REAL,
+        path         TEXT NOT NULL,
+        heard        INTEGER NOT NULL DEFAULT 0,
+        deleted_at   REAL
+    );
+    CREATE INDEX voicemail_box ON voicemail(box, received_at);
+    CREATE TABLE surveys (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        call_id  TEXT NOT NULL,
+        agent    TEXT,
+        queue    TEXT,
+        score    INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
+        ts       REAL NOT NULL
+    );
+    CREATE INDEX surveys_agent ON surveys(agent, ts);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -773,3 +832,134 @@ class Database:
 
     async def queue_number_rows(self) -> list[dict[str, Any]]:
         return await self.fetchall("SELECT name, number FROM queues WHERE number IS NOT NULL ORDER BY name")
+
+    # ------------------------------------------------------------------ front line (issue 5)
+    # opening hours (pypbx.hours)
+    async def upsert_schedule_row(self, name: str, tz: str, week: str, holidays: str, now: float) -> None:
+        async with self.transaction():
+            await self.execute("INSERT INTO schedules(name, tz, week, holidays, updated_at) VALUES (?, ?, ?, ?, ?) "
+                               "ON CONFLICT(name) DO UPDATE SET tz = excluded.tz, week = excluded.week, "
+                               "holidays = excluded.holidays, updated_at = excluded.updated_at",
+                               (name, tz, week, holidays, now))
+
+    async def get_schedule_row(self, name: str) -> dict[str, Any] | None:
+        return await self.fetchone("SELECT name, tz, week, holidays, updated_at FROM schedules WHERE name = ?", (name,))
+
+    async def list_schedule_rows(self) -> list[dict[str, Any]]:
+        return await self.fetchall("SELECT name, tz, week, holidays, updated_at FROM schedules ORDER BY name")
+
+    async def delete_schedule_row(self, name: str) -> bool:
+        async with self.transaction():
+            return await self.execute("DELETE FROM schedules WHERE name = ?", (name,)) > 0
+
+    # IVR menus (pypbx.ivr)
+    async def upsert_ivr_menu_row(self, name: str, number: str | None, config: str, now: float) -> None:
+        """Raises IntegrityError if another menu has the number."""
+        async with self.transaction():
+            await self.execute("INSERT INTO ivr_menus(name, number, config, updated_at) VALUES (?, ?, ?, ?) "
+                               "ON CONFLICT(name) DO UPDATE SET number = excluded.number, config = excluded.config, "
+                               "updated_at = excluded.updated_at", (name, number, config, now))
+
+    async def get_ivr_menu_row(self, name: str) -> dict[str, Any] | None:
+        return await self.fetchone("SELECT name, number, config, updated_at FROM ivr_menus WHERE name = ?", (name,))
+
+    async def list_ivr_menu_rows(self) -> list[dict[str, Any]]:
+        return await self.fetchall("SELECT name, number, config, updated_at FROM ivr_menus ORDER BY name")
+
+    async def delete_ivr_menu_row(self, name: str) -> bool:
+        async with self.transaction():
+            return await self.execute("DELETE FROM ivr_menus WHERE name = ?", (name,)) > 0
+
+    # callers (pypbx.callers)
+    async def caller_seen_row(self, number: str, now: float, outcome: str, agent: str | None,
+                              call_id: str | None) -> None:
+        async with self.transaction():
+            await self.execute(
+                "INSERT INTO callers(number, first_seen, last_seen, calls, last_outcome, last_agent, last_call_id) "
+                "VALUES (?, ?, ?, 1, ?, ?, ?) ON CONFLICT(number) DO UPDATE SET "
+                "first_seen = COALESCE(callers.first_seen, excluded.first_seen), last_seen = excluded.last_seen, "
+                "calls = callers.calls + 1, last_outcome = excluded.last_outcome, "
+                "last_agent = COALESCE(excluded.last_agent, callers.last_agent), "
+                "last_call_id = excluded.last_call_id", (number, now, now, outcome, agent, call_id))
+
+    async def upsert_patient_rows(self, rows: Sequence[tuple[str, str, str]], now: float) -> int:
+        """(number, name, patient_id) rows: new numbers inserted, known ones updated."""
+        async with self.transaction():
+            await self.executemany(
+                "INSERT INTO callers(number, name, patient_id, imported_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(number) DO UPDATE SET name = excluded.name, patient_id = excluded.patient_id, "
+                "imported_at = excluded.imported_at", [(n, nm, pid, now) for n, nm, pid in rows])
+        return len(rows)
+
+    async def get_caller_row(self, number: str) -> dict[str, Any] | None:
+        return await self.fetchone("SELECT * FROM callers WHERE number = ?", (number,))
+
+    async def list_caller_rows(self, limit: int = 1000, known_only: bool = False) -> list[dict[str, Any]]:
+        cond = "WHERE patient_id IS NOT NULL OR calls > 0" if known_only else ""
+        return await self.fetchall(f"SELECT * FROM callers {cond} "
+                                   "ORDER BY COALESCE(last_seen, imported_at) DESC, number LIMIT ?", (limit,))
+
+    # voicemail (pypbx.voicemail)
+    async def upsert_voicemail_box_row(self, box: str, number: str | None, on_no_answer: bool,
+                                       max_seconds: float, now: float) -> None:
+        async with self.transaction():
+            await self.execute(
+                "INSERT INTO voicemail_boxes(box, number, on_no_answer, max_seconds, created_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(box) DO UPDATE SET number = excluded.number, "
+                "on_no_answer = excluded.on_no_answer, max_seconds = excluded.max_seconds",
+                (box, number, int(on_no_answer), max_seconds, now))
+
+    async def get_voicemail_box_row(self, box: str) -> dict[str, Any] | None:
+        return await self.fetchone("SELECT * FROM voicemail_boxes WHERE box = ?", (box,))
+
+    async def list_voicemail_box_rows(self) -> list[dict[str, Any]]:
+        return await self.fetchall("SELECT * FROM voicemail_boxes ORDER BY box")
+
+    async def delete_voicemail_box_row(self, box: str) -> bool:
+        async with self.transaction():
+            return await self.execute("DELETE FROM voicemail_boxes WHERE box = ?", (box,)) > 0
+
+    async def insert_voicemail_row(self, row: dict[str, Any]) -> None:
+        cols = ", ".join(row)
+        async with self.transaction():
+            await self.execute(f"INSERT INTO voicemail({cols}) VALUES ({', '.join(':' + k for k in row)})", row)
+
+    async def list_voicemail_rows(self, box: str | None = None, include_deleted: bool = False,
+                                  unheard_only: bool = False) -> list[dict[str, Any]]:
+        where, params = [], []
+        if box is not None:
+            where.append("box = ?"); params.append(box)
+        if not include_deleted:
+            where.append("deleted_at IS NULL")
+        if unheard_only:
+            where.append("heard = 0")
+        cond = ("WHERE " + " AND ".join(where)) if where else ""
+        return await self.fetchall(f"SELECT * FROM voicemail {cond} ORDER BY received_at, id", params)
+
+    async def get_voicemail_row(self, msg_id: str) -> dict[str, Any] | None:
+        return await self.fetchone("SELECT * FROM voicemail WHERE id = ?", (msg_id,))
+
+    async def update_voicemail_row(self, msg_id: str, **fields: Any) -> bool:
+        bad = set(fields) - {"heard", "deleted_at", "seconds", "path"}
+        if bad:
+            raise ValueError(f"cannot update voicemail fields {sorted(bad)}")
+        sets = ", ".join(f"{k} = :{k}" for k in fields)
+        async with self.transaction():
+            return await self.execute(f"UPDATE voicemail SET {sets} WHERE id = :_id", {**fields, "_id": msg_id}) > 0
+
+    # surveys (pypbx.survey)
+    async def insert_survey_row(self, call_id: str, agent: str | None, queue: str | None, score: int,
+                                ts: float) -> None:
+        async with self.transaction():
+            await self.execute("INSERT INTO surveys(call_id, agent, queue, score, ts) VALUES (?, ?, ?, ?, ?)",
+                               (call_id, agent, queue, score, ts))
+
+    async def survey_rows(self, since: float | None = None, until: float | None = None) -> list[dict[str, Any]]:
+        where, params = [], []
+        if since is not None:
+            where.append("ts >= ?"); params.append(since)
+        if until is not None:
+            where.append("ts < ?"); params.append(until)
+        cond = ("WHERE " + " AND ".join(where)) if where else ""
+        return await self.fetchall(f"SELECT seq, call_id, agent, queue, score, ts FROM surveys {cond} ORDER BY seq",
+                                   params)
