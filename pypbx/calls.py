@@ -501,6 +501,9 @@ class CallManager:
             return
         (s.held.add if held else s.held.discard)(leg)
         side = "caller" if leg == s.caller_leg else "callee"
+        if s.relay:     # the consultation record is closed; the joined call carries on
+            await self._rewire(s)
+            return
         await self.calllog.event(s.rec, "held" if held else "unheld", side=side,
                                  party=s.caller if side == "caller" else s.callee,
                                  moh=str(self.moh) if held else None, recording=bool(s.files))
