@@ -264,6 +264,44 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX surveys_agent ON surveys(agent, ts);
     """,
+    # 6: SIP trunks, DIDs (numbers patients dial), extensions' outbound permissions (pypbx.trunks)
+    """
+    CREATE TABLE trunks (
+        name            TEXT PRIMARY KEY,
+        host            TEXT NOT NULL,
+        port            INTEGER NOT NULL DEFAULT 5060,
+        transport       TEXT NOT NULL DEFAULT 'udp',
+        username        TEXT,
+        password        TEXT,
+        auth_username   TEXT,
+        domain          TEXT,
+        register        INTEGER NOT NULL DEFAULT 0,
+        expires         INTEGER NOT NULL DEFAULT 3600,
+        priority        INTEGER NOT NULL DEFAULT 10,
+        caller_id       TEXT,
+        number_format   TEXT NOT NULL DEFAULT 'e164',
+        strip_prefix    TEXT NOT NULL DEFAULT '',
+        add_prefix      TEXT NOT NULL DEFAULT '',
+        max_channels    INTEGER NOT NULL DEFAULT 0,
+        inbound_ips     TEXT NOT NULL DEFAULT '[]',
+        enabled         INTEGER NOT NULL DEFAULT 1,
+        created_at      REAL,
+        updated_at      REAL
+    );
+    CREATE TABLE dids (
+        number        TEXT PRIMARY KEY,
+        destination   TEXT NOT NULL,
+        service_line  TEXT NOT NULL DEFAULT '',
+        trunk         TEXT,
+        created_at    REAL
+    );
+    CREATE TABLE extension_permissions (
+        number        TEXT PRIMARY KEY,
+        classes       TEXT NOT NULL,
+        max_outbound  INTEGER,
+        updated_at    REAL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -963,3 +1001,55 @@ class Database:
         cond = ("WHERE " + " AND ".join(where)) if where else ""
         return await self.fetchall(f"SELECT seq, call_id, agent, queue, score, ts FROM surveys {cond} ORDER BY seq",
                                    params)
+
+    # ------------------------------------------------------------------ trunks, DIDs (pypbx.trunks)
+    async def insert_trunk_row(self, row: dict[str, Any]) -> None:
+        """Raises IntegrityError if the name exists."""
+        cols = ", ".join(row)
+        async with self.transaction():
+            await self.execute(f"INSERT INTO trunks({cols}) VALUES ({', '.join('?' * len(row))})",
+                               tuple(row.values()))
+
+    async def update_trunk_row(self, name: str, fields: dict[str, Any]) -> bool:
+        if not fields:
+            return await self.get_trunk_row(name) is not None
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        async with self.transaction():
+            n = await self.execute(f"UPDATE trunks SET {sets} WHERE name = ?", (*fields.values(), name))
+        return n > 0
+
+    async def delete_trunk_row(self, name: str) -> bool:
+        async with self.transaction():
+            return await self.execute("DELETE FROM trunks WHERE name = ?", (name,)) > 0
+
+    async def get_trunk_row(self, name: str) -> dict[str, Any] | None:
+        return await self.fetchone("SELECT * FROM trunks WHERE name = ?", (name,))
+
+    async def list_trunk_rows(self) -> list[dict[str, Any]]:
+        return await self.fetchall("SELECT * FROM trunks ORDER BY priority, name")
+
+    async def insert_did_row(self, number: str, destination: str, service_line: str, trunk: str | None,
+                             now: float) -> None:
+        """Raises IntegrityError if the number exists."""
+        async with self.transaction():
+            await self.execute("INSERT INTO dids(number, destination, service_line, trunk, created_at) "
+                               "VALUES (?, ?, ?, ?, ?)", (number, destination, service_line, trunk, now))
+
+    async def delete_did_row(self, number: str) -> bool:
+        async with self.transaction():
+            return await self.execute("DELETE FROM dids WHERE number = ?", (number,)) > 0
+
+    async def list_did_rows(self) -> list[dict[str, Any]]:
+        return await self.fetchall("SELECT * FROM dids ORDER BY number")
+
+    async def set_extension_permissions_row(self, number: str, classes: str, max_outbound: int | None,
+                                            now: float) -> None:
+        async with self.transaction():
+            await self.execute(
+                "INSERT INTO extension_permissions(number, classes, max_outbound, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(number) DO UPDATE SET classes = excluded.classes, "
+                "max_outbound = excluded.max_outbound, updated_at = excluded.updated_at",
+                (number, classes, max_outbound, now))
+
+    async def list_extension_permission_rows(self) -> list[dict[str, Any]]:
+        return await self.fetchall("SELECT * FROM extension_permissions ORDER BY number")
