@@ -1176,5 +1176,12 @@ def callbacks_cmd(ctx: click.Context, status: str, queue: str | None, as_json: b
                         c.agent or "-", c.result or "-", c.merged_count] for c in cbs]))
 
 
+
+# front line (issue 5): pypbx hours / callers / ivr / voicemail / survey live in pypbx.cli_frontline
+from pypbx.cli_frontline import register as _register_frontline  # noqa: E402
+
+_register_frontline(cli, sys.modules[__name__])
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,248 @@
+"""Opening hours: weekly schedules plus dated exceptions (holidays), in the clinic's time zone.
+
+A :class:`Schedule` has a name, an IANA time zone (``zoneinfo``), a week (for each weekday
+a list of ``(start, end)`` minute ranges) and dated exceptions: a date closed all day, or
+open with special hours (``2026-12-24 08:00-12:00``). :func:`is_open` answers for one
+instant; the instant is taken in the schedule's zone, so daylight-saving changes are
+handled by ``zoneinfo``.
+
+Text forms (what the CLI takes)::
+
+    week:     "mon-fri 08:00-18:00, sat 09:00-12:00"
+              "mon-fri 08:00-12:00 13:30-18:00, sat 09:00-12:00"   (several ranges a day)
+              "mon/wed/fri 08:00-12:00"                            (a list of days)
+              "24:00" is allowed as an end (until midnight)
+    holiday:  "2026-12-25" (closed) or "2026-12-24 08:00-12:00" (special hours)
+
+Stored in the ``schedules`` table (week and holidays as JSON). ``pypbx hours set|holiday|
+list|show|remove`` manage them.
+
+Test / demo aid: when the environment variable ``PYPBX_FAKE_NOW`` holds an ISO time
+(``2026-12-25T10:00`` in the schedule's zone, or with an offset ``...+01:00``), :func:`now`
+returns it — only this module honours it, so a test can check after-hours routing against
+a real running PBX with a fixed clock. Never set it in production.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pypbx.db import Database
+
+FAKE_NOW_ENV = "PYPBX_FAKE_NOW"
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_RANGE_RE = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class HoursError(ValueError):
+    pass
+
+
+Range = tuple[int, int]          # minutes from midnight, [start, end)
+
+
+def _parse_range(text: str) -> Range:
+    m = _RANGE_RE.match(text.strip())
+    if not m:
+        raise HoursError(f"bad time range {text!r} (want HH:MM-HH:MM)")
+    h1, m1, h2, m2 = map(int, m.groups())
+    if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
+        raise HoursError(f"bad time in {text!r}")
+    a, b = h1 * 60 + m1, h2 * 60 + m2
+    if b <= a:
+        raise HoursError(f"range {text!r} ends before it starts")
+    return a, b
+
+
+def _fmt_range(r: Range) -> str:
+    return f"{r[0] // 60:02d}:{r[0] % 60:02d}-{r[1] // 60:02d}:{r[1] % 60:02d}"
+
+
+def _parse_days(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.lower().split("/"):
+        if "-" in part:
+            a, b = part.split("-", 1)
+            if a not in DAYS or b not in DAYS:
+                raise HoursError(f"bad days {text!r} (mon..sun)")
+            i, j = DAYS.index(a), DAYS.index(b)
+            out += list(range(i, j + 1)) if i <= j else list(range(i, 7)) + list(range(0, j + 1))
+        elif part in DAYS:
+            out.append(DAYS.index(part))
+        else:
+            raise HoursError(f"bad day {part!r} (mon..sun)")
+    return out
+
+
+def parse_week(text: str) -> dict[int, list[Range]]:
+    """``"mon-fri 08:00-18:00, sat 09:00-12:00"`` -> {0: [(480, 1080)], ..., 5: [(540, 720)]}."""
+    week: dict[int, list[Range]] = {}
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        words = entry.split()
+        if len(words) < 2:
+            raise HoursError(f"bad entry {entry!r} (want e.g. 'mon-fri 08:00-18:00')")
+        ranges = [_parse_range(w) for w in words[1:]]
+        for d in _parse_days(words[0]):
+            week.setdefault(d, []).extend(ranges)
+    for d in week:
+        week[d] = sorted(set(week[d]))
+    return week
+
+
+def format_week(week: dict[int, list[Range]]) -> str:
+    """Inverse of :func:`parse_week` (consecutive days with the same hours joined)."""
+    parts: list[str] = []
+    d = 0
+    while d < 7:
+        ranges = week.get(d)
+        if not ranges:
+            d += 1
+            continue
+        e = d
+        while e + 1 < 7 and week.get(e + 1) == ranges:
+            e += 1
+        days = DAYS[d] if d == e else f"{DAYS[d]}-{DAYS[e]}"
+        parts.append(f"{days} " + " ".join(_fmt_range(r) for r in ranges))
+        d = e + 1
+    return ", ".join(parts)
+
+
+def parse_exception(text: str) -> tuple[str, list[Range]]:
+    """``"2026-12-25"`` -> closed; ``"2026-12-24 08:00-12:00"`` -> special hours."""
+    words = text.split()
+    if not words:
+        raise HoursError("empty date")
+    try:
+        day = dt.date.fromisoformat(words[0]).isoformat()
+    except ValueError:
+        raise HoursError(f"bad date {words[0]!r} (want YYYY-MM-DD)") from None
+    return day, [_parse_range(w) for w in words[1:]]
+
+
+def zone(tz: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise HoursError(f"unknown time zone {tz!r} (e.g. Europe/Paris)") from None
+
+
+@dataclass
+class Schedule:
+    name: str
+    tz: str = "UTC"
+    week: dict[int, list[Range]] = field(default_factory=dict)
+    exceptions: dict[str, list[Range]] = field(default_factory=dict)   # date -> [] (closed) / hours
+    updated_at: float | None = None
+
+    def ranges_on(self, day: dt.date) -> list[Range]:
+        if day.isoformat() in self.exceptions:
+            return self.exceptions[day.isoformat()]
+        return self.week.get(day.weekday(), [])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "tz": self.tz, "week": format_week(self.week),
+                "days": {DAYS[d]: [_fmt_range(r) for r in rs] for d, rs in sorted(self.week.items())},
+                "exceptions": {k: [_fmt_range(r) for r in v] for k, v in sorted(self.exceptions.items())},
+                "updated_at": self.updated_at}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "Schedule":
+        week = {int(k): [tuple(r) for r in v] for k, v in json.loads(row["week"] or "{}").items()}
+        exc = {k: [tuple(r) for r in v] for k, v in json.loads(row["holidays"] or "{}").items()} \
+            if (row["holidays"] or "").startswith("{") else {}
+        return cls(name=row["name"], tz=row["tz"], week=week, exceptions=exc,  # type: ignore[arg-type]
+                   updated_at=row.get("updated_at"))
+
+
+def now(tz: str | None = None) -> dt.datetime:
+    """The current time (aware). ``PYPBX_FAKE_NOW`` overrides it (tests and demos only)."""
+    fake = os.environ.get(FAKE_NOW_ENV)
+    if fake:
+        try:
+            t = dt.datetime.fromisoformat(fake)
+        except ValueError:
+            raise HoursError(f"{FAKE_NOW_ENV}={fake!r} is not an ISO time") from None
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=zone(tz) if tz else dt.timezone.utc)
+        return t
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def local_time(schedule: Schedule, when: dt.datetime | float | None = None) -> dt.datetime:
+    z = zone(schedule.tz)
+    if when is None:
+        when = now(schedule.tz)
+    if isinstance(when, (int, float)):
+        return dt.datetime.fromtimestamp(when, z)
+    if when.tzinfo is None:
+        return when.replace(tzinfo=z)
+    return when.astimezone(z)
+
+
+def is_open(schedule: Schedule, when: dt.datetime | float | None = None) -> bool:
+    """Is the clinic open at ``when`` (aware datetime, UNIX time, or None = now)?"""
+    t = local_time(schedule, when)
+    minute = t.hour * 60 + t.minute
+    return any(a <= minute < b for a, b in schedule.ranges_on(t.date()))
+
+
+# ------------------------------------------------------------------ the store
+
+def _row_values(s: Schedule) -> tuple[str, str]:
+    return (json.dumps({str(k): v for k, v in s.week.items()}),
+            json.dumps({k: v for k, v in s.exceptions.items()}))
+
+
+async def set_schedule(db: Database, name: str, week: str, tz: str = "UTC",
+                       clock: Any = time.time) -> Schedule:
+    if not NAME_RE.match(name):
+        raise HoursError(f"bad schedule name {name!r}")
+    zone(tz)
+    old = await get_schedule(db, name, missing_ok=True)
+    s = Schedule(name=name, tz=tz, week=parse_week(week), exceptions=old.exceptions if old else {},
+                 updated_at=clock())
+    await db.upsert_schedule_row(name, tz, *_row_values(s), s.updated_at)
+    return s
+
+
+async def add_exception(db: Database, name: str, text: str, clock: Any = time.time,
+                        remove: bool = False) -> Schedule:
+    s = await get_schedule(db, name)
+    day, ranges = parse_exception(text)
+    if remove:
+        if day not in s.exceptions:
+            raise HoursError(f"{name} has no exception on {day}")
+        del s.exceptions[day]
+    else:
+        s.exceptions[day] = ranges
+    s.updated_at = clock()
+    await db.upsert_schedule_row(name, s.tz, *_row_values(s), s.updated_at)
+    return s
+
+
+async def get_schedule(db: Database, name: str, missing_ok: bool = False) -> Schedule:
+    row = await db.get_schedule_row(name)
+    if row is None:
+        if missing_ok:
+            return None  # type: ignore[return-value]
+        raise HoursError(f"no schedule {name!r} (create it: pypbx hours set {name} --week ...)")
+    return Schedule.from_row(row)
+
+
+async def list_schedules(db: Database) -> list[Schedule]:
+    return [Schedule.from_row(r) for r in await db.list_schedule_rows()]
+
+
+async def remove_schedule(db: Database, name: str) -> None:
+    if not await db.delete_schedule_row(name):
+        raise HoursError(f"no schedule {name!r}")
