@@ -254,6 +254,11 @@ class FakePool:
         w.on_event(lambda ev, w=w: self._on(w, ev))
         return w
 
+    def acquire_soon(self) -> None:
+        """MediaPool.acquire_soon: the fake starts workers synchronously in try_acquire,
+        so when that returns None every slot is taken."""
+        return None
+
     def owns_port(self, port: int) -> bool:
         return self.sip_port_base <= port < self.sip_port_base + self.max_workers
 
