@@ -122,6 +122,7 @@ class Session:
     segments: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # side -> [(file, offset s)]
     stopped_files: set[str] = field(default_factory=set)
     delegate: Any = None       # a queue call / feature code that took the session over (pypbx.acdlive)
+    trunk: Any = None          # pypbx.trunks.TrunkCall: an inbound (DID) or outside call
 
 
 def _user(uri_text: str) -> str:
@@ -156,6 +157,7 @@ class CallManager:
         self.moh = Path(moh) if moh else DEFAULT_MOH
         self.sessions: dict[WorkerClient, Session] = {}
         self.acd: Any = None          # pypbx.acdlive.AcdLive, set by the app
+        self.trunks: Any = None       # pypbx.trunks.TrunkRouter, set by the app
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = False
         pool.on_event(self._on_pool_event)
@@ -166,6 +168,10 @@ class CallManager:
         if self._stopping:
             return RouteDecision.reject(503, "Service Unavailable - shutting down", [("Retry-After", "30")])
         if self.is_worker(source):
+            if self.trunks is not None:
+                out = self.trunks.route_worker_leg(request)    # an outside call's trunk leg
+                if out is not None:
+                    return out
             joined = self._route_replaces(request, source)
             if joined is not None:
                 return joined
@@ -177,6 +183,11 @@ class CallManager:
         if request.method != "INVITE":
             return self._route_to_extension(request)
         target = request.uri.user or ""
+        marks: Any = ()
+        if self.trunks is not None:
+            marks = self.trunks.screen(request, source, user)   # DID / outside-call checks
+            if isinstance(marks, RouteDecision):
+                return marks
         w = self.pool.try_acquire()
         if w is not None:
             port = w.sip_port
@@ -191,7 +202,8 @@ class CallManager:
                 return RouteDecision.reject(503, "Service Unavailable - all lines busy", [("Retry-After", "5")])
             port, fut = soon
             self._spawn(self._adopt(fut))
-        return RouteDecision.fork([(f"sip:{target}@127.0.0.1:{port}", Addr("UDP", "127.0.0.1", port))])
+        return RouteDecision.fork([(f"sip:{target}@127.0.0.1:{port}", Addr("UDP", "127.0.0.1", port))],
+                                  headers=marks)
 
     async def _adopt(self, fut: "asyncio.Future[WorkerClient]") -> None:
         try:
@@ -378,6 +390,8 @@ class CallManager:
             await self.calllog.event(s.rec, "dtmf", leg="caller" if ev.leg == s.caller_leg else "callee",
                                      digit=ev.digit)
         elif isinstance(ev, P.Ended):
+            if s.trunk is not None and await self.trunks.on_ended(self, s, ev):
+                return                # failover to the next trunk
             await self._ended(s, ev)
         elif isinstance(ev, (WorkerLost, WorkerExited)):
             await self._worker_lost(s, ev)
@@ -386,10 +400,17 @@ class CallManager:
         s.caller = _user(ev.from_uri)
         s.callee = _user(ev.to_uri)
         s.caller_leg = ev.leg
-        s.rec = await self.calllog.offer(direction=Direction.INTERNAL, caller_number=s.caller,
-                                         callee_number=s.callee, sip_call_id=ev.call_id,
-                                         extension=s.callee, worker=str(s.worker.pid))
+        offer: dict[str, Any] = {"direction": Direction.INTERNAL, "callee_number": s.callee,
+                                 "extension": s.callee}
+        ctx = self.trunks.context(s, ev) if self.trunks is not None else None
+        if ctx is not None:           # from a trunk to a DID, or an outside call
+            s.trunk, offer = ctx
+            offer["direction"] = Direction(offer["direction"])
+        s.rec = await self.calllog.offer(caller_number=s.caller, sip_call_id=ev.call_id,
+                                         worker=str(s.worker.pid), **offer)
         log.info("call %s: %s -> %s", s.rec.id[:12], s.caller, s.callee)
+        if s.trunk is not None and await self.trunks.start(self, s, ev):
+            return
         if self.acd is not None and await self.acd.on_incoming(s, ev):
             return                # a queue number or a feature code: pypbx.acdlive took it
         if not self.is_extension(s.callee):
@@ -704,6 +725,8 @@ class CallManager:
                       stop_recording: bool = True) -> None:
         assert s.rec is not None
         s.ended = True
+        if s.trunk is not None:
+            self.trunks.finished(s)
         await self.calllog.end(s.rec, disposition, side=side, cause=cause)
         log.info("call %s ended: %s (%s hung up: %s)", s.rec.id[:12], disposition.value, side, cause)
         if self.acd is not None:

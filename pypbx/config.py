@@ -101,6 +101,28 @@ class CallsConfig:
 
 
 @dataclass(frozen=True)
+class NumbersConfig:
+    """Dialling plan of the site (pypbx.numbers) and the outbound limits (toll-fraud guard)."""
+    country_code: str = "33"
+    national_prefix: str = "0"
+    international_prefix: str = "00"
+    emergency: tuple[str, ...] = ("112", "911", "999", "15", "17", "18", "115", "119", "110", "000", "1330")
+    mobile_prefixes: tuple[str, ...] = ("06", "07")
+    local_prefixes: tuple[str, ...] = ()
+    premium_prefixes: tuple[str, ...] = ("089",)
+    default_allowed: tuple[str, ...] = ("internal", "local", "mobile", "national")
+    max_outbound_per_extension: int = 2
+    max_outbound_total: int = 10
+
+    def plan(self):
+        from pypbx.numbers import NumberPlan
+        return NumberPlan(country_code=self.country_code, national_prefix=self.national_prefix,
+                          international_prefix=self.international_prefix, emergency=self.emergency,
+                          mobile_prefixes=self.mobile_prefixes, local_prefixes=self.local_prefixes,
+                          premium_prefixes=self.premium_prefixes, default_allowed=self.default_allowed)
+
+
+@dataclass(frozen=True)
 class Config:
     config_path: Path               # absolute path of the file this was loaded from
     data_dir: Path                  # absolute
@@ -110,6 +132,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
+    numbers: NumbersConfig = field(default_factory=NumbersConfig)
 
     @property
     def db_path(self) -> Path:
@@ -286,6 +309,44 @@ _SCHEMA: dict[str, list[tuple[str, Any, Callable[[str, Any], Any], str]]] = {
 }
 
 
+def _digits(allow_empty: bool = True) -> Callable[[str, Any], str]:
+    def check(key: str, v: Any) -> str:
+        if not isinstance(v, str) or not (v.isdigit() or (allow_empty and v == "")):
+            raise ConfigError(f"expected a string of digits, got {v!r}", key)
+        return v
+    return check
+
+
+def _digit_list(key: str, v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(x, str) and x.isdigit() for x in v):
+        raise ConfigError(f"expected a list of digit strings, got {v!r}", key)
+    return tuple(v)
+
+
+def _number_classes(key: str, v: Any) -> tuple[str, ...]:
+    from pypbx.numbers import CLASSES
+    items = _str_list(key, v) if v != [] else ()
+    bad = [x for x in items if x not in CLASSES]
+    if bad:
+        raise ConfigError(f"unknown number class {bad[0]!r} (known: {', '.join(CLASSES)})", key)
+    return tuple(items)
+
+
+_SCHEMA["numbers"] = [
+    ("country_code", "33", _digits(), "E.164 country code of the site (1, 33, 44, 7, 82, 86 ...)"),
+    ("national_prefix", "0", _digits(), "trunk prefix of national numbers (\"0\" in Europe, \"1\" in North America)"),
+    ("international_prefix", "00", _digits(False), "\"00\", or \"011\" in North America"),
+    ("emergency", list(NumbersConfig.emergency), _digit_list, "always allowed, whatever the extension's permissions"),
+    ("mobile_prefixes", ["06", "07"], _digit_list, "national numbers (with the national prefix) that are mobiles"),
+    ("local_prefixes", [], _digit_list, "national numbers counted as local (e.g. the clinic's area code)"),
+    ("premium_prefixes", ["089"], _digit_list, "premium-rate numbers (a class of their own, off by default)"),
+    ("default_allowed", ["internal", "local", "mobile", "national"], _number_classes,
+     "classes an extension may call unless 'pypbx ext perms' says otherwise (international is off)"),
+    ("max_outbound_per_extension", 2, _int(0, 1000), "concurrent outside calls per extension (0 = none)"),
+    ("max_outbound_total", 10, _int(0, 100000), "concurrent outside calls in total"),
+]
+
+
 def _parse(raw: dict[str, Any], base: Path, config_path: Path) -> Config:
     values: dict[str, dict[str, Any]] = {s: {} for s in _SCHEMA}
     for key, v in raw.items():
@@ -365,6 +426,7 @@ def _parse(raw: dict[str, Any], base: Path, config_path: Path) -> Config:
         security=SecurityConfig(**sec),
         media=MediaConfig(**med),
         calls=CallsConfig(**checked["calls"]),
+        numbers=NumbersConfig(**checked["numbers"]),
     )
 
 

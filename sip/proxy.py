@@ -24,6 +24,12 @@ Actions (frozen dataclasses)::
     AuthFailed(ip, user, method)   feed the abuse guard
     AuthOk(ip)
 
+Trunks: ``admit(request, source)`` screens out-of-dialog requests from untrusted sources
+before authentication (True: a trunk peer, not challenged; a RouteDecision: rejected at
+once). ``X-PBX-*`` headers from untrusted sources are removed; a forking RouteDecision's
+``headers`` are added to the forwarded request (how the front door tells a media worker
+which trunk and DID a call came in on).
+
 Routing is a seam: ``route(request, source, authenticated_user) -> RouteDecision`` decides,
 for a request that is *not* inside a dialog, which targets to fork to (``(uri, Addr)``
 pairs; the Request-URI of each branch becomes ``uri`` exactly) or which status to reject
@@ -102,7 +108,7 @@ from typing import Callable, Iterable
 from sip.auth import ProxyAuthenticator
 from sip.location import LocationService, contact_key
 from sip.message import (
-    NameAddr, Request, Response, SipParseError, URI, make_response,
+    Headers, NameAddr, Request, Response, SipParseError, URI, make_response,
 )
 from sip.registrar import AuthOutcome
 from sip.transaction import Addr, ClientKey
@@ -179,8 +185,11 @@ class RouteDecision:
             raise ValueError("RouteDecision needs targets or a status")
 
     @classmethod
-    def fork(cls, targets: Iterable[tuple[str, Addr]], ring_timeout: float | None = None) -> "RouteDecision":
-        return cls(targets=tuple(targets), ring_timeout=ring_timeout)
+    def fork(cls, targets: Iterable[tuple[str, Addr]], ring_timeout: float | None = None,
+             headers: Iterable[tuple[str, str]] = ()) -> "RouteDecision":
+        """Fork to ``targets``; ``headers`` are added to every forwarded branch (replacing
+        headers of the same name), e.g. ``X-PBX-Trunk`` for a media worker."""
+        return cls(targets=tuple(targets), ring_timeout=ring_timeout, headers=tuple(headers))
 
     @classmethod
     def reject(cls, status: int, reason: str | None = None,
@@ -347,8 +356,14 @@ class Proxy:
                  ring_timeout: float = 60.0,
                  no_answer: tuple[int, str] = (408, "Request Timeout"),
                  user_agent: str | None = None,
-                 dialog_idle: float = DIALOG_IDLE, max_dialogs: int = DIALOGS_MAX) -> None:
+                 dialog_idle: float = DIALOG_IDLE, max_dialogs: int = DIALOGS_MAX,
+                 admit: "Callable[[Request, Addr], bool | RouteDecision | None] | None" = None) -> None:
         self.route = route
+        #: Pre-authentication screen for out-of-dialog requests from untrusted sources:
+        #: True = a peer that is not challenged (a SIP trunk; ``route`` gets user None),
+        #: a RouteDecision = reject at once (e.g. 403 for a DID reached from elsewhere),
+        #: False/None = authenticate as usual.
+        self.admit = admit
         self.local_address = local_address     # (transport, dest host) -> our (host, port)
         self.is_local = is_local               # (host, port) -> is it one of our addresses?
         self.secret = secret
@@ -468,7 +483,20 @@ class Proxy:
         # out of dialog: authenticate, then ask the routing policy
         actions: list = []
         user = None
-        if not trusted and self.authenticator is not None:
+        peer = False
+        if not trusted:
+            if any(n.lower().startswith("x-pbx-") for n, _ in req.headers._items):  # noqa: SLF001
+                # X-PBX-* headers are the front door's own (trunk, DID ...): never believed
+                # from outside
+                req = req.replace(headers=Headers([(n, v) for n, v in req.headers._items  # noqa: SLF001
+                                                   if not n.lower().startswith("x-pbx-")]))
+            if self.admit is not None:
+                verdict = self.admit(req, source)
+                if isinstance(verdict, RouteDecision):
+                    self.counters["rejected"] += 1
+                    return [self._respond(key, req, verdict.status or 403, verdict.reason, verdict.headers)]
+                peer = bool(verdict)
+        if not trusted and not peer and self.authenticator is not None:
             res = self.authenticator.check(req, source.host, now if wallclock is None else wallclock)
             outcome = res.outcome
             if outcome is not AuthOutcome.OK:
@@ -493,6 +521,14 @@ class Proxy:
             return actions
         if req.headers.get("Route") is not None:
             req = req.replace(headers=req.headers.remove("Route"))
+        if decision.headers:
+            # headers the policy adds to the forwarded request (same names replaced)
+            h = req.headers
+            for name, value in decision.headers:
+                if h.get(name) is not None:
+                    h = h.remove(name)
+                h = h.add(name, value)
+            req = req.replace(headers=h)
         ctx = _Context(key, req, source)
         self._contexts[key] = ctx
         if method in DIALOG_CREATING:

@@ -73,6 +73,9 @@ class SipServer:
         self.proxy = None
         #: Methods forwarded by the proxy: no UAS-only checks (Require, body types).
         self.proxied_methods: frozenset[str] = frozenset()
+        #: Client transactions the server's own users started (trunk registrations,
+        #: ``send_own``): ClientKey -> callback(event) for their responses / timeouts.
+        self.own: dict[ClientKey, Callable[[object], None]] = {}
         self.transport: TransportLayer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -261,6 +264,11 @@ class SipServer:
                 req = self.txn.server_request(ev.invite_key)
                 if req is not None:
                     self.respond(ev.invite_key, make_response(req, 487, to_tag=ev.to_tag))
+            elif self.own and getattr(ev, "key", None) in self.own:
+                if type(ev) is TransactionTerminated:
+                    self.own.pop(ev.key, None)
+                else:
+                    self.own[ev.key](ev)
             elif self.proxy is None:
                 continue
             elif type(ev) is ResponseReceived:
@@ -422,6 +430,36 @@ class SipServer:
         elif self.proxy is not None:
             key = ClientKey(req.top_via.branch, req.method)
             self._run_actions(self.proxy.on_timeout(key, self._now(), transport_error=True))
+
+    def send_own(self, req: Request, dest: Addr, on_event: Callable[[object], None]) -> None:
+        """Start a client transaction of our own (e.g. a trunk's REGISTER, top Via branch
+        set by the caller): its ResponseReceived / Timeout / TransportError events go to
+        ``on_event`` instead of the proxy."""
+        key = ClientKey(req.top_via.branch, req.method)
+        self.own[key] = on_event
+        if dest.transport == "UDP" or self._has_connection(dest):
+            self._start_client(req, dest)
+            return
+        assert self._loop is not None
+
+        async def connect() -> None:
+            from sip.transport import _Stream
+            tr = self.transport
+            try:
+                ctx = None
+                if dest.transport == "TLS":
+                    ctx = ssl.create_default_context()
+                    ctx.check_hostname = False
+                    ctx.verify_mode = ssl.CERT_NONE
+                await asyncio.wait_for(self._loop.create_connection(  # type: ignore[union-attr]
+                    lambda: _Stream(tr, dest.transport), dest.host, dest.port, ssl=ctx), 5.0)
+            except (OSError, asyncio.TimeoutError):
+                cb = self.own.pop(key, None)
+                if cb is not None:
+                    cb(TransportError(key))
+                return
+            self._start_client(req, Addr(dest.transport, dest.host, dest.port))
+        self._loop.create_task(connect())
 
     def send_stateless(self, msg, dest: Addr) -> None:
         if dest.transport == "UDP" or self._has_connection(dest):

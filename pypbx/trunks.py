@@ -1,0 +1,750 @@
+"""SIP trunks, DIDs and the outbound guard: the store (CLI) and the live service (PBX).
+
+Store (async functions over :class:`pypbx.db.Database`, used by ``cli.py``):
+
+* **Trunks**: name, ``host:port``, transport, optional registration credentials
+  (``username``/``password``, ``auth_username``, ``domain``), ``register`` (registration
+  trunk) or not (IP-authenticated trunk), ``priority`` (lower first), outbound
+  ``caller_id``, number rewriting (``number_format`` e164 | e164_no_plus | national |
+  international | as_dialled, then ``strip_prefix`` / ``add_prefix``), ``max_channels``
+  (0 = unlimited) and ``inbound_ips``: the addresses the provider may call in from (its
+  host's address is always accepted). The password is stored **in clear** in the
+  database: digest answers need it (or an HA1 bound to a realm the provider only tells in
+  its challenge). The database file's mode (0600, under a 0700 data directory) is its
+  protection; it is never printed by ``trunk show`` / ``--json``.
+* **DIDs**: number -> destination (``extension:1001`` or ``queue:NAME``) and a
+  service-line name ("Appointments line") that goes into the call's record.
+* **Permissions**: the number classes an extension may call (``pypbx.numbers``) and its
+  own concurrent outside-call limit; default from ``[numbers]`` in the config file.
+
+Live (:class:`TrunkService`, owned by ``pypbx.app``):
+
+* recognises trunk traffic: :meth:`peer` (source address is a trunk's host / inbound IP
+  / registrar), :meth:`did_for` (the DID an inbound INVITE is for: Request-URI user, or To
+  user when the Request-URI is the registration contact);
+* the outbound guard: :meth:`check_outbound` (class permitted? limits?), channel counting
+  (:meth:`acquire` / :meth:`release`), :meth:`candidates` (trunks by priority with a free
+  channel), :meth:`outbound_target` (the rewritten Request-URI and address of a trunk);
+* registrations: one :class:`sip.trunk.TrunkRegistration` per registering trunk, driven by
+  :meth:`run` through ``SipServer.send_own``; :meth:`status` for ``pypbx trunk list`` and
+  ``pypbx status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from pypbx.db import Database, IntegrityError
+from pypbx.numbers import CLASSES, FORMATS, NumberPlan, allowed, classify, parse_classes, rewrite
+
+log = logging.getLogger(__name__)
+
+TRANSPORTS = ("udp", "tcp", "tls")
+DEST_KINDS = ("extension", "queue")
+
+
+class TrunkError(Exception):
+    """A one-line, user-facing problem with a trunk, DID or permission."""
+
+
+@dataclass
+class Trunk:
+    name: str
+    host: str
+    port: int = 5060
+    transport: str = "udp"
+    username: str | None = None
+    password: str | None = None
+    auth_username: str | None = None
+    domain: str | None = None
+    register: bool = False
+    expires: int = 3600
+    priority: int = 10
+    caller_id: str | None = None
+    number_format: str = "e164"
+    strip_prefix: str = ""
+    add_prefix: str = ""
+    max_channels: int = 0
+    inbound_ips: list[str] = field(default_factory=list)
+    enabled: bool = True
+    created_at: float | None = None
+    updated_at: float | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["inbound_ips"] = json.dumps(self.inbound_ips)
+        row["register"] = int(self.register)
+        row["enabled"] = int(self.enabled)
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "Trunk":
+        d = dict(row)
+        d["inbound_ips"] = json.loads(d.get("inbound_ips") or "[]")
+        d["register"] = bool(d.get("register"))
+        d["enabled"] = bool(d.get("enabled", 1))
+        return cls(**d)
+
+    def public(self) -> dict[str, Any]:
+        """What the CLI shows: everything but the password."""
+        d = asdict(self)
+        d["password"] = "(set)" if self.password else None
+        return d
+
+
+@dataclass(frozen=True)
+class Did:
+    number: str
+    destination: str
+    service_line: str = ""
+    trunk: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.destination.split(":", 1)[0]
+
+    @property
+    def target(self) -> str:
+        return self.destination.split(":", 1)[1]
+
+
+# ----------------------------------------------------------------------------- validation
+
+def _check_name(name: str) -> str:
+    if not name or not all(c.isalnum() or c in "-_." for c in name) or len(name) > 64:
+        raise TrunkError(f"bad trunk name {name!r}: letters, digits, '-', '_' and '.' only")
+    return name
+
+
+def _check_ips(ips: list[str]) -> list[str]:
+    out = []
+    for ip in ips:
+        ip = ip.strip()
+        if not ip:
+            continue
+        try:
+            ipaddress.ip_network(ip, strict=False) if "/" in ip else ipaddress.ip_address(ip)
+        except ValueError:
+            raise TrunkError(f"bad inbound address {ip!r}: expected an IP address or network") from None
+        out.append(ip)
+    return out
+
+
+def validate_trunk(t: Trunk) -> Trunk:
+    _check_name(t.name)
+    if not t.host or any(c in t.host for c in " /;@<>\"'"):
+        raise TrunkError(f"bad host {t.host!r}")
+    if not 1 <= int(t.port) <= 65535:
+        raise TrunkError(f"bad port {t.port!r}")
+    t.transport = t.transport.lower()
+    if t.transport not in TRANSPORTS:
+        raise TrunkError(f"bad transport {t.transport!r}: one of {', '.join(TRANSPORTS)}")
+    if t.number_format not in FORMATS:
+        raise TrunkError(f"bad number format {t.number_format!r}: one of {', '.join(FORMATS)}")
+    if t.register and not (t.username and t.password):
+        raise TrunkError("a registration trunk needs --username and --password")
+    if not 60 <= int(t.expires) <= 86400:
+        raise TrunkError("expires must be 60-86400 seconds")
+    if int(t.max_channels) < 0:
+        raise TrunkError("max channels must be >= 0 (0 = unlimited)")
+    t.inbound_ips = _check_ips(t.inbound_ips)
+    return t
+
+
+def parse_destination(dest: str) -> str:
+    kind, _, target = (dest or "").partition(":")
+    if kind not in DEST_KINDS or not target:
+        raise TrunkError(f"bad destination {dest!r}: extension:NUMBER or queue:NAME")
+    return f"{kind}:{target}"
+
+
+def normalise_did(number: str) -> str:
+    n = "".join(c for c in (number or "") if c.isdigit() or c == "+")
+    if not n or not n.lstrip("+").isdigit():
+        raise TrunkError(f"bad DID number {number!r}")
+    return n
+
+
+# ----------------------------------------------------------------------------- store (CLI)
+
+async def add_trunk(db: Database, trunk: Trunk, now: float | None = None) -> Trunk:
+    validate_trunk(trunk)
+    trunk.created_at = trunk.updated_at = now if now is not None else time.time()
+    try:
+        await db.insert_trunk_row(trunk.to_row())
+    except IntegrityError:
+        raise TrunkError(f"trunk {trunk.name} already exists") from None
+    return trunk
+
+
+async def get_trunk(db: Database, name: str) -> Trunk:
+    row = await db.get_trunk_row(name)
+    if row is None:
+        raise TrunkError(f"no trunk named {name!r}")
+    return Trunk.from_row(row)
+
+
+async def list_trunks(db: Database) -> list[Trunk]:
+    return [Trunk.from_row(r) for r in await db.list_trunk_rows()]
+
+
+async def edit_trunk(db: Database, name: str, changes: dict[str, Any], now: float | None = None) -> Trunk:
+    t = await get_trunk(db, name)
+    for k, v in changes.items():
+        if not hasattr(t, k) or k in ("name", "created_at"):
+            raise TrunkError(f"cannot change {k!r}")
+        setattr(t, k, v)
+    validate_trunk(t)
+    t.updated_at = now if now is not None else time.time()
+    row = t.to_row()
+    row.pop("name")
+    await db.update_trunk_row(name, row)
+    return t
+
+
+async def remove_trunk(db: Database, name: str) -> None:
+    if not await db.delete_trunk_row(name):
+        raise TrunkError(f"no trunk named {name!r}")
+
+
+async def add_did(db: Database, number: str, destination: str, service_line: str = "",
+                  trunk: str | None = None, now: float | None = None) -> Did:
+    number = normalise_did(number)
+    destination = parse_destination(destination)
+    if trunk is not None and await db.get_trunk_row(trunk) is None:
+        raise TrunkError(f"no trunk named {trunk!r}")
+    try:
+        await db.insert_did_row(number, destination, service_line, trunk,
+                                now if now is not None else time.time())
+    except IntegrityError:
+        raise TrunkError(f"DID {number} already exists") from None
+    return Did(number, destination, service_line, trunk)
+
+
+async def list_dids(db: Database) -> list[Did]:
+    return [Did(r["number"], r["destination"], r["service_line"] or "", r["trunk"])
+            for r in await db.list_did_rows()]
+
+
+async def remove_did(db: Database, number: str) -> None:
+    if not await db.delete_did_row(normalise_did(number)):
+        raise TrunkError(f"no DID {number}")
+
+
+async def set_permissions(db: Database, extension: str, classes: str,
+                          max_outbound: int | None = None, now: float | None = None) -> tuple[str, ...]:
+    try:
+        parsed = parse_classes(classes)
+    except ValueError as e:
+        raise TrunkError(str(e)) from None
+    if "internal" not in parsed:
+        parsed = ("internal",) + parsed
+    await db.set_extension_permissions_row(extension, ",".join(parsed), max_outbound,
+                                           now if now is not None else time.time())
+    return parsed
+
+
+async def permissions(db: Database) -> dict[str, dict[str, Any]]:
+    return {r["number"]: {"classes": tuple(c for c in r["classes"].split(",") if c),
+                          "max_outbound": r["max_outbound"]}
+            for r in await db.list_extension_permission_rows()}
+
+
+# ----------------------------------------------------------------------------- live service
+
+def _resolve(host: str) -> set[str]:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return {host.strip("[]")}
+    except ValueError:
+        pass
+    try:
+        return {ai[4][0] for ai in socket.getaddrinfo(host, None, proto=socket.IPPROTO_UDP)}
+    except OSError:
+        return set()
+
+
+@dataclass
+class OutboundCheck:
+    ok: bool
+    status: int = 0
+    reason: str = ""
+    cls: str = ""
+
+
+class TrunkService:
+    """The running PBX's view of trunks and DIDs (see the module docstring)."""
+
+    def __init__(self, *, plan: NumberPlan = NumberPlan(), max_per_extension: int = 2,
+                 max_total: int = 10, clock: Callable[[], float] = time.monotonic,
+                 user_agent: str = "pypbx") -> None:
+        self.plan = plan
+        self.max_per_extension = max_per_extension
+        self.max_total = max_total
+        self.clock = clock
+        self.user_agent = user_agent
+        self.trunks: dict[str, Trunk] = {}
+        self.dids: dict[str, Did] = {}
+        self.perms: dict[str, dict[str, Any]] = {}
+        self._ips: dict[str, set[str]] = {}             # trunk -> addresses it may call from
+        self.active: dict[str, int] = {}                # trunk -> outside calls in progress
+        self.by_extension: dict[str, int] = {}          # extension -> outside calls in progress
+        self.registrations: dict[str, Any] = {}         # trunk -> sip.trunk.TrunkRegistration
+        self.server: Any = None                         # sip.server.SipServer
+        self._wake = asyncio.Event()
+        self._signature: str | None = None
+
+    # -- loading -----------------------------------------------------------------------
+    async def load(self, db: Database) -> None:
+        trunks = {t.name: t for t in await list_trunks(db)}
+        dids = {d.number: d for d in await list_dids(db)}
+        perms = await permissions(db)
+        sig = json.dumps([[t.to_row() for t in trunks.values()], [asdict(d) for d in dids.values()], perms],
+                         sort_keys=True, default=str)
+        if sig == self._signature:
+            return
+        self._signature = sig
+        ips = await asyncio.to_thread(lambda: {n: _resolve(t.host) for n, t in trunks.items()})
+        self.trunks, self.dids, self.perms, self._ips = trunks, dids, perms, ips
+        self._sync_registrations()
+        log.info("trunks: %d (%s), DIDs: %d", len(trunks), ", ".join(trunks) or "-", len(dids))
+
+    # -- inbound -----------------------------------------------------------------------
+    def peer(self, source_host: str) -> Trunk | None:
+        """The enabled trunk a request from ``source_host`` belongs to, if any."""
+        host = source_host.strip("[]")
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            return None
+        for t in sorted(self.trunks.values(), key=lambda t: (t.priority, t.name)):
+            if not t.enabled:
+                continue
+            if host in self._ips.get(t.name, ()):
+                return t
+            for net in t.inbound_ips:
+                try:
+                    if addr in ipaddress.ip_network(net, strict=False):
+                        return t
+                except ValueError:
+                    continue
+        return None
+
+    def find_did(self, number: str | None) -> Did | None:
+        """A DID by the number as a provider sends it (+33..., 0033..., 33..., national)."""
+        if not number:
+            return None
+        n = "".join(c for c in number if c.isdigit() or c == "+")
+        if n in self.dids:
+            return self.dids[n]
+        c = classify(n, self.plan)
+        forms = {n, n.lstrip("+")}
+        if c.e164:
+            forms |= {c.e164, c.e164[1:], self.plan.international_prefix + c.e164[1:]}
+        if c.national:
+            forms.add(c.national)
+        if not n.startswith("+") and self.plan.country_code and n.startswith(self.plan.country_code):
+            c2 = classify("+" + n, self.plan)
+            forms |= {c2.e164 or "", c2.national or ""}
+        for f in forms:
+            if f and f in self.dids:
+                return self.dids[f]
+        return None
+
+    def did_for(self, request: Any, trunk: Trunk | None = None) -> Did | None:
+        """The DID an INVITE is for: the Request-URI user, else the To user (providers
+        that send calls to the registration contact put the DID in To)."""
+        did = self.find_did(request.uri.user)
+        if did is None:
+            try:
+                did = self.find_did(request.to.uri.user)
+            except Exception:
+                did = None
+        if did is not None and did.trunk and trunk is not None and did.trunk != trunk.name:
+            return None
+        return did
+
+    def is_did(self, number: str | None) -> bool:
+        return self.find_did(number) is not None
+
+    # -- outbound ----------------------------------------------------------------------
+    def allowed_classes(self, extension: str) -> tuple[str, ...]:
+        p = self.perms.get(extension)
+        return tuple(p["classes"]) if p else tuple(self.plan.default_allowed)
+
+    def check_outbound(self, extension: str, number: str) -> OutboundCheck:
+        c = classify(number, self.plan)
+        if c.cls == "invalid":
+            return OutboundCheck(False, 484, "Address Incomplete", c.cls)
+        if not allowed(c.cls, self.allowed_classes(extension)):
+            return OutboundCheck(False, 403, f"Forbidden - {c.cls} calls not allowed for {extension}", c.cls)
+        if c.cls != "emergency":
+            limit = self.perms.get(extension, {}).get("max_outbound")
+            limit = self.max_per_extension if limit is None else limit
+            if self.by_extension.get(extension, 0) >= limit:
+                return OutboundCheck(False, 403, f"Forbidden - {extension} has {limit} outside call(s) already",
+                                     c.cls)
+            if sum(self.by_extension.values()) >= self.max_total:
+                return OutboundCheck(False, 503, "Service Unavailable - outside lines busy", c.cls)
+        if not self.candidates():
+            return OutboundCheck(False, 503, "Service Unavailable - no trunk available", c.cls)
+        return OutboundCheck(True, cls=c.cls)
+
+    def candidates(self, exclude: tuple[str, ...] = ()) -> list[Trunk]:
+        """Enabled trunks with a free channel, best (lowest priority number) first; a
+        registration trunk that is not registered comes after the others."""
+        out = []
+        for t in self.trunks.values():
+            if not t.enabled or t.name in exclude:
+                continue
+            if t.max_channels and self.active.get(t.name, 0) >= t.max_channels:
+                continue
+            out.append(t)
+
+        def key(t: Trunk) -> tuple:
+            reg = self.registrations.get(t.name)
+            down = reg is not None and reg.state.value != "registered"
+            return (down, t.priority, t.name)
+        return sorted(out, key=key)
+
+    def acquire(self, extension: str) -> None:
+        self.by_extension[extension] = self.by_extension.get(extension, 0) + 1
+
+    def release(self, extension: str) -> None:
+        n = self.by_extension.get(extension, 0) - 1
+        if n > 0:
+            self.by_extension[extension] = n
+        else:
+            self.by_extension.pop(extension, None)
+
+    def trunk_busy(self, name: str, delta: int) -> None:
+        n = self.active.get(name, 0) + delta
+        if n > 0:
+            self.active[name] = n
+        else:
+            self.active.pop(name, None)
+
+    def dial_number(self, trunk: Trunk, number: str) -> str:
+        return rewrite(number, self.plan, fmt=trunk.number_format, strip_prefix=trunk.strip_prefix,
+                       add_prefix=trunk.add_prefix)
+
+    def outbound_target(self, trunk: Trunk, user: str) -> tuple[str, Any]:
+        """(Request-URI, Addr) of a call to ``user`` (already rewritten) through ``trunk``."""
+        from sip.transaction import Addr
+        host = trunk.host
+        ips = sorted(self._ips.get(trunk.name) or {host})
+        tp = "" if trunk.transport == "udp" else f";transport={trunk.transport}"
+        h = f"[{host}]" if ":" in host else host
+        return (f"sip:{user}@{h}:{trunk.port}{tp}", Addr(trunk.transport.upper(), ips[0], int(trunk.port)))
+
+    def from_uri(self, trunk: Trunk, fallback: str) -> str:
+        """The From URI of a call through ``trunk``: its caller ID at its domain."""
+        user = trunk.caller_id or trunk.username or fallback
+        return f"sip:{user}@{trunk.domain or trunk.host}"
+
+    # -- registrations -----------------------------------------------------------------
+    def _sync_registrations(self) -> None:
+        from sip.transaction import Addr
+        from sip.trunk import TrunkRegistration
+        want = {n: t for n, t in self.trunks.items() if t.enabled and t.register}
+        now = self.clock()
+        for name in list(self.registrations):
+            t = want.get(name)
+            reg = self.registrations[name]
+            if t is None or (t.username, t.password, t.host, t.port, t.transport, t.expires) != reg._key:
+                self._send(reg.stop(now))
+                self._untrack(reg)
+                del self.registrations[name]
+        for name, t in want.items():
+            if name in self.registrations:
+                continue
+            ips = sorted(self._ips.get(name) or {t.host})
+            local = self.server.local_address if self.server is not None else (lambda tr, h: ("127.0.0.1", 5060))
+            reg = TrunkRegistration(name, registrar=Addr(t.transport.upper(), ips[0], int(t.port)),
+                                    domain=t.domain or t.host, username=t.username or "",
+                                    password=t.password or "", auth_username=t.auth_username,
+                                    expires=t.expires, local_address=local, user_agent=self.user_agent)
+            reg._key = (t.username, t.password, t.host, t.port, t.transport, t.expires)
+            self.registrations[name] = reg
+            if self.server is not None:
+                self._send(reg.start(now))
+        self._wake.set()
+
+    def _untrack(self, reg: Any) -> None:
+        pass
+
+    def _send(self, sends: list) -> None:
+        if self.server is None:
+            return
+        for s in sends:
+            reg = next((r for r in self.registrations.values() if r.pending == s.branch), None)
+            self.server.send_own(s.request, s.dest, self._on_event(reg))
+
+    def _on_event(self, reg: Any) -> Callable[[Any], None]:
+        def handle(ev: Any) -> None:
+            from sip.transaction import ResponseReceived, Timeout, TransportError
+            if reg is None:
+                return
+            now = self.clock()
+            if type(ev) is ResponseReceived:
+                before = reg.state
+                sends = reg.on_response(ev.response, now)
+            elif type(ev) in (Timeout, TransportError):
+                before = reg.state
+                sends = reg.on_timeout(now, transport_error=type(ev) is TransportError)
+            else:
+                return
+            if reg.state is not before or reg.state.value == "failed":
+                log.info("trunk %s: %s (%s)", reg.name, reg.state.value, reg.last_reason)
+            self._send(sends)
+            self._wake.set()
+        return handle
+
+    def attach(self, server: Any) -> None:
+        self.server = server
+        now = self.clock()
+        for reg in self.registrations.values():
+            if reg.state.value == "unregistered":
+                self._send(reg.start(now))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Refresh and retry registrations when due."""
+        while not stop.is_set():
+            now = self.clock()
+            for reg in list(self.registrations.values()):
+                self._send(reg.tick(now))
+            deadlines = [d for d in (r.next_deadline() for r in self.registrations.values()) if d is not None]
+            delay = min([max(0.05, d - self.clock()) for d in deadlines] + [1.0])
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+
+    def unregister_all(self) -> None:
+        now = self.clock()
+        for reg in self.registrations.values():
+            self._send(reg.stop(now))
+
+    def status(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        out = []
+        for t in sorted(self.trunks.values(), key=lambda t: (t.priority, t.name)):
+            reg = self.registrations.get(t.name)
+            d = {"name": t.name, "host": f"{t.host}:{t.port}", "transport": t.transport,
+                 "priority": t.priority, "enabled": t.enabled, "active_calls": self.active.get(t.name, 0),
+                 "max_channels": t.max_channels}
+            if reg is not None:
+                st = reg.status(now)
+                d.update(state=st["state"], last_reason=st["last_reason"], expires_in=st["expires_in"],
+                         next_in=st["next_in"])
+            else:
+                d.update(state="ip-auth", last_reason="", expires_in=None, next_in=None)
+            out.append(d)
+        return out
+
+
+# ----------------------------------------------------------------------------- calls
+
+def _header(headers: dict[str, str], name: str) -> str | None:
+    low = name.lower()
+    for k, v in (headers or {}).items():
+        if k.lower() == low:
+            return v
+    return None
+
+
+@dataclass
+class TrunkCall:
+    """Trunk context of one call session (``Session.trunk``)."""
+    direction: str                      # "inbound" | "outbound"
+    trunk: str | None = None            # inbound: the trunk it came in on
+    did: Did | None = None
+    number: str = ""                    # outbound: the number dialled
+    cls: str = ""
+    extension: str = ""                 # outbound: the caller
+    tried: list[str] = field(default_factory=list)
+    current: str | None = None          # outbound: trunk of the leg in progress
+    legs: int = 0
+    counted: bool = False
+
+
+class TrunkRouter:
+    """The trunk parts of call routing and call sessions, used by ``pypbx.calls`` through
+    small hooks (``CallManager.trunks``)."""
+
+    def __init__(self, svc: TrunkService, *, is_internal: Callable[[str], bool]) -> None:
+        self.svc = svc
+        self.is_internal = is_internal
+
+    # -- front door (sans-I/O, called by the proxy) ------------------------------------
+    def admit(self, request: Any, source: Any) -> Any:
+        """Proxy ``admit``: a trunk's requests are not challenged; an INVITE for a DID from
+        anywhere else is refused at once (403)."""
+        from sip.proxy import RouteDecision
+        if self.svc.peer(source.host) is not None:
+            return True
+        if request.method == "INVITE":
+            n = request.uri.user or ""
+            if n and not self.is_internal(n) and self.svc.is_did(n):
+                return RouteDecision.reject(403, "Forbidden - DIDs are reached through a trunk")
+        return None
+
+    def screen(self, request: Any, source: Any, user: str | None) -> Any:
+        """For an INVITE about to be anchored in a worker: a RouteDecision (reject) or the
+        headers to add for the worker (``X-PBX-Trunk``/``X-PBX-DID`` inbound,
+        ``X-PBX-Outbound`` for an outside call)."""
+        from sip.proxy import RouteDecision
+        if user is None:
+            trunk = self.svc.peer(source.host)
+            if trunk is None:
+                return RouteDecision.reject(403, "Forbidden")
+            did = self.svc.did_for(request, trunk)
+            if did is None:
+                return RouteDecision.reject(404, "Not Found - no such DID")
+            return (("X-PBX-Trunk", trunk.name), ("X-PBX-DID", did.number))
+        target = request.uri.user or ""
+        if not target or self.is_internal(target):
+            return ()
+        chk = self.svc.check_outbound(user, target)
+        if not chk.ok:
+            log.warning("outside call %s -> %s refused: %s %s", user, target, chk.status, chk.reason)
+            return RouteDecision.reject(chk.status, chk.reason)
+        return (("X-PBX-Outbound", target), ("X-PBX-Class", chk.cls))
+
+    def route_worker_leg(self, request: Any) -> Any:
+        """A worker's leg marked ``X-PBX-Trunk``: to that trunk (Request-URI user is the
+        number already rewritten for it)."""
+        from sip.proxy import RouteDecision
+        name = request.headers.get("X-PBX-Trunk")
+        if not name:
+            return None
+        trunk = self.svc.trunks.get(name)
+        if trunk is None:
+            return RouteDecision.reject(503, "Service Unavailable - trunk gone")
+        uri, addr = self.svc.outbound_target(trunk, request.uri.user or "")
+        return RouteDecision.fork([(uri, addr)])
+
+    # -- call sessions (CallManager hooks) ---------------------------------------------
+    def context(self, s: Any, ev: Any) -> tuple[TrunkCall, dict[str, Any]] | None:
+        """(trunk context, CallLog.offer fields) of a call a worker reported, or None
+        for an internal call. Sets ``s.callee`` to the destination."""
+        hdrs = getattr(ev, "headers", {}) or {}
+        trunk, did_no = _header(hdrs, "X-PBX-Trunk"), _header(hdrs, "X-PBX-DID")
+        if trunk and did_no:
+            did = self.svc.dids.get(did_no) or Did(did_no, "extension:" + s.callee)
+            tc = TrunkCall("inbound", trunk=trunk, did=did)
+            offer = {"direction": "inbound", "callee_number": did.number, "did": did.number,
+                     "service_line": did.service_line or None}
+            if did.kind == "queue":
+                offer["queue"] = did.target
+            else:
+                s.callee = did.target
+                offer["extension"] = did.target
+            return tc, offer
+        number = _header(hdrs, "X-PBX-Outbound")
+        if number:
+            tc = TrunkCall("outbound", number=number, cls=_header(hdrs, "X-PBX-Class") or "",
+                           extension=s.caller)
+            return tc, {"direction": "outbound", "callee_number": number, "extension": s.caller}
+        return None
+
+    async def start(self, cm: Any, s: Any, ev: Any) -> bool:
+        """After the record is offered. True: handled here (queue takeover, outbound leg)."""
+        tc: TrunkCall = s.trunk
+        await cm.calllog.event(s.rec, "trunk_call", direction=tc.direction, trunk=tc.trunk,
+                               did=tc.did.number if tc.did else None,
+                               service_line=tc.did.service_line if tc.did else None,
+                               number=tc.number or None, number_class=tc.cls or None)
+        if tc.direction == "inbound":
+            if tc.did is not None and tc.did.kind == "queue":
+                return await self._to_queue(cm, s, tc.did.target)
+            return False
+        self.svc.acquire(tc.extension)
+        tc.counted = True
+        return await self._dial_next(cm, s)
+
+    async def _to_queue(self, cm: Any, s: Any, queue: str) -> bool:
+        from pypbx.calllog import Disposition
+        acd = cm.acd
+        if acd is None or queue not in getattr(getattr(acd, "engine", None), "queues", {}):
+            await s.worker.hangup(s.caller_leg, 480)
+            await cm._finish(s, Disposition.FAILED, side="system", cause=f"queue {queue} not available")
+            return True
+        from pypbx.queuecall import QueueCall
+        qc = QueueCall(acd, s, queue)
+        acd.sessions[id(s)] = qc
+        s.delegate = qc.handle
+        await qc.start()
+        return True
+
+    async def _dial_next(self, cm: Any, s: Any) -> bool:
+        """Originate the trunk leg through the next candidate trunk. False: none left."""
+        from pypbx.calllog import Disposition
+        tc: TrunkCall = s.trunk
+        cands = self.svc.candidates(exclude=tuple(tc.tried))
+        if not cands:
+            return False if tc.tried else await self._fail(cm, s, 503, "no trunk available")
+        trunk = cands[0]
+        tc.tried.append(trunk.name)
+        tc.current = trunk.name
+        tc.legs += 1
+        dialled = self.svc.dial_number(trunk, tc.number)
+        leg = f"trunk-{tc.legs}"
+        s.callee_leg = leg
+        s.ring_deadline = cm.clock() + cm.ring_time
+        self.svc.trunk_busy(trunk.name, +1)
+        await cm.calllog.event(s.rec, "trunk_dial", trunk=trunk.name, number=dialled,
+                               caller_id=trunk.caller_id, attempt=tc.legs)
+        log.info("call %s: %s -> %s via trunk %s as %s", s.rec.id[:12], s.caller, tc.number, trunk.name, dialled)
+        try:
+            await s.worker.originate(leg, f"sip:{dialled}@{cm.front_door}",
+                                     from_uri=self.svc.from_uri(trunk, s.caller),
+                                     headers={"X-PBX-Call": s.rec.id, "X-PBX-Trunk": trunk.name})
+        except Exception as exc:
+            self.svc.trunk_busy(trunk.name, -1)
+            log.warning("call %s: originate via %s failed: %s", s.rec.id[:12], trunk.name, exc)
+            s.callee_leg = None
+            return await self._dial_next(cm, s) or await self._fail(cm, s, 503, f"originate failed: {exc}")
+        return True
+
+    async def _fail(self, cm: Any, s: Any, code: int, cause: str) -> bool:
+        from pypbx.calllog import Disposition
+        await cm._hangup_quietly(s.worker, s.caller_leg, code)
+        await cm._finish(s, Disposition.FAILED, side="system", cause=f"{code} {cause}")
+        return True
+
+    async def on_ended(self, cm: Any, s: Any, ev: Any) -> bool:
+        """A leg of an outside call ended. True: handled here (failover to the next trunk)."""
+        tc: TrunkCall | None = s.trunk
+        if tc is None or tc.direction != "outbound" or ev.leg != s.callee_leg or tc.current is None:
+            return False
+        self.svc.trunk_busy(tc.current, -1)
+        trunk = tc.current
+        tc.current = None
+        code = ev.cause_code or 0
+        if s.answered or not (code >= 500 or code == 408):
+            return False
+        if not self.svc.candidates(exclude=tuple(tc.tried)):
+            return False
+        await cm.calllog.event(s.rec, "trunk_failover", trunk=trunk, status=code, reason=ev.reason)
+        log.info("call %s: trunk %s answered %s: trying the next trunk", s.rec.id[:12], trunk, code)
+        return await self._dial_next(cm, s)
+
+    def finished(self, s: Any) -> None:
+        tc: TrunkCall | None = s.trunk
+        if tc is None:
+            return
+        if tc.current is not None:
+            self.svc.trunk_busy(tc.current, -1)
+            tc.current = None
+        if tc.counted:
+            tc.counted = False
+            self.svc.release(tc.extension)
