@@ -156,6 +156,7 @@ class AcdLive:
         """Stop: callers still waiting are closed (INTERRUPTED, kept as callback slots and
         in the callback list) and hung up; the snapshot is saved; tasks stop."""
         if self._closing:
+            await self.flush()      # again at the very end: what calls ending since then logged
             return
         self._closing = True
         now = self.clock()

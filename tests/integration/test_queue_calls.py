@@ -228,3 +228,74 @@ def test_feature_codes_log_in_pause_log_out(pbx, tmp_path):
             p.wait_for(lambda: agent()["state"] == "logged_out", 5, "logout")
     st = p.api("queue_status", queue="front")
     assert [a["state"] for a in st["agents"] if a["id"] == "alice"] == ["logged_out"]
+
+
+def _caller_in_background(p: PbxProcess, workdir: Path, stay_ms: int = 8000):
+    import threading
+    out: dict = {}
+    t = threading.Thread(target=lambda: out.setdefault("res", caller(p, workdir, stay_ms=stay_ms)), daemon=True)
+    t.start()
+    p.wait_for(lambda: queue_events(p, kind="ENTER"), 10, "the caller to enter the queue")
+    return t
+
+
+def test_stop_with_a_caller_in_queue_closes_it_and_keeps_a_callback(pbx, tmp_path):
+    import signal
+    p = pbx()
+    setup_queue(p)
+    t = _caller_in_background(p, tmp_path / "caller")
+    assert p.stop(signal.SIGTERM) == 0
+    t.join(40)
+    ev = queue_events(p)
+    call_id = ev[0]["call_id"]
+    assert [e["kind"] for e in ev if e["call_id"] == call_id] == ["ENTER", "INTERRUPTED"]
+    cbs = json.loads(p.cli("callbacks", "--json").stdout)
+    assert [(c["number"], c["queue"]) for c in cbs] == [("1009", "front")]
+    cdr = json.loads(p.cli("calls", "list", "--json").stdout)[0]
+    assert cdr["disposition"] == "interrupted" and cdr["queue"] == "front"
+    p.start()                                   # the callback slot survives the restart
+    st = p.api("queue_status", queue="front")
+    assert [(w["number"], w["is_callback"]) for w in st["waiting"]] == [("1009", True)]
+
+
+def _wait_ports_free(base: int, count: int, timeout: float = 15.0) -> None:
+    import socket
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = False
+        for port in range(base, base + count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                busy = True
+            finally:
+                sock.close()
+        if not busy:
+            return
+        time.sleep(0.2)
+
+
+def test_crash_with_a_caller_in_queue_is_closed_at_the_next_start(pbx, tmp_path):
+    import signal
+    p = pbx()
+    setup_queue(p)
+    t = _caller_in_background(p, tmp_path / "caller")
+    time.sleep(0.5)                             # the snapshot with the waiting caller is written
+    p.proc.send_signal(signal.SIGKILL)
+    p.proc.wait(10)
+    p._log.close()
+    p._log = None
+    _wait_ports_free(p.cfg.media.sip_port_base, p.cfg.media.workers_max)   # the orphaned workers exit
+    p.start()
+    ev = queue_events(p)
+    call_id = ev[0]["call_id"]
+    kinds = [e["kind"] for e in ev if e["call_id"] == call_id]
+    assert kinds == ["ENTER", "INTERRUPTED"], kinds
+    assert [e for e in ev if e["kind"] == "INTERRUPTED"][0]["data"]["reason"] == "pbx restarted"
+    cbs = json.loads(p.cli("callbacks", "--json").stdout)
+    assert [(c["number"], c["queue"]) for c in cbs] == [("1009", "front")]
+    cdr = json.loads(p.cli("calls", "list", "--json").stdout)[0]
+    assert cdr["disposition"] == "interrupted"
+    p.stop()
+    t.join(40)
