@@ -279,8 +279,10 @@ class QueueCall:
     # ---------------------------------------------------------------- ringing agents
     async def _ring(self, token: str, ring: Any) -> None:
         if self.state not in ("queued", "callback", "collect"):
+            # the call is leaving (a race with the engine's decision): not the agents' miss
             self.live.rings.pop(token, None)
-            self.live.run("ring_timeout", self.call_id)
+            for aid in ring.agent_ids:
+                self.live.run("ring_failed", self.call_id, aid, "caller leaving")
             return
         if self.ring_leg is not None:
             await self._drop_ring_leg()
