@@ -30,6 +30,7 @@ from pypbx.db import DBError, Database, open_db
 from pypbx.extensions import credentials_map
 from pypbx.localapi import LocalApiServer
 from pypbx.registrations import load_registrations, purge_expired, save_registrations
+from pypbx.trunks import TrunkRouter, TrunkService
 from sip.digest import NonceManager
 from sip.guard import AbuseGuard
 from sip.auth import ProxyAuthenticator
@@ -109,6 +110,10 @@ class Pbx:
         self.callmgr: CallManager | None = None
         self.pool: MediaPool | None = None
         self.acd: AcdLive | None = None
+        n = cfg.numbers
+        self.trunks = TrunkService(plan=n.plan(), max_per_extension=n.max_outbound_per_extension,
+                                   max_total=n.max_outbound_total, user_agent=cfg.sip.user_agent)
+        self.trunk_router = TrunkRouter(self.trunks, is_internal=self._is_internal)
 
     # -- the pieces ------------------------------------------------------------------
     def _tls_context(self) -> ssl.SSLContext | None:
@@ -151,6 +156,7 @@ class Pbx:
                 if v == last:
                     continue
                 last = v
+                await self.trunks.load(db)
                 creds = await credentials_map(db, self.cfg.sip.realm)
             except Exception:
                 log.exception("reloading extensions failed")
@@ -210,6 +216,7 @@ class Pbx:
                      for ip, until in self.sip.guard.bans(mono)],
             "counters": counters,
             "transactions": st["transactions"],
+            "trunks": self.trunks.status(),
         }
 
     # -- run -------------------------------------------------------------------------
@@ -222,6 +229,7 @@ class Pbx:
             self.db = db
             secret = await db.get_or_create_meta("nonce_secret", lambda: os.urandom(32).hex())
             await self._load_state(db)
+            await self.trunks.load(db)
             self.calllog = CallLog(db, self.wallclock)
             interrupted = await self.calllog.close_interrupted()
             if interrupted:
@@ -244,6 +252,7 @@ class Pbx:
             self.pool = await self._start_media(stack)
             self.listeners = await self.sip.start(self._listen_specs())
             stack.push_async_callback(self.sip.stop)
+            self.trunks.attach(self.sip)          # trunk registrations start
             self.callmgr = CallManager(
                 pool=self.pool, calllog=self.calllog, db=db, data_dir=cfg.data_dir,
                 front_door=self._front_door(), is_extension=lambda n: n in self.credentials,
@@ -258,12 +267,14 @@ class Pbx:
             await self.acd.start()
             stack.push_async_callback(self.acd.close)
             self.callmgr.acd = self.acd
+            self.callmgr.trunks = self.trunk_router
             api = LocalApiServer(cfg.socket_path, {"status": self._status,
                                                    "registrations": self._registrations,
                                                    "calls": lambda: self.callmgr.status(),
                                                    "active_calls": lambda: self.callmgr.active_call_ids(),
                                                    "queue_status": self.acd.queue_status,
-                                                   "agent_state": self.acd.agent_state})
+                                                   "agent_state": self.acd.agent_state,
+                                                   "trunks": self.trunks.status})
             await api.start()
             stack.push_async_callback(api.close)
             log.info("pypbx %s running (data in %s, realm %r)", __version__, cfg.data_dir, cfg.sip.realm)
@@ -272,12 +283,14 @@ class Pbx:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self.writer.run(self.stop_event)),
                          tg.create_task(self._reload(db)),
-                         tg.create_task(self._purge())]
+                         tg.create_task(self._purge()),
+                         tg.create_task(self.trunks.run(self.stop_event))]
                 calls_task = tg.create_task(self.callmgr.run(self.stop_event))
                 await self.stop_event.wait()
                 log.info("stopping: refusing new calls, draining calls in progress")
                 await self.acd.close()          # queued callers: interrupted, kept for a callback
                 await calls_task
+                self.trunks.unregister_all()        # REGISTER Expires: 0 to the providers
                 log.info("stopping: draining SIP transactions")
                 for t in tasks:
                     t.cancel()
@@ -298,7 +311,7 @@ class Pbx:
                            secret=hashlib.sha256(b"record-route" + secret).digest(),
                            authenticator=auth, trusted=self.callmgr.is_worker,
                            ring_timeout=float(self.cfg.calls.ring_time) + 5,
-                           user_agent=self.cfg.sip.user_agent)
+                           user_agent=self.cfg.sip.user_agent, admit=self.trunk_router.admit)
         self.sip.attach_proxy(self.proxy)
 
     def _front_door(self) -> str:
@@ -357,6 +370,13 @@ class Pbx:
                     if (ba.host, ba.port) == (addr.host, addr.port) or (target and b.contact.strip("<>") == target):
                         return ext
         return None
+
+    def _is_internal(self, number: str) -> bool:
+        """Extensions, queue numbers and feature codes: never sent to a trunk."""
+        if number in self.credentials or number.startswith("*"):
+            return True
+        acd = self.acd
+        return acd is not None and number in getattr(acd, "numbers", {})
 
     def credentials_for(self, username: str) -> dict[str, str] | None:
         return self.credentials.get(username)
