@@ -158,6 +158,7 @@ class CallManager:
         self.sessions: dict[WorkerClient, Session] = {}
         self.acd: Any = None          # pypbx.acdlive.AcdLive, set by the app
         self.trunks: Any = None       # pypbx.trunks.TrunkRouter, set by the app
+        self.frontline: Any = None    # pypbx.frontline.FrontLine (IVR, voicemail, survey, callers), set by the app
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = False
         pool.on_event(self._on_pool_event)
@@ -411,6 +412,8 @@ class CallManager:
         log.info("call %s: %s -> %s", s.rec.id[:12], s.caller, s.callee)
         if s.trunk is not None and await self.trunks.start(self, s, ev):
             return
+        if self.frontline is not None and await self.frontline.on_incoming(s, ev):
+            return                # an IVR menu / mailbox number, *98: pypbx.frontline took it
         if self.acd is not None and await self.acd.on_incoming(s, ev):
             return                # a queue number or a feature code: pypbx.acdlive took it
         if not self.is_extension(s.callee):
@@ -418,6 +421,8 @@ class CallManager:
             await self._finish(s, Disposition.NOT_FOUND, side="system", cause="404 unknown number")
             return
         if not self.is_registered(s.callee):
+            if self.frontline is not None and await self.frontline.unanswered(s, "not registered"):
+                return            # its mailbox takes the call
             await s.worker.hangup(s.caller_leg, 480)
             await self._finish(s, Disposition.UNAVAILABLE, side="system", cause="480 not registered")
             return
@@ -673,6 +678,8 @@ class CallManager:
         s.ring_deadline = None
         if s.callee_leg:
             await self._hangup_quietly(s.worker, s.callee_leg, None)
+        if self.frontline is not None and await self.frontline.unanswered(s, "no answer"):
+            return                # its mailbox takes the call
         await self._hangup_quietly(s.worker, s.caller_leg, 480)
         await self._finish(s, Disposition.NO_ANSWER, side="system", cause=f"no answer in {self.ring_time:g} s")
 
@@ -699,6 +706,8 @@ class CallManager:
                                    cause=f"{ev.cause_code} {ev.reason}".strip())
             elif ev.leg == s.callee_leg:
                 code = ev.cause_code or 480
+                if self.frontline is not None and await self.frontline.unanswered(s, f"{code} {ev.reason}"):
+                    return        # its mailbox takes the call
                 relay = code if 400 <= code < 700 and code != 487 else 480
                 await self._hangup_quietly(w, s.caller_leg, relay)
                 await self._finish(s, disposition_for_status(code if code != 487 else 480), side="callee",
@@ -706,6 +715,8 @@ class CallManager:
             return
         other = s.callee_leg if ev.leg == s.caller_leg else s.caller_leg
         side = "caller" if ev.leg == s.caller_leg else "callee"
+        if side == "callee" and self.frontline is not None and await self.frontline.callee_left(s):
+            return                # the caller stays for the survey (the record is closed)
         if other:
             await self._hangup_quietly(w, other, None)
         await self._finish(s, Disposition.ANSWERED, side=side, cause="BYE")
@@ -731,6 +742,8 @@ class CallManager:
         log.info("call %s ended: %s (%s hung up: %s)", s.rec.id[:12], disposition.value, side, cause)
         if self.acd is not None:
             self.acd.call_finished(s, disposition, side)    # queue COMPLETE_*, agent free
+        if self.frontline is not None:
+            await self.frontline.call_finished(s, disposition, side)   # the callers table
         if s.files and stop_recording:
             await self._close_recording(s)
 
