@@ -317,6 +317,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
                            for b in bans], indent="  "))
     else:
         click.echo("Active bans: none")
+    for t in result.get("trunks") or []:
+        click.echo(f"Trunk {t.get('name')}: {t.get('state')}" + (f" ({t['last_reason']})" if t.get("last_reason") else ""))
     counters = result.get("counters") or {}
     if counters:
         click.echo(textwrap.fill("Security counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())),
@@ -1175,6 +1177,277 @@ def callbacks_cmd(ctx: click.Context, status: str, queue: str | None, as_json: b
                       [[c.id, c.number, c.queue, _ts(c.requested_at), c.status, c.attempts, _ts(c.last_attempt_at),
                         c.agent or "-", c.result or "-", c.merged_count] for c in cbs]))
 
+
+
+# --------------------------------------------------------------------------- trunks, DIDs, permissions
+
+class _TrunkGroup(_Group):
+    """Like _Group, and pypbx.trunks' TrunkError is a one-line error too."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from pypbx.trunks import TrunkError
+        try:
+            return super().invoke(ctx)
+        except TrunkError as e:
+            raise click.ClickException(str(e)) from None
+
+
+def _trunk_db(ctx: click.Context, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    from pypbx.trunks import TrunkError
+    cfg = _load(ctx)
+
+    async def go() -> Any:
+        async with open_db(cfg.db_path) as db:
+            return await fn(db, *args, **kw)
+    try:
+        return _run(go())
+    except TrunkError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _live_trunks(ctx: click.Context) -> dict[str, dict[str, Any]]:
+    """Registration state from the running PBX ({} when it is not running)."""
+    from pypbx.localapi_client import call
+    try:
+        rows = call(_load(ctx).socket_path, "trunks")
+    except (LocalAPIError, NotRunningError, OSError):
+        return {}
+    return {r["name"]: r for r in rows or [] if isinstance(r, dict)}
+
+
+def _split_host(host: str, port: int | None) -> tuple[str, int | None]:
+    if host and host.count(":") == 1:
+        h, _, p = host.partition(":")
+        if p.isdigit():
+            return h, int(p)
+    return host, port
+
+
+def _trunk_options(f: Callable) -> Callable:
+    opts = [
+        click.option("--host", default=None, help="Provider host or IP, optionally host:port."),
+        click.option("--port", type=click.IntRange(1, 65535), default=None, help="Default 5060."),
+        click.option("--transport", type=click.Choice(["udp", "tcp", "tls"]), default=None),
+        click.option("--username", default=None, help="Registration / digest user name."),
+        click.option("--password", default=None, help="Digest password (stored in the database: keep it 0600)."),
+        click.option("--auth-username", default=None, help="Digest user name when it differs from --username."),
+        click.option("--domain", default=None, help="SIP domain of the account (default: the host)."),
+        click.option("--register/--no-register", "register", default=None,
+                     help="Register to the provider (else an IP-authenticated trunk)."),
+        click.option("--expires", type=click.IntRange(60, 86400), default=None, help="Registration expiry asked for."),
+        click.option("--priority", type=int, default=None, help="Lower is tried first (default 10)."),
+        click.option("--caller-id", default=None, help="Number presented on outside calls."),
+        click.option("--format", "number_format",
+                     type=click.Choice(["e164", "e164_no_plus", "national", "international", "as_dialled"]),
+                     default=None, help="How dialled numbers are sent (default e164)."),
+        click.option("--strip-prefix", default=None, help="Removed from the front of the formatted number."),
+        click.option("--add-prefix", default=None, help="Put in front of the formatted number."),
+        click.option("--max-channels", type=click.IntRange(0), default=None, help="Concurrent calls (0 = no limit)."),
+        click.option("--inbound-ip", "inbound_ips", multiple=True,
+                     help="Address or network the provider calls from (repeatable; its host always counts)."),
+        click.option("--enable/--disable", "enabled", default=None),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _trunk_changes(kw: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in kw.items() if v is not None and k != "inbound_ips"}
+    if kw.get("inbound_ips"):
+        out["inbound_ips"] = [x for item in kw["inbound_ips"] for x in item.split(",") if x.strip()]
+    if "host" in out:
+        out["host"], port = _split_host(out["host"], out.get("port"))
+        if port is not None:
+            out["port"] = port
+    return out
+
+
+@cli.group("trunk", cls=_TrunkGroup)
+@config_option
+def trunk_group() -> None:
+    """SIP trunks to the telephone network (registration or IP-authenticated)."""
+
+
+@trunk_group.command("add")
+@config_option
+@click.argument("name")
+@_trunk_options
+@click.pass_context
+def trunk_add(ctx: click.Context, name: str, **kw: Any) -> None:
+    """Add trunk NAME (--host is required)."""
+    from pypbx import trunks as T
+    ch = _trunk_changes(kw)
+    if not ch.get("host"):
+        raise click.ClickException("--host is required")
+    if ch.get("register") is None and ch.get("username") and ch.get("password"):
+        ch["register"] = True
+    t = _trunk_db(ctx, T.add_trunk, T.Trunk(name=name, **ch))
+    kind = "registration" if t.register else "IP-authenticated"
+    click.echo(f"Trunk {t.name} added ({kind}, {t.transport} {t.host}:{t.port}, priority {t.priority}).")
+
+
+@trunk_group.command("edit")
+@config_option
+@click.argument("name")
+@_trunk_options
+@click.pass_context
+def trunk_edit(ctx: click.Context, name: str, **kw: Any) -> None:
+    """Change settings of trunk NAME."""
+    from pypbx import trunks as T
+    t = _trunk_db(ctx, T.edit_trunk, name, _trunk_changes(kw))
+    click.echo(f"Trunk {t.name} updated.")
+
+
+@trunk_group.command("remove")
+@config_option
+@click.argument("name")
+@click.pass_context
+def trunk_remove(ctx: click.Context, name: str) -> None:
+    """Remove trunk NAME."""
+    from pypbx import trunks as T
+    _trunk_db(ctx, T.remove_trunk, name)
+    click.echo(f"Trunk {name} removed.")
+
+
+def _trunk_dict(t: Any, live: dict[str, Any]) -> dict[str, Any]:
+    d = t.public()
+    st = live.get(t.name)
+    if st is not None:
+        d.update(state=st.get("state"), last_reason=st.get("last_reason"), expires_in=st.get("expires_in"),
+                 active_calls=st.get("active_calls"))
+    else:
+        d.update(state=None if t.register else "ip-auth", last_reason=None, expires_in=None, active_calls=None)
+    return d
+
+
+@trunk_group.command("list")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def trunk_list(ctx: click.Context, as_json: bool) -> None:
+    """List trunks with their registration state (when pypbx is running)."""
+    from pypbx import trunks as T
+    trunks = _trunk_db(ctx, T.list_trunks)
+    live = _live_trunks(ctx)
+    rows = [_trunk_dict(t, live) for t in trunks]
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        click.echo("No trunks. Add one with: pypbx trunk add NAME --host sip.provider.net --username U --password P")
+        return
+    click.echo(_table(["NAME", "HOST", "TRANSPORT", "PRIO", "TYPE", "STATE", "LAST REASON", "CALLER ID", "CHANNELS"],
+                      [[r["name"], f"{r['host']}:{r['port']}", r["transport"], r["priority"],
+                        "register" if r["register"] else "ip-auth",
+                        (r["state"] or "(pypbx not running)") + ("" if r["enabled"] else ", disabled"),
+                        r["last_reason"] or "-", r["caller_id"] or "-",
+                        f"{r['active_calls'] if r['active_calls'] is not None else '-'}/"
+                        f"{r['max_channels'] or 'any'}"] for r in rows]))
+
+
+@trunk_group.command("show")
+@config_option
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def trunk_show(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Show one trunk (the password is never shown)."""
+    from pypbx import trunks as T
+    t = _trunk_db(ctx, T.get_trunk, name)
+    d = _trunk_dict(t, _live_trunks(ctx))
+    if as_json:
+        _echo_json(d)
+        return
+    for k, v in d.items():
+        if k in ("created_at", "updated_at"):
+            v = _ts(v)
+        elif isinstance(v, list):
+            v = ", ".join(v) or "-"
+        click.echo(f"{k.replace('_', ' ')}: {'-' if v in (None, '') else v}")
+
+
+@cli.group("did", cls=_TrunkGroup)
+@config_option
+def did_group() -> None:
+    """DIDs: the numbers patients dial, each to a destination and a service line."""
+
+
+@did_group.command("add")
+@config_option
+@click.argument("number")
+@click.option("--to", "destination", required=True, help="extension:1001 or queue:NAME")
+@click.option("--name", "service_line", default="", help="Service line, e.g. 'Appointments line'.")
+@click.option("--trunk", default=None, help="Only from this trunk (default: any trunk).")
+@click.pass_context
+def did_add(ctx: click.Context, number: str, destination: str, service_line: str, trunk: str | None) -> None:
+    """Add DID NUMBER (as the provider sends it; +33..., 0033... and 0... forms all match)."""
+    from pypbx import trunks as T
+    d = _trunk_db(ctx, T.add_did, number, destination, service_line, trunk)
+    click.echo(f"DID {d.number} -> {d.destination}" + (f" ({d.service_line})" if d.service_line else "") + ".")
+
+
+@did_group.command("list")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def did_list(ctx: click.Context, as_json: bool) -> None:
+    """List DIDs."""
+    from dataclasses import asdict
+    from pypbx import trunks as T
+    dids = _trunk_db(ctx, T.list_dids)
+    if as_json:
+        _echo_json([asdict(d) for d in dids])
+        return
+    if not dids:
+        click.echo("No DIDs. Add one with: pypbx did add +33123456789 --to extension:1001 --name 'Front desk'")
+        return
+    click.echo(_table(["NUMBER", "DESTINATION", "SERVICE LINE", "TRUNK"],
+                      [[d.number, d.destination, d.service_line or "-", d.trunk or "any"] for d in dids]))
+
+
+@did_group.command("remove")
+@config_option
+@click.argument("number")
+@click.pass_context
+def did_remove(ctx: click.Context, number: str) -> None:
+    """Remove DID NUMBER."""
+    from pypbx import trunks as T
+    _trunk_db(ctx, T.remove_did, number)
+    click.echo(f"DID {number} removed.")
+
+
+@ext.command("perms")
+@config_option
+@click.argument("number")
+@click.option("--allow", default=None,
+              help="Number classes this extension may call, e.g. 'local,mobile,national' "
+                   "(internal, local, mobile, national, premium, international; emergency is always allowed).")
+@click.option("--max-calls", type=click.IntRange(0), default=None, help="Concurrent outside calls.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def ext_perms(ctx: click.Context, number: str, allow: str | None, max_calls: int | None, as_json: bool) -> None:
+    """Show or set which numbers extension NUMBER may call (toll-fraud guard)."""
+    from pypbx import trunks as T
+    cfg = _load(ctx)
+    current = _trunk_db(ctx, T.permissions).get(number)
+    if allow is not None or max_calls is not None:
+        classes = allow if allow is not None else ",".join(current["classes"] if current
+                                                          else cfg.numbers.default_allowed)
+        limit = max_calls if max_calls is not None else (current or {}).get("max_outbound")
+        _trunk_db(ctx, T.set_permissions, number, classes, limit)
+        current = _trunk_db(ctx, T.permissions).get(number)
+    classes = list(current["classes"]) if current else list(cfg.numbers.default_allowed)
+    limit = (current or {}).get("max_outbound")
+    if limit is None:
+        limit = cfg.numbers.max_outbound_per_extension
+    if as_json:
+        _echo_json({"extension": number, "allowed": classes, "emergency": True, "max_outbound": limit,
+                    "default": current is None})
+        return
+    click.echo(f"Extension {number} may call: {', '.join(classes)}, emergency (always)"
+               + (" [site default]" if current is None else ""))
+    click.echo(f"Concurrent outside calls: {limit}")
 
 
 # front line (issue 5): pypbx hours / callers / ivr / voicemail / survey live in pypbx.cli_frontline
