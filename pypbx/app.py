@@ -268,6 +268,8 @@ class Pbx:
             stack.push_async_callback(self.acd.close)
             self.callmgr.acd = self.acd
             self.callmgr.trunks = self.trunk_router
+            from pypbx.frontline import FrontLine   # IVR menus, voicemail, survey, callers table
+            self.callmgr.frontline = FrontLine(db, self.callmgr, cfg.data_dir, prompts_dir=self.acd.prompts_dir)
             api = LocalApiServer(cfg.socket_path, {"status": self._status,
                                                    "registrations": self._registrations,
                                                    "calls": lambda: self.callmgr.status(),

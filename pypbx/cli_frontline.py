@@ -204,3 +204,310 @@ def register(cli: click.Group, H: Any) -> None:
 
 #: Groups defined further down (IVR, voicemail, survey), each ``fn(cli, H, on_db, json_opt)``.
 _LATER: list[Callable[..., None]] = []
+
+
+# ====================================================================== IVR
+def _ivr(cli: click.Group, H: Any, on_db: Callable[..., Any], json_opt: Callable) -> None:
+    config_option = H.config_option
+
+    @cli.group("ivr", cls=_FrontGroup)
+    @config_option
+    def ivr() -> None:
+        """IVR menus: greeting, digit -> action, timeouts, languages (TOML import/export)."""
+
+    @ivr.command("add")
+    @config_option
+    @click.argument("name")
+    @click.option("--number", default=None, help="Dial this number to reach the menu (e.g. 700).")
+    @click.option("--greeting", default=None, help="Prompt ids or WAV paths, comma-separated (default welcome).")
+    @click.option("--option", "options", multiple=True, metavar="DIGITS=ACTION",
+                  help="e.g. 1=queue:front, 2=menu:results, 3=extension:1001, 4=voicemail:1001, "
+                       "5=play:after_hours, 9=lang:ru, 0=hangup (repeatable).")
+    @click.option("--language", default=None, help="Prompt language (en, ko, ru, zh).")
+    @click.option("--timeout", type=float, default=None, help="Seconds to wait for a choice.")
+    @click.option("--inter-digit", type=float, default=None, help="Seconds between digits.")
+    @click.option("--retries", type=int, default=None, help="Replays on no/invalid input.")
+    @click.option("--on-timeout", default=None, metavar="ACTION")
+    @click.option("--on-invalid", default=None, metavar="ACTION")
+    @click.option("--direct-dial/--no-direct-dial", default=None, help="Allow keying an extension number.")
+    @click.option("--schedule", default=None, help="Opening hours (pypbx hours) for this menu.")
+    @click.option("--after-hours", default=None, metavar="ACTION", help="What closed hours do (play:clinic_closed).")
+    @click.pass_context
+    def ivr_add(ctx: click.Context, name: str, number: str | None, greeting: str | None,
+                options: tuple[str, ...], **kw: Any) -> None:
+        """Create menu NAME, or change the given settings of an existing one."""
+        from pypbx import ivr as I
+
+        async def go(db: Any) -> tuple[Any, list[str]]:
+            try:
+                m = await I.get_menu(db, name)
+            except I.IvrError:
+                m = I.Menu(name=name)
+            if number is not None:
+                m.number = number or None
+            if greeting is not None:
+                m.greeting = [g.strip() for g in greeting.split(",") if g.strip()]
+            for o in options:
+                k, sep, v = o.partition("=")
+                if not sep:
+                    raise I.IvrError(f"bad --option {o!r} (want DIGITS=ACTION)")
+                if v.strip() in ("", "none", "-"):
+                    m.options.pop(k.strip(), None)
+                else:
+                    m.options[k.strip()] = v.strip()
+            for k, v in kw.items():
+                if v is not None:
+                    setattr(m, k, v)
+            m.validate()
+            warn = await I.check_references(db, m)
+            await I.save_menu(db, m)
+            return m, warn
+        m, warn = on_db(ctx, go)
+        click.echo(f"Menu {m.name}" + (f" (number {m.number})" if m.number else "") + " saved: "
+                   + (", ".join(f"{k}={v}" for k, v in sorted(m.options.items())) or "no options") + ".")
+        for w_ in warn:
+            click.echo(f"Note: {w_}", err=True)
+
+    @ivr.command("import")
+    @config_option
+    @click.argument("file", type=click.Path(exists=True, dir_okay=False))
+    @click.pass_context
+    def ivr_import(ctx: click.Context, file: str) -> None:
+        """Create or replace the menu(s) in a TOML FILE."""
+        from pypbx import ivr as I
+        menus = I.from_toml(Path(file).read_text(encoding="utf-8"))
+
+        async def go(db: Any) -> list[str]:
+            warn: list[str] = []
+            for m in menus:
+                await I.save_menu(db, m)
+            for m in menus:
+                warn += [f"{m.name}: {x}" for x in await I.check_references(db, m)]
+            return warn
+        warn = on_db(ctx, go)
+        click.echo(f"Imported {', '.join(m.name for m in menus)}.")
+        for w_ in warn:
+            click.echo(f"Note: {w_}", err=True)
+
+    @ivr.command("export")
+    @config_option
+    @click.argument("name")
+    @click.pass_context
+    def ivr_export(ctx: click.Context, name: str) -> None:
+        """Print menu NAME as TOML (pypbx ivr import reads it back)."""
+        from pypbx import ivr as I
+        click.echo(I.to_toml(on_db(ctx, I.get_menu, name)), nl=False)
+
+    @ivr.command("list")
+    @config_option
+    @json_opt
+    @click.pass_context
+    def ivr_list(ctx: click.Context, as_json: bool) -> None:
+        """List menus."""
+        from pypbx import ivr as I
+        menus = on_db(ctx, I.list_menus)
+        if as_json:
+            H._echo_json([m.to_dict() for m in menus])
+            return
+        if not menus:
+            click.echo("No IVR menus. Add one with: pypbx ivr add main --number 700 --option 1=queue:front")
+            return
+        click.echo(H._table(["NAME", "NUMBER", "GREETING", "OPTIONS", "SCHEDULE"],
+                            [[m.name, m.number or "-", ",".join(m.greeting),
+                              " ".join(f"{k}={v}" for k, v in sorted(m.options.items())) or "-",
+                              m.schedule or "-"] for m in menus]))
+
+    @ivr.command("show")
+    @config_option
+    @click.argument("name")
+    @json_opt
+    @click.pass_context
+    def ivr_show(ctx: click.Context, name: str, as_json: bool) -> None:
+        """Show menu NAME."""
+        from pypbx import ivr as I
+        m = on_db(ctx, I.get_menu, name)
+        if as_json:
+            H._echo_json(m.to_dict())
+            return
+        click.echo(I.to_toml(m), nl=False)
+
+    @ivr.command("remove")
+    @config_option
+    @click.argument("name")
+    @click.pass_context
+    def ivr_remove(ctx: click.Context, name: str) -> None:
+        """Remove menu NAME."""
+        from pypbx import ivr as I
+        on_db(ctx, I.remove_menu, name)
+        click.echo(f"Menu {name} removed.")
+
+
+_LATER.append(_ivr)
+
+
+# ====================================================================== voicemail
+def _voicemail(cli: click.Group, H: Any, on_db: Callable[..., Any], json_opt: Callable) -> None:
+    config_option = H.config_option
+
+    @cli.group("voicemail", cls=_FrontGroup)
+    @config_option
+    def voicemail() -> None:
+        """Mailboxes and messages."""
+
+    @voicemail.command("box")
+    @config_option
+    @click.argument("box")
+    @click.option("--number", default=None, help="Dial this number to leave a message in BOX (e.g. 801).")
+    @click.option("--on-no-answer/--no-on-no-answer", default=None,
+                  help="Extension BOX not answering (or not registered) -> its mailbox.")
+    @click.option("--max-seconds", type=float, default=None, help="Longest message (default 120).")
+    @click.option("--remove", is_flag=True, help="Remove the mailbox (its messages stay listed).")
+    @click.pass_context
+    def vm_box(ctx: click.Context, box: str, number: str | None, on_no_answer: bool | None,
+               max_seconds: float | None, remove: bool) -> None:
+        """Create or change mailbox BOX (an extension number or a queue name)."""
+        from pypbx import voicemail as V
+        if remove:
+            on_db(ctx, V.remove_box, box)
+            click.echo(f"Mailbox {box} removed.")
+            return
+
+        async def go(db: Any) -> dict:
+            try:
+                old = await V.get_box(db, box)
+            except V.VoicemailError:
+                old = {"number": None, "on_no_answer": False, "max_seconds": V.DEFAULT_MAX_SECONDS}
+            return await V.set_box(db, box, number=(number or None) if number is not None else old["number"],
+                                   on_no_answer=old["on_no_answer"] if on_no_answer is None else on_no_answer,
+                                   max_seconds=old["max_seconds"] if max_seconds is None else max_seconds)
+        b = on_db(ctx, go)
+        click.echo(f"Mailbox {b['box']}: number {b['number'] or '-'}, on no answer "
+                   f"{'yes' if b['on_no_answer'] else 'no'}, up to {b['max_seconds']:g} s.")
+
+    @voicemail.command("boxes")
+    @config_option
+    @json_opt
+    @click.pass_context
+    def vm_boxes(ctx: click.Context, as_json: bool) -> None:
+        """List mailboxes."""
+        from pypbx import voicemail as V
+        rows = on_db(ctx, V.list_boxes)
+        if as_json:
+            H._echo_json(rows)
+            return
+        if not rows:
+            click.echo("No mailboxes. Add one with: pypbx voicemail box 1001 --on-no-answer")
+            return
+        click.echo(H._table(["BOX", "NUMBER", "ON NO ANSWER", "MAX", "MESSAGES", "NEW"],
+                            [[r["box"], r["number"] or "-", "yes" if r["on_no_answer"] else "no",
+                              f"{r['max_seconds']:g}s", r["messages"], r["new"]] for r in rows]))
+
+    @voicemail.command("list")
+    @config_option
+    @click.argument("box", required=False)
+    @click.option("--new", "new_only", is_flag=True, help="Only messages not heard yet.")
+    @json_opt
+    @click.pass_context
+    def vm_list(ctx: click.Context, box: str | None, new_only: bool, as_json: bool) -> None:
+        """Messages in BOX (all boxes without BOX), oldest first."""
+        from pypbx import voicemail as V
+        rows = on_db(ctx, V.list_messages, box, new_only)
+        if as_json:
+            H._echo_json(rows)
+            return
+        if not rows:
+            click.echo("No messages.")
+            return
+        click.echo(H._table(["ID", "BOX", "RECEIVED", "CALLER", "DID", "LENGTH", "HEARD"],
+                            [[r["id"], r["box"], H._ts(r["received_at"]), r["caller"] or "-", r["did"] or "-",
+                              f"{(r['seconds'] or 0):.1f}s", "yes" if r["heard"] else "NEW"] for r in rows]))
+
+    @voicemail.command("play")
+    @config_option
+    @click.argument("msg_id", metavar="ID")
+    @click.pass_context
+    def vm_play(ctx: click.Context, msg_id: str) -> None:
+        """Print the path of message ID's WAV file."""
+        from pypbx import voicemail as V
+        click.echo(on_db(ctx, V.get_message, msg_id)["path"])
+
+    @voicemail.command("heard")
+    @config_option
+    @click.argument("msg_id", metavar="ID")
+    @click.option("--unheard", is_flag=True, help="Mark it new again.")
+    @click.pass_context
+    def vm_heard(ctx: click.Context, msg_id: str, unheard: bool) -> None:
+        """Mark message ID heard."""
+        from pypbx import voicemail as V
+        m = on_db(ctx, V.mark_heard, msg_id, not unheard)
+        click.echo(f"Message {m['id']} marked {'new' if unheard else 'heard'}.")
+
+    @voicemail.command("delete")
+    @config_option
+    @click.argument("msg_id", metavar="ID")
+    @click.pass_context
+    def vm_delete(ctx: click.Context, msg_id: str) -> None:
+        """Delete message ID (its audio and sidecar; the row stays for the books)."""
+        from pypbx import voicemail as V
+        m = on_db(ctx, V.delete_message, msg_id)
+        click.echo(f"Message {m['id']} deleted.")
+
+
+_LATER.append(_voicemail)
+
+
+# ====================================================================== survey
+def _survey(cli: click.Group, H: Any, on_db: Callable[..., Any], json_opt: Callable) -> None:
+    config_option = H.config_option
+
+    @cli.group("survey", cls=_FrontGroup)
+    @config_option
+    def survey() -> None:
+        """The post-call satisfaction survey (1-5 after the agent hangs up)."""
+
+    @survey.command("enable")
+    @config_option
+    @click.option("--queue", default=None, help="Only calls of this queue (default: every call).")
+    @click.pass_context
+    def survey_enable(ctx: click.Context, queue: str | None) -> None:
+        """Ask callers for a score when the callee hangs up first."""
+        from pypbx import survey as Sv
+        d = on_db(ctx, Sv.set_enabled, True, queue)
+        click.echo("Survey on for " + ("every call." if d["all"] else f"queues {', '.join(d['queues'])}."))
+
+    @survey.command("disable")
+    @config_option
+    @click.option("--queue", default=None, help="Only this queue (default: off everywhere).")
+    @click.pass_context
+    def survey_disable(ctx: click.Context, queue: str | None) -> None:
+        """Stop asking."""
+        from pypbx import survey as Sv
+        d = on_db(ctx, Sv.set_enabled, False, queue)
+        click.echo("Survey " + ("on for every call." if d["all"] else
+                                f"on for queues {', '.join(d['queues'])}." if d["queues"] else "off."))
+
+    @survey.command("report")
+    @config_option
+    @json_opt
+    @click.pass_context
+    def survey_report(ctx: click.Context, as_json: bool) -> None:
+        """Answers and average score per agent."""
+        from pypbx import survey as Sv
+
+        async def go(db: Any) -> dict:
+            return {**await Sv.report(db), "settings": await Sv.get_settings(db)}
+        r = on_db(ctx, go)
+        if as_json:
+            H._echo_json(r)
+            return
+        st = r["settings"]
+        click.echo("Survey: " + ("on for every call" if st["all"] else
+                                 f"on for queues {', '.join(st['queues'])}" if st["queues"] else "off")
+                   + f"; {r['answers']} answers" + (f", average {r['average']:.2f}" if r["answers"] else "") + ".")
+        if r["agents"]:
+            click.echo(H._table(["AGENT", "ANSWERS", "AVERAGE", "1", "2", "3", "4", "5"],
+                                [[a["agent"], a["answers"], f"{a['average']:.2f}"] +
+                                 [a["distribution"][str(k)] for k in range(1, 6)] for a in r["agents"]]))
+
+
+_LATER.append(_survey)

@@ -1,0 +1,167 @@
+"""The front line's seam in CallManager: the internal dialplan, voicemail on no answer,
+the post-call survey and the callers table.
+
+CallManager holds one :class:`FrontLine` (``CallManager.frontline``, set by the app) and
+calls it at four small hooks:
+
+* :meth:`on_incoming` (``_incoming``, before the ACD): a number that belongs to an IVR menu
+  (``pypbx ivr add NAME --number 700``) -> :class:`pypbx.ivr.IvrCall`; to a mailbox
+  (``pypbx voicemail box 1001 --number 801``) -> :class:`pypbx.voicemail.VoicemailCall`;
+  ``*98`` -> the caller's own mailbox (:class:`pypbx.voicemail.MailboxCall`).
+* :meth:`unanswered` (an extension rang out, refused the call, or is not registered): if
+  its mailbox has ``on_no_answer``, the caller leaves a message instead of hearing 480.
+* :meth:`callee_left` (the callee hung up first in an answered call): the post-call survey
+  when enabled (:mod:`pypbx.survey`).
+* :meth:`call_finished` (``_finish``): the caller's number is counted in the callers table.
+
+Each delegate takes the session over the way :class:`pypbx.queuecall.QueueCall` does
+(``Session.delegate``). The IVR hands calls on with :meth:`to_queue` and :meth:`to_voicemail`.
+Everything is read from the database per call, so CLI changes apply to the next call.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from pypbx import callers as C
+from pypbx import voicemail as V
+from pypbx.calllog import Disposition
+from pypbx.db import Database
+
+log = logging.getLogger(__name__)
+
+PROMPTS_DIR = Path(__file__).resolve().parents[1] / "ivr_prompts"
+
+
+class FrontLine:
+    def __init__(self, db: Database, cm: Any, data_dir: Path | str, prompts_dir: Path | str | None = None,
+                 survey_timeout: float | None = None) -> None:
+        self.db = db
+        self.cm = cm
+        self.data_dir = Path(data_dir)
+        self.prompts_dir = Path(prompts_dir) if prompts_dir else PROMPTS_DIR
+        self.survey_timeout = survey_timeout
+        self.calls: dict[int, Any] = {}
+
+    def forget(self, s: Any) -> None:
+        self.calls.pop(id(s), None)
+
+    def _take(self, s: Any, obj: Any) -> None:
+        self.calls[id(s)] = obj
+        s.delegate = obj.handle
+
+    # ------------------------------------------------------------ hooks
+    async def on_incoming(self, s: Any, ev: Any) -> bool:
+        """True: the call is taken over here (IVR number, mailbox number, ``*98``)."""
+        from pypbx import ivr as I
+        number = s.callee
+        try:
+            menu = await I.menu_for_number(self.db, number)
+            if menu is not None:
+                call = I.IvrCall(self, s, menu)
+                self._take(s, call)
+                await call.start()
+                return True
+            if number == V.ACCESS_NUMBER:
+                mc = V.MailboxCall(self, s, s.caller)
+                self._take(s, mc)
+                await mc.start()
+                return True
+            box = await V.box_for_number(self.db, number)
+        except Exception:
+            log.exception("front line: routing %s failed", number)
+            s.delegate = None
+            self.forget(s)
+            return False
+        if box is not None:
+            return await self.to_voicemail(s, box, answered=False)
+        return False
+
+    async def unanswered(self, s: Any, why: str) -> bool:
+        """The dialled extension did not take the call: its mailbox, if it wants that."""
+        box = await self.voicemail_box(s.callee)
+        if box is None or not box["on_no_answer"]:
+            return False
+        if s.callee_leg:
+            s.dropped.add(s.callee_leg)
+        s.ring_deadline = None
+        await self.cm.calllog.event(s.rec, "no_answer_to_voicemail", extension=s.callee, reason=why)
+        return await self.to_voicemail(s, box["box"], answered=False)
+
+    async def callee_left(self, s: Any) -> bool:
+        """An answered call whose callee hung up first: the survey, when enabled."""
+        from pypbx import survey as Sv
+        from pypbx.calls import Session  # noqa: F401  (the session type)
+        if s.relay or s.xfer is not None or not s.caller_leg or s.rec is None:
+            return False
+        if not await Sv.enabled_for(self.db, s.rec.queue):
+            return False
+        # close the call as usual (answered, callee hung up: record, recording, agent) ...
+        if s.callee_leg:
+            s.dropped.add(s.callee_leg)
+        await self.cm._finish(s, Disposition.ANSWERED, side="callee", cause="BYE")
+        # ... but keep the session (and the caller's leg) for the question
+        s.ended = False
+        s.bridged = None
+        sc = Sv.SurveyCall(self, s, **({"timeout": self.survey_timeout} if self.survey_timeout else {}))
+        self._take(s, sc)
+        await sc.start()
+        return True
+
+    async def call_finished(self, s: Any, disposition: Any, side: str) -> None:
+        rec = s.rec
+        if rec is None:
+            return
+        try:
+            await C.call_ended(self.db, rec.caller_number, getattr(disposition, "value", str(disposition)),
+                               rec.agent, rec.id, clock=self.cm.clock)
+        except Exception:
+            log.exception("callers table: counting call %s failed", rec.id[:12])
+        obj = self.calls.get(id(s))
+        if obj is not None and hasattr(obj, "finished"):
+            obj.finished(disposition, side)
+
+    # ------------------------------------------------------------ hand-offs
+    async def voicemail_box(self, box: str) -> dict[str, Any] | None:
+        try:
+            return await V.get_box(self.db, box)
+        except V.VoicemailError:
+            return None
+
+    async def to_voicemail(self, s: Any, box: str, *, answered: bool, lang: str = "en",
+                           after_hours: bool = False) -> bool:
+        b = await self.voicemail_box(box)
+        if b is None:
+            log.warning("call %s: no mailbox %s", s.rec.id[:12], box)
+            return False
+        vm = V.VoicemailCall(self, s, b, lang=lang, after_hours=after_hours)
+        self._take(s, vm)
+        await vm.start(answered=answered)
+        return True
+
+    async def to_queue(self, s: Any, queue: str, lang: str | None = None) -> bool:
+        """An answered caller (the IVR) into an ACD queue, in the call's language."""
+        live = getattr(self.cm, "acd", None)
+        if live is None or queue not in live.engine.queues or getattr(live, "_closing", False):
+            return False
+        from pypbx.queuecall import QueueCall
+
+        class _IvrQueueCall(QueueCall):
+            @property
+            def lang(self) -> str:          # the language the caller chose in the IVR
+                return lang or QueueCall.lang.fget(self)  # type: ignore[attr-defined]
+
+        qc = _IvrQueueCall(live, s, queue)
+        self.forget(s)
+        live.sessions[id(s)] = qc
+        s.delegate = qc.handle
+        rec = s.rec
+        rec.queue = queue
+        rec.extension = None
+        live.register(qc.call_id, qc)
+        await self.cm.calllog.update(rec, "queue", queue=queue, number=s.callee, via="ivr")
+        log.info("call %s: IVR -> queue %s", qc.call_id[:12], queue)
+        await qc._enter()
+        return True
