@@ -31,10 +31,6 @@ from .model import (
     Connect,
     DialCallback,
     EventKind,
-    ExitEmpty,
-    ExitFull,
-    JoinEmpty,
-    Overflow,
     OverflowRule,
     Party,
     PauseAgent,
@@ -45,7 +41,6 @@ from .model import (
     Strategy,
     Target,
     TargetKind,
-    Timeout,
 )
 
 HOUR = 3600.0

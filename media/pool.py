@@ -27,7 +27,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
 
-from media.client import WorkerClient, WorkerDied, WorkerError, WorkerExited
+from media.client import WorkerClient, WorkerError, WorkerExited
 
 log = logging.getLogger("media.pool")
 

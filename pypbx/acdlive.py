@@ -42,7 +42,6 @@ from acd.model import (
     Announce,
     CallbackFailed,
     CancelRing,
-    Caller,
     Connect,
     DialCallback,
     EventKind,

@@ -102,7 +102,7 @@ import hmac
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from sip.auth import ProxyAuthenticator

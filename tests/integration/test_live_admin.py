@@ -4,34 +4,18 @@ rate limits and oversize messages."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import ssl
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import PbxProcess, auth_users, require_tool, run_sipp
+from tests.integration.harness import auth_users, require_tool, run_sipp
 
 pytestmark = pytest.mark.slow
 
 PASSWORD = "correct-horse-battery"
-
-
-@pytest.fixture
-def pbx(tmp_path: Path):
-    procs: list[PbxProcess] = []
-
-    def make(**overrides) -> PbxProcess:
-        p = PbxProcess(tmp_path / f"pbx{len(procs)}", **overrides)
-        procs.append(p)
-        return p
-    yield make
-    for p in procs:
-        if p.proc is not None and p.proc.poll() is None:
-            p.stop()
 
 
 def test_cli_changes_take_effect_without_restart(pbx, tmp_path):

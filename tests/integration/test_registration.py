@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,20 +18,6 @@ pytestmark = pytest.mark.slow
 
 PASSWORD = "correct-horse-battery"
 FIFTY = [str(n) for n in range(2001, 2051)]
-
-
-@pytest.fixture
-def pbx(tmp_path: Path):
-    procs: list[PbxProcess] = []
-
-    def make(**overrides) -> PbxProcess:
-        p = PbxProcess(tmp_path / f"pbx{len(procs)}", **overrides)
-        procs.append(p)
-        return p
-    yield make
-    for p in procs:
-        if p.proc is not None and p.proc.poll() is None:
-            p.stop()
 
 
 def _contacts(p: PbxProcess, aor: str | None = None) -> list[dict]:
