@@ -15,6 +15,7 @@ Commands (one JSON object per line on stdin), each answered by {"reply": id, ...
   {"cmd": "stop_record", "call": n} / {"cmd": "stop_play", "call": n}
   {"cmd": "dtmf", "call": n, "digits": "123"}
   {"cmd": "hold", "call": n} / {"cmd": "unhold", "call": n}
+  {"cmd": "codecs", "codecs": ["G722/16000"]}                 (offer/accept only these, in order)
   {"cmd": "xfer", "call": n, "uri": "sip:1003@..."}           (blind transfer, REFER)
   {"cmd": "xfer_replaces", "call": n, "other": m}             (attended transfer)
   Like a desk phone, the transferor hangs up its call once the transfer's final NOTIFY
@@ -22,7 +23,7 @@ Commands (one JSON object per line on stdin), each answered by {"reply": id, ...
   {"cmd": "quit"}
 Events on stdout: {"event": "reg", "code": 200, "active": true}, {"event": "incoming", "call": n,
   "from": "..."}, {"event": "state", "call": n, "state": "CONFIRMED", "code": 200, "reason": "OK"},
-  {"event": "media", "call": n, "active": true}, {"event": "dtmf", "call": n, "digit": "5"}.
+  {"event": "media", "call": n, "active": true, "codec": "PCMU"}, {"event": "dtmf", "call": n, "digit": "5"}.
 """
 
 from __future__ import annotations
@@ -68,7 +69,15 @@ class Call(pj.Call):
 
     def onCallMediaState(self, prm) -> None:
         am = self.audio()
-        emit({"event": "media", "call": self.n, "active": am is not None})
+        codec = ""
+        if am is not None:
+            try:
+                ci = self.getInfo()
+                idx = next(i for i, m in enumerate(ci.media) if m.type == pj.PJMEDIA_TYPE_AUDIO)
+                codec = self.getStreamInfo(idx).codecName
+            except Exception:
+                pass
+        emit({"event": "media", "call": self.n, "active": am is not None, "codec": codec})
         if am is not None:
             if self.pending_play:
                 self.start_play(self.pending_play)
@@ -131,6 +140,11 @@ class Phone:
         cfg.logConfig.consoleLevel = 1
         cfg.medConfig.clockRate = 8000
         cfg.medConfig.sndClockRate = 8000
+        # Keep the (null) sound device open: pjsua closes an idle one after 1 s by default,
+        # which stops the conference clock that drives the stream, so RFC 2833 digits still
+        # queued by dialDtmf were never sent (dialDtmf("19*") 0.5 s into the first call lost
+        # the "*"). Desk phones keep sending; so must the test phone.
+        cfg.medConfig.sndAutoCloseTime = -1
         self.ep.libInit(cfg)
         self.ep.audDevManager().setNullDev()
         for codec, prio in (("PCMU/8000", 255), ("PCMA/8000", 254), ("G722/16000", 0)):
@@ -184,6 +198,13 @@ class Phone:
         if cmd == "register":
             self.register(req["server"], req["user"], req["password"], req.get("transport", "udp"),
                           int(req.get("expires", 300)))
+            return {}
+        if cmd == "codecs":            # like a phone's codec list: only these, in this order
+            want = [w.lower() for w in req["codecs"]]
+            for ci in self.ep.codecEnum2():
+                cid = ci.codecId.lower()
+                rank = next((i for i, w in enumerate(want) if cid.startswith(w)), None)
+                self.ep.codecSetPriority(ci.codecId, 0 if rank is None else 255 - rank)
             return {}
         if cmd == "unregister":
             assert self.account is not None
