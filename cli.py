@@ -1456,5 +1456,97 @@ from pypbx.cli_frontline import register as _register_frontline  # noqa: E402
 _register_frontline(cli, sys.modules[__name__])
 
 
+
+# --------------------------------------------------------------------------- prompts
+@cli.group(cls=_Group)
+@config_option
+def prompts() -> None:
+    """The prompts callers hear: replace any with the clinic's own recording."""
+
+
+def _prompt_target(cfg: Config, pid: str | None, lang: str, moh: bool) -> Path:
+    from pypbx import prompts as P
+    if moh:
+        return cfg.data_dir / "prompts" / "moh" / "default.wav"
+    if not pid or not P.PROMPT_ID.match(pid):
+        raise click.ClickException("--id must be a prompt id like 'welcome' (lower case, digits, _)")
+    if lang not in P.LANGUAGES:
+        raise click.ClickException(f"--lang must be one of {', '.join(P.LANGUAGES)}")
+    return cfg.data_dir / "prompts" / lang / f"{pid}.wav"
+
+
+@prompts.command("import")
+@config_option
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--id", "pid", default=None, help="Prompt id, e.g. welcome, after_hours, clinic_address.")
+@click.option("--lang", default="en", show_default=True, help="en, ko, ru or zh.")
+@click.option("--moh", is_flag=True, help="Replace the music on hold instead.")
+@click.pass_context
+def prompts_import(ctx: click.Context, file: str, pid: str | None, lang: str, moh: bool) -> None:
+    """Convert FILE (WAV, FLAC or OGG, any rate) to the engine's format and use it."""
+    from media.prompts import PromptError, convert_prompt
+    from pypbx import prompts as P
+    cfg = _load(ctx)
+    dst = _prompt_target(cfg, pid, lang, moh)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        info = convert_prompt(file, dst, **({"max_seconds": 3600.0} if moh else {}))
+    except PromptError as e:
+        raise click.ClickException(str(e)) from None
+    what = "music on hold" if moh else f"prompt {pid} ({lang})"
+    click.echo(f"Imported {what}: {info.duration:.1f} s, from {info.source_rate} Hz "
+               f"{info.source_channels}-channel {info.source_subtype} -> {dst}")
+    if not moh and pid not in P.shipped_ids():
+        click.echo(f"Note: {pid!r} is not one of the shipped prompts; IVR menus can play it by that id.")
+    if info.clipped_samples:
+        click.echo(f"Warning: {info.clipped_samples} samples were clipped; the recording is too loud.")
+
+
+@prompts.command("list")
+@config_option
+@click.option("--lang", default=None, help="Only this language.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def prompts_list(ctx: click.Context, lang: str | None, as_json: bool) -> None:
+    """Every prompt, per language, and whether the clinic replaced it."""
+    from pypbx import prompts as P
+    cfg = _load(ctx)
+    over = cfg.data_dir / "prompts"
+    rows = []
+    ids = P.shipped_ids()
+    custom = {(p.parent.name, p.stem) for p in over.glob("*/*.wav") if p.parent.name in P.LANGUAGES}
+    for pid in sorted(set(ids) | {c[1] for c in custom}):
+        for lg in P.LANGUAGES:
+            if lang and lg != lang:
+                continue
+            shipped = lg in ids.get(pid, [])
+            replaced = (lg, pid) in custom
+            if shipped or replaced:
+                rows.append({"id": pid, "lang": lg, "shipped": shipped, "replaced": replaced})
+    moh = {"id": "moh", "lang": "-", "shipped": True, "replaced": (over / "moh" / "default.wav").exists()}
+    rows.append(moh)
+    if as_json:
+        _echo_json(rows)
+        return
+    click.echo(_table(["ID", "LANG", "SOURCE"], [[r["id"], r["lang"], "clinic" if r["replaced"] else "shipped"]
+                                                for r in rows]))
+
+
+@prompts.command("remove")
+@config_option
+@click.option("--id", "pid", default=None, help="Prompt id.")
+@click.option("--lang", default="en", show_default=True)
+@click.option("--moh", is_flag=True, help="The music on hold.")
+@click.pass_context
+def prompts_remove(ctx: click.Context, pid: str | None, lang: str, moh: bool) -> None:
+    """Go back to the shipped prompt (delete the clinic's recording)."""
+    cfg = _load(ctx)
+    dst = _prompt_target(cfg, pid, lang, moh)
+    if not dst.exists():
+        raise click.ClickException(f"no imported recording at {dst}")
+    dst.unlink()
+    click.echo(f"Removed {dst}; the shipped prompt plays again.")
+
+
 if __name__ == "__main__":
     main()

@@ -23,7 +23,8 @@ from pypbx import __version__
 from media.pool import MediaPool, WorkerLost
 from pypbx.acdlive import AcdLive
 from pypbx.calllog import CallLog
-from pypbx.calls import CallManager
+from pypbx import prompts
+from pypbx.calls import DEFAULT_MOH, CallManager
 from pypbx.recordings import repair_interrupted
 from pypbx.config import Config, ConfigError, load_config
 from pypbx.db import DBError, Database, open_db
@@ -253,8 +254,10 @@ class Pbx:
             self.listeners = await self.sip.start(self._listen_specs())
             stack.push_async_callback(self.sip.stop)
             self.trunks.attach(self.sip)          # trunk registrations start
+            prompts.override_dir = cfg.data_dir / "prompts"      # the clinic's own recordings win
+            moh = prompts.moh_file(DEFAULT_MOH)
             self.callmgr = CallManager(
-                pool=self.pool, calllog=self.calllog, db=db, data_dir=cfg.data_dir,
+                pool=self.pool, calllog=self.calllog, db=db, data_dir=cfg.data_dir, moh=moh,
                 front_door=self._front_door(), is_extension=lambda n: n in self.credentials,
                 is_registered=lambda n: bool(self.location.bindings(n, self.wallclock())),
                 ring_time=cfg.calls.ring_time, record=cfg.calls.record, clock=self.wallclock,
@@ -262,7 +265,7 @@ class Pbx:
             if interrupted:
                 await repair_interrupted(db, cfg.data_dir / "recordings", interrupted)
             self._attach_proxy(nonces, bytes.fromhex(secret))
-            self.acd = AcdLive(db, callmgr=self.callmgr, contacts=self._contacts, clock=self.wallclock,
+            self.acd = AcdLive(db, callmgr=self.callmgr, contacts=self._contacts, clock=self.wallclock, moh=moh,
                                recording_notice=cfg.calls.record, answered_by=self._answered_by)
             await self.acd.start()
             stack.push_async_callback(self.acd.close)

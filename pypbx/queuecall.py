@@ -68,6 +68,8 @@ from pypbx.calllog import Disposition
 
 log = logging.getLogger(__name__)
 
+from pypbx import prompts  # noqa: E402
+
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "ivr_prompts"
 DEFAULT_MOH = PROMPTS_DIR / "moh" / "default.wav"
 #: Digits of a keyed-in callback number, at most.
@@ -75,10 +77,8 @@ MAX_NUMBER_DIGITS = 20
 
 
 def prompt(lang: str, pid: str, base: Path = PROMPTS_DIR) -> str:
-    p = base / lang / f"{pid}.wav"
-    if not p.exists() and lang != "en":
-        p = base / "en" / f"{pid}.wav"
-    return str(p)
+    """The clinic's own recording if imported (``pypbx prompts import``), else shipped."""
+    return prompts.resolve(lang, pid, base)
 
 
 def announcement_ids(lang: str, position: int, ewt: float | None, offer_callback: bool) -> list[str]:
