@@ -152,7 +152,11 @@ def test_early_media_183_from_the_callee(pbx, tmp_path):
     caller gets its ringing, then the call; the record has the ring time and both parties."""
     p = pbx()
     callee = Phone(p, "1002", "rc_uas_early_media.xml", tmp_path / "uas", ring_ms=1200)
-    sipp_call(p, "call_uac_audio.xml", tmp_path / "uac")
+    caller = tmp_path / "uac_must_ring.xml"            # the caller must get its 180 first
+    text = (SIPP_DIR / "call_uac_audio.xml").read_text()
+    assert '<recv response="180" optional="true"/>' in text
+    caller.write_text(text.replace('<recv response="180" optional="true"/>', '<recv response="180"/>'))
+    sipp_call(p, str(caller), tmp_path / "uac")
     assert callee.wait() == 0, callee.errors()
     r = records(p)[0]
     answered_by_caller_hangup(r, 3.0)
