@@ -273,6 +273,8 @@ class Pbx:
             self.callmgr.trunks = self.trunk_router
             from pypbx.frontline import FrontLine   # IVR menus, voicemail, survey, callers table
             self.callmgr.frontline = FrontLine(db, self.callmgr, cfg.data_dir, prompts_dir=self.acd.prompts_dir)
+            await self.callmgr.frontline.start()     # its numbers, for _is_internal
+            stack.push_async_callback(self.callmgr.frontline.close)
             api = LocalApiServer(cfg.socket_path, {"status": self._status,
                                                    "registrations": self._registrations,
                                                    "calls": lambda: self.callmgr.status(),
@@ -380,6 +382,9 @@ class Pbx:
         """Extensions, queue numbers and feature codes: never sent to a trunk."""
         if number in self.credentials or number.startswith("*"):
             return True
+        fl = self.callmgr.frontline if self.callmgr is not None else None
+        if fl is not None and fl.is_internal(number):
+            return True                       # IVR menu and mailbox numbers (pypbx.frontline)
         acd = self.acd
         return acd is not None and number in getattr(acd, "numbers", {})
 

@@ -1053,3 +1053,18 @@ class Database:
 
     async def list_extension_permission_rows(self) -> list[dict[str, Any]]:
         return await self.fetchall("SELECT * FROM extension_permissions ORDER BY number")
+
+    # ------------------------------------------------------------------ front line: the dialplan
+    def is_front_line_number_sync(self, number: str) -> bool:
+        """An IVR menu or mailbox number? A blocking read-only look (a separate connection),
+        for the front door's synchronous routing of a number the CLI added a moment ago."""
+        try:
+            con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=0.5)
+            try:
+                hit = con.execute("SELECT 1 FROM ivr_menus WHERE number = ? UNION ALL "
+                                  "SELECT 1 FROM voicemail_boxes WHERE number = ?", (number, number)).fetchone()
+            finally:
+                con.close()
+        except sqlite3.Error:
+            return False
+        return hit is not None

@@ -14,6 +14,10 @@ calls it at four small hooks:
   when enabled (:mod:`pypbx.survey`).
 * :meth:`call_finished` (``_finish``): the caller's number is counted in the callers table.
 
+The front door asks :meth:`is_internal` (through the app's ``_is_internal``) whether a dialled
+number is ours (never sent to a trunk): IVR menu numbers, mailbox numbers, ``*98``; the
+numbers are cached and re-read every :data:`RELOAD_INTERVAL` seconds by :meth:`start`'s task.
+
 Each delegate takes the session over the way :class:`pypbx.queuecall.QueueCall` does
 (``Session.delegate``). The IVR hands calls on with :meth:`to_queue` and :meth:`to_voicemail`.
 Everything is read from the database per call, so CLI changes apply to the next call.
@@ -21,6 +25,8 @@ Everything is read from the database per call, so CLI changes apply to the next 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -33,6 +39,8 @@ from pypbx.db import Database
 log = logging.getLogger(__name__)
 
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "ivr_prompts"
+#: Seconds between re-reads of the IVR / mailbox numbers (for :meth:`FrontLine.is_internal`).
+RELOAD_INTERVAL = 0.5
 
 
 class FrontLine:
@@ -44,6 +52,45 @@ class FrontLine:
         self.prompts_dir = Path(prompts_dir) if prompts_dir else PROMPTS_DIR
         self.survey_timeout = survey_timeout
         self.calls: dict[int, Any] = {}
+        self.numbers: set[str] = {V.ACCESS_NUMBER}
+        self._task: asyncio.Task | None = None
+
+    async def reload(self) -> None:
+        nums = {V.ACCESS_NUMBER}
+        nums |= {r["number"] for r in await self.db.list_ivr_menu_rows() if r["number"]}
+        nums |= {r["number"] for r in await self.db.list_voicemail_box_rows() if r["number"]}
+        self.numbers = nums
+
+    async def start(self) -> None:
+        await self.reload()
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(RELOAD_INTERVAL)
+                try:
+                    await self.reload()
+                except Exception:
+                    log.exception("front line: reading the numbers failed")
+        self._task = asyncio.get_running_loop().create_task(loop())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def is_internal(self, number: str) -> bool:
+        """An IVR menu / mailbox number or ``*98``: the cache, else a quick read-only look in
+        the database (a number the CLI added a moment ago)."""
+        if number in self.numbers:
+            return True
+        if not number or not hasattr(self.db, "is_front_line_number_sync"):
+            return False
+        hit = self.db.is_front_line_number_sync(number)
+        if hit:
+            self.numbers.add(number)
+        return bool(hit)
 
     def forget(self, s: Any) -> None:
         self.calls.pop(id(s), None)

@@ -263,3 +263,21 @@ def test_cli_ivr(invoke_cli, tmp_config, tmp_path):
     assert invoke_cli("ivr", "remove", "copy", *c).exit_code == 0
     r = invoke_cli("ivr", "show", "copy", *c)
     assert r.exit_code == 1 and "no IVR menu" in r.output
+
+
+def test_frontline_numbers_are_internal(tmp_path):
+    async def go():
+        async with Env(tmp_path) as env:
+            await setup(env)
+            await V.set_box(env.db, "1001", number="801")
+            assert env.fl.is_internal("*98") and not env.fl.is_internal("799")
+            assert env.fl.is_internal("700")            # not cached yet: read from the database
+            await env.fl.start()
+            try:
+                assert env.fl.is_internal("700") and env.fl.is_internal("801")
+                await I.remove_menu(env.db, "main")
+                await asyncio.sleep(0.7)
+                assert not env.fl.is_internal("700")
+            finally:
+                await env.fl.close()
+    run(go())
