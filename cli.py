@@ -1450,6 +1450,22 @@ def ext_perms(ctx: click.Context, number: str, allow: str | None, max_calls: int
     click.echo(f"Concurrent outside calls: {limit}")
 
 
+@cli.command("call")
+@config_option
+@click.argument("extension")
+@click.argument("number")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def call_cmd(ctx: click.Context, extension: str, number: str, as_json: bool) -> None:
+    """Click-to-call: ring EXTENSION's phones, then dial NUMBER through a trunk."""
+    from pypbx.localapi_client import call
+    result = call(_load(ctx).socket_path, "call", extension=extension, number=number)
+    if as_json:
+        _echo_json(result)
+        return
+    click.echo(f"Calling {extension}, then {number} ({result.get('class')}); call {result.get('call_id')}.")
+
+
 # front line (issue 5): pypbx hours / callers / ivr / voicemail / survey live in pypbx.cli_frontline
 from pypbx.cli_frontline import register as _register_frontline  # noqa: E402
 

@@ -281,7 +281,8 @@ class Pbx:
                                                    "active_calls": lambda: self.callmgr.active_call_ids(),
                                                    "queue_status": self.acd.queue_status,
                                                    "agent_state": self.acd.agent_state,
-                                                   "trunks": self.trunks.status})
+                                                   "trunks": self.trunks.status,
+                                                   "call": self._click_to_call})
             await api.start()
             stack.push_async_callback(api.close)
             log.info("pypbx %s running (data in %s, realm %r)", __version__, cfg.data_dir, cfg.sip.realm)
@@ -377,6 +378,12 @@ class Pbx:
                     if (ba.host, ba.port) == (addr.host, addr.port) or (target and b.contact.strip("<>") == target):
                         return ext
         return None
+
+    async def _click_to_call(self, extension: str, number: str) -> dict:
+        """Local API ``call``: ring ``extension``, then dial ``number`` through a trunk."""
+        from pypbx.trunks import click_to_call
+        assert self.callmgr is not None
+        return await click_to_call(self.trunk_router, self.callmgr, str(extension), str(number))
 
     def _is_internal(self, number: str) -> bool:
         """Extensions, queue numbers and feature codes: never sent to a trunk."""

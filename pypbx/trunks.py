@@ -47,6 +47,9 @@ from pypbx.numbers import CLASSES, FORMATS, NumberPlan, allowed, classify, parse
 log = logging.getLogger(__name__)
 
 TRANSPORTS = ("udp", "tcp", "tls")
+#: Numbers shorter than this (emergency numbers aside) are never sent to a trunk: they
+#: are mistyped extensions and get the internal answer (404).
+MIN_EXTERNAL_DIGITS = 6
 DEST_KINDS = ("extension", "queue")
 
 
@@ -589,6 +592,8 @@ class TrunkRouter:
         """Proxy ``admit``: a trunk's requests are not challenged; an INVITE for a DID from
         anywhere else is refused at once (403)."""
         from sip.proxy import RouteDecision
+        if request.method != "INVITE":
+            return None      # a trunk only sends calls; anything else is authenticated
         if self.svc.peer(source.host) is not None:
             return True
         if request.method == "INVITE":
@@ -611,8 +616,11 @@ class TrunkRouter:
                 return RouteDecision.reject(404, "Not Found - no such DID")
             return (("X-PBX-Trunk", trunk.name), ("X-PBX-DID", did.number))
         target = request.uri.user or ""
-        if not target or self.is_internal(target):
+        if not target or self.is_internal(target) or not self.svc.trunks:
             return ()
+        c = classify(target, self.svc.plan)
+        if c.cls != "emergency" and len(c.number.lstrip("+")) < MIN_EXTERNAL_DIGITS:
+            return ()        # a short unknown number is a wrong extension (404), not a call out
         chk = self.svc.check_outbound(user, target)
         if not chk.ok:
             log.warning("outside call %s -> %s refused: %s %s", user, target, chk.status, chk.reason)
@@ -630,7 +638,9 @@ class TrunkRouter:
         if trunk is None:
             return RouteDecision.reject(503, "Service Unavailable - trunk gone")
         uri, addr = self.svc.outbound_target(trunk, request.uri.user or "")
-        return RouteDecision.fork([(uri, addr)])
+        # the PBX's own headers stay inside
+        strip = {n for n, _ in request.headers if n.lower().startswith("x-pbx-")}
+        return RouteDecision.fork([(uri, addr)], headers=[(n, "") for n in sorted(strip)])
 
     # -- call sessions (CallManager hooks) ---------------------------------------------
     def context(self, s: Any, ev: Any) -> tuple[TrunkCall, dict[str, Any]] | None:
@@ -748,3 +758,122 @@ class TrunkRouter:
         if tc.counted:
             tc.counted = False
             self.svc.release(tc.extension)
+
+
+# ----------------------------------------------------------------------------- click-to-call
+
+class ClickToCall:
+    """``pypbx call EXTENSION NUMBER``: ring the extension's phones first; when it answers,
+    dial the number through the best trunk (failover as for any outside call) and bridge.
+    Runs as the session's delegate (all worker events of the session come here)."""
+
+    def __init__(self, router: TrunkRouter, cm: Any, s: Any, extension: str, number: str, cls: str) -> None:
+        self.router = router
+        self.cm = cm
+        self.s = s
+        self.extension = extension
+        self.number = number
+        self.cls = cls
+        self.ext_answered = False
+
+    async def start(self) -> str:
+        from pypbx.calllog import Direction
+        s, cm = self.s, self.cm
+        s.caller, s.callee, s.caller_leg = self.extension, self.number, "ext"
+        s.trunk = TrunkCall("outbound", number=self.number, cls=self.cls, extension=self.extension)
+        s.rec = await cm.calllog.offer(direction=Direction.OUTBOUND, caller_number=self.extension,
+                                       callee_number=self.number, extension=self.extension,
+                                       worker=str(s.worker.pid))
+        await cm.calllog.event(s.rec, "click_to_call", extension=self.extension, number=self.number,
+                               number_class=self.cls)
+        self.router.svc.acquire(self.extension)
+        s.trunk.counted = True
+        s.ring_deadline = cm.clock() + cm.ring_time
+        host = cm.front_door.split(":")[0]
+        await s.worker.originate("ext", f"sip:{self.extension}@{cm.front_door}",
+                                 from_uri=f"sip:{self.number}@{host}", headers={"X-PBX-Call": s.rec.id})
+        log.info("call %s: click-to-call %s -> %s", s.rec.id[:12], self.extension, self.number)
+        return s.rec.id
+
+    async def handle(self, ev: Any) -> None:
+        from media import protocol as P
+        from pypbx.calllog import Disposition, disposition_for_status
+        from pypbx.calls import _Shutdown
+        s, cm = self.s, self.cm
+        if s.ended:
+            return
+        if isinstance(ev, _Shutdown):
+            for leg in (s.callee_leg, s.caller_leg):
+                if leg:
+                    await cm._hangup_quietly(s.worker, leg, None)
+            await cm._finish(s, Disposition.ANSWERED if s.answered else Disposition.INTERRUPTED,
+                             side="system", cause="pbx shutting down")
+        elif type(ev).__name__ in ("WorkerLost", "WorkerExited"):
+            await cm._worker_lost(s, ev)
+        elif isinstance(ev, P.RecordStopped):
+            s.stopped_files.add(ev.path)
+        elif isinstance(ev, P.Answered):
+            if ev.leg == "ext" and not self.ext_answered:
+                self.ext_answered = True
+                await cm.calllog.event(s.rec, "extension_answered", extension=self.extension)
+                await cm._cmd(s, "play", "ext", cm.moh, loop=True)     # while the number rings
+                if not await self.router._dial_next(cm, s):
+                    await cm._hangup_quietly(s.worker, "ext", None)
+            elif ev.leg == s.callee_leg and not s.answered:
+                s.answered = True
+                s.ring_deadline = None
+                await cm._cmd(s, "stop_play", "ext")
+                await cm._connect(s)
+        elif isinstance(ev, P.Ringing) and ev.leg == s.callee_leg:
+            await cm.calllog.event(s.rec, "ringing", callee=self.number)
+        elif isinstance(ev, P.Ended):
+            code = ev.cause_code or 0
+            if ev.leg == "ext":
+                if s.callee_leg:
+                    await cm._hangup_quietly(s.worker, s.callee_leg, None)
+                if s.answered:
+                    await cm._finish(s, Disposition.ANSWERED, side="caller", cause="BYE")
+                elif self.ext_answered:
+                    await cm._finish(s, Disposition.ABANDONED_RINGING, side="caller", cause=f"{code} {ev.reason}".strip())
+                else:
+                    await cm._finish(s, disposition_for_status(code or 480), side="caller",
+                                     cause=f"extension: {code} {ev.reason}".strip())
+            elif ev.leg == s.callee_leg:
+                if await self.router.on_ended(cm, s, ev):
+                    return
+                await cm._hangup_quietly(s.worker, "ext", None)
+                if s.answered:
+                    await cm._finish(s, Disposition.ANSWERED, side="callee", cause="BYE")
+                else:
+                    await cm._finish(s, disposition_for_status(code or 480), side="callee",
+                                     cause=f"{code} {ev.reason}".strip())
+
+
+async def click_to_call(router: TrunkRouter, cm: Any, extension: str, number: str) -> dict[str, Any]:
+    """Local API ``call``: start a click-to-call session; returns the call record's id."""
+    from pypbx.calls import Session
+    if not cm.is_extension(extension):
+        raise TrunkError(f"no extension {extension}")
+    if not cm.is_registered(extension):
+        raise TrunkError(f"extension {extension} has no registered phone")
+    chk = router.svc.check_outbound(extension, number)
+    if not chk.ok:
+        raise TrunkError(f"{chk.status} {chk.reason}")
+    w = cm.pool.try_acquire()
+    if w is None:
+        raise TrunkError("all media workers busy")
+    s = Session(worker=w, reserved_at=cm.clock())
+    cm.sessions[w] = s
+    c2c = ClickToCall(router, cm, s, extension, number, chk.cls)
+    s.delegate = c2c.handle
+    try:
+        call_id = await c2c.start()
+    except Exception:
+        cm.sessions.pop(w, None)
+        if s.rec is not None and not s.ended:
+            from pypbx.calllog import Disposition
+            await cm._finish(s, Disposition.FAILED, side="system", cause="click-to-call failed to start")
+        await cm.pool.release(w)
+        raise
+    cm._spawn(cm._session(s))
+    return {"call_id": call_id, "extension": extension, "number": number, "class": chk.cls}

@@ -27,8 +27,9 @@ Actions (frozen dataclasses)::
 Trunks: ``admit(request, source)`` screens out-of-dialog requests from untrusted sources
 before authentication (True: a trunk peer, not challenged; a RouteDecision: rejected at
 once). ``X-PBX-*`` headers from untrusted sources are removed; a forking RouteDecision's
-``headers`` are added to the forwarded request (how the front door tells a media worker
-which trunk and DID a call came in on).
+``headers`` are added to the forwarded request, replacing those of the same name (how
+the front door tells a media worker which trunk and DID a call came in on); an empty
+value only removes the header (the PBX's own headers never reach a provider).
 
 Routing is a seam: ``route(request, source, authenticated_user) -> RouteDecision`` decides,
 for a request that is *not* inside a dialog, which targets to fork to (``(uri, Addr)``
@@ -527,7 +528,8 @@ class Proxy:
             for name, value in decision.headers:
                 if h.get(name) is not None:
                     h = h.remove(name)
-                h = h.add(name, value)
+                if value:              # an empty value only removes the header
+                    h = h.add(name, value)
             req = req.replace(headers=h)
         ctx = _Context(key, req, source)
         self._contexts[key] = ctx

@@ -159,6 +159,8 @@ def test_router_screen_and_admit() -> None:
     assert router.screen(inv2, trunk_src, None)[1] == ("X-PBX-DID", "+33123456789")
     assert router.screen(_invite("sip:0999999999@pbx"), trunk_src, None).status == 404
     assert router.screen(_invite("sip:1002@pbx"), other, "1001") == ()
+    assert router.screen(_invite("sip:5555@pbx"), other, "1001") == ()        # short: internal 404
+    assert router.screen(_invite("sip:15@pbx"), other, "1001")[1] == ("X-PBX-Class", "emergency")
     assert router.screen(_invite("sip:0612345678@pbx"), other, "1001") == (
         ("X-PBX-Outbound", "0612345678"), ("X-PBX-Class", "mobile"))
     assert router.screen(_invite("sip:0044207123456@pbx"), other, "1001").status == 403
@@ -166,6 +168,10 @@ def test_router_screen_and_admit() -> None:
     leg = _invite("sip:0612345678@127.0.0.1:5060", "X-PBX-Trunk: a\r\n")
     d = router.route_worker_leg(leg)
     assert d.targets == (("sip:0612345678@192.0.2.10:5060", Addr("UDP", "192.0.2.10", 5060)),)
+    assert d.headers == (("X-PBX-Trunk", ""),)       # removed before it reaches the provider
+    # a trunk's non-INVITE requests are authenticated like anyone's
+    bye = parse_message(inv.to_bytes().replace(b"INVITE sip", b"MESSAGE sip").replace(b"1 INVITE", b"1 MESSAGE"))
+    assert router.admit(bye, trunk_src) is None
     assert router.route_worker_leg(_invite("sip:1001@127.0.0.1")) is None
 
 
@@ -185,12 +191,18 @@ def test_proxy_admit_strips_and_adds_headers() -> None:
         return None
 
     p = Proxy(route=route, local_address=lambda t, h: ("127.0.0.1", 5060), is_local=lambda h, pt: False,
-              secret=b"s" * 32, authenticator=None, admit=admit)
+              secret=b"s" * 32, authenticator=None, admit=admit, trusted=lambda a: a.port == 25060)
     inv = _invite("sip:+33123456789@pbx", "X-PBX-Trunk: forged\r\nX-PBX-DID: 999\r\n")
     acts = p.on_request("k1", inv, Addr("UDP", "192.0.2.10", 5060), 0.0)
     assert seen["user"] is None and seen["req"].headers.get("X-PBX-DID") is None
     [send] = [a for a in acts if isinstance(a, SendRequest)]
     assert send.request.headers.get_all("X-PBX-Trunk") == ["a"]
+    # an empty value in the decision removes the header
+    p.route = lambda req, source, user: RouteDecision.fork(
+        [("sip:y@192.0.2.99", Addr("UDP", "192.0.2.99", 5060))], headers=[("X-PBX-Call", "")])
+    acts = p.on_request("k3", _invite("sip:y@pbx", "X-PBX-Call: abc\r\n"), Addr("UDP", "127.0.0.1", 25060), 0.0)
+    [send] = [a for a in acts if isinstance(a, SendRequest)]
+    assert send.request.headers.get("X-PBX-Call") is None
     acts = p.on_request("k2", _invite("sip:did@pbx"), Addr("UDP", "10.0.0.9", 5060), 0.0)
     [resp] = acts
     assert isinstance(resp, Respond) and resp.response.status == 403
