@@ -1460,6 +1460,8 @@ def call_cmd(ctx: click.Context, extension: str, number: str, as_json: bool) -> 
     """Click-to-call: ring EXTENSION's phones, then dial NUMBER through a trunk."""
     from pypbx.localapi_client import call
     result = call(_load(ctx).socket_path, "call", extension=extension, number=number)
+    if isinstance(result, dict) and result.get("error"):
+        raise click.ClickException(f"call refused: {result['error']}")
     if as_json:
         _echo_json(result)
         return

@@ -381,9 +381,12 @@ class Pbx:
 
     async def _click_to_call(self, extension: str, number: str) -> dict:
         """Local API ``call``: ring ``extension``, then dial ``number`` through a trunk."""
-        from pypbx.trunks import click_to_call
+        from pypbx.trunks import TrunkError, click_to_call
         assert self.callmgr is not None
-        return await click_to_call(self.trunk_router, self.callmgr, str(extension), str(number))
+        try:
+            return await click_to_call(self.trunk_router, self.callmgr, str(extension), str(number))
+        except TrunkError as exc:            # refused: a reason for the admin, not a fault
+            return {"error": str(exc)}
 
     def _is_internal(self, number: str) -> bool:
         """Extensions, queue numbers and feature codes: never sent to a trunk."""

@@ -243,3 +243,29 @@ def test_failover_to_second_trunk(pbx, tmp_path):
     dials = [json.loads(e["detail"])["trunk"] for e in events if e["kind"] == "trunk_dial"]
     assert dials == ["first", "second"]
     assert any(e["kind"] == "trunk_failover" for e in events)
+
+
+def test_click_to_call(pbx, tmp_path):
+    """pypbx call 1001 0612345678: the extension's phone rings and answers, then the
+    provider gets the number with the trunk's caller ID; the phone hangs up."""
+    prov = Provider("trunk_uas.xml", tmp_path / "prov",
+                    subst={"__RURI__": r"\+33612345678", "__FROM__": r"\+33100000000"})
+    p = pbx()
+    p.cli("trunk", "add", "prov", "--host", f"{PROVIDER}:{prov.port}", "--caller-id", "+33100000000")
+    p.start()
+    phone = Phone(p, "1001", "call_uas_hangs_up.xml", tmp_path / "uas")
+    try:
+        out = json.loads(p.cli("call", "1001", "0612345678", "--json").stdout)
+        assert out["class"] == "mobile" and out["call_id"]
+        assert phone.wait() == 0, phone.errors()
+        assert prov.wait() == 0, prov.errors()
+    finally:
+        prov.kill()
+    [rec] = wait_closed(p)
+    assert rec["id"] == out["call_id"] and rec["direction"] == "outbound"
+    assert rec["disposition"] == "answered" and rec["caller_number"] == "1001"
+    kinds = [e["kind"] for e in call_events(p, rec["id"])]
+    assert "click_to_call" in kinds and "trunk_dial" in kinds
+    # refused like a dialled call: international is off for 1001
+    res = p.cli("call", "1001", "+442071234567", check=False)
+    assert res.returncode == 1 and "international" in res.stderr
