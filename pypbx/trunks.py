@@ -10,8 +10,9 @@ Store (async functions over :class:`pypbx.db.Database`, used by ``cli.py``):
   (0 = unlimited) and ``inbound_ips``: the addresses the provider may call in from (its
   host's address is always accepted). The password is stored **in clear** in the
   database: digest answers need it (or an HA1 bound to a realm the provider only tells in
-  its challenge). The database file's mode (0600, under a 0700 data directory) is its
-  protection; it is never printed by ``trunk show`` / ``--json``.
+  its challenge). The database file's mode is its protection: :func:`protect_db` makes
+  the file and its WAL files 0600 whenever a trunk has a password. It is never printed by
+  ``trunk show`` / ``--json``.
 * **DIDs**: number -> destination (``extension:1001`` or ``queue:NAME``) and a
   service-line name ("Appointments line") that goes into the call's record.
 * **Permissions**: the number classes an extension may call (``pypbx.numbers``) and its
@@ -177,6 +178,19 @@ def normalise_did(number: str) -> str:
 
 # ----------------------------------------------------------------------------- store (CLI)
 
+def protect_db(db: Database) -> None:
+    """Trunk passwords are in the database: make it (and its WAL files) owner-only."""
+    import os
+    base = str(getattr(db, "path", "") or "")
+    if not base:
+        return
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.chmod(base + suffix, 0o600)
+        except OSError:
+            pass
+
+
 async def add_trunk(db: Database, trunk: Trunk, now: float | None = None) -> Trunk:
     validate_trunk(trunk)
     trunk.created_at = trunk.updated_at = now if now is not None else time.time()
@@ -184,6 +198,8 @@ async def add_trunk(db: Database, trunk: Trunk, now: float | None = None) -> Tru
         await db.insert_trunk_row(trunk.to_row())
     except IntegrityError:
         raise TrunkError(f"trunk {trunk.name} already exists") from None
+    if trunk.password:
+        protect_db(db)
     return trunk
 
 
@@ -209,6 +225,8 @@ async def edit_trunk(db: Database, name: str, changes: dict[str, Any], now: floa
     row = t.to_row()
     row.pop("name")
     await db.update_trunk_row(name, row)
+    if t.password:
+        protect_db(db)
     return t
 
 
@@ -314,6 +332,8 @@ class TrunkService:
         if sig == self._signature:
             return
         self._signature = sig
+        if any(t.password for t in trunks.values()):
+            protect_db(db)
         ips = await asyncio.to_thread(lambda: {n: _resolve(t.host) for n, t in trunks.items()})
         self.trunks, self.dids, self.perms, self._ips = trunks, dids, perms, ips
         self._sync_registrations()

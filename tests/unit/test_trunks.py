@@ -38,6 +38,10 @@ def test_trunk_and_did_cli(cfg_path: Path) -> None:
                         "--inbound-ip", "192.0.2.0/28")
     assert code == 0, out
     assert "registration" in out and "192.0.2.10:5080" in out
+    import os
+    import stat
+    db_path = load_config(cfg_path).db_path
+    assert stat.S_IMODE(os.stat(db_path).st_mode) == 0o600       # the password is in there
     code, out = run_cli(cfg_path, "trunk", "add", "backup", "--host", "198.51.100.1")
     assert code == 0 and "IP-authenticated" in out
     code, out = run_cli(cfg_path, "trunk", "add", "prov", "--host", "x.example")
