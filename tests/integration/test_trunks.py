@@ -269,3 +269,20 @@ def test_click_to_call(pbx, tmp_path):
     # refused like a dialled call: international is off for 1001
     res = p.cli("call", "1001", "+442071234567", check=False)
     assert res.returncode == 1 and "international" in res.stderr
+
+
+def test_inbound_did_to_queue(pbx, tmp_path):
+    """A DID whose destination is a queue: the live ACD takes the call (queue answers and
+    queues it); the record is inbound with the DID, its service line and the queue."""
+    p = pbx()
+    p.cli("trunk", "add", "prov", "--host", f"{PROVIDER}:5060")
+    p.cli("queue", "add", "results", "--wrap-up", "0")
+    p.cli("did", "add", "+33123456780", "--to", "queue:results", "--name", "Results line")
+    p.start()
+    res = run_sipp("trunk_uac_invite.xml", f"127.0.0.1:{p.port}", workdir=tmp_path / "prov",
+                   local_ip=PROVIDER, timeout=30, extra=["-s", "0123456780"])
+    assert res.returncode == 0 and res.successful == 1, res.errors or res.stdout[-3000:]
+    [rec] = wait_closed(p)
+    assert rec["direction"] == "inbound" and rec["did"] == "+33123456780"
+    assert rec["service_line"] == "Results line" and rec["queue"] == "results"
+    assert rec["disposition"] == "abandoned_queue"      # nobody logged in; the caller left after 1 s
