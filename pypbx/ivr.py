@@ -298,6 +298,7 @@ class IvrCall:
     async def enter(self, menu: Menu) -> None:
         self.menu = menu
         self.tries = 0
+        await self.event("ivr_menu", menu=menu.name)
         if not self.lang_chosen:
             self.lang = menu.language
         if menu.schedule:
@@ -380,6 +381,8 @@ class IvrCall:
 
     async def _dtmf(self, digit: str) -> None:
         await self.event("dtmf", leg="caller", digit=digit, menu=self.menu.name)
+        if self.state == "answering":
+            await self.enter(self.menu)       # a key before the worker reported the answer
         if self.state not in ("greeting", "waiting", "collecting"):
             return
         if self.state == "greeting":
@@ -453,7 +456,6 @@ class IvrCall:
                 await self.prompt(before=["invalid_choice"])
                 return
             self.path.append(menu.name)
-            await self.event("ivr_menu", menu=menu.name)
             await self.enter(menu)
         elif kind == "lang":
             self.lang, self.lang_chosen = arg, True

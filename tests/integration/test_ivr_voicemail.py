@@ -46,7 +46,8 @@ def test_ivr_navigated_by_dtmf_to_an_extension(pbx, tmp_path):
     a, b = pbx.phone(p, "1001"), pbx.phone(p, "1002")
     call_a = a.cmd("call", uri=f"sip:700@127.0.0.1:{p.port}")["call"]
     _state(a, call_a, "CONFIRMED")
-    time.sleep(0.7)                                    # into the greeting: a key press interrupts it
+    _wait_kind(p, "ivr_menu", 10)
+    time.sleep(0.5)                                    # into the greeting: a key press interrupts it
     a.cmd("dtmf", call=call_a, digits="3")
     inc = b.wait_event(lambda e: e.get("event") == "incoming", 15, "1002 to ring")
     b.cmd("answer", call=inc["call"])
@@ -56,10 +57,13 @@ def test_ivr_navigated_by_dtmf_to_an_extension(pbx, tmp_path):
     _state(b, inc["call"], "DISCONNECTED")
     [r] = _closed_calls(p)
     assert r["disposition"] == "answered" and r["extension"] == "1002" and r["callee_number"] == "700"
-    kinds = [e["kind"] for e in _events(p, r["id"])]
-    assert "ivr" in kinds and "ivr_choice" in kinds and "ivr_dial" in kinds and "recording_saved" in kinds
-    caller = json.loads(p.cli("callers", "show", "1001", "--json").stdout)
-    assert caller["calls"] == 1 and caller["last_outcome"] == "answered"
+    # the recording is merged and the caller counted just after the record closes
+    kinds = p.wait_for(lambda: (k := [e["kind"] for e in _events(p, r["id"])]) and "recording_saved" in k and k,
+                       15, "the recording")
+    assert "ivr" in kinds and "ivr_choice" in kinds and "ivr_dial" in kinds
+    caller = p.wait_for(lambda: (c := json.loads(p.cli("callers", "show", "1001", "--json", check=False).stdout
+                                                 or "null")) and c["calls"] == 1 and c, 10, "the caller counted")
+    assert caller["last_outcome"] == "answered"
 
 
 def test_voicemail_left_and_listed(pbx, tmp_path):
