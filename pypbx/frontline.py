@@ -152,7 +152,11 @@ class FrontLine:
         # ... but keep the session (and the caller's leg) for the question
         s.ended = False
         s.bridged = None
-        sc = Sv.SurveyCall(self, s, **({"timeout": self.survey_timeout} if self.survey_timeout else {}))
+        kw: dict[str, Any] = {"timeout": self.survey_timeout} if self.survey_timeout else {}
+        q = getattr(getattr(self.cm, "acd", None), "engine", None)
+        if s.rec.queue and q is not None and s.rec.queue in q.queues:
+            kw["lang"] = q.queues[s.rec.queue].language or "en"
+        sc = Sv.SurveyCall(self, s, **kw)
         self._take(s, sc)
         await sc.start()
         return True
@@ -171,6 +175,24 @@ class FrontLine:
             obj.finished(disposition, side)
 
     # ------------------------------------------------------------ hand-offs
+    async def start_destination(self, s: Any, dest: str, *, answered: bool = False) -> bool:
+        """For other routers (e.g. a DID's destination): ``ivr:NAME`` (or ``menu:NAME``) or
+        ``voicemail:BOX`` takes the session over. False: unknown destination kind / target."""
+        from pypbx import ivr as I
+        kind, _, target = (dest or "").partition(":")
+        if kind in ("ivr", "menu"):
+            try:
+                menu = await I.get_menu(self.db, target)
+            except I.IvrError:
+                return False
+            call = I.IvrCall(self, s, menu)
+            self._take(s, call)
+            await call.start(answered=answered)
+            return True
+        if kind == "voicemail":
+            return await self.to_voicemail(s, target, answered=answered)
+        return False
+
     async def voicemail_box(self, box: str) -> dict[str, Any] | None:
         try:
             return await V.get_box(self.db, box)

@@ -7,7 +7,7 @@ When the callee (the agent, or the extension that was dialled) hangs up first in
 answered call, CallManager (through :meth:`pypbx.frontline.FrontLine.callee_left`) closes
 the call's record as usual — answered, hung up by the callee, recording saved, agent
 freed — and instead of hanging up the caller hands the caller's leg to
-:class:`SurveyCall`: the caller hears ``survey_question`` and presses 1-5; the score is
+:class:`SurveyCall`: the caller hears ``survey_question`` (in the queue's language) and presses 1-5; the score is
 stored with the call (call event ``survey``) and in the ``surveys`` table (call id, agent,
 queue, score, time), then ``survey_thanks`` and goodbye. No key within the timeout, or any
 other key twice: the caller is released without a score.
@@ -90,8 +90,9 @@ class _Tick:
 class SurveyCall:
     """The caller's leg after the callee hung up (see the module docstring)."""
 
-    def __init__(self, fl: Any, s: Any, timeout: float = ANSWER_TIMEOUT) -> None:
+    def __init__(self, fl: Any, s: Any, timeout: float = ANSWER_TIMEOUT, lang: str = "en") -> None:
         self.fl = fl
+        self.lang = lang
         self.s = s
         self.cm = fl.cm
         self.w = s.worker
@@ -105,7 +106,7 @@ class SurveyCall:
 
     def p(self, pid: str) -> str:
         from pypbx.queuecall import prompt
-        return prompt("en", pid, self.fl.prompts_dir)
+        return prompt(self.lang, pid, self.fl.prompts_dir)
 
     async def start(self) -> None:
         await self.cm.calllog.event(self.s.rec, "survey_offered", agent=self.s.rec.agent, queue=self.s.rec.queue)

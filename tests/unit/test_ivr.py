@@ -281,3 +281,19 @@ def test_frontline_numbers_are_internal(tmp_path):
             finally:
                 await env.fl.close()
     run(go())
+
+
+def test_start_destination_for_other_routers(tmp_path):
+    async def go():
+        async with Env(tmp_path) as env:
+            await setup(env)
+            await V.set_box(env.db, "1001")
+            w, s = await env.call("1001")           # an ordinary call, then handed over
+            assert await env.fl.start_destination(s, "ivr:info", answered=True)
+            assert plays(w)[-1] == pr("call_important")
+            w2, s2 = await env.call("1002", call_id="c2")
+            assert await env.fl.start_destination(s2, "voicemail:1001", answered=True)
+            assert plays(w2)[-1] == pr("leave_message")
+            assert not await env.fl.start_destination(s2, "ivr:ghost")
+            assert not await env.fl.start_destination(s2, "fax:1")
+    run(go())

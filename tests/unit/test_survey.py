@@ -111,3 +111,22 @@ def test_cli_survey(invoke_cli, tmp_config):
     assert d["answers"] == 3 and [(a["agent"], a["average"]) for a in d["agents"]] == [("alice", 4.0), ("bob", 2.0)]
     out = invoke_cli("survey", "report", *c).output
     assert "alice" in out and "4.00" in out
+
+
+def test_per_queue_setting_follows_the_calls_queue(tmp_path):
+    async def go():
+        async with Env(tmp_path) as env:
+            await Sv.set_enabled(env.db, True, "front")
+            w, s = await answered_call(env)
+            w.inject(P.Ended(leg="callee", cause_code=200, reason="BYE"))     # not a queue call: no survey
+            await settle(20)
+            assert "in-1" not in w.legs
+            w, s = await answered_call(env, "c2")
+            s.rec.queue, s.rec.agent = "front", "alice"
+            w.inject(P.Ended(leg="callee", cause_code=200, reason="BYE"))
+            await settle()
+            assert plays(w)[-1] == pr("survey_question")
+            await press(w, "2")
+            [r] = await env.db.survey_rows()
+            assert (r["agent"], r["queue"], r["score"]) == ("alice", "front", 2)
+    run(go())
