@@ -155,6 +155,7 @@ class CallManager:
         self.record = record
         self.clock = clock
         self.moh = Path(moh) if moh else DEFAULT_MOH
+        self._starting: dict[int, float] = {}      # SIP ports of workers started for a call
         self.sessions: dict[WorkerClient, Session] = {}
         self.acd: Any = None          # pypbx.acdlive.AcdLive, set by the app
         self.trunks: Any = None       # pypbx.trunks.TrunkRouter, set by the app
@@ -202,6 +203,7 @@ class CallManager:
                 log.warning("all media workers busy: call from %s refused", user)
                 return RouteDecision.reject(503, "Service Unavailable - all lines busy", [("Retry-After", "5")])
             port, fut = soon
+            self._starting[port] = self.clock()
             self._spawn(self._adopt(fut))
         return RouteDecision.fork([(f"sip:{target}@127.0.0.1:{port}", Addr("UDP", "127.0.0.1", port))],
                                   headers=marks)
@@ -212,6 +214,8 @@ class CallManager:
         except Exception as exc:
             log.error("could not start a media worker for a call: %s", exc)
             return
+        if self._starting.pop(w.sip_port, None) is None:
+            return          # its first event already opened the session (_on_pool_event)
         self.sessions[w] = Session(worker=w, reserved_at=self.clock())
         await self._session(self.sessions[w])
 
@@ -254,6 +258,10 @@ class CallManager:
         if worker is None:
             return
         s = self.sessions.get(worker)
+        if s is None and self._starting.pop(worker.sip_port, None) is not None:
+            # A worker started for a call can report the INVITE before _adopt runs.
+            s = self.sessions[worker] = Session(worker=worker, reserved_at=self.clock())
+            self._spawn(self._session(s))
         if s is None:
             if isinstance(ev, P.Incoming):
                 log.warning("worker %s got a call nobody reserved it for: hanging up", worker.pid)
