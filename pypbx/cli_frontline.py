@@ -232,6 +232,10 @@ def _ivr(cli: click.Group, H: Any, on_db: Callable[..., Any], json_opt: Callable
     @click.option("--direct-dial/--no-direct-dial", default=None, help="Allow keying an extension number.")
     @click.option("--schedule", default=None, help="Opening hours (pypbx hours) for this menu.")
     @click.option("--after-hours", default=None, metavar="ACTION", help="What closed hours do (play:clinic_closed).")
+    @click.option("--known-caller", default=None, metavar="ACTION",
+                  help="Smart routing: a returning patient goes straight here (e.g. queue:desk).")
+    @click.option("--new-caller", default=None, metavar="ACTION",
+                  help="Smart routing: a new caller goes straight here (e.g. queue:front).")
     @click.pass_context
     def ivr_add(ctx: click.Context, name: str, number: str | None, greeting: str | None,
                 options: tuple[str, ...], **kw: Any) -> None:

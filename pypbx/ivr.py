@@ -15,6 +15,8 @@ A menu (:class:`Menu`) is data::
     schedule = "clinic"               # opening hours (pypbx.hours); optional
     after_hours = "play:clinic_closed"   # the action when the schedule says closed
     after_language = ""               # the menu after a language choice (default: this one again)
+    known_caller = ""                 # smart routing: a returning patient (pypbx.callers.known) ...
+    new_caller = ""                   # ... or a new caller goes straight to this action (no greeting)
 
     [options]
     1 = "queue:front"                 # into an ACD queue (pypbx.queuecall), in the call's language
@@ -95,6 +97,8 @@ class Menu:
     schedule: str | None = None
     after_hours: str = "play:clinic_closed"
     after_language: str = ""
+    known_caller: str = ""
+    new_caller: str = ""
     options: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> "Menu":
@@ -110,6 +114,9 @@ class Menu:
             parse_action(v)
         for a in (self.on_timeout, self.on_invalid, self.after_hours):
             parse_action(a)
+        for a in (self.known_caller, self.new_caller):
+            if a:
+                parse_action(a)
         if self.timeout <= 0 or self.inter_digit <= 0 or self.retries < 0:
             raise IvrError("timeout and inter_digit must be > 0, retries >= 0")
         return self
@@ -315,6 +322,14 @@ class IvrCall:
                     self.s.rec.flags.add("after_hours")
                 await self.event("after_hours", menu=menu.name, schedule=menu.schedule, action=menu.after_hours)
                 await self.act(menu.after_hours)
+                return
+        if menu.known_caller or menu.new_caller:
+            from pypbx import callers as C
+            known = await C.known(self.fl.db, self.s.caller)
+            action = menu.known_caller if known else menu.new_caller
+            await self.event("caller_lookup", number=self.s.caller, known=known, action=action or None)
+            if action:
+                await self.act(action)
                 return
         await self.prompt()
 

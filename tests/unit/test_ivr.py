@@ -10,6 +10,7 @@ import json
 import pytest
 
 from media import protocol as P
+from pypbx import acdstore as S
 from pypbx import hours as H
 from pypbx import ivr as I
 from pypbx import voicemail as V
@@ -258,6 +259,11 @@ def test_cli_ivr(invoke_cli, tmp_config, tmp_path):
     rows = json.loads(invoke_cli("ivr", "list", "--json", *c).output)
     assert [(x["name"], x["number"]) for x in rows] == [("copy", "710"), ("main", "700")]
     assert "main" in invoke_cli("ivr", "list", *c).output
+    r = invoke_cli("ivr", "add", "smart", "--known-caller", "queue:desk", "--new-caller", "menu:main", *c)
+    assert r.exit_code == 0, r.output
+    d = json.loads(invoke_cli("ivr", "show", "smart", "--json", *c).output)
+    assert (d["known_caller"], d["new_caller"]) == ("queue:desk", "menu:main")
+    assert invoke_cli("ivr", "remove", "smart", *c).exit_code == 0
     r = invoke_cli("ivr", "add", "x", "--option", "1=dance:now", *c)
     assert r.exit_code == 1 and "bad action" in r.output
     assert invoke_cli("ivr", "remove", "copy", *c).exit_code == 0
@@ -296,4 +302,22 @@ def test_start_destination_for_other_routers(tmp_path):
             assert plays(w2)[-1] == pr("leave_message")
             assert not await env.fl.start_destination(s2, "ivr:ghost")
             assert not await env.fl.start_destination(s2, "fax:1")
+    run(go())
+
+
+def test_known_and_new_callers_routed_differently(tmp_path):
+    async def go():
+        async with Env(tmp_path) as env:
+            await S.add_queue(env.db, "desk", strategy="longest_idle", ring_timeout=15, wrap_up=0)
+            await env.live.sync()
+            await setup(env, I.Menu(name="smart", number="703", known_caller="queue:desk",
+                                    new_caller="queue:front", options={"1": "hangup"}))
+            w, s = await env.call("703", frm="1009")
+            assert s.rec.queue == "front"                       # never called before
+            ev = [d for k, d in await env.events(s.rec.id) if k == "caller_lookup"]
+            assert ev == [{"number": "1009", "known": False, "action": "queue:front"}]
+            w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))
+            await settle(20)
+            w, s = await env.call("703", frm="1009", call_id="c2")
+            assert s.rec.queue == "desk"                        # counted once: returning
     run(go())
