@@ -600,8 +600,12 @@ class IvrCall:
             return
         if ev.leg != s.caller_leg:
             return
+        ringing = self.state == "ringing"
         await self._hangup_all(caller=False)
-        if self.end is not None and self.hangup_after:
+        if ringing:
+            await self.finish(Disposition.ABANDONED_RINGING, "caller",
+                              f"while extension {self.ring_ext} rang: {ev.cause_code} {ev.reason}".strip())
+        elif self.end is not None and self.hangup_after:
             await self.finish(self.end[0], "caller", self.end[1])
         elif self.closed:
             await self.finish(Disposition.AFTER_HOURS, "caller", "after hours")

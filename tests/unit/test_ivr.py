@@ -321,3 +321,17 @@ def test_known_and_new_callers_routed_differently(tmp_path):
             w, s = await env.call("703", frm="1009", call_id="c2")
             assert s.rec.queue == "desk"                        # counted once: returning
     run(go())
+
+
+def test_caller_hangs_up_while_the_extension_rings(tmp_path):
+    async def go():
+        async with Env(tmp_path) as env:
+            await setup(env)
+            w, s = await env.call("700")
+            await press(w, "3")
+            leg = originates(w)[-1].leg_id
+            w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))
+            await settle(20)
+            row = await env.cdr(s.rec.id)
+            assert row["disposition"] == "abandoned_ringing" and leg not in w.legs
+    run(go())
