@@ -1376,15 +1376,21 @@ def did_group() -> None:
 @did_group.command("add")
 @config_option
 @click.argument("number")
-@click.option("--to", "destination", required=True, help="extension:1001 or queue:NAME")
+@click.option("--to", "destination", default=None,
+              help="extension:1001, queue:NAME, ivr:MENU, voicemail:BOX, group:NAME or external:NUMBER")
+@click.option("--known", default=None, metavar="DEST",
+              help="Smart routing: returning patients (imported list, or called before) go here.")
+@click.option("--new", default=None, metavar="DEST", help="Smart routing: new callers go here.")
 @click.option("--name", "service_line", default="", help="Service line, e.g. 'Appointments line'.")
 @click.option("--trunk", default=None, help="Only from this trunk (default: any trunk).")
 @click.pass_context
-def did_add(ctx: click.Context, number: str, destination: str, service_line: str, trunk: str | None) -> None:
+def did_add(ctx: click.Context, number: str, destination: str | None, known: str | None, new: str | None,
+            service_line: str, trunk: str | None) -> None:
     """Add DID NUMBER (as the provider sends it; +33..., 0033... and 0... forms all match)."""
     from pypbx import trunks as T
-    d = _trunk_db(ctx, T.add_did, number, destination, service_line, trunk)
-    click.echo(f"DID {d.number} -> {d.destination}" + (f" ({d.service_line})" if d.service_line else "") + ".")
+    d = _trunk_db(ctx, T.add_did, number, destination, service_line, trunk, known=known, new=new)
+    route = f"known callers -> {d.route(True)}, new callers -> {d.route(False)}" if d.smart else d.destination
+    click.echo(f"DID {d.number} -> {route}" + (f" ({d.service_line})" if d.service_line else "") + ".")
 
 
 @did_group.command("list")
@@ -1403,7 +1409,8 @@ def did_list(ctx: click.Context, as_json: bool) -> None:
         click.echo("No DIDs. Add one with: pypbx did add +33123456789 --to extension:1001 --name 'Front desk'")
         return
     click.echo(_table(["NUMBER", "DESTINATION", "SERVICE LINE", "TRUNK"],
-                      [[d.number, d.destination, d.service_line or "-", d.trunk or "any"] for d in dids]))
+                      [[d.number, f"known: {d.route(True)}; new: {d.route(False)}" if d.smart else d.destination,
+                        d.service_line or "-", d.trunk or "any"] for d in dids]))
 
 
 @did_group.command("remove")

@@ -273,6 +273,8 @@ class Pbx:
             self.callmgr.trunks = self.trunk_router
             from pypbx.frontline import FrontLine   # IVR menus, voicemail, survey, callers table
             self.callmgr.frontline = FrontLine(db, self.callmgr, cfg.data_dir, prompts_dir=self.acd.prompts_dir)
+            from pypbx.groups import GroupService     # ring groups: their ring legs at the front door
+            self.callmgr.groups = GroupService(contacts=self._contacts, answered_by=self._answered_by)
             await self.callmgr.frontline.start()     # its numbers, for _is_internal
             stack.push_async_callback(self.callmgr.frontline.close)
             api = LocalApiServer(cfg.socket_path, {"status": self._status,

@@ -160,6 +160,7 @@ class CallManager:
         self.acd: Any = None          # pypbx.acdlive.AcdLive, set by the app
         self.trunks: Any = None       # pypbx.trunks.TrunkRouter, set by the app
         self.frontline: Any = None    # pypbx.frontline.FrontLine (IVR, voicemail, survey, callers), set by the app
+        self.groups: Any = None       # pypbx.groups.GroupService (ring groups' ring legs), set by the app
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = False
         pool.on_event(self._on_pool_event)
@@ -179,6 +180,10 @@ class CallManager:
                 return joined
             if self.acd is not None:
                 ring = self.acd.route(request)     # a queue call's ring leg: the agents' phones
+                if ring is not None:
+                    return ring
+            if self.groups is not None:
+                ring = self.groups.route(request)  # a ring group's leg: the members' phones
                 if ring is not None:
                     return ring
             return self._route_to_extension(request)
@@ -612,6 +617,8 @@ class CallManager:
         s.transfers.append(entry)
         await self.calllog.update(s.rec, "transferred", **entry, transfers=list(s.transfers))
         log.info("call %s: %s transfer, %s %s -> %s", s.rec.id[:12], x.kind, side, frm, to)
+        if self.acd is not None:
+            self.acd.call_transferred(s, side, frm, to)    # a queue call's agent handed it on: TRANSFER
 
     async def _ended_during_transfer(self, s: Session, ev: P.Ended) -> bool:
         """A leg ended while a transfer is in progress; True if handled here."""

@@ -302,6 +302,19 @@ MIGRATIONS: list[str] = [
         updated_at    REAL
     );
     """,
+    # 7: ring groups (pypbx.groups); a DID's smart routing: known / new callers (pypbx.trunks)
+    """
+    CREATE TABLE ring_groups (
+        name        TEXT PRIMARY KEY,
+        members     TEXT NOT NULL DEFAULT '[]',
+        strategy    TEXT NOT NULL DEFAULT 'all',
+        ring_time   REAL NOT NULL DEFAULT 20,
+        then_dest   TEXT NOT NULL DEFAULT '',
+        created_at  REAL
+    );
+    ALTER TABLE dids ADD COLUMN known_dest TEXT;
+    ALTER TABLE dids ADD COLUMN new_dest TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1035,6 +1048,11 @@ class Database:
             await self.execute("INSERT INTO dids(number, destination, service_line, trunk, created_at) "
                                "VALUES (?, ?, ?, ?, ?)", (number, destination, service_line, trunk, now))
 
+    async def set_did_rule_row(self, number: str, known_dest: str | None, new_dest: str | None) -> None:
+        async with self.transaction():
+            await self.execute("UPDATE dids SET known_dest = ?, new_dest = ? WHERE number = ?",
+                               (known_dest, new_dest, number))
+
     async def delete_did_row(self, number: str) -> bool:
         async with self.transaction():
             return await self.execute("DELETE FROM dids WHERE number = ?", (number,)) > 0
@@ -1068,3 +1086,21 @@ class Database:
         except sqlite3.Error:
             return False
         return hit is not None
+
+    # ------------------------------------------------------------------ ring groups (pypbx.groups)
+    async def insert_ring_group_row(self, name: str, members: str, strategy: str, ring_time: float,
+                                    then_dest: str, now: float) -> None:
+        """Raises IntegrityError if the group exists."""
+        async with self.transaction():
+            await self.execute("INSERT INTO ring_groups(name, members, strategy, ring_time, then_dest, created_at) "
+                               "VALUES (?, ?, ?, ?, ?, ?)", (name, members, strategy, ring_time, then_dest, now))
+
+    async def get_ring_group_row(self, name: str) -> dict[str, Any] | None:
+        return await self.fetchone("SELECT * FROM ring_groups WHERE name = ?", (name,))
+
+    async def list_ring_group_rows(self) -> list[dict[str, Any]]:
+        return await self.fetchall("SELECT * FROM ring_groups ORDER BY name")
+
+    async def delete_ring_group_row(self, name: str) -> bool:
+        async with self.transaction():
+            return await self.execute("DELETE FROM ring_groups WHERE name = ?", (name,)) > 0

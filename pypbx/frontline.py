@@ -176,10 +176,25 @@ class FrontLine:
 
     # ------------------------------------------------------------ hand-offs
     async def start_destination(self, s: Any, dest: str, *, answered: bool = False) -> bool:
-        """For other routers (e.g. a DID's destination): ``ivr:NAME`` (or ``menu:NAME``) or
-        ``voicemail:BOX`` takes the session over. False: unknown destination kind / target."""
+        """For other routers (e.g. a DID's destination, a ring group's ``then``):
+        ``ivr:NAME`` (or ``menu:NAME``), ``voicemail:BOX``, ``group:NAME`` (a ring group),
+        ``queue:NAME`` or ``extension:NUMBER`` (rung as a one-member group) takes the session
+        over. False: unknown destination kind / target."""
         from pypbx import ivr as I
         kind, _, target = (dest or "").partition(":")
+        if kind in ("group", "ring_group"):
+            return await self.to_group(s, target, answered=answered)
+        if kind == "queue":
+            return await (self.to_queue(s, target) if answered else self._queue_unanswered(s, target))
+        if kind == "extension":
+            from pypbx import groups as G
+            if not self.cm.is_extension(target) or getattr(self.cm, "groups", None) is None:
+                return False
+            g = G.RingGroup(name=f"extension-{target}", members=[target], ring_time=self.cm.ring_time)
+            box = await self.voicemail_box(target)
+            if box is not None and box["on_no_answer"]:
+                g.then = f"voicemail:{target}"
+            return await self._group_call(s, g, answered)
         if kind in ("ivr", "menu"):
             try:
                 menu = await I.get_menu(self.db, target)
@@ -192,6 +207,39 @@ class FrontLine:
         if kind == "voicemail":
             return await self.to_voicemail(s, target, answered=answered)
         return False
+
+    async def to_group(self, s: Any, name: str, *, answered: bool) -> bool:
+        """Ring group ``name`` (:mod:`pypbx.groups`). False: no such group."""
+        from pypbx import groups as G
+        try:
+            g = await G.get_group(self.db, name)
+        except G.GroupError:
+            log.warning("call %s: no ring group %s", s.rec.id[:12], name)
+            return False
+        return await self._group_call(s, g, answered)
+
+    async def _group_call(self, s: Any, g: Any, answered: bool) -> bool:
+        from pypbx import groups as G
+        svc = getattr(self.cm, "groups", None)
+        if svc is None:
+            return False
+        gc = G.GroupCall(self, s, g, svc, answered=answered)
+        self._take(s, gc)
+        await gc.start()
+        return True
+
+    async def _queue_unanswered(self, s: Any, queue: str) -> bool:
+        """A caller not answered yet (a DID, a ring group's ``then``) into a queue."""
+        live = getattr(self.cm, "acd", None)
+        if live is None or queue not in live.engine.queues or getattr(live, "_closing", False):
+            return False
+        from pypbx.queuecall import QueueCall
+        qc = QueueCall(live, s, queue)
+        self.forget(s)
+        live.sessions[id(s)] = qc
+        s.delegate = qc.handle
+        await qc.start()
+        return True
 
     async def voicemail_box(self, box: str) -> dict[str, Any] | None:
         try:

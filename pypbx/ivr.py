@@ -24,6 +24,7 @@ A menu (:class:`Menu`) is data::
     3 = "extension:1001"              # ring an extension (MOH meanwhile; no answer -> its voicemail
                                       #   box if it has one, else back to the menu)
     4 = "voicemail:1001"              # leave a message in a mailbox (pypbx.voicemail)
+    6 = "group:front_desk"            # a ring group (pypbx.groups): MOH while it rings, its --then
     5 = "play:after_hours"            # play an information prompt, then back to the menu
     8 = "lang:ru"                     # set the prompt language for the rest of the call
     0 = "hangup"                      # goodbye
@@ -58,7 +59,7 @@ from pypbx.db import Database, IntegrityError
 
 log = logging.getLogger(__name__)
 
-ACTION_KINDS = ("queue", "menu", "extension", "voicemail", "play", "hangup", "lang")
+ACTION_KINDS = ("queue", "menu", "extension", "voicemail", "group", "play", "hangup", "lang")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DIGITS_RE = re.compile(r"^[0-9*#]{1,8}$")
 NUMBER_RE = re.compile(r"^\*?[0-9]{1,16}$")
@@ -494,6 +495,12 @@ class IvrCall:
             await self._leave()
             if not await self.fl.to_voicemail(s, arg, answered=True, lang=self.lang,
                                               after_hours=self.closed):
+                self.state = "greeting"
+                await self._unavailable()
+        elif kind == "group":
+            await self._leave()
+            if not await self.fl.to_group(s, arg, answered=True):
+                log.warning("IVR %s: ring group %s is not available", self.menu.name, arg)
                 self.state = "greeting"
                 await self._unavailable()
 

@@ -13,8 +13,12 @@ Store (async functions over :class:`pypbx.db.Database`, used by ``cli.py``):
   its challenge). The database file's mode is its protection: :func:`protect_db` makes
   the file and its WAL files 0600 whenever a trunk has a password. It is never printed by
   ``trunk show`` / ``--json``.
-* **DIDs**: number -> destination (``extension:1001`` or ``queue:NAME``) and a
-  service-line name ("Appointments line") that goes into the call's record.
+* **DIDs**: number -> destination (``extension:1001``, ``queue:NAME``, ``ivr:MENU``,
+  ``voicemail:BOX``, ``group:NAME`` -- a ring group, :mod:`pypbx.groups` -- or
+  ``external:NUMBER``, forwarded out through a trunk) and a service-line name
+  ("Appointments line") that goes into the call's record. Smart routing: ``known`` /
+  ``new`` destinations for returning patients (:func:`pypbx.callers.known`) and new
+  callers (:meth:`Did.route`).
 * **Permissions**: the number classes an extension may call (``pypbx.numbers``) and its
   own concurrent outside-call limit; default from ``[numbers]`` in the config file.
 
@@ -51,7 +55,7 @@ TRANSPORTS = ("udp", "tcp", "tls")
 #: Numbers shorter than this (emergency numbers aside) are never sent to a trunk: they
 #: are mistyped extensions and get the internal answer (404).
 MIN_EXTERNAL_DIGITS = 6
-DEST_KINDS = ("extension", "queue")
+DEST_KINDS = ("extension", "queue", "ivr", "voicemail", "group", "external")
 
 
 class TrunkError(Exception):
@@ -109,6 +113,8 @@ class Did:
     destination: str
     service_line: str = ""
     trunk: str | None = None
+    known: str | None = None            # smart routing: returning patients go here ...
+    new: str | None = None              # ... and new callers here (else ``destination``)
 
     @property
     def kind(self) -> str:
@@ -117,6 +123,18 @@ class Did:
     @property
     def target(self) -> str:
         return self.destination.split(":", 1)[1]
+
+    @property
+    def smart(self) -> bool:
+        return bool(self.known or self.new)
+
+    def route(self, known: bool) -> str:
+        """The destination for a caller who is (not) a returning patient."""
+        if known and self.known:
+            return self.known
+        if not known and self.new:
+            return self.new
+        return self.destination
 
 
 # ----------------------------------------------------------------------------- validation
@@ -163,9 +181,17 @@ def validate_trunk(t: Trunk) -> Trunk:
 
 
 def parse_destination(dest: str) -> str:
-    kind, _, target = (dest or "").partition(":")
+    kind, _, target = (dest or "").strip().partition(":")
+    kind = {"menu": "ivr", "ring_group": "group", "ext": "extension", "number": "external"}.get(kind, kind)
+    target = target.strip()
     if kind not in DEST_KINDS or not target:
-        raise TrunkError(f"bad destination {dest!r}: extension:NUMBER or queue:NAME")
+        raise TrunkError(f"bad destination {dest!r}: extension:NUMBER, queue:NAME, ivr:MENU, voicemail:BOX, "
+                         "group:NAME or external:NUMBER")
+    if kind == "external":
+        n = "".join(c for c in target if c.isdigit() or c == "+")
+        if not n or not n.lstrip("+").isdigit() or len(n.lstrip("+")) < MIN_EXTERNAL_DIGITS:
+            raise TrunkError(f"bad external number {target!r}")
+        target = n
     return f"{kind}:{target}"
 
 
@@ -235,10 +261,18 @@ async def remove_trunk(db: Database, name: str) -> None:
         raise TrunkError(f"no trunk named {name!r}")
 
 
-async def add_did(db: Database, number: str, destination: str, service_line: str = "",
-                  trunk: str | None = None, now: float | None = None) -> Did:
+async def add_did(db: Database, number: str, destination: str | None, service_line: str = "",
+                  trunk: str | None = None, now: float | None = None, *,
+                  known: str | None = None, new: str | None = None) -> Did:
+    """``destination`` (``--to``) for every caller, or ``known`` / ``new`` (smart routing:
+    returning patients / new callers; the other one falls back to ``destination``)."""
     number = normalise_did(number)
-    destination = parse_destination(destination)
+    known = parse_destination(known) if known else None
+    new = parse_destination(new) if new else None
+    if not destination and not (known and new):
+        raise TrunkError("a DID needs --to DESTINATION, or both --known and --new")
+    destination = parse_destination(destination) if destination else new
+    assert destination is not None
     if trunk is not None and await db.get_trunk_row(trunk) is None:
         raise TrunkError(f"no trunk named {trunk!r}")
     try:
@@ -246,11 +280,14 @@ async def add_did(db: Database, number: str, destination: str, service_line: str
                                 now if now is not None else time.time())
     except IntegrityError:
         raise TrunkError(f"DID {number} already exists") from None
-    return Did(number, destination, service_line, trunk)
+    if known or new:
+        await db.set_did_rule_row(number, known, new)
+    return Did(number, destination, service_line, trunk, known, new)
 
 
 async def list_dids(db: Database) -> list[Did]:
-    return [Did(r["number"], r["destination"], r["service_line"] or "", r["trunk"])
+    return [Did(r["number"], r["destination"], r["service_line"] or "", r["trunk"],
+                r.get("known_dest") or None, r.get("new_dest") or None)
             for r in await db.list_did_rows()]
 
 
@@ -597,6 +634,7 @@ class TrunkCall:
     current: str | None = None          # outbound: trunk of the leg in progress
     legs: int = 0
     counted: bool = False
+    forward: bool = False               # inbound, forwarded out to ``number`` (DID ``external:``)
 
 
 class TrunkRouter:
@@ -673,11 +711,15 @@ class TrunkRouter:
             tc = TrunkCall("inbound", trunk=trunk, did=did)
             offer = {"direction": "inbound", "callee_number": did.number, "did": did.number,
                      "service_line": did.service_line or None}
-            if did.kind == "queue":
+            if did.smart:
+                s.callee = did.number           # the rule decides in start()
+            elif did.kind == "queue":
                 offer["queue"] = did.target
-            else:
+            elif did.kind == "extension":
                 s.callee = did.target
                 offer["extension"] = did.target
+            else:
+                s.callee = did.number
             return tc, offer
         number = _header(hdrs, "X-PBX-Outbound")
         if number:
@@ -694,12 +736,51 @@ class TrunkRouter:
                                service_line=tc.did.service_line if tc.did else None,
                                number=tc.number or None, number_class=tc.cls or None)
         if tc.direction == "inbound":
-            if tc.did is not None and tc.did.kind == "queue":
-                return await self._to_queue(cm, s, tc.did.target)
-            return False
+            did = tc.did
+            if did is None:
+                return False
+            dest = did.destination
+            if did.smart:
+                from pypbx import callers as C
+                try:
+                    known = await C.known(cm.db, s.caller)
+                except Exception:
+                    log.exception("call %s: caller lookup failed (treated as new)", s.rec.id[:12])
+                    known = False
+                dest = did.route(known)
+                await cm.calllog.event(s.rec, "caller_lookup", number=s.caller, known=known, destination=dest,
+                                       did=did.number)
+                log.info("call %s: DID %s, %s caller %s -> %s", s.rec.id[:12], did.number,
+                         "known" if known else "new", s.caller, dest)
+            return await self.to_destination(cm, s, dest)
         self.svc.acquire(tc.extension)
         tc.counted = True
         return await self._dial_next(cm, s)
+
+    async def to_destination(self, cm: Any, s: Any, dest: str) -> bool:
+        """An inbound call (caller not answered yet) to a DID destination. False: an
+        extension -- CallManager rings it as usual (``s.callee`` set)."""
+        kind, _, target = dest.partition(":")
+        if kind == "queue":
+            return await self._to_queue(cm, s, target)
+        if kind == "extension":
+            s.callee = target
+            if s.rec.extension != target:
+                s.rec.extension = target
+                await cm.calllog.update(s.rec, "did_route", destination=dest)
+            return False
+        if kind == "external":
+            tc: TrunkCall = s.trunk
+            tc.forward = True
+            tc.number = target
+            tc.cls = classify(target, self.svc.plan).cls
+            s.callee = target
+            await cm.calllog.event(s.rec, "did_forward", number=target, number_class=tc.cls)
+            return await self._dial_next(cm, s)
+        fl = getattr(cm, "frontline", None)
+        if fl is not None and await fl.start_destination(s, dest, answered=False):
+            return True
+        return await self._fail(cm, s, 480, f"destination {dest} not available")
 
     async def _to_queue(self, cm: Any, s: Any, queue: str) -> bool:
         from pypbx.calllog import Disposition
@@ -754,7 +835,8 @@ class TrunkRouter:
     async def on_ended(self, cm: Any, s: Any, ev: Any) -> bool:
         """A leg of an outside call ended. True: handled here (failover to the next trunk)."""
         tc: TrunkCall | None = s.trunk
-        if tc is None or tc.direction != "outbound" or ev.leg != s.callee_leg or tc.current is None:
+        if tc is None or (tc.direction != "outbound" and not tc.forward) or ev.leg != s.callee_leg \
+                or tc.current is None:
             return False
         self.svc.trunk_busy(tc.current, -1)
         trunk = tc.current

@@ -65,11 +65,11 @@ def test_trunk_and_did_cli(cfg_path: Path) -> None:
     code, out = run_cli(cfg_path, "did", "add", "+33 1 23 45 67 89", "--to", "extension:1001",
                         "--name", "Appointments line")
     assert code == 0 and "+33123456789 -> extension:1001 (Appointments line)" in out
-    code, out = run_cli(cfg_path, "did", "add", "+33123456780", "--to", "voicemail:1")
+    code, out = run_cli(cfg_path, "did", "add", "+33123456780", "--to", "fax:1")
     assert code == 1 and "bad destination" in out
     code, out = run_cli(cfg_path, "did", "list", "--json")
     assert json.loads(out) == [{"number": "+33123456789", "destination": "extension:1001",
-                                "service_line": "Appointments line", "trunk": None}]
+                                "service_line": "Appointments line", "trunk": None, "known": None, "new": None}]
     code, out = run_cli(cfg_path, "did", "remove", "+33123456789")
     assert code == 0
     code, out = run_cli(cfg_path, "did", "remove", "+33123456789")
