@@ -431,6 +431,15 @@ class AcdLive:
             if aid in self.engine.agents and not any(aid in v for v in self.busy.values()):
                 self.run("agent_free", aid)
 
+    def call_transferred(self, s: Any, side: str, frm: str, to: str) -> None:
+        """CallManager completed a transfer in session ``s`` (``side`` handed its place to
+        ``to``). A connected queue call whose agent transferred it: TRANSFER, the agent is
+        free (wrap-up) and the call is no longer the queue's (no COMPLETE_* at its end)."""
+        obj = self.sessions.get(id(s))
+        transferred = getattr(obj, "transferred", None)
+        if transferred is not None:
+            transferred(side, frm, to)
+
     def register(self, call_id: str, obj: Any) -> None:
         self.calls[call_id] = obj
 

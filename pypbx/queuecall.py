@@ -22,12 +22,18 @@ engine Action about it, in order, on the session's own task:
   ``callback_requested`` (the slot keeps its place), CDR ``callback_requested``;
 * ``Overflow`` / ``Timeout`` / ``ExitEmpty`` / ``ExitFull``: to another queue (the engine
   re-queues the call), to an extension (rung through the front door, bridged and recorded
-  on answer), else a short prompt and hang-up; CDR ``overflowed_out``.
+  on answer), to an outside number (through the best trunk, :func:`outside_leg`, with the
+  trunk's channel counted), else a short prompt and hang-up; CDR ``overflowed_out``;
+* the agent transfers the connected call (CallManager's transfer, hook
+  :meth:`QueueCall.transferred`): TRANSFER with the target, the agent freed; the call goes
+  on as an ordinary call.
 
 :class:`FeatureCall` carries out ``*45<agent>`` (log that agent in at the calling extension),
 ``*45`` (log out the agent there) and ``*46`` (pause / unpause the agent there) and
 answers with a short prompt. :class:`CallbackCall` places a callback: a worker of its
-own rings the agent first, then dials the patient.
+own rings the agent first, then dials the patient (an extension, or an outside number
+through a trunk), bridges and records them; its CDR is an outbound call from the agent's
+extension to the patient's number (event ``callback`` names the queued call).
 """
 
 from __future__ import annotations
@@ -181,6 +187,7 @@ class QueueCall:
         self.agent: str | None = None
         self.out_leg: str | None = None       # overflow to an extension
         self.out_target: Target | None = None
+        self.out_trunk: str | None = None     # the trunk an overflow to an outside number went out on
         self.cb_number = ""
         self.digits = ""
         self.entered = False
@@ -409,14 +416,23 @@ class QueueCall:
         self.end_cause = f"queue {why}" + (f" to {target.kind.value}:{target.target}" if target else "")
         await self.cm.calllog.event(s.rec, "queue_leave", reason=why,
                                     target=target.to_dict() if target else None)
-        if target is not None and target.kind is TargetKind.EXTENSION:
+        if target is not None and target.kind in (TargetKind.EXTENSION, TargetKind.EXTERNAL):
             self.out_target = target
             self.out_leg = "overflow"
             fd = self.cm.front_door
+            if target.kind is TargetKind.EXTERNAL:
+                # an outside number: through the best trunk (as any outside call), with its caller ID
+                uri, from_uri, hdrs, trunk = outside_leg(self.cm, target.target, s.caller)
+            else:
+                uri, from_uri, hdrs, trunk = f"sip:{target.target}@{fd}", f"sip:{s.caller}@{fd.split(':')[0]}", {}, None
             try:
-                await self.w.originate(self.out_leg, f"sip:{target.target}@{fd}",
-                                       from_uri=f"sip:{s.caller}@{fd.split(':')[0]}",
-                                       headers={"X-PBX-Call": self.call_id})
+                await self.w.originate(self.out_leg, uri, from_uri=from_uri,
+                                       headers={"X-PBX-Call": self.call_id, **hdrs})
+                if trunk:
+                    self.out_trunk = trunk
+                    self.cm.trunks.svc.trunk_busy(trunk, +1)
+                    await self.cm.calllog.event(s.rec, "trunk_dial", trunk=trunk, number=uri[4:].split("@")[0],
+                                                reason="queue overflow")
                 return
             except WorkerError as exc:
                 log.warning("call %s: overflow to %s failed: %s", self.call_id[:12], target.target, exc)
@@ -430,7 +446,8 @@ class QueueCall:
         self.state = "connected_out"
         s.callee_leg = self.out_leg
         s.callee = self.out_target.target if self.out_target else ""
-        s.rec.extension = s.callee
+        if self.out_target is None or self.out_target.kind is TargetKind.EXTENSION:
+            s.rec.extension = s.callee
         s.answered = True
         await self.cm._connect(s)
 
@@ -465,6 +482,7 @@ class QueueCall:
                 await self._finish(Disposition.OVERFLOWED_OUT, "callee", self.end_cause)
             else:
                 self.out_leg = None
+                self._release_trunk()
                 self.end_cause += f" ({ev.cause_code} {ev.reason})".rstrip()
                 await self._say_and_hang_up([self.p("try_again_later")])
             return
@@ -508,15 +526,32 @@ class QueueCall:
         self._done()
         await self.cm._finish(self.s, disposition, side=side, cause=cause)
 
+    def _release_trunk(self) -> None:
+        trunk, self.out_trunk = self.out_trunk, None
+        if trunk and getattr(self.cm, "trunks", None) is not None:
+            self.cm.trunks.svc.trunk_busy(trunk, -1)
+
     def _done(self) -> None:
+        self._release_trunk()
         self.state = "done"
         self.s.ended = True
         self.live.forget(self.call_id)
+
+    def transferred(self, side: str, frm: str, to: str) -> None:
+        """CallManager completed a transfer of this (connected) call. The agent's side
+        handed it on: TRANSFER with the target, the agent freed; the rest of the call is
+        an ordinary call (its end is not the queue's)."""
+        if self.agent is None or self.state != "connected" or side != "callee":
+            return
+        self.live.run("call_transferred", self.call_id, to)
+        self.state = "transferred"
+        log.info("call %s: agent %s transferred the queue call to %s", self.call_id[:12], self.agent, to)
 
     def finished(self, disposition: Any, side: str) -> None:
         """CallManager closed the call (hook in ``_finish``): a connected call is complete."""
         if self.agent is not None and self.state in ("connected", "done"):
             self.live.run("call_ended", self.call_id, self.live.party(side))
+        self._release_trunk()
         self.state = "done"
         self.live.forget(self.call_id)
 
@@ -644,16 +679,21 @@ class CallbackCall:
         sess = Session(worker=w, reserved_at=cm.clock())
         self.queue = sess.queue            # worker events and engine actions, in order
         cm.sessions[w] = sess
-        rec = await cm.calllog.offer(direction=_direction("OUTBOUND"), caller_number=a.queue,
-                                     callee_number=a.number, queue=a.queue, agent=a.agent_id,
-                                     worker=str(w.pid))
+        ext = live.agent_ext.get(a.agent_id, "")
+        rec = await cm.calllog.offer(direction=_direction("OUTBOUND"), caller_number=ext or a.agent_id,
+                                     callee_number=a.number, extension=ext or None, queue=a.queue,
+                                     agent=a.agent_id, worker=str(w.pid))
+        await cm.calllog.event(rec, "callback", of_call=a.call_id, number=a.number, queue=a.queue,
+                               agent=a.agent_id)
         import uuid
         self.token = uuid.uuid4().hex[:16]
         live.rings[self.token] = (a.call_id, (a.agent_id,), live.engine.queues[a.queue].ring_timeout)
         fd = cm.front_door
         disp, side, cause = Disposition.FAILED, "system", ""
         sess.rec = rec
+        sess.caller, sess.callee = ext or a.agent_id, a.number
         agent_up = patient_up = False
+        trunk: str | None = None
         deadline = time.monotonic() + live.engine.queues[a.queue].ring_timeout
         try:
             await w.originate("agent", f"sip:acd-{self.token}@{fd}", from_uri=f"sip:{a.number}@{fd.split(':')[0]}",
@@ -676,13 +716,18 @@ class CallbackCall:
                 if isinstance(ev, P.Answered) and ev.leg == "agent" and not agent_up:
                     agent_up = True
                     live.run("ring_answered", a.call_id, a.agent_id)
-                    await w.originate("patient", f"sip:{a.number}@{fd}", from_uri=f"sip:{a.queue}@{fd.split(':')[0]}",
-                                      headers={"X-PBX-Call": rec.id})
+                    uri, from_uri, hdrs, trunk = outside_leg(cm, a.number, ext or a.queue)
+                    await cm.calllog.event(rec, "callback_dial", number=a.number, trunk=trunk)
+                    await w.originate("patient", uri, from_uri=from_uri,
+                                      headers={"X-PBX-Call": rec.id, **hdrs})
+                    if trunk:
+                        cm.trunks.svc.trunk_busy(trunk, +1)
                 elif isinstance(ev, P.Answered) and ev.leg == "patient" and not patient_up:
                     patient_up = True
                     live.run("callback_answered", a.call_id)
-                    await w.bridge("agent", "patient")
-                    await cm.calllog.answered(rec, callee=a.number)
+                    sess.caller_leg, sess.callee_leg = "agent", "patient"
+                    sess.answered = True
+                    await cm._connect(sess)        # bridged, recorded, answered in the CDR
                     await live._callback_done(a.call_id, a.number, a.queue, "done", "connected")
                 elif isinstance(ev, P.Ended):
                     if not agent_up:
@@ -702,7 +747,7 @@ class CallbackCall:
                     other = "patient" if ev.leg == "agent" else "agent"
                     await cm._hangup_quietly(w, other, None)
                     live.run("call_ended", a.call_id, live.party("caller" if ev.leg == "patient" else "agent"))
-                    disp, side, cause = Disposition.ANSWERED, ("caller" if ev.leg == "patient" else "callee"), "BYE"
+                    disp, side, cause = Disposition.ANSWERED, ("callee" if ev.leg == "patient" else "caller"), "BYE"
                     break
                 elif type(ev).__name__ in ("WorkerLost", "WorkerExited"):
                     if patient_up:
@@ -725,11 +770,35 @@ class CallbackCall:
             live.calls.pop(a.call_id, None)
             sess.ended = True
             cm.sessions.pop(w, None)
+            if trunk:
+                cm.trunks.svc.trunk_busy(trunk, -1)
             await cm.calllog.end(rec, disp, side=side, cause=cause or disp.value)
+            if sess.files:
+                try:
+                    await cm._close_recording(sess)
+                except Exception:
+                    log.exception("callback %s: closing the recording", a.call_id)
             try:
                 await cm.pool.release(w)
             except Exception:
                 log.exception("releasing worker %s", w.pid)
+
+
+def outside_leg(cm: Any, number: str, caller_id: str) -> tuple[str, str, dict[str, str], str | None]:
+    """(Request-URI, From URI, extra headers, trunk name) of a leg a worker places to
+    ``number``: an extension through the front door, anything else through the best trunk
+    (``X-PBX-Trunk``: the front door sends it to that trunk, with its caller ID)."""
+    fd = cm.front_door
+    host = fd.split(":")[0]
+    router = getattr(cm, "trunks", None)
+    is_ext = getattr(cm, "is_extension", None)
+    if router is not None and router.svc.trunks and not (is_ext is not None and is_ext(number)):
+        cands = router.svc.candidates()
+        if cands:
+            t = cands[0]
+            dialled = router.svc.dial_number(t, number)
+            return f"sip:{dialled}@{fd}", router.svc.from_uri(t, caller_id), {"X-PBX-Trunk": t.name}, t.name
+    return f"sip:{number}@{fd}", f"sip:{caller_id}@{host}", {}, None
 
 
 def _direction(name: str) -> Any:

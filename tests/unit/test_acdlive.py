@@ -513,3 +513,165 @@ def test_queue_number_validation(tmp_path):
             await S.set_queue_number(db, "front", "none")
             assert await S.queue_numbers(db) == {}
     run(go())
+
+
+# --------------------------------------------------------------------------- transfers, trunks
+
+class FakeTrunkSvc:
+    """The parts of pypbx.trunks.TrunkService that outside legs use."""
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+        self.trunks = {"prov": SimpleNamespace(name="prov", caller_id="+33100000000", domain="fake.provider",
+                                               host="192.0.2.99")}
+        self.active: dict[str, int] = {}
+
+    def candidates(self, exclude=()):
+        return [t for n, t in self.trunks.items() if n not in exclude]
+
+    def dial_number(self, trunk, number: str) -> str:
+        return "00" + number.lstrip("+")
+
+    def from_uri(self, trunk, fallback: str) -> str:
+        return f"sip:{trunk.caller_id or fallback}@{trunk.domain}"
+
+    def trunk_busy(self, name: str, delta: int) -> None:
+        self.active[name] = self.active.get(name, 0) + delta
+
+
+def with_trunk(env: Env) -> FakeTrunkSvc:
+    from types import SimpleNamespace
+    svc = FakeTrunkSvc()
+    env.cm.trunks = SimpleNamespace(svc=svc, route_worker_leg=lambda req: None,
+                                    screen=lambda *a: (), context=lambda s, ev: None)
+    return svc
+
+
+def test_outside_leg_extension_or_trunk():
+    from types import SimpleNamespace
+
+    from pypbx.queuecall import outside_leg
+    cm = SimpleNamespace(front_door="127.0.0.1:5060", trunks=None, is_extension=lambda n: n == "1001")
+    assert outside_leg(cm, "1001", "1009") == ("sip:1001@127.0.0.1:5060", "sip:1009@127.0.0.1", {}, None)
+    assert outside_leg(cm, "+33612345678", "1009")[3] is None        # no trunk: through the front door
+    cm.trunks = SimpleNamespace(svc=FakeTrunkSvc())
+    assert outside_leg(cm, "1001", "1009")[3] is None                # an extension never leaves
+    assert outside_leg(cm, "+33612345678", "1009") == (
+        "sip:0033612345678@127.0.0.1:5060", "sip:+33100000000@fake.provider", {"X-PBX-Trunk": "prov"}, "prov")
+
+
+async def _connected_queue_call(env: Env):
+    await env.login("alice", "1001")
+    w, s = await env.call()
+    o = originates(w)
+    w.inject(P.Answered(leg=o[0].leg_id, call_id="ring1"))
+    await settle()
+    assert (await env.kinds(s.rec.id)) == ["ENTER", "RING", "CONNECT"]
+    return w, s, o[0].leg_id
+
+
+def test_agent_blind_transfer_is_a_transfer_event_and_frees_the_agent(tmp_path):
+    async def go():
+        async with Env(tmp_path, record=False) as env:
+            w, s, agent_leg = await _connected_queue_call(env)
+            w.inject(P.TransferRequested(leg=agent_leg, target="<sip:1003@pbx>", new_leg="x1"))
+            await settle()
+            w.inject(P.Ended(leg=agent_leg, cause_code=200, reason="BYE"))   # the phone leaves after 202
+            await settle()
+            assert env.live.engine.agents["alice"].state.value == "on_call"  # not before the target answers
+            w.inject(P.Answered(leg="x1", call_id="x1"))
+            await settle(20)
+            ev = await env.qevents(call_id=s.rec.id)
+            assert [(e["kind"], e["agent"]) for e in ev] == [
+                ("ENTER", None), ("RING", "alice"), ("CONNECT", "alice"), ("TRANSFER", "alice")]
+            assert ev[-1]["data"]["target"] == "1003"
+            assert env.live.engine.agents["alice"].state.value == "available"
+            # the transferred call goes on; its end is not the queue's any more
+            w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))
+            await settle(20)
+            assert (await env.kinds(s.rec.id))[-1] == "TRANSFER"
+            row = await env.cdr(s.rec.id)
+            assert row["disposition"] == "answered" and row["extension"] == "1003"
+    run(go())
+
+
+def test_caller_side_transfer_is_not_the_agents(tmp_path):
+    async def go():
+        async with Env(tmp_path, record=False) as env:
+            w, s, agent_leg = await _connected_queue_call(env)
+            w.inject(P.TransferRequested(leg="in-1", target="<sip:1003@pbx>", new_leg="x1"))
+            await settle()
+            w.inject(P.Answered(leg="x1", call_id="x1"))
+            await settle(20)
+            assert "TRANSFER" not in await env.kinds(s.rec.id)
+            assert env.live.engine.agents["alice"].state.value == "on_call"
+            w.inject(P.Ended(leg=agent_leg, cause_code=200, reason="BYE"))
+            await settle(20)
+            assert (await env.kinds(s.rec.id))[-1] == "COMPLETE_AGENT"
+    run(go())
+
+
+def test_overflow_to_an_external_number_goes_out_through_a_trunk(tmp_path):
+    async def go():
+        async with Env(tmp_path, record=False, overflow="after=20,external:+33612345678") as env:
+            svc = with_trunk(env)
+            w, s = await env.call()
+            await env.advance(20)
+            await settle(20)
+            o = originates(w)
+            assert len(o) == 1 and o[0].uri == "sip:0033612345678@127.0.0.1:5060"
+            assert o[0].headers.get("X-PBX-Trunk") == "prov"
+            assert svc.active == {"prov": 1}
+            w.inject(P.Answered(leg=o[0].leg_id, call_id="o1"))
+            await settle()
+            assert frozenset(("in-1", o[0].leg_id)) in w.bridges
+            w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))
+            await settle(20)
+            row = await env.cdr(s.rec.id)
+            assert row["disposition"] == "overflowed_out" and row["extension"] is None
+            assert svc.active == {"prov": 0}
+            dial = [d for k, d in await env.call_events(s.rec.id) if k == "trunk_dial"]
+            assert dial and dial[0]["trunk"] == "prov"
+    run(go())
+
+
+def test_callback_to_an_outside_number_through_a_trunk_cdr(tmp_path):
+    async def go():
+        async with Env(tmp_path, record=True) as env:
+            svc = with_trunk(env)
+            w, s = await env.call(frm="1009")
+            w.inject(P.Dtmf(leg="in-1", digit="1"))
+            await settle()
+            w.inject(P.Dtmf(leg="in-1", digit="2"))              # key in another number
+            await settle()
+            for d in "0612345678#":
+                w.inject(P.Dtmf(leg="in-1", digit=d))
+                await settle(2)
+            w.inject(P.Dtmf(leg="in-1", digit="1"))
+            await settle(20)
+            await env.login("alice", "1001")
+            await settle(20)
+            cw = [x for x in env.pool.busy if x is not w][-1]
+            cw.inject(P.Answered(leg="agent", call_id="a1"))
+            await settle()
+            o = originates(cw)
+            assert o[1].uri == "sip:000612345678@127.0.0.1:5060" and o[1].headers.get("X-PBX-Trunk") == "prov"
+            assert svc.active == {"prov": 1}
+            cw.inject(P.Answered(leg="patient", call_id="p1"))
+            await settle()
+            assert frozenset(("agent", "patient")) in cw.bridges
+            assert set(cw.recording) == {"agent", "patient"}
+            cw.inject(P.Ended(leg="agent", cause_code=200, reason="BYE"))    # the agent hangs up
+            await settle(30)
+            assert svc.active == {"prov": 0}
+            kinds = await env.kinds(s.rec.id)
+            assert kinds[-3:] == ["CALLBACK_DIALED", "CALLBACK_CONNECTED", "COMPLETE_AGENT"]
+            rows = await env.db.fetchall("SELECT * FROM calls ORDER BY offered_at")
+            cb = rows[-1]
+            assert cb["id"] != s.rec.id and cb["direction"] == "outbound"
+            assert cb["caller_number"] == "1001" and cb["extension"] == "1001" and cb["agent"] == "alice"
+            assert cb["callee_number"] == "0612345678" and cb["queue"] == "front"
+            assert cb["disposition"] == "answered" and cb["hangup_side"] == "caller"
+            ev = dict(await env.call_events(cb["id"]))
+            assert ev["callback"]["of_call"] == s.rec.id and ev["callback_dial"]["trunk"] == "prov"
+    run(go())
