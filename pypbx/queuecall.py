@@ -437,6 +437,18 @@ class QueueCall:
             except WorkerError as exc:
                 log.warning("call %s: overflow to %s failed: %s", self.call_id[:12], target.target, exc)
                 self.out_leg = None
+        fl = getattr(self.cm, "frontline", None)
+        if target is not None and target.kind is TargetKind.RING_GROUP and fl is not None:
+            # a ring group (pypbx.groups) takes the session over; its end closes the record
+            await self.player.stop()
+            self.state = "done"
+            self.live.forget(self.call_id)
+            self.live.sessions.pop(id(s), None)
+            if await fl.start_destination(s, f"group:{target.target}", answered=True):
+                return
+            self.state = "leaving"
+            s.delegate = self.handle
+            self.live.sessions[id(s)] = self
         # no way on from here: tell the caller, hang up
         await self._say_and_hang_up([self.p("all_staff_busy"), self.p("try_again_later")])
 

@@ -205,3 +205,33 @@ def test_unanswered_group_without_then_is_480(tmp_path):
             assert row["disposition"] == "no_answer"
             assert not await env.fl.start_destination(s, "group:nope", answered=False)
     run(go())
+
+
+def test_queue_overflow_to_a_ring_group(tmp_path):
+    from pypbx import acdstore as S
+
+    async def go():
+        async with GEnv(tmp_path, record=False) as env:
+            await G.add_group(env.db, G.RingGroup("desk", ["1001", "1002"], ring_time=5))
+            await S.add_queue(env.db, "q2", overflow="after=20,ring_group:desk", wrap_up=0)
+            await S.set_queue_number(env.db, "q2", "601")
+            await env.live.sync()
+            w, s = await env.call("601")
+            w.inject(P.Answered(leg="in-1", call_id="c1"))
+            await settle()
+            assert s.rec.queue == "q2"
+            env.clock.t += 20
+            env.live.poke()
+            await settle(20)
+            [o] = [x for x in originates(w) if x.uri.startswith("sip:grp-")]
+            assert env.svc.rings[o.uri[8:24]][0] == ("1001", "1002")
+            assert w.playing["in-1"] == str(env.cm.moh)
+            w.inject(P.Answered(leg=o.leg_id, call_id="x1"))
+            await settle()
+            assert frozenset(("in-1", o.leg_id)) in w.bridges and s.callee == "1002"
+            rec_id = s.rec.id
+            w.inject(P.Ended(leg=o.leg_id, cause_code=200, reason="BYE"))
+            await settle(20)
+            row = await env.cdr(rec_id)
+            assert row["disposition"] == "answered" and row["queue"] == "q2" and row["extension"] == "1002"
+    run(go())
