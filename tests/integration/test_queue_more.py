@@ -251,3 +251,37 @@ def test_overflow_to_an_external_number_through_a_trunk(pbx, tmp_path):
     assert dial and dial[0]["trunk"] == "prov" and dial[0]["number"] == "+33612345678"
     # the trunk's channel was counted for the overflow and given back at its end
     assert [(t["name"], t["active_calls"]) for t in p.status()["trunks"]] == [("prov", 0)]
+
+
+def test_callback_to_an_outside_number_through_the_trunk(pbx, tmp_path):
+    """The caller keys in another number (0612345678); the callback rings the agent, then
+    goes out through the trunk: the fake provider gets +33612345678 from the trunk's caller
+    ID and answers; the agent hangs up."""
+    from tests.integration.test_trunks import PROVIDER, Provider
+    prov = Provider("trunk_uas.xml", tmp_path / "prov",
+                    subst={"__RURI__": r"\+33612345678", "__FROM__": r"\+33100000000"})
+    p = pbx(start=False)
+    p.cli("trunk", "add", "prov", "--host", f"{PROVIDER}:{prov.port}", "--caller-id", "+33100000000")
+    p.start()
+    try:
+        setup_queue(p)
+        res = caller(p, tmp_path / "caller", scenario="queue_more_callback_keyed.xml", stay_ms=1500)
+        assert res.returncode == 0, res.errors or res.stdout[-3000:]
+        first = records(p)[0]
+        assert first["disposition"] == "callback_requested"
+        pending = json.loads(p.cli("callbacks", "--json").stdout)
+        assert [(c["number"], c["status"]) for c in pending] == [("0612345678", "pending")]
+        agent = Phone(p, "1001", "call_uas_hangs_up.xml", tmp_path / "alice", ring_ms=200)
+        login(p, "alice", "1001")
+        assert agent.wait() == 0, agent.errors()
+        assert prov.wait() == 0, prov.errors()
+    finally:
+        prov.kill()
+    cb = records(p, 2)[1]
+    assert cb["direction"] == "outbound" and cb["callee_number"] == "0612345678" and cb["agent"] == "alice"
+    assert cb["disposition"] == "answered" and cb["caller_number"] == "1001" and cb["hangup_side"] == "caller"
+    p.wait_for(lambda: "COMPLETE_AGENT" in kinds(p, first["id"]), 10, "COMPLETE_AGENT")
+    assert kinds(p, first["id"])[-3:] == ["CALLBACK_DIALED", "CALLBACK_CONNECTED", "COMPLETE_AGENT"]
+    done = json.loads(p.cli("callbacks", "--status", "done", "--json").stdout)
+    assert [(c["number"], c["status"]) for c in done] == [("0612345678", "done")]
+    assert [(t["name"], t["active_calls"]) for t in p.status()["trunks"]] == [("prov", 0)]
