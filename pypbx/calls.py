@@ -593,7 +593,9 @@ class CallManager:
             s.callee_leg, s.callee = x.new_leg, to
             s.rec.extension = to
             if s.rec.agent:
-                s.rec.agent = to
+                # the record's agent is a person: the agent logged in at the new
+                # extension, if any (the trail of transfers is in the call events)
+                s.rec.agent = self.acd.agent_at(to) if self.acd is not None else None
         if not x.transferor_gone:
             await self._hangup_quietly(s.worker, x.transferor, None)
         if s.bridged and x.transferor in s.bridged:
