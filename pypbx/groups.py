@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 from pypbx.calllog import Disposition
 from pypbx.db import Database, IntegrityError
+from pypbx.delegate import Tick, TimedDelegate
 
 log = logging.getLogger(__name__)
 
@@ -190,12 +191,8 @@ class GroupService:
         return exts[0] if exts else ""
 
 
-@dataclass
-class _Tick:
-    gen: int
 
-
-class GroupCall:
+class GroupCall(TimedDelegate):
     """One call ringing a group (see the module docstring)."""
 
     def __init__(self, fl: Any, s: Any, group: RingGroup, svc: GroupService, *, answered: bool) -> None:
@@ -218,20 +215,6 @@ class GroupCall:
         self.state = "ringing"           # ringing, answering, leaving, done
 
     # ---------------------------------------------------------------- helpers
-    def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self.gen += 1
-        self._timer = asyncio.get_running_loop().call_later(seconds, self.s.queue.put_nowait, _Tick(self.gen))
-
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self.gen += 1
-
-    async def event(self, kind: str, **detail: Any) -> None:
-        await self.cm.calllog.event(self.s.rec, kind, **detail)
-
     # ---------------------------------------------------------------- start
     async def start(self) -> None:
         s = self.s
@@ -298,7 +281,7 @@ class GroupCall:
         s = self.s
         if self.state == "done":
             return
-        if isinstance(ev, _Tick):
+        if isinstance(ev, Tick):
             if ev.gen == self.gen and self.state == "ringing":
                 self._timer = None
                 await self.event("ring_group_no_answer", group=self.group.name, extensions=list(self.exts))

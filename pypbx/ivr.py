@@ -49,13 +49,13 @@ import re
 import time
 import tomllib
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from media import protocol as P
 from media.client import WorkerError
 from pypbx.calllog import Disposition
 from pypbx.db import Database, IntegrityError
+from pypbx.delegate import Tick, TimedDelegate
 
 log = logging.getLogger(__name__)
 
@@ -241,12 +241,8 @@ async def check_references(db: Database, menu: Menu) -> list[str]:
 
 # ------------------------------------------------------------------ the runtime
 
-@dataclass
-class _Tick:
-    gen: int
 
-
-class IvrCall:
+class IvrCall(TimedDelegate):
     """One caller in the IVR (see the module docstring)."""
 
     def __init__(self, fl: Any, s: Any, menu: Menu, lang: str | None = None) -> None:
@@ -279,20 +275,6 @@ class IvrCall:
             return pid
         from pypbx.queuecall import prompt
         return prompt(self.lang, pid, self.fl.prompts_dir)
-
-    def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self.gen += 1
-        self._timer = asyncio.get_running_loop().call_later(seconds, self.s.queue.put_nowait, _Tick(self.gen))
-
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self.gen += 1
-
-    async def event(self, kind: str, **detail: Any) -> None:
-        await self.cm.calllog.event(self.s.rec, kind, **detail)
 
     # ---------------------------------------------------------------- start
     async def start(self, answered: bool = False) -> None:
@@ -352,7 +334,7 @@ class IvrCall:
         s = self.s
         if self.state == "done":
             return
-        if isinstance(ev, _Tick):
+        if isinstance(ev, Tick):
             if ev.gen == self.gen:
                 self._timer = None
                 await self._tick()

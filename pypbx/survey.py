@@ -20,12 +20,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
-from typing import Any, Callable
+from typing import Any
 
 from media import protocol as P
 from media.client import WorkerError
 from pypbx.db import Database
+from pypbx.delegate import Tick, TimedDelegate
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +82,8 @@ async def report(db: Database, since: float | None = None, until: float | None =
             "agents": agents}
 
 
-class _Tick:
-    def __init__(self, gen: int) -> None:
-        self.gen = gen
 
-
-class SurveyCall:
+class SurveyCall(TimedDelegate):
     """The caller's leg after the callee hung up (see the module docstring)."""
 
     def __init__(self, fl: Any, s: Any, timeout: float = ANSWER_TIMEOUT, lang: str = "en") -> None:
@@ -131,18 +127,12 @@ class SurveyCall:
         self.state = "waiting"
         self._arm(self.timeout)
 
-    def _arm(self, seconds: float) -> None:
-        if self._timer:
-            self._timer.cancel()
-        self.gen += 1
-        self._timer = asyncio.get_running_loop().call_later(seconds, self.s.queue.put_nowait, _Tick(self.gen))
-
     async def handle(self, ev: Any) -> None:
         from pypbx.calls import _Shutdown
         s = self.s
         if self.state == "done":
             return
-        if isinstance(ev, _Tick):
+        if isinstance(ev, Tick):
             if ev.gen == self.gen and self.state == "waiting":
                 await self.cm.calllog.event(s.rec, "survey_no_answer")
                 await self._bye()

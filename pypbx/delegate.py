@@ -1,0 +1,42 @@
+"""What the call delegates (IVR menu, ring group, survey) share: one timer per call.
+
+A delegate takes over a call session's worker events (see ``CallManager``); its timeouts
+come back through the same event queue as :class:`Tick` events, so a call's steps never
+interleave. Each ``_arm`` or ``_disarm`` moves the generation on, so a tick from an older
+timer is recognisably stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Tick:
+    gen: int
+
+
+class TimedDelegate:
+    s: Any          # the call session (its .queue receives the ticks)
+    cm: Any         # the CallManager
+    gen: int = 0
+    _timer: asyncio.TimerHandle | None = None
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._timer = asyncio.get_running_loop().call_later(seconds, self.s.queue.put_nowait, Tick(self.gen))
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.gen += 1
+
+    def _current(self, ev: Any) -> bool:
+        """``ev`` is the tick of the timer armed last."""
+        return isinstance(ev, Tick) and ev.gen == self.gen
+
+    async def event(self, kind: str, **detail: Any) -> None:
+        await self.cm.calllog.event(self.s.rec, kind, **detail)
