@@ -8,6 +8,9 @@ from typing import Callable
 import pytest
 
 from tests.integration.harness import PbxProcess
+from tests.phone.driver import PjPhone
+
+PASSWORD = "correct-horse-battery"
 
 
 @pytest.fixture
@@ -24,3 +27,37 @@ def pbx(tmp_path: Path) -> Callable[..., PbxProcess]:
     for p in procs:
         if p.proc is not None and p.proc.poll() is None:
             p.stop()
+
+
+@pytest.fixture
+def phone_pbx(tmp_path: Path):
+    """``pbx(**overrides)`` -> a started PbxProcess with extensions 1001-1003 (PASSWORD);
+    ``pbx.phone(p, ext, codecs=None)`` -> a registered pjsua2 test phone. All are closed,
+    and every PBX must have stopped cleanly with no traceback in its log."""
+    procs: list[PbxProcess] = []
+    phones: list[PjPhone] = []
+
+    def make(**overrides) -> PbxProcess:
+        p = PbxProcess(tmp_path / f"pbx{len(procs)}", security={"exempt": ["127.0.0.1"]}, **overrides)
+        p.add_extensions(["1001", "1002", "1003"], PASSWORD)
+        p.start()
+        procs.append(p)
+        return p
+
+    def phone(p: PbxProcess, ext: str, codecs: list[str] | None = None) -> PjPhone:
+        ph = PjPhone(f"pj{ext}", tmp_path)
+        phones.append(ph)
+        if codecs:
+            ph.cmd("codecs", codecs=codecs)
+        ph.cmd("register", server=f"127.0.0.1:{p.port}", user=ext, password=PASSWORD)
+        ev = ph.wait_event(lambda e: e.get("event") == "reg", 15, f"{ext} to register")
+        assert ev["code"] == 200
+        return ph
+    make.phone = phone  # type: ignore[attr-defined]
+    yield make
+    for ph in phones:
+        ph.close()
+    for p in procs:
+        if p.proc is not None and p.proc.poll() is None:
+            assert p.stop() == 0
+        assert "Traceback" not in p.log(), p.log()[-3000:]

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from pypbx.config import load_config, render_config
 from pypbx.localapi_client import LocalAPIError, request
@@ -255,3 +257,16 @@ class Baresip:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+# -- audio ---------------------------------------------------------------------------------
+def tone(path: Path, freq: float, seconds: float = 20.0, rate: int = 8000) -> Path:
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(path, (0.3 * np.sin(2 * np.pi * freq * t) * 32767).astype(np.int16), rate, subtype="PCM_16")
+    return path
+
+
+def dominant_freq(x: np.ndarray, rate: int) -> float:
+    x = x.astype(np.float64)
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / rate)[int(np.argmax(spec[1:])) + 1])

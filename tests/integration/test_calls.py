@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.integration.harness import PbxProcess, auth_users, run_sipp
+from tests.integration.harness import PbxProcess, auth_users, dominant_freq, run_sipp, tone
 from tests.phone.driver import PjPhone
 
 pytestmark = pytest.mark.slow
@@ -26,45 +26,9 @@ pytestmark = pytest.mark.slow
 PASSWORD = "correct-horse-battery"
 
 
-def tone(path: Path, freq: float, seconds: float = 20.0, rate: int = 8000) -> Path:
-    t = np.arange(int(seconds * rate)) / rate
-    sf.write(path, (0.3 * np.sin(2 * np.pi * freq * t) * 32767).astype(np.int16), rate, subtype="PCM_16")
-    return path
-
-
-def dominant_freq(x: np.ndarray, rate: int) -> float:
-    x = x.astype(np.float64)
-    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
-    return float(np.fft.rfftfreq(len(x), 1 / rate)[int(np.argmax(spec[1:])) + 1])
-
-
 @pytest.fixture
-def pbx(tmp_path: Path):
-    procs: list[PbxProcess] = []
-    phones: list[PjPhone] = []
-
-    def make(**overrides) -> PbxProcess:
-        p = PbxProcess(tmp_path / f"pbx{len(procs)}", security={"exempt": ["127.0.0.1"]}, **overrides)
-        p.add_extensions(["1001", "1002", "1003"], PASSWORD)
-        p.start()
-        procs.append(p)
-        return p
-
-    def phone(p: PbxProcess, ext: str) -> PjPhone:
-        ph = PjPhone(f"pj{ext}", tmp_path)
-        phones.append(ph)
-        ph.cmd("register", server=f"127.0.0.1:{p.port}", user=ext, password=PASSWORD)
-        ev = ph.wait_event(lambda e: e.get("event") == "reg", 15, f"{ext} to register")
-        assert ev["code"] == 200
-        return ph
-    make.phone = phone  # type: ignore[attr-defined]
-    yield make
-    for ph in phones:
-        ph.close()
-    for p in procs:
-        if p.proc is not None and p.proc.poll() is None:
-            assert p.stop() == 0
-        assert "Traceback" not in p.log(), p.log()[-3000:]
+def pbx(phone_pbx):
+    return phone_pbx
 
 
 def _state(ph: PjPhone, call: int, state: str, timeout: float = 15) -> dict:
