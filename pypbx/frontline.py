@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from pypbx import callers as C
 from pypbx import voicemail as V
@@ -54,6 +54,16 @@ class FrontLine:
         self.calls: dict[int, Any] = {}
         self.numbers: set[str] = {V.ACCESS_NUMBER}
         self._task: asyncio.Task | None = None
+        # called with (box, message metadata) after a voicemail message is filed: MWI
+        # (pypbx.mwi) and the notification hook (pypbx.notify) register here
+        self.voicemail_listeners: list[Callable[[str, dict[str, Any]], Awaitable[None]]] = []
+
+    async def voicemail_filed(self, box: str, meta: dict[str, Any]) -> None:
+        for cb in list(self.voicemail_listeners):
+            try:
+                await cb(box, meta)
+            except Exception:
+                log.exception("voicemail listener %r failed for box %s", cb, box)
 
     async def reload(self) -> None:
         nums = {V.ACCESS_NUMBER}

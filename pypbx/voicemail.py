@@ -288,6 +288,7 @@ class VoicemailCall:
                                                                   ("id", "box", "path", "seconds")})
         log.info("call %s: voicemail %s (%.1f s) in box %s", s.rec.id[:12], self.meta["id"],
                  self.meta["seconds"], self.box["box"])
+        await self.fl.voicemail_filed(self.box["box"], self.meta)
         if self.caller_gone:
             await self._finish("caller")
         else:
