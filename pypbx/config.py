@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +124,38 @@ class NumbersConfig:
 
 
 @dataclass(frozen=True)
+class NotifyConfig:
+    """Voicemail notifications (pypbx.notify): a webhook and/or e-mail through an SMTP server."""
+    webhook_url: str = ""            # "" = no webhook
+    webhook_secret: str = ""         # "" = unsigned; else X-Pypbx-Signature: sha256=<HMAC-SHA256 hex of the body>
+    smtp_host: str = ""              # "" = no e-mail
+    smtp_port: int = 0               # 0 = 465 with smtp_ssl, 587 with smtp_starttls, else 25
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_user: str = ""
+    smtp_password: str = ""
+    mail_from: str = ""              # "" = pypbx@<host name>
+    attach_audio: bool = True
+    attach_max_mb: float = 5.0       # larger messages are not attached (the body says so)
+    timeout: float = 10.0            # seconds per delivery attempt
+    max_attempts: int = 10           # then the notification is marked failed
+
+    @property
+    def webhook_enabled(self) -> bool:
+        return bool(self.webhook_url)
+
+    @property
+    def email_enabled(self) -> bool:
+        return bool(self.smtp_host)
+
+    @property
+    def port(self) -> int:
+        if self.smtp_port:
+            return self.smtp_port
+        return 465 if self.smtp_ssl else 587 if self.smtp_starttls else 25
+
+
+@dataclass(frozen=True)
 class Config:
     config_path: Path               # absolute path of the file this was loaded from
     data_dir: Path                  # absolute
@@ -133,6 +166,7 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
     numbers: NumbersConfig = field(default_factory=NumbersConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
 
     @property
     def db_path(self) -> Path:
@@ -347,6 +381,48 @@ _SCHEMA["numbers"] = [
 ]
 
 
+def _http_url_or_empty(key: str, v: Any) -> str:
+    v = _str(nonempty=False)(key, v)
+    if v:
+        from urllib.parse import urlsplit
+        u = urlsplit(v)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ConfigError(f"expected an http:// or https:// URL, got {v!r}", key)
+    return v
+
+
+def _host_or_empty(key: str, v: Any) -> str:
+    v = _str(nonempty=False)(key, v)
+    if any(c in v for c in " /\t"):
+        raise ConfigError(f"expected a host name or IP address, got {v!r}", key)
+    return v
+
+
+def _email_or_empty(key: str, v: Any) -> str:
+    v = _str(nonempty=False)(key, v)
+    if v and not re.match(r"^[^@\s<>]+@[^@\s<>]+$", v):
+        raise ConfigError(f"expected an e-mail address like pypbx@clinic.example, got {v!r}", key)
+    return v
+
+
+_SCHEMA["notify"] = [
+    ("webhook_url", "", _http_url_or_empty, "voicemail webhook: HTTP POST of a JSON body (\"\" = none)"),
+    ("webhook_secret", "", _str(nonempty=False),
+     "if set, header X-Pypbx-Signature: sha256=<HMAC-SHA256 of the body with this key, hex>"),
+    ("smtp_host", "", _host_or_empty, "voicemail e-mail through this SMTP server (\"\" = no e-mail)"),
+    ("smtp_port", 0, _int(0, 65535), "0 = 465 with smtp_ssl, 587 with smtp_starttls, else 25"),
+    ("smtp_starttls", False, _bool, "STARTTLS after connecting"),
+    ("smtp_ssl", False, _bool, "TLS from the start (SMTPS)"),
+    ("smtp_user", "", _str(nonempty=False), "log in with this user (\"\" = no login)"),
+    ("smtp_password", "", _str(nonempty=False), ""),
+    ("mail_from", "", _email_or_empty, "From address (\"\" = pypbx@<this host>)"),
+    ("attach_audio", True, _bool, "attach the message's WAV to the e-mail ..."),
+    ("attach_max_mb", 5.0, _positive_float, "... when it is at most this many MB"),
+    ("timeout", 10.0, _positive_float, "seconds per delivery attempt"),
+    ("max_attempts", 10, _int(1, 1000), "attempts (backoff 30 s, 1, 2, 4 ... min, at most 1 h) before 'failed'"),
+]
+
+
 def _parse(raw: dict[str, Any], base: Path, config_path: Path) -> Config:
     values: dict[str, dict[str, Any]] = {s: {} for s in _SCHEMA}
     for key, v in raw.items():
@@ -427,7 +503,20 @@ def _parse(raw: dict[str, Any], base: Path, config_path: Path) -> Config:
         media=MediaConfig(**med),
         calls=CallsConfig(**checked["calls"]),
         numbers=NumbersConfig(**checked["numbers"]),
+        notify=_notify(checked["notify"]),
     )
+
+
+def _notify(n: dict[str, Any]) -> NotifyConfig:
+    if n["smtp_ssl"] and n["smtp_starttls"]:
+        raise ConfigError("smtp_ssl and smtp_starttls exclude each other (choose one)", "notify.smtp_starttls")
+    if n["smtp_user"] and not n["smtp_host"]:
+        raise ConfigError("needs notify.smtp_host", "notify.smtp_user")
+    if n["smtp_user"] and not n["smtp_password"]:
+        raise ConfigError("required when notify.smtp_user is set", "notify.smtp_password")
+    if n["webhook_secret"] and not n["webhook_url"]:
+        raise ConfigError("needs notify.webhook_url", "notify.webhook_secret")
+    return NotifyConfig(**n)
 
 
 # --------------------------------------------------------------------------- public API
