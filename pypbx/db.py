@@ -315,6 +315,24 @@ MIGRATIONS: list[str] = [
     ALTER TABLE dids ADD COLUMN known_dest TEXT;
     ALTER TABLE dids ADD COLUMN new_dest TEXT;
     """,
+    # 8: voicemail notifications (pypbx.notify): a mailbox's e-mail addresses; the durable outbox
+    """
+    ALTER TABLE voicemail_boxes ADD COLUMN email TEXT NOT NULL DEFAULT '';
+    CREATE TABLE notifications (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind             TEXT NOT NULL,
+        channel          TEXT NOT NULL CHECK (channel IN ('webhook', 'email')),
+        target           TEXT NOT NULL,
+        payload          TEXT NOT NULL,
+        status           TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+        created_at       REAL NOT NULL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  REAL NOT NULL,
+        sent_at          REAL,
+        last_error       TEXT
+    );
+    CREATE INDEX notifications_due ON notifications(status, next_attempt_at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -997,6 +1015,47 @@ class Database:
         sets = ", ".join(f"{k} = :{k}" for k in fields)
         async with self.transaction():
             return await self.execute(f"UPDATE voicemail SET {sets} WHERE id = :_id", {**fields, "_id": msg_id}) > 0
+
+    async def set_voicemail_box_email_row(self, box: str, email: str) -> bool:
+        """The mailbox's notification addresses (comma-separated; '' = none)."""
+        async with self.transaction():
+            return await self.execute("UPDATE voicemail_boxes SET email = ? WHERE box = ?", (email, box)) > 0
+
+    # notifications' outbox (pypbx.notify)
+    async def insert_notification_rows(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """All in one transaction; returns their ids."""
+        ids = []
+        async with self.transaction():
+            for r in rows:
+                with _sql_errors():
+                    async with self._conn.execute(
+                            "INSERT INTO notifications(kind, channel, target, payload, created_at, next_attempt_at) "
+                            "VALUES (:kind, :channel, :target, :payload, :created_at, :next_attempt_at)", r) as cur:
+                        ids.append(int(cur.lastrowid))
+        return ids
+
+    async def due_notification_rows(self, now: float, limit: int = 50) -> list[dict[str, Any]]:
+        return await self.fetchall("SELECT * FROM notifications WHERE status = 'pending' AND next_attempt_at <= ? "
+                                   "ORDER BY next_attempt_at, id LIMIT ?", (now, limit))
+
+    async def next_notification_due(self) -> float | None:
+        row = await self.fetchone("SELECT MIN(next_attempt_at) AS t FROM notifications WHERE status = 'pending'")
+        return row["t"] if row else None
+
+    async def get_notification_row(self, nid: int) -> dict[str, Any] | None:
+        return await self.fetchone("SELECT * FROM notifications WHERE id = ?", (nid,))
+
+    async def list_notification_rows(self, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        cond, params = ("WHERE status = ?", [status]) if status else ("", [])
+        return await self.fetchall(f"SELECT * FROM notifications {cond} ORDER BY id DESC LIMIT ?", (*params, limit))
+
+    async def update_notification_row(self, nid: int, **fields: Any) -> bool:
+        bad = set(fields) - {"status", "attempts", "next_attempt_at", "sent_at", "last_error"}
+        if bad:
+            raise ValueError(f"cannot update notification fields {sorted(bad)}")
+        sets = ", ".join(f"{k} = :{k}" for k in fields)
+        async with self.transaction():
+            return await self.execute(f"UPDATE notifications SET {sets} WHERE id = :_id", {**fields, "_id": nid}) > 0
 
     # surveys (pypbx.survey)
     async def insert_survey_row(self, call_id: str, agent: str | None, queue: str | None, score: int,
