@@ -365,10 +365,12 @@ def _voicemail(cli: click.Group, H: Any, on_db: Callable[..., Any], json_opt: Ca
     @click.option("--on-no-answer/--no-on-no-answer", default=None,
                   help="Extension BOX not answering (or not registered) -> its mailbox.")
     @click.option("--max-seconds", type=float, default=None, help="Longest message (default 120).")
+    @click.option("--email", default=None, metavar="ADDR[,ADDR]",
+                  help="E-mail new messages to these addresses ('' = none; see pypbx notify).")
     @click.option("--remove", is_flag=True, help="Remove the mailbox (its messages stay listed).")
     @click.pass_context
     def vm_box(ctx: click.Context, box: str, number: str | None, on_no_answer: bool | None,
-               max_seconds: float | None, remove: bool) -> None:
+               max_seconds: float | None, email: str | None, remove: bool) -> None:
         """Create or change mailbox BOX (an extension number or a queue name)."""
         from pypbx import voicemail as V
         if remove:
@@ -383,10 +385,12 @@ def _voicemail(cli: click.Group, H: Any, on_db: Callable[..., Any], json_opt: Ca
                 old = {"number": None, "on_no_answer": False, "max_seconds": V.DEFAULT_MAX_SECONDS}
             return await V.set_box(db, box, number=(number or None) if number is not None else old["number"],
                                    on_no_answer=old["on_no_answer"] if on_no_answer is None else on_no_answer,
-                                   max_seconds=old["max_seconds"] if max_seconds is None else max_seconds)
+                                   max_seconds=old["max_seconds"] if max_seconds is None else max_seconds,
+                                   email=email)
         b = on_db(ctx, go)
         click.echo(f"Mailbox {b['box']}: number {b['number'] or '-'}, on no answer "
-                   f"{'yes' if b['on_no_answer'] else 'no'}, up to {b['max_seconds']:g} s.")
+                   f"{'yes' if b['on_no_answer'] else 'no'}, up to {b['max_seconds']:g} s"
+                   + (f", e-mail {b['email']}." if b.get("email") else "."))
 
     @voicemail.command("boxes")
     @config_option
@@ -402,9 +406,10 @@ def _voicemail(cli: click.Group, H: Any, on_db: Callable[..., Any], json_opt: Ca
         if not rows:
             click.echo("No mailboxes. Add one with: pypbx voicemail box 1001 --on-no-answer")
             return
-        click.echo(H._table(["BOX", "NUMBER", "ON NO ANSWER", "MAX", "MESSAGES", "NEW"],
+        click.echo(H._table(["BOX", "NUMBER", "ON NO ANSWER", "MAX", "MESSAGES", "NEW", "E-MAIL"],
                             [[r["box"], r["number"] or "-", "yes" if r["on_no_answer"] else "no",
-                              f"{r['max_seconds']:g}s", r["messages"], r["new"]] for r in rows]))
+                              f"{r['max_seconds']:g}s", r["messages"], r["new"], r.get("email") or "-"]
+                             for r in rows]))
 
     @voicemail.command("list")
     @config_option

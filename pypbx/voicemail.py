@@ -56,8 +56,28 @@ def voicemail_dir(data_dir: Path | str) -> Path:
 
 # ------------------------------------------------------------------ mailboxes
 
+EMAIL_RE = re.compile(r"^[^@\s<>,;\"']+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+def parse_emails(value: str) -> list[str]:
+    """``'a@b, c@d'`` -> ``['a@b', 'c@d']`` (duplicates dropped); '' -> []."""
+    out: list[str] = []
+    for a in (x.strip() for x in value.split(",")):
+        if not a:
+            continue
+        if not EMAIL_RE.match(a):
+            raise VoicemailError(f"bad e-mail address {a!r}")
+        if a not in out:
+            out.append(a)
+    return out
+
+
 async def set_box(db: Database, box: str, *, number: str | None = None, on_no_answer: bool = False,
-                  max_seconds: float = DEFAULT_MAX_SECONDS, clock: Callable[[], float] = time.time) -> dict:
+                  max_seconds: float = DEFAULT_MAX_SECONDS, email: str | None = None,
+                  clock: Callable[[], float] = time.time) -> dict:
+    """Create or change ``box``. ``email``: comma-separated addresses told of new messages
+    (pypbx.notify); '' = none; None = unchanged."""
+    emails = parse_emails(email) if email is not None else None
     if not BOX_RE.match(box):
         raise VoicemailError(f"bad mailbox name {box!r}")
     if number is not None and not re.match(r"^\*?[0-9]{1,16}$", number):
@@ -68,6 +88,8 @@ async def set_box(db: Database, box: str, *, number: str | None = None, on_no_an
         await db.upsert_voicemail_box_row(box, number, on_no_answer, max_seconds, clock())
     except IntegrityError:
         raise VoicemailError(f"number {number} already belongs to another mailbox") from None
+    if emails is not None:
+        await db.set_voicemail_box_email_row(box, ",".join(emails))
     return await get_box(db, box)
 
 
