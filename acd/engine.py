@@ -520,7 +520,7 @@ class AcdEngine:
                 self._leave_if_overdue(e, now, out)
             elif kind == "announce":
                 announce.append(e)
-            # "relax" and "retry" only need the dispatch below
+            # "relax", "retry" and "prefer" only need the dispatch below
         self._dispatch(now, out)
         for e in announce:  # after routing: a caller about to be rung hears nothing
             if e.id in self._entries:
@@ -628,7 +628,7 @@ class AcdEngine:
             return not e.is_callback and e.next_announce == t
         if kind == "retry":
             return e.is_callback and e.not_before == t
-        return True  # relax
+        return True  # relax, prefer
 
     def _set_state(self, a: Agent, state: AgentState, now: float) -> None:
         if state is not AgentState.PAUSED:
@@ -761,6 +761,8 @@ class AcdEngine:
             self._timer(e.timeout_at, "maxwait", call.id)
         for r in q.relaxation:
             self._timer(now + r.after, "relax", call.id)
+        if call.preferred_agent and call.prefer_for > 0:
+            self._timer(now + call.prefer_for, "prefer", call.id)  # then anyone: see _preferred
         self._dispatch(now, out)
         if call.id in self._entries and not e.ringing:
             self._announce(e, now, out, repeat=False, precomputed=(ewt, fp))
@@ -875,6 +877,12 @@ class AcdEngine:
                 continue
             req = self._req(e, now)
             queue = e.queue
+            pref = self._preferred(e, req, now)
+            if pref is not None:
+                if pref.id not in self._free:
+                    continue  # held for the preferred agent (busy now) for a while
+                self._offer(e, [pref], now, out)
+                continue
             elig = [a for a in self._free.values() if self._qualifies(a, queue, req)]
             if not elig:
                 continue
@@ -885,6 +893,20 @@ class AcdEngine:
                 else:
                     e.tried.clear()
             self._offer(e, elig, now, out)
+
+    def _preferred(self, e: _Entry, req: Mapping[str, int], now: float) -> Agent | None:
+        """The sticky agent this entry waits for (only them offered), or None: anyone.
+        Only within ``prefer_for`` seconds of entering, not for callbacks, not after that
+        agent let it ring out, and only if the agent is staffed and qualifies."""
+        aid = e.call.preferred_agent
+        if not aid or e.is_callback or aid in e.tried or now >= e.entered_at + e.call.prefer_for:
+            return None
+        a = self.agents.get(aid)
+        if a is None or a.state in (AgentState.LOGGED_OUT, AgentState.PAUSED):
+            return None
+        if not self._qualifies(a, e.queue, req):
+            return None
+        return a
 
     def _choose(self, q: QueueConfig, e: _Entry, elig: list[Agent]) -> list[Agent]:
         st = q.strategy

@@ -308,6 +308,11 @@ class Caller:
     priority: int = 0
     skills: Mapping[str, int] = field(default_factory=dict)
     language: str | None = None
+    #: Sticky agent (routing rules, ``--prefer-last``): while the call has waited less than
+    #: ``prefer_for`` seconds it is offered to this agent only -- if the agent is staffed
+    #: (logged in, not paused, qualifies); otherwise normal distribution at once.
+    preferred_agent: str | None = None
+    prefer_for: float = 0.0
 
 
 @dataclass(frozen=True)
