@@ -333,6 +333,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX notifications_due ON notifications(status, next_attempt_at);
     """,
+    # 9: routing rules (pypbx.routing): named routes, each an ordered list of rules
+    """
+    CREATE TABLE routes (
+        name        TEXT PRIMARY KEY,
+        tz          TEXT NOT NULL DEFAULT 'UTC',
+        created_at  REAL
+    );
+    CREATE TABLE route_rules (
+        route        TEXT NOT NULL REFERENCES routes(name) ON DELETE CASCADE,
+        position     INTEGER NOT NULL,
+        conditions   TEXT NOT NULL DEFAULT '[]',
+        destination  TEXT NOT NULL,
+        options      TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (route, position)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1163,3 +1179,50 @@ class Database:
     async def delete_ring_group_row(self, name: str) -> bool:
         async with self.transaction():
             return await self.execute("DELETE FROM ring_groups WHERE name = ?", (name,)) > 0
+
+    # ------------------------------------------------------------------ routing rules (pypbx.routing)
+    async def insert_route_row(self, name: str, tz: str, now: float) -> None:
+        """Raises IntegrityError if the route exists."""
+        async with self.transaction():
+            await self.execute("INSERT INTO routes(name, tz, created_at) VALUES (?, ?, ?)", (name, tz, now))
+
+    async def set_route_tz_row(self, name: str, tz: str) -> bool:
+        async with self.transaction():
+            return await self.execute("UPDATE routes SET tz = ? WHERE name = ?", (tz, name)) > 0
+
+    async def get_route_row(self, name: str) -> dict[str, Any] | None:
+        return await self.fetchone("SELECT * FROM routes WHERE name = ?", (name,))
+
+    async def list_route_rows(self) -> list[dict[str, Any]]:
+        return await self.fetchall("SELECT * FROM routes ORDER BY name")
+
+    async def delete_route_row(self, name: str) -> bool:
+        async with self.transaction():
+            await self.execute("DELETE FROM route_rules WHERE route = ?", (name,))
+            return await self.execute("DELETE FROM routes WHERE name = ?", (name,)) > 0
+
+    async def list_route_rule_rows(self, name: str | None = None) -> list[dict[str, Any]]:
+        if name is None:
+            return await self.fetchall("SELECT * FROM route_rules ORDER BY route, position")
+        return await self.fetchall("SELECT * FROM route_rules WHERE route = ? ORDER BY position", (name,))
+
+    async def replace_route_rule_rows(self, name: str, rules: Sequence[tuple[str, str, str]]) -> None:
+        """The route's rules become ``rules`` ((conditions JSON, destination, options JSON),
+        positions 1..n in this order), in one transaction."""
+        async with self.transaction():
+            await self.execute("DELETE FROM route_rules WHERE route = ?", (name,))
+            for i, (conds, dest, opts) in enumerate(rules, start=1):
+                await self.execute("INSERT INTO route_rules(route, position, conditions, destination, options) "
+                                   "VALUES (?, ?, ?, ?, ?)", (name, i, conds, dest, opts))
+
+    async def update_did_row(self, number: str, fields: dict[str, Any]) -> bool:
+        """Change some of a DID's columns (destination, service_line, trunk, known_dest, new_dest)."""
+        allowed = {"destination", "service_line", "trunk", "known_dest", "new_dest"}
+        bad = set(fields) - allowed
+        if bad:
+            raise DBError(f"cannot change DID columns {sorted(bad)}")
+        if not fields:
+            return await self.fetchone("SELECT 1 FROM dids WHERE number = ?", (number,)) is not None
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        async with self.transaction():
+            return await self.execute(f"UPDATE dids SET {sets} WHERE number = ?", (*fields.values(), number)) > 0
