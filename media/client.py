@@ -5,9 +5,12 @@
     await w.answer("in-1")
     await w.play("in-1", "/prompts/hello.wav")
     await w.originate("agent-1", "sip:1001@127.0.0.1:5060", from_uri="sip:0101@pbx")
+    await w.originate("trunk-1", "sip:0612345678@127.0.0.1:5060", headers={"X-PBX-Trunk": "t"},
+                      auth={"username": "clinic", "password": "...", "realm": "*"})
     await w.bridge("in-1", "agent-1"); await w.record(["in-1", "agent-1"], "/var/rec/x")
 
-A command whose reply says ``ok: false`` raises :class:`CommandFailed`; every pending
+Commands are logged at DEBUG level with :func:`media.protocol.redact` (an originate's
+``auth`` password never reaches a log). A command whose reply says ``ok: false`` raises :class:`CommandFailed`; every pending
 command raises :class:`WorkerDied` once the process is gone. When the process exits,
 ``events()`` yields a final :class:`WorkerExited` (not a protocol event) with the legs it
 still had.
@@ -196,6 +199,8 @@ class WorkerClient:
         if self.exited.done():
             raise WorkerDied(f"worker {self.pid} is gone")
         cmd = P.command(name, next(self._ids), **fields)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("worker %s <- %s", self.pid, P.redact(cmd))
         fut: asyncio.Future[P.Reply] = asyncio.get_running_loop().create_future()
         self._pending[cmd.id] = fut
         assert self.proc.stdin is not None
@@ -222,11 +227,14 @@ class WorkerClient:
         await self.request("hangup", leg=leg, code=code)
 
     async def originate(self, leg_id: str, uri: str, from_uri: str | None = None,
-                        headers: dict[str, str] | None = None) -> str:
+                        headers: dict[str, str] | None = None,
+                        auth: dict[str, str] | None = None) -> str:
+        """Place an outgoing leg. ``auth``: digest credentials the worker answers a 401/407
+        on this leg with (a trunk's provider), e.g. from ``TrunkService.leg_auth``."""
         self.legs.add(leg_id)
         try:
             res = await self.request("originate", leg_id=leg_id, uri=uri, from_uri=from_uri,
-                                     headers=dict(headers or {}))
+                                     headers=dict(headers or {}), auth=dict(auth) if auth else None)
         except WorkerError:
             self.legs.discard(leg_id)
             raise

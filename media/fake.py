@@ -187,9 +187,10 @@ class FakeWorker:
         await self.request("hangup", leg=leg, code=code)
 
     async def originate(self, leg_id: str, uri: str, from_uri: str | None = None,
-                        headers: dict[str, str] | None = None) -> str:
+                        headers: dict[str, str] | None = None,
+                        auth: dict[str, str] | None = None) -> str:
         return (await self.request("originate", leg_id=leg_id, uri=uri, from_uri=from_uri,
-                                   headers=dict(headers or {})))["leg"]
+                                   headers=dict(headers or {}), auth=dict(auth) if auth else None))["leg"]
 
     async def play(self, leg: str, file: Any, loop: bool = False) -> None:
         await self.request("play", leg=leg, file=str(file), loop=loop)

@@ -24,7 +24,10 @@ Commands (fields beyond ``id``/``cmd``):
 ==============  ================================================================
 answer          leg, code=200 (1xx codes send a provisional response)
 hangup          leg, code=None (None: 603 before answer / BYE after; else code)
-originate       leg_id, uri, from_uri=None, headers={} -> result {"leg": leg_id}
+originate       leg_id, uri, from_uri=None, headers={}, auth=None -> result {"leg": leg_id}
+                auth: digest credentials for this leg only ({"username", "password",
+                "realm"}; realm optional, "*" = any) when the far end (a trunk's
+                provider) challenges the INVITE with 401/407; never logged (redact())
 play            leg, file, loop=False (file: 8 kHz mono 16-bit WAV, see prompts.py)
 stop_play       leg
 record          legs=[...], path_prefix -> result {"files": {leg: path}} one mono
@@ -47,7 +50,8 @@ answered            leg, call_id (media is up: leg may be played/recorded/bridge
                     call_id: the SIP Call-ID of the leg's dialog, as the phone sees it)
 dtmf                leg, digit
 playback_finished   leg, file
-ended               leg, cause_code, reason
+ended               leg, cause_code, reason, challenged (an outgoing leg whose INVITE got
+                    a 401/407: a final 401/407/403 then means the credentials failed)
 record_stopped      leg, path, reason ("stopped"/"leg_ended"/"error")
 held                leg (the phone on ``leg`` put the call on hold: re-INVITE with
                     a=sendonly / a=inactive / c=0.0.0.0)
@@ -77,8 +81,11 @@ from typing import Any, ClassVar, Union
 
 __all__ = [
     "CommandName", "EventName", "Command", "Event", "Reply", "ProtocolError",
-    "encode", "decode", "COMMANDS", "EVENTS",
+    "encode", "decode", "COMMANDS", "EVENTS", "redact", "REDACTED",
 ]
+
+#: what a password looks like in logs (:func:`redact`)
+REDACTED = "***"
 
 
 class ProtocolError(ValueError):
@@ -145,6 +152,13 @@ class Originate(Command):
     uri: str = ""
     from_uri: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: digest credentials for this leg (RFC 3261 §22.2/§22.3), see the module docstring;
+    #: kept out of repr() so a logged command never shows the password
+    auth: dict[str, str] | None = field(default=None, repr=False)
+
+
+#: the keys of Originate.auth (username and password required)
+AUTH_KEYS = frozenset({"username", "password", "realm"})
 
 
 @dataclass(frozen=True)
@@ -279,6 +293,7 @@ class Ended(Event):
     leg: str = ""
     cause_code: int = 0
     reason: str = ""
+    challenged: bool = False
 
 
 @dataclass(frozen=True)
@@ -377,7 +392,40 @@ def _build(cls: type, data: dict[str, Any], what: str) -> Any:
         val = getattr(obj, f.name)
         if f.name in ("headers", "result") and not isinstance(val, dict):
             raise ProtocolError(f"{what}: {f.name} must be an object")
+    if isinstance(obj, Originate) and obj.auth is not None:
+        _check_auth(obj.auth, what)
     return obj
+
+
+def _check_auth(auth: Any, what: str) -> None:
+    """Originate.auth: {"username", "password"[, "realm"]}, all strings (values are never
+    put into the error message)."""
+    if not isinstance(auth, dict):
+        raise ProtocolError(f"{what}: auth must be an object")
+    unknown = set(auth) - AUTH_KEYS
+    if unknown:
+        raise ProtocolError(f"{what}: auth: unknown field(s) {sorted(unknown)}")
+    if not all(isinstance(auth.get(k), str) and auth.get(k) for k in ("username", "password")):
+        raise ProtocolError(f"{what}: auth needs a username and a password")
+    if not isinstance(auth.get("realm", "*"), str):
+        raise ProtocolError(f"{what}: auth realm must be a string")
+
+
+def redact(msg: "Message | bytes | str | dict[str, Any]") -> str:
+    """A message (or an encoded line) as text for logs: the password of an ``auth``
+    object replaced by :data:`REDACTED`."""
+    if isinstance(msg, (bytes, str)):
+        try:
+            data = json.loads(msg)
+        except (ValueError, UnicodeDecodeError):
+            return "<unparsable line>"
+    elif isinstance(msg, dict):
+        data = dict(msg)
+    else:
+        data = _to_json(msg)
+    if isinstance(data, dict) and isinstance(data.get("auth"), dict):
+        data["auth"] = {k: (REDACTED if k == "password" else v) for k, v in data["auth"].items()}
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
 def decode(line: bytes | str) -> Message:
@@ -420,4 +468,6 @@ def command(name: str | CommandName, id: int, **kw: Any) -> Command:
     for k in list(kw):
         if k in _TUPLE_FIELDS and isinstance(kw[k], list):
             kw[k] = tuple(kw[k])
+    if cls is Originate and kw.get("auth") is not None:
+        _check_auth(kw["auth"], "originate")
     return cls(id=id, **kw)

@@ -118,6 +118,12 @@ class _Call(pj.Call):
         except Exception:
             log.exception("onCallReplaced")
 
+    def onCallTsxState(self, prm: Any) -> None:
+        try:
+            self.worker.on_tsx_state(self, prm)
+        except Exception:
+            log.exception("onCallTsxState")
+
 
 class _Account(pj.Account):
     def __init__(self, worker: "Worker"):
@@ -145,6 +151,7 @@ class Leg:
     offer_hold: bool | None = None    # what the phone's last SDP offer asked for
     held: bool = False                # what we last reported (held/unheld events)
     pending_since: float | None = None  # a transfer leg pjsua has yet to place
+    challenged: bool = False          # our INVITE got a 401/407 (pjsip answers it if it can)
 
 
 def sdp_hold(sdp: str) -> bool:
@@ -556,6 +563,20 @@ class Worker:
         elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self._end_leg(leg, ci.lastStatusCode, ci.lastReason)
 
+    def on_tsx_state(self, call: _Call, prm: Any) -> None:
+        """Notice a 401/407 to our own INVITE (pjsip retries it with the leg's credentials
+        itself): a final 401/407/403 afterwards means the credentials were refused."""
+        leg = self.legs.get(call.leg)
+        if leg is None or leg.incoming or leg.challenged:
+            return
+        ev = prm.e
+        if ev.type != pj.PJSIP_EVENT_TSX_STATE:
+            return
+        tsx = ev.body.tsxState.tsx
+        if tsx.role == pj.PJSIP_ROLE_UAC and tsx.method == "INVITE" and tsx.statusCode in (401, 407):
+            leg.challenged = True
+            log.info("leg %s: INVITE challenged (%d)", leg.id, tsx.statusCode)
+
     def _end_leg(self, leg: Leg, code: int, reason: str) -> None:
         if leg.ended:
             return
@@ -570,7 +591,7 @@ class Worker:
         leg.media_up = False
         del self.legs[leg.id]
         self.release_queue.append(leg.call)
-        self.emit(P.Ended(leg=leg.id, cause_code=int(code), reason=reason))
+        self.emit(P.Ended(leg=leg.id, cause_code=int(code), reason=reason, challenged=leg.challenged))
 
     def on_media_state(self, call: _Call) -> None:
         leg = self.legs.get(call.leg)
@@ -704,6 +725,8 @@ class Worker:
         if not isinstance(cmd, P.Command):
             self.emit(P.Error(message="expected a command"))
             return
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("command %s", P.redact(cmd))      # an originate's password: ***
         try:
             result = getattr(self, "cmd_" + cmd.name.value)(cmd) or {}
             self.emit(P.Reply(id=cmd.id, ok=True, result=result))
@@ -744,13 +767,34 @@ class Worker:
         if c.from_uri:
             op.txOption.localUri = c.from_uri
         self.legs[c.leg_id] = Leg(id=c.leg_id, call=call, incoming=False)
+        if c.auth:
+            self._set_auth(c.auth)
         try:
             call.makeCall(c.uri, op)
         except pj.Error:
             del self.legs[c.leg_id]
             self.release_queue.append(call)
             raise
+        finally:
+            # pjsua copies the account's credentials into the new dialog's auth session
+            # (pjsua_call_make_call): the account keeps none between originates, so neither
+            # a later leg nor a transfer leg pjsua places ever carries this trunk's password
+            if c.auth:
+                self._set_auth(None)
         return {"leg": c.leg_id}
+
+    def _set_auth(self, auth: dict[str, str] | None) -> None:
+        """The account's digest credentials: exactly ``auth`` (RFC 3261 §22.2/§22.3, pjsip
+        answers a 401/407 with them and re-sends the INVITE with CSeq+1), or none."""
+        creds = self.acfg.sipConfig.authCreds
+        if auth is None and len(creds) == 0:
+            return
+        creds.clear()
+        if auth is not None:
+            creds.append(pj.AuthCredInfo("digest", auth.get("realm") or "*", auth["username"],
+                                         pj.PJSIP_CRED_DATA_PLAIN_PASSWD, auth["password"]))
+        self.acfg.sipConfig.authCreds = creds
+        self.acc.modify(self.acfg)
 
     def cmd_play(self, c: P.Play) -> None:
         am = self._media(c.leg)

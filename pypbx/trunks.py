@@ -504,6 +504,17 @@ class TrunkService:
         h = f"[{host}]" if ":" in host else host
         return (f"sip:{user}@{h}:{trunk.port}{tp}", Addr(trunk.transport.upper(), ips[0], int(trunk.port)))
 
+    def leg_auth(self, trunk: Trunk | str | None) -> dict[str, str] | None:
+        """Digest credentials for a leg a worker places through ``trunk``: providers that
+        challenge outbound INVITEs (401/407, RFC 3261 §22.2/§22.3) get the trunk's
+        ``auth_username`` (else ``username``) and password, for any realm. None for a
+        trunk without a password (IP-authenticated). Goes only to the worker
+        (``WorkerClient.originate(auth=...)``), never into logs or call events."""
+        t = self.trunks.get(trunk) if isinstance(trunk, str) else trunk
+        if t is None or not t.password or not (t.auth_username or t.username):
+            return None
+        return {"username": t.auth_username or t.username or "", "password": t.password, "realm": "*"}
+
     def from_uri(self, trunk: Trunk, fallback: str) -> str:
         """The From URI of a call through ``trunk``: its caller ID at its domain."""
         user = trunk.caller_id or trunk.username or fallback
@@ -818,7 +829,8 @@ class TrunkRouter:
         try:
             await s.worker.originate(leg, f"sip:{dialled}@{cm.front_door}",
                                      from_uri=self.svc.from_uri(trunk, s.caller),
-                                     headers={"X-PBX-Call": s.rec.id, "X-PBX-Trunk": trunk.name})
+                                     headers={"X-PBX-Call": s.rec.id, "X-PBX-Trunk": trunk.name},
+                                     auth=self.svc.leg_auth(trunk))
         except Exception as exc:
             self.svc.trunk_busy(trunk.name, -1)
             log.warning("call %s: originate via %s failed: %s", s.rec.id[:12], trunk.name, exc)
@@ -842,7 +854,17 @@ class TrunkRouter:
         trunk = tc.current
         tc.current = None
         code = ev.cause_code or 0
-        if s.answered or not (code >= 500 or code == 408):
+        if s.answered:
+            return False
+        # the worker answers a provider's 401/407 itself (leg_auth); one that still ends the
+        # leg, or a 403 after the credentials, means they were refused: next trunk
+        auth_failed = code in (401, 407) or (code == 403 and getattr(ev, "challenged", False))
+        if auth_failed:
+            await cm.calllog.event(s.rec, "trunk_auth_failed", trunk=trunk, status=code, reason=ev.reason)
+            log.warning("call %s: trunk %s refused our credentials (%s %s)", s.rec.id[:12], trunk, code, ev.reason)
+            if not self.svc.candidates(exclude=tuple(tc.tried)):
+                return await self._fail(cm, s, 503, f"trunk {trunk}: authentication failed ({code} {ev.reason})")
+        elif not (code >= 500 or code == 408):
             return False
         if not self.svc.candidates(exclude=tuple(tc.tried)):
             return False
