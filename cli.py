@@ -1480,6 +1480,11 @@ from pypbx.cli_frontline import register as _register_frontline  # noqa: E402
 
 _register_frontline(cli, sys.modules[__name__])
 
+# voicemail notifications: pypbx notify list / test / retry live in pypbx.cli_notify
+from pypbx.cli_notify import register as _register_notify  # noqa: E402
+
+_register_notify(cli, sys.modules[__name__])
+
 
 
 # --------------------------------------------------------------------------- prompts

@@ -277,6 +277,9 @@ class Pbx:
             self.callmgr.groups = GroupService(contacts=self._contacts, answered_by=self._answered_by)
             await self.callmgr.frontline.start()     # its numbers, for _is_internal
             stack.push_async_callback(self.callmgr.frontline.close)
+            from pypbx.notify import Notifier          # voicemail -> webhook / e-mail (a durable outbox)
+            self.notifier = Notifier(db, cfg.notify, clock=self.wallclock)
+            self.callmgr.frontline.voicemail_listeners.append(self.notifier.voicemail_filed)
             api = LocalApiServer(cfg.socket_path, {"status": self._status,
                                                    "registrations": self._registrations,
                                                    "calls": lambda: self.callmgr.status(),
@@ -294,7 +297,8 @@ class Pbx:
                 tasks = [tg.create_task(self.writer.run(self.stop_event)),
                          tg.create_task(self._reload(db)),
                          tg.create_task(self._purge()),
-                         tg.create_task(self.trunks.run(self.stop_event))]
+                         tg.create_task(self.trunks.run(self.stop_event)),
+                         tg.create_task(self.notifier.run())]   # until cancelled: also sends while calls drain
                 calls_task = tg.create_task(self.callmgr.run(self.stop_event))
                 await self.stop_event.wait()
                 log.info("stopping: refusing new calls, draining calls in progress")
