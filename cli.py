@@ -770,7 +770,8 @@ def _queue_options(f: Callable) -> Callable:
                      help="Nobody logged in who could answer: queue anyway (join, default) or send to --fallback."),
         click.option("--fallback", default=None, metavar="TARGET",
                      help="Where refused / timed-out callers go: queue:NAME, extension:1001, ring_group:NAME, "
-                          "external:+3312345 ('none' to clear)."),
+                          "external:+3312345, voicemail:BOX (or 'voicemail' = the box named like the queue; "
+                          "'none' to clear)."),
         click.option("--overflow-after", default=None, metavar="N", help="Overflow after N seconds of waiting..."),
         click.option("--overflow-to", default=None, metavar="TARGET", help="...to this destination ('none' to clear)."),
         click.option("--relax", "relaxation", default=None, metavar="SECONDS:LEVEL,...",

@@ -55,6 +55,7 @@ class TargetKind(enum.Enum):
     EXTENSION = "extension"
     RING_GROUP = "ring_group"
     EXTERNAL = "external"
+    VOICEMAIL = "voicemail"  # a mailbox (pypbx.voicemail): the caller leaves a message
 
 
 class Party(enum.Enum):

@@ -57,7 +57,9 @@ CALLBACK_STATUSES = ("pending", "dialing", "done", "failed")
 ENGINE_STATE_KEY = "engine"
 
 _TARGET_ALIASES = {"ext": "extension", "group": "ring_group", "ring-group": "ring_group",
-                   "number": "external"}
+                   "number": "external", "vm": "voicemail", "mailbox": "voicemail"}
+#: A mailbox name (as pypbx.voicemail.BOX_RE).
+_BOX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class AcdError(Exception):
@@ -120,7 +122,8 @@ def format_skills(skills: Mapping[str, int]) -> str:
 
 
 def parse_target(spec: str | Target | Mapping[str, Any]) -> Target:
-    """``queue:NAME``, ``extension:1001``, ``ring_group:NAME``, ``external:+3312345``."""
+    """``queue:NAME``, ``extension:1001``, ``ring_group:NAME``, ``external:+3312345``,
+    ``voicemail:BOX``."""
     if isinstance(spec, Target):
         t = spec
     elif isinstance(spec, Mapping):
@@ -148,7 +151,17 @@ def parse_target(spec: str | Target | Mapping[str, Any]) -> Target:
         raise AcdError(f"bad destination ring_group:{t.target}: expected a group name")
     if t.kind is TargetKind.EXTERNAL and not PHONE_RE.match(t.target):
         raise AcdError(f"bad destination external:{t.target}: expected a phone number (digits, optional +)")
+    if t.kind is TargetKind.VOICEMAIL and not _BOX_RE.match(t.target):
+        raise AcdError(f"bad destination voicemail:{t.target}: expected a mailbox name")
     return t
+
+
+def _queue_target(spec: Any, queue: str) -> Target:
+    """:func:`parse_target`, with plain ``voicemail`` meaning the queue's own mailbox
+    (a box named like the queue: ``pypbx voicemail box NAME``)."""
+    if isinstance(spec, str) and spec.strip().lower() in ("voicemail", "vm"):
+        return Target(TargetKind.VOICEMAIL, queue)
+    return parse_target(spec)
 
 
 def format_target(t: Target | None) -> str:
@@ -324,13 +337,13 @@ def _apply_options(base: QueueConfig, opts: Mapping[str, Any]) -> QueueConfig:
             raise AcdError(f"bad when-empty {je!r}: choose join or refuse") from None
     if "fallback" in o:
         f = o["fallback"]
-        kw["fallback"] = None if isinstance(f, str) and f.strip().lower() in ("", "none") else parse_target(f)
+        kw["fallback"] = None if isinstance(f, str) and f.strip().lower() in ("", "none") else _queue_target(f, q)
     if "overflow" in o:
         kw["overflow"] = parse_overflow(o["overflow"])
     if "overflow_after" in o or "overflow_to" in o:
         if "overflow_after" in o and "overflow_to" in o:
             kw["overflow"] = OverflowRule(_seconds(o["overflow_after"], "overflow after", minimum=1),
-                                          parse_target(o["overflow_to"]))
+                                          _queue_target(o["overflow_to"], q))
         elif "overflow_to" in o and isinstance(o["overflow_to"], str) and o["overflow_to"].strip().lower() == "none":
             kw["overflow"] = None
         else:
@@ -340,7 +353,7 @@ def _apply_options(base: QueueConfig, opts: Mapping[str, Any]) -> QueueConfig:
             if "overflow_after" in o:
                 kw["overflow"] = OverflowRule(_seconds(o["overflow_after"], "overflow after", minimum=1), cur.target)
             else:
-                kw["overflow"] = OverflowRule(cur.after, parse_target(o["overflow_to"]))
+                kw["overflow"] = OverflowRule(cur.after, _queue_target(o["overflow_to"], q))
     if "relaxation" in o:
         r = o["relaxation"]
         kw["relaxation"] = () if isinstance(r, str) and r.strip().lower() in ("", "none") else parse_relaxation(r)
@@ -390,6 +403,13 @@ async def _check_targets_exist(db: Database, cfg: QueueConfig) -> None:
             raise AcdError(f"{what} destination queue {t.target} does not exist (add it first)")
         if t.kind is TargetKind.EXTENSION and await db.get_extension_row(t.target) is None:
             raise AcdError(f"{what} destination extension {t.target} does not exist")
+        if t.kind is TargetKind.VOICEMAIL:
+            from pypbx import voicemail as V
+            try:
+                await V.get_box(db, t.target)
+            except V.VoicemailError:
+                raise AcdError(f"{what} destination mailbox {t.target} does not exist "
+                               f"(add it first: pypbx voicemail box {t.target})") from None
 
 
 def _record(row: dict[str, Any]) -> QueueRecord:

@@ -23,7 +23,9 @@ engine Action about it, in order, on the session's own task:
 * ``Overflow`` / ``Timeout`` / ``ExitEmpty`` / ``ExitFull``: to another queue (the engine
   re-queues the call), to an extension (rung through the front door, bridged and recorded
   on answer), to an outside number (through the best trunk, :func:`outside_leg`, with the
-  trunk's channel counted), else a short prompt and hang-up; CDR ``overflowed_out``;
+  trunk's channel counted), CDR ``overflowed_out``; to a ring group or a mailbox (the
+  front line takes the session over: CDR ``voicemail`` with flag ``queue_timeout`` for a
+  message left after the maximum wait); else a short prompt and hang-up;
 * the agent transfers the connected call (CallManager's transfer, hook
   :meth:`QueueCall.transferred`): TRANSFER with the target, the agent freed; the call goes
   on as an ordinary call.
@@ -438,13 +440,20 @@ class QueueCall:
                 log.warning("call %s: overflow to %s failed: %s", self.call_id[:12], target.target, exc)
                 self.out_leg = None
         fl = getattr(self.cm, "frontline", None)
-        if target is not None and target.kind is TargetKind.RING_GROUP and fl is not None:
-            # a ring group (pypbx.groups) takes the session over; its end closes the record
+        if target is not None and target.kind in (TargetKind.RING_GROUP, TargetKind.VOICEMAIL) and fl is not None:
+            # a ring group (pypbx.groups) or a mailbox (pypbx.voicemail: greeting, beep, the
+            # message) takes the session over; its end closes the record (a message left:
+            # disposition voicemail; the record keeps the queue, flag queue_<why>)
             await self.player.stop()
             self.state = "done"
             self.live.forget(self.call_id)
             self.live.sessions.pop(id(s), None)
-            if await fl.start_destination(s, f"group:{target.target}", answered=True):
+            dest = f"group:{target.target}" if target.kind is TargetKind.RING_GROUP else f"voicemail:{target.target}"
+            if target.kind is TargetKind.VOICEMAIL:
+                s.rec.flags.add(f"queue_{why}")
+                await self.cm.calllog.update(s.rec, "queue_to_voicemail", queue=self.queue, box=target.target,
+                                             reason=why)
+            if await fl.start_destination(s, dest, answered=True):
                 return
             self.state = "leaving"
             s.delegate = self.handle

@@ -675,3 +675,57 @@ def test_callback_to_an_outside_number_through_a_trunk_cdr(tmp_path):
             ev = dict(await env.call_events(cb["id"]))
             assert ev["callback"]["of_call"] == s.rec.id and ev["callback_dial"]["trunk"] == "prov"
     run(go())
+
+
+def test_max_wait_then_the_queues_mailbox(tmp_path):
+    """--max-wait 300 --fallback voicemail: after 300 s nobody answered -> the queue's own
+    mailbox takes the caller over (leave_message, beep, record); the record keeps the queue,
+    ends ``voicemail`` with flag queue_timeout; the queue counts a TIMEOUT (not answered)."""
+    from pypbx import voicemail as V
+    from tests.unit._frontline_env import Env as FEnv, pr
+    from tests.unit.test_voicemail import write_wav
+
+    async def go():
+        async with FEnv(tmp_path, record=False) as env:
+            with pytest.raises(S.AcdError, match="mailbox q2 does not exist"):
+                await S.add_queue(env.db, "q2", max_wait=300, fallback="voicemail", wrap_up=0)
+            await V.set_box(env.db, "q2")
+            await S.add_queue(env.db, "q2", max_wait=300, fallback="voicemail", wrap_up=0)
+            assert (await S.get_queue(env.db, "q2")).config.fallback == S.parse_target("voicemail:q2")
+            await S.set_queue_number(env.db, "q2", "601")
+            await env.live.sync()
+            w, s = await env.call("601")
+            w.inject(P.Answered(leg="in-1", call_id="c1"))
+            await settle()
+            rec_id = s.rec.id
+            env.clock.t += 299
+            env.live.poke()
+            await settle(20)
+            assert pr("leave_message") not in plays(w)
+            env.clock.t += 1
+            env.live.poke()
+            await settle(20)
+            assert plays(w)[-1] == pr("leave_message")       # MOH stopped, the mailbox greets
+            w.finish_playback("in-1")
+            await settle()
+            assert plays(w)[-1] == str(V.BEEP)
+            w.finish_playback("in-1")
+            await settle()
+            path = w.recording["in-1"]
+            assert "/voicemail/q2/.incoming/" in path
+            write_wav(path, 2.0)
+            w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))     # the caller hangs up
+            await settle(30)
+            [m] = await V.list_messages(env.db, "q2")
+            assert m["caller"] == "1009" and m["call_id"] == rec_id
+            row = await env.cdr(rec_id)
+            assert row["disposition"] == "voicemail" and row["queue"] == "q2" and row["hangup_side"] == "caller"
+            assert "queue_timeout" in row["flags"].split(",") and m["id"] in row["hangup_cause"]
+            ev = dict(await env.events(rec_id))
+            assert ev["queue_leave"] == {"reason": "timeout", "target": {"kind": "voicemail", "target": "q2"}}
+            assert ev["queue_to_voicemail"]["box"] == "q2"
+            await env.live.flush()
+            qev = await S.list_queue_events(env.db, call_id=rec_id)
+            assert [e["kind"] for e in qev] == ["ENTER", "TIMEOUT"]
+            assert qev[1]["data"]["wait"] == pytest.approx(300)
+    run(go())

@@ -90,6 +90,7 @@ def test_parse_targets_overflow_relaxation() -> None:
     assert S.parse_target("ext:1001") == Target(TargetKind.EXTENSION, "1001")
     assert S.parse_target("external:+3312345") == Target(TargetKind.EXTERNAL, "+3312345")
     assert S.parse_target("group:nurses") == Target(TargetKind.RING_GROUP, "nurses")
+    assert S.parse_target("voicemail:front") == S.parse_target("vm:front") == Target(TargetKind.VOICEMAIL, "front")
     assert S.parse_overflow("after=20,queue:front_desk") == OverflowRule(20.0, Target(TargetKind.QUEUE, "front_desk"))
     assert S.parse_overflow("none") is None
     assert S.format_overflow(S.parse_overflow("after=20,extension:1001")) == "after=20,extension:1001"
@@ -100,9 +101,9 @@ def test_parse_targets_overflow_relaxation() -> None:
 
 @pytest.mark.parametrize("fn, spec, message", [
     (S.parse_target, "1001", "bad destination '1001': expected KIND:TARGET with KIND one of queue, extension, "
-                             "ring_group, external (e.g. extension:1001)"),
+                             "ring_group, external, voicemail (e.g. extension:1001)"),
     (S.parse_target, "phone:1001", "bad destination 'phone:1001': unknown kind 'phone' "
-                                   "(choose from queue, extension, ring_group, external)"),
+                                   "(choose from queue, extension, ring_group, external, voicemail)"),
     (S.parse_target, "extension:1", "bad destination extension:1: expected 2-8 digits"),
     (S.parse_target, "external:call-me", "bad destination external:call-me: expected a phone number "
                                          "(digits, optional +)"),

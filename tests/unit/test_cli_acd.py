@@ -235,7 +235,7 @@ def test_queue_show_live(pbx: Callable, fake_pbx: FakePBX) -> None:
      "queue q: when empty 'refuse' needs a fallback destination (e.g. extension:1001)"),
     (["queue", "add", "q", "--when-empty", "wait"], "bad when-empty 'wait': choose join or refuse"),
     (["queue", "add", "q", "--fallback", "1001"],
-     "bad destination '1001': expected KIND:TARGET with KIND one of queue, extension, ring_group, external "
+     "bad destination '1001': expected KIND:TARGET with KIND one of queue, extension, ring_group, external, voicemail "
      "(e.g. extension:1001)"),
     (["queue", "add", "q", "--fallback", "extension:1999"], "fallback destination extension 1999 does not exist"),
     (["queue", "add", "q", "--overflow-after", "20"],
