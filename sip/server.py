@@ -3,8 +3,9 @@
 This is the asyncio glue around the sans-I/O pieces of ``sip/``. It owns no policy of
 its own beyond dispatching by method: REGISTER goes to the registrar, OPTIONS is
 answered 200 (phones' keep-alive pings), other methods go to handlers that later parts
-of the PBX register (``SipServer.handlers``), and anything nobody handles gets 405
-(known method) or 501 (unknown method), RFC 3261 §8.2.1.
+of the PBX register (``SipServer.handlers``; the proxy with ``attach_proxy``, and
+``claim`` takes a share of a method's requests, e.g. SUBSCRIBE message-summary for MWI),
+and anything nobody handles gets 405 (known method) or 501 (unknown method), RFC 3261 §8.2.1.
 """
 
 from __future__ import annotations
@@ -301,6 +302,22 @@ class SipServer:
         for m in methods:
             self.handlers[m] = handler
         self.proxied_methods = frozenset(methods)
+
+    def claim(self, method: str, wants: Callable[[Request], bool], handler: Handler) -> None:
+        """Requests of ``method`` for which ``wants(request)`` is true go to ``handler``; the
+        others to whoever handled ``method`` before (the proxy), else 405. How the MWI
+        notifier (``pypbx/mwi.py``) takes ``SUBSCRIBE`` / ``Event: message-summary`` from the
+        proxy while other event packages are still forwarded."""
+        previous = self.handlers.get(method)
+
+        def dispatch(server, key, req, source):
+            if wants(req):
+                handler(server, key, req, source)
+            elif previous is not None:
+                previous(server, key, req, source)
+            else:
+                server.respond(key, make_response(req, 405, headers=[("Allow", server.allow)]))
+        self.handlers[method] = dispatch
 
     def end_dialogs_with(self, host: str, port: int, reason: str = "media engine failure") -> int:
         """A party at ``host:port`` (a media worker) died: the proxy BYEs the other side of

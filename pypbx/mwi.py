@@ -1,0 +1,249 @@
+"""Message-waiting indication (MWI): phones subscribe to their mailbox and are told how
+many new and old voicemail messages it holds (RFC 3842 over RFC 6665 SUBSCRIBE/NOTIFY).
+
+:class:`MwiService` is the asyncio side of the sans-I/O notifier in
+``sip/subscription.py``:
+
+* **The front door**: it claims ``SUBSCRIBE`` requests with ``Event: message-summary``
+  (and in-dialog SUBSCRIBEs of its own subscriptions) from the proxy
+  (``SipServer.claim``); every other SUBSCRIBE still goes where it went before.
+* **Who may subscribe**: an initial SUBSCRIBE is digest-authenticated like a REGISTER
+  (401 ``WWW-Authenticate``, the registrar's nonces and passwords; failures feed the abuse
+  guard); its From user must be the authenticated extension (403). The Request-URI user
+  names the mailbox: a box name (``pypbx voicemail box 1001``) or a box's number
+  (``--number 801``). Unknown -> 404. An extension may only watch its own box: the box
+  named like the extension or whose number is the extension (403 otherwise).
+  In-dialog SUBSCRIBEs (refresh / unsubscribe) are recognised by Call-ID, the
+  subscriber's tag and our 96-bit random To tag, and are not challenged again.
+* **Counts**: new = not heard, old = heard; deleted messages do not count
+  (:func:`mailbox_counts`). They are read when a phone subscribes and re-read for the
+  subscribed boxes when (1) a message is filed by this PBX (``FrontLine.voicemail_listeners``),
+  (2) the database changes: another process (the CLI: ``pypbx voicemail heard|delete``)
+  moves ``PRAGMA data_version``, a change made by this process (``*98`` marking messages
+  heard) moves the connection's ``total_changes``; both are polled every
+  :data:`POLL_INTERVAL` seconds while anybody is subscribed. A NOTIFY is sent only when a
+  box's counts really changed.
+* **NOTIFYs** are our own non-INVITE client transactions (``SipServer.send_own``), sent to
+  the address and transport the SUBSCRIBE came from (NAT pinhole / TCP connection); a 481,
+  a timeout or a transport error ends the subscription.
+* Subscriptions live in memory only: after a restart the phones' refreshes get 481 and
+  they subscribe again (RFC 6665 §4.1.2.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, Callable
+
+from pypbx import voicemail as V
+from sip.auth import ProxyAuthenticator
+from sip.message import Request, make_response
+from sip.registrar import AuthOutcome
+from sip.subscription import (
+    Ended, ExpiresPolicy, MessageSummary, Notifier, Respond, SendNotify, Subscription,
+)
+from sip.transaction import Addr, ResponseReceived
+
+log = logging.getLogger(__name__)
+
+#: Seconds between looks at the database for changes (only while somebody subscribes).
+POLL_INTERVAL = 0.5
+
+
+async def mailbox_counts(db: Any, box: str) -> tuple[int, int]:
+    """(new, old) voice messages of ``box``: unheard / heard, deleted ones left out."""
+    msgs = await V.list_messages(db, box)
+    new = sum(1 for m in msgs if not m["heard"] and m.get("deleted_at") is None)
+    old = sum(1 for m in msgs if m["heard"] and m.get("deleted_at") is None)
+    return new, old
+
+
+async def mailbox_for(db: Any, target: str) -> dict[str, Any] | None:
+    """The mailbox a Request-URI user names: a box name, else a box's number."""
+    if not target:
+        return None
+    row = await db.get_voicemail_box_row(target)
+    if row is not None:
+        return row
+    box = await V.box_for_number(db, target)
+    return await db.get_voicemail_box_row(box) if box else None
+
+
+def owns(user: str, box: dict[str, Any]) -> bool:
+    """An extension's own mailbox: named like the extension, or whose number it is."""
+    return bool(user) and (user == box["box"] or user == box.get("number"))
+
+
+class MwiService:
+    def __init__(self, db: Any, sip: Any, *, realm: str, authenticator: ProxyAuthenticator,
+                 policy: ExpiresPolicy = ExpiresPolicy(), user_agent: str = "pypbx",
+                 wallclock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.sip = sip
+        self.realm = realm
+        self.auth = authenticator
+        self.wallclock = wallclock
+        self.notifier = Notifier(policy=policy, user_agent=user_agent)
+        self._tasks: set[asyncio.Task] = set()
+        self._wake = asyncio.Event()
+        self._db_mark: tuple[int, int] | None = None
+
+    # -- wiring --------------------------------------------------------------------
+    def attach(self, frontline: Any = None) -> None:
+        """Take message-summary SUBSCRIBEs from the front door; listen for new messages."""
+        self.sip.claim("SUBSCRIBE", self.notifier.wants, self._on_subscribe)
+        if frontline is not None:
+            frontline.voicemail_listeners.append(self.on_voicemail)
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _spawn(self, coro) -> None:
+        t = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+    def summary(self, box: str, new: int, old: int) -> MessageSummary:
+        return MessageSummary(f"sip:{box}@{self.realm}", new, old)
+
+    # -- SUBSCRIBE -----------------------------------------------------------------
+    def _on_subscribe(self, server: Any, key: object, req: Request, source: Addr) -> None:
+        now = self._now()
+        n = self.notifier
+        if req.to.tag is not None:
+            sub = n.find(req)
+            if sub is None:            # e.g. a refresh after our restart: subscribe again
+                server.respond(key, make_response(req, 481))
+                return
+            self._run(key, n.refresh(sub, req, source, now))
+            return
+        bad = n.check_new(req)
+        if bad is not None:
+            server.respond(key, bad.response)
+            return
+        res = self.auth.check(req, source.host, self.wallclock())
+        if res.outcome is not AuthOutcome.OK:
+            if res.outcome is AuthOutcome.FAILED:
+                server.counters["auth_failures"] += 1
+                server.guard.auth_failed(source.host, now, res.user, "SUBSCRIBE")
+            elif res.outcome is not AuthOutcome.MALFORMED:
+                server.counters["auth_challenges"] += 1
+            server.respond(key, res.response)
+            return
+        user = res.user or ""
+        if req.from_.uri.user != user:
+            server.guard.auth_failed(source.host, now, user, "SUBSCRIBE")
+            server.respond(key, make_response(req, 403, "Forbidden - From is not the authenticated user"))
+            return
+        server.guard.auth_ok(source.host)
+        self._spawn(self._accept(key, req, source, user))
+
+    async def _accept(self, key: object, req: Request, source: Addr, user: str) -> None:
+        try:
+            box = await mailbox_for(self.db, req.uri.user or "")
+            if box is None:
+                self.sip.respond(key, make_response(req, 404, "Not Found - no such mailbox"))
+                return
+            if not owns(user, box):
+                log.info("MWI: %s may not watch mailbox %s", user, box["box"])
+                self.sip.respond(key, make_response(req, 403, "Forbidden - not your mailbox"))
+                return
+            new, old = await mailbox_counts(self.db, box["box"])
+        except Exception:
+            log.exception("MWI: cannot read mailbox for %s", req.uri)
+            self.sip.respond(key, make_response(req, 500))
+            return
+        local = self.sip.local_address(source.transport, source.host)
+        actions = self.notifier.accept(req, source, self._now(), box=box["box"],
+                                       summary=self.summary(box["box"], new, old), local=local, user=user)
+        self._run(key, actions)
+        sub = next((a for a in actions if type(a) is SendNotify), None)
+        if sub is not None and sub.sub_id in self.notifier.by_id:
+            s: Subscription = self.notifier.by_id[sub.sub_id]
+            log.info("MWI: %s subscribed to mailbox %s from %s:%s:%d for %ds (new %d, old %d)", user,
+                     s.box, source.transport, source.host, source.port, s.expires_in(self._now()), new, old)
+        self._wake.set()
+
+    # -- actions -------------------------------------------------------------------
+    def _run(self, key: object, actions: list) -> None:
+        for act in actions:
+            t = type(act)
+            if t is Respond:
+                self.sip.respond(key, act.response)
+            elif t is SendNotify:
+                self._send(act)
+            elif t is Ended:
+                log.info("MWI: subscription %d to mailbox %s ended (%s)", act.sub_id, act.box, act.reason)
+        self._wake.set()
+
+    def _send(self, act: SendNotify) -> None:
+        branch = act.branch
+
+        def on_event(ev: object) -> None:
+            if type(ev) is ResponseReceived:
+                status = ev.response.status       # type: ignore[attr-defined]
+                if status < 200:
+                    return
+            else:                                 # Timeout / TransportError
+                status = None
+            self._run(None, self.notifier.on_notify_result(branch, status, self._now()))
+        self.sip.send_own(act.request, act.dest, on_event)
+
+    # -- changes -------------------------------------------------------------------
+    async def on_voicemail(self, box: str, meta: dict[str, Any]) -> None:
+        """FrontLine listener: a message was filed in ``box``."""
+        await self.recount(box)
+
+    async def recount(self, box: str) -> None:
+        if box not in self.notifier.boxes():
+            return
+        new, old = await mailbox_counts(self.db, box)
+        self._run(None, self.notifier.update(box, self.summary(box, new, old), self._now()))
+
+    async def _db_moved(self) -> bool:
+        """PRAGMA data_version (other processes' commits) or this connection's total_changes
+        (our own writes, e.g. ``*98`` marking messages heard) moved since the last look."""
+        conn = getattr(self.db, "_conn", None)
+        mark = (await self.db.data_version(), int(getattr(conn, "total_changes", 0) or 0))
+        moved = self._db_mark is not None and mark != self._db_mark
+        self._db_mark = mark
+        return moved
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Expiry of subscriptions and the database watch, until ``stop``."""
+        next_poll = 0.0
+        while not stop.is_set():
+            now = self._now()
+            self._run(None, self.notifier.tick(now))
+            if now >= next_poll:
+                next_poll = now + POLL_INTERVAL
+                try:
+                    moved = await self._db_moved()
+                    if moved and self.notifier.subs:
+                        for box in sorted(self.notifier.boxes()):
+                            await self.recount(box)
+                except Exception:
+                    log.exception("MWI: re-reading mailbox counts failed")
+            self._wake.clear()
+            wait = next_poll - self._now()
+            deadline = self.notifier.next_deadline()
+            if deadline is not None:
+                wait = min(wait, deadline - self._now())
+            if wait > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+
+    # -- status --------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return {"subscriptions": self.notifier.status(self._now()),
+                "counters": dict(self.notifier.counters)}
