@@ -228,7 +228,9 @@ class QueueCall:
             greet.append(self.p("call_may_be_recorded"))
         self.player.head = greet
         await self.player.next()
-        caller = Caller(self.call_id, self.number if _phone(self.number) else "", language=None)
+        pref, secs = getattr(self.s, "route_prefer", None) or (None, 0.0)   # routing rule --prefer-last
+        caller = Caller(self.call_id, self.number if _phone(self.number) else "", language=None,
+                        preferred_agent=pref, prefer_for=secs)
         self.live.run("call_arrived", caller, self.queue)
 
     # ---------------------------------------------------------------- events

@@ -55,7 +55,7 @@ TRANSPORTS = ("udp", "tcp", "tls")
 #: Numbers shorter than this (emergency numbers aside) are never sent to a trunk: they
 #: are mistyped extensions and get the internal answer (404).
 MIN_EXTERNAL_DIGITS = 6
-DEST_KINDS = ("extension", "queue", "ivr", "voicemail", "group", "external")
+DEST_KINDS = ("extension", "queue", "ivr", "voicemail", "group", "external", "route")
 
 
 class TrunkError(Exception):
@@ -186,7 +186,7 @@ def parse_destination(dest: str) -> str:
     target = target.strip()
     if kind not in DEST_KINDS or not target:
         raise TrunkError(f"bad destination {dest!r}: extension:NUMBER, queue:NAME, ivr:MENU, voicemail:BOX, "
-                         "group:NAME or external:NUMBER")
+                         "group:NAME, external:NUMBER or route:NAME")
     if kind == "external":
         n = "".join(c for c in target if c.isdigit() or c == "+")
         if not n or not n.lstrip("+").isdigit() or len(n.lstrip("+")) < MIN_EXTERNAL_DIGITS:
@@ -772,6 +772,15 @@ class TrunkRouter:
         """An inbound call (caller not answered yet) to a DID destination. False: an
         extension -- CallManager rings it as usual (``s.callee`` set)."""
         kind, _, target = dest.partition(":")
+        if kind == "route":                 # routing rules (pypbx.routing)
+            from pypbx.routing import resolve
+            nxt = await resolve(cm, s, target)
+            own = s.trunk.did.destination if s.trunk is not None and s.trunk.did is not None else ""
+            if nxt is None and own and not own.startswith("route:"):
+                nxt = own                   # no rule matched: the DID's own destination
+            if nxt is None:
+                return await self._fail(cm, s, 480, f"route {target}: no rule matched")
+            return await self.to_destination(cm, s, nxt)
         if kind == "queue":
             return await self._to_queue(cm, s, target)
         if kind == "extension":
