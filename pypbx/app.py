@@ -111,6 +111,7 @@ class Pbx:
         self.callmgr: CallManager | None = None
         self.pool: MediaPool | None = None
         self.acd: AcdLive | None = None
+        self.mwi = None               # pypbx.mwi.MwiService (message-waiting indication)
         n = cfg.numbers
         self.trunks = TrunkService(plan=n.plan(), max_per_extension=n.max_outbound_per_extension,
                                    max_total=n.max_outbound_total, user_agent=cfg.sip.user_agent)
@@ -218,6 +219,7 @@ class Pbx:
             "counters": counters,
             "transactions": st["transactions"],
             "trunks": self.trunks.status(),
+            "mwi": self.mwi.status() if self.mwi is not None else None,
         }
 
     # -- run -------------------------------------------------------------------------
@@ -277,6 +279,8 @@ class Pbx:
             self.callmgr.groups = GroupService(contacts=self._contacts, answered_by=self._answered_by)
             await self.callmgr.frontline.start()     # its numbers, for _is_internal
             stack.push_async_callback(self.callmgr.frontline.close)
+            self._start_mwi(nonces)                  # SUBSCRIBE message-summary (pypbx.mwi)
+            stack.push_async_callback(self.mwi.close)
             from pypbx.notify import Notifier          # voicemail -> webhook / e-mail (a durable outbox)
             self.notifier = Notifier(db, cfg.notify, clock=self.wallclock)
             self.callmgr.frontline.voicemail_listeners.append(self.notifier.voicemail_filed)
@@ -298,7 +302,8 @@ class Pbx:
                          tg.create_task(self._reload(db)),
                          tg.create_task(self._purge()),
                          tg.create_task(self.trunks.run(self.stop_event)),
-                         tg.create_task(self.notifier.run())]   # until cancelled: also sends while calls drain
+                         tg.create_task(self.notifier.run()),   # until cancelled: also sends while calls drain
+                         tg.create_task(self.mwi.run(self.stop_event))]
                 calls_task = tg.create_task(self.callmgr.run(self.stop_event))
                 await self.stop_event.wait()
                 log.info("stopping: refusing new calls, draining calls in progress")
@@ -327,6 +332,19 @@ class Pbx:
                            ring_timeout=float(self.cfg.calls.ring_time) + 5,
                            user_agent=self.cfg.sip.user_agent, admit=self.trunk_router.admit)
         self.sip.attach_proxy(self.proxy)
+
+    def _start_mwi(self, nonces: NonceManager) -> None:
+        """Message-waiting indication: SUBSCRIBE message-summary, authenticated like a
+        REGISTER (401, same nonces and passwords), NOTIFYs on new / heard / deleted messages."""
+        from pypbx.mwi import MwiService
+        assert self.sip is not None and self.db is not None and self.callmgr is not None
+        realm = self.cfg.sip.realm
+        auth = ProxyAuthenticator(realm, nonces, self.credentials_for,
+                                  algorithms=tuple(self.cfg.security.digest_algorithms),
+                                  header="Authorization", status=401)
+        self.mwi = MwiService(self.db, self.sip, realm=realm, authenticator=auth,
+                              user_agent=self.cfg.sip.user_agent, wallclock=self.wallclock)
+        self.mwi.attach(self.callmgr.frontline)
 
     def _front_door(self) -> str:
         """Where media workers send their calls: the front door's UDP socket on loopback."""
