@@ -189,9 +189,20 @@ class FrontLine:
         """For other routers (e.g. a DID's destination, a ring group's ``then``):
         ``ivr:NAME`` (or ``menu:NAME``), ``voicemail:BOX``, ``group:NAME`` (a ring group),
         ``queue:NAME`` or ``extension:NUMBER`` (rung as a one-member group) takes the session
-        over. False: unknown destination kind / target."""
+        over; ``route:NAME`` (:mod:`pypbx.routing`) -> the matching rule's destination (an
+        ``external:`` one only for an unanswered trunk call). False: unknown destination kind /
+        target, or no rule matched."""
         from pypbx import ivr as I
         kind, _, target = (dest or "").partition(":")
+        if kind == "route":                 # routing rules (pypbx.routing): the rule's destination
+            from pypbx.routing import resolve
+            nxt = await resolve(self.cm, s, target)
+            if nxt is not None and nxt.startswith("external:") and not answered \
+                    and s.trunk is not None and getattr(self.cm, "trunks", None) is not None:
+                self.forget(s)
+                s.delegate = None           # CallManager bridges on the trunk leg's answer
+                return await self.cm.trunks.to_destination(self.cm, s, nxt)
+            return nxt is not None and await self.start_destination(s, nxt, answered=answered)
         if kind in ("group", "ring_group"):
             return await self.to_group(s, target, answered=answered)
         if kind == "queue":

@@ -39,7 +39,7 @@ from pypbx.delegate import Tick, TimedDelegate
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("all", "order")
-THEN_KINDS = ("voicemail", "queue", "extension")
+THEN_KINDS = ("voicemail", "queue", "extension", "route")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MEMBER_RE = re.compile(r"^[0-9]{1,16}$")
 #: Request-URI user prefix of a group's ring leg: ``sip:grp-<token>@front-door``.
@@ -95,7 +95,7 @@ def parse_then(text: str | None) -> str:
     kind, _, target = text.partition(":")
     kind = {"ext": "extension", "vm": "voicemail"}.get(kind.strip().lower(), kind.strip().lower())
     if kind not in THEN_KINDS or not target.strip():
-        raise GroupError(f"bad --then {text!r}: voicemail:BOX, queue:NAME or extension:NUMBER")
+        raise GroupError(f"bad --then {text!r}: voicemail:BOX, queue:NAME, extension:NUMBER or route:NAME")
     return f"{kind}:{target.strip()}"
 
 
