@@ -14,6 +14,10 @@ against a dummy HA1, so they cost and answer exactly like a wrong password.
 - ``response`` is the ready-made 407/400/403 to send when ``outcome`` is not ``OK``.
 
 The caller checks that the authenticated user may act as the From user (403 otherwise).
+
+``consume(request)``: the request without the credentials for our realm (RFC 3261 §22.3:
+a proxy consumes only the ``Proxy-Authorization`` values whose realm is its own; those
+for other realms -- e.g. a provider further on -- are forwarded untouched).
 """
 
 from __future__ import annotations
@@ -83,6 +87,25 @@ class ProxyAuthenticator:
         if err is not None and len(vals) == 1:
             raise err
         return None
+
+    def _ours(self, value: str) -> bool:
+        sv = value.lstrip()
+        if sv[:6].lower() != "digest":
+            return False
+        try:
+            return digest.parse_authorization(value).get("realm") == self.realm
+        except ValueError:
+            return False
+
+    def consume(self, req: Request) -> Request:
+        """§22.3: ``req`` without the credentials meant for our realm; credentials for
+        any other realm stay, in their order."""
+        vals = req.headers.get_raw_all(self.header)
+        keep = [v for v in vals if not self._ours(v)]
+        if len(keep) == len(vals):
+            return req
+        h = req.headers.replace(self.header, keep) if keep else req.headers.remove(self.header)
+        return req.replace(headers=h)
 
     # ------------------------------------------------------------------ main
     def check(self, req: Request, source_ip: str, now: float) -> AuthResult:

@@ -52,6 +52,9 @@ Behaviour (RFC 3261 §16):
   (:class:`sip.auth.ProxyAuthenticator`, same nonces/credentials as the registrar); the
   From user must be the authenticated user (403). Leftover Route headers of
   out-of-dialog requests are dropped: only the policy decides where they go.
+  ``Proxy-Authorization`` values for our realm are consumed; values for other realms
+  (a provider's, on a media worker's trunk leg that answers its 407) pass untouched
+  (§22.3), and the provider's 401/407 is relayed upstream like any final response.
 * Each branch gets our Via (fresh branch ``z9hG4bKpx...``, ``rport``); dialog-creating
   requests (INVITE, SUBSCRIBE, REFER, NOTIFY) get a Record-Route ``;lr`` — two of them
   (RFC 5658) when the request leaves on another transport/address than it came in on.
@@ -509,6 +512,8 @@ class Proxy:
                 actions.append(Respond(key, res.response))
                 return actions
             user = res.user
+            # §22.3: our realm's credentials end here; another realm's travel on
+            req = self.authenticator.consume(req)
             if req.from_.uri.user != user:
                 self.counters["rejected"] += 1
                 actions.append(AuthFailed(source.host, user, method))
