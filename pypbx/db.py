@@ -1066,7 +1066,7 @@ class Database:
         return await self.fetchall(f"SELECT * FROM notifications {cond} ORDER BY id DESC LIMIT ?", (*params, limit))
 
     async def update_notification_row(self, nid: int, **fields: Any) -> bool:
-        bad = set(fields) - {"status", "attempts", "next_attempt_at", "sent_at", "last_error"}
+        bad = set(fields) - {"status", "attempts", "next_attempt_at", "sent_at", "last_error", "target"}
         if bad:
             raise ValueError(f"cannot update notification fields {sorted(bad)}")
         sets = ", ".join(f"{k} = :{k}" for k in fields)

@@ -296,26 +296,29 @@ class Notifier:
 
     async def deliver(self, row: dict[str, Any]) -> Status:
         """Attempt the row once and record the outcome (sent / retry later / failed)."""
-        nid, attempts = row["id"], row["attempts"] + 1
+        nid, attempts, target = row["id"], row["attempts"] + 1, row["target"]
+        if row["channel"] == Channel.WEBHOOK.value and self.cfg.webhook_url and target != self.cfg.webhook_url:
+            target = self.cfg.webhook_url          # the URL was changed since: the one configured now
+            await self.db.update_notification_row(nid, target=target)
         try:
-            detail = await self.send_now(Channel(row["channel"]), row["target"], json.loads(row["payload"]), nid)
+            detail = await self.send_now(Channel(row["channel"]), target, json.loads(row["payload"]), nid)
         except Exception as exc:        # NotifyError, or a bug: either way the row stays accountable
             err = str(exc) if isinstance(exc, NotifyError) else f"{type(exc).__name__}: {_one_line(exc)}"
             if attempts >= self.cfg.max_attempts:
                 await self.db.update_notification_row(nid, status=Status.FAILED.value, attempts=attempts,
                                                       last_error=err)
                 log.error("notification %d (%s %s) failed for good after %d attempts: %s", nid, row["channel"],
-                          row["target"], attempts, err)
+                          target, attempts, err)
                 return Status.FAILED
             wait = backoff(attempts)
             await self.db.update_notification_row(nid, attempts=attempts, last_error=err,
                                                   next_attempt_at=self.clock() + wait)
             log.warning("notification %d (%s %s) attempt %d failed: %s; next in %.0f s", nid, row["channel"],
-                        row["target"], attempts, err, wait)
+                        target, attempts, err, wait)
             return Status.PENDING
         await self.db.update_notification_row(nid, status=Status.SENT.value, attempts=attempts,
                                               sent_at=self.clock(), last_error=None)
-        log.info("notification %d (%s %s) sent: %s", nid, row["channel"], row["target"], detail)
+        log.info("notification %d (%s %s) sent: %s", nid, row["channel"], target, detail)
         return Status.SENT
 
     async def run_due(self) -> int:
