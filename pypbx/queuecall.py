@@ -431,7 +431,8 @@ class QueueCall:
                 uri, from_uri, hdrs, trunk = f"sip:{target.target}@{fd}", f"sip:{s.caller}@{fd.split(':')[0]}", {}, None
             try:
                 await self.w.originate(self.out_leg, uri, from_uri=from_uri,
-                                       headers={"X-PBX-Call": self.call_id, **hdrs})
+                                       headers={"X-PBX-Call": self.call_id, **hdrs},
+                                       auth=outside_auth(self.cm, trunk))
                 if trunk:
                     self.out_trunk = trunk
                     self.cm.trunks.svc.trunk_busy(trunk, +1)
@@ -742,7 +743,7 @@ class CallbackCall:
                     uri, from_uri, hdrs, trunk = outside_leg(cm, a.number, ext or a.queue)
                     await cm.calllog.event(rec, "callback_dial", number=a.number, trunk=trunk)
                     await w.originate("patient", uri, from_uri=from_uri,
-                                      headers={"X-PBX-Call": rec.id, **hdrs})
+                                      headers={"X-PBX-Call": rec.id, **hdrs}, auth=outside_auth(cm, trunk))
                     if trunk:
                         cm.trunks.svc.trunk_busy(trunk, +1)
                 elif isinstance(ev, P.Answered) and ev.leg == "patient" and not patient_up:
@@ -822,6 +823,13 @@ def outside_leg(cm: Any, number: str, caller_id: str) -> tuple[str, str, dict[st
             dialled = router.svc.dial_number(t, number)
             return f"sip:{dialled}@{fd}", router.svc.from_uri(t, caller_id), {"X-PBX-Trunk": t.name}, t.name
     return f"sip:{number}@{fd}", f"sip:{caller_id}@{host}", {}, None
+
+
+def outside_auth(cm: Any, trunk: str | None) -> dict[str, str] | None:
+    """The credentials for a leg :func:`outside_leg` sent through ``trunk`` (providers that
+    challenge outbound INVITEs; ``TrunkService.leg_auth``), None for an extension."""
+    router = getattr(cm, "trunks", None)
+    return router.svc.leg_auth(trunk) if router is not None and trunk else None
 
 
 def _direction(name: str) -> Any:
