@@ -1,0 +1,123 @@
+"""The front line end to end: a real ``pypbx run``, the sipp fake provider on 127.0.0.2
+(test_trunks.Provider; its calls to DIDs from tests/sipp/fl_provider_uac.xml, with a tone
+streamed by sipp's rtp_stream and RFC 2833 digits), pjsua2 test phones and sipp phones:
+
+* a queue whose maximum wait ends in its mailbox (greeting, beep, message listed by the CLI);
+* smart routing of a new caller with the literal 20 s overflow to the front desk, answered;
+* ring groups with real phones (all: first to answer wins, the other gets CANCEL; order);
+* DID -> an outside number through the trunk, DID -> IVR + DTMF -> extension, DID -> mailbox;
+* audio both ways on a DID call (the provider echoes the phone's tone back).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.integration.harness import SIPP_DIR, PbxProcess, dominant_freq, free_port, run_sipp
+from tests.integration.test_calls import _state
+from tests.integration.test_proxy_calls import PASSWORD, Phone
+from tests.integration.test_queue_calls import queue_events
+from tests.integration.test_trunks import PROVIDER, Provider, call_events, pbx, wait_closed  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+DID = "0144556677"
+CALLER = "+33622222222"
+
+
+# --------------------------------------------------------------------------- helpers
+
+def pause(ms: int) -> str:
+    return f'<pause milliseconds="{ms}"/>'
+
+
+def stream(raw_alaw: Path) -> str:
+    """sipp streams this raw A-law file (looped) as RTP payload type 8."""
+    return f'<nop><action><exec rtp_stream="{raw_alaw},-1,8"/></action></nop>'
+
+
+def dtmf(digit: str) -> str:
+    """One RFC 2833 digit from sipp's own pcaps (payload type 101)."""
+    name = {"#": "pound", "*": "star"}.get(digit, digit)
+    return f'<nop><action><exec play_pcap_audio="/usr/share/sip-tester/dtmf_2833_{name}.pcap"/></action></nop>'
+
+
+def alaw_tone(path: Path, freq: float, seconds: float = 10.0) -> Path:
+    """A raw A-law (no header) tone, as sipp's rtp_stream wants it."""
+    t = np.arange(int(seconds * 8000)) / 8000
+    sf.write(path, (0.3 * np.sin(2 * np.pi * freq * t) * 32767).astype(np.int16), 8000, format="RAW",
+             subtype="ALAW")
+    return path
+
+
+def provider_dials(p: PbxProcess, workdir: Path, did: str, *body: str, caller: str = CALLER,
+                   extra: tuple[str, ...] = (), timeout: float = 40):
+    """The provider calls ``did`` from ``caller``; after the answer: ``body``; then BYE."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    sfile = workdir / "fl_provider_uac.xml"
+    sfile.write_text((SIPP_DIR / "fl_provider_uac.xml").read_text().replace("__CALLER__", caller)
+                     .replace("__BODY__", "\n  ".join(body)))
+    return run_sipp(str(sfile), f"127.0.0.1:{p.port}", workdir=workdir, local_ip=PROVIDER, timeout=timeout,
+                    extra=["-s", did, "-mp", str(free_port("udp", PROVIDER)), *extra])
+
+
+def in_thread(fn, *args, **kw) -> tuple[threading.Thread, dict]:
+    out: dict = {}
+    t = threading.Thread(target=lambda: out.setdefault("res", fn(*args, **kw)), daemon=True)
+    t.start()
+    return t, out
+
+
+def ok(res) -> bool:
+    return res.returncode == 0 and res.successful == 1
+
+
+def events(p: PbxProcess, call_id: str) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for e in call_events(p, call_id):
+        out.setdefault(e["kind"], []).append(json.loads(e["detail"] or "{}"))
+    return out
+
+
+def trunk(p: PbxProcess, port: int = 5060, *opts: str) -> None:
+    p.cli("trunk", "add", "prov", "--host", f"{PROVIDER}:{port}", *opts)
+
+
+# --------------------------------------------------------------------------- queue -> mailbox
+
+def test_queue_max_wait_ends_in_its_mailbox(pbx, tmp_path):
+    """Nobody answers within the queue's 3 s maximum wait: the caller hears the mailbox
+    greeting and the beep and leaves a message (a 1 kHz tone), listed by the CLI in the
+    queue's box; the record keeps the queue and says where the call went."""
+    p = pbx()
+    trunk(p)
+    p.cli("voicemail", "box", "front")
+    p.cli("queue", "add", "front", "--wrap-up", "0", "--max-wait", "3", "--fallback", "voicemail")
+    p.cli("agent", "add", "alice", "--name", "Alice")              # not logged in: nobody answers
+    p.cli("did", "add", DID, "--to", "queue:front", "--name", "Appointments")
+    p.start()
+    t0 = time.monotonic()
+    res = provider_dials(p, tmp_path / "prov", DID, stream(alaw_tone(tmp_path / "1k.alaw", 1000)), pause(9000))
+    assert ok(res), res.errors or res.stdout[-3000:] + p.log()[-3000:]
+    [r] = wait_closed(p)
+    assert r["disposition"] == "voicemail" and r["queue"] == "front" and r["did"] == DID
+    assert "queue_timeout" in r["flags"].split(",") and r["service_line"] == "Appointments"
+    ev = events(p, r["id"])
+    assert ev["queue_leave"] == [{"reason": "timeout", "target": {"kind": "voicemail", "target": "front"}}]
+    assert ev["voicemail"][0]["box"] == "front" and "voicemail_recording" in ev   # greeting + beep played out
+    qe = queue_events(p, call_id=r["id"])
+    assert [e["kind"] for e in qe] == ["ENTER", "TIMEOUT"] and 2.9 < qe[1]["data"]["wait"] < 4.5
+    [m] = p.wait_for(lambda: json.loads(p.cli("voicemail", "list", "front", "--json").stdout), 10, "the message")
+    assert m["box"] == "front" and m["caller"] == CALLER and m["call_id"] == r["id"] and not m["heard"]
+    assert 1.5 < m["seconds"] < 4.5, m
+    data, rate = sf.read(m["path"], dtype="int16")
+    mid = data[len(data) // 4: 3 * len(data) // 4]
+    assert abs(dominant_freq(mid, rate) - 1000) < 20
+    print(f"wall {time.monotonic() - t0:.1f} s")
