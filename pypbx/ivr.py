@@ -25,6 +25,10 @@ A menu (:class:`Menu`) is data::
                                       #   box if it has one, else back to the menu)
     4 = "voicemail:1001"              # leave a message in a mailbox (pypbx.voicemail)
     6 = "group:front_desk"            # a ring group (pypbx.groups): MOH while it rings, its --then
+    7 = "external:+33612345678"       # an outside number through the best trunk (failover to the
+                                      #   next trunk; MOH while it rings; no answer -> back to the menu)
+    9 = "route:triage"                # routing rules (pypbx.routing); ivr=MENU:DIGITS conditions see
+                                      #   the choices made so far (Session.ivr_choices)
     5 = "play:after_hours"            # play an information prompt, then back to the menu
     8 = "lang:ru"                     # set the prompt language for the rest of the call
     0 = "hangup"                      # goodbye
@@ -59,7 +63,7 @@ from pypbx.delegate import Tick, TimedDelegate
 
 log = logging.getLogger(__name__)
 
-ACTION_KINDS = ("queue", "menu", "extension", "voicemail", "group", "play", "hangup", "lang")
+ACTION_KINDS = ("queue", "menu", "extension", "voicemail", "group", "play", "hangup", "lang", "external", "route")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DIGITS_RE = re.compile(r"^[0-9*#]{1,8}$")
 NUMBER_RE = re.compile(r"^\*?[0-9]{1,16}$")
@@ -80,6 +84,12 @@ def parse_action(text: str) -> tuple[str, str]:
         return kind, ""
     if not arg:
         raise IvrError(f"action {text!r} needs a target, e.g. {kind}:NAME")
+    if kind == "external":
+        from pypbx.trunks import TrunkError, parse_destination
+        try:
+            arg = parse_destination(f"external:{arg}").partition(":")[2]
+        except TrunkError as e:
+            raise IvrError(str(e)) from None
     return kind, arg
 
 
@@ -232,6 +242,8 @@ async def check_references(db: Database, menu: Menu) -> list[str]:
         kind, arg = parse_action(a)
         if kind == "menu" and arg not in names:
             out.append(f"menu {arg!r} does not exist (yet)")
+        if kind == "route" and await db.get_route_row(arg) is None:
+            out.append(f"route {arg!r} does not exist (yet): pypbx route add {arg}")
     if menu.after_language and menu.after_language not in names:
         out.append(f"menu {menu.after_language!r} does not exist (yet)")
     if menu.schedule and await db.get_schedule_row(menu.schedule) is None:
@@ -348,8 +360,12 @@ class IvrCall(TimedDelegate):
                 await self.enter(self.menu)
             elif ev.leg == self.ring_leg and self.state == "ringing":
                 await self._ring_answered()
+            elif ev.leg == s.callee_leg and self.state == "outside":
+                await self._outside_answered()
         elif isinstance(ev, P.Ringing):
             if ev.leg == self.ring_leg:
+                await self.event("ringing", callee=self.ring_ext)
+            elif ev.leg == s.callee_leg and self.state == "outside":
                 await self.event("ringing", callee=self.ring_ext)
         elif isinstance(ev, P.PlaybackFinished):
             if ev.leg == s.caller_leg and await self.player.finished(ev.file) and self.player.current is None:
@@ -412,14 +428,18 @@ class IvrCall(TimedDelegate):
             await self._evaluate()
         elif self.state == "ringing":
             await self._ring_failed("no answer")
+        elif self.state == "outside":
+            await self._outside_failed("no answer")
 
     async def _evaluate(self) -> None:
         buf, self.digits = self.digits, ""
         self._disarm()
         if buf in self.menu.options:
+            self._chose(buf)
             await self.event("ivr_choice", menu=self.menu.name, digits=buf, action=self.menu.options[buf])
             await self.act(self.menu.options[buf])
         elif self.menu.direct_dial and self.cm.is_extension(buf):
+            self._chose(buf)
             await self.event("ivr_choice", menu=self.menu.name, digits=buf, action=f"extension:{buf}")
             await self.act(f"extension:{buf}")
         else:
@@ -430,6 +450,12 @@ class IvrCall(TimedDelegate):
                 await self.act(self.menu.on_invalid)
             else:
                 await self.prompt(before=["invalid_choice"])
+
+    def _chose(self, digits: str) -> None:
+        """Remember the choice on the session (routing rules' ivr=MENU:DIGITS)."""
+        if getattr(self.s, "ivr_choices", None) is None:
+            self.s.ivr_choices = []
+        self.s.ivr_choices.append((self.menu.name, digits))
 
     # ---------------------------------------------------------------- actions
     async def act(self, action: str) -> None:
@@ -485,6 +511,17 @@ class IvrCall(TimedDelegate):
                 log.warning("IVR %s: ring group %s is not available", self.menu.name, arg)
                 self.state = "greeting"
                 await self._unavailable()
+        elif kind == "external":
+            await self._outside(arg)
+        elif kind == "route":
+            from pypbx.routing import resolve
+            dest = await resolve(self.cm, s, arg)
+            if dest is None:
+                log.warning("IVR %s: route %s: no rule matched", self.menu.name, arg)
+                await self._unavailable()
+                return
+            dkind, _, target = dest.partition(":")
+            await self.act(f"{'menu' if dkind == 'ivr' else dkind}:{target}")
 
     async def _leave(self) -> None:
         self._disarm()
@@ -580,20 +617,101 @@ class IvrCall(TimedDelegate):
         self.state = "greeting"
         await self.prompt(before=["all_staff_busy"])
 
+    # ---------------------------------------------------------------- outside numbers
+    async def _outside(self, number: str) -> None:
+        """``external:NUMBER``: out through the best trunk, as a DID's ``external:`` does
+        (:meth:`pypbx.trunks.TrunkRouter._dial_next`: caller ID, channel counting, failover
+        to the next trunk on 5xx/408 through ``on_ended``); the caller, already answered,
+        hears MOH meanwhile. The IVR stays the delegate until the answer."""
+        from pypbx.numbers import classify
+        from pypbx.trunks import TrunkCall
+        s, router = self.s, getattr(self.cm, "trunks", None)
+        if router is None or not router.svc.candidates():
+            await self.event("ivr_dial_failed", number=number, reason="no trunk available")
+            await self._unavailable()
+            return
+        self._disarm()
+        await self.player.stop()
+        tc = s.trunk if s.trunk is not None else TrunkCall("inbound")
+        s.trunk = tc
+        tc.forward, tc.number, tc.cls = True, number, classify(number, router.svc.plan).cls
+        tc.tried.clear()
+        self.state = "outside"
+        self.ring_ext = number
+        try:
+            await self.w.play(s.caller_leg, self.cm.moh, loop=True)
+        except WorkerError:
+            pass
+        await self.event("ivr_external", menu=self.menu.name, number=number, number_class=tc.cls)
+        if not await router._dial_next(self.cm, s) or s.ended:
+            if not s.ended:
+                await self._outside_failed("no trunk available")
+            return
+        s.ring_deadline = None              # the IVR's own timer, not CallManager's
+        self._arm(self.cm.ring_time)
+
+    async def _drop_outside(self) -> None:
+        s, tc = self.s, self.s.trunk
+        leg, s.callee_leg = s.callee_leg, None
+        if tc is not None and tc.current is not None:
+            self.cm.trunks.svc.trunk_busy(tc.current, -1)
+            tc.current = None
+        if leg:
+            s.dropped.add(leg)
+            await self.cm._hangup_quietly(self.w, leg, None)
+
+    async def _outside_answered(self) -> None:
+        s = self.s
+        self._disarm()
+        self.state = "done"
+        try:
+            await self.w.stop_play(s.caller_leg)
+        except WorkerError:
+            pass
+        s.callee = self.ring_ext
+        s.answered = True
+        s.ring_deadline = None
+        s.delegate = None                 # an ordinary answered (forwarded) call from here on
+        self.fl.forget(s)
+        await self.cm._connect(s)
+        log.info("call %s: IVR %s connected to %s", s.rec.id[:12], self.menu.name, self.ring_ext)
+
+    async def _outside_failed(self, why: str) -> None:
+        self._disarm()
+        await self._drop_outside()
+        if self.s.trunk is not None:
+            self.s.trunk.forward = False
+        await self.event("ivr_dial_failed", number=self.ring_ext, reason=why)
+        try:
+            await self.w.stop_play(self.s.caller_leg)
+        except WorkerError:
+            pass
+        self.state = "greeting"
+        await self.prompt(before=["all_staff_busy"])
+
     # ---------------------------------------------------------------- the end
     async def _ended(self, ev: P.Ended) -> None:
         s = self.s
+        if self.state == "outside" and ev.leg == s.callee_leg and ev.leg not in s.dropped:
+            if await self.cm.trunks.on_ended(self.cm, s, ev):    # failover: the next trunk
+                s.ring_deadline = None
+                self._arm(self.cm.ring_time)
+                return
+            await self._outside_failed(f"{ev.cause_code} {ev.reason}".strip())
+            return
+        if ev.leg in s.dropped and ev.leg != s.caller_leg:
+            return
         if ev.leg == self.ring_leg:
             if self.state == "ringing":
                 await self._ring_failed(f"{ev.cause_code} {ev.reason}".strip())
             return
         if ev.leg != s.caller_leg:
             return
-        ringing = self.state == "ringing"
+        ringing = self.state in ("ringing", "outside")
         await self._hangup_all(caller=False)
         if ringing:
             await self.finish(Disposition.ABANDONED_RINGING, "caller",
-                              f"while extension {self.ring_ext} rang: {ev.cause_code} {ev.reason}".strip())
+                              f"while {self.ring_ext} rang: {ev.cause_code} {ev.reason}".strip())
         elif self.end is not None and self.hangup_after:
             await self.finish(self.end[0], "caller", self.end[1])
         elif self.closed:
@@ -604,6 +722,8 @@ class IvrCall(TimedDelegate):
 
     async def _hangup_all(self, caller: bool = True) -> None:
         self._disarm()
+        if self.state == "outside":
+            await self._drop_outside()
         if self.ring_leg:
             self.s.dropped.add(self.ring_leg)
             await self.cm._hangup_quietly(self.w, self.ring_leg, None)
