@@ -538,6 +538,9 @@ class FakeTrunkSvc:
     def trunk_busy(self, name: str, delta: int) -> None:
         self.active[name] = self.active.get(name, 0) + delta
 
+    def leg_auth(self, trunk) -> dict[str, str] | None:
+        return {"username": "clinic", "password": "pw", "realm": "*"} if trunk == "prov" else None
+
 
 def with_trunk(env: Env) -> FakeTrunkSvc:
     from types import SimpleNamespace
@@ -621,6 +624,7 @@ def test_overflow_to_an_external_number_goes_out_through_a_trunk(tmp_path):
             o = originates(w)
             assert len(o) == 1 and o[0].uri == "sip:0033612345678@127.0.0.1:5060"
             assert o[0].headers.get("X-PBX-Trunk") == "prov"
+            assert o[0].auth == svc.leg_auth("prov")          # the trunk's credentials go with it
             assert svc.active == {"prov": 1}
             w.inject(P.Answered(leg=o[0].leg_id, call_id="o1"))
             await settle()
@@ -656,6 +660,7 @@ def test_callback_to_an_outside_number_through_a_trunk_cdr(tmp_path):
             await settle()
             o = originates(cw)
             assert o[1].uri == "sip:000612345678@127.0.0.1:5060" and o[1].headers.get("X-PBX-Trunk") == "prov"
+            assert o[1].auth == svc.leg_auth("prov") and o[0].auth is None
             assert svc.active == {"prov": 1}
             cw.inject(P.Answered(leg="patient", call_id="p1"))
             await settle()
