@@ -1481,6 +1481,11 @@ from pypbx.cli_frontline import register as _register_frontline  # noqa: E402
 
 _register_frontline(cli, sys.modules[__name__])
 
+# routing rules: pypbx route ... and pypbx did edit live in pypbx.cli_route
+from pypbx.cli_route import register as _register_route  # noqa: E402
+
+_register_route(cli, sys.modules[__name__])
+
 # voicemail notifications: pypbx notify list / test / retry live in pypbx.cli_notify
 from pypbx.cli_notify import register as _register_notify  # noqa: E402
 

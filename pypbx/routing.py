@@ -453,9 +453,31 @@ async def resolve(cm: Any, s: Any, name: str) -> str | None:
         name = d.destination.partition(":")[2]
 
 
+async def acd_from_db(db: Database) -> Any:
+    """The agents' states and extensions as the database has them (what the running PBX
+    last saved), shaped like :class:`pypbx.acdlive.AcdLive` for :func:`gather_facts`."""
+    from types import SimpleNamespace
+
+    from acd.model import AgentState
+    agents, ext = {}, {}
+    for r in await db.list_agent_rows():
+        try:
+            state = AgentState(r.get("state") or "logged_out")
+        except ValueError:
+            state = AgentState.LOGGED_OUT
+        agents[r["id"]] = SimpleNamespace(id=r["id"], state=state)
+        if r.get("extension") and state is not AgentState.LOGGED_OUT:
+            ext[r["id"]] = r["extension"]
+    return SimpleNamespace(engine=SimpleNamespace(agents=agents), agent_ext=ext)
+
+
 async def dry_run(db: Database, name: str, caller: str, *, at: dt.datetime | None = None,
                   ivr_choices: Sequence[tuple[str, str]] = (), acd: Any = None) -> dict[str, Any]:
-    """``pypbx route test``: which rule would match (following ``route:`` destinations)."""
+    """``pypbx route test``: which rule would match (following ``route:`` destinations).
+    ``at`` without a zone is in each route's time zone; the agents' states come from the
+    database unless ``acd`` is given."""
+    if acd is None:
+        acd = await acd_from_db(db)
     steps: list[dict[str, Any]] = []
     seen: list[str] = []
     dest: str | None = None
@@ -466,7 +488,8 @@ async def dry_run(db: Database, name: str, caller: str, *, at: dt.datetime | Non
             break
         seen.append(name)
         route = await get_route(db, name)
-        facts = await gather_facts(db, route, caller, acd=acd, ivr_choices=ivr_choices, now=at)
+        when = at.replace(tzinfo=H.zone(route.tz)) if at is not None and at.tzinfo is None else at
+        facts = await gather_facts(db, route, caller, acd=acd, ivr_choices=ivr_choices, now=when)
         d = evaluate(route.rules, facts, route.tz)
         steps.append({"route": name, "rule": d.rule, "destination": d.destination,
                       "prefer_agent": d.prefer_agent, "prefer_for": d.prefer_for or None,
