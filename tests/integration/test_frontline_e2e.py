@@ -121,3 +121,45 @@ def test_queue_max_wait_ends_in_its_mailbox(pbx, tmp_path):
     mid = data[len(data) // 4: 3 * len(data) // 4]
     assert abs(dominant_freq(mid, rate) - 1000) < 20
     print(f"wall {time.monotonic() - t0:.1f} s")
+
+
+# --------------------------------------------------------------------------- 1. smart routing + 20 s overflow
+
+def test_new_caller_overflows_after_20_s_to_the_front_desk_and_is_answered(pbx, tmp_path):
+    """DID --known queue:front_desk --new queue:call_centre, each overflowing to the other
+    after 20 s. A new caller enters call_centre, where its only agent (bob) is logged out;
+    after 20 s it overflows to front_desk, where alice's phone (a sipp UAS) answers."""
+    p = pbx()
+    trunk(p)
+    p.cli("queue", "add", "front_desk", "--wrap-up", "0")
+    p.cli("queue", "add", "call_centre", "--wrap-up", "0", "--skills", "new_patients:5",
+          "--overflow-after", "20", "--overflow-to", "queue:front_desk")
+    p.cli("queue", "edit", "front_desk", "--overflow-after", "20", "--overflow-to", "queue:call_centre")
+    p.cli("agent", "add", "alice", "--name", "Alice")                       # front desk: no skills
+    p.cli("agent", "add", "bob", "--name", "Bob", "--skills", "new_patients:8")   # stays logged out
+    p.cli("did", "add", DID, "--known", "queue:front_desk", "--new", "queue:call_centre", "--name", "Appointments")
+    p.start()
+    alice = Phone(p, "1001", "call_uas.xml", tmp_path / "alice", ring_ms=300)
+    p.cli("agent", "login", "alice", "1001")
+    t0 = time.monotonic()
+    res = provider_dials(p, tmp_path / "prov", DID, pause(23500))
+    assert ok(res), res.errors or res.stdout[-3000:] + p.log()[-3000:]
+    assert alice.wait() == 0, alice.errors()
+    [r] = wait_closed(p)
+    assert r["direction"] == "inbound" and r["did"] == DID and r["service_line"] == "Appointments"
+    assert r["caller_number"] == CALLER and r["disposition"] == "answered" and r["hangup_side"] == "caller"
+    assert r["queue"] == "front_desk" and r["agent"] == "alice" and r["extension"] == "1001"
+    ev = events(p, r["id"])
+    assert ev["queue_overflow"] == [{"from_queue": "call_centre", "to_queue": "front_desk"}]
+    assert "caller_lookup" in ev
+    p.wait_for(lambda: "COMPLETE_CALLER" in [e["kind"] for e in queue_events(p, call_id=r["id"])], 10,
+               "COMPLETE_CALLER")
+    qe = queue_events(p, call_id=r["id"])
+    assert [(e["kind"], e["queue"], e["agent"]) for e in qe] == [
+        ("ENTER", "call_centre", None), ("OVERFLOW", "call_centre", None), ("ENTER", "front_desk", None),
+        ("RING", "front_desk", "alice"), ("CONNECT", "front_desk", "alice"),
+        ("COMPLETE_CALLER", "front_desk", "alice")], qe
+    ov = qe[1]["data"]
+    assert 20.0 <= ov["wait"] < 22 and ov["target"] == "front_desk", ov
+    assert qe[4]["ts"] - qe[0]["ts"] >= 20.0
+    print(f"wall {time.monotonic() - t0:.1f} s")
