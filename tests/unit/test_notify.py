@@ -10,6 +10,7 @@ a restart resumes pending rows; the CLI (pypbx notify, pypbx voicemail box --ema
 from __future__ import annotations
 
 import asyncio
+import base64
 import email
 import email.policy
 import hashlib
@@ -78,6 +79,8 @@ class SmtpSink:
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], bytes]] = []
         self.reject_mail: str | None = None
+        self.auth: tuple[str, str] | None = None       # (user, password) to require AUTH PLAIN (RFC 4616)
+        self.logins: list[tuple[str, str]] = []
         outer = self
 
         class Handler(socketserver.StreamRequestHandler):
@@ -96,7 +99,13 @@ class SmtpSink:
                     if verb == "EHLO":
                         self.reply("250-sink.test")
                         self.reply("250-8BITMIME")
+                        if outer.auth:
+                            self.reply("250-AUTH PLAIN")
                         self.reply("250 SIZE 52428800")
+                    elif verb == "AUTH":
+                        _z, user, pw = base64.b64decode(line.split()[2]).decode().split("\0")
+                        outer.logins.append((user, pw))
+                        self.reply("235 2.7.0 OK" if (user, pw) == outer.auth else "535 5.7.8 bad credentials")
                     elif verb == "HELO":
                         self.reply("250 sink.test")
                     elif verb == "MAIL":
@@ -468,3 +477,25 @@ def test_cli_notify_test_needs_something_configured(invoke_cli, make_config):
     r = invoke_cli("notify", "test", "--email", "a@b.test", *c)
     assert r.exit_code == 1 and r.output.startswith("Error: email a@b.test: SMTP 127.0.0.1:")
     assert len(r.output.strip().splitlines()) == 1
+
+
+def test_smtp_login_and_a_wrong_password(tmp_path, sink):
+    sink.auth = ("pbx", "pw")
+
+    async def go():
+        async with open_db(tmp_path / "pypbx.db") as db:
+            await V.set_box(db, "1002", email="nurse@clinic.test")
+            n = N.Notifier(db, ncfg(None, sink, smtp_user="pbx", smtp_password="pw"))
+            [ok] = await n.voicemail_filed("1002", meta(tmp_path))
+            bad = N.Notifier(db, ncfg(None, sink, smtp_user="pbx", smtp_password="nope"))
+            [ko] = await bad.voicemail_filed("1002", meta(tmp_path))
+            await n.run_due()       # both rows are due: sent with this notifier's (good) login
+            assert (await db.get_notification_row(ko))["status"] == "sent"
+            await bad.enqueue("voicemail", {"event": "voicemail", "mailbox": "1002", "message": {}},
+                              [(N.Channel.EMAIL, "nurse@clinic.test")])
+            await bad.run_due()
+            [r] = await N.list_notifications(db, "pending")
+            assert r["attempts"] == 1 and r["last_error"] == f"SMTP 127.0.0.1:{sink.port}: 535 5.7.8 bad credentials"
+            return ok
+    run(go())
+    assert sink.logins == [("pbx", "pw"), ("pbx", "pw"), ("pbx", "nope")] and len(sink.messages) == 2
