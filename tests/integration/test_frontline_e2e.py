@@ -24,7 +24,7 @@ from tests.integration.harness import SIPP_DIR, PbxProcess, dominant_freq, free_
 from tests.integration.test_calls import _state
 from tests.integration.test_proxy_calls import PASSWORD, Phone
 from tests.integration.test_queue_calls import queue_events
-from tests.integration.test_trunks import PROVIDER, Provider, call_events, pbx, wait_closed  # noqa: F401
+from tests.integration.test_trunks import PROVIDER, Provider, call_events, calls_rows, pbx, wait_closed  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -84,6 +84,19 @@ def events(p: PbxProcess, call_id: str) -> dict[str, list[dict]]:
     for e in call_events(p, call_id):
         out.setdefault(e["kind"], []).append(json.loads(e["detail"] or "{}"))
     return out
+
+
+def nth_incoming(ph, k: int, timeout: float = 15) -> dict:
+    """The ``k``-th (0-based) incoming call of pjsua2 phone ``ph``."""
+    got: list[dict] = []
+    return ph.wait_event(lambda e: e.get("event") == "incoming" and (got.append(e) or len(got) > k), timeout,
+                         f"{ph.name}: incoming call #{k + 1}")
+
+
+def wait_kind(p: PbxProcess, kind: str, n: int = 1, timeout: float = 15) -> None:
+    """Wait until ``n`` call events ``kind`` are in the books (over all calls)."""
+    p.wait_for(lambda: sum(e["kind"] == kind for r in calls_rows(p) for e in call_events(p, r["id"])) >= n,
+               timeout, f"{n} call event(s) {kind}")
 
 
 def trunk(p: PbxProcess, port: int = 5060, *opts: str) -> None:
@@ -162,4 +175,74 @@ def test_new_caller_overflows_after_20_s_to_the_front_desk_and_is_answered(pbx, 
     ov = qe[1]["data"]
     assert 20.0 <= ov["wait"] < 22 and ov["target"] == "front_desk", ov
     assert qe[4]["ts"] - qe[0]["ts"] >= 20.0
+    print(f"wall {time.monotonic() - t0:.1f} s")
+
+
+# --------------------------------------------------------------------------- 2. ring groups
+
+def test_ring_groups_with_real_phones(pbx, phone_pbx, tmp_path):
+    """all: an internal call (through an IVR key) and a DID call ring 1001 and 1002 at once;
+    the first to answer gets the call, the other phone's ringing is cancelled. order: 1001
+    does not answer within its 3 s, then 1002 rings and answers."""
+    p = pbx()
+    p.add_extensions(["1003"], PASSWORD)
+    trunk(p)
+    p.cli("group", "add", "desk_all", "--members", "1001,1002", "--strategy", "all", "--ring-time", "15")
+    p.cli("group", "add", "desk_order", "--members", "1001,1002", "--strategy", "order", "--ring-time", "3")
+    p.cli("ivr", "add", "main", "--number", "700", "--option", "1=group:desk_all", "--option", "2=group:desk_order",
+          "--timeout", "15")
+    p.cli("did", "add", DID, "--to", "group:desk_all", "--name", "Reception")
+    p.start()
+    t0 = time.monotonic()
+    a, b, c = (phone_pbx.phone(p, e) for e in ("1001", "1002", "1003"))
+
+    def via_ivr(key: str, n: int) -> int:
+        call = c.cmd("call", uri=f"sip:700@127.0.0.1:{p.port}")["call"]
+        _state(c, call, "CONFIRMED")
+        wait_kind(p, "ivr_menu", n)
+        c.cmd("dtmf", call=call, digits=key)
+        return call
+
+    # all, internal: both ring, 1001 answers, 1002's ringing is cancelled
+    call = via_ivr("1", 1)
+    ia, ib = nth_incoming(a, 0), nth_incoming(b, 0)
+    a.cmd("answer", call=ia["call"])
+    _state(c, call, "CONFIRMED")
+    cancelled = _state(b, ib["call"], "DISCONNECTED")
+    assert cancelled["code"] == 487, cancelled                # CANCEL -> 487 Request Terminated
+    _state(a, ia["call"], "CONFIRMED")
+    c.cmd("hangup", call=call)
+    _state(a, ia["call"], "DISCONNECTED")
+    # all, from the DID: 1002 is the first to answer this time
+    t, out = in_thread(provider_dials, p, tmp_path / "prov", DID, pause(3000))
+    ia, ib = nth_incoming(a, 1), nth_incoming(b, 1)
+    b.cmd("answer", call=ib["call"])
+    cancelled = _state(a, ia["call"], "DISCONNECTED")
+    assert cancelled["code"] == 487, cancelled
+    _state(b, ib["call"], "DISCONNECTED", timeout=15)         # the provider hangs up
+    t.join(30)
+    assert ok(out["res"]), out["res"].errors or out["res"].stdout[-3000:]
+    # order: 1001 rings 3 s unanswered, then 1002 rings and answers
+    call = via_ivr("2", 2)
+    ia = nth_incoming(a, 2)
+    t1 = time.monotonic()
+    ib = nth_incoming(b, 2, timeout=10)
+    assert time.monotonic() - t1 >= 2.5
+    assert a.wait_event(lambda e: e.get("event") == "state" and e.get("call") == ia["call"]
+                        and e["state"] == "DISCONNECTED", 1, "1001's turn over")
+    b.cmd("answer", call=ib["call"])
+    _state(c, call, "CONFIRMED")
+    _state(b, ib["call"], "CONFIRMED")
+    c.cmd("hangup", call=call)
+    _state(b, ib["call"], "DISCONNECTED")
+    rows = wait_closed(p, 3)
+    assert [(r["disposition"], r["extension"], r["direction"]) for r in rows] == [
+        ("answered", "1001", "internal"), ("answered", "1002", "inbound"), ("answered", "1002", "internal")], rows
+    assert rows[1]["did"] == DID and rows[1]["service_line"] == "Reception" and rows[1]["caller_number"] == CALLER
+    evs = [events(p, r["id"]) for r in rows]
+    assert [e["ring_group"][0]["group"] for e in evs] == ["desk_all", "desk_all", "desk_order"]
+    assert [e["ring_group_answered"][0]["extension"] for e in evs] == ["1001", "1002", "1002"]
+    assert [d["extensions"] for d in evs[2]["ring_group_dial"]] == [["1001"], ["1002"]]
+    assert evs[2]["ring_group_no_answer"][0]["extensions"] == ["1001"]
+    assert evs[0]["ring_group_dial"][0]["extensions"] == ["1001", "1002"]
     print(f"wall {time.monotonic() - t0:.1f} s")
