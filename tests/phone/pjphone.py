@@ -5,7 +5,7 @@ like a desk phone. One process = one phone (one pjsua2 endpoint, one account).
 
 Commands (one JSON object per line on stdin), each answered by {"reply": id, ...}:
   {"id": 1, "cmd": "register", "server": "127.0.0.1:5060", "user": "1001", "password": "...",
-   "transport": "udp", "expires": 300}
+   "transport": "udp", "expires": 300, "mwi": false}      (mwi: subscribe to the own mailbox)
   {"cmd": "unregister"}
   {"cmd": "call", "uri": "sip:1002@127.0.0.1:5060"}          -> {"call": n}
   {"cmd": "answer", "call": n, "code": 200}
@@ -23,7 +23,8 @@ Commands (one JSON object per line on stdin), each answered by {"reply": id, ...
   {"cmd": "quit"}
 Events on stdout: {"event": "reg", "code": 200, "active": true}, {"event": "incoming", "call": n,
   "from": "..."}, {"event": "state", "call": n, "state": "CONFIRMED", "code": 200, "reason": "OK"},
-  {"event": "media", "call": n, "active": true, "codec": "PCMU"}, {"event": "dtmf", "call": n, "digit": "5"}.
+  {"event": "media", "call": n, "active": true, "codec": "PCMU"}, {"event": "dtmf", "call": n, "digit": "5"},
+  {"event": "mwi", "waiting": true, "body": "Messages-Waiting: yes ..."} (RFC 3842 NOTIFY received).
 """
 
 from __future__ import annotations
@@ -122,6 +123,11 @@ class Account(pj.Account):
         info = self.getInfo()
         emit({"event": "reg", "code": prm.code, "active": info.regIsActive, "expires": info.regExpiresSec})
 
+    def onMwiInfo(self, prm) -> None:
+        msg = prm.rdata.wholeMsg
+        body = msg.split("\r\n\r\n", 1)[1] if "\r\n\r\n" in msg else ""
+        emit({"event": "mwi", "waiting": "messages-waiting: yes" in body.lower(), "body": body})
+
     def onIncomingCall(self, prm) -> None:
         call = Call(self.phone, self, prm.callId)
         n = self.phone.add(call)
@@ -176,7 +182,7 @@ class Phone:
         return n
 
     def register(self, server: str, user: str, password: str, transport: str = "udp",
-                 expires: int = 300) -> None:
+                 expires: int = 300, mwi: bool = False) -> None:
         acfg = pj.AccountConfig()
         acfg.idUri = f"sip:{user}@{server.split(':')[0]}"
         acfg.regConfig.registrarUri = f"sip:{server};transport={transport}"
@@ -185,6 +191,7 @@ class Phone:
         acfg.sipConfig.proxies.append(f"sip:{server};transport={transport};lr")
         cred = pj.AuthCredInfo("digest", "*", user, 0, password)
         acfg.sipConfig.authCreds.append(cred)
+        acfg.mwiConfig.enabled = mwi          # SUBSCRIBE message-summary to idUri after registering
         acfg.natConfig.contactRewriteUse = 0
         acfg.natConfig.viaRewriteUse = 0
         acfg.natConfig.sdpNatRewriteUse = 0
@@ -197,7 +204,7 @@ class Phone:
         c = self.calls.get(req.get("call", -1))
         if cmd == "register":
             self.register(req["server"], req["user"], req["password"], req.get("transport", "udp"),
-                          int(req.get("expires", 300)))
+                          int(req.get("expires", 300)), bool(req.get("mwi", False)))
             return {}
         if cmd == "codecs":            # like a phone's codec list: only these, in this order
             want = [w.lower() for w in req["codecs"]]

@@ -1,0 +1,76 @@
+"""Message-waiting indication (RFC 3842) with a real pypbx process and real subscribers:
+a sipp subscriber (digest auth, to the mailbox's number) and the pjsua2 test phone (its
+account's MWI, to its own URI) are told "no", then "yes 1/0" when a caller leaves a
+message, then "no 0/1" when the CLI (another process) marks it heard; someone else's
+mailbox is refused."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.integration.harness import auth_users, run_sipp
+from tests.integration.test_calls import PASSWORD, _state, pbx, tone  # noqa: F401  (fixture)
+from tests.phone.driver import PjPhone
+
+pytestmark = pytest.mark.slow
+
+
+def _mwi_phone(p, ext: str, tmp_path) -> PjPhone:
+    ph = PjPhone(f"pj{ext}-mwi", tmp_path)
+    ph.cmd("register", server=f"127.0.0.1:{p.port}", user=ext, password=PASSWORD, mwi=True)
+    ev = ph.wait_event(lambda e: e.get("event") == "reg", 15, f"{ext} to register")
+    assert ev["code"] == 200
+    return ph
+
+
+def _subs(p) -> list[dict]:
+    return (p.status().get("mwi") or {}).get("subscriptions") or []
+
+
+def test_subscribers_told_of_a_new_message_and_of_it_heard(pbx, tmp_path):
+    p = pbx()
+    p.cli("voicemail", "box", "1002", "--number", "801", "--max-seconds", "2")
+    b = _mwi_phone(p, "1002", tmp_path)
+    try:
+        first = b.wait_event(lambda e: e.get("event") == "mwi", 15, "the first MWI NOTIFY")
+        assert not first["waiting"] and "Voice-Message: 0/0" in first["body"], first
+        assert f"Message-Account: sip:1002@{p.cfg.sip.realm}" in first["body"], first
+        with ThreadPoolExecutor(1) as pool:
+            sipp = pool.submit(run_sipp, "mwi_subscribe.xml", f"127.0.0.1:{p.port}",
+                               users=[(*auth_users(["1002"], PASSWORD)[0], "801")],
+                               workdir=tmp_path / "sipp", timeout=60)
+            p.wait_for(lambda: len(_subs(p)) == 2, 10, "both subscriptions")
+            # a caller leaves a message in box 1002
+            a = pbx.phone(p, "1001")
+            call = a.cmd("call", uri=f"sip:801@127.0.0.1:{p.port}")["call"]
+            _state(a, call, "CONFIRMED")
+            a.cmd("play", call=call, file=str(tone(tmp_path / "440.wav", 440, 5)))
+            # the greeting, the beep, 2 s of message (the box's maximum), filed
+            yes = b.wait_event(lambda e: e.get("event") == "mwi" and e["waiting"], 30, "MWI yes")
+            assert "Voice-Message: 1/0 (0/0)" in yes["body"], yes
+            [m] = json.loads(p.cli("voicemail", "list", "1002", "--json").stdout)
+            p.wait_for(lambda: all(s["new"] == 1 for s in _subs(p)), 10, "both subscribers told")
+            n_before = len([e for e in b.seen if e.get("event") == "mwi"])
+            p.cli("voicemail", "heard", m["id"])          # another process: PRAGMA data_version
+            no = b.wait_event(lambda e: e.get("event") == "mwi" and not e["waiting"]
+                              and "Voice-Message: 0/1" in e["body"], 15, "MWI no 0/1")
+            assert no and len([e for e in b.seen if e.get("event") == "mwi"]) == n_before + 1
+            res = sipp.result(timeout=90)
+        assert res.returncode == 0 and res.successful == 1, res.errors + res.stdout[-3000:]
+        # the sipp subscriber unsubscribed; the phone's subscription stays
+        subs = p.wait_for(lambda: (s := _subs(p)) and len(s) == 1 and s, 10, "the unsubscribe")
+        assert subs[0]["box"] == "1002" and subs[0]["user"] == "1002" and subs[0]["old"] == 1
+    finally:
+        b.close()
+
+
+def test_someone_elses_mailbox_is_refused(pbx, tmp_path):
+    p = pbx()
+    p.cli("voicemail", "box", "1002", "--number", "801")
+    res = run_sipp("mwi_subscribe_refused.xml", f"127.0.0.1:{p.port}",
+                   users=[(*auth_users(["1001"], PASSWORD)[0], "801")], workdir=tmp_path / "sipp", timeout=15)
+    assert res.returncode == 0 and res.successful == 1, res.errors + res.stdout[-3000:]
+    assert _subs(p) == []
