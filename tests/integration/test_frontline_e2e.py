@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.integration.harness import SIPP_DIR, PbxProcess, dominant_freq, free_port, run_sipp
+from tests.integration.harness import SIPP_DIR, PbxProcess, dominant_freq, free_port, run_sipp, tone
 from tests.integration.test_calls import _state
 from tests.integration.test_proxy_calls import PASSWORD, Phone
 from tests.integration.test_queue_calls import queue_events
@@ -245,4 +245,94 @@ def test_ring_groups_with_real_phones(pbx, phone_pbx, tmp_path):
     assert [d["extensions"] for d in evs[2]["ring_group_dial"]] == [["1001"], ["1002"]]
     assert evs[2]["ring_group_no_answer"][0]["extensions"] == ["1001"]
     assert evs[0]["ring_group_dial"][0]["extensions"] == ["1001", "1002"]
+    print(f"wall {time.monotonic() - t0:.1f} s")
+
+
+# --------------------------------------------------------------------------- 3. DID destinations live
+
+def test_did_destinations_external_ivr_and_voicemail(pbx, tmp_path):
+    """From the provider: a DID forwarded back out through the trunk (the provider's UAS
+    gets the number with the trunk's caller ID), a DID to an IVR where the caller's DTMF 3
+    reaches extension 1002 (a sipp phone), a DID to a mailbox (a message, listed)."""
+    uas = Provider("trunk_uas.xml", tmp_path / "uas",
+                   subst={"__RURI__": r"\+33612345678", "__FROM__": r"\+33100000000"})
+    p = pbx()
+    trunk(p, uas.port, "--caller-id", "+33100000000")
+    p.cli("ivr", "add", "main", "--option", "3=extension:1002", "--timeout", "15")
+    p.cli("voicemail", "box", "desk")
+    p.cli("did", "add", "0144556601", "--to", "external:+33612345678", "--name", "Forwarded")
+    p.cli("did", "add", "0144556602", "--to", "ivr:main", "--name", "Menu")
+    p.cli("did", "add", "0144556603", "--to", "voicemail:desk", "--name", "Messages")
+    p.start()
+    t0 = time.monotonic()
+    try:
+        res = provider_dials(p, tmp_path / "fwd", "0144556601", pause(2000))
+        assert ok(res), res.errors or res.stdout[-3000:] + p.log()[-3000:]
+        assert uas.wait() == 0, uas.errors()
+    finally:
+        uas.kill()
+    desk = Phone(p, "1002", "call_uas.xml", tmp_path / "desk", ring_ms=200)
+    res = provider_dials(p, tmp_path / "ivr", "0144556602", pause(1500), dtmf("3"), pause(3000))
+    assert ok(res), res.errors or res.stdout[-3000:] + p.log()[-3000:]
+    assert desk.wait() == 0, desk.errors()
+    res = provider_dials(p, tmp_path / "vm", "0144556603", stream(alaw_tone(tmp_path / "440.alaw", 440)),
+                         pause(6000))
+    assert ok(res), res.errors or res.stdout[-3000:] + p.log()[-3000:]
+    fwd, ivr, vm = wait_closed(p, 3)
+    # forwarded out: answered by the outside number, the trunk's caller ID, channel given back
+    assert (fwd["did"], fwd["service_line"], fwd["callee_number"]) == ("0144556601", "Forwarded", "0144556601")
+    assert fwd["direction"] == "inbound" and fwd["disposition"] == "answered", fwd
+    ev = events(p, fwd["id"])
+    assert ev["did_forward"][0]["number"] == "+33612345678"
+    assert ev["trunk_dial"][0]["trunk"] == "prov" and ev["trunk_dial"][0]["caller_id"] == "+33100000000"
+    assert [(t["name"], t["active_calls"]) for t in p.status()["trunks"]] == [("prov", 0)]
+    # IVR: the key reached the extension
+    assert (ivr["did"], ivr["disposition"], ivr["extension"]) == ("0144556602", "answered", "1002"), ivr
+    ev = events(p, ivr["id"])
+    assert ev["ivr_choice"][0]["digits"] == "3" and ev["ivr_choice"][0]["action"] == "extension:1002"
+    assert "ivr_dial" in ev and "dtmf" in ev
+    # mailbox: the message, with the DID and the caller
+    assert (vm["did"], vm["disposition"]) == ("0144556603", "voicemail"), vm
+    [m] = json.loads(p.cli("voicemail", "list", "desk", "--json").stdout)
+    assert m["box"] == "desk" and m["caller"] == CALLER and m["call_id"] == vm["id"] and 2 < m["seconds"] < 4.5, m
+    data, rate = sf.read(m["path"], dtype="int16")
+    assert abs(dominant_freq(data[len(data) // 4: 3 * len(data) // 4], rate) - 440) < 15
+    print(f"wall {time.monotonic() - t0:.1f} s")
+
+
+# --------------------------------------------------------------------------- 4. audio both ways on a DID call
+
+def test_did_call_audio_both_ways(pbx, phone_pbx, tmp_path):
+    """A DID call answered by a pjsua2 phone playing 440 Hz; the provider echoes every RTP
+    packet it gets (sipp -rtp_echo): the phone hears its own tone back (phone -> PBX ->
+    provider -> PBX -> phone), and the PBX's recording has it on both channels."""
+    p = pbx()
+    trunk(p)
+    p.cli("did", "add", DID, "--to", "extension:1001", "--name", "Appointments")
+    p.start()
+    t0 = time.monotonic()
+    ph = phone_pbx.phone(p, "1001")
+    t, out = in_thread(provider_dials, p, tmp_path / "prov", DID, pause(4000), extra=("-rtp_echo",))
+    inc = nth_incoming(ph, 0)
+    ph.cmd("answer", call=inc["call"])
+    ph.cmd("play", call=inc["call"], file=str(tone(tmp_path / "440.wav", 440)))
+    ph.cmd("record", call=inc["call"], file=str(tmp_path / "heard.wav"))
+    _state(ph, inc["call"], "DISCONNECTED", timeout=15)            # the provider hangs up
+    t.join(30)
+    assert ok(out["res"]), out["res"].errors or out["res"].stdout[-3000:]
+    [r] = wait_closed(p)
+    assert r["did"] == DID and r["disposition"] == "answered" and r["extension"] == "1001"
+    heard, rate = sf.read(tmp_path / "heard.wav", dtype="int16")
+    mid = heard[len(heard) // 4: 3 * len(heard) // 4]
+    assert np.sqrt(np.mean(mid.astype(float) ** 2)) > 300 and abs(dominant_freq(mid, rate) - 440) < 15
+
+    def saved():
+        recs = json.loads(p.cli("recordings", "--json").stdout)
+        return recs if recs and recs[0]["recording_status"] == "complete" else None
+    rec = p.wait_for(saved, 15, "the recording")[0]
+    data, rate = sf.read(rec["recording_path"], dtype="int16")
+    assert data.ndim == 2
+    for ch in (0, 1):                          # left: the provider (the echo), right: the phone
+        x = data[len(data) // 4: 3 * len(data) // 4, ch]
+        assert np.sqrt(np.mean(x.astype(float) ** 2)) > 300 and abs(dominant_freq(x, rate) - 440) < 15, ch
     print(f"wall {time.monotonic() - t0:.1f} s")
