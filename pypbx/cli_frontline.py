@@ -222,7 +222,8 @@ def _ivr(cli: click.Group, H: Any, on_db: Callable[..., Any], json_opt: Callable
     @click.option("--greeting", default=None, help="Prompt ids or WAV paths, comma-separated (default welcome).")
     @click.option("--option", "options", multiple=True, metavar="DIGITS=ACTION",
                   help="e.g. 1=queue:front, 2=menu:results, 3=extension:1001, 4=voicemail:1001, "
-                       "5=play:after_hours, 9=lang:ru, 0=hangup (repeatable).")
+                       "5=play:after_hours, 6=group:nurses, 7=external:+33612345678, 8=route:triage, "
+                       "9=lang:ru, 0=hangup (repeatable).")
     @click.option("--language", default=None, help="Prompt language (en, ko, ru, zh).")
     @click.option("--timeout", type=float, default=None, help="Seconds to wait for a choice.")
     @click.option("--inter-digit", type=float, default=None, help="Seconds between digits.")
