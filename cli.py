@@ -319,6 +319,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo("Active bans: none")
     for t in result.get("trunks") or []:
         click.echo(f"Trunk {t.get('name')}: {t.get('state')}" + (f" ({t['last_reason']})" if t.get("last_reason") else ""))
+    mwi = result.get("mwi")
+    if isinstance(mwi, dict):
+        subs = mwi.get("subscriptions") or []
+        boxes = sorted({str(s.get("box")) for s in subs})
+        click.echo(f"MWI subscriptions: {len(subs)}" + (f" (mailboxes {', '.join(boxes)})" if boxes else ""))
     counters = result.get("counters") or {}
     if counters:
         click.echo(textwrap.fill("Security counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())),
