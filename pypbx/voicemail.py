@@ -15,6 +15,8 @@
 * **Listening** (:class:`MailboxCall`): dialling ``*98`` plays the caller's own box's new
   messages, oldest first, and marks them heard.
 * CLI: ``pypbx voicemail box|boxes|list BOX|play ID|heard ID|delete ID`` (``--json``).
+* A mailbox's e-mail addresses (``pypbx voicemail box BOX --email a@b,c@d``) are told of each
+  new message by :mod:`pypbx.notify` (a FrontLine voicemail listener), with the webhook.
 
 MWI (RFC 3842 NOTIFY) is not done yet.
 """
