@@ -50,8 +50,9 @@ answered            leg, call_id (media is up: leg may be played/recorded/bridge
                     call_id: the SIP Call-ID of the leg's dialog, as the phone sees it)
 dtmf                leg, digit
 playback_finished   leg, file
-ended               leg, cause_code, reason, challenged (an outgoing leg whose INVITE got
-                    a 401/407: a final 401/407/403 then means the credentials failed)
+ended               leg, cause_code, reason, challenged (an outgoing leg whose INVITE was
+                    re-sent with credentials after a 401/407: a final 401/407/403 then
+                    means the credentials were refused)
 record_stopped      leg, path, reason ("stopped"/"leg_ended"/"error")
 held                leg (the phone on ``leg`` put the call on hold: re-INVITE with
                     a=sendonly / a=inactive / c=0.0.0.0)

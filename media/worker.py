@@ -211,6 +211,7 @@ def parse_headers(whole_msg: str) -> tuple[str, dict[str, str]]:
 
 
 _PROTO_OUT: Any = None
+_CRED_HEADER = re.compile(r"\r\n(?:proxy-)?authorization[ \t]*:", re.I)
 
 
 def _protocol_out() -> Any:
@@ -564,18 +565,23 @@ class Worker:
             self._end_leg(leg, ci.lastStatusCode, ci.lastReason)
 
     def on_tsx_state(self, call: _Call, prm: Any) -> None:
-        """Notice a 401/407 to our own INVITE (pjsip retries it with the leg's credentials
-        itself): a final 401/407/403 afterwards means the credentials were refused."""
+        """Notice that pjsip answered a 401/407 to our INVITE: pjsua reports no state for
+        the challenge itself, but the new INVITE transaction it starts carries our
+        credentials (Authorization / Proxy-Authorization, RFC 3261 §22.2/§22.3). A final
+        401/407/403 after that means the credentials were refused (``ended.challenged``)."""
         leg = self.legs.get(call.leg)
-        if leg is None or leg.incoming or leg.challenged:
+        if leg is None or leg.incoming or leg.challenged or leg.answered_sent:
             return
         ev = prm.e
         if ev.type != pj.PJSIP_EVENT_TSX_STATE:
             return
         tsx = ev.body.tsxState.tsx
-        if tsx.role == pj.PJSIP_ROLE_UAC and tsx.method == "INVITE" and tsx.statusCode in (401, 407):
+        if tsx.role != pj.PJSIP_ROLE_UAC or tsx.method != "INVITE" or tsx.statusCode:
+            return
+        head = tsx.lastTx.wholeMsg.split("\r\n\r\n", 1)[0]
+        if _CRED_HEADER.search(head):
             leg.challenged = True
-            log.info("leg %s: INVITE challenged (%d)", leg.id, tsx.statusCode)
+            log.info("leg %s: INVITE challenged, re-sent with credentials", leg.id)
 
     def _end_leg(self, leg: Leg, code: int, reason: str) -> None:
         if leg.ended:

@@ -1,0 +1,132 @@
+"""Outside calls through a provider that challenges every INVITE (407, RFC 3261 §22.3),
+with a sipp fake provider (tests/sipp/trunk_uas_auth.xml) against a real ``pypbx run``.
+
+The media worker places the trunk leg with the trunk's username/password (originate
+``auth``); pjsip answers the 407 itself and re-sends the INVITE (CSeq+1, same Call-ID);
+the front door relays the 407, absorbs its ACK hop by hop and routes the re-sent INVITE
+to the same trunk with the provider's Proxy-Authorization untouched. A wrong password
+(403 after the credentials) fails over to the next trunk (``trunk_auth_failed``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.integration.test_proxy_calls import Phone, call
+from tests.integration.test_trunks import (  # noqa: F401 (pbx: the trunk tests' fixture)
+    PROVIDER, PROVIDER2, Provider, call_events, calls_rows, pbx, wait_closed,
+)
+
+pytestmark = pytest.mark.slow
+
+SECRET = "trunk-Secret-7q"
+WRONG = "not-the-Password-3"
+CALLER_ID = "+33100000000"
+
+
+NONCE = "7f3c9a1e5b2d4c6a8e0f1a2b3c4d5e6f"        # the one in the scenarios' challenge
+
+
+def _expected_response(p, dialled: str) -> str:
+    """The digest response (MD5, no qop) of the trunk's account to the scenario's 407: its
+    digest-uri is the Request-URI the worker sent (the number at the front door)."""
+    from sip import digest
+    value = digest.build_authorization("clinic", "fake.provider", "INVITE", f"sip:{dialled}@127.0.0.1:{p.port}",
+                                       NONCE, password=SECRET, qop=None)
+    return digest.parse_authorization(value)["response"]
+
+
+def _challenging(tmp_path, p, name: str, ip: str = PROVIDER, *, scenario: str = "trunk_uas_auth.xml") -> Provider:
+    """A provider challenging with 407 (or 401 with scenario trunk_uas_auth_401.xml) that
+    accepts only the trunk account clinic / SECRET."""
+    return Provider(scenario, tmp_path / name, ip,
+                    subst={"__RURI__": r"\+33612345678", "__FROM__": r"\+33100000000", "__USER__": "clinic",
+                           "__PASSWORD__": SECRET, "__RESPONSE__": _expected_response(p, "+33612345678")})
+
+
+def _add_trunk(p, name: str, prov: Provider, *extra: str, password: str = SECRET) -> None:
+    p.cli("trunk", "add", name, "--host", f"{prov.ip}:{prov.port}", "--caller-id", CALLER_ID,
+          "--username", "clinic", "--password", password, "--no-register", *extra)
+
+
+def test_outbound_call_answers_the_providers_challenge(pbx, tmp_path):
+    p = pbx()
+    prov = _challenging(tmp_path, p, "prov")
+    _add_trunk(p, "prov", prov)
+    p.start()
+    try:
+        res = call(p, "call_uac.xml", tmp_path / "uac", to="0612345678", caller="1001")
+        assert res.returncode == 0 and res.successful == 1, res.errors or res.stdout[-3000:] + p.log()[-3000:]
+        assert prov.wait() == 0, prov.errors() + p.log()[-3000:]
+    finally:
+        prov.kill()
+    [rec] = wait_closed(p)
+    assert rec["direction"] == "outbound" and rec["disposition"] == "answered"
+    events = call_events(p, rec["id"])
+    kinds = [e["kind"] for e in events]
+    assert kinds.count("trunk_dial") == 1 and "trunk_auth_failed" not in kinds
+    # the password is in no log line and no call event
+    assert SECRET not in p.log()
+    assert all(SECRET not in (e.get("detail") or "") for e in events)
+
+
+def test_wrong_password_fails_over_to_the_next_trunk(pbx, tmp_path):
+    p = pbx()
+    bad = _challenging(tmp_path, p, "bad", PROVIDER)
+    good = Provider("trunk_uas.xml", tmp_path / "good", PROVIDER2,
+                    subst={"__RURI__": r"\+33612345678", "__FROM__": r"\+33100000000"})
+    _add_trunk(p, "first", bad, "--priority", "1", password=WRONG)
+    p.cli("trunk", "add", "second", "--host", f"{PROVIDER2}:{good.port}", "--priority", "2",
+          "--caller-id", CALLER_ID)
+    p.start()
+    try:
+        res = call(p, "call_uac.xml", tmp_path / "uac", to="0612345678", caller="1001")
+        assert res.returncode == 0 and res.successful == 1, res.errors or res.stdout[-3000:] + p.log()[-3000:]
+        assert bad.wait() == 0, bad.errors()
+        assert good.wait() == 0, good.errors()
+    finally:
+        bad.kill()
+        good.kill()
+    [rec] = wait_closed(p)
+    assert rec["disposition"] == "answered"
+    events = call_events(p, rec["id"])
+    assert [json.loads(e["detail"])["trunk"] for e in events if e["kind"] == "trunk_dial"] == ["first", "second"]
+    [failed] = [json.loads(e["detail"]) for e in events if e["kind"] == "trunk_auth_failed"]
+    assert failed["trunk"] == "first" and failed["status"] == 403
+    assert SECRET not in p.log() and WRONG not in p.log()
+
+
+def test_wrong_password_on_the_only_trunk_is_a_failed_call(pbx, tmp_path):
+    p = pbx()
+    bad = _challenging(tmp_path, p, "bad", PROVIDER)
+    _add_trunk(p, "only", bad, password=WRONG)
+    p.start()
+    try:
+        # the worker answers 503; the front door turns a 503 into 500 (RFC 3261 §16.7)
+        res = call(p, "call_uac_rejected.xml", tmp_path / "uac", to="0612345678", status=500)
+        assert res.returncode == 0 and res.successful == 1, res.errors or res.stdout[-3000:] + p.log()[-3000:]
+        assert bad.wait() == 0, bad.errors()
+    finally:
+        bad.kill()
+    [rec] = wait_closed(p)
+    assert rec["disposition"] == "failed"
+    assert "authentication failed" in rec["hangup_cause"] and "only" in rec["hangup_cause"]
+    assert "trunk_auth_failed" in [e["kind"] for e in call_events(p, rec["id"])]
+
+
+def test_click_to_call_through_a_challenging_provider(pbx, tmp_path):
+    p = pbx()
+    prov = _challenging(tmp_path, p, "prov", scenario="trunk_uas_auth_401.xml")   # 401 this time
+    _add_trunk(p, "prov", prov)
+    p.start()
+    phone = Phone(p, "1001", "call_uas_hangs_up.xml", tmp_path / "uas")
+    try:
+        out = json.loads(p.cli("call", "1001", "0612345678", "--json").stdout)
+        assert phone.wait() == 0, phone.errors()
+        assert prov.wait() == 0, prov.errors() + p.log()[-3000:]
+    finally:
+        prov.kill()
+    [rec] = wait_closed(p)
+    assert rec["id"] == out["call_id"] and rec["disposition"] == "answered"
+    assert SECRET not in p.log()
