@@ -1,6 +1,6 @@
 """Message-waiting indication (RFC 3842) with a real pypbx process and real subscribers:
-a sipp subscriber (digest auth, to the mailbox's number) and the pjsua2 test phone (its
-account's MWI, to its own URI) are told "no", then "yes 1/0" when a caller leaves a
+a sipp subscriber (digest auth, to the mailbox's number), the pjsua2 test phone (its
+account's MWI, to its own URI) and baresip 1.0 (its mwi module) are told "no", then "yes 1/0" when a caller leaves a
 message, then "no 0/1" when the CLI (another process) marks it heard; someone else's
 mailbox is refused."""
 
@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.integration.harness import auth_users, run_sipp
+from tests.integration.harness import Baresip, auth_users, run_sipp
 from tests.integration.test_calls import PASSWORD, _state, pbx, tone  # noqa: F401  (fixture)
 from tests.phone.driver import PjPhone
 
@@ -26,6 +26,14 @@ def _mwi_phone(p, ext: str, tmp_path) -> PjPhone:
     return ph
 
 
+def _mwi_baresip(p, ext: str, tmp_path) -> Baresip:
+    bs = Baresip(tmp_path / f"baresip{ext}", f"{ext}@127.0.0.1:{p.port}", PASSWORD)
+    cfg = bs.dir / "config"
+    cfg.write_text(cfg.read_text().replace("module account.so\n", "module account.so\nmodule mwi.so\n"))
+    bs.start(60)
+    return bs
+
+
 def _subs(p) -> list[dict]:
     return (p.status().get("mwi") or {}).get("subscriptions") or []
 
@@ -34,6 +42,7 @@ def test_subscribers_told_of_a_new_message_and_of_it_heard(pbx, tmp_path):
     p = pbx()
     p.cli("voicemail", "box", "1002", "--number", "801", "--max-seconds", "2")
     b = _mwi_phone(p, "1002", tmp_path)
+    bs = _mwi_baresip(p, "1002", tmp_path)
     try:
         first = b.wait_event(lambda e: e.get("event") == "mwi", 15, "the first MWI NOTIFY")
         assert not first["waiting"] and "Voice-Message: 0/0" in first["body"], first
@@ -42,7 +51,7 @@ def test_subscribers_told_of_a_new_message_and_of_it_heard(pbx, tmp_path):
             sipp = pool.submit(run_sipp, "mwi_subscribe.xml", f"127.0.0.1:{p.port}",
                                users=[(*auth_users(["1002"], PASSWORD)[0], "801")],
                                workdir=tmp_path / "sipp", timeout=60)
-            p.wait_for(lambda: len(_subs(p)) == 2, 10, "both subscriptions")
+            p.wait_for(lambda: len(_subs(p)) == 3, 10, "the three subscriptions")
             # a caller leaves a message in box 1002
             a = pbx.phone(p, "1001")
             call = a.cmd("call", uri=f"sip:801@127.0.0.1:{p.port}")["call"]
@@ -52,19 +61,25 @@ def test_subscribers_told_of_a_new_message_and_of_it_heard(pbx, tmp_path):
             yes = b.wait_event(lambda e: e.get("event") == "mwi" and e["waiting"], 30, "MWI yes")
             assert "Voice-Message: 1/0 (0/0)" in yes["body"], yes
             [m] = json.loads(p.cli("voicemail", "list", "1002", "--json").stdout)
-            p.wait_for(lambda: all(s["new"] == 1 for s in _subs(p)), 10, "both subscribers told")
+            p.wait_for(lambda: all(s["new"] == 1 for s in _subs(p)), 10, "every subscriber told")
+            p.wait_for(lambda: "Voice-Message: 1/0" in bs.log(), 10, "baresip told yes")
             n_before = len([e for e in b.seen if e.get("event") == "mwi"])
             p.cli("voicemail", "heard", m["id"])          # another process: PRAGMA data_version
             no = b.wait_event(lambda e: e.get("event") == "mwi" and not e["waiting"]
                               and "Voice-Message: 0/1" in e["body"], 15, "MWI no 0/1")
             assert no and len([e for e in b.seen if e.get("event") == "mwi"]) == n_before + 1
+            p.wait_for(lambda: "Voice-Message: 0/1" in bs.log(), 10, "baresip told no")
             res = sipp.result(timeout=90)
         assert res.returncode == 0 and res.successful == 1, res.errors + res.stdout[-3000:]
-        # the sipp subscriber unsubscribed; the phone's subscription stays
+        assert bs.log().count("Messages-Waiting: yes") == 1, bs.log()
+        bs.stop()
+        # sipp and baresip unsubscribed; the pjsua2 phone's subscription stays
         subs = p.wait_for(lambda: (s := _subs(p)) and len(s) == 1 and s, 10, "the unsubscribe")
         assert subs[0]["box"] == "1002" and subs[0]["user"] == "1002" and subs[0]["old"] == 1
+        assert "MWI subscriptions: 1 (mailboxes 1002)" in p.cli("status").stdout
     finally:
         b.close()
+        bs.stop()
 
 
 def test_someone_elses_mailbox_is_refused(pbx, tmp_path):
