@@ -18,7 +18,7 @@
 * A mailbox's e-mail addresses (``pypbx voicemail box BOX --email a@b,c@d``) are told of each
   new message by :mod:`pypbx.notify` (a FrontLine voicemail listener), with the webhook.
 
-MWI (RFC 3842 NOTIFY) is not done yet.
+MWI: phones subscribed to a box are told its new/old counts (pypbx.mwi, RFC 3842).
 """
 
 from __future__ import annotations
