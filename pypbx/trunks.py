@@ -836,7 +836,10 @@ class TrunkRouter:
                                caller_id=trunk.caller_id, attempt=tc.legs)
         log.info("call %s: %s -> %s via trunk %s as %s", s.rec.id[:12], s.caller, tc.number, trunk.name, dialled)
         try:
-            await s.worker.originate(leg, f"sip:{dialled}@{cm.front_door}",
+            # the provider's own Request-URI (sent via the front door, the worker's outbound
+            # proxy): the digest-uri of the credentials then matches the Request-URI the
+            # provider gets (RFC 2617 §3.2.2.5)
+            await s.worker.originate(leg, self.svc.outbound_target(trunk, dialled)[0],
                                      from_uri=self.svc.from_uri(trunk, s.caller),
                                      headers={"X-PBX-Call": s.rec.id, "X-PBX-Trunk": trunk.name},
                                      auth=self.svc.leg_auth(trunk))

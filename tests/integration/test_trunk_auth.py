@@ -13,6 +13,7 @@ import json
 
 import pytest
 
+from tests.integration.harness import free_port
 from tests.integration.test_proxy_calls import Phone, call
 from tests.integration.test_trunks import (  # noqa: F401 (pbx: the trunk tests' fixture)
     PROVIDER, PROVIDER2, Provider, call_events, calls_rows, pbx, wait_closed,
@@ -28,21 +29,22 @@ CALLER_ID = "+33100000000"
 NONCE = "7f3c9a1e5b2d4c6a8e0f1a2b3c4d5e6f"        # the one in the scenarios' challenge
 
 
-def _expected_response(p, dialled: str) -> str:
-    """The digest response (MD5, no qop) of the trunk's account to the scenario's 407: its
-    digest-uri is the Request-URI the worker sent (the number at the front door)."""
+def _expected_response(ruri: str) -> str:
+    """The digest response (MD5, no qop) of the trunk's account to the scenario's 407 for
+    a digest-uri equal to the Request-URI the provider gets (RFC 2617 §3.2.2.5)."""
     from sip import digest
-    value = digest.build_authorization("clinic", "fake.provider", "INVITE", f"sip:{dialled}@127.0.0.1:{p.port}",
-                                       NONCE, password=SECRET, qop=None)
+    value = digest.build_authorization("clinic", "fake.provider", "INVITE", ruri, NONCE, password=SECRET, qop=None)
     return digest.parse_authorization(value)["response"]
 
 
-def _challenging(tmp_path, p, name: str, ip: str = PROVIDER, *, scenario: str = "trunk_uas_auth.xml") -> Provider:
+def _challenging(tmp_path, name: str, ip: str = PROVIDER, *, scenario: str = "trunk_uas_auth.xml") -> Provider:
     """A provider challenging with 407 (or 401 with scenario trunk_uas_auth_401.xml) that
     accepts only the trunk account clinic / SECRET."""
-    return Provider(scenario, tmp_path / name, ip,
+    port = free_port("both", ip)
+    return Provider(scenario, tmp_path / name, ip, port=port,
                     subst={"__RURI__": r"\+33612345678", "__FROM__": r"\+33100000000", "__USER__": "clinic",
-                           "__PASSWORD__": SECRET, "__RESPONSE__": _expected_response(p, "+33612345678")})
+                           "__PASSWORD__": SECRET,
+                           "__RESPONSE__": _expected_response(f"sip:+33612345678@{ip}:{port}")})
 
 
 def _add_trunk(p, name: str, prov: Provider, *extra: str, password: str = SECRET) -> None:
@@ -52,7 +54,7 @@ def _add_trunk(p, name: str, prov: Provider, *extra: str, password: str = SECRET
 
 def test_outbound_call_answers_the_providers_challenge(pbx, tmp_path):
     p = pbx()
-    prov = _challenging(tmp_path, p, "prov")
+    prov = _challenging(tmp_path, "prov")
     _add_trunk(p, "prov", prov)
     p.start()
     try:
@@ -73,7 +75,7 @@ def test_outbound_call_answers_the_providers_challenge(pbx, tmp_path):
 
 def test_wrong_password_fails_over_to_the_next_trunk(pbx, tmp_path):
     p = pbx()
-    bad = _challenging(tmp_path, p, "bad", PROVIDER)
+    bad = _challenging(tmp_path, "bad", PROVIDER)
     good = Provider("trunk_uas.xml", tmp_path / "good", PROVIDER2,
                     subst={"__RURI__": r"\+33612345678", "__FROM__": r"\+33100000000"})
     _add_trunk(p, "first", bad, "--priority", "1", password=WRONG)
@@ -99,7 +101,7 @@ def test_wrong_password_fails_over_to_the_next_trunk(pbx, tmp_path):
 
 def test_wrong_password_on_the_only_trunk_is_a_failed_call(pbx, tmp_path):
     p = pbx()
-    bad = _challenging(tmp_path, p, "bad", PROVIDER)
+    bad = _challenging(tmp_path, "bad", PROVIDER)
     _add_trunk(p, "only", bad, password=WRONG)
     p.start()
     try:
@@ -117,7 +119,7 @@ def test_wrong_password_on_the_only_trunk_is_a_failed_call(pbx, tmp_path):
 
 def test_click_to_call_through_a_challenging_provider(pbx, tmp_path):
     p = pbx()
-    prov = _challenging(tmp_path, p, "prov", scenario="trunk_uas_auth_401.xml")   # 401 this time
+    prov = _challenging(tmp_path, "prov", scenario="trunk_uas_auth_401.xml")   # 401 this time
     _add_trunk(p, "prov", prov)
     p.start()
     phone = Phone(p, "1001", "call_uas_hangs_up.xml", tmp_path / "uas")

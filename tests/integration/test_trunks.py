@@ -46,12 +46,12 @@ class Provider:
     """A sipp UAS playing the provider on ``ip``."""
 
     def __init__(self, scenario: str, workdir: Path, ip: str = PROVIDER, *, calls: int = 1,
-                 subst: dict[str, str] | None = None) -> None:
+                 subst: dict[str, str] | None = None, port: int | None = None) -> None:
         sipp = require_tool("sipp")
         workdir.mkdir(parents=True, exist_ok=True)
         self.dir = workdir
         self.ip = ip
-        self.port = free_port("both", ip)
+        self.port = port or free_port("both", ip)
         sf = SIPP_DIR / scenario
         if subst:
             text = sf.read_text()
