@@ -15,7 +15,7 @@ import pytest
 from tests.integration.harness import SIPP_DIR, auth_users, run_sipp
 from tests.integration.test_proxy_calls import PASSWORD, Phone
 from tests.integration.test_queue_calls import login, queue_events
-from tests.integration.test_trunks import PROVIDER, Provider, call_events, calls_rows, pbx, wait_closed  # noqa: F401
+from tests.integration.test_trunks import PROVIDER, Provider, call_events, pbx, wait_closed  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
