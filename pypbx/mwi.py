@@ -10,8 +10,8 @@ many new and old voicemail messages it holds (RFC 3842 over RFC 6665 SUBSCRIBE/N
 * **Who may subscribe**: an initial SUBSCRIBE is digest-authenticated like a REGISTER
   (401 ``WWW-Authenticate``, the registrar's nonces and passwords; failures feed the abuse
   guard); its From user must be the authenticated extension (403). The Request-URI user
-  names the mailbox: a box name (``pypbx voicemail box 1001``) or a box's number
-  (``--number 801``). Unknown -> 404. An extension may only watch its own box: the box
+  names the mailbox: a box name (``pypbx voicemail box 1001``), a box's number
+  (``--number 801``), or ``*98`` (the voicemail code: the subscriber's own box). Unknown -> 404. An extension may only watch its own box: the box
   named like the extension or whose number is the extension (403 otherwise).
   In-dialog SUBSCRIBEs (refresh / unsubscribe) are recognised by Call-ID, the
   subscriber's tag and our 96-bit random To tag, and are not challenged again.
@@ -150,7 +150,10 @@ class MwiService:
 
     async def _accept(self, key: object, req: Request, source: Addr, user: str) -> None:
         try:
-            box = await mailbox_for(self.db, req.uri.user or "")
+            target = req.uri.user or ""
+            if target == V.ACCESS_NUMBER:      # phones that subscribe to the voicemail code
+                target = user
+            box = await mailbox_for(self.db, target)
             if box is None:
                 self.sip.respond(key, make_response(req, 404, "Not Found - no such mailbox"))
                 return

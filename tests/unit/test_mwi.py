@@ -191,6 +191,15 @@ def test_subscribe_is_challenged_then_accepted_with_a_first_notify(tmp_path):
     run(go())
 
 
+def test_the_voicemail_code_names_the_own_box(tmp_path):
+    async def go():
+        async with World(tmp_path) as w:
+            await w.subscribed(target="*98", user="1001")
+            assert [s["box"] for s in w.mwi.status()["subscriptions"]] == ["1001"]
+            assert "Message-Account: sip:1001@clinic" in body(w.sip.notifies()[0])
+    run(go())
+
+
 def test_wrong_password_feeds_the_guard(tmp_path):
     async def go():
         async with World(tmp_path) as w:
