@@ -821,7 +821,9 @@ def outside_leg(cm: Any, number: str, caller_id: str) -> tuple[str, str, dict[st
         if cands:
             t = cands[0]
             dialled = router.svc.dial_number(t, number)
-            return f"sip:{dialled}@{fd}", router.svc.from_uri(t, caller_id), {"X-PBX-Trunk": t.name}, t.name
+            # the provider's Request-URI, reached through the front door (see TrunkRouter._dial_next)
+            uri = router.svc.outbound_target(t, dialled)[0]
+            return uri, router.svc.from_uri(t, caller_id), {"X-PBX-Trunk": t.name}, t.name
     return f"sip:{number}@{fd}", f"sip:{caller_id}@{host}", {}, None
 
 

@@ -538,6 +538,9 @@ class FakeTrunkSvc:
     def trunk_busy(self, name: str, delta: int) -> None:
         self.active[name] = self.active.get(name, 0) + delta
 
+    def outbound_target(self, trunk, user: str):
+        return f"sip:{user}@{trunk.host}:5060", None
+
     def leg_auth(self, trunk) -> dict[str, str] | None:
         return {"username": "clinic", "password": "pw", "realm": "*"} if trunk == "prov" else None
 
@@ -560,7 +563,7 @@ def test_outside_leg_extension_or_trunk():
     cm.trunks = SimpleNamespace(svc=FakeTrunkSvc())
     assert outside_leg(cm, "1001", "1009")[3] is None                # an extension never leaves
     assert outside_leg(cm, "+33612345678", "1009") == (
-        "sip:0033612345678@127.0.0.1:5060", "sip:+33100000000@fake.provider", {"X-PBX-Trunk": "prov"}, "prov")
+        "sip:0033612345678@192.0.2.99:5060", "sip:+33100000000@fake.provider", {"X-PBX-Trunk": "prov"}, "prov")
 
 
 async def _connected_queue_call(env: Env):
@@ -622,7 +625,7 @@ def test_overflow_to_an_external_number_goes_out_through_a_trunk(tmp_path):
             await env.advance(20)
             await settle(20)
             o = originates(w)
-            assert len(o) == 1 and o[0].uri == "sip:0033612345678@127.0.0.1:5060"
+            assert len(o) == 1 and o[0].uri == "sip:0033612345678@192.0.2.99:5060"
             assert o[0].headers.get("X-PBX-Trunk") == "prov"
             assert o[0].auth == svc.leg_auth("prov")          # the trunk's credentials go with it
             assert svc.active == {"prov": 1}
@@ -659,7 +662,7 @@ def test_callback_to_an_outside_number_through_a_trunk_cdr(tmp_path):
             cw.inject(P.Answered(leg="agent", call_id="a1"))
             await settle()
             o = originates(cw)
-            assert o[1].uri == "sip:000612345678@127.0.0.1:5060" and o[1].headers.get("X-PBX-Trunk") == "prov"
+            assert o[1].uri == "sip:000612345678@192.0.2.99:5060" and o[1].headers.get("X-PBX-Trunk") == "prov"
             assert o[1].auth == svc.leg_auth("prov") and o[0].auth is None
             assert svc.active == {"prov": 1}
             cw.inject(P.Answered(leg="patient", call_id="p1"))
