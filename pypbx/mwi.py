@@ -90,6 +90,9 @@ class MwiService:
         self._tasks: set[asyncio.Task] = set()
         self._wake = asyncio.Event()
         self._db_mark: tuple[int, int] | None = None
+        # one count-then-notify at a time: a count read before a change must not be
+        # applied after a later count that saw it (no stale NOTIFY)
+        self._lock = asyncio.Lock()
 
     # -- wiring --------------------------------------------------------------------
     def attach(self, frontline: Any = None) -> None:
@@ -161,14 +164,16 @@ class MwiService:
                 log.info("MWI: %s may not watch mailbox %s", user, box["box"])
                 self.sip.respond(key, make_response(req, 403, "Forbidden - not your mailbox"))
                 return
-            new, old = await mailbox_counts(self.db, box["box"])
+            async with self._lock:
+                new, old = await mailbox_counts(self.db, box["box"])
+                local = self.sip.local_address(source.transport, source.host)
+                actions = self.notifier.accept(req, source, self._now(), box=box["box"],
+                                               summary=self.summary(box["box"], new, old), local=local,
+                                               user=user)
         except Exception:
             log.exception("MWI: cannot read mailbox for %s", req.uri)
             self.sip.respond(key, make_response(req, 500))
             return
-        local = self.sip.local_address(source.transport, source.host)
-        actions = self.notifier.accept(req, source, self._now(), box=box["box"],
-                                       summary=self.summary(box["box"], new, old), local=local, user=user)
         self._run(key, actions)
         sub = next((a for a in actions if type(a) is SendNotify), None)
         if sub is not None and sub.sub_id in self.notifier.by_id:
@@ -208,10 +213,12 @@ class MwiService:
         await self.recount(box)
 
     async def recount(self, box: str) -> None:
-        if box not in self.notifier.boxes():
-            return
-        new, old = await mailbox_counts(self.db, box)
-        self._run(None, self.notifier.update(box, self.summary(box, new, old), self._now()))
+        async with self._lock:
+            if box not in self.notifier.boxes():
+                return
+            new, old = await mailbox_counts(self.db, box)
+            actions = self.notifier.update(box, self.summary(box, new, old), self._now())
+        self._run(None, actions)
 
     async def _db_moved(self) -> bool:
         """PRAGMA data_version (other processes' commits) or this connection's total_changes
