@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from media import protocol as P
-from media.client import WorkerClient, WorkerError, WorkerExited
+from media.client import CommandFailed, WorkerClient, WorkerError, WorkerExited
 from media.pool import MediaPool, WorkerLost
 from media.recording import RecordingInfo, _read_mono, merge_stereo, repair_dir, write_atomic
 from pypbx.calllog import CallLog, CallRecord, Direction, Disposition, disposition_for_status
@@ -466,9 +466,15 @@ class CallManager:
                 return_exceptions=True)
         except OSError as exc:
             results = [await w.bridge(s.caller_leg, s.callee_leg), exc]
-        if isinstance(results[0], BaseException):
+        if isinstance(results[0], CommandFailed):
+            # a leg ended at the very moment of the answer (e.g. the caller hung up as the
+            # callee picked up): its Ended event is on the way and closes the call as usual
+            log.info("call %s: bridge %s-%s failed: %s", s.rec.id[:12], s.caller_leg, s.callee_leg, results[0])
+            await self.calllog.event(s.rec, "bridge_failed", error=str(results[0]))
+        elif isinstance(results[0], BaseException):
             raise results[0]
-        s.bridged = (s.caller_leg, s.callee_leg)
+        else:
+            s.bridged = (s.caller_leg, s.callee_leg)
         await self.calllog.answered(s.rec, at=answered_at, callee=s.callee)
         if not self.record:
             return

@@ -235,3 +235,28 @@ def test_queue_overflow_to_a_ring_group(tmp_path):
             row = await env.cdr(rec_id)
             assert row["disposition"] == "answered" and row["queue"] == "q2" and row["extension"] == "1002"
     run(go())
+
+
+def test_caller_gone_at_the_moment_of_the_answer(tmp_path):
+    """The caller hangs up just as a member answers (the worker dropped the caller's leg,
+    its Ended event is still on the way): the bridge fails quietly and the call ends
+    answered, caller side, instead of an internal error."""
+    async def go():
+        async with GEnv(tmp_path, record=False) as env:
+            await G.add_group(env.db, G.RingGroup("desk", ["1001", "1002"], ring_time=5))
+            await I.save_menu(env.db, I.Menu(name="main", number="700", options={"6": "group:desk"}))
+            w, s = await env.call("700")
+            w.inject(P.Dtmf(leg="in-1", digit="6"))
+            await settle(10)
+            [o] = [x for x in originates(w) if x.uri.startswith("sip:grp-")]
+            w.legs.discard("in-1")                         # the caller's BYE reached the worker first
+            w.inject(P.Answered(leg=o.leg_id, call_id="x1"))
+            await settle()
+            assert not w.bridges and not env.cm.sessions[w].ended
+            w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))
+            await settle(20)
+            row = await env.cdr(s.rec.id)
+            assert (row["disposition"], row["hangup_side"], row["extension"]) == ("answered", "caller", "1002")
+            assert "bridge_failed" in [k for k, _ in await env.events(s.rec.id)]
+            assert any(isinstance(c, P.Hangup) and c.leg == o.leg_id for c in w.commands)
+    run(go())
