@@ -212,8 +212,11 @@ def register(cli: click.Group, H: Any) -> None:
     @click.pass_context
     def route_remove(ctx: click.Context, name: str) -> None:
         """Remove route NAME and its rules."""
-        on_db(ctx, R.remove_route, name)
+        refs = on_db(ctx, R.remove_route, name)
         click.echo(f"Route {name} removed.")
+        if refs:
+            click.echo(f"Warning: still pointing to route:{name} (calls there get their fallback): "
+                       + ", ".join(refs), err=True)
 
     @route.command("test")
     @config_option

@@ -307,9 +307,29 @@ async def list_routes(db: Database) -> list[Route]:
             for r in await db.list_route_rows()]
 
 
-async def remove_route(db: Database, name: str) -> None:
+async def remove_route(db: Database, name: str) -> list[str]:
+    """Remove route ``name``; returns what still points to it (DIDs, other routes' rules,
+    IVR options, ring groups' --then): those calls then get the fallback."""
     if not await db.delete_route_row(name):
         raise RoutingError(f"no route {name!r}")
+    return await references(db, name)
+
+
+async def references(db: Database, name: str) -> list[str]:
+    ref, out = f"route:{name}", []
+    for d in await db.list_did_rows():
+        if ref in (d["destination"], d.get("known_dest"), d.get("new_dest")):
+            out.append(f"DID {d['number']}")
+    for r in await db.list_route_rule_rows():
+        if r["destination"] == ref and r["route"] != name:
+            out.append(f"route {r['route']} rule {r['position']}")
+    for m in await db.list_ivr_menu_rows():
+        if f'"{ref}"' in (m.get("config") or ""):
+            out.append(f"IVR menu {m['name']}")
+    for g in await db.list_ring_group_rows():
+        if g.get("then_dest") == ref:
+            out.append(f"ring group {g['name']}")
+    return out
 
 
 async def set_tz(db: Database, name: str, tz: str) -> Route:

@@ -263,8 +263,10 @@ def test_cli_route(cfg_path: Path):
         code, out = run_cli(cfg_path, *args)
         assert code == 1 and msg in out and "Traceback" not in out, (args, out)
         assert len(out.strip().splitlines()) == 1, out
-    code, out = run_cli(cfg_path, "route", "remove", "main")
-    assert code == 0 and "removed" in out
+    run_cli(cfg_path, "did", "add", "+33123456789", "--to", "route:main")
+    r = CliRunner().invoke(cli.cli, ["--config", str(cfg_path), "route", "remove", "main"])
+    assert r.exit_code == 0 and "removed" in r.stdout
+    assert "still pointing to route:main" in r.stderr and "DID +33123456789" in r.stderr
 
 
 def test_cli_route_test_ivr_choice(cfg_path: Path):
