@@ -211,6 +211,7 @@ def test_ring_groups_with_real_phones(pbx, phone_pbx, tmp_path):
     cancelled = _state(b, ib["call"], "DISCONNECTED")
     assert cancelled["code"] == 487, cancelled                # CANCEL -> 487 Request Terminated
     _state(a, ia["call"], "CONFIRMED")
+    wait_kind(p, "answered", 1)                               # bridged by the PBX: now the caller leaves
     c.cmd("hangup", call=call)
     _state(a, ia["call"], "DISCONNECTED")
     # all, from the DID: 1002 is the first to answer this time
@@ -233,6 +234,7 @@ def test_ring_groups_with_real_phones(pbx, phone_pbx, tmp_path):
     b.cmd("answer", call=ib["call"])
     _state(c, call, "CONFIRMED")
     _state(b, ib["call"], "CONFIRMED")
+    wait_kind(p, "answered", 3)
     c.cmd("hangup", call=call)
     _state(b, ib["call"], "DISCONNECTED")
     rows = wait_closed(p, 3)
