@@ -10,10 +10,12 @@ to the same trunk with the provider's Proxy-Authorization untouched. A wrong pas
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from tests.integration.harness import free_port
+from tests.integration.test_media_worker import free_rtp_range
 from tests.integration.test_proxy_calls import Phone, call
 from tests.integration.test_trunks import (  # noqa: F401 (pbx: the trunk tests' fixture)
     PROVIDER, PROVIDER2, Provider, call_events, calls_rows, pbx, wait_closed,
@@ -132,3 +134,75 @@ def test_click_to_call_through_a_challenging_provider(pbx, tmp_path):
     [rec] = wait_closed(p)
     assert rec["id"] == out["call_id"] and rec["disposition"] == "answered"
     assert SECRET not in p.log()
+
+
+# ----------------------------------------------------------------------------- the worker alone
+
+class _Challenger:
+    """A UDP UAS in the test's loop: 407 to an INVITE without Proxy-Authorization, 403 to
+    one with it (wrong or right: it only records them); ACKs ignored."""
+
+    def __init__(self) -> None:
+        self.invites: list[str] = []
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        text = data.decode("utf-8", "replace")
+        if not text.startswith("INVITE "):
+            return
+        self.invites.append(text)
+        head = text.split("\r\n\r\n", 1)[0].split("\r\n")
+        keep = [h for h in head[1:] if h.split(":", 1)[0].strip().lower() in ("via", "from", "to", "call-id", "cseq")]
+        keep = [h + ";tag=uas1" if h.lower().startswith("to:") else h for h in keep]
+        authed = any(h.lower().startswith("proxy-authorization:") for h in head)
+        status = "403 Forbidden" if authed else "407 Proxy Authentication Required"
+        extra = [] if authed else [f'Proxy-Authenticate: Digest realm="fake.provider", nonce="{NONCE}", algorithm=MD5']
+        self.transport.sendto(("\r\n".join([f"SIP/2.0 {status}", *keep, *extra, "Content-Length: 0"]) + "\r\n\r\n")
+                              .encode(), addr)
+
+    def error_received(self, exc: Exception) -> None:
+        pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass
+
+
+def test_worker_uses_a_legs_credentials_for_that_leg_only(tmp_path):
+    """originate with auth: pjsip answers the 407 (Proxy-Authorization for the provider's
+    realm), the final 403 comes back as ``ended`` with ``challenged``; the next leg without
+    auth answers no challenge (no stale credentials); the worker's DEBUG command log shows
+    the password as ***."""
+    import asyncio
+
+    from media import protocol as P
+    from media.client import WorkerClient
+
+    async def go() -> str:
+        loop = asyncio.get_running_loop()
+        transport, uas = await loop.create_datagram_endpoint(_Challenger, local_addr=("127.0.0.1", 0))
+        port = transport.get_extra_info("sockname")[1]
+        log_path = tmp_path / "worker.log"
+        with open(log_path, "wb") as err:
+            w = await WorkerClient.spawn(sip_port=free_port("udp"), rtp_start=free_rtp_range(8), rtp_count=8,
+                                         trusted=["127.0.0.1:1"], stderr=err, extra_args=["--log-level", "DEBUG"])
+            try:
+                auth = {"username": "clinic", "password": SECRET, "realm": "fake.provider"}
+                await w.originate("t1", f"sip:0612345678@127.0.0.1:{port}", auth=auth)
+                ended = await w.next_event(P.Ended, leg="t1", timeout=10)
+                assert (ended.cause_code, ended.challenged) == (403, True)
+                assert len(uas.invites) == 2 and "proxy-authorization" not in uas.invites[0].lower()
+                assert 'username="clinic"' in uas.invites[1] and 'realm="fake.provider"' in uas.invites[1]
+                await w.originate("t2", f"sip:0612345678@127.0.0.1:{port}")
+                ended = await w.next_event(P.Ended, leg="t2", timeout=10)
+                assert (ended.cause_code, ended.challenged) == (407, False)
+                assert len(uas.invites) == 3 and "authorization" not in uas.invites[2].lower()
+            finally:
+                await w.shutdown()
+                transport.close()
+        return log_path.read_text(errors="replace")
+
+    log = asyncio.run(asyncio.wait_for(go(), 60))
+    assert '"password":"***"' in log and SECRET not in log
