@@ -170,6 +170,14 @@ class _Challenger:
         pass
 
 
+def _hdr(msg: str, name: str) -> str | None:
+    for line in msg.split("\r\n\r\n", 1)[0].split("\r\n")[1:]:
+        k, _, v = line.partition(":")
+        if k.strip().lower() == name.lower():
+            return v.strip()
+    return None
+
+
 def test_worker_uses_a_legs_credentials_for_that_leg_only(tmp_path):
     """originate with auth: pjsip answers the 407 (Proxy-Authorization for the provider's
     realm), the final 403 comes back as ``ended`` with ``challenged``; the next leg without
@@ -190,11 +198,17 @@ def test_worker_uses_a_legs_credentials_for_that_leg_only(tmp_path):
                                          trusted=["127.0.0.1:1"], stderr=err, extra_args=["--log-level", "DEBUG"])
             try:
                 auth = {"username": "clinic", "password": SECRET, "realm": "fake.provider"}
-                await w.originate("t1", f"sip:0612345678@127.0.0.1:{port}", auth=auth)
+                await w.originate("t1", f"sip:0612345678@127.0.0.1:{port}", headers={"X-PBX-Trunk": "prov"},
+                                  auth=auth)
                 ended = await w.next_event(P.Ended, leg="t1", timeout=10)
                 assert (ended.cause_code, ended.challenged) == (403, True)
                 assert len(uas.invites) == 2 and "proxy-authorization" not in uas.invites[0].lower()
                 assert 'username="clinic"' in uas.invites[1] and 'realm="fake.provider"' in uas.invites[1]
+                # the re-sent INVITE: CSeq+1, same Call-ID, still marked for the front door
+                c0, c1 = (_hdr(i, "CSeq") for i in uas.invites[:2])
+                assert int(c1.split()[0]) == int(c0.split()[0]) + 1
+                assert _hdr(uas.invites[0], "Call-ID") == _hdr(uas.invites[1], "Call-ID")
+                assert _hdr(uas.invites[1], "X-PBX-Trunk") == "prov"
                 await w.originate("t2", f"sip:0612345678@127.0.0.1:{port}")
                 ended = await w.next_event(P.Ended, leg="t2", timeout=10)
                 assert (ended.cause_code, ended.challenged) == (407, False)
