@@ -89,3 +89,16 @@ def test_someone_elses_mailbox_is_refused(pbx, tmp_path):
                    users=[(*auth_users(["1001"], PASSWORD)[0], "801")], workdir=tmp_path / "sipp", timeout=15)
     assert res.returncode == 0 and res.successful == 1, res.errors + res.stdout[-3000:]
     assert _subs(p) == []
+
+
+@pytest.mark.parametrize("transport", ["u1", "t1"])
+def test_notify_goes_back_to_the_source_not_the_contact(pbx, tmp_path, transport):
+    """A phone behind NAT puts a private address in Contact: the NOTIFYs still reach it, at
+    the address the SUBSCRIBE came from (UDP) or on its connection (TCP)."""
+    p = pbx()
+    p.cli("voicemail", "box", "1001")
+    res = run_sipp("mwi_subscribe_nat.xml", f"127.0.0.1:{p.port}", transport=transport,
+                   users=[(*auth_users(["1001"], PASSWORD)[0], "1001")], workdir=tmp_path / "sipp", timeout=15)
+    assert res.returncode == 0 and res.successful == 1, res.errors + res.stdout[-3000:]
+    assert _subs(p) == []
+
