@@ -15,7 +15,8 @@ Store (async functions over :class:`pypbx.db.Database`, used by ``cli.py``):
   ``trunk show`` / ``--json``.
 * **DIDs**: number -> destination (``extension:1001``, ``queue:NAME``, ``ivr:MENU``,
   ``voicemail:BOX``, ``group:NAME`` -- a ring group, :mod:`pypbx.groups` -- or
-  ``external:NUMBER``, forwarded out through a trunk) and a service-line name
+  ``external:NUMBER``, forwarded out through a trunk, or ``route:NAME``, routing rules:
+  :mod:`pypbx.routing`) and a service-line name
   ("Appointments line") that goes into the call's record. Smart routing: ``known`` /
   ``new`` destinations for returning patients (:func:`pypbx.callers.known`) and new
   callers (:meth:`Did.route`).
