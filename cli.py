@@ -1383,7 +1383,8 @@ def did_group() -> None:
 @config_option
 @click.argument("number")
 @click.option("--to", "destination", default=None,
-              help="extension:1001, queue:NAME, ivr:MENU, voicemail:BOX, group:NAME or external:NUMBER")
+              help="extension:1001, queue:NAME, ivr:MENU, voicemail:BOX, group:NAME, external:NUMBER "
+                   "or route:NAME (routing rules: pypbx route)")
 @click.option("--known", default=None, metavar="DEST",
               help="Smart routing: returning patients (imported list, or called before) go here.")
 @click.option("--new", default=None, metavar="DEST", help="Smart routing: new callers go here.")
