@@ -8,7 +8,8 @@ conditions ALL hold decides; a rule without conditions is the default. Condition
     new                    a new caller
     time=DAYS/HH:MM-HH:MM  the time of day in the route's time zone (``pypbx route add --tz``);
                            DAYS as in ``pypbx hours`` (mon-fri, sat, mon/wed/fri); either part
-                           may be left out: ``time=08:00-12:00``, ``time=sat-sun``
+                           may be left out: ``time=08:00-12:00``, ``time=sat-sun``; a range
+                           past midnight (``fri/22:00-07:00``) runs into the next morning
     open=SCHEDULE          an opening-hours schedule (pypbx.hours) says open ...
     closed=SCHEDULE        ... or closed (a schedule that does not exist counts as open)
     sticky                 the caller's last agent (pypbx.callers.last_agent) is logged in and
@@ -48,6 +49,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 COND_KINDS = ("known", "new", "time", "open", "closed", "sticky", "ivr", "caller")
 _NO_ARG = ("known", "new", "sticky")
 _PREFIX_RE = re.compile(r"^\+?[0-9*#]{1,32}$")
+_TIME_RANGE_RE = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
 _IVR_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,63}):([0-9*#]{1,8})$")
 #: route:A -> route:B -> ... at most this deep (a loop is cut there).
 MAX_DEPTH = 4
@@ -125,7 +127,9 @@ class Decision:
 # ----------------------------------------------------------------------------- parsing
 
 def _parse_time(arg: str) -> tuple[list[int], tuple[int, int] | None]:
-    """``mon-fri/08:00-12:00`` | ``08:00-12:00`` | ``sat-sun`` -> (weekdays, minute range)."""
+    """``mon-fri/08:00-12:00`` | ``08:00-12:00`` | ``sat-sun`` -> (weekdays, minute range).
+    A range that ends before it starts runs past midnight (``22:00-07:00``: from 22:00 on
+    the days given to 07:00 the next morning)."""
     arg = arg.strip().lower()
     if not arg:
         raise RoutingError("time= needs DAYS/HH:MM-HH:MM (e.g. time=mon-fri/08:00-12:00)")
@@ -134,10 +138,31 @@ def _parse_time(arg: str) -> tuple[list[int], tuple[int, int] | None]:
         days_txt, rng_txt = arg, ""
     try:
         days = H._parse_days(days_txt) if days_txt else list(range(7))
-        rng = H._parse_range(rng_txt) if rng_txt else None
     except H.HoursError as e:
         raise RoutingError(f"bad time={arg}: {e}") from None
-    return days, rng
+    if not rng_txt:
+        return days, None
+    m = _TIME_RANGE_RE.match(rng_txt)
+    if not m:
+        raise RoutingError(f"bad time={arg}: want HH:MM-HH:MM")
+    h1, m1, h2, m2 = map(int, m.groups())
+    if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
+        raise RoutingError(f"bad time={arg}: no such time of day")
+    a, b = h1 * 60 + m1, h2 * 60 + m2
+    if a == b or (b == 1440 and a == 0):
+        raise RoutingError(f"bad time={arg}: an empty or whole-day range (leave the time out for all day)")
+    return days, (a, b % 1440)          # start > end: past midnight (24:00 is 0)
+
+
+def _in_time(days: list[int], rng: tuple[int, int] | None, t: dt.datetime) -> bool:
+    minute = t.hour * 60 + t.minute
+    if rng is None:
+        return t.weekday() in days
+    a, b = rng
+    if a < b:
+        return t.weekday() in days and a <= minute < b
+    # past midnight: the evening of a day given, or the small hours after one
+    return (t.weekday() in days and minute >= a) or ((t.weekday() - 1) % 7 in days and minute < b)
 
 
 def parse_condition(text: str) -> Condition:
@@ -224,8 +249,7 @@ def _holds(c: Condition, facts: Mapping[str, Any], tz: str) -> bool:
     if k == "time":
         days, rng = _parse_time(c.arg)
         t = now.astimezone(H.zone(tz)) if now.tzinfo else now.replace(tzinfo=H.zone(tz))
-        minute = t.hour * 60 + t.minute
-        return t.weekday() in days and (rng is None or rng[0] <= minute < rng[1])
+        return _in_time(days, rng, t)
     if k in ("open", "closed"):
         sched = (facts.get("schedules") or {}).get(c.arg)
         is_open = True if sched is None else H.is_open(sched, now)

@@ -84,6 +84,18 @@ def test_time_forms():
     assert not R.evaluate([rule(["time=tue/wed/09:00-11:00"], "queue:a")], facts(), "Europe/Paris").matched
 
 
+def test_time_past_midnight():
+    rules = [rule(["time=fri/22:00-07:00"], "queue:night")]
+    fri = dt.datetime(2026, 11, 27, 0, 0, tzinfo=PARIS)
+    at = (lambda d, h, m=0: fri + dt.timedelta(days=d, hours=h, minutes=m))
+    ok = [R.evaluate(rules, facts(now=at(d, h, m)), "Europe/Paris").matched
+          for d, h, m in [(0, 21, 59), (0, 22, 0), (0, 23, 59), (1, 0, 0), (1, 6, 59), (1, 7, 0), (0, 3, 0)]]
+    assert ok == [False, True, True, True, True, False, False]     # Fri 03:00 follows Thursday
+    late = [rule(["time=18:00-24:00"], "queue:late")]
+    assert R.evaluate(late, facts(now=at(0, 23, 59)), "Europe/Paris").matched
+    assert not R.evaluate(late, facts(now=at(1, 0, 0)), "Europe/Paris").matched
+
+
 def test_open_closed_schedule():
     sched = H.Schedule("clinic", "Europe/Paris", H.parse_week("mon-fri 08:00-18:00"))
     rules = [rule(["closed=clinic"], "voicemail:1001"), rule(["open=clinic"], "queue:front")]
@@ -119,7 +131,7 @@ def test_ivr_choice():
 # ---------------------------------------------------------------- parsing
 
 @pytest.mark.parametrize("bad", ["foo", "known=1", "time=", "time=25:00-26:00", "time=xyz/08:00-09:00",
-                                 "time=mon-fri/12:00-08:00", "ivr=main", "ivr=main:x", "caller=abc",
+                                 "time=mon-fri/08:00-08:00", "time=00:00-24:00", "time=10:60-11:00", "time=8-12", "ivr=main", "ivr=main:x", "caller=abc",
                                  "open=", "open=bad name"])
 def test_bad_conditions(bad):
     with pytest.raises(R.RoutingError):
