@@ -156,3 +156,49 @@ def test_start_destination_route_and_sticky_queue_call(tmp_path):
             assert entry.call.preferred_agent == "bob" and entry.call.prefer_for == 30.0
             assert not await env.fl.start_destination(s2, "route:ghost")
     run(go())
+
+
+async def did_call(env: Env, did: str, frm: str = "+33611111111", call_id: str = "d1"):
+    """A trunk call to ``did`` as the worker reports it (X-PBX-Trunk / X-PBX-DID)."""
+    from tests.unit._frontline_env import PHONE, invite
+    trunks, env.cm.trunks = env.cm.trunks, None
+    env.cm.route(invite(did, frm=frm, call_id=call_id), PHONE, frm)
+    env.cm.trunks = trunks
+    w = env.pool.busy[-1]
+    s = env.cm.sessions[w]
+    w.inject(P.Incoming(leg="in-1", from_uri=f"<sip:{frm}@prov>", to_uri=f"<sip:{did}@pbx>", call_id=call_id,
+                        headers={"X-PBX-Trunk": "prov", "X-PBX-DID": did}))
+    await settle()
+    return w, s
+
+
+def test_did_route_no_match_falls_back_to_the_dids_destination_else_480(tmp_path):
+    async def go():
+        async with Env(tmp_path) as env:
+            svc = with_trunks(env, "prov")
+            await R.add_route(env.db, "r")
+            await R.add_rule(env.db, "r", ["caller=+336"], "queue:front")
+            svc.dids = {"+33100000001": T.Did("+33100000001", "route:r"),
+                        "+33100000002": T.Did("+33100000002", "voicemail:1001", known="route:r")}
+            from pypbx import voicemail as V
+            await V.set_box(env.db, "1001")
+            # a rule matches: the queue
+            w, s = await did_call(env, "+33100000001", frm="+33611111111")
+            assert s.rec.queue == "front"
+            w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))
+            await settle(20)
+            # no rule matches, the DID's destination is the route itself: 480, FAILED
+            w, s = await did_call(env, "+33100000001", frm="+33140000000", call_id="d2")
+            await settle(20)
+            row = await env.cdr(s.rec.id)
+            assert row["disposition"] == "failed" and "route r: no rule matched" in row["hangup_cause"]
+            assert any(isinstance(c, P.Hangup) and c.code == 480 for c in w.commands)
+            ev = [d for k, d in await env.events(s.rec.id) if k == "route"]
+            assert ev and ev[0]["rule"] is None and ev[0]["destination"] is None
+            # a returning caller (counted above) whose --known route has no match: the DID's --to
+            w, s = await did_call(env, "+33100000002", frm="+33140000000", call_id="d3")
+            from pypbx.voicemail import VoicemailCall
+            assert isinstance(env.fl.calls.get(id(s)), VoicemailCall), w.commands
+            ev = [d for k, d in await env.events(s.rec.id) if k == "route"]
+            assert ev and ev[0]["rule"] is None
+    run(go())
