@@ -274,6 +274,9 @@ async def add_did(db: Database, number: str, destination: str | None, service_li
         raise TrunkError("a DID needs --to DESTINATION, or both --known and --new")
     destination = parse_destination(destination) if destination else new
     assert destination is not None
+    for d in {destination, known, new} - {None}:
+        if d.startswith("route:") and await db.get_route_row(d[6:]) is None:
+            raise TrunkError(f"destination {d}: no route {d[6:]!r} (pypbx route add {d[6:]})")
     if trunk is not None and await db.get_trunk_row(trunk) is None:
         raise TrunkError(f"no trunk named {trunk!r}")
     try:

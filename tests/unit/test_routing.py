@@ -314,3 +314,5 @@ def test_cli_did_edit(cfg_path: Path):
         assert code == 1 and msg in out and "Traceback" not in out, (args, out)
     code, out = run_cli(cfg_path, "did", "add", "+33111111111", "--to", "route:triage")
     assert code == 0, out
+    code, out = run_cli(cfg_path, "did", "add", "+33111111112", "--to", "queue:a", "--known", "route:ghost")
+    assert code == 1 and "no route 'ghost'" in out and "Traceback" not in out
