@@ -127,6 +127,8 @@ def test_queue_max_wait_ends_in_its_mailbox(pbx, tmp_path):
     assert ev["voicemail"][0]["box"] == "front" and "voicemail_recording" in ev   # greeting + beep played out
     qe = queue_events(p, call_id=r["id"])
     assert [e["kind"] for e in qe] == ["ENTER", "TIMEOUT"] and 2.9 < qe[1]["data"]["wait"] < 4.5
+    rep = json.loads(p.cli("calls", "report", "--json").stdout)
+    assert rep["answered"] == 0 and rep["dispositions"]["voicemail"] == 1 and rep["balanced"]
     [m] = p.wait_for(lambda: json.loads(p.cli("voicemail", "list", "front", "--json").stdout), 10, "the message")
     assert m["box"] == "front" and m["caller"] == CALLER and m["call_id"] == r["id"] and not m["heard"]
     assert 1.5 < m["seconds"] < 4.5, m
@@ -319,6 +321,10 @@ def test_did_call_audio_both_ways(pbx, phone_pbx, tmp_path):
     ph.cmd("answer", call=inc["call"])
     ph.cmd("play", call=inc["call"], file=str(tone(tmp_path / "440.wav", 440)))
     ph.cmd("record", call=inc["call"], file=str(tmp_path / "heard.wav"))
+    ph.wait_event(lambda e: e.get("event") == "media" and e.get("call") == inc["call"] and e["active"], 10,
+                  "the phone's media")
+    time.sleep(2.5)                                                 # listen a while (the provider stays 4 s)
+    ph.cmd("stop_record", call=inc["call"])                         # the WAV is complete on disk
     _state(ph, inc["call"], "DISCONNECTED", timeout=15)            # the provider hangs up
     t.join(30)
     assert ok(out["res"]), out["res"].errors or out["res"].stdout[-3000:]
