@@ -238,6 +238,9 @@ def test_queue_show_live(pbx: Callable, fake_pbx: FakePBX) -> None:
      "bad destination '1001': expected KIND:TARGET with KIND one of queue, extension, ring_group, external, voicemail "
      "(e.g. extension:1001)"),
     (["queue", "add", "q", "--fallback", "extension:1999"], "fallback destination extension 1999 does not exist"),
+    (["queue", "add", "q", "--max-wait", "300", "--fallback", "voicemail"],
+     "fallback destination mailbox q does not exist (add it first: pypbx voicemail box q)"),
+    (["queue", "add", "q", "--fallback", "voicemail:bad box"], "bad destination voicemail:bad box: expected a mailbox name"),
     (["queue", "add", "q", "--overflow-after", "20"],
      "overflow needs both a time and a destination (--overflow-after N --overflow-to TARGET)"),
     (["queue", "add", "q", "--overflow-after", "20", "--overflow-to", "queue:nowhere"],
@@ -415,3 +418,15 @@ def test_commands_need_a_config(invoke_cli: Callable, tmp_path: Path, monkeypatc
     for args in (["queue", "list"], ["agent", "list"], ["callbacks"]):
         fails(invoke_cli(*args), f"config error: config file not found: {tmp_path / 'pypbx.toml'} "
                                  f"(create one with 'pypbx init')")
+
+
+def test_queue_fallback_to_its_mailbox(pbx: Callable) -> None:
+    """--fallback voicemail = the mailbox named like the queue; voicemail:BOX any box."""
+    ok(pbx("voicemail", "box", "front"))
+    ok(pbx("voicemail", "box", "1001"))
+    ok(pbx("queue", "add", "front", "--max-wait", "300", "--fallback", "voicemail"))
+    q = json.loads(ok(pbx("queue", "show", "front", "--json")))
+    assert q["max_wait"] == 300 and q["fallback"] == {"kind": "voicemail", "target": "front"}
+    ok(pbx("queue", "edit", "front", "--fallback", "voicemail:1001"))
+    assert json.loads(ok(pbx("queue", "show", "front", "--json")))["fallback"]["target"] == "1001"
+    assert "fallback voicemail:1001" in ok(pbx("queue", "show", "front"))
