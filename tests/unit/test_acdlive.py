@@ -737,3 +737,33 @@ def test_max_wait_then_the_queues_mailbox(tmp_path):
             assert [e["kind"] for e in qev] == ["ENTER", "TIMEOUT"]
             assert qev[1]["data"]["wait"] == pytest.approx(300)
     run(go())
+
+
+def test_overflow_to_a_mailbox(tmp_path):
+    """--overflow-after 20 --overflow-to voicemail:BOX: the mailbox takes the caller over too
+    (flag queue_overflow; the engine's OVERFLOW event names the box)."""
+    from pypbx import voicemail as V
+    from tests.unit._frontline_env import Env as FEnv, pr
+
+    async def go():
+        async with FEnv(tmp_path, record=False) as env:
+            await V.set_box(env.db, "1003")
+            await S.add_queue(env.db, "q2", overflow="after=20,voicemail:1003", wrap_up=0)
+            await S.set_queue_number(env.db, "q2", "601")
+            await env.live.sync()
+            w, s = await env.call("601")
+            w.inject(P.Answered(leg="in-1", call_id="c1"))
+            await settle()
+            env.clock.t += 20
+            env.live.poke()
+            await settle(20)
+            assert plays(w)[-1] == pr("leave_message")
+            w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))      # gone before the beep
+            await settle(20)
+            row = await env.cdr(s.rec.id)
+            assert row["disposition"] == "abandoned_ivr" and row["queue"] == "q2"
+            assert "queue_overflow" in row["flags"].split(",")
+            await env.live.flush()
+            ov = await S.list_queue_events(env.db, call_id=s.rec.id, kind="OVERFLOW")
+            assert ov[0]["data"]["target_kind"] == "voicemail" and ov[0]["data"]["target"] == "1003"
+    run(go())
