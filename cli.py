@@ -810,7 +810,8 @@ def _queue_lines(rec: Any) -> list[tuple[str, str]]:
         ("Skills", S.format_skills(c.required_skills)),
         ("Ring timeout", _secs(c.ring_timeout)),
         ("Wrap-up", _secs(c.wrap_up)),
-        ("Max wait", _secs(c.max_wait) if c.max_wait else "no limit"),
+        ("Max wait", (_secs(c.max_wait) + (f", then {S.format_target(c.fallback)}" if c.fallback else ""))
+         if c.max_wait else "no limit"),
         ("Max length", str(c.max_length) if c.max_length else "no limit"),
         ("When empty", c.join_empty.value + (f" (fallback {S.format_target(c.fallback)})" if c.fallback else "")),
         ("Overflow", S.format_overflow(c.overflow)),

@@ -429,4 +429,4 @@ def test_queue_fallback_to_its_mailbox(pbx: Callable) -> None:
     assert q["max_wait"] == 300 and q["fallback"] == {"kind": "voicemail", "target": "front"}
     ok(pbx("queue", "edit", "front", "--fallback", "voicemail:1001"))
     assert json.loads(ok(pbx("queue", "show", "front", "--json")))["fallback"]["target"] == "1001"
-    assert "fallback voicemail:1001" in ok(pbx("queue", "show", "front"))
+    assert "Max wait:       300s, then voicemail:1001\n" in ok(pbx("queue", "show", "front"))
