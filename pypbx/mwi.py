@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from typing import Any, Callable
@@ -75,6 +76,16 @@ async def mailbox_for(db: Any, target: str) -> dict[str, Any] | None:
 def owns(user: str, box: dict[str, Any]) -> bool:
     """An extension's own mailbox: named like the extension, or whose number it is."""
     return bool(user) and (user == box["box"] or user == box.get("number"))
+
+
+def _with_to_tag(resp: Any, req: Request) -> Any:
+    """RFC 3261 §8.2.6.2: a UAS's final response carries a To tag (the authenticator's
+    challenge, built for a proxy's 407, has none). Derived from the Call-ID, like the
+    registrar's, so every challenge of one attempt looks alike."""
+    if resp is None or resp.to.tag is not None:
+        return resp
+    tag = hashlib.sha256(req.call_id.encode("utf-8", "replace")).hexdigest()[:12]
+    return resp.replace(headers=resp.headers.replace("To", [f"{resp.headers.get('To')};tag={tag}"]))
 
 
 class MwiService:
@@ -141,7 +152,9 @@ class MwiService:
                 server.guard.auth_failed(source.host, now, res.user, "SUBSCRIBE")
             elif res.outcome is not AuthOutcome.MALFORMED:
                 server.counters["auth_challenges"] += 1
-            server.respond(key, res.response)
+            log.debug("MWI: SUBSCRIBE %s from %s:%d: %s -> %d", req.uri, source.host, source.port,
+                      res.outcome.value, res.response.status)
+            server.respond(key, _with_to_tag(res.response, req))
             return
         user = res.user or ""
         if req.from_.uri.user != user:

@@ -7,6 +7,7 @@ mailbox is refused."""
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -27,11 +28,22 @@ def _mwi_phone(p, ext: str, tmp_path) -> PjPhone:
 
 
 def _mwi_baresip(p, ext: str, tmp_path) -> Baresip:
-    bs = Baresip(tmp_path / f"baresip{ext}", f"{ext}@127.0.0.1:{p.port}", PASSWORD)
-    cfg = bs.dir / "config"
-    cfg.write_text(cfg.read_text().replace("module account.so\n", "module account.so\nmodule mwi.so\n"))
-    bs.start(60)
-    return bs
+    """baresip 1.0 with its mwi module, once it has had its first NOTIFY. baresip 1.0's mwi
+    module now and then (about 1 start in 8 here) drops its subscription right after sending
+    the authenticated SUBSCRIBE, before any answer (its SIP trace shows no response read),
+    and loops starting new ones; such a start is retried with a fresh process (at most 3)."""
+    for attempt in range(3):
+        bs = Baresip(tmp_path / f"baresip{ext}-{attempt}", f"{ext}@127.0.0.1:{p.port}", PASSWORD)
+        cfg = bs.dir / "config"
+        cfg.write_text(cfg.read_text().replace("module account.so\n", "module account.so\nmodule mwi.so\n"))
+        bs.start(60)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and "Voice-Message: 0/0" not in bs.log():
+            time.sleep(0.05)
+        if "Voice-Message: 0/0" in bs.log():
+            return bs
+        bs.stop()
+    raise AssertionError(f"baresip never got its first MWI NOTIFY:\n{bs.log()[-2000:]}")
 
 
 def _subs(p) -> list[dict]:
@@ -41,8 +53,8 @@ def _subs(p) -> list[dict]:
 def test_subscribers_told_of_a_new_message_and_of_it_heard(pbx, tmp_path):
     p = pbx()
     p.cli("voicemail", "box", "1002", "--number", "801", "--max-seconds", "2")
-    b = _mwi_phone(p, "1002", tmp_path)
     bs = _mwi_baresip(p, "1002", tmp_path)
+    b = _mwi_phone(p, "1002", tmp_path)
     try:
         first = b.wait_event(lambda e: e.get("event") == "mwi", 15, "the first MWI NOTIFY")
         assert not first["waiting"] and "Voice-Message: 0/0" in first["body"], first
