@@ -177,6 +177,7 @@ def test_subscribe_is_challenged_then_accepted_with_a_first_notify(tmp_path):
             w.handle(subscribe())
             [(_, r)] = w.sip.responses
             assert r.status == 401 and r.headers.get("WWW-Authenticate").startswith("Digest ")
+            assert r.to.tag                                # RFC 3261 §8.2.6.2
             assert w.sip.counters["auth_challenges"] == 1 and not w.sip.sent
             w.sip.responses.clear()
             ok = await w.subscribed()
