@@ -84,8 +84,11 @@ def _with_to_tag(resp: Any, req: Request) -> Any:
     registrar's, so every challenge of one attempt looks alike."""
     if resp is None or resp.to.tag is not None:
         return resp
-    tag = hashlib.sha256(req.call_id.encode("utf-8", "replace")).hexdigest()[:12]
-    return resp.replace(headers=resp.headers.replace("To", [f"{resp.headers.get('To')};tag={tag}"]))
+    return resp.replace(headers=resp.headers.replace("To", [f"{resp.headers.get('To')};tag={_tag(req)}"]))
+
+
+def _tag(req: Request) -> str:
+    return hashlib.sha256(req.call_id.encode("utf-8", "replace")).hexdigest()[:12]
 
 
 class MwiService:
@@ -137,7 +140,7 @@ class MwiService:
         if req.to.tag is not None:
             sub = n.find(req)
             if sub is None:            # e.g. a refresh after our restart: subscribe again
-                server.respond(key, make_response(req, 481))
+                server.respond(key, make_response(req, 481, to_tag=_tag(req)))
                 return
             self._run(key, n.refresh(sub, req, source, now))
             return
@@ -159,7 +162,8 @@ class MwiService:
         user = res.user or ""
         if req.from_.uri.user != user:
             server.guard.auth_failed(source.host, now, user, "SUBSCRIBE")
-            server.respond(key, make_response(req, 403, "Forbidden - From is not the authenticated user"))
+            server.respond(key, make_response(req, 403, "Forbidden - From is not the authenticated user",
+                                             to_tag=_tag(req)))
             return
         server.guard.auth_ok(source.host)
         self._spawn(self._accept(key, req, source, user))
@@ -171,11 +175,11 @@ class MwiService:
                 target = user
             box = await mailbox_for(self.db, target)
             if box is None:
-                self.sip.respond(key, make_response(req, 404, "Not Found - no such mailbox"))
+                self.sip.respond(key, make_response(req, 404, "Not Found - no such mailbox", to_tag=_tag(req)))
                 return
             if not owns(user, box):
                 log.info("MWI: %s may not watch mailbox %s", user, box["box"])
-                self.sip.respond(key, make_response(req, 403, "Forbidden - not your mailbox"))
+                self.sip.respond(key, make_response(req, 403, "Forbidden - not your mailbox", to_tag=_tag(req)))
                 return
             async with self._lock:
                 new, old = await mailbox_counts(self.db, box["box"])
@@ -185,7 +189,7 @@ class MwiService:
                                                user=user)
         except Exception:
             log.exception("MWI: cannot read mailbox for %s", req.uri)
-            self.sip.respond(key, make_response(req, 500))
+            self.sip.respond(key, make_response(req, 500, to_tag=_tag(req)))
             return
         self._run(key, actions)
         sub = next((a for a in actions if type(a) is SendNotify), None)
