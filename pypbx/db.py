@@ -718,6 +718,12 @@ class Database:
     async def open_call_rows(self) -> list[dict[str, Any]]:
         return await self.fetchall(f"SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE disposition = 'in_progress'")
 
+    async def call_rows_between(self, since: float | None, until: float | None) -> list[dict[str, Any]]:
+        """Every call offered in [since, until), oldest first (pypbx.reports)."""
+        return await self.fetchall(
+            f"SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE offered_at >= ? AND offered_at < ? ORDER BY offered_at",
+            (since if since is not None else float("-inf"), until if until is not None else float("inf")))
+
     async def disposition_counts(self, since: float | None, until: float | None) -> dict[str, int]:
         rows = await self.fetchall(
             "SELECT disposition, count(*) AS n FROM calls WHERE offered_at >= ? AND offered_at < ? GROUP BY disposition",
