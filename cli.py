@@ -1498,6 +1498,11 @@ from pypbx.cli_notify import register as _register_notify  # noqa: E402
 
 _register_notify(cli, sys.modules[__name__])
 
+# reports: pypbx report summary / queues / hours / agents / lines / missed live in pypbx.cli_report
+from pypbx.cli_report import register as _register_report  # noqa: E402
+
+_register_report(cli, sys.modules[__name__])
+
 
 
 # --------------------------------------------------------------------------- prompts

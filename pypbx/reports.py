@@ -1,0 +1,303 @@
+"""Reports for the clinic: service level, waiting times, abandoned calls and why, load per
+hour and per agent, seats needed per hour, service lines and the missed callers to call back.
+
+:func:`build` is pure (rows in, a dict out; no I/O, no clock) and :func:`report` reads the
+period's rows from the database. Sources:
+
+* ``calls`` (pypbx.calllog): one row per call with exactly one final disposition — the
+  offered / answered / abandoned totals, the service lines, the hours and the missed callers;
+* ``queue_events`` (acd.engine, queue_log style): waits, service level, abandons in queue,
+  overflows, agents' answered calls, talk, ring-no-answer and pauses;
+* ``surveys``: the post-call scores per agent.
+
+Definitions (the same as the simulator's, ``acd.simulator``):
+
+* service level = queue calls answered within ``target`` seconds / queue visits that ended
+  (answered, abandoned after ``short_abandon`` seconds, timed out, overflowed, refused or
+  left empty). Callbacks requested and visits cut by a restart are counted apart and are not
+  in the denominator; abandons within ``short_abandon`` seconds (a wrong number, a caller who
+  hung up during the greeting) are shown apart too.
+* ASA = mean wait of the answered queue calls; AHT = mean talk time of the completed ones.
+* seats needed in an hour = the fewest agents reaching ``goal`` of calls answered within
+  ``target`` (Erlang C, :func:`acd.erlang.agents_needed`) for that hour's average number of
+  inbound calls per day in the period and the period's handle time (talk + wrap-up).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from collections import Counter, defaultdict
+from typing import Any
+
+from acd import erlang
+
+#: inbound dispositions that mean nobody spoke to the caller
+MISSED = ("abandoned_ringing", "abandoned_ivr", "abandoned_queue", "no_answer", "busy", "unavailable",
+          "after_hours", "voicemail", "callback_requested", "overflowed_out", "failed", "interrupted")
+ABANDONED = ("abandoned_ringing", "abandoned_ivr", "abandoned_queue")
+#: what a queue visit ended with, by queue event kind
+QUEUE_OUTCOMES = ("CONNECT", "ABANDON", "TIMEOUT", "OVERFLOW", "EXITEMPTY", "FULL", "CALLBACK_REQUESTED",
+                  "INTERRUPTED")
+WAIT_BUCKETS = ((0, 20), (20, 60), (60, 180), (180, None))
+DEFAULT_AHT = 180.0          # seconds, when the period has no completed call to measure
+
+
+def _mean(xs: list[float]) -> float | None:
+    return round(statistics.fmean(xs), 1) if xs else None
+
+
+def _hour(ts: float) -> int:
+    return dt.datetime.fromtimestamp(ts).hour
+
+
+def _bucket(wait: float) -> str:
+    for lo, hi in WAIT_BUCKETS:
+        if hi is None or wait < hi:
+            return f"{lo}-{hi} s" if hi is not None else f"{lo}+ s"
+    return "?"   # pragma: no cover
+
+
+def _inbound(c: dict[str, Any]) -> bool:
+    return c.get("direction") != "outbound"
+
+
+def _summary(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    final = [c for c in calls if c["disposition"] != "in_progress"]
+    disp = Counter(c["disposition"] for c in final)
+    inbound = [c for c in final if _inbound(c)]
+    answered = sum(1 for c in inbound if c["disposition"] == "answered")
+    return {
+        "offered": len(final),
+        "inbound": len(inbound),
+        "answered": disp.get("answered", 0),
+        "abandoned": sum(disp.get(d, 0) for d in ABANDONED),
+        "in_progress": len(calls) - len(final),
+        "answer_rate": round(answered / len(inbound), 3) if inbound else None,
+        "dispositions": dict(sorted(disp.items())),
+        # why inbound callers were not spoken to (the abandoned calls and the rest)
+        "missed_by_reason": dict(Counter(c["disposition"] for c in inbound
+                                         if c["disposition"] in MISSED).most_common()),
+    }
+
+
+def _queues(events: list[dict[str, Any]], target: float, short_abandon: float) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    waits: dict[str, list[float]] = defaultdict(list)
+    ab_waits: dict[str, list[float]] = defaultdict(list)
+    talks: dict[str, list[float]] = defaultdict(list)
+
+    def q(name: str) -> dict[str, Any]:
+        return out.setdefault(name, {"entered": 0, "answered": 0, "answered_within": 0, "abandoned": 0,
+                                     "short_abandons": 0, "timeouts": 0, "overflows": 0, "refused": 0,
+                                     "left_empty": 0, "callbacks_requested": 0, "interrupted": 0,
+                                     "abandon_waits": {}})
+    for e in events:
+        name, kind, d = e.get("queue"), e["kind"], e.get("data") or {}
+        if not name:
+            continue
+        wait = float(d.get("wait") or 0.0)
+        if kind == "ENTER":
+            q(name)["entered"] += 1
+        elif kind == "CONNECT":
+            r = q(name)
+            r["answered"] += 1
+            r["answered_within"] += wait <= target
+            waits[name].append(wait)
+        elif kind == "ABANDON":
+            r = q(name)
+            if wait < short_abandon:
+                r["short_abandons"] += 1
+            else:
+                r["abandoned"] += 1
+                ab_waits[name].append(wait)
+                b = _bucket(wait)
+                r["abandon_waits"][b] = r["abandon_waits"].get(b, 0) + 1
+        elif kind == "TIMEOUT":
+            q(name)["timeouts"] += 1
+        elif kind == "OVERFLOW":
+            q(name)["overflows"] += 1
+        elif kind == "FULL":
+            q(name)["refused"] += 1
+        elif kind == "EXITEMPTY":
+            q(name)["left_empty"] += 1
+        elif kind == "CALLBACK_REQUESTED":
+            q(name)["callbacks_requested"] += 1
+        elif kind == "INTERRUPTED":
+            q(name)["interrupted"] += 1
+        elif kind in ("COMPLETE_CALLER", "COMPLETE_AGENT") and not d.get("callback"):
+            talks[name].append(float(d.get("talk") or 0.0))
+    for name, r in out.items():
+        ended = r["answered"] + r["abandoned"] + r["timeouts"] + r["overflows"] + r["refused"] + r["left_empty"]
+        r["service_level"] = round(r["answered_within"] / ended, 3) if ended else None
+        r["asa"] = _mean(waits[name])
+        r["max_wait"] = round(max(waits[name] + ab_waits[name]), 1) if waits[name] or ab_waits[name] else None
+        r["mean_abandon_wait"] = _mean(ab_waits[name])
+        r["aht"] = _mean(talks[name])
+    return dict(sorted(out.items()))
+
+
+def _agents(events: list[dict[str, Any]], surveys: list[dict[str, Any]], until: float | None) -> dict[str, Any]:
+    out: dict[str, dict[str, Any]] = {}
+    paused_at: dict[str, float] = {}
+    talks: dict[str, list[float]] = defaultdict(list)
+    scores: dict[str, list[int]] = defaultdict(list)
+
+    def a(aid: str) -> dict[str, Any]:
+        return out.setdefault(aid, {"answered": 0, "talk_seconds": 0.0, "ring_no_answer": 0, "transfers": 0,
+                                    "pauses": 0, "paused_seconds": 0.0, "callbacks": 0})
+    last_ts = None
+    for e in events:
+        aid, kind, d = e.get("agent"), e["kind"], e.get("data") or {}
+        last_ts = e["ts"]
+        if not aid:
+            continue
+        if kind == "CONNECT":
+            a(aid)["answered"] += 1
+        elif kind == "CALLBACK_CONNECTED":
+            a(aid)["callbacks"] += 1
+        elif kind in ("COMPLETE_CALLER", "COMPLETE_AGENT"):
+            talks[aid].append(float(d.get("talk") or 0.0))
+        elif kind == "RINGNOANSWER":
+            a(aid)["ring_no_answer"] += 1
+        elif kind == "TRANSFER":
+            a(aid)["transfers"] += 1
+        elif kind == "PAUSE":
+            a(aid)["pauses"] += 1
+            paused_at.setdefault(aid, e["ts"])
+        elif kind in ("UNPAUSE", "LOGOUT") and aid in paused_at:
+            a(aid)["paused_seconds"] += e["ts"] - paused_at.pop(aid)
+    end = until if until is not None else last_ts
+    for aid, since in paused_at.items():       # still paused at the end of the period
+        if end is not None:
+            a(aid)["paused_seconds"] += max(0.0, end - since)
+    for s in surveys:
+        if s.get("agent"):
+            scores[s["agent"]].append(int(s["score"]))
+            a(s["agent"])
+    for aid, r in out.items():
+        r["talk_seconds"] = round(sum(talks[aid]), 1)
+        r["mean_talk"] = _mean(talks[aid])
+        r["paused_seconds"] = round(r["paused_seconds"], 1)
+        r["survey_mean"] = round(statistics.fmean(scores[aid]), 2) if scores[aid] else None
+        r["surveys"] = len(scores[aid])
+    return dict(sorted(out.items()))
+
+
+def _days(calls: list[dict[str, Any]], since: float | None, until: float | None) -> int:
+    if since is not None and until is not None:
+        return max(1, round((until - since) / 86400))
+    return max(1, len({dt.datetime.fromtimestamp(c["offered_at"]).date() for c in calls}))
+
+
+def _hours(calls: list[dict[str, Any]], events: list[dict[str, Any]], *, days: int, aht: float,
+           target: float, goal: float) -> list[dict[str, Any]]:
+    rows: dict[int, dict[str, Any]] = {}
+    waits: dict[int, list[float]] = defaultdict(list)
+    for c in calls:
+        if not _inbound(c) or c["disposition"] == "in_progress":
+            continue
+        r = rows.setdefault(_hour(c["offered_at"]), {"offered": 0, "answered": 0, "abandoned": 0})
+        r["offered"] += 1
+        r["answered"] += c["disposition"] == "answered"
+        r["abandoned"] += c["disposition"] in ABANDONED
+    for e in events:
+        if e["kind"] == "CONNECT":
+            waits[_hour(e["ts"])].append(float((e.get("data") or {}).get("wait") or 0.0))
+    out = []
+    for h in sorted(rows):
+        r = rows[h]
+        per_day = r["offered"] / days
+        out.append({"hour": h, **r, "per_day": round(per_day, 2), "asa": _mean(waits[h]),
+                    "seats_needed": erlang.agents_needed(per_day, aht, goal, target)})
+    return out
+
+
+def _lines(calls: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for c in calls:
+        if not _inbound(c) or c["disposition"] == "in_progress":
+            continue
+        r = out.setdefault(c.get("service_line") or c.get("did") or "(internal)",
+                           {"offered": 0, "answered": 0, "abandoned": 0, "voicemail": 0, "callback_requested": 0,
+                            "other": 0})
+        r["offered"] += 1
+        d = c["disposition"]
+        if d == "answered":
+            r["answered"] += 1
+        elif d in ABANDONED:
+            r["abandoned"] += 1
+        elif d in ("voicemail", "callback_requested"):
+            r[d] += 1
+        else:
+            r["other"] += 1
+    return dict(sorted(out.items()))
+
+
+def _missed(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Callers not spoken to since their last unanswered call: no later answered call from
+    them, nor an answered call to them (called back)."""
+    state: dict[str, dict[str, Any]] = {}
+    for c in sorted(calls, key=lambda c: c["offered_at"]):
+        if c["disposition"] == "in_progress":
+            continue
+        if c.get("direction") == "outbound":
+            num = c.get("callee_number")
+            if num in state and c["disposition"] == "answered":
+                del state[num]           # called back and reached
+            continue
+        num = c.get("caller_number")
+        if not num:
+            continue
+        if c["disposition"] == "answered":
+            state.pop(num, None)
+        elif c["disposition"] in MISSED:
+            r = state.setdefault(num, {"number": num, "attempts": 0, "first": c["offered_at"]})
+            r["attempts"] += 1
+            r.update(last=c["offered_at"], reason=c["disposition"], queue=c.get("queue"),
+                     service_line=c.get("service_line"), call_id=c["id"])
+    return sorted(state.values(), key=lambda r: r["last"])
+
+
+def build(calls: list[dict[str, Any]], events: list[dict[str, Any]], surveys: list[dict[str, Any]] = (),
+          *, since: float | None = None, until: float | None = None, target: float = 20.0, goal: float = 0.8,
+          short_abandon: float = 5.0, wrap_up: float = 0.0) -> dict[str, Any]:
+    """The whole report from the period's rows (``calls`` rows, ``queue_events`` rows with
+    ``data`` decoded, ``surveys`` rows)."""
+    if not 0 < goal < 1:
+        raise ValueError("goal must be between 0 and 1 (e.g. 0.8)")
+    if target <= 0:
+        raise ValueError("target must be > 0 seconds")
+    events = sorted(events, key=lambda e: (e["ts"], e.get("seq", 0)))
+    talks = [float((e.get("data") or {}).get("talk") or 0.0) for e in events
+             if e["kind"] in ("COMPLETE_CALLER", "COMPLETE_AGENT")]
+    if not talks:
+        talks = [float(c["talk_seconds"]) for c in calls if c["disposition"] == "answered" and c.get("talk_seconds")]
+    aht = (statistics.fmean(talks) if talks else DEFAULT_AHT) + wrap_up
+    days = _days(calls, since, until)
+    return {
+        "period": {"since": since, "until": until, "days": days},
+        "settings": {"target": target, "goal": goal, "short_abandon": short_abandon,
+                     "handle_time": round(aht, 1), "handle_time_measured": bool(talks)},
+        "summary": _summary(calls),
+        "queues": _queues(events, target, short_abandon),
+        "hours": _hours(calls, events, days=days, aht=aht, target=target, goal=goal),
+        "agents": _agents(events, list(surveys), until),
+        "lines": _lines(calls),
+        "missed": _missed(calls),
+    }
+
+
+async def report(db: Any, since: float | None = None, until: float | None = None, *, queue: str | None = None,
+                 **kw: Any) -> dict[str, Any]:
+    """:func:`build` over the database's rows of [since, until); ``queue``: that queue's calls only."""
+    from pypbx.acdstore import list_queue_events
+    calls = await db.call_rows_between(since, until)
+    events = await list_queue_events(db, since=since, until=until, limit=10_000_000)
+    surveys = await db.survey_rows(since, until)
+    if queue is not None:
+        ids = {e["call_id"] for e in events if e.get("queue") == queue}
+        calls = [c for c in calls if c.get("queue") == queue or c["id"] in ids]
+        events = [e for e in events if e.get("queue") == queue or (e.get("queue") is None and e.get("agent"))]
+        surveys = [s for s in surveys if s.get("queue") == queue]
+    return build(calls, events, surveys, since=since, until=until, **kw)
