@@ -123,6 +123,8 @@ def test_queued_caller_hears_prompts_then_abandons(pbx, tmp_path):
     assert played[:2] == ["welcome.wav", "call_may_be_recorded.wav"], played
     ann = [json.loads(e["detail"]) for e in call_events(p, cdr["id"]) if e["kind"] == "queue_announce"]
     assert ann and ann[0]["position"] == 1 and ann[0]["ewt"] is None   # nobody logged in: no figure
+    missed = json.loads(p.cli("report", "missed", "--json", "--since", "2000-01-01").stdout)
+    assert [(m["number"], m["reason"], m["queue"]) for m in missed] == [("1009", "abandoned_queue", "front")]
     if len(played) > 2:
         assert played[2] == "you_are_caller_number.wav"
 
@@ -149,6 +151,13 @@ def test_ring_no_answer_pauses_agent_and_next_agent_answers(pbx, tmp_path):
     assert agents["alice"]["state"] == "paused" and agents["alice"]["pause_reason"] == "ring_no_answer"
     pauses = queue_events(p, kind="PAUSE")
     assert [(e["agent"], e["data"]["reason"]) for e in pauses] == [("alice", "ring_no_answer")]
+    # the supervisor's reports over what the live PBX wrote
+    q = json.loads(p.cli("report", "queues", "--json", "--since", "2000-01-01").stdout)["front"]
+    assert (q["entered"], q["answered"], q["abandoned"]) == (1, 1, 0) and q["asa"] >= 3.0   # rang alice 3 s first
+    agents = json.loads(p.cli("report", "agents", "--json", "--since", "2000-01-01").stdout)
+    assert agents["bob"]["answered"] == 1 and agents["bob"]["talk_seconds"] > 0
+    assert agents["alice"]["ring_no_answer"] == 1 and agents["alice"]["pauses"] == 1
+    assert json.loads(p.cli("report", "missed", "--json", "--since", "2000-01-01").stdout) == []
 
 
 def test_press_1_requests_a_callback(pbx, tmp_path):
