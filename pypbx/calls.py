@@ -64,6 +64,7 @@ from media.client import CommandFailed, WorkerClient, WorkerError, WorkerExited
 from media.pool import MediaPool, WorkerLost
 from media.recording import RecordingInfo, _read_mono, merge_stereo, repair_dir, write_atomic
 from pypbx.calllog import CallLog, CallRecord, Direction, Disposition, disposition_for_status
+from pypbx import screenpop
 from pypbx.db import Database
 from pypbx.recordings import disk_ok
 from sip.message import Request, URI
@@ -123,6 +124,7 @@ class Session:
     stopped_files: set[str] = field(default_factory=set)
     delegate: Any = None       # a queue call / feature code that took the session over (pypbx.acdlive)
     trunk: Any = None          # pypbx.trunks.TrunkCall: an inbound (DID) or outside call
+    screen_pop: str | None = None  # the ringing phone's From display (pypbx.screenpop), once per call
 
 
 def _user(uri_text: str) -> str:
@@ -441,7 +443,7 @@ class CallManager:
             return
         s.callee_leg = "callee"
         s.ring_deadline = self.clock() + self.ring_time
-        caller_display = f"sip:{s.caller}@{self.front_door.split(':')[0]}"
+        caller_display = await screenpop.caller_from(self, s)   # service line + patient's name
         await s.worker.originate(s.callee_leg, f"sip:{s.callee}@{self.front_door}", from_uri=caller_display,
                                  headers={"X-PBX-Call": s.rec.id})
 

@@ -32,6 +32,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from pypbx import screenpop
 from pypbx.calllog import Disposition
 from pypbx.db import Database, IntegrityError
 from pypbx.delegate import Tick, TimedDelegate
@@ -253,7 +254,7 @@ class GroupCall(TimedDelegate):
         fd = cm.front_door
         try:
             await self.w.originate(self.leg, f"sip:{RING_PREFIX}{self.token}@{fd}",
-                                   from_uri=f"sip:{self.s.caller}@{fd.split(':')[0]}",
+                                   from_uri=await screenpop.caller_from(cm, self.s),
                                    headers={"X-PBX-Call": self.s.rec.id, "X-PBX-Group": self.group.name})
         except Exception as exc:
             log.warning("call %s: ringing group %s (%s) failed: %s", self.s.rec.id[:12], self.group.name,

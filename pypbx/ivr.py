@@ -57,6 +57,7 @@ from typing import Any
 
 from media import protocol as P
 from media.client import WorkerError
+from pypbx import screenpop
 from pypbx.calllog import Disposition
 from pypbx.db import Database, IntegrityError
 from pypbx.delegate import Tick, TimedDelegate
@@ -571,7 +572,7 @@ class IvrCall(TimedDelegate):
             pass
         fd = self.cm.front_door
         try:
-            await self.w.originate(self.ring_leg, f"sip:{ext}@{fd}", from_uri=f"sip:{s.caller}@{fd.split(':')[0]}",
+            await self.w.originate(self.ring_leg, f"sip:{ext}@{fd}", from_uri=await screenpop.caller_from(self.cm, s),
                                    headers={"X-PBX-Call": s.rec.id})
         except WorkerError as exc:
             self.ring_leg = None

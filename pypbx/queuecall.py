@@ -72,6 +72,7 @@ except ModuleNotFoundError:      # an editable install made before ivr_prompts b
 from media import protocol as P
 from media.client import WorkerError
 from pypbx import acdstore as S
+from pypbx import screenpop
 from pypbx.calllog import Disposition
 
 log = logging.getLogger(__name__)
@@ -304,7 +305,7 @@ class QueueCall:
         fd = self.cm.front_door
         try:
             await self.w.originate(self.ring_leg, f"sip:acd-{token}@{fd}",
-                                   from_uri=f"sip:{self.s.caller}@{fd.split(':')[0]}",
+                                   from_uri=await screenpop.caller_from(self.cm, self.s),
                                    headers={"X-PBX-Call": self.call_id, "X-PBX-Queue": self.queue})
         except WorkerError as exc:
             log.warning("call %s: ringing %s failed: %s", self.call_id[:12], ring.agent_ids, exc)
