@@ -942,8 +942,9 @@ def queue_show(ctx: click.Context, name: str, as_json: bool) -> None:
                                               if ewt is not None else "")
         click.echo(head)
         if waiting:
-            click.echo(_table(["POS", "CALLER", "WAITING", "PRIORITY", "KIND", "RINGING"],
+            click.echo(_table(["POS", "CALLER", "LINE", "WAITING", "PRIORITY", "KIND", "RINGING"],
                               [[w.get("position", "-"), w.get("number") or w.get("call_id") or "-",
+                                w.get("service_line") or "-",
                                 _duration(w.get("wait")), w.get("priority", 0),
                                 "callback" if w.get("is_callback") else "caller",
                                 ",".join(w.get("ringing") or []) or "-"]

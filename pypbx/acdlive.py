@@ -479,6 +479,11 @@ class AcdLive:
 
     # ================================================================ local API
 
+    def _service_line(self, call_id: str) -> str | None:
+        """The DID's service line of a waiting call (what the agent's screen pop shows)."""
+        rec = getattr(getattr(self.calls.get(call_id), "s", None), "rec", None)
+        return getattr(rec, "service_line", None) or None
+
     def queue_status(self, queue: str) -> dict:
         if queue not in self.engine.queues:
             raise ValueError(f"queue {queue} not found")
@@ -486,7 +491,8 @@ class AcdLive:
         q = self.engine.queues[queue]
         waiting = [{"call_id": w.call_id, "number": w.number, "position": w.position,
                     "wait": round(w.wait, 1), "priority": w.priority, "is_callback": w.is_callback,
-                    "ringing": list(w.ringing)} for w in self.engine.waiting(queue, now)]
+                    "ringing": list(w.ringing), "service_line": self._service_line(w.call_id)}
+                   for w in self.engine.waiting(queue, now)]
         agents = []
         for a in sorted(self.engine.agents.values(), key=lambda a: a.id):
             if not AcdEngine._qualifies(a, queue, q.required_skills):

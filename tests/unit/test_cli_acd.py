@@ -192,7 +192,7 @@ def test_queue_show_live(pbx: Callable, fake_pbx: FakePBX) -> None:
             {"call_id": "c2", "number": "+821055512345", "position": 2, "wait": 75, "priority": 0,
              "is_callback": True, "ringing": []},
             {"call_id": "c1", "number": "+3312345", "position": 1, "wait": 130, "priority": 1,
-             "is_callback": False, "ringing": ["alice"]}],
+             "is_callback": False, "ringing": ["alice"], "service_line": "Appointments"}],
         "agents": [{"id": "alice", "name": "Alice Kim", "state": "ringing", "extension": "1001", "since": 4},
                    {"id": "dora", "name": "Dora", "state": "paused", "pause_reason": "ring_no_answer",
                     "extension": "1003", "since": 65}],
@@ -201,9 +201,9 @@ def test_queue_show_live(pbx: Callable, fake_pbx: FakePBX) -> None:
     assert "Waiting: 2 (estimated wait for a new caller 4m 00s)\n" in out
     lines = out.splitlines()
     i = lines.index("Waiting: 2 (estimated wait for a new caller 4m 00s)")
-    assert lines[i + 1].split() == ["POS", "CALLER", "WAITING", "PRIORITY", "KIND", "RINGING"]
-    assert lines[i + 2].split() == ["1", "+3312345", "2m", "10s", "1", "caller", "alice"]
-    assert lines[i + 3].split() == ["2", "+821055512345", "1m", "15s", "0", "callback", "-"]
+    assert lines[i + 1].split() == ["POS", "CALLER", "LINE", "WAITING", "PRIORITY", "KIND", "RINGING"]
+    assert lines[i + 2].split() == ["1", "+3312345", "Appointments", "2m", "10s", "1", "caller", "alice"]
+    assert lines[i + 3].split() == ["2", "+821055512345", "-", "1m", "15s", "0", "callback", "-"]
     assert lines[i + 4] == "Agents: 2"
     assert lines[i + 6].split() == ["alice", "Alice", "Kim", "ringing", "1001", "4s"]
     assert lines[i + 7].split() == ["dora", "Dora", "paused", "(ring_no_answer)", "1003", "1m", "05s"]
