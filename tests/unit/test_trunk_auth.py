@@ -231,3 +231,16 @@ def test_a_plain_403_is_the_providers_answer_not_an_auth_failure() -> None:
         assert [k for k, _ in cm.events] == ["trunk_dial"]
         assert len(_originates(s.worker)) == 1 and not cm.finished
     asyncio.run(go())
+
+
+def test_a_provider_that_never_answers_fails_over_on_the_408() -> None:
+    """No response at all: the front door's client transaction times out (Timer B, RFC 3261
+    §17.1.1.2) and answers the worker 408 (tests/unit/test_proxy.py), which fails over."""
+    async def go():
+        router, cm, s = _outbound(_svc())
+        await router._dial_next(cm, s)
+        assert await router.on_ended(cm, s, P.Ended(leg="trunk-1", cause_code=408, reason="Request Timeout"))
+        assert [k for k, _ in cm.events] == ["trunk_dial", "trunk_failover", "trunk_dial"]
+        assert dict(cm.events[1][1])["status"] == 408
+        assert _originates(s.worker)[1].headers["X-PBX-Trunk"] == "b"
+    asyncio.run(go())
