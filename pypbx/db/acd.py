@@ -45,7 +45,7 @@ class AcdQueries(DatabaseCore):
         return await self.fetch_rows(QueueRow, "SELECT name, config, created_at, updated_at FROM queues ORDER BY name")
 
     # ------------------------------------------------------------------ ACD: agents
-    async def insert_agent_row(self, row: Mapping[str, SQLValue]) -> None:
+    async def insert_agent_row(self, row: Mapping[str, object]) -> None:
         """Raises IntegrityError if the id exists."""
         async with self.transaction():
             await self.execute(
@@ -62,7 +62,7 @@ class AcdQueries(DatabaseCore):
     async def list_agent_rows(self) -> list[AgentRow]:
         return await self.fetch_rows(AgentRow, f"SELECT {', '.join(AGENT_FIELDS)} FROM agents ORDER BY id")
 
-    async def update_agent_row(self, agent_id: str, fields: Mapping[str, SQLValue], now: float,
+    async def update_agent_row(self, agent_id: str, fields: Mapping[str, object], now: float,
                                event: tuple[float, str, str] | None = None) -> bool:
         """Set some of name, skills, wrap_up, extension, state, pause_reason, state_since and,
         in the same transaction, append ``event`` = (ts, kind, detail JSON) to agent_events."""
@@ -152,7 +152,7 @@ class AcdQueries(DatabaseCore):
         assert new is not None
         return new, merged
 
-    async def update_callback_row(self, cb_id: int, fields: Mapping[str, SQLValue]) -> bool:
+    async def update_callback_row(self, cb_id: int, fields: Mapping[str, object]) -> bool:
         bad = set(fields) - (set(CALLBACK_FIELDS) - {"id"})
         if bad:
             raise ValueError(f"cannot update callback fields {sorted(bad)}")

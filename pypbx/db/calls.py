@@ -24,7 +24,7 @@ class _DispositionCount(TypedDict):
 
 class CallQueries(DatabaseCore):
     # ------------------------------------------------------------------ calls (CDR)
-    async def insert_call(self, row: Mapping[str, SQLValue], event: tuple[float, str, str]) -> None:
+    async def insert_call(self, row: Mapping[str, object], event: tuple[float, str, str]) -> None:
         """A new call record and its first event, in one transaction."""
         async with self.transaction():
             await self.execute(
@@ -33,7 +33,7 @@ class CallQueries(DatabaseCore):
             await self.execute("INSERT INTO call_events(call_id, ts, kind, detail) VALUES (?, ?, ?, ?)",
                                (row["id"], *event))
 
-    async def update_call(self, call_id: str, fields: Mapping[str, SQLValue],
+    async def update_call(self, call_id: str, fields: Mapping[str, object],
                           events: Sequence[tuple[float, str, str]] = ()) -> bool:
         bad = set(fields) - set(CALL_FIELDS) | ({"id"} & set(fields))
         if bad:
@@ -101,7 +101,7 @@ class CallQueries(DatabaseCore):
         return {r["disposition"]: int(r["n"]) for r in rows}
 
     # ------------------------------------------------------------------ recordings
-    async def upsert_recording(self, row: Mapping[str, SQLValue]) -> None:
+    async def upsert_recording(self, row: Mapping[str, object]) -> None:
         cols = ", ".join(RECORDING_FIELDS)
         vals = ", ".join(":" + f for f in RECORDING_FIELDS)
         sets = ", ".join(f"{f} = excluded.{f}" for f in RECORDING_FIELDS if f != "call_id")

@@ -9,7 +9,6 @@ from pypbx.db.rows import (
     EXTENSION_FIELDS,
     ExtensionPermissionRow,
     ExtensionRow,
-    SQLValue,
 )
 
 
@@ -19,7 +18,7 @@ class _Count(TypedDict):
 
 class ExtensionQueries(DatabaseCore):
     # ------------------------------------------------------------------ extensions
-    async def insert_extension(self, row: Mapping[str, SQLValue]) -> None:
+    async def insert_extension(self, row: Mapping[str, object]) -> None:
         """Raises IntegrityError if the number exists."""
         row = {"name": "", "enabled": 1, **{k: v for k, v in row.items() if v is not None}}
         async with self.transaction():
@@ -36,7 +35,7 @@ class ExtensionQueries(DatabaseCore):
                 (realm, ha1_md5, ha1_sha256, now, number))
         return n > 0
 
-    async def update_extension_fields(self, number: str, now: float, **fields: SQLValue) -> bool:
+    async def update_extension_fields(self, number: str, now: float, **fields: object) -> bool:
         """Set ``name`` and/or ``enabled``."""
         allowed = {"name", "enabled"}
         bad = set(fields) - allowed

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence, TypedDict
 
 from pypbx.db.core import DatabaseCore
-from pypbx.db.rows import NotificationRow, SQLValue
+from pypbx.db.rows import NotificationRow
 
 
 class _Due(TypedDict):
@@ -14,7 +14,7 @@ class _Due(TypedDict):
 
 class NotifyQueries(DatabaseCore):
     # notifications' outbox (pypbx.notify)
-    async def insert_notification_rows(self, rows: Sequence[Mapping[str, SQLValue]]) -> list[int]:
+    async def insert_notification_rows(self, rows: Sequence[Mapping[str, object]]) -> list[int]:
         """All in one transaction; returns their ids."""
         ids = []
         async with self.transaction():
@@ -39,7 +39,7 @@ class NotifyQueries(DatabaseCore):
         cond, params = ("WHERE status = ?", [status]) if status else ("", [])
         return await self.fetch_rows(NotificationRow, f"SELECT * FROM notifications {cond} ORDER BY id DESC LIMIT ?", (*params, limit))
 
-    async def update_notification_row(self, nid: int, **fields: SQLValue) -> bool:
+    async def update_notification_row(self, nid: int, **fields: object) -> bool:
         bad = set(fields) - {"status", "attempts", "next_attempt_at", "sent_at", "last_error", "target"}
         if bad:
             raise ValueError(f"cannot update notification fields {sorted(bad)}")

@@ -9,7 +9,6 @@ from pypbx.db.rows import (
     REGISTRATION_FIELDS,
     RegistrationRow,
     SecurityEventRow,
-    SQLValue,
 )
 
 
@@ -21,7 +20,7 @@ class RegistrationQueries(DatabaseCore):
             return await self.fetch_rows(RegistrationRow, f"SELECT {cols} FROM registrations ORDER BY aor, contact")
         return await self.fetch_rows(RegistrationRow, f"SELECT {cols} FROM registrations WHERE aor = ? ORDER BY contact", (aor,))
 
-    async def save_registration_rows(self, upserts: Sequence[Mapping[str, SQLValue]],
+    async def save_registration_rows(self, upserts: Sequence[Mapping[str, object]],
                                      deletes: Sequence[tuple[str, str]]) -> None:
         """Apply a batch in one transaction: deletes first, then upserts (insert or replace by (aor, contact))."""
         if not upserts and not deletes:

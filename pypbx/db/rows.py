@@ -11,8 +11,9 @@ from typing import Mapping, Sequence, TypedDict, Union
 
 SQLValue = Union[str, int, float, bytes, None]
 """A value SQLite stores (bool is an int)."""
-Params = Union[Sequence[SQLValue], Mapping[str, SQLValue]]
-"""Positional (``?``) or named (``:name``) statement parameters."""
+Params = Union[Sequence[object], Mapping[str, object]]
+"""Positional (``?``) or named (``:name``) statement parameters. Values are ``object`` so that
+callers' dicts fit; the driver accepts :data:`SQLValue` and raises on anything else."""
 Row = dict[str, SQLValue]
 """A row of an ad-hoc query (column name -> value)."""
 

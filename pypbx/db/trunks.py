@@ -6,19 +6,19 @@ from typing import Mapping
 
 from pypbx.db.core import DatabaseCore
 from pypbx.db.errors import DBError
-from pypbx.db.rows import DidRow, SQLValue, TrunkRow
+from pypbx.db.rows import DidRow, TrunkRow
 
 
 class TrunkQueries(DatabaseCore):
     # ------------------------------------------------------------------ trunks, DIDs (pypbx.trunks)
-    async def insert_trunk_row(self, row: Mapping[str, SQLValue]) -> None:
+    async def insert_trunk_row(self, row: Mapping[str, object]) -> None:
         """Raises IntegrityError if the name exists."""
         cols = ", ".join(row)
         async with self.transaction():
             await self.execute(f"INSERT INTO trunks({cols}) VALUES ({', '.join('?' * len(row))})",
                                tuple(row.values()))
 
-    async def update_trunk_row(self, name: str, fields: Mapping[str, SQLValue]) -> bool:
+    async def update_trunk_row(self, name: str, fields: Mapping[str, object]) -> bool:
         if not fields:
             return await self.get_trunk_row(name) is not None
         sets = ", ".join(f"{k} = ?" for k in fields)
@@ -55,7 +55,7 @@ class TrunkQueries(DatabaseCore):
     async def list_did_rows(self) -> list[DidRow]:
         return await self.fetch_rows(DidRow, "SELECT * FROM dids ORDER BY number")
 
-    async def update_did_row(self, number: str, fields: Mapping[str, SQLValue]) -> bool:
+    async def update_did_row(self, number: str, fields: Mapping[str, object]) -> bool:
         """Change some of a DID's columns (destination, service_line, trunk, known_dest, new_dest)."""
         allowed = {"destination", "service_line", "trunk", "known_dest", "new_dest"}
         bad = set(fields) - allowed

@@ -29,7 +29,7 @@ class VoicemailQueries(DatabaseCore):
         async with self.transaction():
             return await self.execute("DELETE FROM voicemail_boxes WHERE box = ?", (box,)) > 0
 
-    async def insert_voicemail_row(self, row: Mapping[str, SQLValue]) -> None:
+    async def insert_voicemail_row(self, row: Mapping[str, object]) -> None:
         cols = ", ".join(row)
         async with self.transaction():
             await self.execute(f"INSERT INTO voicemail({cols}) VALUES ({', '.join(':' + k for k in row)})", row)
@@ -50,7 +50,7 @@ class VoicemailQueries(DatabaseCore):
     async def get_voicemail_row(self, msg_id: str) -> VoicemailRow | None:
         return await self.fetch_row(VoicemailRow, "SELECT * FROM voicemail WHERE id = ?", (msg_id,))
 
-    async def update_voicemail_row(self, msg_id: str, **fields: SQLValue) -> bool:
+    async def update_voicemail_row(self, msg_id: str, **fields: object) -> bool:
         bad = set(fields) - {"heard", "deleted_at", "seconds", "path"}
         if bad:
             raise ValueError(f"cannot update voicemail fields {sorted(bad)}")
