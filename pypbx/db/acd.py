@@ -39,7 +39,7 @@ class AcdQueries(DatabaseCore):
 
     async def get_queue_row(self, name: str) -> QueueRow | None:
         return await self.fetch_row(QueueRow, "SELECT name, config, created_at, updated_at FROM queues WHERE name = ?",
-                                   (name,))
+                                    (name,))
 
     async def list_queue_rows(self) -> list[QueueRow]:
         return await self.fetch_rows(QueueRow, "SELECT name, config, created_at, updated_at FROM queues ORDER BY name")
@@ -57,7 +57,7 @@ class AcdQueries(DatabaseCore):
 
     async def get_agent_row_at_extension(self, extension: str) -> AgentRow | None:
         return await self.fetch_row(AgentRow, f"SELECT {', '.join(AGENT_FIELDS)} FROM agents WHERE extension = ?",
-                                   (extension,))
+                                    (extension,))
 
     async def list_agent_rows(self) -> list[AgentRow]:
         return await self.fetch_rows(AgentRow, f"SELECT {', '.join(AGENT_FIELDS)} FROM agents ORDER BY id")
@@ -71,7 +71,8 @@ class AcdQueries(DatabaseCore):
             raise ValueError(f"cannot update agent fields {sorted(bad)}")
         async with self.transaction():
             sets = ", ".join([f"{k} = :{k}" for k in fields] + ["updated_at = :_now"])
-            n = await self.execute(f"UPDATE agents SET {sets} WHERE id = :_id", {**fields, "_now": now, "_id": agent_id})
+            n = await self.execute(f"UPDATE agents SET {sets} WHERE id = :_id",
+                                   {**fields, "_now": now, "_id": agent_id})
             if n and event is not None:
                 await self.execute("INSERT INTO agent_events(ts, agent, kind, detail) VALUES (?, ?, ?, ?)",
                                    (event[0], agent_id, event[1], event[2]))
@@ -97,9 +98,10 @@ class AcdQueries(DatabaseCore):
         """Newest first."""
         if agent is None:
             return await self.fetch_rows(AgentEventRow, "SELECT seq, ts, agent, kind, detail FROM agent_events "
-                                       "ORDER BY seq DESC LIMIT ?", (limit,))
-        return await self.fetch_rows(AgentEventRow, "SELECT seq, ts, agent, kind, detail FROM agent_events WHERE agent = ? "
-                                   "ORDER BY seq DESC LIMIT ?", (agent, limit))
+                                         "ORDER BY seq DESC LIMIT ?", (limit,))
+        return await self.fetch_rows(AgentEventRow,
+                                     "SELECT seq, ts, agent, kind, detail FROM agent_events WHERE agent = ? "
+                                     "ORDER BY seq DESC LIMIT ?", (agent, limit))
 
     # ------------------------------------------------------------------ ACD: queue events
     async def add_queue_events(self, events: Sequence[tuple[float, str | None, str | None, str | None, str, str]]
@@ -125,8 +127,8 @@ class AcdQueries(DatabaseCore):
         if until is not None:
             where.append("ts < ?"); params.append(until)
         cond = ("WHERE " + " AND ".join(where)) if where else ""
-        return await self.fetch_rows(QueueEventRow,
-            f"SELECT * FROM (SELECT seq, ts, queue, call_id, agent, kind, data FROM queue_events {cond} "
+        return await self.fetch_rows(
+            QueueEventRow, f"SELECT * FROM (SELECT seq, ts, queue, call_id, agent, kind, data FROM queue_events {cond} "
             f"ORDER BY seq DESC LIMIT ?) ORDER BY seq", (*params, limit))
 
     # ------------------------------------------------------------------ ACD: callbacks
@@ -148,7 +150,8 @@ class AcdQueries(DatabaseCore):
                 merged = False
                 got = await self.fetchone("SELECT last_insert_rowid() AS id")
                 cb_id = got["id"] if got else None
-            new = await self.fetch_row(CallbackRow, f"SELECT {', '.join(CALLBACK_FIELDS)} FROM callbacks WHERE id = ?", (cb_id,))
+            new = await self.fetch_row(CallbackRow,
+                                       f"SELECT {', '.join(CALLBACK_FIELDS)} FROM callbacks WHERE id = ?", (cb_id,))
         assert new is not None
         return new, merged
 
@@ -163,7 +166,8 @@ class AcdQueries(DatabaseCore):
             return await self.execute(f"UPDATE callbacks SET {sets} WHERE id = :_id", {**fields, "_id": cb_id}) > 0
 
     async def get_callback_row(self, cb_id: int) -> CallbackRow | None:
-        return await self.fetch_row(CallbackRow, f"SELECT {', '.join(CALLBACK_FIELDS)} FROM callbacks WHERE id = ?", (cb_id,))
+        return await self.fetch_row(CallbackRow,
+                                    f"SELECT {', '.join(CALLBACK_FIELDS)} FROM callbacks WHERE id = ?", (cb_id,))
 
     async def list_callback_rows(self, statuses: Sequence[str] | None = None, queue: str | None = None,
                                  limit: int = 1000) -> list[CallbackRow]:
@@ -176,7 +180,7 @@ class AcdQueries(DatabaseCore):
             where.append("queue = ?"); params.append(queue)
         cond = ("WHERE " + " AND ".join(where)) if where else ""
         return await self.fetch_rows(CallbackRow, f"SELECT {', '.join(CALLBACK_FIELDS)} FROM callbacks {cond} "
-                                   f"ORDER BY requested_at, id LIMIT ?", (*params, limit))
+                                     f"ORDER BY requested_at, id LIMIT ?", (*params, limit))
 
     # ------------------------------------------------------------------ ACD: engine state
     async def save_acd_state_row(self, key: str, value: str, now: float) -> None:
@@ -196,4 +200,5 @@ class AcdQueries(DatabaseCore):
                                       (number, now, name)) > 0
 
     async def queue_number_rows(self) -> list[QueueNumberRow]:
-        return await self.fetch_rows(QueueNumberRow, "SELECT name, number FROM queues WHERE number IS NOT NULL ORDER BY name")
+        return await self.fetch_rows(QueueNumberRow,
+                                     "SELECT name, number FROM queues WHERE number IS NOT NULL ORDER BY name")

@@ -36,4 +36,4 @@ class CallerQueries(DatabaseCore):
     async def list_caller_rows(self, limit: int = 1000, known_only: bool = False) -> list[CallerRow]:
         cond = "WHERE patient_id IS NOT NULL OR calls > 0" if known_only else ""
         return await self.fetch_rows(CallerRow, f"SELECT * FROM callers {cond} "
-                                   "ORDER BY COALESCE(last_seen, imported_at) DESC, number LIMIT ?", (limit,))
+                                     "ORDER BY COALESCE(last_seen, imported_at) DESC, number LIMIT ?", (limit,))

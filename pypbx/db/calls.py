@@ -58,8 +58,9 @@ class CallQueries(DatabaseCore):
         return await self.fetch_row(CallRow, f"SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE id = ?", (call_id,))
 
     async def call_event_rows(self, call_id: str) -> list[CallEventRow]:
-        return await self.fetch_rows(CallEventRow, "SELECT seq, ts, kind, detail FROM call_events WHERE call_id = ? ORDER BY seq",
-                                   (call_id,))
+        return await self.fetch_rows(CallEventRow,
+                                     "SELECT seq, ts, kind, detail FROM call_events WHERE call_id = ? ORDER BY seq",
+                                     (call_id,))
 
     async def search_call_rows(self, *, since: float | None = None, until: float | None = None,
                                number: str | None = None, queue: str | None = None, agent: str | None = None,
@@ -80,23 +81,28 @@ class CallQueries(DatabaseCore):
             where.append("disposition = ?"); params.append(disposition)
         cond = ("WHERE " + " AND ".join(where)) if where else ""
         cols = ", ".join("c." + f for f in CALL_FIELDS)
-        return await self.fetch_rows(CallSearchRow,
+        return await self.fetch_rows(
+            CallSearchRow,
             f"SELECT {cols}, r.path AS recording_path, r.status AS recording_status, r.seconds AS recording_seconds "
             f"FROM calls c LEFT JOIN recordings r ON r.call_id = c.id {cond.replace('offered_at', 'c.offered_at')} "
             f"ORDER BY c.offered_at DESC LIMIT ?", (*params, limit))
 
     async def open_call_rows(self) -> list[CallRow]:
-        return await self.fetch_rows(CallRow, f"SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE disposition = 'in_progress'")
+        return await self.fetch_rows(CallRow,
+                                     f"SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE disposition = 'in_progress'")
 
     async def call_rows_between(self, since: float | None, until: float | None) -> list[CallRow]:
         """Every call offered in [since, until), oldest first (pypbx.reports)."""
-        return await self.fetch_rows(CallRow,
+        return await self.fetch_rows(
+            CallRow,
             f"SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE offered_at >= ? AND offered_at < ? ORDER BY offered_at",
             (since if since is not None else float("-inf"), until if until is not None else float("inf")))
 
     async def disposition_counts(self, since: float | None, until: float | None) -> dict[str, int]:
         rows = await self.fetch_rows(
-            _DispositionCount, "SELECT disposition, count(*) AS n FROM calls WHERE offered_at >= ? AND offered_at < ? GROUP BY disposition",
+            _DispositionCount,
+            "SELECT disposition, count(*) AS n FROM calls WHERE offered_at >= ? AND offered_at < ? "
+            "GROUP BY disposition",
             (since if since is not None else float("-inf"), until if until is not None else float("inf")))
         return {r["disposition"]: int(r["n"]) for r in rows}
 
@@ -111,12 +117,14 @@ class CallQueries(DatabaseCore):
                                {f: row.get(f) for f in RECORDING_FIELDS})
 
     async def get_recording_row(self, call_id: str) -> RecordingRow | None:
-        return await self.fetch_row(RecordingRow, f"SELECT {', '.join(RECORDING_FIELDS)} FROM recordings WHERE call_id = ?",
-                                   (call_id,))
+        return await self.fetch_row(RecordingRow,
+                                    f"SELECT {', '.join(RECORDING_FIELDS)} FROM recordings WHERE call_id = ?",
+                                    (call_id,))
 
     async def recording_rows_with_status(self, status: str) -> list[RecordingRow]:
-        return await self.fetch_rows(RecordingRow, f"SELECT {', '.join(RECORDING_FIELDS)} FROM recordings WHERE status = ?",
-                                   (status,))
+        return await self.fetch_rows(RecordingRow,
+                                     f"SELECT {', '.join(RECORDING_FIELDS)} FROM recordings WHERE status = ?",
+                                     (status,))
 
     # surveys (pypbx.survey)
     async def insert_survey_row(self, call_id: str, agent: str | None, queue: str | None, score: int,
@@ -133,5 +141,6 @@ class CallQueries(DatabaseCore):
         if until is not None:
             where.append("ts < ?"); params.append(until)
         cond = ("WHERE " + " AND ".join(where)) if where else ""
-        return await self.fetch_rows(SurveyRow, f"SELECT seq, call_id, agent, queue, score, ts FROM surveys {cond} ORDER BY seq",
-                                   params)
+        return await self.fetch_rows(SurveyRow,
+                                     f"SELECT seq, call_id, agent, queue, score, ts FROM surveys {cond} ORDER BY seq",
+                                     params)

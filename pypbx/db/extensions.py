@@ -58,12 +58,13 @@ class ExtensionQueries(DatabaseCore):
         return n > 0
 
     async def get_extension_row(self, number: str) -> ExtensionRow | None:
-        return await self.fetch_row(ExtensionRow, f"SELECT {', '.join(EXTENSION_FIELDS)} FROM extensions WHERE number = ?",
-                                   (number,))
+        return await self.fetch_row(ExtensionRow,
+                                    f"SELECT {', '.join(EXTENSION_FIELDS)} FROM extensions WHERE number = ?",
+                                    (number,))
 
     async def list_extension_rows(self) -> list[ExtensionRow]:
-        return await self.fetch_rows(ExtensionRow,
-            f"SELECT {', '.join(EXTENSION_FIELDS)} FROM extensions ORDER BY length(number), number")
+        return await self.fetch_rows(
+            ExtensionRow, f"SELECT {', '.join(EXTENSION_FIELDS)} FROM extensions ORDER BY length(number), number")
 
     async def count_extensions(self) -> int:
         row = await self.fetch_row(_Count, "SELECT count(*) AS n FROM extensions")

@@ -17,10 +17,13 @@ class FrontLineQueries(DatabaseCore):
                                (name, tz, week, holidays, now))
 
     async def get_schedule_row(self, name: str) -> ScheduleRow | None:
-        return await self.fetch_row(ScheduleRow, "SELECT name, tz, week, holidays, updated_at FROM schedules WHERE name = ?", (name,))
+        return await self.fetch_row(ScheduleRow,
+                                    "SELECT name, tz, week, holidays, updated_at FROM schedules WHERE name = ?",
+                                    (name,))
 
     async def list_schedule_rows(self) -> list[ScheduleRow]:
-        return await self.fetch_rows(ScheduleRow, "SELECT name, tz, week, holidays, updated_at FROM schedules ORDER BY name")
+        return await self.fetch_rows(ScheduleRow,
+                                     "SELECT name, tz, week, holidays, updated_at FROM schedules ORDER BY name")
 
     async def delete_schedule_row(self, name: str) -> bool:
         async with self.transaction():
@@ -35,7 +38,8 @@ class FrontLineQueries(DatabaseCore):
                                "updated_at = excluded.updated_at", (name, number, config, now))
 
     async def get_ivr_menu_row(self, name: str) -> IvrMenuRow | None:
-        return await self.fetch_row(IvrMenuRow, "SELECT name, number, config, updated_at FROM ivr_menus WHERE name = ?", (name,))
+        return await self.fetch_row(IvrMenuRow,
+                                    "SELECT name, number, config, updated_at FROM ivr_menus WHERE name = ?", (name,))
 
     async def list_ivr_menu_rows(self) -> list[IvrMenuRow]:
         return await self.fetch_rows(IvrMenuRow, "SELECT name, number, config, updated_at FROM ivr_menus ORDER BY name")

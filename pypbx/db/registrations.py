@@ -18,7 +18,8 @@ class RegistrationQueries(DatabaseCore):
         cols = ", ".join(REGISTRATION_FIELDS)
         if aor is None:
             return await self.fetch_rows(RegistrationRow, f"SELECT {cols} FROM registrations ORDER BY aor, contact")
-        return await self.fetch_rows(RegistrationRow, f"SELECT {cols} FROM registrations WHERE aor = ? ORDER BY contact", (aor,))
+        return await self.fetch_rows(RegistrationRow,
+                                     f"SELECT {cols} FROM registrations WHERE aor = ? ORDER BY contact", (aor,))
 
     async def save_registration_rows(self, upserts: Sequence[Mapping[str, object]],
                                      deletes: Sequence[tuple[str, str]]) -> None:
@@ -54,6 +55,6 @@ class RegistrationQueries(DatabaseCore):
     async def recent_security_events(self, limit: int = 100, since: float | None = None) -> list[SecurityEventRow]:
         if since is None:
             return await self.fetch_rows(SecurityEventRow, "SELECT ts, kind, ip, detail FROM security_events "
-                                       "ORDER BY ts DESC LIMIT ?", (limit,))
+                                         "ORDER BY ts DESC LIMIT ?", (limit,))
         return await self.fetch_rows(SecurityEventRow, "SELECT ts, kind, ip, detail FROM security_events WHERE ts >= ? "
-                                   "ORDER BY ts DESC LIMIT ?", (since, limit))
+                                     "ORDER BY ts DESC LIMIT ?", (since, limit))

@@ -33,7 +33,8 @@ class RouteQueries(DatabaseCore):
     async def list_route_rule_rows(self, name: str | None = None) -> list[RouteRuleRow]:
         if name is None:
             return await self.fetch_rows(RouteRuleRow, "SELECT * FROM route_rules ORDER BY route, position")
-        return await self.fetch_rows(RouteRuleRow, "SELECT * FROM route_rules WHERE route = ? ORDER BY position", (name,))
+        return await self.fetch_rows(RouteRuleRow,
+                                     "SELECT * FROM route_rules WHERE route = ? ORDER BY position", (name,))
 
     async def replace_route_rule_rows(self, name: str, rules: Sequence[tuple[str, str, str]]) -> None:
         """The route's rules become ``rules`` ((conditions JSON, destination, options JSON),
