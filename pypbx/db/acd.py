@@ -137,19 +137,17 @@ class AcdQueries(DatabaseCore):
         """A callback for (number, queue): the open one (pending or dialing) gets merged_count + 1,
         else a new pending row. Returns (row, merged)."""
         async with self.transaction():
-            row = await self.fetchone(
-                f"SELECT {', '.join(CALLBACK_FIELDS)} FROM callbacks "
+            row = await self.fetch_row(
+                CallbackRow, f"SELECT {', '.join(CALLBACK_FIELDS)} FROM callbacks "
                 f"WHERE number = ? AND queue = ? AND status IN ('pending', 'dialing')", (number, queue))
             if row is not None:
                 await self.execute("UPDATE callbacks SET merged_count = merged_count + 1 WHERE id = ?", (row["id"],))
                 merged = True
                 cb_id = row["id"]
             else:
-                await self.execute("INSERT INTO callbacks(number, queue, requested_at, status, call_id) "
-                                   "VALUES (?, ?, ?, 'pending', ?)", (number, queue, now, call_id))
+                cb_id = await self.insert("INSERT INTO callbacks(number, queue, requested_at, status, call_id) "
+                                          "VALUES (?, ?, ?, 'pending', ?)", (number, queue, now, call_id))
                 merged = False
-                got = await self.fetchone("SELECT last_insert_rowid() AS id")
-                cb_id = got["id"] if got else None
             new = await self.fetch_row(CallbackRow,
                                        f"SELECT {', '.join(CALLBACK_FIELDS)} FROM callbacks WHERE id = ?", (cb_id,))
         assert new is not None

@@ -18,7 +18,7 @@ import asyncio
 import sqlite3
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterable, TypeVar, cast
+from typing import AsyncIterator, Callable, Iterable, Self, TypeVar, cast
 
 import aiosqlite
 
@@ -69,7 +69,7 @@ class DatabaseCore:
 
     # ------------------------------------------------------------------ generic
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[DatabaseCore]:
+    async def transaction(self) -> AsyncIterator[Self]:
         """``async with db.transaction():`` — BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error)."""
         async with self._write_lock:
             with sql_errors():
