@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pypbx import db as dbmod
+from pypbx.db import migrate as migmod
 from pypbx import extensions as E
 from pypbx import registrations as R
 from pypbx.db import SCHEMA_VERSION, IntegrityError, SchemaTooNewError, data_version, open_db
@@ -77,10 +78,10 @@ def test_reopening_is_a_no_op(tmp_path: Path) -> None:
 def test_pending_migrations_applied_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "pypbx.db"
     run(_open_close(path))
-    extra = ["CREATE TABLE t2 (x INTEGER); INSERT INTO t2 VALUES (2);",
-             "CREATE TABLE t3 (y INTEGER); INSERT INTO t3 SELECT x + 1 FROM t2;"]
-    monkeypatch.setattr(dbmod, "MIGRATIONS", dbmod.MIGRATIONS + extra)
-    monkeypatch.setattr(dbmod, "SCHEMA_VERSION", len(dbmod.MIGRATIONS))
+    extra = (migmod.Migration(SCHEMA_VERSION + 1, "t2", sql="CREATE TABLE t2 (x INTEGER); INSERT INTO t2 VALUES (2);"),
+             migmod.Migration(SCHEMA_VERSION + 2, "t3",
+                              sql="CREATE TABLE t3 (y INTEGER); INSERT INTO t3 SELECT x + 1 FROM t2;"))
+    monkeypatch.setattr(migmod, "MIGRATIONS", migmod.MIGRATIONS + extra)
     run(_open_close(path))
     assert user_version(path) == SCHEMA_VERSION + 2
     con = sqlite3.connect(path)
@@ -91,8 +92,8 @@ def test_pending_migrations_applied_in_order(tmp_path: Path, monkeypatch: pytest
 def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "pypbx.db"
     run(_open_close(path))
-    monkeypatch.setattr(dbmod, "MIGRATIONS", dbmod.MIGRATIONS + ["CREATE TABLE t2 (x); SELECT * FROM nope;"])
-    monkeypatch.setattr(dbmod, "SCHEMA_VERSION", len(dbmod.MIGRATIONS))
+    bad = migmod.Migration(SCHEMA_VERSION + 1, "bad", sql="CREATE TABLE t2 (x); SELECT * FROM nope;")
+    monkeypatch.setattr(migmod, "MIGRATIONS", migmod.MIGRATIONS + (bad,))
     with pytest.raises(dbmod.DBError, match="no such table: nope"):
         run(_open_close(path))
     assert user_version(path) == SCHEMA_VERSION
@@ -115,7 +116,7 @@ def test_newer_db_is_a_clear_error(tmp_path: Path) -> None:
 def test_split_sql_keeps_trigger_bodies() -> None:
     script = ("CREATE TABLE a(x); CREATE TRIGGER tr AFTER INSERT ON a BEGIN "
               "INSERT INTO a VALUES (1); SELECT ';'; END; ")
-    assert dbmod._split_sql(script) == [
+    assert migmod.split_sql(script) == [
         "CREATE TABLE a(x);",
         "CREATE TRIGGER tr AFTER INSERT ON a BEGIN INSERT INTO a VALUES (1); SELECT ';'; END;"]
 

@@ -1,0 +1,39 @@
+"""The :class:`Database` every caller gets from :func:`open_db`: the connection core plus every
+domain's queries."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator
+
+from pypbx.db.acd import AcdQueries
+from pypbx.db.callers import CallerQueries
+from pypbx.db.calls import CallQueries
+from pypbx.db.core import connect
+from pypbx.db.extensions import ExtensionQueries
+from pypbx.db.frontline import FrontLineQueries
+from pypbx.db.notify import NotifyQueries
+from pypbx.db.registrations import RegistrationQueries
+from pypbx.db.routes import RouteQueries
+from pypbx.db.trunks import TrunkQueries
+from pypbx.db.voicemail import VoicemailQueries
+
+
+class Database(ExtensionQueries, RegistrationQueries, CallQueries, AcdQueries, FrontLineQueries,
+               CallerQueries, VoicemailQueries, NotifyQueries, TrunkQueries, RouteQueries):
+    """One connection with every query. Safe to share between tasks of one event loop."""
+
+
+@asynccontextmanager
+async def open_db(path: str | Path) -> AsyncIterator[Database]:
+    """Open (creating the file and its directory if needed) and migrate; close on exit."""
+    async with connect(path) as (conn, p, version):
+        yield Database(conn, p, version)
+
+
+async def data_version(db: Database) -> int:
+    """``PRAGMA data_version``: changes whenever ANOTHER connection commits to the database.
+
+    The running PBX polls this (cheap) to notice changes made by the CLI and reload."""
+    return await db.data_version()
