@@ -26,8 +26,8 @@ from __future__ import annotations
 import bisect
 import heapq
 import random
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from .estimator import AgentLoad, AsteriskHoldtime, WaitEstimator, skill_key
 from .model import (
@@ -35,8 +35,8 @@ from .model import (
     Agent,
     AgentState,
     Announce,
-    Caller,
     CallbackFailed,
+    Caller,
     CancelRing,
     ClosedCall,
     Connect,
@@ -326,22 +326,32 @@ class AcdEngine:
             e.cb_dialing = True
             e.attempts += 1
             self._event(
-                now, EventKind.CALLBACK_DIALED, e.queue, call_id, agent_id,
-                number=e.number, attempt=e.attempts,
+                now,
+                EventKind.CALLBACK_DIALED,
+                e.queue,
+                call_id,
+                agent_id,
+                number=e.number,
+                attempt=e.attempts,
             )
         else:
             wait = now - e.entered_at
             pos = self._position(e)
             self._remove(e)
             self._event(
-                now, EventKind.CONNECT, e.queue, call_id, agent_id,
-                wait=wait, position=pos, enter_position=e.enter_position, ring=ring,
+                now,
+                EventKind.CONNECT,
+                e.queue,
+                call_id,
+                agent_id,
+                wait=wait,
+                position=pos,
+                enter_position=e.enter_position,
+                ring=ring,
             )
             self.estimator.observe_answer(e.queue, wait, ring)
             self.asterisk.observe_answer(e.queue, wait)
-            self._connected[call_id] = _Conn(
-                call_id, e.queue, agent_id, e.entered_at, now, self._skey(e), False
-            )
+            self._connected[call_id] = _Conn(call_id, e.queue, agent_id, e.entered_at, now, self._skey(e), False)
             out.append(Connect(call_id, agent_id))
         self._dispatch(now, out)
         return out
@@ -364,8 +374,16 @@ class AcdEngine:
         e.ringing = tuple(x for x in e.ringing if x != agent_id)
         e.tried.add(agent_id)
         a = self.agents[agent_id]
-        self._event(now, EventKind.RINGNOANSWER, e.queue, call_id, agent_id,
-                    ring=now - e.ring_started, failed=True, reason=reason)
+        self._event(
+            now,
+            EventKind.RINGNOANSWER,
+            e.queue,
+            call_id,
+            agent_id,
+            ring=now - e.ring_started,
+            failed=True,
+            reason=reason,
+        )
         self._back_from_ring(a, now, out)
         if not e.ringing:
             e.ring_deadline = None
@@ -412,8 +430,7 @@ class AcdEngine:
         wait = now - e.entered_at
         pos = self._position(e)
         self._remove(e)
-        self._event(now, EventKind.ABANDON, e.queue, call_id, wait=wait, position=pos,
-                    enter_position=e.enter_position)
+        self._event(now, EventKind.ABANDON, e.queue, call_id, wait=wait, position=pos, enter_position=e.enter_position)
         self.estimator.observe_abandon(e.queue, wait)
         self._dispatch(now, out)
         return out
@@ -439,8 +456,16 @@ class AcdEngine:
         )
         if dup is not None:
             self._remove(e)
-            self._event(now, EventKind.CALLBACK_REQUESTED, e.queue, call_id, number=number,
-                        wait=wait, position=pos, merged_into=dup.id)
+            self._event(
+                now,
+                EventKind.CALLBACK_REQUESTED,
+                e.queue,
+                call_id,
+                number=number,
+                wait=wait,
+                position=pos,
+                merged_into=dup.id,
+            )
             if e.key < dup.key:  # the newer request had the better place: keep it
                 self._remove(dup)
                 dup.key = e.key
@@ -450,8 +475,7 @@ class AcdEngine:
             e.is_callback = True
             e.number = number
             e.tried.clear()
-            self._event(now, EventKind.CALLBACK_REQUESTED, e.queue, call_id, number=number,
-                        wait=wait, position=pos)
+            self._event(now, EventKind.CALLBACK_REQUESTED, e.queue, call_id, number=number, wait=wait, position=pos)
         self._dispatch(now, out)
         return out
 
@@ -464,10 +488,17 @@ class AcdEngine:
         agent_id = e.cb_agent
         assert agent_id is not None
         self._remove(e)
-        self._event(now, EventKind.CALLBACK_CONNECTED, e.queue, call_id, agent_id,
-                    number=e.number, attempt=e.attempts, wait=now - e.entered_at)
-        self._connected[call_id] = _Conn(call_id, e.queue, agent_id, e.entered_at, now,
-                                         self._skey(e), True)
+        self._event(
+            now,
+            EventKind.CALLBACK_CONNECTED,
+            e.queue,
+            call_id,
+            agent_id,
+            number=e.number,
+            attempt=e.attempts,
+            wait=now - e.entered_at,
+        )
+        self._connected[call_id] = _Conn(call_id, e.queue, agent_id, e.entered_at, now, self._skey(e), True)
         self.agents[agent_id].state_since = now
         out.append(Connect(call_id, agent_id))
         return out
@@ -484,9 +515,17 @@ class AcdEngine:
         e.cb_dialing = False
         e.cb_agent = None
         final = e.attempts >= q.callback_max_attempts
-        self._event(now, EventKind.CALLBACK_FAILED, e.queue, call_id,
-                    agent.id if agent else None, number=e.number, attempt=e.attempts,
-                    final=final, reason=reason)
+        self._event(
+            now,
+            EventKind.CALLBACK_FAILED,
+            e.queue,
+            call_id,
+            agent.id if agent else None,
+            number=e.number,
+            attempt=e.attempts,
+            final=final,
+            reason=reason,
+        )
         if final:
             self._remove(e)
             out.append(CallbackFailed(call_id, e.number, e.attempts, e.queue))
@@ -535,12 +574,20 @@ class AcdEngine:
         for k in self._order:
             e = self._by_key[k]
             if e.is_callback:
-                cbs.append({
-                    "call_id": e.id, "queue": e.queue, "number": e.number,
-                    "priority": e.call.priority, "skills": dict(e.call.skills),
-                    "language": e.call.language, "entered_at": e.entered_at,
-                    "seq": e.key[2], "attempts": e.attempts, "not_before": e.not_before,
-                })
+                cbs.append(
+                    {
+                        "call_id": e.id,
+                        "queue": e.queue,
+                        "number": e.number,
+                        "priority": e.call.priority,
+                        "skills": dict(e.call.skills),
+                        "language": e.call.language,
+                        "entered_at": e.entered_at,
+                        "seq": e.key[2],
+                        "attempts": e.attempts,
+                        "not_before": e.not_before,
+                    }
+                )
         return {
             "version": 1,
             "callbacks": cbs,
@@ -559,11 +606,20 @@ class AcdEngine:
         for d in snap.get("callbacks", []):
             if d["queue"] not in self.queues:
                 raise KeyError(f"callback {d['call_id']}: unknown queue {d['queue']}")
-            call = Caller(d["call_id"], d["number"], int(d.get("priority", 0)),
-                          dict(d.get("skills", {})), d.get("language"))
-            e = _Entry(call, d["queue"], (-call.priority, float(d["entered_at"]), int(d["seq"])),
-                       float(d["entered_at"]), 0, d["number"], is_callback=True,
-                       attempts=int(d.get("attempts", 0)), not_before=float(d.get("not_before", 0)))
+            call = Caller(
+                d["call_id"], d["number"], int(d.get("priority", 0)), dict(d.get("skills", {})), d.get("language")
+            )
+            e = _Entry(
+                call,
+                d["queue"],
+                (-call.priority, float(d["entered_at"]), int(d["seq"])),
+                float(d["entered_at"]),
+                0,
+                d["number"],
+                is_callback=True,
+                attempts=int(d.get("attempts", 0)),
+                not_before=float(d.get("not_before", 0)),
+            )
             self._insert(e)
             if e.not_before:
                 self._timer(e.not_before, "retry", e.id)
@@ -577,13 +633,19 @@ class AcdEngine:
             e = self._by_key[k]
             if e.is_callback:
                 continue
-            closed.append(ClosedCall(e.id, e.queue, e.number, "interrupted",
-                                     now - e.entered_at, self._position(e)))
+            closed.append(ClosedCall(e.id, e.queue, e.number, "interrupted", now - e.entered_at, self._position(e)))
             for aid in e.ringing:
                 self._back_from_ring(self.agents[aid], now, [])
             e.ringing = ()
-            self._event(now, EventKind.INTERRUPTED, e.queue, e.id, wait=now - e.entered_at,
-                        position=self._position(e), number=e.number)
+            self._event(
+                now,
+                EventKind.INTERRUPTED,
+                e.queue,
+                e.id,
+                wait=now - e.entered_at,
+                position=self._position(e),
+                number=e.number,
+            )
             if as_callbacks and e.number:
                 e.is_callback = True
             else:
@@ -596,15 +658,28 @@ class AcdEngine:
         ``queue``, ``number``, ``entered_at``, optional ``position``), the outcome records
         to write; their numbers go to the callback list."""
         return [
-            ClosedCall(r["call_id"], r["queue"], r.get("number", ""), "interrupted",
-                       max(0.0, now - float(r["entered_at"])), int(r.get("position", 0)))
+            ClosedCall(
+                r["call_id"],
+                r["queue"],
+                r.get("number", ""),
+                "interrupted",
+                max(0.0, now - float(r["entered_at"])),
+                int(r.get("position", 0)),
+            )
             for r in rows
         ]
 
     # ================================================================ internals
 
-    def _event(self, now: float, kind: EventKind, queue: str | None = None,
-               call_id: str | None = None, agent_id: str | None = None, **data) -> None:
+    def _event(
+        self,
+        now: float,
+        kind: EventKind,
+        queue: str | None = None,
+        call_id: str | None = None,
+        agent_id: str | None = None,
+        **data,
+    ) -> None:
         self._events.append(QueueEvent(now, kind, queue, call_id, agent_id, data))
 
     def _timer(self, t: float, kind: str, ref: str) -> None:
@@ -709,8 +784,7 @@ class AcdEngine:
                 return False
         return True
 
-    def _eligible_set(self, queue: str, req: Mapping[str, int],
-                      sig: tuple | None = None) -> frozenset[str]:
+    def _eligible_set(self, queue: str, req: Mapping[str, int], sig: tuple | None = None) -> frozenset[str]:
         """Ids of agents logged in, not paused, who qualify (cached per roster)."""
         if self._elig_version != self._roster_version:
             self._elig_cache.clear()
@@ -720,8 +794,10 @@ class AcdEngine:
         s = self._elig_cache.get(sig)
         if s is None:
             s = frozenset(
-                a.id for a in self.agents.values()
-                if a.state is not AgentState.LOGGED_OUT and a.state is not AgentState.PAUSED
+                a.id
+                for a in self.agents.values()
+                if a.state is not AgentState.LOGGED_OUT
+                and a.state is not AgentState.PAUSED
                 and self._qualifies(a, queue, req)
             )
             self._elig_cache[sig] = s
@@ -750,9 +826,17 @@ class AcdEngine:
         self._insert(e)
         e.enter_position = self._position(e)
         ewt, fp = self._estimate(e, now)
-        self._event(now, EventKind.ENTER, queue, call.id, number=call.number,
-                    priority=call.priority, position=e.enter_position, ewt=ewt,
-                    asterisk_ewt=self.asterisk.estimate(queue, e.enter_position))
+        self._event(
+            now,
+            EventKind.ENTER,
+            queue,
+            call.id,
+            number=call.number,
+            priority=call.priority,
+            position=e.enter_position,
+            ewt=ewt,
+            asterisk_ewt=self.asterisk.estimate(queue, e.enter_position),
+        )
         if q.overflow is not None:
             e.overflow_at = now + q.overflow.after
             self._timer(e.overflow_at, "overflow", call.id)
@@ -786,8 +870,16 @@ class AcdEngine:
             pos = self._position(e)
             self._remove(e)
             tgt = q.overflow.target
-            self._event(now, EventKind.OVERFLOW, e.queue, e.id, wait=wait, position=pos,
-                        target_kind=tgt.kind.value, target=tgt.target)
+            self._event(
+                now,
+                EventKind.OVERFLOW,
+                e.queue,
+                e.id,
+                wait=wait,
+                position=pos,
+                target_kind=tgt.kind.value,
+                target=tgt.target,
+            )
             out.append(Overflow(e.id, tgt))
             if tgt.kind is TargetKind.QUEUE and tgt.target in self.queues:
                 self._enqueue(e.call, tgt.target, now, out)
@@ -836,8 +928,9 @@ class AcdEngine:
         ewt = est.estimate(ahead, loads, cycle, est.abandon_rate(e.queue), ring)
         return ewt, (len(mine), cycle, ahead)
 
-    def _announce(self, e: _Entry, now: float, out: list[Action], repeat: bool,
-                  precomputed: tuple | None = None) -> None:
+    def _announce(
+        self, e: _Entry, now: float, out: list[Action], repeat: bool, precomputed: tuple | None = None
+    ) -> None:
         q = self.queues[e.queue]
         if q.announce_interval > 0:
             e.next_announce = now + q.announce_interval
@@ -855,8 +948,9 @@ class AcdEngine:
             changed = (
                 pos != e.last_pos
                 or (value is None) != (e.last_ewt is None)
-                or (value is not None and e.last_ewt is not None
-                    and abs(value - e.last_ewt) >= self.announce_min_change)
+                or (
+                    value is not None and e.last_ewt is not None and abs(value - e.last_ewt) >= self.announce_min_change
+                )
             )
             if not changed:
                 return
@@ -920,8 +1014,7 @@ class AcdEngine:
             return [min(elig, key=lambda a: (a.total_talk_time, a.idle_since, a.id))]
         if st is Strategy.BEST_SKILL_THEN_LONGEST_IDLE:
             req = self._base_req(e)
-            return [min(elig, key=lambda a: (-sum(a.skills.get(s, 0) for s in req),
-                                             a.idle_since, a.id))]
+            return [min(elig, key=lambda a: (-sum(a.skills.get(s, 0) for s in req), a.idle_since, a.id))]
         if st is Strategy.ROUND_ROBIN:
             last = self._rr.get(q.name)
             ordered = sorted(elig, key=lambda a: a.id)
@@ -968,19 +1061,28 @@ class AcdEngine:
             a = self.agents[aid]
             e.tried.add(aid)
             a.missed_in_row += 1
-            self._event(now, EventKind.RINGNOANSWER, e.queue, e.id, aid, ring=now - e.ring_started,
-                        missed_in_row=a.missed_in_row)
+            self._event(
+                now,
+                EventKind.RINGNOANSWER,
+                e.queue,
+                e.id,
+                aid,
+                ring=now - e.ring_started,
+                missed_in_row=a.missed_in_row,
+            )
             a.current_call = None
-            if (q.rna_misses_before_pause > 0 and a.missed_in_row >= q.rna_misses_before_pause
-                    and a.id not in self._pending_logout):
+            if (
+                q.rna_misses_before_pause > 0
+                and a.missed_in_row >= q.rna_misses_before_pause
+                and a.id not in self._pending_logout
+            ):
                 self._pending_pause.pop(a.id, None)
                 self._pause(a, PauseReason.RING_NO_ANSWER, now, out)
             else:
                 self._back_from_ring(a, now, out, already_cleared=True)
         self._leave_if_overdue(e, now, out)
 
-    def _back_from_ring(self, a: Agent, now: float, out: list[Action],
-                        already_cleared: bool = False) -> None:
+    def _back_from_ring(self, a: Agent, now: float, out: list[Action], already_cleared: bool = False) -> None:
         """An agent rung for a call that went elsewhere: available again (or the
         pause/logout asked for while ringing)."""
         a.current_call = None
@@ -1017,9 +1119,16 @@ class AcdEngine:
         a.current_call = None
         if who is not None:
             kind = EventKind.COMPLETE_CALLER if who is Party.CALLER else EventKind.COMPLETE_AGENT
-            self._event(now, kind, conn.queue, conn.call_id, a.id,
-                        wait=conn.answered_at - conn.entered_at, talk=talk,
-                        callback=conn.is_callback)
+            self._event(
+                now,
+                kind,
+                conn.queue,
+                conn.call_id,
+                a.id,
+                wait=conn.answered_at - conn.entered_at,
+                talk=talk,
+                callback=conn.is_callback,
+            )
         self.estimator.observe_talk(conn.queue, conn.skills, talk)
         q = self.queues[conn.queue]
         wrap = a.wrap_up if a.wrap_up is not None else q.wrap_up

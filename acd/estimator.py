@@ -32,9 +32,8 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
-
 
 # --------------------------------------------------------------------------- EWMA
 

@@ -11,9 +11,9 @@ Times are seconds as floats on whatever clock the caller injects (``now``).
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
-
+from typing import Any
 
 # --------------------------------------------------------------------------- enums
 
@@ -118,7 +118,7 @@ class Target:
         return {"kind": self.kind.value, "target": self.target}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | "Target") -> "Target":
+    def from_dict(cls, d: Mapping[str, Any] | Target) -> Target:
         if isinstance(d, Target):
             return d
         return cls(TargetKind(d["kind"]), str(d["target"]))
@@ -135,7 +135,7 @@ class OverflowRule:
         return {"after": self.after, "target": self.target.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | "OverflowRule") -> "OverflowRule":
+    def from_dict(cls, d: Mapping[str, Any] | OverflowRule) -> OverflowRule:
         if isinstance(d, OverflowRule):
             return d
         return cls(float(d["after"]), Target.from_dict(d["target"]))
@@ -153,7 +153,7 @@ class Relaxation:
         return {"after": self.after, "min_level": self.min_level}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | "Relaxation") -> "Relaxation":
+    def from_dict(cls, d: Mapping[str, Any] | Relaxation) -> Relaxation:
         if isinstance(d, Relaxation):
             return d
         return cls(float(d["after"]), int(d["min_level"]))
@@ -207,7 +207,7 @@ class QueueConfig:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | "QueueConfig") -> "QueueConfig":
+    def from_dict(cls, d: Mapping[str, Any] | QueueConfig) -> QueueConfig:
         if isinstance(d, QueueConfig):
             return d
         kw = dict(d)

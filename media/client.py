@@ -24,9 +24,10 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 from media import protocol as P
 
@@ -50,6 +51,7 @@ class WorkerDied(WorkerError):
 @dataclass(frozen=True)
 class WorkerExited:
     """Synthetic last event of a worker: it exited (``returncode`` < 0: killed by signal)."""
+
     returncode: int | None
     legs: tuple[str, ...]
     expected: bool
@@ -59,8 +61,14 @@ EventCallback = Callable[[Any], Any]
 
 
 class WorkerClient:
-    def __init__(self, proc: asyncio.subprocess.Process, sip_port: int, rtp_start: int,
-                 rtp_count: int, command_timeout: float = 5.0):
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        sip_port: int,
+        rtp_start: int,
+        rtp_count: int,
+        command_timeout: float = 5.0,
+    ):
         self.proc = proc
         self.pid = proc.pid
         self.sip_port = sip_port
@@ -79,15 +87,38 @@ class WorkerClient:
 
     # ------------------------------------------------------------ spawn
     @classmethod
-    async def spawn(cls, *, sip_port: int, rtp_start: int, rtp_count: int,
-                    trusted: list[str], sip_addr: str = "127.0.0.1",
-                    media_addr: str = "127.0.0.1", public_addr: str = "", proxy: str = "",
-                    python: str = sys.executable, stderr: Any = None,
-                    extra_args: list[str] | None = None, ready_timeout: float = 10.0,
-                    command_timeout: float = 5.0) -> "WorkerClient":
-        args = [python, "-m", "media.worker", "--sip-port", str(sip_port),
-                "--sip-addr", sip_addr, "--rtp-start", str(rtp_start),
-                "--rtp-count", str(rtp_count), "--media-addr", media_addr]
+    async def spawn(
+        cls,
+        *,
+        sip_port: int,
+        rtp_start: int,
+        rtp_count: int,
+        trusted: list[str],
+        sip_addr: str = "127.0.0.1",
+        media_addr: str = "127.0.0.1",
+        public_addr: str = "",
+        proxy: str = "",
+        python: str = sys.executable,
+        stderr: Any = None,
+        extra_args: list[str] | None = None,
+        ready_timeout: float = 10.0,
+        command_timeout: float = 5.0,
+    ) -> WorkerClient:
+        args = [
+            python,
+            "-m",
+            "media.worker",
+            "--sip-port",
+            str(sip_port),
+            "--sip-addr",
+            sip_addr,
+            "--rtp-start",
+            str(rtp_start),
+            "--rtp-count",
+            str(rtp_count),
+            "--media-addr",
+            media_addr,
+        ]
         for t in trusted:
             args += ["--trusted", t]
         if public_addr:
@@ -98,12 +129,12 @@ class WorkerClient:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=stderr, env=env, limit=1 << 20)
+            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env, limit=1 << 20
+        )
         w = cls(proc, sip_port, rtp_start, rtp_count, command_timeout)
         try:
             await asyncio.wait_for(asyncio.shield(w.ready), ready_timeout)
-        except (asyncio.TimeoutError, WorkerDied):
+        except (TimeoutError, WorkerDied):
             w.kill()
             raise WorkerDied(f"worker on SIP port {sip_port} did not become ready")
         return w
@@ -176,9 +207,11 @@ class WorkerClient:
             if isinstance(ev, WorkerExited):
                 return
 
-    async def next_event(self, kind: type | tuple[type, ...] | None = None,
-                         timeout: float = 10.0, leg: str | None = None) -> Any:
+    async def next_event(
+        self, kind: type | tuple[type, ...] | None = None, timeout: float = 10.0, leg: str | None = None
+    ) -> Any:
         """The next event of a kind (others are skipped); handy in tests and scripts."""
+
         async def get() -> Any:
             while True:
                 ev = await self._queue.get()
@@ -189,6 +222,7 @@ class WorkerClient:
                 if leg is not None and getattr(ev, "leg", None) != leg:
                     continue
                 return ev
+
         return await asyncio.wait_for(get(), timeout)
 
     @property
@@ -212,7 +246,7 @@ class WorkerClient:
             raise WorkerDied(f"worker {self.pid}: {exc}") from None
         try:
             reply = await asyncio.wait_for(fut, self.command_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._pending.pop(cmd.id, None)
             raise WorkerError(f"worker {self.pid}: no reply to {cmd.name.value}") from None
         if not reply.ok:
@@ -226,15 +260,26 @@ class WorkerClient:
     async def hangup(self, leg: str, code: int | None = None) -> None:
         await self.request("hangup", leg=leg, code=code)
 
-    async def originate(self, leg_id: str, uri: str, from_uri: str | None = None,
-                        headers: dict[str, str] | None = None,
-                        auth: dict[str, str] | None = None) -> str:
+    async def originate(
+        self,
+        leg_id: str,
+        uri: str,
+        from_uri: str | None = None,
+        headers: dict[str, str] | None = None,
+        auth: dict[str, str] | None = None,
+    ) -> str:
         """Place an outgoing leg. ``auth``: digest credentials the worker answers a 401/407
         on this leg with (a trunk's provider), e.g. from ``TrunkService.leg_auth``."""
         self.legs.add(leg_id)
         try:
-            res = await self.request("originate", leg_id=leg_id, uri=uri, from_uri=from_uri,
-                                     headers=dict(headers or {}), auth=dict(auth) if auth else None)
+            res = await self.request(
+                "originate",
+                leg_id=leg_id,
+                uri=uri,
+                from_uri=from_uri,
+                headers=dict(headers or {}),
+                auth=dict(auth) if auth else None,
+            )
         except WorkerError:
             self.legs.discard(leg_id)
             raise
@@ -276,7 +321,7 @@ class WorkerClient:
         try:
             await asyncio.wait_for(self.request("shutdown"), timeout)
             await asyncio.wait_for(asyncio.shield(self.exited), timeout)
-        except (WorkerError, asyncio.TimeoutError):
+        except (TimeoutError, WorkerError):
             self.kill()
             await asyncio.shield(self.exited)
         return self.exited.result().returncode

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from media import protocol as P
 from media.client import CommandFailed, WorkerDied, WorkerExited
@@ -31,8 +32,7 @@ from media.pool import PoolExhausted, WorkerLost
 class FakeWorker:
     _pids = itertools.count(90000)
 
-    def __init__(self, sip_port: int = 25060, capacity: int = 4,
-                 auto_answer_originate: bool = True):
+    def __init__(self, sip_port: int = 25060, capacity: int = 4, auto_answer_originate: bool = True):
         self.pid = next(self._pids)
         self.sip_port = sip_port
         self.rtp_range = (30000, 30016)
@@ -53,7 +53,7 @@ class FakeWorker:
         if isinstance(ev, P.Incoming):
             self.legs.add(ev.leg)
         elif isinstance(ev, (P.TransferRequested, P.Replaced)):
-            self.legs.add(ev.new_leg)     # the worker creates the new leg (REFER / Replaces)
+            self.legs.add(ev.new_leg)  # the worker creates the new leg (REFER / Replaces)
         elif isinstance(ev, P.Ended):
             self.legs.discard(ev.leg)
             for b in [b for b in self.bridges if ev.leg in b]:
@@ -83,14 +83,13 @@ class FakeWorker:
             if isinstance(ev, WorkerExited):
                 return
 
-    async def next_event(self, kind: Any = None, timeout: float = 10.0,
-                         leg: str | None = None) -> Any:
+    async def next_event(self, kind: Any = None, timeout: float = 10.0, leg: str | None = None) -> Any:
         async def get() -> Any:
             while True:
                 ev = await self._queue.get()
-                if (kind is None or isinstance(ev, kind)) and (
-                        leg is None or getattr(ev, "leg", None) == leg):
+                if (kind is None or isinstance(ev, kind)) and (leg is None or getattr(ev, "leg", None) == leg):
                     return ev
+
         return await asyncio.wait_for(get(), timeout)
 
     @property
@@ -186,11 +185,24 @@ class FakeWorker:
     async def hangup(self, leg: str, code: int | None = None) -> None:
         await self.request("hangup", leg=leg, code=code)
 
-    async def originate(self, leg_id: str, uri: str, from_uri: str | None = None,
-                        headers: dict[str, str] | None = None,
-                        auth: dict[str, str] | None = None) -> str:
-        return (await self.request("originate", leg_id=leg_id, uri=uri, from_uri=from_uri,
-                                   headers=dict(headers or {}), auth=dict(auth) if auth else None))["leg"]
+    async def originate(
+        self,
+        leg_id: str,
+        uri: str,
+        from_uri: str | None = None,
+        headers: dict[str, str] | None = None,
+        auth: dict[str, str] | None = None,
+    ) -> str:
+        return (
+            await self.request(
+                "originate",
+                leg_id=leg_id,
+                uri=uri,
+                from_uri=from_uri,
+                headers=dict(headers or {}),
+                auth=dict(auth) if auth else None,
+            )
+        )["leg"]
 
     async def play(self, leg: str, file: Any, loop: bool = False) -> None:
         await self.request("play", leg=leg, file=str(file), loop=loop)
@@ -268,9 +280,15 @@ class FakePool:
             if w in self.busy:
                 self.busy.remove(w)
             if not ev.expected:
-                self._publish(w, WorkerLost(worker=w, legs=ev.legs,  # type: ignore[arg-type]
-                                            returncode=ev.returncode,
-                                            reason=f"killed by signal {-(ev.returncode or 0)}"))
+                self._publish(
+                    w,
+                    WorkerLost(
+                        worker=w,
+                        legs=ev.legs,  # type: ignore[arg-type]
+                        returncode=ev.returncode,
+                        reason=f"killed by signal {-(ev.returncode or 0)}",
+                    ),
+                )
             return
         self._publish(w, ev)
 
@@ -298,8 +316,13 @@ class FakePool:
             yield await self._events.get()
 
     def stats(self) -> dict[str, int]:
-        return {"workers": len(self.busy) + len(self.idle), "idle": len(self.idle),
-                "busy": len(self.busy), "starting": 0, "max": self.max_workers}
+        return {
+            "workers": len(self.busy) + len(self.idle),
+            "idle": len(self.idle),
+            "busy": len(self.busy),
+            "starting": 0,
+            "max": self.max_workers,
+        }
 
     async def close(self) -> None:
         for w in self.busy + self.idle:

@@ -81,8 +81,18 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Union
 
 __all__ = [
-    "CommandName", "EventName", "Command", "Event", "Reply", "ProtocolError",
-    "encode", "decode", "COMMANDS", "EVENTS", "redact", "REDACTED",
+    "COMMANDS",
+    "EVENTS",
+    "REDACTED",
+    "Command",
+    "CommandName",
+    "Event",
+    "EventName",
+    "ProtocolError",
+    "Reply",
+    "decode",
+    "encode",
+    "redact",
 ]
 
 #: what a password looks like in logs (:func:`redact`)
@@ -125,6 +135,7 @@ class EventName(str, enum.Enum):
 
 
 # ---------------------------------------------------------------- commands
+
 
 @dataclass(frozen=True)
 class Command:
@@ -220,12 +231,14 @@ class Shutdown(Command):
     name: ClassVar[CommandName] = CommandName.SHUTDOWN
 
 
-COMMANDS: dict[CommandName, type[Command]] = {c.name: c for c in (
-    Answer, Hangup, Originate, Play, StopPlay, Record, StopRecord, Bridge, Unbridge,
-    SendDtmf, Ping, Shutdown)}
+COMMANDS: dict[CommandName, type[Command]] = {
+    c.name: c
+    for c in (Answer, Hangup, Originate, Play, StopPlay, Record, StopRecord, Bridge, Unbridge, SendDtmf, Ping, Shutdown)
+}
 
 
 # ---------------------------------------------------------------- reply
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -236,6 +249,7 @@ class Reply:
 
 
 # ---------------------------------------------------------------- events
+
 
 @dataclass(frozen=True)
 class Event:
@@ -342,9 +356,24 @@ class Replaced(Event):
     call_id: str = ""
 
 
-EVENTS: dict[EventName, type[Event]] = {e.name: e for e in (
-    Ready, Incoming, Ringing, Answered, Dtmf, PlaybackFinished, Ended, RecordStopped, Error,
-    Held, Unheld, TransferRequested, Replaced)}
+EVENTS: dict[EventName, type[Event]] = {
+    e.name: e
+    for e in (
+        Ready,
+        Incoming,
+        Ringing,
+        Answered,
+        Dtmf,
+        PlaybackFinished,
+        Ended,
+        RecordStopped,
+        Error,
+        Held,
+        Unheld,
+        TransferRequested,
+        Replaced,
+    )
+}
 
 Message = Union[Command, Reply, Event]
 
@@ -412,7 +441,7 @@ def _check_auth(auth: Any, what: str) -> None:
         raise ProtocolError(f"{what}: auth realm must be a string")
 
 
-def redact(msg: "Message | bytes | str | dict[str, Any]") -> str:
+def redact(msg: Message | bytes | str | dict[str, Any]) -> str:
     """A message (or an encoded line) as text for logs: the password of an ``auth``
     object replaced by :data:`REDACTED`."""
     if isinstance(msg, (bytes, str)):
