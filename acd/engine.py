@@ -779,10 +779,7 @@ class AcdEngine:
         if a.queues is not None and queue not in a.queues:
             return False
         skills = a.skills
-        for s, lvl in req.items():
-            if skills.get(s, 0) < lvl:
-                return False
-        return True
+        return all(skills.get(s, 0) >= lvl for s, lvl in req.items())
 
     def _eligible_set(self, queue: str, req: Mapping[str, int], sig: tuple | None = None) -> frozenset[str]:
         """Ids of agents logged in, not paused, who qualify (cached per roster)."""

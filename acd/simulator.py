@@ -338,8 +338,7 @@ class _Sim:
             _, _, kind, payload = heapq.heappop(self.heap)
             getattr(self, "on_" + kind)(*payload)
         self.advance(max(self.now, horizon if self.heap else self.now))
-        for c in eng.close_waiting_calls(self.now):
-            self.interrupted += 1
+        self.interrupted += len(eng.close_waiting_calls(self.now))
         self.collect_events()
         return self.report()
 
@@ -441,9 +440,8 @@ class _Sim:
                 ):
                     c.cb_prob = 0.0
                     self.push(self.now + 8.0, "cb_request", act.call_id)
-            elif isinstance(act, PauseAgent):
-                if act.reason is PauseReason.RING_NO_ANSWER:
-                    self.push(self.now + self.cfg.rna_recover, "rna_unpause", act.agent_id)
+            elif isinstance(act, PauseAgent) and act.reason is PauseReason.RING_NO_ANSWER:
+                self.push(self.now + self.cfg.rna_recover, "rna_unpause", act.agent_id)
         # callbacks: the agent answered -> dial the patient
         self.collect_events()
 

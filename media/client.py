@@ -59,6 +59,19 @@ class WorkerExited:
 
 EventCallback = Callable[[Any], Any]
 
+# Tasks started for coroutine callbacks: the event loop keeps only weak references to tasks,
+# so one nobody holds could be garbage-collected before it ends.
+_callback_tasks: set[asyncio.Task[Any]] = set()
+
+
+def run_if_coroutine(res: object) -> None:
+    """Run what an event callback returned as a task if it is a coroutine (async callback),
+    keeping a reference to the task until it is done."""
+    if asyncio.iscoroutine(res):
+        task = asyncio.ensure_future(res)
+        _callback_tasks.add(task)
+        task.add_done_callback(_callback_tasks.discard)
+
 
 class WorkerClient:
     def __init__(
@@ -134,9 +147,9 @@ class WorkerClient:
         w = cls(proc, sip_port, rtp_start, rtp_count, command_timeout)
         try:
             await asyncio.wait_for(asyncio.shield(w.ready), ready_timeout)
-        except (TimeoutError, WorkerDied):
+        except (TimeoutError, WorkerDied) as exc:
             w.kill()
-            raise WorkerDied(f"worker on SIP port {sip_port} did not become ready")
+            raise WorkerDied(f"worker on SIP port {sip_port} did not become ready") from exc
         return w
 
     # ------------------------------------------------------------ I/O
@@ -189,9 +202,7 @@ class WorkerClient:
         self._queue.put_nowait(ev)
         for cb in list(self._callbacks):
             try:
-                res = cb(ev)
-                if asyncio.iscoroutine(res):
-                    asyncio.ensure_future(res)
+                run_if_coroutine(cb(ev))
             except Exception:
                 log.exception("event callback")
 

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from media import protocol as P
-from media.client import CommandFailed, WorkerDied, WorkerExited
+from media.client import CommandFailed, WorkerDied, WorkerExited, run_if_coroutine
 from media.pool import PoolExhausted, WorkerLost
 
 
@@ -69,9 +69,7 @@ class FakeWorker:
     def _deliver(self, ev: Any) -> None:
         self._queue.put_nowait(ev)
         for cb in list(self._callbacks):
-            res = cb(ev)
-            if asyncio.iscoroutine(res):
-                asyncio.ensure_future(res)
+            run_if_coroutine(cb(ev))
 
     def on_event(self, cb: Callable[[Any], Any]) -> None:
         self._callbacks.append(cb)
@@ -156,10 +154,10 @@ class FakeWorker:
         return {"files": files}
 
     def _do_stop_record(self, c: P.StopRecord) -> dict[str, Any]:
-        names = list(self.recording) if c.legs is None else [l for l in c.legs if l in self.recording]
-        files = {l: self.recording.pop(l) for l in names}
-        for l, p in files.items():
-            self._deliver(P.RecordStopped(leg=l, path=p, reason="stopped"))
+        names = list(self.recording) if c.legs is None else [leg for leg in c.legs if leg in self.recording]
+        files = {leg: self.recording.pop(leg) for leg in names}
+        for leg, p in files.items():
+            self._deliver(P.RecordStopped(leg=leg, path=p, reason="stopped"))
         return {"files": files}
 
     def _do_bridge(self, c: P.Bridge) -> None:
@@ -295,9 +293,7 @@ class FakePool:
     def _publish(self, w: Any, ev: Any) -> None:
         self._events.put_nowait((w, ev))
         for cb in list(self._callbacks):
-            res = cb(w, ev)
-            if asyncio.iscoroutine(res):
-                asyncio.ensure_future(res)
+            run_if_coroutine(cb(w, ev))
 
     async def release(self, w: FakeWorker) -> None:
         if w in self.busy:

@@ -78,7 +78,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 __all__ = [
     "COMMANDS",
@@ -375,7 +375,7 @@ EVENTS: dict[EventName, type[Event]] = {
     )
 }
 
-Message = Union[Command, Reply, Event]
+Message = Command | Reply | Event
 
 # fields whose JSON list is a tuple in the dataclass
 _TUPLE_FIELDS = {"legs", "rtp_range"}

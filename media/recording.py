@@ -113,18 +113,18 @@ def merge_stereo(
 
     A missing or empty side becomes silence. Both sides must have the same sample rate.
     """
-    l, lr = _read_mono(left)
-    r, rr = _read_mono(right)
+    left_pcm, lr = _read_mono(left)
+    right_pcm, rr = _read_mono(right)
     rates = {x for x in (lr, rr) if x}
     if len(rates) > 1:
         raise RecordingError(f"sample rates differ: {sorted(rates)}")
     rate = rates.pop() if rates else samplerate
     if rate is None:
         raise RecordingError("both sides are missing or empty and no samplerate was given")
-    n = max(len(l), len(r))
+    n = max(len(left_pcm), len(right_pcm))
     stereo = np.zeros((n, 2), dtype=np.int16)
-    stereo[: len(l), 0] = l
-    stereo[: len(r), 1] = r
+    stereo[: len(left_pcm), 0] = left_pcm
+    stereo[: len(right_pcm), 1] = right_pcm
     write_atomic(out, stereo, rate, mode=mode)
     if remove_sources:
         for p in (left, right):
@@ -138,8 +138,8 @@ def merge_stereo(
         frames=n,
         sha256=sha256_file(out),
         size=os.path.getsize(out),
-        left_frames=len(l),
-        right_frames=len(r),
+        left_frames=len(left_pcm),
+        right_frames=len(right_pcm),
     )
 
 

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import pjsua2 as pj
 
@@ -39,7 +39,7 @@ RECORDER_SETTLE_S = 0.3  # pjmedia finalises the WAV header shortly after releas
 
 
 class _LogWriter(pj.LogWriter):
-    _LEVELS = {
+    _LEVELS: ClassVar[dict[int, int]] = {
         0: logging.CRITICAL,
         1: logging.ERROR,
         2: logging.WARNING,
@@ -453,14 +453,14 @@ class Worker:
         except pj.Error:
             pass
         deadline = time.monotonic() + 2
-        while time.monotonic() < deadline and any(l.call.isActive() for l in self.legs.values()):
+        while time.monotonic() < deadline and any(leg.call.isActive() for leg in self.legs.values()):
             self.ep.libHandleEvents(10)
         for leg in list(self.legs.values()):
             self._stop_player(leg)
         for name in list(self.recorders):
             self._stop_recorder(name, "shutdown")
         self._drain_eof()
-        self.release_queue.extend(l.call for l in self.legs.values())
+        self.release_queue.extend(leg.call for leg in self.legs.values())
         self.release_queue.extend(self.dying)
         self.legs.clear()
         self.dying.clear()
@@ -856,30 +856,30 @@ class Worker:
     def cmd_record(self, c: P.Record) -> dict[str, Any]:
         if not c.legs or not c.path_prefix:
             raise ValueError("record needs legs and path_prefix")
-        media = {l: self._media(l) for l in c.legs}
-        for l in c.legs:
-            if l in self.recorders:
-                raise ValueError(f"leg {l} is already recorded")
+        media = {leg: self._media(leg) for leg in c.legs}
+        for leg in c.legs:
+            if leg in self.recorders:
+                raise ValueError(f"leg {leg} is already recorded")
         os.makedirs(os.path.dirname(os.path.abspath(c.path_prefix)), exist_ok=True)
         created: dict[str, tuple[pj.AudioMediaRecorder, str]] = {}
-        for l in c.legs:
-            path = f"{c.path_prefix}-{l}.wav"
+        for leg in c.legs:
+            path = f"{c.path_prefix}-{leg}.wav"
             rec = pj.AudioMediaRecorder()
             rec.createRecorder(path)
-            created[l] = (rec, path)
+            created[leg] = (rec, path)
         # connect all in one go so the files start on the same conference tick
-        for l in c.legs:
-            media[l].startTransmit(created[l][0])
+        for leg in c.legs:
+            media[leg].startTransmit(created[leg][0])
         self.recorders.update(created)
-        return {"files": {l: p for l, (_, p) in created.items()}}
+        return {"files": {leg: p for leg, (_, p) in created.items()}}
 
     def cmd_stop_record(self, c: P.StopRecord) -> dict[str, Any]:
         names = list(self.recorders) if c.legs is None else list(c.legs)
         files = {}
-        for l in names:
-            if l in self.recorders:
-                files[l] = self.recorders[l][1]
-                self._stop_recorder(l, "stopped")
+        for leg in names:
+            if leg in self.recorders:
+                files[leg] = self.recorders[leg][1]
+                self._stop_recorder(leg, "stopped")
         return {"files": files}
 
     def cmd_bridge(self, c: P.Bridge) -> None:
