@@ -28,6 +28,7 @@ import heapq
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .estimator import AgentLoad, AsteriskHoldtime, WaitEstimator, skill_key
 from .model import (
@@ -60,7 +61,10 @@ from .model import (
     Timeout,
 )
 
-_Key = tuple  # (-priority, entered_at, seq)
+_Key = tuple[int, float, int]  # (-priority, entered_at, seq)
+_ReqSig = tuple[str, tuple[tuple[str, int], ...]]  # (queue, sorted effective requirements)
+_Fingerprint = tuple[int, float, float]  # capacity: (eligible agents, cycle, callers ahead)
+_Estimate = tuple[float | None, _Fingerprint]  # (raw EWT or None, fingerprint)
 
 
 @dataclass(eq=False)
@@ -75,7 +79,7 @@ class _Entry:
     ringing: tuple[str, ...] = ()
     ring_started: float = 0.0
     ring_deadline: float | None = None
-    tried: set = field(default_factory=set)
+    tried: set[str] = field(default_factory=set)
     not_before: float = 0.0
     attempts: int = 0
     cb_agent: str | None = None
@@ -83,12 +87,13 @@ class _Entry:
     next_announce: float | None = None
     last_ewt: float | None = None
     last_ewt_at: float = 0.0
-    last_fp: tuple = (0, 0.0, 0.0)
+    last_fp: _Fingerprint = (0, 0.0, 0.0)
     last_pos: int = 0
     announced: bool = False
     overflow_at: float | None = None
     timeout_at: float | None = None
-    req_cache: tuple | None = None  # (relaxation floor, queue config, req, signature)
+    # (relaxation floor, queue config, req, signature)
+    req_cache: tuple[int | None, QueueConfig, dict[str, int], _ReqSig] | None = None
 
     @property
     def id(self) -> str:
@@ -138,7 +143,7 @@ class AcdEngine:
         self._pending_pause: dict[str, PauseReason] = {}
         self._pending_logout: set[str] = set()
         self._roster_version = 0
-        self._elig_cache: dict[tuple, frozenset[str]] = {}
+        self._elig_cache: dict[_ReqSig, frozenset[str]] = {}
         self._elig_version = -1
         for q in queues:
             self.add_queue(q)
@@ -568,7 +573,7 @@ class AcdEngine:
 
     # ================================================================ restart
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         """Waiting callbacks, estimator state and routing memory as plain data."""
         cbs = []
         for k in self._order:
@@ -597,7 +602,7 @@ class AcdEngine:
             "seq": self._seq,
         }
 
-    def restore(self, snap: Mapping) -> None:
+    def restore(self, snap: Mapping[str, Any]) -> None:
         """Load a :meth:`snapshot` into a fresh engine (queues configured first)."""
         self.estimator.restore(snap.get("estimator", {}))
         self.asterisk.restore(snap.get("asterisk", {}))
@@ -653,7 +658,7 @@ class AcdEngine:
         return closed
 
     @staticmethod
-    def close_interrupted(rows: Iterable[Mapping], now: float) -> list[ClosedCall]:
+    def close_interrupted(rows: Iterable[Mapping[str, Any]], now: float) -> list[ClosedCall]:
         """For a core that crashed: given its persisted in-queue rows (``call_id``,
         ``queue``, ``number``, ``entered_at``, optional ``position``), the outcome records
         to write; their numbers go to the callback list."""
@@ -678,7 +683,7 @@ class AcdEngine:
         queue: str | None = None,
         call_id: str | None = None,
         agent_id: str | None = None,
-        **data,
+        **data: Any,
     ) -> None:
         self._events.append(QueueEvent(now, kind, queue, call_id, agent_id, data))
 
@@ -748,7 +753,7 @@ class AcdEngine:
             req[s] = max(req.get(s, 0), int(lvl))
         return req
 
-    def _req_sig(self, e: _Entry, now: float) -> tuple[dict[str, int], tuple]:
+    def _req_sig(self, e: _Entry, now: float) -> tuple[dict[str, int], _ReqSig]:
         """Effective requirements (after relaxation) and their hashable signature,
         cached on the entry per relaxation step.  Treat the dict as read-only."""
         q = self.queues[e.queue]
@@ -764,7 +769,7 @@ class AcdEngine:
         req = self._base_req(e)
         if floor is not None:
             req = {s: min(lvl, floor) for s, lvl in req.items()}
-        sig = (e.queue, tuple(sorted(req.items())))
+        sig: _ReqSig = (e.queue, tuple(sorted(req.items())))
         e.req_cache = (floor, q, req, sig)
         return req, sig
 
@@ -781,7 +786,7 @@ class AcdEngine:
         skills = a.skills
         return all(skills.get(s, 0) >= lvl for s, lvl in req.items())
 
-    def _eligible_set(self, queue: str, req: Mapping[str, int], sig: tuple | None = None) -> frozenset[str]:
+    def _eligible_set(self, queue: str, req: Mapping[str, int], sig: _ReqSig | None = None) -> frozenset[str]:
         """Ids of agents logged in, not paused, who qualify (cached per roster)."""
         if self._elig_version != self._roster_version:
             self._elig_cache.clear()
@@ -883,13 +888,13 @@ class AcdEngine:
 
     # ---- announcements
 
-    def _estimate(self, e: _Entry, now: float) -> tuple[float | None, tuple]:
+    def _estimate(self, e: _Entry, now: float) -> _Estimate:
         req, mysig = self._req_sig(e, now)
         mine = self._eligible_set(e.queue, req, mysig)
         if not mine:
             return None, (0, 0.0, 0.0)
         ahead = 0.0
-        shares: dict[tuple, float] = {}
+        shares: dict[_ReqSig, float] = {}
         by_key = self._by_key
         for k in self._order:
             if k >= e.key:
@@ -926,7 +931,7 @@ class AcdEngine:
         return ewt, (len(mine), cycle, ahead)
 
     def _announce(
-        self, e: _Entry, now: float, out: list[Action], repeat: bool, precomputed: tuple | None = None
+        self, e: _Entry, now: float, out: list[Action], repeat: bool, precomputed: _Estimate | None = None
     ) -> None:
         q = self.queues[e.queue]
         if q.announce_interval > 0:

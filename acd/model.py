@@ -114,7 +114,7 @@ class Target:
     kind: TargetKind
     target: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind.value, "target": self.target}
 
     @classmethod
@@ -131,7 +131,7 @@ class OverflowRule:
     after: float
     target: Target
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"after": self.after, "target": self.target.to_dict()}
 
     @classmethod
@@ -149,7 +149,7 @@ class Relaxation:
     after: float
     min_level: int
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"after": self.after, "min_level": self.min_level}
 
     @classmethod
@@ -185,7 +185,7 @@ class QueueConfig:
                 raise ValueError(f"queue {self.name}: skill {skill} level {level} not in 1..10")
         object.__setattr__(self, "relaxation", tuple(sorted(self.relaxation, key=lambda r: r.after)))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "required_skills": dict(self.required_skills),
@@ -276,7 +276,7 @@ class Agent:
     def level(self, skill: str) -> int:
         return self.skills.get(skill, 0)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "name": self.name,
@@ -452,7 +452,7 @@ class QueueEvent:
     agent_id: str | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "time": self.time,
             "kind": self.kind.value,

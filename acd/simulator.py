@@ -24,6 +24,7 @@ from typing import Any
 from .engine import AcdEngine
 from .estimator import WaitEstimator
 from .model import (
+    Action,
     Agent,
     AgentState,
     Announce,
@@ -37,6 +38,7 @@ from .model import (
     PauseAgent,
     PauseReason,
     QueueConfig,
+    QueueEvent,
     Relaxation,
     RingAgents,
     Strategy,
@@ -158,7 +160,7 @@ class SimReport:
     max_agent_overlap: int  # max simultaneous calls of one agent (must be <= 1)
     outcome_errors: list[str]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["per_hour"] = {str(h): v for h, v in self.per_hour.items()}
         return d
@@ -189,10 +191,10 @@ def format_report(r: SimReport) -> str:
     for h in sorted(r.per_hour):
         v = r.per_hour[h]
         lines.append(f"  {h:02d}:00 {v['offered']:8d} {v['answered']:8d} {v['abandoned']:9d}")
-    for qn, v in sorted(r.per_queue.items()):
+    for qn, qv in sorted(r.per_queue.items()):
         lines.append(
-            f"  queue {qn}: offered {int(v['offered'])}, answered {int(v['answered'])}, "
-            f"SL {pct(v['service_level'])}, ASA {v['asa']:.1f} s, abandoned {int(v['abandoned'])}"
+            f"  queue {qn}: offered {int(qv['offered'])}, answered {int(qv['answered'])}, "
+            f"SL {pct(qv['service_level'])}, ASA {qv['asa']:.1f} s, abandoned {int(qv['abandoned'])}"
         )
     if r.outcome_errors:
         lines.append(f"  ACCOUNTING ERRORS: {len(r.outcome_errors)}: {r.outcome_errors[:5]}")
@@ -220,6 +222,18 @@ class _Call:
     answer_queue: str | None = None
 
 
+def _present(value: str | None, ev: QueueEvent) -> str:
+    """An id that the engine sets on every event of this kind (call, queue or agent)."""
+    if value is None:
+        raise ValueError(f"queue event {ev.kind.value} lacks an id it always carries: {ev}")
+    return value
+
+
+def _call_key(ev: QueueEvent) -> tuple[str, str]:
+    """(call id, queue) of a caller's queue event."""
+    return _present(ev.call_id, ev), _present(ev.queue, ev)
+
+
 class _Sim:
     def __init__(self, cfg: SimConfig, seed: int) -> None:
         self.cfg = cfg
@@ -235,7 +249,7 @@ class _Sim:
             estimator=WaitEstimator(prior_handle=cfg.prior_handle),
         )
         self.specs = {a.id: a for a in cfg.agents}
-        self.heap: list[tuple[float, int, str, tuple]] = []
+        self.heap: list[tuple[float, int, str, tuple[Any, ...]]] = []
         self.hseq = 0
         self.calls: dict[str, _Call] = {}
         self.ring_token: dict[str, int] = {}
@@ -328,7 +342,7 @@ class _Sim:
             te = eng.next_deadline()
             if th is None and te is None:
                 break
-            t = th if te is None else te if th is None else min(th, te)
+            t = min(x for x in (th, te) if x is not None)
             if t > horizon:
                 break
             self.advance(t)
@@ -401,7 +415,7 @@ class _Sim:
 
     # ---- outputs
 
-    def apply(self, actions: list) -> None:
+    def apply(self, actions: list[Action]) -> None:
         rng = self.rng
         for act in actions:
             if isinstance(act, RingAgents):
@@ -448,8 +462,8 @@ class _Sim:
     def collect_events(self) -> None:
         for ev in self.engine.drain_events():
             k = ev.kind
-            key = (ev.call_id, ev.queue)
             if k is EventKind.ENTER:
+                key = _call_key(ev)
                 self.visits.setdefault(key, [])
                 self.enter_est[key] = (ev.data.get("ewt"), ev.data.get("asterisk_ewt", 0.0))
                 if ev.data.get("ewt") is None:
@@ -464,8 +478,9 @@ class _Sim:
                 EventKind.CALLBACK_REQUESTED,
                 EventKind.INTERRUPTED,
             ):
+                key = _call_key(ev)
                 self.visits.setdefault(key, []).append(k.value)
-                c = self.calls[ev.call_id]
+                c = self.calls[key[0]]
                 if c.outcome is None or k is EventKind.CONNECT or c.outcome == "OVERFLOW":
                     c.outcome = k.value
                 if k is EventKind.CONNECT:
@@ -481,19 +496,21 @@ class _Sim:
                     if ev.data.get("merged_into"):
                         self.cb_merged += 1
                     else:
-                        self.cb_outcomes.setdefault(ev.call_id, 0)
+                        self.cb_outcomes.setdefault(key[0], 0)
             elif k is EventKind.CALLBACK_DIALED:
-                c = self.calls[ev.call_id]
                 ok = self.rng.random() < self.cfg.callback_answer_prob
                 self.push(self.now + self.rng.uniform(*self.cfg.callback_ring), "cb_patient", ev.call_id, ok)
             elif k is EventKind.CALLBACK_CONNECTED:
                 self.cb_connected += 1
-                self.cb_outcomes[ev.call_id] = self.cb_outcomes.get(ev.call_id, 0) + 1
+                cid = _present(ev.call_id, ev)
+                self.cb_outcomes[cid] = self.cb_outcomes.get(cid, 0) + 1
             elif k is EventKind.CALLBACK_FAILED and ev.data.get("final"):
                 self.cb_failed += 1
-                self.cb_outcomes[ev.call_id] = self.cb_outcomes.get(ev.call_id, 0) + 1
+                cid = _present(ev.call_id, ev)
+                self.cb_outcomes[cid] = self.cb_outcomes.get(cid, 0) + 1
             elif k in (EventKind.COMPLETE_CALLER, EventKind.COMPLETE_AGENT, EventKind.TRANSFER):
-                self.on_calls[ev.agent_id] = self.on_calls.get(ev.agent_id, 1) - 1
+                aid = _present(ev.agent_id, ev)
+                self.on_calls[aid] = self.on_calls.get(aid, 1) - 1
 
     # ---- report
 
@@ -647,7 +664,7 @@ def _mid_clinic() -> SimConfig:
             skills["new_patients"] = 6 + i
         if i in (2, 7):
             skills["korean"] = 6
-        shift = [(8, 16)] if i % 2 == 0 else [(9, 18)]
+        shift: list[tuple[float, float]] = [(8, 16)] if i % 2 == 0 else [(9, 18)]
         lunch = (12 + 0.5 * (i % 3), 12.5 + 0.5 * (i % 3), "lunch")
         agents.append(AgentSpec(f"mid-a{i}", skills=skills, shifts=shift, breaks=[lunch]))
     arr = [
@@ -703,7 +720,7 @@ def _large_centre() -> SimConfig:
             skills["triage"] = 5 + (i % 4)
         if i % 6 == 0:
             skills["korean"] = 7
-        shift = [(7.5, 15.5)] if i % 3 == 0 else [(8, 16.5)] if i % 3 == 1 else [(9.5, 18)]
+        shift: list[tuple[float, float]] = [(7.5, 15.5)] if i % 3 == 0 else [(8, 16.5)] if i % 3 == 1 else [(9.5, 18)]
         lunch = (11.5 + 0.5 * (i % 4), 12 + 0.5 * (i % 4), "lunch")
         agents.append(AgentSpec(f"lc-a{i:02d}", skills=skills, shifts=shift, breaks=[lunch], answer_prob=0.95))
     arr = [
