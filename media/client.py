@@ -27,7 +27,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from media import protocol as P
 
@@ -58,6 +58,73 @@ class WorkerExited:
 
 
 EventCallback = Callable[[Any], Any]
+
+
+class MediaWorker(Protocol):
+    """What the core uses of one media worker: a :class:`WorkerClient`, or in tests a
+    :class:`media.fake.FakeWorker`."""
+
+    pid: int
+    sip_port: int
+    capacity: int
+    legs: set[str]
+
+    @property
+    def alive(self) -> bool: ...
+
+    def on_event(self, callback: EventCallback) -> None: ...
+
+    def events(self) -> AsyncIterator[Any]: ...
+
+    async def answer(self, leg: str, code: int = 200) -> None: ...
+
+    async def hangup(self, leg: str, code: int | None = None) -> None: ...
+
+    async def originate(
+        self,
+        leg_id: str,
+        uri: str,
+        from_uri: str | None = None,
+        headers: dict[str, str] | None = None,
+        auth: dict[str, str] | None = None,
+    ) -> str: ...
+
+    async def play(self, leg: str, file: str | os.PathLike[str], loop: bool = False) -> None: ...
+
+    async def stop_play(self, leg: str) -> None: ...
+
+    async def record(self, legs: list[str], path_prefix: str | os.PathLike[str]) -> dict[str, str]: ...
+
+    async def stop_record(self, legs: list[str] | None = None) -> dict[str, str]: ...
+
+    async def bridge(self, leg_a: str, leg_b: str) -> None: ...
+
+    async def unbridge(self, leg_a: str, leg_b: str) -> None: ...
+
+    async def send_dtmf(self, leg: str, digits: str) -> None: ...
+
+    async def ping(self, timeout: float | None = None) -> dict[str, Any]: ...
+
+    async def shutdown(self, timeout: float = 5.0) -> int | None: ...
+
+    def kill(self, sig: int = ...) -> None: ...
+
+
+def _reply_str(res: dict[str, Any], key: str, what: str) -> str:
+    """A string field of a command's result (the worker is a separate process: check)."""
+    value = res.get(key)
+    if not isinstance(value, str):
+        raise WorkerError(f"{what}: reply field {key!r} is not a string: {value!r}")
+    return value
+
+
+def _reply_files(res: dict[str, Any], what: str) -> dict[str, str]:
+    """The ``files`` ({leg: path}) of a record/stop_record result."""
+    files = res.get("files")
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise WorkerError(f"{what}: reply field 'files' is not an object of strings: {files!r}")
+    return files
+
 
 # Tasks started for coroutine callbacks: the event loop keeps only weak references to tasks,
 # so one nobody holds could be garbage-collected before it ends.
@@ -186,7 +253,7 @@ class WorkerClient:
         self.exited.set_result(ex)
         self._deliver(ex)
 
-    def _track(self, ev: P.Event) -> None:
+    def _track(self, ev: P.Event | P.Command) -> None:
         if isinstance(ev, P.Ready):
             self.capacity = ev.capacity
             if not self.ready.done():
@@ -294,7 +361,7 @@ class WorkerClient:
         except WorkerError:
             self.legs.discard(leg_id)
             raise
-        return res["leg"]
+        return _reply_str(res, "leg", "originate")
 
     async def play(self, leg: str, file: str | os.PathLike[str], loop: bool = False) -> None:
         await self.request("play", leg=leg, file=os.fspath(file), loop=loop)
@@ -304,11 +371,11 @@ class WorkerClient:
 
     async def record(self, legs: list[str], path_prefix: str | os.PathLike[str]) -> dict[str, str]:
         res = await self.request("record", legs=list(legs), path_prefix=os.fspath(path_prefix))
-        return res["files"]
+        return _reply_files(res, "record")
 
     async def stop_record(self, legs: list[str] | None = None) -> dict[str, str]:
         res = await self.request("stop_record", legs=None if legs is None else list(legs))
-        return res["files"]
+        return _reply_files(res, "stop_record")
 
     async def bridge(self, leg_a: str, leg_b: str) -> None:
         await self.request("bridge", leg_a=leg_a, leg_b=leg_b)

@@ -20,12 +20,13 @@ knows ``new_leg``; inject its ``Ringing``/``Answered``/``Ended`` as the target p
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from media import protocol as P
-from media.client import CommandFailed, WorkerDied, WorkerExited, run_if_coroutine
+from media.client import CommandFailed, WorkerDied, WorkerExited, _reply_files, _reply_str, run_if_coroutine
 from media.pool import PoolExhausted, WorkerLost
 
 
@@ -191,16 +192,15 @@ class FakeWorker:
         headers: dict[str, str] | None = None,
         auth: dict[str, str] | None = None,
     ) -> str:
-        return (
-            await self.request(
-                "originate",
-                leg_id=leg_id,
-                uri=uri,
-                from_uri=from_uri,
-                headers=dict(headers or {}),
-                auth=dict(auth) if auth else None,
-            )
-        )["leg"]
+        res = await self.request(
+            "originate",
+            leg_id=leg_id,
+            uri=uri,
+            from_uri=from_uri,
+            headers=dict(headers or {}),
+            auth=dict(auth) if auth else None,
+        )
+        return _reply_str(res, "leg", "originate")
 
     async def play(self, leg: str, file: Any, loop: bool = False) -> None:
         await self.request("play", leg=leg, file=str(file), loop=loop)
@@ -209,10 +209,10 @@ class FakeWorker:
         await self.request("stop_play", leg=leg)
 
     async def record(self, legs: list[str], path_prefix: Any) -> dict[str, str]:
-        return (await self.request("record", legs=list(legs), path_prefix=str(path_prefix)))["files"]
+        return _reply_files(await self.request("record", legs=list(legs), path_prefix=str(path_prefix)), "record")
 
     async def stop_record(self, legs: list[str] | None = None) -> dict[str, str]:
-        return (await self.request("stop_record", legs=legs))["files"]
+        return _reply_files(await self.request("stop_record", legs=legs), "stop_record")
 
     async def bridge(self, leg_a: str, leg_b: str) -> None:
         await self.request("bridge", leg_a=leg_a, leg_b=leg_b)
@@ -253,7 +253,7 @@ class FakePool:
             raise PoolExhausted(f"all {self.max_workers} media workers are busy")
         w = self.idle.pop() if self.idle else FakeWorker(sip_port=next(self._ports), **self.worker_kw)
         self.busy.append(w)
-        w.on_event(lambda ev, w=w: self._on(w, ev))
+        w.on_event(functools.partial(self._on, w))
         return w
 
     def try_acquire(self) -> FakeWorker | None:
@@ -262,7 +262,7 @@ class FakePool:
             return None
         w = self.idle.pop() if self.idle else FakeWorker(sip_port=next(self._ports), **self.worker_kw)
         self.busy.append(w)
-        w.on_event(lambda ev, w=w: self._on(w, ev))
+        w.on_event(functools.partial(self._on, w))
         return w
 
     def acquire_soon(self) -> None:
@@ -282,7 +282,7 @@ class FakePool:
                     w,
                     WorkerLost(
                         worker=w,
-                        legs=ev.legs,  # type: ignore[arg-type]
+                        legs=ev.legs,
                         returncode=ev.returncode,
                         reason=f"killed by signal {-(ev.returncode or 0)}",
                     ),

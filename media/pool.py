@@ -22,13 +22,14 @@ callbacks, its slot is freed, and warm workers are topped up again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
-from media.client import WorkerClient, WorkerError, WorkerExited
+from media.client import MediaWorker, WorkerClient, WorkerError, WorkerExited
 
 log = logging.getLogger("media.pool")
 
@@ -37,9 +38,21 @@ class PoolExhausted(Exception):
     """Every worker slot is busy."""
 
 
+class _SpawnOptions(TypedDict):
+    """The arguments of :meth:`WorkerClient.spawn` that are the same for every worker."""
+
+    sip_addr: str
+    media_addr: str
+    public_addr: str
+    proxy: str
+    python: str
+    stderr: Any  # as for asyncio.create_subprocess_exec: None, a file, a descriptor, DEVNULL
+    extra_args: list[str] | None
+
+
 @dataclass(frozen=True)
 class WorkerLost:
-    worker: WorkerClient
+    worker: MediaWorker
     legs: tuple[str, ...]
     returncode: int | None
     reason: str
@@ -73,15 +86,15 @@ class MediaPool:
         self.rtp_port_base = rtp_port_base
         self.rtp_ports_per_worker = rtp_ports_per_worker
         self.trusted = list(trusted)
-        self.spawn_kw = dict(
-            sip_addr=sip_addr,
-            media_addr=media_addr,
-            public_addr=public_addr,
-            proxy=proxy,
-            python=python,
-            stderr=worker_stderr,
-            extra_args=worker_args,
-        )
+        self.spawn_kw: _SpawnOptions = {
+            "sip_addr": sip_addr,
+            "media_addr": media_addr,
+            "public_addr": public_addr,
+            "proxy": proxy,
+            "python": python,
+            "stderr": worker_stderr,
+            "extra_args": worker_args,
+        }
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.slots: dict[int, WorkerClient | None] = {}  # slot -> worker (None: starting)
@@ -253,7 +266,7 @@ class MediaPool:
             raise
         self.slots[slot] = w
         self._slot_of[w] = slot
-        w.on_event(lambda ev, w=w: self._on_worker_event(w, ev))
+        w.on_event(functools.partial(self._on_worker_event, w))
         if idle:
             self.idle.append(w)
             self._idle_changed.set()

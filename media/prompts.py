@@ -138,4 +138,6 @@ def is_engine_format(path: str | os.PathLike[str]) -> bool:
         info = sf.info(os.fspath(path))
     except Exception:
         return False
-    return info.format == "WAV" and info.subtype == "PCM_16" and info.channels == 1 and info.samplerate == ENGINE_RATE
+    return bool(
+        info.format == "WAV" and info.subtype == "PCM_16" and info.channels == 1 and info.samplerate == ENGINE_RATE
+    )

@@ -78,7 +78,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 __all__ = [
     "COMMANDS",
@@ -402,7 +402,10 @@ def encode(msg: Message) -> bytes:
     return json.dumps(_to_json(msg), separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
-def _build(cls: type, data: dict[str, Any], what: str) -> Any:
+_M = TypeVar("_M", bound="Command | Reply | Event")
+
+
+def _build(cls: type[_M], data: dict[str, Any], what: str) -> _M:
     names = {f.name for f in fields(cls)}
     unknown = set(data) - names
     if unknown:

@@ -180,7 +180,7 @@ def repair_wav(path: str | os.PathLike[str]) -> RepairResult:
                 data_off = pos + 8
                 break
             pos += 8 + csize + (csize & 1)
-        if fmt is None or data_off is None:
+        if fmt is None or data_off is None or data_size_pos is None:
             raise RecordingError(f"{path}: no fmt/data chunk header, nothing recoverable")
         _tag, channels, rate, _bps, block_align, _bits = fmt
         if channels < 1 or rate < 1 or block_align < 1:

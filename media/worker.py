@@ -38,7 +38,7 @@ WAKE = b"\r\n\r\n"  # a SIP keep-alive: pjsip drops it silently, but it wakes se
 RECORDER_SETTLE_S = 0.3  # pjmedia finalises the WAV header shortly after release
 
 
-class _LogWriter(pj.LogWriter):
+class _LogWriter(pj.LogWriter):  # type: ignore[misc]  # pjsua2 (SWIG) has no stubs: its classes are Any
     _LEVELS: ClassVar[dict[int, int]] = {
         0: logging.CRITICAL,
         1: logging.ERROR,
@@ -56,7 +56,7 @@ class _LogWriter(pj.LogWriter):
             pass
 
 
-class _Player(pj.AudioMediaPlayer):
+class _Player(pj.AudioMediaPlayer):  # type: ignore[misc]  # pjsua2 (SWIG) has no stubs: its classes are Any
     def __init__(self, eof_queue: queue.SimpleQueue[tuple[str, int]], leg: str, serial: int, wake: Any):
         super().__init__()
         self._q = eof_queue
@@ -72,7 +72,7 @@ class _Player(pj.AudioMediaPlayer):
             self._wake()
 
 
-class _Call(pj.Call):
+class _Call(pj.Call):  # type: ignore[misc]  # pjsua2 (SWIG) has no stubs: its classes are Any
     def __init__(self, worker: Worker, acc: pj.Account, call_id: int = pj.PJSUA_INVALID_ID, leg: str = ""):
         super().__init__(acc, call_id)
         self.worker = worker
@@ -129,7 +129,7 @@ class _Call(pj.Call):
             log.exception("onCallTsxState")
 
 
-class _Account(pj.Account):
+class _Account(pj.Account):  # type: ignore[misc]  # pjsua2 (SWIG) has no stubs: its classes are Any
     def __init__(self, worker: Worker):
         super().__init__()
         self.worker = worker
@@ -693,7 +693,7 @@ class Worker:
             if other is transferor or other.ended or not other.answered_sent:
                 continue
             try:
-                uri = other.call.getInfo().remoteUri
+                uri: str = other.call.getInfo().remoteUri
             except pj.Error:
                 continue
             if uri:
