@@ -5,7 +5,7 @@ CONFIG ?= pypbx.toml
 SIP_PORT ?= 5060
 PYTEST_ARGS ?=
 # What `make lint` checks (ruff check, ruff format --check, mypy). Grows as packages are made clean.
-LINT_PATHS ?= acd media
+LINT_PATHS ?= acd media tools
 
 # python3.11, else python3 if it is 3.11/3.12, else python3.12
 PYTHON_FOR_VENV := $(shell for p in python3.11 python3 python3.12; do \
