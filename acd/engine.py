@@ -26,8 +26,9 @@ from __future__ import annotations
 import bisect
 import heapq
 import random
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Any
 
 from .estimator import AgentLoad, AsteriskHoldtime, WaitEstimator, skill_key
 from .model import (
@@ -35,8 +36,8 @@ from .model import (
     Agent,
     AgentState,
     Announce,
-    Caller,
     CallbackFailed,
+    Caller,
     CancelRing,
     ClosedCall,
     Connect,
@@ -60,7 +61,10 @@ from .model import (
     Timeout,
 )
 
-_Key = tuple  # (-priority, entered_at, seq)
+_Key = tuple[int, float, int]  # (-priority, entered_at, seq)
+_ReqSig = tuple[str, tuple[tuple[str, int], ...]]  # (queue, sorted effective requirements)
+_Fingerprint = tuple[int, float, float]  # capacity: (eligible agents, cycle, callers ahead)
+_Estimate = tuple[float | None, _Fingerprint]  # (raw EWT or None, fingerprint)
 
 
 @dataclass(eq=False)
@@ -75,7 +79,7 @@ class _Entry:
     ringing: tuple[str, ...] = ()
     ring_started: float = 0.0
     ring_deadline: float | None = None
-    tried: set = field(default_factory=set)
+    tried: set[str] = field(default_factory=set)
     not_before: float = 0.0
     attempts: int = 0
     cb_agent: str | None = None
@@ -83,12 +87,13 @@ class _Entry:
     next_announce: float | None = None
     last_ewt: float | None = None
     last_ewt_at: float = 0.0
-    last_fp: tuple = (0, 0.0, 0.0)
+    last_fp: _Fingerprint = (0, 0.0, 0.0)
     last_pos: int = 0
     announced: bool = False
     overflow_at: float | None = None
     timeout_at: float | None = None
-    req_cache: tuple | None = None  # (relaxation floor, queue config, req, signature)
+    # (relaxation floor, queue config, req, signature)
+    req_cache: tuple[int | None, QueueConfig, dict[str, int], _ReqSig] | None = None
 
     @property
     def id(self) -> str:
@@ -138,7 +143,7 @@ class AcdEngine:
         self._pending_pause: dict[str, PauseReason] = {}
         self._pending_logout: set[str] = set()
         self._roster_version = 0
-        self._elig_cache: dict[tuple, frozenset[str]] = {}
+        self._elig_cache: dict[_ReqSig, frozenset[str]] = {}
         self._elig_version = -1
         for q in queues:
             self.add_queue(q)
@@ -326,22 +331,32 @@ class AcdEngine:
             e.cb_dialing = True
             e.attempts += 1
             self._event(
-                now, EventKind.CALLBACK_DIALED, e.queue, call_id, agent_id,
-                number=e.number, attempt=e.attempts,
+                now,
+                EventKind.CALLBACK_DIALED,
+                e.queue,
+                call_id,
+                agent_id,
+                number=e.number,
+                attempt=e.attempts,
             )
         else:
             wait = now - e.entered_at
             pos = self._position(e)
             self._remove(e)
             self._event(
-                now, EventKind.CONNECT, e.queue, call_id, agent_id,
-                wait=wait, position=pos, enter_position=e.enter_position, ring=ring,
+                now,
+                EventKind.CONNECT,
+                e.queue,
+                call_id,
+                agent_id,
+                wait=wait,
+                position=pos,
+                enter_position=e.enter_position,
+                ring=ring,
             )
             self.estimator.observe_answer(e.queue, wait, ring)
             self.asterisk.observe_answer(e.queue, wait)
-            self._connected[call_id] = _Conn(
-                call_id, e.queue, agent_id, e.entered_at, now, self._skey(e), False
-            )
+            self._connected[call_id] = _Conn(call_id, e.queue, agent_id, e.entered_at, now, self._skey(e), False)
             out.append(Connect(call_id, agent_id))
         self._dispatch(now, out)
         return out
@@ -364,8 +379,16 @@ class AcdEngine:
         e.ringing = tuple(x for x in e.ringing if x != agent_id)
         e.tried.add(agent_id)
         a = self.agents[agent_id]
-        self._event(now, EventKind.RINGNOANSWER, e.queue, call_id, agent_id,
-                    ring=now - e.ring_started, failed=True, reason=reason)
+        self._event(
+            now,
+            EventKind.RINGNOANSWER,
+            e.queue,
+            call_id,
+            agent_id,
+            ring=now - e.ring_started,
+            failed=True,
+            reason=reason,
+        )
         self._back_from_ring(a, now, out)
         if not e.ringing:
             e.ring_deadline = None
@@ -412,8 +435,7 @@ class AcdEngine:
         wait = now - e.entered_at
         pos = self._position(e)
         self._remove(e)
-        self._event(now, EventKind.ABANDON, e.queue, call_id, wait=wait, position=pos,
-                    enter_position=e.enter_position)
+        self._event(now, EventKind.ABANDON, e.queue, call_id, wait=wait, position=pos, enter_position=e.enter_position)
         self.estimator.observe_abandon(e.queue, wait)
         self._dispatch(now, out)
         return out
@@ -439,8 +461,16 @@ class AcdEngine:
         )
         if dup is not None:
             self._remove(e)
-            self._event(now, EventKind.CALLBACK_REQUESTED, e.queue, call_id, number=number,
-                        wait=wait, position=pos, merged_into=dup.id)
+            self._event(
+                now,
+                EventKind.CALLBACK_REQUESTED,
+                e.queue,
+                call_id,
+                number=number,
+                wait=wait,
+                position=pos,
+                merged_into=dup.id,
+            )
             if e.key < dup.key:  # the newer request had the better place: keep it
                 self._remove(dup)
                 dup.key = e.key
@@ -450,8 +480,7 @@ class AcdEngine:
             e.is_callback = True
             e.number = number
             e.tried.clear()
-            self._event(now, EventKind.CALLBACK_REQUESTED, e.queue, call_id, number=number,
-                        wait=wait, position=pos)
+            self._event(now, EventKind.CALLBACK_REQUESTED, e.queue, call_id, number=number, wait=wait, position=pos)
         self._dispatch(now, out)
         return out
 
@@ -464,10 +493,17 @@ class AcdEngine:
         agent_id = e.cb_agent
         assert agent_id is not None
         self._remove(e)
-        self._event(now, EventKind.CALLBACK_CONNECTED, e.queue, call_id, agent_id,
-                    number=e.number, attempt=e.attempts, wait=now - e.entered_at)
-        self._connected[call_id] = _Conn(call_id, e.queue, agent_id, e.entered_at, now,
-                                         self._skey(e), True)
+        self._event(
+            now,
+            EventKind.CALLBACK_CONNECTED,
+            e.queue,
+            call_id,
+            agent_id,
+            number=e.number,
+            attempt=e.attempts,
+            wait=now - e.entered_at,
+        )
+        self._connected[call_id] = _Conn(call_id, e.queue, agent_id, e.entered_at, now, self._skey(e), True)
         self.agents[agent_id].state_since = now
         out.append(Connect(call_id, agent_id))
         return out
@@ -484,9 +520,17 @@ class AcdEngine:
         e.cb_dialing = False
         e.cb_agent = None
         final = e.attempts >= q.callback_max_attempts
-        self._event(now, EventKind.CALLBACK_FAILED, e.queue, call_id,
-                    agent.id if agent else None, number=e.number, attempt=e.attempts,
-                    final=final, reason=reason)
+        self._event(
+            now,
+            EventKind.CALLBACK_FAILED,
+            e.queue,
+            call_id,
+            agent.id if agent else None,
+            number=e.number,
+            attempt=e.attempts,
+            final=final,
+            reason=reason,
+        )
         if final:
             self._remove(e)
             out.append(CallbackFailed(call_id, e.number, e.attempts, e.queue))
@@ -529,18 +573,26 @@ class AcdEngine:
 
     # ================================================================ restart
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         """Waiting callbacks, estimator state and routing memory as plain data."""
         cbs = []
         for k in self._order:
             e = self._by_key[k]
             if e.is_callback:
-                cbs.append({
-                    "call_id": e.id, "queue": e.queue, "number": e.number,
-                    "priority": e.call.priority, "skills": dict(e.call.skills),
-                    "language": e.call.language, "entered_at": e.entered_at,
-                    "seq": e.key[2], "attempts": e.attempts, "not_before": e.not_before,
-                })
+                cbs.append(
+                    {
+                        "call_id": e.id,
+                        "queue": e.queue,
+                        "number": e.number,
+                        "priority": e.call.priority,
+                        "skills": dict(e.call.skills),
+                        "language": e.call.language,
+                        "entered_at": e.entered_at,
+                        "seq": e.key[2],
+                        "attempts": e.attempts,
+                        "not_before": e.not_before,
+                    }
+                )
         return {
             "version": 1,
             "callbacks": cbs,
@@ -550,7 +602,7 @@ class AcdEngine:
             "seq": self._seq,
         }
 
-    def restore(self, snap: Mapping) -> None:
+    def restore(self, snap: Mapping[str, Any]) -> None:
         """Load a :meth:`snapshot` into a fresh engine (queues configured first)."""
         self.estimator.restore(snap.get("estimator", {}))
         self.asterisk.restore(snap.get("asterisk", {}))
@@ -559,11 +611,20 @@ class AcdEngine:
         for d in snap.get("callbacks", []):
             if d["queue"] not in self.queues:
                 raise KeyError(f"callback {d['call_id']}: unknown queue {d['queue']}")
-            call = Caller(d["call_id"], d["number"], int(d.get("priority", 0)),
-                          dict(d.get("skills", {})), d.get("language"))
-            e = _Entry(call, d["queue"], (-call.priority, float(d["entered_at"]), int(d["seq"])),
-                       float(d["entered_at"]), 0, d["number"], is_callback=True,
-                       attempts=int(d.get("attempts", 0)), not_before=float(d.get("not_before", 0)))
+            call = Caller(
+                d["call_id"], d["number"], int(d.get("priority", 0)), dict(d.get("skills", {})), d.get("language")
+            )
+            e = _Entry(
+                call,
+                d["queue"],
+                (-call.priority, float(d["entered_at"]), int(d["seq"])),
+                float(d["entered_at"]),
+                0,
+                d["number"],
+                is_callback=True,
+                attempts=int(d.get("attempts", 0)),
+                not_before=float(d.get("not_before", 0)),
+            )
             self._insert(e)
             if e.not_before:
                 self._timer(e.not_before, "retry", e.id)
@@ -577,13 +638,19 @@ class AcdEngine:
             e = self._by_key[k]
             if e.is_callback:
                 continue
-            closed.append(ClosedCall(e.id, e.queue, e.number, "interrupted",
-                                     now - e.entered_at, self._position(e)))
+            closed.append(ClosedCall(e.id, e.queue, e.number, "interrupted", now - e.entered_at, self._position(e)))
             for aid in e.ringing:
                 self._back_from_ring(self.agents[aid], now, [])
             e.ringing = ()
-            self._event(now, EventKind.INTERRUPTED, e.queue, e.id, wait=now - e.entered_at,
-                        position=self._position(e), number=e.number)
+            self._event(
+                now,
+                EventKind.INTERRUPTED,
+                e.queue,
+                e.id,
+                wait=now - e.entered_at,
+                position=self._position(e),
+                number=e.number,
+            )
             if as_callbacks and e.number:
                 e.is_callback = True
             else:
@@ -591,20 +658,33 @@ class AcdEngine:
         return closed
 
     @staticmethod
-    def close_interrupted(rows: Iterable[Mapping], now: float) -> list[ClosedCall]:
+    def close_interrupted(rows: Iterable[Mapping[str, Any]], now: float) -> list[ClosedCall]:
         """For a core that crashed: given its persisted in-queue rows (``call_id``,
         ``queue``, ``number``, ``entered_at``, optional ``position``), the outcome records
         to write; their numbers go to the callback list."""
         return [
-            ClosedCall(r["call_id"], r["queue"], r.get("number", ""), "interrupted",
-                       max(0.0, now - float(r["entered_at"])), int(r.get("position", 0)))
+            ClosedCall(
+                r["call_id"],
+                r["queue"],
+                r.get("number", ""),
+                "interrupted",
+                max(0.0, now - float(r["entered_at"])),
+                int(r.get("position", 0)),
+            )
             for r in rows
         ]
 
     # ================================================================ internals
 
-    def _event(self, now: float, kind: EventKind, queue: str | None = None,
-               call_id: str | None = None, agent_id: str | None = None, **data) -> None:
+    def _event(
+        self,
+        now: float,
+        kind: EventKind,
+        queue: str | None = None,
+        call_id: str | None = None,
+        agent_id: str | None = None,
+        **data: Any,
+    ) -> None:
         self._events.append(QueueEvent(now, kind, queue, call_id, agent_id, data))
 
     def _timer(self, t: float, kind: str, ref: str) -> None:
@@ -673,7 +753,7 @@ class AcdEngine:
             req[s] = max(req.get(s, 0), int(lvl))
         return req
 
-    def _req_sig(self, e: _Entry, now: float) -> tuple[dict[str, int], tuple]:
+    def _req_sig(self, e: _Entry, now: float) -> tuple[dict[str, int], _ReqSig]:
         """Effective requirements (after relaxation) and their hashable signature,
         cached on the entry per relaxation step.  Treat the dict as read-only."""
         q = self.queues[e.queue]
@@ -689,7 +769,7 @@ class AcdEngine:
         req = self._base_req(e)
         if floor is not None:
             req = {s: min(lvl, floor) for s, lvl in req.items()}
-        sig = (e.queue, tuple(sorted(req.items())))
+        sig: _ReqSig = (e.queue, tuple(sorted(req.items())))
         e.req_cache = (floor, q, req, sig)
         return req, sig
 
@@ -704,13 +784,9 @@ class AcdEngine:
         if a.queues is not None and queue not in a.queues:
             return False
         skills = a.skills
-        for s, lvl in req.items():
-            if skills.get(s, 0) < lvl:
-                return False
-        return True
+        return all(skills.get(s, 0) >= lvl for s, lvl in req.items())
 
-    def _eligible_set(self, queue: str, req: Mapping[str, int],
-                      sig: tuple | None = None) -> frozenset[str]:
+    def _eligible_set(self, queue: str, req: Mapping[str, int], sig: _ReqSig | None = None) -> frozenset[str]:
         """Ids of agents logged in, not paused, who qualify (cached per roster)."""
         if self._elig_version != self._roster_version:
             self._elig_cache.clear()
@@ -720,8 +796,10 @@ class AcdEngine:
         s = self._elig_cache.get(sig)
         if s is None:
             s = frozenset(
-                a.id for a in self.agents.values()
-                if a.state is not AgentState.LOGGED_OUT and a.state is not AgentState.PAUSED
+                a.id
+                for a in self.agents.values()
+                if a.state is not AgentState.LOGGED_OUT
+                and a.state is not AgentState.PAUSED
                 and self._qualifies(a, queue, req)
             )
             self._elig_cache[sig] = s
@@ -750,9 +828,17 @@ class AcdEngine:
         self._insert(e)
         e.enter_position = self._position(e)
         ewt, fp = self._estimate(e, now)
-        self._event(now, EventKind.ENTER, queue, call.id, number=call.number,
-                    priority=call.priority, position=e.enter_position, ewt=ewt,
-                    asterisk_ewt=self.asterisk.estimate(queue, e.enter_position))
+        self._event(
+            now,
+            EventKind.ENTER,
+            queue,
+            call.id,
+            number=call.number,
+            priority=call.priority,
+            position=e.enter_position,
+            ewt=ewt,
+            asterisk_ewt=self.asterisk.estimate(queue, e.enter_position),
+        )
         if q.overflow is not None:
             e.overflow_at = now + q.overflow.after
             self._timer(e.overflow_at, "overflow", call.id)
@@ -786,21 +872,29 @@ class AcdEngine:
             pos = self._position(e)
             self._remove(e)
             tgt = q.overflow.target
-            self._event(now, EventKind.OVERFLOW, e.queue, e.id, wait=wait, position=pos,
-                        target_kind=tgt.kind.value, target=tgt.target)
+            self._event(
+                now,
+                EventKind.OVERFLOW,
+                e.queue,
+                e.id,
+                wait=wait,
+                position=pos,
+                target_kind=tgt.kind.value,
+                target=tgt.target,
+            )
             out.append(Overflow(e.id, tgt))
             if tgt.kind is TargetKind.QUEUE and tgt.target in self.queues:
                 self._enqueue(e.call, tgt.target, now, out)
 
     # ---- announcements
 
-    def _estimate(self, e: _Entry, now: float) -> tuple[float | None, tuple]:
+    def _estimate(self, e: _Entry, now: float) -> _Estimate:
         req, mysig = self._req_sig(e, now)
         mine = self._eligible_set(e.queue, req, mysig)
         if not mine:
             return None, (0, 0.0, 0.0)
         ahead = 0.0
-        shares: dict[tuple, float] = {}
+        shares: dict[_ReqSig, float] = {}
         by_key = self._by_key
         for k in self._order:
             if k >= e.key:
@@ -836,8 +930,9 @@ class AcdEngine:
         ewt = est.estimate(ahead, loads, cycle, est.abandon_rate(e.queue), ring)
         return ewt, (len(mine), cycle, ahead)
 
-    def _announce(self, e: _Entry, now: float, out: list[Action], repeat: bool,
-                  precomputed: tuple | None = None) -> None:
+    def _announce(
+        self, e: _Entry, now: float, out: list[Action], repeat: bool, precomputed: _Estimate | None = None
+    ) -> None:
         q = self.queues[e.queue]
         if q.announce_interval > 0:
             e.next_announce = now + q.announce_interval
@@ -855,8 +950,9 @@ class AcdEngine:
             changed = (
                 pos != e.last_pos
                 or (value is None) != (e.last_ewt is None)
-                or (value is not None and e.last_ewt is not None
-                    and abs(value - e.last_ewt) >= self.announce_min_change)
+                or (
+                    value is not None and e.last_ewt is not None and abs(value - e.last_ewt) >= self.announce_min_change
+                )
             )
             if not changed:
                 return
@@ -920,8 +1016,7 @@ class AcdEngine:
             return [min(elig, key=lambda a: (a.total_talk_time, a.idle_since, a.id))]
         if st is Strategy.BEST_SKILL_THEN_LONGEST_IDLE:
             req = self._base_req(e)
-            return [min(elig, key=lambda a: (-sum(a.skills.get(s, 0) for s in req),
-                                             a.idle_since, a.id))]
+            return [min(elig, key=lambda a: (-sum(a.skills.get(s, 0) for s in req), a.idle_since, a.id))]
         if st is Strategy.ROUND_ROBIN:
             last = self._rr.get(q.name)
             ordered = sorted(elig, key=lambda a: a.id)
@@ -968,19 +1063,28 @@ class AcdEngine:
             a = self.agents[aid]
             e.tried.add(aid)
             a.missed_in_row += 1
-            self._event(now, EventKind.RINGNOANSWER, e.queue, e.id, aid, ring=now - e.ring_started,
-                        missed_in_row=a.missed_in_row)
+            self._event(
+                now,
+                EventKind.RINGNOANSWER,
+                e.queue,
+                e.id,
+                aid,
+                ring=now - e.ring_started,
+                missed_in_row=a.missed_in_row,
+            )
             a.current_call = None
-            if (q.rna_misses_before_pause > 0 and a.missed_in_row >= q.rna_misses_before_pause
-                    and a.id not in self._pending_logout):
+            if (
+                q.rna_misses_before_pause > 0
+                and a.missed_in_row >= q.rna_misses_before_pause
+                and a.id not in self._pending_logout
+            ):
                 self._pending_pause.pop(a.id, None)
                 self._pause(a, PauseReason.RING_NO_ANSWER, now, out)
             else:
                 self._back_from_ring(a, now, out, already_cleared=True)
         self._leave_if_overdue(e, now, out)
 
-    def _back_from_ring(self, a: Agent, now: float, out: list[Action],
-                        already_cleared: bool = False) -> None:
+    def _back_from_ring(self, a: Agent, now: float, out: list[Action], already_cleared: bool = False) -> None:
         """An agent rung for a call that went elsewhere: available again (or the
         pause/logout asked for while ringing)."""
         a.current_call = None
@@ -1017,9 +1121,16 @@ class AcdEngine:
         a.current_call = None
         if who is not None:
             kind = EventKind.COMPLETE_CALLER if who is Party.CALLER else EventKind.COMPLETE_AGENT
-            self._event(now, kind, conn.queue, conn.call_id, a.id,
-                        wait=conn.answered_at - conn.entered_at, talk=talk,
-                        callback=conn.is_callback)
+            self._event(
+                now,
+                kind,
+                conn.queue,
+                conn.call_id,
+                a.id,
+                wait=conn.answered_at - conn.entered_at,
+                talk=talk,
+                callback=conn.is_callback,
+            )
         self.estimator.observe_talk(conn.queue, conn.skills, talk)
         q = self.queues[conn.queue]
         wrap = a.wrap_up if a.wrap_up is not None else q.wrap_up

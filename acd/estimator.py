@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
-
+from typing import Any
 
 # --------------------------------------------------------------------------- EWMA
 
@@ -57,7 +57,7 @@ class _Ewma:
             self.mean += a * (x - self.mean)
         self.n += 1
 
-    def to_list(self) -> list:
+    def to_list(self) -> list[float]:
         return [self.mean, self.n]
 
 
@@ -235,14 +235,15 @@ class WaitEstimator:
 
     # ---- persistence
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, dict[str, list[float]]]:
         return {
             "talk": {k: v.to_list() for k, v in self._talk.items()},
             "ring": {k: v.to_list() for k, v in self._ring.items()},
             "abandon": {k: v.to_list() for k, v in self._abandon.items()},
         }
 
-    def restore(self, d: Mapping) -> None:
+    def restore(self, d: Mapping[str, Any]) -> None:
+        """Load a :meth:`snapshot` (parsed JSON, so not trusted to be of that shape)."""
         self._talk = {k: _Ewma(*v) for k, v in d.get("talk", {}).items()}
         self._ring = {k: _Ewma(*v) for k, v in d.get("ring", {}).items()}
         self._abandon = {k: _Ewma(*v) for k, v in d.get("abandon", {}).items()}
@@ -270,7 +271,7 @@ class AsteriskHoldtime:
         subtracted, and the (possibly negative) result is read out as its magnitude."""
         return abs(position * self.holdtime.get(queue, 0.0) - elapsed)
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, float]:
         return dict(self.holdtime)
 
     def restore(self, d: Mapping[str, float]) -> None:

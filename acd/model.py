@@ -11,9 +11,9 @@ Times are seconds as floats on whatever clock the caller injects (``now``).
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
-
+from typing import Any
 
 # --------------------------------------------------------------------------- enums
 
@@ -114,11 +114,11 @@ class Target:
     kind: TargetKind
     target: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind.value, "target": self.target}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | "Target") -> "Target":
+    def from_dict(cls, d: Mapping[str, Any] | Target) -> Target:
         if isinstance(d, Target):
             return d
         return cls(TargetKind(d["kind"]), str(d["target"]))
@@ -131,11 +131,11 @@ class OverflowRule:
     after: float
     target: Target
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"after": self.after, "target": self.target.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | "OverflowRule") -> "OverflowRule":
+    def from_dict(cls, d: Mapping[str, Any] | OverflowRule) -> OverflowRule:
         if isinstance(d, OverflowRule):
             return d
         return cls(float(d["after"]), Target.from_dict(d["target"]))
@@ -149,11 +149,11 @@ class Relaxation:
     after: float
     min_level: int
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"after": self.after, "min_level": self.min_level}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | "Relaxation") -> "Relaxation":
+    def from_dict(cls, d: Mapping[str, Any] | Relaxation) -> Relaxation:
         if isinstance(d, Relaxation):
             return d
         return cls(float(d["after"]), int(d["min_level"]))
@@ -185,7 +185,7 @@ class QueueConfig:
                 raise ValueError(f"queue {self.name}: skill {skill} level {level} not in 1..10")
         object.__setattr__(self, "relaxation", tuple(sorted(self.relaxation, key=lambda r: r.after)))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "required_skills": dict(self.required_skills),
@@ -207,7 +207,7 @@ class QueueConfig:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | "QueueConfig") -> "QueueConfig":
+    def from_dict(cls, d: Mapping[str, Any] | QueueConfig) -> QueueConfig:
         if isinstance(d, QueueConfig):
             return d
         kw = dict(d)
@@ -276,7 +276,7 @@ class Agent:
     def level(self, skill: str) -> int:
         return self.skills.get(skill, 0)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "name": self.name,
@@ -452,7 +452,7 @@ class QueueEvent:
     agent_id: str | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "time": self.time,
             "kind": self.kind.value,

@@ -17,17 +17,19 @@ from __future__ import annotations
 import heapq
 import math
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .engine import AcdEngine
 from .estimator import WaitEstimator
 from .model import (
+    Action,
     Agent,
     AgentState,
     Announce,
-    CancelRing,
     Caller,
+    CancelRing,
     Connect,
     DialCallback,
     EventKind,
@@ -36,6 +38,7 @@ from .model import (
     PauseAgent,
     PauseReason,
     QueueConfig,
+    QueueEvent,
     Relaxation,
     RingAgents,
     Strategy,
@@ -61,7 +64,7 @@ class AgentSpec:
     answer_delay: tuple[float, float] = (2.0, 7.0)  # seconds, uniform
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "AgentSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> AgentSpec:
         kw = dict(d)
         if "shifts" in kw:
             kw["shifts"] = [tuple(s) for s in kw["shifts"]]
@@ -88,7 +91,7 @@ class ArrivalSpec:
     language: str = "en"
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ArrivalSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> ArrivalSpec:
         kw = dict(d)
         kw["rates"] = {int(h): float(r) for h, r in kw["rates"].items()}
         if "skill_mix" in kw:
@@ -111,14 +114,13 @@ class SimConfig:
     horizon_after: float = 4 * HOUR  # keep running after the last arrival at most this long
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | "SimConfig") -> "SimConfig":
+    def from_dict(cls, d: Mapping[str, Any] | SimConfig) -> SimConfig:
         if isinstance(d, SimConfig):
             return d
         kw = dict(d)
         kw["queues"] = [QueueConfig.from_dict(q) for q in kw["queues"]]
         kw["agents"] = [a if isinstance(a, AgentSpec) else AgentSpec.from_dict(a) for a in kw["agents"]]
-        kw["arrivals"] = [a if isinstance(a, ArrivalSpec) else ArrivalSpec.from_dict(a)
-                          for a in kw["arrivals"]]
+        kw["arrivals"] = [a if isinstance(a, ArrivalSpec) else ArrivalSpec.from_dict(a) for a in kw["arrivals"]]
         if "callback_ring" in kw:
             kw["callback_ring"] = tuple(kw["callback_ring"])
         return cls(**kw)
@@ -158,7 +160,7 @@ class SimReport:
     max_agent_overlap: int  # max simultaneous calls of one agent (must be <= 1)
     outcome_errors: list[str]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["per_hour"] = {str(h): v for h, v in self.per_hour.items()}
         return d
@@ -189,10 +191,10 @@ def format_report(r: SimReport) -> str:
     for h in sorted(r.per_hour):
         v = r.per_hour[h]
         lines.append(f"  {h:02d}:00 {v['offered']:8d} {v['answered']:8d} {v['abandoned']:9d}")
-    for qn, v in sorted(r.per_queue.items()):
+    for qn, qv in sorted(r.per_queue.items()):
         lines.append(
-            f"  queue {qn}: offered {int(v['offered'])}, answered {int(v['answered'])}, "
-            f"SL {pct(v['service_level'])}, ASA {v['asa']:.1f} s, abandoned {int(v['abandoned'])}"
+            f"  queue {qn}: offered {int(qv['offered'])}, answered {int(qv['answered'])}, "
+            f"SL {pct(qv['service_level'])}, ASA {qv['asa']:.1f} s, abandoned {int(qv['abandoned'])}"
         )
     if r.outcome_errors:
         lines.append(f"  ACCOUNTING ERRORS: {len(r.outcome_errors)}: {r.outcome_errors[:5]}")
@@ -220,6 +222,18 @@ class _Call:
     answer_queue: str | None = None
 
 
+def _present(value: str | None, ev: QueueEvent) -> str:
+    """An id that the engine sets on every event of this kind (call, queue or agent)."""
+    if value is None:
+        raise ValueError(f"queue event {ev.kind.value} lacks an id it always carries: {ev}")
+    return value
+
+
+def _call_key(ev: QueueEvent) -> tuple[str, str]:
+    """(call id, queue) of a caller's queue event."""
+    return _present(ev.call_id, ev), _present(ev.queue, ev)
+
+
 class _Sim:
     def __init__(self, cfg: SimConfig, seed: int) -> None:
         self.cfg = cfg
@@ -227,13 +241,15 @@ class _Sim:
         self.rng = random.Random(seed)
         self.engine = AcdEngine(
             cfg.queues,
-            [Agent(a.id, a.id, dict(a.skills), frozenset(a.queues) if a.queues else None, a.wrap_up)
-             for a in cfg.agents],
+            [
+                Agent(a.id, a.id, dict(a.skills), frozenset(a.queues) if a.queues else None, a.wrap_up)
+                for a in cfg.agents
+            ],
             rng=random.Random(seed + 1),
             estimator=WaitEstimator(prior_handle=cfg.prior_handle),
         )
         self.specs = {a.id: a for a in cfg.agents}
-        self.heap: list[tuple[float, int, str, tuple]] = []
+        self.heap: list[tuple[float, int, str, tuple[Any, ...]]] = []
         self.hseq = 0
         self.calls: dict[str, _Call] = {}
         self.ring_token: dict[str, int] = {}
@@ -285,16 +301,23 @@ class _Sim:
                             skills = dict(sk)
                             break
                     if spec.patience_dist == "lognormal":
-                        mu = math.log(spec.patience_mean) - spec.patience_sigma ** 2 / 2
+                        mu = math.log(spec.patience_mean) - spec.patience_sigma**2 / 2
                         patience = rng.lognormvariate(mu, spec.patience_sigma)
                     else:
                         patience = rng.expovariate(1.0 / spec.patience_mean)
-                    mu_h = math.log(spec.handle_mean) - spec.handle_sigma ** 2 / 2
+                    mu_h = math.log(spec.handle_mean) - spec.handle_sigma**2 / 2
                     call = _Call(
-                        cid, spec.queue, f"+1555{rng.randrange(self.cfg.number_pool):07d}", t,
-                        patience, rng.lognormvariate(mu_h, spec.handle_sigma),
-                        1 if rng.random() < spec.priority_share else 0, skills, spec.language,
-                        spec.callback_prob, spec.callback_threshold,
+                        cid,
+                        spec.queue,
+                        f"+1555{rng.randrange(self.cfg.number_pool):07d}",
+                        t,
+                        patience,
+                        rng.lognormvariate(mu_h, spec.handle_sigma),
+                        1 if rng.random() < spec.priority_share else 0,
+                        skills,
+                        spec.language,
+                        spec.callback_prob,
+                        spec.callback_threshold,
                     )
                     self.calls[cid] = call
                     self.push(t, "arrive", cid)
@@ -319,7 +342,7 @@ class _Sim:
             te = eng.next_deadline()
             if th is None and te is None:
                 break
-            t = th if te is None else te if th is None else min(th, te)
+            t = min(x for x in (th, te) if x is not None)
             if t > horizon:
                 break
             self.advance(t)
@@ -329,8 +352,7 @@ class _Sim:
             _, _, kind, payload = heapq.heappop(self.heap)
             getattr(self, "on_" + kind)(*payload)
         self.advance(max(self.now, horizon if self.heap else self.now))
-        for c in eng.close_waiting_calls(self.now):
-            self.interrupted += 1
+        self.interrupted += len(eng.close_waiting_calls(self.now))
         self.collect_events()
         return self.report()
 
@@ -351,8 +373,7 @@ class _Sim:
     def on_arrive(self, cid: str) -> None:
         c = self.calls[cid]
         self.push(self.now + c.patience, "abandon", cid)
-        self.apply(self.engine.call_arrived(
-            Caller(cid, c.number, c.priority, c.skills, c.language), c.queue, self.now))
+        self.apply(self.engine.call_arrived(Caller(cid, c.number, c.priority, c.skills, c.language), c.queue, self.now))
 
     def on_abandon(self, cid: str) -> None:
         self.apply(self.engine.caller_abandoned(cid, self.now))
@@ -394,7 +415,7 @@ class _Sim:
 
     # ---- outputs
 
-    def apply(self, actions: list) -> None:
+    def apply(self, actions: list[Action]) -> None:
         rng = self.rng
         for act in actions:
             if isinstance(act, RingAgents):
@@ -414,8 +435,7 @@ class _Sim:
                 self.ring_token[act.call_id] = tok
                 spec = self.specs[act.agent_id]
                 if rng.random() < spec.answer_prob:
-                    self.push(self.now + rng.uniform(*spec.answer_delay), "answer",
-                              act.call_id, act.agent_id, tok)
+                    self.push(self.now + rng.uniform(*spec.answer_delay), "answer", act.call_id, act.agent_id, tok)
             elif isinstance(act, CancelRing):
                 self.ring_token[act.call_id] = self.ring_token.get(act.call_id, 0) + 1
             elif isinstance(act, Connect):
@@ -426,31 +446,41 @@ class _Sim:
                 self.push(self.now + c.handle, "end", act.call_id, act.agent_id)
             elif isinstance(act, Announce):
                 c = self.calls[act.call_id]
-                if (act.ewt_seconds is not None and act.ewt_seconds >= c.cb_threshold
-                        and self.engine.queues[c.queue].callback_allowed
-                        and rng.random() < c.cb_prob):
+                if (
+                    act.ewt_seconds is not None
+                    and act.ewt_seconds >= c.cb_threshold
+                    and self.engine.queues[c.queue].callback_allowed
+                    and rng.random() < c.cb_prob
+                ):
                     c.cb_prob = 0.0
                     self.push(self.now + 8.0, "cb_request", act.call_id)
-            elif isinstance(act, PauseAgent):
-                if act.reason is PauseReason.RING_NO_ANSWER:
-                    self.push(self.now + self.cfg.rna_recover, "rna_unpause", act.agent_id)
+            elif isinstance(act, PauseAgent) and act.reason is PauseReason.RING_NO_ANSWER:
+                self.push(self.now + self.cfg.rna_recover, "rna_unpause", act.agent_id)
         # callbacks: the agent answered -> dial the patient
         self.collect_events()
 
     def collect_events(self) -> None:
         for ev in self.engine.drain_events():
             k = ev.kind
-            key = (ev.call_id, ev.queue)
             if k is EventKind.ENTER:
+                key = _call_key(ev)
                 self.visits.setdefault(key, [])
                 self.enter_est[key] = (ev.data.get("ewt"), ev.data.get("asterisk_ewt", 0.0))
                 if ev.data.get("ewt") is None:
                     self.silent += 1
-            elif k in (EventKind.CONNECT, EventKind.ABANDON, EventKind.TIMEOUT, EventKind.OVERFLOW,
-                       EventKind.EXITEMPTY, EventKind.FULL, EventKind.CALLBACK_REQUESTED,
-                       EventKind.INTERRUPTED):
+            elif k in (
+                EventKind.CONNECT,
+                EventKind.ABANDON,
+                EventKind.TIMEOUT,
+                EventKind.OVERFLOW,
+                EventKind.EXITEMPTY,
+                EventKind.FULL,
+                EventKind.CALLBACK_REQUESTED,
+                EventKind.INTERRUPTED,
+            ):
+                key = _call_key(ev)
                 self.visits.setdefault(key, []).append(k.value)
-                c = self.calls[ev.call_id]
+                c = self.calls[key[0]]
                 if c.outcome is None or k is EventKind.CONNECT or c.outcome == "OVERFLOW":
                     c.outcome = k.value
                 if k is EventKind.CONNECT:
@@ -466,20 +496,21 @@ class _Sim:
                     if ev.data.get("merged_into"):
                         self.cb_merged += 1
                     else:
-                        self.cb_outcomes.setdefault(ev.call_id, 0)
+                        self.cb_outcomes.setdefault(key[0], 0)
             elif k is EventKind.CALLBACK_DIALED:
-                c = self.calls[ev.call_id]
                 ok = self.rng.random() < self.cfg.callback_answer_prob
-                self.push(self.now + self.rng.uniform(*self.cfg.callback_ring), "cb_patient",
-                          ev.call_id, ok)
+                self.push(self.now + self.rng.uniform(*self.cfg.callback_ring), "cb_patient", ev.call_id, ok)
             elif k is EventKind.CALLBACK_CONNECTED:
                 self.cb_connected += 1
-                self.cb_outcomes[ev.call_id] = self.cb_outcomes.get(ev.call_id, 0) + 1
+                cid = _present(ev.call_id, ev)
+                self.cb_outcomes[cid] = self.cb_outcomes.get(cid, 0) + 1
             elif k is EventKind.CALLBACK_FAILED and ev.data.get("final"):
                 self.cb_failed += 1
-                self.cb_outcomes[ev.call_id] = self.cb_outcomes.get(ev.call_id, 0) + 1
+                cid = _present(ev.call_id, ev)
+                self.cb_outcomes[cid] = self.cb_outcomes.get(cid, 0) + 1
             elif k in (EventKind.COMPLETE_CALLER, EventKind.COMPLETE_AGENT, EventKind.TRANSFER):
-                self.on_calls[ev.agent_id] = self.on_calls.get(ev.agent_id, 1) - 1
+                aid = _present(ev.agent_id, ev)
+                self.on_calls[aid] = self.on_calls.get(aid, 1) - 1
 
     # ---- report
 
@@ -495,8 +526,9 @@ class _Sim:
                 continue
             offered += 1
             h = per_hour.setdefault(int(c.arrival // HOUR), {"offered": 0, "answered": 0, "abandoned": 0})
-            q = per_queue.setdefault(c.queue, {"offered": 0, "answered": 0, "within": 0,
-                                               "abandoned": 0, "wait_sum": 0.0})
+            q = per_queue.setdefault(
+                c.queue, {"offered": 0, "answered": 0, "within": 0, "abandoned": 0, "wait_sum": 0.0}
+            )
             h["offered"] += 1
             q["offered"] += 1
             if c.outcome == "CONNECT":
@@ -533,19 +565,34 @@ class _Sim:
         mae = sum(self.est_err) / len(self.est_err) if self.est_err else None
         amae = sum(self.ast_err) / len(self.ast_err) if self.ast_err else None
         return SimReport(
-            name=cfg.name, seed=self.seed, offered=offered, answered=answered,
-            answered_within_target=within, abandoned=abandoned, overflowed=overflowed,
-            timed_out=timed_out, refused=refused, callbacks_requested=self.cb_requested,
-            callbacks_merged=self.cb_merged, callbacks_connected=self.cb_connected,
-            callbacks_failed=self.cb_failed, callbacks_pending=max(pending, pending_cb),
-            interrupted=self.interrupted, service_target=T,
+            name=cfg.name,
+            seed=self.seed,
+            offered=offered,
+            answered=answered,
+            answered_within_target=within,
+            abandoned=abandoned,
+            overflowed=overflowed,
+            timed_out=timed_out,
+            refused=refused,
+            callbacks_requested=self.cb_requested,
+            callbacks_merged=self.cb_merged,
+            callbacks_connected=self.cb_connected,
+            callbacks_failed=self.cb_failed,
+            callbacks_pending=max(pending, pending_cb),
+            interrupted=self.interrupted,
+            service_target=T,
             service_level=within / offered if offered else 1.0,
             asa=sum(waits) / len(waits) if waits else 0.0,
             abandonment_rate=abandoned / offered if offered else 0.0,
             occupancy=self.busy_time / self.staffed_time if self.staffed_time else 0.0,
-            per_hour=per_hour, per_queue=per_queue, estimator_mae=mae, asterisk_mae=amae,
-            estimator_samples=len(self.est_err), estimator_silent=self.silent,
-            max_agent_overlap=self.max_overlap, outcome_errors=self.errors,
+            per_hour=per_hour,
+            per_queue=per_queue,
+            estimator_mae=mae,
+            asterisk_mae=amae,
+            estimator_samples=len(self.est_err),
+            estimator_silent=self.silent,
+            max_agent_overlap=self.max_overlap,
+            outcome_errors=self.errors,
         )
 
 
@@ -568,26 +615,48 @@ _DAY_SHAPE = (1.0, 0.85, 0.6, 0.5, 0.45, 0.35, 0.5, 0.55, 0.45, 0.3)
 
 
 def _small_gp() -> SimConfig:
-    q = QueueConfig("reception", strategy=Strategy.LONGEST_IDLE, ring_timeout=15, wrap_up=20,
-                    announce_interval=60, callback_allowed=True)
+    q = QueueConfig(
+        "reception",
+        strategy=Strategy.LONGEST_IDLE,
+        ring_timeout=15,
+        wrap_up=20,
+        announce_interval=60,
+        callback_allowed=True,
+    )
     agents = [
         AgentSpec("gp-a1", shifts=[(8, 17)], breaks=[(12, 12.5, "lunch")]),
         AgentSpec("gp-a2", shifts=[(8, 17)], breaks=[(12.5, 13, "lunch")]),
         AgentSpec("gp-a3", shifts=[(8, 13)]),
         AgentSpec("gp-a4", shifts=[(13, 18)]),
     ]
-    arr = [ArrivalSpec("reception", _rates(55, _DAY_SHAPE), handle_mean=150, handle_sigma=0.6,
-                       patience_mean=300, callback_prob=0.25, callback_threshold=180)]
+    arr = [
+        ArrivalSpec(
+            "reception",
+            _rates(55, _DAY_SHAPE),
+            handle_mean=150,
+            handle_sigma=0.6,
+            patience_mean=300,
+            callback_prob=0.25,
+            callback_threshold=180,
+        )
+    ]
     return SimConfig("small_gp", [q], agents, arr, prior_handle=150)
 
 
 def _mid_clinic() -> SimConfig:
     front = Target(TargetKind.EXTENSION, "front_desk")
-    new = QueueConfig("new_patients", {"new_patients": 5}, Strategy.BEST_SKILL_THEN_LONGEST_IDLE,
-                      ring_timeout=15, wrap_up=30, overflow=OverflowRule(20, front),
-                      callback_allowed=False)
-    ret = QueueConfig("returning", {}, Strategy.FEWEST_CALLS, ring_timeout=15, wrap_up=15,
-                      relaxation=(), callback_allowed=True)
+    new = QueueConfig(
+        "new_patients",
+        {"new_patients": 5},
+        Strategy.BEST_SKILL_THEN_LONGEST_IDLE,
+        ring_timeout=15,
+        wrap_up=30,
+        overflow=OverflowRule(20, front),
+        callback_allowed=False,
+    )
+    ret = QueueConfig(
+        "returning", {}, Strategy.FEWEST_CALLS, ring_timeout=15, wrap_up=15, relaxation=(), callback_allowed=True
+    )
     agents = []
     for i in range(10):
         skills = {"returning": 5}
@@ -595,29 +664,53 @@ def _mid_clinic() -> SimConfig:
             skills["new_patients"] = 6 + i
         if i in (2, 7):
             skills["korean"] = 6
-        shift = [(8, 16)] if i % 2 == 0 else [(9, 18)]
+        shift: list[tuple[float, float]] = [(8, 16)] if i % 2 == 0 else [(9, 18)]
         lunch = (12 + 0.5 * (i % 3), 12.5 + 0.5 * (i % 3), "lunch")
         agents.append(AgentSpec(f"mid-a{i}", skills=skills, shifts=shift, breaks=[lunch]))
     arr = [
-        ArrivalSpec("new_patients", _rates(30, _DAY_SHAPE), handle_mean=300, handle_sigma=0.5,
-                    patience_mean=240),
-        ArrivalSpec("returning", _rates(110, _DAY_SHAPE), handle_mean=170, handle_sigma=0.6,
-                    patience_mean=300, skill_mix=[(0.06, {"korean": 3})],
-                    callback_prob=0.3, callback_threshold=150),
+        ArrivalSpec("new_patients", _rates(30, _DAY_SHAPE), handle_mean=300, handle_sigma=0.5, patience_mean=240),
+        ArrivalSpec(
+            "returning",
+            _rates(110, _DAY_SHAPE),
+            handle_mean=170,
+            handle_sigma=0.6,
+            patience_mean=300,
+            skill_mix=[(0.06, {"korean": 3})],
+            callback_prob=0.3,
+            callback_threshold=150,
+        ),
     ]
     return SimConfig("mid_clinic", [new, ret], agents, arr, prior_handle=200)
 
 
 def _large_centre() -> SimConfig:
-    appt = QueueConfig("appointments", {}, Strategy.LONGEST_IDLE, ring_timeout=15, wrap_up=20,
-                       callback_allowed=True, max_wait=1800,
-                       fallback=Target(TargetKind.EXTENSION, "voicemail"))
-    results = QueueConfig("results", {"results": 6}, Strategy.BEST_SKILL_THEN_LONGEST_IDLE,
-                          ring_timeout=15, wrap_up=40,
-                          relaxation=(Relaxation(60, 4), Relaxation(180, 1)))
-    urgent = QueueConfig("urgent", {"triage": 5}, Strategy.RING_ALL, ring_timeout=20, wrap_up=30,
-                         rna_misses_before_pause=3,
-                         overflow=OverflowRule(90, Target(TargetKind.QUEUE, "appointments")))
+    appt = QueueConfig(
+        "appointments",
+        {},
+        Strategy.LONGEST_IDLE,
+        ring_timeout=15,
+        wrap_up=20,
+        callback_allowed=True,
+        max_wait=1800,
+        fallback=Target(TargetKind.EXTENSION, "voicemail"),
+    )
+    results = QueueConfig(
+        "results",
+        {"results": 6},
+        Strategy.BEST_SKILL_THEN_LONGEST_IDLE,
+        ring_timeout=15,
+        wrap_up=40,
+        relaxation=(Relaxation(60, 4), Relaxation(180, 1)),
+    )
+    urgent = QueueConfig(
+        "urgent",
+        {"triage": 5},
+        Strategy.RING_ALL,
+        ring_timeout=20,
+        wrap_up=30,
+        rna_misses_before_pause=3,
+        overflow=OverflowRule(90, Target(TargetKind.QUEUE, "appointments")),
+    )
     agents = []
     for i in range(25):
         skills: dict[str, int] = {}
@@ -627,18 +720,26 @@ def _large_centre() -> SimConfig:
             skills["triage"] = 5 + (i % 4)
         if i % 6 == 0:
             skills["korean"] = 7
-        shift = [(7.5, 15.5)] if i % 3 == 0 else [(8, 16.5)] if i % 3 == 1 else [(9.5, 18)]
+        shift: list[tuple[float, float]] = [(7.5, 15.5)] if i % 3 == 0 else [(8, 16.5)] if i % 3 == 1 else [(9.5, 18)]
         lunch = (11.5 + 0.5 * (i % 4), 12 + 0.5 * (i % 4), "lunch")
-        agents.append(AgentSpec(f"lc-a{i:02d}", skills=skills, shifts=shift, breaks=[lunch],
-                                answer_prob=0.95))
+        agents.append(AgentSpec(f"lc-a{i:02d}", skills=skills, shifts=shift, breaks=[lunch], answer_prob=0.95))
     arr = [
-        ArrivalSpec("appointments", _rates(260, _DAY_SHAPE), handle_mean=200, handle_sigma=0.6,
-                    patience_mean=360, patience_dist="lognormal", priority_share=0.03,
-                    skill_mix=[(0.05, {"korean": 4})], callback_prob=0.3, callback_threshold=180),
-        ArrivalSpec("results", _rates(60, _DAY_SHAPE), handle_mean=260, handle_sigma=0.5,
-                    patience_mean=300),
-        ArrivalSpec("urgent", _rates(14, _DAY_SHAPE), handle_mean=240, handle_sigma=0.5,
-                    patience_mean=600, priority_share=0.5),
+        ArrivalSpec(
+            "appointments",
+            _rates(260, _DAY_SHAPE),
+            handle_mean=200,
+            handle_sigma=0.6,
+            patience_mean=360,
+            patience_dist="lognormal",
+            priority_share=0.03,
+            skill_mix=[(0.05, {"korean": 4})],
+            callback_prob=0.3,
+            callback_threshold=180,
+        ),
+        ArrivalSpec("results", _rates(60, _DAY_SHAPE), handle_mean=260, handle_sigma=0.5, patience_mean=300),
+        ArrivalSpec(
+            "urgent", _rates(14, _DAY_SHAPE), handle_mean=240, handle_sigma=0.5, patience_mean=600, priority_share=0.5
+        ),
     ]
     return SimConfig("large_centre", [appt, results, urgent], agents, arr, prior_handle=220)
 

@@ -24,9 +24,10 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, Protocol
 
 from media import protocol as P
 
@@ -50,6 +51,7 @@ class WorkerDied(WorkerError):
 @dataclass(frozen=True)
 class WorkerExited:
     """Synthetic last event of a worker: it exited (``returncode`` < 0: killed by signal)."""
+
     returncode: int | None
     legs: tuple[str, ...]
     expected: bool
@@ -58,9 +60,95 @@ class WorkerExited:
 EventCallback = Callable[[Any], Any]
 
 
+class MediaWorker(Protocol):
+    """What the core uses of one media worker: a :class:`WorkerClient`, or in tests a
+    :class:`media.fake.FakeWorker`."""
+
+    pid: int
+    sip_port: int
+    capacity: int
+    legs: set[str]
+
+    @property
+    def alive(self) -> bool: ...
+
+    def on_event(self, callback: EventCallback) -> None: ...
+
+    def events(self) -> AsyncIterator[Any]: ...
+
+    async def answer(self, leg: str, code: int = 200) -> None: ...
+
+    async def hangup(self, leg: str, code: int | None = None) -> None: ...
+
+    async def originate(
+        self,
+        leg_id: str,
+        uri: str,
+        from_uri: str | None = None,
+        headers: dict[str, str] | None = None,
+        auth: dict[str, str] | None = None,
+    ) -> str: ...
+
+    async def play(self, leg: str, file: str | os.PathLike[str], loop: bool = False) -> None: ...
+
+    async def stop_play(self, leg: str) -> None: ...
+
+    async def record(self, legs: list[str], path_prefix: str | os.PathLike[str]) -> dict[str, str]: ...
+
+    async def stop_record(self, legs: list[str] | None = None) -> dict[str, str]: ...
+
+    async def bridge(self, leg_a: str, leg_b: str) -> None: ...
+
+    async def unbridge(self, leg_a: str, leg_b: str) -> None: ...
+
+    async def send_dtmf(self, leg: str, digits: str) -> None: ...
+
+    async def ping(self, timeout: float | None = None) -> dict[str, Any]: ...
+
+    async def shutdown(self, timeout: float = 5.0) -> int | None: ...
+
+    def kill(self, sig: int = ...) -> None: ...
+
+
+def _reply_str(res: dict[str, Any], key: str, what: str) -> str:
+    """A string field of a command's result (the worker is a separate process: check)."""
+    value = res.get(key)
+    if not isinstance(value, str):
+        raise WorkerError(f"{what}: reply field {key!r} is not a string: {value!r}")
+    return value
+
+
+def _reply_files(res: dict[str, Any], what: str) -> dict[str, str]:
+    """The ``files`` ({leg: path}) of a record/stop_record result."""
+    files = res.get("files")
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise WorkerError(f"{what}: reply field 'files' is not an object of strings: {files!r}")
+    return files
+
+
+# Tasks started for coroutine callbacks: the event loop keeps only weak references to tasks,
+# so one nobody holds could be garbage-collected before it ends.
+_callback_tasks: set[asyncio.Task[Any]] = set()
+
+
+def run_if_coroutine(res: object) -> None:
+    """Run what an event callback returned as a task if it is a coroutine (async callback),
+    keeping a reference to the task until it is done."""
+    if asyncio.iscoroutine(res):
+        task = asyncio.ensure_future(res)
+        _callback_tasks.add(task)
+        task.add_done_callback(_callback_tasks.discard)
+
+
 class WorkerClient:
-    def __init__(self, proc: asyncio.subprocess.Process, sip_port: int, rtp_start: int,
-                 rtp_count: int, command_timeout: float = 5.0):
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        sip_port: int,
+        rtp_start: int,
+        rtp_count: int,
+        command_timeout: float = 5.0,
+    ):
         self.proc = proc
         self.pid = proc.pid
         self.sip_port = sip_port
@@ -79,15 +167,38 @@ class WorkerClient:
 
     # ------------------------------------------------------------ spawn
     @classmethod
-    async def spawn(cls, *, sip_port: int, rtp_start: int, rtp_count: int,
-                    trusted: list[str], sip_addr: str = "127.0.0.1",
-                    media_addr: str = "127.0.0.1", public_addr: str = "", proxy: str = "",
-                    python: str = sys.executable, stderr: Any = None,
-                    extra_args: list[str] | None = None, ready_timeout: float = 10.0,
-                    command_timeout: float = 5.0) -> "WorkerClient":
-        args = [python, "-m", "media.worker", "--sip-port", str(sip_port),
-                "--sip-addr", sip_addr, "--rtp-start", str(rtp_start),
-                "--rtp-count", str(rtp_count), "--media-addr", media_addr]
+    async def spawn(
+        cls,
+        *,
+        sip_port: int,
+        rtp_start: int,
+        rtp_count: int,
+        trusted: list[str],
+        sip_addr: str = "127.0.0.1",
+        media_addr: str = "127.0.0.1",
+        public_addr: str = "",
+        proxy: str = "",
+        python: str = sys.executable,
+        stderr: Any = None,
+        extra_args: list[str] | None = None,
+        ready_timeout: float = 10.0,
+        command_timeout: float = 5.0,
+    ) -> WorkerClient:
+        args = [
+            python,
+            "-m",
+            "media.worker",
+            "--sip-port",
+            str(sip_port),
+            "--sip-addr",
+            sip_addr,
+            "--rtp-start",
+            str(rtp_start),
+            "--rtp-count",
+            str(rtp_count),
+            "--media-addr",
+            media_addr,
+        ]
         for t in trusted:
             args += ["--trusted", t]
         if public_addr:
@@ -98,14 +209,14 @@ class WorkerClient:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=stderr, env=env, limit=1 << 20)
+            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env, limit=1 << 20
+        )
         w = cls(proc, sip_port, rtp_start, rtp_count, command_timeout)
         try:
             await asyncio.wait_for(asyncio.shield(w.ready), ready_timeout)
-        except (asyncio.TimeoutError, WorkerDied):
+        except (TimeoutError, WorkerDied) as exc:
             w.kill()
-            raise WorkerDied(f"worker on SIP port {sip_port} did not become ready")
+            raise WorkerDied(f"worker on SIP port {sip_port} did not become ready") from exc
         return w
 
     # ------------------------------------------------------------ I/O
@@ -142,7 +253,7 @@ class WorkerClient:
         self.exited.set_result(ex)
         self._deliver(ex)
 
-    def _track(self, ev: P.Event) -> None:
+    def _track(self, ev: P.Event | P.Command) -> None:
         if isinstance(ev, P.Ready):
             self.capacity = ev.capacity
             if not self.ready.done():
@@ -158,9 +269,7 @@ class WorkerClient:
         self._queue.put_nowait(ev)
         for cb in list(self._callbacks):
             try:
-                res = cb(ev)
-                if asyncio.iscoroutine(res):
-                    asyncio.ensure_future(res)
+                run_if_coroutine(cb(ev))
             except Exception:
                 log.exception("event callback")
 
@@ -176,9 +285,11 @@ class WorkerClient:
             if isinstance(ev, WorkerExited):
                 return
 
-    async def next_event(self, kind: type | tuple[type, ...] | None = None,
-                         timeout: float = 10.0, leg: str | None = None) -> Any:
+    async def next_event(
+        self, kind: type | tuple[type, ...] | None = None, timeout: float = 10.0, leg: str | None = None
+    ) -> Any:
         """The next event of a kind (others are skipped); handy in tests and scripts."""
+
         async def get() -> Any:
             while True:
                 ev = await self._queue.get()
@@ -189,6 +300,7 @@ class WorkerClient:
                 if leg is not None and getattr(ev, "leg", None) != leg:
                     continue
                 return ev
+
         return await asyncio.wait_for(get(), timeout)
 
     @property
@@ -212,7 +324,7 @@ class WorkerClient:
             raise WorkerDied(f"worker {self.pid}: {exc}") from None
         try:
             reply = await asyncio.wait_for(fut, self.command_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._pending.pop(cmd.id, None)
             raise WorkerError(f"worker {self.pid}: no reply to {cmd.name.value}") from None
         if not reply.ok:
@@ -226,19 +338,30 @@ class WorkerClient:
     async def hangup(self, leg: str, code: int | None = None) -> None:
         await self.request("hangup", leg=leg, code=code)
 
-    async def originate(self, leg_id: str, uri: str, from_uri: str | None = None,
-                        headers: dict[str, str] | None = None,
-                        auth: dict[str, str] | None = None) -> str:
+    async def originate(
+        self,
+        leg_id: str,
+        uri: str,
+        from_uri: str | None = None,
+        headers: dict[str, str] | None = None,
+        auth: dict[str, str] | None = None,
+    ) -> str:
         """Place an outgoing leg. ``auth``: digest credentials the worker answers a 401/407
         on this leg with (a trunk's provider), e.g. from ``TrunkService.leg_auth``."""
         self.legs.add(leg_id)
         try:
-            res = await self.request("originate", leg_id=leg_id, uri=uri, from_uri=from_uri,
-                                     headers=dict(headers or {}), auth=dict(auth) if auth else None)
+            res = await self.request(
+                "originate",
+                leg_id=leg_id,
+                uri=uri,
+                from_uri=from_uri,
+                headers=dict(headers or {}),
+                auth=dict(auth) if auth else None,
+            )
         except WorkerError:
             self.legs.discard(leg_id)
             raise
-        return res["leg"]
+        return _reply_str(res, "leg", "originate")
 
     async def play(self, leg: str, file: str | os.PathLike[str], loop: bool = False) -> None:
         await self.request("play", leg=leg, file=os.fspath(file), loop=loop)
@@ -248,11 +371,11 @@ class WorkerClient:
 
     async def record(self, legs: list[str], path_prefix: str | os.PathLike[str]) -> dict[str, str]:
         res = await self.request("record", legs=list(legs), path_prefix=os.fspath(path_prefix))
-        return res["files"]
+        return _reply_files(res, "record")
 
     async def stop_record(self, legs: list[str] | None = None) -> dict[str, str]:
         res = await self.request("stop_record", legs=None if legs is None else list(legs))
-        return res["files"]
+        return _reply_files(res, "stop_record")
 
     async def bridge(self, leg_a: str, leg_b: str) -> None:
         await self.request("bridge", leg_a=leg_a, leg_b=leg_b)
@@ -276,7 +399,7 @@ class WorkerClient:
         try:
             await asyncio.wait_for(self.request("shutdown"), timeout)
             await asyncio.wait_for(asyncio.shield(self.exited), timeout)
-        except (WorkerError, asyncio.TimeoutError):
+        except (TimeoutError, WorkerError):
             self.kill()
             await asyncio.shield(self.exited)
         return self.exited.result().returncode

@@ -20,19 +20,20 @@ knows ``new_leg``; inject its ``Ringing``/``Answered``/``Ended`` as the target p
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from media import protocol as P
-from media.client import CommandFailed, WorkerDied, WorkerExited
+from media.client import CommandFailed, WorkerDied, WorkerExited, _reply_files, _reply_str, run_if_coroutine
 from media.pool import PoolExhausted, WorkerLost
 
 
 class FakeWorker:
     _pids = itertools.count(90000)
 
-    def __init__(self, sip_port: int = 25060, capacity: int = 4,
-                 auto_answer_originate: bool = True):
+    def __init__(self, sip_port: int = 25060, capacity: int = 4, auto_answer_originate: bool = True):
         self.pid = next(self._pids)
         self.sip_port = sip_port
         self.rtp_range = (30000, 30016)
@@ -53,7 +54,7 @@ class FakeWorker:
         if isinstance(ev, P.Incoming):
             self.legs.add(ev.leg)
         elif isinstance(ev, (P.TransferRequested, P.Replaced)):
-            self.legs.add(ev.new_leg)     # the worker creates the new leg (REFER / Replaces)
+            self.legs.add(ev.new_leg)  # the worker creates the new leg (REFER / Replaces)
         elif isinstance(ev, P.Ended):
             self.legs.discard(ev.leg)
             for b in [b for b in self.bridges if ev.leg in b]:
@@ -69,9 +70,7 @@ class FakeWorker:
     def _deliver(self, ev: Any) -> None:
         self._queue.put_nowait(ev)
         for cb in list(self._callbacks):
-            res = cb(ev)
-            if asyncio.iscoroutine(res):
-                asyncio.ensure_future(res)
+            run_if_coroutine(cb(ev))
 
     def on_event(self, cb: Callable[[Any], Any]) -> None:
         self._callbacks.append(cb)
@@ -83,14 +82,13 @@ class FakeWorker:
             if isinstance(ev, WorkerExited):
                 return
 
-    async def next_event(self, kind: Any = None, timeout: float = 10.0,
-                         leg: str | None = None) -> Any:
+    async def next_event(self, kind: Any = None, timeout: float = 10.0, leg: str | None = None) -> Any:
         async def get() -> Any:
             while True:
                 ev = await self._queue.get()
-                if (kind is None or isinstance(ev, kind)) and (
-                        leg is None or getattr(ev, "leg", None) == leg):
+                if (kind is None or isinstance(ev, kind)) and (leg is None or getattr(ev, "leg", None) == leg):
                     return ev
+
         return await asyncio.wait_for(get(), timeout)
 
     @property
@@ -157,10 +155,10 @@ class FakeWorker:
         return {"files": files}
 
     def _do_stop_record(self, c: P.StopRecord) -> dict[str, Any]:
-        names = list(self.recording) if c.legs is None else [l for l in c.legs if l in self.recording]
-        files = {l: self.recording.pop(l) for l in names}
-        for l, p in files.items():
-            self._deliver(P.RecordStopped(leg=l, path=p, reason="stopped"))
+        names = list(self.recording) if c.legs is None else [leg for leg in c.legs if leg in self.recording]
+        files = {leg: self.recording.pop(leg) for leg in names}
+        for leg, p in files.items():
+            self._deliver(P.RecordStopped(leg=leg, path=p, reason="stopped"))
         return {"files": files}
 
     def _do_bridge(self, c: P.Bridge) -> None:
@@ -186,11 +184,23 @@ class FakeWorker:
     async def hangup(self, leg: str, code: int | None = None) -> None:
         await self.request("hangup", leg=leg, code=code)
 
-    async def originate(self, leg_id: str, uri: str, from_uri: str | None = None,
-                        headers: dict[str, str] | None = None,
-                        auth: dict[str, str] | None = None) -> str:
-        return (await self.request("originate", leg_id=leg_id, uri=uri, from_uri=from_uri,
-                                   headers=dict(headers or {}), auth=dict(auth) if auth else None))["leg"]
+    async def originate(
+        self,
+        leg_id: str,
+        uri: str,
+        from_uri: str | None = None,
+        headers: dict[str, str] | None = None,
+        auth: dict[str, str] | None = None,
+    ) -> str:
+        res = await self.request(
+            "originate",
+            leg_id=leg_id,
+            uri=uri,
+            from_uri=from_uri,
+            headers=dict(headers or {}),
+            auth=dict(auth) if auth else None,
+        )
+        return _reply_str(res, "leg", "originate")
 
     async def play(self, leg: str, file: Any, loop: bool = False) -> None:
         await self.request("play", leg=leg, file=str(file), loop=loop)
@@ -199,10 +209,10 @@ class FakeWorker:
         await self.request("stop_play", leg=leg)
 
     async def record(self, legs: list[str], path_prefix: Any) -> dict[str, str]:
-        return (await self.request("record", legs=list(legs), path_prefix=str(path_prefix)))["files"]
+        return _reply_files(await self.request("record", legs=list(legs), path_prefix=str(path_prefix)), "record")
 
     async def stop_record(self, legs: list[str] | None = None) -> dict[str, str]:
-        return (await self.request("stop_record", legs=legs))["files"]
+        return _reply_files(await self.request("stop_record", legs=legs), "stop_record")
 
     async def bridge(self, leg_a: str, leg_b: str) -> None:
         await self.request("bridge", leg_a=leg_a, leg_b=leg_b)
@@ -243,7 +253,7 @@ class FakePool:
             raise PoolExhausted(f"all {self.max_workers} media workers are busy")
         w = self.idle.pop() if self.idle else FakeWorker(sip_port=next(self._ports), **self.worker_kw)
         self.busy.append(w)
-        w.on_event(lambda ev, w=w: self._on(w, ev))
+        w.on_event(functools.partial(self._on, w))
         return w
 
     def try_acquire(self) -> FakeWorker | None:
@@ -252,7 +262,7 @@ class FakePool:
             return None
         w = self.idle.pop() if self.idle else FakeWorker(sip_port=next(self._ports), **self.worker_kw)
         self.busy.append(w)
-        w.on_event(lambda ev, w=w: self._on(w, ev))
+        w.on_event(functools.partial(self._on, w))
         return w
 
     def acquire_soon(self) -> None:
@@ -268,18 +278,22 @@ class FakePool:
             if w in self.busy:
                 self.busy.remove(w)
             if not ev.expected:
-                self._publish(w, WorkerLost(worker=w, legs=ev.legs,  # type: ignore[arg-type]
-                                            returncode=ev.returncode,
-                                            reason=f"killed by signal {-(ev.returncode or 0)}"))
+                self._publish(
+                    w,
+                    WorkerLost(
+                        worker=w,
+                        legs=ev.legs,
+                        returncode=ev.returncode,
+                        reason=f"killed by signal {-(ev.returncode or 0)}",
+                    ),
+                )
             return
         self._publish(w, ev)
 
     def _publish(self, w: Any, ev: Any) -> None:
         self._events.put_nowait((w, ev))
         for cb in list(self._callbacks):
-            res = cb(w, ev)
-            if asyncio.iscoroutine(res):
-                asyncio.ensure_future(res)
+            run_if_coroutine(cb(w, ev))
 
     async def release(self, w: FakeWorker) -> None:
         if w in self.busy:
@@ -298,8 +312,13 @@ class FakePool:
             yield await self._events.get()
 
     def stats(self) -> dict[str, int]:
-        return {"workers": len(self.busy) + len(self.idle), "idle": len(self.idle),
-                "busy": len(self.busy), "starting": 0, "max": self.max_workers}
+        return {
+            "workers": len(self.busy) + len(self.idle),
+            "idle": len(self.idle),
+            "busy": len(self.busy),
+            "starting": 0,
+            "max": self.max_workers,
+        }
 
     async def close(self) -> None:
         for w in self.busy + self.idle:

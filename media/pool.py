@@ -22,12 +22,14 @@ callbacks, its slot is freed, and warm workers are topped up again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any, TypedDict
 
-from media.client import WorkerClient, WorkerError, WorkerExited
+from media.client import MediaWorker, WorkerClient, WorkerError, WorkerExited
 
 log = logging.getLogger("media.pool")
 
@@ -36,21 +38,46 @@ class PoolExhausted(Exception):
     """Every worker slot is busy."""
 
 
+class _SpawnOptions(TypedDict):
+    """The arguments of :meth:`WorkerClient.spawn` that are the same for every worker."""
+
+    sip_addr: str
+    media_addr: str
+    public_addr: str
+    proxy: str
+    python: str
+    stderr: Any  # as for asyncio.create_subprocess_exec: None, a file, a descriptor, DEVNULL
+    extra_args: list[str] | None
+
+
 @dataclass(frozen=True)
 class WorkerLost:
-    worker: WorkerClient
+    worker: MediaWorker
     legs: tuple[str, ...]
     returncode: int | None
     reason: str
 
 
 class MediaPool:
-    def __init__(self, size_warm: int, max_workers: int, sip_port_base: int,
-                 rtp_port_base: int, rtp_ports_per_worker: int, trusted: list[str],
-                 *, sip_addr: str = "127.0.0.1", media_addr: str = "127.0.0.1",
-                 public_addr: str = "", proxy: str = "", python: str = sys.executable,
-                 ping_interval: float = 5.0, ping_timeout: float = 2.0,
-                 worker_stderr: Any = None, worker_args: list[str] | None = None):
+    def __init__(
+        self,
+        size_warm: int,
+        max_workers: int,
+        sip_port_base: int,
+        rtp_port_base: int,
+        rtp_ports_per_worker: int,
+        trusted: list[str],
+        *,
+        sip_addr: str = "127.0.0.1",
+        media_addr: str = "127.0.0.1",
+        public_addr: str = "",
+        proxy: str = "",
+        python: str = sys.executable,
+        ping_interval: float = 5.0,
+        ping_timeout: float = 2.0,
+        worker_stderr: Any = None,
+        worker_args: list[str] | None = None,
+    ):
         if size_warm > max_workers:
             raise ValueError("size_warm > max_workers")
         self.size_warm = size_warm
@@ -59,12 +86,18 @@ class MediaPool:
         self.rtp_port_base = rtp_port_base
         self.rtp_ports_per_worker = rtp_ports_per_worker
         self.trusted = list(trusted)
-        self.spawn_kw = dict(sip_addr=sip_addr, media_addr=media_addr, public_addr=public_addr,
-                             proxy=proxy, python=python, stderr=worker_stderr,
-                             extra_args=worker_args)
+        self.spawn_kw: _SpawnOptions = {
+            "sip_addr": sip_addr,
+            "media_addr": media_addr,
+            "public_addr": public_addr,
+            "proxy": proxy,
+            "python": python,
+            "stderr": worker_stderr,
+            "extra_args": worker_args,
+        }
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
-        self.slots: dict[int, WorkerClient | None] = {}     # slot -> worker (None: starting)
+        self.slots: dict[int, WorkerClient | None] = {}  # slot -> worker (None: starting)
         self.idle: list[WorkerClient] = []
         self.busy: set[WorkerClient] = set()
         self._slot_of: dict[WorkerClient, int] = {}
@@ -78,8 +111,7 @@ class MediaPool:
 
     # ------------------------------------------------------------ public API
     async def start(self) -> None:
-        await asyncio.gather(*(self._start_worker(self._reserve())
-                               for _ in range(self.size_warm)))
+        await asyncio.gather(*(self._start_worker(self._reserve()) for _ in range(self.size_warm)))
         self._health = asyncio.ensure_future(self._health_loop())
 
     async def acquire(self, timeout: float = 10.0) -> WorkerClient:
@@ -97,7 +129,7 @@ class MediaPool:
                     self._idle_changed.clear()
                     try:
                         await asyncio.wait_for(self._idle_changed.wait(), timeout)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         raise PoolExhausted("no worker became ready in time") from None
                     continue
                 raise PoolExhausted(f"all {self.max_workers} media workers are busy")
@@ -120,7 +152,7 @@ class MediaPool:
         self._top_up()
         return None
 
-    def acquire_soon(self) -> "tuple[int, asyncio.Future[WorkerClient]] | None":
+    def acquire_soon(self) -> tuple[int, asyncio.Future[WorkerClient]] | None:
         """No warm worker: reserve a slot and start one now. Returns its SIP port at once
         (the front door can send the INVITE there straight away: UDP retransmission covers
         the ~0.15 s start) and a future for the worker; None when every slot is taken."""
@@ -132,13 +164,14 @@ class MediaPool:
         async def start() -> None:
             try:
                 w = await self._start_worker(slot, idle=False)
-            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+            except BaseException as exc:  # handed to whoever waits
                 if not fut.done():
                     fut.set_exception(exc)
                 return
             self.busy.add(w)
             if not fut.done():
                 fut.set_result(w)
+
         self._spawn_task(start())
         return self.sip_port_base + slot, fut
 
@@ -185,9 +218,13 @@ class MediaPool:
         return [w for w in self.slots.values() if w is not None]
 
     def stats(self) -> dict[str, int]:
-        return {"workers": len(self.workers), "idle": len(self.idle), "busy": len(self.busy),
-                "starting": sum(1 for v in self.slots.values() if v is None),
-                "max": self.max_workers}
+        return {
+            "workers": len(self.workers),
+            "idle": len(self.idle),
+            "busy": len(self.busy),
+            "starting": sum(1 for v in self.slots.values() if v is None),
+            "max": self.max_workers,
+        }
 
     async def close(self) -> None:
         self._closed = True
@@ -219,19 +256,21 @@ class MediaPool:
             w = await WorkerClient.spawn(
                 sip_port=self.sip_port_base + slot,
                 rtp_start=self.rtp_port_base + slot * self.rtp_ports_per_worker,
-                rtp_count=self.rtp_ports_per_worker, trusted=self.trusted, **self.spawn_kw)
+                rtp_count=self.rtp_ports_per_worker,
+                trusted=self.trusted,
+                **self.spawn_kw,
+            )
         except BaseException:
             self.slots.pop(slot, None)
             self._idle_changed.set()
             raise
         self.slots[slot] = w
         self._slot_of[w] = slot
-        w.on_event(lambda ev, w=w: self._on_worker_event(w, ev))
+        w.on_event(functools.partial(self._on_worker_event, w))
         if idle:
             self.idle.append(w)
             self._idle_changed.set()
-        log.info("media worker %s ready: slot %d sip %d capacity %d", w.pid, slot,
-                 w.sip_port, w.capacity)
+        log.info("media worker %s ready: slot %d sip %d capacity %d", w.pid, slot, w.sip_port, w.capacity)
         return w
 
     def _spawn_task(self, coro: Any) -> None:
@@ -278,11 +317,21 @@ class MediaPool:
             was_busy = w in self.busy
             self.busy.discard(w)
             if not ev.expected and not self._closed:
-                reason = (f"killed by signal {-ev.returncode}" if ev.returncode and ev.returncode < 0
-                          else f"exited with {ev.returncode}")
+                reason = (
+                    f"killed by signal {-ev.returncode}"
+                    if ev.returncode and ev.returncode < 0
+                    else f"exited with {ev.returncode}"
+                )
                 log.error("media worker %s lost (%s), legs %s", w.pid, reason, ev.legs)
-                self._publish(w, WorkerLost(worker=w, legs=ev.legs, returncode=ev.returncode,
-                                            reason=reason + ("" if was_busy else " (idle)")))
+                self._publish(
+                    w,
+                    WorkerLost(
+                        worker=w,
+                        legs=ev.legs,
+                        returncode=ev.returncode,
+                        reason=reason + ("" if was_busy else " (idle)"),
+                    ),
+                )
             self._top_up()
             return
         self._publish(w, ev)
@@ -295,7 +344,7 @@ class MediaPool:
                     continue
                 try:
                     await w.ping(timeout=self.ping_timeout)
-                except (WorkerError, asyncio.TimeoutError):
+                except (TimeoutError, WorkerError):
                     if w.alive:
                         log.error("media worker %s does not answer ping: killing it", w.pid)
                         w.kill()

@@ -48,11 +48,11 @@ ZERO_CROSSINGS = 16
 
 def _kaiser_lowpass(up: int, down: int, zero_crossings: int = ZERO_CROSSINGS, beta: float = 8.0) -> np.ndarray:
     m = max(up, down)
-    fc = 0.94 / m                        # cutoff, fraction of the upsampled Nyquist
+    fc = 0.94 / m  # cutoff, fraction of the upsampled Nyquist
     half = zero_crossings * m
     n = np.arange(-half, half + 1, dtype=np.float64)
     h = fc * np.sinc(fc * n) * np.kaiser(2 * half + 1, beta)
-    return h * up                        # gain lost by zero insertion
+    return h * up  # gain lost by zero insertion
 
 
 def resample(x: np.ndarray, rate_in: int, rate_out: int, chunk: int = 32768) -> np.ndarray:
@@ -64,8 +64,8 @@ def resample(x: np.ndarray, rate_in: int, rate_out: int, chunk: int = 32768) -> 
     h = _kaiser_lowpass(up, down)
     taps = -(-len(h) // up)
     h = np.concatenate([h, np.zeros(taps * up - len(h))])
-    bank = h.reshape(taps, up).T          # bank[p, i] = h[p + up*i]
-    center = ZERO_CROSSINGS * max(up, down)   # the filter's middle tap (linear phase)
+    bank = h.reshape(taps, up).T  # bank[p, i] = h[p + up*i]
+    center = ZERO_CROSSINGS * max(up, down)  # the filter's middle tap (linear phase)
     n_out = -(-len(x) * up // down)
     pad = taps + 1
     xp = np.concatenate([np.zeros(pad), x.astype(np.float64), np.zeros(pad)])
@@ -78,12 +78,13 @@ def resample(x: np.ndarray, rate_in: int, rate_out: int, chunk: int = 32768) -> 
         base = nk // up
         idx = base[:, None] - i[None, :] + pad
         idx = np.clip(idx, 0, len(xp) - 1)
-        y[start:start + len(k)] = np.einsum("ki,ki->k", bank[phase], xp[idx])
+        y[start : start + len(k)] = np.einsum("ki,ki->k", bank[phase], xp[idx])
     return y
 
 
-def convert_prompt(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
-                   max_seconds: float = MAX_SECONDS, mode: int = 0o644) -> PromptInfo:
+def convert_prompt(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], *, max_seconds: float = MAX_SECONDS, mode: int = 0o644
+) -> PromptInfo:
     """Convert any audio file libsndfile reads to an 8 kHz mono 16-bit WAV at ``dst``."""
     src = os.fspath(src)
     if not os.path.isfile(src):
@@ -91,16 +92,19 @@ def convert_prompt(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
     try:
         info = sf.info(src)
     except Exception as exc:  # libsndfile's error types vary by version
-        raise PromptError(f"{os.path.basename(src)}: not a readable audio file "
-                          f"(WAV/FLAC/OGG expected): {exc}") from None
+        raise PromptError(
+            f"{os.path.basename(src)}: not a readable audio file (WAV/FLAC/OGG expected): {exc}"
+        ) from None
     if info.frames <= 0:
         raise PromptError(f"{os.path.basename(src)}: contains no audio")
     if not (MIN_RATE <= info.samplerate <= MAX_RATE):
-        raise PromptError(f"{os.path.basename(src)}: sample rate {info.samplerate} Hz "
-                          f"is outside {MIN_RATE}..{MAX_RATE} Hz")
+        raise PromptError(
+            f"{os.path.basename(src)}: sample rate {info.samplerate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz"
+        )
     if info.duration > max_seconds:
-        raise PromptError(f"{os.path.basename(src)}: {info.duration:.0f} s is longer than "
-                          f"the {max_seconds:.0f} s limit")
+        raise PromptError(
+            f"{os.path.basename(src)}: {info.duration:.0f} s is longer than the {max_seconds:.0f} s limit"
+        )
     try:
         data, rate = sf.read(src, dtype="float64", always_2d=True)
     except Exception as exc:
@@ -116,11 +120,16 @@ def convert_prompt(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
     pcm = np.clip(scaled, -32768, 32767).astype(np.int16)
     peak = float(np.max(np.abs(pcm.astype(np.int32)))) if len(pcm) else 0.0
     write_atomic(dst, pcm, ENGINE_RATE, subtype="PCM_16", mode=mode)
-    return PromptInfo(path=os.fspath(dst), duration=len(pcm) / ENGINE_RATE,
-                      source_rate=int(rate), source_channels=int(info.channels),
-                      source_format=info.format, source_subtype=info.subtype,
-                      clipped_samples=clipped,
-                      peak_dbfs=20 * math.log10(peak / 32768.0) if peak else -math.inf)
+    return PromptInfo(
+        path=os.fspath(dst),
+        duration=len(pcm) / ENGINE_RATE,
+        source_rate=int(rate),
+        source_channels=int(info.channels),
+        source_format=info.format,
+        source_subtype=info.subtype,
+        clipped_samples=clipped,
+        peak_dbfs=20 * math.log10(peak / 32768.0) if peak else -math.inf,
+    )
 
 
 def is_engine_format(path: str | os.PathLike[str]) -> bool:
@@ -129,5 +138,6 @@ def is_engine_format(path: str | os.PathLike[str]) -> bool:
         info = sf.info(os.fspath(path))
     except Exception:
         return False
-    return (info.format == "WAV" and info.subtype == "PCM_16" and info.channels == 1
-            and info.samplerate == ENGINE_RATE)
+    return bool(
+        info.format == "WAV" and info.subtype == "PCM_16" and info.channels == 1 and info.samplerate == ENGINE_RATE
+    )

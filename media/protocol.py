@@ -78,11 +78,21 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, TypeVar
 
 __all__ = [
-    "CommandName", "EventName", "Command", "Event", "Reply", "ProtocolError",
-    "encode", "decode", "COMMANDS", "EVENTS", "redact", "REDACTED",
+    "COMMANDS",
+    "EVENTS",
+    "REDACTED",
+    "Command",
+    "CommandName",
+    "Event",
+    "EventName",
+    "ProtocolError",
+    "Reply",
+    "decode",
+    "encode",
+    "redact",
 ]
 
 #: what a password looks like in logs (:func:`redact`)
@@ -125,6 +135,7 @@ class EventName(str, enum.Enum):
 
 
 # ---------------------------------------------------------------- commands
+
 
 @dataclass(frozen=True)
 class Command:
@@ -220,12 +231,14 @@ class Shutdown(Command):
     name: ClassVar[CommandName] = CommandName.SHUTDOWN
 
 
-COMMANDS: dict[CommandName, type[Command]] = {c.name: c for c in (
-    Answer, Hangup, Originate, Play, StopPlay, Record, StopRecord, Bridge, Unbridge,
-    SendDtmf, Ping, Shutdown)}
+COMMANDS: dict[CommandName, type[Command]] = {
+    c.name: c
+    for c in (Answer, Hangup, Originate, Play, StopPlay, Record, StopRecord, Bridge, Unbridge, SendDtmf, Ping, Shutdown)
+}
 
 
 # ---------------------------------------------------------------- reply
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -236,6 +249,7 @@ class Reply:
 
 
 # ---------------------------------------------------------------- events
+
 
 @dataclass(frozen=True)
 class Event:
@@ -342,11 +356,26 @@ class Replaced(Event):
     call_id: str = ""
 
 
-EVENTS: dict[EventName, type[Event]] = {e.name: e for e in (
-    Ready, Incoming, Ringing, Answered, Dtmf, PlaybackFinished, Ended, RecordStopped, Error,
-    Held, Unheld, TransferRequested, Replaced)}
+EVENTS: dict[EventName, type[Event]] = {
+    e.name: e
+    for e in (
+        Ready,
+        Incoming,
+        Ringing,
+        Answered,
+        Dtmf,
+        PlaybackFinished,
+        Ended,
+        RecordStopped,
+        Error,
+        Held,
+        Unheld,
+        TransferRequested,
+        Replaced,
+    )
+}
 
-Message = Union[Command, Reply, Event]
+Message = Command | Reply | Event
 
 # fields whose JSON list is a tuple in the dataclass
 _TUPLE_FIELDS = {"legs", "rtp_range"}
@@ -373,7 +402,10 @@ def encode(msg: Message) -> bytes:
     return json.dumps(_to_json(msg), separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
-def _build(cls: type, data: dict[str, Any], what: str) -> Any:
+_M = TypeVar("_M", bound="Command | Reply | Event")
+
+
+def _build(cls: type[_M], data: dict[str, Any], what: str) -> _M:
     names = {f.name for f in fields(cls)}
     unknown = set(data) - names
     if unknown:
@@ -412,7 +444,7 @@ def _check_auth(auth: Any, what: str) -> None:
         raise ProtocolError(f"{what}: auth realm must be a string")
 
 
-def redact(msg: "Message | bytes | str | dict[str, Any]") -> str:
+def redact(msg: Message | bytes | str | dict[str, Any]) -> str:
     """A message (or an encoded line) as text for logs: the password of an ``auth``
     object replaced by :data:`REDACTED`."""
     if isinstance(msg, (bytes, str)):

@@ -33,12 +33,12 @@ class RecordingError(Exception):
 @dataclass(frozen=True)
 class RecordingInfo:
     path: str
-    duration: float          # seconds
+    duration: float  # seconds
     samplerate: int
     channels: int
     frames: int
     sha256: str
-    size: int                # bytes
+    size: int  # bytes
     left_frames: int = 0
     right_frames: int = 0
 
@@ -55,7 +55,7 @@ def _read_mono(path: str | os.PathLike[str] | None) -> tuple[np.ndarray, int | N
     if path is None or not os.path.exists(path) or os.path.getsize(path) <= 44:
         return np.zeros(0, dtype=np.int16), None
     try:
-        repair_wav(path)        # no-op on a finished file; fixes one left by a crash
+        repair_wav(path)  # no-op on a finished file; fixes one left by a crash
     except RecordingError:
         pass
     data, rate = sf.read(os.fspath(path), dtype="int16", always_2d=True)
@@ -64,9 +64,14 @@ def _read_mono(path: str | os.PathLike[str] | None) -> tuple[np.ndarray, int | N
     return data[:, 0], rate
 
 
-def write_atomic(path: str | os.PathLike[str], data: np.ndarray, samplerate: int,
-                 subtype: str = "PCM_16", mode: int = RECORDING_MODE,
-                 format: str = "WAV") -> None:
+def write_atomic(
+    path: str | os.PathLike[str],
+    data: np.ndarray,
+    samplerate: int,
+    subtype: str = "PCM_16",
+    mode: int = RECORDING_MODE,
+    format: str = "WAV",
+) -> None:
     """Write audio to ``path`` via a temp file in the same directory + fsync + rename."""
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
@@ -95,44 +100,58 @@ def write_atomic(path: str | os.PathLike[str], data: np.ndarray, samplerate: int
         pass
 
 
-def merge_stereo(left: str | os.PathLike[str] | None, right: str | os.PathLike[str] | None,
-                 out: str | os.PathLike[str], *, samplerate: int | None = None,
-                 remove_sources: bool = False, mode: int = RECORDING_MODE) -> RecordingInfo:
+def merge_stereo(
+    left: str | os.PathLike[str] | None,
+    right: str | os.PathLike[str] | None,
+    out: str | os.PathLike[str],
+    *,
+    samplerate: int | None = None,
+    remove_sources: bool = False,
+    mode: int = RECORDING_MODE,
+) -> RecordingInfo:
     """Caller's mono WAV (left) + callee's mono WAV (right) -> stereo WAV ``out``.
 
     A missing or empty side becomes silence. Both sides must have the same sample rate.
     """
-    l, lr = _read_mono(left)
-    r, rr = _read_mono(right)
+    left_pcm, lr = _read_mono(left)
+    right_pcm, rr = _read_mono(right)
     rates = {x for x in (lr, rr) if x}
     if len(rates) > 1:
         raise RecordingError(f"sample rates differ: {sorted(rates)}")
     rate = rates.pop() if rates else samplerate
     if rate is None:
         raise RecordingError("both sides are missing or empty and no samplerate was given")
-    n = max(len(l), len(r))
+    n = max(len(left_pcm), len(right_pcm))
     stereo = np.zeros((n, 2), dtype=np.int16)
-    stereo[: len(l), 0] = l
-    stereo[: len(r), 1] = r
+    stereo[: len(left_pcm), 0] = left_pcm
+    stereo[: len(right_pcm), 1] = right_pcm
     write_atomic(out, stereo, rate, mode=mode)
     if remove_sources:
         for p in (left, right):
             if p is not None and os.path.exists(p):
                 os.unlink(p)
-    return RecordingInfo(path=os.fspath(out), duration=n / rate, samplerate=rate, channels=2,
-                         frames=n, sha256=sha256_file(out), size=os.path.getsize(out),
-                         left_frames=len(l), right_frames=len(r))
+    return RecordingInfo(
+        path=os.fspath(out),
+        duration=n / rate,
+        samplerate=rate,
+        channels=2,
+        frames=n,
+        sha256=sha256_file(out),
+        size=os.path.getsize(out),
+        left_frames=len(left_pcm),
+        right_frames=len(right_pcm),
+    )
 
 
 @dataclass(frozen=True)
 class RepairResult:
     path: str
-    repaired: bool           # False: the header was already right
-    frames: int              # complete frames now in the file
+    repaired: bool  # False: the header was already right
+    frames: int  # complete frames now in the file
     duration: float
     samplerate: int
     channels: int
-    dropped_bytes: int       # partial frame bytes cut from the end
+    dropped_bytes: int  # partial frame bytes cut from the end
 
 
 def repair_wav(path: str | os.PathLike[str]) -> RepairResult:
@@ -151,17 +170,17 @@ def repair_wav(path: str | os.PathLike[str]) -> RepairResult:
         data_off = None
         data_size_pos = None
         while pos + 8 <= len(raw):
-            cid, csize = raw[pos:pos + 4], struct.unpack("<I", raw[pos + 4:pos + 8])[0]
+            cid, csize = raw[pos : pos + 4], struct.unpack("<I", raw[pos + 4 : pos + 8])[0]
             if cid == b"fmt ":
                 if pos + 8 + 16 > len(raw):
                     break
-                fmt = struct.unpack("<HHIIHH", raw[pos + 8:pos + 24])
+                fmt = struct.unpack("<HHIIHH", raw[pos + 8 : pos + 24])
             elif cid == b"data":
                 data_size_pos = pos + 4
                 data_off = pos + 8
                 break
             pos += 8 + csize + (csize & 1)
-        if fmt is None or data_off is None:
+        if fmt is None or data_off is None or data_size_pos is None:
             raise RecordingError(f"{path}: no fmt/data chunk header, nothing recoverable")
         _tag, channels, rate, _bps, block_align, _bits = fmt
         if channels < 1 or rate < 1 or block_align < 1:
@@ -170,7 +189,7 @@ def repair_wav(path: str | os.PathLike[str]) -> RepairResult:
         whole = payload - payload % block_align
         dropped = payload - whole
         old_riff = struct.unpack("<I", raw[4:8])[0]
-        old_data = struct.unpack("<I", raw[data_size_pos:data_size_pos + 4])[0]
+        old_data = struct.unpack("<I", raw[data_size_pos : data_size_pos + 4])[0]
         new_riff = data_off + whole - 8
         repaired = dropped > 0 or old_riff != new_riff or old_data != whole
         if repaired:
@@ -183,8 +202,15 @@ def repair_wav(path: str | os.PathLike[str]) -> RepairResult:
             f.flush()
             os.fsync(f.fileno())
     frames = whole // block_align
-    return RepairResult(path=path, repaired=repaired, frames=frames, duration=frames / rate,
-                        samplerate=rate, channels=channels, dropped_bytes=dropped)
+    return RepairResult(
+        path=path,
+        repaired=repaired,
+        frames=frames,
+        duration=frames / rate,
+        samplerate=rate,
+        channels=channels,
+        dropped_bytes=dropped,
+    )
 
 
 def repair_dir(directory: str | os.PathLike[str], pattern: str = "*.wav") -> list[RepairResult]:

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import pjsua2 as pj
 
@@ -33,26 +33,31 @@ from media import protocol as P
 log = logging.getLogger("media.worker")
 
 PJ_ETOOMANY = 70010
-PUMP_MS = 100               # libHandleEvents timeout; commands and EOFs wake it at once
-WAKE = b"\r\n\r\n"           # a SIP keep-alive: pjsip drops it silently, but it wakes select()
-RECORDER_SETTLE_S = 0.3     # pjmedia finalises the WAV header shortly after release
+PUMP_MS = 100  # libHandleEvents timeout; commands and EOFs wake it at once
+WAKE = b"\r\n\r\n"  # a SIP keep-alive: pjsip drops it silently, but it wakes select()
+RECORDER_SETTLE_S = 0.3  # pjmedia finalises the WAV header shortly after release
 
 
-class _LogWriter(pj.LogWriter):
-    _LEVELS = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO,
-               4: logging.DEBUG, 5: logging.DEBUG, 6: logging.DEBUG}
+class _LogWriter(pj.LogWriter):  # type: ignore[misc]  # pjsua2 (SWIG) has no stubs: its classes are Any
+    _LEVELS: ClassVar[dict[int, int]] = {
+        0: logging.CRITICAL,
+        1: logging.ERROR,
+        2: logging.WARNING,
+        3: logging.INFO,
+        4: logging.DEBUG,
+        5: logging.DEBUG,
+        6: logging.DEBUG,
+    }
 
     def write(self, entry: Any) -> None:
         try:
-            logging.getLogger("pjsua2").log(self._LEVELS.get(entry.level, logging.DEBUG),
-                                            entry.msg.rstrip())
+            logging.getLogger("pjsua2").log(self._LEVELS.get(entry.level, logging.DEBUG), entry.msg.rstrip())
         except Exception:  # never let an exception cross into C
             pass
 
 
-class _Player(pj.AudioMediaPlayer):
-    def __init__(self, eof_queue: "queue.SimpleQueue[tuple[str, int]]", leg: str, serial: int,
-                 wake: Any):
+class _Player(pj.AudioMediaPlayer):  # type: ignore[misc]  # pjsua2 (SWIG) has no stubs: its classes are Any
+    def __init__(self, eof_queue: queue.SimpleQueue[tuple[str, int]], leg: str, serial: int, wake: Any):
         super().__init__()
         self._q = eof_queue
         self._wake = wake
@@ -67,9 +72,8 @@ class _Player(pj.AudioMediaPlayer):
             self._wake()
 
 
-class _Call(pj.Call):
-    def __init__(self, worker: "Worker", acc: pj.Account, call_id: int = pj.PJSUA_INVALID_ID,
-                 leg: str = ""):
+class _Call(pj.Call):  # type: ignore[misc]  # pjsua2 (SWIG) has no stubs: its classes are Any
+    def __init__(self, worker: Worker, acc: pj.Account, call_id: int = pj.PJSUA_INVALID_ID, leg: str = ""):
         super().__init__(acc, call_id)
         self.worker = worker
         self.leg = leg
@@ -125,8 +129,8 @@ class _Call(pj.Call):
             log.exception("onCallTsxState")
 
 
-class _Account(pj.Account):
-    def __init__(self, worker: "Worker"):
+class _Account(pj.Account):  # type: ignore[misc]  # pjsua2 (SWIG) has no stubs: its classes are Any
+    def __init__(self, worker: Worker):
         super().__init__()
         self.worker = worker
 
@@ -148,10 +152,10 @@ class Leg:
     ended: bool = False
     player: _Player | None = None
     bridged: set[str] = field(default_factory=set)
-    offer_hold: bool | None = None    # what the phone's last SDP offer asked for
-    held: bool = False                # what we last reported (held/unheld events)
+    offer_hold: bool | None = None  # what the phone's last SDP offer asked for
+    held: bool = False  # what we last reported (held/unheld events)
     pending_since: float | None = None  # a transfer leg pjsua has yet to place
-    challenged: bool = False          # our INVITE got a 401/407 (pjsip answers it if it can)
+    challenged: bool = False  # our INVITE got a 401/407 (pjsip answers it if it can)
 
 
 def sdp_hold(sdp: str) -> bool:
@@ -178,9 +182,10 @@ def sdp_hold(sdp: str) -> bool:
 def split_refer_to(uri: str) -> tuple[str, str | None]:
     """(target URI without headers, unescaped Replaces value or None) of a Refer-To URI."""
     from urllib.parse import unquote
+
     text = uri.strip()
     if text.startswith("<") and ">" in text:
-        text = text[1:text.index(">")]
+        text = text[1 : text.index(">")]
     if "?" not in text:
         return text, None
     base, hdrs = text.split("?", 1)
@@ -194,8 +199,17 @@ def split_refer_to(uri: str) -> tuple[str, str | None]:
 
 def parse_headers(whole_msg: str) -> tuple[str, dict[str, str]]:
     """Request line and {header-name: value} (first occurrence, compact forms expanded)."""
-    compact = {"f": "From", "t": "To", "i": "Call-ID", "m": "Contact", "v": "Via",
-               "l": "Content-Length", "c": "Content-Type", "k": "Supported", "s": "Subject"}
+    compact = {
+        "f": "From",
+        "t": "To",
+        "i": "Call-ID",
+        "m": "Contact",
+        "v": "Via",
+        "l": "Content-Length",
+        "c": "Content-Type",
+        "k": "Supported",
+        "s": "Subject",
+    }
     head = whole_msg.split("\r\n\r\n", 1)[0].replace("\r\n", "\n")
     head = re.sub(r"\n[ \t]+", " ", head)  # unfold
     lines = head.split("\n")
@@ -235,11 +249,11 @@ class Worker:
         self.args = args
         self.trusted = set(args.trusted or [])
         self.legs: dict[str, Leg] = {}
-        self.dying: list[_Call] = []           # calls to release once disconnected
-        self.release_queue: list[Any] = []      # pjsua2 objects to drop outside callbacks
+        self.dying: list[_Call] = []  # calls to release once disconnected
+        self.release_queue: list[Any] = []  # pjsua2 objects to drop outside callbacks
         self.recorders: dict[str, tuple[pj.AudioMediaRecorder, str]] = {}
         self.pending_record_events: list[tuple[float, P.RecordStopped]] = []
-        self.eof_queue: "queue.SimpleQueue[tuple[str, int]]" = queue.SimpleQueue()
+        self.eof_queue: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
         self.player_serial = 0
         self.next_in = 0
         self.next_xfer = 0
@@ -247,7 +261,7 @@ class Worker:
         self.started = time.monotonic()
         self.capacity = 0
         self.out = _protocol_out()
-        self.cmd_queue: "queue.SimpleQueue[bytes | None]" = queue.SimpleQueue()
+        self.cmd_queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._wake_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._wake_addr = (args.sip_addr, args.sip_port)
 
@@ -263,7 +277,7 @@ class Worker:
         buf = b""
         while True:
             try:
-                chunk = os.read(0, 65536)    # raw fd: no buffered-reader lock at exit
+                chunk = os.read(0, 65536)  # raw fd: no buffered-reader lock at exit
             except InterruptedError:
                 continue
             except OSError:
@@ -304,7 +318,7 @@ class Worker:
         cfg.logConfig.consoleLevel = 0
         cfg.logConfig.decor = 0
         cfg.logConfig.msgLogging = a.pj_log_level >= 4
-        self.logwriter.__disown__()   # pjsua2 owns it; a Python-owned writer segfaults at exit
+        self.logwriter.__disown__()  # pjsua2 owns it; a Python-owned writer segfaults at exit
         self.ep.libInit(cfg)
         self.ep.audDevManager().setNullDev()
 
@@ -339,10 +353,16 @@ class Worker:
         self.acc.create(acfg, True)
         self.acfg = acfg
         self.default_id = acfg.idUri
-        self._probe_acc = probe_acc       # released with the others before libDestroy
+        self._probe_acc = probe_acc  # released with the others before libDestroy
         self.capacity = min(probe, max(1, a.rtp_count // 2))
-        self.emit(P.Ready(capacity=self.capacity, sip_port=a.sip_port,
-                          rtp_range=(a.rtp_start, a.rtp_start + a.rtp_count), pid=os.getpid()))
+        self.emit(
+            P.Ready(
+                capacity=self.capacity,
+                sip_port=a.sip_port,
+                rtp_range=(a.rtp_start, a.rtp_start + a.rtp_count),
+                pid=os.getpid(),
+            )
+        )
 
     def _set_codecs(self) -> None:
         prio = {"PCMU/8000": 255, "PCMA/8000": 254, "G722/16000": 253}
@@ -388,10 +408,9 @@ class Worker:
                         continue
                     _, hdrs = parse_headers(text)
                     resp = "SIP/2.0 480 Probe\r\n" + "".join(
-                        f"{h}: {hdrs[h]}\r\n" for h in ("Via", "From", "To", "Call-ID", "CSeq")
-                        if h in hdrs)
-                    resp = resp.replace("To: " + hdrs.get("To", ""),
-                                        "To: " + hdrs.get("To", "") + ";tag=probe", 1)
+                        f"{h}: {hdrs[h]}\r\n" for h in ("Via", "From", "To", "Call-ID", "CSeq") if h in hdrs
+                    )
+                    resp = resp.replace("To: " + hdrs.get("To", ""), "To: " + hdrs.get("To", "") + ";tag=probe", 1)
                     sink.sendto((resp + "Content-Length: 0\r\n\r\n").encode(), addr)
                 if all(not c.isActive() for c in calls):
                     break
@@ -414,13 +433,13 @@ class Worker:
             self._flush_record_events()
             self._check_pending_transfers()
             if not self.legs and self.acfg.idUri != self.default_id:
-                self._set_identity(None)      # the session is over: back to the worker's own
+                self._set_identity(None)  # the session is over: back to the worker's own
             while self.running:
                 try:
                     line = self.cmd_queue.get_nowait()
                 except queue.Empty:
                     break
-                if line is None:        # core went away: shut down cleanly
+                if line is None:  # core went away: shut down cleanly
                     log.info("stdin closed: shutting down")
                     self.running = False
                 elif line.strip():
@@ -434,15 +453,14 @@ class Worker:
         except pj.Error:
             pass
         deadline = time.monotonic() + 2
-        while time.monotonic() < deadline and any(
-                l.call.isActive() for l in self.legs.values()):
+        while time.monotonic() < deadline and any(leg.call.isActive() for leg in self.legs.values()):
             self.ep.libHandleEvents(10)
         for leg in list(self.legs.values()):
             self._stop_player(leg)
         for name in list(self.recorders):
             self._stop_recorder(name, "shutdown")
         self._drain_eof()
-        self.release_queue.extend(l.call for l in self.legs.values())
+        self.release_queue.extend(leg.call for leg in self.legs.values())
         self.release_queue.extend(self.dying)
         self.legs.clear()
         self.dying.clear()
@@ -521,8 +539,8 @@ class Worker:
             pass
         self.release_queue.append(rec)
         self.pending_record_events.append(
-            (time.monotonic() + RECORDER_SETTLE_S, P.RecordStopped(leg=leg_id, path=path,
-                                                                   reason=reason)))
+            (time.monotonic() + RECORDER_SETTLE_S, P.RecordStopped(leg=leg_id, path=path, reason=reason))
+        )
 
     # ------------------------------------------------------------ pjsua2 callbacks
     def on_incoming(self, acc: _Account, prm: Any) -> None:
@@ -542,10 +560,15 @@ class Worker:
         self.legs[leg_id] = Leg(id=leg_id, call=c, incoming=True)
         _, hdrs = parse_headers(prm.rdata.wholeMsg)
         ci = c.getInfo()
-        self.emit(P.Incoming(leg=leg_id, from_uri=ci.remoteUri, to_uri=ci.localUri,
-                             call_id=ci.callIdString,
-                             headers={k: v for k, v in hdrs.items()
-                                      if k.lower() not in ("via", "content-length")}))
+        self.emit(
+            P.Incoming(
+                leg=leg_id,
+                from_uri=ci.remoteUri,
+                to_uri=ci.localUri,
+                call_id=ci.callIdString,
+                headers={k: v for k, v in hdrs.items() if k.lower() not in ("via", "content-length")},
+            )
+        )
 
     def on_call_state(self, call: _Call) -> None:
         ci = call.getInfo()
@@ -604,11 +627,15 @@ class Worker:
         if leg is None:
             return
         ci = call.getInfo()
-        up = any(m.type == pj.PJMEDIA_TYPE_AUDIO and m.status in (
-            pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD) for m in ci.media)
+        up = any(
+            m.type == pj.PJMEDIA_TYPE_AUDIO
+            and m.status in (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD)
+            for m in ci.media
+        )
         leg.media_up = up
-        remote_hold = any(m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD
-                          for m in ci.media)
+        remote_hold = any(
+            m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD for m in ci.media
+        )
         held = leg.offer_hold if leg.offer_hold is not None else remote_hold
         if held != leg.held and ci.state == pj.PJSIP_INV_STATE_CONFIRMED:
             leg.held = held
@@ -666,7 +693,7 @@ class Worker:
             if other is transferor or other.ended or not other.answered_sent:
                 continue
             try:
-                uri = other.call.getInfo().remoteUri
+                uri: str = other.call.getInfo().remoteUri
             except pj.Error:
                 continue
             if uri:
@@ -732,7 +759,7 @@ class Worker:
             self.emit(P.Error(message="expected a command"))
             return
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("command %s", P.redact(cmd))      # an originate's password: ***
+            log.debug("command %s", P.redact(cmd))  # an originate's password: ***
         try:
             result = getattr(self, "cmd_" + cmd.name.value)(cmd) or {}
             self.emit(P.Reply(id=cmd.id, ok=True, result=result))
@@ -797,8 +824,15 @@ class Worker:
             return
         creds.clear()
         if auth is not None:
-            creds.append(pj.AuthCredInfo("digest", auth.get("realm") or "*", auth["username"],
-                                         pj.PJSIP_CRED_DATA_PLAIN_PASSWD, auth["password"]))
+            creds.append(
+                pj.AuthCredInfo(
+                    "digest",
+                    auth.get("realm") or "*",
+                    auth["username"],
+                    pj.PJSIP_CRED_DATA_PLAIN_PASSWD,
+                    auth["password"],
+                )
+            )
         self.acfg.sipConfig.authCreds = creds
         self.acc.modify(self.acfg)
 
@@ -822,30 +856,30 @@ class Worker:
     def cmd_record(self, c: P.Record) -> dict[str, Any]:
         if not c.legs or not c.path_prefix:
             raise ValueError("record needs legs and path_prefix")
-        media = {l: self._media(l) for l in c.legs}
-        for l in c.legs:
-            if l in self.recorders:
-                raise ValueError(f"leg {l} is already recorded")
+        media = {leg: self._media(leg) for leg in c.legs}
+        for leg in c.legs:
+            if leg in self.recorders:
+                raise ValueError(f"leg {leg} is already recorded")
         os.makedirs(os.path.dirname(os.path.abspath(c.path_prefix)), exist_ok=True)
         created: dict[str, tuple[pj.AudioMediaRecorder, str]] = {}
-        for l in c.legs:
-            path = f"{c.path_prefix}-{l}.wav"
+        for leg in c.legs:
+            path = f"{c.path_prefix}-{leg}.wav"
             rec = pj.AudioMediaRecorder()
             rec.createRecorder(path)
-            created[l] = (rec, path)
+            created[leg] = (rec, path)
         # connect all in one go so the files start on the same conference tick
-        for l in c.legs:
-            media[l].startTransmit(created[l][0])
+        for leg in c.legs:
+            media[leg].startTransmit(created[leg][0])
         self.recorders.update(created)
-        return {"files": {l: p for l, (_, p) in created.items()}}
+        return {"files": {leg: p for leg, (_, p) in created.items()}}
 
     def cmd_stop_record(self, c: P.StopRecord) -> dict[str, Any]:
         names = list(self.recorders) if c.legs is None else list(c.legs)
         files = {}
-        for l in names:
-            if l in self.recorders:
-                files[l] = self.recorders[l][1]
-                self._stop_recorder(l, "stopped")
+        for leg in names:
+            if leg in self.recorders:
+                files[leg] = self.recorders[leg][1]
+                self._stop_recorder(leg, "stopped")
         return {"files": files}
 
     def cmd_bridge(self, c: P.Bridge) -> None:
@@ -873,8 +907,11 @@ class Worker:
         self.legs[c.leg].call.dialDtmf(c.digits)
 
     def cmd_ping(self, c: P.Ping) -> dict[str, Any]:
-        return {"legs": sorted(self.legs), "uptime": round(time.monotonic() - self.started, 3),
-                "recorders": len(self.recorders)}
+        return {
+            "legs": sorted(self.legs),
+            "uptime": round(time.monotonic() - self.started, 3),
+            "recorders": len(self.recorders),
+        }
 
     def cmd_shutdown(self, c: P.Shutdown) -> None:
         self.running = False
@@ -888,29 +925,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rtp-count", type=int, default=16)
     ap.add_argument("--media-addr", default="127.0.0.1", help="RTP bind address")
     ap.add_argument("--public-addr", default="", help="address put in SDP, if not media-addr")
-    ap.add_argument("--trusted", action="append", default=[],
-                    help="host:port allowed to send INVITEs (the front door); repeatable")
-    ap.add_argument("--proxy", default="", help="outbound proxy URI for originate (e.g. "
-                    "sip:127.0.0.1:5060;lr)")
+    ap.add_argument(
+        "--trusted", action="append", default=[], help="host:port allowed to send INVITEs (the front door); repeatable"
+    )
+    ap.add_argument("--proxy", default="", help="outbound proxy URI for originate (e.g. sip:127.0.0.1:5060;lr)")
     ap.add_argument("--max-calls", type=int, default=64, help="ask pjsua for this many calls")
     ap.add_argument("--clock-rate", type=int, default=8000)
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--pj-log-level", type=int, default=2)
     args = ap.parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
-                        format=f"%(asctime)s worker[{os.getpid()}] %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=args.log_level.upper(),
+        format=f"%(asctime)s worker[{os.getpid()}] %(name)s %(levelname)s %(message)s",
+    )
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     w = Worker(args)
+
     def on_term(signum: int, frame: Any) -> None:
         w.running = False
         w.wake()
+
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     w.start()
     rc = w.run()
     logging.shutdown()
     sys.stderr.flush()
-    os._exit(rc)      # the stdin thread may sit in read(); skip interpreter teardown
+    os._exit(rc)  # the stdin thread may sit in read(); skip interpreter teardown
 
 
 if __name__ == "__main__":
