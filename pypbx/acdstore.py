@@ -45,6 +45,7 @@ from acd.model import (
     TargetKind,
 )
 from pypbx.db import Database, IntegrityError
+from pypbx.errors import PbxError
 
 QUEUE_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 AGENT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
@@ -62,7 +63,7 @@ _TARGET_ALIASES = {"ext": "extension", "group": "ring_group", "ring-group": "rin
 _BOX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class AcdError(Exception):
+class AcdError(PbxError):
     """A one-line, user-facing problem with a queue, agent or callback operation."""
 
 

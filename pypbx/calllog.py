@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pypbx.db import Database
+from pypbx.errors import PbxError
 
 
 class Direction(str, enum.Enum):
@@ -115,7 +116,7 @@ class CallRecord:
                 "worker": self.worker}
 
 
-class CallLogError(Exception):
+class CallLogError(PbxError):
     pass
 
 

@@ -29,6 +29,8 @@ from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Sequence
 
 import aiosqlite
 
+from pypbx.errors import PbxError
+
 MIGRATIONS: list[str] = [
     # 1: extensions, registrations, security events, meta
     """
@@ -381,7 +383,7 @@ CALLBACK_FIELDS: tuple[str, ...] = (
 )
 
 
-class DBError(Exception):
+class DBError(PbxError):
     """A database problem worth one line to the user."""
 
 

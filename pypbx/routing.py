@@ -42,6 +42,7 @@ from typing import Any, Mapping, Sequence
 
 from pypbx import hours as H
 from pypbx.db import Database, IntegrityError
+from pypbx.errors import PbxError
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ _IVR_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,63}):([0-9*#]{1,8})$")
 MAX_DEPTH = 4
 
 
-class RoutingError(ValueError):
+class RoutingError(PbxError, ValueError):
     """A one-line, user-facing problem with a route or a rule."""
 
 

@@ -49,6 +49,7 @@ from typing import Any, Callable
 
 from pypbx.db import Database, IntegrityError
 from pypbx.numbers import CLASSES, FORMATS, NumberPlan, allowed, classify, parse_classes, rewrite
+from pypbx.errors import PbxError
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ MIN_EXTERNAL_DIGITS = 6
 DEST_KINDS = ("extension", "queue", "ivr", "voicemail", "group", "external", "route")
 
 
-class TrunkError(Exception):
+class TrunkError(PbxError):
     """A one-line, user-facing problem with a trunk, DID or permission."""
 
 
