@@ -840,3 +840,11 @@ async def set_queue_number(db: Database, name: str, number: str | None) -> Queue
 async def queue_numbers(db: Database) -> dict[str, str]:
     """{number: queue name} of the queues that can be dialled."""
     return {r["number"]: r["name"] for r in await db.queue_number_rows()}
+
+
+# --------------------------------------------------------------------------- issue 9 (h-cli): moved from the CLI
+
+def qualified_agents(queue: QueueConfig, agents: Iterable[AgentRecord]) -> list[AgentRecord]:
+    """The agents whose skills meet every minimum level ``queue`` requires."""
+    req = queue.required_skills
+    return [a for a in agents if all(a.skills.get(s, 0) >= lv for s, lv in req.items())]

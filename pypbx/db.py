@@ -1234,3 +1234,12 @@ class Database:
         sets = ", ".join(f"{k} = ?" for k in fields)
         async with self.transaction():
             return await self.execute(f"UPDATE dids SET {sets} WHERE number = ?", (*fields.values(), number)) > 0
+
+
+# --------------------------------------------------------------------------- issue 9 (h-cli): call-id prefixes
+# Moved out of the CLI (``pypbx calls show``), which runs no SQL of its own any more.
+
+async def call_ids_with_prefix(db: Database, prefix: str, limit: int = 2) -> list[str]:
+    """Ids of calls starting with ``prefix`` (at most ``limit``; two tell "ambiguous")."""
+    rows = await db.fetchall("SELECT id FROM calls WHERE id LIKE ? LIMIT ?", (prefix + "%", limit))
+    return [str(r["id"]) for r in rows]
