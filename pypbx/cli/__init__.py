@@ -15,10 +15,31 @@ from typing import Sequence
 import click
 
 from pypbx import config as _config
-from pypbx.cli import (agent, call, callbacks, callers, calls, did, ext, group, hours, ivr, notify, prompts,
-                       queue, recordings, report, route, simulate, survey, system, trunk, voicemail)
+from pypbx.cli import (
+    agent,
+    call,
+    callbacks,
+    callers,
+    calls,
+    did,
+    ext,
+    group,
+    hours,
+    ivr,
+    notify,
+    prompts,
+    queue,
+    recordings,
+    report,
+    route,
+    simulate,
+    survey,
+    system,
+    trunk,
+    voicemail,
+)
 from pypbx.cli.context import CONFIG_HELP, remember_config
-from pypbx.cli.output import OneLineError
+from pypbx.cli.output import one_line_error
 from pypbx.errors import PbxError
 
 __all__ = ["cli", "main"]
@@ -31,14 +52,12 @@ class PbxGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PbxError as e:
-            raise OneLineError(str(e), e.exit_code) from None
+            raise one_line_error(str(e), e.exit_code) from None
 
 
 @click.group(cls=PbxGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config", metavar="PATH", default=None, envvar=_config.ENV_VAR, expose_value=False,
               callback=remember_config, help=CONFIG_HELP)
-
-
 @click.version_option(package_name="pypbx", prog_name="pypbx")
 def cli() -> None:
     """pypbx — a SIP PBX with an ACD for small clinics."""

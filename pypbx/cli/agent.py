@@ -55,7 +55,8 @@ def agent_group() -> None:
 @click.pass_context
 def agent_add(ctx: click.Context, agent_id: str, name: str, skills: str | None, wrap_up: str | None) -> None:
     """Add agent ID (their login: lower-case letters, digits, '.', '_' or '-')."""
-    a = on_db(ctx, S.add_agent, agent_id, name, skills, wrap_up)
+    # acdstore parses the option's text (seconds) itself: its one-line error, not click's
+    a = on_db(ctx, S.add_agent, agent_id, name, skills, wrap_up)  # type: ignore[arg-type]
     click.echo(f"Agent {a.id} added ({a.name}), skills {S.format_skills(a.skills)}.")
     _notify_agent(ctx, a.id)
 
@@ -157,8 +158,6 @@ def agent_logout(ctx: click.Context, agent_id: str) -> None:
 @click.argument("agent_id", metavar="ID")
 @click.option("--reason", default="break", show_default=True, metavar="break|lunch|admin|other",
               help="Why: break, lunch, admin or other.")
-
-
 @click.pass_context
 def agent_pause(ctx: click.Context, agent_id: str, reason: str) -> None:
     """Pause agent ID: no queue calls until unpaused."""

@@ -13,8 +13,6 @@ from pypbx.cli.output import echo_json, json_option, table, ts
 @config_option
 @click.option("--status", default="pending", show_default=True, metavar="pending|done|failed|all",
               help="pending (including those being dialled now), done, failed or all.")
-
-
 @click.option("--queue", default=None, help="Only this queue.")
 @json_option
 @click.pass_context

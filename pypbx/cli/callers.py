@@ -14,7 +14,6 @@ from pypbx.cli.context import config_option, on_db
 from pypbx.cli.output import echo_json, json_option, table, ts
 from pypbx.errors import PbxError
 
-
 # ================================================================== callers
 
 

@@ -25,12 +25,8 @@ def did_group() -> None:
 @click.option("--to", "destination", default=None,
               help="extension:1001, queue:NAME, ivr:MENU, voicemail:BOX, group:NAME, external:NUMBER "
                    "or route:NAME (routing rules: pypbx route)")
-
-
 @click.option("--known", default=None, metavar="DEST",
               help="Smart routing: returning patients (imported list, or called before) go here.")
-
-
 @click.option("--new", default=None, metavar="DEST", help="Smart routing: new callers go here.")
 @click.option("--name", "service_line", default="", help="Service line, e.g. 'Appointments line'.")
 @click.option("--trunk", default=None, help="Only from this trunk (default: any trunk).")
@@ -77,8 +73,6 @@ def did_remove(ctx: click.Context, number: str) -> None:
 @click.option("--to", "destination", default=None, metavar="DEST",
               help="extension:1001, queue:NAME, ivr:MENU, voicemail:BOX, group:NAME, external:NUMBER "
                    "or route:NAME")
-
-
 @click.option("--known", default=None, metavar="DEST", help="Returning patients go here ('' = clear).")
 @click.option("--new", default=None, metavar="DEST", help="New callers go here ('' = clear).")
 @click.option("--name", "service_line", default=None, help="Service line, e.g. 'Appointments line'.")

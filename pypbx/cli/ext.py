@@ -139,8 +139,6 @@ def ext_remove(ctx: click.Context, number: str, yes: bool) -> None:
 @click.option("--allow", default=None,
               help="Number classes this extension may call, e.g. 'local,mobile,national' "
                    "(internal, local, mobile, national, premium, international; emergency is always allowed).")
-
-
 @click.option("--max-calls", type=click.IntRange(0), default=None, help="Concurrent outside calls.")
 @json_option
 @click.pass_context

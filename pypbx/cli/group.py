@@ -24,16 +24,10 @@ def group() -> None:
 @click.option("--members", required=True, metavar="EXT,EXT,...", help="Extensions, e.g. 1001,1002,1003.")
 @click.option("--strategy", type=click.Choice(["all", "order"]), default="all", show_default=True,
               help="all: every member's phones at once; order: one member after another.")
-
-
 @click.option("--ring-time", type=click.FloatRange(1, 600), default=20.0, show_default=True,
               help="Seconds: the whole ring (all), or each member's turn (order).")
-
-
 @click.option("--then", "then", default="", metavar="TARGET",
               help="No answer: voicemail:BOX, queue:NAME or extension:NUMBER (default: 480 / goodbye).")
-
-
 @click.pass_context
 def group_add(ctx: click.Context, name: str, members: str, strategy: str, ring_time: float, then: str) -> None:
     """Add ring group NAME (a DID destination group:NAME, an IVR action group:NAME, a

@@ -11,7 +11,6 @@ import click
 from pypbx.cli.context import config_option, on_db
 from pypbx.cli.output import echo_json, json_option, table
 
-
 # ================================================================== hours
 
 
@@ -26,8 +25,6 @@ def hours() -> None:
 @click.argument("name")
 @click.option("--week", required=True, metavar="SPEC",
               help="e.g. 'mon-fri 08:00-18:00, sat 09:00-12:00' (several ranges a day allowed).")
-
-
 @click.option("--tz", default="UTC", show_default=True, help="IANA time zone, e.g. Europe/Paris.")
 @click.pass_context
 def hours_set(ctx: click.Context, name: str, week: str, tz: str) -> None:

@@ -7,7 +7,6 @@ changes apply to the next call.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -31,8 +30,6 @@ def ivr() -> None:
               help="e.g. 1=queue:front, 2=menu:results, 3=extension:1001, 4=voicemail:1001, "
                    "5=play:after_hours, 6=group:nurses, 7=external:+33612345678, 8=route:triage, "
                    "9=lang:ru, 0=hangup (repeatable).")
-
-
 @click.option("--language", default=None, help="Prompt language (en, ko, ru, zh).")
 @click.option("--timeout", type=float, default=None, help="Seconds to wait for a choice.")
 @click.option("--inter-digit", type=float, default=None, help="Seconds between digits.")
@@ -44,19 +41,15 @@ def ivr() -> None:
 @click.option("--after-hours", default=None, metavar="ACTION", help="What closed hours do (play:clinic_closed).")
 @click.option("--known-caller", default=None, metavar="ACTION",
               help="Smart routing: a returning patient goes straight here (e.g. queue:desk).")
-
-
 @click.option("--new-caller", default=None, metavar="ACTION",
               help="Smart routing: a new caller goes straight here (e.g. queue:front).")
-
-
 @click.pass_context
-def ivr_add(ctx: click.Context, name: str, number: str | None, greeting: str | None,
-            options: tuple[str, ...], **kw: Any) -> None:
+def ivr_add(ctx: click.Context, /, name: str, number: str | None, greeting: str | None,
+            options: tuple[str, ...], **kw: str | float | int | bool | None) -> None:
     """Create menu NAME, or change the given settings of an existing one."""
     from pypbx import ivr as I
 
-    async def go(db: Database) -> tuple[Any, list[str]]:
+    async def go(db: Database) -> tuple[I.Menu, list[str]]:
         try:
             m = await I.get_menu(db, name)
         except I.IvrError:
@@ -73,9 +66,9 @@ def ivr_add(ctx: click.Context, name: str, number: str | None, greeting: str | N
                 m.options.pop(k.strip(), None)
             else:
                 m.options[k.strip()] = v.strip()
-        for k, v in kw.items():
-            if v is not None:
-                setattr(m, k, v)
+        for setting, value in kw.items():
+            if value is not None:
+                setattr(m, setting, value)
         m.validate()
         warn = await I.check_references(db, m)
         await I.save_menu(db, m)

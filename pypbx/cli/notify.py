@@ -42,7 +42,7 @@ def notify_list(ctx: click.Context, status: str | None, limit: int, as_json: boo
         click.echo("No notifications." if status is None else f"No {status} notifications.")
         return
 
-    def what(r: dict) -> str:
+    def what(r: dict[str, Any]) -> str:
         m = r["payload"].get("message", {})
         return f"box {r['payload'].get('mailbox', '-')} from {m.get('caller') or '-'}"
     click.echo(table(["ID", "CREATED", "CHANNEL", "TARGET", "STATUS", "TRIES", "NEXT / SENT", "ABOUT",

@@ -61,13 +61,17 @@ def duration(seconds: float | None) -> str:
     return f"{s}s"
 
 
-class OneLineError(click.ClickException):
-    """What a :class:`pypbx.errors.PbxError` becomes: ``Error: <message>`` on stderr, and
-    the error's exit status."""
+_ERROR_CLASSES: dict[int, type[click.ClickException]] = {}
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+
+def one_line_error(message: str, exit_code: int = 1) -> click.ClickException:
+    """What a :class:`pypbx.errors.PbxError` becomes: ``Error: <message>`` on stderr, and
+    exit status ``exit_code`` (a class attribute in click, hence one class per status)."""
+    cls = _ERROR_CLASSES.get(exit_code)
+    if cls is None:
+        cls = type(f"OneLineError{exit_code}", (click.ClickException,), {"exit_code": exit_code})
+        _ERROR_CLASSES[exit_code] = cls
+    return cls(message)
 
 
 # --------------------------------------------------------------------------- registrations

@@ -44,7 +44,7 @@ def prompts_import(ctx: click.Context, file: str, pid: str | None, lang: str, mo
     dst = _prompt_target(cfg, pid, lang, moh)
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
-        info = convert_prompt(file, dst, **({"max_seconds": 3600.0} if moh else {}))
+        info = convert_prompt(file, dst, max_seconds=3600.0) if moh else convert_prompt(file, dst)
     except PromptError as e:            # media/ does not depend on pypbx/: its error is translated here
         raise PbxError(str(e)) from None
     what = "music on hold" if moh else f"prompt {pid} ({lang})"

@@ -54,7 +54,8 @@ def _queue_options(f: F) -> F:
         click.option("--wrap-up", default=None, metavar="N", help="Seconds after a call before the next (default 10)."),
         click.option("--max-wait", default=None, metavar="N",
                      help="Longest wait in seconds, then the fallback (0 = no limit, the default)."),
-        click.option("--max-length", default=None, metavar="N", help="Most callers waiting (0 = no limit, the default)."),
+        click.option("--max-length", default=None, metavar="N",
+                     help="Most callers waiting (0 = no limit, the default)."),
         click.option("--when-empty", default=None, metavar="join|refuse",
                      help="Nobody logged in who could answer: queue anyway (join, default) or send to --fallback."),
         click.option("--fallback", default=None, metavar="TARGET",
@@ -116,9 +117,7 @@ def queue_group() -> None:
 @click.pass_context
 @click.option("--number", default=None, metavar="DIGITS",
               help="A number any extension can dial to reach the queue, e.g. 600 (not an extension's).")
-
-
-def queue_add(ctx: click.Context, name: str, number: str | None = None, **opts: QueueOption) -> None:
+def queue_add(ctx: click.Context, /, name: str, number: str | None = None, **opts: QueueOption) -> None:
     """Add queue NAME (lower-case letters, digits, _ or -)."""
 
     async def add(db: Database) -> S.QueueRecord:
@@ -241,9 +240,7 @@ def queue_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.pass_context
 @click.option("--number", default=None, metavar="DIGITS",
               help="The number extensions dial to reach the queue ('none' to clear).")
-
-
-def queue_edit(ctx: click.Context, name: str, number: str | None = None, **opts: QueueOption) -> None:
+def queue_edit(ctx: click.Context, /, name: str, number: str | None = None, **opts: QueueOption) -> None:
     """Change settings of queue NAME (options not given stay as they are)."""
     if all(opts.get(k) is None for k in _QUEUE_OPTION_NAMES) and number is None:
         raise PbxError("nothing to change: give at least one option (see pypbx queue edit --help)")

@@ -33,7 +33,7 @@ def _when(ts: float) -> str:
 
 
 def options(f: F) -> F:
-    for opt in reversed([
+    decorators: list[Callable[[Any], Any]] = [
         config_option,
         click.option("--date", default=None, help="One day: YYYY-MM-DD, 'today' or 'yesterday' (default: today)."),
         click.option("--since", default=None, help="From this time (YYYY-MM-DD [HH:MM])."),
@@ -47,7 +47,8 @@ def options(f: F) -> F:
                      help="Seconds of wrap-up added to the handle time for the seats needed."),
         json_option,
         click.pass_context,
-    ]):
+    ]
+    for opt in reversed(decorators):
         f = opt(f)
     return f
 
@@ -169,6 +170,7 @@ def show_all(r: dict[str, Any]) -> None:
     for f in (show_summary, show_queues, show_hours, show_agents, show_lines, show_missed):
         f(r)
         click.echo("")
+
 
 sub("summary", None, show_all, "Everything below, in one report.")
 sub("queues", "queues", show_queues, "Per queue: service level, ASA, waits, abandons, overflows, AHT.")

@@ -54,8 +54,6 @@ def route() -> None:
 @click.argument("name")
 @click.option("--tz", default="UTC", show_default=True,
               help="Time zone of the route's time= conditions (e.g. Europe/Paris).")
-
-
 @click.pass_context
 def route_add(ctx: click.Context, name: str, tz: str) -> None:
     """Create route NAME (then add rules with: pypbx route rule NAME ...)."""
@@ -82,21 +80,13 @@ def route_tz(ctx: click.Context, name: str, tz: str) -> None:
               help="A condition (all must hold; none = the default rule): known, new, sticky, "
                    "time=mon-fri/08:00-12:00, open=SCHEDULE, closed=SCHEDULE, ivr=MENU:DIGITS, "
                    "caller=PREFIX.")
-
-
 @click.option("--to", "destination", required=True, metavar="DEST",
               help="extension:N, queue:NAME, ivr:MENU, voicemail:BOX, group:NAME, external:NUMBER, "
                    "route:NAME or agent:last.")
-
-
 @click.option("--prefer-last", type=float, default=None, metavar="SECONDS",
               help="queue: destinations: offer the call to the caller's last agent only, for this long.")
-
-
 @click.option("--position", type=click.IntRange(1), default=None,
               help="Insert at this position (1 = first; default: last).")
-
-
 @click.pass_context
 def route_rule(ctx: click.Context, name: str, conditions: tuple[str, ...], destination: str,
                prefer_last: float | None, position: int | None) -> None:
@@ -167,8 +157,6 @@ def route_remove(ctx: click.Context, name: str) -> None:
 @click.option("--caller", required=True, metavar="NUMBER", help="The caller's number.")
 @click.option("--at", "at", default=None, metavar="'YYYY-MM-DD HH:MM'",
               help="The time of the call, in the route's time zone (default: now).")
-
-
 @click.option("--ivr", "ivr", multiple=True, metavar="MENU:DIGITS", help="A choice made in an IVR menu.")
 @json_option
 @click.pass_context

@@ -18,12 +18,8 @@ from pypbx.errors import PbxError
 @config_option
 @click.option("--preset", default="mid_clinic", show_default=True,
               help="A built-in clinic day: small_gp, mid_clinic or large_centre.")
-
-
 @click.option("--scenario", "scenario", type=click.Path(dir_okay=False), default=None,
               help="A day of your own: a TOML or JSON file with the simulator's settings (overrides --preset).")
-
-
 @click.option("--seed", default=1, show_default=True, help="Random seed (the same seed gives the same day).")
 @json_option
 def simulate_cmd(preset: str, scenario: str | None, seed: int, as_json: bool) -> None:

@@ -6,6 +6,8 @@ changes apply to the next call.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from pypbx.cli.context import config_option, on_db
@@ -50,7 +52,7 @@ def survey_report(ctx: click.Context, as_json: bool) -> None:
     """Answers and average score per agent."""
     from pypbx import survey as Sv
 
-    async def go(db: Database) -> dict:
+    async def go(db: Database) -> dict[str, Any]:
         return {**await Sv.report(db), "settings": await Sv.get_settings(db)}
     r = on_db(ctx, go)
     if as_json:

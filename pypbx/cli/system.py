@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 
 from pypbx import config as _config
-from pypbx.cli.context import config_option, config_path, load, run as run_async
+from pypbx.cli.context import config_option, config_path, load
+from pypbx.cli.context import run as run_async
 from pypbx.cli.output import duration, echo_json, json_option, registrations_table, table
 from pypbx.config import Config, config_path_from, load_config, render_config
 from pypbx.db import open_db
@@ -41,12 +42,8 @@ def _local_ip(bind: str) -> str:
 @config_option
 @click.option("--sip-port", type=click.IntRange(1, 65535), default=None,
               help="SIP port for UDP and TCP (default 5060).")
-
-
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Data directory (default ./var next to the config file).")
-
-
 @click.option("--demo", is_flag=True, help="Also create extensions 1001-1004 and print their passwords.")
 @click.option("--force", is_flag=True, help="Overwrite an existing config file / reset demo passwords.")
 @click.pass_context
@@ -199,7 +196,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     else:
         click.echo("Active bans: none")
     for t in result.get("trunks") or []:
-        click.echo(f"Trunk {t.get('name')}: {t.get('state')}" + (f" ({t['last_reason']})" if t.get("last_reason") else ""))
+        reason = f" ({t['last_reason']})" if t.get("last_reason") else ""
+        click.echo(f"Trunk {t.get('name')}: {t.get('state')}{reason}")
     mwi = result.get("mwi")
     if isinstance(mwi, dict):
         subs = mwi.get("subscriptions") or []

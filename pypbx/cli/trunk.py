@@ -88,7 +88,7 @@ def trunk_group() -> None:
 @click.argument("name")
 @_trunk_options
 @click.pass_context
-def trunk_add(ctx: click.Context, name: str, **kw: TrunkOption) -> None:
+def trunk_add(ctx: click.Context, /, name: str, **kw: TrunkOption) -> None:
     """Add trunk NAME (--host is required)."""
     ch = _trunk_changes(kw)
     if not ch.get("host"):
@@ -105,7 +105,7 @@ def trunk_add(ctx: click.Context, name: str, **kw: TrunkOption) -> None:
 @click.argument("name")
 @_trunk_options
 @click.pass_context
-def trunk_edit(ctx: click.Context, name: str, **kw: TrunkOption) -> None:
+def trunk_edit(ctx: click.Context, /, name: str, **kw: TrunkOption) -> None:
     """Change settings of trunk NAME."""
     t = on_db(ctx, T.edit_trunk, name, _trunk_changes(kw))
     click.echo(f"Trunk {t.name} updated.")

@@ -6,6 +6,8 @@ changes apply to the next call.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from pypbx.cli.context import config_option, on_db
@@ -25,13 +27,9 @@ def voicemail() -> None:
 @click.option("--number", default=None, help="Dial this number to leave a message in BOX (e.g. 801).")
 @click.option("--on-no-answer/--no-on-no-answer", default=None,
               help="Extension BOX not answering (or not registered) -> its mailbox.")
-
-
 @click.option("--max-seconds", type=float, default=None, help="Longest message (default 120).")
 @click.option("--email", default=None, metavar="ADDR[,ADDR]",
               help="E-mail new messages to these addresses ('' = none; see pypbx notify).")
-
-
 @click.option("--remove", is_flag=True, help="Remove the mailbox (its messages stay listed).")
 @click.pass_context
 def vm_box(ctx: click.Context, box: str, number: str | None, on_no_answer: bool | None,
@@ -43,7 +41,7 @@ def vm_box(ctx: click.Context, box: str, number: str | None, on_no_answer: bool 
         click.echo(f"Mailbox {box} removed.")
         return
 
-    async def go(db: Database) -> dict:
+    async def go(db: Database) -> dict[str, Any]:
         try:
             old = await V.get_box(db, box)
         except V.VoicemailError:
