@@ -27,7 +27,7 @@ call stays in the ACD's statistics.
 
 :func:`evaluate` is pure (rules + facts -> :class:`Decision`); :func:`resolve` gathers the
 facts of a live call, evaluates, writes a ``route`` call event and returns the destination.
-The store functions back ``pypbx route ...`` (``cli_route.py``).
+The store functions back ``pypbx route ...`` (``pypbx/cli/route.py``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``pypbx callers``: Every caller number seen, and the imported patient list (pypbx.callers).
+"""``pypbx callers``: every caller number seen, and the imported patient list (pypbx.callers).
 
 Every command works on the database; the running PBX reads it on each call, so
 changes apply to the next call.
@@ -13,8 +13,6 @@ import click
 from pypbx.cli.context import config_option, on_db
 from pypbx.cli.output import echo_json, json_option, table, ts
 from pypbx.errors import PbxError
-
-# ================================================================== callers
 
 
 @click.group("callers")

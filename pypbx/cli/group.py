@@ -1,4 +1,4 @@
-"""``pypbx group``: Ring groups (pypbx.groups).
+"""``pypbx group``: ring groups (pypbx.groups).
 
 Every command works on the database; the running PBX reads it on each call, so
 changes apply to the next call.

@@ -1,4 +1,4 @@
-"""``pypbx hours``: Opening hours: weekly schedules and holidays (pypbx.hours).
+"""``pypbx hours``: opening hours: weekly schedules and holidays (pypbx.hours).
 
 Every command works on the database; the running PBX reads it on each call, so
 changes apply to the next call.
@@ -10,8 +10,6 @@ import click
 
 from pypbx.cli.context import config_option, on_db
 from pypbx.cli.output import echo_json, json_option, table
-
-# ================================================================== hours
 
 
 @click.group("hours")

@@ -1,4 +1,4 @@
-"""``pypbx survey``: The post-call satisfaction survey (pypbx.survey).
+"""``pypbx survey``: the post-call satisfaction survey (pypbx.survey).
 
 Every command works on the database; the running PBX reads it on each call, so
 changes apply to the next call.

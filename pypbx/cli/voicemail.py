@@ -1,4 +1,4 @@
-"""``pypbx voicemail``: Mailboxes and messages (pypbx.voicemail).
+"""``pypbx voicemail``: mailboxes and messages (pypbx.voicemail).
 
 Every command works on the database; the running PBX reads it on each call, so
 changes apply to the next call.
