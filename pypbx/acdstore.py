@@ -848,3 +848,25 @@ def qualified_agents(queue: QueueConfig, agents: Iterable[AgentRecord]) -> list[
     """The agents whose skills meet every minimum level ``queue`` requires."""
     req = queue.required_skills
     return [a for a in agents if all(a.skills.get(s, 0) >= lv for s, lv in req.items())]
+
+
+async def add_queue_numbered(db: Database, /, name: str, number: str | None = None, **options: Any) -> QueueRecord:
+    """:func:`add_queue`, then :func:`set_queue_number` when ``number`` is given; a bad
+    number removes the queue again (nothing half-created)."""
+    rec = await add_queue(db, name, **options)
+    if number is not None:
+        try:
+            await set_queue_number(db, rec.name, number)
+        except AcdError:
+            await remove_queue(db, rec.name)
+            raise
+    return rec
+
+
+async def change_queue(db: Database, /, name: str, number: str | None = None, **options: Any) -> QueueRecord:
+    """Set the number (when given) and the options that are not ``None`` of queue ``name``."""
+    if number is not None:
+        await set_queue_number(db, name, number)
+    if all(v is None for v in options.values()):
+        return await get_queue(db, name)
+    return await edit_queue(db, name, **options)

@@ -119,17 +119,7 @@ def queue_group() -> None:
               help="A number any extension can dial to reach the queue, e.g. 600 (not an extension's).")
 def queue_add(ctx: click.Context, /, name: str, number: str | None = None, **opts: QueueOption) -> None:
     """Add queue NAME (lower-case letters, digits, _ or -)."""
-
-    async def add(db: Database) -> S.QueueRecord:
-        rec = await S.add_queue(db, name, **opts)
-        if number is not None:
-            try:
-                await S.set_queue_number(db, rec.name, number)
-            except S.AcdError:
-                await S.remove_queue(db, rec.name)
-                raise
-        return rec
-    rec = on_db(ctx, add)
+    rec = on_db(ctx, S.add_queue_numbered, name, number, **opts)
     c = rec.config
     click.echo(f"Queue {c.name} added ({c.strategy.value}, skills {S.format_skills(c.required_skills)})"
                + (f", number {number}." if number else "."))
@@ -244,14 +234,7 @@ def queue_edit(ctx: click.Context, /, name: str, number: str | None = None, **op
     """Change settings of queue NAME (options not given stay as they are)."""
     if all(opts.get(k) is None for k in _QUEUE_OPTION_NAMES) and number is None:
         raise PbxError("nothing to change: give at least one option (see pypbx queue edit --help)")
-
-    async def edit(db: Database) -> S.QueueRecord:
-        if number is not None:
-            await S.set_queue_number(db, name, number)
-        if all(opts.get(k) is None for k in _QUEUE_OPTION_NAMES):
-            return await S.get_queue(db, name)
-        return await S.edit_queue(db, name, **opts)
-    rec = on_db(ctx, edit)
+    rec = on_db(ctx, S.change_queue, name, number, **opts)
     click.echo(f"Queue {rec.name} updated.")
     for label, value in _queue_lines(rec)[1:]:
         click.echo(f"  {label + ':':16}{value}")
