@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 import click
 
 from pypbx.cli.context import config_option, load, on_db, run
-from pypbx.cli.output import duration, echo_json, json_option, table, ts
+from pypbx.cli.output import F, duration, echo_json, json_option, table, ts
 from pypbx.cli.period import day_range
 from pypbx.config import Config
 from pypbx.db import open_db
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def call_filters(f: F) -> F:

@@ -9,6 +9,7 @@ from typing import Any, Awaitable, Callable, Concatenate, Coroutine, ParamSpec, 
 
 import click
 
+from pypbx.cli.output import F
 from pypbx.config import Config, config_path_from, load_config
 from pypbx.db import Database, open_db
 
@@ -17,7 +18,6 @@ CONFIG_HELP = "Config file (env PYPBX_CONFIG; default ./pypbx.toml)."
 
 P = ParamSpec("P")
 T = TypeVar("T")
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def remember_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:

@@ -16,18 +16,16 @@ the saved configuration and states (and the core re-reads the DB on PRAGMA data_
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 import click
 
 from pypbx import acdstore as S
 from pypbx.cli.context import config_option, load, on_db
-from pypbx.cli.output import duration, echo_json, json_option, table
+from pypbx.cli.output import F, duration, echo_json, json_option, table
 from pypbx.db import Database
 from pypbx.errors import PbxError
 from pypbx.localapi_client import LocalAPIError, NotRunningError
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def unknown_command(err: Exception) -> bool:

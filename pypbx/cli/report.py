@@ -7,17 +7,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 import click
 
 from pypbx.cli.context import config_option, load, run
-from pypbx.cli.output import echo_json, json_option, table
+from pypbx.cli.output import F, echo_json, json_option, table
 from pypbx.cli.period import day_range
 from pypbx.db import open_db
 from pypbx.errors import PbxError
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _pct(x: float | None) -> str:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 import click
 
 from pypbx import trunks as T
 from pypbx.cli.context import config_option, load, on_db
-from pypbx.cli.output import echo_json, json_option, table, ts
+from pypbx.cli.output import F, echo_json, json_option, table, ts
 from pypbx.errors import PbxError
 from pypbx.localapi_client import LocalAPIError, NotRunningError
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 #: A trunk option's value as click hands it over.
 TrunkOption = str | int | bool | tuple[str, ...] | None
