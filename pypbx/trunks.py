@@ -48,8 +48,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from pypbx.db import Database, IntegrityError
-from pypbx.numbers import CLASSES, FORMATS, NumberPlan, allowed, classify, parse_classes, rewrite
 from pypbx.errors import PbxError
+from pypbx.numbers import CLASSES, FORMATS, NumberPlan, allowed, classify, parse_classes, rewrite
 
 log = logging.getLogger(__name__)
 
