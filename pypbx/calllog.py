@@ -15,7 +15,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
 from pypbx.db import Database
 from pypbx.errors import PbxError
@@ -208,8 +208,8 @@ class CallLog:
 # --------------------------------------------------------------------------- issue 9 (h-cli): CLI report logic
 # Moved here from the CLI (``pypbx calls show`` / ``pypbx calls report``).
 
-async def call_detail(db: Database, call_id: str) -> tuple[dict[str, Any], list[dict[str, Any]],
-                                                          dict[str, Any] | None]:
+async def call_detail(db: Database, call_id: str) -> tuple[Mapping[str, Any], Sequence[Mapping[str, Any]],
+                                                          Mapping[str, Any] | None]:
     """One call (``call_id`` or a unique prefix of it): its row, event rows and recording row."""
     from pypbx.db import call_ids_with_prefix
     row = await db.get_call_row(call_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import click
 
@@ -33,7 +33,7 @@ def call_filters(f: F) -> F:
 
 async def search_calls(cfg: Config, date: str | None, since: str | None, until: str | None, number: str | None,
                        queue: str | None, agent: str | None, disposition: str | None, limit: int,
-                       recorded_only: bool = False) -> list[dict[str, Any]]:
+                       recorded_only: bool = False) -> Sequence[Mapping[str, Any]]:
     lo, hi = day_range(date, since, until)
     async with open_db(cfg.db_path) as db:
         rows = await db.search_call_rows(since=lo, until=hi, number=number, queue=queue, agent=agent,
@@ -43,7 +43,7 @@ async def search_calls(cfg: Config, date: str | None, since: str | None, until: 
     return rows
 
 
-def calls_table(rows: list[dict[str, Any]]) -> str:
+def calls_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return table(["TIME", "ID", "FROM", "TO", "QUEUE", "AGENT", "DISPOSITION", "RING", "TALK", "RECORDING"],
                  [[ts(r["offered_at"]), r["id"][:12], r["caller_number"], r["callee_number"], r["queue"] or "-",
                    r["agent"] or r["extension"] or "-", r["disposition"], duration(r["ring_seconds"]),
