@@ -45,6 +45,7 @@ from acd.model import (
     TargetKind,
 )
 from pypbx.db import Database, IntegrityError
+from pypbx.errors import PbxError
 
 QUEUE_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 AGENT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
@@ -62,7 +63,7 @@ _TARGET_ALIASES = {"ext": "extension", "group": "ring_group", "ring-group": "rin
 _BOX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class AcdError(Exception):
+class AcdError(PbxError):
     """A one-line, user-facing problem with a queue, agent or callback operation."""
 
 
@@ -839,3 +840,33 @@ async def set_queue_number(db: Database, name: str, number: str | None) -> Queue
 async def queue_numbers(db: Database) -> dict[str, str]:
     """{number: queue name} of the queues that can be dialled."""
     return {r["number"]: r["name"] for r in await db.queue_number_rows()}
+
+
+# --------------------------------------------------------------------------- issue 9 (h-cli): moved from the CLI
+
+def qualified_agents(queue: QueueConfig, agents: Iterable[AgentRecord]) -> list[AgentRecord]:
+    """The agents whose skills meet every minimum level ``queue`` requires."""
+    req = queue.required_skills
+    return [a for a in agents if all(a.skills.get(s, 0) >= lv for s, lv in req.items())]
+
+
+async def add_queue_numbered(db: Database, /, name: str, number: str | None = None, **options: Any) -> QueueRecord:
+    """:func:`add_queue`, then :func:`set_queue_number` when ``number`` is given; a bad
+    number removes the queue again (nothing half-created)."""
+    rec = await add_queue(db, name, **options)
+    if number is not None:
+        try:
+            await set_queue_number(db, rec.name, number)
+        except AcdError:
+            await remove_queue(db, rec.name)
+            raise
+    return rec
+
+
+async def change_queue(db: Database, /, name: str, number: str | None = None, **options: Any) -> QueueRecord:
+    """Set the number (when given) and the options that are not ``None`` of queue ``name``."""
+    if number is not None:
+        await set_queue_number(db, name, number)
+    if all(v is None for v in options.values()):
+        return await get_queue(db, name)
+    return await edit_queue(db, name, **options)

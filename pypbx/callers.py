@@ -23,6 +23,7 @@ import time
 from typing import Any, Callable
 
 from pypbx.db import Database
+from pypbx.errors import PbxError
 
 _NUMBER_RE = re.compile(r"^\+?[0-9*#]{2,32}$")
 NUMBER_COLS = ("number", "phone", "telephone", "tel", "msisdn")
@@ -30,7 +31,7 @@ NAME_COLS = ("name", "full_name", "patient_name")
 ID_COLS = ("patient_id", "patient", "id", "mrn")
 
 
-class CallersError(ValueError):
+class CallersError(PbxError, ValueError):
     pass
 
 

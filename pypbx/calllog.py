@@ -15,9 +15,10 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
 from pypbx.db import Database
+from pypbx.errors import PbxError
 
 
 class Direction(str, enum.Enum):
@@ -115,7 +116,7 @@ class CallRecord:
                 "worker": self.worker}
 
 
-class CallLogError(Exception):
+class CallLogError(PbxError):
     pass
 
 
@@ -202,3 +203,36 @@ class CallLog:
             and not stray,
             "unaccounted": stray,
         }
+
+
+# --------------------------------------------------------------------------- issue 9 (h-cli): CLI report logic
+# Moved here from the CLI (``pypbx calls show`` / ``pypbx calls report``).
+
+async def call_detail(db: Database, call_id: str) -> tuple[Mapping[str, Any], Sequence[Mapping[str, Any]],
+                                                          Mapping[str, Any] | None]:
+    """One call (``call_id`` or a unique prefix of it): its row, event rows and recording row."""
+    row = await db.get_call_row(call_id)
+    if row is None:
+        matches = await db.call_ids_with_prefix(call_id)
+        if len(matches) != 1:
+            raise CallLogError(f"no call {call_id!r}" if not matches
+                               else f"call id prefix {call_id!r} is ambiguous")
+        row = await db.get_call_row(matches[0])
+        if row is None:
+            raise CallLogError(f"no call {call_id!r}")
+    return row, await db.call_event_rows(row["id"]), await db.get_recording_row(row["id"])
+
+
+async def accounting_report(db: Database, since: float | None, until: float | None,
+                            live_calls: Callable[[], Awaitable[Iterable[str]]]) -> dict[str, Any]:
+    """:meth:`CallLog.accounting`, where calls still live (``await live_calls()``) are not
+    unaccounted, plus ``missed_callers``: inbound callers of the period not answered."""
+    acc = await CallLog(db).accounting(since, until)
+    live = set(await live_calls())
+    acc["unaccounted"] = [c for c in acc["unaccounted"] if c not in live]
+    acc["balanced"] = not acc["unaccounted"]
+    missed = await db.search_call_rows(since=since, until=until, limit=1000)
+    acc["missed_callers"] = sorted({r["caller_number"] for r in missed
+                                    if r["disposition"] not in ("answered", "in_progress")
+                                    and r["direction"] != "outbound"})
+    return acc

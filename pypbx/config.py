@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from pypbx.errors import PbxError
+
 DEFAULT_CONFIG_NAME = "pypbx.toml"
 ENV_VAR = "PYPBX_CONFIG"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -28,7 +30,7 @@ DEFAULT_SCANNER_USER_AGENTS = (
 )
 
 
-class ConfigError(Exception):
+class ConfigError(PbxError):
     """A one-line, user-facing configuration problem. ``str(e)`` starts with 'config error: '."""
 
     def __init__(self, message: str, key: str | None = None):

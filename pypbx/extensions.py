@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pypbx.db import Database, IntegrityError
+from pypbx.errors import PbxError
 
 NUMBER_RE = re.compile(r"^[0-9]{2,8}$")
 MIN_PASSWORD_LENGTH = 10
@@ -23,7 +24,7 @@ GENERATED_PASSWORD_LENGTH = 20   # log2(56) * 20 ~ 116 bits
 MAX_NAME_LENGTH = 64
 
 
-class ExtensionError(Exception):
+class ExtensionError(PbxError):
     """A one-line, user-facing problem with an extension operation."""
 
 

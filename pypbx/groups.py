@@ -36,6 +36,7 @@ from pypbx import screenpop
 from pypbx.calllog import Disposition
 from pypbx.db import Database, IntegrityError
 from pypbx.delegate import Tick, TimedDelegate
+from pypbx.errors import PbxError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ RING_PREFIX = "grp-"
 RING_GRACE = 5.0
 
 
-class GroupError(ValueError):
+class GroupError(PbxError, ValueError):
     """A one-line, user-facing problem with a ring group."""
 
 

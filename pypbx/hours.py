@@ -35,6 +35,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pypbx.db import Database
+from pypbx.errors import PbxError
 
 FAKE_NOW_ENV = "PYPBX_FAKE_NOW"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -42,7 +43,7 @@ _RANGE_RE = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class HoursError(ValueError):
+class HoursError(PbxError, ValueError):
     pass
 
 

@@ -61,6 +61,7 @@ from pypbx import screenpop
 from pypbx.calllog import Disposition
 from pypbx.db import Database, IntegrityError
 from pypbx.delegate import Tick, TimedDelegate
+from pypbx.errors import PbxError
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ DIGITS_RE = re.compile(r"^[0-9*#]{1,8}$")
 NUMBER_RE = re.compile(r"^\*?[0-9]{1,16}$")
 
 
-class IvrError(ValueError):
+class IvrError(PbxError, ValueError):
     pass
 
 

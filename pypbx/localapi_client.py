@@ -30,10 +30,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pypbx.errors import PbxError
+
 MAX_REPLY = 64 * 1024 * 1024
 
 
-class LocalAPIError(Exception):
+class LocalAPIError(PbxError):
     """The PBX answered with an error, or the reply was not understood."""
 
 

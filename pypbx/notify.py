@@ -52,6 +52,7 @@ from typing import Any, Callable
 from pypbx import __version__
 from pypbx.config import NotifyConfig
 from pypbx.db import Database
+from pypbx.errors import PbxError
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class Status(str, enum.Enum):
     FAILED = "failed"
 
 
-class NotifyError(ValueError):
+class NotifyError(PbxError, ValueError):
     """A delivery (or a CLI request) failed; ``str(e)`` is one line."""
 
 

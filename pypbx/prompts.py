@@ -49,3 +49,24 @@ def shipped_ids() -> dict[str, list[str]]:
             langs = spec.get("langs") or [lg for lg in LANGUAGES if lg in spec]
             out[pid] = list(langs)
     return out
+
+
+# --------------------------------------------------------------------------- issue 9 (h-cli): moved from the CLI
+
+def inventory(override: Path, lang: str | None = None) -> list[dict[str, str | bool]]:
+    """Every prompt per language (only ``lang`` if given), and the music on hold: ``{"id",
+    "lang", "shipped", "replaced"}``, ``replaced`` when the clinic's recording is under
+    ``override`` (``<data_dir>/prompts``)."""
+    rows: list[dict[str, str | bool]] = []
+    ids = shipped_ids()
+    custom = {(p.parent.name, p.stem) for p in override.glob("*/*.wav") if p.parent.name in LANGUAGES}
+    for pid in sorted(set(ids) | {c[1] for c in custom}):
+        for lg in LANGUAGES:
+            if lang and lg != lang:
+                continue
+            shipped = lg in ids.get(pid, [])
+            replaced = (lg, pid) in custom
+            if shipped or replaced:
+                rows.append({"id": pid, "lang": lg, "shipped": shipped, "replaced": replaced})
+    rows.append({"id": "moh", "lang": "-", "shipped": True, "replaced": (override / "moh" / "default.wav").exists()})
+    return rows

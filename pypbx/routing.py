@@ -27,7 +27,7 @@ call stays in the ACD's statistics.
 
 :func:`evaluate` is pure (rules + facts -> :class:`Decision`); :func:`resolve` gathers the
 facts of a live call, evaluates, writes a ``route`` call event and returns the destination.
-The store functions back ``pypbx route ...`` (``cli_route.py``).
+The store functions back ``pypbx route ...`` (``pypbx/cli/route.py``).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from typing import Any, Mapping, Sequence
 
 from pypbx import hours as H
 from pypbx.db import Database, IntegrityError
+from pypbx.errors import PbxError
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ _IVR_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,63}):([0-9*#]{1,8})$")
 MAX_DEPTH = 4
 
 
-class RoutingError(ValueError):
+class RoutingError(PbxError, ValueError):
     """A one-line, user-facing problem with a route or a rule."""
 
 
@@ -545,3 +546,46 @@ async def dry_run(db: Database, name: str, caller: str, *, at: dt.datetime | Non
             break
         name = dest.partition(":")[2]
     return {"caller": caller, "destination": dest, "steps": steps}
+
+
+# --------------------------------------------------------------------------- issue 9 (h-cli): moved from the CLI
+# ``pypbx did edit`` (was pypbx/cli_route.py); here because a DID may point to a route.
+
+async def edit_did(db: Database, number: str, *, destination: str | None = None, known: str | None = None,
+                   new: str | None = None, service_line: str | None = None, trunk: str | None = None) -> Any:
+    """Change a DID (``None`` = keep; ``known`` / ``new`` ``""`` = clear; ``trunk`` ``""``
+    or ``any`` = from any trunk). Returns the :class:`pypbx.trunks.Did`."""
+    from pypbx import trunks as T
+    n = T.normalise_did(number)
+    current = {d.number: d for d in await T.list_dids(db)}.get(n)
+    if current is None:
+        raise T.TrunkError(f"no DID {number}")
+    fields: dict[str, Any] = {}
+
+    async def dest(text: str) -> str:
+        d = T.parse_destination(text)
+        if d.startswith("route:"):
+            try:
+                await check_destination(db, d)
+            except RoutingError as e:
+                raise T.TrunkError(str(e)) from None
+        return d
+    if destination is not None:
+        fields["destination"] = await dest(destination)
+    if known is not None:
+        fields["known_dest"] = await dest(known) if known else None
+    if new is not None:
+        fields["new_dest"] = await dest(new) if new else None
+    if service_line is not None:
+        fields["service_line"] = service_line
+    if trunk is not None:
+        if trunk in ("", "any"):
+            fields["trunk"] = None
+        elif await db.get_trunk_row(trunk) is None:
+            raise T.TrunkError(f"no trunk named {trunk!r}")
+        else:
+            fields["trunk"] = trunk
+    if not fields:
+        raise T.TrunkError("nothing to change: give --to, --known, --new, --name or --trunk")
+    await db.update_did_row(n, fields)
+    return {d.number: d for d in await T.list_dids(db)}[n]

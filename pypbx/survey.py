@@ -26,6 +26,7 @@ from media import protocol as P
 from media.client import WorkerError
 from pypbx.db import Database
 from pypbx.delegate import Tick, TimedDelegate
+from pypbx.errors import PbxError
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ META_KEY = "survey"
 ANSWER_TIMEOUT = 8.0
 
 
-class SurveyError(ValueError):
+class SurveyError(PbxError, ValueError):
     pass
 
 

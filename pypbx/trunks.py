@@ -48,6 +48,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from pypbx.db import Database, IntegrityError
+from pypbx.errors import PbxError
 from pypbx.numbers import CLASSES, FORMATS, NumberPlan, allowed, classify, parse_classes, rewrite
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ MIN_EXTERNAL_DIGITS = 6
 DEST_KINDS = ("extension", "queue", "ivr", "voicemail", "group", "external", "route")
 
 
-class TrunkError(Exception):
+class TrunkError(PbxError):
     """A one-line, user-facing problem with a trunk, DID or permission."""
 
 

@@ -39,6 +39,7 @@ from media import protocol as P
 from media.client import WorkerError
 from pypbx.calllog import Disposition
 from pypbx.db import Database, IntegrityError
+from pypbx.errors import PbxError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ BOX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DEFAULT_MAX_SECONDS = 120.0
 
 
-class VoicemailError(ValueError):
+class VoicemailError(PbxError, ValueError):
     pass
 
 

@@ -54,6 +54,11 @@ class CallQueries(DatabaseCore):
                 await self.executemany("INSERT INTO call_events(call_id, ts, kind, detail) VALUES (?, ?, ?, ?)",
                                        list(events))
 
+    async def call_ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        """Ids of calls starting with ``prefix`` (at most ``limit``; two tell "ambiguous")."""
+        rows = await self.fetchall("SELECT id FROM calls WHERE id LIKE ? LIMIT ?", (prefix + "%", limit))
+        return [str(r["id"]) for r in rows]
+
     async def get_call_row(self, call_id: str) -> CallRow | None:
         return await self.fetch_row(CallRow, f"SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE id = ?", (call_id,))
 

@@ -6,8 +6,10 @@ import sqlite3
 from contextlib import contextmanager
 from typing import Iterator
 
+from pypbx.errors import PbxError
 
-class DBError(Exception):
+
+class DBError(PbxError):
     """A database problem worth one line to the user."""
 
 

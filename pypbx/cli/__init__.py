@@ -1,0 +1,77 @@
+"""pypbx — the admin's command-line tool: a thin click layer over the library.
+
+One module per noun (``pypbx.cli.ext``, ``queue``, ``trunk`` ...), shared output options in
+:mod:`pypbx.cli.output`, ``--config`` handling in :mod:`pypbx.cli.context`. Every command
+accepts ``--config PATH`` (before or after the command name; env PYPBX_CONFIG; default
+./pypbx.toml). Errors: every :class:`pypbx.errors.PbxError` is caught once, here, and
+printed as one line on stderr (``Error: <message>``) with its exit status (1 = failed,
+2 = bad usage or input). The runtime never imports click; the CLI runs no SQL.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import click
+
+from pypbx import config as _config
+from pypbx.cli import (
+    agent,
+    call,
+    callbacks,
+    callers,
+    calls,
+    did,
+    ext,
+    group,
+    hours,
+    ivr,
+    notify,
+    prompts,
+    queue,
+    recordings,
+    report,
+    route,
+    simulate,
+    survey,
+    system,
+    trunk,
+    voicemail,
+)
+from pypbx.cli.context import CONFIG_HELP, remember_config
+from pypbx.cli.output import one_line_error
+from pypbx.errors import PbxError
+
+__all__ = ["cli", "main"]
+
+
+class PbxGroup(click.Group):
+    """The root group: a :class:`PbxError` anywhere below becomes a one-line error."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except PbxError as e:
+            raise one_line_error(str(e), e.exit_code) from None
+
+
+@click.group(cls=PbxGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config", metavar="PATH", default=None, envvar=_config.ENV_VAR, expose_value=False,
+              callback=remember_config, help=CONFIG_HELP)
+@click.version_option(package_name="pypbx", prog_name="pypbx")
+def cli() -> None:
+    """pypbx — a SIP PBX with an ACD for small clinics."""
+
+
+for _command in (
+    *system.COMMANDS,
+    ext.ext, agent.agent_group, queue.queue_group, callbacks.callbacks_cmd, trunk.trunk_group, did.did_group,
+    route.route, call.call_cmd, calls.calls, recordings.recordings, simulate.simulate_cmd,
+    hours.hours, callers.callers, ivr.ivr, voicemail.voicemail, survey.survey, group.group,
+    notify.notify, report.report, prompts.prompts,
+):
+    cli.add_command(_command)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="pypbx")

@@ -1,0 +1,166 @@
+"""``pypbx ext``: extensions (phones' accounts), and their outside-call permissions."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from pypbx import extensions as E
+from pypbx.cli.context import config_option, db_call, load, on_db
+from pypbx.cli.output import echo_json, json_option, registrations_table, table, ts
+from pypbx.db import Database
+from pypbx.localapi_client import LocalAPIError, NotRunningError
+
+
+@click.group()
+@config_option
+def ext() -> None:
+    """Manage extensions (phones' accounts)."""
+
+
+@ext.command("add")
+@config_option
+@click.argument("number")
+@click.option("--name", default="", help="Display name, e.g. 'Reception'.")
+@click.option("--password", default=None, help="At least 10 characters (default: generate a strong one).")
+@click.pass_context
+def ext_add(ctx: click.Context, number: str, name: str, password: str | None) -> None:
+    """Add extension NUMBER (2-8 digits)."""
+    cfg = load(ctx)
+    e, pw = db_call(cfg, E.add_extension, number, name, cfg.sip.realm, password)
+    click.echo(f"Extension {e.number} added" + (f" ({e.name})" if e.name else "") + ".")
+    if password is None:
+        click.echo(f"Password: {pw}")
+        click.echo("(shown only once — enter it in the phone now or note it down)")
+
+
+@ext.command("list")
+@config_option
+@json_option
+@click.pass_context
+def ext_list(ctx: click.Context, as_json: bool) -> None:
+    """List extensions."""
+    cfg = load(ctx)
+    exts = db_call(cfg, E.list_extensions)
+    if as_json:
+        echo_json([e.to_dict() for e in exts])
+        return
+    if not exts:
+        click.echo("No extensions. Add one with: pypbx ext add 1001 --name Reception")
+        return
+    click.echo(table(["NUMBER", "NAME", "ENABLED", "CREATED", "UPDATED"],
+                     [[e.number, e.name or "-", "yes" if e.enabled else "no", ts(e.created_at),
+                       ts(e.updated_at)] for e in exts]))
+    stale = [e.number for e in exts if e.realm != cfg.sip.realm]
+    if stale:
+        click.echo(f"Note: {', '.join(stale)} were created for another realm and cannot log in; "
+                   f"give them new passwords with 'pypbx ext passwd NUMBER'.")
+
+
+async def _with_registrations(db: Database, number: str) -> tuple[E.Extension, list[dict[str, Any]]]:
+    from pypbx import registrations as R
+    e = await E.get_extension(db, number)
+    return e, await R.load_registrations(db, e.number)
+
+
+@ext.command("show")
+@config_option
+@click.argument("number")
+@json_option
+@click.pass_context
+def ext_show(ctx: click.Context, number: str, as_json: bool) -> None:
+    """Show extension NUMBER and its registrations (live when the PBX is running)."""
+    from pypbx.localapi_client import call
+    cfg = load(ctx)
+    e, saved = db_call(cfg, _with_registrations, number)
+    live, why = True, ""
+    regs: list[dict[str, Any]]
+    try:
+        reply = call(cfg.socket_path, "registrations", aor=e.number)
+        if isinstance(reply, dict):
+            reply = reply.get("registrations") or []
+        regs = list(reply or [])
+    except LocalAPIError as err:
+        live = False
+        why = "pypbx is not running" if isinstance(err, NotRunningError) else f"live data unavailable: {err}"
+        now = time.time()
+        regs = [r for r in saved if r.get("expires_at") is None or r["expires_at"] > now]
+    if as_json:
+        echo_json({**e.to_dict(), "registrations": regs, "live": live})
+        return
+    click.echo(f"Extension:  {e.number}")
+    click.echo(f"Name:       {e.name or '-'}")
+    click.echo(f"Enabled:    {'yes' if e.enabled else 'no'}")
+    click.echo(f"Realm:      {e.realm}" + ("" if e.realm == cfg.sip.realm
+                                          else f" (config realm is {cfg.sip.realm}: run 'pypbx ext passwd')"))
+    click.echo(f"Created:    {ts(e.created_at)}")
+    click.echo(f"Updated:    {ts(e.updated_at)}")
+    note = "" if live else f" ({why}; as last saved)"
+    click.echo(f"Registrations: {len(regs)}{note}")
+    if regs:
+        click.echo(registrations_table(regs))
+
+
+@ext.command("passwd")
+@config_option
+@click.argument("number")
+@click.option("--password", default=None, help="At least 10 characters (default: generate a strong one).")
+@click.pass_context
+def ext_passwd(ctx: click.Context, number: str, password: str | None) -> None:
+    """Set a new password for extension NUMBER."""
+    cfg = load(ctx)
+    pw = db_call(cfg, E.set_password, number, cfg.sip.realm, password)
+    click.echo(f"Password of extension {number.strip()} changed.")
+    if password is None:
+        click.echo(f"Password: {pw}")
+        click.echo("(shown only once — enter it in the phone now or note it down)")
+
+
+@ext.command("remove")
+@config_option
+@click.argument("number")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def ext_remove(ctx: click.Context, number: str, yes: bool) -> None:
+    """Remove extension NUMBER (its phones can no longer register or call)."""
+    cfg = load(ctx)
+    e = db_call(cfg, E.get_extension, number)
+    if not yes:
+        click.confirm(f"Remove extension {e.number}" + (f" ({e.name})" if e.name else "") + "?", abort=True)
+    db_call(cfg, E.remove_extension, e.number)
+    click.echo(f"Extension {e.number} removed.")
+
+
+@ext.command("perms")
+@config_option
+@click.argument("number")
+@click.option("--allow", default=None,
+              help="Number classes this extension may call, e.g. 'local,mobile,national' "
+                   "(internal, local, mobile, national, premium, international; emergency is always allowed).")
+@click.option("--max-calls", type=click.IntRange(0), default=None, help="Concurrent outside calls.")
+@json_option
+@click.pass_context
+def ext_perms(ctx: click.Context, number: str, allow: str | None, max_calls: int | None, as_json: bool) -> None:
+    """Show or set which numbers extension NUMBER may call (toll-fraud guard)."""
+    from pypbx import trunks as T
+    cfg = load(ctx)
+    current = on_db(ctx, T.permissions).get(number)
+    if allow is not None or max_calls is not None:
+        classes = allow if allow is not None else ",".join(current["classes"] if current
+                                                          else cfg.numbers.default_allowed)
+        limit = max_calls if max_calls is not None else (current or {}).get("max_outbound")
+        on_db(ctx, T.set_permissions, number, classes, limit)
+        current = on_db(ctx, T.permissions).get(number)
+    allowed = list(current["classes"]) if current else list(cfg.numbers.default_allowed)
+    limit = (current or {}).get("max_outbound")
+    if limit is None:
+        limit = cfg.numbers.max_outbound_per_extension
+    if as_json:
+        echo_json({"extension": number, "allowed": allowed, "emergency": True, "max_outbound": limit,
+                   "default": current is None})
+        return
+    click.echo(f"Extension {number} may call: {', '.join(allowed)}, emergency (always)"
+               + (" [site default]" if current is None else ""))
+    click.echo(f"Concurrent outside calls: {limit}")

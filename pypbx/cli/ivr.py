@@ -1,0 +1,158 @@
+"""``pypbx ivr``: IVR menus (pypbx.ivr).
+
+Every command works on the database; the running PBX reads it on each call, so
+changes apply to the next call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pypbx.cli.context import config_option, on_db
+from pypbx.cli.output import echo_json, json_option, table
+from pypbx.db import Database
+
+
+@click.group("ivr")
+@config_option
+def ivr() -> None:
+    """IVR menus: greeting, digit -> action, timeouts, languages (TOML import/export)."""
+
+
+@ivr.command("add")
+@config_option
+@click.argument("name")
+@click.option("--number", default=None, help="Dial this number to reach the menu (e.g. 700).")
+@click.option("--greeting", default=None, help="Prompt ids or WAV paths, comma-separated (default welcome).")
+@click.option("--option", "options", multiple=True, metavar="DIGITS=ACTION",
+              help="e.g. 1=queue:front, 2=menu:results, 3=extension:1001, 4=voicemail:1001, "
+                   "5=play:after_hours, 6=group:nurses, 7=external:+33612345678, 8=route:triage, "
+                   "9=lang:ru, 0=hangup (repeatable).")
+@click.option("--language", default=None, help="Prompt language (en, ko, ru, zh).")
+@click.option("--timeout", type=float, default=None, help="Seconds to wait for a choice.")
+@click.option("--inter-digit", type=float, default=None, help="Seconds between digits.")
+@click.option("--retries", type=int, default=None, help="Replays on no/invalid input.")
+@click.option("--on-timeout", default=None, metavar="ACTION")
+@click.option("--on-invalid", default=None, metavar="ACTION")
+@click.option("--direct-dial/--no-direct-dial", default=None, help="Allow keying an extension number.")
+@click.option("--schedule", default=None, help="Opening hours (pypbx hours) for this menu.")
+@click.option("--after-hours", default=None, metavar="ACTION", help="What closed hours do (play:clinic_closed).")
+@click.option("--known-caller", default=None, metavar="ACTION",
+              help="Smart routing: a returning patient goes straight here (e.g. queue:desk).")
+@click.option("--new-caller", default=None, metavar="ACTION",
+              help="Smart routing: a new caller goes straight here (e.g. queue:front).")
+@click.pass_context
+def ivr_add(ctx: click.Context, /, name: str, number: str | None, greeting: str | None,
+            options: tuple[str, ...], **kw: str | float | int | bool | None) -> None:
+    """Create menu NAME, or change the given settings of an existing one."""
+    from pypbx import ivr as I
+
+    async def go(db: Database) -> tuple[I.Menu, list[str]]:
+        try:
+            m = await I.get_menu(db, name)
+        except I.IvrError:
+            m = I.Menu(name=name)
+        if number is not None:
+            m.number = number or None
+        if greeting is not None:
+            m.greeting = [g.strip() for g in greeting.split(",") if g.strip()]
+        for o in options:
+            k, sep, v = o.partition("=")
+            if not sep:
+                raise I.IvrError(f"bad --option {o!r} (want DIGITS=ACTION)")
+            if v.strip() in ("", "none", "-"):
+                m.options.pop(k.strip(), None)
+            else:
+                m.options[k.strip()] = v.strip()
+        for setting, value in kw.items():
+            if value is not None:
+                setattr(m, setting, value)
+        m.validate()
+        warn = await I.check_references(db, m)
+        await I.save_menu(db, m)
+        return m, warn
+    m, warn = on_db(ctx, go)
+    click.echo(f"Menu {m.name}" + (f" (number {m.number})" if m.number else "") + " saved: "
+               + (", ".join(f"{k}={v}" for k, v in sorted(m.options.items())) or "no options") + ".")
+    for w_ in warn:
+        click.echo(f"Note: {w_}", err=True)
+
+
+@ivr.command("import")
+@config_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.pass_context
+def ivr_import(ctx: click.Context, file: str) -> None:
+    """Create or replace the menu(s) in a TOML FILE."""
+    from pypbx import ivr as I
+    menus = I.from_toml(Path(file).read_text(encoding="utf-8"))
+
+    async def go(db: Database) -> list[str]:
+        warn: list[str] = []
+        for m in menus:
+            await I.save_menu(db, m)
+        for m in menus:
+            warn += [f"{m.name}: {x}" for x in await I.check_references(db, m)]
+        return warn
+    warn = on_db(ctx, go)
+    click.echo(f"Imported {', '.join(m.name for m in menus)}.")
+    for w_ in warn:
+        click.echo(f"Note: {w_}", err=True)
+
+
+@ivr.command("export")
+@config_option
+@click.argument("name")
+@click.pass_context
+def ivr_export(ctx: click.Context, name: str) -> None:
+    """Print menu NAME as TOML (pypbx ivr import reads it back)."""
+    from pypbx import ivr as I
+    click.echo(I.to_toml(on_db(ctx, I.get_menu, name)), nl=False)
+
+
+@ivr.command("list")
+@config_option
+@json_option
+@click.pass_context
+def ivr_list(ctx: click.Context, as_json: bool) -> None:
+    """List menus."""
+    from pypbx import ivr as I
+    menus = on_db(ctx, I.list_menus)
+    if as_json:
+        echo_json([m.to_dict() for m in menus])
+        return
+    if not menus:
+        click.echo("No IVR menus. Add one with: pypbx ivr add main --number 700 --option 1=queue:front")
+        return
+    click.echo(table(["NAME", "NUMBER", "GREETING", "OPTIONS", "SCHEDULE"],
+                        [[m.name, m.number or "-", ",".join(m.greeting),
+                          " ".join(f"{k}={v}" for k, v in sorted(m.options.items())) or "-",
+                          m.schedule or "-"] for m in menus]))
+
+
+@ivr.command("show")
+@config_option
+@click.argument("name")
+@json_option
+@click.pass_context
+def ivr_show(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Show menu NAME."""
+    from pypbx import ivr as I
+    m = on_db(ctx, I.get_menu, name)
+    if as_json:
+        echo_json(m.to_dict())
+        return
+    click.echo(I.to_toml(m), nl=False)
+
+
+@ivr.command("remove")
+@config_option
+@click.argument("name")
+@click.pass_context
+def ivr_remove(ctx: click.Context, name: str) -> None:
+    """Remove menu NAME."""
+    from pypbx import ivr as I
+    on_db(ctx, I.remove_menu, name)
+    click.echo(f"Menu {name} removed.")

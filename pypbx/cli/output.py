@@ -1,0 +1,102 @@
+"""Shared output of the CLI: ``--json`` on every listing, tables, times, one-line errors."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import time
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: JSON-serialisable output (dicts, lists, dataclass dicts; anything else goes through ``str``).
+JSONValue = Any
+
+
+def json_option(f: F) -> F:
+    """``--json``: machine-readable output (the flag every listing has)."""
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(f)
+
+
+def echo_json(obj: JSONValue) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]], indent: str = "") -> str:
+    """Left-aligned columns two spaces apart; ``None`` prints as an empty cell."""
+    cells = [[("" if c is None else str(c)) for c in r] for r in rows]
+    widths = [len(h) for h in headers]
+    for r in cells:
+        for i, c in enumerate(r):
+            widths[i] = max(widths[i], len(c))
+    lines = [indent + "  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    for r in cells:
+        lines.append(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def ts(t: float | None) -> str:
+    """UNIX seconds as local ``YYYY-MM-DD HH:MM`` (``-`` when unset)."""
+    if not t:
+        return "-"
+    return _dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
+
+
+def duration(seconds: float | None) -> str:
+    """``42s``, ``3m 05s``, ``2h 03m 05s``, ``1d 2h 03m`` (``-`` when unknown)."""
+    if seconds is None:
+        return "-"
+    s = int(max(0, seconds))
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    if d:
+        return f"{d}d {h}h {m:02d}m"
+    if h:
+        return f"{h}h {m:02d}m {s:02d}s"
+    if m:
+        return f"{m}m {s:02d}s"
+    return f"{s}s"
+
+
+_ERROR_CLASSES: dict[int, type[click.ClickException]] = {}
+
+
+def one_line_error(message: str, exit_code: int = 1) -> click.ClickException:
+    """What a :class:`pypbx.errors.PbxError` becomes: ``Error: <message>`` on stderr, and
+    exit status ``exit_code`` (a class attribute in click, hence one class per status)."""
+    cls = _ERROR_CLASSES.get(exit_code)
+    if cls is None:
+        cls = type(f"OneLineError{exit_code}", (click.ClickException,), {"exit_code": exit_code})
+        _ERROR_CLASSES[exit_code] = cls
+    return cls(message)
+
+
+# --------------------------------------------------------------------------- registrations
+
+def _reg_source(r: dict[str, Any]) -> str:
+    if r.get("source"):
+        return str(r["source"])
+    host = r.get("source_host")
+    if not host:
+        return "-"
+    port = r.get("source_port")
+    return f"{r.get('source_transport') or ''} {host}{':' + str(port) if port else ''}".strip()
+
+
+def _reg_expires_in(r: dict[str, Any], now: float) -> float | None:
+    if r.get("expires_in") is not None:
+        return float(r["expires_in"])
+    if r.get("expires_at") is not None:
+        return float(r["expires_at"]) - now
+    return None
+
+
+def registrations_table(regs: list[dict[str, Any]], indent: str = "  ") -> str:
+    """Registered contacts (live from the PBX, or as saved in the database)."""
+    now = time.time()
+    return table(["AOR", "CONTACT", "SOURCE", "EXPIRES IN", "USER AGENT"],
+                 [[r.get("aor"), r.get("contact"), _reg_source(r), duration(_reg_expires_in(r, now)),
+                   r.get("user_agent") or "-"] for r in regs], indent=indent)

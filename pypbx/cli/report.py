@@ -1,0 +1,178 @@
+"""``pypbx report``: the clinic's reports (pypbx.reports) for a day or a period.
+
+``summary`` (everything), ``queues``, ``hours`` (load and seats needed per hour), ``agents``,
+``lines`` (service lines) and ``missed`` (callers to call back); ``--json`` on each.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Callable
+
+import click
+
+from pypbx.cli.context import config_option, load, run
+from pypbx.cli.output import F, echo_json, json_option, table
+from pypbx.cli.period import day_range
+from pypbx.db import open_db
+from pypbx.errors import PbxError
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f} %"
+
+
+def _s(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0f} s"
+
+
+def _when(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def options(f: F) -> F:
+    decorators: list[Callable[[Any], Any]] = [
+        config_option,
+        click.option("--date", default=None, help="One day: YYYY-MM-DD, 'today' or 'yesterday' (default: today)."),
+        click.option("--since", default=None, help="From this time (YYYY-MM-DD [HH:MM])."),
+        click.option("--until", default=None, help="Before this time (YYYY-MM-DD [HH:MM])."),
+        click.option("--queue", default=None, help="Only this queue's calls."),
+        click.option("--target", default=20.0, show_default=True, type=float,
+                     help="Service level target: answered within this many seconds."),
+        click.option("--goal", default=80.0, show_default=True, type=float,
+                     help="Service level goal in %, for the seats needed."),
+        click.option("--wrap-up", default=0.0, show_default=True, type=float,
+                     help="Seconds of wrap-up added to the handle time for the seats needed."),
+        json_option,
+        click.pass_context,
+    ]
+    for opt in reversed(decorators):
+        f = opt(f)
+    return f
+
+
+def build(ctx: click.Context, date: str | None, since: str | None, until: str | None, queue: str | None,
+          target: float, goal: float, wrap_up: float) -> dict[str, Any]:
+    from pypbx import reports
+    cfg = load(ctx)
+    if date is None and since is None and until is None:
+        date = "today"
+    lo, hi = day_range(date, since, until)
+    if not 0 < goal < 100:
+        raise PbxError("--goal is a percentage between 0 and 100, e.g. 80")
+
+    async def go() -> dict[str, Any]:
+        async with open_db(cfg.db_path) as db:
+            return await reports.report(db, lo, hi, queue=queue, target=target, goal=goal / 100,
+                                        wrap_up=wrap_up)
+    try:
+        return run(go())
+    except ValueError as e:
+        raise PbxError(str(e)) from None
+
+
+def show_summary(r: dict[str, Any]) -> None:
+    s = r["summary"]
+    click.echo(f"Calls offered {s['offered']} (inbound {s['inbound']}), answered {s['answered']}, "
+               f"abandoned {s['abandoned']}, in progress {s['in_progress']}; "
+               f"inbound answer rate {_pct(s['answer_rate'])}")
+    if s["missed_by_reason"]:
+        click.echo("Inbound callers not spoken to, by reason:")
+        click.echo(table(["REASON", "CALLS"], list(s["missed_by_reason"].items()), indent="  "))
+
+
+def show_queues(r: dict[str, Any]) -> None:
+    t = r["settings"]["target"]
+    if not r["queues"]:
+        click.echo("No queue calls in this period.")
+        return
+    click.echo(f"Queues (service level = answered within {t:.0f} s / ended visits):")
+    click.echo(table(
+        ["QUEUE", "ENTERED", "ANSWERED", "SL", "ASA", "MAX WAIT", "ABANDONED", "<5 s", "AVG ABANDON",
+         "TIMEOUT", "OVERFLOW", "CALLBACK", "AHT"],
+        [[n, q["entered"], q["answered"], _pct(q["service_level"]), _s(q["asa"]), _s(q["max_wait"]),
+          q["abandoned"], q["short_abandons"], _s(q["mean_abandon_wait"]), q["timeouts"], q["overflows"],
+          q["callbacks_requested"], _s(q["aht"])] for n, q in r["queues"].items()], indent="  "))
+    waits = {n: q["abandon_waits"] for n, q in r["queues"].items() if q["abandon_waits"]}
+    for n, w in waits.items():
+        click.echo(f"  {n}: abandoned after " + ", ".join(f"{k}: {v}" for k, v in w.items()))
+
+
+def show_hours(r: dict[str, Any]) -> None:
+    st = r["settings"]
+    if not r["hours"]:
+        click.echo("No inbound calls in this period.")
+        return
+    ht = f"{st['handle_time']:.0f} s" + ("" if st["handle_time_measured"] else " (assumed: no call measured)")
+    click.echo(f"Load per hour over {r['period']['days']} day(s); seats needed for {st['goal'] * 100:.0f} % "
+               f"within {st['target']:.0f} s at a handle time of {ht}:")
+    click.echo(table(["HOUR", "OFFERED", "PER DAY", "ANSWERED", "ABANDONED", "ASA", "SEATS NEEDED"],
+                        [[f"{h['hour']:02d}:00", h["offered"], h["per_day"], h["answered"], h["abandoned"],
+                          _s(h["asa"]), h["seats_needed"]] for h in r["hours"]], indent="  "))
+
+
+def show_agents(r: dict[str, Any]) -> None:
+    if not r["agents"]:
+        click.echo("No agent activity in this period.")
+        return
+    click.echo("Agents:")
+    click.echo(table(["AGENT", "ANSWERED", "TALK", "AVG TALK", "RING NO ANSWER", "TRANSFERS", "PAUSES",
+                         "PAUSED", "CALLBACKS", "SURVEY"],
+                        [[n, a["answered"], _s(a["talk_seconds"]), _s(a["mean_talk"]), a["ring_no_answer"],
+                          a["transfers"], a["pauses"], _s(a["paused_seconds"]), a["callbacks"],
+                          "-" if a["survey_mean"] is None else f"{a['survey_mean']:.1f} ({a['surveys']})"]
+                         for n, a in r["agents"].items()], indent="  "))
+
+
+def show_lines(r: dict[str, Any]) -> None:
+    if not r["lines"]:
+        click.echo("No inbound calls in this period.")
+        return
+    click.echo("Service lines:")
+    click.echo(table(["LINE", "OFFERED", "ANSWERED", "ABANDONED", "VOICEMAIL", "CALLBACK", "OTHER"],
+                        [[n, x["offered"], x["answered"], x["abandoned"], x["voicemail"],
+                          x["callback_requested"], x["other"]] for n, x in r["lines"].items()], indent="  "))
+
+
+def show_missed(r: dict[str, Any]) -> None:
+    if not r["missed"]:
+        click.echo("No caller left to call back.")
+        return
+    click.echo(f"Callers to call back ({len(r['missed'])}): not spoken to since their last call")
+    click.echo(table(["NUMBER", "CALLS", "LAST CALL", "WHY", "QUEUE", "LINE"],
+                        [[m["number"], m["attempts"], _when(m["last"]), m["reason"], m["queue"] or "-",
+                          m["service_line"] or "-"] for m in r["missed"]], indent="  "))
+
+
+@click.group("report")
+@config_option
+def report() -> None:
+    """Reports: service level, waits, abandoned calls and why, load and seats per hour,
+    agents, service lines, callers to call back (default period: today)."""
+
+
+def sub(name: str, key: str | None, show: Callable[[dict[str, Any]], None], doc: str) -> None:
+    @options
+    def cmd(ctx: click.Context, date: str | None, since: str | None, until: str | None, queue: str | None,
+            target: float, goal: float, wrap_up: float, as_json: bool) -> None:
+        r = build(ctx, date, since, until, queue, target, goal, wrap_up)
+        if as_json:
+            echo_json(r if key is None else r[key])
+        else:
+            show(r)
+    cmd.__doc__ = doc
+    report.command(name)(cmd)
+
+
+def show_all(r: dict[str, Any]) -> None:
+    for f in (show_summary, show_queues, show_hours, show_agents, show_lines, show_missed):
+        f(r)
+        click.echo("")
+
+
+sub("summary", None, show_all, "Everything below, in one report.")
+sub("queues", "queues", show_queues, "Per queue: service level, ASA, waits, abandons, overflows, AHT.")
+sub("hours", "hours", show_hours, "Load per hour of the day and the seats needed (Erlang C).")
+sub("agents", "agents", show_agents, "Per agent: calls, talk, ring-no-answer, pauses, survey score.")
+sub("lines", "lines", show_lines, "Per service line (the DID's name): offered, answered, abandoned...")
+sub("missed", "missed", show_missed, "Callers not spoken to since their last call: the call-back list.")

@@ -1,0 +1,130 @@
+"""``pypbx voicemail``: mailboxes and messages (pypbx.voicemail).
+
+Every command works on the database; the running PBX reads it on each call, so
+changes apply to the next call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from pypbx.cli.context import config_option, on_db
+from pypbx.cli.output import echo_json, json_option, table, ts
+from pypbx.db import Database
+
+
+@click.group("voicemail")
+@config_option
+def voicemail() -> None:
+    """Mailboxes and messages."""
+
+
+@voicemail.command("box")
+@config_option
+@click.argument("box")
+@click.option("--number", default=None, help="Dial this number to leave a message in BOX (e.g. 801).")
+@click.option("--on-no-answer/--no-on-no-answer", default=None,
+              help="Extension BOX not answering (or not registered) -> its mailbox.")
+@click.option("--max-seconds", type=float, default=None, help="Longest message (default 120).")
+@click.option("--email", default=None, metavar="ADDR[,ADDR]",
+              help="E-mail new messages to these addresses ('' = none; see pypbx notify).")
+@click.option("--remove", is_flag=True, help="Remove the mailbox (its messages stay listed).")
+@click.pass_context
+def vm_box(ctx: click.Context, box: str, number: str | None, on_no_answer: bool | None,
+           max_seconds: float | None, email: str | None, remove: bool) -> None:
+    """Create or change mailbox BOX (an extension number or a queue name)."""
+    from pypbx import voicemail as V
+    if remove:
+        on_db(ctx, V.remove_box, box)
+        click.echo(f"Mailbox {box} removed.")
+        return
+
+    async def go(db: Database) -> dict[str, Any]:
+        try:
+            old = await V.get_box(db, box)
+        except V.VoicemailError:
+            old = {"number": None, "on_no_answer": False, "max_seconds": V.DEFAULT_MAX_SECONDS}
+        return await V.set_box(db, box, number=(number or None) if number is not None else old["number"],
+                               on_no_answer=old["on_no_answer"] if on_no_answer is None else on_no_answer,
+                               max_seconds=old["max_seconds"] if max_seconds is None else max_seconds,
+                               email=email)
+    b = on_db(ctx, go)
+    click.echo(f"Mailbox {b['box']}: number {b['number'] or '-'}, on no answer "
+               f"{'yes' if b['on_no_answer'] else 'no'}, up to {b['max_seconds']:g} s"
+               + (f", e-mail {b['email']}." if b.get("email") else "."))
+
+
+@voicemail.command("boxes")
+@config_option
+@json_option
+@click.pass_context
+def vm_boxes(ctx: click.Context, as_json: bool) -> None:
+    """List mailboxes."""
+    from pypbx import voicemail as V
+    rows = on_db(ctx, V.list_boxes)
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("No mailboxes. Add one with: pypbx voicemail box 1001 --on-no-answer")
+        return
+    click.echo(table(["BOX", "NUMBER", "ON NO ANSWER", "MAX", "MESSAGES", "NEW", "E-MAIL"],
+                        [[r["box"], r["number"] or "-", "yes" if r["on_no_answer"] else "no",
+                          f"{r['max_seconds']:g}s", r["messages"], r["new"], r.get("email") or "-"]
+                         for r in rows]))
+
+
+@voicemail.command("list")
+@config_option
+@click.argument("box", required=False)
+@click.option("--new", "new_only", is_flag=True, help="Only messages not heard yet.")
+@json_option
+@click.pass_context
+def vm_list(ctx: click.Context, box: str | None, new_only: bool, as_json: bool) -> None:
+    """Messages in BOX (all boxes without BOX), oldest first."""
+    from pypbx import voicemail as V
+    rows = on_db(ctx, V.list_messages, box, new_only)
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("No messages.")
+        return
+    click.echo(table(["ID", "BOX", "RECEIVED", "CALLER", "DID", "LENGTH", "HEARD"],
+                        [[r["id"], r["box"], ts(r["received_at"]), r["caller"] or "-", r["did"] or "-",
+                          f"{(r['seconds'] or 0):.1f}s", "yes" if r["heard"] else "NEW"] for r in rows]))
+
+
+@voicemail.command("play")
+@config_option
+@click.argument("msg_id", metavar="ID")
+@click.pass_context
+def vm_play(ctx: click.Context, msg_id: str) -> None:
+    """Print the path of message ID's WAV file."""
+    from pypbx import voicemail as V
+    click.echo(on_db(ctx, V.get_message, msg_id)["path"])
+
+
+@voicemail.command("heard")
+@config_option
+@click.argument("msg_id", metavar="ID")
+@click.option("--unheard", is_flag=True, help="Mark it new again.")
+@click.pass_context
+def vm_heard(ctx: click.Context, msg_id: str, unheard: bool) -> None:
+    """Mark message ID heard."""
+    from pypbx import voicemail as V
+    m = on_db(ctx, V.mark_heard, msg_id, not unheard)
+    click.echo(f"Message {m['id']} marked {'new' if unheard else 'heard'}.")
+
+
+@voicemail.command("delete")
+@config_option
+@click.argument("msg_id", metavar="ID")
+@click.pass_context
+def vm_delete(ctx: click.Context, msg_id: str) -> None:
+    """Delete message ID (its audio and sidecar; the row stays for the books)."""
+    from pypbx import voicemail as V
+    m = on_db(ctx, V.delete_message, msg_id)
+    click.echo(f"Message {m['id']} deleted.")
