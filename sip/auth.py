@@ -23,8 +23,8 @@ for other realms -- e.g. a provider further on -- are forwarded untouched).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from sip import digest
 from sip.message import Request, Response, make_response
@@ -43,10 +43,17 @@ class AuthResult:
 
 
 class ProxyAuthenticator:
-    def __init__(self, realm: str, nonces: digest.NonceManager,
-                 credentials: Callable[[str], dict[str, str] | None], *,
-                 algorithms: tuple[str, ...] = ("MD5",), allow_no_qop: bool = False,
-                 header: str = "Proxy-Authorization", status: int = 407) -> None:
+    def __init__(
+        self,
+        realm: str,
+        nonces: digest.NonceManager,
+        credentials: Callable[[str], dict[str, str] | None],
+        *,
+        algorithms: tuple[str, ...] = ("MD5",),
+        allow_no_qop: bool = False,
+        header: str = "Proxy-Authorization",
+        status: int = 407,
+    ) -> None:
         self.realm = realm
         self.nonces = nonces
         self.credentials = credentials
@@ -62,8 +69,7 @@ class ProxyAuthenticator:
     # ------------------------------------------------------------------ helpers
     def _challenge(self, req, source_ip, now, outcome, user=None, stale=False) -> AuthResult:
         nonce = self.nonces.make(now, source_ip)
-        hdrs = [(self.challenge_header, v)
-                for v in digest.challenge_headers(self.realm, nonce, stale, self.algorithms)]
+        hdrs = [(self.challenge_header, v) for v in digest.challenge_headers(self.realm, nonce, stale, self.algorithms)]
         return AuthResult(outcome, user, make_response(req, self.status, headers=hdrs))
 
     @staticmethod

@@ -12,20 +12,38 @@ Parsing is split in two stages for speed:
 Text is decoded as UTF-8 with ``surrogateescape`` so that arbitrary bytes in
 header values survive a parse -> serialise round trip byte-exactly.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Iterable, Union
+from typing import Union
 from urllib.parse import unquote
 
 __all__ = [
-    "SipParseError", "FramingError", "Method", "URI", "NameAddr", "Via", "Headers",
-    "Request", "Response", "Message", "parse_message", "make_response", "reason_phrase",
-    "MAX_MESSAGE", "StreamFramer", "Keepalive", "is_keepalive", "validate_request",
-    "unsupported_extensions", "KNOWN_METHODS",
+    "SipParseError",
+    "FramingError",
+    "Method",
+    "URI",
+    "NameAddr",
+    "Via",
+    "Headers",
+    "Request",
+    "Response",
+    "Message",
+    "parse_message",
+    "make_response",
+    "reason_phrase",
+    "MAX_MESSAGE",
+    "StreamFramer",
+    "Keepalive",
+    "is_keepalive",
+    "validate_request",
+    "unsupported_extensions",
+    "KNOWN_METHODS",
 ]
 
 MAX_MESSAGE = 65536
@@ -34,6 +52,7 @@ _MAX_UINT32 = 2**32 - 1
 
 # ---------------------------------------------------------------------------
 # errors
+
 
 class SipParseError(ValueError):
     """A message could not be parsed / accepted.
@@ -44,8 +63,7 @@ class SipParseError(ValueError):
     partial: best-effort Request (start line + headers) so a response can be built
     """
 
-    def __init__(self, reason: str, status: int = 400, *, drop: bool = False,
-                 partial: "Request | None" = None):
+    def __init__(self, reason: str, status: int = 400, *, drop: bool = False, partial: Request | None = None):
         super().__init__(reason)
         self.status = status
         self.reason = reason
@@ -61,11 +79,12 @@ class FramingError(SipParseError):
 
     def __init__(self, reason: str, status: int = 400):
         super().__init__(reason, status, drop=True)
-        self.messages: list = []    # frames completed before the error (StreamFramer.feed)
+        self.messages: list = []  # frames completed before the error (StreamFramer.feed)
 
 
 # ---------------------------------------------------------------------------
 # methods
+
 
 class Method(str, Enum):
     INVITE = "INVITE"
@@ -95,10 +114,10 @@ KNOWN_METHODS = frozenset(m.value for m in Method)
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 _UNRESERVED = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()"
-_USER_SAFE = frozenset(_UNRESERVED + "&=+$,;?/")          # user-unreserved
+_USER_SAFE = frozenset(_UNRESERVED + "&=+$,;?/")  # user-unreserved
 _PASSWORD_SAFE = frozenset(_UNRESERVED + "&=+$,")
-_PARAM_SAFE = frozenset(_UNRESERVED + "[]/:&+$")          # param-unreserved
-_HEADER_SAFE = frozenset(_UNRESERVED + "[]/?:+$")         # hnv-unreserved
+_PARAM_SAFE = frozenset(_UNRESERVED + "[]/:&+$")  # param-unreserved
+_HEADER_SAFE = frozenset(_UNRESERVED + "[]/?:+$")  # hnv-unreserved
 _BAD_URI_CHARS_RE = re.compile(r'[\s<>"]')
 _HOST_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+")
 
@@ -159,11 +178,13 @@ class cached_property:  # noqa: N801 - lock-free functools.cached_property equiv
 # URI  (RFC 3261 §19.1, §25.1; RFC 3966 for tel; RFC 5118 for IPv6 references)
 
 _SIP_URI_RE = re.compile(
-    r"(?:([^@]*)@)?"                                  # userinfo
-    r"(\[[^\]]*\]|[^:;?\[\]]*)"                       # host (IPv6 reference kept with brackets)
-    r"(?::([^;?]*))?"                                 # port
-    r"(;[^?]*)?"                                      # uri-parameters
-    r"(?:\?(.*))?\Z", re.S)                           # headers
+    r"(?:([^@]*)@)?"  # userinfo
+    r"(\[[^\]]*\]|[^:;?\[\]]*)"  # host (IPv6 reference kept with brackets)
+    r"(?::([^;?]*))?"  # port
+    r"(;[^?]*)?"  # uri-parameters
+    r"(?:\?(.*))?\Z",
+    re.S,
+)  # headers
 
 
 @dataclass(frozen=True)
@@ -175,7 +196,7 @@ class URI:
     port: int | None = None
     params: tuple[tuple[str, str | None], ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
-    opaque: str | None = None          # scheme-specific part of an absoluteURI we do not interpret
+    opaque: str | None = None  # scheme-specific part of an absoluteURI we do not interpret
     raw: str = field(default="", compare=False, repr=False)
 
     def param(self, name: str, default=None):
@@ -190,10 +211,10 @@ class URI:
         name = name.lower()
         return any(k == name for k, _ in self.params)
 
-    def with_params(self, **kv) -> "URI":
+    def with_params(self, **kv) -> URI:
         return dataclasses.replace(self, params=_set_params(self.params, kv))
 
-    def without_params(self, *names: str) -> "URI":
+    def without_params(self, *names: str) -> URI:
         drop = {n.lower() for n in names}
         return dataclasses.replace(self, params=tuple(p for p in self.params if p[0] not in drop))
 
@@ -208,7 +229,7 @@ class URI:
     def __str__(self) -> str:
         if self.opaque is not None:
             return f"{self.scheme}:{self.opaque}"
-        if not self.scheme:                 # placeholder for an unparseable Request-URI
+        if not self.scheme:  # placeholder for an unparseable Request-URI
             return self.raw
         parts = [self.scheme, ":"]
         if self.scheme == "tel":
@@ -228,12 +249,13 @@ class URI:
             if v is not None:
                 parts.append("=" + _escape(v, _PARAM_SAFE))
         if self.headers:
-            parts.append("?" + "&".join(_escape(k, _HEADER_SAFE) + "=" + _escape(v, _HEADER_SAFE)
-                                        for k, v in self.headers))
+            parts.append(
+                "?" + "&".join(_escape(k, _HEADER_SAFE) + "=" + _escape(v, _HEADER_SAFE) for k, v in self.headers)
+            )
         return "".join(parts)
 
     @staticmethod
-    def parse(text: str) -> "URI":
+    def parse(text: str) -> URI:
         """Parse a URI (no surrounding <>, no whitespace).  Raises SipParseError(400).
         Results are immutable and memoised (phones send the same URIs again and again)."""
         u = _URI_CACHE.get(text)
@@ -257,7 +279,7 @@ def _parse_uri(text: str) -> URI:
     if not _SCHEME_RE.fullmatch(scheme):
         raise SipParseError("Bad Request - malformed URI scheme")
     scheme = scheme.lower()
-    rest = text[colon + 1:]
+    rest = text[colon + 1 :]
     if not rest:
         raise SipParseError("Bad Request - empty URI")
     if scheme == "sip" or scheme == "sips":
@@ -267,8 +289,7 @@ def _parse_uri(text: str) -> URI:
         num, _, ps = rest.partition(";")
         if not num:
             raise SipParseError("Bad Request - malformed tel URI")
-        return URI("tel", _unescape(num), None, "", None, _parse_uri_params(ps) if ps else (),
-                   (), None, text)
+        return URI("tel", _unescape(num), None, "", None, _parse_uri_params(ps) if ps else (), (), None, text)
     return URI(scheme, None, None, "", None, (), (), rest, text)
 
 
@@ -337,7 +358,7 @@ def _parse_sip_uri(scheme: str, rest: str, text: str) -> URI:
 def _set_params(params: tuple, kv: dict) -> tuple:
     out = list(params)
     for k, v in kv.items():
-        k = k.lower()        # names with '-' : with_params(**{"reg-id": "1"})
+        k = k.lower()  # names with '-' : with_params(**{"reg-id": "1"})
         if v is not None and v is not True:
             v = str(v)
         elif v is True:
@@ -353,6 +374,7 @@ def _set_params(params: tuple, kv: dict) -> tuple:
 
 # ---------------------------------------------------------------------------
 # header parameters / splitting helpers
+
 
 def _split_top(value: str, sep: str) -> list[str]:
     """Split on `sep` outside quoted strings (with backslash escapes) and <...>."""
@@ -388,8 +410,7 @@ def _split_top(value: str, sep: str) -> list[str]:
     return out
 
 
-_GEN_PARAM_RE = re.compile(
-    r'[ \t]*([^;=\s"]+)[ \t]*(?:=[ \t]*("(?:[^"\\]|\\.)*"|[^;"\s]+)[ \t]*)?(;|\Z)', re.S)
+_GEN_PARAM_RE = re.compile(r'[ \t]*([^;=\s"]+)[ \t]*(?:=[ \t]*("(?:[^"\\]|\\.)*"|[^;"\s]+)[ \t]*)?(;|\Z)', re.S)
 
 
 def _parse_header_params(s: str, what: str) -> tuple:
@@ -462,7 +483,9 @@ def _get_param(params: tuple, name: str):
 _DISPLAY_TOKENS_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~ \t]*")
 _NA_FAST_RE = re.compile(
     r'[ \t]*(?:"((?:[^"\\]|\\.)*)"|((?:[A-Za-z0-9\-.!%*_+`\'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`\'~]+)*)?))'
-    r'[ \t]*<([^<>\s"]*)>[ \t]*(?:;(.*))?\Z', re.S)   # unambiguous: no ReDoS on long LWS runs
+    r'[ \t]*<([^<>\s"]*)>[ \t]*(?:;(.*))?\Z',
+    re.S,
+)  # unambiguous: no ReDoS on long LWS runs
 
 
 @dataclass(frozen=True)
@@ -482,10 +505,10 @@ class NameAddr:
     def tag(self) -> str | None:
         return _get_param(self.params, "tag")
 
-    def with_params(self, **kv) -> "NameAddr":
+    def with_params(self, **kv) -> NameAddr:
         return dataclasses.replace(self, params=_set_params(self.params, kv))
 
-    def with_tag(self, tag: str) -> "NameAddr":
+    def with_tag(self, tag: str) -> NameAddr:
         return dataclasses.replace(self, params=_set_params(self.params, {"tag": tag}))
 
     def __str__(self) -> str:
@@ -495,7 +518,7 @@ class NameAddr:
         return s + _params_str(self.params) if self.params else s
 
     @staticmethod
-    def parse(text: str) -> "NameAddr":
+    def parse(text: str) -> NameAddr:
         m = _NA_FAST_RE.match(text)
         if m is not None:
             # common form: ["display"|tokens] <uri> [;params]  -- one regex, no loops
@@ -514,7 +537,7 @@ class NameAddr:
         return NameAddr._parse_slow(text)
 
     @staticmethod
-    def _parse_slow(text: str) -> "NameAddr":
+    def _parse_slow(text: str) -> NameAddr:
         s = text.strip(" \t")
         if not s:
             raise SipParseError("Bad Request - empty address")
@@ -545,8 +568,8 @@ class NameAddr:
             gt = s.find(">", lt)
             if gt < 0:
                 raise SipParseError("Bad Request - unterminated <")
-            uri = URI.parse(s[lt + 1:gt])
-            rest = s[gt + 1:].strip(" \t")
+            uri = URI.parse(s[lt + 1 : gt])
+            rest = s[gt + 1 :].strip(" \t")
         else:
             # addr-spec: URIs with ',', ';' or '?' must be enclosed in <> (§20.10)
             semi = s.find(";")
@@ -576,7 +599,9 @@ class NameAddr:
 _VIA_RE = re.compile(
     r"[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*"
     r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)"
-    r"(?:[ \t]*:[ \t]*([0-9]{1,5}))?[ \t]*(?:;(.*))?\Z", re.S)
+    r"(?:[ \t]*:[ \t]*([0-9]{1,5}))?[ \t]*(?:;(.*))?\Z",
+    re.S,
+)
 
 
 @dataclass(frozen=True)
@@ -613,7 +638,7 @@ class Via:
     def sent_by(self) -> str:
         return self.host if self.port is None else f"{self.host}:{self.port}"
 
-    def with_params(self, **kv) -> "Via":
+    def with_params(self, **kv) -> Via:
         """Copy with params set; rport=True or rport='' gives a flag-less 'rport'."""
         kv = {k: (None if (k == "rport" and v == "") else v) for k, v in kv.items()}
         out = list(self.params)
@@ -638,7 +663,7 @@ class Via:
         return s + _params_str(self.params) if self.params else s
 
     @staticmethod
-    def parse(text: str) -> "Via":
+    def parse(text: str) -> Via:
         m = _VIA_RE.match(text)
         if m is None:
             raise SipParseError("Bad Request - malformed Via")
@@ -663,25 +688,97 @@ class Via:
 # Headers
 
 _COMPACT = {
-    "v": "Via", "f": "From", "t": "To", "i": "Call-ID", "m": "Contact", "l": "Content-Length",
-    "c": "Content-Type", "k": "Supported", "e": "Content-Encoding", "s": "Subject",
-    "o": "Event", "r": "Refer-To", "b": "Referred-By", "x": "Session-Expires",
-    "u": "Allow-Events", "a": "Accept-Contact", "j": "Reject-Contact", "d": "Request-Disposition",
-    "y": "Identity", "n": "Identity-Info",
+    "v": "Via",
+    "f": "From",
+    "t": "To",
+    "i": "Call-ID",
+    "m": "Contact",
+    "l": "Content-Length",
+    "c": "Content-Type",
+    "k": "Supported",
+    "e": "Content-Encoding",
+    "s": "Subject",
+    "o": "Event",
+    "r": "Refer-To",
+    "b": "Referred-By",
+    "x": "Session-Expires",
+    "u": "Allow-Events",
+    "a": "Accept-Contact",
+    "j": "Reject-Contact",
+    "d": "Request-Disposition",
+    "y": "Identity",
+    "n": "Identity-Info",
 }
 _CANONICAL_LIST = [
-    "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow",
-    "Allow-Events", "Authentication-Info", "Authorization", "Call-ID", "Call-Info", "Contact",
-    "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
-    "Content-Type", "CSeq", "Date", "Error-Info", "Event", "Expires", "From", "Identity",
-    "Identity-Info", "In-Reply-To", "Max-Forwards", "MIME-Version", "Min-Expires", "Min-SE",
-    "Organization", "P-Asserted-Identity", "P-Preferred-Identity", "Path", "Priority",
-    "Privacy", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Require", "RAck",
-    "Reason", "Record-Route", "Refer-To", "Referred-By", "Reject-Contact", "Replaces",
-    "Reply-To", "Request-Disposition", "Require", "Retry-After", "Route", "RSeq",
-    "Security-Client", "Security-Server", "Security-Verify", "Server", "Service-Route",
-    "Session-Expires", "SIP-ETag", "SIP-If-Match", "Subject", "Subscription-State",
-    "Supported", "Timestamp", "To", "Unsupported", "User-Agent", "Via", "Warning",
+    "Accept",
+    "Accept-Contact",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Alert-Info",
+    "Allow",
+    "Allow-Events",
+    "Authentication-Info",
+    "Authorization",
+    "Call-ID",
+    "Call-Info",
+    "Contact",
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Language",
+    "Content-Length",
+    "Content-Type",
+    "CSeq",
+    "Date",
+    "Error-Info",
+    "Event",
+    "Expires",
+    "From",
+    "Identity",
+    "Identity-Info",
+    "In-Reply-To",
+    "Max-Forwards",
+    "MIME-Version",
+    "Min-Expires",
+    "Min-SE",
+    "Organization",
+    "P-Asserted-Identity",
+    "P-Preferred-Identity",
+    "Path",
+    "Priority",
+    "Privacy",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Proxy-Require",
+    "RAck",
+    "Reason",
+    "Record-Route",
+    "Refer-To",
+    "Referred-By",
+    "Reject-Contact",
+    "Replaces",
+    "Reply-To",
+    "Request-Disposition",
+    "Require",
+    "Retry-After",
+    "Route",
+    "RSeq",
+    "Security-Client",
+    "Security-Server",
+    "Security-Verify",
+    "Server",
+    "Service-Route",
+    "Session-Expires",
+    "SIP-ETag",
+    "SIP-If-Match",
+    "Subject",
+    "Subscription-State",
+    "Supported",
+    "Timestamp",
+    "To",
+    "Unsupported",
+    "User-Agent",
+    "Via",
+    "Warning",
     "WWW-Authenticate",
 ]
 _CANONICAL = {n.lower(): n for n in _CANONICAL_LIST}
@@ -690,14 +787,43 @@ for _k, _v in _COMPACT.items():
 del _k, _v
 
 # headers whose values are comma-separated lists (RFC 3261 §7.3.1)
-_LIST_HEADERS = frozenset(n.lower() for n in (
-    "Via", "Contact", "Route", "Record-Route", "Path", "Service-Route", "Allow", "Supported",
-    "Require", "Proxy-Require", "Unsupported", "Accept", "Accept-Encoding", "Accept-Language",
-    "Allow-Events", "Alert-Info", "Call-Info", "Error-Info", "In-Reply-To", "Content-Encoding",
-    "Content-Language", "Warning", "P-Asserted-Identity", "P-Preferred-Identity", "Reason",
-    "Security-Client", "Security-Server", "Security-Verify", "Privacy", "Accept-Contact",
-    "Reject-Contact", "Request-Disposition",
-))
+_LIST_HEADERS = frozenset(
+    n.lower()
+    for n in (
+        "Via",
+        "Contact",
+        "Route",
+        "Record-Route",
+        "Path",
+        "Service-Route",
+        "Allow",
+        "Supported",
+        "Require",
+        "Proxy-Require",
+        "Unsupported",
+        "Accept",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Allow-Events",
+        "Alert-Info",
+        "Call-Info",
+        "Error-Info",
+        "In-Reply-To",
+        "Content-Encoding",
+        "Content-Language",
+        "Warning",
+        "P-Asserted-Identity",
+        "P-Preferred-Identity",
+        "Reason",
+        "Security-Client",
+        "Security-Server",
+        "Security-Verify",
+        "Privacy",
+        "Accept-Contact",
+        "Reject-Contact",
+        "Request-Disposition",
+    )
+)
 
 
 def canonical_name(name: str) -> str:
@@ -795,7 +921,7 @@ class Headers:
     def __repr__(self) -> str:
         return f"Headers({list(self._items)!r})"
 
-    def replace(self, name: str, values: Iterable[str]) -> "Headers":
+    def replace(self, name: str, values: Iterable[str]) -> Headers:
         cname = canonical_name(_COMPACT.get(name.lower(), name))
         key = self._key(name)
         new = [(cname, str(v)) for v in values]
@@ -812,7 +938,7 @@ class Headers:
             out.extend(new)
         return Headers(out, _canon=False)
 
-    def add(self, name: str, value: str, first: bool = False) -> "Headers":
+    def add(self, name: str, value: str, first: bool = False) -> Headers:
         cname = canonical_name(_COMPACT.get(name.lower(), name))
         if first:
             key = self._key(name)
@@ -826,7 +952,7 @@ class Headers:
             return Headers(out, _canon=False)
         return Headers(self._items + ((cname, str(value)),), _canon=False)
 
-    def remove(self, name: str) -> "Headers":
+    def remove(self, name: str) -> Headers:
         key = self._key(name)
         return Headers([(n, v) for n, v in self._items if n.lower() != key], _canon=False)
 
@@ -858,8 +984,7 @@ class _MessageMixin:
         if len(vals) != 1:
             raise SipParseError("Bad Request - missing or multiple CSeq")
         parts = vals[0].split()
-        if (len(parts) != 2 or not parts[0].isdigit() or not parts[0].isascii()
-                or not _is_token(parts[1])):
+        if len(parts) != 2 or not parts[0].isdigit() or not parts[0].isascii() or not _is_token(parts[1]):
             raise SipParseError("Bad Request - malformed CSeq")
         n = int(parts[0]) if len(parts[0]) <= 20 else _MAX_UINT32 + 1
         if n > _MAX_UINT32:
@@ -895,7 +1020,7 @@ class _MessageMixin:
         return self._single_nameaddr("To")
 
     @cached_property
-    def contacts(self) -> "list[NameAddr] | str":
+    def contacts(self) -> list[NameAddr] | str:
         vals = self.headers.get_all("Contact")
         if len(vals) == 1 and vals[0] == "*":
             return "*"
@@ -1026,9 +1151,13 @@ class _FakeMatch:
 
     def end(self) -> int:
         return self._e
+
+
 _VERSION_RE = re.compile(r"SIP/(\d+)\.(\d+)\Z", re.I)
 _STATUS_RE = re.compile(r"(SIP/\d+\.\d+)[ \t]+(\d+)(?:[ \t](.*))?\Z", re.S | re.I)
-def _lenient_via(text: str) -> "Via | None":
+
+
+def _lenient_via(text: str) -> Via | None:
     """Via parse that skips malformed parameters (for answering a broken request only)."""
     try:
         return Via.parse(text)
@@ -1054,7 +1183,7 @@ def is_keepalive(data: bytes) -> bool:
     return not data.strip(b"\r\n\x00")
 
 
-_NAME_CACHE: dict[str, str] = {}   # raw header name (before ':') -> canonical name
+_NAME_CACHE: dict[str, str] = {}  # raw header name (before ':') -> canonical name
 
 
 # the lookbehind makes a match start only at the beginning of an LWS run (linear time;
@@ -1072,7 +1201,7 @@ def _split_headers(text: str):
     if "\n " in text or "\n\t" in text:
         text = _FOLD_RE.sub(" ", text)
     lines = text.split("\r\n")
-    if text.count("\n") != len(lines) - 1:      # bare LF line ends (liberal)
+    if text.count("\n") != len(lines) - 1:  # bare LF line ends (liberal)
         lines = re.split(r"\r?\n", text)
     items: list[tuple[str, str]] = []
     index: dict[str, list[str]] = {}
@@ -1083,7 +1212,7 @@ def _split_headers(text: str):
         nk = names.get(name)
         if nk is None:
             if not name:
-                continue        # empty line (only possible in the liberal bare-LF case)
+                continue  # empty line (only possible in the liberal bare-LF case)
             n2 = name.rstrip(" \t")
             if not colon or not n2 or not _TOKEN_RE.fullmatch(n2):
                 err = "Bad Request - malformed header line"
@@ -1128,7 +1257,7 @@ def parse_message(data: bytes) -> Message:
         if head.endswith(b"\n"):
             head = head[:-2] if head.endswith(b"\r\n") else head[:-1]
     else:
-        head, rest = data[:m.start()], data[m.end():]
+        head, rest = data[: m.start()], data[m.end() :]
     text = head.decode("utf-8", "surrogateescape")
     start, hlist, index, herr = _split_headers(text)
     headers = _obj_new(Headers)
@@ -1143,18 +1272,15 @@ def _frame_body(headers, rest: bytes, partial_factory):
     """Datagram body framing (RFC 3261 §18.3 / §20.14)."""
     cls = headers._index.get("content-length")
     if not cls:
-        return rest            # datagram without Content-Length: body is the rest (§18.3)
+        return rest  # datagram without Content-Length: body is the rest (§18.3)
     if len(set(cls)) > 1:
-        raise SipParseError("Bad Request - multiple Content-Length values", 400,
-                            partial=partial_factory())
+        raise SipParseError("Bad Request - multiple Content-Length values", 400, partial=partial_factory())
     v = cls[0]
     if not v.isdigit() or not v.isascii():
-        raise SipParseError("Bad Request - malformed Content-Length", 400,
-                            partial=partial_factory())
+        raise SipParseError("Bad Request - malformed Content-Length", 400, partial=partial_factory())
     n = int(v) if len(v) <= 20 else MAX_MESSAGE + len(rest) + 1
     if n > len(rest):
-        raise SipParseError("Bad Request - Content-Length larger than message", 400,
-                            partial=partial_factory())
+        raise SipParseError("Bad Request - Content-Length larger than message", 400, partial=partial_factory())
     return rest[:n] if n != len(rest) else rest
 
 
@@ -1216,7 +1342,7 @@ def _parse_request(start, headers, herr, rest) -> Request:
     if herr:
         raise SipParseError(herr, 400, partial=partial(uri))
     body = _frame_body(headers, rest, lambda: partial(uri))
-    req = _obj_new(Request)       # fast path for the frozen dataclass __init__
+    req = _obj_new(Request)  # fast path for the frozen dataclass __init__
     d = req.__dict__
     d["method"] = method
     d["uri"] = uri
@@ -1237,8 +1363,13 @@ def _parse_request(start, headers, herr, rest) -> Request:
             # best effort so the 400 can be routed (partial.top_via works; §18.2.2)
             req.__dict__["vias"] = lenient
         raise SipParseError(e.reason, 400, drop=drop, partial=req) from None
-    for name, attr in (("From", "from_"), ("To", "to"), ("Call-ID", "call_id"), ("CSeq", "cseq"),
-                       ("Max-Forwards", "max_forwards")):
+    for name, attr in (
+        ("From", "from_"),
+        ("To", "to"),
+        ("Call-ID", "call_id"),
+        ("CSeq", "cseq"),
+        ("Max-Forwards", "max_forwards"),
+    ):
         try:
             getattr(req, attr)
         except SipParseError as e:
@@ -1247,8 +1378,7 @@ def _parse_request(start, headers, herr, rest) -> Request:
         if method not in KNOWN_METHODS:
             # RFC 4475 §3.1.2.18: unknown method with mismatching CSeq -> 501 preferred
             raise SipParseError("Not Implemented", 501, partial=req)
-        raise SipParseError("Bad Request - CSeq method does not match Request-Line", 400,
-                            partial=req)
+        raise SipParseError("Bad Request - CSeq method does not match Request-Line", 400, partial=req)
     return req
 
 
@@ -1256,35 +1386,77 @@ def _parse_request(start, headers, herr, rest) -> Request:
 # responses
 
 _REASONS = {
-    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
-    183: "Session Progress", 199: "Early Dialog Terminated",
-    200: "OK", 202: "Accepted", 204: "No Notification",
-    300: "Multiple Choices", 301: "Moved Permanently", 302: "Moved Temporarily",
-    305: "Use Proxy", 380: "Alternative Service",
-    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
-    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
-    407: "Proxy Authentication Required", 408: "Request Timeout", 410: "Gone",
-    412: "Conditional Request Failed", 413: "Request Entity Too Large",
-    414: "Request-URI Too Long", 415: "Unsupported Media Type",
-    416: "Unsupported URI Scheme", 417: "Unknown Resource-Priority", 420: "Bad Extension",
-    421: "Extension Required", 422: "Session Interval Too Small", 423: "Interval Too Brief",
-    428: "Use Identity Header", 429: "Provide Referrer Identity", 433: "Anonymity Disallowed",
-    439: "First Hop Lacks Outbound Support", 440: "Max-Breadth Exceeded",
-    469: "Bad Info Package", 470: "Consent Needed",
-    480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
-    482: "Loop Detected", 483: "Too Many Hops", 484: "Address Incomplete", 485: "Ambiguous",
-    486: "Busy Here", 487: "Request Terminated", 488: "Not Acceptable Here",
-    489: "Bad Event", 491: "Request Pending", 493: "Undecipherable",
+    100: "Trying",
+    180: "Ringing",
+    181: "Call Is Being Forwarded",
+    182: "Queued",
+    183: "Session Progress",
+    199: "Early Dialog Terminated",
+    200: "OK",
+    202: "Accepted",
+    204: "No Notification",
+    300: "Multiple Choices",
+    301: "Moved Permanently",
+    302: "Moved Temporarily",
+    305: "Use Proxy",
+    380: "Alternative Service",
+    400: "Bad Request",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    407: "Proxy Authentication Required",
+    408: "Request Timeout",
+    410: "Gone",
+    412: "Conditional Request Failed",
+    413: "Request Entity Too Large",
+    414: "Request-URI Too Long",
+    415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme",
+    417: "Unknown Resource-Priority",
+    420: "Bad Extension",
+    421: "Extension Required",
+    422: "Session Interval Too Small",
+    423: "Interval Too Brief",
+    428: "Use Identity Header",
+    429: "Provide Referrer Identity",
+    433: "Anonymity Disallowed",
+    439: "First Hop Lacks Outbound Support",
+    440: "Max-Breadth Exceeded",
+    469: "Bad Info Package",
+    470: "Consent Needed",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    483: "Too Many Hops",
+    484: "Address Incomplete",
+    485: "Ambiguous",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    489: "Bad Event",
+    491: "Request Pending",
+    493: "Undecipherable",
     494: "Security Agreement Required",
-    500: "Server Internal Error", 501: "Not Implemented", 502: "Bad Gateway",
-    503: "Service Unavailable", 504: "Server Time-out", 505: "Version Not Supported",
-    513: "Message Too Large", 555: "Push Notification Service Not Supported",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Server Time-out",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+    555: "Push Notification Service Not Supported",
     580: "Precondition Failure",
-    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
-    606: "Not Acceptable", 607: "Unwanted", 608: "Rejected",
+    600: "Busy Everywhere",
+    603: "Decline",
+    604: "Does Not Exist Anywhere",
+    606: "Not Acceptable",
+    607: "Unwanted",
+    608: "Rejected",
 }
-_CLASS_REASONS = {1: "Trying", 2: "OK", 3: "Redirection", 4: "Client Error", 5: "Server Error",
-                  6: "Global Failure"}
+_CLASS_REASONS = {1: "Trying", 2: "OK", 3: "Redirection", 4: "Client Error", 5: "Server Error", 6: "Global Failure"}
 
 
 def reason_phrase(status: int) -> str:
@@ -1294,9 +1466,15 @@ def reason_phrase(status: int) -> str:
     return _CLASS_REASONS.get(status // 100, "Unknown")
 
 
-def make_response(req: Request, status: int, reason: str | None = None, *,
-                  to_tag: str | None = None, headers: Iterable[tuple[str, str]] = (),
-                  body: bytes = b"") -> Response:
+def make_response(
+    req: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+) -> Response:
     """Build a response per RFC 3261 §8.2.6.2: copy all Via (in order), From, To (adding
     the tag if given and absent), Call-ID and CSeq; Timestamp for 100 (§8.2.6.1).
     Works on partial requests (raw header values are copied, nothing is re-parsed except
@@ -1322,8 +1500,9 @@ def make_response(req: Request, status: int, reason: str | None = None, *,
             out.append(("Timestamp", ts))
     for n, v in headers:
         out.append((canonical_name(n), str(v)))
-    return Response(status, reason if reason is not None else reason_phrase(status),
-                    Headers(out, _canon=False), bytes(body))
+    return Response(
+        status, reason if reason is not None else reason_phrase(status), Headers(out, _canon=False), bytes(body)
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -1334,8 +1513,7 @@ _SDP_METHODS = frozenset(("INVITE", "UPDATE", "PRACK", "ACK"))
 _DEFAULT_BODY_TYPES = ("application/sdp", "multipart/mixed", "multipart/alternative")
 
 
-def unsupported_extensions(req: Request, supported: Iterable[str] = (), *,
-                           proxy_require: bool = False) -> list[str]:
+def unsupported_extensions(req: Request, supported: Iterable[str] = (), *, proxy_require: bool = False) -> list[str]:
     """Option tags in Require (and, for a proxy, Proxy-Require) not in `supported`
     (RFC 3261 §8.2.2.3, §16.3): list them in an Unsupported header of the 420."""
     sup = {s.lower() for s in supported}
@@ -1345,11 +1523,15 @@ def unsupported_extensions(req: Request, supported: Iterable[str] = (), *,
     return [t for t in tags if t.lower() not in sup]
 
 
-def validate_request(req: Request, *, supported: Iterable[str] = (),
-                     schemes: Iterable[str] = _DEFAULT_SCHEMES,
-                     methods: Iterable[str] | None = None,
-                     body_types: Iterable[str] = _DEFAULT_BODY_TYPES,
-                     proxy_require: bool = False) -> tuple[int, str] | None:
+def validate_request(
+    req: Request,
+    *,
+    supported: Iterable[str] = (),
+    schemes: Iterable[str] = _DEFAULT_SCHEMES,
+    methods: Iterable[str] | None = None,
+    body_types: Iterable[str] = _DEFAULT_BODY_TYPES,
+    proxy_require: bool = False,
+) -> tuple[int, str] | None:
     """UAS/registrar checks after a successful parse (RFC 3261 §8.2 order: method,
     headers, content).  Returns (status, reason) to answer with, or None when OK.
 
@@ -1409,12 +1591,13 @@ def validate_request(req: Request, *, supported: Iterable[str] = (),
 # ---------------------------------------------------------------------------
 # stream framing (RFC 3261 §18.3; RFC 5626 §3.5.1 CRLF keep-alives)
 
+
 @dataclass(frozen=True)
 class Keepalive:
     """A CRLFCRLF ping received on a stream: answer with a single CRLF (pong)."""
 
 
-_CL_LINE_RE = re.compile(rb"\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)")   # on lowered bytes
+_CL_LINE_RE = re.compile(rb"\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)")  # on lowered bytes
 
 
 class StreamFramer:
@@ -1427,8 +1610,8 @@ class StreamFramer:
 
     def __init__(self, max_message: int = MAX_MESSAGE):
         self._buf = bytearray()
-        self._scan = 0          # where to resume the search for the end of the headers
-        self._total = 0         # length of the current message once its headers are known
+        self._scan = 0  # where to resume the search for the end of the headers
+        self._total = 0  # length of the current message once its headers are known
         self._max = max_message
         self._broken = False
 
@@ -1471,7 +1654,7 @@ class StreamFramer:
                 c = buf[0]
                 if c == 13 or c == 10:
                     if buf in (b"\r", b"\r\n", b"\r\n\r"):
-                        break           # could still become a CRLFCRLF ping
+                        break  # could still become a CRLFCRLF ping
                     if buf.startswith(b"\r\n"):
                         del buf[:2]
                     else:
@@ -1479,7 +1662,7 @@ class StreamFramer:
                     continue
             scan = max(0, self._scan - 3)
             i = buf.find(b"\r\n\r\n", scan)
-            j = buf.find(b"\n\n", scan, i if i >= 0 else len(buf))     # liberal: bare LF
+            j = buf.find(b"\n\n", scan, i if i >= 0 else len(buf))  # liberal: bare LF
             if j >= 0:
                 hstart, hend = (j - 1, j + 2) if j and buf[j - 1] == 13 else (j, j + 2)
             elif i >= 0:
@@ -1505,4 +1688,4 @@ class StreamFramer:
             if total > self._max:
                 self._broken = True
                 raise FramingError("message too large", 513)
-            self._total = total         # loop emits it once the body is complete
+            self._total = total  # loop emits it once the body is complete

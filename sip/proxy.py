@@ -106,21 +106,38 @@ import hmac
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from sip.auth import ProxyAuthenticator
 from sip.location import LocationService, contact_key
 from sip.message import (
-    Headers, NameAddr, Request, Response, SipParseError, URI, make_response,
+    URI,
+    Headers,
+    NameAddr,
+    Request,
+    Response,
+    SipParseError,
+    make_response,
 )
 from sip.registrar import AuthOutcome
 from sip.transaction import Addr, ClientKey
 
 __all__ = [
-    "RouteDecision", "RoutePolicy", "ExtensionRouter", "Proxy", "binding_addr",
-    "Respond", "SendRequest", "SendStateless", "AuthFailed", "AuthOk", "Action",
-    "BRANCH_PREFIX", "Dialog", "DialogSide",
+    "RouteDecision",
+    "RoutePolicy",
+    "ExtensionRouter",
+    "Proxy",
+    "binding_addr",
+    "Respond",
+    "SendRequest",
+    "SendStateless",
+    "AuthFailed",
+    "AuthOk",
+    "Action",
+    "BRANCH_PREFIX",
+    "Dialog",
+    "DialogSide",
 ]
 
 BRANCH_PREFIX = "z9hG4bKpx"
@@ -135,6 +152,7 @@ DIALOGS_MAX = 20_000
 
 
 # --------------------------------------------------------------------------- actions
+
 
 @dataclass(frozen=True, slots=True)
 class Respond:
@@ -175,29 +193,34 @@ Action = Respond | SendRequest | SendStateless | AuthFailed | AuthOk
 
 # --------------------------------------------------------------------------- routing seam
 
+
 @dataclass(frozen=True)
 class RouteDecision:
     """Where an out-of-dialog request goes: fork to ``targets`` or reject with ``status``."""
+
     targets: tuple[tuple[str, Addr], ...] = ()
     status: int | None = None
     reason: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
-    ring_timeout: float | None = None     # None: the proxy's default
+    ring_timeout: float | None = None  # None: the proxy's default
 
     def __post_init__(self) -> None:
         if not self.targets and self.status is None:
             raise ValueError("RouteDecision needs targets or a status")
 
     @classmethod
-    def fork(cls, targets: Iterable[tuple[str, Addr]], ring_timeout: float | None = None,
-             headers: Iterable[tuple[str, str]] = ()) -> "RouteDecision":
+    def fork(
+        cls,
+        targets: Iterable[tuple[str, Addr]],
+        ring_timeout: float | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> RouteDecision:
         """Fork to ``targets``; ``headers`` are added to every forwarded branch (replacing
         headers of the same name), e.g. ``X-PBX-Trunk`` for a media worker."""
         return cls(targets=tuple(targets), ring_timeout=ring_timeout, headers=tuple(headers))
 
     @classmethod
-    def reject(cls, status: int, reason: str | None = None,
-               headers: Iterable[tuple[str, str]] = ()) -> "RouteDecision":
+    def reject(cls, status: int, reason: str | None = None, headers: Iterable[tuple[str, str]] = ()) -> RouteDecision:
         return cls(status=status, reason=reason, headers=tuple(headers))
 
 
@@ -222,8 +245,9 @@ def binding_addr(binding) -> Addr:
 class ExtensionRouter:
     """Default PBX policy: Request-URI user = extension -> all its live registrations."""
 
-    def __init__(self, location: LocationService, is_extension: Callable[[str], bool],
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, location: LocationService, is_extension: Callable[[str], bool], clock: Callable[[], float] = time.time
+    ) -> None:
         self.location = location
         self.is_extension = is_extension
         self.clock = clock
@@ -240,17 +264,28 @@ class ExtensionRouter:
 
 # --------------------------------------------------------------------------- state
 
+
 class _Branch:
-    __slots__ = ("key", "request", "dest", "final", "done", "status", "provisional",
-                 "cancel_wanted", "cancel_sent", "ctx")
+    __slots__ = (
+        "key",
+        "request",
+        "dest",
+        "final",
+        "done",
+        "status",
+        "provisional",
+        "cancel_wanted",
+        "cancel_sent",
+        "ctx",
+    )
 
     def __init__(self, ctx, key, request, dest):
         self.ctx = ctx
         self.key = key
         self.request = request
         self.dest = dest
-        self.final = False        # counts as finished for the response context
-        self.done = False         # a final response really arrived from downstream
+        self.final = False  # counts as finished for the response context
+        self.done = False  # a final response really arrived from downstream
         self.status = 0
         self.provisional = False
         self.cancel_wanted = False
@@ -258,43 +293,58 @@ class _Branch:
 
 
 class _Context:
-    __slots__ = ("server_key", "request", "method", "branches", "final_status", "best",
-                 "ring_deadline", "source", "responses", "dialog")
+    __slots__ = (
+        "server_key",
+        "request",
+        "method",
+        "branches",
+        "final_status",
+        "best",
+        "ring_deadline",
+        "source",
+        "responses",
+        "dialog",
+    )
 
     def __init__(self, server_key, request, source):
-        self.dialog = None               # key of the tracked dialog of an in-dialog request
+        self.dialog = None  # key of the tracked dialog of an in-dialog request
         self.server_key = server_key
         self.request = request
         self.method = request.method
         self.source = source
         self.branches: list[_Branch] = []
-        self.final_status = 0            # status of the final response sent upstream
-        self.responses: list = []        # (status, Response | None) of finished branches
+        self.final_status = 0  # status of the final response sent upstream
+        self.responses: list = []  # (status, Response | None) of finished branches
         self.ring_deadline: float | None = None
 
 
 class DialogSide:
     """One party of a dialog the proxy forwarded, as seen by the proxy."""
+
     __slots__ = ("name_addr", "tag", "target", "addr", "route_set", "cseq", "trusted")
 
-    def __init__(self, name_addr: str, tag: str, target: URI | None, addr: Addr,
-                 route_set: list[str], cseq: int, trusted: bool) -> None:
-        self.name_addr = name_addr   # its From/To header value, with its tag
+    def __init__(
+        self, name_addr: str, tag: str, target: URI | None, addr: Addr, route_set: list[str], cseq: int, trusted: bool
+    ) -> None:
+        self.name_addr = name_addr  # its From/To header value, with its tag
         self.tag = tag
-        self.target = target         # its Contact: the other side's Request-URI for it
-        self.addr = addr             # the flow it really uses (source / destination)
-        self.route_set = route_set   # Route values of requests it sends (§12.1)
-        self.cseq = cseq             # last CSeq of a request it sent (0: none yet)
-        self.trusted = trusted       # a trusted address (a media worker)
+        self.target = target  # its Contact: the other side's Request-URI for it
+        self.addr = addr  # the flow it really uses (source / destination)
+        self.route_set = route_set  # Route values of requests it sends (§12.1)
+        self.cseq = cseq  # last CSeq of a request it sent (0: none yet)
+        self.trusted = trusted  # a trusted address (a media worker)
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
-        return (f"DialogSide(tag={self.tag!r}, target={self.target}, addr={self.addr}, "
-                f"cseq={self.cseq}, trusted={self.trusted})")
+        return (
+            f"DialogSide(tag={self.tag!r}, target={self.target}, addr={self.addr}, "
+            f"cseq={self.cseq}, trusted={self.trusted})"
+        )
 
 
 class Dialog:
     """A dialog established through the proxy: ``caller`` sent the INVITE, ``callee``
     answered it 2xx."""
+
     __slots__ = ("call_id", "caller", "callee", "created", "last_seen", "bye_deadline")
 
     def __init__(self, call_id: str, caller: DialogSide, callee: DialogSide, now: float) -> None:
@@ -340,7 +390,7 @@ def _strip_top_via(resp: Response) -> Response:
     return resp.replace(headers=headers)
 
 
-_WEAK = {408: 3, 480: 2, 487: 4}   # less informative finals: used only when nothing better
+_WEAK = {408: 3, 480: 2, 487: 4}  # less informative finals: used only when nothing better
 
 
 def _rank(status: int) -> tuple:
@@ -351,25 +401,30 @@ def _rank(status: int) -> tuple:
 class Proxy:
     """The stateful forking proxy core (see the module docstring)."""
 
-    def __init__(self, *, route: RoutePolicy,
-                 local_address: Callable[[str, str], tuple[str, int]],
-                 is_local: Callable[[str, int | None], bool],
-                 secret: bytes,
-                 authenticator: ProxyAuthenticator | None = None,
-                 trusted: Callable[[Addr], bool] | Iterable[tuple[str, int]] = (),
-                 ring_timeout: float = 60.0,
-                 no_answer: tuple[int, str] = (408, "Request Timeout"),
-                 user_agent: str | None = None,
-                 dialog_idle: float = DIALOG_IDLE, max_dialogs: int = DIALOGS_MAX,
-                 admit: "Callable[[Request, Addr], bool | RouteDecision | None] | None" = None) -> None:
+    def __init__(
+        self,
+        *,
+        route: RoutePolicy,
+        local_address: Callable[[str, str], tuple[str, int]],
+        is_local: Callable[[str, int | None], bool],
+        secret: bytes,
+        authenticator: ProxyAuthenticator | None = None,
+        trusted: Callable[[Addr], bool] | Iterable[tuple[str, int]] = (),
+        ring_timeout: float = 60.0,
+        no_answer: tuple[int, str] = (408, "Request Timeout"),
+        user_agent: str | None = None,
+        dialog_idle: float = DIALOG_IDLE,
+        max_dialogs: int = DIALOGS_MAX,
+        admit: Callable[[Request, Addr], bool | RouteDecision | None] | None = None,
+    ) -> None:
         self.route = route
         #: Pre-authentication screen for out-of-dialog requests from untrusted sources:
         #: True = a peer that is not challenged (a SIP trunk; ``route`` gets user None),
         #: a RouteDecision = reject at once (e.g. 403 for a DID reached from elsewhere),
         #: False/None = authenticate as usual.
         self.admit = admit
-        self.local_address = local_address     # (transport, dest host) -> our (host, port)
-        self.is_local = is_local               # (host, port) -> is it one of our addresses?
+        self.local_address = local_address  # (transport, dest host) -> our (host, port)
+        self.is_local = is_local  # (host, port) -> is it one of our addresses?
         self.secret = secret
         self.authenticator = authenticator
         if callable(trusted):
@@ -380,21 +435,30 @@ class Proxy:
         self.ring_timeout = ring_timeout
         self.no_answer = no_answer
         self.user_agent = user_agent
-        self._contexts: dict = {}              # server key -> _Context
-        self._branches: dict = {}              # ClientKey -> _Branch
-        self._heap: list = []                  # (deadline, seq, ctx)
+        self._contexts: dict = {}  # server key -> _Context
+        self._branches: dict = {}  # ClientKey -> _Branch
+        self._heap: list = []  # (deadline, seq, ctx)
         self._seq = 0
-        self.flows: OrderedDict = OrderedDict()   # contact_key -> Addr
+        self.flows: OrderedDict = OrderedDict()  # contact_key -> Addr
         #: (Call-ID, caller tag, callee tag) -> Dialog, least recently active first
         self.dialogs: OrderedDict = OrderedDict()
         self.dialog_idle = dialog_idle
         self.max_dialogs = max_dialogs
-        self._closing: dict = {}               # dialog key -> BYE linger deadline
-        self._own: dict = {}                   # ClientKey -> dialog key of BYEs we originated
-        self.counters = {"forwarded": 0, "in_dialog": 0, "auth_challenges": 0,
-                         "auth_failures": 0, "rejected": 0, "cancelled": 0, "no_answer": 0,
-                         "dialogs": 0, "dialogs_ended": 0, "dialogs_expired": 0,
-                         "dialogs_evicted": 0}
+        self._closing: dict = {}  # dialog key -> BYE linger deadline
+        self._own: dict = {}  # ClientKey -> dialog key of BYEs we originated
+        self.counters = {
+            "forwarded": 0,
+            "in_dialog": 0,
+            "auth_challenges": 0,
+            "auth_failures": 0,
+            "rejected": 0,
+            "cancelled": 0,
+            "no_answer": 0,
+            "dialogs": 0,
+            "dialogs_ended": 0,
+            "dialogs_expired": 0,
+            "dialogs_evicted": 0,
+        }
 
     # ------------------------------------------------------------------ helpers
     def is_trusted(self, source: Addr) -> bool:
@@ -452,8 +516,7 @@ class Proxy:
         hdrs = list(headers)
         if self.user_agent and status >= 200:
             hdrs.append(("Server", self.user_agent))
-        return Respond(ctx_or_key, make_response(req, status, reason, to_tag=_local_tag(req),
-                                                 headers=hdrs))
+        return Respond(ctx_or_key, make_response(req, status, reason, to_tag=_local_tag(req), headers=hdrs))
 
     def _remember_contacts(self, msg, addr: Addr) -> None:
         try:
@@ -465,8 +528,7 @@ class Proxy:
                 self.remember_flow(str(c.uri), addr)
 
     # ------------------------------------------------------------------ requests
-    def on_request(self, key, req: Request, source: Addr, now: float,
-                   wallclock: float | None = None) -> list:
+    def on_request(self, key, req: Request, source: Addr, now: float, wallclock: float | None = None) -> list:
         method = req.method
         mf = req.max_forwards
         if mf is not None and mf <= 0:
@@ -492,8 +554,15 @@ class Proxy:
             if any(n.lower().startswith("x-pbx-") for n, _ in req.headers._items):  # noqa: SLF001
                 # X-PBX-* headers are the front door's own (trunk, DID ...): never believed
                 # from outside
-                req = req.replace(headers=Headers([(n, v) for n, v in req.headers._items  # noqa: SLF001
-                                                   if not n.lower().startswith("x-pbx-")]))
+                req = req.replace(
+                    headers=Headers(
+                        [
+                            (n, v)
+                            for n, v in req.headers._items  # noqa: SLF001
+                            if not n.lower().startswith("x-pbx-")
+                        ]
+                    )
+                )
             if self.admit is not None:
                 verdict = self.admit(req, source)
                 if isinstance(verdict, RouteDecision):
@@ -533,7 +602,7 @@ class Proxy:
             for name, value in decision.headers:
                 if h.get(name) is not None:
                     h = h.remove(name)
-                if value:              # an empty value only removes the header
+                if value:  # an empty value only removes the header
                     h = h.add(name, value)
             req = req.replace(headers=h)
         ctx = _Context(key, req, source)
@@ -561,8 +630,10 @@ class Proxy:
         ours, ok = self._route_is_ours(req.uri, call_id)
         if ours and ok and routes:
             last = NameAddr.parse(routes[-1])
-            req = req.replace(uri=last.uri, headers=req.headers.replace("Route", routes[:-1])
-                              if len(routes) > 1 else req.headers.remove("Route"))
+            req = req.replace(
+                uri=last.uri,
+                headers=req.headers.replace("Route", routes[:-1]) if len(routes) > 1 else req.headers.remove("Route"),
+            )
             routes = routes[:-1]
             token_ok = True
         elif ours and ok:
@@ -581,8 +652,7 @@ class Proxy:
         if n:
             popped = True
             rest = routes[n:]
-            req = req.replace(headers=req.headers.replace("Route", rest) if rest
-                              else req.headers.remove("Route"))
+            req = req.replace(headers=req.headers.replace("Route", rest) if rest else req.headers.remove("Route"))
         return req, token_ok, popped
 
     def _next_hop(self, req: Request) -> Addr:
@@ -597,7 +667,7 @@ class Proxy:
         except SipParseError:
             return [self._respond(key, req, 400, "Bad Request - bad Route")]
         if req.method in DIALOG_CREATING or req.method == "UPDATE":
-            self._remember_contacts(req, source)     # target refresh
+            self._remember_contacts(req, source)  # target refresh
         ctx = _Context(key, req, source)
         self._contexts[key] = ctx
         self.counters["in_dialog"] += 1
@@ -665,7 +735,9 @@ class Proxy:
         actions: list = []
         if ctx.final_status == 0:
             ctx.final_status = 487
-            actions.append(Respond(invite_key, make_response(ctx.request, 487, to_tag=to_tag or _local_tag(ctx.request))))
+            actions.append(
+                Respond(invite_key, make_response(ctx.request, 487, to_tag=to_tag or _local_tag(ctx.request)))
+            )
         self.counters["cancelled"] += 1
         for b in ctx.branches:
             actions += self._cancel_branch(b)
@@ -677,17 +749,23 @@ class Proxy:
             return []
         b.cancel_wanted = True
         if not b.provisional:
-            return []        # §9.1: wait for a provisional response
+            return []  # §9.1: wait for a provisional response
         b.cancel_sent = True
         r = b.request
         h = r.headers
         lines = [("Via", h.get_all("Via")[0])]
         lines += [("Route", v) for v in h.get_all("Route")]
-        lines += [("Max-Forwards", "70"), ("From", h.get("From")), ("To", h.get("To")),
-                  ("Call-ID", h.get("Call-ID")), ("CSeq", f"{r.cseq[0]} CANCEL")]
+        lines += [
+            ("Max-Forwards", "70"),
+            ("From", h.get("From")),
+            ("To", h.get("To")),
+            ("Call-ID", h.get("Call-ID")),
+            ("CSeq", f"{r.cseq[0]} CANCEL"),
+        ]
         if self.user_agent:
             lines.append(("User-Agent", self.user_agent))
         from sip.message import Headers
+
         return [SendRequest(Request("CANCEL", r.uri, Headers(lines)), b.dest)]
 
     # ------------------------------------------------------------------ responses
@@ -695,7 +773,7 @@ class Proxy:
         b = self._branches.get(key)
         if b is None:
             if key in self._own and resp.status >= 200:
-                self._own.pop(key, None)       # our own BYE's answer: absorbed
+                self._own.pop(key, None)  # our own BYE's answer: absorbed
             return []
         ctx = b.ctx
         status = resp.status
@@ -773,6 +851,7 @@ class Proxy:
     def _kill_late_2xx(self, b: _Branch, resp: Response) -> list:
         """ACK and BYE a 2xx that lost the race against CANCEL / the ring timeout."""
         from sip.message import Headers
+
         try:
             contacts = resp.contacts
             target = contacts[0].uri if isinstance(contacts, list) and contacts else b.request.uri
@@ -783,9 +862,16 @@ class Proxy:
         out = []
         for method, cseq in (("ACK", b.request.cseq[0]), ("BYE", b.request.cseq[0] + 1)):
             via, _ = self._via(dest)
-            h = Headers([("Via", via), ("Max-Forwards", "70"), ("From", rh.get("From")),
-                         ("To", rh.get("To")), ("Call-ID", rh.get("Call-ID")),
-                         ("CSeq", f"{cseq} {method}")])
+            h = Headers(
+                [
+                    ("Via", via),
+                    ("Max-Forwards", "70"),
+                    ("From", rh.get("From")),
+                    ("To", rh.get("To")),
+                    ("Call-ID", rh.get("Call-ID")),
+                    ("CSeq", f"{cseq} {method}"),
+                ]
+            )
             req = Request(method, target, h)
             out.append(SendStateless(req, dest) if method == "ACK" else SendRequest(req, dest))
         return out
@@ -864,8 +950,13 @@ class Proxy:
         return actions
 
     def stats(self) -> dict:
-        return {"contexts": len(self._contexts), "branches": len(self._branches),
-                "flows": len(self.flows), "dialogs_tracked": len(self.dialogs), **self.counters}
+        return {
+            "contexts": len(self._contexts),
+            "branches": len(self._branches),
+            "flows": len(self.flows),
+            "dialogs_tracked": len(self.dialogs),
+            **self.counters,
+        }
 
     # ------------------------------------------------------------------ dialogs
     def _find_dialog(self, msg) -> Dialog | None:
@@ -906,7 +997,7 @@ class Proxy:
             return
         self._touch(d, now)
         if status < 300 and ctx.method in ("INVITE", "UPDATE"):
-            side = d.side(ctx.request.to.tag)      # the answerer of a target refresh
+            side = d.side(ctx.request.to.tag)  # the answerer of a target refresh
             target = _first_contact(resp)
             if side is not None and target is not None:
                 side.target = target
@@ -926,13 +1017,21 @@ class Proxy:
         key = (call_id, caller_tag, callee_tag)
         d = self.dialogs.get(key)
         if d is not None:
-            self._touch(d, now)          # a retransmitted 2xx
+            self._touch(d, now)  # a retransmitted 2xx
             return
         rr = resp.headers.get_all("Record-Route")
-        caller = DialogSide(req.headers.get("From") or "", caller_tag, _first_contact(req), ctx.source,
-                            list(reversed(rr)), cseq, self.is_trusted(ctx.source))
-        callee = DialogSide(resp.headers.get("To") or "", callee_tag, _first_contact(resp), b.dest,
-                            list(rr), 0, self.is_trusted(b.dest))
+        caller = DialogSide(
+            req.headers.get("From") or "",
+            caller_tag,
+            _first_contact(req),
+            ctx.source,
+            list(reversed(rr)),
+            cseq,
+            self.is_trusted(ctx.source),
+        )
+        callee = DialogSide(
+            resp.headers.get("To") or "", callee_tag, _first_contact(resp), b.dest, list(rr), 0, self.is_trusted(b.dest)
+        )
         d = Dialog(call_id, caller, callee, now)
         self.dialogs[key] = d
         self.counters["dialogs"] += 1
@@ -967,10 +1066,11 @@ class Proxy:
                 continue
             if ours:
                 last = i
-        return list(route_set[last + 1:])
+        return list(route_set[last + 1 :])
 
-    def end_dialogs_with(self, addr_predicate: Callable[[Addr], bool], now: float,
-                         reason: str = "media engine failure", cause: int = 41) -> list:
+    def end_dialogs_with(
+        self, addr_predicate: Callable[[Addr], bool], now: float, reason: str = "media engine failure", cause: int = 41
+    ) -> list:
         """A party is gone (e.g. a media worker killed): BYE the other side of every dialog
         it was in, as it would have (with a Q.850 Reason), and forget those dialogs;
         INVITEs still ringing to or from it are ended as well."""
@@ -993,9 +1093,9 @@ class Proxy:
         actions += self._end_pending_invites(addr_predicate)
         return actions
 
-    def _bye_for(self, d: Dialog, dead: DialogSide, live: DialogSide, reason: str,
-                 cause: int) -> SendRequest:
+    def _bye_for(self, d: Dialog, dead: DialogSide, live: DialogSide, reason: str, cause: int) -> SendRequest:
         from sip.message import Headers
+
         routes = self._routes_beyond_us(dead.route_set, d.call_id)
         if routes:
             dest = self.resolve(NameAddr.parse(routes[0]).uri)
@@ -1008,9 +1108,13 @@ class Proxy:
         dead.cseq += 1
         lines = [("Via", via), ("Max-Forwards", "70")]
         lines += [("Route", r) for r in routes]
-        lines += [("From", dead.name_addr), ("To", live.name_addr), ("Call-ID", d.call_id),
-                  ("CSeq", f"{dead.cseq} BYE"),
-                  ("Reason", f"Q.850;cause={int(cause)};text={_quoted(reason)}")]
+        lines += [
+            ("From", dead.name_addr),
+            ("To", live.name_addr),
+            ("Call-ID", d.call_id),
+            ("CSeq", f"{dead.cseq} BYE"),
+            ("Reason", f"Q.850;cause={int(cause)};text={_quoted(reason)}"),
+        ]
         if self.user_agent:
             lines.append(("User-Agent", self.user_agent))
         return SendRequest(Request("BYE", target, Headers(lines)), dest)
@@ -1043,5 +1147,7 @@ class Proxy:
 
 def _local_tag(req: Request) -> str:
     """Deterministic To tag for responses the proxy itself generates (retransmission-safe)."""
-    return hashlib.md5(((req.headers.get("Call-ID") or "") + (req.headers.get("CSeq") or "")).encode(
-        "utf-8", "replace"), usedforsecurity=False).hexdigest()[:12]
+    return hashlib.md5(
+        ((req.headers.get("Call-ID") or "") + (req.headers.get("CSeq") or "")).encode("utf-8", "replace"),
+        usedforsecurity=False,
+    ).hexdigest()[:12]

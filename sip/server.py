@@ -14,20 +14,36 @@ import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from sip.guard import AbuseGuard
 from sip.location import Changes
 from sip.message import (
-    Method, Request, SipParseError, is_keepalive, make_response, parse_message,
-    unsupported_extensions, validate_request,
+    Method,
+    Request,
+    SipParseError,
+    is_keepalive,
+    make_response,
+    parse_message,
+    unsupported_extensions,
+    validate_request,
 )
 from sip.registrar import AuthOutcome, Registrar
 from sip.transaction import (
-    AckReceived, Addr, CancelReceived, ClientKey, RequestReceived, ResponseReceived,
-    StrayResponse, Timeout, TransactionLayer, TransactionTerminated, Transmit,
-    TransportError, response_destination,
+    AckReceived,
+    Addr,
+    CancelReceived,
+    ClientKey,
+    RequestReceived,
+    ResponseReceived,
+    StrayResponse,
+    Timeout,
+    TransactionLayer,
+    TransactionTerminated,
+    Transmit,
+    TransportError,
+    response_destination,
 )
 from sip.transport import Listener, TransportLayer
 
@@ -47,17 +63,24 @@ Handler = Callable[["SipServer", object, Request, Addr], None]
 
 @dataclass(frozen=True)
 class ListenSpec:
-    transport: str            # UDP | TCP | TLS
+    transport: str  # UDP | TCP | TLS
     host: str
     port: int
     ssl_context: ssl.SSLContext | None = None
 
 
 class SipServer:
-    def __init__(self, *, registrar: Registrar, guard: AbuseGuard, user_agent: str = "pypbx",
-                 on_bindings: Callable[[Changes], None] | None = None,
-                 wallclock: Callable[[], float] = time.time,
-                 transactions: TransactionLayer | None = None, force_rport: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        registrar: Registrar,
+        guard: AbuseGuard,
+        user_agent: str = "pypbx",
+        on_bindings: Callable[[Changes], None] | None = None,
+        wallclock: Callable[[], float] = time.time,
+        transactions: TransactionLayer | None = None,
+        force_rport: bool = True,
+    ) -> None:
         self.registrar = registrar
         self.guard = guard
         self.user_agent = user_agent
@@ -83,9 +106,17 @@ class SipServer:
         self._timer_at: float | None = None
         self.started_at = 0.0
         self.counters = {
-            "requests": 0, "responses": 0, "keepalives": 0, "parse_errors": 0,
-            "dropped": 0, "registers": 0, "register_ok": 0, "auth_challenges": 0,
-            "auth_failures": 0, "options": 0, "rejected": 0,
+            "requests": 0,
+            "responses": 0,
+            "keepalives": 0,
+            "parse_errors": 0,
+            "dropped": 0,
+            "registers": 0,
+            "register_ok": 0,
+            "auth_challenges": 0,
+            "auth_failures": 0,
+            "options": 0,
+            "rejected": 0,
         }
 
     # -- lifecycle -------------------------------------------------------------
@@ -194,9 +225,12 @@ class SipServer:
         if problem is not None:
             if msg.method != "ACK":
                 status, reason = problem
-                self._send_stateless(make_response(msg, status, reason,
-                                                   headers=self._problem_headers(status, msg)),
-                                     msg, source, reliable)
+                self._send_stateless(
+                    make_response(msg, status, reason, headers=self._problem_headers(status, msg)),
+                    msg,
+                    source,
+                    reliable,
+                )
             self.counters["rejected"] += 1
             return
         if self.force_rport and not reliable:
@@ -280,8 +314,9 @@ class SipServer:
                 self._run_actions(self.proxy.on_ack(ev.request, ev.source, self._now()))
             elif type(ev) is Timeout or type(ev) is TransportError:
                 if type(ev.key) is ClientKey:
-                    self._run_actions(self.proxy.on_timeout(ev.key, self._now(),
-                                                            transport_error=type(ev) is TransportError))
+                    self._run_actions(
+                        self.proxy.on_timeout(ev.key, self._now(), transport_error=type(ev) is TransportError)
+                    )
             elif type(ev) is StrayResponse:
                 self._run_actions(self.proxy.on_stray_response(ev.response, self._now()))
 
@@ -290,15 +325,16 @@ class SipServer:
         return self._loop.time()
 
     # -- the proxy's side: client transactions and stateless sends ----------------
-    def attach_proxy(self, proxy, methods=("INVITE", "BYE", "INFO", "UPDATE", "REFER", "MESSAGE",
-                                           "SUBSCRIBE", "NOTIFY", "PRACK")) -> None:
+    def attach_proxy(
+        self, proxy, methods=("INVITE", "BYE", "INFO", "UPDATE", "REFER", "MESSAGE", "SUBSCRIBE", "NOTIFY", "PRACK")
+    ) -> None:
         """Route ``methods`` (and client-transaction events, ACK for 2xx, CANCEL of the
         INVITEs it forwards) to the sans-I/O proxy core of ``sip/proxy.py``."""
         self.proxy = proxy
 
         def handler(server, key, req, source):
-            server._run_actions(proxy.on_request(key, req, source, server._now(),
-                                                 wallclock=server.wallclock()))
+            server._run_actions(proxy.on_request(key, req, source, server._now(), wallclock=server.wallclock()))
+
         for m in methods:
             self.handlers[m] = handler
         self.proxied_methods = frozenset(methods)
@@ -317,6 +353,7 @@ class SipServer:
                 previous(server, key, req, source)
             else:
                 server.respond(key, make_response(req, 405, headers=[("Allow", server.allow)]))
+
         self.handlers[method] = dispatch
 
     def end_dialogs_with(self, host: str, port: int, reason: str = "media engine failure") -> int:
@@ -324,12 +361,14 @@ class SipServer:
         every dialog it was in (``Reason: Q.850;cause=41``) and ends INVITEs still ringing
         through it. Returns how many BYEs were sent."""
         from sip.proxy import SendRequest
+
         if self.proxy is None or self._loop is None:
             return 0
         host = host.strip("[]").lower()
         port = int(port)
         actions = self.proxy.end_dialogs_with(
-            lambda a: a.port == port and a.host.strip("[]").lower() == host, self._now(), reason)
+            lambda a: a.port == port and a.host.strip("[]").lower() == host, self._now(), reason
+        )
         byes = sum(1 for a in actions if type(a) is SendRequest and a.request.method == "BYE")
         if actions:
             log.info("ending dialogs with %s:%d (%s): %d BYE(s)", host, port, reason, byes)
@@ -338,6 +377,7 @@ class SipServer:
 
     def _run_actions(self, actions: list) -> None:
         from sip.proxy import AuthFailed, AuthOk, Respond, SendRequest, SendStateless
+
         for act in actions:
             t = type(act)
             if t is Respond:
@@ -358,8 +398,7 @@ class SipServer:
         """Our (host, port) on ``transport`` as seen from ``dest_host``: the listener's
         address, or for a wildcard bind the interface address the kernel would use."""
         listeners = self.transport.listeners if self.transport else []
-        lst = next((x for x in listeners if x.transport == transport), None) or \
-            next(iter(listeners), None)
+        lst = next((x for x in listeners if x.transport == transport), None) or next(iter(listeners), None)
         if lst is None:
             return ("127.0.0.1", 5060)
         host = lst.host
@@ -372,6 +411,7 @@ class SipServer:
         ip = cache.get(dest_host)
         if ip is None:
             import socket
+
             fam = socket.AF_INET6 if ":" in dest_host else socket.AF_INET
             try:
                 with socket.socket(fam, socket.SOCK_DGRAM) as s:
@@ -428,6 +468,7 @@ class SipServer:
 
     async def _connect_then_send(self, req: Request, dest: Addr) -> None:
         from sip.transport import _Stream
+
         tr = self.transport
         ok = False
         if tr is not None and dest.transport in ("TCP", "TLS"):
@@ -437,10 +478,14 @@ class SipServer:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
             try:
-                await asyncio.wait_for(self._loop.create_connection(  # type: ignore[union-attr]
-                    lambda: _Stream(tr, dest.transport), dest.host, dest.port, ssl=ctx), 5.0)
+                await asyncio.wait_for(
+                    self._loop.create_connection(  # type: ignore[union-attr]
+                        lambda: _Stream(tr, dest.transport), dest.host, dest.port, ssl=ctx
+                    ),
+                    5.0,
+                )
                 ok = True
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 log.info("cannot connect to %s %s:%d: %s", dest.transport, dest.host, dest.port, exc)
         if ok:
             self._start_client(req, Addr(dest.transport, dest.host, dest.port))
@@ -461,6 +506,7 @@ class SipServer:
 
         async def connect() -> None:
             from sip.transport import _Stream
+
             tr = self.transport
             try:
                 ctx = None
@@ -468,14 +514,19 @@ class SipServer:
                     ctx = ssl.create_default_context()
                     ctx.check_hostname = False
                     ctx.verify_mode = ssl.CERT_NONE
-                await asyncio.wait_for(self._loop.create_connection(  # type: ignore[union-attr]
-                    lambda: _Stream(tr, dest.transport), dest.host, dest.port, ssl=ctx), 5.0)
-            except (OSError, asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    self._loop.create_connection(  # type: ignore[union-attr]
+                        lambda: _Stream(tr, dest.transport), dest.host, dest.port, ssl=ctx
+                    ),
+                    5.0,
+                )
+            except (TimeoutError, OSError):
                 cb = self.own.pop(key, None)
                 if cb is not None:
                     cb(TransportError(key))
                 return
             self._start_client(req, Addr(dest.transport, dest.host, dest.port))
+
         self._loop.create_task(connect())
 
     def send_stateless(self, msg, dest: Addr) -> None:
@@ -487,15 +538,21 @@ class SipServer:
 
         async def go() -> None:
             from sip.transport import _Stream
+
             tr = self.transport
             if tr is None:
                 return
             try:
-                await asyncio.wait_for(self._loop.create_connection(  # type: ignore[union-attr]
-                    lambda: _Stream(tr, dest.transport), dest.host, dest.port), 5.0)
-            except (OSError, asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    self._loop.create_connection(  # type: ignore[union-attr]
+                        lambda: _Stream(tr, dest.transport), dest.host, dest.port
+                    ),
+                    5.0,
+                )
+            except (TimeoutError, OSError):
                 return
             tr.send(msg.to_bytes(), Addr(dest.transport, dest.host, dest.port))
+
         self._loop.create_task(go())
 
     def respond(self, key, response) -> None:
@@ -509,8 +566,14 @@ class SipServer:
             self._register(key, req, source)
         elif method == "OPTIONS":
             self.counters["options"] += 1
-            self.respond(key, make_response(req, 200, headers=[
-                ("Allow", self.allow), ("Accept", "application/sdp"), ("Server", self.user_agent)]))
+            self.respond(
+                key,
+                make_response(
+                    req,
+                    200,
+                    headers=[("Allow", self.allow), ("Accept", "application/sdp"), ("Server", self.user_agent)],
+                ),
+            )
         elif method in self.handlers:
             self.handlers[method](self, key, req, source)
         elif method == "ACK":
@@ -525,8 +588,9 @@ class SipServer:
         self.counters["registers"] += 1
         ip = source.host
         local = f"{source.transport}:{source.conn_id}" if source.conn_id is not None else source.transport
-        result = self.registrar.handle(req, ip, (source.transport, source.host, source.port),
-                                       self.wallclock(), local=local)
+        result = self.registrar.handle(
+            req, ip, (source.transport, source.host, source.port), self.wallclock(), local=local
+        )
         outcome = result.auth
         if outcome is AuthOutcome.OK:
             self.guard.auth_ok(ip)
@@ -545,9 +609,16 @@ class SipServer:
 
     def _log_changes(self, changes: Changes, source: Addr) -> None:
         for b in changes.added:
-            log.info("registered %s contact=%s from %s:%s:%d expires=%ds ua=%r", b.aor, b.contact,
-                     source.transport, source.host, source.port, b.expires_in(self.wallclock()),
-                     b.user_agent or "")
+            log.info(
+                "registered %s contact=%s from %s:%s:%d expires=%ds ua=%r",
+                b.aor,
+                b.contact,
+                source.transport,
+                source.host,
+                source.port,
+                b.expires_in(self.wallclock()),
+                b.user_agent or "",
+            )
         for b in changes.removed:
             log.info("unregistered %s contact=%s", b.aor, b.contact)
         if log.isEnabledFor(logging.DEBUG):
@@ -559,8 +630,10 @@ class SipServer:
         now = self.wallclock()
         return {
             "uptime": round(now - self.started_at, 1),
-            "listeners": [{"transport": lst.transport, "host": lst.host, "port": lst.port}
-                          for lst in (self.transport.listeners if self.transport else [])],
+            "listeners": [
+                {"transport": lst.transport, "host": lst.host, "port": lst.port}
+                for lst in (self.transport.listeners if self.transport else [])
+            ],
             "connections": self.transport.connection_count() if self.transport else 0,
             "registered_contacts": self.registrar.location.count(),
             "counters": dict(self.counters),

@@ -61,15 +61,24 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
-from sip.message import Headers, NameAddr, Request, Response, SipParseError, URI, make_response
+from sip.message import URI, Headers, NameAddr, Request, Response, SipParseError, make_response
 from sip.transaction import Addr, new_branch
 
 __all__ = [
-    "EVENT", "CONTENT_TYPE", "ExpiresPolicy", "MessageSummary", "SubState", "Subscription",
-    "Notifier", "Respond", "SendNotify", "Ended", "event_package",
+    "EVENT",
+    "CONTENT_TYPE",
+    "ExpiresPolicy",
+    "MessageSummary",
+    "SubState",
+    "Subscription",
+    "Notifier",
+    "Respond",
+    "SendNotify",
+    "Ended",
+    "event_package",
 ]
 
 #: RFC 3842 §3: the event package name and its body type (§5).
@@ -81,6 +90,7 @@ DIALOG_DESTROYING = frozenset((404, 408, 410, 416, 480, 481, 482, 483, 484, 485,
 
 class SubState(str, enum.Enum):
     """RFC 6665 §4.1.3 / §8.2.3 Subscription-State values we send."""
+
     ACTIVE = "active"
     TERMINATED = "terminated"
 
@@ -88,6 +98,7 @@ class SubState(str, enum.Enum):
 @dataclass(frozen=True)
 class ExpiresPolicy:
     """Subscription durations in seconds (RFC 6665 §4.2.1.1)."""
+
     minimum: int = 60
     maximum: int = 3600
     default: int = 3600
@@ -100,7 +111,8 @@ class ExpiresPolicy:
 @dataclass(frozen=True)
 class MessageSummary:
     """One mailbox's state as RFC 3842 §5.2 describes it (voice messages only)."""
-    account: str          # sip:BOX@realm (Message-Account, §5.2)
+
+    account: str  # sip:BOX@realm (Message-Account, §5.2)
     new: int = 0
     old: int = 0
 
@@ -111,12 +123,15 @@ class MessageSummary:
     def body(self) -> bytes:
         # RFC 3842 §5.2: msg-status-line, msg-account, then "Voice-Message: new/old
         # (urgent_new/urgent_old)"; we have no urgent messages.
-        return (f"Messages-Waiting: {'yes' if self.waiting else 'no'}\r\n"
-                f"Message-Account: {self.account}\r\n"
-                f"Voice-Message: {self.new}/{self.old} (0/0)\r\n").encode()
+        return (
+            f"Messages-Waiting: {'yes' if self.waiting else 'no'}\r\n"
+            f"Message-Account: {self.account}\r\n"
+            f"Voice-Message: {self.new}/{self.old} (0/0)\r\n"
+        ).encode()
 
 
 # --------------------------------------------------------------------------- actions
+
 
 @dataclass(frozen=True, slots=True)
 class Respond:
@@ -143,35 +158,70 @@ class Ended:
 
 # --------------------------------------------------------------------------- state
 
+
 class Subscription:
     """One subscription dialog (RFC 6665 §4.1.2 / RFC 3261 §12). Mutable, owned by the
     :class:`Notifier`."""
-    __slots__ = ("id", "box", "user", "call_id", "local_tag", "remote_tag", "local_uri",
-                 "remote_uri", "remote_target", "route_set", "dest", "local", "event_id",
-                 "expires_at", "local_cseq", "remote_cseq", "summary", "sent", "state")
 
-    def __init__(self, sub_id: int, box: str, user: str | None, call_id: str, local_tag: str,
-                 remote_tag: str, local_uri: str, remote_uri: str, remote_target: URI,
-                 route_set: list[str], dest: Addr, local: tuple[str, int], event_id: str | None,
-                 expires_at: float, remote_cseq: int, summary: MessageSummary) -> None:
+    __slots__ = (
+        "id",
+        "box",
+        "user",
+        "call_id",
+        "local_tag",
+        "remote_tag",
+        "local_uri",
+        "remote_uri",
+        "remote_target",
+        "route_set",
+        "dest",
+        "local",
+        "event_id",
+        "expires_at",
+        "local_cseq",
+        "remote_cseq",
+        "summary",
+        "sent",
+        "state",
+    )
+
+    def __init__(
+        self,
+        sub_id: int,
+        box: str,
+        user: str | None,
+        call_id: str,
+        local_tag: str,
+        remote_tag: str,
+        local_uri: str,
+        remote_uri: str,
+        remote_target: URI,
+        route_set: list[str],
+        dest: Addr,
+        local: tuple[str, int],
+        event_id: str | None,
+        expires_at: float,
+        remote_cseq: int,
+        summary: MessageSummary,
+    ) -> None:
         self.id = sub_id
         self.box = box
-        self.user = user                  # the authenticated subscriber
+        self.user = user  # the authenticated subscriber
         self.call_id = call_id
         self.local_tag = local_tag
         self.remote_tag = remote_tag
-        self.local_uri = local_uri        # the SUBSCRIBE's To (without tag): our From
-        self.remote_uri = remote_uri      # the SUBSCRIBE's From (without tag): our To
+        self.local_uri = local_uri  # the SUBSCRIBE's To (without tag): our From
+        self.remote_uri = remote_uri  # the SUBSCRIBE's From (without tag): our To
         self.remote_target = remote_target
         self.route_set = route_set
         self.dest = dest
-        self.local = local                # our (host, port) as the subscriber sees it
+        self.local = local  # our (host, port) as the subscriber sees it
         self.event_id = event_id
         self.expires_at = expires_at
         self.local_cseq = 0
         self.remote_cseq = remote_cseq
-        self.summary = summary            # what the subscriber should know
-        self.sent: MessageSummary | None = None   # what the last NOTIFY said
+        self.summary = summary  # what the subscriber should know
+        self.sent: MessageSummary | None = None  # what the last NOTIFY said
         self.state = SubState.ACTIVE
 
     @property
@@ -203,7 +253,7 @@ def event_package(req: Request) -> tuple[str | None, str | None]:
 def _accepts_summary(req: Request) -> bool:
     accept = req.headers.get_all("Accept")
     if not accept:
-        return True                     # RFC 6665 §4.2.1.1: absent = the package's default
+        return True  # RFC 6665 §4.2.1.1: absent = the package's default
     for item in accept:
         t = item.split(";", 1)[0].strip().lower()
         if t in (CONTENT_TYPE, "application/*", "*/*"):
@@ -217,29 +267,45 @@ def _without_tag(na: NameAddr) -> str:
 
 # --------------------------------------------------------------------------- notifier
 
+
 class Notifier:
-    def __init__(self, *, policy: ExpiresPolicy = ExpiresPolicy(), user_agent: str = "pypbx",
-                 max_subscriptions: int = 10_000) -> None:
+    def __init__(
+        self, *, policy: ExpiresPolicy = ExpiresPolicy(), user_agent: str = "pypbx", max_subscriptions: int = 10_000
+    ) -> None:
         self.policy = policy
         self.user_agent = user_agent
         self.max_subscriptions = max_subscriptions
         self.subs: dict[tuple[str, str, str], Subscription] = {}
         self.by_id: dict[int, Subscription] = {}
-        self._pending: dict[str, int] = {}      # NOTIFY branch -> subscription id
+        self._pending: dict[str, int] = {}  # NOTIFY branch -> subscription id
         self._next_id = 1
-        self.counters = {"subscribes": 0, "refreshes": 0, "unsubscribes": 0, "fetches": 0,
-                         "expired": 0, "notifies": 0, "notify_failures": 0, "rejected": 0}
+        self.counters = {
+            "subscribes": 0,
+            "refreshes": 0,
+            "unsubscribes": 0,
+            "fetches": 0,
+            "expired": 0,
+            "notifies": 0,
+            "notify_failures": 0,
+            "rejected": 0,
+        }
 
     # ------------------------------------------------------------------ helpers
-    def _reply(self, req: Request, status: int, reason: str | None = None, *, to_tag: str | None = None,
-               headers: Iterable[tuple[str, str]] = ()) -> Respond:
+    def _reply(
+        self,
+        req: Request,
+        status: int,
+        reason: str | None = None,
+        *,
+        to_tag: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> Respond:
         hdrs = list(headers)
         if self.user_agent:
             hdrs.append(("Server", self.user_agent))
         if status >= 300:
             self.counters["rejected"] += 1
-        return Respond(make_response(req, status, reason, to_tag=to_tag or os.urandom(6).hex(),
-                                     headers=hdrs))
+        return Respond(make_response(req, status, reason, to_tag=to_tag or os.urandom(6).hex(), headers=hdrs))
 
     def _granted(self, req: Request) -> int | None:
         """Granted duration; None when too brief (423). §4.2.1.1."""
@@ -288,8 +354,7 @@ class Notifier:
         if not _accepts_summary(req):
             return self._reply(req, 406, "Not Acceptable", headers=[("Accept", CONTENT_TYPE)])
         if self._granted(req) is None:
-            return self._reply(req, 423, "Interval Too Brief",
-                               headers=[("Min-Expires", str(self.policy.minimum))])
+            return self._reply(req, 423, "Interval Too Brief", headers=[("Min-Expires", str(self.policy.minimum))])
         try:
             contacts = req.contacts
             from_tag = req.from_.tag
@@ -301,12 +366,22 @@ class Notifier:
         if from_tag is None:
             return self._reply(req, 400, "Bad Request - From tag missing")
         if len(self.subs) >= self.max_subscriptions:
-            return self._reply(req, 503, "Service Unavailable - too many subscriptions",
-                               headers=[("Retry-After", "60")])
+            return self._reply(
+                req, 503, "Service Unavailable - too many subscriptions", headers=[("Retry-After", "60")]
+            )
         return None
 
-    def accept(self, req: Request, source: Addr, now: float, *, box: str, summary: MessageSummary,
-               local: tuple[str, int], user: str | None = None) -> list:
+    def accept(
+        self,
+        req: Request,
+        source: Addr,
+        now: float,
+        *,
+        box: str,
+        summary: MessageSummary,
+        local: tuple[str, int],
+        user: str | None = None,
+    ) -> list:
         """Accept an initial SUBSCRIBE that passed :meth:`check_new`, authentication and the
         mailbox check: 200 with our To tag, Expires and Contact, then the first NOTIFY."""
         bad = self.check_new(req)
@@ -315,16 +390,31 @@ class Notifier:
         granted = self._granted(req)
         assert granted is not None
         _, ev_id = event_package(req)
-        tag = os.urandom(12).hex()            # our To tag: 96 random bits (also the dialog's guard)
+        tag = os.urandom(12).hex()  # our To tag: 96 random bits (also the dialog's guard)
         try:
-            route_set = [str(r) for r in req.record_routes]   # RFC 3261 §12.1.1: in order
+            route_set = [str(r) for r in req.record_routes]  # RFC 3261 §12.1.1: in order
         except SipParseError:
             return [self._reply(req, 400, "Bad Request - bad Record-Route")]
         contacts = req.contacts
         assert isinstance(contacts, list)
-        sub = Subscription(self._next_id, box, user, req.call_id, tag, req.from_.tag or "",
-                           _without_tag(req.to), _without_tag(req.from_), contacts[0].uri,
-                           route_set, source, local, ev_id, now + granted, req.cseq[0], summary)
+        sub = Subscription(
+            self._next_id,
+            box,
+            user,
+            req.call_id,
+            tag,
+            req.from_.tag or "",
+            _without_tag(req.to),
+            _without_tag(req.from_),
+            contacts[0].uri,
+            route_set,
+            source,
+            local,
+            ev_id,
+            now + granted,
+            req.cseq[0],
+            summary,
+        )
         self._next_id += 1
         contact = self._contact(box, local, source.transport)
         hdrs = [("Expires", str(granted)), ("Contact", contact)]
@@ -357,13 +447,15 @@ class Notifier:
             return [self._reply(req, 489, "Bad Event", headers=[("Allow-Events", EVENT)])]
         granted = self._granted(req)
         if granted is None:
-            return [self._reply(req, 423, "Interval Too Brief",
-                                headers=[("Min-Expires", str(self.policy.minimum))])]
+            return [self._reply(req, 423, "Interval Too Brief", headers=[("Min-Expires", str(self.policy.minimum))])]
         if isinstance(contacts, list) and contacts and contacts[0].uri.is_sip:
-            sub.remote_target = contacts[0].uri       # §4.1.2.1: SUBSCRIBE is a target refresh
+            sub.remote_target = contacts[0].uri  # §4.1.2.1: SUBSCRIBE is a target refresh
         sub.dest = source
-        ok = self._reply(req, 200, headers=[("Expires", str(granted)),
-                                            ("Contact", self._contact(sub.box, sub.local, source.transport))])
+        ok = self._reply(
+            req,
+            200,
+            headers=[("Expires", str(granted)), ("Contact", self._contact(sub.box, sub.local, source.transport))],
+        )
         if granted == 0:
             self.counters["unsubscribes"] += 1
             actions: list = [ok, self._notify(sub, now, reason="")]
@@ -468,7 +560,16 @@ class Notifier:
         return {s.box for s in self.subs.values()}
 
     def status(self, now: float) -> list[dict]:
-        return [{"id": s.id, "box": s.box, "user": s.user, "expires_in": s.expires_in(now),
-                 "dest": f"{s.dest.transport}:{s.dest.host}:{s.dest.port}",
-                 "new": s.summary.new, "old": s.summary.old, "notifies": s.local_cseq}
-                for s in sorted(self.subs.values(), key=lambda s: s.id)]
+        return [
+            {
+                "id": s.id,
+                "box": s.box,
+                "user": s.user,
+                "expires_in": s.expires_in(now),
+                "dest": f"{s.dest.transport}:{s.dest.host}:{s.dest.port}",
+                "new": s.summary.new,
+                "old": s.summary.old,
+                "notifies": s.local_cseq,
+            }
+            for s in sorted(self.subs.values(), key=lambda s: s.id)
+        ]

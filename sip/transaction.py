@@ -97,6 +97,7 @@ transactions in Trying/Proceeding have no timer: the TU must always answer.
 INVITE client transactions in Proceeding have none either unless ``timer_c``
 is set.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -109,12 +110,28 @@ from sip.message import Request as _Request
 from sip.message import make_response
 
 __all__ = [
-    "Addr", "TransactionLayer", "new_branch", "new_tag", "response_destination", "fix_via",
-    "State", "MAGIC_COOKIE",
-    "ClientKey", "ServerKey", "LegacyServerKey",
-    "Event", "Transmit", "RequestReceived", "ResponseReceived", "AckReceived",
-    "CancelReceived", "Timeout", "TransportError", "TransactionTerminated",
-    "Terminated", "StrayResponse",
+    "Addr",
+    "TransactionLayer",
+    "new_branch",
+    "new_tag",
+    "response_destination",
+    "fix_via",
+    "State",
+    "MAGIC_COOKIE",
+    "ClientKey",
+    "ServerKey",
+    "LegacyServerKey",
+    "Event",
+    "Transmit",
+    "RequestReceived",
+    "ResponseReceived",
+    "AckReceived",
+    "CancelReceived",
+    "Timeout",
+    "TransportError",
+    "TransactionTerminated",
+    "Terminated",
+    "StrayResponse",
 ]
 
 MAGIC_COOKIE = "z9hG4bK"
@@ -123,6 +140,7 @@ MAGIC_COOKIE = "z9hG4bK"
 # --------------------------------------------------------------------------
 # Addresses, keys, events
 # --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Addr:
@@ -134,6 +152,7 @@ class Addr:
     the stream connection (or the UDP socket) a message arrived on so that
     replies can go back over it.
     """
+
     transport: str
     host: str
     port: int
@@ -142,12 +161,14 @@ class Addr:
 
 class ClientKey(NamedTuple):
     """§17.1.3: branch of the top Via + CSeq method."""
+
     branch: str
     method: str
 
 
 class ServerKey(NamedTuple):
     """§17.2.3: branch + sent-by + method (ACK uses INVITE)."""
+
     branch: str
     host: str
     port: int | None
@@ -156,12 +177,13 @@ class ServerKey(NamedTuple):
 
 class LegacyServerKey(NamedTuple):
     """§17.2.3 RFC 2543 fallback (no magic cookie in the branch)."""
+
     uri: str
     to_tag: str | None
     from_tag: str | None
     call_id: str
     cseq: int
-    via: object        # the top Via (frozen dataclass, hashable)
+    via: object  # the top Via (frozen dataclass, hashable)
     method: str
 
 
@@ -190,6 +212,7 @@ class ResponseReceived:
 @dataclass(frozen=True, slots=True)
 class AckReceived:
     """An ACK that belongs to no transaction (ACK for a 2xx), for the TU."""
+
     request: object
     source: Addr
 
@@ -202,6 +225,7 @@ class CancelReceived:
     487 on ``invite_key``; ``to_tag`` is the To tag the layer used in the 200
     (reuse it in the 487 if the TU has not chosen one yet).
     """
+
     invite_key: Key
     cancel_request: object
     source: Addr
@@ -223,7 +247,7 @@ class TransactionTerminated:
     key: Key
 
 
-Terminated = TransactionTerminated   # name used in sip/CONTRACT.md
+Terminated = TransactionTerminated  # name used in sip/CONTRACT.md
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,18 +255,28 @@ class StrayResponse:
     response: object
 
 
-Event = Union[Transmit, RequestReceived, ResponseReceived, AckReceived, CancelReceived,
-              Timeout, TransportError, TransactionTerminated, StrayResponse]
+Event = Union[
+    Transmit,
+    RequestReceived,
+    ResponseReceived,
+    AckReceived,
+    CancelReceived,
+    Timeout,
+    TransportError,
+    TransactionTerminated,
+    StrayResponse,
+]
 
 
 class State(str, Enum):
     """Transaction states (str enum: compares equal to the RFC state names)."""
+
     CALLING = "Calling"
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
     COMPLETED = "Completed"
     CONFIRMED = "Confirmed"
-    ACCEPTED = "Accepted"        # RFC 6026
+    ACCEPTED = "Accepted"  # RFC 6026
     TERMINATED = "Terminated"
 
 
@@ -282,8 +316,9 @@ def _strip_brackets(host: str) -> str:
 # Request.vias is a caching non-data descriptor (instance __dict__ wins): _fix_via
 # primes it on the Via-updated copy so the new top Via is not parsed again.
 _vias_desc = getattr(_Request, "vias", None)
-_VIAS_CACHED = (_vias_desc is not None and not isinstance(_vias_desc, property)
-                and not hasattr(type(_vias_desc), "__set__"))
+_VIAS_CACHED = (
+    _vias_desc is not None and not isinstance(_vias_desc, property) and not hasattr(type(_vias_desc), "__set__")
+)
 del _vias_desc
 
 
@@ -309,7 +344,7 @@ def _fix_via(request, source: Addr):
     if _VIAS_CACHED:
         try:
             new.__dict__["vias"] = [new_via] + list(request.vias[1:])
-        except Exception:   # pragma: no cover - unparsable lower Via: parsed lazily later
+        except Exception:  # pragma: no cover - unparsable lower Via: parsed lazily later
             pass
     return new, new_via
 
@@ -356,10 +391,23 @@ def response_destination(via, source: Addr, reliable: bool) -> Addr:
 # Transactions
 # --------------------------------------------------------------------------
 
+
 class _Txn:
-    __slots__ = ("key", "kind", "state", "request", "dest", "reliable",
-                 "last_bytes", "last_status", "timers", "interval",
-                 "to_tag", "ack_bytes", "source")
+    __slots__ = (
+        "key",
+        "kind",
+        "state",
+        "request",
+        "dest",
+        "reliable",
+        "last_bytes",
+        "last_status",
+        "timers",
+        "interval",
+        "to_tag",
+        "ack_bytes",
+        "source",
+    )
 
     def __init__(self, key, kind, state, request, dest, reliable):
         self.key = key
@@ -368,13 +416,13 @@ class _Txn:
         self.request = request
         self.dest = dest
         self.reliable = reliable
-        self.last_bytes = None      # server: last response sent; client: request bytes
-        self.last_status = 0        # server: status of last response sent
-        self.timers = {}            # timer name -> seq of the live heap entry
-        self.interval = 0.0         # current retransmission interval (A/E/G)
-        self.to_tag = None          # server: To tag of our responses
-        self.ack_bytes = None       # client INVITE: ACK for the non-2xx final
-        self.source = None          # server: where the request came from
+        self.last_bytes = None  # server: last response sent; client: request bytes
+        self.last_status = 0  # server: status of last response sent
+        self.timers = {}  # timer name -> seq of the live heap entry
+        self.interval = 0.0  # current retransmission interval (A/E/G)
+        self.to_tag = None  # server: To tag of our responses
+        self.ack_bytes = None  # client INVITE: ACK for the non-2xx final
+        self.source = None  # server: where the request came from
 
     def __repr__(self):  # pragma: no cover - debugging aid
         return f"<_Txn {self.kind} {self.state} {self.key}>"
@@ -387,15 +435,23 @@ def _is_response(msg) -> bool:
 class TransactionLayer:
     """All client and server transactions of one SIP endpoint."""
 
-    def __init__(self, *, t1: float = 0.5, t2: float = 4.0, t4: float = 5.0,
-                 timer_d: float = 32.0, trying_delay: float = 0.2,
-                 rfc6026: bool = True, timer_c: float | None = None):
+    def __init__(
+        self,
+        *,
+        t1: float = 0.5,
+        t2: float = 4.0,
+        t4: float = 5.0,
+        timer_d: float = 32.0,
+        trying_delay: float = 0.2,
+        rfc6026: bool = True,
+        timer_c: float | None = None,
+    ):
         self.t1 = t1
         self.t2 = t2
         self.t4 = t4
-        self.timer_d = timer_d           # §17.1.1.2: "at least 32 seconds" over UDP
+        self.timer_d = timer_d  # §17.1.1.2: "at least 32 seconds" over UDP
         self.trying_delay = trying_delay  # §17.2.1: 100 Trying if TU silent for 200 ms
-        self.rfc6026 = rfc6026           # Accepted state for 2xx to INVITE
+        self.rfc6026 = rfc6026  # Accepted state for 2xx to INVITE
         # Timer C (§16.6 step 11, > 3 min; off by default as for a UA).  When it
         # fires in Calling/Proceeding the TU gets Timeout(key) and should CANCEL;
         # the transaction then lives another 64*T1 to receive (and ACK) the 487,
@@ -483,12 +539,12 @@ class TransactionLayer:
 
     def _fire(self, txn, name, now, events):
         state = txn.state
-        if name == "A":                          # ICT retransmit (Calling)
+        if name == "A":  # ICT retransmit (Calling)
             if state is CALLING:
                 events.append(Transmit(txn.last_bytes, txn.dest))
                 txn.interval *= 2
                 self._arm(txn, "A", txn.interval, now)
-        elif name == "E":                        # NICT retransmit
+        elif name == "E":  # NICT retransmit
             if state is TRYING:
                 events.append(Transmit(txn.last_bytes, txn.dest))
                 txn.interval = min(txn.interval * 2, self.t2)
@@ -497,29 +553,29 @@ class TransactionLayer:
                 events.append(Transmit(txn.last_bytes, txn.dest))
                 txn.interval = self.t2
                 self._arm(txn, "E", self.t2, now)
-        elif name == "B" or name == "F" or name == "H":   # transaction timeouts
+        elif name == "B" or name == "F" or name == "H":  # transaction timeouts
             events.append(Timeout(txn.key))
             self._terminate(txn, events)
-        elif name == "G":                        # IST: retransmit non-2xx final
+        elif name == "G":  # IST: retransmit non-2xx final
             if state is COMPLETED:
                 events.append(Transmit(txn.last_bytes, txn.dest))
                 txn.interval = min(txn.interval * 2, self.t2)
                 self._arm(txn, "G", txn.interval, now)
-        elif name == "C":                        # ICT: Timer C (proxy / safety net)
+        elif name == "C":  # ICT: Timer C (proxy / safety net)
             if state is CALLING or state is PROCEEDING:
                 events.append(Timeout(txn.key))
                 timers = txn.timers
                 timers.pop("A", None)
                 timers.pop("B", None)
                 self._arm(txn, "C2", 64 * self.t1, now)
-        elif name == "T100":                     # IST: automatic 100 Trying
+        elif name == "T100":  # IST: automatic 100 Trying
             if state is PROCEEDING and txn.last_bytes is None:
                 resp = make_response(txn.request, 100)
                 data = resp.to_bytes()
                 txn.last_bytes = data
                 txn.last_status = 100
                 events.append(Transmit(data, txn.dest))
-        else:                                    # D, I, J, K, L, M: wait timers
+        else:  # D, I, J, K, L, M: wait timers
             self._terminate(txn, events)
 
     # -- entry points -----------------------------------------------------
@@ -602,7 +658,7 @@ class TransactionLayer:
                         timers.pop("A", None)
                         timers.pop("B", None)
                     if self.timer_c is not None and "C2" not in timers:
-                        self._arm(txn, "C", self.timer_c, now)   # reset on provisional
+                        self._arm(txn, "C", self.timer_c, now)  # reset on provisional
                     events.append(ResponseReceived(key, resp))
                 elif status < 300:
                     events.append(ResponseReceived(key, resp))
@@ -652,8 +708,9 @@ class TransactionLayer:
         branch = via.branch
         if branch and branch.startswith(MAGIC_COOKIE):
             return ServerKey(branch, via.host.lower(), via.port, method)
-        return LegacyServerKey(str(request.uri), request.to.tag, request.from_.tag,
-                               request.call_id, request.cseq[0], via, method)
+        return LegacyServerKey(
+            str(request.uri), request.to.tag, request.from_.tag, request.call_id, request.cseq[0], via, method
+        )
 
     def _receive_request(self, req, source, reliable, now):
         method = req.method
@@ -662,7 +719,7 @@ class TransactionLayer:
                 return self._receive_ack(req, source, now)
             key = self._server_key(req, method)
         except Exception:
-            return []   # no usable Via / CSeq: cannot be matched or answered
+            return []  # no usable Via / CSeq: cannot be matched or answered
         txn = self._server.get(key)
         if txn is not None:
             return self._retransmitted_request(txn)
@@ -690,7 +747,7 @@ class TransactionLayer:
             return []
         if state is PROCEEDING or state is COMPLETED:
             return [Transmit(txn.last_bytes, txn.dest)]
-        return []   # Trying: discard
+        return []  # Trying: discard
 
     def _receive_ack(self, req, source, now):
         via = req.top_via
@@ -705,10 +762,9 @@ class TransactionLayer:
             cseq = req.cseq[0]
             txn = self._server.get(LegacyServerKey(uri, None, from_tag, call_id, cseq, via, "INVITE"))
             if txn is not None and txn.to_tag is not None and ack_to_tag != txn.to_tag:
-                txn = None    # ACK for another UAS's response
+                txn = None  # ACK for another UAS's response
             if txn is None and ack_to_tag is not None:
-                txn = self._server.get(LegacyServerKey(uri, ack_to_tag, from_tag, call_id, cseq,
-                                                       via, "INVITE"))
+                txn = self._server.get(LegacyServerKey(uri, ack_to_tag, from_tag, call_id, cseq, via, "INVITE"))
         if txn is None or txn.kind is not IST:
             return [AckReceived(req, source)]
         state = txn.state
@@ -723,7 +779,7 @@ class TransactionLayer:
             return events
         if state is ACCEPTED:
             return [AckReceived(req, source)]
-        return []   # Confirmed: absorb; Proceeding: stray ACK, drop
+        return []  # Confirmed: absorb; Proceeding: stray ACK, drop
 
     def _receive_cancel(self, req, key, source, reliable, now):
         invite = self._server.get(key._replace(method="INVITE"))

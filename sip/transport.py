@@ -13,8 +13,8 @@ import asyncio
 import itertools
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from sip.message import FramingError, Keepalive, StreamFramer
 from sip.transaction import Addr
@@ -38,7 +38,7 @@ class Listener:
 
 
 class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, owner: "TransportLayer", transport_name: str) -> None:
+    def __init__(self, owner: TransportLayer, transport_name: str) -> None:
         self.owner = owner
         self.name = transport_name
         self.transport: asyncio.DatagramTransport | None = None
@@ -54,7 +54,7 @@ class _Udp(asyncio.DatagramProtocol):
 
 
 class _Stream(asyncio.Protocol):
-    def __init__(self, owner: "TransportLayer", transport_name: str) -> None:
+    def __init__(self, owner: TransportLayer, transport_name: str) -> None:
         self.owner = owner
         self.name = transport_name
         self.framer = StreamFramer()
@@ -92,8 +92,13 @@ class _Stream(asyncio.Protocol):
             if self.transport is None or self.transport.is_closing():
                 break
         if error is not None:
-            log.info("closing %s connection from %s:%s: unframeable stream (%s)",
-                     self.name, self.peer[0], self.peer[1], error.reason)
+            log.info(
+                "closing %s connection from %s:%s: unframeable stream (%s)",
+                self.name,
+                self.peer[0],
+                self.peer[1],
+                error.reason,
+            )
             self.owner.counters["framing_errors"] += 1
             self.close()
 
@@ -130,20 +135,18 @@ class TransportLayer:
 
     # -- listening -------------------------------------------------------------
     async def listen_udp(self, host: str, port: int) -> Listener:
-        transport, proto = await self._loop.create_datagram_endpoint(
-            lambda: _Udp(self, "UDP"), local_addr=(host, port))
+        transport, proto = await self._loop.create_datagram_endpoint(lambda: _Udp(self, "UDP"), local_addr=(host, port))
         self._udp = proto
         sock = transport.get_extra_info("sockname")
         listener = Listener("UDP", sock[0], sock[1])
         self.listeners.append(listener)
         return listener
 
-    async def listen_stream(self, host: str, port: int,
-                            ssl_context: ssl.SSLContext | None = None) -> Listener:
+    async def listen_stream(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> Listener:
         name = "TLS" if ssl_context else "TCP"
         server = await self._loop.create_server(
-            lambda: _Stream(self, name), host, port, ssl=ssl_context,
-            reuse_address=True, backlog=512)
+            lambda: _Stream(self, name), host, port, ssl=ssl_context, reuse_address=True, backlog=512
+        )
         self._servers.append(server)
         sock = server.sockets[0].getsockname()
         listener = Listener(name, sock[0], sock[1])
