@@ -482,6 +482,10 @@ class TransactionLayer:
         txn = self._client.get(key) if type(key) is ClientKey else self._server.get(key)
         return txn.state if txn is not None else None
 
+    def unanswered(self) -> int:
+        """Server transactions still waiting for the TU's final answer (Trying / Proceeding)."""
+        return sum(1 for txn in self._server.values() if txn.state is TRYING or txn.state is PROCEEDING)
+
     def server_request(self, key):
         """The (Via-updated) request of a live server transaction, or None."""
         txn = self._server.get(key)
