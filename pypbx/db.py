@@ -349,6 +349,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (route, position)
     );
     """,
+    # 10: a TLS trunk may opt out of certificate verification (pypbx.trunks, sip.server.TlsPeer)
+    """
+    ALTER TABLE trunks ADD COLUMN tls_verify INTEGER NOT NULL DEFAULT 1;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
