@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Union
+from enum import StrEnum
+from typing import Any, Generic, Self, TypeVar, overload
 from urllib.parse import unquote
 
 __all__ = [
@@ -79,14 +79,18 @@ class FramingError(SipParseError):
 
     def __init__(self, reason: str, status: int = 400):
         super().__init__(reason, status, drop=True)
-        self.messages: list = []  # frames completed before the error (StreamFramer.feed)
+        self.messages: list[bytes | Keepalive] = []  # frames completed before the error (StreamFramer.feed)
 
 
 # ---------------------------------------------------------------------------
 # methods
 
 
-class Method(str, Enum):
+class Method(StrEnum):
+    """The methods this stack knows (RFC 3261 and extensions). A StrEnum: a member is the
+    method's wire token, so ``request.method == Method.INVITE`` works on the plain ``str``
+    a parsed request carries (which may be an extension method not listed here: 501)."""
+
     INVITE = "INVITE"
     ACK = "ACK"
     BYE = "BYE"
@@ -102,11 +106,8 @@ class Method(str, Enum):
     MESSAGE = "MESSAGE"
     PUBLISH = "PUBLISH"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-KNOWN_METHODS = frozenset(m.value for m in Method)
+KNOWN_METHODS: frozenset[str] = frozenset(m.value for m in Method)
 
 # ---------------------------------------------------------------------------
 # character classes (RFC 3261 §25.1)
@@ -129,7 +130,7 @@ def _unescape(s: str) -> str:
     return unquote(s, errors="surrogateescape")
 
 
-def _escape(s: str, safe: frozenset) -> str:
+def _escape(s: str, safe: frozenset[str]) -> str:
     for ch in s:
         if ch not in safe:
             break
@@ -138,7 +139,7 @@ def _escape(s: str, safe: frozenset) -> str:
     out = []
     for b in s.encode("utf-8", "surrogateescape"):
         c = chr(b)
-        out.append(c if c in safe else "%%%02X" % b)
+        out.append(c if c in safe else f"%{b:02X}")
     return "".join(out)
 
 
@@ -154,19 +155,26 @@ def _is_token(s: str) -> bool:
     return r
 
 
-class cached_property:  # noqa: N801 - lock-free functools.cached_property equivalent
+_T = TypeVar("_T")
+
+
+class cached_property(Generic[_T]):  # noqa: N801 - lock-free functools.cached_property equivalent
     """Non-data descriptor caching in the instance __dict__ (works on frozen, slot-less
     dataclasses because it bypasses __setattr__)."""
 
-    def __init__(self, func):
+    def __init__(self, func: Callable[[Any], _T]) -> None:
         self.func = func
         self.name = func.__name__
         self.__doc__ = func.__doc__
 
-    def __set_name__(self, owner, name):
+    def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
-    def __get__(self, obj, owner=None):
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> cached_property[_T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> _T: ...
+    def __get__(self, obj: object | None, owner: type | None = None) -> _T | cached_property[_T]:
         if obj is None:
             return self
         val = self.func(obj)
@@ -199,7 +207,7 @@ class URI:
     opaque: str | None = None  # scheme-specific part of an absoluteURI we do not interpret
     raw: str = field(default="", compare=False, repr=False)
 
-    def param(self, name: str, default=None):
+    def param(self, name: str, default: str | None = None) -> str | None:
         """Value of a URI parameter (None for a flag parameter or when absent; see has_param)."""
         name = name.lower()
         for k, v in self.params:
@@ -211,7 +219,7 @@ class URI:
         name = name.lower()
         return any(k == name for k, _ in self.params)
 
-    def with_params(self, **kv) -> URI:
+    def with_params(self, **kv: object) -> URI:
         return dataclasses.replace(self, params=_set_params(self.params, kv))
 
     def without_params(self, *names: str) -> URI:
@@ -268,6 +276,8 @@ class URI:
 
 
 _URI_CACHE: dict[str, URI] = {}
+#: Parameters of a URI, name-addr or Via: (lower-case name, value or None for a flag).
+Params = tuple[tuple[str, str | None], ...]
 
 
 def _parse_uri(text: str) -> URI:
@@ -296,9 +306,19 @@ def _parse_uri(text: str) -> URI:
 _obj_new = object.__new__
 
 
-def _mk_uri(scheme, user, password, host, port, params, headers, opaque, raw):
+def _mk_uri(
+    scheme: str,
+    user: str | None,
+    password: str | None,
+    host: str,
+    port: int | None,
+    params: Params,
+    headers: tuple[tuple[str, str], ...],
+    opaque: str | None,
+    raw: str,
+) -> URI:
     # fast constructor: frozen dataclass __init__ costs ~1 µs per object
-    o = _obj_new(URI)
+    o: URI = _obj_new(URI)
     d = o.__dict__
     d["scheme"] = scheme
     d["user"] = user
@@ -312,9 +332,9 @@ def _mk_uri(scheme, user, password, host, port, params, headers, opaque, raw):
     return o
 
 
-def _parse_uri_params(ps: str) -> tuple:
+def _parse_uri_params(ps: str) -> Params:
     # uri-parameters = *( ";" uri-parameter ); names case-insensitive -> lowercased
-    out = []
+    out: list[tuple[str, str | None]] = []
     for p in ps.split(";"):
         name, eq, value = p.partition("=")
         if not name:
@@ -343,7 +363,7 @@ def _parse_sip_uri(scheme: str, rest: str, text: str) -> URI:
             raise SipParseError("Bad Request - malformed port in URI")
         portnum = int(port)
     params = _parse_uri_params(ps[1:]) if ps else ()
-    headers: tuple = ()
+    headers: tuple[tuple[str, str], ...] = ()
     if hs is not None:
         hl = []
         for h in hs.split("&"):
@@ -355,14 +375,11 @@ def _parse_sip_uri(scheme: str, rest: str, text: str) -> URI:
     return _mk_uri(scheme, user, password, host, portnum, params, headers, None, text)
 
 
-def _set_params(params: tuple, kv: dict) -> tuple:
+def _set_params(params: Params, kv: dict[str, object]) -> Params:
     out = list(params)
-    for k, v in kv.items():
+    for k, value in kv.items():
         k = k.lower()  # names with '-' : with_params(**{"reg-id": "1"})
-        if v is not None and v is not True:
-            v = str(v)
-        elif v is True:
-            v = None
+        v = None if value is None or value is True else str(value)
         for i, (pk, _) in enumerate(out):
             if pk == k:
                 out[i] = (k, v)
@@ -413,7 +430,7 @@ def _split_top(value: str, sep: str) -> list[str]:
 _GEN_PARAM_RE = re.compile(r'[ \t]*([^;=\s"]+)[ \t]*(?:=[ \t]*("(?:[^"\\]|\\.)*"|[^;"\s]+)[ \t]*)?(;|\Z)', re.S)
 
 
-def _parse_header_params(s: str, what: str) -> tuple:
+def _parse_header_params(s: str, what: str) -> Params:
     """generic-param list after the first ';'
     (RFC 3261 §25.1: generic-param = token [ EQUAL gen-value ]; gen-value = token / host /
     quoted-string).  Names lowercased; quoted values kept with their quotes."""
@@ -465,11 +482,11 @@ def _quote(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _params_str(params: tuple) -> str:
+def _params_str(params: Params) -> str:
     return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params)
 
 
-def _get_param(params: tuple, name: str):
+def _get_param(params: Params, name: str) -> str | None:
     name = name.lower()
     for k, v in params:
         if k == name:
@@ -505,7 +522,7 @@ class NameAddr:
     def tag(self) -> str | None:
         return _get_param(self.params, "tag")
 
-    def with_params(self, **kv) -> NameAddr:
+    def with_params(self, **kv: object) -> NameAddr:
         return dataclasses.replace(self, params=_set_params(self.params, kv))
 
     def with_tag(self, tag: str) -> NameAddr:
@@ -580,12 +597,12 @@ class NameAddr:
             if "?" in ut or "," in ut:
                 raise SipParseError("Bad Request - URI with ? or , must be enclosed in <>")
             uri = URI.parse(ut)
-        params: tuple = ()
+        params: Params = ()
         if rest:
             if rest[0] != ";":
                 raise SipParseError("Bad Request - garbage after address")
             params = _parse_header_params(rest[1:], "address")
-        o = _obj_new(NameAddr)
+        o: NameAddr = _obj_new(NameAddr)
         d = o.__dict__
         d["display"] = display
         d["uri"] = uri
@@ -638,16 +655,13 @@ class Via:
     def sent_by(self) -> str:
         return self.host if self.port is None else f"{self.host}:{self.port}"
 
-    def with_params(self, **kv) -> Via:
+    def with_params(self, **kv: object) -> Via:
         """Copy with params set; rport=True or rport='' gives a flag-less 'rport'."""
         kv = {k: (None if (k == "rport" and v == "") else v) for k, v in kv.items()}
         out = list(self.params)
-        for k, v in kv.items():
+        for k, value in kv.items():
             k = k.lower()
-            if v is True:
-                v = None
-            elif v is not None:
-                v = str(v)
+            v = None if value is None or value is True else str(value)
             for i, (pk, _) in enumerate(out):
                 if pk == k:
                     out[i] = (k, v)
@@ -843,10 +857,10 @@ class Headers:
             items = tuple((_CANONICAL.get(n.lower(), n), v) for n, v in items)
         else:
             items = tuple(items)
-        self._items = items
-        self._index = None
+        self._items: tuple[tuple[str, str], ...] = items
+        self._index: dict[str, list[str]] | None = None
 
-    def _idx(self) -> dict:
+    def _idx(self) -> dict[str, list[str]]:
         idx = self._index
         if idx is None:
             idx = {}
@@ -887,7 +901,7 @@ class Headers:
             return []
         if key not in _LIST_HEADERS:
             return list(lst)
-        out = []
+        out: list[str] = []
         for v in lst:
             if "," in v:
                 out.extend(x.strip(" \t") for x in _split_top(v, ",") if x.strip(" \t"))
@@ -904,13 +918,13 @@ class Headers:
     def items(self) -> list[tuple[str, str]]:
         return list(self._items)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         if isinstance(other, Headers):
             return self._items == other._items
         return NotImplemented
@@ -1097,8 +1111,8 @@ class _MessageMixin:
         out.append("\r\n")
         return "".join(out).encode("utf-8", "surrogateescape") + body
 
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
+    def replace(self, **changes: Any) -> Self:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]  # the subclasses are dataclasses
 
 
 @dataclass(frozen=True, eq=True)
@@ -1131,7 +1145,7 @@ class Response(_MessageMixin):
         return self.to_bytes().decode("utf-8", "replace")
 
 
-Message = Union[Request, Response]
+Message = Request | Response
 
 
 # ---------------------------------------------------------------------------
@@ -1168,7 +1182,7 @@ def _lenient_via(text: str) -> Via | None:
         v = Via.parse(head)
     except SipParseError:
         return None
-    params = []
+    params: list[tuple[str, str | None]] = []
     for p in ps.split(";"):
         try:
             params.extend(_parse_header_params(p, "Via"))
@@ -1183,7 +1197,7 @@ def is_keepalive(data: bytes) -> bool:
     return not data.strip(b"\r\n\x00")
 
 
-_NAME_CACHE: dict[str, str] = {}  # raw header name (before ':') -> canonical name
+_NAME_CACHE: dict[str, tuple[str, str]] = {}  # raw header name (before ':') -> canonical name
 
 
 # the lookbehind makes a match start only at the beginning of an LWS run (linear time;
@@ -1191,7 +1205,7 @@ _NAME_CACHE: dict[str, str] = {}  # raw header name (before ':') -> canonical na
 _FOLD_RE = re.compile(r"(?<![ \t])[ \t]*\r?\n[ \t]+")
 
 
-def _split_headers(text: str):
+def _split_headers(text: str) -> tuple[str, list[tuple[str, str]], dict[str, list[str]], str | None]:
     """Split the header section text into start line, (canonical name, value) pairs and
     an index {lower-case canonical name: [values]}.
 
@@ -1205,7 +1219,7 @@ def _split_headers(text: str):
         lines = re.split(r"\r?\n", text)
     items: list[tuple[str, str]] = []
     index: dict[str, list[str]] = {}
-    err = None
+    err: str | None = None
     names = _NAME_CACHE
     for i in range(1, len(lines)):
         name, colon, value = lines[i].partition(":")
@@ -1248,7 +1262,7 @@ def parse_message(data: bytes) -> Message:
         raise SipParseError("empty message", 400, drop=True)
     idx = data.find(b"\r\n\r\n")
     if idx >= 0 and data.find(b"\n\n", 0, idx) < 0 and data.find(b"\n\r\n", 0, idx) < 0:
-        m = _FakeMatch(idx, idx + 4)
+        m: _FakeMatch | re.Match[bytes] | None = _FakeMatch(idx, idx + 4)
     else:
         m = _HDR_END_RE.search(data)
     if m is None:
@@ -1260,7 +1274,7 @@ def parse_message(data: bytes) -> Message:
         head, rest = data[: m.start()], data[m.end() :]
     text = head.decode("utf-8", "surrogateescape")
     start, hlist, index, herr = _split_headers(text)
-    headers = _obj_new(Headers)
+    headers: Headers = _obj_new(Headers)
     headers._items = tuple(hlist)
     headers._index = index
     if start[:4].upper() == "SIP/":
@@ -1268,9 +1282,9 @@ def parse_message(data: bytes) -> Message:
     return _parse_request(start, headers, herr, rest)
 
 
-def _frame_body(headers, rest: bytes, partial_factory):
+def _frame_body(headers: Headers, rest: bytes, partial_factory: Callable[[], Request | None]) -> bytes:
     """Datagram body framing (RFC 3261 §18.3 / §20.14)."""
-    cls = headers._index.get("content-length")
+    cls = headers._idx().get("content-length")
     if not cls:
         return rest  # datagram without Content-Length: body is the rest (§18.3)
     if len(set(cls)) > 1:
@@ -1284,7 +1298,7 @@ def _frame_body(headers, rest: bytes, partial_factory):
     return rest[:n] if n != len(rest) else rest
 
 
-def _parse_response(start, headers, herr, rest) -> Response:
+def _parse_response(start: str, headers: Headers, herr: str | None, rest: bytes) -> Response:
     m = _STATUS_RE.match(start)
     if m is None:
         raise SipParseError("malformed status line", 400, drop=True)
@@ -1317,7 +1331,7 @@ def _parse_response(start, headers, herr, rest) -> Response:
 _BAD_URI = URI("", None, None, "", None, (), (), None, "")
 
 
-def _parse_request(start, headers, herr, rest) -> Request:
+def _parse_request(start: str, headers: Headers, herr: str | None, rest: bytes) -> Request:
     parts = start.split()
     # Request-Line = Method SP Request-URI SP SIP-Version CRLF (§7.1); extra SP tolerated
     if len(parts) < 2 or not _is_token(parts[0]):
@@ -1327,7 +1341,7 @@ def _parse_request(start, headers, herr, rest) -> Request:
     if vm is None:
         raise SipParseError("not a SIP message", 400, drop=True)
 
-    def partial(uri=_BAD_URI):
+    def partial(uri: URI = _BAD_URI) -> Request:
         return Request(method, uri, headers, b"", "SIP/2.0")
 
     if parts[-1].upper() != "SIP/2.0":
@@ -1363,7 +1377,7 @@ def _parse_request(start, headers, herr, rest) -> Request:
             # best effort so the 400 can be routed (partial.top_via works; §18.2.2)
             req.__dict__["vias"] = lenient
         raise SipParseError(e.reason, 400, drop=drop, partial=req) from None
-    for name, attr in (
+    for _name, attr in (
         ("From", "from_"),
         ("To", "to"),
         ("Call-ID", "call_id"),
@@ -1509,7 +1523,7 @@ def make_response(
 # application-level request checks (RFC 3261 §8.2)
 
 _DEFAULT_SCHEMES = ("sip", "sips", "tel")
-_SDP_METHODS = frozenset(("INVITE", "UPDATE", "PRACK", "ACK"))
+_SDP_METHODS = frozenset((Method.INVITE, Method.UPDATE, Method.PRACK, Method.ACK))
 _DEFAULT_BODY_TYPES = ("application/sdp", "multipart/mixed", "multipart/alternative")
 
 
@@ -1568,18 +1582,18 @@ def validate_request(
             req.contacts  # noqa: B018
         except SipParseError as e:
             return (400, e.reason)
-    if method == "REGISTER":
+    if method == Method.REGISTER:
         if not uri.is_sip:
             return (400, "Bad Request - Request-URI must be a SIP URI")
         if not req.to.uri.is_sip:
             return (400, "Bad Request - address-of-record must be a SIP URI")
-    if method not in ("ACK", "CANCEL") and unsupported_extensions(req, supported):
+    if method not in (Method.ACK, Method.CANCEL) and unsupported_extensions(req, supported):
         return (420, "Bad Extension")
     if req.body and method in _SDP_METHODS:
         ct = req.content_type
         if ct is None or ct not in {t.lower() for t in body_types}:
             return (415, "Unsupported Media Type")
-    if method == "INVITE":
+    if method == Method.INVITE:
         accept = req.headers.get_all("Accept")
         if accept:
             types = {a.split(";", 1)[0].strip(" \t").lower() for a in accept}
@@ -1619,11 +1633,11 @@ class StreamFramer:
     def buffered(self) -> int:
         return len(self._buf)
 
-    def feed(self, data: bytes) -> list:
+    def feed(self, data: bytes) -> list[bytes | Keepalive]:
         """Add bytes; return the complete messages / Keepalive() markers now available.
         On FramingError, messages framed before the error in this call are attached to
         the exception as ``e.messages`` (process them, then close the connection)."""
-        out: list = []
+        out: list[bytes | Keepalive] = []
         try:
             self._feed(data, out)
         except FramingError as e:
@@ -1631,7 +1645,7 @@ class StreamFramer:
             raise
         return out
 
-    def _feed(self, data: bytes, out: list) -> None:
+    def _feed(self, data: bytes, out: list[bytes | Keepalive]) -> None:
         if self._broken:
             raise FramingError("stream already broken")
         buf = self._buf
@@ -1653,7 +1667,7 @@ class StreamFramer:
                     continue
                 c = buf[0]
                 if c == 13 or c == 10:
-                    if buf in (b"\r", b"\r\n", b"\r\n\r"):
+                    if buf == b"\r" or buf == b"\r\n" or buf == b"\r\n\r":
                         break  # could still become a CRLFCRLF ping
                     if buf.startswith(b"\r\n"):
                         del buf[:2]

@@ -114,6 +114,7 @@ from sip.location import LocationService, contact_key
 from sip.message import (
     URI,
     Headers,
+    Method,
     NameAddr,
     Request,
     Response,
@@ -142,7 +143,7 @@ __all__ = [
 
 BRANCH_PREFIX = "z9hG4bKpx"
 #: Methods that create a dialog and therefore get a Record-Route.
-DIALOG_CREATING = frozenset(("INVITE", "SUBSCRIBE", "REFER", "NOTIFY"))
+DIALOG_CREATING = frozenset((Method.INVITE, Method.SUBSCRIBE, Method.REFER, Method.NOTIFY))
 _FLOWS_MAX = 50_000
 #: Dialog bookkeeping: forget a dialog this long after a BYE that got no 2xx (Timer F),
 #: after this long without any traffic, and never keep more than this many.
@@ -612,7 +613,7 @@ class Proxy:
         for uri, dest in decision.targets:
             self.remember_flow(uri, dest)
             actions.append(self._add_branch(ctx, req.replace(uri=URI.parse(uri)), dest, record_route=True))
-        if method == "INVITE":
+        if method == Method.INVITE:
             timeout = decision.ring_timeout if decision.ring_timeout is not None else self.ring_timeout
             if timeout:
                 ctx.ring_deadline = now + timeout
@@ -666,7 +667,7 @@ class Proxy:
             dest = self._next_hop(req)
         except SipParseError:
             return [self._respond(key, req, 400, "Bad Request - bad Route")]
-        if req.method in DIALOG_CREATING or req.method == "UPDATE":
+        if req.method in DIALOG_CREATING or req.method == Method.UPDATE:
             self._remember_contacts(req, source)  # target refresh
         ctx = _Context(key, req, source)
         self._contexts[key] = ctx
@@ -678,12 +679,12 @@ class Proxy:
             side = d.side(req.from_.tag)
             if side is not None:
                 side.cseq = max(side.cseq, req.cseq[0])
-                if req.method in ("INVITE", "UPDATE"):
+                if req.method in (Method.INVITE, Method.UPDATE):
                     target = _first_contact(req)
                     if target is not None:
                         side.target = target
                         side.addr = source
-            if req.method == "BYE" and d.bye_deadline is None:
+            if req.method == Method.BYE and d.bye_deadline is None:
                 d.bye_deadline = now + BYE_LINGER
                 self._closing[d.key] = d.bye_deadline
         return [self._add_branch(ctx, req, dest, record_route=False)]
@@ -745,7 +746,7 @@ class Proxy:
         return actions
 
     def _cancel_branch(self, b: _Branch) -> list:
-        if b.ctx.method != "INVITE" or b.cancel_sent or b.done:
+        if b.ctx.method != Method.INVITE or b.cancel_sent or b.done:
             return []
         b.cancel_wanted = True
         if not b.provisional:
@@ -766,7 +767,7 @@ class Proxy:
             lines.append(("User-Agent", self.user_agent))
         from sip.message import Headers
 
-        return [SendRequest(Request("CANCEL", r.uri, Headers(lines)), b.dest)]
+        return [SendRequest(Request(Method.CANCEL, r.uri, Headers(lines)), b.dest)]
 
     # ------------------------------------------------------------------ responses
     def on_response(self, key, resp: Response, now: float) -> list:
@@ -778,7 +779,7 @@ class Proxy:
         ctx = b.ctx
         status = resp.status
         actions: list = []
-        if status >= 200 and (ctx.dialog is not None or (status < 300 and ctx.method == "INVITE")):
+        if status >= 200 and (ctx.dialog is not None or (status < 300 and ctx.method == Method.INVITE)):
             self._dialog_response(ctx, b, resp, now)
         if status < 200:
             first = not b.provisional
@@ -795,7 +796,7 @@ class Proxy:
         if status < 300:
             if ctx.method in DIALOG_CREATING:
                 self._remember_contacts(resp, b.dest)
-            if ctx.method == "INVITE" and ctx.final_status >= 300:
+            if ctx.method == Method.INVITE and ctx.final_status >= 300:
                 # a late 2xx: upstream already has its final answer; hang this leg up
                 if b.done:
                     return []
@@ -803,7 +804,7 @@ class Proxy:
                 return self._kill_late_2xx(b, resp)
             b.final = b.done = True
             b.status = status
-            if ctx.method != "INVITE" and ctx.final_status:
+            if ctx.method != Method.INVITE and ctx.final_status:
                 return []
             if ctx.final_status == 0:
                 ctx.final_status = status
@@ -824,7 +825,7 @@ class Proxy:
         ctx.responses.append((status, resp))
         if ctx.final_status:
             return actions
-        if status >= 600 and ctx.method == "INVITE":
+        if status >= 600 and ctx.method == Method.INVITE:
             for other in ctx.branches:
                 actions += self._cancel_branch(other)
                 other.final = True
@@ -860,7 +861,7 @@ class Proxy:
         dest = b.dest
         rh = resp.headers
         out = []
-        for method, cseq in (("ACK", b.request.cseq[0]), ("BYE", b.request.cseq[0] + 1)):
+        for method, cseq in ((Method.ACK, b.request.cseq[0]), (Method.BYE, b.request.cseq[0] + 1)):
             via, _ = self._via(dest)
             h = Headers(
                 [
@@ -873,7 +874,7 @@ class Proxy:
                 ]
             )
             req = Request(method, target, h)
-            out.append(SendStateless(req, dest) if method == "ACK" else SendRequest(req, dest))
+            out.append(SendStateless(req, dest) if method == Method.ACK else SendRequest(req, dest))
         return out
 
     def on_timeout(self, key, now: float, transport_error: bool = False) -> list:
@@ -881,7 +882,7 @@ class Proxy:
         b = self._branches.get(key)
         if b is None or b.done:
             return []
-        if b.ctx.dialog is not None and b.ctx.method == "BYE":
+        if b.ctx.dialog is not None and b.ctx.method == Method.BYE:
             self._forget_dialog(b.ctx.dialog)
         b.done = True
         if b.final:
@@ -903,7 +904,7 @@ class Proxy:
             return []
         if len(vias) < 2 or not (vias[0].branch or "").startswith(BRANCH_PREFIX):
             return []
-        if not 200 <= resp.status < 300 or resp.cseq[1] != "INVITE":
+        if not 200 <= resp.status < 300 or resp.cseq[1] != Method.INVITE:
             return []
         nxt = vias[1]
         port = nxt.port or 5060
@@ -992,11 +993,11 @@ class Proxy:
         d = self.dialogs.get(ctx.dialog)
         if d is None:
             return
-        if status == 481 or (ctx.method == "BYE" and status < 300):
+        if status == 481 or (ctx.method == Method.BYE and status < 300):
             self._forget_dialog(ctx.dialog)
             return
         self._touch(d, now)
-        if status < 300 and ctx.method in ("INVITE", "UPDATE"):
+        if status < 300 and ctx.method in (Method.INVITE, Method.UPDATE):
             side = d.side(ctx.request.to.tag)  # the answerer of a target refresh
             target = _first_contact(resp)
             if side is not None and target is not None:
@@ -1117,12 +1118,12 @@ class Proxy:
         ]
         if self.user_agent:
             lines.append(("User-Agent", self.user_agent))
-        return SendRequest(Request("BYE", target, Headers(lines)), dest)
+        return SendRequest(Request(Method.BYE, target, Headers(lines)), dest)
 
     def _end_pending_invites(self, pred: Callable[[Addr], bool]) -> list:
         actions: list = []
         for ctx in list(self._contexts.values()):
-            if ctx.method != "INVITE" or ctx.final_status or ctx.request.to.tag is not None:
+            if ctx.method != Method.INVITE or ctx.final_status or ctx.request.to.tag is not None:
                 continue
             if pred(ctx.source):
                 # its caller is gone: stop the phones ringing; the answer goes nowhere

@@ -57,7 +57,7 @@ from email.utils import formatdate
 
 from sip import digest
 from sip.location import Binding, Changes, LocationService, contact_key
-from sip.message import Request, Response, SipParseError, make_response
+from sip.message import Method, Request, Response, SipParseError, make_response
 
 __all__ = ["AuthOutcome", "RegisterResult", "Registrar"]
 
@@ -179,7 +179,7 @@ class Registrar:
             contacts = req.contacts
         except SipParseError as e:
             return self._bad(req, e.reason, e.status)
-        if cseq_method != "REGISTER":
+        if cseq_method != Method.REGISTER:
             return self._bad(req, "Bad Request - CSeq method does not match")
         aor = to.uri.user
         if not aor or not to.uri.is_sip:
@@ -304,7 +304,7 @@ class Registrar:
             return RegisterResult(self._reply(req, 403, "Forbidden - too many contacts"), Changes(), OK, user, aor)
         # §10.3 step 7: check every Contact against the bindings before changing anything
         keys = []
-        for raw, exp, qf, inst, reg_id in plan:
+        for raw, _exp, _qf, inst, reg_id in plan:
             key = contact_key(raw)
             keys.append(key)
             for b in loc.find(aor, raw, inst, reg_id, key):
@@ -315,7 +315,7 @@ class Registrar:
         ua = req.headers.get("User-Agent")
         ch = Changes()
         touched = []
-        for (raw, exp, qf, inst, reg_id), key in zip(plan, keys):
+        for (raw, exp, qf, inst, reg_id), key in zip(plan, keys, strict=True):
             old = loc.find(aor, raw, inst, reg_id, key)
             if exp == 0:
                 if old:

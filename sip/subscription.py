@@ -64,7 +64,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sip.message import URI, Headers, NameAddr, Request, Response, SipParseError, make_response
+from sip.message import URI, Headers, Method, NameAddr, Request, Response, SipParseError, make_response
 from sip.transaction import Addr, new_branch
 
 __all__ = [
@@ -88,7 +88,7 @@ CONTENT_TYPE = "application/simple-message-summary"
 DIALOG_DESTROYING = frozenset((404, 408, 410, 416, 480, 481, 482, 483, 484, 485, 489, 501, 604))
 
 
-class SubState(str, enum.Enum):
+class SubState(enum.StrEnum):
     """RFC 6665 §4.1.3 / §8.2.3 Subscription-State values we send."""
 
     ACTIVE = "active"
@@ -502,7 +502,7 @@ class Notifier:
         if self.user_agent:
             hdrs.append(("User-Agent", self.user_agent))
         hdrs.append(("Content-Type", CONTENT_TYPE))
-        req = Request("NOTIFY", uri, Headers(hdrs), sub.summary.body())
+        req = Request(Method.NOTIFY, uri, Headers(hdrs), sub.summary.body())
         sub.sent = sub.summary
         self._pending[branch] = sub.id
         self.counters["notifies"] += 1

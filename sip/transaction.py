@@ -103,11 +103,11 @@ from __future__ import annotations
 import heapq
 import os
 from dataclasses import dataclass
-from enum import Enum
-from typing import NamedTuple, Union
+from enum import StrEnum
+from typing import NamedTuple
 
+from sip.message import Method, make_response
 from sip.message import Request as _Request
-from sip.message import make_response
 
 __all__ = [
     "Addr",
@@ -187,7 +187,7 @@ class LegacyServerKey(NamedTuple):
     method: str
 
 
-Key = Union[ClientKey, ServerKey, LegacyServerKey]
+Key = ClientKey | ServerKey | LegacyServerKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,21 +255,21 @@ class StrayResponse:
     response: object
 
 
-Event = Union[
-    Transmit,
-    RequestReceived,
-    ResponseReceived,
-    AckReceived,
-    CancelReceived,
-    Timeout,
-    TransportError,
-    TransactionTerminated,
-    StrayResponse,
-]
+Event = (
+    Transmit
+    | RequestReceived
+    | ResponseReceived
+    | AckReceived
+    | CancelReceived
+    | Timeout
+    | TransportError
+    | TransactionTerminated
+    | StrayResponse
+)
 
 
-class State(str, Enum):
-    """Transaction states (str enum: compares equal to the RFC state names)."""
+class State(StrEnum):
+    """Transaction states (a StrEnum: compares equal to the RFC state names)."""
 
     CALLING = "Calling"
     TRYING = "Trying"
@@ -613,7 +613,7 @@ class TransactionLayer:
         a transaction: use ``send_stateless``.
         """
         method = request.method
-        if method == "ACK":
+        if method == Method.ACK:
             raise ValueError("ACK is not sent in a client transaction; use send_stateless")
         branch = request.top_via.branch
         if not branch:
@@ -622,7 +622,7 @@ class TransactionLayer:
         if key in self._client:
             raise ValueError(f"client transaction {key} already exists")
         data = request.to_bytes()
-        if method == "INVITE":
+        if method == Method.INVITE:
             txn = _Txn(key, ICT, CALLING, request, dest, reliable)
             if not reliable:
                 txn.interval = self.t1
@@ -719,7 +719,7 @@ class TransactionLayer:
     def _receive_request(self, req, source, reliable, now):
         method = req.method
         try:
-            if method == "ACK":
+            if method == Method.ACK:
                 return self._receive_ack(req, source, now)
             key = self._server_key(req, method)
         except Exception:
@@ -727,11 +727,11 @@ class TransactionLayer:
         txn = self._server.get(key)
         if txn is not None:
             return self._retransmitted_request(txn)
-        if method == "CANCEL":
+        if method == Method.CANCEL:
             return self._receive_cancel(req, key, source, reliable, now)
         req, via = _fix_via(req, source)
         dest = response_destination(via, source, reliable)
-        if method == "INVITE":
+        if method == Method.INVITE:
             txn = _Txn(key, IST, PROCEEDING, req, dest, reliable)
             self._arm(txn, "T100", self.trying_delay, now)
         else:
@@ -757,18 +757,18 @@ class TransactionLayer:
         via = req.top_via
         branch = via.branch
         if branch and branch.startswith(MAGIC_COOKIE):
-            txn = self._server.get(ServerKey(branch, via.host.lower(), via.port, "INVITE"))
+            txn = self._server.get(ServerKey(branch, via.host.lower(), via.port, Method.INVITE))
         else:
             uri = str(req.uri)
             ack_to_tag = req.to.tag
             from_tag = req.from_.tag
             call_id = req.call_id
             cseq = req.cseq[0]
-            txn = self._server.get(LegacyServerKey(uri, None, from_tag, call_id, cseq, via, "INVITE"))
+            txn = self._server.get(LegacyServerKey(uri, None, from_tag, call_id, cseq, via, Method.INVITE))
             if txn is not None and txn.to_tag is not None and ack_to_tag != txn.to_tag:
                 txn = None  # ACK for another UAS's response
             if txn is None and ack_to_tag is not None:
-                txn = self._server.get(LegacyServerKey(uri, ack_to_tag, from_tag, call_id, cseq, via, "INVITE"))
+                txn = self._server.get(LegacyServerKey(uri, ack_to_tag, from_tag, call_id, cseq, via, Method.INVITE))
         if txn is None or txn.kind is not IST:
             return [AckReceived(req, source)]
         state = txn.state
@@ -786,7 +786,7 @@ class TransactionLayer:
         return []  # Confirmed: absorb; Proceeding: stray ACK, drop
 
     def _receive_cancel(self, req, key, source, reliable, now):
-        invite = self._server.get(key._replace(method="INVITE"))
+        invite = self._server.get(key._replace(method=Method.INVITE))
         req, via = _fix_via(req, source)
         dest = response_destination(via, source, reliable)
         events: list = []

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sip.digest import build_authorization, parse_challenge
-from sip.message import URI, Headers, Request, Response, SipParseError
+from sip.message import URI, Headers, Method, Request, Response, SipParseError
 from sip.transaction import Addr
 
 __all__ = ["RegState", "SendRegister", "TrunkRegistration", "BRANCH_PREFIX"]
@@ -39,7 +39,7 @@ __all__ = ["RegState", "SendRegister", "TrunkRegistration", "BRANCH_PREFIX"]
 BRANCH_PREFIX = "z9hG4bKtr"
 
 
-class RegState(str, enum.Enum):
+class RegState(enum.StrEnum):
     UNREGISTERED = "unregistered"
     REGISTERING = "registering"
     REGISTERED = "registered"
@@ -300,7 +300,7 @@ class TrunkRegistration:
             value = build_authorization(
                 self.auth_username,
                 ch.get("realm", ""),
-                "REGISTER",
+                Method.REGISTER,
                 ruri,
                 ch.get("nonce", ""),
                 password=self.password,
@@ -312,6 +312,6 @@ class TrunkRegistration:
             lines.append((self._challenge_hdr, value))
             self._answered_nonce = ch.get("nonce")
         lines.append(("Content-Length", "0"))
-        req = Request("REGISTER", URI.parse(ruri), Headers(lines))
+        req = Request(Method.REGISTER, URI.parse(ruri), Headers(lines))
         self.pending = branch
         return SendRegister(req, self.registrar)
