@@ -104,10 +104,9 @@ import heapq
 import os
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
-from sip.message import Method, make_response
-from sip.message import Request as _Request
+from sip.message import Method, Request, Response, Via, make_response
 
 __all__ = [
     "Addr",
@@ -199,21 +198,21 @@ class Transmit:
 @dataclass(frozen=True, slots=True)
 class RequestReceived:
     key: Key
-    request: object
+    request: Request
     source: Addr
 
 
 @dataclass(frozen=True, slots=True)
 class ResponseReceived:
     key: ClientKey
-    response: object
+    response: Response
 
 
 @dataclass(frozen=True, slots=True)
 class AckReceived:
     """An ACK that belongs to no transaction (ACK for a 2xx), for the TU."""
 
-    request: object
+    request: Request
     source: Addr
 
 
@@ -227,7 +226,7 @@ class CancelReceived:
     """
 
     invite_key: Key
-    cancel_request: object
+    cancel_request: Request
     source: Addr
     to_tag: str | None = None
 
@@ -252,7 +251,7 @@ Terminated = TransactionTerminated  # name used in sip/CONTRACT.md
 
 @dataclass(frozen=True, slots=True)
 class StrayResponse:
-    response: object
+    response: Response
 
 
 Event = (
@@ -315,21 +314,21 @@ def _strip_brackets(host: str) -> str:
 
 # Request.vias is a caching non-data descriptor (instance __dict__ wins): _fix_via
 # primes it on the Via-updated copy so the new top Via is not parsed again.
-_vias_desc = getattr(_Request, "vias", None)
+_vias_desc = getattr(Request, "vias", None)
 _VIAS_CACHED = (
     _vias_desc is not None and not isinstance(_vias_desc, property) and not hasattr(type(_vias_desc), "__set__")
 )
 del _vias_desc
 
 
-def _fix_via(request, source: Addr):
+def _fix_via(request: Request, source: Addr) -> tuple[Request, Via]:
     """RFC 3261 §18.2.1 + RFC 3581 §4: add received / fill rport in the top Via.
 
     Returns ``(request, top_via)``: the (possibly new) request and its top Via.
     """
     via = request.top_via
     rport = via.rport
-    params = {}
+    params: dict[str, str] = {}
     if rport is not None or _strip_brackets(via.host).lower() != source.host.lower():
         params["received"] = source.host
     if rport == "":
@@ -349,14 +348,14 @@ def _fix_via(request, source: Addr):
     return new, new_via
 
 
-def fix_via(request, source: Addr):
+def fix_via(request: Request, source: Addr) -> Request:
     """Public form of the §18.2.1 / RFC 3581 top-Via update (for stateless
     responses built outside a transaction): returns the request with
     ``received``/``rport`` set as a server transaction would set them."""
     return _fix_via(request, source)[0]
 
 
-def response_destination(via, source: Addr, reliable: bool) -> Addr:
+def response_destination(via: Via, source: Addr, reliable: bool) -> Addr:
     """Where responses to a request with top Via ``via`` from ``source`` go.
 
     Reliable transports: back over the connection the request arrived on
@@ -409,27 +408,29 @@ class _Txn:
         "source",
     )
 
-    def __init__(self, key, kind, state, request, dest, reliable):
+    def __init__(self, key: Key, kind: str, state: State, request: Request, dest: Addr, reliable: bool) -> None:
         self.key = key
         self.kind = kind
         self.state = state
-        self.request = request
+        #: None once a non-INVITE server transaction has answered (only bytes are kept)
+        self.request: Request | None = request
         self.dest = dest
         self.reliable = reliable
-        self.last_bytes = None  # server: last response sent; client: request bytes
+        self.last_bytes: bytes | None = None  # server: last response sent; client: request bytes
         self.last_status = 0  # server: status of last response sent
-        self.timers = {}  # timer name -> seq of the live heap entry
+        self.timers: dict[str, int] = {}  # timer name -> seq of the live heap entry
         self.interval = 0.0  # current retransmission interval (A/E/G)
-        self.to_tag = None  # server: To tag of our responses
-        self.ack_bytes = None  # client INVITE: ACK for the non-2xx final
-        self.source = None  # server: where the request came from
+        self.to_tag: str | None = None  # server: To tag of our responses
+        self.ack_bytes: bytes | None = None  # client INVITE: ACK for the non-2xx final
+        self.source: Addr | None = None  # server: where the request came from
 
-    def __repr__(self):  # pragma: no cover - debugging aid
+    def resend(self, data: bytes | None) -> Transmit:
+        """A retransmission of ``data`` (last_bytes / ack_bytes, set in every state that resends)."""
+        assert data is not None
+        return Transmit(data, self.dest)
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"<_Txn {self.kind} {self.state} {self.key}>"
-
-
-def _is_response(msg) -> bool:
-    return getattr(msg, "method", None) is None
 
 
 class TransactionLayer:
@@ -458,9 +459,9 @@ class TransactionLayer:
         # and is dropped after that.  Bounds the life of an INVITE client
         # transaction whose UAS never sends a final response.
         self.timer_c = timer_c
-        self._client: dict = {}
-        self._server: dict = {}
-        self._heap: list = []
+        self._client: dict[Key, _Txn] = {}
+        self._server: dict[Key, _Txn] = {}
+        self._heap: list[tuple[float, int, _Txn, str]] = []
         self._seq = 0
         self._counts = {ICT: 0, NICT: 0, IST: 0, NIST: 0}
 
@@ -469,7 +470,7 @@ class TransactionLayer:
     def __len__(self) -> int:
         return len(self._client) + len(self._server)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, int]:
         d = dict(self._counts)
         d["client"] = len(self._client)
         d["server"] = len(self._server)
@@ -477,7 +478,7 @@ class TransactionLayer:
         d["timers_queued"] = len(self._heap)
         return d
 
-    def state(self, key) -> str | None:
+    def state(self, key: Key) -> State | None:
         """State of the transaction ``key`` (None once it is gone)."""
         txn = self._client.get(key) if type(key) is ClientKey else self._server.get(key)
         return txn.state if txn is not None else None
@@ -486,19 +487,19 @@ class TransactionLayer:
         """Server transactions still waiting for the TU's final answer (Trying / Proceeding)."""
         return sum(1 for txn in self._server.values() if txn.state is TRYING or txn.state is PROCEEDING)
 
-    def server_request(self, key):
+    def server_request(self, key: Key) -> Request | None:
         """The (Via-updated) request of a live server transaction, or None."""
         txn = self._server.get(key)
         return txn.request if txn is not None else None
 
-    def server_to_tag(self, key) -> str | None:
+    def server_to_tag(self, key: Key) -> str | None:
         """The To tag used so far in responses of server transaction ``key``."""
         txn = self._server.get(key)
         return txn.to_tag if txn is not None else None
 
     # -- timers -----------------------------------------------------------
 
-    def _arm(self, txn, name, delay, now):
+    def _arm(self, txn: _Txn, name: str, delay: float, now: float) -> None:
         self._seq = seq = self._seq + 1
         txn.timers[name] = seq
         heapq.heappush(self._heap, (now + delay, seq, txn, name))
@@ -512,8 +513,8 @@ class TransactionLayer:
             heapq.heappop(heap)
         return None
 
-    def tick(self, now: float) -> list:
-        events: list = []
+    def tick(self, now: float) -> list[Event]:
+        events: list[Event] = []
         heap = self._heap
         pop = heapq.heappop
         while heap and heap[0][0] <= now:
@@ -529,7 +530,7 @@ class TransactionLayer:
             heapq.heapify(heap)
         return events
 
-    def _terminate(self, txn, events):
+    def _terminate(self, txn: _Txn, events: list[Event]) -> None:
         txn.state = TERMINATED
         txn.timers.clear()
         if txn.kind is ICT or txn.kind is NICT:
@@ -541,20 +542,20 @@ class TransactionLayer:
         self._counts[txn.kind] -= 1
         events.append(TransactionTerminated(txn.key))
 
-    def _fire(self, txn, name, now, events):
+    def _fire(self, txn: _Txn, name: str, now: float, events: list[Event]) -> None:
         state = txn.state
         if name == "A":  # ICT retransmit (Calling)
             if state is CALLING:
-                events.append(Transmit(txn.last_bytes, txn.dest))
+                events.append(txn.resend(txn.last_bytes))
                 txn.interval *= 2
                 self._arm(txn, "A", txn.interval, now)
         elif name == "E":  # NICT retransmit
             if state is TRYING:
-                events.append(Transmit(txn.last_bytes, txn.dest))
+                events.append(txn.resend(txn.last_bytes))
                 txn.interval = min(txn.interval * 2, self.t2)
                 self._arm(txn, "E", txn.interval, now)
             elif state is PROCEEDING:
-                events.append(Transmit(txn.last_bytes, txn.dest))
+                events.append(txn.resend(txn.last_bytes))
                 txn.interval = self.t2
                 self._arm(txn, "E", self.t2, now)
         elif name == "B" or name == "F" or name == "H":  # transaction timeouts
@@ -562,7 +563,7 @@ class TransactionLayer:
             self._terminate(txn, events)
         elif name == "G":  # IST: retransmit non-2xx final
             if state is COMPLETED:
-                events.append(Transmit(txn.last_bytes, txn.dest))
+                events.append(txn.resend(txn.last_bytes))
                 txn.interval = min(txn.interval * 2, self.t2)
                 self._arm(txn, "G", txn.interval, now)
         elif name == "C":  # ICT: Timer C (proxy / safety net)
@@ -573,7 +574,7 @@ class TransactionLayer:
                 timers.pop("B", None)
                 self._arm(txn, "C2", 64 * self.t1, now)
         elif name == "T100":  # IST: automatic 100 Trying
-            if state is PROCEEDING and txn.last_bytes is None:
+            if state is PROCEEDING and txn.last_bytes is None and txn.request is not None:
                 resp = make_response(txn.request, 100)
                 data = resp.to_bytes()
                 txn.last_bytes = data
@@ -584,29 +585,30 @@ class TransactionLayer:
 
     # -- entry points -----------------------------------------------------
 
-    def receive(self, msg, source: Addr, reliable: bool, now: float) -> list:
+    def receive(self, msg: Request | Response, source: Addr, reliable: bool, now: float) -> list[Event]:
         """Feed one parsed message (Request or Response) from the network."""
-        if _is_response(msg):
-            return self._receive_response(msg, now)
-        return self._receive_request(msg, source, reliable, now)
+        # told apart by shape, not class: the tests feed stand-in messages
+        if getattr(msg, "method", None) is None:
+            return self._receive_response(cast(Response, msg), now)
+        return self._receive_request(cast(Request, msg), source, reliable, now)
 
-    def transport_error(self, key, now: float) -> list:
+    def transport_error(self, key: Key, now: float) -> list[Event]:
         """§17.1.4 / §17.2.4: the transport failed to send for ``key``."""
         txn = self._client.get(key) if type(key) is ClientKey else self._server.get(key)
         if txn is None:
             return []
-        events = [TransportError(key)]
+        events: list[Event] = [TransportError(key)]
         self._terminate(txn, events)
         return events
 
     @staticmethod
-    def send_stateless(msg, dest: Addr) -> list:
+    def send_stateless(msg: Request | Response, dest: Addr) -> list[Event]:
         """Send outside any transaction (ACK for 2xx, 2xx retransmissions)."""
         return [Transmit(msg.to_bytes(), dest)]
 
     # -- client side ------------------------------------------------------
 
-    def send_request(self, request, dest: Addr, reliable: bool, now: float):
+    def send_request(self, request: Request, dest: Addr, reliable: bool, now: float) -> tuple[ClientKey, list[Event]]:
         """Start a client transaction; returns ``(key, events)``.
 
         The top Via branch must already be set (``new_branch()``).  ACK is not
@@ -641,10 +643,10 @@ class TransactionLayer:
         self._counts[txn.kind] += 1
         return key, [Transmit(data, dest)]
 
-    def _receive_response(self, resp, now):
+    def _receive_response(self, resp: Response, now: float) -> list[Event]:
         try:
             via = resp.top_via
-            key = ClientKey(via.branch, resp.cseq[1])
+            key = ClientKey(via.branch or "", resp.cseq[1])
         except Exception:
             return [StrayResponse(resp)]
         txn = self._client.get(key)
@@ -652,7 +654,7 @@ class TransactionLayer:
             return [StrayResponse(resp)]
         status = resp.status
         state = txn.state
-        events: list = []
+        events: list[Event] = []
         timers = txn.timers
         if txn.kind is ICT:
             if state is CALLING or state is PROCEEDING:
@@ -674,6 +676,7 @@ class TransactionLayer:
                         self._terminate(txn, events)
                 else:
                     events.append(ResponseReceived(key, resp))
+                    assert txn.request is not None  # client transactions keep their request
                     txn.ack_bytes = ack = _build_ack(txn.request, resp)
                     events.append(Transmit(ack, txn.dest))
                     txn.state = COMPLETED
@@ -684,7 +687,7 @@ class TransactionLayer:
                         self._arm(txn, "D", self.timer_d, now)
             elif state is COMPLETED:
                 if status >= 300:
-                    events.append(Transmit(txn.ack_bytes, txn.dest))
+                    events.append(txn.resend(txn.ack_bytes))
             elif state is ACCEPTED:
                 if 200 <= status < 300:
                     events.append(ResponseReceived(key, resp))
@@ -705,7 +708,7 @@ class TransactionLayer:
 
     # -- server side ------------------------------------------------------
 
-    def _server_key(self, request, method):
+    def _server_key(self, request: Request, method: str) -> ServerKey | LegacyServerKey:
         """Key of the server transaction ``request`` belongs to, as if its
         method were ``method`` (INVITE for ACK/CANCEL matching)."""
         via = request.top_via
@@ -716,7 +719,7 @@ class TransactionLayer:
             str(request.uri), request.to.tag, request.from_.tag, request.call_id, request.cseq[0], via, method
         )
 
-    def _receive_request(self, req, source, reliable, now):
+    def _receive_request(self, req: Request, source: Addr, reliable: bool, now: float) -> list[Event]:
         method = req.method
         try:
             if method == Method.ACK:
@@ -741,19 +744,19 @@ class TransactionLayer:
         self._counts[txn.kind] += 1
         return [RequestReceived(key, req, source)]
 
-    def _retransmitted_request(self, txn):
+    def _retransmitted_request(self, txn: _Txn) -> list[Event]:
         state = txn.state
         if txn.kind is IST:
             if state is PROCEEDING or state is COMPLETED:
                 if txn.last_bytes is not None:
-                    return [Transmit(txn.last_bytes, txn.dest)]
+                    return [txn.resend(txn.last_bytes)]
             # Accepted / Confirmed: absorb
             return []
         if state is PROCEEDING or state is COMPLETED:
-            return [Transmit(txn.last_bytes, txn.dest)]
+            return [txn.resend(txn.last_bytes)]
         return []  # Trying: discard
 
-    def _receive_ack(self, req, source, now):
+    def _receive_ack(self, req: Request, source: Addr, now: float) -> list[Event]:
         via = req.top_via
         branch = via.branch
         if branch and branch.startswith(MAGIC_COOKIE):
@@ -773,7 +776,7 @@ class TransactionLayer:
             return [AckReceived(req, source)]
         state = txn.state
         if state is COMPLETED:
-            events: list = []
+            events: list[Event] = []
             txn.state = CONFIRMED
             txn.timers.clear()
             if txn.reliable:
@@ -785,11 +788,13 @@ class TransactionLayer:
             return [AckReceived(req, source)]
         return []  # Confirmed: absorb; Proceeding: stray ACK, drop
 
-    def _receive_cancel(self, req, key, source, reliable, now):
+    def _receive_cancel(
+        self, req: Request, key: ServerKey | LegacyServerKey, source: Addr, reliable: bool, now: float
+    ) -> list[Event]:
         invite = self._server.get(key._replace(method=Method.INVITE))
         req, via = _fix_via(req, source)
         dest = response_destination(via, source, reliable)
-        events: list = []
+        events: list[Event] = []
         txn = _Txn(key, NIST, TRYING, req, dest, reliable)
         txn.source = source
         self._server[key] = txn
@@ -806,7 +811,7 @@ class TransactionLayer:
             events.append(CancelReceived(invite.key, req, source, to_tag))
         return events
 
-    def send_response(self, key, response, now: float) -> list:
+    def send_response(self, key: Key, response: Response, now: float) -> list[Event]:
         """The TU answers server transaction ``key``.
 
         Returns [] if the transaction no longer exists or the response is not
@@ -815,7 +820,7 @@ class TransactionLayer:
         txn = self._server.get(key)
         if txn is None:
             return []
-        events: list = []
+        events: list[Event] = []
         status = response.status
         if txn.to_tag is None and status > 100:
             try:
@@ -855,7 +860,7 @@ class TransactionLayer:
             self._send_nist(txn, response, events, now)
         return events
 
-    def _send_nist(self, txn, response, events, now):
+    def _send_nist(self, txn: _Txn, response: Response, events: list[Event], now: float) -> None:
         data = response.to_bytes()
         txn.last_bytes = data
         status = txn.last_status = response.status
@@ -874,7 +879,7 @@ class TransactionLayer:
                 self._arm(txn, "J", 64 * self.t1, now)
 
 
-def _build_ack(invite, resp) -> bytes:
+def _build_ack(invite: Request, resp: Response) -> bytes:
     """§17.1.1.3: ACK for a non-2xx final response, as wire bytes."""
     h = invite.headers
     lines = [f"ACK {invite.uri} SIP/2.0", f"Via: {h.get_all('Via')[0]}"]
