@@ -40,6 +40,8 @@ import hmac
 import os
 import re
 import struct
+from collections.abc import Callable
+from typing import Protocol
 
 __all__ = [
     "ALGORITHMS",
@@ -57,10 +59,14 @@ __all__ = [
     "NonceManager",
 ]
 
-_HASHES = {
+class _Hash(Protocol):
+    def hexdigest(self) -> str: ...
+
+
+_HASHES: dict[str, Callable[[bytes], _Hash]] = {
     "MD5": hashlib.md5,
     "SHA-256": hashlib.sha256,
-    "SHA-512-256": lambda data=b"": hashlib.new("sha512_256", data),
+    "SHA-512-256": lambda data: hashlib.new("sha512_256", data),
 }
 
 #: canonical algorithm names accepted by this module
@@ -155,7 +161,7 @@ def compute_response(
     return hf(f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}".encode()).hexdigest()
 
 
-def verify_response(params: dict, method: str, ha1: str, body: bytes = b"") -> bool:
+def verify_response(params: dict[str, str], method: str, ha1: str, body: bytes = b"") -> bool:
     """Check the ``response`` of parsed Authorization ``params`` against the stored HA1
     (constant-time comparison). Returns False (never raises) on incomplete params."""
     try:
@@ -188,7 +194,7 @@ _UNESCAPE_RE = re.compile(r"\\(.)", re.S)
 _TAIL_RE = re.compile(r"[\s,]*")
 
 
-def parse_authorization(value: str) -> dict:
+def parse_authorization(value: str) -> dict[str, str]:
     """Parse a ``Digest`` credentials/challenge value into a dict.
 
     Keys are lower-cased; quoted values are unescaped; commas inside quotes are kept.
@@ -206,7 +212,9 @@ def parse_authorization(value: str) -> dict:
     while pos < n:
         pm = match(value, pos)
         if pm is None:
-            pos = _TAIL_RE.match(value, pos).end()
+            tail = _TAIL_RE.match(value, pos)
+            assert tail is not None  # [\s,]* matches anywhere
+            pos = tail.end()
             if pos >= n:
                 break
             raise ValueError(f"malformed digest parameter at {pos}: {value[pos : pos + 20]!r}")
@@ -293,6 +301,7 @@ def build_authorization(
         f"algorithm={alg}",
     ]
     if qop:
+        assert cnonce is not None  # made above when missing
         parts += [f"qop={qop}", f"nc={nc}", f"cnonce={_quote(cnonce)}"]
     elif cnonce is not None:
         parts.append(f"cnonce={_quote(cnonce)}")
@@ -357,7 +366,8 @@ class NonceManager:
         mac = hmac.digest(self._secret, head + source_ip.encode(), "sha256")[:_MAC_LEN]
         if not hmac.compare_digest(mac, raw[_NONCE_HDR.size :]):
             return None
-        return _NONCE_HDR.unpack(head)[0]
+        issued_ms: int = _NONCE_HDR.unpack(head)[0]
+        return issued_ms
 
     @staticmethod
     def _nc(nc: str | int | None) -> int:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["Binding", "Changes", "LocationService", "contact_key"]
 
@@ -38,7 +39,7 @@ class Binding:
     cseq: int
     expires_at: float  # wall clock
     q: float = 1.0
-    source: tuple = ("UDP", "", 0)  # (transport, host, port) the REGISTER came from
+    source: tuple[str, str, int] = ("UDP", "", 0)  # (transport, host, port) the REGISTER came from
     local: str | None = None  # id of the socket / connection it came in on
     user_agent: str | None = None
     registered_at: float = 0.0
@@ -46,7 +47,7 @@ class Binding:
     def expires_in(self, now: float) -> int:
         return max(0, int(self.expires_at - now + 0.5))
 
-    def to_row(self) -> dict:
+    def to_row(self) -> dict[str, Any]:
         t, h, p = self.source
         return {
             "aor": self.aor,
@@ -66,7 +67,7 @@ class Binding:
         }
 
     @classmethod
-    def from_row(cls, row: dict) -> Binding:
+    def from_row(cls, row: dict[str, Any]) -> Binding:
         reg_id = row.get("reg_id")
         port = row.get("source_port")
         q = row.get("q")
@@ -92,9 +93,9 @@ class Binding:
 
 @dataclass(slots=True)
 class Changes:
-    added: list = field(default_factory=list)
-    updated: list = field(default_factory=list)
-    removed: list = field(default_factory=list)
+    added: list[Binding] = field(default_factory=list)
+    updated: list[Binding] = field(default_factory=list)
+    removed: list[Binding] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.added or self.updated or self.removed)
@@ -105,7 +106,7 @@ class Changes:
         self.removed += other.removed
         return self
 
-    def upserts(self) -> list[dict]:
+    def upserts(self) -> list[dict[str, Any]]:
         return [b.to_row() for b in self.added] + [b.to_row() for b in self.updated]
 
     def deletes(self) -> list[tuple[str, str]]:
@@ -118,7 +119,11 @@ _TRANSPORT_RE = re.compile(r";\s*transport\s*=\s*([^;?>\s]+)", re.I)
 _PCT_RE = re.compile(r"%([0-9A-Fa-f]{2})")
 
 
-def contact_key(contact: str) -> tuple:
+#: What makes two Contact URIs the same binding (:func:`contact_key`).
+ContactKey = tuple[str, str] | tuple[str, str | None, str, int, str]  # ("?", raw) | (scheme, user, host, port, transport)
+
+
+def contact_key(contact: str) -> ContactKey:
     """Loose RFC 3261 §19.1.4 identity of a Contact URI (see the module docstring)."""
     m = _URI_RE.match(contact)
     if m is None:
@@ -138,7 +143,7 @@ def contact_key(contact: str) -> tuple:
     return (scheme, user, host, int(port), transport)
 
 
-def _order(b: Binding) -> tuple:
+def _order(b: Binding) -> tuple[float, float]:
     return (-b.q, -b.registered_at)
 
 
@@ -176,7 +181,7 @@ class LocationService:
         return self._count
 
     def find(
-        self, aor: str, contact: str, instance: str | None = None, reg_id: int | None = None, key: tuple | None = None
+        self, aor: str, contact: str, instance: str | None = None, reg_id: int | None = None, key: ContactKey | None = None
     ) -> list[Binding]:
         """Stored bindings (expired or not) that a new registration of ``contact`` replaces:
         same instance (+ reg-id), or the same contact per :func:`contact_key`."""
@@ -262,7 +267,7 @@ class LocationService:
         self._count -= len(gone)
         return gone
 
-    def load(self, bindings: Iterable[Binding | dict]) -> int:
+    def load(self, bindings: Iterable[Binding | dict[str, Any]]) -> int:
         """Restore persisted bindings at start (rows or Binding objects). Returns how many."""
         n = 0
         for b in bindings:

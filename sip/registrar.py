@@ -51,13 +51,21 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from typing import overload
 
 from sip import digest
 from sip.location import Binding, Changes, LocationService, contact_key
-from sip.message import Method, Request, Response, SipParseError, make_response
+from sip.message import (
+    Method,
+    NameAddr,
+    Request,
+    Response,
+    SipParseError,
+    make_response,
+)
 
 __all__ = ["AuthOutcome", "RegisterResult", "Registrar"]
 
@@ -85,6 +93,12 @@ class RegisterResult:
 _DUMMY_HA1_LEN = {"MD5": 32, "SHA-256": 64, "SHA-512-256": 64}
 
 
+@overload
+def _unquote(v: str) -> str: ...
+@overload
+def _unquote(v: None) -> None: ...
+@overload
+def _unquote(v: str | None) -> str | None: ...
 def _unquote(v: str | None) -> str | None:
     if v is not None and len(v) >= 2 and v[0] == '"' and v[-1] == '"':
         return v[1:-1].replace('\\"', '"').replace("\\\\", "\\")
@@ -133,18 +147,35 @@ class Registrar:
             (req.headers.get("Call-ID") or "").encode("utf-8", "replace"), usedforsecurity=False
         ).hexdigest()[:12]
 
-    def _reply(self, req: Request, status: int, reason: str | None = None, headers: list | tuple = ()) -> Response:
+    def _reply(self, req: Request, status: int, reason: str | None = None, headers: Sequence[tuple[str, str]] = ()) -> Response:
         return make_response(req, status, reason, to_tag=self._to_tag(req), headers=headers)
 
-    def _challenge(self, req, source_ip, now, outcome, stale=False, user=None, aor=None):
+    def _challenge(
+        self,
+        req: Request,
+        source_ip: str,
+        now: float,
+        outcome: AuthOutcome,
+        stale: bool = False,
+        user: str | None = None,
+        aor: str | None = None,
+    ) -> RegisterResult:
         nonce = self.nonces.make(now, source_ip)
         hdrs = [("WWW-Authenticate", v) for v in digest.challenge_headers(self.realm, nonce, stale, self.algorithms)]
         return RegisterResult(self._reply(req, 401, None, hdrs), Changes(), outcome, user, aor)
 
-    def _bad(self, req, reason, status=400, outcome=AuthOutcome.MALFORMED, user=None, aor=None):
+    def _bad(
+        self,
+        req: Request,
+        reason: str,
+        status: int = 400,
+        outcome: AuthOutcome = AuthOutcome.MALFORMED,
+        user: str | None = None,
+        aor: str | None = None,
+    ) -> RegisterResult:
         return RegisterResult(self._reply(req, status, reason), Changes(), outcome, user, aor)
 
-    def _pick_credentials(self, req: Request) -> dict | None:
+    def _pick_credentials(self, req: Request) -> dict[str, str] | None:
         """The parsed Digest Authorization for our realm; None when there is none (other
         schemes are ignored). Raises ValueError when the only one is a malformed Digest."""
         vals = req.headers.get_raw_all("Authorization")
@@ -168,7 +199,7 @@ class Registrar:
 
     # ------------------------------------------------------------------ main
     def handle(
-        self, request: Request, source_ip: str, source: tuple, now: float, local: str | None = None
+        self, request: Request, source_ip: str, source: tuple[str, str, int], now: float, local: str | None = None
     ) -> RegisterResult:
         req = request
         # ---- syntax (cheap, before authentication)
@@ -235,10 +266,21 @@ class Registrar:
         return self._update(req, aor, user, contacts, call_id, cseq, source, now, local)
 
     # ------------------------------------------------------------------ bindings
-    def _update(self, req, aor, user, contacts, call_id, cseq, source, now, local):
+    def _update(
+        self,
+        req: Request,
+        aor: str,
+        user: str,
+        contacts: list[NameAddr] | str,
+        call_id: str,
+        cseq: int,
+        source: tuple[str, str, int],
+        now: float,
+        local: str | None,
+    ) -> RegisterResult:
         loc = self.location
         OK = AuthOutcome.OK
-        if contacts == "*":
+        if isinstance(contacts, str):  # "*" (the only string form)
             if req.expires != 0:
                 return RegisterResult(
                     self._reply(req, 400, "Bad Request - Contact: * needs Expires: 0"), Changes(), OK, user, aor
@@ -256,7 +298,7 @@ class Registrar:
             return RegisterResult(self._ok(req, aor, now), Changes(), OK, user, aor)
 
         hdr_exp = req.expires  # None when absent or malformed -> default
-        plan = []
+        plan: list[tuple[str, int, float, str | None, int | None]] = []
         too_short = False
         for na in contacts:
             if not na.uri.is_sip:
