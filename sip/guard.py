@@ -65,6 +65,7 @@ import ipaddress
 import logging
 import re
 from collections.abc import Iterable
+from typing import Any
 
 __all__ = ["AbuseGuard", "Verdict", "DEFAULT_SCANNER_USER_AGENTS", "MAX_DATAGRAM"]
 
@@ -154,7 +155,7 @@ class AbuseGuard:
             else None
         )
         self._exempt_ips: set[str] = set()
-        self._exempt_nets: list = []
+        self._exempt_nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         for e in exempt:
             if "/" in e:
                 self._exempt_nets.append(ipaddress.ip_network(e, strict=False))
@@ -194,7 +195,7 @@ class AbuseGuard:
             self._exempt_cache[ip] = r
         return r
 
-    def _log_limited(self, kind: str, ip: str, now: float, fmt: str, *args) -> None:
+    def _log_limited(self, kind: str, ip: str, now: float, fmt: str, *args: object) -> None:
         key = (kind, ip)
         st = self._lastlog.get(key)
         if st is None:
@@ -212,7 +213,7 @@ class AbuseGuard:
             st[1] += 1
 
     @staticmethod
-    def _trim(d: dict) -> None:
+    def _trim(d: dict[Any, Any]) -> None:
         drop = max(1, len(d) // 8)
         it = iter(d)
         for k in [next(it) for _ in range(drop)]:
@@ -366,7 +367,7 @@ class AbuseGuard:
     def tracked(self) -> int:
         return len(self._bans) + len(self._buckets) + len(self._failures) + len(self._lastlog)
 
-    def counters(self) -> dict:
+    def counters(self) -> dict[str, int]:
         c = dict(self._c)
         c["banned_ips"] = len(self._bans)
         c["tracked_sources"] = len(self._buckets)

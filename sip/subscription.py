@@ -63,8 +63,18 @@ import enum
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from sip.message import URI, Headers, Method, NameAddr, Request, Response, SipParseError, make_response
+from sip.message import (
+    URI,
+    Headers,
+    Method,
+    NameAddr,
+    Request,
+    Response,
+    SipParseError,
+    make_response,
+)
 from sip.transaction import Addr, new_branch
 
 __all__ = [
@@ -154,6 +164,9 @@ class Ended:
     sub_id: int
     box: str
     reason: str
+
+
+Action = Respond | SendNotify | Ended
 
 
 # --------------------------------------------------------------------------- state
@@ -381,7 +394,7 @@ class Notifier:
         summary: MessageSummary,
         local: tuple[str, int],
         user: str | None = None,
-    ) -> list:
+    ) -> list[Action]:
         """Accept an initial SUBSCRIBE that passed :meth:`check_new`, authentication and the
         mailbox check: 200 with our To tag, Expires and Contact, then the first NOTIFY."""
         bad = self.check_new(req)
@@ -431,7 +444,7 @@ class Notifier:
         return [ok, self._notify(sub, now)]
 
     # ------------------------------------------------------------------ in-dialog SUBSCRIBE
-    def refresh(self, sub: Subscription, req: Request, source: Addr, now: float) -> list:
+    def refresh(self, sub: Subscription, req: Request, source: Addr, now: float) -> list[Action]:
         """Refresh or (``Expires: 0``) end a subscription, RFC 6665 §4.2.1.2 / §4.2.1.4."""
         try:
             cseq = req.cseq[0]
@@ -458,7 +471,7 @@ class Notifier:
         )
         if granted == 0:
             self.counters["unsubscribes"] += 1
-            actions: list = [ok, self._notify(sub, now, reason="")]
+            actions: list[Action] = [ok, self._notify(sub, now, reason="")]
             actions += self._remove(sub, "unsubscribed")
             return actions
         self.counters["refreshes"] += 1
@@ -508,9 +521,9 @@ class Notifier:
         self.counters["notifies"] += 1
         return SendNotify(sub.id, req, sub.dest)
 
-    def update(self, box: str, summary: MessageSummary, now: float) -> list:
+    def update(self, box: str, summary: MessageSummary, now: float) -> list[Action]:
         """A mailbox's counts: a NOTIFY to each of its subscribers that was told otherwise."""
-        out: list = []
+        out: list[Action] = []
         for sub in list(self.subs.values()):
             if sub.box != box:
                 continue
@@ -519,7 +532,7 @@ class Notifier:
                 out.append(self._notify(sub, now))
         return out
 
-    def on_notify_result(self, branch: str, status: int | None, now: float) -> list:
+    def on_notify_result(self, branch: str, status: int | None, now: float) -> list[Action]:
         """The final response (``status``) or timeout / transport error (``None``) of one of
         our NOTIFYs. RFC 6665 §4.2.2: a failure that destroys the dialog ends it."""
         sub_id = self._pending.pop(branch, None)
@@ -536,7 +549,7 @@ class Notifier:
     def forget_pending(self, branch: str) -> None:
         self._pending.pop(branch, None)
 
-    def _remove(self, sub: Subscription, reason: str) -> list:
+    def _remove(self, sub: Subscription, reason: str) -> list[Action]:
         sub.state = SubState.TERMINATED
         self.subs.pop(sub.key, None)
         self.by_id.pop(sub.id, None)
@@ -546,9 +559,9 @@ class Notifier:
     def next_deadline(self) -> float | None:
         return min((s.expires_at for s in self.subs.values()), default=None)
 
-    def tick(self, now: float) -> list:
+    def tick(self, now: float) -> list[Action]:
         """Expired subscriptions: final NOTIFY ``terminated;reason=timeout`` (§4.2.2, §4.4.3)."""
-        out: list = []
+        out: list[Action] = []
         for sub in [s for s in self.subs.values() if s.expires_at <= now]:
             self.counters["expired"] += 1
             out.append(self._notify(sub, now, reason="timeout"))
@@ -559,7 +572,7 @@ class Notifier:
     def boxes(self) -> set[str]:
         return {s.box for s in self.subs.values()}
 
-    def status(self, now: float) -> list[dict]:
+    def status(self, now: float) -> list[dict[str, Any]]:
         return [
             {
                 "id": s.id,

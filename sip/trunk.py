@@ -29,6 +29,7 @@ import enum
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sip.digest import build_authorization, parse_challenge
 from sip.message import URI, Headers, Method, Request, Response, SipParseError
@@ -53,7 +54,7 @@ class SendRegister:
 
     @property
     def branch(self) -> str:
-        return self.request.top_via.branch
+        return self.request.top_via.branch or ""
 
 
 class TrunkRegistration:
@@ -99,7 +100,7 @@ class TrunkRegistration:
         self.cseq = 0
         self.pending: str | None = None  # branch of the REGISTER in flight
         self._stopping = False
-        self._challenge: dict | None = None  # last challenge (params) and its header kind
+        self._challenge: dict[str, str] | None = None  # last challenge (params) and its header kind
         self._challenge_hdr = "Authorization"
         self._nc = 0
         self._answered_nonce: str | None = None  # nonce the request in flight answered
@@ -178,7 +179,7 @@ class TrunkRegistration:
         return self._fail(now, "transport error" if transport_error else "timeout (no answer)")
 
     # ------------------------------------------------------------------ status
-    def status(self, now: float) -> dict:
+    def status(self, now: float) -> dict[str, Any]:
         return {
             "name": self.name,
             "state": self.state.value,
