@@ -59,6 +59,7 @@ __all__ = [
     "NonceManager",
 ]
 
+
 class _Hash(Protocol):
     def hexdigest(self) -> str: ...
 

@@ -120,7 +120,9 @@ _PCT_RE = re.compile(r"%([0-9A-Fa-f]{2})")
 
 
 #: What makes two Contact URIs the same binding (:func:`contact_key`).
-ContactKey = tuple[str, str] | tuple[str, str | None, str, int, str]  # ("?", raw) | (scheme, user, host, port, transport)
+ContactKey = (
+    tuple[str, str] | tuple[str, str | None, str, int, str]
+)  # ("?", raw) | (scheme, user, host, port, transport)
 
 
 def contact_key(contact: str) -> ContactKey:
@@ -181,7 +183,12 @@ class LocationService:
         return self._count
 
     def find(
-        self, aor: str, contact: str, instance: str | None = None, reg_id: int | None = None, key: ContactKey | None = None
+        self,
+        aor: str,
+        contact: str,
+        instance: str | None = None,
+        reg_id: int | None = None,
+        key: ContactKey | None = None,
     ) -> list[Binding]:
         """Stored bindings (expired or not) that a new registration of ``contact`` replaces:
         same instance (+ reg-id), or the same contact per :func:`contact_key`."""

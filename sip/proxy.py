@@ -110,7 +110,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sip.auth import ProxyAuthenticator
-from sip.location import LocationService, contact_key
+from sip.location import Binding, ContactKey, LocationService, contact_key
 from sip.message import (
     URI,
     Headers,
@@ -122,7 +122,7 @@ from sip.message import (
     make_response,
 )
 from sip.registrar import AuthOutcome
-from sip.transaction import Addr, ClientKey
+from sip.transaction import Addr, ClientKey, Key
 
 __all__ = [
     "RouteDecision",
@@ -157,7 +157,7 @@ DIALOGS_MAX = 20_000
 
 @dataclass(frozen=True, slots=True)
 class Respond:
-    key: object
+    key: Key
     response: Response
 
 
@@ -168,12 +168,12 @@ class SendRequest:
 
     @property
     def key(self) -> ClientKey:
-        return ClientKey(self.request.top_via.branch, self.request.method)
+        return ClientKey(self.request.top_via.branch or "", self.request.method)
 
 
 @dataclass(frozen=True, slots=True)
 class SendStateless:
-    message: object
+    message: Request | Response
     dest: Addr
 
 
@@ -225,11 +225,14 @@ class RouteDecision:
         return cls(status=status, reason=reason, headers=tuple(headers))
 
 
+#: A tracked dialog: (Call-ID, one tag, the other tag).
+DialogKey = tuple[str, str, str]
+
 #: route(request, source, authenticated_user) -> RouteDecision
 RoutePolicy = Callable[[Request, Addr, "str | None"], RouteDecision]
 
 
-def binding_addr(binding) -> Addr:
+def binding_addr(binding: Binding) -> Addr:
     """Where requests to a registered contact go: the address and port the REGISTER came
     from (NAT), over the connection / socket it came in on (``Binding.local``)."""
     transport, host, port = binding.source
@@ -280,7 +283,7 @@ class _Branch:
         "ctx",
     )
 
-    def __init__(self, ctx, key, request, dest):
+    def __init__(self, ctx: _Context, key: ClientKey, request: Request, dest: Addr) -> None:
         self.ctx = ctx
         self.key = key
         self.request = request
@@ -307,15 +310,15 @@ class _Context:
         "dialog",
     )
 
-    def __init__(self, server_key, request, source):
-        self.dialog = None  # key of the tracked dialog of an in-dialog request
+    def __init__(self, server_key: Key, request: Request, source: Addr) -> None:
+        self.dialog: DialogKey | None = None  # key of the tracked dialog of an in-dialog request
         self.server_key = server_key
         self.request = request
         self.method = request.method
         self.source = source
         self.branches: list[_Branch] = []
         self.final_status = 0  # status of the final response sent upstream
-        self.responses: list = []  # (status, Response | None) of finished branches
+        self.responses: list[tuple[int, Response | None]] = []  # (status, Response | None) of finished branches
         self.ring_deadline: float | None = None
 
 
@@ -371,7 +374,7 @@ class Dialog:
         return f"Dialog({self.call_id!r}, caller={self.caller!r}, callee={self.callee!r})"
 
 
-def _first_contact(msg) -> URI | None:
+def _first_contact(msg: Request | Response) -> URI | None:
     try:
         contacts = msg.contacts
     except SipParseError:
@@ -394,7 +397,7 @@ def _strip_top_via(resp: Response) -> Response:
 _WEAK = {408: 3, 480: 2, 487: 4}  # less informative finals: used only when nothing better
 
 
-def _rank(status: int) -> tuple:
+def _rank(status: int) -> tuple[int, int]:
     cls = status // 100
     return (0 if cls == 6 else cls, _WEAK.get(status, 0))
 
@@ -436,17 +439,17 @@ class Proxy:
         self.ring_timeout = ring_timeout
         self.no_answer = no_answer
         self.user_agent = user_agent
-        self._contexts: dict = {}  # server key -> _Context
-        self._branches: dict = {}  # ClientKey -> _Branch
-        self._heap: list = []  # (deadline, seq, ctx)
+        self._contexts: dict[Key, _Context] = {}  # server key -> _Context
+        self._branches: dict[Key, _Branch] = {}  # ClientKey -> _Branch
+        self._heap: list[tuple[float, int, _Context]] = []  # (deadline, seq, ctx)
         self._seq = 0
-        self.flows: OrderedDict = OrderedDict()  # contact_key -> Addr
+        self.flows: OrderedDict[ContactKey, Addr] = OrderedDict()  # contact_key -> Addr
         #: (Call-ID, caller tag, callee tag) -> Dialog, least recently active first
-        self.dialogs: OrderedDict = OrderedDict()
+        self.dialogs: OrderedDict[DialogKey, Dialog] = OrderedDict()
         self.dialog_idle = dialog_idle
         self.max_dialogs = max_dialogs
-        self._closing: dict = {}  # dialog key -> BYE linger deadline
-        self._own: dict = {}  # ClientKey -> dialog key of BYEs we originated
+        self._closing: dict[DialogKey, float] = {}  # dialog key -> BYE linger deadline
+        self._own: dict[Key, DialogKey] = {}  # ClientKey -> dialog key of BYEs we originated
         self.counters = {
             "forwarded": 0,
             "in_dialog": 0,
@@ -513,13 +516,20 @@ class Proxy:
         t = "" if addr.transport == "UDP" else f";transport={addr.transport.lower()}"
         return f"<sip:{host}:{port}{t};lr;pbx={self.token(call_id)}>"
 
-    def _respond(self, ctx_or_key, req, status, reason=None, headers=()) -> Respond:
+    def _respond(
+        self,
+        ctx_or_key: Key,
+        req: Request,
+        status: int,
+        reason: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> Respond:
         hdrs = list(headers)
         if self.user_agent and status >= 200:
             hdrs.append(("Server", self.user_agent))
         return Respond(ctx_or_key, make_response(req, status, reason, to_tag=_local_tag(req), headers=hdrs))
 
-    def _remember_contacts(self, msg, addr: Addr) -> None:
+    def _remember_contacts(self, msg: Request | Response, addr: Addr) -> None:
         try:
             contacts = msg.contacts
         except SipParseError:
@@ -529,7 +539,9 @@ class Proxy:
                 self.remember_flow(str(c.uri), addr)
 
     # ------------------------------------------------------------------ requests
-    def on_request(self, key, req: Request, source: Addr, now: float, wallclock: float | None = None) -> list:
+    def on_request(
+        self, key: Key, req: Request, source: Addr, now: float, wallclock: float | None = None
+    ) -> list[Action]:
         method = req.method
         mf = req.max_forwards
         if mf is not None and mf <= 0:
@@ -548,7 +560,7 @@ class Proxy:
                 return [self._respond(key, req, 403, "Forbidden - not routed by this server")]
             return self._forward_in_dialog(key, req, source, now)
         # out of dialog: authenticate, then ask the routing policy
-        actions: list = []
+        actions: list[Action] = []
         user = None
         peer = False
         if not trusted:
@@ -579,6 +591,7 @@ class Proxy:
                     actions.append(AuthFailed(source.host, res.user, method))
                 elif outcome is not AuthOutcome.MALFORMED:
                     self.counters["auth_challenges"] += 1
+                assert res.response is not None  # every outcome but OK comes with its answer
                 actions.append(Respond(key, res.response))
                 return actions
             user = res.user
@@ -593,6 +606,7 @@ class Proxy:
         decision = self.route(req, source, user)
         if not decision.targets:
             self.counters["rejected"] += 1
+            assert decision.status is not None  # RouteDecision: targets or a status
             actions.append(self._respond(key, req, decision.status, decision.reason, decision.headers))
             return actions
         if req.headers.get("Route") is not None:
@@ -662,7 +676,7 @@ class Proxy:
             return self.resolve(NameAddr.parse(routes[0]).uri)
         return self.resolve(req.uri)
 
-    def _forward_in_dialog(self, key, req: Request, source: Addr, now: float) -> list:
+    def _forward_in_dialog(self, key: Key, req: Request, source: Addr, now: float) -> list[Action]:
         try:
             dest = self._next_hop(req)
         except SipParseError:
@@ -709,7 +723,7 @@ class Proxy:
         return SendRequest(out, dest)
 
     # ------------------------------------------------------------------ ACK / CANCEL
-    def on_ack(self, req: Request, source: Addr, now: float) -> list:
+    def on_ack(self, req: Request, source: Addr, now: float) -> list[Action]:
         mf = req.max_forwards
         if mf is not None and mf <= 0:
             return []
@@ -729,11 +743,11 @@ class Proxy:
         h = h.replace("Max-Forwards", [str((70 if mf is None else mf) - 1)])
         return [SendStateless(req.replace(headers=h), dest)]
 
-    def on_cancel(self, invite_key, to_tag: str | None, now: float) -> list:
+    def on_cancel(self, invite_key: Key, to_tag: str | None, now: float) -> list[Action]:
         ctx = self._contexts.get(invite_key)
         if ctx is None:
             return []
-        actions: list = []
+        actions: list[Action] = []
         if ctx.final_status == 0:
             ctx.final_status = 487
             actions.append(
@@ -745,7 +759,7 @@ class Proxy:
             b.final = True
         return actions
 
-    def _cancel_branch(self, b: _Branch) -> list:
+    def _cancel_branch(self, b: _Branch) -> list[Action]:
         if b.ctx.method != Method.INVITE or b.cancel_sent or b.done:
             return []
         b.cancel_wanted = True
@@ -758,19 +772,17 @@ class Proxy:
         lines += [("Route", v) for v in h.get_all("Route")]
         lines += [
             ("Max-Forwards", "70"),
-            ("From", h.get("From")),
-            ("To", h.get("To")),
-            ("Call-ID", h.get("Call-ID")),
+            ("From", h.get("From") or ""),
+            ("To", h.get("To") or ""),
+            ("Call-ID", h.get("Call-ID") or ""),
             ("CSeq", f"{r.cseq[0]} CANCEL"),
         ]
         if self.user_agent:
             lines.append(("User-Agent", self.user_agent))
-        from sip.message import Headers
-
         return [SendRequest(Request(Method.CANCEL, r.uri, Headers(lines)), b.dest)]
 
     # ------------------------------------------------------------------ responses
-    def on_response(self, key, resp: Response, now: float) -> list:
+    def on_response(self, key: ClientKey, resp: Response, now: float) -> list[Action]:
         b = self._branches.get(key)
         if b is None:
             if key in self._own and resp.status >= 200:
@@ -778,7 +790,7 @@ class Proxy:
             return []
         ctx = b.ctx
         status = resp.status
-        actions: list = []
+        actions: list[Action] = []
         if status >= 200 and (ctx.dialog is not None or (status < 300 and ctx.method == Method.INVITE)):
             self._dialog_response(ctx, b, resp, now)
         if status < 200:
@@ -834,7 +846,7 @@ class Proxy:
             return actions + self._send_best(ctx)
         return actions
 
-    def _send_best(self, ctx: _Context) -> list:
+    def _send_best(self, ctx: _Context) -> list[Action]:
         if ctx.final_status:
             return []
         if not ctx.responses:
@@ -849,7 +861,7 @@ class Proxy:
             return [self._respond(ctx.server_key, ctx.request, status, reason)]
         return [Respond(ctx.server_key, _strip_top_via(resp))]
 
-    def _kill_late_2xx(self, b: _Branch, resp: Response) -> list:
+    def _kill_late_2xx(self, b: _Branch, resp: Response) -> list[Action]:
         """ACK and BYE a 2xx that lost the race against CANCEL / the ring timeout."""
         from sip.message import Headers
 
@@ -860,16 +872,16 @@ class Proxy:
             target = b.request.uri
         dest = b.dest
         rh = resp.headers
-        out = []
+        out: list[Action] = []
         for method, cseq in ((Method.ACK, b.request.cseq[0]), (Method.BYE, b.request.cseq[0] + 1)):
             via, _ = self._via(dest)
             h = Headers(
                 [
                     ("Via", via),
                     ("Max-Forwards", "70"),
-                    ("From", rh.get("From")),
-                    ("To", rh.get("To")),
-                    ("Call-ID", rh.get("Call-ID")),
+                    ("From", rh.get("From") or ""),
+                    ("To", rh.get("To") or ""),
+                    ("Call-ID", rh.get("Call-ID") or ""),
                     ("CSeq", f"{cseq} {method}"),
                 ]
             )
@@ -877,7 +889,7 @@ class Proxy:
             out.append(SendStateless(req, dest) if method == Method.ACK else SendRequest(req, dest))
         return out
 
-    def on_timeout(self, key, now: float, transport_error: bool = False) -> list:
+    def on_timeout(self, key: ClientKey, now: float, transport_error: bool = False) -> list[Action]:
         self._own.pop(key, None)
         b = self._branches.get(key)
         if b is None or b.done:
@@ -896,7 +908,7 @@ class Proxy:
             return self._send_best(ctx)
         return []
 
-    def on_stray_response(self, resp: Response, now: float) -> list:
+    def on_stray_response(self, resp: Response, now: float) -> list[Action]:
         """A 2xx retransmission after our client transaction is gone: forward statelessly."""
         try:
             vias = resp.vias
@@ -916,14 +928,14 @@ class Proxy:
         host = nxt.received or nxt.host.strip("[]")
         return [SendStateless(_strip_top_via(resp), Addr(nxt.transport, host, port))]
 
-    def on_terminated(self, key) -> None:
+    def on_terminated(self, key: Key) -> None:
         if type(key) is ClientKey:
             self._branches.pop(key, None)
             self._own.pop(key, None)
         else:
             self._contexts.pop(key, None)
 
-    def owns(self, server_key) -> bool:
+    def owns(self, server_key: Key) -> bool:
         return server_key in self._contexts
 
     # ------------------------------------------------------------------ timers
@@ -933,8 +945,8 @@ class Proxy:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
-    def tick(self, now: float) -> list:
-        actions: list = []
+    def tick(self, now: float) -> list[Action]:
+        actions: list[Action] = []
         if self.dialogs:
             self._expire_dialogs(now)
         heap = self._heap
@@ -950,7 +962,7 @@ class Proxy:
             actions += self._send_best(ctx)
         return actions
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, int]:
         return {
             "contexts": len(self._contexts),
             "branches": len(self._branches),
@@ -960,12 +972,14 @@ class Proxy:
         }
 
     # ------------------------------------------------------------------ dialogs
-    def _find_dialog(self, msg) -> Dialog | None:
+    def _find_dialog(self, msg: Request | Response) -> Dialog | None:
         try:
             call_id = msg.call_id
             a, b = msg.from_.tag, msg.to.tag
         except SipParseError:
             return None
+        if not a or not b:
+            return None  # tracked dialogs have both tags
         dialogs = self.dialogs
         return dialogs.get((call_id, a, b)) or dialogs.get((call_id, b, a))
 
@@ -977,7 +991,7 @@ class Proxy:
         d.last_seen = now
         self.dialogs.move_to_end(d.key)
 
-    def _forget_dialog(self, key) -> None:
+    def _forget_dialog(self, key: DialogKey) -> None:
         self.dialogs.pop(key, None)
         self._closing.pop(key, None)
 
@@ -1071,11 +1085,11 @@ class Proxy:
 
     def end_dialogs_with(
         self, addr_predicate: Callable[[Addr], bool], now: float, reason: str = "media engine failure", cause: int = 41
-    ) -> list:
+    ) -> list[Action]:
         """A party is gone (e.g. a media worker killed): BYE the other side of every dialog
         it was in, as it would have (with a Q.850 Reason), and forget those dialogs;
         INVITEs still ringing to or from it are ended as well."""
-        actions: list = []
+        actions: list[Action] = []
         if self.dialogs:
             self._expire_dialogs(now)
         for key, d in list(self.dialogs.items()):
@@ -1120,8 +1134,8 @@ class Proxy:
             lines.append(("User-Agent", self.user_agent))
         return SendRequest(Request(Method.BYE, target, Headers(lines)), dest)
 
-    def _end_pending_invites(self, pred: Callable[[Addr], bool]) -> list:
-        actions: list = []
+    def _end_pending_invites(self, pred: Callable[[Addr], bool]) -> list[Action]:
+        actions: list[Action] = []
         for ctx in list(self._contexts.values()):
             if ctx.method != Method.INVITE or ctx.final_status or ctx.request.to.tag is not None:
                 continue

@@ -147,7 +147,9 @@ class Registrar:
             (req.headers.get("Call-ID") or "").encode("utf-8", "replace"), usedforsecurity=False
         ).hexdigest()[:12]
 
-    def _reply(self, req: Request, status: int, reason: str | None = None, headers: Sequence[tuple[str, str]] = ()) -> Response:
+    def _reply(
+        self, req: Request, status: int, reason: str | None = None, headers: Sequence[tuple[str, str]] = ()
+    ) -> Response:
         return make_response(req, status, reason, to_tag=self._to_tag(req), headers=headers)
 
     def _challenge(
