@@ -567,7 +567,16 @@ class SipServer:
             ctx, server_name = self._tls_client(dest)
         try:
             return await tr.connect(dest.transport, dest.host, dest.port, ssl_context=ctx, server_hostname=server_name)
-        except (OSError, TimeoutError) as exc:  # refused, unreachable, TLS handshake / certificate, timeout
+        except ssl.SSLCertVerificationError as exc:
+            log.warning(
+                "TLS connection to %s:%d refused: certificate not accepted for %r (%s)",
+                dest.host,
+                dest.port,
+                server_name,
+                exc.verify_message or exc,
+            )
+            return None
+        except (OSError, TimeoutError, ValueError) as exc:  # refused, unreachable, TLS handshake, timeout
             log.info("cannot connect to %s %s:%d: %s", dest.transport, dest.host, dest.port, exc or "timeout")
             return None
 
