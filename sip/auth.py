@@ -30,7 +30,7 @@ from sip import digest
 from sip.message import Request, Response, make_response
 from sip.registrar import AuthOutcome
 
-__all__ = ["AuthResult", "ProxyAuthenticator", "AuthOutcome"]
+__all__ = ["AuthOutcome", "AuthResult", "ProxyAuthenticator"]
 
 _DUMMY_HA1_LEN = {"MD5": 32, "SHA-256": 64, "SHA-512-256": 64}
 

@@ -45,18 +45,18 @@ from typing import Protocol
 
 __all__ = [
     "ALGORITHMS",
-    "normalize_algorithm",
+    "NonceManager",
     "base_algorithm",
-    "ha1",
-    "session_ha1",
-    "userhash",
+    "build_authorization",
+    "challenge_headers",
     "compute_response",
-    "verify_response",
+    "ha1",
+    "normalize_algorithm",
     "parse_authorization",
     "parse_challenge",
-    "challenge_headers",
-    "build_authorization",
-    "NonceManager",
+    "session_ha1",
+    "userhash",
+    "verify_response",
 ]
 
 
@@ -336,7 +336,7 @@ class NonceManager:
     counts as stale from then on, so eviction can never re-open a replay window.
     """
 
-    __slots__ = ("_secret", "lifetime", "max_tracked", "_seen", "_floor_ms", "skew", "_now_ms")
+    __slots__ = ("_floor_ms", "_now_ms", "_secret", "_seen", "lifetime", "max_tracked", "skew")
 
     def __init__(
         self, secret: bytes | None = None, lifetime: float = 300.0, max_tracked: int = 200_000, skew: float = 5.0

@@ -67,7 +67,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["AbuseGuard", "Verdict", "DEFAULT_SCANNER_USER_AGENTS", "MAX_DATAGRAM"]
+__all__ = ["DEFAULT_SCANNER_USER_AGENTS", "MAX_DATAGRAM", "AbuseGuard", "Verdict"]
 
 log = logging.getLogger("pypbx.security")
 
@@ -166,16 +166,16 @@ class AbuseGuard:
         self._buckets: dict[str, list[float]] = {}  # ip -> [tokens, last]
         self._failures: dict[str, list[float]] = {}  # ip -> recent failure times
         self._lastlog: dict[tuple[str, str], list[float]] = {}  # (kind, ip) -> [last, suppressed]
-        self._c = dict(
-            dropped_banned=0,
-            dropped_scanner=0,
-            dropped_rate=0,
-            dropped_oversize=0,
-            auth_failures=0,
-            auth_ok=0,
-            bans_total=0,
-            unbans_total=0,
-        )
+        self._c = {
+            "dropped_banned": 0,
+            "dropped_scanner": 0,
+            "dropped_rate": 0,
+            "dropped_oversize": 0,
+            "auth_failures": 0,
+            "auth_ok": 0,
+            "bans_total": 0,
+            "unbans_total": 0,
+        }
 
     # ------------------------------------------------------------------ helpers
     def is_exempt(self, ip: str) -> bool:
@@ -202,13 +202,13 @@ class AbuseGuard:
             if len(self._lastlog) >= self.max_tracked:
                 self._trim(self._lastlog)
             self._lastlog[key] = [now, 0]
-            log.warning(fmt + " dropped=%d", *args, 1)
+            log.warning(fmt + " dropped=%d", *args, 1)  # noqa: G003 - extends the caller's %-format
             return
         if now - st[0] >= self.log_interval:
             n = st[1] + 1
             st[0] = now
             st[1] = 0
-            log.warning(fmt + " dropped=%d", *args, n)
+            log.warning(fmt + " dropped=%d", *args, n)  # noqa: G003 - extends the caller's %-format
         else:
             st[1] += 1
 

@@ -199,9 +199,11 @@ class LocationService:
             key = contact_key(contact)
         out = []
         for b in lst:
-            if instance is not None and b.instance == instance and b.reg_id == reg_id:
-                out.append(b)
-            elif b.contact == contact or contact_key(b.contact) == key:
+            if (
+                (instance is not None and b.instance == instance and b.reg_id == reg_id)
+                or b.contact == contact
+                or contact_key(b.contact) == key
+            ):
                 out.append(b)
         return out
 

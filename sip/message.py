@@ -24,26 +24,26 @@ from typing import Any, Generic, Self, TypeVar, overload
 from urllib.parse import unquote
 
 __all__ = [
-    "SipParseError",
-    "FramingError",
-    "Method",
+    "KNOWN_METHODS",
+    "MAX_MESSAGE",
     "URI",
-    "NameAddr",
-    "Via",
+    "FramingError",
     "Headers",
+    "Keepalive",
+    "Message",
+    "Method",
+    "NameAddr",
     "Request",
     "Response",
-    "Message",
-    "parse_message",
-    "make_response",
-    "reason_phrase",
-    "MAX_MESSAGE",
+    "SipParseError",
     "StreamFramer",
-    "Keepalive",
+    "Via",
     "is_keepalive",
-    "validate_request",
+    "make_response",
+    "parse_message",
+    "reason_phrase",
     "unsupported_extensions",
-    "KNOWN_METHODS",
+    "validate_request",
 ]
 
 MAX_MESSAGE = 65536
@@ -158,7 +158,7 @@ def _is_token(s: str) -> bool:
 _T = TypeVar("_T")
 
 
-class cached_property(Generic[_T]):  # noqa: N801 - lock-free functools.cached_property equivalent
+class cached_property(Generic[_T]):
     """Non-data descriptor caching in the instance __dict__ (works on frozen, slot-less
     dataclasses because it bypasses __setattr__)."""
 
@@ -850,7 +850,7 @@ _KEY_CACHE: dict[str, str] = {}
 class Headers:
     """Immutable ordered multi-map of SIP headers; names kept in canonical form."""
 
-    __slots__ = ("_items", "_index")
+    __slots__ = ("_index", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = (), *, _canon: bool = True):
         if _canon:
@@ -964,7 +964,7 @@ class Headers:
             else:
                 out.append((cname, str(value)))
             return Headers(out, _canon=False)
-        return Headers(self._items + ((cname, str(value)),), _canon=False)
+        return Headers((*self._items, (cname, str(value))), _canon=False)
 
     def remove(self, name: str) -> Headers:
         key = self._key(name)
@@ -1155,7 +1155,7 @@ _HDR_END_RE = re.compile(rb"\r?\n\r?\n")
 
 
 class _FakeMatch:
-    __slots__ = ("_s", "_e")
+    __slots__ = ("_e", "_s")
 
     def __init__(self, s: int, e: int):
         self._s, self._e = s, e

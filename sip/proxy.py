@@ -125,20 +125,20 @@ from sip.registrar import AuthOutcome
 from sip.transaction import Addr, ClientKey, Key
 
 __all__ = [
-    "RouteDecision",
-    "RoutePolicy",
-    "ExtensionRouter",
-    "Proxy",
-    "binding_addr",
-    "Respond",
-    "SendRequest",
-    "SendStateless",
+    "BRANCH_PREFIX",
+    "Action",
     "AuthFailed",
     "AuthOk",
-    "Action",
-    "BRANCH_PREFIX",
     "Dialog",
     "DialogSide",
+    "ExtensionRouter",
+    "Proxy",
+    "Respond",
+    "RouteDecision",
+    "RoutePolicy",
+    "SendRequest",
+    "SendStateless",
+    "binding_addr",
 ]
 
 BRANCH_PREFIX = "z9hG4bKpx"
@@ -271,16 +271,16 @@ class ExtensionRouter:
 
 class _Branch:
     __slots__ = (
-        "key",
-        "request",
-        "dest",
-        "final",
-        "done",
-        "status",
-        "provisional",
-        "cancel_wanted",
         "cancel_sent",
+        "cancel_wanted",
         "ctx",
+        "dest",
+        "done",
+        "final",
+        "key",
+        "provisional",
+        "request",
+        "status",
     )
 
     def __init__(self, ctx: _Context, key: ClientKey, request: Request, dest: Addr) -> None:
@@ -298,16 +298,16 @@ class _Branch:
 
 class _Context:
     __slots__ = (
-        "server_key",
-        "request",
-        "method",
-        "branches",
-        "final_status",
         "best",
-        "ring_deadline",
-        "source",
-        "responses",
+        "branches",
         "dialog",
+        "final_status",
+        "method",
+        "request",
+        "responses",
+        "ring_deadline",
+        "server_key",
+        "source",
     )
 
     def __init__(self, server_key: Key, request: Request, source: Addr) -> None:
@@ -325,7 +325,7 @@ class _Context:
 class DialogSide:
     """One party of a dialog the proxy forwarded, as seen by the proxy."""
 
-    __slots__ = ("name_addr", "tag", "target", "addr", "route_set", "cseq", "trusted")
+    __slots__ = ("addr", "cseq", "name_addr", "route_set", "tag", "target", "trusted")
 
     def __init__(
         self, name_addr: str, tag: str, target: URI | None, addr: Addr, route_set: list[str], cseq: int, trusted: bool
@@ -349,7 +349,7 @@ class Dialog:
     """A dialog established through the proxy: ``caller`` sent the INVITE, ``callee``
     answered it 2xx."""
 
-    __slots__ = ("call_id", "caller", "callee", "created", "last_seen", "bye_deadline")
+    __slots__ = ("bye_deadline", "call_id", "callee", "caller", "created", "last_seen")
 
     def __init__(self, call_id: str, caller: DialogSide, callee: DialogSide, now: float) -> None:
         self.call_id = call_id
@@ -550,7 +550,7 @@ class Proxy:
         if preq:
             return [self._respond(key, req, 420, headers=[("Unsupported", ", ".join(preq))])]
         trusted = self.is_trusted(source)
-        req, token_ok, popped = self._preprocess_routes(req)
+        req, token_ok, _popped = self._preprocess_routes(req)
         in_dialog = req.to.tag is not None
         if self.dialogs:
             self._expire_dialogs(now)
@@ -564,17 +564,11 @@ class Proxy:
         user = None
         peer = False
         if not trusted:
-            if any(n.lower().startswith("x-pbx-") for n, _ in req.headers._items):  # noqa: SLF001
+            if any(n.lower().startswith("x-pbx-") for n, _ in req.headers._items):
                 # X-PBX-* headers are the front door's own (trunk, DID ...): never believed
                 # from outside
                 req = req.replace(
-                    headers=Headers(
-                        [
-                            (n, v)
-                            for n, v in req.headers._items  # noqa: SLF001
-                            if not n.lower().startswith("x-pbx-")
-                        ]
-                    )
+                    headers=Headers([(n, v) for n, v in req.headers._items if not n.lower().startswith("x-pbx-")])
                 )
             if self.admit is not None:
                 verdict = self.admit(req, source)

@@ -78,16 +78,16 @@ from sip.message import (
 from sip.transaction import Addr, new_branch
 
 __all__ = [
-    "EVENT",
     "CONTENT_TYPE",
+    "EVENT",
+    "Ended",
     "ExpiresPolicy",
     "MessageSummary",
-    "SubState",
-    "Subscription",
     "Notifier",
     "Respond",
     "SendNotify",
-    "Ended",
+    "SubState",
+    "Subscription",
     "event_package",
 ]
 
@@ -177,25 +177,25 @@ class Subscription:
     :class:`Notifier`."""
 
     __slots__ = (
-        "id",
         "box",
-        "user",
         "call_id",
-        "local_tag",
-        "remote_tag",
-        "local_uri",
-        "remote_uri",
-        "remote_target",
-        "route_set",
         "dest",
-        "local",
         "event_id",
         "expires_at",
+        "id",
+        "local",
         "local_cseq",
+        "local_tag",
+        "local_uri",
         "remote_cseq",
-        "summary",
+        "remote_tag",
+        "remote_target",
+        "remote_uri",
+        "route_set",
         "sent",
         "state",
+        "summary",
+        "user",
     )
 
     def __init__(
@@ -508,7 +508,7 @@ class Notifier:
         if routes:
             first = NameAddr.parse(routes[0]).uri
             if not first.has_param("lr"):
-                routes = routes[1:] + [f"<{uri}>"]
+                routes = [*routes[1:], f"<{uri}>"]
                 uri = first
         hdrs += [("Route", r) for r in routes]
         hdrs += [("Event", event), ("Subscription-State", state)]

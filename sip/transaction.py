@@ -109,28 +109,28 @@ from typing import NamedTuple, cast
 from sip.message import Method, Request, Response, Via, make_response
 
 __all__ = [
+    "MAGIC_COOKIE",
+    "AckReceived",
     "Addr",
+    "CancelReceived",
+    "ClientKey",
+    "Event",
+    "LegacyServerKey",
+    "RequestReceived",
+    "ResponseReceived",
+    "ServerKey",
+    "State",
+    "StrayResponse",
+    "Terminated",
+    "Timeout",
     "TransactionLayer",
+    "TransactionTerminated",
+    "Transmit",
+    "TransportError",
+    "fix_via",
     "new_branch",
     "new_tag",
     "response_destination",
-    "fix_via",
-    "State",
-    "MAGIC_COOKIE",
-    "ClientKey",
-    "ServerKey",
-    "LegacyServerKey",
-    "Event",
-    "Transmit",
-    "RequestReceived",
-    "ResponseReceived",
-    "AckReceived",
-    "CancelReceived",
-    "Timeout",
-    "TransportError",
-    "TransactionTerminated",
-    "Terminated",
-    "StrayResponse",
 ]
 
 MAGIC_COOKIE = "z9hG4bK"
@@ -338,11 +338,11 @@ def _fix_via(request: Request, source: Addr) -> tuple[Request, Via]:
     new_via = via.with_params(**params)
     headers = request.headers
     vias = headers.get_all("Via")
-    new = request.replace(headers=headers.replace("Via", [str(new_via)] + list(vias[1:])))
+    new = request.replace(headers=headers.replace("Via", [str(new_via), *vias[1:]]))
     # Prime the cached Via list of the copy so it is not parsed a second time.
     if _VIAS_CACHED:
         try:
-            new.__dict__["vias"] = [new_via] + list(request.vias[1:])
+            new.__dict__["vias"] = [new_via, *request.vias[1:]]
         except Exception:  # pragma: no cover - unparsable lower Via: parsed lazily later
             pass
     return new, new_via
@@ -393,19 +393,19 @@ def response_destination(via: Via, source: Addr, reliable: bool) -> Addr:
 
 class _Txn:
     __slots__ = (
+        "ack_bytes",
+        "dest",
+        "interval",
         "key",
         "kind",
-        "state",
-        "request",
-        "dest",
-        "reliable",
         "last_bytes",
         "last_status",
-        "timers",
-        "interval",
-        "to_tag",
-        "ack_bytes",
+        "reliable",
+        "request",
         "source",
+        "state",
+        "timers",
+        "to_tag",
     )
 
     def __init__(self, key: Key, kind: str, state: State, request: Request, dest: Addr, reliable: bool) -> None:
@@ -685,12 +685,10 @@ class TransactionLayer:
                         self._terminate(txn, events)
                     else:
                         self._arm(txn, "D", self.timer_d, now)
-            elif state is COMPLETED:
-                if status >= 300:
-                    events.append(txn.resend(txn.ack_bytes))
-            elif state is ACCEPTED:
-                if 200 <= status < 300:
-                    events.append(ResponseReceived(key, resp))
+            elif state is COMPLETED and status >= 300:
+                events.append(txn.resend(txn.ack_bytes))
+            elif state is ACCEPTED and 200 <= status < 300:
+                events.append(ResponseReceived(key, resp))
         else:  # NICT
             if state is TRYING or state is PROCEEDING:
                 events.append(ResponseReceived(key, resp))
@@ -747,9 +745,8 @@ class TransactionLayer:
     def _retransmitted_request(self, txn: _Txn) -> list[Event]:
         state = txn.state
         if txn.kind is IST:
-            if state is PROCEEDING or state is COMPLETED:
-                if txn.last_bytes is not None:
-                    return [txn.resend(txn.last_bytes)]
+            if (state is PROCEEDING or state is COMPLETED) and txn.last_bytes is not None:
+                return [txn.resend(txn.last_bytes)]
             # Accepted / Confirmed: absorb
             return []
         if state is PROCEEDING or state is COMPLETED:

@@ -35,7 +35,7 @@ from sip.digest import build_authorization, parse_challenge
 from sip.message import URI, Headers, Method, Request, Response, SipParseError
 from sip.transaction import Addr
 
-__all__ = ["RegState", "SendRegister", "TrunkRegistration", "BRANCH_PREFIX"]
+__all__ = ["BRANCH_PREFIX", "RegState", "SendRegister", "TrunkRegistration"]
 
 BRANCH_PREFIX = "z9hG4bKtr"
 
