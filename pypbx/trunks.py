@@ -84,6 +84,7 @@ class Trunk:
     max_channels: int = 0
     inbound_ips: list[str] = field(default_factory=list)
     enabled: bool = True
+    tls_verify: bool = True         # TLS: check the provider's certificate (off = logged opt-out)
     created_at: float | None = None
     updated_at: float | None = None
 
@@ -92,6 +93,7 @@ class Trunk:
         row["inbound_ips"] = json.dumps(self.inbound_ips)
         row["register"] = int(self.register)
         row["enabled"] = int(self.enabled)
+        row["tls_verify"] = int(self.tls_verify)
         return row
 
     @classmethod
@@ -100,6 +102,7 @@ class Trunk:
         d["inbound_ips"] = json.loads(d.get("inbound_ips") or "[]")
         d["register"] = bool(d.get("register"))
         d["enabled"] = bool(d.get("enabled", 1))
+        d["tls_verify"] = bool(d.get("tls_verify", 1))
         return cls(**d)
 
     def public(self) -> dict[str, Any]:
@@ -583,8 +586,18 @@ class TrunkService:
             self._wake.set()
         return handle
 
+    def tls_peer(self, addr: Any) -> Any:
+        """``SipServer.tls_policy``: how to check the certificate of a TLS trunk at ``addr``
+        (its host name; unverified if the trunk says ``tls_verify`` off)."""
+        from sip.server import TlsPeer
+        for t in self.trunks.values():
+            if t.transport == "tls" and int(t.port) == addr.port and addr.host in (self._ips.get(t.name) or {t.host}):
+                return TlsPeer(t.host, verify=t.tls_verify, label=f"trunk {t.name}")
+        return None
+
     def attach(self, server: Any) -> None:
         self.server = server
+        server.tls_policy = self.tls_peer
         now = self.clock()
         for reg in self.registrations.values():
             if reg.state.value == "unregistered":

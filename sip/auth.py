@@ -23,14 +23,14 @@ for other realms -- e.g. a provider further on -- are forwarded untouched).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from sip import digest
 from sip.message import Request, Response, make_response
 from sip.registrar import AuthOutcome
 
-__all__ = ["AuthResult", "ProxyAuthenticator", "AuthOutcome"]
+__all__ = ["AuthOutcome", "AuthResult", "ProxyAuthenticator"]
 
 _DUMMY_HA1_LEN = {"MD5": 32, "SHA-256": 64, "SHA-512-256": 64}
 
@@ -43,10 +43,17 @@ class AuthResult:
 
 
 class ProxyAuthenticator:
-    def __init__(self, realm: str, nonces: digest.NonceManager,
-                 credentials: Callable[[str], dict[str, str] | None], *,
-                 algorithms: tuple[str, ...] = ("MD5",), allow_no_qop: bool = False,
-                 header: str = "Proxy-Authorization", status: int = 407) -> None:
+    def __init__(
+        self,
+        realm: str,
+        nonces: digest.NonceManager,
+        credentials: Callable[[str], dict[str, str] | None],
+        *,
+        algorithms: tuple[str, ...] = ("MD5",),
+        allow_no_qop: bool = False,
+        header: str = "Proxy-Authorization",
+        status: int = 407,
+    ) -> None:
         self.realm = realm
         self.nonces = nonces
         self.credentials = credentials
@@ -60,17 +67,30 @@ class ProxyAuthenticator:
         self._dummy = {alg: rnd[:n] for alg, n in _DUMMY_HA1_LEN.items()}
 
     # ------------------------------------------------------------------ helpers
-    def _challenge(self, req, source_ip, now, outcome, user=None, stale=False) -> AuthResult:
+    def _challenge(
+        self,
+        req: Request,
+        source_ip: str,
+        now: float,
+        outcome: AuthOutcome,
+        user: str | None = None,
+        stale: bool = False,
+    ) -> AuthResult:
         nonce = self.nonces.make(now, source_ip)
-        hdrs = [(self.challenge_header, v)
-                for v in digest.challenge_headers(self.realm, nonce, stale, self.algorithms)]
+        hdrs = [(self.challenge_header, v) for v in digest.challenge_headers(self.realm, nonce, stale, self.algorithms)]
         return AuthResult(outcome, user, make_response(req, self.status, headers=hdrs))
 
     @staticmethod
-    def _bad(req, reason, status=400, outcome=AuthOutcome.MALFORMED, user=None) -> AuthResult:
+    def _bad(
+        req: Request,
+        reason: str,
+        status: int = 400,
+        outcome: AuthOutcome = AuthOutcome.MALFORMED,
+        user: str | None = None,
+    ) -> AuthResult:
         return AuthResult(outcome, user, make_response(req, status, reason))
 
-    def _pick(self, req: Request) -> dict | None:
+    def _pick(self, req: Request) -> dict[str, str] | None:
         vals = req.headers.get_raw_all(self.header)
         err = None
         for v in vals:

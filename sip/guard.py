@@ -64,24 +64,34 @@ import enum
 import ipaddress
 import logging
 import re
-from typing import Iterable
+from collections.abc import Iterable
+from typing import Any
 
-__all__ = ['AbuseGuard', 'Verdict', 'DEFAULT_SCANNER_USER_AGENTS', 'MAX_DATAGRAM']
+__all__ = ["DEFAULT_SCANNER_USER_AGENTS", "MAX_DATAGRAM", "AbuseGuard", "Verdict"]
 
-log = logging.getLogger('pypbx.security')
+log = logging.getLogger("pypbx.security")
 
 MAX_DATAGRAM = 65536
 
 DEFAULT_SCANNER_USER_AGENTS: tuple[str, ...] = (
-    'friendly-scanner', 'sipvicious', 'sipcli', 'sip-scan', 'sundayddr', 'iWar',
-    'VaxSIPUserAgent', 'SIVuS', 'smap', 'pplsip', 'siparmyknife',
+    "friendly-scanner",
+    "sipvicious",
+    "sipcli",
+    "sip-scan",
+    "sundayddr",
+    "iWar",
+    "VaxSIPUserAgent",
+    "SIVuS",
+    "smap",
+    "pplsip",
+    "siparmyknife",
 )
 
 
 class Verdict(enum.Enum):
-    ALLOW = 'allow'
-    DROP_SCANNER = 'drop-scanner'
-    DROP_BANNED = 'drop-banned'
+    ALLOW = "allow"
+    DROP_SCANNER = "drop-scanner"
+    DROP_BANNED = "drop-banned"
 
     @property
     def allowed(self) -> bool:
@@ -96,22 +106,38 @@ _UNSAFE = re.compile(r'[^\x20-\x7e]|["\\]')
 
 def _sanitize(s: str | None, limit: int = 64) -> str:
     if s is None:
-        return ''
+        return ""
     s = s[:limit]
-    return _UNSAFE.sub(lambda m: '\\' + m.group() if m.group() in '"\\'
-                       else f'\\x{ord(m.group()) & 0xff:02x}' if ord(m.group()) < 256
-                       else f'\\u{ord(m.group()):04x}', s)
+    return _UNSAFE.sub(
+        lambda m: (
+            "\\" + m.group()
+            if m.group() in '"\\'
+            else f"\\x{ord(m.group()) & 0xFF:02x}"
+            if ord(m.group()) < 256
+            else f"\\u{ord(m.group()):04x}"
+        ),
+        s,
+    )
 
 
 class AbuseGuard:
     """Per-source-IP abuse protection. See the module docstring for the log formats."""
 
-    def __init__(self, auth_fail_limit: int = 5, auth_fail_window: float = 60.0,
-                 ban_time: float = 600.0, rate_limit: float = 50.0, rate_burst: float = 200.0,
-                 scanner_user_agents: Iterable[str] = DEFAULT_SCANNER_USER_AGENTS,
-                 exempt: Iterable[str] = (), *, ban_scanners: bool = True,
-                 max_size: int = MAX_DATAGRAM, log_interval: float = 10.0,
-                 max_tracked: int = 100_000) -> None:
+    def __init__(
+        self,
+        auth_fail_limit: int = 5,
+        auth_fail_window: float = 60.0,
+        ban_time: float = 600.0,
+        rate_limit: float = 50.0,
+        rate_burst: float = 200.0,
+        scanner_user_agents: Iterable[str] = DEFAULT_SCANNER_USER_AGENTS,
+        exempt: Iterable[str] = (),
+        *,
+        ban_scanners: bool = True,
+        max_size: int = MAX_DATAGRAM,
+        log_interval: float = 10.0,
+        max_tracked: int = 100_000,
+    ) -> None:
         self.auth_fail_limit = int(auth_fail_limit)
         self.auth_fail_window = float(auth_fail_window)
         self.ban_time = float(ban_time)
@@ -123,22 +149,33 @@ class AbuseGuard:
         self.max_tracked = max_tracked
         uas = [u for u in scanner_user_agents if u]
         # whole words only: 'sipcli' must not match 'MySIPClient'
-        self._scanner_re = (re.compile('(?<![A-Za-z0-9])(?:' + '|'.join(re.escape(u) for u in uas)
-                                       + ')(?![A-Za-z0-9])', re.I).search if uas else None)
+        self._scanner_re = (
+            re.compile("(?<![A-Za-z0-9])(?:" + "|".join(re.escape(u) for u in uas) + ")(?![A-Za-z0-9])", re.I).search
+            if uas
+            else None
+        )
         self._exempt_ips: set[str] = set()
-        self._exempt_nets: list = []
+        self._exempt_nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         for e in exempt:
-            if '/' in e:
+            if "/" in e:
                 self._exempt_nets.append(ipaddress.ip_network(e, strict=False))
             else:
-                self._exempt_ips.add(str(ipaddress.ip_address(e.strip('[]'))))
+                self._exempt_ips.add(str(ipaddress.ip_address(e.strip("[]"))))
         self._exempt_cache: dict[str, bool] = {}
-        self._bans: dict[str, float] = {}                  # ip -> until
-        self._buckets: dict[str, list[float]] = {}         # ip -> [tokens, last]
-        self._failures: dict[str, list[float]] = {}        # ip -> recent failure times
+        self._bans: dict[str, float] = {}  # ip -> until
+        self._buckets: dict[str, list[float]] = {}  # ip -> [tokens, last]
+        self._failures: dict[str, list[float]] = {}  # ip -> recent failure times
         self._lastlog: dict[tuple[str, str], list[float]] = {}  # (kind, ip) -> [last, suppressed]
-        self._c = dict(dropped_banned=0, dropped_scanner=0, dropped_rate=0, dropped_oversize=0,
-                       auth_failures=0, auth_ok=0, bans_total=0, unbans_total=0)
+        self._c = {
+            "dropped_banned": 0,
+            "dropped_scanner": 0,
+            "dropped_rate": 0,
+            "dropped_oversize": 0,
+            "auth_failures": 0,
+            "auth_ok": 0,
+            "bans_total": 0,
+            "unbans_total": 0,
+        }
 
     # ------------------------------------------------------------------ helpers
     def is_exempt(self, ip: str) -> bool:
@@ -149,7 +186,7 @@ class AbuseGuard:
             r = ip in self._exempt_ips
             if not r:
                 try:
-                    a = ipaddress.ip_address(ip.strip('[]'))
+                    a = ipaddress.ip_address(ip.strip("[]"))
                     r = str(a) in self._exempt_ips or any(a in n for n in self._exempt_nets)
                 except ValueError:
                     r = False
@@ -158,25 +195,25 @@ class AbuseGuard:
             self._exempt_cache[ip] = r
         return r
 
-    def _log_limited(self, kind: str, ip: str, now: float, fmt: str, *args) -> None:
+    def _log_limited(self, kind: str, ip: str, now: float, fmt: str, *args: object) -> None:
         key = (kind, ip)
         st = self._lastlog.get(key)
         if st is None:
             if len(self._lastlog) >= self.max_tracked:
                 self._trim(self._lastlog)
             self._lastlog[key] = [now, 0]
-            log.warning(fmt + ' dropped=%d', *args, 1)
+            log.warning(fmt + " dropped=%d", *args, 1)  # noqa: G003 - extends the caller's %-format
             return
         if now - st[0] >= self.log_interval:
             n = st[1] + 1
             st[0] = now
             st[1] = 0
-            log.warning(fmt + ' dropped=%d', *args, n)
+            log.warning(fmt + " dropped=%d", *args, n)  # noqa: G003 - extends the caller's %-format
         else:
             st[1] += 1
 
     @staticmethod
-    def _trim(d: dict) -> None:
+    def _trim(d: dict[Any, Any]) -> None:
         drop = max(1, len(d) // 8)
         it = iter(d)
         for k in [next(it) for _ in range(drop)]:
@@ -195,12 +232,12 @@ class AbuseGuard:
     def allow_datagram(self, ip: str, size: int, now: float) -> bool:
         """Cheap pre-parse check of one datagram / framed message."""
         if size > self.max_size:
-            self._c['dropped_oversize'] += 1
-            self._log_limited('oversize', ip, now, 'SECURITY oversize-dropped ip=%s size=%d', ip, size)
+            self._c["dropped_oversize"] += 1
+            self._log_limited("oversize", ip, now, "SECURITY oversize-dropped ip=%s size=%d", ip, size)
             return False
         if self._bans and self._banned(ip, now):
-            self._c['dropped_banned'] += 1
-            self._log_limited('banned', ip, now, 'SECURITY dropped-banned ip=%s', ip)
+            self._c["dropped_banned"] += 1
+            self._log_limited("banned", ip, now, "SECURITY dropped-banned ip=%s", ip)
             return False
         if self.rate_limit <= 0 or self.is_exempt(ip):
             return True
@@ -218,8 +255,8 @@ class AbuseGuard:
         b[1] = now
         if tokens < 1.0:
             b[0] = tokens
-            self._c['dropped_rate'] += 1
-            self._log_limited('rate', ip, now, 'SECURITY rate-limited ip=%s', ip)
+            self._c["dropped_rate"] += 1
+            self._log_limited("rate", ip, now, "SECURITY rate-limited ip=%s", ip)
             return False
         b[0] = tokens - 1.0
         return True
@@ -227,27 +264,24 @@ class AbuseGuard:
     def check_request(self, ip: str, user_agent: str | None, now: float) -> Verdict:
         """After parsing: banned source or scanner User-Agent -> drop (silently)."""
         if self._bans and self._banned(ip, now):
-            self._c['dropped_banned'] += 1
-            self._log_limited('banned', ip, now, 'SECURITY dropped-banned ip=%s', ip)
+            self._c["dropped_banned"] += 1
+            self._log_limited("banned", ip, now, "SECURITY dropped-banned ip=%s", ip)
             return Verdict.DROP_BANNED
         if user_agent and self._scanner_re is not None and self._scanner_re(user_agent):
             if self.is_exempt(ip):
                 return Verdict.ALLOW
-            self._c['dropped_scanner'] += 1
-            self._log_limited('scanner', ip, now, 'SECURITY scanner-dropped ip=%s ua="%s"',
-                              ip, _sanitize(user_agent))
+            self._c["dropped_scanner"] += 1
+            self._log_limited("scanner", ip, now, 'SECURITY scanner-dropped ip=%s ua="%s"', ip, _sanitize(user_agent))
             if self.ban_scanners:
-                self.ban(ip, now, reason='scanner')
+                self.ban(ip, now, reason="scanner")
             return Verdict.DROP_SCANNER
         return Verdict.ALLOW
 
     # ------------------------------------------------------------------ auth
-    def auth_failed(self, ip: str, now: float, user: str | None = None,
-                    method: str = 'REGISTER') -> bool:
+    def auth_failed(self, ip: str, now: float, user: str | None = None, method: str = "REGISTER") -> bool:
         """Record one failed authentication. Returns True when this failure starts a ban."""
-        self._c['auth_failures'] += 1
-        log.warning('SECURITY auth-failed ip=%s user="%s" method=%s', ip, _sanitize(user),
-                    _sanitize(method, 16))
+        self._c["auth_failures"] += 1
+        log.warning('SECURITY auth-failed ip=%s user="%s" method=%s', ip, _sanitize(user), _sanitize(method, 16))
         if self.is_exempt(ip) or self.auth_fail_limit <= 0:
             return False
         if self._bans and self._banned(ip, now):
@@ -266,18 +300,19 @@ class AbuseGuard:
         if len(f) >= self.auth_fail_limit:
             n = len(f)
             del self._failures[ip]
-            self.ban(ip, now, failures=n, reason='auth')
+            self.ban(ip, now, failures=n, reason="auth")
             return True
         return False
 
     def auth_ok(self, ip: str) -> None:
-        self._c['auth_ok'] += 1
+        self._c["auth_ok"] += 1
         if self._failures:
             self._failures.pop(ip, None)
 
     # ------------------------------------------------------------------ bans
-    def ban(self, ip: str, now: float, duration: float | None = None, *, failures: int = 0,
-            reason: str = 'manual') -> None:
+    def ban(
+        self, ip: str, now: float, duration: float | None = None, *, failures: int = 0, reason: str = "manual"
+    ) -> None:
         d = self.ban_time if duration is None else float(duration)
         if ip not in self._bans and len(self._bans) >= self.max_tracked:
             self._purge_bans(now)
@@ -285,16 +320,15 @@ class AbuseGuard:
                 self._trim(self._bans)
         self._bans[ip] = now + d
         self._buckets.pop(ip, None)
-        self._c['bans_total'] += 1
-        log.warning('SECURITY banned ip=%s for=%ds failures=%d reason=%s', ip, round(d),
-                    failures, reason)
+        self._c["bans_total"] += 1
+        log.warning("SECURITY banned ip=%s for=%ds failures=%d reason=%s", ip, round(d), failures, reason)
 
     def unban(self, ip: str) -> bool:
         if self._bans.pop(ip, None) is None:
             return False
-        self._c['unbans_total'] += 1
-        self._lastlog.pop(('banned', ip), None)
-        log.warning('SECURITY unbanned ip=%s', ip)
+        self._c["unbans_total"] += 1
+        self._lastlog.pop(("banned", ip), None)
+        log.warning("SECURITY unbanned ip=%s", ip)
         return True
 
     def is_banned(self, ip: str, now: float) -> bool:
@@ -333,8 +367,8 @@ class AbuseGuard:
     def tracked(self) -> int:
         return len(self._bans) + len(self._buckets) + len(self._failures) + len(self._lastlog)
 
-    def counters(self) -> dict:
+    def counters(self) -> dict[str, int]:
         c = dict(self._c)
-        c['banned_ips'] = len(self._bans)
-        c['tracked_sources'] = len(self._buckets)
+        c["banned_ips"] = len(self._bans)
+        c["tracked_sources"] = len(self._buckets)
         return c

@@ -22,61 +22,80 @@ persist them (``Changes.upserts()`` / ``Changes.deletes()`` match the
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any
 
-__all__ = ['Binding', 'Changes', 'LocationService', 'contact_key']
+__all__ = ["Binding", "Changes", "LocationService", "contact_key"]
 
 
 @dataclass(frozen=True, slots=True)
 class Binding:
     aor: str
-    contact: str                     # Contact URI exactly as given (never rebuilt)
-    instance: str | None             # +sip.instance value (as sent, e.g. '"<urn:uuid:...>"' unquoted)
+    contact: str  # Contact URI exactly as given (never rebuilt)
+    instance: str | None  # +sip.instance value (as sent, e.g. '"<urn:uuid:...>"' unquoted)
     reg_id: int | None
     call_id: str
     cseq: int
-    expires_at: float                # wall clock
+    expires_at: float  # wall clock
     q: float = 1.0
-    source: tuple = ('UDP', '', 0)   # (transport, host, port) the REGISTER came from
-    local: str | None = None         # id of the socket / connection it came in on
+    source: tuple[str, str, int] = ("UDP", "", 0)  # (transport, host, port) the REGISTER came from
+    local: str | None = None  # id of the socket / connection it came in on
     user_agent: str | None = None
     registered_at: float = 0.0
 
     def expires_in(self, now: float) -> int:
         return max(0, int(self.expires_at - now + 0.5))
 
-    def to_row(self) -> dict:
+    def to_row(self) -> dict[str, Any]:
         t, h, p = self.source
-        return {'aor': self.aor, 'contact': self.contact, 'instance': self.instance,
-                'reg_id': self.reg_id, 'call_id': self.call_id, 'cseq': self.cseq,
-                'expires_at': self.expires_at, 'q': self.q, 'source_transport': t,
-                'source_host': h, 'source_port': p, 'local': self.local,
-                'user_agent': self.user_agent, 'registered_at': self.registered_at}
+        return {
+            "aor": self.aor,
+            "contact": self.contact,
+            "instance": self.instance,
+            "reg_id": self.reg_id,
+            "call_id": self.call_id,
+            "cseq": self.cseq,
+            "expires_at": self.expires_at,
+            "q": self.q,
+            "source_transport": t,
+            "source_host": h,
+            "source_port": p,
+            "local": self.local,
+            "user_agent": self.user_agent,
+            "registered_at": self.registered_at,
+        }
 
     @classmethod
-    def from_row(cls, row: dict) -> Binding:
-        reg_id = row.get('reg_id')
-        port = row.get('source_port')
-        q = row.get('q')
-        return cls(aor=row['aor'], contact=row['contact'], instance=row.get('instance'),
-                   reg_id=None if reg_id is None else int(reg_id),
-                   call_id=row.get('call_id') or '', cseq=int(row.get('cseq') or 0),
-                   expires_at=float(row.get('expires_at') or 0.0),
-                   q=1.0 if q is None else float(q),
-                   source=(row.get('source_transport') or 'UDP', row.get('source_host') or '',
-                           int(port) if port is not None else 0),
-                   local=row.get('local'), user_agent=row.get('user_agent'),
-                   registered_at=float(row.get('registered_at') or 0.0))
-
-
+    def from_row(cls, row: dict[str, Any]) -> Binding:
+        reg_id = row.get("reg_id")
+        port = row.get("source_port")
+        q = row.get("q")
+        return cls(
+            aor=row["aor"],
+            contact=row["contact"],
+            instance=row.get("instance"),
+            reg_id=None if reg_id is None else int(reg_id),
+            call_id=row.get("call_id") or "",
+            cseq=int(row.get("cseq") or 0),
+            expires_at=float(row.get("expires_at") or 0.0),
+            q=1.0 if q is None else float(q),
+            source=(
+                row.get("source_transport") or "UDP",
+                row.get("source_host") or "",
+                int(port) if port is not None else 0,
+            ),
+            local=row.get("local"),
+            user_agent=row.get("user_agent"),
+            registered_at=float(row.get("registered_at") or 0.0),
+        )
 
 
 @dataclass(slots=True)
 class Changes:
-    added: list = field(default_factory=list)
-    updated: list = field(default_factory=list)
-    removed: list = field(default_factory=list)
+    added: list[Binding] = field(default_factory=list)
+    updated: list[Binding] = field(default_factory=list)
+    removed: list[Binding] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.added or self.updated or self.removed)
@@ -87,7 +106,7 @@ class Changes:
         self.removed += other.removed
         return self
 
-    def upserts(self) -> list[dict]:
+    def upserts(self) -> list[dict[str, Any]]:
         return [b.to_row() for b in self.added] + [b.to_row() for b in self.updated]
 
     def deletes(self) -> list[tuple[str, str]]:
@@ -95,40 +114,45 @@ class Changes:
 
 
 # sip:user@host:port;params  (user part optional; IPv6 host in brackets)
-_URI_RE = re.compile(
-    r'\s*<?\s*([A-Za-z][A-Za-z0-9+.-]*):(?:([^@;?>]*)@)?(\[[^\]]*\]|[^:;?>\s]+)(?::(\d+))?([^?>]*)')
-_TRANSPORT_RE = re.compile(r';\s*transport\s*=\s*([^;?>\s]+)', re.I)
-_PCT_RE = re.compile(r'%([0-9A-Fa-f]{2})')
+_URI_RE = re.compile(r"\s*<?\s*([A-Za-z][A-Za-z0-9+.-]*):(?:([^@;?>]*)@)?(\[[^\]]*\]|[^:;?>\s]+)(?::(\d+))?([^?>]*)")
+_TRANSPORT_RE = re.compile(r";\s*transport\s*=\s*([^;?>\s]+)", re.I)
+_PCT_RE = re.compile(r"%([0-9A-Fa-f]{2})")
 
 
-def contact_key(contact: str) -> tuple:
+#: What makes two Contact URIs the same binding (:func:`contact_key`).
+ContactKey = (
+    tuple[str, str] | tuple[str, str | None, str, int, str]
+)  # ("?", raw) | (scheme, user, host, port, transport)
+
+
+def contact_key(contact: str) -> ContactKey:
     """Loose RFC 3261 §19.1.4 identity of a Contact URI (see the module docstring)."""
     m = _URI_RE.match(contact)
     if m is None:
-        return ('?', contact.strip())
+        return ("?", contact.strip())
     scheme = m.group(1).lower()
     user = m.group(2)
     if user is not None:
-        user = user.split(':', 1)[0]            # drop a password
-        if '%' in user:
+        user = user.split(":", 1)[0]  # drop a password
+        if "%" in user:
             user = _PCT_RE.sub(lambda x: chr(int(x.group(1), 16)), user)
     host = m.group(3).lower()
     port = m.group(4)
     t = _TRANSPORT_RE.search(m.group(5))
-    transport = t.group(1).lower() if t else ('tls' if scheme == 'sips' else 'udp')
+    transport = t.group(1).lower() if t else ("tls" if scheme == "sips" else "udp")
     if port is None:
-        port = 5061 if (scheme == 'sips' or transport == 'tls') else 5060
+        port = 5061 if (scheme == "sips" or transport == "tls") else 5060
     return (scheme, user, host, int(port), transport)
 
 
-def _order(b: Binding) -> tuple:
+def _order(b: Binding) -> tuple[float, float]:
     return (-b.q, -b.registered_at)
 
 
 class LocationService:
     """In-memory bindings by AoR."""
 
-    __slots__ = ('_by_aor', '_count')
+    __slots__ = ("_by_aor", "_count")
 
     def __init__(self) -> None:
         self._by_aor: dict[str, list[Binding]] = {}
@@ -158,8 +182,14 @@ class LocationService:
     def __len__(self) -> int:
         return self._count
 
-    def find(self, aor: str, contact: str, instance: str | None = None,
-             reg_id: int | None = None, key: tuple | None = None) -> list[Binding]:
+    def find(
+        self,
+        aor: str,
+        contact: str,
+        instance: str | None = None,
+        reg_id: int | None = None,
+        key: ContactKey | None = None,
+    ) -> list[Binding]:
         """Stored bindings (expired or not) that a new registration of ``contact`` replaces:
         same instance (+ reg-id), or the same contact per :func:`contact_key`."""
         lst = self._by_aor.get(aor)
@@ -169,9 +199,11 @@ class LocationService:
             key = contact_key(contact)
         out = []
         for b in lst:
-            if instance is not None and b.instance == instance and b.reg_id == reg_id:
-                out.append(b)
-            elif b.contact == contact or contact_key(b.contact) == key:
+            if (
+                (instance is not None and b.instance == instance and b.reg_id == reg_id)
+                or b.contact == contact
+                or contact_key(b.contact) == key
+            ):
                 out.append(b)
         return out
 
@@ -244,7 +276,7 @@ class LocationService:
         self._count -= len(gone)
         return gone
 
-    def load(self, bindings: Iterable[Binding | dict]) -> int:
+    def load(self, bindings: Iterable[Binding | dict[str, Any]]) -> int:
         """Restore persisted bindings at start (rows or Binding objects). Returns how many."""
         n = 0
         for b in bindings:

@@ -12,20 +12,38 @@ Parsing is split in two stages for speed:
 Text is decoded as UTF-8 with ``surrogateescape`` so that arbitrary bytes in
 header values survive a parse -> serialise round trip byte-exactly.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Iterable, Union
+from enum import StrEnum
+from typing import Any, Generic, Self, TypeVar, overload
 from urllib.parse import unquote
 
 __all__ = [
-    "SipParseError", "FramingError", "Method", "URI", "NameAddr", "Via", "Headers",
-    "Request", "Response", "Message", "parse_message", "make_response", "reason_phrase",
-    "MAX_MESSAGE", "StreamFramer", "Keepalive", "is_keepalive", "validate_request",
-    "unsupported_extensions", "KNOWN_METHODS",
+    "KNOWN_METHODS",
+    "MAX_MESSAGE",
+    "URI",
+    "FramingError",
+    "Headers",
+    "Keepalive",
+    "Message",
+    "Method",
+    "NameAddr",
+    "Request",
+    "Response",
+    "SipParseError",
+    "StreamFramer",
+    "Via",
+    "is_keepalive",
+    "make_response",
+    "parse_message",
+    "reason_phrase",
+    "unsupported_extensions",
+    "validate_request",
 ]
 
 MAX_MESSAGE = 65536
@@ -34,6 +52,7 @@ _MAX_UINT32 = 2**32 - 1
 
 # ---------------------------------------------------------------------------
 # errors
+
 
 class SipParseError(ValueError):
     """A message could not be parsed / accepted.
@@ -44,8 +63,7 @@ class SipParseError(ValueError):
     partial: best-effort Request (start line + headers) so a response can be built
     """
 
-    def __init__(self, reason: str, status: int = 400, *, drop: bool = False,
-                 partial: "Request | None" = None):
+    def __init__(self, reason: str, status: int = 400, *, drop: bool = False, partial: Request | None = None):
         super().__init__(reason)
         self.status = status
         self.reason = reason
@@ -61,13 +79,18 @@ class FramingError(SipParseError):
 
     def __init__(self, reason: str, status: int = 400):
         super().__init__(reason, status, drop=True)
-        self.messages: list = []    # frames completed before the error (StreamFramer.feed)
+        self.messages: list[bytes | Keepalive] = []  # frames completed before the error (StreamFramer.feed)
 
 
 # ---------------------------------------------------------------------------
 # methods
 
-class Method(str, Enum):
+
+class Method(StrEnum):
+    """The methods this stack knows (RFC 3261 and extensions). A StrEnum: a member is the
+    method's wire token, so ``request.method == Method.INVITE`` works on the plain ``str``
+    a parsed request carries (which may be an extension method not listed here: 501)."""
+
     INVITE = "INVITE"
     ACK = "ACK"
     BYE = "BYE"
@@ -83,11 +106,8 @@ class Method(str, Enum):
     MESSAGE = "MESSAGE"
     PUBLISH = "PUBLISH"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-KNOWN_METHODS = frozenset(m.value for m in Method)
+KNOWN_METHODS: frozenset[str] = frozenset(m.value for m in Method)
 
 # ---------------------------------------------------------------------------
 # character classes (RFC 3261 §25.1)
@@ -95,10 +115,10 @@ KNOWN_METHODS = frozenset(m.value for m in Method)
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 _UNRESERVED = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()"
-_USER_SAFE = frozenset(_UNRESERVED + "&=+$,;?/")          # user-unreserved
+_USER_SAFE = frozenset(_UNRESERVED + "&=+$,;?/")  # user-unreserved
 _PASSWORD_SAFE = frozenset(_UNRESERVED + "&=+$,")
-_PARAM_SAFE = frozenset(_UNRESERVED + "[]/:&+$")          # param-unreserved
-_HEADER_SAFE = frozenset(_UNRESERVED + "[]/?:+$")         # hnv-unreserved
+_PARAM_SAFE = frozenset(_UNRESERVED + "[]/:&+$")  # param-unreserved
+_HEADER_SAFE = frozenset(_UNRESERVED + "[]/?:+$")  # hnv-unreserved
 _BAD_URI_CHARS_RE = re.compile(r'[\s<>"]')
 _HOST_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+")
 
@@ -110,7 +130,7 @@ def _unescape(s: str) -> str:
     return unquote(s, errors="surrogateescape")
 
 
-def _escape(s: str, safe: frozenset) -> str:
+def _escape(s: str, safe: frozenset[str]) -> str:
     for ch in s:
         if ch not in safe:
             break
@@ -119,7 +139,7 @@ def _escape(s: str, safe: frozenset) -> str:
     out = []
     for b in s.encode("utf-8", "surrogateescape"):
         c = chr(b)
-        out.append(c if c in safe else "%%%02X" % b)
+        out.append(c if c in safe else f"%{b:02X}")
     return "".join(out)
 
 
@@ -135,19 +155,26 @@ def _is_token(s: str) -> bool:
     return r
 
 
-class cached_property:  # noqa: N801 - lock-free functools.cached_property equivalent
+_T = TypeVar("_T")
+
+
+class cached_property(Generic[_T]):
     """Non-data descriptor caching in the instance __dict__ (works on frozen, slot-less
     dataclasses because it bypasses __setattr__)."""
 
-    def __init__(self, func):
+    def __init__(self, func: Callable[[Any], _T]) -> None:
         self.func = func
         self.name = func.__name__
         self.__doc__ = func.__doc__
 
-    def __set_name__(self, owner, name):
+    def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
-    def __get__(self, obj, owner=None):
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> cached_property[_T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> _T: ...
+    def __get__(self, obj: object | None, owner: type | None = None) -> _T | cached_property[_T]:
         if obj is None:
             return self
         val = self.func(obj)
@@ -159,11 +186,13 @@ class cached_property:  # noqa: N801 - lock-free functools.cached_property equiv
 # URI  (RFC 3261 §19.1, §25.1; RFC 3966 for tel; RFC 5118 for IPv6 references)
 
 _SIP_URI_RE = re.compile(
-    r"(?:([^@]*)@)?"                                  # userinfo
-    r"(\[[^\]]*\]|[^:;?\[\]]*)"                       # host (IPv6 reference kept with brackets)
-    r"(?::([^;?]*))?"                                 # port
-    r"(;[^?]*)?"                                      # uri-parameters
-    r"(?:\?(.*))?\Z", re.S)                           # headers
+    r"(?:([^@]*)@)?"  # userinfo
+    r"(\[[^\]]*\]|[^:;?\[\]]*)"  # host (IPv6 reference kept with brackets)
+    r"(?::([^;?]*))?"  # port
+    r"(;[^?]*)?"  # uri-parameters
+    r"(?:\?(.*))?\Z",
+    re.S,
+)  # headers
 
 
 @dataclass(frozen=True)
@@ -175,10 +204,10 @@ class URI:
     port: int | None = None
     params: tuple[tuple[str, str | None], ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
-    opaque: str | None = None          # scheme-specific part of an absoluteURI we do not interpret
+    opaque: str | None = None  # scheme-specific part of an absoluteURI we do not interpret
     raw: str = field(default="", compare=False, repr=False)
 
-    def param(self, name: str, default=None):
+    def param(self, name: str, default: str | None = None) -> str | None:
         """Value of a URI parameter (None for a flag parameter or when absent; see has_param)."""
         name = name.lower()
         for k, v in self.params:
@@ -190,10 +219,10 @@ class URI:
         name = name.lower()
         return any(k == name for k, _ in self.params)
 
-    def with_params(self, **kv) -> "URI":
+    def with_params(self, **kv: object) -> URI:
         return dataclasses.replace(self, params=_set_params(self.params, kv))
 
-    def without_params(self, *names: str) -> "URI":
+    def without_params(self, *names: str) -> URI:
         drop = {n.lower() for n in names}
         return dataclasses.replace(self, params=tuple(p for p in self.params if p[0] not in drop))
 
@@ -208,7 +237,7 @@ class URI:
     def __str__(self) -> str:
         if self.opaque is not None:
             return f"{self.scheme}:{self.opaque}"
-        if not self.scheme:                 # placeholder for an unparseable Request-URI
+        if not self.scheme:  # placeholder for an unparseable Request-URI
             return self.raw
         parts = [self.scheme, ":"]
         if self.scheme == "tel":
@@ -228,12 +257,13 @@ class URI:
             if v is not None:
                 parts.append("=" + _escape(v, _PARAM_SAFE))
         if self.headers:
-            parts.append("?" + "&".join(_escape(k, _HEADER_SAFE) + "=" + _escape(v, _HEADER_SAFE)
-                                        for k, v in self.headers))
+            parts.append(
+                "?" + "&".join(_escape(k, _HEADER_SAFE) + "=" + _escape(v, _HEADER_SAFE) for k, v in self.headers)
+            )
         return "".join(parts)
 
     @staticmethod
-    def parse(text: str) -> "URI":
+    def parse(text: str) -> URI:
         """Parse a URI (no surrounding <>, no whitespace).  Raises SipParseError(400).
         Results are immutable and memoised (phones send the same URIs again and again)."""
         u = _URI_CACHE.get(text)
@@ -246,6 +276,8 @@ class URI:
 
 
 _URI_CACHE: dict[str, URI] = {}
+#: Parameters of a URI, name-addr or Via: (lower-case name, value or None for a flag).
+Params = tuple[tuple[str, str | None], ...]
 
 
 def _parse_uri(text: str) -> URI:
@@ -257,7 +289,7 @@ def _parse_uri(text: str) -> URI:
     if not _SCHEME_RE.fullmatch(scheme):
         raise SipParseError("Bad Request - malformed URI scheme")
     scheme = scheme.lower()
-    rest = text[colon + 1:]
+    rest = text[colon + 1 :]
     if not rest:
         raise SipParseError("Bad Request - empty URI")
     if scheme == "sip" or scheme == "sips":
@@ -267,17 +299,26 @@ def _parse_uri(text: str) -> URI:
         num, _, ps = rest.partition(";")
         if not num:
             raise SipParseError("Bad Request - malformed tel URI")
-        return URI("tel", _unescape(num), None, "", None, _parse_uri_params(ps) if ps else (),
-                   (), None, text)
+        return URI("tel", _unescape(num), None, "", None, _parse_uri_params(ps) if ps else (), (), None, text)
     return URI(scheme, None, None, "", None, (), (), rest, text)
 
 
 _obj_new = object.__new__
 
 
-def _mk_uri(scheme, user, password, host, port, params, headers, opaque, raw):
+def _mk_uri(
+    scheme: str,
+    user: str | None,
+    password: str | None,
+    host: str,
+    port: int | None,
+    params: Params,
+    headers: tuple[tuple[str, str], ...],
+    opaque: str | None,
+    raw: str,
+) -> URI:
     # fast constructor: frozen dataclass __init__ costs ~1 µs per object
-    o = _obj_new(URI)
+    o: URI = _obj_new(URI)
     d = o.__dict__
     d["scheme"] = scheme
     d["user"] = user
@@ -291,9 +332,9 @@ def _mk_uri(scheme, user, password, host, port, params, headers, opaque, raw):
     return o
 
 
-def _parse_uri_params(ps: str) -> tuple:
+def _parse_uri_params(ps: str) -> Params:
     # uri-parameters = *( ";" uri-parameter ); names case-insensitive -> lowercased
-    out = []
+    out: list[tuple[str, str | None]] = []
     for p in ps.split(";"):
         name, eq, value = p.partition("=")
         if not name:
@@ -322,7 +363,7 @@ def _parse_sip_uri(scheme: str, rest: str, text: str) -> URI:
             raise SipParseError("Bad Request - malformed port in URI")
         portnum = int(port)
     params = _parse_uri_params(ps[1:]) if ps else ()
-    headers: tuple = ()
+    headers: tuple[tuple[str, str], ...] = ()
     if hs is not None:
         hl = []
         for h in hs.split("&"):
@@ -334,14 +375,11 @@ def _parse_sip_uri(scheme: str, rest: str, text: str) -> URI:
     return _mk_uri(scheme, user, password, host, portnum, params, headers, None, text)
 
 
-def _set_params(params: tuple, kv: dict) -> tuple:
+def _set_params(params: Params, kv: dict[str, object]) -> Params:
     out = list(params)
-    for k, v in kv.items():
-        k = k.lower()        # names with '-' : with_params(**{"reg-id": "1"})
-        if v is not None and v is not True:
-            v = str(v)
-        elif v is True:
-            v = None
+    for k, value in kv.items():
+        k = k.lower()  # names with '-' : with_params(**{"reg-id": "1"})
+        v = None if value is None or value is True else str(value)
         for i, (pk, _) in enumerate(out):
             if pk == k:
                 out[i] = (k, v)
@@ -353,6 +391,7 @@ def _set_params(params: tuple, kv: dict) -> tuple:
 
 # ---------------------------------------------------------------------------
 # header parameters / splitting helpers
+
 
 def _split_top(value: str, sep: str) -> list[str]:
     """Split on `sep` outside quoted strings (with backslash escapes) and <...>."""
@@ -388,11 +427,10 @@ def _split_top(value: str, sep: str) -> list[str]:
     return out
 
 
-_GEN_PARAM_RE = re.compile(
-    r'[ \t]*([^;=\s"]+)[ \t]*(?:=[ \t]*("(?:[^"\\]|\\.)*"|[^;"\s]+)[ \t]*)?(;|\Z)', re.S)
+_GEN_PARAM_RE = re.compile(r'[ \t]*([^;=\s"]+)[ \t]*(?:=[ \t]*("(?:[^"\\]|\\.)*"|[^;"\s]+)[ \t]*)?(;|\Z)', re.S)
 
 
-def _parse_header_params(s: str, what: str) -> tuple:
+def _parse_header_params(s: str, what: str) -> Params:
     """generic-param list after the first ';'
     (RFC 3261 §25.1: generic-param = token [ EQUAL gen-value ]; gen-value = token / host /
     quoted-string).  Names lowercased; quoted values kept with their quotes."""
@@ -444,11 +482,11 @@ def _quote(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _params_str(params: tuple) -> str:
+def _params_str(params: Params) -> str:
     return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params)
 
 
-def _get_param(params: tuple, name: str):
+def _get_param(params: Params, name: str) -> str | None:
     name = name.lower()
     for k, v in params:
         if k == name:
@@ -462,7 +500,9 @@ def _get_param(params: tuple, name: str):
 _DISPLAY_TOKENS_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~ \t]*")
 _NA_FAST_RE = re.compile(
     r'[ \t]*(?:"((?:[^"\\]|\\.)*)"|((?:[A-Za-z0-9\-.!%*_+`\'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`\'~]+)*)?))'
-    r'[ \t]*<([^<>\s"]*)>[ \t]*(?:;(.*))?\Z', re.S)   # unambiguous: no ReDoS on long LWS runs
+    r'[ \t]*<([^<>\s"]*)>[ \t]*(?:;(.*))?\Z',
+    re.S,
+)  # unambiguous: no ReDoS on long LWS runs
 
 
 @dataclass(frozen=True)
@@ -482,10 +522,10 @@ class NameAddr:
     def tag(self) -> str | None:
         return _get_param(self.params, "tag")
 
-    def with_params(self, **kv) -> "NameAddr":
+    def with_params(self, **kv: object) -> NameAddr:
         return dataclasses.replace(self, params=_set_params(self.params, kv))
 
-    def with_tag(self, tag: str) -> "NameAddr":
+    def with_tag(self, tag: str) -> NameAddr:
         return dataclasses.replace(self, params=_set_params(self.params, {"tag": tag}))
 
     def __str__(self) -> str:
@@ -495,7 +535,7 @@ class NameAddr:
         return s + _params_str(self.params) if self.params else s
 
     @staticmethod
-    def parse(text: str) -> "NameAddr":
+    def parse(text: str) -> NameAddr:
         m = _NA_FAST_RE.match(text)
         if m is not None:
             # common form: ["display"|tokens] <uri> [;params]  -- one regex, no loops
@@ -514,7 +554,7 @@ class NameAddr:
         return NameAddr._parse_slow(text)
 
     @staticmethod
-    def _parse_slow(text: str) -> "NameAddr":
+    def _parse_slow(text: str) -> NameAddr:
         s = text.strip(" \t")
         if not s:
             raise SipParseError("Bad Request - empty address")
@@ -545,8 +585,8 @@ class NameAddr:
             gt = s.find(">", lt)
             if gt < 0:
                 raise SipParseError("Bad Request - unterminated <")
-            uri = URI.parse(s[lt + 1:gt])
-            rest = s[gt + 1:].strip(" \t")
+            uri = URI.parse(s[lt + 1 : gt])
+            rest = s[gt + 1 :].strip(" \t")
         else:
             # addr-spec: URIs with ',', ';' or '?' must be enclosed in <> (§20.10)
             semi = s.find(";")
@@ -557,12 +597,12 @@ class NameAddr:
             if "?" in ut or "," in ut:
                 raise SipParseError("Bad Request - URI with ? or , must be enclosed in <>")
             uri = URI.parse(ut)
-        params: tuple = ()
+        params: Params = ()
         if rest:
             if rest[0] != ";":
                 raise SipParseError("Bad Request - garbage after address")
             params = _parse_header_params(rest[1:], "address")
-        o = _obj_new(NameAddr)
+        o: NameAddr = _obj_new(NameAddr)
         d = o.__dict__
         d["display"] = display
         d["uri"] = uri
@@ -576,7 +616,9 @@ class NameAddr:
 _VIA_RE = re.compile(
     r"[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*"
     r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)"
-    r"(?:[ \t]*:[ \t]*([0-9]{1,5}))?[ \t]*(?:;(.*))?\Z", re.S)
+    r"(?:[ \t]*:[ \t]*([0-9]{1,5}))?[ \t]*(?:;(.*))?\Z",
+    re.S,
+)
 
 
 @dataclass(frozen=True)
@@ -613,16 +655,13 @@ class Via:
     def sent_by(self) -> str:
         return self.host if self.port is None else f"{self.host}:{self.port}"
 
-    def with_params(self, **kv) -> "Via":
+    def with_params(self, **kv: object) -> Via:
         """Copy with params set; rport=True or rport='' gives a flag-less 'rport'."""
         kv = {k: (None if (k == "rport" and v == "") else v) for k, v in kv.items()}
         out = list(self.params)
-        for k, v in kv.items():
+        for k, value in kv.items():
             k = k.lower()
-            if v is True:
-                v = None
-            elif v is not None:
-                v = str(v)
+            v = None if value is None or value is True else str(value)
             for i, (pk, _) in enumerate(out):
                 if pk == k:
                     out[i] = (k, v)
@@ -638,7 +677,7 @@ class Via:
         return s + _params_str(self.params) if self.params else s
 
     @staticmethod
-    def parse(text: str) -> "Via":
+    def parse(text: str) -> Via:
         m = _VIA_RE.match(text)
         if m is None:
             raise SipParseError("Bad Request - malformed Via")
@@ -663,25 +702,97 @@ class Via:
 # Headers
 
 _COMPACT = {
-    "v": "Via", "f": "From", "t": "To", "i": "Call-ID", "m": "Contact", "l": "Content-Length",
-    "c": "Content-Type", "k": "Supported", "e": "Content-Encoding", "s": "Subject",
-    "o": "Event", "r": "Refer-To", "b": "Referred-By", "x": "Session-Expires",
-    "u": "Allow-Events", "a": "Accept-Contact", "j": "Reject-Contact", "d": "Request-Disposition",
-    "y": "Identity", "n": "Identity-Info",
+    "v": "Via",
+    "f": "From",
+    "t": "To",
+    "i": "Call-ID",
+    "m": "Contact",
+    "l": "Content-Length",
+    "c": "Content-Type",
+    "k": "Supported",
+    "e": "Content-Encoding",
+    "s": "Subject",
+    "o": "Event",
+    "r": "Refer-To",
+    "b": "Referred-By",
+    "x": "Session-Expires",
+    "u": "Allow-Events",
+    "a": "Accept-Contact",
+    "j": "Reject-Contact",
+    "d": "Request-Disposition",
+    "y": "Identity",
+    "n": "Identity-Info",
 }
 _CANONICAL_LIST = [
-    "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow",
-    "Allow-Events", "Authentication-Info", "Authorization", "Call-ID", "Call-Info", "Contact",
-    "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
-    "Content-Type", "CSeq", "Date", "Error-Info", "Event", "Expires", "From", "Identity",
-    "Identity-Info", "In-Reply-To", "Max-Forwards", "MIME-Version", "Min-Expires", "Min-SE",
-    "Organization", "P-Asserted-Identity", "P-Preferred-Identity", "Path", "Priority",
-    "Privacy", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Require", "RAck",
-    "Reason", "Record-Route", "Refer-To", "Referred-By", "Reject-Contact", "Replaces",
-    "Reply-To", "Request-Disposition", "Require", "Retry-After", "Route", "RSeq",
-    "Security-Client", "Security-Server", "Security-Verify", "Server", "Service-Route",
-    "Session-Expires", "SIP-ETag", "SIP-If-Match", "Subject", "Subscription-State",
-    "Supported", "Timestamp", "To", "Unsupported", "User-Agent", "Via", "Warning",
+    "Accept",
+    "Accept-Contact",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Alert-Info",
+    "Allow",
+    "Allow-Events",
+    "Authentication-Info",
+    "Authorization",
+    "Call-ID",
+    "Call-Info",
+    "Contact",
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Language",
+    "Content-Length",
+    "Content-Type",
+    "CSeq",
+    "Date",
+    "Error-Info",
+    "Event",
+    "Expires",
+    "From",
+    "Identity",
+    "Identity-Info",
+    "In-Reply-To",
+    "Max-Forwards",
+    "MIME-Version",
+    "Min-Expires",
+    "Min-SE",
+    "Organization",
+    "P-Asserted-Identity",
+    "P-Preferred-Identity",
+    "Path",
+    "Priority",
+    "Privacy",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Proxy-Require",
+    "RAck",
+    "Reason",
+    "Record-Route",
+    "Refer-To",
+    "Referred-By",
+    "Reject-Contact",
+    "Replaces",
+    "Reply-To",
+    "Request-Disposition",
+    "Require",
+    "Retry-After",
+    "Route",
+    "RSeq",
+    "Security-Client",
+    "Security-Server",
+    "Security-Verify",
+    "Server",
+    "Service-Route",
+    "Session-Expires",
+    "SIP-ETag",
+    "SIP-If-Match",
+    "Subject",
+    "Subscription-State",
+    "Supported",
+    "Timestamp",
+    "To",
+    "Unsupported",
+    "User-Agent",
+    "Via",
+    "Warning",
     "WWW-Authenticate",
 ]
 _CANONICAL = {n.lower(): n for n in _CANONICAL_LIST}
@@ -690,14 +801,43 @@ for _k, _v in _COMPACT.items():
 del _k, _v
 
 # headers whose values are comma-separated lists (RFC 3261 §7.3.1)
-_LIST_HEADERS = frozenset(n.lower() for n in (
-    "Via", "Contact", "Route", "Record-Route", "Path", "Service-Route", "Allow", "Supported",
-    "Require", "Proxy-Require", "Unsupported", "Accept", "Accept-Encoding", "Accept-Language",
-    "Allow-Events", "Alert-Info", "Call-Info", "Error-Info", "In-Reply-To", "Content-Encoding",
-    "Content-Language", "Warning", "P-Asserted-Identity", "P-Preferred-Identity", "Reason",
-    "Security-Client", "Security-Server", "Security-Verify", "Privacy", "Accept-Contact",
-    "Reject-Contact", "Request-Disposition",
-))
+_LIST_HEADERS = frozenset(
+    n.lower()
+    for n in (
+        "Via",
+        "Contact",
+        "Route",
+        "Record-Route",
+        "Path",
+        "Service-Route",
+        "Allow",
+        "Supported",
+        "Require",
+        "Proxy-Require",
+        "Unsupported",
+        "Accept",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Allow-Events",
+        "Alert-Info",
+        "Call-Info",
+        "Error-Info",
+        "In-Reply-To",
+        "Content-Encoding",
+        "Content-Language",
+        "Warning",
+        "P-Asserted-Identity",
+        "P-Preferred-Identity",
+        "Reason",
+        "Security-Client",
+        "Security-Server",
+        "Security-Verify",
+        "Privacy",
+        "Accept-Contact",
+        "Reject-Contact",
+        "Request-Disposition",
+    )
+)
 
 
 def canonical_name(name: str) -> str:
@@ -710,17 +850,17 @@ _KEY_CACHE: dict[str, str] = {}
 class Headers:
     """Immutable ordered multi-map of SIP headers; names kept in canonical form."""
 
-    __slots__ = ("_items", "_index")
+    __slots__ = ("_index", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = (), *, _canon: bool = True):
         if _canon:
             items = tuple((_CANONICAL.get(n.lower(), n), v) for n, v in items)
         else:
             items = tuple(items)
-        self._items = items
-        self._index = None
+        self._items: tuple[tuple[str, str], ...] = items
+        self._index: dict[str, list[str]] | None = None
 
-    def _idx(self) -> dict:
+    def _idx(self) -> dict[str, list[str]]:
         idx = self._index
         if idx is None:
             idx = {}
@@ -761,7 +901,7 @@ class Headers:
             return []
         if key not in _LIST_HEADERS:
             return list(lst)
-        out = []
+        out: list[str] = []
         for v in lst:
             if "," in v:
                 out.extend(x.strip(" \t") for x in _split_top(v, ",") if x.strip(" \t"))
@@ -778,13 +918,13 @@ class Headers:
     def items(self) -> list[tuple[str, str]]:
         return list(self._items)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         if isinstance(other, Headers):
             return self._items == other._items
         return NotImplemented
@@ -795,7 +935,7 @@ class Headers:
     def __repr__(self) -> str:
         return f"Headers({list(self._items)!r})"
 
-    def replace(self, name: str, values: Iterable[str]) -> "Headers":
+    def replace(self, name: str, values: Iterable[str]) -> Headers:
         cname = canonical_name(_COMPACT.get(name.lower(), name))
         key = self._key(name)
         new = [(cname, str(v)) for v in values]
@@ -812,7 +952,7 @@ class Headers:
             out.extend(new)
         return Headers(out, _canon=False)
 
-    def add(self, name: str, value: str, first: bool = False) -> "Headers":
+    def add(self, name: str, value: str, first: bool = False) -> Headers:
         cname = canonical_name(_COMPACT.get(name.lower(), name))
         if first:
             key = self._key(name)
@@ -824,9 +964,9 @@ class Headers:
             else:
                 out.append((cname, str(value)))
             return Headers(out, _canon=False)
-        return Headers(self._items + ((cname, str(value)),), _canon=False)
+        return Headers((*self._items, (cname, str(value))), _canon=False)
 
-    def remove(self, name: str) -> "Headers":
+    def remove(self, name: str) -> Headers:
         key = self._key(name)
         return Headers([(n, v) for n, v in self._items if n.lower() != key], _canon=False)
 
@@ -858,8 +998,7 @@ class _MessageMixin:
         if len(vals) != 1:
             raise SipParseError("Bad Request - missing or multiple CSeq")
         parts = vals[0].split()
-        if (len(parts) != 2 or not parts[0].isdigit() or not parts[0].isascii()
-                or not _is_token(parts[1])):
+        if len(parts) != 2 or not parts[0].isdigit() or not parts[0].isascii() or not _is_token(parts[1]):
             raise SipParseError("Bad Request - malformed CSeq")
         n = int(parts[0]) if len(parts[0]) <= 20 else _MAX_UINT32 + 1
         if n > _MAX_UINT32:
@@ -895,7 +1034,7 @@ class _MessageMixin:
         return self._single_nameaddr("To")
 
     @cached_property
-    def contacts(self) -> "list[NameAddr] | str":
+    def contacts(self) -> list[NameAddr] | str:
         vals = self.headers.get_all("Contact")
         if len(vals) == 1 and vals[0] == "*":
             return "*"
@@ -972,8 +1111,8 @@ class _MessageMixin:
         out.append("\r\n")
         return "".join(out).encode("utf-8", "surrogateescape") + body
 
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
+    def replace(self, **changes: Any) -> Self:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]  # the subclasses are dataclasses
 
 
 @dataclass(frozen=True, eq=True)
@@ -1006,7 +1145,7 @@ class Response(_MessageMixin):
         return self.to_bytes().decode("utf-8", "replace")
 
 
-Message = Union[Request, Response]
+Message = Request | Response
 
 
 # ---------------------------------------------------------------------------
@@ -1016,7 +1155,7 @@ _HDR_END_RE = re.compile(rb"\r?\n\r?\n")
 
 
 class _FakeMatch:
-    __slots__ = ("_s", "_e")
+    __slots__ = ("_e", "_s")
 
     def __init__(self, s: int, e: int):
         self._s, self._e = s, e
@@ -1026,9 +1165,13 @@ class _FakeMatch:
 
     def end(self) -> int:
         return self._e
+
+
 _VERSION_RE = re.compile(r"SIP/(\d+)\.(\d+)\Z", re.I)
 _STATUS_RE = re.compile(r"(SIP/\d+\.\d+)[ \t]+(\d+)(?:[ \t](.*))?\Z", re.S | re.I)
-def _lenient_via(text: str) -> "Via | None":
+
+
+def _lenient_via(text: str) -> Via | None:
     """Via parse that skips malformed parameters (for answering a broken request only)."""
     try:
         return Via.parse(text)
@@ -1039,7 +1182,7 @@ def _lenient_via(text: str) -> "Via | None":
         v = Via.parse(head)
     except SipParseError:
         return None
-    params = []
+    params: list[tuple[str, str | None]] = []
     for p in ps.split(";"):
         try:
             params.extend(_parse_header_params(p, "Via"))
@@ -1054,7 +1197,7 @@ def is_keepalive(data: bytes) -> bool:
     return not data.strip(b"\r\n\x00")
 
 
-_NAME_CACHE: dict[str, str] = {}   # raw header name (before ':') -> canonical name
+_NAME_CACHE: dict[str, tuple[str, str]] = {}  # raw header name (before ':') -> canonical name
 
 
 # the lookbehind makes a match start only at the beginning of an LWS run (linear time;
@@ -1062,7 +1205,7 @@ _NAME_CACHE: dict[str, str] = {}   # raw header name (before ':') -> canonical n
 _FOLD_RE = re.compile(r"(?<![ \t])[ \t]*\r?\n[ \t]+")
 
 
-def _split_headers(text: str):
+def _split_headers(text: str) -> tuple[str, list[tuple[str, str]], dict[str, list[str]], str | None]:
     """Split the header section text into start line, (canonical name, value) pairs and
     an index {lower-case canonical name: [values]}.
 
@@ -1072,18 +1215,18 @@ def _split_headers(text: str):
     if "\n " in text or "\n\t" in text:
         text = _FOLD_RE.sub(" ", text)
     lines = text.split("\r\n")
-    if text.count("\n") != len(lines) - 1:      # bare LF line ends (liberal)
+    if text.count("\n") != len(lines) - 1:  # bare LF line ends (liberal)
         lines = re.split(r"\r?\n", text)
     items: list[tuple[str, str]] = []
     index: dict[str, list[str]] = {}
-    err = None
+    err: str | None = None
     names = _NAME_CACHE
     for i in range(1, len(lines)):
         name, colon, value = lines[i].partition(":")
         nk = names.get(name)
         if nk is None:
             if not name:
-                continue        # empty line (only possible in the liberal bare-LF case)
+                continue  # empty line (only possible in the liberal bare-LF case)
             n2 = name.rstrip(" \t")
             if not colon or not n2 or not _TOKEN_RE.fullmatch(n2):
                 err = "Bad Request - malformed header line"
@@ -1119,7 +1262,7 @@ def parse_message(data: bytes) -> Message:
         raise SipParseError("empty message", 400, drop=True)
     idx = data.find(b"\r\n\r\n")
     if idx >= 0 and data.find(b"\n\n", 0, idx) < 0 and data.find(b"\n\r\n", 0, idx) < 0:
-        m = _FakeMatch(idx, idx + 4)
+        m: _FakeMatch | re.Match[bytes] | None = _FakeMatch(idx, idx + 4)
     else:
         m = _HDR_END_RE.search(data)
     if m is None:
@@ -1128,10 +1271,10 @@ def parse_message(data: bytes) -> Message:
         if head.endswith(b"\n"):
             head = head[:-2] if head.endswith(b"\r\n") else head[:-1]
     else:
-        head, rest = data[:m.start()], data[m.end():]
+        head, rest = data[: m.start()], data[m.end() :]
     text = head.decode("utf-8", "surrogateescape")
     start, hlist, index, herr = _split_headers(text)
-    headers = _obj_new(Headers)
+    headers: Headers = _obj_new(Headers)
     headers._items = tuple(hlist)
     headers._index = index
     if start[:4].upper() == "SIP/":
@@ -1139,26 +1282,23 @@ def parse_message(data: bytes) -> Message:
     return _parse_request(start, headers, herr, rest)
 
 
-def _frame_body(headers, rest: bytes, partial_factory):
+def _frame_body(headers: Headers, rest: bytes, partial_factory: Callable[[], Request | None]) -> bytes:
     """Datagram body framing (RFC 3261 §18.3 / §20.14)."""
-    cls = headers._index.get("content-length")
+    cls = headers._idx().get("content-length")
     if not cls:
-        return rest            # datagram without Content-Length: body is the rest (§18.3)
+        return rest  # datagram without Content-Length: body is the rest (§18.3)
     if len(set(cls)) > 1:
-        raise SipParseError("Bad Request - multiple Content-Length values", 400,
-                            partial=partial_factory())
+        raise SipParseError("Bad Request - multiple Content-Length values", 400, partial=partial_factory())
     v = cls[0]
     if not v.isdigit() or not v.isascii():
-        raise SipParseError("Bad Request - malformed Content-Length", 400,
-                            partial=partial_factory())
+        raise SipParseError("Bad Request - malformed Content-Length", 400, partial=partial_factory())
     n = int(v) if len(v) <= 20 else MAX_MESSAGE + len(rest) + 1
     if n > len(rest):
-        raise SipParseError("Bad Request - Content-Length larger than message", 400,
-                            partial=partial_factory())
+        raise SipParseError("Bad Request - Content-Length larger than message", 400, partial=partial_factory())
     return rest[:n] if n != len(rest) else rest
 
 
-def _parse_response(start, headers, herr, rest) -> Response:
+def _parse_response(start: str, headers: Headers, herr: str | None, rest: bytes) -> Response:
     m = _STATUS_RE.match(start)
     if m is None:
         raise SipParseError("malformed status line", 400, drop=True)
@@ -1191,7 +1331,7 @@ def _parse_response(start, headers, herr, rest) -> Response:
 _BAD_URI = URI("", None, None, "", None, (), (), None, "")
 
 
-def _parse_request(start, headers, herr, rest) -> Request:
+def _parse_request(start: str, headers: Headers, herr: str | None, rest: bytes) -> Request:
     parts = start.split()
     # Request-Line = Method SP Request-URI SP SIP-Version CRLF (§7.1); extra SP tolerated
     if len(parts) < 2 or not _is_token(parts[0]):
@@ -1201,7 +1341,7 @@ def _parse_request(start, headers, herr, rest) -> Request:
     if vm is None:
         raise SipParseError("not a SIP message", 400, drop=True)
 
-    def partial(uri=_BAD_URI):
+    def partial(uri: URI = _BAD_URI) -> Request:
         return Request(method, uri, headers, b"", "SIP/2.0")
 
     if parts[-1].upper() != "SIP/2.0":
@@ -1216,7 +1356,7 @@ def _parse_request(start, headers, herr, rest) -> Request:
     if herr:
         raise SipParseError(herr, 400, partial=partial(uri))
     body = _frame_body(headers, rest, lambda: partial(uri))
-    req = _obj_new(Request)       # fast path for the frozen dataclass __init__
+    req = _obj_new(Request)  # fast path for the frozen dataclass __init__
     d = req.__dict__
     d["method"] = method
     d["uri"] = uri
@@ -1237,8 +1377,13 @@ def _parse_request(start, headers, herr, rest) -> Request:
             # best effort so the 400 can be routed (partial.top_via works; §18.2.2)
             req.__dict__["vias"] = lenient
         raise SipParseError(e.reason, 400, drop=drop, partial=req) from None
-    for name, attr in (("From", "from_"), ("To", "to"), ("Call-ID", "call_id"), ("CSeq", "cseq"),
-                       ("Max-Forwards", "max_forwards")):
+    for _name, attr in (
+        ("From", "from_"),
+        ("To", "to"),
+        ("Call-ID", "call_id"),
+        ("CSeq", "cseq"),
+        ("Max-Forwards", "max_forwards"),
+    ):
         try:
             getattr(req, attr)
         except SipParseError as e:
@@ -1247,8 +1392,7 @@ def _parse_request(start, headers, herr, rest) -> Request:
         if method not in KNOWN_METHODS:
             # RFC 4475 §3.1.2.18: unknown method with mismatching CSeq -> 501 preferred
             raise SipParseError("Not Implemented", 501, partial=req)
-        raise SipParseError("Bad Request - CSeq method does not match Request-Line", 400,
-                            partial=req)
+        raise SipParseError("Bad Request - CSeq method does not match Request-Line", 400, partial=req)
     return req
 
 
@@ -1256,35 +1400,77 @@ def _parse_request(start, headers, herr, rest) -> Request:
 # responses
 
 _REASONS = {
-    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
-    183: "Session Progress", 199: "Early Dialog Terminated",
-    200: "OK", 202: "Accepted", 204: "No Notification",
-    300: "Multiple Choices", 301: "Moved Permanently", 302: "Moved Temporarily",
-    305: "Use Proxy", 380: "Alternative Service",
-    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
-    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
-    407: "Proxy Authentication Required", 408: "Request Timeout", 410: "Gone",
-    412: "Conditional Request Failed", 413: "Request Entity Too Large",
-    414: "Request-URI Too Long", 415: "Unsupported Media Type",
-    416: "Unsupported URI Scheme", 417: "Unknown Resource-Priority", 420: "Bad Extension",
-    421: "Extension Required", 422: "Session Interval Too Small", 423: "Interval Too Brief",
-    428: "Use Identity Header", 429: "Provide Referrer Identity", 433: "Anonymity Disallowed",
-    439: "First Hop Lacks Outbound Support", 440: "Max-Breadth Exceeded",
-    469: "Bad Info Package", 470: "Consent Needed",
-    480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
-    482: "Loop Detected", 483: "Too Many Hops", 484: "Address Incomplete", 485: "Ambiguous",
-    486: "Busy Here", 487: "Request Terminated", 488: "Not Acceptable Here",
-    489: "Bad Event", 491: "Request Pending", 493: "Undecipherable",
+    100: "Trying",
+    180: "Ringing",
+    181: "Call Is Being Forwarded",
+    182: "Queued",
+    183: "Session Progress",
+    199: "Early Dialog Terminated",
+    200: "OK",
+    202: "Accepted",
+    204: "No Notification",
+    300: "Multiple Choices",
+    301: "Moved Permanently",
+    302: "Moved Temporarily",
+    305: "Use Proxy",
+    380: "Alternative Service",
+    400: "Bad Request",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    407: "Proxy Authentication Required",
+    408: "Request Timeout",
+    410: "Gone",
+    412: "Conditional Request Failed",
+    413: "Request Entity Too Large",
+    414: "Request-URI Too Long",
+    415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme",
+    417: "Unknown Resource-Priority",
+    420: "Bad Extension",
+    421: "Extension Required",
+    422: "Session Interval Too Small",
+    423: "Interval Too Brief",
+    428: "Use Identity Header",
+    429: "Provide Referrer Identity",
+    433: "Anonymity Disallowed",
+    439: "First Hop Lacks Outbound Support",
+    440: "Max-Breadth Exceeded",
+    469: "Bad Info Package",
+    470: "Consent Needed",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    483: "Too Many Hops",
+    484: "Address Incomplete",
+    485: "Ambiguous",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    489: "Bad Event",
+    491: "Request Pending",
+    493: "Undecipherable",
     494: "Security Agreement Required",
-    500: "Server Internal Error", 501: "Not Implemented", 502: "Bad Gateway",
-    503: "Service Unavailable", 504: "Server Time-out", 505: "Version Not Supported",
-    513: "Message Too Large", 555: "Push Notification Service Not Supported",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Server Time-out",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+    555: "Push Notification Service Not Supported",
     580: "Precondition Failure",
-    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
-    606: "Not Acceptable", 607: "Unwanted", 608: "Rejected",
+    600: "Busy Everywhere",
+    603: "Decline",
+    604: "Does Not Exist Anywhere",
+    606: "Not Acceptable",
+    607: "Unwanted",
+    608: "Rejected",
 }
-_CLASS_REASONS = {1: "Trying", 2: "OK", 3: "Redirection", 4: "Client Error", 5: "Server Error",
-                  6: "Global Failure"}
+_CLASS_REASONS = {1: "Trying", 2: "OK", 3: "Redirection", 4: "Client Error", 5: "Server Error", 6: "Global Failure"}
 
 
 def reason_phrase(status: int) -> str:
@@ -1294,9 +1480,15 @@ def reason_phrase(status: int) -> str:
     return _CLASS_REASONS.get(status // 100, "Unknown")
 
 
-def make_response(req: Request, status: int, reason: str | None = None, *,
-                  to_tag: str | None = None, headers: Iterable[tuple[str, str]] = (),
-                  body: bytes = b"") -> Response:
+def make_response(
+    req: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+) -> Response:
     """Build a response per RFC 3261 §8.2.6.2: copy all Via (in order), From, To (adding
     the tag if given and absent), Call-ID and CSeq; Timestamp for 100 (§8.2.6.1).
     Works on partial requests (raw header values are copied, nothing is re-parsed except
@@ -1322,20 +1514,20 @@ def make_response(req: Request, status: int, reason: str | None = None, *,
             out.append(("Timestamp", ts))
     for n, v in headers:
         out.append((canonical_name(n), str(v)))
-    return Response(status, reason if reason is not None else reason_phrase(status),
-                    Headers(out, _canon=False), bytes(body))
+    return Response(
+        status, reason if reason is not None else reason_phrase(status), Headers(out, _canon=False), bytes(body)
+    )
 
 
 # ---------------------------------------------------------------------------
 # application-level request checks (RFC 3261 §8.2)
 
 _DEFAULT_SCHEMES = ("sip", "sips", "tel")
-_SDP_METHODS = frozenset(("INVITE", "UPDATE", "PRACK", "ACK"))
+_SDP_METHODS = frozenset((Method.INVITE, Method.UPDATE, Method.PRACK, Method.ACK))
 _DEFAULT_BODY_TYPES = ("application/sdp", "multipart/mixed", "multipart/alternative")
 
 
-def unsupported_extensions(req: Request, supported: Iterable[str] = (), *,
-                           proxy_require: bool = False) -> list[str]:
+def unsupported_extensions(req: Request, supported: Iterable[str] = (), *, proxy_require: bool = False) -> list[str]:
     """Option tags in Require (and, for a proxy, Proxy-Require) not in `supported`
     (RFC 3261 §8.2.2.3, §16.3): list them in an Unsupported header of the 420."""
     sup = {s.lower() for s in supported}
@@ -1345,11 +1537,15 @@ def unsupported_extensions(req: Request, supported: Iterable[str] = (), *,
     return [t for t in tags if t.lower() not in sup]
 
 
-def validate_request(req: Request, *, supported: Iterable[str] = (),
-                     schemes: Iterable[str] = _DEFAULT_SCHEMES,
-                     methods: Iterable[str] | None = None,
-                     body_types: Iterable[str] = _DEFAULT_BODY_TYPES,
-                     proxy_require: bool = False) -> tuple[int, str] | None:
+def validate_request(
+    req: Request,
+    *,
+    supported: Iterable[str] = (),
+    schemes: Iterable[str] = _DEFAULT_SCHEMES,
+    methods: Iterable[str] | None = None,
+    body_types: Iterable[str] = _DEFAULT_BODY_TYPES,
+    proxy_require: bool = False,
+) -> tuple[int, str] | None:
     """UAS/registrar checks after a successful parse (RFC 3261 §8.2 order: method,
     headers, content).  Returns (status, reason) to answer with, or None when OK.
 
@@ -1386,18 +1582,18 @@ def validate_request(req: Request, *, supported: Iterable[str] = (),
             req.contacts  # noqa: B018
         except SipParseError as e:
             return (400, e.reason)
-    if method == "REGISTER":
+    if method == Method.REGISTER:
         if not uri.is_sip:
             return (400, "Bad Request - Request-URI must be a SIP URI")
         if not req.to.uri.is_sip:
             return (400, "Bad Request - address-of-record must be a SIP URI")
-    if method not in ("ACK", "CANCEL") and unsupported_extensions(req, supported):
+    if method not in (Method.ACK, Method.CANCEL) and unsupported_extensions(req, supported):
         return (420, "Bad Extension")
     if req.body and method in _SDP_METHODS:
         ct = req.content_type
         if ct is None or ct not in {t.lower() for t in body_types}:
             return (415, "Unsupported Media Type")
-    if method == "INVITE":
+    if method == Method.INVITE:
         accept = req.headers.get_all("Accept")
         if accept:
             types = {a.split(";", 1)[0].strip(" \t").lower() for a in accept}
@@ -1409,12 +1605,13 @@ def validate_request(req: Request, *, supported: Iterable[str] = (),
 # ---------------------------------------------------------------------------
 # stream framing (RFC 3261 §18.3; RFC 5626 §3.5.1 CRLF keep-alives)
 
+
 @dataclass(frozen=True)
 class Keepalive:
     """A CRLFCRLF ping received on a stream: answer with a single CRLF (pong)."""
 
 
-_CL_LINE_RE = re.compile(rb"\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)")   # on lowered bytes
+_CL_LINE_RE = re.compile(rb"\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)")  # on lowered bytes
 
 
 class StreamFramer:
@@ -1427,8 +1624,8 @@ class StreamFramer:
 
     def __init__(self, max_message: int = MAX_MESSAGE):
         self._buf = bytearray()
-        self._scan = 0          # where to resume the search for the end of the headers
-        self._total = 0         # length of the current message once its headers are known
+        self._scan = 0  # where to resume the search for the end of the headers
+        self._total = 0  # length of the current message once its headers are known
         self._max = max_message
         self._broken = False
 
@@ -1436,11 +1633,11 @@ class StreamFramer:
     def buffered(self) -> int:
         return len(self._buf)
 
-    def feed(self, data: bytes) -> list:
+    def feed(self, data: bytes) -> list[bytes | Keepalive]:
         """Add bytes; return the complete messages / Keepalive() markers now available.
         On FramingError, messages framed before the error in this call are attached to
         the exception as ``e.messages`` (process them, then close the connection)."""
-        out: list = []
+        out: list[bytes | Keepalive] = []
         try:
             self._feed(data, out)
         except FramingError as e:
@@ -1448,7 +1645,7 @@ class StreamFramer:
             raise
         return out
 
-    def _feed(self, data: bytes, out: list) -> None:
+    def _feed(self, data: bytes, out: list[bytes | Keepalive]) -> None:
         if self._broken:
             raise FramingError("stream already broken")
         buf = self._buf
@@ -1470,8 +1667,8 @@ class StreamFramer:
                     continue
                 c = buf[0]
                 if c == 13 or c == 10:
-                    if buf in (b"\r", b"\r\n", b"\r\n\r"):
-                        break           # could still become a CRLFCRLF ping
+                    if buf == b"\r" or buf == b"\r\n" or buf == b"\r\n\r":
+                        break  # could still become a CRLFCRLF ping
                     if buf.startswith(b"\r\n"):
                         del buf[:2]
                     else:
@@ -1479,7 +1676,7 @@ class StreamFramer:
                     continue
             scan = max(0, self._scan - 3)
             i = buf.find(b"\r\n\r\n", scan)
-            j = buf.find(b"\n\n", scan, i if i >= 0 else len(buf))     # liberal: bare LF
+            j = buf.find(b"\n\n", scan, i if i >= 0 else len(buf))  # liberal: bare LF
             if j >= 0:
                 hstart, hend = (j - 1, j + 2) if j and buf[j - 1] == 13 else (j, j + 2)
             elif i >= 0:
@@ -1505,4 +1702,4 @@ class StreamFramer:
             if total > self._max:
                 self._broken = True
                 raise FramingError("message too large", 513)
-            self._total = total         # loop emits it once the body is complete
+            self._total = total  # loop emits it once the body is complete

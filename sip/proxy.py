@@ -106,26 +106,44 @@ import hmac
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from sip.auth import ProxyAuthenticator
-from sip.location import LocationService, contact_key
+from sip.location import Binding, ContactKey, LocationService, contact_key
 from sip.message import (
-    Headers, NameAddr, Request, Response, SipParseError, URI, make_response,
+    URI,
+    Headers,
+    Method,
+    NameAddr,
+    Request,
+    Response,
+    SipParseError,
+    make_response,
 )
 from sip.registrar import AuthOutcome
-from sip.transaction import Addr, ClientKey
+from sip.transaction import Addr, ClientKey, Key
 
 __all__ = [
-    "RouteDecision", "RoutePolicy", "ExtensionRouter", "Proxy", "binding_addr",
-    "Respond", "SendRequest", "SendStateless", "AuthFailed", "AuthOk", "Action",
-    "BRANCH_PREFIX", "Dialog", "DialogSide",
+    "BRANCH_PREFIX",
+    "Action",
+    "AuthFailed",
+    "AuthOk",
+    "Dialog",
+    "DialogSide",
+    "ExtensionRouter",
+    "Proxy",
+    "Respond",
+    "RouteDecision",
+    "RoutePolicy",
+    "SendRequest",
+    "SendStateless",
+    "binding_addr",
 ]
 
 BRANCH_PREFIX = "z9hG4bKpx"
 #: Methods that create a dialog and therefore get a Record-Route.
-DIALOG_CREATING = frozenset(("INVITE", "SUBSCRIBE", "REFER", "NOTIFY"))
+DIALOG_CREATING = frozenset((Method.INVITE, Method.SUBSCRIBE, Method.REFER, Method.NOTIFY))
 _FLOWS_MAX = 50_000
 #: Dialog bookkeeping: forget a dialog this long after a BYE that got no 2xx (Timer F),
 #: after this long without any traffic, and never keep more than this many.
@@ -136,9 +154,10 @@ DIALOGS_MAX = 20_000
 
 # --------------------------------------------------------------------------- actions
 
+
 @dataclass(frozen=True, slots=True)
 class Respond:
-    key: object
+    key: Key
     response: Response
 
 
@@ -149,12 +168,12 @@ class SendRequest:
 
     @property
     def key(self) -> ClientKey:
-        return ClientKey(self.request.top_via.branch, self.request.method)
+        return ClientKey(self.request.top_via.branch or "", self.request.method)
 
 
 @dataclass(frozen=True, slots=True)
 class SendStateless:
-    message: object
+    message: Request | Response
     dest: Addr
 
 
@@ -175,37 +194,45 @@ Action = Respond | SendRequest | SendStateless | AuthFailed | AuthOk
 
 # --------------------------------------------------------------------------- routing seam
 
+
 @dataclass(frozen=True)
 class RouteDecision:
     """Where an out-of-dialog request goes: fork to ``targets`` or reject with ``status``."""
+
     targets: tuple[tuple[str, Addr], ...] = ()
     status: int | None = None
     reason: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
-    ring_timeout: float | None = None     # None: the proxy's default
+    ring_timeout: float | None = None  # None: the proxy's default
 
     def __post_init__(self) -> None:
         if not self.targets and self.status is None:
             raise ValueError("RouteDecision needs targets or a status")
 
     @classmethod
-    def fork(cls, targets: Iterable[tuple[str, Addr]], ring_timeout: float | None = None,
-             headers: Iterable[tuple[str, str]] = ()) -> "RouteDecision":
+    def fork(
+        cls,
+        targets: Iterable[tuple[str, Addr]],
+        ring_timeout: float | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> RouteDecision:
         """Fork to ``targets``; ``headers`` are added to every forwarded branch (replacing
         headers of the same name), e.g. ``X-PBX-Trunk`` for a media worker."""
         return cls(targets=tuple(targets), ring_timeout=ring_timeout, headers=tuple(headers))
 
     @classmethod
-    def reject(cls, status: int, reason: str | None = None,
-               headers: Iterable[tuple[str, str]] = ()) -> "RouteDecision":
+    def reject(cls, status: int, reason: str | None = None, headers: Iterable[tuple[str, str]] = ()) -> RouteDecision:
         return cls(status=status, reason=reason, headers=tuple(headers))
 
+
+#: A tracked dialog: (Call-ID, one tag, the other tag).
+DialogKey = tuple[str, str, str]
 
 #: route(request, source, authenticated_user) -> RouteDecision
 RoutePolicy = Callable[[Request, Addr, "str | None"], RouteDecision]
 
 
-def binding_addr(binding) -> Addr:
+def binding_addr(binding: Binding) -> Addr:
     """Where requests to a registered contact go: the address and port the REGISTER came
     from (NAT), over the connection / socket it came in on (``Binding.local``)."""
     transport, host, port = binding.source
@@ -222,8 +249,9 @@ def binding_addr(binding) -> Addr:
 class ExtensionRouter:
     """Default PBX policy: Request-URI user = extension -> all its live registrations."""
 
-    def __init__(self, location: LocationService, is_extension: Callable[[str], bool],
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, location: LocationService, is_extension: Callable[[str], bool], clock: Callable[[], float] = time.time
+    ) -> None:
         self.location = location
         self.is_extension = is_extension
         self.clock = clock
@@ -240,17 +268,28 @@ class ExtensionRouter:
 
 # --------------------------------------------------------------------------- state
 
-class _Branch:
-    __slots__ = ("key", "request", "dest", "final", "done", "status", "provisional",
-                 "cancel_wanted", "cancel_sent", "ctx")
 
-    def __init__(self, ctx, key, request, dest):
+class _Branch:
+    __slots__ = (
+        "cancel_sent",
+        "cancel_wanted",
+        "ctx",
+        "dest",
+        "done",
+        "final",
+        "key",
+        "provisional",
+        "request",
+        "status",
+    )
+
+    def __init__(self, ctx: _Context, key: ClientKey, request: Request, dest: Addr) -> None:
         self.ctx = ctx
         self.key = key
         self.request = request
         self.dest = dest
-        self.final = False        # counts as finished for the response context
-        self.done = False         # a final response really arrived from downstream
+        self.final = False  # counts as finished for the response context
+        self.done = False  # a final response really arrived from downstream
         self.status = 0
         self.provisional = False
         self.cancel_wanted = False
@@ -258,44 +297,59 @@ class _Branch:
 
 
 class _Context:
-    __slots__ = ("server_key", "request", "method", "branches", "final_status", "best",
-                 "ring_deadline", "source", "responses", "dialog")
+    __slots__ = (
+        "best",
+        "branches",
+        "dialog",
+        "final_status",
+        "method",
+        "request",
+        "responses",
+        "ring_deadline",
+        "server_key",
+        "source",
+    )
 
-    def __init__(self, server_key, request, source):
-        self.dialog = None               # key of the tracked dialog of an in-dialog request
+    def __init__(self, server_key: Key, request: Request, source: Addr) -> None:
+        self.dialog: DialogKey | None = None  # key of the tracked dialog of an in-dialog request
         self.server_key = server_key
         self.request = request
         self.method = request.method
         self.source = source
         self.branches: list[_Branch] = []
-        self.final_status = 0            # status of the final response sent upstream
-        self.responses: list = []        # (status, Response | None) of finished branches
+        self.final_status = 0  # status of the final response sent upstream
+        self.responses: list[tuple[int, Response | None]] = []  # (status, Response | None) of finished branches
         self.ring_deadline: float | None = None
 
 
 class DialogSide:
     """One party of a dialog the proxy forwarded, as seen by the proxy."""
-    __slots__ = ("name_addr", "tag", "target", "addr", "route_set", "cseq", "trusted")
 
-    def __init__(self, name_addr: str, tag: str, target: URI | None, addr: Addr,
-                 route_set: list[str], cseq: int, trusted: bool) -> None:
-        self.name_addr = name_addr   # its From/To header value, with its tag
+    __slots__ = ("addr", "cseq", "name_addr", "route_set", "tag", "target", "trusted")
+
+    def __init__(
+        self, name_addr: str, tag: str, target: URI | None, addr: Addr, route_set: list[str], cseq: int, trusted: bool
+    ) -> None:
+        self.name_addr = name_addr  # its From/To header value, with its tag
         self.tag = tag
-        self.target = target         # its Contact: the other side's Request-URI for it
-        self.addr = addr             # the flow it really uses (source / destination)
-        self.route_set = route_set   # Route values of requests it sends (§12.1)
-        self.cseq = cseq             # last CSeq of a request it sent (0: none yet)
-        self.trusted = trusted       # a trusted address (a media worker)
+        self.target = target  # its Contact: the other side's Request-URI for it
+        self.addr = addr  # the flow it really uses (source / destination)
+        self.route_set = route_set  # Route values of requests it sends (§12.1)
+        self.cseq = cseq  # last CSeq of a request it sent (0: none yet)
+        self.trusted = trusted  # a trusted address (a media worker)
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
-        return (f"DialogSide(tag={self.tag!r}, target={self.target}, addr={self.addr}, "
-                f"cseq={self.cseq}, trusted={self.trusted})")
+        return (
+            f"DialogSide(tag={self.tag!r}, target={self.target}, addr={self.addr}, "
+            f"cseq={self.cseq}, trusted={self.trusted})"
+        )
 
 
 class Dialog:
     """A dialog established through the proxy: ``caller`` sent the INVITE, ``callee``
     answered it 2xx."""
-    __slots__ = ("call_id", "caller", "callee", "created", "last_seen", "bye_deadline")
+
+    __slots__ = ("bye_deadline", "call_id", "callee", "caller", "created", "last_seen")
 
     def __init__(self, call_id: str, caller: DialogSide, callee: DialogSide, now: float) -> None:
         self.call_id = call_id
@@ -320,7 +374,7 @@ class Dialog:
         return f"Dialog({self.call_id!r}, caller={self.caller!r}, callee={self.callee!r})"
 
 
-def _first_contact(msg) -> URI | None:
+def _first_contact(msg: Request | Response) -> URI | None:
     try:
         contacts = msg.contacts
     except SipParseError:
@@ -340,10 +394,10 @@ def _strip_top_via(resp: Response) -> Response:
     return resp.replace(headers=headers)
 
 
-_WEAK = {408: 3, 480: 2, 487: 4}   # less informative finals: used only when nothing better
+_WEAK = {408: 3, 480: 2, 487: 4}  # less informative finals: used only when nothing better
 
 
-def _rank(status: int) -> tuple:
+def _rank(status: int) -> tuple[int, int]:
     cls = status // 100
     return (0 if cls == 6 else cls, _WEAK.get(status, 0))
 
@@ -351,25 +405,30 @@ def _rank(status: int) -> tuple:
 class Proxy:
     """The stateful forking proxy core (see the module docstring)."""
 
-    def __init__(self, *, route: RoutePolicy,
-                 local_address: Callable[[str, str], tuple[str, int]],
-                 is_local: Callable[[str, int | None], bool],
-                 secret: bytes,
-                 authenticator: ProxyAuthenticator | None = None,
-                 trusted: Callable[[Addr], bool] | Iterable[tuple[str, int]] = (),
-                 ring_timeout: float = 60.0,
-                 no_answer: tuple[int, str] = (408, "Request Timeout"),
-                 user_agent: str | None = None,
-                 dialog_idle: float = DIALOG_IDLE, max_dialogs: int = DIALOGS_MAX,
-                 admit: "Callable[[Request, Addr], bool | RouteDecision | None] | None" = None) -> None:
+    def __init__(
+        self,
+        *,
+        route: RoutePolicy,
+        local_address: Callable[[str, str], tuple[str, int]],
+        is_local: Callable[[str, int | None], bool],
+        secret: bytes,
+        authenticator: ProxyAuthenticator | None = None,
+        trusted: Callable[[Addr], bool] | Iterable[tuple[str, int]] = (),
+        ring_timeout: float = 60.0,
+        no_answer: tuple[int, str] = (408, "Request Timeout"),
+        user_agent: str | None = None,
+        dialog_idle: float = DIALOG_IDLE,
+        max_dialogs: int = DIALOGS_MAX,
+        admit: Callable[[Request, Addr], bool | RouteDecision | None] | None = None,
+    ) -> None:
         self.route = route
         #: Pre-authentication screen for out-of-dialog requests from untrusted sources:
         #: True = a peer that is not challenged (a SIP trunk; ``route`` gets user None),
         #: a RouteDecision = reject at once (e.g. 403 for a DID reached from elsewhere),
         #: False/None = authenticate as usual.
         self.admit = admit
-        self.local_address = local_address     # (transport, dest host) -> our (host, port)
-        self.is_local = is_local               # (host, port) -> is it one of our addresses?
+        self.local_address = local_address  # (transport, dest host) -> our (host, port)
+        self.is_local = is_local  # (host, port) -> is it one of our addresses?
         self.secret = secret
         self.authenticator = authenticator
         if callable(trusted):
@@ -380,21 +439,30 @@ class Proxy:
         self.ring_timeout = ring_timeout
         self.no_answer = no_answer
         self.user_agent = user_agent
-        self._contexts: dict = {}              # server key -> _Context
-        self._branches: dict = {}              # ClientKey -> _Branch
-        self._heap: list = []                  # (deadline, seq, ctx)
+        self._contexts: dict[Key, _Context] = {}  # server key -> _Context
+        self._branches: dict[Key, _Branch] = {}  # ClientKey -> _Branch
+        self._heap: list[tuple[float, int, _Context]] = []  # (deadline, seq, ctx)
         self._seq = 0
-        self.flows: OrderedDict = OrderedDict()   # contact_key -> Addr
+        self.flows: OrderedDict[ContactKey, Addr] = OrderedDict()  # contact_key -> Addr
         #: (Call-ID, caller tag, callee tag) -> Dialog, least recently active first
-        self.dialogs: OrderedDict = OrderedDict()
+        self.dialogs: OrderedDict[DialogKey, Dialog] = OrderedDict()
         self.dialog_idle = dialog_idle
         self.max_dialogs = max_dialogs
-        self._closing: dict = {}               # dialog key -> BYE linger deadline
-        self._own: dict = {}                   # ClientKey -> dialog key of BYEs we originated
-        self.counters = {"forwarded": 0, "in_dialog": 0, "auth_challenges": 0,
-                         "auth_failures": 0, "rejected": 0, "cancelled": 0, "no_answer": 0,
-                         "dialogs": 0, "dialogs_ended": 0, "dialogs_expired": 0,
-                         "dialogs_evicted": 0}
+        self._closing: dict[DialogKey, float] = {}  # dialog key -> BYE linger deadline
+        self._own: dict[Key, DialogKey] = {}  # ClientKey -> dialog key of BYEs we originated
+        self.counters = {
+            "forwarded": 0,
+            "in_dialog": 0,
+            "auth_challenges": 0,
+            "auth_failures": 0,
+            "rejected": 0,
+            "cancelled": 0,
+            "no_answer": 0,
+            "dialogs": 0,
+            "dialogs_ended": 0,
+            "dialogs_expired": 0,
+            "dialogs_evicted": 0,
+        }
 
     # ------------------------------------------------------------------ helpers
     def is_trusted(self, source: Addr) -> bool:
@@ -448,14 +516,20 @@ class Proxy:
         t = "" if addr.transport == "UDP" else f";transport={addr.transport.lower()}"
         return f"<sip:{host}:{port}{t};lr;pbx={self.token(call_id)}>"
 
-    def _respond(self, ctx_or_key, req, status, reason=None, headers=()) -> Respond:
+    def _respond(
+        self,
+        ctx_or_key: Key,
+        req: Request,
+        status: int,
+        reason: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> Respond:
         hdrs = list(headers)
         if self.user_agent and status >= 200:
             hdrs.append(("Server", self.user_agent))
-        return Respond(ctx_or_key, make_response(req, status, reason, to_tag=_local_tag(req),
-                                                 headers=hdrs))
+        return Respond(ctx_or_key, make_response(req, status, reason, to_tag=_local_tag(req), headers=hdrs))
 
-    def _remember_contacts(self, msg, addr: Addr) -> None:
+    def _remember_contacts(self, msg: Request | Response, addr: Addr) -> None:
         try:
             contacts = msg.contacts
         except SipParseError:
@@ -465,8 +539,9 @@ class Proxy:
                 self.remember_flow(str(c.uri), addr)
 
     # ------------------------------------------------------------------ requests
-    def on_request(self, key, req: Request, source: Addr, now: float,
-                   wallclock: float | None = None) -> list:
+    def on_request(
+        self, key: Key, req: Request, source: Addr, now: float, wallclock: float | None = None
+    ) -> list[Action]:
         method = req.method
         mf = req.max_forwards
         if mf is not None and mf <= 0:
@@ -475,7 +550,7 @@ class Proxy:
         if preq:
             return [self._respond(key, req, 420, headers=[("Unsupported", ", ".join(preq))])]
         trusted = self.is_trusted(source)
-        req, token_ok, popped = self._preprocess_routes(req)
+        req, token_ok, _popped = self._preprocess_routes(req)
         in_dialog = req.to.tag is not None
         if self.dialogs:
             self._expire_dialogs(now)
@@ -485,15 +560,16 @@ class Proxy:
                 return [self._respond(key, req, 403, "Forbidden - not routed by this server")]
             return self._forward_in_dialog(key, req, source, now)
         # out of dialog: authenticate, then ask the routing policy
-        actions: list = []
+        actions: list[Action] = []
         user = None
         peer = False
         if not trusted:
-            if any(n.lower().startswith("x-pbx-") for n, _ in req.headers._items):  # noqa: SLF001
+            if any(n.lower().startswith("x-pbx-") for n, _ in req.headers._items):
                 # X-PBX-* headers are the front door's own (trunk, DID ...): never believed
                 # from outside
-                req = req.replace(headers=Headers([(n, v) for n, v in req.headers._items  # noqa: SLF001
-                                                   if not n.lower().startswith("x-pbx-")]))
+                req = req.replace(
+                    headers=Headers([(n, v) for n, v in req.headers._items if not n.lower().startswith("x-pbx-")])
+                )
             if self.admit is not None:
                 verdict = self.admit(req, source)
                 if isinstance(verdict, RouteDecision):
@@ -509,6 +585,7 @@ class Proxy:
                     actions.append(AuthFailed(source.host, res.user, method))
                 elif outcome is not AuthOutcome.MALFORMED:
                     self.counters["auth_challenges"] += 1
+                assert res.response is not None  # every outcome but OK comes with its answer
                 actions.append(Respond(key, res.response))
                 return actions
             user = res.user
@@ -523,6 +600,7 @@ class Proxy:
         decision = self.route(req, source, user)
         if not decision.targets:
             self.counters["rejected"] += 1
+            assert decision.status is not None  # RouteDecision: targets or a status
             actions.append(self._respond(key, req, decision.status, decision.reason, decision.headers))
             return actions
         if req.headers.get("Route") is not None:
@@ -533,7 +611,7 @@ class Proxy:
             for name, value in decision.headers:
                 if h.get(name) is not None:
                     h = h.remove(name)
-                if value:              # an empty value only removes the header
+                if value:  # an empty value only removes the header
                     h = h.add(name, value)
             req = req.replace(headers=h)
         ctx = _Context(key, req, source)
@@ -543,7 +621,7 @@ class Proxy:
         for uri, dest in decision.targets:
             self.remember_flow(uri, dest)
             actions.append(self._add_branch(ctx, req.replace(uri=URI.parse(uri)), dest, record_route=True))
-        if method == "INVITE":
+        if method == Method.INVITE:
             timeout = decision.ring_timeout if decision.ring_timeout is not None else self.ring_timeout
             if timeout:
                 ctx.ring_deadline = now + timeout
@@ -561,8 +639,10 @@ class Proxy:
         ours, ok = self._route_is_ours(req.uri, call_id)
         if ours and ok and routes:
             last = NameAddr.parse(routes[-1])
-            req = req.replace(uri=last.uri, headers=req.headers.replace("Route", routes[:-1])
-                              if len(routes) > 1 else req.headers.remove("Route"))
+            req = req.replace(
+                uri=last.uri,
+                headers=req.headers.replace("Route", routes[:-1]) if len(routes) > 1 else req.headers.remove("Route"),
+            )
             routes = routes[:-1]
             token_ok = True
         elif ours and ok:
@@ -581,8 +661,7 @@ class Proxy:
         if n:
             popped = True
             rest = routes[n:]
-            req = req.replace(headers=req.headers.replace("Route", rest) if rest
-                              else req.headers.remove("Route"))
+            req = req.replace(headers=req.headers.replace("Route", rest) if rest else req.headers.remove("Route"))
         return req, token_ok, popped
 
     def _next_hop(self, req: Request) -> Addr:
@@ -591,13 +670,13 @@ class Proxy:
             return self.resolve(NameAddr.parse(routes[0]).uri)
         return self.resolve(req.uri)
 
-    def _forward_in_dialog(self, key, req: Request, source: Addr, now: float) -> list:
+    def _forward_in_dialog(self, key: Key, req: Request, source: Addr, now: float) -> list[Action]:
         try:
             dest = self._next_hop(req)
         except SipParseError:
             return [self._respond(key, req, 400, "Bad Request - bad Route")]
-        if req.method in DIALOG_CREATING or req.method == "UPDATE":
-            self._remember_contacts(req, source)     # target refresh
+        if req.method in DIALOG_CREATING or req.method == Method.UPDATE:
+            self._remember_contacts(req, source)  # target refresh
         ctx = _Context(key, req, source)
         self._contexts[key] = ctx
         self.counters["in_dialog"] += 1
@@ -608,12 +687,12 @@ class Proxy:
             side = d.side(req.from_.tag)
             if side is not None:
                 side.cseq = max(side.cseq, req.cseq[0])
-                if req.method in ("INVITE", "UPDATE"):
+                if req.method in (Method.INVITE, Method.UPDATE):
                     target = _first_contact(req)
                     if target is not None:
                         side.target = target
                         side.addr = source
-            if req.method == "BYE" and d.bye_deadline is None:
+            if req.method == Method.BYE and d.bye_deadline is None:
                 d.bye_deadline = now + BYE_LINGER
                 self._closing[d.key] = d.bye_deadline
         return [self._add_branch(ctx, req, dest, record_route=False)]
@@ -638,7 +717,7 @@ class Proxy:
         return SendRequest(out, dest)
 
     # ------------------------------------------------------------------ ACK / CANCEL
-    def on_ack(self, req: Request, source: Addr, now: float) -> list:
+    def on_ack(self, req: Request, source: Addr, now: float) -> list[Action]:
         mf = req.max_forwards
         if mf is not None and mf <= 0:
             return []
@@ -658,49 +737,55 @@ class Proxy:
         h = h.replace("Max-Forwards", [str((70 if mf is None else mf) - 1)])
         return [SendStateless(req.replace(headers=h), dest)]
 
-    def on_cancel(self, invite_key, to_tag: str | None, now: float) -> list:
+    def on_cancel(self, invite_key: Key, to_tag: str | None, now: float) -> list[Action]:
         ctx = self._contexts.get(invite_key)
         if ctx is None:
             return []
-        actions: list = []
+        actions: list[Action] = []
         if ctx.final_status == 0:
             ctx.final_status = 487
-            actions.append(Respond(invite_key, make_response(ctx.request, 487, to_tag=to_tag or _local_tag(ctx.request))))
+            actions.append(
+                Respond(invite_key, make_response(ctx.request, 487, to_tag=to_tag or _local_tag(ctx.request)))
+            )
         self.counters["cancelled"] += 1
         for b in ctx.branches:
             actions += self._cancel_branch(b)
             b.final = True
         return actions
 
-    def _cancel_branch(self, b: _Branch) -> list:
-        if b.ctx.method != "INVITE" or b.cancel_sent or b.done:
+    def _cancel_branch(self, b: _Branch) -> list[Action]:
+        if b.ctx.method != Method.INVITE or b.cancel_sent or b.done:
             return []
         b.cancel_wanted = True
         if not b.provisional:
-            return []        # §9.1: wait for a provisional response
+            return []  # §9.1: wait for a provisional response
         b.cancel_sent = True
         r = b.request
         h = r.headers
         lines = [("Via", h.get_all("Via")[0])]
         lines += [("Route", v) for v in h.get_all("Route")]
-        lines += [("Max-Forwards", "70"), ("From", h.get("From")), ("To", h.get("To")),
-                  ("Call-ID", h.get("Call-ID")), ("CSeq", f"{r.cseq[0]} CANCEL")]
+        lines += [
+            ("Max-Forwards", "70"),
+            ("From", h.get("From") or ""),
+            ("To", h.get("To") or ""),
+            ("Call-ID", h.get("Call-ID") or ""),
+            ("CSeq", f"{r.cseq[0]} CANCEL"),
+        ]
         if self.user_agent:
             lines.append(("User-Agent", self.user_agent))
-        from sip.message import Headers
-        return [SendRequest(Request("CANCEL", r.uri, Headers(lines)), b.dest)]
+        return [SendRequest(Request(Method.CANCEL, r.uri, Headers(lines)), b.dest)]
 
     # ------------------------------------------------------------------ responses
-    def on_response(self, key, resp: Response, now: float) -> list:
+    def on_response(self, key: ClientKey, resp: Response, now: float) -> list[Action]:
         b = self._branches.get(key)
         if b is None:
             if key in self._own and resp.status >= 200:
-                self._own.pop(key, None)       # our own BYE's answer: absorbed
+                self._own.pop(key, None)  # our own BYE's answer: absorbed
             return []
         ctx = b.ctx
         status = resp.status
-        actions: list = []
-        if status >= 200 and (ctx.dialog is not None or (status < 300 and ctx.method == "INVITE")):
+        actions: list[Action] = []
+        if status >= 200 and (ctx.dialog is not None or (status < 300 and ctx.method == Method.INVITE)):
             self._dialog_response(ctx, b, resp, now)
         if status < 200:
             first = not b.provisional
@@ -717,7 +802,7 @@ class Proxy:
         if status < 300:
             if ctx.method in DIALOG_CREATING:
                 self._remember_contacts(resp, b.dest)
-            if ctx.method == "INVITE" and ctx.final_status >= 300:
+            if ctx.method == Method.INVITE and ctx.final_status >= 300:
                 # a late 2xx: upstream already has its final answer; hang this leg up
                 if b.done:
                     return []
@@ -725,7 +810,7 @@ class Proxy:
                 return self._kill_late_2xx(b, resp)
             b.final = b.done = True
             b.status = status
-            if ctx.method != "INVITE" and ctx.final_status:
+            if ctx.method != Method.INVITE and ctx.final_status:
                 return []
             if ctx.final_status == 0:
                 ctx.final_status = status
@@ -746,7 +831,7 @@ class Proxy:
         ctx.responses.append((status, resp))
         if ctx.final_status:
             return actions
-        if status >= 600 and ctx.method == "INVITE":
+        if status >= 600 and ctx.method == Method.INVITE:
             for other in ctx.branches:
                 actions += self._cancel_branch(other)
                 other.final = True
@@ -755,7 +840,7 @@ class Proxy:
             return actions + self._send_best(ctx)
         return actions
 
-    def _send_best(self, ctx: _Context) -> list:
+    def _send_best(self, ctx: _Context) -> list[Action]:
         if ctx.final_status:
             return []
         if not ctx.responses:
@@ -770,9 +855,10 @@ class Proxy:
             return [self._respond(ctx.server_key, ctx.request, status, reason)]
         return [Respond(ctx.server_key, _strip_top_via(resp))]
 
-    def _kill_late_2xx(self, b: _Branch, resp: Response) -> list:
+    def _kill_late_2xx(self, b: _Branch, resp: Response) -> list[Action]:
         """ACK and BYE a 2xx that lost the race against CANCEL / the ring timeout."""
         from sip.message import Headers
+
         try:
             contacts = resp.contacts
             target = contacts[0].uri if isinstance(contacts, list) and contacts else b.request.uri
@@ -780,22 +866,29 @@ class Proxy:
             target = b.request.uri
         dest = b.dest
         rh = resp.headers
-        out = []
-        for method, cseq in (("ACK", b.request.cseq[0]), ("BYE", b.request.cseq[0] + 1)):
+        out: list[Action] = []
+        for method, cseq in ((Method.ACK, b.request.cseq[0]), (Method.BYE, b.request.cseq[0] + 1)):
             via, _ = self._via(dest)
-            h = Headers([("Via", via), ("Max-Forwards", "70"), ("From", rh.get("From")),
-                         ("To", rh.get("To")), ("Call-ID", rh.get("Call-ID")),
-                         ("CSeq", f"{cseq} {method}")])
+            h = Headers(
+                [
+                    ("Via", via),
+                    ("Max-Forwards", "70"),
+                    ("From", rh.get("From") or ""),
+                    ("To", rh.get("To") or ""),
+                    ("Call-ID", rh.get("Call-ID") or ""),
+                    ("CSeq", f"{cseq} {method}"),
+                ]
+            )
             req = Request(method, target, h)
-            out.append(SendStateless(req, dest) if method == "ACK" else SendRequest(req, dest))
+            out.append(SendStateless(req, dest) if method == Method.ACK else SendRequest(req, dest))
         return out
 
-    def on_timeout(self, key, now: float, transport_error: bool = False) -> list:
+    def on_timeout(self, key: ClientKey, now: float, transport_error: bool = False) -> list[Action]:
         self._own.pop(key, None)
         b = self._branches.get(key)
         if b is None or b.done:
             return []
-        if b.ctx.dialog is not None and b.ctx.method == "BYE":
+        if b.ctx.dialog is not None and b.ctx.method == Method.BYE:
             self._forget_dialog(b.ctx.dialog)
         b.done = True
         if b.final:
@@ -809,7 +902,7 @@ class Proxy:
             return self._send_best(ctx)
         return []
 
-    def on_stray_response(self, resp: Response, now: float) -> list:
+    def on_stray_response(self, resp: Response, now: float) -> list[Action]:
         """A 2xx retransmission after our client transaction is gone: forward statelessly."""
         try:
             vias = resp.vias
@@ -817,7 +910,7 @@ class Proxy:
             return []
         if len(vias) < 2 or not (vias[0].branch or "").startswith(BRANCH_PREFIX):
             return []
-        if not 200 <= resp.status < 300 or resp.cseq[1] != "INVITE":
+        if not 200 <= resp.status < 300 or resp.cseq[1] != Method.INVITE:
             return []
         nxt = vias[1]
         port = nxt.port or 5060
@@ -829,14 +922,14 @@ class Proxy:
         host = nxt.received or nxt.host.strip("[]")
         return [SendStateless(_strip_top_via(resp), Addr(nxt.transport, host, port))]
 
-    def on_terminated(self, key) -> None:
+    def on_terminated(self, key: Key) -> None:
         if type(key) is ClientKey:
             self._branches.pop(key, None)
             self._own.pop(key, None)
         else:
             self._contexts.pop(key, None)
 
-    def owns(self, server_key) -> bool:
+    def owns(self, server_key: Key) -> bool:
         return server_key in self._contexts
 
     # ------------------------------------------------------------------ timers
@@ -846,8 +939,8 @@ class Proxy:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
-    def tick(self, now: float) -> list:
-        actions: list = []
+    def tick(self, now: float) -> list[Action]:
+        actions: list[Action] = []
         if self.dialogs:
             self._expire_dialogs(now)
         heap = self._heap
@@ -863,17 +956,24 @@ class Proxy:
             actions += self._send_best(ctx)
         return actions
 
-    def stats(self) -> dict:
-        return {"contexts": len(self._contexts), "branches": len(self._branches),
-                "flows": len(self.flows), "dialogs_tracked": len(self.dialogs), **self.counters}
+    def stats(self) -> dict[str, int]:
+        return {
+            "contexts": len(self._contexts),
+            "branches": len(self._branches),
+            "flows": len(self.flows),
+            "dialogs_tracked": len(self.dialogs),
+            **self.counters,
+        }
 
     # ------------------------------------------------------------------ dialogs
-    def _find_dialog(self, msg) -> Dialog | None:
+    def _find_dialog(self, msg: Request | Response) -> Dialog | None:
         try:
             call_id = msg.call_id
             a, b = msg.from_.tag, msg.to.tag
         except SipParseError:
             return None
+        if not a or not b:
+            return None  # tracked dialogs have both tags
         dialogs = self.dialogs
         return dialogs.get((call_id, a, b)) or dialogs.get((call_id, b, a))
 
@@ -885,7 +985,7 @@ class Proxy:
         d.last_seen = now
         self.dialogs.move_to_end(d.key)
 
-    def _forget_dialog(self, key) -> None:
+    def _forget_dialog(self, key: DialogKey) -> None:
         self.dialogs.pop(key, None)
         self._closing.pop(key, None)
 
@@ -901,12 +1001,12 @@ class Proxy:
         d = self.dialogs.get(ctx.dialog)
         if d is None:
             return
-        if status == 481 or (ctx.method == "BYE" and status < 300):
+        if status == 481 or (ctx.method == Method.BYE and status < 300):
             self._forget_dialog(ctx.dialog)
             return
         self._touch(d, now)
-        if status < 300 and ctx.method in ("INVITE", "UPDATE"):
-            side = d.side(ctx.request.to.tag)      # the answerer of a target refresh
+        if status < 300 and ctx.method in (Method.INVITE, Method.UPDATE):
+            side = d.side(ctx.request.to.tag)  # the answerer of a target refresh
             target = _first_contact(resp)
             if side is not None and target is not None:
                 side.target = target
@@ -926,13 +1026,21 @@ class Proxy:
         key = (call_id, caller_tag, callee_tag)
         d = self.dialogs.get(key)
         if d is not None:
-            self._touch(d, now)          # a retransmitted 2xx
+            self._touch(d, now)  # a retransmitted 2xx
             return
         rr = resp.headers.get_all("Record-Route")
-        caller = DialogSide(req.headers.get("From") or "", caller_tag, _first_contact(req), ctx.source,
-                            list(reversed(rr)), cseq, self.is_trusted(ctx.source))
-        callee = DialogSide(resp.headers.get("To") or "", callee_tag, _first_contact(resp), b.dest,
-                            list(rr), 0, self.is_trusted(b.dest))
+        caller = DialogSide(
+            req.headers.get("From") or "",
+            caller_tag,
+            _first_contact(req),
+            ctx.source,
+            list(reversed(rr)),
+            cseq,
+            self.is_trusted(ctx.source),
+        )
+        callee = DialogSide(
+            resp.headers.get("To") or "", callee_tag, _first_contact(resp), b.dest, list(rr), 0, self.is_trusted(b.dest)
+        )
         d = Dialog(call_id, caller, callee, now)
         self.dialogs[key] = d
         self.counters["dialogs"] += 1
@@ -967,14 +1075,15 @@ class Proxy:
                 continue
             if ours:
                 last = i
-        return list(route_set[last + 1:])
+        return list(route_set[last + 1 :])
 
-    def end_dialogs_with(self, addr_predicate: Callable[[Addr], bool], now: float,
-                         reason: str = "media engine failure", cause: int = 41) -> list:
+    def end_dialogs_with(
+        self, addr_predicate: Callable[[Addr], bool], now: float, reason: str = "media engine failure", cause: int = 41
+    ) -> list[Action]:
         """A party is gone (e.g. a media worker killed): BYE the other side of every dialog
         it was in, as it would have (with a Q.850 Reason), and forget those dialogs;
         INVITEs still ringing to or from it are ended as well."""
-        actions: list = []
+        actions: list[Action] = []
         if self.dialogs:
             self._expire_dialogs(now)
         for key, d in list(self.dialogs.items()):
@@ -993,9 +1102,9 @@ class Proxy:
         actions += self._end_pending_invites(addr_predicate)
         return actions
 
-    def _bye_for(self, d: Dialog, dead: DialogSide, live: DialogSide, reason: str,
-                 cause: int) -> SendRequest:
+    def _bye_for(self, d: Dialog, dead: DialogSide, live: DialogSide, reason: str, cause: int) -> SendRequest:
         from sip.message import Headers
+
         routes = self._routes_beyond_us(dead.route_set, d.call_id)
         if routes:
             dest = self.resolve(NameAddr.parse(routes[0]).uri)
@@ -1008,17 +1117,21 @@ class Proxy:
         dead.cseq += 1
         lines = [("Via", via), ("Max-Forwards", "70")]
         lines += [("Route", r) for r in routes]
-        lines += [("From", dead.name_addr), ("To", live.name_addr), ("Call-ID", d.call_id),
-                  ("CSeq", f"{dead.cseq} BYE"),
-                  ("Reason", f"Q.850;cause={int(cause)};text={_quoted(reason)}")]
+        lines += [
+            ("From", dead.name_addr),
+            ("To", live.name_addr),
+            ("Call-ID", d.call_id),
+            ("CSeq", f"{dead.cseq} BYE"),
+            ("Reason", f"Q.850;cause={int(cause)};text={_quoted(reason)}"),
+        ]
         if self.user_agent:
             lines.append(("User-Agent", self.user_agent))
-        return SendRequest(Request("BYE", target, Headers(lines)), dest)
+        return SendRequest(Request(Method.BYE, target, Headers(lines)), dest)
 
-    def _end_pending_invites(self, pred: Callable[[Addr], bool]) -> list:
-        actions: list = []
+    def _end_pending_invites(self, pred: Callable[[Addr], bool]) -> list[Action]:
+        actions: list[Action] = []
         for ctx in list(self._contexts.values()):
-            if ctx.method != "INVITE" or ctx.final_status or ctx.request.to.tag is not None:
+            if ctx.method != Method.INVITE or ctx.final_status or ctx.request.to.tag is not None:
                 continue
             if pred(ctx.source):
                 # its caller is gone: stop the phones ringing; the answer goes nowhere
@@ -1043,5 +1156,7 @@ class Proxy:
 
 def _local_tag(req: Request) -> str:
     """Deterministic To tag for responses the proxy itself generates (retransmission-safe)."""
-    return hashlib.md5(((req.headers.get("Call-ID") or "") + (req.headers.get("CSeq") or "")).encode(
-        "utf-8", "replace"), usedforsecurity=False).hexdigest()[:12]
+    return hashlib.md5(
+        ((req.headers.get("Call-ID") or "") + (req.headers.get("CSeq") or "")).encode("utf-8", "replace"),
+        usedforsecurity=False,
+    ).hexdigest()[:12]

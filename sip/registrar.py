@@ -51,26 +51,34 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Callable
+from typing import overload
 
 from sip import digest
 from sip.location import Binding, Changes, LocationService, contact_key
-from sip.message import Request, Response, SipParseError, make_response
+from sip.message import (
+    Method,
+    NameAddr,
+    Request,
+    Response,
+    SipParseError,
+    make_response,
+)
 
-__all__ = ['AuthOutcome', 'RegisterResult', 'Registrar']
+__all__ = ["AuthOutcome", "RegisterResult", "Registrar"]
 
 
 class AuthOutcome(enum.Enum):
-    OK = 'ok'                  # authenticated (response may still be 4xx/5xx for other reasons)
-    CHALLENGED = 'challenged'  # no / unusable credentials: 401 with a fresh nonce
-    STALE = 'stale'            # right digest, expired nonce: 401 stale=true
-    FAILED = 'failed'          # wrong digest (wrong password or unknown user): 401
-    FORBIDDEN = 'forbidden'    # authenticated as another user than the AoR: 403
-    REPLAY = 'replay'          # nonce-count not increasing: 401 with a fresh nonce
-    MALFORMED = 'malformed'    # 400 (bad request / bad credentials syntax) or 403 qop required
-    NOT_FOUND = 'not-found'    # domain_check refused the To domain / no user part: 404
+    OK = "ok"  # authenticated (response may still be 4xx/5xx for other reasons)
+    CHALLENGED = "challenged"  # no / unusable credentials: 401 with a fresh nonce
+    STALE = "stale"  # right digest, expired nonce: 401 stale=true
+    FAILED = "failed"  # wrong digest (wrong password or unknown user): 401
+    FORBIDDEN = "forbidden"  # authenticated as another user than the AoR: 403
+    REPLAY = "replay"  # nonce-count not increasing: 401 with a fresh nonce
+    MALFORMED = "malformed"  # 400 (bad request / bad credentials syntax) or 403 qop required
+    NOT_FOUND = "not-found"  # domain_check refused the To domain / no user part: 404
 
 
 @dataclass(slots=True)
@@ -78,26 +86,42 @@ class RegisterResult:
     response: Response
     changes: Changes = field(default_factory=Changes)
     auth: AuthOutcome = AuthOutcome.OK
-    user: str | None = None    # username from the Authorization header, if any
+    user: str | None = None  # username from the Authorization header, if any
     aor: str | None = None
 
 
-_DUMMY_HA1_LEN = {'MD5': 32, 'SHA-256': 64, 'SHA-512-256': 64}
+_DUMMY_HA1_LEN = {"MD5": 32, "SHA-256": 64, "SHA-512-256": 64}
 
 
+@overload
+def _unquote(v: str) -> str: ...
+@overload
+def _unquote(v: None) -> None: ...
+@overload
+def _unquote(v: str | None) -> str | None: ...
 def _unquote(v: str | None) -> str | None:
     if v is not None and len(v) >= 2 and v[0] == '"' and v[-1] == '"':
-        return v[1:-1].replace('\\"', '"').replace('\\\\', '\\')
+        return v[1:-1].replace('\\"', '"').replace("\\\\", "\\")
     return v
 
 
 class Registrar:
-    def __init__(self, realm: str, location: LocationService, nonces: digest.NonceManager,
-                 credentials: Callable[[str], dict[str, str] | None], *, min_expires: int = 60,
-                 max_expires: int = 3600, default_expires: int = 3600, max_contacts: int = 5,
-                 domain_check: Callable[[str], bool] | None = None,
-                 algorithms: tuple[str, ...] = ('SHA-256', 'MD5'), allow_no_qop: bool = False,
-                 date_header: bool = True) -> None:
+    def __init__(
+        self,
+        realm: str,
+        location: LocationService,
+        nonces: digest.NonceManager,
+        credentials: Callable[[str], dict[str, str] | None],
+        *,
+        min_expires: int = 60,
+        max_expires: int = 3600,
+        default_expires: int = 3600,
+        max_contacts: int = 5,
+        domain_check: Callable[[str], bool] | None = None,
+        algorithms: tuple[str, ...] = ("SHA-256", "MD5"),
+        allow_no_qop: bool = False,
+        date_header: bool = True,
+    ) -> None:
         self.realm = realm
         self.location = location
         self.nonces = nonces
@@ -110,8 +134,8 @@ class Registrar:
         self.algorithms = tuple(digest.normalize_algorithm(a) for a in algorithms)
         self.allow_no_qop = allow_no_qop
         self.date_header = date_header
-        self._allowed_algs = frozenset(self.algorithms) | {a + '-sess' for a in self.algorithms}
-        self._date_cache = (-1, '')
+        self._allowed_algs = frozenset(self.algorithms) | {a + "-sess" for a in self.algorithms}
+        self._date_cache = (-1, "")
         rnd = os.urandom(32).hex()
         self._dummy = {alg: rnd[:n] for alg, n in _DUMMY_HA1_LEN.items()}
 
@@ -119,47 +143,66 @@ class Registrar:
     @staticmethod
     def _to_tag(req: Request) -> str:
         """Deterministic To-tag: retransmissions and the challenge of any user look alike."""
-        return hashlib.md5((req.headers.get('Call-ID') or '').encode('utf-8', 'replace'),
-                           usedforsecurity=False).hexdigest()[:12]
+        return hashlib.md5(
+            (req.headers.get("Call-ID") or "").encode("utf-8", "replace"), usedforsecurity=False
+        ).hexdigest()[:12]
 
-    def _reply(self, req: Request, status: int, reason: str | None = None,
-               headers: list | tuple = ()) -> Response:
+    def _reply(
+        self, req: Request, status: int, reason: str | None = None, headers: Sequence[tuple[str, str]] = ()
+    ) -> Response:
         return make_response(req, status, reason, to_tag=self._to_tag(req), headers=headers)
 
-    def _challenge(self, req, source_ip, now, outcome, stale=False, user=None, aor=None):
+    def _challenge(
+        self,
+        req: Request,
+        source_ip: str,
+        now: float,
+        outcome: AuthOutcome,
+        stale: bool = False,
+        user: str | None = None,
+        aor: str | None = None,
+    ) -> RegisterResult:
         nonce = self.nonces.make(now, source_ip)
-        hdrs = [('WWW-Authenticate', v)
-                for v in digest.challenge_headers(self.realm, nonce, stale, self.algorithms)]
+        hdrs = [("WWW-Authenticate", v) for v in digest.challenge_headers(self.realm, nonce, stale, self.algorithms)]
         return RegisterResult(self._reply(req, 401, None, hdrs), Changes(), outcome, user, aor)
 
-    def _bad(self, req, reason, status=400, outcome=AuthOutcome.MALFORMED, user=None, aor=None):
+    def _bad(
+        self,
+        req: Request,
+        reason: str,
+        status: int = 400,
+        outcome: AuthOutcome = AuthOutcome.MALFORMED,
+        user: str | None = None,
+        aor: str | None = None,
+    ) -> RegisterResult:
         return RegisterResult(self._reply(req, status, reason), Changes(), outcome, user, aor)
 
-    def _pick_credentials(self, req: Request) -> dict | None:
+    def _pick_credentials(self, req: Request) -> dict[str, str] | None:
         """The parsed Digest Authorization for our realm; None when there is none (other
         schemes are ignored). Raises ValueError when the only one is a malformed Digest."""
-        vals = req.headers.get_raw_all('Authorization')
+        vals = req.headers.get_raw_all("Authorization")
         if not vals:
             return None
         err = None
         for v in vals:
             sv = v.lstrip()
-            if sv[:6].lower() != 'digest' or sv[6:7] not in (' ', '\t'):
-                continue          # unknown scheme (RFC 4475 regaut01): ignore, challenge
+            if sv[:6].lower() != "digest" or sv[6:7] not in (" ", "\t"):
+                continue  # unknown scheme (RFC 4475 regaut01): ignore, challenge
             try:
                 p = digest.parse_authorization(v)
             except ValueError as e:
                 err = e
                 continue
-            if p.get('realm') == self.realm:
+            if p.get("realm") == self.realm:
                 return p
         if err is not None and len(vals) == 1:
             raise err
         return None
 
     # ------------------------------------------------------------------ main
-    def handle(self, request: Request, source_ip: str, source: tuple, now: float,
-               local: str | None = None) -> RegisterResult:
+    def handle(
+        self, request: Request, source_ip: str, source: tuple[str, str, int], now: float, local: str | None = None
+    ) -> RegisterResult:
         req = request
         # ---- syntax (cheap, before authentication)
         try:
@@ -169,45 +212,45 @@ class Registrar:
             contacts = req.contacts
         except SipParseError as e:
             return self._bad(req, e.reason, e.status)
-        if cseq_method != 'REGISTER':
-            return self._bad(req, 'Bad Request - CSeq method does not match')
+        if cseq_method != Method.REGISTER:
+            return self._bad(req, "Bad Request - CSeq method does not match")
         aor = to.uri.user
         if not aor or not to.uri.is_sip:
-            return self._bad(req, 'Not Found', 404, AuthOutcome.NOT_FOUND)
+            return self._bad(req, "Not Found", 404, AuthOutcome.NOT_FOUND)
         if self.domain_check is not None and not self.domain_check(to.uri.host):
-            return self._bad(req, 'Not Found', 404, AuthOutcome.NOT_FOUND, aor=aor)
+            return self._bad(req, "Not Found", 404, AuthOutcome.NOT_FOUND, aor=aor)
 
         # ---- authentication
         try:
             cred = self._pick_credentials(req)
         except ValueError:
-            return self._bad(req, 'Bad Request - malformed Authorization', aor=aor)
+            return self._bad(req, "Bad Request - malformed Authorization", aor=aor)
         if cred is None:
             return self._challenge(req, source_ip, now, AuthOutcome.CHALLENGED, aor=aor)
-        user = cred.get('username')
-        nonce = cred.get('nonce')
-        if user is None or nonce is None or 'uri' not in cred or 'response' not in cred:
-            return self._bad(req, 'Bad Request - incomplete Authorization', user=user, aor=aor)
+        user = cred.get("username")
+        nonce = cred.get("nonce")
+        if user is None or nonce is None or "uri" not in cred or "response" not in cred:
+            return self._bad(req, "Bad Request - incomplete Authorization", user=user, aor=aor)
         try:
-            alg = digest.normalize_algorithm(cred.get('algorithm'))
+            alg = digest.normalize_algorithm(cred.get("algorithm"))
         except ValueError:
             alg = None
         if alg not in self._allowed_algs:
-            return self._bad(req, 'Bad Request - unsupported digest algorithm', user=user, aor=aor)
-        qop = cred.get('qop')
-        nc = cred.get('nc')
+            return self._bad(req, "Bad Request - unsupported digest algorithm", user=user, aor=aor)
+        qop = cred.get("qop")
+        nc = cred.get("nc")
         if qop is None:
             if not self.allow_no_qop:
-                return self._bad(req, 'qop=auth required', 403, user=user, aor=aor)
+                return self._bad(req, "qop=auth required", 403, user=user, aor=aor)
             nc = None
-        elif qop not in ('auth', 'auth-int') or nc is None or 'cnonce' not in cred:
-            return self._bad(req, 'Bad Request - bad qop/nc/cnonce', user=user, aor=aor)
+        elif qop not in ("auth", "auth-int") or nc is None or "cnonce" not in cred:
+            return self._bad(req, "Bad Request - bad qop/nc/cnonce", user=user, aor=aor)
         state = self.nonces.check(nonce, nc, now, source_ip, commit=False)
-        if state == 'invalid':
+        if state == "invalid":
             return self._challenge(req, source_ip, now, AuthOutcome.CHALLENGED, user=user, aor=aor)
-        if state == 'replay':
+        if state == "replay":
             return self._challenge(req, source_ip, now, AuthOutcome.REPLAY, user=user, aor=aor)
-        base = alg[:-5] if alg.endswith('-sess') else alg
+        base = alg[:-5] if alg.endswith("-sess") else alg
         creds = self.credentials(user)
         ha1 = creds.get(base) if creds else None
         good = digest.verify_response(cred, req.method, ha1 or self._dummy[base], req.body)
@@ -215,44 +258,57 @@ class Registrar:
             good = False
         if not good:
             return self._challenge(req, source_ip, now, AuthOutcome.FAILED, user=user, aor=aor)
-        if state == 'stale':
-            return self._challenge(req, source_ip, now, AuthOutcome.STALE, stale=True,
-                                   user=user, aor=aor)
+        if state == "stale":
+            return self._challenge(req, source_ip, now, AuthOutcome.STALE, stale=True, user=user, aor=aor)
         self.nonces.record(nonce, nc)
         if user != aor:
-            return self._bad(req, 'Forbidden - authentication user does not match To',
-                             403, AuthOutcome.FORBIDDEN, user=user, aor=aor)
+            return self._bad(
+                req, "Forbidden - authentication user does not match To", 403, AuthOutcome.FORBIDDEN, user=user, aor=aor
+            )
         return self._update(req, aor, user, contacts, call_id, cseq, source, now, local)
 
     # ------------------------------------------------------------------ bindings
-    def _update(self, req, aor, user, contacts, call_id, cseq, source, now, local):
+    def _update(
+        self,
+        req: Request,
+        aor: str,
+        user: str,
+        contacts: list[NameAddr] | str,
+        call_id: str,
+        cseq: int,
+        source: tuple[str, str, int],
+        now: float,
+        local: str | None,
+    ) -> RegisterResult:
         loc = self.location
         OK = AuthOutcome.OK
-        if contacts == '*':
+        if isinstance(contacts, str):  # "*" (the only string form)
             if req.expires != 0:
                 return RegisterResult(
-                    self._reply(req, 400, 'Bad Request - Contact: * needs Expires: 0'),
-                    Changes(), OK, user, aor)
+                    self._reply(req, 400, "Bad Request - Contact: * needs Expires: 0"), Changes(), OK, user, aor
+                )
             existing = loc.all_bindings(aor)
             for b in existing:
                 if b.call_id == call_id and cseq <= b.cseq:
-                    return RegisterResult(self._reply(req, 500, 'Server Internal Error - out of order'),
-                                          Changes(), OK, user, aor)
+                    return RegisterResult(
+                        self._reply(req, 500, "Server Internal Error - out of order"), Changes(), OK, user, aor
+                    )
             ch = loc.remove_all(aor)
             return RegisterResult(self._ok(req, aor, now), ch, OK, user, aor)
 
         if not contacts:
             return RegisterResult(self._ok(req, aor, now), Changes(), OK, user, aor)
 
-        hdr_exp = req.expires          # None when absent or malformed -> default
-        plan = []
+        hdr_exp = req.expires  # None when absent or malformed -> default
+        plan: list[tuple[str, int, float, str | None, int | None]] = []
         too_short = False
         for na in contacts:
             if not na.uri.is_sip:
-                return RegisterResult(self._reply(req, 400, 'Bad Request - Contact must be a SIP URI'),
-                                      Changes(), OK, user, aor)
+                return RegisterResult(
+                    self._reply(req, 400, "Bad Request - Contact must be a SIP URI"), Changes(), OK, user, aor
+                )
             raw = na.uri.raw or str(na.uri)
-            e = na.param('expires')
+            e = na.param("expires")
             exp = None
             if e is not None:
                 e = _unquote(e)
@@ -265,48 +321,45 @@ class Registrar:
                     too_short = True
                 elif exp > self.max_expires:
                     exp = self.max_expires
-            q = na.param('q')
+            q = na.param("q")
             if q is not None:
                 try:
                     qf = float(_unquote(q))
                 except ValueError:
                     qf = -1.0
                 if not 0.0 <= qf <= 1.0:
-                    return RegisterResult(self._reply(req, 400, 'Bad Request - bad q'),
-                                          Changes(), OK, user, aor)
+                    return RegisterResult(self._reply(req, 400, "Bad Request - bad q"), Changes(), OK, user, aor)
             else:
                 qf = 1.0
-            inst = _unquote(na.param('+sip.instance'))
-            rid = na.param('reg-id')
+            inst = _unquote(na.param("+sip.instance"))
+            rid = na.param("reg-id")
             reg_id = None
             if rid is not None and inst is not None:
                 rid = _unquote(rid)
                 if not (rid.isascii() and rid.isdigit()):
-                    return RegisterResult(self._reply(req, 400, 'Bad Request - bad reg-id'),
-                                          Changes(), OK, user, aor)
+                    return RegisterResult(self._reply(req, 400, "Bad Request - bad reg-id"), Changes(), OK, user, aor)
                 reg_id = int(rid)
             plan.append((raw, exp, qf, inst, reg_id))
         if too_short:
             return RegisterResult(
-                self._reply(req, 423, None, [('Min-Expires', str(self.min_expires))]),
-                Changes(), OK, user, aor)
+                self._reply(req, 423, None, [("Min-Expires", str(self.min_expires))]), Changes(), OK, user, aor
+            )
         if sum(1 for p in plan if p[1]) > self.max_contacts:
-            return RegisterResult(self._reply(req, 403, 'Forbidden - too many contacts'),
-                                  Changes(), OK, user, aor)
+            return RegisterResult(self._reply(req, 403, "Forbidden - too many contacts"), Changes(), OK, user, aor)
         # §10.3 step 7: check every Contact against the bindings before changing anything
         keys = []
-        for raw, exp, qf, inst, reg_id in plan:
+        for raw, _exp, _qf, inst, reg_id in plan:
             key = contact_key(raw)
             keys.append(key)
             for b in loc.find(aor, raw, inst, reg_id, key):
                 if b.call_id == call_id and cseq <= b.cseq:
                     return RegisterResult(
-                        self._reply(req, 500, 'Server Internal Error - out of order'),
-                        Changes(), OK, user, aor)
-        ua = req.headers.get('User-Agent')
+                        self._reply(req, 500, "Server Internal Error - out of order"), Changes(), OK, user, aor
+                    )
+        ua = req.headers.get("User-Agent")
         ch = Changes()
         touched = []
-        for (raw, exp, qf, inst, reg_id), key in zip(plan, keys):
+        for (raw, exp, qf, inst, reg_id), key in zip(plan, keys, strict=True):
             old = loc.find(aor, raw, inst, reg_id, key)
             if exp == 0:
                 if old:
@@ -319,7 +372,7 @@ class Registrar:
             live = loc.bindings(aor, now)
             if len(live) > self.max_contacts:
                 others = sorted((b for b in live if b not in touched), key=lambda b: b.expires_at)
-                ch.extend(loc.remove(others[:len(live) - self.max_contacts]))
+                ch.extend(loc.remove(others[: len(live) - self.max_contacts]))
         # fold: a binding added then removed in the same request is no change at all
         if ch.removed and (ch.added or ch.updated):
             gone = {id(b) for b in ch.removed}
@@ -330,15 +383,15 @@ class Registrar:
     def _ok(self, req: Request, aor: str, now: float) -> Response:
         hdrs = []
         for b in self.location.bindings(aor, now):
-            v = f'<{b.contact}>;expires={b.expires_in(now)}'
+            v = f"<{b.contact}>;expires={b.expires_in(now)}"
             if b.q != 1.0:
-                v += f';q={b.q:g}'
+                v += f";q={b.q:g}"
             if b.instance is not None:
                 v += f';+sip.instance="{b.instance}"'
-            hdrs.append(('Contact', v))
+            hdrs.append(("Contact", v))
         if self.date_header:
             sec = int(now)
             if sec != self._date_cache[0]:
                 self._date_cache = (sec, formatdate(sec, usegmt=True))
-            hdrs.append(('Date', self._date_cache[1]))
-        return self._reply(req, 200, 'OK', hdrs)
+            hdrs.append(("Date", self._date_cache[1]))
+        return self._reply(req, 200, "OK", hdrs)

@@ -12,52 +12,125 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, TypeVar
 
 from sip.guard import AbuseGuard
 from sip.location import Changes
 from sip.message import (
-    Method, Request, SipParseError, is_keepalive, make_response, parse_message,
-    unsupported_extensions, validate_request,
+    KNOWN_METHODS,
+    Method,
+    Request,
+    Response,
+    SipParseError,
+    is_keepalive,
+    make_response,
+    parse_message,
+    unsupported_extensions,
+    validate_request,
+)
+from sip.proxy import (
+    Action,
+    AuthFailed,
+    AuthOk,
+    Proxy,
+    Respond,
+    SendRequest,
+    SendStateless,
 )
 from sip.registrar import AuthOutcome, Registrar
 from sip.transaction import (
-    AckReceived, Addr, CancelReceived, ClientKey, RequestReceived, ResponseReceived,
-    StrayResponse, Timeout, TransactionLayer, TransactionTerminated, Transmit,
-    TransportError, response_destination,
+    AckReceived,
+    Addr,
+    CancelReceived,
+    ClientKey,
+    Event,
+    Key,
+    RequestReceived,
+    ResponseReceived,
+    StrayResponse,
+    Timeout,
+    TransactionLayer,
+    TransactionTerminated,
+    Transmit,
+    TransportError,
+    response_destination,
 )
 from sip.transport import Listener, TransportLayer
 
 log = logging.getLogger(__name__)
 
 #: Methods the front door always handles itself; the handlers table adds more.
-BASE_METHODS = ("REGISTER", "OPTIONS", "ACK", "CANCEL")
+BASE_METHODS: tuple[str, ...] = (Method.REGISTER, Method.OPTIONS, Method.ACK, Method.CANCEL)
+#: Methods ``attach_proxy`` routes to the proxy by default.
+PROXIED_METHODS: tuple[str, ...] = (
+    Method.INVITE,
+    Method.BYE,
+    Method.INFO,
+    Method.UPDATE,
+    Method.REFER,
+    Method.MESSAGE,
+    Method.SUBSCRIBE,
+    Method.NOTIFY,
+    Method.PRACK,
+)
 #: Option tags (RFC 3261 §19.2) this server really implements; a Require naming anything
 #: else gets 420 Bad Extension with an Unsupported header (§8.2.2.3).
 SUPPORTED: tuple[str, ...] = ()
-_KNOWN = {m.value for m in Method}
 
 #: A handler for a method: called with (server, key, request, source); it answers
 #: through ``server.respond(key, response)`` now or later.
-Handler = Callable[["SipServer", object, Request, Addr], None]
+Handler = Callable[["SipServer", Key, Request, Addr], None]
+#: What ``send_own`` reports for a client transaction of our own.
+OwnEvent = ResponseReceived | Timeout | TransportError
+OwnCallback = Callable[[OwnEvent], None]
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
 class ListenSpec:
-    transport: str            # UDP | TCP | TLS
+    transport: str  # UDP | TCP | TLS
     host: str
     port: int
     ssl_context: ssl.SSLContext | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TlsPeer:
+    """How our client side checks a TLS peer it connects to (``SipServer.tls_policy``)."""
+
+    #: the name the peer's certificate must carry (also sent as SNI): a trunk's host name
+    server_name: str
+    #: False: the certificate is not checked at all -- an explicit per-peer opt-out (a trunk's
+    #: ``--tls-no-verify``), logged as a warning on every connection
+    verify: bool = True
+    #: who the peer is, for the log ("trunk acme")
+    label: str = ""
+
+
+#: Tells the TLS client side about a destination: None = an unknown peer, verified against
+#: the system CA store with its address as the expected name.
+TlsPolicy = Callable[[Addr], TlsPeer | None]
+
+
 class SipServer:
-    def __init__(self, *, registrar: Registrar, guard: AbuseGuard, user_agent: str = "pypbx",
-                 on_bindings: Callable[[Changes], None] | None = None,
-                 wallclock: Callable[[], float] = time.time,
-                 transactions: TransactionLayer | None = None, force_rport: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        registrar: Registrar,
+        guard: AbuseGuard,
+        user_agent: str = "pypbx",
+        on_bindings: Callable[[Changes], None] | None = None,
+        wallclock: Callable[[], float] = time.time,
+        transactions: TransactionLayer | None = None,
+        force_rport: bool = True,
+        tls_policy: TlsPolicy | None = None,
+    ) -> None:
         self.registrar = registrar
         self.guard = guard
         self.user_agent = user_agent
@@ -71,21 +144,38 @@ class SipServer:
         self.handlers: dict[str, Handler] = {}
         #: The stateful proxy core (sip/proxy.py), if attached: gets client-transaction
         #: events, ACKs for 2xx and CANCELs of the INVITEs it forwards.
-        self.proxy = None
+        self.proxy: Proxy | None = None
         #: Methods forwarded by the proxy: no UAS-only checks (Require, body types).
         self.proxied_methods: frozenset[str] = frozenset()
         #: Client transactions the server's own users started (trunk registrations,
         #: ``send_own``): ClientKey -> callback(event) for their responses / timeouts.
-        self.own: dict[ClientKey, Callable[[object], None]] = {}
+        self.own: dict[Key, OwnCallback] = {}
+        #: Who our outbound TLS connections go to (see :class:`TlsPeer`); set by the trunks.
+        self.tls_policy = tls_policy
+        self._tls_verifying: ssl.SSLContext | None = None
+        self._tls_unverified: ssl.SSLContext | None = None
+        #: Every task the server starts (connection attempts): cancelled and awaited by stop().
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._connecting: dict[tuple[str, str, int], asyncio.Task[Addr | None]] = {}
+        self._src_cache: dict[str, str] = {}
+        self._own_ips: set[str] = set()
         self.transport: TransportLayer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.started_at = 0.0
         self.counters = {
-            "requests": 0, "responses": 0, "keepalives": 0, "parse_errors": 0,
-            "dropped": 0, "registers": 0, "register_ok": 0, "auth_challenges": 0,
-            "auth_failures": 0, "options": 0, "rejected": 0,
+            "requests": 0,
+            "responses": 0,
+            "keepalives": 0,
+            "parse_errors": 0,
+            "dropped": 0,
+            "registers": 0,
+            "register_ok": 0,
+            "auth_challenges": 0,
+            "auth_failures": 0,
+            "options": 0,
+            "rejected": 0,
         }
 
     # -- lifecycle -------------------------------------------------------------
@@ -93,7 +183,7 @@ class SipServer:
         self._loop = asyncio.get_running_loop()
         self.transport = TransportLayer(self._on_message)
         self.started_at = self.wallclock()
-        out = []
+        out: list[Listener] = []
         try:
             for spec in specs:
                 if spec.transport == "UDP":
@@ -108,8 +198,10 @@ class SipServer:
         return out
 
     async def stop(self, drain_timeout: float = 5.0) -> None:
-        """Stop listening for new connections, let in-flight transactions finish."""
+        """Stop listening for new connections, let in-flight transactions finish; then
+        cancel and await every task the server started and close the connections."""
         if self.transport is None:
+            await self._cancel_tasks()
             return
         await self.transport.stop_listening()
         loop = asyncio.get_running_loop()
@@ -119,17 +211,14 @@ class SipServer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        await self._cancel_tasks()
         await self.transport.close()
         self.transport = None
         log.info("SIP front door stopped")
 
     def _pending_server_transactions(self) -> int:
         """Server transactions still waiting for the TU's final answer."""
-        n = 0
-        for key in list(self.txn._server):  # noqa: SLF001 - read-only peek
-            if self.txn.state(key) in ("Trying", "Proceeding"):
-                n += 1
-        return n
+        return self.txn.unanswered()
 
     # -- timers ----------------------------------------------------------------
     def _schedule(self) -> None:
@@ -185,18 +274,21 @@ class SipServer:
         if not self.guard.check_request(ip, msg.headers.get("User-Agent"), now).allowed:
             self.counters["dropped"] += 1
             return
-        if msg.method in self.proxied_methods or msg.method == "ACK":
+        if msg.method in self.proxied_methods or msg.method == Method.ACK:
             # a proxy does not judge Require (RFC 3261 §16.3: only Proxy-Require); body types
             # are still checked: what we forward ends in a media worker's SDP stack
             problem = validate_request(msg, supported=msg.headers.get_all("Require"))
         else:
             problem = validate_request(msg, supported=SUPPORTED)
         if problem is not None:
-            if msg.method != "ACK":
+            if msg.method != Method.ACK:
                 status, reason = problem
-                self._send_stateless(make_response(msg, status, reason,
-                                                   headers=self._problem_headers(status, msg)),
-                                     msg, source, reliable)
+                self._send_stateless(
+                    make_response(msg, status, reason, headers=self._problem_headers(status, msg)),
+                    msg,
+                    source,
+                    reliable,
+                )
             self.counters["rejected"] += 1
             return
         if self.force_rport and not reliable:
@@ -228,7 +320,7 @@ class SipServer:
 
     def _reject_unparseable(self, exc: SipParseError, source: Addr, reliable: bool) -> None:
         partial = getattr(exc, "partial", None)
-        if getattr(exc, "drop", False) or partial is None or partial.method == "ACK":
+        if getattr(exc, "drop", False) or partial is None or partial.method == Method.ACK:
             log.debug("dropped unparseable message from %s:%d: %s", source.host, source.port, exc.reason)
             return
         try:
@@ -237,7 +329,7 @@ class SipServer:
         except Exception as err:  # a partial message too broken to answer
             log.debug("cannot answer bad message from %s: %s", source.host, err)
 
-    def _send_stateless(self, resp, req: Request, source: Addr, reliable: bool) -> None:
+    def _send_stateless(self, resp: Response, req: Request, source: Addr, reliable: bool) -> None:
         assert self.transport is not None
         if reliable or self.force_rport:
             dest = source
@@ -249,7 +341,7 @@ class SipServer:
         self.transport.send(resp.to_bytes(), dest)
 
     # -- events from the transaction layer -------------------------------------
-    def _handle_events(self, events: list) -> None:
+    def _handle_events(self, events: list[Event]) -> None:
         transport = self.transport
         for ev in events:
             if type(ev) is Transmit:
@@ -265,40 +357,42 @@ class SipServer:
                 req = self.txn.server_request(ev.invite_key)
                 if req is not None:
                     self.respond(ev.invite_key, make_response(req, 487, to_tag=ev.to_tag))
-            elif self.own and getattr(ev, "key", None) in self.own:
-                if type(ev) is TransactionTerminated:
-                    self.own.pop(ev.key, None)
-                else:
-                    self.own[ev.key](ev)
-            elif self.proxy is None:
-                continue
-            elif type(ev) is ResponseReceived:
-                self._run_actions(self.proxy.on_response(ev.key, ev.response, self._now()))
-            elif type(ev) is TransactionTerminated:
-                self.proxy.on_terminated(ev.key)
-            elif type(ev) is AckReceived:
-                self._run_actions(self.proxy.on_ack(ev.request, ev.source, self._now()))
-            elif type(ev) is Timeout or type(ev) is TransportError:
-                if type(ev.key) is ClientKey:
-                    self._run_actions(self.proxy.on_timeout(ev.key, self._now(),
-                                                            transport_error=type(ev) is TransportError))
             elif type(ev) is StrayResponse:
-                self._run_actions(self.proxy.on_stray_response(ev.response, self._now()))
+                if self.proxy is not None:
+                    self._run_actions(self.proxy.on_stray_response(ev.response, self._now()))
+            elif type(ev) is AckReceived:
+                if self.proxy is not None:
+                    self._run_actions(self.proxy.on_ack(ev.request, ev.source, self._now()))
+            elif type(ev) is TransactionTerminated:
+                if self.own and ev.key in self.own:
+                    del self.own[ev.key]
+                elif self.proxy is not None:
+                    self.proxy.on_terminated(ev.key)
+            elif type(ev) is ResponseReceived or type(ev) is Timeout or type(ev) is TransportError:
+                own = self.own.get(ev.key) if self.own else None
+                if own is not None:
+                    own(ev)
+                elif self.proxy is None:
+                    continue
+                elif type(ev) is ResponseReceived:
+                    self._run_actions(self.proxy.on_response(ev.key, ev.response, self._now()))
+                elif type(ev.key) is ClientKey:
+                    transport_error = type(ev) is TransportError
+                    self._run_actions(self.proxy.on_timeout(ev.key, self._now(), transport_error=transport_error))
 
     def _now(self) -> float:
         assert self._loop is not None
         return self._loop.time()
 
     # -- the proxy's side: client transactions and stateless sends ----------------
-    def attach_proxy(self, proxy, methods=("INVITE", "BYE", "INFO", "UPDATE", "REFER", "MESSAGE",
-                                           "SUBSCRIBE", "NOTIFY", "PRACK")) -> None:
+    def attach_proxy(self, proxy: Proxy, methods: tuple[str, ...] = PROXIED_METHODS) -> None:
         """Route ``methods`` (and client-transaction events, ACK for 2xx, CANCEL of the
         INVITEs it forwards) to the sans-I/O proxy core of ``sip/proxy.py``."""
         self.proxy = proxy
 
-        def handler(server, key, req, source):
-            server._run_actions(proxy.on_request(key, req, source, server._now(),
-                                                 wallclock=server.wallclock()))
+        def handler(server: SipServer, key: Key, req: Request, source: Addr) -> None:
+            server._run_actions(proxy.on_request(key, req, source, server._now(), wallclock=server.wallclock()))
+
         for m in methods:
             self.handlers[m] = handler
         self.proxied_methods = frozenset(methods)
@@ -310,46 +404,45 @@ class SipServer:
         proxy while other event packages are still forwarded."""
         previous = self.handlers.get(method)
 
-        def dispatch(server, key, req, source):
+        def dispatch(server: SipServer, key: Key, req: Request, source: Addr) -> None:
             if wants(req):
                 handler(server, key, req, source)
             elif previous is not None:
                 previous(server, key, req, source)
             else:
                 server.respond(key, make_response(req, 405, headers=[("Allow", server.allow)]))
+
         self.handlers[method] = dispatch
 
     def end_dialogs_with(self, host: str, port: int, reason: str = "media engine failure") -> int:
         """A party at ``host:port`` (a media worker) died: the proxy BYEs the other side of
         every dialog it was in (``Reason: Q.850;cause=41``) and ends INVITEs still ringing
         through it. Returns how many BYEs were sent."""
-        from sip.proxy import SendRequest
         if self.proxy is None or self._loop is None:
             return 0
         host = host.strip("[]").lower()
         port = int(port)
         actions = self.proxy.end_dialogs_with(
-            lambda a: a.port == port and a.host.strip("[]").lower() == host, self._now(), reason)
-        byes = sum(1 for a in actions if type(a) is SendRequest and a.request.method == "BYE")
+            lambda a: a.port == port and a.host.strip("[]").lower() == host, self._now(), reason
+        )
+        byes = sum(1 for a in actions if type(a) is SendRequest and a.request.method == Method.BYE)
         if actions:
             log.info("ending dialogs with %s:%d (%s): %d BYE(s)", host, port, reason, byes)
         self._run_actions(actions)
         return byes
 
-    def _run_actions(self, actions: list) -> None:
-        from sip.proxy import AuthFailed, AuthOk, Respond, SendRequest, SendStateless
+    def _run_actions(self, actions: list[Action]) -> None:
         for act in actions:
-            t = type(act)
-            if t is Respond:
+            if type(act) is Respond:
                 self.respond(act.key, act.response)
-            elif t is SendRequest:
+            elif type(act) is SendRequest:
                 self.send_request(act.request, act.dest)
-            elif t is SendStateless:
+            elif type(act) is SendStateless:
                 self.send_stateless(act.message, act.dest)
-            elif t is AuthFailed:
+            elif type(act) is AuthFailed:
                 self.counters["auth_failures"] += 1
                 self.guard.auth_failed(act.ip, self._now(), act.user, act.method)
-            elif t is AuthOk:
+            elif type(act) is AuthOk:
                 self.guard.auth_ok(act.ip)
         self._schedule()
 
@@ -358,8 +451,7 @@ class SipServer:
         """Our (host, port) on ``transport`` as seen from ``dest_host``: the listener's
         address, or for a wildcard bind the interface address the kernel would use."""
         listeners = self.transport.listeners if self.transport else []
-        lst = next((x for x in listeners if x.transport == transport), None) or \
-            next(iter(listeners), None)
+        lst = next((x for x in listeners if x.transport == transport), None) or next(iter(listeners), None)
         if lst is None:
             return ("127.0.0.1", 5060)
         host = lst.host
@@ -368,21 +460,20 @@ class SipServer:
         return (host, lst.port)
 
     def _source_ip_for(self, dest_host: str) -> str:
-        cache = self.__dict__.setdefault("_src_cache", {})
+        cache = self._src_cache
         ip = cache.get(dest_host)
         if ip is None:
-            import socket
             fam = socket.AF_INET6 if ":" in dest_host else socket.AF_INET
             try:
                 with socket.socket(fam, socket.SOCK_DGRAM) as s:
                     s.connect((dest_host, 9))
-                    ip = s.getsockname()[0]
+                    ip = str(s.getsockname()[0])
             except OSError:
                 ip = "127.0.0.1"
             if len(cache) > 1024:
                 cache.clear()
             cache[dest_host] = ip
-            self.__dict__.setdefault("_own_ips", set()).add(ip)
+            self._own_ips.add(ip)
         return ip
 
     def is_local(self, host: str, port: int | None) -> bool:
@@ -390,27 +481,144 @@ class SipServer:
         ports = {x.port for x in listeners}
         if (port or 5060) not in ports and not (port is None and 5061 in ports):
             return False
-        hosts = {x.host for x in listeners} | self.__dict__.get("_own_ips", set())
+        hosts = {x.host for x in listeners} | self._own_ips
         if hosts & {"0.0.0.0", "::"}:
             hosts |= {"127.0.0.1", "::1", "localhost"}
         return host.lower() in hosts
 
-    def _has_connection(self, dest: Addr) -> bool:
-        tr = self.transport
-        if tr is None:
-            return False
-        if dest.conn_id is not None and dest.conn_id in tr._conns:  # noqa: SLF001
-            return True
-        return (dest.transport, dest.host, dest.port) in tr._by_peer  # noqa: SLF001
-
+    # -- outbound: the one way to reach an address ---------------------------------
     def send_request(self, req: Request, dest: Addr) -> None:
         """Start a client transaction for ``req`` (top Via branch already set); over
-        TCP/TLS a connection to ``dest`` is opened first when there is none."""
-        if dest.transport == "UDP" or self._has_connection(dest):
-            self._start_client(req, dest)
+        TCP/TLS a connection to ``dest`` is opened first when there is none. If it cannot
+        be opened, the proxy hears of a transport error for the branch."""
+
+        def failed() -> None:
+            if self.proxy is not None:
+                key = ClientKey(req.top_via.branch or "", req.method)
+                self._run_actions(self.proxy.on_timeout(key, self._now(), transport_error=True))
+
+        self._send_to(dest, lambda addr: self._start_client(req, addr), failed)
+
+    def send_own(self, req: Request, dest: Addr, on_event: OwnCallback) -> None:
+        """Start a client transaction of our own (e.g. a trunk's REGISTER, top Via branch
+        set by the caller): its ResponseReceived / Timeout / TransportError events go to
+        ``on_event`` instead of the proxy."""
+        key = ClientKey(req.top_via.branch or "", req.method)
+        self.own[key] = on_event
+
+        def failed() -> None:
+            cb = self.own.pop(key, None)
+            if cb is not None:
+                cb(TransportError(key))
+
+        self._send_to(dest, lambda addr: self._start_client(req, addr), failed)
+
+    def send_stateless(self, msg: Request | Response, dest: Addr) -> None:
+        """Send ``msg`` outside any transaction (e.g. an ACK for a 2xx, a forwarded 2xx)."""
+
+        def send(addr: Addr) -> None:
+            if self.transport is not None:
+                self.transport.send(msg.to_bytes(), addr)
+
+        self._send_to(dest, send, lambda: None)
+
+    def _send_to(self, dest: Addr, send: Callable[[Addr], None], failed: Callable[[], None]) -> None:
+        """Reach ``dest`` and call ``send(addr)`` with the address to write to: at once over
+        UDP or an open TCP/TLS connection (the one ``dest`` names, else any to its address);
+        otherwise once a new connection is open (:meth:`_connection_to`, tracked task), or
+        ``failed()`` if it cannot be opened."""
+        tr = self.transport
+        if dest.transport == "UDP" or (tr is not None and tr.has_connection(dest)):
+            send(dest)
             return
+
+        async def connect_then_send() -> None:
+            addr = await self._connection_to(dest)
+            if addr is None:
+                failed()
+            else:
+                send(addr)
+
+        self._spawn(connect_then_send(), f"sip-send-{dest.transport}-{dest.host}:{dest.port}")
+
+    async def _connection_to(self, dest: Addr) -> Addr | None:
+        """The address of a TCP/TLS connection to ``dest``, opened now unless one is already
+        being opened (then it is shared); None if it cannot be opened."""
+        peer = (dest.transport, dest.host, dest.port)
+        opening = self._connecting.get(peer)
+        if opening is None:
+            opening = self._spawn(self._open(dest), f"sip-connect-{dest.transport}-{dest.host}:{dest.port}")
+            self._connecting[peer] = opening
+
+            def opened(task: asyncio.Task[Addr | None]) -> None:
+                if self._connecting.get(peer) is task:
+                    del self._connecting[peer]
+
+            opening.add_done_callback(opened)
+        return await asyncio.shield(opening)
+
+    async def _open(self, dest: Addr) -> Addr | None:
+        tr = self.transport
+        if tr is None or dest.transport not in ("TCP", "TLS"):
+            return None
+        ctx: ssl.SSLContext | None = None
+        server_name: str | None = None
+        if dest.transport == "TLS":
+            ctx, server_name = self._tls_client(dest)
+        try:
+            return await tr.connect(dest.transport, dest.host, dest.port, ssl_context=ctx, server_hostname=server_name)
+        except ssl.SSLCertVerificationError as exc:
+            log.warning(
+                "TLS connection to %s:%d refused: certificate not accepted for %r (%s)",
+                dest.host,
+                dest.port,
+                server_name,
+                exc.verify_message or exc,
+            )
+            return None
+        except (OSError, TimeoutError, ValueError) as exc:  # refused, unreachable, TLS handshake, timeout
+            log.info("cannot connect to %s %s:%d: %s", dest.transport, dest.host, dest.port, exc or "timeout")
+            return None
+
+    def _tls_client(self, dest: Addr) -> tuple[ssl.SSLContext, str]:
+        """The client context and the name the certificate must carry for a TLS connection
+        to ``dest``: verified (system CA store, hostname checked) unless ``tls_policy``
+        says this peer opted out -- logged as a warning on every such connection."""
+        peer = (self.tls_policy(dest) if self.tls_policy is not None else None) or TlsPeer(dest.host)
+        if peer.verify:
+            if self._tls_verifying is None:
+                self._tls_verifying = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+            return self._tls_verifying, peer.server_name
+        log.warning(
+            "TLS connection to %s%s:%d WITHOUT certificate verification (turned off for %s)",
+            f"{peer.label} at " if peer.label else "",
+            dest.host,
+            dest.port,
+            peer.label or "this peer",
+        )
+        if self._tls_unverified is None:
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            self._tls_unverified = ctx
+        return self._tls_unverified, peer.server_name
+
+    def _spawn(self, coro: Coroutine[Any, Any, _T], name: str) -> asyncio.Task[_T]:
+        """Run ``coro`` as a task the server owns: cancelled and awaited by :meth:`stop`."""
         assert self._loop is not None
-        self._loop.create_task(self._connect_then_send(req, dest))
+        task = self._loop.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _cancel_tasks(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._connecting.clear()
 
     def _start_client(self, req: Request, dest: Addr) -> None:
         try:
@@ -419,114 +627,49 @@ class SipServer:
             log.warning("cannot send %s to %s:%d: %s", req.method, dest.host, dest.port, exc)
             return
         self._handle_events(events)
-        if self._has_connection(dest) or dest.transport == "UDP":
+        if dest.transport == "UDP" or (self.transport is not None and self.transport.has_connection(dest)):
             self._schedule()
             return
         # the write failed (connection gone): tell the transaction layer
         self._handle_events(self.txn.transport_error(key, self._now()))
         self._schedule()
 
-    async def _connect_then_send(self, req: Request, dest: Addr) -> None:
-        from sip.transport import _Stream
-        tr = self.transport
-        ok = False
-        if tr is not None and dest.transport in ("TCP", "TLS"):
-            ctx = None
-            if dest.transport == "TLS":
-                ctx = ssl.create_default_context()
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            try:
-                await asyncio.wait_for(self._loop.create_connection(  # type: ignore[union-attr]
-                    lambda: _Stream(tr, dest.transport), dest.host, dest.port, ssl=ctx), 5.0)
-                ok = True
-            except (OSError, asyncio.TimeoutError) as exc:
-                log.info("cannot connect to %s %s:%d: %s", dest.transport, dest.host, dest.port, exc)
-        if ok:
-            self._start_client(req, Addr(dest.transport, dest.host, dest.port))
-        elif self.proxy is not None:
-            key = ClientKey(req.top_via.branch, req.method)
-            self._run_actions(self.proxy.on_timeout(key, self._now(), transport_error=True))
-
-    def send_own(self, req: Request, dest: Addr, on_event: Callable[[object], None]) -> None:
-        """Start a client transaction of our own (e.g. a trunk's REGISTER, top Via branch
-        set by the caller): its ResponseReceived / Timeout / TransportError events go to
-        ``on_event`` instead of the proxy."""
-        key = ClientKey(req.top_via.branch, req.method)
-        self.own[key] = on_event
-        if dest.transport == "UDP" or self._has_connection(dest):
-            self._start_client(req, dest)
-            return
-        assert self._loop is not None
-
-        async def connect() -> None:
-            from sip.transport import _Stream
-            tr = self.transport
-            try:
-                ctx = None
-                if dest.transport == "TLS":
-                    ctx = ssl.create_default_context()
-                    ctx.check_hostname = False
-                    ctx.verify_mode = ssl.CERT_NONE
-                await asyncio.wait_for(self._loop.create_connection(  # type: ignore[union-attr]
-                    lambda: _Stream(tr, dest.transport), dest.host, dest.port, ssl=ctx), 5.0)
-            except (OSError, asyncio.TimeoutError):
-                cb = self.own.pop(key, None)
-                if cb is not None:
-                    cb(TransportError(key))
-                return
-            self._start_client(req, Addr(dest.transport, dest.host, dest.port))
-        self._loop.create_task(connect())
-
-    def send_stateless(self, msg, dest: Addr) -> None:
-        if dest.transport == "UDP" or self._has_connection(dest):
-            if self.transport is not None:
-                self.transport.send(msg.to_bytes(), dest)
-            return
-        assert self._loop is not None
-
-        async def go() -> None:
-            from sip.transport import _Stream
-            tr = self.transport
-            if tr is None:
-                return
-            try:
-                await asyncio.wait_for(self._loop.create_connection(  # type: ignore[union-attr]
-                    lambda: _Stream(tr, dest.transport), dest.host, dest.port), 5.0)
-            except (OSError, asyncio.TimeoutError):
-                return
-            tr.send(msg.to_bytes(), Addr(dest.transport, dest.host, dest.port))
-        self._loop.create_task(go())
-
-    def respond(self, key, response) -> None:
+    def respond(self, key: Key, response: Response) -> None:
         assert self._loop is not None
         self._handle_events(self.txn.send_response(key, response, self._loop.time()))
         self._schedule()
 
-    def _dispatch(self, key, req: Request, source: Addr) -> None:
+    def _dispatch(self, key: Key, req: Request, source: Addr) -> None:
         method = req.method
-        if method == "REGISTER":
+        if method == Method.REGISTER:
             self._register(key, req, source)
-        elif method == "OPTIONS":
+        elif method == Method.OPTIONS:
             self.counters["options"] += 1
-            self.respond(key, make_response(req, 200, headers=[
-                ("Allow", self.allow), ("Accept", "application/sdp"), ("Server", self.user_agent)]))
+            self.respond(
+                key,
+                make_response(
+                    req,
+                    200,
+                    headers=[("Allow", self.allow), ("Accept", "application/sdp"), ("Server", self.user_agent)],
+                ),
+            )
         elif method in self.handlers:
             self.handlers[method](self, key, req, source)
-        elif method == "ACK":
+        elif method == Method.ACK:
             return
-        elif method in _KNOWN:
+        elif method in KNOWN_METHODS:
             self.respond(key, make_response(req, 405, headers=[("Allow", self.allow)]))
         else:
             self.respond(key, make_response(req, 501))
 
-    def _register(self, key, req: Request, source: Addr) -> None:
+    def _register(self, key: Key, req: Request, source: Addr) -> None:
         assert self._loop is not None
         self.counters["registers"] += 1
         ip = source.host
         local = f"{source.transport}:{source.conn_id}" if source.conn_id is not None else source.transport
-        result = self.registrar.handle(req, ip, (source.transport, source.host, source.port),
-                                       self.wallclock(), local=local)
+        result = self.registrar.handle(
+            req, ip, (source.transport, source.host, source.port), self.wallclock(), local=local
+        )
         outcome = result.auth
         if outcome is AuthOutcome.OK:
             self.guard.auth_ok(ip)
@@ -534,7 +677,7 @@ class SipServer:
                 self.counters["register_ok"] += 1
         elif outcome is AuthOutcome.FAILED or outcome is AuthOutcome.FORBIDDEN:
             self.counters["auth_failures"] += 1
-            self.guard.auth_failed(ip, self._loop.time(), result.user, "REGISTER")
+            self.guard.auth_failed(ip, self._loop.time(), result.user, Method.REGISTER)
         elif outcome is not AuthOutcome.MALFORMED and outcome is not AuthOutcome.NOT_FOUND:
             self.counters["auth_challenges"] += 1
         self.respond(key, result.response)
@@ -545,9 +688,16 @@ class SipServer:
 
     def _log_changes(self, changes: Changes, source: Addr) -> None:
         for b in changes.added:
-            log.info("registered %s contact=%s from %s:%s:%d expires=%ds ua=%r", b.aor, b.contact,
-                     source.transport, source.host, source.port, b.expires_in(self.wallclock()),
-                     b.user_agent or "")
+            log.info(
+                "registered %s contact=%s from %s:%s:%d expires=%ds ua=%r",
+                b.aor,
+                b.contact,
+                source.transport,
+                source.host,
+                source.port,
+                b.expires_in(self.wallclock()),
+                b.user_agent or "",
+            )
         for b in changes.removed:
             log.info("unregistered %s contact=%s", b.aor, b.contact)
         if log.isEnabledFor(logging.DEBUG):
@@ -555,12 +705,14 @@ class SipServer:
                 log.debug("refreshed %s contact=%s", b.aor, b.contact)
 
     # -- status ----------------------------------------------------------------
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         now = self.wallclock()
         return {
             "uptime": round(now - self.started_at, 1),
-            "listeners": [{"transport": lst.transport, "host": lst.host, "port": lst.port}
-                          for lst in (self.transport.listeners if self.transport else [])],
+            "listeners": [
+                {"transport": lst.transport, "host": lst.host, "port": lst.port}
+                for lst in (self.transport.listeners if self.transport else [])
+            ],
             "connections": self.transport.connection_count() if self.transport else 0,
             "registered_contacts": self.registrar.location.count(),
             "counters": dict(self.counters),

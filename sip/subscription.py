@@ -61,15 +61,34 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any
 
-from sip.message import Headers, NameAddr, Request, Response, SipParseError, URI, make_response
+from sip.message import (
+    URI,
+    Headers,
+    Method,
+    NameAddr,
+    Request,
+    Response,
+    SipParseError,
+    make_response,
+)
 from sip.transaction import Addr, new_branch
 
 __all__ = [
-    "EVENT", "CONTENT_TYPE", "ExpiresPolicy", "MessageSummary", "SubState", "Subscription",
-    "Notifier", "Respond", "SendNotify", "Ended", "event_package",
+    "CONTENT_TYPE",
+    "EVENT",
+    "Ended",
+    "ExpiresPolicy",
+    "MessageSummary",
+    "Notifier",
+    "Respond",
+    "SendNotify",
+    "SubState",
+    "Subscription",
+    "event_package",
 ]
 
 #: RFC 3842 §3: the event package name and its body type (§5).
@@ -79,8 +98,9 @@ CONTENT_TYPE = "application/simple-message-summary"
 DIALOG_DESTROYING = frozenset((404, 408, 410, 416, 480, 481, 482, 483, 484, 485, 489, 501, 604))
 
 
-class SubState(str, enum.Enum):
+class SubState(enum.StrEnum):
     """RFC 6665 §4.1.3 / §8.2.3 Subscription-State values we send."""
+
     ACTIVE = "active"
     TERMINATED = "terminated"
 
@@ -88,6 +108,7 @@ class SubState(str, enum.Enum):
 @dataclass(frozen=True)
 class ExpiresPolicy:
     """Subscription durations in seconds (RFC 6665 §4.2.1.1)."""
+
     minimum: int = 60
     maximum: int = 3600
     default: int = 3600
@@ -100,7 +121,8 @@ class ExpiresPolicy:
 @dataclass(frozen=True)
 class MessageSummary:
     """One mailbox's state as RFC 3842 §5.2 describes it (voice messages only)."""
-    account: str          # sip:BOX@realm (Message-Account, §5.2)
+
+    account: str  # sip:BOX@realm (Message-Account, §5.2)
     new: int = 0
     old: int = 0
 
@@ -111,12 +133,15 @@ class MessageSummary:
     def body(self) -> bytes:
         # RFC 3842 §5.2: msg-status-line, msg-account, then "Voice-Message: new/old
         # (urgent_new/urgent_old)"; we have no urgent messages.
-        return (f"Messages-Waiting: {'yes' if self.waiting else 'no'}\r\n"
-                f"Message-Account: {self.account}\r\n"
-                f"Voice-Message: {self.new}/{self.old} (0/0)\r\n").encode()
+        return (
+            f"Messages-Waiting: {'yes' if self.waiting else 'no'}\r\n"
+            f"Message-Account: {self.account}\r\n"
+            f"Voice-Message: {self.new}/{self.old} (0/0)\r\n"
+        ).encode()
 
 
 # --------------------------------------------------------------------------- actions
+
 
 @dataclass(frozen=True, slots=True)
 class Respond:
@@ -141,37 +166,75 @@ class Ended:
     reason: str
 
 
+Action = Respond | SendNotify | Ended
+
+
 # --------------------------------------------------------------------------- state
+
 
 class Subscription:
     """One subscription dialog (RFC 6665 §4.1.2 / RFC 3261 §12). Mutable, owned by the
     :class:`Notifier`."""
-    __slots__ = ("id", "box", "user", "call_id", "local_tag", "remote_tag", "local_uri",
-                 "remote_uri", "remote_target", "route_set", "dest", "local", "event_id",
-                 "expires_at", "local_cseq", "remote_cseq", "summary", "sent", "state")
 
-    def __init__(self, sub_id: int, box: str, user: str | None, call_id: str, local_tag: str,
-                 remote_tag: str, local_uri: str, remote_uri: str, remote_target: URI,
-                 route_set: list[str], dest: Addr, local: tuple[str, int], event_id: str | None,
-                 expires_at: float, remote_cseq: int, summary: MessageSummary) -> None:
+    __slots__ = (
+        "box",
+        "call_id",
+        "dest",
+        "event_id",
+        "expires_at",
+        "id",
+        "local",
+        "local_cseq",
+        "local_tag",
+        "local_uri",
+        "remote_cseq",
+        "remote_tag",
+        "remote_target",
+        "remote_uri",
+        "route_set",
+        "sent",
+        "state",
+        "summary",
+        "user",
+    )
+
+    def __init__(
+        self,
+        sub_id: int,
+        box: str,
+        user: str | None,
+        call_id: str,
+        local_tag: str,
+        remote_tag: str,
+        local_uri: str,
+        remote_uri: str,
+        remote_target: URI,
+        route_set: list[str],
+        dest: Addr,
+        local: tuple[str, int],
+        event_id: str | None,
+        expires_at: float,
+        remote_cseq: int,
+        summary: MessageSummary,
+    ) -> None:
         self.id = sub_id
         self.box = box
-        self.user = user                  # the authenticated subscriber
+        self.user = user  # the authenticated subscriber
         self.call_id = call_id
         self.local_tag = local_tag
         self.remote_tag = remote_tag
-        self.local_uri = local_uri        # the SUBSCRIBE's To (without tag): our From
-        self.remote_uri = remote_uri      # the SUBSCRIBE's From (without tag): our To
+        self.local_uri = local_uri  # the SUBSCRIBE's To (without tag): our From
+        self.remote_uri = remote_uri  # the SUBSCRIBE's From (without tag): our To
         self.remote_target = remote_target
         self.route_set = route_set
         self.dest = dest
-        self.local = local                # our (host, port) as the subscriber sees it
+        self.local = local  # our (host, port) as the subscriber sees it
         self.event_id = event_id
         self.expires_at = expires_at
         self.local_cseq = 0
         self.remote_cseq = remote_cseq
-        self.summary = summary            # what the subscriber should know
-        self.sent: MessageSummary | None = None   # what the last NOTIFY said
+        self.summary = summary  # what the subscriber should know
+        self.sent: MessageSummary | None = None  # what the last NOTIFY said
         self.state = SubState.ACTIVE
 
     @property
@@ -203,7 +266,7 @@ def event_package(req: Request) -> tuple[str | None, str | None]:
 def _accepts_summary(req: Request) -> bool:
     accept = req.headers.get_all("Accept")
     if not accept:
-        return True                     # RFC 6665 §4.2.1.1: absent = the package's default
+        return True  # RFC 6665 §4.2.1.1: absent = the package's default
     for item in accept:
         t = item.split(";", 1)[0].strip().lower()
         if t in (CONTENT_TYPE, "application/*", "*/*"):
@@ -217,29 +280,45 @@ def _without_tag(na: NameAddr) -> str:
 
 # --------------------------------------------------------------------------- notifier
 
+
 class Notifier:
-    def __init__(self, *, policy: ExpiresPolicy = ExpiresPolicy(), user_agent: str = "pypbx",
-                 max_subscriptions: int = 10_000) -> None:
+    def __init__(
+        self, *, policy: ExpiresPolicy = ExpiresPolicy(), user_agent: str = "pypbx", max_subscriptions: int = 10_000
+    ) -> None:
         self.policy = policy
         self.user_agent = user_agent
         self.max_subscriptions = max_subscriptions
         self.subs: dict[tuple[str, str, str], Subscription] = {}
         self.by_id: dict[int, Subscription] = {}
-        self._pending: dict[str, int] = {}      # NOTIFY branch -> subscription id
+        self._pending: dict[str, int] = {}  # NOTIFY branch -> subscription id
         self._next_id = 1
-        self.counters = {"subscribes": 0, "refreshes": 0, "unsubscribes": 0, "fetches": 0,
-                         "expired": 0, "notifies": 0, "notify_failures": 0, "rejected": 0}
+        self.counters = {
+            "subscribes": 0,
+            "refreshes": 0,
+            "unsubscribes": 0,
+            "fetches": 0,
+            "expired": 0,
+            "notifies": 0,
+            "notify_failures": 0,
+            "rejected": 0,
+        }
 
     # ------------------------------------------------------------------ helpers
-    def _reply(self, req: Request, status: int, reason: str | None = None, *, to_tag: str | None = None,
-               headers: Iterable[tuple[str, str]] = ()) -> Respond:
+    def _reply(
+        self,
+        req: Request,
+        status: int,
+        reason: str | None = None,
+        *,
+        to_tag: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> Respond:
         hdrs = list(headers)
         if self.user_agent:
             hdrs.append(("Server", self.user_agent))
         if status >= 300:
             self.counters["rejected"] += 1
-        return Respond(make_response(req, status, reason, to_tag=to_tag or os.urandom(6).hex(),
-                                     headers=hdrs))
+        return Respond(make_response(req, status, reason, to_tag=to_tag or os.urandom(6).hex(), headers=hdrs))
 
     def _granted(self, req: Request) -> int | None:
         """Granted duration; None when too brief (423). §4.2.1.1."""
@@ -288,8 +367,7 @@ class Notifier:
         if not _accepts_summary(req):
             return self._reply(req, 406, "Not Acceptable", headers=[("Accept", CONTENT_TYPE)])
         if self._granted(req) is None:
-            return self._reply(req, 423, "Interval Too Brief",
-                               headers=[("Min-Expires", str(self.policy.minimum))])
+            return self._reply(req, 423, "Interval Too Brief", headers=[("Min-Expires", str(self.policy.minimum))])
         try:
             contacts = req.contacts
             from_tag = req.from_.tag
@@ -301,12 +379,22 @@ class Notifier:
         if from_tag is None:
             return self._reply(req, 400, "Bad Request - From tag missing")
         if len(self.subs) >= self.max_subscriptions:
-            return self._reply(req, 503, "Service Unavailable - too many subscriptions",
-                               headers=[("Retry-After", "60")])
+            return self._reply(
+                req, 503, "Service Unavailable - too many subscriptions", headers=[("Retry-After", "60")]
+            )
         return None
 
-    def accept(self, req: Request, source: Addr, now: float, *, box: str, summary: MessageSummary,
-               local: tuple[str, int], user: str | None = None) -> list:
+    def accept(
+        self,
+        req: Request,
+        source: Addr,
+        now: float,
+        *,
+        box: str,
+        summary: MessageSummary,
+        local: tuple[str, int],
+        user: str | None = None,
+    ) -> list[Action]:
         """Accept an initial SUBSCRIBE that passed :meth:`check_new`, authentication and the
         mailbox check: 200 with our To tag, Expires and Contact, then the first NOTIFY."""
         bad = self.check_new(req)
@@ -315,16 +403,31 @@ class Notifier:
         granted = self._granted(req)
         assert granted is not None
         _, ev_id = event_package(req)
-        tag = os.urandom(12).hex()            # our To tag: 96 random bits (also the dialog's guard)
+        tag = os.urandom(12).hex()  # our To tag: 96 random bits (also the dialog's guard)
         try:
-            route_set = [str(r) for r in req.record_routes]   # RFC 3261 §12.1.1: in order
+            route_set = [str(r) for r in req.record_routes]  # RFC 3261 §12.1.1: in order
         except SipParseError:
             return [self._reply(req, 400, "Bad Request - bad Record-Route")]
         contacts = req.contacts
         assert isinstance(contacts, list)
-        sub = Subscription(self._next_id, box, user, req.call_id, tag, req.from_.tag or "",
-                           _without_tag(req.to), _without_tag(req.from_), contacts[0].uri,
-                           route_set, source, local, ev_id, now + granted, req.cseq[0], summary)
+        sub = Subscription(
+            self._next_id,
+            box,
+            user,
+            req.call_id,
+            tag,
+            req.from_.tag or "",
+            _without_tag(req.to),
+            _without_tag(req.from_),
+            contacts[0].uri,
+            route_set,
+            source,
+            local,
+            ev_id,
+            now + granted,
+            req.cseq[0],
+            summary,
+        )
         self._next_id += 1
         contact = self._contact(box, local, source.transport)
         hdrs = [("Expires", str(granted)), ("Contact", contact)]
@@ -341,7 +444,7 @@ class Notifier:
         return [ok, self._notify(sub, now)]
 
     # ------------------------------------------------------------------ in-dialog SUBSCRIBE
-    def refresh(self, sub: Subscription, req: Request, source: Addr, now: float) -> list:
+    def refresh(self, sub: Subscription, req: Request, source: Addr, now: float) -> list[Action]:
         """Refresh or (``Expires: 0``) end a subscription, RFC 6665 §4.2.1.2 / §4.2.1.4."""
         try:
             cseq = req.cseq[0]
@@ -357,16 +460,18 @@ class Notifier:
             return [self._reply(req, 489, "Bad Event", headers=[("Allow-Events", EVENT)])]
         granted = self._granted(req)
         if granted is None:
-            return [self._reply(req, 423, "Interval Too Brief",
-                                headers=[("Min-Expires", str(self.policy.minimum))])]
+            return [self._reply(req, 423, "Interval Too Brief", headers=[("Min-Expires", str(self.policy.minimum))])]
         if isinstance(contacts, list) and contacts and contacts[0].uri.is_sip:
-            sub.remote_target = contacts[0].uri       # §4.1.2.1: SUBSCRIBE is a target refresh
+            sub.remote_target = contacts[0].uri  # §4.1.2.1: SUBSCRIBE is a target refresh
         sub.dest = source
-        ok = self._reply(req, 200, headers=[("Expires", str(granted)),
-                                            ("Contact", self._contact(sub.box, sub.local, source.transport))])
+        ok = self._reply(
+            req,
+            200,
+            headers=[("Expires", str(granted)), ("Contact", self._contact(sub.box, sub.local, source.transport))],
+        )
         if granted == 0:
             self.counters["unsubscribes"] += 1
-            actions: list = [ok, self._notify(sub, now, reason="")]
+            actions: list[Action] = [ok, self._notify(sub, now, reason="")]
             actions += self._remove(sub, "unsubscribed")
             return actions
         self.counters["refreshes"] += 1
@@ -403,22 +508,22 @@ class Notifier:
         if routes:
             first = NameAddr.parse(routes[0]).uri
             if not first.has_param("lr"):
-                routes = routes[1:] + [f"<{uri}>"]
+                routes = [*routes[1:], f"<{uri}>"]
                 uri = first
         hdrs += [("Route", r) for r in routes]
         hdrs += [("Event", event), ("Subscription-State", state)]
         if self.user_agent:
             hdrs.append(("User-Agent", self.user_agent))
         hdrs.append(("Content-Type", CONTENT_TYPE))
-        req = Request("NOTIFY", uri, Headers(hdrs), sub.summary.body())
+        req = Request(Method.NOTIFY, uri, Headers(hdrs), sub.summary.body())
         sub.sent = sub.summary
         self._pending[branch] = sub.id
         self.counters["notifies"] += 1
         return SendNotify(sub.id, req, sub.dest)
 
-    def update(self, box: str, summary: MessageSummary, now: float) -> list:
+    def update(self, box: str, summary: MessageSummary, now: float) -> list[Action]:
         """A mailbox's counts: a NOTIFY to each of its subscribers that was told otherwise."""
-        out: list = []
+        out: list[Action] = []
         for sub in list(self.subs.values()):
             if sub.box != box:
                 continue
@@ -427,7 +532,7 @@ class Notifier:
                 out.append(self._notify(sub, now))
         return out
 
-    def on_notify_result(self, branch: str, status: int | None, now: float) -> list:
+    def on_notify_result(self, branch: str, status: int | None, now: float) -> list[Action]:
         """The final response (``status``) or timeout / transport error (``None``) of one of
         our NOTIFYs. RFC 6665 §4.2.2: a failure that destroys the dialog ends it."""
         sub_id = self._pending.pop(branch, None)
@@ -444,7 +549,7 @@ class Notifier:
     def forget_pending(self, branch: str) -> None:
         self._pending.pop(branch, None)
 
-    def _remove(self, sub: Subscription, reason: str) -> list:
+    def _remove(self, sub: Subscription, reason: str) -> list[Action]:
         sub.state = SubState.TERMINATED
         self.subs.pop(sub.key, None)
         self.by_id.pop(sub.id, None)
@@ -454,9 +559,9 @@ class Notifier:
     def next_deadline(self) -> float | None:
         return min((s.expires_at for s in self.subs.values()), default=None)
 
-    def tick(self, now: float) -> list:
+    def tick(self, now: float) -> list[Action]:
         """Expired subscriptions: final NOTIFY ``terminated;reason=timeout`` (§4.2.2, §4.4.3)."""
-        out: list = []
+        out: list[Action] = []
         for sub in [s for s in self.subs.values() if s.expires_at <= now]:
             self.counters["expired"] += 1
             out.append(self._notify(sub, now, reason="timeout"))
@@ -467,8 +572,17 @@ class Notifier:
     def boxes(self) -> set[str]:
         return {s.box for s in self.subs.values()}
 
-    def status(self, now: float) -> list[dict]:
-        return [{"id": s.id, "box": s.box, "user": s.user, "expires_in": s.expires_in(now),
-                 "dest": f"{s.dest.transport}:{s.dest.host}:{s.dest.port}",
-                 "new": s.summary.new, "old": s.summary.old, "notifies": s.local_cseq}
-                for s in sorted(self.subs.values(), key=lambda s: s.id)]
+    def status(self, now: float) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": s.id,
+                "box": s.box,
+                "user": s.user,
+                "expires_in": s.expires_in(now),
+                "dest": f"{s.dest.transport}:{s.dest.host}:{s.dest.port}",
+                "new": s.summary.new,
+                "old": s.summary.old,
+                "notifies": s.local_cseq,
+            }
+            for s in sorted(self.subs.values(), key=lambda s: s.id)
+        ]

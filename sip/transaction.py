@@ -97,24 +97,40 @@ transactions in Trying/Proceeding have no timer: the TU must always answer.
 INVITE client transactions in Proceeding have none either unless ``timer_c``
 is set.
 """
+
 from __future__ import annotations
 
 import heapq
 import os
 from dataclasses import dataclass
-from enum import Enum
-from typing import NamedTuple, Union
+from enum import StrEnum
+from typing import NamedTuple, cast
 
-from sip.message import Request as _Request
-from sip.message import make_response
+from sip.message import Method, Request, Response, Via, make_response
 
 __all__ = [
-    "Addr", "TransactionLayer", "new_branch", "new_tag", "response_destination", "fix_via",
-    "State", "MAGIC_COOKIE",
-    "ClientKey", "ServerKey", "LegacyServerKey",
-    "Event", "Transmit", "RequestReceived", "ResponseReceived", "AckReceived",
-    "CancelReceived", "Timeout", "TransportError", "TransactionTerminated",
-    "Terminated", "StrayResponse",
+    "MAGIC_COOKIE",
+    "AckReceived",
+    "Addr",
+    "CancelReceived",
+    "ClientKey",
+    "Event",
+    "LegacyServerKey",
+    "RequestReceived",
+    "ResponseReceived",
+    "ServerKey",
+    "State",
+    "StrayResponse",
+    "Terminated",
+    "Timeout",
+    "TransactionLayer",
+    "TransactionTerminated",
+    "Transmit",
+    "TransportError",
+    "fix_via",
+    "new_branch",
+    "new_tag",
+    "response_destination",
 ]
 
 MAGIC_COOKIE = "z9hG4bK"
@@ -123,6 +139,7 @@ MAGIC_COOKIE = "z9hG4bK"
 # --------------------------------------------------------------------------
 # Addresses, keys, events
 # --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Addr:
@@ -134,6 +151,7 @@ class Addr:
     the stream connection (or the UDP socket) a message arrived on so that
     replies can go back over it.
     """
+
     transport: str
     host: str
     port: int
@@ -142,12 +160,14 @@ class Addr:
 
 class ClientKey(NamedTuple):
     """§17.1.3: branch of the top Via + CSeq method."""
+
     branch: str
     method: str
 
 
 class ServerKey(NamedTuple):
     """§17.2.3: branch + sent-by + method (ACK uses INVITE)."""
+
     branch: str
     host: str
     port: int | None
@@ -156,16 +176,17 @@ class ServerKey(NamedTuple):
 
 class LegacyServerKey(NamedTuple):
     """§17.2.3 RFC 2543 fallback (no magic cookie in the branch)."""
+
     uri: str
     to_tag: str | None
     from_tag: str | None
     call_id: str
     cseq: int
-    via: object        # the top Via (frozen dataclass, hashable)
+    via: object  # the top Via (frozen dataclass, hashable)
     method: str
 
 
-Key = Union[ClientKey, ServerKey, LegacyServerKey]
+Key = ClientKey | ServerKey | LegacyServerKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,20 +198,21 @@ class Transmit:
 @dataclass(frozen=True, slots=True)
 class RequestReceived:
     key: Key
-    request: object
+    request: Request
     source: Addr
 
 
 @dataclass(frozen=True, slots=True)
 class ResponseReceived:
     key: ClientKey
-    response: object
+    response: Response
 
 
 @dataclass(frozen=True, slots=True)
 class AckReceived:
     """An ACK that belongs to no transaction (ACK for a 2xx), for the TU."""
-    request: object
+
+    request: Request
     source: Addr
 
 
@@ -202,8 +224,9 @@ class CancelReceived:
     487 on ``invite_key``; ``to_tag`` is the To tag the layer used in the 200
     (reuse it in the 487 if the TU has not chosen one yet).
     """
+
     invite_key: Key
-    cancel_request: object
+    cancel_request: Request
     source: Addr
     to_tag: str | None = None
 
@@ -223,26 +246,36 @@ class TransactionTerminated:
     key: Key
 
 
-Terminated = TransactionTerminated   # name used in sip/CONTRACT.md
+Terminated = TransactionTerminated  # name used in sip/CONTRACT.md
 
 
 @dataclass(frozen=True, slots=True)
 class StrayResponse:
-    response: object
+    response: Response
 
 
-Event = Union[Transmit, RequestReceived, ResponseReceived, AckReceived, CancelReceived,
-              Timeout, TransportError, TransactionTerminated, StrayResponse]
+Event = (
+    Transmit
+    | RequestReceived
+    | ResponseReceived
+    | AckReceived
+    | CancelReceived
+    | Timeout
+    | TransportError
+    | TransactionTerminated
+    | StrayResponse
+)
 
 
-class State(str, Enum):
-    """Transaction states (str enum: compares equal to the RFC state names)."""
+class State(StrEnum):
+    """Transaction states (a StrEnum: compares equal to the RFC state names)."""
+
     CALLING = "Calling"
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
     COMPLETED = "Completed"
     CONFIRMED = "Confirmed"
-    ACCEPTED = "Accepted"        # RFC 6026
+    ACCEPTED = "Accepted"  # RFC 6026
     TERMINATED = "Terminated"
 
 
@@ -281,20 +314,21 @@ def _strip_brackets(host: str) -> str:
 
 # Request.vias is a caching non-data descriptor (instance __dict__ wins): _fix_via
 # primes it on the Via-updated copy so the new top Via is not parsed again.
-_vias_desc = getattr(_Request, "vias", None)
-_VIAS_CACHED = (_vias_desc is not None and not isinstance(_vias_desc, property)
-                and not hasattr(type(_vias_desc), "__set__"))
+_vias_desc = getattr(Request, "vias", None)
+_VIAS_CACHED = (
+    _vias_desc is not None and not isinstance(_vias_desc, property) and not hasattr(type(_vias_desc), "__set__")
+)
 del _vias_desc
 
 
-def _fix_via(request, source: Addr):
+def _fix_via(request: Request, source: Addr) -> tuple[Request, Via]:
     """RFC 3261 §18.2.1 + RFC 3581 §4: add received / fill rport in the top Via.
 
     Returns ``(request, top_via)``: the (possibly new) request and its top Via.
     """
     via = request.top_via
     rport = via.rport
-    params = {}
+    params: dict[str, str] = {}
     if rport is not None or _strip_brackets(via.host).lower() != source.host.lower():
         params["received"] = source.host
     if rport == "":
@@ -304,24 +338,24 @@ def _fix_via(request, source: Addr):
     new_via = via.with_params(**params)
     headers = request.headers
     vias = headers.get_all("Via")
-    new = request.replace(headers=headers.replace("Via", [str(new_via)] + list(vias[1:])))
+    new = request.replace(headers=headers.replace("Via", [str(new_via), *vias[1:]]))
     # Prime the cached Via list of the copy so it is not parsed a second time.
     if _VIAS_CACHED:
         try:
-            new.__dict__["vias"] = [new_via] + list(request.vias[1:])
-        except Exception:   # pragma: no cover - unparsable lower Via: parsed lazily later
+            new.__dict__["vias"] = [new_via, *request.vias[1:]]
+        except Exception:  # pragma: no cover - unparsable lower Via: parsed lazily later
             pass
     return new, new_via
 
 
-def fix_via(request, source: Addr):
+def fix_via(request: Request, source: Addr) -> Request:
     """Public form of the §18.2.1 / RFC 3581 top-Via update (for stateless
     responses built outside a transaction): returns the request with
     ``received``/``rport`` set as a server transaction would set them."""
     return _fix_via(request, source)[0]
 
 
-def response_destination(via, source: Addr, reliable: bool) -> Addr:
+def response_destination(via: Via, source: Addr, reliable: bool) -> Addr:
     """Where responses to a request with top Via ``via`` from ``source`` go.
 
     Reliable transports: back over the connection the request arrived on
@@ -356,55 +390,78 @@ def response_destination(via, source: Addr, reliable: bool) -> Addr:
 # Transactions
 # --------------------------------------------------------------------------
 
-class _Txn:
-    __slots__ = ("key", "kind", "state", "request", "dest", "reliable",
-                 "last_bytes", "last_status", "timers", "interval",
-                 "to_tag", "ack_bytes", "source")
 
-    def __init__(self, key, kind, state, request, dest, reliable):
+class _Txn:
+    __slots__ = (
+        "ack_bytes",
+        "dest",
+        "interval",
+        "key",
+        "kind",
+        "last_bytes",
+        "last_status",
+        "reliable",
+        "request",
+        "source",
+        "state",
+        "timers",
+        "to_tag",
+    )
+
+    def __init__(self, key: Key, kind: str, state: State, request: Request, dest: Addr, reliable: bool) -> None:
         self.key = key
         self.kind = kind
         self.state = state
-        self.request = request
+        #: None once a non-INVITE server transaction has answered (only bytes are kept)
+        self.request: Request | None = request
         self.dest = dest
         self.reliable = reliable
-        self.last_bytes = None      # server: last response sent; client: request bytes
-        self.last_status = 0        # server: status of last response sent
-        self.timers = {}            # timer name -> seq of the live heap entry
-        self.interval = 0.0         # current retransmission interval (A/E/G)
-        self.to_tag = None          # server: To tag of our responses
-        self.ack_bytes = None       # client INVITE: ACK for the non-2xx final
-        self.source = None          # server: where the request came from
+        self.last_bytes: bytes | None = None  # server: last response sent; client: request bytes
+        self.last_status = 0  # server: status of last response sent
+        self.timers: dict[str, int] = {}  # timer name -> seq of the live heap entry
+        self.interval = 0.0  # current retransmission interval (A/E/G)
+        self.to_tag: str | None = None  # server: To tag of our responses
+        self.ack_bytes: bytes | None = None  # client INVITE: ACK for the non-2xx final
+        self.source: Addr | None = None  # server: where the request came from
 
-    def __repr__(self):  # pragma: no cover - debugging aid
+    def resend(self, data: bytes | None) -> Transmit:
+        """A retransmission of ``data`` (last_bytes / ack_bytes, set in every state that resends)."""
+        assert data is not None
+        return Transmit(data, self.dest)
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"<_Txn {self.kind} {self.state} {self.key}>"
-
-
-def _is_response(msg) -> bool:
-    return getattr(msg, "method", None) is None
 
 
 class TransactionLayer:
     """All client and server transactions of one SIP endpoint."""
 
-    def __init__(self, *, t1: float = 0.5, t2: float = 4.0, t4: float = 5.0,
-                 timer_d: float = 32.0, trying_delay: float = 0.2,
-                 rfc6026: bool = True, timer_c: float | None = None):
+    def __init__(
+        self,
+        *,
+        t1: float = 0.5,
+        t2: float = 4.0,
+        t4: float = 5.0,
+        timer_d: float = 32.0,
+        trying_delay: float = 0.2,
+        rfc6026: bool = True,
+        timer_c: float | None = None,
+    ):
         self.t1 = t1
         self.t2 = t2
         self.t4 = t4
-        self.timer_d = timer_d           # §17.1.1.2: "at least 32 seconds" over UDP
+        self.timer_d = timer_d  # §17.1.1.2: "at least 32 seconds" over UDP
         self.trying_delay = trying_delay  # §17.2.1: 100 Trying if TU silent for 200 ms
-        self.rfc6026 = rfc6026           # Accepted state for 2xx to INVITE
+        self.rfc6026 = rfc6026  # Accepted state for 2xx to INVITE
         # Timer C (§16.6 step 11, > 3 min; off by default as for a UA).  When it
         # fires in Calling/Proceeding the TU gets Timeout(key) and should CANCEL;
         # the transaction then lives another 64*T1 to receive (and ACK) the 487,
         # and is dropped after that.  Bounds the life of an INVITE client
         # transaction whose UAS never sends a final response.
         self.timer_c = timer_c
-        self._client: dict = {}
-        self._server: dict = {}
-        self._heap: list = []
+        self._client: dict[Key, _Txn] = {}
+        self._server: dict[Key, _Txn] = {}
+        self._heap: list[tuple[float, int, _Txn, str]] = []
         self._seq = 0
         self._counts = {ICT: 0, NICT: 0, IST: 0, NIST: 0}
 
@@ -413,7 +470,7 @@ class TransactionLayer:
     def __len__(self) -> int:
         return len(self._client) + len(self._server)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, int]:
         d = dict(self._counts)
         d["client"] = len(self._client)
         d["server"] = len(self._server)
@@ -421,24 +478,28 @@ class TransactionLayer:
         d["timers_queued"] = len(self._heap)
         return d
 
-    def state(self, key) -> str | None:
+    def state(self, key: Key) -> State | None:
         """State of the transaction ``key`` (None once it is gone)."""
         txn = self._client.get(key) if type(key) is ClientKey else self._server.get(key)
         return txn.state if txn is not None else None
 
-    def server_request(self, key):
+    def unanswered(self) -> int:
+        """Server transactions still waiting for the TU's final answer (Trying / Proceeding)."""
+        return sum(1 for txn in self._server.values() if txn.state is TRYING or txn.state is PROCEEDING)
+
+    def server_request(self, key: Key) -> Request | None:
         """The (Via-updated) request of a live server transaction, or None."""
         txn = self._server.get(key)
         return txn.request if txn is not None else None
 
-    def server_to_tag(self, key) -> str | None:
+    def server_to_tag(self, key: Key) -> str | None:
         """The To tag used so far in responses of server transaction ``key``."""
         txn = self._server.get(key)
         return txn.to_tag if txn is not None else None
 
     # -- timers -----------------------------------------------------------
 
-    def _arm(self, txn, name, delay, now):
+    def _arm(self, txn: _Txn, name: str, delay: float, now: float) -> None:
         self._seq = seq = self._seq + 1
         txn.timers[name] = seq
         heapq.heappush(self._heap, (now + delay, seq, txn, name))
@@ -452,8 +513,8 @@ class TransactionLayer:
             heapq.heappop(heap)
         return None
 
-    def tick(self, now: float) -> list:
-        events: list = []
+    def tick(self, now: float) -> list[Event]:
+        events: list[Event] = []
         heap = self._heap
         pop = heapq.heappop
         while heap and heap[0][0] <= now:
@@ -469,7 +530,7 @@ class TransactionLayer:
             heapq.heapify(heap)
         return events
 
-    def _terminate(self, txn, events):
+    def _terminate(self, txn: _Txn, events: list[Event]) -> None:
         txn.state = TERMINATED
         txn.timers.clear()
         if txn.kind is ICT or txn.kind is NICT:
@@ -481,79 +542,80 @@ class TransactionLayer:
         self._counts[txn.kind] -= 1
         events.append(TransactionTerminated(txn.key))
 
-    def _fire(self, txn, name, now, events):
+    def _fire(self, txn: _Txn, name: str, now: float, events: list[Event]) -> None:
         state = txn.state
-        if name == "A":                          # ICT retransmit (Calling)
+        if name == "A":  # ICT retransmit (Calling)
             if state is CALLING:
-                events.append(Transmit(txn.last_bytes, txn.dest))
+                events.append(txn.resend(txn.last_bytes))
                 txn.interval *= 2
                 self._arm(txn, "A", txn.interval, now)
-        elif name == "E":                        # NICT retransmit
+        elif name == "E":  # NICT retransmit
             if state is TRYING:
-                events.append(Transmit(txn.last_bytes, txn.dest))
+                events.append(txn.resend(txn.last_bytes))
                 txn.interval = min(txn.interval * 2, self.t2)
                 self._arm(txn, "E", txn.interval, now)
             elif state is PROCEEDING:
-                events.append(Transmit(txn.last_bytes, txn.dest))
+                events.append(txn.resend(txn.last_bytes))
                 txn.interval = self.t2
                 self._arm(txn, "E", self.t2, now)
-        elif name == "B" or name == "F" or name == "H":   # transaction timeouts
+        elif name == "B" or name == "F" or name == "H":  # transaction timeouts
             events.append(Timeout(txn.key))
             self._terminate(txn, events)
-        elif name == "G":                        # IST: retransmit non-2xx final
+        elif name == "G":  # IST: retransmit non-2xx final
             if state is COMPLETED:
-                events.append(Transmit(txn.last_bytes, txn.dest))
+                events.append(txn.resend(txn.last_bytes))
                 txn.interval = min(txn.interval * 2, self.t2)
                 self._arm(txn, "G", txn.interval, now)
-        elif name == "C":                        # ICT: Timer C (proxy / safety net)
+        elif name == "C":  # ICT: Timer C (proxy / safety net)
             if state is CALLING or state is PROCEEDING:
                 events.append(Timeout(txn.key))
                 timers = txn.timers
                 timers.pop("A", None)
                 timers.pop("B", None)
                 self._arm(txn, "C2", 64 * self.t1, now)
-        elif name == "T100":                     # IST: automatic 100 Trying
-            if state is PROCEEDING and txn.last_bytes is None:
+        elif name == "T100":  # IST: automatic 100 Trying
+            if state is PROCEEDING and txn.last_bytes is None and txn.request is not None:
                 resp = make_response(txn.request, 100)
                 data = resp.to_bytes()
                 txn.last_bytes = data
                 txn.last_status = 100
                 events.append(Transmit(data, txn.dest))
-        else:                                    # D, I, J, K, L, M: wait timers
+        else:  # D, I, J, K, L, M: wait timers
             self._terminate(txn, events)
 
     # -- entry points -----------------------------------------------------
 
-    def receive(self, msg, source: Addr, reliable: bool, now: float) -> list:
+    def receive(self, msg: Request | Response, source: Addr, reliable: bool, now: float) -> list[Event]:
         """Feed one parsed message (Request or Response) from the network."""
-        if _is_response(msg):
-            return self._receive_response(msg, now)
-        return self._receive_request(msg, source, reliable, now)
+        # told apart by shape, not class: the tests feed stand-in messages
+        if getattr(msg, "method", None) is None:
+            return self._receive_response(cast(Response, msg), now)
+        return self._receive_request(cast(Request, msg), source, reliable, now)
 
-    def transport_error(self, key, now: float) -> list:
+    def transport_error(self, key: Key, now: float) -> list[Event]:
         """§17.1.4 / §17.2.4: the transport failed to send for ``key``."""
         txn = self._client.get(key) if type(key) is ClientKey else self._server.get(key)
         if txn is None:
             return []
-        events = [TransportError(key)]
+        events: list[Event] = [TransportError(key)]
         self._terminate(txn, events)
         return events
 
     @staticmethod
-    def send_stateless(msg, dest: Addr) -> list:
+    def send_stateless(msg: Request | Response, dest: Addr) -> list[Event]:
         """Send outside any transaction (ACK for 2xx, 2xx retransmissions)."""
         return [Transmit(msg.to_bytes(), dest)]
 
     # -- client side ------------------------------------------------------
 
-    def send_request(self, request, dest: Addr, reliable: bool, now: float):
+    def send_request(self, request: Request, dest: Addr, reliable: bool, now: float) -> tuple[ClientKey, list[Event]]:
         """Start a client transaction; returns ``(key, events)``.
 
         The top Via branch must already be set (``new_branch()``).  ACK is not
         a transaction: use ``send_stateless``.
         """
         method = request.method
-        if method == "ACK":
+        if method == Method.ACK:
             raise ValueError("ACK is not sent in a client transaction; use send_stateless")
         branch = request.top_via.branch
         if not branch:
@@ -562,7 +624,7 @@ class TransactionLayer:
         if key in self._client:
             raise ValueError(f"client transaction {key} already exists")
         data = request.to_bytes()
-        if method == "INVITE":
+        if method == Method.INVITE:
             txn = _Txn(key, ICT, CALLING, request, dest, reliable)
             if not reliable:
                 txn.interval = self.t1
@@ -581,10 +643,10 @@ class TransactionLayer:
         self._counts[txn.kind] += 1
         return key, [Transmit(data, dest)]
 
-    def _receive_response(self, resp, now):
+    def _receive_response(self, resp: Response, now: float) -> list[Event]:
         try:
             via = resp.top_via
-            key = ClientKey(via.branch, resp.cseq[1])
+            key = ClientKey(via.branch or "", resp.cseq[1])
         except Exception:
             return [StrayResponse(resp)]
         txn = self._client.get(key)
@@ -592,7 +654,7 @@ class TransactionLayer:
             return [StrayResponse(resp)]
         status = resp.status
         state = txn.state
-        events: list = []
+        events: list[Event] = []
         timers = txn.timers
         if txn.kind is ICT:
             if state is CALLING or state is PROCEEDING:
@@ -602,7 +664,7 @@ class TransactionLayer:
                         timers.pop("A", None)
                         timers.pop("B", None)
                     if self.timer_c is not None and "C2" not in timers:
-                        self._arm(txn, "C", self.timer_c, now)   # reset on provisional
+                        self._arm(txn, "C", self.timer_c, now)  # reset on provisional
                     events.append(ResponseReceived(key, resp))
                 elif status < 300:
                     events.append(ResponseReceived(key, resp))
@@ -614,6 +676,7 @@ class TransactionLayer:
                         self._terminate(txn, events)
                 else:
                     events.append(ResponseReceived(key, resp))
+                    assert txn.request is not None  # client transactions keep their request
                     txn.ack_bytes = ack = _build_ack(txn.request, resp)
                     events.append(Transmit(ack, txn.dest))
                     txn.state = COMPLETED
@@ -622,12 +685,10 @@ class TransactionLayer:
                         self._terminate(txn, events)
                     else:
                         self._arm(txn, "D", self.timer_d, now)
-            elif state is COMPLETED:
-                if status >= 300:
-                    events.append(Transmit(txn.ack_bytes, txn.dest))
-            elif state is ACCEPTED:
-                if 200 <= status < 300:
-                    events.append(ResponseReceived(key, resp))
+            elif state is COMPLETED and status >= 300:
+                events.append(txn.resend(txn.ack_bytes))
+            elif state is ACCEPTED and 200 <= status < 300:
+                events.append(ResponseReceived(key, resp))
         else:  # NICT
             if state is TRYING or state is PROCEEDING:
                 events.append(ResponseReceived(key, resp))
@@ -645,32 +706,33 @@ class TransactionLayer:
 
     # -- server side ------------------------------------------------------
 
-    def _server_key(self, request, method):
+    def _server_key(self, request: Request, method: str) -> ServerKey | LegacyServerKey:
         """Key of the server transaction ``request`` belongs to, as if its
         method were ``method`` (INVITE for ACK/CANCEL matching)."""
         via = request.top_via
         branch = via.branch
         if branch and branch.startswith(MAGIC_COOKIE):
             return ServerKey(branch, via.host.lower(), via.port, method)
-        return LegacyServerKey(str(request.uri), request.to.tag, request.from_.tag,
-                               request.call_id, request.cseq[0], via, method)
+        return LegacyServerKey(
+            str(request.uri), request.to.tag, request.from_.tag, request.call_id, request.cseq[0], via, method
+        )
 
-    def _receive_request(self, req, source, reliable, now):
+    def _receive_request(self, req: Request, source: Addr, reliable: bool, now: float) -> list[Event]:
         method = req.method
         try:
-            if method == "ACK":
+            if method == Method.ACK:
                 return self._receive_ack(req, source, now)
             key = self._server_key(req, method)
         except Exception:
-            return []   # no usable Via / CSeq: cannot be matched or answered
+            return []  # no usable Via / CSeq: cannot be matched or answered
         txn = self._server.get(key)
         if txn is not None:
             return self._retransmitted_request(txn)
-        if method == "CANCEL":
+        if method == Method.CANCEL:
             return self._receive_cancel(req, key, source, reliable, now)
         req, via = _fix_via(req, source)
         dest = response_destination(via, source, reliable)
-        if method == "INVITE":
+        if method == Method.INVITE:
             txn = _Txn(key, IST, PROCEEDING, req, dest, reliable)
             self._arm(txn, "T100", self.trying_delay, now)
         else:
@@ -680,40 +742,38 @@ class TransactionLayer:
         self._counts[txn.kind] += 1
         return [RequestReceived(key, req, source)]
 
-    def _retransmitted_request(self, txn):
+    def _retransmitted_request(self, txn: _Txn) -> list[Event]:
         state = txn.state
         if txn.kind is IST:
-            if state is PROCEEDING or state is COMPLETED:
-                if txn.last_bytes is not None:
-                    return [Transmit(txn.last_bytes, txn.dest)]
+            if (state is PROCEEDING or state is COMPLETED) and txn.last_bytes is not None:
+                return [txn.resend(txn.last_bytes)]
             # Accepted / Confirmed: absorb
             return []
         if state is PROCEEDING or state is COMPLETED:
-            return [Transmit(txn.last_bytes, txn.dest)]
-        return []   # Trying: discard
+            return [txn.resend(txn.last_bytes)]
+        return []  # Trying: discard
 
-    def _receive_ack(self, req, source, now):
+    def _receive_ack(self, req: Request, source: Addr, now: float) -> list[Event]:
         via = req.top_via
         branch = via.branch
         if branch and branch.startswith(MAGIC_COOKIE):
-            txn = self._server.get(ServerKey(branch, via.host.lower(), via.port, "INVITE"))
+            txn = self._server.get(ServerKey(branch, via.host.lower(), via.port, Method.INVITE))
         else:
             uri = str(req.uri)
             ack_to_tag = req.to.tag
             from_tag = req.from_.tag
             call_id = req.call_id
             cseq = req.cseq[0]
-            txn = self._server.get(LegacyServerKey(uri, None, from_tag, call_id, cseq, via, "INVITE"))
+            txn = self._server.get(LegacyServerKey(uri, None, from_tag, call_id, cseq, via, Method.INVITE))
             if txn is not None and txn.to_tag is not None and ack_to_tag != txn.to_tag:
-                txn = None    # ACK for another UAS's response
+                txn = None  # ACK for another UAS's response
             if txn is None and ack_to_tag is not None:
-                txn = self._server.get(LegacyServerKey(uri, ack_to_tag, from_tag, call_id, cseq,
-                                                       via, "INVITE"))
+                txn = self._server.get(LegacyServerKey(uri, ack_to_tag, from_tag, call_id, cseq, via, Method.INVITE))
         if txn is None or txn.kind is not IST:
             return [AckReceived(req, source)]
         state = txn.state
         if state is COMPLETED:
-            events: list = []
+            events: list[Event] = []
             txn.state = CONFIRMED
             txn.timers.clear()
             if txn.reliable:
@@ -723,13 +783,15 @@ class TransactionLayer:
             return events
         if state is ACCEPTED:
             return [AckReceived(req, source)]
-        return []   # Confirmed: absorb; Proceeding: stray ACK, drop
+        return []  # Confirmed: absorb; Proceeding: stray ACK, drop
 
-    def _receive_cancel(self, req, key, source, reliable, now):
-        invite = self._server.get(key._replace(method="INVITE"))
+    def _receive_cancel(
+        self, req: Request, key: ServerKey | LegacyServerKey, source: Addr, reliable: bool, now: float
+    ) -> list[Event]:
+        invite = self._server.get(key._replace(method=Method.INVITE))
         req, via = _fix_via(req, source)
         dest = response_destination(via, source, reliable)
-        events: list = []
+        events: list[Event] = []
         txn = _Txn(key, NIST, TRYING, req, dest, reliable)
         txn.source = source
         self._server[key] = txn
@@ -746,7 +808,7 @@ class TransactionLayer:
             events.append(CancelReceived(invite.key, req, source, to_tag))
         return events
 
-    def send_response(self, key, response, now: float) -> list:
+    def send_response(self, key: Key, response: Response, now: float) -> list[Event]:
         """The TU answers server transaction ``key``.
 
         Returns [] if the transaction no longer exists or the response is not
@@ -755,7 +817,7 @@ class TransactionLayer:
         txn = self._server.get(key)
         if txn is None:
             return []
-        events: list = []
+        events: list[Event] = []
         status = response.status
         if txn.to_tag is None and status > 100:
             try:
@@ -795,7 +857,7 @@ class TransactionLayer:
             self._send_nist(txn, response, events, now)
         return events
 
-    def _send_nist(self, txn, response, events, now):
+    def _send_nist(self, txn: _Txn, response: Response, events: list[Event], now: float) -> None:
         data = response.to_bytes()
         txn.last_bytes = data
         status = txn.last_status = response.status
@@ -814,7 +876,7 @@ class TransactionLayer:
                 self._arm(txn, "J", 64 * self.t1, now)
 
 
-def _build_ack(invite, resp) -> bytes:
+def _build_ack(invite: Request, resp: Response) -> bytes:
     """§17.1.1.3: ACK for a non-2xx final response, as wire bytes."""
     h = invite.headers
     lines = [f"ACK {invite.uri} SIP/2.0", f"Via: {h.get_all('Via')[0]}"]

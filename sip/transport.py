@@ -13,8 +13,9 @@ import asyncio
 import itertools
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, cast
 
 from sip.message import FramingError, Keepalive, StreamFramer
 from sip.transaction import Addr
@@ -38,15 +39,15 @@ class Listener:
 
 
 class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, owner: "TransportLayer", transport_name: str) -> None:
+    def __init__(self, owner: TransportLayer, transport_name: str) -> None:
         self.owner = owner
         self.name = transport_name
         self.transport: asyncio.DatagramTransport | None = None
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
-    def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[Any, int]) -> None:
         self.owner._deliver(data, Addr("UDP", addr[0], addr[1]))
 
     def error_received(self, exc: Exception) -> None:  # ICMP unreachable etc.
@@ -54,7 +55,7 @@ class _Udp(asyncio.DatagramProtocol):
 
 
 class _Stream(asyncio.Protocol):
-    def __init__(self, owner: "TransportLayer", transport_name: str) -> None:
+    def __init__(self, owner: TransportLayer, transport_name: str) -> None:
         self.owner = owner
         self.name = transport_name
         self.framer = StreamFramer()
@@ -63,18 +64,18 @@ class _Stream(asyncio.Protocol):
         self.peer: tuple[str, int] = ("", 0)
         self.last_activity = 0.0
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername") or ("", 0)
         self.peer = (peer[0], peer[1])
         if len(self.owner._conns) >= MAX_CONNECTIONS:
             log.warning("connection cap reached; refusing %s:%s", *self.peer)
-            transport.abort()
+            self.transport.abort()
             return
         self.conn_id = self.owner._register(self)
         self.last_activity = self.owner._loop.time()
 
-    def data_received(self, data: bytes) -> None:  # type: ignore[override]
+    def data_received(self, data: bytes) -> None:
         self.last_activity = self.owner._loop.time()
         error: FramingError | None = None
         try:
@@ -92,8 +93,13 @@ class _Stream(asyncio.Protocol):
             if self.transport is None or self.transport.is_closing():
                 break
         if error is not None:
-            log.info("closing %s connection from %s:%s: unframeable stream (%s)",
-                     self.name, self.peer[0], self.peer[1], error.reason)
+            log.info(
+                "closing %s connection from %s:%s: unframeable stream (%s)",
+                self.name,
+                self.peer[0],
+                self.peer[1],
+                error.reason,
+            )
             self.owner.counters["framing_errors"] += 1
             self.close()
 
@@ -108,7 +114,7 @@ class _Stream(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
-    def connection_lost(self, exc) -> None:  # type: ignore[override]
+    def connection_lost(self, exc: Exception | None) -> None:
         self.owner._unregister(self)
         self.transport = None
 
@@ -130,20 +136,18 @@ class TransportLayer:
 
     # -- listening -------------------------------------------------------------
     async def listen_udp(self, host: str, port: int) -> Listener:
-        transport, proto = await self._loop.create_datagram_endpoint(
-            lambda: _Udp(self, "UDP"), local_addr=(host, port))
+        transport, proto = await self._loop.create_datagram_endpoint(lambda: _Udp(self, "UDP"), local_addr=(host, port))
         self._udp = proto
         sock = transport.get_extra_info("sockname")
         listener = Listener("UDP", sock[0], sock[1])
         self.listeners.append(listener)
         return listener
 
-    async def listen_stream(self, host: str, port: int,
-                            ssl_context: ssl.SSLContext | None = None) -> Listener:
+    async def listen_stream(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> Listener:
         name = "TLS" if ssl_context else "TCP"
         server = await self._loop.create_server(
-            lambda: _Stream(self, name), host, port, ssl=ssl_context,
-            reuse_address=True, backlog=512)
+            lambda: _Stream(self, name), host, port, ssl=ssl_context, reuse_address=True, backlog=512
+        )
         self._servers.append(server)
         sock = server.sockets[0].getsockname()
         listener = Listener(name, sock[0], sock[1])
@@ -174,6 +178,38 @@ class TransportLayer:
 
     def connection_count(self) -> int:
         return len(self._conns)
+
+    def has_connection(self, dest: Addr) -> bool:
+        """Whether ``send(data, dest)`` has an open stream connection to use."""
+        if dest.conn_id is not None and dest.conn_id in self._conns:
+            return True
+        return (dest.transport, dest.host, dest.port) in self._by_peer
+
+    async def connect(
+        self,
+        transport: str,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        timeout: float = 5.0,
+    ) -> Addr:
+        """Open an outbound TCP (or, with ``ssl_context``, TLS) connection to ``host:port``,
+        registered like an accepted one; returns its address (with ``conn_id``) for ``send``.
+        Raises OSError (refused, unreachable, TLS handshake or certificate failure) or
+        TimeoutError."""
+        _, conn = await asyncio.wait_for(
+            self._loop.create_connection(
+                lambda: _Stream(self, transport),
+                host,
+                port,
+                ssl=ssl_context,
+                server_hostname=server_hostname if ssl_context is not None else None,
+            ),
+            timeout,
+        )
+        return Addr(transport, host, port, conn.conn_id or None)
 
     # -- I/O ---------------------------------------------------------------------
     def _deliver(self, data: bytes, addr: Addr) -> None:

@@ -27,19 +27,20 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 from sip.digest import build_authorization, parse_challenge
-from sip.message import Headers, Request, Response, SipParseError, URI
+from sip.message import URI, Headers, Method, Request, Response, SipParseError
 from sip.transaction import Addr
 
-__all__ = ["RegState", "SendRegister", "TrunkRegistration", "BRANCH_PREFIX"]
+__all__ = ["BRANCH_PREFIX", "RegState", "SendRegister", "TrunkRegistration"]
 
 BRANCH_PREFIX = "z9hG4bKtr"
 
 
-class RegState(str, enum.Enum):
+class RegState(enum.StrEnum):
     UNREGISTERED = "unregistered"
     REGISTERING = "registering"
     REGISTERED = "registered"
@@ -53,17 +54,28 @@ class SendRegister:
 
     @property
     def branch(self) -> str:
-        return self.request.top_via.branch
+        return self.request.top_via.branch or ""
 
 
 class TrunkRegistration:
     """Registration of one trunk (see the module docstring)."""
 
-    def __init__(self, name: str, *, registrar: Addr, domain: str, username: str, password: str,
-                 auth_username: str | None = None, expires: int = 3600,
-                 local_address: Callable[[str, str], tuple[str, int]] = lambda t, h: ("127.0.0.1", 5060),
-                 user_agent: str = "pypbx", refresh_ratio: float = 0.8,
-                 backoff_base: float = 10.0, backoff_max: float = 600.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        registrar: Addr,
+        domain: str,
+        username: str,
+        password: str,
+        auth_username: str | None = None,
+        expires: int = 3600,
+        local_address: Callable[[str, str], tuple[str, int]] = lambda t, h: ("127.0.0.1", 5060),
+        user_agent: str = "pypbx",
+        refresh_ratio: float = 0.8,
+        backoff_base: float = 10.0,
+        backoff_max: float = 600.0,
+    ) -> None:
         self.name = name
         self.registrar = registrar
         self.domain = domain
@@ -82,16 +94,16 @@ class TrunkRegistration:
         self.registered_at: float | None = None
         self.expires_at: float | None = None
         self.granted: int | None = None
-        self.next_at: float | None = None        # when tick() sends the next REGISTER
+        self.next_at: float | None = None  # when tick() sends the next REGISTER
         self.call_id = os.urandom(10).hex() + "@pypbx"
         self.from_tag = os.urandom(6).hex()
         self.cseq = 0
-        self.pending: str | None = None          # branch of the REGISTER in flight
+        self.pending: str | None = None  # branch of the REGISTER in flight
         self._stopping = False
-        self._challenge: dict | None = None      # last challenge (params) and its header kind
+        self._challenge: dict[str, str] | None = None  # last challenge (params) and its header kind
         self._challenge_hdr = "Authorization"
         self._nc = 0
-        self._answered_nonce: str | None = None   # nonce the request in flight answered
+        self._answered_nonce: str | None = None  # nonce the request in flight answered
         self._challenges_this_round = 0
 
     # ------------------------------------------------------------------ inputs
@@ -167,12 +179,18 @@ class TrunkRegistration:
         return self._fail(now, "transport error" if transport_error else "timeout (no answer)")
 
     # ------------------------------------------------------------------ status
-    def status(self, now: float) -> dict:
-        return {"name": self.name, "state": self.state.value, "last_reason": self.last_reason,
-                "registrar": f"{self.registrar.transport.lower()}:{self.registrar.host}:{self.registrar.port}",
-                "username": self.username, "granted": self.granted, "failures": self.failures,
-                "expires_in": None if self.expires_at is None else round(self.expires_at - now, 1),
-                "next_in": None if self.next_at is None else round(self.next_at - now, 1)}
+    def status(self, now: float) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "state": self.state.value,
+            "last_reason": self.last_reason,
+            "registrar": f"{self.registrar.transport.lower()}:{self.registrar.host}:{self.registrar.port}",
+            "username": self.username,
+            "granted": self.granted,
+            "failures": self.failures,
+            "expires_in": None if self.expires_at is None else round(self.expires_at - now, 1),
+            "next_in": None if self.next_at is None else round(self.next_at - now, 1),
+        }
 
     # ------------------------------------------------------------------ internals
     def _fail(self, now: float, reason: str) -> list[SendRegister]:
@@ -196,13 +214,14 @@ class TrunkRegistration:
                 continue
             alg = (ch.get("algorithm") or "MD5").upper()
             if alg in ("MD5", "SHA-256") and (chosen is None or alg == "MD5"):
-                chosen = ch     # prefer MD5 (the most widely expected), else SHA-256
+                chosen = ch  # prefer MD5 (the most widely expected), else SHA-256
         if chosen is None:
             return self._fail(now, f"{resp.status} without a usable digest challenge")
         stale = (chosen.get("stale") or "").lower() == "true"
         self._challenges_this_round += 1
-        if (self._answered_nonce is not None and chosen.get("nonce") == self._answered_nonce
-                and not stale) or self._challenges_this_round > 2:
+        if (
+            self._answered_nonce is not None and chosen.get("nonce") == self._answered_nonce and not stale
+        ) or self._challenges_this_round > 2:
             self._challenge = None
             return self._fail(now, f"{resp.status} credentials rejected")
         self._challenge = chosen
@@ -219,8 +238,11 @@ class TrunkRegistration:
         if isinstance(contacts, list):
             for c in contacts:
                 try:
-                    same = c.uri.user == self.username and c.uri.host.strip("[]") == mine.host.strip("[]") \
+                    same = (
+                        c.uri.user == self.username
+                        and c.uri.host.strip("[]") == mine.host.strip("[]")
                         and (c.uri.port or 5060) == (mine.port or 5060)
+                    )
                 except AttributeError:
                     same = False
                 if same:
@@ -260,24 +282,37 @@ class TrunkRegistration:
             ruri = f"sip:{dom}"
         aor = f"sip:{self.username}@{dom}"
         exp = self.expires if expires is None else expires
-        lines = [("Via", f"SIP/2.0/{t} {vhost}:{port};branch={branch};rport"),
-                 ("Max-Forwards", "70"),
-                 ("From", f"<{aor}>;tag={self.from_tag}"), ("To", f"<{aor}>"),
-                 ("Call-ID", self.call_id), ("CSeq", f"{self.cseq} REGISTER"),
-                 ("Contact", f"<{self._contact_uri()}>"), ("Expires", str(exp)),
-                 ("User-Agent", self.user_agent)]
+        lines = [
+            ("Via", f"SIP/2.0/{t} {vhost}:{port};branch={branch};rport"),
+            ("Max-Forwards", "70"),
+            ("From", f"<{aor}>;tag={self.from_tag}"),
+            ("To", f"<{aor}>"),
+            ("Call-ID", self.call_id),
+            ("CSeq", f"{self.cseq} REGISTER"),
+            ("Contact", f"<{self._contact_uri()}>"),
+            ("Expires", str(exp)),
+            ("User-Agent", self.user_agent),
+        ]
         self._answered_nonce = None
         ch = self._challenge
         if ch is not None:
             self._nc += 1
             qops = [q.strip() for q in (ch.get("qop") or "").split(",") if q.strip()]
             value = build_authorization(
-                self.auth_username, ch.get("realm", ""), "REGISTER", ruri, ch.get("nonce", ""),
-                password=self.password, algorithm=ch.get("algorithm") or "MD5",
-                qop="auth" if "auth" in qops else None, nc=self._nc, opaque=ch.get("opaque"))
+                self.auth_username,
+                ch.get("realm", ""),
+                Method.REGISTER,
+                ruri,
+                ch.get("nonce", ""),
+                password=self.password,
+                algorithm=ch.get("algorithm") or "MD5",
+                qop="auth" if "auth" in qops else None,
+                nc=self._nc,
+                opaque=ch.get("opaque"),
+            )
             lines.append((self._challenge_hdr, value))
             self._answered_nonce = ch.get("nonce")
         lines.append(("Content-Length", "0"))
-        req = Request("REGISTER", URI.parse(ruri), Headers(lines))
+        req = Request(Method.REGISTER, URI.parse(ruri), Headers(lines))
         self.pending = branch
         return SendRegister(req, self.registrar)

@@ -57,6 +57,8 @@ def _trunk_options(f: F) -> F:
         click.option("--inbound-ip", "inbound_ips", multiple=True,
                      help="Address or network the provider calls from (repeatable; its host always counts)."),
         click.option("--enable/--disable", "enabled", default=None),
+        click.option("--tls-verify/--tls-no-verify", "tls_verify", default=None,
+                     help="TLS: check the provider's certificate (default; --tls-no-verify is logged as a warning)."),
     ]
     for o in reversed(opts):
         f = o(f)

@@ -306,6 +306,7 @@ class TrunkRow(TypedDict):
     max_channels: int
     inbound_ips: str
     enabled: int
+    tls_verify: int
     created_at: float | None
     updated_at: float | None
 
