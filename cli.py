@@ -1503,6 +1503,8 @@ _register_notify(cli, sys.modules[__name__])
 from pypbx.cli_report import register as _register_report  # noqa: E402
 
 _register_report(cli, sys.modules[__name__])
+from pypbx.cli_events import register as _register_events  # noqa: E402  (pypbx events)
+_register_events(cli, sys.modules[__name__])
 
 
 
