@@ -594,6 +594,8 @@ class Journal:
         self._f = open(self.path, "a", encoding="utf-8", buffering=1)
 
     def __call__(self, ev: Event) -> None:
+        if self._f.closed:
+            return
         d = ev.to_dict()
         d["run"] = self.run
         self._f.write(json.dumps(d, default=str) + "\n")
