@@ -225,3 +225,48 @@ def test_calllog_emits_the_call_events_and_the_books_follow(tmp_path):
     assert [r["kind"] for r in rows] == ["offered", "ringing", "dtmf", "answered", "held", "ended"]
     assert isinstance(items[2], CallStep) and items[2].step == "dtmf"
     assert items[-1].disposition is Disposition.ANSWERED and row["disposition"] == "answered"
+
+
+def test_a_never_reading_subscriber_does_not_delay_calls(tmp_path):
+    async def go():
+        async with open_db(tmp_path / "db.sqlite") as db:
+            bus = EventBus(queue_size=2)
+            stuck = bus.subscribe()                 # never reads
+            log = CallLog(db, bus=bus)
+            for _ in range(10):
+                rec = await asyncio.wait_for(log.offer(direction=Direction.INTERNAL, caller_number="1",
+                                                       callee_number="2"), 5.0)
+                await asyncio.wait_for(log.end(rec, Disposition.NO_ANSWER), 5.0)
+            acc = await log.accounting()
+        return acc, stuck.dropped, list(stuck.items)[-1]
+    acc, dropped, last = run(go())
+    assert acc["offered"] == 10 and acc["dispositions"]["no_answer"] == 10
+    assert dropped and last == SubscriberDropped(last_seq=2)
+
+
+def test_the_integration_invariant_catches_a_broken_stream(tmp_path):
+    from tests.integration.harness import check_event_stream
+
+    async def go():
+        async with open_db(tmp_path / "db.sqlite") as db:
+            bus = EventBus(run="r")
+            j = Journal(tmp_path / "events.jsonl", bus.run)
+            bus.add_sink(j)
+            log = CallLog(db, bus=bus)
+            a = await log.offer(direction=Direction.INTERNAL, caller_number="1", callee_number="2")
+            await log.answered(a)
+            await log.end(a, Disposition.ANSWERED)
+            j.close()
+    run(go())
+    journal, dbp = tmp_path / "events.jsonl", tmp_path / "db.sqlite"
+    assert check_event_stream(journal, dbp) == 1
+    good = journal.read_text().splitlines()
+    cases = {
+        "gap": [good[0], good[2]],                                    # seq 2 missing
+        "no end": [good[0], good[1]],
+        "wrong disposition": good[:2] + [good[2].replace('"disposition": "answered"', '"disposition": "busy"')],
+    }
+    for what, lines in cases.items():
+        journal.write_text("\n".join(lines) + "\n")
+        with pytest.raises(AssertionError):
+            check_event_stream(journal, dbp)
