@@ -24,7 +24,7 @@ import signal
 import ssl
 import sys
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from pypbx import __version__
 from media.pool import MediaPool, WorkerLost
@@ -120,7 +120,7 @@ class Pbx:
         self.callmgr: CallManager | None = None
         self.pool: MediaPool | None = None
         self.acd: AcdLive | None = None
-        self.mwi = None               # pypbx.mwi.MwiService (message-waiting indication)
+        self.mwi: Any = None          # pypbx.mwi.MwiService (message-waiting indication)
         self.events = E.EventBus(clock=wallclock, buffer=cfg.events.buffer)
         self.changes: ChangeWatcher | None = None
         n = cfg.numbers
