@@ -212,12 +212,6 @@ class Pbx:
             box=box, message_id=meta.get("id"), caller=meta.get("caller"), seconds=meta.get("seconds"),
             call_id=meta.get("call_id"), meta=E.frozen_map(meta)))
 
-    def _events_api(self, since: int = 0, run: str | None = None, limit: int = 1000) -> dict:
-        """Local API ``events``: the buffered events after ``since`` (``gap`` if some are gone)."""
-        gap, evs = self.events.replay(int(since), run=run, limit=max(1, min(int(limit), 10_000)))
-        return {"run": self.events.run, "last_seq": self.events.seq,
-                "gap": gap.to_dict() if gap else None, "events": [e.to_dict() for e in evs]}
-
     async def _purge(self) -> None:
         assert self.sip is not None
         loop = asyncio.get_running_loop()
@@ -352,7 +346,7 @@ class Pbx:
                                                    "agent_state": self.acd.agent_state,
                                                    "trunks": self.trunks.status,
                                                    "call": self._click_to_call,
-                                                   "events": self._events_api})
+                                                   "events": self.events.api})
             await api.start()
             stack.push_async_callback(api.close)
             log.info("pypbx %s running (data in %s, realm %r)", __version__, cfg.data_dir, cfg.sip.realm)

@@ -571,6 +571,13 @@ class EventBus:
             raise first
         return ev
 
+    def api(self, since: int = 0, run: str | None = None, limit: int = 1000) -> dict[str, Any]:
+        """The local API's ``events`` reply: the buffered events after ``since`` (at most
+        ``limit``), with ``gap`` when some are gone and this ``run``'s id."""
+        gap, evs = self.replay(int(since), run=run, limit=max(1, min(int(limit), 10_000)))
+        return {"run": self.run, "last_seq": self.seq, "gap": gap.to_dict() if gap else None,
+                "events": [e.to_dict() for e in evs]}
+
     @property
     def subscribers(self) -> int:
         return len(self._subs)

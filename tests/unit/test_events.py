@@ -270,3 +270,55 @@ def test_the_integration_invariant_catches_a_broken_stream(tmp_path):
         journal.write_text("\n".join(lines) + "\n")
         with pytest.raises(AssertionError):
             check_event_stream(journal, dbp)
+
+
+class _ApiThread:
+    """A real local API server (pypbx.localapi) answering ``events`` from a bus, in a thread."""
+
+    def __init__(self, path, bus: EventBus) -> None:
+        import threading
+        from pypbx.localapi import LocalApiServer
+        self.loop = asyncio.new_event_loop()
+        self.server = LocalApiServer(path, {"events": bus.api})
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self.server.start())
+        self.ready.set()
+        self.loop.run_forever()
+
+    def __enter__(self):
+        self.thread.start()
+        assert self.ready.wait(5)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def test_cli_events_since_n_prints_n_plus_one_onward(tmp_config, invoke_cli):
+    from pypbx.config import load_config
+    cfg = load_config(tmp_config)
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    bus = EventBus(run="r1")
+    for i in range(5):
+        bus.publish(ring(i))
+    with _ApiThread(cfg.socket_path, bus):
+        res = invoke_cli("events", "--since", "2", "--json", "--config", str(tmp_config))
+        text = invoke_cli("events", "--config", str(tmp_config))
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.output.splitlines()]
+    assert [r["seq"] for r in rows] == [3, 4, 5] and {r["run"] for r in rows} == {"r1"}
+    assert rows[0]["event"] == "call.ringing" and rows[0]["call_id"] == "c2"
+    assert text.exit_code == 0 and len(text.output.splitlines()) == 5 and "call.ringing" in text.output
+
+
+def test_cli_events_without_a_running_pbx_is_one_clear_line(tmp_config, invoke_cli):
+    res = invoke_cli("events", "--config", str(tmp_config))
+    assert res.exit_code == 1
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: pypbx is not running (no socket at ")
