@@ -32,6 +32,13 @@ def event_stream_invariant():
     _check_stopped_pbxs()
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    c = harness.CHECKED
+    if c["pbxs"]:
+        terminalreporter.write_line(f"event stream invariant: {c['pbxs']} PBX(s), {c['calls']} call(s), "
+                                    f"{c['events']} event(s) checked")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def event_stream_invariant_at_end():
     """PBXs of module-scoped fixtures: checked once they have stopped."""

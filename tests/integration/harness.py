@@ -66,6 +66,8 @@ def free_range(count: int, step: int = 1, lo: int = 20000, hi: int = 60000) -> i
 
 #: Every PbxProcess made, until its event stream was checked (tests/integration/conftest.py).
 UNCHECKED: list["PbxProcess"] = []
+#: What the checks covered: PBX directories, calls, events (the session summary prints it).
+CHECKED = {"pbxs": 0, "calls": 0, "events": 0}
 
 
 class PbxProcess:
@@ -218,6 +220,9 @@ def check_event_stream(journal: Path | None, db_path: Path) -> int:
             problems.append(f"call {call_id} ({disp}): {len(ended)} call.ended, events {names}")
         elif ended[0]["disposition"] != disp:
             problems.append(f"call {call_id}: call.ended {ended[0]['disposition']} but the record says {disp}")
+    CHECKED["pbxs"] += 1
+    CHECKED["calls"] += len(books)
+    CHECKED["events"] += len(events)
     if problems:
         raise AssertionError(f"event stream of {journal} broken ({len(problems)}):\n" + "\n".join(problems[:20]))
     return len(books)
