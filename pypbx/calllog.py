@@ -20,8 +20,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from pypbx.db import Database
 from pypbx.events import (
@@ -40,8 +41,15 @@ from pypbx.events import (
     frozen_map,
 )
 
-__all__ = ["CallLog", "CallLogError", "CallRecord", "Direction", "Disposition", "FINAL_DISPOSITIONS",
-           "disposition_for_status"]
+__all__ = [
+    "FINAL_DISPOSITIONS",
+    "CallLog",
+    "CallLogError",
+    "CallRecord",
+    "Direction",
+    "Disposition",
+    "disposition_for_status",
+]
 
 
 FINAL_DISPOSITIONS = tuple(d for d in Disposition if d.final)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ POLL_INTERVAL = 0.5
 class DbChanged:
     """The database moved since the last look: ``external`` another process committed
     (the CLI), ``own`` this process wrote."""
+
     external: bool
     own: bool
 

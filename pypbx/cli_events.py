@@ -19,8 +19,26 @@ import click
 #: How often ``--follow`` asks the PBX for new events.
 FOLLOW_INTERVAL = 0.5
 
-_SUMMARY_KEYS = ("call_id", "disposition", "caller", "callee", "queue", "agent", "change", "reason", "outcome",
-                 "aor", "contact", "box", "trunk", "worker", "step", "held", "to", "number")
+_SUMMARY_KEYS = (
+    "call_id",
+    "disposition",
+    "caller",
+    "callee",
+    "queue",
+    "agent",
+    "change",
+    "reason",
+    "outcome",
+    "aor",
+    "contact",
+    "box",
+    "trunk",
+    "worker",
+    "step",
+    "held",
+    "to",
+    "number",
+)
 
 
 def _line(ev: dict[str, Any]) -> str:
@@ -32,19 +50,30 @@ def _line(ev: dict[str, Any]) -> str:
 def register(cli: click.Group, H: Any) -> None:
     @cli.command("events")
     @H.config_option
-    @click.option("--since", type=click.IntRange(0), default=0, show_default=True,
-                  help="Events after this sequence number.")
-    @click.option("--run", "run_id", default=None, metavar="ID",
-                  help="The PBX run SINCE was counted in (another run: from its start).")
+    @click.option(
+        "--since", type=click.IntRange(0), default=0, show_default=True, help="Events after this sequence number."
+    )
+    @click.option(
+        "--run",
+        "run_id",
+        default=None,
+        metavar="ID",
+        help="The PBX run SINCE was counted in (another run: from its start).",
+    )
     @click.option("--follow", "-f", is_flag=True, help="Keep printing new events until interrupted.")
-    @click.option("--limit", type=click.IntRange(1, 10_000), default=1000, show_default=True,
-                  help="At most this many events per request.")
+    @click.option(
+        "--limit",
+        type=click.IntRange(1, 10_000),
+        default=1000,
+        show_default=True,
+        help="At most this many events per request.",
+    )
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
     @click.pass_context
-    def events(ctx: click.Context, since: int, run_id: str | None, follow: bool, limit: int,
-               as_json: bool) -> None:
+    def events(ctx: click.Context, since: int, run_id: str | None, follow: bool, limit: int, as_json: bool) -> None:
         """The running PBX's event stream (calls, queues, agents, registrations, trunks ...)."""
         from pypbx.localapi_client import LocalAPIError, call
+
         cfg = H._load(ctx)
         try:
             while True:
@@ -65,7 +94,7 @@ def register(cli: click.Group, H: Any) -> None:
                 if not follow:
                     if not res["events"] or since >= res["last_seq"]:
                         return
-                    continue               # more than one page: keep reading
+                    continue  # more than one page: keep reading
                 if since >= res["last_seq"]:
                     time.sleep(FOLLOW_INTERVAL)
         except KeyboardInterrupt:

@@ -38,10 +38,11 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Iterable, Mapping, TypeVar, Union
+from typing import Any, ClassVar, TypeVar
 
 from acd.model import EventKind as AcdEventKind
 
@@ -55,17 +56,18 @@ DEFAULT_QUEUE = 1_000
 
 # =========================================================================== enums
 
+
 class Direction(str, enum.Enum):
-    INTERNAL = "internal"      # extension to extension
-    INBOUND = "inbound"        # from a trunk
-    OUTBOUND = "outbound"      # to a trunk
+    INTERNAL = "internal"  # extension to extension
+    INBOUND = "inbound"  # from a trunk
+    OUTBOUND = "outbound"  # to a trunk
 
 
 class Disposition(str, enum.Enum):
-    IN_PROGRESS = "in_progress"            # not final
+    IN_PROGRESS = "in_progress"  # not final
     ANSWERED = "answered"
-    BUSY = "busy"                          # callee busy (486/600)
-    NO_ANSWER = "no_answer"                # rang out
+    BUSY = "busy"  # callee busy (486/600)
+    NO_ANSWER = "no_answer"  # rang out
     ABANDONED_RINGING = "abandoned_ringing"  # caller hung up while it rang
     ABANDONED_IVR = "abandoned_ivr"
     ABANDONED_QUEUE = "abandoned_queue"
@@ -73,11 +75,11 @@ class Disposition(str, enum.Enum):
     CALLBACK_REQUESTED = "callback_requested"
     OVERFLOWED_OUT = "overflowed_out"
     AFTER_HOURS = "after_hours"
-    UNAVAILABLE = "unavailable"            # callee not registered (480)
-    NOT_FOUND = "not_found"                # unknown number (404)
-    REJECTED = "rejected"                  # refused by policy (403, toll-fraud guard...)
-    FAILED = "failed"                      # a fault: see hangup_cause
-    INTERRUPTED = "interrupted"            # a crash or restart cut it
+    UNAVAILABLE = "unavailable"  # callee not registered (480)
+    NOT_FOUND = "not_found"  # unknown number (404)
+    REJECTED = "rejected"  # refused by policy (403, toll-fraud guard...)
+    FAILED = "failed"  # a fault: see hangup_cause
+    INTERRUPTED = "interrupted"  # a crash or restart cut it
 
     @property
     def final(self) -> bool:
@@ -86,10 +88,11 @@ class Disposition(str, enum.Enum):
 
 class OverflowReason(str, enum.Enum):
     """Why a caller left a queue for its fallback (the ACD's outcome)."""
-    OVERFLOW = "overflow"          # waited past the overflow threshold
-    TIMEOUT = "timeout"            # waited past the queue's maximum wait
-    EMPTY = "empty"                # nobody logged in to answer
-    FULL = "full"                  # the queue was full
+
+    OVERFLOW = "overflow"  # waited past the overflow threshold
+    TIMEOUT = "timeout"  # waited past the queue's maximum wait
+    EMPTY = "empty"  # nobody logged in to answer
+    FULL = "full"  # the queue was full
 
 
 class CallbackOutcome(str, enum.Enum):
@@ -105,16 +108,18 @@ class AgentChange(str, enum.Enum):
 
 
 class RegistrationEnd(str, enum.Enum):
-    EXPIRED = "expired"            # not refreshed in time
+    EXPIRED = "expired"  # not refreshed in time
     UNREGISTERED = "unregistered"  # the phone said Expires: 0 (or was replaced)
-    REMOVED = "removed"            # its extension was deleted
+    REMOVED = "removed"  # its extension was deleted
 
 
 # =========================================================================== events
 
+
 @dataclass(frozen=True, kw_only=True)
 class Event:
     """Common fields, assigned by the bus when the event is published."""
+
     name: ClassVar[str] = "event"
     seq: int = 0
     at: float = 0.0
@@ -155,6 +160,7 @@ class CallEvent(Event):
     """Base of the call events. ``step`` and ``detail`` are the ``call_events`` row the books
     write for it (kind and JSON details, exactly as the call flow gave them); ``record`` is the
     call record's row when the step changed it (None: only the step is written)."""
+
     call_id: str
     step: str | None = None
     detail: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False)
@@ -184,7 +190,7 @@ class CallAnswered(CallEvent):
 @dataclass(frozen=True, kw_only=True)
 class CallHeld(CallEvent):
     name: ClassVar[str] = "call.held"
-    held: bool                      # False: taken off hold
+    held: bool  # False: taken off hold
     side: str | None = None
 
 
@@ -205,6 +211,7 @@ class CallEnded(CallEvent):
 @dataclass(frozen=True, kw_only=True)
 class CallStep(CallEvent):
     """Any other step of a call (DTMF, routing, recording, IVR ...): ``step`` says which."""
+
     name: ClassVar[str] = "call.step"
 
 
@@ -213,6 +220,7 @@ class CallStep(CallEvent):
 class QueueEvent(Event):
     """Base of the ACD's events; ``kind`` is the engine's own event kind (queue_events.kind;
     None for the announcement, which the engine decides but does not log)."""
+
     kind: AcdEventKind | None = None
     queue: str | None = None
     call_id: str | None = None
@@ -251,6 +259,7 @@ class QueueOverflowed(QueueEvent):
 @dataclass(frozen=True, kw_only=True)
 class QueueStep(QueueEvent):
     """Any other queue event (ring, ring-no-answer, complete, transfer, interrupted)."""
+
     name: ClassVar[str] = "queue.step"
 
 
@@ -294,6 +303,7 @@ class RegistrationAdded(Event):
 @dataclass(frozen=True, kw_only=True)
 class RegistrationExpired(Event):
     """A registration ended: ``reason`` says whether it expired, was unregistered or removed."""
+
     name: ClassVar[str] = "registration.expired"
     aor: str
     contact: str
@@ -333,21 +343,42 @@ class WorkerLost(Event):
     reason: str | None = None
 
 
-DomainEvent = Union[
-    CallOffered, CallRinging, CallAnswered, CallHeld, CallTransferred, CallEnded, CallStep,
-    QueueEntered, QueueAnnounced, QueueConnected, QueueAbandoned, QueueOverflowed, QueueStep,
-    CallbackRequested, CallbackDialled, CallbackClosed, AgentStateChanged,
-    RegistrationAdded, RegistrationExpired, VoicemailLeft, TrunkUp, TrunkDown, WorkerLost,
-]
+DomainEvent = (
+    CallOffered
+    | CallRinging
+    | CallAnswered
+    | CallHeld
+    | CallTransferred
+    | CallEnded
+    | CallStep
+    | QueueEntered
+    | QueueAnnounced
+    | QueueConnected
+    | QueueAbandoned
+    | QueueOverflowed
+    | QueueStep
+    | CallbackRequested
+    | CallbackDialled
+    | CallbackClosed
+    | AgentStateChanged
+    | RegistrationAdded
+    | RegistrationExpired
+    | VoicemailLeft
+    | TrunkUp
+    | TrunkDown
+    | WorkerLost
+)
 #: Every event class, by its stream name (``call.ended`` ...).
 EVENT_TYPES: dict[str, type[Event]] = {c.name: c for c in DomainEvent.__args__}  # type: ignore[attr-defined]
 
 
 # =========================================================================== notices
 
+
 @dataclass(frozen=True)
 class Gap:
     """Events ``first``..``last`` cannot be given (older than the buffer, or of an earlier run)."""
+
     first: int
     last: int
     name: ClassVar[str] = "gap"
@@ -360,6 +391,7 @@ class Gap:
 class SubscriberDropped:
     """The subscriber fell behind and was dropped; it was given every event up to ``last_seq``
     and can resume from there."""
+
     last_seq: int
     name: ClassVar[str] = "subscriber_dropped"
 
@@ -367,22 +399,29 @@ class SubscriberDropped:
         return {"event": self.name, "last_seq": self.last_seq}
 
 
-Notice = Union[Gap, SubscriberDropped]
+Notice = Gap | SubscriberDropped
 
 
 # -- the ACD's events, typed ----------------------------------------------------------------
-_OVERFLOWS = {AcdEventKind.OVERFLOW: OverflowReason.OVERFLOW, AcdEventKind.TIMEOUT: OverflowReason.TIMEOUT,
-              AcdEventKind.EXITEMPTY: OverflowReason.EMPTY, AcdEventKind.FULL: OverflowReason.FULL}
-_AGENT = {AcdEventKind.LOGIN: AgentChange.LOGIN, AcdEventKind.LOGOUT: AgentChange.LOGOUT,
-          AcdEventKind.PAUSE: AgentChange.PAUSE, AcdEventKind.UNPAUSE: AgentChange.UNPAUSE}
+_OVERFLOWS = {
+    AcdEventKind.OVERFLOW: OverflowReason.OVERFLOW,
+    AcdEventKind.TIMEOUT: OverflowReason.TIMEOUT,
+    AcdEventKind.EXITEMPTY: OverflowReason.EMPTY,
+    AcdEventKind.FULL: OverflowReason.FULL,
+}
+_AGENT = {
+    AcdEventKind.LOGIN: AgentChange.LOGIN,
+    AcdEventKind.LOGOUT: AgentChange.LOGOUT,
+    AcdEventKind.PAUSE: AgentChange.PAUSE,
+    AcdEventKind.UNPAUSE: AgentChange.UNPAUSE,
+}
 
 
 def from_queue_event(qe: Any) -> QueueEvent:
     """The domain event of one :class:`acd.model.QueueEvent` (what ``queue_events`` stores)."""
     k: AcdEventKind = qe.kind
     data = frozen_map({key: _plain(v) for key, v in (qe.data or {}).items()})
-    base: dict[str, Any] = {"kind": k, "queue": qe.queue, "call_id": qe.call_id, "agent": qe.agent_id,
-                            "data": data}
+    base: dict[str, Any] = {"kind": k, "queue": qe.queue, "call_id": qe.call_id, "agent": qe.agent_id, "data": data}
     number = data.get("number")
     if k is AcdEventKind.ENTER:
         return QueueEntered(**base)
@@ -422,7 +461,7 @@ class Subscription:
         self.limit = limit
         self.types = types
         self.items: collections.deque[Any] = collections.deque()
-        self.last_seq = 0          # the last event put in this subscriber's queue
+        self.last_seq = 0  # the last event put in this subscriber's queue
         self.dropped = False
         self.closed = False
         self._ready = asyncio.Event()
@@ -481,8 +520,14 @@ class Subscription:
 class EventBus:
     """The PBX's one event stream (see the module docstring)."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.time, buffer: int = DEFAULT_BUFFER,
-                 queue_size: int = DEFAULT_QUEUE, run: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        buffer: int = DEFAULT_BUFFER,
+        queue_size: int = DEFAULT_QUEUE,
+        run: str | None = None,
+    ) -> None:
         self.clock = clock
         self.queue_size = queue_size
         self.run = run or uuid.uuid4().hex[:12]
@@ -502,8 +547,14 @@ class EventBus:
         """A durable synchronous subscriber, called in order as each event is published."""
         self._sinks.append((types or (Event,), fn))
 
-    def subscribe(self, since: int | None = None, *, types: Iterable[type] | None = None,
-                  maxsize: int | None = None, run: str | None = None) -> Subscription:
+    def subscribe(
+        self,
+        since: int | None = None,
+        *,
+        types: Iterable[type] | None = None,
+        maxsize: int | None = None,
+        run: str | None = None,
+    ) -> Subscription:
         """A live subscriber: the events after ``since`` still in the buffer (after a
         :class:`Gap` notice if some are not), then every new one. ``run``: the run the consumer
         counted ``since`` in; another run means everything before the buffer is a gap."""
@@ -518,8 +569,7 @@ class EventBus:
         self._subs.add(sub)
         return sub
 
-    def replay(self, since: int, *, run: str | None = None,
-               limit: int | None = None) -> tuple[Gap | None, list[Event]]:
+    def replay(self, since: int, *, run: str | None = None, limit: int | None = None) -> tuple[Gap | None, list[Event]]:
         """(a gap notice or None, the buffered events with seq > ``since``, oldest first)."""
         if run is not None and run != self.run:
             since = 0
@@ -549,8 +599,9 @@ class EventBus:
             if not sub._offer(ev):
                 self._subs.discard(sub)
                 self.dropped += 1
-                log.warning("event subscriber dropped: it fell behind at #%d (%d queued)",
-                            sub.last_seq, len(sub.items) - 1)
+                log.warning(
+                    "event subscriber dropped: it fell behind at #%d (%d queued)", sub.last_seq, len(sub.items) - 1
+                )
         return ev
 
     async def emit(self, event: E) -> E:
@@ -575,20 +626,30 @@ class EventBus:
         """The local API's ``events`` reply: the buffered events after ``since`` (at most
         ``limit``), with ``gap`` when some are gone and this ``run``'s id."""
         gap, evs = self.replay(int(since), run=run, limit=max(1, min(int(limit), 10_000)))
-        return {"run": self.run, "last_seq": self.seq, "gap": gap.to_dict() if gap else None,
-                "events": [e.to_dict() for e in evs]}
+        return {
+            "run": self.run,
+            "last_seq": self.seq,
+            "gap": gap.to_dict() if gap else None,
+            "events": [e.to_dict() for e in evs],
+        }
 
     @property
     def subscribers(self) -> int:
         return len(self._subs)
 
     def status(self) -> dict[str, Any]:
-        return {"run": self.run, "last_seq": self.seq, "buffered": len(self.recent),
-                "first_buffered": self.recent[0].seq if self.recent else None,
-                "subscribers": len(self._subs), "dropped": self.dropped}
+        return {
+            "run": self.run,
+            "last_seq": self.seq,
+            "buffered": len(self.recent),
+            "first_buffered": self.recent[0].seq if self.recent else None,
+            "subscribers": len(self._subs),
+            "dropped": self.dropped,
+        }
 
 
 # =========================================================================== the journal
+
 
 class Journal:
     """A sink appending one JSON line per event to a file (``[events] journal``), with the
@@ -598,7 +659,7 @@ class Journal:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.run = run
-        self._f = open(self.path, "a", encoding="utf-8", buffering=1)
+        self._f = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 (open for the run)
 
     def __call__(self, ev: Event) -> None:
         if self._f.closed:

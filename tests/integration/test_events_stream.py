@@ -15,8 +15,11 @@ pytestmark = pytest.mark.slow
 
 
 def _state(ph: PjPhone, call: int, state: str, timeout: float = 15) -> dict:
-    return ph.wait_event(lambda e: e.get("event") == "state" and e.get("call") == call and e["state"] == state,
-                         timeout, f"call {call} {state}")
+    return ph.wait_event(
+        lambda e: e.get("event") == "state" and e.get("call") == call and e["state"] == state,
+        timeout,
+        f"call {call} {state}",
+    )
 
 
 def test_a_call_on_the_stream_and_a_consumer_resuming_from_n(phone_pbx):
@@ -34,6 +37,7 @@ def test_a_call_on_the_stream_and_a_consumer_resuming_from_n(phone_pbx):
     def closed():
         rows = json.loads(p.cli("calls", "list", "--json").stdout)
         return rows if rows and all(r["disposition"] != "in_progress" for r in rows) else None
+
     row = p.wait_for(closed, 15, "the call record to close")[0]
 
     everything = p.api("events", since=0)
@@ -52,5 +56,5 @@ def test_a_call_on_the_stream_and_a_consumer_resuming_from_n(phone_pbx):
     resumed = p.api("events", since=n, run=everything["run"])
     assert resumed["gap"] is None and [e["seq"] for e in resumed["events"]] == list(range(n + 1, evs[-1]["seq"] + 1))
     out = p.cli("events", "--since", str(n), "--json").stdout.splitlines()
-    assert [json.loads(x)["seq"] for x in out][:len(resumed["events"])] == [e["seq"] for e in resumed["events"]]
+    assert [json.loads(x)["seq"] for x in out][: len(resumed["events"])] == [e["seq"] for e in resumed["events"]]
     assert p.status()["events"]["last_seq"] >= evs[-1]["seq"]

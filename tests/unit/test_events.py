@@ -73,6 +73,7 @@ def test_live_subscribers_get_every_event_in_order():
         got_a = [a.get_nowait().seq for _ in range(50)]
         got_b = [(await b.get()).seq for _ in range(50)]
         return got_a, got_b, a.get_nowait()
+
     got_a, got_b, rest = run(go())
     assert got_a == list(range(1, 51)) and got_b == list(range(1, 51))
     assert rest is None
@@ -85,8 +86,9 @@ def test_a_subscriber_that_never_reads_is_dropped_and_does_not_delay_emit():
 
         async def books(ev):
             written.append(ev.seq)
+
         bus.add_writer(books)
-        stuck = bus.subscribe()                  # never reads
+        stuck = bus.subscribe()  # never reads
         reader = bus.subscribe(maxsize=1000)
         for i in range(100):
             # emit completes each time: nothing waits for the stuck subscriber
@@ -94,9 +96,10 @@ def test_a_subscriber_that_never_reads_is_dropped_and_does_not_delay_emit():
             assert ev.seq == i + 1
         items = list(stuck.items)
         return written, items, stuck.dropped, bus.subscribers, len(reader.items)
+
     written, items, dropped, nsubs, nread = run(go())
-    assert written == list(range(1, 101))      # the durable writer saw every event
-    assert dropped and nsubs == 1              # the stuck one is gone, the reader stays
+    assert written == list(range(1, 101))  # the durable writer saw every event
+    assert dropped and nsubs == 1  # the stuck one is gone, the reader stays
     assert [e.seq for e in items[:-1]] == list(range(1, 11))
     assert items[-1] == SubscriberDropped(last_seq=10)
     assert nread == 100
@@ -108,9 +111,10 @@ def test_a_dropped_subscriber_can_resume_from_its_last_seq():
         sub = bus.subscribe()
         for i in range(10):
             bus.publish(ring(i))
-        got = [x async for x in sub]            # ends after the notice
+        got = [x async for x in sub]  # ends after the notice
         again = bus.subscribe(since=got[-1].last_seq)
         return got, [again.get_nowait().seq for _ in range(7)]
+
     got, resumed = run(go())
     assert [e.seq for e in got[:-1]] == [1, 2, 3] and got[-1] == SubscriberDropped(3)
     assert resumed == [4, 5, 6, 7, 8, 9, 10]
@@ -124,6 +128,7 @@ def test_resume_from_n_gets_n_plus_one_onward_then_live():
         sub = bus.subscribe(since=12)
         bus.publish(ring(99))
         return [e.seq for e in list(sub.items)]
+
     assert run(go()) == list(range(13, 22))
 
 
@@ -135,6 +140,7 @@ def test_resume_older_than_the_buffer_gets_an_explicit_gap():
         sub = bus.subscribe(since=3)
         gap_replay, events = bus.replay(3)
         return list(sub.items), gap_replay, events
+
     items, gap, events = run(go())
     assert items[0] == Gap(first=4, last=15)
     assert [e.seq for e in items[1:]] == [16, 17, 18, 19, 20]
@@ -168,11 +174,13 @@ def test_writer_failure_reaches_the_emitter_but_the_event_is_in_the_stream():
 
         async def broken(ev):
             raise RuntimeError("disk full")
+
         bus.add_writer(broken, CallRinging)
         with pytest.raises(RuntimeError):
             await bus.emit(ring(1))
-        ev = await bus.emit(TrunkUp(trunk="t"))       # not for that writer
+        ev = await bus.emit(TrunkUp(trunk="t"))  # not for that writer
         return [e.seq for e in sub.items], ev.seq
+
     assert run(go()) == ([1, 2], 2)
 
 
@@ -181,6 +189,7 @@ def test_a_failing_sink_is_logged_not_raised():
 
     def bad(ev):
         raise ValueError("nope")
+
     bus.add_sink(bad)
     assert bus.publish(ring(1)).seq == 1
 
@@ -219,6 +228,7 @@ def test_calllog_emits_the_call_events_and_the_books_follow(tmp_path):
             rows = await db.call_event_rows(rec.id)
             row = await db.get_call_row(rec.id)
         return [type(e).__name__ for e in sub.items], [e.seq for e in sub.items], rows, row, list(sub.items)
+
     names, seqs, rows, row, items = run(go())
     assert names == ["CallOffered", "CallRinging", "CallStep", "CallAnswered", "CallHeld", "CallEnded"]
     assert seqs == [1, 2, 3, 4, 5, 6]
@@ -231,14 +241,16 @@ def test_a_never_reading_subscriber_does_not_delay_calls(tmp_path):
     async def go():
         async with open_db(tmp_path / "db.sqlite") as db:
             bus = EventBus(queue_size=2)
-            stuck = bus.subscribe()                 # never reads
+            stuck = bus.subscribe()  # never reads
             log = CallLog(db, bus=bus)
             for _ in range(10):
-                rec = await asyncio.wait_for(log.offer(direction=Direction.INTERNAL, caller_number="1",
-                                                       callee_number="2"), 5.0)
+                rec = await asyncio.wait_for(
+                    log.offer(direction=Direction.INTERNAL, caller_number="1", callee_number="2"), 5.0
+                )
                 await asyncio.wait_for(log.end(rec, Disposition.NO_ANSWER), 5.0)
             acc = await log.accounting()
         return acc, stuck.dropped, list(stuck.items)[-1]
+
     acc, dropped, last = run(go())
     assert acc["offered"] == 10 and acc["dispositions"]["no_answer"] == 10
     assert dropped and last == SubscriberDropped(last_seq=2)
@@ -257,16 +269,17 @@ def test_the_integration_invariant_catches_a_broken_stream(tmp_path):
             await log.answered(a)
             await log.end(a, Disposition.ANSWERED)
             j.close()
+
     run(go())
     journal, dbp = tmp_path / "events.jsonl", tmp_path / "db.sqlite"
     assert check_event_stream(journal, dbp) == 1
     good = journal.read_text().splitlines()
     cases = {
-        "gap": [good[0], good[2]],                                    # seq 2 missing
+        "gap": [good[0], good[2]],  # seq 2 missing
         "no end": [good[0], good[1]],
-        "wrong disposition": good[:2] + [good[2].replace('"disposition": "answered"', '"disposition": "busy"')],
+        "wrong disposition": [*good[:2], good[2].replace('"disposition": "answered"', '"disposition": "busy"')],
     }
-    for what, lines in cases.items():
+    for lines in cases.values():
         journal.write_text("\n".join(lines) + "\n")
         with pytest.raises(AssertionError):
             check_event_stream(journal, dbp)
@@ -277,7 +290,9 @@ class _ApiThread:
 
     def __init__(self, path, bus: EventBus) -> None:
         import threading
+
         from pypbx.localapi import LocalApiServer
+
         self.loop = asyncio.new_event_loop()
         self.server = LocalApiServer(path, {"events": bus.api})
         self.ready = threading.Event()
@@ -302,6 +317,7 @@ class _ApiThread:
 
 def test_cli_events_since_n_prints_n_plus_one_onward(tmp_config, invoke_cli):
     from pypbx.config import load_config
+
     cfg = load_config(tmp_config)
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     bus = EventBus(run="r1")

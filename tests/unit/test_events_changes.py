@@ -23,17 +23,19 @@ def test_the_watcher_tells_who_moved_and_each_subscriber_what_it_asked_for(tmp_p
 
             async def broken(c: DbChanged) -> None:
                 raise RuntimeError("this one fails; the others still run")
+
             w.subscribe("broken", broken, own_writes=True)
             w.subscribe("cli", a)
             w.subscribe("all", b, own_writes=True)
             await w.prime()
-            assert await w.check() is None                       # nothing moved
-            await db.set_meta("x", "1")                          # this process writes
+            assert await w.check() is None  # nothing moved
+            await db.set_meta("x", "1")  # this process writes
             own = await w.check()
-            async with open_db(tmp_path / "pbx.db") as other:    # the CLI commits
+            async with open_db(tmp_path / "pbx.db") as other:  # the CLI commits
                 await other.set_meta("y", "2")
             ext = await w.check()
             return own, ext, cli_only, every
+
     own, ext, cli_only, every = asyncio.run(go())
     assert own == DbChanged(external=False, own=True)
     assert ext is not None and ext.external
@@ -48,6 +50,7 @@ def test_run_polls_until_stopped(tmp_path):
 
             async def cb(c: DbChanged) -> None:
                 seen.set()
+
             w.subscribe("x", cb)
             stop = asyncio.Event()
             task = asyncio.create_task(w.run(stop))
@@ -58,4 +61,5 @@ def test_run_polls_until_stopped(tmp_path):
             stop.set()
             await asyncio.wait_for(task, 2.0)
             return seen.is_set()
+
     assert asyncio.run(go())
