@@ -78,7 +78,7 @@ class AcdLive:
                  prompts_dir: Path | str | None = None, moh: Path | str | None = None,
                  greeting: Iterable[str] = ("welcome",), recording_notice: bool = True,
                  answered_by: Callable[[str, tuple[str, ...]], str | None] | None = None,
-                 reload_interval: float = RELOAD_INTERVAL) -> None:
+                 reload_interval: float = RELOAD_INTERVAL, changes: Any = None, events: Any = None) -> None:
         from pypbx.queuecall import DEFAULT_MOH, PROMPTS_DIR
         self.db = db
         self.callmgr = callmgr
@@ -90,6 +90,8 @@ class AcdLive:
         self.recording_notice = recording_notice
         self.answered_by = answered_by
         self.reload_interval = reload_interval
+        self.changes = changes            # pypbx.changes.ChangeWatcher (None: a private one)
+        self.events = events              # pypbx.events.EventBus: the queue events are published
         self.engine = AcdEngine()
         self.numbers: dict[str, str] = {}         # dialled number -> queue
         self.agent_ext: dict[str, str] = {}       # agent id -> extension it is logged in at
@@ -105,7 +107,6 @@ class AcdLive:
         self._tasks: list[asyncio.Task] = []
         self._bg: set[asyncio.Task] = set()
         self._closing = False
-        self._last_version: int | None = None
         self._sync_lock = asyncio.Lock()
 
     # ================================================================ life cycle
@@ -128,11 +129,16 @@ class AcdLive:
                 log.exception("ACD snapshot could not be restored; starting fresh")
         await self._close_crashed(snap.get(LIVE_STATE_KEY) or [])
         self._dirty = True
-        self._last_version = await self.db.data_version()
+        from pypbx.changes import ChangeWatcher
+        self._watch = self.changes or ChangeWatcher(self.db, self.reload_interval)
+        if self.changes is None:
+            await self._watch.prime()
+        self._watch.subscribe("ACD queues and agents", self._db_changed)
         if background:
             self._tasks = [asyncio.create_task(self._ticker(), name="acd-tick"),
-                           asyncio.create_task(self._writer(), name="acd-writer"),
-                           asyncio.create_task(self._reloader(), name="acd-reload")]
+                           asyncio.create_task(self._writer(), name="acd-writer")]
+            if self.changes is None:
+                self._tasks.append(asyncio.create_task(self._watch.run(), name="acd-reload"))
         log.info("ACD: %d queue(s), %d agent(s), %d number(s), %d callback slot(s) restored",
                  len(self.engine.queues), len(self.engine.agents), len(self.numbers),
                  sum(1 for w in self.engine.waiting() if w.is_callback))
@@ -147,6 +153,7 @@ class AcdLive:
             self._events.append(QueueEvent(now, EventKind.INTERRUPTED, c.queue, c.call_id,
                                            data={"wait": c.wait, "position": c.position, "number": c.number,
                                                  "reason": "pbx restarted"}))
+            self._publish(self._events[-1:])
             await self._callback_row(c.number, c.queue, c.call_id)
         log.warning("ACD: %d caller(s) left in queue by the previous run closed as interrupted", len(closed))
         await self.flush()
@@ -198,6 +205,7 @@ class AcdLive:
         evs = self.engine.drain_events()
         if evs:
             self._events.extend(evs)
+            self._publish(evs)
         self._dirty = True
         self._flushed.clear()
         self._flush_wake.set()
@@ -251,6 +259,13 @@ class AcdLive:
             for w in self.engine.waiting(now=now) if not w.is_callback]
         return snap
 
+    def _publish(self, evs: list[QueueEvent]) -> None:
+        """On the event stream as they happen (the books: ``flush`` writes them, in order)."""
+        if self.events is not None:
+            from pypbx.events import from_queue_event
+            for e in evs:
+                self.events.publish(from_queue_event(e))
+
     async def flush(self) -> None:
         """Write pending queue events and the snapshot now."""
         evs, self._events = self._events, []
@@ -296,16 +311,9 @@ class AcdLive:
 
     # ================================================================ database sync
 
-    async def _reloader(self) -> None:
-        while True:
-            await asyncio.sleep(self.reload_interval)
-            try:
-                v = await self.db.data_version()
-                if v != self._last_version:
-                    self._last_version = v
-                    await self.sync()
-            except Exception:
-                log.exception("ACD: reloading queues and agents failed")
+    async def _db_changed(self, change: Any) -> None:
+        """The change watcher saw the CLI commit: bring the engine in line."""
+        await self.sync()
 
     async def sync(self) -> None:
         """Bring the engine in line with the database (CLI changes)."""

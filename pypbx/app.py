@@ -1,5 +1,12 @@
 """The running PBX: wires config, database, the SIP front door and the local API.
 
+The PBX's one event stream (:mod:`pypbx.events`) is created here: the call log emits the
+call events (the books are its durable subscriber), the ACD its queue events; this module
+publishes registration added / expired, worker lost, trunk up / down and voicemail left
+(MWI and the notification outbox are that event's durable subscribers), and keeps the
+optional ``[events] journal``. CLI changes reach the components through the one change
+watcher (:class:`pypbx.changes.ChangeWatcher`).
+
 Resources are entered in order on an ``AsyncExitStack`` and closed in reverse; the
 background loops run in a ``TaskGroup``; SIGTERM/SIGINT stop listening, let in-flight
 transactions finish, flush the registrations and close the database.
@@ -17,12 +24,14 @@ import signal
 import ssl
 import sys
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from pypbx import __version__
 from media.pool import MediaPool, WorkerLost
 from pypbx.acdlive import AcdLive
 from pypbx.calllog import CallLog
+from pypbx.changes import ChangeWatcher, DbChanged
+from pypbx import events as E
 from pypbx import prompts
 from pypbx.calls import DEFAULT_MOH, CallManager
 from pypbx.recordings import repair_interrupted
@@ -44,7 +53,7 @@ log = logging.getLogger(__name__)
 
 #: How often registration changes are written to SQLite (batched).
 FLUSH_INTERVAL = 0.1
-#: How often the database is checked for changes made by the CLI.
+#: How often the database is checked for changes made by the CLI (pypbx.changes).
 RELOAD_INTERVAL = 0.5
 #: How often expired bindings and old guard state are purged.
 PURGE_INTERVAL = 5.0
@@ -111,11 +120,14 @@ class Pbx:
         self.callmgr: CallManager | None = None
         self.pool: MediaPool | None = None
         self.acd: AcdLive | None = None
-        self.mwi = None               # pypbx.mwi.MwiService (message-waiting indication)
+        self.mwi: Any = None          # pypbx.mwi.MwiService (message-waiting indication)
+        self.events = E.EventBus(clock=wallclock, buffer=cfg.events.buffer)
+        self.changes: ChangeWatcher | None = None
         n = cfg.numbers
         self.trunks = TrunkService(plan=n.plan(), max_per_extension=n.max_outbound_per_extension,
                                    max_total=n.max_outbound_total, user_agent=cfg.sip.user_agent)
         self.trunk_router = TrunkRouter(self.trunks, is_internal=self._is_internal)
+        self.trunks.on_state = self._trunk_state
 
     # -- the pieces ------------------------------------------------------------------
     def _tls_context(self) -> ssl.SSLContext | None:
@@ -148,32 +160,57 @@ class Pbx:
         log.info("loaded %d extensions, %d saved registrations (%d expired purged)",
                  len(self.credentials), n, purged)
 
-    async def _reload(self, db: Database) -> None:
-        """Pick up extensions changed by the CLI (PRAGMA data_version moves)."""
-        last = await db.data_version()
-        while not self.stop_event.is_set():
-            await asyncio.sleep(RELOAD_INTERVAL)
-            try:
-                v = await db.data_version()
-                if v == last:
-                    continue
-                last = v
-                await self.trunks.load(db)
-                creds = await credentials_map(db, self.cfg.sip.realm)
-            except Exception:
-                log.exception("reloading extensions failed")
-                continue
-            if creds != self.credentials:
-                gone = set(self.credentials) - set(creds)
-                changed = {k for k in creds if k in self.credentials and creds[k] != self.credentials[k]}
-                self.credentials = creds
-                changes = Changes()
-                for aor in gone:
-                    changes.extend(self.location.remove_all(aor))
-                if changes and self.writer is not None:
-                    self.writer.add(changes)
-                log.info("extensions reloaded: %d (removed %s, new password %s)", len(creds),
-                         ",".join(sorted(gone)) or "-", ",".join(sorted(changed)) or "-")
+    async def _db_changed(self, change: DbChanged) -> None:
+        """The CLI changed the database (the change watcher): trunks and extensions."""
+        db = self.db
+        assert db is not None
+        try:
+            await self.trunks.load(db)
+            creds = await credentials_map(db, self.cfg.sip.realm)
+        except Exception:
+            log.exception("reloading extensions failed")
+            return
+        if creds != self.credentials:
+            gone = set(self.credentials) - set(creds)
+            changed = {k for k in creds if k in self.credentials and creds[k] != self.credentials[k]}
+            self.credentials = creds
+            changes = Changes()
+            for aor in gone:
+                changes.extend(self.location.remove_all(aor))
+            if changes and self.writer is not None:
+                self.writer.add(changes)
+            self._publish_bindings(changes, E.RegistrationEnd.REMOVED)
+            log.info("extensions reloaded: %d (removed %s, new password %s)", len(creds),
+                     ",".join(sorted(gone)) or "-", ",".join(sorted(changed)) or "-")
+
+    # -- events ------------------------------------------------------------------------
+    def _on_bindings(self, changes: Changes) -> None:
+        """The registrar changed bindings: saved in batches, and on the event stream."""
+        assert self.writer is not None
+        self.writer.add(changes)
+        self._publish_bindings(changes, E.RegistrationEnd.UNREGISTERED)
+
+    def _publish_bindings(self, changes: Changes, end: E.RegistrationEnd) -> None:
+        for b in changes.added:
+            t, h, p = b.source
+            self.events.publish(E.RegistrationAdded(aor=b.aor, contact=b.contact, expires_at=b.expires_at,
+                                                    source=f"{t}:{h}:{p}", user_agent=b.user_agent))
+        for b in changes.removed:
+            self.events.publish(E.RegistrationExpired(aor=b.aor, contact=b.contact, reason=end))
+
+    def _trunk_state(self, trunk: str, before: object, now: object, reason: str) -> None:
+        up = getattr(now, "value", now) == "registered"
+        was_up = getattr(before, "value", before) == "registered"
+        if up and not was_up:
+            self.events.publish(E.TrunkUp(trunk=trunk))
+        elif was_up and not up:
+            self.events.publish(E.TrunkDown(trunk=trunk, reason=reason or getattr(now, "value", str(now))))
+
+    async def _voicemail_filed(self, box: str, meta: dict) -> None:
+        """FrontLine's hook: ``voicemail left`` on the stream (MWI and the outbox write it)."""
+        await self.events.emit(E.VoicemailLeft(
+            box=box, message_id=meta.get("id"), caller=meta.get("caller"), seconds=meta.get("seconds"),
+            call_id=meta.get("call_id"), meta=E.frozen_map(meta)))
 
     async def _purge(self) -> None:
         assert self.sip is not None
@@ -185,6 +222,7 @@ class Pbx:
                 log.info("registration expired %s contact=%s", b.aor, b.contact)
             if expired and self.writer is not None:
                 self.writer.add(Changes(removed=list(expired)))
+            self._publish_bindings(Changes(removed=list(expired)), E.RegistrationEnd.EXPIRED)
             self.sip.guard.purge(loop.time())
 
     # -- local API -------------------------------------------------------------------
@@ -220,6 +258,7 @@ class Pbx:
             "transactions": st["transactions"],
             "trunks": self.trunks.status(),
             "mwi": self.mwi.status() if self.mwi is not None else None,
+            "events": self.events.status(),
         }
 
     # -- run -------------------------------------------------------------------------
@@ -230,10 +269,17 @@ class Pbx:
         async with contextlib.AsyncExitStack() as stack:
             db = await stack.enter_async_context(open_db(cfg.db_path))
             self.db = db
+            self.changes = ChangeWatcher(db, RELOAD_INTERVAL)
+            await self.changes.prime()            # before anything it reloads is read
+            self.changes.subscribe("extensions and trunks", self._db_changed)
+            if cfg.events.journal is not None:
+                journal = E.Journal(cfg.events.journal, self.events.run)
+                self.events.add_sink(journal)
+                stack.callback(journal.close)
             secret = await db.get_or_create_meta("nonce_secret", lambda: os.urandom(32).hex())
             await self._load_state(db)
             await self.trunks.load(db)
-            self.calllog = CallLog(db, self.wallclock)
+            self.calllog = CallLog(db, self.wallclock, bus=self.events)
             interrupted = await self.calllog.close_interrupted()
             if interrupted:
                 log.warning("closed %d call(s) left open by the previous run as 'interrupted'", len(interrupted))
@@ -251,7 +297,7 @@ class Pbx:
                                   max_contacts=reg.max_contacts,
                                   algorithms=tuple(sec.digest_algorithms))
             self.sip = SipServer(registrar=registrar, guard=guard, user_agent=cfg.sip.user_agent,
-                                 on_bindings=self.writer.add, wallclock=self.wallclock)
+                                 on_bindings=self._on_bindings, wallclock=self.wallclock)
             self.pool = await self._start_media(stack)
             self.listeners = await self.sip.start(self._listen_specs())
             stack.push_async_callback(self.sip.stop)
@@ -268,7 +314,8 @@ class Pbx:
                 await repair_interrupted(db, cfg.data_dir / "recordings", interrupted)
             self._attach_proxy(nonces, bytes.fromhex(secret))
             self.acd = AcdLive(db, callmgr=self.callmgr, contacts=self._contacts, clock=self.wallclock, moh=moh,
-                               recording_notice=cfg.calls.record, answered_by=self._answered_by)
+                               recording_notice=cfg.calls.record, answered_by=self._answered_by,
+                               changes=self.changes, events=self.events)
             await self.acd.start()
             stack.push_async_callback(self.acd.close)
             self.callmgr.acd = self.acd
@@ -277,13 +324,20 @@ class Pbx:
             self.callmgr.frontline = FrontLine(db, self.callmgr, cfg.data_dir, prompts_dir=self.acd.prompts_dir)
             from pypbx.groups import GroupService     # ring groups: their ring legs at the front door
             self.callmgr.groups = GroupService(contacts=self._contacts, answered_by=self._answered_by)
-            await self.callmgr.frontline.start()     # its numbers, for _is_internal
+            # its numbers, for _is_internal, re-read on every change (FrontLine.start's own
+            # polling loop is not started: the change watcher is the one mechanism)
+            await self.callmgr.frontline.reload()
+            self.changes.subscribe("IVR menu and mailbox numbers",
+                                   lambda _c: self.callmgr.frontline.reload())  # type: ignore[union-attr]
             stack.push_async_callback(self.callmgr.frontline.close)
             self._start_mwi(nonces)                  # SUBSCRIBE message-summary (pypbx.mwi)
             stack.push_async_callback(self.mwi.close)
             from pypbx.notify import Notifier          # voicemail -> webhook / e-mail (a durable outbox)
             self.notifier = Notifier(db, cfg.notify, clock=self.wallclock)
-            self.callmgr.frontline.voicemail_listeners.append(self.notifier.voicemail_filed)
+            # voicemail left: on the stream; MWI then the outbox are its durable subscribers
+            self.callmgr.frontline.voicemail_listeners.append(self._voicemail_filed)
+            self.events.add_writer(self.mwi.voicemail_left, E.VoicemailLeft)
+            self.events.add_writer(self.notifier.voicemail_left, E.VoicemailLeft)
             api = LocalApiServer(cfg.socket_path, {"status": self._status,
                                                    "registrations": self._registrations,
                                                    "calls": lambda: self.callmgr.status(),
@@ -291,7 +345,8 @@ class Pbx:
                                                    "queue_status": self.acd.queue_status,
                                                    "agent_state": self.acd.agent_state,
                                                    "trunks": self.trunks.status,
-                                                   "call": self._click_to_call})
+                                                   "call": self._click_to_call,
+                                                   "events": self.events.api})
             await api.start()
             stack.push_async_callback(api.close)
             log.info("pypbx %s running (data in %s, realm %r)", __version__, cfg.data_dir, cfg.sip.realm)
@@ -299,7 +354,7 @@ class Pbx:
             self.ready.set()
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self.writer.run(self.stop_event)),
-                         tg.create_task(self._reload(db)),
+                         tg.create_task(self.changes.run(self.stop_event)),
                          tg.create_task(self._purge()),
                          tg.create_task(self.trunks.run(self.stop_event)),
                          tg.create_task(self.notifier.run()),   # until cancelled: also sends while calls drain
@@ -343,8 +398,9 @@ class Pbx:
                                   algorithms=tuple(self.cfg.security.digest_algorithms),
                                   header="Authorization", status=401)
         self.mwi = MwiService(self.db, self.sip, realm=realm, authenticator=auth,
-                              user_agent=self.cfg.sip.user_agent, wallclock=self.wallclock)
-        self.mwi.attach(self.callmgr.frontline)
+                              user_agent=self.cfg.sip.user_agent, wallclock=self.wallclock,
+                              changes=self.changes)
+        self.mwi.attach()          # new messages: the event stream's voicemail left (serve)
 
     def _front_door(self) -> str:
         """Where media workers send their calls: the front door's UDP socket on loopback."""
@@ -376,6 +432,9 @@ class Pbx:
     def _on_media_event(self, worker, ev) -> None:
         """A worker died: the front door ends the phones' dialogs it carried (BYE with a
         Reason), so nobody is left in a dead call; CallManager closes the record."""
+        if isinstance(ev, WorkerLost):
+            self.events.publish(E.WorkerLost(worker=str(getattr(ev.worker, "sip_port", ev.worker)),
+                                             legs=tuple(ev.legs), returncode=ev.returncode, reason=ev.reason))
         if isinstance(ev, WorkerLost) and self.sip is not None:
             end = getattr(self.sip, "end_dialogs_with", None)
             if end is not None:

@@ -6,48 +6,51 @@ Every step is appended to ``call_events`` (append-only, enforced by triggers). O
 the PBX closes calls a crash left open as ``interrupted`` (:meth:`CallLog.close_interrupted`),
 so offered = the sum of the final dispositions, always; :meth:`CallLog.accounting` checks it
 and lists any call that breaks it.
+
+Every step is also a domain event on the PBX's event stream (:mod:`pypbx.events`): the call
+flows call :meth:`CallLog.offer` / :meth:`~CallLog.event` / :meth:`~CallLog.update` /
+:meth:`~CallLog.answered` / :meth:`~CallLog.end`, which emit ``call offered / ringing /
+answered / held / transferred / ended`` (or a ``call step`` for the rest) on the bus; the
+books -- the ``calls`` row and the ``call_events`` rows -- are written by this module's
+durable subscriber of those events (:meth:`CallLog.write`), awaited by the emitter as before.
 """
 
 from __future__ import annotations
 
-import enum
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from pypbx.db import Database
 from pypbx.errors import PbxError
+from pypbx.events import (
+    CallAnswered,
+    CallEnded,
+    CallEvent,
+    CallHeld,
+    CallOffered,
+    CallRinging,
+    CallStep,
+    CallTransferred,
+    Direction,
+    Disposition,
+    EventBus,
+    QueueAnnounced,
+    frozen_map,
+)
 
-
-class Direction(str, enum.Enum):
-    INTERNAL = "internal"      # extension to extension
-    INBOUND = "inbound"        # from a trunk
-    OUTBOUND = "outbound"      # to a trunk
-
-
-class Disposition(str, enum.Enum):
-    IN_PROGRESS = "in_progress"            # not final
-    ANSWERED = "answered"
-    BUSY = "busy"                          # callee busy (486/600)
-    NO_ANSWER = "no_answer"                # rang out
-    ABANDONED_RINGING = "abandoned_ringing"  # caller hung up while it rang
-    ABANDONED_IVR = "abandoned_ivr"
-    ABANDONED_QUEUE = "abandoned_queue"
-    VOICEMAIL = "voicemail"
-    CALLBACK_REQUESTED = "callback_requested"
-    OVERFLOWED_OUT = "overflowed_out"
-    AFTER_HOURS = "after_hours"
-    UNAVAILABLE = "unavailable"            # callee not registered (480)
-    NOT_FOUND = "not_found"                # unknown number (404)
-    REJECTED = "rejected"                  # refused by policy (403, toll-fraud guard...)
-    FAILED = "failed"                      # a fault: see hangup_cause
-    INTERRUPTED = "interrupted"            # a crash or restart cut it
-
-    @property
-    def final(self) -> bool:
-        return self is not Disposition.IN_PROGRESS
+__all__ = [
+    "FINAL_DISPOSITIONS",
+    "CallLog",
+    "CallLogError",
+    "CallRecord",
+    "Direction",
+    "Disposition",
+    "disposition_for_status",
+]
 
 
 FINAL_DISPOSITIONS = tuple(d for d in Disposition if d.final)
@@ -123,11 +126,29 @@ class CallLogError(PbxError):
 class CallLog:
     """Writes call records and events. One instance per running PBX."""
 
-    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time, *,
+                 bus: EventBus | None = None) -> None:
         self.db = db
         self.clock = clock
         self.active: dict[str, CallRecord] = {}
+        self.bus = bus if bus is not None else EventBus(clock=clock)
+        self.bus.add_writer(self.write, CallEvent)
 
+    # -- the books: the durable subscriber of the call events --------------------------
+    async def write(self, ev: CallEvent) -> None:
+        """Write one call event to ``calls`` / ``call_events`` (what each step always wrote)."""
+        rows = [(ev.at, ev.step, json.dumps(dict(ev.detail), default=str))] if ev.step else []
+        if isinstance(ev, CallOffered):
+            assert ev.record is not None and rows
+            await self.db.insert_call(dict(ev.record), rows[0])
+        elif ev.record is not None:
+            row = dict(ev.record)
+            row.pop("id", None)
+            await self.db.update_call(ev.call_id, row, rows)
+        elif rows:
+            await self.db.add_call_events([(ev.call_id, *rows[0])])
+
+    # -- the call flows' API -----------------------------------------------------------
     async def offer(self, *, direction: Direction, caller_number: str, callee_number: str,
                     caller_name: str = "", sip_call_id: str | None = None, **extra: Any) -> CallRecord:
         now = self.clock()
@@ -135,24 +156,28 @@ class CallLog:
                          callee_number=callee_number, caller_name=caller_name, sip_call_id=sip_call_id,
                          offered_at=now, **extra)
         self.active[rec.id] = rec
-        await self.db.insert_call(rec.row(), (now, "offered", json.dumps(
-            {"from": caller_number, "to": callee_number, "direction": direction.value})))
+        await self.bus.emit(CallOffered(
+            call_id=rec.id, direction=direction, caller=caller_number, callee=callee_number, step="offered",
+            detail=frozen_map({"from": caller_number, "to": callee_number, "direction": direction.value}),
+            record=frozen_map(rec.row())))
         return rec
 
     async def event(self, rec: CallRecord, kind: str, **detail: Any) -> None:
-        await self.db.add_call_events([(rec.id, self.clock(), kind, json.dumps(detail, default=str))])
+        await self.bus.emit(_call_event(rec, kind, detail, None))
+        if kind == "queue_announce":     # the caller heard its position / wait: a queue event too
+            self.bus.publish(QueueAnnounced(queue=rec.queue, call_id=rec.id,
+                                            position=detail.get("position"), ewt=detail.get("ewt"),
+                                            data=frozen_map({"files": detail.get("files")})))
 
     async def update(self, rec: CallRecord, kind: str | None = None, **detail: Any) -> None:
-        events = [(self.clock(), kind, json.dumps(detail, default=str))] if kind else []
-        row = rec.row()
-        row.pop("id")
-        await self.db.update_call(rec.id, row, events)
+        await self.bus.emit(_call_event(rec, kind, detail, frozen_map(rec.row())))
 
     async def answered(self, rec: CallRecord, at: float | None = None, **detail: Any) -> None:
         """Stamp the answer (``at``: when it happened, if that was before this call)."""
         if rec.answered_at is None:
             rec.answered_at = self.clock() if at is None else at
-            await self.update(rec, "answered", **detail)
+            await self.bus.emit(CallAnswered(call_id=rec.id, answered_at=rec.answered_at, step="answered",
+                                             detail=frozen_map(detail), record=frozen_map(rec.row())))
 
     async def end(self, rec: CallRecord, disposition: Disposition, *, side: str | None = None,
                   cause: str | None = None, **detail: Any) -> None:
@@ -167,7 +192,10 @@ class CallLog:
         rec.hangup_side = side
         rec.hangup_cause = cause
         self.active.pop(rec.id, None)
-        await self.update(rec, "ended", disposition=disposition.value, side=side, cause=cause, **detail)
+        await self.bus.emit(CallEnded(
+            call_id=rec.id, disposition=disposition, side=side, cause=cause, step="ended",
+            detail=frozen_map({"disposition": disposition.value, "side": side, "cause": cause, **detail}),
+            record=frozen_map(rec.row())))
 
     async def close_interrupted(self) -> list[str]:
         """At start: every call a crash left ``in_progress`` ends as ``interrupted``."""
@@ -178,9 +206,10 @@ class CallLog:
             fields = {"disposition": Disposition.INTERRUPTED.value, "ended_at": now,
                       "hangup_side": "system", "hangup_cause": "pbx restarted",
                       "talk_seconds": (round(now - answered, 3) if answered else None)}
-            await self.db.update_call(row["id"], fields,
-                                      [(now, "ended", json.dumps({"disposition": "interrupted",
-                                                                  "cause": "pbx restarted"}))])
+            await self.bus.emit(CallEnded(
+                call_id=row["id"], disposition=Disposition.INTERRUPTED, side="system", cause="pbx restarted",
+                step="ended", detail=frozen_map({"disposition": "interrupted", "cause": "pbx restarted"}),
+                record=frozen_map(fields)))
             ids.append(row["id"])
         return ids
 
@@ -203,6 +232,20 @@ class CallLog:
             and not stray,
             "unaccounted": stray,
         }
+
+
+def _call_event(rec: CallRecord, kind: str | None, detail: dict[str, Any],
+                record: Any) -> CallEvent:
+    """The typed event of one step the call flow logged (``kind`` as in ``call_events``)."""
+    common: dict[str, Any] = {"call_id": rec.id, "step": kind, "detail": frozen_map(detail), "record": record}
+    if kind == "ringing":
+        return CallRinging(callee=detail.get("callee"), **common)
+    if kind in ("held", "unheld"):
+        return CallHeld(held=kind == "held", side=detail.get("side"), **common)
+    if kind == "transferred":
+        to = detail.get("to")
+        return CallTransferred(to=None if to is None else str(to), **common)
+    return CallStep(**common)
 
 
 # --------------------------------------------------------------------------- issue 9 (h-cli): CLI report logic

@@ -158,6 +158,14 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
+class EventsConfig:
+    """The event stream (pypbx.events): a JSON-lines journal, and how many events are kept
+    for consumers resuming from a sequence number."""
+    journal: Path | None = None      # absolute; None = no journal
+    buffer: int = 10_000
+
+
+@dataclass(frozen=True)
 class Config:
     config_path: Path               # absolute path of the file this was loaded from
     data_dir: Path                  # absolute
@@ -169,6 +177,7 @@ class Config:
     calls: CallsConfig = field(default_factory=CallsConfig)
     numbers: NumbersConfig = field(default_factory=NumbersConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
 
     @property
     def db_path(self) -> Path:
@@ -425,6 +434,13 @@ _SCHEMA["notify"] = [
 ]
 
 
+_SCHEMA["events"] = [
+    ("journal", "", _str(nonempty=False),
+     "append every event as one JSON line to this file, relative to data_dir (\"\" = none)"),
+    ("buffer", 10_000, _int(100, 10_000_000), "events kept for consumers resuming from a sequence number"),
+]
+
+
 def _parse(raw: dict[str, Any], base: Path, config_path: Path) -> Config:
     values: dict[str, dict[str, Any]] = {s: {} for s in _SCHEMA}
     for key, v in raw.items():
@@ -506,6 +522,9 @@ def _parse(raw: dict[str, Any], base: Path, config_path: Path) -> Config:
         calls=CallsConfig(**checked["calls"]),
         numbers=NumbersConfig(**checked["numbers"]),
         notify=_notify(checked["notify"]),
+        events=EventsConfig(journal=(data_dir / Path(checked["events"]["journal"]).expanduser()
+                                     if checked["events"]["journal"] else None),
+                            buffer=checked["events"]["buffer"]),
     )
 
 

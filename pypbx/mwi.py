@@ -17,12 +17,14 @@ many new and old voicemail messages it holds (RFC 3842 over RFC 6665 SUBSCRIBE/N
   subscriber's tag and our 96-bit random To tag, and are not challenged again.
 * **Counts**: new = not heard, old = heard; deleted messages do not count
   (:func:`mailbox_counts`). They are read when a phone subscribes and re-read for the
-  subscribed boxes when (1) a message is filed by this PBX (``FrontLine.voicemail_listeners``),
-  (2) the database changes: another process (the CLI: ``pypbx voicemail heard|delete``)
-  moves ``PRAGMA data_version``, a change made by this process (``*98`` marking messages
-  heard) moves the connection's ``total_changes``; both are polled every
-  :data:`POLL_INTERVAL` seconds while anybody is subscribed. A NOTIFY is sent only when a
-  box's counts really changed.
+  subscribed boxes when (1) a message is filed by this PBX (the event stream's ``voicemail
+  left``: :meth:`MwiService.voicemail_left`; or ``FrontLine.voicemail_listeners``),
+  (2) the database changes (:class:`pypbx.changes.ChangeWatcher`, the PBX's one change
+  watcher, with this process's own writes too): another process (the CLI: ``pypbx
+  voicemail heard|delete``) moves ``PRAGMA data_version``, a change made by this process
+  (``*98`` marking messages heard) moves the connection's ``total_changes``. Without a
+  watcher of the app's, :meth:`MwiService.run` drives a private one every
+  :data:`POLL_INTERVAL` seconds. A NOTIFY is sent only when a box's counts really changed.
 * **NOTIFYs** are our own non-INVITE client transactions (``SipServer.send_own``), sent to
   the address and transport the SUBSCRIBE came from (NAT pinhole / TCP connection); a 481,
   a timeout or a transport error ends the subscription.
@@ -94,7 +96,8 @@ def _tag(req: Request) -> str:
 class MwiService:
     def __init__(self, db: Any, sip: Any, *, realm: str, authenticator: ProxyAuthenticator,
                  policy: ExpiresPolicy = ExpiresPolicy(), user_agent: str = "pypbx",
-                 wallclock: Callable[[], float] = time.time) -> None:
+                 wallclock: Callable[[], float] = time.time, changes: Any = None) -> None:
+        from pypbx.changes import ChangeWatcher
         self.db = db
         self.sip = sip
         self.realm = realm
@@ -103,7 +106,13 @@ class MwiService:
         self.notifier = Notifier(policy=policy, user_agent=user_agent)
         self._tasks: set[asyncio.Task] = set()
         self._wake = asyncio.Event()
-        self._db_mark: tuple[int, int] | None = None
+        # the PBX's change watcher calls db_changed; without one, run() polls a private one
+        self._own_watch: ChangeWatcher | None = None
+        if changes is not None:
+            changes.subscribe("MWI", self.db_changed, own_writes=True)
+        else:
+            self._own_watch = ChangeWatcher(db, POLL_INTERVAL)
+            self._own_watch.subscribe("MWI", self.db_changed, own_writes=True)
         # one count-then-notify at a time: a count read before a change must not be
         # applied after a later count that saw it (no stale NOTIFY)
         self._lock = asyncio.Lock()
@@ -229,6 +238,10 @@ class MwiService:
         """FrontLine listener: a message was filed in ``box``."""
         await self.recount(box)
 
+    async def voicemail_left(self, ev: Any) -> None:
+        """Durable subscriber of the event stream's ``voicemail left`` (pypbx.events)."""
+        await self.recount(ev.box)
+
     async def recount(self, box: str) -> None:
         async with self._lock:
             if box not in self.notifier.boxes():
@@ -237,14 +250,11 @@ class MwiService:
             actions = self.notifier.update(box, self.summary(box, new, old), self._now())
         self._run(None, actions)
 
-    async def _db_moved(self) -> bool:
-        """PRAGMA data_version (other processes' commits) or this connection's total_changes
-        (our own writes, e.g. ``*98`` marking messages heard) moved since the last look."""
-        conn = getattr(self.db, "_conn", None)
-        mark = (await self.db.data_version(), int(getattr(conn, "total_changes", 0) or 0))
-        moved = self._db_mark is not None and mark != self._db_mark
-        self._db_mark = mark
-        return moved
+    async def db_changed(self, change: Any = None) -> None:
+        """The database moved (the CLI, or this process): re-read the subscribed boxes."""
+        if self.notifier.subs:
+            for box in sorted(self.notifier.boxes()):
+                await self.recount(box)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Expiry of subscriptions and the database watch, until ``stop``."""
@@ -252,13 +262,12 @@ class MwiService:
         while not stop.is_set():
             now = self._now()
             self._run(None, self.notifier.tick(now))
-            if now >= next_poll:
+            if self._own_watch is None:
+                next_poll = now + 3600.0            # the app's change watcher calls db_changed
+            elif now >= next_poll:
                 next_poll = now + POLL_INTERVAL
                 try:
-                    moved = await self._db_moved()
-                    if moved and self.notifier.subs:
-                        for box in sorted(self.notifier.boxes()):
-                            await self.recount(box)
+                    await self._own_watch.check()
                 except Exception:
                     log.exception("MWI: re-reading mailbox counts failed")
             self._wake.clear()

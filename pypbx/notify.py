@@ -2,7 +2,8 @@
 
 Nothing is lost between "a message was filed" and "the clinic was told":
 
-* :meth:`Notifier.voicemail_filed` is registered on ``FrontLine.voicemail_listeners``. For a new
+* :meth:`Notifier.voicemail_left` is a durable subscriber of the event stream's ``voicemail
+  left`` (:mod:`pypbx.events`; :meth:`Notifier.voicemail_filed` does the work). For a new
   message it writes one row per delivery to the ``notifications`` table (one webhook row when
   ``notify.webhook_url`` is set; one e-mail row per address of the mailbox when
   ``notify.smtp_host`` is set and the mailbox has addresses: ``pypbx voicemail box BOX
@@ -270,6 +271,10 @@ class Notifier:
                 if addr.strip():
                     targets.append((Channel.EMAIL, addr.strip()))
         return await self.enqueue("voicemail", payload, targets)
+
+    async def voicemail_left(self, ev: Any) -> None:
+        """Durable subscriber of the event stream's ``voicemail left`` (pypbx.events)."""
+        await self.voicemail_filed(ev.box, dict(ev.meta))
 
     async def enqueue(self, kind: str, payload: dict[str, Any], targets: list[tuple[Channel, str]]) -> list[int]:
         if not targets:

@@ -366,6 +366,8 @@ class TrunkService:
         self.server: Any = None                         # sip.server.SipServer
         self._wake = asyncio.Event()
         self._signature: str | None = None
+        # (trunk, state before, state now, reason) on every registration state change
+        self.on_state: Callable[[str, Any, Any, str], None] | None = None
 
     # -- loading -----------------------------------------------------------------------
     async def load(self, db: Database) -> None:
@@ -582,6 +584,8 @@ class TrunkService:
                 return
             if reg.state is not before or reg.state.value == "failed":
                 log.info("trunk %s: %s (%s)", reg.name, reg.state.value, reg.last_reason)
+            if reg.state is not before and self.on_state is not None:
+                self.on_state(reg.name, before, reg.state, reg.last_reason)
             self._send(sends)
             self._wake.set()
         return handle

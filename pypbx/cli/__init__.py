@@ -22,6 +22,7 @@ from pypbx.cli import (
     callers,
     calls,
     did,
+    events,
     ext,
     group,
     hours,
@@ -68,7 +69,7 @@ for _command in (
     ext.ext, agent.agent_group, queue.queue_group, callbacks.callbacks_cmd, trunk.trunk_group, did.did_group,
     route.route, call.call_cmd, calls.calls, recordings.recordings, simulate.simulate_cmd,
     hours.hours, callers.callers, ivr.ivr, voicemail.voicemail, survey.survey, group.group,
-    notify.notify, report.report, prompts.prompts,
+    notify.notify, report.report, prompts.prompts, events.events_cmd,
 ):
     cli.add_command(_command)
 

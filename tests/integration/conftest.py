@@ -7,10 +7,43 @@ from typing import Callable
 
 import pytest
 
+from tests.integration import harness
 from tests.integration.harness import PbxProcess
 from tests.phone.driver import PjPhone
 
 PASSWORD = "correct-horse-battery"
+
+
+def _check_stopped_pbxs() -> None:
+    """Check the event stream of every PbxProcess that has stopped (harness.check_event_stream)."""
+    done = [p for p in harness.UNCHECKED if p.proc is None or p.proc.poll() is not None]
+    for p in done:
+        harness.UNCHECKED.remove(p)
+    for p in done:
+        if p.proc is not None:
+            p.check_events()
+
+
+@pytest.fixture(autouse=True)
+def event_stream_invariant():
+    """After every test: the event streams of the PBXs it ran (and stopped) are gap-free and
+    ordered, and every call ends in exactly one call.ended with its record's disposition."""
+    yield
+    _check_stopped_pbxs()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    c = harness.CHECKED
+    if c["pbxs"]:
+        terminalreporter.write_line(f"event stream invariant: {c['pbxs']} PBX(s), {c['calls']} call(s), "
+                                    f"{c['events']} event(s) checked")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def event_stream_invariant_at_end():
+    """PBXs of module-scoped fixtures: checked once they have stopped."""
+    yield
+    _check_stopped_pbxs()
 
 
 @pytest.fixture

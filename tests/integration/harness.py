@@ -64,10 +64,20 @@ def free_range(count: int, step: int = 1, lo: int = 20000, hi: int = 60000) -> i
     raise RuntimeError("no free port range")
 
 
+#: Every PbxProcess made, until its event stream was checked (tests/integration/conftest.py).
+UNCHECKED: list["PbxProcess"] = []
+#: What the checks covered: PBX directories, calls, events (the session summary prints it).
+CHECKED = {"pbxs": 0, "calls": 0, "events": 0}
+
+
 class PbxProcess:
-    """``pypbx run`` in a subprocess, with its own config and data directory."""
+    """``pypbx run`` in a subprocess, with its own config and data directory. Its event
+    stream is journaled (``[events] journal``) and checked against its call records after
+    the test (:meth:`check_events`)."""
 
     def __init__(self, workdir: Path, **overrides: Any) -> None:
+        UNCHECKED.append(self)
+        overrides.setdefault("events", {"journal": "events.jsonl"})
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port("both")
@@ -141,6 +151,15 @@ class PbxProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def check_events(self) -> int:
+        """The event stream's invariant over every run of this PBX (its journal): each run's
+        events are numbered 1, 2, 3 ... without a gap, in order; every call in the books has
+        a ``call.offered`` and its call events (``call.step`` aside, which may follow: a
+        recording saved, a survey), in order, end in exactly one ``call.ended``
+        whose disposition is the call record's (a call the books still have in progress, left
+        by a killed PBX, has none). Returns the number of calls checked."""
+        return check_event_stream(self.cfg.events.journal, self.cfg.db_path)
+
     def api(self, cmd: str, **args: Any) -> Any:
         return asyncio.run(request(self.cfg.socket_path, cmd, **args))
 
@@ -156,6 +175,57 @@ class PbxProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out waiting for {what}")
             time.sleep(0.05)
+
+
+def check_event_stream(journal: Path | None, db_path: Path) -> int:
+    """See :meth:`PbxProcess.check_events` (AssertionError with the first violations)."""
+    import sqlite3
+    from pypbx.events import read_journal
+    if journal is None or not Path(journal).exists() or not Path(db_path).exists():
+        return 0
+    events = read_journal(journal)
+    problems: list[str] = []
+    expected: dict[str, int] = {}
+    for ev in events:
+        want = expected.get(ev["run"], 1)
+        if ev["seq"] != want:
+            problems.append(f"run {ev['run']}: seq {ev['seq']} where {want} was next")
+        expected[ev["run"]] = ev["seq"] + 1
+    per_call: dict[str, list[dict]] = {}
+    for ev in events:
+        # the call's life: offered / ringing / answered / held / transferred / ended (its
+        # other steps, call.step, may follow the end: the recording saved, the survey ...)
+        if ev["event"].startswith("call.") and ev["event"] != "call.step":
+            per_call.setdefault(ev["call_id"], []).append(ev)
+    con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        books = dict(con.execute("SELECT id, disposition FROM calls").fetchall())
+    finally:
+        con.close()
+    for call_id in sorted(set(books) | set(per_call)):
+        evs = per_call.get(call_id, [])
+        names = [e["event"] for e in evs]
+        ended = [e for e in evs if e["event"] == "call.ended"]
+        disp = books.get(call_id)
+        if disp is None:
+            problems.append(f"call {call_id}: events {names} but no call record")
+            continue
+        if not names or names[0] != "call.offered" or names.count("call.offered") != 1:
+            problems.append(f"call {call_id} ({disp}): events {names} do not start with one call.offered")
+        if disp == "in_progress":
+            if ended:
+                problems.append(f"call {call_id}: call.ended {ended[0]['disposition']} but the record is open")
+            continue
+        if len(ended) != 1 or names[-1] != "call.ended":
+            problems.append(f"call {call_id} ({disp}): {len(ended)} call.ended, events {names}")
+        elif ended[0]["disposition"] != disp:
+            problems.append(f"call {call_id}: call.ended {ended[0]['disposition']} but the record says {disp}")
+    CHECKED["pbxs"] += 1
+    CHECKED["calls"] += len(books)
+    CHECKED["events"] += len(events)
+    if problems:
+        raise AssertionError(f"event stream of {journal} broken ({len(problems)}):\n" + "\n".join(problems[:20]))
+    return len(books)
 
 
 @dataclass
