@@ -24,7 +24,7 @@ from media.pool import MediaPool, WorkerLost
 from pypbx.acdlive import AcdLive
 from pypbx.calllog import CallLog
 from pypbx import prompts
-from pypbx.calls import DEFAULT_MOH, CallManager
+from pypbx.call import DEFAULT_MOH, CallManager
 from pypbx.recordings import repair_interrupted
 from pypbx.config import Config, ConfigError, load_config
 from pypbx.db import DBError, Database, open_db

@@ -18,8 +18,8 @@ The front door asks :meth:`is_internal` (through the app's ``_is_internal``) whe
 number is ours (never sent to a trunk): IVR menu numbers, mailbox numbers, ``*98``; the
 numbers are cached and re-read every :data:`RELOAD_INTERVAL` seconds by :meth:`start`'s task.
 
-Each delegate takes the session over the way :class:`pypbx.queuecall.QueueCall` does
-(``Session.delegate``). The IVR hands calls on with :meth:`to_queue` and :meth:`to_voicemail`.
+Each flow takes the call over the way :class:`pypbx.queuecall.QueueCall` does
+(``CallManager.hand_over``). The IVR hands calls on with :meth:`to_queue` and :meth:`to_voicemail`.
 Everything is read from the database per call, so CLI changes apply to the next call.
 """
 
@@ -107,7 +107,7 @@ class FrontLine:
 
     def _take(self, s: Any, obj: Any) -> None:
         self.calls[id(s)] = obj
-        s.delegate = obj.handle
+        self.cm.hand_over(s, obj)
 
     # ------------------------------------------------------------ hooks
     async def on_incoming(self, s: Any, ev: Any) -> bool:
@@ -129,7 +129,7 @@ class FrontLine:
             box = await V.box_for_number(self.db, number)
         except Exception:
             log.exception("front line: routing %s failed", number)
-            s.delegate = None
+            self.cm.hand_back(s)
             self.forget(s)
             return False
         if box is not None:
@@ -150,7 +150,6 @@ class FrontLine:
     async def callee_left(self, s: Any) -> bool:
         """An answered call whose callee hung up first: the survey, when enabled."""
         from pypbx import survey as Sv
-        from pypbx.calls import Session  # noqa: F401  (the session type)
         if s.relay or s.xfer is not None or not s.caller_leg or s.rec is None:
             return False
         if not await Sv.enabled_for(self.db, s.rec.queue):
@@ -158,7 +157,7 @@ class FrontLine:
         # close the call as usual (answered, callee hung up: record, recording, agent) ...
         if s.callee_leg:
             s.dropped.add(s.callee_leg)
-        await self.cm._finish(s, Disposition.ANSWERED, side="callee", cause="BYE")
+        await self.cm.finish(s, Disposition.ANSWERED, side="callee", cause="BYE")
         # ... but keep the session (and the caller's leg) for the question
         s.ended = False
         s.bridged = None
@@ -200,7 +199,7 @@ class FrontLine:
             if nxt is not None and nxt.startswith("external:") and not answered \
                     and s.trunk is not None and getattr(self.cm, "trunks", None) is not None:
                 self.forget(s)
-                s.delegate = None           # CallManager bridges on the trunk leg's answer
+                self.cm.hand_back(s)           # CallManager bridges on the trunk leg's answer
                 return await self.cm.trunks.to_destination(self.cm, s, nxt)
             return nxt is not None and await self.start_destination(s, nxt, answered=answered)
         if kind in ("group", "ring_group"):
@@ -258,7 +257,7 @@ class FrontLine:
         qc = QueueCall(live, s, queue)
         self.forget(s)
         live.sessions[id(s)] = qc
-        s.delegate = qc.handle
+        self.cm.hand_over(s, qc)
         await qc.start()
         return True
 
@@ -294,7 +293,7 @@ class FrontLine:
         qc = _IvrQueueCall(live, s, queue)
         self.forget(s)
         live.sessions[id(s)] = qc
-        s.delegate = qc.handle
+        self.cm.hand_over(s, qc)
         rec = s.rec
         rec.queue = queue
         rec.extension = None

@@ -11,7 +11,7 @@ Live:
   (:meth:`GroupService.route`) where a worker's ``sip:grp-<token>@...`` ring leg goes:
   every registered contact of every member being rung, in ONE fork (as
   :meth:`pypbx.acdlive.AcdLive.route` does for agents);
-* :class:`GroupCall` drives one call as the session's delegate (``Session.delegate``):
+* :class:`GroupCall` drives one call as the call's flow (``CallManager.hand_over``):
   rings (one leg per step), relays ringing to an unanswered caller (MOH to an answered
   one: IVR, queue overflow), and on answer gives the session back to CallManager as an
   ordinary answered call (bridged, recorded); no answer -> ``then``.
@@ -35,7 +35,8 @@ from typing import Any, Callable
 from pypbx import screenpop
 from pypbx.calllog import Disposition
 from pypbx.db import Database, IntegrityError
-from pypbx.delegate import Tick, TimedDelegate
+from pypbx.call import Tick
+from pypbx.flows.base import TimedFlow
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ class GroupService:
 
 
 
-class GroupCall(TimedDelegate):
+class GroupCall(TimedFlow):
     """One call ringing a group (see the module docstring)."""
 
     def __init__(self, fl: Any, s: Any, group: RingGroup, svc: GroupService, *, answered: bool) -> None:
@@ -271,14 +272,14 @@ class GroupCall(TimedDelegate):
         if leg is not None:
             self.cancelled.add(leg)
             self.s.dropped.add(leg)
-            await self.cm._hangup_quietly(self.w, leg, None)
+            await self.cm.hangup(self.s, leg, None)
         self.svc.done(self.token)
         self.token = None
 
     # ---------------------------------------------------------------- events
     async def handle(self, ev: Any) -> None:
         from media import protocol as P
-        from pypbx.calls import _Shutdown
+        from pypbx.call import Shutdown
         s = self.s
         if self.state == "done":
             return
@@ -288,9 +289,9 @@ class GroupCall(TimedDelegate):
                 await self.event("ring_group_no_answer", group=self.group.name, extensions=list(self.exts))
                 await self._drop_leg()
                 await self._next()
-        elif isinstance(ev, _Shutdown):
+        elif isinstance(ev, Shutdown):
             await self._drop_leg()
-            await self.cm._hangup_quietly(self.w, s.caller_leg, None if self.caller_answered else 503)
+            await self.cm.hangup(self.s, s.caller_leg, None if self.caller_answered else 503)
             await self.finish(Disposition.INTERRUPTED, "system", "pbx shutting down")
         elif isinstance(ev, P.Ringing):
             if ev.leg == self.leg:
@@ -321,7 +322,7 @@ class GroupCall(TimedDelegate):
             self._disarm()
             self.svc.done(self.token)
             self.state = "done"
-            await self.cm._worker_lost(s, ev)
+            await self.cm.worker_lost(s, ev)
 
     async def _answered(self, ev: Any) -> None:
         s = self.s
@@ -335,7 +336,7 @@ class GroupCall(TimedDelegate):
         s.rec.extension = ext or None
         s.answered = True
         s.ring_deadline = None
-        s.delegate = None                 # an ordinary answered call of CallManager from here on
+        self.cm.hand_back(s)                # an ordinary answered call of CallManager from here on
         self.fl.forget(s)
         await self.event("ring_group_answered", group=self.group.name, extension=ext)
         log.info("call %s: ring group %s answered by %s", s.rec.id[:12], self.group.name, ext)
@@ -344,7 +345,7 @@ class GroupCall(TimedDelegate):
                 await self.w.stop_play(s.caller_leg)
             except Exception:
                 pass
-            await self.cm._connect(s)
+            await self.cm.connect(s)
         else:
             await self.w.answer(s.caller_leg, 200)     # CallManager connects on the caller's answer
 
@@ -364,7 +365,7 @@ class GroupCall(TimedDelegate):
             if await self.fl.start_destination(s, then, answered=self.caller_answered):
                 return
             log.warning("call %s: group %s: --then %s is not available", s.rec.id[:12], self.group.name, then)
-        await self.cm._hangup_quietly(self.w, s.caller_leg, None if self.caller_answered else 480)
+        await self.cm.hangup(self.s, s.caller_leg, None if self.caller_answered else 480)
         await self.finish(Disposition.NO_ANSWER, "system", f"ring group {self.group.name}: no answer")
 
     async def finish(self, disposition: Disposition, side: str, cause: str) -> None:
@@ -373,7 +374,7 @@ class GroupCall(TimedDelegate):
         self._disarm()
         self.state = "done"
         self.fl.forget(self.s)
-        await self.cm._finish(self.s, disposition, side=side, cause=cause)
+        await self.cm.finish(self.s, disposition, side=side, cause=cause)
 
     def finished(self, disposition: Any, side: str) -> None:
         self._disarm()

@@ -28,7 +28,7 @@ A menu (:class:`Menu`) is data::
     7 = "external:+33612345678"       # an outside number through the best trunk (failover to the
                                       #   next trunk; MOH while it rings; no answer -> back to the menu)
     9 = "route:triage"                # routing rules (pypbx.routing); ivr=MENU:DIGITS conditions see
-                                      #   the choices made so far (Session.ivr_choices)
+                                      #   the choices made so far (Call.ivr_choices)
     5 = "play:after_hours"            # play an information prompt, then back to the menu
     8 = "lang:ru"                     # set the prompt language for the rest of the call
     0 = "hangup"                      # goodbye
@@ -36,11 +36,11 @@ A menu (:class:`Menu`) is data::
 ``pypbx ivr add|import|export|list|show|remove`` manage menus; a TOML file holds one menu
 (top-level keys as above) or several (``[menus.<name>]`` tables).
 
-Runtime: :class:`IvrCall` drives one call on its media worker as the session's delegate
-(``Session.delegate``, the way :class:`pypbx.queuecall.QueueCall` does): answers, plays
+Runtime: :class:`IvrCall` drives one call on its media worker as the call's flow
+(``CallManager.hand_over``, the way :class:`pypbx.queuecall.QueueCall` does): answers, plays
 the greeting (a key press interrupts it), collects DTMF with an inter-digit timeout, and
-acts. Handing the call on (queue, voicemail, an answered extension) replaces the delegate
-or gives the session back to CallManager. Caller hang-up in the menu -> ``abandoned_ivr``;
+acts. Handing the call on (queue, voicemail, an answered extension) hands it to another flow
+or back to CallManager (``hand_back``). Caller hang-up in the menu -> ``abandoned_ivr``;
 a call that ends in the after-hours branch -> ``after_hours``.
 """
 
@@ -60,7 +60,8 @@ from media.client import WorkerError
 from pypbx import screenpop
 from pypbx.calllog import Disposition
 from pypbx.db import Database, IntegrityError
-from pypbx.delegate import Tick, TimedDelegate
+from pypbx.call import Tick
+from pypbx.flows.base import TimedFlow
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +256,7 @@ async def check_references(db: Database, menu: Menu) -> list[str]:
 # ------------------------------------------------------------------ the runtime
 
 
-class IvrCall(TimedDelegate):
+class IvrCall(TimedFlow):
     """One caller in the IVR (see the module docstring)."""
 
     def __init__(self, fl: Any, s: Any, menu: Menu, lang: str | None = None) -> None:
@@ -343,7 +344,7 @@ class IvrCall(TimedDelegate):
 
     # ---------------------------------------------------------------- events
     async def handle(self, ev: Any) -> None:
-        from pypbx.calls import _Shutdown
+        from pypbx.call import Shutdown
         s = self.s
         if self.state == "done":
             return
@@ -351,7 +352,7 @@ class IvrCall(TimedDelegate):
             if ev.gen == self.gen:
                 self._timer = None
                 await self._tick()
-        elif isinstance(ev, _Shutdown):
+        elif isinstance(ev, Shutdown):
             await self._hangup_all()
             await self.finish(Disposition.INTERRUPTED, "system", "pbx shutting down")
         elif isinstance(ev, P.Answered):
@@ -381,7 +382,7 @@ class IvrCall(TimedDelegate):
         elif type(ev).__name__ in ("WorkerLost", "WorkerExited"):
             self._disarm()
             self.state = "done"
-            await self.cm._worker_lost(s, ev)
+            await self.cm.worker_lost(s, ev)
 
     async def _played(self) -> None:
         if self.hangup_after:
@@ -547,7 +548,7 @@ class IvrCall(TimedDelegate):
     async def _hangup_caller_and_finish(self) -> None:
         disp, cause = self.end or (Disposition.ANSWERED, "ivr")
         await self.player.stop()
-        await self.cm._hangup_quietly(self.w, self.s.caller_leg, None)
+        await self.cm.hangup(self.s, self.s.caller_leg, None)
         await self.finish(disp, "system", cause)
 
     # ---------------------------------------------------------------- extensions
@@ -593,9 +594,9 @@ class IvrCall(TimedDelegate):
         s.callee = self.ring_ext
         s.rec.extension = self.ring_ext
         s.answered = True
-        s.delegate = None                 # an ordinary answered call of CallManager from here on
+        self.cm.hand_back(s)                # an ordinary answered call of CallManager from here on
         self.fl.forget(s)
-        await self.cm._connect(s)
+        await self.cm.connect(s)
         log.info("call %s: IVR %s connected to extension %s", s.rec.id[:12], self.menu.name, self.ring_ext)
 
     async def _ring_failed(self, why: str, ext: str | None = None) -> None:
@@ -604,7 +605,7 @@ class IvrCall(TimedDelegate):
         self._disarm()
         if leg is not None:
             self.s.dropped.add(leg)
-            await self.cm._hangup_quietly(self.w, leg, None)
+            await self.cm.hangup(self.s, leg, None)
         await self.event("ivr_dial_failed", extension=ext, reason=why)
         try:
             await self.w.stop_play(self.s.caller_leg)
@@ -623,7 +624,7 @@ class IvrCall(TimedDelegate):
         """``external:NUMBER``: out through the best trunk, as a DID's ``external:`` does
         (:meth:`pypbx.trunks.TrunkRouter._dial_next`: caller ID, channel counting, failover
         to the next trunk on 5xx/408 through ``on_ended``); the caller, already answered,
-        hears MOH meanwhile. The IVR stays the delegate until the answer."""
+        hears MOH meanwhile. The IVR stays the call's flow until the answer."""
         from pypbx.numbers import classify
         from pypbx.trunks import TrunkCall
         s, router = self.s, getattr(self.cm, "trunks", None)
@@ -659,7 +660,7 @@ class IvrCall(TimedDelegate):
             tc.current = None
         if leg:
             s.dropped.add(leg)
-            await self.cm._hangup_quietly(self.w, leg, None)
+            await self.cm.hangup(self.s, leg, None)
 
     async def _outside_answered(self) -> None:
         s = self.s
@@ -672,9 +673,9 @@ class IvrCall(TimedDelegate):
         s.callee = self.ring_ext
         s.answered = True
         s.ring_deadline = None
-        s.delegate = None                 # an ordinary answered (forwarded) call from here on
+        self.cm.hand_back(s)                # an ordinary answered (forwarded) call from here on
         self.fl.forget(s)
-        await self.cm._connect(s)
+        await self.cm.connect(s)
         log.info("call %s: IVR %s connected to %s", s.rec.id[:12], self.menu.name, self.ring_ext)
 
     async def _outside_failed(self, why: str) -> None:
@@ -727,10 +728,10 @@ class IvrCall(TimedDelegate):
             await self._drop_outside()
         if self.ring_leg:
             self.s.dropped.add(self.ring_leg)
-            await self.cm._hangup_quietly(self.w, self.ring_leg, None)
+            await self.cm.hangup(self.s, self.ring_leg, None)
             self.ring_leg = None
         if caller:
-            await self.cm._hangup_quietly(self.w, self.s.caller_leg, None)
+            await self.cm.hangup(self.s, self.s.caller_leg, None)
 
     async def finish(self, disposition: Disposition, side: str, cause: str) -> None:
         if self.state == "done":
@@ -738,7 +739,7 @@ class IvrCall(TimedDelegate):
         self._disarm()
         self.state = "done"
         self.fl.forget(self.s)
-        await self.cm._finish(self.s, disposition, side=side, cause=cause)
+        await self.cm.finish(self.s, disposition, side=side, cause=cause)
 
     def finished(self, disposition: Any, side: str) -> None:
         self._disarm()

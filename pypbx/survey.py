@@ -25,7 +25,8 @@ from typing import Any
 from media import protocol as P
 from media.client import WorkerError
 from pypbx.db import Database
-from pypbx.delegate import Tick, TimedDelegate
+from pypbx.call import Tick
+from pypbx.flows.base import TimedFlow
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ async def report(db: Database, since: float | None = None, until: float | None =
 
 
 
-class SurveyCall(TimedDelegate):
+class SurveyCall(TimedFlow):
     """The caller's leg after the callee hung up (see the module docstring)."""
 
     def __init__(self, fl: Any, s: Any, timeout: float = ANSWER_TIMEOUT, lang: str = "en") -> None:
@@ -128,7 +129,7 @@ class SurveyCall(TimedDelegate):
         self._arm(self.timeout)
 
     async def handle(self, ev: Any) -> None:
-        from pypbx.calls import _Shutdown
+        from pypbx.call import Shutdown
         s = self.s
         if self.state == "done":
             return
@@ -155,8 +156,8 @@ class SurveyCall(TimedDelegate):
                 await self._bye()
         elif isinstance(ev, P.Ended) and ev.leg == s.caller_leg:
             self._done()
-        elif isinstance(ev, _Shutdown):
-            await self.cm._hangup_quietly(self.w, s.caller_leg, None)
+        elif isinstance(ev, Shutdown):
+            await self.cm.hangup(self.s, s.caller_leg, None)
             self._done()
         elif type(ev).__name__ in ("WorkerLost", "WorkerExited"):
             self._done()
@@ -179,7 +180,7 @@ class SurveyCall(TimedDelegate):
             await self._bye()
 
     async def _bye(self) -> None:
-        await self.cm._hangup_quietly(self.w, self.s.caller_leg, None)
+        await self.cm.hangup(self.s, self.s.caller_leg, None)
         self._done()
 
     def _done(self) -> None:

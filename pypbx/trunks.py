@@ -638,7 +638,7 @@ def _header(headers: dict[str, str], name: str) -> str | None:
 
 @dataclass
 class TrunkCall:
-    """Trunk context of one call session (``Session.trunk``)."""
+    """Trunk context of one call session (``Call.trunk``)."""
     direction: str                      # "inbound" | "outbound"
     trunk: str | None = None            # inbound: the trunk it came in on
     did: Did | None = None
@@ -653,7 +653,7 @@ class TrunkCall:
 
 
 class TrunkRouter:
-    """The trunk parts of call routing and call sessions, used by ``pypbx.calls`` through
+    """The trunk parts of call routing and call sessions, used by ``pypbx.call`` through
     small hooks (``CallManager.trunks``)."""
 
     def __init__(self, svc: TrunkService, *, is_internal: Callable[[str], bool]) -> None:
@@ -811,12 +811,12 @@ class TrunkRouter:
         acd = cm.acd
         if acd is None or queue not in getattr(getattr(acd, "engine", None), "queues", {}):
             await s.worker.hangup(s.caller_leg, 480)
-            await cm._finish(s, Disposition.FAILED, side="system", cause=f"queue {queue} not available")
+            await cm.finish(s, Disposition.FAILED, side="system", cause=f"queue {queue} not available")
             return True
         from pypbx.queuecall import QueueCall
         qc = QueueCall(acd, s, queue)
         acd.sessions[id(s)] = qc
-        s.delegate = qc.handle
+        cm.hand_over(s, qc)
         await qc.start()
         return True
 
@@ -856,8 +856,8 @@ class TrunkRouter:
 
     async def _fail(self, cm: Any, s: Any, code: int, cause: str) -> bool:
         from pypbx.calllog import Disposition
-        await cm._hangup_quietly(s.worker, s.caller_leg, code)
-        await cm._finish(s, Disposition.FAILED, side="system", cause=f"{code} {cause}")
+        await cm.hangup(s, s.caller_leg, code)
+        await cm.finish(s, Disposition.FAILED, side="system", cause=f"{code} {cause}")
         return True
 
     async def on_ended(self, cm: Any, s: Any, ev: Any) -> bool:
@@ -905,7 +905,7 @@ class TrunkRouter:
 class ClickToCall:
     """``pypbx call EXTENSION NUMBER``: ring the extension's phones first; when it answers,
     dial the number through the best trunk (failover as for any outside call) and bridge.
-    Runs as the session's delegate (all worker events of the session come here)."""
+    Runs as the call's flow (all worker events of the call come here)."""
 
     def __init__(self, router: TrunkRouter, cm: Any, s: Any, extension: str, number: str, cls: str) -> None:
         self.router = router
@@ -938,60 +938,60 @@ class ClickToCall:
     async def handle(self, ev: Any) -> None:
         from media import protocol as P
         from pypbx.calllog import Disposition, disposition_for_status
-        from pypbx.calls import _Shutdown
+        from pypbx.call import Shutdown
         s, cm = self.s, self.cm
         if s.ended:
             return
-        if isinstance(ev, _Shutdown):
+        if isinstance(ev, Shutdown):
             for leg in (s.callee_leg, s.caller_leg):
                 if leg:
-                    await cm._hangup_quietly(s.worker, leg, None)
-            await cm._finish(s, Disposition.ANSWERED if s.answered else Disposition.INTERRUPTED,
+                    await cm.hangup(s, leg, None)
+            await cm.finish(s, Disposition.ANSWERED if s.answered else Disposition.INTERRUPTED,
                              side="system", cause="pbx shutting down")
         elif type(ev).__name__ in ("WorkerLost", "WorkerExited"):
-            await cm._worker_lost(s, ev)
+            await cm.worker_lost(s, ev)
         elif isinstance(ev, P.RecordStopped):
             s.stopped_files.add(ev.path)
         elif isinstance(ev, P.Answered):
             if ev.leg == "ext" and not self.ext_answered:
                 self.ext_answered = True
                 await cm.calllog.event(s.rec, "extension_answered", extension=self.extension)
-                await cm._cmd(s, "play", "ext", cm.moh, loop=True)     # while the number rings
+                await cm.play(s, "ext", cm.moh, loop=True, quiet=True)     # while the number rings
                 if not await self.router._dial_next(cm, s):
-                    await cm._hangup_quietly(s.worker, "ext", None)
+                    await cm.hangup(s, "ext", None)
             elif ev.leg == s.callee_leg and not s.answered:
                 s.answered = True
                 s.ring_deadline = None
-                await cm._cmd(s, "stop_play", "ext")
-                await cm._connect(s)
+                await cm.stop_play(s, "ext", quiet=True)
+                await cm.connect(s)
         elif isinstance(ev, P.Ringing) and ev.leg == s.callee_leg:
             await cm.calllog.event(s.rec, "ringing", callee=self.number)
         elif isinstance(ev, P.Ended):
             code = ev.cause_code or 0
             if ev.leg == "ext":
                 if s.callee_leg:
-                    await cm._hangup_quietly(s.worker, s.callee_leg, None)
+                    await cm.hangup(s, s.callee_leg, None)
                 if s.answered:
-                    await cm._finish(s, Disposition.ANSWERED, side="caller", cause="BYE")
+                    await cm.finish(s, Disposition.ANSWERED, side="caller", cause="BYE")
                 elif self.ext_answered:
-                    await cm._finish(s, Disposition.ABANDONED_RINGING, side="caller", cause=f"{code} {ev.reason}".strip())
+                    await cm.finish(s, Disposition.ABANDONED_RINGING, side="caller", cause=f"{code} {ev.reason}".strip())
                 else:
-                    await cm._finish(s, disposition_for_status(code or 480), side="caller",
+                    await cm.finish(s, disposition_for_status(code or 480), side="caller",
                                      cause=f"extension: {code} {ev.reason}".strip())
             elif ev.leg == s.callee_leg:
                 if await self.router.on_ended(cm, s, ev):
                     return
-                await cm._hangup_quietly(s.worker, "ext", None)
+                await cm.hangup(s, "ext", None)
                 if s.answered:
-                    await cm._finish(s, Disposition.ANSWERED, side="callee", cause="BYE")
+                    await cm.finish(s, Disposition.ANSWERED, side="callee", cause="BYE")
                 else:
-                    await cm._finish(s, disposition_for_status(code or 480), side="callee",
+                    await cm.finish(s, disposition_for_status(code or 480), side="callee",
                                      cause=f"{code} {ev.reason}".strip())
 
 
 async def click_to_call(router: TrunkRouter, cm: Any, extension: str, number: str) -> dict[str, Any]:
     """Local API ``call``: start a click-to-call session; returns the call record's id."""
-    from pypbx.calls import Session
+    from pypbx.call import Call
     if not cm.is_extension(extension):
         raise TrunkError(f"no extension {extension}")
     if not cm.is_registered(extension):
@@ -1002,18 +1002,18 @@ async def click_to_call(router: TrunkRouter, cm: Any, extension: str, number: st
     w = cm.pool.try_acquire()
     if w is None:
         raise TrunkError("all media workers busy")
-    s = Session(worker=w, reserved_at=cm.clock())
+    s = Call(worker=w, reserved_at=cm.clock())
     cm.sessions[w] = s
     c2c = ClickToCall(router, cm, s, extension, number, chk.cls)
-    s.delegate = c2c.handle
+    cm.hand_over(s, c2c)
     try:
         call_id = await c2c.start()
     except Exception:
         cm.sessions.pop(w, None)
         if s.rec is not None and not s.ended:
             from pypbx.calllog import Disposition
-            await cm._finish(s, Disposition.FAILED, side="system", cause="click-to-call failed to start")
+            await cm.finish(s, Disposition.FAILED, side="system", cause="click-to-call failed to start")
         await cm.pool.release(w)
         raise
-    cm._spawn(cm._session(s))
+    cm.spawn(cm.run_call(s))
     return {"call_id": call_id, "extension": extension, "number": number, "class": chk.cls}

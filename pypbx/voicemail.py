@@ -4,7 +4,7 @@
   a number that reaches it directly (the internal dialplan: ``pypbx voicemail box 1001
   --number 801``), ``on_no_answer`` (an extension nobody answers, or one not registered,
   goes to its box instead of a 480), the maximum message length.
-* **Leaving a message** (:class:`VoicemailCall`, a session delegate like the IVR's): the caller
+* **Leaving a message** (:class:`VoicemailCall`, a call flow like the IVR's): the caller
   is answered (unless the IVR did already), hears ``leave_message`` and the beep
   (``ivr_prompts/tones/beep.wav``), and is recorded (the engine's recorder on the caller's
   leg) until ``#``, the maximum length, or hang-up. The message is filed under
@@ -324,7 +324,7 @@ class VoicemailCall:
             await self._hangup()
 
     async def _hangup(self) -> None:
-        await self.cm._hangup_quietly(self.w, self.s.caller_leg, None)
+        await self.cm.hangup(self.s, self.s.caller_leg, None)
         await self._finish("system")
 
     async def _finish(self, side: str) -> None:
@@ -340,10 +340,10 @@ class VoicemailCall:
             disp, cause = Disposition.AFTER_HOURS, "after hours: no message left"
         else:
             disp, cause = Disposition.ABANDONED_IVR, f"voicemail {self.box['box']}: no message left"
-        await self.cm._finish(self.s, disp, side=side, cause=cause)
+        await self.cm.finish(self.s, disp, side=side, cause=cause)
 
     async def handle(self, ev: Any) -> None:
-        from pypbx.calls import _Shutdown
+        from pypbx.call import Shutdown
         s = self.s
         if self.state == "done":
             return
@@ -390,22 +390,22 @@ class VoicemailCall:
                 pass
             else:
                 await self._finish("caller")
-        elif isinstance(ev, _Shutdown):
+        elif isinstance(ev, Shutdown):
             if self.state == "recording":
                 self.caller_gone = True
-                await self.cm._hangup_quietly(self.w, s.caller_leg, None)
+                await self.cm.hangup(self.s, s.caller_leg, None)
                 await self._stop_recording("shutdown")
                 if self.state != "done":
                     await self._save()
             else:
-                await self.cm._hangup_quietly(self.w, s.caller_leg, None)
+                await self.cm.hangup(self.s, s.caller_leg, None)
                 self.state = "done"
                 self.fl.forget(s)
-                await self.cm._finish(s, Disposition.INTERRUPTED, side="system", cause="pbx shutting down")
+                await self.cm.finish(s, Disposition.INTERRUPTED, side="system", cause="pbx shutting down")
         elif type(ev).__name__ in ("WorkerLost", "WorkerExited"):
             self.state = "done"
             self.fl.forget(s)
-            await self.cm._worker_lost(s, ev)
+            await self.cm.worker_lost(s, ev)
 
     def finished(self, disposition: Any, side: str) -> None:
         self.state = "done"
@@ -458,7 +458,7 @@ class MailboxCall:
             return False
 
     async def handle(self, ev: Any) -> None:
-        from pypbx.calls import _Shutdown
+        from pypbx.call import Shutdown
         s = self.s
         if self.done:
             return
@@ -468,7 +468,7 @@ class MailboxCall:
             await self._next()
         elif isinstance(ev, P.PlaybackFinished) and ev.leg == s.caller_leg:
             if self.playing == "bye":
-                await self.cm._hangup_quietly(self.w, s.caller_leg, None)
+                await self.cm.hangup(self.s, s.caller_leg, None)
                 await self._end("system")
             else:
                 await self._next()
@@ -480,20 +480,20 @@ class MailboxCall:
             await self._next()
         elif isinstance(ev, P.Ended) and ev.leg == s.caller_leg:
             await self._end("caller")
-        elif isinstance(ev, _Shutdown):
-            await self.cm._hangup_quietly(self.w, s.caller_leg, None)
+        elif isinstance(ev, Shutdown):
+            await self.cm.hangup(self.s, s.caller_leg, None)
             await self._end("system")
         elif type(ev).__name__ in ("WorkerLost", "WorkerExited"):
             self.done = True
             self.fl.forget(s)
-            await self.cm._worker_lost(s, ev)
+            await self.cm.worker_lost(s, ev)
 
     async def _end(self, side: str) -> None:
         if self.done:
             return
         self.done = True
         self.fl.forget(self.s)
-        await self.cm._finish(self.s, Disposition.ANSWERED, side=side,
+        await self.cm.finish(self.s, Disposition.ANSWERED, side=side,
                               cause=f"voicemail access {self.box}: {self.heard} heard")
 
     def finished(self, disposition: Any, side: str) -> None:

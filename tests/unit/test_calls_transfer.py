@@ -1,4 +1,4 @@
-"""CallManager (pypbx.calls) with media.fake: hold -> MOH to the other party; blind transfer
+"""CallManager (pypbx.call) with media.fake: hold -> MOH to the other party; blind transfer
 -> new leg bridged, transferor hung up; attended transfer -> two sessions joined; call
 records and events right."""
 
@@ -15,7 +15,7 @@ import soundfile as sf
 from media import protocol as P
 from media.fake import FakePool
 from pypbx.calllog import CallLog
-from pypbx.calls import DEFAULT_MOH, CallManager
+from pypbx.call import DEFAULT_MOH, CallManager
 from pypbx.db import open_db
 from sip.message import parse_message
 from sip.transaction import Addr

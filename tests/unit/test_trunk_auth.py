@@ -174,10 +174,10 @@ class _CM:
     async def event(self, rec: Any, kind: str, **detail: Any) -> None:
         self.events.append((kind, detail))
 
-    async def _hangup_quietly(self, w: Any, leg: str, code: int | None) -> None:
+    async def hangup(self, s: Any, leg: str, code: int | None = None) -> None:
         self.hangups.append((leg, code))
 
-    async def _finish(self, s: Any, disposition: Disposition, *, side: str, cause: str) -> None:
+    async def finish(self, s: Any, disposition: Disposition, *, side: str, cause: str) -> None:
         self.finished.append((disposition, cause))
 
 

@@ -1,26 +1,25 @@
-"""What the call delegates (IVR menu, ring group, survey) share: one timer per call.
+"""What the timed flows (IVR menu, ring group, survey) share: one timer per call.
 
-A delegate takes over a call session's worker events (see ``CallManager``); its timeouts
-come back through the same event queue as :class:`Tick` events, so a call's steps never
-interleave. Each ``_arm`` or ``_disarm`` moves the generation on, so a tick from an older
-timer is recognisably stale.
+A flow's timeouts come back through the call's own input queue as
+:class:`~pypbx.call.Tick` events, so a call's steps never interleave. Each ``_arm`` or
+``_disarm`` moves the generation on, so a tick from an older timer is recognisably stale.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pypbx.call.flow import FlowBase, Tick
+
+if TYPE_CHECKING:
+    from pypbx.call.manager import CallManager
+    from pypbx.call.session import Call
 
 
-@dataclass(frozen=True)
-class Tick:
-    gen: int
-
-
-class TimedDelegate:
-    s: Any          # the call session (its .queue receives the ticks)
-    cm: Any         # the CallManager
+class TimedFlow(FlowBase):
+    s: Call          # the call (its .queue receives the ticks)
+    cm: CallManager
     gen: int = 0
     _timer: asyncio.TimerHandle | None = None
 
@@ -34,7 +33,7 @@ class TimedDelegate:
             self._timer = None
         self.gen += 1
 
-    def _current(self, ev: Any) -> bool:
+    def _current(self, ev: object) -> bool:
         """``ev`` is the tick of the timer armed last."""
         return isinstance(ev, Tick) and ev.gen == self.gen
 
