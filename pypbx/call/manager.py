@@ -65,6 +65,7 @@ from media.pool import MediaPool, WorkerLost
 from media.recording import RecordingInfo, _read_mono, merge_stereo, repair_dir, write_atomic
 from pypbx.calllog import CallLog, CallRecord, Direction, Disposition, disposition_for_status
 from pypbx import screenpop
+from pypbx.call.hooks import AcdHooks, FrontLineHooks, GroupHooks, TrunkHooks
 from pypbx.call.flow import CallInput, Flow, Shutdown
 from pypbx.call.session import Call, CallState, Transfer, TransferKind, user_of
 from pypbx.db import Database
@@ -103,10 +104,10 @@ class CallManager:
         self.moh = Path(moh) if moh else DEFAULT_MOH
         self._starting: dict[int, float] = {}      # SIP ports of workers started for a call
         self.sessions: dict[WorkerClient, Call] = {}
-        self.acd: Any = None          # pypbx.acdlive.AcdLive, set by the app
-        self.trunks: Any = None       # pypbx.trunks.TrunkRouter, set by the app
-        self.frontline: Any = None    # pypbx.frontline.FrontLine (IVR, voicemail, survey, callers), set by the app
-        self.groups: Any = None       # pypbx.groups.GroupService (ring groups' ring legs), set by the app
+        self.acd: AcdHooks | None = None            # pypbx.acdlive.AcdLive, set by the app
+        self.trunks: TrunkHooks | None = None       # pypbx.trunks.TrunkRouter, set by the app
+        self.frontline: FrontLineHooks | None = None  # pypbx.frontline.FrontLine (IVR, voicemail, survey, callers)
+        self.groups: GroupHooks | None = None       # pypbx.groups.GroupService (ring groups' ring legs)
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = False
         pool.on_event(self._on_pool_event)
@@ -259,7 +260,7 @@ class CallManager:
     async def unbridge(self, call: Call, a: str, b: str, *, quiet: bool = False) -> bool:
         return await self._command(call, quiet, "unbridge", call.worker.unbridge, a, b)
 
-    async def record(self, call: Call, legs: list[str], prefix: str | os.PathLike[str]) -> dict[str, str]:
+    async def record_legs(self, call: Call, legs: list[str], prefix: str | os.PathLike[str]) -> dict[str, str]:
         """One mono recorder per leg: ``<prefix>-<leg>.wav``; returns ``{leg: path}``."""
         return await call.worker.record(legs, prefix)
 
@@ -281,6 +282,10 @@ class CallManager:
 
     async def unhold(self, call: Call, leg: str) -> None:
         await self._hold_changed(call, leg, False)
+
+    async def _event(self, s: Call, kind: str, **detail: Any) -> None:
+        assert s.rec is not None
+        await self.calllog.event(s.rec, kind, **detail)
 
     async def _hangup_worker(self, w: WorkerClient, leg: str | None, code: int | None) -> None:
         try:
@@ -403,10 +408,10 @@ class CallManager:
         elif isinstance(ev, P.Replaced):
             await self._replaced(s, ev)
         elif isinstance(ev, P.Ringing) and s.xfer is not None and ev.leg == s.xfer.new_leg:
-            await self.calllog.event(s.rec, "transfer_ringing", to=user_of(s.xfer.target), leg=ev.leg)
+            await self._event(s, "transfer_ringing", to=user_of(s.xfer.target), leg=ev.leg)
         elif isinstance(ev, P.Ringing) and ev.leg == s.callee_leg:
-            await w.answer(s.caller_leg, 180)
-            await self.calllog.event(s.rec, "ringing", callee=s.callee)
+            await self.answer(s, s.caller_leg, 180)
+            await self._event(s, "ringing", callee=s.callee)
         elif isinstance(ev, P.Answered):
             if ev.call_id:
                 s.call_ids[ev.leg] = ev.call_id
@@ -418,14 +423,14 @@ class CallManager:
             elif ev.leg == s.callee_leg and not s.answered:
                 s.answered = True
                 s.ring_deadline = None
-                await w.answer(s.caller_leg, 200)
+                await self.answer(s, s.caller_leg, 200)
             elif ev.leg == s.caller_leg and s.answered:
                 await self.connect(s)
         elif isinstance(ev, P.Dtmf):
-            await self.calllog.event(s.rec, "dtmf", leg="caller" if ev.leg == s.caller_leg else "callee",
+            await self._event(s, "dtmf", leg="caller" if ev.leg == s.caller_leg else "callee",
                                      digit=ev.digit)
         elif isinstance(ev, P.Ended):
-            if s.trunk is not None and await self.trunks.on_ended(self, s, ev):
+            if s.trunk is not None and self.trunks is not None and await self.trunks.on_ended(self, s, ev):
                 return                # failover to the next trunk
             await self._ended(s, ev)
         elif isinstance(ev, (WorkerLost, WorkerExited)):
@@ -444,7 +449,7 @@ class CallManager:
         s.rec = await self.calllog.offer(caller_number=s.caller, sip_call_id=ev.call_id,
                                          worker=str(s.worker.pid), **offer)
         log.info("call %s: %s -> %s", s.rec.id[:12], s.caller, s.callee)
-        if s.trunk is not None and await self.trunks.start(self, s, ev):
+        if s.trunk is not None and self.trunks is not None and await self.trunks.start(self, s, ev):
             return
         if self.frontline is not None and await self.frontline.on_incoming(s, ev):
             return                # an IVR menu / mailbox number, *98: pypbx.frontline took it
@@ -474,26 +479,30 @@ class CallManager:
         # trips, sent together), and only then write to the database, so the recording
         # covers the whole conversation.
         record = self.record and self._disk_ok()
+        prefix: Path | None = None
         if record:
             day = time.strftime("%Y-%m-%d", time.localtime(s.rec.offered_at))
             folder = self.rec_dir / day
-            s.record_prefix = folder / s.rec.id
+            prefix = s.record_prefix = folder / s.rec.id
+        bridged: BaseException | None
+        recorded: dict[str, str] | BaseException | None
         try:
-            if record:
-                folder.mkdir(parents=True, exist_ok=True)
-            results = await asyncio.gather(
+            if prefix is not None:
+                prefix.parent.mkdir(parents=True, exist_ok=True)
+            bridged, recorded = await asyncio.gather(
                 w.bridge(s.caller_leg, s.callee_leg),
-                w.record([s.caller_leg, s.callee_leg], s.record_prefix) if record else asyncio.sleep(0),
+                w.record([s.caller_leg, s.callee_leg], prefix) if prefix is not None else _nothing(),
                 return_exceptions=True)
         except OSError as exc:
-            results = [await w.bridge(s.caller_leg, s.callee_leg), exc]
-        if isinstance(results[0], CommandFailed):
+            await w.bridge(s.caller_leg, s.callee_leg)
+            bridged, recorded = None, exc
+        if isinstance(bridged, CommandFailed):
             # a leg ended at the very moment of the answer (e.g. the caller hung up as the
             # callee picked up): its Ended event is on the way and closes the call as usual
-            log.info("call %s: bridge %s-%s failed: %s", s.rec.id[:12], s.caller_leg, s.callee_leg, results[0])
-            await self.calllog.event(s.rec, "bridge_failed", error=str(results[0]))
-        elif isinstance(results[0], BaseException):
-            raise results[0]
+            log.info("call %s: bridge %s-%s failed: %s", s.rec.id[:12], s.caller_leg, s.callee_leg, bridged)
+            await self.calllog.event(s.rec, "bridge_failed", error=str(bridged))
+        elif isinstance(bridged, BaseException):
+            raise bridged
         else:
             s.bridged = (s.caller_leg, s.callee_leg)
         await self.calllog.answered(s.rec, at=answered_at, callee=s.callee)
@@ -506,13 +515,13 @@ class CallManager:
             log.error("call %s: not recorded: less than %d MB free under %s", s.rec.id[:12],
                       self.min_free_mb, self.rec_dir)
             return
-        if isinstance(results[1], BaseException):
+        if isinstance(recorded, BaseException) or recorded is None:
             # a recorder failure stops the recording, never the call
             s.rec.flags.add("recording_failed")
-            await self.calllog.update(s.rec, "recording_failed", error=str(results[1]))
-            log.error("call %s: recording failed: %s", s.rec.id[:12], results[1])
+            await self.calllog.update(s.rec, "recording_failed", error=str(recorded))
+            log.error("call %s: recording failed: %s", s.rec.id[:12], recorded)
             return
-        s.files = results[1]
+        s.files = recorded
         s.record_t0 = time.monotonic()
         s.segments = {"caller": [(s.files[s.caller_leg], 0.0)],
                       "callee": [(s.files[s.callee_leg], 0.0)]}
@@ -771,7 +780,7 @@ class CallManager:
                       stop_recording: bool = True) -> None:
         assert s.rec is not None
         s.ended = True
-        if s.trunk is not None:
+        if s.trunk is not None and self.trunks is not None:
             self.trunks.finished(s)
         await self.calllog.end(s.rec, disposition, side=side, cause=cause)
         log.info("call %s ended: %s (%s hung up: %s)", s.rec.id[:12], disposition.value, side, cause)
@@ -872,6 +881,10 @@ class CallManager:
                         "state": s.state.value,
                         "since": s.rec.answered_at or s.rec.offered_at, "worker": s.worker.pid})
         return out
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _splice_channels(segments: dict[str, list[tuple[str, float]]], prefix: Path) -> tuple[str | None, str | None]:
