@@ -35,6 +35,7 @@ from pypbx import callers as C
 from pypbx import voicemail as V
 from pypbx.calllog import Disposition
 from pypbx.db import Database
+from pypbx.call.logs import call_log
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ class FrontLine:
         try:
             g = await G.get_group(self.db, name)
         except G.GroupError:
-            log.warning("call %s: no ring group %s", s.rec.id[:12], name)
+            call_log(log, s).warning("no ring group %s", name)
             return False
         return await self._group_call(s, g, answered)
 
@@ -271,7 +272,7 @@ class FrontLine:
                            after_hours: bool = False) -> bool:
         b = await self.voicemail_box(box)
         if b is None:
-            log.warning("call %s: no mailbox %s", s.rec.id[:12], box)
+            call_log(log, s).warning("no mailbox %s", box)
             return False
         vm = V.VoicemailCall(self, s, b, lang=lang, after_hours=after_hours)
         self._take(s, vm)
@@ -299,6 +300,6 @@ class FrontLine:
         rec.extension = None
         live.register(qc.call_id, qc)
         await self.cm.calllog.update(rec, "queue", queue=queue, number=s.callee, via="ivr")
-        log.info("call %s: IVR -> queue %s", qc.call_id[:12], queue)
+        call_log(log, qc.call_id).info("IVR -> queue %s", queue)
         await qc._enter()
         return True

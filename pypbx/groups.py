@@ -24,6 +24,7 @@ and a queue's overflow (``--overflow-to ring_group:NAME``), all through
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 import re
@@ -37,6 +38,7 @@ from pypbx.calllog import Disposition
 from pypbx.db import Database, IntegrityError
 from pypbx.call import Tick
 from pypbx.flows.base import TimedFlow
+from pypbx.call.logs import call_log
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +196,14 @@ class GroupService:
 
 
 
+class GroupCallState(enum.Enum):
+    """Where a ring group call is."""
+    RINGING = "ringing"
+    ANSWERING = "answering"
+    LEAVING = "leaving"
+    DONE = "done"
+
+
 class GroupCall(TimedFlow):
     """One call ringing a group (see the module docstring)."""
 
@@ -214,7 +224,7 @@ class GroupCall(TimedFlow):
         self.sent_180 = False
         self.gen = 0
         self._timer: asyncio.TimerHandle | None = None
-        self.state = "ringing"           # ringing, answering, leaving, done
+        self.state = GroupCallState.RINGING
 
     # ---------------------------------------------------------------- helpers
     # ---------------------------------------------------------------- start
@@ -224,7 +234,7 @@ class GroupCall(TimedFlow):
         s.ring_deadline = None
         await self.event("ring_group", group=g.name, strategy=g.strategy, members=list(g.members),
                          ring_time=g.ring_time, then=g.then or None)
-        log.info("call %s: %s -> ring group %s (%s: %s)", s.rec.id[:12], s.caller, g.name, g.strategy,
+        call_log(log, s).info("%s -> ring group %s (%s: %s)", s.caller, g.name, g.strategy,
                  ",".join(g.members))
         if self.caller_answered:
             try:
@@ -258,7 +268,7 @@ class GroupCall(TimedFlow):
                                    from_uri=await screenpop.caller_from(cm, self.s),
                                    headers={"X-PBX-Call": self.s.rec.id, "X-PBX-Group": self.group.name})
         except Exception as exc:
-            log.warning("call %s: ringing group %s (%s) failed: %s", self.s.rec.id[:12], self.group.name,
+            call_log(log, self.s).warning("ringing group %s (%s) failed: %s", self.group.name,
                         exts, exc)
             await self._drop_leg()
             await self._next()
@@ -281,10 +291,10 @@ class GroupCall(TimedFlow):
         from media import protocol as P
         from pypbx.call import Shutdown
         s = self.s
-        if self.state == "done":
+        if self.state is GroupCallState.DONE:
             return
         if isinstance(ev, Tick):
-            if ev.gen == self.gen and self.state == "ringing":
+            if ev.gen == self.gen and self.state is GroupCallState.RINGING:
                 self._timer = None
                 await self.event("ring_group_no_answer", group=self.group.name, extensions=list(self.exts))
                 await self._drop_leg()
@@ -302,7 +312,7 @@ class GroupCall(TimedFlow):
         elif isinstance(ev, P.Answered):
             if ev.call_id:
                 s.call_ids[ev.leg] = ev.call_id
-            if ev.leg == self.leg and self.state == "ringing":
+            if ev.leg == self.leg and self.state is GroupCallState.RINGING:
                 await self._answered(ev)
         elif isinstance(ev, P.Ended):
             if ev.leg in self.cancelled:
@@ -321,7 +331,7 @@ class GroupCall(TimedFlow):
         elif type(ev).__name__ in ("WorkerLost", "WorkerExited"):
             self._disarm()
             self.svc.done(self.token)
-            self.state = "done"
+            self.state = GroupCallState.DONE
             await self.cm.worker_lost(s, ev)
 
     async def _answered(self, ev: Any) -> None:
@@ -330,7 +340,7 @@ class GroupCall(TimedFlow):
         ext = self.svc.who_answered(self.token or "", ev.call_id) if self.token else (self.exts or ("",))[0]
         self.svc.done(self.token)
         self.token = None
-        self.state = "done"
+        self.state = GroupCallState.DONE
         s.callee_leg = self.leg
         s.callee = ext
         s.rec.extension = ext or None
@@ -339,7 +349,7 @@ class GroupCall(TimedFlow):
         self.cm.hand_back(s)                # an ordinary answered call of CallManager from here on
         self.fl.forget(s)
         await self.event("ring_group_answered", group=self.group.name, extension=ext)
-        log.info("call %s: ring group %s answered by %s", s.rec.id[:12], self.group.name, ext)
+        call_log(log, s).info("ring group %s answered by %s", self.group.name, ext)
         if self.caller_answered:
             try:
                 await self.w.stop_play(s.caller_leg)
@@ -355,7 +365,7 @@ class GroupCall(TimedFlow):
         then = self.group.then
         await self.event("ring_group_unanswered", group=self.group.name, then=then or None)
         if then:
-            self.state = "leaving"
+            self.state = GroupCallState.LEAVING
             self.fl.forget(s)
             if self.caller_answered:
                 try:
@@ -364,19 +374,19 @@ class GroupCall(TimedFlow):
                     pass
             if await self.fl.start_destination(s, then, answered=self.caller_answered):
                 return
-            log.warning("call %s: group %s: --then %s is not available", s.rec.id[:12], self.group.name, then)
+            call_log(log, s).warning("group %s: --then %s is not available", self.group.name, then)
         await self.cm.hangup(self.s, s.caller_leg, None if self.caller_answered else 480)
         await self.finish(Disposition.NO_ANSWER, "system", f"ring group {self.group.name}: no answer")
 
     async def finish(self, disposition: Disposition, side: str, cause: str) -> None:
-        if self.state == "done":
+        if self.state is GroupCallState.DONE:
             return
         self._disarm()
-        self.state = "done"
+        self.state = GroupCallState.DONE
         self.fl.forget(self.s)
         await self.cm.finish(self.s, disposition, side=side, cause=cause)
 
     def finished(self, disposition: Any, side: str) -> None:
         self._disarm()
         self.svc.done(self.token)
-        self.state = "done"
+        self.state = GroupCallState.DONE

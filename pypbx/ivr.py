@@ -47,6 +47,7 @@ a call that ends in the after-hours branch -> ``after_hours``.
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 import re
@@ -62,6 +63,7 @@ from pypbx.calllog import Disposition
 from pypbx.db import Database, IntegrityError
 from pypbx.call import Tick
 from pypbx.flows.base import TimedFlow
+from pypbx.call.logs import call_log
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +258,19 @@ async def check_references(db: Database, menu: Menu) -> list[str]:
 # ------------------------------------------------------------------ the runtime
 
 
+class IvrState(enum.Enum):
+    """Where a caller is in an IVR menu."""
+    ANSWERING = "answering"
+    GREETING = "greeting"
+    WAITING = "waiting"
+    COLLECTING = "collecting"
+    INFO = "info"
+    RINGING = "ringing"
+    OUTSIDE = "outside"
+    LEAVING = "leaving"
+    DONE = "done"
+
+
 class IvrCall(TimedFlow):
     """One caller in the IVR (see the module docstring)."""
 
@@ -268,7 +283,7 @@ class IvrCall(TimedFlow):
         self.menu = menu
         self.lang = lang or menu.language
         self.lang_chosen = lang is not None
-        self.state = "answering"   # answering, greeting, waiting, collecting, info, ringing, leaving, done
+        self.state = IvrState.ANSWERING
         self.digits = ""
         self.tries = 0
         self.closed = False
@@ -293,7 +308,7 @@ class IvrCall(TimedFlow):
     # ---------------------------------------------------------------- start
     async def start(self, answered: bool = False) -> None:
         await self.event("ivr", menu=self.menu.name, number=self.s.callee)
-        log.info("call %s: %s -> IVR %s", self.s.rec.id[:12], self.s.caller, self.menu.name)
+        call_log(log, self.s).info("%s -> IVR %s", self.s.caller, self.menu.name)
         if answered:
             await self.enter(self.menu)
         else:
@@ -331,7 +346,7 @@ class IvrCall(TimedFlow):
         await self.prompt()
 
     async def prompt(self, before: list[str] | None = None) -> None:
-        self.state = "greeting"
+        self.state = IvrState.GREETING
         self.digits = ""
         self._disarm()
         await self.player.interrupt([self.p(x) for x in (before or [])] + [self.p(g) for g in self.menu.greeting])
@@ -339,14 +354,14 @@ class IvrCall(TimedFlow):
             self._waiting()
 
     def _waiting(self) -> None:
-        self.state = "waiting"
+        self.state = IvrState.WAITING
         self._arm(self.menu.timeout)
 
     # ---------------------------------------------------------------- events
     async def handle(self, ev: Any) -> None:
         from pypbx.call import Shutdown
         s = self.s
-        if self.state == "done":
+        if self.state is IvrState.DONE:
             return
         if isinstance(ev, Tick):
             if ev.gen == self.gen:
@@ -358,16 +373,16 @@ class IvrCall(TimedFlow):
         elif isinstance(ev, P.Answered):
             if ev.call_id:
                 s.call_ids[ev.leg] = ev.call_id
-            if ev.leg == s.caller_leg and self.state == "answering":
+            if ev.leg == s.caller_leg and self.state is IvrState.ANSWERING:
                 await self.enter(self.menu)
-            elif ev.leg == self.ring_leg and self.state == "ringing":
+            elif ev.leg == self.ring_leg and self.state is IvrState.RINGING:
                 await self._ring_answered()
-            elif ev.leg == s.callee_leg and self.state == "outside":
+            elif ev.leg == s.callee_leg and self.state is IvrState.OUTSIDE:
                 await self._outside_answered()
         elif isinstance(ev, P.Ringing):
             if ev.leg == self.ring_leg:
                 await self.event("ringing", callee=self.ring_ext)
-            elif ev.leg == s.callee_leg and self.state == "outside":
+            elif ev.leg == s.callee_leg and self.state is IvrState.OUTSIDE:
                 await self.event("ringing", callee=self.ring_ext)
         elif isinstance(ev, P.PlaybackFinished):
             if ev.leg == s.caller_leg and await self.player.finished(ev.file) and self.player.current is None:
@@ -381,15 +396,15 @@ class IvrCall(TimedFlow):
             s.stopped_files.add(ev.path)
         elif type(ev).__name__ in ("WorkerLost", "WorkerExited"):
             self._disarm()
-            self.state = "done"
+            self.state = IvrState.DONE
             await self.cm.worker_lost(s, ev)
 
     async def _played(self) -> None:
         if self.hangup_after:
             await self._hangup_caller_and_finish()
-        elif self.state == "greeting":
+        elif self.state is IvrState.GREETING:
             self._waiting()
-        elif self.state == "info":
+        elif self.state is IvrState.INFO:
             if self.closed:
                 await self._goodbye(Disposition.AFTER_HOURS, "after hours")
             else:
@@ -397,11 +412,11 @@ class IvrCall(TimedFlow):
 
     async def _dtmf(self, digit: str) -> None:
         await self.event("dtmf", leg="caller", digit=digit, menu=self.menu.name)
-        if self.state == "answering":
+        if self.state is IvrState.ANSWERING:
             await self.enter(self.menu)       # a key before the worker reported the answer
-        if self.state not in ("greeting", "waiting", "collecting"):
+        if self.state not in (IvrState.GREETING, IvrState.WAITING, IvrState.COLLECTING):
             return
-        if self.state == "greeting":
+        if self.state is IvrState.GREETING:
             await self.player.stop()          # a key press interrupts the greeting
         if digit == "#" and self.digits:
             await self._evaluate()
@@ -414,11 +429,11 @@ class IvrCall(TimedFlow):
         elif not longer and not self.menu.direct_dial:
             await self._evaluate()            # nothing can start like this: invalid now
         else:
-            self.state = "collecting"
+            self.state = IvrState.COLLECTING
             self._arm(self.menu.inter_digit)
 
     async def _tick(self) -> None:
-        if self.state == "waiting":
+        if self.state is IvrState.WAITING:
             self.tries += 1
             await self.event("ivr_no_input", menu=self.menu.name, tries=self.tries)
             if self.tries > self.menu.retries:
@@ -426,11 +441,11 @@ class IvrCall(TimedFlow):
                 await self.act(self.menu.on_timeout)
             else:
                 await self.prompt(before=["no_input"])
-        elif self.state == "collecting":
+        elif self.state is IvrState.COLLECTING:
             await self._evaluate()
-        elif self.state == "ringing":
+        elif self.state is IvrState.RINGING:
             await self._ring_failed("no answer")
-        elif self.state == "outside":
+        elif self.state is IvrState.OUTSIDE:
             await self._outside_failed("no answer")
 
     async def _evaluate(self) -> None:
@@ -469,7 +484,7 @@ class IvrCall(TimedFlow):
                     (Disposition.ANSWERED, f"ivr {self.menu.name}: hangup")
             await self._goodbye(*self.end)
         elif kind == "play":
-            self.state = "info"
+            self.state = IvrState.INFO
             self._disarm()
             await self.player.interrupt([self.p(arg)])
             if self.player.current is None:
@@ -499,19 +514,19 @@ class IvrCall(TimedFlow):
             await self._leave()
             if not await self.fl.to_queue(s, arg, self.lang):
                 log.warning("IVR %s: queue %s is not available", self.menu.name, arg)
-                self.state = "greeting"
+                self.state = IvrState.GREETING
                 await self._unavailable()
         elif kind == "voicemail":
             await self._leave()
             if not await self.fl.to_voicemail(s, arg, answered=True, lang=self.lang,
                                               after_hours=self.closed):
-                self.state = "greeting"
+                self.state = IvrState.GREETING
                 await self._unavailable()
         elif kind == "group":
             await self._leave()
             if not await self.fl.to_group(s, arg, answered=True):
                 log.warning("IVR %s: ring group %s is not available", self.menu.name, arg)
-                self.state = "greeting"
+                self.state = IvrState.GREETING
                 await self._unavailable()
         elif kind == "external":
             await self._outside(arg)
@@ -527,7 +542,7 @@ class IvrCall(TimedFlow):
 
     async def _leave(self) -> None:
         self._disarm()
-        self.state = "leaving"
+        self.state = IvrState.LEAVING
         await self.player.stop()
 
     async def _unavailable(self) -> None:
@@ -538,7 +553,7 @@ class IvrCall(TimedFlow):
 
     async def _goodbye(self, disposition: Disposition, cause: str) -> None:
         self._disarm()
-        self.state = "leaving"
+        self.state = IvrState.LEAVING
         self.end = (disposition, cause)
         self.hangup_after = True
         await self.player.interrupt([self.p("thank_you_goodbye")])
@@ -565,7 +580,7 @@ class IvrCall(TimedFlow):
         self.rings += 1
         self.ring_leg = f"ivr-ext{self.rings}"
         self.ring_ext = ext
-        self.state = "ringing"
+        self.state = IvrState.RINGING
         await self.player.stop()
         try:
             await self.w.play(s.caller_leg, self.cm.moh, loop=True)
@@ -585,7 +600,7 @@ class IvrCall(TimedFlow):
     async def _ring_answered(self) -> None:
         s = self.s
         self._disarm()
-        self.state = "done"
+        self.state = IvrState.DONE
         try:
             await self.w.stop_play(s.caller_leg)
         except WorkerError:
@@ -597,7 +612,7 @@ class IvrCall(TimedFlow):
         self.cm.hand_back(s)                # an ordinary answered call of CallManager from here on
         self.fl.forget(s)
         await self.cm.connect(s)
-        log.info("call %s: IVR %s connected to extension %s", s.rec.id[:12], self.menu.name, self.ring_ext)
+        call_log(log, s).info("IVR %s connected to extension %s", self.menu.name, self.ring_ext)
 
     async def _ring_failed(self, why: str, ext: str | None = None) -> None:
         ext = ext or self.ring_ext
@@ -613,10 +628,10 @@ class IvrCall(TimedFlow):
             pass
         box = await self.fl.voicemail_box(ext)
         if box is not None:
-            self.state = "leaving"
+            self.state = IvrState.LEAVING
             if await self.fl.to_voicemail(self.s, ext, answered=True, lang=self.lang):
                 return
-        self.state = "greeting"
+        self.state = IvrState.GREETING
         await self.prompt(before=["all_staff_busy"])
 
     # ---------------------------------------------------------------- outside numbers
@@ -638,7 +653,7 @@ class IvrCall(TimedFlow):
         s.trunk = tc
         tc.forward, tc.number, tc.cls = True, number, classify(number, router.svc.plan).cls
         tc.tried.clear()
-        self.state = "outside"
+        self.state = IvrState.OUTSIDE
         self.ring_ext = number
         try:
             await self.w.play(s.caller_leg, self.cm.moh, loop=True)
@@ -665,7 +680,7 @@ class IvrCall(TimedFlow):
     async def _outside_answered(self) -> None:
         s = self.s
         self._disarm()
-        self.state = "done"
+        self.state = IvrState.DONE
         try:
             await self.w.stop_play(s.caller_leg)
         except WorkerError:
@@ -676,7 +691,7 @@ class IvrCall(TimedFlow):
         self.cm.hand_back(s)                # an ordinary answered (forwarded) call from here on
         self.fl.forget(s)
         await self.cm.connect(s)
-        log.info("call %s: IVR %s connected to %s", s.rec.id[:12], self.menu.name, self.ring_ext)
+        call_log(log, s).info("IVR %s connected to %s", self.menu.name, self.ring_ext)
 
     async def _outside_failed(self, why: str) -> None:
         self._disarm()
@@ -688,13 +703,13 @@ class IvrCall(TimedFlow):
             await self.w.stop_play(self.s.caller_leg)
         except WorkerError:
             pass
-        self.state = "greeting"
+        self.state = IvrState.GREETING
         await self.prompt(before=["all_staff_busy"])
 
     # ---------------------------------------------------------------- the end
     async def _ended(self, ev: P.Ended) -> None:
         s = self.s
-        if self.state == "outside" and ev.leg == s.callee_leg and ev.leg not in s.dropped:
+        if self.state is IvrState.OUTSIDE and ev.leg == s.callee_leg and ev.leg not in s.dropped:
             if await self.cm.trunks.on_ended(self.cm, s, ev):    # failover: the next trunk
                 s.ring_deadline = None
                 self._arm(self.cm.ring_time)
@@ -704,12 +719,12 @@ class IvrCall(TimedFlow):
         if ev.leg in s.dropped and ev.leg != s.caller_leg:
             return
         if ev.leg == self.ring_leg:
-            if self.state == "ringing":
+            if self.state is IvrState.RINGING:
                 await self._ring_failed(f"{ev.cause_code} {ev.reason}".strip())
             return
         if ev.leg != s.caller_leg:
             return
-        ringing = self.state in ("ringing", "outside")
+        ringing = self.state in (IvrState.RINGING, IvrState.OUTSIDE)
         await self._hangup_all(caller=False)
         if ringing:
             await self.finish(Disposition.ABANDONED_RINGING, "caller",
@@ -724,7 +739,7 @@ class IvrCall(TimedFlow):
 
     async def _hangup_all(self, caller: bool = True) -> None:
         self._disarm()
-        if self.state == "outside":
+        if self.state is IvrState.OUTSIDE:
             await self._drop_outside()
         if self.ring_leg:
             self.s.dropped.add(self.ring_leg)
@@ -734,13 +749,13 @@ class IvrCall(TimedFlow):
             await self.cm.hangup(self.s, self.s.caller_leg, None)
 
     async def finish(self, disposition: Disposition, side: str, cause: str) -> None:
-        if self.state == "done":
+        if self.state is IvrState.DONE:
             return
         self._disarm()
-        self.state = "done"
+        self.state = IvrState.DONE
         self.fl.forget(self.s)
         await self.cm.finish(self.s, disposition, side=side, cause=cause)
 
     def finished(self, disposition: Any, side: str) -> None:
         self._disarm()
-        self.state = "done"
+        self.state = IvrState.DONE

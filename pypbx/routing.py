@@ -42,6 +42,7 @@ from typing import Any, Mapping, Sequence
 
 from pypbx import hours as H
 from pypbx.db import Database, IntegrityError
+from pypbx.call.logs import call_log
 
 log = logging.getLogger(__name__)
 
@@ -474,14 +475,14 @@ async def resolve(cm: Any, s: Any, name: str) -> str | None:
         if name in seen or len(seen) >= MAX_DEPTH:
             await cm.calllog.event(s.rec, "route", route=name, rule=None, destination=None,
                                    reason="route loop" if name in seen else "too deep")
-            log.warning("call %s: route %s: loop / too deep (%s)", s.rec.id[:12], name, " -> ".join(seen))
+            call_log(log, s).warning("route %s: loop / too deep (%s)", name, " -> ".join(seen))
             return None
         seen.append(name)
         try:
             route = await get_route(db, name)
         except RoutingError:
             await cm.calllog.event(s.rec, "route", route=name, rule=None, destination=None, reason="no such route")
-            log.warning("call %s: no route %s", s.rec.id[:12], name)
+            call_log(log, s).warning("no route %s", name)
             return None
         facts = await gather_facts(db, route, s.caller, acd=getattr(cm, "acd", None),
                                    ivr_choices=getattr(s, "ivr_choices", None) or ())
@@ -489,7 +490,7 @@ async def resolve(cm: Any, s: Any, name: str) -> str | None:
         await cm.calllog.event(s.rec, "route", route=name, rule=d.rule, destination=d.destination,
                                prefer_agent=d.prefer_agent, known=facts["known"],
                                last_agent=facts["last_agent"])
-        log.info("call %s: route %s: %s", s.rec.id[:12], name, d.trace[-1])
+        call_log(log, s).info("route %s: %s", name, d.trace[-1])
         if d.prefer_agent:
             s.route_prefer = (d.prefer_agent, d.prefer_for)
         if d.destination is None or not d.destination.startswith("route:"):

@@ -18,6 +18,7 @@ other key twice: the caller is released without a score.
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 from typing import Any
@@ -27,6 +28,7 @@ from media.client import WorkerError
 from pypbx.db import Database
 from pypbx.call import Tick
 from pypbx.flows.base import TimedFlow
+from pypbx.call.logs import call_log
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,14 @@ async def report(db: Database, since: float | None = None, until: float | None =
 
 
 
+class SurveyState(enum.Enum):
+    """Where a caller answering the post-call survey is."""
+    QUESTION = "question"
+    WAITING = "waiting"
+    THANKS = "thanks"
+    DONE = "done"
+
+
 class SurveyCall(TimedFlow):
     """The caller's leg after the callee hung up (see the module docstring)."""
 
@@ -94,7 +104,7 @@ class SurveyCall(TimedFlow):
         self.cm = fl.cm
         self.w = s.worker
         self.timeout = timeout
-        self.state = "question"     # question, waiting, thanks, done
+        self.state = SurveyState.QUESTION
         self.playing: str | None = None
         self.asked = 0
         self.gen = 0
@@ -111,7 +121,7 @@ class SurveyCall(TimedFlow):
 
     async def _ask(self) -> None:
         self.asked += 1
-        self.state = "question"
+        self.state = SurveyState.QUESTION
         if not await self._play(self.p("survey_question")):
             await self._wait()
 
@@ -125,25 +135,25 @@ class SurveyCall(TimedFlow):
             return False
 
     async def _wait(self) -> None:
-        self.state = "waiting"
+        self.state = SurveyState.WAITING
         self._arm(self.timeout)
 
     async def handle(self, ev: Any) -> None:
         from pypbx.call import Shutdown
         s = self.s
-        if self.state == "done":
+        if self.state is SurveyState.DONE:
             return
         if isinstance(ev, Tick):
-            if ev.gen == self.gen and self.state == "waiting":
+            if ev.gen == self.gen and self.state is SurveyState.WAITING:
                 await self.cm.calllog.event(s.rec, "survey_no_answer")
                 await self._bye()
         elif isinstance(ev, P.PlaybackFinished) and ev.leg == s.caller_leg and ev.file == self.playing:
             self.playing = None
-            if self.state == "question":
+            if self.state is SurveyState.QUESTION:
                 await self._wait()
-            elif self.state == "thanks":
+            elif self.state is SurveyState.THANKS:
                 await self._bye()
-        elif isinstance(ev, P.Dtmf) and ev.leg == s.caller_leg and self.state in ("question", "waiting"):
+        elif isinstance(ev, P.Dtmf) and ev.leg == s.caller_leg and self.state in (SurveyState.QUESTION, SurveyState.WAITING):
             if ev.digit in "12345" and len(ev.digit) == 1:
                 await self._scored(int(ev.digit))
             elif self.asked < 2:
@@ -174,8 +184,8 @@ class SurveyCall(TimedFlow):
         await record_score(self.fl.db, s.rec.id, s.rec.agent or s.rec.extension, s.rec.queue, score, self.cm.clock())
         await self.cm.calllog.event(s.rec, "survey", score=score, agent=s.rec.agent or s.rec.extension,
                                     queue=s.rec.queue)
-        log.info("call %s: survey score %d for %s", s.rec.id[:12], score, s.rec.agent or s.rec.extension)
-        self.state = "thanks"
+        call_log(log, s).info("survey score %d for %s", score, s.rec.agent or s.rec.extension)
+        self.state = SurveyState.THANKS
         if not await self._play(self.p("survey_thanks")):
             await self._bye()
 
@@ -186,6 +196,6 @@ class SurveyCall(TimedFlow):
     def _done(self) -> None:
         if self._timer:
             self._timer.cancel()
-        self.state = "done"
+        self.state = SurveyState.DONE
         self.fl.forget(self.s)
         self.s.ended = True          # the session (and its worker) is released now

@@ -49,6 +49,7 @@ from typing import Any, Callable
 
 from pypbx.db import Database, IntegrityError
 from pypbx.numbers import CLASSES, FORMATS, NumberPlan, allowed, classify, parse_classes, rewrite
+from pypbx.call.logs import call_log
 
 log = logging.getLogger(__name__)
 
@@ -760,12 +761,12 @@ class TrunkRouter:
                 try:
                     known = await C.known(cm.db, s.caller)
                 except Exception:
-                    log.exception("call %s: caller lookup failed (treated as new)", s.rec.id[:12])
+                    call_log(log, s).exception("caller lookup failed (treated as new)")
                     known = False
                 dest = did.route(known)
                 await cm.calllog.event(s.rec, "caller_lookup", number=s.caller, known=known, destination=dest,
                                        did=did.number)
-                log.info("call %s: DID %s, %s caller %s -> %s", s.rec.id[:12], did.number,
+                call_log(log, s).info("DID %s, %s caller %s -> %s", did.number,
                          "known" if known else "new", s.caller, dest)
             return await self.to_destination(cm, s, dest)
         self.svc.acquire(tc.extension)
@@ -838,7 +839,7 @@ class TrunkRouter:
         self.svc.trunk_busy(trunk.name, +1)
         await cm.calllog.event(s.rec, "trunk_dial", trunk=trunk.name, number=dialled,
                                caller_id=trunk.caller_id, attempt=tc.legs)
-        log.info("call %s: %s -> %s via trunk %s as %s", s.rec.id[:12], s.caller, tc.number, trunk.name, dialled)
+        call_log(log, s).info("%s -> %s via trunk %s as %s", s.caller, tc.number, trunk.name, dialled)
         try:
             # the provider's own Request-URI (sent via the front door, the worker's outbound
             # proxy): the digest-uri of the credentials then matches the Request-URI the
@@ -849,7 +850,7 @@ class TrunkRouter:
                                      auth=self.svc.leg_auth(trunk))
         except Exception as exc:
             self.svc.trunk_busy(trunk.name, -1)
-            log.warning("call %s: originate via %s failed: %s", s.rec.id[:12], trunk.name, exc)
+            call_log(log, s).warning("originate via %s failed: %s", trunk.name, exc)
             s.callee_leg = None
             return await self._dial_next(cm, s) or await self._fail(cm, s, 503, f"originate failed: {exc}")
         return True
@@ -877,7 +878,7 @@ class TrunkRouter:
         auth_failed = code in (401, 407) or (code == 403 and getattr(ev, "challenged", False))
         if auth_failed:
             await cm.calllog.event(s.rec, "trunk_auth_failed", trunk=trunk, status=code, reason=ev.reason)
-            log.warning("call %s: trunk %s refused our credentials (%s %s)", s.rec.id[:12], trunk, code, ev.reason)
+            call_log(log, s).warning("trunk %s refused our credentials (%s %s)", trunk, code, ev.reason)
             if not self.svc.candidates(exclude=tuple(tc.tried)):
                 return await self._fail(cm, s, 503, f"trunk {trunk}: authentication failed ({code} {ev.reason})")
         elif not (code >= 500 or code == 408):
@@ -885,7 +886,7 @@ class TrunkRouter:
         if not self.svc.candidates(exclude=tuple(tc.tried)):
             return False
         await cm.calllog.event(s.rec, "trunk_failover", trunk=trunk, status=code, reason=ev.reason)
-        log.info("call %s: trunk %s answered %s: trying the next trunk", s.rec.id[:12], trunk, code)
+        call_log(log, s).info("trunk %s answered %s: trying the next trunk", trunk, code)
         return await self._dial_next(cm, s)
 
     def finished(self, s: Any) -> None:
@@ -932,7 +933,7 @@ class ClickToCall:
         host = cm.front_door.split(":")[0]
         await s.worker.originate("ext", f"sip:{self.extension}@{cm.front_door}",
                                  from_uri=f"sip:{self.number}@{host}", headers={"X-PBX-Call": s.rec.id})
-        log.info("call %s: click-to-call %s -> %s", s.rec.id[:12], self.extension, self.number)
+        call_log(log, s).info("click-to-call %s -> %s", self.extension, self.number)
         return s.rec.id
 
     async def handle(self, ev: Any) -> None:

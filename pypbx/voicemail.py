@@ -24,6 +24,7 @@ MWI: phones subscribed to a box are told its new/old counts (pypbx.mwi, RFC 3842
 from __future__ import annotations
 
 import asyncio
+import enum
 import datetime as dt
 import json
 import logging
@@ -39,6 +40,7 @@ from media import protocol as P
 from media.client import WorkerError
 from pypbx.calllog import Disposition
 from pypbx.db import Database, IntegrityError
+from pypbx.call.logs import call_log
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +211,17 @@ class _Tick:
         self.gen = gen
 
 
+class VoicemailState(enum.Enum):
+    """Where a caller leaving a message is."""
+    ANSWERING = "answering"
+    GREETING = "greeting"
+    BEEP = "beep"
+    RECORDING = "recording"
+    SAVING = "saving"
+    GOODBYE = "goodbye"
+    DONE = "done"
+
+
 class VoicemailCall:
     """A caller leaving a message in ``box`` (see the module docstring)."""
 
@@ -220,7 +233,7 @@ class VoicemailCall:
         self.box = box
         self.lang = lang
         self.after_hours = after_hours
-        self.state = "answering"     # answering, greeting, beep, recording, saving, goodbye, done
+        self.state = VoicemailState.ANSWERING
         self.playing: str | None = None
         self.file: str | None = None
         self.started_at: float | None = None
@@ -237,7 +250,7 @@ class VoicemailCall:
         s = self.s
         s.ring_deadline = None
         await self.cm.calllog.event(s.rec, "voicemail", box=self.box["box"], after_hours=self.after_hours)
-        log.info("call %s: %s -> voicemail %s", s.rec.id[:12], s.caller, self.box["box"])
+        call_log(log, s).info("%s -> voicemail %s", s.caller, self.box["box"])
         if answered:
             await self._greet()
         else:
@@ -253,18 +266,18 @@ class VoicemailCall:
             return False
 
     async def _greet(self) -> None:
-        self.state = "greeting"
+        self.state = VoicemailState.GREETING
         if not await self._play(self.p("leave_message")):
             await self._beep()
 
     async def _beep(self) -> None:
-        self.state = "beep"
+        self.state = VoicemailState.BEEP
         if not await self._play(str(BEEP)):
             await self._record()
 
     async def _record(self) -> None:
         s = self.s
-        self.state = "recording"
+        self.state = VoicemailState.RECORDING
         self.playing = None
         folder = voicemail_dir(self.fl.data_dir) / self.box["box"] / ".incoming"
         folder.mkdir(parents=True, exist_ok=True)
@@ -273,7 +286,7 @@ class VoicemailCall:
             files = await self.w.record([s.caller_leg], prefix)
             self.file = files.get(s.caller_leg)
         except (WorkerError, OSError) as exc:
-            log.error("call %s: voicemail recording failed: %s", s.rec.id[:12], exc)
+            call_log(log, s).error("voicemail recording failed: %s", exc)
             await self.cm.calllog.event(s.rec, "voicemail_failed", error=str(exc))
             await self._goodbye()
             return
@@ -284,9 +297,9 @@ class VoicemailCall:
                                                             s.queue.put_nowait, _Tick(self.gen))
 
     async def _stop_recording(self, why: str) -> None:
-        if self.state != "recording":
+        if self.state is not VoicemailState.RECORDING:
             return
-        self.state = "saving"
+        self.state = VoicemailState.SAVING
         if self._timer:
             self._timer.cancel()
         await self.cm.calllog.event(self.s.rec, "voicemail_stop", reason=why)
@@ -310,7 +323,7 @@ class VoicemailCall:
                                        received_at=self.started_at or self.cm.clock())
         await self.cm.calllog.event(s.rec, "voicemail_saved", **{k: self.meta[k] for k in
                                                                   ("id", "box", "path", "seconds")})
-        log.info("call %s: voicemail %s (%.1f s) in box %s", s.rec.id[:12], self.meta["id"],
+        call_log(log, s).info("voicemail %s (%.1f s) in box %s", self.meta["id"],
                  self.meta["seconds"], self.box["box"])
         await self.fl.voicemail_filed(self.box["box"], self.meta)
         if self.caller_gone:
@@ -319,7 +332,7 @@ class VoicemailCall:
             await self._goodbye()
 
     async def _goodbye(self) -> None:
-        self.state = "goodbye"
+        self.state = VoicemailState.GOODBYE
         if not await self._play(self.p("thank_you_goodbye")):
             await self._hangup()
 
@@ -328,9 +341,9 @@ class VoicemailCall:
         await self._finish("system")
 
     async def _finish(self, side: str) -> None:
-        if self.state == "done":
+        if self.state is VoicemailState.DONE:
             return
-        self.state = "done"
+        self.state = VoicemailState.DONE
         if self._timer:
             self._timer.cancel()
         self.fl.forget(self.s)
@@ -345,32 +358,32 @@ class VoicemailCall:
     async def handle(self, ev: Any) -> None:
         from pypbx.call import Shutdown
         s = self.s
-        if self.state == "done":
+        if self.state is VoicemailState.DONE:
             return
         if isinstance(ev, _Tick):
-            if ev.gen == -1 and self.state == "saving":
+            if ev.gen == -1 and self.state is VoicemailState.SAVING:
                 await self._save()                    # the recorder never reported: file what is there
-            elif ev.gen == self.gen and self.state == "recording":
+            elif ev.gen == self.gen and self.state is VoicemailState.RECORDING:
                 await self._stop_recording("max length")
         elif isinstance(ev, P.Answered):
-            if ev.leg == s.caller_leg and self.state == "answering":
+            if ev.leg == s.caller_leg and self.state is VoicemailState.ANSWERING:
                 await self._greet()
         elif isinstance(ev, P.PlaybackFinished):
             if ev.leg != s.caller_leg or ev.file != self.playing:
                 return
             self.playing = None
-            if self.state == "greeting":
+            if self.state is VoicemailState.GREETING:
                 await self._beep()
-            elif self.state == "beep":
+            elif self.state is VoicemailState.BEEP:
                 await self._record()
-            elif self.state == "goodbye":
+            elif self.state is VoicemailState.GOODBYE:
                 await self._hangup()
         elif isinstance(ev, P.Dtmf):
             if ev.leg == s.caller_leg:
                 await self.cm.calllog.event(s.rec, "dtmf", leg="caller", digit=ev.digit)
-                if ev.digit == "#" and self.state == "recording":
+                if ev.digit == "#" and self.state is VoicemailState.RECORDING:
                     await self._stop_recording("#")
-                elif ev.digit == "#" and self.state == "greeting":
+                elif ev.digit == "#" and self.state is VoicemailState.GREETING:
                     try:
                         await self.w.stop_play(s.caller_leg)       # skip the greeting
                     except WorkerError:
@@ -378,37 +391,37 @@ class VoicemailCall:
                     await self._beep()
         elif isinstance(ev, P.RecordStopped):
             s.stopped_files.add(ev.path)
-            if ev.path == self.file and self.state == "saving":
+            if ev.path == self.file and self.state is VoicemailState.SAVING:
                 await self._save()
         elif isinstance(ev, P.Ended):
             if ev.leg != s.caller_leg:
                 return
             self.caller_gone = True
-            if self.state == "recording":
+            if self.state is VoicemailState.RECORDING:
                 await self._stop_recording("hang-up")
-            elif self.state == "saving":
+            elif self.state is VoicemailState.SAVING:
                 pass
             else:
                 await self._finish("caller")
         elif isinstance(ev, Shutdown):
-            if self.state == "recording":
+            if self.state is VoicemailState.RECORDING:
                 self.caller_gone = True
                 await self.cm.hangup(self.s, s.caller_leg, None)
                 await self._stop_recording("shutdown")
-                if self.state != "done":
+                if self.state is not VoicemailState.DONE:
                     await self._save()
             else:
                 await self.cm.hangup(self.s, s.caller_leg, None)
-                self.state = "done"
+                self.state = VoicemailState.DONE
                 self.fl.forget(s)
                 await self.cm.finish(s, Disposition.INTERRUPTED, side="system", cause="pbx shutting down")
         elif type(ev).__name__ in ("WorkerLost", "WorkerExited"):
-            self.state = "done"
+            self.state = VoicemailState.DONE
             self.fl.forget(s)
             await self.cm.worker_lost(s, ev)
 
     def finished(self, disposition: Any, side: str) -> None:
-        self.state = "done"
+        self.state = VoicemailState.DONE
 
 
 class MailboxCall:

@@ -73,6 +73,7 @@ from pypbx.recordings import disk_ok
 from sip.message import Request, URI
 from sip.proxy import RouteDecision
 from sip.transaction import Addr
+from pypbx.call.logs import call_log
 
 log = logging.getLogger(__name__)
 
@@ -339,8 +340,7 @@ class CallManager:
                         pass
                     await self.calllog.update(s.rec, "recording_stopped", reason="disk full",
                                               min_free_mb=self.min_free_mb)
-                    log.error("call %s: recording stopped: less than %d MB free", s.rec.id[:12],
-                              self.min_free_mb)
+                    call_log(log, s).error("recording stopped: less than %d MB free", self.min_free_mb)
 
     async def drain(self, timeout: float = 10.0) -> None:
         """SIGTERM: refuse new calls, let calls in progress finish (up to ``timeout``),
@@ -448,7 +448,7 @@ class CallManager:
             offer["direction"] = Direction(offer["direction"])
         s.rec = await self.calllog.offer(caller_number=s.caller, sip_call_id=ev.call_id,
                                          worker=str(s.worker.pid), **offer)
-        log.info("call %s: %s -> %s", s.rec.id[:12], s.caller, s.callee)
+        call_log(log, s).info("%s -> %s", s.caller, s.callee)
         if s.trunk is not None and self.trunks is not None and await self.trunks.start(self, s, ev):
             return
         if self.frontline is not None and await self.frontline.on_incoming(s, ev):
@@ -499,7 +499,7 @@ class CallManager:
         if isinstance(bridged, CommandFailed):
             # a leg ended at the very moment of the answer (e.g. the caller hung up as the
             # callee picked up): its Ended event is on the way and closes the call as usual
-            log.info("call %s: bridge %s-%s failed: %s", s.rec.id[:12], s.caller_leg, s.callee_leg, bridged)
+            call_log(log, s).info("bridge %s-%s failed: %s", s.caller_leg, s.callee_leg, bridged)
             await self.calllog.event(s.rec, "bridge_failed", error=str(bridged))
         elif isinstance(bridged, BaseException):
             raise bridged
@@ -512,14 +512,13 @@ class CallManager:
             s.rec.flags.add("disk_full")
             await self.calllog.update(s.rec, "recording_skipped", reason="disk full",
                                       min_free_mb=self.min_free_mb)
-            log.error("call %s: not recorded: less than %d MB free under %s", s.rec.id[:12],
-                      self.min_free_mb, self.rec_dir)
+            call_log(log, s).error("not recorded: less than %d MB free under %s", self.min_free_mb, self.rec_dir)
             return
         if isinstance(recorded, BaseException) or recorded is None:
             # a recorder failure stops the recording, never the call
             s.rec.flags.add("recording_failed")
             await self.calllog.update(s.rec, "recording_failed", error=str(recorded))
-            log.error("call %s: recording failed: %s", s.rec.id[:12], recorded)
+            call_log(log, s).error("recording failed: %s", recorded)
             return
         s.files = recorded
         s.record_t0 = time.monotonic()
@@ -645,7 +644,7 @@ class CallManager:
             entry["joined_call"] = x.joined.rec.id
         s.transfers.append(entry)
         await self.calllog.update(s.rec, "transferred", **entry, transfers=list(s.transfers))
-        log.info("call %s: %s transfer, %s %s -> %s", s.rec.id[:12], x.kind.value, side, frm, to)
+        call_log(log, s).info("%s transfer, %s %s -> %s", x.kind.value, side, frm, to)
         if self.acd is not None:
             self.acd.call_transferred(s, side, frm, to)    # a queue call's agent handed it on: TRANSFER
 
@@ -712,8 +711,7 @@ class CallManager:
         # the consultation call ends here for the books; its audio goes on in the joined call
         s.relay = True
         await self.calllog.end(s.rec, Disposition.ANSWERED, side=side, cause="attended transfer")
-        log.info("call %s: consultation joined to call %s (attended transfer)", s.rec.id[:12],
-                 (joined or "?")[:12])
+        call_log(log, s).info("consultation joined to call %s (attended transfer)", (joined or "?")[:12])
         if s.files:
             await self.close_recording(s)
             s.files = {}
@@ -814,7 +812,7 @@ class CallManager:
             await self.calllog.update(s.rec, "recording_failed", error=str(exc))
             await self.db.upsert_recording({"call_id": s.rec.id, "path": str(out), "status": "failed",
                                             "created_at": self.clock(), "detail": json.dumps({"error": str(exc)})})
-            log.error("call %s: merging the recording failed: %s", s.rec.id[:12], exc)
+            call_log(log, s).error("merging the recording failed: %s", exc)
             return
         meta = self._metadata(s, info, out)
         sidecar = out.with_suffix(".json")
