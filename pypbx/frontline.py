@@ -32,10 +32,19 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from pypbx import callers as C
+from pypbx import groups as G
+from pypbx import ivr as I
+from pypbx import survey as Sv
 from pypbx import voicemail as V
+from pypbx.call.logs import call_log
 from pypbx.calllog import Disposition
 from pypbx.db import Database
-from pypbx.call.logs import call_log
+from pypbx.flows.group import GroupCall
+from pypbx.flows.ivr import IvrCall
+from pypbx.flows.survey import SurveyCall
+from pypbx.flows.voicemail import MailboxCall, VoicemailCall
+from pypbx.queuecall import QueueCall
+from pypbx.routing import resolve
 
 log = logging.getLogger(__name__)
 
@@ -113,17 +122,16 @@ class FrontLine:
     # ------------------------------------------------------------ hooks
     async def on_incoming(self, s: Any, ev: Any) -> bool:
         """True: the call is taken over here (IVR number, mailbox number, ``*98``)."""
-        from pypbx import ivr as I
         number = s.callee
         try:
             menu = await I.menu_for_number(self.db, number)
             if menu is not None:
-                call = I.IvrCall(self, s, menu)
+                call = IvrCall(self, s, menu)
                 self._take(s, call)
                 await call.start()
                 return True
             if number == V.ACCESS_NUMBER:
-                mc = V.MailboxCall(self, s, s.caller)
+                mc = MailboxCall(self, s, s.caller)
                 self._take(s, mc)
                 await mc.start()
                 return True
@@ -150,7 +158,6 @@ class FrontLine:
 
     async def callee_left(self, s: Any) -> bool:
         """An answered call whose callee hung up first: the survey, when enabled."""
-        from pypbx import survey as Sv
         if s.relay or s.xfer is not None or not s.caller_leg or s.rec is None:
             return False
         if not await Sv.enabled_for(self.db, s.rec.queue):
@@ -166,7 +173,7 @@ class FrontLine:
         q = getattr(getattr(self.cm, "acd", None), "engine", None)
         if s.rec.queue and q is not None and s.rec.queue in q.queues:
             kw["lang"] = q.queues[s.rec.queue].language or "en"
-        sc = Sv.SurveyCall(self, s, **kw)
+        sc = SurveyCall(self, s, **kw)
         self._take(s, sc)
         await sc.start()
         return True
@@ -192,10 +199,8 @@ class FrontLine:
         over; ``route:NAME`` (:mod:`pypbx.routing`) -> the matching rule's destination (an
         ``external:`` one only for an unanswered trunk call). False: unknown destination kind /
         target, or no rule matched."""
-        from pypbx import ivr as I
         kind, _, target = (dest or "").partition(":")
         if kind == "route":                 # routing rules (pypbx.routing): the rule's destination
-            from pypbx.routing import resolve
             nxt = await resolve(self.cm, s, target)
             if nxt is not None and nxt.startswith("external:") and not answered \
                     and s.trunk is not None and getattr(self.cm, "trunks", None) is not None:
@@ -208,7 +213,6 @@ class FrontLine:
         if kind == "queue":
             return await (self.to_queue(s, target) if answered else self._queue_unanswered(s, target))
         if kind == "extension":
-            from pypbx import groups as G
             if not self.cm.is_extension(target) or getattr(self.cm, "groups", None) is None:
                 return False
             g = G.RingGroup(name=f"extension-{target}", members=[target], ring_time=self.cm.ring_time)
@@ -221,7 +225,7 @@ class FrontLine:
                 menu = await I.get_menu(self.db, target)
             except I.IvrError:
                 return False
-            call = I.IvrCall(self, s, menu)
+            call = IvrCall(self, s, menu)
             self._take(s, call)
             await call.start(answered=answered)
             return True
@@ -231,7 +235,6 @@ class FrontLine:
 
     async def to_group(self, s: Any, name: str, *, answered: bool) -> bool:
         """Ring group ``name`` (:mod:`pypbx.groups`). False: no such group."""
-        from pypbx import groups as G
         try:
             g = await G.get_group(self.db, name)
         except G.GroupError:
@@ -240,11 +243,10 @@ class FrontLine:
         return await self._group_call(s, g, answered)
 
     async def _group_call(self, s: Any, g: Any, answered: bool) -> bool:
-        from pypbx import groups as G
         svc = getattr(self.cm, "groups", None)
         if svc is None:
             return False
-        gc = G.GroupCall(self, s, g, svc, answered=answered)
+        gc = GroupCall(self, s, g, svc, answered=answered)
         self._take(s, gc)
         await gc.start()
         return True
@@ -254,7 +256,6 @@ class FrontLine:
         live = getattr(self.cm, "acd", None)
         if live is None or queue not in live.engine.queues or getattr(live, "_closing", False):
             return False
-        from pypbx.queuecall import QueueCall
         qc = QueueCall(live, s, queue)
         self.forget(s)
         live.sessions[id(s)] = qc
@@ -274,7 +275,7 @@ class FrontLine:
         if b is None:
             call_log(log, s).warning("no mailbox %s", box)
             return False
-        vm = V.VoicemailCall(self, s, b, lang=lang, after_hours=after_hours)
+        vm = VoicemailCall(self, s, b, lang=lang, after_hours=after_hours)
         self._take(s, vm)
         await vm.start(answered=answered)
         return True
@@ -284,7 +285,6 @@ class FrontLine:
         live = getattr(self.cm, "acd", None)
         if live is None or queue not in live.engine.queues or getattr(live, "_closing", False):
             return False
-        from pypbx.queuecall import QueueCall
 
         class _IvrQueueCall(QueueCall):
             @property

@@ -197,7 +197,7 @@ def test_did_route_no_match_falls_back_to_the_dids_destination_else_480(tmp_path
             assert ev and ev[0]["rule"] is None and ev[0]["destination"] is None
             # a returning caller (counted above) whose --known route has no match: the DID's --to
             w, s = await did_call(env, "+33100000002", frm="+33140000000", call_id="d3")
-            from pypbx.voicemail import VoicemailCall
+            from pypbx.flows.voicemail import VoicemailCall
             assert isinstance(env.fl.calls.get(id(s)), VoicemailCall), w.commands
             ev = [d for k, d in await env.events(s.rec.id) if k == "route"]
             assert ev and ev[0]["rule"] is None
