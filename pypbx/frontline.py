@@ -41,10 +41,10 @@ from pypbx.calllog import Disposition
 from pypbx.db import Database
 from pypbx.flows.group import GroupCall
 from pypbx.flows.ivr import IvrCall
+from pypbx.flows.route import resolve
 from pypbx.flows.survey import SurveyCall
 from pypbx.flows.voicemail import MailboxCall, VoicemailCall
 from pypbx.queuecall import QueueCall
-from pypbx.routing import resolve
 
 log = logging.getLogger(__name__)
 

@@ -50,6 +50,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pypbx import destinations as D
 from pypbx.db import Database, IntegrityError
 
 log = logging.getLogger(__name__)
@@ -76,10 +77,9 @@ def parse_action(text: str) -> tuple[str, str]:
     if not arg:
         raise IvrError(f"action {text!r} needs a target, e.g. {kind}:NAME")
     if kind == "external":
-        from pypbx.trunks import TrunkError, parse_destination
         try:
-            arg = parse_destination(f"external:{arg}").partition(":")[2]
-        except TrunkError as e:
+            arg = D.parse_destination(f"external:{arg}").partition(":")[2]
+        except D.DestinationError as e:
             raise IvrError(str(e)) from None
     return kind, arg
 

@@ -42,22 +42,40 @@ import asyncio
 import ipaddress
 import json
 import logging
+import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from pypbx.db import Database, IntegrityError
-from pypbx.numbers import CLASSES, FORMATS, NumberPlan, allowed, classify, parse_classes, rewrite
+from media import protocol as P
+from pypbx import callers as C
+from pypbx import destinations as D
+from pypbx.call import Call, Shutdown
 from pypbx.call.logs import call_log
+from pypbx.calllog import Direction, Disposition, disposition_for_status
+from pypbx.db import Database, IntegrityError
+from pypbx.flows.route import resolve
+from pypbx.numbers import (
+    FORMATS,
+    NumberPlan,
+    allowed,
+    classify,
+    parse_classes,
+    rewrite,
+)
+from pypbx.queuecall import QueueCall
+from sip.proxy import RouteDecision
+from sip.transaction import Addr, ResponseReceived, Timeout, TransportError
+from sip.trunk import TrunkRegistration
 
 log = logging.getLogger(__name__)
 
 TRANSPORTS = ("udp", "tcp", "tls")
 #: Numbers shorter than this (emergency numbers aside) are never sent to a trunk: they
 #: are mistyped extensions and get the internal answer (404).
-MIN_EXTERNAL_DIGITS = 6
-DEST_KINDS = ("extension", "queue", "ivr", "voicemail", "group", "external", "route")
+MIN_EXTERNAL_DIGITS = D.MIN_EXTERNAL_DIGITS
+DEST_KINDS = D.DEST_KINDS
 
 
 class TrunkError(Exception):
@@ -183,18 +201,11 @@ def validate_trunk(t: Trunk) -> Trunk:
 
 
 def parse_destination(dest: str) -> str:
-    kind, _, target = (dest or "").strip().partition(":")
-    kind = {"menu": "ivr", "ring_group": "group", "ext": "extension", "number": "external"}.get(kind, kind)
-    target = target.strip()
-    if kind not in DEST_KINDS or not target:
-        raise TrunkError(f"bad destination {dest!r}: extension:NUMBER, queue:NAME, ivr:MENU, voicemail:BOX, "
-                         "group:NAME, external:NUMBER or route:NAME")
-    if kind == "external":
-        n = "".join(c for c in target if c.isdigit() or c == "+")
-        if not n or not n.lstrip("+").isdigit() or len(n.lstrip("+")) < MIN_EXTERNAL_DIGITS:
-            raise TrunkError(f"bad external number {target!r}")
-        target = n
-    return f"{kind}:{target}"
+    """A DID's destination (:func:`pypbx.destinations.parse_destination`); TrunkError if bad."""
+    try:
+        return D.parse_destination(dest)
+    except D.DestinationError as e:
+        raise TrunkError(str(e)) from None
 
 
 def normalise_did(number: str) -> str:
@@ -208,7 +219,6 @@ def normalise_did(number: str) -> str:
 
 def protect_db(db: Database) -> None:
     """Trunk passwords are in the database: make it (and its WAL files) owner-only."""
-    import os
     base = str(getattr(db, "path", "") or "")
     if not base:
         return
@@ -502,7 +512,6 @@ class TrunkService:
 
     def outbound_target(self, trunk: Trunk, user: str) -> tuple[str, Any]:
         """(Request-URI, Addr) of a call to ``user`` (already rewritten) through ``trunk``."""
-        from sip.transaction import Addr
         host = trunk.host
         ips = sorted(self._ips.get(trunk.name) or {host})
         tp = "" if trunk.transport == "udp" else f";transport={trunk.transport}"
@@ -527,8 +536,6 @@ class TrunkService:
 
     # -- registrations -----------------------------------------------------------------
     def _sync_registrations(self) -> None:
-        from sip.transaction import Addr
-        from sip.trunk import TrunkRegistration
         want = {n: t for n, t in self.trunks.items() if t.enabled and t.register}
         now = self.clock()
         for name in list(self.registrations):
@@ -565,7 +572,6 @@ class TrunkService:
 
     def _on_event(self, reg: Any) -> Callable[[Any], None]:
         def handle(ev: Any) -> None:
-            from sip.transaction import ResponseReceived, Timeout, TransportError
             if reg is None:
                 return
             now = self.clock()
@@ -665,7 +671,6 @@ class TrunkRouter:
     def admit(self, request: Any, source: Any) -> Any:
         """Proxy ``admit``: a trunk's requests are not challenged; an INVITE for a DID from
         anywhere else is refused at once (403)."""
-        from sip.proxy import RouteDecision
         if request.method != "INVITE":
             return None      # a trunk only sends calls; anything else is authenticated
         if self.svc.peer(source.host) is not None:
@@ -680,7 +685,6 @@ class TrunkRouter:
         """For an INVITE about to be anchored in a worker: a RouteDecision (reject) or the
         headers to add for the worker (``X-PBX-Trunk``/``X-PBX-DID`` inbound,
         ``X-PBX-Outbound`` for an outside call)."""
-        from sip.proxy import RouteDecision
         if user is None:
             trunk = self.svc.peer(source.host)
             if trunk is None:
@@ -704,7 +708,6 @@ class TrunkRouter:
     def route_worker_leg(self, request: Any) -> Any:
         """A worker's leg marked ``X-PBX-Trunk``: to that trunk (Request-URI user is the
         number already rewritten for it)."""
-        from sip.proxy import RouteDecision
         name = request.headers.get("X-PBX-Trunk")
         if not name:
             return None
@@ -757,7 +760,6 @@ class TrunkRouter:
                 return False
             dest = did.destination
             if did.smart:
-                from pypbx import callers as C
                 try:
                     known = await C.known(cm.db, s.caller)
                 except Exception:
@@ -778,7 +780,6 @@ class TrunkRouter:
         extension -- CallManager rings it as usual (``s.callee`` set)."""
         kind, _, target = dest.partition(":")
         if kind == "route":                 # routing rules (pypbx.routing)
-            from pypbx.routing import resolve
             nxt = await resolve(cm, s, target)
             own = s.trunk.did.destination if s.trunk is not None and s.trunk.did is not None else ""
             if nxt is None and own and not own.startswith("route:"):
@@ -808,13 +809,11 @@ class TrunkRouter:
         return await self._fail(cm, s, 480, f"destination {dest} not available")
 
     async def _to_queue(self, cm: Any, s: Any, queue: str) -> bool:
-        from pypbx.calllog import Disposition
         acd = cm.acd
         if acd is None or queue not in getattr(getattr(acd, "engine", None), "queues", {}):
             await s.worker.hangup(s.caller_leg, 480)
             await cm.finish(s, Disposition.FAILED, side="system", cause=f"queue {queue} not available")
             return True
-        from pypbx.queuecall import QueueCall
         qc = QueueCall(acd, s, queue)
         acd.sessions[id(s)] = qc
         cm.hand_over(s, qc)
@@ -823,7 +822,6 @@ class TrunkRouter:
 
     async def _dial_next(self, cm: Any, s: Any) -> bool:
         """Originate the trunk leg through the next candidate trunk. False: none left."""
-        from pypbx.calllog import Disposition
         tc: TrunkCall = s.trunk
         cands = self.svc.candidates(exclude=tuple(tc.tried))
         if not cands:
@@ -856,7 +854,6 @@ class TrunkRouter:
         return True
 
     async def _fail(self, cm: Any, s: Any, code: int, cause: str) -> bool:
-        from pypbx.calllog import Disposition
         await cm.hangup(s, s.caller_leg, code)
         await cm.finish(s, Disposition.FAILED, side="system", cause=f"{code} {cause}")
         return True
@@ -918,7 +915,6 @@ class ClickToCall:
         self.ext_answered = False
 
     async def start(self) -> str:
-        from pypbx.calllog import Direction
         s, cm = self.s, self.cm
         s.caller, s.callee, s.caller_leg = self.extension, self.number, "ext"
         s.trunk = TrunkCall("outbound", number=self.number, cls=self.cls, extension=self.extension)
@@ -937,9 +933,6 @@ class ClickToCall:
         return s.rec.id
 
     async def handle(self, ev: Any) -> None:
-        from media import protocol as P
-        from pypbx.calllog import Disposition, disposition_for_status
-        from pypbx.call import Shutdown
         s, cm = self.s, self.cm
         if s.ended:
             return
@@ -992,7 +985,6 @@ class ClickToCall:
 
 async def click_to_call(router: TrunkRouter, cm: Any, extension: str, number: str) -> dict[str, Any]:
     """Local API ``call``: start a click-to-call session; returns the call record's id."""
-    from pypbx.call import Call
     if not cm.is_extension(extension):
         raise TrunkError(f"no extension {extension}")
     if not cm.is_registered(extension):
@@ -1012,7 +1004,6 @@ async def click_to_call(router: TrunkRouter, cm: Any, extension: str, number: st
     except Exception:
         cm.sessions.pop(w, None)
         if s.rec is not None and not s.ended:
-            from pypbx.calllog import Disposition
             await cm.finish(s, Disposition.FAILED, side="system", cause="click-to-call failed to start")
         await cm.pool.release(w)
         raise

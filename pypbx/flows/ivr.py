@@ -25,10 +25,10 @@ from pypbx.call import Shutdown, Tick
 from pypbx.call.logs import call_log
 from pypbx.calllog import Disposition
 from pypbx.flows.base import TimedFlow
+from pypbx.flows.route import resolve
 from pypbx.ivr import IvrError, Menu, get_menu, parse_action
 from pypbx.numbers import classify
 from pypbx.queuecall import _Player, prompt
-from pypbx.routing import resolve
 from pypbx.trunks import TrunkCall
 
 log = logging.getLogger(__name__)
