@@ -773,7 +773,7 @@ class TrunkRouter:
             return await self.to_destination(cm, s, dest)
         self.svc.acquire(tc.extension)
         tc.counted = True
-        return await self._dial_next(cm, s)
+        return await self.dial_next(cm, s)
 
     async def to_destination(self, cm: Any, s: Any, dest: str) -> bool:
         """An inbound call (caller not answered yet) to a DID destination. False: an
@@ -802,7 +802,7 @@ class TrunkRouter:
             tc.cls = classify(target, self.svc.plan).cls
             s.callee = target
             await cm.calllog.event(s.rec, "did_forward", number=target, number_class=tc.cls)
-            return await self._dial_next(cm, s)
+            return await self.dial_next(cm, s)
         fl = getattr(cm, "frontline", None)
         if fl is not None and await fl.start_destination(s, dest, answered=False):
             return True
@@ -820,7 +820,7 @@ class TrunkRouter:
         await qc.start()
         return True
 
-    async def _dial_next(self, cm: Any, s: Any) -> bool:
+    async def dial_next(self, cm: Any, s: Any) -> bool:
         """Originate the trunk leg through the next candidate trunk. False: none left."""
         tc: TrunkCall = s.trunk
         cands = self.svc.candidates(exclude=tuple(tc.tried))
@@ -850,7 +850,7 @@ class TrunkRouter:
             self.svc.trunk_busy(trunk.name, -1)
             call_log(log, s).warning("originate via %s failed: %s", trunk.name, exc)
             s.callee_leg = None
-            return await self._dial_next(cm, s) or await self._fail(cm, s, 503, f"originate failed: {exc}")
+            return await self.dial_next(cm, s) or await self._fail(cm, s, 503, f"originate failed: {exc}")
         return True
 
     async def _fail(self, cm: Any, s: Any, code: int, cause: str) -> bool:
@@ -884,7 +884,7 @@ class TrunkRouter:
             return False
         await cm.calllog.event(s.rec, "trunk_failover", trunk=trunk, status=code, reason=ev.reason)
         call_log(log, s).info("trunk %s answered %s: trying the next trunk", trunk, code)
-        return await self._dial_next(cm, s)
+        return await self.dial_next(cm, s)
 
     def finished(self, s: Any) -> None:
         tc: TrunkCall | None = s.trunk
@@ -951,7 +951,7 @@ class ClickToCall:
                 self.ext_answered = True
                 await cm.calllog.event(s.rec, "extension_answered", extension=self.extension)
                 await cm.play(s, "ext", cm.moh, loop=True, quiet=True)     # while the number rings
-                if not await self.router._dial_next(cm, s):
+                if not await self.router.dial_next(cm, s):
                     await cm.hangup(s, "ext", None)
             elif ev.leg == s.callee_leg and not s.answered:
                 s.answered = True

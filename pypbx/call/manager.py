@@ -284,9 +284,9 @@ class CallManager:
     async def unhold(self, call: Call, leg: str) -> None:
         await self._hold_changed(call, leg, False)
 
-    async def _event(self, s: Call, kind: str, **detail: Any) -> None:
-        assert s.rec is not None
-        await self.calllog.event(s.rec, kind, **detail)
+    async def event(self, call: Call, kind: str, **detail: Any) -> None:
+        """One event in the call's record (``calls events``)."""
+        await self.calllog.event(call.record, kind, **detail)
 
     async def _hangup_worker(self, w: WorkerClient, leg: str | None, code: int | None) -> None:
         try:
@@ -408,10 +408,10 @@ class CallManager:
         elif isinstance(ev, P.Replaced):
             await self._replaced(s, ev)
         elif isinstance(ev, P.Ringing) and s.xfer is not None and ev.leg == s.xfer.new_leg:
-            await self._event(s, "transfer_ringing", to=user_of(s.xfer.target), leg=ev.leg)
+            await self.event(s, "transfer_ringing", to=user_of(s.xfer.target), leg=ev.leg)
         elif isinstance(ev, P.Ringing) and ev.leg == s.callee_leg:
             await self.answer(s, s.caller_leg, 180)
-            await self._event(s, "ringing", callee=s.callee)
+            await self.event(s, "ringing", callee=s.callee)
         elif isinstance(ev, P.Answered):
             if ev.call_id:
                 s.call_ids[ev.leg] = ev.call_id
@@ -427,7 +427,7 @@ class CallManager:
             elif ev.leg == s.caller_leg and s.answered:
                 await self.connect(s)
         elif isinstance(ev, P.Dtmf):
-            await self._event(s, "dtmf", leg="caller" if ev.leg == s.caller_leg else "callee",
+            await self.event(s, "dtmf", leg="caller" if ev.leg == s.caller_leg else "callee",
                                      digit=ev.digit)
         elif isinstance(ev, P.Ended):
             if s.trunk is not None and self.trunks is not None and await self.trunks.on_ended(self, s, ev):

@@ -95,6 +95,13 @@ class Call:
         return self._flow
 
     @property
+    def record(self) -> CallRecord:
+        """The call's record (for flows: a call is handed over only once it has one)."""
+        if self.rec is None:
+            raise RuntimeError("the call has no record yet")
+        return self.rec
+
+    @property
     def state(self) -> CallState:
         if not self.answered:
             return CallState.RINGING

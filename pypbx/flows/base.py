@@ -38,4 +38,4 @@ class TimedFlow(FlowBase):
         return isinstance(ev, Tick) and ev.gen == self.gen
 
     async def event(self, kind: str, **detail: Any) -> None:
-        await self.cm.calllog.event(self.s.rec, kind, **detail)
+        await self.cm.event(self.s, kind, **detail)

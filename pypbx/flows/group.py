@@ -12,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from media import protocol as P
 from pypbx import screenpop
-from pypbx.call import Shutdown, Tick
+from pypbx.call import Call, CallInput, Shutdown, Tick
 from pypbx.call.logs import call_log
 from pypbx.calllog import Disposition
 from pypbx.flows.base import TimedFlow
 from pypbx.groups import RING_PREFIX, GroupService, RingGroup
+
+if TYPE_CHECKING:
+    from pypbx.frontline import FrontLine
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +39,10 @@ class GroupCallState(enum.Enum):
 class GroupCall(TimedFlow):
     """One call ringing a group (see the module docstring)."""
 
-    def __init__(self, fl: Any, s: Any, group: RingGroup, svc: GroupService, *, answered: bool) -> None:
+    def __init__(self, fl: FrontLine, s: Call, group: RingGroup, svc: GroupService, *, answered: bool) -> None:
         self.fl = fl
         self.s = s
         self.cm = fl.cm
-        self.w = s.worker
         self.group = group
         self.svc = svc
         self.caller_answered = answered
@@ -67,7 +69,7 @@ class GroupCall(TimedFlow):
                  ",".join(g.members))
         if self.caller_answered:
             try:
-                await self.w.play(s.caller_leg, self.cm.moh, loop=True)
+                await self.cm.play(self.s, s.caller_leg, self.cm.moh, loop=True)
             except Exception:
                 pass
         await self._next()
@@ -93,9 +95,9 @@ class GroupCall(TimedFlow):
         self.leg = f"grp{self.steps}"
         fd = cm.front_door
         try:
-            await self.w.originate(self.leg, f"sip:{RING_PREFIX}{self.token}@{fd}",
+            await self.cm.originate(self.s, self.leg, f"sip:{RING_PREFIX}{self.token}@{fd}",
                                    from_uri=await screenpop.caller_from(cm, self.s),
-                                   headers={"X-PBX-Call": self.s.rec.id, "X-PBX-Group": self.group.name})
+                                   headers={"X-PBX-Call": self.s.record.id, "X-PBX-Group": self.group.name})
         except Exception as exc:
             call_log(log, self.s).warning("ringing group %s (%s) failed: %s", self.group.name,
                         exts, exc)
@@ -116,7 +118,7 @@ class GroupCall(TimedFlow):
         self.token = None
 
     # ---------------------------------------------------------------- events
-    async def handle(self, ev: Any) -> None:
+    async def handle(self, ev: CallInput) -> None:
         s = self.s
         if self.state is GroupCallState.DONE:
             return
@@ -134,7 +136,7 @@ class GroupCall(TimedFlow):
             if ev.leg == self.leg:
                 if not self.caller_answered and not self.sent_180:
                     self.sent_180 = True
-                    await self.w.answer(s.caller_leg, 180)
+                    await self.cm.answer(self.s, s.caller_leg, 180)
                 await self.event("ringing", callee=",".join(self.exts), group=self.group.name)
         elif isinstance(ev, P.Answered):
             if ev.call_id:
@@ -161,7 +163,7 @@ class GroupCall(TimedFlow):
             self.state = GroupCallState.DONE
             await self.cm.worker_lost(s, ev)
 
-    async def _answered(self, ev: Any) -> None:
+    async def _answered(self, ev: P.Answered) -> None:
         s = self.s
         self._disarm()
         ext = self.svc.who_answered(self.token or "", ev.call_id) if self.token else (self.exts or ("",))[0]
@@ -170,7 +172,7 @@ class GroupCall(TimedFlow):
         self.state = GroupCallState.DONE
         s.callee_leg = self.leg
         s.callee = ext
-        s.rec.extension = ext or None
+        s.record.extension = ext or None
         s.answered = True
         s.ring_deadline = None
         self.cm.hand_back(s)                # an ordinary answered call of CallManager from here on
@@ -179,12 +181,12 @@ class GroupCall(TimedFlow):
         call_log(log, s).info("ring group %s answered by %s", self.group.name, ext)
         if self.caller_answered:
             try:
-                await self.w.stop_play(s.caller_leg)
+                await self.cm.stop_play(self.s, s.caller_leg)
             except Exception:
                 pass
             await self.cm.connect(s)
         else:
-            await self.w.answer(s.caller_leg, 200)     # CallManager connects on the caller's answer
+            await self.cm.answer(self.s, s.caller_leg, 200)     # CallManager connects on the caller's answer
 
     async def _no_answer(self) -> None:
         s = self.s
@@ -196,7 +198,7 @@ class GroupCall(TimedFlow):
             self.fl.forget(s)
             if self.caller_answered:
                 try:
-                    await self.w.stop_play(s.caller_leg)
+                    await self.cm.stop_play(self.s, s.caller_leg)
                 except Exception:
                     pass
             if await self.fl.start_destination(s, then, answered=self.caller_answered):
@@ -213,7 +215,7 @@ class GroupCall(TimedFlow):
         self.fl.forget(self.s)
         await self.cm.finish(self.s, disposition, side=side, cause=cause)
 
-    def finished(self, disposition: Any, side: str) -> None:
+    def finished(self, disposition: Disposition, side: str) -> None:
         self._disarm()
         self.svc.done(self.token)
         self.state = GroupCallState.DONE

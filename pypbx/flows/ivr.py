@@ -14,14 +14,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from media import protocol as P
 from media.client import WorkerError
 from pypbx import callers as C
 from pypbx import hours as H
 from pypbx import screenpop
-from pypbx.call import Shutdown, Tick
+from pypbx.call import Call, CallInput, Shutdown, Tick
 from pypbx.call.logs import call_log
 from pypbx.calllog import Disposition
 from pypbx.flows.base import TimedFlow
@@ -29,7 +29,10 @@ from pypbx.flows.route import resolve
 from pypbx.ivr import IvrError, Menu, get_menu, parse_action
 from pypbx.numbers import classify
 from pypbx.queuecall import _Player, prompt
-from pypbx.trunks import TrunkCall
+from pypbx.trunks import TrunkCall, TrunkRouter
+
+if TYPE_CHECKING:
+    from pypbx.frontline import FrontLine
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +56,11 @@ class IvrState(enum.Enum):
 class IvrCall(TimedFlow):
     """One caller in the IVR (see the module docstring)."""
 
-    def __init__(self, fl: Any, s: Any, menu: Menu, lang: str | None = None) -> None:
+    def __init__(self, fl: FrontLine, s: Call, menu: Menu, lang: str | None = None) -> None:
         self.fl = fl
         self.s = s
         self.cm = fl.cm
-        self.w = s.worker
+        self.w = s.worker            # read by pypbx.queuecall._Player (the prompt player)
         self.menu = menu
         self.lang = lang or menu.language
         self.lang_chosen = lang is not None
@@ -89,7 +92,7 @@ class IvrCall(TimedFlow):
         if answered:
             await self.enter(self.menu)
         else:
-            await self.w.answer(self.s.caller_leg, 200)
+            await self.cm.answer(self.s, self.s.caller_leg, 200)
 
     async def enter(self, menu: Menu) -> None:
         self.menu = menu
@@ -107,7 +110,7 @@ class IvrCall(TimedFlow):
             if not open_:
                 self.closed = True
                 if self.s.rec is not None:
-                    self.s.rec.flags.add("after_hours")
+                    self.s.record.flags.add("after_hours")
                 await self.event("after_hours", menu=menu.name, schedule=menu.schedule, action=menu.after_hours)
                 await self.act(menu.after_hours)
                 return
@@ -133,7 +136,7 @@ class IvrCall(TimedFlow):
         self._arm(self.menu.timeout)
 
     # ---------------------------------------------------------------- events
-    async def handle(self, ev: Any) -> None:
+    async def handle(self, ev: CallInput) -> None:
         s = self.s
         if self.state is IvrState.DONE:
             return
@@ -244,9 +247,10 @@ class IvrCall(TimedFlow):
 
     def _chose(self, digits: str) -> None:
         """Remember the choice on the session (routing rules' ivr=MENU:DIGITS)."""
-        if getattr(self.s, "ivr_choices", None) is None:
-            self.s.ivr_choices = []
-        self.s.ivr_choices.append((self.menu.name, digits))
+        choices = self.s.ivr_choices
+        if choices is None:
+            choices = self.s.ivr_choices = []
+        choices.append((self.menu.name, digits))
 
     # ---------------------------------------------------------------- actions
     async def act(self, action: str) -> None:
@@ -356,13 +360,13 @@ class IvrCall(TimedFlow):
         self.state = IvrState.RINGING
         await self.player.stop()
         try:
-            await self.w.play(s.caller_leg, self.cm.moh, loop=True)
+            await self.cm.play(self.s, s.caller_leg, self.cm.moh, loop=True)
         except WorkerError:
             pass
         fd = self.cm.front_door
         try:
-            await self.w.originate(self.ring_leg, f"sip:{ext}@{fd}", from_uri=await screenpop.caller_from(self.cm, s),
-                                   headers={"X-PBX-Call": s.rec.id})
+            await self.cm.originate(self.s, self.ring_leg, f"sip:{ext}@{fd}", from_uri=await screenpop.caller_from(self.cm, s),
+                                   headers={"X-PBX-Call": s.record.id})
         except WorkerError as exc:
             self.ring_leg = None
             await self._ring_failed(str(exc), ext=ext)
@@ -375,12 +379,12 @@ class IvrCall(TimedFlow):
         self._disarm()
         self.state = IvrState.DONE
         try:
-            await self.w.stop_play(s.caller_leg)
+            await self.cm.stop_play(self.s, s.caller_leg)
         except WorkerError:
             pass
         s.callee_leg = self.ring_leg
         s.callee = self.ring_ext
-        s.rec.extension = self.ring_ext
+        s.record.extension = self.ring_ext
         s.answered = True
         self.cm.hand_back(s)                # an ordinary answered call of CallManager from here on
         self.fl.forget(s)
@@ -396,7 +400,7 @@ class IvrCall(TimedFlow):
             await self.cm.hangup(self.s, leg, None)
         await self.event("ivr_dial_failed", extension=ext, reason=why)
         try:
-            await self.w.stop_play(self.s.caller_leg)
+            await self.cm.stop_play(self.s, self.s.caller_leg)
         except WorkerError:
             pass
         box = await self.fl.voicemail_box(ext)
@@ -410,10 +414,10 @@ class IvrCall(TimedFlow):
     # ---------------------------------------------------------------- outside numbers
     async def _outside(self, number: str) -> None:
         """``external:NUMBER``: out through the best trunk, as a DID's ``external:`` does
-        (:meth:`pypbx.trunks.TrunkRouter._dial_next`: caller ID, channel counting, failover
+        (:meth:`pypbx.trunks.TrunkRouter.dial_next`: caller ID, channel counting, failover
         to the next trunk on 5xx/408 through ``on_ended``); the caller, already answered,
         hears MOH meanwhile. The IVR stays the call's flow until the answer."""
-        s, router = self.s, getattr(self.cm, "trunks", None)
+        s, router = self.s, self._router()
         if router is None or not router.svc.candidates():
             await self.event("ivr_dial_failed", number=number, reason="no trunk available")
             await self._unavailable()
@@ -427,22 +431,26 @@ class IvrCall(TimedFlow):
         self.state = IvrState.OUTSIDE
         self.ring_ext = number
         try:
-            await self.w.play(s.caller_leg, self.cm.moh, loop=True)
+            await self.cm.play(self.s, s.caller_leg, self.cm.moh, loop=True)
         except WorkerError:
             pass
         await self.event("ivr_external", menu=self.menu.name, number=number, number_class=tc.cls)
-        if not await router._dial_next(self.cm, s) or s.ended:
+        if not await router.dial_next(self.cm, s) or s.ended:
             if not s.ended:
                 await self._outside_failed("no trunk available")
             return
         s.ring_deadline = None              # the IVR's own timer, not CallManager's
         self._arm(self.cm.ring_time)
 
+    def _router(self) -> TrunkRouter | None:
+        return cast("TrunkRouter | None", self.cm.trunks)
+
     async def _drop_outside(self) -> None:
         s, tc = self.s, self.s.trunk
         leg, s.callee_leg = s.callee_leg, None
-        if tc is not None and tc.current is not None:
-            self.cm.trunks.svc.trunk_busy(tc.current, -1)
+        router = self._router()
+        if tc is not None and tc.current is not None and router is not None:
+            router.svc.trunk_busy(tc.current, -1)
             tc.current = None
         if leg:
             s.dropped.add(leg)
@@ -453,7 +461,7 @@ class IvrCall(TimedFlow):
         self._disarm()
         self.state = IvrState.DONE
         try:
-            await self.w.stop_play(s.caller_leg)
+            await self.cm.stop_play(self.s, s.caller_leg)
         except WorkerError:
             pass
         s.callee = self.ring_ext
@@ -471,7 +479,7 @@ class IvrCall(TimedFlow):
             self.s.trunk.forward = False
         await self.event("ivr_dial_failed", number=self.ring_ext, reason=why)
         try:
-            await self.w.stop_play(self.s.caller_leg)
+            await self.cm.stop_play(self.s, self.s.caller_leg)
         except WorkerError:
             pass
         self.state = IvrState.GREETING
@@ -481,7 +489,8 @@ class IvrCall(TimedFlow):
     async def _ended(self, ev: P.Ended) -> None:
         s = self.s
         if self.state is IvrState.OUTSIDE and ev.leg == s.callee_leg and ev.leg not in s.dropped:
-            if await self.cm.trunks.on_ended(self.cm, s, ev):    # failover: the next trunk
+            router = self._router()
+            if router is not None and await router.on_ended(self.cm, s, ev):    # failover: the next trunk
                 s.ring_deadline = None
                 self._arm(self.cm.ring_time)
                 return
@@ -527,6 +536,6 @@ class IvrCall(TimedFlow):
         self.fl.forget(self.s)
         await self.cm.finish(self.s, disposition, side=side, cause=cause)
 
-    def finished(self, disposition: Any, side: str) -> None:
+    def finished(self, disposition: Disposition, side: str) -> None:
         self._disarm()
         self.state = IvrState.DONE

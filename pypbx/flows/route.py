@@ -28,7 +28,7 @@ async def resolve(cm: Any, s: Any, name: str) -> str | None:
     seen: list[str] = []
     while True:
         if name in seen or len(seen) >= MAX_DEPTH:
-            await cm.calllog.event(s.rec, "route", route=name, rule=None, destination=None,
+            await cm.event(s, "route", route=name, rule=None, destination=None,
                                    reason="route loop" if name in seen else "too deep")
             call_log(log, s).warning("route %s: loop / too deep (%s)", name, " -> ".join(seen))
             return None
@@ -36,13 +36,13 @@ async def resolve(cm: Any, s: Any, name: str) -> str | None:
         try:
             route = await get_route(db, name)
         except RoutingError:
-            await cm.calllog.event(s.rec, "route", route=name, rule=None, destination=None, reason="no such route")
+            await cm.event(s, "route", route=name, rule=None, destination=None, reason="no such route")
             call_log(log, s).warning("no route %s", name)
             return None
         facts = await gather_facts(db, route, s.caller, acd=getattr(cm, "acd", None),
                                    ivr_choices=getattr(s, "ivr_choices", None) or ())
         d = evaluate(route.rules, facts, route.tz)
-        await cm.calllog.event(s.rec, "route", route=name, rule=d.rule, destination=d.destination,
+        await cm.event(s, "route", route=name, rule=d.rule, destination=d.destination,
                                prefer_agent=d.prefer_agent, known=facts["known"],
                                last_agent=facts["last_agent"])
         call_log(log, s).info("route %s: %s", name, d.trace[-1])

@@ -7,15 +7,18 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from media import protocol as P
 from media.client import WorkerError
-from pypbx.call import Shutdown, Tick
+from pypbx.call import Call, CallInput, Shutdown, Tick
 from pypbx.call.logs import call_log
 from pypbx.flows.base import TimedFlow
 from pypbx.queuecall import prompt
 from pypbx.survey import ANSWER_TIMEOUT, record_score
+
+if TYPE_CHECKING:
+    from pypbx.frontline import FrontLine
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +34,11 @@ class SurveyState(enum.Enum):
 class SurveyCall(TimedFlow):
     """The caller's leg after the callee hung up (see the module docstring)."""
 
-    def __init__(self, fl: Any, s: Any, timeout: float = ANSWER_TIMEOUT, lang: str = "en") -> None:
+    def __init__(self, fl: FrontLine, s: Call, timeout: float = ANSWER_TIMEOUT, lang: str = "en") -> None:
         self.fl = fl
         self.lang = lang
         self.s = s
         self.cm = fl.cm
-        self.w = s.worker
         self.timeout = timeout
         self.state = SurveyState.QUESTION
         self.playing: str | None = None
@@ -49,7 +51,7 @@ class SurveyCall(TimedFlow):
         return prompt(self.lang, pid, self.fl.prompts_dir)
 
     async def start(self) -> None:
-        await self.cm.calllog.event(self.s.rec, "survey_offered", agent=self.s.rec.agent, queue=self.s.rec.queue)
+        await self.cm.event(self.s, "survey_offered", agent=self.s.record.agent, queue=self.s.record.queue)
         await self._ask()
 
     async def _ask(self) -> None:
@@ -60,7 +62,7 @@ class SurveyCall(TimedFlow):
 
     async def _play(self, f: str) -> bool:
         try:
-            await self.w.play(self.s.caller_leg, f)
+            await self.cm.play(self.s, self.s.caller_leg, f)
             self.playing = f
             return True
         except WorkerError:
@@ -71,13 +73,13 @@ class SurveyCall(TimedFlow):
         self.state = SurveyState.WAITING
         self._arm(self.timeout)
 
-    async def handle(self, ev: Any) -> None:
+    async def handle(self, ev: CallInput) -> None:
         s = self.s
         if self.state is SurveyState.DONE:
             return
         if isinstance(ev, Tick):
             if ev.gen == self.gen and self.state is SurveyState.WAITING:
-                await self.cm.calllog.event(s.rec, "survey_no_answer")
+                await self.cm.event(s, "survey_no_answer")
                 await self._bye()
         elif isinstance(ev, P.PlaybackFinished) and ev.leg == s.caller_leg and ev.file == self.playing:
             self.playing = None
@@ -90,7 +92,7 @@ class SurveyCall(TimedFlow):
                 await self._scored(int(ev.digit))
             elif self.asked < 2:
                 try:
-                    await self.w.stop_play(s.caller_leg)
+                    await self.cm.stop_play(self.s, s.caller_leg)
                 except WorkerError:
                     pass
                 await self._ask()
@@ -110,13 +112,13 @@ class SurveyCall(TimedFlow):
         if self._timer:
             self._timer.cancel()
         try:
-            await self.w.stop_play(s.caller_leg)
+            await self.cm.stop_play(self.s, s.caller_leg)
         except WorkerError:
             pass
-        await record_score(self.fl.db, s.rec.id, s.rec.agent or s.rec.extension, s.rec.queue, score, self.cm.clock())
-        await self.cm.calllog.event(s.rec, "survey", score=score, agent=s.rec.agent or s.rec.extension,
-                                    queue=s.rec.queue)
-        call_log(log, s).info("survey score %d for %s", score, s.rec.agent or s.rec.extension)
+        await record_score(self.fl.db, s.record.id, s.record.agent or s.record.extension, s.record.queue, score, self.cm.clock())
+        await self.cm.event(s, "survey", score=score, agent=s.record.agent or s.record.extension,
+                                    queue=s.record.queue)
+        call_log(log, s).info("survey score %d for %s", score, s.record.agent or s.record.extension)
         self.state = SurveyState.THANKS
         if not await self._play(self.p("survey_thanks")):
             await self._bye()

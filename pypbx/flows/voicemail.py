@@ -18,25 +18,23 @@ import asyncio
 import enum
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from media import protocol as P
 from media.client import WorkerError
-from pypbx.call import Shutdown
+from pypbx.call import Call, CallInput, FlowBase, Shutdown, Tick
 from pypbx.call.logs import call_log
 from pypbx.calllog import Disposition
 from pypbx.queuecall import prompt
 from pypbx.voicemail import BEEP, file_message, list_messages, mark_heard, voicemail_dir
 
+if TYPE_CHECKING:
+    from pypbx.frontline import FrontLine
+
 log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------ the runtime
-
-class _Tick:
-    def __init__(self, gen: int) -> None:
-        self.gen = gen
-
 
 class VoicemailState(enum.Enum):
     """Where a caller leaving a message is."""
@@ -49,14 +47,13 @@ class VoicemailState(enum.Enum):
     DONE = "done"
 
 
-class VoicemailCall:
+class VoicemailCall(FlowBase):
     """A caller leaving a message in ``box`` (see the module docstring)."""
 
-    def __init__(self, fl: Any, s: Any, box: dict[str, Any], lang: str = "en", after_hours: bool = False) -> None:
+    def __init__(self, fl: FrontLine, s: Call, box: dict[str, Any], lang: str = "en", after_hours: bool = False) -> None:
         self.fl = fl
         self.s = s
         self.cm = fl.cm
-        self.w = s.worker
         self.box = box
         self.lang = lang
         self.after_hours = after_hours
@@ -75,17 +72,17 @@ class VoicemailCall:
     async def start(self, answered: bool = False) -> None:
         s = self.s
         s.ring_deadline = None
-        await self.cm.calllog.event(s.rec, "voicemail", box=self.box["box"], after_hours=self.after_hours)
+        await self.cm.event(s, "voicemail", box=self.box["box"], after_hours=self.after_hours)
         call_log(log, s).info("%s -> voicemail %s", s.caller, self.box["box"])
         if answered:
             await self._greet()
         else:
-            await self.w.answer(s.caller_leg, 200)
+            await self.cm.answer(self.s, s.caller_leg, 200)
 
     async def _play(self, f: str) -> bool:
         self.playing = f
         try:
-            await self.w.play(self.s.caller_leg, f)
+            await self.cm.play(self.s, self.s.caller_leg, f)
             return True
         except WorkerError:
             self.playing = None
@@ -107,20 +104,20 @@ class VoicemailCall:
         self.playing = None
         folder = voicemail_dir(self.fl.data_dir) / self.box["box"] / ".incoming"
         folder.mkdir(parents=True, exist_ok=True)
-        prefix = folder / s.rec.id
+        prefix = folder / s.record.id
         try:
-            files = await self.w.record([s.caller_leg], prefix)
+            files = await self.cm.record_legs(self.s, [s.caller_leg], prefix)
             self.file = files.get(s.caller_leg)
         except (WorkerError, OSError) as exc:
             call_log(log, s).error("voicemail recording failed: %s", exc)
-            await self.cm.calllog.event(s.rec, "voicemail_failed", error=str(exc))
+            await self.cm.event(s, "voicemail_failed", error=str(exc))
             await self._goodbye()
             return
         self.started_at = self.cm.clock()
-        await self.cm.calllog.event(s.rec, "voicemail_recording", box=self.box["box"], file=self.file)
+        await self.cm.event(s, "voicemail_recording", box=self.box["box"], file=self.file)
         self.gen += 1
         self._timer = asyncio.get_running_loop().call_later(float(self.box["max_seconds"]),
-                                                            s.queue.put_nowait, _Tick(self.gen))
+                                                            s.queue.put_nowait, Tick(self.gen))
 
     async def _stop_recording(self, why: str) -> None:
         if self.state is not VoicemailState.RECORDING:
@@ -128,26 +125,26 @@ class VoicemailCall:
         self.state = VoicemailState.SAVING
         if self._timer:
             self._timer.cancel()
-        await self.cm.calllog.event(self.s.rec, "voicemail_stop", reason=why)
+        await self.cm.event(self.s, "voicemail_stop", reason=why)
         if not self.caller_gone:
             try:
-                await self.w.stop_record([self.s.caller_leg])
+                await self.cm.stop_record(self.s, [self.s.caller_leg])
             except WorkerError:
                 pass
         # the worker reports record_stopped once the file is flushed
         if self.file is None or self.file in self.s.stopped_files:
             await self._save()
         else:
-            self._timer = asyncio.get_running_loop().call_later(3.0, self.s.queue.put_nowait, _Tick(-1))
+            self._timer = asyncio.get_running_loop().call_later(3.0, self.s.queue.put_nowait, Tick(-1))
 
     async def _save(self) -> None:
         if self.meta is not None:
             return
         s = self.s
         self.meta = await file_message(self.fl.db, self.fl.data_dir, self.box["box"], self.file, caller=s.caller,
-                                       did=s.rec.did or s.callee, call_id=s.rec.id,
+                                       did=s.record.did or s.callee, call_id=s.record.id,
                                        received_at=self.started_at or self.cm.clock())
-        await self.cm.calllog.event(s.rec, "voicemail_saved", **{k: self.meta[k] for k in
+        await self.cm.event(s, "voicemail_saved", **{k: self.meta[k] for k in
                                                                   ("id", "box", "path", "seconds")})
         call_log(log, s).info("voicemail %s (%.1f s) in box %s", self.meta["id"],
                  self.meta["seconds"], self.box["box"])
@@ -181,11 +178,11 @@ class VoicemailCall:
             disp, cause = Disposition.ABANDONED_IVR, f"voicemail {self.box['box']}: no message left"
         await self.cm.finish(self.s, disp, side=side, cause=cause)
 
-    async def handle(self, ev: Any) -> None:
+    async def handle(self, ev: CallInput) -> None:
         s = self.s
         if self.state is VoicemailState.DONE:
             return
-        if isinstance(ev, _Tick):
+        if isinstance(ev, Tick):
             if ev.gen == -1 and self.state is VoicemailState.SAVING:
                 await self._save()                    # the recorder never reported: file what is there
             elif ev.gen == self.gen and self.state is VoicemailState.RECORDING:
@@ -205,12 +202,12 @@ class VoicemailCall:
                 await self._hangup()
         elif isinstance(ev, P.Dtmf):
             if ev.leg == s.caller_leg:
-                await self.cm.calllog.event(s.rec, "dtmf", leg="caller", digit=ev.digit)
+                await self.cm.event(s, "dtmf", leg="caller", digit=ev.digit)
                 if ev.digit == "#" and self.state is VoicemailState.RECORDING:
                     await self._stop_recording("#")
                 elif ev.digit == "#" and self.state is VoicemailState.GREETING:
                     try:
-                        await self.w.stop_play(s.caller_leg)       # skip the greeting
+                        await self.cm.stop_play(self.s, s.caller_leg)       # skip the greeting
                     except WorkerError:
                         pass
                     await self._beep()
@@ -245,18 +242,17 @@ class VoicemailCall:
             self.fl.forget(s)
             await self.cm.worker_lost(s, ev)
 
-    def finished(self, disposition: Any, side: str) -> None:
+    def finished(self, disposition: Disposition, side: str) -> None:
         self.state = VoicemailState.DONE
 
 
-class MailboxCall:
+class MailboxCall(FlowBase):
     """``*98``: the caller's own box: new messages played oldest first, marked heard."""
 
-    def __init__(self, fl: Any, s: Any, box: str) -> None:
+    def __init__(self, fl: FrontLine, s: Call, box: str) -> None:
         self.fl = fl
         self.s = s
         self.cm = fl.cm
-        self.w = s.worker
         self.box = box
         self.queue: list[dict[str, Any]] = []
         self.playing: str | None = None
@@ -266,8 +262,8 @@ class MailboxCall:
 
     async def start(self) -> None:
         self.queue = await list_messages(self.fl.db, self.box, unheard_only=True)
-        await self.cm.calllog.event(self.s.rec, "voicemail_access", box=self.box, new=len(self.queue))
-        await self.w.answer(self.s.caller_leg, 200)
+        await self.cm.event(self.s, "voicemail_access", box=self.box, new=len(self.queue))
+        await self.cm.answer(self.s, self.s.caller_leg, 200)
 
     async def _next(self) -> None:
         if self.current is not None:
@@ -288,19 +284,19 @@ class MailboxCall:
 
     async def _play(self, f: str, bye: bool = False) -> bool:
         try:
-            await self.w.play(self.s.caller_leg, f)
+            await self.cm.play(self.s, self.s.caller_leg, f)
             self.playing = "bye" if bye else f
             return True
         except WorkerError:
             return False
 
-    async def handle(self, ev: Any) -> None:
+    async def handle(self, ev: CallInput) -> None:
         s = self.s
         if self.done:
             return
         if isinstance(ev, P.Answered) and ev.leg == s.caller_leg:
-            if s.rec.answered_at is None:
-                await self.cm.calllog.answered(s.rec, voicemail_access=self.box)
+            if s.record.answered_at is None:
+                await self.cm.calllog.answered(s.record, voicemail_access=self.box)
             await self._next()
         elif isinstance(ev, P.PlaybackFinished) and ev.leg == s.caller_leg:
             if self.playing == "bye":
@@ -310,7 +306,7 @@ class MailboxCall:
                 await self._next()
         elif isinstance(ev, P.Dtmf) and ev.leg == s.caller_leg and ev.digit == "#" and self.current is not None:
             try:
-                await self.w.stop_play(s.caller_leg)       # # skips to the next message
+                await self.cm.stop_play(self.s, s.caller_leg)       # # skips to the next message
             except WorkerError:
                 pass
             await self._next()
@@ -332,5 +328,5 @@ class MailboxCall:
         await self.cm.finish(self.s, Disposition.ANSWERED, side=side,
                               cause=f"voicemail access {self.box}: {self.heard} heard")
 
-    def finished(self, disposition: Any, side: str) -> None:
+    def finished(self, disposition: Disposition, side: str) -> None:
         self.done = True
