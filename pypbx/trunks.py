@@ -46,12 +46,12 @@ import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from media import protocol as P
 from pypbx import callers as C
 from pypbx import destinations as D
-from pypbx.call import Call, Shutdown
+from pypbx.call import Call, CallInput, CallManager, FlowBase, Shutdown
 from pypbx.call.logs import call_log
 from pypbx.calllog import Direction, Disposition, disposition_for_status
 from pypbx.db import Database, IntegrityError
@@ -65,9 +65,13 @@ from pypbx.numbers import (
     rewrite,
 )
 from pypbx.queuecall import QueueCall
+from sip.message import Request
 from sip.proxy import RouteDecision
 from sip.transaction import Addr, ResponseReceived, Timeout, TransportError
 from sip.trunk import TrunkRegistration
+
+if TYPE_CHECKING:
+    from sip.server import SipServer
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +289,7 @@ async def add_did(db: Database, number: str, destination: str | None, service_li
         raise TrunkError("a DID needs --to DESTINATION, or both --known and --new")
     destination = parse_destination(destination) if destination else new
     assert destination is not None
-    for d in {destination, known, new} - {None}:
+    for d in cast("set[str]", {destination, known, new} - {None}):
         if d.startswith("route:") and await db.get_route_row(d[6:]) is None:
             raise TrunkError(f"destination {d}: no route {d[6:]!r} (pypbx route add {d[6:]})")
     if trunk is not None and await db.get_trunk_row(trunk) is None:
@@ -339,7 +343,7 @@ def _resolve(host: str) -> set[str]:
     except ValueError:
         pass
     try:
-        return {ai[4][0] for ai in socket.getaddrinfo(host, None, proto=socket.IPPROTO_UDP)}
+        return {str(ai[4][0]) for ai in socket.getaddrinfo(host, None, proto=socket.IPPROTO_UDP)}
     except OSError:
         return set()
 
@@ -369,8 +373,9 @@ class TrunkService:
         self._ips: dict[str, set[str]] = {}             # trunk -> addresses it may call from
         self.active: dict[str, int] = {}                # trunk -> outside calls in progress
         self.by_extension: dict[str, int] = {}          # extension -> outside calls in progress
-        self.registrations: dict[str, Any] = {}         # trunk -> sip.trunk.TrunkRegistration
-        self.server: Any = None                         # sip.server.SipServer
+        self.registrations: dict[str, TrunkRegistration] = {}
+        self._reg_keys: dict[str, tuple[object, ...]] = {}  # trunk -> the settings its registration uses
+        self.server: SipServer | None = None
         self._wake = asyncio.Event()
         self._signature: str | None = None
 
@@ -433,7 +438,7 @@ class TrunkService:
                 return self.dids[f]
         return None
 
-    def did_for(self, request: Any, trunk: Trunk | None = None) -> Did | None:
+    def did_for(self, request: Request, trunk: Trunk | None = None) -> Did | None:
         """The DID an INVITE is for: the Request-URI user, else the To user (providers
         that send calls to the registration contact put the DID in To)."""
         did = self.find_did(request.uri.user)
@@ -510,7 +515,7 @@ class TrunkService:
         return rewrite(number, self.plan, fmt=trunk.number_format, strip_prefix=trunk.strip_prefix,
                        add_prefix=trunk.add_prefix)
 
-    def outbound_target(self, trunk: Trunk, user: str) -> tuple[str, Any]:
+    def outbound_target(self, trunk: Trunk, user: str) -> tuple[str, Addr]:
         """(Request-URI, Addr) of a call to ``user`` (already rewritten) through ``trunk``."""
         host = trunk.host
         ips = sorted(self._ips.get(trunk.name) or {host})
@@ -541,7 +546,7 @@ class TrunkService:
         for name in list(self.registrations):
             t = want.get(name)
             reg = self.registrations[name]
-            if t is None or (t.username, t.password, t.host, t.port, t.transport, t.expires) != reg._key:
+            if t is None or (t.username, t.password, t.host, t.port, t.transport, t.expires) != self._reg_keys.get(name):
                 self._send(reg.stop(now))
                 self._untrack(reg)
                 del self.registrations[name]
@@ -554,13 +559,13 @@ class TrunkService:
                                     domain=t.domain or t.host, username=t.username or "",
                                     password=t.password or "", auth_username=t.auth_username,
                                     expires=t.expires, local_address=local, user_agent=self.user_agent)
-            reg._key = (t.username, t.password, t.host, t.port, t.transport, t.expires)
+            self._reg_keys[name] = (t.username, t.password, t.host, t.port, t.transport, t.expires)
             self.registrations[name] = reg
             if self.server is not None:
                 self._send(reg.start(now))
         self._wake.set()
 
-    def _untrack(self, reg: Any) -> None:
+    def _untrack(self, reg: TrunkRegistration) -> None:
         pass
 
     def _send(self, sends: list) -> None:
@@ -589,7 +594,7 @@ class TrunkService:
             self._wake.set()
         return handle
 
-    def attach(self, server: Any) -> None:
+    def attach(self, server: SipServer) -> None:
         self.server = server
         now = self.clock()
         for reg in self.registrations.values():
@@ -668,7 +673,7 @@ class TrunkRouter:
         self.is_internal = is_internal
 
     # -- front door (sans-I/O, called by the proxy) ------------------------------------
-    def admit(self, request: Any, source: Any) -> Any:
+    def admit(self, request: Request, source: Addr) -> Any:
         """Proxy ``admit``: a trunk's requests are not challenged; an INVITE for a DID from
         anywhere else is refused at once (403)."""
         if request.method != "INVITE":
@@ -681,7 +686,7 @@ class TrunkRouter:
                 return RouteDecision.reject(403, "Forbidden - DIDs are reached through a trunk")
         return None
 
-    def screen(self, request: Any, source: Any, user: str | None) -> Any:
+    def screen(self, request: Request, source: Addr, user: str | None) -> RouteDecision | tuple[tuple[str, str], ...]:
         """For an INVITE about to be anchored in a worker: a RouteDecision (reject) or the
         headers to add for the worker (``X-PBX-Trunk``/``X-PBX-DID`` inbound,
         ``X-PBX-Outbound`` for an outside call)."""
@@ -705,7 +710,7 @@ class TrunkRouter:
             return RouteDecision.reject(chk.status, chk.reason)
         return (("X-PBX-Outbound", target), ("X-PBX-Class", chk.cls))
 
-    def route_worker_leg(self, request: Any) -> Any:
+    def route_worker_leg(self, request: Request) -> RouteDecision | None:
         """A worker's leg marked ``X-PBX-Trunk``: to that trunk (Request-URI user is the
         number already rewritten for it)."""
         name = request.headers.get("X-PBX-Trunk")
@@ -720,7 +725,7 @@ class TrunkRouter:
         return RouteDecision.fork([(uri, addr)], headers=[(n, "") for n in sorted(strip)])
 
     # -- call sessions (CallManager hooks) ---------------------------------------------
-    def context(self, s: Any, ev: Any) -> tuple[TrunkCall, dict[str, Any]] | None:
+    def context(self, s: Call, ev: P.Incoming) -> tuple[TrunkCall, dict[str, Any]] | None:
         """(trunk context, CallLog.offer fields) of a call a worker reported, or None
         for an internal call. Sets ``s.callee`` to the destination."""
         hdrs = getattr(ev, "headers", {}) or {}
@@ -747,10 +752,11 @@ class TrunkRouter:
             return tc, {"direction": "outbound", "callee_number": number, "extension": s.caller}
         return None
 
-    async def start(self, cm: Any, s: Any, ev: Any) -> bool:
+    async def start(self, cm: CallManager, s: Call, ev: P.Incoming) -> bool:
         """After the record is offered. True: handled here (queue takeover, outbound leg)."""
-        tc: TrunkCall = s.trunk
-        await cm.calllog.event(s.rec, "trunk_call", direction=tc.direction, trunk=tc.trunk,
+        tc = s.trunk
+        assert tc is not None
+        await cm.event(s, "trunk_call", direction=tc.direction, trunk=tc.trunk,
                                did=tc.did.number if tc.did else None,
                                service_line=tc.did.service_line if tc.did else None,
                                number=tc.number or None, number_class=tc.cls or None)
@@ -766,7 +772,7 @@ class TrunkRouter:
                     call_log(log, s).exception("caller lookup failed (treated as new)")
                     known = False
                 dest = did.route(known)
-                await cm.calllog.event(s.rec, "caller_lookup", number=s.caller, known=known, destination=dest,
+                await cm.event(s, "caller_lookup", number=s.caller, known=known, destination=dest,
                                        did=did.number)
                 call_log(log, s).info("DID %s, %s caller %s -> %s", did.number,
                          "known" if known else "new", s.caller, dest)
@@ -775,7 +781,7 @@ class TrunkRouter:
         tc.counted = True
         return await self.dial_next(cm, s)
 
-    async def to_destination(self, cm: Any, s: Any, dest: str) -> bool:
+    async def to_destination(self, cm: CallManager, s: Call, dest: str) -> bool:
         """An inbound call (caller not answered yet) to a DID destination. False: an
         extension -- CallManager rings it as usual (``s.callee`` set)."""
         kind, _, target = dest.partition(":")
@@ -791,27 +797,28 @@ class TrunkRouter:
             return await self._to_queue(cm, s, target)
         if kind == "extension":
             s.callee = target
-            if s.rec.extension != target:
-                s.rec.extension = target
-                await cm.calllog.update(s.rec, "did_route", destination=dest)
+            if s.record.extension != target:
+                s.record.extension = target
+                await cm.calllog.update(s.record, "did_route", destination=dest)
             return False
         if kind == "external":
-            tc: TrunkCall = s.trunk
+            tc = s.trunk
+            assert tc is not None
             tc.forward = True
             tc.number = target
             tc.cls = classify(target, self.svc.plan).cls
             s.callee = target
-            await cm.calllog.event(s.rec, "did_forward", number=target, number_class=tc.cls)
+            await cm.event(s, "did_forward", number=target, number_class=tc.cls)
             return await self.dial_next(cm, s)
         fl = getattr(cm, "frontline", None)
         if fl is not None and await fl.start_destination(s, dest, answered=False):
             return True
         return await self._fail(cm, s, 480, f"destination {dest} not available")
 
-    async def _to_queue(self, cm: Any, s: Any, queue: str) -> bool:
-        acd = cm.acd
+    async def _to_queue(self, cm: CallManager, s: Call, queue: str) -> bool:
+        acd: Any = cm.acd          # pypbx.acdlive.AcdLive (its queue calls' registry)
         if acd is None or queue not in getattr(getattr(acd, "engine", None), "queues", {}):
-            await s.worker.hangup(s.caller_leg, 480)
+            await s.worker.hangup(cast(str, s.caller_leg), 480)
             await cm.finish(s, Disposition.FAILED, side="system", cause=f"queue {queue} not available")
             return True
         qc = QueueCall(acd, s, queue)
@@ -820,9 +827,10 @@ class TrunkRouter:
         await qc.start()
         return True
 
-    async def dial_next(self, cm: Any, s: Any) -> bool:
+    async def dial_next(self, cm: CallManager, s: Call) -> bool:
         """Originate the trunk leg through the next candidate trunk. False: none left."""
-        tc: TrunkCall = s.trunk
+        tc = s.trunk
+        assert tc is not None and s.rec is not None
         cands = self.svc.candidates(exclude=tuple(tc.tried))
         if not cands:
             return False if tc.tried else await self._fail(cm, s, 503, "no trunk available")
@@ -835,7 +843,7 @@ class TrunkRouter:
         s.callee_leg = leg
         s.ring_deadline = cm.clock() + cm.ring_time
         self.svc.trunk_busy(trunk.name, +1)
-        await cm.calllog.event(s.rec, "trunk_dial", trunk=trunk.name, number=dialled,
+        await cm.event(s, "trunk_dial", trunk=trunk.name, number=dialled,
                                caller_id=trunk.caller_id, attempt=tc.legs)
         call_log(log, s).info("%s -> %s via trunk %s as %s", s.caller, tc.number, trunk.name, dialled)
         try:
@@ -853,12 +861,12 @@ class TrunkRouter:
             return await self.dial_next(cm, s) or await self._fail(cm, s, 503, f"originate failed: {exc}")
         return True
 
-    async def _fail(self, cm: Any, s: Any, code: int, cause: str) -> bool:
+    async def _fail(self, cm: CallManager, s: Call, code: int, cause: str) -> bool:
         await cm.hangup(s, s.caller_leg, code)
         await cm.finish(s, Disposition.FAILED, side="system", cause=f"{code} {cause}")
         return True
 
-    async def on_ended(self, cm: Any, s: Any, ev: Any) -> bool:
+    async def on_ended(self, cm: CallManager, s: Call, ev: P.Ended) -> bool:
         """A leg of an outside call ended. True: handled here (failover to the next trunk)."""
         tc: TrunkCall | None = s.trunk
         if tc is None or (tc.direction != "outbound" and not tc.forward) or ev.leg != s.callee_leg \
@@ -874,7 +882,7 @@ class TrunkRouter:
         # leg, or a 403 after the credentials, means they were refused: next trunk
         auth_failed = code in (401, 407) or (code == 403 and getattr(ev, "challenged", False))
         if auth_failed:
-            await cm.calllog.event(s.rec, "trunk_auth_failed", trunk=trunk, status=code, reason=ev.reason)
+            await cm.event(s, "trunk_auth_failed", trunk=trunk, status=code, reason=ev.reason)
             call_log(log, s).warning("trunk %s refused our credentials (%s %s)", trunk, code, ev.reason)
             if not self.svc.candidates(exclude=tuple(tc.tried)):
                 return await self._fail(cm, s, 503, f"trunk {trunk}: authentication failed ({code} {ev.reason})")
@@ -882,11 +890,11 @@ class TrunkRouter:
             return False
         if not self.svc.candidates(exclude=tuple(tc.tried)):
             return False
-        await cm.calllog.event(s.rec, "trunk_failover", trunk=trunk, status=code, reason=ev.reason)
+        await cm.event(s, "trunk_failover", trunk=trunk, status=code, reason=ev.reason)
         call_log(log, s).info("trunk %s answered %s: trying the next trunk", trunk, code)
         return await self.dial_next(cm, s)
 
-    def finished(self, s: Any) -> None:
+    def finished(self, s: Call) -> None:
         tc: TrunkCall | None = s.trunk
         if tc is None:
             return
@@ -900,12 +908,12 @@ class TrunkRouter:
 
 # ----------------------------------------------------------------------------- click-to-call
 
-class ClickToCall:
+class ClickToCall(FlowBase):
     """``pypbx call EXTENSION NUMBER``: ring the extension's phones first; when it answers,
     dial the number through the best trunk (failover as for any outside call) and bridge.
     Runs as the call's flow (all worker events of the call come here)."""
 
-    def __init__(self, router: TrunkRouter, cm: Any, s: Any, extension: str, number: str, cls: str) -> None:
+    def __init__(self, router: TrunkRouter, cm: CallManager, s: Call, extension: str, number: str, cls: str) -> None:
         self.router = router
         self.cm = cm
         self.s = s
@@ -921,7 +929,7 @@ class ClickToCall:
         s.rec = await cm.calllog.offer(direction=Direction.OUTBOUND, caller_number=self.extension,
                                        callee_number=self.number, extension=self.extension,
                                        worker=str(s.worker.pid))
-        await cm.calllog.event(s.rec, "click_to_call", extension=self.extension, number=self.number,
+        await cm.event(s, "click_to_call", extension=self.extension, number=self.number,
                                number_class=self.cls)
         self.router.svc.acquire(self.extension)
         s.trunk.counted = True
@@ -932,7 +940,7 @@ class ClickToCall:
         call_log(log, s).info("click-to-call %s -> %s", self.extension, self.number)
         return s.rec.id
 
-    async def handle(self, ev: Any) -> None:
+    async def handle(self, ev: CallInput) -> None:
         s, cm = self.s, self.cm
         if s.ended:
             return
@@ -949,7 +957,7 @@ class ClickToCall:
         elif isinstance(ev, P.Answered):
             if ev.leg == "ext" and not self.ext_answered:
                 self.ext_answered = True
-                await cm.calllog.event(s.rec, "extension_answered", extension=self.extension)
+                await cm.event(s, "extension_answered", extension=self.extension)
                 await cm.play(s, "ext", cm.moh, loop=True, quiet=True)     # while the number rings
                 if not await self.router.dial_next(cm, s):
                     await cm.hangup(s, "ext", None)
@@ -959,7 +967,7 @@ class ClickToCall:
                 await cm.stop_play(s, "ext", quiet=True)
                 await cm.connect(s)
         elif isinstance(ev, P.Ringing) and ev.leg == s.callee_leg:
-            await cm.calllog.event(s.rec, "ringing", callee=self.number)
+            await cm.event(s, "ringing", callee=self.number)
         elif isinstance(ev, P.Ended):
             code = ev.cause_code or 0
             if ev.leg == "ext":
@@ -983,7 +991,7 @@ class ClickToCall:
                                      cause=f"{code} {ev.reason}".strip())
 
 
-async def click_to_call(router: TrunkRouter, cm: Any, extension: str, number: str) -> dict[str, Any]:
+async def click_to_call(router: TrunkRouter, cm: CallManager, extension: str, number: str) -> dict[str, Any]:
     """Local API ``call``: start a click-to-call session; returns the call record's id."""
     if not cm.is_extension(extension):
         raise TrunkError(f"no extension {extension}")

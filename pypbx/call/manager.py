@@ -57,7 +57,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Coroutine
+from typing import Any, Callable, Coroutine, cast
 
 from media import protocol as P
 from media.client import CommandFailed, WorkerClient, WorkerError, WorkerExited
@@ -138,11 +138,12 @@ class CallManager:
         if request.method != "INVITE":
             return self._route_to_extension(request)
         target = request.uri.user or ""
-        marks: Any = ()
+        marks: tuple[tuple[str, str], ...] = ()
         if self.trunks is not None:
-            marks = self.trunks.screen(request, source, user)   # DID / outside-call checks
-            if isinstance(marks, RouteDecision):
-                return marks
+            screened = self.trunks.screen(request, source, user)   # DID / outside-call checks
+            if isinstance(screened, RouteDecision):
+                return screened
+            marks = screened
         w = self.pool.try_acquire()
         if w is not None:
             port = w.sip_port
@@ -207,7 +208,9 @@ class CallManager:
         raise NotImplementedError  # replaced by the app with the proxy's ExtensionRouter
 
     # -- events ----------------------------------------------------------------------
-    def _on_pool_event(self, worker: WorkerClient | None, ev: Any) -> None:
+    def _on_pool_event(self, worker: WorkerClient | None, ev: object) -> None:
+        """A worker's event (:mod:`media.protocol`) or its loss (WorkerLost / WorkerExited):
+        into the queue of the call it anchors."""
         if worker is None:
             return
         s = self.sessions.get(worker)
@@ -220,7 +223,7 @@ class CallManager:
                 log.warning("worker %s got a call nobody reserved it for: hanging up", worker.pid)
                 self.spawn(self._hangup_worker(worker, ev.leg, 480))
             return
-        s.queue.put_nowait(ev)
+        s.queue.put_nowait(cast(CallInput, ev))
 
     # -- who drives a call ----------------------------------------------------------
     def hand_over(self, call: Call, flow: Flow) -> None:
@@ -379,7 +382,7 @@ class CallManager:
             except Exception:
                 log.exception("releasing worker %s", w.pid)
 
-    async def _handle(self, s: Call, ev: Any) -> None:
+    async def _handle(self, s: Call, ev: CallInput) -> None:
         w = s.worker
         if s.flow is not None:
             await s.flow.handle(ev)
@@ -763,7 +766,9 @@ class CallManager:
             await self.hangup(s, other, None)
         await self.finish(s, Disposition.ANSWERED, side=side, cause="BYE")
 
-    async def worker_lost(self, s: Call, ev: Any) -> None:
+    async def worker_lost(self, s: Call, ev: WorkerLost | WorkerExited | object) -> None:
+        """The call's media worker is gone: close the record (failed / interrupted) and
+        repair what was recorded."""
         if s.rec is not None and not s.ended:
             s.rec.flags.add("worker_lost")
             await self.finish(s, Disposition.FAILED if not s.answered else Disposition.INTERRUPTED,
@@ -781,7 +786,7 @@ class CallManager:
         if s.trunk is not None and self.trunks is not None:
             self.trunks.finished(s)
         await self.calllog.end(s.rec, disposition, side=side, cause=cause)
-        log.info("call %s ended: %s (%s hung up: %s)", s.rec.id[:12], disposition.value, side, cause)
+        call_log(log, s).info("ended: %s (%s hung up: %s)", disposition.value, side, cause)
         if self.acd is not None:
             self.acd.call_finished(s, disposition, side)    # queue COMPLETE_*, agent free
         if self.frontline is not None:
@@ -831,7 +836,7 @@ class CallManager:
         """The worker flushes a recorder shortly after it is released (record_stopped)."""
         want = {p for p in s.files.values() if p} - s.stopped_files
         deadline = self.clock() + timeout
-        other: list[Any] = []
+        other: list[CallInput] = []
         while want and self.clock() < deadline:
             try:
                 ev = await asyncio.wait_for(s.queue.get(), max(0.0, deadline - self.clock()))
