@@ -29,13 +29,15 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, cast
 
+from media import protocol as P
 from pypbx import callers as C
 from pypbx import groups as G
 from pypbx import ivr as I
 from pypbx import survey as Sv
 from pypbx import voicemail as V
+from pypbx.call import Call, CallManager, Flow
 from pypbx.call.logs import call_log
 from pypbx.calllog import Disposition
 from pypbx.db import Database
@@ -46,6 +48,9 @@ from pypbx.flows.survey import SurveyCall
 from pypbx.flows.voicemail import MailboxCall, VoicemailCall
 from pypbx.queuecall import QueueCall
 
+if TYPE_CHECKING:
+    from pypbx.trunks import TrunkRouter
+
 log = logging.getLogger(__name__)
 
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "ivr_prompts"
@@ -54,14 +59,14 @@ RELOAD_INTERVAL = 0.5
 
 
 class FrontLine:
-    def __init__(self, db: Database, cm: Any, data_dir: Path | str, prompts_dir: Path | str | None = None,
+    def __init__(self, db: Database, cm: CallManager, data_dir: Path | str, prompts_dir: Path | str | None = None,
                  survey_timeout: float | None = None) -> None:
         self.db = db
         self.cm = cm
         self.data_dir = Path(data_dir)
         self.prompts_dir = Path(prompts_dir) if prompts_dir else PROMPTS_DIR
         self.survey_timeout = survey_timeout
-        self.calls: dict[int, Any] = {}
+        self.calls: dict[int, Flow] = {}
         self.numbers: set[str] = {V.ACCESS_NUMBER}
         self._task: asyncio.Task | None = None
         # called with (box, message metadata) after a voicemail message is filed: MWI
@@ -112,15 +117,15 @@ class FrontLine:
             self.numbers.add(number)
         return bool(hit)
 
-    def forget(self, s: Any) -> None:
+    def forget(self, s: Call) -> None:
         self.calls.pop(id(s), None)
 
-    def _take(self, s: Any, obj: Any) -> None:
+    def _take(self, s: Call, obj: Flow) -> None:
         self.calls[id(s)] = obj
         self.cm.hand_over(s, obj)
 
     # ------------------------------------------------------------ hooks
-    async def on_incoming(self, s: Any, ev: Any) -> bool:
+    async def on_incoming(self, s: Call, ev: P.Incoming) -> bool:
         """True: the call is taken over here (IVR number, mailbox number, ``*98``)."""
         number = s.callee
         try:
@@ -145,7 +150,7 @@ class FrontLine:
             return await self.to_voicemail(s, box, answered=False)
         return False
 
-    async def unanswered(self, s: Any, why: str) -> bool:
+    async def unanswered(self, s: Call, why: str) -> bool:
         """The dialled extension did not take the call: its mailbox, if it wants that."""
         box = await self.voicemail_box(s.callee)
         if box is None or not box["on_no_answer"]:
@@ -153,10 +158,10 @@ class FrontLine:
         if s.callee_leg:
             s.dropped.add(s.callee_leg)
         s.ring_deadline = None
-        await self.cm.calllog.event(s.rec, "no_answer_to_voicemail", extension=s.callee, reason=why)
+        await self.cm.event(s, "no_answer_to_voicemail", extension=s.callee, reason=why)
         return await self.to_voicemail(s, box["box"], answered=False)
 
-    async def callee_left(self, s: Any) -> bool:
+    async def callee_left(self, s: Call) -> bool:
         """An answered call whose callee hung up first: the survey, when enabled."""
         if s.relay or s.xfer is not None or not s.caller_leg or s.rec is None:
             return False
@@ -178,7 +183,7 @@ class FrontLine:
         await sc.start()
         return True
 
-    async def call_finished(self, s: Any, disposition: Any, side: str) -> None:
+    async def call_finished(self, s: Call, disposition: Disposition, side: str) -> None:
         rec = s.rec
         if rec is None:
             return
@@ -192,7 +197,7 @@ class FrontLine:
             obj.finished(disposition, side)
 
     # ------------------------------------------------------------ hand-offs
-    async def start_destination(self, s: Any, dest: str, *, answered: bool = False) -> bool:
+    async def start_destination(self, s: Call, dest: str, *, answered: bool = False) -> bool:
         """For other routers (e.g. a DID's destination, a ring group's ``then``):
         ``ivr:NAME`` (or ``menu:NAME``), ``voicemail:BOX``, ``group:NAME`` (a ring group),
         ``queue:NAME`` or ``extension:NUMBER`` (rung as a one-member group) takes the session
@@ -206,7 +211,8 @@ class FrontLine:
                     and s.trunk is not None and getattr(self.cm, "trunks", None) is not None:
                 self.forget(s)
                 self.cm.hand_back(s)           # CallManager bridges on the trunk leg's answer
-                return await self.cm.trunks.to_destination(self.cm, s, nxt)
+                router = cast("TrunkRouter", self.cm.trunks)
+                return await router.to_destination(self.cm, s, nxt)
             return nxt is not None and await self.start_destination(s, nxt, answered=answered)
         if kind in ("group", "ring_group"):
             return await self.to_group(s, target, answered=answered)
@@ -233,7 +239,7 @@ class FrontLine:
             return await self.to_voicemail(s, target, answered=answered)
         return False
 
-    async def to_group(self, s: Any, name: str, *, answered: bool) -> bool:
+    async def to_group(self, s: Call, name: str, *, answered: bool) -> bool:
         """Ring group ``name`` (:mod:`pypbx.groups`). False: no such group."""
         try:
             g = await G.get_group(self.db, name)
@@ -242,7 +248,7 @@ class FrontLine:
             return False
         return await self._group_call(s, g, answered)
 
-    async def _group_call(self, s: Any, g: Any, answered: bool) -> bool:
+    async def _group_call(self, s: Call, g: G.RingGroup, answered: bool) -> bool:
         svc = getattr(self.cm, "groups", None)
         if svc is None:
             return False
@@ -251,7 +257,7 @@ class FrontLine:
         await gc.start()
         return True
 
-    async def _queue_unanswered(self, s: Any, queue: str) -> bool:
+    async def _queue_unanswered(self, s: Call, queue: str) -> bool:
         """A caller not answered yet (a DID, a ring group's ``then``) into a queue."""
         live = getattr(self.cm, "acd", None)
         if live is None or queue not in live.engine.queues or getattr(live, "_closing", False):
@@ -269,7 +275,7 @@ class FrontLine:
         except V.VoicemailError:
             return None
 
-    async def to_voicemail(self, s: Any, box: str, *, answered: bool, lang: str = "en",
+    async def to_voicemail(self, s: Call, box: str, *, answered: bool, lang: str = "en",
                            after_hours: bool = False) -> bool:
         b = await self.voicemail_box(box)
         if b is None:
@@ -280,7 +286,7 @@ class FrontLine:
         await vm.start(answered=answered)
         return True
 
-    async def to_queue(self, s: Any, queue: str, lang: str | None = None) -> bool:
+    async def to_queue(self, s: Call, queue: str, lang: str | None = None) -> bool:
         """An answered caller (the IVR) into an ACD queue, in the call's language."""
         live = getattr(self.cm, "acd", None)
         if live is None or queue not in live.engine.queues or getattr(live, "_closing", False):
@@ -295,7 +301,7 @@ class FrontLine:
         self.forget(s)
         live.sessions[id(s)] = qc
         self.cm.hand_over(s, qc)
-        rec = s.rec
+        rec = s.record
         rec.queue = queue
         rec.extension = None
         live.register(qc.call_id, qc)

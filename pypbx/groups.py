@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from pypbx.db import Database, IntegrityError
+from sip.message import Request
+from sip.proxy import RouteDecision
 
 log = logging.getLogger(__name__)
 
@@ -156,10 +158,9 @@ class GroupService:
         if token:
             self.rings.pop(token, None)
 
-    def route(self, request: Any) -> Any:
+    def route(self, request: Request) -> RouteDecision | None:
         """A worker's ring leg ``sip:grp-<token>@...``: fork to every registered contact of
         the members being rung (None: not ours)."""
-        from sip.proxy import RouteDecision
         user = request.uri.user or ""
         if not user.startswith(RING_PREFIX):
             return None

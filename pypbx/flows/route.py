@@ -5,8 +5,8 @@ rules and the pure evaluation are in :mod:`pypbx.routing`).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
+from pypbx.call import Call, CallManager
 from pypbx.call.logs import call_log
 from pypbx.routing import (
     MAX_DEPTH,
@@ -19,7 +19,7 @@ from pypbx.routing import (
 log = logging.getLogger(__name__)
 
 
-async def resolve(cm: Any, s: Any, name: str) -> str | None:
+async def resolve(cm: CallManager, s: Call, name: str) -> str | None:
     """Route a live call: evaluate route ``name`` (and any ``route:`` it leads to) for
     session ``s``; write a ``route`` call event per route; remember a sticky agent on the
     session (``s.route_prefer``, read by the queue call). Returns a destination that is

@@ -106,8 +106,10 @@ class VoicemailCall(FlowBase):
         folder.mkdir(parents=True, exist_ok=True)
         prefix = folder / s.record.id
         try:
-            files = await self.cm.record_legs(self.s, [s.caller_leg], prefix)
-            self.file = files.get(s.caller_leg)
+            leg = s.caller_leg
+            assert leg is not None
+            files = await self.cm.record_legs(self.s, [leg], prefix)
+            self.file = files.get(leg)
         except (WorkerError, OSError) as exc:
             call_log(log, s).error("voicemail recording failed: %s", exc)
             await self.cm.event(s, "voicemail_failed", error=str(exc))
@@ -128,7 +130,9 @@ class VoicemailCall(FlowBase):
         await self.cm.event(self.s, "voicemail_stop", reason=why)
         if not self.caller_gone:
             try:
-                await self.cm.stop_record(self.s, [self.s.caller_leg])
+                leg = self.s.caller_leg
+                assert leg is not None
+                await self.cm.stop_record(self.s, [leg])
             except WorkerError:
                 pass
         # the worker reports record_stopped once the file is flushed
