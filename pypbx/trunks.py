@@ -68,7 +68,7 @@ from pypbx.queuecall import QueueCall
 from sip.message import Request
 from sip.proxy import RouteDecision
 from sip.transaction import Addr, ResponseReceived, Timeout, TransportError
-from sip.trunk import TrunkRegistration
+from sip.trunk import RegState, TrunkRegistration
 
 if TYPE_CHECKING:
     from sip.server import SipServer
@@ -490,7 +490,7 @@ class TrunkService:
 
         def key(t: Trunk) -> tuple:
             reg = self.registrations.get(t.name)
-            down = reg is not None and reg.state.value != "registered"
+            down = reg is not None and reg.state is not RegState.REGISTERED
             return (down, t.priority, t.name)
         return sorted(out, key=key)
 
@@ -588,7 +588,7 @@ class TrunkService:
                 sends = reg.on_timeout(now, transport_error=type(ev) is TransportError)
             else:
                 return
-            if reg.state is not before or reg.state.value == "failed":
+            if reg.state is not before or reg.state is RegState.FAILED:
                 log.info("trunk %s: %s (%s)", reg.name, reg.state.value, reg.last_reason)
             self._send(sends)
             self._wake.set()
@@ -598,7 +598,7 @@ class TrunkService:
         self.server = server
         now = self.clock()
         for reg in self.registrations.values():
-            if reg.state.value == "unregistered":
+            if reg.state is RegState.UNREGISTERED:
                 self._send(reg.start(now))
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -109,6 +109,8 @@ class CallManager:
         self.trunks: TrunkHooks | None = None       # pypbx.trunks.TrunkRouter, set by the app
         self.frontline: FrontLineHooks | None = None  # pypbx.frontline.FrontLine (IVR, voicemail, survey, callers)
         self.groups: GroupHooks | None = None       # pypbx.groups.GroupService (ring groups' ring legs)
+        #: where a call to an extension goes (the proxy's ExtensionRouter), set by the app
+        self.route_to_extension: Callable[[Request], RouteDecision] = self._no_extension_router
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = False
         pool.on_event(self._on_pool_event)
@@ -205,7 +207,10 @@ class CallManager:
         return source.host == "127.0.0.1" and self.pool.owns_port(source.port)
 
     def _route_to_extension(self, request: Request) -> RouteDecision:
-        raise NotImplementedError  # replaced by the app with the proxy's ExtensionRouter
+        return self.route_to_extension(request)
+
+    def _no_extension_router(self, request: Request) -> RouteDecision:
+        raise NotImplementedError("CallManager.route_to_extension is set by the app (the proxy's ExtensionRouter)")
 
     # -- events ----------------------------------------------------------------------
     def _on_pool_event(self, worker: WorkerClient | None, ev: object) -> None:
