@@ -1,4 +1,4 @@
-"""Call sessions: the B2BUA flow between the front door, the media workers and the books.
+"""The owner of every call: the B2BUA between the front door, the media workers and the books.
 
 The front door (``sip/``) proxies a phone's authenticated INVITE to a media worker it
 reserved for the call (:meth:`CallManager.route`); the worker reports ``incoming`` and
@@ -8,15 +8,21 @@ relays ringing, answers the caller when the callee answers, bridges the two legs
 records both parties, and on hang-up closes the record with exactly one disposition and
 turns the two party files into one stereo WAV with a JSON sidecar.
 
-Every session runs as one task fed by a queue of worker events, so a call's steps never
-interleave; sessions are tracked in a TaskGroup owned by :meth:`CallManager.run`.
+Every call runs as one task (:meth:`CallManager.run_call`) fed by its queue of inputs
+(:data:`pypbx.call.CallInput`: worker events, timers, shutdown, ACD orders), so a call's
+steps never interleave; calls are tracked in a TaskGroup owned by :meth:`CallManager.run`.
+A flow that took the call over (:meth:`CallManager.hand_over`: a queue call, an IVR menu,
+voicemail...) gets those inputs instead of the manager's own two-party logic, and acts on
+the call only through the public call-control API below (``answer``, ``originate``,
+``play``, ``connect``, ``hangup``, ``finish``...); :meth:`CallManager.hand_back` returns
+an answered call to the manager (hold, transfers, hang-up, recording).
 
 Hold, music on hold and transfers (desk phones' own buttons):
 
 * **Hold**: a phone's re-INVITE with a=sendonly / a=inactive / c=0.0.0.0 reaches the worker,
   which reports ``held(leg)``; the session unbridges the two parties and plays music on
   hold (looped) to the *other* party until ``unheld(leg)``, then stops it and re-bridges
-  (:meth:`CallManager._rewire` derives bridge and MOH from the session's state). Recorders
+  (``CallManager._rewire`` derives bridge and MOH from the call's state). Recorders
   keep running: hold time is part of the recording; ``held``/``unheld`` call events.
 * **Blind transfer** (REFER, Refer-To without Replaces): pjsua2 cannot accept a REFER without
   placing the new call itself, so the worker accepts it (202; pjsua NOTIFYs the transferor

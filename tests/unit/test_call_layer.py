@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from media import protocol as P
-from pypbx.call import CallInput, CallManager, Flow, FlowBase, Shutdown, Tick, WorkerEvent
+from pypbx.call import (
+    CallInput,
+    CallManager,
+    Flow,
+    FlowBase,
+    Shutdown,
+    Tick,
+    WorkerEvent,
+)
 from pypbx.call.logs import call_log
 from pypbx.flows.group import GroupCall
 from pypbx.flows.ivr import IvrCall
