@@ -158,7 +158,7 @@ async def delete_message(db: Database, msg_id: str, clock: Callable[[], float] =
 
 
 def _wav_seconds(path: Path) -> float:
-    import soundfile as sf
+    import soundfile as sf  # here, not at the top: the CLI imports this module and needs no audio stack
     try:
         info = sf.info(str(path))
         return round(info.frames / float(info.samplerate), 3)
@@ -169,7 +169,7 @@ def _wav_seconds(path: Path) -> float:
 async def file_message(db: Database, data_dir: Path | str, box: str, recorded: Path | str | None, *,
                        caller: str, did: str | None, call_id: str | None, received_at: float) -> dict[str, Any]:
     """Move a finished recording into the box's day folder, write its sidecar and row."""
-    from media.recording import RecordingError, repair_wav
+    from media.recording import RecordingError, repair_wav  # the audio stack only when a message is filed (see above)
     msg_id = uuid.uuid4().hex[:16]
     day = dt.datetime.fromtimestamp(received_at).strftime("%Y-%m-%d")
     folder = voicemail_dir(data_dir) / box / day

@@ -61,25 +61,37 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Coroutine, cast
+
+import numpy as np
 
 from media import protocol as P
 from media.client import CommandFailed, WorkerClient, WorkerError, WorkerExited
 from media.pool import MediaPool, WorkerLost
-from media.recording import RecordingInfo, _read_mono, merge_stereo, repair_dir, write_atomic
-from pypbx.calllog import CallLog, CallRecord, Direction, Disposition, disposition_for_status
+from media.recording import (
+    RecordingInfo,
+    _read_mono,
+    merge_stereo,
+    repair_dir,
+    write_atomic,
+)
 from pypbx import screenpop
-from pypbx.call.hooks import AcdHooks, FrontLineHooks, GroupHooks, TrunkHooks
 from pypbx.call.flow import CallInput, Flow, Shutdown
-from pypbx.call.session import Call, CallState, Transfer, TransferKind, user_of
+from pypbx.call.hooks import AcdHooks, FrontLineHooks, GroupHooks, TrunkHooks
+from pypbx.call.logs import call_log
+from pypbx.call.session import Call, Transfer, TransferKind, user_of
+from pypbx.calllog import (
+    CallLog,
+    Direction,
+    Disposition,
+    disposition_for_status,
+)
 from pypbx.db import Database
 from pypbx.recordings import disk_ok
-from sip.message import Request, URI
+from sip.message import Request
 from sip.proxy import RouteDecision
 from sip.transaction import Addr
-from pypbx.call.logs import call_log
 
 log = logging.getLogger(__name__)
 
@@ -904,7 +916,6 @@ async def _nothing() -> None:
 def _splice_channels(segments: dict[str, list[tuple[str, float]]], prefix: Path) -> tuple[str | None, str | None]:
     """One mono file per side from its recorders' segments (placed at their offsets, with
     silence between them): ``<prefix>-caller.wav`` / ``<prefix>-callee.wav``."""
-    import numpy as np
     out: list[str | None] = []
     for side in ("caller", "callee"):
         parts = []
