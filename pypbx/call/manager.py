@@ -453,7 +453,7 @@ class CallManager:
             elif ev.leg == s.caller_leg and s.answered:
                 await self.connect(s)
         elif isinstance(ev, P.Dtmf):
-            await self.event(s, "dtmf", leg="caller" if ev.leg == s.caller_leg else "callee",
+            await self.event(s, "dtmf", leg=s.side_of(ev.leg),
                                      digit=ev.digit)
         elif isinstance(ev, P.Ended):
             if s.trunk is not None and self.trunks is not None and await self.trunks.on_ended(self, s, ev):
@@ -591,7 +591,7 @@ class CallManager:
         if held == (leg in s.held):
             return
         (s.held.add if held else s.held.discard)(leg)
-        side = "caller" if leg == s.caller_leg else "callee"
+        side = s.side_of(leg)
         if s.relay:     # the consultation record is closed; the joined call carries on
             await self._rewire(s)
             return
@@ -621,7 +621,7 @@ class CallManager:
             cid = ev.replaces.split(";")[0].strip() if ev.replaces else ""
             s.xfer.joined_party = joined.callee if joined.call_ids.get(joined.caller_leg or "") == cid \
                 else joined.caller
-        side = "caller" if ev.leg == s.caller_leg else "callee"
+        side = s.side_of(ev.leg)
         await self.calllog.event(s.rec, "transfer_requested", type=s.xfer.kind.value, side=side,
                                  by=s.caller if side == "caller" else s.callee, to=user_of(ev.target),
                                  target=ev.target, replaces=ev.replaces,
@@ -632,7 +632,7 @@ class CallManager:
         """The transfer target answered: it takes the transferor's place."""
         x = s.xfer
         assert x is not None and s.rec is not None
-        side = "caller" if x.transferor == s.caller_leg else "callee"
+        side = s.side_of(x.transferor)
         to = x.joined_party or user_of(x.target)
         frm = s.caller if side == "caller" else s.callee
         s.xfer = None
@@ -704,7 +704,7 @@ class CallManager:
             for leg in (x.transferor, x.new_leg):
                 if leg != x.transferor or not x.transferor_gone:
                     await self.hangup(s, leg, None)
-            side = "caller" if ev.leg == s.caller_leg else "callee"
+            side = s.side_of(ev.leg)
             await self.finish(s, Disposition.ANSWERED, side=side, cause="BYE during transfer")
             return True
         return False
@@ -716,7 +716,7 @@ class CallManager:
         if s.rec is None or s.relay or ev.leg not in (s.caller_leg, s.callee_leg):
             await self.hangup(s, ev.new_leg, None)
             return
-        side = "caller" if ev.leg == s.caller_leg else "callee"
+        side = s.side_of(ev.leg)
         s.dropped.add(ev.leg)
         s.held.discard(ev.leg)
         s.moh.discard(ev.leg)
@@ -782,7 +782,7 @@ class CallManager:
                                    cause=f"{code} {ev.reason}".strip())
             return
         other = s.callee_leg if ev.leg == s.caller_leg else s.caller_leg
-        side = "caller" if ev.leg == s.caller_leg else "callee"
+        side = s.side_of(ev.leg)
         if side == "callee" and self.frontline is not None and await self.frontline.callee_left(s):
             return                # the caller stays for the survey (the record is closed)
         if other:
