@@ -96,9 +96,9 @@ class AcdLive:
         self.numbers: dict[str, str] = {}         # dialled number -> queue
         self.agent_ext: dict[str, str] = {}       # agent id -> extension it is logged in at
         self.calls: dict[str, Any] = {}           # engine call id -> QueueCall / CallbackCall
-        self.sessions: dict[int, Any] = {}        # id(Session) -> QueueCall / FeatureCall
+        self.sessions: dict[int, Any] = {}        # id(Call) -> QueueCall / FeatureCall
         self.rings: dict[str, tuple[str, tuple[str, ...], float]] = {}  # token -> (call, agents, timeout)
-        self.busy: dict[int, list[str]] = {}      # id(Session) of a direct call -> agents it keeps busy
+        self.busy: dict[int, list[str]] = {}      # id(Call) of a direct call -> agents it keeps busy
         self._events: list[QueueEvent] = []
         self._wake = asyncio.Event()
         self._flush_wake = asyncio.Event()
@@ -413,13 +413,13 @@ class AcdLive:
         if queue is not None and queue in self.engine.queues and not self._closing:
             qc = QueueCall(self, s, queue)
             self.sessions[id(s)] = qc
-            s.delegate = qc.handle
+            self.callmgr.hand_over(s, qc)
             await qc.start()
             return True
         if callee.startswith("*45") or callee.startswith("*46"):
             fc = FeatureCall(self, s)
             self.sessions[id(s)] = fc
-            s.delegate = fc.handle
+            self.callmgr.hand_over(s, fc)
             await fc.start()
             return True
         busy = [a for a in (self.agent_at(s.caller), self.agent_at(callee)) if a]

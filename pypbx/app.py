@@ -33,7 +33,7 @@ from pypbx.calllog import CallLog
 from pypbx.changes import ChangeWatcher, DbChanged
 from pypbx import events as E
 from pypbx import prompts
-from pypbx.calls import DEFAULT_MOH, CallManager
+from pypbx.call import DEFAULT_MOH, CallManager
 from pypbx.recordings import repair_interrupted
 from pypbx.config import Config, ConfigError, load_config
 from pypbx.db import DBError, Database, open_db

@@ -18,8 +18,8 @@ The front door asks :meth:`is_internal` (through the app's ``_is_internal``) whe
 number is ours (never sent to a trunk): IVR menu numbers, mailbox numbers, ``*98``; the
 numbers are cached and re-read every :data:`RELOAD_INTERVAL` seconds by :meth:`start`'s task.
 
-Each delegate takes the session over the way :class:`pypbx.queuecall.QueueCall` does
-(``Session.delegate``). The IVR hands calls on with :meth:`to_queue` and :meth:`to_voicemail`.
+Each flow takes the call over the way :class:`pypbx.queuecall.QueueCall` does
+(``CallManager.hand_over``). The IVR hands calls on with :meth:`to_queue` and :meth:`to_voicemail`.
 Everything is read from the database per call, so CLI changes apply to the next call.
 """
 
@@ -29,12 +29,27 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, cast
 
+from media import protocol as P
 from pypbx import callers as C
+from pypbx import groups as G
+from pypbx import ivr as I
+from pypbx import survey as Sv
 from pypbx import voicemail as V
+from pypbx.call import Call, CallManager, Flow
+from pypbx.call.logs import call_log
 from pypbx.calllog import Disposition
 from pypbx.db import Database
+from pypbx.flows.group import GroupCall
+from pypbx.flows.ivr import IvrCall
+from pypbx.flows.route import resolve
+from pypbx.flows.survey import SurveyCall
+from pypbx.flows.voicemail import MailboxCall, VoicemailCall
+from pypbx.queuecall import QueueCall
+
+if TYPE_CHECKING:
+    from pypbx.trunks import TrunkRouter
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +59,14 @@ RELOAD_INTERVAL = 0.5
 
 
 class FrontLine:
-    def __init__(self, db: Database, cm: Any, data_dir: Path | str, prompts_dir: Path | str | None = None,
+    def __init__(self, db: Database, cm: CallManager, data_dir: Path | str, prompts_dir: Path | str | None = None,
                  survey_timeout: float | None = None) -> None:
         self.db = db
         self.cm = cm
         self.data_dir = Path(data_dir)
         self.prompts_dir = Path(prompts_dir) if prompts_dir else PROMPTS_DIR
         self.survey_timeout = survey_timeout
-        self.calls: dict[int, Any] = {}
+        self.calls: dict[int, Flow] = {}
         self.numbers: set[str] = {V.ACCESS_NUMBER}
         self._task: asyncio.Task | None = None
         # called with (box, message metadata) after a voicemail message is filed: MWI
@@ -102,41 +117,40 @@ class FrontLine:
             self.numbers.add(number)
         return bool(hit)
 
-    def forget(self, s: Any) -> None:
+    def forget(self, s: Call) -> None:
         self.calls.pop(id(s), None)
 
-    def _take(self, s: Any, obj: Any) -> None:
+    def _take(self, s: Call, obj: Flow) -> None:
         self.calls[id(s)] = obj
-        s.delegate = obj.handle
+        self.cm.hand_over(s, obj)
 
     # ------------------------------------------------------------ hooks
-    async def on_incoming(self, s: Any, ev: Any) -> bool:
+    async def on_incoming(self, s: Call, ev: P.Incoming) -> bool:
         """True: the call is taken over here (IVR number, mailbox number, ``*98``)."""
-        from pypbx import ivr as I
         number = s.callee
         try:
             menu = await I.menu_for_number(self.db, number)
             if menu is not None:
-                call = I.IvrCall(self, s, menu)
+                call = IvrCall(self, s, menu)
                 self._take(s, call)
                 await call.start()
                 return True
             if number == V.ACCESS_NUMBER:
-                mc = V.MailboxCall(self, s, s.caller)
+                mc = MailboxCall(self, s, s.caller)
                 self._take(s, mc)
                 await mc.start()
                 return True
             box = await V.box_for_number(self.db, number)
         except Exception:
             log.exception("front line: routing %s failed", number)
-            s.delegate = None
+            self.cm.hand_back(s)
             self.forget(s)
             return False
         if box is not None:
             return await self.to_voicemail(s, box, answered=False)
         return False
 
-    async def unanswered(self, s: Any, why: str) -> bool:
+    async def unanswered(self, s: Call, why: str) -> bool:
         """The dialled extension did not take the call: its mailbox, if it wants that."""
         box = await self.voicemail_box(s.callee)
         if box is None or not box["on_no_answer"]:
@@ -144,13 +158,11 @@ class FrontLine:
         if s.callee_leg:
             s.dropped.add(s.callee_leg)
         s.ring_deadline = None
-        await self.cm.calllog.event(s.rec, "no_answer_to_voicemail", extension=s.callee, reason=why)
+        await self.cm.event(s, "no_answer_to_voicemail", extension=s.callee, reason=why)
         return await self.to_voicemail(s, box["box"], answered=False)
 
-    async def callee_left(self, s: Any) -> bool:
+    async def callee_left(self, s: Call) -> bool:
         """An answered call whose callee hung up first: the survey, when enabled."""
-        from pypbx import survey as Sv
-        from pypbx.calls import Session  # noqa: F401  (the session type)
         if s.relay or s.xfer is not None or not s.caller_leg or s.rec is None:
             return False
         if not await Sv.enabled_for(self.db, s.rec.queue):
@@ -158,7 +170,7 @@ class FrontLine:
         # close the call as usual (answered, callee hung up: record, recording, agent) ...
         if s.callee_leg:
             s.dropped.add(s.callee_leg)
-        await self.cm._finish(s, Disposition.ANSWERED, side="callee", cause="BYE")
+        await self.cm.finish(s, Disposition.ANSWERED, side="callee", cause="BYE")
         # ... but keep the session (and the caller's leg) for the question
         s.ended = False
         s.bridged = None
@@ -166,12 +178,12 @@ class FrontLine:
         q = getattr(getattr(self.cm, "acd", None), "engine", None)
         if s.rec.queue and q is not None and s.rec.queue in q.queues:
             kw["lang"] = q.queues[s.rec.queue].language or "en"
-        sc = Sv.SurveyCall(self, s, **kw)
+        sc = SurveyCall(self, s, **kw)
         self._take(s, sc)
         await sc.start()
         return True
 
-    async def call_finished(self, s: Any, disposition: Any, side: str) -> None:
+    async def call_finished(self, s: Call, disposition: Disposition, side: str) -> None:
         rec = s.rec
         if rec is None:
             return
@@ -185,30 +197,28 @@ class FrontLine:
             obj.finished(disposition, side)
 
     # ------------------------------------------------------------ hand-offs
-    async def start_destination(self, s: Any, dest: str, *, answered: bool = False) -> bool:
+    async def start_destination(self, s: Call, dest: str, *, answered: bool = False) -> bool:
         """For other routers (e.g. a DID's destination, a ring group's ``then``):
         ``ivr:NAME`` (or ``menu:NAME``), ``voicemail:BOX``, ``group:NAME`` (a ring group),
         ``queue:NAME`` or ``extension:NUMBER`` (rung as a one-member group) takes the session
         over; ``route:NAME`` (:mod:`pypbx.routing`) -> the matching rule's destination (an
         ``external:`` one only for an unanswered trunk call). False: unknown destination kind /
         target, or no rule matched."""
-        from pypbx import ivr as I
         kind, _, target = (dest or "").partition(":")
         if kind == "route":                 # routing rules (pypbx.routing): the rule's destination
-            from pypbx.routing import resolve
             nxt = await resolve(self.cm, s, target)
             if nxt is not None and nxt.startswith("external:") and not answered \
                     and s.trunk is not None and getattr(self.cm, "trunks", None) is not None:
                 self.forget(s)
-                s.delegate = None           # CallManager bridges on the trunk leg's answer
-                return await self.cm.trunks.to_destination(self.cm, s, nxt)
+                self.cm.hand_back(s)           # CallManager bridges on the trunk leg's answer
+                router = cast("TrunkRouter", self.cm.trunks)
+                return await router.to_destination(self.cm, s, nxt)
             return nxt is not None and await self.start_destination(s, nxt, answered=answered)
         if kind in ("group", "ring_group"):
             return await self.to_group(s, target, answered=answered)
         if kind == "queue":
             return await (self.to_queue(s, target) if answered else self._queue_unanswered(s, target))
         if kind == "extension":
-            from pypbx import groups as G
             if not self.cm.is_extension(target) or getattr(self.cm, "groups", None) is None:
                 return False
             g = G.RingGroup(name=f"extension-{target}", members=[target], ring_time=self.cm.ring_time)
@@ -221,7 +231,7 @@ class FrontLine:
                 menu = await I.get_menu(self.db, target)
             except I.IvrError:
                 return False
-            call = I.IvrCall(self, s, menu)
+            call = IvrCall(self, s, menu)
             self._take(s, call)
             await call.start(answered=answered)
             return True
@@ -229,36 +239,33 @@ class FrontLine:
             return await self.to_voicemail(s, target, answered=answered)
         return False
 
-    async def to_group(self, s: Any, name: str, *, answered: bool) -> bool:
+    async def to_group(self, s: Call, name: str, *, answered: bool) -> bool:
         """Ring group ``name`` (:mod:`pypbx.groups`). False: no such group."""
-        from pypbx import groups as G
         try:
             g = await G.get_group(self.db, name)
         except G.GroupError:
-            log.warning("call %s: no ring group %s", s.rec.id[:12], name)
+            call_log(log, s).warning("no ring group %s", name)
             return False
         return await self._group_call(s, g, answered)
 
-    async def _group_call(self, s: Any, g: Any, answered: bool) -> bool:
-        from pypbx import groups as G
+    async def _group_call(self, s: Call, g: G.RingGroup, answered: bool) -> bool:
         svc = getattr(self.cm, "groups", None)
         if svc is None:
             return False
-        gc = G.GroupCall(self, s, g, svc, answered=answered)
+        gc = GroupCall(self, s, g, svc, answered=answered)
         self._take(s, gc)
         await gc.start()
         return True
 
-    async def _queue_unanswered(self, s: Any, queue: str) -> bool:
+    async def _queue_unanswered(self, s: Call, queue: str) -> bool:
         """A caller not answered yet (a DID, a ring group's ``then``) into a queue."""
         live = getattr(self.cm, "acd", None)
         if live is None or queue not in live.engine.queues or getattr(live, "_closing", False):
             return False
-        from pypbx.queuecall import QueueCall
         qc = QueueCall(live, s, queue)
         self.forget(s)
         live.sessions[id(s)] = qc
-        s.delegate = qc.handle
+        self.cm.hand_over(s, qc)
         await qc.start()
         return True
 
@@ -268,23 +275,22 @@ class FrontLine:
         except V.VoicemailError:
             return None
 
-    async def to_voicemail(self, s: Any, box: str, *, answered: bool, lang: str = "en",
+    async def to_voicemail(self, s: Call, box: str, *, answered: bool, lang: str = "en",
                            after_hours: bool = False) -> bool:
         b = await self.voicemail_box(box)
         if b is None:
-            log.warning("call %s: no mailbox %s", s.rec.id[:12], box)
+            call_log(log, s).warning("no mailbox %s", box)
             return False
-        vm = V.VoicemailCall(self, s, b, lang=lang, after_hours=after_hours)
+        vm = VoicemailCall(self, s, b, lang=lang, after_hours=after_hours)
         self._take(s, vm)
         await vm.start(answered=answered)
         return True
 
-    async def to_queue(self, s: Any, queue: str, lang: str | None = None) -> bool:
+    async def to_queue(self, s: Call, queue: str, lang: str | None = None) -> bool:
         """An answered caller (the IVR) into an ACD queue, in the call's language."""
         live = getattr(self.cm, "acd", None)
         if live is None or queue not in live.engine.queues or getattr(live, "_closing", False):
             return False
-        from pypbx.queuecall import QueueCall
 
         class _IvrQueueCall(QueueCall):
             @property
@@ -294,12 +300,12 @@ class FrontLine:
         qc = _IvrQueueCall(live, s, queue)
         self.forget(s)
         live.sessions[id(s)] = qc
-        s.delegate = qc.handle
-        rec = s.rec
+        self.cm.hand_over(s, qc)
+        rec = s.record
         rec.queue = queue
         rec.extension = None
         live.register(qc.call_id, qc)
         await self.cm.calllog.update(rec, "queue", queue=queue, number=s.callee, via="ivr")
-        log.info("call %s: IVR -> queue %s", qc.call_id[:12], queue)
+        call_log(log, qc.call_id).info("IVR -> queue %s", queue)
         await qc._enter()
         return True

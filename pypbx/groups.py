@@ -11,7 +11,7 @@ Live:
   (:meth:`GroupService.route`) where a worker's ``sip:grp-<token>@...`` ring leg goes:
   every registered contact of every member being rung, in ONE fork (as
   :meth:`pypbx.acdlive.AcdLive.route` does for agents);
-* :class:`GroupCall` drives one call as the session's delegate (``Session.delegate``):
+* :class:`pypbx.flows.group.GroupCall` drives one call as the call's flow (``CallManager.hand_over``):
   rings (one leg per step), relays ringing to an unanswered caller (MOH to an answered
   one: IVR, queue overflow), and on answer gives the session back to CallManager as an
   ordinary answered call (bridged, recorded); no answer -> ``then``.
@@ -23,7 +23,6 @@ and a queue's overflow (``--overflow-to ring_group:NAME``), all through
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -32,11 +31,10 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from pypbx import screenpop
-from pypbx.calllog import Disposition
 from pypbx.db import Database, IntegrityError
-from pypbx.delegate import Tick, TimedDelegate
 from pypbx.errors import PbxError
+from sip.message import Request
+from sip.proxy import RouteDecision
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +159,9 @@ class GroupService:
         if token:
             self.rings.pop(token, None)
 
-    def route(self, request: Any) -> Any:
+    def route(self, request: Request) -> RouteDecision | None:
         """A worker's ring leg ``sip:grp-<token>@...``: fork to every registered contact of
         the members being rung (None: not ours)."""
-        from sip.proxy import RouteDecision
         user = request.uri.user or ""
         if not user.startswith(RING_PREFIX):
             return None
@@ -191,192 +188,3 @@ class GroupService:
             if ext:
                 return ext
         return exts[0] if exts else ""
-
-
-
-class GroupCall(TimedDelegate):
-    """One call ringing a group (see the module docstring)."""
-
-    def __init__(self, fl: Any, s: Any, group: RingGroup, svc: GroupService, *, answered: bool) -> None:
-        self.fl = fl
-        self.s = s
-        self.cm = fl.cm
-        self.w = s.worker
-        self.group = group
-        self.svc = svc
-        self.caller_answered = answered
-        self.pending: list[str] = list(group.members)
-        self.steps = 0
-        self.leg: str | None = None
-        self.token: str | None = None
-        self.exts: tuple[str, ...] = ()
-        self.cancelled: set[str] = set()
-        self.sent_180 = False
-        self.gen = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self.state = "ringing"           # ringing, answering, leaving, done
-
-    # ---------------------------------------------------------------- helpers
-    # ---------------------------------------------------------------- start
-    async def start(self) -> None:
-        s = self.s
-        g = self.group
-        s.ring_deadline = None
-        await self.event("ring_group", group=g.name, strategy=g.strategy, members=list(g.members),
-                         ring_time=g.ring_time, then=g.then or None)
-        log.info("call %s: %s -> ring group %s (%s: %s)", s.rec.id[:12], s.caller, g.name, g.strategy,
-                 ",".join(g.members))
-        if self.caller_answered:
-            try:
-                await self.w.play(s.caller_leg, self.cm.moh, loop=True)
-            except Exception:
-                pass
-        await self._next()
-
-    async def _next(self) -> None:
-        """Ring the next step: everyone (``all``, once) or the next member (``order``)."""
-        cm = self.cm
-        if self.group.strategy == "all":
-            exts = tuple(m for m in self.pending if cm.is_extension(m) and cm.is_registered(m))
-            self.pending = []
-        else:
-            exts = ()
-            while self.pending and not exts:
-                m = self.pending.pop(0)
-                if cm.is_extension(m) and cm.is_registered(m):
-                    exts = (m,)
-        if not exts:
-            await self._no_answer()
-            return
-        self.steps += 1
-        self.exts = exts
-        self.token = self.svc.ring(exts, self.group.ring_time)
-        self.leg = f"grp{self.steps}"
-        fd = cm.front_door
-        try:
-            await self.w.originate(self.leg, f"sip:{RING_PREFIX}{self.token}@{fd}",
-                                   from_uri=await screenpop.caller_from(cm, self.s),
-                                   headers={"X-PBX-Call": self.s.rec.id, "X-PBX-Group": self.group.name})
-        except Exception as exc:
-            log.warning("call %s: ringing group %s (%s) failed: %s", self.s.rec.id[:12], self.group.name,
-                        exts, exc)
-            await self._drop_leg()
-            await self._next()
-            return
-        await self.event("ring_group_dial", group=self.group.name, extensions=list(exts), leg=self.leg)
-        self._arm(self.group.ring_time)
-
-    async def _drop_leg(self) -> None:
-        self._disarm()
-        leg, self.leg = self.leg, None
-        if leg is not None:
-            self.cancelled.add(leg)
-            self.s.dropped.add(leg)
-            await self.cm._hangup_quietly(self.w, leg, None)
-        self.svc.done(self.token)
-        self.token = None
-
-    # ---------------------------------------------------------------- events
-    async def handle(self, ev: Any) -> None:
-        from media import protocol as P
-        from pypbx.calls import _Shutdown
-        s = self.s
-        if self.state == "done":
-            return
-        if isinstance(ev, Tick):
-            if ev.gen == self.gen and self.state == "ringing":
-                self._timer = None
-                await self.event("ring_group_no_answer", group=self.group.name, extensions=list(self.exts))
-                await self._drop_leg()
-                await self._next()
-        elif isinstance(ev, _Shutdown):
-            await self._drop_leg()
-            await self.cm._hangup_quietly(self.w, s.caller_leg, None if self.caller_answered else 503)
-            await self.finish(Disposition.INTERRUPTED, "system", "pbx shutting down")
-        elif isinstance(ev, P.Ringing):
-            if ev.leg == self.leg:
-                if not self.caller_answered and not self.sent_180:
-                    self.sent_180 = True
-                    await self.w.answer(s.caller_leg, 180)
-                await self.event("ringing", callee=",".join(self.exts), group=self.group.name)
-        elif isinstance(ev, P.Answered):
-            if ev.call_id:
-                s.call_ids[ev.leg] = ev.call_id
-            if ev.leg == self.leg and self.state == "ringing":
-                await self._answered(ev)
-        elif isinstance(ev, P.Ended):
-            if ev.leg in self.cancelled:
-                return
-            if ev.leg == self.leg:
-                await self.event("ring_group_dial_failed", group=self.group.name, extensions=list(self.exts),
-                                 cause=f"{ev.cause_code} {ev.reason}".strip())
-                await self._drop_leg()
-                await self._next()
-            elif ev.leg == s.caller_leg:
-                await self._drop_leg()
-                await self.finish(Disposition.ABANDONED_RINGING, "caller",
-                                  f"while group {self.group.name} rang: {ev.cause_code} {ev.reason}".strip())
-        elif isinstance(ev, P.RecordStopped):
-            s.stopped_files.add(ev.path)
-        elif type(ev).__name__ in ("WorkerLost", "WorkerExited"):
-            self._disarm()
-            self.svc.done(self.token)
-            self.state = "done"
-            await self.cm._worker_lost(s, ev)
-
-    async def _answered(self, ev: Any) -> None:
-        s = self.s
-        self._disarm()
-        ext = self.svc.who_answered(self.token or "", ev.call_id) if self.token else (self.exts or ("",))[0]
-        self.svc.done(self.token)
-        self.token = None
-        self.state = "done"
-        s.callee_leg = self.leg
-        s.callee = ext
-        s.rec.extension = ext or None
-        s.answered = True
-        s.ring_deadline = None
-        s.delegate = None                 # an ordinary answered call of CallManager from here on
-        self.fl.forget(s)
-        await self.event("ring_group_answered", group=self.group.name, extension=ext)
-        log.info("call %s: ring group %s answered by %s", s.rec.id[:12], self.group.name, ext)
-        if self.caller_answered:
-            try:
-                await self.w.stop_play(s.caller_leg)
-            except Exception:
-                pass
-            await self.cm._connect(s)
-        else:
-            await self.w.answer(s.caller_leg, 200)     # CallManager connects on the caller's answer
-
-    async def _no_answer(self) -> None:
-        s = self.s
-        self._disarm()
-        then = self.group.then
-        await self.event("ring_group_unanswered", group=self.group.name, then=then or None)
-        if then:
-            self.state = "leaving"
-            self.fl.forget(s)
-            if self.caller_answered:
-                try:
-                    await self.w.stop_play(s.caller_leg)
-                except Exception:
-                    pass
-            if await self.fl.start_destination(s, then, answered=self.caller_answered):
-                return
-            log.warning("call %s: group %s: --then %s is not available", s.rec.id[:12], self.group.name, then)
-        await self.cm._hangup_quietly(self.w, s.caller_leg, None if self.caller_answered else 480)
-        await self.finish(Disposition.NO_ANSWER, "system", f"ring group {self.group.name}: no answer")
-
-    async def finish(self, disposition: Disposition, side: str, cause: str) -> None:
-        if self.state == "done":
-            return
-        self._disarm()
-        self.state = "done"
-        self.fl.forget(self.s)
-        await self.cm._finish(self.s, disposition, side=side, cause=cause)
-
-    def finished(self, disposition: Any, side: str) -> None:
-        self._disarm()
-        self.svc.done(self.token)
-        self.state = "done"

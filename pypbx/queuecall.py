@@ -1,7 +1,7 @@
 """One call in a queue, on the media worker that anchors it (driven by :mod:`pypbx.acdlive`).
 
 A phone dials a queue's number; CallManager hands the session to :class:`QueueCall`
-(``Session.delegate``), which from then on gets every worker event of the call and every
+(``CallManager.hand_over``), which from then on gets every worker event of the call and every
 engine Action about it, in order, on the session's own task:
 
 * answer the caller; greeting and "this call may be recorded" (configurable); enter the
@@ -237,11 +237,11 @@ class QueueCall:
     # ---------------------------------------------------------------- events
     async def handle(self, ev: Any) -> None:
         from pypbx.acdlive import _Closing
-        from pypbx.calls import _Shutdown
+        from pypbx.call import Shutdown
         s = self.s
         if self.state == "done":
             return
-        if isinstance(ev, (_Shutdown, _Closing)):
+        if isinstance(ev, (Shutdown, _Closing)):
             await self._shutdown()
         elif isinstance(ev, tuple) and len(ev) == 2 and hasattr(ev[1], "agent_ids"):
             await self._ring(*ev)
@@ -318,7 +318,7 @@ class QueueCall:
         leg, self.ring_leg = self.ring_leg, None
         if leg is not None:
             self.cancelled.add(leg)
-            await self.cm._hangup_quietly(self.w, leg, None)
+            await self.cm.hangup(self.s, leg, None)
         if self.ring_token:
             self.live.rings.pop(self.ring_token, None)
             self.ring_token = None
@@ -350,10 +350,10 @@ class QueueCall:
         s.rec.agent = agent_id
         s.rec.extension = ext or None
         s.answered = True
-        s.delegate = None           # from here on an ordinary answered call of CallManager
+        self.cm.hand_back(s)          # from here on an ordinary answered call of CallManager
         if self.ring_token:
             self.live.rings.pop(self.ring_token, None)
-        await self.cm._connect(s)
+        await self.cm.connect(s)
         log.info("call %s: queue %s connected to agent %s (%s)", self.call_id[:12], self.queue, agent_id, ext)
 
     # ---------------------------------------------------------------- DTMF: callbacks
@@ -460,7 +460,7 @@ class QueueCall:
             if await fl.start_destination(s, dest, answered=True):
                 return
             self.state = "leaving"
-            s.delegate = self.handle
+            self.cm.hand_over(s, self)
             self.live.sessions[id(s)] = self
         # no way on from here: tell the caller, hang up
         await self._say_and_hang_up([self.p("all_staff_busy"), self.p("try_again_later")])
@@ -474,7 +474,7 @@ class QueueCall:
         if self.out_target is None or self.out_target.kind is TargetKind.EXTENSION:
             s.rec.extension = s.callee
         s.answered = True
-        await self.cm._connect(s)
+        await self.cm.connect(s)
 
     async def _say_and_hang_up(self, files: list[str]) -> None:
         self.hangup_after_prompt = True
@@ -484,7 +484,7 @@ class QueueCall:
 
     async def _end_after_prompt(self) -> None:
         await self.player.stop()
-        await self.cm._hangup_quietly(self.w, self.s.caller_leg, None)
+        await self.cm.hangup(self.s, self.s.caller_leg, None)
         await self._finish(self.end_disposition or Disposition.FAILED, "system", self.end_cause)
 
     # ---------------------------------------------------------------- the end
@@ -503,7 +503,7 @@ class QueueCall:
             return
         if ev.leg == self.out_leg:
             if self.state == "connected_out":
-                await self.cm._hangup_quietly(self.w, s.caller_leg, None)
+                await self.cm.hangup(self.s, s.caller_leg, None)
                 await self._finish(Disposition.OVERFLOWED_OUT, "callee", self.end_cause)
             else:
                 self.out_leg = None
@@ -516,12 +516,12 @@ class QueueCall:
         # the caller hung up
         if self.state == "connected_out":
             if self.out_leg:
-                await self.cm._hangup_quietly(self.w, self.out_leg, None)
+                await self.cm.hangup(self.s, self.out_leg, None)
             await self._finish(Disposition.OVERFLOWED_OUT, "caller", self.end_cause)
             return
         await self._drop_ring_leg()
         if self.out_leg:
-            await self.cm._hangup_quietly(self.w, self.out_leg, None)
+            await self.cm.hangup(self.s, self.out_leg, None)
         if self.end_disposition is not None:
             await self._finish(self.end_disposition, "caller", self.end_cause)
             return
@@ -533,7 +533,7 @@ class QueueCall:
         await self._drop_ring_leg()
         for leg in (self.out_leg, self.s.caller_leg):
             if leg:
-                await self.cm._hangup_quietly(self.w, leg, None)
+                await self.cm.hangup(self.s, leg, None)
         if self.state in ("queued", "callback", "collect", "answering") and self.entered:
             # normally AcdLive.close() closed it already (INTERRUPTED + callback slot)
             self.live.run("caller_abandoned", self.call_id)
@@ -542,14 +542,14 @@ class QueueCall:
     async def _worker_lost(self, ev: Any) -> None:
         if self.entered and self.state != "connected":
             self.live.run("caller_abandoned", self.call_id)
-        await self.cm._worker_lost(self.s, ev)
+        await self.cm.worker_lost(self.s, ev)
         self._done()
 
     async def _finish(self, disposition: Disposition, side: str, cause: str) -> None:
         if self.state == "done":
             return
         self._done()
-        await self.cm._finish(self.s, disposition, side=side, cause=cause)
+        await self.cm.finish(self.s, disposition, side=side, cause=cause)
 
     def _release_trunk(self) -> None:
         trunk, self.out_trunk = self.out_trunk, None
@@ -636,7 +636,7 @@ class FeatureCall:
         log.info("feature code %s from %s: %s", code, ext, self.result)
 
     async def handle(self, ev: Any) -> None:
-        from pypbx.calls import _Shutdown
+        from pypbx.call import Shutdown
         s = self.s
         if self.done:
             return
@@ -649,12 +649,12 @@ class FeatureCall:
             except WorkerError:
                 await self._end("system")
         elif isinstance(ev, P.PlaybackFinished) and ev.leg == s.caller_leg:
-            await self.cm._hangup_quietly(self.w, s.caller_leg, None)
+            await self.cm.hangup(self.s, s.caller_leg, None)
             await self._end("system")
         elif isinstance(ev, P.Ended) and ev.leg == s.caller_leg:
             await self._end("caller")
-        elif isinstance(ev, _Shutdown):
-            await self.cm._hangup_quietly(self.w, s.caller_leg, None)
+        elif isinstance(ev, Shutdown):
+            await self.cm.hangup(self.s, s.caller_leg, None)
             await self._end("system")
 
     async def _end(self, side: str) -> None:
@@ -663,7 +663,7 @@ class FeatureCall:
         self.done = True
         if self.s.rec.answered_at is None:
             await self.cm.calllog.answered(self.s.rec, feature=self.s.callee)
-        await self.cm._finish(self.s, Disposition.ANSWERED if self.ok else Disposition.REJECTED,
+        await self.cm.finish(self.s, Disposition.ANSWERED if self.ok else Disposition.REJECTED,
                               side=side, cause=f"feature code: {self.result}")
 
     def finished(self, disposition: Any, side: str) -> None:
@@ -700,8 +700,8 @@ class CallbackCall:
         if w is None:
             live.run("callback_failed", a.call_id, "no media worker")
             return
-        from pypbx.calls import Session
-        sess = Session(worker=w, reserved_at=cm.clock())
+        from pypbx.call import Call
+        sess = Call(worker=w, reserved_at=cm.clock())
         self.queue = sess.queue            # worker events and engine actions, in order
         cm.sessions[w] = sess
         ext = live.agent_ext.get(a.agent_id, "")
@@ -728,12 +728,12 @@ class CallbackCall:
                 try:
                     ev = await asyncio.wait_for(self.queue.get(), timeout)
                 except asyncio.TimeoutError:
-                    await cm._hangup_quietly(w, "agent", None)
+                    await cm.hangup(sess, "agent", None)
                     live.run("ring_timeout", a.call_id)
                     disp, cause = Disposition.NO_ANSWER, "agent did not answer"
                     break
                 if isinstance(ev, CancelRing):
-                    await cm._hangup_quietly(w, "agent", None)
+                    await cm.hangup(sess, "agent", None)
                     disp, cause = Disposition.NO_ANSWER, "cancelled"
                     break
                 if isinstance(ev, Connect):
@@ -752,7 +752,7 @@ class CallbackCall:
                     live.run("callback_answered", a.call_id)
                     sess.caller_leg, sess.callee_leg = "agent", "patient"
                     sess.answered = True
-                    await cm._connect(sess)        # bridged, recorded, answered in the CDR
+                    await cm.connect(sess)        # bridged, recorded, answered in the CDR
                     await live._callback_done(a.call_id, a.number, a.queue, "done", "connected")
                 elif isinstance(ev, P.Ended):
                     if not agent_up:
@@ -761,16 +761,16 @@ class CallbackCall:
                         break
                     if not patient_up:
                         if ev.leg == "patient":
-                            await cm._hangup_quietly(w, "agent", None)
+                            await cm.hangup(sess, "agent", None)
                             live.run("callback_failed", a.call_id, f"{ev.cause_code} {ev.reason}")
                             disp, cause = Disposition.NO_ANSWER, f"patient: {ev.cause_code} {ev.reason}"
                         else:
-                            await cm._hangup_quietly(w, "patient", None)
+                            await cm.hangup(sess, "patient", None)
                             live.run("callback_failed", a.call_id, "agent hung up")
                             disp, side, cause = Disposition.ABANDONED_RINGING, "agent", "agent hung up"
                         break
                     other = "patient" if ev.leg == "agent" else "agent"
-                    await cm._hangup_quietly(w, other, None)
+                    await cm.hangup(sess, other, None)
                     live.run("call_ended", a.call_id, live.party("caller" if ev.leg == "patient" else "agent"))
                     disp, side, cause = Disposition.ANSWERED, ("callee" if ev.leg == "patient" else "caller"), "BYE"
                     break
@@ -800,7 +800,7 @@ class CallbackCall:
             await cm.calllog.end(rec, disp, side=side, cause=cause or disp.value)
             if sess.files:
                 try:
-                    await cm._close_recording(sess)
+                    await cm.close_recording(sess)
                 except Exception:
                     log.exception("callback %s: closing the recording", a.call_id)
             try:

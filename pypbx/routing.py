@@ -25,7 +25,7 @@ option ``prefer_last`` (seconds, ``--prefer-last``) on a ``queue:`` destination 
 queue call prefer the caller's last agent (:class:`acd.model.Caller.preferred_agent`): the
 call stays in the ACD's statistics.
 
-:func:`evaluate` is pure (rules + facts -> :class:`Decision`); :func:`resolve` gathers the
+:func:`evaluate` is pure (rules + facts -> :class:`Decision`); :func:`pypbx.flows.route.resolve` gathers the
 facts of a live call, evaluates, writes a ``route`` call event and returns the destination.
 The store functions back ``pypbx route ...`` (``pypbx/cli/route.py``).
 """
@@ -38,8 +38,12 @@ import logging
 import re
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Mapping, Sequence
 
+from acd.model import AgentState
+from pypbx import callers as C
+from pypbx import destinations as D
 from pypbx import hours as H
 from pypbx.db import Database, IntegrityError
 from pypbx.errors import PbxError
@@ -196,7 +200,7 @@ def parse_condition(text: str) -> Condition:
 
 
 def parse_destination(dest: str) -> str:
-    """A DID destination (:func:`pypbx.trunks.parse_destination`), ``route:NAME`` or ``agent:last``."""
+    """A DID destination (:func:`pypbx.destinations.parse_destination`), ``route:NAME`` or ``agent:last``."""
     d = (dest or "").strip()
     kind, _, target = d.partition(":")
     if kind.strip().lower() == "agent":
@@ -207,11 +211,9 @@ def parse_destination(dest: str) -> str:
         if not NAME_RE.match(target.strip()):
             raise RoutingError(f"bad route name in {dest!r}")
         return f"route:{target.strip()}"
-    from pypbx.trunks import TrunkError
-    from pypbx.trunks import parse_destination as did_destination
     try:
-        return did_destination(d)
-    except TrunkError as e:
+        return D.parse_destination(d)
+    except D.DestinationError as e:
         raise RoutingError(f"{e}, route:NAME or agent:last") from None
 
 
@@ -437,7 +439,6 @@ async def gather_facts(db: Database, route: Route, caller: str, *, acd: Any = No
                        ivr_choices: Sequence[tuple[str, str]] = (), now: dt.datetime | None = None) -> dict[str, Any]:
     """What the route's conditions need, read from the database and the live ACD (only
     the lookups the rules ask for)."""
-    from pypbx import callers as C
     kinds = {c.kind for r in route.rules for c in r.conditions}
     needs_agent = "sticky" in kinds or any(r.destination == "agent:last" or r.prefer_last for r in route.rules)
     facts: dict[str, Any] = {"caller": caller, "ivr_choices": list(ivr_choices),
@@ -452,7 +453,6 @@ async def gather_facts(db: Database, route: Route, caller: str, *, acd: Any = No
         if agent and acd is not None:
             a = getattr(getattr(acd, "engine", None), "agents", {}).get(agent)
             if a is not None:
-                from acd.model import AgentState
                 facts["last_agent_available"] = a.state not in (AgentState.LOGGED_OUT, AgentState.PAUSED)
                 if a.state is not AgentState.LOGGED_OUT:
                     facts["last_agent_ext"] = getattr(acd, "agent_ext", {}).get(agent)
@@ -464,46 +464,10 @@ async def gather_facts(db: Database, route: Route, caller: str, *, acd: Any = No
     return facts
 
 
-async def resolve(cm: Any, s: Any, name: str) -> str | None:
-    """Route a live call: evaluate route ``name`` (and any ``route:`` it leads to) for
-    session ``s``; write a ``route`` call event per route; remember a sticky agent on the
-    session (``s.route_prefer``, read by the queue call). Returns a destination that is
-    not a route, or None (no rule matched, unknown route, a loop)."""
-    db = cm.db
-    seen: list[str] = []
-    while True:
-        if name in seen or len(seen) >= MAX_DEPTH:
-            await cm.calllog.event(s.rec, "route", route=name, rule=None, destination=None,
-                                   reason="route loop" if name in seen else "too deep")
-            log.warning("call %s: route %s: loop / too deep (%s)", s.rec.id[:12], name, " -> ".join(seen))
-            return None
-        seen.append(name)
-        try:
-            route = await get_route(db, name)
-        except RoutingError:
-            await cm.calllog.event(s.rec, "route", route=name, rule=None, destination=None, reason="no such route")
-            log.warning("call %s: no route %s", s.rec.id[:12], name)
-            return None
-        facts = await gather_facts(db, route, s.caller, acd=getattr(cm, "acd", None),
-                                   ivr_choices=getattr(s, "ivr_choices", None) or ())
-        d = evaluate(route.rules, facts, route.tz)
-        await cm.calllog.event(s.rec, "route", route=name, rule=d.rule, destination=d.destination,
-                               prefer_agent=d.prefer_agent, known=facts["known"],
-                               last_agent=facts["last_agent"])
-        log.info("call %s: route %s: %s", s.rec.id[:12], name, d.trace[-1])
-        if d.prefer_agent:
-            s.route_prefer = (d.prefer_agent, d.prefer_for)
-        if d.destination is None or not d.destination.startswith("route:"):
-            return d.destination
-        name = d.destination.partition(":")[2]
-
-
 async def acd_from_db(db: Database) -> Any:
     """The agents' states and extensions as the database has them (what the running PBX
     last saved), shaped like :class:`pypbx.acdlive.AcdLive` for :func:`gather_facts`."""
-    from types import SimpleNamespace
 
-    from acd.model import AgentState
     agents, ext = {}, {}
     for r in await db.list_agent_rows():
         try:

@@ -8,7 +8,7 @@ caller's number so the phone's call-back works.
 
 Pure helpers (:func:`display_name`, :func:`quote`, :func:`from_header`) plus
 :func:`caller_from`, which looks the patient's name up once per call and caches the
-result on the session. Used by every place that rings a phone: pypbx/calls.py (an
+result on the session. Used by every place that rings a phone: pypbx/call/manager.py (an
 extension), pypbx/queuecall.py (queue agents), pypbx/groups.py (ring groups),
 pypbx/ivr.py (IVR -> extension).
 """
@@ -16,9 +16,12 @@ pypbx/ivr.py (IVR -> extension).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pypbx import callers
+
+if TYPE_CHECKING:
+    from pypbx.call import Call, CallManager
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ def from_header(display: str, user: str, host: str) -> str:
     return f"{quote(display)} <{uri}>" if display else uri
 
 
-async def caller_from(cm: Any, s: Any) -> str:
+async def caller_from(cm: CallManager, s: Call) -> str:
     """The From for a leg ringing a phone for session ``s`` of CallManager ``cm``: the
     display built from the call's service line and the patient's name (looked up once
     per call, cached on the session)."""
@@ -69,4 +72,4 @@ async def caller_from(cm: Any, s: Any) -> str:
                 log.warning("screen pop: caller lookup for %s failed: %s", s.caller, exc)
         sl = getattr(s.rec, "service_line", None) if s.rec is not None else None
         s.screen_pop = display_name(sl, name, s.caller)
-    return from_header(s.screen_pop, s.caller, host)
+    return from_header(s.screen_pop or "", s.caller, host)

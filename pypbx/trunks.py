@@ -42,22 +42,43 @@ import asyncio
 import ipaddress
 import json
 import logging
+import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
+from media import protocol as P
+from pypbx import callers as C
+from pypbx import destinations as D
+from pypbx.call import Call, CallInput, CallManager, FlowBase, Shutdown
+from pypbx.call.logs import call_log
+from pypbx.calllog import Direction, Disposition, disposition_for_status
 from pypbx.db import Database, IntegrityError
 from pypbx.errors import PbxError
-from pypbx.numbers import CLASSES, FORMATS, NumberPlan, allowed, classify, parse_classes, rewrite
+from pypbx.flows.route import resolve
+from pypbx.numbers import (
+    FORMATS,
+    NumberPlan,
+    allowed,
+    classify,
+    parse_classes,
+    rewrite,
+)
+from pypbx.queuecall import QueueCall
+from sip.message import Request
+from sip.proxy import RouteDecision
+from sip.server import SipServer, TlsPeer
+from sip.transaction import Addr, ResponseReceived, Timeout, TransportError
+from sip.trunk import RegState, TrunkRegistration
 
 log = logging.getLogger(__name__)
 
 TRANSPORTS = ("udp", "tcp", "tls")
 #: Numbers shorter than this (emergency numbers aside) are never sent to a trunk: they
 #: are mistyped extensions and get the internal answer (404).
-MIN_EXTERNAL_DIGITS = 6
-DEST_KINDS = ("extension", "queue", "ivr", "voicemail", "group", "external", "route")
+MIN_EXTERNAL_DIGITS = D.MIN_EXTERNAL_DIGITS
+DEST_KINDS = D.DEST_KINDS
 
 
 class TrunkError(PbxError):
@@ -186,18 +207,11 @@ def validate_trunk(t: Trunk) -> Trunk:
 
 
 def parse_destination(dest: str) -> str:
-    kind, _, target = (dest or "").strip().partition(":")
-    kind = {"menu": "ivr", "ring_group": "group", "ext": "extension", "number": "external"}.get(kind, kind)
-    target = target.strip()
-    if kind not in DEST_KINDS or not target:
-        raise TrunkError(f"bad destination {dest!r}: extension:NUMBER, queue:NAME, ivr:MENU, voicemail:BOX, "
-                         "group:NAME, external:NUMBER or route:NAME")
-    if kind == "external":
-        n = "".join(c for c in target if c.isdigit() or c == "+")
-        if not n or not n.lstrip("+").isdigit() or len(n.lstrip("+")) < MIN_EXTERNAL_DIGITS:
-            raise TrunkError(f"bad external number {target!r}")
-        target = n
-    return f"{kind}:{target}"
+    """A DID's destination (:func:`pypbx.destinations.parse_destination`); TrunkError if bad."""
+    try:
+        return D.parse_destination(dest)
+    except D.DestinationError as e:
+        raise TrunkError(str(e)) from None
 
 
 def normalise_did(number: str) -> str:
@@ -211,7 +225,6 @@ def normalise_did(number: str) -> str:
 
 def protect_db(db: Database) -> None:
     """Trunk passwords are in the database: make it (and its WAL files) owner-only."""
-    import os
     base = str(getattr(db, "path", "") or "")
     if not base:
         return
@@ -278,7 +291,7 @@ async def add_did(db: Database, number: str, destination: str | None, service_li
         raise TrunkError("a DID needs --to DESTINATION, or both --known and --new")
     destination = parse_destination(destination) if destination else new
     assert destination is not None
-    for d in {destination, known, new} - {None}:
+    for d in cast("set[str]", {destination, known, new} - {None}):
         if d.startswith("route:") and await db.get_route_row(d[6:]) is None:
             raise TrunkError(f"destination {d}: no route {d[6:]!r} (pypbx route add {d[6:]})")
     if trunk is not None and await db.get_trunk_row(trunk) is None:
@@ -332,7 +345,7 @@ def _resolve(host: str) -> set[str]:
     except ValueError:
         pass
     try:
-        return {ai[4][0] for ai in socket.getaddrinfo(host, None, proto=socket.IPPROTO_UDP)}
+        return {str(ai[4][0]) for ai in socket.getaddrinfo(host, None, proto=socket.IPPROTO_UDP)}
     except OSError:
         return set()
 
@@ -362,8 +375,9 @@ class TrunkService:
         self._ips: dict[str, set[str]] = {}             # trunk -> addresses it may call from
         self.active: dict[str, int] = {}                # trunk -> outside calls in progress
         self.by_extension: dict[str, int] = {}          # extension -> outside calls in progress
-        self.registrations: dict[str, Any] = {}         # trunk -> sip.trunk.TrunkRegistration
-        self.server: Any = None                         # sip.server.SipServer
+        self.registrations: dict[str, TrunkRegistration] = {}
+        self._reg_keys: dict[str, tuple[object, ...]] = {}  # trunk -> the settings its registration uses
+        self.server: SipServer | None = None
         self._wake = asyncio.Event()
         self._signature: str | None = None
         # (trunk, state before, state now, reason) on every registration state change
@@ -428,7 +442,7 @@ class TrunkService:
                 return self.dids[f]
         return None
 
-    def did_for(self, request: Any, trunk: Trunk | None = None) -> Did | None:
+    def did_for(self, request: Request, trunk: Trunk | None = None) -> Did | None:
         """The DID an INVITE is for: the Request-URI user, else the To user (providers
         that send calls to the registration contact put the DID in To)."""
         did = self.find_did(request.uri.user)
@@ -480,7 +494,7 @@ class TrunkService:
 
         def key(t: Trunk) -> tuple:
             reg = self.registrations.get(t.name)
-            down = reg is not None and reg.state.value != "registered"
+            down = reg is not None and reg.state is not RegState.REGISTERED
             return (down, t.priority, t.name)
         return sorted(out, key=key)
 
@@ -505,9 +519,8 @@ class TrunkService:
         return rewrite(number, self.plan, fmt=trunk.number_format, strip_prefix=trunk.strip_prefix,
                        add_prefix=trunk.add_prefix)
 
-    def outbound_target(self, trunk: Trunk, user: str) -> tuple[str, Any]:
+    def outbound_target(self, trunk: Trunk, user: str) -> tuple[str, Addr]:
         """(Request-URI, Addr) of a call to ``user`` (already rewritten) through ``trunk``."""
-        from sip.transaction import Addr
         host = trunk.host
         ips = sorted(self._ips.get(trunk.name) or {host})
         tp = "" if trunk.transport == "udp" else f";transport={trunk.transport}"
@@ -532,14 +545,12 @@ class TrunkService:
 
     # -- registrations -----------------------------------------------------------------
     def _sync_registrations(self) -> None:
-        from sip.transaction import Addr
-        from sip.trunk import TrunkRegistration
         want = {n: t for n, t in self.trunks.items() if t.enabled and t.register}
         now = self.clock()
         for name in list(self.registrations):
             t = want.get(name)
             reg = self.registrations[name]
-            if t is None or (t.username, t.password, t.host, t.port, t.transport, t.expires) != reg._key:
+            if t is None or (t.username, t.password, t.host, t.port, t.transport, t.expires) != self._reg_keys.get(name):
                 self._send(reg.stop(now))
                 self._untrack(reg)
                 del self.registrations[name]
@@ -552,13 +563,13 @@ class TrunkService:
                                     domain=t.domain or t.host, username=t.username or "",
                                     password=t.password or "", auth_username=t.auth_username,
                                     expires=t.expires, local_address=local, user_agent=self.user_agent)
-            reg._key = (t.username, t.password, t.host, t.port, t.transport, t.expires)
+            self._reg_keys[name] = (t.username, t.password, t.host, t.port, t.transport, t.expires)
             self.registrations[name] = reg
             if self.server is not None:
                 self._send(reg.start(now))
         self._wake.set()
 
-    def _untrack(self, reg: Any) -> None:
+    def _untrack(self, reg: TrunkRegistration) -> None:
         pass
 
     def _send(self, sends: list) -> None:
@@ -570,7 +581,6 @@ class TrunkService:
 
     def _on_event(self, reg: Any) -> Callable[[Any], None]:
         def handle(ev: Any) -> None:
-            from sip.transaction import ResponseReceived, Timeout, TransportError
             if reg is None:
                 return
             now = self.clock()
@@ -582,7 +592,7 @@ class TrunkService:
                 sends = reg.on_timeout(now, transport_error=type(ev) is TransportError)
             else:
                 return
-            if reg.state is not before or reg.state.value == "failed":
+            if reg.state is not before or reg.state is RegState.FAILED:
                 log.info("trunk %s: %s (%s)", reg.name, reg.state.value, reg.last_reason)
             if reg.state is not before and self.on_state is not None:
                 self.on_state(reg.name, before, reg.state, reg.last_reason)
@@ -590,21 +600,20 @@ class TrunkService:
             self._wake.set()
         return handle
 
-    def tls_peer(self, addr: Any) -> Any:
+    def tls_peer(self, addr: Addr) -> TlsPeer | None:
         """``SipServer.tls_policy``: how to check the certificate of a TLS trunk at ``addr``
         (its host name; unverified if the trunk says ``tls_verify`` off)."""
-        from sip.server import TlsPeer
         for t in self.trunks.values():
             if t.transport == "tls" and int(t.port) == addr.port and addr.host in (self._ips.get(t.name) or {t.host}):
                 return TlsPeer(t.host, verify=t.tls_verify, label=f"trunk {t.name}")
         return None
 
-    def attach(self, server: Any) -> None:
+    def attach(self, server: SipServer) -> None:
         self.server = server
         server.tls_policy = self.tls_peer
         now = self.clock()
         for reg in self.registrations.values():
-            if reg.state.value == "unregistered":
+            if reg.state is RegState.UNREGISTERED:
                 self._send(reg.start(now))
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -656,7 +665,7 @@ def _header(headers: dict[str, str], name: str) -> str | None:
 
 @dataclass
 class TrunkCall:
-    """Trunk context of one call session (``Session.trunk``)."""
+    """Trunk context of one call session (``Call.trunk``)."""
     direction: str                      # "inbound" | "outbound"
     trunk: str | None = None            # inbound: the trunk it came in on
     did: Did | None = None
@@ -671,7 +680,7 @@ class TrunkCall:
 
 
 class TrunkRouter:
-    """The trunk parts of call routing and call sessions, used by ``pypbx.calls`` through
+    """The trunk parts of call routing and call sessions, used by ``pypbx.call`` through
     small hooks (``CallManager.trunks``)."""
 
     def __init__(self, svc: TrunkService, *, is_internal: Callable[[str], bool]) -> None:
@@ -679,10 +688,9 @@ class TrunkRouter:
         self.is_internal = is_internal
 
     # -- front door (sans-I/O, called by the proxy) ------------------------------------
-    def admit(self, request: Any, source: Any) -> Any:
+    def admit(self, request: Request, source: Addr) -> Any:
         """Proxy ``admit``: a trunk's requests are not challenged; an INVITE for a DID from
         anywhere else is refused at once (403)."""
-        from sip.proxy import RouteDecision
         if request.method != "INVITE":
             return None      # a trunk only sends calls; anything else is authenticated
         if self.svc.peer(source.host) is not None:
@@ -693,11 +701,10 @@ class TrunkRouter:
                 return RouteDecision.reject(403, "Forbidden - DIDs are reached through a trunk")
         return None
 
-    def screen(self, request: Any, source: Any, user: str | None) -> Any:
+    def screen(self, request: Request, source: Addr, user: str | None) -> RouteDecision | tuple[tuple[str, str], ...]:
         """For an INVITE about to be anchored in a worker: a RouteDecision (reject) or the
         headers to add for the worker (``X-PBX-Trunk``/``X-PBX-DID`` inbound,
         ``X-PBX-Outbound`` for an outside call)."""
-        from sip.proxy import RouteDecision
         if user is None:
             trunk = self.svc.peer(source.host)
             if trunk is None:
@@ -718,10 +725,9 @@ class TrunkRouter:
             return RouteDecision.reject(chk.status, chk.reason)
         return (("X-PBX-Outbound", target), ("X-PBX-Class", chk.cls))
 
-    def route_worker_leg(self, request: Any) -> Any:
+    def route_worker_leg(self, request: Request) -> RouteDecision | None:
         """A worker's leg marked ``X-PBX-Trunk``: to that trunk (Request-URI user is the
         number already rewritten for it)."""
-        from sip.proxy import RouteDecision
         name = request.headers.get("X-PBX-Trunk")
         if not name:
             return None
@@ -734,7 +740,7 @@ class TrunkRouter:
         return RouteDecision.fork([(uri, addr)], headers=[(n, "") for n in sorted(strip)])
 
     # -- call sessions (CallManager hooks) ---------------------------------------------
-    def context(self, s: Any, ev: Any) -> tuple[TrunkCall, dict[str, Any]] | None:
+    def context(self, s: Call, ev: P.Incoming) -> tuple[TrunkCall, dict[str, Any]] | None:
         """(trunk context, CallLog.offer fields) of a call a worker reported, or None
         for an internal call. Sets ``s.callee`` to the destination."""
         hdrs = getattr(ev, "headers", {}) or {}
@@ -761,10 +767,11 @@ class TrunkRouter:
             return tc, {"direction": "outbound", "callee_number": number, "extension": s.caller}
         return None
 
-    async def start(self, cm: Any, s: Any, ev: Any) -> bool:
+    async def start(self, cm: CallManager, s: Call, ev: P.Incoming) -> bool:
         """After the record is offered. True: handled here (queue takeover, outbound leg)."""
-        tc: TrunkCall = s.trunk
-        await cm.calllog.event(s.rec, "trunk_call", direction=tc.direction, trunk=tc.trunk,
+        tc = s.trunk
+        assert tc is not None
+        await cm.event(s, "trunk_call", direction=tc.direction, trunk=tc.trunk,
                                did=tc.did.number if tc.did else None,
                                service_line=tc.did.service_line if tc.did else None,
                                number=tc.number or None, number_class=tc.cls or None)
@@ -774,28 +781,26 @@ class TrunkRouter:
                 return False
             dest = did.destination
             if did.smart:
-                from pypbx import callers as C
                 try:
                     known = await C.known(cm.db, s.caller)
                 except Exception:
-                    log.exception("call %s: caller lookup failed (treated as new)", s.rec.id[:12])
+                    call_log(log, s).exception("caller lookup failed (treated as new)")
                     known = False
                 dest = did.route(known)
-                await cm.calllog.event(s.rec, "caller_lookup", number=s.caller, known=known, destination=dest,
+                await cm.event(s, "caller_lookup", number=s.caller, known=known, destination=dest,
                                        did=did.number)
-                log.info("call %s: DID %s, %s caller %s -> %s", s.rec.id[:12], did.number,
+                call_log(log, s).info("DID %s, %s caller %s -> %s", did.number,
                          "known" if known else "new", s.caller, dest)
             return await self.to_destination(cm, s, dest)
         self.svc.acquire(tc.extension)
         tc.counted = True
-        return await self._dial_next(cm, s)
+        return await self.dial_next(cm, s)
 
-    async def to_destination(self, cm: Any, s: Any, dest: str) -> bool:
+    async def to_destination(self, cm: CallManager, s: Call, dest: str) -> bool:
         """An inbound call (caller not answered yet) to a DID destination. False: an
         extension -- CallManager rings it as usual (``s.callee`` set)."""
         kind, _, target = dest.partition(":")
         if kind == "route":                 # routing rules (pypbx.routing)
-            from pypbx.routing import resolve
             nxt = await resolve(cm, s, target)
             own = s.trunk.did.destination if s.trunk is not None and s.trunk.did is not None else ""
             if nxt is None and own and not own.startswith("route:"):
@@ -807,41 +812,40 @@ class TrunkRouter:
             return await self._to_queue(cm, s, target)
         if kind == "extension":
             s.callee = target
-            if s.rec.extension != target:
-                s.rec.extension = target
-                await cm.calllog.update(s.rec, "did_route", destination=dest)
+            if s.record.extension != target:
+                s.record.extension = target
+                await cm.calllog.update(s.record, "did_route", destination=dest)
             return False
         if kind == "external":
-            tc: TrunkCall = s.trunk
+            tc = s.trunk
+            assert tc is not None
             tc.forward = True
             tc.number = target
             tc.cls = classify(target, self.svc.plan).cls
             s.callee = target
-            await cm.calllog.event(s.rec, "did_forward", number=target, number_class=tc.cls)
-            return await self._dial_next(cm, s)
+            await cm.event(s, "did_forward", number=target, number_class=tc.cls)
+            return await self.dial_next(cm, s)
         fl = getattr(cm, "frontline", None)
         if fl is not None and await fl.start_destination(s, dest, answered=False):
             return True
         return await self._fail(cm, s, 480, f"destination {dest} not available")
 
-    async def _to_queue(self, cm: Any, s: Any, queue: str) -> bool:
-        from pypbx.calllog import Disposition
-        acd = cm.acd
+    async def _to_queue(self, cm: CallManager, s: Call, queue: str) -> bool:
+        acd: Any = cm.acd          # pypbx.acdlive.AcdLive (its queue calls' registry)
         if acd is None or queue not in getattr(getattr(acd, "engine", None), "queues", {}):
-            await s.worker.hangup(s.caller_leg, 480)
-            await cm._finish(s, Disposition.FAILED, side="system", cause=f"queue {queue} not available")
+            await s.worker.hangup(cast(str, s.caller_leg), 480)
+            await cm.finish(s, Disposition.FAILED, side="system", cause=f"queue {queue} not available")
             return True
-        from pypbx.queuecall import QueueCall
         qc = QueueCall(acd, s, queue)
         acd.sessions[id(s)] = qc
-        s.delegate = qc.handle
+        cm.hand_over(s, qc)
         await qc.start()
         return True
 
-    async def _dial_next(self, cm: Any, s: Any) -> bool:
+    async def dial_next(self, cm: CallManager, s: Call) -> bool:
         """Originate the trunk leg through the next candidate trunk. False: none left."""
-        from pypbx.calllog import Disposition
-        tc: TrunkCall = s.trunk
+        tc = s.trunk
+        assert tc is not None and s.rec is not None
         cands = self.svc.candidates(exclude=tuple(tc.tried))
         if not cands:
             return False if tc.tried else await self._fail(cm, s, 503, "no trunk available")
@@ -854,9 +858,9 @@ class TrunkRouter:
         s.callee_leg = leg
         s.ring_deadline = cm.clock() + cm.ring_time
         self.svc.trunk_busy(trunk.name, +1)
-        await cm.calllog.event(s.rec, "trunk_dial", trunk=trunk.name, number=dialled,
+        await cm.event(s, "trunk_dial", trunk=trunk.name, number=dialled,
                                caller_id=trunk.caller_id, attempt=tc.legs)
-        log.info("call %s: %s -> %s via trunk %s as %s", s.rec.id[:12], s.caller, tc.number, trunk.name, dialled)
+        call_log(log, s).info("%s -> %s via trunk %s as %s", s.caller, tc.number, trunk.name, dialled)
         try:
             # the provider's own Request-URI (sent via the front door, the worker's outbound
             # proxy): the digest-uri of the credentials then matches the Request-URI the
@@ -867,18 +871,17 @@ class TrunkRouter:
                                      auth=self.svc.leg_auth(trunk))
         except Exception as exc:
             self.svc.trunk_busy(trunk.name, -1)
-            log.warning("call %s: originate via %s failed: %s", s.rec.id[:12], trunk.name, exc)
+            call_log(log, s).warning("originate via %s failed: %s", trunk.name, exc)
             s.callee_leg = None
-            return await self._dial_next(cm, s) or await self._fail(cm, s, 503, f"originate failed: {exc}")
+            return await self.dial_next(cm, s) or await self._fail(cm, s, 503, f"originate failed: {exc}")
         return True
 
-    async def _fail(self, cm: Any, s: Any, code: int, cause: str) -> bool:
-        from pypbx.calllog import Disposition
-        await cm._hangup_quietly(s.worker, s.caller_leg, code)
-        await cm._finish(s, Disposition.FAILED, side="system", cause=f"{code} {cause}")
+    async def _fail(self, cm: CallManager, s: Call, code: int, cause: str) -> bool:
+        await cm.hangup(s, s.caller_leg, code)
+        await cm.finish(s, Disposition.FAILED, side="system", cause=f"{code} {cause}")
         return True
 
-    async def on_ended(self, cm: Any, s: Any, ev: Any) -> bool:
+    async def on_ended(self, cm: CallManager, s: Call, ev: P.Ended) -> bool:
         """A leg of an outside call ended. True: handled here (failover to the next trunk)."""
         tc: TrunkCall | None = s.trunk
         if tc is None or (tc.direction != "outbound" and not tc.forward) or ev.leg != s.callee_leg \
@@ -894,19 +897,19 @@ class TrunkRouter:
         # leg, or a 403 after the credentials, means they were refused: next trunk
         auth_failed = code in (401, 407) or (code == 403 and getattr(ev, "challenged", False))
         if auth_failed:
-            await cm.calllog.event(s.rec, "trunk_auth_failed", trunk=trunk, status=code, reason=ev.reason)
-            log.warning("call %s: trunk %s refused our credentials (%s %s)", s.rec.id[:12], trunk, code, ev.reason)
+            await cm.event(s, "trunk_auth_failed", trunk=trunk, status=code, reason=ev.reason)
+            call_log(log, s).warning("trunk %s refused our credentials (%s %s)", trunk, code, ev.reason)
             if not self.svc.candidates(exclude=tuple(tc.tried)):
                 return await self._fail(cm, s, 503, f"trunk {trunk}: authentication failed ({code} {ev.reason})")
         elif not (code >= 500 or code == 408):
             return False
         if not self.svc.candidates(exclude=tuple(tc.tried)):
             return False
-        await cm.calllog.event(s.rec, "trunk_failover", trunk=trunk, status=code, reason=ev.reason)
-        log.info("call %s: trunk %s answered %s: trying the next trunk", s.rec.id[:12], trunk, code)
-        return await self._dial_next(cm, s)
+        await cm.event(s, "trunk_failover", trunk=trunk, status=code, reason=ev.reason)
+        call_log(log, s).info("trunk %s answered %s: trying the next trunk", trunk, code)
+        return await self.dial_next(cm, s)
 
-    def finished(self, s: Any) -> None:
+    def finished(self, s: Call) -> None:
         tc: TrunkCall | None = s.trunk
         if tc is None:
             return
@@ -920,12 +923,12 @@ class TrunkRouter:
 
 # ----------------------------------------------------------------------------- click-to-call
 
-class ClickToCall:
+class ClickToCall(FlowBase):
     """``pypbx call EXTENSION NUMBER``: ring the extension's phones first; when it answers,
     dial the number through the best trunk (failover as for any outside call) and bridge.
-    Runs as the session's delegate (all worker events of the session come here)."""
+    Runs as the call's flow (all worker events of the call come here)."""
 
-    def __init__(self, router: TrunkRouter, cm: Any, s: Any, extension: str, number: str, cls: str) -> None:
+    def __init__(self, router: TrunkRouter, cm: CallManager, s: Call, extension: str, number: str, cls: str) -> None:
         self.router = router
         self.cm = cm
         self.s = s
@@ -935,14 +938,13 @@ class ClickToCall:
         self.ext_answered = False
 
     async def start(self) -> str:
-        from pypbx.calllog import Direction
         s, cm = self.s, self.cm
         s.caller, s.callee, s.caller_leg = self.extension, self.number, "ext"
         s.trunk = TrunkCall("outbound", number=self.number, cls=self.cls, extension=self.extension)
         s.rec = await cm.calllog.offer(direction=Direction.OUTBOUND, caller_number=self.extension,
                                        callee_number=self.number, extension=self.extension,
                                        worker=str(s.worker.pid))
-        await cm.calllog.event(s.rec, "click_to_call", extension=self.extension, number=self.number,
+        await cm.event(s, "click_to_call", extension=self.extension, number=self.number,
                                number_class=self.cls)
         self.router.svc.acquire(self.extension)
         s.trunk.counted = True
@@ -950,66 +952,62 @@ class ClickToCall:
         host = cm.front_door.split(":")[0]
         await s.worker.originate("ext", f"sip:{self.extension}@{cm.front_door}",
                                  from_uri=f"sip:{self.number}@{host}", headers={"X-PBX-Call": s.rec.id})
-        log.info("call %s: click-to-call %s -> %s", s.rec.id[:12], self.extension, self.number)
+        call_log(log, s).info("click-to-call %s -> %s", self.extension, self.number)
         return s.rec.id
 
-    async def handle(self, ev: Any) -> None:
-        from media import protocol as P
-        from pypbx.calllog import Disposition, disposition_for_status
-        from pypbx.calls import _Shutdown
+    async def handle(self, ev: CallInput) -> None:
         s, cm = self.s, self.cm
         if s.ended:
             return
-        if isinstance(ev, _Shutdown):
+        if isinstance(ev, Shutdown):
             for leg in (s.callee_leg, s.caller_leg):
                 if leg:
-                    await cm._hangup_quietly(s.worker, leg, None)
-            await cm._finish(s, Disposition.ANSWERED if s.answered else Disposition.INTERRUPTED,
+                    await cm.hangup(s, leg, None)
+            await cm.finish(s, Disposition.ANSWERED if s.answered else Disposition.INTERRUPTED,
                              side="system", cause="pbx shutting down")
         elif type(ev).__name__ in ("WorkerLost", "WorkerExited"):
-            await cm._worker_lost(s, ev)
+            await cm.worker_lost(s, ev)
         elif isinstance(ev, P.RecordStopped):
             s.stopped_files.add(ev.path)
         elif isinstance(ev, P.Answered):
             if ev.leg == "ext" and not self.ext_answered:
                 self.ext_answered = True
-                await cm.calllog.event(s.rec, "extension_answered", extension=self.extension)
-                await cm._cmd(s, "play", "ext", cm.moh, loop=True)     # while the number rings
-                if not await self.router._dial_next(cm, s):
-                    await cm._hangup_quietly(s.worker, "ext", None)
+                await cm.event(s, "extension_answered", extension=self.extension)
+                await cm.play(s, "ext", cm.moh, loop=True, quiet=True)     # while the number rings
+                if not await self.router.dial_next(cm, s):
+                    await cm.hangup(s, "ext", None)
             elif ev.leg == s.callee_leg and not s.answered:
                 s.answered = True
                 s.ring_deadline = None
-                await cm._cmd(s, "stop_play", "ext")
-                await cm._connect(s)
+                await cm.stop_play(s, "ext", quiet=True)
+                await cm.connect(s)
         elif isinstance(ev, P.Ringing) and ev.leg == s.callee_leg:
-            await cm.calllog.event(s.rec, "ringing", callee=self.number)
+            await cm.event(s, "ringing", callee=self.number)
         elif isinstance(ev, P.Ended):
             code = ev.cause_code or 0
             if ev.leg == "ext":
                 if s.callee_leg:
-                    await cm._hangup_quietly(s.worker, s.callee_leg, None)
+                    await cm.hangup(s, s.callee_leg, None)
                 if s.answered:
-                    await cm._finish(s, Disposition.ANSWERED, side="caller", cause="BYE")
+                    await cm.finish(s, Disposition.ANSWERED, side="caller", cause="BYE")
                 elif self.ext_answered:
-                    await cm._finish(s, Disposition.ABANDONED_RINGING, side="caller", cause=f"{code} {ev.reason}".strip())
+                    await cm.finish(s, Disposition.ABANDONED_RINGING, side="caller", cause=f"{code} {ev.reason}".strip())
                 else:
-                    await cm._finish(s, disposition_for_status(code or 480), side="caller",
+                    await cm.finish(s, disposition_for_status(code or 480), side="caller",
                                      cause=f"extension: {code} {ev.reason}".strip())
             elif ev.leg == s.callee_leg:
                 if await self.router.on_ended(cm, s, ev):
                     return
-                await cm._hangup_quietly(s.worker, "ext", None)
+                await cm.hangup(s, "ext", None)
                 if s.answered:
-                    await cm._finish(s, Disposition.ANSWERED, side="callee", cause="BYE")
+                    await cm.finish(s, Disposition.ANSWERED, side="callee", cause="BYE")
                 else:
-                    await cm._finish(s, disposition_for_status(code or 480), side="callee",
+                    await cm.finish(s, disposition_for_status(code or 480), side="callee",
                                      cause=f"{code} {ev.reason}".strip())
 
 
-async def click_to_call(router: TrunkRouter, cm: Any, extension: str, number: str) -> dict[str, Any]:
+async def click_to_call(router: TrunkRouter, cm: CallManager, extension: str, number: str) -> dict[str, Any]:
     """Local API ``call``: start a click-to-call session; returns the call record's id."""
-    from pypbx.calls import Session
     if not cm.is_extension(extension):
         raise TrunkError(f"no extension {extension}")
     if not cm.is_registered(extension):
@@ -1020,18 +1018,17 @@ async def click_to_call(router: TrunkRouter, cm: Any, extension: str, number: st
     w = cm.pool.try_acquire()
     if w is None:
         raise TrunkError("all media workers busy")
-    s = Session(worker=w, reserved_at=cm.clock())
+    s = Call(worker=w, reserved_at=cm.clock())
     cm.sessions[w] = s
     c2c = ClickToCall(router, cm, s, extension, number, chk.cls)
-    s.delegate = c2c.handle
+    cm.hand_over(s, c2c)
     try:
         call_id = await c2c.start()
     except Exception:
         cm.sessions.pop(w, None)
         if s.rec is not None and not s.ended:
-            from pypbx.calllog import Disposition
-            await cm._finish(s, Disposition.FAILED, side="system", cause="click-to-call failed to start")
+            await cm.finish(s, Disposition.FAILED, side="system", cause="click-to-call failed to start")
         await cm.pool.release(w)
         raise
-    cm._spawn(cm._session(s))
+    cm.spawn(cm.run_call(s))
     return {"call_id": call_id, "extension": extension, "number": number, "class": chk.cls}

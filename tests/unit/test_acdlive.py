@@ -16,7 +16,7 @@ from media.fake import FakePool
 from pypbx import acdstore as S
 from pypbx.acdlive import AcdLive
 from pypbx.calllog import CallLog
-from pypbx.calls import CallManager
+from pypbx.call import CallManager
 from pypbx.db import open_db
 from pypbx.extensions import add_extension
 from pypbx.queuecall import DEFAULT_MOH, PROMPTS_DIR, announcement_ids

@@ -1,4 +1,4 @@
-"""CallManager (pypbx.calls) with media.fake: hold -> MOH to the other party; blind transfer
+"""CallManager (pypbx.call) with media.fake: hold -> MOH to the other party; blind transfer
 -> new leg bridged, transferor hung up; attended transfer -> two sessions joined; call
 records and events right."""
 
@@ -15,7 +15,7 @@ import soundfile as sf
 from media import protocol as P
 from media.fake import FakePool
 from pypbx.calllog import CallLog
-from pypbx.calls import DEFAULT_MOH, CallManager
+from pypbx.call import DEFAULT_MOH, CallManager
 from pypbx.db import open_db
 from sip.message import parse_message
 from sip.transaction import Addr
@@ -51,7 +51,7 @@ class Env:
         self.cm = CallManager(pool=self.pool, calllog=CallLog(self.db), db=self.db, data_dir=self.tmp,
                               front_door="127.0.0.1:5060", is_extension=lambda n: n in EXTENSIONS,
                               is_registered=lambda n: True, record=self.record)
-        self.cm._route_to_extension = lambda req: "to-extension"  # type: ignore[method-assign]
+        self.cm.route_to_extension = lambda req: "to-extension"  # type: ignore[assignment,return-value]
         self.stop = asyncio.Event()
         self.task = asyncio.create_task(self.cm.run(self.stop))
         await asyncio.sleep(0)

@@ -169,7 +169,7 @@ def test_did_style_all_group_answered(tmp_path):
         async with GEnv(tmp_path) as env:
             await G.add_group(env.db, G.RingGroup("desk", ["1001", "1002"], ring_time=5))
             w, s = await env.call("1009")                  # stands for a DID call: caller not answered
-            s.delegate = None
+            env.cm.hand_back(s)
             assert await env.fl.start_destination(s, "group:desk", answered=False)
             await settle()
             [o] = [x for x in originates(w) if x.uri.startswith("sip:grp-")]
@@ -179,7 +179,7 @@ def test_did_style_all_group_answered(tmp_path):
             assert any(isinstance(c, P.Answer) and c.code == 180 for c in w.commands)
             w.inject(P.Answered(leg=o.leg_id, call_id="x1"))
             await settle()
-            assert s.delegate is None and s.callee == "1002" and s.answered
+            assert s.flow is None and s.callee == "1002" and s.answered
             assert any(isinstance(c, P.Answer) and c.code == 200 and c.leg == "in-1" for c in w.commands)
             w.inject(P.Answered(leg="in-1", call_id="c1"))
             await settle()
@@ -197,7 +197,7 @@ def test_unanswered_group_without_then_is_480(tmp_path):
         async with GEnv(tmp_path, registered=lambda n: n == "1009") as env:
             await G.add_group(env.db, G.RingGroup("desk", ["1001", "1002"]))
             w, s = await env.call("1009")
-            s.delegate = None
+            env.cm.hand_back(s)
             assert await env.fl.start_destination(s, "group:desk", answered=False)
             await settle(20)
             assert any(isinstance(c, P.Hangup) and c.code == 480 for c in w.commands)

@@ -92,7 +92,7 @@ def test_navigate_to_an_extension_bridged_recorded_and_counted(tmp_path):
             w.inject(P.Answered(leg=o[0].leg_id, call_id="x1"))
             await settle()
             assert frozenset(("in-1", o[0].leg_id)) in w.bridges and "in-1" not in w.playing
-            assert s.delegate is None and s.callee == "1001" and set(w.recording) == {"in-1", o[0].leg_id}
+            assert s.flow is None and s.callee == "1001" and set(w.recording) == {"in-1", o[0].leg_id}
             rec_id = s.rec.id
             w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))
             await settle(20)
@@ -190,7 +190,7 @@ def test_extension_not_answering_goes_to_its_mailbox_else_back_to_menu(tmp_path)
             await settle()
             assert plays(w)[-1] == pr("all_staff_busy")
             assert await finish_all_playback(w) == [pr("all_staff_busy"), pr("welcome")]
-            assert s.delegate is not None
+            assert s.flow is not None
             await V.set_box(env.db, "1001")
             await press(w, "3")
             o = originates(w)[-1]

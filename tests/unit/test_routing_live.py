@@ -51,7 +51,7 @@ def test_ivr_external_through_the_best_trunk_with_failover(tmp_path):
             assert o2.headers["X-PBX-Trunk"] == "second" and svc.active == {"second": 1}
             w.inject(P.Answered(leg=o2.leg_id, call_id="out-2"))
             await settle()
-            assert s.answered and s.delegate is None and s.callee == "+33612345678"
+            assert s.answered and s.flow is None and s.callee == "+33612345678"
             assert s.bridged == ("in-1", o2.leg_id)
             w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))
             await settle(20)
@@ -77,10 +77,10 @@ def test_ivr_external_no_answer_or_no_trunk_back_to_the_menu(tmp_path):
             await asyncio.sleep(0.2)                  # rings out
             await settle()
             assert plays(w)[-1] == pr("all_staff_busy") and svc.active == {}
-            assert leg not in w.legs and s.delegate is not None and not s.answered
+            assert leg not in w.legs and s.flow is not None and not s.answered
             w.inject(P.Ended(leg=leg, cause_code=487, reason="Request Terminated"))   # late: ignored
             await settle()
-            assert s.delegate is not None
+            assert s.flow is not None
             # refused by the provider (486): back to the menu too
             await finish_all_playback(w)
             await press(w, "7")
@@ -197,7 +197,7 @@ def test_did_route_no_match_falls_back_to_the_dids_destination_else_480(tmp_path
             assert ev and ev[0]["rule"] is None and ev[0]["destination"] is None
             # a returning caller (counted above) whose --known route has no match: the DID's --to
             w, s = await did_call(env, "+33100000002", frm="+33140000000", call_id="d3")
-            from pypbx.voicemail import VoicemailCall
+            from pypbx.flows.voicemail import VoicemailCall
             assert isinstance(env.fl.calls.get(id(s)), VoicemailCall), w.commands
             ev = [d for k, d in await env.events(s.rec.id) if k == "route"]
             assert ev and ev[0]["rule"] is None

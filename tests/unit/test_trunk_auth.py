@@ -174,10 +174,10 @@ class _CM:
     async def event(self, rec: Any, kind: str, **detail: Any) -> None:
         self.events.append((kind, detail))
 
-    async def _hangup_quietly(self, w: Any, leg: str, code: int | None) -> None:
+    async def hangup(self, s: Any, leg: str, code: int | None = None) -> None:
         self.hangups.append((leg, code))
 
-    async def _finish(self, s: Any, disposition: Disposition, *, side: str, cause: str) -> None:
+    async def finish(self, s: Any, disposition: Disposition, *, side: str, cause: str) -> None:
         self.finished.append((disposition, cause))
 
 
@@ -196,7 +196,7 @@ def test_auth_failure_fails_over_with_the_next_trunks_credentials() -> None:
     async def go():
         svc = _svc()
         router, cm, s = _outbound(svc)
-        assert await router._dial_next(cm, s)
+        assert await router.dial_next(cm, s)
         [o] = _originates(s.worker)
         assert o.headers["X-PBX-Trunk"] == "a" and o.auth == svc.leg_auth("a")
         assert "pw-a" not in repr(o) and "pw-a" not in str(cm.events)
@@ -225,7 +225,7 @@ def test_auth_failure_fails_over_with_the_next_trunks_credentials() -> None:
 def test_a_plain_403_is_the_providers_answer_not_an_auth_failure() -> None:
     async def go():
         router, cm, s = _outbound(_svc())
-        await router._dial_next(cm, s)
+        await router.dial_next(cm, s)
         # no challenge before it: the number is refused, no failover (the caller gets it)
         assert not await router.on_ended(cm, s, P.Ended(leg="trunk-1", cause_code=403, reason="Forbidden"))
         assert [k for k, _ in cm.events] == ["trunk_dial"]
@@ -238,7 +238,7 @@ def test_a_provider_that_never_answers_fails_over_on_the_408() -> None:
     §17.1.1.2) and answers the worker 408 (tests/unit/test_proxy.py), which fails over."""
     async def go():
         router, cm, s = _outbound(_svc())
-        await router._dial_next(cm, s)
+        await router.dial_next(cm, s)
         assert await router.on_ended(cm, s, P.Ended(leg="trunk-1", cause_code=408, reason="Request Timeout"))
         assert [k for k, _ in cm.events] == ["trunk_dial", "trunk_failover", "trunk_dial"]
         assert dict(cm.events[1][1])["status"] == 408

@@ -1,4 +1,4 @@
-"""Call sessions: the B2BUA flow between the front door, the media workers and the books.
+"""The owner of every call: the B2BUA between the front door, the media workers and the books.
 
 The front door (``sip/``) proxies a phone's authenticated INVITE to a media worker it
 reserved for the call (:meth:`CallManager.route`); the worker reports ``incoming`` and
@@ -8,15 +8,21 @@ relays ringing, answers the caller when the callee answers, bridges the two legs
 records both parties, and on hang-up closes the record with exactly one disposition and
 turns the two party files into one stereo WAV with a JSON sidecar.
 
-Every session runs as one task fed by a queue of worker events, so a call's steps never
-interleave; sessions are tracked in a TaskGroup owned by :meth:`CallManager.run`.
+Every call runs as one task (:meth:`CallManager.run_call`) fed by its queue of inputs
+(:data:`pypbx.call.CallInput`: worker events, timers, shutdown, ACD orders), so a call's
+steps never interleave; calls are tracked in a TaskGroup owned by :meth:`CallManager.run`.
+A flow that took the call over (:meth:`CallManager.hand_over`: a queue call, an IVR menu,
+voicemail...) gets those inputs instead of the manager's own two-party logic, and acts on
+the call only through the public call-control API below (``answer``, ``originate``,
+``play``, ``connect``, ``hangup``, ``finish``...); :meth:`CallManager.hand_back` returns
+an answered call to the manager (hold, transfers, hang-up, recording).
 
 Hold, music on hold and transfers (desk phones' own buttons):
 
 * **Hold**: a phone's re-INVITE with a=sendonly / a=inactive / c=0.0.0.0 reaches the worker,
   which reports ``held(leg)``; the session unbridges the two parties and plays music on
   hold (looped) to the *other* party until ``unheld(leg)``, then stops it and re-bridges
-  (:meth:`CallManager._rewire` derives bridge and MOH from the session's state). Recorders
+  (``CallManager._rewire`` derives bridge and MOH from the call's state). Recorders
   keep running: hold time is part of the recording; ``held``/``unheld`` call events.
 * **Blind transfer** (REFER, Refer-To without Replaces): pjsua2 cannot accept a REFER without
   placing the new call itself, so the worker accepts it (202; pjsua NOTIFYs the transferor
@@ -55,19 +61,35 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Coroutine, cast
+
+import numpy as np
 
 from media import protocol as P
 from media.client import CommandFailed, WorkerClient, WorkerError, WorkerExited
 from media.pool import MediaPool, WorkerLost
-from media.recording import RecordingInfo, _read_mono, merge_stereo, repair_dir, write_atomic
-from pypbx.calllog import CallLog, CallRecord, Direction, Disposition, disposition_for_status
+from media.recording import (
+    RecordingInfo,
+    _read_mono,
+    merge_stereo,
+    repair_dir,
+    write_atomic,
+)
 from pypbx import screenpop
+from pypbx.call.flow import CallInput, Flow, Shutdown
+from pypbx.call.hooks import AcdHooks, FrontLineHooks, GroupHooks, TrunkHooks
+from pypbx.call.logs import call_log
+from pypbx.call.session import Call, Transfer, TransferKind, user_of
+from pypbx.calllog import (
+    CallLog,
+    Direction,
+    Disposition,
+    disposition_for_status,
+)
 from pypbx.db import Database
 from pypbx.recordings import disk_ok
-from sip.message import Request, URI
+from sip.message import Request
 from sip.proxy import RouteDecision
 from sip.transaction import Addr
 
@@ -76,65 +98,7 @@ log = logging.getLogger(__name__)
 #: How long a worker reserved by the front door may wait for its INVITE.
 RESERVATION_TIMEOUT = 15.0
 #: Music on hold shipped with pypbx (replaceable with ``pypbx prompts import``).
-DEFAULT_MOH = Path(__file__).resolve().parents[1] / "ivr_prompts" / "moh" / "default.wav"
-
-
-@dataclass
-class Transfer:
-    """A transfer in progress in one session (REFER accepted, new leg not answered yet)."""
-    kind: str                    # "blind" | "attended"
-    transferor: str              # leg whose phone sent the REFER
-    remaining: str               # the party being transferred
-    new_leg: str                 # the call pjsua places to the target
-    target: str                  # Refer-To URI (without headers)
-    replaces: str | None = None
-    transferor_gone: bool = False
-    joined: "Session | None" = None   # attended: the session owning the Replaces dialog
-    joined_party: str = ""             # attended: who the remaining party will talk to
-
-
-@dataclass
-class Session:
-    worker: WorkerClient
-    reserved_at: float
-    caller: str = ""
-    callee: str = ""
-    rec: CallRecord | None = None
-    caller_leg: str | None = None
-    callee_leg: str | None = None
-    answered: bool = False
-    ended: bool = False
-    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
-    files: dict[str, str] = field(default_factory=dict)
-    record_prefix: Path | None = None
-    ring_deadline: float | None = None
-    # hold / transfer state
-    call_ids: dict[str, str] = field(default_factory=dict)  # leg -> SIP Call-ID (as phones see it)
-    held: set[str] = field(default_factory=set)     # legs whose phone holds the call
-    moh: set[str] = field(default_factory=set)      # legs hearing music on hold
-    bridged: tuple[str, str] | None = None
-    xfer: Transfer | None = None
-    transfers: list[dict[str, Any]] = field(default_factory=list)
-    dropped: set[str] = field(default_factory=set)  # legs no longer part of the call
-    pending_replace: dict[str, str] = field(default_factory=dict)  # new leg -> replaced leg
-    relay: bool = False        # record closed (attended transfer): only carries audio now
-    joined_from: "Session | None" = None
-    record_t0: float | None = None
-    segments: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # side -> [(file, offset s)]
-    stopped_files: set[str] = field(default_factory=set)
-    delegate: Any = None       # a queue call / feature code that took the session over (pypbx.acdlive)
-    trunk: Any = None          # pypbx.trunks.TrunkCall: an inbound (DID) or outside call
-    screen_pop: str | None = None  # the ringing phone's From display (pypbx.screenpop), once per call
-
-
-def _user(uri_text: str) -> str:
-    text = uri_text.strip()
-    if "<" in text:
-        text = text[text.index("<") + 1:text.index(">")] if ">" in text else text[text.index("<") + 1:]
-    try:
-        return URI.parse(text).user or ""
-    except Exception:
-        return ""
+DEFAULT_MOH = Path(__file__).resolve().parents[2] / "ivr_prompts" / "moh" / "default.wav"
 
 
 class CallManager:
@@ -158,11 +122,13 @@ class CallManager:
         self.clock = clock
         self.moh = Path(moh) if moh else DEFAULT_MOH
         self._starting: dict[int, float] = {}      # SIP ports of workers started for a call
-        self.sessions: dict[WorkerClient, Session] = {}
-        self.acd: Any = None          # pypbx.acdlive.AcdLive, set by the app
-        self.trunks: Any = None       # pypbx.trunks.TrunkRouter, set by the app
-        self.frontline: Any = None    # pypbx.frontline.FrontLine (IVR, voicemail, survey, callers), set by the app
-        self.groups: Any = None       # pypbx.groups.GroupService (ring groups' ring legs), set by the app
+        self.sessions: dict[WorkerClient, Call] = {}
+        self.acd: AcdHooks | None = None            # pypbx.acdlive.AcdLive, set by the app
+        self.trunks: TrunkHooks | None = None       # pypbx.trunks.TrunkRouter, set by the app
+        self.frontline: FrontLineHooks | None = None  # pypbx.frontline.FrontLine (IVR, voicemail, survey, callers)
+        self.groups: GroupHooks | None = None       # pypbx.groups.GroupService (ring groups' ring legs)
+        #: where a call to an extension goes (the proxy's ExtensionRouter), set by the app
+        self.route_to_extension: Callable[[Request], RouteDecision] = self._no_extension_router
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = False
         pool.on_event(self._on_pool_event)
@@ -192,16 +158,17 @@ class CallManager:
         if request.method != "INVITE":
             return self._route_to_extension(request)
         target = request.uri.user or ""
-        marks: Any = ()
+        marks: tuple[tuple[str, str], ...] = ()
         if self.trunks is not None:
-            marks = self.trunks.screen(request, source, user)   # DID / outside-call checks
-            if isinstance(marks, RouteDecision):
-                return marks
+            screened = self.trunks.screen(request, source, user)   # DID / outside-call checks
+            if isinstance(screened, RouteDecision):
+                return screened
+            marks = screened
         w = self.pool.try_acquire()
         if w is not None:
             port = w.sip_port
-            self.sessions[w] = Session(worker=w, reserved_at=self.clock())
-            self._spawn(self._session(self.sessions[w]))
+            self.sessions[w] = Call(worker=w, reserved_at=self.clock())
+            self.spawn(self.run_call(self.sessions[w]))
         else:
             # No warm worker: start one for this call and send the INVITE to its port now;
             # the INVITE's retransmission (500 ms) reaches it once it is up.
@@ -211,7 +178,7 @@ class CallManager:
                 return RouteDecision.reject(503, "Service Unavailable - all lines busy", [("Retry-After", "5")])
             port, fut = soon
             self._starting[port] = self.clock()
-            self._spawn(self._adopt(fut))
+            self.spawn(self._adopt(fut))
         return RouteDecision.fork([(f"sip:{target}@127.0.0.1:{port}", Addr("UDP", "127.0.0.1", port))],
                                   headers=marks)
 
@@ -223,8 +190,8 @@ class CallManager:
             return
         if self._starting.pop(w.sip_port, None) is None:
             return          # its first event already opened the session (_on_pool_event)
-        self.sessions[w] = Session(worker=w, reserved_at=self.clock())
-        await self._session(self.sessions[w])
+        self.sessions[w] = Call(worker=w, reserved_at=self.clock())
+        await self.run_call(self.sessions[w])
 
     def _route_replaces(self, request: Request, source: Addr) -> RouteDecision | None:
         """Attended transfer: a worker's INVITE whose Replaces names a dialog anchored in
@@ -245,7 +212,7 @@ class CallManager:
         return RouteDecision.fork([(f"sip:{request.uri.user or 'xfer'}@127.0.0.1:{port}",
                                     Addr("UDP", "127.0.0.1", port))])
 
-    def session_by_call_id(self, call_id: str) -> Session | None:
+    def session_by_call_id(self, call_id: str) -> Call | None:
         """The live session one of whose legs is the phones' dialog ``call_id``."""
         for s in self.sessions.values():
             if not s.ended and call_id in s.call_ids.values():
@@ -258,31 +225,115 @@ class CallManager:
         return source.host == "127.0.0.1" and self.pool.owns_port(source.port)
 
     def _route_to_extension(self, request: Request) -> RouteDecision:
-        raise NotImplementedError  # replaced by the app with the proxy's ExtensionRouter
+        return self.route_to_extension(request)
+
+    def _no_extension_router(self, request: Request) -> RouteDecision:
+        raise NotImplementedError("CallManager.route_to_extension is set by the app (the proxy's ExtensionRouter)")
 
     # -- events ----------------------------------------------------------------------
-    def _on_pool_event(self, worker: WorkerClient | None, ev: Any) -> None:
+    def _on_pool_event(self, worker: WorkerClient | None, ev: object) -> None:
+        """A worker's event (:mod:`media.protocol`) or its loss (WorkerLost / WorkerExited):
+        into the queue of the call it anchors."""
         if worker is None:
             return
         s = self.sessions.get(worker)
         if s is None and self._starting.pop(worker.sip_port, None) is not None:
             # A worker started for a call can report the INVITE before _adopt runs.
-            s = self.sessions[worker] = Session(worker=worker, reserved_at=self.clock())
-            self._spawn(self._session(s))
+            s = self.sessions[worker] = Call(worker=worker, reserved_at=self.clock())
+            self.spawn(self.run_call(s))
         if s is None:
             if isinstance(ev, P.Incoming):
                 log.warning("worker %s got a call nobody reserved it for: hanging up", worker.pid)
-                self._spawn(self._hangup_quietly(worker, ev.leg, 480))
+                self.spawn(self._hangup_worker(worker, ev.leg, 480))
             return
-        s.queue.put_nowait(ev)
+        s.queue.put_nowait(cast(CallInput, ev))
 
-    async def _hangup_quietly(self, w: WorkerClient, leg: str, code: int | None) -> None:
+    # -- who drives a call ----------------------------------------------------------
+    def hand_over(self, call: Call, flow: Flow) -> None:
+        """``flow`` drives ``call`` from now on: every input of the call goes to
+        ``flow.handle``. The only place a call changes hands (with :meth:`hand_back`)."""
+        call._flow = flow
+
+    def hand_back(self, call: Call) -> None:
+        """The call goes back to the manager's own two-party logic (an ordinary call:
+        hold, transfers, hang-up, recording)."""
+        call._flow = None
+
+    # -- call control: the public API flows act through ------------------------------
+    async def answer(self, call: Call, leg: str | None, code: int = 200) -> None:
+        """Answer (``code`` 200) or send a provisional response (1xx) on an incoming leg."""
+        await call.worker.answer(leg, code)  # type: ignore[arg-type]  # None: refused by the worker
+
+    async def originate(self, call: Call, leg: str, uri: str, *, from_uri: str | None = None,
+                        headers: dict[str, str] | None = None,
+                        auth: dict[str, str] | None = None) -> None:
+        """Place a new leg ``leg`` of the call to ``uri`` (through the front door)."""
+        await call.worker.originate(leg, uri, from_uri=from_uri, headers=headers, auth=auth)
+
+    async def play(self, call: Call, leg: str | None, file: str | os.PathLike[str], *, loop: bool = False,
+                   quiet: bool = False) -> bool:
+        """Play a WAV file to ``leg``. ``quiet``: a failure (e.g. a leg that just ended) is
+        logged and returns False instead of raising."""
+        return await self._command(call, quiet, "play", call.worker.play, leg, file, loop=loop)
+
+    async def stop_play(self, call: Call, leg: str | None, *, quiet: bool = False) -> bool:
+        return await self._command(call, quiet, "stop_play", call.worker.stop_play, leg)
+
+    async def bridge(self, call: Call, a: str, b: str, *, quiet: bool = False) -> bool:
+        """Audio both ways between legs ``a`` and ``b`` (see :meth:`connect` for a call's
+        two parties)."""
+        return await self._command(call, quiet, "bridge", call.worker.bridge, a, b)
+
+    async def unbridge(self, call: Call, a: str, b: str, *, quiet: bool = False) -> bool:
+        return await self._command(call, quiet, "unbridge", call.worker.unbridge, a, b)
+
+    async def record_legs(self, call: Call, legs: list[str], prefix: str | os.PathLike[str]) -> dict[str, str]:
+        """One mono recorder per leg: ``<prefix>-<leg>.wav``; returns ``{leg: path}``."""
+        return await call.worker.record(legs, prefix)
+
+    async def stop_record(self, call: Call, legs: list[str] | None = None, *,
+                          quiet: bool = False) -> bool:
+        return await self._command(call, quiet, "stop_record", call.worker.stop_record, legs)
+
+    async def send_dtmf(self, call: Call, leg: str, digits: str) -> None:
+        await call.worker.send_dtmf(leg, digits)
+
+    async def hangup(self, call: Call, leg: str | None, code: int | None = None) -> None:
+        """Hang up ``leg`` (``code``: the final response before answer; None: 603 / BYE);
+        a leg already gone is no error."""
+        await self._hangup_worker(call.worker, leg, code)
+
+    async def hold(self, call: Call, leg: str) -> None:
+        """``leg``'s party holds the call: unbridge, music on hold to the other party."""
+        await self._hold_changed(call, leg, True)
+
+    async def unhold(self, call: Call, leg: str) -> None:
+        await self._hold_changed(call, leg, False)
+
+    async def event(self, call: Call, kind: str, **detail: Any) -> None:
+        """One event in the call's record (``calls events``)."""
+        await self.calllog.event(call.record, kind, **detail)
+
+    async def _hangup_worker(self, w: WorkerClient, leg: str | None, code: int | None) -> None:
         try:
-            await w.hangup(leg, code)
+            await w.hangup(leg, code)  # type: ignore[arg-type]  # None: refused by the worker, quietly
         except WorkerError:
             pass
 
-    def _spawn(self, coro: Any) -> None:
+    async def _command(self, call: Call, quiet: bool, name: str,
+                       fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any, **kw: Any) -> bool:
+        if not quiet:
+            await fn(*args, **kw)
+            return True
+        try:
+            await fn(*args, **kw)
+            return True
+        except WorkerError as exc:
+            log.info("worker %s: %s%s failed: %s", call.worker.pid, name, args, exc)
+            return False
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` as a task tracked by the manager (cancelled / awaited at stop)."""
         if self._tg is None:
             raise RuntimeError("CallManager is not running")
         self._tg.create_task(coro)
@@ -315,8 +366,7 @@ class CallManager:
                         pass
                     await self.calllog.update(s.rec, "recording_stopped", reason="disk full",
                                               min_free_mb=self.min_free_mb)
-                    log.error("call %s: recording stopped: less than %d MB free", s.rec.id[:12],
-                              self.min_free_mb)
+                    call_log(log, s).error("recording stopped: less than %d MB free", self.min_free_mb)
 
     async def drain(self, timeout: float = 10.0) -> None:
         """SIGTERM: refuse new calls, let calls in progress finish (up to ``timeout``),
@@ -326,10 +376,10 @@ class CallManager:
         while any(s.rec is not None and not s.ended for s in self.sessions.values()) and self.clock() < deadline:
             await asyncio.sleep(0.1)
         for s in list(self.sessions.values()):
-            s.queue.put_nowait(_Shutdown())
+            s.queue.put_nowait(Shutdown())
 
     # -- one call --------------------------------------------------------------------
-    async def _session(self, s: Session) -> None:
+    async def run_call(self, s: Call) -> None:
         w = s.worker
         try:
             while not s.ended:
@@ -347,7 +397,7 @@ class CallManager:
         except Exception:
             log.exception("call session on worker %s failed", w.pid)
             if s.rec is not None and not s.rec.disposition.final:
-                await self._finish(s, Disposition.FAILED, side="system", cause="internal error")
+                await self.finish(s, Disposition.FAILED, side="system", cause="internal error")
         finally:
             self.sessions.pop(w, None)
             try:
@@ -355,22 +405,22 @@ class CallManager:
             except Exception:
                 log.exception("releasing worker %s", w.pid)
 
-    async def _handle(self, s: Session, ev: Any) -> None:
+    async def _handle(self, s: Call, ev: CallInput) -> None:
         w = s.worker
-        if s.delegate is not None:
-            await s.delegate(ev)
+        if s.flow is not None:
+            await s.flow.handle(ev)
             return
-        if isinstance(ev, _Shutdown):
+        if isinstance(ev, Shutdown):
             if s.relay and not s.ended:
                 for leg in (s.callee_leg, s.caller_leg):
                     if leg:
-                        await self._hangup_quietly(w, leg, None)
+                        await self.hangup(s, leg, None)
             elif s.rec is not None and not s.ended:
                 for leg in (s.callee_leg, s.caller_leg):
                     if leg:
-                        await self._hangup_quietly(w, leg, None if s.answered else 503)
+                        await self.hangup(s, leg, None if s.answered else 503)
                 disp = Disposition.ANSWERED if s.answered else Disposition.INTERRUPTED
-                await self._finish(s, disp, side="system", cause="pbx shutting down")
+                await self.finish(s, disp, side="system", cause="pbx shutting down")
             s.ended = True
         elif isinstance(ev, P.Incoming):
             s.call_ids[ev.leg] = ev.call_id
@@ -384,10 +434,10 @@ class CallManager:
         elif isinstance(ev, P.Replaced):
             await self._replaced(s, ev)
         elif isinstance(ev, P.Ringing) and s.xfer is not None and ev.leg == s.xfer.new_leg:
-            await self.calllog.event(s.rec, "transfer_ringing", to=_user(s.xfer.target), leg=ev.leg)
+            await self.event(s, "transfer_ringing", to=user_of(s.xfer.target), leg=ev.leg)
         elif isinstance(ev, P.Ringing) and ev.leg == s.callee_leg:
-            await w.answer(s.caller_leg, 180)
-            await self.calllog.event(s.rec, "ringing", callee=s.callee)
+            await self.answer(s, s.caller_leg, 180)
+            await self.event(s, "ringing", callee=s.callee)
         elif isinstance(ev, P.Answered):
             if ev.call_id:
                 s.call_ids[ev.leg] = ev.call_id
@@ -399,22 +449,22 @@ class CallManager:
             elif ev.leg == s.callee_leg and not s.answered:
                 s.answered = True
                 s.ring_deadline = None
-                await w.answer(s.caller_leg, 200)
+                await self.answer(s, s.caller_leg, 200)
             elif ev.leg == s.caller_leg and s.answered:
-                await self._connect(s)
+                await self.connect(s)
         elif isinstance(ev, P.Dtmf):
-            await self.calllog.event(s.rec, "dtmf", leg="caller" if ev.leg == s.caller_leg else "callee",
+            await self.event(s, "dtmf", leg=s.side_of(ev.leg),
                                      digit=ev.digit)
         elif isinstance(ev, P.Ended):
-            if s.trunk is not None and await self.trunks.on_ended(self, s, ev):
+            if s.trunk is not None and self.trunks is not None and await self.trunks.on_ended(self, s, ev):
                 return                # failover to the next trunk
             await self._ended(s, ev)
         elif isinstance(ev, (WorkerLost, WorkerExited)):
-            await self._worker_lost(s, ev)
+            await self.worker_lost(s, ev)
 
-    async def _incoming(self, s: Session, ev: P.Incoming) -> None:
-        s.caller = _user(ev.from_uri)
-        s.callee = _user(ev.to_uri)
+    async def _incoming(self, s: Call, ev: P.Incoming) -> None:
+        s.caller = user_of(ev.from_uri)
+        s.callee = user_of(ev.to_uri)
         s.caller_leg = ev.leg
         offer: dict[str, Any] = {"direction": Direction.INTERNAL, "callee_number": s.callee,
                                  "extension": s.callee}
@@ -424,8 +474,8 @@ class CallManager:
             offer["direction"] = Direction(offer["direction"])
         s.rec = await self.calllog.offer(caller_number=s.caller, sip_call_id=ev.call_id,
                                          worker=str(s.worker.pid), **offer)
-        log.info("call %s: %s -> %s", s.rec.id[:12], s.caller, s.callee)
-        if s.trunk is not None and await self.trunks.start(self, s, ev):
+        call_log(log, s).info("%s -> %s", s.caller, s.callee)
+        if s.trunk is not None and self.trunks is not None and await self.trunks.start(self, s, ev):
             return
         if self.frontline is not None and await self.frontline.on_incoming(s, ev):
             return                # an IVR menu / mailbox number, *98: pypbx.frontline took it
@@ -433,13 +483,13 @@ class CallManager:
             return                # a queue number or a feature code: pypbx.acdlive took it
         if not self.is_extension(s.callee):
             await s.worker.hangup(s.caller_leg, 404)
-            await self._finish(s, Disposition.NOT_FOUND, side="system", cause="404 unknown number")
+            await self.finish(s, Disposition.NOT_FOUND, side="system", cause="404 unknown number")
             return
         if not self.is_registered(s.callee):
             if self.frontline is not None and await self.frontline.unanswered(s, "not registered"):
                 return            # its mailbox takes the call
             await s.worker.hangup(s.caller_leg, 480)
-            await self._finish(s, Disposition.UNAVAILABLE, side="system", cause="480 not registered")
+            await self.finish(s, Disposition.UNAVAILABLE, side="system", cause="480 not registered")
             return
         s.callee_leg = "callee"
         s.ring_deadline = self.clock() + self.ring_time
@@ -447,7 +497,7 @@ class CallManager:
         await s.worker.originate(s.callee_leg, f"sip:{s.callee}@{self.front_door}", from_uri=caller_display,
                                  headers={"X-PBX-Call": s.rec.id})
 
-    async def _connect(self, s: Session) -> None:
+    async def connect(self, s: Call) -> None:
         w = s.worker
         assert s.rec is not None and s.caller_leg and s.callee_leg
         answered_at = self.clock()
@@ -455,26 +505,30 @@ class CallManager:
         # trips, sent together), and only then write to the database, so the recording
         # covers the whole conversation.
         record = self.record and self._disk_ok()
+        prefix: Path | None = None
         if record:
             day = time.strftime("%Y-%m-%d", time.localtime(s.rec.offered_at))
             folder = self.rec_dir / day
-            s.record_prefix = folder / s.rec.id
+            prefix = s.record_prefix = folder / s.rec.id
+        bridged: BaseException | None
+        recorded: dict[str, str] | BaseException | None
         try:
-            if record:
-                folder.mkdir(parents=True, exist_ok=True)
-            results = await asyncio.gather(
+            if prefix is not None:
+                prefix.parent.mkdir(parents=True, exist_ok=True)
+            bridged, recorded = await asyncio.gather(
                 w.bridge(s.caller_leg, s.callee_leg),
-                w.record([s.caller_leg, s.callee_leg], s.record_prefix) if record else asyncio.sleep(0),
+                w.record([s.caller_leg, s.callee_leg], prefix) if prefix is not None else _nothing(),
                 return_exceptions=True)
         except OSError as exc:
-            results = [await w.bridge(s.caller_leg, s.callee_leg), exc]
-        if isinstance(results[0], CommandFailed):
+            await w.bridge(s.caller_leg, s.callee_leg)
+            bridged, recorded = None, exc
+        if isinstance(bridged, CommandFailed):
             # a leg ended at the very moment of the answer (e.g. the caller hung up as the
             # callee picked up): its Ended event is on the way and closes the call as usual
-            log.info("call %s: bridge %s-%s failed: %s", s.rec.id[:12], s.caller_leg, s.callee_leg, results[0])
-            await self.calllog.event(s.rec, "bridge_failed", error=str(results[0]))
-        elif isinstance(results[0], BaseException):
-            raise results[0]
+            call_log(log, s).info("bridge %s-%s failed: %s", s.caller_leg, s.callee_leg, bridged)
+            await self.calllog.event(s.rec, "bridge_failed", error=str(bridged))
+        elif isinstance(bridged, BaseException):
+            raise bridged
         else:
             s.bridged = (s.caller_leg, s.callee_leg)
         await self.calllog.answered(s.rec, at=answered_at, callee=s.callee)
@@ -484,35 +538,25 @@ class CallManager:
             s.rec.flags.add("disk_full")
             await self.calllog.update(s.rec, "recording_skipped", reason="disk full",
                                       min_free_mb=self.min_free_mb)
-            log.error("call %s: not recorded: less than %d MB free under %s", s.rec.id[:12],
-                      self.min_free_mb, self.rec_dir)
+            call_log(log, s).error("not recorded: less than %d MB free under %s", self.min_free_mb, self.rec_dir)
             return
-        if isinstance(results[1], BaseException):
+        if isinstance(recorded, BaseException) or recorded is None:
             # a recorder failure stops the recording, never the call
             s.rec.flags.add("recording_failed")
-            await self.calllog.update(s.rec, "recording_failed", error=str(results[1]))
-            log.error("call %s: recording failed: %s", s.rec.id[:12], results[1])
+            await self.calllog.update(s.rec, "recording_failed", error=str(recorded))
+            call_log(log, s).error("recording failed: %s", recorded)
             return
-        s.files = results[1]
+        s.files = recorded
         s.record_t0 = time.monotonic()
         s.segments = {"caller": [(s.files[s.caller_leg], 0.0)],
                       "callee": [(s.files[s.callee_leg], 0.0)]}
         await self.calllog.event(s.rec, "recording_started", files=list(s.files.values()))
 
     # -- hold, music on hold, transfers ----------------------------------------------
-    async def _cmd(self, s: Session, name: str, *args: Any, **kw: Any) -> bool:
-        """A worker command whose failure (e.g. a leg that just ended) is logged, not fatal."""
-        try:
-            await getattr(s.worker, name)(*args, **kw)
-            return True
-        except WorkerError as exc:
-            log.info("worker %s: %s%s failed: %s", s.worker.pid, name, args, exc)
-            return False
-
-    def _other(self, s: Session, leg: str) -> str | None:
+    def _other(self, s: Call, leg: str) -> str | None:
         return s.callee_leg if leg == s.caller_leg else s.caller_leg if leg == s.callee_leg else None
 
-    async def _rewire(self, s: Session) -> None:
+    async def _rewire(self, s: Call) -> None:
         """Make bridge and music on hold match the session's state: while a transfer is in
         progress the remaining party hears MOH; otherwise a held party's peer hears MOH
         and the two are unbridged; with nobody holding, the two are bridged."""
@@ -530,24 +574,24 @@ class CallManager:
                 want_bridge = (a, b)
         for leg in sorted(s.moh - want_moh):
             s.moh.discard(leg)
-            await self._cmd(s, "stop_play", leg)
+            await self.stop_play(s, leg, quiet=True)
         if s.bridged != want_bridge:
             if s.bridged is not None:
-                await self._cmd(s, "unbridge", *s.bridged)
+                await self.unbridge(s, *s.bridged, quiet=True)
                 s.bridged = None
-            if want_bridge is not None and await self._cmd(s, "bridge", *want_bridge):
+            if want_bridge is not None and await self.bridge(s, *want_bridge, quiet=True):
                 s.bridged = want_bridge
         for leg in sorted(want_moh - s.moh):
-            if await self._cmd(s, "play", leg, self.moh, loop=True):
+            if await self.play(s, leg, self.moh, loop=True, quiet=True):
                 s.moh.add(leg)
 
-    async def _hold_changed(self, s: Session, leg: str, held: bool) -> None:
+    async def _hold_changed(self, s: Call, leg: str, held: bool) -> None:
         if s.rec is None or not s.answered or leg not in (s.caller_leg, s.callee_leg):
             return
         if held == (leg in s.held):
             return
         (s.held.add if held else s.held.discard)(leg)
-        side = "caller" if leg == s.caller_leg else "callee"
+        side = s.side_of(leg)
         if s.relay:     # the consultation record is closed; the joined call carries on
             await self._rewire(s)
             return
@@ -556,12 +600,12 @@ class CallManager:
                                  moh=str(self.moh) if held else None, recording=bool(s.files))
         await self._rewire(s)
 
-    async def _transfer_requested(self, s: Session, ev: P.TransferRequested) -> None:
+    async def _transfer_requested(self, s: Call, ev: P.TransferRequested) -> None:
         if (s.rec is None or not s.answered or s.relay or s.xfer is not None
                 or ev.leg not in (s.caller_leg, s.callee_leg)):
             # not a transfer we can carry out: drop the call pjsua started
             log.info("worker %s: REFER on %s ignored (state)", s.worker.pid, ev.leg)
-            await self._hangup_quietly(s.worker, ev.new_leg, None)
+            await self.hangup(s, ev.new_leg, None)
             s.dropped.add(ev.new_leg)
             return
         remaining = self._other(s, ev.leg)
@@ -569,7 +613,7 @@ class CallManager:
         joined = None
         if ev.replaces:
             joined = self.session_by_call_id(ev.replaces.split(";")[0].strip())
-        s.xfer = Transfer(kind="attended" if ev.replaces else "blind", transferor=ev.leg,
+        s.xfer = Transfer(kind=TransferKind.ATTENDED if ev.replaces else TransferKind.BLIND, transferor=ev.leg,
                           remaining=remaining, new_leg=ev.new_leg, target=ev.target,
                           replaces=ev.replaces, joined=joined)
         if joined is not None:
@@ -577,19 +621,19 @@ class CallManager:
             cid = ev.replaces.split(";")[0].strip() if ev.replaces else ""
             s.xfer.joined_party = joined.callee if joined.call_ids.get(joined.caller_leg or "") == cid \
                 else joined.caller
-        side = "caller" if ev.leg == s.caller_leg else "callee"
-        await self.calllog.event(s.rec, "transfer_requested", type=s.xfer.kind, side=side,
-                                 by=s.caller if side == "caller" else s.callee, to=_user(ev.target),
+        side = s.side_of(ev.leg)
+        await self.calllog.event(s.rec, "transfer_requested", type=s.xfer.kind.value, side=side,
+                                 by=s.caller if side == "caller" else s.callee, to=user_of(ev.target),
                                  target=ev.target, replaces=ev.replaces,
                                  joined_call=joined.rec.id if joined and joined.rec else None)
         await self._rewire(s)
 
-    async def _transfer_done(self, s: Session) -> None:
+    async def _transfer_done(self, s: Call) -> None:
         """The transfer target answered: it takes the transferor's place."""
         x = s.xfer
         assert x is not None and s.rec is not None
-        side = "caller" if x.transferor == s.caller_leg else "callee"
-        to = x.joined_party or _user(x.target)
+        side = s.side_of(x.transferor)
+        to = x.joined_party or user_of(x.target)
         frm = s.caller if side == "caller" else s.callee
         s.xfer = None
         s.dropped.add(x.transferor)
@@ -605,13 +649,13 @@ class CallManager:
                 # extension, if any (the trail of transfers is in the call events)
                 s.rec.agent = self.acd.agent_at(to) if self.acd is not None else None
         if not x.transferor_gone:
-            await self._hangup_quietly(s.worker, x.transferor, None)
+            await self.hangup(s, x.transferor, None)
         if s.bridged and x.transferor in s.bridged:
             s.bridged = None          # the worker drops the bridges of an ended leg
         await self._rewire(s)
         if s.files and s.record_prefix is not None and s.record_t0 is not None:
             if not x.transferor_gone:
-                await self._cmd(s, "stop_record", [x.transferor])
+                await self.stop_record(s, [x.transferor], quiet=True)
             try:
                 files = await s.worker.record([x.new_leg], s.record_prefix)
                 s.files.update(files)
@@ -620,17 +664,17 @@ class CallManager:
             except (WorkerError, KeyError) as exc:
                 s.rec.flags.add("recording_failed")
                 await self.calllog.event(s.rec, "recording_failed", error=f"after transfer: {exc}")
-        entry = {"type": x.kind, "side": side, "from": frm, "to": to, "at": self.clock(),
+        entry = {"type": x.kind.value, "side": side, "from": frm, "to": to, "at": self.clock(),
                  "target": x.target}
         if x.joined is not None and x.joined.rec is not None:
             entry["joined_call"] = x.joined.rec.id
         s.transfers.append(entry)
         await self.calllog.update(s.rec, "transferred", **entry, transfers=list(s.transfers))
-        log.info("call %s: %s transfer, %s %s -> %s", s.rec.id[:12], x.kind, side, frm, to)
+        call_log(log, s).info("%s transfer, %s %s -> %s", x.kind.value, side, frm, to)
         if self.acd is not None:
             self.acd.call_transferred(s, side, frm, to)    # a queue call's agent handed it on: TRANSFER
 
-    async def _ended_during_transfer(self, s: Session, ev: P.Ended) -> bool:
+    async def _ended_during_transfer(self, s: Call, ev: P.Ended) -> bool:
         """A leg ended while a transfer is in progress; True if handled here."""
         x = s.xfer
         assert x is not None and s.rec is not None
@@ -646,11 +690,11 @@ class CallManager:
             code = ev.cause_code
             s.xfer = None
             s.dropped.add(x.new_leg)
-            await self.calllog.event(s.rec, "transfer_failed", type=x.kind, to=_user(x.target),
+            await self.calllog.event(s.rec, "transfer_failed", type=x.kind.value, to=user_of(x.target),
                                      cause=f"{code} {ev.reason}".strip())
             if x.transferor_gone:
-                await self._hangup_quietly(s.worker, x.remaining, None)
-                await self._finish(s, Disposition.ANSWERED, side="system",
+                await self.hangup(s, x.remaining, None)
+                await self.finish(s, Disposition.ANSWERED, side="system",
                                    cause=f"transfer failed: {code} {ev.reason}".strip())
             else:
                 await self._rewire(s)     # back to the transferor (or MOH if it holds)
@@ -659,20 +703,20 @@ class CallManager:
             s.xfer = None
             for leg in (x.transferor, x.new_leg):
                 if leg != x.transferor or not x.transferor_gone:
-                    await self._hangup_quietly(s.worker, leg, None)
-            side = "caller" if ev.leg == s.caller_leg else "callee"
-            await self._finish(s, Disposition.ANSWERED, side=side, cause="BYE during transfer")
+                    await self.hangup(s, leg, None)
+            side = s.side_of(ev.leg)
+            await self.finish(s, Disposition.ANSWERED, side=side, cause="BYE during transfer")
             return True
         return False
 
-    async def _replaced(self, s: Session, ev: P.Replaced) -> None:
+    async def _replaced(self, s: Call, ev: P.Replaced) -> None:
         """Attended transfer, consultation side: an INVITE/Replaces from the transferor's
         other call's worker took over ``ev.leg``. Close this call's record and recording;
         the session stays as a relay between its remaining party and the new leg."""
         if s.rec is None or s.relay or ev.leg not in (s.caller_leg, s.callee_leg):
-            await self._hangup_quietly(s.worker, ev.new_leg, None)
+            await self.hangup(s, ev.new_leg, None)
             return
-        side = "caller" if ev.leg == s.caller_leg else "callee"
+        side = s.side_of(ev.leg)
         s.dropped.add(ev.leg)
         s.held.discard(ev.leg)
         s.moh.discard(ev.leg)
@@ -693,22 +737,21 @@ class CallManager:
         # the consultation call ends here for the books; its audio goes on in the joined call
         s.relay = True
         await self.calllog.end(s.rec, Disposition.ANSWERED, side=side, cause="attended transfer")
-        log.info("call %s: consultation joined to call %s (attended transfer)", s.rec.id[:12],
-                 (joined or "?")[:12])
+        call_log(log, s).info("consultation joined to call %s (attended transfer)", (joined or "?")[:12])
         if s.files:
-            await self._close_recording(s)
+            await self.close_recording(s)
             s.files = {}
 
-    async def _ring_timeout(self, s: Session) -> None:
+    async def _ring_timeout(self, s: Call) -> None:
         s.ring_deadline = None
         if s.callee_leg:
-            await self._hangup_quietly(s.worker, s.callee_leg, None)
+            await self.hangup(s, s.callee_leg, None)
         if self.frontline is not None and await self.frontline.unanswered(s, "no answer"):
             return                # its mailbox takes the call
-        await self._hangup_quietly(s.worker, s.caller_leg, 480)
-        await self._finish(s, Disposition.NO_ANSWER, side="system", cause=f"no answer in {self.ring_time:g} s")
+        await self.hangup(s, s.caller_leg, 480)
+        await self.finish(s, Disposition.NO_ANSWER, side="system", cause=f"no answer in {self.ring_time:g} s")
 
-    async def _ended(self, s: Session, ev: P.Ended) -> None:
+    async def _ended(self, s: Call, ev: P.Ended) -> None:
         w = s.worker
         if s.rec is None or s.ended:
             return
@@ -718,7 +761,7 @@ class CallManager:
             # attended transfer relay: either side gone ends the relay
             for leg in (s.caller_leg, s.callee_leg):
                 if leg and leg != ev.leg:
-                    await self._hangup_quietly(w, leg, None)
+                    await self.hangup(s, leg, None)
             s.ended = True
             return
         if s.xfer is not None and await self._ended_during_transfer(s, ev):
@@ -726,30 +769,32 @@ class CallManager:
         if not s.answered:
             if ev.leg == s.caller_leg:
                 if s.callee_leg:
-                    await self._hangup_quietly(w, s.callee_leg, None)
-                await self._finish(s, Disposition.ABANDONED_RINGING, side="caller",
+                    await self.hangup(s, s.callee_leg, None)
+                await self.finish(s, Disposition.ABANDONED_RINGING, side="caller",
                                    cause=f"{ev.cause_code} {ev.reason}".strip())
             elif ev.leg == s.callee_leg:
                 code = ev.cause_code or 480
                 if self.frontline is not None and await self.frontline.unanswered(s, f"{code} {ev.reason}"):
                     return        # its mailbox takes the call
                 relay = code if 400 <= code < 700 and code != 487 else 480
-                await self._hangup_quietly(w, s.caller_leg, relay)
-                await self._finish(s, disposition_for_status(code if code != 487 else 480), side="callee",
+                await self.hangup(s, s.caller_leg, relay)
+                await self.finish(s, disposition_for_status(code if code != 487 else 480), side="callee",
                                    cause=f"{code} {ev.reason}".strip())
             return
         other = s.callee_leg if ev.leg == s.caller_leg else s.caller_leg
-        side = "caller" if ev.leg == s.caller_leg else "callee"
+        side = s.side_of(ev.leg)
         if side == "callee" and self.frontline is not None and await self.frontline.callee_left(s):
             return                # the caller stays for the survey (the record is closed)
         if other:
-            await self._hangup_quietly(w, other, None)
-        await self._finish(s, Disposition.ANSWERED, side=side, cause="BYE")
+            await self.hangup(s, other, None)
+        await self.finish(s, Disposition.ANSWERED, side=side, cause="BYE")
 
-    async def _worker_lost(self, s: Session, ev: Any) -> None:
+    async def worker_lost(self, s: Call, ev: WorkerLost | WorkerExited | object) -> None:
+        """The call's media worker is gone: close the record (failed / interrupted) and
+        repair what was recorded."""
         if s.rec is not None and not s.ended:
             s.rec.flags.add("worker_lost")
-            await self._finish(s, Disposition.FAILED if not s.answered else Disposition.INTERRUPTED,
+            await self.finish(s, Disposition.FAILED if not s.answered else Disposition.INTERRUPTED,
                                side="system", cause=f"media worker lost: {getattr(ev, 'reason', 'exited')}",
                                stop_recording=False)
             if s.record_prefix is not None:
@@ -757,22 +802,22 @@ class CallManager:
                 await self.calllog.event(s.rec, "recording_repaired", files=[str(r) for r in repaired or []])
         s.ended = True
 
-    async def _finish(self, s: Session, disposition: Disposition, *, side: str, cause: str,
+    async def finish(self, s: Call, disposition: Disposition, *, side: str, cause: str,
                       stop_recording: bool = True) -> None:
         assert s.rec is not None
         s.ended = True
-        if s.trunk is not None:
+        if s.trunk is not None and self.trunks is not None:
             self.trunks.finished(s)
         await self.calllog.end(s.rec, disposition, side=side, cause=cause)
-        log.info("call %s ended: %s (%s hung up: %s)", s.rec.id[:12], disposition.value, side, cause)
+        call_log(log, s).info("ended: %s (%s hung up: %s)", disposition.value, side, cause)
         if self.acd is not None:
             self.acd.call_finished(s, disposition, side)    # queue COMPLETE_*, agent free
         if self.frontline is not None:
             await self.frontline.call_finished(s, disposition, side)   # the callers table
         if s.files and stop_recording:
-            await self._close_recording(s)
+            await self.close_recording(s)
 
-    async def _close_recording(self, s: Session) -> None:
+    async def close_recording(self, s: Call) -> None:
         w = s.worker
         assert s.rec is not None and s.record_prefix is not None
         try:
@@ -795,7 +840,7 @@ class CallManager:
             await self.calllog.update(s.rec, "recording_failed", error=str(exc))
             await self.db.upsert_recording({"call_id": s.rec.id, "path": str(out), "status": "failed",
                                             "created_at": self.clock(), "detail": json.dumps({"error": str(exc)})})
-            log.error("call %s: merging the recording failed: %s", s.rec.id[:12], exc)
+            call_log(log, s).error("merging the recording failed: %s", exc)
             return
         meta = self._metadata(s, info, out)
         sidecar = out.with_suffix(".json")
@@ -810,11 +855,11 @@ class CallManager:
             "detail": json.dumps({"sidecar": str(sidecar)})})
         await self.calllog.event(s.rec, "recording_saved", path=str(out), seconds=info.duration)
 
-    async def _await_recorders(self, s: Session, timeout: float = 3.0) -> None:
+    async def _await_recorders(self, s: Call, timeout: float = 3.0) -> None:
         """The worker flushes a recorder shortly after it is released (record_stopped)."""
         want = {p for p in s.files.values() if p} - s.stopped_files
         deadline = self.clock() + timeout
-        other: list[Any] = []
+        other: list[CallInput] = []
         while want and self.clock() < deadline:
             try:
                 ev = await asyncio.wait_for(s.queue.get(), max(0.0, deadline - self.clock()))
@@ -832,7 +877,7 @@ class CallManager:
             for ev in other + rest:
                 s.queue.put_nowait(ev)
 
-    def _metadata(self, s: Session, info: RecordingInfo, out: Path) -> dict[str, Any]:
+    def _metadata(self, s: Call, info: RecordingInfo, out: Path) -> dict[str, Any]:
         rec = s.rec
         assert rec is not None
         return {
@@ -858,17 +903,19 @@ class CallManager:
         for s in self.sessions.values():
             if s.rec is None or s.ended or s.relay:
                 continue
-            state = ("transferring" if s.xfer else "held" if s.held else "talking") if s.answered else "ringing"
             out.append({"id": s.rec.id, "caller": s.caller, "callee": s.callee,
-                        "state": state,
+                        "state": s.state.value,
                         "since": s.rec.answered_at or s.rec.offered_at, "worker": s.worker.pid})
         return out
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _splice_channels(segments: dict[str, list[tuple[str, float]]], prefix: Path) -> tuple[str | None, str | None]:
     """One mono file per side from its recorders' segments (placed at their offsets, with
     silence between them): ``<prefix>-caller.wav`` / ``<prefix>-callee.wav``."""
-    import numpy as np
     out: list[str | None] = []
     for side in ("caller", "callee"):
         parts = []
@@ -893,6 +940,3 @@ def _splice_channels(segments: dict[str, list[tuple[str, float]]], prefix: Path)
         out.append(path)
     return out[0], out[1]
 
-
-class _Shutdown:
-    """Queued into every session when the PBX stops."""
