@@ -13,9 +13,9 @@
   :class:`acd.model.QueueEvent` (``append_queue_events``, in order, by one writer task)
   and saves the engine's snapshot (plus the callers waiting now, for crash repair);
 * it carries out the engine's Actions: those about one call go to that call's
-  :class:`pypbx.queuecall.QueueCall` (through its session's event queue, so a call's steps
+  :class:`pypbx.flows.queue.QueueCall` (through its session's event queue, so a call's steps
   never interleave), agent pauses go to the database, callbacks are dialled by
-  :class:`pypbx.queuecall.CallbackCall`;
+  :class:`pypbx.flows.queue.CallbackCall`;
 * the front door asks it (:meth:`route`) where a worker's ``sip:acd-<token>@...`` ring leg
   goes: every registered contact of every agent being rung, in one fork;
 * CallManager tells it about every call (:meth:`on_incoming`, :meth:`call_finished`):
@@ -79,7 +79,7 @@ class AcdLive:
                  greeting: Iterable[str] = ("welcome",), recording_notice: bool = True,
                  answered_by: Callable[[str, tuple[str, ...]], str | None] | None = None,
                  reload_interval: float = RELOAD_INTERVAL) -> None:
-        from pypbx.queuecall import DEFAULT_MOH, PROMPTS_DIR
+        from pypbx.flows.queue import DEFAULT_MOH, PROMPTS_DIR
         self.db = db
         self.callmgr = callmgr
         self.contacts = contacts or (lambda ext: [])
@@ -399,7 +399,7 @@ class AcdLive:
 
     async def on_incoming(self, s: Any, ev: Any) -> bool:
         """A phone's call reached a worker. True: taken over (queue number, feature code)."""
-        from pypbx.queuecall import FeatureCall, QueueCall
+        from pypbx.flows.queue import FeatureCall, QueueCall
         callee = s.callee
         queue = self.numbers.get(callee)
         if queue is not None and queue in self.engine.queues and not self._closing:
@@ -458,7 +458,7 @@ class AcdLive:
         await self._callback_row(number, queue, call_id)
 
     async def _dial_callback(self, a: DialCallback) -> None:
-        from pypbx.queuecall import CallbackCall
+        from pypbx.flows.queue import CallbackCall
         await self._callback_update(a.call_id, a.number, a.queue, "dialing", agent=a.agent_id)
         cb = CallbackCall(self, a)
         self.calls[a.call_id] = cb

@@ -18,7 +18,7 @@ The front door asks :meth:`is_internal` (through the app's ``_is_internal``) whe
 number is ours (never sent to a trunk): IVR menu numbers, mailbox numbers, ``*98``; the
 numbers are cached and re-read every :data:`RELOAD_INTERVAL` seconds by :meth:`start`'s task.
 
-Each flow takes the call over the way :class:`pypbx.queuecall.QueueCall` does
+Each flow takes the call over the way :class:`pypbx.flows.queue.QueueCall` does
 (``CallManager.hand_over``). The IVR hands calls on with :meth:`to_queue` and :meth:`to_voicemail`.
 Everything is read from the database per call, so CLI changes apply to the next call.
 """
@@ -253,7 +253,7 @@ class FrontLine:
         live = getattr(self.cm, "acd", None)
         if live is None or queue not in live.engine.queues or getattr(live, "_closing", False):
             return False
-        from pypbx.queuecall import QueueCall
+        from pypbx.flows.queue import QueueCall
         qc = QueueCall(live, s, queue)
         self.forget(s)
         live.sessions[id(s)] = qc
@@ -283,7 +283,7 @@ class FrontLine:
         live = getattr(self.cm, "acd", None)
         if live is None or queue not in live.engine.queues or getattr(live, "_closing", False):
             return False
-        from pypbx.queuecall import QueueCall
+        from pypbx.flows.queue import QueueCall
 
         class _IvrQueueCall(QueueCall):
             @property

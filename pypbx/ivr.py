@@ -19,7 +19,7 @@ A menu (:class:`Menu`) is data::
     new_caller = ""                   # ... or a new caller goes straight to this action (no greeting)
 
     [options]
-    1 = "queue:front"                 # into an ACD queue (pypbx.queuecall), in the call's language
+    1 = "queue:front"                 # into an ACD queue (pypbx.flows.queue), in the call's language
     2 = "menu:results"                # a sub-menu
     3 = "extension:1001"              # ring an extension (MOH meanwhile; no answer -> its voicemail
                                       #   box if it has one, else back to the menu)
@@ -37,7 +37,7 @@ A menu (:class:`Menu`) is data::
 (top-level keys as above) or several (``[menus.<name>]`` tables).
 
 Runtime: :class:`IvrCall` drives one call on its media worker as the call's flow
-(``CallManager.hand_over``, the way :class:`pypbx.queuecall.QueueCall` does): answers, plays
+(``CallManager.hand_over``, the way :class:`pypbx.flows.queue.QueueCall` does): answers, plays
 the greeting (a key press interrupts it), collects DTMF with an inter-digit timeout, and
 acts. Handing the call on (queue, voicemail, an answered extension) hands it to another flow
 or back to CallManager (``hand_back``). Caller hang-up in the menu -> ``abandoned_ivr``;
@@ -260,7 +260,7 @@ class IvrCall(TimedFlow):
     """One caller in the IVR (see the module docstring)."""
 
     def __init__(self, fl: Any, s: Any, menu: Menu, lang: str | None = None) -> None:
-        from pypbx.queuecall import _Player
+        from pypbx.flows.queue import _Player
         self.fl = fl
         self.s = s
         self.cm = fl.cm
@@ -287,7 +287,7 @@ class IvrCall(TimedFlow):
     def p(self, pid: str) -> str:
         if pid.endswith(".wav") or "/" in pid:
             return pid
-        from pypbx.queuecall import prompt
+        from pypbx.flows.queue import prompt
         return prompt(self.lang, pid, self.fl.prompts_dir)
 
     # ---------------------------------------------------------------- start

@@ -813,7 +813,7 @@ class TrunkRouter:
             await s.worker.hangup(s.caller_leg, 480)
             await cm.finish(s, Disposition.FAILED, side="system", cause=f"queue {queue} not available")
             return True
-        from pypbx.queuecall import QueueCall
+        from pypbx.flows.queue import QueueCall
         qc = QueueCall(acd, s, queue)
         acd.sessions[id(s)] = qc
         cm.hand_over(s, qc)

@@ -65,7 +65,7 @@ try:
 except ModuleNotFoundError:      # an editable install made before ivr_prompts became a package
     import importlib.util as _ilu
     _spec = _ilu.spec_from_file_location(
-        "ivr_prompts.announce", Path(__file__).resolve().parents[1] / "ivr_prompts" / "announce.py")
+        "ivr_prompts.announce", Path(__file__).resolve().parents[2] / "ivr_prompts" / "announce.py")
     assert _spec is not None and _spec.loader is not None
     A = _ilu.module_from_spec(_spec)
     _spec.loader.exec_module(A)
@@ -79,7 +79,7 @@ log = logging.getLogger(__name__)
 
 from pypbx import prompts  # noqa: E402
 
-PROMPTS_DIR = Path(__file__).resolve().parents[1] / "ivr_prompts"
+PROMPTS_DIR = Path(__file__).resolve().parents[2] / "ivr_prompts"
 DEFAULT_MOH = PROMPTS_DIR / "moh" / "default.wav"
 #: Digits of a keyed-in callback number, at most.
 MAX_NUMBER_DIGITS = 20
