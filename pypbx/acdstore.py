@@ -403,13 +403,9 @@ async def _check_targets_exist(db: Database, cfg: QueueConfig) -> None:
             raise AcdError(f"{what} destination queue {t.target} does not exist (add it first)")
         if t.kind is TargetKind.EXTENSION and await db.get_extension_row(t.target) is None:
             raise AcdError(f"{what} destination extension {t.target} does not exist")
-        if t.kind is TargetKind.VOICEMAIL:
-            from pypbx import voicemail as V
-            try:
-                await V.get_box(db, t.target)
-            except V.VoicemailError:
-                raise AcdError(f"{what} destination mailbox {t.target} does not exist "
-                               f"(add it first: pypbx voicemail box {t.target})") from None
+        if t.kind is TargetKind.VOICEMAIL and await db.get_voicemail_box_row(t.target) is None:
+            raise AcdError(f"{what} destination mailbox {t.target} does not exist "
+                           f"(add it first: pypbx voicemail box {t.target})")
 
 
 def _record(row: dict[str, Any]) -> QueueRecord:

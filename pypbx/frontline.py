@@ -250,15 +250,11 @@ class FrontLine:
 
     async def _queue_unanswered(self, s: Any, queue: str) -> bool:
         """A caller not answered yet (a DID, a ring group's ``then``) into a queue."""
-        live = getattr(self.cm, "acd", None)
-        if live is None or queue not in live.engine.queues or getattr(live, "_closing", False):
+        live = self.cm.acd
+        if live is None or not live.accepts(queue):
             return False
-        from pypbx.flows.queue import QueueCall
-        qc = QueueCall(live, s, queue)
         self.forget(s)
-        live.sessions[id(s)] = qc
-        self.cm.hand_over(s, qc)
-        await qc.start()
+        await live.enter_queue(s, queue)
         return True
 
     async def voicemail_box(self, box: str) -> dict[str, Any] | None:
@@ -280,25 +276,9 @@ class FrontLine:
 
     async def to_queue(self, s: Any, queue: str, lang: str | None = None) -> bool:
         """An answered caller (the IVR) into an ACD queue, in the call's language."""
-        live = getattr(self.cm, "acd", None)
-        if live is None or queue not in live.engine.queues or getattr(live, "_closing", False):
+        live = self.cm.acd
+        if live is None or not live.accepts(queue):
             return False
-        from pypbx.flows.queue import QueueCall
-
-        class _IvrQueueCall(QueueCall):
-            @property
-            def lang(self) -> str:          # the language the caller chose in the IVR
-                return lang or QueueCall.lang.fget(self)  # type: ignore[attr-defined]
-
-        qc = _IvrQueueCall(live, s, queue)
         self.forget(s)
-        live.sessions[id(s)] = qc
-        self.cm.hand_over(s, qc)
-        rec = s.rec
-        rec.queue = queue
-        rec.extension = None
-        live.register(qc.call_id, qc)
-        await self.cm.calllog.update(rec, "queue", queue=queue, number=s.callee, via="ivr")
-        log.info("call %s: IVR -> queue %s", qc.call_id[:12], queue)
-        await qc._enter()
+        await live.enter_queue(s, queue, answered=True, lang=lang, via="ivr")   # in the language chosen
         return True

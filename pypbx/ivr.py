@@ -260,7 +260,7 @@ class IvrCall(TimedFlow):
     """One caller in the IVR (see the module docstring)."""
 
     def __init__(self, fl: Any, s: Any, menu: Menu, lang: str | None = None) -> None:
-        from pypbx.flows.queue import _Player
+        from pypbx.flows.player import Player
         self.fl = fl
         self.s = s
         self.cm = fl.cm
@@ -278,7 +278,7 @@ class IvrCall(TimedFlow):
         self.ring_ext = ""
         self.rings = 0
         self.moh_file = None           # _Player: nothing after the playlist
-        self.player = _Player(self, s.caller_leg)
+        self.player = Player(self, s.caller_leg)
         self.hangup_after = False
         self.end: tuple[Disposition, str] | None = None
         self.path: list[str] = [menu.name]
@@ -287,7 +287,7 @@ class IvrCall(TimedFlow):
     def p(self, pid: str) -> str:
         if pid.endswith(".wav") or "/" in pid:
             return pid
-        from pypbx.flows.queue import prompt
+        from pypbx.flows.player import prompt
         return prompt(self.lang, pid, self.fl.prompts_dir)
 
     # ---------------------------------------------------------------- start

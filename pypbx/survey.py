@@ -102,7 +102,7 @@ class SurveyCall(TimedFlow):
         self.score: int | None = None
 
     def p(self, pid: str) -> str:
-        from pypbx.flows.queue import prompt
+        from pypbx.flows.player import prompt
         return prompt(self.lang, pid, self.fl.prompts_dir)
 
     async def start(self) -> None:

@@ -809,15 +809,11 @@ class TrunkRouter:
     async def _to_queue(self, cm: Any, s: Any, queue: str) -> bool:
         from pypbx.calllog import Disposition
         acd = cm.acd
-        if acd is None or queue not in getattr(getattr(acd, "engine", None), "queues", {}):
+        if acd is None or not acd.has_queue(queue):
             await s.worker.hangup(s.caller_leg, 480)
             await cm.finish(s, Disposition.FAILED, side="system", cause=f"queue {queue} not available")
             return True
-        from pypbx.flows.queue import QueueCall
-        qc = QueueCall(acd, s, queue)
-        acd.sessions[id(s)] = qc
-        cm.hand_over(s, qc)
-        await qc.start()
+        await acd.enter_queue(s, queue)
         return True
 
     async def _dial_next(self, cm: Any, s: Any) -> bool:

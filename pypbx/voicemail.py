@@ -230,7 +230,7 @@ class VoicemailCall:
         self.meta: dict[str, Any] | None = None
 
     def p(self, pid: str) -> str:
-        from pypbx.flows.queue import prompt
+        from pypbx.flows.player import prompt
         return prompt(self.lang, pid, self.fl.prompts_dir)
 
     async def start(self, answered: bool = False) -> None:
@@ -444,7 +444,7 @@ class MailboxCall:
                     return
                 self.current = None
         if self.playing != "bye":
-            from pypbx.flows.queue import prompt
+            from pypbx.flows.player import prompt
             if await self._play(prompt("en", "thank_you_goodbye", self.fl.prompts_dir), bye=True):
                 return
         await self._end("system")
