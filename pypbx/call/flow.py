@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, Union, runtime_checkable
 
-from acd.model import Announce, CancelRing, Connect, ExitEmpty, ExitFull, Overflow, Timeout
+from acd.model import Announce, CancelRing, Connect, ExitEmpty, ExitFull, Overflow, RingAgents, Timeout
 from media import protocol as P
 from media.client import WorkerExited
 from media.pool import WorkerLost
@@ -48,7 +48,7 @@ class RingOrder:
     """The ACD's order to ring agents for a queued call: one leg to ``acd-<token>``
     (``ring`` is the engine's :class:`acd.model.RingAgents`)."""
     token: str
-    ring: Any
+    ring: RingAgents
 
 
 #: Media worker events a call receives.
