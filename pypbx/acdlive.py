@@ -37,9 +37,9 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 from acd.engine import AcdEngine
 from acd.model import (
@@ -154,7 +154,7 @@ class AcdLive:
         self.agent_ext = await S.agent_extensions(self.db)
         snap = await S.load_acd_state(self.db) or {}
         if snap:
-            known = {k: v for k, v in snap.items()}
+            known = dict(snap)
             known["callbacks"] = [c for c in snap.get("callbacks", []) if c.get("queue") in self.engine.queues]
             try:
                 self.engine.restore(known)
@@ -171,7 +171,7 @@ class AcdLive:
                  len(self.engine.queues), len(self.engine.agents), len(self.numbers),
                  sum(1 for w in self.engine.waiting() if w.is_callback))
 
-    async def _close_crashed(self, rows: list[dict[str, Any]]) -> None:
+    async def _close_crashed(self, rows: list[S.JSONDict]) -> None:
         """Callers the previous run left in queue (it crashed): INTERRUPTED, called back."""
         if not rows:
             return
@@ -316,7 +316,7 @@ class AcdLive:
             return
         qc.post(order)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[object, None, None]) -> None:
         t = asyncio.create_task(coro)
         self._bg.add(t)
         t.add_done_callback(self._bg.discard)
@@ -328,7 +328,7 @@ class AcdLive:
         except Exception:
             log.exception("saving the pause of agent %s", agent_id)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> S.JSONDict:
         snap = self.engine.snapshot()
         now = self.clock()
         snap[LIVE_STATE_KEY] = [
@@ -377,7 +377,7 @@ class AcdLive:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     # ================================================================ database sync
@@ -602,7 +602,7 @@ class AcdLive:
         obj = self.calls.get(call_id)
         return (obj.rec.service_line or None) if isinstance(obj, QueueCall) else None
 
-    def queue_status(self, queue: str) -> dict[str, Any]:
+    def queue_status(self, queue: str) -> S.JSONDict:
         if queue not in self.engine.queues:
             raise ValueError(f"queue {queue} not found")
         now = self.clock()
@@ -612,7 +612,7 @@ class AcdLive:
                     "wait": round(w.wait, 1), "priority": w.priority, "is_callback": w.is_callback,
                     "ringing": list(w.ringing), "service_line": self._service_line(w.call_id)}
                    for w in views]
-        agents: list[dict[str, Any]] = []
+        agents: list[S.JSONDict] = []
         for a in sorted(self.engine.agents.values(), key=lambda a: a.id):
             if not AcdEngine._qualifies(a, queue, q.required_skills):
                 continue
@@ -626,7 +626,7 @@ class AcdLive:
             ewt = self.engine.estimate_wait(live[-1].call_id, now)
         return {"queue": queue, "waiting": waiting, "agents": agents, "ewt": ewt}
 
-    async def agent_state(self, agent: str) -> dict[str, Any]:
+    async def agent_state(self, agent: str) -> S.JSONDict:
         await self.sync()
         a = self.engine.agents.get(agent)
         if a is None:

@@ -35,9 +35,10 @@ log = logging.getLogger(__name__)
 
 class CallbackState(enum.Enum):
     """Where a callback is."""
-    RINGING_AGENT = "ringing_agent"      # the agent's phones ring
+
+    RINGING_AGENT = "ringing_agent"  # the agent's phones ring
     DIALING_PATIENT = "dialing_patient"  # the agent answered: the patient's number is dialled
-    CONNECTED = "connected"              # both answered: bridged and recorded
+    CONNECTED = "connected"  # both answered: bridged and recorded
     DONE = "done"
 
 
@@ -69,14 +70,19 @@ class CallbackCall:
             live.callback_failed(a.call_id, "no media worker")
             return
         sess = Call(worker=w, reserved_at=cm.clock())
-        self.queue = sess.queue            # worker events and engine orders, in order
+        self.queue = sess.queue  # worker events and engine orders, in order
         cm.sessions[w] = sess
         ext = live.agent_ext.get(a.agent_id, "")
-        rec = await cm.calllog.offer(direction=Direction.OUTBOUND, caller_number=ext or a.agent_id,
-                                     callee_number=a.number, extension=ext or None, queue=a.queue,
-                                     agent=a.agent_id, worker=str(w.pid))
-        await cm.calllog.event(rec, "callback", of_call=a.call_id, number=a.number, queue=a.queue,
-                               agent=a.agent_id)
+        rec = await cm.calllog.offer(
+            direction=Direction.OUTBOUND,
+            caller_number=ext or a.agent_id,
+            callee_number=a.number,
+            extension=ext or None,
+            queue=a.queue,
+            agent=a.agent_id,
+            worker=str(w.pid),
+        )
+        await cm.calllog.event(rec, "callback", of_call=a.call_id, number=a.number, queue=a.queue, agent=a.agent_id)
         self.token = uuid.uuid4().hex[:16]
         ring_timeout = live.engine.queues[a.queue].ring_timeout
         live.add_ring(self.token, a.call_id, (a.agent_id,), ring_timeout)
@@ -87,15 +93,19 @@ class CallbackCall:
         trunk: str | None = None
         deadline = time.monotonic() + ring_timeout
         try:
-            await cm.originate(sess, "agent", f"sip:acd-{self.token}@{fd}",
-                               from_uri=f"sip:{a.number}@{fd.split(':')[0]}",
-                               headers={"X-PBX-Call": rec.id, "X-PBX-Callback": a.number})
+            await cm.originate(
+                sess,
+                "agent",
+                f"sip:acd-{self.token}@{fd}",
+                from_uri=f"sip:{a.number}@{fd.split(':')[0]}",
+                headers={"X-PBX-Call": rec.id, "X-PBX-Callback": a.number},
+            )
             while True:
                 ringing = self.state is CallbackState.RINGING_AGENT
                 timeout = max(0.0, deadline - time.monotonic()) if ringing else None
                 try:
                     ev = await asyncio.wait_for(self.queue.get(), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     await cm.hangup(sess, "agent", None)
                     live.ring_timeout(a.call_id)
                     disp, cause = Disposition.NO_ANSWER, "agent did not answer"
@@ -111,17 +121,22 @@ class CallbackCall:
                     live.ring_answered(a.call_id, a.agent_id)
                     uri, from_uri, hdrs, trunk = outside_leg(cm, a.number, ext or a.queue)
                     await cm.calllog.event(rec, "callback_dial", number=a.number, trunk=trunk)
-                    await cm.originate(sess, "patient", uri, from_uri=from_uri,
-                                       headers={"X-PBX-Call": rec.id, **hdrs}, auth=outside_auth(cm, trunk))
+                    await cm.originate(
+                        sess,
+                        "patient",
+                        uri,
+                        from_uri=from_uri,
+                        headers={"X-PBX-Call": rec.id, **hdrs},
+                        auth=outside_auth(cm, trunk),
+                    )
                     if trunk:
                         cm.trunks.svc.trunk_busy(trunk, +1)
-                elif isinstance(ev, P.Answered) and ev.leg == "patient" \
-                        and self.state is CallbackState.DIALING_PATIENT:
+                elif isinstance(ev, P.Answered) and ev.leg == "patient" and self.state is CallbackState.DIALING_PATIENT:
                     self.state = CallbackState.CONNECTED
                     live.callback_answered(a.call_id)
                     sess.caller_leg, sess.callee_leg = "agent", "patient"
                     sess.answered = True
-                    await cm.connect(sess)        # bridged, recorded, answered in the CDR
+                    await cm.connect(sess)  # bridged, recorded, answered in the CDR
                     await live.callback_closed(a.call_id, a.number, a.queue, "done", "connected")
                 elif isinstance(ev, P.Ended):
                     if self.state is CallbackState.RINGING_AGENT:

@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 
 
 class FeatureState(enum.Enum):
-    ANSWERING = "answering"      # answered, the change not made yet
-    PLAYING = "playing"          # the change made (or refused): its prompt plays
+    ANSWERING = "answering"  # answered, the change not made yet
+    PLAYING = "playing"  # the change made (or refused): its prompt plays
     DONE = "done"
 
 
@@ -112,8 +112,12 @@ class FeatureCall(FlowBase):
         self.state = FeatureState.DONE
         if self.rec.answered_at is None:
             await self.cm.calllog.answered(self.rec, feature=self.s.callee)
-        await self.cm.finish(self.s, Disposition.ANSWERED if self.ok else Disposition.REJECTED,
-                             side=side, cause=f"feature code: {self.result}")
+        await self.cm.finish(
+            self.s,
+            Disposition.ANSWERED if self.ok else Disposition.REJECTED,
+            side=side,
+            cause=f"feature code: {self.result}",
+        )
 
     def finished(self, disposition: Disposition, side: str) -> None:
         self.state = FeatureState.DONE

@@ -50,8 +50,8 @@ class Player:
     def __init__(self, call: PlayerHost, leg: str | None) -> None:
         self.call = call
         self.leg = leg
-        self.head: list[str] = []        # greeting / prompts that must be heard
-        self.tail: list[str] = []        # the latest announcement (a newer one replaces it)
+        self.head: list[str] = []  # greeting / prompts that must be heard
+        self.tail: list[str] = []  # the latest announcement (a newer one replaces it)
         self.current: str | None = None
         self.moh = False
         self.stopped = False

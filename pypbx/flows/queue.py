@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING
 
 from acd.model import (
     Announce,
-    CancelRing,
     Caller,
+    CancelRing,
     Connect,
     ExitEmpty,
     ExitFull,
@@ -65,15 +65,17 @@ from pypbx.flows.player import DEFAULT_MOH, PROMPTS_DIR, Player, prompt
 
 try:
     from ivr_prompts import announce as A
-except ModuleNotFoundError:      # an editable install made before ivr_prompts became a package
+except ModuleNotFoundError:  # an editable install made before ivr_prompts became a package
     import importlib.util as _ilu
     from types import ModuleType
+
     _spec = _ilu.spec_from_file_location(
-        "ivr_prompts.announce", Path(__file__).resolve().parents[2] / "ivr_prompts" / "announce.py")
+        "ivr_prompts.announce", Path(__file__).resolve().parents[2] / "ivr_prompts" / "announce.py"
+    )
     assert _spec is not None and _spec.loader is not None
     _mod: ModuleType = _ilu.module_from_spec(_spec)
     _spec.loader.exec_module(_mod)
-    A = _mod  # type: ignore[no-redef]
+    A = _mod
 
 if TYPE_CHECKING:
     from pypbx.acdlive import AcdLive
@@ -82,8 +84,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_MOH", "MAX_NUMBER_DIGITS", "PROMPTS_DIR", "QueueCall", "QueueState", "announcement_ids",
-           "outside_auth", "outside_leg", "prompt"]
+__all__ = [
+    "DEFAULT_MOH",
+    "MAX_NUMBER_DIGITS",
+    "PROMPTS_DIR",
+    "QueueCall",
+    "QueueState",
+    "announcement_ids",
+    "outside_auth",
+    "outside_leg",
+    "prompt",
+]
 
 #: Digits of a keyed-in callback number, at most.
 MAX_NUMBER_DIGITS = 20
@@ -91,14 +102,15 @@ MAX_NUMBER_DIGITS = 20
 
 class QueueState(enum.Enum):
     """Where a queued caller is."""
-    ANSWERING = "answering"          # answered, greeting not started yet
-    QUEUED = "queued"                # waiting (greeting, announcements, music)
-    CALLBACK = "callback"            # pressed 1: the number read back, 1 confirms / 2 keys in another
-    COLLECT = "collect"              # keying in a callback number, then #
-    LEAVING = "leaving"              # leaving the queue (callback, overflow, exit): prompt, then hang-up
-    CONNECTED = "connected"          # talking to an agent (an ordinary call of CallManager now)
+
+    ANSWERING = "answering"  # answered, greeting not started yet
+    QUEUED = "queued"  # waiting (greeting, announcements, music)
+    CALLBACK = "callback"  # pressed 1: the number read back, 1 confirms / 2 keys in another
+    COLLECT = "collect"  # keying in a callback number, then #
+    LEAVING = "leaving"  # leaving the queue (callback, overflow, exit): prompt, then hang-up
+    CONNECTED = "connected"  # talking to an agent (an ordinary call of CallManager now)
     CONNECTED_OUT = "connected_out"  # overflowed to an extension / outside number, answered
-    TRANSFERRED = "transferred"      # the agent transferred it: no longer the queue's call
+    TRANSFERRED = "transferred"  # the agent transferred it: no longer the queue's call
     DONE = "done"
 
     @property
@@ -140,9 +152,9 @@ class QueueCall(FlowBase):
         self.cancelled: set[str] = set()
         self.rings = 0
         self.agent: str | None = None
-        self.out_leg: str | None = None       # overflow to an extension
+        self.out_leg: str | None = None  # overflow to an extension
         self.out_target: Target | None = None
-        self.out_trunk: str | None = None     # the trunk an overflow to an outside number went out on
+        self.out_trunk: str | None = None  # the trunk an overflow to an outside number went out on
         self.cb_number = ""
         self.digits = ""
         self.entered = False
@@ -198,9 +210,14 @@ class QueueCall(FlowBase):
             greet.append(self.p("call_may_be_recorded"))
         self.player.head = greet
         await self.player.next()
-        pref, secs = self.s.route_prefer or (None, 0.0)   # routing rule --prefer-last
-        caller = Caller(self.call_id, self.number if _phone(self.number) else "", language=None,
-                        preferred_agent=pref, prefer_for=secs)
+        pref, secs = self.s.route_prefer or (None, 0.0)  # routing rule --prefer-last
+        caller = Caller(
+            self.call_id,
+            self.number if _phone(self.number) else "",
+            language=None,
+            preferred_agent=pref,
+            prefer_for=secs,
+        )
         self.live.call_arrived(caller, self.queue)
 
     # ---------------------------------------------------------------- events
@@ -218,11 +235,19 @@ class QueueCall(FlowBase):
             await self._cancel_ring(ev.agent_ids)
         elif isinstance(ev, Announce):
             if self.state is QueueState.QUEUED:
-                files = [self.p(i) for i in announcement_ids(ev.language if ev.language in A.LANGUAGES else "en",
-                                                              ev.position, ev.ewt_seconds, ev.offer_callback)]
+                files = [
+                    self.p(i)
+                    for i in announcement_ids(
+                        ev.language if ev.language in A.LANGUAGES else "en",
+                        ev.position,
+                        ev.ewt_seconds,
+                        ev.offer_callback,
+                    )
+                ]
                 await self.player.say(files)
-                await self.cm.calllog.event(self.rec, "queue_announce", position=ev.position,
-                                            ewt=ev.ewt_seconds, files=files)
+                await self.cm.calllog.event(
+                    self.rec, "queue_announce", position=ev.position, ewt=ev.ewt_seconds, files=files
+                )
         elif isinstance(ev, Overflow):
             await self._leave(ev.target, "overflow")
         elif isinstance(ev, (Timeout, ExitEmpty, ExitFull)):
@@ -269,9 +294,13 @@ class QueueCall(FlowBase):
         self.ring_agents = tuple(ring.agent_ids)
         fd = self.cm.front_door
         try:
-            await self.cm.originate(self.s, self.ring_leg, f"sip:acd-{token}@{fd}",
-                                    from_uri=await screenpop.caller_from(self.cm, self.s),
-                                    headers={"X-PBX-Call": self.call_id, "X-PBX-Queue": self.queue})
+            await self.cm.originate(
+                self.s,
+                self.ring_leg,
+                f"sip:acd-{token}@{fd}",
+                from_uri=await screenpop.caller_from(self.cm, self.s),
+                headers={"X-PBX-Call": self.call_id, "X-PBX-Queue": self.queue},
+            )
         except WorkerError as exc:
             log.warning("call %s: ringing %s failed: %s", self.call_id[:12], ring.agent_ids, exc)
             self.ring_leg = None
@@ -315,7 +344,7 @@ class QueueCall(FlowBase):
         self.rec.agent = agent_id
         self.rec.extension = ext or None
         s.answered = True
-        self.cm.hand_back(s)          # from here on an ordinary answered call of CallManager
+        self.cm.hand_back(s)  # from here on an ordinary answered call of CallManager
         if self.ring_token:
             self.live.rings.pop(self.ring_token, None)
         await self.cm.connect(s)
@@ -352,8 +381,11 @@ class QueueCall(FlowBase):
     async def _confirm(self, number: str) -> None:
         self.state = QueueState.CALLBACK
         self.cb_number = number
-        files = [self.p("callback_number_is")] + [self.p(i) for i in A.digits_ids(self.lang, number)] \
+        files = (
+            [self.p("callback_number_is")]
+            + [self.p(i) for i in A.digits_ids(self.lang, number)]
             + [self.p("callback_confirm")]
+        )
         await self.player.interrupt(files)
 
     async def _collect(self) -> None:
@@ -373,19 +405,27 @@ class QueueCall(FlowBase):
     # ---------------------------------------------------------------- leaving the queue
     async def _leave(self, target: Target | None, why: str) -> None:
         s = self.s
-        if target is not None and target.kind is TargetKind.QUEUE and target.target in self.live.engine.queues \
-                and why == "overflow":
+        if (
+            target is not None
+            and target.kind is TargetKind.QUEUE
+            and target.target in self.live.engine.queues
+            and why == "overflow"
+        ):
             old, self.queue = self.queue, target.target
             self.rec.queue = self.queue
             await self.cm.calllog.update(self.rec, "queue_overflow", from_queue=old, to_queue=self.queue)
             return
         self.state = QueueState.LEAVING
         await self._drop_ring_leg()
-        self.end_disposition = Disposition.OVERFLOWED_OUT if target is not None or why == "overflow" \
-            else Disposition.REJECTED if why in ("exitempty", "exitfull") else Disposition.FAILED
+        self.end_disposition = (
+            Disposition.OVERFLOWED_OUT
+            if target is not None or why == "overflow"
+            else Disposition.REJECTED
+            if why in ("exitempty", "exitfull")
+            else Disposition.FAILED
+        )
         self.end_cause = f"queue {why}" + (f" to {target.kind.value}:{target.target}" if target else "")
-        await self.cm.calllog.event(self.rec, "queue_leave", reason=why,
-                                    target=target.to_dict() if target else None)
+        await self.cm.calllog.event(self.rec, "queue_leave", reason=why, target=target.to_dict() if target else None)
         if target is not None and target.kind in (TargetKind.EXTENSION, TargetKind.EXTERNAL):
             self.out_target = target
             self.out_leg = "overflow"
@@ -397,14 +437,20 @@ class QueueCall(FlowBase):
             else:
                 uri, from_uri, hdrs, trunk = f"sip:{target.target}@{fd}", f"sip:{s.caller}@{fd.split(':')[0]}", {}, None
             try:
-                await self.cm.originate(s, self.out_leg, uri, from_uri=from_uri,
-                                        headers={"X-PBX-Call": self.call_id, **hdrs},
-                                        auth=outside_auth(self.cm, trunk))
+                await self.cm.originate(
+                    s,
+                    self.out_leg,
+                    uri,
+                    from_uri=from_uri,
+                    headers={"X-PBX-Call": self.call_id, **hdrs},
+                    auth=outside_auth(self.cm, trunk),
+                )
                 if trunk:
                     self.out_trunk = trunk
                     self.cm.trunks.svc.trunk_busy(trunk, +1)
-                    await self.cm.calllog.event(self.rec, "trunk_dial", trunk=trunk, number=uri[4:].split("@")[0],
-                                                reason="queue overflow")
+                    await self.cm.calllog.event(
+                        self.rec, "trunk_dial", trunk=trunk, number=uri[4:].split("@")[0], reason="queue overflow"
+                    )
                 return
             except WorkerError as exc:
                 log.warning("call %s: overflow to %s failed: %s", self.call_id[:12], target.target, exc)
@@ -421,8 +467,9 @@ class QueueCall(FlowBase):
             dest = f"group:{target.target}" if target.kind is TargetKind.RING_GROUP else f"voicemail:{target.target}"
             if target.kind is TargetKind.VOICEMAIL:
                 self.rec.flags.add(f"queue_{why}")
-                await self.cm.calllog.update(self.rec, "queue_to_voicemail", queue=self.queue, box=target.target,
-                                             reason=why)
+                await self.cm.calllog.update(
+                    self.rec, "queue_to_voicemail", queue=self.queue, box=target.target, reason=why
+                )
             if await fl.start_destination(s, dest, answered=True):
                 return
             self.state = QueueState.LEAVING
@@ -463,8 +510,12 @@ class QueueCall(FlowBase):
             if self.ring_token:
                 self.live.rings.pop(self.ring_token, None)
                 self.ring_token = None
-            await self.cm.calllog.event(self.rec, "queue_ring_failed", agents=list(self.ring_agents),
-                                        cause=f"{ev.cause_code} {ev.reason}".strip())
+            await self.cm.calllog.event(
+                self.rec,
+                "queue_ring_failed",
+                agents=list(self.ring_agents),
+                cause=f"{ev.cause_code} {ev.reason}".strip(),
+            )
             self.live.ring_timeout(self.call_id)
             return
         if ev.leg == self.out_leg:
