@@ -277,7 +277,7 @@ class IvrCall(TimedFlow):
         self.ring_leg: str | None = None
         self.ring_ext = ""
         self.rings = 0
-        self.moh_file = None           # _Player: nothing after the playlist
+        self.moh_file = None           # Player: nothing after the playlist
         self.player = Player(self, s.caller_leg)
         self.hangup_after = False
         self.end: tuple[Disposition, str] | None = None
