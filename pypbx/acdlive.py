@@ -12,16 +12,22 @@
 * it schedules :meth:`AcdEngine.tick` at :meth:`AcdEngine.next_deadline`, persists every
   :class:`acd.model.QueueEvent` (``append_queue_events``, in order, by one writer task)
   and saves the engine's snapshot (plus the callers waiting now, for crash repair);
-* it carries out the engine's Actions: those about one call go to that call's
-  :class:`pypbx.queuecall.QueueCall` (through its session's event queue, so a call's steps
-  never interleave), agent pauses go to the database, callbacks are dialled by
-  :class:`pypbx.queuecall.CallbackCall`;
+* the engine is driven through typed methods, one per engine entry point (``agent_login``,
+  ``call_arrived``, ``ring_answered``, ``caller_abandoned``...): each calls the engine with
+  the time now and carries out what it decides;
+* it carries out the engine's Actions: those about one call are posted, as orders of the
+  call layer's closed input union (:data:`pypbx.call.AcdOrder`: :class:`pypbx.call.RingOrder`
+  and the engine's own Action dataclasses), to that call's :class:`pypbx.flows.queue.QueueCall`
+  (through its call's input queue, so a call's steps never interleave), agent pauses go to
+  the database, callbacks are dialled by :class:`pypbx.flows.callback.CallbackCall`;
 * the front door asks it (:meth:`route`) where a worker's ``sip:acd-<token>@...`` ring leg
   goes: every registered contact of every agent being rung, in one fork;
 * CallManager tells it about every call (:meth:`on_incoming`, :meth:`call_finished`):
-  calls to a queue number and the feature codes (``*45`` log in/out, ``*46`` pause/unpause)
-  are taken over here; direct calls of an agent's extension make the agent busy for the
-  engine (``agent_busy`` / ``agent_free``).
+  calls to a queue number and the feature codes (``*45`` log in/out, ``*46`` pause/unpause,
+  :class:`pypbx.flows.features.FeatureCall`) are taken over here; direct calls of an
+  agent's extension make the agent busy for the engine (``agent_busy`` / ``agent_free``);
+* the front line (IVR, DIDs, ring groups' ``then``) and the trunks put a caller in a queue
+  with :meth:`enter_queue`.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import NamedTuple, Protocol
 
 from acd.engine import AcdEngine
 from acd.model import (
@@ -41,6 +48,7 @@ from acd.model import (
     AgentState,
     Announce,
     CallbackFailed,
+    Caller,
     CancelRing,
     Connect,
     DialCallback,
@@ -55,8 +63,22 @@ from acd.model import (
     RingAgents,
     Timeout,
 )
+from media import protocol as P
 from pypbx import acdstore as S
+from pypbx.call.flow import AcdOrder, CallInput, Closing, Flow, RingOrder
+from pypbx.call.manager import CallManager
+from pypbx.call.session import Call
+from pypbx.calllog import Disposition
+from pypbx.changes import ChangeWatcher, DbChanged
 from pypbx.db import Database
+from pypbx.events import EventBus
+from pypbx.flows.callback import CallbackCall
+from pypbx.flows.features import FeatureCall
+from pypbx.flows.player import DEFAULT_MOH, PROMPTS_DIR
+from pypbx.flows.queue import QueueCall
+from sip.message import Request
+from sip.proxy import RouteDecision
+from sip.transaction import Addr
 
 log = logging.getLogger(__name__)
 
@@ -67,22 +89,37 @@ RING_GRACE = 5.0
 #: Prefix of the Request-URI user of a worker's ring leg: ``sip:acd-<token>@front-door``.
 RING_PREFIX = "acd-"
 LIVE_STATE_KEY = "live_waiting"
+#: Feature codes taken over here (pypbx.flows.features).
+FEATURE_CODES = ("*45", "*46")
+
+
+class Ring(NamedTuple):
+    """A ring leg in progress: the front door forks ``sip:acd-<token>@...`` to these agents."""
+    call_id: str
+    agent_ids: tuple[str, ...]
+    timeout: float
+
+
+class OrderTaker(Protocol):
+    """A live call the engine gives orders to (a queue call, a callback)."""
+
+    def post(self, order: CallInput) -> None: ...
 
 
 class AcdLive:
     """The engine driver of one running PBX (see the module docstring)."""
 
-    def __init__(self, db: Database, *, callmgr: Any = None,
-                 contacts: Callable[[str], list] | None = None,
+    def __init__(self, db: Database, *, callmgr: CallManager | None = None,
+                 contacts: Callable[[str], list[tuple[str, Addr]]] | None = None,
                  clock: Callable[[], float] = time.time,
                  prompts_dir: Path | str | None = None, moh: Path | str | None = None,
                  greeting: Iterable[str] = ("welcome",), recording_notice: bool = True,
                  answered_by: Callable[[str, tuple[str, ...]], str | None] | None = None,
-                 reload_interval: float = RELOAD_INTERVAL, changes: Any = None, events: Any = None) -> None:
-        from pypbx.queuecall import DEFAULT_MOH, PROMPTS_DIR
+                 reload_interval: float = RELOAD_INTERVAL, changes: ChangeWatcher | None = None,
+                 events: EventBus | None = None) -> None:
         self.db = db
         self.callmgr = callmgr
-        self.contacts = contacts or (lambda ext: [])
+        self.contacts: Callable[[str], list[tuple[str, Addr]]] = contacts or (lambda ext: [])
         self.clock = clock
         self.prompts_dir = Path(prompts_dir) if prompts_dir else PROMPTS_DIR
         self.moh = Path(moh) if moh else DEFAULT_MOH
@@ -95,17 +132,17 @@ class AcdLive:
         self.engine = AcdEngine()
         self.numbers: dict[str, str] = {}         # dialled number -> queue
         self.agent_ext: dict[str, str] = {}       # agent id -> extension it is logged in at
-        self.calls: dict[str, Any] = {}           # engine call id -> QueueCall / CallbackCall
-        self.sessions: dict[int, Any] = {}        # id(Call) -> QueueCall / FeatureCall
-        self.rings: dict[str, tuple[str, tuple[str, ...], float]] = {}  # token -> (call, agents, timeout)
+        self.calls: dict[str, OrderTaker] = {}    # engine call id -> QueueCall / CallbackCall
+        self.sessions: dict[int, Flow] = {}       # id(Call) -> QueueCall / FeatureCall
+        self.rings: dict[str, Ring] = {}          # token -> the ring leg's call and agents
         self.busy: dict[int, list[str]] = {}      # id(Call) of a direct call -> agents it keeps busy
         self._events: list[QueueEvent] = []
         self._wake = asyncio.Event()
         self._flush_wake = asyncio.Event()
         self._flushed = asyncio.Event()
         self._dirty = False
-        self._tasks: list[asyncio.Task] = []
-        self._bg: set[asyncio.Task] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._bg: set[asyncio.Task[None]] = set()
         self._closing = False
         self._sync_lock = asyncio.Lock()
 
@@ -121,7 +158,7 @@ class AcdLive:
         self.agent_ext = await S.agent_extensions(self.db)
         snap = await S.load_acd_state(self.db) or {}
         if snap:
-            known = {k: v for k, v in snap.items()}
+            known = dict(snap)
             known["callbacks"] = [c for c in snap.get("callbacks", []) if c.get("queue") in self.engine.queues]
             try:
                 self.engine.restore(known)
@@ -143,7 +180,7 @@ class AcdLive:
                  len(self.engine.queues), len(self.engine.agents), len(self.numbers),
                  sum(1 for w in self.engine.waiting() if w.is_callback))
 
-    async def _close_crashed(self, rows: list[dict]) -> None:
+    async def _close_crashed(self, rows: list[S.JSONDict]) -> None:
         """Callers the previous run left in queue (it crashed): INTERRUPTED, called back."""
         if not rows:
             return
@@ -171,7 +208,7 @@ class AcdLive:
             await self._callback_row(c.number, c.queue, c.call_id)
             qc = self.calls.get(c.call_id)
             if qc is not None:
-                qc.post(_Closing())
+                qc.post(Closing())
         self._apply([])
         await self.flush()
         for t in self._tasks:
@@ -194,14 +231,65 @@ class AcdLive:
     def now(self) -> float:
         return self.clock()
 
-    def run(self, fn_name: str, *args: Any) -> list[Action]:
-        """Call ``engine.<fn_name>(*args, now)`` and carry out what it decides."""
-        fn = getattr(self.engine, fn_name)
-        actions = fn(*args, self.clock())
-        self._apply(actions)
-        return actions
+    # -- the engine's entry points: each calls the engine with the time now and carries
+    # -- out what it decides (the Actions are returned too)
 
-    def _apply(self, actions: list[Action]) -> None:
+    def set_skills(self, agent_id: str, skills: Mapping[str, int]) -> list[Action]:
+        return self._apply(self.engine.set_skills(agent_id, skills, self.clock()))
+
+    def agent_login(self, agent_id: str) -> list[Action]:
+        return self._apply(self.engine.agent_login(agent_id, self.clock()))
+
+    def agent_logout(self, agent_id: str) -> list[Action]:
+        return self._apply(self.engine.agent_logout(agent_id, self.clock()))
+
+    def agent_pause(self, agent_id: str, reason: PauseReason) -> list[Action]:
+        return self._apply(self.engine.agent_pause(agent_id, reason, self.clock()))
+
+    def agent_unpause(self, agent_id: str) -> list[Action]:
+        return self._apply(self.engine.agent_unpause(agent_id, self.clock()))
+
+    def agent_busy(self, agent_id: str) -> list[Action]:
+        """The agent is on a call the ACD did not give (a direct call)."""
+        return self._apply(self.engine.agent_busy(agent_id, self.clock()))
+
+    def agent_free(self, agent_id: str) -> list[Action]:
+        return self._apply(self.engine.agent_free(agent_id, self.clock()))
+
+    def call_arrived(self, caller: Caller, queue: str) -> list[Action]:
+        return self._apply(self.engine.call_arrived(caller, queue, self.clock()))
+
+    def ring_answered(self, call_id: str, agent_id: str) -> list[Action]:
+        """``agent_id`` answered the ring leg of ``call_id`` (a ``Connect`` if still wanted)."""
+        return self._apply(self.engine.ring_answered(call_id, agent_id, self.clock()))
+
+    def ring_timeout(self, call_id: str) -> list[Action]:
+        """The ring leg of ``call_id`` was not answered (or failed): ring-no-answer."""
+        return self._apply(self.engine.ring_timeout(call_id, self.clock()))
+
+    def ring_failed(self, call_id: str, agent_id: str, reason: str = "") -> list[Action]:
+        """The ring of ``agent_id`` for ``call_id`` failed, not the agent's miss."""
+        return self._apply(self.engine.ring_failed(call_id, agent_id, self.clock(), reason))
+
+    def call_ended(self, call_id: str, who: Party) -> list[Action]:
+        """A connected queue call (or callback) ended; ``who`` hung up."""
+        return self._apply(self.engine.call_ended(call_id, who, self.clock()))
+
+    def agent_transferred(self, call_id: str, target: str) -> list[Action]:
+        """The agent of connected queue call ``call_id`` transferred it to ``target``
+        (the engine's ``call_transferred``: TRANSFER, the agent freed)."""
+        return self._apply(self.engine.call_transferred(call_id, target, self.clock()))
+
+    def caller_abandoned(self, call_id: str) -> list[Action]:
+        return self._apply(self.engine.caller_abandoned(call_id, self.clock()))
+
+    def callback_answered(self, call_id: str) -> list[Action]:
+        return self._apply(self.engine.callback_answered(call_id, self.clock()))
+
+    def callback_failed(self, call_id: str, reason: str = "") -> list[Action]:
+        return self._apply(self.engine.callback_failed(call_id, self.clock(), reason))
+
+    def _apply(self, actions: list[Action]) -> list[Action]:
         evs = self.engine.drain_events()
         if evs:
             self._events.extend(evs)
@@ -215,12 +303,13 @@ class AcdLive:
             except Exception:
                 log.exception("ACD action %r failed", a)
         self._wake.set()
+        return actions
 
     def _carry_out(self, a: Action) -> None:
         if isinstance(a, RingAgents):
             token = uuid.uuid4().hex[:16]
-            self.rings[token] = (a.call_id, a.agent_ids, a.timeout)
-            self._post(a.call_id, (token, a))
+            self.rings[token] = Ring(a.call_id, a.agent_ids, a.timeout)
+            self._post(a.call_id, RingOrder(token, a))
         elif isinstance(a, (CancelRing, Connect, Announce, Overflow, Timeout, ExitEmpty, ExitFull)):
             self._post(a.call_id, a)
         elif isinstance(a, PauseAgent):
@@ -229,16 +318,16 @@ class AcdLive:
         elif isinstance(a, DialCallback):
             self._spawn(self._dial_callback(a))
         elif isinstance(a, CallbackFailed):
-            self._spawn(self._callback_done(a.call_id, a.number, a.queue, "failed", f"{a.attempts} attempt(s)"))
+            self._spawn(self.callback_closed(a.call_id, a.number, a.queue, "failed", f"{a.attempts} attempt(s)"))
 
-    def _post(self, call_id: str, item: Any) -> None:
+    def _post(self, call_id: str, order: AcdOrder) -> None:
         qc = self.calls.get(call_id)
         if qc is None:
-            log.debug("ACD action for a call no longer here: %s %r", call_id, item)
+            log.debug("ACD action for a call no longer here: %s %r", call_id, order)
             return
-        qc.post(item)
+        qc.post(order)
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[object, None, None]) -> None:
         t = asyncio.create_task(coro)
         self._bg.add(t)
         t.add_done_callback(self._bg.discard)
@@ -250,7 +339,7 @@ class AcdLive:
         except Exception:
             log.exception("saving the pause of agent %s", agent_id)
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> S.JSONDict:
         snap = self.engine.snapshot()
         now = self.clock()
         snap[LIVE_STATE_KEY] = [
@@ -306,12 +395,12 @@ class AcdLive:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     # ================================================================ database sync
 
-    async def _db_changed(self, change: Any) -> None:
+    async def _db_changed(self, change: DbChanged) -> None:
         """The change watcher saw the CLI commit: bring the engine in line."""
         await self.sync()
 
@@ -336,24 +425,24 @@ class AcdLive:
                 cur.name = a.name
                 cur.wrap_up = a.wrap_up
                 if dict(cur.skills) != dict(a.skills):
-                    self.run("set_skills", a.id, dict(a.skills))
+                    self.set_skills(a.id, dict(a.skills))
             self._sync_state(cur, a.state, a.pause_reason)
         for aid, cur in eng.agents.items():
             if aid not in seen and cur.state is not AgentState.LOGGED_OUT:
-                self.run("agent_logout", aid)
+                self.agent_logout(aid)
 
     def _sync_state(self, cur: Agent, want: AgentState, reason: PauseReason | None) -> None:
         if want is AgentState.LOGGED_OUT:
             if cur.state is not AgentState.LOGGED_OUT:
-                self.run("agent_logout", cur.id)
+                self.agent_logout(cur.id)
             return
         if cur.state is AgentState.LOGGED_OUT:
-            self.run("agent_login", cur.id)
+            self.agent_login(cur.id)
         if want is AgentState.PAUSED:
             if not (cur.state is AgentState.PAUSED and cur.pause_reason is reason):
-                self.run("agent_pause", cur.id, reason or PauseReason.OTHER)
+                self.agent_pause(cur.id, reason or PauseReason.OTHER)
         elif cur.state is AgentState.PAUSED:
-            self.run("agent_unpause", cur.id)
+            self.agent_unpause(cur.id)
 
     def agent_at(self, extension: str) -> str | None:
         for aid, ext in self.agent_ext.items():
@@ -363,10 +452,9 @@ class AcdLive:
 
     # ================================================================ the front door
 
-    def route(self, request: Any) -> Any:
+    def route(self, request: Request) -> RouteDecision | None:
         """A worker's ring leg ``sip:acd-<token>@...``: fork to every registered contact of
         the agents being rung (None: not ours)."""
-        from sip.proxy import RouteDecision
         user = request.uri.user or ""
         if not user.startswith(RING_PREFIX):
             return None
@@ -374,7 +462,7 @@ class AcdLive:
         if ring is None or request.method != "INVITE":
             return RouteDecision.reject(481 if request.method != "INVITE" else 404)
         _, agents, timeout = ring
-        targets = []
+        targets: list[tuple[str, Addr]] = []
         for aid in agents:
             ext = self.agent_ext.get(aid)
             if ext:
@@ -405,21 +493,18 @@ class AcdLive:
 
     # ================================================================ CallManager's hooks
 
-    async def on_incoming(self, s: Any, ev: Any) -> bool:
+    async def on_incoming(self, s: Call, ev: P.Incoming) -> bool:
         """A phone's call reached a worker. True: taken over (queue number, feature code)."""
-        from pypbx.queuecall import FeatureCall, QueueCall
         callee = s.callee
         queue = self.numbers.get(callee)
         if queue is not None and queue in self.engine.queues and not self._closing:
             qc = QueueCall(self, s, queue)
-            self.sessions[id(s)] = qc
-            self.callmgr.hand_over(s, qc)
+            self._take(s, qc)
             await qc.start()
             return True
-        if callee.startswith("*45") or callee.startswith("*46"):
+        if callee.startswith(FEATURE_CODES):
             fc = FeatureCall(self, s)
-            self.sessions[id(s)] = fc
-            self.callmgr.hand_over(s, fc)
+            self._take(s, fc)
             await fc.start()
             return True
         busy = [a for a in (self.agent_at(s.caller), self.agent_at(callee)) if a]
@@ -427,34 +512,67 @@ class AcdLive:
             self.busy[id(s)] = busy
             for aid in busy:
                 if aid in self.engine.agents:
-                    self.run("agent_busy", aid)
+                    self.agent_busy(aid)
         return False
 
-    def call_finished(self, s: Any, disposition: Any, side: str) -> None:
-        """Every session's end (CallManager._finish)."""
+    def _take(self, s: Call, flow: Flow) -> None:
+        assert self.callmgr is not None
+        self.sessions[id(s)] = flow
+        self.callmgr.hand_over(s, flow)
+
+    def has_queue(self, queue: str) -> bool:
+        return queue in self.engine.queues
+
+    def accepts(self, queue: str) -> bool:
+        """A caller can be put in ``queue`` now (it exists; the PBX is not stopping)."""
+        return queue in self.engine.queues and not self._closing
+
+    async def enter_queue(self, s: Call, queue: str, *, answered: bool = False, lang: str | None = None,
+                          via: str = "") -> QueueCall:
+        """Put the caller of ``s`` in ``queue`` (the front line, the trunks): a caller not
+        answered yet is answered first; an answered one (the IVR, ``via``; ``lang`` the
+        language chosen there) goes straight in."""
+        qc = QueueCall(self, s, queue, lang=lang)
+        self._take(s, qc)
+        if answered:
+            await qc.start_answered(via)
+        else:
+            await qc.start()
+        return qc
+
+    def call_finished(self, s: Call, disposition: Disposition, side: str) -> None:
+        """Every call's end (CallManager.finish)."""
         obj = self.sessions.pop(id(s), None)
         if obj is not None:
             obj.finished(disposition, side)
         for aid in self.busy.pop(id(s), []):
             if aid in self.engine.agents and not any(aid in v for v in self.busy.values()):
-                self.run("agent_free", aid)
+                self.agent_free(aid)
 
-    def call_transferred(self, s: Any, side: str, frm: str, to: str) -> None:
-        """CallManager completed a transfer in session ``s`` (``side`` handed its place to
+    def call_transferred(self, s: Call, side: str, frm: str, to: str) -> None:
+        """CallManager completed a transfer in call ``s`` (``side`` handed its place to
         ``to``). A connected queue call whose agent transferred it: TRANSFER, the agent is
         free (wrap-up) and the call is no longer the queue's (no COMPLETE_* at its end)."""
         obj = self.sessions.get(id(s))
-        transferred = getattr(obj, "transferred", None)
-        if transferred is not None:
-            transferred(side, frm, to)
+        if obj is not None:
+            obj.transferred(side, frm, to)
 
-    def register(self, call_id: str, obj: Any) -> None:
+    def register(self, call_id: str, obj: OrderTaker) -> None:
+        """``obj`` takes the engine's orders about ``call_id``."""
         self.calls[call_id] = obj
 
-    def forget(self, call_id: str) -> None:
+    def unregister(self, call_id: str) -> None:
         self.calls.pop(call_id, None)
-        for tok in [t for t, r in self.rings.items() if r[0] == call_id]:
+
+    def forget(self, call_id: str) -> None:
+        """``call_id`` is gone: no more orders, its ring legs are not routed any more."""
+        self.calls.pop(call_id, None)
+        for tok in [t for t, r in self.rings.items() if r.call_id == call_id]:
             self.rings.pop(tok, None)
+
+    def add_ring(self, token: str, call_id: str, agent_ids: tuple[str, ...], timeout: float) -> None:
+        """Route ``sip:acd-<token>@...`` to ``agent_ids`` (a callback's ring leg)."""
+        self.rings[token] = Ring(call_id, agent_ids, timeout)
 
     def party(self, side: str) -> Party:
         return Party.CALLER if side == "caller" else Party.AGENT
@@ -462,46 +580,50 @@ class AcdLive:
     # ================================================================ callbacks
 
     async def callback_requested(self, call_id: str, number: str, queue: str) -> None:
-        self.run("callback_requested", call_id, number)
+        """The caller of ``call_id`` asked to be called back at ``number`` (the engine keeps
+        its place as a callback slot; the callback list gets a row)."""
+        self._apply(self.engine.callback_requested(call_id, number, self.clock()))
         await self._callback_row(number, queue, call_id)
 
     async def _dial_callback(self, a: DialCallback) -> None:
-        from pypbx.queuecall import CallbackCall
         await self._callback_update(a.call_id, a.number, a.queue, "dialing", agent=a.agent_id)
         cb = CallbackCall(self, a)
         self.calls[a.call_id] = cb
         await cb.run()
 
-    async def _callback_update(self, call_id: str, number: str, queue: str, status: str, **kw: Any) -> None:
+    async def _callback_update(self, call_id: str, number: str, queue: str, status: str, *,
+                               agent: str | None = None, result: str | None = None) -> None:
         try:
             rows = await S.list_callbacks(self.db, "pending", queue)
             row = next((r for r in rows if r.call_id == call_id), None) or \
                 next((r for r in rows if r.number == number), None)
             if row is not None:
-                await S.update_callback(self.db, row.id, status, now=self.clock(), **kw)
+                await S.update_callback(self.db, row.id, status, now=self.clock(), agent=agent, result=result)
         except Exception:
             log.exception("updating callback %s (%s)", call_id, number)
 
-    async def _callback_done(self, call_id: str, number: str, queue: str, status: str, result: str) -> None:
+    async def callback_closed(self, call_id: str, number: str, queue: str, status: str, result: str) -> None:
+        """The callback list's row of ``call_id`` is ``status`` (done / failed) now."""
         await self._callback_update(call_id, number, queue, status, result=result)
 
     # ================================================================ local API
 
     def _service_line(self, call_id: str) -> str | None:
         """The DID's service line of a waiting call (what the agent's screen pop shows)."""
-        rec = getattr(getattr(self.calls.get(call_id), "s", None), "rec", None)
-        return getattr(rec, "service_line", None) or None
+        obj = self.calls.get(call_id)
+        return (obj.rec.service_line or None) if isinstance(obj, QueueCall) else None
 
-    def queue_status(self, queue: str) -> dict:
+    def queue_status(self, queue: str) -> S.JSONDict:
         if queue not in self.engine.queues:
             raise ValueError(f"queue {queue} not found")
         now = self.clock()
         q = self.engine.queues[queue]
+        views = self.engine.waiting(queue, now)
         waiting = [{"call_id": w.call_id, "number": w.number, "position": w.position,
                     "wait": round(w.wait, 1), "priority": w.priority, "is_callback": w.is_callback,
                     "ringing": list(w.ringing), "service_line": self._service_line(w.call_id)}
-                   for w in self.engine.waiting(queue, now)]
-        agents = []
+                   for w in views]
+        agents: list[S.JSONDict] = []
         for a in sorted(self.engine.agents.values(), key=lambda a: a.id):
             if not AcdEngine._qualifies(a, queue, q.required_skills):
                 continue
@@ -510,12 +632,12 @@ class AcdLive:
                            "extension": self.agent_ext.get(a.id), "since": round(now - a.state_since, 1),
                            "calls_taken": a.calls_taken, "external_busy": a.external_busy})
         ewt = None
-        live = [w for w in waiting if not w["is_callback"]]
+        live = [w for w in views if not w.is_callback]
         if live:
-            ewt = self.engine.estimate_wait(live[-1]["call_id"], now)
+            ewt = self.engine.estimate_wait(live[-1].call_id, now)
         return {"queue": queue, "waiting": waiting, "agents": agents, "ewt": ewt}
 
-    async def agent_state(self, agent: str) -> dict:
+    async def agent_state(self, agent: str) -> S.JSONDict:
         await self.sync()
         a = self.engine.agents.get(agent)
         if a is None:
@@ -524,6 +646,3 @@ class AcdLive:
                 "pause_reason": a.pause_reason.value if a.pause_reason else None,
                 "extension": self.agent_ext.get(agent)}
 
-
-class _Closing:
-    """Posted to a queued call when the PBX stops."""

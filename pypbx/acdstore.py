@@ -25,11 +25,13 @@ Text forms used by the CLI (and accepted by the functions):
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, TypedDict
 
 from acd.model import (
     Agent,
@@ -62,6 +64,11 @@ _TARGET_ALIASES = {"ext": "extension", "group": "ring_group", "ring-group": "rin
 #: A mailbox name (as pypbx.voicemail.BOX_RE).
 _BOX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
+#: Decoded JSON objects (rows' JSON columns, ``to_dict()`` forms, the engine snapshot).
+JSONDict = dict[str, Any]
+#: A database row as :class:`pypbx.db.Database` returns it.
+DBRow = Mapping[str, Any]
+
 
 class AcdError(PbxError):
     """A one-line, user-facing problem with a queue, agent or callback operation."""
@@ -73,7 +80,7 @@ def strategy_names() -> list[str]:
     return [s.value for s in Strategy]
 
 
-def parse_strategy(value: str | Strategy) -> Strategy:
+def parse_strategy(value: object) -> Strategy:
     if isinstance(value, Strategy):
         return value
     v = str(value).strip().lower().replace("-", "_")
@@ -83,11 +90,11 @@ def parse_strategy(value: str | Strategy) -> Strategy:
         raise AcdError(f"unknown strategy {value!r} (choose from {', '.join(strategy_names())})") from None
 
 
-def parse_skills(spec: str | Mapping[str, int] | None) -> dict[str, int]:
+def parse_skills(spec: object) -> dict[str, int]:
     """``'new_patients:8,korean:5'`` (or a mapping) -> ``{'new_patients': 8, 'korean': 5}``."""
     if spec is None:
         return {}
-    items: Iterable[tuple[str, Any]]
+    items: Iterable[tuple[object, object]]
     if isinstance(spec, Mapping):
         items = spec.items()
     else:
@@ -102,8 +109,8 @@ def parse_skills(spec: str | Mapping[str, int] | None) -> dict[str, int]:
             pairs.append((name, level))
         items = pairs
     out: dict[str, int] = {}
-    for name, level in items:
-        name = str(name).strip().lower()
+    for raw_name, level in items:
+        name = str(raw_name).strip().lower()
         if not SKILL_RE.match(name):
             raise AcdError(f"bad skill name {name!r}: lower-case letters, digits and _ (starting with a letter)")
         try:
@@ -122,7 +129,7 @@ def format_skills(skills: Mapping[str, int]) -> str:
     return ",".join(f"{k}:{v}" for k, v in sorted(skills.items())) or "-"
 
 
-def parse_target(spec: str | Target | Mapping[str, Any]) -> Target:
+def parse_target(spec: object) -> Target:
     """``queue:NAME``, ``extension:1001``, ``ring_group:NAME``, ``external:+3312345``,
     ``voicemail:BOX``."""
     if isinstance(spec, Target):
@@ -157,7 +164,7 @@ def parse_target(spec: str | Target | Mapping[str, Any]) -> Target:
     return t
 
 
-def _queue_target(spec: Any, queue: str) -> Target:
+def _queue_target(spec: object, queue: str) -> Target:
     """:func:`parse_target`, with plain ``voicemail`` meaning the queue's own mailbox
     (a box named like the queue: ``pypbx voicemail box NAME``)."""
     if isinstance(spec, str) and spec.strip().lower() in ("voicemail", "vm"):
@@ -169,7 +176,7 @@ def format_target(t: Target | None) -> str:
     return f"{t.kind.value}:{t.target}" if t else "-"
 
 
-def parse_overflow(spec: str | OverflowRule | Mapping[str, Any] | None) -> OverflowRule | None:
+def parse_overflow(spec: object) -> OverflowRule | None:
     """``'after=20,queue:front_desk'`` -> OverflowRule(20, queue front_desk); ``''``/``'none'`` -> None."""
     if spec is None or isinstance(spec, OverflowRule):
         return spec
@@ -190,12 +197,12 @@ def format_overflow(o: OverflowRule | None) -> str:
     return f"after={_num(o.after)},{format_target(o.target)}" if o else "-"
 
 
-def parse_relaxation(spec: str | Sequence[Relaxation] | None) -> tuple[Relaxation, ...]:
-    """``'30:5,60:1'`` -> after 30 s accept level 5, after 60 s level 1."""
+def parse_relaxation(spec: object) -> tuple[Relaxation, ...]:
+    """``'30:5,60:1'`` (or a sequence of steps) -> after 30 s accept level 5, after 60 s level 1."""
     if spec is None:
         return ()
     if not isinstance(spec, str):
-        steps = [Relaxation.from_dict(r) for r in spec]
+        steps = [Relaxation.from_dict(r) for r in _iterable(spec)]
     else:
         steps = []
         for part in spec.split(","):
@@ -214,7 +221,7 @@ def parse_relaxation(spec: str | Sequence[Relaxation] | None) -> tuple[Relaxatio
     for r in steps:
         if not 1 <= r.min_level <= 10:
             raise AcdError(f"bad relaxation step {_num(r.after)}:{r.min_level}: level must be 1-10")
-    for a, b in zip(steps, steps[1:]):
+    for a, b in itertools.pairwise(steps):
         if a.after == b.after:
             raise AcdError(f"relaxation: two steps at {_num(a.after)} s")
         if b.min_level >= a.min_level:
@@ -231,7 +238,20 @@ def _num(x: float) -> str:
     return f"{x:g}"
 
 
-def _seconds(value: Any, what: str, minimum: float = 0, maximum: float = 86400) -> float:
+def _iterable(value: object) -> Iterable[Any]:
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{type(value).__name__!r} object is not iterable")
+    return value
+
+
+def _as_int(value: object) -> int:
+    """``int(value)`` for what ``int`` takes (else TypeError, as ``int`` itself)."""
+    if isinstance(value, (int, float, str, bytes)):
+        return int(value)
+    raise TypeError(f"int() argument must be a string or a number, not {type(value).__name__!r}")
+
+
+def _seconds(value: object, what: str, minimum: float = 0, maximum: float = 86400) -> float:
     try:
         v = float(str(value).strip())
     except (TypeError, ValueError):
@@ -298,17 +318,37 @@ class QueueRecord:
     def name(self) -> str:
         return self.config.name
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONDict:
         return {**self.config.to_dict(), "created_at": self.created_at, "updated_at": self.updated_at}
 
 
-def _apply_options(base: QueueConfig, opts: Mapping[str, Any]) -> QueueConfig:
+class _QueueChanges(TypedDict, total=False):
+    """The QueueConfig fields :func:`_apply_options` changes."""
+    strategy: Strategy
+    required_skills: Mapping[str, int]
+    ring_timeout: float
+    wrap_up: float
+    max_wait: float | None
+    max_length: int | None
+    join_empty: JoinEmpty
+    fallback: Target | None
+    overflow: OverflowRule | None
+    relaxation: tuple[Relaxation, ...]
+    rna_misses_before_pause: int
+    announce_interval: float
+    callback_allowed: bool
+    callback_max_attempts: int
+    callback_retry_delay: float
+    language: str
+
+
+def _apply_options(base: QueueConfig, opts: Mapping[str, object]) -> QueueConfig:
     """A new QueueConfig: ``base`` with the (validated) options that are not None."""
     unknown = set(opts) - set(QUEUE_OPTIONS)
     if unknown:
         raise AcdError(f"unknown queue option(s): {', '.join(sorted(unknown))}")
     o = {k: v for k, v in opts.items() if v is not None}
-    kw: dict[str, Any] = {}
+    kw: _QueueChanges = {}
     q = base.name
     if "strategy" in o:
         kw["strategy"] = parse_strategy(o["strategy"])
@@ -324,7 +364,7 @@ def _apply_options(base: QueueConfig, opts: Mapping[str, Any]) -> QueueConfig:
         kw["max_wait"] = v or None          # 0 = no limit
     if "max_length" in o:
         try:
-            n = int(o["max_length"])
+            n = _as_int(o["max_length"])
         except (TypeError, ValueError):
             raise AcdError(f"bad max length {o['max_length']!r}: expected a whole number") from None
         if not 0 <= n <= 10000:
@@ -386,9 +426,9 @@ def _apply_options(base: QueueConfig, opts: Mapping[str, Any]) -> QueueConfig:
     return cfg
 
 
-def _int_range(value: Any, what: str, lo: int, hi: int) -> int:
+def _int_range(value: object, what: str, lo: int, hi: int) -> int:
     try:
-        n = int(value)
+        n = _as_int(value)
     except (TypeError, ValueError):
         raise AcdError(f"bad {what} {value!r}: expected a whole number") from None
     if not lo <= n <= hi:
@@ -404,16 +444,12 @@ async def _check_targets_exist(db: Database, cfg: QueueConfig) -> None:
             raise AcdError(f"{what} destination queue {t.target} does not exist (add it first)")
         if t.kind is TargetKind.EXTENSION and await db.get_extension_row(t.target) is None:
             raise AcdError(f"{what} destination extension {t.target} does not exist")
-        if t.kind is TargetKind.VOICEMAIL:
-            from pypbx import voicemail as V
-            try:
-                await V.get_box(db, t.target)
-            except V.VoicemailError:
-                raise AcdError(f"{what} destination mailbox {t.target} does not exist "
-                               f"(add it first: pypbx voicemail box {t.target})") from None
+        if t.kind is TargetKind.VOICEMAIL and await db.get_voicemail_box_row(t.target) is None:
+            raise AcdError(f"{what} destination mailbox {t.target} does not exist "
+                           f"(add it first: pypbx voicemail box {t.target})")
 
 
-def _record(row: dict[str, Any]) -> QueueRecord:
+def _record(row: DBRow) -> QueueRecord:
     try:
         cfg = QueueConfig.from_dict(json.loads(row["config"]))
     except (ValueError, KeyError, TypeError) as e:
@@ -421,7 +457,7 @@ def _record(row: dict[str, Any]) -> QueueRecord:
     return QueueRecord(cfg, row["created_at"], row["updated_at"])
 
 
-async def add_queue(db: Database, name: str, **options: Any) -> QueueRecord:
+async def add_queue(db: Database, name: str, **options: object) -> QueueRecord:
     """Create queue ``name`` from the defaults of QueueConfig and ``options`` (see QUEUE_OPTIONS)."""
     name = validate_queue_name(name)
     cfg = _apply_options(QueueConfig(name), options)
@@ -448,7 +484,7 @@ async def get_queue(db: Database, name: str) -> QueueRecord:
     return _record(row)
 
 
-async def edit_queue(db: Database, name: str, **options: Any) -> QueueRecord:
+async def edit_queue(db: Database, name: str, **options: object) -> QueueRecord:
     """Change the given options (None = keep) of queue ``name``."""
     rec = await get_queue(db, name)
     cfg = _apply_options(rec.config, options)
@@ -497,11 +533,11 @@ class AgentRecord:
     def logged_in(self) -> bool:
         return self.state != AgentState.LOGGED_OUT.value
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONDict:
         return asdict(self)
 
 
-def _agent(row: dict[str, Any]) -> AgentRecord:
+def _agent(row: DBRow) -> AgentRecord:
     try:
         skills = {str(k): int(v) for k, v in json.loads(row["skills"] or "{}").items()}
     except (ValueError, AttributeError):
@@ -511,7 +547,7 @@ def _agent(row: dict[str, Any]) -> AgentRecord:
                        state_since=row["state_since"], created_at=row["created_at"], updated_at=row["updated_at"])
 
 
-def _detail(**kw: Any) -> str:
+def _detail(**kw: object) -> str:
     return json.dumps({k: v for k, v in kw.items() if v is not None}, sort_keys=True)
 
 
@@ -544,8 +580,8 @@ async def get_agent(db: Database, agent_id: str) -> AgentRecord:
     return _agent(row)
 
 
-async def _update_agent(db: Database, a: AgentRecord, fields: dict[str, Any], kind: str | None,
-                        now: float, **detail: Any) -> AgentRecord:
+async def _update_agent(db: Database, a: AgentRecord, fields: dict[str, object], kind: str | None,
+                        now: float, **detail: object) -> AgentRecord:
     event = (now, kind, _detail(**detail)) if kind else None
     try:
         ok = await db.update_agent_row(a.id, fields, now, event)
@@ -652,21 +688,21 @@ async def unpause(db: Database, agent_id: str) -> AgentRecord:
 
 async def save_agent_state(db: Database, agent_id: str, state: AgentState | str,
                            pause_reason: PauseReason | str | None = None, now: float | None = None,
-                           kind: str | None = None, **detail: Any) -> AgentRecord:
+                           kind: str | None = None, **detail: object) -> AgentRecord:
     """For the live core: record a state the engine moved the agent to (e.g. paused for
     ring-no-answer), with an optional agent_events row ``kind``."""
     a = await get_agent(db, agent_id)
     st = state.value if isinstance(state, AgentState) else AgentState(state).value
     pr = pause_reason.value if isinstance(pause_reason, PauseReason) else pause_reason
     now = time.time() if now is None else now
-    fields: dict[str, Any] = {"state": st, "pause_reason": pr if st == AgentState.PAUSED.value else None,
+    fields: dict[str, object] = {"state": st, "pause_reason": pr if st == AgentState.PAUSED.value else None,
                               "state_since": now}
     if st == AgentState.LOGGED_OUT.value:
         fields["extension"] = None
     return await _update_agent(db, a, fields, kind, now, **detail)
 
 
-async def agent_events(db: Database, agent_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+async def agent_events(db: Database, agent_id: str | None = None, limit: int = 100) -> list[JSONDict]:
     """Newest first; ``detail`` decoded."""
     rows = await db.agent_event_rows(agent_id, limit)
     return [{**r, "detail": json.loads(r["detail"] or "{}")} for r in rows]
@@ -705,13 +741,13 @@ async def agent_extensions(db: Database) -> dict[str, str]:
 
 # =========================================================================== queue events
 
-def _event_row(e: QueueEvent | Mapping[str, Any]) -> tuple[float, str | None, str | None, str | None, str, str]:
-    d = e.to_dict() if isinstance(e, QueueEvent) else dict(e)
+def _event_row(e: QueueEvent | DBRow) -> tuple[float, str | None, str | None, str | None, str, str]:
+    d: JSONDict = e.to_dict() if isinstance(e, QueueEvent) else dict(e)
     return (float(d["time"]), d.get("queue"), d.get("call_id"), d.get("agent_id"), str(d["kind"]),
             json.dumps(d.get("data") or {}, sort_keys=True, default=str))
 
 
-async def append_queue_events(db: Database, events: Iterable[QueueEvent | Mapping[str, Any]]) -> int:
+async def append_queue_events(db: Database, events: Iterable[QueueEvent | DBRow]) -> int:
     """Persist engine events (``AcdEngine.drain_events()``), one row each; returns the count."""
     rows = [_event_row(e) for e in events]
     await db.add_queue_events(rows)
@@ -720,7 +756,7 @@ async def append_queue_events(db: Database, events: Iterable[QueueEvent | Mappin
 
 async def list_queue_events(db: Database, *, queue: str | None = None, call_id: str | None = None,
                             agent: str | None = None, kind: str | None = None, since: float | None = None,
-                            until: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+                            until: float | None = None, limit: int = 1000) -> list[JSONDict]:
     """Oldest first; ``data`` decoded."""
     rows = await db.queue_event_rows(queue=queue, call_id=call_id, agent=agent, kind=kind, since=since,
                                      until=until, limit=limit)
@@ -743,11 +779,11 @@ class Callback:
     result: str | None
     merged_count: int
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONDict:
         return asdict(self)
 
 
-def _callback(row: dict[str, Any]) -> Callback:
+def _callback(row: DBRow) -> Callback:
     return Callback(**{k: row[k] for k in Callback.__dataclass_fields__})
 
 
@@ -787,7 +823,7 @@ async def update_callback(db: Database, cb_id: int, status: str, *, agent: str |
     row = await db.get_callback_row(cb_id)
     if row is None:
         raise AcdError(f"callback {cb_id} not found")
-    fields: dict[str, Any] = {"status": status}
+    fields: dict[str, object] = {"status": status}
     if status == "dialing":
         fields["attempts"] = int(row["attempts"]) + 1
         fields["last_attempt_at"] = time.time() if now is None else now
@@ -805,12 +841,12 @@ async def update_callback(db: Database, cb_id: int, status: str, *, agent: str |
 
 # =========================================================================== engine state
 
-async def save_acd_state(db: Database, value: Any, key: str = ENGINE_STATE_KEY) -> None:
+async def save_acd_state(db: Database, value: object, key: str = ENGINE_STATE_KEY) -> None:
     """Store ``AcdEngine.snapshot()`` (any JSON value) under ``key``."""
     await db.save_acd_state_row(key, json.dumps(value, sort_keys=True), time.time())
 
 
-async def load_acd_state(db: Database, key: str = ENGINE_STATE_KEY) -> Any | None:
+async def load_acd_state(db: Database, key: str = ENGINE_STATE_KEY) -> JSONDict | None:
     row = await db.load_acd_state_row(key)
     return json.loads(row["value"]) if row else None
 

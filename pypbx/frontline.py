@@ -18,7 +18,7 @@ The front door asks :meth:`is_internal` (through the app's ``_is_internal``) whe
 number is ours (never sent to a trunk): IVR menu numbers, mailbox numbers, ``*98``; the
 numbers are cached and re-read every :data:`RELOAD_INTERVAL` seconds by :meth:`start`'s task.
 
-Each flow takes the call over the way :class:`pypbx.queuecall.QueueCall` does
+Each flow takes the call over the way :class:`pypbx.flows.queue.QueueCall` does
 (``CallManager.hand_over``). The IVR hands calls on with :meth:`to_queue` and :meth:`to_voicemail`.
 Everything is read from the database per call, so CLI changes apply to the next call.
 """
@@ -46,7 +46,6 @@ from pypbx.flows.ivr import IvrCall
 from pypbx.flows.route import resolve
 from pypbx.flows.survey import SurveyCall
 from pypbx.flows.voicemail import MailboxCall, VoicemailCall
-from pypbx.queuecall import QueueCall
 
 if TYPE_CHECKING:
     from pypbx.trunks import TrunkRouter
@@ -259,14 +258,11 @@ class FrontLine:
 
     async def _queue_unanswered(self, s: Call, queue: str) -> bool:
         """A caller not answered yet (a DID, a ring group's ``then``) into a queue."""
-        live = getattr(self.cm, "acd", None)
-        if live is None or queue not in live.engine.queues or getattr(live, "_closing", False):
+        live = self.cm.acd
+        if live is None or not live.accepts(queue):
             return False
-        qc = QueueCall(live, s, queue)
         self.forget(s)
-        live.sessions[id(s)] = qc
-        self.cm.hand_over(s, qc)
-        await qc.start()
+        await live.enter_queue(s, queue)
         return True
 
     async def voicemail_box(self, box: str) -> dict[str, Any] | None:
@@ -288,24 +284,9 @@ class FrontLine:
 
     async def to_queue(self, s: Call, queue: str, lang: str | None = None) -> bool:
         """An answered caller (the IVR) into an ACD queue, in the call's language."""
-        live = getattr(self.cm, "acd", None)
-        if live is None or queue not in live.engine.queues or getattr(live, "_closing", False):
+        live = self.cm.acd
+        if live is None or not live.accepts(queue):
             return False
-
-        class _IvrQueueCall(QueueCall):
-            @property
-            def lang(self) -> str:          # the language the caller chose in the IVR
-                return lang or QueueCall.lang.fget(self)  # type: ignore[attr-defined]
-
-        qc = _IvrQueueCall(live, s, queue)
         self.forget(s)
-        live.sessions[id(s)] = qc
-        self.cm.hand_over(s, qc)
-        rec = s.record
-        rec.queue = queue
-        rec.extension = None
-        live.register(qc.call_id, qc)
-        await self.cm.calllog.update(rec, "queue", queue=queue, number=s.callee, via="ivr")
-        call_log(log, qc.call_id).info("IVR -> queue %s", queue)
-        await qc._enter()
+        await live.enter_queue(s, queue, answered=True, lang=lang, via="ivr")   # in the language chosen
         return True

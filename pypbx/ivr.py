@@ -19,7 +19,7 @@ A menu (:class:`Menu`) is data::
     new_caller = ""                   # ... or a new caller goes straight to this action (no greeting)
 
     [options]
-    1 = "queue:front"                 # into an ACD queue (pypbx.queuecall), in the call's language
+    1 = "queue:front"                 # into an ACD queue (pypbx.flows.queue), in the call's language
     2 = "menu:results"                # a sub-menu
     3 = "extension:1001"              # ring an extension (MOH meanwhile; no answer -> its voicemail
                                       #   box if it has one, else back to the menu)

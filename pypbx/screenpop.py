@@ -9,7 +9,7 @@ caller's number so the phone's call-back works.
 Pure helpers (:func:`display_name`, :func:`quote`, :func:`from_header`) plus
 :func:`caller_from`, which looks the patient's name up once per call and caches the
 result on the session. Used by every place that rings a phone: pypbx/call/manager.py (an
-extension), pypbx/queuecall.py (queue agents), pypbx/groups.py (ring groups),
+extension), pypbx/flows/queue.py (queue agents), pypbx/groups.py (ring groups),
 pypbx/ivr.py (IVR -> extension).
 """
 

@@ -65,7 +65,6 @@ from pypbx.numbers import (
     parse_classes,
     rewrite,
 )
-from pypbx.queuecall import QueueCall
 from sip.message import Request
 from sip.proxy import RouteDecision
 from sip.server import SipServer, TlsPeer
@@ -831,15 +830,12 @@ class TrunkRouter:
         return await self._fail(cm, s, 480, f"destination {dest} not available")
 
     async def _to_queue(self, cm: CallManager, s: Call, queue: str) -> bool:
-        acd: Any = cm.acd          # pypbx.acdlive.AcdLive (its queue calls' registry)
-        if acd is None or queue not in getattr(getattr(acd, "engine", None), "queues", {}):
+        acd = cm.acd
+        if acd is None or not acd.has_queue(queue):
             await s.worker.hangup(cast(str, s.caller_leg), 480)
             await cm.finish(s, Disposition.FAILED, side="system", cause=f"queue {queue} not available")
             return True
-        qc = QueueCall(acd, s, queue)
-        acd.sessions[id(s)] = qc
-        cm.hand_over(s, qc)
-        await qc.start()
+        await acd.enter_queue(s, queue)
         return True
 
     async def dial_next(self, cm: CallManager, s: Call) -> bool:

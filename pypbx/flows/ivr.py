@@ -2,7 +2,7 @@
 are stored by :mod:`pypbx.ivr`).
 
 :class:`IvrCall` drives one call on its media worker as the call's flow
-(``CallManager.hand_over``, the way :class:`pypbx.queuecall.QueueCall` does): answers, plays
+(``CallManager.hand_over``, the way :class:`pypbx.flows.queue.QueueCall` does): answers, plays
 the greeting (a key press interrupts it), collects DTMF with an inter-digit timeout, and
 acts. Handing the call on (queue, voicemail, an answered extension) hands it to another flow
 or back to CallManager (``hand_back``). Caller hang-up in the menu -> ``abandoned_ivr``;
@@ -25,10 +25,10 @@ from pypbx.call import Call, CallInput, Shutdown, Tick
 from pypbx.call.logs import call_log
 from pypbx.calllog import Disposition
 from pypbx.flows.base import TimedFlow
+from pypbx.flows.player import Player, prompt
 from pypbx.flows.route import resolve
 from pypbx.ivr import IvrError, Menu, get_menu, parse_action
 from pypbx.numbers import classify
-from pypbx.queuecall import _Player, prompt
 from pypbx.trunks import TrunkCall, TrunkRouter
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class IvrCall(TimedFlow):
         self.fl = fl
         self.s = s
         self.cm = fl.cm
-        self.w = s.worker            # read by pypbx.queuecall._Player (the prompt player)
+        self.w = s.worker            # read by pypbx.flows.player.Player (the prompt player)
         self.menu = menu
         self.lang = lang or menu.language
         self.lang_chosen = lang is not None
@@ -73,8 +73,8 @@ class IvrCall(TimedFlow):
         self.ring_leg: str | None = None
         self.ring_ext = ""
         self.rings = 0
-        self.moh_file = None           # _Player: nothing after the playlist
-        self.player = _Player(self, s.caller_leg)
+        self.moh_file = None           # Player: nothing after the playlist
+        self.player = Player(self, s.caller_leg)
         self.hangup_after = False
         self.end: tuple[Disposition, str] | None = None
         self.path: list[str] = [menu.name]

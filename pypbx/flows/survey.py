@@ -14,7 +14,7 @@ from media.client import WorkerError
 from pypbx.call import Call, CallInput, Shutdown, Tick
 from pypbx.call.logs import call_log
 from pypbx.flows.base import TimedFlow
-from pypbx.queuecall import prompt
+from pypbx.flows.player import prompt
 from pypbx.survey import ANSWER_TIMEOUT, record_score
 
 if TYPE_CHECKING:

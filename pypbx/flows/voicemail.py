@@ -25,7 +25,7 @@ from media.client import WorkerError
 from pypbx.call import Call, CallInput, FlowBase, Shutdown, Tick
 from pypbx.call.logs import call_log
 from pypbx.calllog import Disposition
-from pypbx.queuecall import prompt
+from pypbx.flows.player import prompt
 from pypbx.voicemail import BEEP, file_message, list_messages, mark_heard, voicemail_dir
 
 if TYPE_CHECKING:

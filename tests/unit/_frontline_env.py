@@ -15,7 +15,7 @@ from pypbx.call import CallManager
 from pypbx.db import open_db
 from pypbx.extensions import add_extension
 from pypbx.frontline import FrontLine
-from pypbx.queuecall import PROMPTS_DIR
+from pypbx.flows.player import PROMPTS_DIR
 from sip.message import parse_message
 from sip.transaction import Addr
 

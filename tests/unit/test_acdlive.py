@@ -1,4 +1,4 @@
-"""The live ACD (pypbx.acdlive + pypbx.queuecall) over CallManager with media.fake:
+"""The live ACD (pypbx.acdlive + pypbx.flows.queue) over CallManager with media.fake:
 queue calls answered, announced, rung through one forked leg, connected, recorded,
 abandoned, overflowed, called back; agents paused after a ring-no-answer; feature codes;
 queue events, CDRs and callbacks in the database."""
@@ -19,7 +19,7 @@ from pypbx.calllog import CallLog
 from pypbx.call import CallManager
 from pypbx.db import open_db
 from pypbx.extensions import add_extension
-from pypbx.queuecall import DEFAULT_MOH, PROMPTS_DIR, announcement_ids
+from pypbx.flows.queue import DEFAULT_MOH, PROMPTS_DIR, announcement_ids
 from sip.message import parse_message
 from sip.transaction import Addr
 
@@ -556,7 +556,7 @@ def with_trunk(env: Env) -> FakeTrunkSvc:
 def test_outside_leg_extension_or_trunk():
     from types import SimpleNamespace
 
-    from pypbx.queuecall import outside_leg
+    from pypbx.flows.queue import outside_leg
     cm = SimpleNamespace(front_door="127.0.0.1:5060", trunks=None, is_extension=lambda n: n == "1001")
     assert outside_leg(cm, "1001", "1009") == ("sip:1001@127.0.0.1:5060", "sip:1009@127.0.0.1", {}, None)
     assert outside_leg(cm, "+33612345678", "1009")[3] is None        # no trunk: through the front door

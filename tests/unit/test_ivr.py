@@ -209,7 +209,7 @@ def test_queue_choice_enters_the_acd_in_the_callers_language(tmp_path):
             await press(w, "1")
             assert s.rec.queue == "front"
             assert plays(w)[-1] == pr("welcome", "ru")      # the queue's greeting, in Russian
-            from pypbx.queuecall import QueueCall
+            from pypbx.flows.queue import QueueCall
             assert isinstance(env.live.sessions[id(s)], QueueCall)
             w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))
             await settle(20)

@@ -148,7 +148,7 @@ def test_start_destination_route_and_sticky_queue_call(tmp_path):
             # the caller's last agent is bob, logged in: the queue call prefers bob
             await env.db.caller_seen_row("1009", 1.0, "answered", "bob", "old")
             await env.live.sync()
-            env.live.run("agent_login", "bob")
+            env.live.agent_login("bob")
             w2, s2 = await env.call("1002", call_id="c2")
             assert await env.fl.start_destination(s2, "route:r", answered=True)
             assert s2.rec.queue == "front" and s2.route_prefer == ("bob", 30.0)
