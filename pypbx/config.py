@@ -15,9 +15,10 @@ import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pypbx.errors import PbxError
 
@@ -25,8 +26,17 @@ DEFAULT_CONFIG_NAME = "pypbx.toml"
 ENV_VAR = "PYPBX_CONFIG"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_SCANNER_USER_AGENTS = (
-    "friendly-scanner", "sipvicious", "sipcli", "sip-scan", "sundayddr", "iWar",
-    "VaxSIPUserAgent", "SIVuS", "smap", "pplsip", "siparmyknife",
+    "friendly-scanner",
+    "sipvicious",
+    "sipcli",
+    "sip-scan",
+    "sundayddr",
+    "iWar",
+    "VaxSIPUserAgent",
+    "SIVuS",
+    "smap",
+    "pplsip",
+    "siparmyknife",
 )
 
 
@@ -41,13 +51,14 @@ class ConfigError(PbxError):
 
 # --------------------------------------------------------------------------- dataclasses
 
+
 @dataclass(frozen=True)
 class SipConfig:
     bind: str = "0.0.0.0"
-    udp_port: int = 5060            # 0 = transport off
-    tcp_port: int = 5060            # 0 = transport off
-    tls_port: int = 5061            # only used when tls_cert and tls_key are set
-    tls_cert: Path | None = None    # absolute path, or None when TLS is off
+    udp_port: int = 5060  # 0 = transport off
+    tcp_port: int = 5060  # 0 = transport off
+    tls_port: int = 5061  # only used when tls_cert and tls_key are set
+    tls_cert: Path | None = None  # absolute path, or None when TLS is off
     tls_key: Path | None = None
     realm: str = "pypbx"
     user_agent: str = "pypbx"
@@ -72,9 +83,9 @@ class SecurityConfig:
     auth_fail_limit: int = 5
     auth_fail_window: int = 60
     ban_time: int = 600
-    rate_limit: float = 50.0        # requests/s per source IP
+    rate_limit: float = 50.0  # requests/s per source IP
     rate_burst: int = 200
-    exempt: tuple[str, ...] = ()    # IP addresses or networks (CIDR), never banned or rate-limited
+    exempt: tuple[str, ...] = ()  # IP addresses or networks (CIDR), never banned or rate-limited
     scanner_user_agents: tuple[str, ...] = DEFAULT_SCANNER_USER_AGENTS
 
     def is_exempt(self, ip: str) -> bool:
@@ -87,25 +98,26 @@ class SecurityConfig:
 
 @dataclass(frozen=True)
 class MediaConfig:
-    workers_warm: int = 2            # pjsua2 worker processes kept ready
-    workers_max: int = 40            # one per call in progress
-    sip_port_base: int = 25060       # worker i listens for SIP on 127.0.0.1:(base + i)
-    rtp_port_base: int = 30000       # worker i uses RTP ports base + i*rtp_ports_per_worker ...
+    workers_warm: int = 2  # pjsua2 worker processes kept ready
+    workers_max: int = 40  # one per call in progress
+    sip_port_base: int = 25060  # worker i listens for SIP on 127.0.0.1:(base + i)
+    rtp_port_base: int = 30000  # worker i uses RTP ports base + i*rtp_ports_per_worker ...
     rtp_ports_per_worker: int = 16
-    media_addr: str = "0.0.0.0"      # where workers bind RTP
-    public_addr: str = ""            # address put in SDP ("" = the address phones reach)
+    media_addr: str = "0.0.0.0"  # where workers bind RTP
+    public_addr: str = ""  # address put in SDP ("" = the address phones reach)
 
 
 @dataclass(frozen=True)
 class CallsConfig:
-    ring_time: int = 60              # seconds an extension rings before the call gives up
-    record: bool = True              # record every answered call
-    min_free_mb: int = 200           # below this free space recordings stop, calls go on
+    ring_time: int = 60  # seconds an extension rings before the call gives up
+    record: bool = True  # record every answered call
+    min_free_mb: int = 200  # below this free space recordings stop, calls go on
 
 
 @dataclass(frozen=True)
 class NumbersConfig:
     """Dialling plan of the site (pypbx.numbers) and the outbound limits (toll-fraud guard)."""
+
     country_code: str = "33"
     national_prefix: str = "0"
     international_prefix: str = "00"
@@ -119,28 +131,36 @@ class NumbersConfig:
 
     def plan(self):
         from pypbx.numbers import NumberPlan
-        return NumberPlan(country_code=self.country_code, national_prefix=self.national_prefix,
-                          international_prefix=self.international_prefix, emergency=self.emergency,
-                          mobile_prefixes=self.mobile_prefixes, local_prefixes=self.local_prefixes,
-                          premium_prefixes=self.premium_prefixes, default_allowed=self.default_allowed)
+
+        return NumberPlan(
+            country_code=self.country_code,
+            national_prefix=self.national_prefix,
+            international_prefix=self.international_prefix,
+            emergency=self.emergency,
+            mobile_prefixes=self.mobile_prefixes,
+            local_prefixes=self.local_prefixes,
+            premium_prefixes=self.premium_prefixes,
+            default_allowed=self.default_allowed,
+        )
 
 
 @dataclass(frozen=True)
 class NotifyConfig:
     """Voicemail notifications (pypbx.notify): a webhook and/or e-mail through an SMTP server."""
-    webhook_url: str = ""            # "" = no webhook
-    webhook_secret: str = ""         # "" = unsigned; else X-Pypbx-Signature: sha256=<HMAC-SHA256 hex of the body>
-    smtp_host: str = ""              # "" = no e-mail
-    smtp_port: int = 0               # 0 = 465 with smtp_ssl, 587 with smtp_starttls, else 25
+
+    webhook_url: str = ""  # "" = no webhook
+    webhook_secret: str = ""  # "" = unsigned; else X-Pypbx-Signature: sha256=<HMAC-SHA256 hex of the body>
+    smtp_host: str = ""  # "" = no e-mail
+    smtp_port: int = 0  # 0 = 465 with smtp_ssl, 587 with smtp_starttls, else 25
     smtp_starttls: bool = False
     smtp_ssl: bool = False
     smtp_user: str = ""
     smtp_password: str = ""
-    mail_from: str = ""              # "" = pypbx@<host name>
+    mail_from: str = ""  # "" = pypbx@<host name>
     attach_audio: bool = True
-    attach_max_mb: float = 5.0       # larger messages are not attached (the body says so)
-    timeout: float = 10.0            # seconds per delivery attempt
-    max_attempts: int = 10           # then the notification is marked failed
+    attach_max_mb: float = 5.0  # larger messages are not attached (the body says so)
+    timeout: float = 10.0  # seconds per delivery attempt
+    max_attempts: int = 10  # then the notification is marked failed
 
     @property
     def webhook_enabled(self) -> bool:
@@ -161,14 +181,15 @@ class NotifyConfig:
 class EventsConfig:
     """The event stream (pypbx.events): a JSON-lines journal, and how many events are kept
     for consumers resuming from a sequence number."""
-    journal: Path | None = None      # absolute; None = no journal
+
+    journal: Path | None = None  # absolute; None = no journal
     buffer: int = 10_000
 
 
 @dataclass(frozen=True)
 class Config:
-    config_path: Path               # absolute path of the file this was loaded from
-    data_dir: Path                  # absolute
+    config_path: Path  # absolute path of the file this was loaded from
+    data_dir: Path  # absolute
     log_level: str = "INFO"
     sip: SipConfig = field(default_factory=SipConfig)
     registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
@@ -191,6 +212,7 @@ class Config:
 
 # --------------------------------------------------------------------------- validators
 
+
 def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str, Any], int]:
     if lo is not None and hi is not None:
         what = f"an integer {lo}-{hi}"
@@ -205,6 +227,7 @@ def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str, Any], i
         if (lo is not None and v < lo) or (hi is not None and v > hi):
             raise ConfigError(f"expected {what}, got {v!r}", key)
         return v
+
     return check
 
 
@@ -223,6 +246,7 @@ def _str(nonempty: bool = True) -> Callable[[str, Any], str]:
         if any(c in v for c in "\r\n\0"):
             raise ConfigError(f"must be a single line, got {v!r}", key)
         return v
+
     return check
 
 
@@ -298,7 +322,7 @@ def _bool(key: str, v: Any) -> bool:
 
 def _addr_or_empty(key: str, v: Any) -> str:
     if not isinstance(v, str):
-        raise ConfigError(f"expected an IP address or \"\", got {v!r}", key)
+        raise ConfigError(f'expected an IP address or "", got {v!r}', key)
     return _bind(key, v) if v else ""
 
 
@@ -326,16 +350,24 @@ _SCHEMA: dict[str, list[tuple[str, Any, Callable[[str, Any], Any], str]]] = {
     ],
     "security": [
         ("nonce_lifetime", 300, _int(1, 86400), "seconds"),
-        ("digest_algorithms", ["MD5"], _digest_algorithms,
-         "challenges offered, in order; add \"SHA-256\" only if every phone copes (baresip 1.0 and sipp fail on it)"),
+        (
+            "digest_algorithms",
+            ["MD5"],
+            _digest_algorithms,
+            'challenges offered, in order; add "SHA-256" only if every phone copes (baresip 1.0 and sipp fail on it)',
+        ),
         ("auth_fail_limit", 5, _int(1), "failed authentications ..."),
         ("auth_fail_window", 60, _int(1), "... within this many seconds ban the source IP"),
         ("ban_time", 600, _int(0), "seconds"),
         ("rate_limit", 50.0, _positive_float, "requests/s per source IP"),
         ("rate_burst", 200, _int(1), "requests"),
-        ("exempt", [], _ip_list, "IPs never banned or rate-limited (e.g. [\"127.0.0.1\"] for a benchmark)"),
-        ("scanner_user_agents", list(DEFAULT_SCANNER_USER_AGENTS), _str_list,
-         "requests whose User-Agent contains one of these are dropped"),
+        ("exempt", [], _ip_list, 'IPs never banned or rate-limited (e.g. ["127.0.0.1"] for a benchmark)'),
+        (
+            "scanner_user_agents",
+            list(DEFAULT_SCANNER_USER_AGENTS),
+            _str_list,
+            "requests whose User-Agent contains one of these are dropped",
+        ),
     ],
     "media": [
         ("workers_warm", 2, _int(0, 100), "pjsua2 media worker processes kept ready"),
@@ -344,7 +376,7 @@ _SCHEMA: dict[str, list[tuple[str, Any, Callable[[str, Any], Any], str]]] = {
         ("rtp_port_base", 30000, _int(1024, 65000), "worker i takes RTP ports base + i*rtp_ports_per_worker ..."),
         ("rtp_ports_per_worker", 16, _int(4, 1000), "even number; 2 per call leg"),
         ("media_addr", "0.0.0.0", _bind, "address workers bind RTP to"),
-        ("public_addr", "", _addr_or_empty, "address written in SDP (\"\" = the address phones reach)"),
+        ("public_addr", "", _addr_or_empty, 'address written in SDP ("" = the address phones reach)'),
     ],
     "calls": [
         ("ring_time", 60, _int(1, 600), "seconds an extension rings before the caller hears 'unavailable'"),
@@ -359,6 +391,7 @@ def _digits(allow_empty: bool = True) -> Callable[[str, Any], str]:
         if not isinstance(v, str) or not (v.isdigit() or (allow_empty and v == "")):
             raise ConfigError(f"expected a string of digits, got {v!r}", key)
         return v
+
     return check
 
 
@@ -370,6 +403,7 @@ def _digit_list(key: str, v: Any) -> tuple[str, ...]:
 
 def _number_classes(key: str, v: Any) -> tuple[str, ...]:
     from pypbx.numbers import CLASSES
+
     items = _str_list(key, v) if v != [] else ()
     bad = [x for x in items if x not in CLASSES]
     if bad:
@@ -379,14 +413,18 @@ def _number_classes(key: str, v: Any) -> tuple[str, ...]:
 
 _SCHEMA["numbers"] = [
     ("country_code", "33", _digits(), "E.164 country code of the site (1, 33, 44, 7, 82, 86 ...)"),
-    ("national_prefix", "0", _digits(), "trunk prefix of national numbers (\"0\" in Europe, \"1\" in North America)"),
-    ("international_prefix", "00", _digits(False), "\"00\", or \"011\" in North America"),
+    ("national_prefix", "0", _digits(), 'trunk prefix of national numbers ("0" in Europe, "1" in North America)'),
+    ("international_prefix", "00", _digits(False), '"00", or "011" in North America'),
     ("emergency", list(NumbersConfig.emergency), _digit_list, "always allowed, whatever the extension's permissions"),
     ("mobile_prefixes", ["06", "07"], _digit_list, "national numbers (with the national prefix) that are mobiles"),
     ("local_prefixes", [], _digit_list, "national numbers counted as local (e.g. the clinic's area code)"),
     ("premium_prefixes", ["089"], _digit_list, "premium-rate numbers (a class of their own, off by default)"),
-    ("default_allowed", ["internal", "local", "mobile", "national"], _number_classes,
-     "classes an extension may call unless 'pypbx ext perms' says otherwise (international is off)"),
+    (
+        "default_allowed",
+        ["internal", "local", "mobile", "national"],
+        _number_classes,
+        "classes an extension may call unless 'pypbx ext perms' says otherwise (international is off)",
+    ),
     ("max_outbound_per_extension", 2, _int(0, 1000), "concurrent outside calls per extension (0 = none)"),
     ("max_outbound_total", 10, _int(0, 100000), "concurrent outside calls in total"),
 ]
@@ -396,6 +434,7 @@ def _http_url_or_empty(key: str, v: Any) -> str:
     v = _str(nonempty=False)(key, v)
     if v:
         from urllib.parse import urlsplit
+
         u = urlsplit(v)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise ConfigError(f"expected an http:// or https:// URL, got {v!r}", key)
@@ -417,16 +456,20 @@ def _email_or_empty(key: str, v: Any) -> str:
 
 
 _SCHEMA["notify"] = [
-    ("webhook_url", "", _http_url_or_empty, "voicemail webhook: HTTP POST of a JSON body (\"\" = none)"),
-    ("webhook_secret", "", _str(nonempty=False),
-     "if set, header X-Pypbx-Signature: sha256=<HMAC-SHA256 of the body with this key, hex>"),
-    ("smtp_host", "", _host_or_empty, "voicemail e-mail through this SMTP server (\"\" = no e-mail)"),
+    ("webhook_url", "", _http_url_or_empty, 'voicemail webhook: HTTP POST of a JSON body ("" = none)'),
+    (
+        "webhook_secret",
+        "",
+        _str(nonempty=False),
+        "if set, header X-Pypbx-Signature: sha256=<HMAC-SHA256 of the body with this key, hex>",
+    ),
+    ("smtp_host", "", _host_or_empty, 'voicemail e-mail through this SMTP server ("" = no e-mail)'),
     ("smtp_port", 0, _int(0, 65535), "0 = 465 with smtp_ssl, 587 with smtp_starttls, else 25"),
     ("smtp_starttls", False, _bool, "STARTTLS after connecting"),
     ("smtp_ssl", False, _bool, "TLS from the start (SMTPS)"),
-    ("smtp_user", "", _str(nonempty=False), "log in with this user (\"\" = no login)"),
+    ("smtp_user", "", _str(nonempty=False), 'log in with this user ("" = no login)'),
     ("smtp_password", "", _str(nonempty=False), ""),
-    ("mail_from", "", _email_or_empty, "From address (\"\" = pypbx@<this host>)"),
+    ("mail_from", "", _email_or_empty, 'From address ("" = pypbx@<this host>)'),
     ("attach_audio", True, _bool, "attach the message's WAV to the e-mail ..."),
     ("attach_max_mb", 5.0, _positive_float, "... when it is at most this many MB"),
     ("timeout", 10.0, _positive_float, "seconds per delivery attempt"),
@@ -435,8 +478,12 @@ _SCHEMA["notify"] = [
 
 
 _SCHEMA["events"] = [
-    ("journal", "", _str(nonempty=False),
-     "append every event as one JSON line to this file, relative to data_dir (\"\" = none)"),
+    (
+        "journal",
+        "",
+        _str(nonempty=False),
+        'append every event as one JSON line to this file, relative to data_dir ("" = none)',
+    ),
     ("buffer", 10_000, _int(100, 10_000_000), "events kept for consumers resuming from a sequence number"),
 ]
 
@@ -471,13 +518,13 @@ def _parse(raw: dict[str, Any], base: Path, config_path: Path) -> Config:
     top, sip, reg, sec = checked[""], checked["sip"], checked["registrar"], checked["security"]
     med = checked["media"]
     if med["workers_warm"] > med["workers_max"]:
-        raise ConfigError(f"must be <= media.workers_max ({med['workers_max']}), got {med['workers_warm']}",
-                          "media.workers_warm")
+        raise ConfigError(
+            f"must be <= media.workers_max ({med['workers_max']}), got {med['workers_warm']}", "media.workers_warm"
+        )
     if med["sip_port_base"] + med["workers_max"] > 65535:
         raise ConfigError("sip_port_base + workers_max exceeds 65535", "media.sip_port_base")
     if med["rtp_port_base"] + med["workers_max"] * med["rtp_ports_per_worker"] > 65535:
-        raise ConfigError("rtp_port_base + workers_max*rtp_ports_per_worker exceeds 65535",
-                          "media.rtp_port_base")
+        raise ConfigError("rtp_port_base + workers_max*rtp_ports_per_worker exceeds 65535", "media.rtp_port_base")
 
     data_dir = (base / Path(top["data_dir"]).expanduser()).resolve()
 
@@ -502,29 +549,43 @@ def _parse(raw: dict[str, Any], base: Path, config_path: Path) -> Config:
         raise ConfigError("no transport enabled (udp_port, tcp_port and TLS are all off)", "sip")
 
     if not reg["min_expires"] <= reg["max_expires"]:
-        raise ConfigError(f"must be <= registrar.max_expires ({reg['max_expires']}), got {reg['min_expires']}",
-                          "registrar.min_expires")
+        raise ConfigError(
+            f"must be <= registrar.max_expires ({reg['max_expires']}), got {reg['min_expires']}",
+            "registrar.min_expires",
+        )
     if not reg["min_expires"] <= reg["default_expires"] <= reg["max_expires"]:
-        raise ConfigError(f"must be between registrar.min_expires and registrar.max_expires "
-                          f"({reg['min_expires']}-{reg['max_expires']}), got {reg['default_expires']}",
-                          "registrar.default_expires")
+        raise ConfigError(
+            f"must be between registrar.min_expires and registrar.max_expires "
+            f"({reg['min_expires']}-{reg['max_expires']}), got {reg['default_expires']}",
+            "registrar.default_expires",
+        )
 
     return Config(
         config_path=config_path,
         data_dir=data_dir,
         log_level=top["log_level"],
-        sip=SipConfig(bind=sip["bind"], udp_port=sip["udp_port"], tcp_port=sip["tcp_port"],
-                      tls_port=sip["tls_port"], tls_cert=cert, tls_key=key,
-                      realm=sip["realm"], user_agent=sip["user_agent"]),
+        sip=SipConfig(
+            bind=sip["bind"],
+            udp_port=sip["udp_port"],
+            tcp_port=sip["tcp_port"],
+            tls_port=sip["tls_port"],
+            tls_cert=cert,
+            tls_key=key,
+            realm=sip["realm"],
+            user_agent=sip["user_agent"],
+        ),
         registrar=RegistrarConfig(**reg),
         security=SecurityConfig(**sec),
         media=MediaConfig(**med),
         calls=CallsConfig(**checked["calls"]),
         numbers=NumbersConfig(**checked["numbers"]),
         notify=_notify(checked["notify"]),
-        events=EventsConfig(journal=(data_dir / Path(checked["events"]["journal"]).expanduser()
-                                     if checked["events"]["journal"] else None),
-                            buffer=checked["events"]["buffer"]),
+        events=EventsConfig(
+            journal=(
+                data_dir / Path(checked["events"]["journal"]).expanduser() if checked["events"]["journal"] else None
+            ),
+            buffer=checked["events"]["buffer"],
+        ),
     )
 
 
@@ -541,6 +602,7 @@ def _notify(n: dict[str, Any]) -> NotifyConfig:
 
 
 # --------------------------------------------------------------------------- public API
+
 
 def config_path_from(option_value: str | os.PathLike[str] | None = None) -> Path:
     """The config file to use: ``--config`` value, else $PYPBX_CONFIG, else ./pypbx.toml (absolute)."""

@@ -11,8 +11,9 @@ import asyncio
 import json
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class LocalApiServer:
             # A socket left by a crashed run: refuse if something still answers on it.
             try:
                 _, w = await asyncio.wait_for(asyncio.open_unix_connection(str(self.path)), 1.0)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 self.path.unlink()
             else:
                 w.close()
@@ -58,7 +59,7 @@ class LocalApiServer:
             reply = await self._execute(line)
             writer.write(json.dumps(reply, default=str).encode() + b"\n")
             await writer.drain()
-        except (asyncio.TimeoutError, ConnectionError, asyncio.LimitOverrunError, ValueError):
+        except (TimeoutError, ConnectionError, asyncio.LimitOverrunError, ValueError):
             pass
         finally:
             writer.close()

@@ -13,7 +13,8 @@ changes and flushes them with one :func:`save_registrations` call every ~100 ms.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from pypbx.db import REGISTRATION_FIELDS, Database
 
@@ -34,8 +35,9 @@ async def load_registrations(db: Database, aor: str | None = None) -> list[dict[
     return await db.load_registration_rows(aor)
 
 
-async def save_registrations(db: Database, upserts: Iterable[dict[str, Any]],
-                             deletes: Iterable[tuple[str, str]]) -> None:
+async def save_registrations(
+    db: Database, upserts: Iterable[dict[str, Any]], deletes: Iterable[tuple[str, str]]
+) -> None:
     """One transaction: delete (aor, contact) pairs, then insert-or-update the upserts."""
     ups = [_check(dict(u)) for u in upserts]
     dels = [(a, c) for a, c in deletes]
