@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from media.client import WorkerClient
 from media.pool import MediaPool, WorkerLost
 from pypbx import __version__, prompts
 from pypbx import events as E
@@ -37,17 +38,24 @@ from pypbx.changes import ChangeWatcher, DbChanged
 from pypbx.config import Config, ConfigError, load_config
 from pypbx.db import Database, DBError, open_db
 from pypbx.extensions import credentials_map
+from pypbx.frontline import FrontLine
+from pypbx.groups import GroupService
 from pypbx.localapi import LocalApiServer
+from pypbx.mwi import MwiService
+from pypbx.notify import Notifier
 from pypbx.recordings import repair_interrupted
 from pypbx.registrations import load_registrations, purge_expired, save_registrations
-from pypbx.trunks import TrunkRouter, TrunkService
+from pypbx.trunks import TrunkError, TrunkRouter, TrunkService, click_to_call
 from sip.auth import ProxyAuthenticator
 from sip.digest import NonceManager
 from sip.guard import AbuseGuard
 from sip.location import Binding, Changes, LocationService
-from sip.proxy import ExtensionRouter, Proxy
+from sip.message import Request
+from sip.proxy import ExtensionRouter, Proxy, RouteDecision, binding_addr
 from sip.registrar import Registrar
 from sip.server import ListenSpec, SipServer
+from sip.transaction import Addr
+from sip.transport import Listener
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +72,7 @@ class BindingWriter:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._upserts: dict[tuple[str, str], dict] = {}
+        self._upserts: dict[tuple[str, str], dict[str, object]] = {}
         self._deletes: set[tuple[str, str]] = set()
         self._wake = asyncio.Event()
 
@@ -82,14 +90,14 @@ class BindingWriter:
     async def flush(self) -> None:
         if not self._upserts and not self._deletes:
             return
-        ups, dels = list(self._upserts.values()), list(self._deletes)
+        pending, dels = self._upserts, list(self._deletes)
         self._upserts, self._deletes = {}, set()
         try:
-            await save_registrations(self.db, ups, dels)
+            await save_registrations(self.db, list(pending.values()), dels)
         except Exception:
-            log.exception("could not save %d registration changes; will retry", len(ups) + len(dels))
-            for row in ups:
-                self._upserts.setdefault((row["aor"], row["contact"]), row)
+            log.exception("could not save %d registration changes; will retry", len(pending) + len(dels))
+            for key, row in pending.items():  # key: the row's (aor, contact)
+                self._upserts.setdefault(key, row)
             self._deletes.update(dels)
             raise
 
@@ -115,12 +123,13 @@ class Pbx:
         self.sip: SipServer | None = None
         self.location = LocationService()
         self.credentials: dict[str, dict[str, str]] = {}
-        self.listeners: list = []
+        self.listeners: list[Listener] = []
         self.calllog: CallLog | None = None
         self.callmgr: CallManager | None = None
         self.pool: MediaPool | None = None
         self.acd: AcdLive | None = None
-        self.mwi: Any = None  # pypbx.mwi.MwiService (message-waiting indication)
+        self.mwi: MwiService | None = None  # message-waiting indication
+        self.frontline: FrontLine | None = None  # IVR menus, voicemail, survey, callers table
         self.events = E.EventBus(clock=wallclock, buffer=cfg.events.buffer)
         self.changes: ChangeWatcher | None = None
         n = cfg.numbers
@@ -160,7 +169,7 @@ class Pbx:
         now = self.wallclock()
         purged = await purge_expired(db, now)
         rows = await load_registrations(db)
-        n = self.location.load(Binding.from_row(r) for r in rows if r["aor"] in self.credentials)
+        n = self.location.load(Binding.from_row(dict(r)) for r in rows if r["aor"] in self.credentials)
         log.info("loaded %d extensions, %d saved registrations (%d expired purged)", len(self.credentials), n, purged)
 
     async def _db_changed(self, change: DbChanged) -> None:
@@ -220,7 +229,7 @@ class Pbx:
         elif was_up and not up:
             self.events.publish(E.TrunkDown(trunk=trunk, reason=reason or getattr(now, "value", str(now))))
 
-    async def _voicemail_filed(self, box: str, meta: dict) -> None:
+    async def _voicemail_filed(self, box: str, meta: dict[str, Any]) -> None:
         """FrontLine's hook: ``voicemail left`` on the stream (MWI and the outbox write it)."""
         await self.events.emit(
             E.VoicemailLeft(
@@ -247,10 +256,10 @@ class Pbx:
             self.sip.guard.purge(loop.time())
 
     # -- local API -------------------------------------------------------------------
-    def _registrations(self, aor: str | None = None) -> list[dict]:
+    def _registrations(self, aor: str | None = None) -> list[dict[str, object]]:
         now = self.wallclock()
         aors = [aor] if aor else sorted(self.location.aors())
-        out = []
+        out: list[dict[str, object]] = []
         for a in aors:
             for b in self.location.bindings(a, now):
                 row = b.to_row()
@@ -258,7 +267,7 @@ class Pbx:
                 out.append(row)
         return out
 
-    def _status(self) -> dict:
+    def _status(self) -> dict[str, object]:
         assert self.sip is not None
         loop = asyncio.get_running_loop()
         mono = loop.time()
@@ -376,33 +385,31 @@ class Pbx:
             stack.push_async_callback(self.acd.close)
             self.callmgr.acd = self.acd
             self.callmgr.trunks = self.trunk_router
-            from pypbx.frontline import FrontLine  # IVR menus, voicemail, survey, callers table
-
-            self.callmgr.frontline = FrontLine(db, self.callmgr, cfg.data_dir, prompts_dir=self.acd.prompts_dir)
-            from pypbx.groups import GroupService  # ring groups: their ring legs at the front door
-
+            # IVR menus, voicemail, survey, callers table
+            frontline = FrontLine(db, self.callmgr, cfg.data_dir, prompts_dir=self.acd.prompts_dir)
+            self.frontline = self.callmgr.frontline = frontline
+            # ring groups: their ring legs at the front door
             self.callmgr.groups = GroupService(contacts=self._contacts, answered_by=self._answered_by)
             # its numbers, for _is_internal, re-read on every change (FrontLine.start's own
             # polling loop is not started: the change watcher is the one mechanism)
-            await self.callmgr.frontline.reload()
-            self.changes.subscribe("IVR menu and mailbox numbers", lambda _c: self.callmgr.frontline.reload())  # type: ignore[union-attr]
-            stack.push_async_callback(self.callmgr.frontline.close)
-            self._start_mwi(nonces)  # SUBSCRIBE message-summary (pypbx.mwi)
-            stack.push_async_callback(self.mwi.close)
-            from pypbx.notify import Notifier  # voicemail -> webhook / e-mail (a durable outbox)
-
+            await frontline.reload()
+            self.changes.subscribe("IVR menu and mailbox numbers", lambda _c: frontline.reload())
+            stack.push_async_callback(frontline.close)
+            mwi = self._start_mwi(nonces)  # SUBSCRIBE message-summary (pypbx.mwi)
+            stack.push_async_callback(mwi.close)
+            # voicemail -> webhook / e-mail (a durable outbox)
             self.notifier = Notifier(db, cfg.notify, clock=self.wallclock)
             # voicemail left: on the stream; MWI then the outbox are its durable subscribers
-            self.callmgr.frontline.voicemail_listeners.append(self._voicemail_filed)
-            self.events.add_writer(self.mwi.voicemail_left, E.VoicemailLeft)
+            frontline.voicemail_listeners.append(self._voicemail_filed)
+            self.events.add_writer(mwi.voicemail_left, E.VoicemailLeft)
             self.events.add_writer(self.notifier.voicemail_left, E.VoicemailLeft)
             api = LocalApiServer(
                 cfg.socket_path,
                 {
                     "status": self._status,
                     "registrations": self._registrations,
-                    "calls": lambda: self.callmgr.status(),
-                    "active_calls": lambda: self.callmgr.active_call_ids(),
+                    "calls": self.callmgr.status,
+                    "active_calls": self.callmgr.active_call_ids,
                     "queue_status": self.acd.queue_status,
                     "agent_state": self.acd.agent_state,
                     "trunks": self.trunks.status,
@@ -422,7 +429,7 @@ class Pbx:
                     tg.create_task(self._purge()),
                     tg.create_task(self.trunks.run(self.stop_event)),
                     tg.create_task(self.notifier.run()),  # until cancelled: also sends while calls drain
-                    tg.create_task(self.mwi.run(self.stop_event)),
+                    tg.create_task(mwi.run(self.stop_event)),
                 ]
                 calls_task = tg.create_task(self.callmgr.run(self.stop_event))
                 await self.stop_event.wait()
@@ -445,7 +452,14 @@ class Pbx:
         )
         extensions = ExtensionRouter(self.location, lambda n: n in self.credentials, self.wallclock)
         assert self.callmgr is not None
-        self.callmgr._route_to_extension = lambda req: extensions(req, None, None)  # type: ignore[method-assign]
+        front = self._front_door_addr()
+
+        def route_to_extension(request: Request) -> RouteDecision:
+            # the calls the call manager sends to an extension come from the media workers,
+            # through the front door's UDP socket (ExtensionRouter does not use the source)
+            return extensions(request, front, None)
+
+        self.callmgr.route_to_extension = route_to_extension
         self.proxy = Proxy(
             route=self.callmgr.route,
             local_address=self.sip.local_address,
@@ -459,11 +473,9 @@ class Pbx:
         )
         self.sip.attach_proxy(self.proxy)
 
-    def _start_mwi(self, nonces: NonceManager) -> None:
+    def _start_mwi(self, nonces: NonceManager) -> MwiService:
         """Message-waiting indication: SUBSCRIBE message-summary, authenticated like a
         REGISTER (401, same nonces and passwords), NOTIFYs on new / heard / deleted messages."""
-        from pypbx.mwi import MwiService
-
         assert self.sip is not None and self.db is not None and self.callmgr is not None
         realm = self.cfg.sip.realm
         auth = ProxyAuthenticator(
@@ -474,7 +486,7 @@ class Pbx:
             header="Authorization",
             status=401,
         )
-        self.mwi = MwiService(
+        self.mwi = mwi = MwiService(
             self.db,
             self.sip,
             realm=realm,
@@ -483,7 +495,8 @@ class Pbx:
             wallclock=self.wallclock,
             changes=self.changes,
         )
-        self.mwi.attach()  # new messages: the event stream's voicemail left (serve)
+        mwi.attach()  # new messages: the event stream's voicemail left (serve)
+        return mwi
 
     def _front_door(self) -> str:
         """Where media workers send their calls: the front door's UDP socket on loopback."""
@@ -492,6 +505,11 @@ class Pbx:
             raise RuntimeError("calls need sip.udp_port: the media workers reach the front door over UDP")
         host = "127.0.0.1" if s.bind in ("0.0.0.0", "::", "127.0.0.1") else s.bind
         return f"{host}:{s.udp_port}"
+
+    def _front_door_addr(self) -> Addr:
+        """:meth:`_front_door` as the SIP address the media workers' calls come from."""
+        host, _, port = self._front_door().rpartition(":")
+        return Addr("UDP", host, int(port))
 
     async def _start_media(self, stack: contextlib.AsyncExitStack) -> MediaPool:
         m = self.cfg.media
@@ -525,7 +543,7 @@ class Pbx:
         )
         return pool
 
-    def _on_media_event(self, worker, ev) -> None:
+    def _on_media_event(self, worker: WorkerClient | None, ev: object) -> None:
         """A worker died: the front door ends the phones' dialogs it carried (BYE with a
         Reason), so nobody is left in a dead call; CallManager closes the record."""
         if isinstance(ev, WorkerLost):
@@ -542,17 +560,13 @@ class Pbx:
             if end is not None:
                 end("127.0.0.1", ev.worker.sip_port, "media engine failure")
 
-    def _contacts(self, extension: str) -> list:
+    def _contacts(self, extension: str) -> list[tuple[str, Addr]]:
         """(contact, address) of every live registration of ``extension`` (ACD ring legs)."""
-        from sip.proxy import binding_addr
-
         return [(b.contact, binding_addr(b)) for b in self.location.bindings(extension, self.wallclock())]
 
     def _answered_by(self, sip_call_id: str, extensions: tuple[str, ...]) -> str | None:
         """Which of ``extensions`` answered the forked ring leg ``sip_call_id`` (ring-all):
         the proxy's dialog for it names the flow of the device that sent the 2xx."""
-        from sip.proxy import binding_addr
-
         dialogs = getattr(getattr(self, "proxy", None), "dialogs", None) or {}
         now = self.wallclock()
         for d in reversed(list(dialogs.values())):
@@ -566,10 +580,8 @@ class Pbx:
                         return ext
         return None
 
-    async def _click_to_call(self, extension: str, number: str) -> dict:
+    async def _click_to_call(self, extension: str, number: str) -> dict[str, object]:
         """Local API ``call``: ring ``extension``, then dial ``number`` through a trunk."""
-        from pypbx.trunks import TrunkError, click_to_call
-
         assert self.callmgr is not None
         try:
             return await click_to_call(self.trunk_router, self.callmgr, str(extension), str(number))
@@ -580,7 +592,7 @@ class Pbx:
         """Extensions, queue numbers and feature codes: never sent to a trunk."""
         if number in self.credentials or number.startswith("*"):
             return True
-        fl = self.callmgr.frontline if self.callmgr is not None else None
+        fl = self.frontline
         if fl is not None and fl.is_internal(number):
             return True  # IVR menu and mailbox numbers (pypbx.frontline)
         acd = self.acd
@@ -624,7 +636,7 @@ async def _main(cfg: Config) -> int:
     return 0
 
 
-def run(config_path) -> int:
+def run(config_path: str | os.PathLike[str]) -> int:
     """Entry point of ``pypbx run``."""
     try:
         cfg = load_config(config_path)
@@ -633,7 +645,7 @@ def run(config_path) -> int:
         return 2
     setup_logging(cfg.log_level)
     try:
-        import uvloop
+        import uvloop  # here: only `pypbx run` needs it (the CLI and the tests import this module)
     except ImportError:  # pragma: no cover - uvloop is a hard dependency
         return asyncio.run(_main(cfg))
     return uvloop.run(_main(cfg))
