@@ -11,9 +11,8 @@ import re
 import secrets
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
 
-from pypbx.db import Database, IntegrityError
+from pypbx.db import Database, ExtensionRow, IntegrityError
 from pypbx.errors import PbxError
 
 NUMBER_RE = re.compile(r"^[0-9]{2,8}$")
@@ -37,7 +36,7 @@ class Extension:
     updated_at: float | None
     realm: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, str | bool | float | None]:
         return asdict(self)
 
 
@@ -88,7 +87,7 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _from_row(row: dict[str, Any]) -> Extension:
+def _from_row(row: ExtensionRow) -> Extension:
     return Extension(
         number=row["number"],
         name=row["name"] or "",
@@ -107,7 +106,7 @@ async def add_extension(
     name = _check_name(name)
     password = _check_password(password) if password is not None else generate_password()
     now = time.time()
-    row = {
+    row: ExtensionRow = {
         "number": number,
         "name": name,
         "realm": realm,

@@ -11,18 +11,19 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 log = logging.getLogger(__name__)
 
-Command = Callable[..., Awaitable[Any] | Any]
+#: A command: called with the request's other keys; its result (awaited if a coroutine) is
+#: the reply's ``result``, written as JSON (anything else as its ``str``).
+Command = Callable[..., object]
 MAX_REQUEST = 64 * 1024
 
 
 class LocalApiServer:
-    def __init__(self, path: Path, commands: dict[str, Command]) -> None:
+    def __init__(self, path: Path, commands: Mapping[str, Command]) -> None:
         self.path = Path(path)
         self.commands = commands
         self._server: asyncio.AbstractServer | None = None
@@ -64,7 +65,7 @@ class LocalApiServer:
         finally:
             writer.close()
 
-    async def _execute(self, line: bytes) -> dict:
+    async def _execute(self, line: bytes) -> dict[str, object]:
         try:
             req = json.loads(line)
             if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):

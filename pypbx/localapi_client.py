@@ -47,8 +47,11 @@ class NotRunningError(LocalAPIError):
         super().__init__(f"pypbx is not running (no socket at {socket_path})")
 
 
-async def request(socket_path: str | os.PathLike[str], cmd: str, timeout: float = 5.0, **args: Any) -> Any:
-    """Send ``{"cmd": cmd, **args}`` and return the reply's ``result``."""
+async def request(socket_path: str | os.PathLike[str], cmd: str, timeout: float = 5.0, **args: object) -> Any:
+    """Send ``{"cmd": cmd, **args}`` and return the reply's ``result``.
+
+    The result is decoded JSON whose shape depends on ``cmd`` (see the module docstring); it is
+    typed ``Any`` because each caller reads the shape of the command it sent."""
     path = str(socket_path)
     if not os.path.exists(path):
         raise NotRunningError(path)
@@ -89,6 +92,6 @@ async def request(socket_path: str | os.PathLike[str], cmd: str, timeout: float 
     return reply.get("result")
 
 
-def call(socket_path: str | os.PathLike[str], cmd: str, timeout: float = 5.0, **args: Any) -> Any:
+def call(socket_path: str | os.PathLike[str], cmd: str, timeout: float = 5.0, **args: object) -> Any:
     """Synchronous :func:`request` (for the CLI)."""
     return asyncio.run(request(socket_path, cmd, timeout=timeout, **args))
