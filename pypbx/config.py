@@ -15,12 +15,14 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
+from urllib.parse import urlsplit
 
 from pypbx.errors import PbxError
+from pypbx.numbers import CLASSES, NumberPlan
 
 DEFAULT_CONFIG_NAME = "pypbx.toml"
 ENV_VAR = "PYPBX_CONFIG"
@@ -129,9 +131,7 @@ class NumbersConfig:
     max_outbound_per_extension: int = 2
     max_outbound_total: int = 10
 
-    def plan(self):
-        from pypbx.numbers import NumberPlan
-
+    def plan(self) -> NumberPlan:
         return NumberPlan(
             country_code=self.country_code,
             national_prefix=self.national_prefix,
@@ -212,8 +212,16 @@ class Config:
 
 # --------------------------------------------------------------------------- validators
 
+#: What a validator returns (and what the dataclasses above are built from).
+Value = str | int | float | bool | tuple[str, ...]
+#: A default in the schema, as written in the TOML file.
+Default = str | int | float | bool | list[str]
+V = TypeVar("V", bound=Value)
+#: ``validator(dotted_key, raw_value)``: the checked value, or ConfigError.
+Validator = Callable[[str, object], V]
 
-def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str, Any], int]:
+
+def _int(lo: int | None = None, hi: int | None = None) -> Validator[int]:
     if lo is not None and hi is not None:
         what = f"an integer {lo}-{hi}"
     elif lo is not None:
@@ -221,7 +229,7 @@ def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str, Any], i
     else:
         what = "an integer"
 
-    def check(key: str, v: Any) -> int:
+    def check(key: str, v: object) -> int:
         if isinstance(v, bool) or not isinstance(v, int):
             raise ConfigError(f"expected {what}, got {v!r}", key)
         if (lo is not None and v < lo) or (hi is not None and v > hi):
@@ -231,14 +239,14 @@ def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str, Any], i
     return check
 
 
-def _positive_float(key: str, v: Any) -> float:
+def _positive_float(key: str, v: object) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or v != v or v == float("inf"):
         raise ConfigError(f"expected a number > 0, got {v!r}", key)
     return float(v)
 
 
-def _str(nonempty: bool = True) -> Callable[[str, Any], str]:
-    def check(key: str, v: Any) -> str:
+def _str(nonempty: bool = True) -> Validator[str]:
+    def check(key: str, v: object) -> str:
         if not isinstance(v, str):
             raise ConfigError(f"expected a string, got {v!r}", key)
         if nonempty and not v.strip():
@@ -250,20 +258,20 @@ def _str(nonempty: bool = True) -> Callable[[str, Any], str]:
     return check
 
 
-def _token(key: str, v: Any) -> str:
+def _token(key: str, v: object) -> str:
     v = _str()(key, v)
     if any(c in v for c in ' "\\,:\t'):
         raise ConfigError(f"must not contain spaces, quotes, commas, colons or backslashes, got {v!r}", key)
     return v
 
 
-def _log_level(key: str, v: Any) -> str:
+def _log_level(key: str, v: object) -> str:
     if not isinstance(v, str) or v.upper() not in LOG_LEVELS:
         raise ConfigError(f"expected one of {', '.join(LOG_LEVELS)}, got {v!r}", key)
     return v.upper()
 
 
-def _bind(key: str, v: Any) -> str:
+def _bind(key: str, v: object) -> str:
     v = _str()(key, v)
     try:
         ipaddress.ip_address(v)
@@ -272,11 +280,11 @@ def _bind(key: str, v: Any) -> str:
     return v
 
 
-def _path_or_empty(key: str, v: Any) -> str:
+def _path_or_empty(key: str, v: object) -> str:
     return _str(nonempty=False)(key, v)
 
 
-def _ip_list(key: str, v: Any) -> tuple[str, ...]:
+def _ip_list(key: str, v: object) -> tuple[str, ...]:
     if not isinstance(v, list):
         raise ConfigError(f"expected a list of IP addresses, got {v!r}", key)
     out = []
@@ -294,13 +302,13 @@ def _ip_list(key: str, v: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _str_list(key: str, v: Any) -> tuple[str, ...]:
+def _str_list(key: str, v: object) -> tuple[str, ...]:
     if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
         raise ConfigError(f"expected a list of non-empty strings, got {v!r}", key)
     return tuple(v)
 
 
-def _digest_algorithms(key: str, v: Any) -> tuple[str, ...]:
+def _digest_algorithms(key: str, v: object) -> tuple[str, ...]:
     algs = _str_list(key, v)
     norm = []
     for a in algs:
@@ -314,20 +322,20 @@ def _digest_algorithms(key: str, v: Any) -> tuple[str, ...]:
     return tuple(norm)
 
 
-def _bool(key: str, v: Any) -> bool:
+def _bool(key: str, v: object) -> bool:
     if not isinstance(v, bool):
         raise ConfigError(f"expected true or false, got {v!r}", key)
     return v
 
 
-def _addr_or_empty(key: str, v: Any) -> str:
+def _addr_or_empty(key: str, v: object) -> str:
     if not isinstance(v, str):
         raise ConfigError(f'expected an IP address or "", got {v!r}', key)
     return _bind(key, v) if v else ""
 
 
 # (key, default, validator, comment) per section; "" = top level. Order = rendering order.
-_SCHEMA: dict[str, list[tuple[str, Any, Callable[[str, Any], Any], str]]] = {
+_SCHEMA: dict[str, list[tuple[str, Default, Validator[Value], str]]] = {
     "": [
         ("data_dir", "./var", _str(), "relative paths are relative to this file's directory"),
         ("log_level", "INFO", _log_level, "DEBUG INFO WARNING ERROR"),
@@ -386,8 +394,8 @@ _SCHEMA: dict[str, list[tuple[str, Any, Callable[[str, Any], Any], str]]] = {
 }
 
 
-def _digits(allow_empty: bool = True) -> Callable[[str, Any], str]:
-    def check(key: str, v: Any) -> str:
+def _digits(allow_empty: bool = True) -> Validator[str]:
+    def check(key: str, v: object) -> str:
         if not isinstance(v, str) or not (v.isdigit() or (allow_empty and v == "")):
             raise ConfigError(f"expected a string of digits, got {v!r}", key)
         return v
@@ -395,15 +403,13 @@ def _digits(allow_empty: bool = True) -> Callable[[str, Any], str]:
     return check
 
 
-def _digit_list(key: str, v: Any) -> tuple[str, ...]:
+def _digit_list(key: str, v: object) -> tuple[str, ...]:
     if not isinstance(v, list) or not all(isinstance(x, str) and x.isdigit() for x in v):
         raise ConfigError(f"expected a list of digit strings, got {v!r}", key)
     return tuple(v)
 
 
-def _number_classes(key: str, v: Any) -> tuple[str, ...]:
-    from pypbx.numbers import CLASSES
-
+def _number_classes(key: str, v: object) -> tuple[str, ...]:
     items = _str_list(key, v) if v != [] else ()
     bad = [x for x in items if x not in CLASSES]
     if bad:
@@ -430,25 +436,23 @@ _SCHEMA["numbers"] = [
 ]
 
 
-def _http_url_or_empty(key: str, v: Any) -> str:
+def _http_url_or_empty(key: str, v: object) -> str:
     v = _str(nonempty=False)(key, v)
     if v:
-        from urllib.parse import urlsplit
-
         u = urlsplit(v)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise ConfigError(f"expected an http:// or https:// URL, got {v!r}", key)
     return v
 
 
-def _host_or_empty(key: str, v: Any) -> str:
+def _host_or_empty(key: str, v: object) -> str:
     v = _str(nonempty=False)(key, v)
     if any(c in v for c in " /\t"):
         raise ConfigError(f"expected a host name or IP address, got {v!r}", key)
     return v
 
 
-def _email_or_empty(key: str, v: Any) -> str:
+def _email_or_empty(key: str, v: object) -> str:
     v = _str(nonempty=False)(key, v)
     if v and not re.match(r"^[^@\s<>]+@[^@\s<>]+$", v):
         raise ConfigError(f"expected an e-mail address like pypbx@clinic.example, got {v!r}", key)
@@ -488,8 +492,24 @@ _SCHEMA["events"] = [
 ]
 
 
-def _parse(raw: dict[str, Any], base: Path, config_path: Path) -> Config:
-    values: dict[str, dict[str, Any]] = {s: {} for s in _SCHEMA}
+T = TypeVar("T")
+
+
+def _get(section: Mapping[str, Value], key: str, kind: type[V]) -> V:
+    """A checked value, as the type its validator returns."""
+    v = section[key]
+    if not isinstance(v, kind):  # the validators make this impossible
+        raise TypeError(f"config {key!r}: {type(v).__name__}, not {kind.__name__}")
+    return v
+
+
+def _build(cls: Callable[..., T], values: Mapping[str, Value]) -> T:
+    """One section's dataclass from its checked values (the schema's keys are its fields)."""
+    return cls(**values)
+
+
+def _parse(raw: Mapping[str, object], base: Path, config_path: Path) -> Config:
+    values: dict[str, dict[str, object]] = {s: {} for s in _SCHEMA}
     for key, v in raw.items():
         if key in _SCHEMA and key != "":
             if not isinstance(v, dict):
@@ -507,7 +527,7 @@ def _parse(raw: dict[str, Any], base: Path, config_path: Path) -> Config:
                 raise ConfigError(f"unknown key '{key}'")
             values[""][key] = v
 
-    checked: dict[str, dict[str, Any]] = {}
+    checked: dict[str, dict[str, Value]] = {}
     for section, entries in _SCHEMA.items():
         checked[section] = {}
         for key, default, validator, _comment in entries:
@@ -516,80 +536,79 @@ def _parse(raw: dict[str, Any], base: Path, config_path: Path) -> Config:
             checked[section][key] = validator(dotted, v)
 
     top, sip, reg, sec = checked[""], checked["sip"], checked["registrar"], checked["security"]
-    med = checked["media"]
-    if med["workers_warm"] > med["workers_max"]:
-        raise ConfigError(
-            f"must be <= media.workers_max ({med['workers_max']}), got {med['workers_warm']}", "media.workers_warm"
-        )
-    if med["sip_port_base"] + med["workers_max"] > 65535:
+    med, ev = checked["media"], checked["events"]
+    warm, most = _get(med, "workers_warm", int), _get(med, "workers_max", int)
+    if warm > most:
+        raise ConfigError(f"must be <= media.workers_max ({most}), got {warm}", "media.workers_warm")
+    if _get(med, "sip_port_base", int) + most > 65535:
         raise ConfigError("sip_port_base + workers_max exceeds 65535", "media.sip_port_base")
-    if med["rtp_port_base"] + med["workers_max"] * med["rtp_ports_per_worker"] > 65535:
+    if _get(med, "rtp_port_base", int) + most * _get(med, "rtp_ports_per_worker", int) > 65535:
         raise ConfigError("rtp_port_base + workers_max*rtp_ports_per_worker exceeds 65535", "media.rtp_port_base")
 
-    data_dir = (base / Path(top["data_dir"]).expanduser()).resolve()
+    data_dir = (base / Path(_get(top, "data_dir", str)).expanduser()).resolve()
 
-    cert = key = None
-    if sip["tls_cert"] or sip["tls_key"]:
-        if not sip["tls_cert"]:
+    tls_cert, tls_key = _get(sip, "tls_cert", str), _get(sip, "tls_key", str)
+    cert: Path | None = None
+    key_path: Path | None = None
+    if tls_cert or tls_key:
+        if not tls_cert:
             raise ConfigError("required when sip.tls_key is set", "sip.tls_cert")
-        if not sip["tls_key"]:
+        if not tls_key:
             raise ConfigError("required when sip.tls_cert is set", "sip.tls_key")
-        cert = (base / Path(sip["tls_cert"]).expanduser()).resolve()
-        key = (base / Path(sip["tls_key"]).expanduser()).resolve()
-        for name, p in (("sip.tls_cert", cert), ("sip.tls_key", key)):
+        cert = (base / Path(tls_cert).expanduser()).resolve()
+        key_path = (base / Path(tls_key).expanduser()).resolve()
+        for name, p in (("sip.tls_cert", cert), ("sip.tls_key", key_path)):
             if not p.is_file():
                 raise ConfigError(f"file not found: {p}", name)
 
+    tcp_port, tls_port = _get(sip, "tcp_port", int), _get(sip, "tls_port", int)
     ports = [(n, sip[n]) for n in ("udp_port", "tcp_port") if sip[n]]
-    if cert is not None and sip["tls_port"]:
-        if sip["tls_port"] == sip["tcp_port"]:
-            raise ConfigError(f"must differ from sip.tcp_port ({sip['tcp_port']})", "sip.tls_port")
-        ports.append(("tls_port", sip["tls_port"]))
+    if cert is not None and tls_port:
+        if tls_port == tcp_port:
+            raise ConfigError(f"must differ from sip.tcp_port ({tcp_port})", "sip.tls_port")
+        ports.append(("tls_port", tls_port))
     if not ports:
         raise ConfigError("no transport enabled (udp_port, tcp_port and TLS are all off)", "sip")
 
-    if not reg["min_expires"] <= reg["max_expires"]:
+    min_exp, max_exp = _get(reg, "min_expires", int), _get(reg, "max_expires", int)
+    default_exp = _get(reg, "default_expires", int)
+    if not min_exp <= max_exp:
+        raise ConfigError(f"must be <= registrar.max_expires ({max_exp}), got {min_exp}", "registrar.min_expires")
+    if not min_exp <= default_exp <= max_exp:
         raise ConfigError(
-            f"must be <= registrar.max_expires ({reg['max_expires']}), got {reg['min_expires']}",
-            "registrar.min_expires",
-        )
-    if not reg["min_expires"] <= reg["default_expires"] <= reg["max_expires"]:
-        raise ConfigError(
-            f"must be between registrar.min_expires and registrar.max_expires "
-            f"({reg['min_expires']}-{reg['max_expires']}), got {reg['default_expires']}",
+            f"must be between registrar.min_expires and registrar.max_expires ({min_exp}-{max_exp}), got {default_exp}",
             "registrar.default_expires",
         )
 
+    journal = _get(ev, "journal", str)
     return Config(
         config_path=config_path,
         data_dir=data_dir,
-        log_level=top["log_level"],
+        log_level=_get(top, "log_level", str),
         sip=SipConfig(
-            bind=sip["bind"],
-            udp_port=sip["udp_port"],
-            tcp_port=sip["tcp_port"],
-            tls_port=sip["tls_port"],
+            bind=_get(sip, "bind", str),
+            udp_port=_get(sip, "udp_port", int),
+            tcp_port=tcp_port,
+            tls_port=tls_port,
             tls_cert=cert,
-            tls_key=key,
-            realm=sip["realm"],
-            user_agent=sip["user_agent"],
+            tls_key=key_path,
+            realm=_get(sip, "realm", str),
+            user_agent=_get(sip, "user_agent", str),
         ),
-        registrar=RegistrarConfig(**reg),
-        security=SecurityConfig(**sec),
-        media=MediaConfig(**med),
-        calls=CallsConfig(**checked["calls"]),
-        numbers=NumbersConfig(**checked["numbers"]),
+        registrar=_build(RegistrarConfig, reg),
+        security=_build(SecurityConfig, sec),
+        media=_build(MediaConfig, med),
+        calls=_build(CallsConfig, checked["calls"]),
+        numbers=_build(NumbersConfig, checked["numbers"]),
         notify=_notify(checked["notify"]),
         events=EventsConfig(
-            journal=(
-                data_dir / Path(checked["events"]["journal"]).expanduser() if checked["events"]["journal"] else None
-            ),
-            buffer=checked["events"]["buffer"],
+            journal=data_dir / Path(journal).expanduser() if journal else None,
+            buffer=_get(ev, "buffer", int),
         ),
     )
 
 
-def _notify(n: dict[str, Any]) -> NotifyConfig:
+def _notify(n: Mapping[str, Value]) -> NotifyConfig:
     if n["smtp_ssl"] and n["smtp_starttls"]:
         raise ConfigError("smtp_ssl and smtp_starttls exclude each other (choose one)", "notify.smtp_starttls")
     if n["smtp_user"] and not n["smtp_host"]:
@@ -598,7 +617,7 @@ def _notify(n: dict[str, Any]) -> NotifyConfig:
         raise ConfigError("required when notify.smtp_user is set", "notify.smtp_password")
     if n["webhook_secret"] and not n["webhook_url"]:
         raise ConfigError("needs notify.webhook_url", "notify.webhook_secret")
-    return NotifyConfig(**n)
+    return _build(NotifyConfig, n)
 
 
 # --------------------------------------------------------------------------- public API
@@ -630,13 +649,13 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     return _parse(raw, p.parent, p)
 
 
-def config_from_dict(raw: dict[str, Any], base_dir: str | os.PathLike[str] = ".") -> Config:
+def config_from_dict(raw: Mapping[str, object], base_dir: str | os.PathLike[str] = ".") -> Config:
     """Validate an already-parsed mapping (tests, embedding). Relative paths resolve against base_dir."""
     base = Path(base_dir).absolute()
     return _parse(raw, base, base / DEFAULT_CONFIG_NAME)
 
 
-def _toml_value(v: Any) -> str:
+def _toml_value(v: object) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
@@ -657,7 +676,7 @@ def _toml_value(v: Any) -> str:
     return '"' + "".join(out) + '"'
 
 
-def render_config(**overrides: Any) -> str:
+def render_config(**overrides: object) -> str:
     """The text of a complete, commented config file with the defaults, changed by ``overrides``.
 
     Overrides: top-level keys by name (``data_dir="./var"``, ``log_level="DEBUG"``); section keys as
@@ -665,7 +684,7 @@ def render_config(**overrides: Any) -> str:
     (``sip={"realm": "clinic"}``); ``sip_port=N`` sets both sip.udp_port and sip.tcp_port.
     An unknown override raises ConfigError; values are validated when the result is loaded.
     """
-    values: dict[tuple[str, str], Any] = {}
+    values: dict[tuple[str, str], object] = {}
     known = {(s, k) for s, entries in _SCHEMA.items() for k, *_ in entries}
     for name, v in overrides.items():
         if v is None:
