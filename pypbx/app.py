@@ -24,30 +24,38 @@ import signal
 import ssl
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from pypbx import __version__
+from media.client import WorkerClient
 from media.pool import MediaPool, WorkerLost
+from pypbx import __version__, prompts
+from pypbx import events as E
 from pypbx.acdlive import AcdLive
+from pypbx.call import DEFAULT_MOH, CallManager
 from pypbx.calllog import CallLog
 from pypbx.changes import ChangeWatcher, DbChanged
-from pypbx import events as E
-from pypbx import prompts
-from pypbx.call import DEFAULT_MOH, CallManager
-from pypbx.recordings import repair_interrupted
 from pypbx.config import Config, ConfigError, load_config
-from pypbx.db import DBError, Database, open_db
+from pypbx.db import Database, DBError, open_db
 from pypbx.extensions import credentials_map
+from pypbx.frontline import FrontLine
+from pypbx.groups import GroupService
 from pypbx.localapi import LocalApiServer
+from pypbx.mwi import MwiService
+from pypbx.notify import Notifier
+from pypbx.recordings import repair_interrupted
 from pypbx.registrations import load_registrations, purge_expired, save_registrations
-from pypbx.trunks import TrunkRouter, TrunkService
+from pypbx.trunks import TrunkError, TrunkRouter, TrunkService, click_to_call
+from sip.auth import ProxyAuthenticator
 from sip.digest import NonceManager
 from sip.guard import AbuseGuard
-from sip.auth import ProxyAuthenticator
 from sip.location import Binding, Changes, LocationService
-from sip.proxy import ExtensionRouter, Proxy
+from sip.message import Request
+from sip.proxy import ExtensionRouter, Proxy, RouteDecision, binding_addr
 from sip.registrar import Registrar
 from sip.server import ListenSpec, SipServer
+from sip.transaction import Addr
+from sip.transport import Listener
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +72,7 @@ class BindingWriter:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._upserts: dict[tuple[str, str], dict] = {}
+        self._upserts: dict[tuple[str, str], dict[str, object]] = {}
         self._deletes: set[tuple[str, str]] = set()
         self._wake = asyncio.Event()
 
@@ -82,14 +90,14 @@ class BindingWriter:
     async def flush(self) -> None:
         if not self._upserts and not self._deletes:
             return
-        ups, dels = list(self._upserts.values()), list(self._deletes)
+        pending, dels = self._upserts, list(self._deletes)
         self._upserts, self._deletes = {}, set()
         try:
-            await save_registrations(self.db, ups, dels)
+            await save_registrations(self.db, list(pending.values()), dels)
         except Exception:
-            log.exception("could not save %d registration changes; will retry", len(ups) + len(dels))
-            for row in ups:
-                self._upserts.setdefault((row["aor"], row["contact"]), row)
+            log.exception("could not save %d registration changes; will retry", len(pending) + len(dels))
+            for key, row in pending.items():  # key: the row's (aor, contact)
+                self._upserts.setdefault(key, row)
             self._deletes.update(dels)
             raise
 
@@ -115,17 +123,22 @@ class Pbx:
         self.sip: SipServer | None = None
         self.location = LocationService()
         self.credentials: dict[str, dict[str, str]] = {}
-        self.listeners: list = []
+        self.listeners: list[Listener] = []
         self.calllog: CallLog | None = None
         self.callmgr: CallManager | None = None
         self.pool: MediaPool | None = None
         self.acd: AcdLive | None = None
-        self.mwi: Any = None          # pypbx.mwi.MwiService (message-waiting indication)
+        self.mwi: MwiService | None = None  # message-waiting indication
+        self.frontline: FrontLine | None = None  # IVR menus, voicemail, survey, callers table
         self.events = E.EventBus(clock=wallclock, buffer=cfg.events.buffer)
         self.changes: ChangeWatcher | None = None
         n = cfg.numbers
-        self.trunks = TrunkService(plan=n.plan(), max_per_extension=n.max_outbound_per_extension,
-                                   max_total=n.max_outbound_total, user_agent=cfg.sip.user_agent)
+        self.trunks = TrunkService(
+            plan=n.plan(),
+            max_per_extension=n.max_outbound_per_extension,
+            max_total=n.max_outbound_total,
+            user_agent=cfg.sip.user_agent,
+        )
         self.trunk_router = TrunkRouter(self.trunks, is_internal=self._is_internal)
         self.trunks.on_state = self._trunk_state
 
@@ -156,9 +169,8 @@ class Pbx:
         now = self.wallclock()
         purged = await purge_expired(db, now)
         rows = await load_registrations(db)
-        n = self.location.load(Binding.from_row(r) for r in rows if r["aor"] in self.credentials)
-        log.info("loaded %d extensions, %d saved registrations (%d expired purged)",
-                 len(self.credentials), n, purged)
+        n = self.location.load(Binding.from_row(dict(r)) for r in rows if r["aor"] in self.credentials)
+        log.info("loaded %d extensions, %d saved registrations (%d expired purged)", len(self.credentials), n, purged)
 
     async def _db_changed(self, change: DbChanged) -> None:
         """The CLI changed the database (the change watcher): trunks and extensions."""
@@ -180,8 +192,12 @@ class Pbx:
             if changes and self.writer is not None:
                 self.writer.add(changes)
             self._publish_bindings(changes, E.RegistrationEnd.REMOVED)
-            log.info("extensions reloaded: %d (removed %s, new password %s)", len(creds),
-                     ",".join(sorted(gone)) or "-", ",".join(sorted(changed)) or "-")
+            log.info(
+                "extensions reloaded: %d (removed %s, new password %s)",
+                len(creds),
+                ",".join(sorted(gone)) or "-",
+                ",".join(sorted(changed)) or "-",
+            )
 
     # -- events ------------------------------------------------------------------------
     def _on_bindings(self, changes: Changes) -> None:
@@ -193,8 +209,15 @@ class Pbx:
     def _publish_bindings(self, changes: Changes, end: E.RegistrationEnd) -> None:
         for b in changes.added:
             t, h, p = b.source
-            self.events.publish(E.RegistrationAdded(aor=b.aor, contact=b.contact, expires_at=b.expires_at,
-                                                    source=f"{t}:{h}:{p}", user_agent=b.user_agent))
+            self.events.publish(
+                E.RegistrationAdded(
+                    aor=b.aor,
+                    contact=b.contact,
+                    expires_at=b.expires_at,
+                    source=f"{t}:{h}:{p}",
+                    user_agent=b.user_agent,
+                )
+            )
         for b in changes.removed:
             self.events.publish(E.RegistrationExpired(aor=b.aor, contact=b.contact, reason=end))
 
@@ -206,11 +229,18 @@ class Pbx:
         elif was_up and not up:
             self.events.publish(E.TrunkDown(trunk=trunk, reason=reason or getattr(now, "value", str(now))))
 
-    async def _voicemail_filed(self, box: str, meta: dict) -> None:
+    async def _voicemail_filed(self, box: str, meta: dict[str, Any]) -> None:
         """FrontLine's hook: ``voicemail left`` on the stream (MWI and the outbox write it)."""
-        await self.events.emit(E.VoicemailLeft(
-            box=box, message_id=meta.get("id"), caller=meta.get("caller"), seconds=meta.get("seconds"),
-            call_id=meta.get("call_id"), meta=E.frozen_map(meta)))
+        await self.events.emit(
+            E.VoicemailLeft(
+                box=box,
+                message_id=meta.get("id"),
+                caller=meta.get("caller"),
+                seconds=meta.get("seconds"),
+                call_id=meta.get("call_id"),
+                meta=E.frozen_map(meta),
+            )
+        )
 
     async def _purge(self) -> None:
         assert self.sip is not None
@@ -226,10 +256,10 @@ class Pbx:
             self.sip.guard.purge(loop.time())
 
     # -- local API -------------------------------------------------------------------
-    def _registrations(self, aor: str | None = None) -> list[dict]:
+    def _registrations(self, aor: str | None = None) -> list[dict[str, object]]:
         now = self.wallclock()
         aors = [aor] if aor else sorted(self.location.aors())
-        out = []
+        out: list[dict[str, object]] = []
         for a in aors:
             for b in self.location.bindings(a, now):
                 row = b.to_row()
@@ -237,7 +267,7 @@ class Pbx:
                 out.append(row)
         return out
 
-    def _status(self) -> dict:
+    def _status(self) -> dict[str, object]:
         assert self.sip is not None
         loop = asyncio.get_running_loop()
         mono = loop.time()
@@ -252,8 +282,10 @@ class Pbx:
             "connections": st["connections"],
             "extensions": len(self.credentials),
             "registrations": self._registrations(),
-            "bans": [{"ip": ip, "reason": "auth failures or scanner", "expires_in": round(until - mono, 1)}
-                     for ip, until in self.sip.guard.bans(mono)],
+            "bans": [
+                {"ip": ip, "reason": "auth failures or scanner", "expires_in": round(until - mono, 1)}
+                for ip, until in self.sip.guard.bans(mono)
+            ],
             "counters": counters,
             "transactions": st["transactions"],
             "trunks": self.trunks.status(),
@@ -270,7 +302,7 @@ class Pbx:
             db = await stack.enter_async_context(open_db(cfg.db_path))
             self.db = db
             self.changes = ChangeWatcher(db, RELOAD_INTERVAL)
-            await self.changes.prime()            # before anything it reloads is read
+            await self.changes.prime()  # before anything it reloads is read
             self.changes.subscribe("extensions and trunks", self._db_changed)
             if cfg.events.journal is not None:
                 journal = E.Journal(cfg.events.journal, self.events.run)
@@ -284,87 +316,127 @@ class Pbx:
             if interrupted:
                 log.warning("closed %d call(s) left open by the previous run as 'interrupted'", len(interrupted))
             self.writer = BindingWriter(db)
-            stack.push_async_callback(self.writer.flush)   # last write before the DB closes
+            stack.push_async_callback(self.writer.flush)  # last write before the DB closes
             sec = cfg.security
-            guard = AbuseGuard(auth_fail_limit=sec.auth_fail_limit, auth_fail_window=sec.auth_fail_window,
-                               ban_time=sec.ban_time, rate_limit=sec.rate_limit, rate_burst=sec.rate_burst,
-                               scanner_user_agents=sec.scanner_user_agents, exempt=sec.exempt)
+            guard = AbuseGuard(
+                auth_fail_limit=sec.auth_fail_limit,
+                auth_fail_window=sec.auth_fail_window,
+                ban_time=sec.ban_time,
+                rate_limit=sec.rate_limit,
+                rate_burst=sec.rate_burst,
+                scanner_user_agents=sec.scanner_user_agents,
+                exempt=sec.exempt,
+            )
             reg = cfg.registrar
             nonces = NonceManager(bytes.fromhex(secret), lifetime=sec.nonce_lifetime)
-            registrar = Registrar(cfg.sip.realm, self.location, nonces,
-                                  self.credentials_for, min_expires=reg.min_expires,
-                                  max_expires=reg.max_expires, default_expires=reg.default_expires,
-                                  max_contacts=reg.max_contacts,
-                                  algorithms=tuple(sec.digest_algorithms))
-            self.sip = SipServer(registrar=registrar, guard=guard, user_agent=cfg.sip.user_agent,
-                                 on_bindings=self._on_bindings, wallclock=self.wallclock)
+            registrar = Registrar(
+                cfg.sip.realm,
+                self.location,
+                nonces,
+                self.credentials_for,
+                min_expires=reg.min_expires,
+                max_expires=reg.max_expires,
+                default_expires=reg.default_expires,
+                max_contacts=reg.max_contacts,
+                algorithms=tuple(sec.digest_algorithms),
+            )
+            self.sip = SipServer(
+                registrar=registrar,
+                guard=guard,
+                user_agent=cfg.sip.user_agent,
+                on_bindings=self._on_bindings,
+                wallclock=self.wallclock,
+            )
             self.pool = await self._start_media(stack)
             self.listeners = await self.sip.start(self._listen_specs())
             stack.push_async_callback(self.sip.stop)
-            self.trunks.attach(self.sip)          # trunk registrations start
-            prompts.override_dir = cfg.data_dir / "prompts"      # the clinic's own recordings win
+            self.trunks.attach(self.sip)  # trunk registrations start
+            prompts.override_dir = cfg.data_dir / "prompts"  # the clinic's own recordings win
             moh = prompts.moh_file(DEFAULT_MOH)
             self.callmgr = CallManager(
-                pool=self.pool, calllog=self.calllog, db=db, data_dir=cfg.data_dir, moh=moh,
-                front_door=self._front_door(), is_extension=lambda n: n in self.credentials,
+                pool=self.pool,
+                calllog=self.calllog,
+                db=db,
+                data_dir=cfg.data_dir,
+                moh=moh,
+                front_door=self._front_door(),
+                is_extension=lambda n: n in self.credentials,
                 is_registered=lambda n: bool(self.location.bindings(n, self.wallclock())),
-                ring_time=cfg.calls.ring_time, record=cfg.calls.record, clock=self.wallclock,
-                min_free_mb=cfg.calls.min_free_mb)
+                ring_time=cfg.calls.ring_time,
+                record=cfg.calls.record,
+                clock=self.wallclock,
+                min_free_mb=cfg.calls.min_free_mb,
+            )
             if interrupted:
                 await repair_interrupted(db, cfg.data_dir / "recordings", interrupted)
             self._attach_proxy(nonces, bytes.fromhex(secret))
-            self.acd = AcdLive(db, callmgr=self.callmgr, contacts=self._contacts, clock=self.wallclock, moh=moh,
-                               recording_notice=cfg.calls.record, answered_by=self._answered_by,
-                               changes=self.changes, events=self.events)
+            self.acd = AcdLive(
+                db,
+                callmgr=self.callmgr,
+                contacts=self._contacts,
+                clock=self.wallclock,
+                moh=moh,
+                recording_notice=cfg.calls.record,
+                answered_by=self._answered_by,
+                changes=self.changes,
+                events=self.events,
+            )
             await self.acd.start()
             stack.push_async_callback(self.acd.close)
             self.callmgr.acd = self.acd
             self.callmgr.trunks = self.trunk_router
-            from pypbx.frontline import FrontLine   # IVR menus, voicemail, survey, callers table
-            self.callmgr.frontline = FrontLine(db, self.callmgr, cfg.data_dir, prompts_dir=self.acd.prompts_dir)
-            from pypbx.groups import GroupService     # ring groups: their ring legs at the front door
+            # IVR menus, voicemail, survey, callers table
+            frontline = FrontLine(db, self.callmgr, cfg.data_dir, prompts_dir=self.acd.prompts_dir)
+            self.frontline = self.callmgr.frontline = frontline
+            # ring groups: their ring legs at the front door
             self.callmgr.groups = GroupService(contacts=self._contacts, answered_by=self._answered_by)
             # its numbers, for _is_internal, re-read on every change (FrontLine.start's own
             # polling loop is not started: the change watcher is the one mechanism)
-            await self.callmgr.frontline.reload()
-            self.changes.subscribe("IVR menu and mailbox numbers",
-                                   lambda _c: self.callmgr.frontline.reload())  # type: ignore[union-attr]
-            stack.push_async_callback(self.callmgr.frontline.close)
-            self._start_mwi(nonces)                  # SUBSCRIBE message-summary (pypbx.mwi)
-            stack.push_async_callback(self.mwi.close)
-            from pypbx.notify import Notifier          # voicemail -> webhook / e-mail (a durable outbox)
+            await frontline.reload()
+            self.changes.subscribe("IVR menu and mailbox numbers", lambda _c: frontline.reload())
+            stack.push_async_callback(frontline.close)
+            mwi = self._start_mwi(nonces)  # SUBSCRIBE message-summary (pypbx.mwi)
+            stack.push_async_callback(mwi.close)
+            # voicemail -> webhook / e-mail (a durable outbox)
             self.notifier = Notifier(db, cfg.notify, clock=self.wallclock)
             # voicemail left: on the stream; MWI then the outbox are its durable subscribers
-            self.callmgr.frontline.voicemail_listeners.append(self._voicemail_filed)
-            self.events.add_writer(self.mwi.voicemail_left, E.VoicemailLeft)
+            frontline.voicemail_listeners.append(self._voicemail_filed)
+            self.events.add_writer(mwi.voicemail_left, E.VoicemailLeft)
             self.events.add_writer(self.notifier.voicemail_left, E.VoicemailLeft)
-            api = LocalApiServer(cfg.socket_path, {"status": self._status,
-                                                   "registrations": self._registrations,
-                                                   "calls": lambda: self.callmgr.status(),
-                                                   "active_calls": lambda: self.callmgr.active_call_ids(),
-                                                   "queue_status": self.acd.queue_status,
-                                                   "agent_state": self.acd.agent_state,
-                                                   "trunks": self.trunks.status,
-                                                   "call": self._click_to_call,
-                                                   "events": self.events.api})
+            api = LocalApiServer(
+                cfg.socket_path,
+                {
+                    "status": self._status,
+                    "registrations": self._registrations,
+                    "calls": self.callmgr.status,
+                    "active_calls": self.callmgr.active_call_ids,
+                    "queue_status": self.acd.queue_status,
+                    "agent_state": self.acd.agent_state,
+                    "trunks": self.trunks.status,
+                    "call": self._click_to_call,
+                    "events": self.events.api,
+                },
+            )
             await api.start()
             stack.push_async_callback(api.close)
             log.info("pypbx %s running (data in %s, realm %r)", __version__, cfg.data_dir, cfg.sip.realm)
             _tune_gc()
             self.ready.set()
             async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(self.writer.run(self.stop_event)),
-                         tg.create_task(self.changes.run(self.stop_event)),
-                         tg.create_task(self._purge()),
-                         tg.create_task(self.trunks.run(self.stop_event)),
-                         tg.create_task(self.notifier.run()),   # until cancelled: also sends while calls drain
-                         tg.create_task(self.mwi.run(self.stop_event))]
+                tasks = [
+                    tg.create_task(self.writer.run(self.stop_event)),
+                    tg.create_task(self.changes.run(self.stop_event)),
+                    tg.create_task(self._purge()),
+                    tg.create_task(self.trunks.run(self.stop_event)),
+                    tg.create_task(self.notifier.run()),  # until cancelled: also sends while calls drain
+                    tg.create_task(mwi.run(self.stop_event)),
+                ]
                 calls_task = tg.create_task(self.callmgr.run(self.stop_event))
                 await self.stop_event.wait()
                 log.info("stopping: refusing new calls, draining calls in progress")
-                await self.acd.close()          # queued callers: interrupted, kept for a callback
+                await self.acd.close()  # queued callers: interrupted, kept for a callback
                 await calls_task
-                self.trunks.unregister_all()        # REGISTER Expires: 0 to the providers
+                self.trunks.unregister_all()  # REGISTER Expires: 0 to the providers
                 log.info("stopping: draining SIP transactions")
                 for t in tasks:
                     t.cancel()
@@ -375,32 +447,56 @@ class Pbx:
         worker (CallManager.route); the workers' own legs go to the extension's devices."""
         assert self.sip is not None
         sec = self.cfg.security
-        auth = ProxyAuthenticator(self.cfg.sip.realm, nonces, self.credentials_for,
-                                  algorithms=tuple(sec.digest_algorithms))
+        auth = ProxyAuthenticator(
+            self.cfg.sip.realm, nonces, self.credentials_for, algorithms=tuple(sec.digest_algorithms)
+        )
         extensions = ExtensionRouter(self.location, lambda n: n in self.credentials, self.wallclock)
         assert self.callmgr is not None
-        self.callmgr._route_to_extension = lambda req: extensions(req, None, None)  # type: ignore[method-assign]
-        self.proxy = Proxy(route=self.callmgr.route,
-                           local_address=self.sip.local_address, is_local=self.sip.is_local,
-                           secret=hashlib.sha256(b"record-route" + secret).digest(),
-                           authenticator=auth, trusted=self.callmgr.is_worker,
-                           ring_timeout=float(self.cfg.calls.ring_time) + 5,
-                           user_agent=self.cfg.sip.user_agent, admit=self.trunk_router.admit)
+        front = self._front_door_addr()
+
+        def route_to_extension(request: Request) -> RouteDecision:
+            # the calls the call manager sends to an extension come from the media workers,
+            # through the front door's UDP socket (ExtensionRouter does not use the source)
+            return extensions(request, front, None)
+
+        self.callmgr.route_to_extension = route_to_extension
+        self.proxy = Proxy(
+            route=self.callmgr.route,
+            local_address=self.sip.local_address,
+            is_local=self.sip.is_local,
+            secret=hashlib.sha256(b"record-route" + secret).digest(),
+            authenticator=auth,
+            trusted=self.callmgr.is_worker,
+            ring_timeout=float(self.cfg.calls.ring_time) + 5,
+            user_agent=self.cfg.sip.user_agent,
+            admit=self.trunk_router.admit,
+        )
         self.sip.attach_proxy(self.proxy)
 
-    def _start_mwi(self, nonces: NonceManager) -> None:
+    def _start_mwi(self, nonces: NonceManager) -> MwiService:
         """Message-waiting indication: SUBSCRIBE message-summary, authenticated like a
         REGISTER (401, same nonces and passwords), NOTIFYs on new / heard / deleted messages."""
-        from pypbx.mwi import MwiService
         assert self.sip is not None and self.db is not None and self.callmgr is not None
         realm = self.cfg.sip.realm
-        auth = ProxyAuthenticator(realm, nonces, self.credentials_for,
-                                  algorithms=tuple(self.cfg.security.digest_algorithms),
-                                  header="Authorization", status=401)
-        self.mwi = MwiService(self.db, self.sip, realm=realm, authenticator=auth,
-                              user_agent=self.cfg.sip.user_agent, wallclock=self.wallclock,
-                              changes=self.changes)
-        self.mwi.attach()          # new messages: the event stream's voicemail left (serve)
+        auth = ProxyAuthenticator(
+            realm,
+            nonces,
+            self.credentials_for,
+            algorithms=tuple(self.cfg.security.digest_algorithms),
+            header="Authorization",
+            status=401,
+        )
+        self.mwi = mwi = MwiService(
+            self.db,
+            self.sip,
+            realm=realm,
+            authenticator=auth,
+            user_agent=self.cfg.sip.user_agent,
+            wallclock=self.wallclock,
+            changes=self.changes,
+        )
+        mwi.attach()  # new messages: the event stream's voicemail left (serve)
+        return mwi
 
     def _front_door(self) -> str:
         """Where media workers send their calls: the front door's UDP socket on loopback."""
@@ -410,14 +506,28 @@ class Pbx:
         host = "127.0.0.1" if s.bind in ("0.0.0.0", "::", "127.0.0.1") else s.bind
         return f"{host}:{s.udp_port}"
 
+    def _front_door_addr(self) -> Addr:
+        """:meth:`_front_door` as the SIP address the media workers' calls come from."""
+        host, _, port = self._front_door().rpartition(":")
+        return Addr("UDP", host, int(port))
+
     async def _start_media(self, stack: contextlib.AsyncExitStack) -> MediaPool:
         m = self.cfg.media
         front = self._front_door()
         public = m.public_addr or ("" if self.cfg.sip.bind in ("0.0.0.0", "::") else self.cfg.sip.bind)
-        pool = MediaPool(m.workers_warm, m.workers_max, m.sip_port_base, m.rtp_port_base,
-                         m.rtp_ports_per_worker, trusted=[front], sip_addr="127.0.0.1",
-                         media_addr=m.media_addr, public_addr=public, proxy=f"sip:{front};lr",
-                         worker_stderr=None)
+        pool = MediaPool(
+            m.workers_warm,
+            m.workers_max,
+            m.sip_port_base,
+            m.rtp_port_base,
+            m.rtp_ports_per_worker,
+            trusted=[front],
+            sip_addr="127.0.0.1",
+            media_addr=m.media_addr,
+            public_addr=public,
+            proxy=f"sip:{front};lr",
+            worker_stderr=None,
+        )
         try:
             await pool.start()
         except Exception as exc:
@@ -425,30 +535,38 @@ class Pbx:
             raise RuntimeError(f"media workers failed to start: {exc}") from exc
         stack.push_async_callback(pool.close)
         pool.on_event(self._on_media_event)
-        log.info("media: %d warm worker(s), up to %d calls; workers on 127.0.0.1:%d+", m.workers_warm,
-                 m.workers_max, m.sip_port_base)
+        log.info(
+            "media: %d warm worker(s), up to %d calls; workers on 127.0.0.1:%d+",
+            m.workers_warm,
+            m.workers_max,
+            m.sip_port_base,
+        )
         return pool
 
-    def _on_media_event(self, worker, ev) -> None:
+    def _on_media_event(self, worker: WorkerClient | None, ev: object) -> None:
         """A worker died: the front door ends the phones' dialogs it carried (BYE with a
         Reason), so nobody is left in a dead call; CallManager closes the record."""
         if isinstance(ev, WorkerLost):
-            self.events.publish(E.WorkerLost(worker=str(getattr(ev.worker, "sip_port", ev.worker)),
-                                             legs=tuple(ev.legs), returncode=ev.returncode, reason=ev.reason))
+            self.events.publish(
+                E.WorkerLost(
+                    worker=str(getattr(ev.worker, "sip_port", ev.worker)),
+                    legs=tuple(ev.legs),
+                    returncode=ev.returncode,
+                    reason=ev.reason,
+                )
+            )
         if isinstance(ev, WorkerLost) and self.sip is not None:
             end = getattr(self.sip, "end_dialogs_with", None)
             if end is not None:
                 end("127.0.0.1", ev.worker.sip_port, "media engine failure")
 
-    def _contacts(self, extension: str) -> list:
+    def _contacts(self, extension: str) -> list[tuple[str, Addr]]:
         """(contact, address) of every live registration of ``extension`` (ACD ring legs)."""
-        from sip.proxy import binding_addr
         return [(b.contact, binding_addr(b)) for b in self.location.bindings(extension, self.wallclock())]
 
     def _answered_by(self, sip_call_id: str, extensions: tuple[str, ...]) -> str | None:
         """Which of ``extensions`` answered the forked ring leg ``sip_call_id`` (ring-all):
         the proxy's dialog for it names the flow of the device that sent the 2xx."""
-        from sip.proxy import binding_addr
         dialogs = getattr(getattr(self, "proxy", None), "dialogs", None) or {}
         now = self.wallclock()
         for d in reversed(list(dialogs.values())):
@@ -462,22 +580,21 @@ class Pbx:
                         return ext
         return None
 
-    async def _click_to_call(self, extension: str, number: str) -> dict:
+    async def _click_to_call(self, extension: str, number: str) -> dict[str, object]:
         """Local API ``call``: ring ``extension``, then dial ``number`` through a trunk."""
-        from pypbx.trunks import TrunkError, click_to_call
         assert self.callmgr is not None
         try:
             return await click_to_call(self.trunk_router, self.callmgr, str(extension), str(number))
-        except TrunkError as exc:            # refused: a reason for the admin, not a fault
+        except TrunkError as exc:  # refused: a reason for the admin, not a fault
             return {"error": str(exc)}
 
     def _is_internal(self, number: str) -> bool:
         """Extensions, queue numbers and feature codes: never sent to a trunk."""
         if number in self.credentials or number.startswith("*"):
             return True
-        fl = self.callmgr.frontline if self.callmgr is not None else None
+        fl = self.frontline
         if fl is not None and fl.is_internal(number):
-            return True                       # IVR menu and mailbox numbers (pypbx.frontline)
+            return True  # IVR menu and mailbox numbers (pypbx.frontline)
         acd = self.acd
         return acd is not None and number in getattr(acd, "numbers", {})
 
@@ -498,8 +615,9 @@ def _tune_gc() -> None:
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, level), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 async def _main(cfg: Config) -> int:
@@ -518,7 +636,7 @@ async def _main(cfg: Config) -> int:
     return 0
 
 
-def run(config_path) -> int:
+def run(config_path: str | os.PathLike[str]) -> int:
     """Entry point of ``pypbx run``."""
     try:
         cfg = load_config(config_path)
@@ -527,7 +645,7 @@ def run(config_path) -> int:
         return 2
     setup_logging(cfg.log_level)
     try:
-        import uvloop
+        import uvloop  # here: only `pypbx run` needs it (the CLI and the tests import this module)
     except ImportError:  # pragma: no cover - uvloop is a hard dependency
         return asyncio.run(_main(cfg))
     return uvloop.run(_main(cfg))

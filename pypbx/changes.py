@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,15 @@ class DbChanged:
 Callback = Callable[[DbChanged], Awaitable[None]]
 
 
+class Versioned(Protocol):
+    """What the watcher reads (:class:`pypbx.db.Database`): ``PRAGMA data_version``. Its
+    connection's ``total_changes`` is read from ``_conn`` when it has one."""
+
+    async def data_version(self) -> int: ...
+
+
 class ChangeWatcher:
-    def __init__(self, db: Any, interval: float = POLL_INTERVAL) -> None:
+    def __init__(self, db: Versioned, interval: float = POLL_INTERVAL) -> None:
         self.db = db
         self.interval = interval
         self._subs: list[tuple[str, Callback, bool]] = []

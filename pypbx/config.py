@@ -15,18 +15,30 @@ import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TypeVar
+from urllib.parse import urlsplit
 
 from pypbx.errors import PbxError
+from pypbx.numbers import CLASSES, NumberPlan
 
 DEFAULT_CONFIG_NAME = "pypbx.toml"
 ENV_VAR = "PYPBX_CONFIG"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_SCANNER_USER_AGENTS = (
-    "friendly-scanner", "sipvicious", "sipcli", "sip-scan", "sundayddr", "iWar",
-    "VaxSIPUserAgent", "SIVuS", "smap", "pplsip", "siparmyknife",
+    "friendly-scanner",
+    "sipvicious",
+    "sipcli",
+    "sip-scan",
+    "sundayddr",
+    "iWar",
+    "VaxSIPUserAgent",
+    "SIVuS",
+    "smap",
+    "pplsip",
+    "siparmyknife",
 )
 
 
@@ -41,13 +53,14 @@ class ConfigError(PbxError):
 
 # --------------------------------------------------------------------------- dataclasses
 
+
 @dataclass(frozen=True)
 class SipConfig:
     bind: str = "0.0.0.0"
-    udp_port: int = 5060            # 0 = transport off
-    tcp_port: int = 5060            # 0 = transport off
-    tls_port: int = 5061            # only used when tls_cert and tls_key are set
-    tls_cert: Path | None = None    # absolute path, or None when TLS is off
+    udp_port: int = 5060  # 0 = transport off
+    tcp_port: int = 5060  # 0 = transport off
+    tls_port: int = 5061  # only used when tls_cert and tls_key are set
+    tls_cert: Path | None = None  # absolute path, or None when TLS is off
     tls_key: Path | None = None
     realm: str = "pypbx"
     user_agent: str = "pypbx"
@@ -72,9 +85,9 @@ class SecurityConfig:
     auth_fail_limit: int = 5
     auth_fail_window: int = 60
     ban_time: int = 600
-    rate_limit: float = 50.0        # requests/s per source IP
+    rate_limit: float = 50.0  # requests/s per source IP
     rate_burst: int = 200
-    exempt: tuple[str, ...] = ()    # IP addresses or networks (CIDR), never banned or rate-limited
+    exempt: tuple[str, ...] = ()  # IP addresses or networks (CIDR), never banned or rate-limited
     scanner_user_agents: tuple[str, ...] = DEFAULT_SCANNER_USER_AGENTS
 
     def is_exempt(self, ip: str) -> bool:
@@ -87,25 +100,26 @@ class SecurityConfig:
 
 @dataclass(frozen=True)
 class MediaConfig:
-    workers_warm: int = 2            # pjsua2 worker processes kept ready
-    workers_max: int = 40            # one per call in progress
-    sip_port_base: int = 25060       # worker i listens for SIP on 127.0.0.1:(base + i)
-    rtp_port_base: int = 30000       # worker i uses RTP ports base + i*rtp_ports_per_worker ...
+    workers_warm: int = 2  # pjsua2 worker processes kept ready
+    workers_max: int = 40  # one per call in progress
+    sip_port_base: int = 25060  # worker i listens for SIP on 127.0.0.1:(base + i)
+    rtp_port_base: int = 30000  # worker i uses RTP ports base + i*rtp_ports_per_worker ...
     rtp_ports_per_worker: int = 16
-    media_addr: str = "0.0.0.0"      # where workers bind RTP
-    public_addr: str = ""            # address put in SDP ("" = the address phones reach)
+    media_addr: str = "0.0.0.0"  # where workers bind RTP
+    public_addr: str = ""  # address put in SDP ("" = the address phones reach)
 
 
 @dataclass(frozen=True)
 class CallsConfig:
-    ring_time: int = 60              # seconds an extension rings before the call gives up
-    record: bool = True              # record every answered call
-    min_free_mb: int = 200           # below this free space recordings stop, calls go on
+    ring_time: int = 60  # seconds an extension rings before the call gives up
+    record: bool = True  # record every answered call
+    min_free_mb: int = 200  # below this free space recordings stop, calls go on
 
 
 @dataclass(frozen=True)
 class NumbersConfig:
     """Dialling plan of the site (pypbx.numbers) and the outbound limits (toll-fraud guard)."""
+
     country_code: str = "33"
     national_prefix: str = "0"
     international_prefix: str = "00"
@@ -117,30 +131,36 @@ class NumbersConfig:
     max_outbound_per_extension: int = 2
     max_outbound_total: int = 10
 
-    def plan(self):
-        from pypbx.numbers import NumberPlan
-        return NumberPlan(country_code=self.country_code, national_prefix=self.national_prefix,
-                          international_prefix=self.international_prefix, emergency=self.emergency,
-                          mobile_prefixes=self.mobile_prefixes, local_prefixes=self.local_prefixes,
-                          premium_prefixes=self.premium_prefixes, default_allowed=self.default_allowed)
+    def plan(self) -> NumberPlan:
+        return NumberPlan(
+            country_code=self.country_code,
+            national_prefix=self.national_prefix,
+            international_prefix=self.international_prefix,
+            emergency=self.emergency,
+            mobile_prefixes=self.mobile_prefixes,
+            local_prefixes=self.local_prefixes,
+            premium_prefixes=self.premium_prefixes,
+            default_allowed=self.default_allowed,
+        )
 
 
 @dataclass(frozen=True)
 class NotifyConfig:
     """Voicemail notifications (pypbx.notify): a webhook and/or e-mail through an SMTP server."""
-    webhook_url: str = ""            # "" = no webhook
-    webhook_secret: str = ""         # "" = unsigned; else X-Pypbx-Signature: sha256=<HMAC-SHA256 hex of the body>
-    smtp_host: str = ""              # "" = no e-mail
-    smtp_port: int = 0               # 0 = 465 with smtp_ssl, 587 with smtp_starttls, else 25
+
+    webhook_url: str = ""  # "" = no webhook
+    webhook_secret: str = ""  # "" = unsigned; else X-Pypbx-Signature: sha256=<HMAC-SHA256 hex of the body>
+    smtp_host: str = ""  # "" = no e-mail
+    smtp_port: int = 0  # 0 = 465 with smtp_ssl, 587 with smtp_starttls, else 25
     smtp_starttls: bool = False
     smtp_ssl: bool = False
     smtp_user: str = ""
     smtp_password: str = ""
-    mail_from: str = ""              # "" = pypbx@<host name>
+    mail_from: str = ""  # "" = pypbx@<host name>
     attach_audio: bool = True
-    attach_max_mb: float = 5.0       # larger messages are not attached (the body says so)
-    timeout: float = 10.0            # seconds per delivery attempt
-    max_attempts: int = 10           # then the notification is marked failed
+    attach_max_mb: float = 5.0  # larger messages are not attached (the body says so)
+    timeout: float = 10.0  # seconds per delivery attempt
+    max_attempts: int = 10  # then the notification is marked failed
 
     @property
     def webhook_enabled(self) -> bool:
@@ -161,14 +181,15 @@ class NotifyConfig:
 class EventsConfig:
     """The event stream (pypbx.events): a JSON-lines journal, and how many events are kept
     for consumers resuming from a sequence number."""
-    journal: Path | None = None      # absolute; None = no journal
+
+    journal: Path | None = None  # absolute; None = no journal
     buffer: int = 10_000
 
 
 @dataclass(frozen=True)
 class Config:
-    config_path: Path               # absolute path of the file this was loaded from
-    data_dir: Path                  # absolute
+    config_path: Path  # absolute path of the file this was loaded from
+    data_dir: Path  # absolute
     log_level: str = "INFO"
     sip: SipConfig = field(default_factory=SipConfig)
     registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
@@ -191,7 +212,16 @@ class Config:
 
 # --------------------------------------------------------------------------- validators
 
-def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str, Any], int]:
+#: What a validator returns (and what the dataclasses above are built from).
+Value = str | int | float | bool | tuple[str, ...]
+#: A default in the schema, as written in the TOML file.
+Default = str | int | float | bool | list[str]
+V = TypeVar("V", bound=Value)
+#: ``validator(dotted_key, raw_value)``: the checked value, or ConfigError.
+Validator = Callable[[str, object], V]
+
+
+def _int(lo: int | None = None, hi: int | None = None) -> Validator[int]:
     if lo is not None and hi is not None:
         what = f"an integer {lo}-{hi}"
     elif lo is not None:
@@ -199,23 +229,24 @@ def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str, Any], i
     else:
         what = "an integer"
 
-    def check(key: str, v: Any) -> int:
+    def check(key: str, v: object) -> int:
         if isinstance(v, bool) or not isinstance(v, int):
             raise ConfigError(f"expected {what}, got {v!r}", key)
         if (lo is not None and v < lo) or (hi is not None and v > hi):
             raise ConfigError(f"expected {what}, got {v!r}", key)
         return v
+
     return check
 
 
-def _positive_float(key: str, v: Any) -> float:
+def _positive_float(key: str, v: object) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or v != v or v == float("inf"):
         raise ConfigError(f"expected a number > 0, got {v!r}", key)
     return float(v)
 
 
-def _str(nonempty: bool = True) -> Callable[[str, Any], str]:
-    def check(key: str, v: Any) -> str:
+def _str(nonempty: bool = True) -> Validator[str]:
+    def check(key: str, v: object) -> str:
         if not isinstance(v, str):
             raise ConfigError(f"expected a string, got {v!r}", key)
         if nonempty and not v.strip():
@@ -223,23 +254,24 @@ def _str(nonempty: bool = True) -> Callable[[str, Any], str]:
         if any(c in v for c in "\r\n\0"):
             raise ConfigError(f"must be a single line, got {v!r}", key)
         return v
+
     return check
 
 
-def _token(key: str, v: Any) -> str:
+def _token(key: str, v: object) -> str:
     v = _str()(key, v)
     if any(c in v for c in ' "\\,:\t'):
         raise ConfigError(f"must not contain spaces, quotes, commas, colons or backslashes, got {v!r}", key)
     return v
 
 
-def _log_level(key: str, v: Any) -> str:
+def _log_level(key: str, v: object) -> str:
     if not isinstance(v, str) or v.upper() not in LOG_LEVELS:
         raise ConfigError(f"expected one of {', '.join(LOG_LEVELS)}, got {v!r}", key)
     return v.upper()
 
 
-def _bind(key: str, v: Any) -> str:
+def _bind(key: str, v: object) -> str:
     v = _str()(key, v)
     try:
         ipaddress.ip_address(v)
@@ -248,11 +280,11 @@ def _bind(key: str, v: Any) -> str:
     return v
 
 
-def _path_or_empty(key: str, v: Any) -> str:
+def _path_or_empty(key: str, v: object) -> str:
     return _str(nonempty=False)(key, v)
 
 
-def _ip_list(key: str, v: Any) -> tuple[str, ...]:
+def _ip_list(key: str, v: object) -> tuple[str, ...]:
     if not isinstance(v, list):
         raise ConfigError(f"expected a list of IP addresses, got {v!r}", key)
     out = []
@@ -270,13 +302,13 @@ def _ip_list(key: str, v: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _str_list(key: str, v: Any) -> tuple[str, ...]:
+def _str_list(key: str, v: object) -> tuple[str, ...]:
     if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
         raise ConfigError(f"expected a list of non-empty strings, got {v!r}", key)
     return tuple(v)
 
 
-def _digest_algorithms(key: str, v: Any) -> tuple[str, ...]:
+def _digest_algorithms(key: str, v: object) -> tuple[str, ...]:
     algs = _str_list(key, v)
     norm = []
     for a in algs:
@@ -290,20 +322,20 @@ def _digest_algorithms(key: str, v: Any) -> tuple[str, ...]:
     return tuple(norm)
 
 
-def _bool(key: str, v: Any) -> bool:
+def _bool(key: str, v: object) -> bool:
     if not isinstance(v, bool):
         raise ConfigError(f"expected true or false, got {v!r}", key)
     return v
 
 
-def _addr_or_empty(key: str, v: Any) -> str:
+def _addr_or_empty(key: str, v: object) -> str:
     if not isinstance(v, str):
-        raise ConfigError(f"expected an IP address or \"\", got {v!r}", key)
+        raise ConfigError(f'expected an IP address or "", got {v!r}', key)
     return _bind(key, v) if v else ""
 
 
 # (key, default, validator, comment) per section; "" = top level. Order = rendering order.
-_SCHEMA: dict[str, list[tuple[str, Any, Callable[[str, Any], Any], str]]] = {
+_SCHEMA: dict[str, list[tuple[str, Default, Validator[Value], str]]] = {
     "": [
         ("data_dir", "./var", _str(), "relative paths are relative to this file's directory"),
         ("log_level", "INFO", _log_level, "DEBUG INFO WARNING ERROR"),
@@ -326,16 +358,24 @@ _SCHEMA: dict[str, list[tuple[str, Any, Callable[[str, Any], Any], str]]] = {
     ],
     "security": [
         ("nonce_lifetime", 300, _int(1, 86400), "seconds"),
-        ("digest_algorithms", ["MD5"], _digest_algorithms,
-         "challenges offered, in order; add \"SHA-256\" only if every phone copes (baresip 1.0 and sipp fail on it)"),
+        (
+            "digest_algorithms",
+            ["MD5"],
+            _digest_algorithms,
+            'challenges offered, in order; add "SHA-256" only if every phone copes (baresip 1.0 and sipp fail on it)',
+        ),
         ("auth_fail_limit", 5, _int(1), "failed authentications ..."),
         ("auth_fail_window", 60, _int(1), "... within this many seconds ban the source IP"),
         ("ban_time", 600, _int(0), "seconds"),
         ("rate_limit", 50.0, _positive_float, "requests/s per source IP"),
         ("rate_burst", 200, _int(1), "requests"),
-        ("exempt", [], _ip_list, "IPs never banned or rate-limited (e.g. [\"127.0.0.1\"] for a benchmark)"),
-        ("scanner_user_agents", list(DEFAULT_SCANNER_USER_AGENTS), _str_list,
-         "requests whose User-Agent contains one of these are dropped"),
+        ("exempt", [], _ip_list, 'IPs never banned or rate-limited (e.g. ["127.0.0.1"] for a benchmark)'),
+        (
+            "scanner_user_agents",
+            list(DEFAULT_SCANNER_USER_AGENTS),
+            _str_list,
+            "requests whose User-Agent contains one of these are dropped",
+        ),
     ],
     "media": [
         ("workers_warm", 2, _int(0, 100), "pjsua2 media worker processes kept ready"),
@@ -344,7 +384,7 @@ _SCHEMA: dict[str, list[tuple[str, Any, Callable[[str, Any], Any], str]]] = {
         ("rtp_port_base", 30000, _int(1024, 65000), "worker i takes RTP ports base + i*rtp_ports_per_worker ..."),
         ("rtp_ports_per_worker", 16, _int(4, 1000), "even number; 2 per call leg"),
         ("media_addr", "0.0.0.0", _bind, "address workers bind RTP to"),
-        ("public_addr", "", _addr_or_empty, "address written in SDP (\"\" = the address phones reach)"),
+        ("public_addr", "", _addr_or_empty, 'address written in SDP ("" = the address phones reach)'),
     ],
     "calls": [
         ("ring_time", 60, _int(1, 600), "seconds an extension rings before the caller hears 'unavailable'"),
@@ -354,22 +394,22 @@ _SCHEMA: dict[str, list[tuple[str, Any, Callable[[str, Any], Any], str]]] = {
 }
 
 
-def _digits(allow_empty: bool = True) -> Callable[[str, Any], str]:
-    def check(key: str, v: Any) -> str:
+def _digits(allow_empty: bool = True) -> Validator[str]:
+    def check(key: str, v: object) -> str:
         if not isinstance(v, str) or not (v.isdigit() or (allow_empty and v == "")):
             raise ConfigError(f"expected a string of digits, got {v!r}", key)
         return v
+
     return check
 
 
-def _digit_list(key: str, v: Any) -> tuple[str, ...]:
+def _digit_list(key: str, v: object) -> tuple[str, ...]:
     if not isinstance(v, list) or not all(isinstance(x, str) and x.isdigit() for x in v):
         raise ConfigError(f"expected a list of digit strings, got {v!r}", key)
     return tuple(v)
 
 
-def _number_classes(key: str, v: Any) -> tuple[str, ...]:
-    from pypbx.numbers import CLASSES
+def _number_classes(key: str, v: object) -> tuple[str, ...]:
     items = _str_list(key, v) if v != [] else ()
     bad = [x for x in items if x not in CLASSES]
     if bad:
@@ -379,37 +419,40 @@ def _number_classes(key: str, v: Any) -> tuple[str, ...]:
 
 _SCHEMA["numbers"] = [
     ("country_code", "33", _digits(), "E.164 country code of the site (1, 33, 44, 7, 82, 86 ...)"),
-    ("national_prefix", "0", _digits(), "trunk prefix of national numbers (\"0\" in Europe, \"1\" in North America)"),
-    ("international_prefix", "00", _digits(False), "\"00\", or \"011\" in North America"),
+    ("national_prefix", "0", _digits(), 'trunk prefix of national numbers ("0" in Europe, "1" in North America)'),
+    ("international_prefix", "00", _digits(False), '"00", or "011" in North America'),
     ("emergency", list(NumbersConfig.emergency), _digit_list, "always allowed, whatever the extension's permissions"),
     ("mobile_prefixes", ["06", "07"], _digit_list, "national numbers (with the national prefix) that are mobiles"),
     ("local_prefixes", [], _digit_list, "national numbers counted as local (e.g. the clinic's area code)"),
     ("premium_prefixes", ["089"], _digit_list, "premium-rate numbers (a class of their own, off by default)"),
-    ("default_allowed", ["internal", "local", "mobile", "national"], _number_classes,
-     "classes an extension may call unless 'pypbx ext perms' says otherwise (international is off)"),
+    (
+        "default_allowed",
+        ["internal", "local", "mobile", "national"],
+        _number_classes,
+        "classes an extension may call unless 'pypbx ext perms' says otherwise (international is off)",
+    ),
     ("max_outbound_per_extension", 2, _int(0, 1000), "concurrent outside calls per extension (0 = none)"),
     ("max_outbound_total", 10, _int(0, 100000), "concurrent outside calls in total"),
 ]
 
 
-def _http_url_or_empty(key: str, v: Any) -> str:
+def _http_url_or_empty(key: str, v: object) -> str:
     v = _str(nonempty=False)(key, v)
     if v:
-        from urllib.parse import urlsplit
         u = urlsplit(v)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise ConfigError(f"expected an http:// or https:// URL, got {v!r}", key)
     return v
 
 
-def _host_or_empty(key: str, v: Any) -> str:
+def _host_or_empty(key: str, v: object) -> str:
     v = _str(nonempty=False)(key, v)
     if any(c in v for c in " /\t"):
         raise ConfigError(f"expected a host name or IP address, got {v!r}", key)
     return v
 
 
-def _email_or_empty(key: str, v: Any) -> str:
+def _email_or_empty(key: str, v: object) -> str:
     v = _str(nonempty=False)(key, v)
     if v and not re.match(r"^[^@\s<>]+@[^@\s<>]+$", v):
         raise ConfigError(f"expected an e-mail address like pypbx@clinic.example, got {v!r}", key)
@@ -417,16 +460,20 @@ def _email_or_empty(key: str, v: Any) -> str:
 
 
 _SCHEMA["notify"] = [
-    ("webhook_url", "", _http_url_or_empty, "voicemail webhook: HTTP POST of a JSON body (\"\" = none)"),
-    ("webhook_secret", "", _str(nonempty=False),
-     "if set, header X-Pypbx-Signature: sha256=<HMAC-SHA256 of the body with this key, hex>"),
-    ("smtp_host", "", _host_or_empty, "voicemail e-mail through this SMTP server (\"\" = no e-mail)"),
+    ("webhook_url", "", _http_url_or_empty, 'voicemail webhook: HTTP POST of a JSON body ("" = none)'),
+    (
+        "webhook_secret",
+        "",
+        _str(nonempty=False),
+        "if set, header X-Pypbx-Signature: sha256=<HMAC-SHA256 of the body with this key, hex>",
+    ),
+    ("smtp_host", "", _host_or_empty, 'voicemail e-mail through this SMTP server ("" = no e-mail)'),
     ("smtp_port", 0, _int(0, 65535), "0 = 465 with smtp_ssl, 587 with smtp_starttls, else 25"),
     ("smtp_starttls", False, _bool, "STARTTLS after connecting"),
     ("smtp_ssl", False, _bool, "TLS from the start (SMTPS)"),
-    ("smtp_user", "", _str(nonempty=False), "log in with this user (\"\" = no login)"),
+    ("smtp_user", "", _str(nonempty=False), 'log in with this user ("" = no login)'),
     ("smtp_password", "", _str(nonempty=False), ""),
-    ("mail_from", "", _email_or_empty, "From address (\"\" = pypbx@<this host>)"),
+    ("mail_from", "", _email_or_empty, 'From address ("" = pypbx@<this host>)'),
     ("attach_audio", True, _bool, "attach the message's WAV to the e-mail ..."),
     ("attach_max_mb", 5.0, _positive_float, "... when it is at most this many MB"),
     ("timeout", 10.0, _positive_float, "seconds per delivery attempt"),
@@ -435,14 +482,34 @@ _SCHEMA["notify"] = [
 
 
 _SCHEMA["events"] = [
-    ("journal", "", _str(nonempty=False),
-     "append every event as one JSON line to this file, relative to data_dir (\"\" = none)"),
+    (
+        "journal",
+        "",
+        _str(nonempty=False),
+        'append every event as one JSON line to this file, relative to data_dir ("" = none)',
+    ),
     ("buffer", 10_000, _int(100, 10_000_000), "events kept for consumers resuming from a sequence number"),
 ]
 
 
-def _parse(raw: dict[str, Any], base: Path, config_path: Path) -> Config:
-    values: dict[str, dict[str, Any]] = {s: {} for s in _SCHEMA}
+T = TypeVar("T")
+
+
+def _get(section: Mapping[str, Value], key: str, kind: type[V]) -> V:
+    """A checked value, as the type its validator returns."""
+    v = section[key]
+    if not isinstance(v, kind):  # the validators make this impossible
+        raise TypeError(f"config {key!r}: {type(v).__name__}, not {kind.__name__}")
+    return v
+
+
+def _build(cls: Callable[..., T], values: Mapping[str, Value]) -> T:
+    """One section's dataclass from its checked values (the schema's keys are its fields)."""
+    return cls(**values)
+
+
+def _parse(raw: Mapping[str, object], base: Path, config_path: Path) -> Config:
+    values: dict[str, dict[str, object]] = {s: {} for s in _SCHEMA}
     for key, v in raw.items():
         if key in _SCHEMA and key != "":
             if not isinstance(v, dict):
@@ -460,7 +527,7 @@ def _parse(raw: dict[str, Any], base: Path, config_path: Path) -> Config:
                 raise ConfigError(f"unknown key '{key}'")
             values[""][key] = v
 
-    checked: dict[str, dict[str, Any]] = {}
+    checked: dict[str, dict[str, Value]] = {}
     for section, entries in _SCHEMA.items():
         checked[section] = {}
         for key, default, validator, _comment in entries:
@@ -469,66 +536,79 @@ def _parse(raw: dict[str, Any], base: Path, config_path: Path) -> Config:
             checked[section][key] = validator(dotted, v)
 
     top, sip, reg, sec = checked[""], checked["sip"], checked["registrar"], checked["security"]
-    med = checked["media"]
-    if med["workers_warm"] > med["workers_max"]:
-        raise ConfigError(f"must be <= media.workers_max ({med['workers_max']}), got {med['workers_warm']}",
-                          "media.workers_warm")
-    if med["sip_port_base"] + med["workers_max"] > 65535:
+    med, ev = checked["media"], checked["events"]
+    warm, most = _get(med, "workers_warm", int), _get(med, "workers_max", int)
+    if warm > most:
+        raise ConfigError(f"must be <= media.workers_max ({most}), got {warm}", "media.workers_warm")
+    if _get(med, "sip_port_base", int) + most > 65535:
         raise ConfigError("sip_port_base + workers_max exceeds 65535", "media.sip_port_base")
-    if med["rtp_port_base"] + med["workers_max"] * med["rtp_ports_per_worker"] > 65535:
-        raise ConfigError("rtp_port_base + workers_max*rtp_ports_per_worker exceeds 65535",
-                          "media.rtp_port_base")
+    if _get(med, "rtp_port_base", int) + most * _get(med, "rtp_ports_per_worker", int) > 65535:
+        raise ConfigError("rtp_port_base + workers_max*rtp_ports_per_worker exceeds 65535", "media.rtp_port_base")
 
-    data_dir = (base / Path(top["data_dir"]).expanduser()).resolve()
+    data_dir = (base / Path(_get(top, "data_dir", str)).expanduser()).resolve()
 
-    cert = key = None
-    if sip["tls_cert"] or sip["tls_key"]:
-        if not sip["tls_cert"]:
+    tls_cert, tls_key = _get(sip, "tls_cert", str), _get(sip, "tls_key", str)
+    cert: Path | None = None
+    key_path: Path | None = None
+    if tls_cert or tls_key:
+        if not tls_cert:
             raise ConfigError("required when sip.tls_key is set", "sip.tls_cert")
-        if not sip["tls_key"]:
+        if not tls_key:
             raise ConfigError("required when sip.tls_cert is set", "sip.tls_key")
-        cert = (base / Path(sip["tls_cert"]).expanduser()).resolve()
-        key = (base / Path(sip["tls_key"]).expanduser()).resolve()
-        for name, p in (("sip.tls_cert", cert), ("sip.tls_key", key)):
+        cert = (base / Path(tls_cert).expanduser()).resolve()
+        key_path = (base / Path(tls_key).expanduser()).resolve()
+        for name, p in (("sip.tls_cert", cert), ("sip.tls_key", key_path)):
             if not p.is_file():
                 raise ConfigError(f"file not found: {p}", name)
 
+    tcp_port, tls_port = _get(sip, "tcp_port", int), _get(sip, "tls_port", int)
     ports = [(n, sip[n]) for n in ("udp_port", "tcp_port") if sip[n]]
-    if cert is not None and sip["tls_port"]:
-        if sip["tls_port"] == sip["tcp_port"]:
-            raise ConfigError(f"must differ from sip.tcp_port ({sip['tcp_port']})", "sip.tls_port")
-        ports.append(("tls_port", sip["tls_port"]))
+    if cert is not None and tls_port:
+        if tls_port == tcp_port:
+            raise ConfigError(f"must differ from sip.tcp_port ({tcp_port})", "sip.tls_port")
+        ports.append(("tls_port", tls_port))
     if not ports:
         raise ConfigError("no transport enabled (udp_port, tcp_port and TLS are all off)", "sip")
 
-    if not reg["min_expires"] <= reg["max_expires"]:
-        raise ConfigError(f"must be <= registrar.max_expires ({reg['max_expires']}), got {reg['min_expires']}",
-                          "registrar.min_expires")
-    if not reg["min_expires"] <= reg["default_expires"] <= reg["max_expires"]:
-        raise ConfigError(f"must be between registrar.min_expires and registrar.max_expires "
-                          f"({reg['min_expires']}-{reg['max_expires']}), got {reg['default_expires']}",
-                          "registrar.default_expires")
+    min_exp, max_exp = _get(reg, "min_expires", int), _get(reg, "max_expires", int)
+    default_exp = _get(reg, "default_expires", int)
+    if not min_exp <= max_exp:
+        raise ConfigError(f"must be <= registrar.max_expires ({max_exp}), got {min_exp}", "registrar.min_expires")
+    if not min_exp <= default_exp <= max_exp:
+        raise ConfigError(
+            f"must be between registrar.min_expires and registrar.max_expires ({min_exp}-{max_exp}), got {default_exp}",
+            "registrar.default_expires",
+        )
 
+    journal = _get(ev, "journal", str)
     return Config(
         config_path=config_path,
         data_dir=data_dir,
-        log_level=top["log_level"],
-        sip=SipConfig(bind=sip["bind"], udp_port=sip["udp_port"], tcp_port=sip["tcp_port"],
-                      tls_port=sip["tls_port"], tls_cert=cert, tls_key=key,
-                      realm=sip["realm"], user_agent=sip["user_agent"]),
-        registrar=RegistrarConfig(**reg),
-        security=SecurityConfig(**sec),
-        media=MediaConfig(**med),
-        calls=CallsConfig(**checked["calls"]),
-        numbers=NumbersConfig(**checked["numbers"]),
+        log_level=_get(top, "log_level", str),
+        sip=SipConfig(
+            bind=_get(sip, "bind", str),
+            udp_port=_get(sip, "udp_port", int),
+            tcp_port=tcp_port,
+            tls_port=tls_port,
+            tls_cert=cert,
+            tls_key=key_path,
+            realm=_get(sip, "realm", str),
+            user_agent=_get(sip, "user_agent", str),
+        ),
+        registrar=_build(RegistrarConfig, reg),
+        security=_build(SecurityConfig, sec),
+        media=_build(MediaConfig, med),
+        calls=_build(CallsConfig, checked["calls"]),
+        numbers=_build(NumbersConfig, checked["numbers"]),
         notify=_notify(checked["notify"]),
-        events=EventsConfig(journal=(data_dir / Path(checked["events"]["journal"]).expanduser()
-                                     if checked["events"]["journal"] else None),
-                            buffer=checked["events"]["buffer"]),
+        events=EventsConfig(
+            journal=data_dir / Path(journal).expanduser() if journal else None,
+            buffer=_get(ev, "buffer", int),
+        ),
     )
 
 
-def _notify(n: dict[str, Any]) -> NotifyConfig:
+def _notify(n: Mapping[str, Value]) -> NotifyConfig:
     if n["smtp_ssl"] and n["smtp_starttls"]:
         raise ConfigError("smtp_ssl and smtp_starttls exclude each other (choose one)", "notify.smtp_starttls")
     if n["smtp_user"] and not n["smtp_host"]:
@@ -537,10 +617,11 @@ def _notify(n: dict[str, Any]) -> NotifyConfig:
         raise ConfigError("required when notify.smtp_user is set", "notify.smtp_password")
     if n["webhook_secret"] and not n["webhook_url"]:
         raise ConfigError("needs notify.webhook_url", "notify.webhook_secret")
-    return NotifyConfig(**n)
+    return _build(NotifyConfig, n)
 
 
 # --------------------------------------------------------------------------- public API
+
 
 def config_path_from(option_value: str | os.PathLike[str] | None = None) -> Path:
     """The config file to use: ``--config`` value, else $PYPBX_CONFIG, else ./pypbx.toml (absolute)."""
@@ -568,13 +649,13 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     return _parse(raw, p.parent, p)
 
 
-def config_from_dict(raw: dict[str, Any], base_dir: str | os.PathLike[str] = ".") -> Config:
+def config_from_dict(raw: Mapping[str, object], base_dir: str | os.PathLike[str] = ".") -> Config:
     """Validate an already-parsed mapping (tests, embedding). Relative paths resolve against base_dir."""
     base = Path(base_dir).absolute()
     return _parse(raw, base, base / DEFAULT_CONFIG_NAME)
 
 
-def _toml_value(v: Any) -> str:
+def _toml_value(v: object) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
@@ -595,7 +676,7 @@ def _toml_value(v: Any) -> str:
     return '"' + "".join(out) + '"'
 
 
-def render_config(**overrides: Any) -> str:
+def render_config(**overrides: object) -> str:
     """The text of a complete, commented config file with the defaults, changed by ``overrides``.
 
     Overrides: top-level keys by name (``data_dir="./var"``, ``log_level="DEBUG"``); section keys as
@@ -603,7 +684,7 @@ def render_config(**overrides: Any) -> str:
     (``sip={"realm": "clinic"}``); ``sip_port=N`` sets both sip.udp_port and sip.tcp_port.
     An unknown override raises ConfigError; values are validated when the result is loaded.
     """
-    values: dict[tuple[str, str], Any] = {}
+    values: dict[tuple[str, str], object] = {}
     known = {(s, k) for s, entries in _SCHEMA.items() for k, *_ in entries}
     for name, v in overrides.items():
         if v is None:

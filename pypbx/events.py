@@ -42,9 +42,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar, Generic, Protocol, TypedDict, TypeVar, cast, get_args, overload
 
 from acd.model import EventKind as AcdEventKind
+from acd.model import QueueEvent as AcdQueueEvent
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +125,8 @@ class Event:
     seq: int = 0
     at: float = 0.0
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"seq": self.seq, "at": self.at, "event": self.name}
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"seq": self.seq, "at": self.at, "event": self.name}
         for f in dataclasses.fields(self):
             if f.name in ("seq", "at"):
                 continue
@@ -136,7 +137,8 @@ class Event:
         return json.dumps(self.to_dict(), default=str, sort_keys=False)
 
 
-def _plain(v: Any) -> Any:
+def _plain(v: object) -> object:
+    """``v`` for JSON: enums as their values, mappings as dicts, sequences as lists."""
     if isinstance(v, enum.Enum):
         return v.value
     if isinstance(v, Mapping):
@@ -146,12 +148,12 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def frozen_map(d: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+def frozen_map(d: Mapping[str, object] | None = None) -> Mapping[str, object]:
     """A read-only copy (the events are frozen, their payloads too)."""
     return MappingProxyType(dict(d or {}))
 
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_EMPTY: Mapping[str, object] = MappingProxyType({})
 
 
 # -- calls: what pypbx.calllog.CallLog records ------------------------------------------------
@@ -163,8 +165,8 @@ class CallEvent(Event):
 
     call_id: str
     step: str | None = None
-    detail: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False)
-    record: Mapping[str, Any] | None = field(default=None, compare=False)
+    detail: Mapping[str, object] = field(default_factory=lambda: _EMPTY, compare=False)
+    record: Mapping[str, object] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -225,7 +227,7 @@ class QueueEvent(Event):
     queue: str | None = None
     call_id: str | None = None
     agent: str | None = None
-    data: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False)
+    data: Mapping[str, object] = field(default_factory=lambda: _EMPTY, compare=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -318,7 +320,7 @@ class VoicemailLeft(Event):
     caller: str | None = None
     seconds: float | None = None
     call_id: str | None = None
-    meta: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False)
+    meta: Mapping[str, object] = field(default_factory=lambda: _EMPTY, compare=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -369,7 +371,7 @@ DomainEvent = (
     | WorkerLost
 )
 #: Every event class, by its stream name (``call.ended`` ...).
-EVENT_TYPES: dict[str, type[Event]] = {c.name: c for c in DomainEvent.__args__}  # type: ignore[attr-defined]
+EVENT_TYPES: dict[str, type[Event]] = {c.name: c for c in get_args(DomainEvent)}
 
 
 # =========================================================================== notices
@@ -383,7 +385,7 @@ class Gap:
     last: int
     name: ClassVar[str] = "gap"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, str | int]:
         return {"event": self.name, "first": self.first, "last": self.last}
 
 
@@ -395,7 +397,7 @@ class SubscriberDropped:
     last_seq: int
     name: ClassVar[str] = "subscriber_dropped"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, str | int]:
         return {"event": self.name, "last_seq": self.last_seq}
 
 
@@ -417,12 +419,26 @@ _AGENT = {
 }
 
 
-def from_queue_event(qe: Any) -> QueueEvent:
+class _QueueFields(TypedDict):
+    """The fields every :class:`QueueEvent` takes (``**`` into its constructor)."""
+
+    kind: AcdEventKind | None
+    queue: str | None
+    call_id: str | None
+    agent: str | None
+    data: Mapping[str, object]
+
+
+def _opt_str(v: object) -> str | None:
+    return None if v is None else str(v)
+
+
+def from_queue_event(qe: AcdQueueEvent) -> QueueEvent:
     """The domain event of one :class:`acd.model.QueueEvent` (what ``queue_events`` stores)."""
-    k: AcdEventKind = qe.kind
+    k = qe.kind
     data = frozen_map({key: _plain(v) for key, v in (qe.data or {}).items()})
-    base: dict[str, Any] = {"kind": k, "queue": qe.queue, "call_id": qe.call_id, "agent": qe.agent_id, "data": data}
-    number = data.get("number")
+    base: _QueueFields = {"kind": k, "queue": qe.queue, "call_id": qe.call_id, "agent": qe.agent_id, "data": data}
+    number = _opt_str(data.get("number"))
     if k is AcdEventKind.ENTER:
         return QueueEntered(**base)
     if k is AcdEventKind.CONNECT:
@@ -440,27 +456,74 @@ def from_queue_event(qe: Any) -> QueueEvent:
     if k is AcdEventKind.CALLBACK_FAILED:
         return CallbackClosed(outcome=CallbackOutcome.FAILED, number=number, **base)
     if k in _AGENT:
-        reason = data.get("reason")
-        return AgentStateChanged(change=_AGENT[k], reason=None if reason is None else str(reason), **base)
+        return AgentStateChanged(change=_AGENT[k], reason=_opt_str(data.get("reason")), **base)
     return QueueStep(**base)
 
 
 # =========================================================================== the bus
 
 E = TypeVar("E", bound=Event)
-Writer = Callable[[Any], Awaitable[None]]
-Sink = Callable[[Any], None]
+#: What a live subscriber gets: an event, or a notice about the stream.
+Item = Event | Notice
+
+
+@dataclass(frozen=True)
+class _Writer(Generic[E]):
+    """A durable async subscriber and the event types it is for."""
+
+    fn: Callable[[E], Awaitable[None]]
+    types: tuple[type[E], ...]
+
+    async def __call__(self, ev: Event) -> None:
+        if isinstance(ev, self.types):
+            await self.fn(ev)
+
+
+@dataclass(frozen=True)
+class _Sink(Generic[E]):
+    """A durable synchronous subscriber and the event types it is for."""
+
+    fn: Callable[[E], None]
+    types: tuple[type[E], ...]
+
+    def __call__(self, ev: Event) -> None:
+        if isinstance(ev, self.types):
+            self.fn(ev)
+
+
+class _Writes(Protocol):
+    """A :class:`_Writer` of any event type, as the bus keeps it."""
+
+    @property
+    def fn(self) -> object: ...
+
+    @property
+    def types(self) -> tuple[type[Event], ...]: ...
+
+    async def __call__(self, ev: Event) -> None: ...
+
+
+class _Sinks(Protocol):
+    """A :class:`_Sink` of any event type, as the bus keeps it."""
+
+    @property
+    def fn(self) -> object: ...
+
+    @property
+    def types(self) -> tuple[type[Event], ...]: ...
+
+    def __call__(self, ev: Event) -> None: ...
 
 
 class Subscription:
     """A live subscriber's bounded queue. Iterate it (``async for``) or call :meth:`get`;
     the iteration ends after a :class:`SubscriberDropped` notice or :meth:`close`."""
 
-    def __init__(self, bus: EventBus, limit: int, types: tuple[type, ...] | None) -> None:
+    def __init__(self, bus: EventBus, limit: int, types: tuple[type[Event], ...] | None) -> None:
         self.bus = bus
         self.limit = limit
         self.types = types
-        self.items: collections.deque[Any] = collections.deque()
+        self.items: collections.deque[Item] = collections.deque()
         self.last_seq = 0  # the last event put in this subscriber's queue
         self.dropped = False
         self.closed = False
@@ -481,16 +544,16 @@ class Subscription:
         self._push(ev)
         return True
 
-    def _push(self, item: Any) -> None:
+    def _push(self, item: Item) -> None:
         self.items.append(item)
         self._ready.set()
 
-    def get_nowait(self) -> Any | None:
+    def get_nowait(self) -> Item | None:
         if not self.items:
             return None
         return self.items.popleft()
 
-    async def get(self) -> Any | None:
+    async def get(self) -> Item | None:
         """The next event or notice; None once closed or dropped and drained."""
         while not self.items:
             if self.closed or self.dropped:
@@ -504,10 +567,10 @@ class Subscription:
         self.bus._subs.discard(self)
         self._ready.set()
 
-    def __aiter__(self) -> AsyncIterator[Any]:
+    def __aiter__(self) -> AsyncIterator[Item]:
         return self._iter()
 
-    async def _iter(self) -> AsyncIterator[Any]:
+    async def _iter(self) -> AsyncIterator[Item]:
         while True:
             item = await self.get()
             if item is None:
@@ -515,6 +578,26 @@ class Subscription:
             yield item
             if isinstance(item, SubscriberDropped):
                 return
+
+
+class EventsReply(TypedDict):
+    """The local API's ``events`` reply (:meth:`EventBus.api`)."""
+
+    run: str
+    last_seq: int
+    gap: dict[str, str | int] | None
+    events: list[dict[str, object]]
+
+
+class BusStatus(TypedDict):
+    """The bus in ``pypbx status`` (:meth:`EventBus.status`)."""
+
+    run: str
+    last_seq: int
+    buffered: int
+    first_buffered: int | None
+    subscribers: int
+    dropped: int
 
 
 class EventBus:
@@ -533,25 +616,39 @@ class EventBus:
         self.run = run or uuid.uuid4().hex[:12]
         self.seq = 0
         self.recent: collections.deque[Event] = collections.deque(maxlen=max(1, buffer))
-        self._writers: list[tuple[tuple[type, ...], Writer]] = []
-        self._sinks: list[tuple[tuple[type, ...], Sink]] = []
+        self._writers: list[_Writes] = []
+        self._sinks: list[_Sinks] = []
         self._subs: set[Subscription] = set()
         self.dropped = 0
 
     # -- subscribers -----------------------------------------------------------------
-    def add_writer(self, fn: Writer, *types: type) -> None:
-        """A durable async subscriber (awaited by :meth:`emit`), for ``types`` (all if none)."""
-        self._writers.append((types or (Event,), fn))
+    @overload
+    def add_writer(self, fn: Callable[[Event], Awaitable[None]]) -> None: ...
+    @overload
+    def add_writer(self, fn: Callable[[E], Awaitable[None]], *types: type[E]) -> None: ...
 
-    def add_sink(self, fn: Sink, *types: type) -> None:
+    def add_writer(self, fn: Callable[[E], Awaitable[None]], *types: type[E]) -> None:
+        """A durable async subscriber (awaited by :meth:`emit`), for ``types`` (all if none)."""
+        # no types: the first overload, ``fn`` takes every Event
+        sub: _Writer[E] = _Writer(fn, types or (cast("type[E]", Event),))
+        self._writers.append(sub)
+
+    @overload
+    def add_sink(self, fn: Callable[[Event], None]) -> None: ...
+    @overload
+    def add_sink(self, fn: Callable[[E], None], *types: type[E]) -> None: ...
+
+    def add_sink(self, fn: Callable[[E], None], *types: type[E]) -> None:
         """A durable synchronous subscriber, called in order as each event is published."""
-        self._sinks.append((types or (Event,), fn))
+        # no types: the first overload, ``fn`` takes every Event
+        sub: _Sink[E] = _Sink(fn, types or (cast("type[E]", Event),))
+        self._sinks.append(sub)
 
     def subscribe(
         self,
         since: int | None = None,
         *,
-        types: Iterable[type] | None = None,
+        types: Iterable[type[Event]] | None = None,
         maxsize: int | None = None,
         run: str | None = None,
     ) -> Subscription:
@@ -589,12 +686,12 @@ class EventBus:
         self.seq += 1
         ev = dataclasses.replace(event, seq=self.seq, at=self.clock())
         self.recent.append(ev)
-        for types, fn in self._sinks:
-            if isinstance(ev, types):
+        for sink in self._sinks:
+            if isinstance(ev, sink.types):
                 try:
-                    fn(ev)
+                    sink(ev)
                 except Exception:
-                    log.exception("event sink %r failed on %s #%d", fn, ev.name, ev.seq)
+                    log.exception("event sink %r failed on %s #%d", sink.fn, ev.name, ev.seq)
         for sub in list(self._subs):
             if not sub._offer(ev):
                 self._subs.discard(sub)
@@ -609,20 +706,20 @@ class EventBus:
         first exception is raised afterwards (the emitter's database write failed)."""
         ev = self.publish(event)
         first: BaseException | None = None
-        for types, fn in self._writers:
-            if isinstance(ev, types):
+        for writer in self._writers:
+            if isinstance(ev, writer.types):
                 try:
-                    await fn(ev)
+                    await writer(ev)
                 except Exception as exc:
                     if first is None:
                         first = exc
                     else:
-                        log.exception("event writer %r failed on %s #%d", fn, ev.name, ev.seq)
+                        log.exception("event writer %r failed on %s #%d", writer.fn, ev.name, ev.seq)
         if first is not None:
             raise first
         return ev
 
-    def api(self, since: int = 0, run: str | None = None, limit: int = 1000) -> dict[str, Any]:
+    def api(self, since: int = 0, run: str | None = None, limit: int = 1000) -> EventsReply:
         """The local API's ``events`` reply: the buffered events after ``since`` (at most
         ``limit``), with ``gap`` when some are gone and this ``run``'s id."""
         gap, evs = self.replay(int(since), run=run, limit=max(1, min(int(limit), 10_000)))
@@ -637,7 +734,7 @@ class EventBus:
     def subscribers(self) -> int:
         return len(self._subs)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> BusStatus:
         return {
             "run": self.run,
             "last_seq": self.seq,
@@ -672,9 +769,9 @@ class Journal:
         self._f.close()
 
 
-def read_journal(path: Path | str) -> list[dict[str, Any]]:
+def read_journal(path: Path | str) -> list[dict[str, object]]:
     """Every line of a journal file, decoded (a torn last line is skipped)."""
-    out = []
+    out: list[dict[str, object]] = []
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         try:
             out.append(json.loads(line))

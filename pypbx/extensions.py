@@ -11,16 +11,15 @@ import re
 import secrets
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
 
-from pypbx.db import Database, IntegrityError
+from pypbx.db import Database, ExtensionRow, IntegrityError
 from pypbx.errors import PbxError
 
 NUMBER_RE = re.compile(r"^[0-9]{2,8}$")
 MIN_PASSWORD_LENGTH = 10
 # No 0/O/o, 1/l/I, and no characters that phones' keypads or SIP tooling handle badly.
 PASSWORD_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789"
-GENERATED_PASSWORD_LENGTH = 20   # log2(56) * 20 ~ 116 bits
+GENERATED_PASSWORD_LENGTH = 20  # log2(56) * 20 ~ 116 bits
 MAX_NAME_LENGTH = 64
 
 
@@ -37,13 +36,13 @@ class Extension:
     updated_at: float | None
     realm: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, str | bool | float | None]:
         return asdict(self)
 
 
 def ha1(username: str, realm: str, password: str, algorithm: str = "MD5") -> str:
     """HA1 = H(username ":" realm ":" password), hex. algorithm: 'MD5' or 'SHA-256'."""
-    data = f"{username}:{realm}:{password}".encode("utf-8")
+    data = f"{username}:{realm}:{password}".encode()
     if algorithm.upper() == "MD5":
         return hashlib.md5(data).hexdigest()
     if algorithm.upper() == "SHA-256":
@@ -72,7 +71,8 @@ def _check_password(password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ExtensionError(
             f"password too weak: at least {MIN_PASSWORD_LENGTH} characters needed "
-            f"(omit --password to generate a strong one)")
+            f"(omit --password to generate a strong one)"
+        )
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in password):
         raise ExtensionError("password must not contain control characters")
     return password
@@ -87,22 +87,35 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _from_row(row: dict[str, Any]) -> Extension:
-    return Extension(number=row["number"], name=row["name"] or "", enabled=bool(row["enabled"]),
-                     created_at=row["created_at"], updated_at=row["updated_at"], realm=row["realm"])
+def _from_row(row: ExtensionRow) -> Extension:
+    return Extension(
+        number=row["number"],
+        name=row["name"] or "",
+        enabled=bool(row["enabled"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        realm=row["realm"],
+    )
 
 
-async def add_extension(db: Database, number: str, name: str = "", realm: str = "pypbx",
-                        password: str | None = None) -> tuple[Extension, str]:
+async def add_extension(
+    db: Database, number: str, name: str = "", realm: str = "pypbx", password: str | None = None
+) -> tuple[Extension, str]:
     """Create an extension. Returns it and its password (generated if not given)."""
     number = validate_number(number)
     name = _check_name(name)
     password = _check_password(password) if password is not None else generate_password()
     now = time.time()
-    row = {"number": number, "name": name, "realm": realm,
-           "ha1_md5": ha1(number, realm, password, "MD5"),
-           "ha1_sha256": ha1(number, realm, password, "SHA-256"),
-           "enabled": 1, "created_at": now, "updated_at": now}
+    row: ExtensionRow = {
+        "number": number,
+        "name": name,
+        "realm": realm,
+        "ha1_md5": ha1(number, realm, password, "MD5"),
+        "ha1_sha256": ha1(number, realm, password, "SHA-256"),
+        "enabled": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
     try:
         await db.insert_extension(row)
     except IntegrityError:
@@ -126,8 +139,9 @@ async def set_password(db: Database, number: str, realm: str, password: str | No
     """Replace the credentials (and realm) of an extension. Returns the (possibly generated) password."""
     number = validate_number(number)
     password = _check_password(password) if password is not None else generate_password()
-    ok = await db.update_extension_secret(number, realm, ha1(number, realm, password, "MD5"),
-                                          ha1(number, realm, password, "SHA-256"), time.time())
+    ok = await db.update_extension_secret(
+        number, realm, ha1(number, realm, password, "MD5"), ha1(number, realm, password, "SHA-256"), time.time()
+    )
     if not ok:
         raise ExtensionError(f"extension {number} not found")
     return password

@@ -11,17 +11,19 @@ import asyncio
 import json
 import logging
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
-Command = Callable[..., Awaitable[Any] | Any]
+#: A command: called with the request's other keys; its result (awaited if a coroutine) is
+#: the reply's ``result``, written as JSON (anything else as its ``str``).
+Command = Callable[..., object]
 MAX_REQUEST = 64 * 1024
 
 
 class LocalApiServer:
-    def __init__(self, path: Path, commands: dict[str, Command]) -> None:
+    def __init__(self, path: Path, commands: Mapping[str, Command]) -> None:
         self.path = Path(path)
         self.commands = commands
         self._server: asyncio.AbstractServer | None = None
@@ -31,7 +33,7 @@ class LocalApiServer:
             # A socket left by a crashed run: refuse if something still answers on it.
             try:
                 _, w = await asyncio.wait_for(asyncio.open_unix_connection(str(self.path)), 1.0)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 self.path.unlink()
             else:
                 w.close()
@@ -58,12 +60,12 @@ class LocalApiServer:
             reply = await self._execute(line)
             writer.write(json.dumps(reply, default=str).encode() + b"\n")
             await writer.drain()
-        except (asyncio.TimeoutError, ConnectionError, asyncio.LimitOverrunError, ValueError):
+        except (TimeoutError, ConnectionError, asyncio.LimitOverrunError, ValueError):
             pass
         finally:
             writer.close()
 
-    async def _execute(self, line: bytes) -> dict:
+    async def _execute(self, line: bytes) -> dict[str, object]:
         try:
             req = json.loads(line)
             if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):

@@ -47,9 +47,11 @@ class NotRunningError(LocalAPIError):
         super().__init__(f"pypbx is not running (no socket at {socket_path})")
 
 
-async def request(socket_path: str | os.PathLike[str], cmd: str, timeout: float = 5.0,
-                  **args: Any) -> Any:
-    """Send ``{"cmd": cmd, **args}`` and return the reply's ``result``."""
+async def request(socket_path: str | os.PathLike[str], cmd: str, timeout: float = 5.0, **args: object) -> Any:
+    """Send ``{"cmd": cmd, **args}`` and return the reply's ``result``.
+
+    The result is decoded JSON whose shape depends on ``cmd`` (see the module docstring); it is
+    typed ``Any`` because each caller reads the shape of the command it sent."""
     path = str(socket_path)
     if not os.path.exists(path):
         raise NotRunningError(path)
@@ -57,7 +59,7 @@ async def request(socket_path: str | os.PathLike[str], cmd: str, timeout: float 
         reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path, limit=MAX_REPLY), timeout)
     except (ConnectionRefusedError, FileNotFoundError):
         raise NotRunningError(path) from None
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise LocalAPIError(f"pypbx did not accept a connection on {path} within {timeout:g} s") from None
     except OSError as e:
         raise LocalAPIError(f"cannot connect to {path}: {e.strerror or e}") from None
@@ -65,7 +67,7 @@ async def request(socket_path: str | os.PathLike[str], cmd: str, timeout: float 
         writer.write(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise LocalAPIError(f"pypbx did not answer {cmd!r} within {timeout:g} s") from None
     except (ConnectionError, asyncio.LimitOverrunError, ValueError) as e:
         raise LocalAPIError(f"local API connection failed: {e}") from None
@@ -84,11 +86,12 @@ async def request(socket_path: str | os.PathLike[str], cmd: str, timeout: float 
     if not isinstance(reply, dict) or "ok" not in reply:
         raise LocalAPIError("pypbx sent a malformed reply (no 'ok')")
     if not reply["ok"]:
-        raise LocalAPIError(str(reply.get("error") or "unknown error").splitlines()[0] if reply.get("error")
-                            else "unknown error")
+        raise LocalAPIError(
+            str(reply.get("error") or "unknown error").splitlines()[0] if reply.get("error") else "unknown error"
+        )
     return reply.get("result")
 
 
-def call(socket_path: str | os.PathLike[str], cmd: str, timeout: float = 5.0, **args: Any) -> Any:
+def call(socket_path: str | os.PathLike[str], cmd: str, timeout: float = 5.0, **args: object) -> Any:
     """Synchronous :func:`request` (for the CLI)."""
     return asyncio.run(request(socket_path, cmd, timeout=timeout, **args))

@@ -13,14 +13,14 @@ changes and flushes them with one :func:`save_registrations` call every ~100 ms.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable, Mapping
 
-from pypbx.db import REGISTRATION_FIELDS, Database
+from pypbx.db import REGISTRATION_FIELDS, Database, RegistrationRow
 
 _FIELDS = frozenset(REGISTRATION_FIELDS)
 
 
-def _check(u: dict[str, Any]) -> dict[str, Any]:
+def _check(u: dict[str, object]) -> dict[str, object]:
     extra = set(u) - _FIELDS
     if extra:
         raise ValueError(f"unknown registration field(s): {', '.join(sorted(extra))}")
@@ -29,13 +29,14 @@ def _check(u: dict[str, Any]) -> dict[str, Any]:
     return u
 
 
-async def load_registrations(db: Database, aor: str | None = None) -> list[dict[str, Any]]:
+async def load_registrations(db: Database, aor: str | None = None) -> list[RegistrationRow]:
     """All saved bindings (or those of one AOR), including expired ones not yet purged."""
     return await db.load_registration_rows(aor)
 
 
-async def save_registrations(db: Database, upserts: Iterable[dict[str, Any]],
-                             deletes: Iterable[tuple[str, str]]) -> None:
+async def save_registrations(
+    db: Database, upserts: Iterable[Mapping[str, object]], deletes: Iterable[tuple[str, str]]
+) -> None:
     """One transaction: delete (aor, contact) pairs, then insert-or-update the upserts."""
     ups = [_check(dict(u)) for u in upserts]
     dels = [(a, c) for a, c in deletes]
