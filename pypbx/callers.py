@@ -20,7 +20,8 @@ import csv
 import io
 import re
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pypbx.db import Database
 from pypbx.errors import PbxError
@@ -70,7 +71,7 @@ def parse_csv(text: str) -> tuple[list[tuple[str, str, str]], list[str]]:
     for lineno, rec in enumerate(reader, start=2):
         if not any(c.strip() for c in rec):
             continue
-        get = (lambda i: rec[i].strip() if i is not None and i < len(rec) else "")
+        get = lambda i: rec[i].strip() if i is not None and i < len(rec) else ""
         number = normalise(get(ni))
         if not _NUMBER_RE.match(number):
             problems.append(f"line {lineno}: bad number {get(ni)!r}")
@@ -89,8 +90,14 @@ async def import_csv(db: Database, text: str, clock: Callable[[], float] = time.
     return {"imported": len(rows), "new": len(rows) - existing, "updated": existing, "problems": problems}
 
 
-async def call_ended(db: Database, number: str, outcome: str, agent: str | None = None,
-                     call_id: str | None = None, clock: Callable[[], float] = time.time) -> None:
+async def call_ended(
+    db: Database,
+    number: str,
+    outcome: str,
+    agent: str | None = None,
+    call_id: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> None:
     if not number:
         return
     await db.caller_seen_row(number, clock(), outcome, agent or None, call_id)

@@ -28,8 +28,9 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from pypbx.db import Database, IntegrityError
 from pypbx.errors import PbxError
@@ -61,7 +62,7 @@ class RingGroup:
     then: str = ""
     created_at: float | None = None
 
-    def validate(self) -> "RingGroup":
+    def validate(self) -> RingGroup:
         if not NAME_RE.match(self.name or ""):
             raise GroupError(f"bad group name {self.name!r}: letters, digits, '-', '_' and '.'")
         members = []
@@ -107,17 +108,25 @@ def parse_members(text: str | list[str]) -> list[str]:
 
 # ----------------------------------------------------------------------------- store
 
+
 def _from_row(row: dict[str, Any]) -> RingGroup:
-    return RingGroup(name=row["name"], members=json.loads(row["members"] or "[]"), strategy=row["strategy"],
-                     ring_time=row["ring_time"], then=row["then_dest"] or "", created_at=row["created_at"])
+    return RingGroup(
+        name=row["name"],
+        members=json.loads(row["members"] or "[]"),
+        strategy=row["strategy"],
+        ring_time=row["ring_time"],
+        then=row["then_dest"] or "",
+        created_at=row["created_at"],
+    )
 
 
 async def add_group(db: Database, group: RingGroup, now: float | None = None) -> RingGroup:
     group.validate()
     group.created_at = now if now is not None else time.time()
     try:
-        await db.insert_ring_group_row(group.name, json.dumps(group.members), group.strategy,
-                                       group.ring_time, group.then, group.created_at)
+        await db.insert_ring_group_row(
+            group.name, json.dumps(group.members), group.strategy, group.ring_time, group.then, group.created_at
+        )
     except IntegrityError:
         raise GroupError(f"ring group {group.name} already exists") from None
     return group
@@ -141,14 +150,19 @@ async def remove_group(db: Database, name: str) -> None:
 
 # ----------------------------------------------------------------------------- live
 
+
 class GroupService:
     """The front door's view of ring legs in progress (see the module docstring)."""
 
-    def __init__(self, *, contacts: Callable[[str], list],
-                 answered_by: Callable[[str, tuple[str, ...]], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        contacts: Callable[[str], list],
+        answered_by: Callable[[str, tuple[str, ...]], str | None] | None = None,
+    ) -> None:
         self.contacts = contacts
         self.answered_by = answered_by
-        self.rings: dict[str, tuple[tuple[str, ...], float]] = {}    # token -> (extensions, timeout)
+        self.rings: dict[str, tuple[tuple[str, ...], float]] = {}  # token -> (extensions, timeout)
 
     def ring(self, extensions: tuple[str, ...], timeout: float) -> str:
         token = uuid.uuid4().hex[:16]
@@ -165,7 +179,7 @@ class GroupService:
         user = request.uri.user or ""
         if not user.startswith(RING_PREFIX):
             return None
-        ring = self.rings.get(user[len(RING_PREFIX):])
+        ring = self.rings.get(user[len(RING_PREFIX) :])
         if ring is None or request.method != "INVITE":
             return RouteDecision.reject(481 if request.method != "INVITE" else 404)
         exts, timeout = ring

@@ -39,14 +39,21 @@ import contextlib
 import hashlib
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pypbx import voicemail as V
 from sip.auth import ProxyAuthenticator
 from sip.message import Request, make_response
 from sip.registrar import AuthOutcome
 from sip.subscription import (
-    Ended, ExpiresPolicy, MessageSummary, Notifier, Respond, SendNotify, Subscription,
+    Ended,
+    ExpiresPolicy,
+    MessageSummary,
+    Notifier,
+    Respond,
+    SendNotify,
+    Subscription,
 )
 from sip.transaction import Addr, ResponseReceived
 
@@ -94,10 +101,20 @@ def _tag(req: Request) -> str:
 
 
 class MwiService:
-    def __init__(self, db: Any, sip: Any, *, realm: str, authenticator: ProxyAuthenticator,
-                 policy: ExpiresPolicy = ExpiresPolicy(), user_agent: str = "pypbx",
-                 wallclock: Callable[[], float] = time.time, changes: Any = None) -> None:
+    def __init__(
+        self,
+        db: Any,
+        sip: Any,
+        *,
+        realm: str,
+        authenticator: ProxyAuthenticator,
+        policy: ExpiresPolicy = ExpiresPolicy(),
+        user_agent: str = "pypbx",
+        wallclock: Callable[[], float] = time.time,
+        changes: Any = None,
+    ) -> None:
         from pypbx.changes import ChangeWatcher
+
         self.db = db
         self.sip = sip
         self.realm = realm
@@ -148,7 +165,7 @@ class MwiService:
         n = self.notifier
         if req.to.tag is not None:
             sub = n.find(req)
-            if sub is None:            # e.g. a refresh after our restart: subscribe again
+            if sub is None:  # e.g. a refresh after our restart: subscribe again
                 server.respond(key, make_response(req, 481, to_tag=_tag(req)))
                 return
             self._run(key, n.refresh(sub, req, source, now))
@@ -164,15 +181,22 @@ class MwiService:
                 server.guard.auth_failed(source.host, now, res.user, "SUBSCRIBE")
             elif res.outcome is not AuthOutcome.MALFORMED:
                 server.counters["auth_challenges"] += 1
-            log.debug("MWI: SUBSCRIBE %s from %s:%d: %s -> %d", req.uri, source.host, source.port,
-                      res.outcome.value, res.response.status)
+            log.debug(
+                "MWI: SUBSCRIBE %s from %s:%d: %s -> %d",
+                req.uri,
+                source.host,
+                source.port,
+                res.outcome.value,
+                res.response.status,
+            )
             server.respond(key, _with_to_tag(res.response, req))
             return
         user = res.user or ""
         if req.from_.uri.user != user:
             server.guard.auth_failed(source.host, now, user, "SUBSCRIBE")
-            server.respond(key, make_response(req, 403, "Forbidden - From is not the authenticated user",
-                                             to_tag=_tag(req)))
+            server.respond(
+                key, make_response(req, 403, "Forbidden - From is not the authenticated user", to_tag=_tag(req))
+            )
             return
         server.guard.auth_ok(source.host)
         self._spawn(self._accept(key, req, source, user))
@@ -180,7 +204,7 @@ class MwiService:
     async def _accept(self, key: object, req: Request, source: Addr, user: str) -> None:
         try:
             target = req.uri.user or ""
-            if target == V.ACCESS_NUMBER:      # phones that subscribe to the voicemail code
+            if target == V.ACCESS_NUMBER:  # phones that subscribe to the voicemail code
                 target = user
             box = await mailbox_for(self.db, target)
             if box is None:
@@ -193,9 +217,15 @@ class MwiService:
             async with self._lock:
                 new, old = await mailbox_counts(self.db, box["box"])
                 local = self.sip.local_address(source.transport, source.host)
-                actions = self.notifier.accept(req, source, self._now(), box=box["box"],
-                                               summary=self.summary(box["box"], new, old), local=local,
-                                               user=user)
+                actions = self.notifier.accept(
+                    req,
+                    source,
+                    self._now(),
+                    box=box["box"],
+                    summary=self.summary(box["box"], new, old),
+                    local=local,
+                    user=user,
+                )
         except Exception:
             log.exception("MWI: cannot read mailbox for %s", req.uri)
             self.sip.respond(key, make_response(req, 500, to_tag=_tag(req)))
@@ -204,8 +234,17 @@ class MwiService:
         sub = next((a for a in actions if type(a) is SendNotify), None)
         if sub is not None and sub.sub_id in self.notifier.by_id:
             s: Subscription = self.notifier.by_id[sub.sub_id]
-            log.info("MWI: %s subscribed to mailbox %s from %s:%s:%d for %ds (new %d, old %d)", user,
-                     s.box, source.transport, source.host, source.port, s.expires_in(self._now()), new, old)
+            log.info(
+                "MWI: %s subscribed to mailbox %s from %s:%s:%d for %ds (new %d, old %d)",
+                user,
+                s.box,
+                source.transport,
+                source.host,
+                source.port,
+                s.expires_in(self._now()),
+                new,
+                old,
+            )
         self._wake.set()
 
     # -- actions -------------------------------------------------------------------
@@ -225,12 +264,13 @@ class MwiService:
 
         def on_event(ev: object) -> None:
             if type(ev) is ResponseReceived:
-                status = ev.response.status       # type: ignore[attr-defined]
+                status = ev.response.status  # type: ignore[attr-defined]
                 if status < 200:
                     return
-            else:                                 # Timeout / TransportError
+            else:  # Timeout / TransportError
                 status = None
             self._run(None, self.notifier.on_notify_result(branch, status, self._now()))
+
         self.sip.send_own(act.request, act.dest, on_event)
 
     # -- changes -------------------------------------------------------------------
@@ -263,7 +303,7 @@ class MwiService:
             now = self._now()
             self._run(None, self.notifier.tick(now))
             if self._own_watch is None:
-                next_poll = now + 3600.0            # the app's change watcher calls db_changed
+                next_poll = now + 3600.0  # the app's change watcher calls db_changed
             elif now >= next_poll:
                 next_poll = now + POLL_INTERVAL
                 try:
@@ -281,5 +321,4 @@ class MwiService:
 
     # -- status --------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        return {"subscriptions": self.notifier.status(self._now()),
-                "counters": dict(self.notifier.counters)}
+        return {"subscriptions": self.notifier.status(self._now()), "counters": dict(self.notifier.counters)}

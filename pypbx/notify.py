@@ -44,11 +44,12 @@ import ssl
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pypbx import __version__
 from pypbx.config import NotifyConfig
@@ -84,7 +85,7 @@ class NotifyError(PbxError, ValueError):
 class Delivered:
     channel: Channel
     target: str
-    detail: str          # "HTTP 200", "250 OK queued as ..." ...
+    detail: str  # "HTTP 200", "250 OK queued as ..." ...
 
 
 def backoff(attempts: int) -> float:
@@ -103,9 +104,9 @@ def _one_line(s: Any) -> str:
 
 # ------------------------------------------------------------------ payloads
 
+
 def voicemail_payload(box: str, meta: dict[str, Any], service_line: str = "") -> dict[str, Any]:
-    msg = {k: meta.get(k) for k in ("id", "box", "caller", "did", "time", "received_at", "seconds", "path",
-                                    "call_id")}
+    msg = {k: meta.get(k) for k in ("id", "box", "caller", "did", "time", "received_at", "seconds", "path", "call_id")}
     msg["box"] = msg["box"] or box
     msg["service_line"] = service_line or ""
     return {"event": "voicemail", "mailbox": box, "message": msg}
@@ -118,8 +119,9 @@ def webhook_body(payload: dict[str, Any], delivery_id: int | None) -> bytes:
 def email_subject(payload: dict[str, Any]) -> str:
     m = payload.get("message", {})
     line = m.get("service_line") or m.get("did") or m.get("box") or "-"
-    return _one_line(f"Voicemail from {m.get('caller') or 'unknown caller'} ({line}) "
-                     f"{float(m.get('seconds') or 0):.0f} s")
+    return _one_line(
+        f"Voicemail from {m.get('caller') or 'unknown caller'} ({line}) {float(m.get('seconds') or 0):.0f} s"
+    )
 
 
 def build_email(cfg: NotifyConfig, to: str, payload: dict[str, Any]) -> EmailMessage:
@@ -132,8 +134,9 @@ def build_email(cfg: NotifyConfig, to: str, payload: dict[str, Any]) -> EmailMes
     em["X-Mailer"] = f"pypbx {__version__}"
     if payload.get("event") == "test":
         em["Subject"] = "pypbx test notification"
-        em.set_content("This is a test e-mail from pypbx (pypbx notify test).\n"
-                       "Voicemail notifications reach this address.\n")
+        em.set_content(
+            "This is a test e-mail from pypbx (pypbx notify test).\nVoicemail notifications reach this address.\n"
+        )
         return em
     m = payload["message"]
     em["Subject"] = email_subject(payload)
@@ -160,8 +163,10 @@ def build_email(cfg: NotifyConfig, to: str, payload: dict[str, Any]) -> EmailMes
             if size <= cfg.attach_max_mb * 1024 * 1024:
                 attach = path.read_bytes()
             else:
-                lines.append(f"The recording is not attached: {size / 1048576:.1f} MB is over "
-                             f"notify.attach_max_mb ({cfg.attach_max_mb:g} MB).")
+                lines.append(
+                    f"The recording is not attached: {size / 1048576:.1f} MB is over "
+                    f"notify.attach_max_mb ({cfg.attach_max_mb:g} MB)."
+                )
     lines.append(f"Listen: dial *98 from the mailbox's phone, or: pypbx voicemail play {m.get('id')}")
     em.set_content("\n".join(lines) + "\n")
     if attach is not None:
@@ -171,9 +176,10 @@ def build_email(cfg: NotifyConfig, to: str, payload: dict[str, Any]) -> EmailMes
 
 # ------------------------------------------------------------------ the two channels (blocking)
 
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001
-        return None          # a 3xx is an HTTPError: the webhook URL must answer itself
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # a 3xx is an HTTPError: the webhook URL must answer itself
 
 
 def post_webhook(url: str, body: bytes, *, secret: str = "", timeout: float = 10.0) -> str:
@@ -191,7 +197,7 @@ def post_webhook(url: str, body: bytes, *, secret: str = "", timeout: float = 10
         raise NotifyError(f"HTTP {e.code} {_one_line(e.reason)}") from None
     except urllib.error.URLError as e:
         raise NotifyError(f"cannot reach {url}: {_one_line(e.reason)}") from None
-    except (OSError, ValueError) as e:           # timeouts, resets, bad URL
+    except (OSError, ValueError) as e:  # timeouts, resets, bad URL
         raise NotifyError(f"cannot reach {url}: {_one_line(e) or type(e).__name__}") from None
     if not 200 <= code < 300:
         raise NotifyError(f"HTTP {code}")
@@ -205,8 +211,9 @@ def send_email(cfg: NotifyConfig, msg: EmailMessage) -> str:
     where = f"{cfg.smtp_host}:{cfg.port}"
     try:
         if cfg.smtp_ssl:
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(cfg.smtp_host, cfg.port, timeout=cfg.timeout,
-                                                  context=ssl.create_default_context())
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                cfg.smtp_host, cfg.port, timeout=cfg.timeout, context=ssl.create_default_context()
+            )
         else:
             smtp = smtplib.SMTP(cfg.smtp_host, cfg.port, timeout=cfg.timeout)
         try:
@@ -236,6 +243,7 @@ def send_email(cfg: NotifyConfig, msg: EmailMessage) -> str:
 
 
 # ------------------------------------------------------------------ the outbox
+
 
 def _row(r: dict[str, Any]) -> dict[str, Any]:
     return {**r, "payload": json.loads(r["payload"])}
@@ -282,21 +290,34 @@ class Notifier:
         now = self.clock()
         body = json.dumps(payload, sort_keys=True)
         ids = await self.db.insert_notification_rows(
-            [{"kind": kind, "channel": ch.value, "target": t, "payload": body, "created_at": now,
-              "next_attempt_at": now} for ch, t in targets])
-        log.info("notifications %s queued (%s)", ",".join(map(str, ids)),
-                 ", ".join(f"{ch.value} {t}" for ch, t in targets))
+            [
+                {
+                    "kind": kind,
+                    "channel": ch.value,
+                    "target": t,
+                    "payload": body,
+                    "created_at": now,
+                    "next_attempt_at": now,
+                }
+                for ch, t in targets
+            ]
+        )
+        log.info(
+            "notifications %s queued (%s)", ",".join(map(str, ids)), ", ".join(f"{ch.value} {t}" for ch, t in targets)
+        )
         self._wake.set()
         return ids
 
     # -- send ------------------------------------------------------------------------
-    async def send_now(self, channel: Channel, target: str, payload: dict[str, Any],
-                       delivery_id: int | None = None) -> str:
+    async def send_now(
+        self, channel: Channel, target: str, payload: dict[str, Any], delivery_id: int | None = None
+    ) -> str:
         """One attempt, in a thread; returns a short result or raises NotifyError."""
         if channel is Channel.WEBHOOK:
             body = webhook_body(payload, delivery_id)
-            return await asyncio.to_thread(post_webhook, target, body, secret=self.cfg.webhook_secret,
-                                           timeout=self.cfg.timeout)
+            return await asyncio.to_thread(
+                post_webhook, target, body, secret=self.cfg.webhook_secret, timeout=self.cfg.timeout
+            )
         msg = await asyncio.to_thread(build_email, self.cfg, target, payload)
         return await asyncio.to_thread(send_email, self.cfg, msg)
 
@@ -304,26 +325,42 @@ class Notifier:
         """Attempt the row once and record the outcome (sent / retry later / failed)."""
         nid, attempts, target = row["id"], row["attempts"] + 1, row["target"]
         if row["channel"] == Channel.WEBHOOK.value and self.cfg.webhook_url and target != self.cfg.webhook_url:
-            target = self.cfg.webhook_url          # the URL was changed since: the one configured now
+            target = self.cfg.webhook_url  # the URL was changed since: the one configured now
             await self.db.update_notification_row(nid, target=target)
         try:
             detail = await self.send_now(Channel(row["channel"]), target, json.loads(row["payload"]), nid)
-        except Exception as exc:        # NotifyError, or a bug: either way the row stays accountable
+        except Exception as exc:  # NotifyError, or a bug: either way the row stays accountable
             err = str(exc) if isinstance(exc, NotifyError) else f"{type(exc).__name__}: {_one_line(exc)}"
             if attempts >= self.cfg.max_attempts:
-                await self.db.update_notification_row(nid, status=Status.FAILED.value, attempts=attempts,
-                                                      last_error=err)
-                log.error("notification %d (%s %s) failed for good after %d attempts: %s", nid, row["channel"],
-                          target, attempts, err)
+                await self.db.update_notification_row(
+                    nid, status=Status.FAILED.value, attempts=attempts, last_error=err
+                )
+                log.error(
+                    "notification %d (%s %s) failed for good after %d attempts: %s",
+                    nid,
+                    row["channel"],
+                    target,
+                    attempts,
+                    err,
+                )
                 return Status.FAILED
             wait = backoff(attempts)
-            await self.db.update_notification_row(nid, attempts=attempts, last_error=err,
-                                                  next_attempt_at=self.clock() + wait)
-            log.warning("notification %d (%s %s) attempt %d failed: %s; next in %.0f s", nid, row["channel"],
-                        target, attempts, err, wait)
+            await self.db.update_notification_row(
+                nid, attempts=attempts, last_error=err, next_attempt_at=self.clock() + wait
+            )
+            log.warning(
+                "notification %d (%s %s) attempt %d failed: %s; next in %.0f s",
+                nid,
+                row["channel"],
+                target,
+                attempts,
+                err,
+                wait,
+            )
             return Status.PENDING
-        await self.db.update_notification_row(nid, status=Status.SENT.value, attempts=attempts,
-                                              sent_at=self.clock(), last_error=None)
+        await self.db.update_notification_row(
+            nid, status=Status.SENT.value, attempts=attempts, sent_at=self.clock(), last_error=None
+        )
         log.info("notification %d (%s %s) sent: %s", nid, row["channel"], target, detail)
         return Status.SENT
 
@@ -360,6 +397,7 @@ class Notifier:
 
 # ------------------------------------------------------------------ the CLI's verbs
 
+
 async def list_notifications(db: Database, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
     return [_row(r) for r in await db.list_notification_rows(status, limit)]
 
@@ -380,6 +418,10 @@ def _when(ts: float | None) -> str:
 
 
 def probe_payload() -> dict[str, Any]:
-    return {"event": "test", "message": "pypbx test notification", "time":
-            dt.datetime.now().astimezone().isoformat(timespec="seconds"), "host": socket.gethostname(),
-            "pid": os.getpid()}
+    return {
+        "event": "test",
+        "message": "pypbx test notification",
+        "time": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }

@@ -74,17 +74,32 @@ def _repair_one(rec_dir: Path, row: dict[str, Any]) -> dict[str, Any] | None:
     out = files[0].parent / f"{row['id']}.wav"
     info = merge_stereo(caller, callee, out, samplerate=8000, remove_sources=True)
     meta = {
-        "call_id": row["id"], "sip_call_id": row.get("sip_call_id"), "direction": row.get("direction"),
+        "call_id": row["id"],
+        "sip_call_id": row.get("sip_call_id"),
+        "direction": row.get("direction"),
         "caller": {"number": row.get("caller_number"), "name": row.get("caller_name") or "", "channel": "left"},
         "callee": {"number": row.get("callee_number"), "name": row.get("callee_name") or "", "channel": "right"},
-        "extension": row.get("extension"), "queue": row.get("queue"), "agent": row.get("agent"),
-        "did": row.get("did"), "offered_at": row.get("offered_at"), "answered_at": row.get("answered_at"),
-        "ended_at": row.get("ended_at"), "disposition": row.get("disposition"),
+        "extension": row.get("extension"),
+        "queue": row.get("queue"),
+        "agent": row.get("agent"),
+        "did": row.get("did"),
+        "offered_at": row.get("offered_at"),
+        "answered_at": row.get("answered_at"),
+        "ended_at": row.get("ended_at"),
+        "disposition": row.get("disposition"),
         "flags": sorted(set(filter(None, (row.get("flags") or "").split(","))) | {"interrupted"}),
-        "recording": {"path": str(out), "status": "interrupted", "seconds": round(info.duration, 3),
-                      "sample_rate": info.samplerate, "sha256": info.sha256, "channels": 2, "bytes": info.size,
-                      "repaired": {str(f.name): {"repaired": r.repaired, "seconds": round(r.duration, 3)}
-                                   for f, r in results.items()}},
+        "recording": {
+            "path": str(out),
+            "status": "interrupted",
+            "seconds": round(info.duration, 3),
+            "sample_rate": info.samplerate,
+            "sha256": info.sha256,
+            "channels": 2,
+            "bytes": info.size,
+            "repaired": {
+                str(f.name): {"repaired": r.repaired, "seconds": round(r.duration, 3)} for f, r in results.items()
+            },
+        },
     }
     write_sidecar(out, meta)
     return meta
@@ -102,19 +117,38 @@ async def repair_interrupted(db: Database, rec_dir: Path, call_ids: list[str]) -
             meta = await asyncio.to_thread(_repair_one, Path(rec_dir), row)
         except (OSError, RecordingError, ValueError) as exc:
             log.error("call %s: could not repair its recording: %s", cid[:12], exc)
-            await db.upsert_recording({"call_id": cid, "path": str(rec_dir), "status": "failed",
-                                       "created_at": time.time(), "detail": json.dumps({"error": str(exc)})})
+            await db.upsert_recording(
+                {
+                    "call_id": cid,
+                    "path": str(rec_dir),
+                    "status": "failed",
+                    "created_at": time.time(),
+                    "detail": json.dumps({"error": str(exc)}),
+                }
+            )
             continue
         if meta is None:
             continue
         rec = meta["recording"]
-        await db.upsert_recording({"call_id": cid, "path": rec["path"], "status": "interrupted",
-                                   "seconds": rec["seconds"], "sample_rate": rec["sample_rate"], "channels": 2,
-                                   "sha256": rec["sha256"], "bytes": rec["bytes"], "created_at": time.time(),
-                                   "detail": json.dumps({"repaired": rec["repaired"]})})
-        await db.add_call_events([(cid, time.time(), "recording_repaired",
-                                   json.dumps({"path": rec["path"], "seconds": rec["seconds"]}))])
-        log.warning("call %s: recording left by the crash repaired (%.1f s) -> %s", cid[:12], rec["seconds"],
-                    rec["path"])
+        await db.upsert_recording(
+            {
+                "call_id": cid,
+                "path": rec["path"],
+                "status": "interrupted",
+                "seconds": rec["seconds"],
+                "sample_rate": rec["sample_rate"],
+                "channels": 2,
+                "sha256": rec["sha256"],
+                "bytes": rec["bytes"],
+                "created_at": time.time(),
+                "detail": json.dumps({"repaired": rec["repaired"]}),
+            }
+        )
+        await db.add_call_events(
+            [(cid, time.time(), "recording_repaired", json.dumps({"path": rec["path"], "seconds": rec["seconds"]}))]
+        )
+        log.warning(
+            "call %s: recording left by the crash repaired (%.1f s) -> %s", cid[:12], rec["seconds"], rec["path"]
+        )
         done.append(meta)
     return done

@@ -37,9 +37,10 @@ import json
 import logging
 import re
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from acd.model import AgentState
 from pypbx import callers as C
@@ -66,6 +67,7 @@ class RoutingError(PbxError, ValueError):
 
 # ----------------------------------------------------------------------------- the model
 
+
 @dataclass(frozen=True)
 class Condition:
     kind: str
@@ -79,8 +81,8 @@ class Condition:
 class Rule:
     conditions: tuple[Condition, ...]
     destination: str
-    prefer_last: float | None = None     # seconds: a queue call prefers the caller's last agent
-    position: int = 0                     # 1-based, as stored
+    prefer_last: float | None = None  # seconds: a queue call prefers the caller's last agent
+    position: int = 0  # 1-based, as stored
 
     @property
     def is_default(self) -> bool:
@@ -90,8 +92,12 @@ class Rule:
         return {"prefer_last": self.prefer_last} if self.prefer_last else {}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"position": self.position, "if": [str(c) for c in self.conditions],
-                "to": self.destination, **self.options()}
+        return {
+            "position": self.position,
+            "if": [str(c) for c in self.conditions],
+            "to": self.destination,
+            **self.options(),
+        }
 
     def describe(self) -> str:
         cond = " and ".join(str(c) for c in self.conditions) or "(default)"
@@ -107,8 +113,12 @@ class Route:
     created_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "tz": self.tz, "rules": [r.to_dict() for r in self.rules],
-                "created_at": self.created_at}
+        return {
+            "name": self.name,
+            "tz": self.tz,
+            "rules": [r.to_dict() for r in self.rules],
+            "created_at": self.created_at,
+        }
 
 
 @dataclass(frozen=True)
@@ -131,6 +141,7 @@ class Decision:
 
 # ----------------------------------------------------------------------------- parsing
 
+
 def _parse_time(arg: str) -> tuple[list[int], tuple[int, int] | None]:
     """``mon-fri/08:00-12:00`` | ``08:00-12:00`` | ``sat-sun`` -> (weekdays, minute range).
     A range that ends before it starts runs past midnight (``22:00-07:00``: from 22:00 on
@@ -139,7 +150,7 @@ def _parse_time(arg: str) -> tuple[list[int], tuple[int, int] | None]:
     if not arg:
         raise RoutingError("time= needs DAYS/HH:MM-HH:MM (e.g. time=mon-fri/08:00-12:00)")
     days_txt, _, rng_txt = arg.rpartition("/")
-    if ":" not in rng_txt:                      # days only
+    if ":" not in rng_txt:  # days only
         days_txt, rng_txt = arg, ""
     try:
         days = H._parse_days(days_txt) if days_txt else list(range(7))
@@ -156,7 +167,7 @@ def _parse_time(arg: str) -> tuple[list[int], tuple[int, int] | None]:
     a, b = h1 * 60 + m1, h2 * 60 + m2
     if a == b or (b == 1440 and a == 0):
         raise RoutingError(f"bad time={arg}: an empty or whole-day range (leave the time out for all day)")
-    return days, (a, b % 1440)          # start > end: past midnight (24:00 is 0)
+    return days, (a, b % 1440)  # start > end: past midnight (24:00 is 0)
 
 
 def _in_time(days: list[int], rng: tuple[int, int] | None, t: dt.datetime) -> bool:
@@ -175,8 +186,10 @@ def parse_condition(text: str) -> Condition:
     kind, eq, arg = text.partition("=")
     kind, arg = kind.strip().lower(), arg.strip()
     if kind not in COND_KINDS:
-        raise RoutingError(f"bad condition {text!r} (want one of known, new, sticky, time=DAYS/HH:MM-HH:MM, "
-                           "open=SCHEDULE, closed=SCHEDULE, ivr=MENU:DIGITS, caller=PREFIX)")
+        raise RoutingError(
+            f"bad condition {text!r} (want one of known, new, sticky, time=DAYS/HH:MM-HH:MM, "
+            "open=SCHEDULE, closed=SCHEDULE, ivr=MENU:DIGITS, caller=PREFIX)"
+        )
     if kind in _NO_ARG:
         if eq:
             raise RoutingError(f"condition {kind} takes no value")
@@ -217,8 +230,7 @@ def parse_destination(dest: str) -> str:
         raise RoutingError(f"{e}, route:NAME or agent:last") from None
 
 
-def make_rule(conditions: Sequence[str], destination: str, prefer_last: float | None = None,
-              position: int = 0) -> Rule:
+def make_rule(conditions: Sequence[str], destination: str, prefer_last: float | None = None, position: int = 0) -> Rule:
     conds = tuple(parse_condition(c) for c in conditions)
     kinds = [c.kind for c in conds]
     if "known" in kinds and "new" in kinds:
@@ -234,6 +246,7 @@ def make_rule(conditions: Sequence[str], destination: str, prefer_last: float | 
 
 # ----------------------------------------------------------------------------- evaluation (pure)
 
+
 def _holds(c: Condition, facts: Mapping[str, Any], tz: str) -> bool:
     k = c.kind
     if k == "known":
@@ -248,7 +261,7 @@ def _holds(c: Condition, facts: Mapping[str, Any], tz: str) -> bool:
     if k == "ivr":
         menu, _, digits = c.arg.partition(":")
         return any(m == menu and d == digits for m, d in facts.get("ivr_choices") or ())
-    now: dt.datetime = facts.get("now") or dt.datetime.now(dt.timezone.utc)
+    now: dt.datetime = facts.get("now") or dt.datetime.now(dt.UTC)
     if k == "time":
         days, rng = _parse_time(c.arg)
         t = now.astimezone(H.zone(tz)) if now.tzinfo else now.replace(tzinfo=H.zone(tz))
@@ -293,6 +306,7 @@ def evaluate(rules: Sequence[Rule], facts: Mapping[str, Any], tz: str = "UTC") -
 
 # ----------------------------------------------------------------------------- the store
 
+
 def _check_name(name: str) -> str:
     if not NAME_RE.match(name or ""):
         raise RoutingError(f"bad route name {name!r}: letters, digits, '-', '_' and '.' only")
@@ -330,8 +344,9 @@ async def list_routes(db: Database) -> list[Route]:
     rules: dict[str, list[Rule]] = {}
     for r in await db.list_route_rule_rows():
         rules.setdefault(r["route"], []).append(_rule_from_row(r))
-    return [Route(r["name"], r["tz"], tuple(rules.get(r["name"], ())), r["created_at"])
-            for r in await db.list_route_rows()]
+    return [
+        Route(r["name"], r["tz"], tuple(rules.get(r["name"], ())), r["created_at"]) for r in await db.list_route_rows()
+    ]
 
 
 async def remove_route(db: Database, name: str) -> list[str]:
@@ -370,8 +385,9 @@ async def set_tz(db: Database, name: str, tz: str) -> Route:
 
 
 async def _save_rules(db: Database, name: str, rules: Sequence[Rule]) -> Route:
-    await db.replace_route_rule_rows(name, [(json.dumps([str(c) for c in r.conditions]), r.destination,
-                                             json.dumps(r.options())) for r in rules])
+    await db.replace_route_rule_rows(
+        name, [(json.dumps([str(c) for c in r.conditions]), r.destination, json.dumps(r.options())) for r in rules]
+    )
     return await get_route(db, name)
 
 
@@ -407,8 +423,14 @@ async def check_condition(db: Database, c: Condition) -> None:
         raise RoutingError(f"condition {c}: no IVR menu {c.arg.partition(':')[0]!r}")
 
 
-async def add_rule(db: Database, name: str, conditions: Sequence[str], destination: str,
-                   prefer_last: float | None = None, position: int | None = None) -> Route:
+async def add_rule(
+    db: Database,
+    name: str,
+    conditions: Sequence[str],
+    destination: str,
+    prefer_last: float | None = None,
+    position: int | None = None,
+) -> Route:
     """Append (or insert at 1-based ``position``) a rule to route ``name``."""
     route = await get_route(db, name)
     rule = make_rule(conditions, destination, prefer_last)
@@ -428,23 +450,39 @@ async def add_rule(db: Database, name: str, conditions: Sequence[str], destinati
 async def remove_rule(db: Database, name: str, position: int) -> Route:
     route = await get_route(db, name)
     if not 1 <= position <= len(route.rules):
-        raise RoutingError(f"route {name} has no rule {position}" + (f" (1..{len(route.rules)})" if route.rules else ""))
+        raise RoutingError(
+            f"route {name} has no rule {position}" + (f" (1..{len(route.rules)})" if route.rules else "")
+        )
     rules = [r for i, r in enumerate(route.rules, start=1) if i != position]
     return await _save_rules(db, name, rules)
 
 
 # ----------------------------------------------------------------------------- live calls
 
-async def gather_facts(db: Database, route: Route, caller: str, *, acd: Any = None,
-                       ivr_choices: Sequence[tuple[str, str]] = (), now: dt.datetime | None = None) -> dict[str, Any]:
+
+async def gather_facts(
+    db: Database,
+    route: Route,
+    caller: str,
+    *,
+    acd: Any = None,
+    ivr_choices: Sequence[tuple[str, str]] = (),
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
     """What the route's conditions need, read from the database and the live ACD (only
     the lookups the rules ask for)."""
     kinds = {c.kind for r in route.rules for c in r.conditions}
     needs_agent = "sticky" in kinds or any(r.destination == "agent:last" or r.prefer_last for r in route.rules)
-    facts: dict[str, Any] = {"caller": caller, "ivr_choices": list(ivr_choices),
-                             "now": now or H.now(route.tz), "known": False,
-                             "last_agent": None, "last_agent_available": False, "last_agent_ext": None,
-                             "schedules": {}}
+    facts: dict[str, Any] = {
+        "caller": caller,
+        "ivr_choices": list(ivr_choices),
+        "now": now or H.now(route.tz),
+        "known": False,
+        "last_agent": None,
+        "last_agent_available": False,
+        "last_agent_ext": None,
+        "schedules": {},
+    }
     if kinds & {"known", "new"}:
         facts["known"] = await C.known(db, caller)
     if needs_agent:
@@ -480,8 +518,15 @@ async def acd_from_db(db: Database) -> Any:
     return SimpleNamespace(engine=SimpleNamespace(agents=agents), agent_ext=ext)
 
 
-async def dry_run(db: Database, name: str, caller: str, *, at: dt.datetime | None = None,
-                  ivr_choices: Sequence[tuple[str, str]] = (), acd: Any = None) -> dict[str, Any]:
+async def dry_run(
+    db: Database,
+    name: str,
+    caller: str,
+    *,
+    at: dt.datetime | None = None,
+    ivr_choices: Sequence[tuple[str, str]] = (),
+    acd: Any = None,
+) -> dict[str, Any]:
     """``pypbx route test``: which rule would match (following ``route:`` destinations).
     ``at`` without a zone is in each route's time zone; the agents' states come from the
     database unless ``acd`` is given."""
@@ -500,11 +545,19 @@ async def dry_run(db: Database, name: str, caller: str, *, at: dt.datetime | Non
         when = at.replace(tzinfo=H.zone(route.tz)) if at is not None and at.tzinfo is None else at
         facts = await gather_facts(db, route, caller, acd=acd, ivr_choices=ivr_choices, now=when)
         d = evaluate(route.rules, facts, route.tz)
-        steps.append({"route": name, "rule": d.rule, "destination": d.destination,
-                      "prefer_agent": d.prefer_agent, "prefer_for": d.prefer_for or None,
-                      "known": facts["known"], "last_agent": facts["last_agent"],
-                      "now": facts["now"].astimezone(H.zone(route.tz)).isoformat(timespec="minutes"),
-                      "trace": list(d.trace)})
+        steps.append(
+            {
+                "route": name,
+                "rule": d.rule,
+                "destination": d.destination,
+                "prefer_agent": d.prefer_agent,
+                "prefer_for": d.prefer_for or None,
+                "known": facts["known"],
+                "last_agent": facts["last_agent"],
+                "now": facts["now"].astimezone(H.zone(route.tz)).isoformat(timespec="minutes"),
+                "trace": list(d.trace),
+            }
+        )
         dest = d.destination
         if dest is None or not dest.startswith("route:"):
             break
@@ -515,11 +568,21 @@ async def dry_run(db: Database, name: str, caller: str, *, at: dt.datetime | Non
 # --------------------------------------------------------------------------- issue 9 (h-cli): moved from the CLI
 # ``pypbx did edit`` (was pypbx/cli_route.py); here because a DID may point to a route.
 
-async def edit_did(db: Database, number: str, *, destination: str | None = None, known: str | None = None,
-                   new: str | None = None, service_line: str | None = None, trunk: str | None = None) -> Any:
+
+async def edit_did(
+    db: Database,
+    number: str,
+    *,
+    destination: str | None = None,
+    known: str | None = None,
+    new: str | None = None,
+    service_line: str | None = None,
+    trunk: str | None = None,
+) -> Any:
     """Change a DID (``None`` = keep; ``known`` / ``new`` ``""`` = clear; ``trunk`` ``""``
     or ``any`` = from any trunk). Returns the :class:`pypbx.trunks.Did`."""
     from pypbx import trunks as T
+
     n = T.normalise_did(number)
     current = {d.number: d for d in await T.list_dids(db)}.get(n)
     if current is None:
@@ -534,6 +597,7 @@ async def edit_did(db: Database, number: str, *, destination: str | None = None,
             except RoutingError as e:
                 raise T.TrunkError(str(e)) from None
         return d
+
     if destination is not None:
         fields["destination"] = await dest(destination)
     if known is not None:

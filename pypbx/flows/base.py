@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 class TimedFlow(FlowBase):
-    s: Call          # the call (its .queue receives the ticks)
+    s: Call  # the call (its .queue receives the ticks)
     cm: CallManager
     gen: int = 0
     _timer: asyncio.TimerHandle | None = None
