@@ -51,6 +51,11 @@ def _col(header: list[str], names: tuple[str, ...]) -> int | None:
     return None
 
 
+def _cell(rec: list[str], i: int | None) -> str:
+    """Column ``i`` of a CSV record, stripped ("" when the column is absent)."""
+    return rec[i].strip() if i is not None and i < len(rec) else ""
+
+
 def parse_csv(text: str) -> tuple[list[tuple[str, str, str]], list[str]]:
     """(rows, problems): rows of (number, name, patient_id); a bad line is reported, not fatal."""
     sample = text[:4096]
@@ -71,12 +76,11 @@ def parse_csv(text: str) -> tuple[list[tuple[str, str, str]], list[str]]:
     for lineno, rec in enumerate(reader, start=2):
         if not any(c.strip() for c in rec):
             continue
-        get = lambda i: rec[i].strip() if i is not None and i < len(rec) else ""
-        number = normalise(get(ni))
+        number = normalise(_cell(rec, ni))
         if not _NUMBER_RE.match(number):
-            problems.append(f"line {lineno}: bad number {get(ni)!r}")
+            problems.append(f"line {lineno}: bad number {_cell(rec, ni)!r}")
             continue
-        rows[number] = (number, get(nm), get(pi))
+        rows[number] = (number, _cell(rec, nm), _cell(rec, pi))
     return list(rows.values()), problems
 
 

@@ -213,7 +213,7 @@ def is_open(schedule: Schedule, when: dt.datetime | float | None = None) -> bool
 
 
 def _row_values(s: Schedule) -> tuple[str, str]:
-    return (json.dumps({str(k): v for k, v in s.week.items()}), json.dumps({k: v for k, v in s.exceptions.items()}))
+    return (json.dumps({str(k): v for k, v in s.week.items()}), json.dumps(dict(s.exceptions)))
 
 
 async def set_schedule(db: Database, name: str, week: str, tz: str = "UTC", clock: Any = time.time) -> Schedule:

@@ -409,9 +409,8 @@ async def check_destination(db: Database, dest: str, route: str | None = None) -
     elif kind == "queue":
         if await db.get_queue_row(target) is None:
             missing = f"no queue {target!r}"
-    elif kind == "extension":
-        if await db.get_extension_row(target) is None:
-            missing = f"no extension {target!r}"
+    elif kind == "extension" and await db.get_extension_row(target) is None:
+        missing = f"no extension {target!r}"
     if missing:
         raise RoutingError(f"destination {dest}: {missing}")
 

@@ -291,9 +291,8 @@ class MailboxCall(FlowBase):
                 if await self._play(m["path"]):
                     return
                 self.current = None
-        if self.playing != "bye":
-            if await self._play(prompt("en", "thank_you_goodbye", self.fl.prompts_dir), bye=True):
-                return
+        if self.playing != "bye" and await self._play(prompt("en", "thank_you_goodbye", self.fl.prompts_dir), bye=True):
+            return
         await self._end("system")
 
     async def _play(self, f: str, bye: bool = False) -> bool:
