@@ -29,10 +29,11 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TypedDict
 
 from pypbx.db import Database, IntegrityError
+from pypbx.db.rows import RingGroupRow
 from pypbx.errors import PbxError
 from sip.message import Request
 from sip.proxy import RouteDecision
@@ -51,6 +52,17 @@ RING_GRACE = 5.0
 
 class GroupError(PbxError, ValueError):
     """A one-line, user-facing problem with a ring group."""
+
+
+class RingGroupDict(TypedDict):
+    """:meth:`RingGroup.to_dict` (``pypbx group show --json``)."""
+
+    name: str
+    members: list[str]
+    strategy: str
+    ring_time: float
+    then: str
+    created_at: float | None
 
 
 @dataclass
@@ -85,8 +97,15 @@ class RingGroup:
         self.then = parse_then(self.then)
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> RingGroupDict:
+        return {
+            "name": self.name,
+            "members": list(self.members),
+            "strategy": self.strategy,
+            "ring_time": self.ring_time,
+            "then": self.then,
+            "created_at": self.created_at,
+        }
 
 
 def parse_then(text: str | None) -> str:
@@ -109,7 +128,7 @@ def parse_members(text: str | list[str]) -> list[str]:
 # ----------------------------------------------------------------------------- store
 
 
-def _from_row(row: dict[str, Any]) -> RingGroup:
+def _from_row(row: RingGroupRow) -> RingGroup:
     return RingGroup(
         name=row["name"],
         members=json.loads(row["members"] or "[]"),
