@@ -16,11 +16,13 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from media.recording import RecordingError, merge_stereo, repair_wav
 from pypbx.db import Database
+from pypbx.db.rows import CallRow
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ def day_folder(rec_dir: Path, offered_at: float) -> Path:
     return Path(rec_dir) / time.strftime("%Y-%m-%d", time.localtime(offered_at))
 
 
-def write_sidecar(wav: Path, meta: dict[str, Any]) -> Path:
+def write_sidecar(wav: Path, meta: Mapping[str, object]) -> Path:
     """``<wav>.json``, written atomically (temp + rename), mode 0640."""
     sidecar = wav.with_suffix(".json")
     tmp = sidecar.with_name(sidecar.name + ".tmp")
@@ -64,7 +66,44 @@ def party_files(rec_dir: Path, call_id: str) -> list[Path]:
     return sorted(Path(rec_dir).glob(f"*/{call_id}-*.wav"))
 
 
-def _repair_one(rec_dir: Path, row: dict[str, Any]) -> dict[str, Any] | None:
+class RepairedRecording(TypedDict):
+    path: str
+    status: str
+    seconds: float
+    sample_rate: int
+    sha256: str
+    channels: int
+    bytes: int
+    repaired: dict[str, dict[str, bool | float]]
+
+
+class RepairedParty(TypedDict):
+    number: str | None
+    name: str
+    channel: str
+
+
+class RepairedMeta(TypedDict):
+    """The sidecar of a recording repaired after a crash (what :func:`repair_interrupted` returns)."""
+
+    call_id: str
+    sip_call_id: str | None
+    direction: str
+    caller: RepairedParty
+    callee: RepairedParty
+    extension: str | None
+    queue: str | None
+    agent: str | None
+    did: str | None
+    offered_at: float
+    answered_at: float | None
+    ended_at: float | None
+    disposition: str
+    flags: list[str]
+    recording: RepairedRecording
+
+
+def _repair_one(rec_dir: Path, row: CallRow) -> RepairedMeta | None:
     files = party_files(rec_dir, row["id"])
     if not files:
         return None
@@ -73,7 +112,7 @@ def _repair_one(rec_dir: Path, row: dict[str, Any]) -> dict[str, Any] | None:
     caller = next((f for f in files if f is not callee), None)
     out = files[0].parent / f"{row['id']}.wav"
     info = merge_stereo(caller, callee, out, samplerate=8000, remove_sources=True)
-    meta = {
+    meta: RepairedMeta = {
         "call_id": row["id"],
         "sip_call_id": row.get("sip_call_id"),
         "direction": row.get("direction"),
@@ -105,10 +144,10 @@ def _repair_one(rec_dir: Path, row: dict[str, Any]) -> dict[str, Any] | None:
     return meta
 
 
-async def repair_interrupted(db: Database, rec_dir: Path, call_ids: list[str]) -> list[dict[str, Any]]:
+async def repair_interrupted(db: Database, rec_dir: Path, call_ids: list[str]) -> list[RepairedMeta]:
     """After a crash: make the interrupted calls' party files valid WAVs again, merge them
     into the call's stereo file and record it with status ``interrupted``."""
-    done = []
+    done: list[RepairedMeta] = []
     for cid in call_ids:
         row = await db.get_call_row(cid)
         if row is None:
