@@ -44,17 +44,22 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from pypbx import __version__
 from pypbx.config import NotifyConfig
 from pypbx.db import Database
+from pypbx.db.rows import NotificationRow
 from pypbx.errors import PbxError
+from pypbx.jsontypes import JSON
+
+if TYPE_CHECKING:
+    from pypbx.events import VoicemailLeft
 
 log = logging.getLogger(__name__)
 
@@ -98,33 +103,48 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def _one_line(s: Any) -> str:
+def _one_line(s: object) -> str:
     return " ".join(str(s).split())
 
 
 # ------------------------------------------------------------------ payloads
 
 
-def voicemail_payload(box: str, meta: dict[str, Any], service_line: str = "") -> dict[str, Any]:
-    msg = {k: meta.get(k) for k in ("id", "box", "caller", "did", "time", "received_at", "seconds", "path", "call_id")}
+#: A notification's payload: what the webhook receives (plus ``delivery_id``) and the e-mail shows.
+Payload = Mapping[str, object]
+
+
+def _message(payload: Payload) -> Mapping[str, object]:
+    m = payload.get("message", {})
+    return m if isinstance(m, Mapping) else {}
+
+
+def _seconds(v: object) -> float:
+    return float(v) if isinstance(v, (int, float, str)) and v else 0.0
+
+
+def voicemail_payload(box: str, meta: Mapping[str, object], service_line: str = "") -> dict[str, object]:
+    msg: dict[str, object] = {
+        k: meta.get(k) for k in ("id", "box", "caller", "did", "time", "received_at", "seconds", "path", "call_id")
+    }
     msg["box"] = msg["box"] or box
     msg["service_line"] = service_line or ""
     return {"event": "voicemail", "mailbox": box, "message": msg}
 
 
-def webhook_body(payload: dict[str, Any], delivery_id: int | None) -> bytes:
+def webhook_body(payload: Payload, delivery_id: int | None) -> bytes:
     return json.dumps({**payload, "delivery_id": delivery_id}, sort_keys=True).encode()
 
 
-def email_subject(payload: dict[str, Any]) -> str:
-    m = payload.get("message", {})
+def email_subject(payload: Payload) -> str:
+    m = _message(payload)
     line = m.get("service_line") or m.get("did") or m.get("box") or "-"
     return _one_line(
-        f"Voicemail from {m.get('caller') or 'unknown caller'} ({line}) {float(m.get('seconds') or 0):.0f} s"
+        f"Voicemail from {m.get('caller') or 'unknown caller'} ({line}) {_seconds(m.get('seconds')):.0f} s"
     )
 
 
-def build_email(cfg: NotifyConfig, to: str, payload: dict[str, Any]) -> EmailMessage:
+def build_email(cfg: NotifyConfig, to: str, payload: Payload) -> EmailMessage:
     """The message sent for one notification (a test payload has ``event: test``)."""
     em = EmailMessage()
     em["From"] = cfg.mail_from or f"pypbx@{socket.getfqdn()}"
@@ -138,7 +158,7 @@ def build_email(cfg: NotifyConfig, to: str, payload: dict[str, Any]) -> EmailMes
             "This is a test e-mail from pypbx (pypbx notify test).\nVoicemail notifications reach this address.\n"
         )
         return em
-    m = payload["message"]
+    m = _message(payload)
     em["Subject"] = email_subject(payload)
     lines = [
         f"A new voicemail message was left in mailbox {payload['mailbox']}.",
@@ -147,13 +167,13 @@ def build_email(cfg: NotifyConfig, to: str, payload: dict[str, Any]) -> EmailMes
         f"Service line:  {m.get('service_line') or '-'}",
         f"Number dialled: {m.get('did') or '-'}",
         f"Time:          {m.get('time') or '-'}",
-        f"Length:        {float(m.get('seconds') or 0):.1f} s",
+        f"Length:        {_seconds(m.get('seconds')):.1f} s",
         f"Message id:    {m.get('id')}",
         f"File:          {m.get('path')}",
         "",
     ]
     attach = None
-    path = Path(m.get("path") or "")
+    path = Path(str(m.get("path") or ""))
     if cfg.attach_audio and m.get("path"):
         try:
             size = path.stat().st_size
@@ -245,8 +265,36 @@ def send_email(cfg: NotifyConfig, msg: EmailMessage) -> str:
 # ------------------------------------------------------------------ the outbox
 
 
-def _row(r: dict[str, Any]) -> dict[str, Any]:
-    return {**r, "payload": json.loads(r["payload"])}
+class Notification(TypedDict):
+    """An outbox row with its payload decoded (``pypbx notify list --json``)."""
+
+    id: int
+    kind: str
+    channel: str
+    target: str
+    payload: JSON
+    status: str
+    created_at: float
+    attempts: int
+    next_attempt_at: float
+    sent_at: float | None
+    last_error: str | None
+
+
+def _row(r: NotificationRow) -> Notification:
+    return {
+        "id": r["id"],
+        "kind": r["kind"],
+        "channel": r["channel"],
+        "target": r["target"],
+        "payload": json.loads(r["payload"]),
+        "status": r["status"],
+        "created_at": r["created_at"],
+        "attempts": r["attempts"],
+        "next_attempt_at": r["next_attempt_at"],
+        "sent_at": r["sent_at"],
+        "last_error": r["last_error"],
+    }
 
 
 class Notifier:
@@ -267,24 +315,25 @@ class Notifier:
                 return r["service_line"] or ""
         return ""
 
-    async def voicemail_filed(self, box: str, meta: dict[str, Any]) -> list[int]:
+    async def voicemail_filed(self, box: str, meta: Mapping[str, object]) -> list[int]:
         """FrontLine.voicemail_listeners hook: one outbox row per delivery; returns their ids."""
-        payload = voicemail_payload(box, meta, await self._service_line(meta.get("did")))
+        did = meta.get("did")
+        payload = voicemail_payload(box, meta, await self._service_line(did if isinstance(did, str) else None))
         targets: list[tuple[Channel, str]] = []
         if self.cfg.webhook_url:
             targets.append((Channel.WEBHOOK, self.cfg.webhook_url))
         if self.cfg.smtp_host:
             row = await self.db.get_voicemail_box_row(box)
-            for addr in (row or {}).get("email", "").split(","):
+            for addr in (row["email"] if row is not None else "").split(","):
                 if addr.strip():
                     targets.append((Channel.EMAIL, addr.strip()))
         return await self.enqueue("voicemail", payload, targets)
 
-    async def voicemail_left(self, ev: Any) -> None:
+    async def voicemail_left(self, ev: VoicemailLeft) -> None:
         """Durable subscriber of the event stream's ``voicemail left`` (pypbx.events)."""
         await self.voicemail_filed(ev.box, dict(ev.meta))
 
-    async def enqueue(self, kind: str, payload: dict[str, Any], targets: list[tuple[Channel, str]]) -> list[int]:
+    async def enqueue(self, kind: str, payload: Payload, targets: list[tuple[Channel, str]]) -> list[int]:
         if not targets:
             return []
         now = self.clock()
@@ -309,9 +358,7 @@ class Notifier:
         return ids
 
     # -- send ------------------------------------------------------------------------
-    async def send_now(
-        self, channel: Channel, target: str, payload: dict[str, Any], delivery_id: int | None = None
-    ) -> str:
+    async def send_now(self, channel: Channel, target: str, payload: Payload, delivery_id: int | None = None) -> str:
         """One attempt, in a thread; returns a short result or raises NotifyError."""
         if channel is Channel.WEBHOOK:
             body = webhook_body(payload, delivery_id)
@@ -321,7 +368,7 @@ class Notifier:
         msg = await asyncio.to_thread(build_email, self.cfg, target, payload)
         return await asyncio.to_thread(send_email, self.cfg, msg)
 
-    async def deliver(self, row: dict[str, Any]) -> Status:
+    async def deliver(self, row: NotificationRow) -> Status:
         """Attempt the row once and record the outcome (sent / retry later / failed)."""
         nid, attempts, target = row["id"], row["attempts"] + 1, row["target"]
         if row["channel"] == Channel.WEBHOOK.value and self.cfg.webhook_url and target != self.cfg.webhook_url:
@@ -399,10 +446,11 @@ class Notifier:
 
 
 async def list_notifications(db: Database, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-    return [_row(r) for r in await db.list_notification_rows(status, limit)]
+    # dict[str, Any], not Notification: pypbx/cli/notify.py's what() takes dict[str, Any]
+    return [cast("dict[str, Any]", _row(r)) for r in await db.list_notification_rows(status, limit)]
 
 
-async def retry(db: Database, nid: int, clock: Callable[[], float] = time.time) -> dict[str, Any]:
+async def retry(db: Database, nid: int, clock: Callable[[], float] = time.time) -> Notification:
     """Put notification ``nid`` back in the queue, due now, with its attempts counted from 0."""
     row = await db.get_notification_row(nid)
     if row is None:
@@ -417,7 +465,7 @@ def _when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
-def probe_payload() -> dict[str, Any]:
+def probe_payload() -> dict[str, object]:
     return {
         "event": "test",
         "message": "pypbx test notification",
