@@ -39,13 +39,18 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from pypbx import voicemail as V
+from pypbx.changes import ChangeWatcher, DbChanged
+from pypbx.db import Database
+from pypbx.db.rows import VoicemailBoxRow
 from sip.auth import ProxyAuthenticator
-from sip.message import Request, make_response
+from sip.message import Request, Response, make_response
 from sip.registrar import AuthOutcome
+from sip.server import Handler, OwnCallback, SipServer
+from sip.subscription import Action as SubscriptionAction
 from sip.subscription import (
     Ended,
     ExpiresPolicy,
@@ -55,7 +60,11 @@ from sip.subscription import (
     SendNotify,
     Subscription,
 )
-from sip.transaction import Addr, ResponseReceived
+from sip.transaction import Addr, Key, ResponseReceived
+
+if TYPE_CHECKING:
+    from pypbx.events import VoicemailLeft
+    from pypbx.frontline import FrontLine
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +72,16 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL = 0.5
 
 
-async def mailbox_counts(db: Any, box: str) -> tuple[int, int]:
+class SipPort(Protocol):
+    """What the MWI service uses of the SIP server (:class:`sip.server.SipServer`)."""
+
+    def claim(self, method: str, wants: Callable[[Request], bool], handler: Handler) -> None: ...
+    def respond(self, key: Key, response: Response) -> None: ...
+    def local_address(self, transport: str, dest_host: str) -> tuple[str, int]: ...
+    def send_own(self, req: Request, dest: Addr, on_event: OwnCallback) -> None: ...
+
+
+async def mailbox_counts(db: Database, box: str) -> tuple[int, int]:
     """(new, old) voice messages of ``box``: unheard / heard, deleted ones left out."""
     msgs = await V.list_messages(db, box)
     new = sum(1 for m in msgs if not m["heard"] and m.get("deleted_at") is None)
@@ -71,7 +89,7 @@ async def mailbox_counts(db: Any, box: str) -> tuple[int, int]:
     return new, old
 
 
-async def mailbox_for(db: Any, target: str) -> dict[str, Any] | None:
+async def mailbox_for(db: Database, target: str) -> VoicemailBoxRow | None:
     """The mailbox a Request-URI user names: a box name, else a box's number."""
     if not target:
         return None
@@ -82,16 +100,16 @@ async def mailbox_for(db: Any, target: str) -> dict[str, Any] | None:
     return await db.get_voicemail_box_row(box) if box else None
 
 
-def owns(user: str, box: dict[str, Any]) -> bool:
+def owns(user: str, box: VoicemailBoxRow) -> bool:
     """An extension's own mailbox: named like the extension, or whose number it is."""
     return bool(user) and (user == box["box"] or user == box.get("number"))
 
 
-def _with_to_tag(resp: Any, req: Request) -> Any:
+def _with_to_tag(resp: Response, req: Request) -> Response:
     """RFC 3261 §8.2.6.2: a UAS's final response carries a To tag (the authenticator's
     challenge, built for a proxy's 407, has none). Derived from the Call-ID, like the
     registrar's, so every challenge of one attempt looks alike."""
-    if resp is None or resp.to.tag is not None:
+    if resp.to.tag is not None:
         return resp
     return resp.replace(headers=resp.headers.replace("To", [f"{resp.headers.get('To')};tag={_tag(req)}"]))
 
@@ -103,25 +121,23 @@ def _tag(req: Request) -> str:
 class MwiService:
     def __init__(
         self,
-        db: Any,
-        sip: Any,
+        db: Database,
+        sip: SipPort,
         *,
         realm: str,
         authenticator: ProxyAuthenticator,
         policy: ExpiresPolicy = ExpiresPolicy(),
         user_agent: str = "pypbx",
         wallclock: Callable[[], float] = time.time,
-        changes: Any = None,
+        changes: ChangeWatcher | None = None,
     ) -> None:
-        from pypbx.changes import ChangeWatcher
-
         self.db = db
         self.sip = sip
         self.realm = realm
         self.auth = authenticator
         self.wallclock = wallclock
         self.notifier = Notifier(policy=policy, user_agent=user_agent)
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         # the PBX's change watcher calls db_changed; without one, run() polls a private one
         self._own_watch: ChangeWatcher | None = None
@@ -135,7 +151,7 @@ class MwiService:
         self._lock = asyncio.Lock()
 
     # -- wiring --------------------------------------------------------------------
-    def attach(self, frontline: Any = None) -> None:
+    def attach(self, frontline: FrontLine | None = None) -> None:
         """Take message-summary SUBSCRIBEs from the front door; listen for new messages."""
         self.sip.claim("SUBSCRIBE", self.notifier.wants, self._on_subscribe)
         if frontline is not None:
@@ -144,7 +160,7 @@ class MwiService:
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         t = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
@@ -160,7 +176,7 @@ class MwiService:
         return MessageSummary(f"sip:{box}@{self.realm}", new, old)
 
     # -- SUBSCRIBE -----------------------------------------------------------------
-    def _on_subscribe(self, server: Any, key: object, req: Request, source: Addr) -> None:
+    def _on_subscribe(self, server: SipServer, key: Key, req: Request, source: Addr) -> None:
         now = self._now()
         n = self.notifier
         if req.to.tag is not None:
@@ -176,6 +192,8 @@ class MwiService:
             return
         res = self.auth.check(req, source.host, self.wallclock())
         if res.outcome is not AuthOutcome.OK:
+            resp = res.response
+            assert resp is not None  # sip.auth: every outcome but OK carries its response
             if res.outcome is AuthOutcome.FAILED:
                 server.counters["auth_failures"] += 1
                 server.guard.auth_failed(source.host, now, res.user, "SUBSCRIBE")
@@ -187,9 +205,9 @@ class MwiService:
                 source.host,
                 source.port,
                 res.outcome.value,
-                res.response.status,
+                resp.status,
             )
-            server.respond(key, _with_to_tag(res.response, req))
+            server.respond(key, _with_to_tag(resp, req))
             return
         user = res.user or ""
         if req.from_.uri.user != user:
@@ -201,7 +219,7 @@ class MwiService:
         server.guard.auth_ok(source.host)
         self._spawn(self._accept(key, req, source, user))
 
-    async def _accept(self, key: object, req: Request, source: Addr, user: str) -> None:
+    async def _accept(self, key: Key, req: Request, source: Addr, user: str) -> None:
         try:
             target = req.uri.user or ""
             if target == V.ACCESS_NUMBER:  # phones that subscribe to the voicemail code
@@ -248,14 +266,14 @@ class MwiService:
         self._wake.set()
 
     # -- actions -------------------------------------------------------------------
-    def _run(self, key: object, actions: list) -> None:
+    def _run(self, key: Key | None, actions: Sequence[SubscriptionAction]) -> None:
         for act in actions:
-            t = type(act)
-            if t is Respond:
-                self.sip.respond(key, act.response)
-            elif t is SendNotify:
+            if type(act) is Respond:
+                if key is not None:  # a Respond answers a request: only from accept / refresh
+                    self.sip.respond(key, act.response)
+            elif type(act) is SendNotify:
                 self._send(act)
-            elif t is Ended:
+            elif type(act) is Ended:
                 log.info("MWI: subscription %d to mailbox %s ended (%s)", act.sub_id, act.box, act.reason)
         self._wake.set()
 
@@ -264,7 +282,7 @@ class MwiService:
 
         def on_event(ev: object) -> None:
             if type(ev) is ResponseReceived:
-                status = ev.response.status  # type: ignore[attr-defined]
+                status = ev.response.status
                 if status < 200:
                     return
             else:  # Timeout / TransportError
@@ -274,11 +292,11 @@ class MwiService:
         self.sip.send_own(act.request, act.dest, on_event)
 
     # -- changes -------------------------------------------------------------------
-    async def on_voicemail(self, box: str, meta: dict[str, Any]) -> None:
+    async def on_voicemail(self, box: str, meta: Mapping[str, object]) -> None:
         """FrontLine listener: a message was filed in ``box``."""
         await self.recount(box)
 
-    async def voicemail_left(self, ev: Any) -> None:
+    async def voicemail_left(self, ev: VoicemailLeft) -> None:
         """Durable subscriber of the event stream's ``voicemail left`` (pypbx.events)."""
         await self.recount(ev.box)
 
@@ -290,7 +308,7 @@ class MwiService:
             actions = self.notifier.update(box, self.summary(box, new, old), self._now())
         self._run(None, actions)
 
-    async def db_changed(self, change: Any = None) -> None:
+    async def db_changed(self, change: DbChanged | None = None) -> None:
         """The database moved (the CLI, or this process): re-read the subscribed boxes."""
         if self.notifier.subs:
             for box in sorted(self.notifier.boxes()):
@@ -320,5 +338,5 @@ class MwiService:
                     await asyncio.wait_for(self._wake.wait(), wait)
 
     # -- status --------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
+    def status(self) -> dict[str, object]:
         return {"subscriptions": self.notifier.status(self._now()), "counters": dict(self.notifier.counters)}
