@@ -37,17 +37,20 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from types import SimpleNamespace
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NotRequired, Protocol, TypedDict
 
 from acd.model import AgentState
 from pypbx import callers as C
 from pypbx import destinations as D
 from pypbx import hours as H
 from pypbx.db import Database, IntegrityError
+from pypbx.db.rows import RouteRuleRow
 from pypbx.errors import PbxError
+
+if TYPE_CHECKING:
+    from pypbx.trunks import Did
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,60 @@ class RoutingError(PbxError, ValueError):
 
 
 # ----------------------------------------------------------------------------- the model
+
+
+#: :meth:`Rule.to_dict` (``pypbx route show --json``); functional syntax: "if" is a keyword.
+RuleDict = TypedDict(
+    "RuleDict",
+    {"position": int, "if": list[str], "to": str, "prefer_last": NotRequired[float]},
+)
+
+
+class RuleOptions(TypedDict, total=False):
+    """A rule's options (the ``options`` column, JSON)."""
+
+    prefer_last: float
+
+
+class RouteDict(TypedDict):
+    """:meth:`Route.to_dict` (``pypbx route show --json``)."""
+
+    name: str
+    tz: str
+    rules: list[RuleDict]
+    created_at: float | None
+
+
+class Facts(TypedDict, total=False):
+    """What :func:`evaluate` looks at (see there); :func:`gather_facts` fills it."""
+
+    caller: str
+    ivr_choices: list[tuple[str, str]]
+    now: dt.datetime
+    known: bool
+    last_agent: str | None
+    last_agent_available: bool
+    last_agent_ext: str | None
+    schedules: dict[str, H.Schedule]
+
+
+class AgentView(Protocol):
+    @property
+    def state(self) -> AgentState: ...
+
+
+class EngineView(Protocol):
+    @property
+    def agents(self) -> Mapping[str, AgentView]: ...
+
+
+class AcdView(Protocol):
+    """What :func:`gather_facts` reads of the live ACD (:class:`pypbx.acdlive.AcdLive`)."""
+
+    @property
+    def engine(self) -> EngineView: ...
+    @property
+    def agent_ext(self) -> Mapping[str, str]: ...
 
 
 @dataclass(frozen=True)
@@ -88,16 +145,14 @@ class Rule:
     def is_default(self) -> bool:
         return not self.conditions
 
-    def options(self) -> dict[str, Any]:
+    def options(self) -> RuleOptions:
         return {"prefer_last": self.prefer_last} if self.prefer_last else {}
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "position": self.position,
-            "if": [str(c) for c in self.conditions],
-            "to": self.destination,
-            **self.options(),
-        }
+    def to_dict(self) -> RuleDict:
+        d: RuleDict = {"position": self.position, "if": [str(c) for c in self.conditions], "to": self.destination}
+        if self.prefer_last:
+            d["prefer_last"] = self.prefer_last
+        return d
 
     def describe(self) -> str:
         cond = " and ".join(str(c) for c in self.conditions) or "(default)"
@@ -112,7 +167,7 @@ class Route:
     rules: tuple[Rule, ...] = ()
     created_at: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> RouteDict:
         return {
             "name": self.name,
             "tz": self.tz,
@@ -247,7 +302,7 @@ def make_rule(conditions: Sequence[str], destination: str, prefer_last: float | 
 # ----------------------------------------------------------------------------- evaluation (pure)
 
 
-def _holds(c: Condition, facts: Mapping[str, Any], tz: str) -> bool:
+def _holds(c: Condition, facts: Facts, tz: str) -> bool:
     k = c.kind
     if k == "known":
         return bool(facts.get("known"))
@@ -261,7 +316,7 @@ def _holds(c: Condition, facts: Mapping[str, Any], tz: str) -> bool:
     if k == "ivr":
         menu, _, digits = c.arg.partition(":")
         return any(m == menu and d == digits for m, d in facts.get("ivr_choices") or ())
-    now: dt.datetime = facts.get("now") or dt.datetime.now(dt.UTC)
+    now = facts.get("now") or dt.datetime.now(dt.UTC)
     if k == "time":
         days, rng = _parse_time(c.arg)
         t = now.astimezone(H.zone(tz)) if now.tzinfo else now.replace(tzinfo=H.zone(tz))
@@ -273,7 +328,7 @@ def _holds(c: Condition, facts: Mapping[str, Any], tz: str) -> bool:
     return False
 
 
-def evaluate(rules: Sequence[Rule], facts: Mapping[str, Any], tz: str = "UTC") -> Decision:
+def evaluate(rules: Sequence[Rule], facts: Facts, tz: str = "UTC") -> Decision:
     """The first rule whose conditions all hold (pure: no I/O, the clock is ``facts["now"]``).
 
     facts: ``known`` (bool), ``now`` (aware datetime), ``caller`` (number), ``last_agent``
@@ -313,13 +368,13 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _rule_from_row(row: Mapping[str, Any]) -> Rule:
+def _rule_from_row(row: RouteRuleRow) -> Rule:
     conds = tuple(parse_condition(c) for c in json.loads(row["conditions"] or "[]"))
     opts = json.loads(row["options"] or "{}")
     return Rule(conds, row["destination"], opts.get("prefer_last"), int(row["position"]))
 
 
-async def add_route(db: Database, name: str, tz: str = "UTC", clock: Any = time.time) -> Route:
+async def add_route(db: Database, name: str, tz: str = "UTC", clock: Callable[[], float] = time.time) -> Route:
     _check_name(name)
     try:
         H.zone(tz)
@@ -464,15 +519,16 @@ async def gather_facts(
     route: Route,
     caller: str,
     *,
-    acd: Any = None,
+    acd: AcdView | None = None,
     ivr_choices: Sequence[tuple[str, str]] = (),
     now: dt.datetime | None = None,
-) -> dict[str, Any]:
+) -> Facts:
     """What the route's conditions need, read from the database and the live ACD (only
     the lookups the rules ask for)."""
     kinds = {c.kind for r in route.rules for c in r.conditions}
     needs_agent = "sticky" in kinds or any(r.destination == "agent:last" or r.prefer_last for r in route.rules)
-    facts: dict[str, Any] = {
+    schedules: dict[str, H.Schedule] = {}
+    facts: Facts = {
         "caller": caller,
         "ivr_choices": list(ivr_choices),
         "now": now or H.now(route.tz),
@@ -480,7 +536,7 @@ async def gather_facts(
         "last_agent": None,
         "last_agent_available": False,
         "last_agent_ext": None,
-        "schedules": {},
+        "schedules": schedules,
     }
     if kinds & {"known", "new"}:
         facts["known"] = await C.known(db, caller)
@@ -495,26 +551,69 @@ async def gather_facts(
                     facts["last_agent_ext"] = getattr(acd, "agent_ext", {}).get(agent)
     for c in (c for r in route.rules for c in r.conditions if c.kind in ("open", "closed")):
         try:
-            facts["schedules"][c.arg] = await H.get_schedule(db, c.arg)
+            schedules[c.arg] = await H.get_schedule(db, c.arg)
         except H.HoursError:
             log.warning("route %s: schedule %s does not exist (counts as open)", route.name, c.arg)
     return facts
 
 
-async def acd_from_db(db: Database) -> Any:
+@dataclass
+class _SavedAgent:
+    id: str
+    state: AgentState
+
+
+@dataclass
+class _SavedEngine:
+    agents: dict[str, _SavedAgent] = field(default_factory=dict)
+
+
+@dataclass
+class SavedAcd:
+    """The ACD as the database has it (:func:`acd_from_db`): an :class:`AcdView`."""
+
+    engine: _SavedEngine
+    agent_ext: dict[str, str]
+
+
+async def acd_from_db(db: Database) -> SavedAcd:
     """The agents' states and extensions as the database has them (what the running PBX
     last saved), shaped like :class:`pypbx.acdlive.AcdLive` for :func:`gather_facts`."""
 
-    agents, ext = {}, {}
+    agents: dict[str, _SavedAgent] = {}
+    ext: dict[str, str] = {}
     for r in await db.list_agent_rows():
         try:
             state = AgentState(r.get("state") or "logged_out")
         except ValueError:
             state = AgentState.LOGGED_OUT
-        agents[r["id"]] = SimpleNamespace(id=r["id"], state=state)
-        if r.get("extension") and state is not AgentState.LOGGED_OUT:
-            ext[r["id"]] = r["extension"]
-    return SimpleNamespace(engine=SimpleNamespace(agents=agents), agent_ext=ext)
+        agents[r["id"]] = _SavedAgent(id=r["id"], state=state)
+        extension = r.get("extension")
+        if extension and state is not AgentState.LOGGED_OUT:
+            ext[r["id"]] = extension
+    return SavedAcd(engine=_SavedEngine(agents=agents), agent_ext=ext)
+
+
+class DryRunStep(TypedDict):
+    """One route :func:`dry_run` went through (a loop cut short has only the first four keys)."""
+
+    route: str
+    rule: int | None
+    destination: str | None
+    trace: list[str]
+    prefer_agent: NotRequired[str | None]
+    prefer_for: NotRequired[float | None]
+    known: NotRequired[bool]
+    last_agent: NotRequired[str | None]
+    now: NotRequired[str]
+
+
+class DryRun(TypedDict):
+    """:func:`dry_run` (``pypbx route test --json``)."""
+
+    caller: str
+    destination: str | None
+    steps: list[DryRunStep]
 
 
 async def dry_run(
@@ -524,14 +623,14 @@ async def dry_run(
     *,
     at: dt.datetime | None = None,
     ivr_choices: Sequence[tuple[str, str]] = (),
-    acd: Any = None,
-) -> dict[str, Any]:
+    acd: AcdView | None = None,
+) -> DryRun:
     """``pypbx route test``: which rule would match (following ``route:`` destinations).
     ``at`` without a zone is in each route's time zone; the agents' states come from the
     database unless ``acd`` is given."""
     if acd is None:
         acd = await acd_from_db(db)
-    steps: list[dict[str, Any]] = []
+    steps: list[DryRunStep] = []
     seen: list[str] = []
     dest: str | None = None
     while True:
@@ -577,16 +676,17 @@ async def edit_did(
     new: str | None = None,
     service_line: str | None = None,
     trunk: str | None = None,
-) -> Any:
+) -> Did:
     """Change a DID (``None`` = keep; ``known`` / ``new`` ``""`` = clear; ``trunk`` ``""``
     or ``any`` = from any trunk). Returns the :class:`pypbx.trunks.Did`."""
+    # imported here: pypbx.trunks imports pypbx.flows.route, which imports this module
     from pypbx import trunks as T
 
     n = T.normalise_did(number)
     current = {d.number: d for d in await T.list_dids(db)}.get(n)
     if current is None:
         raise T.TrunkError(f"no DID {number}")
-    fields: dict[str, Any] = {}
+    fields: dict[str, str | None] = {}
 
     async def dest(text: str) -> str:
         d = T.parse_destination(text)
