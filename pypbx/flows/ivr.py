@@ -75,7 +75,9 @@ class IvrCall(TimedFlow):
         self.ring_ext = ""
         self.rings = 0
         self.moh_file = None  # _Player: nothing after the playlist
-        self.player = _Player(self, s.caller_leg)
+        # pypbx.queuecall._Player is typed for a QueueCall and a str leg but uses only .w,
+        # .moh_file and the leg (to be fixed there: a Protocol and ``leg: str | None``)
+        self.player = _Player(self, s.caller_leg)  # type: ignore[arg-type]
         self.hangup_after = False
         self.end: tuple[Disposition, str] | None = None
         self.path: list[str] = [menu.name]
