@@ -68,7 +68,7 @@ class VoicemailCall(FlowBase):
         self.gen = 0
         self._timer: asyncio.TimerHandle | None = None
         self.caller_gone = False
-        self.meta: dict[str, Any] | None = None
+        self.meta: dict[str, object] | None = None  # what pypbx.voicemail.file_message returns
 
     def p(self, pid: str) -> str:
         return prompt(self.lang, pid, self.fl.prompts_dir)
