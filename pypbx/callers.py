@@ -20,9 +20,11 @@ import csv
 import io
 import re
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, TypedDict, cast
 
 from pypbx.db import Database
+from pypbx.db.rows import CallerRow
 from pypbx.errors import PbxError
 
 _NUMBER_RE = re.compile(r"^\+?[0-9*#]{2,32}$")
@@ -50,11 +52,16 @@ def _col(header: list[str], names: tuple[str, ...]) -> int | None:
     return None
 
 
+def _cell(rec: list[str], i: int | None) -> str:
+    """Column ``i`` of a CSV record, stripped ("" when the column is absent)."""
+    return rec[i].strip() if i is not None and i < len(rec) else ""
+
+
 def parse_csv(text: str) -> tuple[list[tuple[str, str, str]], list[str]]:
     """(rows, problems): rows of (number, name, patient_id); a bad line is reported, not fatal."""
     sample = text[:4096]
     try:
-        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t")
+        dialect: type[csv.Dialect] = csv.Sniffer().sniff(sample, delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
     reader = csv.reader(io.StringIO(text), dialect)
@@ -70,16 +77,24 @@ def parse_csv(text: str) -> tuple[list[tuple[str, str, str]], list[str]]:
     for lineno, rec in enumerate(reader, start=2):
         if not any(c.strip() for c in rec):
             continue
-        get = (lambda i: rec[i].strip() if i is not None and i < len(rec) else "")
-        number = normalise(get(ni))
+        number = normalise(_cell(rec, ni))
         if not _NUMBER_RE.match(number):
-            problems.append(f"line {lineno}: bad number {get(ni)!r}")
+            problems.append(f"line {lineno}: bad number {_cell(rec, ni)!r}")
             continue
-        rows[number] = (number, get(nm), get(pi))
+        rows[number] = (number, _cell(rec, nm), _cell(rec, pi))
     return list(rows.values()), problems
 
 
-async def import_csv(db: Database, text: str, clock: Callable[[], float] = time.time) -> dict[str, Any]:
+class ImportResult(TypedDict):
+    """What :func:`import_csv` did (``pypbx callers import --json``)."""
+
+    imported: int
+    new: int
+    updated: int
+    problems: list[str]
+
+
+async def import_csv(db: Database, text: str, clock: Callable[[], float] = time.time) -> ImportResult:
     rows, problems = parse_csv(text)
     existing = 0
     for n, _, _ in rows:
@@ -89,30 +104,41 @@ async def import_csv(db: Database, text: str, clock: Callable[[], float] = time.
     return {"imported": len(rows), "new": len(rows) - existing, "updated": existing, "problems": problems}
 
 
-async def call_ended(db: Database, number: str, outcome: str, agent: str | None = None,
-                     call_id: str | None = None, clock: Callable[[], float] = time.time) -> None:
+async def call_ended(
+    db: Database,
+    number: str,
+    outcome: str,
+    agent: str | None = None,
+    call_id: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> None:
     if not number:
         return
     await db.caller_seen_row(number, clock(), outcome, agent or None, call_id)
 
 
-async def get(db: Database, number: str) -> dict[str, Any] | None:
+async def _row(db: Database, number: str) -> CallerRow | None:
     row = await db.get_caller_row(number)
     if row is None and normalise(number) != number:
         row = await db.get_caller_row(normalise(number))
     return row
 
 
+async def get(db: Database, number: str) -> dict[str, Any] | None:
+    # dict[str, Any], not CallerRow: pypbx/screenpop.py and pypbx/cli/callers.py read it with .get(name)
+    return cast("dict[str, Any] | None", await _row(db, number))
+
+
 async def known(db: Database, number: str) -> bool:
     """A returning patient: on the imported list or seen in an earlier call."""
-    row = await get(db, number)
+    row = await _row(db, number)
     return row is not None and (bool(row.get("patient_id")) or (row.get("calls") or 0) > 0)
 
 
 async def last_agent(db: Database, number: str) -> str | None:
-    row = await get(db, number)
+    row = await _row(db, number)
     return row.get("last_agent") if row else None
 
 
-async def list_callers(db: Database, limit: int = 1000) -> list[dict[str, Any]]:
+async def list_callers(db: Database, limit: int = 1000) -> list[CallerRow]:
     return await db.list_caller_rows(limit)

@@ -21,8 +21,10 @@ def parse_destination(dest: str) -> str:
     kind = {"menu": "ivr", "ring_group": "group", "ext": "extension", "number": "external"}.get(kind, kind)
     target = target.strip()
     if kind not in DEST_KINDS or not target:
-        raise DestinationError(f"bad destination {dest!r}: extension:NUMBER, queue:NAME, ivr:MENU, voicemail:BOX, "
-                               "group:NAME, external:NUMBER or route:NAME")
+        raise DestinationError(
+            f"bad destination {dest!r}: extension:NUMBER, queue:NAME, ivr:MENU, voicemail:BOX, "
+            "group:NAME, external:NUMBER or route:NAME"
+        )
     if kind == "external":
         n = "".join(c for c in target if c.isdigit() or c == "+")
         if not n or not n.lstrip("+").isdigit() or len(n.lstrip("+")) < MIN_EXTERNAL_DIGITS:

@@ -28,10 +28,12 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypedDict
 
 from pypbx.db import Database, IntegrityError
+from pypbx.db.rows import RingGroupRow
 from pypbx.errors import PbxError
 from sip.message import Request
 from sip.proxy import RouteDecision
@@ -52,6 +54,17 @@ class GroupError(PbxError, ValueError):
     """A one-line, user-facing problem with a ring group."""
 
 
+class RingGroupDict(TypedDict):
+    """:meth:`RingGroup.to_dict` (``pypbx group show --json``)."""
+
+    name: str
+    members: list[str]
+    strategy: str
+    ring_time: float
+    then: str
+    created_at: float | None
+
+
 @dataclass
 class RingGroup:
     name: str
@@ -61,7 +74,7 @@ class RingGroup:
     then: str = ""
     created_at: float | None = None
 
-    def validate(self) -> "RingGroup":
+    def validate(self) -> RingGroup:
         if not NAME_RE.match(self.name or ""):
             raise GroupError(f"bad group name {self.name!r}: letters, digits, '-', '_' and '.'")
         members = []
@@ -84,8 +97,15 @@ class RingGroup:
         self.then = parse_then(self.then)
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> RingGroupDict:
+        return {
+            "name": self.name,
+            "members": list(self.members),
+            "strategy": self.strategy,
+            "ring_time": self.ring_time,
+            "then": self.then,
+            "created_at": self.created_at,
+        }
 
 
 def parse_then(text: str | None) -> str:
@@ -107,17 +127,25 @@ def parse_members(text: str | list[str]) -> list[str]:
 
 # ----------------------------------------------------------------------------- store
 
-def _from_row(row: dict[str, Any]) -> RingGroup:
-    return RingGroup(name=row["name"], members=json.loads(row["members"] or "[]"), strategy=row["strategy"],
-                     ring_time=row["ring_time"], then=row["then_dest"] or "", created_at=row["created_at"])
+
+def _from_row(row: RingGroupRow) -> RingGroup:
+    return RingGroup(
+        name=row["name"],
+        members=json.loads(row["members"] or "[]"),
+        strategy=row["strategy"],
+        ring_time=row["ring_time"],
+        then=row["then_dest"] or "",
+        created_at=row["created_at"],
+    )
 
 
 async def add_group(db: Database, group: RingGroup, now: float | None = None) -> RingGroup:
     group.validate()
     group.created_at = now if now is not None else time.time()
     try:
-        await db.insert_ring_group_row(group.name, json.dumps(group.members), group.strategy,
-                                       group.ring_time, group.then, group.created_at)
+        await db.insert_ring_group_row(
+            group.name, json.dumps(group.members), group.strategy, group.ring_time, group.then, group.created_at
+        )
     except IntegrityError:
         raise GroupError(f"ring group {group.name} already exists") from None
     return group
@@ -141,14 +169,19 @@ async def remove_group(db: Database, name: str) -> None:
 
 # ----------------------------------------------------------------------------- live
 
+
 class GroupService:
     """The front door's view of ring legs in progress (see the module docstring)."""
 
-    def __init__(self, *, contacts: Callable[[str], list],
-                 answered_by: Callable[[str, tuple[str, ...]], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        contacts: Callable[[str], list],
+        answered_by: Callable[[str, tuple[str, ...]], str | None] | None = None,
+    ) -> None:
         self.contacts = contacts
         self.answered_by = answered_by
-        self.rings: dict[str, tuple[tuple[str, ...], float]] = {}    # token -> (extensions, timeout)
+        self.rings: dict[str, tuple[tuple[str, ...], float]] = {}  # token -> (extensions, timeout)
 
     def ring(self, extensions: tuple[str, ...], timeout: float) -> str:
         token = uuid.uuid4().hex[:16]
@@ -165,7 +198,7 @@ class GroupService:
         user = request.uri.user or ""
         if not user.startswith(RING_PREFIX):
             return None
-        ring = self.rings.get(user[len(RING_PREFIX):])
+        ring = self.rings.get(user[len(RING_PREFIX) :])
         if ring is None or request.method != "INVITE":
             return RouteDecision.reject(481 if request.method != "INVITE" else 404)
         exts, timeout = ring

@@ -30,11 +30,13 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pypbx.db import Database
+from pypbx.db.rows import ScheduleRow
 from pypbx.errors import PbxError
 
 FAKE_NOW_ENV = "PYPBX_FAKE_NOW"
@@ -47,7 +49,7 @@ class HoursError(PbxError, ValueError):
     pass
 
 
-Range = tuple[int, int]          # minutes from midnight, [start, end)
+Range = tuple[int, int]  # minutes from midnight, [start, end)
 
 
 def _parse_range(text: str) -> Range:
@@ -75,7 +77,7 @@ def _parse_days(text: str) -> list[int]:
             if a not in DAYS or b not in DAYS:
                 raise HoursError(f"bad days {text!r} (mon..sun)")
             i, j = DAYS.index(a), DAYS.index(b)
-            out += list(range(i, j + 1)) if i <= j else list(range(i, 7)) + list(range(0, j + 1))
+            out += list(range(i, j + 1)) if i <= j else list(range(i, 7)) + list(range(j + 1))
         elif part in DAYS:
             out.append(DAYS.index(part))
         else:
@@ -137,12 +139,23 @@ def zone(tz: str) -> ZoneInfo:
         raise HoursError(f"unknown time zone {tz!r} (e.g. Europe/Paris)") from None
 
 
+def _ranges(v: object) -> list[Range]:
+    """A stored JSON list of ``[start, end]`` pairs -> ranges."""
+    if not isinstance(v, list):
+        raise HoursError(f"bad stored hours {v!r}")
+    out: list[Range] = []
+    for r in v:
+        a, b = r
+        out.append((int(a), int(b)))
+    return out
+
+
 @dataclass
 class Schedule:
     name: str
     tz: str = "UTC"
     week: dict[int, list[Range]] = field(default_factory=dict)
-    exceptions: dict[str, list[Range]] = field(default_factory=dict)   # date -> [] (closed) / hours
+    exceptions: dict[str, list[Range]] = field(default_factory=dict)  # date -> [] (closed) / hours
     updated_at: float | None = None
 
     def ranges_on(self, day: dt.date) -> list[Range]:
@@ -150,19 +163,31 @@ class Schedule:
             return self.exceptions[day.isoformat()]
         return self.week.get(day.weekday(), [])
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "tz": self.tz, "week": format_week(self.week),
-                "days": {DAYS[d]: [_fmt_range(r) for r in rs] for d, rs in sorted(self.week.items())},
-                "exceptions": {k: [_fmt_range(r) for r in v] for k, v in sorted(self.exceptions.items())},
-                "updated_at": self.updated_at}
+    def to_dict(self) -> dict[str, Any]:  # pypbx/cli/hours.py indexes the parts
+        return {
+            "name": self.name,
+            "tz": self.tz,
+            "week": format_week(self.week),
+            "days": {DAYS[d]: [_fmt_range(r) for r in rs] for d, rs in sorted(self.week.items())},
+            "exceptions": {k: [_fmt_range(r) for r in v] for k, v in sorted(self.exceptions.items())},
+            "updated_at": self.updated_at,
+        }
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "Schedule":
-        week = {int(k): [tuple(r) for r in v] for k, v in json.loads(row["week"] or "{}").items()}
-        exc = {k: [tuple(r) for r in v] for k, v in json.loads(row["holidays"] or "{}").items()} \
-            if (row["holidays"] or "").startswith("{") else {}
-        return cls(name=row["name"], tz=row["tz"], week=week, exceptions=exc,  # type: ignore[arg-type]
-                   updated_at=row.get("updated_at"))
+    def from_row(cls, row: ScheduleRow) -> Schedule:
+        week = {int(k): _ranges(v) for k, v in json.loads(row["week"] or "{}").items()}
+        exc = (
+            {k: _ranges(v) for k, v in json.loads(row["holidays"] or "{}").items()}
+            if (row["holidays"] or "").startswith("{")
+            else {}
+        )
+        return cls(
+            name=row["name"],
+            tz=row["tz"],
+            week=week,
+            exceptions=exc,
+            updated_at=row.get("updated_at"),
+        )
 
 
 def now(tz: str | None = None) -> dt.datetime:
@@ -174,9 +199,9 @@ def now(tz: str | None = None) -> dt.datetime:
         except ValueError:
             raise HoursError(f"{FAKE_NOW_ENV}={fake!r} is not an ISO time") from None
         if t.tzinfo is None:
-            t = t.replace(tzinfo=zone(tz) if tz else dt.timezone.utc)
+            t = t.replace(tzinfo=zone(tz) if tz else dt.UTC)
         return t
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def local_time(schedule: Schedule, when: dt.datetime | float | None = None) -> dt.datetime:
@@ -199,25 +224,27 @@ def is_open(schedule: Schedule, when: dt.datetime | float | None = None) -> bool
 
 # ------------------------------------------------------------------ the store
 
+
 def _row_values(s: Schedule) -> tuple[str, str]:
-    return (json.dumps({str(k): v for k, v in s.week.items()}),
-            json.dumps({k: v for k, v in s.exceptions.items()}))
+    return (json.dumps({str(k): v for k, v in s.week.items()}), json.dumps(dict(s.exceptions)))
 
 
-async def set_schedule(db: Database, name: str, week: str, tz: str = "UTC",
-                       clock: Any = time.time) -> Schedule:
+async def set_schedule(
+    db: Database, name: str, week: str, tz: str = "UTC", clock: Callable[[], float] = time.time
+) -> Schedule:
     if not NAME_RE.match(name):
         raise HoursError(f"bad schedule name {name!r}")
     zone(tz)
     old = await get_schedule(db, name, missing_ok=True)
-    s = Schedule(name=name, tz=tz, week=parse_week(week), exceptions=old.exceptions if old else {},
-                 updated_at=clock())
-    await db.upsert_schedule_row(name, tz, *_row_values(s), s.updated_at)
+    t = clock()
+    s = Schedule(name=name, tz=tz, week=parse_week(week), exceptions=old.exceptions if old else {}, updated_at=t)
+    await db.upsert_schedule_row(name, tz, *_row_values(s), t)
     return s
 
 
-async def add_exception(db: Database, name: str, text: str, clock: Any = time.time,
-                        remove: bool = False) -> Schedule:
+async def add_exception(
+    db: Database, name: str, text: str, clock: Callable[[], float] = time.time, remove: bool = False
+) -> Schedule:
     s = await get_schedule(db, name)
     day, ranges = parse_exception(text)
     if remove:
@@ -226,16 +253,21 @@ async def add_exception(db: Database, name: str, text: str, clock: Any = time.ti
         del s.exceptions[day]
     else:
         s.exceptions[day] = ranges
-    s.updated_at = clock()
-    await db.upsert_schedule_row(name, s.tz, *_row_values(s), s.updated_at)
+    t = clock()
+    s.updated_at = t
+    await db.upsert_schedule_row(name, s.tz, *_row_values(s), t)
     return s
 
 
-async def get_schedule(db: Database, name: str, missing_ok: bool = False) -> Schedule:
+@overload
+async def get_schedule(db: Database, name: str, missing_ok: Literal[False] = False) -> Schedule: ...
+@overload
+async def get_schedule(db: Database, name: str, missing_ok: bool) -> Schedule | None: ...
+async def get_schedule(db: Database, name: str, missing_ok: bool = False) -> Schedule | None:
     row = await db.get_schedule_row(name)
     if row is None:
         if missing_ok:
-            return None  # type: ignore[return-value]
+            return None
         raise HoursError(f"no schedule {name!r} (create it: pypbx hours set {name} --week ...)")
     return Schedule.from_row(row)
 

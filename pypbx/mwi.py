@@ -39,16 +39,32 @@ import contextlib
 import hashlib
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from pypbx import voicemail as V
+from pypbx.changes import ChangeWatcher, DbChanged
+from pypbx.db import Database
+from pypbx.db.rows import VoicemailBoxRow
 from sip.auth import ProxyAuthenticator
-from sip.message import Request, make_response
+from sip.message import Request, Response, make_response
 from sip.registrar import AuthOutcome
+from sip.server import Handler, OwnCallback, SipServer
+from sip.subscription import Action as SubscriptionAction
 from sip.subscription import (
-    Ended, ExpiresPolicy, MessageSummary, Notifier, Respond, SendNotify, Subscription,
+    Ended,
+    ExpiresPolicy,
+    MessageSummary,
+    Notifier,
+    Respond,
+    SendNotify,
+    Subscription,
 )
-from sip.transaction import Addr, ResponseReceived
+from sip.transaction import Addr, Key, ResponseReceived
+
+if TYPE_CHECKING:
+    from pypbx.events import VoicemailLeft
+    from pypbx.frontline import FrontLine
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +72,16 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL = 0.5
 
 
-async def mailbox_counts(db: Any, box: str) -> tuple[int, int]:
+class SipPort(Protocol):
+    """What the MWI service uses of the SIP server (:class:`sip.server.SipServer`)."""
+
+    def claim(self, method: str, wants: Callable[[Request], bool], handler: Handler) -> None: ...
+    def respond(self, key: Key, response: Response) -> None: ...
+    def local_address(self, transport: str, dest_host: str) -> tuple[str, int]: ...
+    def send_own(self, req: Request, dest: Addr, on_event: OwnCallback) -> None: ...
+
+
+async def mailbox_counts(db: Database, box: str) -> tuple[int, int]:
     """(new, old) voice messages of ``box``: unheard / heard, deleted ones left out."""
     msgs = await V.list_messages(db, box)
     new = sum(1 for m in msgs if not m["heard"] and m.get("deleted_at") is None)
@@ -64,7 +89,7 @@ async def mailbox_counts(db: Any, box: str) -> tuple[int, int]:
     return new, old
 
 
-async def mailbox_for(db: Any, target: str) -> dict[str, Any] | None:
+async def mailbox_for(db: Database, target: str) -> VoicemailBoxRow | None:
     """The mailbox a Request-URI user names: a box name, else a box's number."""
     if not target:
         return None
@@ -75,16 +100,16 @@ async def mailbox_for(db: Any, target: str) -> dict[str, Any] | None:
     return await db.get_voicemail_box_row(box) if box else None
 
 
-def owns(user: str, box: dict[str, Any]) -> bool:
+def owns(user: str, box: VoicemailBoxRow) -> bool:
     """An extension's own mailbox: named like the extension, or whose number it is."""
     return bool(user) and (user == box["box"] or user == box.get("number"))
 
 
-def _with_to_tag(resp: Any, req: Request) -> Any:
+def _with_to_tag(resp: Response, req: Request) -> Response:
     """RFC 3261 §8.2.6.2: a UAS's final response carries a To tag (the authenticator's
     challenge, built for a proxy's 407, has none). Derived from the Call-ID, like the
     registrar's, so every challenge of one attempt looks alike."""
-    if resp is None or resp.to.tag is not None:
+    if resp.to.tag is not None:
         return resp
     return resp.replace(headers=resp.headers.replace("To", [f"{resp.headers.get('To')};tag={_tag(req)}"]))
 
@@ -94,17 +119,25 @@ def _tag(req: Request) -> str:
 
 
 class MwiService:
-    def __init__(self, db: Any, sip: Any, *, realm: str, authenticator: ProxyAuthenticator,
-                 policy: ExpiresPolicy = ExpiresPolicy(), user_agent: str = "pypbx",
-                 wallclock: Callable[[], float] = time.time, changes: Any = None) -> None:
-        from pypbx.changes import ChangeWatcher
+    def __init__(
+        self,
+        db: Database,
+        sip: SipPort,
+        *,
+        realm: str,
+        authenticator: ProxyAuthenticator,
+        policy: ExpiresPolicy = ExpiresPolicy(),
+        user_agent: str = "pypbx",
+        wallclock: Callable[[], float] = time.time,
+        changes: ChangeWatcher | None = None,
+    ) -> None:
         self.db = db
         self.sip = sip
         self.realm = realm
         self.auth = authenticator
         self.wallclock = wallclock
         self.notifier = Notifier(policy=policy, user_agent=user_agent)
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         # the PBX's change watcher calls db_changed; without one, run() polls a private one
         self._own_watch: ChangeWatcher | None = None
@@ -118,7 +151,7 @@ class MwiService:
         self._lock = asyncio.Lock()
 
     # -- wiring --------------------------------------------------------------------
-    def attach(self, frontline: Any = None) -> None:
+    def attach(self, frontline: FrontLine | None = None) -> None:
         """Take message-summary SUBSCRIBEs from the front door; listen for new messages."""
         self.sip.claim("SUBSCRIBE", self.notifier.wants, self._on_subscribe)
         if frontline is not None:
@@ -127,7 +160,7 @@ class MwiService:
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         t = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
@@ -143,12 +176,12 @@ class MwiService:
         return MessageSummary(f"sip:{box}@{self.realm}", new, old)
 
     # -- SUBSCRIBE -----------------------------------------------------------------
-    def _on_subscribe(self, server: Any, key: object, req: Request, source: Addr) -> None:
+    def _on_subscribe(self, server: SipServer, key: Key, req: Request, source: Addr) -> None:
         now = self._now()
         n = self.notifier
         if req.to.tag is not None:
             sub = n.find(req)
-            if sub is None:            # e.g. a refresh after our restart: subscribe again
+            if sub is None:  # e.g. a refresh after our restart: subscribe again
                 server.respond(key, make_response(req, 481, to_tag=_tag(req)))
                 return
             self._run(key, n.refresh(sub, req, source, now))
@@ -159,28 +192,37 @@ class MwiService:
             return
         res = self.auth.check(req, source.host, self.wallclock())
         if res.outcome is not AuthOutcome.OK:
+            resp = res.response
+            assert resp is not None  # sip.auth: every outcome but OK carries its response
             if res.outcome is AuthOutcome.FAILED:
                 server.counters["auth_failures"] += 1
                 server.guard.auth_failed(source.host, now, res.user, "SUBSCRIBE")
             elif res.outcome is not AuthOutcome.MALFORMED:
                 server.counters["auth_challenges"] += 1
-            log.debug("MWI: SUBSCRIBE %s from %s:%d: %s -> %d", req.uri, source.host, source.port,
-                      res.outcome.value, res.response.status)
-            server.respond(key, _with_to_tag(res.response, req))
+            log.debug(
+                "MWI: SUBSCRIBE %s from %s:%d: %s -> %d",
+                req.uri,
+                source.host,
+                source.port,
+                res.outcome.value,
+                resp.status,
+            )
+            server.respond(key, _with_to_tag(resp, req))
             return
         user = res.user or ""
         if req.from_.uri.user != user:
             server.guard.auth_failed(source.host, now, user, "SUBSCRIBE")
-            server.respond(key, make_response(req, 403, "Forbidden - From is not the authenticated user",
-                                             to_tag=_tag(req)))
+            server.respond(
+                key, make_response(req, 403, "Forbidden - From is not the authenticated user", to_tag=_tag(req))
+            )
             return
         server.guard.auth_ok(source.host)
         self._spawn(self._accept(key, req, source, user))
 
-    async def _accept(self, key: object, req: Request, source: Addr, user: str) -> None:
+    async def _accept(self, key: Key, req: Request, source: Addr, user: str) -> None:
         try:
             target = req.uri.user or ""
-            if target == V.ACCESS_NUMBER:      # phones that subscribe to the voicemail code
+            if target == V.ACCESS_NUMBER:  # phones that subscribe to the voicemail code
                 target = user
             box = await mailbox_for(self.db, target)
             if box is None:
@@ -193,9 +235,15 @@ class MwiService:
             async with self._lock:
                 new, old = await mailbox_counts(self.db, box["box"])
                 local = self.sip.local_address(source.transport, source.host)
-                actions = self.notifier.accept(req, source, self._now(), box=box["box"],
-                                               summary=self.summary(box["box"], new, old), local=local,
-                                               user=user)
+                actions = self.notifier.accept(
+                    req,
+                    source,
+                    self._now(),
+                    box=box["box"],
+                    summary=self.summary(box["box"], new, old),
+                    local=local,
+                    user=user,
+                )
         except Exception:
             log.exception("MWI: cannot read mailbox for %s", req.uri)
             self.sip.respond(key, make_response(req, 500, to_tag=_tag(req)))
@@ -204,19 +252,28 @@ class MwiService:
         sub = next((a for a in actions if type(a) is SendNotify), None)
         if sub is not None and sub.sub_id in self.notifier.by_id:
             s: Subscription = self.notifier.by_id[sub.sub_id]
-            log.info("MWI: %s subscribed to mailbox %s from %s:%s:%d for %ds (new %d, old %d)", user,
-                     s.box, source.transport, source.host, source.port, s.expires_in(self._now()), new, old)
+            log.info(
+                "MWI: %s subscribed to mailbox %s from %s:%s:%d for %ds (new %d, old %d)",
+                user,
+                s.box,
+                source.transport,
+                source.host,
+                source.port,
+                s.expires_in(self._now()),
+                new,
+                old,
+            )
         self._wake.set()
 
     # -- actions -------------------------------------------------------------------
-    def _run(self, key: object, actions: list) -> None:
+    def _run(self, key: Key | None, actions: Sequence[SubscriptionAction]) -> None:
         for act in actions:
-            t = type(act)
-            if t is Respond:
-                self.sip.respond(key, act.response)
-            elif t is SendNotify:
+            if type(act) is Respond:
+                if key is not None:  # a Respond answers a request: only from accept / refresh
+                    self.sip.respond(key, act.response)
+            elif type(act) is SendNotify:
                 self._send(act)
-            elif t is Ended:
+            elif type(act) is Ended:
                 log.info("MWI: subscription %d to mailbox %s ended (%s)", act.sub_id, act.box, act.reason)
         self._wake.set()
 
@@ -225,20 +282,21 @@ class MwiService:
 
         def on_event(ev: object) -> None:
             if type(ev) is ResponseReceived:
-                status = ev.response.status       # type: ignore[attr-defined]
+                status = ev.response.status
                 if status < 200:
                     return
-            else:                                 # Timeout / TransportError
+            else:  # Timeout / TransportError
                 status = None
             self._run(None, self.notifier.on_notify_result(branch, status, self._now()))
+
         self.sip.send_own(act.request, act.dest, on_event)
 
     # -- changes -------------------------------------------------------------------
-    async def on_voicemail(self, box: str, meta: dict[str, Any]) -> None:
+    async def on_voicemail(self, box: str, meta: Mapping[str, object]) -> None:
         """FrontLine listener: a message was filed in ``box``."""
         await self.recount(box)
 
-    async def voicemail_left(self, ev: Any) -> None:
+    async def voicemail_left(self, ev: VoicemailLeft) -> None:
         """Durable subscriber of the event stream's ``voicemail left`` (pypbx.events)."""
         await self.recount(ev.box)
 
@@ -250,7 +308,7 @@ class MwiService:
             actions = self.notifier.update(box, self.summary(box, new, old), self._now())
         self._run(None, actions)
 
-    async def db_changed(self, change: Any = None) -> None:
+    async def db_changed(self, change: DbChanged | None = None) -> None:
         """The database moved (the CLI, or this process): re-read the subscribed boxes."""
         if self.notifier.subs:
             for box in sorted(self.notifier.boxes()):
@@ -263,7 +321,7 @@ class MwiService:
             now = self._now()
             self._run(None, self.notifier.tick(now))
             if self._own_watch is None:
-                next_poll = now + 3600.0            # the app's change watcher calls db_changed
+                next_poll = now + 3600.0  # the app's change watcher calls db_changed
             elif now >= next_poll:
                 next_poll = now + POLL_INTERVAL
                 try:
@@ -280,6 +338,5 @@ class MwiService:
                     await asyncio.wait_for(self._wake.wait(), wait)
 
     # -- status --------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        return {"subscriptions": self.notifier.status(self._now()),
-                "counters": dict(self.notifier.counters)}
+    def status(self) -> dict[str, object]:
+        return {"subscriptions": self.notifier.status(self._now()), "counters": dict(self.notifier.counters)}

@@ -44,16 +44,22 @@ import ssl
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from pypbx import __version__
 from pypbx.config import NotifyConfig
 from pypbx.db import Database
+from pypbx.db.rows import NotificationRow
 from pypbx.errors import PbxError
+from pypbx.jsontypes import JSON
+
+if TYPE_CHECKING:
+    from pypbx.events import VoicemailLeft
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +90,7 @@ class NotifyError(PbxError, ValueError):
 class Delivered:
     channel: Channel
     target: str
-    detail: str          # "HTTP 200", "250 OK queued as ..." ...
+    detail: str  # "HTTP 200", "250 OK queued as ..." ...
 
 
 def backoff(attempts: int) -> float:
@@ -97,32 +103,48 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def _one_line(s: Any) -> str:
+def _one_line(s: object) -> str:
     return " ".join(str(s).split())
 
 
 # ------------------------------------------------------------------ payloads
 
-def voicemail_payload(box: str, meta: dict[str, Any], service_line: str = "") -> dict[str, Any]:
-    msg = {k: meta.get(k) for k in ("id", "box", "caller", "did", "time", "received_at", "seconds", "path",
-                                    "call_id")}
+
+#: A notification's payload: what the webhook receives (plus ``delivery_id``) and the e-mail shows.
+Payload = Mapping[str, object]
+
+
+def _message(payload: Payload) -> Mapping[str, object]:
+    m = payload.get("message", {})
+    return m if isinstance(m, Mapping) else {}
+
+
+def _seconds(v: object) -> float:
+    return float(v) if isinstance(v, (int, float, str)) and v else 0.0
+
+
+def voicemail_payload(box: str, meta: Mapping[str, object], service_line: str = "") -> dict[str, object]:
+    msg: dict[str, object] = {
+        k: meta.get(k) for k in ("id", "box", "caller", "did", "time", "received_at", "seconds", "path", "call_id")
+    }
     msg["box"] = msg["box"] or box
     msg["service_line"] = service_line or ""
     return {"event": "voicemail", "mailbox": box, "message": msg}
 
 
-def webhook_body(payload: dict[str, Any], delivery_id: int | None) -> bytes:
+def webhook_body(payload: Payload, delivery_id: int | None) -> bytes:
     return json.dumps({**payload, "delivery_id": delivery_id}, sort_keys=True).encode()
 
 
-def email_subject(payload: dict[str, Any]) -> str:
-    m = payload.get("message", {})
+def email_subject(payload: Payload) -> str:
+    m = _message(payload)
     line = m.get("service_line") or m.get("did") or m.get("box") or "-"
-    return _one_line(f"Voicemail from {m.get('caller') or 'unknown caller'} ({line}) "
-                     f"{float(m.get('seconds') or 0):.0f} s")
+    return _one_line(
+        f"Voicemail from {m.get('caller') or 'unknown caller'} ({line}) {_seconds(m.get('seconds')):.0f} s"
+    )
 
 
-def build_email(cfg: NotifyConfig, to: str, payload: dict[str, Any]) -> EmailMessage:
+def build_email(cfg: NotifyConfig, to: str, payload: Payload) -> EmailMessage:
     """The message sent for one notification (a test payload has ``event: test``)."""
     em = EmailMessage()
     em["From"] = cfg.mail_from or f"pypbx@{socket.getfqdn()}"
@@ -132,10 +154,11 @@ def build_email(cfg: NotifyConfig, to: str, payload: dict[str, Any]) -> EmailMes
     em["X-Mailer"] = f"pypbx {__version__}"
     if payload.get("event") == "test":
         em["Subject"] = "pypbx test notification"
-        em.set_content("This is a test e-mail from pypbx (pypbx notify test).\n"
-                       "Voicemail notifications reach this address.\n")
+        em.set_content(
+            "This is a test e-mail from pypbx (pypbx notify test).\nVoicemail notifications reach this address.\n"
+        )
         return em
-    m = payload["message"]
+    m = _message(payload)
     em["Subject"] = email_subject(payload)
     lines = [
         f"A new voicemail message was left in mailbox {payload['mailbox']}.",
@@ -144,13 +167,13 @@ def build_email(cfg: NotifyConfig, to: str, payload: dict[str, Any]) -> EmailMes
         f"Service line:  {m.get('service_line') or '-'}",
         f"Number dialled: {m.get('did') or '-'}",
         f"Time:          {m.get('time') or '-'}",
-        f"Length:        {float(m.get('seconds') or 0):.1f} s",
+        f"Length:        {_seconds(m.get('seconds')):.1f} s",
         f"Message id:    {m.get('id')}",
         f"File:          {m.get('path')}",
         "",
     ]
     attach = None
-    path = Path(m.get("path") or "")
+    path = Path(str(m.get("path") or ""))
     if cfg.attach_audio and m.get("path"):
         try:
             size = path.stat().st_size
@@ -160,8 +183,10 @@ def build_email(cfg: NotifyConfig, to: str, payload: dict[str, Any]) -> EmailMes
             if size <= cfg.attach_max_mb * 1024 * 1024:
                 attach = path.read_bytes()
             else:
-                lines.append(f"The recording is not attached: {size / 1048576:.1f} MB is over "
-                             f"notify.attach_max_mb ({cfg.attach_max_mb:g} MB).")
+                lines.append(
+                    f"The recording is not attached: {size / 1048576:.1f} MB is over "
+                    f"notify.attach_max_mb ({cfg.attach_max_mb:g} MB)."
+                )
     lines.append(f"Listen: dial *98 from the mailbox's phone, or: pypbx voicemail play {m.get('id')}")
     em.set_content("\n".join(lines) + "\n")
     if attach is not None:
@@ -171,9 +196,10 @@ def build_email(cfg: NotifyConfig, to: str, payload: dict[str, Any]) -> EmailMes
 
 # ------------------------------------------------------------------ the two channels (blocking)
 
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001
-        return None          # a 3xx is an HTTPError: the webhook URL must answer itself
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # a 3xx is an HTTPError: the webhook URL must answer itself
 
 
 def post_webhook(url: str, body: bytes, *, secret: str = "", timeout: float = 10.0) -> str:
@@ -191,7 +217,7 @@ def post_webhook(url: str, body: bytes, *, secret: str = "", timeout: float = 10
         raise NotifyError(f"HTTP {e.code} {_one_line(e.reason)}") from None
     except urllib.error.URLError as e:
         raise NotifyError(f"cannot reach {url}: {_one_line(e.reason)}") from None
-    except (OSError, ValueError) as e:           # timeouts, resets, bad URL
+    except (OSError, ValueError) as e:  # timeouts, resets, bad URL
         raise NotifyError(f"cannot reach {url}: {_one_line(e) or type(e).__name__}") from None
     if not 200 <= code < 300:
         raise NotifyError(f"HTTP {code}")
@@ -205,8 +231,9 @@ def send_email(cfg: NotifyConfig, msg: EmailMessage) -> str:
     where = f"{cfg.smtp_host}:{cfg.port}"
     try:
         if cfg.smtp_ssl:
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(cfg.smtp_host, cfg.port, timeout=cfg.timeout,
-                                                  context=ssl.create_default_context())
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                cfg.smtp_host, cfg.port, timeout=cfg.timeout, context=ssl.create_default_context()
+            )
         else:
             smtp = smtplib.SMTP(cfg.smtp_host, cfg.port, timeout=cfg.timeout)
         try:
@@ -237,8 +264,37 @@ def send_email(cfg: NotifyConfig, msg: EmailMessage) -> str:
 
 # ------------------------------------------------------------------ the outbox
 
-def _row(r: dict[str, Any]) -> dict[str, Any]:
-    return {**r, "payload": json.loads(r["payload"])}
+
+class Notification(TypedDict):
+    """An outbox row with its payload decoded (``pypbx notify list --json``)."""
+
+    id: int
+    kind: str
+    channel: str
+    target: str
+    payload: JSON
+    status: str
+    created_at: float
+    attempts: int
+    next_attempt_at: float
+    sent_at: float | None
+    last_error: str | None
+
+
+def _row(r: NotificationRow) -> Notification:
+    return {
+        "id": r["id"],
+        "kind": r["kind"],
+        "channel": r["channel"],
+        "target": r["target"],
+        "payload": json.loads(r["payload"]),
+        "status": r["status"],
+        "created_at": r["created_at"],
+        "attempts": r["attempts"],
+        "next_attempt_at": r["next_attempt_at"],
+        "sent_at": r["sent_at"],
+        "last_error": r["last_error"],
+    }
 
 
 class Notifier:
@@ -259,71 +315,99 @@ class Notifier:
                 return r["service_line"] or ""
         return ""
 
-    async def voicemail_filed(self, box: str, meta: dict[str, Any]) -> list[int]:
+    async def voicemail_filed(self, box: str, meta: Mapping[str, object]) -> list[int]:
         """FrontLine.voicemail_listeners hook: one outbox row per delivery; returns their ids."""
-        payload = voicemail_payload(box, meta, await self._service_line(meta.get("did")))
+        did = meta.get("did")
+        payload = voicemail_payload(box, meta, await self._service_line(did if isinstance(did, str) else None))
         targets: list[tuple[Channel, str]] = []
         if self.cfg.webhook_url:
             targets.append((Channel.WEBHOOK, self.cfg.webhook_url))
         if self.cfg.smtp_host:
             row = await self.db.get_voicemail_box_row(box)
-            for addr in (row or {}).get("email", "").split(","):
+            for addr in (row["email"] if row is not None else "").split(","):
                 if addr.strip():
                     targets.append((Channel.EMAIL, addr.strip()))
         return await self.enqueue("voicemail", payload, targets)
 
-    async def voicemail_left(self, ev: Any) -> None:
+    async def voicemail_left(self, ev: VoicemailLeft) -> None:
         """Durable subscriber of the event stream's ``voicemail left`` (pypbx.events)."""
         await self.voicemail_filed(ev.box, dict(ev.meta))
 
-    async def enqueue(self, kind: str, payload: dict[str, Any], targets: list[tuple[Channel, str]]) -> list[int]:
+    async def enqueue(self, kind: str, payload: Payload, targets: list[tuple[Channel, str]]) -> list[int]:
         if not targets:
             return []
         now = self.clock()
         body = json.dumps(payload, sort_keys=True)
         ids = await self.db.insert_notification_rows(
-            [{"kind": kind, "channel": ch.value, "target": t, "payload": body, "created_at": now,
-              "next_attempt_at": now} for ch, t in targets])
-        log.info("notifications %s queued (%s)", ",".join(map(str, ids)),
-                 ", ".join(f"{ch.value} {t}" for ch, t in targets))
+            [
+                {
+                    "kind": kind,
+                    "channel": ch.value,
+                    "target": t,
+                    "payload": body,
+                    "created_at": now,
+                    "next_attempt_at": now,
+                }
+                for ch, t in targets
+            ]
+        )
+        log.info(
+            "notifications %s queued (%s)", ",".join(map(str, ids)), ", ".join(f"{ch.value} {t}" for ch, t in targets)
+        )
         self._wake.set()
         return ids
 
     # -- send ------------------------------------------------------------------------
-    async def send_now(self, channel: Channel, target: str, payload: dict[str, Any],
-                       delivery_id: int | None = None) -> str:
+    async def send_now(self, channel: Channel, target: str, payload: Payload, delivery_id: int | None = None) -> str:
         """One attempt, in a thread; returns a short result or raises NotifyError."""
         if channel is Channel.WEBHOOK:
             body = webhook_body(payload, delivery_id)
-            return await asyncio.to_thread(post_webhook, target, body, secret=self.cfg.webhook_secret,
-                                           timeout=self.cfg.timeout)
+            return await asyncio.to_thread(
+                post_webhook, target, body, secret=self.cfg.webhook_secret, timeout=self.cfg.timeout
+            )
         msg = await asyncio.to_thread(build_email, self.cfg, target, payload)
         return await asyncio.to_thread(send_email, self.cfg, msg)
 
-    async def deliver(self, row: dict[str, Any]) -> Status:
+    async def deliver(self, row: NotificationRow) -> Status:
         """Attempt the row once and record the outcome (sent / retry later / failed)."""
         nid, attempts, target = row["id"], row["attempts"] + 1, row["target"]
         if row["channel"] == Channel.WEBHOOK.value and self.cfg.webhook_url and target != self.cfg.webhook_url:
-            target = self.cfg.webhook_url          # the URL was changed since: the one configured now
+            target = self.cfg.webhook_url  # the URL was changed since: the one configured now
             await self.db.update_notification_row(nid, target=target)
         try:
             detail = await self.send_now(Channel(row["channel"]), target, json.loads(row["payload"]), nid)
-        except Exception as exc:        # NotifyError, or a bug: either way the row stays accountable
+        except Exception as exc:  # NotifyError, or a bug: either way the row stays accountable
             err = str(exc) if isinstance(exc, NotifyError) else f"{type(exc).__name__}: {_one_line(exc)}"
             if attempts >= self.cfg.max_attempts:
-                await self.db.update_notification_row(nid, status=Status.FAILED.value, attempts=attempts,
-                                                      last_error=err)
-                log.error("notification %d (%s %s) failed for good after %d attempts: %s", nid, row["channel"],
-                          target, attempts, err)
+                await self.db.update_notification_row(
+                    nid, status=Status.FAILED.value, attempts=attempts, last_error=err
+                )
+                log.error(
+                    "notification %d (%s %s) failed for good after %d attempts: %s",
+                    nid,
+                    row["channel"],
+                    target,
+                    attempts,
+                    err,
+                )
                 return Status.FAILED
             wait = backoff(attempts)
-            await self.db.update_notification_row(nid, attempts=attempts, last_error=err,
-                                                  next_attempt_at=self.clock() + wait)
-            log.warning("notification %d (%s %s) attempt %d failed: %s; next in %.0f s", nid, row["channel"],
-                        target, attempts, err, wait)
+            await self.db.update_notification_row(
+                nid, attempts=attempts, last_error=err, next_attempt_at=self.clock() + wait
+            )
+            log.warning(
+                "notification %d (%s %s) attempt %d failed: %s; next in %.0f s",
+                nid,
+                row["channel"],
+                target,
+                attempts,
+                err,
+                wait,
+            )
             return Status.PENDING
-        await self.db.update_notification_row(nid, status=Status.SENT.value, attempts=attempts,
-                                              sent_at=self.clock(), last_error=None)
+        await self.db.update_notification_row(
+            nid, status=Status.SENT.value, attempts=attempts, sent_at=self.clock(), last_error=None
+        )
         log.info("notification %d (%s %s) sent: %s", nid, row["channel"], target, detail)
         return Status.SENT
 
@@ -360,11 +444,13 @@ class Notifier:
 
 # ------------------------------------------------------------------ the CLI's verbs
 
+
 async def list_notifications(db: Database, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-    return [_row(r) for r in await db.list_notification_rows(status, limit)]
+    # dict[str, Any], not Notification: pypbx/cli/notify.py's what() takes dict[str, Any]
+    return [cast("dict[str, Any]", _row(r)) for r in await db.list_notification_rows(status, limit)]
 
 
-async def retry(db: Database, nid: int, clock: Callable[[], float] = time.time) -> dict[str, Any]:
+async def retry(db: Database, nid: int, clock: Callable[[], float] = time.time) -> Notification:
     """Put notification ``nid`` back in the queue, due now, with its attempts counted from 0."""
     row = await db.get_notification_row(nid)
     if row is None:
@@ -379,7 +465,11 @@ def _when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
-def probe_payload() -> dict[str, Any]:
-    return {"event": "test", "message": "pypbx test notification", "time":
-            dt.datetime.now().astimezone().isoformat(timespec="seconds"), "host": socket.gethostname(),
-            "pid": os.getpid()}
+def probe_payload() -> dict[str, object]:
+    return {
+        "event": "test",
+        "message": "pypbx test notification",
+        "time": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }

@@ -26,7 +26,7 @@ by default, ``international`` and ``premium`` off); ``emergency`` is always allo
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 CLASSES = ("internal", "emergency", "local", "mobile", "national", "premium", "international")
 DEFAULT_ALLOWED = ("internal", "local", "mobile", "national")
@@ -51,10 +51,10 @@ class NumberPlan:
 
 @dataclass(frozen=True)
 class Classified:
-    number: str          # as dialled, separators removed
-    cls: str             # one of CLASSES or "invalid"
-    e164: str | None = None   # +CC..., when it could be worked out
-    national: str | None = None   # national_prefix + subscriber number (own country only)
+    number: str  # as dialled, separators removed
+    cls: str  # one of CLASSES or "invalid"
+    e164: str | None = None  # +CC..., when it could be worked out
+    national: str | None = None  # national_prefix + subscriber number (own country only)
 
 
 def clean(number: str) -> str:
@@ -71,18 +71,18 @@ def classify(number: str, plan: NumberPlan = NumberPlan()) -> Classified:
     if n.startswith("+"):
         intl = n[1:]
     elif plan.international_prefix and n.startswith(plan.international_prefix):
-        intl = n[len(plan.international_prefix):]
+        intl = n[len(plan.international_prefix) :]
     if intl is not None:
         if not intl:
             return Classified(n, "invalid")
         cc = plan.country_code
         if cc and intl.startswith(cc) and len(intl) > len(cc):
-            nat = plan.national_prefix + intl[len(cc):]
+            nat = plan.national_prefix + intl[len(cc) :]
             return Classified(n, _national_class(nat, plan), "+" + intl, nat)
         return Classified(n, "international", "+" + intl)
     np_ = plan.national_prefix
     if np_ and n.startswith(np_) and len(n) > len(np_):
-        e164 = f"+{plan.country_code}{n[len(np_):]}" if plan.country_code else None
+        e164 = f"+{plan.country_code}{n[len(np_) :]}" if plan.country_code else None
         return Classified(n, _national_class(n, plan), e164, n)
     return Classified(n, "local")
 
@@ -90,6 +90,7 @@ def classify(number: str, plan: NumberPlan = NumberPlan()) -> Classified:
 def _national_class(nat: str, plan: NumberPlan) -> str:
     def starts(prefixes: tuple[str, ...]) -> bool:
         return any(nat.startswith(clean(p)) for p in prefixes if clean(p))
+
     if starts(plan.premium_prefixes):
         return "premium"
     if starts(plan.mobile_prefixes):
@@ -99,7 +100,7 @@ def _national_class(nat: str, plan: NumberPlan) -> str:
     return "national"
 
 
-def allowed(cls: str, permitted: "set[str] | tuple[str, ...] | list[str]") -> bool:
+def allowed(cls: str, permitted: set[str] | tuple[str, ...] | list[str]) -> bool:
     """May a caller with the ``permitted`` classes dial a number of class ``cls``?"""
     if cls == "emergency":
         return True
@@ -113,13 +114,13 @@ def parse_classes(text: str) -> tuple[str, ...]:
     want = {c.strip().lower() for c in (text or "").split(",") if c.strip()}
     bad = want - set(CLASSES)
     if bad:
-        raise ValueError(f"unknown number class(es): {', '.join(sorted(bad))} "
-                         f"(known: {', '.join(CLASSES)})")
+        raise ValueError(f"unknown number class(es): {', '.join(sorted(bad))} (known: {', '.join(CLASSES)})")
     return tuple(c for c in CLASSES if c in want)
 
 
-def rewrite(number: str, plan: NumberPlan = NumberPlan(), *, fmt: str = "e164",
-            strip_prefix: str = "", add_prefix: str = "") -> str:
+def rewrite(
+    number: str, plan: NumberPlan = NumberPlan(), *, fmt: str = "e164", strip_prefix: str = "", add_prefix: str = ""
+) -> str:
     """The number as a trunk wants it: formatted (``fmt``), then ``strip_prefix`` removed
     when the result starts with it, then ``add_prefix`` put in front. Emergency and
     local numbers, and numbers that cannot be converted, keep the dialled digits."""
@@ -138,5 +139,5 @@ def rewrite(number: str, plan: NumberPlan = NumberPlan(), *, fmt: str = "e164",
             elif c.e164:
                 out = plan.international_prefix + c.e164[1:]
     if strip_prefix and out.startswith(strip_prefix):
-        out = out[len(strip_prefix):]
+        out = out[len(strip_prefix) :]
     return add_prefix + out

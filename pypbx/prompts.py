@@ -53,6 +53,7 @@ def shipped_ids() -> dict[str, list[str]]:
 
 # --------------------------------------------------------------------------- issue 9 (h-cli): moved from the CLI
 
+
 def inventory(override: Path, lang: str | None = None) -> list[dict[str, str | bool]]:
     """Every prompt per language (only ``lang`` if given), and the music on hold: ``{"id",
     "lang", "shipped", "replaced"}``, ``replaced`` when the clinic's recording is under

@@ -16,11 +16,13 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from media.recording import RecordingError, merge_stereo, repair_wav
 from pypbx.db import Database
+from pypbx.db.rows import CallRow
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ def day_folder(rec_dir: Path, offered_at: float) -> Path:
     return Path(rec_dir) / time.strftime("%Y-%m-%d", time.localtime(offered_at))
 
 
-def write_sidecar(wav: Path, meta: dict[str, Any]) -> Path:
+def write_sidecar(wav: Path, meta: Mapping[str, object]) -> Path:
     """``<wav>.json``, written atomically (temp + rename), mode 0640."""
     sidecar = wav.with_suffix(".json")
     tmp = sidecar.with_name(sidecar.name + ".tmp")
@@ -64,7 +66,44 @@ def party_files(rec_dir: Path, call_id: str) -> list[Path]:
     return sorted(Path(rec_dir).glob(f"*/{call_id}-*.wav"))
 
 
-def _repair_one(rec_dir: Path, row: dict[str, Any]) -> dict[str, Any] | None:
+class RepairedRecording(TypedDict):
+    path: str
+    status: str
+    seconds: float
+    sample_rate: int
+    sha256: str
+    channels: int
+    bytes: int
+    repaired: dict[str, dict[str, bool | float]]
+
+
+class RepairedParty(TypedDict):
+    number: str | None
+    name: str
+    channel: str
+
+
+class RepairedMeta(TypedDict):
+    """The sidecar of a recording repaired after a crash (what :func:`repair_interrupted` returns)."""
+
+    call_id: str
+    sip_call_id: str | None
+    direction: str
+    caller: RepairedParty
+    callee: RepairedParty
+    extension: str | None
+    queue: str | None
+    agent: str | None
+    did: str | None
+    offered_at: float
+    answered_at: float | None
+    ended_at: float | None
+    disposition: str
+    flags: list[str]
+    recording: RepairedRecording
+
+
+def _repair_one(rec_dir: Path, row: CallRow) -> RepairedMeta | None:
     files = party_files(rec_dir, row["id"])
     if not files:
         return None
@@ -73,27 +112,42 @@ def _repair_one(rec_dir: Path, row: dict[str, Any]) -> dict[str, Any] | None:
     caller = next((f for f in files if f is not callee), None)
     out = files[0].parent / f"{row['id']}.wav"
     info = merge_stereo(caller, callee, out, samplerate=8000, remove_sources=True)
-    meta = {
-        "call_id": row["id"], "sip_call_id": row.get("sip_call_id"), "direction": row.get("direction"),
+    meta: RepairedMeta = {
+        "call_id": row["id"],
+        "sip_call_id": row.get("sip_call_id"),
+        "direction": row.get("direction"),
         "caller": {"number": row.get("caller_number"), "name": row.get("caller_name") or "", "channel": "left"},
         "callee": {"number": row.get("callee_number"), "name": row.get("callee_name") or "", "channel": "right"},
-        "extension": row.get("extension"), "queue": row.get("queue"), "agent": row.get("agent"),
-        "did": row.get("did"), "offered_at": row.get("offered_at"), "answered_at": row.get("answered_at"),
-        "ended_at": row.get("ended_at"), "disposition": row.get("disposition"),
+        "extension": row.get("extension"),
+        "queue": row.get("queue"),
+        "agent": row.get("agent"),
+        "did": row.get("did"),
+        "offered_at": row.get("offered_at"),
+        "answered_at": row.get("answered_at"),
+        "ended_at": row.get("ended_at"),
+        "disposition": row.get("disposition"),
         "flags": sorted(set(filter(None, (row.get("flags") or "").split(","))) | {"interrupted"}),
-        "recording": {"path": str(out), "status": "interrupted", "seconds": round(info.duration, 3),
-                      "sample_rate": info.samplerate, "sha256": info.sha256, "channels": 2, "bytes": info.size,
-                      "repaired": {str(f.name): {"repaired": r.repaired, "seconds": round(r.duration, 3)}
-                                   for f, r in results.items()}},
+        "recording": {
+            "path": str(out),
+            "status": "interrupted",
+            "seconds": round(info.duration, 3),
+            "sample_rate": info.samplerate,
+            "sha256": info.sha256,
+            "channels": 2,
+            "bytes": info.size,
+            "repaired": {
+                str(f.name): {"repaired": r.repaired, "seconds": round(r.duration, 3)} for f, r in results.items()
+            },
+        },
     }
     write_sidecar(out, meta)
     return meta
 
 
-async def repair_interrupted(db: Database, rec_dir: Path, call_ids: list[str]) -> list[dict[str, Any]]:
+async def repair_interrupted(db: Database, rec_dir: Path, call_ids: list[str]) -> list[RepairedMeta]:
     """After a crash: make the interrupted calls' party files valid WAVs again, merge them
     into the call's stereo file and record it with status ``interrupted``."""
-    done = []
+    done: list[RepairedMeta] = []
     for cid in call_ids:
         row = await db.get_call_row(cid)
         if row is None:
@@ -102,19 +156,38 @@ async def repair_interrupted(db: Database, rec_dir: Path, call_ids: list[str]) -
             meta = await asyncio.to_thread(_repair_one, Path(rec_dir), row)
         except (OSError, RecordingError, ValueError) as exc:
             log.error("call %s: could not repair its recording: %s", cid[:12], exc)
-            await db.upsert_recording({"call_id": cid, "path": str(rec_dir), "status": "failed",
-                                       "created_at": time.time(), "detail": json.dumps({"error": str(exc)})})
+            await db.upsert_recording(
+                {
+                    "call_id": cid,
+                    "path": str(rec_dir),
+                    "status": "failed",
+                    "created_at": time.time(),
+                    "detail": json.dumps({"error": str(exc)}),
+                }
+            )
             continue
         if meta is None:
             continue
         rec = meta["recording"]
-        await db.upsert_recording({"call_id": cid, "path": rec["path"], "status": "interrupted",
-                                   "seconds": rec["seconds"], "sample_rate": rec["sample_rate"], "channels": 2,
-                                   "sha256": rec["sha256"], "bytes": rec["bytes"], "created_at": time.time(),
-                                   "detail": json.dumps({"repaired": rec["repaired"]})})
-        await db.add_call_events([(cid, time.time(), "recording_repaired",
-                                   json.dumps({"path": rec["path"], "seconds": rec["seconds"]}))])
-        log.warning("call %s: recording left by the crash repaired (%.1f s) -> %s", cid[:12], rec["seconds"],
-                    rec["path"])
+        await db.upsert_recording(
+            {
+                "call_id": cid,
+                "path": rec["path"],
+                "status": "interrupted",
+                "seconds": rec["seconds"],
+                "sample_rate": rec["sample_rate"],
+                "channels": 2,
+                "sha256": rec["sha256"],
+                "bytes": rec["bytes"],
+                "created_at": time.time(),
+                "detail": json.dumps({"repaired": rec["repaired"]}),
+            }
+        )
+        await db.add_call_events(
+            [(cid, time.time(), "recording_repaired", json.dumps({"path": rec["path"], "seconds": rec["seconds"]}))]
+        )
+        log.warning(
+            "call %s: recording left by the crash repaired (%.1f s) -> %s", cid[:12], rec["seconds"], rec["path"]
+        )
         done.append(meta)
     return done

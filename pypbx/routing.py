@@ -37,16 +37,20 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass
-from types import SimpleNamespace
-from typing import Any, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NotRequired, Protocol, TypedDict
 
 from acd.model import AgentState
 from pypbx import callers as C
 from pypbx import destinations as D
 from pypbx import hours as H
 from pypbx.db import Database, IntegrityError
+from pypbx.db.rows import RouteRuleRow
 from pypbx.errors import PbxError
+
+if TYPE_CHECKING:
+    from pypbx.trunks import Did
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,61 @@ class RoutingError(PbxError, ValueError):
 
 # ----------------------------------------------------------------------------- the model
 
+
+#: :meth:`Rule.to_dict` (``pypbx route show --json``); functional syntax: "if" is a keyword.
+RuleDict = TypedDict(
+    "RuleDict",
+    {"position": int, "if": list[str], "to": str, "prefer_last": NotRequired[float]},
+)
+
+
+class RuleOptions(TypedDict, total=False):
+    """A rule's options (the ``options`` column, JSON)."""
+
+    prefer_last: float
+
+
+class RouteDict(TypedDict):
+    """:meth:`Route.to_dict` (``pypbx route show --json``)."""
+
+    name: str
+    tz: str
+    rules: list[RuleDict]
+    created_at: float | None
+
+
+class Facts(TypedDict, total=False):
+    """What :func:`evaluate` looks at (see there); :func:`gather_facts` fills it."""
+
+    caller: str
+    ivr_choices: list[tuple[str, str]]
+    now: dt.datetime
+    known: bool
+    last_agent: str | None
+    last_agent_available: bool
+    last_agent_ext: str | None
+    schedules: dict[str, H.Schedule]
+
+
+class AgentView(Protocol):
+    @property
+    def state(self) -> AgentState: ...
+
+
+class EngineView(Protocol):
+    @property
+    def agents(self) -> Mapping[str, AgentView]: ...
+
+
+class AcdView(Protocol):
+    """What :func:`gather_facts` reads of the live ACD (:class:`pypbx.acdlive.AcdLive`)."""
+
+    @property
+    def engine(self) -> EngineView: ...
+    @property
+    def agent_ext(self) -> Mapping[str, str]: ...
+
+
 @dataclass(frozen=True)
 class Condition:
     kind: str
@@ -79,19 +138,21 @@ class Condition:
 class Rule:
     conditions: tuple[Condition, ...]
     destination: str
-    prefer_last: float | None = None     # seconds: a queue call prefers the caller's last agent
-    position: int = 0                     # 1-based, as stored
+    prefer_last: float | None = None  # seconds: a queue call prefers the caller's last agent
+    position: int = 0  # 1-based, as stored
 
     @property
     def is_default(self) -> bool:
         return not self.conditions
 
-    def options(self) -> dict[str, Any]:
+    def options(self) -> RuleOptions:
         return {"prefer_last": self.prefer_last} if self.prefer_last else {}
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"position": self.position, "if": [str(c) for c in self.conditions],
-                "to": self.destination, **self.options()}
+    def to_dict(self) -> RuleDict:
+        d: RuleDict = {"position": self.position, "if": [str(c) for c in self.conditions], "to": self.destination}
+        if self.prefer_last:
+            d["prefer_last"] = self.prefer_last
+        return d
 
     def describe(self) -> str:
         cond = " and ".join(str(c) for c in self.conditions) or "(default)"
@@ -106,9 +167,13 @@ class Route:
     rules: tuple[Rule, ...] = ()
     created_at: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "tz": self.tz, "rules": [r.to_dict() for r in self.rules],
-                "created_at": self.created_at}
+    def to_dict(self) -> RouteDict:
+        return {
+            "name": self.name,
+            "tz": self.tz,
+            "rules": [r.to_dict() for r in self.rules],
+            "created_at": self.created_at,
+        }
 
 
 @dataclass(frozen=True)
@@ -131,6 +196,7 @@ class Decision:
 
 # ----------------------------------------------------------------------------- parsing
 
+
 def _parse_time(arg: str) -> tuple[list[int], tuple[int, int] | None]:
     """``mon-fri/08:00-12:00`` | ``08:00-12:00`` | ``sat-sun`` -> (weekdays, minute range).
     A range that ends before it starts runs past midnight (``22:00-07:00``: from 22:00 on
@@ -139,7 +205,7 @@ def _parse_time(arg: str) -> tuple[list[int], tuple[int, int] | None]:
     if not arg:
         raise RoutingError("time= needs DAYS/HH:MM-HH:MM (e.g. time=mon-fri/08:00-12:00)")
     days_txt, _, rng_txt = arg.rpartition("/")
-    if ":" not in rng_txt:                      # days only
+    if ":" not in rng_txt:  # days only
         days_txt, rng_txt = arg, ""
     try:
         days = H._parse_days(days_txt) if days_txt else list(range(7))
@@ -156,7 +222,7 @@ def _parse_time(arg: str) -> tuple[list[int], tuple[int, int] | None]:
     a, b = h1 * 60 + m1, h2 * 60 + m2
     if a == b or (b == 1440 and a == 0):
         raise RoutingError(f"bad time={arg}: an empty or whole-day range (leave the time out for all day)")
-    return days, (a, b % 1440)          # start > end: past midnight (24:00 is 0)
+    return days, (a, b % 1440)  # start > end: past midnight (24:00 is 0)
 
 
 def _in_time(days: list[int], rng: tuple[int, int] | None, t: dt.datetime) -> bool:
@@ -175,8 +241,10 @@ def parse_condition(text: str) -> Condition:
     kind, eq, arg = text.partition("=")
     kind, arg = kind.strip().lower(), arg.strip()
     if kind not in COND_KINDS:
-        raise RoutingError(f"bad condition {text!r} (want one of known, new, sticky, time=DAYS/HH:MM-HH:MM, "
-                           "open=SCHEDULE, closed=SCHEDULE, ivr=MENU:DIGITS, caller=PREFIX)")
+        raise RoutingError(
+            f"bad condition {text!r} (want one of known, new, sticky, time=DAYS/HH:MM-HH:MM, "
+            "open=SCHEDULE, closed=SCHEDULE, ivr=MENU:DIGITS, caller=PREFIX)"
+        )
     if kind in _NO_ARG:
         if eq:
             raise RoutingError(f"condition {kind} takes no value")
@@ -217,8 +285,7 @@ def parse_destination(dest: str) -> str:
         raise RoutingError(f"{e}, route:NAME or agent:last") from None
 
 
-def make_rule(conditions: Sequence[str], destination: str, prefer_last: float | None = None,
-              position: int = 0) -> Rule:
+def make_rule(conditions: Sequence[str], destination: str, prefer_last: float | None = None, position: int = 0) -> Rule:
     conds = tuple(parse_condition(c) for c in conditions)
     kinds = [c.kind for c in conds]
     if "known" in kinds and "new" in kinds:
@@ -234,7 +301,8 @@ def make_rule(conditions: Sequence[str], destination: str, prefer_last: float | 
 
 # ----------------------------------------------------------------------------- evaluation (pure)
 
-def _holds(c: Condition, facts: Mapping[str, Any], tz: str) -> bool:
+
+def _holds(c: Condition, facts: Facts, tz: str) -> bool:
     k = c.kind
     if k == "known":
         return bool(facts.get("known"))
@@ -248,7 +316,7 @@ def _holds(c: Condition, facts: Mapping[str, Any], tz: str) -> bool:
     if k == "ivr":
         menu, _, digits = c.arg.partition(":")
         return any(m == menu and d == digits for m, d in facts.get("ivr_choices") or ())
-    now: dt.datetime = facts.get("now") or dt.datetime.now(dt.timezone.utc)
+    now = facts.get("now") or dt.datetime.now(dt.UTC)
     if k == "time":
         days, rng = _parse_time(c.arg)
         t = now.astimezone(H.zone(tz)) if now.tzinfo else now.replace(tzinfo=H.zone(tz))
@@ -260,7 +328,7 @@ def _holds(c: Condition, facts: Mapping[str, Any], tz: str) -> bool:
     return False
 
 
-def evaluate(rules: Sequence[Rule], facts: Mapping[str, Any], tz: str = "UTC") -> Decision:
+def evaluate(rules: Sequence[Rule], facts: Facts, tz: str = "UTC") -> Decision:
     """The first rule whose conditions all hold (pure: no I/O, the clock is ``facts["now"]``).
 
     facts: ``known`` (bool), ``now`` (aware datetime), ``caller`` (number), ``last_agent``
@@ -293,19 +361,20 @@ def evaluate(rules: Sequence[Rule], facts: Mapping[str, Any], tz: str = "UTC") -
 
 # ----------------------------------------------------------------------------- the store
 
+
 def _check_name(name: str) -> str:
     if not NAME_RE.match(name or ""):
         raise RoutingError(f"bad route name {name!r}: letters, digits, '-', '_' and '.' only")
     return name
 
 
-def _rule_from_row(row: Mapping[str, Any]) -> Rule:
+def _rule_from_row(row: RouteRuleRow) -> Rule:
     conds = tuple(parse_condition(c) for c in json.loads(row["conditions"] or "[]"))
     opts = json.loads(row["options"] or "{}")
     return Rule(conds, row["destination"], opts.get("prefer_last"), int(row["position"]))
 
 
-async def add_route(db: Database, name: str, tz: str = "UTC", clock: Any = time.time) -> Route:
+async def add_route(db: Database, name: str, tz: str = "UTC", clock: Callable[[], float] = time.time) -> Route:
     _check_name(name)
     try:
         H.zone(tz)
@@ -330,8 +399,9 @@ async def list_routes(db: Database) -> list[Route]:
     rules: dict[str, list[Rule]] = {}
     for r in await db.list_route_rule_rows():
         rules.setdefault(r["route"], []).append(_rule_from_row(r))
-    return [Route(r["name"], r["tz"], tuple(rules.get(r["name"], ())), r["created_at"])
-            for r in await db.list_route_rows()]
+    return [
+        Route(r["name"], r["tz"], tuple(rules.get(r["name"], ())), r["created_at"]) for r in await db.list_route_rows()
+    ]
 
 
 async def remove_route(db: Database, name: str) -> list[str]:
@@ -370,8 +440,9 @@ async def set_tz(db: Database, name: str, tz: str) -> Route:
 
 
 async def _save_rules(db: Database, name: str, rules: Sequence[Rule]) -> Route:
-    await db.replace_route_rule_rows(name, [(json.dumps([str(c) for c in r.conditions]), r.destination,
-                                             json.dumps(r.options())) for r in rules])
+    await db.replace_route_rule_rows(
+        name, [(json.dumps([str(c) for c in r.conditions]), r.destination, json.dumps(r.options())) for r in rules]
+    )
     return await get_route(db, name)
 
 
@@ -393,9 +464,8 @@ async def check_destination(db: Database, dest: str, route: str | None = None) -
     elif kind == "queue":
         if await db.get_queue_row(target) is None:
             missing = f"no queue {target!r}"
-    elif kind == "extension":
-        if await db.get_extension_row(target) is None:
-            missing = f"no extension {target!r}"
+    elif kind == "extension" and await db.get_extension_row(target) is None:
+        missing = f"no extension {target!r}"
     if missing:
         raise RoutingError(f"destination {dest}: {missing}")
 
@@ -407,8 +477,14 @@ async def check_condition(db: Database, c: Condition) -> None:
         raise RoutingError(f"condition {c}: no IVR menu {c.arg.partition(':')[0]!r}")
 
 
-async def add_rule(db: Database, name: str, conditions: Sequence[str], destination: str,
-                   prefer_last: float | None = None, position: int | None = None) -> Route:
+async def add_rule(
+    db: Database,
+    name: str,
+    conditions: Sequence[str],
+    destination: str,
+    prefer_last: float | None = None,
+    position: int | None = None,
+) -> Route:
     """Append (or insert at 1-based ``position``) a rule to route ``name``."""
     route = await get_route(db, name)
     rule = make_rule(conditions, destination, prefer_last)
@@ -428,23 +504,40 @@ async def add_rule(db: Database, name: str, conditions: Sequence[str], destinati
 async def remove_rule(db: Database, name: str, position: int) -> Route:
     route = await get_route(db, name)
     if not 1 <= position <= len(route.rules):
-        raise RoutingError(f"route {name} has no rule {position}" + (f" (1..{len(route.rules)})" if route.rules else ""))
+        raise RoutingError(
+            f"route {name} has no rule {position}" + (f" (1..{len(route.rules)})" if route.rules else "")
+        )
     rules = [r for i, r in enumerate(route.rules, start=1) if i != position]
     return await _save_rules(db, name, rules)
 
 
 # ----------------------------------------------------------------------------- live calls
 
-async def gather_facts(db: Database, route: Route, caller: str, *, acd: Any = None,
-                       ivr_choices: Sequence[tuple[str, str]] = (), now: dt.datetime | None = None) -> dict[str, Any]:
+
+async def gather_facts(
+    db: Database,
+    route: Route,
+    caller: str,
+    *,
+    acd: AcdView | None = None,
+    ivr_choices: Sequence[tuple[str, str]] = (),
+    now: dt.datetime | None = None,
+) -> Facts:
     """What the route's conditions need, read from the database and the live ACD (only
     the lookups the rules ask for)."""
     kinds = {c.kind for r in route.rules for c in r.conditions}
     needs_agent = "sticky" in kinds or any(r.destination == "agent:last" or r.prefer_last for r in route.rules)
-    facts: dict[str, Any] = {"caller": caller, "ivr_choices": list(ivr_choices),
-                             "now": now or H.now(route.tz), "known": False,
-                             "last_agent": None, "last_agent_available": False, "last_agent_ext": None,
-                             "schedules": {}}
+    schedules: dict[str, H.Schedule] = {}
+    facts: Facts = {
+        "caller": caller,
+        "ivr_choices": list(ivr_choices),
+        "now": now or H.now(route.tz),
+        "known": False,
+        "last_agent": None,
+        "last_agent_available": False,
+        "last_agent_ext": None,
+        "schedules": schedules,
+    }
     if kinds & {"known", "new"}:
         facts["known"] = await C.known(db, caller)
     if needs_agent:
@@ -458,36 +551,86 @@ async def gather_facts(db: Database, route: Route, caller: str, *, acd: Any = No
                     facts["last_agent_ext"] = getattr(acd, "agent_ext", {}).get(agent)
     for c in (c for r in route.rules for c in r.conditions if c.kind in ("open", "closed")):
         try:
-            facts["schedules"][c.arg] = await H.get_schedule(db, c.arg)
+            schedules[c.arg] = await H.get_schedule(db, c.arg)
         except H.HoursError:
             log.warning("route %s: schedule %s does not exist (counts as open)", route.name, c.arg)
     return facts
 
 
-async def acd_from_db(db: Database) -> Any:
+@dataclass
+class _SavedAgent:
+    id: str
+    state: AgentState
+
+
+@dataclass
+class _SavedEngine:
+    agents: dict[str, _SavedAgent] = field(default_factory=dict)
+
+
+@dataclass
+class SavedAcd:
+    """The ACD as the database has it (:func:`acd_from_db`): an :class:`AcdView`."""
+
+    engine: _SavedEngine
+    agent_ext: dict[str, str]
+
+
+async def acd_from_db(db: Database) -> SavedAcd:
     """The agents' states and extensions as the database has them (what the running PBX
     last saved), shaped like :class:`pypbx.acdlive.AcdLive` for :func:`gather_facts`."""
 
-    agents, ext = {}, {}
+    agents: dict[str, _SavedAgent] = {}
+    ext: dict[str, str] = {}
     for r in await db.list_agent_rows():
         try:
             state = AgentState(r.get("state") or "logged_out")
         except ValueError:
             state = AgentState.LOGGED_OUT
-        agents[r["id"]] = SimpleNamespace(id=r["id"], state=state)
-        if r.get("extension") and state is not AgentState.LOGGED_OUT:
-            ext[r["id"]] = r["extension"]
-    return SimpleNamespace(engine=SimpleNamespace(agents=agents), agent_ext=ext)
+        agents[r["id"]] = _SavedAgent(id=r["id"], state=state)
+        extension = r.get("extension")
+        if extension and state is not AgentState.LOGGED_OUT:
+            ext[r["id"]] = extension
+    return SavedAcd(engine=_SavedEngine(agents=agents), agent_ext=ext)
 
 
-async def dry_run(db: Database, name: str, caller: str, *, at: dt.datetime | None = None,
-                  ivr_choices: Sequence[tuple[str, str]] = (), acd: Any = None) -> dict[str, Any]:
+class DryRunStep(TypedDict):
+    """One route :func:`dry_run` went through (a loop cut short has only the first four keys)."""
+
+    route: str
+    rule: int | None
+    destination: str | None
+    trace: list[str]
+    prefer_agent: NotRequired[str | None]
+    prefer_for: NotRequired[float | None]
+    known: NotRequired[bool]
+    last_agent: NotRequired[str | None]
+    now: NotRequired[str]
+
+
+class DryRun(TypedDict):
+    """:func:`dry_run` (``pypbx route test --json``)."""
+
+    caller: str
+    destination: str | None
+    steps: list[DryRunStep]
+
+
+async def dry_run(
+    db: Database,
+    name: str,
+    caller: str,
+    *,
+    at: dt.datetime | None = None,
+    ivr_choices: Sequence[tuple[str, str]] = (),
+    acd: AcdView | None = None,
+) -> DryRun:
     """``pypbx route test``: which rule would match (following ``route:`` destinations).
     ``at`` without a zone is in each route's time zone; the agents' states come from the
     database unless ``acd`` is given."""
     if acd is None:
         acd = await acd_from_db(db)
-    steps: list[dict[str, Any]] = []
+    steps: list[DryRunStep] = []
     seen: list[str] = []
     dest: str | None = None
     while True:
@@ -500,11 +643,19 @@ async def dry_run(db: Database, name: str, caller: str, *, at: dt.datetime | Non
         when = at.replace(tzinfo=H.zone(route.tz)) if at is not None and at.tzinfo is None else at
         facts = await gather_facts(db, route, caller, acd=acd, ivr_choices=ivr_choices, now=when)
         d = evaluate(route.rules, facts, route.tz)
-        steps.append({"route": name, "rule": d.rule, "destination": d.destination,
-                      "prefer_agent": d.prefer_agent, "prefer_for": d.prefer_for or None,
-                      "known": facts["known"], "last_agent": facts["last_agent"],
-                      "now": facts["now"].astimezone(H.zone(route.tz)).isoformat(timespec="minutes"),
-                      "trace": list(d.trace)})
+        steps.append(
+            {
+                "route": name,
+                "rule": d.rule,
+                "destination": d.destination,
+                "prefer_agent": d.prefer_agent,
+                "prefer_for": d.prefer_for or None,
+                "known": facts["known"],
+                "last_agent": facts["last_agent"],
+                "now": facts["now"].astimezone(H.zone(route.tz)).isoformat(timespec="minutes"),
+                "trace": list(d.trace),
+            }
+        )
         dest = d.destination
         if dest is None or not dest.startswith("route:"):
             break
@@ -515,16 +666,27 @@ async def dry_run(db: Database, name: str, caller: str, *, at: dt.datetime | Non
 # --------------------------------------------------------------------------- issue 9 (h-cli): moved from the CLI
 # ``pypbx did edit`` (was pypbx/cli_route.py); here because a DID may point to a route.
 
-async def edit_did(db: Database, number: str, *, destination: str | None = None, known: str | None = None,
-                   new: str | None = None, service_line: str | None = None, trunk: str | None = None) -> Any:
+
+async def edit_did(
+    db: Database,
+    number: str,
+    *,
+    destination: str | None = None,
+    known: str | None = None,
+    new: str | None = None,
+    service_line: str | None = None,
+    trunk: str | None = None,
+) -> Did:
     """Change a DID (``None`` = keep; ``known`` / ``new`` ``""`` = clear; ``trunk`` ``""``
     or ``any`` = from any trunk). Returns the :class:`pypbx.trunks.Did`."""
+    # imported here: pypbx.trunks imports pypbx.flows.route, which imports this module
     from pypbx import trunks as T
+
     n = T.normalise_did(number)
     current = {d.number: d for d in await T.list_dids(db)}.get(n)
     if current is None:
         raise T.TrunkError(f"no DID {number}")
-    fields: dict[str, Any] = {}
+    fields: dict[str, str | None] = {}
 
     async def dest(text: str) -> str:
         d = T.parse_destination(text)
@@ -534,6 +696,7 @@ async def edit_did(db: Database, number: str, *, destination: str | None = None,
             except RoutingError as e:
                 raise T.TrunkError(str(e)) from None
         return d
+
     if destination is not None:
         fields["destination"] = await dest(destination)
     if known is not None:

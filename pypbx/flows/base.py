@@ -8,7 +8,7 @@ A flow's timeouts come back through the call's own input queue as
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pypbx.call.flow import FlowBase, Tick
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 class TimedFlow(FlowBase):
-    s: Call          # the call (its .queue receives the ticks)
+    s: Call  # the call (its .queue receives the ticks)
     cm: CallManager
     gen: int = 0
     _timer: asyncio.TimerHandle | None = None
@@ -37,5 +37,5 @@ class TimedFlow(FlowBase):
         """``ev`` is the tick of the timer armed last."""
         return isinstance(ev, Tick) and ev.gen == self.gen
 
-    async def event(self, kind: str, **detail: Any) -> None:
+    async def event(self, kind: str, **detail: object) -> None:
         await self.cm.event(self.s, kind, **detail)

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 class GroupCallState(enum.Enum):
     """Where a ring group call is."""
+
     RINGING = "ringing"
     ANSWERING = "answering"
     LEAVING = "leaving"
@@ -63,10 +64,15 @@ class GroupCall(TimedFlow):
         s = self.s
         g = self.group
         s.ring_deadline = None
-        await self.event("ring_group", group=g.name, strategy=g.strategy, members=list(g.members),
-                         ring_time=g.ring_time, then=g.then or None)
-        call_log(log, s).info("%s -> ring group %s (%s: %s)", s.caller, g.name, g.strategy,
-                 ",".join(g.members))
+        await self.event(
+            "ring_group",
+            group=g.name,
+            strategy=g.strategy,
+            members=list(g.members),
+            ring_time=g.ring_time,
+            then=g.then or None,
+        )
+        call_log(log, s).info("%s -> ring group %s (%s: %s)", s.caller, g.name, g.strategy, ",".join(g.members))
         if self.caller_answered:
             try:
                 await self.cm.play(self.s, s.caller_leg, self.cm.moh, loop=True)
@@ -95,12 +101,15 @@ class GroupCall(TimedFlow):
         self.leg = f"grp{self.steps}"
         fd = cm.front_door
         try:
-            await self.cm.originate(self.s, self.leg, f"sip:{RING_PREFIX}{self.token}@{fd}",
-                                   from_uri=await screenpop.caller_from(cm, self.s),
-                                   headers={"X-PBX-Call": self.s.record.id, "X-PBX-Group": self.group.name})
+            await self.cm.originate(
+                self.s,
+                self.leg,
+                f"sip:{RING_PREFIX}{self.token}@{fd}",
+                from_uri=await screenpop.caller_from(cm, self.s),
+                headers={"X-PBX-Call": self.s.record.id, "X-PBX-Group": self.group.name},
+            )
         except Exception as exc:
-            call_log(log, self.s).warning("ringing group %s (%s) failed: %s", self.group.name,
-                        exts, exc)
+            call_log(log, self.s).warning("ringing group %s (%s) failed: %s", self.group.name, exts, exc)
             await self._drop_leg()
             await self._next()
             return
@@ -147,14 +156,21 @@ class GroupCall(TimedFlow):
             if ev.leg in self.cancelled:
                 return
             if ev.leg == self.leg:
-                await self.event("ring_group_dial_failed", group=self.group.name, extensions=list(self.exts),
-                                 cause=f"{ev.cause_code} {ev.reason}".strip())
+                await self.event(
+                    "ring_group_dial_failed",
+                    group=self.group.name,
+                    extensions=list(self.exts),
+                    cause=f"{ev.cause_code} {ev.reason}".strip(),
+                )
                 await self._drop_leg()
                 await self._next()
             elif ev.leg == s.caller_leg:
                 await self._drop_leg()
-                await self.finish(Disposition.ABANDONED_RINGING, "caller",
-                                  f"while group {self.group.name} rang: {ev.cause_code} {ev.reason}".strip())
+                await self.finish(
+                    Disposition.ABANDONED_RINGING,
+                    "caller",
+                    f"while group {self.group.name} rang: {ev.cause_code} {ev.reason}".strip(),
+                )
         elif isinstance(ev, P.RecordStopped):
             s.stopped_files.add(ev.path)
         elif type(ev).__name__ in ("WorkerLost", "WorkerExited"):
@@ -175,7 +191,7 @@ class GroupCall(TimedFlow):
         s.record.extension = ext or None
         s.answered = True
         s.ring_deadline = None
-        self.cm.hand_back(s)                # an ordinary answered call of CallManager from here on
+        self.cm.hand_back(s)  # an ordinary answered call of CallManager from here on
         self.fl.forget(s)
         await self.event("ring_group_answered", group=self.group.name, extension=ext)
         call_log(log, s).info("ring group %s answered by %s", self.group.name, ext)
@@ -186,7 +202,7 @@ class GroupCall(TimedFlow):
                 pass
             await self.cm.connect(s)
         else:
-            await self.cm.answer(self.s, s.caller_leg, 200)     # CallManager connects on the caller's answer
+            await self.cm.answer(self.s, s.caller_leg, 200)  # CallManager connects on the caller's answer
 
     async def _no_answer(self) -> None:
         s = self.s

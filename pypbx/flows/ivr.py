@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 class IvrState(enum.Enum):
     """Where a caller is in an IVR menu."""
+
     ANSWERING = "answering"
     GREETING = "greeting"
     WAITING = "waiting"
@@ -60,7 +61,7 @@ class IvrCall(TimedFlow):
         self.fl = fl
         self.s = s
         self.cm = fl.cm
-        self.w = s.worker            # read by pypbx.flows.player.Player (the prompt player)
+        self.w = s.worker  # read by pypbx.flows.player.Player (the prompt player)
         self.menu = menu
         self.lang = lang or menu.language
         self.lang_chosen = lang is not None
@@ -73,7 +74,7 @@ class IvrCall(TimedFlow):
         self.ring_leg: str | None = None
         self.ring_ext = ""
         self.rings = 0
-        self.moh_file = None           # Player: nothing after the playlist
+        self.moh_file = None  # Player: nothing after the playlist
         self.player = Player(self, s.caller_leg)
         self.hangup_after = False
         self.end: tuple[Disposition, str] | None = None
@@ -157,9 +158,7 @@ class IvrCall(TimedFlow):
             elif ev.leg == s.callee_leg and self.state is IvrState.OUTSIDE:
                 await self._outside_answered()
         elif isinstance(ev, P.Ringing):
-            if ev.leg == self.ring_leg:
-                await self.event("ringing", callee=self.ring_ext)
-            elif ev.leg == s.callee_leg and self.state is IvrState.OUTSIDE:
+            if ev.leg == self.ring_leg or (ev.leg == s.callee_leg and self.state is IvrState.OUTSIDE):
                 await self.event("ringing", callee=self.ring_ext)
         elif isinstance(ev, P.PlaybackFinished):
             if ev.leg == s.caller_leg and await self.player.finished(ev.file) and self.player.current is None:
@@ -190,11 +189,11 @@ class IvrCall(TimedFlow):
     async def _dtmf(self, digit: str) -> None:
         await self.event("dtmf", leg="caller", digit=digit, menu=self.menu.name)
         if self.state is IvrState.ANSWERING:
-            await self.enter(self.menu)       # a key before the worker reported the answer
+            await self.enter(self.menu)  # a key before the worker reported the answer
         if self.state not in (IvrState.GREETING, IvrState.WAITING, IvrState.COLLECTING):
             return
         if self.state is IvrState.GREETING:
-            await self.player.stop()          # a key press interrupts the greeting
+            await self.player.stop()  # a key press interrupts the greeting
         if digit == "#" and self.digits:
             await self._evaluate()
             return
@@ -204,7 +203,7 @@ class IvrCall(TimedFlow):
         if self.digits in opts and not longer and not self.menu.direct_dial:
             await self._evaluate()
         elif not longer and not self.menu.direct_dial:
-            await self._evaluate()            # nothing can start like this: invalid now
+            await self._evaluate()  # nothing can start like this: invalid now
         else:
             self.state = IvrState.COLLECTING
             self._arm(self.menu.inter_digit)
@@ -258,8 +257,11 @@ class IvrCall(TimedFlow):
         s = self.s
         if kind == "hangup":
             if self.end is None:
-                self.end = (Disposition.AFTER_HOURS, "after hours") if self.closed else \
-                    (Disposition.ANSWERED, f"ivr {self.menu.name}: hangup")
+                self.end = (
+                    (Disposition.AFTER_HOURS, "after hours")
+                    if self.closed
+                    else (Disposition.ANSWERED, f"ivr {self.menu.name}: hangup")
+                )
             await self._goodbye(*self.end)
         elif kind == "play":
             self.state = IvrState.INFO
@@ -296,8 +298,7 @@ class IvrCall(TimedFlow):
                 await self._unavailable()
         elif kind == "voicemail":
             await self._leave()
-            if not await self.fl.to_voicemail(s, arg, answered=True, lang=self.lang,
-                                              after_hours=self.closed):
+            if not await self.fl.to_voicemail(s, arg, answered=True, lang=self.lang, after_hours=self.closed):
                 self.state = IvrState.GREETING
                 await self._unavailable()
         elif kind == "group":
@@ -365,8 +366,13 @@ class IvrCall(TimedFlow):
             pass
         fd = self.cm.front_door
         try:
-            await self.cm.originate(self.s, self.ring_leg, f"sip:{ext}@{fd}", from_uri=await screenpop.caller_from(self.cm, s),
-                                   headers={"X-PBX-Call": s.record.id})
+            await self.cm.originate(
+                self.s,
+                self.ring_leg,
+                f"sip:{ext}@{fd}",
+                from_uri=await screenpop.caller_from(self.cm, s),
+                headers={"X-PBX-Call": s.record.id},
+            )
         except WorkerError as exc:
             self.ring_leg = None
             await self._ring_failed(str(exc), ext=ext)
@@ -386,7 +392,7 @@ class IvrCall(TimedFlow):
         s.callee = self.ring_ext
         s.record.extension = self.ring_ext
         s.answered = True
-        self.cm.hand_back(s)                # an ordinary answered call of CallManager from here on
+        self.cm.hand_back(s)  # an ordinary answered call of CallManager from here on
         self.fl.forget(s)
         await self.cm.connect(s)
         call_log(log, s).info("IVR %s connected to extension %s", self.menu.name, self.ring_ext)
@@ -439,7 +445,7 @@ class IvrCall(TimedFlow):
             if not s.ended:
                 await self._outside_failed("no trunk available")
             return
-        s.ring_deadline = None              # the IVR's own timer, not CallManager's
+        s.ring_deadline = None  # the IVR's own timer, not CallManager's
         self._arm(self.cm.ring_time)
 
     def _router(self) -> TrunkRouter | None:
@@ -467,7 +473,7 @@ class IvrCall(TimedFlow):
         s.callee = self.ring_ext
         s.answered = True
         s.ring_deadline = None
-        self.cm.hand_back(s)                # an ordinary answered (forwarded) call from here on
+        self.cm.hand_back(s)  # an ordinary answered (forwarded) call from here on
         self.fl.forget(s)
         await self.cm.connect(s)
         call_log(log, s).info("IVR %s connected to %s", self.menu.name, self.ring_ext)
@@ -490,7 +496,7 @@ class IvrCall(TimedFlow):
         s = self.s
         if self.state is IvrState.OUTSIDE and ev.leg == s.callee_leg and ev.leg not in s.dropped:
             router = self._router()
-            if router is not None and await router.on_ended(self.cm, s, ev):    # failover: the next trunk
+            if router is not None and await router.on_ended(self.cm, s, ev):  # failover: the next trunk
                 s.ring_deadline = None
                 self._arm(self.cm.ring_time)
                 return
@@ -507,15 +513,19 @@ class IvrCall(TimedFlow):
         ringing = self.state in (IvrState.RINGING, IvrState.OUTSIDE)
         await self._hangup_all(caller=False)
         if ringing:
-            await self.finish(Disposition.ABANDONED_RINGING, "caller",
-                              f"while {self.ring_ext} rang: {ev.cause_code} {ev.reason}".strip())
+            await self.finish(
+                Disposition.ABANDONED_RINGING,
+                "caller",
+                f"while {self.ring_ext} rang: {ev.cause_code} {ev.reason}".strip(),
+            )
         elif self.end is not None and self.hangup_after:
             await self.finish(self.end[0], "caller", self.end[1])
         elif self.closed:
             await self.finish(Disposition.AFTER_HOURS, "caller", "after hours")
         else:
-            await self.finish(Disposition.ABANDONED_IVR, "caller",
-                              f"in menu {self.menu.name}: {ev.cause_code} {ev.reason}".strip())
+            await self.finish(
+                Disposition.ABANDONED_IVR, "caller", f"in menu {self.menu.name}: {ev.cause_code} {ev.reason}".strip()
+            )
 
     async def _hangup_all(self, caller: bool = True) -> None:
         self._disarm()

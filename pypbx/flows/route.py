@@ -28,8 +28,9 @@ async def resolve(cm: CallManager, s: Call, name: str) -> str | None:
     seen: list[str] = []
     while True:
         if name in seen or len(seen) >= MAX_DEPTH:
-            await cm.event(s, "route", route=name, rule=None, destination=None,
-                                   reason="route loop" if name in seen else "too deep")
+            await cm.event(
+                s, "route", route=name, rule=None, destination=None, reason="route loop" if name in seen else "too deep"
+            )
             call_log(log, s).warning("route %s: loop / too deep (%s)", name, " -> ".join(seen))
             return None
         seen.append(name)
@@ -39,12 +40,20 @@ async def resolve(cm: CallManager, s: Call, name: str) -> str | None:
             await cm.event(s, "route", route=name, rule=None, destination=None, reason="no such route")
             call_log(log, s).warning("no route %s", name)
             return None
-        facts = await gather_facts(db, route, s.caller, acd=getattr(cm, "acd", None),
-                                   ivr_choices=getattr(s, "ivr_choices", None) or ())
+        facts = await gather_facts(
+            db, route, s.caller, acd=getattr(cm, "acd", None), ivr_choices=getattr(s, "ivr_choices", None) or ()
+        )
         d = evaluate(route.rules, facts, route.tz)
-        await cm.event(s, "route", route=name, rule=d.rule, destination=d.destination,
-                               prefer_agent=d.prefer_agent, known=facts["known"],
-                               last_agent=facts["last_agent"])
+        await cm.event(
+            s,
+            "route",
+            route=name,
+            rule=d.rule,
+            destination=d.destination,
+            prefer_agent=d.prefer_agent,
+            known=facts["known"],
+            last_agent=facts["last_agent"],
+        )
         call_log(log, s).info("route %s: %s", name, d.trace[-1])
         if d.prefer_agent:
             s.route_prefer = (d.prefer_agent, d.prefer_for)

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 class SurveyState(enum.Enum):
     """Where a caller answering the post-call survey is."""
+
     QUESTION = "question"
     WAITING = "waiting"
     THANKS = "thanks"
@@ -87,7 +88,11 @@ class SurveyCall(TimedFlow):
                 await self._wait()
             elif self.state is SurveyState.THANKS:
                 await self._bye()
-        elif isinstance(ev, P.Dtmf) and ev.leg == s.caller_leg and self.state in (SurveyState.QUESTION, SurveyState.WAITING):
+        elif (
+            isinstance(ev, P.Dtmf)
+            and ev.leg == s.caller_leg
+            and self.state in (SurveyState.QUESTION, SurveyState.WAITING)
+        ):
             if ev.digit in "12345" and len(ev.digit) == 1:
                 await self._scored(int(ev.digit))
             elif self.asked < 2:
@@ -115,9 +120,10 @@ class SurveyCall(TimedFlow):
             await self.cm.stop_play(self.s, s.caller_leg)
         except WorkerError:
             pass
-        await record_score(self.fl.db, s.record.id, s.record.agent or s.record.extension, s.record.queue, score, self.cm.clock())
-        await self.cm.event(s, "survey", score=score, agent=s.record.agent or s.record.extension,
-                                    queue=s.record.queue)
+        await record_score(
+            self.fl.db, s.record.id, s.record.agent or s.record.extension, s.record.queue, score, self.cm.clock()
+        )
+        await self.cm.event(s, "survey", score=score, agent=s.record.agent or s.record.extension, queue=s.record.queue)
         call_log(log, s).info("survey score %d for %s", score, s.record.agent or s.record.extension)
         self.state = SurveyState.THANKS
         if not await self._play(self.p("survey_thanks")):
@@ -132,4 +138,4 @@ class SurveyCall(TimedFlow):
             self._timer.cancel()
         self.state = SurveyState.DONE
         self.fl.forget(self.s)
-        self.s.ended = True          # the session (and its worker) is released now
+        self.s.ended = True  # the session (and its worker) is released now

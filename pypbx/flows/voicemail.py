@@ -36,8 +36,10 @@ log = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------ the runtime
 
+
 class VoicemailState(enum.Enum):
     """Where a caller leaving a message is."""
+
     ANSWERING = "answering"
     GREETING = "greeting"
     BEEP = "beep"
@@ -50,7 +52,9 @@ class VoicemailState(enum.Enum):
 class VoicemailCall(FlowBase):
     """A caller leaving a message in ``box`` (see the module docstring)."""
 
-    def __init__(self, fl: FrontLine, s: Call, box: dict[str, Any], lang: str = "en", after_hours: bool = False) -> None:
+    def __init__(
+        self, fl: FrontLine, s: Call, box: dict[str, Any], lang: str = "en", after_hours: bool = False
+    ) -> None:
         self.fl = fl
         self.s = s
         self.cm = fl.cm
@@ -64,7 +68,7 @@ class VoicemailCall(FlowBase):
         self.gen = 0
         self._timer: asyncio.TimerHandle | None = None
         self.caller_gone = False
-        self.meta: dict[str, Any] | None = None
+        self.meta: dict[str, object] | None = None  # what pypbx.voicemail.file_message returns
 
     def p(self, pid: str) -> str:
         return prompt(self.lang, pid, self.fl.prompts_dir)
@@ -118,8 +122,9 @@ class VoicemailCall(FlowBase):
         self.started_at = self.cm.clock()
         await self.cm.event(s, "voicemail_recording", box=self.box["box"], file=self.file)
         self.gen += 1
-        self._timer = asyncio.get_running_loop().call_later(float(self.box["max_seconds"]),
-                                                            s.queue.put_nowait, Tick(self.gen))
+        self._timer = asyncio.get_running_loop().call_later(
+            float(self.box["max_seconds"]), s.queue.put_nowait, Tick(self.gen)
+        )
 
     async def _stop_recording(self, why: str) -> None:
         if self.state is not VoicemailState.RECORDING:
@@ -145,13 +150,18 @@ class VoicemailCall(FlowBase):
         if self.meta is not None:
             return
         s = self.s
-        self.meta = await file_message(self.fl.db, self.fl.data_dir, self.box["box"], self.file, caller=s.caller,
-                                       did=s.record.did or s.callee, call_id=s.record.id,
-                                       received_at=self.started_at or self.cm.clock())
-        await self.cm.event(s, "voicemail_saved", **{k: self.meta[k] for k in
-                                                                  ("id", "box", "path", "seconds")})
-        call_log(log, s).info("voicemail %s (%.1f s) in box %s", self.meta["id"],
-                 self.meta["seconds"], self.box["box"])
+        self.meta = await file_message(
+            self.fl.db,
+            self.fl.data_dir,
+            self.box["box"],
+            self.file,
+            caller=s.caller,
+            did=s.record.did or s.callee,
+            call_id=s.record.id,
+            received_at=self.started_at or self.cm.clock(),
+        )
+        await self.cm.event(s, "voicemail_saved", **{k: self.meta[k] for k in ("id", "box", "path", "seconds")})
+        call_log(log, s).info("voicemail %s (%.1f s) in box %s", self.meta["id"], self.meta["seconds"], self.box["box"])
         await self.fl.voicemail_filed(self.box["box"], self.meta)
         if self.caller_gone:
             await self._finish("caller")
@@ -188,7 +198,7 @@ class VoicemailCall(FlowBase):
             return
         if isinstance(ev, Tick):
             if ev.gen == -1 and self.state is VoicemailState.SAVING:
-                await self._save()                    # the recorder never reported: file what is there
+                await self._save()  # the recorder never reported: file what is there
             elif ev.gen == self.gen and self.state is VoicemailState.RECORDING:
                 await self._stop_recording("max length")
         elif isinstance(ev, P.Answered):
@@ -211,7 +221,7 @@ class VoicemailCall(FlowBase):
                     await self._stop_recording("#")
                 elif ev.digit == "#" and self.state is VoicemailState.GREETING:
                     try:
-                        await self.cm.stop_play(self.s, s.caller_leg)       # skip the greeting
+                        await self.cm.stop_play(self.s, s.caller_leg)  # skip the greeting
                     except WorkerError:
                         pass
                     await self._beep()
@@ -281,9 +291,8 @@ class MailboxCall(FlowBase):
                 if await self._play(m["path"]):
                     return
                 self.current = None
-        if self.playing != "bye":
-            if await self._play(prompt("en", "thank_you_goodbye", self.fl.prompts_dir), bye=True):
-                return
+        if self.playing != "bye" and await self._play(prompt("en", "thank_you_goodbye", self.fl.prompts_dir), bye=True):
+            return
         await self._end("system")
 
     async def _play(self, f: str, bye: bool = False) -> bool:
@@ -310,7 +319,7 @@ class MailboxCall(FlowBase):
                 await self._next()
         elif isinstance(ev, P.Dtmf) and ev.leg == s.caller_leg and ev.digit == "#" and self.current is not None:
             try:
-                await self.cm.stop_play(self.s, s.caller_leg)       # # skips to the next message
+                await self.cm.stop_play(self.s, s.caller_leg)  # # skips to the next message
             except WorkerError:
                 pass
             await self._next()
@@ -329,8 +338,9 @@ class MailboxCall(FlowBase):
             return
         self.done = True
         self.fl.forget(self.s)
-        await self.cm.finish(self.s, Disposition.ANSWERED, side=side,
-                              cause=f"voicemail access {self.box}: {self.heard} heard")
+        await self.cm.finish(
+            self.s, Disposition.ANSWERED, side=side, cause=f"voicemail access {self.box}: {self.heard} heard"
+        )
 
     def finished(self, disposition: Disposition, side: str) -> None:
         self.done = True
