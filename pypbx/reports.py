@@ -33,14 +33,25 @@ from typing import Any
 from acd import erlang
 
 #: inbound dispositions that mean nobody spoke to the caller
-MISSED = ("abandoned_ringing", "abandoned_ivr", "abandoned_queue", "no_answer", "busy", "unavailable",
-          "after_hours", "voicemail", "callback_requested", "overflowed_out", "failed", "interrupted")
+MISSED = (
+    "abandoned_ringing",
+    "abandoned_ivr",
+    "abandoned_queue",
+    "no_answer",
+    "busy",
+    "unavailable",
+    "after_hours",
+    "voicemail",
+    "callback_requested",
+    "overflowed_out",
+    "failed",
+    "interrupted",
+)
 ABANDONED = ("abandoned_ringing", "abandoned_ivr", "abandoned_queue")
 #: what a queue visit ended with, by queue event kind
-QUEUE_OUTCOMES = ("CONNECT", "ABANDON", "TIMEOUT", "OVERFLOW", "EXITEMPTY", "FULL", "CALLBACK_REQUESTED",
-                  "INTERRUPTED")
+QUEUE_OUTCOMES = ("CONNECT", "ABANDON", "TIMEOUT", "OVERFLOW", "EXITEMPTY", "FULL", "CALLBACK_REQUESTED", "INTERRUPTED")
 WAIT_BUCKETS = ((0, 20), (20, 60), (60, 180), (180, None))
-DEFAULT_AHT = 180.0          # seconds, when the period has no completed call to measure
+DEFAULT_AHT = 180.0  # seconds, when the period has no completed call to measure
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -55,7 +66,7 @@ def _bucket(wait: float) -> str:
     for lo, hi in WAIT_BUCKETS:
         if hi is None or wait < hi:
             return f"{lo}-{hi} s" if hi is not None else f"{lo}+ s"
-    return "?"   # pragma: no cover
+    return "?"  # pragma: no cover
 
 
 def _inbound(c: dict[str, Any]) -> bool:
@@ -76,8 +87,9 @@ def _summary(calls: list[dict[str, Any]]) -> dict[str, Any]:
         "answer_rate": round(answered / len(inbound), 3) if inbound else None,
         "dispositions": dict(sorted(disp.items())),
         # why inbound callers were not spoken to (the abandoned calls and the rest)
-        "missed_by_reason": dict(Counter(c["disposition"] for c in inbound
-                                         if c["disposition"] in MISSED).most_common()),
+        "missed_by_reason": dict(
+            Counter(c["disposition"] for c in inbound if c["disposition"] in MISSED).most_common()
+        ),
     }
 
 
@@ -88,10 +100,24 @@ def _queues(events: list[dict[str, Any]], target: float, short_abandon: float) -
     talks: dict[str, list[float]] = defaultdict(list)
 
     def q(name: str) -> dict[str, Any]:
-        return out.setdefault(name, {"entered": 0, "answered": 0, "answered_within": 0, "abandoned": 0,
-                                     "short_abandons": 0, "timeouts": 0, "overflows": 0, "refused": 0,
-                                     "left_empty": 0, "callbacks_requested": 0, "interrupted": 0,
-                                     "abandon_waits": {}})
+        return out.setdefault(
+            name,
+            {
+                "entered": 0,
+                "answered": 0,
+                "answered_within": 0,
+                "abandoned": 0,
+                "short_abandons": 0,
+                "timeouts": 0,
+                "overflows": 0,
+                "refused": 0,
+                "left_empty": 0,
+                "callbacks_requested": 0,
+                "interrupted": 0,
+                "abandon_waits": {},
+            },
+        )
+
     for e in events:
         name, kind, d = e.get("queue"), e["kind"], e.get("data") or {}
         if not name:
@@ -144,8 +170,19 @@ def _agents(events: list[dict[str, Any]], surveys: list[dict[str, Any]], until: 
     scores: dict[str, list[int]] = defaultdict(list)
 
     def a(aid: str) -> dict[str, Any]:
-        return out.setdefault(aid, {"answered": 0, "talk_seconds": 0.0, "ring_no_answer": 0, "transfers": 0,
-                                    "pauses": 0, "paused_seconds": 0.0, "callbacks": 0})
+        return out.setdefault(
+            aid,
+            {
+                "answered": 0,
+                "talk_seconds": 0.0,
+                "ring_no_answer": 0,
+                "transfers": 0,
+                "pauses": 0,
+                "paused_seconds": 0.0,
+                "callbacks": 0,
+            },
+        )
+
     last_ts = None
     for e in events:
         aid, kind, d = e.get("agent"), e["kind"], e.get("data") or {}
@@ -168,7 +205,7 @@ def _agents(events: list[dict[str, Any]], surveys: list[dict[str, Any]], until: 
         elif kind in ("UNPAUSE", "LOGOUT") and aid in paused_at:
             a(aid)["paused_seconds"] += e["ts"] - paused_at.pop(aid)
     end = until if until is not None else last_ts
-    for aid, since in paused_at.items():       # still paused at the end of the period
+    for aid, since in paused_at.items():  # still paused at the end of the period
         if end is not None:
             a(aid)["paused_seconds"] += max(0.0, end - since)
     for s in surveys:
@@ -190,8 +227,9 @@ def _days(calls: list[dict[str, Any]], since: float | None, until: float | None)
     return max(1, len({dt.datetime.fromtimestamp(c["offered_at"]).date() for c in calls}))
 
 
-def _hours(calls: list[dict[str, Any]], events: list[dict[str, Any]], *, days: int, aht: float,
-           target: float, goal: float) -> list[dict[str, Any]]:
+def _hours(
+    calls: list[dict[str, Any]], events: list[dict[str, Any]], *, days: int, aht: float, target: float, goal: float
+) -> list[dict[str, Any]]:
     rows: dict[int, dict[str, Any]] = {}
     waits: dict[int, list[float]] = defaultdict(list)
     for c in calls:
@@ -208,8 +246,15 @@ def _hours(calls: list[dict[str, Any]], events: list[dict[str, Any]], *, days: i
     for h in sorted(rows):
         r = rows[h]
         per_day = r["offered"] / days
-        out.append({"hour": h, **r, "per_day": round(per_day, 2), "asa": _mean(waits[h]),
-                    "seats_needed": erlang.agents_needed(per_day, aht, goal, target)})
+        out.append(
+            {
+                "hour": h,
+                **r,
+                "per_day": round(per_day, 2),
+                "asa": _mean(waits[h]),
+                "seats_needed": erlang.agents_needed(per_day, aht, goal, target),
+            }
+        )
     return out
 
 
@@ -218,9 +263,10 @@ def _lines(calls: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     for c in calls:
         if not _inbound(c) or c["disposition"] == "in_progress":
             continue
-        r = out.setdefault(c.get("service_line") or c.get("did") or "(internal)",
-                           {"offered": 0, "answered": 0, "abandoned": 0, "voicemail": 0, "callback_requested": 0,
-                            "other": 0})
+        r = out.setdefault(
+            c.get("service_line") or c.get("did") or "(internal)",
+            {"offered": 0, "answered": 0, "abandoned": 0, "voicemail": 0, "callback_requested": 0, "other": 0},
+        )
         r["offered"] += 1
         d = c["disposition"]
         if d == "answered":
@@ -244,7 +290,7 @@ def _missed(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if c.get("direction") == "outbound":
             num = c.get("callee_number")
             if num in state and c["disposition"] == "answered":
-                del state[num]           # called back and reached
+                del state[num]  # called back and reached
             continue
         num = c.get("caller_number")
         if not num:
@@ -254,14 +300,28 @@ def _missed(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif c["disposition"] in MISSED:
             r = state.setdefault(num, {"number": num, "attempts": 0, "first": c["offered_at"]})
             r["attempts"] += 1
-            r.update(last=c["offered_at"], reason=c["disposition"], queue=c.get("queue"),
-                     service_line=c.get("service_line"), call_id=c["id"])
+            r.update(
+                last=c["offered_at"],
+                reason=c["disposition"],
+                queue=c.get("queue"),
+                service_line=c.get("service_line"),
+                call_id=c["id"],
+            )
     return sorted(state.values(), key=lambda r: r["last"])
 
 
-def build(calls: list[dict[str, Any]], events: list[dict[str, Any]], surveys: list[dict[str, Any]] = (),
-          *, since: float | None = None, until: float | None = None, target: float = 20.0, goal: float = 0.8,
-          short_abandon: float = 5.0, wrap_up: float = 0.0) -> dict[str, Any]:
+def build(
+    calls: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    surveys: list[dict[str, Any]] = (),
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    target: float = 20.0,
+    goal: float = 0.8,
+    short_abandon: float = 5.0,
+    wrap_up: float = 0.0,
+) -> dict[str, Any]:
     """The whole report from the period's rows (``calls`` rows, ``queue_events`` rows with
     ``data`` decoded, ``surveys`` rows)."""
     if not 0 < goal < 1:
@@ -269,16 +329,24 @@ def build(calls: list[dict[str, Any]], events: list[dict[str, Any]], surveys: li
     if target <= 0:
         raise ValueError("target must be > 0 seconds")
     events = sorted(events, key=lambda e: (e["ts"], e.get("seq", 0)))
-    talks = [float((e.get("data") or {}).get("talk") or 0.0) for e in events
-             if e["kind"] in ("COMPLETE_CALLER", "COMPLETE_AGENT")]
+    talks = [
+        float((e.get("data") or {}).get("talk") or 0.0)
+        for e in events
+        if e["kind"] in ("COMPLETE_CALLER", "COMPLETE_AGENT")
+    ]
     if not talks:
         talks = [float(c["talk_seconds"]) for c in calls if c["disposition"] == "answered" and c.get("talk_seconds")]
     aht = (statistics.fmean(talks) if talks else DEFAULT_AHT) + wrap_up
     days = _days(calls, since, until)
     return {
         "period": {"since": since, "until": until, "days": days},
-        "settings": {"target": target, "goal": goal, "short_abandon": short_abandon,
-                     "handle_time": round(aht, 1), "handle_time_measured": bool(talks)},
+        "settings": {
+            "target": target,
+            "goal": goal,
+            "short_abandon": short_abandon,
+            "handle_time": round(aht, 1),
+            "handle_time_measured": bool(talks),
+        },
         "summary": _summary(calls),
         "queues": _queues(events, target, short_abandon),
         "hours": _hours(calls, events, days=days, aht=aht, target=target, goal=goal),
@@ -288,10 +356,12 @@ def build(calls: list[dict[str, Any]], events: list[dict[str, Any]], surveys: li
     }
 
 
-async def report(db: Any, since: float | None = None, until: float | None = None, *, queue: str | None = None,
-                 **kw: Any) -> dict[str, Any]:
+async def report(
+    db: Any, since: float | None = None, until: float | None = None, *, queue: str | None = None, **kw: Any
+) -> dict[str, Any]:
     """:func:`build` over the database's rows of [since, until); ``queue``: that queue's calls only."""
     from pypbx.acdstore import list_queue_events
+
     calls = await db.call_rows_between(since, until)
     events = await list_queue_events(db, since=since, until=until, limit=10_000_000)
     surveys = await db.survey_rows(since, until)

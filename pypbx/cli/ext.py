@@ -50,17 +50,23 @@ def ext_list(ctx: click.Context, as_json: bool) -> None:
     if not exts:
         click.echo("No extensions. Add one with: pypbx ext add 1001 --name Reception")
         return
-    click.echo(table(["NUMBER", "NAME", "ENABLED", "CREATED", "UPDATED"],
-                     [[e.number, e.name or "-", "yes" if e.enabled else "no", ts(e.created_at),
-                       ts(e.updated_at)] for e in exts]))
+    click.echo(
+        table(
+            ["NUMBER", "NAME", "ENABLED", "CREATED", "UPDATED"],
+            [[e.number, e.name or "-", "yes" if e.enabled else "no", ts(e.created_at), ts(e.updated_at)] for e in exts],
+        )
+    )
     stale = [e.number for e in exts if e.realm != cfg.sip.realm]
     if stale:
-        click.echo(f"Note: {', '.join(stale)} were created for another realm and cannot log in; "
-                   f"give them new passwords with 'pypbx ext passwd NUMBER'.")
+        click.echo(
+            f"Note: {', '.join(stale)} were created for another realm and cannot log in; "
+            f"give them new passwords with 'pypbx ext passwd NUMBER'."
+        )
 
 
 async def _with_registrations(db: Database, number: str) -> tuple[E.Extension, list[dict[str, Any]]]:
     from pypbx import registrations as R
+
     e = await E.get_extension(db, number)
     return e, await R.load_registrations(db, e.number)
 
@@ -73,6 +79,7 @@ async def _with_registrations(db: Database, number: str) -> tuple[E.Extension, l
 def ext_show(ctx: click.Context, number: str, as_json: bool) -> None:
     """Show extension NUMBER and its registrations (live when the PBX is running)."""
     from pypbx.localapi_client import call
+
     cfg = load(ctx)
     e, saved = db_call(cfg, _with_registrations, number)
     live, why = True, ""
@@ -93,8 +100,10 @@ def ext_show(ctx: click.Context, number: str, as_json: bool) -> None:
     click.echo(f"Extension:  {e.number}")
     click.echo(f"Name:       {e.name or '-'}")
     click.echo(f"Enabled:    {'yes' if e.enabled else 'no'}")
-    click.echo(f"Realm:      {e.realm}" + ("" if e.realm == cfg.sip.realm
-                                          else f" (config realm is {cfg.sip.realm}: run 'pypbx ext passwd')"))
+    click.echo(
+        f"Realm:      {e.realm}"
+        + ("" if e.realm == cfg.sip.realm else f" (config realm is {cfg.sip.realm}: run 'pypbx ext passwd')")
+    )
     click.echo(f"Created:    {ts(e.created_at)}")
     click.echo(f"Updated:    {ts(e.updated_at)}")
     note = "" if live else f" ({why}; as last saved)"
@@ -136,20 +145,25 @@ def ext_remove(ctx: click.Context, number: str, yes: bool) -> None:
 @ext.command("perms")
 @config_option
 @click.argument("number")
-@click.option("--allow", default=None,
-              help="Number classes this extension may call, e.g. 'local,mobile,national' "
-                   "(internal, local, mobile, national, premium, international; emergency is always allowed).")
+@click.option(
+    "--allow",
+    default=None,
+    help="Number classes this extension may call, e.g. 'local,mobile,national' "
+    "(internal, local, mobile, national, premium, international; emergency is always allowed).",
+)
 @click.option("--max-calls", type=click.IntRange(0), default=None, help="Concurrent outside calls.")
 @json_option
 @click.pass_context
 def ext_perms(ctx: click.Context, number: str, allow: str | None, max_calls: int | None, as_json: bool) -> None:
     """Show or set which numbers extension NUMBER may call (toll-fraud guard)."""
     from pypbx import trunks as T
+
     cfg = load(ctx)
     current = on_db(ctx, T.permissions).get(number)
     if allow is not None or max_calls is not None:
-        classes = allow if allow is not None else ",".join(current["classes"] if current
-                                                          else cfg.numbers.default_allowed)
+        classes = (
+            allow if allow is not None else ",".join(current["classes"] if current else cfg.numbers.default_allowed)
+        )
         limit = max_calls if max_calls is not None else (current or {}).get("max_outbound")
         on_db(ctx, T.set_permissions, number, classes, limit)
         current = on_db(ctx, T.permissions).get(number)
@@ -158,9 +172,18 @@ def ext_perms(ctx: click.Context, number: str, allow: str | None, max_calls: int
     if limit is None:
         limit = cfg.numbers.max_outbound_per_extension
     if as_json:
-        echo_json({"extension": number, "allowed": allowed, "emergency": True, "max_outbound": limit,
-                   "default": current is None})
+        echo_json(
+            {
+                "extension": number,
+                "allowed": allowed,
+                "emergency": True,
+                "max_outbound": limit,
+                "default": current is None,
+            }
+        )
         return
-    click.echo(f"Extension {number} may call: {', '.join(allowed)}, emergency (always)"
-               + (" [site default]" if current is None else ""))
+    click.echo(
+        f"Extension {number} may call: {', '.join(allowed)}, emergency (always)"
+        + (" [site default]" if current is None else "")
+    )
     click.echo(f"Concurrent outside calls: {limit}")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import time
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import click
 
@@ -76,6 +77,7 @@ def one_line_error(message: str, exit_code: int = 1) -> click.ClickException:
 
 # --------------------------------------------------------------------------- registrations
 
+
 def _reg_source(r: dict[str, Any]) -> str:
     if r.get("source"):
         return str(r["source"])
@@ -97,6 +99,17 @@ def _reg_expires_in(r: dict[str, Any], now: float) -> float | None:
 def registrations_table(regs: list[dict[str, Any]], indent: str = "  ") -> str:
     """Registered contacts (live from the PBX, or as saved in the database)."""
     now = time.time()
-    return table(["AOR", "CONTACT", "SOURCE", "EXPIRES IN", "USER AGENT"],
-                 [[r.get("aor"), r.get("contact"), _reg_source(r), duration(_reg_expires_in(r, now)),
-                   r.get("user_agent") or "-"] for r in regs], indent=indent)
+    return table(
+        ["AOR", "CONTACT", "SOURCE", "EXPIRES IN", "USER AGENT"],
+        [
+            [
+                r.get("aor"),
+                r.get("contact"),
+                _reg_source(r),
+                duration(_reg_expires_in(r, now)),
+                r.get("user_agent") or "-",
+            ]
+            for r in regs
+        ],
+        indent=indent,
+    )

@@ -7,7 +7,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -37,12 +38,23 @@ def options(f: F) -> F:
         click.option("--since", default=None, help="From this time (YYYY-MM-DD [HH:MM])."),
         click.option("--until", default=None, help="Before this time (YYYY-MM-DD [HH:MM])."),
         click.option("--queue", default=None, help="Only this queue's calls."),
-        click.option("--target", default=20.0, show_default=True, type=float,
-                     help="Service level target: answered within this many seconds."),
-        click.option("--goal", default=80.0, show_default=True, type=float,
-                     help="Service level goal in %, for the seats needed."),
-        click.option("--wrap-up", default=0.0, show_default=True, type=float,
-                     help="Seconds of wrap-up added to the handle time for the seats needed."),
+        click.option(
+            "--target",
+            default=20.0,
+            show_default=True,
+            type=float,
+            help="Service level target: answered within this many seconds.",
+        ),
+        click.option(
+            "--goal", default=80.0, show_default=True, type=float, help="Service level goal in %, for the seats needed."
+        ),
+        click.option(
+            "--wrap-up",
+            default=0.0,
+            show_default=True,
+            type=float,
+            help="Seconds of wrap-up added to the handle time for the seats needed.",
+        ),
         json_option,
         click.pass_context,
     ]
@@ -51,9 +63,18 @@ def options(f: F) -> F:
     return f
 
 
-def build(ctx: click.Context, date: str | None, since: str | None, until: str | None, queue: str | None,
-          target: float, goal: float, wrap_up: float) -> dict[str, Any]:
+def build(
+    ctx: click.Context,
+    date: str | None,
+    since: str | None,
+    until: str | None,
+    queue: str | None,
+    target: float,
+    goal: float,
+    wrap_up: float,
+) -> dict[str, Any]:
     from pypbx import reports
+
     cfg = load(ctx)
     if date is None and since is None and until is None:
         date = "today"
@@ -63,8 +84,8 @@ def build(ctx: click.Context, date: str | None, since: str | None, until: str | 
 
     async def go() -> dict[str, Any]:
         async with open_db(cfg.db_path) as db:
-            return await reports.report(db, lo, hi, queue=queue, target=target, goal=goal / 100,
-                                        wrap_up=wrap_up)
+            return await reports.report(db, lo, hi, queue=queue, target=target, goal=goal / 100, wrap_up=wrap_up)
+
     try:
         return run(go())
     except ValueError as e:
@@ -73,9 +94,11 @@ def build(ctx: click.Context, date: str | None, since: str | None, until: str | 
 
 def show_summary(r: dict[str, Any]) -> None:
     s = r["summary"]
-    click.echo(f"Calls offered {s['offered']} (inbound {s['inbound']}), answered {s['answered']}, "
-               f"abandoned {s['abandoned']}, in progress {s['in_progress']}; "
-               f"inbound answer rate {_pct(s['answer_rate'])}")
+    click.echo(
+        f"Calls offered {s['offered']} (inbound {s['inbound']}), answered {s['answered']}, "
+        f"abandoned {s['abandoned']}, in progress {s['in_progress']}; "
+        f"inbound answer rate {_pct(s['answer_rate'])}"
+    )
     if s["missed_by_reason"]:
         click.echo("Inbound callers not spoken to, by reason:")
         click.echo(table(["REASON", "CALLS"], list(s["missed_by_reason"].items()), indent="  "))
@@ -87,12 +110,44 @@ def show_queues(r: dict[str, Any]) -> None:
         click.echo("No queue calls in this period.")
         return
     click.echo(f"Queues (service level = answered within {t:.0f} s / ended visits):")
-    click.echo(table(
-        ["QUEUE", "ENTERED", "ANSWERED", "SL", "ASA", "MAX WAIT", "ABANDONED", "<5 s", "AVG ABANDON",
-         "TIMEOUT", "OVERFLOW", "CALLBACK", "AHT"],
-        [[n, q["entered"], q["answered"], _pct(q["service_level"]), _s(q["asa"]), _s(q["max_wait"]),
-          q["abandoned"], q["short_abandons"], _s(q["mean_abandon_wait"]), q["timeouts"], q["overflows"],
-          q["callbacks_requested"], _s(q["aht"])] for n, q in r["queues"].items()], indent="  "))
+    click.echo(
+        table(
+            [
+                "QUEUE",
+                "ENTERED",
+                "ANSWERED",
+                "SL",
+                "ASA",
+                "MAX WAIT",
+                "ABANDONED",
+                "<5 s",
+                "AVG ABANDON",
+                "TIMEOUT",
+                "OVERFLOW",
+                "CALLBACK",
+                "AHT",
+            ],
+            [
+                [
+                    n,
+                    q["entered"],
+                    q["answered"],
+                    _pct(q["service_level"]),
+                    _s(q["asa"]),
+                    _s(q["max_wait"]),
+                    q["abandoned"],
+                    q["short_abandons"],
+                    _s(q["mean_abandon_wait"]),
+                    q["timeouts"],
+                    q["overflows"],
+                    q["callbacks_requested"],
+                    _s(q["aht"]),
+                ]
+                for n, q in r["queues"].items()
+            ],
+            indent="  ",
+        )
+    )
     waits = {n: q["abandon_waits"] for n, q in r["queues"].items() if q["abandon_waits"]}
     for n, w in waits.items():
         click.echo(f"  {n}: abandoned after " + ", ".join(f"{k}: {v}" for k, v in w.items()))
@@ -104,11 +159,28 @@ def show_hours(r: dict[str, Any]) -> None:
         click.echo("No inbound calls in this period.")
         return
     ht = f"{st['handle_time']:.0f} s" + ("" if st["handle_time_measured"] else " (assumed: no call measured)")
-    click.echo(f"Load per hour over {r['period']['days']} day(s); seats needed for {st['goal'] * 100:.0f} % "
-               f"within {st['target']:.0f} s at a handle time of {ht}:")
-    click.echo(table(["HOUR", "OFFERED", "PER DAY", "ANSWERED", "ABANDONED", "ASA", "SEATS NEEDED"],
-                        [[f"{h['hour']:02d}:00", h["offered"], h["per_day"], h["answered"], h["abandoned"],
-                          _s(h["asa"]), h["seats_needed"]] for h in r["hours"]], indent="  "))
+    click.echo(
+        f"Load per hour over {r['period']['days']} day(s); seats needed for {st['goal'] * 100:.0f} % "
+        f"within {st['target']:.0f} s at a handle time of {ht}:"
+    )
+    click.echo(
+        table(
+            ["HOUR", "OFFERED", "PER DAY", "ANSWERED", "ABANDONED", "ASA", "SEATS NEEDED"],
+            [
+                [
+                    f"{h['hour']:02d}:00",
+                    h["offered"],
+                    h["per_day"],
+                    h["answered"],
+                    h["abandoned"],
+                    _s(h["asa"]),
+                    h["seats_needed"],
+                ]
+                for h in r["hours"]
+            ],
+            indent="  ",
+        )
+    )
 
 
 def show_agents(r: dict[str, Any]) -> None:
@@ -116,12 +188,38 @@ def show_agents(r: dict[str, Any]) -> None:
         click.echo("No agent activity in this period.")
         return
     click.echo("Agents:")
-    click.echo(table(["AGENT", "ANSWERED", "TALK", "AVG TALK", "RING NO ANSWER", "TRANSFERS", "PAUSES",
-                         "PAUSED", "CALLBACKS", "SURVEY"],
-                        [[n, a["answered"], _s(a["talk_seconds"]), _s(a["mean_talk"]), a["ring_no_answer"],
-                          a["transfers"], a["pauses"], _s(a["paused_seconds"]), a["callbacks"],
-                          "-" if a["survey_mean"] is None else f"{a['survey_mean']:.1f} ({a['surveys']})"]
-                         for n, a in r["agents"].items()], indent="  "))
+    click.echo(
+        table(
+            [
+                "AGENT",
+                "ANSWERED",
+                "TALK",
+                "AVG TALK",
+                "RING NO ANSWER",
+                "TRANSFERS",
+                "PAUSES",
+                "PAUSED",
+                "CALLBACKS",
+                "SURVEY",
+            ],
+            [
+                [
+                    n,
+                    a["answered"],
+                    _s(a["talk_seconds"]),
+                    _s(a["mean_talk"]),
+                    a["ring_no_answer"],
+                    a["transfers"],
+                    a["pauses"],
+                    _s(a["paused_seconds"]),
+                    a["callbacks"],
+                    "-" if a["survey_mean"] is None else f"{a['survey_mean']:.1f} ({a['surveys']})",
+                ]
+                for n, a in r["agents"].items()
+            ],
+            indent="  ",
+        )
+    )
 
 
 def show_lines(r: dict[str, Any]) -> None:
@@ -129,9 +227,16 @@ def show_lines(r: dict[str, Any]) -> None:
         click.echo("No inbound calls in this period.")
         return
     click.echo("Service lines:")
-    click.echo(table(["LINE", "OFFERED", "ANSWERED", "ABANDONED", "VOICEMAIL", "CALLBACK", "OTHER"],
-                        [[n, x["offered"], x["answered"], x["abandoned"], x["voicemail"],
-                          x["callback_requested"], x["other"]] for n, x in r["lines"].items()], indent="  "))
+    click.echo(
+        table(
+            ["LINE", "OFFERED", "ANSWERED", "ABANDONED", "VOICEMAIL", "CALLBACK", "OTHER"],
+            [
+                [n, x["offered"], x["answered"], x["abandoned"], x["voicemail"], x["callback_requested"], x["other"]]
+                for n, x in r["lines"].items()
+            ],
+            indent="  ",
+        )
+    )
 
 
 def show_missed(r: dict[str, Any]) -> None:
@@ -139,9 +244,16 @@ def show_missed(r: dict[str, Any]) -> None:
         click.echo("No caller left to call back.")
         return
     click.echo(f"Callers to call back ({len(r['missed'])}): not spoken to since their last call")
-    click.echo(table(["NUMBER", "CALLS", "LAST CALL", "WHY", "QUEUE", "LINE"],
-                        [[m["number"], m["attempts"], _when(m["last"]), m["reason"], m["queue"] or "-",
-                          m["service_line"] or "-"] for m in r["missed"]], indent="  "))
+    click.echo(
+        table(
+            ["NUMBER", "CALLS", "LAST CALL", "WHY", "QUEUE", "LINE"],
+            [
+                [m["number"], m["attempts"], _when(m["last"]), m["reason"], m["queue"] or "-", m["service_line"] or "-"]
+                for m in r["missed"]
+            ],
+            indent="  ",
+        )
+    )
 
 
 @click.group("report")
@@ -153,13 +265,23 @@ def report() -> None:
 
 def sub(name: str, key: str | None, show: Callable[[dict[str, Any]], None], doc: str) -> None:
     @options
-    def cmd(ctx: click.Context, date: str | None, since: str | None, until: str | None, queue: str | None,
-            target: float, goal: float, wrap_up: float, as_json: bool) -> None:
+    def cmd(
+        ctx: click.Context,
+        date: str | None,
+        since: str | None,
+        until: str | None,
+        queue: str | None,
+        target: float,
+        goal: float,
+        wrap_up: float,
+        as_json: bool,
+    ) -> None:
         r = build(ctx, date, since, until, queue, target, goal, wrap_up)
         if as_json:
             echo_json(r if key is None else r[key])
         else:
             show(r)
+
     cmd.__doc__ = doc
     report.command(name)(cmd)
 
