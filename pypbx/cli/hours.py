@@ -48,7 +48,7 @@ def hours_holiday(ctx: click.Context, name: str, date: str, ranges: tuple[str, .
     """DATE (YYYY-MM-DD) closed all day, or open only during RANGES (HH:MM-HH:MM ...)."""
     from pypbx import hours as Hr
 
-    on_db(ctx, Hr.add_exception, name, " ".join((date,) + ranges), remove=remove)
+    on_db(ctx, Hr.add_exception, name, " ".join((date, *ranges)), remove=remove)
     if remove:
         click.echo(f"{name}: exception on {date} removed.")
     else:

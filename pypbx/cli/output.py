@@ -12,16 +12,14 @@ import click
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: JSON-serialisable output (dicts, lists, dataclass dicts; anything else goes through ``str``).
-JSONValue = Any
-
 
 def json_option(f: F) -> F:
     """``--json``: machine-readable output (the flag every listing has)."""
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(f)
 
 
-def echo_json(obj: JSONValue) -> None:
+def echo_json(obj: object) -> None:
+    """JSON-serialisable output (dicts, lists, dataclass dicts; anything else goes through ``str``)."""
     click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
@@ -32,9 +30,9 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], indent: str 
     for r in cells:
         for i, c in enumerate(r):
             widths[i] = max(widths[i], len(c))
-    lines = [indent + "  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines = [indent + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     for r in cells:
-        lines.append(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        lines.append(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip())
     return "\n".join(lines)
 
 

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any
+from typing import Concatenate, Literal, ParamSpec, TypeVar
 
 import click
 
+from pypbx import reports
 from pypbx.cli.context import config_option, load, run
-from pypbx.cli.output import F, echo_json, json_option, table
+from pypbx.cli.output import echo_json, json_option, table
 from pypbx.cli.period import day_range
 from pypbx.db import open_db
 from pypbx.errors import PbxError
+from pypbx.reports import Report
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _pct(x: float | None) -> str:
@@ -31,8 +36,9 @@ def _when(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
 
-def options(f: F) -> F:
-    decorators: list[Callable[[Any], Any]] = [
+def options(f: Callable[Concatenate[click.Context, P], R]) -> Callable[P, R]:
+    """The period, settings and ``--json`` options of every report command (which gets the context)."""
+    decorators: list[Callable[[Callable[P, R]], Callable[P, R]]] = [
         config_option,
         click.option("--date", default=None, help="One day: YYYY-MM-DD, 'today' or 'yesterday' (default: today)."),
         click.option("--since", default=None, help="From this time (YYYY-MM-DD [HH:MM])."),
@@ -56,11 +62,11 @@ def options(f: F) -> F:
             help="Seconds of wrap-up added to the handle time for the seats needed.",
         ),
         json_option,
-        click.pass_context,
     ]
+    cmd = click.pass_context(f)
     for opt in reversed(decorators):
-        f = opt(f)
-    return f
+        cmd = opt(cmd)
+    return cmd
 
 
 def build(
@@ -72,9 +78,7 @@ def build(
     target: float,
     goal: float,
     wrap_up: float,
-) -> dict[str, Any]:
-    from pypbx import reports
-
+) -> Report:
     cfg = load(ctx)
     if date is None and since is None and until is None:
         date = "today"
@@ -82,7 +86,7 @@ def build(
     if not 0 < goal < 100:
         raise PbxError("--goal is a percentage between 0 and 100, e.g. 80")
 
-    async def go() -> dict[str, Any]:
+    async def go() -> Report:
         async with open_db(cfg.db_path) as db:
             return await reports.report(db, lo, hi, queue=queue, target=target, goal=goal / 100, wrap_up=wrap_up)
 
@@ -92,7 +96,7 @@ def build(
         raise PbxError(str(e)) from None
 
 
-def show_summary(r: dict[str, Any]) -> None:
+def show_summary(r: Report) -> None:
     s = r["summary"]
     click.echo(
         f"Calls offered {s['offered']} (inbound {s['inbound']}), answered {s['answered']}, "
@@ -104,7 +108,7 @@ def show_summary(r: dict[str, Any]) -> None:
         click.echo(table(["REASON", "CALLS"], list(s["missed_by_reason"].items()), indent="  "))
 
 
-def show_queues(r: dict[str, Any]) -> None:
+def show_queues(r: Report) -> None:
     t = r["settings"]["target"]
     if not r["queues"]:
         click.echo("No queue calls in this period.")
@@ -153,7 +157,7 @@ def show_queues(r: dict[str, Any]) -> None:
         click.echo(f"  {n}: abandoned after " + ", ".join(f"{k}: {v}" for k, v in w.items()))
 
 
-def show_hours(r: dict[str, Any]) -> None:
+def show_hours(r: Report) -> None:
     st = r["settings"]
     if not r["hours"]:
         click.echo("No inbound calls in this period.")
@@ -183,7 +187,7 @@ def show_hours(r: dict[str, Any]) -> None:
     )
 
 
-def show_agents(r: dict[str, Any]) -> None:
+def show_agents(r: Report) -> None:
     if not r["agents"]:
         click.echo("No agent activity in this period.")
         return
@@ -222,7 +226,7 @@ def show_agents(r: dict[str, Any]) -> None:
     )
 
 
-def show_lines(r: dict[str, Any]) -> None:
+def show_lines(r: Report) -> None:
     if not r["lines"]:
         click.echo("No inbound calls in this period.")
         return
@@ -239,7 +243,7 @@ def show_lines(r: dict[str, Any]) -> None:
     )
 
 
-def show_missed(r: dict[str, Any]) -> None:
+def show_missed(r: Report) -> None:
     if not r["missed"]:
         click.echo("No caller left to call back.")
         return
@@ -263,7 +267,12 @@ def report() -> None:
     agents, service lines, callers to call back (default period: today)."""
 
 
-def sub(name: str, key: str | None, show: Callable[[dict[str, Any]], None], doc: str) -> None:
+def sub(
+    name: str,
+    key: Literal["queues", "hours", "agents", "lines", "missed"] | None,
+    show: Callable[[Report], None],
+    doc: str,
+) -> None:
     @options
     def cmd(
         ctx: click.Context,
@@ -286,7 +295,7 @@ def sub(name: str, key: str | None, show: Callable[[dict[str, Any]], None], doc:
     report.command(name)(cmd)
 
 
-def show_all(r: dict[str, Any]) -> None:
+def show_all(r: Report) -> None:
     for f in (show_summary, show_queues, show_hours, show_agents, show_lines, show_missed):
         f(r)
         click.echo("")
