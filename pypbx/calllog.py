@@ -20,11 +20,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict, Unpack
 
 from pypbx.db import Database
+from pypbx.db.rows import CallEventRow, CallRow, RecordingRow
 from pypbx.errors import PbxError
 from pypbx.events import (
     CallAnswered,
@@ -107,7 +108,7 @@ class CallRecord:
             return None
         return round(self.ended_at - self.answered_at, 3)
 
-    def row(self) -> dict[str, Any]:
+    def row(self) -> CallRow:
         return {
             "id": self.id,
             "sip_call_id": self.sip_call_id,
@@ -136,6 +137,37 @@ class CallRecord:
 
 class CallLogError(PbxError):
     pass
+
+
+class CallExtras(TypedDict, total=False):
+    """The :class:`CallRecord` fields :meth:`CallLog.offer` takes besides its named ones."""
+
+    callee_name: str
+    did: str | None
+    service_line: str | None
+    extension: str | None
+    queue: str | None
+    agent: str | None
+    flags: set[str]
+    worker: str | None
+
+
+class Accounting(TypedDict):
+    """What :meth:`CallLog.accounting` returns."""
+
+    offered: int
+    answered: int
+    abandoned: int
+    in_progress: int
+    dispositions: dict[str, int]
+    balanced: bool
+    unaccounted: list[str]
+
+
+class AccountingReport(Accounting):
+    """:class:`Accounting` plus the inbound callers of the period not answered."""
+
+    missed_callers: list[str]
 
 
 class CallLog:
@@ -171,7 +203,7 @@ class CallLog:
         callee_number: str,
         caller_name: str = "",
         sip_call_id: str | None = None,
-        **extra: Any,
+        **extra: Unpack[CallExtras],
     ) -> CallRecord:
         now = self.clock()
         rec = CallRecord(
@@ -198,23 +230,24 @@ class CallLog:
         )
         return rec
 
-    async def event(self, rec: CallRecord, kind: str, **detail: Any) -> None:
+    async def event(self, rec: CallRecord, kind: str, **detail: object) -> None:
         await self.bus.emit(_call_event(rec, kind, detail, None))
         if kind == "queue_announce":  # the caller heard its position / wait: a queue event too
+            position, ewt = detail.get("position"), detail.get("ewt")
             self.bus.publish(
                 QueueAnnounced(
                     queue=rec.queue,
                     call_id=rec.id,
-                    position=detail.get("position"),
-                    ewt=detail.get("ewt"),
+                    position=position if isinstance(position, int) else None,
+                    ewt=ewt if isinstance(ewt, (int, float)) else None,
                     data=frozen_map({"files": detail.get("files")}),
                 )
             )
 
-    async def update(self, rec: CallRecord, kind: str | None = None, **detail: Any) -> None:
+    async def update(self, rec: CallRecord, kind: str | None = None, **detail: object) -> None:
         await self.bus.emit(_call_event(rec, kind, detail, frozen_map(rec.row())))
 
-    async def answered(self, rec: CallRecord, at: float | None = None, **detail: Any) -> None:
+    async def answered(self, rec: CallRecord, at: float | None = None, **detail: object) -> None:
         """Stamp the answer (``at``: when it happened, if that was before this call)."""
         if rec.answered_at is None:
             rec.answered_at = self.clock() if at is None else at
@@ -235,7 +268,7 @@ class CallLog:
         *,
         side: str | None = None,
         cause: str | None = None,
-        **detail: Any,
+        **detail: object,
     ) -> None:
         """Give the call its one final disposition. A second call is ignored (logged as an event)."""
         if not disposition.final:
@@ -287,7 +320,7 @@ class CallLog:
             ids.append(row["id"])
         return ids
 
-    async def accounting(self, since: float | None = None, until: float | None = None) -> dict[str, Any]:
+    async def accounting(self, since: float | None = None, until: float | None = None) -> Accounting:
         """Offered = sum of final dispositions; calls still open are listed (they must be live)."""
         counts = await self.db.disposition_counts(since, until)
         offered = sum(counts.values())
@@ -312,26 +345,38 @@ class CallLog:
         }
 
 
-def _call_event(rec: CallRecord, kind: str | None, detail: dict[str, Any], record: Any) -> CallEvent:
+def _opt_str(v: object) -> str | None:
+    return None if v is None else str(v)
+
+
+def _call_event(
+    rec: CallRecord, kind: str | None, detail: Mapping[str, object], record: Mapping[str, object] | None
+) -> CallEvent:
     """The typed event of one step the call flow logged (``kind`` as in ``call_events``)."""
-    common: dict[str, Any] = {"call_id": rec.id, "step": kind, "detail": frozen_map(detail), "record": record}
+    details = frozen_map(detail)
     if kind == "ringing":
-        return CallRinging(callee=detail.get("callee"), **common)
+        return CallRinging(
+            callee=_opt_str(detail.get("callee")), call_id=rec.id, step=kind, detail=details, record=record
+        )
     if kind in ("held", "unheld"):
-        return CallHeld(held=kind == "held", side=detail.get("side"), **common)
+        return CallHeld(
+            held=kind == "held",
+            side=_opt_str(detail.get("side")),
+            call_id=rec.id,
+            step=kind,
+            detail=details,
+            record=record,
+        )
     if kind == "transferred":
-        to = detail.get("to")
-        return CallTransferred(to=None if to is None else str(to), **common)
-    return CallStep(**common)
+        return CallTransferred(to=_opt_str(detail.get("to")), call_id=rec.id, step=kind, detail=details, record=record)
+    return CallStep(call_id=rec.id, step=kind, detail=details, record=record)
 
 
 # --------------------------------------------------------------------------- issue 9 (h-cli): CLI report logic
 # Moved here from the CLI (``pypbx calls show`` / ``pypbx calls report``).
 
 
-async def call_detail(
-    db: Database, call_id: str
-) -> tuple[Mapping[str, Any], Sequence[Mapping[str, Any]], Mapping[str, Any] | None]:
+async def call_detail(db: Database, call_id: str) -> tuple[CallRow, list[CallEventRow], RecordingRow | None]:
     """One call (``call_id`` or a unique prefix of it): its row, event rows and recording row."""
     row = await db.get_call_row(call_id)
     if row is None:
@@ -346,7 +391,7 @@ async def call_detail(
 
 async def accounting_report(
     db: Database, since: float | None, until: float | None, live_calls: Callable[[], Awaitable[Iterable[str]]]
-) -> dict[str, Any]:
+) -> AccountingReport:
     """:meth:`CallLog.accounting`, where calls still live (``await live_calls()``) are not
     unaccounted, plus ``missed_callers``: inbound callers of the period not answered."""
     acc = await CallLog(db).accounting(since, until)
@@ -354,11 +399,16 @@ async def accounting_report(
     acc["unaccounted"] = [c for c in acc["unaccounted"] if c not in live]
     acc["balanced"] = not acc["unaccounted"]
     missed = await db.search_call_rows(since=since, until=until, limit=1000)
-    acc["missed_callers"] = sorted(
-        {
-            r["caller_number"]
-            for r in missed
-            if r["disposition"] not in ("answered", "in_progress") and r["direction"] != "outbound"
-        }
-    )
-    return acc
+    return {
+        **acc,
+        "missed_callers": sorted(
+            {
+                num
+                for r in missed
+                # the column is nullable, but CallLog always writes a number (CallRecord.caller_number: str)
+                if (num := r["caller_number"]) is not None
+                and r["disposition"] not in ("answered", "in_progress")
+                and r["direction"] != "outbound"
+            }
+        ),
+    }
