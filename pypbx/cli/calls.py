@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import click
 
@@ -13,6 +12,7 @@ from pypbx.cli.output import F, duration, echo_json, json_option, table, ts
 from pypbx.cli.period import day_range
 from pypbx.config import Config
 from pypbx.db import open_db
+from pypbx.db.rows import CallSearchRow
 
 
 def call_filters(f: F) -> F:
@@ -45,7 +45,7 @@ async def search_calls(
     disposition: str | None,
     limit: int,
     recorded_only: bool = False,
-) -> Sequence[Mapping[str, Any]]:
+) -> Sequence[CallSearchRow]:
     lo, hi = day_range(date, since, until)
     async with open_db(cfg.db_path) as db:
         rows = await db.search_call_rows(
@@ -56,7 +56,7 @@ async def search_calls(
     return rows
 
 
-def calls_table(rows: Sequence[Mapping[str, Any]]) -> str:
+def calls_table(rows: Sequence[CallSearchRow]) -> str:
     return table(
         ["TIME", "ID", "FROM", "TO", "QUEUE", "AGENT", "DISPOSITION", "RING", "TALK", "RECORDING"],
         [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import click
 
@@ -64,7 +64,16 @@ def ext_list(ctx: click.Context, as_json: bool) -> None:
         )
 
 
-async def _with_registrations(db: Database, number: str) -> tuple[E.Extension, list[dict[str, Any]]]:
+def _unexpired(expires_at: object, now: float) -> bool:
+    """A saved binding without an expiry, or expiring after ``now``."""
+    if expires_at is None:
+        return True
+    if not isinstance(expires_at, (int, float)):
+        raise TypeError(f"expires_at is not a time: {expires_at!r}")
+    return expires_at > now
+
+
+async def _with_registrations(db: Database, number: str) -> tuple[E.Extension, Sequence[Mapping[str, object]]]:
     from pypbx import registrations as R
 
     e = await E.get_extension(db, number)
@@ -83,7 +92,7 @@ def ext_show(ctx: click.Context, number: str, as_json: bool) -> None:
     cfg = load(ctx)
     e, saved = db_call(cfg, _with_registrations, number)
     live, why = True, ""
-    regs: list[dict[str, Any]]
+    regs: list[Mapping[str, object]]
     try:
         reply = call(cfg.socket_path, "registrations", aor=e.number)
         if isinstance(reply, dict):
@@ -93,7 +102,7 @@ def ext_show(ctx: click.Context, number: str, as_json: bool) -> None:
         live = False
         why = "pypbx is not running" if isinstance(err, NotRunningError) else f"live data unavailable: {err}"
         now = time.time()
-        regs = [r for r in saved if r.get("expires_at") is None or r["expires_at"] > now]
+        regs = [r for r in saved if _unexpired(r.get("expires_at"), now)]
     if as_json:
         echo_json({**e.to_dict(), "registrations": regs, "live": live})
         return

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 import click
 
-F = TypeVar("F", bound=Callable[..., Any])
+F = TypeVar("F", bound=Callable[..., object])
 
 
 def json_option(f: F) -> F:
@@ -76,7 +76,14 @@ def one_line_error(message: str, exit_code: int = 1) -> click.ClickException:
 # --------------------------------------------------------------------------- registrations
 
 
-def _reg_source(r: dict[str, Any]) -> str:
+def _seconds(v: object) -> float:
+    """A number of seconds (or a UNIX time) from a registration's row or JSON."""
+    if isinstance(v, (int, float, str)):
+        return float(v)
+    raise TypeError(f"not a number of seconds: {v!r}")
+
+
+def _reg_source(r: Mapping[str, object]) -> str:
     if r.get("source"):
         return str(r["source"])
     host = r.get("source_host")
@@ -86,15 +93,15 @@ def _reg_source(r: dict[str, Any]) -> str:
     return f"{r.get('source_transport') or ''} {host}{':' + str(port) if port else ''}".strip()
 
 
-def _reg_expires_in(r: dict[str, Any], now: float) -> float | None:
+def _reg_expires_in(r: Mapping[str, object], now: float) -> float | None:
     if r.get("expires_in") is not None:
-        return float(r["expires_in"])
+        return _seconds(r["expires_in"])
     if r.get("expires_at") is not None:
-        return float(r["expires_at"]) - now
+        return _seconds(r["expires_at"]) - now
     return None
 
 
-def registrations_table(regs: list[dict[str, Any]], indent: str = "  ") -> str:
+def registrations_table(regs: Sequence[Mapping[str, object]], indent: str = "  ") -> str:
     """Registered contacts (live from the PBX, or as saved in the database)."""
     now = time.time()
     return table(

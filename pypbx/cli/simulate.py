@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -36,7 +35,7 @@ def simulate_cmd(preset: str, scenario: str | None, seed: int, as_json: bool) ->
     waiting times, abandonment, occupancy and the wait-estimate error."""
     from acd.simulator import PRESETS, format_report, simulate
 
-    spec: Mapping[str, Any] | str
+    spec: Mapping[str, object] | str
     if scenario is not None:
         path = Path(scenario)
         try:
