@@ -18,13 +18,12 @@ from pypbx.cli.output import duration, echo_json, json_option, table
 from pypbx.cli.queue import secs, state_text, unknown_command
 from pypbx.db import Database
 from pypbx.errors import PbxError
-from pypbx.localapi_client import LocalAPIError, NotRunningError
+from pypbx.localapi_client import LocalAPIError, NotRunningError, call
 
 
 def _notify_agent(ctx: click.Context, agent_id: str) -> None:
     """Tell the running PBX that an agent changed; quiet when it is not running or does not
     know the command yet (it re-reads the database anyway)."""
-    from pypbx.localapi_client import call
 
     cfg = load(ctx)
     try:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from pypbx import callers as C
 from pypbx.cli.context import config_option, on_db
 from pypbx.cli.output import echo_json, json_option, table, ts
 from pypbx.errors import PbxError
@@ -28,7 +29,6 @@ def callers() -> None:
 @click.pass_context
 def callers_import(ctx: click.Context, file: str, as_json: bool) -> None:
     """Import a patient list (CSV: number, name, patient_id); re-importing updates."""
-    from pypbx import callers as C
 
     res = on_db(ctx, C.import_csv, Path(file).read_text(encoding="utf-8-sig"))
     if as_json:
@@ -46,7 +46,6 @@ def callers_import(ctx: click.Context, file: str, as_json: bool) -> None:
 @click.pass_context
 def callers_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     """Callers, most recent first."""
-    from pypbx import callers as C
 
     rows = on_db(ctx, C.list_callers, limit)
     if as_json:
@@ -82,7 +81,6 @@ def callers_list(ctx: click.Context, limit: int, as_json: bool) -> None:
 @click.pass_context
 def callers_show(ctx: click.Context, number: str, as_json: bool) -> None:
     """One caller."""
-    from pypbx import callers as C
 
     row = on_db(ctx, C.get, number)
     if row is None:

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 
 import click
 
+from pypbx.calllog import accounting_report, call_detail
 from pypbx.cli.context import config_option, load, on_db, run
 from pypbx.cli.output import F, duration, echo_json, json_option, table, ts
 from pypbx.cli.period import day_range
 from pypbx.config import Config
 from pypbx.db import open_db
 from pypbx.db.rows import CallSearchRow
+from pypbx.localapi_client import request
 
 
 def call_filters(f: F) -> F:
@@ -116,7 +118,6 @@ def calls_list(
 @click.pass_context
 def calls_show(ctx: click.Context, call_id: str, as_json: bool) -> None:
     """One call with its event log and recording (CALL_ID or a unique prefix of it)."""
-    from pypbx.calllog import call_detail
 
     row, events, rec = on_db(ctx, call_detail, call_id)
     if as_json:
@@ -167,7 +168,6 @@ def calls_show(ctx: click.Context, call_id: str, as_json: bool) -> None:
 @click.pass_context
 def calls_report(ctx: click.Context, date: str | None, since: str | None, until: str | None, as_json: bool) -> None:
     """Offered / answered / abandoned, every disposition, and whether they add up."""
-    from pypbx.calllog import accounting_report
 
     cfg = load(ctx)
     lo, hi = day_range(date, since, until)
@@ -175,8 +175,6 @@ def calls_report(ctx: click.Context, date: str | None, since: str | None, until:
     async def live_calls() -> list[str]:
         """Calls the running PBX still has (none when it is not running)."""
         try:
-            from pypbx.localapi_client import request
-
             return list(await request(cfg.socket_path, "active_calls"))
         except Exception:
             return []

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import click
 
 from pypbx import trunks as T
 from pypbx.cli.context import config_option, on_db
 from pypbx.cli.output import echo_json, json_option, table
+from pypbx.routing import edit_did
 
 
 def _routing(d: T.Did) -> str:
@@ -59,7 +62,6 @@ def did_add(
 @click.pass_context
 def did_list(ctx: click.Context, as_json: bool) -> None:
     """List DIDs."""
-    from dataclasses import asdict
 
     dids = on_db(ctx, T.list_dids)
     if as_json:
@@ -119,7 +121,6 @@ def did_edit(
     trunk: str | None,
 ) -> None:
     """Change DID NUMBER (only the options given)."""
-    from pypbx.routing import edit_did
 
     d: T.Did = on_db(
         ctx, edit_did, number, destination=destination, known=known, new=new, service_line=service_line, trunk=trunk

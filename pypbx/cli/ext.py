@@ -8,10 +8,12 @@ from collections.abc import Mapping, Sequence
 import click
 
 from pypbx import extensions as E
+from pypbx import registrations as R
+from pypbx import trunks as T
 from pypbx.cli.context import config_option, db_call, load, on_db
 from pypbx.cli.output import echo_json, json_option, registrations_table, table, ts
 from pypbx.db import Database
-from pypbx.localapi_client import LocalAPIError, NotRunningError
+from pypbx.localapi_client import LocalAPIError, NotRunningError, call
 
 
 @click.group()
@@ -74,7 +76,6 @@ def _unexpired(expires_at: object, now: float) -> bool:
 
 
 async def _with_registrations(db: Database, number: str) -> tuple[E.Extension, Sequence[Mapping[str, object]]]:
-    from pypbx import registrations as R
 
     e = await E.get_extension(db, number)
     return e, await R.load_registrations(db, e.number)
@@ -87,7 +88,6 @@ async def _with_registrations(db: Database, number: str) -> tuple[E.Extension, S
 @click.pass_context
 def ext_show(ctx: click.Context, number: str, as_json: bool) -> None:
     """Show extension NUMBER and its registrations (live when the PBX is running)."""
-    from pypbx.localapi_client import call
 
     cfg = load(ctx)
     e, saved = db_call(cfg, _with_registrations, number)
@@ -165,7 +165,6 @@ def ext_remove(ctx: click.Context, number: str, yes: bool) -> None:
 @click.pass_context
 def ext_perms(ctx: click.Context, number: str, allow: str | None, max_calls: int | None, as_json: bool) -> None:
     """Show or set which numbers extension NUMBER may call (toll-fraud guard)."""
-    from pypbx import trunks as T
 
     cfg = load(ctx)
     current = on_db(ctx, T.permissions).get(number)

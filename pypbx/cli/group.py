@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from pypbx import groups as G
 from pypbx.cli.context import config_option, on_db
 from pypbx.cli.output import echo_json, json_option, table, ts
 
@@ -47,7 +48,6 @@ def group() -> None:
 def group_add(ctx: click.Context, name: str, members: str, strategy: str, ring_time: float, then: str) -> None:
     """Add ring group NAME (a DID destination group:NAME, an IVR action group:NAME, a
     queue's --overflow-to ring_group:NAME)."""
-    from pypbx import groups as G
 
     g = on_db(
         ctx,
@@ -67,7 +67,6 @@ def group_add(ctx: click.Context, name: str, members: str, strategy: str, ring_t
 @click.pass_context
 def group_list(ctx: click.Context, as_json: bool) -> None:
     """List ring groups."""
-    from pypbx import groups as G
 
     gs = on_db(ctx, G.list_groups)
     if as_json:
@@ -91,7 +90,6 @@ def group_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def group_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show ring group NAME."""
-    from pypbx import groups as G
 
     g = on_db(ctx, G.get_group, name)
     if as_json:
@@ -110,7 +108,6 @@ def group_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.pass_context
 def group_remove(ctx: click.Context, name: str) -> None:
     """Remove ring group NAME."""
-    from pypbx import groups as G
 
     on_db(ctx, G.remove_group, name)
     click.echo(f"Ring group {name} removed.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from pypbx import hours as Hr
 from pypbx.cli.context import config_option, on_db
 from pypbx.cli.output import echo_json, json_option, table
 
@@ -31,7 +32,6 @@ def hours() -> None:
 @click.pass_context
 def hours_set(ctx: click.Context, name: str, week: str, tz: str) -> None:
     """Create or replace schedule NAME's weekly hours (its holidays are kept)."""
-    from pypbx import hours as Hr
 
     s = on_db(ctx, Hr.set_schedule, name, week, tz)
     click.echo(f"Schedule {s.name} ({s.tz}): {Hr.format_week(s.week) or 'always closed'}.")
@@ -46,7 +46,6 @@ def hours_set(ctx: click.Context, name: str, week: str, tz: str) -> None:
 @click.pass_context
 def hours_holiday(ctx: click.Context, name: str, date: str, ranges: tuple[str, ...], remove: bool) -> None:
     """DATE (YYYY-MM-DD) closed all day, or open only during RANGES (HH:MM-HH:MM ...)."""
-    from pypbx import hours as Hr
 
     on_db(ctx, Hr.add_exception, name, " ".join((date, *ranges)), remove=remove)
     if remove:
@@ -61,7 +60,6 @@ def hours_holiday(ctx: click.Context, name: str, date: str, ranges: tuple[str, .
 @click.pass_context
 def hours_list(ctx: click.Context, as_json: bool) -> None:
     """List schedules (and whether each is open now)."""
-    from pypbx import hours as Hr
 
     rows = on_db(ctx, Hr.list_schedules)
     if as_json:
@@ -88,7 +86,6 @@ def hours_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def hours_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show schedule NAME."""
-    from pypbx import hours as Hr
 
     s = on_db(ctx, Hr.get_schedule, name)
     d = {**s.to_dict(), "open_now": Hr.is_open(s), "local_now": Hr.local_time(s).isoformat()}
@@ -108,7 +105,6 @@ def hours_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.pass_context
 def hours_remove(ctx: click.Context, name: str) -> None:
     """Remove schedule NAME."""
-    from pypbx import hours as Hr
 
     on_db(ctx, Hr.remove_schedule, name)
     click.echo(f"Schedule {name} removed.")

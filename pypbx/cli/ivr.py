@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from pypbx import ivr as I
 from pypbx.cli.context import config_option, on_db
 from pypbx.cli.output import echo_json, json_option, table
 from pypbx.db import Database
@@ -67,7 +68,6 @@ def ivr_add(
     **kw: str | float | int | bool | None,
 ) -> None:
     """Create menu NAME, or change the given settings of an existing one."""
-    from pypbx import ivr as I
 
     async def go(db: Database) -> tuple[I.Menu, list[str]]:
         try:
@@ -112,7 +112,6 @@ def ivr_add(
 @click.pass_context
 def ivr_import(ctx: click.Context, file: str) -> None:
     """Create or replace the menu(s) in a TOML FILE."""
-    from pypbx import ivr as I
 
     menus = I.from_toml(Path(file).read_text(encoding="utf-8"))
 
@@ -136,7 +135,6 @@ def ivr_import(ctx: click.Context, file: str) -> None:
 @click.pass_context
 def ivr_export(ctx: click.Context, name: str) -> None:
     """Print menu NAME as TOML (pypbx ivr import reads it back)."""
-    from pypbx import ivr as I
 
     click.echo(I.to_toml(on_db(ctx, I.get_menu, name)), nl=False)
 
@@ -147,7 +145,6 @@ def ivr_export(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def ivr_list(ctx: click.Context, as_json: bool) -> None:
     """List menus."""
-    from pypbx import ivr as I
 
     menus = on_db(ctx, I.list_menus)
     if as_json:
@@ -180,7 +177,6 @@ def ivr_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def ivr_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show menu NAME."""
-    from pypbx import ivr as I
 
     m = on_db(ctx, I.get_menu, name)
     if as_json:
@@ -195,7 +191,6 @@ def ivr_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.pass_context
 def ivr_remove(ctx: click.Context, name: str) -> None:
     """Remove menu NAME."""
-    from pypbx import ivr as I
 
     on_db(ctx, I.remove_menu, name)
     click.echo(f"Menu {name} removed.")

@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from pypbx import notify as N
+from pypbx import voicemail as V
 from pypbx.cli.context import config_option, load, on_db
 from pypbx.cli.output import echo_json, json_option, table, ts
 from pypbx.errors import PbxError
@@ -33,7 +35,6 @@ def notify() -> None:
 @click.pass_context
 def notify_list(ctx: click.Context, status: str | None, limit: int, as_json: bool) -> None:
     """Notifications, newest first."""
-    from pypbx import notify as N
 
     rows = on_db(ctx, N.list_notifications, status, limit)
     if as_json:
@@ -78,8 +79,6 @@ def notify_list(ctx: click.Context, status: str | None, limit: int, as_json: boo
 @click.pass_context
 def notify_test(ctx: click.Context, email: str | None) -> None:
     """Send a test webhook (when notify.webhook_url is set) and/or a test e-mail now."""
-    from pypbx import notify as N
-    from pypbx import voicemail as V
 
     cfg = load(ctx)
     n = cfg.notify
@@ -112,7 +111,6 @@ def notify_test(ctx: click.Context, email: str | None) -> None:
 @click.pass_context
 def notify_retry(ctx: click.Context, nid: int) -> None:
     """Send notification ID again (the running PBX tries it within a few seconds)."""
-    from pypbx import notify as N
 
     r = on_db(ctx, N.retry, nid)
     click.echo(f"Notification {r['id']} ({r['channel']} {r['target']}) queued again.")

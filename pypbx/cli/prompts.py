@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from pypbx import prompts as P
 from pypbx.cli.context import config_option, load
 from pypbx.cli.output import echo_json, json_option, table
 from pypbx.config import Config
@@ -19,7 +20,6 @@ def prompts() -> None:
 
 
 def _prompt_target(cfg: Config, pid: str | None, lang: str, moh: bool) -> Path:
-    from pypbx import prompts as P
 
     if moh:
         return cfg.data_dir / "prompts" / "moh" / "default.wav"
@@ -39,8 +39,9 @@ def _prompt_target(cfg: Config, pid: str | None, lang: str, moh: bool) -> Path:
 @click.pass_context
 def prompts_import(ctx: click.Context, file: str, pid: str | None, lang: str, moh: bool) -> None:
     """Convert FILE (WAV, FLAC or OGG, any rate) to the engine's format and use it."""
+    # function-level: media.prompts needs soundfile (libsndfile), only to convert a prompt;
+    # every other command works without it
     from media.prompts import PromptError, convert_prompt
-    from pypbx import prompts as P
 
     cfg = load(ctx)
     dst = _prompt_target(cfg, pid, lang, moh)
@@ -67,7 +68,6 @@ def prompts_import(ctx: click.Context, file: str, pid: str | None, lang: str, mo
 @click.pass_context
 def prompts_list(ctx: click.Context, lang: str | None, as_json: bool) -> None:
     """Every prompt, per language, and whether the clinic replaced it."""
-    from pypbx import prompts as P
 
     rows = P.inventory(load(ctx).data_dir / "prompts", lang)
     if as_json:

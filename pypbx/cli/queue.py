@@ -25,7 +25,7 @@ from pypbx.cli.context import config_option, load, on_db
 from pypbx.cli.output import F, duration, echo_json, json_option, table
 from pypbx.db import Database
 from pypbx.errors import PbxError
-from pypbx.localapi_client import LocalAPIError, NotRunningError
+from pypbx.localapi_client import LocalAPIError, NotRunningError, call
 
 
 def unknown_command(err: Exception) -> bool:
@@ -262,7 +262,6 @@ async def _queue_and_agents(db: Database, name: str) -> tuple[S.QueueRecord, lis
 def queue_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show queue NAME: its settings, and (live when the PBX is running) the callers waiting
     with their positions and waits, and the agents who can answer with their states."""
-    from pypbx.localapi_client import call
 
     cfg = load(ctx)
     rec, agents = on_db(ctx, _queue_and_agents, name)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
 import click
 
+from acd.simulator import PRESETS, format_report, simulate
 from pypbx.cli.context import config_option
 from pypbx.cli.output import echo_json, json_option
 from pypbx.errors import PbxError
@@ -33,7 +35,6 @@ from pypbx.errors import PbxError
 def simulate_cmd(preset: str, scenario: str | None, seed: int, as_json: bool) -> None:
     """Run a simulated clinic day through the real ACD code and report service level,
     waiting times, abandonment, occupancy and the wait-estimate error."""
-    from acd.simulator import PRESETS, format_report, simulate
 
     spec: Mapping[str, object] | str
     if scenario is not None:
@@ -46,8 +47,6 @@ def simulate_cmd(preset: str, scenario: str | None, seed: int, as_json: bool) ->
             if path.suffix.lower() == ".json":
                 spec = json.loads(text)
             else:
-                import tomllib
-
                 spec = tomllib.loads(text)
         except ValueError as e:
             raise PbxError(f"{path}: {e}") from None

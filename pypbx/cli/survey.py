@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from pypbx import survey as Sv
 from pypbx.cli.context import config_option, on_db
 from pypbx.cli.output import echo_json, json_option, table
 from pypbx.db import Database
@@ -27,7 +28,6 @@ def survey() -> None:
 @click.pass_context
 def survey_enable(ctx: click.Context, queue: str | None) -> None:
     """Ask callers for a score when the callee hangs up first."""
-    from pypbx import survey as Sv
 
     d = on_db(ctx, Sv.set_enabled, True, queue)
     click.echo("Survey on for " + ("every call." if d["all"] else f"queues {', '.join(d['queues'])}."))
@@ -39,7 +39,6 @@ def survey_enable(ctx: click.Context, queue: str | None) -> None:
 @click.pass_context
 def survey_disable(ctx: click.Context, queue: str | None) -> None:
     """Stop asking."""
-    from pypbx import survey as Sv
 
     d = on_db(ctx, Sv.set_enabled, False, queue)
     click.echo(
@@ -54,7 +53,6 @@ def survey_disable(ctx: click.Context, queue: str | None) -> None:
 @click.pass_context
 def survey_report(ctx: click.Context, as_json: bool) -> None:
     """Answers and average score per agent."""
-    from pypbx import survey as Sv
 
     async def go(db: Database) -> dict[str, Any]:
         return {**await Sv.report(db), "settings": await Sv.get_settings(db)}

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from pypbx import config as _config
+from pypbx import extensions as ext
 from pypbx.cli.context import config_option, config_path, load
 from pypbx.cli.context import run as run_async
 from pypbx.cli.output import duration, echo_json, json_option, registrations_table, table
@@ -18,6 +19,7 @@ from pypbx.config import Config, config_path_from, load_config, render_config
 from pypbx.db import open_db
 from pypbx.errors import PbxError
 from pypbx.extensions import ExtensionError
+from pypbx.localapi_client import call
 
 DEMO_EXTENSIONS = [("1001", "Reception"), ("1002", "Nurse"), ("1003", "Doctor"), ("1004", "Office")]
 
@@ -109,7 +111,6 @@ async def _count_extensions(cfg: Config) -> int:
 
 
 async def _init_db(cfg: Config, demo: bool) -> list[tuple[str, str, str]]:
-    from pypbx import extensions as ext
 
     created: list[tuple[str, str, str]] = []
     async with open_db(cfg.db_path) as db:
@@ -155,6 +156,8 @@ def run(ctx: click.Context) -> None:
     path = config_path(ctx)
     load_config(path)  # fail fast with a one-line config error
     try:
+        # function-level: the whole runtime (SIP stack, media pool) is needed only to run the
+        # PBX, and a missing piece of it becomes a one-line error here
         from pypbx.app import run as app_run
     except ImportError as e:
         raise PbxError(f"cannot start the PBX: {e}") from None
@@ -170,7 +173,6 @@ def run(ctx: click.Context) -> None:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show the running PBX: uptime, transports, registrations, bans, counters."""
-    from pypbx.localapi_client import call
 
     cfg = load(ctx)
     result = call(cfg.socket_path, "status")

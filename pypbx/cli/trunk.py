@@ -10,7 +10,7 @@ from pypbx import trunks as T
 from pypbx.cli.context import config_option, load, on_db
 from pypbx.cli.output import F, echo_json, json_option, table, ts
 from pypbx.errors import PbxError
-from pypbx.localapi_client import LocalAPIError, NotRunningError
+from pypbx.localapi_client import LocalAPIError, NotRunningError, call
 
 #: A trunk option's value as click hands it over.
 TrunkOption = str | int | bool | tuple[str, ...] | None
@@ -18,7 +18,6 @@ TrunkOption = str | int | bool | tuple[str, ...] | None
 
 def _live_trunks(ctx: click.Context) -> dict[str, dict[str, Any]]:
     """Registration state from the running PBX ({} when it is not running)."""
-    from pypbx.localapi_client import call
 
     try:
         rows = call(load(ctx).socket_path, "trunks")

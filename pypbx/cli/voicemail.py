@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from pypbx import voicemail as V
 from pypbx.cli.context import config_option, on_db
 from pypbx.cli.output import echo_json, json_option, table, ts
 from pypbx.db import Database
@@ -49,7 +50,6 @@ def vm_box(
     remove: bool,
 ) -> None:
     """Create or change mailbox BOX (an extension number or a queue name)."""
-    from pypbx import voicemail as V
 
     if remove:
         on_db(ctx, V.remove_box, box)
@@ -84,7 +84,6 @@ def vm_box(
 @click.pass_context
 def vm_boxes(ctx: click.Context, as_json: bool) -> None:
     """List mailboxes."""
-    from pypbx import voicemail as V
 
     rows = on_db(ctx, V.list_boxes)
     if as_json:
@@ -120,7 +119,6 @@ def vm_boxes(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def vm_list(ctx: click.Context, box: str | None, new_only: bool, as_json: bool) -> None:
     """Messages in BOX (all boxes without BOX), oldest first."""
-    from pypbx import voicemail as V
 
     rows = on_db(ctx, V.list_messages, box, new_only)
     if as_json:
@@ -154,7 +152,6 @@ def vm_list(ctx: click.Context, box: str | None, new_only: bool, as_json: bool) 
 @click.pass_context
 def vm_play(ctx: click.Context, msg_id: str) -> None:
     """Print the path of message ID's WAV file."""
-    from pypbx import voicemail as V
 
     click.echo(on_db(ctx, V.get_message, msg_id)["path"])
 
@@ -166,7 +163,6 @@ def vm_play(ctx: click.Context, msg_id: str) -> None:
 @click.pass_context
 def vm_heard(ctx: click.Context, msg_id: str, unheard: bool) -> None:
     """Mark message ID heard."""
-    from pypbx import voicemail as V
 
     m = on_db(ctx, V.mark_heard, msg_id, not unheard)
     click.echo(f"Message {m['id']} marked {'new' if unheard else 'heard'}.")
@@ -178,7 +174,6 @@ def vm_heard(ctx: click.Context, msg_id: str, unheard: bool) -> None:
 @click.pass_context
 def vm_delete(ctx: click.Context, msg_id: str) -> None:
     """Delete message ID (its audio and sidecar; the row stays for the books)."""
-    from pypbx import voicemail as V
 
     m = on_db(ctx, V.delete_message, msg_id)
     click.echo(f"Message {m['id']} deleted.")
