@@ -16,7 +16,7 @@ from pypbx.localapi_client import LocalAPIError, NotRunningError, call
 TrunkOption = str | int | bool | tuple[str, ...] | None
 
 
-def _live_trunks(ctx: click.Context) -> dict[str, dict[str, Any]]:
+def _live_trunks(ctx: click.Context) -> dict[str, dict[str, object]]:
     """Registration state from the running PBX ({} when it is not running)."""
 
     try:
@@ -137,7 +137,7 @@ def trunk_remove(ctx: click.Context, name: str) -> None:
     click.echo(f"Trunk {name} removed.")
 
 
-def _trunk_dict(t: T.Trunk, live: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _trunk_dict(t: T.Trunk, live: dict[str, dict[str, object]]) -> dict[str, object]:
     d = t.public()
     st = live.get(t.name)
     if st is not None:
@@ -177,7 +177,7 @@ def trunk_list(ctx: click.Context, as_json: bool) -> None:
                     r["transport"],
                     r["priority"],
                     "register" if r["register"] else "ip-auth",
-                    (r["state"] or "(pypbx not running)") + ("" if r["enabled"] else ", disabled"),
+                    f"{r['state'] or '(pypbx not running)'}{'' if r['enabled'] else ', disabled'}",
                     r["last_reason"] or "-",
                     r["caller_id"] or "-",
                     f"{r['active_calls'] if r['active_calls'] is not None else '-'}/{r['max_channels'] or 'any'}",
@@ -202,7 +202,7 @@ def trunk_show(ctx: click.Context, name: str, as_json: bool) -> None:
         return
     for k, v in d.items():
         if k in ("created_at", "updated_at"):
-            v = ts(v)
+            v = ts(v if isinstance(v, (int, float)) else None)  # float | None (Trunk)
         elif isinstance(v, list):
             v = ", ".join(v) or "-"
         click.echo(f"{k.replace('_', ' ')}: {'-' if v in (None, '') else v}")
