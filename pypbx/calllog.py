@@ -20,11 +20,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict, Unpack
 
 from pypbx.db import Database
+from pypbx.db.rows import CallEventRow, CallRow, RecordingRow
 from pypbx.errors import PbxError
 from pypbx.events import (
     CallAnswered,
@@ -107,27 +108,72 @@ class CallRecord:
             return None
         return round(self.ended_at - self.answered_at, 3)
 
-    def row(self) -> dict[str, Any]:
-        return {"id": self.id, "sip_call_id": self.sip_call_id, "direction": self.direction.value,
-                "caller_number": self.caller_number, "caller_name": self.caller_name,
-                "callee_number": self.callee_number, "callee_name": self.callee_name, "did": self.did,
-                "service_line": self.service_line, "extension": self.extension, "queue": self.queue,
-                "agent": self.agent, "offered_at": self.offered_at, "answered_at": self.answered_at,
-                "ended_at": self.ended_at, "ring_seconds": self.ring_seconds, "talk_seconds": self.talk_seconds,
-                "hangup_side": self.hangup_side, "hangup_cause": self.hangup_cause,
-                "disposition": self.disposition.value, "flags": ",".join(sorted(self.flags)),
-                "worker": self.worker}
+    def row(self) -> CallRow:
+        return {
+            "id": self.id,
+            "sip_call_id": self.sip_call_id,
+            "direction": self.direction.value,
+            "caller_number": self.caller_number,
+            "caller_name": self.caller_name,
+            "callee_number": self.callee_number,
+            "callee_name": self.callee_name,
+            "did": self.did,
+            "service_line": self.service_line,
+            "extension": self.extension,
+            "queue": self.queue,
+            "agent": self.agent,
+            "offered_at": self.offered_at,
+            "answered_at": self.answered_at,
+            "ended_at": self.ended_at,
+            "ring_seconds": self.ring_seconds,
+            "talk_seconds": self.talk_seconds,
+            "hangup_side": self.hangup_side,
+            "hangup_cause": self.hangup_cause,
+            "disposition": self.disposition.value,
+            "flags": ",".join(sorted(self.flags)),
+            "worker": self.worker,
+        }
 
 
 class CallLogError(PbxError):
     pass
 
 
+class CallExtras(TypedDict, total=False):
+    """The :class:`CallRecord` fields :meth:`CallLog.offer` takes besides its named ones."""
+
+    callee_name: str
+    did: str | None
+    service_line: str | None
+    extension: str | None
+    queue: str | None
+    agent: str | None
+    flags: set[str]
+    worker: str | None
+
+
+class Accounting(TypedDict):
+    """What :meth:`CallLog.accounting` returns."""
+
+    offered: int
+    answered: int
+    abandoned: int
+    in_progress: int
+    dispositions: dict[str, int]
+    balanced: bool
+    unaccounted: list[str]
+
+
+class AccountingReport(Accounting):
+    """:class:`Accounting` plus the inbound callers of the period not answered."""
+
+    missed_callers: list[str]
+
+
 class CallLog:
     """Writes call records and events. One instance per running PBX."""
 
-    def __init__(self, db: Database, clock: Callable[[], float] = time.time, *,
-                 bus: EventBus | None = None) -> None:
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time, *, bus: EventBus | None = None) -> None:
         self.db = db
         self.clock = clock
         self.active: dict[str, CallRecord] = {}
@@ -149,38 +195,81 @@ class CallLog:
             await self.db.add_call_events([(ev.call_id, *rows[0])])
 
     # -- the call flows' API -----------------------------------------------------------
-    async def offer(self, *, direction: Direction, caller_number: str, callee_number: str,
-                    caller_name: str = "", sip_call_id: str | None = None, **extra: Any) -> CallRecord:
+    async def offer(
+        self,
+        *,
+        direction: Direction,
+        caller_number: str,
+        callee_number: str,
+        caller_name: str = "",
+        sip_call_id: str | None = None,
+        **extra: Unpack[CallExtras],
+    ) -> CallRecord:
         now = self.clock()
-        rec = CallRecord(id=uuid.uuid4().hex, direction=direction, caller_number=caller_number,
-                         callee_number=callee_number, caller_name=caller_name, sip_call_id=sip_call_id,
-                         offered_at=now, **extra)
+        rec = CallRecord(
+            id=uuid.uuid4().hex,
+            direction=direction,
+            caller_number=caller_number,
+            callee_number=callee_number,
+            caller_name=caller_name,
+            sip_call_id=sip_call_id,
+            offered_at=now,
+            **extra,
+        )
         self.active[rec.id] = rec
-        await self.bus.emit(CallOffered(
-            call_id=rec.id, direction=direction, caller=caller_number, callee=callee_number, step="offered",
-            detail=frozen_map({"from": caller_number, "to": callee_number, "direction": direction.value}),
-            record=frozen_map(rec.row())))
+        await self.bus.emit(
+            CallOffered(
+                call_id=rec.id,
+                direction=direction,
+                caller=caller_number,
+                callee=callee_number,
+                step="offered",
+                detail=frozen_map({"from": caller_number, "to": callee_number, "direction": direction.value}),
+                record=frozen_map(rec.row()),
+            )
+        )
         return rec
 
-    async def event(self, rec: CallRecord, kind: str, **detail: Any) -> None:
+    async def event(self, rec: CallRecord, kind: str, **detail: object) -> None:
         await self.bus.emit(_call_event(rec, kind, detail, None))
-        if kind == "queue_announce":     # the caller heard its position / wait: a queue event too
-            self.bus.publish(QueueAnnounced(queue=rec.queue, call_id=rec.id,
-                                            position=detail.get("position"), ewt=detail.get("ewt"),
-                                            data=frozen_map({"files": detail.get("files")})))
+        if kind == "queue_announce":  # the caller heard its position / wait: a queue event too
+            position, ewt = detail.get("position"), detail.get("ewt")
+            self.bus.publish(
+                QueueAnnounced(
+                    queue=rec.queue,
+                    call_id=rec.id,
+                    position=position if isinstance(position, int) else None,
+                    ewt=ewt if isinstance(ewt, (int, float)) else None,
+                    data=frozen_map({"files": detail.get("files")}),
+                )
+            )
 
-    async def update(self, rec: CallRecord, kind: str | None = None, **detail: Any) -> None:
+    async def update(self, rec: CallRecord, kind: str | None = None, **detail: object) -> None:
         await self.bus.emit(_call_event(rec, kind, detail, frozen_map(rec.row())))
 
-    async def answered(self, rec: CallRecord, at: float | None = None, **detail: Any) -> None:
+    async def answered(self, rec: CallRecord, at: float | None = None, **detail: object) -> None:
         """Stamp the answer (``at``: when it happened, if that was before this call)."""
         if rec.answered_at is None:
             rec.answered_at = self.clock() if at is None else at
-            await self.bus.emit(CallAnswered(call_id=rec.id, answered_at=rec.answered_at, step="answered",
-                                             detail=frozen_map(detail), record=frozen_map(rec.row())))
+            await self.bus.emit(
+                CallAnswered(
+                    call_id=rec.id,
+                    answered_at=rec.answered_at,
+                    step="answered",
+                    detail=frozen_map(detail),
+                    record=frozen_map(rec.row()),
+                )
+            )
 
-    async def end(self, rec: CallRecord, disposition: Disposition, *, side: str | None = None,
-                  cause: str | None = None, **detail: Any) -> None:
+    async def end(
+        self,
+        rec: CallRecord,
+        disposition: Disposition,
+        *,
+        side: str | None = None,
+        cause: str | None = None,
+        **detail: object,
+    ) -> None:
         """Give the call its one final disposition. A second call is ignored (logged as an event)."""
         if not disposition.final:
             raise CallLogError("a call must end with a final disposition")
@@ -192,10 +281,17 @@ class CallLog:
         rec.hangup_side = side
         rec.hangup_cause = cause
         self.active.pop(rec.id, None)
-        await self.bus.emit(CallEnded(
-            call_id=rec.id, disposition=disposition, side=side, cause=cause, step="ended",
-            detail=frozen_map({"disposition": disposition.value, "side": side, "cause": cause, **detail}),
-            record=frozen_map(rec.row())))
+        await self.bus.emit(
+            CallEnded(
+                call_id=rec.id,
+                disposition=disposition,
+                side=side,
+                cause=cause,
+                step="ended",
+                detail=frozen_map({"disposition": disposition.value, "side": side, "cause": cause, **detail}),
+                record=frozen_map(rec.row()),
+            )
+        )
 
     async def close_interrupted(self) -> list[str]:
         """At start: every call a crash left ``in_progress`` ends as ``interrupted``."""
@@ -203,71 +299,99 @@ class CallLog:
         ids = []
         for row in await self.db.open_call_rows():
             answered = row.get("answered_at")
-            fields = {"disposition": Disposition.INTERRUPTED.value, "ended_at": now,
-                      "hangup_side": "system", "hangup_cause": "pbx restarted",
-                      "talk_seconds": (round(now - answered, 3) if answered else None)}
-            await self.bus.emit(CallEnded(
-                call_id=row["id"], disposition=Disposition.INTERRUPTED, side="system", cause="pbx restarted",
-                step="ended", detail=frozen_map({"disposition": "interrupted", "cause": "pbx restarted"}),
-                record=frozen_map(fields)))
+            fields = {
+                "disposition": Disposition.INTERRUPTED.value,
+                "ended_at": now,
+                "hangup_side": "system",
+                "hangup_cause": "pbx restarted",
+                "talk_seconds": (round(now - answered, 3) if answered else None),
+            }
+            await self.bus.emit(
+                CallEnded(
+                    call_id=row["id"],
+                    disposition=Disposition.INTERRUPTED,
+                    side="system",
+                    cause="pbx restarted",
+                    step="ended",
+                    detail=frozen_map({"disposition": "interrupted", "cause": "pbx restarted"}),
+                    record=frozen_map(fields),
+                )
+            )
             ids.append(row["id"])
         return ids
 
-    async def accounting(self, since: float | None = None, until: float | None = None) -> dict[str, Any]:
+    async def accounting(self, since: float | None = None, until: float | None = None) -> Accounting:
         """Offered = sum of final dispositions; calls still open are listed (they must be live)."""
         counts = await self.db.disposition_counts(since, until)
         offered = sum(counts.values())
-        open_rows = [r for r in await self.db.open_call_rows()
-                     if (since is None or r["offered_at"] >= since) and (until is None or r["offered_at"] < until)]
+        open_rows = [
+            r
+            for r in await self.db.open_call_rows()
+            if (since is None or r["offered_at"] >= since) and (until is None or r["offered_at"] < until)
+        ]
         stray = [r["id"] for r in open_rows if r["id"] not in self.active]
         finals = {d.value: counts.get(d.value, 0) for d in FINAL_DISPOSITIONS}
         return {
             "offered": offered,
             "answered": finals[Disposition.ANSWERED.value],
-            "abandoned": sum(finals[d.value] for d in (Disposition.ABANDONED_RINGING, Disposition.ABANDONED_IVR,
-                                                       Disposition.ABANDONED_QUEUE)),
+            "abandoned": sum(
+                finals[d.value]
+                for d in (Disposition.ABANDONED_RINGING, Disposition.ABANDONED_IVR, Disposition.ABANDONED_QUEUE)
+            ),
             "in_progress": counts.get(Disposition.IN_PROGRESS.value, 0),
             "dispositions": finals,
-            "balanced": offered == sum(finals.values()) + counts.get(Disposition.IN_PROGRESS.value, 0)
-            and not stray,
+            "balanced": offered == sum(finals.values()) + counts.get(Disposition.IN_PROGRESS.value, 0) and not stray,
             "unaccounted": stray,
         }
 
 
-def _call_event(rec: CallRecord, kind: str | None, detail: dict[str, Any],
-                record: Any) -> CallEvent:
+def _opt_str(v: object) -> str | None:
+    return None if v is None else str(v)
+
+
+def _call_event(
+    rec: CallRecord, kind: str | None, detail: Mapping[str, object], record: Mapping[str, object] | None
+) -> CallEvent:
     """The typed event of one step the call flow logged (``kind`` as in ``call_events``)."""
-    common: dict[str, Any] = {"call_id": rec.id, "step": kind, "detail": frozen_map(detail), "record": record}
+    details = frozen_map(detail)
     if kind == "ringing":
-        return CallRinging(callee=detail.get("callee"), **common)
+        return CallRinging(
+            callee=_opt_str(detail.get("callee")), call_id=rec.id, step=kind, detail=details, record=record
+        )
     if kind in ("held", "unheld"):
-        return CallHeld(held=kind == "held", side=detail.get("side"), **common)
+        return CallHeld(
+            held=kind == "held",
+            side=_opt_str(detail.get("side")),
+            call_id=rec.id,
+            step=kind,
+            detail=details,
+            record=record,
+        )
     if kind == "transferred":
-        to = detail.get("to")
-        return CallTransferred(to=None if to is None else str(to), **common)
-    return CallStep(**common)
+        return CallTransferred(to=_opt_str(detail.get("to")), call_id=rec.id, step=kind, detail=details, record=record)
+    return CallStep(call_id=rec.id, step=kind, detail=details, record=record)
 
 
 # --------------------------------------------------------------------------- issue 9 (h-cli): CLI report logic
 # Moved here from the CLI (``pypbx calls show`` / ``pypbx calls report``).
 
-async def call_detail(db: Database, call_id: str) -> tuple[Mapping[str, Any], Sequence[Mapping[str, Any]],
-                                                          Mapping[str, Any] | None]:
+
+async def call_detail(db: Database, call_id: str) -> tuple[CallRow, list[CallEventRow], RecordingRow | None]:
     """One call (``call_id`` or a unique prefix of it): its row, event rows and recording row."""
     row = await db.get_call_row(call_id)
     if row is None:
         matches = await db.call_ids_with_prefix(call_id)
         if len(matches) != 1:
-            raise CallLogError(f"no call {call_id!r}" if not matches
-                               else f"call id prefix {call_id!r} is ambiguous")
+            raise CallLogError(f"no call {call_id!r}" if not matches else f"call id prefix {call_id!r} is ambiguous")
         row = await db.get_call_row(matches[0])
         if row is None:
             raise CallLogError(f"no call {call_id!r}")
     return row, await db.call_event_rows(row["id"]), await db.get_recording_row(row["id"])
 
 
-async def accounting_report(db: Database, since: float | None, until: float | None,
-                            live_calls: Callable[[], Awaitable[Iterable[str]]]) -> dict[str, Any]:
+async def accounting_report(
+    db: Database, since: float | None, until: float | None, live_calls: Callable[[], Awaitable[Iterable[str]]]
+) -> AccountingReport:
     """:meth:`CallLog.accounting`, where calls still live (``await live_calls()``) are not
     unaccounted, plus ``missed_callers``: inbound callers of the period not answered."""
     acc = await CallLog(db).accounting(since, until)
@@ -275,7 +399,16 @@ async def accounting_report(db: Database, since: float | None, until: float | No
     acc["unaccounted"] = [c for c in acc["unaccounted"] if c not in live]
     acc["balanced"] = not acc["unaccounted"]
     missed = await db.search_call_rows(since=since, until=until, limit=1000)
-    acc["missed_callers"] = sorted({r["caller_number"] for r in missed
-                                    if r["disposition"] not in ("answered", "in_progress")
-                                    and r["direction"] != "outbound"})
-    return acc
+    return {
+        **acc,
+        "missed_callers": sorted(
+            {
+                num
+                for r in missed
+                # the column is nullable, but CallLog always writes a number (CallRecord.caller_number: str)
+                if (num := r["caller_number"]) is not None
+                and r["disposition"] not in ("answered", "in_progress")
+                and r["direction"] != "outbound"
+            }
+        ),
+    }

@@ -28,19 +28,149 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 from collections import Counter, defaultdict
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TypedDict, Unpack, cast
 
 from acd import erlang
+from pypbx.acdstore import list_queue_events
+from pypbx.db import Database
+from pypbx.db.rows import CallRow, SurveyRow
+from pypbx.jsontypes import JSON
 
 #: inbound dispositions that mean nobody spoke to the caller
-MISSED = ("abandoned_ringing", "abandoned_ivr", "abandoned_queue", "no_answer", "busy", "unavailable",
-          "after_hours", "voicemail", "callback_requested", "overflowed_out", "failed", "interrupted")
+MISSED = (
+    "abandoned_ringing",
+    "abandoned_ivr",
+    "abandoned_queue",
+    "no_answer",
+    "busy",
+    "unavailable",
+    "after_hours",
+    "voicemail",
+    "callback_requested",
+    "overflowed_out",
+    "failed",
+    "interrupted",
+)
 ABANDONED = ("abandoned_ringing", "abandoned_ivr", "abandoned_queue")
 #: what a queue visit ended with, by queue event kind
-QUEUE_OUTCOMES = ("CONNECT", "ABANDON", "TIMEOUT", "OVERFLOW", "EXITEMPTY", "FULL", "CALLBACK_REQUESTED",
-                  "INTERRUPTED")
+QUEUE_OUTCOMES = ("CONNECT", "ABANDON", "TIMEOUT", "OVERFLOW", "EXITEMPTY", "FULL", "CALLBACK_REQUESTED", "INTERRUPTED")
 WAIT_BUCKETS = ((0, 20), (20, 60), (60, 180), (180, None))
-DEFAULT_AHT = 180.0          # seconds, when the period has no completed call to measure
+DEFAULT_AHT = 180.0  # seconds, when the period has no completed call to measure
+
+
+class QueueLogEvent(TypedDict):
+    """A ``queue_events`` row with ``data`` decoded (what :func:`pypbx.acdstore.list_queue_events` returns)."""
+
+    seq: int
+    ts: float
+    queue: str | None
+    call_id: str | None
+    agent: str | None
+    kind: str
+    data: dict[str, JSON]
+
+
+class Summary(TypedDict):
+    offered: int
+    inbound: int
+    answered: int
+    abandoned: int
+    in_progress: int
+    answer_rate: float | None
+    dispositions: dict[str, int]
+    missed_by_reason: dict[str, int]
+
+
+class QueueStats(TypedDict):
+    entered: int
+    answered: int
+    answered_within: int
+    abandoned: int
+    short_abandons: int
+    timeouts: int
+    overflows: int
+    refused: int
+    left_empty: int
+    callbacks_requested: int
+    interrupted: int
+    abandon_waits: dict[str, int]
+    service_level: float | None
+    asa: float | None
+    max_wait: float | None
+    mean_abandon_wait: float | None
+    aht: float | None
+
+
+class AgentStats(TypedDict):
+    answered: int
+    talk_seconds: float
+    ring_no_answer: int
+    transfers: int
+    pauses: int
+    paused_seconds: float
+    callbacks: int
+    mean_talk: float | None
+    survey_mean: float | None
+    surveys: int
+
+
+class HourCounts(TypedDict):
+    offered: int
+    answered: int
+    abandoned: int
+
+
+class HourRow(HourCounts):
+    hour: int
+    per_day: float
+    asa: float | None
+    seats_needed: int
+
+
+class MissedCaller(TypedDict):
+    number: str
+    attempts: int
+    first: float
+    last: float
+    reason: str
+    queue: str | None
+    service_line: str | None
+    call_id: str
+
+
+class Period(TypedDict):
+    since: float | None
+    until: float | None
+    days: int
+
+
+class Settings(TypedDict):
+    target: float
+    goal: float
+    short_abandon: float
+    handle_time: float
+    handle_time_measured: bool
+
+
+class Report(TypedDict):
+    period: Period
+    settings: Settings
+    summary: Summary
+    queues: dict[str, QueueStats]
+    hours: list[HourRow]
+    agents: dict[str, AgentStats]
+    lines: dict[str, dict[str, int]]
+    missed: list[MissedCaller]
+
+
+class BuildOptions(TypedDict, total=False):
+    """The keyword settings of :func:`build` that :func:`report` passes on."""
+
+    target: float
+    goal: float
+    short_abandon: float
+    wrap_up: float
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -55,14 +185,24 @@ def _bucket(wait: float) -> str:
     for lo, hi in WAIT_BUCKETS:
         if hi is None or wait < hi:
             return f"{lo}-{hi} s" if hi is not None else f"{lo}+ s"
-    return "?"   # pragma: no cover
+    return "?"  # pragma: no cover
 
 
-def _inbound(c: dict[str, Any]) -> bool:
+def _number(d: Mapping[str, JSON], key: str) -> float:
+    """``float(d[key] or 0.0)`` of a decoded queue event's ``data`` (a missing key is 0)."""
+    v = d.get(key)
+    if not v:
+        return 0.0
+    if isinstance(v, (int, float, str)):
+        return float(v)
+    raise TypeError(f"{key} is not a number: {v!r}")
+
+
+def _inbound(c: CallRow) -> bool:
     return c.get("direction") != "outbound"
 
 
-def _summary(calls: list[dict[str, Any]]) -> dict[str, Any]:
+def _summary(calls: Sequence[CallRow]) -> Summary:
     final = [c for c in calls if c["disposition"] != "in_progress"]
     disp = Counter(c["disposition"] for c in final)
     inbound = [c for c in final if _inbound(c)]
@@ -76,27 +216,48 @@ def _summary(calls: list[dict[str, Any]]) -> dict[str, Any]:
         "answer_rate": round(answered / len(inbound), 3) if inbound else None,
         "dispositions": dict(sorted(disp.items())),
         # why inbound callers were not spoken to (the abandoned calls and the rest)
-        "missed_by_reason": dict(Counter(c["disposition"] for c in inbound
-                                         if c["disposition"] in MISSED).most_common()),
+        "missed_by_reason": dict(
+            Counter(c["disposition"] for c in inbound if c["disposition"] in MISSED).most_common()
+        ),
     }
 
 
-def _queues(events: list[dict[str, Any]], target: float, short_abandon: float) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
+def _queues(events: Sequence[QueueLogEvent], target: float, short_abandon: float) -> dict[str, QueueStats]:
+    out: dict[str, QueueStats] = {}
     waits: dict[str, list[float]] = defaultdict(list)
     ab_waits: dict[str, list[float]] = defaultdict(list)
     talks: dict[str, list[float]] = defaultdict(list)
 
-    def q(name: str) -> dict[str, Any]:
-        return out.setdefault(name, {"entered": 0, "answered": 0, "answered_within": 0, "abandoned": 0,
-                                     "short_abandons": 0, "timeouts": 0, "overflows": 0, "refused": 0,
-                                     "left_empty": 0, "callbacks_requested": 0, "interrupted": 0,
-                                     "abandon_waits": {}})
+    def q(name: str) -> QueueStats:
+        return out.setdefault(
+            name,
+            {
+                "entered": 0,
+                "answered": 0,
+                "answered_within": 0,
+                "abandoned": 0,
+                "short_abandons": 0,
+                "timeouts": 0,
+                "overflows": 0,
+                "refused": 0,
+                "left_empty": 0,
+                "callbacks_requested": 0,
+                "interrupted": 0,
+                "abandon_waits": {},
+                # set once every event is counted (below)
+                "service_level": None,
+                "asa": None,
+                "max_wait": None,
+                "mean_abandon_wait": None,
+                "aht": None,
+            },
+        )
+
     for e in events:
         name, kind, d = e.get("queue"), e["kind"], e.get("data") or {}
         if not name:
             continue
-        wait = float(d.get("wait") or 0.0)
+        wait = _number(d, "wait")
         if kind == "ENTER":
             q(name)["entered"] += 1
         elif kind == "CONNECT":
@@ -126,7 +287,7 @@ def _queues(events: list[dict[str, Any]], target: float, short_abandon: float) -
         elif kind == "INTERRUPTED":
             q(name)["interrupted"] += 1
         elif kind in ("COMPLETE_CALLER", "COMPLETE_AGENT") and not d.get("callback"):
-            talks[name].append(float(d.get("talk") or 0.0))
+            talks[name].append(_number(d, "talk"))
     for name, r in out.items():
         ended = r["answered"] + r["abandoned"] + r["timeouts"] + r["overflows"] + r["refused"] + r["left_empty"]
         r["service_level"] = round(r["answered_within"] / ended, 3) if ended else None
@@ -137,16 +298,33 @@ def _queues(events: list[dict[str, Any]], target: float, short_abandon: float) -
     return dict(sorted(out.items()))
 
 
-def _agents(events: list[dict[str, Any]], surveys: list[dict[str, Any]], until: float | None) -> dict[str, Any]:
-    out: dict[str, dict[str, Any]] = {}
+def _agents(
+    events: Sequence[QueueLogEvent], surveys: Sequence[SurveyRow], until: float | None
+) -> dict[str, AgentStats]:
+    out: dict[str, AgentStats] = {}
     paused_at: dict[str, float] = {}
     talks: dict[str, list[float]] = defaultdict(list)
     scores: dict[str, list[int]] = defaultdict(list)
 
-    def a(aid: str) -> dict[str, Any]:
-        return out.setdefault(aid, {"answered": 0, "talk_seconds": 0.0, "ring_no_answer": 0, "transfers": 0,
-                                    "pauses": 0, "paused_seconds": 0.0, "callbacks": 0})
-    last_ts = None
+    def a(aid: str) -> AgentStats:
+        return out.setdefault(
+            aid,
+            {
+                "answered": 0,
+                "talk_seconds": 0.0,
+                "ring_no_answer": 0,
+                "transfers": 0,
+                "pauses": 0,
+                "paused_seconds": 0.0,
+                "callbacks": 0,
+                # set once every event is counted (below)
+                "mean_talk": None,
+                "survey_mean": None,
+                "surveys": 0,
+            },
+        )
+
+    last_ts: float | None = None
     for e in events:
         aid, kind, d = e.get("agent"), e["kind"], e.get("data") or {}
         last_ts = e["ts"]
@@ -157,7 +335,7 @@ def _agents(events: list[dict[str, Any]], surveys: list[dict[str, Any]], until: 
         elif kind == "CALLBACK_CONNECTED":
             a(aid)["callbacks"] += 1
         elif kind in ("COMPLETE_CALLER", "COMPLETE_AGENT"):
-            talks[aid].append(float(d.get("talk") or 0.0))
+            talks[aid].append(_number(d, "talk"))
         elif kind == "RINGNOANSWER":
             a(aid)["ring_no_answer"] += 1
         elif kind == "TRANSFER":
@@ -168,13 +346,14 @@ def _agents(events: list[dict[str, Any]], surveys: list[dict[str, Any]], until: 
         elif kind in ("UNPAUSE", "LOGOUT") and aid in paused_at:
             a(aid)["paused_seconds"] += e["ts"] - paused_at.pop(aid)
     end = until if until is not None else last_ts
-    for aid, since in paused_at.items():       # still paused at the end of the period
+    for aid, since in paused_at.items():  # still paused at the end of the period
         if end is not None:
             a(aid)["paused_seconds"] += max(0.0, end - since)
     for s in surveys:
-        if s.get("agent"):
-            scores[s["agent"]].append(int(s["score"]))
-            a(s["agent"])
+        agent = s.get("agent")
+        if agent:
+            scores[agent].append(int(s["score"]))
+            a(agent)
     for aid, r in out.items():
         r["talk_seconds"] = round(sum(talks[aid]), 1)
         r["mean_talk"] = _mean(talks[aid])
@@ -184,15 +363,16 @@ def _agents(events: list[dict[str, Any]], surveys: list[dict[str, Any]], until: 
     return dict(sorted(out.items()))
 
 
-def _days(calls: list[dict[str, Any]], since: float | None, until: float | None) -> int:
+def _days(calls: Sequence[CallRow], since: float | None, until: float | None) -> int:
     if since is not None and until is not None:
         return max(1, round((until - since) / 86400))
     return max(1, len({dt.datetime.fromtimestamp(c["offered_at"]).date() for c in calls}))
 
 
-def _hours(calls: list[dict[str, Any]], events: list[dict[str, Any]], *, days: int, aht: float,
-           target: float, goal: float) -> list[dict[str, Any]]:
-    rows: dict[int, dict[str, Any]] = {}
+def _hours(
+    calls: Sequence[CallRow], events: Sequence[QueueLogEvent], *, days: int, aht: float, target: float, goal: float
+) -> list[HourRow]:
+    rows: dict[int, HourCounts] = {}
     waits: dict[int, list[float]] = defaultdict(list)
     for c in calls:
         if not _inbound(c) or c["disposition"] == "in_progress":
@@ -203,24 +383,34 @@ def _hours(calls: list[dict[str, Any]], events: list[dict[str, Any]], *, days: i
         r["abandoned"] += c["disposition"] in ABANDONED
     for e in events:
         if e["kind"] == "CONNECT":
-            waits[_hour(e["ts"])].append(float((e.get("data") or {}).get("wait") or 0.0))
-    out = []
+            waits[_hour(e["ts"])].append(_number(e.get("data") or {}, "wait"))
+    out: list[HourRow] = []
     for h in sorted(rows):
         r = rows[h]
         per_day = r["offered"] / days
-        out.append({"hour": h, **r, "per_day": round(per_day, 2), "asa": _mean(waits[h]),
-                    "seats_needed": erlang.agents_needed(per_day, aht, goal, target)})
+        out.append(
+            {
+                "hour": h,
+                "offered": r["offered"],
+                "answered": r["answered"],
+                "abandoned": r["abandoned"],
+                "per_day": round(per_day, 2),
+                "asa": _mean(waits[h]),
+                "seats_needed": erlang.agents_needed(per_day, aht, goal, target),
+            }
+        )
     return out
 
 
-def _lines(calls: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+def _lines(calls: Sequence[CallRow]) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for c in calls:
         if not _inbound(c) or c["disposition"] == "in_progress":
             continue
-        r = out.setdefault(c.get("service_line") or c.get("did") or "(internal)",
-                           {"offered": 0, "answered": 0, "abandoned": 0, "voicemail": 0, "callback_requested": 0,
-                            "other": 0})
+        r = out.setdefault(
+            c.get("service_line") or c.get("did") or "(internal)",
+            {"offered": 0, "answered": 0, "abandoned": 0, "voicemail": 0, "callback_requested": 0, "other": 0},
+        )
         r["offered"] += 1
         d = c["disposition"]
         if d == "answered":
@@ -234,17 +424,17 @@ def _lines(calls: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     return dict(sorted(out.items()))
 
 
-def _missed(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _missed(calls: Sequence[CallRow]) -> list[MissedCaller]:
     """Callers not spoken to since their last unanswered call: no later answered call from
     them, nor an answered call to them (called back)."""
-    state: dict[str, dict[str, Any]] = {}
+    state: dict[str, MissedCaller] = {}
     for c in sorted(calls, key=lambda c: c["offered_at"]):
         if c["disposition"] == "in_progress":
             continue
         if c.get("direction") == "outbound":
             num = c.get("callee_number")
-            if num in state and c["disposition"] == "answered":
-                del state[num]           # called back and reached
+            if num is not None and num in state and c["disposition"] == "answered":
+                del state[num]  # called back and reached
             continue
         num = c.get("caller_number")
         if not num:
@@ -252,16 +442,40 @@ def _missed(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if c["disposition"] == "answered":
             state.pop(num, None)
         elif c["disposition"] in MISSED:
-            r = state.setdefault(num, {"number": num, "attempts": 0, "first": c["offered_at"]})
+            r = state.get(num)
+            if r is None:
+                r = state[num] = {
+                    "number": num,
+                    "attempts": 0,
+                    "first": c["offered_at"],
+                    # set below, at every missed call
+                    "last": c["offered_at"],
+                    "reason": c["disposition"],
+                    "queue": None,
+                    "service_line": None,
+                    "call_id": c["id"],
+                }
             r["attempts"] += 1
-            r.update(last=c["offered_at"], reason=c["disposition"], queue=c.get("queue"),
-                     service_line=c.get("service_line"), call_id=c["id"])
+            r["last"] = c["offered_at"]
+            r["reason"] = c["disposition"]
+            r["queue"] = c.get("queue")
+            r["service_line"] = c.get("service_line")
+            r["call_id"] = c["id"]
     return sorted(state.values(), key=lambda r: r["last"])
 
 
-def build(calls: list[dict[str, Any]], events: list[dict[str, Any]], surveys: list[dict[str, Any]] = (),
-          *, since: float | None = None, until: float | None = None, target: float = 20.0, goal: float = 0.8,
-          short_abandon: float = 5.0, wrap_up: float = 0.0) -> dict[str, Any]:
+def build(
+    calls: Sequence[CallRow],
+    events: Sequence[QueueLogEvent],
+    surveys: Sequence[SurveyRow] = (),
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    target: float = 20.0,
+    goal: float = 0.8,
+    short_abandon: float = 5.0,
+    wrap_up: float = 0.0,
+) -> Report:
     """The whole report from the period's rows (``calls`` rows, ``queue_events`` rows with
     ``data`` decoded, ``surveys`` rows)."""
     if not 0 < goal < 1:
@@ -269,16 +483,20 @@ def build(calls: list[dict[str, Any]], events: list[dict[str, Any]], surveys: li
     if target <= 0:
         raise ValueError("target must be > 0 seconds")
     events = sorted(events, key=lambda e: (e["ts"], e.get("seq", 0)))
-    talks = [float((e.get("data") or {}).get("talk") or 0.0) for e in events
-             if e["kind"] in ("COMPLETE_CALLER", "COMPLETE_AGENT")]
+    talks = [_number(e.get("data") or {}, "talk") for e in events if e["kind"] in ("COMPLETE_CALLER", "COMPLETE_AGENT")]
     if not talks:
-        talks = [float(c["talk_seconds"]) for c in calls if c["disposition"] == "answered" and c.get("talk_seconds")]
+        talks = [float(t) for c in calls if c["disposition"] == "answered" and (t := c.get("talk_seconds"))]
     aht = (statistics.fmean(talks) if talks else DEFAULT_AHT) + wrap_up
     days = _days(calls, since, until)
     return {
         "period": {"since": since, "until": until, "days": days},
-        "settings": {"target": target, "goal": goal, "short_abandon": short_abandon,
-                     "handle_time": round(aht, 1), "handle_time_measured": bool(talks)},
+        "settings": {
+            "target": target,
+            "goal": goal,
+            "short_abandon": short_abandon,
+            "handle_time": round(aht, 1),
+            "handle_time_measured": bool(talks),
+        },
         "summary": _summary(calls),
         "queues": _queues(events, target, short_abandon),
         "hours": _hours(calls, events, days=days, aht=aht, target=target, goal=goal),
@@ -288,12 +506,18 @@ def build(calls: list[dict[str, Any]], events: list[dict[str, Any]], surveys: li
     }
 
 
-async def report(db: Any, since: float | None = None, until: float | None = None, *, queue: str | None = None,
-                 **kw: Any) -> dict[str, Any]:
+async def report(
+    db: Database,
+    since: float | None = None,
+    until: float | None = None,
+    *,
+    queue: str | None = None,
+    **kw: Unpack[BuildOptions],
+) -> Report:
     """:func:`build` over the database's rows of [since, until); ``queue``: that queue's calls only."""
-    from pypbx.acdstore import list_queue_events
     calls = await db.call_rows_between(since, until)
-    events = await list_queue_events(db, since=since, until=until, limit=10_000_000)
+    # list_queue_events returns the rows with ``data`` decoded, untyped: QueueLogEvent is their shape
+    events = cast(list[QueueLogEvent], await list_queue_events(db, since=since, until=until, limit=10_000_000))
     surveys = await db.survey_rows(since, until)
     if queue is not None:
         ids = {e["call_id"] for e in events if e.get("queue") == queue}

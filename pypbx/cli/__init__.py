@@ -10,7 +10,7 @@ printed as one line on stderr (``Error: <message>``) with its exit status (1 = f
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import click
 
@@ -57,8 +57,16 @@ class PbxGroup(click.Group):
 
 
 @click.group(cls=PbxGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config", metavar="PATH", default=None, envvar=_config.ENV_VAR, expose_value=False,
-              callback=remember_config, help=CONFIG_HELP)
+@click.option(
+    "--config",
+    "config",
+    metavar="PATH",
+    default=None,
+    envvar=_config.ENV_VAR,
+    expose_value=False,
+    callback=remember_config,
+    help=CONFIG_HELP,
+)
 @click.version_option(package_name="pypbx", prog_name="pypbx")
 def cli() -> None:
     """pypbx — a SIP PBX with an ACD for small clinics."""
@@ -66,10 +74,27 @@ def cli() -> None:
 
 for _command in (
     *system.COMMANDS,
-    ext.ext, agent.agent_group, queue.queue_group, callbacks.callbacks_cmd, trunk.trunk_group, did.did_group,
-    route.route, call.call_cmd, calls.calls, recordings.recordings, simulate.simulate_cmd,
-    hours.hours, callers.callers, ivr.ivr, voicemail.voicemail, survey.survey, group.group,
-    notify.notify, report.report, prompts.prompts, events.events_cmd,
+    ext.ext,
+    agent.agent_group,
+    queue.queue_group,
+    callbacks.callbacks_cmd,
+    trunk.trunk_group,
+    did.did_group,
+    route.route,
+    call.call_cmd,
+    calls.calls,
+    recordings.recordings,
+    simulate.simulate_cmd,
+    hours.hours,
+    callers.callers,
+    ivr.ivr,
+    voicemail.voicemail,
+    survey.survey,
+    group.group,
+    notify.notify,
+    report.report,
+    prompts.prompts,
+    events.events_cmd,
 ):
     cli.add_command(_command)
 

@@ -18,13 +18,13 @@ from pypbx.cli.output import duration, echo_json, json_option, table
 from pypbx.cli.queue import secs, state_text, unknown_command
 from pypbx.db import Database
 from pypbx.errors import PbxError
-from pypbx.localapi_client import LocalAPIError, NotRunningError
+from pypbx.localapi_client import LocalAPIError, NotRunningError, call
 
 
 def _notify_agent(ctx: click.Context, agent_id: str) -> None:
     """Tell the running PBX that an agent changed; quiet when it is not running or does not
     know the command yet (it re-reads the database anyway)."""
-    from pypbx.localapi_client import call
+
     cfg = load(ctx)
     try:
         call(cfg.socket_path, "agent_state", timeout=3.0, agent=agent_id)
@@ -32,8 +32,10 @@ def _notify_agent(ctx: click.Context, agent_id: str) -> None:
         pass
     except LocalAPIError as e:
         if not unknown_command(e):
-            click.echo(f"Note: the running PBX did not take the change now ({e}); "
-                       f"it will pick it up from the database.", err=True)
+            click.echo(
+                f"Note: the running PBX did not take the change now ({e}); it will pick it up from the database.",
+                err=True,
+            )
 
 
 def _agent_since(a: S.AgentRecord, now: float) -> str:
@@ -75,13 +77,26 @@ def agent_list(ctx: click.Context, as_json: bool) -> None:
         click.echo("No agents. Add one with: pypbx agent add alice --name 'Alice Kim' --skills new_patients:8")
         return
     now = time.time()
-    click.echo(table(["ID", "NAME", "STATE", "EXTENSION", "FOR", "SKILLS", "WRAP-UP"],
-                     [[a.id, a.name, state_text(a.state, a.pause_reason), a.extension or "-", _agent_since(a, now),
-                       S.format_skills(a.skills), secs(a.wrap_up)] for a in agents]))
+    click.echo(
+        table(
+            ["ID", "NAME", "STATE", "EXTENSION", "FOR", "SKILLS", "WRAP-UP"],
+            [
+                [
+                    a.id,
+                    a.name,
+                    state_text(a.state, a.pause_reason),
+                    a.extension or "-",
+                    _agent_since(a, now),
+                    S.format_skills(a.skills),
+                    secs(a.wrap_up),
+                ]
+                for a in agents
+            ],
+        )
+    )
 
 
-async def _agent_detail(db: Database, agent_id: str
-                        ) -> tuple[S.AgentRecord, list[S.QueueRecord], list[dict[str, Any]]]:
+async def _agent_detail(db: Database, agent_id: str) -> tuple[S.AgentRecord, list[S.QueueRecord], list[dict[str, Any]]]:
     a = await S.get_agent(db, agent_id)
     return a, await S.list_queues(db), await S.agent_events(db, a.id, limit=10)
 
@@ -108,10 +123,20 @@ def agent_show(ctx: click.Context, agent_id: str, as_json: bool) -> None:
     click.echo(f"{'Queues:':12}{', '.join(qs) or '-'}")
     if events:
         click.echo("Recent events:")
-        click.echo(table(["TIME", "EVENT", "DETAIL"],
-                         [[_dt.datetime.fromtimestamp(e["ts"]).strftime("%Y-%m-%d %H:%M:%S"), e["kind"],
-                           " ".join(f"{k}={v}" for k, v in sorted(e["detail"].items())) or "-"] for e in events],
-                         indent="  "))
+        click.echo(
+            table(
+                ["TIME", "EVENT", "DETAIL"],
+                [
+                    [
+                        _dt.datetime.fromtimestamp(e["ts"]).strftime("%Y-%m-%d %H:%M:%S"),
+                        e["kind"],
+                        " ".join(f"{k}={v}" for k, v in sorted(e["detail"].items())) or "-",
+                    ]
+                    for e in events
+                ],
+                indent="  ",
+            )
+        )
 
 
 @agent_group.command("skills")
@@ -156,8 +181,13 @@ def agent_logout(ctx: click.Context, agent_id: str) -> None:
 @agent_group.command("pause")
 @config_option
 @click.argument("agent_id", metavar="ID")
-@click.option("--reason", default="break", show_default=True, metavar="break|lunch|admin|other",
-              help="Why: break, lunch, admin or other.")
+@click.option(
+    "--reason",
+    default="break",
+    show_default=True,
+    metavar="break|lunch|admin|other",
+    help="Why: break, lunch, admin or other.",
+)
 @click.pass_context
 def agent_pause(ctx: click.Context, agent_id: str, reason: str) -> None:
     """Pause agent ID: no queue calls until unpaused."""

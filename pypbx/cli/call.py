@@ -7,6 +7,7 @@ import click
 from pypbx.cli.context import config_option, load
 from pypbx.cli.output import echo_json, json_option
 from pypbx.errors import PbxError
+from pypbx.localapi_client import call
 
 
 @click.command("call")
@@ -17,7 +18,7 @@ from pypbx.errors import PbxError
 @click.pass_context
 def call_cmd(ctx: click.Context, extension: str, number: str, as_json: bool) -> None:
     """Click-to-call: ring EXTENSION's phones, then dial NUMBER through a trunk."""
-    from pypbx.localapi_client import call
+
     result = call(load(ctx).socket_path, "call", extension=extension, number=number)
     if isinstance(result, dict) and result.get("error"):
         raise PbxError(f"call refused: {result['error']}")

@@ -11,8 +11,13 @@ from pypbx.cli.output import echo_json, json_option, table, ts
 
 @click.command("callbacks")
 @config_option
-@click.option("--status", default="pending", show_default=True, metavar="pending|done|failed|all",
-              help="pending (including those being dialled now), done, failed or all.")
+@click.option(
+    "--status",
+    default="pending",
+    show_default=True,
+    metavar="pending|done|failed|all",
+    help="pending (including those being dialled now), done, failed or all.",
+)
 @click.option("--queue", default=None, help="Only this queue.")
 @json_option
 @click.pass_context
@@ -25,7 +30,23 @@ def callbacks_cmd(ctx: click.Context, status: str, queue: str | None, as_json: b
     if not cbs:
         click.echo(f"No {status.strip().lower()} callbacks." if status.strip().lower() != "all" else "No callbacks.")
         return
-    click.echo(table(["ID", "NUMBER", "QUEUE", "REQUESTED", "STATUS", "ATTEMPTS", "LAST ATTEMPT", "AGENT",
-                      "RESULT", "MERGED"],
-                     [[c.id, c.number, c.queue, ts(c.requested_at), c.status, c.attempts, ts(c.last_attempt_at),
-                       c.agent or "-", c.result or "-", c.merged_count] for c in cbs]))
+    click.echo(
+        table(
+            ["ID", "NUMBER", "QUEUE", "REQUESTED", "STATUS", "ATTEMPTS", "LAST ATTEMPT", "AGENT", "RESULT", "MERGED"],
+            [
+                [
+                    c.id,
+                    c.number,
+                    c.queue,
+                    ts(c.requested_at),
+                    c.status,
+                    c.attempts,
+                    ts(c.last_attempt_at),
+                    c.agent or "-",
+                    c.result or "-",
+                    c.merged_count,
+                ]
+                for c in cbs
+            ],
+        )
+    )

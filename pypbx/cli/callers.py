@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from pypbx import callers as C
 from pypbx.cli.context import config_option, on_db
 from pypbx.cli.output import echo_json, json_option, table, ts
 from pypbx.errors import PbxError
@@ -28,7 +29,7 @@ def callers() -> None:
 @click.pass_context
 def callers_import(ctx: click.Context, file: str, as_json: bool) -> None:
     """Import a patient list (CSV: number, name, patient_id); re-importing updates."""
-    from pypbx import callers as C
+
     res = on_db(ctx, C.import_csv, Path(file).read_text(encoding="utf-8-sig"))
     if as_json:
         echo_json(res)
@@ -45,7 +46,7 @@ def callers_import(ctx: click.Context, file: str, as_json: bool) -> None:
 @click.pass_context
 def callers_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     """Callers, most recent first."""
-    from pypbx import callers as C
+
     rows = on_db(ctx, C.list_callers, limit)
     if as_json:
         echo_json(rows)
@@ -53,11 +54,24 @@ def callers_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     if not rows:
         click.echo("No callers yet.")
         return
-    click.echo(table(["NUMBER", "NAME", "PATIENT", "CALLS", "FIRST SEEN", "LAST SEEN", "LAST OUTCOME",
-                         "LAST AGENT"],
-                        [[r["number"], r["name"] or "-", r["patient_id"] or "-", r["calls"],
-                          ts(r["first_seen"]), ts(r["last_seen"]), r["last_outcome"] or "-",
-                          r["last_agent"] or "-"] for r in rows]))
+    click.echo(
+        table(
+            ["NUMBER", "NAME", "PATIENT", "CALLS", "FIRST SEEN", "LAST SEEN", "LAST OUTCOME", "LAST AGENT"],
+            [
+                [
+                    r["number"],
+                    r["name"] or "-",
+                    r["patient_id"] or "-",
+                    r["calls"],
+                    ts(r["first_seen"]),
+                    ts(r["last_seen"]),
+                    r["last_outcome"] or "-",
+                    r["last_agent"] or "-",
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
 @callers.command("show")
@@ -67,15 +81,24 @@ def callers_list(ctx: click.Context, limit: int, as_json: bool) -> None:
 @click.pass_context
 def callers_show(ctx: click.Context, number: str, as_json: bool) -> None:
     """One caller."""
-    from pypbx import callers as C
+
     row = on_db(ctx, C.get, number)
     if row is None:
         raise PbxError(f"unknown caller {number}")
     if as_json:
         echo_json(row)
         return
-    for k in ("number", "name", "patient_id", "calls", "first_seen", "last_seen", "last_outcome",
-              "last_agent", "last_call_id"):
+    for k in (
+        "number",
+        "name",
+        "patient_id",
+        "calls",
+        "first_seen",
+        "last_seen",
+        "last_outcome",
+        "last_agent",
+        "last_call_id",
+    ):
         v = row.get(k)
         if k in ("first_seen", "last_seen"):
             v = ts(v)

@@ -3,51 +3,80 @@
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Mapping, Sequence
+from collections.abc import Sequence
 
 import click
 
+from pypbx.calllog import accounting_report, call_detail
 from pypbx.cli.context import config_option, load, on_db, run
 from pypbx.cli.output import F, duration, echo_json, json_option, table, ts
 from pypbx.cli.period import day_range
 from pypbx.config import Config
 from pypbx.db import open_db
+from pypbx.db.rows import CallSearchRow
+from pypbx.localapi_client import request
 
 
 def call_filters(f: F) -> F:
     """The filters of ``calls list`` and ``recordings`` (and ``--json``)."""
-    for opt in reversed([
-        click.option("--date", default=None, help="One day: YYYY-MM-DD, 'today' or 'yesterday'."),
-        click.option("--since", default=None, help="From this time (YYYY-MM-DD [HH:MM])."),
-        click.option("--until", default=None, help="Before this time (YYYY-MM-DD [HH:MM])."),
-        click.option("--number", default=None, help="Caller or callee number."),
-        click.option("--queue", default=None, help="Queue name."),
-        click.option("--agent", default=None, help="Agent or extension that took the call."),
-        click.option("--disposition", default=None, help="e.g. answered, abandoned_queue, busy."),
-        click.option("--limit", default=100, show_default=True, help="At most this many rows."),
-        json_option,
-    ]):
+    for opt in reversed(
+        [
+            click.option("--date", default=None, help="One day: YYYY-MM-DD, 'today' or 'yesterday'."),
+            click.option("--since", default=None, help="From this time (YYYY-MM-DD [HH:MM])."),
+            click.option("--until", default=None, help="Before this time (YYYY-MM-DD [HH:MM])."),
+            click.option("--number", default=None, help="Caller or callee number."),
+            click.option("--queue", default=None, help="Queue name."),
+            click.option("--agent", default=None, help="Agent or extension that took the call."),
+            click.option("--disposition", default=None, help="e.g. answered, abandoned_queue, busy."),
+            click.option("--limit", default=100, show_default=True, help="At most this many rows."),
+            json_option,
+        ]
+    ):
         f = opt(f)
     return f
 
 
-async def search_calls(cfg: Config, date: str | None, since: str | None, until: str | None, number: str | None,
-                       queue: str | None, agent: str | None, disposition: str | None, limit: int,
-                       recorded_only: bool = False) -> Sequence[Mapping[str, Any]]:
+async def search_calls(
+    cfg: Config,
+    date: str | None,
+    since: str | None,
+    until: str | None,
+    number: str | None,
+    queue: str | None,
+    agent: str | None,
+    disposition: str | None,
+    limit: int,
+    recorded_only: bool = False,
+) -> Sequence[CallSearchRow]:
     lo, hi = day_range(date, since, until)
     async with open_db(cfg.db_path) as db:
-        rows = await db.search_call_rows(since=lo, until=hi, number=number, queue=queue, agent=agent,
-                                         disposition=disposition, limit=limit)
+        rows = await db.search_call_rows(
+            since=lo, until=hi, number=number, queue=queue, agent=agent, disposition=disposition, limit=limit
+        )
     if recorded_only:
         rows = [r for r in rows if r.get("recording_path")]
     return rows
 
 
-def calls_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    return table(["TIME", "ID", "FROM", "TO", "QUEUE", "AGENT", "DISPOSITION", "RING", "TALK", "RECORDING"],
-                 [[ts(r["offered_at"]), r["id"][:12], r["caller_number"], r["callee_number"], r["queue"] or "-",
-                   r["agent"] or r["extension"] or "-", r["disposition"], duration(r["ring_seconds"]),
-                   duration(r["talk_seconds"]), r.get("recording_path") or "-"] for r in rows])
+def calls_table(rows: Sequence[CallSearchRow]) -> str:
+    return table(
+        ["TIME", "ID", "FROM", "TO", "QUEUE", "AGENT", "DISPOSITION", "RING", "TALK", "RECORDING"],
+        [
+            [
+                ts(r["offered_at"]),
+                r["id"][:12],
+                r["caller_number"],
+                r["callee_number"],
+                r["queue"] or "-",
+                r["agent"] or r["extension"] or "-",
+                r["disposition"],
+                duration(r["ring_seconds"]),
+                duration(r["talk_seconds"]),
+                r.get("recording_path") or "-",
+            ]
+            for r in rows
+        ],
+    )
 
 
 @click.group()
@@ -60,8 +89,18 @@ def calls() -> None:
 @config_option
 @call_filters
 @click.pass_context
-def calls_list(ctx: click.Context, date: str | None, since: str | None, until: str | None, number: str | None,
-               queue: str | None, agent: str | None, disposition: str | None, limit: int, as_json: bool) -> None:
+def calls_list(
+    ctx: click.Context,
+    date: str | None,
+    since: str | None,
+    until: str | None,
+    number: str | None,
+    queue: str | None,
+    agent: str | None,
+    disposition: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """List calls, newest first (filters combine)."""
     rows = run(search_calls(load(ctx), date, since, until, number, queue, agent, disposition, limit))
     if as_json:
@@ -79,23 +118,45 @@ def calls_list(ctx: click.Context, date: str | None, since: str | None, until: s
 @click.pass_context
 def calls_show(ctx: click.Context, call_id: str, as_json: bool) -> None:
     """One call with its event log and recording (CALL_ID or a unique prefix of it)."""
-    from pypbx.calllog import call_detail
+
     row, events, rec = on_db(ctx, call_detail, call_id)
     if as_json:
         echo_json({"call": row, "events": events, "recording": rec})
         return
-    for k in ("id", "direction", "caller_number", "callee_number", "did", "service_line", "queue", "agent",
-              "extension", "disposition", "hangup_side", "hangup_cause", "flags"):
+    for k in (
+        "id",
+        "direction",
+        "caller_number",
+        "callee_number",
+        "did",
+        "service_line",
+        "queue",
+        "agent",
+        "extension",
+        "disposition",
+        "hangup_side",
+        "hangup_cause",
+        "flags",
+    ):
         if row.get(k):
             click.echo(f"{k.replace('_', ' ').capitalize() + ':':16} {row[k]}")
-    click.echo(f"{'Offered:':16} {ts(row['offered_at'])}  ring {duration(row['ring_seconds'])}, "
-               f"talk {duration(row['talk_seconds'])}")
+    click.echo(
+        f"{'Offered:':16} {ts(row['offered_at'])}  ring {duration(row['ring_seconds'])}, "
+        f"talk {duration(row['talk_seconds'])}"
+    )
     if rec:
         click.echo(f"{'Recording:':16} {rec['path']} ({rec['status']}, {rec['seconds']} s, sha256 {rec['sha256']})")
     click.echo("Events:")
-    click.echo(table(["TIME", "EVENT", "DETAIL"],
-                     [[_dt.datetime.fromtimestamp(e["ts"]).strftime("%H:%M:%S.%f")[:-3], e["kind"], e["detail"]]
-                      for e in events], indent="  "))
+    click.echo(
+        table(
+            ["TIME", "EVENT", "DETAIL"],
+            [
+                [_dt.datetime.fromtimestamp(e["ts"]).strftime("%H:%M:%S.%f")[:-3], e["kind"], e["detail"]]
+                for e in events
+            ],
+            indent="  ",
+        )
+    )
 
 
 @calls.command("report")
@@ -107,23 +168,25 @@ def calls_show(ctx: click.Context, call_id: str, as_json: bool) -> None:
 @click.pass_context
 def calls_report(ctx: click.Context, date: str | None, since: str | None, until: str | None, as_json: bool) -> None:
     """Offered / answered / abandoned, every disposition, and whether they add up."""
-    from pypbx.calllog import accounting_report
+
     cfg = load(ctx)
     lo, hi = day_range(date, since, until)
 
     async def live_calls() -> list[str]:
         """Calls the running PBX still has (none when it is not running)."""
         try:
-            from pypbx.localapi_client import request
             return list(await request(cfg.socket_path, "active_calls"))
         except Exception:
             return []
+
     acc = on_db(ctx, accounting_report, lo, hi, live_calls)
     if as_json:
         echo_json(acc)
         return
-    click.echo(f"Offered {acc['offered']}, answered {acc['answered']}, abandoned {acc['abandoned']}, "
-               f"in progress {acc['in_progress']}")
+    click.echo(
+        f"Offered {acc['offered']}, answered {acc['answered']}, abandoned {acc['abandoned']}, "
+        f"in progress {acc['in_progress']}"
+    )
     click.echo(table(["DISPOSITION", "CALLS"], [[d, n] for d, n in acc["dispositions"].items() if n], indent="  "))
     if acc["balanced"]:
         click.echo("Every offered call has exactly one outcome.")

@@ -4,8 +4,9 @@ library's async calls on the configured database."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Concatenate, Coroutine, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 import click
 
@@ -28,8 +29,15 @@ def remember_config(ctx: click.Context, _param: click.Parameter, value: str | No
 
 def config_option(f: F) -> F:
     """``--config PATH`` accepted after any (sub)command; the last one given wins."""
-    return click.option("--config", "config", metavar="PATH", default=None, expose_value=False,
-                        callback=remember_config, help=CONFIG_HELP)(f)
+    return click.option(
+        "--config",
+        "config",
+        metavar="PATH",
+        default=None,
+        expose_value=False,
+        callback=remember_config,
+        help=CONFIG_HELP,
+    )(f)
 
 
 def config_path(ctx: click.Context) -> Path:
@@ -40,20 +48,20 @@ def load(ctx: click.Context) -> Config:
     return load_config(config_path(ctx))
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
+def run(coro: Coroutine[object, object, T]) -> T:
     return asyncio.run(coro)
 
 
-def db_call(cfg: Config, fn: Callable[Concatenate[Database, P], Awaitable[T]],
-            *args: P.args, **kw: P.kwargs) -> T:
+def db_call(cfg: Config, fn: Callable[Concatenate[Database, P], Awaitable[T]], *args: P.args, **kw: P.kwargs) -> T:
     """``await fn(db, *args, **kw)`` on ``cfg``'s database."""
+
     async def go() -> T:
         async with open_db(cfg.db_path) as db:
             return await fn(db, *args, **kw)
+
     return run(go())
 
 
-def on_db(ctx: click.Context, fn: Callable[Concatenate[Database, P], Awaitable[T]],
-          *args: P.args, **kw: P.kwargs) -> T:
+def on_db(ctx: click.Context, fn: Callable[Concatenate[Database, P], Awaitable[T]], *args: P.args, **kw: P.kwargs) -> T:
     """``await fn(db, *args, **kw)`` on the configured database."""
     return db_call(load(ctx), fn, *args, **kw)

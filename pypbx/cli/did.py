@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import click
 
 from pypbx import trunks as T
 from pypbx.cli.context import config_option, on_db
 from pypbx.cli.output import echo_json, json_option, table
+from pypbx.routing import edit_did
 
 
 def _routing(d: T.Did) -> str:
@@ -22,17 +25,32 @@ def did_group() -> None:
 @did_group.command("add")
 @config_option
 @click.argument("number")
-@click.option("--to", "destination", default=None,
-              help="extension:1001, queue:NAME, ivr:MENU, voicemail:BOX, group:NAME, external:NUMBER "
-                   "or route:NAME (routing rules: pypbx route)")
-@click.option("--known", default=None, metavar="DEST",
-              help="Smart routing: returning patients (imported list, or called before) go here.")
+@click.option(
+    "--to",
+    "destination",
+    default=None,
+    help="extension:1001, queue:NAME, ivr:MENU, voicemail:BOX, group:NAME, external:NUMBER "
+    "or route:NAME (routing rules: pypbx route)",
+)
+@click.option(
+    "--known",
+    default=None,
+    metavar="DEST",
+    help="Smart routing: returning patients (imported list, or called before) go here.",
+)
 @click.option("--new", default=None, metavar="DEST", help="Smart routing: new callers go here.")
 @click.option("--name", "service_line", default="", help="Service line, e.g. 'Appointments line'.")
 @click.option("--trunk", default=None, help="Only from this trunk (default: any trunk).")
 @click.pass_context
-def did_add(ctx: click.Context, number: str, destination: str | None, known: str | None, new: str | None,
-            service_line: str, trunk: str | None) -> None:
+def did_add(
+    ctx: click.Context,
+    number: str,
+    destination: str | None,
+    known: str | None,
+    new: str | None,
+    service_line: str,
+    trunk: str | None,
+) -> None:
     """Add DID NUMBER (as the provider sends it; +33..., 0033... and 0... forms all match)."""
     d = on_db(ctx, T.add_did, number, destination, service_line, trunk, known=known, new=new)
     click.echo(f"DID {d.number} -> {_routing(d)}" + (f" ({d.service_line})" if d.service_line else "") + ".")
@@ -44,7 +62,7 @@ def did_add(ctx: click.Context, number: str, destination: str | None, known: str
 @click.pass_context
 def did_list(ctx: click.Context, as_json: bool) -> None:
     """List DIDs."""
-    from dataclasses import asdict
+
     dids = on_db(ctx, T.list_dids)
     if as_json:
         echo_json([asdict(d) for d in dids])
@@ -52,9 +70,20 @@ def did_list(ctx: click.Context, as_json: bool) -> None:
     if not dids:
         click.echo("No DIDs. Add one with: pypbx did add +33123456789 --to extension:1001 --name 'Front desk'")
         return
-    click.echo(table(["NUMBER", "DESTINATION", "SERVICE LINE", "TRUNK"],
-                     [[d.number, f"known: {d.route(True)}; new: {d.route(False)}" if d.smart else d.destination,
-                       d.service_line or "-", d.trunk or "any"] for d in dids]))
+    click.echo(
+        table(
+            ["NUMBER", "DESTINATION", "SERVICE LINE", "TRUNK"],
+            [
+                [
+                    d.number,
+                    f"known: {d.route(True)}; new: {d.route(False)}" if d.smart else d.destination,
+                    d.service_line or "-",
+                    d.trunk or "any",
+                ]
+                for d in dids
+            ],
+        )
+    )
 
 
 @did_group.command("remove")
@@ -70,19 +99,35 @@ def did_remove(ctx: click.Context, number: str) -> None:
 @did_group.command("edit")
 @config_option
 @click.argument("number")
-@click.option("--to", "destination", default=None, metavar="DEST",
-              help="extension:1001, queue:NAME, ivr:MENU, voicemail:BOX, group:NAME, external:NUMBER "
-                   "or route:NAME")
+@click.option(
+    "--to",
+    "destination",
+    default=None,
+    metavar="DEST",
+    help="extension:1001, queue:NAME, ivr:MENU, voicemail:BOX, group:NAME, external:NUMBER or route:NAME",
+)
 @click.option("--known", default=None, metavar="DEST", help="Returning patients go here ('' = clear).")
 @click.option("--new", default=None, metavar="DEST", help="New callers go here ('' = clear).")
 @click.option("--name", "service_line", default=None, help="Service line, e.g. 'Appointments line'.")
 @click.option("--trunk", default=None, help="Only from this trunk ('any' = any trunk).")
 @click.pass_context
-def did_edit(ctx: click.Context, number: str, destination: str | None, known: str | None, new: str | None,
-             service_line: str | None, trunk: str | None) -> None:
+def did_edit(
+    ctx: click.Context,
+    number: str,
+    destination: str | None,
+    known: str | None,
+    new: str | None,
+    service_line: str | None,
+    trunk: str | None,
+) -> None:
     """Change DID NUMBER (only the options given)."""
-    from pypbx.routing import edit_did
-    d: T.Did = on_db(ctx, edit_did, number, destination=destination, known=known, new=new,
-                     service_line=service_line, trunk=trunk)
-    click.echo(f"DID {d.number} -> {_routing(d)}" + (f" ({d.service_line})" if d.service_line else "")
-               + (f", from trunk {d.trunk}" if d.trunk else "") + ".")
+
+    d: T.Did = on_db(
+        ctx, edit_did, number, destination=destination, known=known, new=new, service_line=service_line, trunk=trunk
+    )
+    click.echo(
+        f"DID {d.number} -> {_routing(d)}"
+        + (f" ({d.service_line})" if d.service_line else "")
+        + (f", from trunk {d.trunk}" if d.trunk else "")
+        + "."
+    )

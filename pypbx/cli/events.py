@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from typing import Any
+from collections.abc import Mapping
 
 import click
 
@@ -44,8 +44,11 @@ _SUMMARY_KEYS = (
 )
 
 
-def _line(ev: dict[str, Any]) -> str:
-    at = dt.datetime.fromtimestamp(float(ev.get("at") or 0)).strftime("%H:%M:%S.%f")[:-3]
+def _line(ev: Mapping[str, object]) -> str:
+    at_value = ev.get("at") or 0
+    if not isinstance(at_value, (int, float, str)):
+        raise TypeError(f"event time is not a number: {at_value!r}")
+    at = dt.datetime.fromtimestamp(float(at_value)).strftime("%H:%M:%S.%f")[:-3]
     parts = [f"{k}={ev[k]}" for k in _SUMMARY_KEYS if ev.get(k) not in (None, "", {})]
     return f"{ev['seq']:>8}  {at}  {ev['event']:<22} " + " ".join(parts)
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import click
 
 from pypbx import extensions as E
+from pypbx import registrations as R
+from pypbx import trunks as T
 from pypbx.cli.context import config_option, db_call, load, on_db
 from pypbx.cli.output import echo_json, json_option, registrations_table, table, ts
 from pypbx.db import Database
-from pypbx.localapi_client import LocalAPIError, NotRunningError
+from pypbx.localapi_client import LocalAPIError, NotRunningError, call
 
 
 @click.group()
@@ -50,17 +52,31 @@ def ext_list(ctx: click.Context, as_json: bool) -> None:
     if not exts:
         click.echo("No extensions. Add one with: pypbx ext add 1001 --name Reception")
         return
-    click.echo(table(["NUMBER", "NAME", "ENABLED", "CREATED", "UPDATED"],
-                     [[e.number, e.name or "-", "yes" if e.enabled else "no", ts(e.created_at),
-                       ts(e.updated_at)] for e in exts]))
+    click.echo(
+        table(
+            ["NUMBER", "NAME", "ENABLED", "CREATED", "UPDATED"],
+            [[e.number, e.name or "-", "yes" if e.enabled else "no", ts(e.created_at), ts(e.updated_at)] for e in exts],
+        )
+    )
     stale = [e.number for e in exts if e.realm != cfg.sip.realm]
     if stale:
-        click.echo(f"Note: {', '.join(stale)} were created for another realm and cannot log in; "
-                   f"give them new passwords with 'pypbx ext passwd NUMBER'.")
+        click.echo(
+            f"Note: {', '.join(stale)} were created for another realm and cannot log in; "
+            f"give them new passwords with 'pypbx ext passwd NUMBER'."
+        )
 
 
-async def _with_registrations(db: Database, number: str) -> tuple[E.Extension, list[dict[str, Any]]]:
-    from pypbx import registrations as R
+def _unexpired(expires_at: object, now: float) -> bool:
+    """A saved binding without an expiry, or expiring after ``now``."""
+    if expires_at is None:
+        return True
+    if not isinstance(expires_at, (int, float)):
+        raise TypeError(f"expires_at is not a time: {expires_at!r}")
+    return expires_at > now
+
+
+async def _with_registrations(db: Database, number: str) -> tuple[E.Extension, Sequence[Mapping[str, object]]]:
+
     e = await E.get_extension(db, number)
     return e, await R.load_registrations(db, e.number)
 
@@ -72,11 +88,11 @@ async def _with_registrations(db: Database, number: str) -> tuple[E.Extension, l
 @click.pass_context
 def ext_show(ctx: click.Context, number: str, as_json: bool) -> None:
     """Show extension NUMBER and its registrations (live when the PBX is running)."""
-    from pypbx.localapi_client import call
+
     cfg = load(ctx)
     e, saved = db_call(cfg, _with_registrations, number)
     live, why = True, ""
-    regs: list[dict[str, Any]]
+    regs: list[Mapping[str, object]]
     try:
         reply = call(cfg.socket_path, "registrations", aor=e.number)
         if isinstance(reply, dict):
@@ -86,15 +102,17 @@ def ext_show(ctx: click.Context, number: str, as_json: bool) -> None:
         live = False
         why = "pypbx is not running" if isinstance(err, NotRunningError) else f"live data unavailable: {err}"
         now = time.time()
-        regs = [r for r in saved if r.get("expires_at") is None or r["expires_at"] > now]
+        regs = [r for r in saved if _unexpired(r.get("expires_at"), now)]
     if as_json:
         echo_json({**e.to_dict(), "registrations": regs, "live": live})
         return
     click.echo(f"Extension:  {e.number}")
     click.echo(f"Name:       {e.name or '-'}")
     click.echo(f"Enabled:    {'yes' if e.enabled else 'no'}")
-    click.echo(f"Realm:      {e.realm}" + ("" if e.realm == cfg.sip.realm
-                                          else f" (config realm is {cfg.sip.realm}: run 'pypbx ext passwd')"))
+    click.echo(
+        f"Realm:      {e.realm}"
+        + ("" if e.realm == cfg.sip.realm else f" (config realm is {cfg.sip.realm}: run 'pypbx ext passwd')")
+    )
     click.echo(f"Created:    {ts(e.created_at)}")
     click.echo(f"Updated:    {ts(e.updated_at)}")
     note = "" if live else f" ({why}; as last saved)"
@@ -136,20 +154,24 @@ def ext_remove(ctx: click.Context, number: str, yes: bool) -> None:
 @ext.command("perms")
 @config_option
 @click.argument("number")
-@click.option("--allow", default=None,
-              help="Number classes this extension may call, e.g. 'local,mobile,national' "
-                   "(internal, local, mobile, national, premium, international; emergency is always allowed).")
+@click.option(
+    "--allow",
+    default=None,
+    help="Number classes this extension may call, e.g. 'local,mobile,national' "
+    "(internal, local, mobile, national, premium, international; emergency is always allowed).",
+)
 @click.option("--max-calls", type=click.IntRange(0), default=None, help="Concurrent outside calls.")
 @json_option
 @click.pass_context
 def ext_perms(ctx: click.Context, number: str, allow: str | None, max_calls: int | None, as_json: bool) -> None:
     """Show or set which numbers extension NUMBER may call (toll-fraud guard)."""
-    from pypbx import trunks as T
+
     cfg = load(ctx)
     current = on_db(ctx, T.permissions).get(number)
     if allow is not None or max_calls is not None:
-        classes = allow if allow is not None else ",".join(current["classes"] if current
-                                                          else cfg.numbers.default_allowed)
+        classes = (
+            allow if allow is not None else ",".join(current["classes"] if current else cfg.numbers.default_allowed)
+        )
         limit = max_calls if max_calls is not None else (current or {}).get("max_outbound")
         on_db(ctx, T.set_permissions, number, classes, limit)
         current = on_db(ctx, T.permissions).get(number)
@@ -158,9 +180,18 @@ def ext_perms(ctx: click.Context, number: str, allow: str | None, max_calls: int
     if limit is None:
         limit = cfg.numbers.max_outbound_per_extension
     if as_json:
-        echo_json({"extension": number, "allowed": allowed, "emergency": True, "max_outbound": limit,
-                   "default": current is None})
+        echo_json(
+            {
+                "extension": number,
+                "allowed": allowed,
+                "emergency": True,
+                "max_outbound": limit,
+                "default": current is None,
+            }
+        )
         return
-    click.echo(f"Extension {number} may call: {', '.join(allowed)}, emergency (always)"
-               + (" [site default]" if current is None else ""))
+    click.echo(
+        f"Extension {number} may call: {', '.join(allowed)}, emergency (always)"
+        + (" [site default]" if current is None else "")
+    )
     click.echo(f"Concurrent outside calls: {limit}")

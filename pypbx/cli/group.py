@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from pypbx import groups as G
 from pypbx.cli.context import config_option, on_db
 from pypbx.cli.output import echo_json, json_option, table, ts
 
@@ -22,21 +23,42 @@ def group() -> None:
 @config_option
 @click.argument("name")
 @click.option("--members", required=True, metavar="EXT,EXT,...", help="Extensions, e.g. 1001,1002,1003.")
-@click.option("--strategy", type=click.Choice(["all", "order"]), default="all", show_default=True,
-              help="all: every member's phones at once; order: one member after another.")
-@click.option("--ring-time", type=click.FloatRange(1, 600), default=20.0, show_default=True,
-              help="Seconds: the whole ring (all), or each member's turn (order).")
-@click.option("--then", "then", default="", metavar="TARGET",
-              help="No answer: voicemail:BOX, queue:NAME or extension:NUMBER (default: 480 / goodbye).")
+@click.option(
+    "--strategy",
+    type=click.Choice(["all", "order"]),
+    default="all",
+    show_default=True,
+    help="all: every member's phones at once; order: one member after another.",
+)
+@click.option(
+    "--ring-time",
+    type=click.FloatRange(1, 600),
+    default=20.0,
+    show_default=True,
+    help="Seconds: the whole ring (all), or each member's turn (order).",
+)
+@click.option(
+    "--then",
+    "then",
+    default="",
+    metavar="TARGET",
+    help="No answer: voicemail:BOX, queue:NAME or extension:NUMBER (default: 480 / goodbye).",
+)
 @click.pass_context
 def group_add(ctx: click.Context, name: str, members: str, strategy: str, ring_time: float, then: str) -> None:
     """Add ring group NAME (a DID destination group:NAME, an IVR action group:NAME, a
     queue's --overflow-to ring_group:NAME)."""
-    from pypbx import groups as G
-    g = on_db(ctx, G.add_group, G.RingGroup(name=name, members=G.parse_members(members), strategy=strategy,
-                                             ring_time=ring_time, then=then))
-    click.echo(f"Ring group {g.name}: {', '.join(g.members)} ({g.strategy}, {g.ring_time:g} s)"
-               + (f", then {g.then}" if g.then else "") + ".")
+
+    g = on_db(
+        ctx,
+        G.add_group,
+        G.RingGroup(name=name, members=G.parse_members(members), strategy=strategy, ring_time=ring_time, then=then),
+    )
+    click.echo(
+        f"Ring group {g.name}: {', '.join(g.members)} ({g.strategy}, {g.ring_time:g} s)"
+        + (f", then {g.then}" if g.then else "")
+        + "."
+    )
 
 
 @group.command("list")
@@ -45,7 +67,7 @@ def group_add(ctx: click.Context, name: str, members: str, strategy: str, ring_t
 @click.pass_context
 def group_list(ctx: click.Context, as_json: bool) -> None:
     """List ring groups."""
-    from pypbx import groups as G
+
     gs = on_db(ctx, G.list_groups)
     if as_json:
         echo_json([g.to_dict() for g in gs])
@@ -53,9 +75,12 @@ def group_list(ctx: click.Context, as_json: bool) -> None:
     if not gs:
         click.echo("No ring groups. Add one with: pypbx group add front_desk --members 1001,1002")
         return
-    click.echo(table(["NAME", "MEMBERS", "STRATEGY", "RING TIME", "THEN"],
-                        [[g.name, ",".join(g.members), g.strategy, f"{g.ring_time:g} s", g.then or "-"]
-                         for g in gs]))
+    click.echo(
+        table(
+            ["NAME", "MEMBERS", "STRATEGY", "RING TIME", "THEN"],
+            [[g.name, ",".join(g.members), g.strategy, f"{g.ring_time:g} s", g.then or "-"] for g in gs],
+        )
+    )
 
 
 @group.command("show")
@@ -65,14 +90,16 @@ def group_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def group_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show ring group NAME."""
-    from pypbx import groups as G
+
     g = on_db(ctx, G.get_group, name)
     if as_json:
         echo_json(g.to_dict())
         return
-    click.echo(f"name: {g.name}\nmembers: {', '.join(g.members)}\nstrategy: {g.strategy}\n"
-               f"ring time: {g.ring_time:g} s\nthen: {g.then or '- (480 / goodbye)'}\n"
-               f"created: {ts(g.created_at)}")
+    click.echo(
+        f"name: {g.name}\nmembers: {', '.join(g.members)}\nstrategy: {g.strategy}\n"
+        f"ring time: {g.ring_time:g} s\nthen: {g.then or '- (480 / goodbye)'}\n"
+        f"created: {ts(g.created_at)}"
+    )
 
 
 @group.command("remove")
@@ -81,6 +108,6 @@ def group_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.pass_context
 def group_remove(ctx: click.Context, name: str) -> None:
     """Remove ring group NAME."""
-    from pypbx import groups as G
+
     on_db(ctx, G.remove_group, name)
     click.echo(f"Ring group {name} removed.")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from pypbx import ivr as I
 from pypbx.cli.context import config_option, on_db
 from pypbx.cli.output import echo_json, json_option, table
 from pypbx.db import Database
@@ -26,10 +27,15 @@ def ivr() -> None:
 @click.argument("name")
 @click.option("--number", default=None, help="Dial this number to reach the menu (e.g. 700).")
 @click.option("--greeting", default=None, help="Prompt ids or WAV paths, comma-separated (default welcome).")
-@click.option("--option", "options", multiple=True, metavar="DIGITS=ACTION",
-              help="e.g. 1=queue:front, 2=menu:results, 3=extension:1001, 4=voicemail:1001, "
-                   "5=play:after_hours, 6=group:nurses, 7=external:+33612345678, 8=route:triage, "
-                   "9=lang:ru, 0=hangup (repeatable).")
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="DIGITS=ACTION",
+    help="e.g. 1=queue:front, 2=menu:results, 3=extension:1001, 4=voicemail:1001, "
+    "5=play:after_hours, 6=group:nurses, 7=external:+33612345678, 8=route:triage, "
+    "9=lang:ru, 0=hangup (repeatable).",
+)
 @click.option("--language", default=None, help="Prompt language (en, ko, ru, zh).")
 @click.option("--timeout", type=float, default=None, help="Seconds to wait for a choice.")
 @click.option("--inter-digit", type=float, default=None, help="Seconds between digits.")
@@ -39,15 +45,29 @@ def ivr() -> None:
 @click.option("--direct-dial/--no-direct-dial", default=None, help="Allow keying an extension number.")
 @click.option("--schedule", default=None, help="Opening hours (pypbx hours) for this menu.")
 @click.option("--after-hours", default=None, metavar="ACTION", help="What closed hours do (play:clinic_closed).")
-@click.option("--known-caller", default=None, metavar="ACTION",
-              help="Smart routing: a returning patient goes straight here (e.g. queue:desk).")
-@click.option("--new-caller", default=None, metavar="ACTION",
-              help="Smart routing: a new caller goes straight here (e.g. queue:front).")
+@click.option(
+    "--known-caller",
+    default=None,
+    metavar="ACTION",
+    help="Smart routing: a returning patient goes straight here (e.g. queue:desk).",
+)
+@click.option(
+    "--new-caller",
+    default=None,
+    metavar="ACTION",
+    help="Smart routing: a new caller goes straight here (e.g. queue:front).",
+)
 @click.pass_context
-def ivr_add(ctx: click.Context, /, name: str, number: str | None, greeting: str | None,
-            options: tuple[str, ...], **kw: str | float | int | bool | None) -> None:
+def ivr_add(
+    ctx: click.Context,
+    /,
+    name: str,
+    number: str | None,
+    greeting: str | None,
+    options: tuple[str, ...],
+    **kw: str | float | int | bool | None,
+) -> None:
     """Create menu NAME, or change the given settings of an existing one."""
-    from pypbx import ivr as I
 
     async def go(db: Database) -> tuple[I.Menu, list[str]]:
         try:
@@ -73,9 +93,15 @@ def ivr_add(ctx: click.Context, /, name: str, number: str | None, greeting: str 
         warn = await I.check_references(db, m)
         await I.save_menu(db, m)
         return m, warn
+
     m, warn = on_db(ctx, go)
-    click.echo(f"Menu {m.name}" + (f" (number {m.number})" if m.number else "") + " saved: "
-               + (", ".join(f"{k}={v}" for k, v in sorted(m.options.items())) or "no options") + ".")
+    click.echo(
+        f"Menu {m.name}"
+        + (f" (number {m.number})" if m.number else "")
+        + " saved: "
+        + (", ".join(f"{k}={v}" for k, v in sorted(m.options.items())) or "no options")
+        + "."
+    )
     for w_ in warn:
         click.echo(f"Note: {w_}", err=True)
 
@@ -86,7 +112,7 @@ def ivr_add(ctx: click.Context, /, name: str, number: str | None, greeting: str 
 @click.pass_context
 def ivr_import(ctx: click.Context, file: str) -> None:
     """Create or replace the menu(s) in a TOML FILE."""
-    from pypbx import ivr as I
+
     menus = I.from_toml(Path(file).read_text(encoding="utf-8"))
 
     async def go(db: Database) -> list[str]:
@@ -96,6 +122,7 @@ def ivr_import(ctx: click.Context, file: str) -> None:
         for m in menus:
             warn += [f"{m.name}: {x}" for x in await I.check_references(db, m)]
         return warn
+
     warn = on_db(ctx, go)
     click.echo(f"Imported {', '.join(m.name for m in menus)}.")
     for w_ in warn:
@@ -108,7 +135,7 @@ def ivr_import(ctx: click.Context, file: str) -> None:
 @click.pass_context
 def ivr_export(ctx: click.Context, name: str) -> None:
     """Print menu NAME as TOML (pypbx ivr import reads it back)."""
-    from pypbx import ivr as I
+
     click.echo(I.to_toml(on_db(ctx, I.get_menu, name)), nl=False)
 
 
@@ -118,7 +145,7 @@ def ivr_export(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def ivr_list(ctx: click.Context, as_json: bool) -> None:
     """List menus."""
-    from pypbx import ivr as I
+
     menus = on_db(ctx, I.list_menus)
     if as_json:
         echo_json([m.to_dict() for m in menus])
@@ -126,10 +153,21 @@ def ivr_list(ctx: click.Context, as_json: bool) -> None:
     if not menus:
         click.echo("No IVR menus. Add one with: pypbx ivr add main --number 700 --option 1=queue:front")
         return
-    click.echo(table(["NAME", "NUMBER", "GREETING", "OPTIONS", "SCHEDULE"],
-                        [[m.name, m.number or "-", ",".join(m.greeting),
-                          " ".join(f"{k}={v}" for k, v in sorted(m.options.items())) or "-",
-                          m.schedule or "-"] for m in menus]))
+    click.echo(
+        table(
+            ["NAME", "NUMBER", "GREETING", "OPTIONS", "SCHEDULE"],
+            [
+                [
+                    m.name,
+                    m.number or "-",
+                    ",".join(m.greeting),
+                    " ".join(f"{k}={v}" for k, v in sorted(m.options.items())) or "-",
+                    m.schedule or "-",
+                ]
+                for m in menus
+            ],
+        )
+    )
 
 
 @ivr.command("show")
@@ -139,7 +177,7 @@ def ivr_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def ivr_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show menu NAME."""
-    from pypbx import ivr as I
+
     m = on_db(ctx, I.get_menu, name)
     if as_json:
         echo_json(m.to_dict())
@@ -153,6 +191,6 @@ def ivr_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.pass_context
 def ivr_remove(ctx: click.Context, name: str) -> None:
     """Remove menu NAME."""
-    from pypbx import ivr as I
+
     on_db(ctx, I.remove_menu, name)
     click.echo(f"Menu {name} removed.")

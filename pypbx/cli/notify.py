@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from pypbx import notify as N
+from pypbx import voicemail as V
 from pypbx.cli.context import config_option, load, on_db
 from pypbx.cli.output import echo_json, json_option, table, ts
 from pypbx.errors import PbxError
@@ -33,7 +35,7 @@ def notify() -> None:
 @click.pass_context
 def notify_list(ctx: click.Context, status: str | None, limit: int, as_json: bool) -> None:
     """Notifications, newest first."""
-    from pypbx import notify as N
+
     rows = on_db(ctx, N.list_notifications, status, limit)
     if as_json:
         echo_json(rows)
@@ -45,13 +47,30 @@ def notify_list(ctx: click.Context, status: str | None, limit: int, as_json: boo
     def what(r: dict[str, Any]) -> str:
         m = r["payload"].get("message", {})
         return f"box {r['payload'].get('mailbox', '-')} from {m.get('caller') or '-'}"
-    click.echo(table(["ID", "CREATED", "CHANNEL", "TARGET", "STATUS", "TRIES", "NEXT / SENT", "ABOUT",
-                         "LAST ERROR"],
-                        [[r["id"], ts(r["created_at"]), r["channel"], r["target"], r["status"],
-                          r["attempts"],
-                          ts(r["sent_at"]) if r["status"] == "sent"
-                          else ts(r["next_attempt_at"]) if r["status"] == "pending" else "-",
-                          what(r), (r["last_error"] or "-")[:60]] for r in rows]))
+
+    click.echo(
+        table(
+            ["ID", "CREATED", "CHANNEL", "TARGET", "STATUS", "TRIES", "NEXT / SENT", "ABOUT", "LAST ERROR"],
+            [
+                [
+                    r["id"],
+                    ts(r["created_at"]),
+                    r["channel"],
+                    r["target"],
+                    r["status"],
+                    r["attempts"],
+                    ts(r["sent_at"])
+                    if r["status"] == "sent"
+                    else ts(r["next_attempt_at"])
+                    if r["status"] == "pending"
+                    else "-",
+                    what(r),
+                    (r["last_error"] or "-")[:60],
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
 @notify.command("test")
@@ -60,21 +79,19 @@ def notify_list(ctx: click.Context, status: str | None, limit: int, as_json: boo
 @click.pass_context
 def notify_test(ctx: click.Context, email: str | None) -> None:
     """Send a test webhook (when notify.webhook_url is set) and/or a test e-mail now."""
-    from pypbx import notify as N
-    from pypbx import voicemail as V
+
     cfg = load(ctx)
     n = cfg.notify
     jobs: list[tuple[N.Channel, str]] = []
     if n.webhook_url:
         jobs.append((N.Channel.WEBHOOK, n.webhook_url))
     if email is not None:
-        addrs = V.parse_emails(email)          # VoicemailError: a PbxError, one line
+        addrs = V.parse_emails(email)  # VoicemailError: a PbxError, one line
         if not n.smtp_host:
             raise PbxError("no SMTP server: set notify.smtp_host in the config file")
         jobs += [(N.Channel.EMAIL, a) for a in addrs]
     if not jobs:
-        raise PbxError("nothing to test: set notify.webhook_url, or notify.smtp_host and "
-                       "give --email ADDR")
+        raise PbxError("nothing to test: set notify.webhook_url, or notify.smtp_host and give --email ADDR")
     notifier = N.Notifier(None, n)  # type: ignore[arg-type]   # send_now needs no database
     failed: list[str] = []
     for ch, target in jobs:
@@ -94,6 +111,6 @@ def notify_test(ctx: click.Context, email: str | None) -> None:
 @click.pass_context
 def notify_retry(ctx: click.Context, nid: int) -> None:
     """Send notification ID again (the running PBX tries it within a few seconds)."""
-    from pypbx import notify as N
+
     r = on_db(ctx, N.retry, nid)
     click.echo(f"Notification {r['id']} ({r['channel']} {r['target']}) queued again.")

@@ -5,14 +5,12 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import time
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 import click
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-#: JSON-serialisable output (dicts, lists, dataclass dicts; anything else goes through ``str``).
-JSONValue = Any
+F = TypeVar("F", bound=Callable[..., object])
 
 
 def json_option(f: F) -> F:
@@ -20,7 +18,8 @@ def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(f)
 
 
-def echo_json(obj: JSONValue) -> None:
+def echo_json(obj: object) -> None:
+    """JSON-serialisable output (dicts, lists, dataclass dicts; anything else goes through ``str``)."""
     click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
@@ -31,9 +30,9 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], indent: str 
     for r in cells:
         for i, c in enumerate(r):
             widths[i] = max(widths[i], len(c))
-    lines = [indent + "  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines = [indent + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     for r in cells:
-        lines.append(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        lines.append(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip())
     return "\n".join(lines)
 
 
@@ -76,7 +75,15 @@ def one_line_error(message: str, exit_code: int = 1) -> click.ClickException:
 
 # --------------------------------------------------------------------------- registrations
 
-def _reg_source(r: dict[str, Any]) -> str:
+
+def _seconds(v: object) -> float:
+    """A number of seconds (or a UNIX time) from a registration's row or JSON."""
+    if isinstance(v, (int, float, str)):
+        return float(v)
+    raise TypeError(f"not a number of seconds: {v!r}")
+
+
+def _reg_source(r: Mapping[str, object]) -> str:
     if r.get("source"):
         return str(r["source"])
     host = r.get("source_host")
@@ -86,17 +93,28 @@ def _reg_source(r: dict[str, Any]) -> str:
     return f"{r.get('source_transport') or ''} {host}{':' + str(port) if port else ''}".strip()
 
 
-def _reg_expires_in(r: dict[str, Any], now: float) -> float | None:
+def _reg_expires_in(r: Mapping[str, object], now: float) -> float | None:
     if r.get("expires_in") is not None:
-        return float(r["expires_in"])
+        return _seconds(r["expires_in"])
     if r.get("expires_at") is not None:
-        return float(r["expires_at"]) - now
+        return _seconds(r["expires_at"]) - now
     return None
 
 
-def registrations_table(regs: list[dict[str, Any]], indent: str = "  ") -> str:
+def registrations_table(regs: Sequence[Mapping[str, object]], indent: str = "  ") -> str:
     """Registered contacts (live from the PBX, or as saved in the database)."""
     now = time.time()
-    return table(["AOR", "CONTACT", "SOURCE", "EXPIRES IN", "USER AGENT"],
-                 [[r.get("aor"), r.get("contact"), _reg_source(r), duration(_reg_expires_in(r, now)),
-                   r.get("user_agent") or "-"] for r in regs], indent=indent)
+    return table(
+        ["AOR", "CONTACT", "SOURCE", "EXPIRES IN", "USER AGENT"],
+        [
+            [
+                r.get("aor"),
+                r.get("contact"),
+                _reg_source(r),
+                duration(_reg_expires_in(r, now)),
+                r.get("user_agent") or "-",
+            ]
+            for r in regs
+        ],
+        indent=indent,
+    )

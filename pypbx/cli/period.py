@@ -22,8 +22,7 @@ def parse_when(value: str | None, name: str) -> float | None:
             return _dt.datetime.strptime(value.strip(), fmt).timestamp()
         except ValueError:
             pass
-    raise click.BadParameter(f"expected YYYY-MM-DD [HH:MM], 'today' or 'yesterday', got {value!r}",
-                             param_hint=name)
+    raise click.BadParameter(f"expected YYYY-MM-DD [HH:MM], 'today' or 'yesterday', got {value!r}", param_hint=name)
 
 
 def day_range(date: str | None, since: str | None, until: str | None) -> tuple[float | None, float | None]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from pypbx import prompts as P
 from pypbx.cli.context import config_option, load
 from pypbx.cli.output import echo_json, json_option, table
 from pypbx.config import Config
@@ -19,7 +20,7 @@ def prompts() -> None:
 
 
 def _prompt_target(cfg: Config, pid: str | None, lang: str, moh: bool) -> Path:
-    from pypbx import prompts as P
+
     if moh:
         return cfg.data_dir / "prompts" / "moh" / "default.wav"
     if not pid or not P.PROMPT_ID.match(pid):
@@ -38,18 +39,22 @@ def _prompt_target(cfg: Config, pid: str | None, lang: str, moh: bool) -> Path:
 @click.pass_context
 def prompts_import(ctx: click.Context, file: str, pid: str | None, lang: str, moh: bool) -> None:
     """Convert FILE (WAV, FLAC or OGG, any rate) to the engine's format and use it."""
+    # function-level: media.prompts needs soundfile (libsndfile), only to convert a prompt;
+    # every other command works without it
     from media.prompts import PromptError, convert_prompt
-    from pypbx import prompts as P
+
     cfg = load(ctx)
     dst = _prompt_target(cfg, pid, lang, moh)
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         info = convert_prompt(file, dst, max_seconds=3600.0) if moh else convert_prompt(file, dst)
-    except PromptError as e:            # media/ does not depend on pypbx/: its error is translated here
+    except PromptError as e:  # media/ does not depend on pypbx/: its error is translated here
         raise PbxError(str(e)) from None
     what = "music on hold" if moh else f"prompt {pid} ({lang})"
-    click.echo(f"Imported {what}: {info.duration:.1f} s, from {info.source_rate} Hz "
-               f"{info.source_channels}-channel {info.source_subtype} -> {dst}")
+    click.echo(
+        f"Imported {what}: {info.duration:.1f} s, from {info.source_rate} Hz "
+        f"{info.source_channels}-channel {info.source_subtype} -> {dst}"
+    )
     if not moh and pid not in P.shipped_ids():
         click.echo(f"Note: {pid!r} is not one of the shipped prompts; IVR menus can play it by that id.")
     if info.clipped_samples:
@@ -63,13 +68,14 @@ def prompts_import(ctx: click.Context, file: str, pid: str | None, lang: str, mo
 @click.pass_context
 def prompts_list(ctx: click.Context, lang: str | None, as_json: bool) -> None:
     """Every prompt, per language, and whether the clinic replaced it."""
-    from pypbx import prompts as P
+
     rows = P.inventory(load(ctx).data_dir / "prompts", lang)
     if as_json:
         echo_json(rows)
         return
-    click.echo(table(["ID", "LANG", "SOURCE"], [[r["id"], r["lang"], "clinic" if r["replaced"] else "shipped"]
-                                               for r in rows]))
+    click.echo(
+        table(["ID", "LANG", "SOURCE"], [[r["id"], r["lang"], "clinic" if r["replaced"] else "shipped"] for r in rows])
+    )
 
 
 @prompts.command("remove")

@@ -25,7 +25,7 @@ from pypbx.cli.context import config_option, load, on_db
 from pypbx.cli.output import F, duration, echo_json, json_option, table
 from pypbx.db import Database
 from pypbx.errors import PbxError
-from pypbx.localapi_client import LocalAPIError, NotRunningError
+from pypbx.localapi_client import LocalAPIError, NotRunningError, call
 
 
 def unknown_command(err: Exception) -> bool:
@@ -42,41 +42,95 @@ def state_text(state: str | None, reason: str | None) -> str:
 
 
 def _queue_options(f: F) -> F:
-    for opt in reversed([
-        click.option("--strategy", default=None, metavar="NAME",
-                     help="ring_all, longest_idle, round_robin, fewest_calls, least_talk_time, "
-                          "best_skill_then_longest_idle or random (default longest_idle)."),
-        click.option("--skills", default=None, metavar="SKILL:LEVEL,...",
-                     help="Required skills with minimum levels 1-10, e.g. new_patients:8,korean:5 ('' = none)."),
-        click.option("--ring-timeout", default=None, metavar="N", help="Seconds to ring an agent (default 15)."),
-        click.option("--wrap-up", default=None, metavar="N", help="Seconds after a call before the next (default 10)."),
-        click.option("--max-wait", default=None, metavar="N",
-                     help="Longest wait in seconds, then the fallback (0 = no limit, the default)."),
-        click.option("--max-length", default=None, metavar="N",
-                     help="Most callers waiting (0 = no limit, the default)."),
-        click.option("--when-empty", default=None, metavar="join|refuse",
-                     help="Nobody logged in who could answer: queue anyway (join, default) or send to --fallback."),
-        click.option("--fallback", default=None, metavar="TARGET",
-                     help="Where refused / timed-out callers go: queue:NAME, extension:1001, ring_group:NAME, "
-                          "external:+3312345, voicemail:BOX (or 'voicemail' = the box named like the queue; "
-                          "'none' to clear)."),
-        click.option("--overflow-after", default=None, metavar="N", help="Overflow after N seconds of waiting..."),
-        click.option("--overflow-to", default=None, metavar="TARGET", help="...to this destination ('none' to clear)."),
-        click.option("--relax", "relaxation", default=None, metavar="SECONDS:LEVEL,...",
-                     help="Skill relaxation, e.g. 30:5,60:1 (after 30 s accept level 5 ...; 'none' to clear)."),
-        click.option("--announce-every", "announce_interval", default=None, metavar="N",
-                     help="Repeat position and wait every N seconds (0 = on entry only; default 60)."),
-        click.option("--callback/--no-callback", "callback_allowed", default=None,
-                     help="Offer 'press 1 to be called back' (default on)."),
-        click.option("--language", default=None, metavar="en|ko|ru|zh", help="Prompt language (default en)."),
-    ]):
+    for opt in reversed(
+        [
+            click.option(
+                "--strategy",
+                default=None,
+                metavar="NAME",
+                help="ring_all, longest_idle, round_robin, fewest_calls, least_talk_time, "
+                "best_skill_then_longest_idle or random (default longest_idle).",
+            ),
+            click.option(
+                "--skills",
+                default=None,
+                metavar="SKILL:LEVEL,...",
+                help="Required skills with minimum levels 1-10, e.g. new_patients:8,korean:5 ('' = none).",
+            ),
+            click.option("--ring-timeout", default=None, metavar="N", help="Seconds to ring an agent (default 15)."),
+            click.option(
+                "--wrap-up", default=None, metavar="N", help="Seconds after a call before the next (default 10)."
+            ),
+            click.option(
+                "--max-wait",
+                default=None,
+                metavar="N",
+                help="Longest wait in seconds, then the fallback (0 = no limit, the default).",
+            ),
+            click.option(
+                "--max-length", default=None, metavar="N", help="Most callers waiting (0 = no limit, the default)."
+            ),
+            click.option(
+                "--when-empty",
+                default=None,
+                metavar="join|refuse",
+                help="Nobody logged in who could answer: queue anyway (join, default) or send to --fallback.",
+            ),
+            click.option(
+                "--fallback",
+                default=None,
+                metavar="TARGET",
+                help="Where refused / timed-out callers go: queue:NAME, extension:1001, ring_group:NAME, "
+                "external:+3312345, voicemail:BOX (or 'voicemail' = the box named like the queue; "
+                "'none' to clear).",
+            ),
+            click.option("--overflow-after", default=None, metavar="N", help="Overflow after N seconds of waiting..."),
+            click.option(
+                "--overflow-to", default=None, metavar="TARGET", help="...to this destination ('none' to clear)."
+            ),
+            click.option(
+                "--relax",
+                "relaxation",
+                default=None,
+                metavar="SECONDS:LEVEL,...",
+                help="Skill relaxation, e.g. 30:5,60:1 (after 30 s accept level 5 ...; 'none' to clear).",
+            ),
+            click.option(
+                "--announce-every",
+                "announce_interval",
+                default=None,
+                metavar="N",
+                help="Repeat position and wait every N seconds (0 = on entry only; default 60).",
+            ),
+            click.option(
+                "--callback/--no-callback",
+                "callback_allowed",
+                default=None,
+                help="Offer 'press 1 to be called back' (default on).",
+            ),
+            click.option("--language", default=None, metavar="en|ko|ru|zh", help="Prompt language (default en)."),
+        ]
+    ):
         f = opt(f)
     return f
 
 
-_QUEUE_OPTION_NAMES = ("strategy", "skills", "ring_timeout", "wrap_up", "max_wait", "max_length", "when_empty",
-                       "fallback", "overflow_after", "overflow_to", "relaxation", "announce_interval",
-                       "callback_allowed", "language")
+_QUEUE_OPTION_NAMES = (
+    "strategy",
+    "skills",
+    "ring_timeout",
+    "wrap_up",
+    "max_wait",
+    "max_length",
+    "when_empty",
+    "fallback",
+    "overflow_after",
+    "overflow_to",
+    "relaxation",
+    "announce_interval",
+    "callback_allowed",
+    "language",
+)
 
 #: A queue option's value as click hands it over (text, or the --callback flag).
 QueueOption = str | bool | None
@@ -90,8 +144,12 @@ def _queue_lines(rec: S.QueueRecord) -> list[tuple[str, str]]:
         ("Skills", S.format_skills(c.required_skills)),
         ("Ring timeout", secs(c.ring_timeout)),
         ("Wrap-up", secs(c.wrap_up)),
-        ("Max wait", (secs(c.max_wait) + (f", then {S.format_target(c.fallback)}" if c.fallback else ""))
-         if c.max_wait else "no limit"),
+        (
+            "Max wait",
+            (secs(c.max_wait) + (f", then {S.format_target(c.fallback)}" if c.fallback else ""))
+            if c.max_wait
+            else "no limit",
+        ),
         ("Max length", str(c.max_length) if c.max_length else "no limit"),
         ("When empty", c.join_empty.value + (f" (fallback {S.format_target(c.fallback)})" if c.fallback else "")),
         ("Overflow", S.format_overflow(c.overflow)),
@@ -113,14 +171,20 @@ def queue_group() -> None:
 @click.argument("name")
 @_queue_options
 @click.pass_context
-@click.option("--number", default=None, metavar="DIGITS",
-              help="A number any extension can dial to reach the queue, e.g. 600 (not an extension's).")
+@click.option(
+    "--number",
+    default=None,
+    metavar="DIGITS",
+    help="A number any extension can dial to reach the queue, e.g. 600 (not an extension's).",
+)
 def queue_add(ctx: click.Context, /, name: str, number: str | None = None, **opts: QueueOption) -> None:
     """Add queue NAME (lower-case letters, digits, _ or -)."""
     rec = on_db(ctx, S.add_queue_numbered, name, number, **opts)
     c = rec.config
-    click.echo(f"Queue {c.name} added ({c.strategy.value}, skills {S.format_skills(c.required_skills)})"
-               + (f", number {number}." if number else "."))
+    click.echo(
+        f"Queue {c.name} added ({c.strategy.value}, skills {S.format_skills(c.required_skills)})"
+        + (f", number {number}." if number else ".")
+    )
 
 
 async def _queues_and_agents(db: Database) -> tuple[list[S.QueueRecord], list[S.AgentRecord]]:
@@ -135,9 +199,16 @@ def queue_list(ctx: click.Context, as_json: bool) -> None:
     """List queues."""
     queues, agents = on_db(ctx, _queues_and_agents)
     if as_json:
-        echo_json([{**q.to_dict(), "agents_qualified": len(S.qualified_agents(q.config, agents)),
-                    "agents_logged_in": sum(1 for a in S.qualified_agents(q.config, agents) if a.logged_in)}
-                   for q in queues])
+        echo_json(
+            [
+                {
+                    **q.to_dict(),
+                    "agents_qualified": len(S.qualified_agents(q.config, agents)),
+                    "agents_logged_in": sum(1 for a in S.qualified_agents(q.config, agents) if a.logged_in),
+                }
+                for q in queues
+            ]
+        )
         return
     if not queues:
         click.echo("No queues. Add one with: pypbx queue add front_desk")
@@ -146,12 +217,37 @@ def queue_list(ctx: click.Context, as_json: bool) -> None:
     for q in queues:
         c = q.config
         quals = S.qualified_agents(c, agents)
-        rows.append([c.name, c.strategy.value, S.format_skills(c.required_skills), secs(c.ring_timeout),
-                     secs(c.wrap_up), S.format_overflow(c.overflow), c.join_empty.value,
-                     "yes" if c.callback_allowed else "no", c.language,
-                     f"{sum(1 for a in quals if a.logged_in)}/{len(quals)}"])
-    click.echo(table(["NAME", "STRATEGY", "SKILLS", "RING", "WRAP-UP", "OVERFLOW", "WHEN EMPTY", "CALLBACK",
-                      "LANG", "AGENTS IN/ALL"], rows))
+        rows.append(
+            [
+                c.name,
+                c.strategy.value,
+                S.format_skills(c.required_skills),
+                secs(c.ring_timeout),
+                secs(c.wrap_up),
+                S.format_overflow(c.overflow),
+                c.join_empty.value,
+                "yes" if c.callback_allowed else "no",
+                c.language,
+                f"{sum(1 for a in quals if a.logged_in)}/{len(quals)}",
+            ]
+        )
+    click.echo(
+        table(
+            [
+                "NAME",
+                "STRATEGY",
+                "SKILLS",
+                "RING",
+                "WRAP-UP",
+                "OVERFLOW",
+                "WHEN EMPTY",
+                "CALLBACK",
+                "LANG",
+                "AGENTS IN/ALL",
+            ],
+            rows,
+        )
+    )
 
 
 async def _queue_and_agents(db: Database, name: str) -> tuple[S.QueueRecord, list[S.AgentRecord]]:
@@ -166,7 +262,7 @@ async def _queue_and_agents(db: Database, name: str) -> tuple[S.QueueRecord, lis
 def queue_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show queue NAME: its settings, and (live when the PBX is running) the callers waiting
     with their positions and waits, and the agents who can answer with their states."""
-    from pypbx.localapi_client import call
+
     cfg = load(ctx)
     rec, agents = on_db(ctx, _queue_and_agents, name)
     quals = S.qualified_agents(rec.config, agents)
@@ -186,39 +282,75 @@ def queue_show(ctx: click.Context, name: str, as_json: bool) -> None:
     except NotRunningError:
         note = "pypbx is not running"
     except LocalAPIError as e:
-        note = ("the running pypbx does not report queue status yet" if unknown_command(e)
-                else f"live data unavailable: {e}")
+        note = (
+            "the running pypbx does not report queue status yet"
+            if unknown_command(e)
+            else f"live data unavailable: {e}"
+        )
     if live_agents is None:
-        live_agents = [{"id": a.id, "name": a.name, "state": a.state, "pause_reason": a.pause_reason,
-                        "extension": a.extension, "since": (now - a.state_since) if a.state_since else None}
-                       for a in quals]
+        live_agents = [
+            {
+                "id": a.id,
+                "name": a.name,
+                "state": a.state,
+                "pause_reason": a.pause_reason,
+                "extension": a.extension,
+                "since": (now - a.state_since) if a.state_since else None,
+            }
+            for a in quals
+        ]
     if as_json:
-        echo_json({**rec.to_dict(), "live": live, "note": note or None, "waiting": waiting, "ewt": ewt,
-                   "agents": live_agents})
+        echo_json(
+            {**rec.to_dict(), "live": live, "note": note or None, "waiting": waiting, "ewt": ewt, "agents": live_agents}
+        )
         return
     for label, value in _queue_lines(rec):
         click.echo(f"{label + ':':16}{value}")
     if live:
-        head = f"Waiting: {len(waiting)}" + (f" (estimated wait for a new caller {duration(ewt)})"
-                                              if ewt is not None else "")
+        head = f"Waiting: {len(waiting)}" + (
+            f" (estimated wait for a new caller {duration(ewt)})" if ewt is not None else ""
+        )
         click.echo(head)
         if waiting:
-            click.echo(table(["POS", "CALLER", "LINE", "WAITING", "PRIORITY", "KIND", "RINGING"],
-                             [[w.get("position", "-"), w.get("number") or w.get("call_id") or "-",
-                               w.get("service_line") or "-",
-                               duration(w.get("wait")), w.get("priority", 0),
-                               "callback" if w.get("is_callback") else "caller",
-                               ",".join(w.get("ringing") or []) or "-"]
-                              for w in sorted(waiting, key=lambda w: w.get("position") or 0)], indent="  "))
+            click.echo(
+                table(
+                    ["POS", "CALLER", "LINE", "WAITING", "PRIORITY", "KIND", "RINGING"],
+                    [
+                        [
+                            w.get("position", "-"),
+                            w.get("number") or w.get("call_id") or "-",
+                            w.get("service_line") or "-",
+                            duration(w.get("wait")),
+                            w.get("priority", 0),
+                            "callback" if w.get("is_callback") else "caller",
+                            ",".join(w.get("ringing") or []) or "-",
+                        ]
+                        for w in sorted(waiting, key=lambda w: w.get("position") or 0)
+                    ],
+                    indent="  ",
+                )
+            )
         click.echo(f"Agents: {len(live_agents)}")
     else:
         click.echo(f"Waiting: unknown ({note})")
         click.echo(f"Agents: {len(live_agents)} (saved states; {note})")
     if live_agents:
-        click.echo(table(["AGENT", "NAME", "STATE", "EXTENSION", "FOR"],
-                         [[a.get("id"), a.get("name") or "-", state_text(a.get("state"), a.get("pause_reason")),
-                           a.get("extension") or "-", duration(a.get("since"))] for a in live_agents],
-                         indent="  "))
+        click.echo(
+            table(
+                ["AGENT", "NAME", "STATE", "EXTENSION", "FOR"],
+                [
+                    [
+                        a.get("id"),
+                        a.get("name") or "-",
+                        state_text(a.get("state"), a.get("pause_reason")),
+                        a.get("extension") or "-",
+                        duration(a.get("since")),
+                    ]
+                    for a in live_agents
+                ],
+                indent="  ",
+            )
+        )
 
 
 @queue_group.command("edit")
@@ -226,8 +358,9 @@ def queue_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.argument("name")
 @_queue_options
 @click.pass_context
-@click.option("--number", default=None, metavar="DIGITS",
-              help="The number extensions dial to reach the queue ('none' to clear).")
+@click.option(
+    "--number", default=None, metavar="DIGITS", help="The number extensions dial to reach the queue ('none' to clear)."
+)
 def queue_edit(ctx: click.Context, /, name: str, number: str | None = None, **opts: QueueOption) -> None:
     """Change settings of queue NAME (options not given stay as they are)."""
     if all(opts.get(k) is None for k in _QUEUE_OPTION_NAMES) and number is None:

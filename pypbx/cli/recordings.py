@@ -13,11 +13,22 @@ from pypbx.cli.output import echo_json
 @config_option
 @call_filters
 @click.pass_context
-def recordings(ctx: click.Context, date: str | None, since: str | None, until: str | None, number: str | None,
-               queue: str | None, agent: str | None, disposition: str | None, limit: int, as_json: bool) -> None:
+def recordings(
+    ctx: click.Context,
+    date: str | None,
+    since: str | None,
+    until: str | None,
+    number: str | None,
+    queue: str | None,
+    agent: str | None,
+    disposition: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """Find recordings by number, date, queue and agent."""
-    rows = run(search_calls(load(ctx), date, since, until, number, queue, agent, disposition, limit,
-                            recorded_only=True))
+    rows = run(
+        search_calls(load(ctx), date, since, until, number, queue, agent, disposition, limit, recorded_only=True)
+    )
     if as_json:
         echo_json(rows)
     elif not rows:

@@ -7,15 +7,21 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Concatenate, Literal, ParamSpec, TypeVar
 
 import click
 
+from pypbx import reports
 from pypbx.cli.context import config_option, load, run
-from pypbx.cli.output import F, echo_json, json_option, table
+from pypbx.cli.output import echo_json, json_option, table
 from pypbx.cli.period import day_range
 from pypbx.db import open_db
 from pypbx.errors import PbxError
+from pypbx.reports import Report
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _pct(x: float | None) -> str:
@@ -30,30 +36,49 @@ def _when(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
 
-def options(f: F) -> F:
-    decorators: list[Callable[[Any], Any]] = [
+def options(f: Callable[Concatenate[click.Context, P], R]) -> Callable[P, R]:
+    """The period, settings and ``--json`` options of every report command (which gets the context)."""
+    decorators: list[Callable[[Callable[P, R]], Callable[P, R]]] = [
         config_option,
         click.option("--date", default=None, help="One day: YYYY-MM-DD, 'today' or 'yesterday' (default: today)."),
         click.option("--since", default=None, help="From this time (YYYY-MM-DD [HH:MM])."),
         click.option("--until", default=None, help="Before this time (YYYY-MM-DD [HH:MM])."),
         click.option("--queue", default=None, help="Only this queue's calls."),
-        click.option("--target", default=20.0, show_default=True, type=float,
-                     help="Service level target: answered within this many seconds."),
-        click.option("--goal", default=80.0, show_default=True, type=float,
-                     help="Service level goal in %, for the seats needed."),
-        click.option("--wrap-up", default=0.0, show_default=True, type=float,
-                     help="Seconds of wrap-up added to the handle time for the seats needed."),
+        click.option(
+            "--target",
+            default=20.0,
+            show_default=True,
+            type=float,
+            help="Service level target: answered within this many seconds.",
+        ),
+        click.option(
+            "--goal", default=80.0, show_default=True, type=float, help="Service level goal in %, for the seats needed."
+        ),
+        click.option(
+            "--wrap-up",
+            default=0.0,
+            show_default=True,
+            type=float,
+            help="Seconds of wrap-up added to the handle time for the seats needed.",
+        ),
         json_option,
-        click.pass_context,
     ]
+    cmd = click.pass_context(f)
     for opt in reversed(decorators):
-        f = opt(f)
-    return f
+        cmd = opt(cmd)
+    return cmd
 
 
-def build(ctx: click.Context, date: str | None, since: str | None, until: str | None, queue: str | None,
-          target: float, goal: float, wrap_up: float) -> dict[str, Any]:
-    from pypbx import reports
+def build(
+    ctx: click.Context,
+    date: str | None,
+    since: str | None,
+    until: str | None,
+    queue: str | None,
+    target: float,
+    goal: float,
+    wrap_up: float,
+) -> Report:
     cfg = load(ctx)
     if date is None and since is None and until is None:
         date = "today"
@@ -61,87 +86,178 @@ def build(ctx: click.Context, date: str | None, since: str | None, until: str | 
     if not 0 < goal < 100:
         raise PbxError("--goal is a percentage between 0 and 100, e.g. 80")
 
-    async def go() -> dict[str, Any]:
+    async def go() -> Report:
         async with open_db(cfg.db_path) as db:
-            return await reports.report(db, lo, hi, queue=queue, target=target, goal=goal / 100,
-                                        wrap_up=wrap_up)
+            return await reports.report(db, lo, hi, queue=queue, target=target, goal=goal / 100, wrap_up=wrap_up)
+
     try:
         return run(go())
     except ValueError as e:
         raise PbxError(str(e)) from None
 
 
-def show_summary(r: dict[str, Any]) -> None:
+def show_summary(r: Report) -> None:
     s = r["summary"]
-    click.echo(f"Calls offered {s['offered']} (inbound {s['inbound']}), answered {s['answered']}, "
-               f"abandoned {s['abandoned']}, in progress {s['in_progress']}; "
-               f"inbound answer rate {_pct(s['answer_rate'])}")
+    click.echo(
+        f"Calls offered {s['offered']} (inbound {s['inbound']}), answered {s['answered']}, "
+        f"abandoned {s['abandoned']}, in progress {s['in_progress']}; "
+        f"inbound answer rate {_pct(s['answer_rate'])}"
+    )
     if s["missed_by_reason"]:
         click.echo("Inbound callers not spoken to, by reason:")
         click.echo(table(["REASON", "CALLS"], list(s["missed_by_reason"].items()), indent="  "))
 
 
-def show_queues(r: dict[str, Any]) -> None:
+def show_queues(r: Report) -> None:
     t = r["settings"]["target"]
     if not r["queues"]:
         click.echo("No queue calls in this period.")
         return
     click.echo(f"Queues (service level = answered within {t:.0f} s / ended visits):")
-    click.echo(table(
-        ["QUEUE", "ENTERED", "ANSWERED", "SL", "ASA", "MAX WAIT", "ABANDONED", "<5 s", "AVG ABANDON",
-         "TIMEOUT", "OVERFLOW", "CALLBACK", "AHT"],
-        [[n, q["entered"], q["answered"], _pct(q["service_level"]), _s(q["asa"]), _s(q["max_wait"]),
-          q["abandoned"], q["short_abandons"], _s(q["mean_abandon_wait"]), q["timeouts"], q["overflows"],
-          q["callbacks_requested"], _s(q["aht"])] for n, q in r["queues"].items()], indent="  "))
+    click.echo(
+        table(
+            [
+                "QUEUE",
+                "ENTERED",
+                "ANSWERED",
+                "SL",
+                "ASA",
+                "MAX WAIT",
+                "ABANDONED",
+                "<5 s",
+                "AVG ABANDON",
+                "TIMEOUT",
+                "OVERFLOW",
+                "CALLBACK",
+                "AHT",
+            ],
+            [
+                [
+                    n,
+                    q["entered"],
+                    q["answered"],
+                    _pct(q["service_level"]),
+                    _s(q["asa"]),
+                    _s(q["max_wait"]),
+                    q["abandoned"],
+                    q["short_abandons"],
+                    _s(q["mean_abandon_wait"]),
+                    q["timeouts"],
+                    q["overflows"],
+                    q["callbacks_requested"],
+                    _s(q["aht"]),
+                ]
+                for n, q in r["queues"].items()
+            ],
+            indent="  ",
+        )
+    )
     waits = {n: q["abandon_waits"] for n, q in r["queues"].items() if q["abandon_waits"]}
     for n, w in waits.items():
         click.echo(f"  {n}: abandoned after " + ", ".join(f"{k}: {v}" for k, v in w.items()))
 
 
-def show_hours(r: dict[str, Any]) -> None:
+def show_hours(r: Report) -> None:
     st = r["settings"]
     if not r["hours"]:
         click.echo("No inbound calls in this period.")
         return
     ht = f"{st['handle_time']:.0f} s" + ("" if st["handle_time_measured"] else " (assumed: no call measured)")
-    click.echo(f"Load per hour over {r['period']['days']} day(s); seats needed for {st['goal'] * 100:.0f} % "
-               f"within {st['target']:.0f} s at a handle time of {ht}:")
-    click.echo(table(["HOUR", "OFFERED", "PER DAY", "ANSWERED", "ABANDONED", "ASA", "SEATS NEEDED"],
-                        [[f"{h['hour']:02d}:00", h["offered"], h["per_day"], h["answered"], h["abandoned"],
-                          _s(h["asa"]), h["seats_needed"]] for h in r["hours"]], indent="  "))
+    click.echo(
+        f"Load per hour over {r['period']['days']} day(s); seats needed for {st['goal'] * 100:.0f} % "
+        f"within {st['target']:.0f} s at a handle time of {ht}:"
+    )
+    click.echo(
+        table(
+            ["HOUR", "OFFERED", "PER DAY", "ANSWERED", "ABANDONED", "ASA", "SEATS NEEDED"],
+            [
+                [
+                    f"{h['hour']:02d}:00",
+                    h["offered"],
+                    h["per_day"],
+                    h["answered"],
+                    h["abandoned"],
+                    _s(h["asa"]),
+                    h["seats_needed"],
+                ]
+                for h in r["hours"]
+            ],
+            indent="  ",
+        )
+    )
 
 
-def show_agents(r: dict[str, Any]) -> None:
+def show_agents(r: Report) -> None:
     if not r["agents"]:
         click.echo("No agent activity in this period.")
         return
     click.echo("Agents:")
-    click.echo(table(["AGENT", "ANSWERED", "TALK", "AVG TALK", "RING NO ANSWER", "TRANSFERS", "PAUSES",
-                         "PAUSED", "CALLBACKS", "SURVEY"],
-                        [[n, a["answered"], _s(a["talk_seconds"]), _s(a["mean_talk"]), a["ring_no_answer"],
-                          a["transfers"], a["pauses"], _s(a["paused_seconds"]), a["callbacks"],
-                          "-" if a["survey_mean"] is None else f"{a['survey_mean']:.1f} ({a['surveys']})"]
-                         for n, a in r["agents"].items()], indent="  "))
+    click.echo(
+        table(
+            [
+                "AGENT",
+                "ANSWERED",
+                "TALK",
+                "AVG TALK",
+                "RING NO ANSWER",
+                "TRANSFERS",
+                "PAUSES",
+                "PAUSED",
+                "CALLBACKS",
+                "SURVEY",
+            ],
+            [
+                [
+                    n,
+                    a["answered"],
+                    _s(a["talk_seconds"]),
+                    _s(a["mean_talk"]),
+                    a["ring_no_answer"],
+                    a["transfers"],
+                    a["pauses"],
+                    _s(a["paused_seconds"]),
+                    a["callbacks"],
+                    "-" if a["survey_mean"] is None else f"{a['survey_mean']:.1f} ({a['surveys']})",
+                ]
+                for n, a in r["agents"].items()
+            ],
+            indent="  ",
+        )
+    )
 
 
-def show_lines(r: dict[str, Any]) -> None:
+def show_lines(r: Report) -> None:
     if not r["lines"]:
         click.echo("No inbound calls in this period.")
         return
     click.echo("Service lines:")
-    click.echo(table(["LINE", "OFFERED", "ANSWERED", "ABANDONED", "VOICEMAIL", "CALLBACK", "OTHER"],
-                        [[n, x["offered"], x["answered"], x["abandoned"], x["voicemail"],
-                          x["callback_requested"], x["other"]] for n, x in r["lines"].items()], indent="  "))
+    click.echo(
+        table(
+            ["LINE", "OFFERED", "ANSWERED", "ABANDONED", "VOICEMAIL", "CALLBACK", "OTHER"],
+            [
+                [n, x["offered"], x["answered"], x["abandoned"], x["voicemail"], x["callback_requested"], x["other"]]
+                for n, x in r["lines"].items()
+            ],
+            indent="  ",
+        )
+    )
 
 
-def show_missed(r: dict[str, Any]) -> None:
+def show_missed(r: Report) -> None:
     if not r["missed"]:
         click.echo("No caller left to call back.")
         return
     click.echo(f"Callers to call back ({len(r['missed'])}): not spoken to since their last call")
-    click.echo(table(["NUMBER", "CALLS", "LAST CALL", "WHY", "QUEUE", "LINE"],
-                        [[m["number"], m["attempts"], _when(m["last"]), m["reason"], m["queue"] or "-",
-                          m["service_line"] or "-"] for m in r["missed"]], indent="  "))
+    click.echo(
+        table(
+            ["NUMBER", "CALLS", "LAST CALL", "WHY", "QUEUE", "LINE"],
+            [
+                [m["number"], m["attempts"], _when(m["last"]), m["reason"], m["queue"] or "-", m["service_line"] or "-"]
+                for m in r["missed"]
+            ],
+            indent="  ",
+        )
+    )
 
 
 @click.group("report")
@@ -151,20 +267,35 @@ def report() -> None:
     agents, service lines, callers to call back (default period: today)."""
 
 
-def sub(name: str, key: str | None, show: Callable[[dict[str, Any]], None], doc: str) -> None:
+def sub(
+    name: str,
+    key: Literal["queues", "hours", "agents", "lines", "missed"] | None,
+    show: Callable[[Report], None],
+    doc: str,
+) -> None:
     @options
-    def cmd(ctx: click.Context, date: str | None, since: str | None, until: str | None, queue: str | None,
-            target: float, goal: float, wrap_up: float, as_json: bool) -> None:
+    def cmd(
+        ctx: click.Context,
+        date: str | None,
+        since: str | None,
+        until: str | None,
+        queue: str | None,
+        target: float,
+        goal: float,
+        wrap_up: float,
+        as_json: bool,
+    ) -> None:
         r = build(ctx, date, since, until, queue, target, goal, wrap_up)
         if as_json:
             echo_json(r if key is None else r[key])
         else:
             show(r)
+
     cmd.__doc__ = doc
     report.command(name)(cmd)
 
 
-def show_all(r: dict[str, Any]) -> None:
+def show_all(r: Report) -> None:
     for f in (show_summary, show_queues, show_hours, show_agents, show_lines, show_missed):
         f(r)
         click.echo("")

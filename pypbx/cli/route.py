@@ -52,14 +52,16 @@ def route() -> None:
 @route.command("add")
 @config_option
 @click.argument("name")
-@click.option("--tz", default="UTC", show_default=True,
-              help="Time zone of the route's time= conditions (e.g. Europe/Paris).")
+@click.option(
+    "--tz", default="UTC", show_default=True, help="Time zone of the route's time= conditions (e.g. Europe/Paris)."
+)
 @click.pass_context
 def route_add(ctx: click.Context, name: str, tz: str) -> None:
     """Create route NAME (then add rules with: pypbx route rule NAME ...)."""
     r = on_db(ctx, R.add_route, name, tz)
-    click.echo(f"Route {r.name} created (time zone {r.tz}). Add rules: pypbx route rule {r.name} "
-               "--if known --to queue:NAME")
+    click.echo(
+        f"Route {r.name} created (time zone {r.tz}). Add rules: pypbx route rule {r.name} --if known --to queue:NAME"
+    )
 
 
 @route.command("tz")
@@ -76,20 +78,41 @@ def route_tz(ctx: click.Context, name: str, tz: str) -> None:
 @route.command("rule")
 @config_option
 @click.argument("name")
-@click.option("--if", "conditions", multiple=True, metavar="COND",
-              help="A condition (all must hold; none = the default rule): known, new, sticky, "
-                   "time=mon-fri/08:00-12:00, open=SCHEDULE, closed=SCHEDULE, ivr=MENU:DIGITS, "
-                   "caller=PREFIX.")
-@click.option("--to", "destination", required=True, metavar="DEST",
-              help="extension:N, queue:NAME, ivr:MENU, voicemail:BOX, group:NAME, external:NUMBER, "
-                   "route:NAME or agent:last.")
-@click.option("--prefer-last", type=float, default=None, metavar="SECONDS",
-              help="queue: destinations: offer the call to the caller's last agent only, for this long.")
-@click.option("--position", type=click.IntRange(1), default=None,
-              help="Insert at this position (1 = first; default: last).")
+@click.option(
+    "--if",
+    "conditions",
+    multiple=True,
+    metavar="COND",
+    help="A condition (all must hold; none = the default rule): known, new, sticky, "
+    "time=mon-fri/08:00-12:00, open=SCHEDULE, closed=SCHEDULE, ivr=MENU:DIGITS, "
+    "caller=PREFIX.",
+)
+@click.option(
+    "--to",
+    "destination",
+    required=True,
+    metavar="DEST",
+    help="extension:N, queue:NAME, ivr:MENU, voicemail:BOX, group:NAME, external:NUMBER, route:NAME or agent:last.",
+)
+@click.option(
+    "--prefer-last",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="queue: destinations: offer the call to the caller's last agent only, for this long.",
+)
+@click.option(
+    "--position", type=click.IntRange(1), default=None, help="Insert at this position (1 = first; default: last)."
+)
 @click.pass_context
-def route_rule(ctx: click.Context, name: str, conditions: tuple[str, ...], destination: str,
-               prefer_last: float | None, position: int | None) -> None:
+def route_rule(
+    ctx: click.Context,
+    name: str,
+    conditions: tuple[str, ...],
+    destination: str,
+    prefer_last: float | None,
+    position: int | None,
+) -> None:
     """Add a rule to route NAME."""
     r = on_db(ctx, R.add_rule, name, list(conditions), destination, prefer_last, position)
     show_route(r)
@@ -119,9 +142,12 @@ def route_list(ctx: click.Context, as_json: bool) -> None:
     if not routes:
         click.echo("No routes. Create one with: pypbx route add NAME")
         return
-    click.echo(table(["NAME", "TZ", "RULES", "DEFAULT"],
-                        [[r.name, r.tz, len(r.rules),
-                          next((x.destination for x in r.rules if x.is_default), "-")] for r in routes]))
+    click.echo(
+        table(
+            ["NAME", "TZ", "RULES", "DEFAULT"],
+            [[r.name, r.tz, len(r.rules), next((x.destination for x in r.rules if x.is_default), "-")] for r in routes],
+        )
+    )
 
 
 @route.command("show")
@@ -147,21 +173,26 @@ def route_remove(ctx: click.Context, name: str) -> None:
     refs = on_db(ctx, R.remove_route, name)
     click.echo(f"Route {name} removed.")
     if refs:
-        click.echo(f"Warning: still pointing to route:{name} (calls there get their fallback): "
-                   + ", ".join(refs), err=True)
+        click.echo(
+            f"Warning: still pointing to route:{name} (calls there get their fallback): " + ", ".join(refs), err=True
+        )
 
 
 @route.command("test")
 @config_option
 @click.argument("name")
 @click.option("--caller", required=True, metavar="NUMBER", help="The caller's number.")
-@click.option("--at", "at", default=None, metavar="'YYYY-MM-DD HH:MM'",
-              help="The time of the call, in the route's time zone (default: now).")
+@click.option(
+    "--at",
+    "at",
+    default=None,
+    metavar="'YYYY-MM-DD HH:MM'",
+    help="The time of the call, in the route's time zone (default: now).",
+)
 @click.option("--ivr", "ivr", multiple=True, metavar="MENU:DIGITS", help="A choice made in an IVR menu.")
 @json_option
 @click.pass_context
-def route_test(ctx: click.Context, name: str, caller: str, at: str | None, ivr: tuple[str, ...],
-               as_json: bool) -> None:
+def route_test(ctx: click.Context, name: str, caller: str, at: str | None, ivr: tuple[str, ...], as_json: bool) -> None:
     """Dry run: which rule of route NAME a call from --caller would match (agents' states
     as the database has them)."""
     res = on_db(ctx, R.dry_run, name, caller, at=_parse_at(at), ivr_choices=_parse_ivr(ivr))
@@ -174,5 +205,4 @@ def route_test(ctx: click.Context, name: str, caller: str, at: str | None, ivr: 
         for line in st["trace"]:
             click.echo(f"  {line}")
     dest = res["destination"]
-    click.echo(f"=> {dest}" if dest else "=> no rule matched (a DID falls back to its own destination, "
-               "else 480)")
+    click.echo(f"=> {dest}" if dest else "=> no rule matched (a DID falls back to its own destination, else 480)")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import click
 
+from acd.simulator import PRESETS, format_report, simulate
 from pypbx.cli.context import config_option
 from pypbx.cli.output import echo_json, json_option
 from pypbx.errors import PbxError
@@ -16,17 +17,26 @@ from pypbx.errors import PbxError
 
 @click.command("simulate")
 @config_option
-@click.option("--preset", default="mid_clinic", show_default=True,
-              help="A built-in clinic day: small_gp, mid_clinic or large_centre.")
-@click.option("--scenario", "scenario", type=click.Path(dir_okay=False), default=None,
-              help="A day of your own: a TOML or JSON file with the simulator's settings (overrides --preset).")
+@click.option(
+    "--preset",
+    default="mid_clinic",
+    show_default=True,
+    help="A built-in clinic day: small_gp, mid_clinic or large_centre.",
+)
+@click.option(
+    "--scenario",
+    "scenario",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A day of your own: a TOML or JSON file with the simulator's settings (overrides --preset).",
+)
 @click.option("--seed", default=1, show_default=True, help="Random seed (the same seed gives the same day).")
 @json_option
 def simulate_cmd(preset: str, scenario: str | None, seed: int, as_json: bool) -> None:
     """Run a simulated clinic day through the real ACD code and report service level,
     waiting times, abandonment, occupancy and the wait-estimate error."""
-    from acd.simulator import PRESETS, format_report, simulate
-    spec: Mapping[str, Any] | str
+
+    spec: Mapping[str, object] | str
     if scenario is not None:
         path = Path(scenario)
         try:
@@ -37,7 +47,6 @@ def simulate_cmd(preset: str, scenario: str | None, seed: int, as_json: bool) ->
             if path.suffix.lower() == ".json":
                 spec = json.loads(text)
             else:
-                import tomllib
                 spec = tomllib.loads(text)
         except ValueError as e:
             raise PbxError(f"{path}: {e}") from None

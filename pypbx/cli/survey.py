@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from pypbx import survey as Sv
 from pypbx.cli.context import config_option, on_db
 from pypbx.cli.output import echo_json, json_option, table
 from pypbx.db import Database
@@ -27,7 +28,7 @@ def survey() -> None:
 @click.pass_context
 def survey_enable(ctx: click.Context, queue: str | None) -> None:
     """Ask callers for a score when the callee hangs up first."""
-    from pypbx import survey as Sv
+
     d = on_db(ctx, Sv.set_enabled, True, queue)
     click.echo("Survey on for " + ("every call." if d["all"] else f"queues {', '.join(d['queues'])}."))
 
@@ -38,10 +39,12 @@ def survey_enable(ctx: click.Context, queue: str | None) -> None:
 @click.pass_context
 def survey_disable(ctx: click.Context, queue: str | None) -> None:
     """Stop asking."""
-    from pypbx import survey as Sv
+
     d = on_db(ctx, Sv.set_enabled, False, queue)
-    click.echo("Survey " + ("on for every call." if d["all"] else
-                            f"on for queues {', '.join(d['queues'])}." if d["queues"] else "off."))
+    click.echo(
+        "Survey "
+        + ("on for every call." if d["all"] else f"on for queues {', '.join(d['queues'])}." if d["queues"] else "off.")
+    )
 
 
 @survey.command("report")
@@ -50,19 +53,29 @@ def survey_disable(ctx: click.Context, queue: str | None) -> None:
 @click.pass_context
 def survey_report(ctx: click.Context, as_json: bool) -> None:
     """Answers and average score per agent."""
-    from pypbx import survey as Sv
 
     async def go(db: Database) -> dict[str, Any]:
         return {**await Sv.report(db), "settings": await Sv.get_settings(db)}
+
     r = on_db(ctx, go)
     if as_json:
         echo_json(r)
         return
     st = r["settings"]
-    click.echo("Survey: " + ("on for every call" if st["all"] else
-                             f"on for queues {', '.join(st['queues'])}" if st["queues"] else "off")
-               + f"; {r['answers']} answers" + (f", average {r['average']:.2f}" if r["answers"] else "") + ".")
+    click.echo(
+        "Survey: "
+        + ("on for every call" if st["all"] else f"on for queues {', '.join(st['queues'])}" if st["queues"] else "off")
+        + f"; {r['answers']} answers"
+        + (f", average {r['average']:.2f}" if r["answers"] else "")
+        + "."
+    )
     if r["agents"]:
-        click.echo(table(["AGENT", "ANSWERS", "AVERAGE", "1", "2", "3", "4", "5"],
-                            [[a["agent"], a["answers"], f"{a['average']:.2f}"] +
-                             [a["distribution"][str(k)] for k in range(1, 6)] for a in r["agents"]]))
+        click.echo(
+            table(
+                ["AGENT", "ANSWERS", "AVERAGE", "1", "2", "3", "4", "5"],
+                [
+                    [a["agent"], a["answers"], f"{a['average']:.2f}"] + [a["distribution"][str(k)] for k in range(1, 6)]
+                    for a in r["agents"]
+                ],
+            )
+        )

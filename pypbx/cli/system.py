@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from pypbx import config as _config
+from pypbx import extensions as ext
 from pypbx.cli.context import config_option, config_path, load
 from pypbx.cli.context import run as run_async
 from pypbx.cli.output import duration, echo_json, json_option, registrations_table, table
@@ -18,6 +19,7 @@ from pypbx.config import Config, config_path_from, load_config, render_config
 from pypbx.db import open_db
 from pypbx.errors import PbxError
 from pypbx.extensions import ExtensionError
+from pypbx.localapi_client import call
 
 DEMO_EXTENSIONS = [("1001", "Reception"), ("1002", "Nurse"), ("1003", "Doctor"), ("1004", "Office")]
 
@@ -28,7 +30,7 @@ def _local_ip(bind: str) -> str:
         return bind
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        s.connect(("192.0.2.1", 9))     # TEST-NET-1: no packet is sent for a UDP connect
+        s.connect(("192.0.2.1", 9))  # TEST-NET-1: no packet is sent for a UDP connect
         return str(s.getsockname()[0])
     except OSError:
         return "127.0.0.1"
@@ -38,12 +40,18 @@ def _local_ip(bind: str) -> str:
 
 # --------------------------------------------------------------------------- init
 
+
 @click.command()
 @config_option
-@click.option("--sip-port", type=click.IntRange(1, 65535), default=None,
-              help="SIP port for UDP and TCP (default 5060).")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Data directory (default ./var next to the config file).")
+@click.option(
+    "--sip-port", type=click.IntRange(1, 65535), default=None, help="SIP port for UDP and TCP (default 5060)."
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Data directory (default ./var next to the config file).",
+)
 @click.option("--demo", is_flag=True, help="Also create extensions 1001-1004 and print their passwords.")
 @click.option("--force", is_flag=True, help="Overwrite an existing config file / reset demo passwords.")
 @click.pass_context
@@ -62,7 +70,8 @@ def init(ctx: click.Context, sip_port: int | None, data_dir: str | None, demo: b
         if run_async(_count_extensions(cfg)):
             raise PbxError(
                 f"{path} already exists and its database has extensions; nothing to do "
-                f"(use --force to overwrite the config and reset the demo passwords)")
+                f"(use --force to overwrite the config and reset the demo passwords)"
+            )
         click.echo(f"Using existing config {path}")
     else:
         overrides: dict[str, int | str] = {}
@@ -79,7 +88,7 @@ def init(ctx: click.Context, sip_port: int | None, data_dir: str | None, demo: b
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_text(text, encoding="utf-8")
-            cfg = _config.load_config(tmp)          # validate before it replaces anything
+            cfg = _config.load_config(tmp)  # validate before it replaces anything
             os.replace(tmp, path)
         except OSError as e:
             raise PbxError(f"cannot write {path}: {e.strerror or e}") from None
@@ -102,7 +111,7 @@ async def _count_extensions(cfg: Config) -> int:
 
 
 async def _init_db(cfg: Config, demo: bool) -> list[tuple[str, str, str]]:
-    from pypbx import extensions as ext
+
     created: list[tuple[str, str, str]] = []
     async with open_db(cfg.db_path) as db:
         await db.get_or_create_meta("nonce_secret", lambda: os.urandom(32).hex())
@@ -110,7 +119,7 @@ async def _init_db(cfg: Config, demo: bool) -> list[tuple[str, str, str]]:
             for number, name in DEMO_EXTENSIONS:
                 try:
                     _e, pw = await ext.add_extension(db, number, name, cfg.sip.realm)
-                except ExtensionError:      # exists (only reachable with --force): reset it
+                except ExtensionError:  # exists (only reachable with --force): reset it
                     pw = await ext.set_password(db, number, cfg.sip.realm)
                 created.append((number, name, pw))
     return created
@@ -122,14 +131,22 @@ def _print_phone_table(cfg: Config, created: list[tuple[str, str, str]]) -> None
     port = cfg.sip.udp_port or cfg.sip.tcp_port
     click.echo("")
     click.echo("Demo extensions — the passwords are shown ONLY NOW; note them down.")
-    click.echo(f"Phone settings: server {server}, port {port} ({'/'.join(transports)}), "
-               f"realm {cfg.sip.realm}, auth user = username = extension")
-    click.echo(table(["EXTENSION", "NAME", "SERVER", "PORT", "USERNAME", "PASSWORD"],
-                     [[n, name, server, port, n, pw] for n, name, pw in created], indent="  "))
+    click.echo(
+        f"Phone settings: server {server}, port {port} ({'/'.join(transports)}), "
+        f"realm {cfg.sip.realm}, auth user = username = extension"
+    )
+    click.echo(
+        table(
+            ["EXTENSION", "NAME", "SERVER", "PORT", "USERNAME", "PASSWORD"],
+            [[n, name, server, port, n, pw] for n, name, pw in created],
+            indent="  ",
+        )
+    )
     click.echo("")
 
 
 # --------------------------------------------------------------------------- run
+
 
 @click.command()
 @config_option
@@ -137,8 +154,10 @@ def _print_phone_table(cfg: Config, created: list[tuple[str, str, str]]) -> None
 def run(ctx: click.Context) -> None:
     """Run the PBX in the foreground (Ctrl-C stops it gracefully)."""
     path = config_path(ctx)
-    load_config(path)                   # fail fast with a one-line config error
+    load_config(path)  # fail fast with a one-line config error
     try:
+        # function-level: the whole runtime (SIP stack, media pool) is needed only to run the
+        # PBX, and a missing piece of it becomes a one-line error here
         from pypbx.app import run as app_run
     except ImportError as e:
         raise PbxError(f"cannot start the PBX: {e}") from None
@@ -147,13 +166,14 @@ def run(ctx: click.Context) -> None:
 
 # --------------------------------------------------------------------------- status
 
+
 @click.command()
 @config_option
 @json_option
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show the running PBX: uptime, transports, registrations, bans, counters."""
-    from pypbx.localapi_client import call
+
     cfg = load(ctx)
     result = call(cfg.socket_path, "status")
     if as_json:
@@ -171,7 +191,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     transports = result.get("transports") or []
     listening = ", ".join(
         f"{t.get('transport', '?')} {t.get('host', '?')}:{t.get('port', '?')}" if isinstance(t, dict) else str(t)
-        for t in transports)
+        for t in transports
+    )
     click.echo(f"Listening: {listening or 'nothing'}")
     extra = []
     if result.get("extensions") is not None:
@@ -188,11 +209,24 @@ def status(ctx: click.Context, as_json: bool) -> None:
     if bans:
         click.echo(f"Active bans: {len(bans)}")
         now = time.time()
-        click.echo(table(["IP", "REASON", "EXPIRES IN"],
-                         [[b.get("ip"), b.get("reason") or "-",
-                           duration(b["expires_in"] if b.get("expires_in") is not None
-                                    else (b["until"] - now if b.get("until") is not None else None))]
-                          for b in bans], indent="  "))
+        click.echo(
+            table(
+                ["IP", "REASON", "EXPIRES IN"],
+                [
+                    [
+                        b.get("ip"),
+                        b.get("reason") or "-",
+                        duration(
+                            b["expires_in"]
+                            if b.get("expires_in") is not None
+                            else (b["until"] - now if b.get("until") is not None else None)
+                        ),
+                    ]
+                    for b in bans
+                ],
+                indent="  ",
+            )
+        )
     else:
         click.echo("Active bans: none")
     for t in result.get("trunks") or []:
@@ -205,8 +239,14 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"MWI subscriptions: {len(subs)}" + (f" (mailboxes {', '.join(boxes)})" if boxes else ""))
     counters = result.get("counters") or {}
     if counters:
-        click.echo(textwrap.fill("Security counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())),
-                                 width=100, subsequent_indent="  ", break_on_hyphens=False))
+        click.echo(
+            textwrap.fill(
+                "Security counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())),
+                width=100,
+                subsequent_indent="  ",
+                break_on_hyphens=False,
+            )
+        )
 
 
 COMMANDS = [init, run, status]

@@ -10,15 +10,15 @@ from pypbx import trunks as T
 from pypbx.cli.context import config_option, load, on_db
 from pypbx.cli.output import F, echo_json, json_option, table, ts
 from pypbx.errors import PbxError
-from pypbx.localapi_client import LocalAPIError, NotRunningError
+from pypbx.localapi_client import LocalAPIError, NotRunningError, call
 
 #: A trunk option's value as click hands it over.
 TrunkOption = str | int | bool | tuple[str, ...] | None
 
 
-def _live_trunks(ctx: click.Context) -> dict[str, dict[str, Any]]:
+def _live_trunks(ctx: click.Context) -> dict[str, dict[str, object]]:
     """Registration state from the running PBX ({} when it is not running)."""
-    from pypbx.localapi_client import call
+
     try:
         rows = call(load(ctx).socket_path, "trunks")
     except (LocalAPIError, NotRunningError, OSError):
@@ -43,22 +43,38 @@ def _trunk_options(f: F) -> F:
         click.option("--password", default=None, help="Digest password (stored in the database: keep it 0600)."),
         click.option("--auth-username", default=None, help="Digest user name when it differs from --username."),
         click.option("--domain", default=None, help="SIP domain of the account (default: the host)."),
-        click.option("--register/--no-register", "register", default=None,
-                     help="Register to the provider (else an IP-authenticated trunk)."),
+        click.option(
+            "--register/--no-register",
+            "register",
+            default=None,
+            help="Register to the provider (else an IP-authenticated trunk).",
+        ),
         click.option("--expires", type=click.IntRange(60, 86400), default=None, help="Registration expiry asked for."),
         click.option("--priority", type=int, default=None, help="Lower is tried first (default 10)."),
         click.option("--caller-id", default=None, help="Number presented on outside calls."),
-        click.option("--format", "number_format",
-                     type=click.Choice(["e164", "e164_no_plus", "national", "international", "as_dialled"]),
-                     default=None, help="How dialled numbers are sent (default e164)."),
+        click.option(
+            "--format",
+            "number_format",
+            type=click.Choice(["e164", "e164_no_plus", "national", "international", "as_dialled"]),
+            default=None,
+            help="How dialled numbers are sent (default e164).",
+        ),
         click.option("--strip-prefix", default=None, help="Removed from the front of the formatted number."),
         click.option("--add-prefix", default=None, help="Put in front of the formatted number."),
         click.option("--max-channels", type=click.IntRange(0), default=None, help="Concurrent calls (0 = no limit)."),
-        click.option("--inbound-ip", "inbound_ips", multiple=True,
-                     help="Address or network the provider calls from (repeatable; its host always counts)."),
+        click.option(
+            "--inbound-ip",
+            "inbound_ips",
+            multiple=True,
+            help="Address or network the provider calls from (repeatable; its host always counts).",
+        ),
         click.option("--enable/--disable", "enabled", default=None),
-        click.option("--tls-verify/--tls-no-verify", "tls_verify", default=None,
-                     help="TLS: check the provider's certificate (default; --tls-no-verify is logged as a warning)."),
+        click.option(
+            "--tls-verify/--tls-no-verify",
+            "tls_verify",
+            default=None,
+            help="TLS: check the provider's certificate (default; --tls-no-verify is logged as a warning).",
+        ),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -121,12 +137,16 @@ def trunk_remove(ctx: click.Context, name: str) -> None:
     click.echo(f"Trunk {name} removed.")
 
 
-def _trunk_dict(t: T.Trunk, live: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _trunk_dict(t: T.Trunk, live: dict[str, dict[str, object]]) -> dict[str, object]:
     d = t.public()
     st = live.get(t.name)
     if st is not None:
-        d.update(state=st.get("state"), last_reason=st.get("last_reason"), expires_in=st.get("expires_in"),
-                 active_calls=st.get("active_calls"))
+        d.update(
+            state=st.get("state"),
+            last_reason=st.get("last_reason"),
+            expires_in=st.get("expires_in"),
+            active_calls=st.get("active_calls"),
+        )
     else:
         d.update(state=None if t.register else "ip-auth", last_reason=None, expires_in=None, active_calls=None)
     return d
@@ -147,13 +167,25 @@ def trunk_list(ctx: click.Context, as_json: bool) -> None:
     if not rows:
         click.echo("No trunks. Add one with: pypbx trunk add NAME --host sip.provider.net --username U --password P")
         return
-    click.echo(table(["NAME", "HOST", "TRANSPORT", "PRIO", "TYPE", "STATE", "LAST REASON", "CALLER ID", "CHANNELS"],
-                     [[r["name"], f"{r['host']}:{r['port']}", r["transport"], r["priority"],
-                       "register" if r["register"] else "ip-auth",
-                       (r["state"] or "(pypbx not running)") + ("" if r["enabled"] else ", disabled"),
-                       r["last_reason"] or "-", r["caller_id"] or "-",
-                       f"{r['active_calls'] if r['active_calls'] is not None else '-'}/"
-                       f"{r['max_channels'] or 'any'}"] for r in rows]))
+    click.echo(
+        table(
+            ["NAME", "HOST", "TRANSPORT", "PRIO", "TYPE", "STATE", "LAST REASON", "CALLER ID", "CHANNELS"],
+            [
+                [
+                    r["name"],
+                    f"{r['host']}:{r['port']}",
+                    r["transport"],
+                    r["priority"],
+                    "register" if r["register"] else "ip-auth",
+                    f"{r['state'] or '(pypbx not running)'}{'' if r['enabled'] else ', disabled'}",
+                    r["last_reason"] or "-",
+                    r["caller_id"] or "-",
+                    f"{r['active_calls'] if r['active_calls'] is not None else '-'}/{r['max_channels'] or 'any'}",
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
 @trunk_group.command("show")
@@ -170,7 +202,7 @@ def trunk_show(ctx: click.Context, name: str, as_json: bool) -> None:
         return
     for k, v in d.items():
         if k in ("created_at", "updated_at"):
-            v = ts(v)
+            v = ts(v if isinstance(v, (int, float)) else None)  # float | None (Trunk)
         elif isinstance(v, list):
             v = ", ".join(v) or "-"
         click.echo(f"{k.replace('_', ' ')}: {'-' if v in (None, '') else v}")

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from pypbx import voicemail as V
 from pypbx.cli.context import config_option, on_db
 from pypbx.cli.output import echo_json, json_option, table, ts
 from pypbx.db import Database
@@ -25,17 +26,31 @@ def voicemail() -> None:
 @config_option
 @click.argument("box")
 @click.option("--number", default=None, help="Dial this number to leave a message in BOX (e.g. 801).")
-@click.option("--on-no-answer/--no-on-no-answer", default=None,
-              help="Extension BOX not answering (or not registered) -> its mailbox.")
+@click.option(
+    "--on-no-answer/--no-on-no-answer",
+    default=None,
+    help="Extension BOX not answering (or not registered) -> its mailbox.",
+)
 @click.option("--max-seconds", type=float, default=None, help="Longest message (default 120).")
-@click.option("--email", default=None, metavar="ADDR[,ADDR]",
-              help="E-mail new messages to these addresses ('' = none; see pypbx notify).")
+@click.option(
+    "--email",
+    default=None,
+    metavar="ADDR[,ADDR]",
+    help="E-mail new messages to these addresses ('' = none; see pypbx notify).",
+)
 @click.option("--remove", is_flag=True, help="Remove the mailbox (its messages stay listed).")
 @click.pass_context
-def vm_box(ctx: click.Context, box: str, number: str | None, on_no_answer: bool | None,
-           max_seconds: float | None, email: str | None, remove: bool) -> None:
+def vm_box(
+    ctx: click.Context,
+    box: str,
+    number: str | None,
+    on_no_answer: bool | None,
+    max_seconds: float | None,
+    email: str | None,
+    remove: bool,
+) -> None:
     """Create or change mailbox BOX (an extension number or a queue name)."""
-    from pypbx import voicemail as V
+
     if remove:
         on_db(ctx, V.remove_box, box)
         click.echo(f"Mailbox {box} removed.")
@@ -46,14 +61,21 @@ def vm_box(ctx: click.Context, box: str, number: str | None, on_no_answer: bool 
             old = await V.get_box(db, box)
         except V.VoicemailError:
             old = {"number": None, "on_no_answer": False, "max_seconds": V.DEFAULT_MAX_SECONDS}
-        return await V.set_box(db, box, number=(number or None) if number is not None else old["number"],
-                               on_no_answer=old["on_no_answer"] if on_no_answer is None else on_no_answer,
-                               max_seconds=old["max_seconds"] if max_seconds is None else max_seconds,
-                               email=email)
+        return await V.set_box(
+            db,
+            box,
+            number=(number or None) if number is not None else old["number"],
+            on_no_answer=old["on_no_answer"] if on_no_answer is None else on_no_answer,
+            max_seconds=old["max_seconds"] if max_seconds is None else max_seconds,
+            email=email,
+        )
+
     b = on_db(ctx, go)
-    click.echo(f"Mailbox {b['box']}: number {b['number'] or '-'}, on no answer "
-               f"{'yes' if b['on_no_answer'] else 'no'}, up to {b['max_seconds']:g} s"
-               + (f", e-mail {b['email']}." if b.get("email") else "."))
+    click.echo(
+        f"Mailbox {b['box']}: number {b['number'] or '-'}, on no answer "
+        f"{'yes' if b['on_no_answer'] else 'no'}, up to {b['max_seconds']:g} s"
+        + (f", e-mail {b['email']}." if b.get("email") else ".")
+    )
 
 
 @voicemail.command("boxes")
@@ -62,7 +84,7 @@ def vm_box(ctx: click.Context, box: str, number: str | None, on_no_answer: bool 
 @click.pass_context
 def vm_boxes(ctx: click.Context, as_json: bool) -> None:
     """List mailboxes."""
-    from pypbx import voicemail as V
+
     rows = on_db(ctx, V.list_boxes)
     if as_json:
         echo_json(rows)
@@ -70,10 +92,23 @@ def vm_boxes(ctx: click.Context, as_json: bool) -> None:
     if not rows:
         click.echo("No mailboxes. Add one with: pypbx voicemail box 1001 --on-no-answer")
         return
-    click.echo(table(["BOX", "NUMBER", "ON NO ANSWER", "MAX", "MESSAGES", "NEW", "E-MAIL"],
-                        [[r["box"], r["number"] or "-", "yes" if r["on_no_answer"] else "no",
-                          f"{r['max_seconds']:g}s", r["messages"], r["new"], r.get("email") or "-"]
-                         for r in rows]))
+    click.echo(
+        table(
+            ["BOX", "NUMBER", "ON NO ANSWER", "MAX", "MESSAGES", "NEW", "E-MAIL"],
+            [
+                [
+                    r["box"],
+                    r["number"] or "-",
+                    "yes" if r["on_no_answer"] else "no",
+                    f"{r['max_seconds']:g}s",
+                    r["messages"],
+                    r["new"],
+                    r.get("email") or "-",
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
 @voicemail.command("list")
@@ -84,7 +119,7 @@ def vm_boxes(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def vm_list(ctx: click.Context, box: str | None, new_only: bool, as_json: bool) -> None:
     """Messages in BOX (all boxes without BOX), oldest first."""
-    from pypbx import voicemail as V
+
     rows = on_db(ctx, V.list_messages, box, new_only)
     if as_json:
         echo_json(rows)
@@ -92,9 +127,23 @@ def vm_list(ctx: click.Context, box: str | None, new_only: bool, as_json: bool) 
     if not rows:
         click.echo("No messages.")
         return
-    click.echo(table(["ID", "BOX", "RECEIVED", "CALLER", "DID", "LENGTH", "HEARD"],
-                        [[r["id"], r["box"], ts(r["received_at"]), r["caller"] or "-", r["did"] or "-",
-                          f"{(r['seconds'] or 0):.1f}s", "yes" if r["heard"] else "NEW"] for r in rows]))
+    click.echo(
+        table(
+            ["ID", "BOX", "RECEIVED", "CALLER", "DID", "LENGTH", "HEARD"],
+            [
+                [
+                    r["id"],
+                    r["box"],
+                    ts(r["received_at"]),
+                    r["caller"] or "-",
+                    r["did"] or "-",
+                    f"{(r['seconds'] or 0):.1f}s",
+                    "yes" if r["heard"] else "NEW",
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
 @voicemail.command("play")
@@ -103,7 +152,7 @@ def vm_list(ctx: click.Context, box: str | None, new_only: bool, as_json: bool) 
 @click.pass_context
 def vm_play(ctx: click.Context, msg_id: str) -> None:
     """Print the path of message ID's WAV file."""
-    from pypbx import voicemail as V
+
     click.echo(on_db(ctx, V.get_message, msg_id)["path"])
 
 
@@ -114,7 +163,7 @@ def vm_play(ctx: click.Context, msg_id: str) -> None:
 @click.pass_context
 def vm_heard(ctx: click.Context, msg_id: str, unheard: bool) -> None:
     """Mark message ID heard."""
-    from pypbx import voicemail as V
+
     m = on_db(ctx, V.mark_heard, msg_id, not unheard)
     click.echo(f"Message {m['id']} marked {'new' if unheard else 'heard'}.")
 
@@ -125,6 +174,6 @@ def vm_heard(ctx: click.Context, msg_id: str, unheard: bool) -> None:
 @click.pass_context
 def vm_delete(ctx: click.Context, msg_id: str) -> None:
     """Delete message ID (its audio and sidecar; the row stays for the books)."""
-    from pypbx import voicemail as V
+
     m = on_db(ctx, V.delete_message, msg_id)
     click.echo(f"Message {m['id']} deleted.")
