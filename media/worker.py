@@ -25,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 import pjsua2 as pj
 
@@ -181,8 +182,6 @@ def sdp_hold(sdp: str) -> bool:
 
 def split_refer_to(uri: str) -> tuple[str, str | None]:
     """(target URI without headers, unescaped Replaces value or None) of a Refer-To URI."""
-    from urllib.parse import unquote
-
     text = uri.strip()
     if text.startswith("<") and ">" in text:
         text = text[1 : text.index(">")]

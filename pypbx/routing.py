@@ -39,7 +39,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NotRequired, Protocol, TypedDict
+from typing import NotRequired, Protocol, TypedDict
 
 from acd.model import AgentState
 from pypbx import callers as C
@@ -48,9 +48,6 @@ from pypbx import hours as H
 from pypbx.db import Database, IntegrityError
 from pypbx.db.rows import RouteRuleRow
 from pypbx.errors import PbxError
-
-if TYPE_CHECKING:
-    from pypbx.trunks import Did
 
 log = logging.getLogger(__name__)
 
@@ -661,58 +658,3 @@ async def dry_run(
             break
         name = dest.partition(":")[2]
     return {"caller": caller, "destination": dest, "steps": steps}
-
-
-# --------------------------------------------------------------------------- issue 9 (h-cli): moved from the CLI
-# ``pypbx did edit`` (was pypbx/cli_route.py); here because a DID may point to a route.
-
-
-async def edit_did(
-    db: Database,
-    number: str,
-    *,
-    destination: str | None = None,
-    known: str | None = None,
-    new: str | None = None,
-    service_line: str | None = None,
-    trunk: str | None = None,
-) -> Did:
-    """Change a DID (``None`` = keep; ``known`` / ``new`` ``""`` = clear; ``trunk`` ``""``
-    or ``any`` = from any trunk). Returns the :class:`pypbx.trunks.Did`."""
-    # imported here: pypbx.trunks imports pypbx.flows.route, which imports this module
-    from pypbx import trunks as T
-
-    n = T.normalise_did(number)
-    current = {d.number: d for d in await T.list_dids(db)}.get(n)
-    if current is None:
-        raise T.TrunkError(f"no DID {number}")
-    fields: dict[str, str | None] = {}
-
-    async def dest(text: str) -> str:
-        d = T.parse_destination(text)
-        if d.startswith("route:"):
-            try:
-                await check_destination(db, d)
-            except RoutingError as e:
-                raise T.TrunkError(str(e)) from None
-        return d
-
-    if destination is not None:
-        fields["destination"] = await dest(destination)
-    if known is not None:
-        fields["known_dest"] = await dest(known) if known else None
-    if new is not None:
-        fields["new_dest"] = await dest(new) if new else None
-    if service_line is not None:
-        fields["service_line"] = service_line
-    if trunk is not None:
-        if trunk in ("", "any"):
-            fields["trunk"] = None
-        elif await db.get_trunk_row(trunk) is None:
-            raise T.TrunkError(f"no trunk named {trunk!r}")
-        else:
-            fields["trunk"] = trunk
-    if not fields:
-        raise T.TrunkError("nothing to change: give --to, --known, --new, --name or --trunk")
-    await db.update_did_row(n, fields)
-    return {d.number: d for d in await T.list_dids(db)}[n]

@@ -857,8 +857,6 @@ class Proxy:
 
     def _kill_late_2xx(self, b: _Branch, resp: Response) -> list[Action]:
         """ACK and BYE a 2xx that lost the race against CANCEL / the ring timeout."""
-        from sip.message import Headers
-
         try:
             contacts = resp.contacts
             target = contacts[0].uri if isinstance(contacts, list) and contacts else b.request.uri
@@ -1103,8 +1101,6 @@ class Proxy:
         return actions
 
     def _bye_for(self, d: Dialog, dead: DialogSide, live: DialogSide, reason: str, cause: int) -> SendRequest:
-        from sip.message import Headers
-
         routes = self._routes_beyond_us(dead.route_set, d.call_id)
         if routes:
             dest = self.resolve(NameAddr.parse(routes[0]).uri)

@@ -9,7 +9,7 @@ import click
 from pypbx import trunks as T
 from pypbx.cli.context import config_option, on_db
 from pypbx.cli.output import echo_json, json_option, table
-from pypbx.routing import edit_did
+from pypbx.dids import edit_did
 
 
 def _routing(d: T.Did) -> str:
