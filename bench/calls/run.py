@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.harness import BIN, PbxProcess, auth_users, free_port, free_range  # noqa: E402
+from tests.integration.harness import PbxProcess, auth_users, free_port, free_range  # noqa: E402
 
 PASSWORD = "bench-password-123"
 CLK = os.sysconf("SC_CLK_TCK")
@@ -230,7 +230,7 @@ class Bench:
                if re.search(r"\b(ERROR|CRITICAL|WARNING)\b|Traceback", ln)]
         try:
             lag = recorder_lag(pbx.cfg.db_path)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             lag = {"error": str(exc)}
         return {"rows": rows, "stuck_active": stuck, "answer_to_recorder_ms": lag, "pbx_exit": rc, "log_problems": bad,
                 "uas_failed": int(uas_stats.get("FailedCall(C)", 0) or 0),

@@ -111,7 +111,7 @@ async def main(a: argparse.Namespace) -> dict:
     for p in procs:
         try:
             await asyncio.wait_for(p.wait(), 15)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             p.kill()
     await pool.close()
     out["tmp"] = str(tmp)

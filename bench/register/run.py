@@ -127,6 +127,7 @@ def main() -> int:
 
 def _start_with(pbx: PbxProcess, cmd: list[str]) -> None:
     import time as _t
+
     from pypbx.localapi_client import LocalAPIError
     log = open(pbx.log_path, "ab")
     pbx._log = log

@@ -65,7 +65,7 @@ def free_range(count: int, step: int = 1, lo: int = 20000, hi: int = 60000) -> i
 
 
 #: Every PbxProcess made, until its event stream was checked (tests/integration/conftest.py).
-UNCHECKED: list["PbxProcess"] = []
+UNCHECKED: list[PbxProcess] = []
 #: What the checks covered: PBX directories, calls, events (the session summary prints it).
 CHECKED = {"pbxs": 0, "calls": 0, "events": 0}
 
@@ -180,6 +180,7 @@ class PbxProcess:
 def check_event_stream(journal: Path | None, db_path: Path) -> int:
     """See :meth:`PbxProcess.check_events` (AssertionError with the first violations)."""
     import sqlite3
+
     from pypbx.events import read_journal
     if journal is None or not Path(journal).exists() or not Path(db_path).exists():
         return 0
@@ -285,7 +286,7 @@ def udp_exchange(data: bytes, port: int, *, host: str = "127.0.0.1", timeout: fl
         s.sendto(data, (host, port))
         try:
             return s.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             return None
     finally:
         s.close()

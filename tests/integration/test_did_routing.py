@@ -10,7 +10,7 @@ import pytest
 
 from tests.integration.harness import SIPP_DIR, run_sipp
 from tests.integration.test_queue_calls import queue_events
-from tests.integration.test_trunks import PROVIDER, calls_rows, call_events, pbx, wait_closed  # noqa: F401
+from tests.integration.test_trunks import PROVIDER, call_events, calls_rows, pbx, wait_closed  # noqa: F401
 
 pytestmark = pytest.mark.slow
 

@@ -78,7 +78,7 @@ class Sipp:
             self.args.insert(1, remote)
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> "Sipp":
+    async def start(self) -> Sipp:
         self.out = open(self.log, "wb")
         self.proc = await asyncio.create_subprocess_exec(
             *self.args, stdout=self.out, stderr=asyncio.subprocess.STDOUT,

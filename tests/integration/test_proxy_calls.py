@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import (
-    SIPP_DIR, PbxProcess, auth_users, free_port, require_tool, run_sipp,
+    SIPP_DIR,
+    PbxProcess,
+    auth_users,
+    free_port,
+    require_tool,
+    run_sipp,
 )
 
 pytestmark = pytest.mark.slow

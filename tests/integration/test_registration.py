@@ -11,7 +11,10 @@ import time
 import pytest
 
 from tests.integration.harness import (
-    PbxProcess, auth_users, run_sipp, udp_exchange,
+    PbxProcess,
+    auth_users,
+    run_sipp,
+    udp_exchange,
 )
 
 pytestmark = pytest.mark.slow
@@ -151,8 +154,9 @@ def test_sigterm_stops_cleanly(pbx):
 
 
 def test_bad_config_stops_startup_with_one_line(tmp_path):
-    from tests.integration.harness import BIN
     import subprocess
+
+    from tests.integration.harness import BIN
     cfg = tmp_path / "bad.toml"
     cfg.write_text('data_dir = "./var"\n[sip]\nudp_prot = 5060\n')
     res = subprocess.run([str(BIN / "pypbx"), "run", "--config", str(cfg)], capture_output=True, text=True,

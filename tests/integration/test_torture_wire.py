@@ -10,15 +10,22 @@ from __future__ import annotations
 import re
 import socket
 import time
-from pathlib import Path
 
 import pytest
 
+from sip.message import Request, parse_message
 from tests.integration.harness import PbxProcess
 from tests.unit.test_torture import (
-    CASES, EXPECTED_4475, EXPECTED_5118, Drop, Err, Req, Resp, _load_4475, _load_5118,
+    CASES,
+    EXPECTED_4475,
+    EXPECTED_5118,
+    Drop,
+    Err,
+    Req,
+    Resp,
+    _load_4475,
+    _load_5118,
 )
-from sip.message import Request, parse_message
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +81,7 @@ def _udp_collect(sock: socket.socket, want: bool) -> list[int]:
     while True:
         try:
             got += sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             break
         if want and _final_statuses(got):
             sock.settimeout(0.05)   # catch anything extra, briefly
@@ -133,7 +140,7 @@ def test_torture_over_tcp(pbx, suite, stem):
     while True:
         try:
             chunk = c.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             break
         if not chunk:
             closed = True

@@ -18,7 +18,13 @@ from tests.integration.harness import free_port
 from tests.integration.test_media_worker import free_rtp_range
 from tests.integration.test_proxy_calls import Phone, call
 from tests.integration.test_trunks import (  # noqa: F401 (pbx: the trunk tests' fixture)
-    PROVIDER, PROVIDER2, Provider, call_events, calls_rows, pbx, wait_closed,
+    PROVIDER,
+    PROVIDER2,
+    Provider,
+    call_events,
+    calls_rows,
+    pbx,
+    wait_closed,
 )
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import SIPP_DIR, PbxProcess, auth_users, free_port, require_tool, run_sipp
+from tests.integration.harness import SIPP_DIR, PbxProcess, free_port, require_tool, run_sipp
 from tests.integration.test_proxy_calls import PASSWORD, Phone, call
 
 pytestmark = pytest.mark.slow

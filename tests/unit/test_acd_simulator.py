@@ -26,7 +26,6 @@ from acd.model import (
 )
 from acd.simulator import PRESETS, SimConfig, clinic_day, format_report, simulate
 
-
 # ---------------------------------------------------------------- randomised engine
 
 

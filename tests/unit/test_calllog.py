@@ -8,7 +8,7 @@ import json
 import pytest
 
 from pypbx.calllog import CallLog, CallLogError, Direction, Disposition, disposition_for_status
-from pypbx.db import IntegrityError, DBError, open_db
+from pypbx.db import open_db
 
 
 class Clock:

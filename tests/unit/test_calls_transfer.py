@@ -9,13 +9,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile as sf
 
 from media import protocol as P
 from media.fake import FakePool
-from pypbx.calllog import CallLog
 from pypbx.call import DEFAULT_MOH, CallManager
+from pypbx.calllog import CallLog
 from pypbx.db import open_db
 from sip.message import parse_message
 from sip.transaction import Addr
@@ -44,7 +43,7 @@ class Env:
         self.tmp = tmp
         self.record = record
 
-    async def __aenter__(self) -> "Env":
+    async def __aenter__(self) -> Env:
         self._db_cm = open_db(self.tmp / "pbx.db")
         self.db = await self._db_cm.__aenter__()
         self.pool = FakePool()

@@ -10,8 +10,9 @@ import sys
 import threading
 import time
 import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 

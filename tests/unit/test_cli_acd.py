@@ -7,8 +7,9 @@ import json
 import re
 import socketserver
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 

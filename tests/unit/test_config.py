@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from pypbx.config import (DEFAULT_SCANNER_USER_AGENTS, Config, ConfigError, config_from_dict,
-                          config_path_from, load_config, render_config)
+from pypbx.config import (
+    DEFAULT_SCANNER_USER_AGENTS,
+    Config,
+    ConfigError,
+    config_from_dict,
+    config_path_from,
+    load_config,
+    render_config,
+)
 
 
 def write(tmp_path: Path, text: str, name: str = "pypbx.toml") -> Path:

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from pypbx import db as dbmod
-from pypbx.db import migrate as migmod
 from pypbx import extensions as E
 from pypbx import registrations as R
 from pypbx.db import SCHEMA_VERSION, IntegrityError, SchemaTooNewError, data_version, open_db
+from pypbx.db import migrate as migmod
 
 
 def run(coro):

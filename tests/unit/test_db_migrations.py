@@ -225,7 +225,7 @@ def test_migration_files_are_numbered_without_gaps() -> None:
     assert all(re.fullmatch(r"\d{4}_[a-z0-9_]+\.(sql|py)", n) for n in names), names
     assert [m.version for m in M.MIGRATIONS] == numbers
     assert [f"{m.version:04d}_{m.name}" for m in M.MIGRATIONS] == [n.rsplit(".", 1)[0] for n in names]
-    assert SCHEMA_VERSION == len(names)
+    assert len(names) == SCHEMA_VERSION
 
 
 def test_migration_files_are_package_data() -> None:

@@ -10,8 +10,17 @@ from pathlib import Path
 import pytest
 
 from sip import digest
-from sip.digest import (NonceManager, base_algorithm, build_authorization, challenge_headers,
-                        compute_response, ha1, parse_authorization, userhash, verify_response)
+from sip.digest import (
+    NonceManager,
+    base_algorithm,
+    build_authorization,
+    challenge_headers,
+    compute_response,
+    ha1,
+    parse_authorization,
+    userhash,
+    verify_response,
+)
 
 
 def _vectors_path() -> Path:

@@ -132,7 +132,7 @@ def test_service_routes_a_ring_leg_to_every_member():
 # ------------------------------------------------------------------ GroupCall (media.fake)
 
 class GEnv(Env):
-    async def __aenter__(self) -> "GEnv":
+    async def __aenter__(self) -> GEnv:
         await super().__aenter__()
         self.svc = G.GroupService(contacts=lambda e: [], answered_by=lambda cid, exts: exts[-1])
         self.cm.groups = self.svc

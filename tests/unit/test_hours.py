@@ -38,11 +38,11 @@ def test_is_open_weekdays_weekend_edges_in_the_clinic_zone():
     assert H.is_open(s, dt.datetime(2026, 11, 28, 11, 0, tzinfo=PARIS))          # Saturday
     assert not H.is_open(s, dt.datetime(2026, 11, 29, 11, 0, tzinfo=PARIS))      # Sunday
     # the same instant seen from UTC: 07:30 UTC = 08:30 Paris (winter)
-    assert H.is_open(s, dt.datetime(2026, 11, 23, 7, 30, tzinfo=dt.timezone.utc))
-    assert H.is_open(s, dt.datetime(2026, 11, 23, 7, 30, tzinfo=dt.timezone.utc).timestamp())
+    assert H.is_open(s, dt.datetime(2026, 11, 23, 7, 30, tzinfo=dt.UTC))
+    assert H.is_open(s, dt.datetime(2026, 11, 23, 7, 30, tzinfo=dt.UTC).timestamp())
     # summer time: 06:30 UTC = 08:30 Paris
-    assert H.is_open(s, dt.datetime(2026, 6, 22, 6, 30, tzinfo=dt.timezone.utc))
-    assert not H.is_open(s, dt.datetime(2026, 6, 22, 5, 30, tzinfo=dt.timezone.utc))
+    assert H.is_open(s, dt.datetime(2026, 6, 22, 6, 30, tzinfo=dt.UTC))
+    assert not H.is_open(s, dt.datetime(2026, 6, 22, 5, 30, tzinfo=dt.UTC))
 
 
 def test_holidays_and_special_hours():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import stat
 import struct
 
@@ -11,8 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from media.recording import (RecordingError, merge_stereo, repair_dir, repair_wav, sha256_file,
-                             write_atomic)
+from media.recording import RecordingError, merge_stereo, repair_dir, repair_wav, sha256_file, write_atomic
 
 RATE = 8000
 

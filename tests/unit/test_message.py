@@ -6,9 +6,24 @@ import dataclasses
 import pytest
 
 from sip.message import (
-    MAX_MESSAGE, FramingError, Headers, Keepalive, Method, NameAddr, Request, Response,
-    SipParseError, StreamFramer, URI, Via, is_keepalive, make_response, parse_message,
-    reason_phrase, unsupported_extensions, validate_request,
+    MAX_MESSAGE,
+    URI,
+    FramingError,
+    Headers,
+    Keepalive,
+    Method,
+    NameAddr,
+    Request,
+    Response,
+    SipParseError,
+    StreamFramer,
+    Via,
+    is_keepalive,
+    make_response,
+    parse_message,
+    reason_phrase,
+    unsupported_extensions,
+    validate_request,
 )
 
 CRLF = "\r\n"
@@ -61,7 +76,7 @@ def perr(data: bytes) -> SipParseError:
 # ---------------------------------------------------------------- Method
 
 def test_method_enum_is_str():
-    assert Method.INVITE == "INVITE" and "REGISTER" == Method.REGISTER
+    assert Method.INVITE == "INVITE" and Method.REGISTER == "REGISTER"
     assert str(Method.BYE) == "BYE"
     assert {m.value for m in Method} >= {"INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS",
                                          "INFO", "PRACK", "UPDATE", "SUBSCRIBE", "NOTIFY",

@@ -8,8 +8,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sip.message import (
-    FramingError, Keepalive, Method, NameAddr, Request, Response, SipParseError, StreamFramer,
-    URI, Via, make_response, parse_message, validate_request,
+    URI,
+    FramingError,
+    Keepalive,
+    Method,
+    NameAddr,
+    Request,
+    Response,
+    SipParseError,
+    StreamFramer,
+    Via,
+    make_response,
+    parse_message,
+    validate_request,
 )
 
 # PYPBX_FUZZ_SCALE=20 runs every property 20x longer (for a local fuzzing session)

@@ -100,7 +100,7 @@ class World:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
 
-    async def __aenter__(self) -> "World":
+    async def __aenter__(self) -> World:
         self._cm = open_db(self.tmp / "pbx.db")
         self.db = await self._cm.__aenter__()
         await V.set_box(self.db, "1002", number="801")

@@ -34,7 +34,6 @@ from pypbx.config import ConfigError, NotifyConfig, config_from_dict, load_confi
 from pypbx.db import open_db
 from tests.conftest import free_port
 
-
 # ---------------------------------------------------------------------- real local servers
 
 class WebhookServer:
@@ -46,7 +45,7 @@ class WebhookServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 outer.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
                 self.send_response(outer.code)

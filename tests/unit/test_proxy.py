@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import pytest
-
 from sip import digest
 from sip.auth import ProxyAuthenticator
 from sip.location import Binding, LocationService
 from sip.message import parse_message
 from sip.proxy import (
-    AuthFailed, AuthOk, ExtensionRouter, Proxy, Respond, RouteDecision, SendRequest, SendStateless,
+    AuthFailed,
+    AuthOk,
+    ExtensionRouter,
+    Proxy,
+    Respond,
+    RouteDecision,
+    SendRequest,
+    SendStateless,
     binding_addr,
 )
-from sip.transaction import Addr, ClientKey
+from sip.transaction import Addr
 
 REALM = "pypbx"
 PW = "secret-pw"

@@ -58,7 +58,7 @@ def phone_invite(nonces, *, call_id="cA", from_tag="ft1", cseq=1, branch="z9hG4b
 
 
 def worker_invite(*, call_id="cB", from_tag="wB", cseq=7, port=WORKER.port):
-    return msg([f"INVITE sip:1002@127.0.0.1:5060 SIP/2.0",
+    return msg(["INVITE sip:1002@127.0.0.1:5060 SIP/2.0",
                 f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKworker{call_id};rport",
                 "Route: <sip:127.0.0.1:5060;lr>",
                 "Max-Forwards: 70", f"From: <sip:1001@127.0.0.1>;tag={from_tag}",

@@ -69,7 +69,7 @@ def test_all_conditions_must_hold():
 def test_time_in_the_route_time_zone():
     rules = [rule(["time=mon-fri/08:00-12:00"], "queue:am")]
     # 10:00 in Paris is 09:00 UTC: inside in Paris, inside in UTC too; 07:30 UTC = 08:30 Paris
-    utc_0730 = dt.datetime(2026, 11, 23, 7, 30, tzinfo=dt.timezone.utc)
+    utc_0730 = dt.datetime(2026, 11, 23, 7, 30, tzinfo=dt.UTC)
     assert R.evaluate(rules, facts(now=utc_0730), "Europe/Paris").matched
     assert not R.evaluate(rules, facts(now=utc_0730), "UTC").matched
     assert not R.evaluate(rules, facts(now=SAT_10), "Europe/Paris").matched

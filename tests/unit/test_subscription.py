@@ -6,7 +6,14 @@ import pytest
 
 from sip.message import NameAddr, parse_message
 from sip.subscription import (
-    CONTENT_TYPE, Ended, ExpiresPolicy, MessageSummary, Notifier, Respond, SendNotify, SubState,
+    CONTENT_TYPE,
+    Ended,
+    ExpiresPolicy,
+    MessageSummary,
+    Notifier,
+    Respond,
+    SendNotify,
+    SubState,
     event_package,
 )
 from sip.transaction import Addr

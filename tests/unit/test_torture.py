@@ -24,8 +24,13 @@ from pathlib import Path
 import pytest
 
 from sip.message import (
-    NameAddr, Request, Response, SipParseError, make_response, parse_message,
-    unsupported_extensions, validate_request,
+    Request,
+    Response,
+    SipParseError,
+    make_response,
+    parse_message,
+    unsupported_extensions,
+    validate_request,
 )
 
 

@@ -7,12 +7,30 @@ from __future__ import annotations
 import pytest
 
 from sip.transaction import (
-    AckReceived, Addr, CancelReceived, ClientKey, LegacyServerKey, RequestReceived,
-    ResponseReceived, ServerKey, State, StrayResponse, Timeout, TransactionLayer,
-    TransactionTerminated, Transmit, TransportError, new_branch, response_destination,
+    AckReceived,
+    Addr,
+    ClientKey,
+    LegacyServerKey,
+    RequestReceived,
+    ResponseReceived,
+    ServerKey,
+    State,
+    StrayResponse,
+    Timeout,
+    TransactionLayer,
+    TransactionTerminated,
+    Transmit,
+    TransportError,
+    new_branch,
+    response_destination,
 )
 from tests.unit.test_transaction_support import (
-    CLIENT_IP, drive, make_request, make_response, parse, resp,
+    CLIENT_IP,
+    drive,
+    make_request,
+    make_response,
+    parse,
+    resp,
 )
 
 UDP_SRC = Addr("UDP", CLIENT_IP, 5060)
@@ -746,7 +764,7 @@ class _FakeOut:
     def to_bytes(self):
         return b"SIP/2.0 200 OK\r\n\r\n"
 
-    class to:  # noqa: N801 - mimic Response.to
+    class to:
         tag = "t"
 
 

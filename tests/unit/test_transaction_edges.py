@@ -5,8 +5,15 @@ import pytest
 
 from sip.message import parse_message
 from sip.transaction import (
-    Addr, ClientKey, RequestReceived, ResponseReceived, State, StrayResponse,
-    TransactionLayer, TransactionTerminated, Transmit,
+    Addr,
+    ClientKey,
+    RequestReceived,
+    ResponseReceived,
+    State,
+    StrayResponse,
+    TransactionLayer,
+    TransactionTerminated,
+    Transmit,
 )
 from tests.unit.test_transaction_support import CLIENT_IP, drive, make_request, make_response, resp
 

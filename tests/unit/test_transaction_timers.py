@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import random
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sip.transaction import (
-    AckReceived, Addr, CancelReceived, RequestReceived, ResponseReceived, State, StrayResponse,
-    Timeout, TransactionLayer, TransactionTerminated, Transmit,
+    AckReceived,
+    Addr,
+    CancelReceived,
+    RequestReceived,
+    ResponseReceived,
+    State,
+    StrayResponse,
+    Timeout,
+    TransactionLayer,
+    TransactionTerminated,
+    Transmit,
 )
 from tests.unit.test_transaction_support import CLIENT_IP, drive, make_request, make_response, resp
 

@@ -110,7 +110,7 @@ def test_provider_challenge_relayed_and_answer_routed_to_the_same_trunk() -> Non
 
 
 def _client_key(p: Proxy, send: SendRequest) -> Any:
-    return next(k for k, b in p._branches.items() if b.request is send.request)  # noqa: SLF001
+    return next(k for k, b in p._branches.items() if b.request is send.request)
 
 
 def test_phone_credentials_for_our_realm_consumed_others_kept() -> None:
@@ -168,7 +168,7 @@ class _CM:
         return 0.0
 
     @property
-    def calllog(self) -> "_CM":
+    def calllog(self) -> _CM:
         return self
 
     async def event(self, rec: Any, kind: str, **detail: Any) -> None:

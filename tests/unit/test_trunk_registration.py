@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sip.digest import challenge_headers, parse_authorization, verify_response, ha1
+from sip.digest import challenge_headers, ha1, parse_authorization, verify_response
 from sip.message import make_response, parse_message
 from sip.transaction import Addr
 from sip.trunk import RegState, TrunkRegistration

@@ -13,10 +13,9 @@ from click.testing import CliRunner
 import cli
 from pypbx import trunks as T
 from pypbx.config import load_config, render_config
-from pypbx.db import open_db
 from pypbx.numbers import NumberPlan
 from sip.message import parse_message
-from sip.proxy import Proxy, RouteDecision, Respond, SendRequest
+from sip.proxy import Proxy, Respond, RouteDecision, SendRequest
 from sip.transaction import Addr
 
 
