@@ -32,7 +32,7 @@ from acd.simulator import simulate  # noqa: E402
 
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 def routing_bench(rounds: int, waiting: int = 500, n_agents: int = 100, seed: int = 1) -> dict:

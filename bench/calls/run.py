@@ -122,7 +122,7 @@ def sipp_stats(work: Path, prefix: str) -> dict[str, str]:
     for p in work.glob(f"{prefix}_*_.csv"):
         lines = p.read_text().splitlines()
         if len(lines) >= 2:
-            stats = dict(zip(lines[0].split(";"), lines[-1].split(";")))
+            stats = dict(zip(lines[0].split(";"), lines[-1].split(";"), strict=False))
     return stats
 
 

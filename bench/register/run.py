@@ -63,7 +63,7 @@ def run_step(pbx: PbxProcess, users: list[str], rate: int, seconds: float, work:
     stats = {}
     for p in work.glob("register_*_.csv"):
         lines = p.read_text().splitlines()
-        stats = dict(zip(lines[0].split(";"), lines[-1].split(";")))
+        stats = dict(zip(lines[0].split(";"), lines[-1].split(";"), strict=False))
     ok = int(stats.get("SuccessfulCall(C)", 0) or 0)
     failed = int(stats.get("FailedCall(C)", 0) or 0)
     wall = t1 - t0
@@ -131,7 +131,7 @@ def _start_with(pbx: PbxProcess, cmd: list[str]) -> None:
     from pypbx.localapi_client import LocalAPIError
     log = open(pbx.log_path, "ab")
     pbx._log = log
-    pbx.proc = subprocess.Popen(cmd + ["run", "--config", str(pbx.config_path)], stdout=log,
+    pbx.proc = subprocess.Popen([*cmd, "run", "--config", str(pbx.config_path)], stdout=log,
                                 stderr=subprocess.STDOUT, cwd=pbx.workdir)
     deadline = _t.monotonic() + 20
     while _t.monotonic() < deadline:

@@ -267,7 +267,7 @@ def run_sipp(scenario: str, target: str, *, transport: str = "u1", calls: int = 
         if len(lines) >= 2:
             head = lines[0].split(";")
             last = lines[-1].split(";")
-            stats = dict(zip(head, last))
+            stats = dict(zip(head, last, strict=False))
         p.unlink()
     return SippResult(res.returncode, res.stdout, res.stderr, errors,
                       int(stats.get("SuccessfulCall(C)", 0) or 0), int(stats.get("FailedCall(C)", 0) or 0))

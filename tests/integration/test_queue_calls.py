@@ -303,7 +303,7 @@ def test_crash_with_a_caller_in_queue_is_closed_at_the_next_start(pbx, tmp_path)
     call_id = ev[0]["call_id"]
     kinds = [e["kind"] for e in ev if e["call_id"] == call_id]
     assert kinds == ["ENTER", "INTERRUPTED"], kinds
-    assert [e for e in ev if e["kind"] == "INTERRUPTED"][0]["data"]["reason"] == "pbx restarted"
+    assert next(e for e in ev if e["kind"] == "INTERRUPTED")["data"]["reason"] == "pbx restarted"
     cbs = json.loads(p.cli("callbacks", "--json").stdout)
     assert [(c["number"], c["queue"]) for c in cbs] == [("1009", "front")]
     cdr = json.loads(p.cli("calls", "list", "--json").stdout)[0]

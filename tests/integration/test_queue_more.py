@@ -204,7 +204,7 @@ def test_agent_blind_transfers_a_queue_call(pbx, tmp_path):
                       and e["state"] == "CONFIRMED", 15, "agent connected")
         time.sleep(0.5)
         pj.cmd("xfer", call=inc["call"], uri=f"sip:1003@127.0.0.1:{p.port}")
-        p.wait_for(lambda: [e for e in queue_events(p, kind="TRANSFER")], 15, "TRANSFER")
+        p.wait_for(lambda: list(queue_events(p, kind="TRANSFER")), 15, "TRANSFER")
         # the caller is still talking (to 1003); the agent is free already
         p.wait_for(lambda: [a for a in json.loads(p.cli("agent", "list", "--json").stdout)
                             if a["id"] == "alice" and a["state"] == "available"], 5, "alice available")

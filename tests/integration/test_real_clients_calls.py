@@ -250,9 +250,9 @@ def test_hold_and_unhold_styles(pbx, tmp_path, style):
     p = pbx()
     callee = Phone(p, "1002", "call_uas_audio.xml", tmp_path / "uas")
     if style == "sendonly":
-        subs = dict(HOLD_KIND="a=sendonly", HOLD_CONN="IN IP4 127.0.0.1", HOLD_ATTR="sendonly")
+        subs = {"HOLD_KIND": "a=sendonly", "HOLD_CONN": "IN IP4 127.0.0.1", "HOLD_ATTR": "sendonly"}
     else:
-        subs = dict(HOLD_KIND="c=0.0.0.0 (RFC 2543)", HOLD_CONN="IN IP4 0.0.0.0", HOLD_ATTR="sendrecv")
+        subs = {"HOLD_KIND": "c=0.0.0.0 (RFC 2543)", "HOLD_CONN": "IN IP4 0.0.0.0", "HOLD_ATTR": "sendrecv"}
     sipp_call(p, scenario(tmp_path, "rc_uac_hold.xml", **subs), tmp_path / "uac")
     assert callee.wait() == 0, callee.errors()
     r = records(p)[0]

@@ -10,6 +10,7 @@ from acd import erlang
 from acd.engine import AcdEngine
 from acd.estimator import AgentLoad, AsteriskHoldtime, WaitEstimator, asterisk_holdtime
 from acd.model import Agent, Announce, Caller, Party, PauseReason, QueueConfig
+import itertools
 
 
 def announces(actions, call_id):
@@ -51,7 +52,7 @@ def test_announced_figure_never_grows_in_a_steady_queue():
         for a in announces(eng.tick(float(t)), "c4"):
             figures.append(a.ewt_seconds)
     assert len(figures) >= 4 and all(f is not None for f in figures)
-    assert all(b <= a for a, b in zip(figures, figures[1:])), figures
+    assert all(b <= a for a, b in itertools.pairwise(figures)), figures
 
 
 def test_figure_may_grow_when_the_queue_really_got_slower():

@@ -398,9 +398,9 @@ def test_queue_events_append_and_list(tmp_path: Path) -> None:
                 await S.list_queue_events(db, queue="np", since=145.0),
                 await S.list_queue_events(db, limit=1))
     drained, n, all_, c1, late, last = with_db(tmp_path, go)
-    assert n == len(drained) and [e.kind for e in drained][0] is EventKind.ENTER
+    assert n == len(drained) and next(e.kind for e in drained) is EventKind.ENTER
     assert [e["kind"] for e in c1] == [e.kind.value for e in drained]
-    abandon = [e for e in c1 if e["kind"] == "ABANDON"][0]
+    abandon = next(e for e in c1 if e["kind"] == "ABANDON")
     assert abandon["queue"] == "np" and abandon["ts"] == 130.0 and abandon["data"]["wait"] == 30.0
     assert [e["kind"] for e in all_][-2:] == ["LOGIN", "CALLBACK_REQUESTED"]
     assert all_[-2]["agent"] == "alice"

@@ -140,7 +140,7 @@ def test_blind_transfer_bridges_new_leg_and_hangs_up_transferor(tmp_path):
             row = await env.db.get_call_row(rec_id)
             assert row["disposition"] == "answered" and row["extension"] == "1003"
             assert row["hangup_side"] == "callee"
-            ev = dict((k, d) for k, d in await env.events(rec_id))
+            ev = dict(await env.events(rec_id))
             assert ev["transfer_requested"]["type"] == "blind" and ev["transfer_requested"]["by"] == "1002"
             assert ev["transferred"]["from"] == "1002" and ev["transferred"]["to"] == "1003"
             assert ev["transferred"]["transfers"][0]["type"] == "blind"
@@ -261,7 +261,7 @@ def test_recording_continues_across_a_transfer_one_stereo_file(tmp_path):
             await settle()
             assert "xfer-1" in w.recording and "callee" not in w.recording and "in-1" in w.recording
             off = s.segments["callee"][1][1]
-            n3 = rate - int(round(off * rate))
+            n3 = rate - round(off * rate)
             n2 = int(off * rate * 0.5)          # the transferor's recorder ran until it left
             sf.write(f"{prefix}-callee.wav", np.full(n2, 2000, np.int16), rate, subtype="PCM_16")
             sf.write(f"{prefix}-xfer-1.wav", np.full(n3, 3000, np.int16), rate, subtype="PCM_16")

@@ -377,7 +377,7 @@ def test_callbacks_listing(pbx: Callable, tmp_config: Path) -> None:
     assert ok(pbx("callbacks", "--status", "all")) == "No callbacks.\n"
 
     async def fill(db: Any) -> None:
-        a, _ = await S.request_callback(db, "+3312345", "new_patients", call_id="c1", now=1_795_000_000.0)
+        _a, _ = await S.request_callback(db, "+3312345", "new_patients", call_id="c1", now=1_795_000_000.0)
         await S.request_callback(db, "+3312345", "new_patients", now=1_795_000_100.0)
         b, _ = await S.request_callback(db, "+821055512345", "front_desk", now=1_795_000_200.0)
         c, _ = await S.request_callback(db, "+79161234567", "front_desk", now=1_795_000_300.0)

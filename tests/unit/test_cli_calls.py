@@ -60,7 +60,7 @@ def test_calls_list_filters_and_json(invoke_cli, tmp_config):
 
 
 def test_calls_show_and_recordings(invoke_cli, tmp_config):
-    a, b, c = _populate(tmp_config)
+    a, _b, _c = _populate(tmp_config)
     r = invoke_cli("calls", "show", a[:8], "--json", "--config", str(tmp_config))
     data = json.loads(r.output)
     assert data["call"]["talk_seconds"] == 120.0 and data["call"]["ring_seconds"] == 10.0

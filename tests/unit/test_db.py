@@ -48,7 +48,7 @@ def test_fresh_db_is_migrated_to_latest_with_wal(tmp_path: Path) -> None:
             assert await db.journal_mode() == "wal"
             fk = await db.fetchone("PRAGMA foreign_keys")
             bt = await db.fetchone("PRAGMA busy_timeout")
-            return list(fk.values())[0], list(bt.values())[0]
+            return next(iter(fk.values())), next(iter(bt.values()))
     fk, busy = run(go())
     assert (fk, busy) == (1, 5000)
     assert user_version(path) == SCHEMA_VERSION
@@ -93,7 +93,7 @@ def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyP
     path = tmp_path / "pypbx.db"
     run(_open_close(path))
     bad = migmod.Migration(SCHEMA_VERSION + 1, "bad", sql="CREATE TABLE t2 (x); SELECT * FROM nope;")
-    monkeypatch.setattr(migmod, "MIGRATIONS", migmod.MIGRATIONS + (bad,))
+    monkeypatch.setattr(migmod, "MIGRATIONS", (*migmod.MIGRATIONS, bad))
     with pytest.raises(dbmod.DBError, match="no such table: nope"):
         run(_open_close(path))
     assert user_version(path) == SCHEMA_VERSION

@@ -87,8 +87,8 @@ _HEADER_NAMES = ["Via", "v", "From", "f", "To", "t", "Call-ID", "i", "CSeq", "Co
                  "Max-Forwards", "Content-Length", "l", "Expires", "Route", "Require",
                  "Record-Route", "Content-Type", "Accept", "X-Junk"]
 _JUNK = st.lists(st.sampled_from(
-    list(" \t;,:<>\"\\@=?%[]/.-0123456789abcdefsipSIPtagbranchz9hG4bK*\x00\u00e9")
-    + ["\r\n", "\n", "\r\n ", "sip:", "<sip:a@b>", ";tag=", "SIP/2.0/UDP ", "[::1]", "INVITE"]),
+    [*" \t;,:<>\"\\@=?%[]/.-0123456789abcdefsipSIPtagbranchz9hG4bK*\x00\u00e9",
+     "\r\n", "\n", "\r\n ", "sip:", "<sip:a@b>", ";tag=", "SIP/2.0/UDP ", "[::1]", "INVITE"]),
     max_size=30).map("".join)
 
 
@@ -227,8 +227,8 @@ def requests(draw):
     lines += [f"{n}: {v}" for n, v in extra]
     lines.append(f"Content-Length: {len(body)}")
     wire = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + body
-    return wire, dict(method=method, uri=uri, vias=vs, from_=frm, to=to, call_id=call_id,
-                      cseq=(cseq, method), contacts=contacts, body=body)
+    return wire, {"method": method, "uri": uri, "vias": vs, "from_": frm, "to": to, "call_id": call_id,
+                      "cseq": (cseq, method), "contacts": contacts, "body": body}
 
 
 # ------------------------------------------------------------------ round trips
@@ -301,7 +301,7 @@ def test_framer_split_anywhere(items, cuts):
     f = StreamFramer()
     out: list = []
     prev = 0
-    for p in points + [len(stream)]:
+    for p in [*points, len(stream)]:
         out += f.feed(stream[prev:p])
         prev = p
     assert out == expected

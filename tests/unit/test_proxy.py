@@ -113,7 +113,7 @@ def test_invite_without_credentials_gets_407():
 
 
 def test_unknown_user_challenge_looks_the_same():
-    p, _, nonces = make_proxy()
+    p, _, _nonces = make_proxy()
     a = responds(p.on_request("k", invite(user="1001"), CALLER, 0.0))[0].response
     b = responds(p.on_request("k", invite(user="9999"), CALLER, 0.0))[0].response
     strip = lambda r: r.headers.get("Proxy-Authenticate").split("nonce=")[0]  # noqa: E731
@@ -144,7 +144,7 @@ def test_trusted_source_skips_auth():
 
 def test_authenticated_invite_is_forwarded():
     p, policy, nonces = make_proxy()
-    req, acts = forward(p, nonces)
+    _req, acts = forward(p, nonces)
     assert any(isinstance(a, AuthOk) for a in acts)
     assert policy.calls[0][2] == "1001"
     [s] = sends(acts)
@@ -182,7 +182,7 @@ def test_extension_router():
 
 
 def test_max_forwards_zero_is_483():
-    p, policy, _ = make_proxy()
+    p, _policy, _ = make_proxy()
     acts = p.on_request("k", invite(max_forwards=0), CALLER, 0.0)
     assert responds(acts)[0].response.status == 483
 
@@ -199,7 +199,7 @@ def test_proxy_require_is_420():
 def two_way(**kw):
     p, _, nonces = make_proxy(RouteDecision.fork([("sip:1002@10.0.0.7", PHONE_A),
                                                   ("sip:1002@10.0.0.8", PHONE_B)]), **kw)
-    req, acts = forward(p, nonces)
+    _req, acts = forward(p, nonces)
     a, b = sends(acts)
     return p, a, b
 
@@ -276,7 +276,7 @@ def test_upstream_cancel():
 
 
 def test_late_2xx_after_cancel_is_acked_and_hung_up():
-    p, a, b = two_way()
+    p, a, _b = two_way()
     p.on_response(a.key, response(a.request, 180), 0.5)
     p.on_cancel("srv1", None, 1.0)
     acts = p.on_response(a.key, response(a.request, 200, contact="sip:1002@10.0.0.7"), 1.1)
@@ -301,7 +301,7 @@ def test_ring_timeout_cancels_and_answers_408():
 
 
 def test_ring_timeout_keeps_a_real_answer():
-    p, a, b = two_way(ring=20.0)
+    p, a, _b = two_way(ring=20.0)
     p.on_response(a.key, response(a.request, 486), 0.5)
     acts = p.tick(20.0)
     assert responds(acts)[0].response.status == 486
@@ -318,7 +318,7 @@ def test_transaction_timeout_and_transport_error():
 
 def established():
     p, _, nonces = make_proxy()
-    req, acts = forward(p, nonces)
+    _req, acts = forward(p, nonces)
     [s] = sends(acts)
     ok = response(s.request, 200, contact="sip:1002@10.0.0.7:5060")
     p.on_response(s.key, ok, 1.0)
@@ -327,7 +327,7 @@ def established():
 
 
 def test_bye_from_caller_follows_route_to_callee_flow():
-    p, s, rr = established()
+    p, _s, rr = established()
     bye = invite(method="BYE", to_tag="tt1", uri="sip:1002@10.0.0.7:5060", route=rr, branch="z9hG4bKbye1")
     acts = p.on_request("srv-bye", bye, CALLER, 5.0)
     [fwd] = sends(acts)
@@ -339,7 +339,7 @@ def test_bye_from_caller_follows_route_to_callee_flow():
 
 
 def test_bye_from_callee_reaches_caller_flow():
-    p, s, rr = established()
+    p, _s, rr = established()
     lines = ["BYE sip:1001@10.0.0.5:5070 SIP/2.0",
              "Via: SIP/2.0/UDP 10.0.0.7:5060;branch=z9hG4bKcalleebye;received=198.51.100.7;rport=40000",
              "Max-Forwards: 70", "From: <sip:1002@pbx.example>;tag=tt1", "To: <sip:1001@pbx.example>;tag=ft1",
@@ -351,7 +351,7 @@ def test_bye_from_callee_reaches_caller_flow():
 
 
 def test_in_dialog_without_our_token_is_refused():
-    p, s, rr = established()
+    p, _s, _rr = established()
     forged = ["<sip:203.0.113.1;lr;pbx=0000000000000000>"]
     bye = invite(method="BYE", to_tag="tt1", uri="sip:evil@192.0.2.99", route=forged)
     acts = p.on_request("k", bye, CALLER, 5.0)
@@ -361,7 +361,7 @@ def test_in_dialog_without_our_token_is_refused():
 
 
 def test_ack_for_2xx_forwarded_statelessly():
-    p, s, rr = established()
+    p, _s, rr = established()
     ack = invite(method="ACK", to_tag="tt1", uri="sip:1002@10.0.0.7:5060", route=rr, branch="z9hG4bKack")
     [fwd] = p.on_ack(ack, CALLER, 2.0)
     assert isinstance(fwd, SendStateless) and fwd.dest == PHONE_A
@@ -370,7 +370,7 @@ def test_ack_for_2xx_forwarded_statelessly():
 
 
 def test_reinvite_in_dialog_is_forwarded_with_flow():
-    p, s, rr = established()
+    p, _s, rr = established()
     re = invite(to_tag="tt1", uri="sip:1002@10.0.0.7:5060", route=rr, branch="z9hG4bKre1",
                 extra="Require: timer")
     acts = p.on_request("srv-re", re, CALLER, 30.0)
@@ -380,7 +380,7 @@ def test_reinvite_in_dialog_is_forwarded_with_flow():
 
 
 def test_strict_router_request_uri_is_undone():
-    p, s, rr = established()
+    p, _s, rr = established()
     rr_uri = rr[0].strip("<>")
     lines = [f"BYE sip:{rr_uri.split(':', 1)[1]} SIP/2.0",
              "Via: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bKstrict", "Max-Forwards: 70",
@@ -392,7 +392,7 @@ def test_strict_router_request_uri_is_undone():
 
 
 def test_stray_2xx_is_forwarded_upstream():
-    p, s, rr = established()
+    p, s, _rr = established()
     ok = response(s.request, 200)
     [fwd] = p.on_stray_response(ok, 40.0)
     assert fwd.dest == Addr("UDP", "192.0.2.10", 5070) and len(fwd.message.vias) == 1
@@ -401,7 +401,7 @@ def test_stray_2xx_is_forwarded_upstream():
 def test_message_fork_non_invite():
     p, _, nonces = make_proxy(RouteDecision.fork([("sip:1002@10.0.0.7", PHONE_A),
                                                   ("sip:1002@10.0.0.8", PHONE_B)]))
-    req, acts = forward(p, nonces, method="MESSAGE")
+    _req, acts = forward(p, nonces, method="MESSAGE")
     a, b = sends(acts)
     assert a.request.headers.get("Record-Route") is None
     acts = p.on_response(a.key, response(a.request, 200), 1.0)
@@ -412,7 +412,7 @@ def test_message_fork_non_invite():
 def test_double_record_route_when_transport_changes():
     p, _, nonces = make_proxy(RouteDecision.fork([("sip:1002@10.0.0.7;transport=tcp",
                                                    Addr("TCP", "198.51.100.7", 40000, 3))]))
-    req, acts = forward(p, nonces)
+    _req, acts = forward(p, nonces)
     rr = sends(acts)[0].request.headers.get_all("Record-Route")
     assert len(rr) == 2 and "transport=tcp" in rr[0] and "transport" not in rr[1]
 

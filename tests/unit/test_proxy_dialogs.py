@@ -119,7 +119,7 @@ def in_dialog(method, uri, *, from_, to, call_id, cseq, routes, branch, contact=
 
 def test_dialog_phone_to_worker_is_tracked():
     p, nonces = make_proxy()
-    fwd, ok = dialog_a(p, nonces)
+    fwd, _ok = dialog_a(p, nonces)
     d = p.find_dialog("cA", "ft1", "wA")
     assert d is not None and p.find_dialog("cA", "wA", "ft1") is d
     rr = fwd.request.headers.get_all("Record-Route")
@@ -136,7 +136,7 @@ def test_dialog_phone_to_worker_is_tracked():
 
 def test_dialog_worker_to_phone_is_tracked():
     p, _ = make_proxy()
-    fwd, ok = dialog_b(p)
+    _fwd, _ok = dialog_b(p)
     d = p.find_dialog("cB", "wB", "pB")
     assert d is not None
     assert d.caller.addr == WORKER and d.caller.trusted
@@ -168,7 +168,7 @@ def test_in_dialog_requests_update_cseq_and_ack_touches():
     # the phone sends INFO (CSeq 2), the worker a re-INVITE (CSeq 41) with a new Contact
     info = in_dialog("INFO", f"sip:1002@127.0.0.1:{WORKER.port}", from_=fwd.request.headers.get("From"),
                      to=ok.headers.get("To"), call_id="cA", cseq=2, routes=routes, branch="z9hG4bKinfo")
-    [f1] = sends(p.on_request("srv-info", info, PHONE_1001, 101.0))
+    [_f1] = sends(p.on_request("srv-info", info, PHONE_1001, 101.0))
     assert d.caller.cseq == 2
     reinv = in_dialog("INVITE", "sip:1001@10.0.0.5:5070", from_=ok.headers.get("To"),
                       to=fwd.request.headers.get("From"), call_id="cA", cseq=41,
@@ -238,8 +238,8 @@ def test_481_removes_the_dialog():
 
 def test_end_dialogs_with_dead_worker_byes_both_phones():
     p, nonces = make_proxy(user_agent="pypbx-test")
-    fa, oka = dialog_a(p, nonces)
-    fb, okb = dialog_b(p)
+    fa, _oka = dialog_a(p, nonces)
+    _fb, _okb = dialog_b(p)
     # an unrelated call on another worker stays up
     dialog_b(p, call_id="cC", source=OTHER_WORKER)
     acts = p.end_dialogs_with(lambda a: a == WORKER, 50.0, "media engine failure")

@@ -290,7 +290,7 @@ def test_real_client_refresh_reusing_nonce_with_higher_nc_accepted():
 
 def test_real_client_refresh_with_stale_nonce_gets_stale_true():
     reg = make_registrar()
-    r, ch = do_register(reg, expires=3600)
+    _r, ch = do_register(reg, expires=3600)
     t = T0 + 301          # nonce lifetime is 300 s
     r2 = reg.handle(register(cseq=3, auth=auth_for(ch, nc=2)), PHONE_IP, SRC, t)
     assert r2.response.status == 401 and r2.auth is AuthOutcome.STALE
@@ -305,7 +305,7 @@ def test_real_client_refresh_with_stale_nonce_gets_stale_true():
 
 def test_stale_nonce_with_wrong_password_is_failed_not_stale():
     reg = make_registrar()
-    r, ch = do_register(reg)
+    _r, ch = do_register(reg)
     r2 = reg.handle(register(cseq=3, auth=auth_for(ch, password='bad', nc=2)), PHONE_IP, SRC, T0 + 400)
     assert r2.auth is AuthOutcome.FAILED
     assert 'stale' not in challenge_of(r2.response)
@@ -389,7 +389,7 @@ def test_expires_above_max_is_clamped():
 
 def test_expires_zero_removes_binding():
     reg = make_registrar()
-    r, ch = do_register(reg, expires=600)
+    _r, ch = do_register(reg, expires=600)
     assert reg.location.count() == 1
     r2 = reg.handle(register(cseq=3, expires=0, auth=auth_for(ch, nc=2)), PHONE_IP, SRC, T0 + 5)
     assert r2.response.status == 200
@@ -400,7 +400,7 @@ def test_expires_zero_removes_binding():
 
 def test_expires_zero_via_param_removes_only_that_contact():
     reg = make_registrar()
-    r, ch = do_register(reg, contacts=['<sip:1001@192.0.2.10:5060>', '<sip:1001@192.0.2.10:5070>'], expires=600)
+    _r, ch = do_register(reg, contacts=['<sip:1001@192.0.2.10:5060>', '<sip:1001@192.0.2.10:5070>'], expires=600)
     assert reg.location.count() == 2
     r2 = reg.handle(register(cseq=3, contact='<sip:1001@192.0.2.10:5070>;expires=0',
                              auth=auth_for(ch, nc=2)), PHONE_IP, SRC, T0 + 5)
@@ -422,7 +422,7 @@ def test_expiry_and_purge():
 
 def test_wildcard_with_expires_zero_removes_all():
     reg = make_registrar()
-    r, ch = do_register(reg, contacts=['<sip:1001@192.0.2.10:5060>', '<sip:1001@192.0.2.11:5060>'])
+    _r, ch = do_register(reg, contacts=['<sip:1001@192.0.2.10:5060>', '<sip:1001@192.0.2.11:5060>'])
     assert reg.location.count() == 2
     r2 = reg.handle(register(contact='*', expires=0, call_id='other-cid', cseq=1, auth=auth_for(ch, nc=2)),
                     PHONE_IP, SRC, T0 + 1)
@@ -430,11 +430,11 @@ def test_wildcard_with_expires_zero_removes_all():
     assert len(r2.changes.removed) == 2 and reg.location.count() == 0
 
 
-@pytest.mark.parametrize('kw', [dict(contact='*', expires=3600), dict(contact='*'),
-                                dict(contacts=['*', '<sip:1001@192.0.2.10>'], expires=0)])
+@pytest.mark.parametrize('kw', [{'contact': '*', 'expires': 3600}, {'contact': '*'},
+                                {'contacts': ['*', '<sip:1001@192.0.2.10>'], 'expires': 0}])
 def test_wildcard_invalid_is_400(kw):
     reg = make_registrar()
-    r, _ = do_register(reg, contact='<sip:1001@192.0.2.10:5060>')
+    _r, _ = do_register(reg, contact='<sip:1001@192.0.2.10:5060>')
     assert reg.location.count() == 1
     r1 = reg.handle(register(**kw), PHONE_IP, SRC, T0)
     if r1.response.status == 401:
@@ -446,7 +446,7 @@ def test_wildcard_invalid_is_400(kw):
 
 def test_wildcard_same_callid_old_cseq_500():
     reg = make_registrar()
-    r, ch = do_register(reg, cseq=10)   # stored with CSeq 11
+    _r, ch = do_register(reg, cseq=10)   # stored with CSeq 11
     r2 = reg.handle(register(contact='*', expires=0, cseq=11, auth=auth_for(ch, nc=2)), PHONE_IP, SRC, T0)
     assert r2.response.status == 500 and reg.location.count() == 1
 
@@ -455,7 +455,7 @@ def test_wildcard_same_callid_old_cseq_500():
 
 def test_same_callid_lower_or_equal_cseq_is_500_and_changes_nothing():
     reg = make_registrar()
-    r, ch = do_register(reg, cseq=10, expires=600)   # stored CSeq 11
+    _r, ch = do_register(reg, cseq=10, expires=600)   # stored CSeq 11
     for n, cseq in ((2, 11), (3, 5)):
         r2 = reg.handle(register(cseq=cseq, expires=60, auth=auth_for(ch, nc=n)), PHONE_IP, SRC, T0 + 1)
         assert r2.response.status == 500 and not r2.changes
@@ -464,7 +464,7 @@ def test_same_callid_lower_or_equal_cseq_is_500_and_changes_nothing():
 
 def test_refresh_updates_binding():
     reg = make_registrar()
-    r, ch = do_register(reg, expires=600)
+    _r, ch = do_register(reg, expires=600)
     r2 = reg.handle(register(cseq=3, expires=900, auth=auth_for(ch, nc=2)), PHONE_IP, SRC, T0 + 100)
     assert r2.response.status == 200
     assert len(r2.changes.updated) == 1 and not r2.changes.added and not r2.changes.removed
@@ -475,7 +475,7 @@ def test_refresh_updates_binding():
 
 def test_new_callid_same_contact_replaces_binding():
     reg = make_registrar()
-    r, ch = do_register(reg, cseq=50)
+    _r, ch = do_register(reg, cseq=50)
     r2 = reg.handle(register(call_id='new-cid', cseq=1, auth=auth_for(ch, nc=2)), PHONE_IP, SRC, T0 + 1)
     assert r2.response.status == 200 and reg.location.count() == 1
     assert reg.location.bindings('1001', T0 + 1)[0].call_id == 'new-cid'
@@ -483,7 +483,7 @@ def test_new_callid_same_contact_replaces_binding():
 
 def test_query_without_contact_returns_bindings():
     reg = make_registrar()
-    r, ch = do_register(reg, expires=600)
+    _r, ch = do_register(reg, expires=600)
     q = reg.handle(register(contact=None, cseq=3, auth=auth_for(ch, nc=2)), PHONE_IP, SRC, T0 + 100)
     assert q.response.status == 200 and not q.changes
     assert expires_of(q.response) == {'sip:1001@192.0.2.10:5060': 500}
@@ -531,7 +531,7 @@ def test_real_client_reboot_new_callid_same_instance_replaces_binding():
     inst = '<urn:uuid:00000000-0000-1000-8000-000a95a0e128>'
     reg = make_registrar()
     c1 = f'<sip:1001@192.168.1.50:5060;transport=udp>;+sip.instance="{inst}";reg-id=1'
-    r, ch = do_register(reg, contact=c1, call_id='before-reboot', cseq=100)
+    r, _ch = do_register(reg, contact=c1, call_id='before-reboot', cseq=100)
     assert r.response.status == 200
     assert r.changes.added[0].instance == inst and r.changes.added[0].reg_id == 1
     assert f'+sip.instance="{inst}"' in contacts_of(r.response)[0]

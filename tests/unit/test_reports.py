@@ -132,7 +132,7 @@ def test_no_measured_call_assumes_a_handle_time():
 
 
 def test_service_lines():
-    calls, events, surveys = sample()
+    calls, events, _surveys = sample()
     lines = reports.build(calls, events)["lines"]
     assert lines["Appointments"] == {"offered": 5, "answered": 3, "abandoned": 2, "voicemail": 0,
                                      "callback_requested": 0, "other": 0}
@@ -142,7 +142,7 @@ def test_service_lines():
 
 
 def test_missed_callers_to_call_back():
-    calls, events, surveys = sample()
+    calls, events, _surveys = sample()
     missed = reports.build(calls, events)["missed"]
     # 3 called again and was answered; 5 was called back (answered outbound call); 9 called twice
     assert [(m["number"], m["attempts"], m["reason"]) for m in missed] == [

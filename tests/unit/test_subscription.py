@@ -181,7 +181,7 @@ def test_tcp_subscriber_gets_transport_in_contact_and_via():
 
 def test_changes_notify_with_increasing_cseq_and_unchanged_counts_send_nothing():
     n = Notifier()
-    _, first, sub = start(n)
+    _, first, _sub = start(n)
     assert n.update("1001", EMPTY, 110.0) == []                       # nothing changed
     assert n.update("9999", MessageSummary("sip:9999@clinic", 1, 0), 110.0) == []   # another box
     [note] = n.update("1001", MessageSummary("sip:1001@clinic", 1, 0), 110.0)
@@ -264,7 +264,7 @@ def test_fetch_expires_zero_one_terminated_notify_nothing_kept():
 
 def test_expiry_timer_final_notify_then_gone():
     n = Notifier()
-    _, _, sub = start(n, expires=120)
+    _, _, _sub = start(n, expires=120)
     assert n.next_deadline() == 220.0
     assert n.tick(219.9) == []
     _, notes, ended = split(n.tick(220.0))
@@ -288,7 +288,7 @@ def test_notify_481_or_timeout_ends_the_subscription():
 
 def test_notify_401_or_500_keeps_the_subscription():
     n = Notifier()
-    _, first, sub = start(n)
+    _, first, _sub = start(n)
     assert n.on_notify_result(first.branch, 401, 101.0) == []
     [note] = n.update("1001", MessageSummary("sip:1001@clinic", 1, 0), 102.0)
     assert n.on_notify_result(note.branch, 500, 103.0) == []

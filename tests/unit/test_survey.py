@@ -86,7 +86,7 @@ def test_no_answer_releases_caller_and_caller_first_gets_no_survey(tmp_path):
 def test_survey_off_hangs_up_the_caller(tmp_path):
     async def go():
         async with Env(tmp_path) as env:
-            w, s = await answered_call(env)
+            w, _s = await answered_call(env)
             w.inject(P.Ended(leg="callee", cause_code=200, reason="BYE"))
             await settle(20)
             assert "in-1" not in w.legs

@@ -153,7 +153,7 @@ def test_ict_non2xx_generates_ack_and_timer_d(in_calling):
 def test_ict_non2xx_over_tcp_acks_and_terminates_at_once():
     layer = TransactionLayer()
     req = make_request("INVITE", transport="TCP")
-    key, _ = layer.send_request(req, TCP_DEST, True, 0.0)
+    _key, _ = layer.send_request(req, TCP_DEST, True, 0.0)
     ev = layer.receive(resp(req, 603, to_tag="x"), TCP_DEST, True, 1.0)
     assert types(ev) == ["ResponseReceived", "Transmit", "TransactionTerminated"]
     assert parse(ev[1].data).method == "ACK" and ev[1].dest == TCP_DEST
@@ -331,7 +331,7 @@ def test_ist_no_100_when_tu_answers_first():
 
 def test_ist_non2xx_timer_g_capped_and_timer_h_timeout():
     layer = TransactionLayer()
-    req, rr = _recv_invite(layer)
+    _req, rr = _recv_invite(layer)
     r486 = make_response(rr.request, 486, to_tag="uas")
     assert layer.send_response(rr.key, r486, 1.0) == [Transmit(r486.to_bytes(), UDP_SRC)]
     assert layer.state(rr.key) == State.COMPLETED
@@ -370,7 +370,7 @@ def test_ist_tcp_final_no_g_but_h_and_ack_terminates_immediately():
                        call_id=req.call_id, to_tag="uas")
     assert layer.receive(ack, TCP_SRC, True, 0.5) == [TransactionTerminated(rr.key)]
     # and without an ACK: Timer H
-    req2, rr2 = _recv_invite(layer, src=TCP_SRC, reliable=True, transport="TCP", now=1.0)
+    _req2, rr2 = _recv_invite(layer, src=TCP_SRC, reliable=True, transport="TCP", now=1.0)
     layer.send_response(rr2.key, make_response(rr2.request, 486, to_tag="u"), 1.0)
     out = drive(layer, 100.0)
     assert out == [(33.0, Timeout(rr2.key)), (33.0, TransactionTerminated(rr2.key))]
@@ -378,7 +378,7 @@ def test_ist_tcp_final_no_g_but_h_and_ack_terminates_immediately():
 
 def test_ist_tcp_100_trying_goes_back_over_connection():
     layer = TransactionLayer()
-    _, rr = _recv_invite(layer, src=TCP_SRC, reliable=True, transport="TCP")
+    _, _rr = _recv_invite(layer, src=TCP_SRC, reliable=True, transport="TCP")
     ev = layer.tick(0.2)
     assert len(ev) == 1 and ev[0].dest == TCP_SRC and ev[0].dest.conn_id == 7
     assert parse(ev[0].data).status == 100
@@ -742,7 +742,7 @@ def with_branch(req, branch):
     vias = req.headers.get_all("Via")
     first = vias[0]
     new_first = first.replace(req.top_via.branch, branch)
-    return req.replace(headers=req.headers.replace("Via", [new_first] + vias[1:]))
+    return req.replace(headers=req.headers.replace("Via", [new_first, *vias[1:]]))
 
 
 class _FakeResp:

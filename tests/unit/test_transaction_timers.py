@@ -30,7 +30,7 @@ TCP_DEST = Addr("TCP", "198.51.100.20", 5060, conn_id=3)
 def test_next_deadline_skips_cancelled_timers():
     layer = TransactionLayer()
     req = make_request("INVITE")
-    key, _ = layer.send_request(req, UDP_DEST, False, 0.0)
+    _key, _ = layer.send_request(req, UDP_DEST, False, 0.0)
     assert layer.next_deadline() == 0.5
     layer.receive(resp(req, 180, to_tag="a"), UDP_DEST, False, 0.1)
     assert layer.next_deadline() is None          # A and B lazily cancelled
@@ -42,7 +42,7 @@ def test_heap_is_compacted_when_cancelled_entries_dominate():
     base = make_request("OPTIONS", branch="z9hG4bKbase")
     for i in range(3000):
         r = make_request("OPTIONS", branch=f"z9hG4bKh{i}", call_id=base.call_id)
-        key, _ = layer.send_request(r, UDP_DEST, False, 0.0)
+        _key, _ = layer.send_request(r, UDP_DEST, False, 0.0)
         layer.receive(resp(r, 200, to_tag="x"), UDP_DEST, False, 0.1)
     # each has a dead E (0.5) and F (32.0) entry and a live K (5.1)
     assert layer.stats()["timers_queued"] >= 6000

@@ -133,7 +133,7 @@ def test_not_registered_extension_to_mailbox(tmp_path):
     async def go():
         async with Env(tmp_path, registered=lambda n: False) as env:
             await V.set_box(env.db, "1001", on_no_answer=True)
-            w, s = await env.call("1001")
+            w, _s = await env.call("1001")
             assert plays(w)[-1] == pr("leave_message")
     run(go())
 
