@@ -10,9 +10,15 @@ import pytest
 
 from tests.integration.harness import SIPP_DIR, run_sipp
 from tests.integration.test_queue_calls import queue_events
-from tests.integration.test_trunks import PROVIDER, call_events, calls_rows, pbx, wait_closed  # noqa: F401
+from tests.integration.test_trunks import PROVIDER, call_events, wait_closed
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def pbx(trunk_pbx):
+    """The PBX factory of the trunk tests (conftest.trunk_pbx)."""
+    return trunk_pbx
 
 DID = "0144556677"
 KNOWN = "+33611111111"

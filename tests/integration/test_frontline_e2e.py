@@ -24,9 +24,15 @@ from tests.integration.harness import SIPP_DIR, PbxProcess, dominant_freq, free_
 from tests.integration.test_calls import _state
 from tests.integration.test_proxy_calls import PASSWORD, Phone
 from tests.integration.test_queue_calls import queue_events
-from tests.integration.test_trunks import PROVIDER, Provider, call_events, calls_rows, pbx, wait_closed  # noqa: F401
+from tests.integration.test_trunks import PROVIDER, Provider, call_events, calls_rows, wait_closed
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def pbx(trunk_pbx):
+    """The PBX factory of the trunk tests (conftest.trunk_pbx)."""
+    return trunk_pbx
 
 DID = "0144556677"
 CALLER = "+33622222222"

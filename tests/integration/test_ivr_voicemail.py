@@ -12,9 +12,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.integration.test_calls import PASSWORD, _state, dominant_freq, pbx, tone  # noqa: F401  (fixture)
+from tests.integration.test_calls import _state, dominant_freq, tone
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def pbx(phone_pbx):
+    """The PBX factory of test_calls: started, with pjsua2 phones (conftest.phone_pbx)."""
+    return phone_pbx
 
 
 def _events(p, call_id: str) -> list[dict]:

@@ -13,10 +13,16 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.integration.harness import Baresip, auth_users, run_sipp
-from tests.integration.test_calls import PASSWORD, _state, pbx, tone  # noqa: F401  (fixture)
+from tests.integration.test_calls import PASSWORD, _state, tone
 from tests.phone.driver import PjPhone
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def pbx(phone_pbx):
+    """The PBX factory of test_calls: started, with pjsua2 phones (conftest.phone_pbx)."""
+    return phone_pbx
 
 
 def _mwi_phone(p, ext: str, tmp_path) -> PjPhone:

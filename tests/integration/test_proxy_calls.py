@@ -28,22 +28,9 @@ PASSWORD = "correct-horse-battery"
 
 
 @pytest.fixture
-def pbx(tmp_path: Path, monkeypatch):
-    procs: list[PbxProcess] = []
-
-    def make(ring_timeout: float | None = None, **overrides) -> PbxProcess:
-        if ring_timeout is not None:
-            overrides["calls"] = {"ring_time": int(ring_timeout)}
-        p = PbxProcess(tmp_path / f"pbx{len(procs)}", security={"exempt": ["127.0.0.1"]}, **overrides)
-        p.add_extensions(["1001", "1002", "1003"], PASSWORD)
-        p.start()
-        procs.append(p)
-        return p
-    yield make
-    for p in procs:
-        if p.proc is not None and p.proc.poll() is None:
-            p.stop()
-        assert "Traceback" not in p.log(), p.log()[-4000:]
+def pbx(proxy_pbx):
+    """The PBX factory of the proxy tests (conftest.proxy_pbx)."""
+    return proxy_pbx
 
 
 class Phone:

@@ -15,9 +15,15 @@ import pytest
 from tests.integration.harness import SIPP_DIR, auth_users, run_sipp
 from tests.integration.test_proxy_calls import PASSWORD, Phone
 from tests.integration.test_queue_calls import login, queue_events
-from tests.integration.test_trunks import PROVIDER, Provider, call_events, pbx, wait_closed  # noqa: F401
+from tests.integration.test_trunks import PROVIDER, Provider, call_events, wait_closed
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def pbx(trunk_pbx):
+    """The PBX factory of the trunk tests (conftest.trunk_pbx)."""
+    return trunk_pbx
 
 DID = "0144556677"
 PATIENT = "+33611223344"       # the caller of trunk_uac_invite.xml

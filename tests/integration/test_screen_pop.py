@@ -10,9 +10,15 @@ import pytest
 
 from tests.integration.test_frontline_e2e import ok, pause, provider_dials
 from tests.integration.test_proxy_calls import Phone
-from tests.integration.test_trunks import PROVIDER, pbx, wait_closed  # noqa: F401
+from tests.integration.test_trunks import PROVIDER, wait_closed
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def pbx(trunk_pbx):
+    """The PBX factory of the trunk tests (conftest.trunk_pbx)."""
+    return trunk_pbx
 
 DID = "0144556610"
 PATIENT = "+33611111111"

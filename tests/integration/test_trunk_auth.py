@@ -17,17 +17,15 @@ import pytest
 from tests.integration.harness import free_port
 from tests.integration.test_media_worker import free_rtp_range
 from tests.integration.test_proxy_calls import Phone, call
-from tests.integration.test_trunks import (  # noqa: F401 (pbx: the trunk tests' fixture)
-    PROVIDER,
-    PROVIDER2,
-    Provider,
-    call_events,
-    calls_rows,
-    pbx,
-    wait_closed,
-)
+from tests.integration.test_trunks import PROVIDER, PROVIDER2, Provider, call_events, wait_closed
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def pbx(trunk_pbx):
+    """The PBX factory of the trunk tests (conftest.trunk_pbx)."""
+    return trunk_pbx
 
 SECRET = "trunk-Secret-7q"
 WRONG = "not-the-Password-3"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import SIPP_DIR, PbxProcess, free_port, require_tool, run_sipp
-from tests.integration.test_proxy_calls import PASSWORD, Phone, call
+from tests.integration.test_proxy_calls import Phone, call
 
 pytestmark = pytest.mark.slow
 
@@ -27,19 +27,9 @@ DID = "+33123456789"
 
 
 @pytest.fixture
-def pbx(tmp_path: Path):
-    procs: list[PbxProcess] = []
-
-    def make(**overrides) -> PbxProcess:
-        p = PbxProcess(tmp_path / f"pbx{len(procs)}", security={"exempt": ["127.0.0.1"]}, **overrides)
-        p.add_extensions(["1001", "1002"], PASSWORD)
-        procs.append(p)
-        return p
-    yield make
-    for p in procs:
-        if p.proc is not None and p.proc.poll() is None:
-            p.stop()
-        assert "Traceback" not in p.log(), p.log()[-4000:]
+def pbx(trunk_pbx):
+    """The PBX factory of the trunk tests (conftest.trunk_pbx)."""
+    return trunk_pbx
 
 
 class Provider:

@@ -17,16 +17,22 @@ import time
 
 import pytest
 
-from tests.integration.test_proxy_calls import PASSWORD, Phone, call, pbx  # noqa: F401 - fixture
+from tests.integration.test_proxy_calls import Phone, call
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def pbx(proxy_pbx):
+    """The PBX factory of the proxy tests (conftest.proxy_pbx)."""
+    return proxy_pbx
 
 
 def _calls_rows(p) -> list[dict]:
     return json.loads(p.cli("calls", "list", "--json").stdout)
 
 
-def test_killed_worker_ends_both_phones_calls_and_is_replaced(pbx, tmp_path):  # noqa: F811
+def test_killed_worker_ends_both_phones_calls_and_is_replaced(pbx, tmp_path):
     p = pbx()
     callee = Phone(p, "1002", "call_uas_long.xml", tmp_path / "uas")
     result: dict = {}
