@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -10,7 +11,6 @@ from acd import erlang
 from acd.engine import AcdEngine
 from acd.estimator import AgentLoad, AsteriskHoldtime, WaitEstimator, asterisk_holdtime
 from acd.model import Agent, Announce, Caller, Party, PauseReason, QueueConfig
-import itertools
 
 
 def announces(actions, call_id):

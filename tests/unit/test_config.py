@@ -145,7 +145,7 @@ def test_port_zero_turns_a_transport_off(tmp_path: Path) -> None:
 
 def test_config_is_frozen(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, ""))
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.log_level = "DEBUG"  # type: ignore[misc]
 
 

@@ -98,7 +98,7 @@ def test_write_atomic_leaves_old_file_on_failure(tmp_path):
     out = tmp_path / "x.wav"
     write_atomic(out, tone(300, 0.1), RATE)
     before = out.read_bytes()
-    with pytest.raises(Exception):
+    with pytest.raises(sf.LibsndfileError):  # libsndfile rejects the samplerate
         write_atomic(out, np.zeros((10, 2), dtype=np.int16), -5)
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["x.wav"]

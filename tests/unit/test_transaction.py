@@ -4,6 +4,8 @@ Injected clock only: every test drives the layer with explicit ``now`` values.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from sip.transaction import (
@@ -58,7 +60,7 @@ def test_addr_is_frozen_and_hashable():
     assert a == Addr("TCP", "192.0.2.1", 5060, 4)
     assert hash(a) == hash(Addr("TCP", "192.0.2.1", 5060, 4))
     assert Addr("UDP", "192.0.2.1", 5060).conn_id is None
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         a.port = 1
 
 
