@@ -37,7 +37,7 @@ def check_invariants(eng: AcdEngine) -> None:
             assert eng.agents[aid].state is AgentState.RINGING
         if e.cb_dialing:
             load[e.cb_agent] = load.get(e.cb_agent, 0) + 1
-    for cid, aid in eng.connected_calls().items():
+    for aid in eng.connected_calls().values():
         load[aid] = load.get(aid, 0) + 1
     for aid, n in load.items():
         assert n <= 1, f"agent {aid} double-booked"

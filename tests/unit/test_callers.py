@@ -27,7 +27,10 @@ def test_calls_counted_import_upserts_and_known(tmp_path):
     async def go():
         async with open_db(tmp_path / "x.db") as db:
             t = iter([100.0, 200.0, 300.0, 400.0, 500.0])
-            clock = lambda: next(t)
+
+            def clock() -> float:
+                return next(t)
+
             assert not await C.known(db, "+33123456789")
             await C.call_ended(db, "+33123456789", "answered", "alice", "c1", clock=clock)
             await C.call_ended(db, "+33123456789", "abandoned_queue", None, "c2", clock=clock)

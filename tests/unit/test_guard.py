@@ -112,15 +112,15 @@ def test_rate_limit_token_bucket(seclog):
 def test_rate_limited_log_is_itself_rate_limited(seclog):
     g = AbuseGuard(rate_limit=1.0, rate_burst=1)
     t = 0.0
-    for i in range(10_000):
+    for _ in range(10_000):
         g.allow_datagram(IP, 100, t)
         t += 0.001          # 10 s of flood at 1000/s
-    lines = [l for l in seclog() if 'rate-limited' in l]
+    lines = [line for line in seclog() if 'rate-limited' in line]
     assert 1 <= len(lines) <= 2
     assert lines[0] == 'SECURITY rate-limited ip=203.0.113.7 dropped=1'
     g.allow_datagram(IP, 100, 10.5)
     g.allow_datagram(IP, 100, 10.5)
-    lines = [l for l in seclog() if 'rate-limited' in l]
+    lines = [line for line in seclog() if 'rate-limited' in line]
     m = re.fullmatch(r'SECURITY rate-limited ip=203\.0\.113\.7 dropped=(\d+)', lines[-1])
     assert m and int(m.group(1)) > 1000
 
@@ -130,10 +130,10 @@ def test_dropped_while_banned_log_rate_limited(seclog):
     g.ban(IP, 0.0)
     for i in range(1000):
         assert not g.allow_datagram(IP, 100, i * 0.005)   # 5 s
-    lines = [l for l in seclog() if 'dropped-banned' in l]
+    lines = [line for line in seclog() if 'dropped-banned' in line]
     assert lines == ['SECURITY dropped-banned ip=203.0.113.7 dropped=1']
     g.allow_datagram(IP, 100, 11.0)
-    lines = [l for l in seclog() if 'dropped-banned' in l]
+    lines = [line for line in seclog() if 'dropped-banned' in line]
     assert lines[-1] == 'SECURITY dropped-banned ip=203.0.113.7 dropped=1000'
     assert g.counters()['dropped_banned'] == 1001
 

@@ -48,8 +48,9 @@ def test_fake_kill_reports_worker_lost():
         w = await pool.acquire()
         w.inject(P.Incoming(leg="in-1", from_uri="a", to_uri="b", call_id="c"))
         w.kill()
-        async for worker, ev in pool.events():
+        async for source, ev in pool.events():
             if isinstance(ev, WorkerLost):
+                worker = source
                 break
         assert worker is w and ev.legs == ("in-1",) and ev.returncode == -9
         with pytest.raises(WorkerDied):

@@ -114,7 +114,9 @@ class World:
         self.mwi = M.MwiService(self.db, self.sip, realm=REALM, authenticator=auth)
 
         class FL:
-            voicemail_listeners: list = []
+            def __init__(self) -> None:
+                self.voicemail_listeners: list = []
+
         self.fl = FL()
         self.mwi.attach(self.fl)
         return self

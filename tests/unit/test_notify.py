@@ -225,7 +225,7 @@ def test_notify_config_validation_one_line_naming_the_key(tmp_path):
         with pytest.raises(ConfigError) as ei:
             config_from_dict({"notify": bad})
         assert str(ei.value).startswith(f"config error: {key}: ") and "\n" not in str(ei.value)
-    with pytest.raises(ConfigError, match="unknown key 'notify.smtp'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'notify\.smtp'"):
         config_from_dict({"notify": {"smtp": "x"}})
 
 

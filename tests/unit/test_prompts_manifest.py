@@ -83,7 +83,7 @@ def test_manifest_entries_have_text_for_their_languages():
         assert not extra, f"{pid}: text for languages it does not declare: {extra}"
 
 
-@pytest.mark.parametrize("lang,pid", ALL_FILES, ids=[f"{l}/{p}" for l, p in ALL_FILES])
+@pytest.mark.parametrize("lang,pid", ALL_FILES, ids=[f"{lang}/{pid}" for lang, pid in ALL_FILES])
 def test_prompt_wav(lang, pid):
     path = ROOT / lang / f"{pid}.wav"
     assert path.is_file(), f"missing {path}"

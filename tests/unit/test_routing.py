@@ -87,7 +87,10 @@ def test_time_forms():
 def test_time_past_midnight():
     rules = [rule(["time=fri/22:00-07:00"], "queue:night")]
     fri = dt.datetime(2026, 11, 27, 0, 0, tzinfo=PARIS)
-    at = (lambda d, h, m=0: fri + dt.timedelta(days=d, hours=h, minutes=m))
+
+    def at(d: int, h: int, m: int = 0) -> dt.datetime:
+        return fri + dt.timedelta(days=d, hours=h, minutes=m)
+
     ok = [R.evaluate(rules, facts(now=at(d, h, m)), "Europe/Paris").matched
           for d, h, m in [(0, 21, 59), (0, 22, 0), (0, 23, 59), (1, 0, 0), (1, 6, 59), (1, 7, 0), (0, 3, 0)]]
     assert ok == [False, True, True, True, True, False, False]     # Fri 03:00 follows Thursday

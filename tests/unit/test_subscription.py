@@ -29,7 +29,7 @@ def subscribe(*, expires: int | None = 600, event: str | None = "message-summary
               call_id: str = "cid-1@phone") -> object:
     lines = [
         "SUBSCRIBE sip:801@clinic SIP/2.0",
-        "Via: SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bK-sub%d;rport" % cseq,
+        f"Via: SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bK-sub{cseq};rport",
         "Max-Forwards: 70",
         "From: \"Desk\" <sip:1001@clinic>;tag=ph1",
         "To: <sip:801@clinic>" + (f";tag={to_tag}" if to_tag else ""),

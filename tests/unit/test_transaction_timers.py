@@ -191,9 +191,9 @@ def test_random_interleavings_never_leak(seed, reliable):
         assert nd is None or nd >= 0
 
     # finish: every server transaction gets a final response, every client a final
-    for k, (orig, upd) in list(server.items()):
+    for k, (_orig, upd) in list(server.items()):
         absorb(layer.send_response(k, make_response(upd, 500, to_tag="s"), now))
-    for k, r in client:
+    for _k, r in client:
         absorb(layer.receive(resp(r, 408, to_tag="t"), dest, reliable, now))
     for _ in range(3):
         now += 1000.0

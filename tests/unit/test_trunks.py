@@ -215,7 +215,9 @@ def test_service_registrations_status() -> None:
     async def go():
         svc = T.TrunkService()
         class FakeServer:
-            sent = []
+            def __init__(self) -> None:
+                self.sent: list = []
+
             def local_address(self, t, h): return ("127.0.0.1", 5070)
             def send_own(self, req, dest, cb): self.sent.append((req, dest, cb))
         srv = FakeServer()
