@@ -167,7 +167,7 @@ class Bench:
         time.sleep(1.0)
         return pbx
 
-    def register_and_start_uas(self, pbx: PbxProcess) -> tuple[subprocess.Popen, int, object]:
+    def register_and_start_uas(self, pbx: PbxProcess) -> tuple[subprocess.Popen, int]:
         uas_port = free_port("udp")
         csv = self.work / "callees.csv"
         csv.write_text("SEQUENTIAL\n" + "".join(f"{u};{a}\n" for u, a in auth_users(CALLEES, PASSWORD)))
@@ -179,14 +179,14 @@ class Bench:
         regs = pbx.status()["registrations"]
         if res.returncode != 0 or (isinstance(regs, int) and regs < len(CALLEES)):
             raise SystemExit(f"registration failed (rc={res.returncode}, {regs}):\n{res.stdout[-2000:]}")
-        out = open(self.work / "uas.out", "w")
-        uas = subprocess.Popen(["sipp", "-sf", str(SIPP_DIR / "bench_uas.xml"), "-t", "u1",
-                                "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(uas_port),
-                                "-m", "1000000", "-nostdin", "-trace_err", "-trace_stat", "-fd", "1",
-                                "-timeout_error", "-max_socket", "5000"],
-                               cwd=self.work, stdout=out, stderr=subprocess.STDOUT)
+        with open(self.work / "uas.out", "w") as out:  # the child has its own copy of the descriptor
+            uas = subprocess.Popen(["sipp", "-sf", str(SIPP_DIR / "bench_uas.xml"), "-t", "u1",
+                                    "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(uas_port),
+                                    "-m", "1000000", "-nostdin", "-trace_err", "-trace_stat", "-fd", "1",
+                                    "-timeout_error", "-max_socket", "5000"],
+                                   cwd=self.work, stdout=out, stderr=subprocess.STDOUT)
         time.sleep(0.5)
-        return uas, uas_port, out
+        return uas, uas_port
 
     def uac(self, pbx: PbxProcess, calls: int, rate: float, limit: int, duration_ms: int,
             timeout: float) -> subprocess.Popen:
@@ -202,7 +202,7 @@ class Bench:
                                  "-trace_stat", "-fd", "1", "-max_socket", "5000"],
                                 cwd=self.work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
-    def finish(self, pbx: PbxProcess, uas, uas_out, expected: int) -> dict:
+    def finish(self, pbx: PbxProcess, uas: subprocess.Popen, expected: int) -> dict:
         """Wait for every call to be closed and recorded, read CDRs, stop the PBX, read its log."""
         deadline = time.monotonic() + 30
         rows: list[dict] = []
@@ -222,7 +222,6 @@ class Bench:
         except subprocess.TimeoutExpired:
             uas.kill()
             uas.wait()
-        uas_out.close()
         uas_stats = sipp_stats(self.work, "bench_uas")
         rc = pbx.stop(signal.SIGTERM, timeout=60)
         log = pbx.log()
@@ -292,7 +291,7 @@ def recording_check(rows: list[dict]) -> dict:
 def concurrency_step(b: Bench, n: int, ramp_rate: float, hold: float) -> dict:
     clean(b.work)
     pbx = b.start_pbx()
-    uas, _port, uas_out = b.register_and_start_uas(pbx)
+    uas, _port = b.register_and_start_uas(pbx)
     ramp = n / ramp_rate
     duration = ramp + hold
     pid = pbx.proc.pid
@@ -314,7 +313,7 @@ def concurrency_step(b: Bench, n: int, ramp_rate: float, hold: float) -> dict:
     wall = time.monotonic() - t_start
     st = sipp_stats(b.work, "bench_uac")
     errors = sipp_errors(b.work, "bench_uac")
-    fin = b.finish(pbx, uas, uas_out, n)
+    fin = b.finish(pbx, uas, n)
     rows = fin["rows"]
     disp: dict[str, int] = {}
     for r in rows:
@@ -350,7 +349,7 @@ def concurrency_step(b: Bench, n: int, ramp_rate: float, hold: float) -> dict:
 def cps_step(b: Bench, rate: int, seconds: float, talk: float) -> dict:
     clean(b.work)
     pbx = b.start_pbx()
-    uas, _port, uas_out = b.register_and_start_uas(pbx)
+    uas, _port = b.register_and_start_uas(pbx)
     calls = int(rate * seconds)
     pid = pbx.proc.pid
     c0, t0 = cpu_seconds(tree(pid)), time.monotonic()
@@ -360,7 +359,7 @@ def cps_step(b: Bench, rate: int, seconds: float, talk: float) -> dict:
     c1 = cpu_seconds(tree(pid))
     st = sipp_stats(b.work, "bench_uac")
     errors = sipp_errors(b.work, "bench_uac")
-    fin = b.finish(pbx, uas, uas_out, calls)
+    fin = b.finish(pbx, uas, calls)
     rows = fin["rows"]
     disp: dict[str, int] = {}
     for r in rows:

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -63,11 +64,18 @@ async def sipp(tmp: Path, scenario: str, port: int, remote: str | None, duration
 
 async def main(a: argparse.Namespace) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="media-bench-"))
+    with open(tmp / "workers.log", "ab") as workers_log:  # open as long as the pool spawns workers
+        out = await _bench(a, tmp, workers_log)
+    out["tmp"] = str(tmp)
+    return out
+
+
+async def _bench(a: argparse.Namespace, tmp: Path, workers_log: BinaryIO) -> dict:
     caller_ports = [free_udp() for _ in range(a.calls)]
     pool = MediaPool(size_warm=a.calls, max_workers=a.calls, sip_port_base=a.sip_base,
                      rtp_port_base=a.rtp_base, rtp_ports_per_worker=16,
                      trusted=[f"127.0.0.1:{p}" for p in caller_ports],
-                     worker_stderr=open(tmp / "workers.log", "ab"), ping_interval=3600)
+                     worker_stderr=workers_log, ping_interval=3600)
     t = time.monotonic()
     await pool.start()
     out: dict = {"workers": a.calls, "start_all_s": round(time.monotonic() - t, 3)}
@@ -114,7 +122,6 @@ async def main(a: argparse.Namespace) -> dict:
         except TimeoutError:
             p.kill()
     await pool.close()
-    out["tmp"] = str(tmp)
     return out
 
 

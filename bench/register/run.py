@@ -129,10 +129,9 @@ def _start_with(pbx: PbxProcess, cmd: list[str]) -> None:
     import time as _t
 
     from pypbx.localapi_client import LocalAPIError
-    log = open(pbx.log_path, "ab")
-    pbx._log = log
-    pbx.proc = subprocess.Popen([*cmd, "run", "--config", str(pbx.config_path)], stdout=log,
-                                stderr=subprocess.STDOUT, cwd=pbx.workdir)
+    with open(pbx.log_path, "ab") as log:  # the child has its own copy of the descriptor
+        pbx.proc = subprocess.Popen([*cmd, "run", "--config", str(pbx.config_path)], stdout=log,
+                                    stderr=subprocess.STDOUT, cwd=pbx.workdir)
     deadline = _t.monotonic() + 20
     while _t.monotonic() < deadline:
         try:

@@ -95,7 +95,6 @@ class PbxProcess:
         self.cfg = load_config(self.config_path)
         self.log_path = workdir / "pypbx.log"
         self.proc: subprocess.Popen | None = None
-        self._log = None
 
     # -- admin actions through the real CLI ---------------------------------------------
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -118,9 +117,9 @@ class PbxProcess:
 
     # -- process -------------------------------------------------------------------------
     def start(self, timeout: float = 15.0) -> None:
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([str(BIN / "pypbx"), "run", "--config", str(self.config_path)],
-                                     stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        with open(self.log_path, "ab") as log:  # the child has its own copy of the descriptor
+            self.proc = subprocess.Popen([str(BIN / "pypbx"), "run", "--config", str(self.config_path)],
+                                         stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -141,11 +140,7 @@ class PbxProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             rc = self.proc.wait()
-            raise AssertionError(f"pypbx did not stop within {timeout}s:\n{self.log()}")
-        finally:
-            if self._log:
-                self._log.close()
-                self._log = None
+            raise AssertionError(f"pypbx did not stop within {timeout}s:\n{self.log()}") from None
         return rc
 
     def log(self) -> str:
@@ -312,9 +307,9 @@ class Baresip:
         self.log_path = workdir / "baresip.log"
 
     def start(self, seconds: int = 30) -> None:
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([self.exe, "-f", str(self.dir), "-t", str(seconds)],
-                                     stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        with open(self.log_path, "wb") as log:  # the child has its own copy of the descriptor
+            self.proc = subprocess.Popen([self.exe, "-f", str(self.dir), "-t", str(seconds)],
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -324,7 +319,6 @@ class Baresip:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._log.close()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

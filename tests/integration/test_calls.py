@@ -240,8 +240,6 @@ def test_pbx_crash_mid_call_is_booked_and_its_recording_repaired(pbx, tmp_path):
     time.sleep(2.0)
     p.proc.send_signal(_signal.SIGKILL)
     p.proc.wait(10)
-    p._log.close()
-    p._log = None
     time.sleep(1.0)                       # its workers notice and exit
     p.start()
     rows = json.loads(p.cli("calls", "list", "--json").stdout)

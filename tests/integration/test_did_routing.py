@@ -55,7 +55,7 @@ def test_known_and_new_callers_land_in_their_queues(pbx, tmp_path):
         r = rows[caller]
         assert r["direction"] == "inbound" and r["did"] == DID and r["service_line"] == "Appointments"
         assert r["queue"] == queue and r["disposition"] == "abandoned_queue", r
-        ev = p.wait_for(lambda: (e := queue_events(p, call_id=r["id"])) and len(e) >= 2 and e, 10, "queue events")
+        ev = p.wait_for(lambda cid=r["id"]: (e := queue_events(p, call_id=cid)) and len(e) >= 2 and e, 10, "queue events")
         assert ev[0]["kind"] == "ENTER" and ev[0]["queue"] == queue
         look = [e for e in call_events(p, r["id"]) if e["kind"] == "caller_lookup"]
         assert look, call_events(p, r["id"])

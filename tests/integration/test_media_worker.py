@@ -12,7 +12,9 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pytest
@@ -79,19 +81,15 @@ class Sipp:
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> Sipp:
-        self.out = open(self.log, "wb")
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.args, stdout=self.out, stderr=asyncio.subprocess.STDOUT,
-            stdin=asyncio.subprocess.DEVNULL)
+        with open(self.log, "wb") as out:  # the child has its own copy of the descriptor
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.args, stdout=out, stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL)
         return self
 
     async def wait(self, timeout: float = 30) -> int:
         assert self.proc
-        try:
-            rc = await asyncio.wait_for(self.proc.wait(), timeout)
-        finally:
-            self.out.close()
-        return rc
+        return await asyncio.wait_for(self.proc.wait(), timeout)
 
     def kill(self) -> None:
         if self.proc and self.proc.returncode is None:
@@ -104,10 +102,17 @@ class Sipp:
 
 
 async def spawn_worker(tmp: Path, trusted_port: int, **kw) -> WorkerClient:
-    stderr = open(tmp / "worker.log", "ab")
-    return await WorkerClient.spawn(sip_port=free_port("udp"), rtp_start=free_rtp_range(16),
-                                    rtp_count=16, trusted=[f"127.0.0.1:{trusted_port}"],
-                                    stderr=stderr, **kw)
+    with open(tmp / "worker.log", "ab") as stderr:  # the worker has its own copy of the descriptor
+        return await WorkerClient.spawn(sip_port=free_port("udp"), rtp_start=free_rtp_range(16),
+                                        rtp_count=16, trusted=[f"127.0.0.1:{trusted_port}"],
+                                        stderr=stderr, **kw)
+
+
+@pytest.fixture
+def workers_log(tmp_path: Path) -> Iterator[BinaryIO]:
+    """The stderr of a pool's workers: open as long as the pool may spawn one."""
+    with open(tmp_path / "workers.log", "ab") as f:
+        yield f
 
 
 def rms(x: np.ndarray) -> float:
@@ -254,14 +259,14 @@ def test_commands_on_unknown_legs_fail_cleanly(tmp_path):
     run(go())
 
 
-def test_pool_replaces_killed_worker_mid_call(tmp_path):
+def test_pool_replaces_killed_worker_mid_call(tmp_path, workers_log):
     async def go():
         caller_port = free_port("udp")
         base = free_rtp_range(64)
         pool = MediaPool(size_warm=2, max_workers=4, sip_port_base=free_port("udp"),
                          rtp_port_base=base, rtp_ports_per_worker=16,
                          trusted=[f"127.0.0.1:{caller_port}"], ping_interval=0.5,
-                         worker_stderr=open(tmp_path / "workers.log", "ab"))
+                         worker_stderr=workers_log)
         await pool.start()
         caller = None
         try:
@@ -278,8 +283,9 @@ def test_pool_replaces_killed_worker_mid_call(tmp_path):
             rec = (await w.record([inc.leg], tmp_path / "crash"))[inc.leg]
             await asyncio.sleep(1.0)
             os.kill(w.pid, signal.SIGKILL)
-            async for worker, ev in pool.events():
+            async for source, ev in pool.events():
                 if isinstance(ev, WorkerLost):
+                    worker = source
                     break
             assert worker is w and ev.legs == (inc.leg,) and ev.returncode == -signal.SIGKILL
             assert "signal 9" in ev.reason
@@ -305,13 +311,13 @@ def test_pool_replaces_killed_worker_mid_call(tmp_path):
     run(go())
 
 
-def test_pool_exhausted_and_stdin_close(tmp_path):
+def test_pool_exhausted_and_stdin_close(tmp_path, workers_log):
     async def go():
         from media.pool import PoolExhausted
         pool = MediaPool(size_warm=1, max_workers=2, sip_port_base=free_port("udp"),
                          rtp_port_base=free_rtp_range(32), rtp_ports_per_worker=16,
                          trusted=["127.0.0.1:5060"],
-                         worker_stderr=open(tmp_path / "workers.log", "ab"))
+                         worker_stderr=workers_log)
         await pool.start()
         try:
             a = await pool.acquire()

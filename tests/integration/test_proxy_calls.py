@@ -49,13 +49,13 @@ class Phone:
                        users=auth_users([ext], PASSWORD), workdir=workdir,
                        extra=["-p", str(self.port)])
         assert res.returncode == 0, res.errors or res.stdout[-2000:]
-        self.out = open(workdir / "uas.out", "w")
         args = [self.sipp, "-sf", str(SIPP_DIR / scenario), "-s", ext, "-t", transport,
                 "-i", "127.0.0.1", "-p", str(self.port), "-m", "1", "-d", str(ring_ms),
                 "-nostdin", "-trace_err", "-timeout", "30s", "-timeout_error"]
         if transport != "u1":   # a TCP UAS must reach the PBX itself: give it the target
             args.insert(1, f"127.0.0.1:{pbx.port}")
-        self.proc = subprocess.Popen(args, cwd=workdir, stdout=self.out, stderr=subprocess.STDOUT)
+        with open(workdir / "uas.out", "w") as out:  # the child has its own copy of the descriptor
+            self.proc = subprocess.Popen(args, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
         time.sleep(0.4)
 
     def wait(self, timeout: float = 30.0) -> int:
@@ -65,7 +65,6 @@ class Phone:
             self.proc.kill()
             self.proc.wait()
             rc = -1
-        self.out.close()
         return rc
 
     def errors(self) -> str:

@@ -295,8 +295,6 @@ def test_crash_with_a_caller_in_queue_is_closed_at_the_next_start(pbx, tmp_path)
     time.sleep(0.5)                             # the snapshot with the waiting caller is written
     p.proc.send_signal(signal.SIGKILL)
     p.proc.wait(10)
-    p._log.close()
-    p._log = None
     _wait_ports_free(p.cfg.media.sip_port_base, p.cfg.media.workers_max)   # the orphaned workers exit
     p.start()
     ev = queue_events(p)

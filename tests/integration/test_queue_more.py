@@ -102,12 +102,12 @@ class AgentPhone(Phone):
         res = run_sipp("register.xml", f"127.0.0.1:{pbx.port}", users=auth_users([ext], PASSWORD),
                        workdir=workdir, extra=["-p", str(self.port)])
         assert res.returncode == 0, res.errors or res.stdout[-2000:]
-        self.out = open(workdir / "uas.out", "w")
-        self.proc = subprocess.Popen(
-            [self.sipp, "-sf", str(SIPP_DIR / "call_uas.xml"), "-s", ext, "-t", "u1", "-i", "127.0.0.1",
-             "-p", str(self.port), "-m", str(calls), "-d", str(ring_ms), "-nostdin", "-trace_err",
-             "-timeout", "60s", "-timeout_error"],
-            cwd=workdir, stdout=self.out, stderr=subprocess.STDOUT)
+        with open(workdir / "uas.out", "w") as out:  # the child has its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [self.sipp, "-sf", str(SIPP_DIR / "call_uas.xml"), "-s", ext, "-t", "u1", "-i", "127.0.0.1",
+                 "-p", str(self.port), "-m", str(calls), "-d", str(ring_ms), "-nostdin", "-trace_err",
+                 "-timeout", "60s", "-timeout_error"],
+                cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
         time.sleep(0.4)
 
 
@@ -116,7 +116,7 @@ def agent_of_calls(p: PbxProcess, n: int) -> list[str]:
     rows = records(p, n, timeout=30)
     out = []
     for r in rows:
-        p.wait_for(lambda: "COMPLETE_CALLER" in kinds(p, r["id"]), 10, "COMPLETE_CALLER")
+        p.wait_for(lambda cid=r["id"]: "COMPLETE_CALLER" in kinds(p, cid), 10, "COMPLETE_CALLER")
         conn = [e["agent"] for e in queue_events(p, call_id=r["id"]) if e["kind"] == "CONNECT"]
         assert conn == [r["agent"]], (conn, r)
         out.append(r["agent"])

@@ -62,7 +62,7 @@ class Phones:
             ph = PjPhone(f"pj{ext}", tmp)
             self.phones[ext] = ph
             ph.cmd("register", server=f"127.0.0.1:{p.port}", user=ext, password=PASSWORD)
-        for ext, ph in self.phones.items():
+        for ph in self.phones.values():
             ev = ph.wait_event(lambda e: e.get("event") == "reg", 15, "registration")
             assert ev["code"] == 200, ev
 

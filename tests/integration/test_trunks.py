@@ -49,11 +49,11 @@ class Provider:
                 text = text.replace(k, v)
             sf = workdir / scenario
             sf.write_text(text)
-        self.out = open(workdir / "provider.out", "w")
-        self.proc = subprocess.Popen(
-            [sipp, "-sf", str(sf), "-t", "u1", "-i", ip, "-p", str(self.port), "-m", str(calls),
-             "-nostdin", "-trace_err", "-timeout", "40s", "-timeout_error"],
-            cwd=workdir, stdout=self.out, stderr=subprocess.STDOUT)
+        with open(workdir / "provider.out", "w") as out:  # the child has its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sipp, "-sf", str(sf), "-t", "u1", "-i", ip, "-p", str(self.port), "-m", str(calls),
+                 "-nostdin", "-trace_err", "-timeout", "40s", "-timeout_error"],
+                cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
         time.sleep(0.3)
 
     def wait(self, timeout: float = 40.0) -> int:
@@ -63,15 +63,12 @@ class Provider:
             self.proc.kill()
             self.proc.wait()
             rc = -1
-        self.out.close()
         return rc
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        if not self.out.closed:
-            self.out.close()
 
     def errors(self) -> str:
         return "".join(p.read_text(errors="replace") for p in self.dir.glob("*_errors.log")) + \

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 PJPHONE = Path(__file__).with_name("pjphone.py")
 
@@ -18,7 +18,7 @@ PJPHONE = Path(__file__).with_name("pjphone.py")
 class PjPhone:
     def __init__(self, name: str = "phone", log_dir: Path | None = None) -> None:
         self.name = name
-        self.events: queue.Queue[dict] = queue.Queue()
+        self.events: "queue.Queue[dict]" = queue.Queue()
         self.seen: list[dict] = []
         self._replies: dict[int, dict] = {}
         self._cv = threading.Condition()

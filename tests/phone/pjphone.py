@@ -45,7 +45,7 @@ def emit(obj: dict) -> None:
 
 
 class Call(pj.Call):
-    def __init__(self, phone: Phone, acc, call_id=pj.PJSUA_INVALID_ID) -> None:
+    def __init__(self, phone: "Phone", acc, call_id=pj.PJSUA_INVALID_ID) -> None:
         super().__init__(acc, call_id)
         self.phone = phone
         self.n = 0
@@ -115,7 +115,7 @@ class Call(pj.Call):
 
 
 class Account(pj.Account):
-    def __init__(self, phone: Phone) -> None:
+    def __init__(self, phone: "Phone") -> None:
         super().__init__()
         self.phone = phone
 
