@@ -144,7 +144,7 @@ def test_trusted_source_skips_auth():
 
 def test_authenticated_invite_is_forwarded():
     p, policy, nonces = make_proxy()
-    _req, acts = forward(p, nonces)
+    req, acts = forward(p, nonces)
     assert any(isinstance(a, AuthOk) for a in acts)
     assert policy.calls[0][2] == "1001"
     [s] = sends(acts)
@@ -156,7 +156,8 @@ def test_authenticated_invite_is_forwarded():
     assert len(vias) == 2 and vias[0].branch.startswith("z9hG4bKpx") and vias[0].host == "203.0.113.1"
     rr = out.headers.get_all("Record-Route")
     assert len(rr) == 1 and ";lr" in rr[0] and "pbx=" in rr[0]
-    assert out.headers.get("Proxy-Authorization") is not None or True
+    assert req.headers.get("Proxy-Authorization") is not None
+    assert out.headers.get("Proxy-Authorization") is None  # our realm's credentials are consumed (§22.3)
 
 
 # ----------------------------------------------------------------------------- policy
