@@ -110,7 +110,9 @@ def test_queue_call_delivered_to_longest_idle_agent(pbx, tmp_path):
 def test_queued_caller_hears_prompts_then_abandons(pbx, tmp_path):
     p = pbx()
     setup_queue(p)                                   # nobody logged in: the caller waits
-    res = caller(p, tmp_path / "caller", stay_ms=7000)
+    # 8.5 s: the greeting (welcome 1.5 s + recording notice 4.1 s) and then the start of the
+    # position announcement (you_are_caller_number 1.4 s) are heard in full
+    res = caller(p, tmp_path / "caller", stay_ms=8500)
     assert res.returncode == 0, res.errors or res.stdout[-3000:]
     cdr = records(p)[0]
     assert cdr["disposition"] == "abandoned_queue" and cdr["queue"] == "front" and cdr["agent"] is None
@@ -125,8 +127,7 @@ def test_queued_caller_hears_prompts_then_abandons(pbx, tmp_path):
     assert ann and ann[0]["position"] == 1 and ann[0]["ewt"] is None   # nobody logged in: no figure
     missed = json.loads(p.cli("report", "missed", "--json", "--since", "2000-01-01").stdout)
     assert [(m["number"], m["reason"], m["queue"]) for m in missed] == [("1009", "abandoned_queue", "front")]
-    if len(played) > 2:
-        assert played[2] == "you_are_caller_number.wav"
+    assert played[2] == "you_are_caller_number.wav", played       # the position announcement
 
 
 def test_ring_no_answer_pauses_agent_and_next_agent_answers(pbx, tmp_path):
