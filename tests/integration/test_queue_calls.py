@@ -110,8 +110,8 @@ def test_queue_call_delivered_to_longest_idle_agent(pbx, tmp_path):
 def test_queued_caller_hears_prompts_then_abandons(pbx, tmp_path):
     p = pbx()
     setup_queue(p)                                   # nobody logged in: the caller waits
-    # 8.5 s: the greeting (welcome 1.5 s + recording notice 4.1 s) and then the start of the
-    # position announcement (you_are_caller_number 1.4 s) are heard in full
+    # 8.5 s: the greeting (welcome 1.5 s + recording notice 4.1 s) and the first prompt of the
+    # position announcement (you_are_caller_number, 1.4 s) are heard in full
     res = caller(p, tmp_path / "caller", stay_ms=8500)
     assert res.returncode == 0, res.errors or res.stdout[-3000:]
     cdr = records(p)[0]
