@@ -56,6 +56,7 @@ def make_config(tmp_path: Path) -> Callable[..., Path]:
         path = tmp_path / name
         path.write_text(render_config(sip=sip, security=security, **overrides), encoding="utf-8")
         return path
+
     return make
 
 
@@ -77,4 +78,5 @@ def invoke_cli(cli_runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> Callab
 
     def invoke(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Any:
         return cli_runner.invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
+
     return invoke

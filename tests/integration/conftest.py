@@ -36,8 +36,9 @@ def event_stream_invariant():
 def pytest_terminal_summary(terminalreporter) -> None:
     c = harness.CHECKED
     if c["pbxs"]:
-        terminalreporter.write_line(f"event stream invariant: {c['pbxs']} PBX(s), {c['calls']} call(s), "
-                                    f"{c['events']} event(s) checked")
+        terminalreporter.write_line(
+            f"event stream invariant: {c['pbxs']} PBX(s), {c['calls']} call(s), {c['events']} event(s) checked"
+        )
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -57,6 +58,7 @@ def pbx(tmp_path: Path) -> Callable[..., PbxProcess]:
         p = PbxProcess(tmp_path / f"pbx{len(procs)}", **overrides)
         procs.append(p)
         return p
+
     yield make
     for p in procs:
         if p.proc is not None and p.proc.poll() is None:
@@ -87,6 +89,7 @@ def phone_pbx(tmp_path: Path):
         ev = ph.wait_event(lambda e: e.get("event") == "reg", 15, f"{ext} to register")
         assert ev["code"] == 200
         return ph
+
     make.phone = phone  # type: ignore[attr-defined]
     yield make
     for ph in phones:

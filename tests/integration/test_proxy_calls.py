@@ -36,8 +36,9 @@ def pbx(proxy_pbx):
 class Phone:
     """A sipp UAS registered as an extension from the port it answers on."""
 
-    def __init__(self, pbx: PbxProcess, ext: str, scenario: str, workdir: Path, *,
-                 ring_ms: int = 200, transport: str = "u1") -> None:
+    def __init__(
+        self, pbx: PbxProcess, ext: str, scenario: str, workdir: Path, *, ring_ms: int = 200, transport: str = "u1"
+    ) -> None:
         self.sipp = require_tool("sipp")
         self.pbx = pbx
         self.ext = ext
@@ -45,14 +46,38 @@ class Phone:
         self.dir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.transport = transport
-        res = run_sipp("register.xml", f"127.0.0.1:{pbx.port}", transport=transport,
-                       users=auth_users([ext], PASSWORD), workdir=workdir,
-                       extra=["-p", str(self.port)])
+        res = run_sipp(
+            "register.xml",
+            f"127.0.0.1:{pbx.port}",
+            transport=transport,
+            users=auth_users([ext], PASSWORD),
+            workdir=workdir,
+            extra=["-p", str(self.port)],
+        )
         assert res.returncode == 0, res.errors or res.stdout[-2000:]
-        args = [self.sipp, "-sf", str(SIPP_DIR / scenario), "-s", ext, "-t", transport,
-                "-i", "127.0.0.1", "-p", str(self.port), "-m", "1", "-d", str(ring_ms),
-                "-nostdin", "-trace_err", "-timeout", "30s", "-timeout_error"]
-        if transport != "u1":   # a TCP UAS must reach the PBX itself: give it the target
+        args = [
+            self.sipp,
+            "-sf",
+            str(SIPP_DIR / scenario),
+            "-s",
+            ext,
+            "-t",
+            transport,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-m",
+            "1",
+            "-d",
+            str(ring_ms),
+            "-nostdin",
+            "-trace_err",
+            "-timeout",
+            "30s",
+            "-timeout_error",
+        ]
+        if transport != "u1":  # a TCP UAS must reach the PBX itself: give it the target
             args.insert(1, f"127.0.0.1:{pbx.port}")
         with open(workdir / "uas.out", "w") as out:  # the child has its own copy of the descriptor
             self.proc = subprocess.Popen(args, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
@@ -68,20 +93,36 @@ class Phone:
         return rc
 
     def errors(self) -> str:
-        return "".join(p.read_text(errors="replace") for p in self.dir.glob("*_errors.log")) + \
-            (self.dir / "uas.out").read_text(errors="replace")[-3000:]
+        return (
+            "".join(p.read_text(errors="replace") for p in self.dir.glob("*_errors.log"))
+            + (self.dir / "uas.out").read_text(errors="replace")[-3000:]
+        )
 
 
-def call(pbx: PbxProcess, scenario: str, workdir: Path, *, to: str = "1002", caller: str = "1001",
-         status: int | None = None, timeout: float = 30.0):
+def call(
+    pbx: PbxProcess,
+    scenario: str,
+    workdir: Path,
+    *,
+    to: str = "1002",
+    caller: str = "1001",
+    status: int | None = None,
+    timeout: float = 30.0,
+):
     sf = scenario
     if status is not None:
         text = (SIPP_DIR / scenario).read_text().replace("__STATUS__", str(status))
         sf = str(workdir / f"rejected_{status}.xml")
         workdir.mkdir(parents=True, exist_ok=True)
         Path(sf).write_text(text)
-    return run_sipp(sf, f"127.0.0.1:{pbx.port}", users=auth_users([caller], PASSWORD),
-                    workdir=workdir, timeout=timeout, extra=["-s", to])
+    return run_sipp(
+        sf,
+        f"127.0.0.1:{pbx.port}",
+        users=auth_users([caller], PASSWORD),
+        workdir=workdir,
+        timeout=timeout,
+        extra=["-s", to],
+    )
 
 
 def test_call_answered_caller_hangs_up(pbx, tmp_path):
@@ -159,8 +200,14 @@ def test_wrong_password_is_challenged_again(pbx, tmp_path):
     wd.mkdir()
     sf = wd / "bad.xml"
     sf.write_text((SIPP_DIR / "call_uac_rejected.xml").read_text().replace("__STATUS__", "407"))
-    res = run_sipp(str(sf), f"127.0.0.1:{p.port}", users=auth_users(["1001"], "wrong"),
-                   workdir=wd, timeout=10, extra=["-s", "1002"])
+    res = run_sipp(
+        str(sf),
+        f"127.0.0.1:{p.port}",
+        users=auth_users(["1001"], "wrong"),
+        workdir=wd,
+        timeout=10,
+        extra=["-s", "1002"],
+    )
     assert res.returncode == 0 and res.successful == 1, res.errors or res.stdout[-3000:]
     assert p.status()["counters"]["auth_failures"] >= 1
 
@@ -180,6 +227,7 @@ def test_baresip_receives_a_call(pbx, tmp_path):
     """baresip registered as 1002 auto-answers a call from a sipp caller; the caller's BYE
     reaches it through the Record-Route and baresip logs the call closed."""
     from tests.integration.harness import Baresip
+
     p = pbx()
     phone = Baresip(tmp_path / "baresip", f"1002@127.0.0.1:{p.port}", PASSWORD)
     accounts = phone.dir / "accounts"

@@ -20,6 +20,7 @@ def pbx(trunk_pbx):
     """The PBX factory of the trunk tests (conftest.trunk_pbx)."""
     return trunk_pbx
 
+
 DID = "0144556610"
 PATIENT = "+33611111111"
 UNKNOWN = "+33699999999"
@@ -36,8 +37,10 @@ def test_phone_shows_service_line_and_patient(pbx, tmp_path):
     for n, caller in enumerate((PATIENT, UNKNOWN)):
         desk = Phone(p, "1002", "screenpop_uas.xml", tmp_path / f"desk{n}", ring_ms=200)
         res = provider_dials(p, tmp_path / f"call{n}", DID, pause(500), caller=caller)
-        assert desk.wait() == 0, desk.errors()      # the From check is in the phone's scenario
+        assert desk.wait() == 0, desk.errors()  # the From check is in the phone's scenario
         assert ok(res), res.errors or res.stdout[-3000:] + p.log()[-3000:]
     rows = wait_closed(p, 2)
     assert {(r["caller_number"], r["service_line"], r["disposition"]) for r in rows} == {
-        (PATIENT, "Appointments", "answered"), (UNKNOWN, "Appointments", "answered")}, rows
+        (PATIENT, "Appointments", "answered"),
+        (UNKNOWN, "Appointments", "answered"),
+    }, rows

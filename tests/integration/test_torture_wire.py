@@ -29,7 +29,7 @@ from tests.unit.test_torture import (
 
 pytestmark = pytest.mark.slow
 
-QUIET = 0.4   # how long to listen when no answer is expected
+QUIET = 0.4  # how long to listen when no answer is expected
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +65,12 @@ PROXIED = frozenset(("INVITE", "BYE", "INFO", "UPDATE", "REFER", "MESSAGE", "SUB
 
 
 def _options(port: int, n: int) -> bytes:
-    return (f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-alive-{n}-{time.monotonic_ns()};rport\r\n"
-            f"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p{n}\r\nTo: <sip:127.0.0.1>\r\n"
-            f"Call-ID: alive-{n}-{time.monotonic_ns()}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
+    return (
+        f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-alive-{n}-{time.monotonic_ns()};rport\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p{n}\r\nTo: <sip:127.0.0.1>\r\n"
+        f"Call-ID: alive-{n}-{time.monotonic_ns()}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
 
 
 def _final_statuses(chunks: bytes) -> list[int]:
@@ -84,7 +86,7 @@ def _udp_collect(sock: socket.socket, want: bool) -> list[int]:
         except TimeoutError:
             break
         if want and _final_statuses(got):
-            sock.settimeout(0.05)   # catch anything extra, briefly
+            sock.settimeout(0.05)  # catch anything extra, briefly
     return _final_statuses(got)
 
 

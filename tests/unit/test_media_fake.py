@@ -33,12 +33,29 @@ def test_fake_call_flow():
         w.inject(P.Ended(leg="in-1", cause_code=200, reason="bye"))
         await w.hangup("agent")
         names = [type(e).__name__ for e in seen]
-        assert names == ["Incoming", "Answered", "Ringing", "Answered", "PlaybackFinished",
-                         "Ended", "RecordStopped", "Ended", "RecordStopped"]
+        assert names == [
+            "Incoming",
+            "Answered",
+            "Ringing",
+            "Answered",
+            "PlaybackFinished",
+            "Ended",
+            "RecordStopped",
+            "Ended",
+            "RecordStopped",
+        ]
         assert [c.name.value for c in w.commands] == [
-            "answer", "originate", "bridge", "record", "play", "play", "hangup"]
+            "answer",
+            "originate",
+            "bridge",
+            "record",
+            "play",
+            "play",
+            "hangup",
+        ]
         await pool.release(w)
         assert pool.stats()["idle"] == 1
+
     asyncio.run(go())
 
 
@@ -55,4 +72,5 @@ def test_fake_kill_reports_worker_lost():
         assert worker is w and ev.legs == ("in-1",) and ev.returncode == -9
         with pytest.raises(WorkerDied):
             await w.ping()
+
     asyncio.run(go())

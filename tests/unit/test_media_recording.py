@@ -34,7 +34,7 @@ def test_merge_caller_left_callee_right(tmp_path):
     assert rate == RATE and data.shape == (16000, 2)
     assert np.array_equal(data[:, 0], tone(440, 2.0))
     assert np.array_equal(data[:12000, 1], tone(1000, 1.5))
-    assert not data[12000:, 1].any()            # shorter side padded with silence at the end
+    assert not data[12000:, 1].any()  # shorter side padded with silence at the end
     assert info.frames == 16000 and info.duration == pytest.approx(2.0)
     assert info.left_frames == 16000 and info.right_frames == 12000
     assert info.channels == 2 and info.samplerate == RATE
@@ -129,7 +129,7 @@ def test_repair_zero_sizes_and_partial_sample(tmp_path):
 def test_repair_stale_sizes(tmp_path):
     p, good = crashed_copy(tmp_path, 2.0)
     raw = bytearray(p.read_bytes())
-    raw[40:44] = struct.pack("<I", 800)     # header written early, data kept flowing
+    raw[40:44] = struct.pack("<I", 800)  # header written early, data kept flowing
     p.write_bytes(bytes(raw))
     assert repair_wav(p).frames == 16000
     assert p.read_bytes() == good.read_bytes()
@@ -153,15 +153,14 @@ def test_repair_good_file_untouched(tmp_path):
 def test_repair_stereo_block_align(tmp_path):
     p = tmp_path / "st.wav"
     sf.write(str(p), np.zeros((100, 2), dtype=np.int16) + 7, RATE, subtype="PCM_16")
-    raw = bytearray(p.read_bytes()) + b"\x01\x02\x03"   # 3 bytes of a 4-byte frame
+    raw = bytearray(p.read_bytes()) + b"\x01\x02\x03"  # 3 bytes of a 4-byte frame
     raw[40:44] = b"\0\0\0\0"
     p.write_bytes(bytes(raw))
     res = repair_wav(p)
     assert res.frames == 100 and res.dropped_bytes == 3 and res.channels == 2
 
 
-@pytest.mark.parametrize("content", [b"", b"RIFF", b"RIFF\0\0\0\0WAVE", b"OggS" + b"\0" * 60,
-                                     b"RIFF\0\0\0\0WAVEfmt "])
+@pytest.mark.parametrize("content", [b"", b"RIFF", b"RIFF\0\0\0\0WAVE", b"OggS" + b"\0" * 60, b"RIFF\0\0\0\0WAVEfmt "])
 def test_repair_hopeless(tmp_path, content):
     p = tmp_path / "bad.wav"
     p.write_bytes(content)

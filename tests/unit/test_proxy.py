@@ -27,15 +27,30 @@ PHONE_B = Addr("UDP", "198.51.100.8", 40002)
 CREDS = {u: {"MD5": digest.ha1(u, REALM, PW, "MD5")} for u in ("1001", "1002", "1003")}
 
 
-def invite(*, user="1001", to="1002", auth=None, extra="", method="INVITE", call_id="c1",
-           branch="z9hG4bKcaller1", max_forwards=70, to_tag=None, route=None, uri=None):
-    lines = [f"{method} {uri or f'sip:{to}@pbx.example'} SIP/2.0",
-             f"Via: SIP/2.0/UDP 192.0.2.10:5070;branch={branch};received=192.0.2.10;rport=5070",
-             f"Max-Forwards: {max_forwards}",
-             f"From: <sip:{user}@pbx.example>;tag=ft1",
-             f"To: <sip:{to}@pbx.example>" + (f";tag={to_tag}" if to_tag else ""),
-             f"Call-ID: {call_id}", f"CSeq: 1 {method}",
-             "Contact: <sip:1001@10.0.0.5:5070>"]
+def invite(
+    *,
+    user="1001",
+    to="1002",
+    auth=None,
+    extra="",
+    method="INVITE",
+    call_id="c1",
+    branch="z9hG4bKcaller1",
+    max_forwards=70,
+    to_tag=None,
+    route=None,
+    uri=None,
+):
+    lines = [
+        f"{method} {uri or f'sip:{to}@pbx.example'} SIP/2.0",
+        f"Via: SIP/2.0/UDP 192.0.2.10:5070;branch={branch};received=192.0.2.10;rport=5070",
+        f"Max-Forwards: {max_forwards}",
+        f"From: <sip:{user}@pbx.example>;tag=ft1",
+        f"To: <sip:{to}@pbx.example>" + (f";tag={to_tag}" if to_tag else ""),
+        f"Call-ID: {call_id}",
+        f"CSeq: 1 {method}",
+        "Contact: <sip:1001@10.0.0.5:5070>",
+    ]
     if route:
         lines += [f"Route: {r}" for r in route]
     if auth:
@@ -49,9 +64,12 @@ def response(req, status, *, to_tag="tt1", contact=None):
     lines = [f"SIP/2.0 {status} X"]
     lines += [f"Via: {v}" for v in req.headers.get_all("Via")]
     lines += [f"Record-Route: {v}" for v in req.headers.get_all("Record-Route")]
-    lines += [f"From: {req.headers.get('From')}",
-              f"To: {req.headers.get('To')}" + (f";tag={to_tag}" if status > 100 else ""),
-              f"Call-ID: {req.call_id}", f"CSeq: {req.headers.get('CSeq')}"]
+    lines += [
+        f"From: {req.headers.get('From')}",
+        f"To: {req.headers.get('To')}" + (f";tag={to_tag}" if status > 100 else ""),
+        f"Call-ID: {req.call_id}",
+        f"CSeq: {req.headers.get('CSeq')}",
+    ]
     if contact:
         lines.append(f"Contact: <{contact}>")
     return parse_message(("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode())
@@ -71,9 +89,15 @@ def make_proxy(decision=None, *, auth=True, trusted=(), ring=60.0):
     nonces = digest.NonceManager(b"k" * 32, lifetime=300)
     authn = ProxyAuthenticator(REALM, nonces, CREDS.get) if auth else None
     policy = Policy(decision or RouteDecision.fork([("sip:1002@198.51.100.7:5060;ob", PHONE_A)]))
-    p = Proxy(route=policy, local_address=lambda t, h: ("203.0.113.1", 5060),
-              is_local=lambda h, port: h == "203.0.113.1" and (port or 5060) == 5060,
-              secret=b"s" * 32, authenticator=authn, trusted=trusted, ring_timeout=ring)
+    p = Proxy(
+        route=policy,
+        local_address=lambda t, h: ("203.0.113.1", 5060),
+        is_local=lambda h, port: h == "203.0.113.1" and (port or 5060) == 5060,
+        secret=b"s" * 32,
+        authenticator=authn,
+        trusted=trusted,
+        ring_timeout=ring,
+    )
     return p, policy, nonces
 
 
@@ -82,8 +106,9 @@ def authed_invite(p, nonces, **kw):
     user = kw.pop("auth_user", kw.get("user", "1001"))
     to = kw.get("to", "1002")
     uri = f"sip:{to}@pbx.example"
-    value = digest.build_authorization(user, REALM, kw.get("method", "INVITE"), uri, nonce,
-                                       password=kw.pop("password", PW))
+    value = digest.build_authorization(
+        user, REALM, kw.get("method", "INVITE"), uri, nonce, password=kw.pop("password", PW)
+    )
     return invite(auth=value, **kw)
 
 
@@ -102,6 +127,7 @@ def forward(p, nonces, now=0.0, **kw):
 
 
 # ----------------------------------------------------------------------------- auth
+
 
 def test_invite_without_credentials_gets_407():
     p, policy, _ = make_proxy()
@@ -162,6 +188,7 @@ def test_authenticated_invite_is_forwarded():
 
 # ----------------------------------------------------------------------------- policy
 
+
 def test_rejection_from_policy():
     p, _, nonces = make_proxy(RouteDecision.reject(404))
     _, acts = forward(p, nonces)
@@ -172,8 +199,19 @@ def test_rejection_from_policy():
 def test_extension_router():
     loc = LocationService()
     now = 1000.0
-    loc.upsert(Binding("1002", "sip:1002-0xab@10.1.1.1:5060;ob", None, None, "cid", 1, now + 60,
-                       source=("TCP", "198.51.100.9", 33333), local="TCP:7"))
+    loc.upsert(
+        Binding(
+            "1002",
+            "sip:1002-0xab@10.1.1.1:5060;ob",
+            None,
+            None,
+            "cid",
+            1,
+            now + 60,
+            source=("TCP", "198.51.100.9", 33333),
+            local="TCP:7",
+        )
+    )
     router = ExtensionRouter(loc, lambda n: n in ("1002", "1003"), clock=lambda: now)
     d = router(invite(to="1002"), CALLER, "1001")
     assert d.targets == (("sip:1002-0xab@10.1.1.1:5060;ob", Addr("TCP", "198.51.100.9", 33333, 7)),)
@@ -197,9 +235,11 @@ def test_proxy_require_is_420():
 
 # ----------------------------------------------------------------------------- responses
 
+
 def two_way(**kw):
-    p, _, nonces = make_proxy(RouteDecision.fork([("sip:1002@10.0.0.7", PHONE_A),
-                                                  ("sip:1002@10.0.0.8", PHONE_B)]), **kw)
+    p, _, nonces = make_proxy(
+        RouteDecision.fork([("sip:1002@10.0.0.7", PHONE_A), ("sip:1002@10.0.0.8", PHONE_B)]), **kw
+    )
     _req, acts = forward(p, nonces)
     a, b = sends(acts)
     return p, a, b
@@ -270,7 +310,7 @@ def test_upstream_cancel():
     acts = p.on_cancel("srv1", "tagx", 1.0)
     [r] = responds(acts)
     assert r.response.status == 487 and r.response.to.tag == "tagx"
-    assert [s.dest for s in sends(acts)] == [PHONE_A]      # B had no provisional yet
+    assert [s.dest for s in sends(acts)] == [PHONE_A]  # B had no provisional yet
     acts = p.on_response(b.key, response(b.request, 180), 1.1)
     assert [s.request.method for s in sends(acts)] == ["CANCEL"] and not responds(acts)
     assert p.on_response(a.key, response(a.request, 487), 1.2) == []
@@ -317,6 +357,7 @@ def test_transaction_timeout_and_transport_error():
 
 # ----------------------------------------------------------------------------- dialogs
 
+
 def established():
     p, _, nonces = make_proxy()
     _req, acts = forward(p, nonces)
@@ -332,7 +373,7 @@ def test_bye_from_caller_follows_route_to_callee_flow():
     bye = invite(method="BYE", to_tag="tt1", uri="sip:1002@10.0.0.7:5060", route=rr, branch="z9hG4bKbye1")
     acts = p.on_request("srv-bye", bye, CALLER, 5.0)
     [fwd] = sends(acts)
-    assert fwd.dest == PHONE_A                 # the callee's NAT flow, not 10.0.0.7
+    assert fwd.dest == PHONE_A  # the callee's NAT flow, not 10.0.0.7
     assert fwd.request.headers.get("Route") is None
     assert str(fwd.request.uri) == "sip:1002@10.0.0.7:5060"
     acts = p.on_response(fwd.key, response(fwd.request, 200), 5.1)
@@ -341,10 +382,15 @@ def test_bye_from_caller_follows_route_to_callee_flow():
 
 def test_bye_from_callee_reaches_caller_flow():
     p, _s, rr = established()
-    lines = ["BYE sip:1001@10.0.0.5:5070 SIP/2.0",
-             "Via: SIP/2.0/UDP 10.0.0.7:5060;branch=z9hG4bKcalleebye;received=198.51.100.7;rport=40000",
-             "Max-Forwards: 70", "From: <sip:1002@pbx.example>;tag=tt1", "To: <sip:1001@pbx.example>;tag=ft1",
-             "Call-ID: c1", "CSeq: 1 BYE"] + [f"Route: {r}" for r in reversed(rr)]
+    lines = [
+        "BYE sip:1001@10.0.0.5:5070 SIP/2.0",
+        "Via: SIP/2.0/UDP 10.0.0.7:5060;branch=z9hG4bKcalleebye;received=198.51.100.7;rport=40000",
+        "Max-Forwards: 70",
+        "From: <sip:1002@pbx.example>;tag=tt1",
+        "To: <sip:1001@pbx.example>;tag=ft1",
+        "Call-ID: c1",
+        "CSeq: 1 BYE",
+    ] + [f"Route: {r}" for r in reversed(rr)]
     bye = parse_message(("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode())
     acts = p.on_request("srv-bye2", bye, PHONE_A, 6.0)
     [fwd] = sends(acts)
@@ -372,21 +418,26 @@ def test_ack_for_2xx_forwarded_statelessly():
 
 def test_reinvite_in_dialog_is_forwarded_with_flow():
     p, _s, rr = established()
-    re = invite(to_tag="tt1", uri="sip:1002@10.0.0.7:5060", route=rr, branch="z9hG4bKre1",
-                extra="Require: timer")
+    re = invite(to_tag="tt1", uri="sip:1002@10.0.0.7:5060", route=rr, branch="z9hG4bKre1", extra="Require: timer")
     acts = p.on_request("srv-re", re, CALLER, 30.0)
     [fwd] = sends(acts)
     assert fwd.dest == PHONE_A and fwd.request.method == "INVITE"
-    assert p.next_deadline() is None        # no ring timeout inside a dialog
+    assert p.next_deadline() is None  # no ring timeout inside a dialog
 
 
 def test_strict_router_request_uri_is_undone():
     p, _s, rr = established()
     rr_uri = rr[0].strip("<>")
-    lines = [f"BYE sip:{rr_uri.split(':', 1)[1]} SIP/2.0",
-             "Via: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bKstrict", "Max-Forwards: 70",
-             "From: <sip:1001@pbx.example>;tag=ft1", "To: <sip:1002@pbx.example>;tag=tt1",
-             "Call-ID: c1", "CSeq: 2 BYE", "Route: <sip:1002@10.0.0.7:5060>"]
+    lines = [
+        f"BYE sip:{rr_uri.split(':', 1)[1]} SIP/2.0",
+        "Via: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bKstrict",
+        "Max-Forwards: 70",
+        "From: <sip:1001@pbx.example>;tag=ft1",
+        "To: <sip:1002@pbx.example>;tag=tt1",
+        "Call-ID: c1",
+        "CSeq: 2 BYE",
+        "Route: <sip:1002@10.0.0.7:5060>",
+    ]
     bye = parse_message(("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode())
     [fwd] = sends(p.on_request("k", bye, CALLER, 5.0))
     assert str(fwd.request.uri) == "sip:1002@10.0.0.7:5060" and fwd.dest == PHONE_A
@@ -400,8 +451,7 @@ def test_stray_2xx_is_forwarded_upstream():
 
 
 def test_message_fork_non_invite():
-    p, _, nonces = make_proxy(RouteDecision.fork([("sip:1002@10.0.0.7", PHONE_A),
-                                                  ("sip:1002@10.0.0.8", PHONE_B)]))
+    p, _, nonces = make_proxy(RouteDecision.fork([("sip:1002@10.0.0.7", PHONE_A), ("sip:1002@10.0.0.8", PHONE_B)]))
     _req, acts = forward(p, nonces, method="MESSAGE")
     a, b = sends(acts)
     assert a.request.headers.get("Record-Route") is None
@@ -411,8 +461,9 @@ def test_message_fork_non_invite():
 
 
 def test_double_record_route_when_transport_changes():
-    p, _, nonces = make_proxy(RouteDecision.fork([("sip:1002@10.0.0.7;transport=tcp",
-                                                   Addr("TCP", "198.51.100.7", 40000, 3))]))
+    p, _, nonces = make_proxy(
+        RouteDecision.fork([("sip:1002@10.0.0.7;transport=tcp", Addr("TCP", "198.51.100.7", 40000, 3))])
+    )
     _req, acts = forward(p, nonces)
     rr = sends(acts)[0].request.headers.get_all("Record-Route")
     assert len(rr) == 2 and "transport=tcp" in rr[0] and "transport" not in rr[1]
