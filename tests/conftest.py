@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -55,6 +56,7 @@ def make_config(tmp_path: Path) -> Callable[..., Path]:
         path = tmp_path / name
         path.write_text(render_config(sip=sip, security=security, **overrides), encoding="utf-8")
         return path
+
     return make
 
 
@@ -76,4 +78,5 @@ def invoke_cli(cli_runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> Callab
 
     def invoke(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Any:
         return cli_runner.invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
+
     return invoke

@@ -32,7 +32,7 @@ from acd.simulator import simulate  # noqa: E402
 
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 def routing_bench(rounds: int, waiting: int = 500, n_agents: int = 100, seed: int = 1) -> dict:
@@ -112,18 +112,20 @@ def estimator_bench() -> list[dict]:
     for name, seed in (("small_gp", 1), ("mid_clinic", 2), ("large_centre", 3)):
         t0 = time.perf_counter()
         r = simulate(name, seed=seed)
-        rows.append({
-            "day": name,
-            "seed": seed,
-            "offered": r.offered,
-            "answered_samples": r.estimator_samples,
-            "pypbx_mae_s": round(r.estimator_mae, 1),
-            "asterisk_mae_s": round(r.asterisk_mae, 1),
-            "ratio": round(r.estimator_mae / r.asterisk_mae, 3),
-            "service_level": round(r.service_level, 3),
-            "abandonment": round(r.abandonment_rate, 3),
-            "sim_seconds": round(time.perf_counter() - t0, 2),
-        })
+        rows.append(
+            {
+                "day": name,
+                "seed": seed,
+                "offered": r.offered,
+                "answered_samples": r.estimator_samples,
+                "pypbx_mae_s": round(r.estimator_mae, 1),
+                "asterisk_mae_s": round(r.asterisk_mae, 1),
+                "ratio": round(r.estimator_mae / r.asterisk_mae, 3),
+                "service_level": round(r.service_level, 3),
+                "abandonment": round(r.abandonment_rate, 3),
+                "sim_seconds": round(time.perf_counter() - t0, 2),
+            }
+        )
     return rows
 
 
@@ -145,16 +147,19 @@ def main() -> None:
     print("## Routing decision (500 waiting, 100 agents)\n")
     print("| measure | p50 µs | p99 µs | max µs |")
     print("|---|---:|---:|---:|")
-    print(f"| call ended → next caller rung | {routing['decision_us_p50']} | "
-          f"{routing['decision_us_p99']} | {routing['decision_us_max']} |")
-    print(f"| call arrived (position + EWT + routing) | {routing['arrival_us_p50']} | "
-          f"{routing['arrival_us_p99']} | |")
+    print(
+        f"| call ended → next caller rung | {routing['decision_us_p50']} | "
+        f"{routing['decision_us_p99']} | {routing['decision_us_max']} |"
+    )
+    print(f"| call arrived (position + EWT + routing) | {routing['arrival_us_p50']} | {routing['arrival_us_p99']} | |")
     print("\n## Wait estimate: mean absolute error at entry, answered callers\n")
     print("| day | offered | answered | pypbx MAE s | Asterisk MAE s | ratio |")
     print("|---|---:|---:|---:|---:|---:|")
     for d in days:
-        print(f"| {d['day']} (seed {d['seed']}) | {d['offered']} | {d['answered_samples']} | "
-              f"{d['pypbx_mae_s']} | {d['asterisk_mae_s']} | {d['ratio']} |")
+        print(
+            f"| {d['day']} (seed {d['seed']}) | {d['offered']} | {d['answered_samples']} | "
+            f"{d['pypbx_mae_s']} | {d['asterisk_mae_s']} | {d['ratio']} |"
+        )
     print(f"\noverall ratio (weighted): {result['estimator_ratio_overall']}")
     out = Path(__file__).with_name("results.json")
     out.write_text(json.dumps(result, indent=2) + "\n")

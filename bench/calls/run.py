@@ -42,13 +42,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.harness import BIN, PbxProcess, auth_users, free_port, free_range  # noqa: E402
+from tests.integration.harness import PbxProcess, auth_users, free_port, free_range  # noqa: E402
 
 PASSWORD = "bench-password-123"
 CLK = os.sysconf("SC_CLK_TCK")
 SIPP_DIR = ROOT / "tests/sipp"
 PCAP = Path("/usr/share/sip-tester/g711a.pcap")
-TOLERANCE = 0.020          # recording vs talk time
+TOLERANCE = 0.020  # recording vs talk time
 CALLERS = [str(2000 + i) for i in range(300)]
 CALLEES = [str(3000 + i) for i in range(300)]
 
@@ -109,10 +109,10 @@ def make_pcma_raw(dest: Path) -> float:
     d = PCAP.read_bytes()
     off, out = 24, bytearray()
     while off + 16 <= len(d):
-        incl = struct.unpack("<I", d[off + 8:off + 12])[0]
-        pkt = d[off + 16:off + 16 + incl]
+        incl = struct.unpack("<I", d[off + 8 : off + 12])[0]
+        pkt = d[off + 16 : off + 16 + incl]
         off += 16 + incl
-        out += pkt[14 + 20 + 8 + 12:]        # ethernet + IPv4 + UDP + RTP header
+        out += pkt[14 + 20 + 8 + 12 :]  # ethernet + IPv4 + UDP + RTP header
     dest.write_bytes(bytes(out))
     return len(out) / 8000
 
@@ -122,7 +122,7 @@ def sipp_stats(work: Path, prefix: str) -> dict[str, str]:
     for p in work.glob(f"{prefix}_*_.csv"):
         lines = p.read_text().splitlines()
         if len(lines) >= 2:
-            stats = dict(zip(lines[0].split(";"), lines[-1].split(";")))
+            stats = dict(zip(lines[0].split(";"), lines[-1].split(";"), strict=False))
     return stats
 
 
@@ -152,12 +152,20 @@ class Bench:
         if d.exists():
             shutil.rmtree(d)
         per = 8
-        pbx = PbxProcess(d, log_level=self.log_level, security={"exempt": ["127.0.0.1"]},
-                         registrar={"max_contacts": 5},
-                         media={"workers_max": self.workers_max, "workers_warm": self.workers_warm,
-                                "sip_port_base": free_range(self.workers_max),
-                                "rtp_port_base": free_range(per * self.workers_max, step=per),
-                                "rtp_ports_per_worker": per, "media_addr": "127.0.0.1"})
+        pbx = PbxProcess(
+            d,
+            log_level=self.log_level,
+            security={"exempt": ["127.0.0.1"]},
+            registrar={"max_contacts": 5},
+            media={
+                "workers_max": self.workers_max,
+                "workers_warm": self.workers_warm,
+                "sip_port_base": free_range(self.workers_max),
+                "rtp_port_base": free_range(per * self.workers_max, step=per),
+                "rtp_ports_per_worker": per,
+                "media_addr": "127.0.0.1",
+            },
+        )
         pbx.add_extensions(CALLERS + CALLEES, PASSWORD)
         pbx.start(timeout=60)
         # wait for the warm workers
@@ -167,42 +175,128 @@ class Bench:
         time.sleep(1.0)
         return pbx
 
-    def register_and_start_uas(self, pbx: PbxProcess) -> tuple[subprocess.Popen, int, object]:
+    def register_and_start_uas(self, pbx: PbxProcess) -> tuple[subprocess.Popen, int]:
         uas_port = free_port("udp")
         csv = self.work / "callees.csv"
         csv.write_text("SEQUENTIAL\n" + "".join(f"{u};{a}\n" for u, a in auth_users(CALLEES, PASSWORD)))
-        res = subprocess.run(["sipp", f"127.0.0.1:{pbx.port}", "-sf", str(SIPP_DIR / "register.xml"),
-                              "-inf", str(csv), "-t", "u1", "-i", "127.0.0.1", "-p", str(uas_port),
-                              "-r", "300", "-m", str(len(CALLEES)), "-l", "300", "-nostdin",
-                              "-timeout", "30s", "-timeout_error", "-trace_stat", "-fd", "1"],
-                             capture_output=True, text=True, cwd=self.work)
+        res = subprocess.run(
+            [
+                "sipp",
+                f"127.0.0.1:{pbx.port}",
+                "-sf",
+                str(SIPP_DIR / "register.xml"),
+                "-inf",
+                str(csv),
+                "-t",
+                "u1",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(uas_port),
+                "-r",
+                "300",
+                "-m",
+                str(len(CALLEES)),
+                "-l",
+                "300",
+                "-nostdin",
+                "-timeout",
+                "30s",
+                "-timeout_error",
+                "-trace_stat",
+                "-fd",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=self.work,
+        )
         regs = pbx.status()["registrations"]
         if res.returncode != 0 or (isinstance(regs, int) and regs < len(CALLEES)):
             raise SystemExit(f"registration failed (rc={res.returncode}, {regs}):\n{res.stdout[-2000:]}")
-        out = open(self.work / "uas.out", "w")
-        uas = subprocess.Popen(["sipp", "-sf", str(SIPP_DIR / "bench_uas.xml"), "-t", "u1",
-                                "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(uas_port),
-                                "-m", "1000000", "-nostdin", "-trace_err", "-trace_stat", "-fd", "1",
-                                "-timeout_error", "-max_socket", "5000"],
-                               cwd=self.work, stdout=out, stderr=subprocess.STDOUT)
+        with open(self.work / "uas.out", "w") as out:  # the child has its own copy of the descriptor
+            uas = subprocess.Popen(
+                [
+                    "sipp",
+                    "-sf",
+                    str(SIPP_DIR / "bench_uas.xml"),
+                    "-t",
+                    "u1",
+                    "-i",
+                    "127.0.0.1",
+                    "-mi",
+                    "127.0.0.1",
+                    "-p",
+                    str(uas_port),
+                    "-m",
+                    "1000000",
+                    "-nostdin",
+                    "-trace_err",
+                    "-trace_stat",
+                    "-fd",
+                    "1",
+                    "-timeout_error",
+                    "-max_socket",
+                    "5000",
+                ],
+                cwd=self.work,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         time.sleep(0.5)
-        return uas, uas_port, out
+        return uas, uas_port
 
-    def uac(self, pbx: PbxProcess, calls: int, rate: float, limit: int, duration_ms: int,
-            timeout: float) -> subprocess.Popen:
+    def uac(
+        self, pbx: PbxProcess, calls: int, rate: float, limit: int, duration_ms: int, timeout: float
+    ) -> subprocess.Popen:
         csv = self.work / "callers.csv"
-        rows = [f"{c};[authentication username={c} password={PASSWORD}];{CALLEES[i % len(CALLEES)]}\n"
-                for i, c in enumerate(CALLERS)]
+        rows = [
+            f"{c};[authentication username={c} password={PASSWORD}];{CALLEES[i % len(CALLEES)]}\n"
+            for i, c in enumerate(CALLERS)
+        ]
         csv.write_text("SEQUENTIAL\n" + "".join(rows))
-        return subprocess.Popen(["sipp", f"127.0.0.1:{pbx.port}", "-sf", str(SIPP_DIR / "bench_uac.xml"),
-                                 "-inf", str(csv), "-t", "u1", "-i", "127.0.0.1", "-mi", "127.0.0.1",
-                                 "-p", str(free_port("udp")), "-r", str(rate), "-m", str(calls),
-                                 "-l", str(limit), "-d", str(duration_ms), "-nostdin",
-                                 "-timeout", f"{int(timeout)}s", "-timeout_error", "-trace_err",
-                                 "-trace_stat", "-fd", "1", "-max_socket", "5000"],
-                                cwd=self.work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [
+                "sipp",
+                f"127.0.0.1:{pbx.port}",
+                "-sf",
+                str(SIPP_DIR / "bench_uac.xml"),
+                "-inf",
+                str(csv),
+                "-t",
+                "u1",
+                "-i",
+                "127.0.0.1",
+                "-mi",
+                "127.0.0.1",
+                "-p",
+                str(free_port("udp")),
+                "-r",
+                str(rate),
+                "-m",
+                str(calls),
+                "-l",
+                str(limit),
+                "-d",
+                str(duration_ms),
+                "-nostdin",
+                "-timeout",
+                f"{int(timeout)}s",
+                "-timeout_error",
+                "-trace_err",
+                "-trace_stat",
+                "-fd",
+                "1",
+                "-max_socket",
+                "5000",
+            ],
+            cwd=self.work,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
-    def finish(self, pbx: PbxProcess, uas, uas_out, expected: int) -> dict:
+    def finish(self, pbx: PbxProcess, uas: subprocess.Popen, expected: int) -> dict:
         """Wait for every call to be closed and recorded, read CDRs, stop the PBX, read its log."""
         deadline = time.monotonic() + 30
         rows: list[dict] = []
@@ -222,19 +316,23 @@ class Bench:
         except subprocess.TimeoutExpired:
             uas.kill()
             uas.wait()
-        uas_out.close()
         uas_stats = sipp_stats(self.work, "bench_uas")
         rc = pbx.stop(signal.SIGTERM, timeout=60)
         log = pbx.log()
-        bad = [ln for ln in log.splitlines()
-               if re.search(r"\b(ERROR|CRITICAL|WARNING)\b|Traceback", ln)]
+        bad = [ln for ln in log.splitlines() if re.search(r"\b(ERROR|CRITICAL|WARNING)\b|Traceback", ln)]
         try:
             lag = recorder_lag(pbx.cfg.db_path)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             lag = {"error": str(exc)}
-        return {"rows": rows, "stuck_active": stuck, "answer_to_recorder_ms": lag, "pbx_exit": rc, "log_problems": bad,
-                "uas_failed": int(uas_stats.get("FailedCall(C)", 0) or 0),
-                "uas_errors": sipp_errors(self.work, "bench_uas", 1500)}
+        return {
+            "rows": rows,
+            "stuck_active": stuck,
+            "answer_to_recorder_ms": lag,
+            "pbx_exit": rc,
+            "log_problems": bad,
+            "uas_failed": int(uas_stats.get("FailedCall(C)", 0) or 0),
+            "uas_errors": sipp_errors(self.work, "bench_uas", 1500),
+        }
 
     def cdrs(self, pbx: PbxProcess) -> list[dict]:
         res = pbx.cli("calls", "list", "--json", "--limit", "100000", check=False)
@@ -249,17 +347,27 @@ def _dist(values: list[float]) -> dict:
         return {}
     a = sorted(values)
     q = lambda f: round(a[min(len(a) - 1, int(f * len(a)))], 1)  # noqa: E731
-    return {"min": round(a[0], 1), "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "max": round(a[-1], 1),
-            "mean": round(statistics.fmean(a), 1), "n": len(a)}
+    return {
+        "min": round(a[0], 1),
+        "p50": q(0.5),
+        "p90": q(0.9),
+        "p99": q(0.99),
+        "max": round(a[-1], 1),
+        "mean": round(statistics.fmean(a), 1),
+        "n": len(a),
+    }
 
 
 def recorder_lag(db_path: Path) -> dict:
     """ms from the CDR's 'answered' event (talk time starts) to 'recording_started'."""
     import sqlite3
+
     con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        rows = con.execute("select a.ts, r.ts from call_events a join call_events r on a.call_id = r.call_id "
-                           "where a.kind = 'answered' and r.kind = 'recording_started'").fetchall()
+        rows = con.execute(
+            "select a.ts, r.ts from call_events a join call_events r on a.call_id = r.call_id "
+            "where a.kind = 'answered' and r.kind = 'recording_started'"
+        ).fetchall()
     finally:
         con.close()
     return _dist([1000 * (r - a) for a, r in rows])
@@ -292,7 +400,7 @@ def recording_check(rows: list[dict]) -> dict:
 def concurrency_step(b: Bench, n: int, ramp_rate: float, hold: float) -> dict:
     clean(b.work)
     pbx = b.start_pbx()
-    uas, _port, uas_out = b.register_and_start_uas(pbx)
+    uas, _port = b.register_and_start_uas(pbx)
     ramp = n / ramp_rate
     duration = ramp + hold
     pid = pbx.proc.pid
@@ -314,7 +422,7 @@ def concurrency_step(b: Bench, n: int, ramp_rate: float, hold: float) -> dict:
     wall = time.monotonic() - t_start
     st = sipp_stats(b.work, "bench_uac")
     errors = sipp_errors(b.work, "bench_uac")
-    fin = b.finish(pbx, uas, uas_out, n)
+    fin = b.finish(pbx, uas, n)
     rows = fin["rows"]
     disp: dict[str, int] = {}
     for r in rows:
@@ -324,15 +432,28 @@ def concurrency_step(b: Bench, n: int, ramp_rate: float, hold: float) -> dict:
     failed = int(st.get("FailedCall(C)", 0) or 0)
     cpu_pct = 100 * (c1 - c0) / (w1 - w0)
     res = {
-        "kind": "concurrency", "calls": n, "ramp_rate": ramp_rate, "call_seconds": round(duration, 1),
-        "sipp_ok": ok_calls, "sipp_failed": failed, "uac_rc": uac.returncode, "uas_failed": fin["uas_failed"],
-        "live_at_hold_start": live, "live_mid_hold": live_mid, "processes": procs,
-        "cdr": disp, "stuck_active": len(fin["stuck_active"]),
-        "recordings": rec, "pbx_cpu_pct": round(cpu_pct, 1),
+        "kind": "concurrency",
+        "calls": n,
+        "ramp_rate": ramp_rate,
+        "call_seconds": round(duration, 1),
+        "sipp_ok": ok_calls,
+        "sipp_failed": failed,
+        "uac_rc": uac.returncode,
+        "uas_failed": fin["uas_failed"],
+        "live_at_hold_start": live,
+        "live_mid_hold": live_mid,
+        "processes": procs,
+        "cdr": disp,
+        "stuck_active": len(fin["stuck_active"]),
+        "recordings": rec,
+        "pbx_cpu_pct": round(cpu_pct, 1),
         "cpu_pct_per_call": round(cpu_pct / max(1, live_mid), 2),
-        "pss_mb": round(pss, 1), "pss_mb_per_call": round(pss / max(1, live_mid), 1),
-        "wall_s": round(wall, 1), "pbx_exit": fin["pbx_exit"],
-        "log_problems": fin["log_problems"][:15], "log_problem_count": len(fin["log_problems"]),
+        "pss_mb": round(pss, 1),
+        "pss_mb_per_call": round(pss / max(1, live_mid), 1),
+        "wall_s": round(wall, 1),
+        "pbx_exit": fin["pbx_exit"],
+        "log_problems": fin["log_problems"][:15],
+        "log_problem_count": len(fin["log_problems"]),
     }
     if errors or fin["uas_errors"]:
         res["sipp_errors"] = (errors + fin["uas_errors"])[:3000]
@@ -340,9 +461,17 @@ def concurrency_step(b: Bench, n: int, ramp_rate: float, hold: float) -> dict:
         res["uac_stderr"] = err.strip()[-1000:]
     d = rec["diff_ms"]
     res["answer_to_recorder_ms"] = fin["answer_to_recorder_ms"]
-    res["calls_ok"] = (failed == 0 and ok_calls == n and uac.returncode == 0 and fin["uas_failed"] == 0
-                       and disp.get("answered", 0) == n and len(rows) == n and not fin["stuck_active"]
-                       and rec["incomplete"] == 0 and live_mid == n)
+    res["calls_ok"] = (
+        failed == 0
+        and ok_calls == n
+        and uac.returncode == 0
+        and fin["uas_failed"] == 0
+        and disp.get("answered", 0) == n
+        and len(rows) == n
+        and not fin["stuck_active"]
+        and rec["incomplete"] == 0
+        and live_mid == n
+    )
     res["passed"] = res["calls_ok"] and bool(d) and d["within_20ms"] == n
     return res
 
@@ -350,7 +479,7 @@ def concurrency_step(b: Bench, n: int, ramp_rate: float, hold: float) -> dict:
 def cps_step(b: Bench, rate: int, seconds: float, talk: float) -> dict:
     clean(b.work)
     pbx = b.start_pbx()
-    uas, _port, uas_out = b.register_and_start_uas(pbx)
+    uas, _port = b.register_and_start_uas(pbx)
     calls = int(rate * seconds)
     pid = pbx.proc.pid
     c0, t0 = cpu_seconds(tree(pid)), time.monotonic()
@@ -360,7 +489,7 @@ def cps_step(b: Bench, rate: int, seconds: float, talk: float) -> dict:
     c1 = cpu_seconds(tree(pid))
     st = sipp_stats(b.work, "bench_uac")
     errors = sipp_errors(b.work, "bench_uac")
-    fin = b.finish(pbx, uas, uas_out, calls)
+    fin = b.finish(pbx, uas, calls)
     rows = fin["rows"]
     disp: dict[str, int] = {}
     for r in rows:
@@ -369,23 +498,41 @@ def cps_step(b: Bench, rate: int, seconds: float, talk: float) -> dict:
     ok_calls = int(st.get("SuccessfulCall(C)", 0) or 0)
     failed = int(st.get("FailedCall(C)", 0) or 0)
     rtt = st.get("ResponseTime1(P)") or ""
-    res = {"kind": "setup_rate", "offered_per_s": rate, "calls": calls, "talk_seconds": talk,
-           "sipp_ok": ok_calls, "sipp_failed": failed, "uac_rc": uac.returncode, "uas_failed": fin["uas_failed"],
-           "cdr": disp, "stuck_active": len(fin["stuck_active"]), "recordings": rec,
-           "achieved_per_s": round(ok_calls / max(0.001, wall - talk), 1),
-           "invite_to_200_avg": rtt,
-           "pbx_cpu_pct": round(100 * (c1 - c0) / wall, 1),
-           "cpu_ms_per_call": round(1000 * (c1 - c0) / max(1, ok_calls), 1), "wall_s": round(wall, 1),
-           "log_problems": fin["log_problems"][:15], "log_problem_count": len(fin["log_problems"])}
+    res = {
+        "kind": "setup_rate",
+        "offered_per_s": rate,
+        "calls": calls,
+        "talk_seconds": talk,
+        "sipp_ok": ok_calls,
+        "sipp_failed": failed,
+        "uac_rc": uac.returncode,
+        "uas_failed": fin["uas_failed"],
+        "cdr": disp,
+        "stuck_active": len(fin["stuck_active"]),
+        "recordings": rec,
+        "achieved_per_s": round(ok_calls / max(0.001, wall - talk), 1),
+        "invite_to_200_avg": rtt,
+        "pbx_cpu_pct": round(100 * (c1 - c0) / wall, 1),
+        "cpu_ms_per_call": round(1000 * (c1 - c0) / max(1, ok_calls), 1),
+        "wall_s": round(wall, 1),
+        "log_problems": fin["log_problems"][:15],
+        "log_problem_count": len(fin["log_problems"]),
+    }
     if errors or fin["uas_errors"]:
         res["sipp_errors"] = (errors + fin["uas_errors"])[:3000]
     if err.strip():
         res["uac_stderr"] = err.strip()[-1000:]
     d = rec["diff_ms"]
     res["answer_to_recorder_ms"] = fin["answer_to_recorder_ms"]
-    res["calls_ok"] = (failed == 0 and ok_calls == calls and uac.returncode == 0 and fin["uas_failed"] == 0
-                       and disp.get("answered", 0) == calls and not fin["stuck_active"]
-                       and rec["incomplete"] == 0)
+    res["calls_ok"] = (
+        failed == 0
+        and ok_calls == calls
+        and uac.returncode == 0
+        and fin["uas_failed"] == 0
+        and disp.get("answered", 0) == calls
+        and not fin["stuck_active"]
+        and rec["incomplete"] == 0
+    )
     res["passed"] = res["calls_ok"] and bool(d) and d["within_20ms"] == calls
     return res
 
@@ -401,14 +548,22 @@ def machine() -> dict:
         if line.startswith("MemTotal:"):
             mem = int(line.split()[1]) // 1024
     sipp_v = subprocess.run(["sipp", "-v"], capture_output=True, text=True).stdout.strip().splitlines()
-    return {"nproc": os.cpu_count(), "cpu": model, "mem_mb": mem, "python": platform.python_version(),
-            "sipp": sipp_v[0].strip() if sipp_v else "?", "loadavg_at_start": os.getloadavg()}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "mem_mb": mem,
+        "python": platform.python_version(),
+        "sipp": sipp_v[0].strip() if sipp_v else "?",
+        "loadavg_at_start": os.getloadavg(),
+    }
 
 
 def table(results: list[dict]) -> str:
-    out = ["| step | calls | ok / failed | CDR answered | rec. within 20 ms | rec − talk ms (min/p50/p99/max) "
-           "| answer→recorder ms (p50/max) | PBX CPU % | CPU %/call | PSS MB | PSS MB/call | calls ok | ±20 ms |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| step | calls | ok / failed | CDR answered | rec. within 20 ms | rec − talk ms (min/p50/p99/max) "
+        "| answer→recorder ms (p50/max) | PBX CPU % | CPU %/call | PSS MB | PSS MB/call | calls ok | ±20 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         d = r["recordings"]["diff_ms"] or {}
         dist = f"{d.get('min')}/{d.get('p50')}/{d.get('p99')}/{d.get('max')}" if d else "-"
@@ -419,11 +574,13 @@ def table(results: list[dict]) -> str:
             step = f"{r['offered_per_s']} cps × {r['calls'] // r['offered_per_s']} s"
             cpu = (r["pbx_cpu_pct"], f"{r['cpu_ms_per_call']} ms/call", "-", "-")
         lag = r.get("answer_to_recorder_ms") or {}
-        out.append(f"| {step} | {r['calls']} | {r['sipp_ok']} / {r['sipp_failed']} | "
-                   f"{r['cdr'].get('answered', 0)} | {d.get('within_20ms', 0)} | {dist} | "
-                   f"{lag.get('p50', '-')}/{lag.get('max', '-')} | "
-                   f"{cpu[0]} | {cpu[1]} | {cpu[2]} | {cpu[3]} | {'yes' if r['calls_ok'] else 'NO'} | "
-                   f"{'yes' if r['passed'] else 'NO'} |")
+        out.append(
+            f"| {step} | {r['calls']} | {r['sipp_ok']} / {r['sipp_failed']} | "
+            f"{r['cdr'].get('answered', 0)} | {d.get('within_20ms', 0)} | {dist} | "
+            f"{lag.get('p50', '-')}/{lag.get('max', '-')} | "
+            f"{cpu[0]} | {cpu[1]} | {cpu[2]} | {cpu[3]} | {'yes' if r['calls_ok'] else 'NO'} | "
+            f"{'yes' if r['passed'] else 'NO'} |"
+        )
     return "\n".join(out)
 
 
@@ -453,8 +610,20 @@ def main() -> int:
 
     def emit(r: dict) -> None:
         results.append(r)
-        brief = {k: r[k] for k in ("kind", "calls", "sipp_ok", "sipp_failed", "cdr", "pbx_cpu_pct", "calls_ok",
-                                   "passed", "log_problem_count")}
+        brief = {
+            k: r[k]
+            for k in (
+                "kind",
+                "calls",
+                "sipp_ok",
+                "sipp_failed",
+                "cdr",
+                "pbx_cpu_pct",
+                "calls_ok",
+                "passed",
+                "log_problem_count",
+            )
+        }
         brief["rec_diff_ms"] = r["recordings"]["diff_ms"]
         brief["answer_to_recorder_ms"] = r.get("answer_to_recorder_ms")
         print(json.dumps(brief), file=sys.stderr, flush=True)
@@ -484,11 +653,19 @@ def main() -> int:
             best_rate_strict = rate
     conc = [r for r in results if r["kind"] == "concurrency" and r["calls"] == best]
     summary = {
-        "date": time.strftime("%Y-%m-%d %H:%M"), "machine": info, "loadavg_at_end": os.getloadavg(),
-        "settings": {"ramp_rate": args.ramp_rate, "hold_s": args.hold, "workers_max": args.workers_max,
-                     "workers_warm": args.workers_warm, "audio": f"PCMA 20 ms, {audio_s:.2f} s loop (g711a.pcap)",
-                     "cps_seconds": args.cps_seconds, "cps_talk_s": args.cps_duration,
-                     "log_level": args.log_level},
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": info,
+        "loadavg_at_end": os.getloadavg(),
+        "settings": {
+            "ramp_rate": args.ramp_rate,
+            "hold_s": args.hold,
+            "workers_max": args.workers_max,
+            "workers_warm": args.workers_warm,
+            "audio": f"PCMA 20 ms, {audio_s:.2f} s loop (g711a.pcap)",
+            "cps_seconds": args.cps_seconds,
+            "cps_talk_s": args.cps_duration,
+            "log_level": args.log_level,
+        },
         "max_concurrent_zero_failures": best,
         "max_concurrent_runs_calls_ok": f"{sum(r['calls_ok'] for r in conc)}/{len(conc)}" if conc else "0/0",
         "max_concurrent_zero_failures_and_recordings_within_20ms": best_strict,
@@ -499,11 +676,13 @@ def main() -> int:
     }
     Path(args.out).write_text(json.dumps(summary, indent=2, default=str))
     print(table(results))
-    print(f"\nlargest N with zero failed calls (all answered + recorded): {best} "
-          f"({summary['max_concurrent_runs_calls_ok']} runs of it clean); with every recording within 20 ms "
-          f"of talk time as well: {best_strict}\n"
-          f"set-up rate with zero failures: {best_rate} calls/s (with recordings within 20 ms: "
-          f"{best_rate_strict}); runtime {summary['runtime_s']} s")
+    print(
+        f"\nlargest N with zero failed calls (all answered + recorded): {best} "
+        f"({summary['max_concurrent_runs_calls_ok']} runs of it clean); with every recording within 20 ms "
+        f"of talk time as well: {best_strict}\n"
+        f"set-up rate with zero failures: {best_rate} calls/s (with recordings within 20 ms: "
+        f"{best_rate_strict}); runtime {summary['runtime_s']} s"
+    )
     return 0
 
 

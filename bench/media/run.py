@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -50,24 +51,56 @@ def free_udp() -> int:
     return p
 
 
-async def sipp(tmp: Path, scenario: str, port: int, remote: str | None, duration_ms: int,
-               media_port: int) -> asyncio.subprocess.Process:
-    args = [shutil.which("sipp") or "sipp", "-sf", str(SIPP_DIR / scenario), "-m", "1",
-            "-i", "127.0.0.1", "-p", str(port), "-mi", "127.0.0.1", "-mp", str(media_port),
-            "-d", str(duration_ms), "-timeout", "60s", "-nostdin"]
+async def sipp(
+    tmp: Path, scenario: str, port: int, remote: str | None, duration_ms: int, media_port: int
+) -> asyncio.subprocess.Process:
+    args = [
+        shutil.which("sipp") or "sipp",
+        "-sf",
+        str(SIPP_DIR / scenario),
+        "-m",
+        "1",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-mi",
+        "127.0.0.1",
+        "-mp",
+        str(media_port),
+        "-d",
+        str(duration_ms),
+        "-timeout",
+        "60s",
+        "-nostdin",
+    ]
     if remote:
         args.insert(1, remote)
-    return await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.DEVNULL)
+    return await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
 
 
 async def main(a: argparse.Namespace) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="media-bench-"))
+    with open(tmp / "workers.log", "ab") as workers_log:  # open as long as the pool spawns workers
+        out = await _bench(a, tmp, workers_log)
+    out["tmp"] = str(tmp)
+    return out
+
+
+async def _bench(a: argparse.Namespace, tmp: Path, workers_log: BinaryIO) -> dict:
     caller_ports = [free_udp() for _ in range(a.calls)]
-    pool = MediaPool(size_warm=a.calls, max_workers=a.calls, sip_port_base=a.sip_base,
-                     rtp_port_base=a.rtp_base, rtp_ports_per_worker=16,
-                     trusted=[f"127.0.0.1:{p}" for p in caller_ports],
-                     worker_stderr=open(tmp / "workers.log", "ab"), ping_interval=3600)
+    pool = MediaPool(
+        size_warm=a.calls,
+        max_workers=a.calls,
+        sip_port_base=a.sip_base,
+        rtp_port_base=a.rtp_base,
+        rtp_ports_per_worker=16,
+        trusted=[f"127.0.0.1:{p}" for p in caller_ports],
+        worker_stderr=workers_log,
+        ping_interval=3600,
+    )
     t = time.monotonic()
     await pool.start()
     out: dict = {"workers": a.calls, "start_all_s": round(time.monotonic() - t, 3)}
@@ -86,10 +119,12 @@ async def main(a: argparse.Namespace) -> dict:
     talk_ms = int(a.talk_seconds * 1000) + 2000
     for i, w in enumerate(ws):
         agent_port = free_udp()
-        procs.append(await sipp(tmp, "media_uas_pcma.xml", agent_port, None, talk_ms,
-                                a.media_base + 8 * i))
-        procs.append(await sipp(tmp, "media_uac_pcma.xml", caller_ports[i],
-                                f"127.0.0.1:{w.sip_port}", talk_ms, a.media_base + 8 * i + 4))
+        procs.append(await sipp(tmp, "media_uas_pcma.xml", agent_port, None, talk_ms, a.media_base + 8 * i))
+        procs.append(
+            await sipp(
+                tmp, "media_uac_pcma.xml", caller_ports[i], f"127.0.0.1:{w.sip_port}", talk_ms, a.media_base + 8 * i + 4
+            )
+        )
         inc = await w.next_event(P.Incoming, timeout=10)
         await w.originate("agent", f"sip:agent@127.0.0.1:{agent_port}")
         await w.next_event(P.Answered, leg="agent")
@@ -105,16 +140,15 @@ async def main(a: argparse.Namespace) -> dict:
     c1 = [cpu_seconds(w.pid) for w in ws]
     out["call_cpu_pct_per_call"] = round(100 * (sum(c1) - sum(c0)) / dt / a.calls, 3)
     out["call_rss_mb_per_worker"] = round(sum(rss_mb(w.pid) for w in ws) / a.calls, 1)
-    for w in ws:       # caller hangs up (sipp BYE) -> the core hangs up the agent leg
+    for w in ws:  # caller hangs up (sipp BYE) -> the core hangs up the agent leg
         ended = await w.next_event(P.Ended, timeout=30)
         await w.hangup("agent" if ended.leg != "agent" else "in-1")
     for p in procs:
         try:
             await asyncio.wait_for(p.wait(), 15)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             p.kill()
     await pool.close()
-    out["tmp"] = str(tmp)
     return out
 
 

@@ -49,11 +49,35 @@ def run_step(pbx: PbxProcess, users: list[str], rate: int, seconds: float, work:
     calls = int(rate * seconds)
     csv = work / "users.csv"
     csv.write_text("SEQUENTIAL\n" + "".join(f"{u};{a}\n" for u, a in auth_users(users, PASSWORD)))
-    args = ["sipp", f"127.0.0.1:{pbx.port}", "-sf", str(ROOT / "tests/sipp/register.xml"),
-            "-inf", str(csv), "-t", "u1", "-i", "127.0.0.1", "-p", str(free_port("udp")),
-            "-r", str(rate), "-m", str(calls), "-l", str(max(rate, 100) * 4),
-            "-nostdin", "-timeout", f"{int(seconds * 4 + 30)}s", "-timeout_error",
-            "-trace_stat", "-fd", "1", "-max_socket", "100"]
+    args = [
+        "sipp",
+        f"127.0.0.1:{pbx.port}",
+        "-sf",
+        str(ROOT / "tests/sipp/register.xml"),
+        "-inf",
+        str(csv),
+        "-t",
+        "u1",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(free_port("udp")),
+        "-r",
+        str(rate),
+        "-m",
+        str(calls),
+        "-l",
+        str(max(rate, 100) * 4),
+        "-nostdin",
+        "-timeout",
+        f"{int(seconds * 4 + 30)}s",
+        "-timeout_error",
+        "-trace_stat",
+        "-fd",
+        "1",
+        "-max_socket",
+        "100",
+    ]
     pid = pbx.proc.pid
     c0, t0 = cpu_seconds(pid), time.monotonic()
     for p in work.glob("register_*"):
@@ -63,16 +87,21 @@ def run_step(pbx: PbxProcess, users: list[str], rate: int, seconds: float, work:
     stats = {}
     for p in work.glob("register_*_.csv"):
         lines = p.read_text().splitlines()
-        stats = dict(zip(lines[0].split(";"), lines[-1].split(";")))
+        stats = dict(zip(lines[0].split(";"), lines[-1].split(";"), strict=False))
     ok = int(stats.get("SuccessfulCall(C)", 0) or 0)
     failed = int(stats.get("FailedCall(C)", 0) or 0)
     wall = t1 - t0
-    return {"offered_per_s": rate, "registrations": ok, "failed": failed, "sipp_rc": res.returncode,
-            "wall_s": round(wall, 2),
-            "transactions_per_s": round(2 * ok / wall, 1),
-            "pbx_cpu_pct": round(100 * (c1 - c0) / wall, 1),
-            "cpu_us_per_transaction": round(1e6 * (c1 - c0) / max(1, 2 * ok), 1),
-            "pbx_rss_mb": round(rss_mb(pid), 1)}
+    return {
+        "offered_per_s": rate,
+        "registrations": ok,
+        "failed": failed,
+        "sipp_rc": res.returncode,
+        "wall_s": round(wall, 2),
+        "transactions_per_s": round(2 * ok / wall, 1),
+        "pbx_cpu_pct": round(100 * (c1 - c0) / wall, 1),
+        "cpu_us_per_transaction": round(1e6 * (c1 - c0) / max(1, 2 * ok), 1),
+        "pbx_rss_mb": round(rss_mb(pid), 1),
+    }
 
 
 def main() -> int:
@@ -89,9 +118,9 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     for p in work.glob("pbx/var/*"):
         p.unlink()
-    pbx = PbxProcess(work / "pbx", log_level="WARNING",
-                     security={"exempt": ["127.0.0.1"]},
-                     registrar={"max_contacts": 5})
+    pbx = PbxProcess(
+        work / "pbx", log_level="WARNING", security={"exempt": ["127.0.0.1"]}, registrar={"max_contacts": 5}
+    )
     users = [str(10000 + i) for i in range(args.users)]
     pbx.add_extensions(users, PASSWORD)
     if args.profile:
@@ -111,11 +140,20 @@ def main() -> int:
                 break
     finally:
         pbx.stop(signal.SIGTERM, timeout=60)
-    best = max((r for r in results if not r["failed"] and r["sipp_rc"] == 0),
-               key=lambda r: r["transactions_per_s"], default=None)
-    summary = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, "
-               f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
-               "cpu": _cpu_model(), "users": args.users, "steps": results, "best_zero_failure": best}
+    best = max(
+        (r for r in results if not r["failed"] and r["sipp_rc"] == 0),
+        key=lambda r: r["transactions_per_s"],
+        default=None,
+    )
+    summary = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, "
+        f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
+        "cpu": _cpu_model(),
+        "users": args.users,
+        "steps": results,
+        "best_zero_failure": best,
+    }
     out = work / "results.json"
     out.write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary if args.json else {"best_zero_failure": best}, indent=2))
@@ -127,11 +165,13 @@ def main() -> int:
 
 def _start_with(pbx: PbxProcess, cmd: list[str]) -> None:
     import time as _t
+
     from pypbx.localapi_client import LocalAPIError
-    log = open(pbx.log_path, "ab")
-    pbx._log = log
-    pbx.proc = subprocess.Popen(cmd + ["run", "--config", str(pbx.config_path)], stdout=log,
-                                stderr=subprocess.STDOUT, cwd=pbx.workdir)
+
+    with open(pbx.log_path, "ab") as log:  # the child has its own copy of the descriptor
+        pbx.proc = subprocess.Popen(
+            [*cmd, "run", "--config", str(pbx.config_path)], stdout=log, stderr=subprocess.STDOUT, cwd=pbx.workdir
+        )
     deadline = _t.monotonic() + 20
     while _t.monotonic() < deadline:
         try:

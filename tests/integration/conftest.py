@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import pytest
 
@@ -35,8 +36,9 @@ def event_stream_invariant():
 def pytest_terminal_summary(terminalreporter) -> None:
     c = harness.CHECKED
     if c["pbxs"]:
-        terminalreporter.write_line(f"event stream invariant: {c['pbxs']} PBX(s), {c['calls']} call(s), "
-                                    f"{c['events']} event(s) checked")
+        terminalreporter.write_line(
+            f"event stream invariant: {c['pbxs']} PBX(s), {c['calls']} call(s), {c['events']} event(s) checked"
+        )
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -56,6 +58,7 @@ def pbx(tmp_path: Path) -> Callable[..., PbxProcess]:
         p = PbxProcess(tmp_path / f"pbx{len(procs)}", **overrides)
         procs.append(p)
         return p
+
     yield make
     for p in procs:
         if p.proc is not None and p.proc.poll() is None:
@@ -86,6 +89,7 @@ def phone_pbx(tmp_path: Path):
         ev = ph.wait_event(lambda e: e.get("event") == "reg", 15, f"{ext} to register")
         assert ev["code"] == 200
         return ph
+
     make.phone = phone  # type: ignore[attr-defined]
     yield make
     for ph in phones:
@@ -94,3 +98,46 @@ def phone_pbx(tmp_path: Path):
         if p.proc is not None and p.proc.poll() is None:
             assert p.stop() == 0
         assert "Traceback" not in p.log(), p.log()[-3000:]
+
+
+@pytest.fixture
+def proxy_pbx(tmp_path: Path) -> Iterator[Callable[..., PbxProcess]]:
+    """``pbx(ring_timeout=None, **overrides)`` -> a started PbxProcess with extensions
+    1001-1003 (PASSWORD), security-exempt for 127.0.0.1 (the sipp phones of
+    test_proxy_calls). Every PBX must have stopped with no traceback in its log."""
+    procs: list[PbxProcess] = []
+
+    def make(ring_timeout: float | None = None, **overrides: Any) -> PbxProcess:
+        if ring_timeout is not None:
+            overrides["calls"] = {"ring_time": int(ring_timeout)}
+        p = PbxProcess(tmp_path / f"pbx{len(procs)}", security={"exempt": ["127.0.0.1"]}, **overrides)
+        p.add_extensions(["1001", "1002", "1003"], PASSWORD)
+        p.start()
+        procs.append(p)
+        return p
+
+    yield make
+    for p in procs:
+        if p.proc is not None and p.proc.poll() is None:
+            p.stop()
+        assert "Traceback" not in p.log(), p.log()[-4000:]
+
+
+@pytest.fixture
+def trunk_pbx(tmp_path: Path) -> Iterator[Callable[..., PbxProcess]]:
+    """``pbx(**overrides)`` -> a PbxProcess (not started) with extensions 1001-1002 (PASSWORD),
+    security-exempt for 127.0.0.1 (the trunk tests). Every PBX must have stopped with no
+    traceback in its log."""
+    procs: list[PbxProcess] = []
+
+    def make(**overrides: Any) -> PbxProcess:
+        p = PbxProcess(tmp_path / f"pbx{len(procs)}", security={"exempt": ["127.0.0.1"]}, **overrides)
+        p.add_extensions(["1001", "1002"], PASSWORD)
+        procs.append(p)
+        return p
+
+    yield make
+    for p in procs:
+        if p.proc is not None and p.proc.poll() is None:
+            p.stop()
+        assert "Traceback" not in p.log(), p.log()[-4000:]

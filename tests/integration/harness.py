@@ -41,12 +41,14 @@ def require_tool(name: str) -> str:
 
 def free_port(kind: str = "both", host: str = "127.0.0.1") -> int:
     from tests.conftest import free_port as fp
+
     return fp(kind, host)
 
 
 def free_range(count: int, step: int = 1, lo: int = 20000, hi: int = 60000) -> int:
     """The first port of ``count`` consecutive ports that are free now (UDP), at random."""
     import random
+
     for _ in range(200):
         base = random.randrange(lo, hi - count, step)
         socks = []
@@ -65,7 +67,7 @@ def free_range(count: int, step: int = 1, lo: int = 20000, hi: int = 60000) -> i
 
 
 #: Every PbxProcess made, until its event stream was checked (tests/integration/conftest.py).
-UNCHECKED: list["PbxProcess"] = []
+UNCHECKED: list[PbxProcess] = []
 #: What the checks covered: PBX directories, calls, events (the session summary prints it).
 CHECKED = {"pbxs": 0, "calls": 0, "events": 0}
 
@@ -81,26 +83,30 @@ class PbxProcess:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port("both")
-        sip = {"bind": "127.0.0.1", "udp_port": self.port, "tcp_port": self.port,
-               "tls_port": free_port("tcp")}
+        sip = {"bind": "127.0.0.1", "udp_port": self.port, "tcp_port": self.port, "tls_port": free_port("tcp")}
         sip.update(overrides.pop("sip", {}))
         security = overrides.pop("security", {})
-        media = {"sip_port_base": free_range(8), "rtp_port_base": free_range(16 * 8, step=16),
-                 "workers_max": 8, "workers_warm": 2}
+        media = {
+            "sip_port_base": free_range(8),
+            "rtp_port_base": free_range(16 * 8, step=16),
+            "workers_max": 8,
+            "workers_warm": 2,
+        }
         media.update(overrides.pop("media", {}))
         overrides["media"] = media
         self.config_path = workdir / "pypbx.toml"
-        self.config_path.write_text(render_config(sip=sip, security=security, data_dir="./var",
-                                                  **overrides), encoding="utf-8")
+        self.config_path.write_text(
+            render_config(sip=sip, security=security, data_dir="./var", **overrides), encoding="utf-8"
+        )
         self.cfg = load_config(self.config_path)
         self.log_path = workdir / "pypbx.log"
         self.proc: subprocess.Popen | None = None
-        self._log = None
 
     # -- admin actions through the real CLI ---------------------------------------------
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        res = subprocess.run([str(BIN / "pypbx"), *args, "--config", str(self.config_path)],
-                             capture_output=True, text=True, timeout=60)
+        res = subprocess.run(
+            [str(BIN / "pypbx"), *args, "--config", str(self.config_path)], capture_output=True, text=True, timeout=60
+        )
         if check and res.returncode != 0:
             raise AssertionError(f"pypbx {' '.join(args)} failed: {res.stdout}{res.stderr}")
         return res
@@ -114,13 +120,18 @@ class PbxProcess:
             async with open_db(self.cfg.db_path) as db:
                 for n in numbers:
                     await add_extension(db, n, f"Phone {n}", self.cfg.sip.realm, password)
+
         asyncio.run(go())
 
     # -- process -------------------------------------------------------------------------
     def start(self, timeout: float = 15.0) -> None:
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([str(BIN / "pypbx"), "run", "--config", str(self.config_path)],
-                                     stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        with open(self.log_path, "ab") as log:  # the child has its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [str(BIN / "pypbx"), "run", "--config", str(self.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -141,11 +152,7 @@ class PbxProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             rc = self.proc.wait()
-            raise AssertionError(f"pypbx did not stop within {timeout}s:\n{self.log()}")
-        finally:
-            if self._log:
-                self._log.close()
-                self._log = None
+            raise AssertionError(f"pypbx did not stop within {timeout}s:\n{self.log()}") from None
         return rc
 
     def log(self) -> str:
@@ -180,7 +187,9 @@ class PbxProcess:
 def check_event_stream(journal: Path | None, db_path: Path) -> int:
     """See :meth:`PbxProcess.check_events` (AssertionError with the first violations)."""
     import sqlite3
+
     from pypbx.events import read_journal
+
     if journal is None or not Path(journal).exists() or not Path(db_path).exists():
         return 0
     events = read_journal(journal)
@@ -238,17 +247,46 @@ class SippResult:
     failed: int
 
 
-def run_sipp(scenario: str, target: str, *, transport: str = "u1", calls: int = 1,
-             rate: int | None = None, users: list[tuple[str, ...]] | None = None,
-             workdir: Path, local_ip: str = "127.0.0.1", timeout: float = 30.0,
-             extra: list[str] = ()) -> SippResult:
+def run_sipp(
+    scenario: str,
+    target: str,
+    *,
+    transport: str = "u1",
+    calls: int = 1,
+    rate: int | None = None,
+    users: list[tuple[str, ...]] | None = None,
+    workdir: Path,
+    local_ip: str = "127.0.0.1",
+    timeout: float = 30.0,
+    extra: list[str] = (),
+) -> SippResult:
     """Run one sipp scenario (from tests/sipp) to completion and read its verdict."""
     sipp = require_tool("sipp")
     workdir.mkdir(parents=True, exist_ok=True)
-    args = [sipp, target, "-sf", str(SIPP_DIR / scenario), "-t", transport, "-m", str(calls),
-            "-i", local_ip, "-p", str(free_port("both", local_ip)), "-nostdin",
-            "-timeout", f"{int(timeout)}s", "-timeout_error", "-trace_err", "-trace_stat",
-            "-fd", "1", "-max_socket", "2000"]
+    args = [
+        sipp,
+        target,
+        "-sf",
+        str(SIPP_DIR / scenario),
+        "-t",
+        transport,
+        "-m",
+        str(calls),
+        "-i",
+        local_ip,
+        "-p",
+        str(free_port("both", local_ip)),
+        "-nostdin",
+        "-timeout",
+        f"{int(timeout)}s",
+        "-timeout_error",
+        "-trace_err",
+        "-trace_stat",
+        "-fd",
+        "1",
+        "-max_socket",
+        "2000",
+    ]
     if rate:
         args += ["-r", str(rate)]
     if users is not None:
@@ -266,18 +304,25 @@ def run_sipp(scenario: str, target: str, *, transport: str = "u1", calls: int = 
         if len(lines) >= 2:
             head = lines[0].split(";")
             last = lines[-1].split(";")
-            stats = dict(zip(head, last))
+            stats = dict(zip(head, last, strict=False))
         p.unlink()
-    return SippResult(res.returncode, res.stdout, res.stderr, errors,
-                      int(stats.get("SuccessfulCall(C)", 0) or 0), int(stats.get("FailedCall(C)", 0) or 0))
+    return SippResult(
+        res.returncode,
+        res.stdout,
+        res.stderr,
+        errors,
+        int(stats.get("SuccessfulCall(C)", 0) or 0),
+        int(stats.get("FailedCall(C)", 0) or 0),
+    )
 
 
 def auth_users(numbers: list[str], password: str) -> list[tuple[str, str]]:
     return [(n, f"[authentication username={n} password={password}]") for n in numbers]
 
 
-def udp_exchange(data: bytes, port: int, *, host: str = "127.0.0.1", timeout: float = 1.0,
-                 source: str = "127.0.0.1") -> bytes | None:
+def udp_exchange(
+    data: bytes, port: int, *, host: str = "127.0.0.1", timeout: float = 1.0, source: str = "127.0.0.1"
+) -> bytes | None:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         s.bind((source, 0))
@@ -285,7 +330,7 @@ def udp_exchange(data: bytes, port: int, *, host: str = "127.0.0.1", timeout: fl
         s.sendto(data, (host, port))
         try:
             return s.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             return None
     finally:
         s.close()
@@ -294,8 +339,7 @@ def udp_exchange(data: bytes, port: int, *, host: str = "127.0.0.1", timeout: fl
 class Baresip:
     """A real baresip softphone (Debian's baresip) with its own config directory."""
 
-    def __init__(self, workdir: Path, aor: str, password: str, *, transport: str = "udp",
-                 regint: int = 60) -> None:
+    def __init__(self, workdir: Path, aor: str, password: str, *, transport: str = "udp", regint: int = 60) -> None:
         self.exe = require_tool("baresip")
         self.dir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -304,16 +348,20 @@ class Baresip:
             "sip_listen 127.0.0.1:0\n"
             f"module_path {modules}\n"
             "module g711.so\nmodule account.so\nmodule_app menu.so\n"
-            "audio_player nil\naudio_source nil\n")
-        (workdir / "accounts").write_text(
-            f"<sip:{aor};transport={transport}>;auth_pass={password};regint={regint}\n")
+            "audio_player nil\naudio_source nil\n"
+        )
+        (workdir / "accounts").write_text(f"<sip:{aor};transport={transport}>;auth_pass={password};regint={regint}\n")
         self.proc: subprocess.Popen | None = None
         self.log_path = workdir / "baresip.log"
 
     def start(self, seconds: int = 30) -> None:
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([self.exe, "-f", str(self.dir), "-t", str(seconds)],
-                                     stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        with open(self.log_path, "wb") as log:  # the child has its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [self.exe, "-f", str(self.dir), "-t", str(seconds)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -323,7 +371,6 @@ class Baresip:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._log.close()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -10,9 +10,16 @@ import pytest
 
 from tests.integration.harness import SIPP_DIR, run_sipp
 from tests.integration.test_queue_calls import queue_events
-from tests.integration.test_trunks import PROVIDER, calls_rows, call_events, pbx, wait_closed  # noqa: F401
+from tests.integration.test_trunks import PROVIDER, call_events, wait_closed
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def pbx(trunk_pbx):
+    """The PBX factory of the trunk tests (conftest.trunk_pbx)."""
+    return trunk_pbx
+
 
 DID = "0144556677"
 KNOWN = "+33611111111"
@@ -24,18 +31,28 @@ def provider_call(p, workdir: Path, caller: str, did: str = DID):
     workdir.mkdir(parents=True, exist_ok=True)
     sf = workdir / "uac.xml"
     sf.write_text((SIPP_DIR / "trunk_uac_invite.xml").read_text().replace("+33611223344", caller))
-    return run_sipp(str(sf), f"127.0.0.1:{p.port}", workdir=workdir, local_ip=PROVIDER, timeout=30,
-                    extra=["-s", did])
+    return run_sipp(str(sf), f"127.0.0.1:{p.port}", workdir=workdir, local_ip=PROVIDER, timeout=30, extra=["-s", did])
 
 
 def test_known_and_new_callers_land_in_their_queues(pbx, tmp_path):
     p = pbx()
     p.cli("trunk", "add", "prov", "--host", f"{PROVIDER}:5060")
     p.cli("queue", "add", "front_desk", "--strategy", "longest_idle", "--wrap-up", "0")
-    p.cli("queue", "add", "call_centre", "--strategy", "longest_idle", "--wrap-up", "0",
-          "--overflow-after", "20", "--overflow-to", "queue:front_desk")
+    p.cli(
+        "queue",
+        "add",
+        "call_centre",
+        "--strategy",
+        "longest_idle",
+        "--wrap-up",
+        "0",
+        "--overflow-after",
+        "20",
+        "--overflow-to",
+        "queue:front_desk",
+    )
     p.cli("queue", "edit", "front_desk", "--overflow-after", "20", "--overflow-to", "queue:call_centre")
-    p.cli("agent", "add", "alice", "--name", "Alice")          # not logged in: callers wait
+    p.cli("agent", "add", "alice", "--name", "Alice")  # not logged in: callers wait
     csv = tmp_path / "patients.csv"
     csv.write_text(f"number;name;patient_id\n{KNOWN};Jeanne Martin;P-001\n")
     p.cli("callers", "import", str(csv))
@@ -49,7 +66,9 @@ def test_known_and_new_callers_land_in_their_queues(pbx, tmp_path):
         r = rows[caller]
         assert r["direction"] == "inbound" and r["did"] == DID and r["service_line"] == "Appointments"
         assert r["queue"] == queue and r["disposition"] == "abandoned_queue", r
-        ev = p.wait_for(lambda: (e := queue_events(p, call_id=r["id"])) and len(e) >= 2 and e, 10, "queue events")
+        ev = p.wait_for(
+            lambda cid=r["id"]: (e := queue_events(p, call_id=cid)) and len(e) >= 2 and e, 10, "queue events"
+        )
         assert ev[0]["kind"] == "ENTER" and ev[0]["queue"] == queue
         look = [e for e in call_events(p, r["id"]) if e["kind"] == "caller_lookup"]
         assert look, call_events(p, r["id"])

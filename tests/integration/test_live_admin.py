@@ -30,11 +30,9 @@ def test_cli_changes_take_effect_without_restart(pbx, tmp_path):
     # a new password: the old one is refused, the new one works
     p.cli("ext", "passwd", "1005", "--password", "a-brand-new-password")
     p.wait_for(lambda: "new password 1005" in p.log(), what="password reload")
-    res = run_sipp("register_wrong_password.xml", target, users=auth_users(["1005"], PASSWORD),
-                   workdir=tmp_path / "s")
-    assert res.returncode == 0, res.errors                     # answered 401
-    res = run_sipp("register.xml", target, users=auth_users(["1005"], "a-brand-new-password"),
-                   workdir=tmp_path / "s")
+    res = run_sipp("register_wrong_password.xml", target, users=auth_users(["1005"], PASSWORD), workdir=tmp_path / "s")
+    assert res.returncode == 0, res.errors  # answered 401
+    res = run_sipp("register.xml", target, users=auth_users(["1005"], "a-brand-new-password"), workdir=tmp_path / "s")
     assert res.returncode == 0, res.errors
     # removing the extension drops its live registrations
     assert p.api("registrations", aor="1005")
@@ -47,8 +45,16 @@ def test_status_command_against_running_pbx(pbx, tmp_path):
     p = pbx()
     p.add_extensions(["1001", "1002"], PASSWORD)
     p.start()
-    assert run_sipp("register.xml", f"127.0.0.1:{p.port}", calls=2, users=auth_users(["1001", "1002"], PASSWORD),
-                    workdir=tmp_path / "s").returncode == 0
+    assert (
+        run_sipp(
+            "register.xml",
+            f"127.0.0.1:{p.port}",
+            calls=2,
+            users=auth_users(["1001", "1002"], PASSWORD),
+            workdir=tmp_path / "s",
+        ).returncode
+        == 0
+    )
     out = json.loads(p.cli("status", "--json").stdout)
     assert {r["aor"] for r in out["registrations"]} == {"1001", "1002"}
     assert {(t["transport"], t["port"]) for t in out["transports"]} == {("UDP", p.port), ("TCP", p.port)}
@@ -65,9 +71,28 @@ def test_status_command_against_running_pbx(pbx, tmp_path):
 def _self_signed(dirpath: Path) -> tuple[Path, Path]:
     require_tool("openssl")
     cert, key = dirpath / "cert.pem", dirpath / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -83,16 +108,21 @@ def test_tls_transport_with_configured_certificate(pbx, tmp_path):
         with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as c:
             c.sendall(b"\r\n\r\n")
             assert c.recv(2) == b"\r\n"
-            c.sendall((f"OPTIONS sip:127.0.0.1:{tls_port} SIP/2.0\r\n"
-                       "Via: SIP/2.0/TLS 127.0.0.1:1;branch=z9hG4bK-tls-1\r\nMax-Forwards: 70\r\n"
-                       "From: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: tls-1\r\n"
-                       "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode())
+            c.sendall(
+                (
+                    f"OPTIONS sip:127.0.0.1:{tls_port} SIP/2.0\r\n"
+                    "Via: SIP/2.0/TLS 127.0.0.1:1;branch=z9hG4bK-tls-1\r\nMax-Forwards: 70\r\n"
+                    "From: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: tls-1\r\n"
+                    "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+                ).encode()
+            )
             buf = b""
             while b"\r\n\r\n" not in buf:
                 buf += c.recv(4096)
     assert buf.startswith(b"SIP/2.0 200 ")
     # a real softphone registers over TLS
     from tests.integration.harness import Baresip
+
     phone = Baresip(tmp_path / "baresip", f"1001@127.0.0.1:{tls_port}", PASSWORD, transport="tls")
     cfg = phone.dir / "config"
     cfg.write_text(cfg.read_text() + f"sip_cafile {cert}\nsip_verify_server no\n")
@@ -107,13 +137,21 @@ def test_tls_transport_with_configured_certificate(pbx, tmp_path):
 def test_rate_limit_drops_a_flood_and_logs_once(pbx, tmp_path):
     p = pbx(security={"rate_limit": 5.0, "rate_burst": 10})
     p.start()
-    res = run_sipp("options.xml", f"127.0.0.1:{p.port}", calls=60, rate=200, users=[("flood",)],
-                   local_ip="127.0.0.5", timeout=3, workdir=tmp_path / "s",
-                   extra=["-recv_timeout", "1000"])
+    res = run_sipp(
+        "options.xml",
+        f"127.0.0.1:{p.port}",
+        calls=60,
+        rate=200,
+        users=[("flood",)],
+        local_ip="127.0.0.5",
+        timeout=3,
+        workdir=tmp_path / "s",
+        extra=["-recv_timeout", "1000"],
+    )
     assert 10 <= res.successful < 60
     log = p.log()
     assert "SECURITY rate-limited ip=127.0.0.5" in log
-    assert log.count("SECURITY rate-limited ip=127.0.0.5") <= 2     # not one line per packet
+    assert log.count("SECURITY rate-limited ip=127.0.0.5") <= 2  # not one line per packet
     assert p.status()["counters"]["guard_dropped_rate"] > 0
 
 

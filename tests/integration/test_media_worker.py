@@ -12,7 +12,9 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pytest
@@ -46,6 +48,7 @@ def sipp_path() -> str:
 def free_rtp_range(count: int = 16) -> int:
     """An even base port with ``count`` consecutive free UDP ports (best effort)."""
     import socket
+
     for _ in range(50):
         base = free_port("udp") & ~1
         socks = []
@@ -64,34 +67,57 @@ def free_rtp_range(count: int = 16) -> int:
 
 
 class Sipp:
-    def __init__(self, tmp: Path, scenario: str, *, remote: str | None = None,
-                 port: int | None = None, duration_ms: int = 3000, name: str = "sipp"):
+    def __init__(
+        self,
+        tmp: Path,
+        scenario: str,
+        *,
+        remote: str | None = None,
+        port: int | None = None,
+        duration_ms: int = 3000,
+        name: str = "sipp",
+    ):
         self.port = port or free_port("udp")
         self.media_port = free_rtp_range(4)
         self.log = tmp / f"{name}.out"
-        self.args = [sipp_path(), "-sf", str(SIPP_DIR / scenario), "-m", "1",
-                     "-i", "127.0.0.1", "-p", str(self.port), "-mi", "127.0.0.1",
-                     "-mp", str(self.media_port), "-d", str(duration_ms),
-                     "-timeout", "40s", "-timeout_error", "-nostdin",
-                     "-trace_err", "-error_file", str(tmp / f"{name}.err")]
+        self.args = [
+            sipp_path(),
+            "-sf",
+            str(SIPP_DIR / scenario),
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            str(self.media_port),
+            "-d",
+            str(duration_ms),
+            "-timeout",
+            "40s",
+            "-timeout_error",
+            "-nostdin",
+            "-trace_err",
+            "-error_file",
+            str(tmp / f"{name}.err"),
+        ]
         if remote:
             self.args.insert(1, remote)
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> "Sipp":
-        self.out = open(self.log, "wb")
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.args, stdout=self.out, stderr=asyncio.subprocess.STDOUT,
-            stdin=asyncio.subprocess.DEVNULL)
+    async def start(self) -> Sipp:
+        with open(self.log, "wb") as out:  # the child has its own copy of the descriptor
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.args, stdout=out, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL
+            )
         return self
 
     async def wait(self, timeout: float = 30) -> int:
         assert self.proc
-        try:
-            rc = await asyncio.wait_for(self.proc.wait(), timeout)
-        finally:
-            self.out.close()
-        return rc
+        return await asyncio.wait_for(self.proc.wait(), timeout)
 
     def kill(self) -> None:
         if self.proc and self.proc.returncode is None:
@@ -99,15 +125,28 @@ class Sipp:
 
     def diag(self) -> str:
         err = Path(str(self.log).replace(".out", ".err"))
-        return (err.read_text(errors="replace")[-3000:] if err.exists() else "") + \
-            self.log.read_bytes()[-2000:].decode(errors="replace")
+        return (err.read_text(errors="replace")[-3000:] if err.exists() else "") + self.log.read_bytes()[-2000:].decode(
+            errors="replace"
+        )
 
 
 async def spawn_worker(tmp: Path, trusted_port: int, **kw) -> WorkerClient:
-    stderr = open(tmp / "worker.log", "ab")
-    return await WorkerClient.spawn(sip_port=free_port("udp"), rtp_start=free_rtp_range(16),
-                                    rtp_count=16, trusted=[f"127.0.0.1:{trusted_port}"],
-                                    stderr=stderr, **kw)
+    with open(tmp / "worker.log", "ab") as stderr:  # the worker has its own copy of the descriptor
+        return await WorkerClient.spawn(
+            sip_port=free_port("udp"),
+            rtp_start=free_rtp_range(16),
+            rtp_count=16,
+            trusted=[f"127.0.0.1:{trusted_port}"],
+            stderr=stderr,
+            **kw,
+        )
+
+
+@pytest.fixture
+def workers_log(tmp_path: Path) -> Iterator[BinaryIO]:
+    """The stderr of a pool's workers: open as long as the pool may spawn one."""
+    with open(tmp_path / "workers.log", "ab") as f:
+        yield f
 
 
 def rms(x: np.ndarray) -> float:
@@ -120,15 +159,23 @@ def run(coro):
 
 # ---------------------------------------------------------------------------------------
 
+
 def test_bridged_call_recorded_both_parties(tmp_path):
     """Caller -> worker; worker originates to the agent; bridge; record; caller hangs up."""
+
     async def go():
         caller_port = free_port("udp")
         w = await spawn_worker(tmp_path, caller_port)
         assert w.capacity >= 4
         agent = await Sipp(tmp_path, "media_uas_pcma.xml", name="agent").start()
-        caller = Sipp(tmp_path, "media_uac_pcma.xml", remote=f"127.0.0.1:{w.sip_port}",
-                      port=caller_port, duration_ms=4000, name="caller")
+        caller = Sipp(
+            tmp_path,
+            "media_uac_pcma.xml",
+            remote=f"127.0.0.1:{w.sip_port}",
+            port=caller_port,
+            duration_ms=4000,
+            name="caller",
+        )
         try:
             await caller.start()
             inc = await w.next_event(P.Incoming, timeout=10)
@@ -136,9 +183,12 @@ def test_bridged_call_recorded_both_parties(tmp_path):
             assert inc.headers.get("X-PBX-Trunk") == "trunk-test"
             assert inc.call_id
             await w.answer(inc.leg, 180)
-            await w.originate("agent-1", f"sip:agent@127.0.0.1:{agent.port}",
-                              from_uri="<sip:+15550100@pbx.invalid>",
-                              headers={"X-PBX-Call": "c1"})
+            await w.originate(
+                "agent-1",
+                f"sip:agent@127.0.0.1:{agent.port}",
+                from_uri="<sip:+15550100@pbx.invalid>",
+                headers={"X-PBX-Call": "c1"},
+            )
             assert isinstance(await w.next_event(P.Ringing, leg="agent-1"), P.Ringing)
             await w.next_event(P.Answered, leg="agent-1")
             await w.answer(inc.leg)
@@ -168,7 +218,7 @@ def test_bridged_call_recorded_both_parties(tmp_path):
 
     files, talk, leg = run(go())
     lens = [sf.info(p).frames for p in files.values()]
-    assert abs(lens[0] - lens[1]) <= 160, lens        # same conference tick, within one frame
+    assert abs(lens[0] - lens[1]) <= 160, lens  # same conference tick, within one frame
     for path in files.values():
         d, rate = sf.read(path, dtype="int16")
         assert rate == 8000
@@ -185,12 +235,17 @@ def test_dtmf_and_playback(tmp_path):
     async def go():
         prompt = tmp_path / "beep.wav"
         t = np.arange(8000) / 8000
-        sf.write(str(prompt), (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16), 8000,
-                 subtype="PCM_16")
+        sf.write(str(prompt), (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16), 8000, subtype="PCM_16")
         caller_port = free_port("udp")
         w = await spawn_worker(tmp_path, caller_port)
-        caller = Sipp(tmp_path, "media_uac_dtmf.xml", remote=f"127.0.0.1:{w.sip_port}",
-                      port=caller_port, duration_ms=2500, name="caller")
+        caller = Sipp(
+            tmp_path,
+            "media_uac_dtmf.xml",
+            remote=f"127.0.0.1:{w.sip_port}",
+            port=caller_port,
+            duration_ms=2500,
+            name="caller",
+        )
         try:
             await caller.start()
             inc = await w.next_event(P.Incoming, timeout=10)
@@ -217,14 +272,14 @@ def test_dtmf_and_playback(tmp_path):
         finally:
             caller.kill()
             await w.shutdown()
+
     run(go())
 
 
 def test_untrusted_invite_rejected(tmp_path):
     async def go():
-        w = await spawn_worker(tmp_path, free_port("udp"))   # trusts some other port
-        intruder = Sipp(tmp_path, "media_uac_rejected.xml", remote=f"127.0.0.1:{w.sip_port}",
-                        name="intruder")
+        w = await spawn_worker(tmp_path, free_port("udp"))  # trusts some other port
+        intruder = Sipp(tmp_path, "media_uac_rejected.xml", remote=f"127.0.0.1:{w.sip_port}", name="intruder")
         try:
             await intruder.start()
             assert await intruder.wait() == 0, intruder.diag()
@@ -234,6 +289,7 @@ def test_untrusted_invite_rejected(tmp_path):
         finally:
             intruder.kill()
             assert await w.shutdown() == 0
+
     run(go())
 
 
@@ -241,9 +297,14 @@ def test_commands_on_unknown_legs_fail_cleanly(tmp_path):
     async def go():
         w = await spawn_worker(tmp_path, free_port("udp"))
         try:
-            for coro in (w.answer("in-9"), w.hangup("x"), w.play("x", "/nope.wav"),
-                         w.bridge("a", "b"), w.record(["a"], tmp_path / "r"),
-                         w.send_dtmf("a", "1")):
+            for coro in (
+                w.answer("in-9"),
+                w.hangup("x"),
+                w.play("x", "/nope.wav"),
+                w.bridge("a", "b"),
+                w.record(["a"], tmp_path / "r"),
+                w.send_dtmf("a", "1"),
+            ):
                 with pytest.raises(Exception, match="no such leg"):
                     await coro
             with pytest.raises(Exception, match="bad or duplicate"):
@@ -251,17 +312,24 @@ def test_commands_on_unknown_legs_fail_cleanly(tmp_path):
             assert await w.stop_record() == {}
         finally:
             assert await w.shutdown() == 0
+
     run(go())
 
 
-def test_pool_replaces_killed_worker_mid_call(tmp_path):
+def test_pool_replaces_killed_worker_mid_call(tmp_path, workers_log):
     async def go():
         caller_port = free_port("udp")
         base = free_rtp_range(64)
-        pool = MediaPool(size_warm=2, max_workers=4, sip_port_base=free_port("udp"),
-                         rtp_port_base=base, rtp_ports_per_worker=16,
-                         trusted=[f"127.0.0.1:{caller_port}"], ping_interval=0.5,
-                         worker_stderr=open(tmp_path / "workers.log", "ab"))
+        pool = MediaPool(
+            size_warm=2,
+            max_workers=4,
+            sip_port_base=free_port("udp"),
+            rtp_port_base=base,
+            rtp_ports_per_worker=16,
+            trusted=[f"127.0.0.1:{caller_port}"],
+            ping_interval=0.5,
+            worker_stderr=workers_log,
+        )
         await pool.start()
         caller = None
         try:
@@ -269,8 +337,14 @@ def test_pool_replaces_killed_worker_mid_call(tmp_path):
             w = await pool.acquire()
             other = await pool.acquire()
             assert w is not other and w.sip_port != other.sip_port
-            caller = Sipp(tmp_path, "media_uac_pcma.xml", remote=f"127.0.0.1:{w.sip_port}",
-                          port=caller_port, duration_ms=20000, name="caller")
+            caller = Sipp(
+                tmp_path,
+                "media_uac_pcma.xml",
+                remote=f"127.0.0.1:{w.sip_port}",
+                port=caller_port,
+                duration_ms=20000,
+                name="caller",
+            )
             await caller.start()
             inc = await w.next_event(P.Incoming, timeout=10)
             await w.answer(inc.leg)
@@ -278,8 +352,9 @@ def test_pool_replaces_killed_worker_mid_call(tmp_path):
             rec = (await w.record([inc.leg], tmp_path / "crash"))[inc.leg]
             await asyncio.sleep(1.0)
             os.kill(w.pid, signal.SIGKILL)
-            async for worker, ev in pool.events():
+            async for source, ev in pool.events():
                 if isinstance(ev, WorkerLost):
+                    worker = source
                     break
             assert worker is w and ev.legs == (inc.leg,) and ev.returncode == -signal.SIGKILL
             assert "signal 9" in ev.reason
@@ -288,7 +363,7 @@ def test_pool_replaces_killed_worker_mid_call(tmp_path):
             fixed = repair_wav(rec)
             assert 0.5 < fixed.duration < 2.0, fixed
             assert np.count_nonzero(sf.read(rec, dtype="int16")[0]) > 1000
-            assert (await other.ping())["legs"] == []          # the other call goes on
+            assert (await other.ping())["legs"] == []  # the other call goes on
             for _ in range(50):
                 if pool.stats()["idle"] == 2:
                     break
@@ -302,16 +377,23 @@ def test_pool_replaces_killed_worker_mid_call(tmp_path):
             if caller:
                 caller.kill()
             await pool.close()
+
     run(go())
 
 
-def test_pool_exhausted_and_stdin_close(tmp_path):
+def test_pool_exhausted_and_stdin_close(tmp_path, workers_log):
     async def go():
         from media.pool import PoolExhausted
-        pool = MediaPool(size_warm=1, max_workers=2, sip_port_base=free_port("udp"),
-                         rtp_port_base=free_rtp_range(32), rtp_ports_per_worker=16,
-                         trusted=["127.0.0.1:5060"],
-                         worker_stderr=open(tmp_path / "workers.log", "ab"))
+
+        pool = MediaPool(
+            size_warm=1,
+            max_workers=2,
+            sip_port_base=free_port("udp"),
+            rtp_port_base=free_rtp_range(32),
+            rtp_ports_per_worker=16,
+            trusted=["127.0.0.1:5060"],
+            worker_stderr=workers_log,
+        )
         await pool.start()
         try:
             a = await pool.acquire()
@@ -327,4 +409,5 @@ def test_pool_exhausted_and_stdin_close(tmp_path):
             assert ex.returncode == 0
         finally:
             await pool.close()
+
     run(go())

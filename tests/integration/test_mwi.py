@@ -13,10 +13,16 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.integration.harness import Baresip, auth_users, run_sipp
-from tests.integration.test_calls import PASSWORD, _state, pbx, tone  # noqa: F401  (fixture)
+from tests.integration.test_calls import PASSWORD, _state, tone
 from tests.phone.driver import PjPhone
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def pbx(phone_pbx):
+    """The PBX factory of test_calls: started, with pjsua2 phones (conftest.phone_pbx)."""
+    return phone_pbx
 
 
 def _mwi_phone(p, ext: str, tmp_path) -> PjPhone:
@@ -60,9 +66,14 @@ def test_subscribers_told_of_a_new_message_and_of_it_heard(pbx, tmp_path):
         assert not first["waiting"] and "Voice-Message: 0/0" in first["body"], first
         assert f"Message-Account: sip:1002@{p.cfg.sip.realm}" in first["body"], first
         with ThreadPoolExecutor(1) as pool:
-            sipp = pool.submit(run_sipp, "mwi_subscribe.xml", f"127.0.0.1:{p.port}",
-                               users=[(*auth_users(["1002"], PASSWORD)[0], "801")],
-                               workdir=tmp_path / "sipp", timeout=60)
+            sipp = pool.submit(
+                run_sipp,
+                "mwi_subscribe.xml",
+                f"127.0.0.1:{p.port}",
+                users=[(*auth_users(["1002"], PASSWORD)[0], "801")],
+                workdir=tmp_path / "sipp",
+                timeout=60,
+            )
             p.wait_for(lambda: len(_subs(p)) == 3, 10, "the three subscriptions")
             # a caller leaves a message in box 1002
             a = pbx.phone(p, "1001")
@@ -76,9 +87,12 @@ def test_subscribers_told_of_a_new_message_and_of_it_heard(pbx, tmp_path):
             p.wait_for(lambda: all(s["new"] == 1 for s in _subs(p)), 10, "every subscriber told")
             p.wait_for(lambda: "Voice-Message: 1/0" in bs.log(), 10, "baresip told yes")
             n_before = len([e for e in b.seen if e.get("event") == "mwi"])
-            p.cli("voicemail", "heard", m["id"])          # another process: PRAGMA data_version
-            no = b.wait_event(lambda e: e.get("event") == "mwi" and not e["waiting"]
-                              and "Voice-Message: 0/1" in e["body"], 15, "MWI no 0/1")
+            p.cli("voicemail", "heard", m["id"])  # another process: PRAGMA data_version
+            no = b.wait_event(
+                lambda e: e.get("event") == "mwi" and not e["waiting"] and "Voice-Message: 0/1" in e["body"],
+                15,
+                "MWI no 0/1",
+            )
             assert no and len([e for e in b.seen if e.get("event") == "mwi"]) == n_before + 1
             p.wait_for(lambda: "Voice-Message: 0/1" in bs.log(), 10, "baresip told no")
             res = sipp.result(timeout=90)
@@ -97,8 +111,13 @@ def test_subscribers_told_of_a_new_message_and_of_it_heard(pbx, tmp_path):
 def test_someone_elses_mailbox_is_refused(pbx, tmp_path):
     p = pbx()
     p.cli("voicemail", "box", "1002", "--number", "801")
-    res = run_sipp("mwi_subscribe_refused.xml", f"127.0.0.1:{p.port}",
-                   users=[(*auth_users(["1001"], PASSWORD)[0], "801")], workdir=tmp_path / "sipp", timeout=15)
+    res = run_sipp(
+        "mwi_subscribe_refused.xml",
+        f"127.0.0.1:{p.port}",
+        users=[(*auth_users(["1001"], PASSWORD)[0], "801")],
+        workdir=tmp_path / "sipp",
+        timeout=15,
+    )
     assert res.returncode == 0 and res.successful == 1, res.errors + res.stdout[-3000:]
     assert _subs(p) == []
 
@@ -109,8 +128,13 @@ def test_notify_goes_back_to_the_source_not_the_contact(pbx, tmp_path, transport
     the address the SUBSCRIBE came from (UDP) or on its connection (TCP)."""
     p = pbx()
     p.cli("voicemail", "box", "1001")
-    res = run_sipp("mwi_subscribe_nat.xml", f"127.0.0.1:{p.port}", transport=transport,
-                   users=[(*auth_users(["1001"], PASSWORD)[0], "1001")], workdir=tmp_path / "sipp", timeout=15)
+    res = run_sipp(
+        "mwi_subscribe_nat.xml",
+        f"127.0.0.1:{p.port}",
+        transport=transport,
+        users=[(*auth_users(["1001"], PASSWORD)[0], "1001")],
+        workdir=tmp_path / "sipp",
+        timeout=15,
+    )
     assert res.returncode == 0 and res.successful == 1, res.errors + res.stdout[-3000:]
     assert _subs(p) == []
-

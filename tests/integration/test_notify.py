@@ -23,8 +23,15 @@ pytestmark = pytest.mark.slow
 def test_voicemail_left_over_sip_is_posted_and_mailed(phone_pbx, tmp_path):
     hook, sink = WebhookServer(), SmtpSink()
     try:
-        p = phone_pbx(notify={"webhook_url": hook.url, "webhook_secret": "k", "smtp_host": "127.0.0.1",
-                              "smtp_port": sink.port, "mail_from": "pbx@clinic.test"})
+        p = phone_pbx(
+            notify={
+                "webhook_url": hook.url,
+                "webhook_secret": "k",
+                "smtp_host": "127.0.0.1",
+                "smtp_port": sink.port,
+                "mail_from": "pbx@clinic.test",
+            }
+        )
         p.cli("voicemail", "box", "1002", "--number", "801", "--max-seconds", "30", "--email", "nurse@clinic.test")
         a = phone_pbx.phone(p, "1001")
         call = a.cmd("call", uri=f"sip:801@127.0.0.1:{p.port}")["call"]
@@ -32,9 +39,9 @@ def test_voicemail_left_over_sip_is_posted_and_mailed(phone_pbx, tmp_path):
         a.cmd("play", call=call, file=str(tone(tmp_path / "440.wav", 440)))
         _wait_kind(p, "voicemail", 15)
         time.sleep(0.3)
-        a.cmd("dtmf", call=call, digits="#")               # skips the greeting: the beep, then recording
+        a.cmd("dtmf", call=call, digits="#")  # skips the greeting: the beep, then recording
         _wait_kind(p, "voicemail_recording", 15)
-        time.sleep(1.5)                                    # the message's length
+        time.sleep(1.5)  # the message's length
         a.cmd("dtmf", call=call, digits="#")
         _state(a, call, "DISCONNECTED", timeout=20)
         p.wait_for(lambda: hook.requests and sink.messages, 15, "the webhook and the e-mail")
@@ -54,11 +61,18 @@ def test_voicemail_left_over_sip_is_posted_and_mailed(phone_pbx, tmp_path):
         [att] = list(em.iter_attachments())
         data, rate = sf.read(io.BytesIO(att.get_content()), dtype="int16")
         assert abs(len(data) / rate - m["seconds"]) < 0.05
-        mid = data[len(data) // 4: 3 * len(data) // 4]
-        assert abs(dominant_freq(mid, rate) - 440) < 15            # the caller's voice, not silence
+        mid = data[len(data) // 4 : 3 * len(data) // 4]
+        assert abs(dominant_freq(mid, rate) - 440) < 15  # the caller's voice, not silence
 
-        rows = p.wait_for(lambda: (r := json.loads(p.cli("notify", "list", "--json").stdout))
-                          and all(x["status"] == "sent" for x in r) and r, 10, "the rows marked sent")
+        rows = p.wait_for(
+            lambda: (
+                (r := json.loads(p.cli("notify", "list", "--json").stdout))
+                and all(x["status"] == "sent" for x in r)
+                and r
+            ),
+            10,
+            "the rows marked sent",
+        )
         assert sorted(r["channel"] for r in rows) == ["email", "webhook"]
     finally:
         hook.close()

@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import (
-    SIPP_DIR, PbxProcess, auth_users, free_port, require_tool, run_sipp,
+    SIPP_DIR,
+    PbxProcess,
+    auth_users,
+    free_port,
+    require_tool,
+    run_sipp,
 )
 
 pytestmark = pytest.mark.slow
@@ -23,29 +28,17 @@ PASSWORD = "correct-horse-battery"
 
 
 @pytest.fixture
-def pbx(tmp_path: Path, monkeypatch):
-    procs: list[PbxProcess] = []
-
-    def make(ring_timeout: float | None = None, **overrides) -> PbxProcess:
-        if ring_timeout is not None:
-            overrides["calls"] = {"ring_time": int(ring_timeout)}
-        p = PbxProcess(tmp_path / f"pbx{len(procs)}", security={"exempt": ["127.0.0.1"]}, **overrides)
-        p.add_extensions(["1001", "1002", "1003"], PASSWORD)
-        p.start()
-        procs.append(p)
-        return p
-    yield make
-    for p in procs:
-        if p.proc is not None and p.proc.poll() is None:
-            p.stop()
-        assert "Traceback" not in p.log(), p.log()[-4000:]
+def pbx(proxy_pbx):
+    """The PBX factory of the proxy tests (conftest.proxy_pbx)."""
+    return proxy_pbx
 
 
 class Phone:
     """A sipp UAS registered as an extension from the port it answers on."""
 
-    def __init__(self, pbx: PbxProcess, ext: str, scenario: str, workdir: Path, *,
-                 ring_ms: int = 200, transport: str = "u1") -> None:
+    def __init__(
+        self, pbx: PbxProcess, ext: str, scenario: str, workdir: Path, *, ring_ms: int = 200, transport: str = "u1"
+    ) -> None:
         self.sipp = require_tool("sipp")
         self.pbx = pbx
         self.ext = ext
@@ -53,17 +46,41 @@ class Phone:
         self.dir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.transport = transport
-        res = run_sipp("register.xml", f"127.0.0.1:{pbx.port}", transport=transport,
-                       users=auth_users([ext], PASSWORD), workdir=workdir,
-                       extra=["-p", str(self.port)])
+        res = run_sipp(
+            "register.xml",
+            f"127.0.0.1:{pbx.port}",
+            transport=transport,
+            users=auth_users([ext], PASSWORD),
+            workdir=workdir,
+            extra=["-p", str(self.port)],
+        )
         assert res.returncode == 0, res.errors or res.stdout[-2000:]
-        self.out = open(workdir / "uas.out", "w")
-        args = [self.sipp, "-sf", str(SIPP_DIR / scenario), "-s", ext, "-t", transport,
-                "-i", "127.0.0.1", "-p", str(self.port), "-m", "1", "-d", str(ring_ms),
-                "-nostdin", "-trace_err", "-timeout", "30s", "-timeout_error"]
-        if transport != "u1":   # a TCP UAS must reach the PBX itself: give it the target
+        args = [
+            self.sipp,
+            "-sf",
+            str(SIPP_DIR / scenario),
+            "-s",
+            ext,
+            "-t",
+            transport,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-m",
+            "1",
+            "-d",
+            str(ring_ms),
+            "-nostdin",
+            "-trace_err",
+            "-timeout",
+            "30s",
+            "-timeout_error",
+        ]
+        if transport != "u1":  # a TCP UAS must reach the PBX itself: give it the target
             args.insert(1, f"127.0.0.1:{pbx.port}")
-        self.proc = subprocess.Popen(args, cwd=workdir, stdout=self.out, stderr=subprocess.STDOUT)
+        with open(workdir / "uas.out", "w") as out:  # the child has its own copy of the descriptor
+            self.proc = subprocess.Popen(args, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
         time.sleep(0.4)
 
     def wait(self, timeout: float = 30.0) -> int:
@@ -73,24 +90,39 @@ class Phone:
             self.proc.kill()
             self.proc.wait()
             rc = -1
-        self.out.close()
         return rc
 
     def errors(self) -> str:
-        return "".join(p.read_text(errors="replace") for p in self.dir.glob("*_errors.log")) + \
-            (self.dir / "uas.out").read_text(errors="replace")[-3000:]
+        return (
+            "".join(p.read_text(errors="replace") for p in self.dir.glob("*_errors.log"))
+            + (self.dir / "uas.out").read_text(errors="replace")[-3000:]
+        )
 
 
-def call(pbx: PbxProcess, scenario: str, workdir: Path, *, to: str = "1002", caller: str = "1001",
-         status: int | None = None, timeout: float = 30.0):
+def call(
+    pbx: PbxProcess,
+    scenario: str,
+    workdir: Path,
+    *,
+    to: str = "1002",
+    caller: str = "1001",
+    status: int | None = None,
+    timeout: float = 30.0,
+):
     sf = scenario
     if status is not None:
         text = (SIPP_DIR / scenario).read_text().replace("__STATUS__", str(status))
         sf = str(workdir / f"rejected_{status}.xml")
         workdir.mkdir(parents=True, exist_ok=True)
         Path(sf).write_text(text)
-    return run_sipp(sf, f"127.0.0.1:{pbx.port}", users=auth_users([caller], PASSWORD),
-                    workdir=workdir, timeout=timeout, extra=["-s", to])
+    return run_sipp(
+        sf,
+        f"127.0.0.1:{pbx.port}",
+        users=auth_users([caller], PASSWORD),
+        workdir=workdir,
+        timeout=timeout,
+        extra=["-s", to],
+    )
 
 
 def test_call_answered_caller_hangs_up(pbx, tmp_path):
@@ -168,8 +200,14 @@ def test_wrong_password_is_challenged_again(pbx, tmp_path):
     wd.mkdir()
     sf = wd / "bad.xml"
     sf.write_text((SIPP_DIR / "call_uac_rejected.xml").read_text().replace("__STATUS__", "407"))
-    res = run_sipp(str(sf), f"127.0.0.1:{p.port}", users=auth_users(["1001"], "wrong"),
-                   workdir=wd, timeout=10, extra=["-s", "1002"])
+    res = run_sipp(
+        str(sf),
+        f"127.0.0.1:{p.port}",
+        users=auth_users(["1001"], "wrong"),
+        workdir=wd,
+        timeout=10,
+        extra=["-s", "1002"],
+    )
     assert res.returncode == 0 and res.successful == 1, res.errors or res.stdout[-3000:]
     assert p.status()["counters"]["auth_failures"] >= 1
 
@@ -189,6 +227,7 @@ def test_baresip_receives_a_call(pbx, tmp_path):
     """baresip registered as 1002 auto-answers a call from a sipp caller; the caller's BYE
     reaches it through the Record-Route and baresip logs the call closed."""
     from tests.integration.harness import Baresip
+
     p = pbx()
     phone = Baresip(tmp_path / "baresip", f"1002@127.0.0.1:{p.port}", PASSWORD)
     accounts = phone.dir / "accounts"

@@ -42,16 +42,22 @@ def scenario(tmp_path: Path, name: str, **subs: str) -> str:
     for k, v in subs.items():
         text = text.replace(f"__{k}__", v)
     import re
+
     assert not re.search(r"__[A-Z_]+__", text), "unfilled placeholder"
     out = tmp_path / f"{Path(name).stem}-{time.monotonic_ns()}.xml"
     out.write_text(text)
     return str(out)
 
 
-def sipp_call(p: PbxProcess, sc: str, workdir: Path, *, caller: str = "1001", to: str = "1002",
-              timeout: float = 30):
-    res = run_sipp(sc, f"127.0.0.1:{p.port}", users=auth_users([caller], PASSWORD), workdir=workdir,
-                   timeout=timeout, extra=["-s", to])
+def sipp_call(p: PbxProcess, sc: str, workdir: Path, *, caller: str = "1001", to: str = "1002", timeout: float = 30):
+    res = run_sipp(
+        sc,
+        f"127.0.0.1:{p.port}",
+        users=auth_users([caller], PASSWORD),
+        workdir=workdir,
+        timeout=timeout,
+        extra=["-s", to],
+    )
     assert res.returncode == 0 and res.successful == 1, res.errors or res.stdout[-3000:]
     return res
 
@@ -60,6 +66,7 @@ def records(p: PbxProcess, n: int = 1, timeout: float = 15) -> list[dict]:
     def done():
         rows = json.loads(p.cli("calls", "list", "--json").stdout)
         return rows if len(rows) >= n and all(r["disposition"] != "in_progress" for r in rows) else None
+
     return sorted(p.wait_for(done, timeout, f"{n} closed call records"), key=lambda r: r["offered_at"])
 
 
@@ -70,9 +77,13 @@ def events(p: PbxProcess, call_id: str) -> list[tuple[str, dict]]:
 
 def recording(p: PbxProcess, call_id: str) -> tuple[np.ndarray, int]:
     def saved():
-        recs = [x for x in json.loads(p.cli("recordings", "--json").stdout)
-                if x["recording_status"] == "complete" and x.get("id", x.get("call_id")) == call_id]
+        recs = [
+            x
+            for x in json.loads(p.cli("recordings", "--json").stdout)
+            if x["recording_status"] == "complete" and x.get("id", x.get("call_id")) == call_id
+        ]
         return recs
+
     rec = p.wait_for(saved, 15, "the recording")[0]
     data, rate = sf.read(rec["recording_path"], dtype="int16")
     assert rate == 8000 and data.ndim == 2 and data.shape[1] == 2
@@ -83,7 +94,7 @@ def speech_seconds(x: np.ndarray, rate: int) -> float:
     """Seconds of a channel with signal in it (20 ms frames above a low RMS)."""
     n = len(x) // (rate // 50)
     frames = x[: n * (rate // 50)].astype(float).reshape(n, rate // 50)
-    return float(np.count_nonzero(np.sqrt(np.mean(frames ** 2, axis=1)) > 100)) / 50
+    return float(np.count_nonzero(np.sqrt(np.mean(frames**2, axis=1)) > 100)) / 50
 
 
 def answered_by_caller_hangup(r: dict, talk_min: float) -> None:
@@ -103,8 +114,8 @@ def test_late_offer_invite_without_sdp(pbx, tmp_path):
     r = records(p)[0]
     answered_by_caller_hangup(r, 3.0)
     data, rate = recording(p, r["id"])
-    assert speech_seconds(data[:, 0], rate) > 2.0      # the late-offer caller's speech, left
-    assert speech_seconds(data[:, 1], rate) > 2.0      # the callee's, right
+    assert speech_seconds(data[:, 0], rate) > 2.0  # the late-offer caller's speech, left
+    assert speech_seconds(data[:, 1], rate) > 2.0  # the callee's, right
 
 
 # -- 2. early media ----------------------------------------------------------------------
@@ -113,7 +124,7 @@ def test_early_media_183_from_the_callee(pbx, tmp_path):
     caller gets its ringing, then the call; the record has the ring time and both parties."""
     p = pbx()
     callee = Phone(p, "1002", "rc_uas_early_media.xml", tmp_path / "uas", ring_ms=1200)
-    caller = tmp_path / "uac_must_ring.xml"            # the caller must get its 180 first
+    caller = tmp_path / "uac_must_ring.xml"  # the caller must get its 180 first
     text = (SIPP_DIR / "call_uac_audio.xml").read_text()
     assert '<recv response="180" optional="true"/>' in text
     caller.write_text(text.replace('<recv response="180" optional="true"/>', '<recv response="180"/>'))
@@ -126,7 +137,7 @@ def test_early_media_183_from_the_callee(pbx, tmp_path):
     assert "ringing" in kinds and kinds.index("ringing") < kinds.index("answered")
     data, rate = recording(p, r["id"])
     assert speech_seconds(data[:, 0], rate) > 2.0
-    assert speech_seconds(data[:, 1], rate) > 2.0      # the callee's stream goes on after 200
+    assert speech_seconds(data[:, 1], rate) > 2.0  # the callee's stream goes on after 200
 
 
 # -- 3. 100rel / PRACK -------------------------------------------------------------------
@@ -155,7 +166,7 @@ def test_session_timer_refreshes_by_reinvite_and_update(pbx, tmp_path):
     r = records(p)[0]
     answered_by_caller_hangup(r, 4.5)
     kinds = [k for k, _ in events(p, r["id"])]
-    assert "held" not in kinds                        # a refresh is not a hold
+    assert "held" not in kinds  # a refresh is not a hold
     data, rate = recording(p, r["id"])
     assert speech_seconds(data[:, 0], rate) > 2.0 and speech_seconds(data[:, 1], rate) > 2.0
 
@@ -164,16 +175,17 @@ def test_session_timer_refreshes_by_reinvite_and_update(pbx, tmp_path):
 def _pt96_pcaps(folder: Path) -> Path:
     """sipp's RFC 2833 pcaps (PT 101) rewritten to telephone-event PT 96."""
     import struct
+
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("1", "9", "star"):
         d = bytearray(Path(f"/usr/share/sip-tester/dtmf_2833_{name}.pcap").read_bytes())
         off = 24
         while off < len(d):
-            incl = struct.unpack("<I", d[off + 8:off + 12])[0]
-            rtp = off + 16 + 14 + 20 + 8                 # pcap record, Ethernet, IPv4, UDP
+            incl = struct.unpack("<I", d[off + 8 : off + 12])[0]
+            rtp = off + 16 + 14 + 20 + 8  # pcap record, Ethernet, IPv4, UDP
             assert d[rtp + 1] & 0x7F == 101
             d[rtp + 1] = (d[rtp + 1] & 0x80) | 96
-            d[off + 16 + 14 + 20 + 6: off + 16 + 14 + 20 + 8] = b"\0\0"   # UDP checksum: none
+            d[off + 16 + 14 + 20 + 6 : off + 16 + 14 + 20 + 8] = b"\0\0"  # UDP checksum: none
             off += 16 + incl
         (folder / f"dtmf_2833_{name}.pcap").write_bytes(bytes(d))
     return folder
@@ -236,12 +248,12 @@ def test_codec_phone_meets_a_pcma_only_phone(pbx, tmp_path, codec):
     r = records(p)[0]
     answered_by_caller_hangup(r, 3.0)
     data, rate = recording(p, r["id"])
-    mid = data[len(data) // 4: 3 * len(data) // 4]
+    mid = data[len(data) // 4 : 3 * len(data) // 4]
     assert np.sqrt(np.mean(mid[:, 0].astype(float) ** 2)) > 300
-    assert abs(dominant_freq(mid[:, 0], rate) - 440) < 15        # the G.722/PCMU caller's tone
-    assert speech_seconds(data[:, 1], rate) > 2.0                # the PCMA phone's speech
+    assert abs(dominant_freq(mid[:, 0], rate) - 440) < 15  # the G.722/PCMU caller's tone
+    assert speech_seconds(data[:, 1], rate) > 2.0  # the PCMA phone's speech
     heard, hr = sf.read(tmp_path / "heard.wav", dtype="int16")
-    assert speech_seconds(heard, hr) > 2.0                       # and it reached the caller
+    assert speech_seconds(heard, hr) > 2.0  # and it reached the caller
 
 
 # -- 7. hold styles ---------------------------------------------------------------------
@@ -250,9 +262,9 @@ def test_hold_and_unhold_styles(pbx, tmp_path, style):
     p = pbx()
     callee = Phone(p, "1002", "call_uas_audio.xml", tmp_path / "uas")
     if style == "sendonly":
-        subs = dict(HOLD_KIND="a=sendonly", HOLD_CONN="IN IP4 127.0.0.1", HOLD_ATTR="sendonly")
+        subs = {"HOLD_KIND": "a=sendonly", "HOLD_CONN": "IN IP4 127.0.0.1", "HOLD_ATTR": "sendonly"}
     else:
-        subs = dict(HOLD_KIND="c=0.0.0.0 (RFC 2543)", HOLD_CONN="IN IP4 0.0.0.0", HOLD_ATTR="sendrecv")
+        subs = {"HOLD_KIND": "c=0.0.0.0 (RFC 2543)", "HOLD_CONN": "IN IP4 0.0.0.0", "HOLD_ATTR": "sendrecv"}
     sipp_call(p, scenario(tmp_path, "rc_uac_hold.xml", **subs), tmp_path / "uac")
     assert callee.wait() == 0, callee.errors()
     r = records(p)[0]

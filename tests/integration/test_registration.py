@@ -11,7 +11,10 @@ import time
 import pytest
 
 from tests.integration.harness import (
-    PbxProcess, auth_users, run_sipp, udp_exchange,
+    PbxProcess,
+    auth_users,
+    run_sipp,
+    udp_exchange,
 )
 
 pytestmark = pytest.mark.slow
@@ -29,8 +32,15 @@ def test_fifty_extensions_register_with_digest(pbx, tmp_path, transport):
     p = pbx()
     p.add_extensions(FIFTY, PASSWORD)
     p.start()
-    res = run_sipp("register.xml", f"127.0.0.1:{p.port}", transport=transport, calls=50, rate=50,
-                   users=auth_users(FIFTY, PASSWORD), workdir=tmp_path / "sipp")
+    res = run_sipp(
+        "register.xml",
+        f"127.0.0.1:{p.port}",
+        transport=transport,
+        calls=50,
+        rate=50,
+        users=auth_users(FIFTY, PASSWORD),
+        workdir=tmp_path / "sipp",
+    )
     assert res.returncode == 0, res.errors or res.stdout[-2000:]
     assert res.successful == 50 and res.failed == 0
     regs = _contacts(p)
@@ -62,8 +72,14 @@ def test_registrations_survive_restart(pbx, tmp_path):
     p = pbx()
     p.add_extensions(FIFTY[:10], PASSWORD)
     p.start()
-    res = run_sipp("register.xml", f"127.0.0.1:{p.port}", calls=10, rate=20,
-                   users=auth_users(FIFTY[:10], PASSWORD), workdir=tmp_path / "s")
+    res = run_sipp(
+        "register.xml",
+        f"127.0.0.1:{p.port}",
+        calls=10,
+        rate=20,
+        users=auth_users(FIFTY[:10], PASSWORD),
+        workdir=tmp_path / "s",
+    )
     assert res.returncode == 0, res.errors
     before = {(r["aor"], r["contact"]) for r in _contacts(p)}
     assert len(before) == 10
@@ -82,16 +98,14 @@ def test_wrong_password_bans_source_then_recovers(pbx, tmp_path):
     target = f"127.0.0.1:{p.port}"
     bad = auth_users(["1001"], "wrong-password-1")
     for _ in range(3):
-        res = run_sipp("register_wrong_password.xml", target, users=bad, local_ip="127.0.0.2",
-                       workdir=tmp_path / "s")
-        assert res.returncode == 0, res.errors       # each wrong try is answered 401
+        res = run_sipp("register_wrong_password.xml", target, users=bad, local_ip="127.0.0.2", workdir=tmp_path / "s")
+        assert res.returncode == 0, res.errors  # each wrong try is answered 401
     st = p.status()
     assert [b["ip"] for b in st["bans"]] == ["127.0.0.2"]
     assert "SECURITY banned ip=127.0.0.2" in p.log()
     # banned: even the right password gets no answer at all
     good = auth_users(["1001"], PASSWORD)
-    res = run_sipp("register.xml", target, users=good, local_ip="127.0.0.2", timeout=2,
-                   workdir=tmp_path / "s")
+    res = run_sipp("register.xml", target, users=good, local_ip="127.0.0.2", timeout=2, workdir=tmp_path / "s")
     assert res.returncode != 0 and res.successful == 0
     assert _contacts(p, "1001") == []
     # other sources are not affected
@@ -109,18 +123,22 @@ def test_unknown_user_gets_the_same_challenge(pbx, tmp_path):
     p.start()
 
     def challenge(user: str) -> list[str]:
-        req = (f"REGISTER sip:127.0.0.1:{p.port} SIP/2.0\r\n"
-               f"Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-{user}-{time.monotonic_ns()};rport\r\n"
-               f"Max-Forwards: 70\r\nFrom: <sip:{user}@127.0.0.1>;tag=a1\r\nTo: <sip:{user}@127.0.0.1>\r\n"
-               f"Call-ID: enum-{user}\r\nCSeq: 1 REGISTER\r\nContact: <sip:{user}@127.0.0.1:5999>\r\n"
-               f"Content-Length: 0\r\n\r\n").encode()
+        req = (
+            f"REGISTER sip:127.0.0.1:{p.port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-{user}-{time.monotonic_ns()};rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:{user}@127.0.0.1>;tag=a1\r\nTo: <sip:{user}@127.0.0.1>\r\n"
+            f"Call-ID: enum-{user}\r\nCSeq: 1 REGISTER\r\nContact: <sip:{user}@127.0.0.1:5999>\r\n"
+            f"Content-Length: 0\r\n\r\n"
+        ).encode()
         resp = udp_exchange(req, p.port)
         assert resp is not None
         lines = resp.decode().split("\r\n")
         assert lines[0] == "SIP/2.0 401 Unauthorized"
         # strip what legitimately differs per request: nonce, branch, tags, user
-        return [ln.split("nonce=")[0] for ln in lines
-                if ln.startswith(("WWW-Authenticate", "SIP/2.0", "Content-Length"))]
+        return [
+            ln.split("nonce=")[0] for ln in lines if ln.startswith(("WWW-Authenticate", "SIP/2.0", "Content-Length"))
+        ]
+
     assert challenge("1001") == challenge("9999")
 
 
@@ -129,11 +147,13 @@ def test_options_ping_answered_and_scanner_dropped(pbx, tmp_path):
     p.start()
     target = f"127.0.0.1:{p.port}"
     for transport in ("u1", "t1"):
-        res = run_sipp("options.xml", target, transport=transport, users=[("Grandstream GXP2170",)],
-                       workdir=tmp_path / "s")
+        res = run_sipp(
+            "options.xml", target, transport=transport, users=[("Grandstream GXP2170",)], workdir=tmp_path / "s"
+        )
         assert res.returncode == 0, res.errors
-    res = run_sipp("options.xml", target, users=[("friendly-scanner",)], local_ip="127.0.0.3",
-                   timeout=2, workdir=tmp_path / "s")
+    res = run_sipp(
+        "options.xml", target, users=[("friendly-scanner",)], local_ip="127.0.0.3", timeout=2, workdir=tmp_path / "s"
+    )
     assert res.successful == 0
     assert "SECURITY scanner-dropped ip=127.0.0.3" in p.log()
 
@@ -151,12 +171,13 @@ def test_sigterm_stops_cleanly(pbx):
 
 
 def test_bad_config_stops_startup_with_one_line(tmp_path):
-    from tests.integration.harness import BIN
     import subprocess
+
+    from tests.integration.harness import BIN
+
     cfg = tmp_path / "bad.toml"
     cfg.write_text('data_dir = "./var"\n[sip]\nudp_prot = 5060\n')
-    res = subprocess.run([str(BIN / "pypbx"), "run", "--config", str(cfg)], capture_output=True, text=True,
-                         timeout=30)
+    res = subprocess.run([str(BIN / "pypbx"), "run", "--config", str(cfg)], capture_output=True, text=True, timeout=30)
     assert res.returncode != 0
     err = res.stderr.strip().splitlines()
     assert len(err) == 1 and "sip.udp_prot" in err[0]
@@ -165,6 +186,7 @@ def test_bad_config_stops_startup_with_one_line(tmp_path):
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_baresip_registers_and_unregisters(pbx, tmp_path, transport):
     from tests.integration.harness import Baresip
+
     p = pbx()
     p.add_extensions(["1001"], PASSWORD)
     p.start()
@@ -191,8 +213,7 @@ def test_sha256_challenge_is_opt_in(pbx, tmp_path):
     p = pbx(security={"digest_algorithms": ["MD5", "SHA-256"]})
     p.add_extensions(["1001"], PASSWORD)
     p.start()
-    res = run_sipp("register.xml", f"127.0.0.1:{p.port}", users=auth_users(["1001"], PASSWORD),
-                   workdir=tmp_path / "s")
+    res = run_sipp("register.xml", f"127.0.0.1:{p.port}", users=auth_users(["1001"], PASSWORD), workdir=tmp_path / "s")
     assert res.returncode == 0, res.errors
     assert len(_contacts(p, "1001")) == 1
 
@@ -202,6 +223,7 @@ def test_pjsua2_phone_registers(pbx, tmp_path, algorithms):
     """pjsip's user agent (what many softphones are built on), with MD5 and with SHA-256
     offered first (RFC 8760): it must pick an algorithm it supports and register."""
     from tests.phone.driver import PjPhone
+
     p = pbx(security={"digest_algorithms": algorithms})
     p.add_extensions(["1003"], PASSWORD)
     p.start()

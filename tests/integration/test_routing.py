@@ -15,22 +15,31 @@ import pytest
 from tests.integration.harness import SIPP_DIR, auth_users, run_sipp
 from tests.integration.test_proxy_calls import PASSWORD, Phone
 from tests.integration.test_queue_calls import login, queue_events
-from tests.integration.test_trunks import PROVIDER, Provider, call_events, pbx, wait_closed  # noqa: F401
+from tests.integration.test_trunks import PROVIDER, Provider, call_events, wait_closed
 
 pytestmark = pytest.mark.slow
 
+
+@pytest.fixture
+def pbx(trunk_pbx):
+    """The PBX factory of the trunk tests (conftest.trunk_pbx)."""
+    return trunk_pbx
+
+
 DID = "0144556677"
-PATIENT = "+33611223344"       # the caller of trunk_uac_invite.xml
+PATIENT = "+33611223344"  # the caller of trunk_uac_invite.xml
 
 
 def provider_call(p, workdir: Path, talk_ms: int = 1000):
     """The provider sends a call from PATIENT to the DID (answered, ``talk_ms``, BYE)."""
     workdir.mkdir(parents=True, exist_ok=True)
     sf = workdir / "uac.xml"
-    sf.write_text((SIPP_DIR / "trunk_uac_invite.xml").read_text()
-                  .replace('<pause milliseconds="1000"/>', f'<pause milliseconds="{talk_ms}"/>'))
-    return run_sipp(str(sf), f"127.0.0.1:{p.port}", workdir=workdir, local_ip=PROVIDER, timeout=30,
-                    extra=["-s", DID])
+    sf.write_text(
+        (SIPP_DIR / "trunk_uac_invite.xml")
+        .read_text()
+        .replace('<pause milliseconds="1000"/>', f'<pause milliseconds="{talk_ms}"/>')
+    )
+    return run_sipp(str(sf), f"127.0.0.1:{p.port}", workdir=workdir, local_ip=PROVIDER, timeout=30, extra=["-s", DID])
 
 
 def route_events(p, call_id: str) -> list[dict]:
@@ -47,7 +56,7 @@ def test_time_rule_inside_and_outside_the_window(pbx, tmp_path, monkeypatch):
     p.cli("route", "rule", "clinic", "--to", "queue:afternoon")
     p.cli("did", "add", DID, "--to", "route:clinic", "--name", "Appointments")
     queues = []
-    for i, fake in enumerate(("2026-11-23T10:30", "2026-11-23T14:00")):       # a Monday, Paris time
+    for i, fake in enumerate(("2026-11-23T10:30", "2026-11-23T14:00")):  # a Monday, Paris time
         monkeypatch.setenv("PYPBX_FAKE_NOW", fake + "+01:00")
         p.start()
         res = provider_call(p, tmp_path / f"prov{i}")
@@ -55,7 +64,7 @@ def test_time_rule_inside_and_outside_the_window(pbx, tmp_path, monkeypatch):
         rec = wait_closed(p, i + 1)[i]
         p.stop()
         assert rec["did"] == DID and rec["service_line"] == "Appointments"
-        assert rec["disposition"] == "abandoned_queue", rec          # nobody logged in; the caller left
+        assert rec["disposition"] == "abandoned_queue", rec  # nobody logged in; the caller left
         [ev] = route_events(p, rec["id"])
         assert ev["route"] == "clinic" and ev["destination"] == f"queue:{rec['queue']}"
         queues.append((rec["queue"], ev["rule"]))
@@ -68,6 +77,7 @@ def _seed_last_agent(p, number: str, agent: str) -> None:
     async def go():
         async with open_db(p.cfg.db_path) as db:
             await db.caller_seen_row(number, 1.0, "answered", agent, "earlier-call")
+
     asyncio.run(go())
 
 
@@ -81,12 +91,12 @@ def test_sticky_agent_gets_the_call_though_another_is_longest_idle(pbx, tmp_path
     p.cli("route", "rule", "sticky", "--if", "sticky", "--to", "queue:front", "--prefer-last", "20")
     p.cli("route", "rule", "sticky", "--to", "queue:front")
     p.cli("did", "add", DID, "--to", "route:sticky")
-    _seed_last_agent(p, PATIENT, "bob")          # bob took this patient's last call
+    _seed_last_agent(p, PATIENT, "bob")  # bob took this patient's last call
     p.start()
     alice = Phone(p, "1001", "call_uas.xml", tmp_path / "alice", ring_ms=200)
     bob = Phone(p, "1002", "call_uas.xml", tmp_path / "bob", ring_ms=200)
     try:
-        login(p, "alice", "1001")                # alice: the longest idle
+        login(p, "alice", "1001")  # alice: the longest idle
         login(p, "bob", "1002")
         res = provider_call(p, tmp_path / "prov", talk_ms=4000)
         assert res.returncode == 0 and res.successful == 1, res.errors or res.stdout[-3000:] + p.log()[-3000:]
@@ -100,7 +110,7 @@ def test_sticky_agent_gets_the_call_though_another_is_longest_idle(pbx, tmp_path
     [ev] = route_events(p, rec["id"])
     assert ev["rule"] == 1 and ev["prefer_agent"] == "bob" and ev["last_agent"] == "bob"
     qev = p.wait_for(lambda: (e := queue_events(p, call_id=rec["id"])) and len(e) >= 3 and e, 10, "queue events")
-    assert [e["kind"] for e in qev[:3]] == ["ENTER", "RING", "CONNECT"]   # in the ACD's statistics
+    assert [e["kind"] for e in qev[:3]] == ["ENTER", "RING", "CONNECT"]  # in the ACD's statistics
     assert qev[1]["agent"] == "bob" and qev[2]["agent"] == "bob"
 
 
@@ -108,8 +118,9 @@ def test_ivr_digit_through_a_route_to_an_outside_number(pbx, tmp_path):
     """1001 calls IVR 700 and keys 9 -> route:triage, whose rule ivr=main:9 sends the call
     out to external:+33612345678 through the trunk; the fake provider checks the number and
     the trunk's caller ID and answers; the caller hangs up after 4 s."""
-    prov = Provider("trunk_uas.xml", tmp_path / "prov",
-                    subst={"__RURI__": r"\+33612345678", "__FROM__": r"\+33100000000"})
+    prov = Provider(
+        "trunk_uas.xml", tmp_path / "prov", subst={"__RURI__": r"\+33612345678", "__FROM__": r"\+33100000000"}
+    )
     p = pbx()
     p.cli("trunk", "add", "prov", "--host", f"{PROVIDER}:{prov.port}", "--caller-id", "+33100000000")
     p.cli("ivr", "add", "main", "--number", "700", "--option", "9=route:triage", "--timeout", "15")
@@ -118,8 +129,14 @@ def test_ivr_digit_through_a_route_to_an_outside_number(pbx, tmp_path):
     p.cli("route", "rule", "triage", "--if", "ivr=main:9", "--to", "external:+33612345678")
     p.start()
     try:
-        res = run_sipp("routing_uac_ivr_dtmf.xml", f"127.0.0.1:{p.port}", users=auth_users(["1001"], PASSWORD),
-                       workdir=tmp_path / "uac", timeout=30, extra=["-s", "700"])
+        res = run_sipp(
+            "routing_uac_ivr_dtmf.xml",
+            f"127.0.0.1:{p.port}",
+            users=auth_users(["1001"], PASSWORD),
+            workdir=tmp_path / "uac",
+            timeout=30,
+            extra=["-s", "700"],
+        )
         assert res.returncode == 0 and res.successful == 1, res.errors or res.stdout[-3000:] + p.log()[-3000:]
         assert prov.wait() == 0, prov.errors()
     finally:
@@ -135,5 +152,8 @@ def test_ivr_digit_through_a_route_to_an_outside_number(pbx, tmp_path):
     dial = [json.loads(e["detail"]) for e in events if e["kind"] == "trunk_dial"]
     assert dial[0]["trunk"] == "prov" and dial[0]["number"] == "+33612345678"
     # the trunk's channel was counted and given back at the end
-    p.wait_for(lambda: [(t["name"], t["active_calls"]) for t in p.status()["trunks"]] == [("prov", 0)],
-               5, "the trunk channel given back")
+    p.wait_for(
+        lambda: [(t["name"], t["active_calls"]) for t in p.status()["trunks"]] == [("prov", 0)],
+        5,
+        "the trunk channel given back",
+    )

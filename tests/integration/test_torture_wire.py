@@ -10,19 +10,26 @@ from __future__ import annotations
 import re
 import socket
 import time
-from pathlib import Path
 
 import pytest
 
+from sip.message import Request, parse_message
 from tests.integration.harness import PbxProcess
 from tests.unit.test_torture import (
-    CASES, EXPECTED_4475, EXPECTED_5118, Drop, Err, Req, Resp, _load_4475, _load_5118,
+    CASES,
+    EXPECTED_4475,
+    EXPECTED_5118,
+    Drop,
+    Err,
+    Req,
+    Resp,
+    _load_4475,
+    _load_5118,
 )
-from sip.message import Request, parse_message
 
 pytestmark = pytest.mark.slow
 
-QUIET = 0.4   # how long to listen when no answer is expected
+QUIET = 0.4  # how long to listen when no answer is expected
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +65,12 @@ PROXIED = frozenset(("INVITE", "BYE", "INFO", "UPDATE", "REFER", "MESSAGE", "SUB
 
 
 def _options(port: int, n: int) -> bytes:
-    return (f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-alive-{n}-{time.monotonic_ns()};rport\r\n"
-            f"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p{n}\r\nTo: <sip:127.0.0.1>\r\n"
-            f"Call-ID: alive-{n}-{time.monotonic_ns()}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
+    return (
+        f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-alive-{n}-{time.monotonic_ns()};rport\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p{n}\r\nTo: <sip:127.0.0.1>\r\n"
+        f"Call-ID: alive-{n}-{time.monotonic_ns()}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
 
 
 def _final_statuses(chunks: bytes) -> list[int]:
@@ -74,10 +83,10 @@ def _udp_collect(sock: socket.socket, want: bool) -> list[int]:
     while True:
         try:
             got += sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             break
         if want and _final_statuses(got):
-            sock.settimeout(0.05)   # catch anything extra, briefly
+            sock.settimeout(0.05)  # catch anything extra, briefly
     return _final_statuses(got)
 
 
@@ -133,7 +142,7 @@ def test_torture_over_tcp(pbx, suite, stem):
     while True:
         try:
             chunk = c.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             break
         if not chunk:
             closed = True

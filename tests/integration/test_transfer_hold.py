@@ -41,7 +41,7 @@ def read_wav(path: Path, timeout: float = 5.0) -> np.ndarray:
 
 
 def rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(x ** 2))) if len(x) else 0.0
+    return float(np.sqrt(np.mean(x**2))) if len(x) else 0.0
 
 
 def band_ratio(x: np.ndarray, freq: float) -> float:
@@ -55,6 +55,7 @@ def band_ratio(x: np.ndarray, freq: float) -> float:
 class Phones:
     def __init__(self, p: PbxProcess, tmp: Path) -> None:
         from tests.phone.driver import PjPhone
+
         self.p = p
         self.tmp = tmp
         self.phones: dict[str, PjPhone] = {}
@@ -62,7 +63,7 @@ class Phones:
             ph = PjPhone(f"pj{ext}", tmp)
             self.phones[ext] = ph
             ph.cmd("register", server=f"127.0.0.1:{p.port}", user=ext, password=PASSWORD)
-        for ext, ph in self.phones.items():
+        for ph in self.phones.values():
             ev = ph.wait_event(lambda e: e.get("event") == "reg", 15, "registration")
             assert ev["code"] == 200, ev
 
@@ -75,9 +76,13 @@ class Phones:
     def call(self, frm: str, to: str) -> tuple[int, int]:
         """``frm`` calls ``to``, ``to`` answers: (call number on frm, on to); both CONFIRMED."""
         a = self[frm].cmd("call", uri=self.uri(to))["call"]
-        inc = self[to].wait_event(lambda e: e.get("event") == "incoming" and
-                                  not any(x.get("call") == e["call"] and x.get("answered") for x in []),
-                                  15, "incoming")
+        inc = self[to].wait_event(
+            lambda e: (
+                e.get("event") == "incoming" and not any(x.get("call") == e["call"] and x.get("answered") for x in [])
+            ),
+            15,
+            "incoming",
+        )
         seen = {e["call"] for e in self[to].seen if e.get("event") == "incoming"}
         b = max(seen)
         del inc
@@ -87,13 +92,18 @@ class Phones:
         return a, b
 
     def confirmed(self, ext: str, call: int, timeout: float = 15) -> None:
-        self[ext].wait_event(lambda e: e.get("event") == "state" and e["call"] == call
-                             and e["state"] == "CONFIRMED", timeout, f"{ext} call {call} confirmed")
+        self[ext].wait_event(
+            lambda e: e.get("event") == "state" and e["call"] == call and e["state"] == "CONFIRMED",
+            timeout,
+            f"{ext} call {call} confirmed",
+        )
 
     def disconnected(self, ext: str, call: int, timeout: float = 15) -> dict:
-        return self[ext].wait_event(lambda e: e.get("event") == "state" and e["call"] == call
-                                    and e["state"].startswith("DISCONN"), timeout,
-                                    f"{ext} call {call} disconnected")
+        return self[ext].wait_event(
+            lambda e: e.get("event") == "state" and e["call"] == call and e["state"].startswith("DISCONN"),
+            timeout,
+            f"{ext} call {call} disconnected",
+        )
 
     def is_up(self, ext: str, call: int) -> bool:
         states = [e["state"] for e in self[ext].seen if e.get("event") == "state" and e["call"] == call]
@@ -144,8 +154,11 @@ def wait_all_ended(p: PbxProcess, n: int, timeout: float = 15) -> tuple[list[dic
     deadline = time.monotonic() + timeout
     while True:
         calls, events = calls_db(p)
-        if len(calls) >= n and all(c["disposition"] != "in_progress" for c in calls) and \
-                all(any(k == "recording_saved" for k, _ in events.get(c["id"], [])) for c in calls):
+        if (
+            len(calls) >= n
+            and all(c["disposition"] != "in_progress" for c in calls)
+            and all(any(k == "recording_saved" for k, _ in events.get(c["id"], [])) for c in calls)
+        ):
             return calls, events
         if time.monotonic() > deadline:
             raise AssertionError(f"calls not closed: {[(c['callee_number'], c['disposition']) for c in calls]}")
@@ -217,19 +230,20 @@ def test_blind_transfer_1002_transfers_1001_to_1003(env, tmp_path):
     assert ev["transferred"]["from"] == "1002" and ev["transferred"]["to"] == "1003"
     rec, rate = sf.read(ev["recording_saved"]["path"])
     assert rec.shape[1] == 2
-    tail = rec[-int(1.0 * rate):]
-    assert band_ratio(tail[:, 0], 1000) > 0.5 and band_ratio(tail[:, 1], 600) > 0.5, \
+    tail = rec[-int(1.0 * rate) :]
+    assert band_ratio(tail[:, 0], 1000) > 0.5 and band_ratio(tail[:, 1], 600) > 0.5, (
         "after the transfer the recording has 1001 left, 1003 right"
+    )
 
 
 def test_attended_transfer_1002_consults_1003_then_joins_1001(env, tmp_path):
     p, ph = env
-    a, b = ph.call("1001", "1002")                 # call 1
+    a, b = ph.call("1001", "1002")  # call 1
     ph["1002"].cmd("hold", call=b)
     time.sleep(0.5)
     moh = ph.listen("1001", a, "1001-on-hold", 1.0)
     assert rms(moh) > 0.02
-    b2, c3 = ph.call("1002", "1003")               # consultation, another worker
+    b2, c3 = ph.call("1002", "1003")  # consultation, another worker
     ph["1002"].cmd("xfer_replaces", call=b, other=b2)
     ph["1002"].wait_event(lambda e: e.get("event") == "xfer_status" and e["final"], 15, "final NOTIFY")
     ph.disconnected("1002", b)
@@ -256,6 +270,6 @@ def test_attended_transfer_1002_consults_1003_then_joins_1001(env, tmp_path):
     assert e1["transferred"]["to"] == "1003"
     assert e2["transferred"]["joined_call"] == first["id"]
     rec, rate = sf.read(e1["recording_saved"]["path"])
-    tail = rec[-int(1.0 * rate):]
+    tail = rec[-int(1.0 * rate) :]
     assert band_ratio(tail[:, 0], 1000) > 0.5 and band_ratio(tail[:, 1], 600) > 0.5
     assert p.api("calls") == []

@@ -17,24 +17,30 @@ import pytest
 from tests.integration.harness import free_port
 from tests.integration.test_media_worker import free_rtp_range
 from tests.integration.test_proxy_calls import Phone, call
-from tests.integration.test_trunks import (  # noqa: F401 (pbx: the trunk tests' fixture)
-    PROVIDER, PROVIDER2, Provider, call_events, calls_rows, pbx, wait_closed,
-)
+from tests.integration.test_trunks import PROVIDER, PROVIDER2, Provider, call_events, wait_closed
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def pbx(trunk_pbx):
+    """The PBX factory of the trunk tests (conftest.trunk_pbx)."""
+    return trunk_pbx
+
 
 SECRET = "trunk-Secret-7q"
 WRONG = "not-the-Password-3"
 CALLER_ID = "+33100000000"
 
 
-NONCE = "7f3c9a1e5b2d4c6a8e0f1a2b3c4d5e6f"        # the one in the scenarios' challenge
+NONCE = "7f3c9a1e5b2d4c6a8e0f1a2b3c4d5e6f"  # the one in the scenarios' challenge
 
 
 def _expected_response(ruri: str) -> str:
     """The digest response (MD5, no qop) of the trunk's account to the scenario's 407 for
     a digest-uri equal to the Request-URI the provider gets (RFC 2617 §3.2.2.5)."""
     from sip import digest
+
     value = digest.build_authorization("clinic", "fake.provider", "INVITE", ruri, NONCE, password=SECRET, qop=None)
     return digest.parse_authorization(value)["response"]
 
@@ -43,15 +49,37 @@ def _challenging(tmp_path, name: str, ip: str = PROVIDER, *, scenario: str = "tr
     """A provider challenging with 407 (or 401 with scenario trunk_uas_auth_401.xml) that
     accepts only the trunk account clinic / SECRET."""
     port = free_port("both", ip)
-    return Provider(scenario, tmp_path / name, ip, port=port,
-                    subst={"__RURI__": r"\+33612345678", "__FROM__": r"\+33100000000", "__USER__": "clinic",
-                           "__PASSWORD__": SECRET,
-                           "__RESPONSE__": _expected_response(f"sip:+33612345678@{ip}:{port}")})
+    return Provider(
+        scenario,
+        tmp_path / name,
+        ip,
+        port=port,
+        subst={
+            "__RURI__": r"\+33612345678",
+            "__FROM__": r"\+33100000000",
+            "__USER__": "clinic",
+            "__PASSWORD__": SECRET,
+            "__RESPONSE__": _expected_response(f"sip:+33612345678@{ip}:{port}"),
+        },
+    )
 
 
 def _add_trunk(p, name: str, prov: Provider, *extra: str, password: str = SECRET) -> None:
-    p.cli("trunk", "add", name, "--host", f"{prov.ip}:{prov.port}", "--caller-id", CALLER_ID,
-          "--username", "clinic", "--password", password, "--no-register", *extra)
+    p.cli(
+        "trunk",
+        "add",
+        name,
+        "--host",
+        f"{prov.ip}:{prov.port}",
+        "--caller-id",
+        CALLER_ID,
+        "--username",
+        "clinic",
+        "--password",
+        password,
+        "--no-register",
+        *extra,
+    )
 
 
 def test_outbound_call_answers_the_providers_challenge(pbx, tmp_path):
@@ -78,11 +106,14 @@ def test_outbound_call_answers_the_providers_challenge(pbx, tmp_path):
 def test_wrong_password_fails_over_to_the_next_trunk(pbx, tmp_path):
     p = pbx()
     bad = _challenging(tmp_path, "bad", PROVIDER)
-    good = Provider("trunk_uas.xml", tmp_path / "good", PROVIDER2,
-                    subst={"__RURI__": r"\+33612345678", "__FROM__": r"\+33100000000"})
+    good = Provider(
+        "trunk_uas.xml",
+        tmp_path / "good",
+        PROVIDER2,
+        subst={"__RURI__": r"\+33612345678", "__FROM__": r"\+33100000000"},
+    )
     _add_trunk(p, "first", bad, "--priority", "1", password=WRONG)
-    p.cli("trunk", "add", "second", "--host", f"{PROVIDER2}:{good.port}", "--priority", "2",
-          "--caller-id", CALLER_ID)
+    p.cli("trunk", "add", "second", "--host", f"{PROVIDER2}:{good.port}", "--priority", "2", "--caller-id", CALLER_ID)
     p.start()
     try:
         res = call(p, "call_uac.xml", tmp_path / "uac", to="0612345678", caller="1001")
@@ -121,7 +152,7 @@ def test_wrong_password_on_the_only_trunk_is_a_failed_call(pbx, tmp_path):
 
 def test_click_to_call_through_a_challenging_provider(pbx, tmp_path):
     p = pbx()
-    prov = _challenging(tmp_path, "prov", scenario="trunk_uas_auth_401.xml")   # 401 this time
+    prov = _challenging(tmp_path, "prov", scenario="trunk_uas_auth_401.xml")  # 401 this time
     _add_trunk(p, "prov", prov)
     p.start()
     phone = Phone(p, "1001", "call_uas_hangs_up.xml", tmp_path / "uas")
@@ -137,6 +168,7 @@ def test_click_to_call_through_a_challenging_provider(pbx, tmp_path):
 
 
 # ----------------------------------------------------------------------------- the worker alone
+
 
 class _Challenger:
     """A UDP UAS in the test's loop: 407 to an INVITE without Proxy-Authorization, 403 to
@@ -160,8 +192,9 @@ class _Challenger:
         authed = any(h.lower().startswith("proxy-authorization:") for h in head)
         status = "403 Forbidden" if authed else "407 Proxy Authentication Required"
         extra = [] if authed else [f'Proxy-Authenticate: Digest realm="fake.provider", nonce="{NONCE}", algorithm=MD5']
-        self.transport.sendto(("\r\n".join([f"SIP/2.0 {status}", *keep, *extra, "Content-Length: 0"]) + "\r\n\r\n")
-                              .encode(), addr)
+        self.transport.sendto(
+            ("\r\n".join([f"SIP/2.0 {status}", *keep, *extra, "Content-Length: 0"]) + "\r\n\r\n").encode(), addr
+        )
 
     def error_received(self, exc: Exception) -> None:
         pass
@@ -194,12 +227,17 @@ def test_worker_uses_a_legs_credentials_for_that_leg_only(tmp_path):
         port = transport.get_extra_info("sockname")[1]
         log_path = tmp_path / "worker.log"
         with open(log_path, "wb") as err:
-            w = await WorkerClient.spawn(sip_port=free_port("udp"), rtp_start=free_rtp_range(8), rtp_count=8,
-                                         trusted=["127.0.0.1:1"], stderr=err, extra_args=["--log-level", "DEBUG"])
+            w = await WorkerClient.spawn(
+                sip_port=free_port("udp"),
+                rtp_start=free_rtp_range(8),
+                rtp_count=8,
+                trusted=["127.0.0.1:1"],
+                stderr=err,
+                extra_args=["--log-level", "DEBUG"],
+            )
             try:
                 auth = {"username": "clinic", "password": SECRET, "realm": "fake.provider"}
-                await w.originate("t1", f"sip:0612345678@127.0.0.1:{port}", headers={"X-PBX-Trunk": "prov"},
-                                  auth=auth)
+                await w.originate("t1", f"sip:0612345678@127.0.0.1:{port}", headers={"X-PBX-Trunk": "prov"}, auth=auth)
                 ended = await w.next_event(P.Ended, leg="t1", timeout=10)
                 assert (ended.cause_code, ended.challenged) == (403, True)
                 assert len(uas.invites) == 2 and "proxy-authorization" not in uas.invites[0].lower()

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import SIPP_DIR, PbxProcess, auth_users, free_port, require_tool, run_sipp
-from tests.integration.test_proxy_calls import PASSWORD, Phone, call
+from tests.integration.harness import SIPP_DIR, PbxProcess, free_port, require_tool, run_sipp
+from tests.integration.test_proxy_calls import Phone, call
 
 pytestmark = pytest.mark.slow
 
@@ -27,26 +27,24 @@ DID = "+33123456789"
 
 
 @pytest.fixture
-def pbx(tmp_path: Path):
-    procs: list[PbxProcess] = []
-
-    def make(**overrides) -> PbxProcess:
-        p = PbxProcess(tmp_path / f"pbx{len(procs)}", security={"exempt": ["127.0.0.1"]}, **overrides)
-        p.add_extensions(["1001", "1002"], PASSWORD)
-        procs.append(p)
-        return p
-    yield make
-    for p in procs:
-        if p.proc is not None and p.proc.poll() is None:
-            p.stop()
-        assert "Traceback" not in p.log(), p.log()[-4000:]
+def pbx(trunk_pbx):
+    """The PBX factory of the trunk tests (conftest.trunk_pbx)."""
+    return trunk_pbx
 
 
 class Provider:
     """A sipp UAS playing the provider on ``ip``."""
 
-    def __init__(self, scenario: str, workdir: Path, ip: str = PROVIDER, *, calls: int = 1,
-                 subst: dict[str, str] | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        scenario: str,
+        workdir: Path,
+        ip: str = PROVIDER,
+        *,
+        calls: int = 1,
+        subst: dict[str, str] | None = None,
+        port: int | None = None,
+    ) -> None:
         sipp = require_tool("sipp")
         workdir.mkdir(parents=True, exist_ok=True)
         self.dir = workdir
@@ -59,11 +57,30 @@ class Provider:
                 text = text.replace(k, v)
             sf = workdir / scenario
             sf.write_text(text)
-        self.out = open(workdir / "provider.out", "w")
-        self.proc = subprocess.Popen(
-            [sipp, "-sf", str(sf), "-t", "u1", "-i", ip, "-p", str(self.port), "-m", str(calls),
-             "-nostdin", "-trace_err", "-timeout", "40s", "-timeout_error"],
-            cwd=workdir, stdout=self.out, stderr=subprocess.STDOUT)
+        with open(workdir / "provider.out", "w") as out:  # the child has its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [
+                    sipp,
+                    "-sf",
+                    str(sf),
+                    "-t",
+                    "u1",
+                    "-i",
+                    ip,
+                    "-p",
+                    str(self.port),
+                    "-m",
+                    str(calls),
+                    "-nostdin",
+                    "-trace_err",
+                    "-timeout",
+                    "40s",
+                    "-timeout_error",
+                ],
+                cwd=workdir,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         time.sleep(0.3)
 
     def wait(self, timeout: float = 40.0) -> int:
@@ -73,19 +90,18 @@ class Provider:
             self.proc.kill()
             self.proc.wait()
             rc = -1
-        self.out.close()
         return rc
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        if not self.out.closed:
-            self.out.close()
 
     def errors(self) -> str:
-        return "".join(p.read_text(errors="replace") for p in self.dir.glob("*_errors.log")) + \
-            (self.dir / "provider.out").read_text(errors="replace")[-3000:]
+        return (
+            "".join(p.read_text(errors="replace") for p in self.dir.glob("*_errors.log"))
+            + (self.dir / "provider.out").read_text(errors="replace")[-3000:]
+        )
 
 
 def calls_rows(p: PbxProcess) -> list[dict]:
@@ -94,6 +110,7 @@ def calls_rows(p: PbxProcess) -> list[dict]:
     async def go():
         async with open_db(p.cfg.db_path) as db:
             return await db.fetchall("SELECT * FROM calls ORDER BY offered_at")
+
     return asyncio.run(go())
 
 
@@ -103,26 +120,49 @@ def call_events(p: PbxProcess, call_id: str) -> list[dict]:
     async def go():
         async with open_db(p.cfg.db_path) as db:
             return await db.call_event_rows(call_id)
+
     return asyncio.run(go())
 
 
 def wait_closed(p: PbxProcess, n: int = 1, timeout: float = 15.0) -> list[dict]:
-    return p.wait_for(lambda: [r for r in calls_rows(p) if r["disposition"] != "in_progress"][:n]
-                      if len([r for r in calls_rows(p) if r["disposition"] != "in_progress"]) >= n else None,
-                      timeout=timeout, what="the call record to close")
+    return p.wait_for(
+        lambda: (
+            [r for r in calls_rows(p) if r["disposition"] != "in_progress"][:n]
+            if len([r for r in calls_rows(p) if r["disposition"] != "in_progress"]) >= n
+            else None
+        ),
+        timeout=timeout,
+        what="the call record to close",
+    )
 
 
 def test_registration_with_digest(pbx, tmp_path):
     prov = Provider("trunk_registrar.xml", tmp_path / "prov")
     p = pbx()
-    p.cli("trunk", "add", "prov", "--host", f"{PROVIDER}:{prov.port}", "--username", "clinic",
-          "--password", "trunk-secret-1", "--domain", "fake.provider", "--expires", "300")
+    p.cli(
+        "trunk",
+        "add",
+        "prov",
+        "--host",
+        f"{PROVIDER}:{prov.port}",
+        "--username",
+        "clinic",
+        "--password",
+        "trunk-secret-1",
+        "--domain",
+        "fake.provider",
+        "--expires",
+        "300",
+    )
     p.start()
     try:
-        rows = p.wait_for(lambda: [r for r in json.loads(p.cli("trunk", "list", "--json").stdout)
-                                   if r["state"] == "registered"], timeout=10, what="the trunk to register")
+        rows = p.wait_for(
+            lambda: [r for r in json.loads(p.cli("trunk", "list", "--json").stdout) if r["state"] == "registered"],
+            timeout=10,
+            what="the trunk to register",
+        )
         assert rows[0]["name"] == "prov" and rows[0]["last_reason"].startswith("200")
-        assert 0 < rows[0]["expires_in"] <= 120          # the provider granted 120 s
+        assert 0 < rows[0]["expires_in"] <= 120  # the provider granted 120 s
         assert prov.wait() == 0, prov.errors()
         st = p.status()
         assert st["trunks"][0]["state"] == "registered"
@@ -134,12 +174,26 @@ def test_registration_with_digest(pbx, tmp_path):
 def test_registration_wrong_password_fails(pbx, tmp_path):
     prov = Provider("trunk_registrar.xml", tmp_path / "prov")
     p = pbx()
-    p.cli("trunk", "add", "prov", "--host", f"{PROVIDER}:{prov.port}", "--username", "clinic",
-          "--password", "not-the-password", "--domain", "fake.provider")
+    p.cli(
+        "trunk",
+        "add",
+        "prov",
+        "--host",
+        f"{PROVIDER}:{prov.port}",
+        "--username",
+        "clinic",
+        "--password",
+        "not-the-password",
+        "--domain",
+        "fake.provider",
+    )
     p.start()
     try:
-        rows = p.wait_for(lambda: [r for r in json.loads(p.cli("trunk", "list", "--json").stdout)
-                                   if r["state"] == "failed"], timeout=10, what="the registration to fail")
+        rows = p.wait_for(
+            lambda: [r for r in json.loads(p.cli("trunk", "list", "--json").stdout) if r["state"] == "failed"],
+            timeout=10,
+            what="the registration to fail",
+        )
         assert rows[0]["last_reason"] == "403 Forbidden"
     finally:
         prov.kill()
@@ -147,12 +201,18 @@ def test_registration_wrong_password_fails(pbx, tmp_path):
 
 def test_inbound_did_to_extension(pbx, tmp_path):
     p = pbx()
-    p.cli("trunk", "add", "prov", "--host", f"{PROVIDER}:5060")     # IP-authenticated
+    p.cli("trunk", "add", "prov", "--host", f"{PROVIDER}:5060")  # IP-authenticated
     p.cli("did", "add", DID, "--to", "extension:1002", "--name", "Appointments line")
     p.start()
     phone = Phone(p, "1002", "call_uas.xml", tmp_path / "uas")
-    res = run_sipp("trunk_uac_invite.xml", f"127.0.0.1:{p.port}", workdir=tmp_path / "prov",
-                   local_ip=PROVIDER, timeout=30, extra=["-s", DID])
+    res = run_sipp(
+        "trunk_uac_invite.xml",
+        f"127.0.0.1:{p.port}",
+        workdir=tmp_path / "prov",
+        local_ip=PROVIDER,
+        timeout=30,
+        extra=["-s", DID],
+    )
     assert res.returncode == 0 and res.successful == 1, res.errors or res.stdout[-3000:]
     assert phone.wait() == 0, phone.errors()
     [rec] = wait_closed(p)
@@ -173,19 +233,20 @@ def test_inbound_from_unknown_source_refused(pbx, tmp_path):
     sf = wd / "rej.xml"
     sf.write_text((SIPP_DIR / "trunk_uac_rejected.xml").read_text().replace("__STATUS__", "403"))
     # from a phone's address (not the provider's): 403, no challenge, no call record
-    res = run_sipp(str(sf), f"127.0.0.1:{p.port}", workdir=wd, local_ip="127.0.0.1", timeout=10,
-                   extra=["-s", DID])
+    res = run_sipp(str(sf), f"127.0.0.1:{p.port}", workdir=wd, local_ip="127.0.0.1", timeout=10, extra=["-s", DID])
     assert res.returncode == 0 and res.successful == 1, res.errors or res.stdout[-3000:]
     # from another unknown address: the same
-    res = run_sipp(str(sf), f"127.0.0.1:{p.port}", workdir=wd, local_ip="127.0.0.4", timeout=10,
-                   extra=["-s", "0123456789"])
+    res = run_sipp(
+        str(sf), f"127.0.0.1:{p.port}", workdir=wd, local_ip="127.0.0.4", timeout=10, extra=["-s", "0123456789"]
+    )
     assert res.returncode == 0 and res.successful == 1, res.errors or res.stdout[-3000:]
     assert calls_rows(p) == []
 
 
 def test_outbound_call_rewritten_with_caller_id(pbx, tmp_path):
-    prov = Provider("trunk_uas.xml", tmp_path / "prov",
-                    subst={"__RURI__": r"\+33612345678", "__FROM__": r"\+33100000000"})
+    prov = Provider(
+        "trunk_uas.xml", tmp_path / "prov", subst={"__RURI__": r"\+33612345678", "__FROM__": r"\+33100000000"}
+    )
     p = pbx()
     p.cli("trunk", "add", "prov", "--host", f"{PROVIDER}:{prov.port}", "--caller-id", "+33100000000")
     p.start()
@@ -214,20 +275,31 @@ def test_outbound_refused_by_class(pbx, tmp_path):
     # per-extension permissions are picked up live: international only -> mobiles refused
     p.cli("ext", "perms", "1001", "--allow", "international")
     assert json.loads(p.cli("ext", "perms", "1001", "--json").stdout)["allowed"] == ["internal", "international"]
-    time.sleep(1.5)         # the PBX re-reads the database twice a second
+    time.sleep(1.5)  # the PBX re-reads the database twice a second
     res = call(p, "call_uac_rejected.xml", tmp_path / "uac2", to="0612345678", status=403)
     assert res.returncode == 0 and res.successful == 1, res.errors or res.stdout[-3000:]
 
 
 def test_failover_to_second_trunk(pbx, tmp_path):
     bad = Provider("trunk_uas_503.xml", tmp_path / "bad", PROVIDER)
-    good = Provider("trunk_uas.xml", tmp_path / "good", PROVIDER2,
-                    subst={"__RURI__": "0612345678", "__FROM__": "0100000002"})
+    good = Provider(
+        "trunk_uas.xml", tmp_path / "good", PROVIDER2, subst={"__RURI__": "0612345678", "__FROM__": "0100000002"}
+    )
     p = pbx()
-    p.cli("trunk", "add", "first", "--host", f"{PROVIDER}:{bad.port}", "--priority", "1",
-          "--caller-id", "0100000001")
-    p.cli("trunk", "add", "second", "--host", f"{PROVIDER2}:{good.port}", "--priority", "2",
-          "--caller-id", "0100000002", "--format", "national")
+    p.cli("trunk", "add", "first", "--host", f"{PROVIDER}:{bad.port}", "--priority", "1", "--caller-id", "0100000001")
+    p.cli(
+        "trunk",
+        "add",
+        "second",
+        "--host",
+        f"{PROVIDER2}:{good.port}",
+        "--priority",
+        "2",
+        "--caller-id",
+        "0100000002",
+        "--format",
+        "national",
+    )
     p.start()
     try:
         res = call(p, "call_uac.xml", tmp_path / "uac", to="+33612345678", caller="1001")
@@ -248,8 +320,9 @@ def test_failover_to_second_trunk(pbx, tmp_path):
 def test_click_to_call(pbx, tmp_path):
     """pypbx call 1001 0612345678: the extension's phone rings and answers, then the
     provider gets the number with the trunk's caller ID; the phone hangs up."""
-    prov = Provider("trunk_uas.xml", tmp_path / "prov",
-                    subst={"__RURI__": r"\+33612345678", "__FROM__": r"\+33100000000"})
+    prov = Provider(
+        "trunk_uas.xml", tmp_path / "prov", subst={"__RURI__": r"\+33612345678", "__FROM__": r"\+33100000000"}
+    )
     p = pbx()
     p.cli("trunk", "add", "prov", "--host", f"{PROVIDER}:{prov.port}", "--caller-id", "+33100000000")
     p.start()
@@ -279,10 +352,16 @@ def test_inbound_did_to_queue(pbx, tmp_path):
     p.cli("queue", "add", "results", "--wrap-up", "0")
     p.cli("did", "add", "+33123456780", "--to", "queue:results", "--name", "Results line")
     p.start()
-    res = run_sipp("trunk_uac_invite.xml", f"127.0.0.1:{p.port}", workdir=tmp_path / "prov",
-                   local_ip=PROVIDER, timeout=30, extra=["-s", "0123456780"])
+    res = run_sipp(
+        "trunk_uac_invite.xml",
+        f"127.0.0.1:{p.port}",
+        workdir=tmp_path / "prov",
+        local_ip=PROVIDER,
+        timeout=30,
+        extra=["-s", "0123456780"],
+    )
     assert res.returncode == 0 and res.successful == 1, res.errors or res.stdout[-3000:]
     [rec] = wait_closed(p)
     assert rec["direction"] == "inbound" and rec["did"] == "+33123456780"
     assert rec["service_line"] == "Results line" and rec["queue"] == "results"
-    assert rec["disposition"] == "abandoned_queue"      # nobody logged in; the caller left after 1 s
+    assert rec["disposition"] == "abandoned_queue"  # nobody logged in; the caller left after 1 s

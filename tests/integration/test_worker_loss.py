@@ -14,31 +14,38 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.integration.test_proxy_calls import PASSWORD, Phone, call, pbx  # noqa: F401 - fixture
+from tests.integration.test_proxy_calls import Phone, call
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def pbx(proxy_pbx):
+    """The PBX factory of the proxy tests (conftest.proxy_pbx)."""
+    return proxy_pbx
 
 
 def _calls_rows(p) -> list[dict]:
     return json.loads(p.cli("calls", "list", "--json").stdout)
 
 
-def test_killed_worker_ends_both_phones_calls_and_is_replaced(pbx, tmp_path):  # noqa: F811
+def test_killed_worker_ends_both_phones_calls_and_is_replaced(pbx, tmp_path):
     p = pbx()
     callee = Phone(p, "1002", "call_uas_long.xml", tmp_path / "uas")
     result: dict = {}
-    caller = threading.Thread(target=lambda: result.setdefault(
-        "res", call(p, "call_uac_long.xml", tmp_path / "uac", timeout=40)), daemon=True)
+    caller = threading.Thread(
+        target=lambda: result.setdefault("res", call(p, "call_uac_long.xml", tmp_path / "uac", timeout=40)), daemon=True
+    )
     caller.start()
-    live = p.wait_for(lambda: [c for c in p.api("calls") if c["state"] == "talking"], timeout=20,
-                      what="the call to be answered")
+    live = p.wait_for(
+        lambda: [c for c in p.api("calls") if c["state"] == "talking"], timeout=20, what="the call to be answered"
+    )
     [c] = live
     pid = int(c["worker"])
-    time.sleep(1.0)      # both ACKs through, recording running
+    time.sleep(1.0)  # both ACKs through, recording running
     os.kill(pid, signal.SIGKILL)
     t_kill = time.monotonic()
 
@@ -53,8 +60,14 @@ def test_killed_worker_ends_both_phones_calls_and_is_replaced(pbx, tmp_path):  #
     # the call record: closed as interrupted (it was answered), flagged worker_lost
     def closed():
         rows = [r for r in _calls_rows(p) if r["id"] == c["id"]]
-        return rows if rows and rows[0]["disposition"] not in ("offered", "in_progress", "answered_live") \
-            and rows[0].get("ended_at") else None
+        return (
+            rows
+            if rows
+            and rows[0]["disposition"] not in ("offered", "in_progress", "answered_live")
+            and rows[0].get("ended_at")
+            else None
+        )
+
     [row] = p.wait_for(closed, timeout=10, what="the call record to close")
     assert row["disposition"] in ("interrupted", "failed"), row
     assert "worker_lost" in str(row.get("flags")), row
@@ -66,13 +79,17 @@ def test_killed_worker_ends_both_phones_calls_and_is_replaced(pbx, tmp_path):  #
     res2 = call(p, "call_uac.xml", tmp_path / "uac2")
     assert res2.returncode == 0 and res2.successful == 1, res2.errors or res2.stdout[-3000:]
     assert phone2.wait() == 0, phone2.errors()
-    [second] = p.wait_for(lambda: [r for r in _calls_rows(p) if r["id"] != c["id"] and r.get("ended_at")],
-                          timeout=10, what="the second call's record")
+    [second] = p.wait_for(
+        lambda: [r for r in _calls_rows(p) if r["id"] != c["id"] and r.get("ended_at")],
+        timeout=10,
+        what="the second call's record",
+    )
     assert second["disposition"] == "answered" and not second.get("flags"), second
     assert second["worker"] != str(pid)
 
     def replaced():
         after = p.log().split(f"media worker {pid} lost", 1)
         return len(after) == 2 and "ready: slot" in after[1]
+
     p.wait_for(replaced, timeout=10, what="the pool to start a new worker")
     assert "Traceback" not in p.log(), p.log()[-4000:]

@@ -11,8 +11,8 @@ from acd.model import (
     Agent,
     AgentState,
     Announce,
-    Caller,
     CallbackFailed,
+    Caller,
     CancelRing,
     Connect,
     DialCallback,
@@ -82,9 +82,16 @@ def test_agent_state_transitions_and_events():
     eng.agent_unpause("a", 300)
     eng.agent_logout("a", 400)
     assert a.state is AgentState.LOGGED_OUT
-    assert kinds(eng) == [EventKind.LOGIN, EventKind.ENTER, EventKind.RING, EventKind.CONNECT,
-                          EventKind.COMPLETE_AGENT, EventKind.PAUSE, EventKind.UNPAUSE,
-                          EventKind.LOGOUT]
+    assert kinds(eng) == [
+        EventKind.LOGIN,
+        EventKind.ENTER,
+        EventKind.RING,
+        EventKind.CONNECT,
+        EventKind.COMPLETE_AGENT,
+        EventKind.PAUSE,
+        EventKind.UNPAUSE,
+        EventKind.LOGOUT,
+    ]
 
 
 def test_no_call_offered_during_wrap_up_then_offered_after():
@@ -170,8 +177,7 @@ def test_ring_no_answer_after_n_misses_only():
 
 
 def test_untried_agent_preferred_after_a_miss():
-    eng = engine(("a", "b", "c"), rna_misses_before_pause=0, ring_timeout=10,
-                 strategy=Strategy.LONGEST_IDLE)
+    eng = engine(("a", "b", "c"), rna_misses_before_pause=0, ring_timeout=10, strategy=Strategy.LONGEST_IDLE)
     assert rings(eng.call_arrived(Caller("c1"), "q", 10))[0].agent_ids == ("a",)
     assert rings(eng.tick(20))[0].agent_ids == ("b",)
     assert rings(eng.tick(30))[0].agent_ids == ("c",)
@@ -231,8 +237,9 @@ def test_max_length_refuses_with_full():
 
 def test_join_empty_policies():
     fb = Target(TargetKind.EXTENSION, "front")
-    eng = AcdEngine([QueueConfig("refuse", join_empty=JoinEmpty.REFUSE, fallback=fb),
-                     QueueConfig("join")], [Agent("a")])
+    eng = AcdEngine(
+        [QueueConfig("refuse", join_empty=JoinEmpty.REFUSE, fallback=fb), QueueConfig("join")], [Agent("a")]
+    )
     assert eng.call_arrived(Caller("c1"), "refuse", 0) == [ExitEmpty("c1", "refuse", fb)]
     out = eng.call_arrived(Caller("c2"), "join", 0)
     assert out == [Announce("c2", 1, None, "en", True)]  # no figure when nobody logged in
@@ -247,8 +254,7 @@ def test_join_empty_policies():
 
 def test_overflow_at_20_seconds_to_front_desk():
     front = Target(TargetKind.EXTENSION, "front_desk")
-    eng = engine(("a",), required_skills={"new_patients": 5},
-                 overflow=OverflowRule(20, front))
+    eng = engine(("a",), required_skills={"new_patients": 5}, overflow=OverflowRule(20, front))
     eng.agents["a"].skills = {"new_patients": 7}
     eng.set_skills("a", {"new_patients": 7}, 0)
     eng.agent_busy("a", 0)
@@ -263,10 +269,14 @@ def test_overflow_at_20_seconds_to_front_desk():
 
 def test_overflow_deferred_while_ringing_then_to_another_queue():
     eng = AcdEngine(
-        [QueueConfig("new", overflow=OverflowRule(20, Target(TargetKind.QUEUE, "other")),
-                     ring_timeout=25, wrap_up=0),
-         QueueConfig("other", wrap_up=0)],
-        [Agent("a", queues=frozenset({"new"})), Agent("b", queues=frozenset({"other"}))])
+        [
+            QueueConfig(
+                "new", overflow=OverflowRule(20, Target(TargetKind.QUEUE, "other")), ring_timeout=25, wrap_up=0
+            ),
+            QueueConfig("other", wrap_up=0),
+        ],
+        [Agent("a", queues=frozenset({"new"})), Agent("b", queues=frozenset({"other"}))],
+    )
     eng.agent_login("a", 0)
     eng.agent_login("b", 0)
     eng.agent_busy("b", 0)
@@ -282,10 +292,14 @@ def test_overflow_deferred_while_ringing_then_to_another_queue():
 
 
 def test_skill_relaxation_over_time():
-    eng = AcdEngine([QueueConfig("q", {"korean": 8}, wrap_up=0,
-                                 relaxation=(Relaxation(60, 5), Relaxation(120, 1)))],
-                    [Agent("fluent", skills={"korean": 9}), Agent("some", skills={"korean": 5}),
-                     Agent("basic", skills={"korean": 2})])
+    eng = AcdEngine(
+        [QueueConfig("q", {"korean": 8}, wrap_up=0, relaxation=(Relaxation(60, 5), Relaxation(120, 1)))],
+        [
+            Agent("fluent", skills={"korean": 9}),
+            Agent("some", skills={"korean": 5}),
+            Agent("basic", skills={"korean": 2}),
+        ],
+    )
     for x in ("some", "basic"):
         eng.agent_login(x, 0)
     assert not rings(eng.call_arrived(Caller("c1"), "q", 10))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -17,9 +18,11 @@ def announces(actions, call_id):
 
 
 def busy_engine(n_agents=2, callers=5, interval=60.0) -> AcdEngine:
-    eng = AcdEngine([QueueConfig("q", wrap_up=0, announce_interval=interval)],
-                    [Agent(f"a{i}") for i in range(n_agents)],
-                    estimator=WaitEstimator(prior_handle=120))
+    eng = AcdEngine(
+        [QueueConfig("q", wrap_up=0, announce_interval=interval)],
+        [Agent(f"a{i}") for i in range(n_agents)],
+        estimator=WaitEstimator(prior_handle=120),
+    )
     for i in range(n_agents):
         eng.agent_login(f"a{i}", 0)
         eng.call_arrived(Caller(f"x{i}"), "q", 1)
@@ -51,7 +54,7 @@ def test_announced_figure_never_grows_in_a_steady_queue():
         for a in announces(eng.tick(float(t)), "c4"):
             figures.append(a.ewt_seconds)
     assert len(figures) >= 4 and all(f is not None for f in figures)
-    assert all(b <= a for a, b in zip(figures, figures[1:])), figures
+    assert all(b <= a for a, b in itertools.pairwise(figures)), figures
 
 
 def test_figure_may_grow_when_the_queue_really_got_slower():
@@ -119,7 +122,7 @@ def test_smoothing_rules():
 
 
 def test_asterisk_baseline_and_its_sign_error():
-    assert asterisk_holdtime([40, 40, 40, 40], start=0) == pytest.approx(40 * (1 - 0.75 ** 4))
+    assert asterisk_holdtime([40, 40, 40, 40], start=0) == pytest.approx(40 * (1 - 0.75**4))
     ast = AsteriskHoldtime()
     for w in (60, 60, 60, 60, 60, 60, 60, 60, 60, 60, 60, 60):
         ast.observe_answer("q", w)
@@ -135,8 +138,8 @@ def test_asterisk_baseline_and_its_sign_error():
 
 
 def _erlang_c_direct(a: float, n: int) -> float:
-    top = a ** n / math.factorial(n) * n / (n - a)
-    bottom = sum(a ** k / math.factorial(k) for k in range(n)) + top
+    top = a**n / math.factorial(n) * n / (n - a)
+    bottom = sum(a**k / math.factorial(k) for k in range(n)) + top
     return top / bottom
 
 

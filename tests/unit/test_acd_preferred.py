@@ -16,7 +16,7 @@ def engine(agents=("a", "b"), **qkw) -> AcdEngine:
     qkw.setdefault("wrap_up", 0)
     eng = AcdEngine([QueueConfig("q", **qkw)], [Agent(x) for x in agents])
     for i, x in enumerate(agents):
-        eng.agent_login(x, float(i))          # "a" is the longest idle
+        eng.agent_login(x, float(i))  # "a" is the longest idle
     return eng
 
 
@@ -59,7 +59,8 @@ def test_preferred_agent_freed_within_the_window_gets_the_call():
     eng.ring_answered("x", "b", 6.0)
     assert rings(eng.call_arrived(Caller("c1", preferred_agent="b", prefer_for=20), "q", 10.0)) == []
     from acd.model import Party
-    out = eng.call_ended("x", Party.CALLER, 15.0)       # wrap_up 0: b available again
+
+    out = eng.call_ended("x", Party.CALLER, 15.0)  # wrap_up 0: b available again
     assert [r.agent_ids for r in rings(out)] == [("b",)]
 
 
@@ -69,10 +70,10 @@ def test_logged_out_or_paused_preferred_agent_means_normal_distribution_at_once(
     out = eng.call_arrived(Caller("c1", preferred_agent="c", prefer_for=20), "q", 10.0)
     assert [r.agent_ids for r in rings(out)] == [("a",)]
     eng.agent_pause("b", PauseReason.BREAK, 11.0)
-    eng.agent_unpause("c", 11.0)     # not logged in: no effect
+    eng.agent_unpause("c", 11.0)  # not logged in: no effect
     eng.agent_login("c", 11.5)
     out = eng.call_arrived(Caller("c2", preferred_agent="b", prefer_for=20), "q", 12.0)
-    assert [r.agent_ids for r in rings(out)] == [("c",)]   # b paused: c, not held for b
+    assert [r.agent_ids for r in rings(out)] == [("c",)]  # b paused: c, not held for b
 
 
 def test_unknown_preferred_agent_is_ignored():
@@ -85,7 +86,7 @@ def test_preferred_agent_ring_no_answer_then_others():
     eng = engine(rna_misses_before_pause=0, ring_timeout=5)
     out = eng.call_arrived(Caller("c1", preferred_agent="b", prefer_for=20), "q", 10.0)
     assert [r.agent_ids for r in rings(out)] == [("b",)]
-    out = eng.tick(15.0)             # b let it ring out: within the window, but b is tried
+    out = eng.tick(15.0)  # b let it ring out: within the window, but b is tried
     assert [r.agent_ids for r in rings(out)] == [("a",)]
 
 

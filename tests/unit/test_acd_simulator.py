@@ -26,7 +26,6 @@ from acd.model import (
 )
 from acd.simulator import PRESETS, SimConfig, clinic_day, format_report, simulate
 
-
 # ---------------------------------------------------------------- randomised engine
 
 
@@ -38,7 +37,7 @@ def check_invariants(eng: AcdEngine) -> None:
             assert eng.agents[aid].state is AgentState.RINGING
         if e.cb_dialing:
             load[e.cb_agent] = load.get(e.cb_agent, 0) + 1
-    for cid, aid in eng.connected_calls().items():
+    for aid in eng.connected_calls().values():
         load[aid] = load.get(aid, 0) + 1
     for aid, n in load.items():
         assert n <= 1, f"agent {aid} double-booked"
@@ -48,8 +47,7 @@ def check_invariants(eng: AcdEngine) -> None:
             assert load.get(a.id) == 1
         if a.state is AgentState.ON_CALL:
             assert load.get(a.id) == 1
-        if a.state in (AgentState.AVAILABLE, AgentState.PAUSED, AgentState.LOGGED_OUT,
-                       AgentState.WRAP_UP):
+        if a.state in (AgentState.AVAILABLE, AgentState.PAUSED, AgentState.LOGGED_OUT, AgentState.WRAP_UP):
             assert a.id not in load
 
 
@@ -57,18 +55,36 @@ def fuzz(seed: int, steps: int = 400) -> None:
     rng = random.Random(seed)
     strategies = list(Strategy)
     queues = [
-        QueueConfig("main", strategy=rng.choice(strategies), ring_timeout=10, wrap_up=rng.choice([0, 5]),
-                    max_wait=rng.choice([None, 200]), max_length=rng.choice([None, 6]),
-                    overflow=rng.choice([None, OverflowRule(40, Target(TargetKind.QUEUE, "spill"))]),
-                    rna_misses_before_pause=rng.choice([0, 1, 2]), announce_interval=20,
-                    callback_max_attempts=2, callback_retry_delay=15),
-        QueueConfig("skilled", {"x": 6}, strategy=rng.choice(strategies), ring_timeout=8,
-                    relaxation=(Relaxation(30, 2),), wrap_up=3),
-        QueueConfig("spill", strategy=Strategy.RING_ALL, ring_timeout=12, wrap_up=0,
-                    overflow=OverflowRule(60, Target(TargetKind.EXTENSION, "desk"))),
+        QueueConfig(
+            "main",
+            strategy=rng.choice(strategies),
+            ring_timeout=10,
+            wrap_up=rng.choice([0, 5]),
+            max_wait=rng.choice([None, 200]),
+            max_length=rng.choice([None, 6]),
+            overflow=rng.choice([None, OverflowRule(40, Target(TargetKind.QUEUE, "spill"))]),
+            rna_misses_before_pause=rng.choice([0, 1, 2]),
+            announce_interval=20,
+            callback_max_attempts=2,
+            callback_retry_delay=15,
+        ),
+        QueueConfig(
+            "skilled",
+            {"x": 6},
+            strategy=rng.choice(strategies),
+            ring_timeout=8,
+            relaxation=(Relaxation(30, 2),),
+            wrap_up=3,
+        ),
+        QueueConfig(
+            "spill",
+            strategy=Strategy.RING_ALL,
+            ring_timeout=12,
+            wrap_up=0,
+            overflow=OverflowRule(60, Target(TargetKind.EXTENSION, "desk")),
+        ),
     ]
-    agents = [Agent(f"a{i}", skills={"x": rng.randint(1, 10)} if rng.random() < 0.7 else {})
-              for i in range(6)]
+    agents = [Agent(f"a{i}", skills={"x": rng.randint(1, 10)} if rng.random() < 0.7 else {}) for i in range(6)]
     eng = AcdEngine(queues, agents, rng=random.Random(seed))
     now = 0.0
     n = 0
@@ -83,9 +99,11 @@ def fuzz(seed: int, steps: int = 400) -> None:
         aid = rng.choice(agents).id
         if r < 0.22:
             n += 1
-            eng.call_arrived(Caller(f"c{n}", f"n{rng.randint(0, 12)}", rng.choice([0, 0, 0, 1]),
-                                    rng.choice([{}, {"x": 3}])),
-                             rng.choice(["main", "main", "skilled", "spill"]), now)
+            eng.call_arrived(
+                Caller(f"c{n}", f"n{rng.randint(0, 12)}", rng.choice([0, 0, 0, 1]), rng.choice([{}, {"x": 3}])),
+                rng.choice(["main", "main", "skilled", "spill"]),
+                now,
+            )
         elif r < 0.40 and ringing:
             e = rng.choice(ringing)
             k = rng.random()
@@ -144,8 +162,7 @@ def fuzz(seed: int, steps: int = 400) -> None:
             visits[key].append(ev.kind)
         if ev.kind is EventKind.CALLBACK_REQUESTED and not ev.data.get("merged_into"):
             cb_final.setdefault(ev.call_id, 0)
-        if ev.kind is EventKind.CALLBACK_CONNECTED or (
-                ev.kind is EventKind.CALLBACK_FAILED and ev.data.get("final")):
+        if ev.kind is EventKind.CALLBACK_CONNECTED or (ev.kind is EventKind.CALLBACK_FAILED and ev.data.get("final")):
             cb_final[ev.call_id] += 1
     bad = {k: v for k, v in visits.items() if len(v) != 1}
     assert not bad, bad
@@ -178,8 +195,7 @@ def test_simulated_day_accounting(preset):
     assert r.max_agent_overlap <= 1
     assert r.offered > 100 and r.answered > 0.7 * r.offered
     assert 0 < r.service_level <= 1 and 0 < r.occupancy < 1 and r.asa >= 0
-    closed = (r.answered + r.abandoned + r.overflowed + r.timed_out + r.refused
-              + r.interrupted + r.callbacks_requested)
+    closed = r.answered + r.abandoned + r.overflowed + r.timed_out + r.refused + r.interrupted + r.callbacks_requested
     assert closed == r.offered  # every offered call has exactly one outcome
     assert sum(h["offered"] for h in r.per_hour.values()) == r.offered
     text = format_report(r)
@@ -187,8 +203,7 @@ def test_simulated_day_accounting(preset):
 
 
 def test_estimator_beats_asterisk_by_half_on_three_clinic_days():
-    days = [simulate(name, seed=seed) for name, seed in
-            (("small_gp", 101), ("mid_clinic", 102), ("large_centre", 103))]
+    days = [simulate(name, seed=seed) for name, seed in (("small_gp", 101), ("mid_clinic", 102), ("large_centre", 103))]
     for r in days:
         assert r.estimator_samples > 100
         assert r.estimator_mae <= 0.5 * r.asterisk_mae, format_report(r)
@@ -200,8 +215,14 @@ def test_estimator_beats_asterisk_by_half_on_three_clinic_days():
 def test_simconfig_from_plain_dict():
     cfg = {
         "name": "tiny",
-        "queues": [{"name": "q", "strategy": "ring_all", "wrap_up": 5,
-                    "overflow": {"after": 20, "target": {"kind": "extension", "target": "desk"}}}],
+        "queues": [
+            {
+                "name": "q",
+                "strategy": "ring_all",
+                "wrap_up": 5,
+                "overflow": {"after": 20, "target": {"kind": "extension", "target": "desk"}},
+            }
+        ],
         "agents": [{"id": "a", "shifts": [[8, 12]]}, {"id": "b", "shifts": [[8, 12]]}],
         "arrivals": [{"queue": "q", "rates": {"8": 30, "9": 20}, "handle_mean": 120}],
     }

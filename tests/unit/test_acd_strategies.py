@@ -80,8 +80,12 @@ def test_least_talk_time():
 
 
 def test_best_skill_then_longest_idle():
-    agents = [Agent("a", skills={"results": 4}), Agent("b", skills={"results": 9}),
-              Agent("c", skills={"results": 9}), Agent("d", skills={"results": 2})]
+    agents = [
+        Agent("a", skills={"results": 4}),
+        Agent("b", skills={"results": 9}),
+        Agent("c", skills={"results": 9}),
+        Agent("d", skills={"results": 2}),
+    ]
     eng = make(Strategy.BEST_SKILL_THEN_LONGEST_IDLE, agents, required_skills={"results": 3})
     assert serve(eng, "c1", 100) == "b"  # best skill, idle longest among the 9s
     assert serve(eng, "c2", 200) == "c"  # b was just used
@@ -94,8 +98,7 @@ def test_best_skill_then_longest_idle():
 def test_random_is_seeded_and_covers_all_agents():
     def run(seed: int) -> list[str]:
         agents = [Agent(x) for x in "abcd"]
-        eng = AcdEngine([QueueConfig("q", strategy=Strategy.RANDOM, wrap_up=0)], agents,
-                        rng=random.Random(seed))
+        eng = AcdEngine([QueueConfig("q", strategy=Strategy.RANDOM, wrap_up=0)], agents, rng=random.Random(seed))
         for a in agents:
             eng.agent_login(a.id, 0)
         return [serve(eng, f"c{i}", 10 + 20 * i) for i in range(40)]
@@ -109,8 +112,12 @@ def test_random_is_seeded_and_covers_all_agents():
 def test_every_strategy_skips_busy_paused_and_unskilled_agents(strategy):
     from acd.model import PauseReason
 
-    agents = [Agent("a", skills={"x": 5}), Agent("b", skills={"x": 5}),
-              Agent("c", skills={"x": 1}), Agent("d", skills={"x": 6})]
+    agents = [
+        Agent("a", skills={"x": 5}),
+        Agent("b", skills={"x": 5}),
+        Agent("c", skills={"x": 1}),
+        Agent("d", skills={"x": 6}),
+    ]
     eng = make(strategy, agents, required_skills={"x": 3})
     eng.agent_busy("a", 50)
     eng.agent_pause("b", PauseReason.BREAK, 50)

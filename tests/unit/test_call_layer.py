@@ -36,15 +36,19 @@ def _sources() -> dict[Path, str]:
 
 
 def test_only_the_manager_sets_the_flow_of_a_call() -> None:
-    setters = sorted(str(p.relative_to(ROOT)) for p, text in _sources().items()
-                     if re.search(r"\.(_flow|delegate)\s*=[^=]", text))
+    setters = sorted(
+        str(p.relative_to(ROOT)) for p, text in _sources().items() if re.search(r"\.(_flow|delegate)\s*=[^=]", text)
+    )
     assert setters == ["pypbx/call/manager.py"]
 
 
 def test_no_private_call_manager_member_is_used_outside_the_call_layer() -> None:
-    hits = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p, text in _sources().items()
-            if "call" not in p.relative_to(PYPBX).parts[:1]
-            for m in re.finditer(r"\bcm\._[a-z]\w*|\._hangup_quietly\b", text)]
+    hits = [
+        f"{p.relative_to(ROOT)}: {m.group(0)}"
+        for p, text in _sources().items()
+        if "call" not in p.relative_to(PYPBX).parts[:1]
+        for m in re.finditer(r"\bcm\._[a-z]\w*|\._hangup_quietly\b", text)
+    ]
     assert hits == []
 
 
@@ -57,7 +61,7 @@ def test_every_flow_implements_the_protocol() -> None:
 
 def test_call_input_is_one_closed_union_of_every_call_event() -> None:
     members = set(typing.get_args(CallInput))
-    call_events = {c for c in P.EVENTS.values() if c is not P.Ready}    # Ready: a worker's, not a call's
+    call_events = {c for c in P.EVENTS.values() if c is not P.Ready}  # Ready: a worker's, not a call's
     assert call_events <= set(typing.get_args(WorkerEvent)) <= members
     assert {Tick, Shutdown} <= members
     assert all(isinstance(m, type) for m in members)
@@ -72,6 +76,7 @@ def test_hand_over_and_hand_back() -> None:
             return None
 
     from pypbx.call import Call
+
     call = Call(worker=None, reserved_at=0.0)  # type: ignore[arg-type]
     cm = CallManager.__new__(CallManager)
     flow = _Flow()
@@ -87,6 +92,5 @@ def test_call_log_prefixes_the_call_id(caplog: pytest.LogCaptureFixture) -> None
     with caplog.at_level(logging.INFO, logger=log.name):
         call_log(log, "0123456789abcdef").info("bridge %s-%s failed", "in-1", "callee")
         call_log(log, None).info("no call yet")
-    assert [r.getMessage() for r in caplog.records] == ["call 0123456789ab: bridge in-1-callee failed",
-                                                        "no call yet"]
-    assert caplog.records[0].call_id == "0123456789abcdef"      # type: ignore[attr-defined]
+    assert [r.getMessage() for r in caplog.records] == ["call 0123456789ab: bridge in-1-callee failed", "no call yet"]
+    assert caplog.records[0].call_id == "0123456789abcdef"  # type: ignore[attr-defined]

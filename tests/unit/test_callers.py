@@ -27,26 +27,35 @@ def test_calls_counted_import_upserts_and_known(tmp_path):
     async def go():
         async with open_db(tmp_path / "x.db") as db:
             t = iter([100.0, 200.0, 300.0, 400.0, 500.0])
-            clock = lambda: next(t)
+
+            def clock() -> float:
+                return next(t)
+
             assert not await C.known(db, "+33123456789")
             await C.call_ended(db, "+33123456789", "answered", "alice", "c1", clock=clock)
             await C.call_ended(db, "+33123456789", "abandoned_queue", None, "c2", clock=clock)
             row = await C.get(db, "+33 1 23 45 67 89")
-            assert (row["calls"], row["first_seen"], row["last_seen"], row["last_outcome"], row["last_agent"]) == \
-                (2, 100.0, 200.0, "abandoned_queue", "alice")           # sticky agent kept
+            assert (row["calls"], row["first_seen"], row["last_seen"], row["last_outcome"], row["last_agent"]) == (
+                2,
+                100.0,
+                200.0,
+                "abandoned_queue",
+                "alice",
+            )  # sticky agent kept
             assert await C.known(db, "+33123456789")
             res = await C.import_csv(db, CSV, clock=clock)
             assert (res["imported"], res["new"], res["updated"]) == (2, 1, 1)
             row = await C.get(db, "+33123456789")
-            assert (row["name"], row["patient_id"], row["calls"]) == ("Alice", "P1", 2)   # counters untouched
-            assert await C.known(db, "+33612345678")                                    # on the list
+            assert (row["name"], row["patient_id"], row["calls"]) == ("Alice", "P1", 2)  # counters untouched
+            assert await C.known(db, "+33612345678")  # on the list
             res = await C.import_csv(db, "number,name,patient_id\n+33612345678,Robert,P2\n", clock=clock)
             assert res["updated"] == 1 and (await C.get(db, "+33612345678"))["name"] == "Robert"
             assert not await C.known(db, "+4400000")
             assert await C.last_agent(db, "+33123456789") == "alice"
             assert len(await C.list_callers(db)) == 2
-            await C.call_ended(db, "", "answered")       # no number: nothing
+            await C.call_ended(db, "", "answered")  # no number: nothing
             assert len(await C.list_callers(db)) == 2
+
     asyncio.run(go())
 
 

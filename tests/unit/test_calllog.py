@@ -8,7 +8,7 @@ import json
 import pytest
 
 from pypbx.calllog import CallLog, CallLogError, Direction, Disposition, disposition_for_status
-from pypbx.db import IntegrityError, DBError, open_db
+from pypbx.db import open_db
 
 
 class Clock:
@@ -28,8 +28,9 @@ def test_answered_call_has_timings_and_events(tmp_path):
         clock = Clock()
         async with open_db(tmp_path / "db.sqlite") as db:
             log = CallLog(db, clock)
-            rec = await log.offer(direction=Direction.INTERNAL, caller_number="1001", callee_number="1002",
-                                  sip_call_id="abc@x")
+            rec = await log.offer(
+                direction=Direction.INTERNAL, caller_number="1001", callee_number="1002", sip_call_id="abc@x"
+            )
             clock.t += 4.5
             await log.answered(rec)
             clock.t += 60.25
@@ -38,6 +39,7 @@ def test_answered_call_has_timings_and_events(tmp_path):
             events = await db.call_event_rows(rec.id)
             acc = await log.accounting()
         return row, events, acc
+
     row, events, acc = run(go())
     assert row["disposition"] == "answered"
     assert row["ring_seconds"] == 4.5 and row["talk_seconds"] == 60.25
@@ -57,6 +59,7 @@ def test_second_end_is_ignored_and_logged(tmp_path):
             with pytest.raises(CallLogError):
                 await log.end(rec, Disposition.IN_PROGRESS)
             return await db.get_call_row(rec.id), await db.call_event_rows(rec.id)
+
     row, events = run(go())
     assert row["disposition"] == "busy"
     assert [e["kind"] for e in events] == ["offered", "ended", "late_end_ignored"]
@@ -81,10 +84,11 @@ def test_restart_closes_open_calls_as_interrupted(tmp_path):
             after = await log.accounting()
             rows = [await db.get_call_row(i) for i in closed]
             return before, closed, after, rows
+
     a, b, acc1 = run(first())
-    assert acc1["in_progress"] == 2 and acc1["balanced"]      # live calls are fine
+    assert acc1["in_progress"] == 2 and acc1["balanced"]  # live calls are fine
     before, closed, after, rows = run(second())
-    assert not before["balanced"] and set(before["unaccounted"]) == {a, b}   # nobody owns them now
+    assert not before["balanced"] and set(before["unaccounted"]) == {a, b}  # nobody owns them now
     assert set(closed) == {a, b}
     assert after["balanced"] and after["dispositions"]["interrupted"] == 2 and after["offered"] == 2
     talk = {r["id"]: r["talk_seconds"] for r in rows}
@@ -100,11 +104,23 @@ def test_event_log_is_append_only(tmp_path):
                 await db.execute("DELETE FROM call_events WHERE call_id = ?", (rec.id,))
             with pytest.raises(Exception, match="append-only"):
                 await db.execute("UPDATE call_events SET kind = 'x'")
+
     run(go())
 
 
-@pytest.mark.parametrize("status,disp", [(486, "busy"), (600, "busy"), (487, "abandoned_ringing"),
-                                         (408, "no_answer"), (480, "unavailable"), (404, "not_found"),
-                                         (403, "rejected"), (500, "failed"), (503, "failed")])
+@pytest.mark.parametrize(
+    "status,disp",
+    [
+        (486, "busy"),
+        (600, "busy"),
+        (487, "abandoned_ringing"),
+        (408, "no_answer"),
+        (480, "unavailable"),
+        (404, "not_found"),
+        (403, "rejected"),
+        (500, "failed"),
+        (503, "failed"),
+    ],
+)
 def test_disposition_for_status(status, disp):
     assert disposition_for_status(status).value == disp

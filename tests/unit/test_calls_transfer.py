@@ -9,13 +9,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile as sf
 
 from media import protocol as P
 from media.fake import FakePool
-from pypbx.calllog import CallLog
 from pypbx.call import DEFAULT_MOH, CallManager
+from pypbx.calllog import CallLog
 from pypbx.db import open_db
 from sip.message import parse_message
 from sip.transaction import Addr
@@ -25,10 +24,16 @@ PHONE = Addr("UDP", "192.0.2.10", 5070)
 
 
 def invite(to: str, *, frm: str = "1001", call_id: str = "c1", extra: str = ""):
-    lines = [f"INVITE sip:{to}@pbx.example SIP/2.0",
-             "Via: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bKx1", "Max-Forwards: 70",
-             f"From: <sip:{frm}@pbx.example>;tag=ft1", f"To: <sip:{to}@pbx.example>",
-             f"Call-ID: {call_id}", "CSeq: 1 INVITE", "Contact: <sip:1001@192.0.2.10:5070>"]
+    lines = [
+        f"INVITE sip:{to}@pbx.example SIP/2.0",
+        "Via: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bKx1",
+        "Max-Forwards: 70",
+        f"From: <sip:{frm}@pbx.example>;tag=ft1",
+        f"To: <sip:{to}@pbx.example>",
+        f"Call-ID: {call_id}",
+        "CSeq: 1 INVITE",
+        "Contact: <sip:1001@192.0.2.10:5070>",
+    ]
     if extra:
         lines.append(extra)
     return parse_message(("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode())
@@ -44,13 +49,20 @@ class Env:
         self.tmp = tmp
         self.record = record
 
-    async def __aenter__(self) -> "Env":
+    async def __aenter__(self) -> Env:
         self._db_cm = open_db(self.tmp / "pbx.db")
         self.db = await self._db_cm.__aenter__()
         self.pool = FakePool()
-        self.cm = CallManager(pool=self.pool, calllog=CallLog(self.db), db=self.db, data_dir=self.tmp,
-                              front_door="127.0.0.1:5060", is_extension=lambda n: n in EXTENSIONS,
-                              is_registered=lambda n: True, record=self.record)
+        self.cm = CallManager(
+            pool=self.pool,
+            calllog=CallLog(self.db),
+            db=self.db,
+            data_dir=self.tmp,
+            front_door="127.0.0.1:5060",
+            is_extension=lambda n: n in EXTENSIONS,
+            is_registered=lambda n: True,
+            record=self.record,
+        )
         self.cm.route_to_extension = lambda req: "to-extension"  # type: ignore[assignment,return-value]
         self.stop = asyncio.Event()
         self.task = asyncio.create_task(self.cm.run(self.stop))
@@ -67,8 +79,7 @@ class Env:
         dec = self.cm.route(invite(to, frm=frm, call_id=call_id), PHONE, frm)
         w = self.pool.busy[-1]
         assert dec.targets[0][1].port == w.sip_port
-        w.inject(P.Incoming(leg="in-1", from_uri=f"<sip:{frm}@pbx>", to_uri=f"<sip:{to}@pbx>",
-                            call_id=call_id))
+        w.inject(P.Incoming(leg="in-1", from_uri=f"<sip:{frm}@pbx>", to_uri=f"<sip:{to}@pbx>", call_id=call_id))
         await settle()
         s = self.cm.sessions[w]
         assert s.answered and frozenset(("in-1", "callee")) in w.bridges
@@ -86,7 +97,7 @@ def test_hold_plays_moh_to_the_other_party_and_unhold_rebridges(tmp_path):
     async def go():
         async with Env(tmp_path) as env:
             w, s = await env.call("1001", "1002", "call-A")
-            w.inject(P.Held(leg="callee"))            # 1002 presses hold
+            w.inject(P.Held(leg="callee"))  # 1002 presses hold
             await settle()
             assert w.playing == {"in-1": str(DEFAULT_MOH)}
             assert not w.bridges
@@ -100,7 +111,7 @@ def test_hold_plays_moh_to_the_other_party_and_unhold_rebridges(tmp_path):
             w.inject(P.Held(leg="in-1"))
             await settle()
             assert w.playing == {"callee": str(DEFAULT_MOH)} and not w.bridges
-            w.inject(P.Held(leg="in-1"))              # repeated re-INVITE: no change
+            w.inject(P.Held(leg="in-1"))  # repeated re-INVITE: no change
             await settle()
             w.inject(P.Unheld(leg="in-1"))
             await settle()
@@ -114,6 +125,7 @@ def test_hold_plays_moh_to_the_other_party_and_unhold_rebridges(tmp_path):
             assert kinds.count("held") == 2 and kinds.count("unheld") == 2
             held = [d for k, d in await env.events(rec_id) if k == "held"]
             assert held[0]["side"] == "callee" and held[0]["party"] == "1002"
+
     run(go())
 
 
@@ -134,17 +146,18 @@ def test_blind_transfer_bridges_new_leg_and_hangs_up_transferor(tmp_path):
             assert s.callee_leg == "xfer-1" and s.callee == "1003"
             # the transferor's late BYE / ended event does not end the call
             assert not s.ended
-            w.inject(P.Ended(leg="xfer-1", cause_code=200, reason="BYE"))   # 1003 hangs up
+            w.inject(P.Ended(leg="xfer-1", cause_code=200, reason="BYE"))  # 1003 hangs up
             await settle()
             assert s.ended
             assert any(isinstance(c, P.Hangup) and c.leg == "in-1" for c in w.commands)
             row = await env.db.get_call_row(rec_id)
             assert row["disposition"] == "answered" and row["extension"] == "1003"
             assert row["hangup_side"] == "callee"
-            ev = dict((k, d) for k, d in await env.events(rec_id))
+            ev = dict(await env.events(rec_id))
             assert ev["transfer_requested"]["type"] == "blind" and ev["transfer_requested"]["by"] == "1002"
             assert ev["transferred"]["from"] == "1002" and ev["transferred"]["to"] == "1003"
             assert ev["transferred"]["transfers"][0]["type"] == "blind"
+
     run(go())
 
 
@@ -154,7 +167,7 @@ def test_blind_transfer_transferor_hangs_up_first_then_target_answers(tmp_path):
             w, s = await env.call("1001", "1002", "call-A")
             w.inject(P.TransferRequested(leg="callee", target="sip:1003@pbx", new_leg="xfer-1"))
             await settle()
-            w.inject(P.Ended(leg="callee", cause_code=200, reason="BYE"))   # phone leaves after 202
+            w.inject(P.Ended(leg="callee", cause_code=200, reason="BYE"))  # phone leaves after 202
             await settle()
             assert not s.ended and w.playing == {"in-1": str(DEFAULT_MOH)}
             w.inject(P.Answered(leg="xfer-1"))
@@ -164,6 +177,7 @@ def test_blind_transfer_transferor_hangs_up_first_then_target_answers(tmp_path):
             w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))
             await settle()
             assert s.ended and any(isinstance(c, P.Hangup) and c.leg == "xfer-1" for c in w.commands)
+
     run(go())
 
 
@@ -187,20 +201,24 @@ def test_blind_transfer_failure_returns_to_transferor_or_hangs_up(tmp_path):
             assert row["disposition"] == "answered" and "transfer failed" in row["hangup_cause"]
             kinds = [k for k, _ in await env.events(s.rec.id)]
             assert kinds.count("transfer_failed") == 2
+
     run(go())
 
 
 def test_attended_transfer_joins_two_sessions(tmp_path):
     async def go():
         async with Env(tmp_path) as env:
-            w1, s1 = await env.call("1001", "1002", "call-A")      # 1001 -> 1002
-            w1.inject(P.Held(leg="callee"))                         # 1002 holds 1001
+            w1, s1 = await env.call("1001", "1002", "call-A")  # 1001 -> 1002
+            w1.inject(P.Held(leg="callee"))  # 1002 holds 1001
             await settle()
-            w2, s2 = await env.call("1002", "1003", "call-B")      # 1002 consults 1003
+            w2, s2 = await env.call("1002", "1003", "call-B")  # 1002 consults 1003
             assert s1.call_ids["callee"] and s2.call_ids["in-1"] == "call-B"
             # 1002 sends REFER on call A with Replaces=call-B; W1's pjsua places the INVITE
-            w1.inject(P.TransferRequested(leg="callee", target="sip:1003@pbx", new_leg="xfer-1",
-                                          replaces="call-B;to-tag=t2;from-tag=f2"))
+            w1.inject(
+                P.TransferRequested(
+                    leg="callee", target="sip:1003@pbx", new_leg="xfer-1", replaces="call-B;to-tag=t2;from-tag=f2"
+                )
+            )
             await settle()
             assert s1.xfer is not None and s1.xfer.joined is s2
             # the front door routes W1's INVITE with Replaces to W2, not to an extension
@@ -244,6 +262,7 @@ def test_attended_transfer_joins_two_sessions(tmp_path):
             assert ev2["transferred"]["joined_call"] == s1.rec.id
             assert ev2["transferred"]["role"] == "consultation"
             assert [k for k, _ in await env.events(s2.rec.id)].count("ended") == 1
+
     run(go())
 
 
@@ -262,8 +281,8 @@ def test_recording_continues_across_a_transfer_one_stereo_file(tmp_path):
             await settle()
             assert "xfer-1" in w.recording and "callee" not in w.recording and "in-1" in w.recording
             off = s.segments["callee"][1][1]
-            n3 = rate - int(round(off * rate))
-            n2 = int(off * rate * 0.5)          # the transferor's recorder ran until it left
+            n3 = rate - round(off * rate)
+            n2 = int(off * rate * 0.5)  # the transferor's recorder ran until it left
             sf.write(f"{prefix}-callee.wav", np.full(n2, 2000, np.int16), rate, subtype="PCM_16")
             sf.write(f"{prefix}-xfer-1.wav", np.full(n3, 3000, np.int16), rate, subtype="PCM_16")
             w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))
@@ -273,9 +292,10 @@ def test_recording_continues_across_a_transfer_one_stereo_file(tmp_path):
             assert r == rate and data.shape == (rate, 2)
             assert (data[:, 0] == 1000).all()
             right = data[:, 1]
-            assert (right[:n2] == 2000).all() and (right[n2:rate - n3] == 0).all()
+            assert (right[:n2] == 2000).all() and (right[n2 : rate - n3] == 0).all()
             assert (right[-n3:] == 3000).all()
             assert sorted(p.name for p in prefix.parent.iterdir()) == sorted([out.name, out.with_suffix(".json").name])
             meta = json.loads(out.with_suffix(".json").read_text())
             assert meta["transfers"][0]["to"] == "1003"
+
     run(go())

@@ -10,8 +10,9 @@ import sys
 import threading
 import time
 import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,7 @@ def creds(cfg_path: Path) -> dict:
     async def go():
         async with open_db(cfg.db_path) as db:
             return await E.credentials_map(db, cfg.sip.realm)
+
     return asyncio.run(go())
 
 
@@ -35,6 +37,7 @@ def demo_passwords(output: str) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- fake PBX local API
+
 
 class FakePBX:
     """A Unix-socket server speaking the local API protocol; replies from ``self.replies[cmd]``."""
@@ -73,18 +76,31 @@ def fake_pbx(tmp_config: Path) -> Iterator[FakePBX]:
 
 
 STATUS = {
-    "version": "0.1.0", "pid": 4242, "uptime": 3723.0,
-    "transports": [{"transport": "UDP", "host": "127.0.0.1", "port": 5060},
-                   {"transport": "TCP", "host": "127.0.0.1", "port": 5060}],
-    "registrations": [{"aor": "1001", "contact": "sip:1001@192.0.2.10:5062", "source_transport": "UDP",
-                       "source_host": "192.0.2.10", "source_port": 5062, "expires_in": 3540,
-                       "user_agent": "Yealink SIP-T46S"}],
+    "version": "0.1.0",
+    "pid": 4242,
+    "uptime": 3723.0,
+    "transports": [
+        {"transport": "UDP", "host": "127.0.0.1", "port": 5060},
+        {"transport": "TCP", "host": "127.0.0.1", "port": 5060},
+    ],
+    "registrations": [
+        {
+            "aor": "1001",
+            "contact": "sip:1001@192.0.2.10:5062",
+            "source_transport": "UDP",
+            "source_host": "192.0.2.10",
+            "source_port": 5062,
+            "expires_in": 3540,
+            "user_agent": "Yealink SIP-T46S",
+        }
+    ],
     "bans": [{"ip": "203.0.113.9", "reason": "auth failures", "expires_in": 540}],
     "counters": {"auth_failures": 7, "requests": 120},
 }
 
 
 # --------------------------------------------------------------------------- init
+
 
 def test_init_demo_then_idempotent(invoke_cli: Callable, tmp_path: Path) -> None:
     cfg_path = tmp_path / "pypbx.toml"
@@ -106,8 +122,10 @@ def test_init_demo_then_idempotent(invoke_cli: Callable, tmp_path: Path) -> None
     # second run: clear error, nothing reprinted or reset
     r2 = invoke_cli("init", "--config", str(cfg_path), "--demo")
     assert r2.exit_code == 1
-    assert r2.stderr == (f"Error: {cfg_path} already exists and its database has extensions; nothing to do "
-                         f"(use --force to overwrite the config and reset the demo passwords)\n")
+    assert r2.stderr == (
+        f"Error: {cfg_path} already exists and its database has extensions; nothing to do "
+        f"(use --force to overwrite the config and reset the demo passwords)\n"
+    )
     assert demo_passwords(r2.output) == {}
     assert creds(cfg_path) == c
 
@@ -129,7 +147,7 @@ def test_init_demo_with_existing_config_and_empty_db(invoke_cli: Callable, tmp_c
     assert r.exit_code == 0, r.output
     assert f"Using existing config {tmp_config}" in r.stdout
     assert sorted(demo_passwords(r.stdout)) == ["1001", "1002", "1003", "1004"]
-    assert "SERVER" in r.stdout and "127.0.0.1" in r.stdout      # bind address of tmp_config
+    assert "SERVER" in r.stdout and "127.0.0.1" in r.stdout  # bind address of tmp_config
 
 
 def test_init_plain_and_data_dir(invoke_cli: Callable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,13 +171,17 @@ def test_init_plain_and_data_dir(invoke_cli: Callable, tmp_path: Path, monkeypat
 
 # --------------------------------------------------------------------------- --config handling
 
-def test_config_option_before_after_and_env(invoke_cli: Callable, tmp_config: Path, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_config_option_before_after_and_env(
+    invoke_cli: Callable, tmp_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert invoke_cli("--config", str(tmp_config), "ext", "add", "1001", "--password", "0123456789ab").exit_code == 0
-    for args in (["--config", str(tmp_config), "ext", "list"],
-                 ["ext", "list", "--config", str(tmp_config)],
-                 ["ext", "--config", str(tmp_config), "list"],
-                 ["--config", "nope.toml", "ext", "list", "--config", str(tmp_config)]):   # last one wins
+    for args in (
+        ["--config", str(tmp_config), "ext", "list"],
+        ["ext", "list", "--config", str(tmp_config)],
+        ["ext", "--config", str(tmp_config), "list"],
+        ["--config", "nope.toml", "ext", "list", "--config", str(tmp_config)],
+    ):  # last one wins
         r = invoke_cli(*args)
         assert r.exit_code == 0, (args, r.output)
         assert r.stdout.splitlines()[1].split()[0] == "1001"
@@ -169,8 +191,9 @@ def test_config_option_before_after_and_env(invoke_cli: Callable, tmp_config: Pa
     (tmp_path / "pypbx.toml").unlink(missing_ok=True)
     r = invoke_cli("ext", "list")
     assert r.exit_code == 1
-    assert r.stderr == (f"Error: config error: config file not found: {tmp_path / 'pypbx.toml'} "
-                        f"(create one with 'pypbx init')\n")
+    assert r.stderr == (
+        f"Error: config error: config file not found: {tmp_path / 'pypbx.toml'} (create one with 'pypbx init')\n"
+    )
 
 
 def test_unknown_key_in_config(invoke_cli: Callable, tmp_path: Path) -> None:
@@ -192,6 +215,7 @@ def test_bad_value_in_config(invoke_cli: Callable, tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- ext
 
+
 def test_ext_lifecycle(invoke_cli: Callable, tmp_config: Path) -> None:
     c = ["--config", str(tmp_config)]
     r = invoke_cli("ext", "add", "1001", "--name", "Reception", *c)
@@ -203,7 +227,7 @@ def test_ext_lifecycle(invoke_cli: Callable, tmp_config: Path) -> None:
     assert creds(tmp_config)["1001"]["MD5"] == E.ha1("1001", "pypbx", pw)
 
     r = invoke_cli("ext", "add", "1002", "--password", "a-good-long-one", *c)
-    assert r.stdout == "Extension 1002 added.\n"          # given password is not echoed
+    assert r.stdout == "Extension 1002 added.\n"  # given password is not echoed
 
     r = invoke_cli("ext", "list", *c)
     rows = [line.split() for line in r.stdout.splitlines()]
@@ -213,7 +237,9 @@ def test_ext_lifecycle(invoke_cli: Callable, tmp_config: Path) -> None:
     r = invoke_cli("ext", "list", "--json", *c)
     data = json.loads(r.stdout)
     assert [(d["number"], d["name"], d["enabled"], d["realm"]) for d in data] == [
-        ("1001", "Reception", True, "pypbx"), ("1002", "", True, "pypbx")]
+        ("1001", "Reception", True, "pypbx"),
+        ("1002", "", True, "pypbx"),
+    ]
     assert not any("ha1" in k for d in data for k in d)
 
     r = invoke_cli("ext", "passwd", "1002", *c)
@@ -234,18 +260,25 @@ def test_ext_lifecycle(invoke_cli: Callable, tmp_config: Path) -> None:
     assert creds(tmp_config) == {}
 
 
-@pytest.mark.parametrize("args, error", [
-    (["ext", "add", "1001"], "extension 1001 already exists"),
-    (["ext", "add", "1005", "--password", "short"],
-     "password too weak: at least 10 characters needed (omit --password to generate a strong one)"),
-    (["ext", "add", "1"], "bad extension number '1': expected 2-8 digits"),
-    (["ext", "add", "abc"], "bad extension number 'abc': expected 2-8 digits"),
-    (["ext", "show", "1009"], "extension 1009 not found"),
-    (["ext", "passwd", "1009"], "extension 1009 not found"),
-    (["ext", "passwd", "1001", "--password", "123"],
-     "password too weak: at least 10 characters needed (omit --password to generate a strong one)"),
-    (["ext", "remove", "1009", "--yes"], "extension 1009 not found"),
-])
+@pytest.mark.parametrize(
+    "args, error",
+    [
+        (["ext", "add", "1001"], "extension 1001 already exists"),
+        (
+            ["ext", "add", "1005", "--password", "short"],
+            "password too weak: at least 10 characters needed (omit --password to generate a strong one)",
+        ),
+        (["ext", "add", "1"], "bad extension number '1': expected 2-8 digits"),
+        (["ext", "add", "abc"], "bad extension number 'abc': expected 2-8 digits"),
+        (["ext", "show", "1009"], "extension 1009 not found"),
+        (["ext", "passwd", "1009"], "extension 1009 not found"),
+        (
+            ["ext", "passwd", "1001", "--password", "123"],
+            "password too weak: at least 10 characters needed (omit --password to generate a strong one)",
+        ),
+        (["ext", "remove", "1009", "--yes"], "extension 1009 not found"),
+    ],
+)
 def test_ext_errors(invoke_cli: Callable, tmp_config: Path, args: list[str], error: str) -> None:
     assert invoke_cli("ext", "add", "1001", "--config", str(tmp_config)).exit_code == 0
     r = invoke_cli(*args, "--config", str(tmp_config))
@@ -261,11 +294,23 @@ def test_ext_show_offline_uses_saved_registrations(invoke_cli: Callable, tmp_con
 
     async def save():
         async with open_db(cfg.db_path) as db:
-            await R.save_registrations(db, [
-                {"aor": "1001", "contact": "sip:1001@192.0.2.10:5062", "expires_at": now + 600,
-                 "source_transport": "TCP", "source_host": "192.0.2.10", "source_port": 5062,
-                 "user_agent": "Grandstream"},
-                {"aor": "1001", "contact": "sip:old@192.0.2.11", "expires_at": now - 5}], [])
+            await R.save_registrations(
+                db,
+                [
+                    {
+                        "aor": "1001",
+                        "contact": "sip:1001@192.0.2.10:5062",
+                        "expires_at": now + 600,
+                        "source_transport": "TCP",
+                        "source_host": "192.0.2.10",
+                        "source_port": 5062,
+                        "user_agent": "Grandstream",
+                    },
+                    {"aor": "1001", "contact": "sip:old@192.0.2.11", "expires_at": now - 5},
+                ],
+                [],
+            )
+
     asyncio.run(save())
     r = invoke_cli("ext", "show", "1001", "--config", str(tmp_config))
     assert r.exit_code == 0, r.output
@@ -295,13 +340,11 @@ def test_ext_show_live(invoke_cli: Callable, tmp_config: Path, fake_pbx: FakePBX
     assert data["live"] is True and data["registrations"][0]["user_agent"] == "Yealink SIP-T46S"
 
 
-def test_ext_show_falls_back_when_live_query_fails(invoke_cli: Callable, tmp_config: Path,
-                                                   fake_pbx: FakePBX) -> None:
+def test_ext_show_falls_back_when_live_query_fails(invoke_cli: Callable, tmp_config: Path, fake_pbx: FakePBX) -> None:
     invoke_cli("ext", "add", "1001", "--config", str(tmp_config))
-    r = invoke_cli("ext", "show", "1001", "--config", str(tmp_config))     # fake knows no 'registrations'
+    r = invoke_cli("ext", "show", "1001", "--config", str(tmp_config))  # fake knows no 'registrations'
     assert r.exit_code == 0, r.output
-    assert ("Registrations: 0 (live data unavailable: unknown command 'registrations'; as last saved)"
-            in r.stdout)
+    assert "Registrations: 0 (live data unavailable: unknown command 'registrations'; as last saved)" in r.stdout
 
 
 def test_ext_list_flags_other_realm(invoke_cli: Callable, tmp_config: Path) -> None:
@@ -310,13 +353,17 @@ def test_ext_list_flags_other_realm(invoke_cli: Callable, tmp_config: Path) -> N
     async def add():
         async with open_db(cfg.db_path) as db:
             await E.add_extension(db, "1001", "", "old-realm")
+
     asyncio.run(add())
     r = invoke_cli("ext", "list", "--config", str(tmp_config))
-    assert ("Note: 1001 were created for another realm and cannot log in; give them new passwords "
-            "with 'pypbx ext passwd NUMBER'.") in r.stdout
+    assert (
+        "Note: 1001 were created for another realm and cannot log in; give them new passwords "
+        "with 'pypbx ext passwd NUMBER'."
+    ) in r.stdout
 
 
 # --------------------------------------------------------------------------- status
+
 
 def test_status_not_running(invoke_cli: Callable, tmp_config: Path) -> None:
     r = invoke_cli("status", "--config", str(tmp_config))
@@ -327,10 +374,11 @@ def test_status_not_running(invoke_cli: Callable, tmp_config: Path) -> None:
 
 def test_status_stale_socket_file(invoke_cli: Callable, tmp_config: Path) -> None:
     import socket
+
     sock = load_config(tmp_config).socket_path
     sock.parent.mkdir(parents=True, exist_ok=True)
     s = socket.socket(socket.AF_UNIX)
-    s.bind(str(sock))           # bound but not listening -> connection refused
+    s.bind(str(sock))  # bound but not listening -> connection refused
     try:
         r = invoke_cli("status", "--config", str(tmp_config))
     finally:
@@ -349,8 +397,16 @@ def test_status_human(invoke_cli: Callable, tmp_config: Path, fake_pbx: FakePBX)
     assert lines[1] == "Listening: UDP 127.0.0.1:5060, TCP 127.0.0.1:5060"
     assert lines[2] == "Registered contacts: 1"
     assert lines[3].split() == ["AOR", "CONTACT", "SOURCE", "EXPIRES", "IN", "USER", "AGENT"]
-    assert lines[4].split() == ["1001", "sip:1001@192.0.2.10:5062", "UDP", "192.0.2.10:5062", "59m", "00s",
-                                "Yealink", "SIP-T46S"]
+    assert lines[4].split() == [
+        "1001",
+        "sip:1001@192.0.2.10:5062",
+        "UDP",
+        "192.0.2.10:5062",
+        "59m",
+        "00s",
+        "Yealink",
+        "SIP-T46S",
+    ]
     assert lines[5] == "Active bans: 1"
     assert lines[7].split() == ["203.0.113.9", "auth", "failures", "9m", "00s"]
     assert lines[8] == "Security counters: auth_failures=7, requests=120"
@@ -360,15 +416,18 @@ def test_status_json_and_empty(invoke_cli: Callable, tmp_config: Path, fake_pbx:
     fake_pbx.replies["status"] = {"ok": True, "result": STATUS}
     r = invoke_cli("status", "--json", "--config", str(tmp_config))
     assert json.loads(r.stdout) == STATUS
-    fake_pbx.replies["status"] = {"ok": True, "result": {"uptime": 5, "transports": [], "registrations": [],
-                                                         "bans": [], "counters": {}}}
+    fake_pbx.replies["status"] = {
+        "ok": True,
+        "result": {"uptime": 5, "transports": [], "registrations": [], "bans": [], "counters": {}},
+    }
     r = invoke_cli("status", "--config", str(tmp_config))
-    assert r.stdout == ("pypbx running, up 5s\nListening: nothing\nRegistered contacts: 0\n"
-                        "Active bans: none\n")
+    assert r.stdout == ("pypbx running, up 5s\nListening: nothing\nRegistered contacts: 0\nActive bans: none\n")
     fake_pbx.replies["status"] = {"ok": True, "result": {"uptime": 5, "extensions": 4, "connections": 2}}
     r = invoke_cli("status", "--config", str(tmp_config))
-    assert r.stdout == ("pypbx running, up 5s\nListening: nothing\nExtensions: 4, TCP/TLS connections: 2\n"
-                        "Registered contacts: 0\nActive bans: none\n")
+    assert r.stdout == (
+        "pypbx running, up 5s\nListening: nothing\nExtensions: 4, TCP/TLS connections: 2\n"
+        "Registered contacts: 0\nActive bans: none\n"
+    )
 
 
 def test_status_error_reply(invoke_cli: Callable, tmp_config: Path, fake_pbx: FakePBX) -> None:
@@ -382,11 +441,13 @@ def test_status_error_reply(invoke_cli: Callable, tmp_config: Path, fake_pbx: Fa
 
 # --------------------------------------------------------------------------- run
 
-def test_run_calls_app_run_with_config_path(invoke_cli: Callable, tmp_config: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_run_calls_app_run_with_config_path(
+    invoke_cli: Callable, tmp_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls = []
     fake = types.ModuleType("pypbx.app")
-    fake.run = lambda path: calls.append(path) or 3   # type: ignore[attr-defined]
+    fake.run = lambda path: calls.append(path) or 3  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "pypbx.app", fake)
     r = invoke_cli("run", "--config", str(tmp_config))
     assert r.exit_code == 3

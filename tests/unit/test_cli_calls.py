@@ -20,26 +20,45 @@ def _populate(cfg_path):
 
         def __call__(self):
             return self.t
+
     clock = Clock()
 
     async def go():
         async with open_db(cfg.db_path) as db:
             log = CallLog(db, clock)
-            a = await log.offer(direction=Direction.INBOUND, caller_number="+821012345678", callee_number="200",
-                                queue="new_patients", agent="1002")
+            a = await log.offer(
+                direction=Direction.INBOUND,
+                caller_number="+821012345678",
+                callee_number="200",
+                queue="new_patients",
+                agent="1002",
+            )
             clock.t += 10
             await log.answered(a)
             clock.t += 120
             await log.end(a, Disposition.ANSWERED, side="agent")
-            await db.upsert_recording({"call_id": a.id, "path": "/var/rec/2026-11-23/a.wav", "status": "complete",
-                                       "seconds": 120.0, "sample_rate": 8000, "channels": 2, "sha256": "ab" * 32,
-                                       "bytes": 3840044, "created_at": clock.t, "detail": "{}"})
-            b = await log.offer(direction=Direction.INBOUND, caller_number="+79161234567", callee_number="200",
-                                queue="new_patients")
+            await db.upsert_recording(
+                {
+                    "call_id": a.id,
+                    "path": "/var/rec/2026-11-23/a.wav",
+                    "status": "complete",
+                    "seconds": 120.0,
+                    "sample_rate": 8000,
+                    "channels": 2,
+                    "sha256": "ab" * 32,
+                    "bytes": 3840044,
+                    "created_at": clock.t,
+                    "detail": "{}",
+                }
+            )
+            b = await log.offer(
+                direction=Direction.INBOUND, caller_number="+79161234567", callee_number="200", queue="new_patients"
+            )
             clock.t += 45
             await log.end(b, Disposition.ABANDONED_QUEUE, side="caller")
             c = await log.offer(direction=Direction.INTERNAL, caller_number="1001", callee_number="1003")
             return a.id, b.id, c.id
+
     return asyncio.run(go())
 
 
@@ -60,7 +79,7 @@ def test_calls_list_filters_and_json(invoke_cli, tmp_config):
 
 
 def test_calls_show_and_recordings(invoke_cli, tmp_config):
-    a, b, c = _populate(tmp_config)
+    a, _b, _c = _populate(tmp_config)
     r = invoke_cli("calls", "show", a[:8], "--json", "--config", str(tmp_config))
     data = json.loads(r.output)
     assert data["call"]["talk_seconds"] == 120.0 and data["call"]["ring_seconds"] == 10.0

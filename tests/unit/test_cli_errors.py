@@ -22,6 +22,7 @@ def _group_raising(exc: Exception) -> click.Group:
     @noun.command()
     def verb() -> None:
         raise exc
+
     return root
 
 
@@ -54,24 +55,45 @@ def test_every_domain_error_is_a_pbx_error() -> None:
     from pypbx.survey import SurveyError
     from pypbx.trunks import TrunkError
     from pypbx.voicemail import VoicemailError
-    for cls in (AcdError, CallersError, CallLogError, ConfigError, DBError, IntegrityError, SchemaTooNewError,
-                ExtensionError, GroupError, HoursError, IvrError, LocalAPIError, NotRunningError, NotifyError,
-                RoutingError, SurveyError, TrunkError, VoicemailError):
+
+    for cls in (
+        AcdError,
+        CallersError,
+        CallLogError,
+        ConfigError,
+        DBError,
+        IntegrityError,
+        SchemaTooNewError,
+        ExtensionError,
+        GroupError,
+        HoursError,
+        IvrError,
+        LocalAPIError,
+        NotRunningError,
+        NotifyError,
+        RoutingError,
+        SurveyError,
+        TrunkError,
+        VoicemailError,
+    ):
         assert issubclass(cls, PbxError), cls
         assert cls.exit_code == 1, cls
     # the ValueError-based ones still are ValueErrors (code catching ValueError keeps working)
-    for cls in (CallersError, GroupError, HoursError, IvrError, NotifyError, RoutingError, SurveyError,
-                VoicemailError):
+    for cls in (CallersError, GroupError, HoursError, IvrError, NotifyError, RoutingError, SurveyError, VoicemailError):
         assert issubclass(cls, ValueError), cls
 
 
 def test_runtime_modules_do_not_import_click() -> None:
     import pathlib
     import re
+
     root = pathlib.Path(__file__).resolve().parents[2] / "pypbx"
-    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
-                 if "cli" not in p.relative_to(root).parts
-                 and re.search(r"^\s*(import click|from click)", p.read_text(encoding="utf-8"), re.M)]
+    offenders = [
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if "cli" not in p.relative_to(root).parts
+        and re.search(r"^\s*(import click|from click)", p.read_text(encoding="utf-8"), re.M)
+    ]
     assert offenders == []
 
 

@@ -21,7 +21,7 @@ def test_import_converts_and_overrides(invoke_cli, tmp_config, tmp_path, monkeyp
     info = sf.info(dst)
     assert (info.samplerate, info.channels, info.subtype) == (8000, 1, "PCM_16")
     monkeypatch.setattr(P, "override_dir", cfg.data_dir / "prompts")
-    assert P.resolve("ru", "welcome") == str(dst)                       # the clinic's wins
+    assert P.resolve("ru", "welcome") == str(dst)  # the clinic's wins
     assert P.resolve("ko", "welcome").endswith("ivr_prompts/ko/welcome.wav")
     rows = json.loads(invoke_cli("prompts", "list", "--lang", "ru", "--json", "--config", str(tmp_config)).output)
     assert {"id": "welcome", "lang": "ru", "shipped": True, "replaced": True} in rows

@@ -8,11 +8,24 @@ def test_simulate_preset_text_and_json(invoke_cli, tmp_config):
     r2 = invoke_cli("simulate", "--preset", "small_gp", "--seed", "3", "--json", "--config", str(tmp_config))
     data = json.loads(r2.output)
     # every offered call has exactly one outcome in the simulated day too
-    outcomes = sum(data[k] for k in ("answered", "abandoned", "overflowed", "timed_out", "refused",
-                                     "interrupted", "callbacks_requested")) - data["callbacks_merged"]
+    outcomes = (
+        sum(
+            data[k]
+            for k in (
+                "answered",
+                "abandoned",
+                "overflowed",
+                "timed_out",
+                "refused",
+                "interrupted",
+                "callbacks_requested",
+            )
+        )
+        - data["callbacks_merged"]
+    )
     assert data["offered"] > 0 and outcomes == data["offered"] and data["outcome_errors"] == []
     r3 = invoke_cli("simulate", "--preset", "small_gp", "--seed", "3", "--json", "--config", str(tmp_config))
-    assert r3.output == r2.output          # deterministic
+    assert r3.output == r2.output  # deterministic
 
 
 def test_simulate_errors_are_one_line(invoke_cli, tmp_config, tmp_path):

@@ -28,12 +28,18 @@ def run(coro):
 
 # ------------------------------------------------------------------ definitions and store
 
+
 def test_validation():
     g = G.RingGroup("front", members=["1001", " 1002", "1001", ""], then="vm:1001").validate()
     assert g.members == ["1001", "1002"] and g.then == "voicemail:1001" and g.strategy == "all"
-    for bad in (G.RingGroup("bad name", ["1001"]), G.RingGroup("g", []), G.RingGroup("g", ["abc"]),
-                G.RingGroup("g", ["1001"], strategy="random"), G.RingGroup("g", ["1001"], ring_time=0),
-                G.RingGroup("g", ["1001"], then="ivr:main")):
+    for bad in (
+        G.RingGroup("bad name", ["1001"]),
+        G.RingGroup("g", []),
+        G.RingGroup("g", ["abc"]),
+        G.RingGroup("g", ["1001"], strategy="random"),
+        G.RingGroup("g", ["1001"], ring_time=0),
+        G.RingGroup("g", ["1001"], then="ivr:main"),
+    ):
         with pytest.raises(G.GroupError):
             bad.validate()
     assert G.parse_members("1001, 1002,1003") == ["1001", "1002", "1003"]
@@ -42,19 +48,26 @@ def test_validation():
 def test_store(tmp_path):
     async def go():
         async with open_db(tmp_path / "pbx.db") as db:
-            await G.add_group(db, G.RingGroup("front", ["1001", "1002"], strategy="order", ring_time=10,
-                                              then="queue:front"), now=5.0)
+            await G.add_group(
+                db, G.RingGroup("front", ["1001", "1002"], strategy="order", ring_time=10, then="queue:front"), now=5.0
+            )
             with pytest.raises(G.GroupError, match="already exists"):
                 await G.add_group(db, G.RingGroup("front", ["1003"]))
             g = await G.get_group(db, "front")
-            assert (g.members, g.strategy, g.ring_time, g.then, g.created_at) == \
-                (["1001", "1002"], "order", 10.0, "queue:front", 5.0)
+            assert (g.members, g.strategy, g.ring_time, g.then, g.created_at) == (
+                ["1001", "1002"],
+                "order",
+                10.0,
+                "queue:front",
+                5.0,
+            )
             assert [x.name for x in await G.list_groups(db)] == ["front"]
             await G.remove_group(db, "front")
             with pytest.raises(G.GroupError):
                 await G.get_group(db, "front")
             with pytest.raises(G.GroupError):
                 await G.remove_group(db, "front")
+
     run(go())
 
 
@@ -70,8 +83,9 @@ def test_did_destinations_and_smart_rule(tmp_path):
 
     async def go():
         async with open_db(tmp_path / "pbx.db") as db:
-            d = await T.add_did(db, "0144556677", None, "Appointments", known="queue:front_desk",
-                                new="queue:call_centre")
+            d = await T.add_did(
+                db, "0144556677", None, "Appointments", known="queue:front_desk", new="queue:call_centre"
+            )
             assert d.smart and d.route(True) == "queue:front_desk" and d.route(False) == "queue:call_centre"
             with pytest.raises(T.TrunkError, match="--to"):
                 await T.add_did(db, "0144556678", None, known="queue:front_desk")
@@ -79,6 +93,7 @@ def test_did_destinations_and_smart_rule(tmp_path):
             dids = {x.number: x for x in await T.list_dids(db)}
             assert dids["0144556677"] == d and dids["0144556677"].destination == "queue:call_centre"
             assert not dids["0144556679"].smart and dids["0144556679"].kind == "group"
+
     run(go())
 
 
@@ -89,8 +104,20 @@ def test_cli(tmp_path: Path):
     def c(*args):
         r = CliRunner().invoke(cli.cli, ["--config", str(cfg), *args])
         return r.exit_code, r.output
-    code, out = c("group", "add", "front", "--members", "1001,1002,1003", "--strategy", "order",
-                  "--ring-time", "15", "--then", "voicemail:1001")
+
+    code, out = c(
+        "group",
+        "add",
+        "front",
+        "--members",
+        "1001,1002,1003",
+        "--strategy",
+        "order",
+        "--ring-time",
+        "15",
+        "--then",
+        "voicemail:1001",
+    )
     assert code == 0 and "1001, 1002, 1003 (order, 15 s), then voicemail:1001" in out, out
     code, out = c("group", "list", "--json")
     assert json.loads(out)[0]["members"] == ["1001", "1002", "1003"]
@@ -98,8 +125,17 @@ def test_cli(tmp_path: Path):
     assert code == 0 and "strategy: order" in out
     code, out = c("group", "add", "x", "--members", "1001", "--then", "ivr:main")
     assert code == 1 and "bad --then" in out and "Traceback" not in out
-    code, out = c("did", "add", "0144556677", "--known", "queue:front_desk", "--new", "queue:call_centre",
-                  "--name", "Appointments")
+    code, out = c(
+        "did",
+        "add",
+        "0144556677",
+        "--known",
+        "queue:front_desk",
+        "--new",
+        "queue:call_centre",
+        "--name",
+        "Appointments",
+    )
     assert code == 0 and "known callers -> queue:front_desk, new callers -> queue:call_centre" in out, out
     code, out = c("did", "add", "0144556688", "--to", "group:front")
     assert code == 0, out
@@ -114,6 +150,7 @@ def test_cli(tmp_path: Path):
 
 # ------------------------------------------------------------------ the front door
 
+
 def test_service_routes_a_ring_leg_to_every_member():
     contacts = {"1001": [("sip:a@192.0.2.1", "A1"), ("sip:b@192.0.2.2", "A2")], "1002": [("sip:c@192.0.2.3", "B")]}
     svc = G.GroupService(contacts=lambda e: contacts.get(e, []), answered_by=lambda cid, exts: "1002")
@@ -124,15 +161,16 @@ def test_service_routes_a_ring_leg_to_every_member():
     assert svc.route(invite("grp-nope")).status == 404
     assert svc.who_answered(tok, "x") == "1002"
     tok2 = svc.ring(("1003",), 20)
-    assert svc.route(invite(f"grp-{tok2}")).status == 480         # nobody registered
+    assert svc.route(invite(f"grp-{tok2}")).status == 480  # nobody registered
     svc.done(tok)
     assert tok not in svc.rings
 
 
 # ------------------------------------------------------------------ GroupCall (media.fake)
 
+
 class GEnv(Env):
-    async def __aenter__(self) -> "GEnv":
+    async def __aenter__(self) -> GEnv:
         await super().__aenter__()
         self.svc = G.GroupService(contacts=lambda e: [], answered_by=lambda cid, exts: exts[-1])
         self.cm.groups = self.svc
@@ -142,8 +180,9 @@ class GEnv(Env):
 def test_ivr_to_an_order_group_then_voicemail(tmp_path):
     async def go():
         async with GEnv(tmp_path) as env:
-            await G.add_group(env.db, G.RingGroup("desk", ["1001", "1002"], strategy="order", ring_time=0.5,
-                                                  then="voicemail:1003"))
+            await G.add_group(
+                env.db, G.RingGroup("desk", ["1001", "1002"], strategy="order", ring_time=0.5, then="voicemail:1003")
+            )
             await V.set_box(env.db, "1003")
             await I.save_menu(env.db, I.Menu(name="main", number="700", options={"6": "group:desk"}))
             w, s = await env.call("700")
@@ -152,15 +191,16 @@ def test_ivr_to_an_order_group_then_voicemail(tmp_path):
             o = originates(w)
             assert len(o) == 1 and o[0].uri.startswith("sip:grp-") and env.svc.rings[o[0].uri[8:24]][0] == ("1001",)
             assert w.playing["in-1"] == str(env.cm.moh)
-            await asyncio.sleep(0.55)                      # 1001 does not answer: 1002's turn
+            await asyncio.sleep(0.55)  # 1001 does not answer: 1002's turn
             await settle(10)
             o = originates(w)
             assert len(o) == 2 and env.svc.rings[o[1].uri[8:24]][0] == ("1002",)
-            await asyncio.sleep(0.5)                       # nor 1002: the mailbox
+            await asyncio.sleep(0.5)  # nor 1002: the mailbox
             await settle(10)
             kinds = [k for k, _ in await env.events(s.rec.id)]
             assert "ring_group_unanswered" in kinds and "voicemail" in " ".join(kinds)
             assert not env.svc.rings
+
     run(go())
 
 
@@ -168,7 +208,7 @@ def test_did_style_all_group_answered(tmp_path):
     async def go():
         async with GEnv(tmp_path) as env:
             await G.add_group(env.db, G.RingGroup("desk", ["1001", "1002"], ring_time=5))
-            w, s = await env.call("1009")                  # stands for a DID call: caller not answered
+            w, s = await env.call("1009")  # stands for a DID call: caller not answered
             env.cm.hand_back(s)
             assert await env.fl.start_destination(s, "group:desk", answered=False)
             await settle()
@@ -189,6 +229,7 @@ def test_did_style_all_group_answered(tmp_path):
             await settle(20)
             row = await env.cdr(rec_id)
             assert row["disposition"] == "answered" and row["extension"] == "1002"
+
     run(go())
 
 
@@ -204,6 +245,7 @@ def test_unanswered_group_without_then_is_480(tmp_path):
             row = await env.cdr(s.rec.id)
             assert row["disposition"] == "no_answer"
             assert not await env.fl.start_destination(s, "group:nope", answered=False)
+
     run(go())
 
 
@@ -234,6 +276,7 @@ def test_queue_overflow_to_a_ring_group(tmp_path):
             await settle(20)
             row = await env.cdr(rec_id)
             assert row["disposition"] == "answered" and row["queue"] == "q2" and row["extension"] == "1002"
+
     run(go())
 
 
@@ -241,6 +284,7 @@ def test_caller_gone_at_the_moment_of_the_answer(tmp_path):
     """The caller hangs up just as a member answers (the worker dropped the caller's leg,
     its Ended event is still on the way): the bridge fails quietly and the call ends
     answered, caller side, instead of an internal error."""
+
     async def go():
         async with GEnv(tmp_path, record=False) as env:
             await G.add_group(env.db, G.RingGroup("desk", ["1001", "1002"], ring_time=5))
@@ -249,7 +293,7 @@ def test_caller_gone_at_the_moment_of_the_answer(tmp_path):
             w.inject(P.Dtmf(leg="in-1", digit="6"))
             await settle(10)
             [o] = [x for x in originates(w) if x.uri.startswith("sip:grp-")]
-            w.legs.discard("in-1")                         # the caller's BYE reached the worker first
+            w.legs.discard("in-1")  # the caller's BYE reached the worker first
             w.inject(P.Answered(leg=o.leg_id, call_id="x1"))
             await settle()
             assert not w.bridges and not env.cm.sessions[w].ended
@@ -259,4 +303,5 @@ def test_caller_gone_at_the_moment_of_the_answer(tmp_path):
             assert (row["disposition"], row["hangup_side"], row["extension"]) == ("answered", "caller", "1002")
             assert "bridge_failed" in [k for k, _ in await env.events(s.rec.id)]
             assert any(isinstance(c, P.Hangup) and c.leg == o.leg_id for c in w.commands)
+
     run(go())

@@ -32,17 +32,17 @@ def test_parse_and_format_week():
 
 def test_is_open_weekdays_weekend_edges_in_the_clinic_zone():
     s = sched()
-    assert H.is_open(s, dt.datetime(2026, 11, 23, 8, 0, tzinfo=PARIS))          # Monday 08:00
+    assert H.is_open(s, dt.datetime(2026, 11, 23, 8, 0, tzinfo=PARIS))  # Monday 08:00
     assert not H.is_open(s, dt.datetime(2026, 11, 23, 7, 59, tzinfo=PARIS))
-    assert not H.is_open(s, dt.datetime(2026, 11, 23, 18, 0, tzinfo=PARIS))      # end is exclusive
-    assert H.is_open(s, dt.datetime(2026, 11, 28, 11, 0, tzinfo=PARIS))          # Saturday
-    assert not H.is_open(s, dt.datetime(2026, 11, 29, 11, 0, tzinfo=PARIS))      # Sunday
+    assert not H.is_open(s, dt.datetime(2026, 11, 23, 18, 0, tzinfo=PARIS))  # end is exclusive
+    assert H.is_open(s, dt.datetime(2026, 11, 28, 11, 0, tzinfo=PARIS))  # Saturday
+    assert not H.is_open(s, dt.datetime(2026, 11, 29, 11, 0, tzinfo=PARIS))  # Sunday
     # the same instant seen from UTC: 07:30 UTC = 08:30 Paris (winter)
-    assert H.is_open(s, dt.datetime(2026, 11, 23, 7, 30, tzinfo=dt.timezone.utc))
-    assert H.is_open(s, dt.datetime(2026, 11, 23, 7, 30, tzinfo=dt.timezone.utc).timestamp())
+    assert H.is_open(s, dt.datetime(2026, 11, 23, 7, 30, tzinfo=dt.UTC))
+    assert H.is_open(s, dt.datetime(2026, 11, 23, 7, 30, tzinfo=dt.UTC).timestamp())
     # summer time: 06:30 UTC = 08:30 Paris
-    assert H.is_open(s, dt.datetime(2026, 6, 22, 6, 30, tzinfo=dt.timezone.utc))
-    assert not H.is_open(s, dt.datetime(2026, 6, 22, 5, 30, tzinfo=dt.timezone.utc))
+    assert H.is_open(s, dt.datetime(2026, 6, 22, 6, 30, tzinfo=dt.UTC))
+    assert not H.is_open(s, dt.datetime(2026, 6, 22, 5, 30, tzinfo=dt.UTC))
 
 
 def test_holidays_and_special_hours():
@@ -51,7 +51,7 @@ def test_holidays_and_special_hours():
     s.exceptions[day] = r
     day, r = H.parse_exception("2026-12-24 08:00-12:00")
     s.exceptions[day] = r
-    assert not H.is_open(s, dt.datetime(2026, 12, 25, 10, 0, tzinfo=PARIS))      # a Friday, but a holiday
+    assert not H.is_open(s, dt.datetime(2026, 12, 25, 10, 0, tzinfo=PARIS))  # a Friday, but a holiday
     assert H.is_open(s, dt.datetime(2026, 12, 24, 11, 0, tzinfo=PARIS))
     assert not H.is_open(s, dt.datetime(2026, 12, 24, 14, 0, tzinfo=PARIS))
     with pytest.raises(H.HoursError):
@@ -60,7 +60,7 @@ def test_holidays_and_special_hours():
 
 def test_fake_now_env(monkeypatch):
     s = sched()
-    monkeypatch.setenv(H.FAKE_NOW_ENV, "2026-11-23T10:00")       # naive: the schedule's zone
+    monkeypatch.setenv(H.FAKE_NOW_ENV, "2026-11-23T10:00")  # naive: the schedule's zone
     assert H.now("Europe/Paris") == dt.datetime(2026, 11, 23, 10, 0, tzinfo=PARIS)
     assert H.is_open(s)
     monkeypatch.setenv(H.FAKE_NOW_ENV, "2026-11-23T22:00+01:00")
@@ -75,7 +75,7 @@ def test_store_roundtrip(tmp_path):
         async with open_db(tmp_path / "x.db") as db:
             await H.set_schedule(db, "clinic", "mon-fri 08:00-18:00", "Europe/Paris", clock=lambda: 5.0)
             await H.add_exception(db, "clinic", "2026-12-25")
-            s = await H.set_schedule(db, "clinic", "mon-sat 08:00-18:00", "Europe/Paris")   # holidays kept
+            s = await H.set_schedule(db, "clinic", "mon-sat 08:00-18:00", "Europe/Paris")  # holidays kept
             assert "2026-12-25" in s.exceptions
             got = await H.get_schedule(db, "clinic")
             assert got.week == s.week and got.exceptions == {"2026-12-25": []} and got.tz == "Europe/Paris"
@@ -88,13 +88,15 @@ def test_store_roundtrip(tmp_path):
             assert [x.name for x in await H.list_schedules(db)] == ["clinic"]
             await H.remove_schedule(db, "clinic")
             assert await H.list_schedules(db) == []
+
     asyncio.run(go())
 
 
 def test_cli_hours(invoke_cli, tmp_config, monkeypatch):
     c = ("--config", str(tmp_config))
-    r = invoke_cli("hours", "set", "clinic", "--week", "mon-fri 08:00-18:00, sat 09:00-12:00",
-                   "--tz", "Europe/Paris", *c)
+    r = invoke_cli(
+        "hours", "set", "clinic", "--week", "mon-fri 08:00-18:00, sat 09:00-12:00", "--tz", "Europe/Paris", *c
+    )
     assert r.exit_code == 0, r.output
     assert invoke_cli("hours", "holiday", "clinic", "2026-12-25", *c).exit_code == 0
     monkeypatch.setenv(H.FAKE_NOW_ENV, "2026-12-25T10:00")

@@ -33,12 +33,29 @@ def test_fake_call_flow():
         w.inject(P.Ended(leg="in-1", cause_code=200, reason="bye"))
         await w.hangup("agent")
         names = [type(e).__name__ for e in seen]
-        assert names == ["Incoming", "Answered", "Ringing", "Answered", "PlaybackFinished",
-                         "Ended", "RecordStopped", "Ended", "RecordStopped"]
+        assert names == [
+            "Incoming",
+            "Answered",
+            "Ringing",
+            "Answered",
+            "PlaybackFinished",
+            "Ended",
+            "RecordStopped",
+            "Ended",
+            "RecordStopped",
+        ]
         assert [c.name.value for c in w.commands] == [
-            "answer", "originate", "bridge", "record", "play", "play", "hangup"]
+            "answer",
+            "originate",
+            "bridge",
+            "record",
+            "play",
+            "play",
+            "hangup",
+        ]
         await pool.release(w)
         assert pool.stats()["idle"] == 1
+
     asyncio.run(go())
 
 
@@ -48,10 +65,12 @@ def test_fake_kill_reports_worker_lost():
         w = await pool.acquire()
         w.inject(P.Incoming(leg="in-1", from_uri="a", to_uri="b", call_id="c"))
         w.kill()
-        async for worker, ev in pool.events():
+        async for source, ev in pool.events():
             if isinstance(ev, WorkerLost):
+                worker = source
                 break
         assert worker is w and ev.legs == ("in-1",) and ev.returncode == -9
         with pytest.raises(WorkerDied):
             await w.ping()
+
     asyncio.run(go())

@@ -20,16 +20,19 @@ def dominant_freq(x, rate):
     return np.argmax(spec) * rate / len(x)
 
 
-@pytest.mark.parametrize("rate,subtype,fmt,ext", [
-    (44100, "PCM_16", "WAV", "wav"),
-    (48000, "FLOAT", "WAV", "wav"),       # float: pjsua2 refuses it, so we convert
-    (48000, "PCM_24", "WAV", "wav"),      # 24-bit: same
-    (16000, "PCM_16", "FLAC", "flac"),
-    (22050, "VORBIS", "OGG", "ogg"),
-    (8000, "ULAW", "WAV", "wav"),
-    (11025, "PCM_U8", "WAV", "wav"),
-    (96000, "DOUBLE", "WAV", "wav"),
-])
+@pytest.mark.parametrize(
+    "rate,subtype,fmt,ext",
+    [
+        (44100, "PCM_16", "WAV", "wav"),
+        (48000, "FLOAT", "WAV", "wav"),  # float: pjsua2 refuses it, so we convert
+        (48000, "PCM_24", "WAV", "wav"),  # 24-bit: same
+        (16000, "PCM_16", "FLAC", "flac"),
+        (22050, "VORBIS", "OGG", "ogg"),
+        (8000, "ULAW", "WAV", "wav"),
+        (11025, "PCM_U8", "WAV", "wav"),
+        (96000, "DOUBLE", "WAV", "wav"),
+    ],
+)
 def test_converts(tmp_path, rate, subtype, fmt, ext):
     src = tmp_path / f"in.{ext}"
     sf.write(str(src), sine(440, rate, 1.0), rate, subtype=subtype, format=fmt)
@@ -43,7 +46,7 @@ def test_converts(tmp_path, rate, subtype, fmt, ext):
     y, _ = sf.read(str(dst), dtype="float64")
     assert dominant_freq(y, 8000) == pytest.approx(440, abs=3)
     rms = np.sqrt(np.mean(y[800:-800] ** 2))
-    assert rms == pytest.approx(0.5 / np.sqrt(2), rel=0.05)   # level kept
+    assert rms == pytest.approx(0.5 / np.sqrt(2), rel=0.05)  # level kept
 
 
 def test_stereo_is_averaged_not_summed(tmp_path):
@@ -67,7 +70,7 @@ def test_no_aliasing_from_high_rate(tmp_path):
     sf.write(str(src), sine(6000, 48000, 1.0), 48000, subtype="PCM_16")  # above 4 kHz Nyquist
     convert_prompt(src, tmp_path / "o.wav")
     y, _ = sf.read(str(tmp_path / "o.wav"), dtype="float64")
-    assert np.sqrt(np.mean(y ** 2)) < 0.005
+    assert np.sqrt(np.mean(y**2)) < 0.005
 
 
 def test_resample_identity_and_length():
@@ -76,11 +79,14 @@ def test_resample_identity_and_length():
     assert len(resample(x, 44100, 8000)) == -(-1000 * 80 // 441)
 
 
-@pytest.mark.parametrize("content, reason", [
-    (b"", "not a readable audio file"),
-    (b"hello, I am not audio" * 10, "not a readable audio file"),
-    (b"RIFF\x00\x00\x00\x00WAVEjunk", "not a readable audio file"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"", "not a readable audio file"),
+        (b"hello, I am not audio" * 10, "not a readable audio file"),
+        (b"RIFF\x00\x00\x00\x00WAVEjunk", "not a readable audio file"),
+    ],
+)
 def test_rejects_garbage(tmp_path, content, reason):
     src = tmp_path / "bad.wav"
     src.write_bytes(content)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import stat
 import struct
 
@@ -11,8 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from media.recording import (RecordingError, merge_stereo, repair_dir, repair_wav, sha256_file,
-                             write_atomic)
+from media.recording import RecordingError, merge_stereo, repair_dir, repair_wav, sha256_file, write_atomic
 
 RATE = 8000
 
@@ -36,7 +34,7 @@ def test_merge_caller_left_callee_right(tmp_path):
     assert rate == RATE and data.shape == (16000, 2)
     assert np.array_equal(data[:, 0], tone(440, 2.0))
     assert np.array_equal(data[:12000, 1], tone(1000, 1.5))
-    assert not data[12000:, 1].any()            # shorter side padded with silence at the end
+    assert not data[12000:, 1].any()  # shorter side padded with silence at the end
     assert info.frames == 16000 and info.duration == pytest.approx(2.0)
     assert info.left_frames == 16000 and info.right_frames == 12000
     assert info.channels == 2 and info.samplerate == RATE
@@ -100,7 +98,7 @@ def test_write_atomic_leaves_old_file_on_failure(tmp_path):
     out = tmp_path / "x.wav"
     write_atomic(out, tone(300, 0.1), RATE)
     before = out.read_bytes()
-    with pytest.raises(Exception):
+    with pytest.raises(sf.LibsndfileError):  # libsndfile rejects the samplerate
         write_atomic(out, np.zeros((10, 2), dtype=np.int16), -5)
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["x.wav"]
@@ -131,7 +129,7 @@ def test_repair_zero_sizes_and_partial_sample(tmp_path):
 def test_repair_stale_sizes(tmp_path):
     p, good = crashed_copy(tmp_path, 2.0)
     raw = bytearray(p.read_bytes())
-    raw[40:44] = struct.pack("<I", 800)     # header written early, data kept flowing
+    raw[40:44] = struct.pack("<I", 800)  # header written early, data kept flowing
     p.write_bytes(bytes(raw))
     assert repair_wav(p).frames == 16000
     assert p.read_bytes() == good.read_bytes()
@@ -155,15 +153,14 @@ def test_repair_good_file_untouched(tmp_path):
 def test_repair_stereo_block_align(tmp_path):
     p = tmp_path / "st.wav"
     sf.write(str(p), np.zeros((100, 2), dtype=np.int16) + 7, RATE, subtype="PCM_16")
-    raw = bytearray(p.read_bytes()) + b"\x01\x02\x03"   # 3 bytes of a 4-byte frame
+    raw = bytearray(p.read_bytes()) + b"\x01\x02\x03"  # 3 bytes of a 4-byte frame
     raw[40:44] = b"\0\0\0\0"
     p.write_bytes(bytes(raw))
     res = repair_wav(p)
     assert res.frames == 100 and res.dropped_bytes == 3 and res.channels == 2
 
 
-@pytest.mark.parametrize("content", [b"", b"RIFF", b"RIFF\0\0\0\0WAVE", b"OggS" + b"\0" * 60,
-                                     b"RIFF\0\0\0\0WAVEfmt "])
+@pytest.mark.parametrize("content", [b"", b"RIFF", b"RIFF\0\0\0\0WAVE", b"OggS" + b"\0" * 60, b"RIFF\0\0\0\0WAVEfmt "])
 def test_repair_hopeless(tmp_path, content):
     p = tmp_path / "bad.wav"
     p.write_bytes(content)

@@ -1,4 +1,5 @@
 """Property tests (hypothesis) for sip/message.py: robustness, round trip, framing."""
+
 from __future__ import annotations
 
 import os
@@ -8,23 +9,34 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sip.message import (
-    FramingError, Keepalive, Method, NameAddr, Request, Response, SipParseError, StreamFramer,
-    URI, Via, make_response, parse_message, validate_request,
+    URI,
+    FramingError,
+    Keepalive,
+    Method,
+    NameAddr,
+    Request,
+    Response,
+    SipParseError,
+    StreamFramer,
+    Via,
+    make_response,
+    parse_message,
+    validate_request,
 )
 
 # PYPBX_FUZZ_SCALE=20 runs every property 20x longer (for a local fuzzing session)
 _SCALE = max(1, int(os.environ.get("PYPBX_FUZZ_SCALE", "1")))
-SETTINGS = settings(max_examples=300 * _SCALE, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=300 * _SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 
 
 def _torture_messages() -> list[bytes]:
     env = os.environ.get("PYPBX_TORTURE_DIR")
     base = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "sip-torture"
-    files = sorted((base / "rfc4475" / "messages").glob("*.dat")) + \
-        sorted((base / "rfc5118" / "wire").glob("*.sip"))
+    files = sorted((base / "rfc4475" / "messages").glob("*.dat")) + sorted((base / "rfc5118" / "wire").glob("*.sip"))
     out = [f.read_bytes() for f in files]
-    if not out:   # corpus absent (local run without /work/shared): a small built-in sample
+    if not out:  # corpus absent (local run without /work/shared): a small built-in sample
         out = [
             b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
             b"To: <sip:a@example.com>\r\nFrom: <sip:a@example.com>;tag=1\r\nCall-ID: c\r\n"
@@ -51,8 +63,19 @@ def _parse_ok_or_sip_error(data: bytes):
         return None
     assert isinstance(m, (Request, Response))
     # touching the lazily parsed fields may raise SipParseError, nothing else
-    for attr in ("call_id", "cseq", "vias", "from_", "to", "contacts", "routes",
-                 "record_routes", "max_forwards", "expires", "content_type"):
+    for attr in (
+        "call_id",
+        "cseq",
+        "vias",
+        "from_",
+        "to",
+        "contacts",
+        "routes",
+        "record_routes",
+        "max_forwards",
+        "expires",
+        "content_type",
+    ):
         try:
             getattr(m, attr)
         except SipParseError:
@@ -66,32 +89,73 @@ def _parse_ok_or_sip_error(data: bytes):
 
 # ------------------------------------------------------------------ robustness
 
+
 @SETTINGS
 @given(st.binary(max_size=2000))
 def test_any_bytes(data):
     _parse_ok_or_sip_error(data)
 
 
-_HEADER_NAMES = ["Via", "v", "From", "f", "To", "t", "Call-ID", "i", "CSeq", "Contact", "m",
-                 "Max-Forwards", "Content-Length", "l", "Expires", "Route", "Require",
-                 "Record-Route", "Content-Type", "Accept", "X-Junk"]
-_JUNK = st.lists(st.sampled_from(
-    list(" \t;,:<>\"\\@=?%[]/.-0123456789abcdefsipSIPtagbranchz9hG4bK*\x00\u00e9")
-    + ["\r\n", "\n", "\r\n ", "sip:", "<sip:a@b>", ";tag=", "SIP/2.0/UDP ", "[::1]", "INVITE"]),
-    max_size=30).map("".join)
+_HEADER_NAMES = [
+    "Via",
+    "v",
+    "From",
+    "f",
+    "To",
+    "t",
+    "Call-ID",
+    "i",
+    "CSeq",
+    "Contact",
+    "m",
+    "Max-Forwards",
+    "Content-Length",
+    "l",
+    "Expires",
+    "Route",
+    "Require",
+    "Record-Route",
+    "Content-Type",
+    "Accept",
+    "X-Junk",
+]
+_JUNK = st.lists(
+    st.sampled_from(
+        [
+            *' \t;,:<>"\\@=?%[]/.-0123456789abcdefsipSIPtagbranchz9hG4bK*\x00\u00e9',
+            "\r\n",
+            "\n",
+            "\r\n ",
+            "sip:",
+            "<sip:a@b>",
+            ";tag=",
+            "SIP/2.0/UDP ",
+            "[::1]",
+            "INVITE",
+        ]
+    ),
+    max_size=30,
+).map("".join)
 
 
 @st.composite
 def sip_shaped(draw):
-    start = draw(st.sampled_from([
-        "INVITE sip:a@b SIP/2.0", "REGISTER sip:example.com SIP/2.0", "SIP/2.0 200 OK",
-        "OPTIONS sip:[::1]:5060 SIP/2.0", "SIP/2.0 180 ", "BYE sips:x@y;transport=tls SIP/2.0",
-    ]))
+    start = draw(
+        st.sampled_from(
+            [
+                "INVITE sip:a@b SIP/2.0",
+                "REGISTER sip:example.com SIP/2.0",
+                "SIP/2.0 200 OK",
+                "OPTIONS sip:[::1]:5060 SIP/2.0",
+                "SIP/2.0 180 ",
+                "BYE sips:x@y;transport=tls SIP/2.0",
+            ]
+        )
+    )
     start = start + draw(st.sampled_from(["", "", " ", "\t", " SIP/2.0"]))
     lines = [start]
     for _ in range(draw(st.integers(0, 12))):
-        lines.append(draw(st.sampled_from(_HEADER_NAMES)) + draw(st.sampled_from([":", " :", ": ", ""]))
-                     + draw(_JUNK))
+        lines.append(draw(st.sampled_from(_HEADER_NAMES)) + draw(st.sampled_from([":", " :", ": ", ""])) + draw(_JUNK))
     sep = draw(st.sampled_from(["\r\n", "\n"]))
     body = draw(st.binary(max_size=40))
     return (sep.join(lines) + sep + sep).encode("utf-8", "surrogateescape") + body
@@ -112,11 +176,11 @@ def mutated(draw):
             break
         i = draw(st.integers(0, len(data) - 1))
         if op == "flip":
-            data[i] = draw(st.sampled_from(list(b"\r\n :;,<>\"\\%@[]0-\x00\xff")))
+            data[i] = draw(st.sampled_from(list(b'\r\n :;,<>"\\%@[]0-\x00\xff')))
         elif op == "insert":
             data[i:i] = draw(st.binary(min_size=1, max_size=4))
         elif op == "delete":
-            del data[i:i + draw(st.integers(1, 20))]
+            del data[i : i + draw(st.integers(1, 20))]
         else:
             j = min(len(data), i + draw(st.integers(1, 40)))
             data[i:i] = data[i:j]
@@ -148,12 +212,20 @@ _TOKEN_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.
 tokens = st.text(alphabet=_TOKEN_CHARS, min_size=1, max_size=12)
 lower_tokens = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~", min_size=1, max_size=10)
 any_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
-line_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",),
-                                           blacklist_characters="\r\n"), max_size=20)
+line_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=20)
 _label = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=8)
 hostnames = st.one_of(
-    st.sampled_from(["example.com", "pbx.example.com", "192.0.2.1", "[2001:db8::10]",
-                     "[::ffff:192.0.2.2]", "[2001:db8:::192.0.2.1]", "localhost"]),
+    st.sampled_from(
+        [
+            "example.com",
+            "pbx.example.com",
+            "192.0.2.1",
+            "[2001:db8::10]",
+            "[::ffff:192.0.2.2]",
+            "[2001:db8:::192.0.2.1]",
+            "localhost",
+        ]
+    ),
     st.lists(_label, min_size=1, max_size=3).map(".".join),
     st.tuples(*[st.integers(0, 255)] * 4).map(lambda t: ".".join(map(str, t))),
 )
@@ -164,15 +236,25 @@ def sip_uris(draw):
     user = draw(st.one_of(st.none(), any_text))
     password = draw(st.one_of(st.none(), any_text)) if user is not None else None
     params = tuple(draw(st.lists(st.tuples(lower_tokens, st.one_of(st.none(), any_text)), max_size=3)))
-    headers = tuple(draw(st.lists(st.tuples(st.text(_TOKEN_CHARS, min_size=1, max_size=6), any_text),
-                                  max_size=2)))
-    return URI(draw(st.sampled_from(["sip", "sips"])), user, password, draw(hostnames),
-               draw(st.one_of(st.none(), st.integers(0, 65535))), params, headers)
+    headers = tuple(draw(st.lists(st.tuples(st.text(_TOKEN_CHARS, min_size=1, max_size=6), any_text), max_size=2)))
+    return URI(
+        draw(st.sampled_from(["sip", "sips"])),
+        user,
+        password,
+        draw(hostnames),
+        draw(st.one_of(st.none(), st.integers(0, 65535))),
+        params,
+        headers,
+    )
 
 
-gen_params = st.lists(st.tuples(lower_tokens, st.one_of(
-    st.none(), tokens,
-    line_text.map(lambda s: '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'))), max_size=3)
+gen_params = st.lists(
+    st.tuples(
+        lower_tokens,
+        st.one_of(st.none(), tokens, line_text.map(lambda s: '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"')),
+    ),
+    max_size=3,
+)
 
 
 @st.composite
@@ -186,41 +268,70 @@ def name_addrs(draw, tag=True):
 
 @st.composite
 def vias(draw):
-    params = [("branch", "z9hG4bK" + draw(tokens))] + [
-        p for p in draw(gen_params) if p[0] != "branch"]
-    return Via("SIP/2.0", draw(st.sampled_from(["UDP", "TCP", "TLS", "SCTP", "WS"])),
-               draw(hostnames), draw(st.one_of(st.none(), st.integers(1, 65535))), tuple(params))
+    params = [("branch", "z9hG4bK" + draw(tokens))] + [p for p in draw(gen_params) if p[0] != "branch"]
+    return Via(
+        "SIP/2.0",
+        draw(st.sampled_from(["UDP", "TCP", "TLS", "SCTP", "WS"])),
+        draw(hostnames),
+        draw(st.one_of(st.none(), st.integers(1, 65535))),
+        tuple(params),
+    )
 
 
 @st.composite
 def requests(draw):
     method = draw(st.one_of(st.sampled_from([m.value for m in Method]), tokens))
     uri = draw(sip_uris()).without_params()
-    uri = URI(uri.scheme, uri.user, uri.password, uri.host, uri.port,
-              tuple(draw(st.lists(st.tuples(lower_tokens, st.one_of(st.none(), any_text)), max_size=2))))
+    uri = URI(
+        uri.scheme,
+        uri.user,
+        uri.password,
+        uri.host,
+        uri.port,
+        tuple(draw(st.lists(st.tuples(lower_tokens, st.one_of(st.none(), any_text)), max_size=2))),
+    )
     vs = draw(st.lists(vias(), min_size=1, max_size=3))
     frm = draw(name_addrs())
     to = draw(name_addrs(tag=False))
-    call_id = draw(st.text(alphabet=_TOKEN_CHARS + "@()<>:\\\"/[]?{}", min_size=1, max_size=30))
+    call_id = draw(st.text(alphabet=_TOKEN_CHARS + '@()<>:\\"/[]?{}', min_size=1, max_size=30))
     cseq = draw(st.integers(0, 2**32 - 1))
     contacts = draw(st.lists(name_addrs(tag=False), max_size=3))
-    extra = draw(st.lists(st.tuples(st.sampled_from(["Subject", "X-Foo", "User-Agent", "Allow",
-                                                     "Supported", "Expires"]), line_text), max_size=4))
+    extra = draw(
+        st.lists(
+            st.tuples(st.sampled_from(["Subject", "X-Foo", "User-Agent", "Allow", "Supported", "Expires"]), line_text),
+            max_size=4,
+        )
+    )
     body = draw(st.binary(max_size=200))
     lines = [f"{method} {uri} SIP/2.0"]
     lines += [f"Via: {v}" for v in vs]
-    lines += [f"From: {frm}", f"To: {to}", f"Call-ID: {call_id}", f"CSeq: {cseq} {method}",
-              f"Max-Forwards: {draw(st.integers(0, 255))}"]
+    lines += [
+        f"From: {frm}",
+        f"To: {to}",
+        f"Call-ID: {call_id}",
+        f"CSeq: {cseq} {method}",
+        f"Max-Forwards: {draw(st.integers(0, 255))}",
+    ]
     if contacts:
         lines.append("Contact: " + ", ".join(str(c) for c in contacts))
     lines += [f"{n}: {v}" for n, v in extra]
     lines.append(f"Content-Length: {len(body)}")
     wire = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + body
-    return wire, dict(method=method, uri=uri, vias=vs, from_=frm, to=to, call_id=call_id,
-                      cseq=(cseq, method), contacts=contacts, body=body)
+    return wire, {
+        "method": method,
+        "uri": uri,
+        "vias": vs,
+        "from_": frm,
+        "to": to,
+        "call_id": call_id,
+        "cseq": (cseq, method),
+        "contacts": contacts,
+        "body": body,
+    }
 
 
 # ------------------------------------------------------------------ round trips
+
 
 @SETTINGS
 @given(sip_uris())
@@ -272,10 +383,12 @@ def test_generated_response_roundtrip(case, status, reason, tag):
 
 # ------------------------------------------------------------------ stream framing
 
+
 @settings(SETTINGS, max_examples=80 * _SCALE)
-@given(st.lists(st.tuples(requests(), st.sampled_from([b"", b"\r\n", b"\r\n\r\n"])),
-                min_size=1, max_size=3),
-       st.lists(st.integers(0, 10_000), max_size=12))
+@given(
+    st.lists(st.tuples(requests(), st.sampled_from([b"", b"\r\n", b"\r\n\r\n"])), min_size=1, max_size=3),
+    st.lists(st.integers(0, 10_000), max_size=12),
+)
 def test_framer_split_anywhere(items, cuts):
     stream = b""
     expected: list = []
@@ -290,7 +403,7 @@ def test_framer_split_anywhere(items, cuts):
     f = StreamFramer()
     out: list = []
     prev = 0
-    for p in points + [len(stream)]:
+    for p in [*points, len(stream)]:
         out += f.feed(stream[prev:p])
         prev = p
     assert out == expected

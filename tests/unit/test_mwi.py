@@ -42,13 +42,14 @@ class Guard:
 
 class FakeSip:
     """What MwiService uses of SipServer: claim (the real code), respond, send_own."""
+
     claim = SipServer.claim
     allow = "SUBSCRIBE"
 
     def __init__(self) -> None:
         self.handlers: dict = {}
         self.responses: list = []
-        self.sent: list = []            # (request, dest, on_event)
+        self.sent: list = []  # (request, dest, on_event)
         self.counters = {"auth_failures": 0, "auth_challenges": 0}
         self.guard = Guard()
 
@@ -65,20 +66,38 @@ class FakeSip:
         return [r for r, _, _ in self.sent]
 
 
-def subscribe(target: str = "801", user: str = "1002", *, nonces=None, auth_user: str | None = None,
-              password: str = PW, event: str = "message-summary", to_tag: str | None = None,
-              cseq: int = 1, expires: int = 600, call_id: str = "c1") -> object:
+def subscribe(
+    target: str = "801",
+    user: str = "1002",
+    *,
+    nonces=None,
+    auth_user: str | None = None,
+    password: str = PW,
+    event: str = "message-summary",
+    to_tag: str | None = None,
+    cseq: int = 1,
+    expires: int = 600,
+    call_id: str = "c1",
+) -> object:
     uri = f"sip:{target}@{REALM}"
-    lines = [f"SUBSCRIBE {uri} SIP/2.0",
-             f"Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bK{call_id}{cseq};rport",
-             "Max-Forwards: 70", f"From: <sip:{user}@{REALM}>;tag=ft",
-             f"To: <{uri}>" + (f";tag={to_tag}" if to_tag else ""), f"Call-ID: {call_id}",
-             f"CSeq: {cseq} SUBSCRIBE", f"Contact: <sip:{user}@127.0.0.1:40000>", f"Event: {event}",
-             f"Expires: {expires}"]
+    lines = [
+        f"SUBSCRIBE {uri} SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bK{call_id}{cseq};rport",
+        "Max-Forwards: 70",
+        f"From: <sip:{user}@{REALM}>;tag=ft",
+        f"To: <{uri}>" + (f";tag={to_tag}" if to_tag else ""),
+        f"Call-ID: {call_id}",
+        f"CSeq: {cseq} SUBSCRIBE",
+        f"Contact: <sip:{user}@127.0.0.1:40000>",
+        f"Event: {event}",
+        f"Expires: {expires}",
+    ]
     if nonces is not None:
         nonce = nonces.make(time.time(), SRC.host)
-        lines.append("Authorization: " + digest.build_authorization(auth_user or user, REALM, "SUBSCRIBE", uri,
-                                                                    nonce, password=password))
+        lines.append(
+            "Authorization: "
+            + digest.build_authorization(auth_user or user, REALM, "SUBSCRIBE", uri, nonce, password=password)
+        )
     lines += ["Content-Length: 0", "", ""]
     return parse_message("\r\n".join(lines).encode())
 
@@ -100,12 +119,12 @@ class World:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
 
-    async def __aenter__(self) -> "World":
+    async def __aenter__(self) -> World:
         self._cm = open_db(self.tmp / "pbx.db")
         self.db = await self._cm.__aenter__()
         await V.set_box(self.db, "1002", number="801")
         await V.set_box(self.db, "1001")
-        await V.set_box(self.db, "front")               # a queue's box: nobody's extension
+        await V.set_box(self.db, "front")  # a queue's box: nobody's extension
         self.nonces = digest.NonceManager(b"k" * 32, lifetime=300)
         auth = ProxyAuthenticator(REALM, self.nonces, CREDS.get, header="Authorization", status=401)
         self.sip = FakeSip()
@@ -114,7 +133,9 @@ class World:
         self.mwi = M.MwiService(self.db, self.sip, realm=REALM, authenticator=auth)
 
         class FL:
-            voicemail_listeners: list = []
+            def __init__(self) -> None:
+                self.voicemail_listeners: list = []
+
         self.fl = FL()
         self.mwi.attach(self.fl)
         return self
@@ -135,9 +156,18 @@ class World:
         return ok
 
     async def message(self, box: str = "1002", msg_id: str = "m1") -> None:
-        await self.db.insert_voicemail_row({"id": msg_id, "box": box, "caller": "1001", "did": None,
-                                           "call_id": None, "received_at": time.time(), "seconds": 1.0,
-                                           "path": str(self.tmp / f"{msg_id}.wav")})
+        await self.db.insert_voicemail_row(
+            {
+                "id": msg_id,
+                "box": box,
+                "caller": "1001",
+                "did": None,
+                "call_id": None,
+                "received_at": time.time(),
+                "seconds": 1.0,
+                "path": str(self.tmp / f"{msg_id}.wav"),
+            }
+        )
 
 
 def body(req) -> str:
@@ -149,6 +179,7 @@ def run(coro):
 
 
 # ------------------------------------------------------------------ counts and ownership
+
 
 def test_counts_new_old_and_deleted_left_out(tmp_path):
     async def go():
@@ -165,11 +196,13 @@ def test_counts_new_old_and_deleted_left_out(tmp_path):
             assert await M.mailbox_for(w.db, "999") is None and await M.mailbox_for(w.db, "") is None
             box = await M.mailbox_for(w.db, "801")
             assert M.owns("1002", box) and not M.owns("1001", box) and not M.owns("", box)
-            assert M.owns("801", box)                  # the box's own number
+            assert M.owns("801", box)  # the box's own number
+
     run(go())
 
 
 # ------------------------------------------------------------------ the front door
+
 
 def test_subscribe_is_challenged_then_accepted_with_a_first_notify(tmp_path):
     async def go():
@@ -177,18 +210,20 @@ def test_subscribe_is_challenged_then_accepted_with_a_first_notify(tmp_path):
             w.handle(subscribe())
             [(_, r)] = w.sip.responses
             assert r.status == 401 and r.headers.get("WWW-Authenticate").startswith("Digest ")
-            assert r.to.tag                                # RFC 3261 §8.2.6.2
+            assert r.to.tag  # RFC 3261 §8.2.6.2
             assert w.sip.counters["auth_challenges"] == 1 and not w.sip.sent
             w.sip.responses.clear()
             ok = await w.subscribed()
             assert ok.headers.get("Expires") == "600" and w.sip.guard.ok == ["127.0.0.1"]
             [(note, dest, _)] = w.sip.sent
             assert dest == SRC and note.method == "NOTIFY"
-            assert body(note) == ("Messages-Waiting: no\r\nMessage-Account: sip:1002@clinic\r\n"
-                                  "Voice-Message: 0/0 (0/0)\r\n")
+            assert body(note) == (
+                "Messages-Waiting: no\r\nMessage-Account: sip:1002@clinic\r\nVoice-Message: 0/0 (0/0)\r\n"
+            )
             [row] = w.mwi.status()["subscriptions"]
             assert row["box"] == "1002" and row["user"] == "1002"
             assert w.previous == []
+
     run(go())
 
 
@@ -198,6 +233,7 @@ def test_the_voicemail_code_names_the_own_box(tmp_path):
             await w.subscribed(target="*98", user="1001")
             assert [s["box"] for s in w.mwi.status()["subscriptions"]] == ["1001"]
             assert "Message-Account: sip:1001@clinic" in body(w.sip.notifies()[0])
+
     run(go())
 
 
@@ -208,16 +244,20 @@ def test_wrong_password_feeds_the_guard(tmp_path):
             [(_, r)] = w.sip.responses
             assert r.status == 401 and w.sip.guard.failed == [("127.0.0.1", "1002", "SUBSCRIBE")]
             assert w.sip.counters["auth_failures"] == 1
+
     run(go())
 
 
-@pytest.mark.parametrize("kw,status", [
-    ({"target": "801", "user": "1001"}, 403),           # someone else's box (by number)
-    ({"target": "1002", "user": "1001"}, 403),          # ... by name
-    ({"target": "front", "user": "1001"}, 403),         # a queue's box
-    ({"target": "999", "user": "1001"}, 404),           # no such box
-    ({"target": "801", "user": "1002", "auth_user": "1001"}, 403),   # From is not the authenticated user
-])
+@pytest.mark.parametrize(
+    "kw,status",
+    [
+        ({"target": "801", "user": "1001"}, 403),  # someone else's box (by number)
+        ({"target": "1002", "user": "1001"}, 403),  # ... by name
+        ({"target": "front", "user": "1001"}, 403),  # a queue's box
+        ({"target": "999", "user": "1001"}, 404),  # no such box
+        ({"target": "801", "user": "1002", "auth_user": "1001"}, 403),  # From is not the authenticated user
+    ],
+)
 def test_refusals(tmp_path, kw, status):
     async def go():
         async with World(tmp_path) as w:
@@ -225,6 +265,7 @@ def test_refusals(tmp_path, kw, status):
             await until(lambda: w.sip.responses)
             [(_, r)] = w.sip.responses
             assert r.status == status and not w.sip.sent and w.mwi.notifier.subs == {}
+
     run(go())
 
 
@@ -233,9 +274,10 @@ def test_other_packages_go_where_they_went_before(tmp_path):
         async with World(tmp_path) as w:
             w.handle(subscribe(event="presence"))
             assert len(w.previous) == 1 and w.sip.responses == []
-            w.handle(subscribe(expires=10))                # message-summary: ours -> 423
+            w.handle(subscribe(expires=10))  # message-summary: ours -> 423
             [(_, r)] = w.sip.responses
             assert r.status == 423 and r.headers.get("Min-Expires") == "60"
+
     run(go())
 
 
@@ -252,20 +294,22 @@ def test_refresh_unsubscribe_and_unknown_dialog(tmp_path):
             ok = await w.subscribed()
             tag = ok.to.tag
             w.sip.responses.clear()
-            w.handle(subscribe(to_tag=tag, cseq=2, expires=300), "k2")   # not challenged again
+            w.handle(subscribe(to_tag=tag, cseq=2, expires=300), "k2")  # not challenged again
             [(key, r)] = w.sip.responses
             assert key == "k2" and r.status == 200 and r.headers.get("Expires") == "300"
             assert w.sip.notifies()[-1].headers.get("Subscription-State") == "active;expires=300"
-            w.handle(subscribe(to_tag="stale", cseq=2), "k3")            # e.g. after a restart
+            w.handle(subscribe(to_tag="stale", cseq=2), "k3")  # e.g. after a restart
             assert w.sip.responses[-1][1].status == 481
             w.handle(subscribe(to_tag=tag, cseq=3, expires=0), "k4")
             assert w.sip.responses[-1][1].status == 200
             assert w.sip.notifies()[-1].headers.get("Subscription-State") == "terminated"
             assert w.mwi.notifier.subs == {}
+
     run(go())
 
 
 # ------------------------------------------------------------------ changes
+
 
 def test_new_message_through_the_frontline_listener(tmp_path):
     async def go():
@@ -273,14 +317,15 @@ def test_new_message_through_the_frontline_listener(tmp_path):
             assert w.fl.voicemail_listeners == [w.mwi.on_voicemail]
             await w.subscribed()
             await w.message()
-            await w.mwi.on_voicemail("1001", {})            # another box: nobody listens
+            await w.mwi.on_voicemail("1001", {})  # another box: nobody listens
             assert len(w.sip.sent) == 1
             await w.mwi.on_voicemail("1002", {"id": "m1"})
             note = w.sip.notifies()[-1]
             assert "Messages-Waiting: yes" in body(note) and "Voice-Message: 1/0 (0/0)" in body(note)
             assert note.cseq == (2, "NOTIFY")
-            await w.mwi.on_voicemail("1002", {"id": "m1"})   # same counts: no NOTIFY
+            await w.mwi.on_voicemail("1002", {"id": "m1"})  # same counts: no NOTIFY
             assert len(w.sip.sent) == 2
+
     run(go())
 
 
@@ -295,16 +340,17 @@ def test_changes_by_another_process_and_by_this_one_are_noticed(tmp_path, monkey
             stop = asyncio.Event()
             task = asyncio.get_running_loop().create_task(w.mwi.run(stop))
             await asyncio.sleep(0.15)
-            async with open_db(tmp_path / "pbx.db") as cli_db:   # the CLI: another connection
+            async with open_db(tmp_path / "pbx.db") as cli_db:  # the CLI: another connection
                 await V.mark_heard(cli_db, "m1")
             await until(lambda: len(w.sip.sent) == 2)
             assert "Messages-Waiting: no" in body(w.sip.notifies()[-1])
             assert "Voice-Message: 0/1" in body(w.sip.notifies()[-1])
-            await V.delete_message(w.db, "m1")             # this process (*98): total_changes
+            await V.delete_message(w.db, "m1")  # this process (*98): total_changes
             await until(lambda: len(w.sip.sent) == 3)
             assert "Voice-Message: 0/0" in body(w.sip.notifies()[-1])
             stop.set()
             await asyncio.wait_for(task, 2)
+
     run(go())
 
 
@@ -320,6 +366,7 @@ def test_expiry_by_the_run_loop(tmp_path):
             assert w.mwi.notifier.subs == {}
             stop.set()
             await asyncio.wait_for(task, 2)
+
     run(go())
 
 
@@ -328,7 +375,7 @@ def test_notify_481_or_timeout_ends_the_subscription(tmp_path):
         async with World(tmp_path) as w:
             await w.subscribed()
             note, _, on_event = w.sip.sent[0]
-            on_event(ResponseReceived(None, make_response(note, 180)))     # provisional: nothing
+            on_event(ResponseReceived(None, make_response(note, 180)))  # provisional: nothing
             on_event(ResponseReceived(None, make_response(note, 200)))
             assert w.mwi.notifier.subs
             await w.message()
@@ -340,4 +387,5 @@ def test_notify_481_or_timeout_ends_the_subscription(tmp_path):
             _, _, on_event3 = w.sip.sent[-1]
             on_event3(Timeout(None))
             assert w.mwi.notifier.subs == {}
+
     run(go())

@@ -34,8 +34,8 @@ from pypbx.config import ConfigError, NotifyConfig, config_from_dict, load_confi
 from pypbx.db import open_db
 from tests.conftest import free_port
 
-
 # ---------------------------------------------------------------------- real local servers
+
 
 class WebhookServer:
     """An HTTP server on 127.0.0.1 in a thread; records every POST; answers ``self.code``."""
@@ -46,7 +46,7 @@ class WebhookServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 outer.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
                 self.send_response(outer.code)
@@ -60,8 +60,7 @@ class WebhookServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/hook"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def json(self, i: int = -1) -> dict[str, Any]:
@@ -79,7 +78,7 @@ class SmtpSink:
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], bytes]] = []
         self.reject_mail: str | None = None
-        self.auth: tuple[str, str] | None = None       # (user, password) to require AUTH PLAIN (RFC 4616)
+        self.auth: tuple[str, str] | None = None  # (user, password) to require AUTH PLAIN (RFC 4616)
         self.logins: list[tuple[str, str]] = []
         outer = self
 
@@ -124,7 +123,7 @@ class SmtpSink:
                             d = self.rfile.readline()
                             if not d or d in (b".\r\n", b".\n"):
                                 break
-                            data.append(d[1:] if d.startswith(b"..") else d)   # RFC 5321 4.5.2
+                            data.append(d[1:] if d.startswith(b"..") else d)  # RFC 5321 4.5.2
                         outer.messages.append((mail_from, rcpts, b"".join(data)))
                         self.reply(f"250 2.0.0 queued as {len(outer.messages)}")
                     elif verb in ("RSET", "NOOP"):
@@ -141,8 +140,7 @@ class SmtpSink:
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def parsed(self, i: int = -1) -> email.message.EmailMessage:
@@ -181,24 +179,39 @@ def run(coro):
 
 def write_wav(path: Path, seconds: float, rate: int = 8000) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), (np.sin(np.arange(int(seconds * rate)) / 5) * 8000).astype(np.int16), rate,
-             subtype="PCM_16")
+    sf.write(str(path), (np.sin(np.arange(int(seconds * rate)) / 5) * 8000).astype(np.int16), rate, subtype="PCM_16")
     return path
 
 
 def meta(tmp_path: Path, seconds: float = 3.0, box: str = "1002") -> dict[str, Any]:
     wav = write_wav(tmp_path / "vm" / "abc123.wav", seconds)
-    return {"id": "abc123", "box": box, "caller": "0612345678", "did": "0140000000", "call_id": "call-1",
-            "received_at": 1_795_000_000.0, "time": "2026-11-19T10:00:00+01:00", "seconds": seconds,
-            "path": str(wav), "flags": []}
+    return {
+        "id": "abc123",
+        "box": box,
+        "caller": "0612345678",
+        "did": "0140000000",
+        "call_id": "call-1",
+        "received_at": 1_795_000_000.0,
+        "time": "2026-11-19T10:00:00+01:00",
+        "seconds": seconds,
+        "path": str(wav),
+        "flags": [],
+    }
 
 
 def ncfg(hook: WebhookServer | None = None, sink: SmtpSink | None = None, **kw: Any) -> NotifyConfig:
-    return NotifyConfig(webhook_url=hook.url if hook else "", smtp_host="127.0.0.1" if sink else "",
-                        smtp_port=sink.port if sink else 0, mail_from="pbx@clinic.test", timeout=5.0, **kw)
+    return NotifyConfig(
+        webhook_url=hook.url if hook else "",
+        smtp_host="127.0.0.1" if sink else "",
+        smtp_port=sink.port if sink else 0,
+        mail_from="pbx@clinic.test",
+        timeout=5.0,
+        **kw,
+    )
 
 
 # ---------------------------------------------------------------------- pure parts
+
 
 def test_backoff_doubles_from_30_s_up_to_an_hour():
     assert [N.backoff(n) for n in range(1, 10)] == [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]
@@ -210,27 +223,31 @@ def test_signature_is_hmac_sha256_of_the_body():
 
 
 def test_notify_config_validation_one_line_naming_the_key(tmp_path):
-    c = config_from_dict({"notify": {"webhook_url": "https://hooks.example/x", "smtp_host": "mail.example",
-                                     "smtp_starttls": True}}).notify
+    c = config_from_dict(
+        {"notify": {"webhook_url": "https://hooks.example/x", "smtp_host": "mail.example", "smtp_starttls": True}}
+    ).notify
     assert c.port == 587 and c.attach_audio and c.webhook_enabled and c.email_enabled
     assert config_from_dict({"notify": {"smtp_host": "m", "smtp_ssl": True}}).notify.port == 465
     assert config_from_dict({}).notify.port == 25 and not config_from_dict({}).notify.webhook_enabled
-    for bad, key in [({"webhook_url": "ftp://x/y"}, "notify.webhook_url"),
-                     ({"smtp_port": 70000}, "notify.smtp_port"),
-                     ({"smtp_host": "m", "smtp_ssl": True, "smtp_starttls": True}, "notify.smtp_starttls"),
-                     ({"mail_from": "not-an-address"}, "notify.mail_from"),
-                     ({"attach_audio": "yes"}, "notify.attach_audio"),
-                     ({"webhook_secret": "s"}, "notify.webhook_secret"),
-                     ({"smtp_host": "m", "smtp_user": "u"}, "notify.smtp_password"),
-                     ({"timeout": 0}, "notify.timeout")]:
+    for bad, key in [
+        ({"webhook_url": "ftp://x/y"}, "notify.webhook_url"),
+        ({"smtp_port": 70000}, "notify.smtp_port"),
+        ({"smtp_host": "m", "smtp_ssl": True, "smtp_starttls": True}, "notify.smtp_starttls"),
+        ({"mail_from": "not-an-address"}, "notify.mail_from"),
+        ({"attach_audio": "yes"}, "notify.attach_audio"),
+        ({"webhook_secret": "s"}, "notify.webhook_secret"),
+        ({"smtp_host": "m", "smtp_user": "u"}, "notify.smtp_password"),
+        ({"timeout": 0}, "notify.timeout"),
+    ]:
         with pytest.raises(ConfigError) as ei:
             config_from_dict({"notify": bad})
         assert str(ei.value).startswith(f"config error: {key}: ") and "\n" not in str(ei.value)
-    with pytest.raises(ConfigError, match="unknown key 'notify.smtp'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'notify\.smtp'"):
         config_from_dict({"notify": {"smtp": "x"}})
 
 
 # ---------------------------------------------------------------------- delivery
+
 
 def test_webhook_and_emails_delivered_with_payload_signature_headers_and_wav(tmp_path, hook, sink):
     async def go():
@@ -244,14 +261,17 @@ def test_webhook_and_emails_delivered_with_payload_signature_headers_and_wav(tmp
             # written before anything is sent
             rows = {r["id"]: r for r in await N.list_notifications(db)}
             assert {(r["channel"], r["target"], r["status"]) for r in rows.values()} == {
-                ("webhook", hook.url, "pending"), ("email", "nurse@clinic.test", "pending"),
-                ("email", "doctor@clinic.test", "pending")}
+                ("webhook", hook.url, "pending"),
+                ("email", "nurse@clinic.test", "pending"),
+                ("email", "doctor@clinic.test", "pending"),
+            }
             assert not hook.requests and not sink.messages
             assert await n.run_due() == 3
             rows = await N.list_notifications(db)
             assert all(r["status"] == "sent" and r["attempts"] == 1 and r["sent_at"] == clock.t for r in rows)
             assert await n.run_due() == 0
             return ids
+
     ids = run(go())
     [req] = hook.requests
     assert req["path"] == "/hook" and req["headers"]["Content-Type"] == "application/json"
@@ -289,6 +309,7 @@ def test_mailbox_without_address_gets_only_the_webhook(tmp_path, hook, sink):
             assert row["id"] == nid and row["channel"] == "webhook"
             # nothing configured: nothing queued
             assert await N.Notifier(db, NotifyConfig()).voicemail_filed("1002", meta(tmp_path)) == []
+
     run(go())
     assert len(hook.requests) == 1 and not sink.messages
     assert hook.json()["message"]["service_line"] == ""
@@ -299,15 +320,16 @@ def test_audio_over_the_cap_is_not_attached(tmp_path, sink):
     async def go():
         async with open_db(tmp_path / "pypbx.db") as db:
             await V.set_box(db, "1002", email="nurse@clinic.test")
-            n = N.Notifier(db, ncfg(None, sink, attach_max_mb=0.01))     # 10 KB; the WAV is ~96 KB
+            n = N.Notifier(db, ncfg(None, sink, attach_max_mb=0.01))  # 10 KB; the WAV is ~96 KB
             await n.voicemail_filed("1002", meta(tmp_path, seconds=6.0))
             await n.run_due()
             n2 = N.Notifier(db, ncfg(None, sink, attach_audio=False))
             await n2.voicemail_filed("1002", meta(tmp_path, seconds=1.0))
             await n2.run_due()
+
     run(go())
     em = sink.parsed(0)
-    assert em["Subject"] == "Voicemail from 0612345678 (0140000000) 6 s"      # no service line: the DID
+    assert em["Subject"] == "Voicemail from 0612345678 (0140000000) 6 s"  # no service line: the DID
     assert not list(em.iter_attachments())
     assert "not attached" in em.get_body(("plain",)).get_content()
     assert not list(sink.parsed(1).iter_attachments())
@@ -328,7 +350,7 @@ def test_failures_retried_with_backoff_then_sent(tmp_path, hook):
             assert (r["status"], r["attempts"], r["next_attempt_at"]) == ("pending", 1, t0 + 30)
             assert r["last_error"].startswith("HTTP 500")
             clock.t += 29
-            assert await n.run_due() == 0                 # not due yet
+            assert await n.run_due() == 0  # not due yet
             clock.t += 1
             assert await n.run_due() == 1
             r = await db.get_notification_row(nid)
@@ -338,9 +360,10 @@ def test_failures_retried_with_backoff_then_sent(tmp_path, hook):
             assert await n.run_due() == 1
             r = await db.get_notification_row(nid)
             assert (r["status"], r["attempts"], r["sent_at"], r["last_error"]) == ("sent", 3, clock.t, None)
+
     run(go())
     assert len(hook.requests) == 3
-    assert len({h["body"] for h in hook.requests}) == 1         # the same body (and delivery_id) each time
+    assert len({h["body"] for h in hook.requests}) == 1  # the same body (and delivery_id) each time
 
 
 def test_server_down_and_smtp_refusal_give_up_after_max_attempts(tmp_path, sink, caplog):
@@ -351,8 +374,9 @@ def test_server_down_and_smtp_refusal_give_up_after_max_attempts(tmp_path, sink,
     async def go():
         async with open_db(tmp_path / "pypbx.db") as db:
             await V.set_box(db, "1002", email="nurse@clinic.test")
-            cfg = NotifyConfig(webhook_url=dead, smtp_host="127.0.0.1", smtp_port=sink.port, max_attempts=3,
-                               timeout=5.0)
+            cfg = NotifyConfig(
+                webhook_url=dead, smtp_host="127.0.0.1", smtp_port=sink.port, max_attempts=3, timeout=5.0
+            )
             n = N.Notifier(db, cfg, clock=clock)
             wid, eid = await n.voicemail_filed("1002", meta(tmp_path))
             waits = []
@@ -378,6 +402,7 @@ def test_server_down_and_smtp_refusal_give_up_after_max_attempts(tmp_path, sink,
                 await N.retry(db, eid)
             with pytest.raises(N.NotifyError, match="no notification 999"):
                 await N.retry(db, 999)
+
     run(go())
     assert len(sink.messages) == 1
     assert any("failed for good after 3 attempts" in r.getMessage() for r in caplog.records)
@@ -387,7 +412,7 @@ def test_restart_resumes_pending_and_the_sender_loop_delivers(tmp_path, hook):
     down = f"http://127.0.0.1:{free_port('tcp')}/hook"
     path = tmp_path / "pypbx.db"
 
-    async def first():          # the first run: queued, one failed attempt, then "the PBX stops"
+    async def first():  # the first run: queued, one failed attempt, then "the PBX stops"
         async with open_db(path) as db:
             await V.set_box(db, "1002")
             n = N.Notifier(db, NotifyConfig(webhook_url=down, timeout=2.0))
@@ -395,9 +420,9 @@ def test_restart_resumes_pending_and_the_sender_loop_delivers(tmp_path, hook):
             await n.run_due()
             return nid
 
-    async def second(nid):      # the next start: the sender task picks the row up when due
+    async def second(nid):  # the next start: the sender task picks the row up when due
         async with open_db(path) as db:
-            await db.update_notification_row(nid, next_attempt_at=time.time())   # its backoff is over
+            await db.update_notification_row(nid, next_attempt_at=time.time())  # its backoff is over
             n = N.Notifier(db, NotifyConfig(webhook_url=hook.url))
             stop = asyncio.Event()
             task = asyncio.get_running_loop().create_task(n.run(stop))
@@ -412,7 +437,8 @@ def test_restart_resumes_pending_and_the_sender_loop_delivers(tmp_path, hook):
                 await asyncio.sleep(0.05)
             stop.set()
             await asyncio.wait_for(task, 5)
-            return (await db.get_notification_row(nid))
+            return await db.get_notification_row(nid)
+
     nid = run(first())
     row = run(second(nid))
     # the webhook goes to the URL configured now (the admin fixed it): the row says so
@@ -422,13 +448,22 @@ def test_restart_resumes_pending_and_the_sender_loop_delivers(tmp_path, hook):
 
 # ---------------------------------------------------------------------- CLI
 
+
 def test_cli_voicemail_box_email_and_notify_commands(invoke_cli, make_config, hook, sink, tmp_path):
-    cfg_path = make_config(notify={"webhook_url": hook.url, "webhook_secret": "k", "smtp_host": "127.0.0.1",
-                                   "smtp_port": sink.port, "mail_from": "pbx@clinic.test", "timeout": 5.0})
+    cfg_path = make_config(
+        notify={
+            "webhook_url": hook.url,
+            "webhook_secret": "k",
+            "smtp_host": "127.0.0.1",
+            "smtp_port": sink.port,
+            "mail_from": "pbx@clinic.test",
+            "timeout": 5.0,
+        }
+    )
     c = ["--config", str(cfg_path)]
     r = invoke_cli("voicemail", "box", "1002", "--email", "nurse@clinic.test,doctor@clinic.test", *c)
     assert r.exit_code == 0 and "e-mail nurse@clinic.test,doctor@clinic.test" in r.output
-    r = invoke_cli("voicemail", "box", "1002", "--max-seconds", "60", *c)       # other options keep it
+    r = invoke_cli("voicemail", "box", "1002", "--max-seconds", "60", *c)  # other options keep it
     [b] = json.loads(invoke_cli("voicemail", "boxes", "--json", *c).output)
     assert b["email"] == "nurse@clinic.test,doctor@clinic.test" and b["max_seconds"] == 60
     r = invoke_cli("voicemail", "box", "1002", "--email", "nurse@", *c)
@@ -454,6 +489,7 @@ def test_cli_voicemail_box_email_and_notify_commands(invoke_cli, make_config, ho
         cfg = load_config(cfg_path)
         async with open_db(cfg.db_path) as db:
             return await N.Notifier(db, cfg.notify).voicemail_filed("1002", meta(tmp_path))
+
     ids = run(queue())
     rows = json.loads(invoke_cli("notify", "list", "--json", *c).output)
     assert [r["id"] for r in rows] == sorted(ids, reverse=True)
@@ -489,13 +525,17 @@ def test_smtp_login_and_a_wrong_password(tmp_path, sink):
             [ok] = await n.voicemail_filed("1002", meta(tmp_path))
             bad = N.Notifier(db, ncfg(None, sink, smtp_user="pbx", smtp_password="nope"))
             [ko] = await bad.voicemail_filed("1002", meta(tmp_path))
-            await n.run_due()       # both rows are due: sent with this notifier's (good) login
+            await n.run_due()  # both rows are due: sent with this notifier's (good) login
             assert (await db.get_notification_row(ko))["status"] == "sent"
-            await bad.enqueue("voicemail", {"event": "voicemail", "mailbox": "1002", "message": {}},
-                              [(N.Channel.EMAIL, "nurse@clinic.test")])
+            await bad.enqueue(
+                "voicemail",
+                {"event": "voicemail", "mailbox": "1002", "message": {}},
+                [(N.Channel.EMAIL, "nurse@clinic.test")],
+            )
             await bad.run_due()
             [r] = await N.list_notifications(db, "pending")
             assert r["attempts"] == 1 and r["last_error"] == f"SMTP 127.0.0.1:{sink.port}: 535 5.7.8 bad credentials"
             return ok
+
     run(go())
     assert sink.logins == [("pbx", "pw"), ("pbx", "pw"), ("pbx", "nope")] and len(sink.messages) == 2

@@ -7,27 +7,36 @@ import pytest
 from pypbx.numbers import NumberPlan, allowed, classify, parse_classes, rewrite
 
 FR = NumberPlan()
-US = NumberPlan(country_code="1", national_prefix="1", international_prefix="011",
-                mobile_prefixes=(), premium_prefixes=("1900",), emergency=("911",))
+US = NumberPlan(
+    country_code="1",
+    national_prefix="1",
+    international_prefix="011",
+    mobile_prefixes=(),
+    premium_prefixes=("1900",),
+    emergency=("911",),
+)
 
 
-@pytest.mark.parametrize("number,cls,e164", [
-    ("112", "emergency", None),
-    ("15", "emergency", None),
-    ("0123456789", "national", "+33123456789"),
-    ("01 23 45 67 89", "national", "+33123456789"),
-    ("0612345678", "mobile", "+33612345678"),
-    ("+33612345678", "mobile", "+33612345678"),
-    ("0033612345678", "mobile", "+33612345678"),
-    ("0033123456789", "national", "+33123456789"),
-    ("+442071234567", "international", "+442071234567"),
-    ("00442071234567", "international", "+442071234567"),
-    ("0899123456", "premium", "+33899123456"),
-    ("23456789", "local", None),
-    ("12ab", "invalid", None),
-    ("", "invalid", None),
-    ("+", "invalid", None),
-])
+@pytest.mark.parametrize(
+    "number,cls,e164",
+    [
+        ("112", "emergency", None),
+        ("15", "emergency", None),
+        ("0123456789", "national", "+33123456789"),
+        ("01 23 45 67 89", "national", "+33123456789"),
+        ("0612345678", "mobile", "+33612345678"),
+        ("+33612345678", "mobile", "+33612345678"),
+        ("0033612345678", "mobile", "+33612345678"),
+        ("0033123456789", "national", "+33123456789"),
+        ("+442071234567", "international", "+442071234567"),
+        ("00442071234567", "international", "+442071234567"),
+        ("0899123456", "premium", "+33899123456"),
+        ("23456789", "local", None),
+        ("12ab", "invalid", None),
+        ("", "invalid", None),
+        ("+", "invalid", None),
+    ],
+)
 def test_classify_france(number, cls, e164):
     c = classify(number, FR)
     assert c.cls == cls
@@ -49,7 +58,7 @@ def test_permissions():
     assert allowed("national", default)
     assert not allowed("international", default)
     assert not allowed("premium", default)
-    assert allowed("emergency", ())          # always
+    assert allowed("emergency", ())  # always
     assert not allowed("invalid", ("international",))
     assert parse_classes("National, mobile") == ("mobile", "national")
     with pytest.raises(ValueError, match="unknown number class"):
@@ -63,5 +72,5 @@ def test_rewrite():
     assert rewrite("+442071234567", FR, fmt="national") == "00442071234567"
     assert rewrite("0123456789", FR, fmt="international") == "0033123456789"
     assert rewrite("0123456789", FR, fmt="as_dialled") == "0123456789"
-    assert rewrite("112", FR, fmt="e164") == "112"        # emergency as dialled
+    assert rewrite("112", FR, fmt="e164") == "112"  # emergency as dialled
     assert rewrite("0123456789", FR, fmt="e164", strip_prefix="+", add_prefix="9") == "933123456789"

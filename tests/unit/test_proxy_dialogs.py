@@ -18,8 +18,8 @@ REALM = "pypbx"
 PW = "secret-pw"
 PUBLIC = ("203.0.113.1", 5060)
 LOOP = ("127.0.0.1", 5060)
-PHONE_1001 = Addr("UDP", "192.0.2.10", 5070)         # the caller's NAT flow
-PHONE_1002 = Addr("UDP", "198.51.100.8", 40002)      # the callee's NAT flow
+PHONE_1001 = Addr("UDP", "192.0.2.10", 5070)  # the caller's NAT flow
+PHONE_1002 = Addr("UDP", "198.51.100.8", 40002)  # the callee's NAT flow
 WORKER = Addr("UDP", "127.0.0.1", 17000)
 OTHER_WORKER = Addr("UDP", "127.0.0.1", 17001)
 WORKERS = {WORKER.port, OTHER_WORKER.port}
@@ -34,15 +34,19 @@ def make_proxy(**kw):
     nonces = digest.NonceManager(b"k" * 32, lifetime=300)
 
     def route(req, source, user):
-        if source.host == "127.0.0.1" and source.port in WORKERS:       # worker's leg -> the phone
+        if source.host == "127.0.0.1" and source.port in WORKERS:  # worker's leg -> the phone
             return RouteDecision.fork([("sip:1002@10.0.0.8:5060", PHONE_1002)])
         return RouteDecision.fork([(f"sip:{req.uri.user}@127.0.0.1:{WORKER.port}", WORKER)])
 
-    p = Proxy(route=route,
-              local_address=lambda t, h: LOOP if h == "127.0.0.1" else PUBLIC,
-              is_local=lambda h, port: (h, port or 5060) in (PUBLIC, LOOP),
-              secret=b"s" * 32, authenticator=ProxyAuthenticator(REALM, nonces, CREDS.get),
-              trusted=lambda a: a.host == "127.0.0.1" and a.port in WORKERS, **kw)
+    p = Proxy(
+        route=route,
+        local_address=lambda t, h: LOOP if h == "127.0.0.1" else PUBLIC,
+        is_local=lambda h, port: (h, port or 5060) in (PUBLIC, LOOP),
+        secret=b"s" * 32,
+        authenticator=ProxyAuthenticator(REALM, nonces, CREDS.get),
+        trusted=lambda a: a.host == "127.0.0.1" and a.port in WORKERS,
+        **kw,
+    )
     return p, nonces
 
 
@@ -50,28 +54,46 @@ def phone_invite(nonces, *, call_id="cA", from_tag="ft1", cseq=1, branch="z9hG4b
     nonce = nonces.make(0.0, PHONE_1001.host)
     uri = "sip:1002@pbx.example"
     auth = digest.build_authorization("1001", REALM, "INVITE", uri, nonce, password=PW)
-    return msg([f"INVITE {uri} SIP/2.0",
-                f"Via: SIP/2.0/UDP 10.0.0.5:5070;branch={branch};received=192.0.2.10;rport=5070",
-                "Max-Forwards: 70", f"From: \"Reception\" <sip:1001@pbx.example>;tag={from_tag}",
-                "To: <sip:1002@pbx.example>", f"Call-ID: {call_id}", f"CSeq: {cseq} INVITE",
-                "Contact: <sip:1001@10.0.0.5:5070>", f"Proxy-Authorization: {auth}"])
+    return msg(
+        [
+            f"INVITE {uri} SIP/2.0",
+            f"Via: SIP/2.0/UDP 10.0.0.5:5070;branch={branch};received=192.0.2.10;rport=5070",
+            "Max-Forwards: 70",
+            f'From: "Reception" <sip:1001@pbx.example>;tag={from_tag}',
+            "To: <sip:1002@pbx.example>",
+            f"Call-ID: {call_id}",
+            f"CSeq: {cseq} INVITE",
+            "Contact: <sip:1001@10.0.0.5:5070>",
+            f"Proxy-Authorization: {auth}",
+        ]
+    )
 
 
 def worker_invite(*, call_id="cB", from_tag="wB", cseq=7, port=WORKER.port):
-    return msg([f"INVITE sip:1002@127.0.0.1:5060 SIP/2.0",
-                f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKworker{call_id};rport",
-                "Route: <sip:127.0.0.1:5060;lr>",
-                "Max-Forwards: 70", f"From: <sip:1001@127.0.0.1>;tag={from_tag}",
-                "To: <sip:1002@127.0.0.1:5060>", f"Call-ID: {call_id}", f"CSeq: {cseq} INVITE",
-                f"Contact: <sip:pjsua@127.0.0.1:{port}>"])
+    return msg(
+        [
+            "INVITE sip:1002@127.0.0.1:5060 SIP/2.0",
+            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKworker{call_id};rport",
+            "Route: <sip:127.0.0.1:5060;lr>",
+            "Max-Forwards: 70",
+            f"From: <sip:1001@127.0.0.1>;tag={from_tag}",
+            "To: <sip:1002@127.0.0.1:5060>",
+            f"Call-ID: {call_id}",
+            f"CSeq: {cseq} INVITE",
+            f"Contact: <sip:pjsua@127.0.0.1:{port}>",
+        ]
+    )
 
 
 def answer(req, status=200, *, to_tag, contact=None, extra_rr=()):
     lines = [f"SIP/2.0 {status} X"] + [f"Via: {v}" for v in req.headers.get_all("Via")]
     lines += [f"Record-Route: {v}" for v in list(extra_rr) + req.headers.get_all("Record-Route")]
-    lines += [f"From: {req.headers.get('From')}",
-              f"To: {req.headers.get('To')}" + (f";tag={to_tag}" if to_tag and ";tag=" not in req.headers.get("To") else ""),
-              f"Call-ID: {req.call_id}", f"CSeq: {req.headers.get('CSeq')}"]
+    lines += [
+        f"From: {req.headers.get('From')}",
+        f"To: {req.headers.get('To')}" + (f";tag={to_tag}" if to_tag and ";tag=" not in req.headers.get("To") else ""),
+        f"Call-ID: {req.call_id}",
+        f"CSeq: {req.headers.get('CSeq')}",
+    ]
     if contact:
         lines.append(f"Contact: <{contact}>")
     return msg(lines)
@@ -97,8 +119,7 @@ def dialog_a(p, nonces, now=1.0, **kw):
 
 def dialog_b(p, now=2.0, source=WORKER, extra_rr=(), **kw):
     """Worker -> phone 1002, answered by the phone."""
-    [fwd] = sends(p.on_request("srvB" + kw.get("call_id", ""), worker_invite(port=source.port, **kw),
-                               source, now))
+    [fwd] = sends(p.on_request("srvB" + kw.get("call_id", ""), worker_invite(port=source.port, **kw), source, now))
     assert fwd.dest == PHONE_1002
     ok = answer(fwd.request, to_tag="pB", contact="sip:1002@10.0.0.8:5060", extra_rr=extra_rr)
     [up] = responds(p.on_response(fwd.key, ok, now + 0.5))
@@ -107,9 +128,15 @@ def dialog_b(p, now=2.0, source=WORKER, extra_rr=(), **kw):
 
 
 def in_dialog(method, uri, *, from_, to, call_id, cseq, routes, branch, contact=None):
-    lines = [f"{method} {uri} SIP/2.0", f"Via: SIP/2.0/UDP 10.9.9.9:5060;branch={branch};rport",
-             "Max-Forwards: 70", f"From: {from_}", f"To: {to}", f"Call-ID: {call_id}",
-             f"CSeq: {cseq} {method}"] + [f"Route: {r}" for r in routes]
+    lines = [
+        f"{method} {uri} SIP/2.0",
+        f"Via: SIP/2.0/UDP 10.9.9.9:5060;branch={branch};rport",
+        "Max-Forwards: 70",
+        f"From: {from_}",
+        f"To: {to}",
+        f"Call-ID: {call_id}",
+        f"CSeq: {cseq} {method}",
+    ] + [f"Route: {r}" for r in routes]
     if contact:
         lines.append(f"Contact: <{contact}>")
     return msg(lines)
@@ -117,13 +144,14 @@ def in_dialog(method, uri, *, from_, to, call_id, cseq, routes, branch, contact=
 
 # ----------------------------------------------------------------------------- tracking
 
+
 def test_dialog_phone_to_worker_is_tracked():
     p, nonces = make_proxy()
-    fwd, ok = dialog_a(p, nonces)
+    fwd, _ok = dialog_a(p, nonces)
     d = p.find_dialog("cA", "ft1", "wA")
     assert d is not None and p.find_dialog("cA", "wA", "ft1") is d
     rr = fwd.request.headers.get_all("Record-Route")
-    assert len(rr) == 2                                  # public side and loopback side
+    assert len(rr) == 2  # public side and loopback side
     assert d.caller.addr == PHONE_1001 and not d.caller.trusted
     assert d.callee.addr == WORKER and d.callee.trusted
     assert str(d.caller.target) == "sip:1001@10.0.0.5:5070"
@@ -136,7 +164,7 @@ def test_dialog_phone_to_worker_is_tracked():
 
 def test_dialog_worker_to_phone_is_tracked():
     p, _ = make_proxy()
-    fwd, ok = dialog_b(p)
+    _fwd, _ok = dialog_b(p)
     d = p.find_dialog("cB", "wB", "pB")
     assert d is not None
     assert d.caller.addr == WORKER and d.caller.trusted
@@ -159,21 +187,44 @@ def test_in_dialog_requests_update_cseq_and_ack_touches():
     p, nonces = make_proxy()
     fwd, ok = dialog_a(p, nonces)
     routes = list(reversed(ok.headers.get_all("Record-Route")))
-    ack = in_dialog("ACK", f"sip:1002@127.0.0.1:{WORKER.port}", from_=fwd.request.headers.get("From"),
-                    to=ok.headers.get("To"), call_id="cA", cseq=1, routes=routes, branch="z9hG4bKack")
+    ack = in_dialog(
+        "ACK",
+        f"sip:1002@127.0.0.1:{WORKER.port}",
+        from_=fwd.request.headers.get("From"),
+        to=ok.headers.get("To"),
+        call_id="cA",
+        cseq=1,
+        routes=routes,
+        branch="z9hG4bKack",
+    )
     [a] = p.on_ack(ack, PHONE_1001, 100.0)
     assert isinstance(a, SendStateless) and a.dest == WORKER
     d = p.find_dialog("cA", "ft1", "wA")
     assert d.last_seen == 100.0
     # the phone sends INFO (CSeq 2), the worker a re-INVITE (CSeq 41) with a new Contact
-    info = in_dialog("INFO", f"sip:1002@127.0.0.1:{WORKER.port}", from_=fwd.request.headers.get("From"),
-                     to=ok.headers.get("To"), call_id="cA", cseq=2, routes=routes, branch="z9hG4bKinfo")
-    [f1] = sends(p.on_request("srv-info", info, PHONE_1001, 101.0))
+    info = in_dialog(
+        "INFO",
+        f"sip:1002@127.0.0.1:{WORKER.port}",
+        from_=fwd.request.headers.get("From"),
+        to=ok.headers.get("To"),
+        call_id="cA",
+        cseq=2,
+        routes=routes,
+        branch="z9hG4bKinfo",
+    )
+    [_f1] = sends(p.on_request("srv-info", info, PHONE_1001, 101.0))
     assert d.caller.cseq == 2
-    reinv = in_dialog("INVITE", "sip:1001@10.0.0.5:5070", from_=ok.headers.get("To"),
-                      to=fwd.request.headers.get("From"), call_id="cA", cseq=41,
-                      routes=ok.headers.get_all("Record-Route"), branch="z9hG4bKre",
-                      contact=f"sip:moved@127.0.0.1:{WORKER.port}")
+    reinv = in_dialog(
+        "INVITE",
+        "sip:1001@10.0.0.5:5070",
+        from_=ok.headers.get("To"),
+        to=fwd.request.headers.get("From"),
+        call_id="cA",
+        cseq=41,
+        routes=ok.headers.get_all("Record-Route"),
+        branch="z9hG4bKre",
+        contact=f"sip:moved@127.0.0.1:{WORKER.port}",
+    )
     [f2] = sends(p.on_request("srv-re", reinv, WORKER, 102.0))
     assert f2.dest == PHONE_1001
     assert d.callee.cseq == 41 and str(d.callee.target) == f"sip:moved@127.0.0.1:{WORKER.port}"
@@ -187,11 +238,19 @@ def test_bye_and_its_2xx_remove_the_dialog():
     p, nonces = make_proxy()
     fwd, ok = dialog_a(p, nonces)
     routes = list(reversed(ok.headers.get_all("Record-Route")))
-    bye = in_dialog("BYE", f"sip:1002@127.0.0.1:{WORKER.port}", from_=fwd.request.headers.get("From"),
-                    to=ok.headers.get("To"), call_id="cA", cseq=3, routes=routes, branch="z9hG4bKbye")
+    bye = in_dialog(
+        "BYE",
+        f"sip:1002@127.0.0.1:{WORKER.port}",
+        from_=fwd.request.headers.get("From"),
+        to=ok.headers.get("To"),
+        call_id="cA",
+        cseq=3,
+        routes=routes,
+        branch="z9hG4bKbye",
+    )
     [f] = sends(p.on_request("srv-bye", bye, PHONE_1001, 10.0))
     assert f.dest == WORKER
-    assert p.find_dialog("cA", "ft1", "wA") is not None      # until its answer
+    assert p.find_dialog("cA", "ft1", "wA") is not None  # until its answer
     [up] = responds(p.on_response(f.key, answer(f.request, to_tag=None), 10.1))
     assert up.key == "srv-bye"
     assert p.find_dialog("cA", "ft1", "wA") is None
@@ -201,9 +260,16 @@ def test_bye_and_its_2xx_remove_the_dialog():
 def test_unanswered_bye_forgets_the_dialog_after_a_timeout():
     p, nonces = make_proxy()
     fwd, ok = dialog_a(p, nonces)
-    bye = in_dialog("BYE", f"sip:1002@127.0.0.1:{WORKER.port}", from_=fwd.request.headers.get("From"),
-                    to=ok.headers.get("To"), call_id="cA", cseq=3,
-                    routes=list(reversed(ok.headers.get_all("Record-Route"))), branch="z9hG4bKbye")
+    bye = in_dialog(
+        "BYE",
+        f"sip:1002@127.0.0.1:{WORKER.port}",
+        from_=fwd.request.headers.get("From"),
+        to=ok.headers.get("To"),
+        call_id="cA",
+        cseq=3,
+        routes=list(reversed(ok.headers.get_all("Record-Route"))),
+        branch="z9hG4bKbye",
+    )
     p.on_request("srv-bye", bye, PHONE_1001, 10.0)
     p.tick(20.0)
     assert p.find_dialog("cA", "ft1", "wA") is not None
@@ -214,9 +280,16 @@ def test_unanswered_bye_forgets_the_dialog_after_a_timeout():
 def test_bye_transaction_timeout_forgets_the_dialog():
     p, _ = make_proxy()
     fwd, ok = dialog_b(p)
-    bye = in_dialog("BYE", "sip:1002@10.0.0.8:5060", from_=fwd.request.headers.get("From"),
-                    to=ok.headers.get("To"), call_id="cB", cseq=8,
-                    routes=list(reversed(ok.headers.get_all("Record-Route"))), branch="z9hG4bKbyeB")
+    bye = in_dialog(
+        "BYE",
+        "sip:1002@10.0.0.8:5060",
+        from_=fwd.request.headers.get("From"),
+        to=ok.headers.get("To"),
+        call_id="cB",
+        cseq=8,
+        routes=list(reversed(ok.headers.get_all("Record-Route"))),
+        branch="z9hG4bKbyeB",
+    )
     [f] = sends(p.on_request("srv-bye", bye, WORKER, 10.0))
     p.on_timeout(f.key, 42.0)
     assert not p.dialogs
@@ -225,9 +298,16 @@ def test_bye_transaction_timeout_forgets_the_dialog():
 def test_481_removes_the_dialog():
     p, _ = make_proxy()
     fwd, ok = dialog_b(p)
-    info = in_dialog("INFO", "sip:1002@10.0.0.8:5060", from_=fwd.request.headers.get("From"),
-                     to=ok.headers.get("To"), call_id="cB", cseq=8,
-                     routes=list(reversed(ok.headers.get_all("Record-Route"))), branch="z9hG4bKinfoB")
+    info = in_dialog(
+        "INFO",
+        "sip:1002@10.0.0.8:5060",
+        from_=fwd.request.headers.get("From"),
+        to=ok.headers.get("To"),
+        call_id="cB",
+        cseq=8,
+        routes=list(reversed(ok.headers.get_all("Record-Route"))),
+        branch="z9hG4bKinfoB",
+    )
     [f] = sends(p.on_request("srv-info", info, WORKER, 10.0))
     assert p.find_dialog("cB", "wB", "pB").caller.cseq == 8
     p.on_response(f.key, answer(f.request, 481, to_tag=None), 10.1)
@@ -236,10 +316,11 @@ def test_481_removes_the_dialog():
 
 # ----------------------------------------------------------------------------- ending them
 
+
 def test_end_dialogs_with_dead_worker_byes_both_phones():
     p, nonces = make_proxy(user_agent="pypbx-test")
-    fa, oka = dialog_a(p, nonces)
-    fb, okb = dialog_b(p)
+    fa, _oka = dialog_a(p, nonces)
+    _fb, _okb = dialog_b(p)
     # an unrelated call on another worker stays up
     dialog_b(p, call_id="cC", source=OTHER_WORKER)
     acts = p.end_dialogs_with(lambda a: a == WORKER, 50.0, "media engine failure")
@@ -249,13 +330,13 @@ def test_end_dialogs_with_dead_worker_byes_both_phones():
     # dialog A: the worker was the callee; the BYE reaches the caller as the worker's own
     a = byes[PHONE_1001].request
     assert a.method == "BYE"
-    assert str(a.uri) == "sip:1001@10.0.0.5:5070"               # the caller's Contact
-    assert a.headers.get("Route") is None                        # nothing beyond us
+    assert str(a.uri) == "sip:1001@10.0.0.5:5070"  # the caller's Contact
+    assert a.headers.get("Route") is None  # nothing beyond us
     assert a.from_.tag == "wA" and a.to.tag == "ft1"
     assert a.from_.uri.user == "1002" and a.to.uri.user == "1001"
     assert a.headers.get("To") == fa.request.headers.get("From")
     assert a.call_id == "cA"
-    assert a.cseq == (1, "BYE")                                  # the worker never sent one
+    assert a.cseq == (1, "BYE")  # the worker never sent one
     assert a.headers.get("Reason") == 'Q.850;cause=41;text="media engine failure"'
     assert a.top_via.branch.startswith("z9hG4bKpx")
     assert a.headers.get("User-Agent") == "pypbx-test"
@@ -283,9 +364,16 @@ def test_cseq_of_the_bye_follows_the_dead_side():
     p, nonces = make_proxy()
     fa, oka = dialog_a(p, nonces)
     # the worker (callee of dialog A) sent a re-INVITE with CSeq 5 earlier
-    reinv = in_dialog("INVITE", "sip:1001@10.0.0.5:5070", from_=oka.headers.get("To"),
-                      to=fa.request.headers.get("From"), call_id="cA", cseq=5,
-                      routes=oka.headers.get_all("Record-Route"), branch="z9hG4bKre5")
+    reinv = in_dialog(
+        "INVITE",
+        "sip:1001@10.0.0.5:5070",
+        from_=oka.headers.get("To"),
+        to=fa.request.headers.get("From"),
+        call_id="cA",
+        cseq=5,
+        routes=oka.headers.get_all("Record-Route"),
+        branch="z9hG4bKre5",
+    )
     sends(p.on_request("srv-re", reinv, WORKER, 5.0))
     [bye] = sends(p.end_dialogs_with(lambda a: a == WORKER, 6.0, "media engine failure"))
     assert bye.request.cseq == (6, "BYE") and bye.dest == PHONE_1001
@@ -337,6 +425,7 @@ def test_ringing_calls_through_the_dead_worker_are_ended():
 
 # ----------------------------------------------------------------------------- memory
 
+
 def test_dialog_cap_evicts_least_recently_active():
     p, nonces = make_proxy(max_dialogs=2)
     dialog_a(p, nonces, now=1.0, call_id="c1", branch="z9hG4bKp1")
@@ -351,9 +440,16 @@ def test_idle_dialogs_expire():
     fa, oka = dialog_a(p, nonces, now=1.0)
     dialog_b(p, now=2.0)
     # traffic on dialog A at t=80 keeps it; dialog B has been idle since t=2.5
-    ack = in_dialog("ACK", f"sip:1002@127.0.0.1:{WORKER.port}", from_=fa.request.headers.get("From"),
-                    to=oka.headers.get("To"), call_id="cA", cseq=1,
-                    routes=list(reversed(oka.headers.get_all("Record-Route"))), branch="z9hG4bKack")
+    ack = in_dialog(
+        "ACK",
+        f"sip:1002@127.0.0.1:{WORKER.port}",
+        from_=fa.request.headers.get("From"),
+        to=oka.headers.get("To"),
+        call_id="cA",
+        cseq=1,
+        routes=list(reversed(oka.headers.get_all("Record-Route"))),
+        branch="z9hG4bKack",
+    )
     p.on_ack(ack, PHONE_1001, 80.0)
     p.tick(150.0)
     assert p.find_dialog("cB", "wB", "pB") is None

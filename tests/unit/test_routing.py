@@ -19,14 +19,22 @@ from pypbx.config import render_config
 from pypbx.db import open_db
 
 PARIS = ZoneInfo("Europe/Paris")
-MON_10 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=PARIS)     # a Monday
+MON_10 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=PARIS)  # a Monday
 MON_20 = dt.datetime(2026, 11, 23, 20, 0, tzinfo=PARIS)
 SAT_10 = dt.datetime(2026, 11, 28, 10, 0, tzinfo=PARIS)
 
 
 def facts(**kw):
-    base = {"known": False, "now": MON_10, "caller": "+33140000000", "last_agent": None,
-            "last_agent_available": False, "last_agent_ext": None, "ivr_choices": [], "schedules": {}}
+    base = {
+        "known": False,
+        "now": MON_10,
+        "caller": "+33140000000",
+        "last_agent": None,
+        "last_agent_available": False,
+        "last_agent_ext": None,
+        "ivr_choices": [],
+        "schedules": {},
+    }
     base.update(kw)
     return base
 
@@ -36,6 +44,7 @@ def rule(conds, dest, **kw):
 
 
 # ---------------------------------------------------------------- evaluate (pure)
+
 
 def test_known_and_new():
     rules = [rule(["known"], "queue:returning"), rule(["new"], "queue:new")]
@@ -69,7 +78,7 @@ def test_all_conditions_must_hold():
 def test_time_in_the_route_time_zone():
     rules = [rule(["time=mon-fri/08:00-12:00"], "queue:am")]
     # 10:00 in Paris is 09:00 UTC: inside in Paris, inside in UTC too; 07:30 UTC = 08:30 Paris
-    utc_0730 = dt.datetime(2026, 11, 23, 7, 30, tzinfo=dt.timezone.utc)
+    utc_0730 = dt.datetime(2026, 11, 23, 7, 30, tzinfo=dt.UTC)
     assert R.evaluate(rules, facts(now=utc_0730), "Europe/Paris").matched
     assert not R.evaluate(rules, facts(now=utc_0730), "UTC").matched
     assert not R.evaluate(rules, facts(now=SAT_10), "Europe/Paris").matched
@@ -87,10 +96,15 @@ def test_time_forms():
 def test_time_past_midnight():
     rules = [rule(["time=fri/22:00-07:00"], "queue:night")]
     fri = dt.datetime(2026, 11, 27, 0, 0, tzinfo=PARIS)
-    at = (lambda d, h, m=0: fri + dt.timedelta(days=d, hours=h, minutes=m))
-    ok = [R.evaluate(rules, facts(now=at(d, h, m)), "Europe/Paris").matched
-          for d, h, m in [(0, 21, 59), (0, 22, 0), (0, 23, 59), (1, 0, 0), (1, 6, 59), (1, 7, 0), (0, 3, 0)]]
-    assert ok == [False, True, True, True, True, False, False]     # Fri 03:00 follows Thursday
+
+    def at(d: int, h: int, m: int = 0) -> dt.datetime:
+        return fri + dt.timedelta(days=d, hours=h, minutes=m)
+
+    ok = [
+        R.evaluate(rules, facts(now=at(d, h, m)), "Europe/Paris").matched
+        for d, h, m in [(0, 21, 59), (0, 22, 0), (0, 23, 59), (1, 0, 0), (1, 6, 59), (1, 7, 0), (0, 3, 0)]
+    ]
+    assert ok == [False, True, True, True, True, False, False]  # Fri 03:00 follows Thursday
     late = [rule(["time=18:00-24:00"], "queue:late")]
     assert R.evaluate(late, facts(now=at(0, 23, 59)), "Europe/Paris").matched
     assert not R.evaluate(late, facts(now=at(1, 0, 0)), "Europe/Paris").matched
@@ -130,9 +144,26 @@ def test_ivr_choice():
 
 # ---------------------------------------------------------------- parsing
 
-@pytest.mark.parametrize("bad", ["foo", "known=1", "time=", "time=25:00-26:00", "time=xyz/08:00-09:00",
-                                 "time=mon-fri/08:00-08:00", "time=00:00-24:00", "time=10:60-11:00", "time=8-12", "ivr=main", "ivr=main:x", "caller=abc",
-                                 "open=", "open=bad name"])
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "foo",
+        "known=1",
+        "time=",
+        "time=25:00-26:00",
+        "time=xyz/08:00-09:00",
+        "time=mon-fri/08:00-08:00",
+        "time=00:00-24:00",
+        "time=10:60-11:00",
+        "time=8-12",
+        "ivr=main",
+        "ivr=main:x",
+        "caller=abc",
+        "open=",
+        "open=bad name",
+    ],
+)
 def test_bad_conditions(bad):
     with pytest.raises(R.RoutingError):
         R.parse_condition(bad)
@@ -158,15 +189,17 @@ def test_rule_checks():
 
 # ---------------------------------------------------------------- store + dry run
 
+
 def test_store_rules_order_positions_and_dry_run(tmp_path: Path):
     async def go():
         async with open_db(tmp_path / "db.sqlite") as db:
             from pypbx import acdstore as S
+
             for q in ("front", "back"):
                 await S.add_queue(db, q)
             await R.add_route(db, "main", "Europe/Paris")
             with pytest.raises(R.RoutingError):
-                await R.add_rule(db, "main", [], "queue:ghost")          # no such queue
+                await R.add_rule(db, "main", [], "queue:ghost")  # no such queue
             with pytest.raises(R.RoutingError):
                 await R.add_route(db, "main")
             with pytest.raises(R.RoutingError):
@@ -178,11 +211,11 @@ def test_store_rules_order_positions_and_dry_run(tmp_path: Path):
             assert [x.destination for x in r.rules] == ["queue:back", "queue:back", "queue:front"]
             assert r.rules[0].prefer_last == 15 and [x.position for x in r.rules] == [1, 2, 3]
             with pytest.raises(R.RoutingError):
-                await R.add_rule(db, "main", [], "route:main")           # itself
+                await R.add_rule(db, "main", [], "route:main")  # itself
             with pytest.raises(R.RoutingError):
-                await R.add_rule(db, "main", [], "route:nope")           # points nowhere
+                await R.add_rule(db, "main", [], "route:nope")  # points nowhere
             with pytest.raises(R.RoutingError):
-                await R.add_rule(db, "main", ["open=nope"], "queue:a")   # no schedule
+                await R.add_rule(db, "main", ["open=nope"], "queue:a")  # no schedule
             with pytest.raises(R.RoutingError):
                 await R.add_rule(db, "main", [], "queue:a", position=9)
             r = await R.remove_rule(db, "main", 1)
@@ -206,10 +239,12 @@ def test_store_rules_order_positions_and_dry_run(tmp_path: Path):
             assert await db.list_route_rule_rows("main") == []
             with pytest.raises(R.RoutingError):
                 await R.get_route(db, "main")
+
     asyncio.run(go())
 
 
 # ---------------------------------------------------------------- CLI
+
 
 @pytest.fixture
 def cfg_path(tmp_path: Path) -> Path:
@@ -228,18 +263,34 @@ def test_cli_route(cfg_path: Path):
     assert run_cli(cfg_path, "route", "list")[1].startswith("No routes")
     code, out = run_cli(cfg_path, "route", "add", "main", "--tz", "Europe/Paris")
     assert code == 0 and "Route main created" in out, out
-    code, out = run_cli(cfg_path, "route", "rule", "main", "--if", "known", "--if", "time=mon-fri/08:00-12:00",
-                        "--to", "queue:front")
+    code, out = run_cli(
+        cfg_path, "route", "rule", "main", "--if", "known", "--if", "time=mon-fri/08:00-12:00", "--to", "queue:front"
+    )
     assert code == 0 and "1. known and time=mon-fri/08:00-12:00 -> queue:front" in out, out
-    code, out = run_cli(cfg_path, "route", "rule", "main", "--if", "sticky", "--to", "queue:front",
-                        "--prefer-last", "20", "--position", "1")
+    code, out = run_cli(
+        cfg_path,
+        "route",
+        "rule",
+        "main",
+        "--if",
+        "sticky",
+        "--to",
+        "queue:front",
+        "--prefer-last",
+        "20",
+        "--position",
+        "1",
+    )
     assert code == 0 and "1. sticky -> queue:front (prefer last agent 20 s)" in out, out
     code, out = run_cli(cfg_path, "route", "rule", "main", "--to", "voicemail:1001")
     assert code == 0 and "3. (default) -> voicemail:1001" in out, out
     code, out = run_cli(cfg_path, "route", "show", "main", "--json")
     d = json.loads(out)
-    assert d["tz"] == "Europe/Paris" and [r["to"] for r in d["rules"]] == ["queue:front", "queue:front",
-                                                                           "voicemail:1001"]
+    assert d["tz"] == "Europe/Paris" and [r["to"] for r in d["rules"]] == [
+        "queue:front",
+        "queue:front",
+        "voicemail:1001",
+    ]
     assert d["rules"][0]["prefer_last"] == 20
     code, out = run_cli(cfg_path, "route", "list", "--json")
     assert [r["name"] for r in json.loads(out)] == ["main"]
@@ -247,7 +298,7 @@ def test_cli_route(cfg_path: Path):
     assert "main" in out and "voicemail:1001" in out
     # dry runs
     code, out = run_cli(cfg_path, "route", "test", "main", "--caller", "+33612345678", "--at", "2026-11-23 10:00")
-    assert code == 0 and out.strip().endswith("=> voicemail:1001"), out     # new caller
+    assert code == 0 and out.strip().endswith("=> voicemail:1001"), out  # new caller
     assert "rule 2: known does not hold" in out
     code, out = run_cli(cfg_path, "route", "test", "main", "--caller", "+33612345678", "--json")
     assert json.loads(out)["destination"] == "voicemail:1001"
@@ -259,19 +310,21 @@ def test_cli_route(cfg_path: Path):
     code, out = run_cli(cfg_path, "route", "tz", "main", "UTC")
     assert code == 0 and "UTC" in out
     # one-line errors
-    for args, msg in [(("route", "rule", "main", "--if", "bogus", "--to", "queue:a"), "bad condition"),
-                      (("route", "rule", "main", "--if", "time=9-5", "--to", "queue:a"), "bad time"),
-                      (("route", "rule", "main", "--to", "route:nope"), "no route 'nope'"),
-                      (("route", "rule", "nope", "--to", "queue:a"), "no route 'nope'"),
-                      (("route", "rule", "main", "--to", "nowhere:x"), "bad destination"),
-                      (("route", "rule", "main", "--to", "queue:ghost"), "no queue 'ghost'"),
-                      (("route", "rule", "main", "--to", "extension:1999"), "no extension '1999'"),
-                      (("route", "show", "nope"), "no route"),
-                      (("route", "remove", "nope"), "no route"),
-                      (("route", "unrule", "main", "9"), "has no rule 9"),
-                      (("route", "test", "main", "--caller", "1", "--at", "tomorrow"), "bad --at"),
-                      (("route", "test", "main", "--caller", "1", "--ivr", "main"), "bad --ivr"),
-                      (("route", "add", "main"), "already exists")]:
+    for args, msg in [
+        (("route", "rule", "main", "--if", "bogus", "--to", "queue:a"), "bad condition"),
+        (("route", "rule", "main", "--if", "time=9-5", "--to", "queue:a"), "bad time"),
+        (("route", "rule", "main", "--to", "route:nope"), "no route 'nope'"),
+        (("route", "rule", "nope", "--to", "queue:a"), "no route 'nope'"),
+        (("route", "rule", "main", "--to", "nowhere:x"), "bad destination"),
+        (("route", "rule", "main", "--to", "queue:ghost"), "no queue 'ghost'"),
+        (("route", "rule", "main", "--to", "extension:1999"), "no extension '1999'"),
+        (("route", "show", "nope"), "no route"),
+        (("route", "remove", "nope"), "no route"),
+        (("route", "unrule", "main", "9"), "has no rule 9"),
+        (("route", "test", "main", "--caller", "1", "--at", "tomorrow"), "bad --at"),
+        (("route", "test", "main", "--caller", "1", "--ivr", "main"), "bad --ivr"),
+        (("route", "add", "main"), "already exists"),
+    ]:
         code, out = run_cli(cfg_path, *args)
         assert code == 1 and msg in out and "Traceback" not in out, (args, out)
         assert len(out.strip().splitlines()) == 1, out
@@ -305,11 +358,13 @@ def test_cli_did_edit(cfg_path: Path):
     code, out = run_cli(cfg_path, "did", "list", "--json")
     d = json.loads(out)[0]
     assert d["destination"] == "route:triage" and d["service_line"] == "Appointments" and d["known"] is None
-    for args, msg in [(("did", "edit", "+33999", "--to", "queue:a"), "no DID"),
-                      (("did", "edit", "+33123456789"), "nothing to change"),
-                      (("did", "edit", "+33123456789", "--to", "route:ghost"), "no route 'ghost'"),
-                      (("did", "edit", "+33123456789", "--to", "bogus:1"), "bad destination"),
-                      (("did", "edit", "+33123456789", "--trunk", "ghost"), "no trunk")]:
+    for args, msg in [
+        (("did", "edit", "+33999", "--to", "queue:a"), "no DID"),
+        (("did", "edit", "+33123456789"), "nothing to change"),
+        (("did", "edit", "+33123456789", "--to", "route:ghost"), "no route 'ghost'"),
+        (("did", "edit", "+33123456789", "--to", "bogus:1"), "bad destination"),
+        (("did", "edit", "+33123456789", "--trunk", "ghost"), "no trunk"),
+    ]:
         code, out = run_cli(cfg_path, *args)
         assert code == 1 and msg in out and "Traceback" not in out, (args, out)
     code, out = run_cli(cfg_path, "did", "add", "+33111111111", "--to", "route:triage")

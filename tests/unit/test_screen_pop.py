@@ -41,6 +41,7 @@ def test_from_header():
 
 def test_from_header_parses_back_as_name_addr():
     from sip.message import NameAddr
+
     na = NameAddr.parse(sp.from_header('Jean "J" \\ M', "0612", "pbx"))
     assert na.display == 'Jean "J" \\ M'
     assert na.uri.user == "0612"

@@ -6,25 +6,39 @@ import pytest
 
 from sip.message import NameAddr, parse_message
 from sip.subscription import (
-    CONTENT_TYPE, Ended, ExpiresPolicy, MessageSummary, Notifier, Respond, SendNotify, SubState,
+    CONTENT_TYPE,
+    Ended,
+    ExpiresPolicy,
+    MessageSummary,
+    Notifier,
+    Respond,
+    SendNotify,
+    SubState,
     event_package,
 )
 from sip.transaction import Addr
 
-SRC = Addr("UDP", "192.0.2.7", 40123)          # where the phone's packets really come from (NAT)
+SRC = Addr("UDP", "192.0.2.7", 40123)  # where the phone's packets really come from (NAT)
 LOCAL = ("203.0.113.1", 5060)
 EMPTY = MessageSummary("sip:1001@clinic", 0, 0)
 
 
-def subscribe(*, expires: int | None = 600, event: str | None = "message-summary", to_tag: str | None = None,
-              cseq: int = 1, accept: str | None = "application/simple-message-summary",
-              contact: str = "<sip:1001@10.0.0.5:5062;transport=udp>", extra: str = "",
-              call_id: str = "cid-1@phone") -> object:
+def subscribe(
+    *,
+    expires: int | None = 600,
+    event: str | None = "message-summary",
+    to_tag: str | None = None,
+    cseq: int = 1,
+    accept: str | None = "application/simple-message-summary",
+    contact: str = "<sip:1001@10.0.0.5:5062;transport=udp>",
+    extra: str = "",
+    call_id: str = "cid-1@phone",
+) -> object:
     lines = [
         "SUBSCRIBE sip:801@clinic SIP/2.0",
-        "Via: SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bK-sub%d;rport" % cseq,
+        f"Via: SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bK-sub{cseq};rport",
         "Max-Forwards: 70",
-        "From: \"Desk\" <sip:1001@clinic>;tag=ph1",
+        'From: "Desk" <sip:1001@clinic>;tag=ph1',
         "To: <sip:801@clinic>" + (f";tag={to_tag}" if to_tag else ""),
         f"Call-ID: {call_id}",
         f"CSeq: {cseq} SUBSCRIBE",
@@ -50,8 +64,7 @@ def split(actions):
 
 
 def start(n: Notifier, now: float = 100.0, summary: MessageSummary = EMPTY, **kw):
-    resp, notes, _ = split(n.accept(subscribe(**kw), SRC, now, box="1001", summary=summary, local=LOCAL,
-                                    user="1001"))
+    resp, notes, _ = split(n.accept(subscribe(**kw), SRC, now, box="1001", summary=summary, local=LOCAL, user="1001"))
     assert resp[0].status == 200
     [sub] = n.subs.values()
     return resp[0], notes[0], sub
@@ -62,6 +75,7 @@ def body_lines(note: SendNotify) -> list[str]:
 
 
 # ------------------------------------------------------------------ checks of a new SUBSCRIBE
+
 
 def test_other_event_packages_get_489_with_allow_events():
     n = Notifier()
@@ -81,8 +95,13 @@ def test_event_id_parameter_is_parsed_and_echoed():
 def test_accept_must_admit_simple_message_summary():
     n = Notifier()
     assert n.check_new(subscribe(accept="application/pidf+xml")).response.status == 406
-    for ok in (None, "application/simple-message-summary", "application/*", "*/*",
-               "application/pidf+xml, application/simple-message-summary"):
+    for ok in (
+        None,
+        "application/simple-message-summary",
+        "application/*",
+        "*/*",
+        "application/pidf+xml, application/simple-message-summary",
+    ):
         assert n.check_new(subscribe(accept=ok)) is None, ok
 
 
@@ -90,11 +109,11 @@ def test_expires_negotiation_default_clamp_and_423():
     n = Notifier(policy=ExpiresPolicy(minimum=60, maximum=3600, default=1800))
     r = n.check_new(subscribe(expires=30)).response
     assert r.status == 423 and r.reason == "Interval Too Brief" and r.headers.get("Min-Expires") == "60"
-    ok, note, sub = start(n, expires=None)               # absent -> default
+    ok, note, sub = start(n, expires=None)  # absent -> default
     assert ok.headers.get("Expires") == "1800" and sub.expires_at == 100 + 1800
     assert note.request.headers.get("Subscription-State") == "active;expires=1800"
     n2 = Notifier(policy=ExpiresPolicy(minimum=60, maximum=3600, default=1800))
-    ok, note, _ = start(n2, expires=86400)               # too long -> the maximum
+    ok, note, _ = start(n2, expires=86400)  # too long -> the maximum
     assert ok.headers.get("Expires") == "3600"
     with pytest.raises(ValueError):
         ExpiresPolicy(minimum=100, default=50)
@@ -116,6 +135,7 @@ def test_too_many_subscriptions_503():
 
 # ------------------------------------------------------------------ dialog and NOTIFY
 
+
 def test_accept_answers_200_with_tag_contact_expires_and_sends_the_first_notify():
     n = Notifier(user_agent="pypbx-test")
     ok, note, sub = start(n, summary=MessageSummary("sip:1001@clinic", 2, 3))
@@ -125,10 +145,10 @@ def test_accept_answers_200_with_tag_contact_expires_and_sends_the_first_notify(
     assert ok.headers.get("Expires") == "600"
     req = note.request
     assert req.method == "NOTIFY"
-    assert str(req.uri) == "sip:1001@10.0.0.5:5062;transport=udp"       # remote target = Contact
-    assert note.dest == SRC                                                # but sent to the real source
-    assert req.from_.tag == to_tag and req.from_.uri.user == "801"         # our From = their To + our tag
-    assert req.to.tag == "ph1" and req.to.display == "Desk"                # our To = their From
+    assert str(req.uri) == "sip:1001@10.0.0.5:5062;transport=udp"  # remote target = Contact
+    assert note.dest == SRC  # but sent to the real source
+    assert req.from_.tag == to_tag and req.from_.uri.user == "801"  # our From = their To + our tag
+    assert req.to.tag == "ph1" and req.to.display == "Desk"  # our To = their From
     assert req.call_id == "cid-1@phone" and req.cseq == (1, "NOTIFY")
     assert req.headers.get("Event") == "message-summary"
     assert req.headers.get("Subscription-State") == "active;expires=600"
@@ -138,14 +158,19 @@ def test_accept_answers_200_with_tag_contact_expires_and_sends_the_first_notify(
     via = req.top_via
     assert via.transport == "UDP" and via.host == "203.0.113.1" and via.branch.startswith("z9hG4bK")
     assert via.has_param("rport")
-    assert body_lines(note) == ["Messages-Waiting: yes", "Message-Account: sip:1001@clinic",
-                                "Voice-Message: 2/3 (0/0)", ""]
+    assert body_lines(note) == [
+        "Messages-Waiting: yes",
+        "Message-Account: sip:1001@clinic",
+        "Voice-Message: 2/3 (0/0)",
+        "",
+    ]
     assert sub.state is SubState.ACTIVE and n.counters["subscribes"] == 1
 
 
 def test_summary_body_no_messages():
     assert MessageSummary("sip:7@r", 0, 4).body() == (
-        b"Messages-Waiting: no\r\nMessage-Account: sip:7@r\r\nVoice-Message: 0/4 (0/0)\r\n")
+        b"Messages-Waiting: no\r\nMessage-Account: sip:7@r\r\nVoice-Message: 0/4 (0/0)\r\n"
+    )
 
 
 def test_record_route_becomes_the_route_set_and_is_echoed_in_the_200():
@@ -174,9 +199,9 @@ def test_tcp_subscriber_gets_transport_in_contact_and_via():
 
 def test_changes_notify_with_increasing_cseq_and_unchanged_counts_send_nothing():
     n = Notifier()
-    _, first, sub = start(n)
-    assert n.update("1001", EMPTY, 110.0) == []                       # nothing changed
-    assert n.update("9999", MessageSummary("sip:9999@clinic", 1, 0), 110.0) == []   # another box
+    _, first, _sub = start(n)
+    assert n.update("1001", EMPTY, 110.0) == []  # nothing changed
+    assert n.update("9999", MessageSummary("sip:9999@clinic", 1, 0), 110.0) == []  # another box
     [note] = n.update("1001", MessageSummary("sip:1001@clinic", 1, 0), 110.0)
     assert note.request.cseq == (2, "NOTIFY")
     assert note.request.headers.get("Subscription-State") == "active;expires=590"
@@ -196,6 +221,7 @@ def test_two_subscribers_of_one_box_both_notified():
 
 # ------------------------------------------------------------------ in-dialog SUBSCRIBE
 
+
 def test_refresh_extends_expiry_refreshes_target_and_notifies():
     n = Notifier()
     _, _, sub = start(n)
@@ -206,7 +232,7 @@ def test_refresh_extends_expiry_refreshes_target_and_notifies():
     assert resp[0].status == 200 and resp[0].headers.get("Expires") == "300"
     assert NameAddr.parse(resp[0].headers.get("To")).tag == sub.local_tag
     assert sub.expires_at == 500.0 and n.counters["refreshes"] == 1
-    [note] = notes                                    # RFC 6665 §4.2.1.2: NOTIFY after a refresh
+    [note] = notes  # RFC 6665 §4.2.1.2: NOTIFY after a refresh
     assert str(note.request.uri) == "sip:1001@10.0.0.6:5070" and note.dest == new_src
     assert note.request.cseq == (2, "NOTIFY")
     assert note.request.headers.get("Subscription-State") == "active;expires=300"
@@ -218,15 +244,15 @@ def test_refresh_too_brief_423_and_old_cseq_500():
     r = split(n.refresh(sub, subscribe(to_tag=sub.local_tag, cseq=2, expires=5), SRC, 110.0))[0][0]
     assert r.status == 423 and r.headers.get("Min-Expires") == "60"
     r = split(n.refresh(sub, subscribe(to_tag=sub.local_tag, cseq=2, expires=600), SRC, 110.0))[0][0]
-    assert r.status == 500                            # CSeq 2 already seen
-    assert sub.expires_at == 700.0                     # unchanged
+    assert r.status == 500  # CSeq 2 already seen
+    assert sub.expires_at == 700.0  # unchanged
 
 
 def test_unknown_dialog_is_not_found():
     n = Notifier()
     start(n)
     assert n.find(subscribe(to_tag="not-ours", cseq=2)) is None
-    assert n.wants(subscribe(to_tag="not-ours", cseq=2))             # still message-summary
+    assert n.wants(subscribe(to_tag="not-ours", cseq=2))  # still message-summary
     assert not n.wants(subscribe(event="presence"))
 
 
@@ -245,8 +271,11 @@ def test_unsubscribe_sends_terminated_and_forgets():
 
 def test_fetch_expires_zero_one_terminated_notify_nothing_kept():
     n = Notifier()
-    resp, notes, _ = split(n.accept(subscribe(expires=0), SRC, 0.0, box="1001",
-                                    summary=MessageSummary("sip:1001@clinic", 1, 0), local=LOCAL))
+    resp, notes, _ = split(
+        n.accept(
+            subscribe(expires=0), SRC, 0.0, box="1001", summary=MessageSummary("sip:1001@clinic", 1, 0), local=LOCAL
+        )
+    )
     assert resp[0].status == 200 and resp[0].headers.get("Expires") == "0"
     assert notes[0].request.headers.get("Subscription-State") == "terminated;reason=timeout"
     assert body_lines(notes[0])[0] == "Messages-Waiting: yes"
@@ -255,9 +284,10 @@ def test_fetch_expires_zero_one_terminated_notify_nothing_kept():
 
 # ------------------------------------------------------------------ timers and NOTIFY results
 
+
 def test_expiry_timer_final_notify_then_gone():
     n = Notifier()
-    _, _, sub = start(n, expires=120)
+    _, _, _sub = start(n, expires=120)
     assert n.next_deadline() == 220.0
     assert n.tick(219.9) == []
     _, notes, ended = split(n.tick(220.0))
@@ -281,7 +311,7 @@ def test_notify_481_or_timeout_ends_the_subscription():
 
 def test_notify_401_or_500_keeps_the_subscription():
     n = Notifier()
-    _, first, sub = start(n)
+    _, first, _sub = start(n)
     assert n.on_notify_result(first.branch, 401, 101.0) == []
     [note] = n.update("1001", MessageSummary("sip:1001@clinic", 1, 0), 102.0)
     assert n.on_notify_result(note.branch, 500, 103.0) == []

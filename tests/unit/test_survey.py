@@ -35,6 +35,7 @@ def test_settings(tmp_path):
             assert await Sv.enabled_for(env.db, None)
             await Sv.set_enabled(env.db, False)
             assert await Sv.get_settings(env.db) == {"all": False, "queues": []}
+
     run(go())
 
 
@@ -47,7 +48,7 @@ def test_callee_hangs_up_first_caller_scores(tmp_path):
             w.inject(P.Ended(leg="callee", cause_code=200, reason="BYE"))
             await settle()
             row = await env.cdr(rec_id)
-            assert row["disposition"] == "answered" and row["hangup_side"] == "callee"   # closed as usual
+            assert row["disposition"] == "answered" and row["hangup_side"] == "callee"  # closed as usual
             assert "in-1" in w.legs and plays(w)[-1] == pr("survey_question")
             await press(w, "4")
             assert plays(w)[-1] == pr("survey_thanks")
@@ -60,6 +61,7 @@ def test_callee_hangs_up_first_caller_scores(tmp_path):
             assert ev == [{"score": 4, "agent": "1001", "queue": None}]
             rep = await Sv.report(env.db)
             assert rep["answers"] == 1 and rep["agents"][0]["average"] == 4.0
+
     run(go())
 
 
@@ -71,31 +73,34 @@ def test_no_answer_releases_caller_and_caller_first_gets_no_survey(tmp_path):
             w.inject(P.Ended(leg="callee", cause_code=200, reason="BYE"))
             await settle()
             w.finish_playback("in-1")
-            await asyncio.sleep(0.3)                  # survey_timeout=0.2 in the test env
+            await asyncio.sleep(0.3)  # survey_timeout=0.2 in the test env
             await settle(20)
             assert "in-1" not in w.legs and await env.db.survey_rows() == []
             asked = plays(w).count(pr("survey_question"))
             w, s = await answered_call(env, "c2")
-            w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))   # the caller first
+            w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))  # the caller first
             await settle(20)
             assert plays(w).count(pr("survey_question")) == asked
             assert (await env.cdr(s.rec.id))["hangup_side"] == "caller"
+
     run(go())
 
 
 def test_survey_off_hangs_up_the_caller(tmp_path):
     async def go():
         async with Env(tmp_path) as env:
-            w, s = await answered_call(env)
+            w, _s = await answered_call(env)
             w.inject(P.Ended(leg="callee", cause_code=200, reason="BYE"))
             await settle(20)
             assert "in-1" not in w.legs
+
     run(go())
 
 
 def test_cli_survey(invoke_cli, tmp_config):
     from pypbx.config import load_config
     from pypbx.db import open_db
+
     c = ("--config", str(tmp_config))
     assert "every call" in invoke_cli("survey", "enable", *c).output
     assert "off" in invoke_cli("survey", "disable", *c).output
@@ -106,6 +111,7 @@ def test_cli_survey(invoke_cli, tmp_config):
         async with open_db(cfg.db_path) as db:
             for agent, score in (("alice", 5), ("alice", 3), ("bob", 2)):
                 await Sv.record_score(db, "call", agent, "front", score, 1000.0)
+
     asyncio.run(put())
     d = json.loads(invoke_cli("survey", "report", "--json", *c).output)
     assert d["answers"] == 3 and [(a["agent"], a["average"]) for a in d["agents"]] == [("alice", 4.0), ("bob", 2.0)]
@@ -118,7 +124,7 @@ def test_per_queue_setting_follows_the_calls_queue(tmp_path):
         async with Env(tmp_path) as env:
             await Sv.set_enabled(env.db, True, "front")
             w, s = await answered_call(env)
-            w.inject(P.Ended(leg="callee", cause_code=200, reason="BYE"))     # not a queue call: no survey
+            w.inject(P.Ended(leg="callee", cause_code=200, reason="BYE"))  # not a queue call: no survey
             await settle(20)
             assert "in-1" not in w.legs
             w, s = await answered_call(env, "c2")
@@ -129,4 +135,5 @@ def test_per_queue_setting_follows_the_calls_queue(tmp_path):
             await press(w, "2")
             [r] = await env.db.survey_rows()
             assert (r["agent"], r["queue"], r["score"]) == ("alice", "front", 2)
+
     run(go())

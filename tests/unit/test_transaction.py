@@ -2,17 +2,38 @@
 
 Injected clock only: every test drives the layer with explicit ``now`` values.
 """
+
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
 from sip.transaction import (
-    AckReceived, Addr, CancelReceived, ClientKey, LegacyServerKey, RequestReceived,
-    ResponseReceived, ServerKey, State, StrayResponse, Timeout, TransactionLayer,
-    TransactionTerminated, Transmit, TransportError, new_branch, response_destination,
+    AckReceived,
+    Addr,
+    ClientKey,
+    LegacyServerKey,
+    RequestReceived,
+    ResponseReceived,
+    ServerKey,
+    State,
+    StrayResponse,
+    Timeout,
+    TransactionLayer,
+    TransactionTerminated,
+    Transmit,
+    TransportError,
+    new_branch,
+    response_destination,
 )
 from tests.unit.test_transaction_support import (
-    CLIENT_IP, drive, make_request, make_response, parse, resp,
+    CLIENT_IP,
+    drive,
+    make_request,
+    make_response,
+    parse,
+    resp,
 )
 
 UDP_SRC = Addr("UDP", CLIENT_IP, 5060)
@@ -29,6 +50,7 @@ def types(events):
 # helpers
 # ---------------------------------------------------------------------------
 
+
 def test_new_branch_has_magic_cookie_and_is_random():
     a, b = new_branch(), new_branch()
     assert a.startswith("z9hG4bK") and b.startswith("z9hG4bK")
@@ -40,13 +62,14 @@ def test_addr_is_frozen_and_hashable():
     assert a == Addr("TCP", "192.0.2.1", 5060, 4)
     assert hash(a) == hash(Addr("TCP", "192.0.2.1", 5060, 4))
     assert Addr("UDP", "192.0.2.1", 5060).conn_id is None
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         a.port = 1
 
 
 # ---------------------------------------------------------------------------
 # INVITE client transaction (§17.1.1)
 # ---------------------------------------------------------------------------
+
 
 def test_ict_udp_timer_a_doubles_and_timer_b_times_out():
     layer = TransactionLayer()
@@ -59,8 +82,13 @@ def test_ict_udp_timer_a_doubles_and_timer_b_times_out():
     out = drive(layer, 100.0)
     # Timer A: T1, 2T1, 4T1, ... (no T2 cap for INVITE); Timer B = 64*T1 = 32 s
     assert [(t, type(e).__name__) for t, e in out] == [
-        (0.5, "Transmit"), (1.5, "Transmit"), (3.5, "Transmit"), (7.5, "Transmit"),
-        (15.5, "Transmit"), (31.5, "Transmit"), (32.0, "Timeout"),
+        (0.5, "Transmit"),
+        (1.5, "Transmit"),
+        (3.5, "Transmit"),
+        (7.5, "Transmit"),
+        (15.5, "Transmit"),
+        (31.5, "Transmit"),
+        (32.0, "Timeout"),
         (32.0, "TransactionTerminated"),
     ]
     assert all(e.data == req.to_bytes() and e.dest == UDP_DEST for _, e in out[:6])
@@ -95,15 +123,14 @@ def test_ict_provisional_moves_to_proceeding_and_stops_a_and_b():
     assert layer.state(key) == State.PROCEEDING
     r183 = resp(req, 183, to_tag="uas1")
     assert layer.receive(r183, UDP_DEST, False, 0.4) == [ResponseReceived(key, r183)]
-    assert drive(layer, 1000.0) == []          # no A, no B in Proceeding
+    assert drive(layer, 1000.0) == []  # no A, no B in Proceeding
     assert layer.state(key) == State.PROCEEDING
 
 
 @pytest.mark.parametrize("in_calling", [True, False])
 def test_ict_non2xx_generates_ack_and_timer_d(in_calling):
     layer = TransactionLayer()
-    req = make_request("INVITE", branch="z9hG4bKnack", routes=["<sip:p1.example.net;lr>",
-                                                               "<sip:p2.example.net;lr>"])
+    req = make_request("INVITE", branch="z9hG4bKnack", routes=["<sip:p1.example.net;lr>", "<sip:p2.example.net;lr>"])
     key, _ = layer.send_request(req, UDP_DEST, False, 0.0)
     if not in_calling:
         layer.receive(resp(req, 180, to_tag="t9"), UDP_DEST, False, 0.1)
@@ -135,7 +162,7 @@ def test_ict_non2xx_generates_ack_and_timer_d(in_calling):
 def test_ict_non2xx_over_tcp_acks_and_terminates_at_once():
     layer = TransactionLayer()
     req = make_request("INVITE", transport="TCP")
-    key, _ = layer.send_request(req, TCP_DEST, True, 0.0)
+    _key, _ = layer.send_request(req, TCP_DEST, True, 0.0)
     ev = layer.receive(resp(req, 603, to_tag="x"), TCP_DEST, True, 1.0)
     assert types(ev) == ["ResponseReceived", "Transmit", "TransactionTerminated"]
     assert parse(ev[1].data).method == "ACK" and ev[1].dest == TCP_DEST
@@ -155,7 +182,7 @@ def test_ict_2xx_accepted_passes_retransmissions_and_forks_up_timer_m():
     assert layer.receive(r200b, UDP_DEST, False, 2.5) == [ResponseReceived(key, r200b)]
     # non-2xx in Accepted ignored
     assert layer.receive(resp(req, 500, to_tag="c"), UDP_DEST, False, 3.0) == []
-    assert drive(layer, 100.0) == [(33.0, TransactionTerminated(key))]   # Timer M = 64*T1
+    assert drive(layer, 100.0) == [(33.0, TransactionTerminated(key))]  # Timer M = 64*T1
 
 
 def test_ict_2xx_without_rfc6026_terminates_immediately():
@@ -163,8 +190,7 @@ def test_ict_2xx_without_rfc6026_terminates_immediately():
     req = make_request("INVITE")
     key, _ = layer.send_request(req, UDP_DEST, False, 0.0)
     r200 = resp(req, 200, to_tag="a")
-    assert layer.receive(r200, UDP_DEST, False, 1.0) == [
-        ResponseReceived(key, r200), TransactionTerminated(key)]
+    assert layer.receive(r200, UDP_DEST, False, 1.0) == [ResponseReceived(key, r200), TransactionTerminated(key)]
     assert layer.receive(r200, UDP_DEST, False, 1.5) == [StrayResponse(r200)]
 
 
@@ -184,6 +210,7 @@ def test_ack_cannot_be_sent_as_transaction_and_duplicates_rejected():
 # non-INVITE client transaction (§17.1.2)
 # ---------------------------------------------------------------------------
 
+
 def test_nict_udp_timer_e_capped_at_t2_and_timer_f():
     layer = TransactionLayer()
     req = make_request("OPTIONS", branch="z9hG4bKnict")
@@ -191,10 +218,8 @@ def test_nict_udp_timer_e_capped_at_t2_and_timer_f():
     assert key == ClientKey("z9hG4bKnict", "OPTIONS")
     assert ev == [Transmit(req.to_bytes(), UDP_DEST)]
     out = drive(layer, 100.0)
-    assert [t for t, e in out if isinstance(e, Transmit)] == [
-        0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
-    assert [e for t, e in out if not isinstance(e, Transmit)] == [
-        Timeout(key), TransactionTerminated(key)]
+    assert [t for t, e in out if isinstance(e, Transmit)] == [0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+    assert [e for t, e in out if not isinstance(e, Transmit)] == [Timeout(key), TransactionTerminated(key)]
     assert out[-1][0] == 32.0
     assert len(layer) == 0
 
@@ -203,14 +228,13 @@ def test_nict_proceeding_retransmits_every_t2_until_f():
     layer = TransactionLayer()
     req = make_request("REGISTER")
     key, _ = layer.send_request(req, UDP_DEST, False, 0.0)
-    drive(layer, 0.6)                                    # one retransmission at 0.5
+    drive(layer, 0.6)  # one retransmission at 0.5
     r100 = resp(req, 100)
     assert layer.receive(r100, UDP_DEST, False, 0.7) == [ResponseReceived(key, r100)]
     assert layer.state(key) == State.PROCEEDING
     out = drive(layer, 100.0)
     # pending E at 1.5 fires, then every T2
-    assert [t for t, e in out if isinstance(e, Transmit)] == [
-        1.5, 5.5, 9.5, 13.5, 17.5, 21.5, 25.5, 29.5]
+    assert [t for t, e in out if isinstance(e, Transmit)] == [1.5, 5.5, 9.5, 13.5, 17.5, 21.5, 25.5, 29.5]
     assert out[-2:] == [(32.0, Timeout(key)), (32.0, TransactionTerminated(key))]
 
 
@@ -221,9 +245,9 @@ def test_nict_final_completed_absorbs_and_timer_k():
     r401 = resp(req, 401, to_tag="r")
     assert layer.receive(r401, UDP_DEST, False, 0.2) == [ResponseReceived(key, r401)]
     assert layer.state(key) == State.COMPLETED
-    assert layer.receive(r401, UDP_DEST, False, 0.3) == []      # absorbed
+    assert layer.receive(r401, UDP_DEST, False, 0.3) == []  # absorbed
     assert layer.receive(resp(req, 180), UDP_DEST, False, 0.4) == []
-    assert drive(layer, 100.0) == [(5.2, TransactionTerminated(key))]   # Timer K = T4
+    assert drive(layer, 100.0) == [(5.2, TransactionTerminated(key))]  # Timer K = T4
 
 
 def test_nict_tcp_no_e_final_terminates_f_still_applies():
@@ -232,8 +256,7 @@ def test_nict_tcp_no_e_final_terminates_f_still_applies():
     key, _ = layer.send_request(req, TCP_DEST, True, 0.0)
     assert layer.next_deadline() == 32.0
     r200 = resp(req, 200, to_tag="z")
-    assert layer.receive(r200, TCP_DEST, True, 1.0) == [
-        ResponseReceived(key, r200), TransactionTerminated(key)]
+    assert layer.receive(r200, TCP_DEST, True, 1.0) == [ResponseReceived(key, r200), TransactionTerminated(key)]
     key2, _ = layer.send_request(make_request("OPTIONS", transport="TCP"), TCP_DEST, True, 2.0)
     assert drive(layer, 100.0) == [(34.0, Timeout(key2)), (34.0, TransactionTerminated(key2))]
 
@@ -270,6 +293,7 @@ def test_client_transport_error():
 # INVITE server transaction (§17.2.1)
 # ---------------------------------------------------------------------------
 
+
 def _recv_invite(layer, src=UDP_SRC, reliable=False, now=0.0, **kw):
     req = make_request("INVITE", **kw)
     ev = layer.receive(req, src, reliable, now)
@@ -294,7 +318,7 @@ def test_ist_new_invite_and_automatic_100_trying_after_200ms():
     assert trying.top_via.branch == "z9hG4bKist1"
     # retransmitted INVITE re-sends the 100, no new RequestReceived
     assert layer.receive(req, UDP_SRC, False, 0.5) == [Transmit(ev[0].data, ev[0].dest)]
-    assert layer.next_deadline() is None    # IST in Proceeding has no timers
+    assert layer.next_deadline() is None  # IST in Proceeding has no timers
 
 
 def test_ist_no_100_when_tu_answers_first():
@@ -313,13 +337,12 @@ def test_ist_no_100_when_tu_answers_first():
 
 def test_ist_non2xx_timer_g_capped_and_timer_h_timeout():
     layer = TransactionLayer()
-    req, rr = _recv_invite(layer)
+    _req, rr = _recv_invite(layer)
     r486 = make_response(rr.request, 486, to_tag="uas")
     assert layer.send_response(rr.key, r486, 1.0) == [Transmit(r486.to_bytes(), UDP_SRC)]
     assert layer.state(rr.key) == State.COMPLETED
     out = drive(layer, 100.0)
-    assert [t for t, e in out if isinstance(e, Transmit)] == [
-        1.5, 2.5, 4.5, 8.5, 12.5, 16.5, 20.5, 24.5, 28.5, 32.5]
+    assert [t for t, e in out if isinstance(e, Transmit)] == [1.5, 2.5, 4.5, 8.5, 12.5, 16.5, 20.5, 24.5, 28.5, 32.5]
     assert all(e.data == r486.to_bytes() for t, e in out if isinstance(e, Transmit))
     assert out[-2:] == [(33.0, Timeout(rr.key)), (33.0, TransactionTerminated(rr.key))]
     assert len(layer) == 0
@@ -334,12 +357,12 @@ def test_ist_completed_resends_final_on_retransmission_then_ack_confirms_timer_i
     # later TU responses are ignored once final has been sent
     assert layer.send_response(rr.key, make_response(rr.request, 500, to_tag="uas"), 0.35) == []
     ack = make_request("ACK", branch="z9hG4bKack1", call_id=req.call_id, to_tag="uas")
-    assert layer.receive(ack, UDP_SRC, False, 0.4) == []          # absorbed
+    assert layer.receive(ack, UDP_SRC, False, 0.4) == []  # absorbed
     assert layer.state(rr.key) == State.CONFIRMED
-    assert layer.receive(ack, UDP_SRC, False, 0.5) == []          # retransmitted ACK absorbed
-    assert layer.receive(req, UDP_SRC, False, 0.6) == []          # INVITE absorbed in Confirmed
+    assert layer.receive(ack, UDP_SRC, False, 0.5) == []  # retransmitted ACK absorbed
+    assert layer.receive(req, UDP_SRC, False, 0.6) == []  # INVITE absorbed in Confirmed
     out = drive(layer, 100.0)
-    assert out == [(5.4, TransactionTerminated(rr.key))]          # Timer I = T4, no G/H
+    assert out == [(5.4, TransactionTerminated(rr.key))]  # Timer I = T4, no G/H
 
 
 def test_ist_tcp_final_no_g_but_h_and_ack_terminates_immediately():
@@ -348,11 +371,10 @@ def test_ist_tcp_final_no_g_but_h_and_ack_terminates_immediately():
     r486 = make_response(rr.request, 486, to_tag="uas")
     assert layer.send_response(rr.key, r486, 0.1) == [Transmit(r486.to_bytes(), TCP_SRC)]
     assert layer.next_deadline() == pytest.approx(32.1)
-    ack = make_request("ACK", transport="TCP", branch=req.top_via.branch,
-                       call_id=req.call_id, to_tag="uas")
+    ack = make_request("ACK", transport="TCP", branch=req.top_via.branch, call_id=req.call_id, to_tag="uas")
     assert layer.receive(ack, TCP_SRC, True, 0.5) == [TransactionTerminated(rr.key)]
     # and without an ACK: Timer H
-    req2, rr2 = _recv_invite(layer, src=TCP_SRC, reliable=True, transport="TCP", now=1.0)
+    _req2, rr2 = _recv_invite(layer, src=TCP_SRC, reliable=True, transport="TCP", now=1.0)
     layer.send_response(rr2.key, make_response(rr2.request, 486, to_tag="u"), 1.0)
     out = drive(layer, 100.0)
     assert out == [(33.0, Timeout(rr2.key)), (33.0, TransactionTerminated(rr2.key))]
@@ -360,7 +382,7 @@ def test_ist_tcp_final_no_g_but_h_and_ack_terminates_immediately():
 
 def test_ist_tcp_100_trying_goes_back_over_connection():
     layer = TransactionLayer()
-    _, rr = _recv_invite(layer, src=TCP_SRC, reliable=True, transport="TCP")
+    _, _rr = _recv_invite(layer, src=TCP_SRC, reliable=True, transport="TCP")
     ev = layer.tick(0.2)
     assert len(ev) == 1 and ev[0].dest == TCP_SRC and ev[0].dest.conn_id == 7
     assert parse(ev[0].data).status == 100
@@ -372,7 +394,7 @@ def test_ist_2xx_accepted_absorbs_invite_passes_ack_timer_l():
     r200 = make_response(rr.request, 200, to_tag="uas")
     assert layer.send_response(rr.key, r200, 1.0) == [Transmit(r200.to_bytes(), UDP_SRC)]
     assert layer.state(rr.key) == State.ACCEPTED
-    assert layer.receive(req, UDP_SRC, False, 1.2) == []          # absorbed, no 200 re-send
+    assert layer.receive(req, UDP_SRC, False, 1.2) == []  # absorbed, no 200 re-send
     # TU retransmits 2xx through the transaction
     assert layer.send_response(rr.key, r200, 1.5) == [Transmit(r200.to_bytes(), UDP_SRC)]
     # ACK for 2xx (new branch) and an ACK reusing the INVITE branch both reach the TU
@@ -380,15 +402,14 @@ def test_ist_2xx_accepted_absorbs_invite_passes_ack_timer_l():
     assert layer.receive(ack, UDP_SRC, False, 1.6) == [AckReceived(ack, UDP_SRC)]
     ack2 = make_request("ACK", branch="z9hG4bKok", call_id=req.call_id, to_tag="uas")
     assert layer.receive(ack2, UDP_SRC, False, 1.7) == [AckReceived(ack2, UDP_SRC)]
-    assert drive(layer, 100.0) == [(33.0, TransactionTerminated(rr.key))]   # Timer L
+    assert drive(layer, 100.0) == [(33.0, TransactionTerminated(rr.key))]  # Timer L
 
 
 def test_ist_2xx_without_rfc6026_terminates():
     layer = TransactionLayer(rfc6026=False)
     req, rr = _recv_invite(layer)
     r200 = make_response(rr.request, 200, to_tag="uas")
-    assert layer.send_response(rr.key, r200, 0.1) == [
-        Transmit(r200.to_bytes(), UDP_SRC), TransactionTerminated(rr.key)]
+    assert layer.send_response(rr.key, r200, 0.1) == [Transmit(r200.to_bytes(), UDP_SRC), TransactionTerminated(rr.key)]
     # a retransmitted INVITE now looks new (the TU must detect it by dialog)
     assert types(layer.receive(req, UDP_SRC, False, 0.2)) == ["RequestReceived"]
 
@@ -404,14 +425,14 @@ def test_stray_ack_passed_up_and_send_response_unknown_key():
 def test_server_transport_error():
     layer = TransactionLayer()
     _, rr = _recv_invite(layer, src=TCP_SRC, reliable=True, transport="TCP")
-    assert layer.transport_error(rr.key, 0.1) == [TransportError(rr.key),
-                                                  TransactionTerminated(rr.key)]
+    assert layer.transport_error(rr.key, 0.1) == [TransportError(rr.key), TransactionTerminated(rr.key)]
     assert len(layer) == 0 and layer.tick(1.0) == []
 
 
 # ---------------------------------------------------------------------------
 # non-INVITE server transaction (§17.2.2)
 # ---------------------------------------------------------------------------
+
 
 def test_nist_full_cycle_udp():
     layer = TransactionLayer()
@@ -421,9 +442,9 @@ def test_nist_full_cycle_udp():
     key = ev[0].key
     assert key == ServerKey("z9hG4bKreg", CLIENT_IP, 5060, "REGISTER")
     assert layer.state(key) == State.TRYING
-    assert layer.next_deadline() is None                 # never an automatic 100
+    assert layer.next_deadline() is None  # never an automatic 100
     assert layer.tick(5.0) == []
-    assert layer.receive(req, UDP_SRC, False, 0.5) == []   # Trying: retransmission discarded
+    assert layer.receive(req, UDP_SRC, False, 0.5) == []  # Trying: retransmission discarded
     r100 = make_response(ev[0].request, 100)
     assert layer.send_response(key, r100, 0.6) == [Transmit(r100.to_bytes(), UDP_SRC)]
     assert layer.state(key) == State.PROCEEDING
@@ -433,7 +454,7 @@ def test_nist_full_cycle_udp():
     assert layer.state(key) == State.COMPLETED
     assert layer.receive(req, UDP_SRC, False, 1.5) == [Transmit(r200.to_bytes(), UDP_SRC)]
     assert layer.send_response(key, make_response(ev[0].request, 500), 1.6) == []
-    assert drive(layer, 100.0) == [(33.0, TransactionTerminated(key))]   # Timer J = 64*T1
+    assert drive(layer, 100.0) == [(33.0, TransactionTerminated(key))]  # Timer J = 64*T1
     assert types(layer.receive(req, UDP_SRC, False, 40.0)) == ["RequestReceived"]
 
 
@@ -443,14 +464,14 @@ def test_nist_tcp_final_terminates_immediately():
     ev = layer.receive(req, TCP_SRC, True, 0.0)
     key = ev[0].key
     r200 = make_response(ev[0].request, 200, to_tag="o")
-    assert layer.send_response(key, r200, 0.1) == [
-        Transmit(r200.to_bytes(), TCP_SRC), TransactionTerminated(key)]
+    assert layer.send_response(key, r200, 0.1) == [Transmit(r200.to_bytes(), TCP_SRC), TransactionTerminated(key)]
     assert len(layer) == 0 and layer.next_deadline() is None
 
 
 # ---------------------------------------------------------------------------
 # matching (§17.2.3)
 # ---------------------------------------------------------------------------
+
 
 def test_server_matching_uses_branch_sent_by_and_method():
     layer = TransactionLayer()
@@ -505,6 +526,7 @@ def test_rfc2543_branch_without_cookie_and_cancel():
 # ---------------------------------------------------------------------------
 # CANCEL (§9.2)
 # ---------------------------------------------------------------------------
+
 
 def test_cancel_proceeding_invite_200_and_cancel_received_then_487():
     layer = TransactionLayer()
@@ -573,6 +595,7 @@ def test_cancel_without_invite_gets_481():
 # RFC 3581 rport / §18.2.1 received, §18.2.2 response destination
 # ---------------------------------------------------------------------------
 
+
 def test_rport_empty_is_filled_and_received_added_even_if_same_ip():
     layer = TransactionLayer()
     src = Addr("UDP", CLIENT_IP, 5060)
@@ -590,8 +613,13 @@ def test_rport_empty_is_filled_and_received_added_even_if_same_ip():
 def test_rport_behind_nat_response_goes_to_received_and_rport():
     layer = TransactionLayer()
     src = Addr("UDP", "203.0.113.50", 61000)
-    req = make_request("REGISTER", via_host="10.0.0.5", via_port=5060, via_params=";rport",
-                       extra_vias=["SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKp;received=10.9.9.9"])
+    req = make_request(
+        "REGISTER",
+        via_host="10.0.0.5",
+        via_port=5060,
+        via_params=";rport",
+        extra_vias=["SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKp;received=10.9.9.9"],
+    )
     ev = layer.receive(req, src, False, 0.0)
     via = ev[0].request.top_via
     assert via.host == "10.0.0.5" and via.received == "203.0.113.50" and via.rport == "61000"
@@ -639,8 +667,7 @@ def test_hostname_in_via_always_gets_received():
 def test_hostname_with_rport_over_tcp_reply_on_connection():
     layer = TransactionLayer()
     src = Addr("TCP", "198.51.100.7", 49152, conn_id=42)
-    req = make_request("REGISTER", transport="TCP", via_host="pc.example.com", via_port=5060,
-                       via_params=";rport")
+    req = make_request("REGISTER", transport="TCP", via_host="pc.example.com", via_port=5060, via_params=";rport")
     ev = layer.receive(req, src, True, 0.0)
     via = ev[0].request.top_via
     assert via.received == "198.51.100.7" and via.rport == "49152"
@@ -651,12 +678,11 @@ def test_hostname_with_rport_over_tcp_reply_on_connection():
 
 def test_response_destination_helper_maddr_and_ipv6():
     from sip.message import Via
+
     v = Via.parse("SIP/2.0/UDP [2001:db8::5]:5062;branch=z9hG4bKv6")
-    assert response_destination(v, Addr("UDP", "2001:db8::5", 5062), False) == \
-        Addr("UDP", "2001:db8::5", 5062)
+    assert response_destination(v, Addr("UDP", "2001:db8::5", 5062), False) == Addr("UDP", "2001:db8::5", 5062)
     v2 = Via.parse("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKm;maddr=239.1.1.1")
-    assert response_destination(v2, Addr("UDP", "192.0.2.9", 5060), False) == \
-        Addr("UDP", "239.1.1.1", 5060)
+    assert response_destination(v2, Addr("UDP", "192.0.2.9", 5060), False) == Addr("UDP", "239.1.1.1", 5060)
     src = Addr("TLS", "192.0.2.9", 50000, 5)
     assert response_destination(v2, src, True) is src
 
@@ -671,6 +697,7 @@ def test_ipv6_source_same_as_via_no_received():
 # ---------------------------------------------------------------------------
 # memory / bookkeeping
 # ---------------------------------------------------------------------------
+
 
 def test_10000_non_invite_server_transactions_are_all_freed():
     layer = TransactionLayer()
@@ -714,21 +741,30 @@ def test_stats_counts_by_kind():
     layer.receive(make_request("BYE"), UDP_SRC, False, 0.0)
     layer.receive(make_request("MESSAGE"), UDP_SRC, False, 0.0)
     st = layer.stats()
-    assert (st["invite_client"], st["non_invite_client"], st["invite_server"],
-            st["non_invite_server"], st["client"], st["server"], st["total"]) == (1, 1, 1, 2, 2, 3, 5)
+    assert (
+        st["invite_client"],
+        st["non_invite_client"],
+        st["invite_server"],
+        st["non_invite_server"],
+        st["client"],
+        st["server"],
+        st["total"],
+    ) == (1, 1, 1, 2, 2, 3, 5)
 
 
 # --- small fast stand-ins for the bulk tests (avoid re-parsing 10k messages) ---
+
 
 def with_branch(req, branch):
     vias = req.headers.get_all("Via")
     first = vias[0]
     new_first = first.replace(req.top_via.branch, branch)
-    return req.replace(headers=req.headers.replace("Via", [new_first] + vias[1:]))
+    return req.replace(headers=req.headers.replace("Via", [new_first, *vias[1:]]))
 
 
 class _FakeResp:
     """Just what the client side reads from a response."""
+
     def __init__(self, status, branch, method):
         self.status = status
         self.top_via = _FakeVia(branch)
@@ -746,7 +782,7 @@ class _FakeOut:
     def to_bytes(self):
         return b"SIP/2.0 200 OK\r\n\r\n"
 
-    class to:  # noqa: N801 - mimic Response.to
+    class to:
         tag = "t"
 
 

@@ -1,12 +1,20 @@
 """Transaction layer: malformed input, helpers, TCP variants of the Accepted state."""
+
 from __future__ import annotations
 
 import pytest
 
 from sip.message import parse_message
 from sip.transaction import (
-    Addr, ClientKey, RequestReceived, ResponseReceived, State, StrayResponse,
-    TransactionLayer, TransactionTerminated, Transmit,
+    Addr,
+    ClientKey,
+    RequestReceived,
+    ResponseReceived,
+    State,
+    StrayResponse,
+    TransactionLayer,
+    TransactionTerminated,
+    Transmit,
 )
 from tests.unit.test_transaction_support import CLIENT_IP, drive, make_request, make_response, resp
 
@@ -17,13 +25,16 @@ TCP_DEST = Addr("TCP", "198.51.100.20", 5060, conn_id=3)
 
 def test_updated_request_vias_match_a_fresh_parse():
     layer = TransactionLayer()
-    req = make_request("REGISTER", via_host="10.0.0.5", via_params=";rport",
-                       extra_vias=["SIP/2.0/UDP 10.1.1.1:5070;branch=z9hG4bKlow"])
+    req = make_request(
+        "REGISTER", via_host="10.0.0.5", via_params=";rport", extra_vias=["SIP/2.0/UDP 10.1.1.1:5070;branch=z9hG4bKlow"]
+    )
     rr = layer.receive(req, Addr("UDP", "203.0.113.9", 41000), False, 0.0)[0]
     fresh = parse_message(rr.request.to_bytes())
     assert rr.request.vias == fresh.vias
-    assert str(rr.request.top_via) == \
-        f"SIP/2.0/UDP 10.0.0.5:5060;branch={req.top_via.branch};rport=41000;received=203.0.113.9"
+    assert (
+        str(rr.request.top_via)
+        == f"SIP/2.0/UDP 10.0.0.5:5060;branch={req.top_via.branch};rport=41000;received=203.0.113.9"
+    )
     assert layer.server_request(rr.key) is rr.request
     assert layer.server_request(("nope",)) is None
 
@@ -91,8 +102,7 @@ def test_nist_tcp_provisional_then_final():
     assert layer.send_response(rr.key, r100, 0.1) == [Transmit(r100.to_bytes(), TCP_SRC)]
     assert layer.state(rr.key) == State.PROCEEDING
     r202 = make_response(rr.request, 202, to_tag="s")
-    assert layer.send_response(rr.key, r202, 0.2) == [
-        Transmit(r202.to_bytes(), TCP_SRC), TransactionTerminated(rr.key)]
+    assert layer.send_response(rr.key, r202, 0.2) == [Transmit(r202.to_bytes(), TCP_SRC), TransactionTerminated(rr.key)]
 
 
 def test_unknown_method_gets_a_non_invite_server_transaction():
@@ -101,7 +111,7 @@ def test_unknown_method_gets_a_non_invite_server_transaction():
     rr = layer.receive(req, UDP_SRC, False, 0.0)[0]
     assert isinstance(rr, RequestReceived) and rr.key.method == "FOOBAR"
     assert layer.stats()["non_invite_server"] == 1
-    assert layer.tick(1.0) == []      # no automatic 100
+    assert layer.tick(1.0) == []  # no automatic 100
 
 
 def test_client_key_is_branch_and_method():
@@ -114,8 +124,8 @@ def test_client_key_is_branch_and_method():
 
 def test_public_fix_via_for_stateless_responses():
     from sip.transaction import fix_via, response_destination
-    req = make_request("OPTIONS", via_host="pbx-client.example.org", via_port=5062,
-                       via_params=";rport")
+
+    req = make_request("OPTIONS", via_host="pbx-client.example.org", via_port=5062, via_params=";rport")
     src = Addr("UDP", "203.0.113.77", 33333)
     fixed = fix_via(req, src)
     assert fixed.top_via.received == "203.0.113.77" and fixed.top_via.rport == "33333"

@@ -1,4 +1,5 @@
 """Builders shared by the transaction-layer tests (no tests in here)."""
+
 from __future__ import annotations
 
 import itertools
@@ -11,9 +12,23 @@ SERVER = "198.51.100.20"
 _counter = itertools.count(1)
 
 
-def make_request(method, *, branch="auto", transport="UDP", via_host=CLIENT_IP, via_port=5060,
-                 via_params="", extra_vias=(), call_id=None, cseq=1, to_tag=None, from_tag="ft1",
-                 uri="sip:bob@example.com", routes=(), body=b""):
+def make_request(
+    method,
+    *,
+    branch="auto",
+    transport="UDP",
+    via_host=CLIENT_IP,
+    via_port=5060,
+    via_params="",
+    extra_vias=(),
+    call_id=None,
+    cseq=1,
+    to_tag=None,
+    from_tag="ft1",
+    uri="sip:bob@example.com",
+    routes=(),
+    body=b"",
+):
     """A parsed request as it would arrive from / be sent to the network."""
     if branch == "auto":
         branch = f"z9hG4bKt{next(_counter)}"
@@ -25,13 +40,17 @@ def make_request(method, *, branch="auto", transport="UDP", via_host=CLIENT_IP, 
     lines = [f"{method} {uri} SIP/2.0", f"Via: {via}"]
     lines += [f"Via: {v}" for v in extra_vias]
     lines += [f"Route: {r}" for r in routes]
-    lines += ["Max-Forwards: 70",
-              f"From: \"Alice\" <sip:alice@example.com>;tag={from_tag}",
-              "To: <sip:bob@example.com>" + (f";tag={to_tag}" if to_tag else ""),
-              f"Call-ID: {call_id or f'cid{next(_counter)}@{CLIENT_IP}'}",
-              f"CSeq: {cseq} {method}",
-              "Contact: <sip:alice@192.0.2.10:5060>",
-              f"Content-Length: {len(body)}", "", ""]
+    lines += [
+        "Max-Forwards: 70",
+        f'From: "Alice" <sip:alice@example.com>;tag={from_tag}',
+        "To: <sip:bob@example.com>" + (f";tag={to_tag}" if to_tag else ""),
+        f"Call-ID: {call_id or f'cid{next(_counter)}@{CLIENT_IP}'}",
+        f"CSeq: {cseq} {method}",
+        "Contact: <sip:alice@192.0.2.10:5060>",
+        f"Content-Length: {len(body)}",
+        "",
+        "",
+    ]
     return parse_message("\r\n".join(lines).encode() + body)
 
 

@@ -31,9 +31,8 @@ def _svc() -> T.TrunkService:
     svc = T.TrunkService(plan=NumberPlan())
     svc.trunks = {
         "a": T.Trunk("a", "192.0.2.10", priority=1, username="clinic", password="pw-a"),
-        "b": T.Trunk("b", "192.0.2.20", priority=2, username="reg-user", auth_username="auth-b",
-                     password="pw-b"),
-        "c": T.Trunk("c", "192.0.2.30", priority=3),                     # IP-authenticated
+        "b": T.Trunk("b", "192.0.2.20", priority=2, username="reg-user", auth_username="auth-b", password="pw-b"),
+        "c": T.Trunk("c", "192.0.2.30", priority=3),  # IP-authenticated
     }
     svc._ips = {"a": {"192.0.2.10"}, "b": {"192.0.2.20"}, "c": {"192.0.2.30"}}
     return svc
@@ -42,19 +41,27 @@ def _svc() -> T.TrunkService:
 def test_leg_auth_is_the_trunks_account_or_none() -> None:
     svc = _svc()
     assert svc.leg_auth("a") == {"username": "clinic", "password": "pw-a", "realm": "*"}
-    assert svc.leg_auth(svc.trunks["b"])["username"] == "auth-b"     # auth user wins
+    assert svc.leg_auth(svc.trunks["b"])["username"] == "auth-b"  # auth user wins
     assert svc.leg_auth("c") is None and svc.leg_auth("gone") is None and svc.leg_auth(None) is None
     assert "pw-a" not in repr(svc.trunks["a"].public())
 
 
 # ----------------------------------------------------------------------------- front door
 
+
 def _leg(cseq: int = 1, branch: str = "z9hG4bKw1", auth: str | None = None) -> Any:
-    lines = ["INVITE sip:0612345678@127.0.0.1:5060 SIP/2.0",
-             f"Via: SIP/2.0/UDP 127.0.0.1:25060;rport;branch={branch}",
-             "Max-Forwards: 70", "From: <sip:+33100000000@192.0.2.10>;tag=wf1",
-             "To: <sip:0612345678@127.0.0.1>", "Call-ID: leg-1@worker", f"CSeq: {cseq} INVITE",
-             "Contact: <sip:media@127.0.0.1:25060>", "X-PBX-Call: rec1", "X-PBX-Trunk: a"]
+    lines = [
+        "INVITE sip:0612345678@127.0.0.1:5060 SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:25060;rport;branch={branch}",
+        "Max-Forwards: 70",
+        "From: <sip:+33100000000@192.0.2.10>;tag=wf1",
+        "To: <sip:0612345678@127.0.0.1>",
+        "Call-ID: leg-1@worker",
+        f"CSeq: {cseq} INVITE",
+        "Contact: <sip:media@127.0.0.1:25060>",
+        "X-PBX-Call: rec1",
+        "X-PBX-Trunk: a",
+    ]
     if auth:
         lines.append(f"Proxy-Authorization: {auth}")
     return parse_message(("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode())
@@ -62,8 +69,12 @@ def _leg(cseq: int = 1, branch: str = "z9hG4bKw1", auth: str | None = None) -> A
 
 def _resp(req: Any, status: int, extra: str = "") -> Any:
     lines = [f"SIP/2.0 {status} X"] + [f"Via: {v}" for v in req.headers.get_all("Via")]
-    lines += [f"From: {req.headers.get('From')}", f"To: {req.headers.get('To')};tag=prov1",
-              f"Call-ID: {req.call_id}", f"CSeq: {req.headers.get('CSeq')}"]
+    lines += [
+        f"From: {req.headers.get('From')}",
+        f"To: {req.headers.get('To')};tag=prov1",
+        f"Call-ID: {req.call_id}",
+        f"CSeq: {req.headers.get('CSeq')}",
+    ]
     if extra:
         lines.append(extra)
     return parse_message(("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode())
@@ -77,9 +88,14 @@ def _front_door(router: T.TrunkRouter) -> tuple[Proxy, digest.NonceManager]:
     def route(req, source, user):
         return router.route_worker_leg(req)
 
-    p = Proxy(route=route, local_address=lambda t, h: ("127.0.0.1", 5060),
-              is_local=lambda h, port: h == "127.0.0.1" and (port or 5060) == 5060,
-              secret=b"s" * 32, authenticator=authn, trusted=lambda a: a == WORKER)
+    p = Proxy(
+        route=route,
+        local_address=lambda t, h: ("127.0.0.1", 5060),
+        is_local=lambda h, port: h == "127.0.0.1" and (port or 5060) == 5060,
+        secret=b"s" * 32,
+        authenticator=authn,
+        trusted=lambda a: a == WORKER,
+    )
     return p, nonces
 
 
@@ -91,15 +107,19 @@ def test_provider_challenge_relayed_and_answer_routed_to_the_same_trunk() -> Non
     assert send.dest == PROV and send.request.headers.get("X-PBX-Trunk") is None
     # the provider's 407 goes back to the worker as it is (its challenge intact)
     challenge = f'Proxy-Authenticate: Digest realm="{PROV_REALM}", nonce="n0nce", algorithm=MD5'
-    [out] = [a for a in p.on_response(_client_key(p, send), _resp(send.request, 407, challenge), 0.1)
-             if isinstance(a, Respond)]
+    [out] = [
+        a
+        for a in p.on_response(_client_key(p, send), _resp(send.request, 407, challenge), 0.1)
+        if isinstance(a, Respond)
+    ]
     assert out.response.status == 407
     assert out.response.headers.get("Proxy-Authenticate") == challenge.split(": ", 1)[1]
     # pjsip re-sends the INVITE (CSeq+1, new branch, same Call-ID, X-PBX-Trunk kept)
     # with credentials for the provider's realm: routed again to trunk a, credentials
     # forwarded byte for byte (§22.3: not ours to consume), no 407 from the front door
-    cred = digest.build_authorization("clinic", PROV_REALM, "INVITE", "sip:0612345678@127.0.0.1:5060",
-                                      "n0nce", password="pw-a", qop=None)
+    cred = digest.build_authorization(
+        "clinic", PROV_REALM, "INVITE", "sip:0612345678@127.0.0.1:5060", "n0nce", password="pw-a", qop=None
+    )
     again = _leg(cseq=2, branch="z9hG4bKw2", auth=cred)
     acts = p.on_request("s2", again, WORKER, 0.2)
     assert not [a for a in acts if isinstance(a, Respond)]
@@ -110,7 +130,7 @@ def test_provider_challenge_relayed_and_answer_routed_to_the_same_trunk() -> Non
 
 
 def _client_key(p: Proxy, send: SendRequest) -> Any:
-    return next(k for k, b in p._branches.items() if b.request is send.request)  # noqa: SLF001
+    return next(k for k, b in p._branches.items() if b.request is send.request)
 
 
 def test_phone_credentials_for_our_realm_consumed_others_kept() -> None:
@@ -118,18 +138,22 @@ def test_phone_credentials_for_our_realm_consumed_others_kept() -> None:
 
     def route(req, source, user):
         from sip.proxy import RouteDecision
+
         seen["user"] = user
         return RouteDecision.fork([("sip:x@127.0.0.1:25061", Addr("UDP", "127.0.0.1", 25061))])
 
     p, nonces = _front_door(T.TrunkRouter(_svc(), is_internal=lambda n: True))
     p.route = route
-    ours = digest.build_authorization("1001", REALM, "INVITE", "sip:1002@pbx", nonces.make(0.0, PHONE.host),
-                                      password="pw")
+    ours = digest.build_authorization(
+        "1001", REALM, "INVITE", "sip:1002@pbx", nonces.make(0.0, PHONE.host), password="pw"
+    )
     foreign = digest.build_authorization("1001", PROV_REALM, "INVITE", "sip:1002@pbx", "other", password="x")
-    raw = ("INVITE sip:1002@pbx SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.50:5070;branch=z9hG4bKp1\r\n"
-           "Max-Forwards: 70\r\nFrom: <sip:1001@pbx>;tag=a\r\nTo: <sip:1002@pbx>\r\nCall-ID: ph1\r\n"
-           f"CSeq: 1 INVITE\r\nContact: <sip:1001@192.0.2.50:5070>\r\nProxy-Authorization: {foreign}\r\n"
-           f"Proxy-Authorization: {ours}\r\nContent-Length: 0\r\n\r\n")
+    raw = (
+        "INVITE sip:1002@pbx SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.50:5070;branch=z9hG4bKp1\r\n"
+        "Max-Forwards: 70\r\nFrom: <sip:1001@pbx>;tag=a\r\nTo: <sip:1002@pbx>\r\nCall-ID: ph1\r\n"
+        f"CSeq: 1 INVITE\r\nContact: <sip:1001@192.0.2.50:5070>\r\nProxy-Authorization: {foreign}\r\n"
+        f"Proxy-Authorization: {ours}\r\nContent-Length: 0\r\n\r\n"
+    )
     acts = p.on_request("s1", parse_message(raw.encode()), PHONE, 0.0)
     [send] = [a for a in acts if isinstance(a, SendRequest)]
     assert seen["user"] == "1001"
@@ -137,6 +161,7 @@ def test_phone_credentials_for_our_realm_consumed_others_kept() -> None:
 
 
 # ----------------------------------------------------------------------------- failover
+
 
 @dataclass
 class _Rec:
@@ -168,7 +193,7 @@ class _CM:
         return 0.0
 
     @property
-    def calllog(self) -> "_CM":
+    def calllog(self) -> _CM:
         return self
 
     async def event(self, rec: Any, kind: str, **detail: Any) -> None:
@@ -201,16 +226,16 @@ def test_auth_failure_fails_over_with_the_next_trunks_credentials() -> None:
         assert o.headers["X-PBX-Trunk"] == "a" and o.auth == svc.leg_auth("a")
         assert "pw-a" not in repr(o) and "pw-a" not in str(cm.events)
         # pjsip answered the 407 with trunk a's credentials; the provider said 403
-        assert await router.on_ended(cm, s, P.Ended(leg="trunk-1", cause_code=403, reason="Forbidden",
-                                                    challenged=True))
+        assert await router.on_ended(cm, s, P.Ended(leg="trunk-1", cause_code=403, reason="Forbidden", challenged=True))
         kinds = [k for k, _ in cm.events]
         assert kinds == ["trunk_dial", "trunk_auth_failed", "trunk_failover", "trunk_dial"]
         assert dict(cm.events[1][1]) == {"trunk": "a", "status": 403, "reason": "Forbidden"}
         o2 = _originates(s.worker)[1]
         assert o2.headers["X-PBX-Trunk"] == "b" and o2.auth["username"] == "auth-b"
         # a final 407 (credentials refused again) on b: on to c, which gets no credentials
-        assert await router.on_ended(cm, s, P.Ended(leg="trunk-2", cause_code=407, reason="Proxy Auth",
-                                                    challenged=True))
+        assert await router.on_ended(
+            cm, s, P.Ended(leg="trunk-2", cause_code=407, reason="Proxy Auth", challenged=True)
+        )
         o3 = _originates(s.worker)[2]
         assert o3.headers["X-PBX-Trunk"] == "c" and o3.auth is None
         # ... and when c refuses too, nothing is left: FAILED, the caller gets 503
@@ -219,6 +244,7 @@ def test_auth_failure_fails_over_with_the_next_trunks_credentials() -> None:
         [(disp, cause)] = cm.finished
         assert disp is Disposition.FAILED and cause.startswith("503 trunk c: authentication failed (401")
         assert svc.active == {}
+
     asyncio.run(go())
 
 
@@ -230,12 +256,14 @@ def test_a_plain_403_is_the_providers_answer_not_an_auth_failure() -> None:
         assert not await router.on_ended(cm, s, P.Ended(leg="trunk-1", cause_code=403, reason="Forbidden"))
         assert [k for k, _ in cm.events] == ["trunk_dial"]
         assert len(_originates(s.worker)) == 1 and not cm.finished
+
     asyncio.run(go())
 
 
 def test_a_provider_that_never_answers_fails_over_on_the_408() -> None:
     """No response at all: the front door's client transaction times out (Timer B, RFC 3261
     §17.1.1.2) and answers the worker 408 (tests/unit/test_proxy.py), which fails over."""
+
     async def go():
         router, cm, s = _outbound(_svc())
         await router.dial_next(cm, s)
@@ -243,4 +271,5 @@ def test_a_provider_that_never_answers_fails_over_on_the_408() -> None:
         assert [k for k, _ in cm.events] == ["trunk_dial", "trunk_failover", "trunk_dial"]
         assert dict(cm.events[1][1])["status"] == 408
         assert _originates(s.worker)[1].headers["X-PBX-Trunk"] == "b"
+
     asyncio.run(go())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sip.digest import challenge_headers, parse_authorization, verify_response, ha1
+from sip.digest import challenge_headers, ha1, parse_authorization, verify_response
 from sip.message import make_response, parse_message
 from sip.transaction import Addr
 from sip.trunk import RegState, TrunkRegistration
@@ -12,8 +12,15 @@ REG = Addr("UDP", "192.0.2.10", 5060)
 
 def _reg(**kw):
     kw.setdefault("expires", 600)
-    return TrunkRegistration("prov", registrar=REG, domain="sip.example.net", username="clinic",
-                             password="s3cret-pass", local_address=lambda t, h: ("198.51.100.7", 5070), **kw)
+    return TrunkRegistration(
+        "prov",
+        registrar=REG,
+        domain="sip.example.net",
+        username="clinic",
+        password="s3cret-pass",
+        local_address=lambda t, h: ("198.51.100.7", 5070),
+        **kw,
+    )
 
 
 def _answer(req, status, headers=(), reason=None):
@@ -49,7 +56,7 @@ def test_register_challenge_then_ok_and_refresh_at_80_percent():
     ok = _answer(req2, 200, [("Contact", "<sip:clinic@198.51.100.7:5070>;expires=300")])
     assert r.on_response(ok, 1000.2) == []
     assert r.state is RegState.REGISTERED and r.granted == 300
-    assert r.next_deadline() == 1000.2 + 240          # 80 % of 300 s
+    assert r.next_deadline() == 1000.2 + 240  # 80 % of 300 s
     assert r.tick(1000.2 + 239) == []
     [refresh] = r.tick(1000.2 + 240)
     # the refresh reuses the challenge with a higher nonce-count
@@ -85,7 +92,7 @@ def test_wrong_credentials_fail_with_backoff():
         r.on_response(_answer(s.request, 403), now)
         delays.append(round(r.next_deadline() - now, 6))
     assert r.last_reason == "403 Forbidden"
-    assert delays == [20, 40, 60, 60, 60]          # doubled, capped at backoff_max
+    assert delays == [20, 40, 60, 60, 60]  # doubled, capped at backoff_max
 
 
 def test_stale_challenge_is_answered_again():
@@ -115,7 +122,7 @@ def test_423_retries_with_min_expires_and_stale_responses_ignored():
     old = s.request
     [s2] = r.on_response(_answer(s.request, 423, [("Min-Expires", "120")]), 0.1)
     assert s2.request.headers.get("Expires") == "120"
-    assert r.on_response(_answer(old, 200), 0.2) == []      # answer to an old branch
+    assert r.on_response(_answer(old, 200), 0.2) == []  # answer to an old branch
     assert r.state is RegState.REGISTERING
 
 

@@ -13,10 +13,9 @@ from click.testing import CliRunner
 import cli
 from pypbx import trunks as T
 from pypbx.config import load_config, render_config
-from pypbx.db import open_db
 from pypbx.numbers import NumberPlan
 from sip.message import parse_message
-from sip.proxy import Proxy, RouteDecision, Respond, SendRequest
+from sip.proxy import Proxy, Respond, RouteDecision, SendRequest
 from sip.transaction import Addr
 
 
@@ -33,15 +32,31 @@ def run_cli(cfg_path: Path, *args: str) -> tuple[int, str]:
 
 
 def test_trunk_and_did_cli(cfg_path: Path) -> None:
-    code, out = run_cli(cfg_path, "trunk", "add", "prov", "--host", "192.0.2.10:5080", "--username", "clinic",
-                        "--password", "pw-123456", "--caller-id", "+33123456789", "--priority", "5",
-                        "--inbound-ip", "192.0.2.0/28")
+    code, out = run_cli(
+        cfg_path,
+        "trunk",
+        "add",
+        "prov",
+        "--host",
+        "192.0.2.10:5080",
+        "--username",
+        "clinic",
+        "--password",
+        "pw-123456",
+        "--caller-id",
+        "+33123456789",
+        "--priority",
+        "5",
+        "--inbound-ip",
+        "192.0.2.0/28",
+    )
     assert code == 0, out
     assert "registration" in out and "192.0.2.10:5080" in out
     import os
     import stat
+
     db_path = load_config(cfg_path).db_path
-    assert stat.S_IMODE(os.stat(db_path).st_mode) == 0o600       # the password is in there
+    assert stat.S_IMODE(os.stat(db_path).st_mode) == 0o600  # the password is in there
     code, out = run_cli(cfg_path, "trunk", "add", "backup", "--host", "198.51.100.1")
     assert code == 0 and "IP-authenticated" in out
     code, out = run_cli(cfg_path, "trunk", "add", "prov", "--host", "x.example")
@@ -53,8 +68,9 @@ def test_trunk_and_did_cli(cfg_path: Path) -> None:
     assert rows[1]["state"] == "ip-auth"
     code, out = run_cli(cfg_path, "trunk", "list")
     assert "pypbx not running" in out and "pw-123456" not in out
-    code, out = run_cli(cfg_path, "trunk", "edit", "backup", "--priority", "20", "--format", "national",
-                        "--max-channels", "4")
+    code, out = run_cli(
+        cfg_path, "trunk", "edit", "backup", "--priority", "20", "--format", "national", "--max-channels", "4"
+    )
     assert code == 0, out
     code, out = run_cli(cfg_path, "trunk", "show", "backup", "--json")
     d = json.loads(out)
@@ -62,14 +78,23 @@ def test_trunk_and_did_cli(cfg_path: Path) -> None:
     code, out = run_cli(cfg_path, "trunk", "edit", "backup", "--transport", "tls", "--register")
     assert code == 1 and "needs --username" in out
     # DIDs
-    code, out = run_cli(cfg_path, "did", "add", "+33 1 23 45 67 89", "--to", "extension:1001",
-                        "--name", "Appointments line")
+    code, out = run_cli(
+        cfg_path, "did", "add", "+33 1 23 45 67 89", "--to", "extension:1001", "--name", "Appointments line"
+    )
     assert code == 0 and "+33123456789 -> extension:1001 (Appointments line)" in out
     code, out = run_cli(cfg_path, "did", "add", "+33123456780", "--to", "fax:1")
     assert code == 1 and "bad destination" in out
     code, out = run_cli(cfg_path, "did", "list", "--json")
-    assert json.loads(out) == [{"number": "+33123456789", "destination": "extension:1001",
-                                "service_line": "Appointments line", "trunk": None, "known": None, "new": None}]
+    assert json.loads(out) == [
+        {
+            "number": "+33123456789",
+            "destination": "extension:1001",
+            "service_line": "Appointments line",
+            "trunk": None,
+            "known": None,
+            "new": None,
+        }
+    ]
     code, out = run_cli(cfg_path, "did", "remove", "+33123456789")
     assert code == 0
     code, out = run_cli(cfg_path, "did", "remove", "+33123456789")
@@ -119,7 +144,7 @@ def test_service_peers_dids_and_guard() -> None:
     svc.acquire("1001")
     r = svc.check_outbound("1001", "0612345678")
     assert (r.ok, r.status) == (False, 403)
-    assert svc.check_outbound("1001", "15").ok          # emergency is never limited
+    assert svc.check_outbound("1001", "15").ok  # emergency is never limited
     svc.acquire("1003")
     r = svc.check_outbound("1004", "0612345678")
     assert (r.ok, r.status) == (False, 503)
@@ -139,10 +164,13 @@ def test_service_peers_dids_and_guard() -> None:
 
 
 def _invite(uri: str, extra: str = "") -> object:
-    raw = (f"INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKabc\r\n"
-           "Max-Forwards: 70\r\nFrom: <sip:0611111111@192.0.2.10>;tag=f1\r\nTo: <" + uri + ">\r\n"
-           "Call-ID: c1@x\r\nCSeq: 1 INVITE\r\nContact: <sip:0611111111@192.0.2.10>\r\n" + extra +
-           "Content-Length: 0\r\n\r\n")
+    raw = (
+        f"INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKabc\r\n"
+        "Max-Forwards: 70\r\nFrom: <sip:0611111111@192.0.2.10>;tag=f1\r\nTo: <" + uri + ">\r\n"
+        "Call-ID: c1@x\r\nCSeq: 1 INVITE\r\nContact: <sip:0611111111@192.0.2.10>\r\n"
+        + extra
+        + "Content-Length: 0\r\n\r\n"
+    )
     return parse_message(raw.encode())
 
 
@@ -158,21 +186,26 @@ def test_router_screen_and_admit() -> None:
     assert router.admit(_invite("sip:1001@pbx"), other) is None
     assert router.screen(inv, trunk_src, None) == (("X-PBX-Trunk", "a"), ("X-PBX-DID", "+33123456789"))
     # the DID in To when the Request-URI is the registration contact
-    inv2 = parse_message(_invite("sip:clinic@198.51.100.7").to_bytes().replace(
-        b"To: <sip:clinic@198.51.100.7>", b"To: <sip:0123456789@sip.example.net>"))
+    inv2 = parse_message(
+        _invite("sip:clinic@198.51.100.7")
+        .to_bytes()
+        .replace(b"To: <sip:clinic@198.51.100.7>", b"To: <sip:0123456789@sip.example.net>")
+    )
     assert router.screen(inv2, trunk_src, None)[1] == ("X-PBX-DID", "+33123456789")
     assert router.screen(_invite("sip:0999999999@pbx"), trunk_src, None).status == 404
     assert router.screen(_invite("sip:1002@pbx"), other, "1001") == ()
-    assert router.screen(_invite("sip:5555@pbx"), other, "1001") == ()        # short: internal 404
+    assert router.screen(_invite("sip:5555@pbx"), other, "1001") == ()  # short: internal 404
     assert router.screen(_invite("sip:15@pbx"), other, "1001")[1] == ("X-PBX-Class", "emergency")
     assert router.screen(_invite("sip:0612345678@pbx"), other, "1001") == (
-        ("X-PBX-Outbound", "0612345678"), ("X-PBX-Class", "mobile"))
+        ("X-PBX-Outbound", "0612345678"),
+        ("X-PBX-Class", "mobile"),
+    )
     assert router.screen(_invite("sip:0044207123456@pbx"), other, "1001").status == 403
     # a worker's trunk leg
     leg = _invite("sip:0612345678@127.0.0.1:5060", "X-PBX-Trunk: a\r\n")
     d = router.route_worker_leg(leg)
     assert d.targets == (("sip:0612345678@192.0.2.10:5060", Addr("UDP", "192.0.2.10", 5060)),)
-    assert d.headers == (("X-PBX-Trunk", ""),)       # removed before it reaches the provider
+    assert d.headers == (("X-PBX-Trunk", ""),)  # removed before it reaches the provider
     # a trunk's non-INVITE requests are authenticated like anyone's
     bye = parse_message(inv.to_bytes().replace(b"INVITE sip", b"MESSAGE sip").replace(b"1 INVITE", b"1 MESSAGE"))
     assert router.admit(bye, trunk_src) is None
@@ -184,8 +217,9 @@ def test_proxy_admit_strips_and_adds_headers() -> None:
 
     def route(req, source, user):
         seen["req"], seen["user"] = req, user
-        return RouteDecision.fork([("sip:x@127.0.0.1:25060", Addr("UDP", "127.0.0.1", 25060))],
-                                  headers=[("X-PBX-Trunk", "a")])
+        return RouteDecision.fork(
+            [("sip:x@127.0.0.1:25060", Addr("UDP", "127.0.0.1", 25060))], headers=[("X-PBX-Trunk", "a")]
+        )
 
     def admit(req, source):
         if source.host == "192.0.2.10":
@@ -194,8 +228,15 @@ def test_proxy_admit_strips_and_adds_headers() -> None:
             return RouteDecision.reject(403, "Forbidden - DIDs are reached through a trunk")
         return None
 
-    p = Proxy(route=route, local_address=lambda t, h: ("127.0.0.1", 5060), is_local=lambda h, pt: False,
-              secret=b"s" * 32, authenticator=None, admit=admit, trusted=lambda a: a.port == 25060)
+    p = Proxy(
+        route=route,
+        local_address=lambda t, h: ("127.0.0.1", 5060),
+        is_local=lambda h, pt: False,
+        secret=b"s" * 32,
+        authenticator=None,
+        admit=admit,
+        trusted=lambda a: a.port == 25060,
+    )
     inv = _invite("sip:+33123456789@pbx", "X-PBX-Trunk: forged\r\nX-PBX-DID: 999\r\n")
     acts = p.on_request("k1", inv, Addr("UDP", "192.0.2.10", 5060), 0.0)
     assert seen["user"] is None and seen["req"].headers.get("X-PBX-DID") is None
@@ -203,7 +244,8 @@ def test_proxy_admit_strips_and_adds_headers() -> None:
     assert send.request.headers.get_all("X-PBX-Trunk") == ["a"]
     # an empty value in the decision removes the header
     p.route = lambda req, source, user: RouteDecision.fork(
-        [("sip:y@192.0.2.99", Addr("UDP", "192.0.2.99", 5060))], headers=[("X-PBX-Call", "")])
+        [("sip:y@192.0.2.99", Addr("UDP", "192.0.2.99", 5060))], headers=[("X-PBX-Call", "")]
+    )
     acts = p.on_request("k3", _invite("sip:y@pbx", "X-PBX-Call: abc\r\n"), Addr("UDP", "127.0.0.1", 25060), 0.0)
     [send] = [a for a in acts if isinstance(a, SendRequest)]
     assert send.request.headers.get("X-PBX-Call") is None
@@ -215,10 +257,17 @@ def test_proxy_admit_strips_and_adds_headers() -> None:
 def test_service_registrations_status() -> None:
     async def go():
         svc = T.TrunkService()
+
         class FakeServer:
-            sent = []
-            def local_address(self, t, h): return ("127.0.0.1", 5070)
-            def send_own(self, req, dest, cb): self.sent.append((req, dest, cb))
+            def __init__(self) -> None:
+                self.sent: list = []
+
+            def local_address(self, t, h):
+                return ("127.0.0.1", 5070)
+
+            def send_own(self, req, dest, cb):
+                self.sent.append((req, dest, cb))
+
         srv = FakeServer()
         svc.attach(srv)
         svc.trunks = {"r": T.Trunk("r", "192.0.2.30", username="u", password="p", register=True)}
@@ -228,7 +277,9 @@ def test_service_registrations_status() -> None:
         assert req.method == "REGISTER" and dest.host == "192.0.2.30"
         from sip.message import make_response
         from sip.transaction import ResponseReceived
+
         cb(ResponseReceived(None, parse_message(make_response(req, 200, to_tag="t").to_bytes())))
         [st] = svc.status()
         assert st["state"] == "registered" and st["name"] == "r"
+
     asyncio.run(go())

@@ -58,6 +58,7 @@ def test_leave_a_message_by_mailbox_number_stop_on_hash(tmp_path):
             await settle(20)
             row = await env.cdr(rec_id)
             assert row["disposition"] == "voicemail" and m["id"] in row["hangup_cause"]
+
     run(go())
 
 
@@ -68,7 +69,7 @@ def test_hangup_while_recording_files_the_message_and_max_length(tmp_path):
             w, s = await env.call("801")
             await to_beep(w)
             write_wav(w.recording["in-1"], 0.8)
-            w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))    # record_stopped follows
+            w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))  # record_stopped follows
             await settle(20)
             [m] = await V.list_messages(env.db)
             assert m["seconds"] == pytest.approx(0.8, abs=0.01)
@@ -84,6 +85,7 @@ def test_hangup_while_recording_files_the_message_and_max_length(tmp_path):
             kinds = [(k, d.get("reason")) for k, d in await env.events(s.rec.id) if k == "voicemail_stop"]
             assert kinds == [("voicemail_stop", "max length")]
             assert len(await V.list_messages(env.db, "1001")) == 2
+
     run(go())
 
 
@@ -96,6 +98,7 @@ def test_hangup_before_the_beep_is_no_message(tmp_path):
             await settle(20)
             assert (await env.cdr(s.rec.id))["disposition"] == "abandoned_ivr"
             assert await V.list_messages(env.db) == []
+
     run(go())
 
 
@@ -105,7 +108,7 @@ def test_unanswered_extension_goes_to_its_mailbox_when_asked(tmp_path):
             await V.set_box(env.db, "1001", on_no_answer=True)
             w, s = await env.call("1001")
             assert s.callee_leg == "callee"
-            await asyncio.sleep(0.15)                 # rings out
+            await asyncio.sleep(0.15)  # rings out
             await settle()
             assert plays(w)[-1] == pr("leave_message") and "callee" not in w.legs
             assert any(isinstance(c, P.Answer) and c.leg == "in-1" and c.code == 200 for c in w.commands)
@@ -126,6 +129,7 @@ def test_unanswered_extension_goes_to_its_mailbox_when_asked(tmp_path):
             w.inject(P.Ended(leg="callee", cause_code=486, reason="Busy Here"))
             await settle(20)
             assert (await env.cdr(s.rec.id))["disposition"] == "busy"
+
     run(go())
 
 
@@ -133,8 +137,9 @@ def test_not_registered_extension_to_mailbox(tmp_path):
     async def go():
         async with Env(tmp_path, registered=lambda n: False) as env:
             await V.set_box(env.db, "1001", on_no_answer=True)
-            w, s = await env.call("1001")
+            w, _s = await env.call("1001")
             assert plays(w)[-1] == pr("leave_message")
+
     run(go())
 
 
@@ -144,8 +149,9 @@ def test_star98_plays_new_messages_and_marks_them_heard(tmp_path):
             await V.set_box(env.db, "1009")
             src = tmp_path / "a.wav"
             write_wav(str(src), 0.5)
-            m = await V.file_message(env.db, tmp_path, "1009", src, caller="555", did=None, call_id=None,
-                                     received_at=1000.0)
+            m = await V.file_message(
+                env.db, tmp_path, "1009", src, caller="555", did=None, call_id=None, received_at=1000.0
+            )
             w, s = await env.call("*98")
             assert plays(w)[-1] == m["path"]
             w.finish_playback("in-1")
@@ -155,6 +161,7 @@ def test_star98_plays_new_messages_and_marks_them_heard(tmp_path):
             w.finish_playback("in-1")
             await settle(20)
             assert (await env.cdr(s.rec.id))["disposition"] == "answered"
+
     run(go())
 
 
@@ -166,8 +173,9 @@ def test_store_heard_delete(tmp_path):
             await V.set_box(env.db, "front", number="802")
             with pytest.raises(V.VoicemailError):
                 await V.set_box(env.db, "other", number="802")
-            m = await V.file_message(env.db, tmp_path, "front", None, caller="1", did="d", call_id="x",
-                                     received_at=1000.0)
+            m = await V.file_message(
+                env.db, tmp_path, "front", None, caller="1", did="d", call_id="x", received_at=1000.0
+            )
             assert m["flags"] == ["no_audio"] and m["seconds"] == 0
             assert (await V.mark_heard(env.db, m["id"][:8]))["heard"]
             await V.delete_message(env.db, m["id"])
@@ -175,12 +183,14 @@ def test_store_heard_delete(tmp_path):
             with pytest.raises(V.VoicemailError):
                 await V.get_message(env.db, m["id"])
             assert (await V.list_boxes(env.db))[0]["box"] == "front"
+
     run(go())
 
 
 def test_cli_voicemail(invoke_cli, tmp_config, tmp_path):
     from pypbx.config import load_config
     from pypbx.db import open_db
+
     c = ("--config", str(tmp_config))
     r = invoke_cli("voicemail", "box", "1001", "--number", "801", "--on-no-answer", "--max-seconds", "60", *c)
     assert r.exit_code == 0 and "on no answer yes" in r.output, r.output
@@ -190,8 +200,10 @@ def test_cli_voicemail(invoke_cli, tmp_config, tmp_path):
 
     async def put():
         async with open_db(cfg.db_path) as db:
-            return await V.file_message(db, cfg.data_dir, "1001", src, caller="555", did="801", call_id="x",
-                                        received_at=1000.0)
+            return await V.file_message(
+                db, cfg.data_dir, "1001", src, caller="555", did="801", call_id="x", received_at=1000.0
+            )
+
     m = asyncio.run(put())
     rows = json.loads(invoke_cli("voicemail", "list", "1001", "--json", *c).output)
     assert [x["id"] for x in rows] == [m["id"]] and rows[0]["seconds"] == pytest.approx(1.5)
