@@ -28,8 +28,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from media import protocol as P
 from pypbx import callers as C
@@ -58,8 +59,14 @@ RELOAD_INTERVAL = 0.5
 
 
 class FrontLine:
-    def __init__(self, db: Database, cm: CallManager, data_dir: Path | str, prompts_dir: Path | str | None = None,
-                 survey_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        cm: CallManager,
+        data_dir: Path | str,
+        prompts_dir: Path | str | None = None,
+        survey_timeout: float | None = None,
+    ) -> None:
         self.db = db
         self.cm = cm
         self.data_dir = Path(data_dir)
@@ -95,6 +102,7 @@ class FrontLine:
                     await self.reload()
                 except Exception:
                     log.exception("front line: reading the numbers failed")
+
         self._task = asyncio.get_running_loop().create_task(loop())
 
     async def close(self) -> None:
@@ -187,8 +195,14 @@ class FrontLine:
         if rec is None:
             return
         try:
-            await C.call_ended(self.db, rec.caller_number, getattr(disposition, "value", str(disposition)),
-                               rec.agent, rec.id, clock=self.cm.clock)
+            await C.call_ended(
+                self.db,
+                rec.caller_number,
+                getattr(disposition, "value", str(disposition)),
+                rec.agent,
+                rec.id,
+                clock=self.cm.clock,
+            )
         except Exception:
             log.exception("callers table: counting call %s failed", rec.id[:12])
         obj = self.calls.get(id(s))
@@ -204,12 +218,17 @@ class FrontLine:
         ``external:`` one only for an unanswered trunk call). False: unknown destination kind /
         target, or no rule matched."""
         kind, _, target = (dest or "").partition(":")
-        if kind == "route":                 # routing rules (pypbx.routing): the rule's destination
+        if kind == "route":  # routing rules (pypbx.routing): the rule's destination
             nxt = await resolve(self.cm, s, target)
-            if nxt is not None and nxt.startswith("external:") and not answered \
-                    and s.trunk is not None and getattr(self.cm, "trunks", None) is not None:
+            if (
+                nxt is not None
+                and nxt.startswith("external:")
+                and not answered
+                and s.trunk is not None
+                and getattr(self.cm, "trunks", None) is not None
+            ):
                 self.forget(s)
-                self.cm.hand_back(s)           # CallManager bridges on the trunk leg's answer
+                self.cm.hand_back(s)  # CallManager bridges on the trunk leg's answer
                 router = cast("TrunkRouter", self.cm.trunks)
                 return await router.to_destination(self.cm, s, nxt)
             return nxt is not None and await self.start_destination(s, nxt, answered=answered)
@@ -271,8 +290,9 @@ class FrontLine:
         except V.VoicemailError:
             return None
 
-    async def to_voicemail(self, s: Call, box: str, *, answered: bool, lang: str = "en",
-                           after_hours: bool = False) -> bool:
+    async def to_voicemail(
+        self, s: Call, box: str, *, answered: bool, lang: str = "en", after_hours: bool = False
+    ) -> bool:
         b = await self.voicemail_box(box)
         if b is None:
             call_log(log, s).warning("no mailbox %s", box)
@@ -288,5 +308,5 @@ class FrontLine:
         if live is None or not live.accepts(queue):
             return False
         self.forget(s)
-        await live.enter_queue(s, queue, answered=True, lang=lang, via="ivr")   # in the language chosen
+        await live.enter_queue(s, queue, answered=True, lang=lang, via="ivr")  # in the language chosen
         return True

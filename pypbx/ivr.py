@@ -104,7 +104,7 @@ class Menu:
     new_caller: str = ""
     options: dict[str, str] = field(default_factory=dict)
 
-    def validate(self) -> "Menu":
+    def validate(self) -> Menu:
         if not NAME_RE.match(self.name):
             raise IvrError(f"bad menu name {self.name!r}")
         if self.number is not None and not NUMBER_RE.match(self.number):
@@ -128,7 +128,7 @@ class Menu:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], name: str | None = None) -> "Menu":
+    def from_dict(cls, d: dict[str, Any], name: str | None = None) -> Menu:
         known = set(cls.__dataclass_fields__)
         d = dict(d)
         if name is not None:
@@ -149,6 +149,7 @@ class Menu:
 
 # ------------------------------------------------------------------ TOML
 
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -156,7 +157,7 @@ def _toml_value(v: Any) -> str:
         return repr(v)
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return json.dumps(str(v))        # a JSON string is a valid TOML basic string
+    return json.dumps(str(v))  # a JSON string is a valid TOML basic string
 
 
 def to_toml(menu: Menu) -> str:
@@ -185,6 +186,7 @@ def from_toml(text: str) -> list[Menu]:
 
 
 # ------------------------------------------------------------------ the store
+
 
 async def save_menu(db: Database, menu: Menu, clock: Any = time.time) -> Menu:
     menu.validate()

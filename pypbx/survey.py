@@ -60,8 +60,7 @@ async def enabled_for(db: Database, queue: str | None) -> bool:
     return d["all"] or (queue is not None and queue in d["queues"])
 
 
-async def record_score(db: Database, call_id: str, agent: str | None, queue: str | None, score: int,
-                       ts: float) -> None:
+async def record_score(db: Database, call_id: str, agent: str | None, queue: str | None, score: int, ts: float) -> None:
     if not 1 <= score <= 5:
         raise SurveyError(f"score {score} out of 1..5")
     await db.insert_survey_row(call_id, agent, queue, score, ts)
@@ -72,8 +71,14 @@ async def report(db: Database, since: float | None = None, until: float | None =
     per: dict[str, list[int]] = {}
     for r in rows:
         per.setdefault(r["agent"] or "-", []).append(r["score"])
-    agents = [{"agent": a, "answers": len(v), "average": round(sum(v) / len(v), 2),
-               "distribution": {str(k): v.count(k) for k in range(1, 6)}} for a, v in sorted(per.items())]
+    agents = [
+        {
+            "agent": a,
+            "answers": len(v),
+            "average": round(sum(v) / len(v), 2),
+            "distribution": {str(k): v.count(k) for k in range(1, 6)},
+        }
+        for a, v in sorted(per.items())
+    ]
     allv = [r["score"] for r in rows]
-    return {"answers": len(allv), "average": round(sum(allv) / len(allv), 2) if allv else None,
-            "agents": agents}
+    return {"answers": len(allv), "average": round(sum(allv) / len(allv), 2) if allv else None, "agents": agents}

@@ -32,8 +32,9 @@ import re
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pypbx.db import Database, IntegrityError
 from pypbx.errors import PbxError
@@ -72,9 +73,16 @@ def parse_emails(value: str) -> list[str]:
     return out
 
 
-async def set_box(db: Database, box: str, *, number: str | None = None, on_no_answer: bool = False,
-                  max_seconds: float = DEFAULT_MAX_SECONDS, email: str | None = None,
-                  clock: Callable[[], float] = time.time) -> dict:
+async def set_box(
+    db: Database,
+    box: str,
+    *,
+    number: str | None = None,
+    on_no_answer: bool = False,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    email: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> dict:
     """Create or change ``box``. ``email``: comma-separated addresses told of new messages
     (pypbx.notify); '' = none; None = unchanged."""
     emails = parse_emails(email) if email is not None else None
@@ -105,8 +113,14 @@ async def list_boxes(db: Database) -> list[dict[str, Any]]:
     out = []
     for r in await db.list_voicemail_box_rows():
         msgs = await db.list_voicemail_rows(r["box"])
-        out.append({**r, "on_no_answer": bool(r["on_no_answer"]), "messages": len(msgs),
-                    "new": sum(1 for m in msgs if not m["heard"])})
+        out.append(
+            {
+                **r,
+                "on_no_answer": bool(r["on_no_answer"]),
+                "messages": len(msgs),
+                "new": sum(1 for m in msgs if not m["heard"]),
+            }
+        )
     return out
 
 
@@ -123,6 +137,7 @@ async def remove_box(db: Database, box: str) -> None:
 
 
 # ------------------------------------------------------------------ messages
+
 
 def _msg(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "heard": bool(row["heard"])}
@@ -160,6 +175,7 @@ async def delete_message(db: Database, msg_id: str, clock: Callable[[], float] =
 
 def _wav_seconds(path: Path) -> float:
     import soundfile as sf  # here, not at the top: the CLI imports this module and needs no audio stack
+
     try:
         info = sf.info(str(path))
         return round(info.frames / float(info.samplerate), 3)
@@ -167,10 +183,20 @@ def _wav_seconds(path: Path) -> float:
         return 0.0
 
 
-async def file_message(db: Database, data_dir: Path | str, box: str, recorded: Path | str | None, *,
-                       caller: str, did: str | None, call_id: str | None, received_at: float) -> dict[str, Any]:
+async def file_message(
+    db: Database,
+    data_dir: Path | str,
+    box: str,
+    recorded: Path | str | None,
+    *,
+    caller: str,
+    did: str | None,
+    call_id: str | None,
+    received_at: float,
+) -> dict[str, Any]:
     """Move a finished recording into the box's day folder, write its sidecar and row."""
     from media.recording import RecordingError, repair_wav  # the audio stack only when a message is filed (see above)
+
     msg_id = uuid.uuid4().hex[:16]
     day = dt.datetime.fromtimestamp(received_at).strftime("%Y-%m-%d")
     folder = voicemail_dir(data_dir) / box / day
@@ -188,13 +214,31 @@ async def file_message(db: Database, data_dir: Path | str, box: str, recorded: P
         seconds = await asyncio.to_thread(_wav_seconds, out)
     else:
         flags.append("no_audio")
-    meta = {"id": msg_id, "box": box, "caller": caller, "did": did, "call_id": call_id,
-            "received_at": received_at,
-            "time": dt.datetime.fromtimestamp(received_at).astimezone().isoformat(timespec="seconds"),
-            "seconds": seconds, "path": str(out), "flags": flags}
+    meta = {
+        "id": msg_id,
+        "box": box,
+        "caller": caller,
+        "did": did,
+        "call_id": call_id,
+        "received_at": received_at,
+        "time": dt.datetime.fromtimestamp(received_at).astimezone().isoformat(timespec="seconds"),
+        "seconds": seconds,
+        "path": str(out),
+        "flags": flags,
+    }
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(meta, indent=2))
     os.replace(tmp, out.with_suffix(".json"))
-    await db.insert_voicemail_row({"id": msg_id, "box": box, "caller": caller, "did": did, "call_id": call_id,
-                                   "received_at": received_at, "seconds": seconds, "path": str(out)})
+    await db.insert_voicemail_row(
+        {
+            "id": msg_id,
+            "box": box,
+            "caller": caller,
+            "did": did,
+            "call_id": call_id,
+            "received_at": received_at,
+            "seconds": seconds,
+            "path": str(out),
+        }
+    )
     return meta
