@@ -232,7 +232,7 @@ async def check_references(db: Database, menu: Menu) -> list[str]:
     """Warnings: sub-menus, schedules that do not exist (yet)."""
     out = []
     names = {m.name for m in await list_menus(db)} | {menu.name}
-    for a in list(menu.options.values()) + [menu.on_timeout, menu.on_invalid, menu.after_hours]:
+    for a in [*menu.options.values(), menu.on_timeout, menu.on_invalid, menu.after_hours]:
         kind, arg = parse_action(a)
         if kind == "menu" and arg not in names:
             out.append(f"menu {arg!r} does not exist (yet)")

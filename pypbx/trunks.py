@@ -342,7 +342,7 @@ async def set_permissions(
     except ValueError as e:
         raise TrunkError(str(e)) from None
     if "internal" not in parsed:
-        parsed = ("internal",) + parsed
+        parsed = ("internal", *parsed)
     await db.set_extension_permissions_row(
         extension, ",".join(parsed), max_outbound, now if now is not None else time.time()
     )

@@ -460,12 +460,12 @@ def test_direct_call_makes_agent_busy(tmp_path):
     async def go():
         async with Env(tmp_path, record=False) as env:
             await env.login("alice", "1001")
-            dec = env.cm.route(invite("1001", frm="1003", call_id="d1"), PHONE, "1003")
+            env.cm.route(invite("1001", frm="1003", call_id="d1"), PHONE, "1003")
             w = env.pool.busy[-1]
             w.inject(P.Incoming(leg="in-1", from_uri="<sip:1003@pbx>", to_uri="<sip:1001@pbx>", call_id="d1"))
             await settle()
             assert env.live.engine.agents["alice"].external_busy
-            w2, s2 = await env.call(call_id="c2")
+            w2, _s2 = await env.call(call_id="c2")
             assert not originates(w2)  # alice is busy: nobody rung
             w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))
             await settle(20)
@@ -555,7 +555,7 @@ def test_restart_closes_callers_left_by_a_crash(tmp_path):
 def test_shutdown_interrupts_waiting_callers_and_keeps_them_as_callbacks(tmp_path):
     async def go():
         async with Env(tmp_path, record=False) as env:
-            w, s = await env.call(frm="1009")
+            _w, s = await env.call(frm="1009")
             await env.live.close()
             await settle(20)
             assert (await env.kinds(s.rec.id)) == ["ENTER", "INTERRUPTED"]

@@ -202,7 +202,7 @@ def test_direct_dial_with_hash(tmp_path):
                 env,
                 I.Menu(name="dd", number="701", direct_dial=True, timeout=1, inter_digit=0.5, options={"1": "hangup"}),
             )
-            w, s = await env.call("701")
+            w, _s = await env.call("701")
             await press(w, "1002#")
             o = originates(w)
             assert [x.uri for x in o] == ["sip:1002@127.0.0.1:5060"]

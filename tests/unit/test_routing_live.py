@@ -163,7 +163,7 @@ def test_start_destination_route_and_sticky_queue_call(tmp_path):
             await env.db.caller_seen_row("1009", 1.0, "answered", "bob", "old")
             await env.live.sync()
             env.live.agent_login("bob")
-            w2, s2 = await env.call("1002", call_id="c2")
+            _w2, s2 = await env.call("1002", call_id="c2")
             assert await env.fl.start_destination(s2, "route:r", answered=True)
             assert s2.rec.queue == "front" and s2.route_prefer == ("bob", 30.0)
             entry = env.live.engine._entries[s2.rec.id]
