@@ -16,7 +16,8 @@ calls it at four small hooks:
 
 The front door asks :meth:`is_internal` (through the app's ``_is_internal``) whether a dialled
 number is ours (never sent to a trunk): IVR menu numbers, mailbox numbers, ``*98``; the
-numbers are cached and re-read every :data:`RELOAD_INTERVAL` seconds by :meth:`start`'s task.
+numbers are cached and re-read by :meth:`reload`, which the app's change watcher calls on
+every change.
 
 Each flow takes the call over the way :class:`pypbx.flows.queue.QueueCall` does
 (``CallManager.hand_over``). The IVR hands calls on with :meth:`to_queue` and :meth:`to_voicemail`.
@@ -25,8 +26,6 @@ Everything is read from the database per call, so CLI changes apply to the next 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -54,8 +53,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "ivr_prompts"
-#: Seconds between re-reads of the IVR / mailbox numbers (for :meth:`FrontLine.is_internal`).
-RELOAD_INTERVAL = 0.5
 
 
 class FrontLine:
@@ -74,7 +71,6 @@ class FrontLine:
         self.survey_timeout = survey_timeout
         self.calls: dict[int, Flow] = {}
         self.numbers: set[str] = {V.ACCESS_NUMBER}
-        self._task: asyncio.Task | None = None
         # called with (box, message metadata) after a voicemail message is filed: MWI
         # (pypbx.mwi) and the notification hook (pypbx.notify) register here
         self.voicemail_listeners: list[Callable[[str, dict[str, Any]], Awaitable[None]]] = []
@@ -92,25 +88,9 @@ class FrontLine:
         nums |= {r["number"] for r in await self.db.list_voicemail_box_rows() if r["number"]}
         self.numbers = nums
 
-    async def start(self) -> None:
-        await self.reload()
-
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(RELOAD_INTERVAL)
-                try:
-                    await self.reload()
-                except Exception:
-                    log.exception("front line: reading the numbers failed")
-
-        self._task = asyncio.get_running_loop().create_task(loop())
-
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Nothing to release: the numbers are re-read by :meth:`reload` (the app's change
+        watcher calls it). Kept so the app's shutdown stack can still call it."""
 
     def is_internal(self, number: str) -> bool:
         """An IVR menu / mailbox number or ``*98``: the cache, else a quick read-only look in
