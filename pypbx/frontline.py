@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from media import protocol as P
 from pypbx import callers as C
@@ -48,6 +48,7 @@ from pypbx.flows.survey import SurveyCall
 from pypbx.flows.voicemail import MailboxCall, VoicemailCall
 
 if TYPE_CHECKING:
+    from pypbx.acdlive import AcdLive
     from pypbx.trunks import TrunkRouter
 
 log = logging.getLogger(__name__)
@@ -73,9 +74,9 @@ class FrontLine:
         self.numbers: set[str] = {V.ACCESS_NUMBER}
         # called with (box, message metadata) after a voicemail message is filed: MWI
         # (pypbx.mwi) and the notification hook (pypbx.notify) register here
-        self.voicemail_listeners: list[Callable[[str, dict[str, Any]], Awaitable[None]]] = []
+        self.voicemail_listeners: list[Callable[[str, V.VoicemailMeta], Awaitable[None]]] = []
 
-    async def voicemail_filed(self, box: str, meta: dict[str, Any]) -> None:
+    async def voicemail_filed(self, box: str, meta: V.VoicemailMeta) -> None:
         for cb in list(self.voicemail_listeners):
             try:
                 await cb(box, meta)
@@ -161,11 +162,14 @@ class FrontLine:
         # ... but keep the session (and the caller's leg) for the question
         s.ended = False
         s.bridged = None
-        kw: dict[str, Any] = {"timeout": self.survey_timeout} if self.survey_timeout else {}
+        lang = "en"
         q = getattr(getattr(self.cm, "acd", None), "engine", None)
         if s.rec.queue and q is not None and s.rec.queue in q.queues:
-            kw["lang"] = q.queues[s.rec.queue].language or "en"
-        sc = SurveyCall(self, s, **kw)
+            lang = q.queues[s.rec.queue].language or "en"
+        if self.survey_timeout:
+            sc = SurveyCall(self, s, timeout=self.survey_timeout, lang=lang)
+        else:
+            sc = SurveyCall(self, s, lang=lang)
         self._take(s, sc)
         await sc.start()
         return True
@@ -255,16 +259,21 @@ class FrontLine:
         await gc.start()
         return True
 
+    def _acd(self) -> AcdLive | None:
+        # CallManager.acd is the narrow AcdHooks protocol; queue entry (accepts, enter_queue)
+        # is AcdLive's, which is what the app sets there
+        return cast("AcdLive | None", self.cm.acd)
+
     async def _queue_unanswered(self, s: Call, queue: str) -> bool:
         """A caller not answered yet (a DID, a ring group's ``then``) into a queue."""
-        live = self.cm.acd
+        live = self._acd()
         if live is None or not live.accepts(queue):
             return False
         self.forget(s)
         await live.enter_queue(s, queue)
         return True
 
-    async def voicemail_box(self, box: str) -> dict[str, Any] | None:
+    async def voicemail_box(self, box: str) -> V.VoicemailBox | None:
         try:
             return await V.get_box(self.db, box)
         except V.VoicemailError:
@@ -284,7 +293,7 @@ class FrontLine:
 
     async def to_queue(self, s: Call, queue: str, lang: str | None = None) -> bool:
         """An answered caller (the IVR) into an ACD queue, in the call's language."""
-        live = self.cm.acd
+        live = self._acd()
         if live is None or not live.accepts(queue):
             return False
         self.forget(s)
