@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TypedDict
 
 from pypbx.db import Database
 from pypbx.errors import PbxError
@@ -35,13 +35,33 @@ class SurveyError(PbxError, ValueError):
     pass
 
 
-async def get_settings(db: Database) -> dict[str, Any]:
+class SurveySettings(TypedDict):
+    """Where the survey is on (stored as JSON in the meta table)."""
+
+    all: bool
+    queues: list[str]
+
+
+class AgentScores(TypedDict):
+    agent: str
+    answers: int
+    average: float
+    distribution: dict[str, int]
+
+
+class SurveyReport(TypedDict):
+    answers: int
+    average: float | None
+    agents: list[AgentScores]
+
+
+async def get_settings(db: Database) -> SurveySettings:
     raw = await db.get_meta(META_KEY)
     d = json.loads(raw) if raw else {}
     return {"all": bool(d.get("all", False)), "queues": sorted(d.get("queues", []))}
 
 
-async def set_enabled(db: Database, enabled: bool, queue: str | None = None) -> dict[str, Any]:
+async def set_enabled(db: Database, enabled: bool, queue: str | None = None) -> SurveySettings:
     d = await get_settings(db)
     if queue is None:
         d["all"] = enabled
@@ -66,12 +86,12 @@ async def record_score(db: Database, call_id: str, agent: str | None, queue: str
     await db.insert_survey_row(call_id, agent, queue, score, ts)
 
 
-async def report(db: Database, since: float | None = None, until: float | None = None) -> dict[str, Any]:
+async def report(db: Database, since: float | None = None, until: float | None = None) -> SurveyReport:
     rows = await db.survey_rows(since, until)
     per: dict[str, list[int]] = {}
     for r in rows:
         per.setdefault(r["agent"] or "-", []).append(r["score"])
-    agents = [
+    agents: list[AgentScores] = [
         {
             "agent": a,
             "answers": len(v),
