@@ -45,9 +45,9 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from media import protocol as P
 from pypbx import callers as C
@@ -56,6 +56,7 @@ from pypbx.call import Call, CallInput, CallManager, FlowBase, Shutdown
 from pypbx.call.logs import call_log
 from pypbx.calllog import Direction, Disposition, disposition_for_status
 from pypbx.db import Database, IntegrityError
+from pypbx.db.rows import TrunkRow
 from pypbx.errors import PbxError
 from pypbx.flows.route import resolve
 from pypbx.numbers import (
@@ -68,9 +69,12 @@ from pypbx.numbers import (
 )
 from sip.message import Request
 from sip.proxy import RouteDecision
-from sip.server import SipServer, TlsPeer
+from sip.server import OwnCallback, OwnEvent, SipServer, TlsPeer
 from sip.transaction import Addr, ResponseReceived, Timeout, TransportError
 from sip.trunk import RegState, TrunkRegistration
+
+if TYPE_CHECKING:
+    from pypbx.acdlive import AcdLive
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +87,13 @@ DEST_KINDS = D.DEST_KINDS
 
 class TrunkError(PbxError):
     """A one-line, user-facing problem with a trunk, DID or permission."""
+
+
+class Permission(TypedDict):
+    """An extension's outside-call permission: number classes, simultaneous outside calls."""
+
+    classes: tuple[str, ...]
+    max_outbound: int | None
 
 
 @dataclass
@@ -109,24 +120,60 @@ class Trunk:
     created_at: float | None = None
     updated_at: float | None = None
 
-    def to_row(self) -> dict[str, Any]:
-        row = asdict(self)
-        row["inbound_ips"] = json.dumps(self.inbound_ips)
-        row["register"] = int(self.register)
-        row["enabled"] = int(self.enabled)
-        row["tls_verify"] = int(self.tls_verify)
-        return row
+    def to_row(self) -> TrunkRow:
+        return {
+            "name": self.name,
+            "host": self.host,
+            "port": self.port,
+            "transport": self.transport,
+            "username": self.username,
+            "password": self.password,
+            "auth_username": self.auth_username,
+            "domain": self.domain,
+            "register": int(self.register),
+            "expires": self.expires,
+            "priority": self.priority,
+            "caller_id": self.caller_id,
+            "number_format": self.number_format,
+            "strip_prefix": self.strip_prefix,
+            "add_prefix": self.add_prefix,
+            "max_channels": self.max_channels,
+            "inbound_ips": json.dumps(self.inbound_ips),
+            "enabled": int(self.enabled),
+            "tls_verify": int(self.tls_verify),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Trunk:
-        d = dict(row)
-        d["inbound_ips"] = json.loads(d.get("inbound_ips") or "[]")
-        d["register"] = bool(d.get("register"))
-        d["enabled"] = bool(d.get("enabled", 1))
-        d["tls_verify"] = bool(d.get("tls_verify", 1))
-        return cls(**d)
+    def from_row(cls, row: TrunkRow) -> Trunk:
+        """A stored row; a column the row lacks (a database from before it) takes its default."""
+        d = cls(row["name"], row["host"])
+        return cls(
+            name=row["name"],
+            host=row["host"],
+            port=row.get("port", d.port),
+            transport=row.get("transport", d.transport),
+            username=row.get("username", d.username),
+            password=row.get("password", d.password),
+            auth_username=row.get("auth_username", d.auth_username),
+            domain=row.get("domain", d.domain),
+            register=bool(row.get("register")),
+            expires=row.get("expires", d.expires),
+            priority=row.get("priority", d.priority),
+            caller_id=row.get("caller_id", d.caller_id),
+            number_format=row.get("number_format", d.number_format),
+            strip_prefix=row.get("strip_prefix", d.strip_prefix),
+            add_prefix=row.get("add_prefix", d.add_prefix),
+            max_channels=row.get("max_channels", d.max_channels),
+            inbound_ips=json.loads(row.get("inbound_ips") or "[]"),
+            enabled=bool(row.get("enabled", 1)),
+            tls_verify=bool(row.get("tls_verify", 1)),
+            created_at=row.get("created_at", d.created_at),
+            updated_at=row.get("updated_at", d.updated_at),
+        )
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> dict[str, object]:
         """What the CLI shows: everything but the password."""
         d = asdict(self)
         d["password"] = "(set)" if self.password else None
@@ -260,7 +307,7 @@ async def list_trunks(db: Database) -> list[Trunk]:
     return [Trunk.from_row(r) for r in await db.list_trunk_rows()]
 
 
-async def edit_trunk(db: Database, name: str, changes: dict[str, Any], now: float | None = None) -> Trunk:
+async def edit_trunk(db: Database, name: str, changes: Mapping[str, object], now: float | None = None) -> Trunk:
     t = await get_trunk(db, name)
     for k, v in changes.items():
         if not hasattr(t, k) or k in ("name", "created_at"):
@@ -268,8 +315,7 @@ async def edit_trunk(db: Database, name: str, changes: dict[str, Any], now: floa
         setattr(t, k, v)
     validate_trunk(t)
     t.updated_at = now if now is not None else time.time()
-    row = t.to_row()
-    row.pop("name")
+    row = {k: v for k, v in t.to_row().items() if k != "name"}
     await db.update_trunk_row(name, row)
     if t.password:
         protect_db(db)
@@ -349,7 +395,7 @@ async def set_permissions(
     return parsed
 
 
-async def permissions(db: Database) -> dict[str, dict[str, Any]]:
+async def permissions(db: Database) -> dict[str, Permission]:
     return {
         r["number"]: {"classes": tuple(c for c in r["classes"].split(",") if c), "max_outbound": r["max_outbound"]}
         for r in await db.list_extension_permission_rows()
@@ -398,7 +444,7 @@ class TrunkService:
         self.user_agent = user_agent
         self.trunks: dict[str, Trunk] = {}
         self.dids: dict[str, Did] = {}
-        self.perms: dict[str, dict[str, Any]] = {}
+        self.perms: dict[str, Permission] = {}
         self._ips: dict[str, set[str]] = {}  # trunk -> addresses it may call from
         self.active: dict[str, int] = {}  # trunk -> outside calls in progress
         self.by_extension: dict[str, int] = {}  # extension -> outside calls in progress
@@ -408,7 +454,7 @@ class TrunkService:
         self._wake = asyncio.Event()
         self._signature: str | None = None
         # (trunk, state before, state now, reason) on every registration state change
-        self.on_state: Callable[[str, Any, Any, str], None] | None = None
+        self.on_state: Callable[[str, RegState, RegState, str], None] | None = None
 
     # -- loading -----------------------------------------------------------------------
     async def load(self, db: Database) -> None:
@@ -500,7 +546,8 @@ class TrunkService:
         if not allowed(c.cls, self.allowed_classes(extension)):
             return OutboundCheck(False, 403, f"Forbidden - {c.cls} calls not allowed for {extension}", c.cls)
         if c.cls != "emergency":
-            limit = self.perms.get(extension, {}).get("max_outbound")
+            p = self.perms.get(extension)
+            limit = p["max_outbound"] if p is not None else None
             limit = self.max_per_extension if limit is None else limit
             if self.by_extension.get(extension, 0) >= limit:
                 return OutboundCheck(False, 403, f"Forbidden - {extension} has {limit} outside call(s) already", c.cls)
@@ -619,8 +666,8 @@ class TrunkService:
             reg = next((r for r in self.registrations.values() if r.pending == s.branch), None)
             self.server.send_own(s.request, s.dest, self._on_event(reg))
 
-    def _on_event(self, reg: Any) -> Callable[[Any], None]:
-        def handle(ev: Any) -> None:
+    def _on_event(self, reg: TrunkRegistration | None) -> OwnCallback:
+        def handle(ev: OwnEvent) -> None:
             if reg is None:
                 return
             now = self.clock()
@@ -676,7 +723,7 @@ class TrunkService:
         for reg in self.registrations.values():
             self._send(reg.stop(now))
 
-    def status(self) -> list[dict[str, Any]]:
+    def status(self) -> list[dict[str, object]]:
         now = self.clock()
         out = []
         for t in sorted(self.trunks.values(), key=lambda t: (t.priority, t.name)):
@@ -738,7 +785,7 @@ class TrunkRouter:
         self.is_internal = is_internal
 
     # -- front door (sans-I/O, called by the proxy) ------------------------------------
-    def admit(self, request: Request, source: Addr) -> Any:
+    def admit(self, request: Request, source: Addr) -> bool | RouteDecision | None:
         """Proxy ``admit``: a trunk's requests are not challenged; an INVITE for a DID from
         anywhere else is refused at once (403)."""
         if request.method != "INVITE":
@@ -890,7 +937,9 @@ class TrunkRouter:
         return await self._fail(cm, s, 480, f"destination {dest} not available")
 
     async def _to_queue(self, cm: CallManager, s: Call, queue: str) -> bool:
-        acd = cm.acd
+        # CallManager.acd is the narrow AcdHooks protocol; queue entry (has_queue, enter_queue)
+        # is AcdLive's, which is what the app sets there
+        acd = cast("AcdLive | None", cm.acd)
         if acd is None or not acd.has_queue(queue):
             await s.worker.hangup(cast(str, s.caller_leg), 480)
             await cm.finish(s, Disposition.FAILED, side="system", cause=f"queue {queue} not available")
@@ -1087,7 +1136,7 @@ class ClickToCall(FlowBase):
                     )
 
 
-async def click_to_call(router: TrunkRouter, cm: CallManager, extension: str, number: str) -> dict[str, Any]:
+async def click_to_call(router: TrunkRouter, cm: CallManager, extension: str, number: str) -> dict[str, object]:
     """Local API ``call``: start a click-to-call session; returns the call record's id."""
     if not cm.is_extension(extension):
         raise TrunkError(f"no extension {extension}")
