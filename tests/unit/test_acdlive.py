@@ -7,22 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import wave
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from media import protocol as P
 from media.fake import FakePool
 from pypbx import acdstore as S
+from pypbx import voicemail as V
 from pypbx.acdlive import AcdLive
 from pypbx.call import CallManager
 from pypbx.calllog import CallLog
 from pypbx.db import open_db
 from pypbx.extensions import add_extension
-from pypbx.flows.queue import DEFAULT_MOH, PROMPTS_DIR, announcement_ids
+from pypbx.flows.queue import DEFAULT_MOH, PROMPTS_DIR, announcement_ids, outside_leg
 from sip.message import parse_message
 from sip.transaction import Addr
+from tests.unit._frontline_env import Env as FEnv
+from tests.unit._frontline_env import pr
+from tests.unit.test_voicemail import write_wav
 
 PHONE = Addr("UDP", "192.0.2.10", 5070)
 EXTS = ("1001", "1002", "1003", "1009")
@@ -70,16 +74,6 @@ class Clock:
         if self.auto:
             self.t += 1.0
         return self.t
-
-
-def write_wav(path: str, seconds: float = 0.5, rate: int = 8000) -> None:
-    """A mono 16-bit WAV of silence, as the media worker's recorder would leave for a leg."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(path, "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes(b"\0\0" * int(seconds * rate))
 
 
 def en(pid: str) -> str:
@@ -234,7 +228,7 @@ def test_queue_call_announced_then_moh_then_delivered_bridged_recorded_and_compl
             assert frozenset(("in-1", o[0].leg_id)) in w.bridges
             assert set(w.recording) == {"in-1", o[0].leg_id}
             for path in w.recording.values():  # the fake worker writes no audio: give each side some
-                write_wav(path)
+                write_wav(path, 0.5)
             assert (await env.kinds(rec_id)) == ["ENTER", "RING", "CONNECT"]
             status = env.live.queue_status("front")
             assert [a["state"] for a in status["agents"] if a["id"] == "alice"] == ["on_call"]
@@ -607,8 +601,6 @@ class FakeTrunkSvc:
     """The parts of pypbx.trunks.TrunkService that outside legs use."""
 
     def __init__(self) -> None:
-        from types import SimpleNamespace
-
         self.trunks = {
             "prov": SimpleNamespace(name="prov", caller_id="+33100000000", domain="fake.provider", host="192.0.2.99")
         }
@@ -634,8 +626,6 @@ class FakeTrunkSvc:
 
 
 def with_trunk(env: Env) -> FakeTrunkSvc:
-    from types import SimpleNamespace
-
     svc = FakeTrunkSvc()
     env.cm.trunks = SimpleNamespace(
         svc=svc, route_worker_leg=lambda req: None, screen=lambda *a: (), context=lambda s, ev: None
@@ -644,10 +634,6 @@ def with_trunk(env: Env) -> FakeTrunkSvc:
 
 
 def test_outside_leg_extension_or_trunk():
-    from types import SimpleNamespace
-
-    from pypbx.flows.queue import outside_leg
-
     cm = SimpleNamespace(front_door="127.0.0.1:5060", trunks=None, is_extension=lambda n: n == "1001")
     assert outside_leg(cm, "1001", "1009") == ("sip:1001@127.0.0.1:5060", "sip:1009@127.0.0.1", {}, None)
     assert outside_leg(cm, "+33612345678", "1009")[3] is None  # no trunk: through the front door
@@ -792,10 +778,6 @@ def test_max_wait_then_the_queues_mailbox(tmp_path):
     """--max-wait 300 --fallback voicemail: after 300 s nobody answered -> the queue's own
     mailbox takes the caller over (leave_message, beep, record); the record keeps the queue,
     ends ``voicemail`` with flag queue_timeout; the queue counts a TIMEOUT (not answered)."""
-    from pypbx import voicemail as V
-    from tests.unit._frontline_env import Env as FEnv
-    from tests.unit._frontline_env import pr
-    from tests.unit.test_voicemail import write_wav
 
     async def go():
         async with FEnv(tmp_path, record=False) as env:
@@ -847,9 +829,6 @@ def test_max_wait_then_the_queues_mailbox(tmp_path):
 def test_overflow_to_a_mailbox(tmp_path):
     """--overflow-after 20 --overflow-to voicemail:BOX: the mailbox takes the caller over too
     (flag queue_overflow; the engine's OVERFLOW event names the box)."""
-    from pypbx import voicemail as V
-    from tests.unit._frontline_env import Env as FEnv
-    from tests.unit._frontline_env import pr
 
     async def go():
         async with FEnv(tmp_path, record=False) as env:

@@ -14,6 +14,7 @@ from pypbx import acdstore as S
 from pypbx import hours as H
 from pypbx import ivr as I
 from pypbx import voicemail as V
+from pypbx.flows.queue import QueueCall
 from tests.unit._frontline_env import Env, finish_all_playback, originates, plays, pr, press, settle
 
 MENU = I.Menu(
@@ -240,8 +241,6 @@ def test_queue_choice_enters_the_acd_in_the_callers_language(tmp_path):
             await press(w, "1")
             assert s.rec.queue == "front"
             assert plays(w)[-1] == pr("welcome", "ru")  # the queue's greeting, in Russian
-            from pypbx.flows.queue import QueueCall
-
             assert isinstance(env.live.sessions[id(s)], QueueCall)
             w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))
             await settle(20)

@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 
 from media import protocol as P
+from pypbx import acdstore as S
 from pypbx import ivr as I
 from pypbx import routing as R
 from pypbx import trunks as T
-from tests.unit._frontline_env import Env, finish_all_playback, originates, plays, pr, press, settle
+from pypbx import voicemail as V
+from pypbx.flows.voicemail import VoicemailCall
+from tests.unit._frontline_env import PHONE, Env, finish_all_playback, invite, originates, plays, pr, press, settle
 
 MENU = I.Menu(
     name="main",
@@ -149,8 +152,6 @@ def test_ivr_route_action_sees_the_choices(tmp_path):
 def test_start_destination_route_and_sticky_queue_call(tmp_path):
     async def go():
         async with Env(tmp_path) as env:
-            from pypbx import acdstore as S
-
             await I.save_menu(env.db, MENU)
             await S.add_agent(env.db, "bob", "Bob")
             await R.add_route(env.db, "r")
@@ -175,8 +176,6 @@ def test_start_destination_route_and_sticky_queue_call(tmp_path):
 
 async def did_call(env: Env, did: str, frm: str = "+33611111111", call_id: str = "d1"):
     """A trunk call to ``did`` as the worker reports it (X-PBX-Trunk / X-PBX-DID)."""
-    from tests.unit._frontline_env import PHONE, invite
-
     trunks, env.cm.trunks = env.cm.trunks, None
     env.cm.route(invite(did, frm=frm, call_id=call_id), PHONE, frm)
     env.cm.trunks = trunks
@@ -205,8 +204,6 @@ def test_did_route_no_match_falls_back_to_the_dids_destination_else_480(tmp_path
                 "+33100000001": T.Did("+33100000001", "route:r"),
                 "+33100000002": T.Did("+33100000002", "voicemail:1001", known="route:r"),
             }
-            from pypbx import voicemail as V
-
             await V.set_box(env.db, "1001")
             # a rule matches: the queue
             w, s = await did_call(env, "+33100000001", frm="+33611111111")
@@ -223,8 +220,6 @@ def test_did_route_no_match_falls_back_to_the_dids_destination_else_480(tmp_path
             assert ev and ev[0]["rule"] is None and ev[0]["destination"] is None
             # a returning caller (counted above) whose --known route has no match: the DID's --to
             w, s = await did_call(env, "+33100000002", frm="+33140000000", call_id="d3")
-            from pypbx.flows.voicemail import VoicemailCall
-
             assert isinstance(env.fl.calls.get(id(s)), VoicemailCall), w.commands
             ev = [d for k, d in await env.events(s.rec.id) if k == "route"]
             assert ev and ev[0]["rule"] is None
