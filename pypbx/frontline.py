@@ -16,7 +16,8 @@ calls it at four small hooks:
 
 The front door asks :meth:`is_internal` (through the app's ``_is_internal``) whether a dialled
 number is ours (never sent to a trunk): IVR menu numbers, mailbox numbers, ``*98``; the
-numbers are cached and re-read every :data:`RELOAD_INTERVAL` seconds by :meth:`start`'s task.
+numbers are cached and re-read by :meth:`reload`, which the app's change watcher calls on
+every change.
 
 Each flow takes the call over the way :class:`pypbx.flows.queue.QueueCall` does
 (``CallManager.hand_over``). The IVR hands calls on with :meth:`to_queue` and :meth:`to_voicemail`.
@@ -25,11 +26,10 @@ Everything is read from the database per call, so CLI changes apply to the next 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, cast
+from typing import TYPE_CHECKING, cast
 
 from media import protocol as P
 from pypbx import callers as C
@@ -48,18 +48,23 @@ from pypbx.flows.survey import SurveyCall
 from pypbx.flows.voicemail import MailboxCall, VoicemailCall
 
 if TYPE_CHECKING:
+    from pypbx.acdlive import AcdLive
     from pypbx.trunks import TrunkRouter
 
 log = logging.getLogger(__name__)
 
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "ivr_prompts"
-#: Seconds between re-reads of the IVR / mailbox numbers (for :meth:`FrontLine.is_internal`).
-RELOAD_INTERVAL = 0.5
 
 
 class FrontLine:
-    def __init__(self, db: Database, cm: CallManager, data_dir: Path | str, prompts_dir: Path | str | None = None,
-                 survey_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        cm: CallManager,
+        data_dir: Path | str,
+        prompts_dir: Path | str | None = None,
+        survey_timeout: float | None = None,
+    ) -> None:
         self.db = db
         self.cm = cm
         self.data_dir = Path(data_dir)
@@ -67,12 +72,11 @@ class FrontLine:
         self.survey_timeout = survey_timeout
         self.calls: dict[int, Flow] = {}
         self.numbers: set[str] = {V.ACCESS_NUMBER}
-        self._task: asyncio.Task | None = None
         # called with (box, message metadata) after a voicemail message is filed: MWI
         # (pypbx.mwi) and the notification hook (pypbx.notify) register here
-        self.voicemail_listeners: list[Callable[[str, dict[str, Any]], Awaitable[None]]] = []
+        self.voicemail_listeners: list[Callable[[str, V.VoicemailMeta], Awaitable[None]]] = []
 
-    async def voicemail_filed(self, box: str, meta: dict[str, Any]) -> None:
+    async def voicemail_filed(self, box: str, meta: V.VoicemailMeta) -> None:
         for cb in list(self.voicemail_listeners):
             try:
                 await cb(box, meta)
@@ -85,24 +89,9 @@ class FrontLine:
         nums |= {r["number"] for r in await self.db.list_voicemail_box_rows() if r["number"]}
         self.numbers = nums
 
-    async def start(self) -> None:
-        await self.reload()
-
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(RELOAD_INTERVAL)
-                try:
-                    await self.reload()
-                except Exception:
-                    log.exception("front line: reading the numbers failed")
-        self._task = asyncio.get_running_loop().create_task(loop())
-
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Nothing to release: the numbers are re-read by :meth:`reload` (the app's change
+        watcher calls it). Kept so the app's shutdown stack can still call it."""
 
     def is_internal(self, number: str) -> bool:
         """An IVR menu / mailbox number or ``*98``: the cache, else a quick read-only look in
@@ -173,11 +162,14 @@ class FrontLine:
         # ... but keep the session (and the caller's leg) for the question
         s.ended = False
         s.bridged = None
-        kw: dict[str, Any] = {"timeout": self.survey_timeout} if self.survey_timeout else {}
+        lang = "en"
         q = getattr(getattr(self.cm, "acd", None), "engine", None)
         if s.rec.queue and q is not None and s.rec.queue in q.queues:
-            kw["lang"] = q.queues[s.rec.queue].language or "en"
-        sc = SurveyCall(self, s, **kw)
+            lang = q.queues[s.rec.queue].language or "en"
+        if self.survey_timeout:
+            sc = SurveyCall(self, s, timeout=self.survey_timeout, lang=lang)
+        else:
+            sc = SurveyCall(self, s, lang=lang)
         self._take(s, sc)
         await sc.start()
         return True
@@ -187,8 +179,14 @@ class FrontLine:
         if rec is None:
             return
         try:
-            await C.call_ended(self.db, rec.caller_number, getattr(disposition, "value", str(disposition)),
-                               rec.agent, rec.id, clock=self.cm.clock)
+            await C.call_ended(
+                self.db,
+                rec.caller_number,
+                getattr(disposition, "value", str(disposition)),
+                rec.agent,
+                rec.id,
+                clock=self.cm.clock,
+            )
         except Exception:
             log.exception("callers table: counting call %s failed", rec.id[:12])
         obj = self.calls.get(id(s))
@@ -204,12 +202,17 @@ class FrontLine:
         ``external:`` one only for an unanswered trunk call). False: unknown destination kind /
         target, or no rule matched."""
         kind, _, target = (dest or "").partition(":")
-        if kind == "route":                 # routing rules (pypbx.routing): the rule's destination
+        if kind == "route":  # routing rules (pypbx.routing): the rule's destination
             nxt = await resolve(self.cm, s, target)
-            if nxt is not None and nxt.startswith("external:") and not answered \
-                    and s.trunk is not None and getattr(self.cm, "trunks", None) is not None:
+            if (
+                nxt is not None
+                and nxt.startswith("external:")
+                and not answered
+                and s.trunk is not None
+                and getattr(self.cm, "trunks", None) is not None
+            ):
                 self.forget(s)
-                self.cm.hand_back(s)           # CallManager bridges on the trunk leg's answer
+                self.cm.hand_back(s)  # CallManager bridges on the trunk leg's answer
                 router = cast("TrunkRouter", self.cm.trunks)
                 return await router.to_destination(self.cm, s, nxt)
             return nxt is not None and await self.start_destination(s, nxt, answered=answered)
@@ -256,23 +259,29 @@ class FrontLine:
         await gc.start()
         return True
 
+    def _acd(self) -> AcdLive | None:
+        # CallManager.acd is the narrow AcdHooks protocol; queue entry (accepts, enter_queue)
+        # is AcdLive's, which is what the app sets there
+        return cast("AcdLive | None", self.cm.acd)
+
     async def _queue_unanswered(self, s: Call, queue: str) -> bool:
         """A caller not answered yet (a DID, a ring group's ``then``) into a queue."""
-        live = self.cm.acd
+        live = self._acd()
         if live is None or not live.accepts(queue):
             return False
         self.forget(s)
         await live.enter_queue(s, queue)
         return True
 
-    async def voicemail_box(self, box: str) -> dict[str, Any] | None:
+    async def voicemail_box(self, box: str) -> V.VoicemailBox | None:
         try:
             return await V.get_box(self.db, box)
         except V.VoicemailError:
             return None
 
-    async def to_voicemail(self, s: Call, box: str, *, answered: bool, lang: str = "en",
-                           after_hours: bool = False) -> bool:
+    async def to_voicemail(
+        self, s: Call, box: str, *, answered: bool, lang: str = "en", after_hours: bool = False
+    ) -> bool:
         b = await self.voicemail_box(box)
         if b is None:
             call_log(log, s).warning("no mailbox %s", box)
@@ -284,9 +293,9 @@ class FrontLine:
 
     async def to_queue(self, s: Call, queue: str, lang: str | None = None) -> bool:
         """An answered caller (the IVR) into an ACD queue, in the call's language."""
-        live = self.cm.acd
+        live = self._acd()
         if live is None or not live.accepts(queue):
             return False
         self.forget(s)
-        await live.enter_queue(s, queue, answered=True, lang=lang, via="ivr")   # in the language chosen
+        await live.enter_queue(s, queue, answered=True, lang=lang, via="ivr")  # in the language chosen
         return True

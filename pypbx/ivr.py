@@ -47,11 +47,13 @@ import logging
 import re
 import time
 import tomllib
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Required, TypedDict, cast
 
 from pypbx import destinations as D
 from pypbx.db import Database, IntegrityError
+from pypbx.db.rows import IvrMenuRow
 from pypbx.errors import PbxError
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,28 @@ def parse_action(text: str) -> tuple[str, str]:
     return kind, arg
 
 
+class MenuDict(TypedDict, total=False):
+    """A menu as a dict (``--json``, the TOML file, the stored config); only ``name`` is
+    required when reading one (the other keys take the defaults)."""
+
+    name: Required[str]
+    number: str | None
+    greeting: list[str]
+    language: str
+    timeout: float
+    inter_digit: float
+    retries: int
+    on_timeout: str
+    on_invalid: str
+    direct_dial: bool
+    schedule: str | None
+    after_hours: str
+    after_language: str
+    known_caller: str
+    new_caller: str
+    options: dict[str, str]
+
+
 @dataclass
 class Menu:
     name: str
@@ -104,7 +128,7 @@ class Menu:
     new_caller: str = ""
     options: dict[str, str] = field(default_factory=dict)
 
-    def validate(self) -> "Menu":
+    def validate(self) -> Menu:
         if not NAME_RE.match(self.name):
             raise IvrError(f"bad menu name {self.name!r}")
         if self.number is not None and not NUMBER_RE.match(self.number):
@@ -124,13 +148,30 @@ class Menu:
             raise IvrError("timeout and inter_digit must be > 0, retries >= 0")
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> MenuDict:
+        return {
+            "name": self.name,
+            "number": self.number,
+            "greeting": list(self.greeting),
+            "language": self.language,
+            "timeout": self.timeout,
+            "inter_digit": self.inter_digit,
+            "retries": self.retries,
+            "on_timeout": self.on_timeout,
+            "on_invalid": self.on_invalid,
+            "direct_dial": self.direct_dial,
+            "schedule": self.schedule,
+            "after_hours": self.after_hours,
+            "after_language": self.after_language,
+            "known_caller": self.known_caller,
+            "new_caller": self.new_caller,
+            "options": dict(self.options),
+        }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], name: str | None = None) -> "Menu":
+    def from_dict(cls, raw: Mapping[str, object], name: str | None = None) -> Menu:
         known = set(cls.__dataclass_fields__)
-        d = dict(d)
+        d = dict(raw)
         if name is not None:
             d.setdefault("name", name)
         bad = set(d) - known
@@ -138,25 +179,33 @@ class Menu:
             raise IvrError(f"unknown menu keys {sorted(bad)}")
         if "name" not in d:
             raise IvrError("a menu needs a name")
-        d["options"] = {str(k): str(v) for k, v in (d.get("options") or {}).items()}
+        opts = d.get("options") or {}
+        if not isinstance(opts, Mapping):
+            raise IvrError("options must be a table of DIGITS = ACTION")
+        d["options"] = {str(k): str(v) for k, v in opts.items()}
         for k in ("timeout", "inter_digit"):
             if k in d:
-                d[k] = float(d[k])
+                v = d[k]
+                if not isinstance(v, (int, float, str)):
+                    raise IvrError(f"{k} must be a number of seconds")
+                d[k] = float(v)
         if "number" in d and d["number"] is not None:
             d["number"] = str(d["number"]) or None
-        return cls(**d).validate()
+        # the keys are checked above; the values' shapes by validate()
+        return cls(**cast("MenuDict", d)).validate()
 
 
 # ------------------------------------------------------------------ TOML
 
-def _toml_value(v: Any) -> str:
+
+def _toml_value(v: object) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return json.dumps(str(v))        # a JSON string is a valid TOML basic string
+    return json.dumps(str(v))  # a JSON string is a valid TOML basic string
 
 
 def to_toml(menu: Menu) -> str:
@@ -186,11 +235,11 @@ def from_toml(text: str) -> list[Menu]:
 
 # ------------------------------------------------------------------ the store
 
-async def save_menu(db: Database, menu: Menu, clock: Any = time.time) -> Menu:
+
+async def save_menu(db: Database, menu: Menu, clock: Callable[[], float] = time.time) -> Menu:
     menu.validate()
-    cfg = menu.to_dict()
-    cfg.pop("name")
-    number = cfg.pop("number")
+    cfg = {k: v for k, v in menu.to_dict().items() if k not in ("name", "number")}
+    number = menu.number
     try:
         await db.upsert_ivr_menu_row(menu.name, number, json.dumps(cfg), clock())
     except IntegrityError:
@@ -198,7 +247,7 @@ async def save_menu(db: Database, menu: Menu, clock: Any = time.time) -> Menu:
     return menu
 
 
-def _from_row(row: dict[str, Any]) -> Menu:
+def _from_row(row: IvrMenuRow) -> Menu:
     cfg = json.loads(row["config"])
     return Menu.from_dict({**cfg, "name": row["name"], "number": row["number"]})
 
@@ -230,7 +279,7 @@ async def check_references(db: Database, menu: Menu) -> list[str]:
     """Warnings: sub-menus, schedules that do not exist (yet)."""
     out = []
     names = {m.name for m in await list_menus(db)} | {menu.name}
-    for a in list(menu.options.values()) + [menu.on_timeout, menu.on_invalid, menu.after_hours]:
+    for a in [*menu.options.values(), menu.on_timeout, menu.on_invalid, menu.after_hours]:
         kind, arg = parse_action(a)
         if kind == "menu" and arg not in names:
             out.append(f"menu {arg!r} does not exist (yet)")

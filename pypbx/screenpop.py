@@ -25,11 +25,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_DISPLAY = 40     # desk phones truncate long names anyway
+MAX_DISPLAY = 40  # desk phones truncate long names anyway
 
 
-def display_name(service_line: str | None, name: str | None, number: str,
-                 cap: int = MAX_DISPLAY) -> str:
+def display_name(service_line: str | None, name: str | None, number: str, cap: int = MAX_DISPLAY) -> str:
     """``"<service line>: <name or number>"``; no service line -> the name, or "" if unknown."""
     sl = " ".join((service_line or "").split())
     who = " ".join((name or "").split())
@@ -38,7 +37,7 @@ def display_name(service_line: str | None, name: str | None, number: str,
     else:
         text = who
     if len(text) > cap:
-        text = text[:max(cap - 1, 0)].rstrip() + "…"
+        text = text[: max(cap - 1, 0)].rstrip() + "…"
     return text
 
 
@@ -68,7 +67,7 @@ async def caller_from(cm: CallManager, s: Call) -> str:
             try:
                 row = await callers.get(db, s.caller)
                 name = (row or {}).get("name") or ""
-            except Exception as exc:     # a screen pop never fails a call
+            except Exception as exc:  # a screen pop never fails a call
                 log.warning("screen pop: caller lookup for %s failed: %s", s.caller, exc)
         sl = getattr(s.rec, "service_line", None) if s.rec is not None else None
         s.screen_pop = display_name(sl, name, s.caller)

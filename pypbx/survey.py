@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TypedDict
 
 from pypbx.db import Database
 from pypbx.errors import PbxError
@@ -35,13 +35,33 @@ class SurveyError(PbxError, ValueError):
     pass
 
 
-async def get_settings(db: Database) -> dict[str, Any]:
+class SurveySettings(TypedDict):
+    """Where the survey is on (stored as JSON in the meta table)."""
+
+    all: bool
+    queues: list[str]
+
+
+class AgentScores(TypedDict):
+    agent: str
+    answers: int
+    average: float
+    distribution: dict[str, int]
+
+
+class SurveyReport(TypedDict):
+    answers: int
+    average: float | None
+    agents: list[AgentScores]
+
+
+async def get_settings(db: Database) -> SurveySettings:
     raw = await db.get_meta(META_KEY)
     d = json.loads(raw) if raw else {}
     return {"all": bool(d.get("all", False)), "queues": sorted(d.get("queues", []))}
 
 
-async def set_enabled(db: Database, enabled: bool, queue: str | None = None) -> dict[str, Any]:
+async def set_enabled(db: Database, enabled: bool, queue: str | None = None) -> SurveySettings:
     d = await get_settings(db)
     if queue is None:
         d["all"] = enabled
@@ -60,20 +80,25 @@ async def enabled_for(db: Database, queue: str | None) -> bool:
     return d["all"] or (queue is not None and queue in d["queues"])
 
 
-async def record_score(db: Database, call_id: str, agent: str | None, queue: str | None, score: int,
-                       ts: float) -> None:
+async def record_score(db: Database, call_id: str, agent: str | None, queue: str | None, score: int, ts: float) -> None:
     if not 1 <= score <= 5:
         raise SurveyError(f"score {score} out of 1..5")
     await db.insert_survey_row(call_id, agent, queue, score, ts)
 
 
-async def report(db: Database, since: float | None = None, until: float | None = None) -> dict[str, Any]:
+async def report(db: Database, since: float | None = None, until: float | None = None) -> SurveyReport:
     rows = await db.survey_rows(since, until)
     per: dict[str, list[int]] = {}
     for r in rows:
         per.setdefault(r["agent"] or "-", []).append(r["score"])
-    agents = [{"agent": a, "answers": len(v), "average": round(sum(v) / len(v), 2),
-               "distribution": {str(k): v.count(k) for k in range(1, 6)}} for a, v in sorted(per.items())]
+    agents: list[AgentScores] = [
+        {
+            "agent": a,
+            "answers": len(v),
+            "average": round(sum(v) / len(v), 2),
+            "distribution": {str(k): v.count(k) for k in range(1, 6)},
+        }
+        for a, v in sorted(per.items())
+    ]
     allv = [r["score"] for r in rows]
-    return {"answers": len(allv), "average": round(sum(allv) / len(allv), 2) if allv else None,
-            "agents": agents}
+    return {"answers": len(allv), "average": round(sum(allv) / len(allv), 2) if allv else None, "agents": agents}

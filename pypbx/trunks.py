@@ -45,8 +45,9 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from media import protocol as P
 from pypbx import callers as C
@@ -55,6 +56,7 @@ from pypbx.call import Call, CallInput, CallManager, FlowBase, Shutdown
 from pypbx.call.logs import call_log
 from pypbx.calllog import Direction, Disposition, disposition_for_status
 from pypbx.db import Database, IntegrityError
+from pypbx.db.rows import TrunkRow
 from pypbx.errors import PbxError
 from pypbx.flows.route import resolve
 from pypbx.numbers import (
@@ -67,9 +69,12 @@ from pypbx.numbers import (
 )
 from sip.message import Request
 from sip.proxy import RouteDecision
-from sip.server import SipServer, TlsPeer
+from sip.server import OwnCallback, OwnEvent, SipServer, TlsPeer
 from sip.transaction import Addr, ResponseReceived, Timeout, TransportError
 from sip.trunk import RegState, TrunkRegistration
+
+if TYPE_CHECKING:
+    from pypbx.acdlive import AcdLive
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +87,13 @@ DEST_KINDS = D.DEST_KINDS
 
 class TrunkError(PbxError):
     """A one-line, user-facing problem with a trunk, DID or permission."""
+
+
+class Permission(TypedDict):
+    """An extension's outside-call permission: number classes, simultaneous outside calls."""
+
+    classes: tuple[str, ...]
+    max_outbound: int | None
 
 
 @dataclass
@@ -104,28 +116,64 @@ class Trunk:
     max_channels: int = 0
     inbound_ips: list[str] = field(default_factory=list)
     enabled: bool = True
-    tls_verify: bool = True         # TLS: check the provider's certificate (off = logged opt-out)
+    tls_verify: bool = True  # TLS: check the provider's certificate (off = logged opt-out)
     created_at: float | None = None
     updated_at: float | None = None
 
-    def to_row(self) -> dict[str, Any]:
-        row = asdict(self)
-        row["inbound_ips"] = json.dumps(self.inbound_ips)
-        row["register"] = int(self.register)
-        row["enabled"] = int(self.enabled)
-        row["tls_verify"] = int(self.tls_verify)
-        return row
+    def to_row(self) -> TrunkRow:
+        return {
+            "name": self.name,
+            "host": self.host,
+            "port": self.port,
+            "transport": self.transport,
+            "username": self.username,
+            "password": self.password,
+            "auth_username": self.auth_username,
+            "domain": self.domain,
+            "register": int(self.register),
+            "expires": self.expires,
+            "priority": self.priority,
+            "caller_id": self.caller_id,
+            "number_format": self.number_format,
+            "strip_prefix": self.strip_prefix,
+            "add_prefix": self.add_prefix,
+            "max_channels": self.max_channels,
+            "inbound_ips": json.dumps(self.inbound_ips),
+            "enabled": int(self.enabled),
+            "tls_verify": int(self.tls_verify),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "Trunk":
-        d = dict(row)
-        d["inbound_ips"] = json.loads(d.get("inbound_ips") or "[]")
-        d["register"] = bool(d.get("register"))
-        d["enabled"] = bool(d.get("enabled", 1))
-        d["tls_verify"] = bool(d.get("tls_verify", 1))
-        return cls(**d)
+    def from_row(cls, row: TrunkRow) -> Trunk:
+        """A stored row; a column the row lacks (a database from before it) takes its default."""
+        d = cls(row["name"], row["host"])
+        return cls(
+            name=row["name"],
+            host=row["host"],
+            port=row.get("port", d.port),
+            transport=row.get("transport", d.transport),
+            username=row.get("username", d.username),
+            password=row.get("password", d.password),
+            auth_username=row.get("auth_username", d.auth_username),
+            domain=row.get("domain", d.domain),
+            register=bool(row.get("register")),
+            expires=row.get("expires", d.expires),
+            priority=row.get("priority", d.priority),
+            caller_id=row.get("caller_id", d.caller_id),
+            number_format=row.get("number_format", d.number_format),
+            strip_prefix=row.get("strip_prefix", d.strip_prefix),
+            add_prefix=row.get("add_prefix", d.add_prefix),
+            max_channels=row.get("max_channels", d.max_channels),
+            inbound_ips=json.loads(row.get("inbound_ips") or "[]"),
+            enabled=bool(row.get("enabled", 1)),
+            tls_verify=bool(row.get("tls_verify", 1)),
+            created_at=row.get("created_at", d.created_at),
+            updated_at=row.get("updated_at", d.updated_at),
+        )
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> dict[str, object]:
         """What the CLI shows: everything but the password."""
         d = asdict(self)
         d["password"] = "(set)" if self.password else None
@@ -138,8 +186,8 @@ class Did:
     destination: str
     service_line: str = ""
     trunk: str | None = None
-    known: str | None = None            # smart routing: returning patients go here ...
-    new: str | None = None              # ... and new callers here (else ``destination``)
+    known: str | None = None  # smart routing: returning patients go here ...
+    new: str | None = None  # ... and new callers here (else ``destination``)
 
     @property
     def kind(self) -> str:
@@ -163,6 +211,7 @@ class Did:
 
 
 # ----------------------------------------------------------------------------- validation
+
 
 def _check_name(name: str) -> str:
     if not name or not all(c.isalnum() or c in "-_." for c in name) or len(name) > 64:
@@ -222,6 +271,7 @@ def normalise_did(number: str) -> str:
 
 # ----------------------------------------------------------------------------- store (CLI)
 
+
 def protect_db(db: Database) -> None:
     """Trunk passwords are in the database: make it (and its WAL files) owner-only."""
     base = str(getattr(db, "path", "") or "")
@@ -257,7 +307,7 @@ async def list_trunks(db: Database) -> list[Trunk]:
     return [Trunk.from_row(r) for r in await db.list_trunk_rows()]
 
 
-async def edit_trunk(db: Database, name: str, changes: dict[str, Any], now: float | None = None) -> Trunk:
+async def edit_trunk(db: Database, name: str, changes: Mapping[str, object], now: float | None = None) -> Trunk:
     t = await get_trunk(db, name)
     for k, v in changes.items():
         if not hasattr(t, k) or k in ("name", "created_at"):
@@ -265,8 +315,7 @@ async def edit_trunk(db: Database, name: str, changes: dict[str, Any], now: floa
         setattr(t, k, v)
     validate_trunk(t)
     t.updated_at = now if now is not None else time.time()
-    row = t.to_row()
-    row.pop("name")
+    row = {k: v for k, v in t.to_row().items() if k != "name"}
     await db.update_trunk_row(name, row)
     if t.password:
         protect_db(db)
@@ -278,9 +327,17 @@ async def remove_trunk(db: Database, name: str) -> None:
         raise TrunkError(f"no trunk named {name!r}")
 
 
-async def add_did(db: Database, number: str, destination: str | None, service_line: str = "",
-                  trunk: str | None = None, now: float | None = None, *,
-                  known: str | None = None, new: str | None = None) -> Did:
+async def add_did(
+    db: Database,
+    number: str,
+    destination: str | None,
+    service_line: str = "",
+    trunk: str | None = None,
+    now: float | None = None,
+    *,
+    known: str | None = None,
+    new: str | None = None,
+) -> Did:
     """``destination`` (``--to``) for every caller, or ``known`` / ``new`` (smart routing:
     returning patients / new callers; the other one falls back to ``destination``)."""
     number = normalise_did(number)
@@ -296,8 +353,7 @@ async def add_did(db: Database, number: str, destination: str | None, service_li
     if trunk is not None and await db.get_trunk_row(trunk) is None:
         raise TrunkError(f"no trunk named {trunk!r}")
     try:
-        await db.insert_did_row(number, destination, service_line, trunk,
-                                now if now is not None else time.time())
+        await db.insert_did_row(number, destination, service_line, trunk, now if now is not None else time.time())
     except IntegrityError:
         raise TrunkError(f"DID {number} already exists") from None
     if known or new:
@@ -306,9 +362,17 @@ async def add_did(db: Database, number: str, destination: str | None, service_li
 
 
 async def list_dids(db: Database) -> list[Did]:
-    return [Did(r["number"], r["destination"], r["service_line"] or "", r["trunk"],
-                r.get("known_dest") or None, r.get("new_dest") or None)
-            for r in await db.list_did_rows()]
+    return [
+        Did(
+            r["number"],
+            r["destination"],
+            r["service_line"] or "",
+            r["trunk"],
+            r.get("known_dest") or None,
+            r.get("new_dest") or None,
+        )
+        for r in await db.list_did_rows()
+    ]
 
 
 async def remove_did(db: Database, number: str) -> None:
@@ -316,26 +380,30 @@ async def remove_did(db: Database, number: str) -> None:
         raise TrunkError(f"no DID {number}")
 
 
-async def set_permissions(db: Database, extension: str, classes: str,
-                          max_outbound: int | None = None, now: float | None = None) -> tuple[str, ...]:
+async def set_permissions(
+    db: Database, extension: str, classes: str, max_outbound: int | None = None, now: float | None = None
+) -> tuple[str, ...]:
     try:
         parsed = parse_classes(classes)
     except ValueError as e:
         raise TrunkError(str(e)) from None
     if "internal" not in parsed:
-        parsed = ("internal",) + parsed
-    await db.set_extension_permissions_row(extension, ",".join(parsed), max_outbound,
-                                           now if now is not None else time.time())
+        parsed = ("internal", *parsed)
+    await db.set_extension_permissions_row(
+        extension, ",".join(parsed), max_outbound, now if now is not None else time.time()
+    )
     return parsed
 
 
-async def permissions(db: Database) -> dict[str, dict[str, Any]]:
-    return {r["number"]: {"classes": tuple(c for c in r["classes"].split(",") if c),
-                          "max_outbound": r["max_outbound"]}
-            for r in await db.list_extension_permission_rows()}
+async def permissions(db: Database) -> dict[str, Permission]:
+    return {
+        r["number"]: {"classes": tuple(c for c in r["classes"].split(",") if c), "max_outbound": r["max_outbound"]}
+        for r in await db.list_extension_permission_rows()
+    }
 
 
 # ----------------------------------------------------------------------------- live service
+
 
 def _resolve(host: str) -> set[str]:
     try:
@@ -360,9 +428,15 @@ class OutboundCheck:
 class TrunkService:
     """The running PBX's view of trunks and DIDs (see the module docstring)."""
 
-    def __init__(self, *, plan: NumberPlan = NumberPlan(), max_per_extension: int = 2,
-                 max_total: int = 10, clock: Callable[[], float] = time.monotonic,
-                 user_agent: str = "pypbx") -> None:
+    def __init__(
+        self,
+        *,
+        plan: NumberPlan = NumberPlan(),
+        max_per_extension: int = 2,
+        max_total: int = 10,
+        clock: Callable[[], float] = time.monotonic,
+        user_agent: str = "pypbx",
+    ) -> None:
         self.plan = plan
         self.max_per_extension = max_per_extension
         self.max_total = max_total
@@ -370,25 +444,28 @@ class TrunkService:
         self.user_agent = user_agent
         self.trunks: dict[str, Trunk] = {}
         self.dids: dict[str, Did] = {}
-        self.perms: dict[str, dict[str, Any]] = {}
-        self._ips: dict[str, set[str]] = {}             # trunk -> addresses it may call from
-        self.active: dict[str, int] = {}                # trunk -> outside calls in progress
-        self.by_extension: dict[str, int] = {}          # extension -> outside calls in progress
+        self.perms: dict[str, Permission] = {}
+        self._ips: dict[str, set[str]] = {}  # trunk -> addresses it may call from
+        self.active: dict[str, int] = {}  # trunk -> outside calls in progress
+        self.by_extension: dict[str, int] = {}  # extension -> outside calls in progress
         self.registrations: dict[str, TrunkRegistration] = {}
         self._reg_keys: dict[str, tuple[object, ...]] = {}  # trunk -> the settings its registration uses
         self.server: SipServer | None = None
         self._wake = asyncio.Event()
         self._signature: str | None = None
         # (trunk, state before, state now, reason) on every registration state change
-        self.on_state: Callable[[str, Any, Any, str], None] | None = None
+        self.on_state: Callable[[str, RegState, RegState, str], None] | None = None
 
     # -- loading -----------------------------------------------------------------------
     async def load(self, db: Database) -> None:
         trunks = {t.name: t for t in await list_trunks(db)}
         dids = {d.number: d for d in await list_dids(db)}
         perms = await permissions(db)
-        sig = json.dumps([[t.to_row() for t in trunks.values()], [asdict(d) for d in dids.values()], perms],
-                         sort_keys=True, default=str)
+        sig = json.dumps(
+            [[t.to_row() for t in trunks.values()], [asdict(d) for d in dids.values()], perms],
+            sort_keys=True,
+            default=str,
+        )
         if sig == self._signature:
             return
         self._signature = sig
@@ -469,11 +546,11 @@ class TrunkService:
         if not allowed(c.cls, self.allowed_classes(extension)):
             return OutboundCheck(False, 403, f"Forbidden - {c.cls} calls not allowed for {extension}", c.cls)
         if c.cls != "emergency":
-            limit = self.perms.get(extension, {}).get("max_outbound")
+            p = self.perms.get(extension)
+            limit = p["max_outbound"] if p is not None else None
             limit = self.max_per_extension if limit is None else limit
             if self.by_extension.get(extension, 0) >= limit:
-                return OutboundCheck(False, 403, f"Forbidden - {extension} has {limit} outside call(s) already",
-                                     c.cls)
+                return OutboundCheck(False, 403, f"Forbidden - {extension} has {limit} outside call(s) already", c.cls)
             if sum(self.by_extension.values()) >= self.max_total:
                 return OutboundCheck(False, 503, "Service Unavailable - outside lines busy", c.cls)
         if not self.candidates():
@@ -495,6 +572,7 @@ class TrunkService:
             reg = self.registrations.get(t.name)
             down = reg is not None and reg.state is not RegState.REGISTERED
             return (down, t.priority, t.name)
+
         return sorted(out, key=key)
 
     def acquire(self, extension: str) -> None:
@@ -515,8 +593,9 @@ class TrunkService:
             self.active.pop(name, None)
 
     def dial_number(self, trunk: Trunk, number: str) -> str:
-        return rewrite(number, self.plan, fmt=trunk.number_format, strip_prefix=trunk.strip_prefix,
-                       add_prefix=trunk.add_prefix)
+        return rewrite(
+            number, self.plan, fmt=trunk.number_format, strip_prefix=trunk.strip_prefix, add_prefix=trunk.add_prefix
+        )
 
     def outbound_target(self, trunk: Trunk, user: str) -> tuple[str, Addr]:
         """(Request-URI, Addr) of a call to ``user`` (already rewritten) through ``trunk``."""
@@ -549,7 +628,9 @@ class TrunkService:
         for name in list(self.registrations):
             t = want.get(name)
             reg = self.registrations[name]
-            if t is None or (t.username, t.password, t.host, t.port, t.transport, t.expires) != self._reg_keys.get(name):
+            if t is None or (t.username, t.password, t.host, t.port, t.transport, t.expires) != self._reg_keys.get(
+                name
+            ):
                 self._send(reg.stop(now))
                 self._untrack(reg)
                 del self.registrations[name]
@@ -558,10 +639,17 @@ class TrunkService:
                 continue
             ips = sorted(self._ips.get(name) or {t.host})
             local = self.server.local_address if self.server is not None else (lambda tr, h: ("127.0.0.1", 5060))
-            reg = TrunkRegistration(name, registrar=Addr(t.transport.upper(), ips[0], int(t.port)),
-                                    domain=t.domain or t.host, username=t.username or "",
-                                    password=t.password or "", auth_username=t.auth_username,
-                                    expires=t.expires, local_address=local, user_agent=self.user_agent)
+            reg = TrunkRegistration(
+                name,
+                registrar=Addr(t.transport.upper(), ips[0], int(t.port)),
+                domain=t.domain or t.host,
+                username=t.username or "",
+                password=t.password or "",
+                auth_username=t.auth_username,
+                expires=t.expires,
+                local_address=local,
+                user_agent=self.user_agent,
+            )
             self._reg_keys[name] = (t.username, t.password, t.host, t.port, t.transport, t.expires)
             self.registrations[name] = reg
             if self.server is not None:
@@ -578,8 +666,8 @@ class TrunkService:
             reg = next((r for r in self.registrations.values() if r.pending == s.branch), None)
             self.server.send_own(s.request, s.dest, self._on_event(reg))
 
-    def _on_event(self, reg: Any) -> Callable[[Any], None]:
-        def handle(ev: Any) -> None:
+    def _on_event(self, reg: TrunkRegistration | None) -> OwnCallback:
+        def handle(ev: OwnEvent) -> None:
             if reg is None:
                 return
             now = self.clock()
@@ -597,6 +685,7 @@ class TrunkService:
                 self.on_state(reg.name, before, reg.state, reg.last_reason)
             self._send(sends)
             self._wake.set()
+
         return handle
 
     def tls_peer(self, addr: Addr) -> TlsPeer | None:
@@ -626,7 +715,7 @@ class TrunkService:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def unregister_all(self) -> None:
@@ -634,18 +723,25 @@ class TrunkService:
         for reg in self.registrations.values():
             self._send(reg.stop(now))
 
-    def status(self) -> list[dict[str, Any]]:
+    def status(self) -> list[dict[str, object]]:
         now = self.clock()
         out = []
         for t in sorted(self.trunks.values(), key=lambda t: (t.priority, t.name)):
             reg = self.registrations.get(t.name)
-            d = {"name": t.name, "host": f"{t.host}:{t.port}", "transport": t.transport,
-                 "priority": t.priority, "enabled": t.enabled, "active_calls": self.active.get(t.name, 0),
-                 "max_channels": t.max_channels}
+            d = {
+                "name": t.name,
+                "host": f"{t.host}:{t.port}",
+                "transport": t.transport,
+                "priority": t.priority,
+                "enabled": t.enabled,
+                "active_calls": self.active.get(t.name, 0),
+                "max_channels": t.max_channels,
+            }
             if reg is not None:
                 st = reg.status(now)
-                d.update(state=st["state"], last_reason=st["last_reason"], expires_in=st["expires_in"],
-                         next_in=st["next_in"])
+                d.update(
+                    state=st["state"], last_reason=st["last_reason"], expires_in=st["expires_in"], next_in=st["next_in"]
+                )
             else:
                 d.update(state="ip-auth", last_reason="", expires_in=None, next_in=None)
             out.append(d)
@@ -653,6 +749,7 @@ class TrunkService:
 
 
 # ----------------------------------------------------------------------------- calls
+
 
 def _header(headers: dict[str, str], name: str) -> str | None:
     low = name.lower()
@@ -665,17 +762,18 @@ def _header(headers: dict[str, str], name: str) -> str | None:
 @dataclass
 class TrunkCall:
     """Trunk context of one call session (``Call.trunk``)."""
-    direction: str                      # "inbound" | "outbound"
-    trunk: str | None = None            # inbound: the trunk it came in on
+
+    direction: str  # "inbound" | "outbound"
+    trunk: str | None = None  # inbound: the trunk it came in on
     did: Did | None = None
-    number: str = ""                    # outbound: the number dialled
+    number: str = ""  # outbound: the number dialled
     cls: str = ""
-    extension: str = ""                 # outbound: the caller
+    extension: str = ""  # outbound: the caller
     tried: list[str] = field(default_factory=list)
-    current: str | None = None          # outbound: trunk of the leg in progress
+    current: str | None = None  # outbound: trunk of the leg in progress
     legs: int = 0
     counted: bool = False
-    forward: bool = False               # inbound, forwarded out to ``number`` (DID ``external:``)
+    forward: bool = False  # inbound, forwarded out to ``number`` (DID ``external:``)
 
 
 class TrunkRouter:
@@ -687,11 +785,11 @@ class TrunkRouter:
         self.is_internal = is_internal
 
     # -- front door (sans-I/O, called by the proxy) ------------------------------------
-    def admit(self, request: Request, source: Addr) -> Any:
+    def admit(self, request: Request, source: Addr) -> bool | RouteDecision | None:
         """Proxy ``admit``: a trunk's requests are not challenged; an INVITE for a DID from
         anywhere else is refused at once (403)."""
         if request.method != "INVITE":
-            return None      # a trunk only sends calls; anything else is authenticated
+            return None  # a trunk only sends calls; anything else is authenticated
         if self.svc.peer(source.host) is not None:
             return True
         if request.method == "INVITE":
@@ -717,7 +815,7 @@ class TrunkRouter:
             return ()
         c = classify(target, self.svc.plan)
         if c.cls != "emergency" and len(c.number.lstrip("+")) < MIN_EXTERNAL_DIGITS:
-            return ()        # a short unknown number is a wrong extension (404), not a call out
+            return ()  # a short unknown number is a wrong extension (404), not a call out
         chk = self.svc.check_outbound(user, target)
         if not chk.ok:
             log.warning("outside call %s -> %s refused: %s %s", user, target, chk.status, chk.reason)
@@ -747,10 +845,14 @@ class TrunkRouter:
         if trunk and did_no:
             did = self.svc.dids.get(did_no) or Did(did_no, "extension:" + s.callee)
             tc = TrunkCall("inbound", trunk=trunk, did=did)
-            offer = {"direction": "inbound", "callee_number": did.number, "did": did.number,
-                     "service_line": did.service_line or None}
+            offer = {
+                "direction": "inbound",
+                "callee_number": did.number,
+                "did": did.number,
+                "service_line": did.service_line or None,
+            }
             if did.smart:
-                s.callee = did.number           # the rule decides in start()
+                s.callee = did.number  # the rule decides in start()
             elif did.kind == "queue":
                 offer["queue"] = did.target
             elif did.kind == "extension":
@@ -761,8 +863,7 @@ class TrunkRouter:
             return tc, offer
         number = _header(hdrs, "X-PBX-Outbound")
         if number:
-            tc = TrunkCall("outbound", number=number, cls=_header(hdrs, "X-PBX-Class") or "",
-                           extension=s.caller)
+            tc = TrunkCall("outbound", number=number, cls=_header(hdrs, "X-PBX-Class") or "", extension=s.caller)
             return tc, {"direction": "outbound", "callee_number": number, "extension": s.caller}
         return None
 
@@ -770,10 +871,16 @@ class TrunkRouter:
         """After the record is offered. True: handled here (queue takeover, outbound leg)."""
         tc = s.trunk
         assert tc is not None
-        await cm.event(s, "trunk_call", direction=tc.direction, trunk=tc.trunk,
-                               did=tc.did.number if tc.did else None,
-                               service_line=tc.did.service_line if tc.did else None,
-                               number=tc.number or None, number_class=tc.cls or None)
+        await cm.event(
+            s,
+            "trunk_call",
+            direction=tc.direction,
+            trunk=tc.trunk,
+            did=tc.did.number if tc.did else None,
+            service_line=tc.did.service_line if tc.did else None,
+            number=tc.number or None,
+            number_class=tc.cls or None,
+        )
         if tc.direction == "inbound":
             did = tc.did
             if did is None:
@@ -786,10 +893,10 @@ class TrunkRouter:
                     call_log(log, s).exception("caller lookup failed (treated as new)")
                     known = False
                 dest = did.route(known)
-                await cm.event(s, "caller_lookup", number=s.caller, known=known, destination=dest,
-                                       did=did.number)
-                call_log(log, s).info("DID %s, %s caller %s -> %s", did.number,
-                         "known" if known else "new", s.caller, dest)
+                await cm.event(s, "caller_lookup", number=s.caller, known=known, destination=dest, did=did.number)
+                call_log(log, s).info(
+                    "DID %s, %s caller %s -> %s", did.number, "known" if known else "new", s.caller, dest
+                )
             return await self.to_destination(cm, s, dest)
         self.svc.acquire(tc.extension)
         tc.counted = True
@@ -799,11 +906,11 @@ class TrunkRouter:
         """An inbound call (caller not answered yet) to a DID destination. False: an
         extension -- CallManager rings it as usual (``s.callee`` set)."""
         kind, _, target = dest.partition(":")
-        if kind == "route":                 # routing rules (pypbx.routing)
+        if kind == "route":  # routing rules (pypbx.routing)
             nxt = await resolve(cm, s, target)
             own = s.trunk.did.destination if s.trunk is not None and s.trunk.did is not None else ""
             if nxt is None and own and not own.startswith("route:"):
-                nxt = own                   # no rule matched: the DID's own destination
+                nxt = own  # no rule matched: the DID's own destination
             if nxt is None:
                 return await self._fail(cm, s, 480, f"route {target}: no rule matched")
             return await self.to_destination(cm, s, nxt)
@@ -830,7 +937,9 @@ class TrunkRouter:
         return await self._fail(cm, s, 480, f"destination {dest} not available")
 
     async def _to_queue(self, cm: CallManager, s: Call, queue: str) -> bool:
-        acd = cm.acd
+        # CallManager.acd is the narrow AcdHooks protocol; queue entry (has_queue, enter_queue)
+        # is AcdLive's, which is what the app sets there
+        acd = cast("AcdLive | None", cm.acd)
         if acd is None or not acd.has_queue(queue):
             await s.worker.hangup(cast(str, s.caller_leg), 480)
             await cm.finish(s, Disposition.FAILED, side="system", cause=f"queue {queue} not available")
@@ -854,17 +963,19 @@ class TrunkRouter:
         s.callee_leg = leg
         s.ring_deadline = cm.clock() + cm.ring_time
         self.svc.trunk_busy(trunk.name, +1)
-        await cm.event(s, "trunk_dial", trunk=trunk.name, number=dialled,
-                               caller_id=trunk.caller_id, attempt=tc.legs)
+        await cm.event(s, "trunk_dial", trunk=trunk.name, number=dialled, caller_id=trunk.caller_id, attempt=tc.legs)
         call_log(log, s).info("%s -> %s via trunk %s as %s", s.caller, tc.number, trunk.name, dialled)
         try:
             # the provider's own Request-URI (sent via the front door, the worker's outbound
             # proxy): the digest-uri of the credentials then matches the Request-URI the
             # provider gets (RFC 2617 §3.2.2.5)
-            await s.worker.originate(leg, self.svc.outbound_target(trunk, dialled)[0],
-                                     from_uri=self.svc.from_uri(trunk, s.caller),
-                                     headers={"X-PBX-Call": s.rec.id, "X-PBX-Trunk": trunk.name},
-                                     auth=self.svc.leg_auth(trunk))
+            await s.worker.originate(
+                leg,
+                self.svc.outbound_target(trunk, dialled)[0],
+                from_uri=self.svc.from_uri(trunk, s.caller),
+                headers={"X-PBX-Call": s.rec.id, "X-PBX-Trunk": trunk.name},
+                auth=self.svc.leg_auth(trunk),
+            )
         except Exception as exc:
             self.svc.trunk_busy(trunk.name, -1)
             call_log(log, s).warning("originate via %s failed: %s", trunk.name, exc)
@@ -880,8 +991,12 @@ class TrunkRouter:
     async def on_ended(self, cm: CallManager, s: Call, ev: P.Ended) -> bool:
         """A leg of an outside call ended. True: handled here (failover to the next trunk)."""
         tc: TrunkCall | None = s.trunk
-        if tc is None or (tc.direction != "outbound" and not tc.forward) or ev.leg != s.callee_leg \
-                or tc.current is None:
+        if (
+            tc is None
+            or (tc.direction != "outbound" and not tc.forward)
+            or ev.leg != s.callee_leg
+            or tc.current is None
+        ):
             return False
         self.svc.trunk_busy(tc.current, -1)
         trunk = tc.current
@@ -919,6 +1034,7 @@ class TrunkRouter:
 
 # ----------------------------------------------------------------------------- click-to-call
 
+
 class ClickToCall(FlowBase):
     """``pypbx call EXTENSION NUMBER``: ring the extension's phones first; when it answers,
     dial the number through the best trunk (failover as for any outside call) and bridge.
@@ -937,17 +1053,24 @@ class ClickToCall(FlowBase):
         s, cm = self.s, self.cm
         s.caller, s.callee, s.caller_leg = self.extension, self.number, "ext"
         s.trunk = TrunkCall("outbound", number=self.number, cls=self.cls, extension=self.extension)
-        s.rec = await cm.calllog.offer(direction=Direction.OUTBOUND, caller_number=self.extension,
-                                       callee_number=self.number, extension=self.extension,
-                                       worker=str(s.worker.pid))
-        await cm.event(s, "click_to_call", extension=self.extension, number=self.number,
-                               number_class=self.cls)
+        s.rec = await cm.calllog.offer(
+            direction=Direction.OUTBOUND,
+            caller_number=self.extension,
+            callee_number=self.number,
+            extension=self.extension,
+            worker=str(s.worker.pid),
+        )
+        await cm.event(s, "click_to_call", extension=self.extension, number=self.number, number_class=self.cls)
         self.router.svc.acquire(self.extension)
         s.trunk.counted = True
         s.ring_deadline = cm.clock() + cm.ring_time
         host = cm.front_door.split(":")[0]
-        await s.worker.originate("ext", f"sip:{self.extension}@{cm.front_door}",
-                                 from_uri=f"sip:{self.number}@{host}", headers={"X-PBX-Call": s.rec.id})
+        await s.worker.originate(
+            "ext",
+            f"sip:{self.extension}@{cm.front_door}",
+            from_uri=f"sip:{self.number}@{host}",
+            headers={"X-PBX-Call": s.rec.id},
+        )
         call_log(log, s).info("click-to-call %s -> %s", self.extension, self.number)
         return s.rec.id
 
@@ -959,8 +1082,12 @@ class ClickToCall(FlowBase):
             for leg in (s.callee_leg, s.caller_leg):
                 if leg:
                     await cm.hangup(s, leg, None)
-            await cm.finish(s, Disposition.ANSWERED if s.answered else Disposition.INTERRUPTED,
-                             side="system", cause="pbx shutting down")
+            await cm.finish(
+                s,
+                Disposition.ANSWERED if s.answered else Disposition.INTERRUPTED,
+                side="system",
+                cause="pbx shutting down",
+            )
         elif type(ev).__name__ in ("WorkerLost", "WorkerExited"):
             await cm.worker_lost(s, ev)
         elif isinstance(ev, P.RecordStopped):
@@ -969,7 +1096,7 @@ class ClickToCall(FlowBase):
             if ev.leg == "ext" and not self.ext_answered:
                 self.ext_answered = True
                 await cm.event(s, "extension_answered", extension=self.extension)
-                await cm.play(s, "ext", cm.moh, loop=True, quiet=True)     # while the number rings
+                await cm.play(s, "ext", cm.moh, loop=True, quiet=True)  # while the number rings
                 if not await self.router.dial_next(cm, s):
                     await cm.hangup(s, "ext", None)
             elif ev.leg == s.callee_leg and not s.answered:
@@ -987,10 +1114,16 @@ class ClickToCall(FlowBase):
                 if s.answered:
                     await cm.finish(s, Disposition.ANSWERED, side="caller", cause="BYE")
                 elif self.ext_answered:
-                    await cm.finish(s, Disposition.ABANDONED_RINGING, side="caller", cause=f"{code} {ev.reason}".strip())
+                    await cm.finish(
+                        s, Disposition.ABANDONED_RINGING, side="caller", cause=f"{code} {ev.reason}".strip()
+                    )
                 else:
-                    await cm.finish(s, disposition_for_status(code or 480), side="caller",
-                                     cause=f"extension: {code} {ev.reason}".strip())
+                    await cm.finish(
+                        s,
+                        disposition_for_status(code or 480),
+                        side="caller",
+                        cause=f"extension: {code} {ev.reason}".strip(),
+                    )
             elif ev.leg == s.callee_leg:
                 if await self.router.on_ended(cm, s, ev):
                     return
@@ -998,11 +1131,12 @@ class ClickToCall(FlowBase):
                 if s.answered:
                     await cm.finish(s, Disposition.ANSWERED, side="callee", cause="BYE")
                 else:
-                    await cm.finish(s, disposition_for_status(code or 480), side="callee",
-                                     cause=f"{code} {ev.reason}".strip())
+                    await cm.finish(
+                        s, disposition_for_status(code or 480), side="callee", cause=f"{code} {ev.reason}".strip()
+                    )
 
 
-async def click_to_call(router: TrunkRouter, cm: CallManager, extension: str, number: str) -> dict[str, Any]:
+async def click_to_call(router: TrunkRouter, cm: CallManager, extension: str, number: str) -> dict[str, object]:
     """Local API ``call``: start a click-to-call session; returns the call record's id."""
     if not cm.is_extension(extension):
         raise TrunkError(f"no extension {extension}")

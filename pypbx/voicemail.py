@@ -32,10 +32,12 @@ import re
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import TypedDict
 
 from pypbx.db import Database, IntegrityError
+from pypbx.db.rows import VoicemailBoxRow, VoicemailRow
 from pypbx.errors import PbxError
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,55 @@ DEFAULT_MAX_SECONDS = 120.0
 
 class VoicemailError(PbxError, ValueError):
     pass
+
+
+class VoicemailBox(TypedDict):
+    """A mailbox (the ``voicemail_box`` row, ``on_no_answer`` as a bool)."""
+
+    box: str
+    number: str | None
+    on_no_answer: bool
+    max_seconds: float
+    created_at: float | None
+    email: str
+
+
+class VoicemailBoxSummary(VoicemailBox):
+    """A mailbox with its message counts (:func:`list_boxes`)."""
+
+    messages: int
+    new: int
+
+
+class VoicemailMessage(TypedDict):
+    """A message (the ``voicemail`` row, ``heard`` as a bool)."""
+
+    id: str
+    box: str
+    caller: str | None
+    did: str | None
+    call_id: str | None
+    received_at: float
+    seconds: float | None
+    path: str
+    heard: bool
+    deleted_at: float | None
+
+
+class VoicemailMeta(TypedDict):
+    """A filed message's metadata: the JSON sidecar, what :func:`file_message` returns and
+    what FrontLine's voicemail listeners are given."""
+
+    id: str
+    box: str
+    caller: str
+    did: str | None
+    call_id: str | None
+    received_at: float
+    time: str
+    seconds: float
+    path: str
+    flags: list[str]
 
 
 def voicemail_dir(data_dir: Path | str) -> Path:
@@ -72,9 +123,16 @@ def parse_emails(value: str) -> list[str]:
     return out
 
 
-async def set_box(db: Database, box: str, *, number: str | None = None, on_no_answer: bool = False,
-                  max_seconds: float = DEFAULT_MAX_SECONDS, email: str | None = None,
-                  clock: Callable[[], float] = time.time) -> dict:
+async def set_box(
+    db: Database,
+    box: str,
+    *,
+    number: str | None = None,
+    on_no_answer: bool = False,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    email: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> VoicemailBox:
     """Create or change ``box``. ``email``: comma-separated addresses told of new messages
     (pypbx.notify); '' = none; None = unchanged."""
     emails = parse_emails(email) if email is not None else None
@@ -93,20 +151,29 @@ async def set_box(db: Database, box: str, *, number: str | None = None, on_no_an
     return await get_box(db, box)
 
 
-async def get_box(db: Database, box: str) -> dict[str, Any]:
+def _box(row: VoicemailBoxRow) -> VoicemailBox:
+    return {
+        "box": row["box"],
+        "number": row["number"],
+        "on_no_answer": bool(row["on_no_answer"]),
+        "max_seconds": row["max_seconds"],
+        "created_at": row["created_at"],
+        "email": row["email"],
+    }
+
+
+async def get_box(db: Database, box: str) -> VoicemailBox:
     row = await db.get_voicemail_box_row(box)
     if row is None:
         raise VoicemailError(f"no mailbox {box!r} (create it: pypbx voicemail box {box})")
-    row["on_no_answer"] = bool(row["on_no_answer"])
-    return row
+    return _box(row)
 
 
-async def list_boxes(db: Database) -> list[dict[str, Any]]:
-    out = []
+async def list_boxes(db: Database) -> list[VoicemailBoxSummary]:
+    out: list[VoicemailBoxSummary] = []
     for r in await db.list_voicemail_box_rows():
         msgs = await db.list_voicemail_rows(r["box"])
-        out.append({**r, "on_no_answer": bool(r["on_no_answer"]), "messages": len(msgs),
-                    "new": sum(1 for m in msgs if not m["heard"])})
+        out.append({**_box(r), "messages": len(msgs), "new": sum(1 for m in msgs if not m["heard"])})
     return out
 
 
@@ -124,15 +191,16 @@ async def remove_box(db: Database, box: str) -> None:
 
 # ------------------------------------------------------------------ messages
 
-def _msg(row: dict[str, Any]) -> dict[str, Any]:
+
+def _msg(row: VoicemailRow) -> VoicemailMessage:
     return {**row, "heard": bool(row["heard"])}
 
 
-async def list_messages(db: Database, box: str | None = None, unheard_only: bool = False) -> list[dict[str, Any]]:
+async def list_messages(db: Database, box: str | None = None, unheard_only: bool = False) -> list[VoicemailMessage]:
     return [_msg(r) for r in await db.list_voicemail_rows(box, unheard_only=unheard_only)]
 
 
-async def get_message(db: Database, msg_id: str) -> dict[str, Any]:
+async def get_message(db: Database, msg_id: str) -> VoicemailMessage:
     row = await db.get_voicemail_row(msg_id)
     if row is None:
         rows = [r for r in await db.list_voicemail_rows(include_deleted=True) if r["id"].startswith(msg_id)]
@@ -143,13 +211,13 @@ async def get_message(db: Database, msg_id: str) -> dict[str, Any]:
     return _msg(row)
 
 
-async def mark_heard(db: Database, msg_id: str, heard: bool = True) -> dict[str, Any]:
+async def mark_heard(db: Database, msg_id: str, heard: bool = True) -> VoicemailMessage:
     m = await get_message(db, msg_id)
     await db.update_voicemail_row(m["id"], heard=int(heard))
     return {**m, "heard": heard}
 
 
-async def delete_message(db: Database, msg_id: str, clock: Callable[[], float] = time.time) -> dict[str, Any]:
+async def delete_message(db: Database, msg_id: str, clock: Callable[[], float] = time.time) -> VoicemailMessage:
     """The row is kept (deleted_at) for the books; the audio and its sidecar are removed."""
     m = await get_message(db, msg_id)
     for p in (Path(m["path"]), Path(m["path"]).with_suffix(".json")):
@@ -160,6 +228,7 @@ async def delete_message(db: Database, msg_id: str, clock: Callable[[], float] =
 
 def _wav_seconds(path: Path) -> float:
     import soundfile as sf  # here, not at the top: the CLI imports this module and needs no audio stack
+
     try:
         info = sf.info(str(path))
         return round(info.frames / float(info.samplerate), 3)
@@ -167,17 +236,27 @@ def _wav_seconds(path: Path) -> float:
         return 0.0
 
 
-async def file_message(db: Database, data_dir: Path | str, box: str, recorded: Path | str | None, *,
-                       caller: str, did: str | None, call_id: str | None, received_at: float) -> dict[str, Any]:
+async def file_message(
+    db: Database,
+    data_dir: Path | str,
+    box: str,
+    recorded: Path | str | None,
+    *,
+    caller: str,
+    did: str | None,
+    call_id: str | None,
+    received_at: float,
+) -> VoicemailMeta:
     """Move a finished recording into the box's day folder, write its sidecar and row."""
     from media.recording import RecordingError, repair_wav  # the audio stack only when a message is filed (see above)
+
     msg_id = uuid.uuid4().hex[:16]
     day = dt.datetime.fromtimestamp(received_at).strftime("%Y-%m-%d")
     folder = voicemail_dir(data_dir) / box / day
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{msg_id}.wav"
     seconds = 0.0
-    flags = []
+    flags: list[str] = []
     if recorded is not None and os.path.exists(recorded) and os.path.getsize(recorded) > 44:
         try:
             await asyncio.to_thread(repair_wav, recorded)
@@ -188,13 +267,31 @@ async def file_message(db: Database, data_dir: Path | str, box: str, recorded: P
         seconds = await asyncio.to_thread(_wav_seconds, out)
     else:
         flags.append("no_audio")
-    meta = {"id": msg_id, "box": box, "caller": caller, "did": did, "call_id": call_id,
-            "received_at": received_at,
-            "time": dt.datetime.fromtimestamp(received_at).astimezone().isoformat(timespec="seconds"),
-            "seconds": seconds, "path": str(out), "flags": flags}
+    meta: VoicemailMeta = {
+        "id": msg_id,
+        "box": box,
+        "caller": caller,
+        "did": did,
+        "call_id": call_id,
+        "received_at": received_at,
+        "time": dt.datetime.fromtimestamp(received_at).astimezone().isoformat(timespec="seconds"),
+        "seconds": seconds,
+        "path": str(out),
+        "flags": flags,
+    }
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(meta, indent=2))
     os.replace(tmp, out.with_suffix(".json"))
-    await db.insert_voicemail_row({"id": msg_id, "box": box, "caller": caller, "did": did, "call_id": call_id,
-                                   "received_at": received_at, "seconds": seconds, "path": str(out)})
+    await db.insert_voicemail_row(
+        {
+            "id": msg_id,
+            "box": box,
+            "caller": caller,
+            "did": did,
+            "call_id": call_id,
+            "received_at": received_at,
+            "seconds": seconds,
+            "path": str(out),
+        }
+    )
     return meta

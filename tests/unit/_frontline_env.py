@@ -10,12 +10,12 @@ from media import protocol as P
 from media.fake import FakePool
 from pypbx import acdstore as S
 from pypbx.acdlive import AcdLive
-from pypbx.calllog import CallLog
 from pypbx.call import CallManager
+from pypbx.calllog import CallLog
 from pypbx.db import open_db
 from pypbx.extensions import add_extension
-from pypbx.frontline import FrontLine
 from pypbx.flows.player import PROMPTS_DIR
+from pypbx.frontline import FrontLine
 from sip.message import parse_message
 from sip.transaction import Addr
 
@@ -24,10 +24,16 @@ EXTS = ("1001", "1002", "1003", "1009")
 
 
 def invite(to: str, *, frm: str = "1009", call_id: str = "c1"):
-    lines = [f"INVITE sip:{to}@pbx.example SIP/2.0",
-             "Via: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bKx1", "Max-Forwards: 70",
-             f"From: <sip:{frm}@pbx.example>;tag=ft1", f"To: <sip:{to}@pbx.example>",
-             f"Call-ID: {call_id}", "CSeq: 1 INVITE", "Contact: <sip:1009@192.0.2.10:5070>"]
+    lines = [
+        f"INVITE sip:{to}@pbx.example SIP/2.0",
+        "Via: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bKx1",
+        "Max-Forwards: 70",
+        f"From: <sip:{frm}@pbx.example>;tag=ft1",
+        f"To: <sip:{to}@pbx.example>",
+        f"Call-ID: {call_id}",
+        "CSeq: 1 INVITE",
+        "Contact: <sip:1009@192.0.2.10:5070>",
+    ]
     return parse_message(("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode())
 
 
@@ -58,7 +64,7 @@ class Env:
         self.registered = registered
         self.ring_time = ring_time
 
-    async def __aenter__(self) -> "Env":
+    async def __aenter__(self) -> Env:
         self._db_cm = open_db(self.tmp / "pbx.db")
         self.db = await self._db_cm.__aenter__()
         for e in EXTS:
@@ -67,13 +73,20 @@ class Env:
         await S.add_agent(self.db, "alice", "Alice")
         self.clock = Clock()
         self.pool = FakePool(auto_answer_originate=False)
-        self.cm = CallManager(pool=self.pool, calllog=CallLog(self.db, self.clock), db=self.db,
-                              data_dir=self.tmp, front_door="127.0.0.1:5060",
-                              is_extension=lambda n: n in EXTS, is_registered=self.registered,
-                              record=self.record, clock=self.clock, ring_time=self.ring_time)
+        self.cm = CallManager(
+            pool=self.pool,
+            calllog=CallLog(self.db, self.clock),
+            db=self.db,
+            data_dir=self.tmp,
+            front_door="127.0.0.1:5060",
+            is_extension=lambda n: n in EXTS,
+            is_registered=self.registered,
+            record=self.record,
+            clock=self.clock,
+            ring_time=self.ring_time,
+        )
         self.cm.route_to_extension = lambda req: "to-extension"  # type: ignore[assignment,return-value]
-        self.live = AcdLive(self.db, callmgr=self.cm, contacts=lambda ext: [], clock=self.clock,
-                            reload_interval=0.05)
+        self.live = AcdLive(self.db, callmgr=self.cm, contacts=lambda ext: [], clock=self.clock, reload_interval=0.05)
         self.fl = FrontLine(self.db, self.cm, self.tmp, survey_timeout=0.2)
         self.stop = asyncio.Event()
         self.task = asyncio.create_task(self.cm.run(self.stop))

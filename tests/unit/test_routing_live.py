@@ -8,14 +8,23 @@ from __future__ import annotations
 import asyncio
 
 from media import protocol as P
+from pypbx import acdstore as S
 from pypbx import ivr as I
 from pypbx import routing as R
 from pypbx import trunks as T
-from tests.unit._frontline_env import Env, finish_all_playback, originates, plays, pr, press, settle
+from pypbx import voicemail as V
+from pypbx.flows.voicemail import VoicemailCall
+from tests.unit._frontline_env import PHONE, Env, finish_all_playback, invite, originates, plays, pr, press, settle
 
-MENU = I.Menu(name="main", number="700", greeting=["welcome"], timeout=5, inter_digit=0.1, retries=1,
-              options={"7": "external:+33612345678", "8": "route:triage", "6": "route:nomatch",
-                       "0": "hangup"})
+MENU = I.Menu(
+    name="main",
+    number="700",
+    greeting=["welcome"],
+    timeout=5,
+    inter_digit=0.1,
+    retries=1,
+    options={"7": "external:+33612345678", "8": "route:triage", "6": "route:nomatch", "0": "hangup"},
+)
 
 
 def run(coro):
@@ -24,8 +33,9 @@ def run(coro):
 
 def with_trunks(env: Env, *names: str) -> T.TrunkService:
     svc = T.TrunkService()
-    svc.trunks = {n: T.Trunk(n, f"192.0.2.{20 + i}", priority=i + 1, caller_id="+33100000000")
-                  for i, n in enumerate(names)}
+    svc.trunks = {
+        n: T.Trunk(n, f"192.0.2.{20 + i}", priority=i + 1, caller_id="+33100000000") for i, n in enumerate(names)
+    }
     env.cm.trunks = T.TrunkRouter(svc, is_internal=lambda n: False)
     return svc
 
@@ -60,6 +70,7 @@ def test_ivr_external_through_the_best_trunk_with_failover(tmp_path):
             assert svc.active == {}
             k = await kinds(env, s.rec.id)
             assert "ivr_external" in k and k.count("trunk_dial") == 2 and "trunk_failover" in k
+
     run(go())
 
 
@@ -68,17 +79,17 @@ def test_ivr_external_no_answer_or_no_trunk_back_to_the_menu(tmp_path):
         async with Env(tmp_path, ring_time=0.1) as env:
             await I.save_menu(env.db, MENU)
             w, s = await env.call("700")
-            await press(w, "7")                       # no trunk at all
+            await press(w, "7")  # no trunk at all
             assert plays(w)[-1] == pr("try_again_later")
             assert await finish_all_playback(w) == [pr("try_again_later"), pr("welcome")]
             svc = with_trunks(env, "only")
             await press(w, "7")
             leg = originates(w)[-1].leg_id
-            await asyncio.sleep(0.2)                  # rings out
+            await asyncio.sleep(0.2)  # rings out
             await settle()
             assert plays(w)[-1] == pr("all_staff_busy") and svc.active == {}
             assert leg not in w.legs and s.flow is not None and not s.answered
-            w.inject(P.Ended(leg=leg, cause_code=487, reason="Request Terminated"))   # late: ignored
+            w.inject(P.Ended(leg=leg, cause_code=487, reason="Request Terminated"))  # late: ignored
             await settle()
             assert s.flow is not None
             # refused by the provider (486): back to the menu too
@@ -91,6 +102,7 @@ def test_ivr_external_no_answer_or_no_trunk_back_to_the_menu(tmp_path):
             w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))
             await settle(20)
             assert (await env.cdr(s.rec.id))["disposition"] == "abandoned_ivr"
+
     run(go())
 
 
@@ -106,6 +118,7 @@ def test_caller_hangs_up_while_the_outside_number_rings(tmp_path):
             await settle(20)
             assert (await env.cdr(s.rec.id))["disposition"] == "abandoned_ringing"
             assert leg not in w.legs and svc.active == {}
+
     run(go())
 
 
@@ -119,7 +132,7 @@ def test_ivr_route_action_sees_the_choices(tmp_path):
             await R.add_route(env.db, "nomatch")
             await R.add_rule(env.db, "nomatch", ["known"], "queue:front")
             w, s = await env.call("700")
-            await press(w, "6")                       # no rule matches: try again later, the menu
+            await press(w, "6")  # no rule matches: try again later, the menu
             assert plays(w)[-1] == pr("try_again_later")
             await finish_all_playback(w)
             await press(w, "8")
@@ -127,47 +140,56 @@ def test_ivr_route_action_sees_the_choices(tmp_path):
             assert s.rec.queue == "front"
             ev = [d for k, d in await env.events(s.rec.id) if k == "route"]
             assert [(e["route"], e["rule"], e["destination"]) for e in ev] == [
-                ("nomatch", None, None), ("triage", 2, "queue:front")]
+                ("nomatch", None, None),
+                ("triage", 2, "queue:front"),
+            ]
             w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))
             await settle(20)
+
     run(go())
 
 
 def test_start_destination_route_and_sticky_queue_call(tmp_path):
     async def go():
         async with Env(tmp_path) as env:
-            from pypbx import acdstore as S
             await I.save_menu(env.db, MENU)
             await S.add_agent(env.db, "bob", "Bob")
             await R.add_route(env.db, "r")
             await R.add_rule(env.db, "r", ["sticky"], "queue:front", prefer_last=30)
             await R.add_rule(env.db, "r", [], "ivr:main")
-            w, s = await env.call("1002")             # an ordinary call, handed over (a ring group's then)
+            w, s = await env.call("1002")  # an ordinary call, handed over (a ring group's then)
             assert await env.fl.start_destination(s, "route:r", answered=True)
-            assert plays(w)[-1] == pr("welcome")      # bob is not the caller's last agent: the menu
+            assert plays(w)[-1] == pr("welcome")  # bob is not the caller's last agent: the menu
             # the caller's last agent is bob, logged in: the queue call prefers bob
             await env.db.caller_seen_row("1009", 1.0, "answered", "bob", "old")
             await env.live.sync()
             env.live.agent_login("bob")
-            w2, s2 = await env.call("1002", call_id="c2")
+            _w2, s2 = await env.call("1002", call_id="c2")
             assert await env.fl.start_destination(s2, "route:r", answered=True)
             assert s2.rec.queue == "front" and s2.route_prefer == ("bob", 30.0)
             entry = env.live.engine._entries[s2.rec.id]
             assert entry.call.preferred_agent == "bob" and entry.call.prefer_for == 30.0
             assert not await env.fl.start_destination(s2, "route:ghost")
+
     run(go())
 
 
 async def did_call(env: Env, did: str, frm: str = "+33611111111", call_id: str = "d1"):
     """A trunk call to ``did`` as the worker reports it (X-PBX-Trunk / X-PBX-DID)."""
-    from tests.unit._frontline_env import PHONE, invite
     trunks, env.cm.trunks = env.cm.trunks, None
     env.cm.route(invite(did, frm=frm, call_id=call_id), PHONE, frm)
     env.cm.trunks = trunks
     w = env.pool.busy[-1]
     s = env.cm.sessions[w]
-    w.inject(P.Incoming(leg="in-1", from_uri=f"<sip:{frm}@prov>", to_uri=f"<sip:{did}@pbx>", call_id=call_id,
-                        headers={"X-PBX-Trunk": "prov", "X-PBX-DID": did}))
+    w.inject(
+        P.Incoming(
+            leg="in-1",
+            from_uri=f"<sip:{frm}@prov>",
+            to_uri=f"<sip:{did}@pbx>",
+            call_id=call_id,
+            headers={"X-PBX-Trunk": "prov", "X-PBX-DID": did},
+        )
+    )
     await settle()
     return w, s
 
@@ -178,9 +200,10 @@ def test_did_route_no_match_falls_back_to_the_dids_destination_else_480(tmp_path
             svc = with_trunks(env, "prov")
             await R.add_route(env.db, "r")
             await R.add_rule(env.db, "r", ["caller=+336"], "queue:front")
-            svc.dids = {"+33100000001": T.Did("+33100000001", "route:r"),
-                        "+33100000002": T.Did("+33100000002", "voicemail:1001", known="route:r")}
-            from pypbx import voicemail as V
+            svc.dids = {
+                "+33100000001": T.Did("+33100000001", "route:r"),
+                "+33100000002": T.Did("+33100000002", "voicemail:1001", known="route:r"),
+            }
             await V.set_box(env.db, "1001")
             # a rule matches: the queue
             w, s = await did_call(env, "+33100000001", frm="+33611111111")
@@ -197,8 +220,8 @@ def test_did_route_no_match_falls_back_to_the_dids_destination_else_480(tmp_path
             assert ev and ev[0]["rule"] is None and ev[0]["destination"] is None
             # a returning caller (counted above) whose --known route has no match: the DID's --to
             w, s = await did_call(env, "+33100000002", frm="+33140000000", call_id="d3")
-            from pypbx.flows.voicemail import VoicemailCall
             assert isinstance(env.fl.calls.get(id(s)), VoicemailCall), w.commands
             ev = [d for k, d in await env.events(s.rec.id) if k == "route"]
             assert ev and ev[0]["rule"] is None
+
     run(go())
