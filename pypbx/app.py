@@ -25,7 +25,6 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
 from media.client import WorkerClient
 from media.pool import MediaPool, WorkerLost
@@ -46,6 +45,7 @@ from pypbx.notify import Notifier
 from pypbx.recordings import repair_interrupted
 from pypbx.registrations import load_registrations, purge_expired, save_registrations
 from pypbx.trunks import TrunkError, TrunkRouter, TrunkService, click_to_call
+from pypbx.voicemail import VoicemailMeta
 from sip.auth import ProxyAuthenticator
 from sip.digest import NonceManager
 from sip.guard import AbuseGuard
@@ -229,7 +229,7 @@ class Pbx:
         elif was_up and not up:
             self.events.publish(E.TrunkDown(trunk=trunk, reason=reason or getattr(now, "value", str(now))))
 
-    async def _voicemail_filed(self, box: str, meta: dict[str, Any]) -> None:
+    async def _voicemail_filed(self, box: str, meta: VoicemailMeta) -> None:
         """FrontLine's hook: ``voicemail left`` on the stream (MWI and the outbox write it)."""
         await self.events.emit(
             E.VoicemailLeft(

@@ -6,8 +6,6 @@ changes apply to the next call.
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from pypbx import voicemail as V
@@ -56,17 +54,18 @@ def vm_box(
         click.echo(f"Mailbox {box} removed.")
         return
 
-    async def go(db: Database) -> dict[str, Any]:
+    async def go(db: Database) -> V.VoicemailBox:
         try:
             old = await V.get_box(db, box)
+            old_number, old_nna, old_max = old["number"], old["on_no_answer"], old["max_seconds"]
         except V.VoicemailError:
-            old = {"number": None, "on_no_answer": False, "max_seconds": V.DEFAULT_MAX_SECONDS}
+            old_number, old_nna, old_max = None, False, V.DEFAULT_MAX_SECONDS
         return await V.set_box(
             db,
             box,
-            number=(number or None) if number is not None else old["number"],
-            on_no_answer=old["on_no_answer"] if on_no_answer is None else on_no_answer,
-            max_seconds=old["max_seconds"] if max_seconds is None else max_seconds,
+            number=(number or None) if number is not None else old_number,
+            on_no_answer=old_nna if on_no_answer is None else on_no_answer,
+            max_seconds=old_max if max_seconds is None else max_seconds,
             email=email,
         )
 

@@ -18,7 +18,7 @@ import asyncio
 import enum
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from media import protocol as P
 from media.client import WorkerError
@@ -26,7 +26,16 @@ from pypbx.call import Call, CallInput, FlowBase, Shutdown, Tick
 from pypbx.call.logs import call_log
 from pypbx.calllog import Disposition
 from pypbx.flows.player import prompt
-from pypbx.voicemail import BEEP, file_message, list_messages, mark_heard, voicemail_dir
+from pypbx.voicemail import (
+    BEEP,
+    VoicemailBox,
+    VoicemailMessage,
+    VoicemailMeta,
+    file_message,
+    list_messages,
+    mark_heard,
+    voicemail_dir,
+)
 
 if TYPE_CHECKING:
     from pypbx.frontline import FrontLine
@@ -52,9 +61,7 @@ class VoicemailState(enum.Enum):
 class VoicemailCall(FlowBase):
     """A caller leaving a message in ``box`` (see the module docstring)."""
 
-    def __init__(
-        self, fl: FrontLine, s: Call, box: dict[str, Any], lang: str = "en", after_hours: bool = False
-    ) -> None:
+    def __init__(self, fl: FrontLine, s: Call, box: VoicemailBox, lang: str = "en", after_hours: bool = False) -> None:
         self.fl = fl
         self.s = s
         self.cm = fl.cm
@@ -68,7 +75,7 @@ class VoicemailCall(FlowBase):
         self.gen = 0
         self._timer: asyncio.TimerHandle | None = None
         self.caller_gone = False
-        self.meta: dict[str, object] | None = None  # what pypbx.voicemail.file_message returns
+        self.meta: VoicemailMeta | None = None
 
     def p(self, pid: str) -> str:
         return prompt(self.lang, pid, self.fl.prompts_dir)
@@ -150,7 +157,7 @@ class VoicemailCall(FlowBase):
         if self.meta is not None:
             return
         s = self.s
-        self.meta = await file_message(
+        self.meta = meta = await file_message(
             self.fl.db,
             self.fl.data_dir,
             self.box["box"],
@@ -160,9 +167,11 @@ class VoicemailCall(FlowBase):
             call_id=s.record.id,
             received_at=self.started_at or self.cm.clock(),
         )
-        await self.cm.event(s, "voicemail_saved", **{k: self.meta[k] for k in ("id", "box", "path", "seconds")})
-        call_log(log, s).info("voicemail %s (%.1f s) in box %s", self.meta["id"], self.meta["seconds"], self.box["box"])
-        await self.fl.voicemail_filed(self.box["box"], self.meta)
+        await self.cm.event(
+            s, "voicemail_saved", id=meta["id"], box=meta["box"], path=meta["path"], seconds=meta["seconds"]
+        )
+        call_log(log, s).info("voicemail %s (%.1f s) in box %s", meta["id"], meta["seconds"], self.box["box"])
+        await self.fl.voicemail_filed(self.box["box"], meta)
         if self.caller_gone:
             await self._finish("caller")
         else:
@@ -268,9 +277,9 @@ class MailboxCall(FlowBase):
         self.s = s
         self.cm = fl.cm
         self.box = box
-        self.queue: list[dict[str, Any]] = []
+        self.queue: list[VoicemailMessage] = []
         self.playing: str | None = None
-        self.current: dict[str, Any] | None = None
+        self.current: VoicemailMessage | None = None
         self.done = False
         self.heard = 0
 
