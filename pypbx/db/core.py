@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterable, Self, TypeVar, cast
+from typing import Self, TypeVar, cast
 
 import aiosqlite
 
@@ -152,8 +153,10 @@ class DatabaseCore:
 
     async def set_meta(self, key: str, value: str) -> None:
         async with self.transaction():
-            await self.execute("INSERT INTO meta(key, value) VALUES (?, ?) "
-                               "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+            await self.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     async def get_or_create_meta(self, key: str, factory: Callable[[], str]) -> str:
         """The value of ``key``; created once with ``factory()`` if absent (first writer wins)."""

@@ -3,9 +3,9 @@ domain's queries."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
 
 from pypbx.db.acd import AcdQueries
 from pypbx.db.callers import CallerQueries
@@ -20,8 +20,18 @@ from pypbx.db.trunks import TrunkQueries
 from pypbx.db.voicemail import VoicemailQueries
 
 
-class Database(ExtensionQueries, RegistrationQueries, CallQueries, AcdQueries, FrontLineQueries,
-               CallerQueries, VoicemailQueries, NotifyQueries, TrunkQueries, RouteQueries):
+class Database(
+    ExtensionQueries,
+    RegistrationQueries,
+    CallQueries,
+    AcdQueries,
+    FrontLineQueries,
+    CallerQueries,
+    VoicemailQueries,
+    NotifyQueries,
+    TrunkQueries,
+    RouteQueries,
+):
     """One connection with every query. Safe to share between tasks of one event loop."""
 
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import importlib.util
 import re
 import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable, Sequence
 
 import aiosqlite
 
@@ -32,6 +32,7 @@ PyMigration = Callable[[aiosqlite.Connection], Awaitable[None]]
 @dataclass(frozen=True)
 class Migration:
     """One step: ``version`` is the schema version it produces. Exactly one of ``sql``/``func``."""
+
     version: int
     name: str
     sql: str | None = None
@@ -102,8 +103,7 @@ async def user_version(conn: aiosqlite.Connection) -> int:
     return int(row[0]) if row is not None else 0
 
 
-async def migrate(conn: aiosqlite.Connection, path: Path,
-                  migrations: Sequence[Migration] | None = None) -> int:
+async def migrate(conn: aiosqlite.Connection, path: Path, migrations: Sequence[Migration] | None = None) -> int:
     """Bring the database on ``conn`` (autocommit mode) to ``len(migrations)``; returns that version.
     ``migrations`` defaults to :data:`MIGRATIONS` (read at call time, so tests can replace it)."""
     steps = MIGRATIONS if migrations is None else migrations
@@ -113,12 +113,13 @@ async def migrate(conn: aiosqlite.Connection, path: Path,
         if version > latest:
             raise SchemaTooNewError(
                 f"database {path} has schema version {version}, newer than this pypbx supports "
-                f"({latest}); upgrade pypbx")
+                f"({latest}); upgrade pypbx"
+            )
         if version == latest:
             return version
         await conn.execute("BEGIN IMMEDIATE")
         try:
-            if await user_version(conn) != version:   # someone else migrated meanwhile
+            if await user_version(conn) != version:  # someone else migrated meanwhile
                 await conn.execute("ROLLBACK")
                 continue
             await steps[version].apply(conn)

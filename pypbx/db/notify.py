@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence, TypedDict
+from collections.abc import Mapping, Sequence
+from typing import TypedDict
 
 from pypbx.db.core import DatabaseCore
 from pypbx.db.rows import NotificationRow
@@ -19,15 +20,22 @@ class NotifyQueries(DatabaseCore):
         ids = []
         async with self.transaction():
             for r in rows:
-                ids.append(await self.insert(
-                    "INSERT INTO notifications(kind, channel, target, payload, created_at, next_attempt_at) "
-                    "VALUES (:kind, :channel, :target, :payload, :created_at, :next_attempt_at)", r))
+                ids.append(
+                    await self.insert(
+                        "INSERT INTO notifications(kind, channel, target, payload, created_at, next_attempt_at) "
+                        "VALUES (:kind, :channel, :target, :payload, :created_at, :next_attempt_at)",
+                        r,
+                    )
+                )
         return ids
 
     async def due_notification_rows(self, now: float, limit: int = 50) -> list[NotificationRow]:
-        return await self.fetch_rows(NotificationRow,
-                                     "SELECT * FROM notifications WHERE status = 'pending' AND next_attempt_at <= ? "
-                                     "ORDER BY next_attempt_at, id LIMIT ?", (now, limit))
+        return await self.fetch_rows(
+            NotificationRow,
+            "SELECT * FROM notifications WHERE status = 'pending' AND next_attempt_at <= ? "
+            "ORDER BY next_attempt_at, id LIMIT ?",
+            (now, limit),
+        )
 
     async def next_notification_due(self) -> float | None:
         row = await self.fetch_row(_Due, "SELECT MIN(next_attempt_at) AS t FROM notifications WHERE status = 'pending'")
@@ -38,8 +46,9 @@ class NotifyQueries(DatabaseCore):
 
     async def list_notification_rows(self, status: str | None = None, limit: int = 1000) -> list[NotificationRow]:
         cond, params = ("WHERE status = ?", [status]) if status else ("", [])
-        return await self.fetch_rows(NotificationRow,
-                                     f"SELECT * FROM notifications {cond} ORDER BY id DESC LIMIT ?", (*params, limit))
+        return await self.fetch_rows(
+            NotificationRow, f"SELECT * FROM notifications {cond} ORDER BY id DESC LIMIT ?", (*params, limit)
+        )
 
     async def update_notification_row(self, nid: int, **fields: object) -> bool:
         bad = set(fields) - {"status", "attempts", "next_attempt_at", "sent_at", "last_error", "target"}

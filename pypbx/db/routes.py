@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from pypbx.db.core import DatabaseCore
 from pypbx.db.rows import RouteRow, RouteRuleRow
@@ -33,8 +33,9 @@ class RouteQueries(DatabaseCore):
     async def list_route_rule_rows(self, name: str | None = None) -> list[RouteRuleRow]:
         if name is None:
             return await self.fetch_rows(RouteRuleRow, "SELECT * FROM route_rules ORDER BY route, position")
-        return await self.fetch_rows(RouteRuleRow,
-                                     "SELECT * FROM route_rules WHERE route = ? ORDER BY position", (name,))
+        return await self.fetch_rows(
+            RouteRuleRow, "SELECT * FROM route_rules WHERE route = ? ORDER BY position", (name,)
+        )
 
     async def replace_route_rule_rows(self, name: str, rules: Sequence[tuple[str, str, str]]) -> None:
         """The route's rules become ``rules`` ((conditions JSON, destination, options JSON),
@@ -42,5 +43,7 @@ class RouteQueries(DatabaseCore):
         async with self.transaction():
             await self.execute("DELETE FROM route_rules WHERE route = ?", (name,))
             for i, (conds, dest, opts) in enumerate(rules, start=1):
-                await self.execute("INSERT INTO route_rules(route, position, conditions, destination, options) "
-                                   "VALUES (?, ?, ?, ?, ?)", (name, i, conds, dest, opts))
+                await self.execute(
+                    "INSERT INTO route_rules(route, position, conditions, destination, options) VALUES (?, ?, ?, ?, ?)",
+                    (name, i, conds, dest, opts),
+                )

@@ -7,39 +7,103 @@ str, INTEGER -> int (booleans are 0/1), REAL -> float, nullable columns ``| None
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence, TypedDict, Union
+from collections.abc import Mapping, Sequence
+from typing import TypedDict
 
-SQLValue = Union[str, int, float, bytes, None]
+SQLValue = str | int | float | bytes | None
 """A value SQLite stores (bool is an int)."""
-Params = Union[Sequence[object], Mapping[str, object]]
+Params = Sequence[object] | Mapping[str, object]
 """Positional (``?``) or named (``:name``) statement parameters. Values are ``object`` so that
 callers' dicts fit; the driver accepts :data:`SQLValue` and raises on anything else."""
 Row = dict[str, SQLValue]
 """A row of an ad-hoc query (column name -> value)."""
 
 REGISTRATION_FIELDS: tuple[str, ...] = (
-    "aor", "contact", "instance", "reg_id", "call_id", "cseq", "expires_at", "q",
-    "source_transport", "source_host", "source_port", "local", "user_agent", "registered_at",
+    "aor",
+    "contact",
+    "instance",
+    "reg_id",
+    "call_id",
+    "cseq",
+    "expires_at",
+    "q",
+    "source_transport",
+    "source_host",
+    "source_port",
+    "local",
+    "user_agent",
+    "registered_at",
 )
 EXTENSION_FIELDS: tuple[str, ...] = (
-    "number", "name", "realm", "ha1_md5", "ha1_sha256", "enabled", "created_at", "updated_at",
+    "number",
+    "name",
+    "realm",
+    "ha1_md5",
+    "ha1_sha256",
+    "enabled",
+    "created_at",
+    "updated_at",
 )
 CALL_FIELDS: tuple[str, ...] = (
-    "id", "sip_call_id", "direction", "caller_number", "caller_name", "callee_number", "callee_name",
-    "did", "service_line", "extension", "queue", "agent", "offered_at", "answered_at", "ended_at",
-    "ring_seconds", "talk_seconds", "hangup_side", "hangup_cause", "disposition", "flags", "worker",
+    "id",
+    "sip_call_id",
+    "direction",
+    "caller_number",
+    "caller_name",
+    "callee_number",
+    "callee_name",
+    "did",
+    "service_line",
+    "extension",
+    "queue",
+    "agent",
+    "offered_at",
+    "answered_at",
+    "ended_at",
+    "ring_seconds",
+    "talk_seconds",
+    "hangup_side",
+    "hangup_cause",
+    "disposition",
+    "flags",
+    "worker",
 )
 RECORDING_FIELDS: tuple[str, ...] = (
-    "call_id", "path", "status", "seconds", "sample_rate", "channels", "sha256", "bytes",
-    "created_at", "detail",
+    "call_id",
+    "path",
+    "status",
+    "seconds",
+    "sample_rate",
+    "channels",
+    "sha256",
+    "bytes",
+    "created_at",
+    "detail",
 )
 AGENT_FIELDS: tuple[str, ...] = (
-    "id", "name", "skills", "wrap_up", "extension", "state", "pause_reason", "state_since",
-    "created_at", "updated_at",
+    "id",
+    "name",
+    "skills",
+    "wrap_up",
+    "extension",
+    "state",
+    "pause_reason",
+    "state_since",
+    "created_at",
+    "updated_at",
 )
 CALLBACK_FIELDS: tuple[str, ...] = (
-    "id", "number", "queue", "requested_at", "status", "attempts", "last_attempt_at", "call_id",
-    "agent", "result", "merged_count",
+    "id",
+    "number",
+    "queue",
+    "requested_at",
+    "status",
+    "attempts",
+    "last_attempt_at",
+    "call_id",
+    "agent",
+    "result",
+    "merged_count",
 )
 
 
@@ -114,6 +178,7 @@ class CallRow(TypedDict):
 
 class CallSearchRow(CallRow):
     """A call with its recording's columns (None without a recording)."""
+
     recording_path: str | None
     recording_status: str | None
     recording_seconds: float | None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from pypbx.db.core import DatabaseCore
 from pypbx.db.errors import DBError
@@ -15,8 +15,7 @@ class TrunkQueries(DatabaseCore):
         """Raises IntegrityError if the name exists."""
         cols = ", ".join(row)
         async with self.transaction():
-            await self.execute(f"INSERT INTO trunks({cols}) VALUES ({', '.join('?' * len(row))})",
-                               tuple(row.values()))
+            await self.execute(f"INSERT INTO trunks({cols}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
 
     async def update_trunk_row(self, name: str, fields: Mapping[str, object]) -> bool:
         if not fields:
@@ -36,17 +35,21 @@ class TrunkQueries(DatabaseCore):
     async def list_trunk_rows(self) -> list[TrunkRow]:
         return await self.fetch_rows(TrunkRow, "SELECT * FROM trunks ORDER BY priority, name")
 
-    async def insert_did_row(self, number: str, destination: str, service_line: str, trunk: str | None,
-                             now: float) -> None:
+    async def insert_did_row(
+        self, number: str, destination: str, service_line: str, trunk: str | None, now: float
+    ) -> None:
         """Raises IntegrityError if the number exists."""
         async with self.transaction():
-            await self.execute("INSERT INTO dids(number, destination, service_line, trunk, created_at) "
-                               "VALUES (?, ?, ?, ?, ?)", (number, destination, service_line, trunk, now))
+            await self.execute(
+                "INSERT INTO dids(number, destination, service_line, trunk, created_at) VALUES (?, ?, ?, ?, ?)",
+                (number, destination, service_line, trunk, now),
+            )
 
     async def set_did_rule_row(self, number: str, known_dest: str | None, new_dest: str | None) -> None:
         async with self.transaction():
-            await self.execute("UPDATE dids SET known_dest = ?, new_dest = ? WHERE number = ?",
-                               (known_dest, new_dest, number))
+            await self.execute(
+                "UPDATE dids SET known_dest = ?, new_dest = ? WHERE number = ?", (known_dest, new_dest, number)
+            )
 
     async def delete_did_row(self, number: str) -> bool:
         async with self.transaction():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from pypbx.db.core import DatabaseCore
 from pypbx.db.rows import SQLValue, VoicemailBoxRow, VoicemailRow
@@ -10,14 +10,16 @@ from pypbx.db.rows import SQLValue, VoicemailBoxRow, VoicemailRow
 
 class VoicemailQueries(DatabaseCore):
     # voicemail (pypbx.voicemail)
-    async def upsert_voicemail_box_row(self, box: str, number: str | None, on_no_answer: bool,
-                                       max_seconds: float, now: float) -> None:
+    async def upsert_voicemail_box_row(
+        self, box: str, number: str | None, on_no_answer: bool, max_seconds: float, now: float
+    ) -> None:
         async with self.transaction():
             await self.execute(
                 "INSERT INTO voicemail_boxes(box, number, on_no_answer, max_seconds, created_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT(box) DO UPDATE SET number = excluded.number, "
                 "on_no_answer = excluded.on_no_answer, max_seconds = excluded.max_seconds",
-                (box, number, int(on_no_answer), max_seconds, now))
+                (box, number, int(on_no_answer), max_seconds, now),
+            )
 
     async def get_voicemail_box_row(self, box: str) -> VoicemailBoxRow | None:
         return await self.fetch_row(VoicemailBoxRow, "SELECT * FROM voicemail_boxes WHERE box = ?", (box,))
@@ -34,12 +36,14 @@ class VoicemailQueries(DatabaseCore):
         async with self.transaction():
             await self.execute(f"INSERT INTO voicemail({cols}) VALUES ({', '.join(':' + k for k in row)})", row)
 
-    async def list_voicemail_rows(self, box: str | None = None, include_deleted: bool = False,
-                                  unheard_only: bool = False) -> list[VoicemailRow]:
+    async def list_voicemail_rows(
+        self, box: str | None = None, include_deleted: bool = False, unheard_only: bool = False
+    ) -> list[VoicemailRow]:
         where: list[str] = []
         params: list[SQLValue] = []
         if box is not None:
-            where.append("box = ?"); params.append(box)
+            where.append("box = ?")
+            params.append(box)
         if not include_deleted:
             where.append("deleted_at IS NULL")
         if unheard_only:
