@@ -172,11 +172,11 @@ def ext_perms(ctx: click.Context, number: str, allow: str | None, max_calls: int
         classes = (
             allow if allow is not None else ",".join(current["classes"] if current else cfg.numbers.default_allowed)
         )
-        limit = max_calls if max_calls is not None else (current or {}).get("max_outbound")
+        limit = max_calls if max_calls is not None else (current["max_outbound"] if current else None)
         on_db(ctx, T.set_permissions, number, classes, limit)
         current = on_db(ctx, T.permissions).get(number)
     allowed = list(current["classes"]) if current else list(cfg.numbers.default_allowed)
-    limit = (current or {}).get("max_outbound")
+    limit = current["max_outbound"] if current else None
     if limit is None:
         limit = cfg.numbers.max_outbound_per_extension
     if as_json:
