@@ -59,8 +59,14 @@ MAX_NAME_LENGTH = 64
 CALLBACK_STATUSES = ("pending", "dialing", "done", "failed")
 ENGINE_STATE_KEY = "engine"
 
-_TARGET_ALIASES = {"ext": "extension", "group": "ring_group", "ring-group": "ring_group",
-                   "number": "external", "vm": "voicemail", "mailbox": "voicemail"}
+_TARGET_ALIASES = {
+    "ext": "extension",
+    "group": "ring_group",
+    "ring-group": "ring_group",
+    "number": "external",
+    "vm": "voicemail",
+    "mailbox": "voicemail",
+}
 #: A mailbox name (as pypbx.voicemail.BOX_RE).
 _BOX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -75,6 +81,7 @@ class AcdError(PbxError):
 
 
 # =========================================================================== text forms
+
 
 def strategy_names() -> list[str]:
     return [s.value for s in Strategy]
@@ -145,8 +152,9 @@ def parse_target(spec: object) -> Target:
         kind = _TARGET_ALIASES.get(kind.strip().lower(), kind.strip().lower())
         kinds = ", ".join(k.value for k in TargetKind)
         if not sep:
-            raise AcdError(f"bad destination {text!r}: expected KIND:TARGET with KIND one of {kinds} "
-                           f"(e.g. extension:1001)")
+            raise AcdError(
+                f"bad destination {text!r}: expected KIND:TARGET with KIND one of {kinds} (e.g. extension:1001)"
+            )
         try:
             t = Target(TargetKind(kind), target.strip())
         except ValueError:
@@ -181,8 +189,9 @@ def parse_overflow(spec: object) -> OverflowRule | None:
     if spec is None or isinstance(spec, OverflowRule):
         return spec
     if isinstance(spec, Mapping):
-        return OverflowRule(_seconds(spec.get("after"), "overflow after", minimum=1),
-                            parse_target(spec.get("target", {})))
+        return OverflowRule(
+            _seconds(spec.get("after"), "overflow after", minimum=1), parse_target(spec.get("target", {}))
+        )
     text = str(spec).strip()
     if text.lower() in ("", "none", "off"):
         return None
@@ -225,8 +234,10 @@ def parse_relaxation(spec: object) -> tuple[Relaxation, ...]:
         if a.after == b.after:
             raise AcdError(f"relaxation: two steps at {_num(a.after)} s")
         if b.min_level >= a.min_level:
-            raise AcdError(f"relaxation: the level must go down as the wait grows "
-                           f"({_num(a.after)}:{a.min_level} then {_num(b.after)}:{b.min_level})")
+            raise AcdError(
+                f"relaxation: the level must go down as the wait grows "
+                f"({_num(a.after)}:{a.min_level} then {_num(b.after)}:{b.min_level})"
+            )
     return tuple(steps)
 
 
@@ -302,10 +313,28 @@ def _check_name(name: str) -> str:
 #: Options of :func:`add_queue` / :func:`edit_queue` (QueueConfig field names, plus
 #: ``skills`` for ``required_skills``, ``when_empty`` for ``join_empty`` and
 #: ``overflow_after`` + ``overflow_to`` as the two halves of ``overflow``).
-QUEUE_OPTIONS = ("strategy", "skills", "required_skills", "ring_timeout", "wrap_up", "max_wait", "max_length",
-                 "when_empty", "join_empty", "fallback", "overflow", "overflow_after", "overflow_to",
-                 "relaxation", "announce_interval", "callback_allowed", "language",
-                 "rna_misses_before_pause", "callback_max_attempts", "callback_retry_delay")
+QUEUE_OPTIONS = (
+    "strategy",
+    "skills",
+    "required_skills",
+    "ring_timeout",
+    "wrap_up",
+    "max_wait",
+    "max_length",
+    "when_empty",
+    "join_empty",
+    "fallback",
+    "overflow",
+    "overflow_after",
+    "overflow_to",
+    "relaxation",
+    "announce_interval",
+    "callback_allowed",
+    "language",
+    "rna_misses_before_pause",
+    "callback_max_attempts",
+    "callback_retry_delay",
+)
 
 
 @dataclass(frozen=True)
@@ -324,6 +353,7 @@ class QueueRecord:
 
 class _QueueChanges(TypedDict, total=False):
     """The QueueConfig fields :func:`_apply_options` changes."""
+
     strategy: Strategy
     required_skills: Mapping[str, int]
     ring_timeout: float
@@ -361,7 +391,7 @@ def _apply_options(base: QueueConfig, opts: Mapping[str, object]) -> QueueConfig
         kw["wrap_up"] = _seconds(o["wrap_up"], "wrap-up", maximum=3600)
     if "max_wait" in o:
         v = _seconds(o["max_wait"], "max wait")
-        kw["max_wait"] = v or None          # 0 = no limit
+        kw["max_wait"] = v or None  # 0 = no limit
     if "max_length" in o:
         try:
             n = _as_int(o["max_length"])
@@ -383,8 +413,9 @@ def _apply_options(base: QueueConfig, opts: Mapping[str, object]) -> QueueConfig
         kw["overflow"] = parse_overflow(o["overflow"])
     if "overflow_after" in o or "overflow_to" in o:
         if "overflow_after" in o and "overflow_to" in o:
-            kw["overflow"] = OverflowRule(_seconds(o["overflow_after"], "overflow after", minimum=1),
-                                          _queue_target(o["overflow_to"], q))
+            kw["overflow"] = OverflowRule(
+                _seconds(o["overflow_after"], "overflow after", minimum=1), _queue_target(o["overflow_to"], q)
+            )
         elif "overflow_to" in o and isinstance(o["overflow_to"], str) and o["overflow_to"].strip().lower() == "none":
             kw["overflow"] = None
         else:
@@ -445,8 +476,9 @@ async def _check_targets_exist(db: Database, cfg: QueueConfig) -> None:
         if t.kind is TargetKind.EXTENSION and await db.get_extension_row(t.target) is None:
             raise AcdError(f"{what} destination extension {t.target} does not exist")
         if t.kind is TargetKind.VOICEMAIL and await db.get_voicemail_box_row(t.target) is None:
-            raise AcdError(f"{what} destination mailbox {t.target} does not exist "
-                           f"(add it first: pypbx voicemail box {t.target})")
+            raise AcdError(
+                f"{what} destination mailbox {t.target} does not exist (add it first: pypbx voicemail box {t.target})"
+            )
 
 
 def _record(row: DBRow) -> QueueRecord:
@@ -508,13 +540,13 @@ async def remove_queue(db: Database, name: str) -> None:
                 raise AcdError(f"queue {rec.name} is in use: queue {other.name} {what} to it")
     open_cbs = await db.list_callback_rows(("pending", "dialing"), queue=rec.name)
     if open_cbs:
-        raise AcdError(f"queue {rec.name} has {len(open_cbs)} open callback(s); "
-                       f"wait until they are done or failed")
+        raise AcdError(f"queue {rec.name} has {len(open_cbs)} open callback(s); wait until they are done or failed")
     if not await db.delete_queue_row(rec.name):
         raise AcdError(f"queue {rec.name} not found")
 
 
 # =========================================================================== agents
+
 
 @dataclass(frozen=True)
 class AgentRecord:
@@ -542,25 +574,44 @@ def _agent(row: DBRow) -> AgentRecord:
         skills = {str(k): int(v) for k, v in json.loads(row["skills"] or "{}").items()}
     except (ValueError, AttributeError):
         skills = {}
-    return AgentRecord(id=row["id"], name=row["name"] or "", skills=skills, wrap_up=row["wrap_up"],
-                       extension=row["extension"], state=row["state"], pause_reason=row["pause_reason"],
-                       state_since=row["state_since"], created_at=row["created_at"], updated_at=row["updated_at"])
+    return AgentRecord(
+        id=row["id"],
+        name=row["name"] or "",
+        skills=skills,
+        wrap_up=row["wrap_up"],
+        extension=row["extension"],
+        state=row["state"],
+        pause_reason=row["pause_reason"],
+        state_since=row["state_since"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
 
 
 def _detail(**kw: object) -> str:
     return json.dumps({k: v for k, v in kw.items() if v is not None}, sort_keys=True)
 
 
-async def add_agent(db: Database, agent_id: str, name: str, skills: str | Mapping[str, int] | None = None,
-                    wrap_up: float | None = None) -> AgentRecord:
+async def add_agent(
+    db: Database, agent_id: str, name: str, skills: str | Mapping[str, int] | None = None, wrap_up: float | None = None
+) -> AgentRecord:
     agent_id = validate_agent_id(agent_id)
     name = _check_name(name)
     sk = parse_skills(skills)
     wu = None if wrap_up is None else _seconds(wrap_up, "wrap-up", maximum=3600)
     now = time.time()
-    row = {"id": agent_id, "name": name, "skills": json.dumps(sk, sort_keys=True), "wrap_up": wu,
-           "extension": None, "state": AgentState.LOGGED_OUT.value, "pause_reason": None,
-           "state_since": now, "created_at": now, "updated_at": now}
+    row = {
+        "id": agent_id,
+        "name": name,
+        "skills": json.dumps(sk, sort_keys=True),
+        "wrap_up": wu,
+        "extension": None,
+        "state": AgentState.LOGGED_OUT.value,
+        "pause_reason": None,
+        "state_since": now,
+        "created_at": now,
+        "updated_at": now,
+    }
     try:
         await db.insert_agent_row(row)
     except IntegrityError:
@@ -580,8 +631,9 @@ async def get_agent(db: Database, agent_id: str) -> AgentRecord:
     return _agent(row)
 
 
-async def _update_agent(db: Database, a: AgentRecord, fields: dict[str, object], kind: str | None,
-                        now: float, **detail: object) -> AgentRecord:
+async def _update_agent(
+    db: Database, a: AgentRecord, fields: dict[str, object], kind: str | None, now: float, **detail: object
+) -> AgentRecord:
     event = (now, kind, _detail(**detail)) if kind else None
     try:
         ok = await db.update_agent_row(a.id, fields, now, event)
@@ -598,8 +650,7 @@ async def set_skills(db: Database, agent_id: str, skills: str | Mapping[str, int
     """Replace the agent's skills (an ``agent_events`` SKILLS row records the change)."""
     a = await get_agent(db, agent_id)
     sk = parse_skills(skills)
-    return await _update_agent(db, a, {"skills": json.dumps(sk, sort_keys=True)}, "SKILLS", time.time(),
-                               skills=sk)
+    return await _update_agent(db, a, {"skills": json.dumps(sk, sort_keys=True)}, "SKILLS", time.time(), skills=sk)
 
 
 async def set_wrap_up(db: Database, agent_id: str, wrap_up: float | None) -> AgentRecord:
@@ -613,9 +664,12 @@ async def remove_agent(db: Database, agent_id: str) -> None:
     a = await get_agent(db, agent_id)
     now = time.time()
     if a.logged_in:
-        await db.update_agent_row(a.id, {"extension": None, "state": AgentState.LOGGED_OUT.value,
-                                         "pause_reason": None, "state_since": now}, now,
-                                  (now, "LOGOUT", _detail(extension=a.extension, reason="removed")))
+        await db.update_agent_row(
+            a.id,
+            {"extension": None, "state": AgentState.LOGGED_OUT.value, "pause_reason": None, "state_since": now},
+            now,
+            (now, "LOGOUT", _detail(extension=a.extension, reason="removed")),
+        )
     if not await db.delete_agent_row(a.id, (now, "REMOVED", _detail())):
         raise AcdError(f"agent {a.id} not found")
 
@@ -637,11 +691,17 @@ async def login(db: Database, agent_id: str, extension: str) -> tuple[AgentRecor
         raise AcdError(f"agent {a.id} is already logged in at {extension}")
     now = time.time()
     if a.logged_in:
-        return await _update_agent(db, a, {"extension": extension}, "LOGIN", now,
-                                   extension=extension, moved_from=a.extension), a.extension
-    return await _update_agent(db, a, {"extension": extension, "state": AgentState.AVAILABLE.value,
-                                       "pause_reason": None, "state_since": now},
-                               "LOGIN", now, extension=extension), None
+        return await _update_agent(
+            db, a, {"extension": extension}, "LOGIN", now, extension=extension, moved_from=a.extension
+        ), a.extension
+    return await _update_agent(
+        db,
+        a,
+        {"extension": extension, "state": AgentState.AVAILABLE.value, "pause_reason": None, "state_since": now},
+        "LOGIN",
+        now,
+        extension=extension,
+    ), None
 
 
 async def logout(db: Database, agent_id: str) -> AgentRecord:
@@ -649,9 +709,14 @@ async def logout(db: Database, agent_id: str) -> AgentRecord:
     if not a.logged_in:
         raise AcdError(f"agent {a.id} is not logged in")
     now = time.time()
-    return await _update_agent(db, a, {"extension": None, "state": AgentState.LOGGED_OUT.value,
-                                       "pause_reason": None, "state_since": now},
-                               "LOGOUT", now, extension=a.extension)
+    return await _update_agent(
+        db,
+        a,
+        {"extension": None, "state": AgentState.LOGGED_OUT.value, "pause_reason": None, "state_since": now},
+        "LOGOUT",
+        now,
+        extension=a.extension,
+    )
 
 
 def parse_pause_reason(reason: str | PauseReason) -> PauseReason:
@@ -660,8 +725,9 @@ def parse_pause_reason(reason: str | PauseReason) -> PauseReason:
     try:
         return PauseReason(str(reason).strip().lower().replace("-", "_"))
     except ValueError:
-        raise AcdError(f"unknown pause reason {reason!r} "
-                       f"(choose from {', '.join(r.value for r in PauseReason)})") from None
+        raise AcdError(
+            f"unknown pause reason {reason!r} (choose from {', '.join(r.value for r in PauseReason)})"
+        ) from None
 
 
 async def pause(db: Database, agent_id: str, reason: str | PauseReason = PauseReason.BREAK) -> AgentRecord:
@@ -673,8 +739,15 @@ async def pause(db: Database, agent_id: str, reason: str | PauseReason = PauseRe
     if a.state == AgentState.PAUSED.value and a.pause_reason == r.value:
         raise AcdError(f"agent {a.id} is already paused ({r.value})")
     now = time.time()
-    return await _update_agent(db, a, {"state": AgentState.PAUSED.value, "pause_reason": r.value,
-                                       "state_since": now}, "PAUSE", now, reason=r.value, extension=a.extension)
+    return await _update_agent(
+        db,
+        a,
+        {"state": AgentState.PAUSED.value, "pause_reason": r.value, "state_since": now},
+        "PAUSE",
+        now,
+        reason=r.value,
+        extension=a.extension,
+    )
 
 
 async def unpause(db: Database, agent_id: str) -> AgentRecord:
@@ -682,21 +755,36 @@ async def unpause(db: Database, agent_id: str) -> AgentRecord:
     if a.state != AgentState.PAUSED.value:
         raise AcdError(f"agent {a.id} is not paused")
     now = time.time()
-    return await _update_agent(db, a, {"state": AgentState.AVAILABLE.value, "pause_reason": None,
-                                       "state_since": now}, "UNPAUSE", now, extension=a.extension)
+    return await _update_agent(
+        db,
+        a,
+        {"state": AgentState.AVAILABLE.value, "pause_reason": None, "state_since": now},
+        "UNPAUSE",
+        now,
+        extension=a.extension,
+    )
 
 
-async def save_agent_state(db: Database, agent_id: str, state: AgentState | str,
-                           pause_reason: PauseReason | str | None = None, now: float | None = None,
-                           kind: str | None = None, **detail: object) -> AgentRecord:
+async def save_agent_state(
+    db: Database,
+    agent_id: str,
+    state: AgentState | str,
+    pause_reason: PauseReason | str | None = None,
+    now: float | None = None,
+    kind: str | None = None,
+    **detail: object,
+) -> AgentRecord:
     """For the live core: record a state the engine moved the agent to (e.g. paused for
     ring-no-answer), with an optional agent_events row ``kind``."""
     a = await get_agent(db, agent_id)
     st = state.value if isinstance(state, AgentState) else AgentState(state).value
     pr = pause_reason.value if isinstance(pause_reason, PauseReason) else pause_reason
     now = time.time() if now is None else now
-    fields: dict[str, object] = {"state": st, "pause_reason": pr if st == AgentState.PAUSED.value else None,
-                              "state_since": now}
+    fields: dict[str, object] = {
+        "state": st,
+        "pause_reason": pr if st == AgentState.PAUSED.value else None,
+        "state_since": now,
+    }
     if st == AgentState.LOGGED_OUT.value:
         fields["extension"] = None
     return await _update_agent(db, a, fields, kind, now, **detail)
@@ -710,6 +798,7 @@ async def agent_events(db: Database, agent_id: str | None = None, limit: int = 1
 
 # =========================================================================== the live core
 
+
 async def load_engine_config(db: Database) -> tuple[list[QueueConfig], list[Agent]]:
     """Queues and agents for :class:`acd.engine.AcdEngine`, agents in their saved state
     (logged out / available / paused with reason)."""
@@ -721,7 +810,7 @@ async def load_engine_config(db: Database) -> tuple[list[QueueConfig], list[Agen
         except ValueError:
             state = AgentState.LOGGED_OUT
         if state not in (AgentState.LOGGED_OUT, AgentState.PAUSED):
-            state = AgentState.AVAILABLE    # ringing / on call / wrap-up do not survive a restart
+            state = AgentState.AVAILABLE  # ringing / on call / wrap-up do not survive a restart
         reason = None
         if state is AgentState.PAUSED:
             try:
@@ -729,8 +818,18 @@ async def load_engine_config(db: Database) -> tuple[list[QueueConfig], list[Agen
             except ValueError:
                 reason = PauseReason.OTHER
         since = r.state_since or 0.0
-        agents.append(Agent(id=r.id, name=r.name, skills=dict(r.skills), wrap_up=r.wrap_up, state=state,
-                            pause_reason=reason, state_since=since, idle_since=since))
+        agents.append(
+            Agent(
+                id=r.id,
+                name=r.name,
+                skills=dict(r.skills),
+                wrap_up=r.wrap_up,
+                state=state,
+                pause_reason=reason,
+                state_since=since,
+                idle_since=since,
+            )
+        )
     return queues, agents
 
 
@@ -741,10 +840,17 @@ async def agent_extensions(db: Database) -> dict[str, str]:
 
 # =========================================================================== queue events
 
+
 def _event_row(e: QueueEvent | DBRow) -> tuple[float, str | None, str | None, str | None, str, str]:
     d: JSONDict = e.to_dict() if isinstance(e, QueueEvent) else dict(e)
-    return (float(d["time"]), d.get("queue"), d.get("call_id"), d.get("agent_id"), str(d["kind"]),
-            json.dumps(d.get("data") or {}, sort_keys=True, default=str))
+    return (
+        float(d["time"]),
+        d.get("queue"),
+        d.get("call_id"),
+        d.get("agent_id"),
+        str(d["kind"]),
+        json.dumps(d.get("data") or {}, sort_keys=True, default=str),
+    )
 
 
 async def append_queue_events(db: Database, events: Iterable[QueueEvent | DBRow]) -> int:
@@ -754,16 +860,26 @@ async def append_queue_events(db: Database, events: Iterable[QueueEvent | DBRow]
     return len(rows)
 
 
-async def list_queue_events(db: Database, *, queue: str | None = None, call_id: str | None = None,
-                            agent: str | None = None, kind: str | None = None, since: float | None = None,
-                            until: float | None = None, limit: int = 1000) -> list[JSONDict]:
+async def list_queue_events(
+    db: Database,
+    *,
+    queue: str | None = None,
+    call_id: str | None = None,
+    agent: str | None = None,
+    kind: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int = 1000,
+) -> list[JSONDict]:
     """Oldest first; ``data`` decoded."""
-    rows = await db.queue_event_rows(queue=queue, call_id=call_id, agent=agent, kind=kind, since=since,
-                                     until=until, limit=limit)
+    rows = await db.queue_event_rows(
+        queue=queue, call_id=call_id, agent=agent, kind=kind, since=since, until=until, limit=limit
+    )
     return [{**r, "data": json.loads(r["data"] or "{}")} for r in rows]
 
 
 # =========================================================================== callbacks
+
 
 @dataclass(frozen=True)
 class Callback:
@@ -787,8 +903,9 @@ def _callback(row: DBRow) -> Callback:
     return Callback(**{k: row[k] for k in Callback.__dataclass_fields__})
 
 
-async def request_callback(db: Database, number: str, queue: str, call_id: str | None = None,
-                           now: float | None = None) -> tuple[Callback, bool]:
+async def request_callback(
+    db: Database, number: str, queue: str, call_id: str | None = None, now: float | None = None
+) -> tuple[Callback, bool]:
     """A callback request; one from a number with an open request in the same queue is
     merged into it. Returns (callback, merged)."""
     n = validate_phone_number(number)
@@ -802,21 +919,29 @@ def _statuses(status: str) -> tuple[str, ...] | None:
     if s == "all":
         return None
     if s == "pending":
-        return ("pending", "dialing")      # not done yet, including those being dialled now
+        return ("pending", "dialing")  # not done yet, including those being dialled now
     if s in CALLBACK_STATUSES:
         return (s,)
     raise AcdError(f"unknown callback status {status!r} (choose from pending, dialing, done, failed, all)")
 
 
-async def list_callbacks(db: Database, status: str = "pending", queue: str | None = None,
-                         limit: int = 1000) -> list[Callback]:
+async def list_callbacks(
+    db: Database, status: str = "pending", queue: str | None = None, limit: int = 1000
+) -> list[Callback]:
     """Oldest request first. ``pending`` includes callbacks being dialled now."""
     return [_callback(r) for r in await db.list_callback_rows(_statuses(status), queue, limit)]
 
 
-async def update_callback(db: Database, cb_id: int, status: str, *, agent: str | None = None,
-                          call_id: str | None = None, result: str | None = None,
-                          now: float | None = None) -> Callback:
+async def update_callback(
+    db: Database,
+    cb_id: int,
+    status: str,
+    *,
+    agent: str | None = None,
+    call_id: str | None = None,
+    result: str | None = None,
+    now: float | None = None,
+) -> Callback:
     """For the live core: ``dialing`` counts an attempt; ``done`` / ``failed`` close it."""
     if status not in CALLBACK_STATUSES:
         raise AcdError(f"unknown callback status {status!r}")
@@ -840,6 +965,7 @@ async def update_callback(db: Database, cb_id: int, status: str, *, agent: str |
 
 
 # =========================================================================== engine state
+
 
 async def save_acd_state(db: Database, value: object, key: str = ENGINE_STATE_KEY) -> None:
     """Store ``AcdEngine.snapshot()`` (any JSON value) under ``key``."""
@@ -879,6 +1005,7 @@ async def queue_numbers(db: Database) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- issue 9 (h-cli): moved from the CLI
+
 
 def qualified_agents(queue: QueueConfig, agents: Iterable[AgentRecord]) -> list[AgentRecord]:
     """The agents whose skills meet every minimum level ``queue`` requires."""

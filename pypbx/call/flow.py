@@ -29,6 +29,7 @@ from pypbx.calllog import Disposition
 class Tick:
     """A flow's own timer fired (:class:`pypbx.flows.base.TimedFlow`); ``gen`` tells a
     stale tick from the current one."""
+
     gen: int
 
 
@@ -47,13 +48,26 @@ class Closing:
 class RingOrder:
     """The ACD's order to ring agents for a queued call: one leg to ``acd-<token>``
     (``ring`` is the engine's :class:`acd.model.RingAgents`)."""
+
     token: str
     ring: RingAgents
 
 
 #: Media worker events a call receives.
-WorkerEvent = Union[P.Incoming, P.Ringing, P.Answered, P.Dtmf, P.PlaybackFinished, P.Ended,
-                    P.RecordStopped, P.Held, P.Unheld, P.TransferRequested, P.Replaced, P.Error]
+WorkerEvent = Union[
+    P.Incoming,
+    P.Ringing,
+    P.Answered,
+    P.Dtmf,
+    P.PlaybackFinished,
+    P.Ended,
+    P.RecordStopped,
+    P.Held,
+    P.Unheld,
+    P.TransferRequested,
+    P.Replaced,
+    P.Error,
+]
 #: The worker of the call is gone.
 WorkerGone = Union[WorkerLost, WorkerExited]
 #: The ACD engine's orders about a queued call (:mod:`pypbx.acdlive`).
