@@ -14,13 +14,17 @@ from sip.proxy import RouteDecision
 from sip.transaction import Addr
 
 if TYPE_CHECKING:
+    from pypbx.call.flow import Flow
     from pypbx.call.manager import CallManager
     from pypbx.call.session import Call
-    from pypbx.trunks import TrunkCall
+    from pypbx.trunks import TrunkCall, TrunkService
 
 
 class TrunkHooks(Protocol):
     """Trunks (:class:`pypbx.trunks.TrunkRouter`): DIDs, outside calls, failover."""
+
+    #: the trunks themselves (the flows' outside legs: candidates, busy counts, credentials)
+    svc: TrunkService
 
     def route_worker_leg(self, request: Request) -> RouteDecision | None: ...
 
@@ -50,11 +54,21 @@ class AcdHooks(Protocol):
 
     def agent_at(self, extension: str) -> str | None: ...
 
+    def has_queue(self, queue: str) -> bool: ...
+
+    def accepts(self, queue: str) -> bool: ...
+
+    async def enter_queue(
+        self, s: Call, queue: str, *, answered: bool = False, lang: str | None = None, via: str = ""
+    ) -> Flow: ...
+
 
 class FrontLineHooks(Protocol):
     """The front line (:class:`pypbx.frontline.FrontLine`): IVR, voicemail, survey, callers."""
 
     async def on_incoming(self, s: Call, ev: P.Incoming) -> bool: ...
+
+    async def start_destination(self, s: Call, dest: str, *, answered: bool = False) -> bool: ...
 
     async def unanswered(self, s: Call, why: str) -> bool: ...
 

@@ -61,8 +61,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, Callable, Coroutine, cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -192,7 +193,7 @@ class CallManager:
             self.spawn(self._adopt(fut))
         return RouteDecision.fork([(f"sip:{target}@127.0.0.1:{port}", Addr("UDP", "127.0.0.1", port))], headers=marks)
 
-    async def _adopt(self, fut: "asyncio.Future[WorkerClient]") -> None:
+    async def _adopt(self, fut: asyncio.Future[WorkerClient]) -> None:
         try:
             w = await fut
         except Exception as exc:
@@ -226,7 +227,7 @@ class CallManager:
         """The live session one of whose legs is the phones' dialog ``call_id``."""
         for s in self.sessions.values():
             if not s.ended and call_id in s.call_ids.values():
-                leg = next(l for l, c in s.call_ids.items() if c == call_id)
+                leg = next(lg for lg, c in s.call_ids.items() if c == call_id)
                 if leg not in s.dropped:
                     return s
         return None
@@ -409,7 +410,7 @@ class CallManager:
                 )
                 try:
                     ev = await asyncio.wait_for(s.queue.get(), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if s.rec is None:
                         log.info("worker %s reserved but no INVITE arrived: released", w.pid)
                         break
@@ -428,7 +429,6 @@ class CallManager:
                 log.exception("releasing worker %s", w.pid)
 
     async def _handle(self, s: Call, ev: CallInput) -> None:
-        w = s.worker
         if s.flow is not None:
             await s.flow.handle(ev)
             return
@@ -803,7 +803,6 @@ class CallManager:
         await self.finish(s, Disposition.NO_ANSWER, side="system", cause=f"no answer in {self.ring_time:g} s")
 
     async def _ended(self, s: Call, ev: P.Ended) -> None:
-        w = s.worker
         if s.rec is None or s.ended:
             return
         if ev.leg in s.dropped:
@@ -939,7 +938,7 @@ class CallManager:
         while want and self.clock() < deadline:
             try:
                 ev = await asyncio.wait_for(s.queue.get(), max(0.0, deadline - self.clock()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if isinstance(ev, P.RecordStopped):
                 want.discard(ev.path)
@@ -1027,10 +1026,10 @@ def _splice_channels(segments: dict[str, list[tuple[str, float]]], prefix: Path)
         if not parts or rate is None:
             out.append(None)
             continue
-        starts = [int(round(off * rate)) for _, off in parts]
-        n = max(st + len(d) for (d, _), st in zip(parts, starts))
+        starts = [round(off * rate) for _, off in parts]
+        n = max(st + len(d) for (d, _), st in zip(parts, starts, strict=True))
         chan = np.zeros(n, dtype=np.int16)
-        for (d, _), st in zip(parts, starts):
+        for (d, _), st in zip(parts, starts, strict=True):
             chan[st : st + len(d)] = d
         path = f"{prefix}-{side}.wav"
         write_atomic(path, chan, rate)
