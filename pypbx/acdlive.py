@@ -39,7 +39,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, NotRequired, Protocol, TypedDict
 
 from acd.engine import AcdEngine
 from acd.model import (
@@ -76,6 +76,7 @@ from pypbx.flows.callback import CallbackCall
 from pypbx.flows.features import FeatureCall
 from pypbx.flows.player import DEFAULT_MOH, PROMPTS_DIR
 from pypbx.flows.queue import QueueCall
+from pypbx.jsontypes import JSON
 from sip.message import Request
 from sip.proxy import RouteDecision
 from sip.transaction import Addr
@@ -89,6 +90,60 @@ RING_GRACE = 5.0
 #: Prefix of the Request-URI user of a worker's ring leg: ``sip:acd-<token>@front-door``.
 RING_PREFIX = "acd-"
 LIVE_STATE_KEY = "live_waiting"
+
+
+def _objects(value: JSON) -> list[dict[str, JSON]]:
+    """The objects of a JSON list (the snapshot's lists of records; anything else: none)."""
+    if not isinstance(value, list):
+        return []
+    return [v for v in value if isinstance(v, dict)]
+
+
+class WaitingStatus(TypedDict):
+    """A caller waiting in a queue (``queue_status``)."""
+
+    call_id: str
+    number: str
+    position: int
+    wait: float
+    priority: int
+    is_callback: bool
+    ringing: list[str]
+    service_line: str | None
+
+
+class QueueAgentStatus(TypedDict):
+    """An agent qualified for a queue (``queue_status``)."""
+
+    id: str
+    name: str
+    state: str
+    pause_reason: str | None
+    extension: str | None
+    since: float
+    calls_taken: int
+    external_busy: bool
+
+
+class QueueStatus(TypedDict):
+    """The local API's ``queue_status`` reply."""
+
+    queue: str
+    waiting: list[WaitingStatus]
+    agents: list[QueueAgentStatus]
+    ewt: float | None
+
+
+class AgentStatus(TypedDict):
+    """The local API's ``agent_state`` reply (an unknown agent: ``agent`` and ``known`` only)."""
+
+    agent: str
+    known: bool
+    state: NotRequired[str]
+    pause_reason: NotRequired[str | None]
+    extension: NotRequired[str | None]
+
+
 #: Feature codes taken over here (pypbx.flows.features).
 FEATURE_CODES = ("*45", "*46")
 
@@ -168,12 +223,15 @@ class AcdLive:
         snap = await S.load_acd_state(self.db) or {}
         if snap:
             known = dict(snap)
-            known["callbacks"] = [c for c in snap.get("callbacks", []) if c.get("queue") in self.engine.queues]
+            callbacks: list[JSON] = [
+                c for c in _objects(snap.get("callbacks", [])) if c.get("queue") in self.engine.queues
+            ]
+            known["callbacks"] = callbacks
             try:
                 self.engine.restore(known)
             except Exception:
                 log.exception("ACD snapshot could not be restored; starting fresh")
-        await self._close_crashed(snap.get(LIVE_STATE_KEY) or [])
+        await self._close_crashed(_objects(snap.get(LIVE_STATE_KEY) or []))
         self._dirty = True
         from pypbx.changes import ChangeWatcher
 
@@ -196,7 +254,7 @@ class AcdLive:
             sum(1 for w in self.engine.waiting() if w.is_callback),
         )
 
-    async def _close_crashed(self, rows: list[S.JSONDict]) -> None:
+    async def _close_crashed(self, rows: list[dict[str, JSON]]) -> None:
         """Callers the previous run left in queue (it crashed): INTERRUPTED, called back."""
         if not rows:
             return
@@ -369,8 +427,8 @@ class AcdLive:
         except Exception:
             log.exception("saving the pause of agent %s", agent_id)
 
-    def snapshot(self) -> S.JSONDict:
-        snap = self.engine.snapshot()
+    def snapshot(self) -> dict[str, JSON]:
+        snap: dict[str, JSON] = self.engine.snapshot()
         now = self.clock()
         snap[LIVE_STATE_KEY] = [
             {
@@ -654,13 +712,13 @@ class AcdLive:
         obj = self.calls.get(call_id)
         return (obj.rec.service_line or None) if isinstance(obj, QueueCall) else None
 
-    def queue_status(self, queue: str) -> S.JSONDict:
+    def queue_status(self, queue: str) -> QueueStatus:
         if queue not in self.engine.queues:
             raise ValueError(f"queue {queue} not found")
         now = self.clock()
         q = self.engine.queues[queue]
         views = self.engine.waiting(queue, now)
-        waiting = [
+        waiting: list[WaitingStatus] = [
             {
                 "call_id": w.call_id,
                 "number": w.number,
@@ -673,7 +731,7 @@ class AcdLive:
             }
             for w in views
         ]
-        agents: list[S.JSONDict] = []
+        agents: list[QueueAgentStatus] = []
         for a in sorted(self.engine.agents.values(), key=lambda a: a.id):
             if not AcdEngine._qualifies(a, queue, q.required_skills):
                 continue
@@ -695,7 +753,7 @@ class AcdLive:
             ewt = self.engine.estimate_wait(live[-1].call_id, now)
         return {"queue": queue, "waiting": waiting, "agents": agents, "ewt": ewt}
 
-    async def agent_state(self, agent: str) -> S.JSONDict:
+    async def agent_state(self, agent: str) -> AgentStatus:
         await self.sync()
         a = self.engine.agents.get(agent)
         if a is None:

@@ -30,8 +30,8 @@ import json
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
-from typing import Any, TypedDict
+from dataclasses import dataclass, replace
+from typing import Any, NotRequired, TypedDict
 
 from acd.model import (
     Agent,
@@ -47,7 +47,9 @@ from acd.model import (
     TargetKind,
 )
 from pypbx.db import Database, IntegrityError
+from pypbx.db.rows import AgentEventRow, AgentRow, CallbackRow, QueueRow
 from pypbx.errors import PbxError
+from pypbx.jsontypes import JSON
 
 QUEUE_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 AGENT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
@@ -70,10 +72,31 @@ _TARGET_ALIASES = {
 #: A mailbox name (as pypbx.voicemail.BOX_RE).
 _BOX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-#: Decoded JSON objects (rows' JSON columns, ``to_dict()`` forms, the engine snapshot).
-JSONDict = dict[str, Any]
-#: A database row as :class:`pypbx.db.Database` returns it.
-DBRow = Mapping[str, Any]
+
+class AgentDict(TypedDict):
+    """:meth:`AgentRecord.to_dict`."""
+
+    id: str
+    name: str
+    skills: dict[str, int]
+    wrap_up: float | None
+    extension: str | None
+    state: str
+    pause_reason: str | None
+    state_since: float | None
+    created_at: float | None
+    updated_at: float | None
+
+
+class QueueEventDict(TypedDict):
+    """A queue event as :meth:`acd.model.QueueEvent.to_dict` gives it (:func:`append_queue_events`)."""
+
+    time: float
+    kind: str
+    queue: NotRequired[str | None]
+    call_id: NotRequired[str | None]
+    agent_id: NotRequired[str | None]
+    data: NotRequired[Mapping[str, object] | None]
 
 
 class AcdError(PbxError):
@@ -347,7 +370,7 @@ class QueueRecord:
     def name(self) -> str:
         return self.config.name
 
-    def to_dict(self) -> JSONDict:
+    def to_dict(self) -> dict[str, JSON]:
         return {**self.config.to_dict(), "created_at": self.created_at, "updated_at": self.updated_at}
 
 
@@ -481,7 +504,7 @@ async def _check_targets_exist(db: Database, cfg: QueueConfig) -> None:
             )
 
 
-def _record(row: DBRow) -> QueueRecord:
+def _record(row: QueueRow) -> QueueRecord:
     try:
         cfg = QueueConfig.from_dict(json.loads(row["config"]))
     except (ValueError, KeyError, TypeError) as e:
@@ -565,11 +588,22 @@ class AgentRecord:
     def logged_in(self) -> bool:
         return self.state != AgentState.LOGGED_OUT.value
 
-    def to_dict(self) -> JSONDict:
-        return asdict(self)
+    def to_dict(self) -> AgentDict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "skills": dict(self.skills),
+            "wrap_up": self.wrap_up,
+            "extension": self.extension,
+            "state": self.state,
+            "pause_reason": self.pause_reason,
+            "state_since": self.state_since,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
 
-def _agent(row: DBRow) -> AgentRecord:
+def _agent(row: AgentRow) -> AgentRecord:
     try:
         skills = {str(k): int(v) for k, v in json.loads(row["skills"] or "{}").items()}
     except (ValueError, AttributeError):
@@ -600,7 +634,7 @@ async def add_agent(
     sk = parse_skills(skills)
     wu = None if wrap_up is None else _seconds(wrap_up, "wrap-up", maximum=3600)
     now = time.time()
-    row = {
+    row: AgentRow = {
         "id": agent_id,
         "name": name,
         "skills": json.dumps(sk, sort_keys=True),
@@ -790,10 +824,21 @@ async def save_agent_state(
     return await _update_agent(db, a, fields, kind, now, **detail)
 
 
-async def agent_events(db: Database, agent_id: str | None = None, limit: int = 100) -> list[JSONDict]:
+async def agent_events(db: Database, agent_id: str | None = None, limit: int = 100) -> list[dict[str, JSON]]:
     """Newest first; ``detail`` decoded."""
     rows = await db.agent_event_rows(agent_id, limit)
-    return [{**r, "detail": json.loads(r["detail"] or "{}")} for r in rows]
+    return [_agent_event(r) for r in rows]
+
+
+def _agent_event(r: AgentEventRow) -> dict[str, JSON]:
+    """The row with ``detail`` decoded (its keys: those of AgentEventRow)."""
+    return {
+        "seq": r["seq"],
+        "ts": r["ts"],
+        "agent": r["agent"],
+        "kind": r["kind"],
+        "detail": json.loads(r["detail"] or "{}"),
+    }
 
 
 # =========================================================================== the live core
@@ -841,19 +886,25 @@ async def agent_extensions(db: Database) -> dict[str, str]:
 # =========================================================================== queue events
 
 
-def _event_row(e: QueueEvent | DBRow) -> tuple[float, str | None, str | None, str | None, str, str]:
-    d: JSONDict = e.to_dict() if isinstance(e, QueueEvent) else dict(e)
+def _event_row(e: QueueEvent | QueueEventDict) -> tuple[float, str | None, str | None, str | None, str, str]:
+    if isinstance(e, QueueEvent):
+        data: Mapping[str, object] = e.to_dict()["data"]
+        return (float(e.time), e.queue, e.call_id, e.agent_id, e.kind.value, _data_json(data))
     return (
-        float(d["time"]),
-        d.get("queue"),
-        d.get("call_id"),
-        d.get("agent_id"),
-        str(d["kind"]),
-        json.dumps(d.get("data") or {}, sort_keys=True, default=str),
+        float(e["time"]),
+        e.get("queue"),
+        e.get("call_id"),
+        e.get("agent_id"),
+        str(e["kind"]),
+        _data_json(e.get("data")),
     )
 
 
-async def append_queue_events(db: Database, events: Iterable[QueueEvent | DBRow]) -> int:
+def _data_json(data: Mapping[str, object] | None) -> str:
+    return json.dumps(data or {}, sort_keys=True, default=str)
+
+
+async def append_queue_events(db: Database, events: Iterable[QueueEvent | QueueEventDict]) -> int:
     """Persist engine events (``AcdEngine.drain_events()``), one row each; returns the count."""
     rows = [_event_row(e) for e in events]
     await db.add_queue_events(rows)
@@ -870,12 +921,23 @@ async def list_queue_events(
     since: float | None = None,
     until: float | None = None,
     limit: int = 1000,
-) -> list[JSONDict]:
+) -> list[dict[str, JSON]]:
     """Oldest first; ``data`` decoded."""
     rows = await db.queue_event_rows(
         queue=queue, call_id=call_id, agent=agent, kind=kind, since=since, until=until, limit=limit
     )
-    return [{**r, "data": json.loads(r["data"] or "{}")} for r in rows]
+    return [
+        {
+            "seq": r["seq"],
+            "ts": r["ts"],
+            "queue": r["queue"],
+            "call_id": r["call_id"],
+            "agent": r["agent"],
+            "kind": r["kind"],
+            "data": json.loads(r["data"] or "{}"),
+        }
+        for r in rows
+    ]
 
 
 # =========================================================================== callbacks
@@ -895,12 +957,36 @@ class Callback:
     result: str | None
     merged_count: int
 
-    def to_dict(self) -> JSONDict:
-        return asdict(self)
+    def to_dict(self) -> CallbackRow:
+        return {
+            "id": self.id,
+            "number": self.number,
+            "queue": self.queue,
+            "requested_at": self.requested_at,
+            "status": self.status,
+            "attempts": self.attempts,
+            "last_attempt_at": self.last_attempt_at,
+            "call_id": self.call_id,
+            "agent": self.agent,
+            "result": self.result,
+            "merged_count": self.merged_count,
+        }
 
 
-def _callback(row: DBRow) -> Callback:
-    return Callback(**{k: row[k] for k in Callback.__dataclass_fields__})
+def _callback(row: CallbackRow) -> Callback:
+    return Callback(
+        id=row["id"],
+        number=row["number"],
+        queue=row["queue"],
+        requested_at=row["requested_at"],
+        status=row["status"],
+        attempts=row["attempts"],
+        last_attempt_at=row["last_attempt_at"],
+        call_id=row["call_id"],
+        agent=row["agent"],
+        result=row["result"],
+        merged_count=row["merged_count"],
+    )
 
 
 async def request_callback(
@@ -972,9 +1058,12 @@ async def save_acd_state(db: Database, value: object, key: str = ENGINE_STATE_KE
     await db.save_acd_state_row(key, json.dumps(value, sort_keys=True), time.time())
 
 
-async def load_acd_state(db: Database, key: str = ENGINE_STATE_KEY) -> JSONDict | None:
+async def load_acd_state(db: Database, key: str = ENGINE_STATE_KEY) -> dict[str, JSON] | None:
     row = await db.load_acd_state_row(key)
-    return json.loads(row["value"]) if row else None
+    if not row:
+        return None
+    value: dict[str, JSON] = json.loads(row["value"])
+    return value
 
 
 # =========================================================================== queue numbers
@@ -1013,7 +1102,7 @@ def qualified_agents(queue: QueueConfig, agents: Iterable[AgentRecord]) -> list[
     return [a for a in agents if all(a.skills.get(s, 0) >= lv for s, lv in req.items())]
 
 
-async def add_queue_numbered(db: Database, /, name: str, number: str | None = None, **options: Any) -> QueueRecord:
+async def add_queue_numbered(db: Database, /, name: str, number: str | None = None, **options: object) -> QueueRecord:
     """:func:`add_queue`, then :func:`set_queue_number` when ``number`` is given; a bad
     number removes the queue again (nothing half-created)."""
     rec = await add_queue(db, name, **options)
@@ -1026,7 +1115,7 @@ async def add_queue_numbered(db: Database, /, name: str, number: str | None = No
     return rec
 
 
-async def change_queue(db: Database, /, name: str, number: str | None = None, **options: Any) -> QueueRecord:
+async def change_queue(db: Database, /, name: str, number: str | None = None, **options: object) -> QueueRecord:
     """Set the number (when given) and the options that are not ``None`` of queue ``name``."""
     if number is not None:
         await set_queue_number(db, name, number)
