@@ -5,7 +5,7 @@ never on the services' modules.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from media import protocol as P
 from pypbx.calllog import Disposition
@@ -32,7 +32,7 @@ class TrunkHooks(Protocol):
         self, request: Request, source: Addr, user: str | None
     ) -> RouteDecision | tuple[tuple[str, str], ...]: ...
 
-    def context(self, s: Call, ev: P.Incoming) -> tuple[TrunkCall, dict[str, Any]] | None: ...
+    def context(self, s: Call, ev: P.Incoming) -> tuple[TrunkCall, dict[str, object]] | None: ...
 
     async def start(self, cm: CallManager, s: Call, ev: P.Incoming) -> bool: ...
 

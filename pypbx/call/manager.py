@@ -63,7 +63,7 @@ import os
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, cast
+from typing import ParamSpec, TypedDict, cast
 
 import numpy as np
 
@@ -81,7 +81,7 @@ from pypbx import screenpop
 from pypbx.call.flow import CallInput, Flow, Shutdown
 from pypbx.call.hooks import AcdHooks, FrontLineHooks, GroupHooks, TrunkHooks
 from pypbx.call.logs import call_log
-from pypbx.call.session import Call, Transfer, TransferKind, user_of
+from pypbx.call.session import Call, Transfer, TransferEntry, TransferKind, user_of
 from pypbx.calllog import (
     CallLog,
     Direction,
@@ -95,6 +95,20 @@ from sip.proxy import RouteDecision
 from sip.transaction import Addr
 
 log = logging.getLogger(__name__)
+
+_Args = ParamSpec("_Args")
+
+
+class CallStatus(TypedDict):
+    """A live call as the local API's ``calls`` reply shows it."""
+
+    id: str
+    caller: str
+    callee: str
+    state: str
+    since: float
+    worker: int
+
 
 #: How long a worker reserved by the front door may wait for its INVITE.
 RESERVATION_TIMEOUT = 15.0
@@ -293,10 +307,12 @@ class CallManager:
     ) -> bool:
         """Play a WAV file to ``leg``. ``quiet``: a failure (e.g. a leg that just ended) is
         logged and returns False instead of raising."""
-        return await self._command(call, quiet, "play", call.worker.play, leg, file, loop=loop)
+        # a None leg (a flow's leg that is gone) is sent as is: the worker refuses it (False when quiet)
+        return await self._command(call, quiet, "play", call.worker.play, leg, file, loop=loop)  # type: ignore[arg-type]
 
     async def stop_play(self, call: Call, leg: str | None, *, quiet: bool = False) -> bool:
-        return await self._command(call, quiet, "stop_play", call.worker.stop_play, leg)
+        # a None leg: refused by the worker, as in play
+        return await self._command(call, quiet, "stop_play", call.worker.stop_play, leg)  # type: ignore[arg-type]
 
     async def bridge(self, call: Call, a: str, b: str, *, quiet: bool = False) -> bool:
         """Audio both ways between legs ``a`` and ``b`` (see :meth:`connect` for a call's
@@ -328,7 +344,7 @@ class CallManager:
     async def unhold(self, call: Call, leg: str) -> None:
         await self._hold_changed(call, leg, False)
 
-    async def event(self, call: Call, kind: str, **detail: Any) -> None:
+    async def event(self, call: Call, kind: str, **detail: object) -> None:
         """One event in the call's record (``calls events``)."""
         await self.calllog.event(call.record, kind, **detail)
 
@@ -339,7 +355,13 @@ class CallManager:
             pass
 
     async def _command(
-        self, call: Call, quiet: bool, name: str, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any, **kw: Any
+        self,
+        call: Call,
+        quiet: bool,
+        name: str,
+        fn: Callable[_Args, Coroutine[object, object, object]],
+        *args: _Args.args,
+        **kw: _Args.kwargs,
     ) -> bool:
         if not quiet:
             await fn(*args, **kw)
@@ -351,7 +373,7 @@ class CallManager:
             log.info("worker %s: %s%s failed: %s", call.worker.pid, name, args, exc)
             return False
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def spawn(self, coro: Coroutine[object, object, object]) -> None:
         """Run ``coro`` as a task tracked by the manager (cancelled / awaited at stop)."""
         if self._tg is None:
             raise RuntimeError("CallManager is not running")
@@ -487,13 +509,22 @@ class CallManager:
         s.caller = user_of(ev.from_uri)
         s.callee = user_of(ev.to_uri)
         s.caller_leg = ev.leg
-        offer: dict[str, Any] = {"direction": Direction.INTERNAL, "callee_number": s.callee, "extension": s.callee}
+        offer: dict[str, object] = {"callee_number": s.callee, "extension": s.callee}
+        direction = Direction.INTERNAL
         ctx = self.trunks.context(s, ev) if self.trunks is not None else None
         if ctx is not None:  # from a trunk to a DID, or an outside call
             s.trunk, offer = ctx
-            offer["direction"] = Direction(offer["direction"])
+            offer = dict(offer)
+            direction = Direction(offer.pop("direction"))
+        callee_number = str(offer.pop("callee_number"))
         s.rec = await self.calllog.offer(
-            caller_number=s.caller, sip_call_id=ev.call_id, worker=str(s.worker.pid), **offer
+            direction=direction,
+            caller_number=s.caller,
+            callee_number=callee_number,
+            caller_name="",
+            sip_call_id=ev.call_id,
+            worker=str(s.worker.pid),
+            **offer,
         )
         call_log(log, s).info("%s -> %s", s.caller, s.callee)
         if s.trunk is not None and self.trunks is not None and await self.trunks.start(self, s, ev):
@@ -708,7 +739,14 @@ class CallManager:
             except (WorkerError, KeyError) as exc:
                 s.rec.flags.add("recording_failed")
                 await self.calllog.event(s.rec, "recording_failed", error=f"after transfer: {exc}")
-        entry = {"type": x.kind.value, "side": side, "from": frm, "to": to, "at": self.clock(), "target": x.target}
+        entry: TransferEntry = {
+            "type": x.kind.value,
+            "side": side,
+            "from": frm,
+            "to": to,
+            "at": self.clock(),
+            "target": x.target,
+        }
         if x.joined is not None and x.joined.rec is not None:
             entry["joined_call"] = x.joined.rec.id
         s.transfers.append(entry)
@@ -775,7 +813,7 @@ class CallManager:
         else:
             s.callee_leg = ev.new_leg
         joined = s.joined_from.rec.id if s.joined_from is not None and s.joined_from.rec else None
-        entry = {
+        entry: TransferEntry = {
             "type": "attended",
             "side": side,
             "from": frm,
@@ -952,7 +990,7 @@ class CallManager:
             for ev in other + rest:
                 s.queue.put_nowait(ev)
 
-    def _metadata(self, s: Call, info: RecordingInfo, out: Path) -> dict[str, Any]:
+    def _metadata(self, s: Call, info: RecordingInfo, out: Path) -> dict[str, object]:
         rec = s.rec
         assert rec is not None
         return {
@@ -990,8 +1028,8 @@ class CallManager:
     def active_call_ids(self) -> list[str]:
         return sorted(s.rec.id for s in self.sessions.values() if s.rec is not None and not s.ended)
 
-    def status(self) -> list[dict[str, Any]]:
-        out = []
+    def status(self) -> list[CallStatus]:
+        out: list[CallStatus] = []
         for s in self.sessions.values():
             if s.rec is None or s.ended or s.relay:
                 continue

@@ -13,7 +13,7 @@ import asyncio
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from media.client import WorkerClient
 from pypbx.calllog import CallRecord
@@ -36,6 +36,11 @@ class CallState(str, enum.Enum):
     TALKING = "talking"
     HELD = "held"
     TRANSFERRING = "transferring"
+
+
+#: One transfer in the call's trail (``transferred`` call events, the recording's sidecar):
+#: type, side, from, to, at, target, joined_call, role.
+TransferEntry = dict[str, str | float | None]
 
 
 @dataclass
@@ -76,7 +81,7 @@ class Call:
     moh: set[str] = field(default_factory=set)  # legs hearing music on hold
     bridged: tuple[str, str] | None = None
     xfer: Transfer | None = None
-    transfers: list[dict[str, Any]] = field(default_factory=list)
+    transfers: list[TransferEntry] = field(default_factory=list)
     dropped: set[str] = field(default_factory=set)  # legs no longer part of the call
     pending_replace: dict[str, str] = field(default_factory=dict)  # new leg -> replaced leg
     relay: bool = False  # record closed (attended transfer): only carries audio now
