@@ -71,7 +71,7 @@ from pypbx.call.session import Call
 from pypbx.calllog import Disposition
 from pypbx.changes import ChangeWatcher, DbChanged
 from pypbx.db import Database
-from pypbx.events import EventBus
+from pypbx.events import EventBus, from_queue_event
 from pypbx.flows.callback import CallbackCall
 from pypbx.flows.features import FeatureCall
 from pypbx.flows.player import DEFAULT_MOH, PROMPTS_DIR
@@ -233,8 +233,6 @@ class AcdLive:
                 log.exception("ACD snapshot could not be restored; starting fresh")
         await self._close_crashed(_objects(snap.get(LIVE_STATE_KEY) or []))
         self._dirty = True
-        from pypbx.changes import ChangeWatcher
-
         self._watch = self.changes or ChangeWatcher(self.db, self.reload_interval)
         if self.changes is None:
             await self._watch.prime()
@@ -446,8 +444,6 @@ class AcdLive:
     def _publish(self, evs: list[QueueEvent]) -> None:
         """On the event stream as they happen (the books: ``flush`` writes them, in order)."""
         if self.events is not None:
-            from pypbx.events import from_queue_event
-
             for e in evs:
                 self.events.publish(from_queue_event(e))
 
