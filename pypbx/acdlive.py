@@ -39,7 +39,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, NotRequired, Protocol, TypedDict
 
 from acd.engine import AcdEngine
 from acd.model import (
@@ -71,11 +71,12 @@ from pypbx.call.session import Call
 from pypbx.calllog import Disposition
 from pypbx.changes import ChangeWatcher, DbChanged
 from pypbx.db import Database
-from pypbx.events import EventBus
+from pypbx.events import EventBus, from_queue_event
 from pypbx.flows.callback import CallbackCall
 from pypbx.flows.features import FeatureCall
 from pypbx.flows.player import DEFAULT_MOH, PROMPTS_DIR
 from pypbx.flows.queue import QueueCall
+from pypbx.jsontypes import JSON
 from sip.message import Request
 from sip.proxy import RouteDecision
 from sip.transaction import Addr
@@ -89,12 +90,67 @@ RING_GRACE = 5.0
 #: Prefix of the Request-URI user of a worker's ring leg: ``sip:acd-<token>@front-door``.
 RING_PREFIX = "acd-"
 LIVE_STATE_KEY = "live_waiting"
+
+
+def _objects(value: JSON) -> list[dict[str, JSON]]:
+    """The objects of a JSON list (the snapshot's lists of records; anything else: none)."""
+    if not isinstance(value, list):
+        return []
+    return [v for v in value if isinstance(v, dict)]
+
+
+class WaitingStatus(TypedDict):
+    """A caller waiting in a queue (``queue_status``)."""
+
+    call_id: str
+    number: str
+    position: int
+    wait: float
+    priority: int
+    is_callback: bool
+    ringing: list[str]
+    service_line: str | None
+
+
+class QueueAgentStatus(TypedDict):
+    """An agent qualified for a queue (``queue_status``)."""
+
+    id: str
+    name: str
+    state: str
+    pause_reason: str | None
+    extension: str | None
+    since: float
+    calls_taken: int
+    external_busy: bool
+
+
+class QueueStatus(TypedDict):
+    """The local API's ``queue_status`` reply."""
+
+    queue: str
+    waiting: list[WaitingStatus]
+    agents: list[QueueAgentStatus]
+    ewt: float | None
+
+
+class AgentStatus(TypedDict):
+    """The local API's ``agent_state`` reply (an unknown agent: ``agent`` and ``known`` only)."""
+
+    agent: str
+    known: bool
+    state: NotRequired[str]
+    pause_reason: NotRequired[str | None]
+    extension: NotRequired[str | None]
+
+
 #: Feature codes taken over here (pypbx.flows.features).
 FEATURE_CODES = ("*45", "*46")
 
 
 class Ring(NamedTuple):
     """A ring leg in progress: the front door forks ``sip:acd-<token>@...`` to these agents."""
+
     call_id: str
     agent_ids: tuple[str, ...]
     timeout: float
@@ -109,14 +165,22 @@ class OrderTaker(Protocol):
 class AcdLive:
     """The engine driver of one running PBX (see the module docstring)."""
 
-    def __init__(self, db: Database, *, callmgr: CallManager | None = None,
-                 contacts: Callable[[str], list[tuple[str, Addr]]] | None = None,
-                 clock: Callable[[], float] = time.time,
-                 prompts_dir: Path | str | None = None, moh: Path | str | None = None,
-                 greeting: Iterable[str] = ("welcome",), recording_notice: bool = True,
-                 answered_by: Callable[[str, tuple[str, ...]], str | None] | None = None,
-                 reload_interval: float = RELOAD_INTERVAL, changes: ChangeWatcher | None = None,
-                 events: EventBus | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        callmgr: CallManager | None = None,
+        contacts: Callable[[str], list[tuple[str, Addr]]] | None = None,
+        clock: Callable[[], float] = time.time,
+        prompts_dir: Path | str | None = None,
+        moh: Path | str | None = None,
+        greeting: Iterable[str] = ("welcome",),
+        recording_notice: bool = True,
+        answered_by: Callable[[str, tuple[str, ...]], str | None] | None = None,
+        reload_interval: float = RELOAD_INTERVAL,
+        changes: ChangeWatcher | None = None,
+        events: EventBus | None = None,
+    ) -> None:
         self.db = db
         self.callmgr = callmgr
         self.contacts: Callable[[str], list[tuple[str, Addr]]] = contacts or (lambda ext: [])
@@ -127,15 +191,15 @@ class AcdLive:
         self.recording_notice = recording_notice
         self.answered_by = answered_by
         self.reload_interval = reload_interval
-        self.changes = changes            # pypbx.changes.ChangeWatcher (None: a private one)
-        self.events = events              # pypbx.events.EventBus: the queue events are published
+        self.changes = changes  # pypbx.changes.ChangeWatcher (None: a private one)
+        self.events = events  # pypbx.events.EventBus: the queue events are published
         self.engine = AcdEngine()
-        self.numbers: dict[str, str] = {}         # dialled number -> queue
-        self.agent_ext: dict[str, str] = {}       # agent id -> extension it is logged in at
-        self.calls: dict[str, OrderTaker] = {}    # engine call id -> QueueCall / CallbackCall
-        self.sessions: dict[int, Flow] = {}       # id(Call) -> QueueCall / FeatureCall
-        self.rings: dict[str, Ring] = {}          # token -> the ring leg's call and agents
-        self.busy: dict[int, list[str]] = {}      # id(Call) of a direct call -> agents it keeps busy
+        self.numbers: dict[str, str] = {}  # dialled number -> queue
+        self.agent_ext: dict[str, str] = {}  # agent id -> extension it is logged in at
+        self.calls: dict[str, OrderTaker] = {}  # engine call id -> QueueCall / CallbackCall
+        self.sessions: dict[int, Flow] = {}  # id(Call) -> QueueCall / FeatureCall
+        self.rings: dict[str, Ring] = {}  # token -> the ring leg's call and agents
+        self.busy: dict[int, list[str]] = {}  # id(Call) of a direct call -> agents it keeps busy
         self._events: list[QueueEvent] = []
         self._wake = asyncio.Event()
         self._flush_wake = asyncio.Event()
@@ -159,37 +223,51 @@ class AcdLive:
         snap = await S.load_acd_state(self.db) or {}
         if snap:
             known = dict(snap)
-            known["callbacks"] = [c for c in snap.get("callbacks", []) if c.get("queue") in self.engine.queues]
+            callbacks: list[JSON] = [
+                c for c in _objects(snap.get("callbacks", [])) if c.get("queue") in self.engine.queues
+            ]
+            known["callbacks"] = callbacks
             try:
                 self.engine.restore(known)
             except Exception:
                 log.exception("ACD snapshot could not be restored; starting fresh")
-        await self._close_crashed(snap.get(LIVE_STATE_KEY) or [])
+        await self._close_crashed(_objects(snap.get(LIVE_STATE_KEY) or []))
         self._dirty = True
-        from pypbx.changes import ChangeWatcher
         self._watch = self.changes or ChangeWatcher(self.db, self.reload_interval)
         if self.changes is None:
             await self._watch.prime()
         self._watch.subscribe("ACD queues and agents", self._db_changed)
         if background:
-            self._tasks = [asyncio.create_task(self._ticker(), name="acd-tick"),
-                           asyncio.create_task(self._writer(), name="acd-writer")]
+            self._tasks = [
+                asyncio.create_task(self._ticker(), name="acd-tick"),
+                asyncio.create_task(self._writer(), name="acd-writer"),
+            ]
             if self.changes is None:
                 self._tasks.append(asyncio.create_task(self._watch.run(), name="acd-reload"))
-        log.info("ACD: %d queue(s), %d agent(s), %d number(s), %d callback slot(s) restored",
-                 len(self.engine.queues), len(self.engine.agents), len(self.numbers),
-                 sum(1 for w in self.engine.waiting() if w.is_callback))
+        log.info(
+            "ACD: %d queue(s), %d agent(s), %d number(s), %d callback slot(s) restored",
+            len(self.engine.queues),
+            len(self.engine.agents),
+            len(self.numbers),
+            sum(1 for w in self.engine.waiting() if w.is_callback),
+        )
 
-    async def _close_crashed(self, rows: list[S.JSONDict]) -> None:
+    async def _close_crashed(self, rows: list[dict[str, JSON]]) -> None:
         """Callers the previous run left in queue (it crashed): INTERRUPTED, called back."""
         if not rows:
             return
         now = self.clock()
         closed = AcdEngine.close_interrupted(rows, now)
         for c in closed:
-            self._events.append(QueueEvent(now, EventKind.INTERRUPTED, c.queue, c.call_id,
-                                           data={"wait": c.wait, "position": c.position, "number": c.number,
-                                                 "reason": "pbx restarted"}))
+            self._events.append(
+                QueueEvent(
+                    now,
+                    EventKind.INTERRUPTED,
+                    c.queue,
+                    c.call_id,
+                    data={"wait": c.wait, "position": c.position, "number": c.number, "reason": "pbx restarted"},
+                )
+            )
             self._publish(self._events[-1:])
             await self._callback_row(c.number, c.queue, c.call_id)
         log.warning("ACD: %d caller(s) left in queue by the previous run closed as interrupted", len(closed))
@@ -199,7 +277,7 @@ class AcdLive:
         """Stop: callers still waiting are closed (INTERRUPTED, kept as callback slots and
         in the callback list) and hung up; the snapshot is saved; tasks stop."""
         if self._closing:
-            await self.flush()      # again at the very end: what calls ending since then logged
+            await self.flush()  # again at the very end: what calls ending since then logged
             return
         self._closing = True
         now = self.clock()
@@ -334,24 +412,38 @@ class AcdLive:
 
     async def _save_pause(self, agent_id: str, reason: PauseReason) -> None:
         try:
-            await S.save_agent_state(self.db, agent_id, AgentState.PAUSED, reason, now=self.clock(),
-                                     kind="PAUSE", reason=reason.value, by="acd")
+            await S.save_agent_state(
+                self.db,
+                agent_id,
+                AgentState.PAUSED,
+                reason,
+                now=self.clock(),
+                kind="PAUSE",
+                reason=reason.value,
+                by="acd",
+            )
         except Exception:
             log.exception("saving the pause of agent %s", agent_id)
 
-    def snapshot(self) -> S.JSONDict:
-        snap = self.engine.snapshot()
+    def snapshot(self) -> dict[str, JSON]:
+        snap: dict[str, JSON] = self.engine.snapshot()
         now = self.clock()
         snap[LIVE_STATE_KEY] = [
-            {"call_id": w.call_id, "queue": w.queue, "number": w.number, "entered_at": w.entered_at,
-             "position": w.position}
-            for w in self.engine.waiting(now=now) if not w.is_callback]
+            {
+                "call_id": w.call_id,
+                "queue": w.queue,
+                "number": w.number,
+                "entered_at": w.entered_at,
+                "position": w.position,
+            }
+            for w in self.engine.waiting(now=now)
+            if not w.is_callback
+        ]
         return snap
 
     def _publish(self, evs: list[QueueEvent]) -> None:
         """On the event stream as they happen (the books: ``flush`` writes them, in order)."""
         if self.events is not None:
-            from pypbx.events import from_queue_event
             for e in evs:
                 self.events.publish(from_queue_event(e))
 
@@ -458,7 +550,7 @@ class AcdLive:
         user = request.uri.user or ""
         if not user.startswith(RING_PREFIX):
             return None
-        ring = self.rings.get(user[len(RING_PREFIX):])
+        ring = self.rings.get(user[len(RING_PREFIX) :])
         if ring is None or request.method != "INVITE":
             return RouteDecision.reject(481 if request.method != "INVITE" else 404)
         _, agents, timeout = ring
@@ -527,8 +619,9 @@ class AcdLive:
         """A caller can be put in ``queue`` now (it exists; the PBX is not stopping)."""
         return queue in self.engine.queues and not self._closing
 
-    async def enter_queue(self, s: Call, queue: str, *, answered: bool = False, lang: str | None = None,
-                          via: str = "") -> QueueCall:
+    async def enter_queue(
+        self, s: Call, queue: str, *, answered: bool = False, lang: str | None = None, via: str = ""
+    ) -> QueueCall:
         """Put the caller of ``s`` in ``queue`` (the front line, the trunks): a caller not
         answered yet is answered first; an answered one (the IVR, ``via``; ``lang`` the
         language chosen there) goes straight in."""
@@ -591,12 +684,14 @@ class AcdLive:
         self.calls[a.call_id] = cb
         await cb.run()
 
-    async def _callback_update(self, call_id: str, number: str, queue: str, status: str, *,
-                               agent: str | None = None, result: str | None = None) -> None:
+    async def _callback_update(
+        self, call_id: str, number: str, queue: str, status: str, *, agent: str | None = None, result: str | None = None
+    ) -> None:
         try:
             rows = await S.list_callbacks(self.db, "pending", queue)
-            row = next((r for r in rows if r.call_id == call_id), None) or \
-                next((r for r in rows if r.number == number), None)
+            row = next((r for r in rows if r.call_id == call_id), None) or next(
+                (r for r in rows if r.number == number), None
+            )
             if row is not None:
                 await S.update_callback(self.db, row.id, status, now=self.clock(), agent=agent, result=result)
         except Exception:
@@ -613,36 +708,56 @@ class AcdLive:
         obj = self.calls.get(call_id)
         return (obj.rec.service_line or None) if isinstance(obj, QueueCall) else None
 
-    def queue_status(self, queue: str) -> S.JSONDict:
+    def queue_status(self, queue: str) -> QueueStatus:
         if queue not in self.engine.queues:
             raise ValueError(f"queue {queue} not found")
         now = self.clock()
         q = self.engine.queues[queue]
         views = self.engine.waiting(queue, now)
-        waiting = [{"call_id": w.call_id, "number": w.number, "position": w.position,
-                    "wait": round(w.wait, 1), "priority": w.priority, "is_callback": w.is_callback,
-                    "ringing": list(w.ringing), "service_line": self._service_line(w.call_id)}
-                   for w in views]
-        agents: list[S.JSONDict] = []
+        waiting: list[WaitingStatus] = [
+            {
+                "call_id": w.call_id,
+                "number": w.number,
+                "position": w.position,
+                "wait": round(w.wait, 1),
+                "priority": w.priority,
+                "is_callback": w.is_callback,
+                "ringing": list(w.ringing),
+                "service_line": self._service_line(w.call_id),
+            }
+            for w in views
+        ]
+        agents: list[QueueAgentStatus] = []
         for a in sorted(self.engine.agents.values(), key=lambda a: a.id):
             if not AcdEngine._qualifies(a, queue, q.required_skills):
                 continue
-            agents.append({"id": a.id, "name": a.name, "state": a.state.value,
-                           "pause_reason": a.pause_reason.value if a.pause_reason else None,
-                           "extension": self.agent_ext.get(a.id), "since": round(now - a.state_since, 1),
-                           "calls_taken": a.calls_taken, "external_busy": a.external_busy})
+            agents.append(
+                {
+                    "id": a.id,
+                    "name": a.name,
+                    "state": a.state.value,
+                    "pause_reason": a.pause_reason.value if a.pause_reason else None,
+                    "extension": self.agent_ext.get(a.id),
+                    "since": round(now - a.state_since, 1),
+                    "calls_taken": a.calls_taken,
+                    "external_busy": a.external_busy,
+                }
+            )
         ewt = None
         live = [w for w in views if not w.is_callback]
         if live:
             ewt = self.engine.estimate_wait(live[-1].call_id, now)
         return {"queue": queue, "waiting": waiting, "agents": agents, "ewt": ewt}
 
-    async def agent_state(self, agent: str) -> S.JSONDict:
+    async def agent_state(self, agent: str) -> AgentStatus:
         await self.sync()
         a = self.engine.agents.get(agent)
         if a is None:
             return {"agent": agent, "known": False}
-        return {"agent": agent, "known": True, "state": a.state.value,
-                "pause_reason": a.pause_reason.value if a.pause_reason else None,
-                "extension": self.agent_ext.get(agent)}
-
+        return {
+            "agent": agent,
+            "known": True,
+            "state": a.state.value,
+            "pause_reason": a.pause_reason.value if a.pause_reason else None,
+            "extension": self.agent_ext.get(agent),
+        }

@@ -30,8 +30,8 @@ import json
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
-from typing import Any, TypedDict
+from dataclasses import dataclass, replace
+from typing import Any, NotRequired, TypedDict
 
 from acd.model import (
     Agent,
@@ -47,7 +47,9 @@ from acd.model import (
     TargetKind,
 )
 from pypbx.db import Database, IntegrityError
+from pypbx.db.rows import AgentEventRow, AgentRow, CallbackRow, QueueRow
 from pypbx.errors import PbxError
+from pypbx.jsontypes import JSON
 
 QUEUE_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 AGENT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
@@ -59,15 +61,42 @@ MAX_NAME_LENGTH = 64
 CALLBACK_STATUSES = ("pending", "dialing", "done", "failed")
 ENGINE_STATE_KEY = "engine"
 
-_TARGET_ALIASES = {"ext": "extension", "group": "ring_group", "ring-group": "ring_group",
-                   "number": "external", "vm": "voicemail", "mailbox": "voicemail"}
+_TARGET_ALIASES = {
+    "ext": "extension",
+    "group": "ring_group",
+    "ring-group": "ring_group",
+    "number": "external",
+    "vm": "voicemail",
+    "mailbox": "voicemail",
+}
 #: A mailbox name (as pypbx.voicemail.BOX_RE).
 _BOX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-#: Decoded JSON objects (rows' JSON columns, ``to_dict()`` forms, the engine snapshot).
-JSONDict = dict[str, Any]
-#: A database row as :class:`pypbx.db.Database` returns it.
-DBRow = Mapping[str, Any]
+
+class AgentDict(TypedDict):
+    """:meth:`AgentRecord.to_dict`."""
+
+    id: str
+    name: str
+    skills: dict[str, int]
+    wrap_up: float | None
+    extension: str | None
+    state: str
+    pause_reason: str | None
+    state_since: float | None
+    created_at: float | None
+    updated_at: float | None
+
+
+class QueueEventDict(TypedDict):
+    """A queue event as :meth:`acd.model.QueueEvent.to_dict` gives it (:func:`append_queue_events`)."""
+
+    time: float
+    kind: str
+    queue: NotRequired[str | None]
+    call_id: NotRequired[str | None]
+    agent_id: NotRequired[str | None]
+    data: NotRequired[Mapping[str, object] | None]
 
 
 class AcdError(PbxError):
@@ -75,6 +104,7 @@ class AcdError(PbxError):
 
 
 # =========================================================================== text forms
+
 
 def strategy_names() -> list[str]:
     return [s.value for s in Strategy]
@@ -145,8 +175,9 @@ def parse_target(spec: object) -> Target:
         kind = _TARGET_ALIASES.get(kind.strip().lower(), kind.strip().lower())
         kinds = ", ".join(k.value for k in TargetKind)
         if not sep:
-            raise AcdError(f"bad destination {text!r}: expected KIND:TARGET with KIND one of {kinds} "
-                           f"(e.g. extension:1001)")
+            raise AcdError(
+                f"bad destination {text!r}: expected KIND:TARGET with KIND one of {kinds} (e.g. extension:1001)"
+            )
         try:
             t = Target(TargetKind(kind), target.strip())
         except ValueError:
@@ -181,8 +212,9 @@ def parse_overflow(spec: object) -> OverflowRule | None:
     if spec is None or isinstance(spec, OverflowRule):
         return spec
     if isinstance(spec, Mapping):
-        return OverflowRule(_seconds(spec.get("after"), "overflow after", minimum=1),
-                            parse_target(spec.get("target", {})))
+        return OverflowRule(
+            _seconds(spec.get("after"), "overflow after", minimum=1), parse_target(spec.get("target", {}))
+        )
     text = str(spec).strip()
     if text.lower() in ("", "none", "off"):
         return None
@@ -225,8 +257,10 @@ def parse_relaxation(spec: object) -> tuple[Relaxation, ...]:
         if a.after == b.after:
             raise AcdError(f"relaxation: two steps at {_num(a.after)} s")
         if b.min_level >= a.min_level:
-            raise AcdError(f"relaxation: the level must go down as the wait grows "
-                           f"({_num(a.after)}:{a.min_level} then {_num(b.after)}:{b.min_level})")
+            raise AcdError(
+                f"relaxation: the level must go down as the wait grows "
+                f"({_num(a.after)}:{a.min_level} then {_num(b.after)}:{b.min_level})"
+            )
     return tuple(steps)
 
 
@@ -302,10 +336,28 @@ def _check_name(name: str) -> str:
 #: Options of :func:`add_queue` / :func:`edit_queue` (QueueConfig field names, plus
 #: ``skills`` for ``required_skills``, ``when_empty`` for ``join_empty`` and
 #: ``overflow_after`` + ``overflow_to`` as the two halves of ``overflow``).
-QUEUE_OPTIONS = ("strategy", "skills", "required_skills", "ring_timeout", "wrap_up", "max_wait", "max_length",
-                 "when_empty", "join_empty", "fallback", "overflow", "overflow_after", "overflow_to",
-                 "relaxation", "announce_interval", "callback_allowed", "language",
-                 "rna_misses_before_pause", "callback_max_attempts", "callback_retry_delay")
+QUEUE_OPTIONS = (
+    "strategy",
+    "skills",
+    "required_skills",
+    "ring_timeout",
+    "wrap_up",
+    "max_wait",
+    "max_length",
+    "when_empty",
+    "join_empty",
+    "fallback",
+    "overflow",
+    "overflow_after",
+    "overflow_to",
+    "relaxation",
+    "announce_interval",
+    "callback_allowed",
+    "language",
+    "rna_misses_before_pause",
+    "callback_max_attempts",
+    "callback_retry_delay",
+)
 
 
 @dataclass(frozen=True)
@@ -318,12 +370,13 @@ class QueueRecord:
     def name(self) -> str:
         return self.config.name
 
-    def to_dict(self) -> JSONDict:
+    def to_dict(self) -> dict[str, JSON]:
         return {**self.config.to_dict(), "created_at": self.created_at, "updated_at": self.updated_at}
 
 
 class _QueueChanges(TypedDict, total=False):
     """The QueueConfig fields :func:`_apply_options` changes."""
+
     strategy: Strategy
     required_skills: Mapping[str, int]
     ring_timeout: float
@@ -361,7 +414,7 @@ def _apply_options(base: QueueConfig, opts: Mapping[str, object]) -> QueueConfig
         kw["wrap_up"] = _seconds(o["wrap_up"], "wrap-up", maximum=3600)
     if "max_wait" in o:
         v = _seconds(o["max_wait"], "max wait")
-        kw["max_wait"] = v or None          # 0 = no limit
+        kw["max_wait"] = v or None  # 0 = no limit
     if "max_length" in o:
         try:
             n = _as_int(o["max_length"])
@@ -383,8 +436,9 @@ def _apply_options(base: QueueConfig, opts: Mapping[str, object]) -> QueueConfig
         kw["overflow"] = parse_overflow(o["overflow"])
     if "overflow_after" in o or "overflow_to" in o:
         if "overflow_after" in o and "overflow_to" in o:
-            kw["overflow"] = OverflowRule(_seconds(o["overflow_after"], "overflow after", minimum=1),
-                                          _queue_target(o["overflow_to"], q))
+            kw["overflow"] = OverflowRule(
+                _seconds(o["overflow_after"], "overflow after", minimum=1), _queue_target(o["overflow_to"], q)
+            )
         elif "overflow_to" in o and isinstance(o["overflow_to"], str) and o["overflow_to"].strip().lower() == "none":
             kw["overflow"] = None
         else:
@@ -445,11 +499,12 @@ async def _check_targets_exist(db: Database, cfg: QueueConfig) -> None:
         if t.kind is TargetKind.EXTENSION and await db.get_extension_row(t.target) is None:
             raise AcdError(f"{what} destination extension {t.target} does not exist")
         if t.kind is TargetKind.VOICEMAIL and await db.get_voicemail_box_row(t.target) is None:
-            raise AcdError(f"{what} destination mailbox {t.target} does not exist "
-                           f"(add it first: pypbx voicemail box {t.target})")
+            raise AcdError(
+                f"{what} destination mailbox {t.target} does not exist (add it first: pypbx voicemail box {t.target})"
+            )
 
 
-def _record(row: DBRow) -> QueueRecord:
+def _record(row: QueueRow) -> QueueRecord:
     try:
         cfg = QueueConfig.from_dict(json.loads(row["config"]))
     except (ValueError, KeyError, TypeError) as e:
@@ -508,13 +563,13 @@ async def remove_queue(db: Database, name: str) -> None:
                 raise AcdError(f"queue {rec.name} is in use: queue {other.name} {what} to it")
     open_cbs = await db.list_callback_rows(("pending", "dialing"), queue=rec.name)
     if open_cbs:
-        raise AcdError(f"queue {rec.name} has {len(open_cbs)} open callback(s); "
-                       f"wait until they are done or failed")
+        raise AcdError(f"queue {rec.name} has {len(open_cbs)} open callback(s); wait until they are done or failed")
     if not await db.delete_queue_row(rec.name):
         raise AcdError(f"queue {rec.name} not found")
 
 
 # =========================================================================== agents
+
 
 @dataclass(frozen=True)
 class AgentRecord:
@@ -533,34 +588,64 @@ class AgentRecord:
     def logged_in(self) -> bool:
         return self.state != AgentState.LOGGED_OUT.value
 
-    def to_dict(self) -> JSONDict:
-        return asdict(self)
+    def to_dict(self) -> AgentDict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "skills": dict(self.skills),
+            "wrap_up": self.wrap_up,
+            "extension": self.extension,
+            "state": self.state,
+            "pause_reason": self.pause_reason,
+            "state_since": self.state_since,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
 
-def _agent(row: DBRow) -> AgentRecord:
+def _agent(row: AgentRow) -> AgentRecord:
     try:
         skills = {str(k): int(v) for k, v in json.loads(row["skills"] or "{}").items()}
     except (ValueError, AttributeError):
         skills = {}
-    return AgentRecord(id=row["id"], name=row["name"] or "", skills=skills, wrap_up=row["wrap_up"],
-                       extension=row["extension"], state=row["state"], pause_reason=row["pause_reason"],
-                       state_since=row["state_since"], created_at=row["created_at"], updated_at=row["updated_at"])
+    return AgentRecord(
+        id=row["id"],
+        name=row["name"] or "",
+        skills=skills,
+        wrap_up=row["wrap_up"],
+        extension=row["extension"],
+        state=row["state"],
+        pause_reason=row["pause_reason"],
+        state_since=row["state_since"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
 
 
 def _detail(**kw: object) -> str:
     return json.dumps({k: v for k, v in kw.items() if v is not None}, sort_keys=True)
 
 
-async def add_agent(db: Database, agent_id: str, name: str, skills: str | Mapping[str, int] | None = None,
-                    wrap_up: float | None = None) -> AgentRecord:
+async def add_agent(
+    db: Database, agent_id: str, name: str, skills: str | Mapping[str, int] | None = None, wrap_up: float | None = None
+) -> AgentRecord:
     agent_id = validate_agent_id(agent_id)
     name = _check_name(name)
     sk = parse_skills(skills)
     wu = None if wrap_up is None else _seconds(wrap_up, "wrap-up", maximum=3600)
     now = time.time()
-    row = {"id": agent_id, "name": name, "skills": json.dumps(sk, sort_keys=True), "wrap_up": wu,
-           "extension": None, "state": AgentState.LOGGED_OUT.value, "pause_reason": None,
-           "state_since": now, "created_at": now, "updated_at": now}
+    row: AgentRow = {
+        "id": agent_id,
+        "name": name,
+        "skills": json.dumps(sk, sort_keys=True),
+        "wrap_up": wu,
+        "extension": None,
+        "state": AgentState.LOGGED_OUT.value,
+        "pause_reason": None,
+        "state_since": now,
+        "created_at": now,
+        "updated_at": now,
+    }
     try:
         await db.insert_agent_row(row)
     except IntegrityError:
@@ -580,8 +665,9 @@ async def get_agent(db: Database, agent_id: str) -> AgentRecord:
     return _agent(row)
 
 
-async def _update_agent(db: Database, a: AgentRecord, fields: dict[str, object], kind: str | None,
-                        now: float, **detail: object) -> AgentRecord:
+async def _update_agent(
+    db: Database, a: AgentRecord, fields: dict[str, object], kind: str | None, now: float, **detail: object
+) -> AgentRecord:
     event = (now, kind, _detail(**detail)) if kind else None
     try:
         ok = await db.update_agent_row(a.id, fields, now, event)
@@ -598,8 +684,7 @@ async def set_skills(db: Database, agent_id: str, skills: str | Mapping[str, int
     """Replace the agent's skills (an ``agent_events`` SKILLS row records the change)."""
     a = await get_agent(db, agent_id)
     sk = parse_skills(skills)
-    return await _update_agent(db, a, {"skills": json.dumps(sk, sort_keys=True)}, "SKILLS", time.time(),
-                               skills=sk)
+    return await _update_agent(db, a, {"skills": json.dumps(sk, sort_keys=True)}, "SKILLS", time.time(), skills=sk)
 
 
 async def set_wrap_up(db: Database, agent_id: str, wrap_up: float | None) -> AgentRecord:
@@ -613,9 +698,12 @@ async def remove_agent(db: Database, agent_id: str) -> None:
     a = await get_agent(db, agent_id)
     now = time.time()
     if a.logged_in:
-        await db.update_agent_row(a.id, {"extension": None, "state": AgentState.LOGGED_OUT.value,
-                                         "pause_reason": None, "state_since": now}, now,
-                                  (now, "LOGOUT", _detail(extension=a.extension, reason="removed")))
+        await db.update_agent_row(
+            a.id,
+            {"extension": None, "state": AgentState.LOGGED_OUT.value, "pause_reason": None, "state_since": now},
+            now,
+            (now, "LOGOUT", _detail(extension=a.extension, reason="removed")),
+        )
     if not await db.delete_agent_row(a.id, (now, "REMOVED", _detail())):
         raise AcdError(f"agent {a.id} not found")
 
@@ -637,11 +725,17 @@ async def login(db: Database, agent_id: str, extension: str) -> tuple[AgentRecor
         raise AcdError(f"agent {a.id} is already logged in at {extension}")
     now = time.time()
     if a.logged_in:
-        return await _update_agent(db, a, {"extension": extension}, "LOGIN", now,
-                                   extension=extension, moved_from=a.extension), a.extension
-    return await _update_agent(db, a, {"extension": extension, "state": AgentState.AVAILABLE.value,
-                                       "pause_reason": None, "state_since": now},
-                               "LOGIN", now, extension=extension), None
+        return await _update_agent(
+            db, a, {"extension": extension}, "LOGIN", now, extension=extension, moved_from=a.extension
+        ), a.extension
+    return await _update_agent(
+        db,
+        a,
+        {"extension": extension, "state": AgentState.AVAILABLE.value, "pause_reason": None, "state_since": now},
+        "LOGIN",
+        now,
+        extension=extension,
+    ), None
 
 
 async def logout(db: Database, agent_id: str) -> AgentRecord:
@@ -649,9 +743,14 @@ async def logout(db: Database, agent_id: str) -> AgentRecord:
     if not a.logged_in:
         raise AcdError(f"agent {a.id} is not logged in")
     now = time.time()
-    return await _update_agent(db, a, {"extension": None, "state": AgentState.LOGGED_OUT.value,
-                                       "pause_reason": None, "state_since": now},
-                               "LOGOUT", now, extension=a.extension)
+    return await _update_agent(
+        db,
+        a,
+        {"extension": None, "state": AgentState.LOGGED_OUT.value, "pause_reason": None, "state_since": now},
+        "LOGOUT",
+        now,
+        extension=a.extension,
+    )
 
 
 def parse_pause_reason(reason: str | PauseReason) -> PauseReason:
@@ -660,8 +759,9 @@ def parse_pause_reason(reason: str | PauseReason) -> PauseReason:
     try:
         return PauseReason(str(reason).strip().lower().replace("-", "_"))
     except ValueError:
-        raise AcdError(f"unknown pause reason {reason!r} "
-                       f"(choose from {', '.join(r.value for r in PauseReason)})") from None
+        raise AcdError(
+            f"unknown pause reason {reason!r} (choose from {', '.join(r.value for r in PauseReason)})"
+        ) from None
 
 
 async def pause(db: Database, agent_id: str, reason: str | PauseReason = PauseReason.BREAK) -> AgentRecord:
@@ -673,8 +773,15 @@ async def pause(db: Database, agent_id: str, reason: str | PauseReason = PauseRe
     if a.state == AgentState.PAUSED.value and a.pause_reason == r.value:
         raise AcdError(f"agent {a.id} is already paused ({r.value})")
     now = time.time()
-    return await _update_agent(db, a, {"state": AgentState.PAUSED.value, "pause_reason": r.value,
-                                       "state_since": now}, "PAUSE", now, reason=r.value, extension=a.extension)
+    return await _update_agent(
+        db,
+        a,
+        {"state": AgentState.PAUSED.value, "pause_reason": r.value, "state_since": now},
+        "PAUSE",
+        now,
+        reason=r.value,
+        extension=a.extension,
+    )
 
 
 async def unpause(db: Database, agent_id: str) -> AgentRecord:
@@ -682,33 +789,60 @@ async def unpause(db: Database, agent_id: str) -> AgentRecord:
     if a.state != AgentState.PAUSED.value:
         raise AcdError(f"agent {a.id} is not paused")
     now = time.time()
-    return await _update_agent(db, a, {"state": AgentState.AVAILABLE.value, "pause_reason": None,
-                                       "state_since": now}, "UNPAUSE", now, extension=a.extension)
+    return await _update_agent(
+        db,
+        a,
+        {"state": AgentState.AVAILABLE.value, "pause_reason": None, "state_since": now},
+        "UNPAUSE",
+        now,
+        extension=a.extension,
+    )
 
 
-async def save_agent_state(db: Database, agent_id: str, state: AgentState | str,
-                           pause_reason: PauseReason | str | None = None, now: float | None = None,
-                           kind: str | None = None, **detail: object) -> AgentRecord:
+async def save_agent_state(
+    db: Database,
+    agent_id: str,
+    state: AgentState | str,
+    pause_reason: PauseReason | str | None = None,
+    now: float | None = None,
+    kind: str | None = None,
+    **detail: object,
+) -> AgentRecord:
     """For the live core: record a state the engine moved the agent to (e.g. paused for
     ring-no-answer), with an optional agent_events row ``kind``."""
     a = await get_agent(db, agent_id)
     st = state.value if isinstance(state, AgentState) else AgentState(state).value
     pr = pause_reason.value if isinstance(pause_reason, PauseReason) else pause_reason
     now = time.time() if now is None else now
-    fields: dict[str, object] = {"state": st, "pause_reason": pr if st == AgentState.PAUSED.value else None,
-                              "state_since": now}
+    fields: dict[str, object] = {
+        "state": st,
+        "pause_reason": pr if st == AgentState.PAUSED.value else None,
+        "state_since": now,
+    }
     if st == AgentState.LOGGED_OUT.value:
         fields["extension"] = None
     return await _update_agent(db, a, fields, kind, now, **detail)
 
 
-async def agent_events(db: Database, agent_id: str | None = None, limit: int = 100) -> list[JSONDict]:
+async def agent_events(db: Database, agent_id: str | None = None, limit: int = 100) -> list[dict[str, JSON]]:
     """Newest first; ``detail`` decoded."""
     rows = await db.agent_event_rows(agent_id, limit)
-    return [{**r, "detail": json.loads(r["detail"] or "{}")} for r in rows]
+    return [_agent_event(r) for r in rows]
+
+
+def _agent_event(r: AgentEventRow) -> dict[str, JSON]:
+    """The row with ``detail`` decoded (its keys: those of AgentEventRow)."""
+    return {
+        "seq": r["seq"],
+        "ts": r["ts"],
+        "agent": r["agent"],
+        "kind": r["kind"],
+        "detail": json.loads(r["detail"] or "{}"),
+    }
 
 
 # =========================================================================== the live core
+
 
 async def load_engine_config(db: Database) -> tuple[list[QueueConfig], list[Agent]]:
     """Queues and agents for :class:`acd.engine.AcdEngine`, agents in their saved state
@@ -721,7 +855,7 @@ async def load_engine_config(db: Database) -> tuple[list[QueueConfig], list[Agen
         except ValueError:
             state = AgentState.LOGGED_OUT
         if state not in (AgentState.LOGGED_OUT, AgentState.PAUSED):
-            state = AgentState.AVAILABLE    # ringing / on call / wrap-up do not survive a restart
+            state = AgentState.AVAILABLE  # ringing / on call / wrap-up do not survive a restart
         reason = None
         if state is AgentState.PAUSED:
             try:
@@ -729,8 +863,18 @@ async def load_engine_config(db: Database) -> tuple[list[QueueConfig], list[Agen
             except ValueError:
                 reason = PauseReason.OTHER
         since = r.state_since or 0.0
-        agents.append(Agent(id=r.id, name=r.name, skills=dict(r.skills), wrap_up=r.wrap_up, state=state,
-                            pause_reason=reason, state_since=since, idle_since=since))
+        agents.append(
+            Agent(
+                id=r.id,
+                name=r.name,
+                skills=dict(r.skills),
+                wrap_up=r.wrap_up,
+                state=state,
+                pause_reason=reason,
+                state_since=since,
+                idle_since=since,
+            )
+        )
     return queues, agents
 
 
@@ -741,29 +885,63 @@ async def agent_extensions(db: Database) -> dict[str, str]:
 
 # =========================================================================== queue events
 
-def _event_row(e: QueueEvent | DBRow) -> tuple[float, str | None, str | None, str | None, str, str]:
-    d: JSONDict = e.to_dict() if isinstance(e, QueueEvent) else dict(e)
-    return (float(d["time"]), d.get("queue"), d.get("call_id"), d.get("agent_id"), str(d["kind"]),
-            json.dumps(d.get("data") or {}, sort_keys=True, default=str))
+
+def _event_row(e: QueueEvent | QueueEventDict) -> tuple[float, str | None, str | None, str | None, str, str]:
+    if isinstance(e, QueueEvent):
+        data: Mapping[str, object] = e.to_dict()["data"]
+        return (float(e.time), e.queue, e.call_id, e.agent_id, e.kind.value, _data_json(data))
+    return (
+        float(e["time"]),
+        e.get("queue"),
+        e.get("call_id"),
+        e.get("agent_id"),
+        str(e["kind"]),
+        _data_json(e.get("data")),
+    )
 
 
-async def append_queue_events(db: Database, events: Iterable[QueueEvent | DBRow]) -> int:
+def _data_json(data: Mapping[str, object] | None) -> str:
+    return json.dumps(data or {}, sort_keys=True, default=str)
+
+
+async def append_queue_events(db: Database, events: Iterable[QueueEvent | QueueEventDict]) -> int:
     """Persist engine events (``AcdEngine.drain_events()``), one row each; returns the count."""
     rows = [_event_row(e) for e in events]
     await db.add_queue_events(rows)
     return len(rows)
 
 
-async def list_queue_events(db: Database, *, queue: str | None = None, call_id: str | None = None,
-                            agent: str | None = None, kind: str | None = None, since: float | None = None,
-                            until: float | None = None, limit: int = 1000) -> list[JSONDict]:
+async def list_queue_events(
+    db: Database,
+    *,
+    queue: str | None = None,
+    call_id: str | None = None,
+    agent: str | None = None,
+    kind: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int = 1000,
+) -> list[dict[str, JSON]]:
     """Oldest first; ``data`` decoded."""
-    rows = await db.queue_event_rows(queue=queue, call_id=call_id, agent=agent, kind=kind, since=since,
-                                     until=until, limit=limit)
-    return [{**r, "data": json.loads(r["data"] or "{}")} for r in rows]
+    rows = await db.queue_event_rows(
+        queue=queue, call_id=call_id, agent=agent, kind=kind, since=since, until=until, limit=limit
+    )
+    return [
+        {
+            "seq": r["seq"],
+            "ts": r["ts"],
+            "queue": r["queue"],
+            "call_id": r["call_id"],
+            "agent": r["agent"],
+            "kind": r["kind"],
+            "data": json.loads(r["data"] or "{}"),
+        }
+        for r in rows
+    ]
 
 
 # =========================================================================== callbacks
+
 
 @dataclass(frozen=True)
 class Callback:
@@ -779,16 +957,41 @@ class Callback:
     result: str | None
     merged_count: int
 
-    def to_dict(self) -> JSONDict:
-        return asdict(self)
+    def to_dict(self) -> CallbackRow:
+        return {
+            "id": self.id,
+            "number": self.number,
+            "queue": self.queue,
+            "requested_at": self.requested_at,
+            "status": self.status,
+            "attempts": self.attempts,
+            "last_attempt_at": self.last_attempt_at,
+            "call_id": self.call_id,
+            "agent": self.agent,
+            "result": self.result,
+            "merged_count": self.merged_count,
+        }
 
 
-def _callback(row: DBRow) -> Callback:
-    return Callback(**{k: row[k] for k in Callback.__dataclass_fields__})
+def _callback(row: CallbackRow) -> Callback:
+    return Callback(
+        id=row["id"],
+        number=row["number"],
+        queue=row["queue"],
+        requested_at=row["requested_at"],
+        status=row["status"],
+        attempts=row["attempts"],
+        last_attempt_at=row["last_attempt_at"],
+        call_id=row["call_id"],
+        agent=row["agent"],
+        result=row["result"],
+        merged_count=row["merged_count"],
+    )
 
 
-async def request_callback(db: Database, number: str, queue: str, call_id: str | None = None,
-                           now: float | None = None) -> tuple[Callback, bool]:
+async def request_callback(
+    db: Database, number: str, queue: str, call_id: str | None = None, now: float | None = None
+) -> tuple[Callback, bool]:
     """A callback request; one from a number with an open request in the same queue is
     merged into it. Returns (callback, merged)."""
     n = validate_phone_number(number)
@@ -802,21 +1005,29 @@ def _statuses(status: str) -> tuple[str, ...] | None:
     if s == "all":
         return None
     if s == "pending":
-        return ("pending", "dialing")      # not done yet, including those being dialled now
+        return ("pending", "dialing")  # not done yet, including those being dialled now
     if s in CALLBACK_STATUSES:
         return (s,)
     raise AcdError(f"unknown callback status {status!r} (choose from pending, dialing, done, failed, all)")
 
 
-async def list_callbacks(db: Database, status: str = "pending", queue: str | None = None,
-                         limit: int = 1000) -> list[Callback]:
+async def list_callbacks(
+    db: Database, status: str = "pending", queue: str | None = None, limit: int = 1000
+) -> list[Callback]:
     """Oldest request first. ``pending`` includes callbacks being dialled now."""
     return [_callback(r) for r in await db.list_callback_rows(_statuses(status), queue, limit)]
 
 
-async def update_callback(db: Database, cb_id: int, status: str, *, agent: str | None = None,
-                          call_id: str | None = None, result: str | None = None,
-                          now: float | None = None) -> Callback:
+async def update_callback(
+    db: Database,
+    cb_id: int,
+    status: str,
+    *,
+    agent: str | None = None,
+    call_id: str | None = None,
+    result: str | None = None,
+    now: float | None = None,
+) -> Callback:
     """For the live core: ``dialing`` counts an attempt; ``done`` / ``failed`` close it."""
     if status not in CALLBACK_STATUSES:
         raise AcdError(f"unknown callback status {status!r}")
@@ -841,14 +1052,18 @@ async def update_callback(db: Database, cb_id: int, status: str, *, agent: str |
 
 # =========================================================================== engine state
 
+
 async def save_acd_state(db: Database, value: object, key: str = ENGINE_STATE_KEY) -> None:
     """Store ``AcdEngine.snapshot()`` (any JSON value) under ``key``."""
     await db.save_acd_state_row(key, json.dumps(value, sort_keys=True), time.time())
 
 
-async def load_acd_state(db: Database, key: str = ENGINE_STATE_KEY) -> JSONDict | None:
+async def load_acd_state(db: Database, key: str = ENGINE_STATE_KEY) -> dict[str, JSON] | None:
     row = await db.load_acd_state_row(key)
-    return json.loads(row["value"]) if row else None
+    if not row:
+        return None
+    value: dict[str, JSON] = json.loads(row["value"])
+    return value
 
 
 # =========================================================================== queue numbers
@@ -880,13 +1095,14 @@ async def queue_numbers(db: Database) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- issue 9 (h-cli): moved from the CLI
 
+
 def qualified_agents(queue: QueueConfig, agents: Iterable[AgentRecord]) -> list[AgentRecord]:
     """The agents whose skills meet every minimum level ``queue`` requires."""
     req = queue.required_skills
     return [a for a in agents if all(a.skills.get(s, 0) >= lv for s, lv in req.items())]
 
 
-async def add_queue_numbered(db: Database, /, name: str, number: str | None = None, **options: Any) -> QueueRecord:
+async def add_queue_numbered(db: Database, /, name: str, number: str | None = None, **options: object) -> QueueRecord:
     """:func:`add_queue`, then :func:`set_queue_number` when ``number`` is given; a bad
     number removes the queue again (nothing half-created)."""
     rec = await add_queue(db, name, **options)
@@ -899,7 +1115,7 @@ async def add_queue_numbered(db: Database, /, name: str, number: str | None = No
     return rec
 
 
-async def change_queue(db: Database, /, name: str, number: str | None = None, **options: Any) -> QueueRecord:
+async def change_queue(db: Database, /, name: str, number: str | None = None, **options: object) -> QueueRecord:
     """Set the number (when given) and the options that are not ``None`` of queue ``name``."""
     if number is not None:
         await set_queue_number(db, name, number)

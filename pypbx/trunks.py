@@ -47,14 +47,14 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, TypedDict, cast
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from media import protocol as P
 from pypbx import callers as C
 from pypbx import destinations as D
 from pypbx.call import Call, CallInput, CallManager, FlowBase, Shutdown
 from pypbx.call.logs import call_log
-from pypbx.calllog import Direction, Disposition, disposition_for_status
+from pypbx.calllog import CallExtras, Direction, Disposition, disposition_for_status
 from pypbx.db import Database, IntegrityError
 from pypbx.db.rows import TrunkRow
 from pypbx.errors import PbxError
@@ -837,20 +837,15 @@ class TrunkRouter:
         return RouteDecision.fork([(uri, addr)], headers=[(n, "") for n in sorted(strip)])
 
     # -- call sessions (CallManager hooks) ---------------------------------------------
-    def context(self, s: Call, ev: P.Incoming) -> tuple[TrunkCall, dict[str, Any]] | None:
-        """(trunk context, CallLog.offer fields) of a call a worker reported, or None
-        for an internal call. Sets ``s.callee`` to the destination."""
+    def context(self, s: Call, ev: P.Incoming) -> tuple[TrunkCall, Direction, str, CallExtras] | None:
+        """(trunk context, direction, callee number, other CallLog.offer fields) of a call a
+        worker reported, or None for an internal call. Sets ``s.callee`` to the destination."""
         hdrs = getattr(ev, "headers", {}) or {}
         trunk, did_no = _header(hdrs, "X-PBX-Trunk"), _header(hdrs, "X-PBX-DID")
         if trunk and did_no:
             did = self.svc.dids.get(did_no) or Did(did_no, "extension:" + s.callee)
             tc = TrunkCall("inbound", trunk=trunk, did=did)
-            offer = {
-                "direction": "inbound",
-                "callee_number": did.number,
-                "did": did.number,
-                "service_line": did.service_line or None,
-            }
+            offer: CallExtras = {"did": did.number, "service_line": did.service_line or None}
             if did.smart:
                 s.callee = did.number  # the rule decides in start()
             elif did.kind == "queue":
@@ -860,11 +855,11 @@ class TrunkRouter:
                 offer["extension"] = did.target
             else:
                 s.callee = did.number
-            return tc, offer
+            return tc, Direction.INBOUND, did.number, offer
         number = _header(hdrs, "X-PBX-Outbound")
         if number:
             tc = TrunkCall("outbound", number=number, cls=_header(hdrs, "X-PBX-Class") or "", extension=s.caller)
-            return tc, {"direction": "outbound", "callee_number": number, "extension": s.caller}
+            return tc, Direction.OUTBOUND, number, {"extension": s.caller}
         return None
 
     async def start(self, cm: CallManager, s: Call, ev: P.Incoming) -> bool:

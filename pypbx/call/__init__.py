@@ -25,7 +25,22 @@ from pypbx.call.manager import DEFAULT_MOH, RESERVATION_TIMEOUT, CallManager
 from pypbx.call.session import Call, CallState, Transfer, TransferKind, user_of
 
 __all__ = [
-    "AcdOrder", "Call", "CallInput", "CallManager", "CallState", "Closing", "DEFAULT_MOH", "Flow",
-    "FlowBase", "RESERVATION_TIMEOUT", "RingOrder", "Shutdown", "Tick", "Transfer", "TransferKind",
-    "WorkerEvent", "WorkerGone", "user_of",
+    "DEFAULT_MOH",
+    "RESERVATION_TIMEOUT",
+    "AcdOrder",
+    "Call",
+    "CallInput",
+    "CallManager",
+    "CallState",
+    "Closing",
+    "Flow",
+    "FlowBase",
+    "RingOrder",
+    "Shutdown",
+    "Tick",
+    "Transfer",
+    "TransferKind",
+    "WorkerEvent",
+    "WorkerGone",
+    "user_of",
 ]

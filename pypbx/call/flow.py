@@ -16,7 +16,7 @@ party was transferred away (:meth:`Flow.transferred`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Union, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from acd.model import Announce, CancelRing, Connect, ExitEmpty, ExitFull, Overflow, RingAgents, Timeout
 from media import protocol as P
@@ -29,6 +29,7 @@ from pypbx.calllog import Disposition
 class Tick:
     """A flow's own timer fired (:class:`pypbx.flows.base.TimedFlow`); ``gen`` tells a
     stale tick from the current one."""
+
     gen: int
 
 
@@ -47,19 +48,32 @@ class Closing:
 class RingOrder:
     """The ACD's order to ring agents for a queued call: one leg to ``acd-<token>``
     (``ring`` is the engine's :class:`acd.model.RingAgents`)."""
+
     token: str
     ring: RingAgents
 
 
 #: Media worker events a call receives.
-WorkerEvent = Union[P.Incoming, P.Ringing, P.Answered, P.Dtmf, P.PlaybackFinished, P.Ended,
-                    P.RecordStopped, P.Held, P.Unheld, P.TransferRequested, P.Replaced, P.Error]
+WorkerEvent = (
+    P.Incoming
+    | P.Ringing
+    | P.Answered
+    | P.Dtmf
+    | P.PlaybackFinished
+    | P.Ended
+    | P.RecordStopped
+    | P.Held
+    | P.Unheld
+    | P.TransferRequested
+    | P.Replaced
+    | P.Error
+)
 #: The worker of the call is gone.
-WorkerGone = Union[WorkerLost, WorkerExited]
+WorkerGone = WorkerLost | WorkerExited
 #: The ACD engine's orders about a queued call (:mod:`pypbx.acdlive`).
-AcdOrder = Union[RingOrder, CancelRing, Connect, Announce, Overflow, Timeout, ExitEmpty, ExitFull, Closing]
+AcdOrder = RingOrder | CancelRing | Connect | Announce | Overflow | Timeout | ExitEmpty | ExitFull | Closing
 #: Everything a call (and so its flow) is fed: one closed union.
-CallInput = Union[WorkerEvent, WorkerGone, Tick, Shutdown, AcdOrder]
+CallInput = WorkerEvent | WorkerGone | Tick | Shutdown | AcdOrder
 
 
 @runtime_checkable

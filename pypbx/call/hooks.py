@@ -5,29 +5,36 @@ never on the services' modules.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from media import protocol as P
-from pypbx.calllog import Disposition
+from pypbx.calllog import CallExtras, Direction, Disposition
 from sip.message import Request
 from sip.proxy import RouteDecision
 from sip.transaction import Addr
 
 if TYPE_CHECKING:
+    from pypbx.call.flow import Flow
     from pypbx.call.manager import CallManager
     from pypbx.call.session import Call
-    from pypbx.trunks import TrunkCall
+    from pypbx.trunks import TrunkCall, TrunkService
 
 
 class TrunkHooks(Protocol):
     """Trunks (:class:`pypbx.trunks.TrunkRouter`): DIDs, outside calls, failover."""
 
+    #: the trunks themselves (the flows' outside legs: candidates, busy counts, credentials)
+    svc: TrunkService
+
     def route_worker_leg(self, request: Request) -> RouteDecision | None: ...
 
-    def screen(self, request: Request, source: Addr,
-               user: str | None) -> RouteDecision | tuple[tuple[str, str], ...]: ...
+    def screen(
+        self, request: Request, source: Addr, user: str | None
+    ) -> RouteDecision | tuple[tuple[str, str], ...]: ...
 
-    def context(self, s: Call, ev: P.Incoming) -> tuple[TrunkCall, dict[str, Any]] | None: ...
+    def context(self, s: Call, ev: P.Incoming) -> tuple[TrunkCall, Direction, str, CallExtras] | None:
+        """(trunk context, direction, callee number, other offer fields) of a trunk call."""
+        ...
 
     async def start(self, cm: CallManager, s: Call, ev: P.Incoming) -> bool: ...
 
@@ -49,11 +56,21 @@ class AcdHooks(Protocol):
 
     def agent_at(self, extension: str) -> str | None: ...
 
+    def has_queue(self, queue: str) -> bool: ...
+
+    def accepts(self, queue: str) -> bool: ...
+
+    async def enter_queue(
+        self, s: Call, queue: str, *, answered: bool = False, lang: str | None = None, via: str = ""
+    ) -> Flow: ...
+
 
 class FrontLineHooks(Protocol):
     """The front line (:class:`pypbx.frontline.FrontLine`): IVR, voicemail, survey, callers."""
 
     async def on_incoming(self, s: Call, ev: P.Incoming) -> bool: ...
+
+    async def start_destination(self, s: Call, dest: str, *, answered: bool = False) -> bool: ...
 
     async def unanswered(self, s: Call, why: str) -> bool: ...
 

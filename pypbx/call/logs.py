@@ -9,8 +9,8 @@ want it as a field.
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, MutableMapping
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pypbx.call.session import Call
@@ -36,9 +36,10 @@ class CallLogger(_Adapter):
             return self.call
         return self.call.rec.id if self.call.rec is not None else None
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(self, msg: object, kwargs: MutableMapping[str, object]) -> tuple[object, MutableMapping[str, object]]:
         cid = self.call_id
-        kwargs["extra"] = {**kwargs.get("extra", {}), "call_id": cid}
+        extra = kwargs.get("extra", {})
+        kwargs["extra"] = {**(extra if isinstance(extra, Mapping) else {}), "call_id": cid}
         if cid:
             msg = f"call {cid[:SHORT_ID]}: {msg}"
         return msg, kwargs

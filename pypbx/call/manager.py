@@ -61,8 +61,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, Callable, Coroutine, cast
+from typing import ParamSpec, TypedDict, cast
 
 import numpy as np
 
@@ -80,8 +81,9 @@ from pypbx import screenpop
 from pypbx.call.flow import CallInput, Flow, Shutdown
 from pypbx.call.hooks import AcdHooks, FrontLineHooks, GroupHooks, TrunkHooks
 from pypbx.call.logs import call_log
-from pypbx.call.session import Call, Transfer, TransferKind, user_of
+from pypbx.call.session import Call, Transfer, TransferEntry, TransferKind, user_of
 from pypbx.calllog import (
+    CallExtras,
     CallLog,
     Direction,
     Disposition,
@@ -95,6 +97,20 @@ from sip.transaction import Addr
 
 log = logging.getLogger(__name__)
 
+_Args = ParamSpec("_Args")
+
+
+class CallStatus(TypedDict):
+    """A live call as the local API's ``calls`` reply shows it."""
+
+    id: str
+    caller: str
+    callee: str
+    state: str
+    since: float
+    worker: int
+
+
 #: How long a worker reserved by the front door may wait for its INVITE.
 RESERVATION_TIMEOUT = 15.0
 #: Music on hold shipped with pypbx (replaceable with ``pypbx prompts import``).
@@ -104,29 +120,40 @@ DEFAULT_MOH = Path(__file__).resolve().parents[2] / "ivr_prompts" / "moh" / "def
 class CallManager:
     """Owns the call sessions of one running PBX."""
 
-    def __init__(self, *, pool: MediaPool, calllog: CallLog, db: Database, data_dir: Path,
-                 front_door: str, is_extension: Callable[[str], bool],
-                 is_registered: Callable[[str], bool], ring_time: float = 60.0,
-                 record: bool = True, clock: Callable[[], float] = time.time,
-                 moh: Path | str | None = None, min_free_mb: int = 200) -> None:
+    def __init__(
+        self,
+        *,
+        pool: MediaPool,
+        calllog: CallLog,
+        db: Database,
+        data_dir: Path,
+        front_door: str,
+        is_extension: Callable[[str], bool],
+        is_registered: Callable[[str], bool],
+        ring_time: float = 60.0,
+        record: bool = True,
+        clock: Callable[[], float] = time.time,
+        moh: Path | str | None = None,
+        min_free_mb: int = 200,
+    ) -> None:
         self.pool = pool
         self.calllog = calllog
         self.db = db
         self.rec_dir = Path(data_dir) / "recordings"
         self.min_free_mb = min_free_mb
-        self.front_door = front_door          # "127.0.0.1:5060": where workers send calls
+        self.front_door = front_door  # "127.0.0.1:5060": where workers send calls
         self.is_extension = is_extension
         self.is_registered = is_registered
         self.ring_time = ring_time
         self.record = record
         self.clock = clock
         self.moh = Path(moh) if moh else DEFAULT_MOH
-        self._starting: dict[int, float] = {}      # SIP ports of workers started for a call
+        self._starting: dict[int, float] = {}  # SIP ports of workers started for a call
         self.sessions: dict[WorkerClient, Call] = {}
-        self.acd: AcdHooks | None = None            # pypbx.acdlive.AcdLive, set by the app
-        self.trunks: TrunkHooks | None = None       # pypbx.trunks.TrunkRouter, set by the app
+        self.acd: AcdHooks | None = None  # pypbx.acdlive.AcdLive, set by the app
+        self.trunks: TrunkHooks | None = None  # pypbx.trunks.TrunkRouter, set by the app
         self.frontline: FrontLineHooks | None = None  # pypbx.frontline.FrontLine (IVR, voicemail, survey, callers)
-        self.groups: GroupHooks | None = None       # pypbx.groups.GroupService (ring groups' ring legs)
+        self.groups: GroupHooks | None = None  # pypbx.groups.GroupService (ring groups' ring legs)
         #: where a call to an extension goes (the proxy's ExtensionRouter), set by the app
         self.route_to_extension: Callable[[Request], RouteDecision] = self._no_extension_router
         self._tg: asyncio.TaskGroup | None = None
@@ -140,14 +167,14 @@ class CallManager:
             return RouteDecision.reject(503, "Service Unavailable - shutting down", [("Retry-After", "30")])
         if self.is_worker(source):
             if self.trunks is not None:
-                out = self.trunks.route_worker_leg(request)    # an outside call's trunk leg
+                out = self.trunks.route_worker_leg(request)  # an outside call's trunk leg
                 if out is not None:
                     return out
             joined = self._route_replaces(request, source)
             if joined is not None:
                 return joined
             if self.acd is not None:
-                ring = self.acd.route(request)     # a queue call's ring leg: the agents' phones
+                ring = self.acd.route(request)  # a queue call's ring leg: the agents' phones
                 if ring is not None:
                     return ring
             if self.groups is not None:
@@ -160,7 +187,7 @@ class CallManager:
         target = request.uri.user or ""
         marks: tuple[tuple[str, str], ...] = ()
         if self.trunks is not None:
-            screened = self.trunks.screen(request, source, user)   # DID / outside-call checks
+            screened = self.trunks.screen(request, source, user)  # DID / outside-call checks
             if isinstance(screened, RouteDecision):
                 return screened
             marks = screened
@@ -179,17 +206,16 @@ class CallManager:
             port, fut = soon
             self._starting[port] = self.clock()
             self.spawn(self._adopt(fut))
-        return RouteDecision.fork([(f"sip:{target}@127.0.0.1:{port}", Addr("UDP", "127.0.0.1", port))],
-                                  headers=marks)
+        return RouteDecision.fork([(f"sip:{target}@127.0.0.1:{port}", Addr("UDP", "127.0.0.1", port))], headers=marks)
 
-    async def _adopt(self, fut: "asyncio.Future[WorkerClient]") -> None:
+    async def _adopt(self, fut: asyncio.Future[WorkerClient]) -> None:
         try:
             w = await fut
         except Exception as exc:
             log.error("could not start a media worker for a call: %s", exc)
             return
         if self._starting.pop(w.sip_port, None) is None:
-            return          # its first event already opened the session (_on_pool_event)
+            return  # its first event already opened the session (_on_pool_event)
         self.sessions[w] = Call(worker=w, reserved_at=self.clock())
         await self.run_call(self.sessions[w])
 
@@ -205,18 +231,18 @@ class CallManager:
         owner = self.session_by_call_id(str(rep).split(";")[0].strip())
         if owner is None or owner.worker.sip_port == source.port:
             return None
-        owner.joined_from = next((s for s in self.sessions.values()
-                                  if s.worker.sip_port == source.port), None)
+        owner.joined_from = next((s for s in self.sessions.values() if s.worker.sip_port == source.port), None)
         port = owner.worker.sip_port
         log.info("attended transfer: INVITE/Replaces from worker :%d joined to worker :%d", source.port, port)
-        return RouteDecision.fork([(f"sip:{request.uri.user or 'xfer'}@127.0.0.1:{port}",
-                                    Addr("UDP", "127.0.0.1", port))])
+        return RouteDecision.fork(
+            [(f"sip:{request.uri.user or 'xfer'}@127.0.0.1:{port}", Addr("UDP", "127.0.0.1", port))]
+        )
 
     def session_by_call_id(self, call_id: str) -> Call | None:
         """The live session one of whose legs is the phones' dialog ``call_id``."""
         for s in self.sessions.values():
             if not s.ended and call_id in s.call_ids.values():
-                leg = next(l for l, c in s.call_ids.items() if c == call_id)
+                leg = next(lg for lg, c in s.call_ids.items() if c == call_id)
                 if leg not in s.dropped:
                     return s
         return None
@@ -264,20 +290,30 @@ class CallManager:
         """Answer (``code`` 200) or send a provisional response (1xx) on an incoming leg."""
         await call.worker.answer(leg, code)  # type: ignore[arg-type]  # None: refused by the worker
 
-    async def originate(self, call: Call, leg: str, uri: str, *, from_uri: str | None = None,
-                        headers: dict[str, str] | None = None,
-                        auth: dict[str, str] | None = None) -> None:
+    async def originate(
+        self,
+        call: Call,
+        leg: str,
+        uri: str,
+        *,
+        from_uri: str | None = None,
+        headers: dict[str, str] | None = None,
+        auth: dict[str, str] | None = None,
+    ) -> None:
         """Place a new leg ``leg`` of the call to ``uri`` (through the front door)."""
         await call.worker.originate(leg, uri, from_uri=from_uri, headers=headers, auth=auth)
 
-    async def play(self, call: Call, leg: str | None, file: str | os.PathLike[str], *, loop: bool = False,
-                   quiet: bool = False) -> bool:
+    async def play(
+        self, call: Call, leg: str | None, file: str | os.PathLike[str], *, loop: bool = False, quiet: bool = False
+    ) -> bool:
         """Play a WAV file to ``leg``. ``quiet``: a failure (e.g. a leg that just ended) is
         logged and returns False instead of raising."""
-        return await self._command(call, quiet, "play", call.worker.play, leg, file, loop=loop)
+        # a None leg (a flow's leg that is gone) is sent as is: the worker refuses it (False when quiet)
+        return await self._command(call, quiet, "play", call.worker.play, leg, file, loop=loop)  # type: ignore[arg-type]
 
     async def stop_play(self, call: Call, leg: str | None, *, quiet: bool = False) -> bool:
-        return await self._command(call, quiet, "stop_play", call.worker.stop_play, leg)
+        # a None leg: refused by the worker, as in play
+        return await self._command(call, quiet, "stop_play", call.worker.stop_play, leg)  # type: ignore[arg-type]
 
     async def bridge(self, call: Call, a: str, b: str, *, quiet: bool = False) -> bool:
         """Audio both ways between legs ``a`` and ``b`` (see :meth:`connect` for a call's
@@ -291,8 +327,7 @@ class CallManager:
         """One mono recorder per leg: ``<prefix>-<leg>.wav``; returns ``{leg: path}``."""
         return await call.worker.record(legs, prefix)
 
-    async def stop_record(self, call: Call, legs: list[str] | None = None, *,
-                          quiet: bool = False) -> bool:
+    async def stop_record(self, call: Call, legs: list[str] | None = None, *, quiet: bool = False) -> bool:
         return await self._command(call, quiet, "stop_record", call.worker.stop_record, legs)
 
     async def send_dtmf(self, call: Call, leg: str, digits: str) -> None:
@@ -310,7 +345,7 @@ class CallManager:
     async def unhold(self, call: Call, leg: str) -> None:
         await self._hold_changed(call, leg, False)
 
-    async def event(self, call: Call, kind: str, **detail: Any) -> None:
+    async def event(self, call: Call, kind: str, **detail: object) -> None:
         """One event in the call's record (``calls events``)."""
         await self.calllog.event(call.record, kind, **detail)
 
@@ -320,8 +355,15 @@ class CallManager:
         except WorkerError:
             pass
 
-    async def _command(self, call: Call, quiet: bool, name: str,
-                       fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any, **kw: Any) -> bool:
+    async def _command(
+        self,
+        call: Call,
+        quiet: bool,
+        name: str,
+        fn: Callable[_Args, Coroutine[object, object, object]],
+        *args: _Args.args,
+        **kw: _Args.kwargs,
+    ) -> bool:
         if not quiet:
             await fn(*args, **kw)
             return True
@@ -332,7 +374,7 @@ class CallManager:
             log.info("worker %s: %s%s failed: %s", call.worker.pid, name, args, exc)
             return False
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def spawn(self, coro: Coroutine[object, object, object]) -> None:
         """Run ``coro`` as a task tracked by the manager (cancelled / awaited at stop)."""
         if self._tg is None:
             raise RuntimeError("CallManager is not running")
@@ -364,8 +406,9 @@ class CallManager:
                         await s.worker.stop_record()
                     except WorkerError:
                         pass
-                    await self.calllog.update(s.rec, "recording_stopped", reason="disk full",
-                                              min_free_mb=self.min_free_mb)
+                    await self.calllog.update(
+                        s.rec, "recording_stopped", reason="disk full", min_free_mb=self.min_free_mb
+                    )
                     call_log(log, s).error("recording stopped: less than %d MB free", self.min_free_mb)
 
     async def drain(self, timeout: float = 10.0) -> None:
@@ -383,11 +426,14 @@ class CallManager:
         w = s.worker
         try:
             while not s.ended:
-                timeout = RESERVATION_TIMEOUT if s.rec is None else (
-                    None if s.ring_deadline is None else max(0.0, s.ring_deadline - self.clock()))
+                timeout = (
+                    RESERVATION_TIMEOUT
+                    if s.rec is None
+                    else (None if s.ring_deadline is None else max(0.0, s.ring_deadline - self.clock()))
+                )
                 try:
                     ev = await asyncio.wait_for(s.queue.get(), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if s.rec is None:
                         log.info("worker %s reserved but no INVITE arrived: released", w.pid)
                         break
@@ -406,7 +452,6 @@ class CallManager:
                 log.exception("releasing worker %s", w.pid)
 
     async def _handle(self, s: Call, ev: CallInput) -> None:
-        w = s.worker
         if s.flow is not None:
             await s.flow.handle(ev)
             return
@@ -453,11 +498,10 @@ class CallManager:
             elif ev.leg == s.caller_leg and s.answered:
                 await self.connect(s)
         elif isinstance(ev, P.Dtmf):
-            await self.event(s, "dtmf", leg=s.side_of(ev.leg),
-                                     digit=ev.digit)
+            await self.event(s, "dtmf", leg=s.side_of(ev.leg), digit=ev.digit)
         elif isinstance(ev, P.Ended):
             if s.trunk is not None and self.trunks is not None and await self.trunks.on_ended(self, s, ev):
-                return                # failover to the next trunk
+                return  # failover to the next trunk
             await self._ended(s, ev)
         elif isinstance(ev, (WorkerLost, WorkerExited)):
             await self.worker_lost(s, ev)
@@ -466,36 +510,43 @@ class CallManager:
         s.caller = user_of(ev.from_uri)
         s.callee = user_of(ev.to_uri)
         s.caller_leg = ev.leg
-        offer: dict[str, Any] = {"direction": Direction.INTERNAL, "callee_number": s.callee,
-                                 "extension": s.callee}
+        extras: CallExtras = {"extension": s.callee}
+        direction, callee_number = Direction.INTERNAL, s.callee
         ctx = self.trunks.context(s, ev) if self.trunks is not None else None
-        if ctx is not None:           # from a trunk to a DID, or an outside call
-            s.trunk, offer = ctx
-            offer["direction"] = Direction(offer["direction"])
-        s.rec = await self.calllog.offer(caller_number=s.caller, sip_call_id=ev.call_id,
-                                         worker=str(s.worker.pid), **offer)
+        if ctx is not None:  # from a trunk to a DID, or an outside call
+            s.trunk, direction, callee_number, extras = ctx
+        extras["worker"] = str(s.worker.pid)
+        s.rec = await self.calllog.offer(
+            direction=direction,
+            caller_number=s.caller,
+            callee_number=callee_number,
+            caller_name="",
+            sip_call_id=ev.call_id,
+            **extras,
+        )
         call_log(log, s).info("%s -> %s", s.caller, s.callee)
         if s.trunk is not None and self.trunks is not None and await self.trunks.start(self, s, ev):
             return
         if self.frontline is not None and await self.frontline.on_incoming(s, ev):
-            return                # an IVR menu / mailbox number, *98: pypbx.frontline took it
+            return  # an IVR menu / mailbox number, *98: pypbx.frontline took it
         if self.acd is not None and await self.acd.on_incoming(s, ev):
-            return                # a queue number or a feature code: pypbx.acdlive took it
+            return  # a queue number or a feature code: pypbx.acdlive took it
         if not self.is_extension(s.callee):
             await s.worker.hangup(s.caller_leg, 404)
             await self.finish(s, Disposition.NOT_FOUND, side="system", cause="404 unknown number")
             return
         if not self.is_registered(s.callee):
             if self.frontline is not None and await self.frontline.unanswered(s, "not registered"):
-                return            # its mailbox takes the call
+                return  # its mailbox takes the call
             await s.worker.hangup(s.caller_leg, 480)
             await self.finish(s, Disposition.UNAVAILABLE, side="system", cause="480 not registered")
             return
         s.callee_leg = "callee"
         s.ring_deadline = self.clock() + self.ring_time
-        caller_display = await screenpop.caller_from(self, s)   # service line + patient's name
-        await s.worker.originate(s.callee_leg, f"sip:{s.callee}@{self.front_door}", from_uri=caller_display,
-                                 headers={"X-PBX-Call": s.rec.id})
+        caller_display = await screenpop.caller_from(self, s)  # service line + patient's name
+        await s.worker.originate(
+            s.callee_leg, f"sip:{s.callee}@{self.front_door}", from_uri=caller_display, headers={"X-PBX-Call": s.rec.id}
+        )
 
     async def connect(self, s: Call) -> None:
         w = s.worker
@@ -518,7 +569,8 @@ class CallManager:
             bridged, recorded = await asyncio.gather(
                 w.bridge(s.caller_leg, s.callee_leg),
                 w.record([s.caller_leg, s.callee_leg], prefix) if prefix is not None else _nothing(),
-                return_exceptions=True)
+                return_exceptions=True,
+            )
         except OSError as exc:
             await w.bridge(s.caller_leg, s.callee_leg)
             bridged, recorded = None, exc
@@ -536,8 +588,7 @@ class CallManager:
             return
         if not record:
             s.rec.flags.add("disk_full")
-            await self.calllog.update(s.rec, "recording_skipped", reason="disk full",
-                                      min_free_mb=self.min_free_mb)
+            await self.calllog.update(s.rec, "recording_skipped", reason="disk full", min_free_mb=self.min_free_mb)
             call_log(log, s).error("not recorded: less than %d MB free under %s", self.min_free_mb, self.rec_dir)
             return
         if isinstance(recorded, BaseException) or recorded is None:
@@ -548,8 +599,7 @@ class CallManager:
             return
         s.files = recorded
         s.record_t0 = time.monotonic()
-        s.segments = {"caller": [(s.files[s.caller_leg], 0.0)],
-                      "callee": [(s.files[s.callee_leg], 0.0)]}
+        s.segments = {"caller": [(s.files[s.caller_leg], 0.0)], "callee": [(s.files[s.callee_leg], 0.0)]}
         await self.calllog.event(s.rec, "recording_started", files=list(s.files.values()))
 
     # -- hold, music on hold, transfers ----------------------------------------------
@@ -592,17 +642,27 @@ class CallManager:
             return
         (s.held.add if held else s.held.discard)(leg)
         side = s.side_of(leg)
-        if s.relay:     # the consultation record is closed; the joined call carries on
+        if s.relay:  # the consultation record is closed; the joined call carries on
             await self._rewire(s)
             return
-        await self.calllog.event(s.rec, "held" if held else "unheld", side=side,
-                                 party=s.caller if side == "caller" else s.callee,
-                                 moh=str(self.moh) if held else None, recording=bool(s.files))
+        await self.calllog.event(
+            s.rec,
+            "held" if held else "unheld",
+            side=side,
+            party=s.caller if side == "caller" else s.callee,
+            moh=str(self.moh) if held else None,
+            recording=bool(s.files),
+        )
         await self._rewire(s)
 
     async def _transfer_requested(self, s: Call, ev: P.TransferRequested) -> None:
-        if (s.rec is None or not s.answered or s.relay or s.xfer is not None
-                or ev.leg not in (s.caller_leg, s.callee_leg)):
+        if (
+            s.rec is None
+            or not s.answered
+            or s.relay
+            or s.xfer is not None
+            or ev.leg not in (s.caller_leg, s.callee_leg)
+        ):
             # not a transfer we can carry out: drop the call pjsua started
             log.info("worker %s: REFER on %s ignored (state)", s.worker.pid, ev.leg)
             await self.hangup(s, ev.new_leg, None)
@@ -613,19 +673,33 @@ class CallManager:
         joined = None
         if ev.replaces:
             joined = self.session_by_call_id(ev.replaces.split(";")[0].strip())
-        s.xfer = Transfer(kind=TransferKind.ATTENDED if ev.replaces else TransferKind.BLIND, transferor=ev.leg,
-                          remaining=remaining, new_leg=ev.new_leg, target=ev.target,
-                          replaces=ev.replaces, joined=joined)
+        s.xfer = Transfer(
+            kind=TransferKind.ATTENDED if ev.replaces else TransferKind.BLIND,
+            transferor=ev.leg,
+            remaining=remaining,
+            new_leg=ev.new_leg,
+            target=ev.target,
+            replaces=ev.replaces,
+            joined=joined,
+        )
         if joined is not None:
             # the consultation call's party other than the transferor's replaced dialog
             cid = ev.replaces.split(";")[0].strip() if ev.replaces else ""
-            s.xfer.joined_party = joined.callee if joined.call_ids.get(joined.caller_leg or "") == cid \
-                else joined.caller
+            s.xfer.joined_party = (
+                joined.callee if joined.call_ids.get(joined.caller_leg or "") == cid else joined.caller
+            )
         side = s.side_of(ev.leg)
-        await self.calllog.event(s.rec, "transfer_requested", type=s.xfer.kind.value, side=side,
-                                 by=s.caller if side == "caller" else s.callee, to=user_of(ev.target),
-                                 target=ev.target, replaces=ev.replaces,
-                                 joined_call=joined.rec.id if joined and joined.rec else None)
+        await self.calllog.event(
+            s.rec,
+            "transfer_requested",
+            type=s.xfer.kind.value,
+            side=side,
+            by=s.caller if side == "caller" else s.callee,
+            to=user_of(ev.target),
+            target=ev.target,
+            replaces=ev.replaces,
+            joined_call=joined.rec.id if joined and joined.rec else None,
+        )
         await self._rewire(s)
 
     async def _transfer_done(self, s: Call) -> None:
@@ -651,7 +725,7 @@ class CallManager:
         if not x.transferor_gone:
             await self.hangup(s, x.transferor, None)
         if s.bridged and x.transferor in s.bridged:
-            s.bridged = None          # the worker drops the bridges of an ended leg
+            s.bridged = None  # the worker drops the bridges of an ended leg
         await self._rewire(s)
         if s.files and s.record_prefix is not None and s.record_t0 is not None:
             if not x.transferor_gone:
@@ -659,20 +733,25 @@ class CallManager:
             try:
                 files = await s.worker.record([x.new_leg], s.record_prefix)
                 s.files.update(files)
-                s.segments.setdefault(side, []).append(
-                    (files[x.new_leg], time.monotonic() - s.record_t0))
+                s.segments.setdefault(side, []).append((files[x.new_leg], time.monotonic() - s.record_t0))
             except (WorkerError, KeyError) as exc:
                 s.rec.flags.add("recording_failed")
                 await self.calllog.event(s.rec, "recording_failed", error=f"after transfer: {exc}")
-        entry = {"type": x.kind.value, "side": side, "from": frm, "to": to, "at": self.clock(),
-                 "target": x.target}
+        entry: TransferEntry = {
+            "type": x.kind.value,
+            "side": side,
+            "from": frm,
+            "to": to,
+            "at": self.clock(),
+            "target": x.target,
+        }
         if x.joined is not None and x.joined.rec is not None:
             entry["joined_call"] = x.joined.rec.id
         s.transfers.append(entry)
         await self.calllog.update(s.rec, "transferred", **entry, transfers=list(s.transfers))
         call_log(log, s).info("%s transfer, %s %s -> %s", x.kind.value, side, frm, to)
         if self.acd is not None:
-            self.acd.call_transferred(s, side, frm, to)    # a queue call's agent handed it on: TRANSFER
+            self.acd.call_transferred(s, side, frm, to)  # a queue call's agent handed it on: TRANSFER
 
     async def _ended_during_transfer(self, s: Call, ev: P.Ended) -> bool:
         """A leg ended while a transfer is in progress; True if handled here."""
@@ -690,14 +769,16 @@ class CallManager:
             code = ev.cause_code
             s.xfer = None
             s.dropped.add(x.new_leg)
-            await self.calllog.event(s.rec, "transfer_failed", type=x.kind.value, to=user_of(x.target),
-                                     cause=f"{code} {ev.reason}".strip())
+            await self.calllog.event(
+                s.rec, "transfer_failed", type=x.kind.value, to=user_of(x.target), cause=f"{code} {ev.reason}".strip()
+            )
             if x.transferor_gone:
                 await self.hangup(s, x.remaining, None)
-                await self.finish(s, Disposition.ANSWERED, side="system",
-                                   cause=f"transfer failed: {code} {ev.reason}".strip())
+                await self.finish(
+                    s, Disposition.ANSWERED, side="system", cause=f"transfer failed: {code} {ev.reason}".strip()
+                )
             else:
-                await self._rewire(s)     # back to the transferor (or MOH if it holds)
+                await self._rewire(s)  # back to the transferor (or MOH if it holds)
             return True
         if ev.leg == x.remaining:
             s.xfer = None
@@ -730,8 +811,14 @@ class CallManager:
         else:
             s.callee_leg = ev.new_leg
         joined = s.joined_from.rec.id if s.joined_from is not None and s.joined_from.rec else None
-        entry = {"type": "attended", "side": side, "from": frm, "at": self.clock(), "joined_call": joined,
-                 "role": "consultation"}
+        entry: TransferEntry = {
+            "type": "attended",
+            "side": side,
+            "from": frm,
+            "at": self.clock(),
+            "joined_call": joined,
+            "role": "consultation",
+        }
         s.transfers.append(entry)
         await self.calllog.event(s.rec, "transferred", **entry, transfers=list(s.transfers))
         # the consultation call ends here for the books; its audio goes on in the joined call
@@ -747,12 +834,11 @@ class CallManager:
         if s.callee_leg:
             await self.hangup(s, s.callee_leg, None)
         if self.frontline is not None and await self.frontline.unanswered(s, "no answer"):
-            return                # its mailbox takes the call
+            return  # its mailbox takes the call
         await self.hangup(s, s.caller_leg, 480)
         await self.finish(s, Disposition.NO_ANSWER, side="system", cause=f"no answer in {self.ring_time:g} s")
 
     async def _ended(self, s: Call, ev: P.Ended) -> None:
-        w = s.worker
         if s.rec is None or s.ended:
             return
         if ev.leg in s.dropped:
@@ -770,21 +856,26 @@ class CallManager:
             if ev.leg == s.caller_leg:
                 if s.callee_leg:
                     await self.hangup(s, s.callee_leg, None)
-                await self.finish(s, Disposition.ABANDONED_RINGING, side="caller",
-                                   cause=f"{ev.cause_code} {ev.reason}".strip())
+                await self.finish(
+                    s, Disposition.ABANDONED_RINGING, side="caller", cause=f"{ev.cause_code} {ev.reason}".strip()
+                )
             elif ev.leg == s.callee_leg:
                 code = ev.cause_code or 480
                 if self.frontline is not None and await self.frontline.unanswered(s, f"{code} {ev.reason}"):
-                    return        # its mailbox takes the call
+                    return  # its mailbox takes the call
                 relay = code if 400 <= code < 700 and code != 487 else 480
                 await self.hangup(s, s.caller_leg, relay)
-                await self.finish(s, disposition_for_status(code if code != 487 else 480), side="callee",
-                                   cause=f"{code} {ev.reason}".strip())
+                await self.finish(
+                    s,
+                    disposition_for_status(code if code != 487 else 480),
+                    side="callee",
+                    cause=f"{code} {ev.reason}".strip(),
+                )
             return
         other = s.callee_leg if ev.leg == s.caller_leg else s.caller_leg
         side = s.side_of(ev.leg)
         if side == "callee" and self.frontline is not None and await self.frontline.callee_left(s):
-            return                # the caller stays for the survey (the record is closed)
+            return  # the caller stays for the survey (the record is closed)
         if other:
             await self.hangup(s, other, None)
         await self.finish(s, Disposition.ANSWERED, side=side, cause="BYE")
@@ -794,16 +885,21 @@ class CallManager:
         repair what was recorded."""
         if s.rec is not None and not s.ended:
             s.rec.flags.add("worker_lost")
-            await self.finish(s, Disposition.FAILED if not s.answered else Disposition.INTERRUPTED,
-                               side="system", cause=f"media worker lost: {getattr(ev, 'reason', 'exited')}",
-                               stop_recording=False)
+            await self.finish(
+                s,
+                Disposition.FAILED if not s.answered else Disposition.INTERRUPTED,
+                side="system",
+                cause=f"media worker lost: {getattr(ev, 'reason', 'exited')}",
+                stop_recording=False,
+            )
             if s.record_prefix is not None:
                 repaired = await asyncio.to_thread(repair_dir, s.record_prefix.parent)
                 await self.calllog.event(s.rec, "recording_repaired", files=[str(r) for r in repaired or []])
         s.ended = True
 
-    async def finish(self, s: Call, disposition: Disposition, *, side: str, cause: str,
-                      stop_recording: bool = True) -> None:
+    async def finish(
+        self, s: Call, disposition: Disposition, *, side: str, cause: str, stop_recording: bool = True
+    ) -> None:
         assert s.rec is not None
         s.ended = True
         if s.trunk is not None and self.trunks is not None:
@@ -811,9 +907,9 @@ class CallManager:
         await self.calllog.end(s.rec, disposition, side=side, cause=cause)
         call_log(log, s).info("ended: %s (%s hung up: %s)", disposition.value, side, cause)
         if self.acd is not None:
-            self.acd.call_finished(s, disposition, side)    # queue COMPLETE_*, agent free
+            self.acd.call_finished(s, disposition, side)  # queue COMPLETE_*, agent free
         if self.frontline is not None:
-            await self.frontline.call_finished(s, disposition, side)   # the callers table
+            await self.frontline.call_finished(s, disposition, side)  # the callers table
         if s.files and stop_recording:
             await self.close_recording(s)
 
@@ -832,14 +928,20 @@ class CallManager:
         try:
             if any(len(v) > 1 for v in s.segments.values()):
                 # a transfer switched a channel to another party: splice its segments
-                caller_file, callee_file = await asyncio.to_thread(
-                    _splice_channels, s.segments, s.record_prefix)
+                caller_file, callee_file = await asyncio.to_thread(_splice_channels, s.segments, s.record_prefix)
             info = await asyncio.to_thread(merge_stereo, caller_file, callee_file, out, remove_sources=True)
         except Exception as exc:
             s.rec.flags.add("recording_failed")
             await self.calllog.update(s.rec, "recording_failed", error=str(exc))
-            await self.db.upsert_recording({"call_id": s.rec.id, "path": str(out), "status": "failed",
-                                            "created_at": self.clock(), "detail": json.dumps({"error": str(exc)})})
+            await self.db.upsert_recording(
+                {
+                    "call_id": s.rec.id,
+                    "path": str(out),
+                    "status": "failed",
+                    "created_at": self.clock(),
+                    "detail": json.dumps({"error": str(exc)}),
+                }
+            )
             call_log(log, s).error("merging the recording failed: %s", exc)
             return
         meta = self._metadata(s, info, out)
@@ -848,11 +950,20 @@ class CallManager:
         tmp.write_text(json.dumps(meta, indent=2, default=str))
         os.chmod(tmp, 0o640)
         os.replace(tmp, sidecar)
-        await self.db.upsert_recording({
-            "call_id": s.rec.id, "path": str(out), "status": "complete", "seconds": info.duration,
-            "sample_rate": info.samplerate, "channels": 2, "sha256": info.sha256, "bytes": info.size,
-            "created_at": self.clock(),
-            "detail": json.dumps({"sidecar": str(sidecar)})})
+        await self.db.upsert_recording(
+            {
+                "call_id": s.rec.id,
+                "path": str(out),
+                "status": "complete",
+                "seconds": info.duration,
+                "sample_rate": info.samplerate,
+                "channels": 2,
+                "sha256": info.sha256,
+                "bytes": info.size,
+                "created_at": self.clock(),
+                "detail": json.dumps({"sidecar": str(sidecar)}),
+            }
+        )
         await self.calllog.event(s.rec, "recording_saved", path=str(out), seconds=info.duration)
 
     async def _await_recorders(self, s: Call, timeout: float = 3.0) -> None:
@@ -863,49 +974,73 @@ class CallManager:
         while want and self.clock() < deadline:
             try:
                 ev = await asyncio.wait_for(s.queue.get(), max(0.0, deadline - self.clock()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if isinstance(ev, P.RecordStopped):
                 want.discard(ev.path)
                 s.stopped_files.add(ev.path)
             else:
                 other.append(ev)
-        if other:       # a relay session goes on after its record closed: keep its events
+        if other:  # a relay session goes on after its record closed: keep its events
             rest = []
             while not s.queue.empty():
                 rest.append(s.queue.get_nowait())
             for ev in other + rest:
                 s.queue.put_nowait(ev)
 
-    def _metadata(self, s: Call, info: RecordingInfo, out: Path) -> dict[str, Any]:
+    def _metadata(self, s: Call, info: RecordingInfo, out: Path) -> dict[str, object]:
         rec = s.rec
         assert rec is not None
         return {
-            "call_id": rec.id, "sip_call_id": rec.sip_call_id, "direction": rec.direction.value,
+            "call_id": rec.id,
+            "sip_call_id": rec.sip_call_id,
+            "direction": rec.direction.value,
             "caller": {"number": rec.caller_number, "name": rec.caller_name, "channel": "left"},
             "callee": {"number": rec.callee_number, "name": rec.callee_name, "channel": "right"},
-            "extension": rec.extension, "queue": rec.queue, "agent": rec.agent, "did": rec.did,
-            "offered_at": rec.offered_at, "answered_at": rec.answered_at, "ended_at": rec.ended_at,
-            "ring_seconds": rec.ring_seconds, "talk_seconds": rec.talk_seconds,
-            "hangup_side": rec.hangup_side, "hangup_cause": rec.hangup_cause,
-            "disposition": rec.disposition.value, "flags": sorted(rec.flags),
+            "extension": rec.extension,
+            "queue": rec.queue,
+            "agent": rec.agent,
+            "did": rec.did,
+            "offered_at": rec.offered_at,
+            "answered_at": rec.answered_at,
+            "ended_at": rec.ended_at,
+            "ring_seconds": rec.ring_seconds,
+            "talk_seconds": rec.talk_seconds,
+            "hangup_side": rec.hangup_side,
+            "hangup_cause": rec.hangup_cause,
+            "disposition": rec.disposition.value,
+            "flags": sorted(rec.flags),
             "transfers": list(s.transfers),
-            "recording": {"path": str(out), "seconds": round(info.duration, 3), "sample_rate": info.samplerate,
-                          "sha256": info.sha256, "channels": 2, "bytes": info.size,
-                          "caller_frames": info.left_frames, "callee_frames": info.right_frames},
+            "recording": {
+                "path": str(out),
+                "seconds": round(info.duration, 3),
+                "sample_rate": info.samplerate,
+                "sha256": info.sha256,
+                "channels": 2,
+                "bytes": info.size,
+                "caller_frames": info.left_frames,
+                "callee_frames": info.right_frames,
+            },
         }
 
     def active_call_ids(self) -> list[str]:
         return sorted(s.rec.id for s in self.sessions.values() if s.rec is not None and not s.ended)
 
-    def status(self) -> list[dict[str, Any]]:
-        out = []
+    def status(self) -> list[CallStatus]:
+        out: list[CallStatus] = []
         for s in self.sessions.values():
             if s.rec is None or s.ended or s.relay:
                 continue
-            out.append({"id": s.rec.id, "caller": s.caller, "callee": s.callee,
-                        "state": s.state.value,
-                        "since": s.rec.answered_at or s.rec.offered_at, "worker": s.worker.pid})
+            out.append(
+                {
+                    "id": s.rec.id,
+                    "caller": s.caller,
+                    "callee": s.callee,
+                    "state": s.state.value,
+                    "since": s.rec.answered_at or s.rec.offered_at,
+                    "worker": s.worker.pid,
+                }
+            )
         return out
 
 
@@ -927,11 +1062,11 @@ def _splice_channels(segments: dict[str, list[tuple[str, float]]], prefix: Path)
         if not parts or rate is None:
             out.append(None)
             continue
-        starts = [int(round(off * rate)) for _, off in parts]
-        n = max(st + len(d) for (d, _), st in zip(parts, starts))
+        starts = [round(off * rate) for _, off in parts]
+        n = max(st + len(d) for (d, _), st in zip(parts, starts, strict=True))
         chan = np.zeros(n, dtype=np.int16)
-        for (d, _), st in zip(parts, starts):
-            chan[st:st + len(d)] = d
+        for (d, _), st in zip(parts, starts, strict=True):
+            chan[st : st + len(d)] = d
         path = f"{prefix}-{side}.wav"
         write_atomic(path, chan, rate)
         for p, _ in segments.get(side, []):
@@ -939,4 +1074,3 @@ def _splice_channels(segments: dict[str, list[tuple[str, float]]], prefix: Path)
                 os.unlink(p)
         out.append(path)
     return out[0], out[1]
-

@@ -13,7 +13,7 @@ import asyncio
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from media.client import WorkerClient
 from pypbx.calllog import CallRecord
@@ -31,29 +31,37 @@ class TransferKind(str, enum.Enum):
 
 class CallState(str, enum.Enum):
     """What ``pypbx status`` shows for a live call."""
+
     RINGING = "ringing"
     TALKING = "talking"
     HELD = "held"
     TRANSFERRING = "transferring"
 
 
+#: One transfer in the call's trail (``transferred`` call events, the recording's sidecar):
+#: type, side, from, to, at, target, joined_call, role.
+TransferEntry = dict[str, str | float | None]
+
+
 @dataclass
 class Transfer:
     """A transfer in progress in one call (REFER accepted, new leg not answered yet)."""
+
     kind: TransferKind
-    transferor: str              # leg whose phone sent the REFER
-    remaining: str               # the party being transferred
-    new_leg: str                 # the call pjsua places to the target
-    target: str                  # Refer-To URI (without headers)
+    transferor: str  # leg whose phone sent the REFER
+    remaining: str  # the party being transferred
+    new_leg: str  # the call pjsua places to the target
+    target: str  # Refer-To URI (without headers)
     replaces: str | None = None
     transferor_gone: bool = False
-    joined: Call | None = None   # attended: the call owning the Replaces dialog
-    joined_party: str = ""       # attended: who the remaining party will talk to
+    joined: Call | None = None  # attended: the call owning the Replaces dialog
+    joined_party: str = ""  # attended: who the remaining party will talk to
 
 
 @dataclass(eq=False)
 class Call:
     """One call anchored in one media worker (a phone's call, a callback, a click-to-call)."""
+
     worker: WorkerClient
     reserved_at: float
     caller: str = ""
@@ -69,14 +77,14 @@ class Call:
     ring_deadline: float | None = None
     # hold / transfer state
     call_ids: dict[str, str] = field(default_factory=dict)  # leg -> SIP Call-ID (as phones see it)
-    held: set[str] = field(default_factory=set)     # legs whose phone holds the call
-    moh: set[str] = field(default_factory=set)      # legs hearing music on hold
+    held: set[str] = field(default_factory=set)  # legs whose phone holds the call
+    moh: set[str] = field(default_factory=set)  # legs hearing music on hold
     bridged: tuple[str, str] | None = None
     xfer: Transfer | None = None
-    transfers: list[dict[str, Any]] = field(default_factory=list)
+    transfers: list[TransferEntry] = field(default_factory=list)
     dropped: set[str] = field(default_factory=set)  # legs no longer part of the call
     pending_replace: dict[str, str] = field(default_factory=dict)  # new leg -> replaced leg
-    relay: bool = False        # record closed (attended transfer): only carries audio now
+    relay: bool = False  # record closed (attended transfer): only carries audio now
     joined_from: Call | None = None
     record_t0: float | None = None
     segments: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # side -> [(file, offset s)]
@@ -84,7 +92,7 @@ class Call:
     trunk: TrunkCall | None = None  # an inbound (DID) or outside call (pypbx.trunks)
     screen_pop: str | None = None  # the ringing phone's From display (pypbx.screenpop), once per call
     route_prefer: tuple[str | None, float] | None = None  # routing rule --prefer-last (agent, seconds)
-    ivr_choices: list[tuple[str, str]] | None = None   # (menu, keys) chosen in IVRs, for routing rules
+    ivr_choices: list[tuple[str, str]] | None = None  # (menu, keys) chosen in IVRs, for routing rules
     # the flow driving the call (None: the manager's own two-party logic); set only by
     # CallManager.hand_over / hand_back
     _flow: Flow | None = field(default=None, repr=False)
@@ -118,7 +126,7 @@ def user_of(uri_text: str) -> str:
     """The user part of a SIP URI or name-addr (``"Bob" <sip:1001@h>`` -> ``1001``); "" if none."""
     text = uri_text.strip()
     if "<" in text:
-        text = text[text.index("<") + 1:text.index(">")] if ">" in text else text[text.index("<") + 1:]
+        text = text[text.index("<") + 1 : text.index(">")] if ">" in text else text[text.index("<") + 1 :]
     try:
         return URI.parse(text).user or ""
     except Exception:

@@ -129,7 +129,7 @@ class CallbackCall:
                         headers={"X-PBX-Call": rec.id, **hdrs},
                         auth=outside_auth(cm, trunk),
                     )
-                    if trunk:
+                    if trunk and cm.trunks is not None:  # a trunk: only through a trunk router
                         cm.trunks.svc.trunk_busy(trunk, +1)
                 elif isinstance(ev, P.Answered) and ev.leg == "patient" and self.state is CallbackState.DIALING_PATIENT:
                     self.state = CallbackState.CONNECTED
@@ -180,7 +180,7 @@ class CallbackCall:
             live.unregister(a.call_id)
             sess.ended = True
             cm.sessions.pop(w, None)
-            if trunk:
+            if trunk and cm.trunks is not None:
                 cm.trunks.svc.trunk_busy(trunk, -1)
             await cm.calllog.end(rec, disp, side=side, cause=cause or disp.value)
             if sess.files:

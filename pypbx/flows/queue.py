@@ -203,10 +203,7 @@ class QueueCall(FlowBase):
         self.state = QueueState.QUEUED
         self.entered = True
         greet = [self.p(g) for g in self.live.greeting]
-        # CallManager.record: the "record calls" flag (an attribute over the method of the
-        # same name on this branch; the call layer renames the method record_legs)
-        recording: bool = getattr(self.cm, "record", True)
-        if self.live.recording_notice and recording:
+        if self.live.recording_notice and self.cm.record:  # CallManager.record: the "record calls" flag
             greet.append(self.p("call_may_be_recorded"))
         self.player.head = greet
         await self.player.next()
@@ -445,7 +442,7 @@ class QueueCall(FlowBase):
                     headers={"X-PBX-Call": self.call_id, **hdrs},
                     auth=outside_auth(self.cm, trunk),
                 )
-                if trunk:
+                if trunk and self.cm.trunks is not None:  # a trunk: only through a trunk router
                     self.out_trunk = trunk
                     self.cm.trunks.svc.trunk_busy(trunk, +1)
                     await self.cm.calllog.event(
