@@ -157,6 +157,7 @@ class Bench:
             log_level=self.log_level,
             security={"exempt": ["127.0.0.1"]},
             registrar={"max_contacts": 5},
+            events={"journal": ""},  # as installed (the test harness journals every event to check it)
             media={
                 "workers_max": self.workers_max,
                 "workers_warm": self.workers_warm,

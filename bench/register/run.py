@@ -119,7 +119,11 @@ def main() -> int:
     for p in work.glob("pbx/var/*"):
         p.unlink()
     pbx = PbxProcess(
-        work / "pbx", log_level="WARNING", security={"exempt": ["127.0.0.1"]}, registrar={"max_contacts": 5}
+        work / "pbx",
+        log_level="WARNING",
+        security={"exempt": ["127.0.0.1"]},
+        registrar={"max_contacts": 5},
+        events={"journal": ""},  # as installed (the test harness journals every event to check it)
     )
     users = [str(10000 + i) for i in range(args.users)]
     pbx.add_extensions(users, PASSWORD)
