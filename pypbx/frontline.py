@@ -188,7 +188,7 @@ class FrontLine:
                 clock=self.cm.clock,
             )
         except Exception:
-            log.exception("callers table: counting call %s failed", rec.id[:12])
+            call_log(log, rec.id).exception("callers table: counting the call failed")
         obj = self.calls.get(id(s))
         if obj is not None and hasattr(obj, "finished"):
             obj.finished(disposition, side)

@@ -60,6 +60,7 @@ from media.pool import WorkerLost
 from pypbx import acdstore as S
 from pypbx import screenpop
 from pypbx.call.flow import CallInput, Closing, FlowBase, RingOrder, Shutdown
+from pypbx.call.logs import call_log
 from pypbx.calllog import CallRecord, Disposition
 from pypbx.flows.player import DEFAULT_MOH, PROMPTS_DIR, Player, prompt
 
@@ -186,7 +187,7 @@ class QueueCall(FlowBase):
         rec.extension = None
         self.live.register(self.call_id, self)
         await self.cm.calllog.update(rec, "queue", queue=self.queue, number=self.s.callee)
-        log.info("call %s: %s -> queue %s", self.call_id[:12], self.s.caller, self.queue)
+        call_log(log, self.call_id).info("%s -> queue %s", self.s.caller, self.queue)
         await self.cm.answer(self.s, self.s.caller_leg, 200)
 
     async def start_answered(self, via: str) -> None:
@@ -196,7 +197,7 @@ class QueueCall(FlowBase):
         rec.extension = None
         self.live.register(self.call_id, self)
         await self.cm.calllog.update(rec, "queue", queue=self.queue, number=self.s.callee, via=via)
-        log.info("call %s: %s -> queue %s", self.call_id[:12], via.upper(), self.queue)
+        call_log(log, self.call_id).info("%s -> queue %s", via.upper(), self.queue)
         await self._enter()
 
     async def _enter(self) -> None:
@@ -299,7 +300,7 @@ class QueueCall(FlowBase):
                 headers={"X-PBX-Call": self.call_id, "X-PBX-Queue": self.queue},
             )
         except WorkerError as exc:
-            log.warning("call %s: ringing %s failed: %s", self.call_id[:12], ring.agent_ids, exc)
+            call_log(log, self.call_id).warning("ringing %s failed: %s", ring.agent_ids, exc)
             self.ring_leg = None
             self.live.ring_timeout(self.call_id)
             return
@@ -324,7 +325,7 @@ class QueueCall(FlowBase):
         agent = self.live.who_answered(self.ring_token or "", ev.call_id) if self.ring_token else None
         actions = self.live.ring_answered(self.call_id, agent) if agent else []
         if not any(isinstance(a, Connect) for a in actions):
-            log.info("call %s: late answer on %s dropped", self.call_id[:12], self.ring_leg)
+            call_log(log, self.call_id).info("late answer on %s dropped", self.ring_leg)
             await self._drop_ring_leg()
         # the Connect order arrives through post()
 
@@ -345,7 +346,7 @@ class QueueCall(FlowBase):
         if self.ring_token:
             self.live.rings.pop(self.ring_token, None)
         await self.cm.connect(s)
-        log.info("call %s: queue %s connected to agent %s (%s)", self.call_id[:12], self.queue, agent_id, ext)
+        call_log(log, self.call_id).info("queue %s connected to agent %s (%s)", self.queue, agent_id, ext)
 
     # ---------------------------------------------------------------- DTMF: callbacks
     async def _dtmf(self, digit: str) -> None:
@@ -450,7 +451,7 @@ class QueueCall(FlowBase):
                     )
                 return
             except WorkerError as exc:
-                log.warning("call %s: overflow to %s failed: %s", self.call_id[:12], target.target, exc)
+                call_log(log, self.call_id).warning("overflow to %s failed: %s", target.target, exc)
                 self.out_leg = None
         fl = self.cm.frontline
         if target is not None and target.kind in (TargetKind.RING_GROUP, TargetKind.VOICEMAIL) and fl is not None:
@@ -584,7 +585,7 @@ class QueueCall(FlowBase):
             return
         self.live.agent_transferred(self.call_id, to)
         self.state = QueueState.TRANSFERRED
-        log.info("call %s: agent %s transferred the queue call to %s", self.call_id[:12], self.agent, to)
+        call_log(log, self.call_id).info("agent %s transferred the queue call to %s", self.agent, to)
 
     def finished(self, disposition: Disposition, side: str) -> None:
         """CallManager closed the call (hook in ``finish``): a connected call is complete."""
