@@ -66,7 +66,7 @@ from acd.model import (
 from media import protocol as P
 from pypbx import acdstore as S
 from pypbx.call.flow import AcdOrder, CallInput, Closing, Flow, RingOrder
-from pypbx.call.manager import CallManager
+from pypbx.call.manager import CallManager, NoMediaWorker
 from pypbx.call.session import Call
 from pypbx.calllog import Disposition
 from pypbx.changes import ChangeWatcher, DbChanged
@@ -680,9 +680,22 @@ class AcdLive:
 
     async def _dial_callback(self, a: DialCallback) -> None:
         await self._callback_update(a.call_id, a.number, a.queue, "dialing", agent=a.agent_id)
-        cb = CallbackCall(self, a)
-        self.calls[a.call_id] = cb
-        await cb.run()
+        cm = self.callmgr
+        if cm is None:
+            self.ring_timeout(a.call_id)
+            return
+
+        def flow(call: Call) -> CallbackCall:
+            cb = CallbackCall(self, a, call)
+            self.calls[a.call_id] = cb  # the engine's orders about the callback go to it
+            return cb
+
+        try:
+            await cm.place(flow, what="callback")
+        except NoMediaWorker:
+            self.callback_failed(a.call_id, "no media worker")
+        except Exception:
+            log.exception("callback %s could not start", a.call_id)
 
     async def _callback_update(
         self, call_id: str, number: str, queue: str, status: str, *, agent: str | None = None, result: str | None = None

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, TypedDict, cast
 from media import protocol as P
 from pypbx import callers as C
 from pypbx import destinations as D
-from pypbx.call import Call, CallInput, CallManager, FlowBase, Shutdown
+from pypbx.call import Call, CallInput, CallManager, FlowBase, NoMediaWorker, Shutdown
 from pypbx.call.logs import call_log
 from pypbx.calllog import CallExtras, Direction, Disposition, disposition_for_status
 from pypbx.db import Database, IntegrityError
@@ -936,7 +936,7 @@ class TrunkRouter:
         # is AcdLive's, which is what the app sets there
         acd = cast("AcdLive | None", cm.acd)
         if acd is None or not acd.has_queue(queue):
-            await s.worker.hangup(cast(str, s.caller_leg), 480)
+            await cm.hangup(s, s.caller_leg, 480)
             await cm.finish(s, Disposition.FAILED, side="system", cause=f"queue {queue} not available")
             return True
         await acd.enter_queue(s, queue)
@@ -964,7 +964,8 @@ class TrunkRouter:
             # the provider's own Request-URI (sent via the front door, the worker's outbound
             # proxy): the digest-uri of the credentials then matches the Request-URI the
             # provider gets (RFC 2617 §3.2.2.5)
-            await s.worker.originate(
+            await cm.originate(
+                s,
                 leg,
                 self.svc.outbound_target(trunk, dialled)[0],
                 from_uri=self.svc.from_uri(trunk, s.caller),
@@ -1060,7 +1061,8 @@ class ClickToCall(FlowBase):
         s.trunk.counted = True
         s.ring_deadline = cm.clock() + cm.ring_time
         host = cm.front_door.split(":")[0]
-        await s.worker.originate(
+        await cm.originate(
+            s,
             "ext",
             f"sip:{self.extension}@{cm.front_door}",
             from_uri=f"sip:{self.number}@{host}",
@@ -1140,20 +1142,8 @@ async def click_to_call(router: TrunkRouter, cm: CallManager, extension: str, nu
     chk = router.svc.check_outbound(extension, number)
     if not chk.ok:
         raise TrunkError(f"{chk.status} {chk.reason}")
-    w = cm.pool.try_acquire()
-    if w is None:
-        raise TrunkError("all media workers busy")
-    s = Call(worker=w, reserved_at=cm.clock())
-    cm.sessions[w] = s
-    c2c = ClickToCall(router, cm, s, extension, number, chk.cls)
-    cm.hand_over(s, c2c)
     try:
-        call_id = await c2c.start()
-    except Exception:
-        cm.sessions.pop(w, None)
-        if s.rec is not None and not s.ended:
-            await cm.finish(s, Disposition.FAILED, side="system", cause="click-to-call failed to start")
-        await cm.pool.release(w)
-        raise
-    cm.spawn(cm.run_call(s))
+        call_id = await cm.place(lambda s: ClickToCall(router, cm, s, extension, number, chk.cls), what="click-to-call")
+    except NoMediaWorker as e:
+        raise TrunkError(str(e)) from None
     return {"call_id": call_id, "extension": extension, "number": number, "class": chk.cls}

@@ -21,7 +21,7 @@ from pypbx.call.flow import (
     WorkerEvent,
     WorkerGone,
 )
-from pypbx.call.manager import DEFAULT_MOH, RESERVATION_TIMEOUT, CallManager
+from pypbx.call.manager import DEFAULT_MOH, RESERVATION_TIMEOUT, CallManager, NoMediaWorker
 from pypbx.call.session import Call, CallState, Transfer, TransferKind, user_of
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "Closing",
     "Flow",
     "FlowBase",
+    "NoMediaWorker",
     "RingOrder",
     "Shutdown",
     "Tick",

@@ -90,12 +90,21 @@ from pypbx.calllog import (
     disposition_for_status,
 )
 from pypbx.db import Database
+from pypbx.errors import PbxError
 from pypbx.recordings import disk_ok
 from sip.message import Request
 from sip.proxy import RouteDecision
 from sip.transaction import Addr
 
 log = logging.getLogger(__name__)
+
+
+class NoMediaWorker(PbxError):
+    """A call the PBX places itself found every media worker busy."""
+
+    def __init__(self) -> None:
+        super().__init__("all media workers busy")
+
 
 _Args = ParamSpec("_Args")
 
@@ -237,6 +246,29 @@ class CallManager:
         return RouteDecision.fork(
             [(f"sip:{request.uri.user or 'xfer'}@127.0.0.1:{port}", Addr("UDP", "127.0.0.1", port))]
         )
+
+    async def place(self, make_flow: Callable[[Call], Flow], *, what: str = "call") -> object:
+        """A call the PBX places itself (click-to-call, a callback): a media worker of its
+        own, a :class:`Call` owned here, handed to the flow ``make_flow(call)`` makes for it
+        and started; from then on it runs like every call. Returns what ``flow.start()``
+        returned. :class:`NoMediaWorker` when every worker is busy; if the start fails, the
+        record (if any) is closed as failed, the worker released, and the error raised."""
+        w = self.pool.try_acquire()
+        if w is None:
+            raise NoMediaWorker()
+        s = self.sessions[w] = Call(worker=w, reserved_at=self.clock())
+        flow = make_flow(s)
+        self.hand_over(s, flow)
+        try:
+            started = await flow.start()
+        except BaseException:
+            self.sessions.pop(w, None)
+            if s.rec is not None and not s.ended:
+                await self.finish(s, Disposition.FAILED, side="system", cause=f"{what} failed to start")
+            await self.pool.release(w)
+            raise
+        self.spawn(self.run_call(s))
+        return started
 
     def session_by_call_id(self, call_id: str) -> Call | None:
         """The live session one of whose legs is the phones' dialog ``call_id``."""

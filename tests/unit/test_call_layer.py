@@ -21,8 +21,11 @@ from pypbx.call import (
     WorkerEvent,
 )
 from pypbx.call.logs import call_log
+from pypbx.flows.callback import CallbackCall
+from pypbx.flows.features import FeatureCall
 from pypbx.flows.group import GroupCall
 from pypbx.flows.ivr import IvrCall
+from pypbx.flows.queue import QueueCall
 from pypbx.flows.survey import SurveyCall
 from pypbx.flows.voicemail import MailboxCall, VoicemailCall
 from pypbx.trunks import ClickToCall
@@ -52,8 +55,31 @@ def test_no_private_call_manager_member_is_used_outside_the_call_layer() -> None
     assert hits == []
 
 
+def test_only_the_call_layer_commands_a_calls_worker() -> None:
+    """Flows act on a call through CallManager's API (answer, originate, play, hangup ...),
+    never by sending the media worker a command themselves."""
+    cmd = r"\.(worker|w)\.(answer|hangup|play|stop|originate|bridge|unbridge|record|stop_record|send_dtmf)\("
+    hits = [
+        f"{p.relative_to(ROOT)}: {m.group(0)}"
+        for p, text in _sources().items()
+        if "call" not in p.relative_to(PYPBX).parts[:1]
+        for m in re.finditer(cmd, text)
+    ]
+    assert hits == []
+
+
 def test_every_flow_implements_the_protocol() -> None:
-    for cls in (IvrCall, VoicemailCall, MailboxCall, SurveyCall, GroupCall, ClickToCall):
+    for cls in (
+        IvrCall,
+        VoicemailCall,
+        MailboxCall,
+        SurveyCall,
+        GroupCall,
+        ClickToCall,
+        QueueCall,
+        FeatureCall,
+        CallbackCall,
+    ):
         for name in ("start", "handle", "finished", "transferred"):
             assert callable(getattr(cls, name, None)), (cls.__name__, name)
         assert issubclass(cls, FlowBase), cls.__name__

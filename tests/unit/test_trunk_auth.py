@@ -205,6 +205,9 @@ class _CM:
     async def finish(self, s: Any, disposition: Disposition, *, side: str, cause: str) -> None:
         self.finished.append((disposition, cause))
 
+    async def originate(self, s: Any, leg: str, uri: str, **kw: Any) -> None:
+        await s.worker.originate(leg, uri, **kw)  # as CallManager.originate does
+
 
 def _outbound(svc: T.TrunkService) -> tuple[T.TrunkRouter, _CM, _Session]:
     router = T.TrunkRouter(svc, is_internal=lambda n: False)
