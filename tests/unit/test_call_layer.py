@@ -68,6 +68,19 @@ def test_only_the_call_layer_commands_a_calls_worker() -> None:
     assert hits == []
 
 
+def test_only_the_call_layer_takes_media_workers_and_registers_calls() -> None:
+    """A call the PBX places itself goes through CallManager.place: nobody else takes a
+    worker from the pool or writes the manager's table of calls."""
+    pattern = r"\.pool\.(try_acquire|acquire|release)\(|\b(callmgr|cm)\.sessions\b"
+    hits = [
+        f"{p.relative_to(ROOT)}: {m.group(0)}"
+        for p, text in _sources().items()
+        if "call" not in p.relative_to(PYPBX).parts[:1]
+        for m in re.finditer(pattern, text)
+    ]
+    assert hits == []
+
+
 def test_every_flow_implements_the_protocol() -> None:
     for cls in (
         IvrCall,
