@@ -38,7 +38,6 @@ from pypbx import ivr as I
 from pypbx import survey as Sv
 from pypbx import voicemail as V
 from pypbx.call import Call, CallManager, Flow
-from pypbx.call.logs import call_log
 from pypbx.calllog import Disposition
 from pypbx.db import Database
 from pypbx.flows.group import GroupCall
@@ -46,6 +45,7 @@ from pypbx.flows.ivr import IvrCall
 from pypbx.flows.route import resolve
 from pypbx.flows.survey import SurveyCall
 from pypbx.flows.voicemail import MailboxCall, VoicemailCall
+from pypbx.logs import call_log
 
 if TYPE_CHECKING:
     from pypbx.acdlive import AcdLive

@@ -23,6 +23,7 @@ from typing import TypedDict
 from media.recording import RecordingError, merge_stereo, repair_wav
 from pypbx.db import Database
 from pypbx.db.rows import CallRow
+from pypbx.logs import call_log
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ async def repair_interrupted(db: Database, rec_dir: Path, call_ids: list[str]) -
         try:
             meta = await asyncio.to_thread(_repair_one, Path(rec_dir), row)
         except (OSError, RecordingError, ValueError) as exc:
-            log.error("call %s: could not repair its recording: %s", cid[:12], exc)
+            call_log(log, cid).error("could not repair its recording: %s", exc)
             await db.upsert_recording(
                 {
                     "call_id": cid,

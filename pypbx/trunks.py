@@ -53,12 +53,12 @@ from media import protocol as P
 from pypbx import callers as C
 from pypbx import destinations as D
 from pypbx.call import Call, CallInput, CallManager, FlowBase, NoMediaWorker, Shutdown
-from pypbx.call.logs import call_log
 from pypbx.calllog import CallExtras, Direction, Disposition, disposition_for_status
 from pypbx.db import Database, IntegrityError
 from pypbx.db.rows import TrunkRow
 from pypbx.errors import PbxError
 from pypbx.flows.route import resolve
+from pypbx.logs import call_log
 from pypbx.numbers import (
     FORMATS,
     NumberPlan,

@@ -80,7 +80,6 @@ from media.recording import (
 from pypbx import screenpop
 from pypbx.call.flow import CallInput, Flow, Shutdown
 from pypbx.call.hooks import AcdHooks, FrontLineHooks, GroupHooks, TrunkHooks
-from pypbx.call.logs import call_log
 from pypbx.call.session import Call, Transfer, TransferEntry, TransferKind, user_of
 from pypbx.calllog import (
     CallExtras,
@@ -91,6 +90,7 @@ from pypbx.calllog import (
 )
 from pypbx.db import Database
 from pypbx.errors import PbxError
+from pypbx.logs import call_log
 from pypbx.recordings import disk_ok
 from sip.message import Request
 from sip.proxy import RouteDecision

@@ -22,11 +22,11 @@ from media import protocol as P
 from media.client import WorkerExited
 from media.pool import WorkerLost
 from pypbx.call.flow import CallInput, Shutdown
-from pypbx.call.logs import call_log
 from pypbx.call.session import Call
 from pypbx.calllog import Direction, Disposition
 from pypbx.flows.base import TimedFlow
 from pypbx.flows.queue import outside_auth, outside_leg
+from pypbx.logs import call_log
 
 if TYPE_CHECKING:
     from pypbx.acdlive import AcdLive

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 from media import protocol as P
 from pypbx import screenpop
 from pypbx.call import Call, CallInput, Shutdown, Tick
-from pypbx.call.logs import call_log
 from pypbx.calllog import Disposition
 from pypbx.flows.base import TimedFlow
 from pypbx.groups import RING_PREFIX, GroupService, RingGroup
+from pypbx.logs import call_log
 
 if TYPE_CHECKING:
     from pypbx.frontline import FrontLine

@@ -22,12 +22,12 @@ from pypbx import callers as C
 from pypbx import hours as H
 from pypbx import screenpop
 from pypbx.call import Call, CallInput, Shutdown, Tick
-from pypbx.call.logs import call_log
 from pypbx.calllog import Disposition
 from pypbx.flows.base import TimedFlow
 from pypbx.flows.player import Player, prompt
 from pypbx.flows.route import resolve
 from pypbx.ivr import IvrError, Menu, get_menu, parse_action
+from pypbx.logs import call_log
 from pypbx.numbers import classify
 from pypbx.trunks import TrunkCall, TrunkRouter
 

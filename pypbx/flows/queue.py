@@ -60,9 +60,9 @@ from media.pool import WorkerLost
 from pypbx import acdstore as S
 from pypbx import screenpop
 from pypbx.call.flow import CallInput, Closing, FlowBase, RingOrder, Shutdown
-from pypbx.call.logs import call_log
 from pypbx.calllog import CallRecord, Disposition
 from pypbx.flows.player import DEFAULT_MOH, PROMPTS_DIR, Player, prompt
+from pypbx.logs import call_log
 
 try:
     from ivr_prompts import announce as A

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from pypbx.call import Call, CallManager
-from pypbx.call.logs import call_log
+from pypbx.logs import call_log
 from pypbx.routing import (
     MAX_DEPTH,
     RoutingError,

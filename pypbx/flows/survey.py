@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 from media import protocol as P
 from media.client import WorkerError
 from pypbx.call import Call, CallInput, Shutdown, Tick
-from pypbx.call.logs import call_log
 from pypbx.flows.base import TimedFlow
 from pypbx.flows.player import prompt
+from pypbx.logs import call_log
 from pypbx.survey import ANSWER_TIMEOUT, record_score
 
 if TYPE_CHECKING:

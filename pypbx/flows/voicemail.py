@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 from media import protocol as P
 from media.client import WorkerError
 from pypbx.call import Call, CallInput, FlowBase, Shutdown, Tick
-from pypbx.call.logs import call_log
 from pypbx.calllog import Disposition
 from pypbx.flows.player import prompt
+from pypbx.logs import call_log
 from pypbx.voicemail import (
     BEEP,
     VoicemailBox,

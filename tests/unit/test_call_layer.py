@@ -20,7 +20,6 @@ from pypbx.call import (
     Tick,
     WorkerEvent,
 )
-from pypbx.call.logs import call_log
 from pypbx.flows.callback import CallbackCall
 from pypbx.flows.features import FeatureCall
 from pypbx.flows.group import GroupCall
@@ -28,6 +27,7 @@ from pypbx.flows.ivr import IvrCall
 from pypbx.flows.queue import QueueCall
 from pypbx.flows.survey import SurveyCall
 from pypbx.flows.voicemail import MailboxCall, VoicemailCall
+from pypbx.logs import call_log
 from pypbx.trunks import ClickToCall
 
 ROOT = Path(__file__).resolve().parents[2]
