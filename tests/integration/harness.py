@@ -39,6 +39,35 @@ def require_tool(name: str) -> str:
     return path
 
 
+def self_signed_cert(dirpath: Path) -> tuple[Path, Path]:
+    """(cert.pem, key.pem) in ``dirpath``: a self-signed certificate for 127.0.0.1 (in no CA store)."""
+    require_tool("openssl")
+    cert, key = dirpath / "cert.pem", dirpath / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
 def free_port(kind: str = "both", host: str = "127.0.0.1") -> int:
     from tests.conftest import free_port as fp
 

@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-import subprocess
-from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import auth_users, require_tool, run_sipp
+from tests.integration.harness import auth_users, run_sipp, self_signed_cert
 
 pytestmark = pytest.mark.slow
 
@@ -68,36 +66,8 @@ def test_status_command_against_running_pbx(pbx, tmp_path):
     assert res.returncode == 1 and "not running" in (res.stderr + res.stdout)
 
 
-def _self_signed(dirpath: Path) -> tuple[Path, Path]:
-    require_tool("openssl")
-    cert, key = dirpath / "cert.pem", dirpath / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
 def test_tls_transport_with_configured_certificate(pbx, tmp_path):
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_cert(tmp_path)
     p = pbx(sip={"tls_cert": str(cert), "tls_key": str(key)})
     p.add_extensions(["1001"], PASSWORD)
     p.start()
