@@ -30,6 +30,7 @@ from media.client import WorkerClient
 from media.pool import MediaPool, WorkerLost
 from pypbx import __version__, prompts
 from pypbx import events as E
+from pypbx import reasons as R
 from pypbx.acdlive import AcdLive
 from pypbx.call import DEFAULT_MOH, CallManager
 from pypbx.calllog import CallLog
@@ -403,6 +404,7 @@ class Pbx:
             frontline.voicemail_listeners.append(self._voicemail_filed)
             self.events.add_writer(mwi.voicemail_left, E.VoicemailLeft)
             self.events.add_writer(self.notifier.voicemail_left, E.VoicemailLeft)
+            self.events.add_writer(self.notifier.reason_set, E.ReasonSet)  # a reason marked to notify
             api = LocalApiServer(
                 cfg.socket_path,
                 {
@@ -415,6 +417,7 @@ class Pbx:
                     "trunks": self.trunks.status,
                     "call": self._click_to_call,
                     "events": self.events.api,
+                    "set_reason": self._set_reason,
                 },
             )
             await api.start()
@@ -587,6 +590,13 @@ class Pbx:
             return await click_to_call(self.trunk_router, self.callmgr, str(extension), str(number))
         except TrunkError as exc:  # refused: a reason for the admin, not a fault
             return {"error": str(exc)}
+
+    async def _set_reason(self, call_id: str, code: str, agent: str | None = None) -> dict[str, object]:
+        """Local API ``set_reason``: reason ``code`` on call ``call_id`` (pypbx.reasons)."""
+        assert self.db is not None
+        return await R.set_call_reason(
+            self.db, self.events, call_id, code=code, agent=agent, via=R.ReasonVia.API, clock=self.wallclock
+        )
 
     def _is_internal(self, number: str) -> bool:
         """Extensions, queue numbers and feature codes: never sent to a trunk."""

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypedDict, cast
 
+from pypbx.calllog import CallerKind
 from pypbx.db import Database
 from pypbx.db.rows import CallerRow
 from pypbx.errors import PbxError
@@ -133,6 +134,20 @@ async def known(db: Database, number: str) -> bool:
     """A returning patient: on the imported list or seen in an earlier call."""
     row = await _row(db, number)
     return row is not None and (bool(row.get("patient_id")) or (row.get("calls") or 0) > 0)
+
+
+async def caller_kind(db: Database, number: str) -> CallerKind:
+    """What an inbound caller is at arrival (recorded once per call, ``calls.caller_kind``):
+    a patient (on the imported list with a patient id), a known number (on the list without
+    an id, or called before) or new."""
+    row = await _row(db, number) if number else None
+    if row is None:
+        return CallerKind.NEW
+    if row.get("patient_id"):
+        return CallerKind.PATIENT
+    if row.get("imported_at") is not None or (row.get("calls") or 0) > 0:
+        return CallerKind.KNOWN
+    return CallerKind.NEW
 
 
 async def last_agent(db: Database, number: str) -> str | None:

@@ -17,6 +17,7 @@ durable subscriber of those events (:meth:`CallLog.write`), awaited by the emitt
 
 from __future__ import annotations
 
+import enum
 import json
 import time
 import uuid
@@ -48,6 +49,7 @@ __all__ = [
     "CallLog",
     "CallLogError",
     "CallRecord",
+    "CallerKind",
     "Direction",
     "Disposition",
     "disposition_for_status",
@@ -55,6 +57,20 @@ __all__ = [
 
 
 FINAL_DISPOSITIONS = tuple(d for d in Disposition if d.final)
+
+
+class CallerKind(enum.StrEnum):
+    """Who an inbound call's caller was at arrival (``calls.caller_kind``, looked up once by
+    :func:`pypbx.callers.caller_kind`): a patient on the imported list with a patient id, a
+    known number without one (on the list without an id, or called before), or new."""
+
+    PATIENT = "patient"
+    KNOWN = "known"
+    NEW = "new"
+
+    @property
+    def returning(self) -> bool:
+        return self is not CallerKind.NEW
 
 
 def disposition_for_status(status: int) -> Disposition:
@@ -96,6 +112,7 @@ class CallRecord:
     hangup_cause: str | None = None
     flags: set[str] = field(default_factory=set)
     worker: str | None = None
+    caller_kind: CallerKind | None = None
 
     @property
     def ring_seconds(self) -> float | None:
@@ -132,6 +149,7 @@ class CallRecord:
             "disposition": self.disposition.value,
             "flags": ",".join(sorted(self.flags)),
             "worker": self.worker,
+            "caller_kind": self.caller_kind.value if self.caller_kind is not None else None,
         }
 
 
@@ -150,6 +168,7 @@ class CallExtras(TypedDict, total=False):
     agent: str | None
     flags: set[str]
     worker: str | None
+    caller_kind: CallerKind | None
 
 
 class Accounting(TypedDict):

@@ -324,6 +324,22 @@ class VoicemailLeft(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReasonSet(Event):
+    """An agent (or the local API) set the reason code of a call (pypbx.reasons)."""
+
+    name: ClassVar[str] = "reason.set"
+    call_id: str
+    code: str
+    label: str
+    agent: str | None = None
+    extension: str | None = None
+    via: str = ""
+    notify: str = ""  # e-mail addresses to tell (a reason marked to notify, e.g. a complaint)
+    caller: str | None = None
+    service_line: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrunkUp(Event):
     name: ClassVar[str] = "trunk.up"
     trunk: str
@@ -366,6 +382,7 @@ DomainEvent = (
     | RegistrationAdded
     | RegistrationExpired
     | VoicemailLeft
+    | ReasonSet
     | TrunkUp
     | TrunkDown
     | WorkerLost

@@ -35,11 +35,13 @@ from media import protocol as P
 from pypbx import callers as C
 from pypbx import groups as G
 from pypbx import ivr as I
+from pypbx import reasons as R
 from pypbx import survey as Sv
 from pypbx import voicemail as V
 from pypbx.call import Call, CallManager, Flow
-from pypbx.calllog import Disposition
+from pypbx.calllog import CallerKind, Disposition
 from pypbx.db import Database
+from pypbx.flows.features import ReasonCall, ReasonDesk, ReasonKeys
 from pypbx.flows.group import GroupCall
 from pypbx.flows.ivr import IvrCall
 from pypbx.flows.route import resolve
@@ -75,6 +77,9 @@ class FrontLine:
         # called with (box, message metadata) after a voicemail message is filed: MWI
         # (pypbx.mwi) and the notification hook (pypbx.notify) register here
         self.voicemail_listeners: list[Callable[[str, V.VoicemailMeta], Awaitable[None]]] = []
+        # reason codes from the agents' phones (pypbx.reasons): *7N dialled, *7 N keyed in a call
+        self.reason_desk = ReasonDesk(db, cm, self.prompts_dir)
+        self.reason_keys = ReasonKeys(self.reason_desk, cm.clock)
 
     async def voicemail_filed(self, box: str, meta: V.VoicemailMeta) -> None:
         for cb in list(self.voicemail_listeners):
@@ -116,6 +121,11 @@ class FrontLine:
     async def on_incoming(self, s: Call, ev: P.Incoming) -> bool:
         """True: the call is taken over here (IVR number, mailbox number, ``*98``)."""
         number = s.callee
+        if number.startswith(R.REASON_CODE) and s.trunk is None:
+            rc = ReasonCall(self.reason_desk, s)  # *7N: the reason of the agent's last call
+            self._take(s, rc)
+            await rc.start()
+            return True
         try:
             menu = await I.menu_for_number(self.db, number)
             if menu is not None:
@@ -192,6 +202,21 @@ class FrontLine:
         obj = self.calls.get(id(s))
         if obj is not None and hasattr(obj, "finished"):
             obj.finished(disposition, side)
+
+    async def caller_kind(self, number: str) -> CallerKind | None:
+        """An inbound caller at arrival (CallManager records it on the call): patient / known / new."""
+        try:
+            return await C.caller_kind(self.db, number)
+        except Exception:
+            log.exception("callers table: looking up %s failed (kind not recorded)", number)
+            return None
+
+    async def dtmf(self, s: Call, leg: str, digit: str) -> None:
+        """A digit of a call CallManager owns: the agent's in-call reason code (``*7`` N)."""
+        try:
+            await self.reason_keys.dtmf(s, leg, digit)
+        except Exception:
+            call_log(log, s).exception("in-call reason code failed")
 
     # ------------------------------------------------------------ hand-offs
     async def start_destination(self, s: Call, dest: str, *, answered: bool = False) -> bool:

@@ -59,7 +59,7 @@ from pypbx.errors import PbxError
 from pypbx.jsontypes import JSON
 
 if TYPE_CHECKING:
-    from pypbx.events import VoicemailLeft
+    from pypbx.events import ReasonSet, VoicemailLeft
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,10 @@ def build_email(cfg: NotifyConfig, to: str, payload: Payload) -> EmailMessage:
     em["Date"] = formatdate(localtime=True)
     em["Message-ID"] = make_msgid(domain=(cfg.mail_from.partition("@")[2] or None))
     em["X-Mailer"] = f"pypbx {__version__}"
+    if payload.get("event") == "reason":  # a reason code marked to notify (pypbx.reasons)
+        em["Subject"] = _one_line(payload.get("subject") or "Call reason")
+        em.set_content(str(payload.get("text") or "") + "\n")
+        return em
     if payload.get("event") == "test":
         em["Subject"] = "pypbx test notification"
         em.set_content(
@@ -332,6 +336,33 @@ class Notifier:
     async def voicemail_left(self, ev: VoicemailLeft) -> None:
         """Durable subscriber of the event stream's ``voicemail left`` (pypbx.events)."""
         await self.voicemail_filed(ev.box, dict(ev.meta))
+
+    async def reason_set(self, ev: ReasonSet) -> None:
+        """Durable subscriber of ``reason.set``: a reason marked to notify e-mails its addresses."""
+        addrs = [a for a in ev.notify.split(",") if a]
+        if not addrs or not self.cfg.smtp_host:
+            return
+        when = dt.datetime.fromtimestamp(ev.at).strftime("%Y-%m-%d %H:%M")
+        payload = {
+            "event": "reason",
+            "subject": f"Call reason {ev.label}: {ev.caller or 'unknown caller'} ({ev.service_line or '-'})",
+            "text": "\n".join(
+                [
+                    f"An agent marked a call: {ev.label} ({ev.code}).",
+                    "",
+                    f"Caller:        {ev.caller or 'unknown'}",
+                    f"Service line:  {ev.service_line or '-'}",
+                    f"Agent:         {ev.agent or ev.extension or '-'}",
+                    f"Time:          {when}",
+                    f"Call id:       {ev.call_id}",
+                    "",
+                    f"Details: pypbx calls show {ev.call_id}",
+                ]
+            ),
+            "call_id": ev.call_id,
+            "code": ev.code,
+        }
+        await self.enqueue("reason", payload, [(Channel.EMAIL, a) for a in addrs])
 
     async def enqueue(self, kind: str, payload: Payload, targets: list[tuple[Channel, str]]) -> list[int]:
         if not targets:

@@ -26,6 +26,7 @@ Definitions (the same as the simulator's, ``acd.simulator``):
 from __future__ import annotations
 
 import datetime as dt
+import json
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -34,7 +35,8 @@ from typing import TypedDict, Unpack, cast
 from acd import erlang
 from pypbx.acdstore import list_queue_events
 from pypbx.db import Database
-from pypbx.db.rows import CallRow, SurveyRow
+from pypbx.db.reasons import RoutingStepRow
+from pypbx.db.rows import CallReasonRow, CallRow, SurveyRow
 from pypbx.jsontypes import JSON
 
 #: inbound dispositions that mean nobody spoke to the caller
@@ -525,3 +527,187 @@ async def report(
         events = [e for e in events if e.get("queue") == queue or (e.get("queue") is None and e.get("agent"))]
         surveys = [s for s in surveys if s.get("queue") == queue]
     return build(calls, events, surveys, since=since, until=until, **kw)
+
+
+# =========================================================================== callers: new vs returning
+#
+# Kept apart from :func:`build` (its own command, ``pypbx report callers``).
+
+#: The caller kinds of ``calls.caller_kind`` (pypbx.calllog.CallerKind), in report order.
+CALLER_KINDS = ("patient", "known", "new")
+
+
+class KindCounts(TypedDict):
+    """Inbound calls by the caller's kind at arrival; ``new_rate`` = new / calls."""
+
+    calls: int
+    patient: int
+    known: int
+    new: int
+    new_rate: float | None
+
+
+class RoutingHits(TypedDict):
+    """Returning callers (patient + known) and how smart routing served them:
+    ``recognised`` = routed as returning (a DID's known/new rule, an IVR's known-caller
+    shortcut or a routing rule on ``known`` saw them as known); ``hits`` = recognised and
+    answered; ``hit_rate`` = hits / returning."""
+
+    returning: int
+    recognised: int
+    answered: int
+    hits: int
+    hit_rate: float | None
+
+
+class CallersReport(TypedDict):
+    period: Period
+    total: KindCounts
+    days: dict[str, KindCounts]
+    lines: dict[str, KindCounts]
+    routing: RoutingHits
+
+
+def _kinds() -> KindCounts:
+    return {"calls": 0, "patient": 0, "known": 0, "new": 0, "new_rate": None}
+
+
+def _day(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d")
+
+
+def build_callers(
+    calls: Sequence[CallRow],
+    recognised: set[str],
+    *,
+    since: float | None = None,
+    until: float | None = None,
+) -> CallersReport:
+    """New-patient rate per day and per service line, and the returning callers' routing
+    hit rate, over the inbound calls whose caller kind was recorded (``recognised``: the ids
+    of the calls smart routing routed as a returning caller)."""
+    total = _kinds()
+    days: dict[str, KindCounts] = {}
+    lines: dict[str, KindCounts] = {}
+    routing: RoutingHits = {"returning": 0, "recognised": 0, "answered": 0, "hits": 0, "hit_rate": None}
+    counted = [
+        c
+        for c in calls
+        if c.get("direction") == "inbound"
+        and c.get("caller_kind") in CALLER_KINDS
+        and c["disposition"] != "in_progress"
+    ]
+    for c in counted:
+        kind = str(c.get("caller_kind"))
+        line = c.get("service_line") or c.get("did") or "(no line)"
+        for r in (total, days.setdefault(_day(c["offered_at"]), _kinds()), lines.setdefault(line, _kinds())):
+            r["calls"] += 1
+            r[kind] += 1  # type: ignore[literal-required]
+        if kind != "new":
+            routing["returning"] += 1
+            seen = c["id"] in recognised
+            answered = c["disposition"] == "answered"
+            routing["recognised"] += seen
+            routing["answered"] += answered
+            routing["hits"] += seen and answered
+    for r in (total, *days.values(), *lines.values()):
+        r["new_rate"] = round(r["new"] / r["calls"], 3) if r["calls"] else None
+    if routing["returning"]:
+        routing["hit_rate"] = round(routing["hits"] / routing["returning"], 3)
+    return {
+        "period": {"since": since, "until": until, "days": max(1, len(days))},
+        "total": total,
+        "days": dict(sorted(days.items())),
+        "lines": dict(sorted(lines.items())),
+        "routing": routing,
+    }
+
+
+def recognised_calls(steps: Sequence[RoutingStepRow]) -> set[str]:
+    """Ids of the calls whose smart routing saw a returning caller: a ``caller_lookup`` step
+    (DID, IVR) or a ``route`` step that chose a destination with ``known`` true."""
+    out: set[str] = set()
+    for st in steps:
+        try:
+            d = json.loads(st["detail"] or "{}")
+        except ValueError:
+            continue
+        if isinstance(d, dict) and d.get("known") is True and (st["kind"] == "caller_lookup" or d.get("destination")):
+            out.add(st["call_id"])
+    return out
+
+
+async def callers_report(db: Database, since: float | None = None, until: float | None = None) -> CallersReport:
+    """:func:`build_callers` over the database's calls of [since, until)."""
+    calls = await db.call_rows_between(since, until)
+    steps = await db.routing_step_rows(since, until)
+    return build_callers(calls, recognised_calls(steps), since=since, until=until)
+
+
+# =========================================================================== reasons: why patients call
+
+
+class ReasonCount(TypedDict):
+    code: str
+    label: str
+    calls: int
+    share: float
+
+
+class ReasonsReport(TypedDict):
+    """The last reason set for each call of the period, counted per reason, and per day,
+    service line and agent (``{key: {code: calls}}``)."""
+
+    period: Period
+    calls: int
+    reasons: list[ReasonCount]
+    days: dict[str, dict[str, int]]
+    lines: dict[str, dict[str, int]]
+    agents: dict[str, dict[str, int]]
+    via: dict[str, int]
+
+
+def build_reasons(
+    rows: Sequence[CallReasonRow],
+    labels: Mapping[str, str],
+    *,
+    since: float | None = None,
+    until: float | None = None,
+) -> ReasonsReport:
+    """``rows``: one per call (its last reason), with the call's line and agent."""
+    per: Counter[str] = Counter()
+    days: dict[str, Counter[str]] = defaultdict(Counter)
+    lines: dict[str, Counter[str]] = defaultdict(Counter)
+    agents: dict[str, Counter[str]] = defaultdict(Counter)
+    via: Counter[str] = Counter()
+    for r in rows:
+        code = r["code"]
+        per[code] += 1
+        days[_day(r["offered_at"] if r["offered_at"] is not None else r["set_at"])][code] += 1
+        lines[r["service_line"] or r["did"] or "(no line)"][code] += 1
+        agents[r["agent"] or r["call_agent"] or r["extension"] or "-"][code] += 1
+        via[r["via"]] += 1
+    n = len(rows)
+
+    def nested(d: dict[str, Counter[str]]) -> dict[str, dict[str, int]]:
+        return {k: dict(sorted(v.items())) for k, v in sorted(d.items())}
+
+    return {
+        "period": {"since": since, "until": until, "days": max(1, len(days))},
+        "calls": n,
+        "reasons": [
+            {"code": c, "label": labels.get(c, c), "calls": k, "share": round(k / n, 3)}
+            for c, k in sorted(per.items(), key=lambda x: (-x[1], x[0]))
+        ],
+        "days": nested(days),
+        "lines": nested(lines),
+        "agents": nested(agents),
+        "via": dict(sorted(via.items())),
+    }
+
+
+async def reasons_report(db: Database, since: float | None = None, until: float | None = None) -> ReasonsReport:
+    """:func:`build_reasons` over the calls of [since, until) that have a reason."""
+    rows = await db.call_reason_rows(since, until)
+    labels = {r["code"]: r["label"] for r in await db.list_reason_rows(retired=True)}
+    return build_reasons(rows, labels, since=since, until=until)

@@ -12,11 +12,17 @@ stored with the call (call event ``survey``) and in the ``surveys`` table (call 
 queue, score, time), then ``survey_thanks`` and goodbye. No key within the timeout, or any
 other key twice: the caller is released without a score.
 
+An unhappy score (1-2, :data:`UNHAPPY`) offers the caller a short recorded comment (up to
+:data:`COMMENT_SECONDS`, ``#`` ends it; see :mod:`pypbx.flows.survey`), kept next to the
+call's recording with its path on the survey row.
+
 ``pypbx survey report [--json]``: the number of answers and the average score per agent.
+``pypbx survey list [--unhappy] [--json]``: the answers (with the comment's file).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from typing import TypedDict
@@ -29,6 +35,10 @@ log = logging.getLogger(__name__)
 META_KEY = "survey"
 #: Seconds the caller has to press a key after the question.
 ANSWER_TIMEOUT = 8.0
+#: Scores up to this one are unhappy: the caller is offered to leave a comment.
+UNHAPPY = 2
+#: The longest comment recorded, in seconds.
+COMMENT_SECONDS = 30.0
 
 
 class SurveyError(PbxError, ValueError):
@@ -102,3 +112,43 @@ async def report(db: Database, since: float | None = None, until: float | None =
     ]
     allv = [r["score"] for r in rows]
     return {"answers": len(allv), "average": round(sum(allv) / len(allv), 2) if allv else None, "agents": agents}
+
+
+async def record_comment(db: Database, call_id: str, path: str, seconds: float | None) -> None:
+    """The unhappy caller's recorded comment: its file on the call's survey row."""
+    await db.set_survey_comment(call_id, path, seconds)
+
+
+class SurveyAnswer(TypedDict):
+    """One answer of ``pypbx survey list`` (``comment``: the recorded comment's file, or None)."""
+
+    call_id: str
+    time: str
+    ts: float
+    caller: str | None
+    agent: str | None
+    queue: str | None
+    score: int
+    comment: str | None
+    comment_seconds: float | None
+
+
+async def answers(
+    db: Database, since: float | None = None, until: float | None = None, *, unhappy: bool = False
+) -> list[SurveyAnswer]:
+    """The survey's answers, oldest first; ``unhappy``: scores 1-2 only."""
+    rows = await db.commented_survey_rows(since, until, UNHAPPY if unhappy else 5)
+    return [
+        {
+            "call_id": r["call_id"],
+            "time": dt.datetime.fromtimestamp(r["ts"]).strftime("%Y-%m-%d %H:%M:%S"),
+            "ts": r["ts"],
+            "caller": r["caller_number"],
+            "agent": r["agent"],
+            "queue": r["queue"],
+            "score": r["score"],
+            "comment": r["comment_path"],
+            "comment_seconds": r["comment_seconds"],
+        }
+        for r in rows
+    ]

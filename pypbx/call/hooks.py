@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from media import protocol as P
-from pypbx.calllog import CallExtras, Direction, Disposition
+from pypbx.calllog import CallerKind, CallExtras, Direction, Disposition
 from sip.message import Request
 from sip.proxy import RouteDecision
 from sip.transaction import Addr
@@ -77,6 +77,14 @@ class FrontLineHooks(Protocol):
     async def callee_left(self, s: Call) -> bool: ...
 
     async def call_finished(self, s: Call, disposition: Disposition, side: str) -> None: ...
+
+    async def caller_kind(self, number: str) -> CallerKind | None:
+        """An inbound caller at arrival: patient / known number / new (None: lookup failed)."""
+        ...
+
+    async def dtmf(self, s: Call, leg: str, digit: str) -> None:
+        """A digit on a call the manager owns (answered, no flow): the agent's in-call codes."""
+        ...
 
 
 class GroupHooks(Protocol):

@@ -531,6 +531,8 @@ class CallManager:
                 await self.connect(s)
         elif isinstance(ev, P.Dtmf):
             await self.event(s, "dtmf", leg=s.side_of(ev.leg), digit=ev.digit)
+            if self.frontline is not None:
+                await self.frontline.dtmf(s, ev.leg, ev.digit)  # the agent's in-call codes (reasons)
         elif isinstance(ev, P.Ended):
             if s.trunk is not None and self.trunks is not None and await self.trunks.on_ended(self, s, ev):
                 return  # failover to the next trunk
@@ -548,6 +550,8 @@ class CallManager:
         if ctx is not None:  # from a trunk to a DID, or an outside call
             s.trunk, direction, callee_number, extras = ctx
         extras["worker"] = str(s.worker.pid)
+        if direction is Direction.INBOUND and self.frontline is not None:
+            extras["caller_kind"] = await self.frontline.caller_kind(s.caller)  # once, at arrival
         s.rec = await self.calllog.offer(
             direction=direction,
             caller_number=s.caller,

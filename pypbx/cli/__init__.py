@@ -30,6 +30,7 @@ from pypbx.cli import (
     notify,
     prompts,
     queue,
+    reason,
     recordings,
     report,
     route,
@@ -93,6 +94,7 @@ for _command in (
     group.group,
     notify.notify,
     report.report,
+    reason.reason,
     prompts.prompts,
     events.events_cmd,
 ):

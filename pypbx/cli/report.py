@@ -307,3 +307,112 @@ sub("hours", "hours", show_hours, "Load per hour of the day and the seats needed
 sub("agents", "agents", show_agents, "Per agent: calls, talk, ring-no-answer, pauses, survey score.")
 sub("lines", "lines", show_lines, "Per service line (the DID's name): offered, answered, abandoned...")
 sub("missed", "missed", show_missed, "Callers not spoken to since their last call: the call-back list.")
+
+
+# --------------------------------------------------------------------------- callers and reasons
+
+
+def _period_options(f: Callable[Concatenate[click.Context, P], R]) -> Callable[P, R]:
+    """The period and ``--json`` options of ``report callers`` / ``report reasons``."""
+    decorators: list[Callable[[Callable[P, R]], Callable[P, R]]] = [
+        config_option,
+        click.option("--date", default=None, help="One day: YYYY-MM-DD, 'today' or 'yesterday' (default: today)."),
+        click.option("--since", default=None, help="From this time (YYYY-MM-DD [HH:MM])."),
+        click.option("--until", default=None, help="Before this time (YYYY-MM-DD [HH:MM])."),
+        json_option,
+    ]
+    cmd = click.pass_context(f)
+    for opt in reversed(decorators):
+        cmd = opt(cmd)
+    return cmd
+
+
+def _range(date: str | None, since: str | None, until: str | None) -> tuple[float | None, float | None]:
+    if date is None and since is None and until is None:
+        date = "today"
+    return day_range(date, since, until)
+
+
+CALLERS_HEADER = (
+    "Inbound callers by kind at arrival: patient (imported list, with a patient id), known (on the list\n"
+    "without an id, or called before), new. New-patient rate = new / inbound calls (10-20 % is usual).\n"
+    "Routing hit rate = returning callers (patient + known) that smart routing routed as returning\n"
+    "and that were answered / all returning callers."
+)
+
+
+@report.command("callers")
+@_period_options
+def report_callers(ctx: click.Context, date: str | None, since: str | None, until: str | None, as_json: bool) -> None:
+    """New-patient rate per day and service line; the returning callers' routing hit rate."""
+    cfg = load(ctx)
+    lo, hi = _range(date, since, until)
+
+    async def go() -> reports.CallersReport:
+        async with open_db(cfg.db_path) as db:
+            return await reports.callers_report(db, lo, hi)
+
+    r = run(go())
+    if as_json:
+        echo_json(r)
+        return
+    click.echo(CALLERS_HEADER)
+    t = r["total"]
+    if not t["calls"]:
+        click.echo("No inbound calls in this period.")
+        return
+
+    def rows(d: dict[str, reports.KindCounts]) -> list[list[object]]:
+        return [[k, v["calls"], v["patient"], v["known"], v["new"], _pct(v["new_rate"])] for k, v in d.items()]
+
+    click.echo(
+        f"Inbound calls {t['calls']}: patients {t['patient']}, known numbers {t['known']}, new {t['new']}; "
+        f"new-patient rate {_pct(t['new_rate'])}"
+    )
+    click.echo("Per day:")
+    click.echo(table(["DAY", "CALLS", "PATIENT", "KNOWN", "NEW", "NEW RATE"], rows(r["days"]), indent="  "))
+    click.echo("Per service line:")
+    click.echo(table(["LINE", "CALLS", "PATIENT", "KNOWN", "NEW", "NEW RATE"], rows(r["lines"]), indent="  "))
+    g = r["routing"]
+    click.echo(
+        f"Returning callers {g['returning']}: routed as returning {g['recognised']}, answered {g['answered']}, "
+        f"both {g['hits']}; routing hit rate {_pct(g['hit_rate'])}"
+    )
+
+
+@report.command("reasons")
+@_period_options
+def report_reasons(ctx: click.Context, date: str | None, since: str | None, until: str | None, as_json: bool) -> None:
+    """Why patients called: reason codes per day, service line and agent (the last one set per call)."""
+    cfg = load(ctx)
+    lo, hi = _range(date, since, until)
+
+    async def go() -> reports.ReasonsReport:
+        async with open_db(cfg.db_path) as db:
+            return await reports.reasons_report(db, lo, hi)
+
+    r = run(go())
+    if as_json:
+        echo_json(r)
+        return
+    if not r["calls"]:
+        click.echo("No call has a reason in this period.")
+        return
+    click.echo(f"Calls with a reason: {r['calls']} (set " + ", ".join(f"{k} {v}" for k, v in r["via"].items()) + ")")
+    click.echo(
+        table(
+            ["REASON", "LABEL", "CALLS", "SHARE"],
+            [[x["code"], x["label"], x["calls"], _pct(x["share"])] for x in r["reasons"]],
+            indent="  ",
+        )
+    )
+    for title, key in (("Per day", "days"), ("Per service line", "lines"), ("Per agent", "agents")):
+        d: dict[str, dict[str, int]] = r[key]  # type: ignore[literal-required]
+        click.echo(f"{title}:")
+        click.echo(
+            table(
+                [key.upper()[:-1], "REASONS"],
+                [[k, ", ".join(f"{c} {n}" for c, n in v.items())] for k, v in d.items()],
+                indent="  ",
+            )
+        )

@@ -79,3 +79,36 @@ def survey_report(ctx: click.Context, as_json: bool) -> None:
                 ],
             )
         )
+
+
+@survey.command("list")
+@config_option
+@click.option("--unhappy", is_flag=True, help="Only the unhappy scores (1-2), with the caller's recorded comment.")
+@json_option
+@click.pass_context
+def survey_list(ctx: click.Context, unhappy: bool, as_json: bool) -> None:
+    """The answers, oldest first: time, caller, agent, queue, score, comment file."""
+
+    rows = on_db(ctx, Sv.answers, unhappy=unhappy)
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("No unhappy answers." if unhappy else "No answers.")
+        return
+    click.echo(
+        table(
+            ["TIME", "CALLER", "AGENT", "QUEUE", "SCORE", "COMMENT"],
+            [
+                [
+                    r["time"],
+                    r["caller"] or "-",
+                    r["agent"] or "-",
+                    r["queue"] or "-",
+                    r["score"],
+                    f"{r['comment']} ({r['comment_seconds'] or 0:.0f} s)" if r["comment"] else "-",
+                ]
+                for r in rows
+            ],
+        )
+    )

@@ -67,6 +67,7 @@ CALL_FIELDS: tuple[str, ...] = (
     "disposition",
     "flags",
     "worker",
+    "caller_kind",
 )
 RECORDING_FIELDS: tuple[str, ...] = (
     "call_id",
@@ -174,6 +175,7 @@ class CallRow(TypedDict):
     disposition: str
     flags: str
     worker: str | None
+    caller_kind: str | None
 
 
 class CallSearchRow(CallRow):
@@ -398,3 +400,39 @@ class RouteRuleRow(TypedDict):
     conditions: str
     destination: str
     options: str
+
+
+# --------------------------------------------------------------------------- reasons (pypbx.reasons)
+class ReasonRow(TypedDict):
+    code: str
+    label: str
+    digit: str | None
+    notify: str
+    created_at: float
+    updated_at: float | None
+    retired_at: float | None
+
+
+class CallReasonRow(TypedDict):
+    """A reason set for a call, with the call's columns the reports need."""
+
+    seq: int
+    call_id: str
+    code: str
+    agent: str | None
+    extension: str | None
+    via: str
+    set_at: float
+    offered_at: float | None
+    service_line: str | None
+    did: str | None
+    queue: str | None
+    call_agent: str | None
+
+
+class CommentedSurveyRow(SurveyRow):
+    """A survey answer with its recorded comment (None when the caller left none)."""
+
+    comment_path: str | None
+    comment_seconds: float | None
+    caller_number: str | None
