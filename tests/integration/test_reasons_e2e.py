@@ -29,6 +29,7 @@ from tests.integration.test_trunks import call_events, calls_rows, wait_closed
 
 pytestmark = pytest.mark.slow
 
+
 @pytest.fixture
 def pbx(trunk_pbx):
     """The PBX factory of the trunk tests (conftest.trunk_pbx: extensions 1001-1002)."""
