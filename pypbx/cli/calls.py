@@ -127,6 +127,7 @@ def calls_show(ctx: click.Context, call_id: str, as_json: bool) -> None:
         "id",
         "direction",
         "caller_number",
+        "caller_kind",
         "callee_number",
         "did",
         "service_line",

@@ -2,6 +2,8 @@
 
 ``summary`` (everything), ``queues``, ``hours`` (load and seats needed per hour), ``agents``,
 ``lines`` (service lines) and ``missed`` (callers to call back); ``--json`` on each.
+``callers`` (new-patient rate, routing hit rate) and ``reasons`` (reason codes per day, line
+and agent) have their own builders (pypbx.reports.callers_report / reasons_report).
 """
 
 from __future__ import annotations
