@@ -8,6 +8,8 @@ test_frontline_e2e) and a pjsua2 agent phone:
 * the agent keys ``*71`` during the first call (RFC 2833 on the agent's leg): reason 1 is
   set and the agent's phone hears the confirmation tone; after the second call the agent
   dials ``*72`` (wrap-up): reason 2 on that call; both show in ``report reasons``;
+* ``pypbx reason set`` (the local API) replaces the first call's reason by a complaint, which
+  e-mails the manager through the outbox (a local SMTP sink);
 * an unhappy survey score (1) then a spoken comment (# ends it): ``survey list --unhappy``
   lists it with its file, which holds the caller's voice (a 440 Hz tone).
 """
@@ -26,6 +28,7 @@ from tests.integration.harness import dominant_freq, tone
 from tests.integration.test_calls import _state
 from tests.integration.test_frontline_e2e import DID, in_thread, nth_incoming, ok, pause, provider_dials, trunk
 from tests.integration.test_trunks import call_events, calls_rows, wait_closed
+from tests.unit.test_notify import SmtpSink
 
 pytestmark = pytest.mark.slow
 
@@ -44,8 +47,15 @@ def reasons_of(p, call_id: str) -> list[dict]:
     return [json.loads(e["detail"]) for e in call_events(p, call_id) if e["kind"] == "reason"]
 
 
-def test_caller_kinds_and_reasons_from_the_agents_phone(pbx, phone_pbx, tmp_path):
-    p = pbx()
+@pytest.fixture
+def smtp():
+    sink = SmtpSink()
+    yield sink
+    sink.close()
+
+
+def test_caller_kinds_and_reasons_from_the_agents_phone(pbx, phone_pbx, smtp, tmp_path):
+    p = pbx(notify={"smtp_host": "127.0.0.1", "smtp_port": smtp.port, "mail_from": "pbx@clinic.test"})
     trunk(p)
     p.cli("queue", "add", "returning", "--wrap-up", "0")
     p.cli("queue", "add", "desk", "--wrap-up", "0")
@@ -56,6 +66,7 @@ def test_caller_kinds_and_reasons_from_the_agents_phone(pbx, phone_pbx, tmp_path
     p.cli("callers", "import", str(patients))
     p.cli("reason", "add", "appointment", "Appointment", "--digit", "1")
     p.cli("reason", "add", "results", "Test results", "--digit", "2")
+    p.cli("reason", "add", "complaint", "Complaint", "--digit", "9", "--notify", "manager@clinic.test")
     p.start()
     alice = phone_pbx.phone(p, "1001")
     p.cli("agent", "login", "alice", "1001")
@@ -117,6 +128,19 @@ def test_caller_kinds_and_reasons_from_the_agents_phone(pbx, phone_pbx, tmp_path
     assert r["lines"] == {"Appointments": {"appointment": 1, "results": 1}}
     assert r["via"] == {"phone": 1, "wrapup": 1}
     assert "Test results" in p.cli("report", "reasons").stdout
+
+    # 3. the local API: the first call was a complaint after all -> the manager is e-mailed
+    p.cli("reason", "set", first[:8], "complaint")
+    assert [r["via"] for r in reasons_of(p, first)] == ["phone", "api"]
+    r = json.loads(p.cli("report", "reasons", "--json").stdout)
+    assert [(x["code"], x["calls"]) for x in r["reasons"]] == [("complaint", 1), ("results", 1)]  # the last one counts
+    assert r["via"] == {"api": 1, "wrapup": 1}
+    p.wait_for(lambda: smtp.messages, 15, "the complaint e-mailed")
+    [(frm, rcpts, _raw)] = smtp.messages
+    em = smtp.parsed()
+    assert frm == "pbx@clinic.test" and rcpts == ["manager@clinic.test"]
+    assert em["Subject"] == f"Call reason Complaint: {PATIENT} (Appointments)"
+    assert first in em.get_content() and "alice" in em.get_content()
 
 
 def test_unhappy_score_then_a_spoken_comment(phone_pbx, tmp_path):

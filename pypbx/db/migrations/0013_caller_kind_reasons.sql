@@ -27,6 +27,9 @@ CREATE TABLE call_reasons (
 );
 CREATE INDEX call_reasons_call ON call_reasons(call_id, seq);
 CREATE INDEX call_reasons_code ON call_reasons(code);
+-- the wrap-up code's "this extension's (agent's) last answered call"
+CREATE INDEX calls_extension ON calls(extension, answered_at);
+CREATE INDEX calls_agent ON calls(agent, answered_at);
 CREATE TRIGGER call_reasons_append_only_u BEFORE UPDATE ON call_reasons
     BEGIN SELECT RAISE(ABORT, 'call_reasons is append-only'); END;
 -- an unhappy survey score's recorded comment (pypbx.survey)
