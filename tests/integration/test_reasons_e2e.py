@@ -182,3 +182,30 @@ def test_unhappy_score_then_a_spoken_comment(phone_pbx, tmp_path):
     mid = data[len(data) // 4 : 3 * len(data) // 4]
     assert np.sqrt(np.mean(mid.astype(float) ** 2)) > 300 and abs(dominant_freq(mid, rate) - 440) < 15
     assert path.name in p.cli("survey", "list", "--unhappy").stdout
+
+
+def test_the_agents_code_in_a_queue_call_is_not_passed_to_the_patient(phone_pbx, tmp_path):
+    """A patient's phone (pjsua2, which reports every RFC 2833 digit it receives) in a queue
+    call: the agent keys *71, the reason is set, and the patient's phone got no digit."""
+    p = phone_pbx()
+    p.cli("queue", "add", "desk", "--number", "600", "--wrap-up", "0")
+    p.cli("agent", "add", "alice", "--name", "Alice")
+    p.cli("reason", "add", "appointment", "Appointment", "--digit", "1")
+    alice, patient = phone_pbx.phone(p, "1001"), phone_pbx.phone(p, "1002")
+    p.cli("agent", "login", "alice", "1001")
+    call = patient.cmd("call", uri=f"sip:600@127.0.0.1:{p.port}")["call"]
+    inc = alice.wait_event(lambda e: e.get("event") == "incoming", 15, "alice to ring")
+    alice.cmd("answer", call=inc["call"])
+    _state(alice, inc["call"], "CONFIRMED")
+    p.wait_for(lambda: any(r["answered_at"] for r in calls_rows(p)), 10, "the queue call answered")
+    time.sleep(0.5)
+    alice.cmd("dtmf", call=inc["call"], digits="*71")
+    [r] = calls_rows(p)
+    p.wait_for(lambda: reasons_of(p, r["id"]), 10, "the reason set from the phone")
+    time.sleep(1.0)  # time for any relayed digit to arrive
+    assert not [e for e in patient.seen if e.get("event") == "dtmf"]
+    patient.cmd("hangup", call=call)
+    _state(alice, inc["call"], "DISCONNECTED")
+    [r] = wait_closed(p, 1)
+    assert r["queue"] == "desk" and r["agent"] == "alice" and r["disposition"] == "answered"
+    assert [(x["code"], x["via"], x["agent"]) for x in reasons_of(p, r["id"])] == [("appointment", "phone", "alice")]
