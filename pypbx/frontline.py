@@ -2,7 +2,7 @@
 the post-call survey and the callers table.
 
 CallManager holds one :class:`FrontLine` (``CallManager.frontline``, set by the app) and
-calls it at four small hooks:
+calls it at these small hooks:
 
 * :meth:`on_incoming` (``_incoming``, before the ACD): a number that belongs to an IVR menu
   (``pypbx ivr add NAME --number 700``) -> :class:`pypbx.ivr.IvrCall`; to a mailbox
@@ -13,6 +13,11 @@ calls it at four small hooks:
 * :meth:`callee_left` (the callee hung up first in an answered call): the post-call survey
   when enabled (:mod:`pypbx.survey`).
 * :meth:`call_finished` (``_finish``): the caller's number is counted in the callers table.
+* :meth:`caller_kind` (``_incoming``, inbound calls, before the record is offered): patient /
+  known number / new (:func:`pypbx.callers.caller_kind`), stored on the call's record.
+* :meth:`dtmf` (a digit of a call CallManager owns): the agent's in-call reason code
+  (``*7`` N, :class:`pypbx.flows.features.ReasonKeys`); ``*7N`` dialled is taken over by
+  :meth:`on_incoming` (:class:`pypbx.flows.features.ReasonCall`).
 
 The front door asks :meth:`is_internal` (through the app's ``_is_internal``) whether a dialled
 number is ours (never sent to a trunk): IVR menu numbers, mailbox numbers, ``*98``; the

@@ -508,3 +508,36 @@ def test_cli_survey_list_unhappy(invoke_cli, tmp_config):
         ("call-1", 1, "/data/recordings/2026-11-23/call-1-comment-in-1.wav", 6.2)
     ]
     assert len(json.loads(invoke_cli("survey", "list", "--json", *c).output)) == 2
+
+
+def test_inbound_calls_record_the_callers_kind_at_arrival(tmp_path):
+    """Trunk calls to a smart DID and to a DID straight to an extension: the kind is on the
+    call row from the start (patient, new, then known once the number has called)."""
+    from pypbx import trunks as T
+    from tests.unit.test_routing_live import did_call, with_trunks
+
+    async def go():
+        async with Env(tmp_path) as env:
+            svc = with_trunks(env, "prov")
+            svc.dids = {
+                "+33100000001": T.Did("+33100000001", "queue:front", known="queue:front"),
+                "+33100000002": T.Did("+33100000002", "extension:1001"),
+            }
+            await C.import_csv(env.db, "number,name,patient_id\n+33611111111,Marie,P-1\n")
+            kinds = []
+            for i, (did, frm) in enumerate(
+                [
+                    ("+33100000001", "+33611111111"),
+                    ("+33100000001", "+33622222222"),
+                    ("+33100000002", "+33622222222"),
+                ]
+            ):
+                w, s = await did_call(env, did, frm=frm, call_id=f"d{i}")
+                kinds.append((await env.cdr(s.rec.id))["caller_kind"])  # while the call is going on
+                w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))
+                await settle(20)
+            assert kinds == ["patient", "new", "known"]
+            w, s = await env.call("1001", frm="1009", call_id="internal")  # internal: no kind
+            assert (await env.cdr(s.rec.id))["caller_kind"] is None
+
+    run(go())
