@@ -25,7 +25,6 @@ Usage::
     python ivr_prompts/generate.py --id please_hold --id welcome
     python ivr_prompts/generate.py --no-speech      # only beep and music on hold
 """
-
 from __future__ import annotations
 
 import argparse
@@ -49,7 +48,6 @@ OUT_RATE = 8000
 
 # --------------------------------------------------------------------------- manifest
 
-
 def load_manifest(path: Path = MANIFEST) -> dict:
     with open(path, "rb") as fh:
         return tomllib.load(fh)
@@ -72,20 +70,12 @@ def expected_files(manifest: dict) -> list[tuple[str, str, str]]:
 
 # --------------------------------------------------------------------------- DSP
 
-
 def dbfs(db: float) -> float:
     return float(10.0 ** (db / 20.0))
 
 
-def resample(
-    x: np.ndarray,
-    sr_in: int,
-    sr_out: int,
-    *,
-    cutoff_hz: float | None = None,
-    half_width: int | None = None,
-    beta: float = 8.6,
-) -> np.ndarray:
+def resample(x: np.ndarray, sr_in: int, sr_out: int, *, cutoff_hz: float | None = None,
+             half_width: int | None = None, beta: float = 8.6) -> np.ndarray:
     """Band-limited resampling with a Kaiser-windowed sinc low-pass.
 
     Every output sample y[n] at time t = n * sr_in / sr_out (in input samples) is
@@ -99,7 +89,7 @@ def resample(
     nyq = min(sr_in, sr_out) / 2.0
     if cutoff_hz is None:
         cutoff_hz = 0.9 * nyq
-    fc = cutoff_hz / sr_in  # cycles per input sample
+    fc = cutoff_hz / sr_in                      # cycles per input sample
     if half_width is None:
         # ~200 taps each side at 22050 Hz: transition band of ~300 Hz at beta 8.6.
         half_width = int(np.ceil(200 * sr_in / 22050))
@@ -112,9 +102,9 @@ def resample(
     # Output n sits at t = n * up / down input samples; its fractional part takes
     # only `down` distinct values (the polyphase branches): tabulate h for each.
     g = math.gcd(sr_in, sr_out)
-    up, down = sr_in // g, sr_out // g  # t = n * up / down
+    up, down = sr_in // g, sr_out // g          # t = n * up / down
     phase_frac = np.arange(down) / down
-    d_tab = phase_frac[:, None] - offsets[None, :]  # distance t - k, per phase
+    d_tab = phase_frac[:, None] - offsets[None, :]   # distance t - k, per phase
     win_arg = np.clip(1.0 - (d_tab / (half_width + 1)) ** 2, 0.0, None)
     win = np.i0(beta * np.sqrt(win_arg)) / np.i0(beta)
     h_tab = 2.0 * fc * np.sinc(2.0 * fc * d_tab) * win
@@ -125,7 +115,7 @@ def resample(
         num = n * up
         base, ph = np.divmod(num, down)
         k = base[:, None] + offsets[None, :]
-        y[start : start + len(n)] = np.einsum("ij,ij->i", xp[k + pad], h_tab[ph])
+        y[start:start + len(n)] = np.einsum("ij,ij->i", xp[k + pad], h_tab[ph])
     return y
 
 
@@ -145,9 +135,8 @@ def _envelope(x: np.ndarray, sr: int, win_ms: float = 10.0) -> np.ndarray:
     return np.sqrt(np.convolve(x * x, np.ones(w) / w, mode="same"))
 
 
-def trim_silence(
-    x: np.ndarray, sr: int, keep_ms: float = 100.0, threshold_db: float = -40.0, fade_ms: float = 5.0
-) -> np.ndarray:
+def trim_silence(x: np.ndarray, sr: int, keep_ms: float = 100.0,
+                 threshold_db: float = -40.0, fade_ms: float = 5.0) -> np.ndarray:
     """Cut leading/trailing silence down to ``keep_ms`` on each side.
 
     Sound is where the 10 ms RMS envelope is within ``threshold_db`` of its maximum.
@@ -192,19 +181,14 @@ def write_wav(path: Path, x: np.ndarray, sr: int = OUT_RATE) -> None:
 
 # --------------------------------------------------------------------------- speech
 
-
 def espeak(text: str, voice: str, speed: int) -> tuple[np.ndarray, int]:
     exe = shutil.which("espeak-ng")
     if exe is None:
         sys.exit("generate.py: espeak-ng not found (apt-get install -y espeak-ng)")
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "out.wav")
-        subprocess.run(
-            [exe, "-v", voice, "-s", str(speed), "-w", out, text],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        subprocess.run([exe, "-v", voice, "-s", str(speed), "-w", out, text],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         data, sr = sf.read(out, dtype="float64", always_2d=True)
     return data.mean(axis=1), sr
 
@@ -218,14 +202,8 @@ def render_prompt(text: str, voice: str, speed: int, meta: dict) -> np.ndarray:
 
 # --------------------------------------------------------------------------- tones, MOH
 
-
-def make_beep(
-    frequency_hz: float = 1000.0,
-    duration_ms: float = 400.0,
-    peak_db: float = -6.0,
-    ramp_ms: float = 10.0,
-    sr: int = OUT_RATE,
-) -> np.ndarray:
+def make_beep(frequency_hz: float = 1000.0, duration_ms: float = 400.0,
+              peak_db: float = -6.0, ramp_ms: float = 10.0, sr: int = OUT_RATE) -> np.ndarray:
     n = int(sr * duration_ms / 1000)
     t = np.arange(n) / sr
     y = np.sin(2 * np.pi * frequency_hz * t)
@@ -236,7 +214,8 @@ def make_beep(
     return y * dbfs(peak_db)
 
 
-def make_sequence(notes: list, gap_ms: float = 60.0, peak_db: float = -6.0, sr: int = OUT_RATE) -> np.ndarray:
+def make_sequence(notes: list, gap_ms: float = 60.0, peak_db: float = -6.0,
+                  sr: int = OUT_RATE) -> np.ndarray:
     """Short beeps one after the other (``notes``: [frequency Hz, duration ms] pairs), e.g.
     the reason-code confirmation (rising) and error (falling) tones."""
     gap = np.zeros(int(sr * gap_ms / 1000))
@@ -276,14 +255,14 @@ def make_moh(duration_s: float = 24.0, peak_db: float = -12.0, sr: int = OUT_RAT
     out = np.zeros(L)
     # (root MIDI for bass, chord tones for pad) - C major, middle register
     chords = [
-        (48, [60, 64, 67, 72]),  # C
-        (45, [57, 60, 64, 69]),  # Am
-        (41, [57, 60, 65, 69]),  # F
-        (43, [55, 59, 62, 67]),  # G
-        (48, [60, 64, 67, 72]),  # C
-        (45, [57, 60, 64, 69]),  # Am
-        (50, [57, 60, 62, 65]),  # Dm7
-        (43, [55, 59, 62, 65]),  # G7
+        (48, [60, 64, 67, 72]),   # C
+        (45, [57, 60, 64, 69]),   # Am
+        (41, [57, 60, 65, 69]),   # F
+        (43, [55, 59, 62, 67]),   # G
+        (48, [60, 64, 67, 72]),   # C
+        (45, [57, 60, 64, 69]),   # Am
+        (50, [57, 60, 62, 65]),   # Dm7
+        (43, [55, 59, 62, 65]),   # G7
     ]
     step = L // len(chords)
 
@@ -303,15 +282,14 @@ def make_moh(duration_s: float = 24.0, peak_db: float = -12.0, sr: int = OUT_RAT
             f = _midi_hz(m)
             detune = 1.0 + rng.uniform(-0.0015, 0.0015)
             ph = rng.uniform(0, 2 * np.pi)
-            pad += (
-                np.sin(2 * np.pi * f * detune * t + ph)
-                + 0.25 * np.sin(2 * np.pi * 2 * f * t + ph)
-                + 0.08 * np.sin(2 * np.pi * 3 * f * t + ph)
-            )
+            pad += (np.sin(2 * np.pi * f * detune * t + ph)
+                    + 0.25 * np.sin(2 * np.pi * 2 * f * t + ph)
+                    + 0.08 * np.sin(2 * np.pi * 3 * f * t + ph))
         add(0.22 * pad * env, start - int(step * 0.2))
         # bass: root with harmonics so it survives the telephone band
         fb = _midi_hz(root)
-        bass = np.sin(2 * np.pi * fb * t) + 0.5 * np.sin(2 * np.pi * 2 * fb * t) + 0.3 * np.sin(2 * np.pi * 3 * fb * t)
+        bass = (np.sin(2 * np.pi * fb * t) + 0.5 * np.sin(2 * np.pi * 2 * fb * t)
+                + 0.3 * np.sin(2 * np.pi * 3 * fb * t))
         add(0.25 * bass * env, start - int(step * 0.2))
         # bell arpeggio: 4 notes per chord, one octave up, soft exponential decay
         arp = [tones[0] + 12, tones[1] + 12, tones[2] + 12, tones[1] + 12]
@@ -329,14 +307,13 @@ def make_moh(duration_s: float = 24.0, peak_db: float = -12.0, sr: int = OUT_RAT
     fc = 3300.0 / sr
     h = 2 * fc * np.sinc(2 * fc * k) * np.kaiser(taps, 8.0)
     h /= h.sum()
-    ext = np.concatenate([out[-taps:], out, out[:taps]])  # circular filtering
+    ext = np.concatenate([out[-taps:], out, out[:taps]])        # circular filtering
     out = np.convolve(ext, h, mode="same")[taps:-taps]
     out -= out.mean()
     return normalise_peak(out, peak_db)
 
 
 # --------------------------------------------------------------------------- main
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -351,18 +328,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.lang and not args.ids:
         beep = manifest["tones"]["beep"]
-        write_wav(HERE / "tones" / "beep.wav", make_beep(beep["frequency_hz"], beep["duration_ms"], beep["peak_dbfs"]))
+        write_wav(HERE / "tones" / "beep.wav",
+                  make_beep(beep["frequency_hz"], beep["duration_ms"], beep["peak_dbfs"]))
         moh = manifest["moh"]["default"]
         write_wav(HERE / "moh" / "default.wav", make_moh(moh["duration_s"], moh["peak_dbfs"]))
         print("wrote tones/beep.wav, moh/default.wav, " + ", ".join(write_sequences(manifest)))
     if args.no_speech:
         return 0
 
-    jobs = [
-        (lang, pid, text)
-        for lang, pid, text in expected_files(manifest)
-        if (not args.lang or lang in args.lang) and (not args.ids or pid in args.ids)
-    ]
+    jobs = [(lang, pid, text) for lang, pid, text in expected_files(manifest)
+            if (not args.lang or lang in args.lang) and (not args.ids or pid in args.ids)]
 
     def work(job):
         lang, pid, text = job
