@@ -624,15 +624,16 @@ def build_callers(
 
 
 def recognised_calls(steps: Sequence[RoutingStepRow]) -> set[str]:
-    """Ids of the calls whose smart routing saw a returning caller: a ``caller_lookup`` step
-    (DID, IVR) or a ``route`` step that chose a destination with ``known`` true."""
+    """Ids of the calls that smart routing sent on as a returning caller: a ``caller_lookup``
+    step (a DID's destination, an IVR's known-caller action) or a ``route`` step that chose a
+    destination, with ``known`` true."""
     out: set[str] = set()
     for st in steps:
         try:
             d = json.loads(st["detail"] or "{}")
         except ValueError:
             continue
-        if isinstance(d, dict) and d.get("known") is True and (st["kind"] == "caller_lookup" or d.get("destination")):
+        if isinstance(d, dict) and d.get("known") is True and (d.get("destination") or d.get("action")):
             out.add(st["call_id"])
     return out
 

@@ -274,8 +274,10 @@ def test_recognised_calls_from_the_routing_steps():
         {"call_id": "c", "kind": "route", "detail": json.dumps({"known": True, "destination": "queue:returning"})},
         {"call_id": "d", "kind": "route", "detail": json.dumps({"known": True, "destination": None})},
         {"call_id": "e", "kind": "route", "detail": "not json"},
+        {"call_id": "f", "kind": "caller_lookup", "detail": json.dumps({"known": True, "action": "queue:returning"})},
+        {"call_id": "g", "kind": "caller_lookup", "detail": json.dumps({"known": True, "action": None})},  # greeting
     ]
-    assert reports.recognised_calls(steps) == {"a", "c"}  # type: ignore[arg-type]
+    assert reports.recognised_calls(steps) == {"a", "c", "f"}  # type: ignore[arg-type]
 
 
 def test_reasons_report_per_reason_day_line_agent():
