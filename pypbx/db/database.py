@@ -14,6 +14,7 @@ from pypbx.db.core import connect
 from pypbx.db.extensions import ExtensionQueries
 from pypbx.db.frontline import FrontLineQueries
 from pypbx.db.notify import NotifyQueries
+from pypbx.db.priority import PriorityQueries
 from pypbx.db.registrations import RegistrationQueries
 from pypbx.db.routes import RouteQueries
 from pypbx.db.trunks import TrunkQueries
@@ -31,6 +32,7 @@ class Database(
     NotifyQueries,
     TrunkQueries,
     RouteQueries,
+    PriorityQueries,
 ):
     """One connection with every query. Safe to share between tasks of one event loop."""
 
