@@ -69,6 +69,9 @@ from .model import (
     Timeout,
 )
 
+#: OVERFLOW's ``reason`` when the caller was sent on at arrival because every agent was busy.
+ALL_BUSY = "all_busy"
+
 _Key = tuple[int, float, int]  # (-priority, entered_at, seq)
 _ReqSig = tuple[str, tuple[tuple[str, int], ...]]  # (queue, sorted effective requirements)
 _Fingerprint = tuple[int, float, float]  # capacity: (eligible agents, cycle, callers ahead)
@@ -853,7 +856,7 @@ class AcdEngine:
         )
         if busy_overflow and q.overflow is not None and q.overflow_when_busy and self._all_busy(e):
             e.overflow_at = now  # every agent busy: to the overflow destination at once
-            self._leave_if_overdue(e, now, out, reason="all_busy")
+            self._leave_if_overdue(e, now, out, reason=ALL_BUSY)
             return
         if q.overflow is not None:
             e.overflow_at = now + q.overflow.after

@@ -19,6 +19,7 @@ from acd.model import (
     PauseAgent,
     PauseReason,
     QueueConfig,
+    QueueEvent,
     RingAgents,
     Target,
     TargetKind,
@@ -229,3 +230,20 @@ def test_busy_overflow_between_two_queues_does_not_bounce():
     out = eng.call_arrived(Caller("c2"), "q", 12)
     assert [a for a in out if isinstance(a, Overflow)] == [Overflow("c2", Target(TargetKind.QUEUE, "r"))]
     assert [(w.call_id, w.queue) for w in eng.waiting()] == [("c2", "r")]  # waits in r
+
+
+def test_busy_overflow_is_typed_on_the_event_stream():
+    from pypbx.events import OverflowReason, QueueOverflowed, from_queue_event  # the stream, not the engine
+
+    eng = busy_engine()
+    for cid, agent, t in (("c1", "a", 10), ("c2", "b", 12)):
+        eng.call_arrived(Caller(cid), "q", t)
+        connect(eng, cid, agent, t + 1)
+    eng.drain_events()
+    eng.call_arrived(Caller("c3"), "q", 14)
+    ov = [from_queue_event(e) for e in eng.drain_events() if e.kind is EventKind.OVERFLOW]
+    assert len(ov) == 1 and isinstance(ov[0], QueueOverflowed) and ov[0].reason is OverflowReason.ALL_BUSY
+    plain = from_queue_event(
+        QueueEvent(1.0, EventKind.OVERFLOW, "q", "x", data={"wait": 60.0, "target": "1009", "target_kind": "extension"})
+    )
+    assert isinstance(plain, QueueOverflowed) and plain.reason is OverflowReason.OVERFLOW
