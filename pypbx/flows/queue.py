@@ -8,6 +8,9 @@ engine order about it (:data:`pypbx.call.AcdOrder`), in order, on the call's own
   queue (``call_arrived``); the position and estimated wait in the queue's language
   (:mod:`ivr_prompts.announce`) whenever the engine says ``Announce``; "press 1 to be called
   back" when the queue offers it; music on hold in between (looped);
+* the urgent line: the caller enters with the priority :meth:`pypbx.acdlive.AcdLive.enter_queue`
+  worked out (DID, route rules, IVR options; the engine raises it to the queue's own) and,
+  above 0, hears the queue's ``urgent_prompt`` after the greeting and with each announcement;
 * ``RingOrder``: ONE leg originated through the front door to ``sip:acd-<token>@...``,
   which the front door forks to every registered device of every agent rung; an answer
   is ``ring_answered`` -> ``Connect``: MOH stops, the two legs are bridged and recorded by
