@@ -14,9 +14,17 @@ Invariants kept here:
 * every queue visit of a live caller (``ENTER``, or a refusal at the door) ends with
   exactly one of :data:`acd.model.CALLER_OUTCOMES`; every callback slot with exactly
   one ``CALLBACK_CONNECTED`` or final ``CALLBACK_FAILED``;
-* order is (priority desc, time entered, arrival sequence); a callback keeps its entry's
+* order is (priority desc, time entered, arrival sequence) -- a caller's priority is the
+  higher of its own (:class:`acd.model.Caller`) and the queue's entry priority -- so an
+  urgent caller arriving last is offered first; a callback keeps its entry's
   key, so it keeps its place; a ring that is not answered puts the call back at its
   place, excluding the agents already tried while others are free;
+* ``overflow_when_busy``: a caller arriving while every staffed agent who could answer
+  is busy (none free, none ringing) leaves at once for the overflow target (``ENTER`` then
+  ``OVERFLOW`` with ``reason`` ``all_busy``);
+* ring-no-answer: each agent counts the rings it let go unanswered in a row (reset on an
+  answer, a login, an unpause); reaching the ringing queue's ``rna_misses_before_pause``
+  pauses it (``RING_NO_ANSWER``);
 * callbacks are dialled only to agents reserved for them, so never more callbacks are
   dialled than agents are free.
 """
@@ -27,7 +35,7 @@ import bisect
 import heapq
 import random
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .estimator import AgentLoad, AsteriskHoldtime, WaitEstimator, skill_key
@@ -60,6 +68,9 @@ from .model import (
     TargetKind,
     Timeout,
 )
+
+#: OVERFLOW's ``reason`` when the caller was sent on at arrival because every agent was busy.
+ALL_BUSY = "all_busy"
 
 _Key = tuple[int, float, int]  # (-priority, entered_at, seq)
 _ReqSig = tuple[str, tuple[tuple[str, int], ...]]  # (queue, sorted effective requirements)
@@ -810,10 +821,14 @@ class AcdEngine:
 
     # ---- enqueue / leave
 
-    def _enqueue(self, call: Caller, queue: str, now: float, out: list[Action]) -> None:
+    def _enqueue(self, call: Caller, queue: str, now: float, out: list[Action], busy_overflow: bool = True) -> None:
+        """``busy_overflow`` False: a caller the busy trigger just sent here waits here
+        (two queues overflowing to each other when busy do not bounce a caller)."""
         if call.id in self._entries or call.id in self._connected:
             raise ValueError(f"call {call.id} already in the ACD")
         q = self.queues[queue]
+        if q.priority > call.priority:  # the queue's entry priority: the higher one wins
+            call = replace(call, priority=q.priority)
         self._seq += 1
         e = _Entry(call, queue, (-call.priority, now, self._seq), now, 0, call.number)
         live = sum(1 for k in self._qorder[queue] if not self._by_key[k].is_callback)
@@ -839,6 +854,10 @@ class AcdEngine:
             ewt=ewt,
             asterisk_ewt=self.asterisk.estimate(queue, e.enter_position),
         )
+        if busy_overflow and q.overflow is not None and q.overflow_when_busy and self._all_busy(e):
+            e.overflow_at = now  # every agent busy: to the overflow destination at once
+            self._leave_if_overdue(e, now, out, reason=ALL_BUSY)
+            return
         if q.overflow is not None:
             e.overflow_at = now + q.overflow.after
             self._timer(e.overflow_at, "overflow", call.id)
@@ -856,7 +875,21 @@ class AcdEngine:
             e.next_announce = now + q.announce_interval
             self._timer(e.next_announce, "announce", call.id)
 
-    def _leave_if_overdue(self, e: _Entry, now: float, out: list[Action]) -> None:
+    def _all_busy(self, e: _Entry) -> bool:
+        """``overflow_when_busy``: someone who could answer ``e`` is staffed (logged in, not
+        paused) and every one of them is busy -- on a call, in wrap-up or on a direct call;
+        none free, none ringing (a ring may end unanswered). Nobody staffed is not "busy":
+        ``join_empty`` decides that case."""
+        staffed = self._eligible_set(e.queue, self._most_relaxed(e))
+        if not staffed:
+            return False
+        for aid in staffed:
+            a = self.agents[aid]
+            if a.offerable or a.state is AgentState.RINGING:
+                return False
+        return True
+
+    def _leave_if_overdue(self, e: _Entry, now: float, out: list[Action], reason: str = "") -> None:
         """Overflow / max wait, deferred while the call is ringing an agent."""
         if e.ringing or e.is_callback or e.id not in self._entries:
             return
@@ -881,10 +914,11 @@ class AcdEngine:
                 position=pos,
                 target_kind=tgt.kind.value,
                 target=tgt.target,
+                **({"reason": reason} if reason else {}),
             )
             out.append(Overflow(e.id, tgt))
             if tgt.kind is TargetKind.QUEUE and tgt.target in self.queues:
-                self._enqueue(e.call, tgt.target, now, out)
+                self._enqueue(e.call, tgt.target, now, out, busy_overflow=not reason)
 
     # ---- announcements
 

@@ -172,17 +172,33 @@ class QueueConfig:
     fallback: Target | None = None  # for REFUSE, max length, max wait
     overflow: OverflowRule | None = None
     relaxation: tuple[Relaxation, ...] = ()
-    rna_misses_before_pause: int = 1  # 0 = never pause on ring-no-answer
+    #: Rings an agent lets go unanswered in a row (counted per agent, across queues; reset
+    #: when the agent answers, logs in or unpauses) before the ACD pauses them
+    #: (RING_NO_ANSWER); the count is checked against the queue of the ring. 0 = never.
+    rna_misses_before_pause: int = 1
     announce_interval: float = 60.0  # 0 = announce only on entry
     callback_allowed: bool = True
     callback_max_attempts: int = 3
     callback_retry_delay: float = 120.0
     language: str = "en"
+    #: Entry priority: every caller entering this queue has at least this priority (a
+    #: caller's own -- from the DID, route rule or IVR option -- wins when higher).
+    priority: int = 0
+    #: Prompt id played to a waiting caller whose priority is above 0 (the urgent line's
+    #: guidance), after the greeting and with every announcement; "" = none.
+    urgent_prompt: str = ""
+    #: Every staffed agent who could answer is busy (on a call, in wrap-up, on a direct
+    #: call) and none is free or ringing: a new caller goes to ``overflow``'s target at once.
+    overflow_when_busy: bool = False
 
     def __post_init__(self) -> None:
         for skill, level in self.required_skills.items():
             if not 1 <= int(level) <= 10:
                 raise ValueError(f"queue {self.name}: skill {skill} level {level} not in 1..10")
+        if int(self.priority) < 0:
+            raise ValueError(f"queue {self.name}: priority {self.priority} is negative")
+        if int(self.rna_misses_before_pause) < 0:
+            raise ValueError(f"queue {self.name}: ring-no-answer misses {self.rna_misses_before_pause} is negative")
         object.__setattr__(self, "relaxation", tuple(sorted(self.relaxation, key=lambda r: r.after)))
 
     def to_dict(self) -> dict[str, Any]:
@@ -204,6 +220,9 @@ class QueueConfig:
             "callback_max_attempts": self.callback_max_attempts,
             "callback_retry_delay": self.callback_retry_delay,
             "language": self.language,
+            "priority": self.priority,
+            "urgent_prompt": self.urgent_prompt,
+            "overflow_when_busy": self.overflow_when_busy,
         }
 
     @classmethod

@@ -71,6 +71,7 @@ from pypbx.call.session import Call
 from pypbx.calllog import Disposition
 from pypbx.changes import ChangeWatcher, DbChanged
 from pypbx.db import Database
+from pypbx.dids import did_priority
 from pypbx.events import EventBus, from_queue_event
 from pypbx.flows.callback import CallbackCall
 from pypbx.flows.features import FeatureCall
@@ -624,14 +625,30 @@ class AcdLive:
     ) -> QueueCall:
         """Put the caller of ``s`` in ``queue`` (the front line, the trunks): a caller not
         answered yet is answered first; an answered one (the IVR, ``via``; ``lang`` the
-        language chosen there) goes straight in."""
-        qc = QueueCall(self, s, queue, lang=lang)
+        language chosen there) goes straight in.
+
+        The urgent line: the caller's priority is the highest of its DID's (``pypbx did
+        --priority``), the route rules' and IVR options' it went through (``s.priority``)
+        and -- in the engine -- the queue's own entry priority."""
+        s.priority = max(s.priority, await self._did_priority(s))
+        qc = QueueCall(self, s, queue, lang=lang, priority=s.priority)
         self._take(s, qc)
         if answered:
             await qc.start_answered(via)
         else:
             await qc.start()
         return qc
+
+    async def _did_priority(self, s: Call) -> int:
+        """The priority of the DID an inbound call came in on (0: none, or not a DID call)."""
+        did = s.trunk.did if s.trunk is not None else None
+        if did is None:
+            return 0
+        try:
+            return await did_priority(self.db, did.number)
+        except Exception:
+            log.exception("reading the priority of DID %s (taken as 0)", did.number)
+            return 0
 
     def call_finished(self, s: Call, disposition: Disposition, side: str) -> None:
         """Every call's end (CallManager.finish)."""

@@ -31,6 +31,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 from acd.model import (
@@ -46,6 +47,7 @@ from acd.model import (
     Target,
     TargetKind,
 )
+from pypbx import prompts as P
 from pypbx.db import Database, IntegrityError
 from pypbx.db.rows import AgentEventRow, AgentRow, CallbackRow, QueueRow
 from pypbx.errors import PbxError
@@ -357,7 +359,13 @@ QUEUE_OPTIONS = (
     "rna_misses_before_pause",
     "callback_max_attempts",
     "callback_retry_delay",
+    "priority",
+    "urgent_prompt",
+    "overflow_when_busy",
 )
+
+#: Highest priority a DID, route rule, IVR option or queue can give (0 = normal).
+MAX_PRIORITY = 100
 
 
 @dataclass(frozen=True)
@@ -393,6 +401,33 @@ class _QueueChanges(TypedDict, total=False):
     callback_max_attempts: int
     callback_retry_delay: float
     language: str
+    priority: int
+    urgent_prompt: str
+    overflow_when_busy: bool
+
+
+def parse_priority(value: object) -> int:
+    """A caller priority 0..MAX_PRIORITY (higher is answered first); AcdError if not."""
+    return _int_range(value, "priority", 0, MAX_PRIORITY)
+
+
+def check_prompt_id(value: object, override: Path | None = None, *, exists: bool = True) -> str:
+    """A prompt id (``ivr_prompts/<lang>/<id>.wav``: shipped, or imported with ``pypbx
+    prompts import`` into ``override``, ``<data_dir>/prompts``); '' or 'none' = no prompt.
+    AcdError if malformed, or (``exists``) neither shipped nor imported."""
+    pid = str(value).strip()
+    if pid.lower() in ("", "none"):
+        return ""
+    if not P.PROMPT_ID.match(pid):
+        raise AcdError(f"bad prompt {pid!r}: a prompt id (lower-case letters, digits, _), see pypbx prompts list")
+    if not exists:
+        return pid
+    known = set(P.shipped_ids())
+    if override is not None:
+        known |= {f.stem for f in override.glob("*/*.wav")}
+    if pid not in known:
+        raise AcdError(f"unknown prompt {pid!r}: see pypbx prompts list (import one with pypbx prompts import)")
+    return pid
 
 
 def _apply_options(base: QueueConfig, opts: Mapping[str, object]) -> QueueConfig:
@@ -467,10 +502,20 @@ def _apply_options(base: QueueConfig, opts: Mapping[str, object]) -> QueueConfig
         kw["callback_max_attempts"] = _int_range(o["callback_max_attempts"], "callback attempts", 1, 20)
     if "callback_retry_delay" in o:
         kw["callback_retry_delay"] = _seconds(o["callback_retry_delay"], "callback retry delay", minimum=1)
+    if "priority" in o:
+        kw["priority"] = parse_priority(o["priority"])
+    if "urgent_prompt" in o:
+        kw["urgent_prompt"] = check_prompt_id(o["urgent_prompt"], exists=False)  # the CLI checks it exists
+    if "overflow_when_busy" in o:
+        kw["overflow_when_busy"] = bool(o["overflow_when_busy"])
     try:
         cfg = replace(base, **kw)
     except ValueError as e:
         raise AcdError(str(e)) from None
+    if cfg.overflow_when_busy and cfg.overflow is None:
+        raise AcdError(
+            f"queue {q}: overflow when busy needs an overflow destination (--overflow-after N --overflow-to TARGET)"
+        )
     if cfg.join_empty is JoinEmpty.REFUSE and cfg.fallback is None:
         raise AcdError(f"queue {q}: when empty 'refuse' needs a fallback destination (e.g. extension:1001)")
     if cfg.overflow and cfg.overflow.target.kind is TargetKind.QUEUE and cfg.overflow.target.target == q:

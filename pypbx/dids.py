@@ -1,10 +1,18 @@
 """Changing a DID (``pypbx did edit``): a DID may point to a route, so this checks the
 route through :mod:`pypbx.routing`. It lives apart from both stores because
-:mod:`pypbx.trunks` (DIDs) imports the live routing, which imports :mod:`pypbx.routing`."""
+:mod:`pypbx.trunks` (DIDs) imports the live routing, which imports :mod:`pypbx.routing`.
+
+The urgent line (issue 10): a DID's **priority** (``pypbx did add/edit --priority N``, the
+``dids.priority`` column; 0 = normal) is the queue priority of its callers: in whatever
+queue the call reaches (directly, through a route or an IVR) the caller waits ahead of
+callers of lower priority (:class:`acd.model.Caller`); the highest of the DID's, the route
+rule's, the IVR option's and the queue's own priority wins (:meth:`pypbx.acdlive.AcdLive.enter_queue`).
+"""
 
 from __future__ import annotations
 
 from pypbx import trunks as T
+from pypbx.acdstore import AcdError, parse_priority
 from pypbx.db import Database
 from pypbx.routing import RoutingError, check_destination
 from pypbx.trunks import Did
@@ -19,10 +27,12 @@ async def edit_did(
     new: str | None = None,
     service_line: str | None = None,
     trunk: str | None = None,
+    priority: int | str | None = None,
 ) -> Did:
     """Change a DID (``None`` = keep; ``known`` / ``new`` ``""`` = clear; ``trunk`` ``""``
-    or ``any`` = from any trunk). Returns the :class:`pypbx.trunks.Did`."""
+    or ``any`` = from any trunk; ``priority`` 0..100). Returns the :class:`pypbx.trunks.Did`."""
     n = T.normalise_did(number)
+    prio = _priority(priority) if priority is not None else None
     current = {d.number: d for d in await T.list_dids(db)}.get(n)
     if current is None:
         raise T.TrunkError(f"no DID {number}")
@@ -52,7 +62,47 @@ async def edit_did(
             raise T.TrunkError(f"no trunk named {trunk!r}")
         else:
             fields["trunk"] = trunk
-    if not fields:
-        raise T.TrunkError("nothing to change: give --to, --known, --new, --name or --trunk")
-    await db.update_did_row(n, fields)
+    if not fields and prio is None:
+        raise T.TrunkError("nothing to change: give --to, --known, --new, --name, --trunk or --priority")
+    if fields:
+        await db.update_did_row(n, fields)
+    if prio is not None:
+        await db.set_did_priority_row(n, prio)
     return {d.number: d for d in await T.list_dids(db)}[n]
+
+
+def _priority(value: int | str) -> int:
+    try:
+        return parse_priority(value)
+    except AcdError as e:
+        raise T.TrunkError(str(e)) from None
+
+
+async def add_did(
+    db: Database,
+    number: str,
+    destination: str | None,
+    service_line: str = "",
+    trunk: str | None = None,
+    *,
+    known: str | None = None,
+    new: str | None = None,
+    priority: int | str | None = None,
+) -> Did:
+    """``pypbx did add``: :func:`pypbx.trunks.add_did`, then the DID's ``priority``
+    (checked first: a bad one adds nothing)."""
+    prio = _priority(priority) if priority is not None else 0
+    d = await T.add_did(db, number, destination, service_line, trunk, known=known, new=new)
+    if prio:
+        await db.set_did_priority_row(d.number, prio)
+    return d
+
+
+async def did_priority(db: Database, number: str) -> int:
+    """The priority DID ``number`` gives its callers (0: normal, or no such DID)."""
+    return await db.get_did_priority_row(number) or 0
+
+
+async def did_priorities(db: Database) -> dict[str, int]:
+    """DID number -> priority, the DIDs that have one (not 0)."""
+    return await db.list_did_priority_rows()

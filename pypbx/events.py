@@ -91,6 +91,7 @@ class OverflowReason(str, enum.Enum):
     """Why a caller left a queue for its fallback (the ACD's outcome)."""
 
     OVERFLOW = "overflow"  # waited past the overflow threshold
+    ALL_BUSY = "all_busy"  # every agent busy on arrival: sent on at once (queue --overflow-when-busy)
     TIMEOUT = "timeout"  # waited past the queue's maximum wait
     EMPTY = "empty"  # nobody logged in to answer
     FULL = "full"  # the queue was full
@@ -463,7 +464,8 @@ def from_queue_event(qe: AcdQueueEvent) -> QueueEvent:
     if k is AcdEventKind.ABANDON:
         return QueueAbandoned(**base)
     if k in _OVERFLOWS:
-        return QueueOverflowed(reason=_OVERFLOWS[k], **base)
+        busy = k is AcdEventKind.OVERFLOW and data.get("reason") == OverflowReason.ALL_BUSY.value
+        return QueueOverflowed(reason=OverflowReason.ALL_BUSY if busy else _OVERFLOWS[k], **base)
     if k is AcdEventKind.CALLBACK_REQUESTED:
         return CallbackRequested(number=number, **base)
     if k is AcdEventKind.CALLBACK_DIALED:

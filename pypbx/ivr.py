@@ -20,6 +20,8 @@ A menu (:class:`Menu`) is data::
 
     [options]
     1 = "queue:front"                 # into an ACD queue (pypbx.flows.queue), in the call's language
+    2 = "queue:urgent@5"              # ... with queue priority 5 (the urgent line: answered before
+                                      #   callers of lower priority; 0-100, the highest the call got wins)
     2 = "menu:results"                # a sub-menu
     3 = "extension:1001"              # ring an extension (MOH meanwhile; no answer -> its voicemail
                                       #   box if it has one, else back to the menu)
@@ -68,6 +70,23 @@ class IvrError(PbxError, ValueError):
     pass
 
 
+#: Highest ``queue:NAME@N`` priority (as ``pypbx queue add --priority``).
+MAX_PRIORITY = 100
+_QUEUE_ARG_RE = re.compile(r"^([^@\s]+)(?:@(-?[0-9]+))?$")
+
+
+def queue_target(arg: str) -> tuple[str, int]:
+    """A ``queue:`` action's target: ``NAME`` or ``NAME@N`` (queue priority N, 0-100) ->
+    (queue name, priority). IvrError if malformed."""
+    m = _QUEUE_ARG_RE.match(arg.strip())
+    if m is None:
+        raise IvrError(f"bad queue action queue:{arg} (want queue:NAME or queue:NAME@PRIORITY, e.g. queue:urgent@5)")
+    prio = int(m.group(2) or 0)
+    if not 0 <= prio <= MAX_PRIORITY:
+        raise IvrError(f"bad priority {prio} in queue:{arg}: expected 0-{MAX_PRIORITY}")
+    return m.group(1), prio
+
+
 def parse_action(text: str) -> tuple[str, str]:
     text = (text or "").strip()
     kind, _, arg = text.partition(":")
@@ -84,6 +103,8 @@ def parse_action(text: str) -> tuple[str, str]:
             arg = D.parse_destination(f"external:{arg}").partition(":")[2]
         except D.DestinationError as e:
             raise IvrError(str(e)) from None
+    if kind == "queue":
+        queue_target(arg)
     return kind, arg
 
 

@@ -23,7 +23,10 @@ Destinations: everything a DID takes (``extension:``, ``queue:``, ``ivr:``, ``vo
 caller's last agent is logged in at (the rule is skipped when there is none). A rule
 option ``prefer_last`` (seconds, ``--prefer-last``) on a ``queue:`` destination makes the
 queue call prefer the caller's last agent (:class:`acd.model.Caller.preferred_agent`): the
-call stays in the ACD's statistics.
+call stays in the ACD's statistics. A rule option ``priority`` (``--priority N``, 0-100) on a
+``queue:``, ``ivr:`` or ``route:`` destination is the urgent line: the call keeps that
+priority (the highest of the DID's, the rules' and the IVR options' it went through, and
+the queue's own) and waits ahead of callers of lower priority in the queue it reaches.
 
 :func:`evaluate` is pure (rules + facts -> :class:`Decision`); :func:`pypbx.flows.route.resolve` gathers the
 facts of a live call, evaluates, writes a ``route`` call event and returns the destination.
@@ -45,6 +48,7 @@ from acd.model import AgentState
 from pypbx import callers as C
 from pypbx import destinations as D
 from pypbx import hours as H
+from pypbx.acdstore import AcdError, parse_priority
 from pypbx.db import Database, IntegrityError
 from pypbx.db.rows import RouteRuleRow
 from pypbx.errors import PbxError
@@ -71,7 +75,7 @@ class RoutingError(PbxError, ValueError):
 #: :meth:`Rule.to_dict` (``pypbx route show --json``); functional syntax: "if" is a keyword.
 RuleDict = TypedDict(
     "RuleDict",
-    {"position": int, "if": list[str], "to": str, "prefer_last": NotRequired[float]},
+    {"position": int, "if": list[str], "to": str, "prefer_last": NotRequired[float], "priority": NotRequired[int]},
 )
 
 
@@ -79,6 +83,7 @@ class RuleOptions(TypedDict, total=False):
     """A rule's options (the ``options`` column, JSON)."""
 
     prefer_last: float
+    priority: int
 
 
 class RouteDict(TypedDict):
@@ -137,23 +142,31 @@ class Rule:
     destination: str
     prefer_last: float | None = None  # seconds: a queue call prefers the caller's last agent
     position: int = 0  # 1-based, as stored
+    priority: int = 0  # the urgent line: the call's queue priority (0 = as it was)
 
     @property
     def is_default(self) -> bool:
         return not self.conditions
 
     def options(self) -> RuleOptions:
-        return {"prefer_last": self.prefer_last} if self.prefer_last else {}
+        opts: RuleOptions = {"prefer_last": self.prefer_last} if self.prefer_last else {}
+        if self.priority:
+            opts["priority"] = self.priority
+        return opts
 
     def to_dict(self) -> RuleDict:
         d: RuleDict = {"position": self.position, "if": [str(c) for c in self.conditions], "to": self.destination}
         if self.prefer_last:
             d["prefer_last"] = self.prefer_last
+        if self.priority:
+            d["priority"] = self.priority
         return d
 
     def describe(self) -> str:
         cond = " and ".join(str(c) for c in self.conditions) or "(default)"
         extra = f" (prefer last agent {self.prefer_last:g} s)" if self.prefer_last else ""
+        if self.priority:
+            extra += f" (priority {self.priority})"
         return f"{cond} -> {self.destination}{extra}"
 
 
@@ -178,13 +191,14 @@ class Decision:
     """What :func:`evaluate` found. ``rule`` is the matching rule's position (None: no
     rule matched); ``destination`` is ready to use (``agent:last`` already resolved);
     ``prefer_agent`` / ``prefer_for``: the queue call's sticky agent; ``trace``: one line
-    per rule tried (for ``pypbx route test``)."""
+    per rule tried (for ``pypbx route test``); ``priority``: the rule's queue priority."""
 
     rule: int | None
     destination: str | None
     prefer_agent: str | None = None
     prefer_for: float = 0.0
     trace: tuple[str, ...] = ()
+    priority: int = 0
 
     @property
     def matched(self) -> bool:
@@ -282,7 +296,13 @@ def parse_destination(dest: str) -> str:
         raise RoutingError(f"{e}, route:NAME or agent:last") from None
 
 
-def make_rule(conditions: Sequence[str], destination: str, prefer_last: float | None = None, position: int = 0) -> Rule:
+def make_rule(
+    conditions: Sequence[str],
+    destination: str,
+    prefer_last: float | None = None,
+    position: int = 0,
+    priority: int | str | None = None,
+) -> Rule:
     conds = tuple(parse_condition(c) for c in conditions)
     kinds = [c.kind for c in conds]
     if "known" in kinds and "new" in kinds:
@@ -293,7 +313,23 @@ def make_rule(conditions: Sequence[str], destination: str, prefer_last: float | 
             raise RoutingError("--prefer-last must be > 0 seconds")
         if not dest.startswith("queue:"):
             raise RoutingError("--prefer-last needs a queue: destination (the queue prefers the last agent)")
-    return Rule(conds, dest, float(prefer_last) if prefer_last else None, position)
+    prio = 0
+    if priority is not None:
+        prio = _priority(priority)
+        if prio and dest.partition(":")[0] not in PRIORITY_KINDS:
+            raise RoutingError("--priority needs a queue:, ivr: or route: destination (it counts in a queue)")
+    return Rule(conds, dest, float(prefer_last) if prefer_last else None, position, prio)
+
+
+#: Destinations a rule's ``--priority`` makes sense for: the call may wait in a queue there.
+PRIORITY_KINDS = ("queue", "ivr", "route")
+
+
+def _priority(value: int | str) -> int:
+    try:
+        return parse_priority(value)
+    except AcdError as e:
+        raise RoutingError(str(e)) from None
 
 
 # ----------------------------------------------------------------------------- evaluation (pure)
@@ -350,8 +386,12 @@ def evaluate(rules: Sequence[Rule], facts: Facts, tz: str = "UTC") -> Decision:
         prefer, secs = None, 0.0
         if r.prefer_last and facts.get("last_agent") and facts.get("last_agent_available"):
             prefer, secs = str(facts["last_agent"]), float(r.prefer_last)
-        trace.append(f"rule {pos}: matches -> {dest}" + (f" (prefer agent {prefer} {secs:g} s)" if prefer else ""))
-        return Decision(pos, dest, prefer, secs, tuple(trace))
+        trace.append(
+            f"rule {pos}: matches -> {dest}"
+            + (f" (prefer agent {prefer} {secs:g} s)" if prefer else "")
+            + (f" (priority {r.priority})" if r.priority else "")
+        )
+        return Decision(pos, dest, prefer, secs, tuple(trace), r.priority)
     trace.append("no rule matched")
     return Decision(None, None, trace=tuple(trace))
 
@@ -368,7 +408,9 @@ def _check_name(name: str) -> str:
 def _rule_from_row(row: RouteRuleRow) -> Rule:
     conds = tuple(parse_condition(c) for c in json.loads(row["conditions"] or "[]"))
     opts = json.loads(row["options"] or "{}")
-    return Rule(conds, row["destination"], opts.get("prefer_last"), int(row["position"]))
+    return Rule(
+        conds, row["destination"], opts.get("prefer_last"), int(row["position"]), int(opts.get("priority") or 0)
+    )
 
 
 async def add_route(db: Database, name: str, tz: str = "UTC", clock: Callable[[], float] = time.time) -> Route:
@@ -481,10 +523,11 @@ async def add_rule(
     destination: str,
     prefer_last: float | None = None,
     position: int | None = None,
+    priority: int | str | None = None,
 ) -> Route:
     """Append (or insert at 1-based ``position``) a rule to route ``name``."""
     route = await get_route(db, name)
-    rule = make_rule(conditions, destination, prefer_last)
+    rule = make_rule(conditions, destination, prefer_last, priority=priority)
     for c in rule.conditions:
         await check_condition(db, c)
     await check_destination(db, rule.destination, route=name)
@@ -600,6 +643,7 @@ class DryRunStep(TypedDict):
     trace: list[str]
     prefer_agent: NotRequired[str | None]
     prefer_for: NotRequired[float | None]
+    priority: NotRequired[int]
     known: NotRequired[bool]
     last_agent: NotRequired[str | None]
     now: NotRequired[str]
@@ -647,6 +691,7 @@ async def dry_run(
                 "destination": d.destination,
                 "prefer_agent": d.prefer_agent,
                 "prefer_for": d.prefer_for or None,
+                "priority": d.priority,
                 "known": facts["known"],
                 "last_agent": facts["last_agent"],
                 "now": facts["now"].astimezone(H.zone(route.tz)).isoformat(timespec="minutes"),

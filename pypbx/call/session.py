@@ -92,6 +92,7 @@ class Call:
     trunk: TrunkCall | None = None  # an inbound (DID) or outside call (pypbx.trunks)
     screen_pop: str | None = None  # the ringing phone's From display (pypbx.screenpop), once per call
     route_prefer: tuple[str | None, float] | None = None  # routing rule --prefer-last (agent, seconds)
+    priority: int = 0  # the urgent line: the highest queue priority a route rule or IVR option gave
     ivr_choices: list[tuple[str, str]] | None = None  # (menu, keys) chosen in IVRs, for routing rules
     # the flow driving the call (None: the manager's own two-party logic); set only by
     # CallManager.hand_over / hand_back

@@ -9,11 +9,27 @@ import click
 from pypbx import trunks as T
 from pypbx.cli.context import config_option, on_db
 from pypbx.cli.output import echo_json, json_option, table
-from pypbx.dids import edit_did
+from pypbx.db import Database
+from pypbx.dids import add_did, did_priorities, edit_did
+from pypbx.trunks import Did
 
 
 def _routing(d: T.Did) -> str:
     return f"known callers -> {d.route(True)}, new callers -> {d.route(False)}" if d.smart else d.destination
+
+
+_PRIORITY_HELP = (
+    "Urgent line: the queue priority 0-100 of this DID's callers (higher is answered first, "
+    "ahead of callers already waiting; default 0)."
+)
+
+
+def _prio(priority: int) -> str:
+    return f", priority {priority}" if priority else ""
+
+
+async def _dids(db: Database) -> tuple[list[Did], dict[str, int]]:
+    return await T.list_dids(db), await did_priorities(db)
 
 
 @click.group("did")
@@ -41,6 +57,7 @@ def did_group() -> None:
 @click.option("--new", default=None, metavar="DEST", help="Smart routing: new callers go here.")
 @click.option("--name", "service_line", default="", help="Service line, e.g. 'Appointments line'.")
 @click.option("--trunk", default=None, help="Only from this trunk (default: any trunk).")
+@click.option("--priority", default=None, metavar="N", help=_PRIORITY_HELP)
 @click.pass_context
 def did_add(
     ctx: click.Context,
@@ -50,10 +67,14 @@ def did_add(
     new: str | None,
     service_line: str,
     trunk: str | None,
+    priority: str | None,
 ) -> None:
     """Add DID NUMBER (as the provider sends it; +33..., 0033... and 0... forms all match)."""
-    d = on_db(ctx, T.add_did, number, destination, service_line, trunk, known=known, new=new)
-    click.echo(f"DID {d.number} -> {_routing(d)}" + (f" ({d.service_line})" if d.service_line else "") + ".")
+    d = on_db(ctx, add_did, number, destination, service_line, trunk, known=known, new=new, priority=priority)
+    prio = on_db(ctx, did_priorities).get(d.number, 0)
+    click.echo(
+        f"DID {d.number} -> {_routing(d)}" + (f" ({d.service_line})" if d.service_line else "") + _prio(prio) + "."
+    )
 
 
 @did_group.command("list")
@@ -63,22 +84,23 @@ def did_add(
 def did_list(ctx: click.Context, as_json: bool) -> None:
     """List DIDs."""
 
-    dids = on_db(ctx, T.list_dids)
+    dids, prios = on_db(ctx, _dids)
     if as_json:
-        echo_json([asdict(d) for d in dids])
+        echo_json([{**asdict(d), "priority": prios.get(d.number, 0)} for d in dids])
         return
     if not dids:
         click.echo("No DIDs. Add one with: pypbx did add +33123456789 --to extension:1001 --name 'Front desk'")
         return
     click.echo(
         table(
-            ["NUMBER", "DESTINATION", "SERVICE LINE", "TRUNK"],
+            ["NUMBER", "DESTINATION", "SERVICE LINE", "TRUNK", "PRIORITY"],
             [
                 [
                     d.number,
                     f"known: {d.route(True)}; new: {d.route(False)}" if d.smart else d.destination,
                     d.service_line or "-",
                     d.trunk or "any",
+                    str(prios.get(d.number, 0)),
                 ]
                 for d in dids
             ],
@@ -110,6 +132,7 @@ def did_remove(ctx: click.Context, number: str) -> None:
 @click.option("--new", default=None, metavar="DEST", help="New callers go here ('' = clear).")
 @click.option("--name", "service_line", default=None, help="Service line, e.g. 'Appointments line'.")
 @click.option("--trunk", default=None, help="Only from this trunk ('any' = any trunk).")
+@click.option("--priority", default=None, metavar="N", help=_PRIORITY_HELP + " 0 = normal again.")
 @click.pass_context
 def did_edit(
     ctx: click.Context,
@@ -119,15 +142,26 @@ def did_edit(
     new: str | None,
     service_line: str | None,
     trunk: str | None,
+    priority: str | None,
 ) -> None:
     """Change DID NUMBER (only the options given)."""
 
     d: T.Did = on_db(
-        ctx, edit_did, number, destination=destination, known=known, new=new, service_line=service_line, trunk=trunk
+        ctx,
+        edit_did,
+        number,
+        destination=destination,
+        known=known,
+        new=new,
+        service_line=service_line,
+        trunk=trunk,
+        priority=priority,
     )
+    prio = on_db(ctx, did_priorities).get(d.number, 0)
     click.echo(
         f"DID {d.number} -> {_routing(d)}"
         + (f" ({d.service_line})" if d.service_line else "")
         + (f", from trunk {d.trunk}" if d.trunk else "")
+        + _prio(prio)
         + "."
     )

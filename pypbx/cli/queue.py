@@ -20,6 +20,7 @@ from typing import Any
 
 import click
 
+from acd.model import QueueConfig
 from pypbx import acdstore as S
 from pypbx.cli.context import config_option, load, on_db
 from pypbx.cli.output import F, duration, echo_json, json_option, table
@@ -115,6 +116,72 @@ def _queue_options(f: F) -> F:
     return f
 
 
+def _urgent_options(f: F) -> F:
+    """Issue 10's settings: entry priority, the urgent guidance prompt, the ring-no-answer
+    miss count, overflow when every agent is busy."""
+    for opt in reversed(
+        [
+            click.option(
+                "--priority",
+                default=None,
+                metavar="N",
+                help="Entry priority 0-100 of every caller in this queue (higher is answered first; "
+                "a DID's, route rule's or IVR option's higher priority wins; default 0).",
+            ),
+            click.option(
+                "--urgent-prompt",
+                default=None,
+                metavar="PROMPT",
+                help="Prompt id played to a waiting caller with priority above 0, after the greeting "
+                "and with each announcement (see pypbx prompts list; 'none' to clear).",
+            ),
+            click.option(
+                "--rona-misses",
+                "rna_misses_before_pause",
+                default=None,
+                metavar="N",
+                help="Rings an agent may miss in a row before being paused (default 1; 0 = never pause).",
+            ),
+            click.option(
+                "--overflow-when-busy/--no-overflow-when-busy",
+                "overflow_when_busy",
+                default=None,
+                help="When every logged-in agent is busy (on a call or in wrap-up; none free or ringing), "
+                "a new caller goes to --overflow-to at once (default off).",
+            ),
+        ]
+    ):
+        f = opt(f)
+    return f
+
+
+_URGENT_OPTION_NAMES = ("priority", "urgent_prompt", "rna_misses_before_pause", "overflow_when_busy")
+
+
+def _check_prompt(ctx: click.Context, opts: dict[str, QueueOption]) -> None:
+    """An --urgent-prompt must exist (shipped, or imported into <data_dir>/prompts)."""
+    pid = opts.get("urgent_prompt")
+    if isinstance(pid, str):
+        opts["urgent_prompt"] = S.check_prompt_id(pid, load(ctx).data_dir / "prompts")
+
+
+def _urgent_lines(c: QueueConfig) -> list[tuple[str, str]]:
+    """``queue show`` lines of issue 10's settings that differ from the defaults."""
+    lines = []
+    if c.priority:
+        lines.append(("Priority", str(c.priority)))
+    if c.urgent_prompt:
+        lines.append(("Urgent prompt", c.urgent_prompt))
+    if c.rna_misses_before_pause != 1:
+        n = c.rna_misses_before_pause
+        lines.append(("Pause after", f"{n} missed rings in a row" if n else "never (missed rings)"))
+    if c.overflow_when_busy:
+        lines.append(
+            ("When all busy", "overflow at once" + (f" to {S.format_target(c.overflow.target)}" if c.overflow else ""))
+        )
+    return lines
+
+
 _QUEUE_OPTION_NAMES = (
     "strategy",
     "skills",
@@ -157,6 +224,7 @@ def _queue_lines(rec: S.QueueRecord) -> list[tuple[str, str]]:
         ("Announce every", secs(c.announce_interval) if c.announce_interval else "on entry only"),
         ("Callback", "offered" if c.callback_allowed else "off"),
         ("Language", c.language),
+        *_urgent_lines(c),
     ]
 
 
@@ -170,6 +238,7 @@ def queue_group() -> None:
 @config_option
 @click.argument("name")
 @_queue_options
+@_urgent_options
 @click.pass_context
 @click.option(
     "--number",
@@ -179,6 +248,7 @@ def queue_group() -> None:
 )
 def queue_add(ctx: click.Context, /, name: str, number: str | None = None, **opts: QueueOption) -> None:
     """Add queue NAME (lower-case letters, digits, _ or -)."""
+    _check_prompt(ctx, opts)
     rec = on_db(ctx, S.add_queue_numbered, name, number, **opts)
     c = rec.config
     click.echo(
@@ -357,14 +427,16 @@ def queue_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @config_option
 @click.argument("name")
 @_queue_options
+@_urgent_options
 @click.pass_context
 @click.option(
     "--number", default=None, metavar="DIGITS", help="The number extensions dial to reach the queue ('none' to clear)."
 )
 def queue_edit(ctx: click.Context, /, name: str, number: str | None = None, **opts: QueueOption) -> None:
     """Change settings of queue NAME (options not given stay as they are)."""
-    if all(opts.get(k) is None for k in _QUEUE_OPTION_NAMES) and number is None:
+    if all(opts.get(k) is None for k in _QUEUE_OPTION_NAMES + _URGENT_OPTION_NAMES) and number is None:
         raise PbxError("nothing to change: give at least one option (see pypbx queue edit --help)")
+    _check_prompt(ctx, opts)
     rec = on_db(ctx, S.change_queue, name, number, **opts)
     click.echo(f"Queue {rec.name} updated.")
     for label, value in _queue_lines(rec)[1:]:

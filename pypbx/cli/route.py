@@ -104,6 +104,13 @@ def route_tz(ctx: click.Context, name: str, tz: str) -> None:
 @click.option(
     "--position", type=click.IntRange(1), default=None, help="Insert at this position (1 = first; default: last)."
 )
+@click.option(
+    "--priority",
+    default=None,
+    metavar="N",
+    help="Urgent line: queue priority 0-100 of the calls this rule sends on (queue:, ivr: or route: "
+    "destinations; higher is answered first).",
+)
 @click.pass_context
 def route_rule(
     ctx: click.Context,
@@ -112,9 +119,10 @@ def route_rule(
     destination: str,
     prefer_last: float | None,
     position: int | None,
+    priority: str | None,
 ) -> None:
     """Add a rule to route NAME."""
-    r = on_db(ctx, R.add_rule, name, list(conditions), destination, prefer_last, position)
+    r = on_db(ctx, R.add_rule, name, list(conditions), destination, prefer_last, position, priority)
     show_route(r)
 
 

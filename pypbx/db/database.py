@@ -14,6 +14,7 @@ from pypbx.db.core import connect
 from pypbx.db.extensions import ExtensionQueries
 from pypbx.db.frontline import FrontLineQueries
 from pypbx.db.notify import NotifyQueries
+from pypbx.db.priority import PriorityQueries
 from pypbx.db.reasons import ReasonQueries
 from pypbx.db.registrations import RegistrationQueries
 from pypbx.db.routes import RouteQueries
@@ -33,6 +34,7 @@ class Database(
     TrunkQueries,
     RouteQueries,
     ReasonQueries,
+    PriorityQueries,
 ):
     """One connection with every query. Safe to share between tasks of one event loop."""
 

@@ -26,7 +26,7 @@ from pypbx.calllog import Disposition
 from pypbx.flows.base import TimedFlow
 from pypbx.flows.player import Player, prompt
 from pypbx.flows.route import resolve
-from pypbx.ivr import IvrError, Menu, get_menu, parse_action
+from pypbx.ivr import IvrError, Menu, get_menu, parse_action, queue_target
 from pypbx.logs import call_log
 from pypbx.numbers import classify
 from pypbx.trunks import TrunkCall, TrunkRouter
@@ -291,9 +291,13 @@ class IvrCall(TimedFlow):
         elif kind == "extension":
             await self._ring(arg)
         elif kind == "queue":
+            queue, prio = queue_target(arg)  # queue:NAME@N: the urgent line's priority
+            if prio > s.priority:
+                s.priority = prio
+                await self.event("priority", priority=prio, queue=queue)
             await self._leave()
-            if not await self.fl.to_queue(s, arg, self.lang):
-                log.warning("IVR %s: queue %s is not available", self.menu.name, arg)
+            if not await self.fl.to_queue(s, queue, self.lang):
+                log.warning("IVR %s: queue %s is not available", self.menu.name, queue)
                 self.state = IvrState.GREETING
                 await self._unavailable()
         elif kind == "voicemail":

@@ -8,6 +8,9 @@ engine order about it (:data:`pypbx.call.AcdOrder`), in order, on the call's own
   queue (``call_arrived``); the position and estimated wait in the queue's language
   (:mod:`ivr_prompts.announce`) whenever the engine says ``Announce``; "press 1 to be called
   back" when the queue offers it; music on hold in between (looped);
+* the urgent line: the caller enters with the priority :meth:`pypbx.acdlive.AcdLive.enter_queue`
+  worked out (DID, route rules, IVR options; the engine raises it to the queue's own) and,
+  above 0, hears the queue's ``urgent_prompt`` after the greeting and with each announcement;
 * ``RingOrder``: ONE leg originated through the front door to ``sip:acd-<token>@...``,
   which the front door forks to every registered device of every agent rung; an answer
   is ``ring_answered`` -> ``Connect``: MOH stops, the two legs are bridged and recorded by
@@ -134,9 +137,11 @@ def announcement_ids(lang: str, position: int, ewt: float | None, offer_callback
 
 class QueueCall(FlowBase):
     """A caller in a queue (see the module docstring). ``lang``: the language the caller
-    chose (in the IVR), else the queue's."""
+    chose (in the IVR), else the queue's; ``priority``: the urgent line's (the DID's, route
+    rules' and IVR options', :meth:`pypbx.acdlive.AcdLive.enter_queue`; the engine raises
+    it to the queue's own entry priority)."""
 
-    def __init__(self, live: AcdLive, s: Call, queue: str, lang: str | None = None) -> None:
+    def __init__(self, live: AcdLive, s: Call, queue: str, lang: str | None = None, priority: int = 0) -> None:
         assert s.rec is not None and live.callmgr is not None
         self.live = live
         self.s = s
@@ -144,6 +149,7 @@ class QueueCall(FlowBase):
         self.cm: CallManager = live.callmgr
         self.queue = queue
         self.chosen_lang = lang
+        self.priority = priority
         self.call_id = s.rec.id
         self.number = s.caller
         self.state = QueueState.ANSWERING
@@ -175,6 +181,14 @@ class QueueCall(FlowBase):
     def p(self, pid: str) -> str:
         return prompt(self.lang, pid, self.live.prompts_dir)
 
+    def urgent_files(self) -> list[str]:
+        """The queue's urgent guidance prompt, for a caller waiting with a priority above 0
+        (its own or the queue's), else nothing."""
+        q = self.live.engine.queues.get(self.queue)
+        if q is None or not q.urgent_prompt or max(self.priority, q.priority) <= 0:
+            return []
+        return [self.p(q.urgent_prompt)]
+
     def post(self, order: CallInput) -> None:
         """An engine order about this call (carried out on the call's own task)."""
         self.s.queue.put_nowait(order)
@@ -186,7 +200,7 @@ class QueueCall(FlowBase):
         rec.queue = self.queue
         rec.extension = None
         self.live.register(self.call_id, self)
-        await self.cm.calllog.update(rec, "queue", queue=self.queue, number=self.s.callee)
+        await self.cm.calllog.update(rec, "queue", queue=self.queue, number=self.s.callee, **self._prio())
         call_log(log, self.call_id).info("%s -> queue %s", self.s.caller, self.queue)
         await self.cm.answer(self.s, self.s.caller_leg, 200)
 
@@ -196,9 +210,13 @@ class QueueCall(FlowBase):
         rec.queue = self.queue
         rec.extension = None
         self.live.register(self.call_id, self)
-        await self.cm.calllog.update(rec, "queue", queue=self.queue, number=self.s.callee, via=via)
+        await self.cm.calllog.update(rec, "queue", queue=self.queue, number=self.s.callee, via=via, **self._prio())
         call_log(log, self.call_id).info("%s -> queue %s", via.upper(), self.queue)
         await self._enter()
+
+    def _prio(self) -> dict[str, int]:
+        """The ``queue`` call event's ``priority`` (only for an urgent caller)."""
+        return {"priority": self.priority} if self.priority else {}
 
     async def _enter(self) -> None:
         self.state = QueueState.QUEUED
@@ -206,12 +224,14 @@ class QueueCall(FlowBase):
         greet = [self.p(g) for g in self.live.greeting]
         if self.live.recording_notice and self.cm.record:  # CallManager.record: the "record calls" flag
             greet.append(self.p("call_may_be_recorded"))
+        greet += self.urgent_files()
         self.player.head = greet
         await self.player.next()
         pref, secs = self.s.route_prefer or (None, 0.0)  # routing rule --prefer-last
         caller = Caller(
             self.call_id,
             self.number if _phone(self.number) else "",
+            priority=self.priority,
             language=None,
             preferred_agent=pref,
             prefer_for=secs,
@@ -241,7 +261,7 @@ class QueueCall(FlowBase):
                         ev.ewt_seconds,
                         ev.offer_callback,
                     )
-                ]
+                ] + self.urgent_files()
                 await self.player.say(files)
                 await self.cm.calllog.event(
                     self.rec, "queue_announce", position=ev.position, ewt=ev.ewt_seconds, files=files

@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 async def resolve(cm: CallManager, s: Call, name: str) -> str | None:
     """Route a live call: evaluate route ``name`` (and any ``route:`` it leads to) for
     session ``s``; write a ``route`` call event per route; remember a sticky agent on the
-    session (``s.route_prefer``, read by the queue call). Returns a destination that is
-    not a route, or None (no rule matched, unknown route, a loop)."""
+    session (``s.route_prefer``, read by the queue call) and raise the call's queue priority
+    to the rule's (``s.priority``, the urgent line). Returns a destination that is not a
+    route, or None (no rule matched, unknown route, a loop)."""
     db = cm.db
     seen: list[str] = []
     while True:
@@ -51,12 +52,14 @@ async def resolve(cm: CallManager, s: Call, name: str) -> str | None:
             rule=d.rule,
             destination=d.destination,
             prefer_agent=d.prefer_agent,
+            priority=d.priority,
             known=facts["known"],
             last_agent=facts["last_agent"],
         )
         call_log(log, s).info("route %s: %s", name, d.trace[-1])
         if d.prefer_agent:
             s.route_prefer = (d.prefer_agent, d.prefer_for)
+        s.priority = max(s.priority, d.priority)
         if d.destination is None or not d.destination.startswith("route:"):
             return d.destination
         name = d.destination.partition(":")[2]

@@ -171,6 +171,9 @@ def test_queue_add_list_show_edit_remove(pbx: Callable, tmp_config: Path) -> Non
         "callback_max_attempts": 3,
         "callback_retry_delay": 120.0,
         "language": "ko",
+        "priority": 0,
+        "urgent_prompt": "",
+        "overflow_when_busy": False,
     }
 
     ok(pbx("agent", "add", "alice", "--name", "Alice Kim", "--skills", "new_patients:9,korean:5"))

@@ -167,6 +167,7 @@ ADDED: list[tuple[str, str, str, str, Value, int]] = [
     ("dids", "number", "+4930999", "known_dest", None, 7),
     ("dids", "number", "+4930999", "new_dest", None, 7),
     ("voicemail_boxes", "box", "front", "email", "", 8),
+    ("dids", "number", "+4930999", "priority", 0, 14),
 ]
 
 

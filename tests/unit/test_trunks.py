@@ -93,6 +93,7 @@ def test_trunk_and_did_cli(cfg_path: Path) -> None:
             "trunk": None,
             "known": None,
             "new": None,
+            "priority": 0,
         }
     ]
     code, out = run_cli(cfg_path, "did", "remove", "+33123456789")
