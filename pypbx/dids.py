@@ -22,7 +22,7 @@ async def edit_did(
 ) -> Did:
     """Change a DID (``None`` = keep; ``known`` / ``new`` ``""`` = clear; ``trunk`` ``""``
     or ``any`` = from any trunk). Returns the :class:`pypbx.trunks.Did`."""
-    n = T.normalise_did(number)
+    n = T.normalise_did(number, db.region)
     current = {d.number: d for d in await T.list_dids(db)}.get(n)
     if current is None:
         raise T.TrunkError(f"no DID {number}")
