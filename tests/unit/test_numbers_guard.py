@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pypbx import acdstore as S
+from pypbx import routing as R
 from pypbx import trunks as T
 from pypbx.config import ConfigError, config_from_dict
 from pypbx.db import open_db
@@ -169,3 +170,24 @@ def test_numbers_config(tmp_path: Path):
     assert n.default_allowed == ("internal", "fixed_line", "mobile", "toll_free", "shared_cost", "voip", "uan", "short")
     with pytest.raises(ConfigError, match="unknown number class 'moon'"):
         config_from_dict({"numbers": {"default_allowed": ["moon"]}}, tmp_path)
+
+
+def test_route_caller_prefix_national_or_e164():
+    """caller=06 (written nationally) and caller=+336 both match the E.164 caller number."""
+    base = {"known": False, "caller": "+33612345678", "ivr_choices": [], "schedules": {}}
+    for prefix in ("06", "+336", "0033 6"):
+        rules = [R.make_rule([f"caller={prefix.replace(' ', '')}"], "queue:mobile"), R.make_rule([], "queue:other")]
+        assert R.evaluate(rules, {**base, "region": "FR"}).destination == "queue:mobile", prefix
+        assert R.evaluate(rules, {**base, "caller": "+33140000000", "region": "FR"}).destination == "queue:other"
+    kr = [R.make_rule(["caller=010"], "queue:mobile"), R.make_rule([], "queue:other")]
+    assert R.evaluate(kr, {**base, "caller": "+821012345678", "region": "KR"}).destination == "queue:mobile"
+
+
+def test_gather_facts_makes_the_caller_e164(tmp_path: Path):
+    async def go():
+        async with open_db(tmp_path / "x.db", "RU") as db:
+            route = R.Route("r", "UTC", (R.make_rule(["known"], "queue:a"),))
+            facts = await R.gather_facts(db, route, "8 (912) 345-67-89")
+            assert facts["caller"] == "+79123456789" and facts["region"] == "RU"
+
+    asyncio.run(go())
