@@ -1074,7 +1074,7 @@ class ClickToCall(FlowBase):
         s.rec = await cm.calllog.offer(
             direction=Direction.OUTBOUND,
             caller_number=self.extension,
-            callee_number=self.number,
+            callee_number=e164(self.number, self.router.svc.plan.region),
             extension=self.extension,
             worker=str(s.worker.pid),
         )
