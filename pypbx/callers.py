@@ -72,13 +72,14 @@ class Decoded:
     detected: bool  # False when the user forced it
 
 
-def _script_ok(codec: str, ch: str, run: int) -> bool:
-    """Is non-ASCII ``ch`` (in a run of ``run`` non-ASCII characters) plausible text in ``codec``?"""
+def _script_ok(codec: str, ch: str, run: int, glued: bool) -> bool:
+    """Is non-ASCII ``ch`` plausible text in ``codec``? ``run``: how many non-ASCII characters
+    in a row it stands in; ``glued``: that run touches an ASCII letter (``Hélène``)."""
     name = unicodedata.name(ch, "")
-    if codec == "cp1252":  # accented Latin letters, one or two among ASCII letters
+    if codec == "cp1252":  # accented Latin letters, one or two inside Latin words
         return run <= 2 and name.startswith("LATIN") and ch.isalpha()
-    if codec == "cp1251":
-        return name.startswith("CYRILLIC")
+    if codec == "cp1251":  # Cyrillic words: never a letter or two inside a Latin word
+        return name.startswith("CYRILLIC") and not (glued and run <= 2)
     if codec == "euc-kr":
         return name.startswith("HANGUL")
     if codec == "gb18030":
@@ -88,6 +89,10 @@ def _script_ok(codec: str, ch: str, run: int) -> bool:
 
 def score(codec: str, text: str) -> float:
     """Share of the non-ASCII characters of ``text`` that look like the script of ``codec``."""
+
+    def ascii_letter(k: int) -> bool:
+        return 0 <= k < len(text) and text[k].isascii() and text[k].isalpha()
+
     total = good = 0
     i = 0
     while i < len(text):
@@ -97,9 +102,10 @@ def score(codec: str, text: str) -> float:
         j = i
         while j < len(text) and ord(text[j]) >= 128:
             j += 1
+        glued = ascii_letter(i - 1) or ascii_letter(j)
         for ch in text[i:j]:
             total += 1
-            good += _script_ok(codec, ch, j - i)
+            good += _script_ok(codec, ch, j - i, glued)
         i = j
     return good / total if total else 1.0
 

@@ -36,6 +36,8 @@ def run(coro):
         ("euc-kr", "FR", "이름,전화\n김민수,+82 10-1234-5678\n박지현,+82 2-123-4567\n", "euc-kr"),
         ("cp1251", "FR", "ФИО;телефон\nИванов Иван;+7 912 345-67-89\nСмирнова Анна;+7 495 123-45-67\n", "cp1251"),
         ("gb18030", "FR", "姓名,电话\n王小明,+86 138 1234 5678\n李华,+86 10 1234 5678\n", "gb18030"),
+        # ... and a French file on a Russian site
+        ("cp1252", "RU", "nom;téléphone\nHélène Müller;+33 6 12 34 56 79\nJérôme Façon;+33 1 23 45 67 89\n", "cp1252"),
     ],
 )
 def test_import_real_encodings(tmp_path: Path, codec, region, text, detected):
