@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,21 @@ def test_patient_known_in_every_form_lands_in_returning_queue_with_name(pbx, tmp
         assert lookup["known"] is True and lookup["number"] == e164
     [caller] = json.loads(p.cli("callers", "list", "--json").stdout)
     assert caller["number"] == e164 and caller["calls"] == len(forms)
+
+
+def test_emergency_number_never_internal(pbx):
+    """``pypbx ext add 112`` fails with one line; an extension 15 already in the database
+    (from before issue 10) is reported by ``pypbx run`` at start, one warning."""
+    p = pbx()
+    res = p.cli("ext", "add", "112", check=False)
+    assert res.returncode == 1
+    assert (res.stdout + res.stderr).strip() == "Error: 112 is an emergency number in FR: it cannot be an extension"
+    con = sqlite3.connect(p.cfg.db_path)
+    try:
+        con.execute("UPDATE extensions SET number = '15' WHERE number = '1002'")
+        con.commit()
+    finally:
+        con.close()
+    p.start()
+    lines = [ln for ln in p.log().splitlines() if "emergency numbers of region FR used internally" in ln]
+    assert len(lines) == 1 and "WARNING" in lines[0] and lines[0].endswith("extension 15"), lines
