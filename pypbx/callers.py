@@ -123,10 +123,16 @@ def decode(data: bytes, encoding: str | None = None, region: str = DEFAULT_REGIO
             return Decoded(data.decode(encoding), encoding, False)
         except UnicodeDecodeError as e:
             raise CallersError(f"the file is not {encoding}: {e.reason} at byte {e.start}") from None
-    if data.startswith(codecs.BOM_UTF8):
-        return Decoded(data[len(codecs.BOM_UTF8) :].decode("utf-8", errors="replace"), "utf-8-sig", True)
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return Decoded(data.decode("utf-16", errors="replace"), "utf-16", True)
+    for bom, codec in (
+        (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
+        if data.startswith(bom):
+            try:
+                return Decoded(data.decode(codec), codec, True)
+            except UnicodeDecodeError as e:
+                raise CallersError(f"the file starts as {codec} but is not: {e.reason} at byte {e.start}") from None
     try:
         return Decoded(data.decode("utf-8"), "utf-8", True)
     except UnicodeDecodeError:
