@@ -159,5 +159,5 @@ def test_cli_import_says_encoding_and_shows_national(invoke_cli, make_config, tm
 
 
 def test_bom_but_not_that_encoding_is_one_line_error():
-    with pytest.raises(C.CallersError, match="^the file starts as utf-8-sig but is not"):
+    with pytest.raises(C.CallersError, match=r"^the file starts as utf-8-sig but is not"):
         C.decode(b"\xef\xbb\xbfname,phone\n\xff\xfe\n")
