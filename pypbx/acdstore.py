@@ -52,6 +52,7 @@ from pypbx.db import Database, IntegrityError
 from pypbx.db.rows import AgentEventRow, AgentRow, CallbackRow, QueueRow
 from pypbx.errors import PbxError
 from pypbx.jsontypes import JSON
+from pypbx.numbers import is_emergency
 
 QUEUE_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 AGENT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
@@ -1124,6 +1125,8 @@ async def set_queue_number(db: Database, name: str, number: str | None) -> Queue
     if n is not None:
         if not QUEUE_NUMBER_RE.match(n):
             raise AcdError(f"bad queue number {number!r}: expected 2-8 digits")
+        if is_emergency(n, db.region):
+            raise AcdError(f"{n} is an emergency number in {db.region}: it cannot be a queue number")
         if await db.get_extension_row(n) is not None:
             raise AcdError(f"number {n} is an extension; choose another queue number")
     try:

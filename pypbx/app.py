@@ -300,7 +300,7 @@ class Pbx:
     async def serve(self) -> None:
         cfg = self.cfg
         async with contextlib.AsyncExitStack() as stack:
-            db = await stack.enter_async_context(open_db(cfg.db_path))
+            db = await stack.enter_async_context(open_db(cfg.db_path, cfg.numbers.region))
             self.db = db
             self.changes = ChangeWatcher(db, RELOAD_INTERVAL)
             await self.changes.prime()  # before anything it reloads is read

@@ -22,7 +22,16 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from pypbx.errors import PbxError
-from pypbx.numbers import CLASSES, NumberPlan
+from pypbx.numbers import (
+    ALIASES,
+    CLASSES,
+    DEFAULT_ALLOWED,
+    DEFAULT_REGION,
+    NumberPlan,
+    check_region,
+    expand_classes,
+    region_for_country_code,
+)
 
 DEFAULT_CONFIG_NAME = "pypbx.toml"
 ENV_VAR = "PYPBX_CONFIG"
@@ -118,30 +127,16 @@ class CallsConfig:
 
 @dataclass(frozen=True)
 class NumbersConfig:
-    """Dialling plan of the site (pypbx.numbers) and the outbound limits (toll-fraud guard)."""
+    """The site's region (pypbx.numbers, phonenumbers) and the outbound limits (toll-fraud guard)."""
 
-    country_code: str = "33"
-    national_prefix: str = "0"
-    international_prefix: str = "00"
-    emergency: tuple[str, ...] = ("112", "911", "999", "15", "17", "18", "115", "119", "110", "000", "1330")
-    mobile_prefixes: tuple[str, ...] = ("06", "07")
-    local_prefixes: tuple[str, ...] = ()
-    premium_prefixes: tuple[str, ...] = ("089",)
-    default_allowed: tuple[str, ...] = ("internal", "local", "mobile", "national")
+    region: str = DEFAULT_REGION
+    emergency: tuple[str, ...] = ()  # always allowed, in addition to 112 and the region's own
+    default_allowed: tuple[str, ...] = DEFAULT_ALLOWED
     max_outbound_per_extension: int = 2
     max_outbound_total: int = 10
 
     def plan(self) -> NumberPlan:
-        return NumberPlan(
-            country_code=self.country_code,
-            national_prefix=self.national_prefix,
-            international_prefix=self.international_prefix,
-            emergency=self.emergency,
-            mobile_prefixes=self.mobile_prefixes,
-            local_prefixes=self.local_prefixes,
-            premium_prefixes=self.premium_prefixes,
-            default_allowed=self.default_allowed,
-        )
+        return NumberPlan(region=self.region, emergency=self.emergency, default_allowed=self.default_allowed)
 
 
 @dataclass(frozen=True)
@@ -411,29 +406,43 @@ def _digit_list(key: str, v: object) -> tuple[str, ...]:
 
 def _number_classes(key: str, v: object) -> tuple[str, ...]:
     items = _str_list(key, v) if v != [] else ()
-    bad = [x for x in items if x not in CLASSES]
+    bad = [x for x in items if x not in CLASSES and x not in ALIASES]
     if bad:
         raise ConfigError(f"unknown number class {bad[0]!r} (known: {', '.join(CLASSES)})", key)
-    return tuple(items)
+    return expand_classes(items)
+
+
+def _region(key: str, v: object) -> str:
+    if not isinstance(v, str):
+        raise ConfigError(f'expected a region code like "FR", got {v!r}', key)
+    try:
+        return check_region(v)
+    except ValueError as e:
+        raise ConfigError(str(e), key) from None
 
 
 _SCHEMA["numbers"] = [
-    ("country_code", "33", _digits(), "E.164 country code of the site (1, 33, 44, 7, 82, 86 ...)"),
-    ("national_prefix", "0", _digits(), 'trunk prefix of national numbers ("0" in Europe, "1" in North America)'),
-    ("international_prefix", "00", _digits(False), '"00", or "011" in North America'),
-    ("emergency", list(NumbersConfig.emergency), _digit_list, "always allowed, whatever the extension's permissions"),
-    ("mobile_prefixes", ["06", "07"], _digit_list, "national numbers (with the national prefix) that are mobiles"),
-    ("local_prefixes", [], _digit_list, "national numbers counted as local (e.g. the clinic's area code)"),
-    ("premium_prefixes", ["089"], _digit_list, "premium-rate numbers (a class of their own, off by default)"),
+    ("region", DEFAULT_REGION, _region, 'the site\'s country (ISO 3166: "FR", "KR", "RU", "CN", "US" ...)'),
+    ("emergency", [], _digit_list, "extra emergency numbers (112 and the region's own are always allowed)"),
     (
         "default_allowed",
-        ["internal", "local", "mobile", "national"],
+        list(DEFAULT_ALLOWED),
         _number_classes,
-        "classes an extension may call unless 'pypbx ext perms' says otherwise (international is off)",
+        "number classes an extension may call unless 'pypbx ext perms' says otherwise",
     ),
     ("max_outbound_per_extension", 2, _int(0, 1000), "concurrent outside calls per extension (0 = none)"),
     ("max_outbound_total", 10, _int(0, 100000), "concurrent outside calls in total"),
 ]
+#: [numbers] keys of the hand-written dialling plan (before phonenumbers): still read, not
+#: needed any more. ``country_code`` gives the region when ``region`` is not set.
+_LEGACY_NUMBERS = (
+    "country_code",
+    "national_prefix",
+    "international_prefix",
+    "mobile_prefixes",
+    "local_prefixes",
+    "premium_prefixes",
+)
 
 
 def _http_url_or_empty(key: str, v: object) -> str:
@@ -510,12 +519,16 @@ def _build(cls: Callable[..., T], values: Mapping[str, Value]) -> T:
 
 def _parse(raw: Mapping[str, object], base: Path, config_path: Path) -> Config:
     values: dict[str, dict[str, object]] = {s: {} for s in _SCHEMA}
+    legacy: dict[str, object] = {}  # old [numbers] keys (_LEGACY_NUMBERS)
     for key, v in raw.items():
         if key in _SCHEMA and key != "":
             if not isinstance(v, dict):
                 raise ConfigError(f"expected a [{key}] table, got {v!r}", key)
             known = {k for k, *_ in _SCHEMA[key]}
             for sub, sv in v.items():
+                if key == "numbers" and sub in _LEGACY_NUMBERS:
+                    legacy[sub] = sv
+                    continue
                 if sub not in known:
                     raise ConfigError(f"unknown key '{key}.{sub}'")
                 values[key][sub] = sv
@@ -526,6 +539,10 @@ def _parse(raw: Mapping[str, object], base: Path, config_path: Path) -> Config:
                     raise ConfigError(f"unknown section '[{key}]'")
                 raise ConfigError(f"unknown key '{key}'")
             values[""][key] = v
+
+    cc = legacy.get("country_code")
+    if "region" not in values["numbers"] and isinstance(cc, str) and region_for_country_code(cc):
+        values["numbers"]["region"] = region_for_country_code(cc)  # an old config: its country
 
     checked: dict[str, dict[str, Value]] = {}
     for section, entries in _SCHEMA.items():

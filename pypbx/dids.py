@@ -31,7 +31,7 @@ async def edit_did(
 ) -> Did:
     """Change a DID (``None`` = keep; ``known`` / ``new`` ``""`` = clear; ``trunk`` ``""``
     or ``any`` = from any trunk; ``priority`` 0..100). Returns the :class:`pypbx.trunks.Did`."""
-    n = T.normalise_did(number)
+    n = T.normalise_did(number, db.region)
     prio = _priority(priority) if priority is not None else None
     current = {d.number: d for d in await T.list_dids(db)}.get(n)
     if current is None:

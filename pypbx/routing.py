@@ -16,7 +16,8 @@ conditions ALL hold decides; a rule without conditions is the default. Condition
                            not paused in the ACD (on a call / wrap-up counts: ``--prefer-last``
                            waits for them)
     ivr=MENU:DIGITS        the caller chose DIGITS in IVR menu MENU during this call
-    caller=PREFIX          the caller's number starts with PREFIX (e.g. ``+336`` mobiles)
+    caller=PREFIX          the caller's number starts with PREFIX (``+336`` or, nationally, ``06``: compared
+                           with the E.164 caller number through the site's region)
 
 Destinations: everything a DID takes (``extension:``, ``queue:``, ``ivr:``, ``voicemail:``,
 ``group:``, ``external:``, ``route:`` another route) plus ``agent:last``: the extension the
@@ -52,6 +53,7 @@ from pypbx.acdstore import AcdError, parse_priority
 from pypbx.db import Database, IntegrityError
 from pypbx.db.rows import RouteRuleRow
 from pypbx.errors import PbxError
+from pypbx.numbers import DEFAULT_REGION, e164, e164_prefix
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,8 @@ class RouteDict(TypedDict):
 class Facts(TypedDict, total=False):
     """What :func:`evaluate` looks at (see there); :func:`gather_facts` fills it."""
 
-    caller: str
+    caller: str  # E.164 when it is a phone number (pypbx.numbers.e164)
+    region: str  # the site's: a caller=PREFIX written nationally (06) is compared as +336
     ivr_choices: list[tuple[str, str]]
     now: dt.datetime
     known: bool
@@ -345,7 +348,8 @@ def _holds(c: Condition, facts: Facts, tz: str) -> bool:
         return bool(facts.get("last_agent")) and bool(facts.get("last_agent_available"))
     if k == "caller":
         caller = str(facts.get("caller") or "")
-        return caller.startswith(c.arg)
+        region = facts.get("region") or DEFAULT_REGION
+        return caller.startswith((c.arg, e164_prefix(c.arg, region)))
     if k == "ivr":
         menu, _, digits = c.arg.partition(":")
         return any(m == menu and d == digits for m, d in facts.get("ivr_choices") or ())
@@ -568,8 +572,10 @@ async def gather_facts(
     kinds = {c.kind for r in route.rules for c in r.conditions}
     needs_agent = "sticky" in kinds or any(r.destination == "agent:last" or r.prefer_last for r in route.rules)
     schedules: dict[str, H.Schedule] = {}
+    caller = e164(caller, db.region)
     facts: Facts = {
         "caller": caller,
+        "region": db.region,
         "ivr_choices": list(ivr_choices),
         "now": now or H.now(route.tz),
         "known": False,

@@ -2,7 +2,8 @@
 
 A phone displays the From display name of the INVITE ringing it. For a call that came in
 on a DID with a service line the PBX puts ``Appointments: Marie Dupont`` there (the
-patient's name from the callers table / imported patient list, else the caller's number);
+patient's name from the callers table / imported patient list, else the caller's number
+in the national format of the site's region, :func:`pypbx.numbers.display`);
 with no service line just the patient's name when known. The From URI user stays the
 caller's number so the phone's call-back works.
 
@@ -19,6 +20,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from pypbx import callers
+from pypbx.numbers import display
 
 if TYPE_CHECKING:
     from pypbx.call import Call, CallManager
@@ -62,13 +64,15 @@ async def caller_from(cm: CallManager, s: Call) -> str:
     host = cm.front_door.split(":")[0]
     if getattr(s, "screen_pop", None) is None:
         name = ""
+        shown = s.caller
         db = getattr(cm, "db", None)
         if db is not None and s.caller:
+            shown = display(s.caller, db.region)
             try:
                 row = await callers.get(db, s.caller)
-                name = (row or {}).get("name") or ""
+                name = (row["name"] if row is not None else None) or ""
             except Exception as exc:  # a screen pop never fails a call
                 log.warning("screen pop: caller lookup for %s failed: %s", s.caller, exc)
         sl = getattr(s.rec, "service_line", None) if s.rec is not None else None
-        s.screen_pop = display_name(sl, name, s.caller)
+        s.screen_pop = display_name(sl, name, shown)
     return from_header(s.screen_pop or "", s.caller, host)

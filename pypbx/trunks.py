@@ -60,10 +60,15 @@ from pypbx.errors import PbxError
 from pypbx.flows.route import resolve
 from pypbx.logs import call_log
 from pypbx.numbers import (
+    DEFAULT_REGION,
     FORMATS,
+    NumberClass,
     NumberPlan,
     allowed,
     classify,
+    e164,
+    expand_classes,
+    is_emergency,
     parse_classes,
     rewrite,
 )
@@ -262,11 +267,13 @@ def parse_destination(dest: str) -> str:
         raise TrunkError(str(e)) from None
 
 
-def normalise_did(number: str) -> str:
+def normalise_did(number: str, region: str = DEFAULT_REGION) -> str:
+    """A DID as stored: E.164 (``01 23 45 67 89`` -> ``+33123456789``); digits kept as
+    they came for a number phonenumbers cannot place (a provider's short internal DID)."""
     n = "".join(c for c in (number or "") if c.isdigit() or c == "+")
     if not n or not n.lstrip("+").isdigit():
         raise TrunkError(f"bad DID number {number!r}")
-    return n
+    return e164(n, region)
 
 
 # ----------------------------------------------------------------------------- store (CLI)
@@ -340,7 +347,7 @@ async def add_did(
 ) -> Did:
     """``destination`` (``--to``) for every caller, or ``known`` / ``new`` (smart routing:
     returning patients / new callers; the other one falls back to ``destination``)."""
-    number = normalise_did(number)
+    number = normalise_did(number, db.region)
     known = parse_destination(known) if known else None
     new = parse_destination(new) if new else None
     if not destination and not (known and new):
@@ -376,7 +383,7 @@ async def list_dids(db: Database) -> list[Did]:
 
 
 async def remove_did(db: Database, number: str) -> None:
-    if not await db.delete_did_row(normalise_did(number)):
+    if not await db.delete_did_row(normalise_did(number, db.region)):
         raise TrunkError(f"no DID {number}")
 
 
@@ -397,7 +404,10 @@ async def set_permissions(
 
 async def permissions(db: Database) -> dict[str, Permission]:
     return {
-        r["number"]: {"classes": tuple(c for c in r["classes"].split(",") if c), "max_outbound": r["max_outbound"]}
+        r["number"]: {
+            "classes": expand_classes([c for c in r["classes"].split(",") if c]),
+            "max_outbound": r["max_outbound"],
+        }
         for r in await db.list_extension_permission_rows()
     }
 
@@ -457,7 +467,25 @@ class TrunkService:
         self.on_state: Callable[[str, RegState, RegState, str], None] | None = None
 
     # -- loading -----------------------------------------------------------------------
+    async def emergency_clashes(self, db: Database) -> list[str]:
+        """Extensions, queue, IVR menu and mailbox numbers that are emergency numbers of the
+        region (they would never be reached: an emergency number always goes out)."""
+        plan = self.plan
+        found = [f"extension {r['number']}" for r in await db.list_extension_rows()]
+        found += [f"queue {r['name']} number {r['number']}" for r in await db.queue_number_rows()]
+        found += [f"IVR menu {r['name']} number {r['number']}" for r in await db.list_ivr_menu_rows() if r["number"]]
+        found += [f"mailbox {r['box']} number {r['number']}" for r in await db.list_voicemail_box_rows() if r["number"]]
+        return [f for f in found if is_emergency(f.rsplit(" ", 1)[-1], plan.region, plan.emergency)]
+
     async def load(self, db: Database) -> None:
+        if self._signature is None:  # the first load, at start
+            clashes = await self.emergency_clashes(db)
+            if clashes:
+                log.warning(
+                    "emergency numbers of region %s used internally (never reached, they always go out): %s",
+                    self.plan.region,
+                    ", ".join(clashes),
+                )
         trunks = {t.name: t for t in await list_trunks(db)}
         dids = {d.number: d for d in await list_dids(db)}
         perms = await permissions(db)
@@ -504,19 +532,7 @@ class TrunkService:
         n = "".join(c for c in number if c.isdigit() or c == "+")
         if n in self.dids:
             return self.dids[n]
-        c = classify(n, self.plan)
-        forms = {n, n.lstrip("+")}
-        if c.e164:
-            forms |= {c.e164, c.e164[1:], self.plan.international_prefix + c.e164[1:]}
-        if c.national:
-            forms.add(c.national)
-        if not n.startswith("+") and self.plan.country_code and n.startswith(self.plan.country_code):
-            c2 = classify("+" + n, self.plan)
-            forms |= {c2.e164 or "", c2.national or ""}
-        for f in forms:
-            if f and f in self.dids:
-                return self.dids[f]
-        return None
+        return self.dids.get(e164(n, self.plan.region)) if n else None
 
     def did_for(self, request: Request, trunk: Trunk | None = None) -> Did | None:
         """The DID an INVITE is for: the Request-URI user, else the To user (providers
@@ -541,8 +557,8 @@ class TrunkService:
 
     def check_outbound(self, extension: str, number: str) -> OutboundCheck:
         c = classify(number, self.plan)
-        if c.cls == "invalid":
-            return OutboundCheck(False, 484, "Address Incomplete", c.cls)
+        if c.cls is NumberClass.INVALID:
+            return OutboundCheck(False, 403, f"Forbidden - {c.number or number!r} is not a valid number", c.cls)
         if not allowed(c.cls, self.allowed_classes(extension)):
             return OutboundCheck(False, 403, f"Forbidden - {c.cls} calls not allowed for {extension}", c.cls)
         if c.cls != "emergency":
@@ -843,6 +859,8 @@ class TrunkRouter:
         hdrs = getattr(ev, "headers", {}) or {}
         trunk, did_no = _header(hdrs, "X-PBX-Trunk"), _header(hdrs, "X-PBX-DID")
         if trunk and did_no:
+            # the provider's caller number (From user) becomes the call's caller, E.164
+            s.caller = e164(s.caller, self.svc.plan.region)
             did = self.svc.dids.get(did_no) or Did(did_no, "extension:" + s.callee)
             tc = TrunkCall("inbound", trunk=trunk, did=did)
             offer: CallExtras = {"did": did.number, "service_line": did.service_line or None}
@@ -859,7 +877,7 @@ class TrunkRouter:
         number = _header(hdrs, "X-PBX-Outbound")
         if number:
             tc = TrunkCall("outbound", number=number, cls=_header(hdrs, "X-PBX-Class") or "", extension=s.caller)
-            return tc, Direction.OUTBOUND, number, {"extension": s.caller}
+            return tc, Direction.OUTBOUND, e164(number, self.svc.plan.region), {"extension": s.caller}
         return None
 
     async def start(self, cm: CallManager, s: Call, ev: P.Incoming) -> bool:
@@ -950,10 +968,14 @@ class TrunkRouter:
         if not cands:
             return False if tc.tried else await self._fail(cm, s, 503, "no trunk available")
         trunk = cands[0]
+        try:
+            dialled = self.svc.dial_number(trunk, tc.number)
+        except ValueError:  # only numbers phonenumbers validated go to a trunk
+            call_log(log, s).warning("outside call to %s refused: not a valid number", tc.number)
+            return await self._fail(cm, s, 403, f"not a valid number: {tc.number}")
         tc.tried.append(trunk.name)
         tc.current = trunk.name
         tc.legs += 1
-        dialled = self.svc.dial_number(trunk, tc.number)
         leg = f"trunk-{tc.legs}"
         s.callee_leg = leg
         s.ring_deadline = cm.clock() + cm.ring_time
@@ -1052,7 +1074,7 @@ class ClickToCall(FlowBase):
         s.rec = await cm.calllog.offer(
             direction=Direction.OUTBOUND,
             caller_number=self.extension,
-            callee_number=self.number,
+            callee_number=e164(self.number, self.router.svc.plan.region),
             extension=self.extension,
             worker=str(s.worker.pid),
         )

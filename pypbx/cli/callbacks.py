@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from pypbx import acdstore as S
-from pypbx.cli.context import config_option, on_db
+from pypbx.cli.context import config_option, load, on_db
 from pypbx.cli.output import echo_json, json_option, table, ts
+from pypbx.numbers import display
 
 
 @click.command("callbacks")
@@ -24,6 +25,7 @@ from pypbx.cli.output import echo_json, json_option, table, ts
 def callbacks_cmd(ctx: click.Context, status: str, queue: str | None, as_json: bool) -> None:
     """Patients waiting to be called back (and those already called)."""
     cbs = on_db(ctx, S.list_callbacks, status, queue)
+    region = load(ctx).numbers.region
     if as_json:
         echo_json([c.to_dict() for c in cbs])
         return
@@ -36,7 +38,7 @@ def callbacks_cmd(ctx: click.Context, status: str, queue: str | None, as_json: b
             [
                 [
                     c.id,
-                    c.number,
+                    display(c.number, region),
                     c.queue,
                     ts(c.requested_at),
                     c.status,

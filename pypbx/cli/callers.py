@@ -11,9 +11,10 @@ from pathlib import Path
 import click
 
 from pypbx import callers as C
-from pypbx.cli.context import config_option, on_db
+from pypbx.cli.context import config_option, load, on_db
 from pypbx.cli.output import echo_json, json_option, table, ts
 from pypbx.errors import PbxError
+from pypbx.numbers import display
 
 
 @click.group("callers")
@@ -25,16 +26,30 @@ def callers() -> None:
 @callers.command("import")
 @config_option
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--encoding",
+    default=None,
+    help="The file's encoding (default: detected: UTF-8/UTF-16 BOM, UTF-8, cp1252, cp1251, EUC-KR, GB18030).",
+)
 @json_option
 @click.pass_context
-def callers_import(ctx: click.Context, file: str, as_json: bool) -> None:
-    """Import a patient list (CSV: number, name, patient_id); re-importing updates."""
+def callers_import(ctx: click.Context, file: str, encoding: str | None, as_json: bool) -> None:
+    """Import a patient list (CSV with ; , or tab: phone columns, name, patient_id);
+    re-importing updates, never duplicates."""
 
-    res = on_db(ctx, C.import_csv, Path(file).read_text(encoding="utf-8-sig"))
+    try:
+        data = Path(file).read_bytes()
+    except OSError as e:
+        raise PbxError(f"cannot read {file}: {e.strerror or e}") from None
+    res = on_db(ctx, C.import_file, data, encoding)
     if as_json:
         echo_json(res)
         return
-    click.echo(f"Imported {res['imported']} numbers ({res['new']} new, {res['updated']} updated).")
+    how = "given" if encoding else "detected"
+    click.echo(
+        f"Imported {res['imported']} numbers ({res['new']} new, {res['updated']} updated); "
+        f"encoding {res['encoding']} ({how})."
+    )
     for p in res["problems"]:
         click.echo(f"  skipped {p}", err=True)
 
@@ -47,6 +62,7 @@ def callers_import(ctx: click.Context, file: str, as_json: bool) -> None:
 def callers_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     """Callers, most recent first."""
 
+    region = load(ctx).numbers.region
     rows = on_db(ctx, C.list_callers, limit)
     if as_json:
         echo_json(rows)
@@ -59,7 +75,7 @@ def callers_list(ctx: click.Context, limit: int, as_json: bool) -> None:
             ["NUMBER", "NAME", "PATIENT", "CALLS", "FIRST SEEN", "LAST SEEN", "LAST OUTCOME", "LAST AGENT"],
             [
                 [
-                    r["number"],
+                    display(r["number"], region),
                     r["name"] or "-",
                     r["patient_id"] or "-",
                     r["calls"],
@@ -82,24 +98,24 @@ def callers_list(ctx: click.Context, limit: int, as_json: bool) -> None:
 def callers_show(ctx: click.Context, number: str, as_json: bool) -> None:
     """One caller."""
 
+    region = load(ctx).numbers.region
     row = on_db(ctx, C.get, number)
     if row is None:
         raise PbxError(f"unknown caller {number}")
     if as_json:
         echo_json(row)
         return
-    for k in (
-        "number",
-        "name",
-        "patient_id",
-        "calls",
-        "first_seen",
-        "last_seen",
-        "last_outcome",
-        "last_agent",
-        "last_call_id",
-    ):
-        v = row.get(k)
-        if k in ("first_seen", "last_seen"):
-            v = ts(v)
-        click.echo(f"{k.replace('_', ' '):14} {v if v not in (None, '') else '-'}")
+    fields: list[tuple[str, object]] = [
+        ("number", display(row["number"], region)),
+        ("e164", row["number"]),
+        ("name", row["name"]),
+        ("patient id", row["patient_id"]),
+        ("calls", row["calls"]),
+        ("first seen", ts(row["first_seen"])),
+        ("last seen", ts(row["last_seen"])),
+        ("last outcome", row["last_outcome"]),
+        ("last agent", row["last_agent"]),
+        ("last call id", row["last_call_id"]),
+    ]
+    for k, v in fields:
+        click.echo(f"{k:14} {v if v not in (None, '') else '-'}")

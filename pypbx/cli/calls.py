@@ -15,6 +15,7 @@ from pypbx.config import Config
 from pypbx.db import open_db
 from pypbx.db.rows import CallSearchRow
 from pypbx.localapi_client import request
+from pypbx.numbers import DEFAULT_REGION, display, e164
 
 
 def call_filters(f: F) -> F:
@@ -49,24 +50,31 @@ async def search_calls(
     recorded_only: bool = False,
 ) -> Sequence[CallSearchRow]:
     lo, hi = day_range(date, since, until)
-    async with open_db(cfg.db_path) as db:
+    async with open_db(cfg.db_path, cfg.numbers.region) as db:
         rows = await db.search_call_rows(
-            since=lo, until=hi, number=number, queue=queue, agent=agent, disposition=disposition, limit=limit
+            since=lo,
+            until=hi,
+            number=e164(number, db.region) if number else None,
+            queue=queue,
+            agent=agent,
+            disposition=disposition,
+            limit=limit,
         )
     if recorded_only:
         rows = [r for r in rows if r.get("recording_path")]
     return rows
 
 
-def calls_table(rows: Sequence[CallSearchRow]) -> str:
+def calls_table(rows: Sequence[CallSearchRow], region: str = DEFAULT_REGION) -> str:
+    """Numbers in the national format of ``region`` (``--json`` keeps E.164)."""
     return table(
         ["TIME", "ID", "FROM", "TO", "QUEUE", "AGENT", "DISPOSITION", "RING", "TALK", "RECORDING"],
         [
             [
                 ts(r["offered_at"]),
                 r["id"][:12],
-                r["caller_number"],
-                r["callee_number"],
+                display(r["caller_number"], region),
+                display(r["callee_number"], region),
                 r["queue"] or "-",
                 r["agent"] or r["extension"] or "-",
                 r["disposition"],
@@ -108,7 +116,7 @@ def calls_list(
     elif not rows:
         click.echo("No calls match.")
     else:
-        click.echo(calls_table(rows))
+        click.echo(calls_table(rows, load(ctx).numbers.region))
 
 
 @calls.command("show")

@@ -56,7 +56,7 @@ def db_call(cfg: Config, fn: Callable[Concatenate[Database, P], Awaitable[T]], *
     """``await fn(db, *args, **kw)`` on ``cfg``'s database."""
 
     async def go() -> T:
-        async with open_db(cfg.db_path) as db:
+        async with open_db(cfg.db_path, cfg.numbers.region) as db:
             return await fn(db, *args, **kw)
 
     return run(go())

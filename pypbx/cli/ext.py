@@ -13,7 +13,9 @@ from pypbx import trunks as T
 from pypbx.cli.context import config_option, db_call, load, on_db
 from pypbx.cli.output import echo_json, json_option, registrations_table, table, ts
 from pypbx.db import Database
+from pypbx.errors import PbxError
 from pypbx.localapi_client import LocalAPIError, NotRunningError, call
+from pypbx.numbers import CLASSES, is_emergency
 
 
 @click.group()
@@ -29,8 +31,10 @@ def ext() -> None:
 @click.option("--password", default=None, help="At least 10 characters (default: generate a strong one).")
 @click.pass_context
 def ext_add(ctx: click.Context, number: str, name: str, password: str | None) -> None:
-    """Add extension NUMBER (2-8 digits)."""
+    """Add extension NUMBER (2-8 digits; never an emergency number of the region)."""
     cfg = load(ctx)
+    if is_emergency(number, cfg.numbers.region, cfg.numbers.emergency):
+        raise PbxError(f"{number.strip()} is an emergency number in {cfg.numbers.region}: it cannot be an extension")
     e, pw = db_call(cfg, E.add_extension, number, name, cfg.sip.realm, password)
     click.echo(f"Extension {e.number} added" + (f" ({e.name})" if e.name else "") + ".")
     if password is None:
@@ -157,8 +161,8 @@ def ext_remove(ctx: click.Context, number: str, yes: bool) -> None:
 @click.option(
     "--allow",
     default=None,
-    help="Number classes this extension may call, e.g. 'local,mobile,national' "
-    "(internal, local, mobile, national, premium, international; emergency is always allowed).",
+    help="Number classes this extension may call, e.g. 'fixed_line,mobile,toll_free' "
+    f"({', '.join(CLASSES)}; the old names national and local are accepted; emergency is always allowed).",
 )
 @click.option("--max-calls", type=click.IntRange(0), default=None, help="Concurrent outside calls.")
 @json_option

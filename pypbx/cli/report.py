@@ -89,7 +89,7 @@ def build(
         raise PbxError("--goal is a percentage between 0 and 100, e.g. 80")
 
     async def go() -> Report:
-        async with open_db(cfg.db_path) as db:
+        async with open_db(cfg.db_path, cfg.numbers.region) as db:
             return await reports.report(db, lo, hi, queue=queue, target=target, goal=goal / 100, wrap_up=wrap_up)
 
     try:

@@ -106,14 +106,14 @@ def init(ctx: click.Context, sip_port: int | None, data_dir: str | None, demo: b
 
 
 async def _count_extensions(cfg: Config) -> int:
-    async with open_db(cfg.db_path) as db:
+    async with open_db(cfg.db_path, cfg.numbers.region) as db:
         return await db.count_extensions()
 
 
 async def _init_db(cfg: Config, demo: bool) -> list[tuple[str, str, str]]:
 
     created: list[tuple[str, str, str]] = []
-    async with open_db(cfg.db_path) as db:
+    async with open_db(cfg.db_path, cfg.numbers.region) as db:
         await db.get_or_create_meta("nonce_secret", lambda: os.urandom(32).hex())
         if demo:
             for number, name in DEMO_EXTENSIONS:

@@ -18,7 +18,7 @@ Layout:
 
 Usage::
 
-    async with open_db(cfg.db_path) as db:
+    async with open_db(cfg.db_path, cfg.numbers.region) as db:
         rows = await db.list_extension_rows()
 """
 

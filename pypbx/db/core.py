@@ -24,16 +24,20 @@ from typing import Self, TypeVar, cast
 import aiosqlite
 
 from pypbx.db.errors import DBError, sql_errors
-from pypbx.db.migrate import migrate
+from pypbx.db.migrate import MigrationContext, migrate
 from pypbx.db.rows import Params, Row
+from pypbx.numbers import DEFAULT_REGION
 
 RowT = TypeVar("RowT")
 
 
 @asynccontextmanager
-async def connect(path: str | Path) -> AsyncIterator[tuple[aiosqlite.Connection, Path, int]]:
+async def connect(
+    path: str | Path, region: str = DEFAULT_REGION
+) -> AsyncIterator[tuple[aiosqlite.Connection, Path, int]]:
     """Open (creating the file and its directory if needed) and migrate; close on exit.
-    Yields (connection, path, schema version)."""
+    Yields (connection, path, schema version). ``region``: the site's (``[numbers] region``),
+    for the data migrations that convert numbers."""
     p = Path(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +55,7 @@ async def connect(path: str | Path) -> AsyncIterator[tuple[aiosqlite.Connection,
             async with conn.execute("PRAGMA journal_mode = WAL") as cur:
                 await cur.fetchone()
             await conn.execute("PRAGMA synchronous = NORMAL")
-            version = await migrate(conn, p)
+            version = await migrate(conn, p, context=MigrationContext(region=region))
         except sqlite3.DatabaseError as e:
             raise DBError(f"cannot open database {p}: {e}") from None
         yield conn, p, version
@@ -62,8 +66,10 @@ async def connect(path: str | Path) -> AsyncIterator[tuple[aiosqlite.Connection,
 class DatabaseCore:
     """One connection. Safe to share between tasks of one event loop (writes are serialised)."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path, schema_version: int):
+    def __init__(self, conn: aiosqlite.Connection, path: Path, schema_version: int, region: str = DEFAULT_REGION):
         self._conn = conn
+        #: the site's region (``[numbers] region``): numbers given to the store are made E.164 with it
+        self.region = region
         self.path = path
         self.schema_version = schema_version
         self._write_lock = asyncio.Lock()

@@ -20,6 +20,7 @@ from pypbx.db.registrations import RegistrationQueries
 from pypbx.db.routes import RouteQueries
 from pypbx.db.trunks import TrunkQueries
 from pypbx.db.voicemail import VoicemailQueries
+from pypbx.numbers import DEFAULT_REGION
 
 
 class Database(
@@ -40,10 +41,11 @@ class Database(
 
 
 @asynccontextmanager
-async def open_db(path: str | Path) -> AsyncIterator[Database]:
-    """Open (creating the file and its directory if needed) and migrate; close on exit."""
-    async with connect(path) as (conn, p, version):
-        yield Database(conn, p, version)
+async def open_db(path: str | Path, region: str = DEFAULT_REGION) -> AsyncIterator[Database]:
+    """Open (creating the file and its directory if needed) and migrate; close on exit.
+    ``region``: the site's (``[numbers] region``; numbers are stored E.164 with it)."""
+    async with connect(path, region) as (conn, p, version):
+        yield Database(conn, p, version, region)
 
 
 async def data_version(db: Database) -> int:

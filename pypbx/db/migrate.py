@@ -1,7 +1,9 @@
 """Numbered schema migrations and the runner that applies them.
 
-``migrations/NNNN_name.sql`` (or ``NNNN_name.py`` with ``async def migrate(conn)`` for data work
-SQL cannot do) takes the schema from version NNNN-1 to NNNN. ``PRAGMA user_version`` holds the
+``migrations/NNNN_name.sql`` (or ``NNNN_name.py`` with ``async def migrate(conn)`` -- or
+``migrate(conn, context)`` to get the :class:`MigrationContext`: the site's region -- for data
+work SQL cannot do, such as converting stored numbers to E.164 with phonenumbers) takes the
+schema from version NNNN-1 to NNNN. ``PRAGMA user_version`` holds the
 version. Pending migrations are applied in order when the database is opened, each in its own
 ``BEGIN IMMEDIATE`` transaction together with the new ``user_version``; two processes opening at
 once are safe (the version is re-read under the write lock). A database newer than the code
@@ -13,6 +15,7 @@ To change the schema, ADD the next numbered file; never edit a released one.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import re
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,11 +25,20 @@ from pathlib import Path
 import aiosqlite
 
 from pypbx.db.errors import DBError, SchemaTooNewError
+from pypbx.numbers import DEFAULT_REGION
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(sql|py)$")
 
-PyMigration = Callable[[aiosqlite.Connection], Awaitable[None]]
+
+@dataclass(frozen=True)
+class MigrationContext:
+    """What a Python migration may need to know about the site (from its config)."""
+
+    region: str = DEFAULT_REGION  # [numbers] region: stored numbers are converted to E.164 with it
+
+
+PyMigration = Callable[[aiosqlite.Connection, MigrationContext], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -38,9 +50,9 @@ class Migration:
     sql: str | None = None
     func: PyMigration | None = None
 
-    async def apply(self, conn: aiosqlite.Connection) -> None:
+    async def apply(self, conn: aiosqlite.Connection, context: MigrationContext | None = None) -> None:
         if self.func is not None:
-            await self.func(conn)
+            await self.func(conn, context or MigrationContext())
         for stmt in split_sql(self.sql or ""):
             await conn.execute(stmt)
 
@@ -54,6 +66,13 @@ def _load_py(path: Path) -> PyMigration:
     func = getattr(module, "migrate", None)
     if not callable(func):
         raise DBError(f"migration {path.name} has no migrate(conn) function")
+    params = len(inspect.signature(func).parameters)
+    if params == 1:  # migrate(conn): needs no context
+
+        async def without_context(conn: aiosqlite.Connection, _ctx: MigrationContext) -> None:
+            await func(conn)
+
+        return without_context
     migrate_func: PyMigration = func
     return migrate_func
 
@@ -103,9 +122,16 @@ async def user_version(conn: aiosqlite.Connection) -> int:
     return int(row[0]) if row is not None else 0
 
 
-async def migrate(conn: aiosqlite.Connection, path: Path, migrations: Sequence[Migration] | None = None) -> int:
+async def migrate(
+    conn: aiosqlite.Connection,
+    path: Path,
+    migrations: Sequence[Migration] | None = None,
+    *,
+    context: MigrationContext | None = None,
+) -> int:
     """Bring the database on ``conn`` (autocommit mode) to ``len(migrations)``; returns that version.
-    ``migrations`` defaults to :data:`MIGRATIONS` (read at call time, so tests can replace it)."""
+    ``migrations`` defaults to :data:`MIGRATIONS` (read at call time, so tests can replace it);
+    ``context`` goes to the Python migrations (default: region FR)."""
     steps = MIGRATIONS if migrations is None else migrations
     latest = len(steps)
     while True:
@@ -122,7 +148,7 @@ async def migrate(conn: aiosqlite.Connection, path: Path, migrations: Sequence[M
             if await user_version(conn) != version:  # someone else migrated meanwhile
                 await conn.execute("ROLLBACK")
                 continue
-            await steps[version].apply(conn)
+            await steps[version].apply(conn, context)
             await conn.execute(f"PRAGMA user_version = {version + 1}")
             await conn.execute("COMMIT")
         except BaseException:

@@ -22,6 +22,7 @@ def pbx(trunk_pbx):
 
 
 DID = "0144556677"
+DID_E164 = "+33144556677"  # as stored (issue 10)
 KNOWN = "+33611111111"
 NEW = "+33622222222"
 
@@ -64,7 +65,7 @@ def test_known_and_new_callers_land_in_their_queues(pbx, tmp_path):
     rows = {r["caller_number"]: r for r in wait_closed(p, 2)}
     for caller, queue in ((KNOWN, "front_desk"), (NEW, "call_centre")):
         r = rows[caller]
-        assert r["direction"] == "inbound" and r["did"] == DID and r["service_line"] == "Appointments"
+        assert r["direction"] == "inbound" and r["did"] == DID_E164 and r["service_line"] == "Appointments"
         assert r["queue"] == queue and r["disposition"] == "abandoned_queue", r
         ev = p.wait_for(
             lambda cid=r["id"]: (e := queue_events(p, call_id=cid)) and len(e) >= 2 and e, 10, "queue events"

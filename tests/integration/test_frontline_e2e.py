@@ -36,6 +36,7 @@ def pbx(trunk_pbx):
 
 
 DID = "0144556677"
+DID_E164 = "+33144556677"  # as stored (issue 10)
 CALLER = "+33622222222"
 
 
@@ -150,7 +151,7 @@ def test_queue_max_wait_ends_in_its_mailbox(pbx, tmp_path):
     res = provider_dials(p, tmp_path / "prov", DID, stream(alaw_tone(tmp_path / "1k.alaw", 1000)), pause(9000))
     assert ok(res), res.errors or res.stdout[-3000:] + p.log()[-3000:]
     [r] = wait_closed(p)
-    assert r["disposition"] == "voicemail" and r["queue"] == "front" and r["did"] == DID
+    assert r["disposition"] == "voicemail" and r["queue"] == "front" and r["did"] == DID_E164
     assert "queue_timeout" in r["flags"].split(",") and r["service_line"] == "Appointments"
     ev = events(p, r["id"])
     assert ev["queue_leave"] == [{"reason": "timeout", "target": {"kind": "voicemail", "target": "front"}}]
@@ -201,7 +202,7 @@ def test_new_caller_overflows_after_20_s_to_the_front_desk_and_is_answered(pbx, 
     assert ok(res), res.errors or res.stdout[-3000:] + p.log()[-3000:]
     assert alice.wait() == 0, alice.errors()
     [r] = wait_closed(p)
-    assert r["direction"] == "inbound" and r["did"] == DID and r["service_line"] == "Appointments"
+    assert r["direction"] == "inbound" and r["did"] == DID_E164 and r["service_line"] == "Appointments"
     assert r["caller_number"] == CALLER and r["disposition"] == "answered" and r["hangup_side"] == "caller"
     assert r["queue"] == "front_desk" and r["agent"] == "alice" and r["extension"] == "1001"
     ev = events(p, r["id"])
@@ -303,7 +304,7 @@ def test_ring_groups_with_real_phones(pbx, phone_pbx, tmp_path):
         ("answered", "1002", "inbound"),
         ("answered", "1002", "internal"),
     ], rows
-    assert rows[1]["did"] == DID and rows[1]["service_line"] == "Reception" and rows[1]["caller_number"] == CALLER
+    assert rows[1]["did"] == DID_E164 and rows[1]["service_line"] == "Reception" and rows[1]["caller_number"] == CALLER
     evs = [events(p, r["id"]) for r in rows]
     assert [e["ring_group"][0]["group"] for e in evs] == ["desk_all", "desk_all", "desk_order"]
     assert [e["ring_group_answered"][0]["extension"] for e in evs] == ["1001", "1002", "1002"]
@@ -344,19 +345,19 @@ def test_did_destinations_external_ivr_and_voicemail(pbx, tmp_path):
     assert ok(res), res.errors or res.stdout[-3000:] + p.log()[-3000:]
     fwd, ivr, vm = wait_closed(p, 3)
     # forwarded out: answered by the outside number, the trunk's caller ID, channel given back
-    assert (fwd["did"], fwd["service_line"], fwd["callee_number"]) == ("0144556601", "Forwarded", "0144556601")
+    assert (fwd["did"], fwd["service_line"], fwd["callee_number"]) == ("+33144556601", "Forwarded", "+33144556601")
     assert fwd["direction"] == "inbound" and fwd["disposition"] == "answered", fwd
     ev = events(p, fwd["id"])
     assert ev["did_forward"][0]["number"] == "+33612345678"
     assert ev["trunk_dial"][0]["trunk"] == "prov" and ev["trunk_dial"][0]["caller_id"] == "+33100000000"
     assert [(t["name"], t["active_calls"]) for t in p.status()["trunks"]] == [("prov", 0)]
     # IVR: the key reached the extension
-    assert (ivr["did"], ivr["disposition"], ivr["extension"]) == ("0144556602", "answered", "1002"), ivr
+    assert (ivr["did"], ivr["disposition"], ivr["extension"]) == ("+33144556602", "answered", "1002"), ivr
     ev = events(p, ivr["id"])
     assert ev["ivr_choice"][0]["digits"] == "3" and ev["ivr_choice"][0]["action"] == "extension:1002"
     assert "ivr_dial" in ev and "dtmf" in ev
     # mailbox: the message, with the DID and the caller
-    assert (vm["did"], vm["disposition"]) == ("0144556603", "voicemail"), vm
+    assert (vm["did"], vm["disposition"]) == ("+33144556603", "voicemail"), vm
     [m] = json.loads(p.cli("voicemail", "list", "desk", "--json").stdout)
     assert m["box"] == "desk" and m["caller"] == CALLER and m["call_id"] == vm["id"] and 2 < m["seconds"] < 4.5, m
     data, rate = sf.read(m["path"], dtype="int16")
@@ -389,7 +390,7 @@ def test_did_call_audio_both_ways(pbx, phone_pbx, tmp_path):
     t.join(30)
     assert ok(out["res"]), out["res"].errors or out["res"].stdout[-3000:]
     [r] = wait_closed(p)
-    assert r["did"] == DID and r["disposition"] == "answered" and r["extension"] == "1001"
+    assert r["did"] == DID_E164 and r["disposition"] == "answered" and r["extension"] == "1001"
     heard, rate = sf.read(tmp_path / "heard.wav", dtype="int16")
     mid = heard[len(heard) // 4 : 3 * len(heard) // 4]
     assert np.sqrt(np.mean(mid.astype(float) ** 2)) > 300 and abs(dominant_freq(mid, rate) - 440) < 15

@@ -27,6 +27,7 @@ def pbx(trunk_pbx):
 
 
 DID = "0144556677"
+DID_E164 = "+33144556677"  # as stored (issue 10)
 PATIENT = "+33611223344"  # the caller of trunk_uac_invite.xml
 
 
@@ -63,7 +64,7 @@ def test_time_rule_inside_and_outside_the_window(pbx, tmp_path, monkeypatch):
         assert res.returncode == 0 and res.successful == 1, res.errors or res.stdout[-3000:] + p.log()[-3000:]
         rec = wait_closed(p, i + 1)[i]
         p.stop()
-        assert rec["did"] == DID and rec["service_line"] == "Appointments"
+        assert rec["did"] == DID_E164 and rec["service_line"] == "Appointments"
         assert rec["disposition"] == "abandoned_queue", rec  # nobody logged in; the caller left
         [ev] = route_events(p, rec["id"])
         assert ev["route"] == "clinic" and ev["destination"] == f"queue:{rec['queue']}"

@@ -257,7 +257,7 @@ def test_outbound_call_rewritten_with_caller_id(pbx, tmp_path):
     finally:
         prov.kill()
     [rec] = wait_closed(p)
-    assert rec["direction"] == "outbound" and rec["callee_number"] == "0612345678"
+    assert rec["direction"] == "outbound" and rec["callee_number"] == "+33612345678"  # stored E.164
     assert rec["disposition"] == "answered" and rec["caller_number"] == "1001"
     ev = {e["kind"]: json.loads(e["detail"]) for e in call_events(p, rec["id"])}
     assert ev["trunk_dial"]["trunk"] == "prov" and ev["trunk_dial"]["number"] == "+33612345678"

@@ -19,8 +19,9 @@ def test_parse_csv_normalises_and_reports_bad_lines():
     assert problems == ["line 3: bad number 'not a number'"]
     with pytest.raises(C.CallersError):
         C.parse_csv("name,id\nA,1\n")
-    rows, _ = C.parse_csv("number,name\n1009,Desk\n")
-    assert rows == [("1009", "Desk", "")]
+    # not a phone number (an extension): never a patient, reported
+    rows, problems = C.parse_csv("number,name\n1009,Desk\n")
+    assert rows == [] and problems == ["line 2: bad number '1009'"]
 
 
 def test_calls_counted_import_upserts_and_known(tmp_path):

@@ -91,8 +91,8 @@ def test_did_destinations_and_smart_rule(tmp_path):
                 await T.add_did(db, "0144556678", None, known="queue:front_desk")
             await T.add_did(db, "0144556679", "group:front", "Front desk")
             dids = {x.number: x for x in await T.list_dids(db)}
-            assert dids["0144556677"] == d and dids["0144556677"].destination == "queue:call_centre"
-            assert not dids["0144556679"].smart and dids["0144556679"].kind == "group"
+            assert dids["+33144556677"] == d and dids["+33144556677"].destination == "queue:call_centre"
+            assert not dids["+33144556679"].smart and dids["+33144556679"].kind == "group"
 
     run(go())
 
@@ -141,7 +141,7 @@ def test_cli(tmp_path: Path):
     assert code == 0, out
     code, out = c("did", "list", "--json")
     rows = {r["number"]: r for r in json.loads(out)}
-    assert rows["0144556677"]["known"] == "queue:front_desk" and rows["0144556688"]["destination"] == "group:front"
+    assert rows["+33144556677"]["known"] == "queue:front_desk" and rows["+33144556688"]["destination"] == "group:front"
     code, out = c("did", "add", "0144556699")
     assert code == 1 and "--to" in out
     code, out = c("group", "remove", "front")

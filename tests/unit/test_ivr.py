@@ -372,14 +372,21 @@ def test_known_and_new_callers_routed_differently(tmp_path):
                     options={"1": "hangup"},
                 ),
             )
-            w, s = await env.call("703", frm="1009")
+            w, s = await env.call("703", frm="0612345670")
             assert s.rec.queue == "front"  # never called before
             ev = [d for k, d in await env.events(s.rec.id) if k == "caller_lookup"]
-            assert ev == [{"number": "1009", "known": False, "action": "queue:front"}]
+            assert ev == [{"number": "0612345670", "known": False, "action": "queue:front"}]
             w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))
             await settle(20)
-            w, s = await env.call("703", frm="1009", call_id="c2")
+            w, s = await env.call("703", frm="0612345670", call_id="c2")
             assert s.rec.queue == "desk"  # counted once: returning
+            # a caller that is not a phone number (anonymous, an extension) is never "known"
+            w, s = await env.call("703", frm="anonymous", call_id="c3")
+            assert s.rec.queue == "front"
+            w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))
+            await settle(20)
+            w, s = await env.call("703", frm="anonymous", call_id="c4")
+            assert s.rec.queue == "front"
 
     run(go())
 

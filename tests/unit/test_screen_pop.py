@@ -48,6 +48,8 @@ def test_from_header_parses_back_as_name_addr():
 
 
 class FakeDb:
+    region = "FR"
+
     def __init__(self, rows):
         self.rows, self.lookups = rows, 0
 

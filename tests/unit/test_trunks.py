@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import cli
 from pypbx import trunks as T
 from pypbx.config import load_config, render_config
-from pypbx.numbers import NumberPlan
+from pypbx.numbers import DEFAULT_ALLOWED, NumberPlan
 from sip.message import parse_message
 from sip.proxy import Proxy, Respond, RouteDecision, SendRequest
 from sip.transaction import Addr
@@ -109,9 +109,13 @@ def test_trunk_and_did_cli(cfg_path: Path) -> None:
 def test_ext_perms_cli(cfg_path: Path) -> None:
     code, out = run_cli(cfg_path, "ext", "perms", "1001", "--json")
     d = json.loads(out)
-    assert d["allowed"] == ["internal", "local", "mobile", "national"] and d["default"] and d["max_outbound"] == 2
-    code, out = run_cli(cfg_path, "ext", "perms", "1001", "--allow", "national,international", "--max-calls", "3")
-    assert code == 0 and "internal, national, international" in out and "3" in out
+    assert d["allowed"] == list(DEFAULT_ALLOWED) and d["default"] and d["max_outbound"] == 2
+    assert d["allowed"][:3] == ["internal", "fixed_line", "mobile"] and "international" not in d["allowed"]
+    code, out = run_cli(cfg_path, "ext", "perms", "1001", "--allow", "fixed_line,international", "--max-calls", "3")
+    assert code == 0 and "internal, fixed_line, international" in out and "3" in out
+    # the pre-phonenumbers name "national" is still understood
+    code, out = run_cli(cfg_path, "ext", "perms", "1001", "--allow", "national")
+    assert code == 0 and "internal, fixed_line, toll_free, shared_cost, voip, uan, emergency" in out
     code, out = run_cli(cfg_path, "ext", "perms", "1001", "--allow", "moon")
     assert code == 1 and "unknown number class" in out
 

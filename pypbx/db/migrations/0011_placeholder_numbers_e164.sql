@@ -1,3 +1,0 @@
--- 11: PLACEHOLDER on branch h-reasons only, so that 0013 loads (migrations are numbered
--- without gaps). The real 0011 (numbers in E.164) comes from its own branch: drop this file
--- when merging.
