@@ -300,7 +300,8 @@ async def caller_kind(db: Database, number: str) -> CallerKind:
     """What an inbound caller is at arrival (recorded once per call, ``calls.caller_kind``):
     a patient (on the imported list with a patient id), a known number (on the list without
     an id, or called before) or new."""
-    row = await _row(db, number) if number else None
+    n = e164(number, db.region) if number else ""
+    row = await db.get_caller_row(n) if is_e164(n) else None  # "anonymous" is always new
     if row is None:
         return CallerKind.NEW
     if row.get("patient_id"):
