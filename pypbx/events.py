@@ -291,6 +291,53 @@ class AgentStateChanged(QueueEvent):
     reason: str | None = None
 
 
+# -- the missed-caller worklist (pypbx.missed) ---------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class MissedTaskEvent(Event):
+    """Base of the worklist's events: one callback task of ``number``."""
+
+    task_id: int
+    number: str
+    reasons: tuple[str, ...] = ()
+    queue: str | None = None
+    call_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MissedTaskOpened(MissedTaskEvent):
+    name: ClassVar[str] = "missed.opened"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MissedTaskMerged(MissedTaskEvent):
+    """Another missed call from the number joined its open task."""
+
+    name: ClassVar[str] = "missed.merged"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MissedTaskClaimed(MissedTaskEvent):
+    name: ClassVar[str] = "missed.claimed"
+    by: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MissedTaskAttempted(MissedTaskEvent):
+    """A callback attempt ended (``outcome``: reached, no-answer, busy, agent-no-answer, failed)."""
+
+    name: ClassVar[str] = "missed.attempted"
+    by: str | None = None
+    outcome: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MissedTaskClosed(MissedTaskEvent):
+    name: ClassVar[str] = "missed.closed"
+    outcome: str | None = None
+    by: str | None = None
+    wait: float | None = None  # seconds from the first missed call to the close
+
+
 # -- the rest of the PBX ------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
 class RegistrationAdded(Event):
@@ -363,6 +410,11 @@ DomainEvent = (
     | CallbackDialled
     | CallbackClosed
     | AgentStateChanged
+    | MissedTaskOpened
+    | MissedTaskMerged
+    | MissedTaskClaimed
+    | MissedTaskAttempted
+    | MissedTaskClosed
     | RegistrationAdded
     | RegistrationExpired
     | VoicemailLeft

@@ -8,7 +8,10 @@ period's rows from the database. Sources:
   offered / answered / abandoned totals, the service lines, the hours and the missed callers;
 * ``queue_events`` (acd.engine, queue_log style): waits, service level, abandons in queue,
   overflows, agents' answered calls, talk, ring-no-answer and pauses;
-* ``surveys``: the post-call scores per agent.
+* ``surveys``: the post-call scores per agent;
+* ``missed_tasks`` (pypbx.missed, the worklist; :func:`report` only): callback rate (tasks
+  reached / tasks opened), median and 90th percentile (nearest rank) of the time from the
+  first missed call to the number reached, tasks still open; per day, queue, service line.
 
 Definitions (the same as the simulator's, ``acd.simulator``):
 
@@ -29,13 +32,14 @@ import datetime as dt
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from typing import TypedDict, Unpack, cast
+from typing import NotRequired, TypedDict, Unpack, cast
 
 from acd import erlang
 from pypbx.acdstore import list_queue_events
 from pypbx.db import Database
 from pypbx.db.rows import CallRow, SurveyRow
 from pypbx.jsontypes import JSON
+from pypbx.missed import MissedReport, missed_report
 
 #: inbound dispositions that mean nobody spoke to the caller
 MISSED = (
@@ -162,6 +166,7 @@ class Report(TypedDict):
     agents: dict[str, AgentStats]
     lines: dict[str, dict[str, int]]
     missed: list[MissedCaller]
+    callbacks: NotRequired[MissedReport]  # the worklist's figures (report() only: a database table)
 
 
 class BuildOptions(TypedDict, total=False):
@@ -524,4 +529,10 @@ async def report(
         calls = [c for c in calls if c.get("queue") == queue or c["id"] in ids]
         events = [e for e in events if e.get("queue") == queue or (e.get("queue") is None and e.get("agent"))]
         surveys = [s for s in surveys if s.get("queue") == queue]
-    return build(calls, events, surveys, since=since, until=until, **kw)
+    r = build(calls, events, surveys, since=since, until=until, **kw)
+    r["callbacks"] = await missed_report(db, since, until, _local_day, queue=queue)
+    return r
+
+
+def _local_day(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d")

@@ -13,6 +13,7 @@ from pypbx.db.calls import CallQueries
 from pypbx.db.core import connect
 from pypbx.db.extensions import ExtensionQueries
 from pypbx.db.frontline import FrontLineQueries
+from pypbx.db.missed import MissedQueries
 from pypbx.db.notify import NotifyQueries
 from pypbx.db.registrations import RegistrationQueries
 from pypbx.db.routes import RouteQueries
@@ -31,6 +32,7 @@ class Database(
     NotifyQueries,
     TrunkQueries,
     RouteQueries,
+    MissedQueries,
 ):
     """One connection with every query. Safe to share between tasks of one event loop."""
 
