@@ -382,6 +382,7 @@ class MissedCallback(TimedFlow):
             if self.player.current is None:  # nothing could be played: dial now
                 await self._dial()
         elif isinstance(ev, P.PlaybackFinished) and ev.leg == "agent":
+            await cm.event(s, "playback_finished", leg="agent", file=ev.file)
             await self.player.finished(ev.file)
             if self.state is MissedCallState.ANNOUNCING and self.player.current != ev.file and self._said():
                 await self._dial()
