@@ -32,6 +32,7 @@ from acd.model import CancelRing, DialCallback
 from media import protocol as P
 from media.client import WorkerExited
 from media.pool import WorkerLost
+from pypbx import acdstore as S
 from pypbx.call.flow import CallInput, Shutdown
 from pypbx.call.session import Call
 from pypbx.calllog import Direction, Disposition, disposition_for_status
@@ -506,6 +507,11 @@ async def missed_call(
         chk = cm.trunks.svc.check_outbound(extension, t.number)
         if not chk.ok:
             raise MissedError(f"{t.number} may not be called from {extension}: {chk.status} {chk.reason}")
+    if t.queue:  # the announcement in the queue's language
+        try:
+            lang = (await S.get_queue(worklist.db, t.queue)).config.language
+        except S.AcdError:
+            pass  # the queue is gone: the default language
     missed_at = when or dt.datetime.fromtimestamp(t.first_missed_at)
     files = announcement(lang, t.number, missed_at)
     by = t.claimed_by or extension

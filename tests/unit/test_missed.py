@@ -515,3 +515,89 @@ def test_cli_report_missed_shows_the_figures(tmp_config: Path, invoke_cli: Calla
     fig = json.loads(invoke_cli("report", "callbacks", "--json", *c).output)
     assert fig["total"]["callback_rate"] == 0.5 and [g["key"] for g in fig["by_queue"]] == ["front"]
     assert isinstance(json.loads(invoke_cli("report", "missed", "--json", *c).output), list)  # unchanged
+
+
+# --------------------------------------------------------------------------- the callback flow (media.fake)
+
+
+def test_missed_call_rings_agent_announces_then_dials_and_books_attempts(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from media import protocol as P
+    from pypbx.flows.callback import announcement, missed_call
+    from tests.unit.test_acdlive import Env, originates, plays, settle
+
+    async def go() -> None:
+        async with Env(tmp_path, record=False) as env:
+            wl = M.Worklist(env.db, env.cm.calllog.bus, reached_after=2.0, clock=env.clock)
+            runner = asyncio.create_task(wl.run())
+            [(_, t)] = await M.record_call(env.db, call(1, "abandoned_queue", number="1009", at=env.clock() - 600))
+            with pytest.raises(M.MissedError, match="no extension 5555"):
+                await missed_call(wl, env.cm, t.id, "5555")
+            when = dt.datetime(2026, 12, 7, 10, 42)
+            # 1. the patient is busy: an attempt
+            res = await missed_call(wl, env.cm, t.id, "1001", when=when)
+            await settle()
+            cw = env.pool.busy[-1]
+            assert [o.uri for o in originates(cw)] == ["sip:1001@127.0.0.1:5060"]
+            cw.inject(P.Answered(leg="agent", call_id="a1"))
+            await settle()
+            files = announcement("en", "1009", when)
+            assert [Path(f).stem for f in files] == [
+                "callback_number_is",
+                "num_1",
+                "num_0",
+                "num_0",
+                "num_9",
+                "num_10",
+                "num_42",
+            ]
+            for _ in files:
+                assert len(originates(cw)) == 1  # the patient only once the announcement is over
+                cw.finish_playback("agent")
+                await settle()
+            assert plays(cw)[: len(files)] == files
+            assert [o.uri for o in originates(cw)][1] == "sip:1009@127.0.0.1:5060"
+            cw.inject(P.Ended(leg="patient", cause_code=486, reason="Busy Here"))
+            await settle(20)
+            rec = await env.cdr(str(res["call_id"]))
+            assert (rec["disposition"], rec["direction"], rec["callee_number"]) == ("busy", "outbound", "1009")
+            # 2. the agent does not answer: booked, no attempt counted
+            await missed_call(wl, env.cm, t.id, "1001", when=when)
+            await settle()
+            cw2 = env.pool.busy[-1]
+            cw2.inject(P.Ended(leg="agent", cause_code=480, reason="Unavailable"))
+            await settle(20)
+            await wl.drained()
+            detail = await M.task_detail(env.db, t.id)
+            assert [(a["by"], a["outcome"]) for a in detail["attempts"]] == [
+                ("1001", "busy"),
+                ("1001", "agent-no-answer"),
+            ]
+            assert detail["task"]["attempts"] == 1 and detail["task"]["state"] == "open"
+            # 3. reached: the patient answers and talks
+            await M.claim_task(env.db, t.id, "alice")
+            await missed_call(wl, env.cm, t.id, "1001", when=when)
+            await settle()
+            cw3 = env.pool.busy[-1]
+            cw3.inject(P.Answered(leg="agent", call_id="a3"))
+            await settle()
+            for _ in files:
+                cw3.finish_playback("agent")
+                await settle()
+            cw3.inject(P.Answered(leg="patient", call_id="p3"))
+            await settle()
+            assert frozenset(("agent", "patient")) in cw3.bridges
+            env.clock.t += 30
+            cw3.inject(P.Ended(leg="patient", cause_code=200, reason="BYE"))
+            await settle(20)
+            await wl.drained()
+            done = await M.get_task(env.db, t.id)
+            assert done.outcome is M.Outcome.REACHED and done.attempts == 2
+            last = (await M.task_detail(env.db, t.id))["attempts"][-1]
+            assert (last["by"], last["outcome"]) == ("alice", "answered")
+            with pytest.raises(M.MissedError, match="is closed"):
+                await missed_call(wl, env.cm, t.id, "1001")
+            runner.cancel()
+
+    asyncio.run(go())
