@@ -746,6 +746,8 @@ class AcdLive:
                 t = closed.get(w.number)
                 if w.is_callback and t is not None and not w.ringing:
                     self._apply(self.engine.drop_callback(w.call_id, now, f"task {t.id} closed"))
+                    if any(x.call_id == w.call_id for x in self.engine.waiting(w.queue, now)):
+                        continue  # its number is being dialled: it ends on its own
                     if not w.call_id.startswith(MISSED_PREFIX):
                         outcome = t.outcome.value if t.outcome else "closed"
                         self._spawn(
