@@ -781,13 +781,19 @@ class AcdLive:
         for q, st in auto.items():
             sched = await H.get_schedule(self.db, st["callback_hours"], True) if st["callback_hours"] else None
             open_hours[q] = sched is None or H.is_open(sched, now)
+        open_tasks = await M.list_tasks(self.db)
+        numbers = {t.number for t in open_tasks}
         slots = {w.number: w for w in self.engine.waiting(now=now) if w.is_callback}
         for w in slots.values():
-            if w.call_id.startswith(MISSED_PREFIX) and not w.ringing and not open_hours.get(w.queue, False):
+            if not w.call_id.startswith(MISSED_PREFIX) or w.ringing:
+                continue
+            if not open_hours.get(w.queue, False):
                 self._apply(self.engine.drop_callback(w.call_id, now, "outside callback hours"))
+            elif w.number not in numbers:  # closed while the PBX was not running
+                self._apply(self.engine.drop_callback(w.call_id, now, "task closed"))
         if not auto:
             return
-        for t in await M.list_tasks(self.db):
+        for t in open_tasks:
             tq = t.queue
             if tq is None or not open_hours.get(tq) or t.claimed_by or t.number in slots:
                 continue

@@ -406,6 +406,11 @@ def test_acdlive_keeps_one_slot_per_open_task_of_auto_callback_queues(tmp_path: 
         await live.sync_missed()  # idempotent
         first = [(w.number, w.priority, w.call_id.startswith(MISSED_PREFIX)) for w in live.engine.waiting()]
         snap = {c["number"]: c for c in live.engine.snapshot()["callbacks"]}
+        # a task closed behind the running ACD's back (the CLI with the PBX stopped): withdrawn
+        [t1] = [t for t in await M.list_tasks(db) if t.number == "+331"]
+        await M.close_task(db, t1.id, "not-needed")
+        await live.sync_missed()
+        after_close = sorted(w.number for w in live.engine.waiting())
         # closed hours: the waiting slots are withdrawn
         await H.set_schedule(db, "never", "mon 00:00-00:01", "UTC")
         await M.set_queue_callback(db, "front", callback_hours="never")
@@ -415,11 +420,12 @@ def test_acdlive_keeps_one_slot_per_open_task_of_auto_callback_queues(tmp_path: 
             await M.set_queue_callback(db, "front", callback_hours="nope")
         with pytest.raises(M.MissedError):
             await M.set_queue_callback(db, "nope", auto_callback=True)
-        return first, snap, closed_hours
+        return first, snap, after_close, closed_hours
 
-    first, snap, closed_hours = with_db(tmp_path, go)
+    first, snap, after_close, closed_hours = with_db(tmp_path, go)
     assert sorted(first) == [("+331", MISSED_PRIORITY, True), ("+335", MISSED_PRIORITY, True)]
     assert snap["+335"]["attempts"] == 1 and snap["+335"]["not_before"] == 1300.0  # spacing after the last attempt
+    assert after_close == ["+335"]
     assert closed_hours == []
 
 
