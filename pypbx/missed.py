@@ -31,16 +31,18 @@ from pypbx.db import Database
 from pypbx.db.missed import MissedAttemptRow, MissedCallRow, MissedTaskRow
 from pypbx.errors import PbxError
 from pypbx.events import (
+    AttemptOutcome,
     CallEnded,
     Direction,
     Disposition,
     EventBus,
+    MissedReason,
     MissedTaskAttempted,
     MissedTaskClaimed,
     MissedTaskClosed,
-    MissedTaskEvent,
     MissedTaskMerged,
     MissedTaskOpened,
+    Outcome,
 )
 
 log = logging.getLogger(__name__)
@@ -53,43 +55,9 @@ class MissedError(PbxError):
     """A one-line problem with a worklist operation."""
 
 
-class MissedReason(str, enum.Enum):
-    """Why a call did not reach a person."""
-
-    ABANDONED = "abandoned"  # hung up while waiting in a queue
-    NO_ANSWER = "no-answer"  # rang out, or hung up while it rang
-    BUSY = "busy"
-    UNAVAILABLE = "unavailable"  # nobody / no trunk could take it (480, failures)
-    AFTER_HOURS = "after-hours"
-    IVR_HANGUP = "ivr-hangup"
-    VOICEMAIL = "voicemail"
-    CALLBACK_REQUESTED = "callback-requested"  # "press 1" in a queue
-    INTERRUPTED = "interrupted"  # the PBX stopped or crashed during the call
-
-
 class TaskState(str, enum.Enum):
     OPEN = "open"
     CLOSED = "closed"
-
-
-class Outcome(str, enum.Enum):
-    """How a task was closed."""
-
-    REACHED = "reached"
-    NO_ANSWER = "no-answer"
-    WRONG_NUMBER = "wrong-number"
-    MESSAGE_LEFT = "message-left"
-    NOT_NEEDED = "not-needed"
-
-
-class AttemptOutcome(str, enum.Enum):
-    """How one callback attempt ended."""
-
-    ANSWERED = "answered"  # the patient answered
-    NO_ANSWER = "no-answer"
-    BUSY = "busy"
-    AGENT_NO_ANSWER = "agent-no-answer"  # the agent's phone did not answer: the patient was not dialled
-    FAILED = "failed"
 
 
 #: The final dispositions that mean the caller did not reach a person, and why.
@@ -595,24 +563,20 @@ class Worklist:
             except Exception:
                 log.exception("missed-caller worklist listener failed")
 
-    def _publish(self, kind: type[MissedTaskEvent], task: Task, **extra: object) -> None:
-        base = {
-            "task_id": task.id,
-            "number": task.number,
-            "reasons": tuple(r.value for r in task.reasons),
-            "queue": task.queue,
-        }
-        self.bus.publish(kind(**base, **extra))  # type: ignore[arg-type]  # the subclass's own fields
+    def _publish(self, kind: type[MissedTaskOpened] | type[MissedTaskMerged], task: Task, call_id: str | None) -> None:
+        self.bus.publish(
+            kind(task_id=task.id, number=task.number, reasons=task.reasons, queue=task.queue, call_id=call_id)
+        )
 
     def _publish_closed(self, task: Task) -> None:
         self.bus.publish(
             MissedTaskClosed(
                 task_id=task.id,
                 number=task.number,
-                reasons=tuple(r.value for r in task.reasons),
+                reasons=task.reasons,
                 queue=task.queue,
                 call_id=task.closing_call_id,
-                outcome=task.outcome.value if task.outcome else None,
+                outcome=task.outcome,
                 by=task.closed_by,
                 wait=round(task.waiting(self.clock()), 1),
             )
@@ -632,7 +596,7 @@ class Worklist:
             MissedTaskClaimed(
                 task_id=t.id,
                 number=t.number,
-                reasons=tuple(r.value for r in t.reasons),
+                reasons=t.reasons,
                 queue=t.queue,
                 by=t.claimed_by,
             )
@@ -658,11 +622,11 @@ class Worklist:
             MissedTaskAttempted(
                 task_id=task.id,
                 number=task.number,
-                reasons=tuple(r.value for r in task.reasons),
+                reasons=task.reasons,
                 queue=task.queue,
                 call_id=call_id,
                 by=by,
-                outcome=outcome.value,
+                outcome=outcome,
             )
         )
         self._changed([])
