@@ -554,6 +554,64 @@ class AcdEngine:
         self._dispatch(now, out)
         return out
 
+    def add_callback(
+        self,
+        call_id: str,
+        number: str,
+        queue: str,
+        now: float,
+        *,
+        priority: int = 0,
+        attempts: int = 0,
+        not_before: float = 0.0,
+    ) -> list[Action]:
+        """A callback slot no live call left (the missed-caller worklist's automatic
+        callback): placed by (priority, now) -- a priority below the live callers' keeps it
+        behind every one of them -- and dialled like a "press 1" callback, with the queue's
+        attempts (``attempts`` already made) and retry delay."""
+        if call_id in self._entries or call_id in self._connected:
+            raise ValueError(f"call {call_id} already in the ACD")
+        if queue not in self.queues:
+            raise KeyError(f"unknown queue {queue}")
+        self._seq += 1
+        e = _Entry(
+            Caller(call_id, number, priority),
+            queue,
+            (-priority, now, self._seq),
+            now,
+            0,
+            number,
+            is_callback=True,
+            attempts=attempts,
+            not_before=not_before,
+        )
+        self._insert(e)
+        self._event(now, EventKind.CALLBACK_REQUESTED, queue, call_id, number=number, wait=0.0, position=0)
+        if not_before > now:
+            self._timer(not_before, "retry", call_id)
+        out: list[Action] = []
+        self._dispatch(now, out)
+        return out
+
+    def drop_callback(self, call_id: str, now: float, reason: str = "withdrawn") -> list[Action]:
+        """Withdraw a waiting callback slot (not while its agent rings or its number is
+        dialled): its final ``CALLBACK_FAILED``."""
+        e = self._entries.get(call_id)
+        if e is None or not e.is_callback or e.cb_dialing or e.ringing:
+            return []
+        self._remove(e)
+        self._event(
+            now,
+            EventKind.CALLBACK_FAILED,
+            e.queue,
+            call_id,
+            number=e.number,
+            attempt=e.attempts,
+            final=True,
+            reason=reason,
+        )
+        return []
+
     # ================================================================ time
 
     def tick(self, now: float) -> list[Action]:

@@ -65,6 +65,8 @@ from acd.model import (
 )
 from media import protocol as P
 from pypbx import acdstore as S
+from pypbx import hours as H
+from pypbx import missed as M
 from pypbx.call.flow import AcdOrder, CallInput, Closing, Flow, RingOrder
 from pypbx.call.manager import CallManager, NoMediaWorker
 from pypbx.call.session import Call
@@ -91,6 +93,12 @@ RING_GRACE = 5.0
 #: Prefix of the Request-URI user of a worker's ring leg: ``sip:acd-<token>@front-door``.
 RING_PREFIX = "acd-"
 LIVE_STATE_KEY = "live_waiting"
+#: Engine call ids of the missed-caller worklist's automatic callbacks: ``missed-<task>-<rand>``.
+MISSED_PREFIX = "missed-"
+#: Their priority: below every live caller's (live callers always go first).
+MISSED_PRIORITY = -1000
+#: Seconds between two looks at the automatic callbacks (opening hours begin and end).
+MISSED_SYNC_INTERVAL = 30.0
 
 
 def _objects(value: JSON) -> list[dict[str, JSON]]:
@@ -210,6 +218,8 @@ class AcdLive:
         self._bg: set[asyncio.Task[None]] = set()
         self._closing = False
         self._sync_lock = asyncio.Lock()
+        self.worklist: M.Worklist | None = None  # the missed-caller worklist (automatic callbacks)
+        self._missed_lock = asyncio.Lock()
 
     # ================================================================ life cycle
 
@@ -717,8 +727,11 @@ class AcdLive:
     async def _callback_update(
         self, call_id: str, number: str, queue: str, status: str, *, agent: str | None = None, result: str | None = None
     ) -> None:
+        if call_id.startswith(MISSED_PREFIX):  # the worklist's: no callback list row (the task has it)
+            return
         try:
-            rows = await S.list_callbacks(self.db, "pending", queue)
+            # any queue: a request merged into the number's open callback of another queue
+            rows = await S.list_callbacks(self.db, "pending")
             row = next((r for r in rows if r.call_id == call_id), None) or next(
                 (r for r in rows if r.number == number), None
             )
@@ -730,6 +743,88 @@ class AcdLive:
     async def callback_closed(self, call_id: str, number: str, queue: str, status: str, result: str) -> None:
         """The callback list's row of ``call_id`` is ``status`` (done / failed) now."""
         await self._callback_update(call_id, number, queue, status, result=result)
+
+    # ================================================================ missed callers
+
+    def attach_worklist(self, worklist: M.Worklist, interval: float = MISSED_SYNC_INTERVAL) -> None:
+        """Dial the open tasks of queues with automatic callback (:meth:`sync_missed`: when
+        tasks change, when the CLI changes the database, and every ``interval`` seconds for
+        the opening hours); a task closed (reached, or by staff) withdraws its callback slots."""
+        self.worklist = worklist
+        worklist.listeners.append(self._missed_changed)
+        self._watch.subscribe("missed-caller callbacks", lambda _c: self.sync_missed())
+        self._tasks.append(asyncio.create_task(self._missed_ticker(interval), name="acd-missed"))
+
+    def _missed_changed(self, changes: list[tuple[M.Change, M.Task]]) -> None:
+        closed = {t.number: t for c, t in changes if c is M.Change.CLOSED}
+        if closed:
+            now = self.clock()
+            for w in self.engine.waiting(now=now):
+                t = closed.get(w.number)
+                if w.is_callback and t is not None and not w.ringing:
+                    self._apply(self.engine.drop_callback(w.call_id, now, f"task {t.id} closed"))
+                    if any(x.call_id == w.call_id for x in self.engine.waiting(w.queue, now)):
+                        continue  # its number is being dialled: it ends on its own
+                    if not w.call_id.startswith(MISSED_PREFIX):
+                        outcome = t.outcome.value if t.outcome else "closed"
+                        self._spawn(
+                            self.callback_closed(w.call_id, w.number, w.queue, "done", f"task {t.id}: {outcome}")
+                        )
+        self._spawn(self.sync_missed())
+
+    async def _missed_ticker(self, interval: float) -> None:
+        while True:
+            await self.sync_missed()
+            await asyncio.sleep(interval)
+
+    async def sync_missed(self) -> None:
+        """Automatic callback: each open task of a queue with automatic callback on, inside
+        its callback hours, not claimed by staff, with attempts left, has one callback slot
+        (priority :data:`MISSED_PRIORITY`: behind every live caller); outside the hours the
+        slots that are not being dialled are withdrawn."""
+        if self.worklist is None or self._closing:
+            return
+        async with self._missed_lock:
+            try:
+                await self._sync_missed()
+            except Exception:
+                log.exception("ACD: automatic callbacks of missed callers")
+
+    async def _sync_missed(self) -> None:
+        settings = await M.queue_callback_settings(self.db)
+        auto = {q: st for q, st in settings.items() if st["auto_callback"] and q in self.engine.queues}
+        now = self.clock()
+        open_hours: dict[str, bool] = {}
+        for q, st in auto.items():
+            sched = await H.get_schedule(self.db, st["callback_hours"], True) if st["callback_hours"] else None
+            open_hours[q] = sched is None or H.is_open(sched, now)
+        open_tasks = await M.list_tasks(self.db)
+        numbers = {t.number for t in open_tasks}
+        slots = {w.number: w for w in self.engine.waiting(now=now) if w.is_callback}
+        for w in slots.values():
+            if not w.call_id.startswith(MISSED_PREFIX) or w.ringing:
+                continue
+            if not open_hours.get(w.queue, False):
+                self._apply(self.engine.drop_callback(w.call_id, now, "outside callback hours"))
+            elif w.number not in numbers:  # closed while the PBX was not running
+                self._apply(self.engine.drop_callback(w.call_id, now, "task closed"))
+        if not auto:
+            return
+        for t in open_tasks:
+            tq = t.queue
+            if tq is None or not open_hours.get(tq) or t.claimed_by or t.number in slots:
+                continue
+            cfg = self.engine.queues[tq]
+            if t.attempts >= cfg.callback_max_attempts:
+                continue
+            not_before = (t.last_attempt_at + cfg.callback_retry_delay) if t.last_attempt_at else 0.0
+            call_id = f"{MISSED_PREFIX}{t.id}-{uuid.uuid4().hex[:6]}"
+            self._apply(
+                self.engine.add_callback(
+                    call_id, t.number, tq, now, priority=MISSED_PRIORITY, attempts=t.attempts, not_before=not_before
+                )
+            )
+            log.info("ACD: automatic callback of task %d (%s) in %s", t.id, t.number, tq)
 
     # ================================================================ local API
 

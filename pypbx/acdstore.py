@@ -10,7 +10,7 @@ problem a user can cause is an :class:`AcdError` with a one-line message.
   saved state AND an ``agent_events`` row in one transaction. An agent logged in at one
   extension who logs in at another moves there; one extension holds at most one agent.
 * Callbacks: :func:`request_callback` merges a request for a number that already has an
-  open one (pending or dialing) in the same queue (``merged_count`` + 1).
+  open one (pending or dialing), in any queue (``merged_count`` + 1): one open callback per number.
 * Queue events (``queue_events``) and agent events (``agent_events``) are append-only.
 
 Text forms used by the CLI (and accepted by the functions):
@@ -1038,8 +1038,8 @@ def _callback(row: CallbackRow) -> Callback:
 async def request_callback(
     db: Database, number: str, queue: str, call_id: str | None = None, now: float | None = None
 ) -> tuple[Callback, bool]:
-    """A callback request; one from a number with an open request in the same queue is
-    merged into it. Returns (callback, merged)."""
+    """A callback request; one from a number with an open request (in any queue) is merged
+    into it. Returns (callback, merged)."""
     n = validate_phone_number(number)
     q = (await get_queue(db, queue)).name
     row, merged = await db.request_callback_row(n, q, time.time() if now is None else now, call_id)

@@ -40,7 +40,8 @@ from pypbx.db import Database, DBError, open_db
 from pypbx.extensions import credentials_map
 from pypbx.frontline import FrontLine
 from pypbx.groups import GroupService
-from pypbx.localapi import LocalApiServer
+from pypbx.localapi import LocalApiServer, missed_commands
+from pypbx.missed import Worklist
 from pypbx.mwi import MwiService
 from pypbx.notify import Notifier
 from pypbx.recordings import repair_interrupted
@@ -313,6 +314,8 @@ class Pbx:
             await self._load_state(db)
             await self.trunks.load(db)
             self.calllog = CallLog(db, self.wallclock, bus=self.events)
+            # missed callers: every call's end goes to the worklist (a sink: never waited for)
+            worklist = Worklist(db, self.events, reached_after=cfg.missed.reached_after, clock=self.wallclock)
             interrupted = await self.calllog.close_interrupted()
             if interrupted:
                 log.warning("closed %d call(s) left open by the previous run as 'interrupted'", len(interrupted))
@@ -405,9 +408,11 @@ class Pbx:
             self.events.add_writer(mwi.voicemail_left, E.VoicemailLeft)
             self.events.add_writer(self.notifier.voicemail_left, E.VoicemailLeft)
             self.events.add_writer(self.notifier.reason_set, E.ReasonSet)  # a reason marked to notify
+            self.acd.attach_worklist(worklist)
             api = LocalApiServer(
                 cfg.socket_path,
                 {
+                    **missed_commands(worklist, self.callmgr),
                     "status": self._status,
                     "registrations": self._registrations,
                     "calls": self.callmgr.status,
@@ -433,12 +438,15 @@ class Pbx:
                     tg.create_task(self.trunks.run(self.stop_event)),
                     tg.create_task(self.notifier.run()),  # until cancelled: also sends while calls drain
                     tg.create_task(mwi.run(self.stop_event)),
+                    tg.create_task(worklist.run()),
                 ]
                 calls_task = tg.create_task(self.callmgr.run(self.stop_event))
                 await self.stop_event.wait()
                 log.info("stopping: refusing new calls, draining calls in progress")
                 await self.acd.close()  # queued callers: interrupted, kept for a callback
                 await calls_task
+                with contextlib.suppress(TimeoutError):  # the calls' ends are on the worklist
+                    await asyncio.wait_for(worklist.drained(), 5.0)
                 self.trunks.unregister_all()  # REGISTER Expires: 0 to the providers
                 log.info("stopping: draining SIP transactions")
                 for t in tasks:

@@ -182,6 +182,13 @@ class EventsConfig:
 
 
 @dataclass(frozen=True)
+class MissedConfig:
+    """The missed-caller worklist (pypbx.missed)."""
+
+    reached_after: float = 5.0  # seconds of talk after which a number counts as reached
+
+
+@dataclass(frozen=True)
 class Config:
     config_path: Path  # absolute path of the file this was loaded from
     data_dir: Path  # absolute
@@ -194,6 +201,7 @@ class Config:
     numbers: NumbersConfig = field(default_factory=NumbersConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
+    missed: MissedConfig = field(default_factory=MissedConfig)
 
     @property
     def db_path(self) -> Path:
@@ -500,6 +508,15 @@ _SCHEMA["events"] = [
     ("buffer", 10_000, _int(100, 10_000_000), "events kept for consumers resuming from a sequence number"),
 ]
 
+_SCHEMA["missed"] = [
+    (
+        "reached_after",
+        5.0,
+        _positive_float,
+        "an answered call to or from a missed caller's number with at least this much talk (s) closes its task",
+    ),
+]
+
 
 T = TypeVar("T")
 
@@ -622,6 +639,7 @@ def _parse(raw: Mapping[str, object], base: Path, config_path: Path) -> Config:
             journal=data_dir / Path(journal).expanduser() if journal else None,
             buffer=_get(ev, "buffer", int),
         ),
+        missed=_build(MissedConfig, checked["missed"]),
     )
 
 

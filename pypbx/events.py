@@ -102,6 +102,40 @@ class CallbackOutcome(str, enum.Enum):
     FAILED = "failed"
 
 
+class MissedReason(str, enum.Enum):
+    """Why a call did not reach a person."""
+
+    ABANDONED = "abandoned"  # hung up while waiting in a queue
+    NO_ANSWER = "no-answer"  # rang out, or hung up while it rang
+    BUSY = "busy"
+    UNAVAILABLE = "unavailable"  # nobody / no trunk could take it (480, failures)
+    AFTER_HOURS = "after-hours"
+    IVR_HANGUP = "ivr-hangup"
+    VOICEMAIL = "voicemail"
+    CALLBACK_REQUESTED = "callback-requested"  # "press 1" in a queue
+    INTERRUPTED = "interrupted"  # the PBX stopped or crashed during the call
+
+
+class Outcome(str, enum.Enum):
+    """How a task was closed."""
+
+    REACHED = "reached"
+    NO_ANSWER = "no-answer"
+    WRONG_NUMBER = "wrong-number"
+    MESSAGE_LEFT = "message-left"
+    NOT_NEEDED = "not-needed"
+
+
+class AttemptOutcome(str, enum.Enum):
+    """How one callback attempt ended."""
+
+    ANSWERED = "answered"  # the patient answered
+    NO_ANSWER = "no-answer"
+    BUSY = "busy"
+    AGENT_NO_ANSWER = "agent-no-answer"  # the agent's phone did not answer: the patient was not dialled
+    FAILED = "failed"
+
+
 class AgentChange(str, enum.Enum):
     LOGIN = "login"
     LOGOUT = "logout"
@@ -292,6 +326,53 @@ class AgentStateChanged(QueueEvent):
     reason: str | None = None
 
 
+# -- the missed-caller worklist (pypbx.missed) ---------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class MissedTaskEvent(Event):
+    """Base of the worklist's events: one callback task of ``number``."""
+
+    task_id: int
+    number: str
+    reasons: tuple[MissedReason, ...] = ()
+    queue: str | None = None
+    call_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MissedTaskOpened(MissedTaskEvent):
+    name: ClassVar[str] = "missed.opened"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MissedTaskMerged(MissedTaskEvent):
+    """Another missed call from the number joined its open task."""
+
+    name: ClassVar[str] = "missed.merged"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MissedTaskClaimed(MissedTaskEvent):
+    name: ClassVar[str] = "missed.claimed"
+    by: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MissedTaskAttempted(MissedTaskEvent):
+    """A callback attempt ended."""
+
+    name: ClassVar[str] = "missed.attempted"
+    by: str | None = None
+    outcome: AttemptOutcome | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MissedTaskClosed(MissedTaskEvent):
+    name: ClassVar[str] = "missed.closed"
+    outcome: Outcome | None = None
+    by: str | None = None
+    wait: float | None = None  # seconds from the first missed call to the close
+
+
 # -- the rest of the PBX ------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
 class RegistrationAdded(Event):
@@ -380,6 +461,11 @@ DomainEvent = (
     | CallbackDialled
     | CallbackClosed
     | AgentStateChanged
+    | MissedTaskOpened
+    | MissedTaskMerged
+    | MissedTaskClaimed
+    | MissedTaskAttempted
+    | MissedTaskClosed
     | RegistrationAdded
     | RegistrationExpired
     | VoicemailLeft

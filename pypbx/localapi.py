@@ -13,6 +13,13 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pypbx.flows.callback import missed_call
+
+if TYPE_CHECKING:
+    from pypbx.call.manager import CallManager
+    from pypbx.missed import Worklist
 
 log = logging.getLogger(__name__)
 
@@ -86,3 +93,25 @@ class LocalApiServer:
             log.exception("local API command %s failed", cmd)
             return {"ok": False, "error": str(exc) or exc.__class__.__name__}
         return {"ok": True, "result": result}
+
+
+# --------------------------------------------------------------------------- the missed-caller worklist
+def missed_commands(worklist: Worklist, cm: CallManager) -> dict[str, Command]:
+    """The worklist's local API commands (``pypbx missed``; the web desk is a view of them):
+
+    ``missed_list`` (queue=None, all=False) -> [task, ...] oldest first;
+    ``missed_show`` (task) -> {"task", "calls", "attempts"};
+    ``missed_claim`` (task, by) -> task;  ``missed_close`` (task, outcome, by=None) -> task;
+    ``missed_call`` (task, extension) -> {"call_id", "task", "extension", "number"}.
+    A task is :meth:`pypbx.missed.Task.to_dict`; errors come back as one line."""
+
+    async def call_back(task: object, extension: str) -> dict[str, object]:
+        return await missed_call(worklist, cm, task, str(extension))
+
+    return {
+        "missed_list": worklist.tasks,
+        "missed_show": worklist.show,
+        "missed_claim": worklist.claim,
+        "missed_close": worklist.close,
+        "missed_call": call_back,
+    }

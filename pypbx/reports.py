@@ -8,7 +8,10 @@ period's rows from the database. Sources:
   offered / answered / abandoned totals, the service lines, the hours and the missed callers;
 * ``queue_events`` (acd.engine, queue_log style): waits, service level, abandons in queue,
   overflows, agents' answered calls, talk, ring-no-answer and pauses;
-* ``surveys``: the post-call scores per agent.
+* ``surveys``: the post-call scores per agent;
+* ``missed_tasks`` (pypbx.missed, the worklist; :func:`report` only): callback rate (tasks
+  reached / tasks opened), median and 90th percentile (nearest rank) of the time from the
+  first missed call to the number reached, tasks still open; per day, queue, service line.
 
 Definitions (the same as the simulator's, ``acd.simulator``):
 
@@ -30,7 +33,7 @@ import json
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from typing import TypedDict, Unpack, cast
+from typing import NotRequired, TypedDict, Unpack, cast
 
 from acd import erlang
 from pypbx.acdstore import list_queue_events
@@ -38,6 +41,7 @@ from pypbx.db import Database
 from pypbx.db.reasons import RoutingStepRow
 from pypbx.db.rows import CallReasonRow, CallRow, SurveyRow
 from pypbx.jsontypes import JSON
+from pypbx.missed import MissedReport, missed_report
 
 #: inbound dispositions that mean nobody spoke to the caller
 MISSED = (
@@ -164,6 +168,7 @@ class Report(TypedDict):
     agents: dict[str, AgentStats]
     lines: dict[str, dict[str, int]]
     missed: list[MissedCaller]
+    callbacks: NotRequired[MissedReport]  # the worklist's figures (report() only: a database table)
 
 
 class BuildOptions(TypedDict, total=False):
@@ -526,7 +531,13 @@ async def report(
         calls = [c for c in calls if c.get("queue") == queue or c["id"] in ids]
         events = [e for e in events if e.get("queue") == queue or (e.get("queue") is None and e.get("agent"))]
         surveys = [s for s in surveys if s.get("queue") == queue]
-    return build(calls, events, surveys, since=since, until=until, **kw)
+    r = build(calls, events, surveys, since=since, until=until, **kw)
+    r["callbacks"] = await missed_report(db, since, until, _local_day, queue=queue)
+    return r
+
+
+def _local_day(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d")
 
 
 # =========================================================================== callers: new vs returning
@@ -572,10 +583,6 @@ def _kinds() -> KindCounts:
     return {"calls": 0, "patient": 0, "known": 0, "new": 0, "new_rate": None}
 
 
-def _day(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d")
-
-
 def build_callers(
     calls: Sequence[CallRow],
     recognised: set[str],
@@ -600,7 +607,7 @@ def build_callers(
     for c in counted:
         kind = str(c.get("caller_kind"))
         line = c.get("service_line") or c.get("did") or "(no line)"
-        for r in (total, days.setdefault(_day(c["offered_at"]), _kinds()), lines.setdefault(line, _kinds())):
+        for r in (total, days.setdefault(_local_day(c["offered_at"]), _kinds()), lines.setdefault(line, _kinds())):
             r["calls"] += 1
             r[kind] += 1  # type: ignore[literal-required]
         if kind != "new":
@@ -684,7 +691,7 @@ def build_reasons(
     for r in rows:
         code = r["code"]
         per[code] += 1
-        days[_day(r["offered_at"] if r["offered_at"] is not None else r["set_at"])][code] += 1
+        days[_local_day(r["offered_at"] if r["offered_at"] is not None else r["set_at"])][code] += 1
         lines[r["service_line"] or r["did"] or "(no line)"][code] += 1
         agents[r["agent"] or r["call_agent"] or r["extension"] or "-"][code] += 1
         via[r["via"]] += 1

@@ -23,6 +23,13 @@ import click
 from acd.model import QueueConfig
 from pypbx import acdstore as S
 from pypbx.cli.context import config_option, load, on_db
+from pypbx.cli.missed import (
+    QUEUE_CALLBACK_OPTIONS,
+    check_queue_callback,
+    pop_queue_callback,
+    queue_callback_options,
+    set_queue_callback,
+)
 from pypbx.cli.output import F, duration, echo_json, json_option, table
 from pypbx.db import Database
 from pypbx.errors import PbxError
@@ -197,6 +204,7 @@ _QUEUE_OPTION_NAMES = (
     "announce_interval",
     "callback_allowed",
     "language",
+    *QUEUE_CALLBACK_OPTIONS,
 )
 
 #: A queue option's value as click hands it over (text, or the --callback flag).
@@ -239,6 +247,7 @@ def queue_group() -> None:
 @click.argument("name")
 @_queue_options
 @_urgent_options
+@queue_callback_options
 @click.pass_context
 @click.option(
     "--number",
@@ -249,7 +258,10 @@ def queue_group() -> None:
 def queue_add(ctx: click.Context, /, name: str, number: str | None = None, **opts: QueueOption) -> None:
     """Add queue NAME (lower-case letters, digits, _ or -)."""
     _check_prompt(ctx, opts)
+    auto_callback, callback_hours = pop_queue_callback(opts)
+    check_queue_callback(ctx, callback_hours)
     rec = on_db(ctx, S.add_queue_numbered, name, number, **opts)
+    set_queue_callback(ctx, rec.name, auto_callback, callback_hours)
     c = rec.config
     click.echo(
         f"Queue {c.name} added ({c.strategy.value}, skills {S.format_skills(c.required_skills)})"
@@ -428,6 +440,7 @@ def queue_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.argument("name")
 @_queue_options
 @_urgent_options
+@queue_callback_options
 @click.pass_context
 @click.option(
     "--number", default=None, metavar="DIGITS", help="The number extensions dial to reach the queue ('none' to clear)."
@@ -437,7 +450,10 @@ def queue_edit(ctx: click.Context, /, name: str, number: str | None = None, **op
     if all(opts.get(k) is None for k in _QUEUE_OPTION_NAMES + _URGENT_OPTION_NAMES) and number is None:
         raise PbxError("nothing to change: give at least one option (see pypbx queue edit --help)")
     _check_prompt(ctx, opts)
+    auto_callback, callback_hours = pop_queue_callback(opts)
+    check_queue_callback(ctx, callback_hours)
     rec = on_db(ctx, S.change_queue, name, number, **opts)
+    set_queue_callback(ctx, rec.name, auto_callback, callback_hours)
     click.echo(f"Queue {rec.name} updated.")
     for label, value in _queue_lines(rec)[1:]:
         click.echo(f"  {label + ':':16}{value}")

@@ -245,7 +245,40 @@ def show_lines(r: Report) -> None:
     )
 
 
+def show_callbacks(r: Report) -> None:
+    cb = r.get("callbacks")
+    if cb is None or not cb["total"]["opened"]:
+        click.echo("No callback tasks opened in the period.")
+        return
+    t = cb["total"]
+    click.echo(
+        f"Callback tasks (pypbx missed): {t['opened']} opened, {t['reached']} reached "
+        f"({_pct(t['callback_rate'])}), {t['still_open']} still open; time to callback "
+        f"median {_s(t['median_to_callback'])}, 90th percentile {_s(t['p90_to_callback'])}"
+    )
+    for title, rows in (("DAY", cb["by_day"]), ("QUEUE", cb["by_queue"]), ("LINE", cb["by_service_line"])):
+        click.echo(
+            table(
+                [title, "OPENED", "REACHED", "RATE", "OPEN", "MEDIAN", "P90"],
+                [
+                    [
+                        g["key"],
+                        g["opened"],
+                        g["reached"],
+                        _pct(g["callback_rate"]),
+                        g["still_open"],
+                        _s(g["median_to_callback"]),
+                        _s(g["p90_to_callback"]),
+                    ]
+                    for g in rows
+                ],
+                indent="  ",
+            )
+        )
+
+
 def show_missed(r: Report) -> None:
+    show_callbacks(r)
     if not r["missed"]:
         click.echo("No caller left to call back.")
         return
@@ -271,7 +304,7 @@ def report() -> None:
 
 def sub(
     name: str,
-    key: Literal["queues", "hours", "agents", "lines", "missed"] | None,
+    key: Literal["queues", "hours", "agents", "lines", "missed", "callbacks"] | None,
     show: Callable[[Report], None],
     doc: str,
 ) -> None:
@@ -308,7 +341,16 @@ sub("queues", "queues", show_queues, "Per queue: service level, ASA, waits, aban
 sub("hours", "hours", show_hours, "Load per hour of the day and the seats needed (Erlang C).")
 sub("agents", "agents", show_agents, "Per agent: calls, talk, ring-no-answer, pauses, survey score.")
 sub("lines", "lines", show_lines, "Per service line (the DID's name): offered, answered, abandoned...")
-sub("missed", "missed", show_missed, "Callers not spoken to since their last call: the call-back list.")
+sub(
+    "missed",
+    "missed",
+    show_missed,
+    "Callback figures (rate, time to callback, still open; per day, queue, line) and the callers "
+    "not spoken to since their last call. --json: the callers (report callbacks --json: the figures).",
+)
+sub(
+    "callbacks", "callbacks", show_callbacks, "Callback tasks: rate, time to callback, still open (per day/queue/line)."
+)
 
 
 # --------------------------------------------------------------------------- callers and reasons

@@ -166,14 +166,15 @@ class AcdQueries(DatabaseCore):
     async def request_callback_row(
         self, number: str, queue: str, now: float, call_id: str | None = None
     ) -> tuple[CallbackRow, bool]:
-        """A callback for (number, queue): the open one (pending or dialing) gets merged_count + 1,
-        else a new pending row. Returns (row, merged)."""
+        """A callback for ``number`` (asked in ``queue``): the number's open one (pending or
+        dialing, in any queue: the ACD keeps one callback slot per number) gets
+        merged_count + 1, else a new pending row. Returns (row, merged)."""
         async with self.transaction():
             row = await self.fetch_row(
                 CallbackRow,
                 f"SELECT {', '.join(CALLBACK_FIELDS)} FROM callbacks "
-                f"WHERE number = ? AND queue = ? AND status IN ('pending', 'dialing')",
-                (number, queue),
+                f"WHERE number = ? AND status IN ('pending', 'dialing') ORDER BY requested_at, id LIMIT 1",
+                (number,),
             )
             if row is not None:
                 await self.execute("UPDATE callbacks SET merged_count = merged_count + 1 WHERE id = ?", (row["id"],))

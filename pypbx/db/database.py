@@ -13,6 +13,7 @@ from pypbx.db.calls import CallQueries
 from pypbx.db.core import connect
 from pypbx.db.extensions import ExtensionQueries
 from pypbx.db.frontline import FrontLineQueries
+from pypbx.db.missed import MissedQueries
 from pypbx.db.notify import NotifyQueries
 from pypbx.db.priority import PriorityQueries
 from pypbx.db.reasons import ReasonQueries
@@ -36,6 +37,7 @@ class Database(
     RouteQueries,
     ReasonQueries,
     PriorityQueries,
+    MissedQueries,
 ):
     """One connection with every query. Safe to share between tasks of one event loop."""
 

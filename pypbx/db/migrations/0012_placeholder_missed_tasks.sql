@@ -1,3 +1,0 @@
--- 12: PLACEHOLDER on branch h-reasons only, so that 0013 loads (migrations are numbered
--- without gaps). The real 0012 (missed-caller tasks) comes from its own branch: drop this
--- file when merging.
