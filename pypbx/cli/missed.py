@@ -17,13 +17,14 @@ from pypbx.cli.context import config_option, load, on_db
 from pypbx.cli.output import F, duration, echo_json, json_option, table, ts
 from pypbx.errors import PbxError
 from pypbx.localapi_client import NotRunningError, call
+from pypbx.numbers import display
 
 
-def _task_rows(tasks: list[M.TaskDict]) -> list[list[object]]:
+def _task_rows(tasks: list[M.TaskDict], region: str) -> list[list[object]]:
     return [
         [
             t["id"],
-            t["number"],
+            display(t["number"], region),
             ts(t["first_missed_at"]),
             duration(t["waiting"]),
             t["missed_count"],
@@ -64,12 +65,12 @@ def missed_list(ctx: click.Context, queue: str | None, show_all: bool, as_json: 
     closed = [t for t in tasks if t["state"] == M.TaskState.CLOSED.value]
     opened = [t for t in tasks if t["state"] == M.TaskState.OPEN.value]
     if opened:
-        click.echo(table(heads, _task_rows(opened)))
+        click.echo(table(heads, _task_rows(opened, load(ctx).numbers.region)))
     if closed:
         if opened:
             click.echo("")
         click.echo("Closed:")
-        click.echo(table([*heads, "OUTCOME"], _task_rows(closed)))
+        click.echo(table([*heads, "OUTCOME"], _task_rows(closed, load(ctx).numbers.region)))
 
 
 @missed.command("show")
@@ -86,7 +87,7 @@ def missed_show(ctx: click.Context, task: str, as_json: bool) -> None:
     t = d["task"]
     lines = [
         ("Task", str(t["id"])),
-        ("Number", t["number"]),
+        ("Number", display(t["number"], load(ctx).numbers.region)),
         ("State", t["state"] + (f" ({t['outcome']}, by {t['closed_by'] or '-'})" if t["outcome"] else "")),
         ("Reasons", ", ".join(t["reasons"]) or "-"),
         ("Queue", t["queue"] or "-"),

@@ -42,6 +42,7 @@ from pypbx.flows.player import PROMPTS_DIR, Player, prompt
 from pypbx.flows.queue import A, outside_auth, outside_leg
 from pypbx.logs import call_log
 from pypbx.missed import AttemptOutcome, MissedError, Task, Worklist, get_task
+from pypbx.numbers import DEFAULT_REGION, display
 
 if TYPE_CHECKING:
     from pypbx.acdlive import AcdLive
@@ -265,10 +266,13 @@ AGENT_RING = 30.0
 PATIENT_RING = 45.0
 
 
-def announcement(lang: str, number: str, missed_at: dt.datetime, base: Path = PROMPTS_DIR) -> list[str]:
+def announcement(
+    lang: str, number: str, missed_at: dt.datetime, base: Path = PROMPTS_DIR, region: str = DEFAULT_REGION
+) -> list[str]:
     """What the agent hears before the patient is dialled: the number read back digit by digit
     (``callback_number_is`` + digits), then the time of the first missed call (hour, minute)."""
-    ids = ["callback_number_is", *A.digits_ids(lang, number), *A.number_ids(lang, missed_at.hour)]
+    digits = "".join(ch for ch in display(number, region) if ch.isdigit())  # as staff dial it: 0 6 1 2 ...
+    ids = ["callback_number_is", *A.digits_ids(lang, digits), *A.number_ids(lang, missed_at.hour)]
     ids += A.number_ids(lang, missed_at.minute)
     return [prompt(lang, i, base) for i in ids]
 
@@ -513,7 +517,7 @@ async def missed_call(
         except S.AcdError:
             pass  # the queue is gone: the default language
     missed_at = when or dt.datetime.fromtimestamp(t.first_missed_at)
-    files = announcement(lang, t.number, missed_at)
+    files = announcement(lang, t.number, missed_at, region=worklist.db.region)
     by = t.claimed_by or extension
     try:
         call_id = await cm.place(

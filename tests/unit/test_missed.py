@@ -5,6 +5,7 @@ worklist's events, automatic-callback slots in the ACD, the CLI."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ from pypbx.events import (
     MissedTaskMerged,
     MissedTaskOpened,
 )
+from pypbx.flows.callback import announcement
 
 
 def with_db(tmp_path: Path, fn: Callable[[Database], Awaitable[Any]]) -> Any:
@@ -449,8 +451,8 @@ def test_cli_missed_list_show_claim_close(tmp_config: Path, invoke_cli: Callable
     out = invoke_cli("missed", "list", *c).output
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["TASK", "NUMBER", "MISSED"]
-    assert "+33198765432" in lines[1] and "after-hours" in lines[1]  # the longest waiting first
-    assert "+33612345679" in lines[2] and "abandoned,voicemail" in lines[2] and "lab" in lines[2]
+    assert "01 98 76 54 32" in lines[1] and "after-hours" in lines[1]  # the longest waiting first
+    assert "06 12 34 56 79" in lines[2] and "abandoned,voicemail" in lines[2] and "lab" in lines[2]
     tasks = json.loads(invoke_cli("missed", "list", "--json", *c).output)
     assert [(t["number"], t["missed_count"]) for t in tasks] == [("+33198765432", 1), ("+33612345679", 2)]
     assert json.loads(invoke_cli("missed", "list", "--queue", "front", "--json", *c).output)[0]["id"] == tasks[1]["id"]
@@ -527,10 +529,8 @@ def test_cli_report_missed_shows_the_figures(tmp_config: Path, invoke_cli: Calla
 
 
 def test_missed_call_rings_agent_announces_then_dials_and_books_attempts(tmp_path: Path) -> None:
-    import datetime as dt
-
     from media import protocol as P
-    from pypbx.flows.callback import announcement, missed_call
+    from pypbx.flows.callback import missed_call
     from tests.unit.test_acdlive import Env, originates, plays, settle
 
     async def go() -> None:
@@ -607,3 +607,15 @@ def test_missed_call_rings_agent_announces_then_dials_and_books_attempts(tmp_pat
             runner.cancel()
 
     asyncio.run(go())
+
+
+def test_announcement_reads_the_number_as_staff_dial_it() -> None:
+    """An E.164 number of the site's region is read in its national form (0 6 1 2 ...), a
+    foreign one with its country code, digit by digit."""
+    when = dt.datetime(2026, 12, 7, 10, 42)
+    fr = [Path(f).stem for f in announcement("en", "+33612345679", when, region="FR")]
+    assert fr == ["callback_number_is", *[f"num_{d}" for d in "0612345679"], "num_10", "num_42"]
+    ru = [Path(f).stem for f in announcement("en", "+79123456789", when, region="RU")]
+    assert ru[1:12] == [f"num_{d}" for d in "89123456789"]
+    uk = [Path(f).stem for f in announcement("en", "+442071234567", when, region="FR")]
+    assert uk[1:13] == [f"num_{d}" for d in "442071234567"]
