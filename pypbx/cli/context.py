@@ -13,6 +13,7 @@ import click
 from pypbx.cli.output import F
 from pypbx.config import Config, config_path_from, load_config
 from pypbx.db import Database, open_db
+from pypbx.numbers import display
 
 CONFIG_KEY = "pypbx.config"
 CONFIG_HELP = "Config file (env PYPBX_CONFIG; default ./pypbx.toml)."
@@ -65,3 +66,10 @@ def db_call(cfg: Config, fn: Callable[Concatenate[Database, P], Awaitable[T]], *
 def on_db(ctx: click.Context, fn: Callable[Concatenate[Database, P], Awaitable[T]], *args: P.args, **kw: P.kwargs) -> T:
     """``await fn(db, *args, **kw)`` on the configured database."""
     return db_call(load(ctx), fn, *args, **kw)
+
+
+def shown(number: str | None, ctx: click.Context | None = None) -> str:
+    """A stored (E.164) number as listings show it: the site region's national format
+    (``06 12 34 56 79``), other countries' internationally, anything else as it is."""
+    c = ctx or click.get_current_context()
+    return display(number, load(c).numbers.region) if number else "-"

@@ -15,7 +15,7 @@ from typing import Concatenate, Literal, ParamSpec, TypeVar
 import click
 
 from pypbx import reports
-from pypbx.cli.context import config_option, load, run
+from pypbx.cli.context import config_option, load, run, shown
 from pypbx.cli.output import echo_json, json_option, table
 from pypbx.cli.period import day_range
 from pypbx.db import open_db
@@ -287,7 +287,14 @@ def show_missed(r: Report) -> None:
         table(
             ["NUMBER", "CALLS", "LAST CALL", "WHY", "QUEUE", "LINE"],
             [
-                [m["number"], m["attempts"], _when(m["last"]), m["reason"], m["queue"] or "-", m["service_line"] or "-"]
+                [
+                    shown(m["number"]),
+                    m["attempts"],
+                    _when(m["last"]),
+                    m["reason"],
+                    m["queue"] or "-",
+                    m["service_line"] or "-",
+                ]
                 for m in r["missed"]
             ],
             indent="  ",

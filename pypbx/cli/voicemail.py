@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from pypbx import voicemail as V
-from pypbx.cli.context import config_option, on_db
+from pypbx.cli.context import config_option, on_db, shown
 from pypbx.cli.output import echo_json, json_option, table, ts
 from pypbx.db import Database
 
@@ -134,7 +134,7 @@ def vm_list(ctx: click.Context, box: str | None, new_only: bool, as_json: bool) 
                     r["id"],
                     r["box"],
                     ts(r["received_at"]),
-                    r["caller"] or "-",
+                    shown(r["caller"]),
                     r["did"] or "-",
                     f"{(r['seconds'] or 0):.1f}s",
                     "yes" if r["heard"] else "NEW",

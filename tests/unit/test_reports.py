@@ -266,7 +266,7 @@ def test_cli_report_commands(invoke_cli, tmp_config):
     r = invoke_cli("report", "summary", *c)
     assert r.exit_code == 0, r.output
     assert "Calls offered 2 (inbound 2), answered 1, abandoned 1" in r.output
-    assert "+33622222222" in r.output and "abandoned_queue" in r.output
+    assert "06 22 22 22 22" in r.output and "abandoned_queue" in r.output
     q = json.loads(invoke_cli("report", "queues", "--json", *c).output)["front"]
     assert (q["entered"], q["answered"], q["abandoned"], q["service_level"], q["asa"]) == (2, 1, 1, 0.5, 12.0)
     h = json.loads(invoke_cli("report", "hours", "--json", *c).output)
