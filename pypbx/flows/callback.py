@@ -269,10 +269,11 @@ PATIENT_RING = 45.0
 def announcement(
     lang: str, number: str, missed_at: dt.datetime, base: Path = PROMPTS_DIR, region: str = DEFAULT_REGION
 ) -> list[str]:
-    """What the agent hears before the patient is dialled: the number read back digit by digit
-    (``callback_number_is`` + digits), then the time of the first missed call (hour, minute)."""
+    """What the agent hears before the patient is dialled: "calling back the patient at the
+    number" + the number digit by digit, then "missed at" + the time of the first missed call
+    (hour, minute)."""
     digits = "".join(ch for ch in display(number, region) if ch.isdigit())  # as staff dial it: 0 6 1 2 ...
-    ids = ["callback_number_is", *A.digits_ids(lang, digits), *A.number_ids(lang, missed_at.hour)]
+    ids = ["calling_back", *A.digits_ids(lang, digits), "missed_at", *A.number_ids(lang, missed_at.hour)]
     ids += A.number_ids(lang, missed_at.minute)
     return [prompt(lang, i, base) for i in ids]
 

@@ -2,7 +2,7 @@
 :mod:`pypbx.survey` for when, and for the settings and scores it stores).
 
 An unhappy score (:data:`pypbx.survey.UNHAPPY`, 1-2) offers a short recorded comment: the
-caller hears ``leave_message`` and the beep and is recorded (the worker's recorder on the
+caller hears ``survey_comment`` ("tell us after the tone what we could do better") and the beep and is recorded (the worker's recorder on the
 caller's leg) until ``#``, a hang-up or :data:`pypbx.survey.COMMENT_SECONDS`; the file is
 kept next to the call's recording (``recordings/<day>/<call id>-comment-<leg>.wav``) and its
 path stored on the survey row (``pypbx survey list --unhappy``).
@@ -175,7 +175,7 @@ class SurveyCall(TimedFlow):
         if score <= UNHAPPY and self.comment_seconds > 0:
             self.state = SurveyState.COMMENT_PROMPT
             await self.cm.event(s, "survey_comment_offered", score=score)
-            if not await self._play(self.p("leave_message")):
+            if not await self._play(self.p("survey_comment")):
                 await self._beep()
             return
         await self._thanks()

@@ -107,7 +107,7 @@ def test_abandoned_caller_is_called_back_agent_first(pbx, tmp_path):
     ]
     missed_at = time.localtime(missed["offered_at"])
     hour, minute = f"num_{missed_at.tm_hour}", f"num_{missed_at.tm_min}"
-    assert heard == ["callback_number_is", "num_1", "num_0", "num_0", "num_9", hour, minute], heard
+    assert heard == ["calling_back", "num_1", "num_0", "num_0", "num_9", "missed_at", hour, minute], heard
     show = json.loads(p.cli("missed", "show", str(t["id"]), "--json").stdout)
     assert [(a["by"], a["outcome"], a["call_id"]) for a in show["attempts"]] == [("alice", "answered", cb["id"])]
     fig = json.loads(p.cli("report", "callbacks", "--json", "--since", "2000-01-01").stdout)["total"]

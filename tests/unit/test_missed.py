@@ -550,11 +550,12 @@ def test_missed_call_rings_agent_announces_then_dials_and_books_attempts(tmp_pat
             await settle()
             files = announcement("en", "1009", when)
             assert [Path(f).stem for f in files] == [
-                "callback_number_is",
+                "calling_back",
                 "num_1",
                 "num_0",
                 "num_0",
                 "num_9",
+                "missed_at",
                 "num_10",
                 "num_42",
             ]
@@ -614,7 +615,7 @@ def test_announcement_reads_the_number_as_staff_dial_it() -> None:
     foreign one with its country code, digit by digit."""
     when = dt.datetime(2026, 12, 7, 10, 42)
     fr = [Path(f).stem for f in announcement("en", "+33612345679", when, region="FR")]
-    assert fr == ["callback_number_is", *[f"num_{d}" for d in "0612345679"], "num_10", "num_42"]
+    assert fr == ["calling_back", *[f"num_{d}" for d in "0612345679"], "missed_at", "num_10", "num_42"]
     ru = [Path(f).stem for f in announcement("en", "+79123456789", when, region="RU")]
     assert ru[1:12] == [f"num_{d}" for d in "89123456789"]
     uk = [Path(f).stem for f in announcement("en", "+442071234567", when, region="FR")]

@@ -439,7 +439,7 @@ def test_unhappy_score_records_a_comment_listed_with_the_call(tmp_path):
             w.inject(P.Ended(leg="callee", cause_code=200, reason="BYE"))
             await settle()
             await press(w, "1")
-            assert plays(w)[-1] == pr("leave_message")
+            assert plays(w)[-1] == pr("survey_comment")
             w.finish_playback("in-1")
             await settle()
             assert plays(w)[-1].endswith("tones/beep.wav")
