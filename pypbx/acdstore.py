@@ -52,7 +52,7 @@ from pypbx.db import Database, IntegrityError
 from pypbx.db.rows import AgentEventRow, AgentRow, CallbackRow, QueueRow
 from pypbx.errors import PbxError
 from pypbx.jsontypes import JSON
-from pypbx.numbers import is_emergency
+from pypbx.numbers import e164, is_emergency
 
 QUEUE_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 AGENT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
@@ -1040,7 +1040,7 @@ async def request_callback(
 ) -> tuple[Callback, bool]:
     """A callback request; one from a number with an open request (in any queue) is merged
     into it. Returns (callback, merged)."""
-    n = validate_phone_number(number)
+    n = e164(validate_phone_number(number), db.region)  # one number, one open request, whatever its form
     q = (await get_queue(db, queue)).name
     row, merged = await db.request_callback_row(n, q, time.time() if now is None else now, call_id)
     return _callback(row), merged

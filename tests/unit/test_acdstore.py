@@ -636,3 +636,18 @@ def test_acd_state_save_load_with_engine_snapshot(tmp_path: Path) -> None:
     assert loaded == json.loads(json.dumps(snap))
     assert [(w.call_id, w.is_callback, w.number) for w in waiting] == [("c1", True, "+3312345")]
     assert misc == {"other": 1}
+
+
+def test_request_callback_stores_e164_so_any_form_merges(tmp_path: Path) -> None:
+    """A request typed by staff in the national form and one from the trunk in E.164 are one
+    number, so one open request (the site region, FR by default, decides the form)."""
+
+    async def go(db):
+        await S.add_queue(db, "np")
+        first, m1 = await S.request_callback(db, "06 12 34 56 79", "np", now=100.0)
+        again, m2 = await S.request_callback(db, "+33612345679", "np", now=200.0)
+        return first, m1, again, m2, await S.list_callbacks(db)
+
+    first, m1, again, m2, pending = with_db(tmp_path, go)
+    assert (first.number, m1, again.id, m2) == ("+33612345679", False, first.id, True)
+    assert [c.number for c in pending] == ["+33612345679"]
