@@ -34,6 +34,7 @@ from pypbx.cli.output import F, duration, echo_json, json_option, table
 from pypbx.db import Database
 from pypbx.errors import PbxError
 from pypbx.localapi_client import LocalAPIError, NotRunningError, call
+from pypbx.missed import queue_callback_settings
 
 
 def unknown_command(err: Exception) -> bool:
@@ -347,6 +348,7 @@ def queue_show(ctx: click.Context, name: str, as_json: bool) -> None:
 
     cfg = load(ctx)
     rec, agents = on_db(ctx, _queue_and_agents, name)
+    auto = on_db(ctx, queue_callback_settings).get(rec.name)
     quals = S.qualified_agents(rec.config, agents)
     now = time.time()
     live, note = False, ""
@@ -383,11 +385,26 @@ def queue_show(ctx: click.Context, name: str, as_json: bool) -> None:
         ]
     if as_json:
         echo_json(
-            {**rec.to_dict(), "live": live, "note": note or None, "waiting": waiting, "ewt": ewt, "agents": live_agents}
+            {
+                **rec.to_dict(),
+                "auto_callback": bool(auto and auto["auto_callback"]),
+                "callback_hours": auto["callback_hours"] if auto else None,
+                "live": live,
+                "note": note or None,
+                "waiting": waiting,
+                "ewt": ewt,
+                "agents": live_agents,
+            }
         )
         return
     for label, value in _queue_lines(rec):
         click.echo(f"{label + ':':16}{value}")
+    if auto and auto["auto_callback"]:
+        c = rec.config
+        click.echo(
+            f"{'Auto callback:':16}on, {c.callback_max_attempts} attempts {secs(c.callback_retry_delay)} apart"
+            + (f", in hours {auto['callback_hours']}" if auto["callback_hours"] else ", any time")
+        )
     if live:
         head = f"Waiting: {len(waiting)}" + (
             f" (estimated wait for a new caller {duration(ewt)})" if ewt is not None else ""

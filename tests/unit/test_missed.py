@@ -487,6 +487,8 @@ def test_cli_queue_callback_settings(tmp_config: Path, invoke_cli: Callable[...,
     q = json.loads(invoke_cli("queue", "show", "front", "--json", *c).output)
     cfg = q.get("config", q)
     assert (cfg["callback_max_attempts"], cfg["callback_retry_delay"]) == (4, 600.0)
+    assert (q["auto_callback"], q["callback_hours"]) == (True, None)
+    assert "Auto callback:  on, 4 attempts 600s apart, any time" in invoke_cli("queue", "show", "front", *c).output
     from pypbx.config import load_config
 
     async def settings() -> Any:
@@ -496,6 +498,7 @@ def test_cli_queue_callback_settings(tmp_config: Path, invoke_cli: Callable[...,
     assert asyncio.run(settings())["front"] == {"queue": "front", "auto_callback": True, "callback_hours": None}
     assert invoke_cli("queue", "edit", "front", "--no-auto-callback", *c).exit_code == 0
     assert asyncio.run(settings())["front"]["auto_callback"] is False
+    assert "Auto callback" not in invoke_cli("queue", "show", "front", *c).output
     bad = invoke_cli("queue", "edit", "front", "--callback-hours", "nope", *c)
     assert bad.exit_code == 1 and bad.output.startswith("Error: ") and "nope" in bad.output
     bad = invoke_cli("queue", "add", "lab", "--callback-attempts", "99", *c)
