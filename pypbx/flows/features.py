@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 
 from acd.model import PauseReason
 from media import protocol as P
-from media.client import WorkerError
 from pypbx import acdstore as S
 from pypbx import reasons as R
 from pypbx.call.flow import CallInput, FlowBase, Shutdown
@@ -51,15 +50,16 @@ class FeatureState(enum.Enum):
     DONE = "done"
 
 
-class FeatureCall(FlowBase):
-    """``*45<agent>`` log in at this extension, ``*45`` log out, ``*46`` pause / unpause."""
+class FeatureCode(FlowBase):
+    """A feature code dialled from a desk phone: answer, act (:meth:`_act`, which sets
+    ``ok`` and ``result``), play the feedback (:meth:`_feedback`), hang up; the call ends
+    ``answered`` when the change was made, ``rejected`` when not, the result as the cause."""
 
-    def __init__(self, live: AcdLive, s: Call) -> None:
-        assert s.rec is not None and live.callmgr is not None
-        self.live = live
+    def __init__(self, cm: CallManager, s: Call) -> None:
+        assert s.rec is not None
         self.s = s
         self.rec: CallRecord = s.rec
-        self.cm: CallManager = live.callmgr
+        self.cm = cm
         self.state = FeatureState.ANSWERING
         self.result = ""
         self.ok = False
@@ -67,6 +67,56 @@ class FeatureCall(FlowBase):
     async def start(self) -> None:
         await self.cm.calllog.event(self.rec, "feature_code", code=self.s.callee)
         await self.cm.answer(self.s, self.s.caller_leg, 200)
+
+    async def _act(self) -> None:
+        raise NotImplementedError
+
+    def _feedback(self) -> str:
+        """The file the caller hears once :meth:`_act` is done."""
+        raise NotImplementedError
+
+    async def handle(self, ev: CallInput) -> None:
+        s = self.s
+        if self.state is FeatureState.DONE:
+            return
+        if isinstance(ev, P.Answered) and ev.leg == s.caller_leg and self.state is FeatureState.ANSWERING:
+            await self._act()
+            self.state = FeatureState.PLAYING
+            if not await self.cm.play(s, s.caller_leg, self._feedback(), quiet=True):
+                await self._end("system")
+        elif isinstance(ev, P.PlaybackFinished) and ev.leg == s.caller_leg:
+            await self.cm.hangup(s, s.caller_leg, None)
+            await self._end("system")
+        elif isinstance(ev, P.Ended) and ev.leg == s.caller_leg:
+            await self._end("caller")
+        elif isinstance(ev, Shutdown):
+            await self.cm.hangup(s, s.caller_leg, None)
+            await self._end("system")
+
+    async def _end(self, side: str) -> None:
+        if self.state is FeatureState.DONE:
+            return
+        self.state = FeatureState.DONE
+        if self.rec.answered_at is None:
+            await self.cm.calllog.answered(self.rec, feature=self.s.callee)
+        await self.cm.finish(
+            self.s,
+            Disposition.ANSWERED if self.ok else Disposition.REJECTED,
+            side=side,
+            cause=f"feature code: {self.result}",
+        )
+
+    def finished(self, disposition: Disposition, side: str) -> None:
+        self.state = FeatureState.DONE
+
+
+class FeatureCall(FeatureCode):
+    """``*45<agent>`` log in at this extension, ``*45`` log out, ``*46`` pause / unpause."""
+
+    def __init__(self, live: AcdLive, s: Call) -> None:
+        assert live.callmgr is not None
+        super().__init__(live.callmgr, s)
+        self.live = live
 
     async def _act(self) -> None:
         db = self.live.db
@@ -99,42 +149,8 @@ class FeatureCall(FlowBase):
             self.result = str(exc)
         log.info("feature code %s from %s: %s", code, ext, self.result)
 
-    async def handle(self, ev: CallInput) -> None:
-        s = self.s
-        if self.state is FeatureState.DONE:
-            return
-        if isinstance(ev, P.Answered) and ev.leg == s.caller_leg and self.state is FeatureState.ANSWERING:
-            await self._act()
-            self.state = FeatureState.PLAYING
-            playing = prompt("en", "thank_you_goodbye" if self.ok else "invalid_choice", self.live.prompts_dir)
-            try:
-                await self.cm.play(s, s.caller_leg, playing)
-            except WorkerError:
-                await self._end("system")
-        elif isinstance(ev, P.PlaybackFinished) and ev.leg == s.caller_leg:
-            await self.cm.hangup(s, s.caller_leg, None)
-            await self._end("system")
-        elif isinstance(ev, P.Ended) and ev.leg == s.caller_leg:
-            await self._end("caller")
-        elif isinstance(ev, Shutdown):
-            await self.cm.hangup(s, s.caller_leg, None)
-            await self._end("system")
-
-    async def _end(self, side: str) -> None:
-        if self.state is FeatureState.DONE:
-            return
-        self.state = FeatureState.DONE
-        if self.rec.answered_at is None:
-            await self.cm.calllog.answered(self.rec, feature=self.s.callee)
-        await self.cm.finish(
-            self.s,
-            Disposition.ANSWERED if self.ok else Disposition.REJECTED,
-            side=side,
-            cause=f"feature code: {self.result}",
-        )
-
-    def finished(self, disposition: Disposition, side: str) -> None:
-        self.state = FeatureState.DONE
+    def _feedback(self) -> str:
+        return prompt("en", "thank_you_goodbye" if self.ok else "invalid_choice", self.live.prompts_dir)
 
 
 # ============================================================================ reason codes
@@ -214,22 +230,12 @@ class ReasonKeys:
         await self.desk.cm.play(s, leg, self.desk.tone(ok), quiet=True)
 
 
-class ReasonCall(FlowBase):
+class ReasonCall(FeatureCode):
     """``*7N`` dialled (in wrap-up): reason N on the calling extension's last answered call."""
 
     def __init__(self, desk: ReasonDesk, s: Call) -> None:
-        assert s.rec is not None
+        super().__init__(desk.cm, s)
         self.desk = desk
-        self.s = s
-        self.rec: CallRecord = s.rec
-        self.cm: CallManager = desk.cm
-        self.state = FeatureState.ANSWERING
-        self.result = ""
-        self.ok = False
-
-    async def start(self) -> None:
-        await self.cm.calllog.event(self.rec, "feature_code", code=self.s.callee)
-        await self.cm.answer(self.s, self.s.caller_leg, 200)
 
     async def _act(self) -> None:
         ext, digit = self.s.caller, self.s.callee[len(R.REASON_CODE) :]
@@ -240,36 +246,5 @@ class ReasonCall(FlowBase):
             self.ok, self.result = await self.desk.set(last["id"], digit, ext, R.ReasonVia.WRAPUP)
         call_log(log, self.s).info("reason code %s from %s: %s", self.s.callee, ext, self.result)
 
-    async def handle(self, ev: CallInput) -> None:
-        s = self.s
-        if self.state is FeatureState.DONE:
-            return
-        if isinstance(ev, P.Answered) and ev.leg == s.caller_leg and self.state is FeatureState.ANSWERING:
-            await self._act()
-            self.state = FeatureState.PLAYING
-            if not await self.cm.play(s, s.caller_leg, self.desk.tone(self.ok), quiet=True):
-                await self._end("system")
-        elif isinstance(ev, P.PlaybackFinished) and ev.leg == s.caller_leg:
-            await self.cm.hangup(s, s.caller_leg, None)
-            await self._end("system")
-        elif isinstance(ev, P.Ended) and ev.leg == s.caller_leg:
-            await self._end("caller")
-        elif isinstance(ev, Shutdown):
-            await self.cm.hangup(s, s.caller_leg, None)
-            await self._end("system")
-
-    async def _end(self, side: str) -> None:
-        if self.state is FeatureState.DONE:
-            return
-        self.state = FeatureState.DONE
-        if self.rec.answered_at is None:
-            await self.cm.calllog.answered(self.rec, feature=self.s.callee)
-        await self.cm.finish(
-            self.s,
-            Disposition.ANSWERED if self.ok else Disposition.REJECTED,
-            side=side,
-            cause=f"feature code: {self.result}",
-        )
-
-    def finished(self, disposition: Disposition, side: str) -> None:
-        self.state = FeatureState.DONE
+    def _feedback(self) -> str:
+        return self.desk.tone(self.ok)
