@@ -29,6 +29,7 @@ pytestmark = pytest.mark.slow
 
 NORMAL_DID = "0144556677"
 URGENT_DID = "0144556688"
+URGENT_DID_E164 = "+33144556688"  # as the books store it (issue 10: E.164)
 
 
 @pytest.fixture
@@ -159,7 +160,7 @@ def test_urgent_did_and_ivr_callers_arriving_last_are_answered_first(pbx, tmp_pa
     assert alice.wait() == 0, alice.errors()
     rows = {r["caller_number"]: r for r in records(p, 4, timeout=30)}
     u, v, a, b = rows["+33633333333"], rows["1009"], rows["+33611111111"], rows["+33622222222"]
-    assert u["did"] == URGENT_DID and u["disposition"] == "answered" and u["agent"] == "alice", u
+    assert u["did"] == URGENT_DID_E164 and u["disposition"] == "answered" and u["agent"] == "alice", u
     assert v["disposition"] == "answered" and v["agent"] == "alice" and v["queue"] == "front", v
     assert a["disposition"] == b["disposition"] == "abandoned_queue", (a, b)
     enter = [(e["call_id"], e["data"]["priority"], e["data"]["position"]) for e in entered(p, 4)]
