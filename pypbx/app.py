@@ -330,6 +330,7 @@ class Pbx:
                 rate_burst=sec.rate_burst,
                 scanner_user_agents=sec.scanner_user_agents,
                 exempt=sec.exempt,
+                malformed_log_interval=sec.malformed_log_interval,
             )
             reg = cfg.registrar
             nonces = NonceManager(bytes.fromhex(secret), lifetime=sec.nonce_lifetime)

@@ -98,6 +98,7 @@ class SecurityConfig:
     rate_burst: int = 200
     exempt: tuple[str, ...] = ()  # IP addresses or networks (CIDR), never banned or rate-limited
     scanner_user_agents: tuple[str, ...] = DEFAULT_SCANNER_USER_AGENTS
+    malformed_log_interval: float = 60.0  # at most one "malformed" log line per IP per this many s
 
     def is_exempt(self, ip: str) -> bool:
         try:
@@ -379,6 +380,7 @@ _SCHEMA: dict[str, list[tuple[str, Default, Validator[Value], str]]] = {
             _str_list,
             "requests whose User-Agent contains one of these are dropped",
         ),
+        ("malformed_log_interval", 60.0, _positive_float, "seconds: one 'malformed' log line per source IP"),
     ],
     "media": [
         ("workers_warm", 2, _int(0, 100), "pjsua2 media worker processes kept ready"),

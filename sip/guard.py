@@ -29,11 +29,18 @@ so an attacker cannot forge or split lines::
     SECURITY rate-limited ip=<ip> dropped=<n>
     SECURITY dropped-banned ip=<ip> dropped=<n>
     SECURITY oversize-dropped ip=<ip> size=<bytes> dropped=<n>
+    SECURITY malformed ip=<ip> status=<code|drop> reason="<why>" suppressed=<n>
 
 The last four are themselves rate-limited: at most one line per IP and event kind per
 ``log_interval`` (10 s) — ``dropped=<n>`` counts the drops since the previous line for that
 IP, this one included — so a flood cannot fill the disk. (A scanner is banned on its first
 request by default, so its later packets show up as ``dropped-banned``.)
+
+``malformed`` (:meth:`AbuseGuard.malformed`: a message that does not parse, or a request
+the server refuses as invalid) is logged at most once per IP per ``malformed_log_interval``
+(60 s, ``[security] malformed_log_interval``); ``suppressed=<n>`` counts the malformed
+messages from that IP not logged since its previous line, so an admin sees a broken phone
+or a scanner without the log filling up.
 
 fail2ban
 --------
@@ -137,6 +144,7 @@ class AbuseGuard:
         max_size: int = MAX_DATAGRAM,
         log_interval: float = 10.0,
         max_tracked: int = 100_000,
+        malformed_log_interval: float = 60.0,
     ) -> None:
         self.auth_fail_limit = int(auth_fail_limit)
         self.auth_fail_window = float(auth_fail_window)
@@ -147,6 +155,8 @@ class AbuseGuard:
         self.max_size = max_size
         self.log_interval = log_interval
         self.max_tracked = max_tracked
+        self.malformed_log_interval = float(malformed_log_interval)
+        self._malformed: dict[str, list[float]] = {}  # ip -> [last logged, suppressed since]
         uas = [u for u in scanner_user_agents if u]
         # whole words only: 'sipcli' must not match 'MySIPClient'
         self._scanner_re = (
@@ -171,6 +181,7 @@ class AbuseGuard:
             "dropped_scanner": 0,
             "dropped_rate": 0,
             "dropped_oversize": 0,
+            "malformed": 0,
             "auth_failures": 0,
             "auth_ok": 0,
             "bans_total": 0,
@@ -277,6 +288,28 @@ class AbuseGuard:
             return Verdict.DROP_SCANNER
         return Verdict.ALLOW
 
+    def malformed(self, ip: str, now: float, reason: str, status: int | None = None) -> bool:
+        """Record one malformed message from ``ip`` (unparseable, or refused as invalid with
+        ``status``; None = dropped unanswered). Logs one line per IP per
+        ``malformed_log_interval``; returns True when this one was logged."""
+        self._c["malformed"] += 1
+        st = self._malformed.get(ip)
+        if st is not None and now - st[0] < self.malformed_log_interval:
+            st[1] += 1
+            return False
+        suppressed = 0 if st is None else int(st[1])
+        if st is None and len(self._malformed) >= self.max_tracked:
+            self._trim(self._malformed)
+        self._malformed[ip] = [now, 0]
+        log.warning(
+            'SECURITY malformed ip=%s status=%s reason="%s" suppressed=%d',
+            ip,
+            "drop" if status is None else status,
+            _sanitize(reason, 120),
+            suppressed,
+        )
+        return True
+
     # ------------------------------------------------------------------ auth
     def auth_failed(self, ip: str, now: float, user: str | None = None, method: str = "REGISTER") -> bool:
         """Record one failed authentication. Returns True when this failure starts a ban."""
@@ -363,9 +396,13 @@ class AbuseGuard:
         horizon = now - self.log_interval
         for k in [k for k, (last, _sup) in self._lastlog.items() if last <= horizon]:
             del self._lastlog[k]
+        # an IP's suppressed count is kept until its next line could be written
+        mhorizon = now - self.malformed_log_interval
+        for ip in [ip for ip, (last, sup) in self._malformed.items() if last <= mhorizon and not sup]:
+            del self._malformed[ip]
 
     def tracked(self) -> int:
-        return len(self._bans) + len(self._buckets) + len(self._failures) + len(self._lastlog)
+        return len(self._bans) + len(self._buckets) + len(self._failures) + len(self._lastlog) + len(self._malformed)
 
     def counters(self) -> dict[str, int]:
         c = dict(self._c)

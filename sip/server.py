@@ -263,7 +263,8 @@ class SipServer:
             msg = parse_message(data)
         except SipParseError as exc:
             self.counters["parse_errors"] += 1
-            self._reject_unparseable(exc, source, reliable)
+            answered = self._reject_unparseable(exc, source, reliable)
+            self.guard.malformed(ip, now, exc.reason, exc.status if answered else None)
             return
         if not isinstance(msg, Request):
             self.counters["responses"] += 1
@@ -281,6 +282,9 @@ class SipServer:
         else:
             problem = validate_request(msg, supported=SUPPORTED)
         if problem is not None:
+            self.guard.malformed(
+                ip, now, f"{problem[1]} ({msg.method})", None if msg.method == Method.ACK else problem[0]
+            )
             if msg.method != Method.ACK:
                 status, reason = problem
                 self._send_stateless(
@@ -318,16 +322,19 @@ class SipServer:
             return [("Accept", "application/sdp")]
         return []
 
-    def _reject_unparseable(self, exc: SipParseError, source: Addr, reliable: bool) -> None:
+    def _reject_unparseable(self, exc: SipParseError, source: Addr, reliable: bool) -> bool:
+        """Answer an unparseable message if it can be answered; True when it was."""
         partial = getattr(exc, "partial", None)
         if getattr(exc, "drop", False) or partial is None or partial.method == Method.ACK:
             log.debug("dropped unparseable message from %s:%d: %s", source.host, source.port, exc.reason)
-            return
+            return False
         try:
             resp = make_response(partial, exc.status, exc.reason)
             self._send_stateless(resp, partial, source, reliable)
         except Exception as err:  # a partial message too broken to answer
             log.debug("cannot answer bad message from %s: %s", source.host, err)
+            return False
+        return True
 
     def _send_stateless(self, resp: Response, req: Request, source: Addr, reliable: bool) -> None:
         assert self.transport is not None
