@@ -276,6 +276,8 @@ class Pbx:
         st = self.sip.status()
         counters = dict(st["counters"])
         counters.update({f"guard_{k}": v for k, v in self.sip.guard.counters().items()})
+        if self.proxy is not None:
+            counters.update({f"proxy_{k}": v for k, v in self.proxy.counters.items()})
         return {
             "version": __version__,
             "pid": os.getpid(),
@@ -482,8 +484,15 @@ class Pbx:
             ring_timeout=float(self.cfg.calls.ring_time) + 5,
             user_agent=self.cfg.sip.user_agent,
             admit=self.trunk_router.admit,
+            dialog_gone=self._dialog_gone,
         )
         self.sip.attach_proxy(self.proxy)
+
+    def _dialog_gone(self, request: Request, dest: Addr) -> bool:
+        """An in-dialog request the proxy does not track, bound for a media worker that has
+        no call with its Call-ID (e.g. a phone's BYE after a restart): answered 481."""
+        cm = self.callmgr
+        return cm is not None and cm.is_worker(dest) and cm.session_by_call_id(request.call_id) is None
 
     def _start_mwi(self, nonces: NonceManager) -> MwiService:
         """Message-waiting indication: SUBSCRIBE message-summary, authenticated like a

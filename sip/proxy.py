@@ -43,6 +43,9 @@ Behaviour (RFC 3261 §16):
 * Max-Forwards 0 -> 483; otherwise decremented (70 when absent). Proxy-Require -> 420.
 * Route pre-processing (§16.4): a Request-URI we put in a Record-Route (strict-routing
   peer) is replaced by the last Route; every Route naming us at the top is removed.
+* An in-dialog request for a dialog the proxy does not track and that ``dialog_gone``
+  says no longer exists where it is going (the PBX restarted: its media workers have no
+  such call) gets 481 Call/Transaction Does Not Exist, not silence.
 * Requests with a To tag (in a dialog) must have come through a Record-Route we added:
   the Record-Route URI carries ``pbx=<HMAC(secret, Call-ID)>`` and only a request whose
   popped Route carries a valid token (or that comes from a trusted source) is forwarded
@@ -420,8 +423,14 @@ class Proxy:
         dialog_idle: float = DIALOG_IDLE,
         max_dialogs: int = DIALOGS_MAX,
         admit: Callable[[Request, Addr], bool | RouteDecision | None] | None = None,
+        dialog_gone: Callable[[Request, Addr], bool] | None = None,
     ) -> None:
         self.route = route
+        #: Asked about an in-dialog request (not ACK) whose dialog this proxy does not track
+        #: (e.g. a phone's BYE after a restart): True = the dialog does not exist at ``dest``
+        #: either (the PBX's own media worker has no such call), so it gets 481 at once
+        #: instead of being sent to a party that would not answer (RFC 3261 §12.2.2).
+        self.dialog_gone = dialog_gone
         #: Pre-authentication screen for out-of-dialog requests from untrusted sources:
         #: True = a peer that is not challenged (a SIP trunk; ``route`` gets user None),
         #: a RouteDecision = reject at once (e.g. 403 for a DID reached from elsewhere),
@@ -453,6 +462,7 @@ class Proxy:
         self.counters = {
             "forwarded": 0,
             "in_dialog": 0,
+            "no_dialog": 0,
             "auth_challenges": 0,
             "auth_failures": 0,
             "rejected": 0,
@@ -677,10 +687,13 @@ class Proxy:
             return [self._respond(key, req, 400, "Bad Request - bad Route")]
         if req.method in DIALOG_CREATING or req.method == Method.UPDATE:
             self._remember_contacts(req, source)  # target refresh
+        d = self._find_dialog(req)
+        if d is None and self.dialog_gone is not None and self.dialog_gone(req, dest):
+            self.counters["no_dialog"] += 1
+            return [self._respond(key, req, 481)]
         ctx = _Context(key, req, source)
         self._contexts[key] = ctx
         self.counters["in_dialog"] += 1
-        d = self._find_dialog(req)
         if d is not None:
             ctx.dialog = d.key
             self._touch(d, now)

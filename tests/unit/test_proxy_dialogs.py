@@ -457,3 +457,59 @@ def test_idle_dialogs_expire():
     p.tick(181.0)
     assert not p.dialogs
     assert p.stats()["dialogs_expired"] == 2
+
+
+# ----------------------------------------------------------------------------- unknown dialogs
+
+
+def _bye_after_restart(p, fwd, ok, *, branch):
+    routes = list(reversed(ok.headers.get_all("Record-Route")))
+    return in_dialog(
+        "BYE",
+        f"sip:1002@127.0.0.1:{WORKER.port}",
+        from_=fwd.request.headers.get("From"),
+        to=ok.headers.get("To"),
+        call_id="cA",
+        cseq=3,
+        routes=routes,
+        branch=branch,
+    )
+
+
+def test_bye_for_a_dialog_nobody_knows_gets_481():
+    """A phone's BYE for a call the restarted PBX no longer has: the restarted proxy tracks
+    no dialog and the worker it would go to has no such call -> 481 at once, nothing sent."""
+    before, nonces = make_proxy()
+    fwd, ok = dialog_a(before, nonces)
+    asked = []
+
+    def gone(req, dest):
+        asked.append((req.call_id, dest))
+        return True
+
+    restarted, _ = make_proxy(dialog_gone=gone)  # same secret: the route token still checks
+    actions = restarted.on_request(
+        "srv-bye", _bye_after_restart(restarted, fwd, ok, branch="z9hG4bKb1"), PHONE_1001, 5.0
+    )
+    assert sends(actions) == []
+    [r] = responds(actions)
+    assert r.key == "srv-bye" and r.response.status == 481
+    assert asked == [("cA", WORKER)]
+    assert restarted.stats()["no_dialog"] == 1
+
+
+def test_bye_for_a_tracked_dialog_is_forwarded_whatever_dialog_gone_says():
+    p, nonces = make_proxy(dialog_gone=lambda req, dest: True)
+    fwd, ok = dialog_a(p, nonces)
+    [f] = sends(p.on_request("srv-bye", _bye_after_restart(p, fwd, ok, branch="z9hG4bKb2"), PHONE_1001, 5.0))
+    assert f.dest == WORKER
+
+
+def test_untracked_dialog_that_still_exists_is_forwarded():
+    before, nonces = make_proxy()
+    fwd, ok = dialog_a(before, nonces)
+    restarted, _ = make_proxy(dialog_gone=lambda req, dest: False)
+    [f] = sends(
+        restarted.on_request("srv-bye", _bye_after_restart(restarted, fwd, ok, branch="z9hG4bKb3"), PHONE_1001, 5.0)
+    )
+    assert f.dest == WORKER
