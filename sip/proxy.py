@@ -73,7 +73,10 @@ Behaviour (RFC 3261 §16):
 * Ring timeout (per request; ``RouteDecision.ring_timeout`` or the proxy default) on
   INVITE: pending branches are cancelled and count as ``no_answer`` (408 by default).
 * Transaction timeout / transport error of a branch counts as 408 / 503.
-* ACK for 2xx: forwarded statelessly along the Route set (new Via).
+* ACK for 2xx: forwarded statelessly along the Route set (new Via). A 2xx to an initial
+  INVITE whose ACK has not come through ``ack_timeout`` (30 s, just inside Timer H) after it was
+  forwarded gives an :class:`AckMissing` action (the caller is gone or broken); the server
+  lets the PBX end the call (or BYEs both sides with :meth:`Proxy.end_dialog`).
 * Remote targets (Contact of requests and of 1xx/2xx responses) are remembered with the
   address they really came from / were sent to (``flows``), so in-dialog requests reach
   phones behind NAT through the pinhole their registration opened.
@@ -153,6 +156,11 @@ _FLOWS_MAX = 50_000
 BYE_LINGER = 32.0
 DIALOG_IDLE = 12 * 3600.0
 DIALOGS_MAX = 20_000
+#: A 2xx to an INVITE forwarded to the caller and still not ACKed after this long means the
+#: caller is gone (RFC 3261 §13.3.1.4: the UAS gives up at 64*T1 = 32 s, Timer H). The
+#: proxy acts 2 s before the answering UA's own Timer H, so the PBX books the call itself
+#: ("no ACK") before a media worker's BYE would end it as an ordinary hang-up.
+ACK_TIMEOUT = 30.0
 
 
 # --------------------------------------------------------------------------- actions
@@ -192,7 +200,20 @@ class AuthOk:
     ip: str
 
 
-Action = Respond | SendRequest | SendStateless | AuthFailed | AuthOk
+@dataclass(frozen=True, slots=True)
+class AckMissing:
+    """The caller of a dialog never ACKed the 2xx forwarded to it (Timer H): the dialog
+    stays tracked; whoever runs the actions ends the call (``Proxy.end_dialog`` BYEs both
+    sides)."""
+
+    call_id: str
+    caller_tag: str
+    callee_tag: str
+    caller: Addr
+    callee: Addr
+
+
+Action = Respond | SendRequest | SendStateless | AuthFailed | AuthOk | AckMissing
 
 
 # --------------------------------------------------------------------------- routing seam
@@ -352,7 +373,7 @@ class Dialog:
     """A dialog established through the proxy: ``caller`` sent the INVITE, ``callee``
     answered it 2xx."""
 
-    __slots__ = ("bye_deadline", "call_id", "callee", "caller", "created", "last_seen")
+    __slots__ = ("ack_deadline", "bye_deadline", "call_id", "callee", "caller", "created", "last_seen")
 
     def __init__(self, call_id: str, caller: DialogSide, callee: DialogSide, now: float) -> None:
         self.call_id = call_id
@@ -361,6 +382,7 @@ class Dialog:
         self.created = now
         self.last_seen = now
         self.bye_deadline: float | None = None
+        self.ack_deadline: float | None = None  # the 2xx not ACKed yet: when Timer H fires
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -424,6 +446,7 @@ class Proxy:
         max_dialogs: int = DIALOGS_MAX,
         admit: Callable[[Request, Addr], bool | RouteDecision | None] | None = None,
         dialog_gone: Callable[[Request, Addr], bool] | None = None,
+        ack_timeout: float = ACK_TIMEOUT,
     ) -> None:
         self.route = route
         #: Asked about an in-dialog request (not ACK) whose dialog this proxy does not track
@@ -431,6 +454,9 @@ class Proxy:
         #: either (the PBX's own media worker has no such call), so it gets 481 at once
         #: instead of being sent to a party that would not answer (RFC 3261 §12.2.2).
         self.dialog_gone = dialog_gone
+        #: Timer H for the ACK of a forwarded 2xx (0: not watched)
+        self.ack_timeout = ack_timeout
+        self._acks: list[tuple[float, int, DialogKey]] = []  # (deadline, seq, dialog key)
         #: Pre-authentication screen for out-of-dialog requests from untrusted sources:
         #: True = a peer that is not challenged (a SIP trunk; ``route`` gets user None),
         #: a RouteDecision = reject at once (e.g. 403 for a DID reached from elsewhere),
@@ -462,6 +488,7 @@ class Proxy:
         self.counters = {
             "forwarded": 0,
             "in_dialog": 0,
+            "no_ack": 0,
             "no_dialog": 0,
             "auth_challenges": 0,
             "auth_failures": 0,
@@ -745,6 +772,8 @@ class Proxy:
             d = self._find_dialog(req)
             if d is not None:
                 self._touch(d, now)
+                if req.from_.tag == d.caller.tag:
+                    d.ack_deadline = None
         via, _ = self._via(dest)
         h = req.headers.add("Via", via, first=True)
         h = h.replace("Max-Forwards", [str((70 if mf is None else mf) - 1)])
@@ -948,7 +977,15 @@ class Proxy:
         heap = self._heap
         while heap and heap[0][2].final_status:
             heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        acks = self._acks
+        while acks and self._ack_settled(acks[0][2]):
+            heapq.heappop(acks)
+        deadlines = ([heap[0][0]] if heap else []) + ([acks[0][0]] if acks else [])
+        return min(deadlines) if deadlines else None
+
+    def _ack_settled(self, key: DialogKey) -> bool:
+        d = self.dialogs.get(key)
+        return d is None or d.ack_deadline is None
 
     def tick(self, now: float) -> list[Action]:
         actions: list[Action] = []
@@ -965,6 +1002,32 @@ class Proxy:
                     actions += self._cancel_branch(b)
                     b.final = True
             actions += self._send_best(ctx)
+        acks = self._acks
+        while acks and acks[0][0] <= now:
+            _, _, key = heapq.heappop(acks)
+            d = self.dialogs.get(key)
+            if d is None or d.ack_deadline is None or d.ack_deadline > now:
+                continue
+            d.ack_deadline = None
+            self.counters["no_ack"] += 1
+            actions.append(AckMissing(d.call_id, d.caller.tag, d.callee.tag, d.caller.addr, d.callee.addr))
+        return actions
+
+    def end_dialog(
+        self, call_id: str, tag1: str, tag2: str, now: float, reason: str = "no ACK", cause: int = 102
+    ) -> list[Action]:
+        """BYE both sides of a tracked dialog (each as the other would have sent it) and
+        forget it; Q.850 cause 102 = recovery on timer expiry."""
+        d = self.find_dialog(call_id, tag1, tag2)
+        if d is None:
+            return []
+        self._forget_dialog(d.key)
+        self.counters["dialogs_ended"] += 1
+        actions: list[Action] = []
+        for dead, live in ((d.caller, d.callee), (d.callee, d.caller)):
+            bye = self._bye_for(d, dead, live, reason, cause)
+            self._own[bye.key] = d.key
+            actions.append(bye)
         return actions
 
     def stats(self) -> dict[str, int]:
@@ -1055,6 +1118,10 @@ class Proxy:
         d = Dialog(call_id, caller, callee, now)
         self.dialogs[key] = d
         self.counters["dialogs"] += 1
+        if self.ack_timeout > 0:
+            d.ack_deadline = now + self.ack_timeout
+            self._seq += 1
+            heapq.heappush(self._acks, (d.ack_deadline, self._seq, key))
         while len(self.dialogs) > self.max_dialogs:
             old, _ = self.dialogs.popitem(last=False)
             self._closing.pop(old, None)

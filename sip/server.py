@@ -34,6 +34,7 @@ from sip.message import (
     validate_request,
 )
 from sip.proxy import (
+    AckMissing,
     Action,
     AuthFailed,
     AuthOk,
@@ -145,6 +146,9 @@ class SipServer:
         #: The stateful proxy core (sip/proxy.py), if attached: gets client-transaction
         #: events, ACKs for 2xx and CANCELs of the INVITEs it forwards.
         self.proxy: Proxy | None = None
+        #: Told when a caller never ACKs a 2xx the proxy forwarded (Timer H): returns True
+        #: when it ends the call itself; otherwise both sides get a BYE (Proxy.end_dialog).
+        self.on_ack_missing: Callable[[AckMissing], bool] | None = None
         #: Methods forwarded by the proxy: no UAS-only checks (Require, body types).
         self.proxied_methods: frozenset[str] = frozenset()
         #: Client transactions the server's own users started (trunk registrations,
@@ -451,7 +455,22 @@ class SipServer:
                 self.guard.auth_failed(act.ip, self._now(), act.user, act.method)
             elif type(act) is AuthOk:
                 self.guard.auth_ok(act.ip)
+            elif type(act) is AckMissing:
+                self._ack_missing(act)
         self._schedule()
+
+    def _ack_missing(self, act: AckMissing) -> None:
+        log.warning(
+            "no ACK from %s:%d for the 2xx of call %s within Timer H: ending it",
+            act.caller.host,
+            act.caller.port,
+            act.call_id,
+        )
+        handler = self.on_ack_missing
+        if handler is not None and handler(act):
+            return
+        if self.proxy is not None:
+            self._run_actions(self.proxy.end_dialog(act.call_id, act.caller_tag, act.callee_tag, self._now()))
 
     # -- our own addresses (Via sent-by, Record-Route) -----------------------------
     def local_address(self, transport: str, dest_host: str) -> tuple[str, int]:
