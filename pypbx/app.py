@@ -333,6 +333,7 @@ class Pbx:
                 scanner_user_agents=sec.scanner_user_agents,
                 exempt=sec.exempt,
                 malformed_log_interval=sec.malformed_log_interval,
+                max_new_per_second=sec.max_new_requests_per_second,
             )
             reg = cfg.registrar
             nonces = NonceManager(bytes.fromhex(secret), lifetime=sec.nonce_lifetime)
@@ -488,6 +489,8 @@ class Pbx:
         )
         self.sip.attach_proxy(self.proxy)
         self.sip.on_ack_missing = self._ack_missing
+        # trunk providers are never refused by the global admission limit
+        self.sip.priority = lambda source: self.trunk_router.svc.peer(source.host) is not None
 
     def _ack_missing(self, ev: AckMissing) -> bool:
         """A phone never ACKed the 200 it was sent (Timer H): its call is booked failed

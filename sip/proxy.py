@@ -51,6 +51,9 @@ Behaviour (RFC 3261 §16):
   popped Route carries a valid token (or that comes from a trusted source) is forwarded
   along the remaining Route set / Request-URI; others get 403 (no open relay). They
   are not authenticated again (hop-by-hop trust in the route token).
+* Out-of-dialog requests from untrusted sources without credentials are challenged
+  statelessly (:meth:`Proxy.stateless_challenge`, called by the server before any
+  transaction exists): no server transaction, no 407 retransmissions, nothing kept.
 * Out-of-dialog requests from untrusted sources are authenticated with a 407 challenge
   (:class:`sip.auth.ProxyAuthenticator`, same nonces/credentials as the registrar); the
   From user must be the authenticated user (403). Leftover Route headers of
@@ -491,6 +494,7 @@ class Proxy:
             "no_ack": 0,
             "no_dialog": 0,
             "auth_challenges": 0,
+            "stateless_challenges": 0,
             "auth_failures": 0,
             "rejected": 0,
             "cancelled": 0,
@@ -576,6 +580,35 @@ class Proxy:
                 self.remember_flow(str(c.uri), addr)
 
     # ------------------------------------------------------------------ requests
+    def stateless_challenge(self, req: Request, source: Addr, now: float) -> Response | None:
+        """The 407 for an out-of-dialog request that carries no credentials for us, from a
+        source that would be challenged (not trusted, not a trunk peer): sent by the
+        server without any transaction (as Kamailio does), so a flood of unauthenticated
+        INVITEs costs no state; a retransmission is simply challenged again. None: the
+        request takes the ordinary, stateful path (credentials to check, in a dialog,
+        trusted, a trunk's, or refused for another reason). ``now`` is the wall clock of
+        the nonces."""
+        auth = self.authenticator
+        if auth is None or req.method == Method.ACK or req.method == Method.CANCEL:
+            return None
+        if req.headers.get_raw_all(auth.header):
+            return None
+        mf = req.max_forwards
+        if (mf is not None and mf <= 0) or req.headers.get("Proxy-Require") is not None:
+            return None
+        if req.to.tag is not None or self.is_trusted(source):
+            return None
+        if self.admit is not None:
+            verdict = self.admit(req, source)
+            if isinstance(verdict, RouteDecision) or verdict:
+                return None  # refused at once (a RouteDecision) or a trunk's request (True)
+        res = auth.check(req, source.host, now)
+        if res.outcome is not AuthOutcome.CHALLENGED or res.response is None:
+            return None
+        self.counters["auth_challenges"] += 1
+        self.counters["stateless_challenges"] += 1
+        return res.response
+
     def on_request(
         self, key: Key, req: Request, source: Addr, now: float, wallclock: float | None = None
     ) -> list[Action]:

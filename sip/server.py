@@ -149,6 +149,11 @@ class SipServer:
         #: Told when a caller never ACKs a 2xx the proxy forwarded (Timer H): returns True
         #: when it ends the call itself; otherwise both sides get a BYE (Proxy.end_dialog).
         self.on_ack_missing: Callable[[AckMissing], bool] | None = None
+        #: Sources never refused by the global admission limit besides registered contacts'
+        #: and trusted addresses (the app: trunk providers' addresses).
+        self.priority: Callable[[Addr], bool] | None = None
+        self._hosts: frozenset[str] = frozenset()
+        self._hosts_at: float | None = None
         #: Methods forwarded by the proxy: no UAS-only checks (Require, body types).
         self.proxied_methods: frozenset[str] = frozenset()
         #: Client transactions the server's own users started (trunk registrations,
@@ -177,6 +182,7 @@ class SipServer:
             "registers": 0,
             "register_ok": 0,
             "auth_challenges": 0,
+            "stateless_challenges": 0,
             "auth_failures": 0,
             "options": 0,
             "rejected": 0,
@@ -301,8 +307,59 @@ class SipServer:
             return
         if self.force_rport and not reliable:
             msg = self._with_rport(msg)
+        if msg.method != Method.ACK and not self._has_credentials(msg):
+            # global admission control: a flood from many addresses cannot crowd out phones
+            if not self.guard.admit_new(ip, now, self._is_priority(source, now)):
+                self.counters["dropped"] += 1
+                return
+            if msg.method == Method.REGISTER and self._challenge_register(msg, source, reliable):
+                return
+            proxy = self.proxy
+            if proxy is not None and msg.method in self.proxied_methods:
+                challenge = proxy.stateless_challenge(msg, source, self.wallclock())
+                if challenge is not None:
+                    self.counters["stateless_challenges"] += 1
+                    self._send_stateless(challenge, msg, source, reliable)
+                    return
         self._handle_events(self.txn.receive(msg, source, reliable, now))
         self._schedule()
+
+    def _challenge_register(self, req: Request, source: Addr, reliable: bool) -> bool:
+        """A REGISTER without credentials: its 401 goes out statelessly (no transaction
+        kept); True when it was answered so."""
+        if req.to.tag is not None:
+            return False
+        result = self.registrar.handle(req, source.host, (source.transport, source.host, source.port), self.wallclock())
+        if result.auth is not AuthOutcome.CHALLENGED or result.changes:
+            return False
+        self.counters["registers"] += 1
+        self.counters["auth_challenges"] += 1
+        self.counters["stateless_challenges"] += 1
+        self._send_stateless(result.response, req, source, reliable)
+        return True
+
+    @staticmethod
+    def _has_credentials(req: Request) -> bool:
+        h = req.headers
+        return h.get("Proxy-Authorization") is not None or h.get("Authorization") is not None
+
+    def _is_priority(self, source: Addr, now: float) -> bool:
+        """Known phones and peers, never refused by the global admission limit: a trusted
+        address (media workers), an address a registered contact uses, or one the
+        ``priority`` hook names (the app: trunk providers)."""
+        if self.proxy is not None and self.proxy.is_trusted(source):
+            return True
+        if source.host in self._registered_hosts(now):
+            return True
+        return self.priority is not None and self.priority(source)
+
+    def _registered_hosts(self, now: float) -> frozenset[str]:
+        """The source addresses of the registered contacts, rebuilt at most once a second."""
+        if self._hosts_at is None or now - self._hosts_at >= 1.0:
+            location = self.registrar.location
+            self._hosts = frozenset(b.source[1] for aor in location.aors() for b in location.all_bindings(aor))
+            self._hosts_at = now
+        return self._hosts
 
     @staticmethod
     def _with_rport(req: Request) -> Request:
@@ -454,7 +511,7 @@ class SipServer:
                 self.counters["auth_failures"] += 1
                 self.guard.auth_failed(act.ip, self._now(), act.user, act.method)
             elif type(act) is AuthOk:
-                self.guard.auth_ok(act.ip)
+                self.guard.auth_ok(act.ip, self._now())
             elif type(act) is AckMissing:
                 self._ack_missing(act)
         self._schedule()
@@ -698,7 +755,7 @@ class SipServer:
         )
         outcome = result.auth
         if outcome is AuthOutcome.OK:
-            self.guard.auth_ok(ip)
+            self.guard.auth_ok(ip, self._loop.time())
             if result.response.status == 200:
                 self.counters["register_ok"] += 1
         elif outcome is AuthOutcome.FAILED or outcome is AuthOutcome.FORBIDDEN:
