@@ -152,6 +152,9 @@ class SipServer:
         #: Sources never refused by the global admission limit besides registered contacts'
         #: and trusted addresses (the app: trunk providers' addresses).
         self.priority: Callable[[Addr], bool] | None = None
+        #: Challenge requests without credentials with no transaction (False: through a
+        #: server transaction as before -- kept for bench/flood to compare the two).
+        self.stateless_challenges = True
         self._hosts: frozenset[str] = frozenset()
         self._hosts_at: float | None = None
         #: Methods forwarded by the proxy: no UAS-only checks (Require, body types).
@@ -312,10 +315,11 @@ class SipServer:
             if not self.guard.admit_new(ip, now, self._is_priority(source, now)):
                 self.counters["dropped"] += 1
                 return
-            if msg.method == Method.REGISTER and self._challenge_register(msg, source, reliable):
+            stateless = self.stateless_challenges
+            if stateless and msg.method == Method.REGISTER and self._challenge_register(msg, source, reliable):
                 return
             proxy = self.proxy
-            if proxy is not None and msg.method in self.proxied_methods:
+            if stateless and proxy is not None and msg.method in self.proxied_methods:
                 challenge = proxy.stateless_challenge(msg, source, self.wallclock())
                 if challenge is not None:
                     self.counters["stateless_challenges"] += 1
