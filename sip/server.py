@@ -770,13 +770,13 @@ class SipServer:
         self.respond(key, result.response)
         changes = result.changes
         if changes.added or changes.removed or changes.updated:
-            self._log_changes(changes, source)
+            self._log_changes(changes, source, result.algorithm)
             self.on_bindings(changes)
 
-    def _log_changes(self, changes: Changes, source: Addr) -> None:
+    def _log_changes(self, changes: Changes, source: Addr, algorithm: str | None = None) -> None:
         for b in changes.added:
             log.info(
-                "registered %s contact=%s from %s:%s:%d expires=%ds ua=%r",
+                "registered %s contact=%s from %s:%s:%d expires=%ds ua=%r auth=%s",
                 b.aor,
                 b.contact,
                 source.transport,
@@ -784,6 +784,7 @@ class SipServer:
                 source.port,
                 b.expires_in(self.wallclock()),
                 b.user_agent or "",
+                algorithm or "-",
             )
         for b in changes.removed:
             log.info("unregistered %s contact=%s", b.aor, b.contact)
