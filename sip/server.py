@@ -156,6 +156,8 @@ class SipServer:
         #: server transaction as before -- kept for bench/flood to compare the two).
         self.stateless_challenges = True
         self._hosts: frozenset[str] = frozenset()
+        #: method -> the ``wants`` of its claims: those requests are not the proxy's to challenge
+        self._claims: dict[str, list[Callable[[Request], bool]]] = {}
         self._hosts_at: float | None = None
         #: Methods forwarded by the proxy: no UAS-only checks (Require, body types).
         self.proxied_methods: frozenset[str] = frozenset()
@@ -319,7 +321,12 @@ class SipServer:
             if stateless and msg.method == Method.REGISTER and self._challenge_register(msg, source, reliable):
                 return
             proxy = self.proxy
-            if stateless and proxy is not None and msg.method in self.proxied_methods:
+            if (
+                stateless
+                and proxy is not None
+                and msg.method in self.proxied_methods
+                and not any(wants(msg) for wants in self._claims.get(msg.method, ()))
+            ):
                 challenge = proxy.stateless_challenge(msg, source, self.wallclock())
                 if challenge is not None:
                     self.counters["stateless_challenges"] += 1
@@ -475,6 +482,7 @@ class SipServer:
         notifier (``pypbx/mwi.py``) takes ``SUBSCRIBE`` / ``Event: message-summary`` from the
         proxy while other event packages are still forwarded."""
         previous = self.handlers.get(method)
+        self._claims.setdefault(method, []).append(wants)
 
         def dispatch(server: SipServer, key: Key, req: Request, source: Addr) -> None:
             if wants(req):
