@@ -30,6 +30,27 @@ def pbx(proxy_pbx):
     return proxy_pbx
 
 
+def _wait_workers_gone(p, timeout: float = 10.0) -> None:
+    """Until every media worker SIP port of ``p`` is free again (a PBX killed with -9
+    leaves its workers to notice and exit)."""
+    base, count = p.cfg.media.sip_port_base, p.cfg.media.workers_max
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = []
+        for port in range(base, base + count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                busy.append(port)
+            finally:
+                s.close()
+        if not busy:
+            return
+        assert time.monotonic() < deadline, f"media worker ports still bound: {busy}"
+        time.sleep(0.1)
+
+
 def test_bye_after_a_restart_gets_481(pbx, tmp_path):
     p = pbx()
     callee = Phone(p, "1002", "call_uas_long.xml", tmp_path / "uas")
@@ -44,6 +65,7 @@ def test_bye_after_a_restart_gets_481(pbx, tmp_path):
     p.wait_for(lambda: [c for c in p.api("calls") if c["state"] == "talking"], timeout=20, what="the call answered")
     time.sleep(0.5)  # the ACK through
     assert p.stop(signal.SIGKILL) == -signal.SIGKILL
+    _wait_workers_gone(p)  # the killed PBX's media workers exit on their own
     p.start()  # same data directory, same route secret: the phone's route set still checks
     caller.join(45)
     assert not caller.is_alive(), "the caller never finished"
