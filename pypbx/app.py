@@ -32,7 +32,7 @@ from pypbx import __version__, prompts
 from pypbx import events as E
 from pypbx import reasons as R
 from pypbx.acdlive import AcdLive
-from pypbx.call import DEFAULT_MOH, CallManager
+from pypbx.call import DEFAULT_MOH, Call, CallManager
 from pypbx.calllog import CallLog
 from pypbx.changes import ChangeWatcher, DbChanged
 from pypbx.config import Config, ConfigError, load_config
@@ -53,7 +53,7 @@ from sip.digest import NonceManager
 from sip.guard import AbuseGuard
 from sip.location import Binding, Changes, LocationService
 from sip.message import Request
-from sip.proxy import ExtensionRouter, Proxy, RouteDecision, binding_addr
+from sip.proxy import AckMissing, ExtensionRouter, Proxy, RouteDecision, binding_addr
 from sip.registrar import Registrar
 from sip.server import ListenSpec, SipServer
 from sip.transaction import Addr
@@ -276,6 +276,8 @@ class Pbx:
         st = self.sip.status()
         counters = dict(st["counters"])
         counters.update({f"guard_{k}": v for k, v in self.sip.guard.counters().items()})
+        if self.proxy is not None:
+            counters.update({f"proxy_{k}": v for k, v in self.proxy.counters.items()})
         return {
             "version": __version__,
             "pid": os.getpid(),
@@ -330,6 +332,8 @@ class Pbx:
                 rate_burst=sec.rate_burst,
                 scanner_user_agents=sec.scanner_user_agents,
                 exempt=sec.exempt,
+                malformed_log_interval=sec.malformed_log_interval,
+                max_new_per_second=sec.max_new_requests_per_second,
             )
             reg = cfg.registrar
             nonces = NonceManager(bytes.fromhex(secret), lifetime=sec.nonce_lifetime)
@@ -481,8 +485,38 @@ class Pbx:
             ring_timeout=float(self.cfg.calls.ring_time) + 5,
             user_agent=self.cfg.sip.user_agent,
             admit=self.trunk_router.admit,
+            dialog_gone=self._dialog_gone,
         )
         self.sip.attach_proxy(self.proxy)
+        self.sip.on_ack_missing = self._ack_missing
+        # trunk providers are never refused by the global admission limit
+        self.sip.priority = lambda source: self.trunk_router.svc.peer(source.host) is not None
+
+    def _ack_missing(self, ev: AckMissing) -> bool:
+        """A phone never ACKed the 200 it was sent (Timer H): its call is booked failed
+        ("no ACK") and both legs hung up now, freeing the worker and any trunk slot."""
+        cm = self.callmgr
+        s = cm.session_by_call_id(ev.call_id) if cm is not None else None
+        if cm is None or s is None or s.rec is None or s.ended:
+            return False
+        cm.spawn(self._end_unacked(cm, s))
+        return True
+
+    @staticmethod
+    async def _end_unacked(cm: CallManager, s: Call) -> None:
+        await cm.finish(s, E.Disposition.FAILED, side="caller", cause="no ACK")
+        for leg in (s.caller_leg, s.callee_leg):
+            if leg:
+                try:
+                    await cm.hangup(s, leg, None)
+                except Exception as exc:  # the worker may have hung the leg up itself
+                    log.info("hanging up %s after no ACK: %s", leg, exc)
+
+    def _dialog_gone(self, request: Request, dest: Addr) -> bool:
+        """An in-dialog request the proxy does not track, bound for a media worker that has
+        no call with its Call-ID (e.g. a phone's BYE after a restart): answered 481."""
+        cm = self.callmgr
+        return cm is not None and cm.is_worker(dest) and cm.session_by_call_id(request.call_id) is None
 
     def _start_mwi(self, nonces: NonceManager) -> MwiService:
         """Message-waiting indication: SUBSCRIBE message-summary, authenticated like a

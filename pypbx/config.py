@@ -98,6 +98,8 @@ class SecurityConfig:
     rate_burst: int = 200
     exempt: tuple[str, ...] = ()  # IP addresses or networks (CIDR), never banned or rate-limited
     scanner_user_agents: tuple[str, ...] = DEFAULT_SCANNER_USER_AGENTS
+    malformed_log_interval: float = 60.0  # at most one "malformed" log line per IP per this many s
+    max_new_requests_per_second: float = 200.0  # all unknown sources together (0 = no limit)
 
     def is_exempt(self, ip: str) -> bool:
         try:
@@ -248,6 +250,12 @@ def _positive_float(key: str, v: object) -> float:
     return float(v)
 
 
+def _non_negative_float(key: str, v: object) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v == float("inf"):
+        raise ConfigError(f"expected a number >= 0, got {v!r}", key)
+    return float(v)
+
+
 def _str(nonempty: bool = True) -> Validator[str]:
     def check(key: str, v: object) -> str:
         if not isinstance(v, str):
@@ -378,6 +386,14 @@ _SCHEMA: dict[str, list[tuple[str, Default, Validator[Value], str]]] = {
             list(DEFAULT_SCANNER_USER_AGENTS),
             _str_list,
             "requests whose User-Agent contains one of these are dropped",
+        ),
+        ("malformed_log_interval", 60.0, _positive_float, "seconds: one 'malformed' log line per source IP"),
+        (
+            "max_new_requests_per_second",
+            200.0,
+            _non_negative_float,
+            "new requests without credentials per second from all unknown sources together (0 = no limit); "
+            "registered phones, trunks and exempt addresses are never refused by it",
         ),
     ],
     "media": [

@@ -29,11 +29,28 @@ so an attacker cannot forge or split lines::
     SECURITY rate-limited ip=<ip> dropped=<n>
     SECURITY dropped-banned ip=<ip> dropped=<n>
     SECURITY oversize-dropped ip=<ip> size=<bytes> dropped=<n>
+    SECURITY malformed ip=<ip> status=<code|drop> reason="<why>" suppressed=<n>
+    SECURITY admission-dropped ip=<ip> limit=<n>/s dropped=<n>
 
 The last four are themselves rate-limited: at most one line per IP and event kind per
 ``log_interval`` (10 s) — ``dropped=<n>`` counts the drops since the previous line for that
 IP, this one included — so a flood cannot fill the disk. (A scanner is banned on its first
 request by default, so its later packets show up as ``dropped-banned``.)
+
+Global admission control (:meth:`AbuseGuard.admit_new`): new requests without credentials
+from sources that are not known (a registered contact's address, an address that
+authenticated within ``known_ttl``, an exempt or trusted one: the server says which) share
+one token bucket of ``max_new_per_second`` (burst 2x); over it they are dropped, so a
+flood spread over many addresses, each under the per-IP limit, cannot crowd out the
+phones. Known sources are never refused by it (only by their own per-IP limit). The
+``admission-dropped`` line is written at most once per ``log_interval`` for all sources
+together (``ip`` = the latest one dropped).
+
+``malformed`` (:meth:`AbuseGuard.malformed`: a message that does not parse, or a request
+the server refuses as invalid) is logged at most once per IP per ``malformed_log_interval``
+(60 s, ``[security] malformed_log_interval``); ``suppressed=<n>`` counts the malformed
+messages from that IP not logged since its previous line, so an admin sees a broken phone
+or a scanner without the log filling up.
 
 fail2ban
 --------
@@ -137,6 +154,9 @@ class AbuseGuard:
         max_size: int = MAX_DATAGRAM,
         log_interval: float = 10.0,
         max_tracked: int = 100_000,
+        malformed_log_interval: float = 60.0,
+        max_new_per_second: float = 200.0,
+        known_ttl: float = 3600.0,
     ) -> None:
         self.auth_fail_limit = int(auth_fail_limit)
         self.auth_fail_window = float(auth_fail_window)
@@ -147,6 +167,12 @@ class AbuseGuard:
         self.max_size = max_size
         self.log_interval = log_interval
         self.max_tracked = max_tracked
+        self.malformed_log_interval = float(malformed_log_interval)
+        self._malformed: dict[str, list[float]] = {}  # ip -> [last logged, suppressed since]
+        self.max_new_per_second = float(max_new_per_second)  # <= 0: no global limit
+        self.known_ttl = float(known_ttl)
+        self._known: dict[str, float] = {}  # ip -> when it last authenticated
+        self._global = [2.0 * self.max_new_per_second, -1.0]  # [tokens, last] of the global bucket
         uas = [u for u in scanner_user_agents if u]
         # whole words only: 'sipcli' must not match 'MySIPClient'
         self._scanner_re = (
@@ -171,6 +197,8 @@ class AbuseGuard:
             "dropped_scanner": 0,
             "dropped_rate": 0,
             "dropped_oversize": 0,
+            "malformed": 0,
+            "dropped_admission": 0,
             "auth_failures": 0,
             "auth_ok": 0,
             "bans_total": 0,
@@ -277,6 +305,52 @@ class AbuseGuard:
             return Verdict.DROP_SCANNER
         return Verdict.ALLOW
 
+    def is_known(self, ip: str, now: float) -> bool:
+        """An address that authenticated within ``known_ttl`` seconds."""
+        t = self._known.get(ip)
+        return t is not None and now - t < self.known_ttl
+
+    def admit_new(self, ip: str, now: float, priority: bool = False) -> bool:
+        """Global admission of a new request without credentials: True = go on. Sources
+        with ``priority`` (the server's knowledge: registered contact, trusted peer), exempt
+        or recently authenticated ones always pass; the others share the global bucket."""
+        if self.max_new_per_second <= 0 or priority or self.is_exempt(ip) or self.is_known(ip, now):
+            return True
+        b = self._global
+        rate = self.max_new_per_second
+        burst = 2.0 * rate
+        tokens = burst if b[1] < 0 else min(burst, b[0] + (now - b[1]) * rate)
+        b[1] = now
+        if tokens < 1.0:
+            b[0] = tokens
+            self._c["dropped_admission"] += 1
+            self._log_limited("admission", "*", now, "SECURITY admission-dropped ip=%s limit=%g/s", ip, rate)
+            return False
+        b[0] = tokens - 1.0
+        return True
+
+    def malformed(self, ip: str, now: float, reason: str, status: int | None = None) -> bool:
+        """Record one malformed message from ``ip`` (unparseable, or refused as invalid with
+        ``status``; None = dropped unanswered). Logs one line per IP per
+        ``malformed_log_interval``; returns True when this one was logged."""
+        self._c["malformed"] += 1
+        st = self._malformed.get(ip)
+        if st is not None and now - st[0] < self.malformed_log_interval:
+            st[1] += 1
+            return False
+        suppressed = 0 if st is None else int(st[1])
+        if st is None and len(self._malformed) >= self.max_tracked:
+            self._trim(self._malformed)
+        self._malformed[ip] = [now, 0]
+        log.warning(
+            'SECURITY malformed ip=%s status=%s reason="%s" suppressed=%d',
+            ip,
+            "drop" if status is None else status,
+            _sanitize(reason, 120),
+            suppressed,
+        )
+        return True
+
     # ------------------------------------------------------------------ auth
     def auth_failed(self, ip: str, now: float, user: str | None = None, method: str = "REGISTER") -> bool:
         """Record one failed authentication. Returns True when this failure starts a ban."""
@@ -304,8 +378,12 @@ class AbuseGuard:
             return True
         return False
 
-    def auth_ok(self, ip: str) -> None:
+    def auth_ok(self, ip: str, now: float | None = None) -> None:
         self._c["auth_ok"] += 1
+        if now is not None:
+            if ip not in self._known and len(self._known) >= self.max_tracked:
+                self._trim(self._known)
+            self._known[ip] = now
         if self._failures:
             self._failures.pop(ip, None)
 
@@ -363,12 +441,20 @@ class AbuseGuard:
         horizon = now - self.log_interval
         for k in [k for k, (last, _sup) in self._lastlog.items() if last <= horizon]:
             del self._lastlog[k]
+        khorizon = now - self.known_ttl
+        for ip in [ip for ip, t in self._known.items() if t <= khorizon]:
+            del self._known[ip]
+        # an IP's suppressed count is kept until its next line could be written
+        mhorizon = now - self.malformed_log_interval
+        for ip in [ip for ip, (last, sup) in self._malformed.items() if last <= mhorizon and not sup]:
+            del self._malformed[ip]
 
     def tracked(self) -> int:
-        return len(self._bans) + len(self._buckets) + len(self._failures) + len(self._lastlog)
+        return len(self._bans) + len(self._buckets) + len(self._failures) + len(self._lastlog) + len(self._malformed)
 
     def counters(self) -> dict[str, int]:
         c = dict(self._c)
         c["banned_ips"] = len(self._bans)
         c["tracked_sources"] = len(self._buckets)
+        c["known_sources"] = len(self._known)
         return c

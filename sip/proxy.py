@@ -43,11 +43,17 @@ Behaviour (RFC 3261 §16):
 * Max-Forwards 0 -> 483; otherwise decremented (70 when absent). Proxy-Require -> 420.
 * Route pre-processing (§16.4): a Request-URI we put in a Record-Route (strict-routing
   peer) is replaced by the last Route; every Route naming us at the top is removed.
+* An in-dialog request for a dialog the proxy does not track and that ``dialog_gone``
+  says no longer exists where it is going (the PBX restarted: its media workers have no
+  such call) gets 481 Call/Transaction Does Not Exist, not silence.
 * Requests with a To tag (in a dialog) must have come through a Record-Route we added:
   the Record-Route URI carries ``pbx=<HMAC(secret, Call-ID)>`` and only a request whose
   popped Route carries a valid token (or that comes from a trusted source) is forwarded
   along the remaining Route set / Request-URI; others get 403 (no open relay). They
   are not authenticated again (hop-by-hop trust in the route token).
+* Out-of-dialog requests from untrusted sources without credentials are challenged
+  statelessly (:meth:`Proxy.stateless_challenge`, called by the server before any
+  transaction exists): no server transaction, no 407 retransmissions, nothing kept.
 * Out-of-dialog requests from untrusted sources are authenticated with a 407 challenge
   (:class:`sip.auth.ProxyAuthenticator`, same nonces/credentials as the registrar); the
   From user must be the authenticated user (403). Leftover Route headers of
@@ -70,7 +76,10 @@ Behaviour (RFC 3261 §16):
 * Ring timeout (per request; ``RouteDecision.ring_timeout`` or the proxy default) on
   INVITE: pending branches are cancelled and count as ``no_answer`` (408 by default).
 * Transaction timeout / transport error of a branch counts as 408 / 503.
-* ACK for 2xx: forwarded statelessly along the Route set (new Via).
+* ACK for 2xx: forwarded statelessly along the Route set (new Via). A 2xx to an initial
+  INVITE whose ACK has not come through ``ack_timeout`` (30 s, just inside Timer H) after it was
+  forwarded gives an :class:`AckMissing` action (the caller is gone or broken); the server
+  lets the PBX end the call (or BYEs both sides with :meth:`Proxy.end_dialog`).
 * Remote targets (Contact of requests and of 1xx/2xx responses) are remembered with the
   address they really came from / were sent to (``flows``), so in-dialog requests reach
   phones behind NAT through the pinhole their registration opened.
@@ -150,6 +159,11 @@ _FLOWS_MAX = 50_000
 BYE_LINGER = 32.0
 DIALOG_IDLE = 12 * 3600.0
 DIALOGS_MAX = 20_000
+#: A 2xx to an INVITE forwarded to the caller and still not ACKed after this long means the
+#: caller is gone (RFC 3261 §13.3.1.4: the UAS gives up at 64*T1 = 32 s, Timer H). The
+#: proxy acts 2 s before the answering UA's own Timer H, so the PBX books the call itself
+#: ("no ACK") before a media worker's BYE would end it as an ordinary hang-up.
+ACK_TIMEOUT = 30.0
 
 
 # --------------------------------------------------------------------------- actions
@@ -189,7 +203,20 @@ class AuthOk:
     ip: str
 
 
-Action = Respond | SendRequest | SendStateless | AuthFailed | AuthOk
+@dataclass(frozen=True, slots=True)
+class AckMissing:
+    """The caller of a dialog never ACKed the 2xx forwarded to it (Timer H): the dialog
+    stays tracked; whoever runs the actions ends the call (``Proxy.end_dialog`` BYEs both
+    sides)."""
+
+    call_id: str
+    caller_tag: str
+    callee_tag: str
+    caller: Addr
+    callee: Addr
+
+
+Action = Respond | SendRequest | SendStateless | AuthFailed | AuthOk | AckMissing
 
 
 # --------------------------------------------------------------------------- routing seam
@@ -349,7 +376,7 @@ class Dialog:
     """A dialog established through the proxy: ``caller`` sent the INVITE, ``callee``
     answered it 2xx."""
 
-    __slots__ = ("bye_deadline", "call_id", "callee", "caller", "created", "last_seen")
+    __slots__ = ("ack_deadline", "bye_deadline", "call_id", "callee", "caller", "created", "last_seen")
 
     def __init__(self, call_id: str, caller: DialogSide, callee: DialogSide, now: float) -> None:
         self.call_id = call_id
@@ -358,6 +385,7 @@ class Dialog:
         self.created = now
         self.last_seen = now
         self.bye_deadline: float | None = None
+        self.ack_deadline: float | None = None  # the 2xx not ACKed yet: when Timer H fires
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -420,8 +448,18 @@ class Proxy:
         dialog_idle: float = DIALOG_IDLE,
         max_dialogs: int = DIALOGS_MAX,
         admit: Callable[[Request, Addr], bool | RouteDecision | None] | None = None,
+        dialog_gone: Callable[[Request, Addr], bool] | None = None,
+        ack_timeout: float = ACK_TIMEOUT,
     ) -> None:
         self.route = route
+        #: Asked about an in-dialog request (not ACK) whose dialog this proxy does not track
+        #: (e.g. a phone's BYE after a restart): True = the dialog does not exist at ``dest``
+        #: either (the PBX's own media worker has no such call), so it gets 481 at once
+        #: instead of being sent to a party that would not answer (RFC 3261 §12.2.2).
+        self.dialog_gone = dialog_gone
+        #: Timer H for the ACK of a forwarded 2xx (0: not watched)
+        self.ack_timeout = ack_timeout
+        self._acks: list[tuple[float, int, DialogKey]] = []  # (deadline, seq, dialog key)
         #: Pre-authentication screen for out-of-dialog requests from untrusted sources:
         #: True = a peer that is not challenged (a SIP trunk; ``route`` gets user None),
         #: a RouteDecision = reject at once (e.g. 403 for a DID reached from elsewhere),
@@ -453,7 +491,10 @@ class Proxy:
         self.counters = {
             "forwarded": 0,
             "in_dialog": 0,
+            "no_ack": 0,
+            "no_dialog": 0,
             "auth_challenges": 0,
+            "stateless_challenges": 0,
             "auth_failures": 0,
             "rejected": 0,
             "cancelled": 0,
@@ -539,6 +580,35 @@ class Proxy:
                 self.remember_flow(str(c.uri), addr)
 
     # ------------------------------------------------------------------ requests
+    def stateless_challenge(self, req: Request, source: Addr, now: float) -> Response | None:
+        """The 407 for an out-of-dialog request that carries no credentials for us, from a
+        source that would be challenged (not trusted, not a trunk peer): sent by the
+        server without any transaction (as Kamailio does), so a flood of unauthenticated
+        INVITEs costs no state; a retransmission is simply challenged again. None: the
+        request takes the ordinary, stateful path (credentials to check, in a dialog,
+        trusted, a trunk's, or refused for another reason). ``now`` is the wall clock of
+        the nonces."""
+        auth = self.authenticator
+        if auth is None or req.method == Method.ACK or req.method == Method.CANCEL:
+            return None
+        if req.headers.get_raw_all(auth.header):
+            return None
+        mf = req.max_forwards
+        if (mf is not None and mf <= 0) or req.headers.get("Proxy-Require") is not None:
+            return None
+        if req.to.tag is not None or self.is_trusted(source):
+            return None
+        if self.admit is not None:
+            verdict = self.admit(req, source)
+            if isinstance(verdict, RouteDecision) or verdict:
+                return None  # refused at once (a RouteDecision) or a trunk's request (True)
+        res = auth.check(req, source.host, now)
+        if res.outcome is not AuthOutcome.CHALLENGED or res.response is None:
+            return None
+        self.counters["auth_challenges"] += 1
+        self.counters["stateless_challenges"] += 1
+        return res.response
+
     def on_request(
         self, key: Key, req: Request, source: Addr, now: float, wallclock: float | None = None
     ) -> list[Action]:
@@ -677,10 +747,13 @@ class Proxy:
             return [self._respond(key, req, 400, "Bad Request - bad Route")]
         if req.method in DIALOG_CREATING or req.method == Method.UPDATE:
             self._remember_contacts(req, source)  # target refresh
+        d = self._find_dialog(req)
+        if d is None and self.dialog_gone is not None and self.dialog_gone(req, dest):
+            self.counters["no_dialog"] += 1
+            return [self._respond(key, req, 481)]
         ctx = _Context(key, req, source)
         self._contexts[key] = ctx
         self.counters["in_dialog"] += 1
-        d = self._find_dialog(req)
         if d is not None:
             ctx.dialog = d.key
             self._touch(d, now)
@@ -732,6 +805,8 @@ class Proxy:
             d = self._find_dialog(req)
             if d is not None:
                 self._touch(d, now)
+                if req.from_.tag == d.caller.tag:
+                    d.ack_deadline = None
         via, _ = self._via(dest)
         h = req.headers.add("Via", via, first=True)
         h = h.replace("Max-Forwards", [str((70 if mf is None else mf) - 1)])
@@ -935,7 +1010,15 @@ class Proxy:
         heap = self._heap
         while heap and heap[0][2].final_status:
             heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        acks = self._acks
+        while acks and self._ack_settled(acks[0][2]):
+            heapq.heappop(acks)
+        deadlines = ([heap[0][0]] if heap else []) + ([acks[0][0]] if acks else [])
+        return min(deadlines) if deadlines else None
+
+    def _ack_settled(self, key: DialogKey) -> bool:
+        d = self.dialogs.get(key)
+        return d is None or d.ack_deadline is None
 
     def tick(self, now: float) -> list[Action]:
         actions: list[Action] = []
@@ -952,6 +1035,32 @@ class Proxy:
                     actions += self._cancel_branch(b)
                     b.final = True
             actions += self._send_best(ctx)
+        acks = self._acks
+        while acks and acks[0][0] <= now:
+            _, _, key = heapq.heappop(acks)
+            d = self.dialogs.get(key)
+            if d is None or d.ack_deadline is None or d.ack_deadline > now:
+                continue
+            d.ack_deadline = None
+            self.counters["no_ack"] += 1
+            actions.append(AckMissing(d.call_id, d.caller.tag, d.callee.tag, d.caller.addr, d.callee.addr))
+        return actions
+
+    def end_dialog(
+        self, call_id: str, tag1: str, tag2: str, now: float, reason: str = "no ACK", cause: int = 102
+    ) -> list[Action]:
+        """BYE both sides of a tracked dialog (each as the other would have sent it) and
+        forget it; Q.850 cause 102 = recovery on timer expiry."""
+        d = self.find_dialog(call_id, tag1, tag2)
+        if d is None:
+            return []
+        self._forget_dialog(d.key)
+        self.counters["dialogs_ended"] += 1
+        actions: list[Action] = []
+        for dead, live in ((d.caller, d.callee), (d.callee, d.caller)):
+            bye = self._bye_for(d, dead, live, reason, cause)
+            self._own[bye.key] = d.key
+            actions.append(bye)
         return actions
 
     def stats(self) -> dict[str, int]:
@@ -1042,6 +1151,10 @@ class Proxy:
         d = Dialog(call_id, caller, callee, now)
         self.dialogs[key] = d
         self.counters["dialogs"] += 1
+        if self.ack_timeout > 0:
+            d.ack_deadline = now + self.ack_timeout
+            self._seq += 1
+            heapq.heappush(self._acks, (d.ack_deadline, self._seq, key))
         while len(self.dialogs) > self.max_dialogs:
             old, _ = self.dialogs.popitem(last=False)
             self._closing.pop(old, None)

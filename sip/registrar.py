@@ -88,6 +88,7 @@ class RegisterResult:
     auth: AuthOutcome = AuthOutcome.OK
     user: str | None = None  # username from the Authorization header, if any
     aor: str | None = None
+    algorithm: str | None = None  # the digest algorithm the phone authenticated with (OK)
 
 
 _DUMMY_HA1_LEN = {"MD5": 32, "SHA-256": 64, "SHA-512-256": 64}
@@ -265,7 +266,9 @@ class Registrar:
             return self._bad(
                 req, "Forbidden - authentication user does not match To", 403, AuthOutcome.FORBIDDEN, user=user, aor=aor
             )
-        return self._update(req, aor, user, contacts, call_id, cseq, source, now, local)
+        result = self._update(req, aor, user, contacts, call_id, cseq, source, now, local)
+        result.algorithm = alg
+        return result
 
     # ------------------------------------------------------------------ bindings
     def _update(

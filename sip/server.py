@@ -34,6 +34,7 @@ from sip.message import (
     validate_request,
 )
 from sip.proxy import (
+    AckMissing,
     Action,
     AuthFailed,
     AuthOk,
@@ -145,6 +146,19 @@ class SipServer:
         #: The stateful proxy core (sip/proxy.py), if attached: gets client-transaction
         #: events, ACKs for 2xx and CANCELs of the INVITEs it forwards.
         self.proxy: Proxy | None = None
+        #: Told when a caller never ACKs a 2xx the proxy forwarded (Timer H): returns True
+        #: when it ends the call itself; otherwise both sides get a BYE (Proxy.end_dialog).
+        self.on_ack_missing: Callable[[AckMissing], bool] | None = None
+        #: Sources never refused by the global admission limit besides registered contacts'
+        #: and trusted addresses (the app: trunk providers' addresses).
+        self.priority: Callable[[Addr], bool] | None = None
+        #: Challenge requests without credentials with no transaction (False: through a
+        #: server transaction as before -- kept for bench/flood to compare the two).
+        self.stateless_challenges = True
+        self._hosts: frozenset[str] = frozenset()
+        #: method -> the ``wants`` of its claims: those requests are not the proxy's to challenge
+        self._claims: dict[str, list[Callable[[Request], bool]]] = {}
+        self._hosts_at: float | None = None
         #: Methods forwarded by the proxy: no UAS-only checks (Require, body types).
         self.proxied_methods: frozenset[str] = frozenset()
         #: Client transactions the server's own users started (trunk registrations,
@@ -173,6 +187,7 @@ class SipServer:
             "registers": 0,
             "register_ok": 0,
             "auth_challenges": 0,
+            "stateless_challenges": 0,
             "auth_failures": 0,
             "options": 0,
             "rejected": 0,
@@ -263,7 +278,8 @@ class SipServer:
             msg = parse_message(data)
         except SipParseError as exc:
             self.counters["parse_errors"] += 1
-            self._reject_unparseable(exc, source, reliable)
+            answered = self._reject_unparseable(exc, source, reliable)
+            self.guard.malformed(ip, now, exc.reason, exc.status if answered else None)
             return
         if not isinstance(msg, Request):
             self.counters["responses"] += 1
@@ -281,6 +297,9 @@ class SipServer:
         else:
             problem = validate_request(msg, supported=SUPPORTED)
         if problem is not None:
+            self.guard.malformed(
+                ip, now, f"{problem[1]} ({msg.method})", None if msg.method == Method.ACK else problem[0]
+            )
             if msg.method != Method.ACK:
                 status, reason = problem
                 self._send_stateless(
@@ -293,8 +312,65 @@ class SipServer:
             return
         if self.force_rport and not reliable:
             msg = self._with_rport(msg)
+        if msg.method != Method.ACK and not self._has_credentials(msg):
+            # global admission control: a flood from many addresses cannot crowd out phones
+            if not self.guard.admit_new(ip, now, self._is_priority(source, now)):
+                self.counters["dropped"] += 1
+                return
+            stateless = self.stateless_challenges
+            if stateless and msg.method == Method.REGISTER and self._challenge_register(msg, source, reliable):
+                return
+            proxy = self.proxy
+            if (
+                stateless
+                and proxy is not None
+                and msg.method in self.proxied_methods
+                and not any(wants(msg) for wants in self._claims.get(msg.method, ()))
+            ):
+                challenge = proxy.stateless_challenge(msg, source, self.wallclock())
+                if challenge is not None:
+                    self.counters["stateless_challenges"] += 1
+                    self._send_stateless(challenge, msg, source, reliable)
+                    return
         self._handle_events(self.txn.receive(msg, source, reliable, now))
         self._schedule()
+
+    def _challenge_register(self, req: Request, source: Addr, reliable: bool) -> bool:
+        """A REGISTER without credentials: its 401 goes out statelessly (no transaction
+        kept); True when it was answered so."""
+        if req.to.tag is not None:
+            return False
+        result = self.registrar.handle(req, source.host, (source.transport, source.host, source.port), self.wallclock())
+        if result.auth is not AuthOutcome.CHALLENGED or result.changes:
+            return False
+        self.counters["registers"] += 1
+        self.counters["auth_challenges"] += 1
+        self.counters["stateless_challenges"] += 1
+        self._send_stateless(result.response, req, source, reliable)
+        return True
+
+    @staticmethod
+    def _has_credentials(req: Request) -> bool:
+        h = req.headers
+        return h.get("Proxy-Authorization") is not None or h.get("Authorization") is not None
+
+    def _is_priority(self, source: Addr, now: float) -> bool:
+        """Known phones and peers, never refused by the global admission limit: a trusted
+        address (media workers), an address a registered contact uses, or one the
+        ``priority`` hook names (the app: trunk providers)."""
+        if self.proxy is not None and self.proxy.is_trusted(source):
+            return True
+        if source.host in self._registered_hosts(now):
+            return True
+        return self.priority is not None and self.priority(source)
+
+    def _registered_hosts(self, now: float) -> frozenset[str]:
+        """The source addresses of the registered contacts, rebuilt at most once a second."""
+        if self._hosts_at is None or now - self._hosts_at >= 1.0:
+            location = self.registrar.location
+            self._hosts = frozenset(b.source[1] for aor in location.aors() for b in location.all_bindings(aor))
+            self._hosts_at = now
+        return self._hosts
 
     @staticmethod
     def _with_rport(req: Request) -> Request:
@@ -318,16 +394,19 @@ class SipServer:
             return [("Accept", "application/sdp")]
         return []
 
-    def _reject_unparseable(self, exc: SipParseError, source: Addr, reliable: bool) -> None:
+    def _reject_unparseable(self, exc: SipParseError, source: Addr, reliable: bool) -> bool:
+        """Answer an unparseable message if it can be answered; True when it was."""
         partial = getattr(exc, "partial", None)
         if getattr(exc, "drop", False) or partial is None or partial.method == Method.ACK:
             log.debug("dropped unparseable message from %s:%d: %s", source.host, source.port, exc.reason)
-            return
+            return False
         try:
             resp = make_response(partial, exc.status, exc.reason)
             self._send_stateless(resp, partial, source, reliable)
         except Exception as err:  # a partial message too broken to answer
             log.debug("cannot answer bad message from %s: %s", source.host, err)
+            return False
+        return True
 
     def _send_stateless(self, resp: Response, req: Request, source: Addr, reliable: bool) -> None:
         assert self.transport is not None
@@ -403,6 +482,7 @@ class SipServer:
         notifier (``pypbx/mwi.py``) takes ``SUBSCRIBE`` / ``Event: message-summary`` from the
         proxy while other event packages are still forwarded."""
         previous = self.handlers.get(method)
+        self._claims.setdefault(method, []).append(wants)
 
         def dispatch(server: SipServer, key: Key, req: Request, source: Addr) -> None:
             if wants(req):
@@ -443,8 +523,23 @@ class SipServer:
                 self.counters["auth_failures"] += 1
                 self.guard.auth_failed(act.ip, self._now(), act.user, act.method)
             elif type(act) is AuthOk:
-                self.guard.auth_ok(act.ip)
+                self.guard.auth_ok(act.ip, self._now())
+            elif type(act) is AckMissing:
+                self._ack_missing(act)
         self._schedule()
+
+    def _ack_missing(self, act: AckMissing) -> None:
+        log.warning(
+            "no ACK from %s:%d for the 2xx of call %s within Timer H: ending it",
+            act.caller.host,
+            act.caller.port,
+            act.call_id,
+        )
+        handler = self.on_ack_missing
+        if handler is not None and handler(act):
+            return
+        if self.proxy is not None:
+            self._run_actions(self.proxy.end_dialog(act.call_id, act.caller_tag, act.callee_tag, self._now()))
 
     # -- our own addresses (Via sent-by, Record-Route) -----------------------------
     def local_address(self, transport: str, dest_host: str) -> tuple[str, int]:
@@ -672,7 +767,7 @@ class SipServer:
         )
         outcome = result.auth
         if outcome is AuthOutcome.OK:
-            self.guard.auth_ok(ip)
+            self.guard.auth_ok(ip, self._loop.time())
             if result.response.status == 200:
                 self.counters["register_ok"] += 1
         elif outcome is AuthOutcome.FAILED or outcome is AuthOutcome.FORBIDDEN:
@@ -683,13 +778,13 @@ class SipServer:
         self.respond(key, result.response)
         changes = result.changes
         if changes.added or changes.removed or changes.updated:
-            self._log_changes(changes, source)
+            self._log_changes(changes, source, result.algorithm)
             self.on_bindings(changes)
 
-    def _log_changes(self, changes: Changes, source: Addr) -> None:
+    def _log_changes(self, changes: Changes, source: Addr, algorithm: str | None = None) -> None:
         for b in changes.added:
             log.info(
-                "registered %s contact=%s from %s:%s:%d expires=%ds ua=%r",
+                "registered %s contact=%s from %s:%s:%d expires=%ds ua=%r auth=%s",
                 b.aor,
                 b.contact,
                 source.transport,
@@ -697,6 +792,7 @@ class SipServer:
                 source.port,
                 b.expires_in(self.wallclock()),
                 b.user_agent or "",
+                algorithm or "-",
             )
         for b in changes.removed:
             log.info("unregistered %s contact=%s", b.aor, b.contact)

@@ -221,7 +221,8 @@ def test_sha256_challenge_is_opt_in(pbx, tmp_path):
 @pytest.mark.parametrize("algorithms", [["MD5"], ["SHA-256", "MD5"]])
 def test_pjsua2_phone_registers(pbx, tmp_path, algorithms):
     """pjsip's user agent (what many softphones are built on), with MD5 and with SHA-256
-    offered first (RFC 8760): it must pick an algorithm it supports and register."""
+    offered first (RFC 8760): it must pick an algorithm it supports and register -- the one
+    offered first, as the PBX's log of the REGISTER it accepted shows (auth=...)."""
     from tests.phone.driver import PjPhone
 
     p = pbx(security={"digest_algorithms": algorithms})
@@ -235,6 +236,8 @@ def test_pjsua2_phone_registers(pbx, tmp_path, algorithms):
         regs = _contacts(p, "1003")
         assert len(regs) == 1 and regs[0]["user_agent"] == "pjphone (pjsua2 test phone)"
         assert regs[0]["contact"].startswith("sip:1003@127.0.0.1:")
+        [line] = [ln for ln in p.log().splitlines() if "registered 1003 " in ln and " unregistered" not in ln]
+        assert line.endswith(f"auth={algorithms[0]}"), line  # the algorithm used on the wire
         phone.cmd("unregister")
         phone.wait_event(lambda e: e.get("event") == "reg" and not e["active"], 15, "unregistration")
         assert _contacts(p, "1003") == []

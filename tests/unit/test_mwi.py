@@ -48,6 +48,7 @@ class FakeSip:
 
     def __init__(self) -> None:
         self.handlers: dict = {}
+        self._claims: dict = {}  # SipServer.claim records what each claim wants
         self.responses: list = []
         self.sent: list = []  # (request, dest, on_event)
         self.counters = {"auth_failures": 0, "auth_challenges": 0}

@@ -418,6 +418,10 @@ def test_ack_for_2xx_forwarded_statelessly():
 
 def test_reinvite_in_dialog_is_forwarded_with_flow():
     p, _s, rr = established()
+    # the caller ACKs the 2xx (else the proxy's missing-ACK watch is a deadline of its own)
+    p.on_ack(
+        invite(method="ACK", to_tag="tt1", uri="sip:1002@10.0.0.7:5060", route=rr, branch="z9hG4bKack"), CALLER, 2.0
+    )
     re = invite(to_tag="tt1", uri="sip:1002@10.0.0.7:5060", route=rr, branch="z9hG4bKre1", extra="Require: timer")
     acts = p.on_request("srv-re", re, CALLER, 30.0)
     [fwd] = sends(acts)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sip import digest
 from sip.auth import ProxyAuthenticator
 from sip.message import parse_message
-from sip.proxy import Proxy, Respond, RouteDecision, SendRequest, SendStateless
+from sip.proxy import AckMissing, Proxy, Respond, RouteDecision, SendRequest, SendStateless
 from sip.transaction import Addr
 
 REALM = "pypbx"
@@ -457,3 +457,109 @@ def test_idle_dialogs_expire():
     p.tick(181.0)
     assert not p.dialogs
     assert p.stats()["dialogs_expired"] == 2
+
+
+# ----------------------------------------------------------------------------- unknown dialogs
+
+
+def _bye_after_restart(p, fwd, ok, *, branch):
+    routes = list(reversed(ok.headers.get_all("Record-Route")))
+    return in_dialog(
+        "BYE",
+        f"sip:1002@127.0.0.1:{WORKER.port}",
+        from_=fwd.request.headers.get("From"),
+        to=ok.headers.get("To"),
+        call_id="cA",
+        cseq=3,
+        routes=routes,
+        branch=branch,
+    )
+
+
+def test_bye_for_a_dialog_nobody_knows_gets_481():
+    """A phone's BYE for a call the restarted PBX no longer has: the restarted proxy tracks
+    no dialog and the worker it would go to has no such call -> 481 at once, nothing sent."""
+    before, nonces = make_proxy()
+    fwd, ok = dialog_a(before, nonces)
+    asked = []
+
+    def gone(req, dest):
+        asked.append((req.call_id, dest))
+        return True
+
+    restarted, _ = make_proxy(dialog_gone=gone)  # same secret: the route token still checks
+    actions = restarted.on_request(
+        "srv-bye", _bye_after_restart(restarted, fwd, ok, branch="z9hG4bKb1"), PHONE_1001, 5.0
+    )
+    assert sends(actions) == []
+    [r] = responds(actions)
+    assert r.key == "srv-bye" and r.response.status == 481
+    assert asked == [("cA", WORKER)]
+    assert restarted.stats()["no_dialog"] == 1
+
+
+def test_bye_for_a_tracked_dialog_is_forwarded_whatever_dialog_gone_says():
+    p, nonces = make_proxy(dialog_gone=lambda req, dest: True)
+    fwd, ok = dialog_a(p, nonces)
+    [f] = sends(p.on_request("srv-bye", _bye_after_restart(p, fwd, ok, branch="z9hG4bKb2"), PHONE_1001, 5.0))
+    assert f.dest == WORKER
+
+
+def test_untracked_dialog_that_still_exists_is_forwarded():
+    before, nonces = make_proxy()
+    fwd, ok = dialog_a(before, nonces)
+    restarted, _ = make_proxy(dialog_gone=lambda req, dest: False)
+    [f] = sends(
+        restarted.on_request("srv-bye", _bye_after_restart(restarted, fwd, ok, branch="z9hG4bKb3"), PHONE_1001, 5.0)
+    )
+    assert f.dest == WORKER
+
+
+# ----------------------------------------------------------------------------- missing ACK
+
+
+def _ack_for(fwd, ok):
+    return in_dialog(
+        "ACK",
+        f"sip:1002@127.0.0.1:{WORKER.port}",
+        from_=fwd.request.headers.get("From"),
+        to=ok.headers.get("To"),
+        call_id="cA",
+        cseq=1,
+        routes=list(reversed(ok.headers.get_all("Record-Route"))),
+        branch="z9hG4bKack",
+    )
+
+
+def test_a_2xx_never_acked_gives_ack_missing_once():
+    p, nonces = make_proxy()
+    _fwd, _ok = dialog_a(p, nonces)  # the 2xx goes up at 1.5
+    assert p.next_deadline() == 1.5 + 30.0
+    assert [a for a in p.tick(31.0) if isinstance(a, AckMissing)] == []
+    [miss] = [a for a in p.tick(31.5) if isinstance(a, AckMissing)]
+    assert (miss.call_id, miss.caller_tag, miss.callee_tag) == ("cA", "ft1", "wA")
+    assert miss.caller == PHONE_1001 and miss.callee == WORKER
+    assert p.tick(40.0) == [] and p.next_deadline() is None
+    assert p.stats()["no_ack"] == 1
+    # ending it: a BYE to each side, as the other would send it; the dialog is forgotten
+    byes = p.end_dialog("cA", "ft1", "wA", 40.0)
+    assert {b.dest for b in sends(byes)} == {PHONE_1001, WORKER} and len(byes) == 2
+    assert all(b.request.method == "BYE" for b in byes)
+    assert all("cause=102" in b.request.headers.get("Reason") for b in byes)
+    assert p.find_dialog("cA", "ft1", "wA") is None
+
+
+def test_an_acked_2xx_is_not_reported():
+    p, nonces = make_proxy()
+    fwd, ok = dialog_a(p, nonces)
+    p.on_ack(_ack_for(fwd, ok), PHONE_1001, 2.0)
+    assert [a for a in p.tick(100.0) if isinstance(a, AckMissing)] == []
+    assert p.next_deadline() is None
+    assert p.stats()["no_ack"] == 0
+
+
+def test_ack_watch_can_be_turned_off():
+    p, nonces = make_proxy(ack_timeout=0)
+    dialog_a(p, nonces)
+    assert p.next_deadline() is None
+    assert p.tick(100.0) == []

@@ -752,3 +752,12 @@ def test_unknown_authorization_scheme_is_challenged():
     reg = make_registrar()
     r = reg.handle(register(auth="NoOneKnowsThisScheme opaque-data=here"), PHONE_IP, SRC, T0)
     assert r.response.status == 401 and r.auth is AuthOutcome.CHALLENGED
+
+
+def test_result_names_the_algorithm_the_phone_used():
+    """The registrar reports the digest algorithm of the credentials it accepted (the
+    server logs it: ``registered ... auth=SHA-256``)."""
+    for alg in ("SHA-256", "MD5"):
+        r2, _ch = do_register(make_registrar(), alg=alg)
+        assert r2.response.status == 200 and r2.auth is AuthOutcome.OK
+        assert r2.algorithm == alg
