@@ -370,6 +370,7 @@ class Pbx:
                 record=cfg.calls.record,
                 clock=self.wallclock,
                 min_free_mb=cfg.calls.min_free_mb,
+                max_duration=cfg.calls.max_duration,
             )
             if interrupted:
                 await repair_interrupted(db, cfg.data_dir / "recordings", interrupted)
@@ -538,6 +539,7 @@ class Pbx:
             public_addr=public,
             proxy=f"sip:{front};lr",
             worker_stderr=None,
+            worker_args=["--rtp-timeout", str(m.rtp_timeout), "--session-expires", str(m.session_expires)],
         )
         try:
             await pool.start()
