@@ -213,6 +213,19 @@ def repair_wav(path: str | os.PathLike[str]) -> RepairResult:
     )
 
 
+def repair_files(paths: list[str] | list[Path]) -> list[RepairResult]:
+    """Repair exactly these WAVs (one call's party files after its worker died); missing
+    or hopeless files are skipped. Never touches any other file."""
+    out = []
+    for p in paths:
+        try:
+            if os.path.exists(p):
+                out.append(repair_wav(p))
+        except (RecordingError, OSError):
+            continue
+    return out
+
+
 def repair_dir(directory: str | os.PathLike[str], pattern: str = "*.wav") -> list[RepairResult]:
     """Repair every WAV under ``directory`` (at start-up, after a crash); skips hopeless ones."""
     out = []

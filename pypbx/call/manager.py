@@ -74,7 +74,7 @@ from media.recording import (
     RecordingInfo,
     _read_mono,
     merge_stereo,
-    repair_dir,
+    repair_files,
     write_atomic,
 )
 from pypbx import screenpop
@@ -91,7 +91,7 @@ from pypbx.calllog import (
 from pypbx.db import Database
 from pypbx.errors import PbxError
 from pypbx.logs import call_log
-from pypbx.recordings import disk_ok
+from pypbx.recordings import completeness, disk_ok, leftover_party_files
 from sip.message import Request
 from sip.proxy import RouteDecision
 from sip.transaction import Addr
@@ -980,9 +980,8 @@ class CallManager:
                 cause=f"media worker lost: {getattr(ev, 'reason', 'exited')}",
                 stop_recording=False,
             )
-            if s.record_prefix is not None:
-                repaired = await asyncio.to_thread(repair_dir, s.record_prefix.parent)
-                await self.calllog.event(s.rec, "recording_repaired", files=[str(r) for r in repaired or []])
+            if s.files and s.record_prefix is not None:
+                await self.close_recording(s, worker_lost=True)
         s.ended = True
 
     async def finish(
@@ -1003,15 +1002,25 @@ class CallManager:
         if s.files and stop_recording:
             await self.close_recording(s)
 
-    async def close_recording(self, s: Call) -> None:
+    async def close_recording(self, s: Call, *, worker_lost: bool = False) -> None:
+        """Stop the call's recorders and merge its party files into the stereo WAV with its
+        JSON sidecar. ``worker_lost``: the worker was killed mid-write: repair exactly this
+        call's party files (no other call's) and merge them (status ``interrupted``)."""
         w = s.worker
         assert s.rec is not None and s.record_prefix is not None
-        try:
-            files = await w.stop_record()
-            s.files.update(files or {})
-        except WorkerError:
-            pass
-        await self._await_recorders(s)
+        if worker_lost:
+            paths = sorted({p for p in s.files.values() if p} | {p for seg in s.segments.values() for p, _ in seg})
+            repaired = await asyncio.to_thread(repair_files, paths)
+            await self.calllog.event(
+                s.rec, "recording_repaired", files=[r.path for r in repaired], seconds=[r.duration for r in repaired]
+            )
+        else:
+            try:
+                files = await w.stop_record()
+                s.files.update(files or {})
+            except WorkerError:
+                pass
+            await self._await_recorders(s)
         caller_file = s.files.get(s.caller_leg or "")
         callee_file = s.files.get(s.callee_leg or "")
         out = s.record_prefix.with_suffix(".wav")
@@ -1034,7 +1043,19 @@ class CallManager:
             )
             call_log(log, s).error("merging the recording failed: %s", exc)
             return
+        for left in await asyncio.to_thread(leftover_party_files, s.record_prefix):
+            left.unlink(missing_ok=True)  # no part file outlives its call
+        why = "media worker lost" if worker_lost else "disk full" if "disk_full" in s.rec.flags else None
+        status, missing = completeness(
+            info.duration,
+            s.rec.talk_seconds,
+            reason=why,
+            status_if_short="interrupted" if worker_lost else "incomplete",
+        )
+        if worker_lost:
+            status = "interrupted"
         meta = self._metadata(s, info, out)
+        meta["recording"] = {**cast(dict[str, object], meta["recording"]), "status": status, **missing}
         sidecar = out.with_suffix(".json")
         tmp = sidecar.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(meta, indent=2, default=str))
@@ -1044,17 +1065,21 @@ class CallManager:
             {
                 "call_id": s.rec.id,
                 "path": str(out),
-                "status": "complete",
+                "status": status,
                 "seconds": info.duration,
                 "sample_rate": info.samplerate,
                 "channels": 2,
                 "sha256": info.sha256,
                 "bytes": info.size,
                 "created_at": self.clock(),
-                "detail": json.dumps({"sidecar": str(sidecar)}),
+                "detail": json.dumps({"sidecar": str(sidecar), **missing}),
             }
         )
-        await self.calllog.event(s.rec, "recording_saved", path=str(out), seconds=info.duration)
+        await self.calllog.event(
+            s.rec, "recording_saved", path=str(out), seconds=info.duration, status=status, **missing
+        )
+        if status != "complete":
+            call_log(log, s).warning("recording %s: %s", status, missing.get("missing", ""))
 
     async def _await_recorders(self, s: Call, timeout: float = 3.0) -> None:
         """The worker flushes a recorder shortly after it is released (record_stopped)."""
