@@ -316,7 +316,7 @@ class Pbx:
             self.calllog = CallLog(db, self.wallclock, bus=self.events)
             # missed callers: every call's end goes to the worklist (a sink: never waited for)
             worklist = Worklist(db, self.events, reached_after=cfg.missed.reached_after, clock=self.wallclock)
-            interrupted = await self.calllog.close_interrupted()
+            interrupted = await self.calllog.close_interrupted(cfg.data_dir / "recordings")
             if interrupted:
                 log.warning("closed %d call(s) left open by the previous run as 'interrupted'", len(interrupted))
             self.writer = BindingWriter(db)

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TypedDict
 
-from media.recording import RecordingError, merge_stereo, repair_wav
+from media.recording import RecordingError, merge_stereo, recorded_seconds, repair_wav
 from pypbx.db import Database
 from pypbx.db.rows import CallRow
 from pypbx.logs import call_log
@@ -111,6 +111,18 @@ def leftover_party_files(prefix: Path) -> list[Path]:
 
 def party_files(rec_dir: Path, call_id: str) -> list[Path]:
     return sorted(Path(rec_dir).glob(f"*/{call_id}-*.wav"))
+
+
+def last_media(rec_dir: Path, call_id: str) -> float | None:
+    """Seconds of audio a call's party files left by a crash hold (the longest), None if it
+    has none: how long the call really talked before the crash."""
+    lengths = []
+    for f in party_files(rec_dir, call_id):
+        try:
+            lengths.append(recorded_seconds(f))
+        except (OSError, RecordingError):
+            continue
+    return max(lengths) if lengths else None
 
 
 class RepairedRecording(TypedDict):
