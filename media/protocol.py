@@ -66,6 +66,9 @@ transfer_requested  leg, target, replaces, new_leg: the phone on ``leg`` sent RE
 replaced            leg, new_leg, from_uri, call_id: an INVITE with Replaces took over
                     ``leg``'s dialog (attended transfer joined into this worker);
                     ``new_leg`` is answered by the worker, ``leg`` is hung up by it.
+media_timeout       leg, seconds: no RTP arrived on the answered, unheld ``leg`` for
+                    ``seconds`` (the worker's ``--rtp-timeout``; sent once per silence:
+                    RTP arriving again re-arms it). The phone probably vanished.
 error               message, leg=None
 ==================  ==============================================================
 
@@ -132,6 +135,7 @@ class EventName(str, enum.Enum):
     UNHELD = "unheld"
     TRANSFER_REQUESTED = "transfer_requested"
     REPLACED = "replaced"
+    MEDIA_TIMEOUT = "media_timeout"
 
 
 # ---------------------------------------------------------------- commands
@@ -356,6 +360,13 @@ class Replaced(Event):
     call_id: str = ""
 
 
+@dataclass(frozen=True)
+class MediaTimeout(Event):
+    name: ClassVar[EventName] = EventName.MEDIA_TIMEOUT
+    leg: str = ""
+    seconds: float = 0.0
+
+
 EVENTS: dict[EventName, type[Event]] = {
     e.name: e
     for e in (
@@ -372,6 +383,7 @@ EVENTS: dict[EventName, type[Event]] = {
         Unheld,
         TransferRequested,
         Replaced,
+        MediaTimeout,
     )
 }
 

@@ -36,6 +36,7 @@ log = logging.getLogger("media.worker")
 PJ_ETOOMANY = 70010
 PUMP_MS = 100  # libHandleEvents timeout; commands and EOFs wake it at once
 WAKE = b"\r\n\r\n"  # a SIP keep-alive: pjsip drops it silently, but it wakes select()
+RTP_CHECK_S = 1.0  # how often the legs' RTP receive counters are read
 RECORDER_SETTLE_S = 0.3  # pjmedia finalises the WAV header shortly after release
 
 
@@ -157,6 +158,9 @@ class Leg:
     held: bool = False  # what we last reported (held/unheld events)
     pending_since: float | None = None  # a transfer leg pjsua has yet to place
     challenged: bool = False  # our INVITE got a 401/407 (pjsip answers it if it can)
+    rx_pkts: int = -1  # RTP packets received so far (media stats), -1: not read yet
+    rx_at: float = 0.0  # monotonic time rx_pkts last grew (or media came up / hold changed)
+    rx_timed_out: bool = False  # media_timeout sent for the current silence
 
 
 def sdp_hold(sdp: str) -> bool:
@@ -258,6 +262,7 @@ class Worker:
         self.next_xfer = 0
         self.running = True
         self.started = time.monotonic()
+        self.rtp_checked = self.started
         self.capacity = 0
         self.out = _protocol_out()
         self.cmd_queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
@@ -338,6 +343,14 @@ class Worker:
         if a.public_addr:
             mt.publicAddress = a.public_addr
         acfg.mediaConfig.transportConfig = mt
+        # SIP session timers (RFC 4028): used when the phone supports them; a session not
+        # refreshed in time is ended by pjsua (the leg's ended event says so)
+        if a.session_expires > 0:
+            acfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_OPTIONAL
+            acfg.callConfig.timerSessExpiresSec = a.session_expires
+            acfg.callConfig.timerMinSESec = 90  # RFC 4028 minimum (pjsip refuses less)
+        else:
+            acfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_INACTIVE
         # The capacity probe dials a local sink directly, so it runs on an account
         # without the outbound proxy (through the front door it would hang until the
         # probe's calls time out and occupy every call slot).
@@ -431,6 +444,7 @@ class Worker:
             self._drain_release()
             self._flush_record_events()
             self._check_pending_transfers()
+            self._check_rtp()
             if not self.legs and self.acfg.idUri != self.default_id:
                 self._set_identity(None)  # the session is over: back to the worker's own
             while self.running:
@@ -473,6 +487,46 @@ class Worker:
         self.pending_record_events.clear()
         self.ep.libDestroy()
         del self.ep
+
+    # ------------------------------------------------------------ RTP inactivity
+    def _check_rtp(self) -> None:
+        """Every RTP_CHECK_S: a leg whose phone sent no RTP for ``--rtp-timeout`` seconds
+        (answered, media up, not on hold) is reported once (``media_timeout``)."""
+        limit = self.args.rtp_timeout
+        now = time.monotonic()
+        if limit <= 0 or now - self.rtp_checked < RTP_CHECK_S:
+            return
+        self.rtp_checked = now
+        for leg in list(self.legs.values()):
+            if leg.ended or not leg.answered_sent or not leg.media_up or leg.held or leg.offer_hold:
+                leg.rx_at = now
+                continue
+            pkts = self._rx_packets(leg)
+            if pkts is None:
+                continue
+            if pkts != leg.rx_pkts:
+                leg.rx_pkts = pkts
+                leg.rx_at = now
+                leg.rx_timed_out = False
+            elif not leg.rx_timed_out and now - leg.rx_at >= limit:
+                leg.rx_timed_out = True
+                log.warning("leg %s: no RTP for %.0f s", leg.id, now - leg.rx_at)
+                self.emit(P.MediaTimeout(leg=leg.id, seconds=round(now - leg.rx_at, 1)))
+
+    @staticmethod
+    def _rx_packets(leg: Leg) -> int | None:
+        """RTP packets received on the leg's audio stream (pjmedia's RTCP receive stats)."""
+        try:
+            ci = leg.call.getInfo()
+            for idx, m in enumerate(ci.media):
+                if m.type == pj.PJMEDIA_TYPE_AUDIO and m.status in (
+                    pj.PJSUA_CALL_MEDIA_ACTIVE,
+                    pj.PJSUA_CALL_MEDIA_REMOTE_HOLD,
+                ):
+                    return int(leg.call.getStreamStat(idx).rtcp.rxStat.pkt)
+        except pj.Error:
+            return None
+        return None
 
     # ------------------------------------------------------------ helpers
     def _drain_release(self) -> None:
@@ -632,6 +686,8 @@ class Worker:
             for m in ci.media
         )
         leg.media_up = up
+        leg.rx_at = time.monotonic()  # a (re-)negotiated stream: its silence starts now
+        leg.rx_pkts = -1
         remote_hold = any(
             m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD for m in ci.media
         )
@@ -930,6 +986,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--proxy", default="", help="outbound proxy URI for originate (e.g. sip:127.0.0.1:5060;lr)")
     ap.add_argument("--max-calls", type=int, default=64, help="ask pjsua for this many calls")
     ap.add_argument("--clock-rate", type=int, default=8000)
+    ap.add_argument("--rtp-timeout", type=float, default=0.0, help="report legs with no RTP for this long (0: off)")
+    ap.add_argument("--session-expires", type=int, default=1800, help="RFC 4028 session timer, s (0: off)")
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--pj-log-level", type=int, default=2)
     args = ap.parse_args(argv)

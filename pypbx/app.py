@@ -318,7 +318,7 @@ class Pbx:
             self.calllog = CallLog(db, self.wallclock, bus=self.events)
             # missed callers: every call's end goes to the worklist (a sink: never waited for)
             worklist = Worklist(db, self.events, reached_after=cfg.missed.reached_after, clock=self.wallclock)
-            interrupted = await self.calllog.close_interrupted()
+            interrupted = await self.calllog.close_interrupted(cfg.data_dir / "recordings")
             if interrupted:
                 log.warning("closed %d call(s) left open by the previous run as 'interrupted'", len(interrupted))
             self.writer = BindingWriter(db)
@@ -374,6 +374,7 @@ class Pbx:
                 record=cfg.calls.record,
                 clock=self.wallclock,
                 min_free_mb=cfg.calls.min_free_mb,
+                max_duration=cfg.calls.max_duration,
             )
             if interrupted:
                 await repair_interrupted(db, cfg.data_dir / "recordings", interrupted)
@@ -572,6 +573,7 @@ class Pbx:
             public_addr=public,
             proxy=f"sip:{front};lr",
             worker_stderr=None,
+            worker_args=["--rtp-timeout", str(m.rtp_timeout), "--session-expires", str(m.session_expires)],
         )
         try:
             await pool.start()

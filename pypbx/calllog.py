@@ -17,12 +17,14 @@ durable subscriber of those events (:meth:`CallLog.write`), awaited by the emitt
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypedDict, Unpack
 
 from pypbx.db import Database
@@ -43,6 +45,7 @@ from pypbx.events import (
     QueueAnnounced,
     frozen_map,
 )
+from pypbx.recordings import last_media
 
 __all__ = [
     "FINAL_DISPOSITIONS",
@@ -312,18 +315,24 @@ class CallLog:
             )
         )
 
-    async def close_interrupted(self) -> list[str]:
-        """At start: every call a crash left ``in_progress`` ends as ``interrupted``."""
+    async def close_interrupted(self, rec_dir: Path | None = None) -> list[str]:
+        """At start: every call a crash left ``in_progress`` ends as ``interrupted``.
+
+        The downtime is not talk: an answered call ends where its recording's party files
+        (under ``rec_dir``) stop -- the last media activity they show (without them, at the
+        restart)."""
         now = self.clock()
         ids = []
         for row in await self.db.open_call_rows():
             answered = row.get("answered_at")
+            ended = await self._last_activity(row, rec_dir)
+            end = min(now, ended) if ended is not None else now
             fields = {
                 "disposition": Disposition.INTERRUPTED.value,
-                "ended_at": now,
+                "ended_at": end,
                 "hangup_side": "system",
                 "hangup_cause": "pbx restarted",
-                "talk_seconds": (round(now - answered, 3) if answered else None),
+                "talk_seconds": (round(max(0.0, end - answered), 3) if answered else None),
             }
             await self.bus.emit(
                 CallEnded(
@@ -338,6 +347,15 @@ class CallLog:
             )
             ids.append(row["id"])
         return ids
+
+    async def _last_activity(self, row: CallRow, rec_dir: Path | None) -> float | None:
+        """When an answered call the crash cut last showed life: answered + the audio its
+        party files hold (None: no recording to tell, the restart time is used)."""
+        answered = row.get("answered_at")
+        if answered is None or rec_dir is None:
+            return None
+        seconds = await asyncio.to_thread(last_media, rec_dir, row["id"])
+        return None if seconds is None else float(answered) + seconds
 
     async def accounting(self, since: float | None = None, until: float | None = None) -> Accounting:
         """Offered = sum of final dispositions; calls still open are listed (they must be live)."""

@@ -118,6 +118,8 @@ class MediaConfig:
     rtp_ports_per_worker: int = 16
     media_addr: str = "0.0.0.0"  # where workers bind RTP
     public_addr: str = ""  # address put in SDP ("" = the address phones reach)
+    rtp_timeout: int = 60  # an answered call whose phone sends no RTP this long is ended (0 = never)
+    session_expires: int = 1800  # SIP session timer (RFC 4028) offered to phones, s (0 = off)
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ class CallsConfig:
     ring_time: int = 60  # seconds an extension rings before the call gives up
     record: bool = True  # record every answered call
     min_free_mb: int = 200  # below this free space recordings stop, calls go on
+    max_duration: int = 14400  # a call is ended after this many seconds (0 = no limit)
 
 
 @dataclass(frozen=True)
@@ -404,11 +407,14 @@ _SCHEMA: dict[str, list[tuple[str, Default, Validator[Value], str]]] = {
         ("rtp_ports_per_worker", 16, _int(4, 1000), "even number; 2 per call leg"),
         ("media_addr", "0.0.0.0", _bind, "address workers bind RTP to"),
         ("public_addr", "", _addr_or_empty, 'address written in SDP ("" = the address phones reach)'),
+        ("rtp_timeout", 60, _int(0, 86400), "end a call whose phone sent no RTP for this many seconds (0 = never)"),
+        ("session_expires", 1800, _int(0, 86400), "RFC 4028 session timer offered to phones, s (0 = off)"),
     ],
     "calls": [
         ("ring_time", 60, _int(1, 600), "seconds an extension rings before the caller hears 'unavailable'"),
         ("record", True, _bool, "record every answered call (stereo WAV + JSON sidecar)"),
         ("min_free_mb", 200, _int(0, 10_000_000), "below this much free disk space recordings stop (calls go on)"),
+        ("max_duration", 14400, _int(0, 604800), "end any call after this many seconds (0 = no limit)"),
     ],
 }
 
@@ -590,6 +596,8 @@ def _parse(raw: Mapping[str, object], base: Path, config_path: Path) -> Config:
     warm, most = _get(med, "workers_warm", int), _get(med, "workers_max", int)
     if warm > most:
         raise ConfigError(f"must be <= media.workers_max ({most}), got {warm}", "media.workers_warm")
+    if 0 < _get(med, "session_expires", int) < 90:
+        raise ConfigError("must be 0 (off) or at least 90 (RFC 4028)", "media.session_expires")
     if _get(med, "sip_port_base", int) + most > 65535:
         raise ConfigError("sip_port_base + workers_max exceeds 65535", "media.sip_port_base")
     if _get(med, "rtp_port_base", int) + most * _get(med, "rtp_ports_per_worker", int) > 65535:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TypedDict
 
-from media.recording import RecordingError, merge_stereo, repair_wav
+from media.recording import RecordingError, merge_stereo, recorded_seconds, repair_wav
 from pypbx.db import Database
 from pypbx.db.rows import CallRow
 from pypbx.logs import call_log
@@ -63,8 +63,66 @@ def disk_ok(path: Path, min_free_mb: float) -> bool:
         return False
 
 
+#: a recording is ``complete`` when its length is the booked talk time within this (s)
+COMPLETE_TOLERANCE = 0.1
+
+
+class Completeness(TypedDict, total=False):
+    """What a recording lacks (the ``recordings.detail`` of one that is not complete)."""
+
+    talk_seconds: float
+    recorded_seconds: float
+    missing_seconds: float
+    missing: str
+    reason: str
+
+
+def completeness(
+    recorded: float, talk: float | None, *, reason: str | None = None, status_if_short: str = "incomplete"
+) -> tuple[str, Completeness]:
+    """(status, detail) of a recording of ``recorded`` seconds for a call with ``talk``
+    seconds of booked talk time: ``complete`` only when the two agree within
+    COMPLETE_TOLERANCE, else ``status_if_short`` with what is missing and why (``reason``:
+    "disk full", "media worker lost"...)."""
+    if talk is None:
+        return "complete", {}
+    diff = round(talk - recorded, 3)
+    if abs(diff) <= COMPLETE_TOLERANCE:
+        return "complete", {}
+    detail: Completeness = {
+        "talk_seconds": round(talk, 3),
+        "recorded_seconds": round(recorded, 3),
+        "missing_seconds": max(0.0, diff),
+        "missing": (
+            f"{diff:.1f} s of {talk:.1f} s talk not recorded"
+            if diff > 0
+            else f"{-diff:.1f} s longer than the {talk:.1f} s talk"
+        ),
+    }
+    if reason:
+        detail["reason"] = reason
+    return status_if_short, detail
+
+
+def leftover_party_files(prefix: Path) -> list[Path]:
+    """A call's party files still on disk (``<prefix>-*.wav``) once its recording is merged."""
+    return sorted(prefix.parent.glob(f"{prefix.name}-*.wav"))
+
+
 def party_files(rec_dir: Path, call_id: str) -> list[Path]:
     return sorted(Path(rec_dir).glob(f"*/{call_id}-*.wav"))
+
+
+def last_media(rec_dir: Path, call_id: str) -> float | None:
+    """Seconds of audio a call's party files left by a crash hold (the longest), None if it
+    has none: how long the call really talked before the crash."""
+    lengths = []
+    for f in party_files(rec_dir, call_id):
+        try:
+            lengths.append(recorded_seconds(f))
+        except (OSError, RecordingError):
+            continue
+    return max(lengths) if lengths else None
 
 
 class RepairedRecording(TypedDict):

@@ -67,6 +67,7 @@ WorkerEvent = (
     | P.TransferRequested
     | P.Replaced
     | P.Error
+    | P.MediaTimeout
 )
 #: The worker of the call is gone.
 WorkerGone = WorkerLost | WorkerExited

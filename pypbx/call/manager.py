@@ -74,7 +74,7 @@ from media.recording import (
     RecordingInfo,
     _read_mono,
     merge_stereo,
-    repair_dir,
+    repair_files,
     write_atomic,
 )
 from pypbx import screenpop
@@ -91,7 +91,7 @@ from pypbx.calllog import (
 from pypbx.db import Database
 from pypbx.errors import PbxError
 from pypbx.logs import call_log
-from pypbx.recordings import disk_ok
+from pypbx.recordings import completeness, disk_ok, leftover_party_files
 from sip.message import Request
 from sip.proxy import RouteDecision
 from sip.transaction import Addr
@@ -122,6 +122,8 @@ class CallStatus(TypedDict):
 
 #: How long a worker reserved by the front door may wait for its INVITE.
 RESERVATION_TIMEOUT = 15.0
+#: seconds the legs of a call the PBX ends (CallManager.end_call) get to report their end
+END_GRACE = 3.0
 #: Music on hold shipped with pypbx (replaceable with ``pypbx prompts import``).
 DEFAULT_MOH = Path(__file__).resolve().parents[2] / "ivr_prompts" / "moh" / "default.wav"
 
@@ -144,12 +146,14 @@ class CallManager:
         clock: Callable[[], float] = time.time,
         moh: Path | str | None = None,
         min_free_mb: int = 200,
+        max_duration: float = 0.0,
     ) -> None:
         self.pool = pool
         self.calllog = calllog
         self.db = db
         self.rec_dir = Path(data_dir) / "recordings"
         self.min_free_mb = min_free_mb
+        self.max_duration = max_duration  # seconds from offer (0: no limit)
         self.front_door = front_door  # "127.0.0.1:5060": where workers send calls
         self.is_extension = is_extension
         self.is_registered = is_registered
@@ -458,18 +462,14 @@ class CallManager:
         w = s.worker
         try:
             while not s.ended:
-                timeout = (
-                    RESERVATION_TIMEOUT
-                    if s.rec is None
-                    else (None if s.ring_deadline is None else max(0.0, s.ring_deadline - self.clock()))
-                )
+                timeout = RESERVATION_TIMEOUT if s.rec is None else self._next_deadline(s)
                 try:
                     ev = await asyncio.wait_for(s.queue.get(), timeout)
                 except TimeoutError:
                     if s.rec is None:
                         log.info("worker %s reserved but no INVITE arrived: released", w.pid)
                         break
-                    await self._ring_timeout(s)
+                    await self._deadline(s)
                     continue
                 await self._handle(s, ev)
         except Exception:
@@ -483,7 +483,59 @@ class CallManager:
             except Exception:
                 log.exception("releasing worker %s", w.pid)
 
+    def _max_end(self, s: Call) -> float | None:
+        """When the call reaches ``[calls] max_duration`` (None: no limit / already ending)."""
+        if not self.max_duration or s.rec is None or s.end_cause is not None or s.relay:
+            return None
+        return s.rec.offered_at + self.max_duration
+
+    def _next_deadline(self, s: Call) -> float | None:
+        """Seconds until the call's next timer (ring time-out, max duration, forced end)."""
+        due = [d for d in (s.ring_deadline, self._max_end(s), s.end_deadline) if d is not None]
+        return None if not due else max(0.0, min(due) - self.clock())
+
+    async def _deadline(self, s: Call) -> None:
+        now = self.clock()
+        if s.end_deadline is not None and now >= s.end_deadline:
+            await self._end_now(s)
+        elif (end := self._max_end(s)) is not None and now >= end:
+            await self.end_call(s, "max duration")
+        elif s.ring_deadline is not None:
+            await self._ring_timeout(s)
+
+    async def end_call(self, s: Call, cause: str) -> None:
+        """The PBX ends the call itself (a vanished phone's RTP timeout, the maximum call
+        duration): every leg is hung up and the call is booked with ``cause`` (side
+        "system") by whichever step closes it -- the flow or the manager seeing the legs
+        end, or :meth:`_end_now` if they do not end within END_GRACE seconds."""
+        if s.ended or s.end_cause is not None:
+            return
+        s.end_cause = cause
+        s.end_deadline = self.clock() + END_GRACE
+        call_log(log, s).warning("ending the call: %s", cause)
+        if s.rec is not None and not s.relay:
+            await self.calllog.event(s.rec, "pbx_ending", cause=cause)
+        for leg in sorted(s.worker.legs):
+            await self.hangup(s, leg, None if s.answered or leg != s.caller_leg else 503)
+
+    async def _end_now(self, s: Call) -> None:
+        """The legs of a call the PBX ends did not all report their end: book it now."""
+        if s.rec is not None and not s.ended and not s.relay:
+            if s.answered:
+                disp = Disposition.ANSWERED
+            elif s.rec.queue:
+                disp = Disposition.ABANDONED_QUEUE
+            else:
+                disp = Disposition.ABANDONED_RINGING
+            await self.finish(s, disp, side="system", cause=s.end_cause or "ended by the pbx")
+        s.ended = True
+
     async def _handle(self, s: Call, ev: CallInput) -> None:
+        if isinstance(ev, P.MediaTimeout):
+            if ev.leg not in s.dropped and not s.ended:
+                call_log(log, s).warning("leg %s: no RTP for %s s", ev.leg, ev.seconds)
+                await self.end_call(s, "rtp timeout")
+            return
         if s.flow is not None:
             await s.flow.handle(ev)
             return
@@ -928,9 +980,8 @@ class CallManager:
                 cause=f"media worker lost: {getattr(ev, 'reason', 'exited')}",
                 stop_recording=False,
             )
-            if s.record_prefix is not None:
-                repaired = await asyncio.to_thread(repair_dir, s.record_prefix.parent)
-                await self.calllog.event(s.rec, "recording_repaired", files=[str(r) for r in repaired or []])
+            if s.files and s.record_prefix is not None:
+                await self.close_recording(s, worker_lost=True)
         s.ended = True
 
     async def finish(
@@ -938,6 +989,8 @@ class CallManager:
     ) -> None:
         assert s.rec is not None
         s.ended = True
+        if s.end_cause is not None:  # the PBX ended it (end_call): whoever's leg went first
+            side, cause = "system", s.end_cause
         if s.trunk is not None and self.trunks is not None:
             self.trunks.finished(s)
         await self.calllog.end(s.rec, disposition, side=side, cause=cause)
@@ -949,15 +1002,25 @@ class CallManager:
         if s.files and stop_recording:
             await self.close_recording(s)
 
-    async def close_recording(self, s: Call) -> None:
+    async def close_recording(self, s: Call, *, worker_lost: bool = False) -> None:
+        """Stop the call's recorders and merge its party files into the stereo WAV with its
+        JSON sidecar. ``worker_lost``: the worker was killed mid-write: repair exactly this
+        call's party files (no other call's) and merge them (status ``interrupted``)."""
         w = s.worker
         assert s.rec is not None and s.record_prefix is not None
-        try:
-            files = await w.stop_record()
-            s.files.update(files or {})
-        except WorkerError:
-            pass
-        await self._await_recorders(s)
+        if worker_lost:
+            paths = sorted({p for p in s.files.values() if p} | {p for seg in s.segments.values() for p, _ in seg})
+            repaired = await asyncio.to_thread(repair_files, paths)
+            await self.calllog.event(
+                s.rec, "recording_repaired", files=[r.path for r in repaired], seconds=[r.duration for r in repaired]
+            )
+        else:
+            try:
+                files = await w.stop_record()
+                s.files.update(files or {})
+            except WorkerError:
+                pass
+            await self._await_recorders(s)
         caller_file = s.files.get(s.caller_leg or "")
         callee_file = s.files.get(s.callee_leg or "")
         out = s.record_prefix.with_suffix(".wav")
@@ -980,7 +1043,19 @@ class CallManager:
             )
             call_log(log, s).error("merging the recording failed: %s", exc)
             return
+        for left in await asyncio.to_thread(leftover_party_files, s.record_prefix):
+            left.unlink(missing_ok=True)  # no part file outlives its call
+        why = "media worker lost" if worker_lost else "disk full" if "disk_full" in s.rec.flags else None
+        status, missing = completeness(
+            info.duration,
+            s.rec.talk_seconds,
+            reason=why,
+            status_if_short="interrupted" if worker_lost else "incomplete",
+        )
+        if worker_lost:
+            status = "interrupted"
         meta = self._metadata(s, info, out)
+        meta["recording"] = {**cast(dict[str, object], meta["recording"]), "status": status, **missing}
         sidecar = out.with_suffix(".json")
         tmp = sidecar.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(meta, indent=2, default=str))
@@ -990,17 +1065,21 @@ class CallManager:
             {
                 "call_id": s.rec.id,
                 "path": str(out),
-                "status": "complete",
+                "status": status,
                 "seconds": info.duration,
                 "sample_rate": info.samplerate,
                 "channels": 2,
                 "sha256": info.sha256,
                 "bytes": info.size,
                 "created_at": self.clock(),
-                "detail": json.dumps({"sidecar": str(sidecar)}),
+                "detail": json.dumps({"sidecar": str(sidecar), **missing}),
             }
         )
-        await self.calllog.event(s.rec, "recording_saved", path=str(out), seconds=info.duration)
+        await self.calllog.event(
+            s.rec, "recording_saved", path=str(out), seconds=info.duration, status=status, **missing
+        )
+        if status != "complete":
+            call_log(log, s).warning("recording %s: %s", status, missing.get("missing", ""))
 
     async def _await_recorders(self, s: Call, timeout: float = 3.0) -> None:
         """The worker flushes a recorder shortly after it is released (record_stopped)."""

@@ -93,7 +93,11 @@ class Call:
     screen_pop: str | None = None  # the ringing phone's From display (pypbx.screenpop), once per call
     route_prefer: tuple[str | None, float] | None = None  # routing rule --prefer-last (agent, seconds)
     priority: int = 0  # the urgent line: the highest queue priority a route rule or IVR option gave
-    ivr_choices: list[tuple[str, str]] | None = None  # (menu, keys) chosen in IVRs, for routing rules
+    ivr_choices: list[tuple[str, str]] | None = None
+    # the PBX itself ends the call (CallManager.end_call: "rtp timeout", "max duration"):
+    # the cause booked whoever's leg goes first, and when to stop waiting for the legs
+    end_cause: str | None = None
+    end_deadline: float | None = None  # (menu, keys) chosen in IVRs, for routing rules
     # the flow driving the call (None: the manager's own two-party logic); set only by
     # CallManager.hand_over / hand_back
     _flow: Flow | None = field(default=None, repr=False)

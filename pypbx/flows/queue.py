@@ -159,6 +159,7 @@ class QueueCall(FlowBase):
         self.cancelled: set[str] = set()
         self.rings = 0
         self.agent: str | None = None
+        self.connecting: str | None = None  # the engine's Connect for this agent is on its way
         self.out_leg: str | None = None  # overflow to an extension
         self.out_target: Target | None = None
         self.out_trunk: str | None = None  # the trunk an overflow to an outside number went out on
@@ -344,9 +345,12 @@ class QueueCall(FlowBase):
     async def _ring_answered(self, ev: P.Answered) -> None:
         agent = self.live.who_answered(self.ring_token or "", ev.call_id) if self.ring_token else None
         actions = self.live.ring_answered(self.call_id, agent) if agent else []
-        if not any(isinstance(a, Connect) for a in actions):
+        connect = next((a for a in actions if isinstance(a, Connect)), None)
+        if connect is None:
             call_log(log, self.call_id).info("late answer on %s dropped", self.ring_leg)
             await self._drop_ring_leg()
+        else:
+            self.connecting = connect.agent_id
         # the Connect order arrives through post()
 
     async def _connect(self, agent_id: str) -> None:
@@ -549,6 +553,9 @@ class QueueCall(FlowBase):
         if ev.leg != s.caller_leg:
             return
         # the caller hung up
+        if self.connecting is not None and self.state is not QueueState.CONNECTED:
+            await self._caller_left_as_agent_answered(self.connecting, ev)
+            return
         if self.state is QueueState.CONNECTED_OUT:
             if self.out_leg:
                 await self.cm.hangup(self.s, self.out_leg, None)
@@ -563,6 +570,28 @@ class QueueCall(FlowBase):
         if self.entered:
             self.live.caller_abandoned(self.call_id)
         await self._finish(Disposition.ABANDONED_QUEUE, "caller", f"{ev.cause_code} {ev.reason}".strip())
+
+    async def _caller_left_as_agent_answered(self, agent_id: str, ev: P.Ended) -> None:
+        """The agent's answer crossed the caller's hang-up: the engine connected the call
+        (CONNECT in the queue log) but the caller is gone before the bridge. One outcome in
+        both books: answered by the agent with no talk, COMPLETE_CALLER, the agent freed
+        (its phone is hung up)."""
+        ext = self.live.agent_ext.get(agent_id, "")
+        self.agent = agent_id
+        self.rec.agent = agent_id
+        self.rec.extension = ext or None
+        self.s.callee = ext or agent_id
+        await self._drop_ring_leg()
+        if self.out_leg:
+            await self.cm.hangup(self.s, self.out_leg, None)
+        await self.cm.calllog.answered(self.rec, callee=self.s.callee)
+        self.state = QueueState.CONNECTED  # finished(): COMPLETE_CALLER, the agent freed
+        call_log(log, self.call_id).info("caller hung up as agent %s answered", agent_id)
+        await self._finish(
+            Disposition.ANSWERED,
+            "caller",
+            f"caller hung up as the agent answered ({ev.cause_code} {ev.reason})".strip(),
+        )
 
     async def _shutdown(self) -> None:
         await self._drop_ring_leg()

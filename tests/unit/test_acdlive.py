@@ -228,7 +228,7 @@ def test_queue_call_announced_then_moh_then_delivered_bridged_recorded_and_compl
             assert frozenset(("in-1", o[0].leg_id)) in w.bridges
             assert set(w.recording) == {"in-1", o[0].leg_id}
             for path in w.recording.values():  # the fake worker writes no audio: give each side some
-                write_wav(path, 0.5)
+                write_wav(path, 30.0)  # as long as the 30 s talk below: a complete recording
             assert (await env.kinds(rec_id)) == ["ENTER", "RING", "CONNECT"]
             status = env.live.queue_status("front")
             assert [a["state"] for a in status["agents"] if a["id"] == "alice"] == ["on_call"]

@@ -60,6 +60,7 @@ EVENT_SAMPLES = [
     P.TransferRequested(leg="callee", target="sip:1003@pbx", new_leg="xfer-1"),
     P.TransferRequested(leg="callee", target="sip:1003@pbx", new_leg="xfer-2", replaces="c2@h;to-tag=a;from-tag=b"),
     P.Replaced(leg="in-1", new_leg="in-2", from_uri="<sip:media@127.0.0.1:25061>", call_id="x1"),
+    P.MediaTimeout(leg="in-1", seconds=60.0),
 ]
 
 
