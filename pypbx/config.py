@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from pypbx import sitetime
 from pypbx.errors import PbxError
 from pypbx.numbers import (
     ALIASES,
@@ -189,6 +190,17 @@ class MissedConfig:
 
 
 @dataclass(frozen=True)
+class SiteConfig:
+    """The clinic itself: its time zone (pypbx.sitetime)."""
+
+    timezone: str = ""  # IANA name; "" = the system's
+
+    @property
+    def zone_name(self) -> str:
+        return self.timezone or sitetime.system_zone_name()
+
+
+@dataclass(frozen=True)
 class Config:
     config_path: Path  # absolute path of the file this was loaded from
     data_dir: Path  # absolute
@@ -202,6 +214,7 @@ class Config:
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     missed: MissedConfig = field(default_factory=MissedConfig)
+    site: SiteConfig = field(default_factory=SiteConfig)
 
     @property
     def db_path(self) -> Path:
@@ -518,6 +531,23 @@ _SCHEMA["missed"] = [
 ]
 
 
+def _timezone(key: str, v: object) -> str:
+    v = _str(nonempty=False)(key, v)
+    if v and sitetime.valid_zone(v) is None:
+        raise ConfigError(f'unknown time zone {v!r} (an IANA name like "Europe/Paris", or "" for the system\'s)', key)
+    return v
+
+
+_SCHEMA["site"] = [
+    (
+        "timezone",
+        "",
+        _timezone,
+        'IANA time zone of reports, day ranges and schedules without their own ("" = the system\'s)',
+    ),
+]
+
+
 T = TypeVar("T")
 
 
@@ -615,6 +645,8 @@ def _parse(raw: Mapping[str, object], base: Path, config_path: Path) -> Config:
         )
 
     journal = _get(ev, "journal", str)
+    site = _build(SiteConfig, checked["site"])
+    sitetime.set_zone(site.timezone)  # the process's day boundaries are the site's from now on
     return Config(
         config_path=config_path,
         data_dir=data_dir,
@@ -640,6 +672,7 @@ def _parse(raw: Mapping[str, object], base: Path, config_path: Path) -> Config:
             buffer=_get(ev, "buffer", int),
         ),
         missed=_build(MissedConfig, checked["missed"]),
+        site=site,
     )
 
 

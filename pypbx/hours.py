@@ -35,9 +35,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pypbx import sitetime
 from pypbx.db import Database
 from pypbx.db.rows import ScheduleRow
-from pypbx.errors import PbxError
+from pypbx.errors import PbxError, PbxUsageError
 
 FAKE_NOW_ENV = "PYPBX_FAKE_NOW"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -47,6 +48,10 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 class HoursError(PbxError, ValueError):
     pass
+
+
+class HoursUsageError(HoursError, PbxUsageError):
+    """Bad hours typed by the admin (exit status 2), e.g. overlapping ranges."""
 
 
 Range = tuple[int, int]  # minutes from midnight, [start, end)
@@ -99,6 +104,12 @@ def parse_week(text: str) -> dict[int, list[Range]]:
             week.setdefault(d, []).extend(ranges)
     for d in week:
         week[d] = sorted(set(week[d]))
+        for (a1, b1), (a2, b2) in zip(week[d], week[d][1:], strict=False):
+            if a2 < b1:
+                raise HoursUsageError(
+                    f"overlapping ranges on {DAYS[d]}: {_fmt_range((a1, b1))} and {_fmt_range((a2, b2))} "
+                    f"(write one range, e.g. {_fmt_range((a1, max(b1, b2)))})"
+                )
     return week
 
 
@@ -230,12 +241,16 @@ def _row_values(s: Schedule) -> tuple[str, str]:
 
 
 async def set_schedule(
-    db: Database, name: str, week: str, tz: str = "UTC", clock: Callable[[], float] = time.time
+    db: Database, name: str, week: str, tz: str | None = None, clock: Callable[[], float] = time.time
 ) -> Schedule:
+    """Create or replace ``name``'s week. ``tz`` None keeps an existing schedule's zone; a
+    new schedule then takes the site's (``[site] timezone``)."""
     if not NAME_RE.match(name):
         raise HoursError(f"bad schedule name {name!r}")
-    zone(tz)
     old = await get_schedule(db, name, missing_ok=True)
+    if tz is None:
+        tz = old.tz if old else sitetime.zone_name()
+    zone(tz)
     t = clock()
     s = Schedule(name=name, tz=tz, week=parse_week(week), exceptions=old.exceptions if old else {}, updated_at=t)
     await db.upsert_schedule_row(name, tz, *_row_values(s), t)

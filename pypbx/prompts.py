@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 
 SHIPPED = Path(__file__).resolve().parents[1] / "ivr_prompts"
-LANGUAGES = ("en", "ko", "ru", "zh")
+LANGUAGES = ("en", "ko", "ru", "zh", "fr")
 PROMPT_ID = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
 
 #: Set once at start by the running PBX: ``<data_dir>/prompts``.

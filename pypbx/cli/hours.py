@@ -28,10 +28,19 @@ def hours() -> None:
     metavar="SPEC",
     help="e.g. 'mon-fri 08:00-18:00, sat 09:00-12:00' (several ranges a day allowed).",
 )
-@click.option("--tz", default="UTC", show_default=True, help="IANA time zone, e.g. Europe/Paris.")
+@click.option(
+    "--tz",
+    default=None,
+    help="IANA time zone, e.g. Europe/Paris (default: the schedule's own, or [site] timezone for a new one).",
+)
 @click.pass_context
-def hours_set(ctx: click.Context, name: str, week: str, tz: str) -> None:
-    """Create or replace schedule NAME's weekly hours (its holidays are kept)."""
+def hours_set(ctx: click.Context, name: str, week: str, tz: str | None) -> None:
+    """Create or replace schedule NAME's weekly hours (its holidays and zone are kept).
+
+    Ranges of one day must not overlap. Example:
+
+        pypbx hours set clinic --week 'mon-fri 08:00-12:00 13:30-18:00, sat 09:00-12:00'
+    """
 
     s = on_db(ctx, Hr.set_schedule, name, week, tz)
     click.echo(f"Schedule {s.name} ({s.tz}): {Hr.format_week(s.week) or 'always closed'}.")
