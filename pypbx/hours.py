@@ -257,6 +257,52 @@ async def set_schedule(
     return s
 
 
+def public_holidays(country: str, year: int, subdiv: str | None = None) -> list[tuple[str, str]]:
+    """``[(YYYY-MM-DD, name), ...]`` of ``country``'s public holidays in ``year`` (the
+    ``holidays`` package; ``subdiv`` a region of it, e.g. ``"6AE"`` Alsace for FR)."""
+    # function-level: only `hours holiday --country` needs the holiday tables (~150 ms of import)
+    import holidays as hol
+
+    code = country.strip().upper()
+    supported = hol.list_supported_countries()
+    if code not in supported:
+        raise HoursUsageError(f"unknown country {country!r} for public holidays (an ISO 3166 code like FR, KR, US)")
+    if not 1900 <= year <= 2200:
+        raise HoursUsageError(f"year {year} is outside 1900-2200")
+    if subdiv is not None and subdiv not in supported[code]:
+        known = ", ".join(supported[code][:12]) + (" ..." if len(supported[code]) > 12 else "")
+        raise HoursUsageError(f"unknown subdivision {subdiv!r} of {code}" + (f" (known: {known})" if known else ""))
+    try:
+        table = hol.country_holidays(code, subdiv=subdiv, years=year)
+    except NotImplementedError as e:
+        raise HoursUsageError(f"no public holidays for {code}: {e}") from None
+    return sorted((d.isoformat(), str(n)) for d, n in table.items())
+
+
+async def import_holidays(
+    db: Database,
+    name: str,
+    country: str,
+    year: int,
+    subdiv: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Close schedule ``name`` on ``country``'s public holidays of ``year``. Idempotent: a
+    date that already has an exception (closed, or special hours the admin set) is kept as
+    it is. Returns ``(added, already_there)``, each ``[(date, holiday name), ...]``."""
+    s = await get_schedule(db, name)
+    days = public_holidays(country, year, subdiv)
+    added = [(d, n) for d, n in days if d not in s.exceptions]
+    kept = [(d, n) for d, n in days if d in s.exceptions]
+    if added:
+        for d, _n in added:
+            s.exceptions[d] = []
+        t = clock()
+        s.updated_at = t
+        await db.upsert_schedule_row(name, s.tz, *_row_values(s), t)
+    return added, kept
+
+
 async def add_exception(
     db: Database, name: str, text: str, clock: Callable[[], float] = time.time, remove: bool = False
 ) -> Schedule:
