@@ -4,6 +4,7 @@ overlapping ranges are refused."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from zoneinfo import ZoneInfo
@@ -12,8 +13,10 @@ import pytest
 
 from pypbx import hours as H
 from pypbx import reports, sitetime
+from pypbx.calllog import CallLog, Direction
 from pypbx.cli.period import day_range, parse_when
 from pypbx.config import ConfigError, config_from_dict, load_config
+from pypbx.db import open_db
 
 PARIS = ZoneInfo("Europe/Paris")
 SEOUL = ZoneInfo("Asia/Seoul")  # no daylight-saving time
@@ -114,3 +117,42 @@ def test_cli_bad_site_timezone_is_one_line(invoke_cli, tmp_path):
     r = invoke_cli("hours", "list", "--config", str(p))
     assert r.exit_code != 0
     assert len(r.output.strip().splitlines()) == 1 and "site.timezone: unknown time zone 'Europe/Pariss'" in r.output
+
+
+def _calls_at(cfg_path, instants: list[dt.datetime]) -> list[str]:
+    """One internal call offered at each instant; their ids, in order."""
+    cfg = load_config(cfg_path)
+
+    async def go() -> list[str]:
+        ids = []
+        async with open_db(cfg.db_path) as db:
+            for t in instants:
+                log = CallLog(db, lambda t=t: t.timestamp())
+                c = await log.offer(direction=Direction.INTERNAL, caller_number="1001", callee_number="1003")
+                ids.append(c.id)
+        return ids
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("zone_name", ["Europe/Paris", "Asia/Seoul"])
+def test_cli_calls_list_date_is_the_sites_day(invoke_cli, make_config, zone_name):
+    """``calls list --date 2026-03-29``: exactly the calls of that day on the clinic's clock
+    (23 hours in Paris, where clocks go forward that night; 24 in Seoul)."""
+    cfg_path = make_config(site={"timezone": zone_name})
+    z = ZoneInfo(zone_name)
+    instants = [
+        dt.datetime(2026, 3, 28, 23, 59, tzinfo=z),  # the day before
+        dt.datetime(2026, 3, 29, 0, 0, tzinfo=z),  # the first minute
+        dt.datetime(2026, 3, 29, 3, 30, tzinfo=z),  # after the change in Paris
+        dt.datetime(2026, 3, 29, 23, 59, tzinfo=z),  # the last minute
+        dt.datetime(2026, 3, 30, 0, 0, tzinfo=z),  # the next day
+    ]
+    ids = _calls_at(cfg_path, instants)
+    r = invoke_cli("calls", "list", "--date", "2026-03-29", "--json", "--config", str(cfg_path))
+    assert r.exit_code == 0, r.output
+    assert sorted(x["id"] for x in json.loads(r.output)) == sorted(ids[1:4])
+    r = invoke_cli(
+        "calls", "list", "--since", "2026-03-29 03:00", "--until", "2026-03-30", "--json", "--config", str(cfg_path)
+    )
+    assert sorted(x["id"] for x in json.loads(r.output)) == sorted(ids[2:4])
