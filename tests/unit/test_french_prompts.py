@@ -25,7 +25,9 @@ def test_queue_announcement_in_french_resolves_to_french_files():
         "callback_offer",
     ]
     assert all((FR / f"{i}.wav").is_file() for i in ids)
-    assert announcement_ids("fr", 1, 60, False)[1:] == ["num_1_ord", "caller_number_suffix"] + [
+    assert announcement_ids("fr", 1, 60, False)[1:] == [
+        "num_1_ord",
+        "caller_number_suffix",
         "estimated_wait_is_about",
         "num_1_fem",
         "minute",
