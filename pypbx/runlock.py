@@ -107,7 +107,7 @@ def preflight(argv: list[str]) -> None:
     one) is left to the normal path, which reports it; this check only ever exits for a
     held lock, and holds nothing afterwards."""
     is_run, option = _argv_config(argv)
-    if not is_run:
+    if not is_run or "--help" in argv or "-h" in argv:
         return
 
     value = option or os.environ.get("PYPBX_CONFIG") or "pypbx.toml"

@@ -16,12 +16,20 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from pypbx import sitetime
 from pypbx import voicemail as V
 from pypbx.config import load_config
 from pypbx.db import open_db
 
 BIN = Path(sys.executable).parent
 HAVE_ESPEAK = shutil.which("espeak-ng") is not None
+
+
+@pytest.fixture(autouse=True)
+def _system_zone_after():
+    """A config loaded here may set the process's site zone: back to the system's after."""
+    yield
+    sitetime.set_zone(None)
 
 
 def pypbx(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
