@@ -156,3 +156,11 @@ def test_cli_calls_list_date_is_the_sites_day(invoke_cli, make_config, zone_name
         "calls", "list", "--since", "2026-03-29 03:00", "--until", "2026-03-30", "--json", "--config", str(cfg_path)
     )
     assert sorted(x["id"] for x in json.loads(r.output)) == sorted(ids[2:4])
+
+
+def test_cli_route_add_without_tz_takes_the_sites(invoke_cli, make_config):
+    c = ("--config", str(make_config(site={"timezone": "Europe/Paris"})))
+    r = invoke_cli("route", "add", "main", *c)
+    assert r.exit_code == 0 and "(time zone Europe/Paris)" in r.output, r.output
+    r = invoke_cli("route", "add", "night", "--tz", "Asia/Seoul", *c)
+    assert r.exit_code == 0 and "(time zone Asia/Seoul)" in r.output, r.output
