@@ -11,10 +11,17 @@ be played from ``ivr_prompts/<lang>/<id>.wav``.
     ['estimated_wait_is_about', 'num_20', 'num_1_fem', 'minutes_one']
     >>> wait_ids("zh", 2)
     ['estimated_wait_is_about', 'num_2_measure', 'minutes']
+    >>> position_ids("fr", 3)
+    ['you_are_caller_number', 'num_3_ord', 'caller_number_suffix']
+    >>> wait_ids("fr", 21)
+    ['estimated_wait_is_about', 'num_21_fem', 'minutes']
 """
 from __future__ import annotations
 
-LANGUAGES = ("en", "ko", "ru", "zh")
+LANGUAGES = ("en", "ko", "ru", "zh", "fr")
+#: French counts ending in "un" that become "une" before the feminine "minute(s)"
+#: (71 and 91 end in "onze": unchanged).
+FR_FEMININE = (1, 21, 31, 41, 51, 61, 81)
 MAX_NUMBER = 100
 
 
@@ -36,8 +43,12 @@ def counted_number_ids(lang: str, n: int) -> list[str]:
 
     ru: минута is feminine, so a last word 1/2 becomes одна/две (not after 11, 12).
     zh: 2 alone before a measure word is 两.  en, ko: the plain number.
+    fr: minute is feminine: 1 -> une, 21 -> vingt et une ... 81 -> quatre-vingt-une
+        (one file each, ``num_N_fem``); 11, 71, 91 keep onze.
     """
     _check(lang, n)
+    if lang == "fr" and n in FR_FEMININE:
+        return [f"num_{n}_fem"]
     if lang == "ru" and n % 10 in (1, 2) and n % 100 not in (11, 12):
         fem = f"num_{n % 10}_fem"
         return [fem] if n < 10 else [f"num_{n - n % 10}", fem]
@@ -59,14 +70,21 @@ def minutes_word_id(lang: str, n: int) -> str:
     _check(lang, n)
     if lang == "ru":
         return f"minutes_{ru_plural(n)}"
-    if lang == "en":
+    if lang in ("en", "fr"):
         return "minute" if n == 1 else "minutes"
     return "minutes"        # ko, zh: no plural
 
 
 def position_ids(lang: str, position: int) -> list[str]:
-    """"You are caller number N" (N from 1)."""
+    """"You are caller number N" (N from 1).
+
+    fr: "Vous êtes le | troisième | appelant": the ordinal (``num_N_ord``, 1 = premier).
+    """
     _check(lang, position)
+    if lang == "fr":
+        if position < 1:
+            raise ValueError(f"position {position!r} outside 1..{MAX_NUMBER}")
+        return ["you_are_caller_number", f"num_{position}_ord", "caller_number_suffix"]
     ids = ["you_are_caller_number", *number_ids(lang, position)]
     if lang in ("ko", "zh"):
         ids.append("caller_number_suffix")

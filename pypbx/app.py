@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from media.client import WorkerClient
 from media.pool import MediaPool, WorkerLost
-from pypbx import __version__, prompts
+from pypbx import __version__, prompts, runlock
 from pypbx import events as E
 from pypbx import reasons as R
 from pypbx.acdlive import AcdLive
@@ -37,6 +37,7 @@ from pypbx.calllog import CallLog
 from pypbx.changes import ChangeWatcher, DbChanged
 from pypbx.config import Config, ConfigError, load_config
 from pypbx.db import Database, DBError, open_db
+from pypbx.errors import PbxError
 from pypbx.extensions import credentials_map
 from pypbx.frontline import FrontLine
 from pypbx.groups import GroupService
@@ -697,7 +698,19 @@ def run(config_path: str | os.PathLike[str]) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    try:
+        runlock.acquire(cfg.data_dir)  # already held when started by `pypbx run`
+    except PbxError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
     setup_logging(cfg.log_level)
+    try:
+        return _run_loop(cfg)
+    finally:
+        runlock.release(cfg.data_dir)
+
+
+def _run_loop(cfg: Config) -> int:
     try:
         import uvloop  # here: only `pypbx run` needs it (the CLI and the tests import this module)
     except ImportError:  # pragma: no cover - uvloop is a hard dependency

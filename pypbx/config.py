@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from pypbx import sitetime
 from pypbx.errors import PbxError
 from pypbx.numbers import (
     ALIASES,
@@ -54,10 +55,40 @@ DEFAULT_SCANNER_USER_AGENTS = (
 class ConfigError(PbxError):
     """A one-line, user-facing configuration problem. ``str(e)`` starts with 'config error: '."""
 
-    def __init__(self, message: str, key: str | None = None):
+    def __init__(self, message: str, key: str | None = None, at: str | None = None):
         self.key = key
         self.problem = message
+        #: the dotted key (or section) of the file the problem is at, to find its line
+        self.at = at or key
         super().__init__(f"config error: {key}: {message}" if key else f"config error: {message}")
+
+    def located(self, path: Path, text: str) -> ConfigError:
+        """The same error, naming the file and (when found) the line it is at."""
+        line = _line_of(text, self.at) if self.at else None
+        where = f"{path}, line {line}" if line else str(path)
+        e = ConfigError(f"{self.problem} ({where})", self.key, self.at)
+        return e
+
+
+_HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]")
+_ASSIGN = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
+
+
+def _line_of(text: str, dotted: str) -> int | None:
+    """1-based line of ``dotted`` (``key``, ``section.key`` or ``section``) in TOML ``text``."""
+    section, _, key = dotted.rpartition(".") if "." in dotted else ("", "", dotted)
+    current = ""
+    for n, line in enumerate(text.splitlines(), 1):
+        m = _HEADER.match(line)
+        if m:
+            current = m.group(1)
+            if not section and current == key:
+                return n  # a whole section
+            continue
+        m = _ASSIGN.match(line)
+        if m and current == section and m.group(1) == key:
+            return n
+    return None
 
 
 # --------------------------------------------------------------------------- dataclasses
@@ -194,6 +225,17 @@ class MissedConfig:
 
 
 @dataclass(frozen=True)
+class SiteConfig:
+    """The clinic itself: its time zone (pypbx.sitetime)."""
+
+    timezone: str = ""  # IANA name; "" = the system's
+
+    @property
+    def zone_name(self) -> str:
+        return self.timezone or sitetime.system_zone_name()
+
+
+@dataclass(frozen=True)
 class Config:
     config_path: Path  # absolute path of the file this was loaded from
     data_dir: Path  # absolute
@@ -207,6 +249,7 @@ class Config:
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     missed: MissedConfig = field(default_factory=MissedConfig)
+    site: SiteConfig = field(default_factory=SiteConfig)
 
     @property
     def db_path(self) -> Path:
@@ -540,6 +583,23 @@ _SCHEMA["missed"] = [
 ]
 
 
+def _timezone(key: str, v: object) -> str:
+    v = _str(nonempty=False)(key, v)
+    if v and sitetime.valid_zone(v) is None:
+        raise ConfigError(f'unknown time zone {v!r} (an IANA name like "Europe/Paris", or "" for the system\'s)', key)
+    return v
+
+
+_SCHEMA["site"] = [
+    (
+        "timezone",
+        "",
+        _timezone,
+        'IANA time zone of reports, day ranges and schedules without their own ("" = the system\'s)',
+    ),
+]
+
+
 T = TypeVar("T")
 
 
@@ -569,14 +629,14 @@ def _parse(raw: Mapping[str, object], base: Path, config_path: Path) -> Config:
                     legacy[sub] = sv
                     continue
                 if sub not in known:
-                    raise ConfigError(f"unknown key '{key}.{sub}'")
+                    raise ConfigError(f"unknown key '{key}.{sub}'", at=f"{key}.{sub}")
                 values[key][sub] = sv
         else:
             known = {k for k, *_ in _SCHEMA[""]}
             if key not in known:
                 if isinstance(v, dict):
-                    raise ConfigError(f"unknown section '[{key}]'")
-                raise ConfigError(f"unknown key '{key}'")
+                    raise ConfigError(f"unknown section '[{key}]'", at=key)
+                raise ConfigError(f"unknown key '{key}'", at=key)
             values[""][key] = v
 
     cc = legacy.get("country_code")
@@ -639,6 +699,8 @@ def _parse(raw: Mapping[str, object], base: Path, config_path: Path) -> Config:
         )
 
     journal = _get(ev, "journal", str)
+    site = _build(SiteConfig, checked["site"])
+    sitetime.set_zone(site.timezone)  # the process's day boundaries are the site's from now on
     return Config(
         config_path=config_path,
         data_dir=data_dir,
@@ -664,6 +726,7 @@ def _parse(raw: Mapping[str, object], base: Path, config_path: Path) -> Config:
             buffer=_get(ev, "buffer", int),
         ),
         missed=_build(MissedConfig, checked["missed"]),
+        site=site,
     )
 
 
@@ -699,13 +762,23 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(f"config path is a directory, not a file: {p}") from None
     except OSError as e:
         raise ConfigError(f"cannot read {p}: {e.strerror or e}") from None
+    if text.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(f"{p}: the file is UTF-16 text; save it as UTF-8")
+    if text.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (Windows Notepad): harmless
+        text = text[3:]
     try:
-        raw = tomllib.loads(text.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not UTF-8 text") from None
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = text[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{p}: not UTF-8 text (line {line}: byte 0x{text[e.start]:02x}); save it as UTF-8") from None
+    try:
+        raw = tomllib.loads(decoded)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: invalid TOML: {e}") from None
-    return _parse(raw, p.parent, p)
+    try:
+        return _parse(raw, p.parent, p)
+    except ConfigError as e:
+        raise e.located(p, decoded) from None
 
 
 def config_from_dict(raw: Mapping[str, object], base_dir: str | os.PathLike[str] = ".") -> Config:

@@ -35,9 +35,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pypbx import sitetime
 from pypbx.db import Database
 from pypbx.db.rows import ScheduleRow
-from pypbx.errors import PbxError
+from pypbx.errors import PbxError, PbxUsageError
 
 FAKE_NOW_ENV = "PYPBX_FAKE_NOW"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -47,6 +48,10 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 class HoursError(PbxError, ValueError):
     pass
+
+
+class HoursUsageError(HoursError, PbxUsageError):
+    """Bad hours typed by the admin (exit status 2), e.g. overlapping ranges."""
 
 
 Range = tuple[int, int]  # minutes from midnight, [start, end)
@@ -99,6 +104,12 @@ def parse_week(text: str) -> dict[int, list[Range]]:
             week.setdefault(d, []).extend(ranges)
     for d in week:
         week[d] = sorted(set(week[d]))
+        for (a1, b1), (a2, b2) in zip(week[d], week[d][1:], strict=False):
+            if a2 < b1:
+                raise HoursUsageError(
+                    f"overlapping ranges on {DAYS[d]}: {_fmt_range((a1, b1))} and {_fmt_range((a2, b2))} "
+                    f"(write one range, e.g. {_fmt_range((a1, max(b1, b2)))})"
+                )
     return week
 
 
@@ -230,16 +241,66 @@ def _row_values(s: Schedule) -> tuple[str, str]:
 
 
 async def set_schedule(
-    db: Database, name: str, week: str, tz: str = "UTC", clock: Callable[[], float] = time.time
+    db: Database, name: str, week: str, tz: str | None = None, clock: Callable[[], float] = time.time
 ) -> Schedule:
+    """Create or replace ``name``'s week. ``tz`` None keeps an existing schedule's zone; a
+    new schedule then takes the site's (``[site] timezone``)."""
     if not NAME_RE.match(name):
         raise HoursError(f"bad schedule name {name!r}")
-    zone(tz)
     old = await get_schedule(db, name, missing_ok=True)
+    if tz is None:
+        tz = old.tz if old else sitetime.zone_name()
+    zone(tz)
     t = clock()
     s = Schedule(name=name, tz=tz, week=parse_week(week), exceptions=old.exceptions if old else {}, updated_at=t)
     await db.upsert_schedule_row(name, tz, *_row_values(s), t)
     return s
+
+
+def public_holidays(country: str, year: int, subdiv: str | None = None) -> list[tuple[str, str]]:
+    """``[(YYYY-MM-DD, name), ...]`` of ``country``'s public holidays in ``year`` (the
+    ``holidays`` package; ``subdiv`` a region of it, e.g. ``"6AE"`` Alsace for FR)."""
+    # function-level: only `hours holiday --country` needs the holiday tables (~150 ms of import)
+    import holidays as hol
+
+    code = country.strip().upper()
+    supported = hol.list_supported_countries()
+    if code not in supported:
+        raise HoursUsageError(f"unknown country {country!r} for public holidays (an ISO 3166 code like FR, KR, US)")
+    if not 1900 <= year <= 2200:
+        raise HoursUsageError(f"year {year} is outside 1900-2200")
+    if subdiv is not None and subdiv not in supported[code]:
+        known = ", ".join(supported[code][:12]) + (" ..." if len(supported[code]) > 12 else "")
+        raise HoursUsageError(f"unknown subdivision {subdiv!r} of {code}" + (f" (known: {known})" if known else ""))
+    try:
+        table = hol.country_holidays(code, subdiv=subdiv, years=year)
+    except NotImplementedError as e:
+        raise HoursUsageError(f"no public holidays for {code}: {e}") from None
+    return sorted((d.isoformat(), str(n)) for d, n in table.items())
+
+
+async def import_holidays(
+    db: Database,
+    name: str,
+    country: str,
+    year: int,
+    subdiv: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Close schedule ``name`` on ``country``'s public holidays of ``year``. Idempotent: a
+    date that already has an exception (closed, or special hours the admin set) is kept as
+    it is. Returns ``(added, already_there)``, each ``[(date, holiday name), ...]``."""
+    s = await get_schedule(db, name)
+    days = public_holidays(country, year, subdiv)
+    added = [(d, n) for d, n in days if d not in s.exceptions]
+    kept = [(d, n) for d, n in days if d in s.exceptions]
+    if added:
+        for d, _n in added:
+            s.exceptions[d] = []
+        t = clock()
+        s.updated_at = t
+        await db.upsert_schedule_row(name, s.tz, *_row_values(s), t)
+    return added, kept
 
 
 async def add_exception(

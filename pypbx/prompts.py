@@ -10,11 +10,16 @@ which then wins. A language without the prompt falls back to English.
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
+from pypbx.errors import PbxError
+
 SHIPPED = Path(__file__).resolve().parents[1] / "ivr_prompts"
-LANGUAGES = ("en", "ko", "ru", "zh")
+LANGUAGES = ("en", "ko", "ru", "zh", "fr")
+MAX_SAY_CHARS = 2000
 PROMPT_ID = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
 
 #: Set once at start by the running PBX: ``<data_dir>/prompts``.
@@ -49,6 +54,46 @@ def shipped_ids() -> dict[str, list[str]]:
             langs = spec.get("langs") or [lg for lg in LANGUAGES if lg in spec]
             out[pid] = list(langs)
     return out
+
+
+def voice_for(lang: str) -> tuple[str, int]:
+    """The espeak-ng voice and speed (words/min) the shipped prompts of ``lang`` use."""
+    manifest = tomllib.loads((SHIPPED / "manifest.toml").read_text(encoding="utf-8"))
+    v = (manifest.get("voices") or {}).get(lang) or {}
+    return str(v.get("voice", lang)), int(v.get("speed", 150))
+
+
+def speak(text: str, lang: str, wav: Path, timeout: float = 60.0) -> None:
+    """Say ``text`` in ``lang`` with espeak-ng (Debian: ``apt-get install espeak-ng``) into
+    the WAV file ``wav`` (espeak-ng's own rate; ``pypbx prompts say`` converts it like an
+    imported recording). PbxError, one line, when espeak-ng is missing or fails."""
+    if lang not in LANGUAGES:
+        raise PbxError(f"--lang must be one of {', '.join(LANGUAGES)}")
+    text = " ".join(text.split())
+    if not text:
+        raise PbxError("--text is empty")
+    if len(text) > MAX_SAY_CHARS:
+        raise PbxError(f"--text is {len(text)} characters long; at most {MAX_SAY_CHARS}")
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise PbxError(
+            "espeak-ng is not installed (Debian/Ubuntu: sudo apt-get install espeak-ng); "
+            "or record the prompt and use 'pypbx prompts import'"
+        )
+    voice, speed = voice_for(lang)
+    try:
+        res = subprocess.run(
+            [exe, "-v", voice, "-s", str(speed), "-w", str(wav), "--stdin"],
+            input=text.encode("utf-8"),
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise PbxError(f"espeak-ng failed: {e}") from None
+    if res.returncode != 0 or not wav.is_file() or wav.stat().st_size <= 44:
+        detail = res.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise PbxError(f"espeak-ng failed (exit {res.returncode})" + (f": {detail[-1]}" if detail else ""))
 
 
 # --------------------------------------------------------------------------- issue 9 (h-cli): moved from the CLI

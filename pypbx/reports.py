@@ -28,7 +28,6 @@ Definitions (the same as the simulator's, ``acd.simulator``):
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import statistics
 from collections import Counter, defaultdict
@@ -36,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from typing import NotRequired, TypedDict, Unpack, cast
 
 from acd import erlang
+from pypbx import sitetime
 from pypbx.acdstore import list_queue_events
 from pypbx.db import Database
 from pypbx.db.reasons import RoutingStepRow
@@ -185,7 +185,8 @@ def _mean(xs: list[float]) -> float | None:
 
 
 def _hour(ts: float) -> int:
-    return dt.datetime.fromtimestamp(ts).hour
+    """The hour of day in the site's zone (pypbx.sitetime)."""
+    return sitetime.local(ts).hour
 
 
 def _bucket(wait: float) -> str:
@@ -372,8 +373,8 @@ def _agents(
 
 def _days(calls: Sequence[CallRow], since: float | None, until: float | None) -> int:
     if since is not None and until is not None:
-        return max(1, round((until - since) / 86400))
-    return max(1, len({dt.datetime.fromtimestamp(c["offered_at"]).date() for c in calls}))
+        return max(1, round((until - since) / 86400))  # rounds a 23- or 25-hour DST day to one
+    return max(1, len({sitetime.local(c["offered_at"]).date() for c in calls}))
 
 
 def _hours(
@@ -537,7 +538,8 @@ async def report(
 
 
 def _local_day(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d")
+    """The site's calendar day of ``ts`` (``[site] timezone``)."""
+    return sitetime.local_day(ts)
 
 
 # =========================================================================== callers: new vs returning

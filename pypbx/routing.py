@@ -49,6 +49,7 @@ from acd.model import AgentState
 from pypbx import callers as C
 from pypbx import destinations as D
 from pypbx import hours as H
+from pypbx import sitetime
 from pypbx.acdstore import AcdError, parse_priority
 from pypbx.db import Database, IntegrityError
 from pypbx.db.rows import RouteRuleRow
@@ -417,8 +418,10 @@ def _rule_from_row(row: RouteRuleRow) -> Rule:
     )
 
 
-async def add_route(db: Database, name: str, tz: str = "UTC", clock: Callable[[], float] = time.time) -> Route:
+async def add_route(db: Database, name: str, tz: str | None = None, clock: Callable[[], float] = time.time) -> Route:
+    """Create route ``name``; its time= conditions are read in ``tz`` (None: the site's zone)."""
     _check_name(name)
+    tz = tz or sitetime.zone_name()
     try:
         H.zone(tz)
     except H.HoursError as e:

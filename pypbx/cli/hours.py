@@ -9,8 +9,10 @@ from __future__ import annotations
 import click
 
 from pypbx import hours as Hr
+from pypbx import sitetime
 from pypbx.cli.context import config_option, on_db
 from pypbx.cli.output import echo_json, json_option, table
+from pypbx.errors import PbxUsageError
 
 
 @click.group("hours")
@@ -28,10 +30,19 @@ def hours() -> None:
     metavar="SPEC",
     help="e.g. 'mon-fri 08:00-18:00, sat 09:00-12:00' (several ranges a day allowed).",
 )
-@click.option("--tz", default="UTC", show_default=True, help="IANA time zone, e.g. Europe/Paris.")
+@click.option(
+    "--tz",
+    default=None,
+    help="IANA time zone, e.g. Europe/Paris (default: the schedule's own, or [site] timezone for a new one).",
+)
 @click.pass_context
-def hours_set(ctx: click.Context, name: str, week: str, tz: str) -> None:
-    """Create or replace schedule NAME's weekly hours (its holidays are kept)."""
+def hours_set(ctx: click.Context, name: str, week: str, tz: str | None) -> None:
+    """Create or replace schedule NAME's weekly hours (its holidays and zone are kept).
+
+    Ranges of one day must not overlap. Example:
+
+        pypbx hours set clinic --week 'mon-fri 08:00-12:00 13:30-18:00, sat 09:00-12:00'
+    """
 
     s = on_db(ctx, Hr.set_schedule, name, week, tz)
     click.echo(f"Schedule {s.name} ({s.tz}): {Hr.format_week(s.week) or 'always closed'}.")
@@ -40,14 +51,62 @@ def hours_set(ctx: click.Context, name: str, week: str, tz: str) -> None:
 @hours.command("holiday")
 @config_option
 @click.argument("name")
-@click.argument("date")
+@click.argument("date", required=False)
 @click.argument("ranges", nargs=-1)
 @click.option("--remove", is_flag=True, help="Remove the exception on DATE.")
+@click.option("--country", default=None, metavar="CC", help="Import CC's public holidays (ISO 3166, e.g. FR).")
+@click.option("--year", type=int, default=None, help="With --country: the year (default: this year).")
+@click.option("--subdiv", default=None, help="With --country: a region with its own holidays (e.g. 6AE for Alsace).")
+@json_option
 @click.pass_context
-def hours_holiday(ctx: click.Context, name: str, date: str, ranges: tuple[str, ...], remove: bool) -> None:
-    """DATE (YYYY-MM-DD) closed all day, or open only during RANGES (HH:MM-HH:MM ...)."""
+def hours_holiday(
+    ctx: click.Context,
+    name: str,
+    date: str | None,
+    ranges: tuple[str, ...],
+    remove: bool,
+    country: str | None,
+    year: int | None,
+    subdiv: str | None,
+    as_json: bool,
+) -> None:
+    """DATE (YYYY-MM-DD) closed all day, or open only during RANGES (HH:MM-HH:MM ...);
+    or, with --country, closed on every public holiday of a year (idempotent).
 
+    Examples:
+
+        pypbx hours holiday clinic 2026-12-24 08:00-12:00
+
+        pypbx hours holiday clinic --country FR --year 2027
+    """
+    if country is not None:
+        if date is not None or remove:
+            raise PbxUsageError("give either DATE or --country, not both (--remove works on one DATE)")
+        y = year if year is not None else sitetime.today().year
+        added, kept = on_db(ctx, Hr.import_holidays, name, country, y, subdiv)
+        if as_json:
+            echo_json(
+                {
+                    "schedule": name,
+                    "country": country.upper(),
+                    "year": y,
+                    "added": [{"date": d, "name": n} for d, n in added],
+                    "already_there": [{"date": d, "name": n} for d, n in kept],
+                }
+            )
+            return
+        click.echo(f"{name}: {len(added)} public holiday(s) of {country.upper()} {y} added, {len(kept)} already there.")
+        for d, n in added:
+            click.echo(f"  {d}  closed  {n}")
+        return
+    if year is not None or subdiv is not None:
+        raise PbxUsageError("--year and --subdiv go with --country")
+    if date is None:
+        raise PbxUsageError("give a DATE (YYYY-MM-DD) or --country CC")
     on_db(ctx, Hr.add_exception, name, " ".join((date, *ranges)), remove=remove)
+    if as_json:
+        echo_json({"schedule": name, "date": date, "ranges": list(ranges), "removed": remove})
+        return
     if remove:
         click.echo(f"{name}: exception on {date} removed.")
     else:

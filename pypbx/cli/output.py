@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 import click
+
+from pypbx import sitetime
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -37,10 +38,10 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], indent: str 
 
 
 def ts(t: float | None) -> str:
-    """UNIX seconds as local ``YYYY-MM-DD HH:MM`` (``-`` when unset)."""
+    """UNIX seconds as ``YYYY-MM-DD HH:MM`` on the site's clock (``-`` when unset)."""
     if not t:
         return "-"
-    return _dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
+    return sitetime.local(t).strftime("%Y-%m-%d %H:%M")
 
 
 def duration(seconds: float | None) -> str:

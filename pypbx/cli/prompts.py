@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -34,23 +39,36 @@ def _prompt_target(cfg: Config, pid: str | None, lang: str, moh: bool) -> Path:
 @config_option
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--id", "pid", default=None, help="Prompt id, e.g. welcome, after_hours, clinic_address.")
-@click.option("--lang", default="en", show_default=True, help="en, ko, ru or zh.")
+@click.option("--lang", default="en", show_default=True, help="en, ko, ru, zh or fr.")
 @click.option("--moh", is_flag=True, help="Replace the music on hold instead.")
 @click.pass_context
 def prompts_import(ctx: click.Context, file: str, pid: str | None, lang: str, moh: bool) -> None:
-    """Convert FILE (WAV, FLAC or OGG, any rate) to the engine's format and use it."""
+    """Convert FILE (WAV, FLAC or OGG, any rate) to the engine's format and use it.
+
+    Example: pypbx prompts import accueil.wav --id welcome --lang fr
+    """
+    cfg = load(ctx)
+    dst = _prompt_target(cfg, pid, lang, moh)
+    _convert(file, dst, moh, "music on hold" if moh else f"prompt {pid} ({lang})", pid)
+
+
+def _convert(file: str, dst: Path, moh: bool, what: str, pid: str | None) -> None:
+    """Convert ``file`` into the engine's format at ``dst`` and say what was done."""
     # function-level: media.prompts needs soundfile (libsndfile), only to convert a prompt;
     # every other command works without it
     from media.prompts import PromptError, convert_prompt
 
-    cfg = load(ctx)
-    dst = _prompt_target(cfg, pid, lang, moh)
-    dst.parent.mkdir(parents=True, exist_ok=True)
     try:
-        info = convert_prompt(file, dst, max_seconds=3600.0) if moh else convert_prompt(file, dst)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PbxError(f"cannot create {dst.parent}: {e.strerror or e}") from None
+    try:
+        with _quiet_stderr():
+            info = convert_prompt(file, dst, max_seconds=3600.0) if moh else convert_prompt(file, dst)
     except PromptError as e:  # media/ does not depend on pypbx/: its error is translated here
-        raise PbxError(str(e)) from None
-    what = "music on hold" if moh else f"prompt {pid} ({lang})"
+        raise PbxError(_one_line(str(e), file)) from None
+    except OSError as e:
+        raise PbxError(f"{file}: {e.strerror or e}") from None
     click.echo(
         f"Imported {what}: {info.duration:.1f} s, from {info.source_rate} Hz "
         f"{info.source_channels}-channel {info.source_subtype} -> {dst}"
@@ -59,6 +77,55 @@ def prompts_import(ctx: click.Context, file: str, pid: str | None, lang: str, mo
         click.echo(f"Note: {pid!r} is not one of the shipped prompts; IVR menus can play it by that id.")
     if info.clipped_samples:
         click.echo(f"Warning: {info.clipped_samples} samples were clipped; the recording is too loud.")
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence what C decoders (libsndfile's mpg123) print on descriptor 2 while a file is
+    probed: the admin gets one line, ours."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _one_line(msg: str, file: str) -> str:
+    """libsndfile's reason, without the path it repeats or its misleading guess."""
+    msg = msg.replace(f"Error opening {file!r}: ", "").replace(f"Error opening '{file}': ", "")
+    msg = msg.replace("File does not exist or is not a regular file (possibly a pipe?).", "Format not recognised.")
+    return " ".join(msg.split())
+
+
+@prompts.command("say")
+@config_option
+@click.option("--id", "pid", required=True, help="Prompt id, e.g. clinic_address or after_hours.")
+@click.option("--lang", default="en", show_default=True, help="en, ko, ru, zh or fr.")
+@click.option("--text", required=True, help="What to say.")
+@click.pass_context
+def prompts_say(ctx: click.Context, pid: str, lang: str, text: str) -> None:
+    """Make the clinic's own prompt from TEXT with espeak-ng (the shipped prompts' voice),
+    stored like an imported recording (pypbx prompts remove undoes it).
+
+    Needs espeak-ng (Debian/Ubuntu: apt-get install espeak-ng). Example:
+
+        pypbx prompts say --id after_hours --lang fr --text "Le cabinet est ouvert du lundi au vendredi."
+    """
+    cfg = load(ctx)
+    dst = _prompt_target(cfg, pid, lang, False)
+    with tempfile.TemporaryDirectory(prefix="pypbx-say-") as tmp:
+        wav = Path(tmp) / "say.wav"
+        P.speak(text, lang, wav)
+        _convert(str(wav), dst, False, f"prompt {pid} ({lang}), spoken by espeak-ng", pid)
 
 
 @prompts.command("list")

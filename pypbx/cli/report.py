@@ -8,13 +8,12 @@ and agent) have their own builders (pypbx.reports.callers_report / reasons_repor
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from typing import Concatenate, Literal, ParamSpec, TypeVar
 
 import click
 
-from pypbx import reports
+from pypbx import reports, sitetime
 from pypbx.cli.context import config_option, load, run, shown
 from pypbx.cli.output import echo_json, json_option, table
 from pypbx.cli.period import day_range
@@ -35,7 +34,7 @@ def _s(x: float | None) -> str:
 
 
 def _when(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+    return sitetime.local(ts).strftime("%Y-%m-%d %H:%M")
 
 
 def options(f: Callable[Concatenate[click.Context, P], R]) -> Callable[P, R]:

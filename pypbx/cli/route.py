@@ -53,10 +53,12 @@ def route() -> None:
 @config_option
 @click.argument("name")
 @click.option(
-    "--tz", default="UTC", show_default=True, help="Time zone of the route's time= conditions (e.g. Europe/Paris)."
+    "--tz",
+    default=None,
+    help="Time zone of the route's time= conditions (default: [site] timezone; e.g. Europe/Paris).",
 )
 @click.pass_context
-def route_add(ctx: click.Context, name: str, tz: str) -> None:
+def route_add(ctx: click.Context, name: str, tz: str | None) -> None:
     """Create route NAME (then add rules with: pypbx route rule NAME ...)."""
     r = on_db(ctx, R.add_route, name, tz)
     click.echo(

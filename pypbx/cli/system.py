@@ -12,6 +12,7 @@ import click
 
 from pypbx import config as _config
 from pypbx import extensions as ext
+from pypbx import runlock
 from pypbx.cli.context import config_option, config_path, load
 from pypbx.cli.context import run as run_async
 from pypbx.cli.output import duration, echo_json, json_option, registrations_table, table
@@ -154,7 +155,8 @@ def _print_phone_table(cfg: Config, created: list[tuple[str, str, str]]) -> None
 def run(ctx: click.Context) -> None:
     """Run the PBX in the foreground (Ctrl-C stops it gracefully)."""
     path = config_path(ctx)
-    load_config(path)  # fail fast with a one-line config error
+    cfg = load_config(path)  # fail fast with a one-line config error
+    runlock.acquire(cfg.data_dir)  # before anything starts: one PBX per data directory
     try:
         # function-level: the whole runtime (SIP stack, media pool) is needed only to run the
         # PBX, and a missing piece of it becomes a one-line error here

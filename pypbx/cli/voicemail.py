@@ -6,12 +6,17 @@ changes apply to the next call.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import click
 
 from pypbx import voicemail as V
 from pypbx.cli.context import config_option, on_db, shown
 from pypbx.cli.output import echo_json, json_option, table, ts
 from pypbx.db import Database
+from pypbx.errors import PbxError
 
 
 @click.group("voicemail")
@@ -148,11 +153,49 @@ def vm_list(ctx: click.Context, box: str | None, new_only: bool, as_json: bool) 
 @voicemail.command("play")
 @config_option
 @click.argument("msg_id", metavar="ID")
+@click.option(
+    "--to",
+    "to",
+    type=click.Path(),
+    default=None,
+    help="Copy the message's WAV to this file (or into this directory).",
+)
+@click.option("--speaker", is_flag=True, help="Play it on this machine's sound output (needs aplay or paplay).")
 @click.pass_context
-def vm_play(ctx: click.Context, msg_id: str) -> None:
-    """Print the path of message ID's WAV file."""
+def vm_play(ctx: click.Context, msg_id: str, to: str | None, speaker: bool) -> None:
+    """Print the path of message ID's WAV file (8 kHz mono), for a player or a script.
 
-    click.echo(on_db(ctx, V.get_message, msg_id)["path"])
+    A PBX is usually a headless box: copy the message elsewhere with --to FILE, or play it
+    on this machine's speaker with --speaker. Examples:
+
+        pypbx voicemail play 12 --to /home/reception/message-12.wav
+
+        pypbx voicemail play 12 --speaker
+    """
+
+    path = Path(on_db(ctx, V.get_message, msg_id)["path"])
+    if to is None and not speaker:
+        click.echo(str(path))
+        return
+    if not path.is_file():
+        raise PbxError(f"message {msg_id}'s audio is gone ({path} does not exist)")
+    if to is not None:
+        dst = Path(to).expanduser()
+        if dst.is_dir():
+            dst = dst / path.name
+        try:
+            shutil.copyfile(path, dst)
+        except OSError as e:
+            raise PbxError(f"cannot write {dst}: {e.strerror or e}") from None
+        click.echo(f"Message {msg_id} copied to {dst}")
+    if speaker:
+        player = next((shutil.which(p) for p in ("paplay", "aplay") if shutil.which(p)), None)
+        if player is None:
+            raise PbxError("no audio player here (install alsa-utils for aplay); use --to FILE to copy it instead")
+        res = subprocess.run([player, str(path)], capture_output=True, check=False)
+        if res.returncode != 0:
+            detail = res.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise PbxError(f"{Path(player).name} failed" + (f": {detail[-1]}" if detail else ""))
 
 
 @voicemail.command("heard")

@@ -33,6 +33,7 @@ from media import protocol as P
 from media.client import WorkerExited
 from media.pool import WorkerLost
 from pypbx import acdstore as S
+from pypbx import sitetime
 from pypbx.call.flow import CallInput, Shutdown
 from pypbx.call.session import Call
 from pypbx.calllog import Direction, Disposition, disposition_for_status
@@ -517,7 +518,7 @@ async def missed_call(
             lang = (await S.get_queue(worklist.db, t.queue)).config.language
         except S.AcdError:
             pass  # the queue is gone: the default language
-    missed_at = when or dt.datetime.fromtimestamp(t.first_missed_at)
+    missed_at = when or sitetime.local(t.first_missed_at)  # read to the agent on the clinic's clock
     files = announcement(lang, t.number, missed_at, region=worklist.db.region)
     by = t.claimed_by or extension
     try:

@@ -239,7 +239,7 @@ def test_queue_edit_keeps_what_is_not_given(tmp_path: Path) -> None:
         ({"name": "front_desk"}, "queue front_desk already exists"),
         ({"when_empty": "refuse"}, "queue q: when empty 'refuse' needs a fallback destination (e.g. extension:1001)"),
         ({"when_empty": "maybe"}, "bad when-empty 'maybe': choose join or refuse"),
-        ({"language": "fr"}, "unknown language 'fr' (choose from en, ko, ru, zh)"),
+        ({"language": "de"}, "unknown language 'de' (choose from en, ko, ru, zh, fr)"),
         ({"ring_timeout": "0"}, "bad ring timeout 0: expected 1-600 seconds"),
         ({"ring_timeout": "soon"}, "bad ring timeout 'soon': expected seconds"),
         ({"wrap_up": -1}, "bad wrap-up -1: expected 0-3600 seconds"),

@@ -390,7 +390,7 @@ def test_queue_show_live(pbx: Callable, fake_pbx: FakePBX) -> None:
             ["queue", "add", "q", "--relax", "30:5,60:6"],
             "relaxation: the level must go down as the wait grows (30:5 then 60:6)",
         ),
-        (["queue", "add", "q", "--language", "fr"], "unknown language 'fr' (choose from en, ko, ru, zh)"),
+        (["queue", "add", "q", "--language", "de"], "unknown language 'de' (choose from en, ko, ru, zh, fr)"),
         (["queue", "show", "nope"], "queue nope not found"),
         (["queue", "edit", "nope", "--wrap-up", "5"], "queue nope not found"),
         (["queue", "edit", "front_desk"], "nothing to change: give at least one option (see pypbx queue edit --help)"),

@@ -18,7 +18,7 @@ from ivr_prompts.generate import resample
 
 ROOT = Path(__file__).resolve().parents[2] / "ivr_prompts"
 MANIFEST = tomllib.loads((ROOT / "manifest.toml").read_text(encoding="utf-8"))
-LANGS = ["en", "ko", "ru", "zh"]
+LANGS = ["en", "ko", "ru", "zh", "fr"]
 RATE = 8000
 
 # Every id the ACD, IVR, callback, voicemail and survey flows rely on, in every language.
@@ -57,15 +57,18 @@ REQUIRED_SOME_LANGS = {
     "minutes_one": ["ru"],
     "minutes_few": ["ru"],
     "minutes_many": ["ru"],
-    "num_1_fem": ["ru"],
+    "num_1_fem": ["ru", "fr"],
     "num_2_fem": ["ru"],
     "num_2_measure": ["zh"],
     "num_1_phone": ["zh"],
-    "caller_number_suffix": ["ko", "zh"],
+    "caller_number_suffix": ["ko", "zh", "fr"],
     "lang_menu_en": ["en"],
     "lang_menu_ko": ["ko"],
     "lang_menu_ru": ["ru"],
     "lang_menu_zh": ["zh"],
+    "lang_menu_fr": ["fr"],
+    **{f"num_{n}_ord": ["fr"] for n in range(1, 101)},
+    **{f"num_{n}_fem": ["fr"] for n in (21, 31, 41, 51, 61, 81)},
 }
 
 RMS_FLOOR_DB = -40.0  # a prompt is speech, normalised to -3 dBFS peak
@@ -170,7 +173,7 @@ def test_moh_loop():
 
 def test_total_size_reasonable():
     total = sum(p.stat().st_size for p in ROOT.rglob("*.wav"))
-    assert total < 15 * 1024 * 1024, total
+    assert total < 4 * 1024 * 1024 * len(LANGS), total  # under 4 MiB per shipped language
 
 
 def test_resampler_no_aliasing_no_loss():
@@ -227,4 +230,22 @@ def test_other_languages_grammar():
     with pytest.raises(ValueError):
         announce.wait_ids("en", 101)
     with pytest.raises(ValueError):
-        announce.position_ids("fr", 1)
+        announce.position_ids("de", 1)
+
+
+def test_french_grammar():
+    assert announce.position_ids("fr", 1) == ["you_are_caller_number", "num_1_ord", "caller_number_suffix"]
+    assert announce.position_ids("fr", 80)[1] == "num_80_ord"
+    assert MANIFEST["prompts"]["num_1_ord"]["fr"] == "premier"
+    assert MANIFEST["prompts"]["num_3_ord"]["fr"] == "troisième"
+    assert MANIFEST["prompts"]["num_80_ord"]["fr"] == "quatre-vingtième"
+    assert MANIFEST["prompts"]["num_71"]["fr"] == "soixante et onze"
+    assert MANIFEST["prompts"]["num_80"]["fr"] == "quatre-vingts"
+    assert MANIFEST["prompts"]["num_97"]["fr"] == "quatre-vingt-dix-sept"
+    assert announce.wait_ids("fr", 1) == ["estimated_wait_is_about", "num_1_fem", "minute"]
+    assert announce.wait_ids("fr", 21) == ["estimated_wait_is_about", "num_21_fem", "minutes"]
+    assert MANIFEST["prompts"]["num_21_fem"]["fr"] == "vingt et une"
+    assert MANIFEST["prompts"]["num_81_fem"]["fr"] == "quatre-vingt-une"
+    assert announce.wait_ids("fr", 71) == ["estimated_wait_is_about", "num_71", "minutes"]
+    assert announce.wait_ids("fr", 11)[1] == "num_11"
+    assert announce.digits_ids("fr", "01 44") == ["num_0", "num_1", "num_4", "num_4"]
