@@ -140,6 +140,15 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             raise web.HTTPFound(f"/login?next={request.path_qs if request.method == 'GET' else '/'}")
         raise api_error(401, "log in or send a bearer token")
     if p.role not in spec.roles:
+        await A.audit(
+            ctx_of(request).db,
+            p.name,
+            "forbidden",
+            f"{request.method} {request.path}",
+            None,
+            client_ip(request),
+            ok=False,
+        )
         raise api_error(403, f"a {p.role.value} login may not do this")
     if request.method not in ("GET", "HEAD") and nonce is not None:
         given = request.headers.get(S.CSRF_HEADER)
