@@ -38,6 +38,7 @@ from pypbx.changes import ChangeWatcher, DbChanged
 from pypbx.config import Config, ConfigError, load_config
 from pypbx.db import Database, DBError, open_db
 from pypbx.extensions import credentials_map
+from pypbx.flows.callback import missed_call
 from pypbx.frontline import FrontLine
 from pypbx.groups import GroupService
 from pypbx.localapi import LocalApiServer, missed_commands
@@ -429,7 +430,7 @@ class Pbx:
             await api.start()
             stack.push_async_callback(api.close)
             if cfg.web.enabled:  # the web desk (pypbx.web): a reader of the db, the ACD and the stream
-                from pypbx.flows.callback import missed_call
+                # here: only `pypbx run` serves the web desk (aiohttp's import weight stays off the CLI)
                 from pypbx.web.server import WebServer, make_context
 
                 cm = self.callmgr

@@ -24,6 +24,7 @@ from typing import TypedDict
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from pypbx import acdstore
 from pypbx.db import Database
 from pypbx.db.errors import IntegrityError
 from pypbx.db.web import AuditRow, WebTokenRow, WebUserRow
@@ -198,8 +199,6 @@ async def _check_agent(db: Database, role: Role, agent_id: str | None) -> str | 
         raise AccountError("an agent login needs --agent ID (the ACD agent it is)")
     if agent_id is None:
         return None
-    from pypbx import acdstore
-
     try:
         await acdstore.get_agent(db, agent_id)
     except PbxError:

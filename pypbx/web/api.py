@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import time
@@ -20,6 +21,7 @@ from pypbx import missed as M
 from pypbx.errors import PbxError
 from pypbx.web import accounts as A
 from pypbx.web import board
+from pypbx.web.openapi import spec as openapi_spec
 from pypbx.web.routes import (
     EVERYONE,
     STAFF,
@@ -253,8 +255,6 @@ async def calls(request: web.Request) -> web.Response:
 
 
 def _day(request: web.Request) -> tuple[float, float]:
-    import datetime as dt
-
     date = request.query.get("date")
     if not date or date == "today":
         return board.today_range()
@@ -330,6 +330,4 @@ async def _send(resp: web.StreamResponse, text: str) -> None:
 
 @route("GET", f"{V1}/openapi.json", roles=EVERYONE, summary="This API's OpenAPI 3 description.")
 async def openapi(request: web.Request) -> web.Response:
-    from pypbx.web.openapi import spec
-
-    return _json(spec())
+    return _json(openapi_spec())

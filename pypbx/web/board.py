@@ -5,7 +5,8 @@ and the missed-caller tasks still open with the oldest's age.
 
 Read from the ACD's live snapshot (in memory, no call waits for it), the database and the
 report; the report is computed at most once per event-stream position (cached on the bus's
-sequence number), so a room full of boards costs one report per change.
+sequence number, and at most ``REPORT_MAX_AGE`` old), so a room full of boards costs one
+report per change.
 """
 
 from __future__ import annotations
@@ -30,19 +31,27 @@ def today_range(now: float | None = None) -> tuple[float, float]:
     return start, start + 86400
 
 
+#: the books are written by the stream's subscribers, a moment after the event: a cached
+#: report is recomputed after this many seconds even when no new event came
+REPORT_MAX_AGE = 2.0
+
+
 class BoardCache:
     def __init__(self) -> None:
         self.key: tuple[str, int, float] | None = None
         self.report: reports.Report | None = None
+        self.made_at = 0.0
 
 
 async def today_report(ctx: WebContext) -> reports.Report:
     lo, hi = today_range()
     key = (ctx.bus.run, ctx.bus.seq, lo)
     cache = ctx.board_cache
-    if cache.report is None or cache.key != key:
+    now = time.monotonic()
+    if cache.report is None or cache.key != key or now - cache.made_at > REPORT_MAX_AGE:
         cache.report = await reports.report(ctx.db, lo, hi)
         cache.key = key
+        cache.made_at = now
     return cache.report
 
 

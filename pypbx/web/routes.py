@@ -8,6 +8,7 @@ made with a session cookie. A route is public only if declared ``roles=PUBLIC``.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -91,8 +92,6 @@ def api_error(status: int, message: str) -> web.HTTPException:
 
 
 def _json_str(s: str) -> str:
-    import json
-
     return json.dumps(s)
 
 

@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from pypbx import acdstore
 from pypbx import events as E
+from pypbx import missed as M
 from pypbx.config import ConfigError, load_config
 from pypbx.db import open_db
 from pypbx.extensions import add_extension
@@ -41,7 +42,7 @@ def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @asynccontextmanager
-async def desk(config: Path, **web_cfg: Any) -> AsyncIterator[tuple[TestClient, Any]]:
+async def desk(config: Path) -> AsyncIterator[tuple[TestClient, Any]]:
     cfg = load_config(config)
     async with open_db(cfg.db_path) as db:
         await add_extension(db, "201", "Desk 201", cfg.sip.realm, "secret201-long")
@@ -58,7 +59,7 @@ async def desk(config: Path, **web_cfg: Any) -> AsyncIterator[tuple[TestClient, 
         ):
             await A.add_user(db, name, role, agent_id=agent, password=PW)
         bus = E.EventBus(clock=lambda: 1000.0)
-        ctx = make_context(cfg, db, bus)
+        ctx = make_context(cfg, db, bus, worklist=M.Worklist(db, bus))
         app = build_app(ctx)
         async with TestClient(TestServer(app)) as client:
             yield client, ctx
@@ -237,6 +238,59 @@ def test_bearer_tokens_and_the_tv_url(make_config: Callable[..., Path]) -> None:
         assert (await client.get("/api/v1/me", headers=bearer)).status == 401
 
     run(make_config, body)
+
+
+def test_missed_caller_tasks_through_the_api(make_config: Callable[..., Path]) -> None:
+    async def body(client: TestClient, ctx: Any) -> None:
+        task, _merged, _new = await ctx.db.record_missed_call_row(
+            "+33612345678", "call-1", "abandoned_queue", "front", None, 900.0, 930.0
+        )
+        assert (await login(client, "alice")).status == 302
+        h = {S.CSRF_HEADER: await csrf_of(client)}
+        tasks = await (await client.get("/api/v1/missed")).json()
+        assert [(t["id"], t["number"], t["state"]) for t in tasks] == [(task["id"], "+33612345678", "open")]
+        r = await client.post(f"/api/v1/missed/{task['id']}/claim", headers=h)
+        assert r.status == 200 and (await r.json())["claimed_by"] == "alice"
+        r = await client.post(f"/api/v1/missed/{task['id']}/call", json={"extension": "201"}, headers=h)
+        assert r.status == 409  # no running PBX to place the call in this test
+        r = await client.post(f"/api/v1/missed/{task['id']}/close", json={"outcome": "bogus"}, headers=h)
+        assert r.status == 409 and "outcome" in (await r.json())["error"]
+        r = await client.post(f"/api/v1/missed/{task['id']}/close", json={"outcome": "reached"}, headers=h)
+        assert r.status == 200 and (await r.json())["state"] == "closed"
+        assert await (await client.get("/api/v1/missed")).json() == []
+        claimed = [e for e in ctx.bus.replay(0)[1] if isinstance(e, E.MissedTaskClaimed)]
+        assert [e.by for e in claimed] == ["alice"]  # on the event stream, like the CLI's
+        acts = [(a["who"], a["action"], a["target"], a["detail"]) for a in await A.list_audit(ctx.db)]
+        assert ("alice", "missed.claim", str(task["id"]), None) in acts
+        assert ("alice", "missed.close", str(task["id"]), "reached") in acts
+
+    run(make_config, body)
+
+
+def test_https_with_secure_cookies(make_config: Callable[..., Path], tmp_path: Path) -> None:
+    import aiohttp
+
+    from pypbx.web.server import WebServer
+    from tests.integration.harness import self_signed_cert
+
+    cert, key = self_signed_cert(tmp_path)
+
+    async def go() -> None:
+        cfg = load_config(make_config(web={"tls_cert": str(cert), "tls_key": str(key)}))
+        async with open_db(cfg.db_path) as db:
+            server = WebServer(make_context(cfg, db, E.EventBus()))
+            await server.start()
+            try:
+                async with aiohttp.ClientSession() as http:
+                    async with http.get(f"https://127.0.0.1:{cfg.web.port}/login", ssl=False) as r:
+                        assert r.status == 200
+                        assert "Secure" in r.headers["Set-Cookie"] and "HttpOnly" in r.headers["Set-Cookie"]
+                    async with http.get(f"https://127.0.0.1:{cfg.web.port}/api/v1/me", ssl=False) as r:
+                        assert r.status == 401
+            finally:
+                await server.close()
+
+    asyncio.run(go())
 
 
 # --------------------------------------------------------------------------- the route table
