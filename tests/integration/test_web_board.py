@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -140,8 +139,8 @@ def test_wallboard_live_counters_roles_csrf_lockout(tmp_path: Path) -> None:
                 threads.append(threading.Thread(target=call, args=(tmp_path / "c2", 6500, "1010")))
                 threads[-1].start()
                 board_waiting_becomes(page, "2")
-                time.sleep(3.2)  # both have waited > board_wait_warn: amber
-                assert page.get_attribute("article[data-queue=front]", "data-level") == "warn"
+                # the first has waited board_wait_warn (3 s): amber (the board re-renders every second)
+                page.wait_for_selector("article[data-queue=front][data-level=warn]", timeout=5_000)
                 page.screenshot(path=str(SHOTS / "wallboard.png"))
                 board_waiting_becomes(page, "1")  # the second one hung up
 
