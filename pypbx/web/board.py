@@ -100,7 +100,12 @@ async def snapshot(ctx: WebContext) -> dict[str, object]:
         "live": acd is not None,
         "thresholds": {"warn": ctx.cfg.web.board_wait_warn, "alarm": ctx.cfg.web.board_wait_alarm},
         "queues": queues,
-        "today": {"offered": s["offered"], "answered": s["answered"], "abandoned": s["abandoned"]},
+        "today": {
+            "offered": s["offered"],  # calls that ended today (the report's "offered")
+            "answered": s["answered"],
+            "abandoned": s["abandoned"],
+            "in_progress": s["in_progress"],
+        },
         "missed_open": len(tasks),
         "missed_oldest": max((t.waiting(now) for t in tasks), default=None),
     }

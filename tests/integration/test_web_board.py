@@ -162,6 +162,7 @@ def test_wallboard_live_counters_roles_csrf_lockout(tmp_path: Path) -> None:
                 q, s = rep["queues"]["front"], rep["summary"]
                 sl = "–" if q["service_level"] is None else f"{round(q['service_level'] * 100)} %"
                 want = {
+                    "t-in-progress": str(s["in_progress"]),
                     "t-offered": str(s["offered"]),
                     "t-answered": str(s["answered"]),
                     "t-abandoned": str(s["abandoned"]),

@@ -26,6 +26,7 @@
   function render() {
     if (!snap) return;
     var extra = (Date.now() / 1000) - fetchedAt;
+    set(document.getElementById("t-in-progress"), snap.today.in_progress);
     set(document.getElementById("t-offered"), snap.today.offered);
     set(document.getElementById("t-answered"), snap.today.answered);
     set(document.getElementById("t-abandoned"), snap.today.abandoned);
