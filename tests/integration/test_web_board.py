@@ -4,7 +4,8 @@ second of its ``queue.entered`` event and off it within one second of being answ
 board's counters for today equal ``pypbx report summary --json`` after a mixed run (one caller
 abandons after 6.5 s, one is answered); a wallboard login cannot pause anyone (403 from the API); a form
 post without its CSRF token is refused; ten wrong passwords lock a login. The login page and
-the board are photographed into docs/screenshots/.
+the board are photographed into docs/screenshots/. A web port already taken stops ``pypbx run``
+with one line (exit 2).
 """
 
 from __future__ import annotations
@@ -185,3 +186,24 @@ def test_wallboard_live_counters_roles_csrf_lockout(tmp_path: Path) -> None:
         p.stop()
     assert "Traceback" not in p.log(), p.log()[-4000:]
     p.check_events()
+
+
+def test_a_taken_web_port_stops_pypbx_run_with_one_line(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+
+    from tests.integration.harness import BIN
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        p = PbxProcess(tmp_path / "pbx", web={"port": taken.getsockname()[1]})
+        res = subprocess.run(
+            [str(BIN / "pypbx"), "run", "--config", str(p.config_path)], capture_output=True, text=True, timeout=60
+        )
+    finally:
+        taken.close()
+    assert res.returncode == 2
+    assert f"cannot start: web desk: cannot listen on 127.0.0.1:{p.cfg.web.port}" in res.stderr
+    assert "Traceback" not in res.stderr, res.stderr[-4000:]
