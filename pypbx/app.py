@@ -39,6 +39,7 @@ from pypbx.config import Config, ConfigError, load_config
 from pypbx.db import Database, DBError, open_db
 from pypbx.errors import PbxError
 from pypbx.extensions import credentials_map
+from pypbx.flows.callback import missed_call
 from pypbx.frontline import FrontLine
 from pypbx.groups import GroupService
 from pypbx.localapi import LocalApiServer, missed_commands
@@ -300,6 +301,7 @@ class Pbx:
 
     # -- run -------------------------------------------------------------------------
     writer: BindingWriter | None = None
+    web: object | None = None  # pypbx.web.server.WebServer when [web] enabled
 
     async def serve(self) -> None:
         cfg = self.cfg
@@ -433,6 +435,19 @@ class Pbx:
             )
             await api.start()
             stack.push_async_callback(api.close)
+            if cfg.web.enabled:  # the web desk (pypbx.web): a reader of the db, the ACD and the stream
+                # here: only `pypbx run` serves the web desk (aiohttp's import weight stays off the CLI)
+                from pypbx.web.server import WebServer, make_context
+
+                cm = self.callmgr
+
+                async def call_back(task: str, extension: str) -> dict[str, object]:
+                    return await missed_call(worklist, cm, task, extension)
+
+                web_ctx = make_context(cfg, db, self.events, acd=self.acd, worklist=worklist, missed_call=call_back)
+                self.web = WebServer(web_ctx)
+                await self.web.start()
+                stack.push_async_callback(self.web.close)
             log.info("pypbx %s running (data in %s, realm %r)", __version__, cfg.data_dir, cfg.sip.realm)
             _tune_gc()
             self.ready.set()

@@ -236,6 +236,26 @@ class SiteConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The web desk (pypbx.web): HTTP(S) in the PBX's event loop."""
+
+    enabled: bool = True
+    bind: str = "127.0.0.1"
+    port: int = 8080
+    tls_cert: Path | None = None  # absolute; both or neither
+    tls_key: Path | None = None
+    board_wait_warn: int = 30  # the wallboard turns amber when a caller waits this long (s)
+    board_wait_alarm: int = 90  # ... and red
+    lock_after: int = 10  # wrong passwords in a row that lock a web login ...
+    lock_minutes: int = 15  # ... for this long
+    session_hours: int = 12  # a login lasts this long
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+
+@dataclass(frozen=True)
 class Config:
     config_path: Path  # absolute path of the file this was loaded from
     data_dir: Path  # absolute
@@ -250,6 +270,7 @@ class Config:
     events: EventsConfig = field(default_factory=EventsConfig)
     missed: MissedConfig = field(default_factory=MissedConfig)
     site: SiteConfig = field(default_factory=SiteConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     @property
     def db_path(self) -> Path:
@@ -582,6 +603,19 @@ _SCHEMA["missed"] = [
     ),
 ]
 
+_SCHEMA["web"] = [
+    ("enabled", True, _bool, "serve the web desk (wallboard, API) from `pypbx run`"),
+    ("bind", "127.0.0.1", _bind, "address the web desk listens on (behind a reverse proxy: keep 127.0.0.1)"),
+    ("port", 8080, _int(1, 65535), "HTTP(S) port"),
+    ("tls_cert", "", _path_or_empty, "PEM certificate chain: HTTPS (and Secure cookies)"),
+    ("tls_key", "", _path_or_empty, "PEM private key"),
+    ("board_wait_warn", 30, _int(1, 86400), "wallboard: a wait this long (s) shows amber ..."),
+    ("board_wait_alarm", 90, _int(1, 86400), "... and this long red"),
+    ("lock_after", 10, _int(1, 1000), "wrong passwords in a row that lock a web login ..."),
+    ("lock_minutes", 15, _int(1, 10080), "... for this many minutes"),
+    ("session_hours", 12, _int(1, 720), "a web login lasts this many hours"),
+]
+
 
 def _timezone(key: str, v: object) -> str:
     v = _str(nonempty=False)(key, v)
@@ -727,6 +761,33 @@ def _parse(raw: Mapping[str, object], base: Path, config_path: Path) -> Config:
         ),
         missed=_build(MissedConfig, checked["missed"]),
         site=site,
+        web=_web(checked["web"], base),
+    )
+
+
+def _web(w: Mapping[str, Value], base: Path) -> WebConfig:
+    cert_s, key_s = _get(w, "tls_cert", str), _get(w, "tls_key", str)
+    if bool(cert_s) != bool(key_s):
+        raise ConfigError("web.tls_cert and web.tls_key go together (set both or neither)", "web.tls_cert")
+    cert = (base / Path(cert_s).expanduser()).resolve() if cert_s else None
+    key = (base / Path(key_s).expanduser()).resolve() if key_s else None
+    for name, p in (("web.tls_cert", cert), ("web.tls_key", key)):
+        if p is not None and not p.is_file():
+            raise ConfigError(f"file not found: {p}", name)
+    warn, alarm = _get(w, "board_wait_warn", int), _get(w, "board_wait_alarm", int)
+    if alarm < warn:
+        raise ConfigError(f"must be >= web.board_wait_warn ({warn}), got {alarm}", "web.board_wait_alarm")
+    return WebConfig(
+        enabled=_get(w, "enabled", bool),
+        bind=_get(w, "bind", str),
+        port=_get(w, "port", int),
+        tls_cert=cert,
+        tls_key=key,
+        board_wait_warn=warn,
+        board_wait_alarm=alarm,
+        lock_after=_get(w, "lock_after", int),
+        lock_minutes=_get(w, "lock_minutes", int),
+        session_hours=_get(w, "session_hours", int),
     )
 
 

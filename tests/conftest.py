@@ -53,6 +53,7 @@ def make_config(tmp_path: Path) -> Callable[..., Path]:
         security = {"exempt": ["127.0.0.1"]}
         security.update(overrides.pop("security", {}))
         overrides.setdefault("data_dir", "./var")
+        overrides.setdefault("web", {"port": free_port("tcp")})  # the web desk: never the shared 8080
         path = tmp_path / name
         path.write_text(render_config(sip=sip, security=security, **overrides), encoding="utf-8")
         return path

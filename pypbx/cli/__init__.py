@@ -17,6 +17,7 @@ import click
 from pypbx import config as _config
 from pypbx.cli import (
     agent,
+    audit,
     call,
     callbacks,
     callers,
@@ -38,7 +39,9 @@ from pypbx.cli import (
     simulate,
     survey,
     system,
+    token,
     trunk,
+    user,
     voicemail,
 )
 from pypbx.cli.context import CONFIG_HELP, remember_config
@@ -99,6 +102,9 @@ for _command in (
     reason.reason,
     prompts.prompts,
     events.events_cmd,
+    user.user,
+    token.token,
+    audit.audit_cmd,
 ):
     cli.add_command(_command)
 

@@ -21,6 +21,7 @@ from pypbx.db.registrations import RegistrationQueries
 from pypbx.db.routes import RouteQueries
 from pypbx.db.trunks import TrunkQueries
 from pypbx.db.voicemail import VoicemailQueries
+from pypbx.db.web import WebQueries
 from pypbx.numbers import DEFAULT_REGION
 
 
@@ -38,6 +39,7 @@ class Database(
     ReasonQueries,
     PriorityQueries,
     MissedQueries,
+    WebQueries,
 ):
     """One connection with every query. Safe to share between tasks of one event loop."""
 

@@ -109,6 +109,8 @@ class PbxProcess:
     def __init__(self, workdir: Path, **overrides: Any) -> None:
         UNCHECKED.append(self)
         overrides.setdefault("events", {"journal": "events.jsonl"})
+        overrides.setdefault("web", {})
+        overrides["web"].setdefault("port", free_port("tcp"))  # the web desk: never the shared 8080
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port("both")

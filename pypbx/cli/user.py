@@ -1,0 +1,79 @@
+"""``pypbx user``: the web desk's logins (pypbx.web.accounts). Passwords are stored as argon2
+hashes; a generated password is printed once."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from pypbx.cli.context import config_option, on_db
+from pypbx.cli.output import echo_json, json_option, table, ts
+from pypbx.web import accounts as A
+
+ROLES = [r.value for r in A.Role]
+
+
+@click.group("user")
+@config_option
+def user() -> None:
+    """Web desk logins: admin, supervisor, agent, wallboard."""
+
+
+@user.command("add")
+@config_option
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice(ROLES), help="What the login may see and do.")
+@click.option("--agent", "agent_id", default=None, help="The ACD agent this login is (required for --role agent).")
+@click.option("--password", default=None, help="The password (default: generated and printed once).")
+@click.pass_context
+def user_add(ctx: click.Context, name: str, role: str, agent_id: str | None, password: str | None) -> None:
+    """Add web login NAME."""
+    rec, pw = on_db(ctx, A.add_user, name, role, agent_id=agent_id, password=password)
+    click.echo(f"User {rec.name} added ({rec.role.value}{', agent ' + rec.agent_id if rec.agent_id else ''}).")
+    if password is None:
+        click.echo(f"Password: {pw}    (shown once: give it to {rec.name})")
+
+
+@user.command("passwd")
+@config_option
+@click.argument("name")
+@click.option("--password", default=None, help="The new password (default: generated and printed once).")
+@click.pass_context
+def user_passwd(ctx: click.Context, name: str, password: str | None) -> None:
+    """Set NAME's password (also unlocks the login and ends its sessions)."""
+    pw = on_db(ctx, A.set_password, name, password)
+    click.echo(f"Password of {name} changed.")
+    if password is None:
+        click.echo(f"Password: {pw}    (shown once)")
+
+
+@user.command("remove")
+@config_option
+@click.argument("name")
+@click.pass_context
+def user_remove(ctx: click.Context, name: str) -> None:
+    """Remove web login NAME (its sessions end)."""
+    on_db(ctx, A.remove_user, name)
+    click.echo(f"User {name} removed.")
+
+
+@user.command("list")
+@config_option
+@json_option
+@click.pass_context
+def user_list(ctx: click.Context, as_json: bool) -> None:
+    """The web logins."""
+    now = time.time()
+    users = [u.to_dict(now) for u in on_db(ctx, A.list_users)]
+    if as_json:
+        echo_json(users)
+        return
+    if not users:
+        click.echo("No web users (pypbx user add NAME --role R).")
+        return
+    rows = [
+        [u["name"], u["role"], u["agent"] or "-", "locked" if u["locked"] else "-", ts(u["created_at"])]  # type: ignore[arg-type]
+        for u in users
+    ]
+    click.echo(table(["NAME", "ROLE", "AGENT", "LOCKED", "CREATED"], rows))

@@ -1,0 +1,333 @@
+"""The JSON API, ``/api/v1/``: thin handlers over the same library functions the CLI uses
+(pypbx.acdstore, pypbx.missed's worklist, pypbx.reports, the call books). Who may call
+what is in each route's ``roles`` (pypbx.web.routes); acting on an agent also needs
+:func:`~pypbx.web.routes.may_act_on_agent`. Every action is audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import time
+
+from aiohttp import web
+
+from pypbx import acdstore, reports
+from pypbx import events as E
+from pypbx import missed as M
+from pypbx.errors import PbxError
+from pypbx.web import accounts as A
+from pypbx.web import board
+from pypbx.web.openapi import spec as openapi_spec
+from pypbx.web.routes import (
+    EVERYONE,
+    STAFF,
+    SUPERVISORS,
+    api_error,
+    client_ip,
+    ctx_of,
+    may_act_on_agent,
+    principal,
+    route,
+)
+
+log = logging.getLogger(__name__)
+
+V1 = "/api/v1"
+#: events a live SSE client may have queued before it is dropped (it then reconnects with Last-Event-ID)
+SSE_QUEUE = 1000
+#: a write to an SSE client that takes longer than this drops the client
+SSE_WRITE_TIMEOUT = 5.0
+SSE_HEARTBEAT = 15.0
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
+
+
+async def _body(request: web.Request) -> dict[str, object]:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = await request.json()
+    except ValueError:
+        raise api_error(400, "the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise api_error(400, "the body must be a JSON object")
+    return data
+
+
+async def _audited(request: web.Request, action: str, target: str, detail: str | None = None) -> None:
+    await A.audit(ctx_of(request).db, principal(request).name, action, target, detail, client_ip(request))
+
+
+# --------------------------------------------------------------------------- who am I
+
+
+@route("GET", f"{V1}/me", roles=EVERYONE, summary="The logged-in user or token: name, role, agent.")
+async def me(request: web.Request) -> web.Response:
+    p = principal(request)
+    return _json({"name": p.name, "role": p.role.value, "agent": p.agent_id, "via": p.via})
+
+
+# --------------------------------------------------------------------------- wallboard
+
+
+@route("GET", f"{V1}/board", roles=EVERYONE, query_token=True, summary="The wallboard's snapshot, per queue.")
+async def board_snapshot(request: web.Request) -> web.Response:
+    return _json(await board.snapshot(ctx_of(request)))
+
+
+# --------------------------------------------------------------------------- queues and agents
+
+
+@route(
+    "GET",
+    f"{V1}/queues",
+    roles=STAFF,
+    summary="Every queue's live status: callers waiting, agents (pypbx queue status).",
+)
+async def queues(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    if ctx.acd is None:
+        return _json(
+            [{"queue": q.name, "waiting": [], "agents": [], "ewt": None} for q in await acdstore.list_queues(ctx.db)]
+        )
+    return _json([ctx.acd.queue_status(q) for q in sorted(ctx.acd.engine.queues)])
+
+
+@route("GET", f"{V1}/agents", roles=STAFF, summary="The agents and their state (an agent login: only themself).")
+async def agents(request: web.Request) -> web.Response:
+    p = principal(request)
+    rows = await acdstore.list_agents(ctx_of(request).db)
+    out = [
+        {
+            "id": a.id,
+            "name": a.name,
+            "extension": a.extension,
+            "state": a.state,
+            "pause_reason": a.pause_reason,
+        }
+        for a in rows
+        if may_act_on_agent(p, a.id)
+    ]
+    return _json(out)
+
+
+async def _agent_action(request: web.Request, action: str) -> web.Response:
+    ctx, p = ctx_of(request), principal(request)
+    agent_id = request.match_info["agent"]
+    if not may_act_on_agent(p, agent_id):
+        await A.audit(ctx.db, p.name, f"agent.{action}", agent_id, "refused", client_ip(request), ok=False)
+        raise api_error(403, f"a {p.role.value} login may not act on agent {agent_id}")
+    body = await _body(request)
+    try:
+        if action == "pause":
+            rec = await acdstore.pause(ctx.db, agent_id, str(body.get("reason") or "break"))
+        elif action == "unpause":
+            rec = await acdstore.unpause(ctx.db, agent_id)
+        elif action == "login":
+            ext = str(body.get("extension") or "")
+            if not ext:
+                raise api_error(400, "login needs an extension")
+            rec, _moved = await acdstore.login(ctx.db, agent_id, ext)
+        else:
+            rec = await acdstore.logout(ctx.db, agent_id)
+    except PbxError as exc:
+        raise api_error(400 if "not found" not in str(exc) else 404, str(exc)) from None
+    if ctx.acd is not None:
+        await ctx.acd.sync()  # the live ACD takes the change now (the CLI's is seen by polling)
+    await _audited(request, f"agent.{action}", agent_id, str(body.get("reason") or "") or None)
+    return _json({"id": rec.id, "state": rec.state, "pause_reason": rec.pause_reason})
+
+
+@route("POST", f"{V1}/agents/{{agent}}/pause", roles=STAFF, summary="Pause an agent (body: {reason}).")
+async def agent_pause(request: web.Request) -> web.Response:
+    return await _agent_action(request, "pause")
+
+
+@route("POST", f"{V1}/agents/{{agent}}/unpause", roles=STAFF, summary="Make a paused agent available.")
+async def agent_unpause(request: web.Request) -> web.Response:
+    return await _agent_action(request, "unpause")
+
+
+@route(
+    "POST", f"{V1}/agents/{{agent}}/login", roles=STAFF, summary="Log an agent in at an extension (body: {extension})."
+)
+async def agent_login(request: web.Request) -> web.Response:
+    return await _agent_action(request, "login")
+
+
+@route("POST", f"{V1}/agents/{{agent}}/logout", roles=STAFF, summary="Log an agent out of the queues.")
+async def agent_logout(request: web.Request) -> web.Response:
+    return await _agent_action(request, "logout")
+
+
+# --------------------------------------------------------------------------- missed callers
+
+
+@route(
+    "GET",
+    f"{V1}/missed",
+    roles=STAFF,
+    summary="Open missed-caller tasks, the longest waiting first (pypbx missed list).",
+)
+async def missed_list(request: web.Request) -> web.Response:
+    now = time.time()
+    show_all = request.query.get("all") in ("1", "true")
+    tasks = await M.list_tasks(ctx_of(request).db, include_closed=show_all, queue=request.query.get("queue"))
+    return _json([t.to_dict(now) for t in tasks])
+
+
+def _worklist(request: web.Request) -> M.Worklist:
+    wl = ctx_of(request).worklist
+    if wl is None:
+        raise api_error(409, "the PBX is not running")
+    return wl
+
+
+def _me_as(request: web.Request) -> str:
+    p = principal(request)
+    return p.agent_id or p.name
+
+
+@route("POST", f"{V1}/missed/{{task}}/claim", roles=STAFF, summary="Claim a missed-caller task.")
+async def missed_claim(request: web.Request) -> web.Response:
+    task = request.match_info["task"]
+    try:
+        t = await _worklist(request).claim(task, _me_as(request))
+    except PbxError as exc:
+        raise api_error(409, str(exc)) from None
+    await _audited(request, "missed.claim", task)
+    return _json(t)
+
+
+@route("POST", f"{V1}/missed/{{task}}/close", roles=STAFF, summary="Close a task with an outcome (body: {outcome}).")
+async def missed_close(request: web.Request) -> web.Response:
+    task = request.match_info["task"]
+    outcome = str((await _body(request)).get("outcome") or "")
+    try:
+        t = await _worklist(request).close(task, outcome, _me_as(request))
+    except PbxError as exc:
+        raise api_error(409, str(exc)) from None
+    await _audited(request, "missed.close", task, outcome)
+    return _json(t)
+
+
+@route(
+    "POST",
+    f"{V1}/missed/{{task}}/call",
+    roles=STAFF,
+    summary="Call the caller back: the extension rings first (body: {extension}).",
+)
+async def missed_call(request: web.Request) -> web.Response:
+    ctx, p = ctx_of(request), principal(request)
+    task = request.match_info["task"]
+    ext = str((await _body(request)).get("extension") or "")
+    if not ext and p.agent_id:
+        rec = await acdstore.get_agent(ctx.db, p.agent_id)
+        ext = rec.extension or ""
+    if not ext:
+        raise api_error(400, "call needs an extension to ring first")
+    if ctx.missed_call is None:
+        raise api_error(409, "the PBX is not running")
+    try:
+        res = await ctx.missed_call(task, ext)
+    except PbxError as exc:
+        raise api_error(409, str(exc)) from None
+    await _audited(request, "missed.call", task, f"extension={ext}")
+    return _json(res)
+
+
+# --------------------------------------------------------------------------- calls and reports
+
+
+@route("GET", f"{V1}/calls", roles=STAFF, summary="Today's calls (or ?date=YYYY-MM-DD); an agent login sees its own.")
+async def calls(request: web.Request) -> web.Response:
+    p = principal(request)
+    lo, hi = _day(request)
+    rows = await ctx_of(request).db.call_rows_between(lo, hi)
+    out = [dict(r) for r in rows if p.role is not A.Role.AGENT or (r.get("agent") and r.get("agent") == p.agent_id)]
+    return _json(out)
+
+
+def _day(request: web.Request) -> tuple[float, float]:
+    date = request.query.get("date")
+    if not date or date == "today":
+        return board.today_range()
+    try:
+        start = dt.datetime.strptime(date, "%Y-%m-%d").timestamp()
+    except ValueError:
+        raise api_error(400, f"expected ?date=YYYY-MM-DD, got {date!r}") from None
+    return start, start + 86400
+
+
+@route(
+    "GET", f"{V1}/reports/summary", roles=SUPERVISORS, summary="The day's report (pypbx report summary --json; ?date=)."
+)
+async def report_summary(request: web.Request) -> web.Response:
+    lo, hi = _day(request)
+    return _json(await reports.report(ctx_of(request).db, lo, hi))
+
+
+# --------------------------------------------------------------------------- the event stream
+
+
+@route(
+    "GET",
+    f"{V1}/events",
+    roles=EVERYONE,
+    query_token=True,
+    summary="The live event stream (Server-Sent Events; resume with Last-Event-ID).",
+)
+async def events(request: web.Request) -> web.StreamResponse:
+    """Each event as ``id: <run>:<seq>``, ``event: <name>``, ``data: <json>``. A client resuming
+    with ``Last-Event-ID`` (or ``?since=<seq>``) gets what it missed (a ``gap`` event if it is no
+    longer buffered); a client too slow to keep up is dropped (a ``dropped`` event), never waited for."""
+    ctx = ctx_of(request)
+    last = request.headers.get("Last-Event-ID") or request.query.get("since") or ""
+    run, _, seq = last.rpartition(":")
+    since = int(seq) if seq.isdigit() else None
+    sub = ctx.bus.subscribe(since, maxsize=SSE_QUEUE, run=run or None)
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )
+    await resp.prepare(request)
+    ctx.streams.add(sub)
+    try:
+        await _send(resp, f"retry: 1000\n: run {ctx.bus.run}\n\n")
+        while True:
+            try:
+                item = await asyncio.wait_for(sub.get(), SSE_HEARTBEAT)
+            except TimeoutError:
+                await _send(resp, ": keep-alive\n\n")
+                continue
+            if item is None:
+                break
+            if isinstance(item, E.Event):
+                await _send(resp, f"id: {ctx.bus.run}:{item.seq}\nevent: {item.name}\ndata: {item.to_json()}\n\n")
+            elif isinstance(item, E.Gap):
+                await _send(resp, f"event: gap\ndata: {json.dumps(item.to_dict())}\n\n")
+            else:
+                await _send(resp, f"event: dropped\ndata: {json.dumps(item.to_dict())}\n\n")
+                break
+    except (ConnectionResetError, TimeoutError, asyncio.CancelledError):
+        pass
+    finally:
+        sub.close()
+        ctx.streams.discard(sub)
+    with contextlib.suppress(Exception):
+        await resp.write_eof()
+    return resp
+
+
+async def _send(resp: web.StreamResponse, text: str) -> None:
+    await asyncio.wait_for(resp.write(text.encode()), SSE_WRITE_TIMEOUT)
+
+
+@route("GET", f"{V1}/openapi.json", roles=EVERYONE, summary="This API's OpenAPI 3 description.")
+async def openapi(request: web.Request) -> web.Response:
+    return _json(openapi_spec())

@@ -1,0 +1,56 @@
+"""The API's OpenAPI 3 description, served at /api/v1/openapi.json. Built from the route
+table (pypbx.web.routes: paths, methods, summaries, who may call) plus the request bodies
+written here; a test checks that its paths are exactly the router's /api/v1/ routes."""
+
+from __future__ import annotations
+
+from pypbx import __version__
+from pypbx.web.routes import ROUTES
+
+_BODIES: dict[tuple[str, str], dict[str, object]] = {
+    ("POST", "/api/v1/agents/{agent}/pause"): {
+        "reason": {"type": "string", "enum": ["break", "lunch", "admin", "other"]}
+    },
+    ("POST", "/api/v1/agents/{agent}/login"): {"extension": {"type": "string"}},
+    ("POST", "/api/v1/missed/{task}/close"): {"outcome": {"type": "string"}},
+    ("POST", "/api/v1/missed/{task}/call"): {"extension": {"type": "string"}},
+}
+
+
+def spec() -> dict[str, object]:
+    paths: dict[str, dict[str, object]] = {}
+    for r in ROUTES:
+        if not r.path.startswith("/api/v1/"):
+            continue
+        op: dict[str, object] = {
+            "summary": r.summary,
+            "x-roles": sorted(role.value for role in r.roles),
+            "responses": {
+                "200": {"description": "OK"},
+                "401": {"description": "no session or token"},
+                "403": {"description": "not allowed for this role, or CSRF token missing"},
+            },
+        }
+        params = [
+            {"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+            for part in r.path.split("/")
+            if part.startswith("{")
+        ]
+        if params:
+            op["parameters"] = params
+        body = _BODIES.get((r.method, r.path))
+        if body:
+            op["requestBody"] = {"content": {"application/json": {"schema": {"type": "object", "properties": body}}}}
+        paths.setdefault(r.path, {})[r.method.lower()] = op
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "pypbx web desk API", "version": f"1 (pypbx {__version__})"},
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "pypbx token add --role R"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "pypbx_session"},
+            }
+        },
+        "security": [{"bearer": []}, {"session": []}],
+        "paths": paths,
+    }
