@@ -6,6 +6,8 @@ import datetime as _dt
 
 import click
 
+from pypbx.errors import PbxUsageError
+
 
 def parse_when(value: str | None, name: str) -> float | None:
     """'2026-11-23', '2026-11-23 14:30', 'today', 'yesterday' (local time) -> UNIX seconds."""
@@ -31,4 +33,7 @@ def day_range(date: str | None, since: str | None, until: str | None) -> tuple[f
         start = parse_when(date, "--date")
         assert start is not None
         return start, start + 86400
-    return parse_when(since, "--since"), parse_when(until, "--until")
+    lo, hi = parse_when(since, "--since"), parse_when(until, "--until")
+    if lo is not None and hi is not None and lo > hi:
+        raise PbxUsageError(f"--since {since} is after --until {until}: swap them")
+    return lo, hi

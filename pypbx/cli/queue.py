@@ -32,7 +32,7 @@ from pypbx.cli.missed import (
 )
 from pypbx.cli.output import F, duration, echo_json, json_option, table
 from pypbx.db import Database
-from pypbx.errors import PbxError
+from pypbx.errors import PbxError, UnknownNameError
 from pypbx.localapi_client import LocalAPIError, NotRunningError, call
 from pypbx.missed import queue_callback_settings
 
@@ -50,6 +50,13 @@ def state_text(state: str | None, reason: str | None) -> str:
     return f"{state or '-'}" + (f" ({reason})" if reason else "")
 
 
+def _check_strategy(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """An unknown strategy is bad input (exit 2), like any bad option value."""
+    if value is not None and value.strip().lower().replace("-", "_") not in S.strategy_names():
+        raise UnknownNameError("strategy", value, S.strategy_names())
+    return value
+
+
 def _queue_options(f: F) -> F:
     for opt in reversed(
         [
@@ -57,6 +64,7 @@ def _queue_options(f: F) -> F:
                 "--strategy",
                 default=None,
                 metavar="NAME",
+                callback=_check_strategy,
                 help="ring_all, longest_idle, round_robin, fewest_calls, least_talk_time, "
                 "best_skill_then_longest_idle or random (default longest_idle).",
             ),

@@ -16,6 +16,7 @@ import click
 
 from pypbx import reports
 from pypbx.cli.context import config_option, load, run, shown
+from pypbx.cli.filters import check_filters
 from pypbx.cli.output import echo_json, json_option, table
 from pypbx.cli.period import day_range
 from pypbx.db import open_db
@@ -90,6 +91,7 @@ def build(
 
     async def go() -> Report:
         async with open_db(cfg.db_path, cfg.numbers.region) as db:
+            await check_filters(db, queue=queue)
             return await reports.report(db, lo, hi, queue=queue, target=target, goal=goal / 100, wrap_up=wrap_up)
 
     try:

@@ -345,11 +345,6 @@ def test_queue_show_live(pbx: Callable, fake_pbx: FakePBX) -> None:
             ["queue", "add", "Front Desk"],
             "bad queue name 'Front Desk': expected 1-32 lower-case letters, digits, _ or - (starting with a letter)",
         ),
-        (
-            ["queue", "add", "q", "--strategy", "fastest"],
-            "unknown strategy 'fastest' (choose from ring_all, longest_idle, round_robin, fewest_calls, "
-            "least_talk_time, best_skill_then_longest_idle, random)",
-        ),
         (["queue", "add", "q", "--skills", "korean"], "bad skill 'korean': expected NAME:LEVEL, e.g. new_patients:8"),
         (["queue", "add", "q", "--skills", "korean:12"], "bad level 12 for skill korean: expected 1-10"),
         (["queue", "add", "q", "--ring-timeout", "abc"], "bad ring timeout 'abc': expected seconds"),
@@ -405,6 +400,18 @@ def test_queue_show_live(pbx: Callable, fake_pbx: FakePBX) -> None:
 def test_queue_errors(pbx: Callable, args: list[str], error: str) -> None:
     clinic(pbx)
     fails(pbx(*args), error)
+
+
+def test_queue_unknown_strategy_is_bad_usage(pbx: Callable) -> None:
+    """Issue 12: a bad choice is bad input (exit 2, one line), as for every option."""
+    clinic(pbx)
+    r = pbx("queue", "add", "q", "--strategy", "fastest")
+    assert r.exit_code == 2, r.output
+    assert r.stderr == (
+        "Error: unknown strategy 'fastest' (valid: best_skill_then_longest_idle, fewest_calls, "
+        "least_talk_time, longest_idle, random, ring_all, round_robin)\n"
+    )
+    assert r.stdout == ""
 
 
 # --------------------------------------------------------------------------- agent

@@ -1,0 +1,167 @@
+"""``pypbx check``: what is wrong or risky in an existing configuration and database.
+
+Three kinds of findings, each an error or a warning:
+
+* **dangling references** (error): a DID, IVR option, ring group's ``then``, route rule or
+  queue overflow/fallback pointing at a queue, extension, menu, ring group, mailbox or route
+  that does not exist -- the CLI refuses to create them now, but an older database, a TOML
+  import or a row written by hand may hold them;
+* **unreachable objects** (warning): a queue no DID, IVR option, route rule, ring group or
+  other queue sends calls to; an agent whose skills qualify for no queue;
+* **risky settings** (warning): a queue with no agent able to answer it, an extension allowed
+  both international and premium numbers, a TLS trunk that does not verify the certificate.
+
+``pypbx run`` runs it at start: warnings go to the log, errors refuse to start.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+from dataclasses import dataclass
+
+from acd.model import QueueConfig
+from pypbx import destinations as D
+from pypbx.db import Database
+from pypbx.db.rows import QueueRow
+
+log = logging.getLogger(__name__)
+
+
+class Level(str, enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    where: str  # what holds the problem: "DID +33144556677", "queue front"
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"level": self.level.value, "where": self.where, "message": self.message}
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+def _queues(rows: list[QueueRow]) -> list[QueueConfig]:
+    out: list[QueueConfig] = []
+    for r in rows:
+        try:
+            out.append(QueueConfig.from_dict(json.loads(r["config"])))
+        except (ValueError, KeyError, TypeError):
+            log.warning("queue %s: stored configuration is damaged", r["name"])
+    return out
+
+
+def _ivr_actions(config: str) -> list[tuple[str, str]]:
+    """(label, action) of an IVR menu's stored configuration."""
+    try:
+        raw = json.loads(config)
+    except ValueError:
+        return []
+    out: list[tuple[str, str]] = []
+    if not isinstance(raw, dict):
+        return out
+    for digits, action in sorted((raw.get("options") or {}).items()):
+        out.append((f"option {digits}", str(action)))
+    for key in ("on_timeout", "on_invalid", "after_hours", "known_caller", "new_caller"):
+        if raw.get(key):
+            out.append((key.replace("_", "-"), str(raw[key])))
+    return out
+
+
+def _ivr_dest(action: str) -> str | None:
+    """An IVR action as a destination (``menu:x`` -> ``ivr:x``); None for play:, lang:, hangup."""
+    kind, _, arg = action.partition(":")
+    kind = D.ALIASES.get(kind.strip(), kind.strip())
+    if kind in D.KIND_NAMES:
+        return f"{kind}:{arg.strip()}"
+    return None
+
+
+async def references(db: Database) -> list[tuple[str, str]]:
+    """Every (where, destination) the configuration holds, destinations in their one spelling."""
+    out: list[tuple[str, str]] = []
+    for d in await db.list_did_rows():
+        for label, dest in (
+            ("", d["destination"]),
+            (" known callers", d["known_dest"]),
+            (" new callers", d["new_dest"]),
+        ):
+            if dest:
+                out.append((f"DID {d['number']}{label}", D.canonical(dest)))
+    for m in await db.list_ivr_menu_rows():
+        for label, action in _ivr_actions(m["config"]):
+            dest = _ivr_dest(action)
+            if dest:
+                out.append((f"IVR menu {m['name']} {label}", dest))
+    for g in await db.list_ring_group_rows():
+        if g["then_dest"]:
+            out.append((f"ring group {g['name']} then", D.canonical(g["then_dest"])))
+        try:
+            members = json.loads(g["members"])
+        except ValueError:
+            members = []
+        for member in members:
+            out.append((f"ring group {g['name']} member", f"extension:{member}"))
+    for r in await db.list_route_rule_rows():
+        if r["destination"] != "agent:last":
+            out.append((f"route {r['route']} rule {r['position']}", D.canonical(r["destination"])))
+    for q in _queues(await db.list_queue_rows()):
+        if q.overflow is not None:
+            t = q.overflow.target
+            out.append((f"queue {q.name} overflow", D.canonical(f"{t.kind.value}:{t.target}")))
+        if q.fallback is not None:
+            out.append((f"queue {q.name} fallback", D.canonical(f"{q.fallback.kind.value}:{q.fallback.target}")))
+    return out
+
+
+async def check(db: Database) -> list[Finding]:
+    """Every finding, errors first."""
+    found: list[Finding] = []
+    refs = await references(db)
+    for where, dest in refs:
+        why = await D.dangling(db, dest)
+        if why:
+            found.append(Finding(Level.ERROR, where, f"points to {dest}: {why}"))
+    queues = _queues(await db.list_queue_rows())
+    agents = await db.list_agent_rows()
+    reached = {dest.partition(":")[2].partition("@")[0] for _, dest in refs if dest.startswith("queue:")}
+    numbers = {r["name"] for r in await db.queue_number_rows()}
+    for q in queues:
+        if q.name not in reached and q.name not in numbers:
+            found.append(
+                Finding(
+                    Level.WARNING, f"queue {q.name}", "unreachable: no DID, IVR option, route or queue sends calls here"
+                )
+            )
+        able = [a for a in agents if _qualifies(a["skills"], q)]
+        if not able:
+            found.append(Finding(Level.WARNING, f"queue {q.name}", "no agent has the skills to answer it"))
+    for a in agents:
+        if queues and not any(_qualifies(a["skills"], q) for q in queues):
+            found.append(Finding(Level.WARNING, f"agent {a['id']}", "has no skills for any queue"))
+    for p in await db.list_extension_permission_rows():
+        classes = set(p["classes"].replace(" ", "").split(","))
+        if {"international", "premium"} <= classes:
+            found.append(
+                Finding(Level.WARNING, f"extension {p['number']}", "allowed both international and premium numbers")
+            )
+    for t in await db.list_trunk_rows():
+        if t["transport"].lower() == "tls" and not t["tls_verify"]:
+            found.append(Finding(Level.WARNING, f"trunk {t['name']}", "TLS without certificate verification"))
+    return sorted(found, key=lambda f: (f.level is not Level.ERROR, f.where))
+
+
+def _qualifies(skills_json: str, q: QueueConfig) -> bool:
+    try:
+        skills = json.loads(skills_json) if skills_json else {}
+    except ValueError:
+        return False
+    if not isinstance(skills, dict):
+        return False
+    return all(int(skills.get(s, 0)) >= lvl for s, lvl in q.required_skills.items())

@@ -1,0 +1,245 @@
+"""Issue 12, the admin's side: every filter and reference checked against what exists (one
+line naming the bad value and the closest valid ones, exit 2), dangling destinations refused
+at creation, one exit-code convention, ``--json`` on mutating commands, ``pypbx check``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+
+from pypbx.config import load_config
+from pypbx.db import open_db
+
+
+@pytest.fixture
+def pbx(invoke_cli: Callable[..., Any], tmp_config: Path) -> Callable[..., Any]:
+    def run(*args: str) -> Any:
+        return invoke_cli(*args, "--config", str(tmp_config))
+
+    return run
+
+
+def usage_error(r: Any, *needles: str) -> None:
+    """Exit 2, exactly one line on stderr, naming what is wrong."""
+    assert r.exit_code == 2, (r.exit_code, r.output)
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("Error: ")
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    assert "Usage:" not in r.output and "Traceback" not in r.output
+
+
+def test_calls_list_unknown_disposition_suggests_the_closest(pbx: Callable[..., Any]) -> None:
+    usage_error(pbx("calls", "list", "--disposition", "answerd"), "answerd", "did you mean answered")
+
+
+def test_calls_list_unknown_queue(pbx: Callable[..., Any]) -> None:
+    assert pbx("queue", "add", "front").exit_code == 0
+    usage_error(pbx("calls", "list", "--queue", "nosuchqueue"), "unknown queue 'nosuchqueue'")
+    usage_error(pbx("calls", "list", "--queue", "fromt"), "did you mean front?")
+
+
+def test_calls_list_unknown_agent(pbx: Callable[..., Any]) -> None:
+    usage_error(pbx("calls", "list", "--agent", "ghost"), "unknown agent 'ghost'")
+
+
+def test_empty_but_valid_filters_exit_0(pbx: Callable[..., Any]) -> None:
+    assert pbx("queue", "add", "front").exit_code == 0
+    r = pbx("calls", "list", "--queue", "front", "--disposition", "answered")
+    assert r.exit_code == 0 and "No calls match." in r.output
+
+
+def test_report_queues_unknown_queue(pbx: Callable[..., Any]) -> None:
+    usage_error(pbx("report", "queues", "--queue", "nosuchqueue"), "unknown queue 'nosuchqueue'")
+
+
+def test_since_after_until_refused(pbx: Callable[..., Any]) -> None:
+    usage_error(
+        pbx("calls", "list", "--since", "2026-11-23 10:00", "--until", "2026-11-23 09:00"), "--since", "--until"
+    )
+    usage_error(pbx("report", "queues", "--since", "2026-11-24", "--until", "2026-11-23"), "--since")
+
+
+def test_did_to_unknown_queue_refused(pbx: Callable[..., Any]) -> None:
+    usage_error(pbx("did", "add", "0144556677", "--to", "queue:nope"), "unknown queue 'nope'")
+    assert json.loads(pbx("did", "list", "--json").output) == []
+    assert pbx("queue", "add", "front").exit_code == 0
+    assert pbx("did", "add", "0144556677", "--to", "queue:front").exit_code == 0
+    usage_error(pbx("did", "edit", "0144556677", "--to", "queue:frnt"), "did you mean front?")
+
+
+def test_ivr_unknown_prompt_and_queue_refused(pbx: Callable[..., Any]) -> None:
+    usage_error(pbx("ivr", "add", "main", "--greeting", "nosuchprompt"), "unknown prompt 'nosuchprompt'")
+    usage_error(pbx("ivr", "add", "main", "--option", "1=queue:nope"), "unknown queue 'nope'")
+    usage_error(
+        pbx("ivr", "add", "main", "--greeting", "nosuchprompt", "--option", "1=queue:nope"), "unknown queue 'nope'"
+    )
+    assert json.loads(pbx("ivr", "list", "--json").output) == []
+
+
+def test_second_ivr_add_refused_edit_or_replace(pbx: Callable[..., Any]) -> None:
+    assert pbx("queue", "add", "front").exit_code == 0
+    assert pbx("queue", "add", "results").exit_code == 0
+    assert pbx("ivr", "add", "main", "--number", "700", "--option", "1=queue:front").exit_code == 0
+    usage_error(pbx("ivr", "add", "main", "--option", "2=queue:results"), "already exists", "ivr edit", "--replace")
+    assert json.loads(pbx("ivr", "show", "main", "--json").output)["options"] == {"1": "queue:front"}
+    r = pbx("ivr", "edit", "main", "--option", "2=queue:results")
+    assert r.exit_code == 0, r.output
+    assert json.loads(pbx("ivr", "show", "main", "--json").output)["options"] == {
+        "1": "queue:front",
+        "2": "queue:results",
+    }
+    r = pbx("ivr", "add", "main", "--replace", "--option", "3=queue:results", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["options"] == {"3": "queue:results"}
+    usage_error(pbx("ivr", "edit", "mian", "--timeout", "3"), "unknown IVR menu 'mian'", "did you mean main?")
+
+
+def test_group_unknown_member_refused(pbx: Callable[..., Any]) -> None:
+    assert pbx("ext", "add", "1001").exit_code == 0
+    usage_error(pbx("group", "add", "nurses", "--members", "1001,1009"), "unknown extension '1009'")
+    usage_error(pbx("group", "add", "nurses", "--members", "1001", "--then", "queue:nope"), "unknown queue 'nope'")
+    r = pbx("group", "add", "nurses", "--members", "1001", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["members"] == ["1001"]
+
+
+def test_bad_choice_same_exit_and_one_line_everywhere(pbx: Callable[..., Any]) -> None:
+    a = pbx("queue", "add", "x", "--strategy", "fastest")
+    b = pbx("trunk", "add", "t", "--host", "sip.example.com", "--format", "weird")
+    usage_error(a, "fastest")
+    usage_error(b, "weird", "e164")
+    assert a.exit_code == b.exit_code == 2
+
+
+def test_status_json_with_pbx_down_prints_an_object(pbx: Callable[..., Any]) -> None:
+    r = pbx("status", "--json")
+    assert r.exit_code == 1
+    obj = json.loads(r.stdout)
+    assert obj["running"] is False and "not running" in obj["error"]
+
+
+def test_ext_add_json_returns_generated_password(pbx: Callable[..., Any]) -> None:
+    r = pbx("ext", "add", "1006", "--json")
+    assert r.exit_code == 0, r.output
+    obj = json.loads(r.stdout)
+    assert obj["number"] == "1006" and len(obj["password"]) >= 10
+
+
+# ------------------------------------------------------------------ pypbx check
+
+
+def _write_rows(config: Path, *sql: tuple[str, tuple[object, ...]]) -> None:
+    """Rows the CLI refuses now, as an old database or a hand edit would hold them."""
+    cfg = load_config(config)
+
+    async def go() -> None:
+        async with open_db(cfg.db_path, cfg.numbers.region) as db:
+            for q, args in sql:
+                await db.execute(q, args)
+
+    asyncio.run(go())
+
+
+def test_check_finds_dangling_did_ivr_option_and_overflow(pbx: Callable[..., Any], tmp_config: Path) -> None:
+    assert pbx("queue", "add", "front").exit_code == 0
+    r = pbx("check")
+    assert r.exit_code == 0, r.output
+    _write_rows(
+        tmp_config,
+        (
+            "INSERT INTO dids(number, destination, service_line, created_at) VALUES (?, ?, '', 0)",
+            ("+33144556677", "queue:nope"),
+        ),
+        (
+            "INSERT INTO ivr_menus(name, number, config, updated_at) VALUES (?, NULL, ?, 0)",
+            ("main", json.dumps({"name": "main", "options": {"1": "queue:gone"}})),
+        ),
+    )
+    cfg = load_config(tmp_config)
+
+    async def overflow() -> None:
+        async with open_db(cfg.db_path, cfg.numbers.region) as db:
+            row = await db.get_queue_row("front")
+            assert row is not None
+            c = json.loads(row["config"])
+            c["overflow"] = {"after": 20, "target": {"kind": "queue", "target": "vanished"}}
+            await db.update_queue_row("front", json.dumps(c), 0)
+
+    asyncio.run(overflow())
+    r = pbx("check")
+    assert r.exit_code == 1
+    assert "DID +33144556677: points to queue:nope" in r.stdout
+    assert "IVR menu main option 1: points to queue:gone" in r.stdout
+    assert "queue front overflow: points to queue:vanished" in r.stdout
+    data = json.loads(pbx("check", "--json").stdout)
+    assert {e["where"] for e in data["errors"]} == {
+        "DID +33144556677",
+        "IVR menu main option 1",
+        "queue front overflow",
+    }
+
+
+def test_check_warns_unreachable_queue_and_risky_extension(pbx: Callable[..., Any]) -> None:
+    assert pbx("queue", "add", "lonely").exit_code == 0
+    r = pbx("check", "--json")
+    assert r.exit_code == 0
+    warnings = {(w["where"], w["message"]) for w in json.loads(r.stdout)["warnings"]}
+    assert ("queue lonely", "unreachable: no DID, IVR option, route or queue sends calls here") in warnings
+    assert ("queue lonely", "no agent has the skills to answer it") in warnings
+
+
+def test_run_refuses_to_start_with_a_dangling_reference(pbx: Callable[..., Any], tmp_config: Path) -> None:
+    assert pbx("ext", "list").exit_code == 0  # creates the database
+    _write_rows(
+        tmp_config,
+        (
+            "INSERT INTO dids(number, destination, service_line, created_at) VALUES (?, ?, '', 0)",
+            ("+33144556677", "queue:nope"),
+        ),
+    )
+    r = pbx("run")
+    assert r.exit_code == 1
+    assert r.stderr.count("\n") == 1 and "not starting: DID +33144556677" in r.stderr
+
+
+# ------------------------------------------------------------------ help and tests
+
+
+def _commands(group: click.Group, prefix: str = "pypbx") -> list[tuple[str, click.Command]]:
+    out: list[tuple[str, click.Command]] = []
+    for name, cmd in sorted(group.commands.items()):
+        path = f"{prefix} {name}"
+        if isinstance(cmd, click.Group):
+            out += _commands(cmd, path)
+        else:
+            out.append((path, cmd))
+    return out
+
+
+def test_every_command_help_has_an_example() -> None:
+    from cli import cli
+
+    missing = [path for path, cmd in _commands(cli) if "Example:" not in (cmd.help or "")]
+    assert missing == []
+
+
+def test_no_test_ends_in_or_true() -> None:
+    root = Path(__file__).resolve().parents[1]
+    pattern = re.compile(r"\bor\s+True\b")
+    here = Path(__file__).resolve()
+    hits = [
+        f"{p.relative_to(root)}:{i}"
+        for p in root.rglob("*.py")
+        if p.resolve() != here
+        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert hits == []
