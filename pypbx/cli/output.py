@@ -75,6 +75,8 @@ def hms(seconds: float | None) -> str:
 def bad_parameter_line(e: click.BadParameter) -> str:
     """click's bad option value as one line, with the closest choice when it has choices:
     ``invalid value for --format: 'weird' (did you mean e164?)``."""
+    if isinstance(e, click.MissingParameter):
+        return e.format_message().rstrip(".")
     param = e.param
     hint = e.param_hint if isinstance(e.param_hint, str) else None
     name = hint or (param.opts[0] if param is not None and param.opts else (param.name if param else "value"))
@@ -87,7 +89,7 @@ def bad_parameter_line(e: click.BadParameter) -> str:
         choices = [str(c) for c in param.type.choices]
         bad = _bad_choice(message, choices) if raw is None else str(raw)
         return f"invalid value for {name}: {bad!r}{did_you_mean(bad, choices)}"
-    return f"invalid value for {name}: {message}"
+    return e.format_message().rstrip(".")
 
 
 def _bad_choice(message: str, choices: Sequence[str]) -> str:

@@ -9,6 +9,7 @@ and agent) have their own builders (pypbx.reports.callers_report / reasons_repor
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from typing import Concatenate, Literal, ParamSpec, TypeVar
 
@@ -17,7 +18,7 @@ import click
 from pypbx import reports
 from pypbx.cli.context import config_option, load, run, shown
 from pypbx.cli.filters import check_filters
-from pypbx.cli.output import echo_json, json_option, table
+from pypbx.cli.output import echo_json, hms, json_option, table
 from pypbx.cli.period import day_range
 from pypbx.db import open_db
 from pypbx.errors import PbxError
@@ -32,7 +33,8 @@ def _pct(x: float | None) -> str:
 
 
 def _s(x: float | None) -> str:
-    return "-" if x is None else f"{x:.0f} s"
+    """Durations in report tables: h:mm:ss (one formatter, :func:`pypbx.cli.output.hms`)."""
+    return hms(x)
 
 
 def _when(ts: float) -> str:
@@ -92,7 +94,9 @@ def build(
     async def go() -> Report:
         async with open_db(cfg.db_path, cfg.numbers.region) as db:
             await check_filters(db, queue=queue)
-            return await reports.report(db, lo, hi, queue=queue, target=target, goal=goal / 100, wrap_up=wrap_up)
+            return await reports.report(
+                db, lo, hi, queue=queue, target=target, goal=goal / 100, wrap_up=wrap_up, now=time.time()
+            )
 
     try:
         return run(go())

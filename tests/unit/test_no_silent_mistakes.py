@@ -5,8 +5,10 @@ at creation, one exit-code convention, ``--json`` on mutating commands, ``pypbx 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -243,3 +245,50 @@ def test_no_test_ends_in_or_true() -> None:
         if pattern.search(line)
     ]
     assert hits == []
+
+
+# ------------------------------------------------------------------ report agents: open pauses, h:mm:ss
+
+
+def test_open_pause_counted_to_now_not_to_midnight() -> None:
+    from pypbx import reports
+    from pypbx.reports import QueueLogEvent
+
+    midnight = 1_795_000_000.0
+    start = midnight - 86400
+    pause_at = start + 9 * 3600  # 09:00, still paused
+    now = pause_at + 1800  # 09:30
+
+    def ev(seq: int, ts: float, kind: str) -> QueueLogEvent:
+        return {"seq": seq, "ts": ts, "queue": None, "call_id": None, "agent": "alice", "kind": kind, "data": {}}
+
+    events = [ev(1, start + 8 * 3600, "LOGIN"), ev(2, pause_at, "PAUSE")]
+    r = reports.build([], events, since=start, until=midnight, now=now)
+    assert r["agents"]["alice"]["paused_seconds"] == 1800
+    ended = reports.build([], events, since=start, until=midnight, now=midnight + 3600)
+    assert ended["agents"]["alice"]["paused_seconds"] == midnight - pause_at  # a past day: to its end
+
+
+def test_durations_in_tables_are_h_mm_ss() -> None:
+    from pypbx.cli.output import hms
+
+    assert [hms(None), hms(42), hms(3785), hms(76935)] == ["-", "0:00:42", "1:03:05", "21:22:15"]
+
+
+def test_report_agents_table_shows_h_mm_ss(invoke_cli: Callable[..., Any], tmp_config: Path) -> None:
+    from acd.model import EventKind, QueueEvent
+    from pypbx.acdstore import append_queue_events
+
+    cfg = load_config(tmp_config)
+    t = time.time() - 3725  # paused 1 h 02 min 05 s ago, still paused
+
+    async def go() -> None:
+        async with open_db(cfg.db_path, cfg.numbers.region) as db:
+            await append_queue_events(db, [QueueEvent(t, EventKind.PAUSE, None, None, "alice", {})])
+
+    asyncio.run(go())
+    since = datetime.datetime.fromtimestamp(t - 60).strftime("%Y-%m-%d %H:%M")
+    r = invoke_cli("report", "agents", "--since", since, "--config", str(tmp_config))
+    assert r.exit_code == 0, r.output
+    row = next(line for line in r.stdout.splitlines() if line.strip().startswith("alice"))
+    assert re.search(r"\b1:02:0[5-9]\b", row), row
