@@ -165,3 +165,23 @@ def _qualifies(skills_json: str, q: QueueConfig) -> bool:
     if not isinstance(skills, dict):
         return False
     return all(int(skills.get(s, 0)) >= lvl for s, lvl in q.required_skills.items())
+
+
+async def schedule_users(db: Database, name: str) -> list[str]:
+    """What uses schedule ``name``: IVR menus (their opening hours), route rules' open=/closed= conditions."""
+    out: list[str] = []
+    for m in await db.list_ivr_menu_rows():
+        try:
+            raw = json.loads(m["config"])
+        except ValueError:
+            continue
+        if isinstance(raw, dict) and raw.get("schedule") == name:
+            out.append(f"IVR menu {m['name']}")
+    for r in await db.list_route_rule_rows():
+        try:
+            conds = json.loads(r["conditions"] or "[]")
+        except ValueError:
+            continue
+        if any(str(c) in (f"open={name}", f"closed={name}") for c in conds):
+            out.append(f"route {r['route']} rule {r['position']}")
+    return out

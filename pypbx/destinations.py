@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pypbx.errors import UnknownNameError
+from pypbx.errors import InUseError, UnknownNameError
 
 if TYPE_CHECKING:
     from pypbx.db import Database
@@ -124,3 +124,13 @@ async def referrers(db: Database, dest: str) -> list[str]:
         if f"{kind}:{_name(kind, t)}" == want:
             out.append(where)
     return out
+
+
+async def refuse_if_used(db: Database, dest: str) -> None:
+    """Refuse (:class:`~pypbx.errors.InUseError`) removing what ``dest`` names while
+    something still points to it, naming what does."""
+    used = await referrers(db, dest)
+    if used:
+        kind, _, name = canonical(dest).partition(":")
+        shown = ", ".join(used[:5]) + (f" and {len(used) - 5} more" if len(used) > 5 else "")
+        raise InUseError(f"{KIND_NAMES.get(kind, kind)} {name} is in use by {shown}: point them elsewhere first")

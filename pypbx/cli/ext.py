@@ -11,6 +11,7 @@ from pypbx import extensions as E
 from pypbx import registrations as R
 from pypbx import trunks as T
 from pypbx.cli.context import config_option, db_call, load, on_db
+from pypbx.cli.filters import remove_unused
 from pypbx.cli.output import echo_json, json_option, registrations_table, table, ts
 from pypbx.db import Database
 from pypbx.errors import PbxError
@@ -165,7 +166,7 @@ def ext_remove(ctx: click.Context, number: str, yes: bool) -> None:
     e = db_call(cfg, E.get_extension, number)
     if not yes:
         click.confirm(f"Remove extension {e.number}" + (f" ({e.name})" if e.name else "") + "?", abort=True)
-    db_call(cfg, E.remove_extension, e.number)
+    db_call(cfg, remove_unused, f"extension:{e.number}", E.remove_extension, e.number)
     click.echo(f"Extension {e.number} removed.")
 
 

@@ -4,9 +4,16 @@ exit 2 (an empty but valid result still exits 0)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Concatenate, ParamSpec
+
+from pypbx.check import schedule_users
 from pypbx.db import Database
-from pypbx.errors import UnknownNameError
+from pypbx.destinations import refuse_if_used
+from pypbx.errors import InUseError, UnknownNameError
 from pypbx.events import Disposition
+
+P = ParamSpec("P")
 
 
 def check_disposition(value: str | None) -> None:
@@ -42,3 +49,21 @@ async def check_filters(
         lines += await db.history_names("service_line")
         if service_line not in lines:
             raise UnknownNameError("service line", service_line, lines)
+
+
+async def remove_unused(
+    db: Database,
+    dest: str,
+    remove: Callable[Concatenate[Database, P], Awaitable[object]],
+    *args: P.args,
+    **kw: P.kwargs,
+) -> None:
+    """``remove(db, *args)`` unless something still points to ``dest`` (``queue:front``):
+    then :class:`~pypbx.errors.InUseError` naming what does."""
+    if dest.startswith("schedule:"):
+        used = await schedule_users(db, dest.partition(":")[2])
+        if used:
+            raise InUseError(f"schedule {dest.partition(':')[2]} is in use by {', '.join(used)}: change them first")
+    else:
+        await refuse_if_used(db, dest)
+    await remove(db, *args, **kw)

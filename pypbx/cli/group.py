@@ -10,6 +10,7 @@ import click
 
 from pypbx import groups as G
 from pypbx.cli.context import config_option, on_db
+from pypbx.cli.filters import remove_unused
 from pypbx.cli.output import done, echo_json, json_option, table, ts
 from pypbx.db import Database
 from pypbx.destinations import require_destination
@@ -126,5 +127,5 @@ def group_show(ctx: click.Context, name: str, as_json: bool) -> None:
 def group_remove(ctx: click.Context, name: str) -> None:
     """Remove ring group NAME."""
 
-    on_db(ctx, G.remove_group, name)
+    on_db(ctx, remove_unused, f"group:{name}", G.remove_group, name)
     click.echo(f"Ring group {name} removed.")

@@ -14,6 +14,7 @@ from pypbx import ivr as I
 from pypbx import prompts as P
 from pypbx.acdstore import AcdError, check_prompt_id
 from pypbx.cli.context import config_option, load, on_db
+from pypbx.cli.filters import remove_unused
 from pypbx.cli.output import F, echo_json, json_option, table
 from pypbx.db import Database
 from pypbx.destinations import require_destination
@@ -288,5 +289,5 @@ def ivr_show(ctx: click.Context, name: str, as_json: bool) -> None:
 def ivr_remove(ctx: click.Context, name: str) -> None:
     """Remove menu NAME."""
 
-    on_db(ctx, I.remove_menu, name)
+    on_db(ctx, remove_unused, f"ivr:{name}", I.remove_menu, name)
     click.echo(f"Menu {name} removed.")

@@ -23,6 +23,7 @@ import click
 from acd.model import QueueConfig
 from pypbx import acdstore as S
 from pypbx.cli.context import config_option, load, on_db
+from pypbx.cli.filters import remove_unused
 from pypbx.cli.missed import (
     QUEUE_CALLBACK_OPTIONS,
     check_queue_callback,
@@ -494,5 +495,5 @@ def queue_remove(ctx: click.Context, name: str, yes: bool) -> None:
     rec = on_db(ctx, S.get_queue, name)
     if not yes:
         click.confirm(f"Remove queue {rec.name}?", abort=True)
-    on_db(ctx, S.remove_queue, rec.name)
+    on_db(ctx, remove_unused, f"queue:{rec.name}", S.remove_queue, rec.name)
     click.echo(f"Queue {rec.name} removed.")

@@ -10,6 +10,7 @@ import click
 
 from pypbx import voicemail as V
 from pypbx.cli.context import config_option, on_db, shown
+from pypbx.cli.filters import remove_unused
 from pypbx.cli.output import echo_json, json_option, table, ts
 from pypbx.db import Database
 
@@ -50,7 +51,7 @@ def vm_box(
     """Create or change mailbox BOX (an extension number or a queue name)."""
 
     if remove:
-        on_db(ctx, V.remove_box, box)
+        on_db(ctx, remove_unused, f"voicemail:{box}", V.remove_box, box)
         click.echo(f"Mailbox {box} removed.")
         return
 

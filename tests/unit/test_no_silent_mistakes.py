@@ -292,3 +292,49 @@ def test_report_agents_table_shows_h_mm_ss(invoke_cli: Callable[..., Any], tmp_c
     assert r.exit_code == 0, r.output
     row = next(line for line in r.stdout.splitlines() if line.strip().startswith("alice"))
     assert re.search(r"\b1:02:0[5-9]\b", row), row
+
+
+# ------------------------------------------------------------------ removing what is still used
+
+
+def in_use(r: Any, *needles: str) -> None:
+    assert r.exit_code == 1, (r.exit_code, r.output)
+    assert len(r.stderr.splitlines()) == 1 and "is in use by" in r.stderr, r.stderr
+    for n in needles:
+        assert n in r.stderr, (n, r.stderr)
+
+
+def test_remove_refused_while_pointed_to(pbx: Callable[..., Any]) -> None:
+    assert pbx("ext", "add", "1001").exit_code == 0
+    assert pbx("queue", "add", "front").exit_code == 0
+    assert pbx("group", "add", "nurses", "--members", "1001", "--then", "queue:front").exit_code == 0
+    assert pbx("ivr", "add", "main", "--option", "1=group:nurses", "--option", "2=queue:front").exit_code == 0
+    assert pbx("did", "add", "0144556677", "--to", "ivr:main").exit_code == 0
+    assert pbx("voicemail", "box", "1001").exit_code == 0
+    assert pbx("ivr", "edit", "main", "--option", "3=voicemail:1001").exit_code == 0
+
+    in_use(pbx("queue", "remove", "front", "--yes"), "queue front", "ring group nurses then", "IVR menu main option 2")
+    in_use(pbx("group", "remove", "nurses"), "IVR menu main option 1")
+    in_use(pbx("ivr", "remove", "main"), "DID +33144556677")
+    in_use(pbx("ext", "remove", "1001", "--yes"), "ring group nurses member")
+    in_use(pbx("voicemail", "box", "1001", "--remove"), "IVR menu main option 3")
+    assert pbx("did", "remove", "+33144556677").exit_code == 0
+    assert pbx("ivr", "remove", "main").exit_code == 0
+    assert pbx("group", "remove", "nurses").exit_code == 0
+    assert pbx("queue", "remove", "front", "--yes").exit_code == 0
+
+
+def test_schedule_remove_refused_while_a_menu_uses_it(pbx: Callable[..., Any]) -> None:
+    assert pbx("hours", "set", "clinic", "--week", "mon-fri 08:00-18:00").exit_code == 0
+    assert pbx("ivr", "add", "main", "--schedule", "clinic").exit_code == 0
+    in_use(pbx("hours", "remove", "clinic"), "IVR menu main")
+    assert pbx("ivr", "remove", "main").exit_code == 0
+    assert pbx("hours", "remove", "clinic").exit_code == 0
+
+
+def test_both_group_spellings_accepted_one_stored(pbx: Callable[..., Any]) -> None:
+    assert pbx("ext", "add", "1001").exit_code == 0
+    assert pbx("group", "add", "nurses", "--members", "1001").exit_code == 0
+    assert pbx("did", "add", "0144556677", "--to", "ring_group:nurses").exit_code == 0
+    assert json.loads(pbx("did", "list", "--json").stdout)[0]["destination"] == "group:nurses"
+    usage_error(pbx("did", "add", "0144556678", "--to", "ring_group:nurse"), "unknown ring group 'nurse'", "nurses")
