@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from acd.model import QueueConfig
 from pypbx import destinations as D
 from pypbx.db import Database
-from pypbx.db.rows import QueueRow
 
 log = logging.getLogger(__name__)
 
@@ -47,88 +46,15 @@ class Finding:
         return f"{self.where}: {self.message}"
 
 
-def _queues(rows: list[QueueRow]) -> list[QueueConfig]:
-    out: list[QueueConfig] = []
-    for r in rows:
-        try:
-            out.append(QueueConfig.from_dict(json.loads(r["config"])))
-        except (ValueError, KeyError, TypeError):
-            log.warning("queue %s: stored configuration is damaged", r["name"])
-    return out
-
-
-def _ivr_actions(config: str) -> list[tuple[str, str]]:
-    """(label, action) of an IVR menu's stored configuration."""
-    try:
-        raw = json.loads(config)
-    except ValueError:
-        return []
-    out: list[tuple[str, str]] = []
-    if not isinstance(raw, dict):
-        return out
-    for digits, action in sorted((raw.get("options") or {}).items()):
-        out.append((f"option {digits}", str(action)))
-    for key in ("on_timeout", "on_invalid", "after_hours", "known_caller", "new_caller"):
-        if raw.get(key):
-            out.append((key.replace("_", "-"), str(raw[key])))
-    return out
-
-
-def _ivr_dest(action: str) -> str | None:
-    """An IVR action as a destination (``menu:x`` -> ``ivr:x``); None for play:, lang:, hangup."""
-    kind, _, arg = action.partition(":")
-    kind = D.ALIASES.get(kind.strip(), kind.strip())
-    if kind in D.KIND_NAMES:
-        return f"{kind}:{arg.strip()}"
-    return None
-
-
-async def references(db: Database) -> list[tuple[str, str]]:
-    """Every (where, destination) the configuration holds, destinations in their one spelling."""
-    out: list[tuple[str, str]] = []
-    for d in await db.list_did_rows():
-        for label, dest in (
-            ("", d["destination"]),
-            (" known callers", d["known_dest"]),
-            (" new callers", d["new_dest"]),
-        ):
-            if dest:
-                out.append((f"DID {d['number']}{label}", D.canonical(dest)))
-    for m in await db.list_ivr_menu_rows():
-        for label, action in _ivr_actions(m["config"]):
-            dest = _ivr_dest(action)
-            if dest:
-                out.append((f"IVR menu {m['name']} {label}", dest))
-    for g in await db.list_ring_group_rows():
-        if g["then_dest"]:
-            out.append((f"ring group {g['name']} then", D.canonical(g["then_dest"])))
-        try:
-            members = json.loads(g["members"])
-        except ValueError:
-            members = []
-        for member in members:
-            out.append((f"ring group {g['name']} member", f"extension:{member}"))
-    for r in await db.list_route_rule_rows():
-        if r["destination"] != "agent:last":
-            out.append((f"route {r['route']} rule {r['position']}", D.canonical(r["destination"])))
-    for q in _queues(await db.list_queue_rows()):
-        if q.overflow is not None:
-            t = q.overflow.target
-            out.append((f"queue {q.name} overflow", D.canonical(f"{t.kind.value}:{t.target}")))
-        if q.fallback is not None:
-            out.append((f"queue {q.name} fallback", D.canonical(f"{q.fallback.kind.value}:{q.fallback.target}")))
-    return out
-
-
 async def check(db: Database) -> list[Finding]:
     """Every finding, errors first."""
     found: list[Finding] = []
-    refs = await references(db)
+    refs = await D.references(db)
     for where, dest in refs:
         why = await D.dangling(db, dest)
         if why:
             found.append(Finding(Level.ERROR, where, f"points to {dest}: {why}"))
-    queues = _queues(await db.list_queue_rows())
+    queues = D.queue_configs(await db.list_queue_rows())
     agents = await db.list_agent_rows()
     reached = {dest.partition(":")[2].partition("@")[0] for _, dest in refs if dest.startswith("queue:")}
     numbers = {r["name"] for r in await db.queue_number_rows()}

@@ -74,12 +74,15 @@ async def edit_did(
 
 
 async def _require(db: Database, text: str) -> None:
-    """A destination that parses must point at something (routes: checked by trunks, exit 1)."""
+    """A destination that parses must point at something (a missing route: exit 1, as before)."""
     try:
         d = D.parse_destination(text)
     except D.DestinationError:
         return  # trunks says what is wrong with it
-    if not d.startswith("route:"):
+    if d.startswith("route:"):
+        if await db.get_route_row(d[6:]) is None:
+            raise T.TrunkError(f"destination {d}: no route {d[6:]!r} (pypbx route add {d[6:]})")
+    else:
         await D.require_destination(db, d)
 
 
@@ -104,9 +107,9 @@ async def add_did(
     """``pypbx did add``: :func:`pypbx.trunks.add_did`, then the DID's ``priority``
     (checked first: a bad one adds nothing)."""
     prio = _priority(priority) if priority is not None else 0
-    for text in (destination, known, new):
-        if text:
-            await _require(db, text)
+    texts = [t for t in (destination, known, new) if t]
+    for text in sorted(texts, key=lambda t: not t.strip().startswith("route:")):  # routes' own message first
+        await _require(db, text)
     d = await T.add_did(db, number, destination, service_line, trunk, known=known, new=new)
     if prio:
         await db.set_did_priority_row(d.number, prio)

@@ -14,7 +14,7 @@ import click
 
 from pypbx import acdstore as S
 from pypbx.cli.context import config_option, load, on_db
-from pypbx.cli.output import duration, echo_json, json_option, table
+from pypbx.cli.output import done, duration, echo_json, json_option, table
 from pypbx.cli.queue import secs, state_text, unknown_command
 from pypbx.db import Database
 from pypbx.errors import PbxError
@@ -54,12 +54,15 @@ def agent_group() -> None:
 @click.option("--name", required=True, help="The person's name, e.g. 'Alice Kim'.")
 @click.option("--skills", default=None, metavar="SKILL:LEVEL,...", help="e.g. new_patients:8,korean:5 (levels 1-10).")
 @click.option("--wrap-up", default=None, metavar="N", help="Wrap-up seconds for this agent (overrides the queue's).")
+@json_option
 @click.pass_context
-def agent_add(ctx: click.Context, agent_id: str, name: str, skills: str | None, wrap_up: str | None) -> None:
+def agent_add(
+    ctx: click.Context, agent_id: str, name: str, skills: str | None, wrap_up: str | None, as_json: bool
+) -> None:
     """Add agent ID (their login: lower-case letters, digits, '.', '_' or '-')."""
     # acdstore parses the option's text (seconds) itself: its one-line error, not click's
     a = on_db(ctx, S.add_agent, agent_id, name, skills, wrap_up)  # type: ignore[arg-type]
-    click.echo(f"Agent {a.id} added ({a.name}), skills {S.format_skills(a.skills)}.")
+    done(as_json, a.to_dict(), f"Agent {a.id} added ({a.name}), skills {S.format_skills(a.skills)}.")
     _notify_agent(ctx, a.id)
 
 

@@ -31,7 +31,7 @@ from pypbx.cli.missed import (
     queue_callback_options,
     set_queue_callback,
 )
-from pypbx.cli.output import F, duration, echo_json, json_option, table
+from pypbx.cli.output import F, done, duration, echo_json, json_option, table
 from pypbx.db import Database
 from pypbx.errors import PbxError, UnknownNameError
 from pypbx.localapi_client import LocalAPIError, NotRunningError, call
@@ -265,7 +265,10 @@ def queue_group() -> None:
     metavar="DIGITS",
     help="A number any extension can dial to reach the queue, e.g. 600 (not an extension's).",
 )
-def queue_add(ctx: click.Context, /, name: str, number: str | None = None, **opts: QueueOption) -> None:
+@json_option
+def queue_add(
+    ctx: click.Context, /, name: str, number: str | None = None, as_json: bool = False, **opts: QueueOption
+) -> None:
     """Add queue NAME (lower-case letters, digits, _ or -)."""
     _check_prompt(ctx, opts)
     auto_callback, callback_hours = pop_queue_callback(opts)
@@ -273,9 +276,11 @@ def queue_add(ctx: click.Context, /, name: str, number: str | None = None, **opt
     rec = on_db(ctx, S.add_queue_numbered, name, number, **opts)
     set_queue_callback(ctx, rec.name, auto_callback, callback_hours)
     c = rec.config
-    click.echo(
+    done(
+        as_json,
+        {**rec.to_dict(), "number": number},
         f"Queue {c.name} added ({c.strategy.value}, skills {S.format_skills(c.required_skills)})"
-        + (f", number {number}." if number else ".")
+        + (f", number {number}." if number else "."),
     )
 
 
@@ -471,7 +476,10 @@ def queue_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.option(
     "--number", default=None, metavar="DIGITS", help="The number extensions dial to reach the queue ('none' to clear)."
 )
-def queue_edit(ctx: click.Context, /, name: str, number: str | None = None, **opts: QueueOption) -> None:
+@json_option
+def queue_edit(
+    ctx: click.Context, /, name: str, number: str | None = None, as_json: bool = False, **opts: QueueOption
+) -> None:
     """Change settings of queue NAME (options not given stay as they are)."""
     if all(opts.get(k) is None for k in _QUEUE_OPTION_NAMES + _URGENT_OPTION_NAMES) and number is None:
         raise PbxError("nothing to change: give at least one option (see pypbx queue edit --help)")
@@ -480,6 +488,9 @@ def queue_edit(ctx: click.Context, /, name: str, number: str | None = None, **op
     check_queue_callback(ctx, callback_hours)
     rec = on_db(ctx, S.change_queue, name, number, **opts)
     set_queue_callback(ctx, rec.name, auto_callback, callback_hours)
+    if as_json:
+        echo_json(rec.to_dict())
+        return
     click.echo(f"Queue {rec.name} updated.")
     for label, value in _queue_lines(rec)[1:]:
         click.echo(f"  {label + ':':16}{value}")

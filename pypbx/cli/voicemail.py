@@ -38,6 +38,7 @@ def voicemail() -> None:
     help="E-mail new messages to these addresses ('' = none; see pypbx notify).",
 )
 @click.option("--remove", is_flag=True, help="Remove the mailbox (its messages stay listed).")
+@json_option
 @click.pass_context
 def vm_box(
     ctx: click.Context,
@@ -47,6 +48,7 @@ def vm_box(
     max_seconds: float | None,
     email: str | None,
     remove: bool,
+    as_json: bool,
 ) -> None:
     """Create or change mailbox BOX (an extension number or a queue name)."""
 
@@ -71,6 +73,9 @@ def vm_box(
         )
 
     b = on_db(ctx, go)
+    if as_json:
+        echo_json(b)
+        return
     click.echo(
         f"Mailbox {b['box']}: number {b['number'] or '-'}, on no answer "
         f"{'yes' if b['on_no_answer'] else 'no'}, up to {b['max_seconds']:g} s"

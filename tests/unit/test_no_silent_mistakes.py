@@ -338,3 +338,30 @@ def test_both_group_spellings_accepted_one_stored(pbx: Callable[..., Any]) -> No
     assert pbx("did", "add", "0144556677", "--to", "ring_group:nurses").exit_code == 0
     assert json.loads(pbx("did", "list", "--json").stdout)[0]["destination"] == "group:nurses"
     usage_error(pbx("did", "add", "0144556678", "--to", "ring_group:nurse"), "unknown ring group 'nurse'", "nurses")
+
+
+# ------------------------------------------------------------------ --json on mutating commands
+
+
+def test_mutating_commands_print_what_they_made_as_json(pbx: Callable[..., Any]) -> None:
+    def made(*args: str) -> Any:
+        r = pbx(*args, "--json")
+        assert r.exit_code == 0, (args, r.output)
+        return json.loads(r.stdout)
+
+    assert made("ext", "add", "1001")["number"] == "1001"
+    assert made("agent", "add", "alice", "--name", "Alice", "--skills", "general:5")["id"] == "alice"
+    assert made("queue", "add", "front", "--skills", "general:1")["name"] == "front"
+    assert made("queue", "edit", "front", "--strategy", "round_robin")["strategy"] == "round_robin"
+    assert made("did", "add", "0144556677", "--to", "queue:front")["destination"] == "queue:front"
+    assert made("did", "edit", "0144556677", "--name", "Appointments")["service_line"] == "Appointments"
+    assert made("group", "add", "nurses", "--members", "1001")["members"] == ["1001"]
+    assert made("ivr", "add", "main", "--option", "1=queue:front")["options"] == {"1": "queue:front"}
+    t = made("trunk", "add", "prov", "--host", "sip.example.com", "--username", "u", "--password", "pw-1234567")
+    assert t["name"] == "prov" and t["password"] == "(set)"
+    assert made("trunk", "edit", "prov", "--priority", "3")["priority"] == 3
+    assert made("route", "add", "triage")["name"] == "triage"
+    assert made("route", "rule", "triage", "--if", "known", "--to", "queue:front")["rules"][0]["to"] == "queue:front"
+    assert made("voicemail", "box", "1001")["box"] == "1001"
+    assert made("reason", "add", "rdv", "Appointment booked")["code"] == "rdv"
+    assert made("ext", "passwd", "1001")["password"]
