@@ -14,7 +14,7 @@ import click
 
 from pypbx import acdstore as S
 from pypbx.cli.context import config_option, load, on_db
-from pypbx.cli.output import done, duration, echo_json, json_option, table
+from pypbx.cli.output import done, echo_json, hms, json_option, table
 from pypbx.cli.queue import secs, state_text, unknown_command
 from pypbx.db import Database
 from pypbx.errors import PbxError
@@ -39,7 +39,7 @@ def _notify_agent(ctx: click.Context, agent_id: str) -> None:
 
 
 def _agent_since(a: S.AgentRecord, now: float) -> str:
-    return duration(now - a.state_since) if a.state_since else "-"
+    return hms(now - a.state_since) if a.state_since else "-"
 
 
 @click.group("agent")

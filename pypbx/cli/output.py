@@ -162,7 +162,7 @@ def registrations_table(regs: Sequence[Mapping[str, object]], indent: str = "  "
                 r.get("aor"),
                 r.get("contact"),
                 _reg_source(r),
-                duration(_reg_expires_in(r, now)),
+                hms(_reg_expires_in(r, now)),
                 r.get("user_agent") or "-",
             ]
             for r in regs

@@ -31,7 +31,7 @@ from pypbx.cli.missed import (
     queue_callback_options,
     set_queue_callback,
 )
-from pypbx.cli.output import F, done, duration, echo_json, json_option, table
+from pypbx.cli.output import F, done, duration, echo_json, hms, json_option, table
 from pypbx.db import Database
 from pypbx.errors import PbxError, UnknownNameError
 from pypbx.localapi_client import LocalAPIError, NotRunningError, call
@@ -433,7 +433,7 @@ def queue_show(ctx: click.Context, name: str, as_json: bool) -> None:
                             w.get("position", "-"),
                             w.get("number") or w.get("call_id") or "-",
                             w.get("service_line") or "-",
-                            duration(w.get("wait")),
+                            hms(w.get("wait")),
                             w.get("priority", 0),
                             "callback" if w.get("is_callback") else "caller",
                             ",".join(w.get("ringing") or []) or "-",
@@ -457,7 +457,7 @@ def queue_show(ctx: click.Context, name: str, as_json: bool) -> None:
                         a.get("name") or "-",
                         state_text(a.get("state"), a.get("pause_reason")),
                         a.get("extension") or "-",
-                        duration(a.get("since")),
+                        hms(a.get("since")),
                     ]
                     for a in live_agents
                 ],

@@ -33,8 +33,8 @@ def _pct(x: float | None) -> str:
 
 
 def _s(x: float | None) -> str:
-    """Durations in report tables: h:mm:ss (one formatter, :func:`pypbx.cli.output.hms`)."""
-    return hms(x)
+    """A duration in a sentence (tables use :func:`pypbx.cli.output.hms`, h:mm:ss)."""
+    return "-" if x is None else f"{x:.0f} s"
 
 
 def _when(ts: float) -> str:
@@ -145,15 +145,15 @@ def show_queues(r: Report) -> None:
                     q["entered"],
                     q["answered"],
                     _pct(q["service_level"]),
-                    _s(q["asa"]),
-                    _s(q["max_wait"]),
+                    hms(q["asa"]),
+                    hms(q["max_wait"]),
                     q["abandoned"],
                     q["short_abandons"],
-                    _s(q["mean_abandon_wait"]),
+                    hms(q["mean_abandon_wait"]),
                     q["timeouts"],
                     q["overflows"],
                     q["callbacks_requested"],
-                    _s(q["aht"]),
+                    hms(q["aht"]),
                 ]
                 for n, q in r["queues"].items()
             ],
@@ -185,7 +185,7 @@ def show_hours(r: Report) -> None:
                     h["per_day"],
                     h["answered"],
                     h["abandoned"],
-                    _s(h["asa"]),
+                    hms(h["asa"]),
                     h["seats_needed"],
                 ]
                 for h in r["hours"]
@@ -218,12 +218,12 @@ def show_agents(r: Report) -> None:
                 [
                     n,
                     a["answered"],
-                    _s(a["talk_seconds"]),
-                    _s(a["mean_talk"]),
+                    hms(a["talk_seconds"]),
+                    hms(a["mean_talk"]),
                     a["ring_no_answer"],
                     a["transfers"],
                     a["pauses"],
-                    _s(a["paused_seconds"]),
+                    hms(a["paused_seconds"]),
                     a["callbacks"],
                     "-" if a["survey_mean"] is None else f"{a['survey_mean']:.1f} ({a['surveys']})",
                 ]
@@ -273,8 +273,8 @@ def show_callbacks(r: Report) -> None:
                         g["reached"],
                         _pct(g["callback_rate"]),
                         g["still_open"],
-                        _s(g["median_to_callback"]),
-                        _s(g["p90_to_callback"]),
+                        hms(g["median_to_callback"]),
+                        hms(g["p90_to_callback"]),
                     ]
                     for g in rows
                 ],

@@ -16,7 +16,7 @@ from pypbx import config as _config
 from pypbx import extensions as ext
 from pypbx.cli.context import config_option, config_path, db_call, load
 from pypbx.cli.context import run as run_async
-from pypbx.cli.output import duration, echo_json, json_option, registrations_table, table
+from pypbx.cli.output import duration, echo_json, hms, json_option, registrations_table, table
 from pypbx.config import Config, config_path_from, load_config, render_config
 from pypbx.db import open_db
 from pypbx.errors import PbxError
@@ -241,7 +241,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
                     [
                         b.get("ip"),
                         b.get("reason") or "-",
-                        duration(
+                        hms(
                             b["expires_in"]
                             if b.get("expires_in") is not None
                             else (b["until"] - now if b.get("until") is not None else None)

@@ -320,10 +320,10 @@ def test_queue_show_live(pbx: Callable, fake_pbx: FakePBX) -> None:
     lines = out.splitlines()
     i = lines.index("Waiting: 2 (estimated wait for a new caller 4m 00s)")
     assert lines[i + 1].split() == ["POS", "CALLER", "LINE", "WAITING", "PRIORITY", "KIND", "RINGING"]
-    assert lines[i + 2].split() == ["1", "+3312345", "Appointments", "2m", "10s", "1", "caller", "alice"]
-    assert lines[i + 3].split() == ["2", "+821055512345", "-", "1m", "15s", "0", "callback", "-"]
+    assert lines[i + 2].split() == ["1", "+3312345", "Appointments", "0:02:10", "1", "caller", "alice"]
+    assert lines[i + 3].split() == ["2", "+821055512345", "-", "0:01:15", "0", "callback", "-"]
     assert lines[i + 4] == "Agents: 2"
-    assert lines[i + 6].split() == ["alice", "Alice", "Kim", "ringing", "1001", "4s"]
+    assert lines[i + 6].split() == ["alice", "Alice", "Kim", "ringing", "1001", "0:00:04"]
     assert lines[i + 7].split() == ["dora", "Dora", "paused", "(ring_no_answer)", "1003", "1m", "05s"]
     data = json.loads(ok(pbx("queue", "show", "new_patients", "--json")))
     assert data["live"] is True and data["ewt"] == 240 and len(data["waiting"]) == 2

@@ -365,3 +365,11 @@ def test_mutating_commands_print_what_they_made_as_json(pbx: Callable[..., Any])
     assert made("voicemail", "box", "1001")["box"] == "1001"
     assert made("reason", "add", "rdv", "Appointment booked")["code"] == "rdv"
     assert made("ext", "passwd", "1001")["password"]
+
+
+def test_callbacks_and_missed_unknown_queue(pbx: Callable[..., Any]) -> None:
+    assert pbx("queue", "add", "front").exit_code == 0
+    usage_error(pbx("callbacks", "--queue", "fornt"), "unknown queue 'fornt'", "did you mean front?")
+    usage_error(pbx("missed", "list", "--queue", "fornt"), "unknown queue 'fornt'", "did you mean front?")
+    assert pbx("callbacks", "--queue", "front").exit_code == 0
+    assert pbx("missed", "list", "--queue", "front").exit_code == 0
