@@ -324,7 +324,7 @@ def test_queue_show_live(pbx: Callable, fake_pbx: FakePBX) -> None:
     assert lines[i + 3].split() == ["2", "+821055512345", "-", "0:01:15", "0", "callback", "-"]
     assert lines[i + 4] == "Agents: 2"
     assert lines[i + 6].split() == ["alice", "Alice", "Kim", "ringing", "1001", "0:00:04"]
-    assert lines[i + 7].split() == ["dora", "Dora", "paused", "(ring_no_answer)", "1003", "1m", "05s"]
+    assert lines[i + 7].split() == ["dora", "Dora", "paused", "(ring_no_answer)", "1003", "0:01:05"]
     data = json.loads(ok(pbx("queue", "show", "new_patients", "--json")))
     assert data["live"] is True and data["ewt"] == 240 and len(data["waiting"]) == 2
     assert [a["id"] for a in data["agents"]] == ["alice", "dora"]
