@@ -373,3 +373,15 @@ def test_callbacks_and_missed_unknown_queue(pbx: Callable[..., Any]) -> None:
     usage_error(pbx("missed", "list", "--queue", "fornt"), "unknown queue 'fornt'", "did you mean front?")
     assert pbx("callbacks", "--queue", "front").exit_code == 0
     assert pbx("missed", "list", "--queue", "front").exit_code == 0
+
+
+def test_queue_overflow_to_unknown_ring_group_refused(pbx: Callable[..., Any]) -> None:
+    usage_error(
+        pbx("queue", "add", "front", "--overflow-after", "20", "--overflow-to", "ring_group:nurses"),
+        "unknown ring group 'nurses'",
+    )
+    assert pbx("ext", "add", "1001").exit_code == 0
+    assert pbx("group", "add", "nurses", "--members", "1001").exit_code == 0
+    r = pbx("queue", "add", "front", "--overflow-after", "20", "--overflow-to", "group:nurses")
+    assert r.exit_code == 0, r.output
+    in_use(pbx("group", "remove", "nurses"), "queue front overflow")
