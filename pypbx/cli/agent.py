@@ -146,11 +146,12 @@ def agent_show(ctx: click.Context, agent_id: str, as_json: bool) -> None:
 @config_option
 @click.argument("agent_id", metavar="ID")
 @click.argument("skills", metavar="SKILL:LEVEL,...")
+@json_option
 @click.pass_context
-def agent_skills(ctx: click.Context, agent_id: str, skills: str) -> None:
+def agent_skills(ctx: click.Context, agent_id: str, skills: str, as_json: bool = False) -> None:
     """Replace the skills of agent ID, e.g. new_patients:8,korean:5 ('' = none)."""
     a = on_db(ctx, S.set_skills, agent_id, skills)
-    click.echo(f"Agent {a.id} skills: {S.format_skills(a.skills)}")
+    done(as_json, a.to_dict(), f"Agent {a.id} skills: {S.format_skills(a.skills)}")
     _notify_agent(ctx, a.id)
 
 
@@ -158,10 +159,15 @@ def agent_skills(ctx: click.Context, agent_id: str, skills: str) -> None:
 @config_option
 @click.argument("agent_id", metavar="ID")
 @click.argument("extension")
+@json_option
 @click.pass_context
-def agent_login(ctx: click.Context, agent_id: str, extension: str) -> None:
+def agent_login(ctx: click.Context, agent_id: str, extension: str, as_json: bool = False) -> None:
     """Log agent ID in at EXTENSION (or move them there from another desk)."""
     a, moved_from = on_db(ctx, S.login, agent_id, extension)
+    if as_json:
+        echo_json({**a.to_dict(), "moved_from": moved_from})
+        _notify_agent(ctx, a.id)
+        return
     if moved_from:
         click.echo(f"Agent {a.id} moved from {moved_from} to {a.extension} ({state_text(a.state, a.pause_reason)}).")
     else:
@@ -172,12 +178,17 @@ def agent_login(ctx: click.Context, agent_id: str, extension: str) -> None:
 @agent_group.command("logout")
 @config_option
 @click.argument("agent_id", metavar="ID")
+@json_option
 @click.pass_context
-def agent_logout(ctx: click.Context, agent_id: str) -> None:
+def agent_logout(ctx: click.Context, agent_id: str, as_json: bool = False) -> None:
     """Log agent ID out."""
     before = on_db(ctx, S.get_agent, agent_id)
     a = on_db(ctx, S.logout, agent_id)
-    click.echo(f"Agent {a.id} logged out" + (f" (was at {before.extension})." if before.extension else "."))
+    done(
+        as_json,
+        a.to_dict(),
+        f"Agent {a.id} logged out" + (f" (was at {before.extension})." if before.extension else "."),
+    )
     _notify_agent(ctx, a.id)
 
 
@@ -191,24 +202,26 @@ def agent_logout(ctx: click.Context, agent_id: str) -> None:
     metavar="break|lunch|admin|other",
     help="Why: break, lunch, admin or other.",
 )
+@json_option
 @click.pass_context
-def agent_pause(ctx: click.Context, agent_id: str, reason: str) -> None:
+def agent_pause(ctx: click.Context, agent_id: str, reason: str, as_json: bool = False) -> None:
     """Pause agent ID: no queue calls until unpaused."""
     if reason.strip().lower() not in ("break", "lunch", "admin", "other"):
         raise PbxError(f"unknown pause reason {reason!r} (choose from break, lunch, admin, other)")
     a = on_db(ctx, S.pause, agent_id, reason)
-    click.echo(f"Agent {a.id} paused ({a.pause_reason}).")
+    done(as_json, a.to_dict(), f"Agent {a.id} paused ({a.pause_reason}).")
     _notify_agent(ctx, a.id)
 
 
 @agent_group.command("unpause")
 @config_option
 @click.argument("agent_id", metavar="ID")
+@json_option
 @click.pass_context
-def agent_unpause(ctx: click.Context, agent_id: str) -> None:
+def agent_unpause(ctx: click.Context, agent_id: str, as_json: bool = False) -> None:
     """Make paused agent ID available again."""
     a = on_db(ctx, S.unpause, agent_id)
-    click.echo(f"Agent {a.id} available" + (f" at {a.extension}." if a.extension else "."))
+    done(as_json, a.to_dict(), f"Agent {a.id} available" + (f" at {a.extension}." if a.extension else "."))
     _notify_agent(ctx, a.id)
 
 

@@ -365,6 +365,11 @@ def test_mutating_commands_print_what_they_made_as_json(pbx: Callable[..., Any])
     assert made("voicemail", "box", "1001")["box"] == "1001"
     assert made("reason", "add", "rdv", "Appointment booked")["code"] == "rdv"
     assert made("ext", "passwd", "1001")["password"]
+    assert made("agent", "skills", "alice", "general:6")["skills"] == {"general": 6}
+    assert made("agent", "login", "alice", "1001")["extension"] == "1001"
+    assert made("agent", "pause", "alice", "--reason", "lunch")["state"] == "paused"
+    assert made("agent", "unpause", "alice")["state"] == "available"
+    assert made("agent", "logout", "alice")["extension"] is None
 
 
 def test_callbacks_and_missed_unknown_queue(pbx: Callable[..., Any]) -> None:
