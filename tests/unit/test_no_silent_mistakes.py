@@ -390,3 +390,10 @@ def test_queue_overflow_to_unknown_ring_group_refused(pbx: Callable[..., Any]) -
     r = pbx("queue", "add", "front", "--overflow-after", "20", "--overflow-to", "group:nurses")
     assert r.exit_code == 0, r.output
     in_use(pbx("group", "remove", "nurses"), "queue front overflow")
+
+
+def test_route_rule_to_unknown_queue_names_the_closest(pbx: Callable[..., Any]) -> None:
+    assert pbx("queue", "add", "front").exit_code == 0
+    assert pbx("route", "add", "triage").exit_code == 0
+    r = pbx("route", "rule", "triage", "--to", "queue:frnt")
+    assert r.exit_code == 1 and r.stderr == "Error: destination queue:frnt: no queue 'frnt' (did you mean front?)\n"
