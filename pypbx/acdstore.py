@@ -208,7 +208,8 @@ def _queue_target(spec: object, queue: str) -> Target:
 
 
 def format_target(t: Target | None) -> str:
-    return f"{t.kind.value}:{t.target}" if t else "-"
+    """As shown (one spelling for ring groups: ``group:NAME``, see :mod:`pypbx.destinations`)."""
+    return D.canonical(f"{t.kind.value}:{t.target}") if t else "-"
 
 
 def parse_overflow(spec: object) -> OverflowRule | None:

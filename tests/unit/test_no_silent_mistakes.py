@@ -389,6 +389,7 @@ def test_queue_overflow_to_unknown_ring_group_refused(pbx: Callable[..., Any]) -
     assert pbx("group", "add", "nurses", "--members", "1001").exit_code == 0
     r = pbx("queue", "add", "front", "--overflow-after", "20", "--overflow-to", "group:nurses")
     assert r.exit_code == 0, r.output
+    assert "after=20,group:nurses" in pbx("queue", "show", "front").stdout  # one spelling shown
     in_use(pbx("group", "remove", "nurses"), "queue front overflow")
 
 
