@@ -398,3 +398,20 @@ def test_route_rule_to_unknown_queue_names_the_closest(pbx: Callable[..., Any]) 
     assert pbx("route", "add", "triage").exit_code == 0
     r = pbx("route", "rule", "triage", "--to", "queue:frnt")
     assert r.exit_code == 1 and r.stderr == "Error: destination queue:frnt: no queue 'frnt' (did you mean front?)\n"
+
+
+def test_check_warns_risky_settings_and_idle_agents(pbx: Callable[..., Any]) -> None:
+    assert pbx("ext", "add", "1001").exit_code == 0
+    assert pbx("ext", "perms", "1001", "--allow", "local,national,mobile,international,premium").exit_code == 0
+    r = pbx("trunk", "add", "prov", "--host", "sip.example.com", "--transport", "tls", "--tls-no-verify")
+    assert r.exit_code == 0, r.output
+    assert pbx("queue", "add", "results", "--skills", "results:5").exit_code == 0
+    assert pbx("agent", "add", "bob", "--name", "Bob", "--skills", "korean:3").exit_code == 0
+    r = pbx("check", "--json")
+    assert r.exit_code == 0, r.output
+    warnings = {(w["where"], w["message"]) for w in json.loads(r.stdout)["warnings"]}
+    assert ("extension 1001", "allowed both international and premium numbers") in warnings
+    assert ("trunk prov", "TLS without certificate verification") in warnings
+    assert ("agent bob", "has no skills for any queue") in warnings
+    text = pbx("check").stdout
+    assert text.startswith("Warnings (")
