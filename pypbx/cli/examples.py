@@ -10,6 +10,16 @@ from __future__ import annotations
 import click
 
 EXAMPLES: dict[str, str] = {
+    # commands of other branches of issues 11/12 (applied when they exist)
+    "audit": "pypbx audit --since today",
+    "prompts say": "pypbx prompts say --id clinic_address --lang fr --text '12 rue de la Paix, Paris'",
+    "token add": "pypbx token add --role wallboard --name 'waiting room TV'",
+    "token list": "pypbx token list --json",
+    "token remove": "pypbx token remove 3",
+    "user add": "pypbx user add alice --role agent --agent alice",
+    "user passwd": "pypbx user passwd alice",
+    "user remove": "pypbx user remove alice",
+    "user list": "pypbx user list --json",
     "agent add": "pypbx agent add alice --name 'Alice Martin' --skills general:5,results:3",
     "agent list": "pypbx agent list --json",
     "agent login": "pypbx agent login alice 1001",
@@ -39,7 +49,7 @@ EXAMPLES: dict[str, str] = {
     "group list": "pypbx group list",
     "group remove": "pypbx group remove nurses",
     "group show": "pypbx group show nurses --json",
-    "hours holiday": "pypbx hours holiday clinic 2027-12-25 closed",
+    "hours holiday": "pypbx hours holiday clinic --country FR --year 2027",
     "hours list": "pypbx hours list",
     "hours remove": "pypbx hours remove clinic",
     "hours set": "pypbx hours set clinic --week 'mon-fri 08:00-12:00 14:00-18:00' --tz Europe/Paris",
