@@ -47,6 +47,7 @@ from acd.model import (
     Target,
     TargetKind,
 )
+from pypbx import destinations as D
 from pypbx import prompts as P
 from pypbx.db import Database, IntegrityError
 from pypbx.db.rows import AgentEventRow, AgentRow, CallbackRow, QueueRow
@@ -207,7 +208,8 @@ def _queue_target(spec: object, queue: str) -> Target:
 
 
 def format_target(t: Target | None) -> str:
-    return f"{t.kind.value}:{t.target}" if t else "-"
+    """As shown (one spelling for ring groups: ``group:NAME``, see :mod:`pypbx.destinations`)."""
+    return D.canonical(f"{t.kind.value}:{t.target}") if t else "-"
 
 
 def parse_overflow(spec: object) -> OverflowRule | None:
@@ -544,6 +546,8 @@ async def _check_targets_exist(db: Database, cfg: QueueConfig) -> None:
             raise AcdError(f"{what} destination queue {t.target} does not exist (add it first)")
         if t.kind is TargetKind.EXTENSION and await db.get_extension_row(t.target) is None:
             raise AcdError(f"{what} destination extension {t.target} does not exist")
+        if t.kind is TargetKind.RING_GROUP:
+            await D.require_destination(db, f"group:{t.target}")  # issue 12: the shared check
         if t.kind is TargetKind.VOICEMAIL and await db.get_voicemail_box_row(t.target) is None:
             raise AcdError(
                 f"{what} destination mailbox {t.target} does not exist (add it first: pypbx voicemail box {t.target})"

@@ -11,6 +11,7 @@ rule's, the IVR option's and the queue's own priority wins (:meth:`pypbx.acdlive
 
 from __future__ import annotations
 
+from pypbx import destinations as D
 from pypbx import trunks as T
 from pypbx.acdstore import AcdError, parse_priority
 from pypbx.db import Database
@@ -40,6 +41,7 @@ async def edit_did(
 
     async def dest(text: str) -> str:
         d = T.parse_destination(text)
+        await _require(db, d)
         if d.startswith("route:"):
             try:
                 await check_destination(db, d)
@@ -71,6 +73,19 @@ async def edit_did(
     return {d.number: d for d in await T.list_dids(db)}[n]
 
 
+async def _require(db: Database, text: str) -> None:
+    """A destination that parses must point at something (a missing route: exit 1, as before)."""
+    try:
+        d = D.parse_destination(text)
+    except D.DestinationError:
+        return  # trunks says what is wrong with it
+    if d.startswith("route:"):
+        if await db.get_route_row(d[6:]) is None:
+            raise T.TrunkError(f"destination {d}: no route {d[6:]!r} (pypbx route add {d[6:]})")
+    else:
+        await D.require_destination(db, d)
+
+
 def _priority(value: int | str) -> int:
     try:
         return parse_priority(value)
@@ -92,6 +107,9 @@ async def add_did(
     """``pypbx did add``: :func:`pypbx.trunks.add_did`, then the DID's ``priority``
     (checked first: a bad one adds nothing)."""
     prio = _priority(priority) if priority is not None else 0
+    texts = [t for t in (destination, known, new) if t]
+    for text in sorted(texts, key=lambda t: not t.strip().startswith("route:")):  # routes' own message first
+        await _require(db, text)
     d = await T.add_did(db, number, destination, service_line, trunk, known=known, new=new)
     if prio:
         await db.set_did_priority_row(d.number, prio)

@@ -9,7 +9,10 @@ names it (``None``: no SIP meaning).
 
 from __future__ import annotations
 
-__all__ = ["PbxError", "PbxUsageError"]
+import difflib
+from collections.abc import Iterable
+
+__all__ = ["InUseError", "PbxError", "PbxUsageError", "UnknownNameError", "did_you_mean"]
 
 
 class PbxError(Exception):
@@ -25,3 +28,30 @@ class PbxUsageError(PbxError):
     """Bad usage or input (exit status 2)."""
 
     exit_code = 2
+
+
+def did_you_mean(value: str, valid: Iterable[str]) -> str:
+    """``" (did you mean answered?)"``, ``" (valid: a, b, c)"`` for a short list, or ``""``."""
+    choices = sorted({v for v in valid if v})
+    close = difflib.get_close_matches(value, choices, n=3, cutoff=0.5)
+    if close:
+        return f" (did you mean {' or '.join(close)}?)"
+    if not choices:
+        return " (there are none yet)"
+    if len(choices) <= 8:
+        return f" (valid: {', '.join(choices)})"
+    return ""
+
+
+class UnknownNameError(PbxUsageError):
+    """A filter or reference naming something that does not exist: ``unknown queue 'nope'
+    (did you mean front?)``."""
+
+    def __init__(self, what: str, value: str, valid: Iterable[str] = ()) -> None:
+        self.what = what
+        self.value = value
+        super().__init__(f"unknown {what} {value!r}{did_you_mean(value, valid)}")
+
+
+class InUseError(PbxError):
+    """Removing an object that something still points to (exit 1: it failed, naming what)."""

@@ -178,6 +178,7 @@ class BuildOptions(TypedDict, total=False):
     goal: float
     short_abandon: float
     wrap_up: float
+    now: float | None
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -483,9 +484,11 @@ def build(
     goal: float = 0.8,
     short_abandon: float = 5.0,
     wrap_up: float = 0.0,
+    now: float | None = None,
 ) -> Report:
     """The whole report from the period's rows (``calls`` rows, ``queue_events`` rows with
-    ``data`` decoded, ``surveys`` rows)."""
+    ``data`` decoded, ``surveys`` rows). ``now``: a pause still open is counted to now, not
+    to the end of a period that has not ended yet (default: the period's end)."""
     if not 0 < goal < 1:
         raise ValueError("goal must be between 0 and 1 (e.g. 0.8)")
     if target <= 0:
@@ -508,7 +511,7 @@ def build(
         "summary": _summary(calls),
         "queues": _queues(events, target, short_abandon),
         "hours": _hours(calls, events, days=days, aht=aht, target=target, goal=goal),
-        "agents": _agents(events, list(surveys), until),
+        "agents": _agents(events, list(surveys), until if now is None else min(until or now, now)),
         "lines": _lines(calls),
         "missed": _missed(calls),
     }

@@ -53,7 +53,7 @@ from pypbx import sitetime
 from pypbx.acdstore import AcdError, parse_priority
 from pypbx.db import Database, IntegrityError
 from pypbx.db.rows import RouteRuleRow
-from pypbx.errors import PbxError
+from pypbx.errors import PbxError, did_you_mean
 from pypbx.numbers import DEFAULT_REGION, e164, e164_prefix
 
 log = logging.getLogger(__name__)
@@ -513,7 +513,8 @@ async def check_destination(db: Database, dest: str, route: str | None = None) -
     elif kind == "extension" and await db.get_extension_row(target) is None:
         missing = f"no extension {target!r}"
     if missing:
-        raise RoutingError(f"destination {dest}: {missing}")
+        hint = did_you_mean(target.partition("@")[0], await D.known_names(db, kind))
+        raise RoutingError(f"destination {dest}: {missing}{hint}")
 
 
 async def check_condition(db: Database, c: Condition) -> None:

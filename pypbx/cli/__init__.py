@@ -22,6 +22,7 @@ from pypbx.cli import (
     callbacks,
     callers,
     calls,
+    check,
     did,
     events,
     ext,
@@ -45,20 +46,25 @@ from pypbx.cli import (
     voicemail,
 )
 from pypbx.cli.context import CONFIG_HELP, remember_config
-from pypbx.cli.output import one_line_error
+from pypbx.cli.examples import add_examples
+from pypbx.cli.output import bad_parameter_line, one_line_error
 from pypbx.errors import PbxError
 
 __all__ = ["cli", "main"]
 
 
 class PbxGroup(click.Group):
-    """The root group: a :class:`PbxError` anywhere below becomes a one-line error."""
+    """The root group: a :class:`PbxError` anywhere below becomes a one-line error, and so
+    does a bad option value (click's :class:`~click.BadParameter`: exit 2, one line, no
+    usage block -- ``queue add --strategy fastest`` and ``trunk add --format weird`` alike)."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except PbxError as e:
             raise one_line_error(str(e), e.exit_code) from None
+        except click.BadParameter as e:
+            raise one_line_error(bad_parameter_line(e), 2) from None
 
 
 @click.group(cls=PbxGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -79,6 +85,7 @@ def cli() -> None:
 
 for _command in (
     *system.COMMANDS,
+    check.check_cmd,
     ext.ext,
     agent.agent_group,
     queue.queue_group,
@@ -107,6 +114,7 @@ for _command in (
     audit.audit_cmd,
 ):
     cli.add_command(_command)
+add_examples(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -14,7 +14,7 @@ import click
 
 from pypbx import acdstore as S
 from pypbx.cli.context import config_option, load, on_db
-from pypbx.cli.output import duration, echo_json, json_option, table
+from pypbx.cli.output import done, echo_json, hms, json_option, table
 from pypbx.cli.queue import secs, state_text, unknown_command
 from pypbx.db import Database
 from pypbx.errors import PbxError
@@ -39,7 +39,7 @@ def _notify_agent(ctx: click.Context, agent_id: str) -> None:
 
 
 def _agent_since(a: S.AgentRecord, now: float) -> str:
-    return duration(now - a.state_since) if a.state_since else "-"
+    return hms(now - a.state_since) if a.state_since else "-"
 
 
 @click.group("agent")
@@ -54,12 +54,15 @@ def agent_group() -> None:
 @click.option("--name", required=True, help="The person's name, e.g. 'Alice Kim'.")
 @click.option("--skills", default=None, metavar="SKILL:LEVEL,...", help="e.g. new_patients:8,korean:5 (levels 1-10).")
 @click.option("--wrap-up", default=None, metavar="N", help="Wrap-up seconds for this agent (overrides the queue's).")
+@json_option
 @click.pass_context
-def agent_add(ctx: click.Context, agent_id: str, name: str, skills: str | None, wrap_up: str | None) -> None:
+def agent_add(
+    ctx: click.Context, agent_id: str, name: str, skills: str | None, wrap_up: str | None, as_json: bool
+) -> None:
     """Add agent ID (their login: lower-case letters, digits, '.', '_' or '-')."""
     # acdstore parses the option's text (seconds) itself: its one-line error, not click's
     a = on_db(ctx, S.add_agent, agent_id, name, skills, wrap_up)  # type: ignore[arg-type]
-    click.echo(f"Agent {a.id} added ({a.name}), skills {S.format_skills(a.skills)}.")
+    done(as_json, a.to_dict(), f"Agent {a.id} added ({a.name}), skills {S.format_skills(a.skills)}.")
     _notify_agent(ctx, a.id)
 
 
@@ -143,11 +146,12 @@ def agent_show(ctx: click.Context, agent_id: str, as_json: bool) -> None:
 @config_option
 @click.argument("agent_id", metavar="ID")
 @click.argument("skills", metavar="SKILL:LEVEL,...")
+@json_option
 @click.pass_context
-def agent_skills(ctx: click.Context, agent_id: str, skills: str) -> None:
+def agent_skills(ctx: click.Context, agent_id: str, skills: str, as_json: bool = False) -> None:
     """Replace the skills of agent ID, e.g. new_patients:8,korean:5 ('' = none)."""
     a = on_db(ctx, S.set_skills, agent_id, skills)
-    click.echo(f"Agent {a.id} skills: {S.format_skills(a.skills)}")
+    done(as_json, a.to_dict(), f"Agent {a.id} skills: {S.format_skills(a.skills)}")
     _notify_agent(ctx, a.id)
 
 
@@ -155,10 +159,15 @@ def agent_skills(ctx: click.Context, agent_id: str, skills: str) -> None:
 @config_option
 @click.argument("agent_id", metavar="ID")
 @click.argument("extension")
+@json_option
 @click.pass_context
-def agent_login(ctx: click.Context, agent_id: str, extension: str) -> None:
+def agent_login(ctx: click.Context, agent_id: str, extension: str, as_json: bool = False) -> None:
     """Log agent ID in at EXTENSION (or move them there from another desk)."""
     a, moved_from = on_db(ctx, S.login, agent_id, extension)
+    if as_json:
+        echo_json({**a.to_dict(), "moved_from": moved_from})
+        _notify_agent(ctx, a.id)
+        return
     if moved_from:
         click.echo(f"Agent {a.id} moved from {moved_from} to {a.extension} ({state_text(a.state, a.pause_reason)}).")
     else:
@@ -169,12 +178,17 @@ def agent_login(ctx: click.Context, agent_id: str, extension: str) -> None:
 @agent_group.command("logout")
 @config_option
 @click.argument("agent_id", metavar="ID")
+@json_option
 @click.pass_context
-def agent_logout(ctx: click.Context, agent_id: str) -> None:
+def agent_logout(ctx: click.Context, agent_id: str, as_json: bool = False) -> None:
     """Log agent ID out."""
     before = on_db(ctx, S.get_agent, agent_id)
     a = on_db(ctx, S.logout, agent_id)
-    click.echo(f"Agent {a.id} logged out" + (f" (was at {before.extension})." if before.extension else "."))
+    done(
+        as_json,
+        a.to_dict(),
+        f"Agent {a.id} logged out" + (f" (was at {before.extension})." if before.extension else "."),
+    )
     _notify_agent(ctx, a.id)
 
 
@@ -188,24 +202,26 @@ def agent_logout(ctx: click.Context, agent_id: str) -> None:
     metavar="break|lunch|admin|other",
     help="Why: break, lunch, admin or other.",
 )
+@json_option
 @click.pass_context
-def agent_pause(ctx: click.Context, agent_id: str, reason: str) -> None:
+def agent_pause(ctx: click.Context, agent_id: str, reason: str, as_json: bool = False) -> None:
     """Pause agent ID: no queue calls until unpaused."""
     if reason.strip().lower() not in ("break", "lunch", "admin", "other"):
         raise PbxError(f"unknown pause reason {reason!r} (choose from break, lunch, admin, other)")
     a = on_db(ctx, S.pause, agent_id, reason)
-    click.echo(f"Agent {a.id} paused ({a.pause_reason}).")
+    done(as_json, a.to_dict(), f"Agent {a.id} paused ({a.pause_reason}).")
     _notify_agent(ctx, a.id)
 
 
 @agent_group.command("unpause")
 @config_option
 @click.argument("agent_id", metavar="ID")
+@json_option
 @click.pass_context
-def agent_unpause(ctx: click.Context, agent_id: str) -> None:
+def agent_unpause(ctx: click.Context, agent_id: str, as_json: bool = False) -> None:
     """Make paused agent ID available again."""
     a = on_db(ctx, S.unpause, agent_id)
-    click.echo(f"Agent {a.id} available" + (f" at {a.extension}." if a.extension else "."))
+    done(as_json, a.to_dict(), f"Agent {a.id} available" + (f" at {a.extension}." if a.extension else "."))
     _notify_agent(ctx, a.id)
 
 

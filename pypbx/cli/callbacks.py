@@ -6,6 +6,7 @@ import click
 
 from pypbx import acdstore as S
 from pypbx.cli.context import config_option, load, on_db
+from pypbx.cli.filters import check_filters
 from pypbx.cli.output import echo_json, json_option, table, ts
 from pypbx.numbers import display
 
@@ -24,6 +25,8 @@ from pypbx.numbers import display
 @click.pass_context
 def callbacks_cmd(ctx: click.Context, status: str, queue: str | None, as_json: bool) -> None:
     """Patients waiting to be called back (and those already called)."""
+    if queue is not None:
+        on_db(ctx, check_filters, queue=queue)
     cbs = on_db(ctx, S.list_callbacks, status, queue)
     region = load(ctx).numbers.region
     if as_json:

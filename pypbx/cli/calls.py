@@ -9,7 +9,8 @@ import click
 
 from pypbx.calllog import accounting_report, call_detail
 from pypbx.cli.context import config_option, load, on_db, run
-from pypbx.cli.output import F, duration, echo_json, json_option, table, ts
+from pypbx.cli.filters import check_filters
+from pypbx.cli.output import F, duration, echo_json, hms, json_option, table, ts
 from pypbx.cli.period import day_range
 from pypbx.config import Config
 from pypbx.db import open_db
@@ -51,6 +52,7 @@ async def search_calls(
 ) -> Sequence[CallSearchRow]:
     lo, hi = day_range(date, since, until)
     async with open_db(cfg.db_path, cfg.numbers.region) as db:
+        await check_filters(db, queue=queue, agent=agent, disposition=disposition)
         rows = await db.search_call_rows(
             since=lo,
             until=hi,
@@ -78,8 +80,8 @@ def calls_table(rows: Sequence[CallSearchRow], region: str = DEFAULT_REGION) -> 
                 r["queue"] or "-",
                 r["agent"] or r["extension"] or "-",
                 r["disposition"],
-                duration(r["ring_seconds"]),
-                duration(r["talk_seconds"]),
+                hms(r["ring_seconds"]),
+                hms(r["talk_seconds"]),
                 r.get("recording_path") or "-",
             ]
             for r in rows

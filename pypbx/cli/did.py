@@ -58,6 +58,7 @@ def did_group() -> None:
 @click.option("--name", "service_line", default="", help="Service line, e.g. 'Appointments line'.")
 @click.option("--trunk", default=None, help="Only from this trunk (default: any trunk).")
 @click.option("--priority", default=None, metavar="N", help=_PRIORITY_HELP)
+@json_option
 @click.pass_context
 def did_add(
     ctx: click.Context,
@@ -68,10 +69,15 @@ def did_add(
     service_line: str,
     trunk: str | None,
     priority: str | None,
+    as_json: bool,
 ) -> None:
-    """Add DID NUMBER (as the provider sends it; +33..., 0033... and 0... forms all match)."""
+    """Add DID NUMBER (as the provider sends it; +33..., 0033... and 0... forms all match).
+    Its destinations must exist."""
     d = on_db(ctx, add_did, number, destination, service_line, trunk, known=known, new=new, priority=priority)
     prio = on_db(ctx, did_priorities).get(d.number, 0)
+    if as_json:
+        echo_json({**asdict(d), "priority": prio})
+        return
     click.echo(
         f"DID {d.number} -> {_routing(d)}" + (f" ({d.service_line})" if d.service_line else "") + _prio(prio) + "."
     )
@@ -133,6 +139,7 @@ def did_remove(ctx: click.Context, number: str) -> None:
 @click.option("--name", "service_line", default=None, help="Service line, e.g. 'Appointments line'.")
 @click.option("--trunk", default=None, help="Only from this trunk ('any' = any trunk).")
 @click.option("--priority", default=None, metavar="N", help=_PRIORITY_HELP + " 0 = normal again.")
+@json_option
 @click.pass_context
 def did_edit(
     ctx: click.Context,
@@ -143,6 +150,7 @@ def did_edit(
     service_line: str | None,
     trunk: str | None,
     priority: str | None,
+    as_json: bool,
 ) -> None:
     """Change DID NUMBER (only the options given)."""
 
@@ -158,6 +166,9 @@ def did_edit(
         priority=priority,
     )
     prio = on_db(ctx, did_priorities).get(d.number, 0)
+    if as_json:
+        echo_json({**asdict(d), "priority": prio})
+        return
     click.echo(
         f"DID {d.number} -> {_routing(d)}"
         + (f" ({d.service_line})" if d.service_line else "")

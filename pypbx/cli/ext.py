@@ -11,6 +11,7 @@ from pypbx import extensions as E
 from pypbx import registrations as R
 from pypbx import trunks as T
 from pypbx.cli.context import config_option, db_call, load, on_db
+from pypbx.cli.filters import remove_unused
 from pypbx.cli.output import echo_json, json_option, registrations_table, table, ts
 from pypbx.db import Database
 from pypbx.errors import PbxError
@@ -29,13 +30,20 @@ def ext() -> None:
 @click.argument("number")
 @click.option("--name", default="", help="Display name, e.g. 'Reception'.")
 @click.option("--password", default=None, help="At least 10 characters (default: generate a strong one).")
+@json_option
 @click.pass_context
-def ext_add(ctx: click.Context, number: str, name: str, password: str | None) -> None:
-    """Add extension NUMBER (2-8 digits; never an emergency number of the region)."""
+def ext_add(ctx: click.Context, number: str, name: str, password: str | None, as_json: bool) -> None:
+    """Add extension NUMBER (2-8 digits; never an emergency number of the region).
+
+    Example: pypbx ext add 1006 --name Reception --json
+    """
     cfg = load(ctx)
     if is_emergency(number, cfg.numbers.region, cfg.numbers.emergency):
         raise PbxError(f"{number.strip()} is an emergency number in {cfg.numbers.region}: it cannot be an extension")
     e, pw = db_call(cfg, E.add_extension, number, name, cfg.sip.realm, password)
+    if as_json:
+        echo_json({"number": e.number, "name": e.name, "realm": cfg.sip.realm, "password": pw})
+        return
     click.echo(f"Extension {e.number} added" + (f" ({e.name})" if e.name else "") + ".")
     if password is None:
         click.echo(f"Password: {pw}")
@@ -129,11 +137,18 @@ def ext_show(ctx: click.Context, number: str, as_json: bool) -> None:
 @config_option
 @click.argument("number")
 @click.option("--password", default=None, help="At least 10 characters (default: generate a strong one).")
+@json_option
 @click.pass_context
-def ext_passwd(ctx: click.Context, number: str, password: str | None) -> None:
-    """Set a new password for extension NUMBER."""
+def ext_passwd(ctx: click.Context, number: str, password: str | None, as_json: bool) -> None:
+    """Set a new password for extension NUMBER.
+
+    Example: pypbx ext passwd 1001 --json
+    """
     cfg = load(ctx)
     pw = db_call(cfg, E.set_password, number, cfg.sip.realm, password)
+    if as_json:
+        echo_json({"number": number.strip(), "password": pw})
+        return
     click.echo(f"Password of extension {number.strip()} changed.")
     if password is None:
         click.echo(f"Password: {pw}")
@@ -151,7 +166,7 @@ def ext_remove(ctx: click.Context, number: str, yes: bool) -> None:
     e = db_call(cfg, E.get_extension, number)
     if not yes:
         click.confirm(f"Remove extension {e.number}" + (f" ({e.name})" if e.name else "") + "?", abort=True)
-    db_call(cfg, E.remove_extension, e.number)
+    db_call(cfg, remove_unused, f"extension:{e.number}", E.remove_extension, e.number)
     click.echo(f"Extension {e.number} removed.")
 
 

@@ -10,7 +10,10 @@ import click
 
 from pypbx import groups as G
 from pypbx.cli.context import config_option, on_db
-from pypbx.cli.output import echo_json, json_option, table, ts
+from pypbx.cli.filters import remove_unused
+from pypbx.cli.output import done, echo_json, json_option, table, ts
+from pypbx.db import Database
+from pypbx.destinations import require_destination
 
 
 @click.group("group")
@@ -45,19 +48,34 @@ def group() -> None:
     help="No answer: voicemail:BOX, queue:NAME or extension:NUMBER (default: 480 / goodbye).",
 )
 @click.pass_context
-def group_add(ctx: click.Context, name: str, members: str, strategy: str, ring_time: float, then: str) -> None:
+@json_option
+def group_add(
+    ctx: click.Context, name: str, members: str, strategy: str, ring_time: float, then: str, as_json: bool
+) -> None:
     """Add ring group NAME (a DID destination group:NAME, an IVR action group:NAME, a
-    queue's --overflow-to ring_group:NAME)."""
+    queue's --overflow-to group:NAME). Members and --then must exist.
 
-    g = on_db(
-        ctx,
-        G.add_group,
-        G.RingGroup(name=name, members=G.parse_members(members), strategy=strategy, ring_time=ring_time, then=then),
-    )
-    click.echo(
+    Example: pypbx group add nurses --members 1001,1002 --strategy order --then voicemail:1001
+    """
+
+    async def go(db: Database) -> G.RingGroup:
+        new = G.RingGroup(
+            name=name, members=G.parse_members(members), strategy=strategy, ring_time=ring_time, then=then
+        )
+        new.validate()
+        for m in new.members:
+            await require_destination(db, f"extension:{m}")
+        if new.then:
+            await require_destination(db, new.then)
+        return await G.add_group(db, new)
+
+    g = on_db(ctx, go)
+    done(
+        as_json,
+        g.to_dict(),
         f"Ring group {g.name}: {', '.join(g.members)} ({g.strategy}, {g.ring_time:g} s)"
         + (f", then {g.then}" if g.then else "")
-        + "."
+        + ".",
     )
 
 
@@ -109,5 +127,5 @@ def group_show(ctx: click.Context, name: str, as_json: bool) -> None:
 def group_remove(ctx: click.Context, name: str) -> None:
     """Remove ring group NAME."""
 
-    on_db(ctx, G.remove_group, name)
+    on_db(ctx, remove_unused, f"group:{name}", G.remove_group, name)
     click.echo(f"Ring group {name} removed.")

@@ -11,6 +11,7 @@ import click
 from pypbx import hours as Hr
 from pypbx import sitetime
 from pypbx.cli.context import config_option, on_db
+from pypbx.cli.filters import remove_unused
 from pypbx.cli.output import echo_json, json_option, table
 from pypbx.errors import PbxUsageError
 
@@ -165,5 +166,5 @@ def hours_show(ctx: click.Context, name: str, as_json: bool) -> None:
 def hours_remove(ctx: click.Context, name: str) -> None:
     """Remove schedule NAME."""
 
-    on_db(ctx, Hr.remove_schedule, name)
+    on_db(ctx, remove_unused, f"schedule:{name}", Hr.remove_schedule, name)
     click.echo(f"Schedule {name} removed.")

@@ -11,9 +11,14 @@ from pathlib import Path
 import click
 
 from pypbx import ivr as I
-from pypbx.cli.context import config_option, on_db
-from pypbx.cli.output import echo_json, json_option, table
+from pypbx import prompts as P
+from pypbx.acdstore import AcdError, check_prompt_id
+from pypbx.cli.context import config_option, load, on_db
+from pypbx.cli.filters import remove_unused
+from pypbx.cli.output import F, echo_json, json_option, table
 from pypbx.db import Database
+from pypbx.destinations import require_destination
+from pypbx.errors import PbxUsageError, UnknownNameError
 
 
 @click.group("ivr")
@@ -22,58 +27,89 @@ def ivr() -> None:
     """IVR menus: greeting, digit -> action, timeouts, languages (TOML import/export)."""
 
 
-@ivr.command("add")
-@config_option
-@click.argument("name")
-@click.option("--number", default=None, help="Dial this number to reach the menu (e.g. 700).")
-@click.option("--greeting", default=None, help="Prompt ids or WAV paths, comma-separated (default welcome).")
-@click.option(
-    "--option",
-    "options",
-    multiple=True,
-    metavar="DIGITS=ACTION",
-    help="e.g. 1=queue:front, 2=menu:results, 3=extension:1001, 4=voicemail:1001, "
-    "5=play:after_hours, 6=group:nurses, 7=external:+33612345678, 8=route:triage, "
-    "9=lang:ru, 0=hangup (repeatable).",
-)
-@click.option("--language", default=None, help="Prompt language (en, ko, ru, zh).")
-@click.option("--timeout", type=float, default=None, help="Seconds to wait for a choice.")
-@click.option("--inter-digit", type=float, default=None, help="Seconds between digits.")
-@click.option("--retries", type=int, default=None, help="Replays on no/invalid input.")
-@click.option("--on-timeout", default=None, metavar="ACTION")
-@click.option("--on-invalid", default=None, metavar="ACTION")
-@click.option("--direct-dial/--no-direct-dial", default=None, help="Allow keying an extension number.")
-@click.option("--schedule", default=None, help="Opening hours (pypbx hours) for this menu.")
-@click.option("--after-hours", default=None, metavar="ACTION", help="What closed hours do (play:clinic_closed).")
-@click.option(
-    "--known-caller",
-    default=None,
-    metavar="ACTION",
-    help="Smart routing: a returning patient goes straight here (e.g. queue:desk).",
-)
-@click.option(
-    "--new-caller",
-    default=None,
-    metavar="ACTION",
-    help="Smart routing: a new caller goes straight here (e.g. queue:front).",
-)
-@click.pass_context
-def ivr_add(
+def _menu_options(f: F) -> F:
+    """The settings ``ivr add`` and ``ivr edit`` share."""
+    for opt in reversed(_OPTIONS):
+        f = opt(f)
+    return f
+
+
+_OPTIONS = [
+    click.option("--number", default=None, help="Dial this number to reach the menu (e.g. 700)."),
+    click.option("--greeting", default=None, help="Prompt ids or WAV paths, comma-separated (default welcome)."),
+    click.option(
+        "--option",
+        "options",
+        multiple=True,
+        metavar="DIGITS=ACTION",
+        help="e.g. 1=queue:front, 2=menu:results, 3=extension:1001, 4=voicemail:1001, "
+        "5=play:after_hours, 6=group:nurses, 7=external:+33612345678, 8=route:triage, "
+        "9=lang:ru, 0=hangup (repeatable).",
+    ),
+    click.option("--language", default=None, help="Prompt language (en, ko, ru, zh)."),
+    click.option("--timeout", type=float, default=None, help="Seconds to wait for a choice."),
+    click.option("--inter-digit", type=float, default=None, help="Seconds between digits."),
+    click.option("--retries", type=int, default=None, help="Replays on no/invalid input."),
+    click.option("--on-timeout", default=None, metavar="ACTION"),
+    click.option("--on-invalid", default=None, metavar="ACTION"),
+    click.option("--direct-dial/--no-direct-dial", default=None, help="Allow keying an extension number."),
+    click.option("--schedule", default=None, help="Opening hours (pypbx hours) for this menu."),
+    click.option("--after-hours", default=None, metavar="ACTION", help="What closed hours do (play:clinic_closed)."),
+    click.option(
+        "--known-caller",
+        default=None,
+        metavar="ACTION",
+        help="Smart routing: a returning patient goes straight here (e.g. queue:desk).",
+    ),
+    click.option(
+        "--new-caller",
+        default=None,
+        metavar="ACTION",
+        help="Smart routing: a new caller goes straight here (e.g. queue:front).",
+    ),
+]
+
+
+async def _require_references(db: Database, m: I.Menu, prompts_dir: Path) -> None:
+    """Refuse (exit 2) an action whose queue, extension, ring group or mailbox does not exist,
+    and a greeting prompt id that is neither shipped nor imported."""
+    for a in [*m.options.values(), m.on_timeout, m.on_invalid, m.after_hours, m.known_caller, m.new_caller]:
+        if not a:
+            continue
+        kind, arg = I.parse_action(a)
+        if kind in ("queue", "extension", "group", "voicemail"):
+            await require_destination(db, f"{kind}:{arg}")
+    for g in m.greeting:
+        if "/" in g or g.endswith(".wav"):
+            continue
+        try:
+            check_prompt_id(g, prompts_dir)
+        except AcdError:
+            known = set(P.shipped_ids()) | {f.stem for f in prompts_dir.glob("*/*.wav")}
+            raise UnknownNameError("prompt", g, known) from None
+
+
+def _save(
     ctx: click.Context,
-    /,
     name: str,
     number: str | None,
     greeting: str | None,
     options: tuple[str, ...],
-    **kw: str | float | int | bool | None,
-) -> None:
-    """Create menu NAME, or change the given settings of an existing one."""
+    kw: dict[str, str | float | int | bool | None],
+    *,
+    create: bool,
+    replace: bool,
+) -> tuple[I.Menu, list[str]]:
+    prompts_dir = load(ctx).data_dir / "prompts"
 
     async def go(db: Database) -> tuple[I.Menu, list[str]]:
         try:
-            m = await I.get_menu(db, name)
+            existing: I.Menu | None = await I.get_menu(db, name)
         except I.IvrError:
-            m = I.Menu(name=name)
+            existing = None
+        if existing is None and not create:
+            raise UnknownNameError("IVR menu", name, [x.name for x in await I.list_menus(db)])
+        m = existing if existing is not None and not create else I.Menu(name=name)
         if number is not None:
             m.number = number or None
         if greeting is not None:
@@ -90,20 +126,81 @@ def ivr_add(
             if value is not None:
                 setattr(m, setting, value)
         m.validate()
+        await _require_references(db, m, prompts_dir)
+        if create and existing is not None and not replace:
+            raise PbxUsageError(
+                f"IVR menu {name} already exists: change it with pypbx ivr edit {name}, or replace it with --replace"
+            )
         warn = await I.check_references(db, m)
         await I.save_menu(db, m)
         return m, warn
 
-    m, warn = on_db(ctx, go)
-    click.echo(
-        f"Menu {m.name}"
-        + (f" (number {m.number})" if m.number else "")
-        + " saved: "
-        + (", ".join(f"{k}={v}" for k, v in sorted(m.options.items())) or "no options")
-        + "."
-    )
+    return on_db(ctx, go)
+
+
+def _report(m: I.Menu, warn: list[str], as_json: bool) -> None:
+    if as_json:
+        echo_json(m.to_dict())
+    else:
+        click.echo(
+            f"Menu {m.name}"
+            + (f" (number {m.number})" if m.number else "")
+            + " saved: "
+            + (", ".join(f"{k}={v}" for k, v in sorted(m.options.items())) or "no options")
+            + "."
+        )
     for w_ in warn:
         click.echo(f"Note: {w_}", err=True)
+
+
+@ivr.command("add")
+@config_option
+@click.argument("name")
+@_menu_options
+@click.option("--replace", is_flag=True, help="Replace an existing menu NAME entirely.")
+@json_option
+@click.pass_context
+def ivr_add(
+    ctx: click.Context,
+    /,
+    name: str,
+    number: str | None,
+    greeting: str | None,
+    options: tuple[str, ...],
+    replace: bool,
+    as_json: bool,
+    **kw: str | float | int | bool | None,
+) -> None:
+    """Create menu NAME (refused if it exists: change it with ``ivr edit``, or give --replace).
+
+    Example: pypbx ivr add main --number 700 --option 1=queue:front --option 2=extension:1001
+    """
+    m, warn = _save(ctx, name, number, greeting, options, kw, create=True, replace=replace)
+    _report(m, warn, as_json)
+
+
+@ivr.command("edit")
+@config_option
+@click.argument("name")
+@_menu_options
+@json_option
+@click.pass_context
+def ivr_edit(
+    ctx: click.Context,
+    /,
+    name: str,
+    number: str | None,
+    greeting: str | None,
+    options: tuple[str, ...],
+    as_json: bool,
+    **kw: str | float | int | bool | None,
+) -> None:
+    """Change the given settings of menu NAME (an option ``DIGITS=none`` removes it).
+
+    Example: pypbx ivr edit main --option 3=queue:results --timeout 6
+    """
+    m, warn = _save(ctx, name, number, greeting, options, kw, create=False, replace=False)
+    _report(m, warn, as_json)
 
 
 @ivr.command("import")
@@ -192,5 +289,5 @@ def ivr_show(ctx: click.Context, name: str, as_json: bool) -> None:
 def ivr_remove(ctx: click.Context, name: str) -> None:
     """Remove menu NAME."""
 
-    on_db(ctx, I.remove_menu, name)
+    on_db(ctx, remove_unused, f"ivr:{name}", I.remove_menu, name)
     click.echo(f"Menu {name} removed.")

@@ -14,7 +14,8 @@ import click
 from pypbx import hours as H
 from pypbx import missed as M
 from pypbx.cli.context import config_option, load, on_db
-from pypbx.cli.output import F, duration, echo_json, json_option, table, ts
+from pypbx.cli.filters import check_filters
+from pypbx.cli.output import F, duration, echo_json, hms, json_option, table, ts
 from pypbx.errors import PbxError
 from pypbx.localapi_client import NotRunningError, call
 from pypbx.numbers import display
@@ -26,7 +27,7 @@ def _task_rows(tasks: list[M.TaskDict], region: str) -> list[list[object]]:
             t["id"],
             display(t["number"], region),
             ts(t["first_missed_at"]),
-            duration(t["waiting"]),
+            hms(t["waiting"]),
             t["missed_count"],
             t["attempts"],
             ",".join(t["reasons"]) or "-",
@@ -53,6 +54,8 @@ def missed() -> None:
 @click.pass_context
 def missed_list(ctx: click.Context, queue: str | None, show_all: bool, as_json: bool) -> None:
     """Open callback tasks, the longest waiting first."""
+    if queue is not None:
+        on_db(ctx, check_filters, queue=queue)
     now = time.time()
     tasks = [t.to_dict(now) for t in on_db(ctx, M.list_tasks, include_closed=show_all, queue=queue)]
     if as_json:

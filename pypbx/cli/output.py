@@ -10,6 +10,7 @@ from typing import TypeVar
 import click
 
 from pypbx import sitetime
+from pypbx.errors import did_you_mean
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -59,6 +60,55 @@ def duration(seconds: float | None) -> str:
     if m:
         return f"{m}m {s:02d}s"
     return f"{s}s"
+
+
+def hms(seconds: float | None) -> str:
+    """Durations in tables: ``0:00:42``, ``1:03:05``, ``26:00:00`` (``-`` when unknown)."""
+    if seconds is None:
+        return "-"
+    s = int(max(0, seconds))
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def bad_parameter_line(e: click.BadParameter) -> str:
+    """click's bad option value as one line, with the closest choice when it has choices:
+    ``invalid value for --format: 'weird' (did you mean e164?)``."""
+    if isinstance(e, click.MissingParameter):
+        return e.format_message().rstrip(".")
+    param = e.param
+    hint = e.param_hint if isinstance(e.param_hint, str) else None
+    name = hint or (param.opts[0] if param is not None and param.opts else (param.name if param else "value"))
+    message = e.message
+    if param is not None and isinstance(param.type, click.Choice):
+        ctx = e.ctx
+        raw = None
+        if ctx is not None and param.name is not None:
+            raw = ctx.params.get(param.name)
+        choices = [str(c) for c in param.type.choices]
+        bad = _bad_choice(message, choices) if raw is None else str(raw)
+        return f"invalid value for {name}: {bad!r}{did_you_mean(bad, choices)}"
+    return e.format_message().rstrip(".")
+
+
+def _bad_choice(message: str, choices: Sequence[str]) -> str:
+    """The value click quotes first in its ``'x' is not one of ...`` message."""
+    q = message.find("'")
+    if q >= 0:
+        end = message.find("'", q + 1)
+        if end > q:
+            return message[q + 1 : end]
+    return message
+
+
+def done(as_json: bool, obj: object, text: str) -> None:
+    """What every mutating command prints: ``text`` for people, or (``--json``) ``obj``,
+    what it created or changed (with any generated secret), as one JSON object."""
+    if as_json:
+        echo_json(obj)
+    else:
+        click.echo(text)
 
 
 _ERROR_CLASSES: dict[int, type[click.ClickException]] = {}
@@ -112,7 +162,7 @@ def registrations_table(regs: Sequence[Mapping[str, object]], indent: str = "  "
                 r.get("aor"),
                 r.get("contact"),
                 _reg_source(r),
-                duration(_reg_expires_in(r, now)),
+                hms(_reg_expires_in(r, now)),
                 r.get("user_agent") or "-",
             ]
             for r in regs

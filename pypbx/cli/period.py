@@ -11,6 +11,7 @@ import datetime as _dt
 import click
 
 from pypbx import sitetime
+from pypbx.errors import PbxUsageError
 
 
 def _day(value: str, name: str) -> _dt.date | None:
@@ -54,4 +55,7 @@ def day_range(date: str | None, since: str | None, until: str | None) -> tuple[f
             end = sitetime.local(start) + _dt.timedelta(days=1)
             return start, end.timestamp()
         return sitetime.day_bounds(day)
-    return parse_when(since, "--since"), parse_when(until, "--until")
+    lo, hi = parse_when(since, "--since"), parse_when(until, "--until")
+    if lo is not None and hi is not None and lo > hi:
+        raise PbxUsageError(f"--since {since} is after --until {until}: swap them")
+    return lo, hi

@@ -23,6 +23,7 @@ import click
 from acd.model import QueueConfig
 from pypbx import acdstore as S
 from pypbx.cli.context import config_option, load, on_db
+from pypbx.cli.filters import remove_unused
 from pypbx.cli.missed import (
     QUEUE_CALLBACK_OPTIONS,
     check_queue_callback,
@@ -30,9 +31,9 @@ from pypbx.cli.missed import (
     queue_callback_options,
     set_queue_callback,
 )
-from pypbx.cli.output import F, duration, echo_json, json_option, table
+from pypbx.cli.output import F, done, duration, echo_json, hms, json_option, table
 from pypbx.db import Database
-from pypbx.errors import PbxError
+from pypbx.errors import PbxError, UnknownNameError
 from pypbx.localapi_client import LocalAPIError, NotRunningError, call
 from pypbx.missed import queue_callback_settings
 
@@ -50,6 +51,13 @@ def state_text(state: str | None, reason: str | None) -> str:
     return f"{state or '-'}" + (f" ({reason})" if reason else "")
 
 
+def _check_strategy(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """An unknown strategy is bad input (exit 2), like any bad option value."""
+    if value is not None and value.strip().lower().replace("-", "_") not in S.strategy_names():
+        raise UnknownNameError("strategy", value, S.strategy_names())
+    return value
+
+
 def _queue_options(f: F) -> F:
     for opt in reversed(
         [
@@ -57,6 +65,7 @@ def _queue_options(f: F) -> F:
                 "--strategy",
                 default=None,
                 metavar="NAME",
+                callback=_check_strategy,
                 help="ring_all, longest_idle, round_robin, fewest_calls, least_talk_time, "
                 "best_skill_then_longest_idle or random (default longest_idle).",
             ),
@@ -256,7 +265,10 @@ def queue_group() -> None:
     metavar="DIGITS",
     help="A number any extension can dial to reach the queue, e.g. 600 (not an extension's).",
 )
-def queue_add(ctx: click.Context, /, name: str, number: str | None = None, **opts: QueueOption) -> None:
+@json_option
+def queue_add(
+    ctx: click.Context, /, name: str, number: str | None = None, as_json: bool = False, **opts: QueueOption
+) -> None:
     """Add queue NAME (lower-case letters, digits, _ or -)."""
     _check_prompt(ctx, opts)
     auto_callback, callback_hours = pop_queue_callback(opts)
@@ -264,9 +276,11 @@ def queue_add(ctx: click.Context, /, name: str, number: str | None = None, **opt
     rec = on_db(ctx, S.add_queue_numbered, name, number, **opts)
     set_queue_callback(ctx, rec.name, auto_callback, callback_hours)
     c = rec.config
-    click.echo(
+    done(
+        as_json,
+        {**rec.to_dict(), "number": number},
         f"Queue {c.name} added ({c.strategy.value}, skills {S.format_skills(c.required_skills)})"
-        + (f", number {number}." if number else ".")
+        + (f", number {number}." if number else "."),
     )
 
 
@@ -419,7 +433,7 @@ def queue_show(ctx: click.Context, name: str, as_json: bool) -> None:
                             w.get("position", "-"),
                             w.get("number") or w.get("call_id") or "-",
                             w.get("service_line") or "-",
-                            duration(w.get("wait")),
+                            hms(w.get("wait")),
                             w.get("priority", 0),
                             "callback" if w.get("is_callback") else "caller",
                             ",".join(w.get("ringing") or []) or "-",
@@ -443,7 +457,7 @@ def queue_show(ctx: click.Context, name: str, as_json: bool) -> None:
                         a.get("name") or "-",
                         state_text(a.get("state"), a.get("pause_reason")),
                         a.get("extension") or "-",
-                        duration(a.get("since")),
+                        hms(a.get("since")),
                     ]
                     for a in live_agents
                 ],
@@ -462,7 +476,10 @@ def queue_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.option(
     "--number", default=None, metavar="DIGITS", help="The number extensions dial to reach the queue ('none' to clear)."
 )
-def queue_edit(ctx: click.Context, /, name: str, number: str | None = None, **opts: QueueOption) -> None:
+@json_option
+def queue_edit(
+    ctx: click.Context, /, name: str, number: str | None = None, as_json: bool = False, **opts: QueueOption
+) -> None:
     """Change settings of queue NAME (options not given stay as they are)."""
     if all(opts.get(k) is None for k in _QUEUE_OPTION_NAMES + _URGENT_OPTION_NAMES) and number is None:
         raise PbxError("nothing to change: give at least one option (see pypbx queue edit --help)")
@@ -471,6 +488,9 @@ def queue_edit(ctx: click.Context, /, name: str, number: str | None = None, **op
     check_queue_callback(ctx, callback_hours)
     rec = on_db(ctx, S.change_queue, name, number, **opts)
     set_queue_callback(ctx, rec.name, auto_callback, callback_hours)
+    if as_json:
+        echo_json(rec.to_dict())
+        return
     click.echo(f"Queue {rec.name} updated.")
     for label, value in _queue_lines(rec)[1:]:
         click.echo(f"  {label + ':':16}{value}")
@@ -486,5 +506,5 @@ def queue_remove(ctx: click.Context, name: str, yes: bool) -> None:
     rec = on_db(ctx, S.get_queue, name)
     if not yes:
         click.confirm(f"Remove queue {rec.name}?", abort=True)
-    on_db(ctx, S.remove_queue, rec.name)
+    on_db(ctx, remove_unused, f"queue:{rec.name}", S.remove_queue, rec.name)
     click.echo(f"Queue {rec.name} removed.")

@@ -8,6 +8,7 @@ and agent) have their own builders (pypbx.reports.callers_report / reasons_repor
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Concatenate, Literal, ParamSpec, TypeVar
 
@@ -15,7 +16,8 @@ import click
 
 from pypbx import reports, sitetime
 from pypbx.cli.context import config_option, load, run, shown
-from pypbx.cli.output import echo_json, json_option, table
+from pypbx.cli.filters import check_filters
+from pypbx.cli.output import echo_json, hms, json_option, table
 from pypbx.cli.period import day_range
 from pypbx.db import open_db
 from pypbx.errors import PbxError
@@ -30,6 +32,7 @@ def _pct(x: float | None) -> str:
 
 
 def _s(x: float | None) -> str:
+    """A duration in a sentence (tables use :func:`pypbx.cli.output.hms`, h:mm:ss)."""
     return "-" if x is None else f"{x:.0f} s"
 
 
@@ -89,7 +92,10 @@ def build(
 
     async def go() -> Report:
         async with open_db(cfg.db_path, cfg.numbers.region) as db:
-            return await reports.report(db, lo, hi, queue=queue, target=target, goal=goal / 100, wrap_up=wrap_up)
+            await check_filters(db, queue=queue)
+            return await reports.report(
+                db, lo, hi, queue=queue, target=target, goal=goal / 100, wrap_up=wrap_up, now=time.time()
+            )
 
     try:
         return run(go())
@@ -138,15 +144,15 @@ def show_queues(r: Report) -> None:
                     q["entered"],
                     q["answered"],
                     _pct(q["service_level"]),
-                    _s(q["asa"]),
-                    _s(q["max_wait"]),
+                    hms(q["asa"]),
+                    hms(q["max_wait"]),
                     q["abandoned"],
                     q["short_abandons"],
-                    _s(q["mean_abandon_wait"]),
+                    hms(q["mean_abandon_wait"]),
                     q["timeouts"],
                     q["overflows"],
                     q["callbacks_requested"],
-                    _s(q["aht"]),
+                    hms(q["aht"]),
                 ]
                 for n, q in r["queues"].items()
             ],
@@ -178,7 +184,7 @@ def show_hours(r: Report) -> None:
                     h["per_day"],
                     h["answered"],
                     h["abandoned"],
-                    _s(h["asa"]),
+                    hms(h["asa"]),
                     h["seats_needed"],
                 ]
                 for h in r["hours"]
@@ -211,12 +217,12 @@ def show_agents(r: Report) -> None:
                 [
                     n,
                     a["answered"],
-                    _s(a["talk_seconds"]),
-                    _s(a["mean_talk"]),
+                    hms(a["talk_seconds"]),
+                    hms(a["mean_talk"]),
                     a["ring_no_answer"],
                     a["transfers"],
                     a["pauses"],
-                    _s(a["paused_seconds"]),
+                    hms(a["paused_seconds"]),
                     a["callbacks"],
                     "-" if a["survey_mean"] is None else f"{a['survey_mean']:.1f} ({a['surveys']})",
                 ]
@@ -266,8 +272,8 @@ def show_callbacks(r: Report) -> None:
                         g["reached"],
                         _pct(g["callback_rate"]),
                         g["still_open"],
-                        _s(g["median_to_callback"]),
-                        _s(g["p90_to_callback"]),
+                        hms(g["median_to_callback"]),
+                        hms(g["p90_to_callback"]),
                     ]
                     for g in rows
                 ],

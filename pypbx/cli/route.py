@@ -9,7 +9,7 @@ import click
 
 from pypbx import routing as R
 from pypbx.cli.context import config_option, on_db
-from pypbx.cli.output import echo_json, json_option, table
+from pypbx.cli.output import done, echo_json, json_option, table
 from pypbx.errors import PbxError
 
 
@@ -57,12 +57,15 @@ def route() -> None:
     default=None,
     help="Time zone of the route's time= conditions (default: [site] timezone; e.g. Europe/Paris).",
 )
+@json_option
 @click.pass_context
-def route_add(ctx: click.Context, name: str, tz: str | None) -> None:
+def route_add(ctx: click.Context, name: str, tz: str | None, as_json: bool) -> None:
     """Create route NAME (then add rules with: pypbx route rule NAME ...)."""
     r = on_db(ctx, R.add_route, name, tz)
-    click.echo(
-        f"Route {r.name} created (time zone {r.tz}). Add rules: pypbx route rule {r.name} --if known --to queue:NAME"
+    done(
+        as_json,
+        r.to_dict(),
+        f"Route {r.name} created (time zone {r.tz}). Add rules: pypbx route rule {r.name} --if known --to queue:NAME",
     )
 
 
@@ -113,6 +116,7 @@ def route_tz(ctx: click.Context, name: str, tz: str) -> None:
     help="Urgent line: queue priority 0-100 of the calls this rule sends on (queue:, ivr: or route: "
     "destinations; higher is answered first).",
 )
+@json_option
 @click.pass_context
 def route_rule(
     ctx: click.Context,
@@ -122,9 +126,13 @@ def route_rule(
     prefer_last: float | None,
     position: int | None,
     priority: str | None,
+    as_json: bool,
 ) -> None:
     """Add a rule to route NAME."""
     r = on_db(ctx, R.add_rule, name, list(conditions), destination, prefer_last, position, priority)
+    if as_json:
+        echo_json(r.to_dict())
+        return
     show_route(r)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import textwrap
@@ -10,17 +11,17 @@ from pathlib import Path
 
 import click
 
+from pypbx import check, runlock
 from pypbx import config as _config
 from pypbx import extensions as ext
-from pypbx import runlock
-from pypbx.cli.context import config_option, config_path, load
+from pypbx.cli.context import config_option, config_path, db_call, load
 from pypbx.cli.context import run as run_async
-from pypbx.cli.output import duration, echo_json, json_option, registrations_table, table
+from pypbx.cli.output import duration, echo_json, hms, json_option, registrations_table, table
 from pypbx.config import Config, config_path_from, load_config, render_config
 from pypbx.db import open_db
 from pypbx.errors import PbxError
 from pypbx.extensions import ExtensionError
-from pypbx.localapi_client import call
+from pypbx.localapi_client import LocalAPIError, call
 
 DEMO_EXTENSIONS = [("1001", "Reception"), ("1002", "Nurse"), ("1003", "Doctor"), ("1004", "Office")]
 
@@ -40,6 +41,9 @@ def _local_ip(bind: str) -> str:
 
 
 # --------------------------------------------------------------------------- init
+
+
+log = logging.getLogger(__name__)
 
 
 @click.command()
@@ -157,6 +161,7 @@ def run(ctx: click.Context) -> None:
     path = config_path(ctx)
     cfg = load_config(path)  # fail fast with a one-line config error
     runlock.acquire(cfg.data_dir)  # before anything starts: one PBX per data directory
+    preflight(cfg)
     try:
         # function-level: the whole runtime (SIP stack, media pool) is needed only to run the
         # PBX, and a missing piece of it becomes a one-line error here
@@ -164,6 +169,18 @@ def run(ctx: click.Context) -> None:
     except ImportError as e:
         raise PbxError(f"cannot start the PBX: {e}") from None
     ctx.exit(int(app_run(path) or 0))
+
+
+def preflight(cfg: Config) -> None:
+    """``pypbx check`` before starting: warnings logged, an error refuses to start (one line)."""
+    found = db_call(cfg, check.check)
+    errors = [f for f in found if f.level is check.Level.ERROR]
+    for f in found:
+        if f.level is check.Level.WARNING:
+            log.warning("check: %s", f)
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise PbxError(f"not starting: {errors[0]}{more}; see pypbx check")
 
 
 # --------------------------------------------------------------------------- status
@@ -177,7 +194,14 @@ def status(ctx: click.Context, as_json: bool) -> None:
     """Show the running PBX: uptime, transports, registrations, bans, counters."""
 
     cfg = load(ctx)
-    result = call(cfg.socket_path, "status")
+    try:
+        result = call(cfg.socket_path, "status")
+    except LocalAPIError as e:
+        if not as_json:
+            raise
+        # a monitor always gets a JSON object, even when the PBX is down
+        echo_json({"running": False, "error": str(e), "socket": str(cfg.socket_path)})
+        raise click.exceptions.Exit(1) from None
     if as_json:
         echo_json(result)
         return
@@ -218,7 +242,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
                     [
                         b.get("ip"),
                         b.get("reason") or "-",
-                        duration(
+                        hms(
                             b["expires_in"]
                             if b.get("expires_in") is not None
                             else (b["until"] - now if b.get("until") is not None else None)

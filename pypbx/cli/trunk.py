@@ -8,7 +8,7 @@ import click
 
 from pypbx import trunks as T
 from pypbx.cli.context import config_option, load, on_db
-from pypbx.cli.output import F, echo_json, json_option, table, ts
+from pypbx.cli.output import F, done, echo_json, json_option, table, ts
 from pypbx.errors import PbxError
 from pypbx.localapi_client import LocalAPIError, NotRunningError, call
 
@@ -103,8 +103,9 @@ def trunk_group() -> None:
 @config_option
 @click.argument("name")
 @_trunk_options
+@json_option
 @click.pass_context
-def trunk_add(ctx: click.Context, /, name: str, **kw: TrunkOption) -> None:
+def trunk_add(ctx: click.Context, /, name: str, as_json: bool = False, **kw: TrunkOption) -> None:
     """Add trunk NAME (--host is required)."""
     ch = _trunk_changes(kw)
     if not ch.get("host"):
@@ -113,18 +114,19 @@ def trunk_add(ctx: click.Context, /, name: str, **kw: TrunkOption) -> None:
         ch["register"] = True
     t = on_db(ctx, T.add_trunk, T.Trunk(name=name, **ch))
     kind = "registration" if t.register else "IP-authenticated"
-    click.echo(f"Trunk {t.name} added ({kind}, {t.transport} {t.host}:{t.port}, priority {t.priority}).")
+    done(as_json, t.public(), f"Trunk {t.name} added ({kind}, {t.transport} {t.host}:{t.port}, priority {t.priority}).")
 
 
 @trunk_group.command("edit")
 @config_option
 @click.argument("name")
 @_trunk_options
+@json_option
 @click.pass_context
-def trunk_edit(ctx: click.Context, /, name: str, **kw: TrunkOption) -> None:
+def trunk_edit(ctx: click.Context, /, name: str, as_json: bool = False, **kw: TrunkOption) -> None:
     """Change settings of trunk NAME."""
     t = on_db(ctx, T.edit_trunk, name, _trunk_changes(kw))
-    click.echo(f"Trunk {t.name} updated.")
+    done(as_json, t.public(), f"Trunk {t.name} updated.")
 
 
 @trunk_group.command("remove")

@@ -14,6 +14,7 @@ import click
 
 from pypbx import voicemail as V
 from pypbx.cli.context import config_option, on_db, shown
+from pypbx.cli.filters import remove_unused
 from pypbx.cli.output import echo_json, json_option, table, ts
 from pypbx.db import Database
 from pypbx.errors import PbxError
@@ -42,6 +43,7 @@ def voicemail() -> None:
     help="E-mail new messages to these addresses ('' = none; see pypbx notify).",
 )
 @click.option("--remove", is_flag=True, help="Remove the mailbox (its messages stay listed).")
+@json_option
 @click.pass_context
 def vm_box(
     ctx: click.Context,
@@ -51,11 +53,12 @@ def vm_box(
     max_seconds: float | None,
     email: str | None,
     remove: bool,
+    as_json: bool,
 ) -> None:
     """Create or change mailbox BOX (an extension number or a queue name)."""
 
     if remove:
-        on_db(ctx, V.remove_box, box)
+        on_db(ctx, remove_unused, f"voicemail:{box}", V.remove_box, box)
         click.echo(f"Mailbox {box} removed.")
         return
 
@@ -75,6 +78,9 @@ def vm_box(
         )
 
     b = on_db(ctx, go)
+    if as_json:
+        echo_json(b)
+        return
     click.echo(
         f"Mailbox {b['box']}: number {b['number'] or '-'}, on no answer "
         f"{'yes' if b['on_no_answer'] else 'no'}, up to {b['max_seconds']:g} s"

@@ -23,6 +23,10 @@ class _DispositionCount(TypedDict):
     n: int
 
 
+class _Name(TypedDict):
+    name: str
+
+
 class CallQueries(DatabaseCore):
     # ------------------------------------------------------------------ calls (CDR)
     async def insert_call(self, row: Mapping[str, object], event: tuple[float, str, str]) -> None:
@@ -136,6 +140,16 @@ class CallQueries(DatabaseCore):
             (since if since is not None else float("-inf"), until if until is not None else float("inf")),
         )
         return {r["disposition"]: int(r["n"]) for r in rows}
+
+    async def history_names(self, column: str) -> list[str]:
+        """The distinct ``queue``, ``agent`` or ``service_line`` values the call records hold
+        (a filter may name a queue or agent removed since)."""
+        if column not in ("queue", "agent", "service_line", "extension"):
+            raise ValueError(f"no call column {column!r}")
+        rows = await self.fetch_rows(
+            _Name, f"SELECT DISTINCT {column} AS name FROM calls WHERE {column} IS NOT NULL AND {column} != ''"
+        )
+        return [r["name"] for r in rows]
 
     # ------------------------------------------------------------------ recordings
     async def upsert_recording(self, row: Mapping[str, object]) -> None:

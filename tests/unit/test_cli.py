@@ -321,7 +321,7 @@ def test_ext_show_offline_uses_saved_registrations(invoke_cli: Callable, tmp_con
     assert "Registrations: 1 (pypbx is not running; as last saved)" in out
     row = out.splitlines()[-1].split()
     assert row[:4] == ["1001", "sip:1001@192.0.2.10:5062", "TCP", "192.0.2.10:5062"]
-    assert row[-1] == "Grandstream" and row[4].endswith("m")
+    assert row[-1] == "Grandstream" and row[4].startswith("0:")  # h:mm:ss (issue 12)
     assert "sip:old@" not in out
 
     r = invoke_cli("ext", "show", "1001", "--json", "--config", str(tmp_config))
@@ -337,7 +337,7 @@ def test_ext_show_live(invoke_cli: Callable, tmp_config: Path, fake_pbx: FakePBX
     assert r.exit_code == 0, r.output
     assert fake_pbx.requests == [{"cmd": "registrations", "aor": "1001"}]
     assert "Registrations: 1\n" in r.stdout
-    assert "sip:1001@192.0.2.10:5062  UDP 192.0.2.10:5062  59m 00s     Yealink SIP-T46S" in r.stdout
+    assert "sip:1001@192.0.2.10:5062  UDP 192.0.2.10:5062  0:59:00     Yealink SIP-T46S" in r.stdout
     data = json.loads(invoke_cli("ext", "show", "1001", "--json", "--config", str(tmp_config)).stdout)
     assert data["live"] is True and data["registrations"][0]["user_agent"] == "Yealink SIP-T46S"
 
@@ -404,13 +404,12 @@ def test_status_human(invoke_cli: Callable, tmp_config: Path, fake_pbx: FakePBX)
         "sip:1001@192.0.2.10:5062",
         "UDP",
         "192.0.2.10:5062",
-        "59m",
-        "00s",
+        "0:59:00",
         "Yealink",
         "SIP-T46S",
     ]
     assert lines[5] == "Active bans: 1"
-    assert lines[7].split() == ["203.0.113.9", "auth", "failures", "9m", "00s"]
+    assert lines[7].split() == ["203.0.113.9", "auth", "failures", "0:09:00"]
     assert lines[8] == "Security counters: auth_failures=7, requests=120"
 
 

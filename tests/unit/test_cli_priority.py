@@ -141,6 +141,8 @@ def test_route_rule_priority(pbx: Callable) -> None:
 
 
 def test_ivr_option_with_priority(pbx: Callable) -> None:
+    ok(pbx("queue", "add", "urgent"))  # issue 12: an option's queue must exist
+    ok(pbx("queue", "add", "front"))
     out = ok(pbx("ivr", "add", "main", "--number", "700", "--option", "1=queue:urgent@5", "--option", "2=queue:front"))
     assert "1=queue:urgent@5" in out
     menu = json.loads(ok(pbx("ivr", "show", "main", "--json")))

@@ -105,6 +105,11 @@ def test_cli(tmp_path: Path):
         r = CliRunner().invoke(cli.cli, ["--config", str(cfg), *args])
         return r.exit_code, r.output
 
+    # issue 12: members and destinations must exist
+    for n in ("1001", "1002", "1003"):
+        assert c("ext", "add", n)[0] == 0
+    for q in ("front_desk", "call_centre"):
+        assert c("queue", "add", q)[0] == 0
     code, out = c(
         "group",
         "add",
@@ -144,6 +149,7 @@ def test_cli(tmp_path: Path):
     assert rows["+33144556677"]["known"] == "queue:front_desk" and rows["+33144556688"]["destination"] == "group:front"
     code, out = c("did", "add", "0144556699")
     assert code == 1 and "--to" in out
+    assert c("did", "remove", "+33144556688")[0] == 0  # issue 12: a group a DID points to stays
     code, out = c("group", "remove", "front")
     assert code == 0 and json.loads(c("group", "list", "--json")[1]) == []
 

@@ -284,6 +284,8 @@ def test_after_hours_branch(tmp_path, monkeypatch):
 
 def test_cli_ivr(invoke_cli, tmp_config, tmp_path):
     c = ("--config", str(tmp_config))
+    for q in ("front", "desk"):  # issue 12: an option's queue must exist
+        assert invoke_cli("queue", "add", q, *c).exit_code == 0
     r = invoke_cli(
         "ivr",
         "add",

@@ -283,4 +283,7 @@ def test_cli_report_commands(invoke_cli, tmp_config):
     )
     r = invoke_cli("report", "hours", "--goal", "0", *c)
     assert r.exit_code != 0 and "percentage" in r.output
-    assert json.loads(invoke_cli("report", "queues", "--json", "--queue", "other", *c).output) == {}
+    # issue 12: a queue that neither exists nor appears in the records is bad input, not "no calls"
+    r = invoke_cli("report", "queues", "--json", "--queue", "other", *c)
+    assert r.exit_code == 2 and r.stderr == "Error: unknown queue 'other' (valid: front)\n"
+    assert json.loads(invoke_cli("report", "queues", "--json", "--queue", "front", *c).output)["front"]["entered"] == 2

@@ -347,6 +347,8 @@ def test_cli_route_test_ivr_choice(cfg_path: Path):
 
 
 def test_cli_did_edit(cfg_path: Path):
+    assert run_cli(cfg_path, "ext", "add", "1001")[0] == 0  # issue 12: destinations must exist
+    assert run_cli(cfg_path, "queue", "add", "back")[0] == 0
     assert run_cli(cfg_path, "did", "add", "+33123456789", "--to", "extension:1001")[0] == 0
     run_cli(cfg_path, "route", "add", "triage")
     code, out = run_cli(cfg_path, "did", "edit", "+33123456789", "--to", "route:triage", "--name", "Appointments")

@@ -78,6 +78,7 @@ def test_trunk_and_did_cli(cfg_path: Path) -> None:
     code, out = run_cli(cfg_path, "trunk", "edit", "backup", "--transport", "tls", "--register")
     assert code == 1 and "needs --username" in out
     # DIDs
+    assert run_cli(cfg_path, "ext", "add", "1001")[0] == 0  # issue 12: a DID's destination must exist
     code, out = run_cli(
         cfg_path, "did", "add", "+33 1 23 45 67 89", "--to", "extension:1001", "--name", "Appointments line"
     )
