@@ -29,9 +29,12 @@ import io
 import re
 import time
 import unicodedata
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypedDict
+
+import openpyxl
 
 from pypbx.calllog import CallerKind
 from pypbx.db import Database
@@ -40,7 +43,19 @@ from pypbx.errors import PbxError
 from pypbx.numbers import DEFAULT_REGION, e164, is_e164
 
 NAME_COLS = ("name", "full_name", "patient_name", "nom", "имя", "фио", "이름", "성명", "姓名", "名字")
-ID_COLS = ("patient_id", "patient", "id", "mrn", "patient_no", "patient_number", "dossier", "chart")
+ID_COLS = (
+    "patient_id",
+    "patient",
+    "id",
+    "mrn",
+    "patient_no",
+    "patient_number",
+    "dossier",
+    "n° dossier",
+    "no dossier",
+    "numéro de dossier",
+    "chart",
+)
 #: A header naming a phone column (several per patient: home, mobile, work ...).
 _PHONE_WORDS = re.compile(
     r"(number|phone|tel|mobile|cell|gsm|msisdn|portable|fixe|domicile|home|work|office|handy|"
@@ -257,10 +272,46 @@ async def import_csv(
     }
 
 
+XLSX_MAGIC = b"PK\x03\x04"  # an .xlsx workbook is a zip archive
+
+
+def _xlsx_cell(v: object) -> str:
+    """A spreadsheet cell as text: a phone number typed as a number (``33612345679.0``) loses
+    its float tail; dates and the rest as text."""
+    if v is None:
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v).replace("\r", " ").replace("\n", " ")
+
+
+def xlsx_text(data: bytes) -> str:
+    """The first sheet of an Excel workbook as tab-separated text (one line per sheet row, so
+    problems keep the sheet's row numbers), for :func:`parse_csv`."""
+    try:
+        wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise CallersError(f"not a readable .xlsx workbook: {exc}") from None
+    try:
+        ws = wb.worksheets[0] if wb.worksheets else None
+        if ws is None:
+            raise CallersError("the workbook has no sheet")
+        out = io.StringIO()
+        w = csv.writer(out, delimiter="\t", lineterminator="\n")
+        for row in ws.iter_rows(values_only=True):
+            w.writerow([_xlsx_cell(v) for v in row])
+        return out.getvalue()
+    finally:
+        wb.close()
+
+
 async def import_file(
     db: Database, data: bytes, encoding: str | None = None, clock: Callable[[], float] = time.time
 ) -> ImportResult:
-    """A patient-list file's bytes: :func:`decode` then :func:`import_csv`."""
+    """A patient-list file's bytes: an Excel workbook (.xlsx, its first sheet), else text
+    (:func:`decode`), then :func:`import_csv`."""
+    if data.startswith(XLSX_MAGIC):
+        return await import_csv(db, xlsx_text(data), clock, encoding="xlsx")
     d = decode(data, encoding, db.region)
     return await import_csv(db, d.text, clock, encoding=d.encoding)
 

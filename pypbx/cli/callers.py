@@ -34,8 +34,8 @@ def callers() -> None:
 @json_option
 @click.pass_context
 def callers_import(ctx: click.Context, file: str, encoding: str | None, as_json: bool) -> None:
-    """Import a patient list (CSV with ; , or tab: phone columns, name, patient_id);
-    re-importing updates, never duplicates."""
+    """Import a patient list (CSV with ; , or tab, or an Excel .xlsx workbook's first sheet:
+    phone columns, name, patient_id); re-importing updates, never duplicates."""
 
     try:
         data = Path(file).read_bytes()
@@ -45,7 +45,7 @@ def callers_import(ctx: click.Context, file: str, encoding: str | None, as_json:
     if as_json:
         echo_json(res)
         return
-    how = "given" if encoding else "detected"
+    how = "Excel workbook" if res["encoding"] == "xlsx" else "given" if encoding else "detected"
     click.echo(
         f"Imported {res['imported']} numbers ({res['new']} new, {res['updated']} updated); "
         f"encoding {res['encoding']} ({how})."

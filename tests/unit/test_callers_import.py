@@ -7,6 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import openpyxl
 import pytest
 
 from pypbx import callers as C
@@ -161,3 +162,68 @@ def test_cli_import_says_encoding_and_shows_national(invoke_cli, make_config, tm
 def test_bom_but_not_that_encoding_is_one_line_error():
     with pytest.raises(C.CallersError, match=r"^the file starts as utf-8-sig but is not"):
         C.decode(b"\xef\xbb\xbfname,phone\n\xff\xfe\n")
+
+
+PATIENTS = [
+    ("Nom", "Téléphone domicile", "Portable", "N° dossier"),
+    ("Hélène Dupont", "01 23 45 67 89", "06 12 34 56 79", "P-001"),
+    ("Jérôme Façon", "", "07 11 22 33 44", ""),
+    ("Zoé Ñúñez", "+44 20 7123 4567", "", "P-003"),
+]
+
+
+def _xlsx(path: Path, rows: list[tuple[object, ...]]) -> Path:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    assert ws is not None
+    for r in rows:
+        ws.append(list(r))
+    wb.save(path)
+    return path
+
+
+def _callers(invoke_cli, cfg: Path) -> list[tuple[str, str, str]]:
+    rows = json.loads(invoke_cli("callers", "list", "--json", "--config", str(cfg)).output)
+    return sorted((r["number"], r["name"], r["patient_id"] or "") for r in rows)
+
+
+def test_cp1252_utf16_and_xlsx_lists_give_the_same_callers_as_utf8(invoke_cli, make_config, tmp_path: Path):
+    """Issue 12's "done when": the same patient list exported as UTF-8, cp1252 (Excel on
+    Windows), UTF-16 and .xlsx imports the same callers."""
+    text = "".join(";".join(r) + "\n" for r in PATIENTS)
+    files = {
+        "utf-8": tmp_path / "utf8.csv",
+        "cp1252": tmp_path / "cp1252.csv",
+        "utf-16": tmp_path / "utf16.csv",
+    }
+    for codec, f in files.items():
+        f.write_bytes(text.encode(codec))
+    files["xlsx"] = _xlsx(tmp_path / "patients.xlsx", PATIENTS)
+    seen: dict[str, list[tuple[str, str, str]]] = {}
+    for kind, f in files.items():
+        cfg = make_config(f"{kind}.toml", data_dir=f"./var-{kind}")
+        r = invoke_cli("callers", "import", str(f), "--config", str(cfg))
+        assert r.exit_code == 0, r.output
+        assert "Imported 4 numbers (4 new, 0 updated)" in r.output, r.output
+        seen[kind] = _callers(invoke_cli, cfg)
+    assert seen["utf-8"] == [
+        ("+33123456789", "Hélène Dupont", "P-001"),
+        ("+33612345679", "Hélène Dupont", "P-001"),
+        ("+33711223344", "Jérôme Façon", ""),
+        ("+442071234567", "Zoé Ñúñez", "P-003"),
+    ]
+    assert seen["cp1252"] == seen["utf-16"] == seen["xlsx"] == seen["utf-8"]
+
+
+def test_xlsx_numbers_typed_as_numbers_and_bad_rows_keep_sheet_rows(tmp_path: Path) -> None:
+    """Excel turns 0612345679 into the number 612345679 (or 33612345679.0): still the
+    patient's number; a bad row is reported with the sheet's row number."""
+    f = _xlsx(tmp_path / "p.xlsx", [("name", "phone"), ("A", 612345679), ("B", 33712345678.0), ("C", "abc")])
+    rows, problems = C.parse_csv(C.xlsx_text(f.read_bytes()), "FR")
+    assert sorted(r[:2] for r in rows) == [("+33612345679", "A"), ("+33712345678", "B")]
+    assert problems == ["line 4: bad number 'abc'"]
+
+
+def test_a_broken_xlsx_is_one_line_error() -> None:
+    with pytest.raises(C.CallersError, match=r"^not a readable \.xlsx workbook"):
+        C.xlsx_text(b"PK\x03\x04 this is not a zip")
