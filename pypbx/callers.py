@@ -34,8 +34,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypedDict
 
-import openpyxl
-
 from pypbx.calllog import CallerKind
 from pypbx.db import Database
 from pypbx.db.rows import CallerRow
@@ -288,6 +286,8 @@ def _xlsx_cell(v: object) -> str:
 def xlsx_text(data: bytes) -> str:
     """The first sheet of an Excel workbook as tab-separated text (one line per sheet row, so
     problems keep the sheet's row numbers), for :func:`parse_csv`."""
+    import openpyxl  # only for .xlsx files: importing it costs every CLI command ~0.1 s
+
     try:
         wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:

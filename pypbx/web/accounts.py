@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import hashlib
 import logging
 import re
@@ -54,7 +55,15 @@ MIN_PASSWORD = 8
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _HASHER = PasswordHasher()
 #: verified against when the user does not exist: the same time as a wrong password
-_DUMMY_HASH = _HASHER.hash("pypbx: no such user")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against when the user does not exist (same time as a real check);
+    made on first use, not at import: an argon2 hash costs ~150 ms, every CLI command imports this."""
+    return _HASHER.hash("pypbx: no such user")
+
+
 TOKEN_PREFIX = "pbx_"
 
 
@@ -277,7 +286,7 @@ async def authenticate(
     wrong passwords in a row lock the account for ``lock_seconds``."""
     now = time.time() if now is None else now
     row = await db.web_user_row(name) if _NAME.match(name or "") else None
-    hashed = row["password_hash"] if row is not None else _DUMMY_HASH
+    hashed = row["password_hash"] if row is not None else _dummy_hash()
     ok = await asyncio.to_thread(verify_password, hashed, password)
     if row is not None and row["locked_until"] is not None and row["locked_until"] > now:
         _log_failure(ip, name)
