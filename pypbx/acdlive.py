@@ -80,6 +80,7 @@ from pypbx.flows.features import FeatureCall
 from pypbx.flows.player import DEFAULT_MOH, PROMPTS_DIR
 from pypbx.flows.queue import QueueCall
 from pypbx.jsontypes import JSON
+from pypbx.numbers import e164
 from sip.message import Request
 from sip.proxy import RouteDecision
 from sip.transaction import Addr
@@ -701,7 +702,9 @@ class AcdLive:
 
     async def callback_requested(self, call_id: str, number: str, queue: str) -> None:
         """The caller of ``call_id`` asked to be called back at ``number`` (the engine keeps
-        its place as a callback slot; the callback list gets a row)."""
+        its place as a callback slot; the callback list gets a row). A number keyed in national
+        form (0612345678) is kept E.164, like every stored number: one number, one slot."""
+        number = e164(number, self.db.region)
         self._apply(self.engine.callback_requested(call_id, number, self.clock()))
         await self._callback_row(number, queue, call_id)
 

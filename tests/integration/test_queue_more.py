@@ -342,7 +342,9 @@ def test_callback_to_an_outside_number_through_the_trunk(pbx, tmp_path):
         first = records(p)[0]
         assert first["disposition"] == "callback_requested"
         pending = json.loads(p.cli("callbacks", "--json").stdout)
-        assert [(c["number"], c["status"]) for c in pending] == [("0612345678", "pending")]
+        assert [(c["number"], c["status"]) for c in pending] == [
+            ("+33612345678", "pending")
+        ]  # keyed 0612345678, stored E.164
         agent = Phone(p, "1001", "call_uas_hangs_up.xml", tmp_path / "alice", ring_ms=200)
         login(p, "alice", "1001")
         assert agent.wait() == 0, agent.errors()
@@ -350,10 +352,10 @@ def test_callback_to_an_outside_number_through_the_trunk(pbx, tmp_path):
     finally:
         prov.kill()
     cb = records(p, 2)[1]
-    assert cb["direction"] == "outbound" and cb["callee_number"] == "0612345678" and cb["agent"] == "alice"
+    assert cb["direction"] == "outbound" and cb["callee_number"] == "+33612345678" and cb["agent"] == "alice"
     assert cb["disposition"] == "answered" and cb["caller_number"] == "1001" and cb["hangup_side"] == "caller"
     p.wait_for(lambda: "COMPLETE_AGENT" in kinds(p, first["id"]), 10, "COMPLETE_AGENT")
     assert kinds(p, first["id"])[-3:] == ["CALLBACK_DIALED", "CALLBACK_CONNECTED", "COMPLETE_AGENT"]
     done = json.loads(p.cli("callbacks", "--status", "done", "--json").stdout)
-    assert [(c["number"], c["status"]) for c in done] == [("0612345678", "done")]
+    assert [(c["number"], c["status"]) for c in done] == [("+33612345678", "done")]
     assert [(t["name"], t["active_calls"]) for t in p.status()["trunks"]] == [("prov", 0)]

@@ -750,7 +750,7 @@ def test_callback_to_an_outside_number_through_a_trunk_cdr(tmp_path):
             cw.inject(P.Answered(leg="agent", call_id="a1"))
             await settle()
             o = originates(cw)
-            assert o[1].uri == "sip:000612345678@192.0.2.99:5060" and o[1].headers.get("X-PBX-Trunk") == "prov"
+            assert o[1].uri == "sip:0033612345678@192.0.2.99:5060" and o[1].headers.get("X-PBX-Trunk") == "prov"
             assert o[1].auth == svc.leg_auth("prov") and o[0].auth is None
             assert svc.active == {"prov": 1}
             cw.inject(P.Answered(leg="patient", call_id="p1"))
@@ -766,7 +766,7 @@ def test_callback_to_an_outside_number_through_a_trunk_cdr(tmp_path):
             cb = rows[-1]
             assert cb["id"] != s.rec.id and cb["direction"] == "outbound"
             assert cb["caller_number"] == "1001" and cb["extension"] == "1001" and cb["agent"] == "alice"
-            assert cb["callee_number"] == "0612345678" and cb["queue"] == "front"
+            assert cb["callee_number"] == "+33612345678" and cb["queue"] == "front"  # keyed 0612345678
             assert cb["disposition"] == "answered" and cb["hangup_side"] == "caller"
             ev = dict(await env.call_events(cb["id"]))
             assert ev["callback"]["of_call"] == s.rec.id and ev["callback_dial"]["trunk"] == "prov"
