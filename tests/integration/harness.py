@@ -418,3 +418,24 @@ def dominant_freq(x: np.ndarray, rate: int) -> float:
     x = x.astype(np.float64)
     spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
     return float(np.fft.rfftfreq(len(x), 1 / rate)[int(np.argmax(spec[1:])) + 1])
+
+
+def wait_workers_gone(p: PbxProcess, timeout: float = 10.0) -> None:
+    """Until every media worker SIP port of ``p`` is free again (a PBX killed with -9
+    leaves its workers to notice and exit)."""
+    base, count = p.cfg.media.sip_port_base, p.cfg.media.workers_max
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = []
+        for port in range(base, base + count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                busy.append(port)
+            finally:
+                s.close()
+        if not busy:
+            return
+        assert time.monotonic() < deadline, f"media worker ports still bound: {busy}"
+        time.sleep(0.1)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.integration.harness import BIN
+from tests.integration.harness import BIN, wait_workers_gone
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +43,7 @@ def test_lock_of_a_killed_pbx_does_not_block_the_next_start(pbx):
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
     lock = first.cfg.data_dir / "pypbx.lock"
     assert lock.exists()  # the stale file stays; only the kernel's lock went away
+    wait_workers_gone(first)  # the killed PBX's media workers exit on their own, freeing their ports
     first.start()
     assert first.proc is not None
     assert lock.read_text().strip() == str(first.proc.pid)

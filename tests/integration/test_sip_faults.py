@@ -18,7 +18,15 @@ import time
 import pytest
 
 from tests.integration.conftest import PASSWORD
-from tests.integration.harness import SIPP_DIR, PbxProcess, auth_users, free_port, require_tool, run_sipp
+from tests.integration.harness import (
+    SIPP_DIR,
+    PbxProcess,
+    auth_users,
+    free_port,
+    require_tool,
+    run_sipp,
+    wait_workers_gone,
+)
 from tests.integration.test_proxy_calls import Phone, call
 
 pytestmark = pytest.mark.slow
@@ -28,27 +36,6 @@ pytestmark = pytest.mark.slow
 def pbx(proxy_pbx):
     """The PBX factory of the proxy tests (conftest.proxy_pbx)."""
     return proxy_pbx
-
-
-def _wait_workers_gone(p, timeout: float = 10.0) -> None:
-    """Until every media worker SIP port of ``p`` is free again (a PBX killed with -9
-    leaves its workers to notice and exit)."""
-    base, count = p.cfg.media.sip_port_base, p.cfg.media.workers_max
-    deadline = time.monotonic() + timeout
-    while True:
-        busy = []
-        for port in range(base, base + count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                busy.append(port)
-            finally:
-                s.close()
-        if not busy:
-            return
-        assert time.monotonic() < deadline, f"media worker ports still bound: {busy}"
-        time.sleep(0.1)
 
 
 def test_bye_after_a_restart_gets_481(pbx, tmp_path):
@@ -65,7 +52,7 @@ def test_bye_after_a_restart_gets_481(pbx, tmp_path):
     p.wait_for(lambda: [c for c in p.api("calls") if c["state"] == "talking"], timeout=20, what="the call answered")
     time.sleep(0.5)  # the ACK through
     assert p.stop(signal.SIGKILL) == -signal.SIGKILL
-    _wait_workers_gone(p)  # the killed PBX's media workers exit on their own
+    wait_workers_gone(p)  # the killed PBX's media workers exit on their own
     p.start()  # same data directory, same route secret: the phone's route set still checks
     caller.join(45)
     assert not caller.is_alive(), "the caller never finished"
@@ -207,7 +194,7 @@ def test_registered_phone_registers_and_calls_under_a_distributed_flood(tmp_path
             after = p.status()
         assert reg.returncode == 0 and reg.successful == 1, reg.errors or reg.stdout[-2000:]
         assert res.returncode == 0 and res.successful == 1, res.errors or res.stdout[-2000:]
-        assert flood.sent > 3000
+        assert flood.sent > 2000  # ~600/s for ~5 s, less on a loaded machine
         c = after["counters"]
         assert c["guard_dropped_admission"] > 1000  # the global limit worked ...
         assert c["stateless_challenges"] > 300  # ... and what passed was challenged statelessly
