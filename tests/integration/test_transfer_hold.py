@@ -150,7 +150,7 @@ def calls_db(p: PbxProcess) -> tuple[list[dict], dict[str, list[tuple[str, dict]
         con.close()
 
 
-def wait_all_ended(p: PbxProcess, n: int, timeout: float = 15) -> tuple[list[dict], dict]:
+def wait_all_ended(p: PbxProcess, n: int, timeout: float = 30) -> tuple[list[dict], dict]:
     deadline = time.monotonic() + timeout
     while True:
         calls, events = calls_db(p)
@@ -161,7 +161,10 @@ def wait_all_ended(p: PbxProcess, n: int, timeout: float = 15) -> tuple[list[dic
         ):
             return calls, events
         if time.monotonic() > deadline:
-            raise AssertionError(f"calls not closed: {[(c['callee_number'], c['disposition']) for c in calls]}")
+            raise AssertionError(
+                "calls not closed: "
+                + repr([(c["callee_number"], c["disposition"], [k for k, _ in events.get(c["id"], [])]) for c in calls])
+            )
         time.sleep(0.2)
 
 
