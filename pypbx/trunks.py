@@ -72,6 +72,7 @@ from pypbx.numbers import (
     parse_classes,
     rewrite,
 )
+from sip.identity import asserted_caller
 from sip.message import Request
 from sip.proxy import RouteDecision
 from sip.server import OwnCallback, OwnEvent, SipServer, TlsPeer
@@ -825,7 +826,9 @@ class TrunkRouter:
             did = self.svc.did_for(request, trunk)
             if did is None:
                 return RouteDecision.reject(404, "Not Found - no such DID")
-            return (("X-PBX-Trunk", trunk.name), ("X-PBX-DID", did.number))
+            asserted = asserted_caller(request)  # a configured trunk is trusted to assert
+            who = (("X-PBX-Caller", asserted),) if asserted else ()
+            return (("X-PBX-Trunk", trunk.name), ("X-PBX-DID", did.number), *who)
         target = request.uri.user or ""
         if not target or self.is_internal(target) or not self.svc.trunks:
             return ()
@@ -859,8 +862,9 @@ class TrunkRouter:
         hdrs = getattr(ev, "headers", {}) or {}
         trunk, did_no = _header(hdrs, "X-PBX-Trunk"), _header(hdrs, "X-PBX-DID")
         if trunk and did_no:
-            # the provider's caller number (From user) becomes the call's caller, E.164
-            s.caller = e164(s.caller, self.svc.plan.region)
+            # the provider's caller number (its P-Asserted-Identity, else the From user)
+            # becomes the call's caller, E.164; a caller who asked for privacy is anonymous
+            s.caller = e164(_header(hdrs, "X-PBX-Caller") or s.caller, self.svc.plan.region)
             did = self.svc.dids.get(did_no) or Did(did_no, "extension:" + s.callee)
             tc = TrunkCall("inbound", trunk=trunk, did=did)
             offer: CallExtras = {"did": did.number, "service_line": did.service_line or None}

@@ -73,8 +73,10 @@ def provider_dials(
     caller: str = CALLER,
     extra: tuple[str, ...] = (),
     timeout: float = 40,
+    headers: tuple[str, ...] = (),
 ):
-    """The provider calls ``did`` from ``caller``; after the answer: ``body``; then BYE."""
+    """The provider calls ``did`` from ``caller`` (plus ``headers`` in its INVITE); after the
+    answer: ``body``; then BYE."""
     workdir.mkdir(parents=True, exist_ok=True)
     sfile = workdir / "fl_provider_uac.xml"
     sfile.write_text(
@@ -82,6 +84,7 @@ def provider_dials(
         .read_text()
         .replace("__CALLER__", caller)
         .replace("__BODY__", "\n  ".join(body))
+        .replace("__HEADERS__", "".join("\n      " + h for h in headers))
     )
     return run_sipp(
         str(sfile),

@@ -1,7 +1,7 @@
 """Issue 10, "every patient recognised", end to end per site region: a patient imported in the
 clinic's national format (``06 12 34 56 79`` in France, ``010-1234-5678`` in Korea,
 ``8 (912) 345-67-89`` in Russia) calls through the sipp fake provider in each form a provider
-sends (``+33...``, ``0033...``, ``33...``); the DID's smart routing finds a known caller and
+sends (``+33...``, ``0033...``, ``33...``, or only in P-Asserted-Identity); the DID's smart routing finds a known caller and
 puts the call in the returning-patient queue, where the agent's phone (a sipp UAS that fails
 unless the INVITE's From display is ``"Appointments: <patient name>"``) answers. One PBX per
 site; new callers would go to an agent-less queue (and fail the test by timing out)."""
@@ -30,7 +30,8 @@ SITES = {
         "nom;téléphone;patient_id\nMarie Dupont;06 12 34 56 79;\n",
         "cp1252",
         "Marie Dupont",
-        ["+33612345679", "0033612345679", "33612345679"],
+        # the last: From anonymous, the number only in P-Asserted-Identity (as many providers send it)
+        ["+33612345679", "0033612345679", "33612345679", ("anonymous", "<sip:+33612345679@127.0.0.2;user=phone>")],
         "+33612345679",
     ),
     "KR": ("이름,휴대폰\nKim Minsu,010-1234-5678\n", "euc-kr", "Kim Minsu", ["+821012345678"], "+821012345678"),
@@ -88,7 +89,9 @@ def test_patient_known_in_every_form_lands_in_returning_queue_with_name(pbx, tmp
         )
         if n == 0:
             p.cli("agent", "login", "alice", "1001")
-        res = provider_dials(p, tmp_path / f"call{n}", did, pause(300), caller=caller)
+        caller, pai = caller if isinstance(caller, tuple) else (caller, None)
+        headers = (f"P-Asserted-Identity: {pai}",) if pai else ()
+        res = provider_dials(p, tmp_path / f"call{n}", did, pause(300), caller=caller, headers=headers)
         assert desk.wait() == 0, desk.errors()  # the name on the agent's phone
         assert ok(res), res.errors or res.stdout[-3000:] + p.log()[-3000:]
     rows = wait_closed(p, len(forms))

@@ -174,8 +174,9 @@ def test_start_destination_route_and_sticky_queue_call(tmp_path):
     run(go())
 
 
-async def did_call(env: Env, did: str, frm: str = "+33611111111", call_id: str = "d1"):
-    """A trunk call to ``did`` as the worker reports it (X-PBX-Trunk / X-PBX-DID)."""
+async def did_call(env: Env, did: str, frm: str = "+33611111111", call_id: str = "d1", asserted: str | None = None):
+    """A trunk call to ``did`` as the worker reports it (X-PBX-Trunk / X-PBX-DID, and
+    X-PBX-Caller when the trunk asserted the caller)."""
     trunks, env.cm.trunks = env.cm.trunks, None
     env.cm.route(invite(did, frm=frm, call_id=call_id), PHONE, frm)
     env.cm.trunks = trunks
@@ -187,11 +188,34 @@ async def did_call(env: Env, did: str, frm: str = "+33611111111", call_id: str =
             from_uri=f"<sip:{frm}@prov>",
             to_uri=f"<sip:{did}@pbx>",
             call_id=call_id,
-            headers={"X-PBX-Trunk": "prov", "X-PBX-DID": did},
+            headers={"X-PBX-Trunk": "prov", "X-PBX-DID": did, **({"X-PBX-Caller": asserted} if asserted else {})},
         )
     )
     await settle()
     return w, s
+
+
+def test_the_caller_a_trunk_asserts_is_the_calls_caller_and_routes_it(tmp_path):
+    """From: anonymous (or the provider's pilot number) + P-Asserted-Identity: the asserted
+    number is the caller (E.164) the route rule and the books see; privacy: anonymous."""
+
+    async def go():
+        async with Env(tmp_path) as env:
+            svc = with_trunks(env, "prov")
+            await R.add_route(env.db, "r")
+            await R.add_rule(env.db, "r", ["caller=06"], "queue:front")
+            svc.dids = {"+33100000001": T.Did("+33100000001", "route:r")}
+            w, s = await did_call(env, "+33100000001", frm="anonymous", asserted="0612345679")
+            assert s.caller == "+33612345679" and s.rec.queue == "front"
+            w.inject(P.Ended(leg="in-1", cause_code=200, reason="BYE"))
+            await settle(20)
+            assert (await env.cdr(s.rec.id))["caller_number"] == "+33612345679"
+            w, s = await did_call(env, "+33100000001", frm="+33611111111", call_id="d2", asserted="anonymous")
+            await settle(20)
+            row = await env.cdr(s.rec.id)
+            assert row["caller_number"] == "anonymous" and row["queue"] is None
+
+    run(go())
 
 
 def test_did_route_no_match_falls_back_to_the_dids_destination_else_480(tmp_path):

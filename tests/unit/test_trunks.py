@@ -191,6 +191,11 @@ def test_router_screen_and_admit() -> None:
     assert isinstance(d, RouteDecision) and d.status == 403
     assert router.admit(_invite("sip:1001@pbx"), other) is None
     assert router.screen(inv, trunk_src, None) == (("X-PBX-Trunk", "a"), ("X-PBX-DID", "+33123456789"))
+    # the caller the trunk asserts (From anonymous or the provider's pilot number) and privacy
+    pai = _invite("sip:+33123456789@pbx", "P-Asserted-Identity: <tel:+33612345679>\r\n")
+    assert router.screen(pai, trunk_src, None)[2] == ("X-PBX-Caller", "+33612345679")
+    hidden = _invite("sip:+33123456789@pbx", "P-Asserted-Identity: <tel:+33612345679>\r\nPrivacy: id\r\n")
+    assert router.screen(hidden, trunk_src, None)[2] == ("X-PBX-Caller", "anonymous")
     # the DID in To when the Request-URI is the registration contact
     inv2 = parse_message(
         _invite("sip:clinic@198.51.100.7")
