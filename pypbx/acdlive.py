@@ -642,7 +642,7 @@ class AcdLive:
         --priority``), the route rules' and IVR options' it went through (``s.priority``)
         and -- in the engine -- the queue's own entry priority."""
         s.priority = max(s.priority, await self._did_priority(s))
-        qc = QueueCall(self, s, queue, lang=lang, priority=s.priority)
+        qc = QueueCall(self, s, queue, lang=lang or s.language, priority=s.priority)
         self._take(s, qc)
         if answered:
             await qc.start_answered(via)

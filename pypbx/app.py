@@ -36,6 +36,7 @@ from pypbx.call import DEFAULT_MOH, Call, CallManager
 from pypbx.calllog import CallLog
 from pypbx.changes import ChangeWatcher, DbChanged
 from pypbx.config import Config, ConfigError, load_config
+from pypbx.crm import CrmLookup
 from pypbx.db import Database, DBError, open_db
 from pypbx.errors import PbxError
 from pypbx.extensions import credentials_map
@@ -400,6 +401,9 @@ class Pbx:
             # IVR menus, voicemail, survey, callers table
             frontline = FrontLine(db, self.callmgr, cfg.data_dir, prompts_dir=self.acd.prompts_dir)
             self.frontline = self.callmgr.frontline = frontline
+            if cfg.crm.lookup_url:  # who is calling, asked of the clinic's system (pypbx.crm)
+                frontline.crm = CrmLookup(cfg.crm, db.region)
+                stack.push_async_callback(frontline.crm.close)
             # ring groups: their ring legs at the front door
             self.callmgr.groups = GroupService(contacts=self._contacts, answered_by=self._answered_by)
             # its numbers, for _is_internal, re-read on every change (FrontLine.start's own

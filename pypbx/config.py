@@ -256,6 +256,19 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class CrmConfig:
+    """Who is calling, asked of the clinic's system (pypbx.crm) while the call arrives."""
+
+    lookup_url: str = ""  # "" = no CRM; a template with {e164}, {national} or {digits}
+    token: str = ""  # sent as Authorization: Bearer <token>
+    header: str = ""  # one more header, "Name: value"
+    timeout_ms: int = 300  # a call is never delayed longer than this
+    cache_seconds: int = 300  # answers (and "not found") kept this long
+    prefer_seconds: int = 30  # a queue waits this long for the CRM's assigned agent
+    urgent_priority: int = 5  # a "vip"/"urgent" flag's queue priority
+
+
+@dataclass(frozen=True)
 class Config:
     config_path: Path  # absolute path of the file this was loaded from
     data_dir: Path  # absolute
@@ -271,6 +284,7 @@ class Config:
     missed: MissedConfig = field(default_factory=MissedConfig)
     site: SiteConfig = field(default_factory=SiteConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    crm: CrmConfig = field(default_factory=CrmConfig)
 
     @property
     def db_path(self) -> Path:
@@ -617,6 +631,48 @@ _SCHEMA["web"] = [
 ]
 
 
+def _url_template(key: str, v: object) -> str:
+    v = _str(nonempty=False)(key, v)
+    if not v:
+        return v
+    try:
+        filled = v.format(e164="%2B33612345678", national="0612345678", digits="33612345678")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(
+            f"expected a URL with {{e164}}, {{national}} or {{digits}} in it, got {v!r} ({exc})", key
+        ) from None
+    if filled == v:
+        raise ConfigError(f"the URL needs {{e164}}, {{national}} or {{digits}} for the caller's number, got {v!r}", key)
+    u = urlsplit(filled)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ConfigError(f"expected an http:// or https:// URL, got {v!r}", key)
+    return v
+
+
+def _header_line(key: str, v: object) -> str:
+    v = _str(nonempty=False)(key, v)
+    name, colon, value = v.partition(":")
+    if v and (not colon or not re.fullmatch(r"[A-Za-z0-9-]+", name.strip()) or not value.strip()):
+        raise ConfigError(f'expected one header like "X-Api-Key: 1234", got {v!r}', key)
+    return v
+
+
+_SCHEMA["crm"] = [
+    (
+        "lookup_url",
+        "",
+        _url_template,
+        'ask the clinic\'s system who is calling: URL with {e164}, {national} or {digits} ("" = no CRM)',
+    ),
+    ("token", "", _str(nonempty=False), 'sent as "Authorization: Bearer <token>" ("" = none)'),
+    ("header", "", _header_line, 'one more request header, "Name: value" ("" = none)'),
+    ("timeout_ms", 300, _int(20, 5000), "a call never waits longer than this for the answer (ms)"),
+    ("cache_seconds", 300, _int(0, 86400), "answers (and not-found) are kept this long (s)"),
+    ("prefer_seconds", 30, _int(0, 600), "a queue waits this long for the agent the CRM assigns (s)"),
+    ("urgent_priority", 5, _int(1, 100), 'queue priority of a caller flagged "vip" or "urgent"'),
+]
+
+
 def _timezone(key: str, v: object) -> str:
     v = _str(nonempty=False)(key, v)
     if v and sitetime.valid_zone(v) is None:
@@ -762,6 +818,7 @@ def _parse(raw: Mapping[str, object], base: Path, config_path: Path) -> Config:
         missed=_build(MissedConfig, checked["missed"]),
         site=site,
         web=_web(checked["web"], base),
+        crm=_build(CrmConfig, checked["crm"]),
     )
 
 

@@ -45,6 +45,7 @@ from pypbx import survey as Sv
 from pypbx import voicemail as V
 from pypbx.call import Call, CallManager, Flow
 from pypbx.calllog import CallerKind, Disposition
+from pypbx.crm import CrmLookup
 from pypbx.db import Database
 from pypbx.flows.features import ReasonCall, ReasonDesk, ReasonKeys
 from pypbx.flows.group import GroupCall
@@ -53,6 +54,8 @@ from pypbx.flows.route import resolve
 from pypbx.flows.survey import SurveyCall
 from pypbx.flows.voicemail import MailboxCall, VoicemailCall
 from pypbx.logs import call_log
+from pypbx.numbers import e164
+from pypbx.prompts import LANGUAGES
 
 if TYPE_CHECKING:
     from pypbx.acdlive import AcdLive
@@ -85,6 +88,7 @@ class FrontLine:
         # reason codes from the agents' phones (pypbx.reasons): *7N dialled, *7 N keyed in a call
         self.reason_desk = ReasonDesk(db, cm, self.prompts_dir)
         self.reason_keys = ReasonKeys(self.reason_desk, cm.clock)
+        self.crm: CrmLookup | None = None  # the clinic's system (pypbx.crm), set by the app
 
     async def voicemail_filed(self, box: str, meta: V.VoicemailMeta) -> None:
         for cb in list(self.voicemail_listeners):
@@ -207,6 +211,36 @@ class FrontLine:
         obj = self.calls.get(id(s))
         if obj is not None and hasattr(obj, "finished"):
             obj.finished(disposition, side)
+
+    async def ask_crm(self, s: Call) -> None:
+        """An inbound caller at arrival: what the clinic's system knows (pypbx.crm), if one
+        is configured, written into the callers table (so known/new, the caller kind and the
+        screen pop see it) and onto the call (sticky agent, urgent line, prompt language).
+        Never longer than ``[crm] timeout_ms``; a failure leaves the local table alone."""
+        if self.crm is None:
+            return
+        ans = await self.crm.lookup(s.caller)
+        if ans is None or not ans.found:
+            return
+        cfg = self.crm.cfg
+        try:
+            await self.db.remember_crm_row(e164(s.caller, self.db.region), ans.name, ans.patient_id, self.cm.clock())
+        except Exception:
+            call_log(log, s).exception("callers table: storing the CRM's answer failed")
+        if ans.agent and s.route_prefer is None and cfg.prefer_seconds > 0:
+            s.route_prefer = (ans.agent, float(cfg.prefer_seconds))
+        if ans.urgent:
+            s.priority = max(s.priority, cfg.urgent_priority)
+        if ans.language in LANGUAGES:
+            s.language = ans.language
+        call_log(log, s).info(
+            "CRM: %s is %s%s%s%s",
+            s.caller,
+            ans.name or ans.patient_id or "a patient",
+            f", agent {ans.agent}" if ans.agent else "",
+            ", urgent" if ans.urgent else "",
+            f", language {ans.language}" if ans.language else "",
+        )
 
     async def caller_kind(self, number: str) -> CallerKind | None:
         """An inbound caller at arrival (CallManager records it on the call): patient / known / new."""

@@ -78,6 +78,10 @@ class FrontLineHooks(Protocol):
 
     async def call_finished(self, s: Call, disposition: Disposition, side: str) -> None: ...
 
+    async def ask_crm(self, s: Call) -> None:
+        """An inbound caller at arrival: ask the clinic's system (pypbx.crm) who it is."""
+        ...
+
     async def caller_kind(self, number: str) -> CallerKind | None:
         """An inbound caller at arrival: patient / known number / new (None: lookup failed)."""
         ...

@@ -603,6 +603,7 @@ class CallManager:
             s.trunk, direction, callee_number, extras = ctx
         extras["worker"] = str(s.worker.pid)
         if direction is Direction.INBOUND and self.frontline is not None:
+            await self.frontline.ask_crm(s)  # the clinic's system, if any: at most [crm] timeout_ms
             extras["caller_kind"] = await self.frontline.caller_kind(s.caller)  # once, at arrival
         s.rec = await self.calllog.offer(
             direction=direction,

@@ -93,6 +93,7 @@ class Call:
     screen_pop: str | None = None  # the ringing phone's From display (pypbx.screenpop), once per call
     route_prefer: tuple[str | None, float] | None = None  # routing rule --prefer-last (agent, seconds)
     priority: int = 0  # the urgent line: the highest queue priority a route rule or IVR option gave
+    language: str | None = None  # the caller's language the clinic's system knows (pypbx.crm)
     ivr_choices: list[tuple[str, str]] | None = None
     # the PBX itself ends the call (CallManager.end_call: "rtp timeout", "max duration"):
     # the cause booked whoever's leg goes first, and when to stop waiting for the legs

@@ -35,6 +35,17 @@ class CallerQueries(DatabaseCore):
             )
         return len(rows)
 
+    async def remember_crm_row(self, number: str, name: str, patient_id: str, now: float) -> None:
+        """A patient the clinic's system knows (pypbx.crm): on the list from now on, its name
+        and patient id replaced by the CRM's when it gives them."""
+        await self.execute(
+            "INSERT INTO callers(number, name, patient_id, imported_at) VALUES (?, NULLIF(?, ''), NULLIF(?, ''), ?) "
+            "ON CONFLICT(number) DO UPDATE SET name = COALESCE(excluded.name, name), "
+            "patient_id = COALESCE(excluded.patient_id, patient_id), "
+            "imported_at = COALESCE(imported_at, excluded.imported_at)",
+            (number, name, patient_id, now),
+        )
+
     async def get_caller_row(self, number: str) -> CallerRow | None:
         return await self.fetch_row(CallerRow, "SELECT * FROM callers WHERE number = ?", (number,))
 
