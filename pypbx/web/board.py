@@ -11,11 +11,10 @@ report per change.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from typing import TYPE_CHECKING
 
-from pypbx import acdstore, reports
+from pypbx import acdstore, reports, sitetime
 from pypbx import missed as M
 
 if TYPE_CHECKING:
@@ -25,10 +24,9 @@ STATES = ("available", "ringing", "on_call", "wrap_up", "paused", "logged_out")
 
 
 def today_range(now: float | None = None) -> tuple[float, float]:
-    """Local midnight .. the next one (``pypbx report --date today``)."""
-    d = dt.datetime.fromtimestamp(time.time() if now is None else now)
-    start = d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-    return start, start + 86400
+    """The site's midnight .. the next one (``pypbx report --date today``, ``[site] timezone``;
+    23 or 25 hours on a DST change)."""
+    return sitetime.day_bounds(sitetime.local(time.time() if now is None else now).date())
 
 
 #: the books are written by the stream's subscribers, a moment after the event: a cached
