@@ -300,6 +300,20 @@ class Pbx:
             "events": self.events.status(),
         }
 
+    def _metrics(self) -> dict[str, object]:
+        """The running PBX's figures for the web desk's /metrics (pypbx.web.metrics)."""
+        assert self.sip is not None
+        mono = asyncio.get_running_loop().time()
+        return {
+            "uptime": round(self.wallclock() - self.started_at, 1),
+            "calls_active": len(self.callmgr.status()) if self.callmgr is not None else 0,
+            "registrations": len(self._registrations()),
+            "transactions": self.sip.status()["transactions"],
+            "bans": len(self.sip.guard.bans(mono)),
+            "workers": self.pool.stats() if self.pool is not None else None,
+            "trunks": self.trunks.status(),
+        }
+
     # -- run -------------------------------------------------------------------------
     writer: BindingWriter | None = None
     web: object | None = None  # pypbx.web.server.WebServer when [web] enabled
@@ -448,7 +462,15 @@ class Pbx:
                 async def call_back(task: str, extension: str) -> dict[str, object]:
                     return await missed_call(worklist, cm, task, extension)
 
-                web_ctx = make_context(cfg, db, self.events, acd=self.acd, worklist=worklist, missed_call=call_back)
+                web_ctx = make_context(
+                    cfg,
+                    db,
+                    self.events,
+                    acd=self.acd,
+                    worklist=worklist,
+                    missed_call=call_back,
+                    pbx_status=self._metrics,
+                )
                 self.web = WebServer(web_ctx)
                 await self.web.start()
                 stack.push_async_callback(self.web.close)

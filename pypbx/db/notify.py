@@ -13,8 +13,18 @@ class _Due(TypedDict):
     t: float | None
 
 
+class _StatusCount(TypedDict):
+    status: str
+    n: int
+
+
 class NotifyQueries(DatabaseCore):
     # notifications' outbox (pypbx.notify)
+    async def notification_status_counts(self) -> dict[str, int]:
+        """{pending|sent|failed: how many} (the metrics' outbox depth)."""
+        rows = await self.fetch_rows(_StatusCount, "SELECT status, count(*) AS n FROM notifications GROUP BY status")
+        return {r["status"]: int(r["n"]) for r in rows}
+
     async def insert_notification_rows(self, rows: Sequence[Mapping[str, object]]) -> list[int]:
         """All in one transaction; returns their ids."""
         ids = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +17,7 @@ from aiohttp import web
 from pypbx.config import Config
 from pypbx.db import Database
 from pypbx.events import EventBus, Subscription
-from pypbx.web import api, pages  # noqa: F401 - their @route decorators fill the table
+from pypbx.web import api, metrics, pages  # noqa: F401 - their @route decorators fill the table
 from pypbx.web.board import BoardCache
 from pypbx.web.routes import CTX, ROUTES, SPECS, auth_middleware, headers_middleware
 from pypbx.web.security import RateLimit, load_secret
@@ -43,6 +43,7 @@ class WebContext:
     acd: AcdLive | None = None
     worklist: Worklist | None = None
     missed_call: Callable[[str, str], Awaitable[dict[str, object]]] | None = None
+    pbx_status: Callable[[], Mapping[str, object]] | None = None  # the running PBX's figures (/metrics)
     login_limit: RateLimit = field(default_factory=RateLimit)
     board_cache: BoardCache = field(default_factory=BoardCache)
     streams: set[Subscription] = field(default_factory=set)
@@ -116,5 +117,15 @@ def make_context(
     acd: AcdLive | None = None,
     worklist: Worklist | None = None,
     missed_call: Callable[[str, str], Awaitable[dict[str, object]]] | None = None,
+    pbx_status: Callable[[], Mapping[str, object]] | None = None,
 ) -> WebContext:
-    return WebContext(cfg, db, bus, load_secret(cfg.data_dir), acd=acd, worklist=worklist, missed_call=missed_call)
+    return WebContext(
+        cfg,
+        db,
+        bus,
+        load_secret(cfg.data_dir),
+        acd=acd,
+        worklist=worklist,
+        missed_call=missed_call,
+        pbx_status=pbx_status,
+    )

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,30 @@ def board_waiting_becomes(page: Any, value: str, timeout: float = 15.0) -> float
     return page.evaluate("v => window.__seen[v]", value) / 1000.0
 
 
+def metrics_status(base: str, token: str | None) -> int:
+    req = urllib.request.Request(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def metrics(base: str, token: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """``GET /metrics`` parsed by prometheus_client: {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    req = urllib.request.Request(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = resp.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+
+
 def test_wallboard_live_counters_roles_csrf_lockout(tmp_path: Path) -> None:
     chromium = require_tool("chromium")
     from playwright.sync_api import sync_playwright
@@ -74,6 +100,8 @@ def test_wallboard_live_counters_roles_csrf_lockout(tmp_path: Path) -> None:
         setup_queue(p, agents=("alice",))
         p.cli("user", "add", "tv", "--role", "wallboard", "--password", WEB_PW)
         p.cli("user", "add", "nurse", "--role", "supervisor", "--password", WEB_PW)
+        tv_token = p.cli("token", "add", "--role", "wallboard", "--name", "prometheus").stdout.split()[-1]
+        agent_token = p.cli("token", "add", "--role", "agent", "--agent", "alice").stdout.split()[-1]
         base = f"http://127.0.0.1:{p.cfg.web.port}"
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
@@ -144,6 +172,16 @@ def test_wallboard_live_counters_roles_csrf_lockout(tmp_path: Path) -> None:
                 page.wait_for_selector("article[data-queue=front][data-level=warn]", timeout=5_000)
                 page.screenshot(path=str(SHOTS / "wallboard.png"))
                 board_waiting_becomes(page, "1")  # the second one hung up
+
+                # -- /metrics (Prometheus) with a wallboard token: the same figures, read by the
+                # reference parser; no token 401, an agent's token 403
+                got = metrics(base, tv_token)
+                assert got[("pypbx_queue_waiting", (("queue", "front"),))] == 1
+                assert got[("pypbx_calls_active", ())] == 1
+                assert got[("pypbx_queue_agents", (("queue", "front"), ("state", "logged_out")))] == 1
+                assert got[("pypbx_up", ())] == 1 and got[("pypbx_registrations", ())] == 0
+                assert got[("pypbx_calls_total", (("disposition", "abandoned_queue"),))] == 1
+                assert metrics_status(base, None) == 401 and metrics_status(base, agent_token) == 403
 
                 # -- alice logs in, her sipp phone answers: off the board within 1 s
                 Phone(p, "1001", "call_uas.xml", tmp_path / "alice", ring_ms=300)
