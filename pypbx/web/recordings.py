@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 from pathlib import Path
 
 from aiohttp import web
@@ -222,7 +223,8 @@ async def recording_audio(request: web.Request) -> web.StreamResponse:
         await _audit(request, action, r["id"], path.name)
     headers = {"Cache-Control": "private, no-store"}
     if download:
-        headers["Content-Disposition"] = f'attachment; filename="call-{r["id"][:12]}.wav"'
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", r["id"])
+        headers["Content-Disposition"] = f'attachment; filename="{name}.wav"'
     return web.FileResponse(path, headers=headers)
 
 
