@@ -27,7 +27,7 @@
   }
   function fmtDur(s) {
     if (s === null || s === undefined) return "–";
-    s = Math.round(s);
+    s = Math.floor(s);  // as the player shows it
     return Math.floor(s / 60) + ":" + (s % 60 < 10 ? "0" : "") + (s % 60);
   }
   function fmtScore(q) {
@@ -57,7 +57,7 @@
     api("GET", "/api/v1/recordings?" + params.toString()).then(function (rows) {
       tbody.textContent = "";
       rows.forEach(function (r) { tbody.appendChild(row(r)); });
-      status.textContent = rows.length ? rows.length + " " + S.found : S.none;
+      status.textContent = rows.length === 1 ? S.found_one : rows.length ? rows.length + " " + S.found : S.none;
     }).catch(function (e) { status.textContent = S.error + ": " + e.message; });
   }
 
