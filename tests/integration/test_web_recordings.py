@@ -4,18 +4,24 @@ answers): the recording plays in the page — the audio element reports the reco
 (±0.5 s), a seek to the middle moves currentTime and is served as a range request (206) — an
 agent login gets 403 for another agent's recording, and both the play and the refusal are in
 ``pypbx audit --json``; a supervisor scores the call on the clinic's checklist in the page and
-the agent sees the score. The page is photographed into docs/screenshots/recordings.png.
+the agent sees the score; the agent plays the voicemail of her extension's mailbox and marks
+it heard (``pypbx voicemail list`` agrees). The page is photographed into docs/screenshots/recordings.png.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pypbx import voicemail as V
+from pypbx.db import open_db
 from tests.integration.harness import PbxProcess, require_tool
 from tests.integration.test_proxy_calls import PASSWORD, Phone
 from tests.integration.test_queue_calls import caller, login, setup_queue
@@ -25,6 +31,24 @@ pytestmark = pytest.mark.slow
 
 WEB_PW = "recordings pass 1"
 CHECKLIST = ["greeted", "identified the patient", "solved the request", "polite"]
+
+
+def leave_voicemail(p: PbxProcess, box: str, caller: str, seconds: float) -> None:
+    """A message filed in ``box`` through the library the voicemail flow uses."""
+    wav = p.workdir / "message.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\x00\x00" * int(8000 * seconds))
+
+    async def go() -> None:
+        async with open_db(p.cfg.db_path) as db:
+            await V.file_message(
+                db, p.cfg.data_dir, box, wav, caller=caller, did=None, call_id=None, received_at=time.time()
+            )
+
+    asyncio.run(go())
 
 
 class Desk:
@@ -61,6 +85,7 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
         setup_queue(p, agents=("alice", "bob"))
         p.cli("quality", "checklist", "set", *CHECKLIST)
         p.cli("voicemail", "box", "1001")
+        leave_voicemail(p, "1001", "+33612345678", 4.0)
         for name, role, agent in (("nurse", "supervisor", None), ("alice", "agent", "alice"), ("bob", "agent", "bob")):
             p.cli("user", "add", name, "--role", role, *(["--agent", agent] if agent else []), "--password", WEB_PW)
         # a queue call alice answers: recorded (the caller hangs up 14 s after the PBX answered it)
@@ -169,4 +194,17 @@ def test_a_supervisor_scores_the_call_and_the_agent_sees_the_score(desk: Desk) -
     answers = page.locator("#review-answers li")
     assert answers.all_inner_texts() == ["✔ greeted", "✔ identified the patient", "✘ solved the request", "✔ polite"]
     assert page.locator("#review-form").count() == 0  # an agent reads, does not score
+    # alice's mailbox (she is logged in at 1001): the message plays, and is marked heard for `pypbx voicemail`
+    page.wait_for_selector('#voicemail section[data-box="1001"] tr.new', timeout=10_000)
+    page.click('#voicemail section[data-box="1001"] tr.new button.play')
+    page.wait_for_function(
+        "() => { const a = document.querySelector('#voicemail audio'); return a && isFinite(a.duration); }",
+        timeout=10_000,
+    )
+    assert abs(page.evaluate("() => document.querySelector('#voicemail audio').duration") - 4.0) <= 0.5
+    page.click('#voicemail section[data-box="1001"] tr.new button.mark')
+    page.wait_for_selector('#voicemail section[data-box="1001"] tr.heard', timeout=10_000)
+    msgs = json.loads(desk.p.cli("voicemail", "list", "1001", "--json").stdout)
+    assert [m["heard"] for m in msgs] == [True]
+    assert [a[1] for a in desk.audit() if a[0] == "alice"][-2:] == ["voicemail.play", "voicemail.heard"]
     page.context.close()
