@@ -20,8 +20,10 @@ from typing import Any
 
 import pytest
 
+from pypbx import quality as Q
 from pypbx import voicemail as V
 from pypbx.db import open_db
+from pypbx.web import accounts as A
 from tests.integration.harness import PbxProcess, require_tool
 from tests.integration.test_proxy_calls import PASSWORD, Phone
 from tests.integration.test_queue_calls import caller, login, setup_queue
@@ -33,8 +35,9 @@ WEB_PW = "recordings pass 1"
 CHECKLIST = ["greeted", "identified the patient", "solved the request", "polite"]
 
 
-def leave_voicemail(p: PbxProcess, box: str, caller: str, seconds: float) -> None:
-    """A message filed in ``box`` through the library the voicemail flow uses."""
+def prepare(p: PbxProcess, seconds: float) -> None:
+    """The checklist, the logins, alice's mailbox with a message of ``seconds`` — through the
+    library the CLI and the voicemail flow use, in one go (each CLI run is a process start)."""
     wav = p.workdir / "message.wav"
     with wave.open(str(wav), "wb") as w:
         w.setnchannels(1)
@@ -44,8 +47,16 @@ def leave_voicemail(p: PbxProcess, box: str, caller: str, seconds: float) -> Non
 
     async def go() -> None:
         async with open_db(p.cfg.db_path) as db:
+            await Q.set_checklist(db, CHECKLIST)
+            for name, role, agent in (
+                ("nurse", "supervisor", None),
+                ("alice", "agent", "alice"),
+                ("bob", "agent", "bob"),
+            ):
+                await A.add_user(db, name, role, agent_id=agent, password=WEB_PW)
+            await V.set_box(db, "1001")
             await V.file_message(
-                db, p.cfg.data_dir, box, wav, caller=caller, did=None, call_id=None, received_at=time.time()
+                db, p.cfg.data_dir, "1001", wav, caller="+33612345678", did=None, call_id=None, received_at=time.time()
             )
 
     asyncio.run(go())
@@ -83,15 +94,11 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
     p.start()
     try:
         setup_queue(p, agents=("alice", "bob"))
-        p.cli("quality", "checklist", "set", *CHECKLIST)
-        p.cli("voicemail", "box", "1001")
-        leave_voicemail(p, "1001", "+33612345678", 4.0)
-        for name, role, agent in (("nurse", "supervisor", None), ("alice", "agent", "alice"), ("bob", "agent", "bob")):
-            p.cli("user", "add", name, "--role", role, *(["--agent", agent] if agent else []), "--password", WEB_PW)
-        # a queue call alice answers: recorded (the caller hangs up 14 s after the PBX answered it)
+        prepare(p, 4.0)
+        # a queue call alice answers: recorded (the caller hangs up 9 s after the PBX answered it)
         Phone(p, "1001", "call_uas.xml", tmp / "alice", ring_ms=300)
         login(p, "alice", "1001")
-        res = caller(p, tmp / "caller", stay_ms=14000)
+        res = caller(p, tmp / "caller", stay_ms=9000)
         assert res.returncode == 0, res.errors or res.stdout[-3000:]
 
         def recorded() -> list[dict[str, Any]] | None:
