@@ -32,6 +32,7 @@ from pypbx.cli import (
     missed,
     notify,
     prompts,
+    quality,
     queue,
     reason,
     recordings,
@@ -112,6 +113,7 @@ for _command in (
     user.user,
     token.token,
     audit.audit_cmd,
+    quality.quality,
 ):
     cli.add_command(_command)
 add_examples(cli)

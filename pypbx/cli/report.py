@@ -14,7 +14,7 @@ from typing import Concatenate, Literal, ParamSpec, TypeVar
 
 import click
 
-from pypbx import reports, sitetime
+from pypbx import quality, reports, sitetime
 from pypbx.cli.context import config_option, load, run, shown
 from pypbx.cli.filters import check_filters
 from pypbx.cli.output import echo_json, hms, json_option, table
@@ -469,6 +469,44 @@ def report_reasons(ctx: click.Context, date: str | None, since: str | None, unti
             table(
                 [key.upper()[:-1], "REASONS"],
                 [[k, ", ".join(f"{c} {n}" for c, n in v.items())] for k, v in d.items()],
+                indent="  ",
+            )
+        )
+
+
+@report.command("quality")
+@_period_options
+def report_quality(ctx: click.Context, date: str | None, since: str | None, until: str | None, as_json: bool) -> None:
+    """Call quality per agent: the reviews of the period's calls, mean score, yes rate per item
+    (every call reviewed when no period is given)."""
+    cfg = load(ctx)
+    lo, hi = (None, None) if date is None and since is None and until is None else day_range(date, since, until)
+
+    async def go() -> quality.QualityReport:
+        async with open_db(cfg.db_path) as db:
+            return await quality.quality_report(db, lo, hi)
+
+    r = run(go())
+    if as_json:
+        echo_json(r)
+        return
+    if not r["reviews"]:
+        click.echo("No reviewed calls in this period.")
+        return
+    click.echo(f"Reviewed calls {r['reviews']}, mean score {_pct(r['score'])}")
+    click.echo(
+        table(
+            ["AGENT", "REVIEWS", "SCORE", "LAST REVIEW"],
+            [[a["agent"], a["reviews"], _pct(a["score"]), _when(a["last_reviewed_at"] or 0)] for a in r["agents"]],
+            indent="  ",
+        )
+    )
+    for a in r["agents"]:
+        click.echo(f"{a['agent']}:")
+        click.echo(
+            table(
+                ["ITEM", "YES", "ASKED", "RATE"],
+                [[i["item"], i["yes"], i["answered"], _pct(i["rate"])] for i in a["items"]],
                 indent="  ",
             )
         )

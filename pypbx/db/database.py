@@ -16,6 +16,7 @@ from pypbx.db.frontline import FrontLineQueries
 from pypbx.db.missed import MissedQueries
 from pypbx.db.notify import NotifyQueries
 from pypbx.db.priority import PriorityQueries
+from pypbx.db.quality import QualityQueries
 from pypbx.db.reasons import ReasonQueries
 from pypbx.db.registrations import RegistrationQueries
 from pypbx.db.routes import RouteQueries
@@ -40,6 +41,7 @@ class Database(
     PriorityQueries,
     MissedQueries,
     WebQueries,
+    QualityQueries,
 ):
     """One connection with every query. Safe to share between tasks of one event loop."""
 

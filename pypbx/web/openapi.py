@@ -14,6 +14,12 @@ _BODIES: dict[tuple[str, str], dict[str, object]] = {
     ("POST", "/api/v1/agents/{agent}/login"): {"extension": {"type": "string"}},
     ("POST", "/api/v1/missed/{task}/close"): {"outcome": {"type": "string"}},
     ("POST", "/api/v1/missed/{task}/call"): {"extension": {"type": "string"}},
+    ("POST", "/api/v1/recordings/{call}/review"): {
+        "answers": {"type": "object", "additionalProperties": {"type": "boolean"}},
+        "comment": {"type": "string"},
+    },
+    ("PUT", "/api/v1/quality/checklist"): {"items": {"type": "array", "items": {"type": "string"}}},
+    ("POST", "/api/v1/voicemail/{msg}/heard"): {"heard": {"type": "boolean"}},
 }
 
 

@@ -18,6 +18,7 @@ from pypbx.config import Config
 from pypbx.db import Database
 from pypbx.events import EventBus, Subscription
 from pypbx.web import api, metrics, pages  # noqa: F401 - their @route decorators fill the table
+from pypbx.web import recordings as _recordings  # noqa: F401 - the recordings page and its API
 from pypbx.web.board import BoardCache
 from pypbx.web.routes import CTX, ROUTES, SPECS, auth_middleware, headers_middleware
 from pypbx.web.security import RateLimit, load_secret
