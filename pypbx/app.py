@@ -51,6 +51,7 @@ from pypbx.recordings import repair_interrupted
 from pypbx.registrations import load_registrations, purge_expired, save_registrations
 from pypbx.trunks import TrunkError, TrunkRouter, TrunkService, click_to_call
 from pypbx.voicemail import VoicemailMeta
+from pypbx.webhooks import Webhooks
 from sip.auth import ProxyAuthenticator
 from sip.digest import NonceManager
 from sip.guard import AbuseGuard
@@ -434,6 +435,10 @@ class Pbx:
             self.events.add_writer(mwi.voicemail_left, E.VoicemailLeft)
             self.events.add_writer(self.notifier.voicemail_left, E.VoicemailLeft)
             self.events.add_writer(self.notifier.reason_set, E.ReasonSet)  # a reason marked to notify
+            # call-event webhooks (pypbx.webhooks): one outbox row per event an endpoint wants
+            hooks = Webhooks(db, self.notifier.enqueue_hooks, db.region)
+            self.events.add_sink(hooks.on_published, *Webhooks.TYPES)  # queued; never holds a call
+            self.changes.subscribe("webhooks", hooks.changed)
             self.acd.attach_worklist(worklist)
             api = LocalApiServer(
                 cfg.socket_path,
@@ -486,6 +491,7 @@ class Pbx:
                     tg.create_task(self.notifier.run()),  # until cancelled: also sends while calls drain
                     tg.create_task(mwi.run(self.stop_event)),
                     tg.create_task(worklist.run()),
+                    tg.create_task(hooks.run()),  # until cancelled: the calls' last events go out too
                 ]
                 calls_task = tg.create_task(self.callmgr.run(self.stop_event))
                 await self.stop_event.wait()

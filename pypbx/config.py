@@ -192,6 +192,7 @@ class NotifyConfig:
     attach_max_mb: float = 5.0  # larger messages are not attached (the body says so)
     timeout: float = 10.0  # seconds per delivery attempt
     max_attempts: int = 10  # then the notification is marked failed
+    retry_first: float = 30.0  # seconds before the first retry (doubling, at most 1 h)
 
     @property
     def webhook_enabled(self) -> bool:
@@ -595,6 +596,7 @@ _SCHEMA["notify"] = [
     ("attach_max_mb", 5.0, _positive_float, "... when it is at most this many MB"),
     ("timeout", 10.0, _positive_float, "seconds per delivery attempt"),
     ("max_attempts", 10, _int(1, 1000), "attempts (backoff 30 s, 1, 2, 4 ... min, at most 1 h) before 'failed'"),
+    ("retry_first", 30.0, _positive_float, "seconds before the first retry of a failed delivery (then doubling)"),
 ]
 
 

@@ -42,8 +42,6 @@ import smtplib
 import socket
 import ssl
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -52,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from pypbx import __version__
+from pypbx import webhooks as W
 from pypbx.config import NotifyConfig
 from pypbx.db import Database
 from pypbx.db.rows import NotificationRow
@@ -68,12 +67,15 @@ BACKOFF_FIRST = 30.0
 BACKOFF_MAX = 3600.0
 #: The sender looks for due rows at least this often (the CLI's ``notify retry`` changes rows).
 POLL_INTERVAL = 2.0
+#: deliveries to one call-event webhook in one go before the sender looks at the rest
+HOOK_BURST = 200
 SIGNATURE_HEADER = "X-Pypbx-Signature"
 
 
 class Channel(str, enum.Enum):
-    WEBHOOK = "webhook"
+    WEBHOOK = "webhook"  # the voicemail webhook of [notify] webhook_url
     EMAIL = "email"
+    HOOK = "hook"  # a call-event webhook (pypbx.webhooks): target = its id; in order per target
 
 
 class Status(str, enum.Enum):
@@ -93,9 +95,10 @@ class Delivered:
     detail: str  # "HTTP 200", "250 OK queued as ..." ...
 
 
-def backoff(attempts: int) -> float:
-    """Seconds to wait after the ``attempts``-th failed attempt: 30, 60, 120 ... <= 3600."""
-    return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(0, attempts - 1))
+def backoff(attempts: int, first: float = BACKOFF_FIRST) -> float:
+    """Seconds to wait after the ``attempts``-th failed attempt: 30, 60, 120 ... <= 3600
+    (``first``: ``[notify] retry_first``, 30 s)."""
+    return min(BACKOFF_MAX, first * 2 ** max(0, attempts - 1))
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -201,31 +204,31 @@ def build_email(cfg: NotifyConfig, to: str, payload: Payload) -> EmailMessage:
 # ------------------------------------------------------------------ the two channels (blocking)
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None  # a 3xx is an HTTPError: the webhook URL must answer itself
+async def post_json(url: str, body: bytes, headers: Mapping[str, str], *, timeout: float = 10.0) -> str:
+    """POST ``body`` (JSON) to ``url`` with aiohttp; returns "HTTP <code>" for a 2xx, else
+    raises NotifyError. Redirects are not followed: the URL must answer itself."""
+    import aiohttp  # only the running PBX and `notify test` send
 
-
-def post_webhook(url: str, body: bytes, *, secret: str = "", timeout: float = 10.0) -> str:
-    """POST ``body`` (JSON) to ``url``; returns "HTTP <code>" for a 2xx, else raises NotifyError."""
-    headers = {"Content-Type": "application/json", "User-Agent": f"pypbx/{__version__}"}
-    if secret:
-        headers[SIGNATURE_HEADER] = sign(secret, body)
-    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    opener = urllib.request.build_opener(_NoRedirect)
+    h = {"Content-Type": "application/json", "User-Agent": f"pypbx/{__version__}", **headers}
     try:
-        with opener.open(req, timeout=timeout) as resp:
-            code = resp.status
-            resp.read(65536)
-    except urllib.error.HTTPError as e:
-        raise NotifyError(f"HTTP {e.code} {_one_line(e.reason)}") from None
-    except urllib.error.URLError as e:
-        raise NotifyError(f"cannot reach {url}: {_one_line(e.reason)}") from None
-    except (OSError, ValueError) as e:  # timeouts, resets, bad URL
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            session.post(url, data=body, headers=h, allow_redirects=False) as resp,
+        ):
+            await resp.content.read(65536)
+            code, reason = resp.status, resp.reason or ""
+    except TimeoutError:
+        raise NotifyError(f"cannot reach {url}: no answer within {timeout:g} s") from None
+    except (aiohttp.ClientError, OSError, ValueError) as e:
         raise NotifyError(f"cannot reach {url}: {_one_line(e) or type(e).__name__}") from None
     if not 200 <= code < 300:
-        raise NotifyError(f"HTTP {code}")
+        raise NotifyError(f"HTTP {code} {_one_line(reason)}".strip())
     return f"HTTP {code}"
+
+
+async def post_webhook(url: str, body: bytes, *, secret: str = "", timeout: float = 10.0) -> str:
+    """The voicemail webhook: ``X-Pypbx-Signature: sha256=<HMAC of the body>`` when signed."""
+    return await post_json(url, body, {SIGNATURE_HEADER: sign(secret, body)} if secret else {}, timeout=timeout)
 
 
 def send_email(cfg: NotifyConfig, msg: EmailMessage) -> str:
@@ -388,16 +391,72 @@ class Notifier:
         self._wake.set()
         return ids
 
+    async def enqueue_hooks(self, kind: str, payload: Payload, hook_ids: list[int]) -> list[int]:
+        """pypbx.webhooks: one delivery per call-event webhook."""
+        return await self.enqueue(kind, payload, [(Channel.HOOK, str(h)) for h in hook_ids])
+
     # -- send ------------------------------------------------------------------------
     async def send_now(self, channel: Channel, target: str, payload: Payload, delivery_id: int | None = None) -> str:
         """One attempt, in a thread; returns a short result or raises NotifyError."""
         if channel is Channel.WEBHOOK:
             body = webhook_body(payload, delivery_id)
-            return await asyncio.to_thread(
-                post_webhook, target, body, secret=self.cfg.webhook_secret, timeout=self.cfg.timeout
-            )
+            return await post_webhook(target, body, secret=self.cfg.webhook_secret, timeout=self.cfg.timeout)
+        if channel is Channel.HOOK:
+            return await self._send_hook(int(target), payload, delivery_id or 0)
         msg = await asyncio.to_thread(build_email, self.cfg, target, payload)
         return await asyncio.to_thread(send_email, self.cfg, msg)
+
+    async def _send_hook(self, hook_id: int, payload: Payload, delivery_id: int) -> str:
+        row = await self.db.get_webhook_row(hook_id)
+        if row is None:
+            raise NotifyError(f"webhook {hook_id} was removed")
+        now = self.clock()
+        data = W.body(payload, delivery_id, now)
+        hdrs = W.headers(str(payload.get("event")), delivery_id, data, row["secret"], now)
+        return await post_json(row["url"], data, hdrs, timeout=self.cfg.timeout)
+
+    async def deliver_hook(self, row: NotificationRow) -> Status:
+        """One attempt of a call-event webhook's oldest pending delivery. It is retried (with
+        backoff) until it goes through: the ones after it wait, so the endpoint gets every
+        event once and in order. The first failure of an episode is one error line."""
+        nid, attempts, hook_id = row["id"], row["attempts"] + 1, int(row["target"])
+        hook = await self.db.get_webhook_row(hook_id)
+        if hook is None:  # removed since: its deliveries go with it
+            await self.db.update_notification_row(nid, status=Status.FAILED.value, last_error="webhook removed")
+            return Status.FAILED
+        try:
+            detail = await self.send_now(Channel.HOOK, row["target"], json.loads(row["payload"]), nid)
+        except Exception as exc:
+            err = str(exc) if isinstance(exc, NotifyError) else f"{type(exc).__name__}: {_one_line(exc)}"
+            wait = backoff(attempts, self.cfg.retry_first)
+            await self.db.update_notification_row(
+                nid, attempts=attempts, last_error=err, next_attempt_at=self.clock() + wait
+            )
+            if await self.db.mark_webhook_row(hook_id, ok=False, now=self.clock(), error=err):
+                log.error("webhook %d (%s) is failing: %s; its events wait and are retried", hook_id, hook["url"], err)
+            else:
+                log.warning(
+                    "webhook %d delivery %d attempt %d failed: %s; next in %.0f s", hook_id, nid, attempts, err, wait
+                )
+            return Status.PENDING
+        await self.db.update_notification_row(
+            nid, status=Status.SENT.value, attempts=attempts, sent_at=self.clock(), last_error=None
+        )
+        if hook["failing_since"] is not None:
+            log.info("webhook %d (%s) delivers again", hook_id, hook["url"])
+        await self.db.mark_webhook_row(hook_id, ok=True, now=self.clock())
+        log.debug("webhook %d delivery %d sent: %s", hook_id, nid, detail)
+        return Status.SENT
+
+    async def _drain_hook(self, row: NotificationRow) -> None:
+        """Deliver this endpoint's due rows in order until one fails or none is due."""
+        for _ in range(HOOK_BURST):
+            if await self.deliver_hook(row) is not Status.SENT:
+                return
+            nxt = [r for r in await self.db.next_hook_rows(self.clock()) if r["target"] == row["target"]]
+            if not nxt:
+                return
+            row = nxt[0]
 
     async def deliver(self, row: NotificationRow) -> Status:
         """Attempt the row once and record the outcome (sent / retry later / failed)."""
@@ -422,7 +481,7 @@ class Notifier:
                     err,
                 )
                 return Status.FAILED
-            wait = backoff(attempts)
+            wait = backoff(attempts, self.cfg.retry_first)
             await self.db.update_notification_row(
                 nid, attempts=attempts, last_error=err, next_attempt_at=self.clock() + wait
             )
@@ -445,11 +504,14 @@ class Notifier:
     async def run_due(self) -> int:
         """Attempt every row due now (concurrently); returns how many were attempted."""
         rows = await self.db.due_notification_rows(self.clock())
-        if rows:
+        hooks = await self.db.next_hook_rows(self.clock())
+        if rows or hooks:
             async with asyncio.TaskGroup() as tg:
                 for r in rows:
                     tg.create_task(self.deliver(r))
-        return len(rows)
+                for r in hooks:  # one task per endpoint: its deliveries in order
+                    tg.create_task(self._drain_hook(r))
+        return len(rows) + len(hooks)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """The sender: until ``stop`` (or cancelled), deliver what is due, then sleep until the
@@ -474,6 +536,19 @@ class Notifier:
 
 
 # ------------------------------------------------------------------ the CLI's verbs
+
+
+async def send_hook_test(
+    db: Database, hook_id: int, timeout: float = 10.0, clock: Callable[[], float] = time.time
+) -> str:
+    """``pypbx webhook test``: a signed ``webhook.test`` POSTed to the endpoint now (not
+    through the outbox); returns ``HTTP <code>`` or raises NotifyError (one line)."""
+    row = await db.get_webhook_row(hook_id)
+    if row is None:
+        raise W.WebhookError(f"webhook {hook_id} not found (pypbx webhook list)")
+    now = clock()
+    data = W.body({"event": "webhook.test", "data": {"webhook": hook_id}}, 0, now)
+    return await post_json(row["url"], data, W.headers("webhook.test", 0, data, row["secret"], now), timeout=timeout)
 
 
 async def list_notifications(db: Database, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:

@@ -45,6 +45,7 @@ from pypbx.cli import (
     trunk,
     user,
     voicemail,
+    webhook,
 )
 from pypbx.cli.context import CONFIG_HELP, remember_config
 from pypbx.cli.examples import add_examples
@@ -114,6 +115,7 @@ for _command in (
     token.token,
     audit.audit_cmd,
     quality.quality,
+    webhook.webhook,
 ):
     cli.add_command(_command)
 add_examples(cli)

@@ -317,6 +317,17 @@ class CallerRow(TypedDict):
     imported_at: float | None
 
 
+class WebhookRow(TypedDict):
+    id: int
+    url: str
+    events: str
+    secret: str
+    created_at: float
+    failing_since: float | None
+    last_error: str | None
+    last_ok_at: float | None
+
+
 class VoicemailBoxRow(TypedDict):
     box: str
     number: str | None

@@ -50,6 +50,9 @@ class WebhookServer:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 outer.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
                 self.send_response(outer.code)
+                if outer.code in (204, 304):  # no body (RFC 9110 §15.3.5; aiohttp refuses one)
+                    self.end_headers()
+                    return
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
