@@ -445,6 +445,7 @@ class Pbx:
                     return await missed_call(worklist, cm, task, extension)
 
                 web_ctx = make_context(cfg, db, self.events, acd=self.acd, worklist=worklist, missed_call=call_back)
+                web_ctx.originate = self._click_to_call  # the agent desk's click-to-call
                 self.web = WebServer(web_ctx)
                 await self.web.start()
                 stack.push_async_callback(self.web.close)

@@ -14,6 +14,9 @@ _BODIES: dict[tuple[str, str], dict[str, object]] = {
     ("POST", "/api/v1/agents/{agent}/login"): {"extension": {"type": "string"}},
     ("POST", "/api/v1/missed/{task}/close"): {"outcome": {"type": "string"}},
     ("POST", "/api/v1/missed/{task}/call"): {"extension": {"type": "string"}},
+    ("POST", "/api/v1/agents/{agent}/call"): {"number": {"type": "string"}},
+    ("POST", "/api/v1/calls/{call}/reason"): {"code": {"type": "string"}},
+    ("POST", "/api/v1/calls/{call}/note"): {"text": {"type": "string", "maxLength": 500}},
 }
 
 
