@@ -27,7 +27,14 @@
     var hm = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
     return d.toDateString() === now.toDateString() ? hm : d.toLocaleDateString() + " " + hm;
   }
-  function say(text, bad) { var m = $("desk-msg"); set(m, text); m.classList.toggle("bad", !!bad); }
+  var sayTimer = null;
+  function say(text, bad) {
+    var m = $("desk-msg");
+    set(m, text);
+    m.classList.toggle("bad", !!bad);
+    clearTimeout(sayTimer);
+    sayTimer = setTimeout(function () { set(m, ""); }, bad ? 15000 : 6000);
+  }
 
   function api(method, path, body) {
     var opts = { method: method, credentials: "same-origin", cache: "no-store", headers: {} };
@@ -78,7 +85,7 @@
     set($("call-name"), c.name || (c.number ? "" : t("unknown")));
     set($("call-number"), c.number || "");
     set($("call-patient"), c.patient_id || "–");
-    set($("call-kind"), c.caller_kind ? t(c.caller_kind) : "–");
+    set($("call-kind"), c.caller_kind ? t(c.caller_kind) : c.direction === "outbound" ? t("outbound") : "–");
     set($("call-line"), c.service_line || c.did || "–");
     set($("call-queue"), c.queue || "–");
     set($("call-reason"), c.reason ? c.reason.label + " (" + c.reason.code + ")" : "–");
@@ -91,6 +98,8 @@
     });
     var tb = $("history");
     tb.textContent = "";
+    $("history-table").hidden = !view.history.length;
+    $("history-none").hidden = !!view.history.length;
     view.history.forEach(function (h) {
       var tr = document.createElement("tr");
       [fmtTime(h.offered_at), h.queue || h.service_line || "–", h.disposition.replace(/_/g, " "),
