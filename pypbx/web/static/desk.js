@@ -135,6 +135,9 @@
       }
       if (ul.children[i] !== li) ul.insertBefore(li, ul.children[i] || null);
       set(li.querySelector(".t-number"), task.number);
+      li.querySelector(".t-claim").setAttribute("aria-label", t("claim") + " " + task.number);
+      li.querySelector(".t-call").setAttribute("aria-label", t("call_back") + " " + task.number);
+      li.querySelector(".t-close").setAttribute("aria-label", t("record_outcome") + " " + task.number);
       set(li.querySelector(".t-age"), fmtAge(task.waiting + extra));
       li.querySelector(".t-age").setAttribute("title", t("waiting"));
       var info = [task.reasons.join(", "), task.queue || task.service_line || "",
@@ -185,8 +188,15 @@
     ["agent.state_changed", "queue.connected", "queue.step", "callback.dialled"].forEach(function (name) {
       es.addEventListener(name, function (ev) { if (mine(ev)) refreshDesk.soon(); });
     });
-    ["call.offered", "call.ringing", "call.answered", "call.ended", "call.step", "reason.set"].forEach(function (name) {
+    ["call.offered", "call.ringing", "call.answered", "call.ended"].forEach(function (name) {
       es.addEventListener(name, function () { refreshDesk.soon(); });
+    });
+    // a call's other steps (DTMF, prompts, recording, reason, note...): only those of the call shown
+    ["call.step", "reason.set"].forEach(function (name) {
+      es.addEventListener(name, function (ev) {
+        try { if (!view || !view.call || JSON.parse(ev.data).call_id !== view.call.id) return; } catch (e) { /* refetch */ }
+        refreshDesk.soon();
+      });
     });
     ["missed.opened", "missed.merged", "missed.claimed", "missed.attempted", "missed.closed"].forEach(function (name) {
       es.addEventListener(name, function () { refreshTasks.soon(); });
@@ -201,6 +211,7 @@
   $("btn-login").addEventListener("click", function () {
     act("POST", base + "/login", { extension: $("login-ext").value.trim() });
   });
+  $("login-ext").addEventListener("keydown", function (ev) { if (ev.key === "Enter") $("btn-login").click(); });
   $("btn-logout").addEventListener("click", function () { act("POST", base + "/logout", {}); });
   $("btn-pause").addEventListener("click", function () {
     act("POST", base + "/pause", { reason: $("pause-reason").value });
