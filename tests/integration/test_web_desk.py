@@ -10,6 +10,9 @@ real ``pypbx run`` with sipp phones and callers — one PBX for the module:
   the patient); the outcome she records in the browser closes the task in the books
   (``pypbx missed list --json``). Every action is in the audit log.
 
+* alice types a number in the desk and presses Enter: her phone rings first, then the number
+  is dialled through the trunk (a sipp UAS playing the provider).
+
 The desk is photographed into docs/screenshots/desk.png and, 375 px wide, desk-phone.png.
 """
 
@@ -40,6 +43,13 @@ class Desk:
     def __init__(self, p: PbxProcess, page: Any, browser: Any, tmp: Path) -> None:
         self.p, self.page, self.browser, self.tmp = p, page, browser, tmp
 
+    def logged_in(self) -> None:
+        """Alice logged in at 1001 (the first test did it from the desk; a test run alone does it here)."""
+        if self.page.get_attribute("#agent-state", "data-state") == "logged_out":
+            self.page.fill("#login-ext", "1001")
+            self.page.click("#btn-login")
+            self.state_is("available")
+
     def state_is(self, state: str) -> None:
         self.page.wait_for_function(
             "s => document.getElementById('agent-state').dataset.state === s", arg=state, timeout=10_000
@@ -62,14 +72,18 @@ def tasks(p: PbxProcess) -> list[dict]:
     return json.loads(p.cli("missed", "list", "--json", "--all").stdout)
 
 
-def agent_state(p: PbxProcess, agent: str) -> str | None:
-    """The agent's state in the live ACD (the local API, from a thread: Playwright's sync API
-    keeps an event loop running in this one)."""
+def local_api(p: PbxProcess, cmd: str, **args: Any) -> Any:
+    """The PBX's local API from a thread (Playwright's sync API keeps an event loop running in this one)."""
     got: list[Any] = []
-    t = threading.Thread(target=lambda: got.append(p.api("queue_status", queue="front")))
+    t = threading.Thread(target=lambda: got.append(p.api(cmd, **args)))
     t.start()
     t.join(15)
-    return next((a["state"] for a in got[0]["agents"] if a["id"] == agent), None)
+    return got[0]
+
+
+def agent_state(p: PbxProcess, agent: str) -> str | None:
+    """The agent's state in the live ACD."""
+    return next((a["state"] for a in local_api(p, "queue_status", queue="front")["agents"] if a["id"] == agent), None)
 
 
 @pytest.fixture(scope="module")
@@ -182,10 +196,7 @@ def test_paused_from_the_desk_the_next_caller_goes_to_the_other_agent(desk: Desk
 
 def test_an_abandoned_caller_is_called_back_from_the_worklist_in_one_click(desk: Desk) -> None:
     p, page, tmp = desk.p, desk.page, desk.tmp
-    if page.get_attribute("#agent-state", "data-state") == "logged_out":  # this test alone
-        page.fill("#login-ext", "1001")
-        page.click("#btn-login")
-        desk.state_is("available")
+    desk.logged_in()
     page.select_option("#pause-reason", "admin")
     page.click("#btn-pause")  # alice works the worklist, out of the queue
     desk.state_is("paused")
@@ -259,3 +270,37 @@ def test_an_abandoned_caller_is_called_back_from_the_worklist_in_one_click(desk:
     acts = [(a["who"], a["action"], a["target"]) for a in json.loads(p.cli("audit", "--json").stdout)]
     for act in ("missed.claim", "missed.call", "missed.close"):
         assert ("alice", act, str(t["id"])) in acts
+
+
+def test_click_to_call_from_the_desk_rings_the_agent_first(desk: Desk) -> None:
+    from tests.integration.test_trunks import PROVIDER, Provider
+
+    p, page, tmp = desk.p, desk.page, desk.tmp
+    desk.logged_in()
+    prov = Provider("trunk_uas.xml", tmp / "prov", subst={"__RURI__": r"\+33612345678", "__FROM__": r"\+33100000000"})
+    try:
+        p.cli("trunk", "add", "prov", "--host", f"{PROVIDER}:{prov.port}", "--caller-id", "+33100000000")
+        p.wait_for(lambda: "prov" in json.dumps(local_api(p, "trunks")) or None, 10, "the trunk live")
+        r = run_sipp(
+            "unregister.xml", f"127.0.0.1:{p.port}", users=auth_users(["1001"], PASSWORD), workdir=tmp / "unreg3"
+        )
+        assert r.returncode == 0, r.errors
+        phone = Phone(p, "1001", "call_uas_hangs_up.xml", tmp / "alice3")
+        before = len(json.loads(p.cli("calls", "list", "--json").stdout))
+        page.fill("#dial-number", "06 12 34 56 78")
+        page.press("#dial-number", "Enter")  # the keyboard: Enter in the number dials
+        assert phone.wait() == 0, phone.errors()
+        assert prov.wait() == 0, prov.errors()
+    finally:
+        prov.kill()
+    rec = records(p, before + 1)[-1]
+    assert (rec["direction"], rec["caller_number"], rec["callee_number"], rec["disposition"]) == (
+        "outbound",
+        "1001",
+        "+33612345678",
+        "answered",
+    )
+    kinds = [e["kind"] for e in call_events(p, rec["id"])]
+    assert kinds.index("click_to_call") < kinds.index("trunk_dial")  # alice's phone first, then the number
+    acts = [(a["who"], a["action"], a["detail"]) for a in json.loads(p.cli("audit", "--json").stdout)]
+    assert ("alice", "agent.originate", "extension=1001 number=0612345678") in acts
