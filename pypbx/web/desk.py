@@ -134,7 +134,7 @@ async def desk_view(ctx: WebContext, agent_id: str) -> dict[str, object]:
     phase: str | None = None
     if row is not None:
         phase = "up" if row["answered_at"] is not None else "ringing"
-    elif ext or agent_id:
+    else:  # the last call they answered (wrap-up: the one to set a reason on)
         row = await ctx.db.last_call_of(ext or "", agent_id)
         if row is not None:
             phase = "wrap_up" if agent["state"] == "wrap_up" else "last"

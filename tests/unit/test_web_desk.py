@@ -124,6 +124,19 @@ def test_the_agents_current_call_with_the_caller_and_their_last_calls(make_confi
         await ctx.db.update_call("call-now", {"disposition": "answered", "ended_at": 1100.0})
         c = (await (await client.get("/api/v1/agents/alice/call")).json())["call"]
         assert (c["id"], c["phase"]) == ("call-now", "last")
+        # her click-to-call, ringing her phone: not a queue call, found by her extension
+        c2c = call_row(
+            "c2c", direction="outbound", caller_number="201", callee_number="+33698765432", offered_at=1200.0
+        )
+        await ctx.db.insert_call(c2c, (1200.0, "offered", "{}"))
+        c = (await (await client.get("/api/v1/agents/alice/call")).json())["call"]
+        assert (c["id"], c["phase"], c["number"], c["name"], c["caller_kind"]) == (
+            "c2c",
+            "ringing",
+            "+33698765432",
+            None,
+            None,
+        )
 
     run(make_config, body)
 
