@@ -476,6 +476,7 @@ class Pbx:
                     missed_call=call_back,
                     pbx_status=self._metrics,
                 )
+                web_ctx.originate = self._click_to_call  # the agent desk's click-to-call
                 self.web = WebServer(web_ctx)
                 await self.web.start()
                 stack.push_async_callback(self.web.close)

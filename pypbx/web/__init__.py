@@ -8,6 +8,7 @@ JSON API with the live event stream as Server-Sent Events.
 * :mod:`pypbx.web.api` — the ``/api/v1/`` handlers (thin: the CLI's library functions);
 * :mod:`pypbx.web.pages` — the HTML pages (login, layout, wallboard);
 * :mod:`pypbx.web.board` — the wallboard's snapshot (from the ACD's live state, the database and the report);
+* :mod:`pypbx.web.desk` — the agent desk's view (state, current call, the caller's last calls) and call notes;
 * :mod:`pypbx.web.openapi` — the OpenAPI 3 description, checked against the router by a test;
 * :mod:`pypbx.web.server` — the aiohttp application and its start/stop in ``pypbx run``.
 

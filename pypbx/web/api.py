@@ -18,9 +18,12 @@ from aiohttp import web
 from pypbx import acdstore, reports
 from pypbx import events as E
 from pypbx import missed as M
+from pypbx import reasons as R
+from pypbx.db.rows import CallRow
 from pypbx.errors import PbxError
 from pypbx.web import accounts as A
 from pypbx.web import board
+from pypbx.web import desk as D
 from pypbx.web.openapi import spec as openapi_spec
 from pypbx.web.routes import (
     EVERYONE,
@@ -331,3 +334,113 @@ async def _send(resp: web.StreamResponse, text: str) -> None:
 @route("GET", f"{V1}/openapi.json", roles=EVERYONE, summary="This API's OpenAPI 3 description.")
 async def openapi(request: web.Request) -> web.Response:
     return _json(openapi_spec())
+
+
+# --------------------------------------------------------------------------- the agent desk
+
+
+async def _acting_on(request: web.Request, action: str) -> str:
+    """The agent of the route, once the login may act on them (else 403, audited)."""
+    ctx, p = ctx_of(request), principal(request)
+    agent_id = request.match_info["agent"]
+    if not may_act_on_agent(p, agent_id):
+        await A.audit(ctx.db, p.name, action, agent_id, "refused", client_ip(request), ok=False)
+        raise api_error(403, f"a {p.role.value} login may not act on agent {agent_id}")
+    return agent_id
+
+
+@route(
+    "GET",
+    f"{V1}/agents/{{agent}}/call",
+    roles=STAFF,
+    summary="The agent desk: the agent's state, the call ringing or up (or just ended), the caller's last calls.",
+)
+async def agent_call(request: web.Request) -> web.Response:
+    agent_id = await _acting_on(request, "agent.call")
+    try:
+        return _json(await D.desk_view(ctx_of(request), agent_id))
+    except PbxError as exc:
+        raise api_error(404 if "not found" in str(exc) else 400, str(exc)) from None
+
+
+@route(
+    "POST",
+    f"{V1}/agents/{{agent}}/call",
+    roles=STAFF,
+    summary="Click-to-call: the agent's phone rings first, then the number is dialled (body: {number}).",
+)
+async def agent_originate(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    agent_id = await _acting_on(request, "agent.originate")
+    body = await _body(request)
+    try:
+        number = D.check_number(body.get("number"))
+        st = await D.agent_state(ctx, agent_id)
+    except PbxError as exc:
+        raise api_error(404 if "not found" in str(exc) else 400, str(exc)) from None
+    ext = st["extension"]
+    if not isinstance(ext, str) or not ext:
+        raise api_error(400, f"agent {agent_id} is not logged in at an extension")
+    if ctx.originate is None:
+        raise api_error(409, "the PBX is not running")
+    res = await ctx.originate(ext, number)
+    if res.get("error"):
+        raise api_error(409, f"call refused: {res['error']}")
+    await _audited(request, "agent.originate", agent_id, f"extension={ext} number={number}")
+    return _json(res)
+
+
+async def _agents_call(request: web.Request, action: str) -> tuple[CallRow, str | None]:
+    """The route's call, once the login may act on it: a supervisor on any call, an agent
+    on their own (else 403, audited). Returns (call row, the agent it is set for)."""
+    ctx, p = ctx_of(request), principal(request)
+    try:
+        row = await R.find_call(ctx.db, request.match_info["call"])
+    except PbxError as exc:
+        raise api_error(404, str(exc)) from None
+    if p.role is A.Role.AGENT:
+        if not p.agent_id or not await D.call_is_agents(ctx, p.agent_id, row):
+            await A.audit(ctx.db, p.name, action, row["id"], "refused", client_ip(request), ok=False)
+            raise api_error(403, f"call {row['id']} is not one of agent {p.agent_id or '-'}'s calls")
+        return row, p.agent_id
+    return row, row["agent"]
+
+
+@route(
+    "POST",
+    f"{V1}/calls/{{call}}/reason",
+    roles=STAFF,
+    summary="Set the reason code of a call, during the call or after (body: {code}).",
+)
+async def call_reason(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    body = await _body(request)
+    code = str(body.get("code") or "")
+    if not code:
+        raise api_error(400, "give a reason code")
+    row, agent = await _agents_call(request, "call.reason")
+    try:
+        res = await R.set_call_reason(ctx.db, ctx.bus, row["id"], code=code, agent=agent)
+    except PbxError as exc:
+        raise api_error(400, str(exc)) from None
+    await _audited(request, "call.reason", row["id"], str(res["code"]))
+    return _json(res)
+
+
+@route(
+    "POST",
+    f"{V1}/calls/{{call}}/note",
+    roles=STAFF,
+    summary="Add a note to a call, during the call or after (body: {text}).",
+)
+async def call_note(request: web.Request) -> web.Response:
+    ctx, p = ctx_of(request), principal(request)
+    body = await _body(request)
+    try:
+        text = D.check_note(body.get("text"))
+    except PbxError as exc:
+        raise api_error(400, str(exc)) from None
+    row, agent = await _agents_call(request, "call.note")
+    res = await D.add_note(ctx, row["id"], text, by=p.name, agent=agent)
+    await _audited(request, "call.note", row["id"], text[:80])
+    return _json(res)

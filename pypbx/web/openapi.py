@@ -20,6 +20,9 @@ _BODIES: dict[tuple[str, str], dict[str, object]] = {
     },
     ("PUT", "/api/v1/quality/checklist"): {"items": {"type": "array", "items": {"type": "string"}}},
     ("POST", "/api/v1/voicemail/{msg}/heard"): {"heard": {"type": "boolean"}},
+    ("POST", "/api/v1/agents/{agent}/call"): {"number": {"type": "string"}},
+    ("POST", "/api/v1/calls/{call}/reason"): {"code": {"type": "string"}},
+    ("POST", "/api/v1/calls/{call}/note"): {"text": {"type": "string", "maxLength": 500}},
 }
 
 

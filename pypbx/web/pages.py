@@ -12,7 +12,12 @@ from urllib.parse import urlsplit
 import jinja2
 from aiohttp import web
 
+from pypbx import acdstore as AS
+from pypbx import events as E
+from pypbx import reasons as R
 from pypbx.web import accounts as A
+from pypbx.web import desk as D
+from pypbx.web import routes as RT
 from pypbx.web import security as S
 from pypbx.web.accounts import Role
 from pypbx.web.routes import CSRF, EVERYONE, PRINCIPAL, PUBLIC, client_ip, ctx_of, principal, route
@@ -22,6 +27,7 @@ JINJA: web.AppKey[jinja2.Environment] = web.AppKey("pypbx_jinja")
 #: the navigation every page shows: (path, label, the roles that see it) — later pages add theirs here
 NAV: list[tuple[str, str, frozenset[Role]]] = [
     ("/board", "Wallboard", EVERYONE),
+    ("/desk", "Agent desk", RT.STAFF),
 ]
 
 
@@ -110,3 +116,30 @@ async def board_page(request: web.Request) -> web.Response:
     token = request.query.get("token", "") if p.via == "token" else ""
     w = ctx_of(request).cfg.web
     return render(request, "board.html", token=token, warn=w.board_wait_warn, alarm=w.board_wait_alarm, tv=bool(token))
+
+
+@route("GET", "/desk", roles=RT.STAFF, page=True, summary="The agent desk (?agent=ID for a supervisor or admin).")
+async def desk_page(request: web.Request) -> web.Response:
+    """An agent's own desk; a supervisor or admin picks the agent (``?agent=``)."""
+    ctx, p = ctx_of(request), principal(request)
+    agents = await AS.list_agents(ctx.db)
+    wanted = request.query.get("agent", "")
+    if p.role is Role.AGENT:
+        if wanted and wanted != p.agent_id:
+            await A.audit(ctx.db, p.name, "forbidden", f"GET /desk?agent={wanted}", None, client_ip(request), ok=False)
+            raise RT.api_error(403, f"an agent login may open its own desk only, not {wanted}'s")
+        wanted = p.agent_id or ""
+    agent = next((a for a in agents if a.id == wanted), None)
+    choices = [(a.id, a.name) for a in agents] if p.role in RT.SUPERVISORS else []
+    if agent is None:
+        return render(request, "desk.html", agent=None, choices=choices, wanted=wanted)
+    return render(
+        request,
+        "desk.html",
+        agent=agent,
+        choices=choices,
+        wanted=wanted,
+        pause_reasons=D.PAUSE_REASONS,
+        reasons=[(r.code, r.label) for r in await R.list_reasons(ctx.db)],
+        outcomes=[o.value for o in E.Outcome],
+    )

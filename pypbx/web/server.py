@@ -45,6 +45,8 @@ class WebContext:
     worklist: Worklist | None = None
     missed_call: Callable[[str, str], Awaitable[dict[str, object]]] | None = None
     pbx_status: Callable[[], Mapping[str, object]] | None = None  # the running PBX's figures (/metrics)
+    #: click-to-call (extension, number): the extension's phone rings first (pypbx.trunks.click_to_call)
+    originate: Callable[[str, str], Awaitable[dict[str, object]]] | None = None
     login_limit: RateLimit = field(default_factory=RateLimit)
     board_cache: BoardCache = field(default_factory=BoardCache)
     streams: set[Subscription] = field(default_factory=set)
