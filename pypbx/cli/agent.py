@@ -229,12 +229,13 @@ def agent_unpause(ctx: click.Context, agent_id: str, as_json: bool = False) -> N
 @config_option
 @click.argument("agent_id", metavar="ID")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_option
 @click.pass_context
-def agent_remove(ctx: click.Context, agent_id: str, yes: bool) -> None:
+def agent_remove(ctx: click.Context, agent_id: str, yes: bool, as_json: bool) -> None:
     """Remove agent ID (logged out first; their history stays)."""
     a = on_db(ctx, S.get_agent, agent_id)
     if not yes:
         click.confirm(f"Remove agent {a.id} ({a.name})?", abort=True)
     on_db(ctx, S.remove_agent, a.id)
-    click.echo(f"Agent {a.id} removed.")
+    done(as_json, {"agent": a.id, "removed": True}, f"Agent {a.id} removed.")
     _notify_agent(ctx, a.id)

@@ -8,7 +8,7 @@ import click
 
 from pypbx import trunks as T
 from pypbx.cli.context import config_option, on_db
-from pypbx.cli.output import echo_json, json_option, table
+from pypbx.cli.output import done, echo_json, json_option, table
 from pypbx.db import Database
 from pypbx.dids import add_did, did_priorities, edit_did
 from pypbx.trunks import Did
@@ -117,11 +117,12 @@ def did_list(ctx: click.Context, as_json: bool) -> None:
 @did_group.command("remove")
 @config_option
 @click.argument("number")
+@json_option
 @click.pass_context
-def did_remove(ctx: click.Context, number: str) -> None:
+def did_remove(ctx: click.Context, number: str, as_json: bool) -> None:
     """Remove DID NUMBER."""
     on_db(ctx, T.remove_did, number)
-    click.echo(f"DID {number} removed.")
+    done(as_json, {"did": number, "removed": True}, f"DID {number} removed.")
 
 
 @did_group.command("edit")

@@ -12,7 +12,7 @@ from pypbx import registrations as R
 from pypbx import trunks as T
 from pypbx.cli.context import config_option, db_call, load, on_db
 from pypbx.cli.filters import remove_unused
-from pypbx.cli.output import echo_json, json_option, registrations_table, table, ts
+from pypbx.cli.output import done, echo_json, json_option, registrations_table, table, ts
 from pypbx.db import Database
 from pypbx.errors import PbxError
 from pypbx.localapi_client import LocalAPIError, NotRunningError, call
@@ -159,15 +159,16 @@ def ext_passwd(ctx: click.Context, number: str, password: str | None, as_json: b
 @config_option
 @click.argument("number")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_option
 @click.pass_context
-def ext_remove(ctx: click.Context, number: str, yes: bool) -> None:
+def ext_remove(ctx: click.Context, number: str, yes: bool, as_json: bool) -> None:
     """Remove extension NUMBER (its phones can no longer register or call)."""
     cfg = load(ctx)
     e = db_call(cfg, E.get_extension, number)
     if not yes:
         click.confirm(f"Remove extension {e.number}" + (f" ({e.name})" if e.name else "") + "?", abort=True)
     db_call(cfg, remove_unused, f"extension:{e.number}", E.remove_extension, e.number)
-    click.echo(f"Extension {e.number} removed.")
+    done(as_json, {"number": e.number, "removed": True}, f"Extension {e.number} removed.")
 
 
 @ext.command("perms")

@@ -123,9 +123,10 @@ def group_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @group.command("remove")
 @config_option
 @click.argument("name")
+@json_option
 @click.pass_context
-def group_remove(ctx: click.Context, name: str) -> None:
+def group_remove(ctx: click.Context, name: str, as_json: bool) -> None:
     """Remove ring group NAME."""
 
     on_db(ctx, remove_unused, f"group:{name}", G.remove_group, name)
-    click.echo(f"Ring group {name} removed.")
+    done(as_json, {"group": name, "removed": True}, f"Ring group {name} removed.")

@@ -68,12 +68,16 @@ def reason_edit(
 @reason.command("remove")
 @config_option
 @click.argument("code")
+@json_option
 @click.pass_context
-def reason_remove(ctx: click.Context, code: str) -> None:
+def reason_remove(ctx: click.Context, code: str, as_json: bool) -> None:
     """Remove a reason: deleted if no call has it, else retired (history and reports keep it)."""
 
-    done = on_db(ctx, R.remove_reason, code)
-    if done == "retired":
+    outcome = on_db(ctx, R.remove_reason, code)
+    if as_json:
+        echo_json({"code": code, "outcome": outcome})
+        return
+    if outcome == "retired":
         click.echo(f"Reason {code} retired: calls have it, so the reports keep it; it cannot be set any more.")
     else:
         click.echo(f"Reason {code} deleted.")

@@ -73,11 +73,12 @@ def route_add(ctx: click.Context, name: str, tz: str | None, as_json: bool) -> N
 @config_option
 @click.argument("name")
 @click.argument("tz")
+@json_option
 @click.pass_context
-def route_tz(ctx: click.Context, name: str, tz: str) -> None:
+def route_tz(ctx: click.Context, name: str, tz: str, as_json: bool) -> None:
     """Set route NAME's time zone (for its time= conditions)."""
     r = on_db(ctx, R.set_tz, name, tz)
-    click.echo(f"Route {r.name}: time zone {r.tz}.")
+    done(as_json, r.to_dict(), f"Route {r.name}: time zone {r.tz}.")
 
 
 @route.command("rule")
@@ -140,10 +141,14 @@ def route_rule(
 @config_option
 @click.argument("name")
 @click.argument("position", type=int)
+@json_option
 @click.pass_context
-def route_unrule(ctx: click.Context, name: str, position: int) -> None:
+def route_unrule(ctx: click.Context, name: str, position: int, as_json: bool) -> None:
     """Remove rule POSITION (as `pypbx route show` numbers them) from route NAME."""
     r = on_db(ctx, R.remove_rule, name, position)
+    if as_json:
+        echo_json(r.to_dict())
+        return
     show_route(r)
 
 
@@ -185,11 +190,12 @@ def route_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @route.command("remove")
 @config_option
 @click.argument("name")
+@json_option
 @click.pass_context
-def route_remove(ctx: click.Context, name: str) -> None:
+def route_remove(ctx: click.Context, name: str, as_json: bool) -> None:
     """Remove route NAME and its rules."""
     refs = on_db(ctx, R.remove_route, name)
-    click.echo(f"Route {name} removed.")
+    done(as_json, {"route": name, "removed": True, "still_pointing": refs}, f"Route {name} removed.")
     if refs:
         click.echo(
             f"Warning: still pointing to route:{name} (calls there get their fallback): " + ", ".join(refs), err=True

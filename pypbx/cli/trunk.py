@@ -132,11 +132,12 @@ def trunk_edit(ctx: click.Context, /, name: str, as_json: bool = False, **kw: Tr
 @trunk_group.command("remove")
 @config_option
 @click.argument("name")
+@json_option
 @click.pass_context
-def trunk_remove(ctx: click.Context, name: str) -> None:
+def trunk_remove(ctx: click.Context, name: str, as_json: bool) -> None:
     """Remove trunk NAME."""
     on_db(ctx, T.remove_trunk, name)
-    click.echo(f"Trunk {name} removed.")
+    done(as_json, {"trunk": name, "removed": True}, f"Trunk {name} removed.")
 
 
 def _trunk_dict(t: T.Trunk, live: dict[str, dict[str, object]]) -> dict[str, object]:

@@ -15,7 +15,7 @@ import click
 from pypbx import voicemail as V
 from pypbx.cli.context import config_option, on_db, shown
 from pypbx.cli.filters import remove_unused
-from pypbx.cli.output import echo_json, json_option, table, ts
+from pypbx.cli.output import done, echo_json, json_option, table, ts
 from pypbx.db import Database
 from pypbx.errors import PbxError
 
@@ -208,20 +208,22 @@ def vm_play(ctx: click.Context, msg_id: str, to: str | None, speaker: bool) -> N
 @config_option
 @click.argument("msg_id", metavar="ID")
 @click.option("--unheard", is_flag=True, help="Mark it new again.")
+@json_option
 @click.pass_context
-def vm_heard(ctx: click.Context, msg_id: str, unheard: bool) -> None:
+def vm_heard(ctx: click.Context, msg_id: str, unheard: bool, as_json: bool) -> None:
     """Mark message ID heard."""
 
     m = on_db(ctx, V.mark_heard, msg_id, not unheard)
-    click.echo(f"Message {m['id']} marked {'new' if unheard else 'heard'}.")
+    done(as_json, m, f"Message {m['id']} marked {'new' if unheard else 'heard'}.")
 
 
 @voicemail.command("delete")
 @config_option
 @click.argument("msg_id", metavar="ID")
+@json_option
 @click.pass_context
-def vm_delete(ctx: click.Context, msg_id: str) -> None:
+def vm_delete(ctx: click.Context, msg_id: str, as_json: bool) -> None:
     """Delete message ID (its audio and sidecar; the row stays for the books)."""
 
     m = on_db(ctx, V.delete_message, msg_id)
-    click.echo(f"Message {m['id']} deleted.")
+    done(as_json, m, f"Message {m['id']} deleted.")
