@@ -14,6 +14,7 @@ import click
 
 from pypbx import acdstore as S
 from pypbx.cli.context import config_option, load, on_db
+from pypbx.cli.filters import require
 from pypbx.cli.output import done, echo_json, hms, json_option, table
 from pypbx.cli.queue import secs, state_text, unknown_command
 from pypbx.db import Database
@@ -111,6 +112,7 @@ async def _agent_detail(db: Database, agent_id: str) -> tuple[S.AgentRecord, lis
 @click.pass_context
 def agent_show(ctx: click.Context, agent_id: str, as_json: bool) -> None:
     """Show agent ID, the queues they can answer and their recent state changes."""
+    require(ctx, "agent", agent_id)
     a, queues, events = on_db(ctx, _agent_detail, agent_id)
     qs = [q.name for q in queues if S.qualified_agents(q.config, [a])]
     if as_json:
@@ -150,6 +152,7 @@ def agent_show(ctx: click.Context, agent_id: str, as_json: bool) -> None:
 @click.pass_context
 def agent_skills(ctx: click.Context, agent_id: str, skills: str, as_json: bool = False) -> None:
     """Replace the skills of agent ID, e.g. new_patients:8,korean:5 ('' = none)."""
+    require(ctx, "agent", agent_id)
     a = on_db(ctx, S.set_skills, agent_id, skills)
     done(as_json, a.to_dict(), f"Agent {a.id} skills: {S.format_skills(a.skills)}")
     _notify_agent(ctx, a.id)
@@ -163,6 +166,8 @@ def agent_skills(ctx: click.Context, agent_id: str, skills: str, as_json: bool =
 @click.pass_context
 def agent_login(ctx: click.Context, agent_id: str, extension: str, as_json: bool = False) -> None:
     """Log agent ID in at EXTENSION (or move them there from another desk)."""
+    require(ctx, "agent", agent_id)
+    require(ctx, "extension", extension)
     a, moved_from = on_db(ctx, S.login, agent_id, extension)
     if as_json:
         echo_json({**a.to_dict(), "moved_from": moved_from})
@@ -182,6 +187,7 @@ def agent_login(ctx: click.Context, agent_id: str, extension: str, as_json: bool
 @click.pass_context
 def agent_logout(ctx: click.Context, agent_id: str, as_json: bool = False) -> None:
     """Log agent ID out."""
+    require(ctx, "agent", agent_id)
     before = on_db(ctx, S.get_agent, agent_id)
     a = on_db(ctx, S.logout, agent_id)
     done(
@@ -206,6 +212,7 @@ def agent_logout(ctx: click.Context, agent_id: str, as_json: bool = False) -> No
 @click.pass_context
 def agent_pause(ctx: click.Context, agent_id: str, reason: str, as_json: bool = False) -> None:
     """Pause agent ID: no queue calls until unpaused."""
+    require(ctx, "agent", agent_id)
     if reason.strip().lower() not in ("break", "lunch", "admin", "other"):
         raise PbxError(f"unknown pause reason {reason!r} (choose from break, lunch, admin, other)")
     a = on_db(ctx, S.pause, agent_id, reason)
@@ -220,6 +227,7 @@ def agent_pause(ctx: click.Context, agent_id: str, reason: str, as_json: bool = 
 @click.pass_context
 def agent_unpause(ctx: click.Context, agent_id: str, as_json: bool = False) -> None:
     """Make paused agent ID available again."""
+    require(ctx, "agent", agent_id)
     a = on_db(ctx, S.unpause, agent_id)
     done(as_json, a.to_dict(), f"Agent {a.id} available" + (f" at {a.extension}." if a.extension else "."))
     _notify_agent(ctx, a.id)
@@ -233,6 +241,7 @@ def agent_unpause(ctx: click.Context, agent_id: str, as_json: bool = False) -> N
 @click.pass_context
 def agent_remove(ctx: click.Context, agent_id: str, yes: bool, as_json: bool) -> None:
     """Remove agent ID (logged out first; their history stays)."""
+    require(ctx, "agent", agent_id)
     a = on_db(ctx, S.get_agent, agent_id)
     if not yes:
         click.confirm(f"Remove agent {a.id} ({a.name})?", abort=True)

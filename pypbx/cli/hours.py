@@ -11,7 +11,7 @@ import click
 from pypbx import hours as Hr
 from pypbx import sitetime
 from pypbx.cli.context import config_option, on_db
-from pypbx.cli.filters import remove_unused
+from pypbx.cli.filters import remove_unused, require
 from pypbx.cli.output import done, echo_json, json_option, table
 from pypbx.errors import PbxUsageError
 
@@ -81,6 +81,7 @@ def hours_holiday(
 
         pypbx hours holiday clinic --country FR --year 2027
     """
+    require(ctx, "schedule", name)
     if country is not None:
         if date is not None or remove:
             raise PbxUsageError("give either DATE or --country, not both (--remove works on one DATE)")
@@ -147,6 +148,7 @@ def hours_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def hours_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show schedule NAME."""
+    require(ctx, "schedule", name)
 
     s = on_db(ctx, Hr.get_schedule, name)
     d = {**s.to_dict(), "open_now": Hr.is_open(s), "local_now": Hr.local_time(s).isoformat()}
@@ -167,6 +169,7 @@ def hours_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.pass_context
 def hours_remove(ctx: click.Context, name: str, as_json: bool) -> None:
     """Remove schedule NAME."""
+    require(ctx, "schedule", name)
 
     on_db(ctx, remove_unused, f"schedule:{name}", Hr.remove_schedule, name)
     done(as_json, {"schedule": name, "removed": True}, f"Schedule {name} removed.")

@@ -14,7 +14,7 @@ from pypbx import ivr as I
 from pypbx import prompts as P
 from pypbx.acdstore import AcdError, check_prompt_id
 from pypbx.cli.context import config_option, load, on_db
-from pypbx.cli.filters import remove_unused
+from pypbx.cli.filters import remove_unused, require
 from pypbx.cli.output import F, check_language, done, echo_json, json_option, languages_help, table
 from pypbx.db import Database
 from pypbx.destinations import require_destination
@@ -245,6 +245,7 @@ def ivr_import(ctx: click.Context, file: str, as_json: bool) -> None:
 @click.pass_context
 def ivr_export(ctx: click.Context, name: str) -> None:
     """Print menu NAME as TOML (pypbx ivr import reads it back)."""
+    require(ctx, "IVR menu", name)
 
     click.echo(I.to_toml(on_db(ctx, I.get_menu, name)), nl=False)
 
@@ -287,6 +288,7 @@ def ivr_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def ivr_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show menu NAME."""
+    require(ctx, "IVR menu", name)
 
     m = on_db(ctx, I.get_menu, name)
     if as_json:
@@ -302,6 +304,7 @@ def ivr_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.pass_context
 def ivr_remove(ctx: click.Context, name: str, as_json: bool) -> None:
     """Remove menu NAME."""
+    require(ctx, "IVR menu", name)
 
     on_db(ctx, remove_unused, f"ivr:{name}", I.remove_menu, name)
     done(as_json, {"menu": name, "removed": True}, f"Menu {name} removed.")

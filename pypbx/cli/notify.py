@@ -16,7 +16,8 @@ from pypbx import notify as N
 from pypbx import voicemail as V
 from pypbx.cli.context import config_option, load, on_db
 from pypbx.cli.output import done, echo_json, json_option, table, ts
-from pypbx.errors import PbxError
+from pypbx.db import Database
+from pypbx.errors import PbxError, PbxUsageError
 
 
 @click.group("notify")
@@ -111,6 +112,10 @@ def notify_test(ctx: click.Context, email: str | None, as_json: bool) -> None:
         raise PbxError("; ".join(failed))
 
 
+async def _notification_exists(db: Database, nid: int) -> bool:
+    return await db.get_notification_row(nid) is not None
+
+
 @notify.command("retry")
 @config_option
 @click.argument("nid", metavar="ID", type=int)
@@ -119,5 +124,7 @@ def notify_test(ctx: click.Context, email: str | None, as_json: bool) -> None:
 def notify_retry(ctx: click.Context, nid: int, as_json: bool) -> None:
     """Send notification ID again (the running PBX tries it within a few seconds)."""
 
+    if on_db(ctx, _notification_exists, nid) is False:
+        raise PbxUsageError(f"no notification {nid} (see pypbx notify list)")
     r = on_db(ctx, N.retry, nid)
     done(as_json, r, f"Notification {r['id']} ({r['channel']} {r['target']}) queued again.")

@@ -25,7 +25,7 @@ from pypbx import acdstore as S
 from pypbx import prompts as P
 from pypbx.acdstore import AcdError
 from pypbx.cli.context import config_option, load, on_db
-from pypbx.cli.filters import remove_unused
+from pypbx.cli.filters import remove_unused, require
 from pypbx.cli.missed import (
     QUEUE_CALLBACK_OPTIONS,
     check_queue_callback,
@@ -46,7 +46,7 @@ from pypbx.cli.output import (
     table,
 )
 from pypbx.db import Database
-from pypbx.errors import PbxError, PbxUsageError, UnknownNameError
+from pypbx.errors import PbxUsageError, UnknownNameError
 from pypbx.localapi_client import LocalAPIError, NotRunningError, call
 from pypbx.missed import queue_callback_settings
 
@@ -382,6 +382,7 @@ async def _queue_and_agents(db: Database, name: str) -> tuple[S.QueueRecord, lis
 def queue_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show queue NAME: its settings, and (live when the PBX is running) the callers waiting
     with their positions and waits, and the agents who can answer with their states."""
+    require(ctx, "queue", name)
 
     cfg = load(ctx)
     rec, agents = on_db(ctx, _queue_and_agents, name)
@@ -505,7 +506,8 @@ def queue_edit(
 ) -> None:
     """Change settings of queue NAME (options not given stay as they are)."""
     if all(opts.get(k) is None for k in _QUEUE_OPTION_NAMES + _URGENT_OPTION_NAMES) and number is None:
-        raise PbxError("nothing to change: give at least one option (see pypbx queue edit --help)")
+        raise PbxUsageError("nothing to change: give at least one option (see pypbx queue edit --help)")
+    require(ctx, "queue", name)
     _check_prompt(ctx, opts)
     auto_callback, callback_hours = pop_queue_callback(opts)
     check_queue_callback(ctx, callback_hours)
@@ -527,6 +529,7 @@ def queue_edit(
 @click.pass_context
 def queue_remove(ctx: click.Context, name: str, yes: bool, as_json: bool) -> None:
     """Remove queue NAME."""
+    require(ctx, "queue", name)
     rec = on_db(ctx, S.get_queue, name)
     if not yes:
         click.confirm(f"Remove queue {rec.name}?", abort=True)

@@ -11,6 +11,7 @@ import click
 
 from pypbx import reasons as R
 from pypbx.cli.context import config_option, load, on_db
+from pypbx.cli.filters import require
 from pypbx.cli.output import echo_json, json_option, table
 from pypbx.localapi_client import call
 
@@ -57,6 +58,7 @@ def reason_edit(
     ctx: click.Context, code: str, label: str | None, digit: str | None, notify: str | None, as_json: bool
 ) -> None:
     """Change a reason's label, digit or addresses."""
+    require(ctx, "reason", code)
 
     r = on_db(ctx, R.edit_reason, code, label=label, digit=digit, notify=notify)
     if as_json:
@@ -72,6 +74,7 @@ def reason_edit(
 @click.pass_context
 def reason_remove(ctx: click.Context, code: str, as_json: bool) -> None:
     """Remove a reason: deleted if no call has it, else retired (history and reports keep it)."""
+    require(ctx, "reason", code)
 
     outcome = on_db(ctx, R.remove_reason, code)
     if as_json:

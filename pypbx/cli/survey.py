@@ -12,6 +12,7 @@ import click
 
 from pypbx import survey as Sv
 from pypbx.cli.context import config_option, on_db
+from pypbx.cli.filters import require
 from pypbx.cli.output import echo_json, json_option, table
 from pypbx.db import Database
 
@@ -30,6 +31,8 @@ def survey() -> None:
 def survey_enable(ctx: click.Context, queue: str | None, as_json: bool) -> None:
     """Ask callers for a score when the callee hangs up first."""
 
+    if queue is not None:
+        require(ctx, "queue", queue)
     d = on_db(ctx, Sv.set_enabled, True, queue)
     if as_json:
         echo_json(d)
@@ -45,6 +48,8 @@ def survey_enable(ctx: click.Context, queue: str | None, as_json: bool) -> None:
 def survey_disable(ctx: click.Context, queue: str | None, as_json: bool) -> None:
     """Stop asking."""
 
+    if queue is not None:
+        require(ctx, "queue", queue)
     d = on_db(ctx, Sv.set_enabled, False, queue)
     if as_json:
         echo_json(d)

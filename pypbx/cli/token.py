@@ -7,7 +7,7 @@ import click
 
 from pypbx.cli.context import config_option, on_db
 from pypbx.cli.output import done, echo_json, json_option, table, ts
-from pypbx.errors import PbxUsageError
+from pypbx.errors import PbxUsageError, UnknownNameError
 from pypbx.web import accounts as A
 
 ROLES = [r.value for r in A.Role]
@@ -64,5 +64,8 @@ def token_remove(ctx: click.Context, token_id: str, as_json: bool) -> None:
     """Revoke token TOKEN_ID (see token list)."""
     if not token_id.isdigit():
         raise PbxUsageError(f"expected a token id (a number from pypbx token list), got {token_id!r}")
+    ids = [str(t["id"]) for t in on_db(ctx, A.list_tokens)]
+    if token_id not in ids:
+        raise UnknownNameError("token", token_id, ids)
     on_db(ctx, A.remove_token, int(token_id))
     done(as_json, {"id": int(token_id), "removed": True}, f"Token {token_id} removed.")

@@ -8,6 +8,7 @@ import time
 import click
 
 from pypbx.cli.context import config_option, on_db
+from pypbx.cli.filters import found
 from pypbx.cli.output import done, echo_json, json_option, table, ts
 from pypbx.web import accounts as A
 
@@ -56,6 +57,7 @@ def user_add(
 @click.pass_context
 def user_passwd(ctx: click.Context, name: str, password: str | None, as_json: bool) -> None:
     """Set NAME's password (also unlocks the login and ends its sessions)."""
+    on_db(ctx, found, A.get_user, name)  # no such user: exit 2
     pw = on_db(ctx, A.set_password, name, password)
     if as_json:
         echo_json({"name": name, "password": pw if password is None else None})
@@ -72,6 +74,7 @@ def user_passwd(ctx: click.Context, name: str, password: str | None, as_json: bo
 @click.pass_context
 def user_remove(ctx: click.Context, name: str, as_json: bool) -> None:
     """Remove web login NAME (its sessions end)."""
+    on_db(ctx, found, A.get_user, name)  # no such user: exit 2
     on_db(ctx, A.remove_user, name)
     done(as_json, {"name": name, "removed": True}, f"User {name} removed.")
 

@@ -14,7 +14,7 @@ import click
 
 from pypbx import voicemail as V
 from pypbx.cli.context import config_option, on_db, shown
-from pypbx.cli.filters import remove_unused
+from pypbx.cli.filters import found, remove_unused, require
 from pypbx.cli.output import done, echo_json, json_option, table, ts
 from pypbx.db import Database
 from pypbx.errors import PbxError
@@ -58,6 +58,7 @@ def vm_box(
     """Create or change mailbox BOX (an extension number or a queue name)."""
 
     if remove:
+        require(ctx, "mailbox", box)
         on_db(ctx, remove_unused, f"voicemail:{box}", V.remove_box, box)
         click.echo(f"Mailbox {box} removed.")
         return
@@ -130,6 +131,8 @@ def vm_boxes(ctx: click.Context, as_json: bool) -> None:
 def vm_list(ctx: click.Context, box: str | None, new_only: bool, as_json: bool) -> None:
     """Messages in BOX (all boxes without BOX), oldest first."""
 
+    if box is not None:
+        on_db(ctx, found, V.get_box, box)  # an unknown mailbox: exit 2 (an empty one lists nothing, exit 0)
     rows = on_db(ctx, V.list_messages, box, new_only)
     if as_json:
         echo_json(rows)
@@ -179,7 +182,7 @@ def vm_play(ctx: click.Context, msg_id: str, to: str | None, speaker: bool) -> N
         pypbx voicemail play 12 --speaker
     """
 
-    path = Path(on_db(ctx, V.get_message, msg_id)["path"])
+    path = Path(on_db(ctx, found, V.get_message, msg_id)["path"])  # no such message: exit 2
     if to is None and not speaker:
         click.echo(str(path))
         return
@@ -213,6 +216,7 @@ def vm_play(ctx: click.Context, msg_id: str, to: str | None, speaker: bool) -> N
 def vm_heard(ctx: click.Context, msg_id: str, unheard: bool, as_json: bool) -> None:
     """Mark message ID heard."""
 
+    on_db(ctx, found, V.get_message, msg_id)  # no such message: exit 2
     m = on_db(ctx, V.mark_heard, msg_id, not unheard)
     done(as_json, m, f"Message {m['id']} marked {'new' if unheard else 'heard'}.")
 
@@ -225,5 +229,6 @@ def vm_heard(ctx: click.Context, msg_id: str, unheard: bool, as_json: bool) -> N
 def vm_delete(ctx: click.Context, msg_id: str, as_json: bool) -> None:
     """Delete message ID (its audio and sidecar; the row stays for the books)."""
 
+    on_db(ctx, found, V.get_message, msg_id)  # no such message: exit 2
     m = on_db(ctx, V.delete_message, msg_id)
     done(as_json, m, f"Message {m['id']} deleted.")
