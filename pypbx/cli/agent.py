@@ -6,19 +6,19 @@ this agent from the database"); a PBX not running, or not knowing the command ye
 
 from __future__ import annotations
 
-import datetime as _dt
 import time
 from typing import Any
 
 import click
 
 from pypbx import acdstore as S
+from pypbx import sitetime
 from pypbx.cli.context import config_option, load, on_db
 from pypbx.cli.filters import require
 from pypbx.cli.output import done, echo_json, hms, json_option, table
 from pypbx.cli.queue import secs, state_text, unknown_command
 from pypbx.db import Database
-from pypbx.errors import PbxError
+from pypbx.errors import UnknownNameError
 from pypbx.localapi_client import LocalAPIError, NotRunningError, call
 
 
@@ -133,7 +133,7 @@ def agent_show(ctx: click.Context, agent_id: str, as_json: bool) -> None:
                 ["TIME", "EVENT", "DETAIL"],
                 [
                     [
-                        _dt.datetime.fromtimestamp(e["ts"]).strftime("%Y-%m-%d %H:%M:%S"),
+                        sitetime.local(e["ts"]).strftime("%Y-%m-%d %H:%M:%S"),
                         e["kind"],
                         " ".join(f"{k}={v}" for k, v in sorted(e["detail"].items())) or "-",
                     ]
@@ -214,7 +214,7 @@ def agent_pause(ctx: click.Context, agent_id: str, reason: str, as_json: bool = 
     """Pause agent ID: no queue calls until unpaused."""
     require(ctx, "agent", agent_id)
     if reason.strip().lower() not in ("break", "lunch", "admin", "other"):
-        raise PbxError(f"unknown pause reason {reason!r} (choose from break, lunch, admin, other)")
+        raise UnknownNameError("pause reason", reason, ("break", "lunch", "admin", "other"))
     a = on_db(ctx, S.pause, agent_id, reason)
     done(as_json, a.to_dict(), f"Agent {a.id} paused ({a.pause_reason}).")
     _notify_agent(ctx, a.id)

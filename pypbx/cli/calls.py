@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Sequence
 
 import click
 
+from pypbx import sitetime
 from pypbx.calllog import accounting_report, call_detail
 from pypbx.cli.context import config_option, load, on_db, run
 from pypbx.cli.filters import check_filters, found
@@ -161,10 +161,7 @@ def calls_show(ctx: click.Context, call_id: str, as_json: bool) -> None:
     click.echo(
         table(
             ["TIME", "EVENT", "DETAIL"],
-            [
-                [_dt.datetime.fromtimestamp(e["ts"]).strftime("%H:%M:%S.%f")[:-3], e["kind"], e["detail"]]
-                for e in events
-            ],
+            [[sitetime.local(e["ts"]).strftime("%H:%M:%S.%f")[:-3], e["kind"], e["detail"]] for e in events],
             indent="  ",
         )
     )

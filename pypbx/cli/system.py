@@ -172,12 +172,13 @@ def run(ctx: click.Context) -> None:
 
 
 def preflight(cfg: Config) -> None:
-    """``pypbx check`` before starting: warnings logged, an error refuses to start (one line)."""
+    """``pypbx check`` before starting: warnings printed on stderr (``Warning: ...``, before
+    the log is set up), an error refuses to start (one line)."""
     found = db_call(cfg, check.check)
     errors = [f for f in found if f.level is check.Level.ERROR]
     for f in found:
         if f.level is check.Level.WARNING:
-            log.warning("check: %s", f)
+            click.echo(f"Warning: {f}", err=True)
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise PbxError(f"not starting: {errors[0]}{more}; see pypbx check")

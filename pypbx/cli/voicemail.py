@@ -17,7 +17,7 @@ from pypbx.cli.context import config_option, on_db, shown
 from pypbx.cli.filters import found, remove_unused, require
 from pypbx.cli.output import done, echo_json, json_option, table, ts
 from pypbx.db import Database
-from pypbx.errors import PbxError
+from pypbx.errors import PbxError, PbxUsageError, did_you_mean
 
 
 @click.group("voicemail")
@@ -64,6 +64,12 @@ def vm_box(
         return
 
     async def go(db: Database) -> V.VoicemailBox:
+        if on_no_answer:  # an extension's unanswered calls: the extension must exist (it can always come first)
+            exts = [r["number"] for r in await db.list_extension_rows()]
+            if box not in exts:
+                raise PbxUsageError(
+                    f"--on-no-answer: no extension {box}{did_you_mean(box, exts)}; add it first (pypbx ext add {box})"
+                )
         try:
             old = await V.get_box(db, box)
             old_number, old_nna, old_max = old["number"], old["on_no_answer"], old["max_seconds"]
