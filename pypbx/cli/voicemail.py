@@ -176,8 +176,9 @@ def vm_list(ctx: click.Context, box: str | None, new_only: bool, as_json: bool) 
     help="Copy the message's WAV to this file (or into this directory).",
 )
 @click.option("--speaker", is_flag=True, help="Play it on this machine's sound output (needs aplay or paplay).")
+@json_option
 @click.pass_context
-def vm_play(ctx: click.Context, msg_id: str, to: str | None, speaker: bool) -> None:
+def vm_play(ctx: click.Context, msg_id: str, to: str | None, speaker: bool, as_json: bool) -> None:
     """Print the path of message ID's WAV file (8 kHz mono), for a player or a script.
 
     A PBX is usually a headless box: copy the message elsewhere with --to FILE, or play it
@@ -189,8 +190,9 @@ def vm_play(ctx: click.Context, msg_id: str, to: str | None, speaker: bool) -> N
     """
 
     path = Path(on_db(ctx, found, V.get_message, msg_id)["path"])  # no such message: exit 2
+    result: dict[str, object] = {"id": msg_id, "path": str(path), "copied_to": None, "played": False}
     if to is None and not speaker:
-        click.echo(str(path))
+        done(as_json, result, str(path))
         return
     if not path.is_file():
         raise PbxError(f"message {msg_id}'s audio is gone ({path} does not exist)")
@@ -202,7 +204,9 @@ def vm_play(ctx: click.Context, msg_id: str, to: str | None, speaker: bool) -> N
             shutil.copyfile(path, dst)
         except OSError as e:
             raise PbxError(f"cannot write {dst}: {e.strerror or e}") from None
-        click.echo(f"Message {msg_id} copied to {dst}")
+        result["copied_to"] = str(dst)
+        if not as_json:
+            click.echo(f"Message {msg_id} copied to {dst}")
     if speaker:
         player = next((shutil.which(p) for p in ("paplay", "aplay") if shutil.which(p)), None)
         if player is None:
@@ -211,6 +215,9 @@ def vm_play(ctx: click.Context, msg_id: str, to: str | None, speaker: bool) -> N
         if res.returncode != 0:
             detail = res.stderr.decode("utf-8", "replace").strip().splitlines()
             raise PbxError(f"{Path(player).name} failed" + (f": {detail[-1]}" if detail else ""))
+        result["played"] = True
+    if as_json:
+        echo_json(result)
 
 
 @voicemail.command("heard")
