@@ -14,7 +14,7 @@ import click
 from pypbx import hours as H
 from pypbx import missed as M
 from pypbx.cli.context import config_option, load, on_db
-from pypbx.cli.filters import check_filters, found, require
+from pypbx.cli.filters import check_filters, found
 from pypbx.cli.output import F, duration, echo_json, hms, json_option, table, ts
 from pypbx.errors import PbxError
 from pypbx.localapi_client import NotRunningError, call
@@ -191,7 +191,6 @@ def missed_call(ctx: click.Context, task: str, extension: str, as_json: bool) ->
     """Call TASK's patient back: EXT rings first and hears who is called, then the patient."""
     tid = M.parse_task_id(task)
     on_db(ctx, found, M.get_task, task)  # no such task: exit 2
-    require(ctx, "extension", extension)
     try:
         result = call(load(ctx).socket_path, "missed_call", task=tid, extension=extension)
     except NotRunningError:
