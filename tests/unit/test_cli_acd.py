@@ -87,6 +87,13 @@ def fails(r: Any, message: str) -> None:
     assert r.stdout == ""
 
 
+def bad_input(r: Any, message: str) -> None:
+    """Issue 12: bad input (a name that does not exist, a value a rule cannot take) is one line, exit 2."""
+    assert r.exit_code == 2, r.output
+    assert r.stderr == f"Error: {message}\n"
+    assert r.stdout == ""
+
+
 _BAD_INPUT = (
     "unknown queue",
     "unknown agent",
