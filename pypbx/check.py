@@ -9,9 +9,12 @@ Three kinds of findings, each an error or a warning:
 * **unreachable objects** (warning): a queue no DID, IVR option, route rule, ring group or
   other queue sends calls to; an agent whose skills qualify for no queue;
 * **risky settings** (warning): a queue with no agent able to answer it, an extension allowed
-  both international and premium numbers, a TLS trunk that does not verify the certificate.
+  both international and premium numbers, a TLS trunk that does not verify the certificate;
+  a mailbox no call can reach (no extension, queue, number or destination of its name) or
+  set to take an extension's unanswered calls when there is no such extension.
 
-``pypbx run`` runs it at start: warnings go to the log, errors refuse to start.
+``pypbx run`` runs it at start: warnings are printed (``Warning: ...`` on stderr), errors
+refuse to start.
 """
 
 from __future__ import annotations
@@ -77,10 +80,37 @@ async def check(db: Database) -> list[Finding]:
             found.append(
                 Finding(Level.WARNING, f"extension {p['number']}", "allowed both international and premium numbers")
             )
+    found += await _mailbox_findings(db, refs)
     for t in await db.list_trunk_rows():
         if t["transport"].lower() == "tls" and not t["tls_verify"]:
             found.append(Finding(Level.WARNING, f"trunk {t['name']}", "TLS without certificate verification"))
     return sorted(found, key=lambda f: (f.level is not Level.ERROR, f.where))
+
+
+async def _mailbox_findings(db: Database, refs: list[tuple[str, str]]) -> list[Finding]:
+    """Mailboxes no call can reach. They cannot be refused when created: a queue's mailbox
+    must exist before the queue that falls back to it (``voicemail box front`` then ``queue
+    add front --fallback voicemail``), and a shared box (``desk``) before the DID sending
+    calls to it. ``--on-no-answer`` on a box with no extension of its name is refused by the
+    CLI, but a database from before that may hold one."""
+    out: list[Finding] = []
+    exts = {r["number"] for r in await db.list_extension_rows()}
+    queues = {r["name"] for r in await db.list_queue_rows()}
+    targeted = {dest.partition(":")[2] for _, dest in refs if dest.startswith("voicemail:")}
+    for b in await db.list_voicemail_box_rows():
+        box = b["box"]
+        if b["on_no_answer"] and box not in exts:
+            out.append(Finding(Level.WARNING, f"mailbox {box}", f"on no answer, but there is no extension {box}"))
+        if box not in exts and box not in queues and not b["number"] and box not in targeted:
+            out.append(
+                Finding(
+                    Level.WARNING,
+                    f"mailbox {box}",
+                    "unreachable: no extension or queue of that name, no --number, "
+                    "and no DID, IVR option, route or ring group sends calls to it",
+                )
+            )
+    return out
 
 
 def _qualifies(skills_json: str, q: QueueConfig) -> bool:

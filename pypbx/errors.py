@@ -5,6 +5,13 @@ its root group, and prints it as one line (``Error: <message>``) with the except
 :attr:`~PbxError.exit_code`: 1 = the operation failed, 2 = bad usage or input
 (:class:`PbxUsageError`). Where an error maps to a SIP final response, ``sip_status``
 names it (``None``: no SIP meaning).
+
+Bad usage or input, exit 2: click's usage errors (an unknown command or option, a bad
+value, a missing argument -- one line, made so in the CLI's root group), a filter,
+reference or single-object command naming something that does not exist
+(:class:`UnknownNameError`, with the closest valid names), a file that is not what the
+command reads. Failed, exit 1: the PBX not running, an object still in use
+(:class:`InUseError`), a database or system failure.
 """
 
 from __future__ import annotations

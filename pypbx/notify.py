@@ -31,7 +31,6 @@ The webhook body::
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import enum
 import hashlib
 import hmac
@@ -45,11 +44,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
-from pypbx import __version__
+from pypbx import __version__, sitetime
 from pypbx import webhooks as W
 from pypbx.config import NotifyConfig
 from pypbx.db import Database
@@ -152,7 +151,7 @@ def build_email(cfg: NotifyConfig, to: str, payload: Payload) -> EmailMessage:
     em = EmailMessage()
     em["From"] = cfg.mail_from or f"pypbx@{socket.getfqdn()}"
     em["To"] = to
-    em["Date"] = formatdate(localtime=True)
+    em["Date"] = format_datetime(sitetime.local(time.time()))
     em["Message-ID"] = make_msgid(domain=(cfg.mail_from.partition("@")[2] or None))
     em["X-Mailer"] = f"pypbx {__version__}"
     if payload.get("event") == "reason":  # a reason code marked to notify (pypbx.reasons)
@@ -345,7 +344,7 @@ class Notifier:
         addrs = [a for a in ev.notify.split(",") if a]
         if not addrs or not self.cfg.smtp_host:
             return
-        when = dt.datetime.fromtimestamp(ev.at).strftime("%Y-%m-%d %H:%M")
+        when = sitetime.local(ev.at).strftime("%Y-%m-%d %H:%M")
         payload = {
             "event": "reason",
             "subject": f"Call reason {ev.label}: {ev.caller or 'unknown caller'} ({ev.service_line or '-'})",
@@ -568,14 +567,14 @@ async def retry(db: Database, nid: int, clock: Callable[[], float] = time.time) 
 
 
 def _when(ts: float | None) -> str:
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+    return sitetime.local(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
 def probe_payload() -> dict[str, object]:
     return {
         "event": "test",
         "message": "pypbx test notification",
-        "time": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "time": sitetime.local(time.time()).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
         "pid": os.getpid(),
     }

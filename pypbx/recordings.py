@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from media.recording import RecordingError, merge_stereo, recorded_seconds, repair_wav
+from pypbx import sitetime
 from pypbx.db import Database
 from pypbx.db.rows import CallRow
 from pypbx.logs import call_log
@@ -32,7 +33,7 @@ CALLEE_LEG = "callee"
 
 
 def day_folder(rec_dir: Path, offered_at: float) -> Path:
-    return Path(rec_dir) / time.strftime("%Y-%m-%d", time.localtime(offered_at))
+    return Path(rec_dir) / sitetime.local_day(offered_at)  # the clinic's day, not the machine clock's
 
 
 def write_sidecar(wav: Path, meta: Mapping[str, object]) -> Path:

@@ -22,11 +22,11 @@ call's recording with its path on the survey row.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 from typing import TypedDict
 
+from pypbx import sitetime
 from pypbx.db import Database
 from pypbx.errors import PbxError
 
@@ -141,7 +141,7 @@ async def answers(
     return [
         {
             "call_id": r["call_id"],
-            "time": dt.datetime.fromtimestamp(r["ts"]).strftime("%Y-%m-%d %H:%M:%S"),
+            "time": sitetime.local(r["ts"]).strftime("%Y-%m-%d %H:%M:%S"),  # the site's clock
             "ts": r["ts"],
             "caller": r["caller_number"],
             "agent": r["agent"],

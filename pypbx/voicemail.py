@@ -24,7 +24,6 @@ MWI: phones subscribed to a box are told its new/old counts (pypbx.mwi, RFC 3842
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import logging
 import os
@@ -36,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypedDict
 
+from pypbx import sitetime
 from pypbx.db import Database, IntegrityError
 from pypbx.db.rows import VoicemailBoxRow, VoicemailRow
 from pypbx.errors import PbxError
@@ -251,7 +251,7 @@ async def file_message(
     from media.recording import RecordingError, repair_wav  # the audio stack only when a message is filed (see above)
 
     msg_id = uuid.uuid4().hex[:16]
-    day = dt.datetime.fromtimestamp(received_at).strftime("%Y-%m-%d")
+    day = sitetime.local_day(received_at)  # the clinic's day, not the machine clock's
     folder = voicemail_dir(data_dir) / box / day
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{msg_id}.wav"
@@ -274,7 +274,7 @@ async def file_message(
         "did": did,
         "call_id": call_id,
         "received_at": received_at,
-        "time": dt.datetime.fromtimestamp(received_at).astimezone().isoformat(timespec="seconds"),
+        "time": sitetime.local(received_at).isoformat(timespec="seconds"),
         "seconds": seconds,
         "path": str(out),
         "flags": flags,

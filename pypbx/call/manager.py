@@ -77,7 +77,7 @@ from media.recording import (
     repair_files,
     write_atomic,
 )
-from pypbx import screenpop
+from pypbx import screenpop, sitetime
 from pypbx.call.flow import CallInput, Flow, Shutdown
 from pypbx.call.hooks import AcdHooks, FrontLineHooks, GroupHooks, TrunkHooks
 from pypbx.call.session import Call, Transfer, TransferEntry, TransferKind, user_of
@@ -647,7 +647,7 @@ class CallManager:
         record = self.record and self._disk_ok()
         prefix: Path | None = None
         if record:
-            day = time.strftime("%Y-%m-%d", time.localtime(s.rec.offered_at))
+            day = sitetime.local_day(s.rec.offered_at)  # the clinic's calendar day
             folder = self.rec_dir / day
             prefix = s.record_prefix = folder / s.rec.id
         bridged: BaseException | None

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import click
+from click.exceptions import NoArgsIsHelpError
 
 from pypbx import config as _config
 from pypbx.cli import (
@@ -58,15 +59,33 @@ __all__ = ["cli", "main"]
 class PbxGroup(click.Group):
     """The root group: a :class:`PbxError` anywhere below becomes a one-line error, and so
     does a bad option value (click's :class:`~click.BadParameter`: exit 2, one line, no
-    usage block -- ``queue add --strategy fastest`` and ``trunk add --format weird`` alike)."""
+    usage block -- ``queue add --strategy fastest`` and ``trunk add --format weird`` alike)
+    and every other usage error: an unknown command or option, a missing or extra argument
+    (``Error: No such command 'quue'. Did you mean 'queue'?``, exit 2). A group or command
+    called without its arguments still shows its help (click's ``NoArgsIsHelpError``)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as e:  # the root's own options: ``pypbx --bogus``
+            raise _usage_line(e) from None
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except PbxError as e:
             raise one_line_error(str(e), e.exit_code) from None
-        except click.BadParameter as e:
-            raise one_line_error(bad_parameter_line(e), 2) from None
+        except click.UsageError as e:
+            raise _usage_line(e) from None
+
+
+def _usage_line(e: click.UsageError) -> click.ClickException:
+    """click's usage error as one line, exit 2 (its help-on-no-arguments left as it is)."""
+    if isinstance(e, NoArgsIsHelpError):
+        return e
+    if isinstance(e, click.BadParameter):
+        return one_line_error(bad_parameter_line(e), 2)
+    return one_line_error(" ".join(e.format_message().split()), 2)
 
 
 @click.group(cls=PbxGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -6,18 +6,19 @@ this agent from the database"); a PBX not running, or not knowing the command ye
 
 from __future__ import annotations
 
-import datetime as _dt
 import time
 from typing import Any
 
 import click
 
 from pypbx import acdstore as S
+from pypbx import sitetime
 from pypbx.cli.context import config_option, load, on_db
+from pypbx.cli.filters import require
 from pypbx.cli.output import done, echo_json, hms, json_option, table
 from pypbx.cli.queue import secs, state_text, unknown_command
 from pypbx.db import Database
-from pypbx.errors import PbxError
+from pypbx.errors import UnknownNameError
 from pypbx.localapi_client import LocalAPIError, NotRunningError, call
 
 
@@ -111,6 +112,7 @@ async def _agent_detail(db: Database, agent_id: str) -> tuple[S.AgentRecord, lis
 @click.pass_context
 def agent_show(ctx: click.Context, agent_id: str, as_json: bool) -> None:
     """Show agent ID, the queues they can answer and their recent state changes."""
+    require(ctx, "agent", agent_id)
     a, queues, events = on_db(ctx, _agent_detail, agent_id)
     qs = [q.name for q in queues if S.qualified_agents(q.config, [a])]
     if as_json:
@@ -131,7 +133,7 @@ def agent_show(ctx: click.Context, agent_id: str, as_json: bool) -> None:
                 ["TIME", "EVENT", "DETAIL"],
                 [
                     [
-                        _dt.datetime.fromtimestamp(e["ts"]).strftime("%Y-%m-%d %H:%M:%S"),
+                        sitetime.local(e["ts"]).strftime("%Y-%m-%d %H:%M:%S"),
                         e["kind"],
                         " ".join(f"{k}={v}" for k, v in sorted(e["detail"].items())) or "-",
                     ]
@@ -150,6 +152,7 @@ def agent_show(ctx: click.Context, agent_id: str, as_json: bool) -> None:
 @click.pass_context
 def agent_skills(ctx: click.Context, agent_id: str, skills: str, as_json: bool = False) -> None:
     """Replace the skills of agent ID, e.g. new_patients:8,korean:5 ('' = none)."""
+    require(ctx, "agent", agent_id)
     a = on_db(ctx, S.set_skills, agent_id, skills)
     done(as_json, a.to_dict(), f"Agent {a.id} skills: {S.format_skills(a.skills)}")
     _notify_agent(ctx, a.id)
@@ -163,6 +166,8 @@ def agent_skills(ctx: click.Context, agent_id: str, skills: str, as_json: bool =
 @click.pass_context
 def agent_login(ctx: click.Context, agent_id: str, extension: str, as_json: bool = False) -> None:
     """Log agent ID in at EXTENSION (or move them there from another desk)."""
+    require(ctx, "agent", agent_id)
+    require(ctx, "extension", extension)
     a, moved_from = on_db(ctx, S.login, agent_id, extension)
     if as_json:
         echo_json({**a.to_dict(), "moved_from": moved_from})
@@ -182,6 +187,7 @@ def agent_login(ctx: click.Context, agent_id: str, extension: str, as_json: bool
 @click.pass_context
 def agent_logout(ctx: click.Context, agent_id: str, as_json: bool = False) -> None:
     """Log agent ID out."""
+    require(ctx, "agent", agent_id)
     before = on_db(ctx, S.get_agent, agent_id)
     a = on_db(ctx, S.logout, agent_id)
     done(
@@ -206,8 +212,9 @@ def agent_logout(ctx: click.Context, agent_id: str, as_json: bool = False) -> No
 @click.pass_context
 def agent_pause(ctx: click.Context, agent_id: str, reason: str, as_json: bool = False) -> None:
     """Pause agent ID: no queue calls until unpaused."""
+    require(ctx, "agent", agent_id)
     if reason.strip().lower() not in ("break", "lunch", "admin", "other"):
-        raise PbxError(f"unknown pause reason {reason!r} (choose from break, lunch, admin, other)")
+        raise UnknownNameError("pause reason", reason, ("break", "lunch", "admin", "other"))
     a = on_db(ctx, S.pause, agent_id, reason)
     done(as_json, a.to_dict(), f"Agent {a.id} paused ({a.pause_reason}).")
     _notify_agent(ctx, a.id)
@@ -220,6 +227,7 @@ def agent_pause(ctx: click.Context, agent_id: str, reason: str, as_json: bool = 
 @click.pass_context
 def agent_unpause(ctx: click.Context, agent_id: str, as_json: bool = False) -> None:
     """Make paused agent ID available again."""
+    require(ctx, "agent", agent_id)
     a = on_db(ctx, S.unpause, agent_id)
     done(as_json, a.to_dict(), f"Agent {a.id} available" + (f" at {a.extension}." if a.extension else "."))
     _notify_agent(ctx, a.id)
@@ -229,12 +237,14 @@ def agent_unpause(ctx: click.Context, agent_id: str, as_json: bool = False) -> N
 @config_option
 @click.argument("agent_id", metavar="ID")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_option
 @click.pass_context
-def agent_remove(ctx: click.Context, agent_id: str, yes: bool) -> None:
+def agent_remove(ctx: click.Context, agent_id: str, yes: bool, as_json: bool) -> None:
     """Remove agent ID (logged out first; their history stays)."""
+    require(ctx, "agent", agent_id)
     a = on_db(ctx, S.get_agent, agent_id)
     if not yes:
         click.confirm(f"Remove agent {a.id} ({a.name})?", abort=True)
     on_db(ctx, S.remove_agent, a.id)
-    click.echo(f"Agent {a.id} removed.")
+    done(as_json, {"agent": a.id, "removed": True}, f"Agent {a.id} removed.")
     _notify_agent(ctx, a.id)

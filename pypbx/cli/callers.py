@@ -13,7 +13,7 @@ import click
 from pypbx import callers as C
 from pypbx.cli.context import config_option, load, on_db
 from pypbx.cli.output import echo_json, json_option, table, ts
-from pypbx.errors import PbxError
+from pypbx.errors import PbxError, PbxUsageError
 from pypbx.numbers import display
 
 
@@ -101,7 +101,7 @@ def callers_show(ctx: click.Context, number: str, as_json: bool) -> None:
     region = load(ctx).numbers.region
     row = on_db(ctx, C.get, number)
     if row is None:
-        raise PbxError(f"unknown caller {number}")
+        raise PbxUsageError(f"unknown caller {number}")
     if as_json:
         echo_json(row)
         return

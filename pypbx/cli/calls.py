@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Sequence
 
 import click
 
+from pypbx import sitetime
 from pypbx.calllog import accounting_report, call_detail
 from pypbx.cli.context import config_option, load, on_db, run
-from pypbx.cli.filters import check_filters
+from pypbx.cli.filters import check_filters, found
 from pypbx.cli.output import F, duration, echo_json, hms, json_option, table, ts
 from pypbx.cli.period import day_range
 from pypbx.config import Config
@@ -129,7 +129,7 @@ def calls_list(
 def calls_show(ctx: click.Context, call_id: str, as_json: bool) -> None:
     """One call with its event log and recording (CALL_ID or a unique prefix of it)."""
 
-    row, events, rec = on_db(ctx, call_detail, call_id)
+    row, events, rec = on_db(ctx, found, call_detail, call_id)  # no such call: exit 2
     if as_json:
         echo_json({"call": row, "events": events, "recording": rec})
         return
@@ -161,10 +161,7 @@ def calls_show(ctx: click.Context, call_id: str, as_json: bool) -> None:
     click.echo(
         table(
             ["TIME", "EVENT", "DETAIL"],
-            [
-                [_dt.datetime.fromtimestamp(e["ts"]).strftime("%H:%M:%S.%f")[:-3], e["kind"], e["detail"]]
-                for e in events
-            ],
+            [[sitetime.local(e["ts"]).strftime("%H:%M:%S.%f")[:-3], e["kind"], e["detail"]] for e in events],
             indent="  ",
         )
     )

@@ -8,9 +8,11 @@ import click
 
 from pypbx import trunks as T
 from pypbx.cli.context import config_option, on_db
-from pypbx.cli.output import echo_json, json_option, table
+from pypbx.cli.output import done, echo_json, json_option, table
 from pypbx.db import Database
+from pypbx.destinations import require_destination
 from pypbx.dids import add_did, did_priorities, edit_did
+from pypbx.errors import PbxUsageError, UnknownNameError
 from pypbx.trunks import Did
 
 
@@ -73,6 +75,7 @@ def did_add(
 ) -> None:
     """Add DID NUMBER (as the provider sends it; +33..., 0033... and 0... forms all match).
     Its destinations must exist."""
+    on_db(ctx, _require_destinations, destination, known, new)
     d = on_db(ctx, add_did, number, destination, service_line, trunk, known=known, new=new, priority=priority)
     prio = on_db(ctx, did_priorities).get(d.number, 0)
     if as_json:
@@ -114,14 +117,35 @@ def did_list(ctx: click.Context, as_json: bool) -> None:
     )
 
 
+async def _require_destinations(db: Database, *dests: str | None) -> None:
+    """Every destination given must point somewhere: a missing route, queue, menu ... is one
+    line naming the closest, exit 2 (the shared validator, before the DID is written)."""
+    for dest in dests:
+        if dest:
+            await require_destination(db, dest)
+
+
+async def _require_did(db: Database, number: str) -> None:
+    """DID ``number`` (typed in any form) must exist: else one line naming the closest, exit 2."""
+    try:
+        n = T.normalise_did(number, db.region)
+    except T.TrunkError as e:
+        raise PbxUsageError(str(e)) from None
+    numbers = [r["number"] for r in await db.list_did_rows()]
+    if n not in numbers:
+        raise UnknownNameError("DID", number, numbers)
+
+
 @did_group.command("remove")
 @config_option
 @click.argument("number")
+@json_option
 @click.pass_context
-def did_remove(ctx: click.Context, number: str) -> None:
+def did_remove(ctx: click.Context, number: str, as_json: bool) -> None:
     """Remove DID NUMBER."""
+    on_db(ctx, _require_did, number)
     on_db(ctx, T.remove_did, number)
-    click.echo(f"DID {number} removed.")
+    done(as_json, {"did": number, "removed": True}, f"DID {number} removed.")
 
 
 @did_group.command("edit")
@@ -153,6 +177,8 @@ def did_edit(
     as_json: bool,
 ) -> None:
     """Change DID NUMBER (only the options given)."""
+    on_db(ctx, _require_did, number)
+    on_db(ctx, _require_destinations, destination, known, new)
 
     d: T.Did = on_db(
         ctx,

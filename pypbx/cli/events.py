@@ -9,13 +9,13 @@ per line (the journal's format).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 from collections.abc import Mapping
 
 import click
 
+from pypbx import sitetime
 from pypbx.cli.context import config_option, load
 from pypbx.localapi_client import LocalAPIError, call
 
@@ -48,7 +48,7 @@ def _line(ev: Mapping[str, object]) -> str:
     at_value = ev.get("at") or 0
     if not isinstance(at_value, (int, float, str)):
         raise TypeError(f"event time is not a number: {at_value!r}")
-    at = dt.datetime.fromtimestamp(float(at_value)).strftime("%H:%M:%S.%f")[:-3]
+    at = sitetime.local(float(at_value)).strftime("%H:%M:%S.%f")[:-3]  # the site's clock
     parts = [f"{k}={ev[k]}" for k in _SUMMARY_KEYS if ev.get(k) not in (None, "", {})]
     return f"{ev['seq']:>8}  {at}  {ev['event']:<22} " + " ".join(parts)
 

@@ -11,8 +11,8 @@ from pypbx import extensions as E
 from pypbx import registrations as R
 from pypbx import trunks as T
 from pypbx.cli.context import config_option, db_call, load, on_db
-from pypbx.cli.filters import remove_unused
-from pypbx.cli.output import echo_json, json_option, registrations_table, table, ts
+from pypbx.cli.filters import remove_unused, require
+from pypbx.cli.output import done, echo_json, json_option, registrations_table, table, ts
 from pypbx.db import Database
 from pypbx.errors import PbxError
 from pypbx.localapi_client import LocalAPIError, NotRunningError, call
@@ -100,6 +100,7 @@ async def _with_registrations(db: Database, number: str) -> tuple[E.Extension, S
 @click.pass_context
 def ext_show(ctx: click.Context, number: str, as_json: bool) -> None:
     """Show extension NUMBER and its registrations (live when the PBX is running)."""
+    require(ctx, "extension", number)
 
     cfg = load(ctx)
     e, saved = db_call(cfg, _with_registrations, number)
@@ -144,6 +145,7 @@ def ext_passwd(ctx: click.Context, number: str, password: str | None, as_json: b
 
     Example: pypbx ext passwd 1001 --json
     """
+    require(ctx, "extension", number)
     cfg = load(ctx)
     pw = db_call(cfg, E.set_password, number, cfg.sip.realm, password)
     if as_json:
@@ -159,15 +161,17 @@ def ext_passwd(ctx: click.Context, number: str, password: str | None, as_json: b
 @config_option
 @click.argument("number")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_option
 @click.pass_context
-def ext_remove(ctx: click.Context, number: str, yes: bool) -> None:
+def ext_remove(ctx: click.Context, number: str, yes: bool, as_json: bool) -> None:
     """Remove extension NUMBER (its phones can no longer register or call)."""
+    require(ctx, "extension", number)
     cfg = load(ctx)
     e = db_call(cfg, E.get_extension, number)
     if not yes:
         click.confirm(f"Remove extension {e.number}" + (f" ({e.name})" if e.name else "") + "?", abort=True)
     db_call(cfg, remove_unused, f"extension:{e.number}", E.remove_extension, e.number)
-    click.echo(f"Extension {e.number} removed.")
+    done(as_json, {"number": e.number, "removed": True}, f"Extension {e.number} removed.")
 
 
 @ext.command("perms")
@@ -184,6 +188,7 @@ def ext_remove(ctx: click.Context, number: str, yes: bool) -> None:
 @click.pass_context
 def ext_perms(ctx: click.Context, number: str, allow: str | None, max_calls: int | None, as_json: bool) -> None:
     """Show or set which numbers extension NUMBER may call (toll-fraud guard)."""
+    require(ctx, "extension", number)
 
     cfg = load(ctx)
     current = on_db(ctx, T.permissions).get(number)

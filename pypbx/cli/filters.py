@@ -1,19 +1,24 @@
 """Filters of listings and reports checked against what exists: an unknown queue, agent,
 extension, disposition or service line is one line naming it and the closest valid ones,
-exit 2 (an empty but valid result still exits 0)."""
+exit 2 (an empty but valid result still exits 0). The same for the object a single-object
+command names (``ext show 1009``, ``queue edit frnt``): :func:`require_name`, :func:`found`."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Concatenate, ParamSpec
+from typing import Concatenate, ParamSpec, TypeVar
+
+import click
 
 from pypbx.check import schedule_users
-from pypbx.db import Database
+from pypbx.cli.context import on_db
+from pypbx.db import Database, DBError
 from pypbx.destinations import refuse_if_used
-from pypbx.errors import InUseError, UnknownNameError
+from pypbx.errors import InUseError, PbxError, PbxUsageError, UnknownNameError
 from pypbx.events import Disposition
 
 P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def check_disposition(value: str | None) -> None:
@@ -67,3 +72,95 @@ async def remove_unused(
     else:
         await refuse_if_used(db, dest)
     await remove(db, *args, **kw)
+
+
+# --------------------------------------------------------------------------- single objects
+
+#: The names each kind of object can be called by, for ``require_name``.
+_NAMES: dict[str, Callable[[Database], Awaitable[list[str]]]] = {}
+
+
+def _names(kind: str) -> Callable[[Callable[[Database], Awaitable[list[str]]]], None]:
+    def register(f: Callable[[Database], Awaitable[list[str]]]) -> None:
+        _NAMES[kind] = f
+
+    return register
+
+
+@_names("extension")
+async def _extensions(db: Database) -> list[str]:
+    return [r["number"] for r in await db.list_extension_rows()]
+
+
+@_names("agent")
+async def _agents(db: Database) -> list[str]:
+    return [r["id"] for r in await db.list_agent_rows()]
+
+
+@_names("queue")
+async def _queues(db: Database) -> list[str]:
+    return [r["name"] for r in await db.list_queue_rows()]
+
+
+@_names("IVR menu")
+async def _menus(db: Database) -> list[str]:
+    return [r["name"] for r in await db.list_ivr_menu_rows()]
+
+
+@_names("ring group")
+async def _groups(db: Database) -> list[str]:
+    return [r["name"] for r in await db.list_ring_group_rows()]
+
+
+@_names("route")
+async def _routes(db: Database) -> list[str]:
+    return [r["name"] for r in await db.list_route_rows()]
+
+
+@_names("trunk")
+async def _trunks(db: Database) -> list[str]:
+    return [r["name"] for r in await db.list_trunk_rows()]
+
+
+@_names("schedule")
+async def _schedules(db: Database) -> list[str]:
+    return [r["name"] for r in await db.list_schedule_rows()]
+
+
+@_names("reason")
+async def _reasons(db: Database) -> list[str]:
+    return [r["code"] for r in await db.list_reason_rows()]
+
+
+@_names("mailbox")
+async def _boxes(db: Database) -> list[str]:
+    return [r["box"] for r in await db.list_voicemail_box_rows()]
+
+
+async def require_name(db: Database, kind: str, name: str) -> None:
+    """A single-object command naming something that does not exist: one line naming it and
+    the closest valid names, exit 2 (:class:`~pypbx.errors.UnknownNameError`) -- before the
+    command does anything."""
+    names = await _NAMES[kind](db)
+    if name.strip() not in names:
+        raise UnknownNameError(kind, name, names)
+
+
+async def found(
+    db: Database, get: Callable[Concatenate[Database, P], Awaitable[T]], *args: P.args, **kw: P.kwargs
+) -> T:
+    """``await get(db, ...)``, where ``get``'s only domain error says the object does not
+    exist or the input is wrong (a voicemail message, a call, a missed-caller task, a route
+    rule's position or condition): that error is bad input, exit 2. A database failure
+    stays exit 1."""
+    try:
+        return await get(db, *args, **kw)
+    except DBError:
+        raise
+    except PbxError as e:
+        raise PbxUsageError(str(e)) from None
+
+
+def require(ctx: click.Context, kind: str, name: str) -> None:
+    """:func:`require_name` on the command's database."""
+    on_db(ctx, require_name, kind, name)

@@ -10,7 +10,7 @@ import click
 
 from pypbx import groups as G
 from pypbx.cli.context import config_option, on_db
-from pypbx.cli.filters import remove_unused
+from pypbx.cli.filters import remove_unused, require
 from pypbx.cli.output import done, echo_json, json_option, table, ts
 from pypbx.db import Database
 from pypbx.destinations import require_destination
@@ -108,6 +108,7 @@ def group_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def group_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show ring group NAME."""
+    require(ctx, "ring group", name)
 
     g = on_db(ctx, G.get_group, name)
     if as_json:
@@ -123,9 +124,11 @@ def group_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @group.command("remove")
 @config_option
 @click.argument("name")
+@json_option
 @click.pass_context
-def group_remove(ctx: click.Context, name: str) -> None:
+def group_remove(ctx: click.Context, name: str, as_json: bool) -> None:
     """Remove ring group NAME."""
+    require(ctx, "ring group", name)
 
     on_db(ctx, remove_unused, f"group:{name}", G.remove_group, name)
-    click.echo(f"Ring group {name} removed.")
+    done(as_json, {"group": name, "removed": True}, f"Ring group {name} removed.")

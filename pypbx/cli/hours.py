@@ -11,8 +11,8 @@ import click
 from pypbx import hours as Hr
 from pypbx import sitetime
 from pypbx.cli.context import config_option, on_db
-from pypbx.cli.filters import remove_unused
-from pypbx.cli.output import echo_json, json_option, table
+from pypbx.cli.filters import remove_unused, require
+from pypbx.cli.output import done, echo_json, json_option, table
 from pypbx.errors import PbxUsageError
 
 
@@ -36,8 +36,9 @@ def hours() -> None:
     default=None,
     help="IANA time zone, e.g. Europe/Paris (default: the schedule's own, or [site] timezone for a new one).",
 )
+@json_option
 @click.pass_context
-def hours_set(ctx: click.Context, name: str, week: str, tz: str | None) -> None:
+def hours_set(ctx: click.Context, name: str, week: str, tz: str | None, as_json: bool) -> None:
     """Create or replace schedule NAME's weekly hours (its holidays and zone are kept).
 
     Ranges of one day must not overlap. Example:
@@ -46,7 +47,7 @@ def hours_set(ctx: click.Context, name: str, week: str, tz: str | None) -> None:
     """
 
     s = on_db(ctx, Hr.set_schedule, name, week, tz)
-    click.echo(f"Schedule {s.name} ({s.tz}): {Hr.format_week(s.week) or 'always closed'}.")
+    done(as_json, s.to_dict(), f"Schedule {s.name} ({s.tz}): {Hr.format_week(s.week) or 'always closed'}.")
 
 
 @hours.command("holiday")
@@ -80,6 +81,7 @@ def hours_holiday(
 
         pypbx hours holiday clinic --country FR --year 2027
     """
+    require(ctx, "schedule", name)
     if country is not None:
         if date is not None or remove:
             raise PbxUsageError("give either DATE or --country, not both (--remove works on one DATE)")
@@ -146,6 +148,7 @@ def hours_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def hours_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show schedule NAME."""
+    require(ctx, "schedule", name)
 
     s = on_db(ctx, Hr.get_schedule, name)
     d = {**s.to_dict(), "open_now": Hr.is_open(s), "local_now": Hr.local_time(s).isoformat()}
@@ -162,9 +165,11 @@ def hours_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @hours.command("remove")
 @config_option
 @click.argument("name")
+@json_option
 @click.pass_context
-def hours_remove(ctx: click.Context, name: str) -> None:
+def hours_remove(ctx: click.Context, name: str, as_json: bool) -> None:
     """Remove schedule NAME."""
+    require(ctx, "schedule", name)
 
     on_db(ctx, remove_unused, f"schedule:{name}", Hr.remove_schedule, name)
-    click.echo(f"Schedule {name} removed.")
+    done(as_json, {"schedule": name, "removed": True}, f"Schedule {name} removed.")

@@ -14,8 +14,8 @@ from pypbx import ivr as I
 from pypbx import prompts as P
 from pypbx.acdstore import AcdError, check_prompt_id
 from pypbx.cli.context import config_option, load, on_db
-from pypbx.cli.filters import remove_unused
-from pypbx.cli.output import F, echo_json, json_option, table
+from pypbx.cli.filters import remove_unused, require
+from pypbx.cli.output import F, check_language, done, echo_json, json_option, languages_help, table
 from pypbx.db import Database
 from pypbx.destinations import require_destination
 from pypbx.errors import PbxUsageError, UnknownNameError
@@ -46,7 +46,7 @@ _OPTIONS = [
         "5=play:after_hours, 6=group:nurses, 7=external:+33612345678, 8=route:triage, "
         "9=lang:ru, 0=hangup (repeatable).",
     ),
-    click.option("--language", default=None, help="Prompt language (en, ko, ru, zh)."),
+    click.option("--language", default=None, help=languages_help()),
     click.option("--timeout", type=float, default=None, help="Seconds to wait for a choice."),
     click.option("--inter-digit", type=float, default=None, help="Seconds between digits."),
     click.option("--retries", type=int, default=None, help="Replays on no/invalid input."),
@@ -71,14 +71,23 @@ _OPTIONS = [
 
 
 async def _require_references(db: Database, m: I.Menu, prompts_dir: Path) -> None:
-    """Refuse (exit 2) an action whose queue, extension, ring group or mailbox does not exist,
-    and a greeting prompt id that is neither shipped nor imported."""
+    """Refuse (exit 2) an action whose queue, extension, ring group, mailbox or route does not
+    exist, a language no prompt is made in, and a greeting prompt id that is neither shipped
+    nor imported.
+
+    A sub-menu (``menu:NAME``) that does not exist yet is only a note: menus point to each
+    other ("9 = back to main"), so one of them always comes first (docs/DESIGN.md, "Set-up
+    order"); ``pypbx check`` and ``pypbx run`` report it while it dangles. A route can
+    always be created first (``pypbx route add NAME`` makes an empty one), so it is refused."""
+    check_language(m.language or None)
     for a in [*m.options.values(), m.on_timeout, m.on_invalid, m.after_hours, m.known_caller, m.new_caller]:
         if not a:
             continue
         kind, arg = I.parse_action(a)
-        if kind in ("queue", "extension", "group", "voicemail"):
+        if kind in ("queue", "extension", "group", "voicemail", "route"):
             await require_destination(db, f"{kind}:{arg}")
+        elif kind == "lang":
+            check_language(arg)
     for g in m.greeting:
         if "/" in g or g.endswith(".wav"):
             continue
@@ -206,8 +215,9 @@ def ivr_edit(
 @ivr.command("import")
 @config_option
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@json_option
 @click.pass_context
-def ivr_import(ctx: click.Context, file: str) -> None:
+def ivr_import(ctx: click.Context, file: str, as_json: bool) -> None:
     """Create or replace the menu(s) in a TOML FILE."""
 
     menus = I.from_toml(Path(file).read_text(encoding="utf-8"))
@@ -221,6 +231,9 @@ def ivr_import(ctx: click.Context, file: str) -> None:
         return warn
 
     warn = on_db(ctx, go)
+    if as_json:
+        echo_json({"imported": [m.name for m in menus], "notes": warn})
+        return
     click.echo(f"Imported {', '.join(m.name for m in menus)}.")
     for w_ in warn:
         click.echo(f"Note: {w_}", err=True)
@@ -232,6 +245,7 @@ def ivr_import(ctx: click.Context, file: str) -> None:
 @click.pass_context
 def ivr_export(ctx: click.Context, name: str) -> None:
     """Print menu NAME as TOML (pypbx ivr import reads it back)."""
+    require(ctx, "IVR menu", name)
 
     click.echo(I.to_toml(on_db(ctx, I.get_menu, name)), nl=False)
 
@@ -274,6 +288,7 @@ def ivr_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def ivr_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show menu NAME."""
+    require(ctx, "IVR menu", name)
 
     m = on_db(ctx, I.get_menu, name)
     if as_json:
@@ -285,9 +300,11 @@ def ivr_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @ivr.command("remove")
 @config_option
 @click.argument("name")
+@json_option
 @click.pass_context
-def ivr_remove(ctx: click.Context, name: str) -> None:
+def ivr_remove(ctx: click.Context, name: str, as_json: bool) -> None:
     """Remove menu NAME."""
+    require(ctx, "IVR menu", name)
 
     on_db(ctx, remove_unused, f"ivr:{name}", I.remove_menu, name)
-    click.echo(f"Menu {name} removed.")
+    done(as_json, {"menu": name, "removed": True}, f"Menu {name} removed.")

@@ -14,7 +14,7 @@ import click
 from pypbx import hours as H
 from pypbx import missed as M
 from pypbx.cli.context import config_option, load, on_db
-from pypbx.cli.filters import check_filters
+from pypbx.cli.filters import check_filters, found
 from pypbx.cli.output import F, duration, echo_json, hms, json_option, table, ts
 from pypbx.errors import PbxError
 from pypbx.localapi_client import NotRunningError, call
@@ -83,7 +83,7 @@ def missed_list(ctx: click.Context, queue: str | None, show_all: bool, as_json: 
 @click.pass_context
 def missed_show(ctx: click.Context, task: str, as_json: bool) -> None:
     """One task: its missed calls and callback attempts."""
-    d = on_db(ctx, M.task_detail, task)
+    d = on_db(ctx, found, M.task_detail, task)  # no such task: exit 2
     if as_json:
         echo_json(d)
         return
@@ -150,6 +150,7 @@ def _live_or_db(ctx: click.Context, cmd: str, **args: object) -> M.TaskDict:
 @click.pass_context
 def missed_claim(ctx: click.Context, task: str, by: str, as_json: bool) -> None:
     """Take TASK (others see it is being handled)."""
+    on_db(ctx, found, M.get_task, task)  # no such task: exit 2
     t = _live_or_db(ctx, "missed_claim", task=M.parse_task_id(task), by=by)
     if as_json:
         echo_json(t)
@@ -172,6 +173,7 @@ def missed_claim(ctx: click.Context, task: str, by: str, as_json: bool) -> None:
 def missed_close(ctx: click.Context, task: str, outcome: str, by: str | None, as_json: bool) -> None:
     """Close TASK with its outcome."""
     oc = M.parse_outcome(outcome)
+    on_db(ctx, found, M.get_task, task)  # no such task: exit 2
     t = _live_or_db(ctx, "missed_close", task=M.parse_task_id(task), outcome=oc.value, by=by)
     if as_json:
         echo_json(t)
@@ -188,6 +190,7 @@ def missed_close(ctx: click.Context, task: str, outcome: str, by: str | None, as
 def missed_call(ctx: click.Context, task: str, extension: str, as_json: bool) -> None:
     """Call TASK's patient back: EXT rings first and hears who is called, then the patient."""
     tid = M.parse_task_id(task)
+    on_db(ctx, found, M.get_task, task)  # no such task: exit 2
     try:
         result = call(load(ctx).socket_path, "missed_call", task=tid, extension=extension)
     except NotRunningError:

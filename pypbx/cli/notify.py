@@ -15,8 +15,9 @@ import click
 from pypbx import notify as N
 from pypbx import voicemail as V
 from pypbx.cli.context import config_option, load, on_db
-from pypbx.cli.output import echo_json, json_option, table, ts
-from pypbx.errors import PbxError
+from pypbx.cli.output import done, echo_json, json_option, table, ts
+from pypbx.db import Database
+from pypbx.errors import PbxError, PbxUsageError
 
 
 @click.group("notify")
@@ -76,8 +77,9 @@ def notify_list(ctx: click.Context, status: str | None, limit: int, as_json: boo
 @notify.command("test")
 @config_option
 @click.option("--email", "email", default=None, metavar="ADDR", help="Also send a test e-mail to ADDR.")
+@json_option
 @click.pass_context
-def notify_test(ctx: click.Context, email: str | None) -> None:
+def notify_test(ctx: click.Context, email: str | None, as_json: bool) -> None:
     """Send a test webhook (when notify.webhook_url is set) and/or a test e-mail now."""
 
     cfg = load(ctx)
@@ -94,23 +96,35 @@ def notify_test(ctx: click.Context, email: str | None) -> None:
         raise PbxError("nothing to test: set notify.webhook_url, or notify.smtp_host and give --email ADDR")
     notifier = N.Notifier(None, n)  # type: ignore[arg-type]   # send_now needs no database
     failed: list[str] = []
+    sent: list[dict[str, str]] = []
     for ch, target in jobs:
         try:
             res = asyncio.run(notifier.send_now(ch, target, N.probe_payload()))
         except N.NotifyError as e:
             failed.append(f"{ch.value} {target}: {e}")
             continue
-        click.echo(f"{ch.value} {target}: sent ({res})")
+        sent.append({"channel": ch.value, "target": target, "result": str(res)})
+        if not as_json:
+            click.echo(f"{ch.value} {target}: sent ({res})")
+    if as_json:
+        echo_json({"sent": sent, "failed": failed})
     if failed:
         raise PbxError("; ".join(failed))
+
+
+async def _notification_exists(db: Database, nid: int) -> bool:
+    return await db.get_notification_row(nid) is not None
 
 
 @notify.command("retry")
 @config_option
 @click.argument("nid", metavar="ID", type=int)
+@json_option
 @click.pass_context
-def notify_retry(ctx: click.Context, nid: int) -> None:
+def notify_retry(ctx: click.Context, nid: int, as_json: bool) -> None:
     """Send notification ID again (the running PBX tries it within a few seconds)."""
 
+    if on_db(ctx, _notification_exists, nid) is False:
+        raise PbxUsageError(f"no notification {nid} (see pypbx notify list)")
     r = on_db(ctx, N.retry, nid)
-    click.echo(f"Notification {r['id']} ({r['channel']} {r['target']}) queued again.")
+    done(as_json, r, f"Notification {r['id']} ({r['channel']} {r['target']}) queued again.")

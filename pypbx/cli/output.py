@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 import click
 
+from pypbx import prompts as _prompts
 from pypbx import sitetime
-from pypbx.errors import did_you_mean
+from pypbx.errors import PbxUsageError, did_you_mean
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -18,6 +21,28 @@ F = TypeVar("F", bound=Callable[..., object])
 def json_option(f: F) -> F:
     """``--json``: machine-readable output (the flag every listing has)."""
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(f)
+
+
+@functools.cache
+def prompt_languages() -> tuple[str, ...]:
+    """The prompt languages callers can hear: those of the shipped prompt catalog
+    (``ivr_prompts/manifest.toml``'s voices), in its order -- what every ``--language`` /
+    ``--lang`` help lists and accepts, never a list typed into the CLI."""
+    manifest = tomllib.loads((_prompts.SHIPPED / "manifest.toml").read_text(encoding="utf-8"))
+    return tuple(manifest.get("voices") or {})
+
+
+def languages_help(default: str | None = "en") -> str:
+    """``"Prompt language: en, ko, ru, zh or fr (default en)."`` from the catalog."""
+    *head, last = prompt_languages()
+    listed = f"{', '.join(head)} or {last}" if head else last
+    return f"Prompt language: {listed}" + (f" (default {default})." if default else ".")
+
+
+def check_language(value: str | None) -> None:
+    """An unknown prompt language: one line naming the accepted ones, exit 2."""
+    if value is not None and value not in prompt_languages():  # always all of them: "de" is not "close to en"
+        raise PbxUsageError(f"unknown language {value!r} (valid: {', '.join(prompt_languages())})")
 
 
 def echo_json(obj: object) -> None:

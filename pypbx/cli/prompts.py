@@ -13,9 +13,9 @@ import click
 
 from pypbx import prompts as P
 from pypbx.cli.context import config_option, load
-from pypbx.cli.output import echo_json, json_option, table
+from pypbx.cli.output import check_language, done, echo_json, json_option, languages_help, prompt_languages, table
 from pypbx.config import Config
-from pypbx.errors import PbxError
+from pypbx.errors import PbxError, PbxUsageError
 
 
 @click.group()
@@ -25,13 +25,12 @@ def prompts() -> None:
 
 
 def _prompt_target(cfg: Config, pid: str | None, lang: str, moh: bool) -> Path:
-
+    """Where the clinic's recording of ``pid`` in ``lang`` goes; bad input is exit 2."""
     if moh:
         return cfg.data_dir / "prompts" / "moh" / "default.wav"
     if not pid or not P.PROMPT_ID.match(pid):
-        raise PbxError("--id must be a prompt id like 'welcome' (lower case, digits, _)")
-    if lang not in P.LANGUAGES:
-        raise PbxError(f"--lang must be one of {', '.join(P.LANGUAGES)}")
+        raise PbxUsageError("--id must be a prompt id like 'welcome' (lower case, digits, _)")
+    check_language(lang)
     return cfg.data_dir / "prompts" / lang / f"{pid}.wav"
 
 
@@ -39,21 +38,25 @@ def _prompt_target(cfg: Config, pid: str | None, lang: str, moh: bool) -> Path:
 @config_option
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--id", "pid", default=None, help="Prompt id, e.g. welcome, after_hours, clinic_address.")
-@click.option("--lang", default="en", show_default=True, help="en, ko, ru, zh or fr.")
+@click.option("--lang", default="en", show_default=True, help=languages_help(None))
 @click.option("--moh", is_flag=True, help="Replace the music on hold instead.")
+@json_option
 @click.pass_context
-def prompts_import(ctx: click.Context, file: str, pid: str | None, lang: str, moh: bool) -> None:
+def prompts_import(ctx: click.Context, file: str, pid: str | None, lang: str, moh: bool, as_json: bool) -> None:
     """Convert FILE (WAV, FLAC or OGG, any rate) to the engine's format and use it.
 
     Example: pypbx prompts import accueil.wav --id welcome --lang fr
     """
     cfg = load(ctx)
     dst = _prompt_target(cfg, pid, lang, moh)
-    _convert(file, dst, moh, "music on hold" if moh else f"prompt {pid} ({lang})", pid)
+    if not Path(file).is_file():  # bad input (exit 2), as a file in the wrong format is
+        raise PbxUsageError(f"{file}: no such file")
+    _convert(file, dst, moh, "music on hold" if moh else f"prompt {pid} ({lang})", pid, as_json)
 
 
-def _convert(file: str, dst: Path, moh: bool, what: str, pid: str | None) -> None:
-    """Convert ``file`` into the engine's format at ``dst`` and say what was done."""
+def _convert(file: str, dst: Path, moh: bool, what: str, pid: str | None, as_json: bool) -> None:
+    """Convert ``file`` into the engine's format at ``dst`` and say what was done (a file
+    that is not audio, or not readable, is bad input: exit 2; a place it cannot be put, 1)."""
     # function-level: media.prompts needs soundfile (libsndfile), only to convert a prompt;
     # every other command works without it
     from media.prompts import PromptError, convert_prompt
@@ -66,9 +69,23 @@ def _convert(file: str, dst: Path, moh: bool, what: str, pid: str | None) -> Non
         with _quiet_stderr():
             info = convert_prompt(file, dst, max_seconds=3600.0) if moh else convert_prompt(file, dst)
     except PromptError as e:  # media/ does not depend on pypbx/: its error is translated here
-        raise PbxError(_one_line(str(e), file)) from None
+        raise PbxUsageError(_one_line(str(e), file)) from None
     except OSError as e:
-        raise PbxError(f"{file}: {e.strerror or e}") from None
+        raise PbxUsageError(f"{file}: {e.strerror or e}") from None
+    if as_json:
+        echo_json(
+            {
+                "id": "moh" if moh else pid,
+                "path": str(dst),
+                "seconds": round(info.duration, 3),
+                "source_rate": info.source_rate,
+                "source_channels": info.source_channels,
+                "source_format": info.source_subtype,
+                "clipped_samples": info.clipped_samples,
+                "shipped_id": moh or pid in P.shipped_ids(),
+            }
+        )
+        return
     click.echo(
         f"Imported {what}: {info.duration:.1f} s, from {info.source_rate} Hz "
         f"{info.source_channels}-channel {info.source_subtype} -> {dst}"
@@ -109,10 +126,11 @@ def _one_line(msg: str, file: str) -> str:
 @prompts.command("say")
 @config_option
 @click.option("--id", "pid", required=True, help="Prompt id, e.g. clinic_address or after_hours.")
-@click.option("--lang", default="en", show_default=True, help="en, ko, ru, zh or fr.")
+@click.option("--lang", default="en", show_default=True, help=languages_help(None))
 @click.option("--text", required=True, help="What to say.")
+@json_option
 @click.pass_context
-def prompts_say(ctx: click.Context, pid: str, lang: str, text: str) -> None:
+def prompts_say(ctx: click.Context, pid: str, lang: str, text: str, as_json: bool) -> None:
     """Make the clinic's own prompt from TEXT with espeak-ng (the shipped prompts' voice),
     stored like an imported recording (pypbx prompts remove undoes it).
 
@@ -122,20 +140,26 @@ def prompts_say(ctx: click.Context, pid: str, lang: str, text: str) -> None:
     """
     cfg = load(ctx)
     dst = _prompt_target(cfg, pid, lang, False)
+    words = " ".join(text.split())
+    if not words:
+        raise PbxUsageError("--text is empty")
+    if len(words) > P.MAX_SAY_CHARS:
+        raise PbxUsageError(f"--text is {len(words)} characters long; at most {P.MAX_SAY_CHARS}")
     with tempfile.TemporaryDirectory(prefix="pypbx-say-") as tmp:
         wav = Path(tmp) / "say.wav"
-        P.speak(text, lang, wav)
-        _convert(str(wav), dst, False, f"prompt {pid} ({lang}), spoken by espeak-ng", pid)
+        P.speak(words, lang, wav)  # espeak-ng missing or failing: exit 1
+        _convert(str(wav), dst, False, f"prompt {pid} ({lang}), spoken by espeak-ng", pid, as_json)
 
 
 @prompts.command("list")
 @config_option
-@click.option("--lang", default=None, help="Only this language.")
+@click.option("--lang", default=None, help="Only this language (" + ", ".join(prompt_languages()) + ").")
 @json_option
 @click.pass_context
 def prompts_list(ctx: click.Context, lang: str | None, as_json: bool) -> None:
     """Every prompt, per language, and whether the clinic replaced it."""
 
+    check_language(lang)
     rows = P.inventory(load(ctx).data_dir / "prompts", lang)
     if as_json:
         echo_json(rows)
@@ -148,14 +172,19 @@ def prompts_list(ctx: click.Context, lang: str | None, as_json: bool) -> None:
 @prompts.command("remove")
 @config_option
 @click.option("--id", "pid", default=None, help="Prompt id.")
-@click.option("--lang", default="en", show_default=True)
+@click.option("--lang", default="en", show_default=True, help=languages_help(None))
 @click.option("--moh", is_flag=True, help="The music on hold.")
+@json_option
 @click.pass_context
-def prompts_remove(ctx: click.Context, pid: str | None, lang: str, moh: bool) -> None:
+def prompts_remove(ctx: click.Context, pid: str | None, lang: str, moh: bool, as_json: bool) -> None:
     """Go back to the shipped prompt (delete the clinic's recording)."""
     cfg = load(ctx)
     dst = _prompt_target(cfg, pid, lang, moh)
     if not dst.exists():
-        raise PbxError(f"no imported recording at {dst}")
+        raise PbxUsageError(f"no imported recording at {dst}")
     dst.unlink()
-    click.echo(f"Removed {dst}; the shipped prompt plays again.")
+    done(
+        as_json,
+        {"id": "moh" if moh else pid, "path": str(dst), "removed": True},
+        f"Removed {dst}; the shipped prompt plays again.",
+    )

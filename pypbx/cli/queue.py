@@ -22,8 +22,10 @@ import click
 
 from acd.model import QueueConfig
 from pypbx import acdstore as S
+from pypbx import prompts as P
+from pypbx.acdstore import AcdError
 from pypbx.cli.context import config_option, load, on_db
-from pypbx.cli.filters import remove_unused
+from pypbx.cli.filters import remove_unused, require
 from pypbx.cli.missed import (
     QUEUE_CALLBACK_OPTIONS,
     check_queue_callback,
@@ -31,9 +33,20 @@ from pypbx.cli.missed import (
     queue_callback_options,
     set_queue_callback,
 )
-from pypbx.cli.output import F, done, duration, echo_json, hms, json_option, table
+from pypbx.cli.output import (
+    F,
+    check_language,
+    done,
+    duration,
+    echo_json,
+    hms,
+    json_option,
+    languages_help,
+    prompt_languages,
+    table,
+)
 from pypbx.db import Database
-from pypbx.errors import PbxError, UnknownNameError
+from pypbx.errors import PbxUsageError, UnknownNameError
 from pypbx.localapi_client import LocalAPIError, NotRunningError, call
 from pypbx.missed import queue_callback_settings
 
@@ -126,7 +139,7 @@ def _queue_options(f: F) -> F:
                 default=None,
                 help="Offer 'press 1 to be called back' (default on).",
             ),
-            click.option("--language", default=None, metavar="en|ko|ru|zh", help="Prompt language (default en)."),
+            click.option("--language", default=None, metavar="|".join(prompt_languages()), help=languages_help()),
         ]
     ):
         f = opt(f)
@@ -176,10 +189,20 @@ _URGENT_OPTION_NAMES = ("priority", "urgent_prompt", "rna_misses_before_pause", 
 
 
 def _check_prompt(ctx: click.Context, opts: dict[str, QueueOption]) -> None:
-    """An --urgent-prompt must exist (shipped, or imported into <data_dir>/prompts)."""
+    """An --urgent-prompt must exist (shipped, or imported into <data_dir>/prompts) and a
+    --language be one prompts are made in: else one line naming the closest, exit 2."""
+    lang = opts.get("language")
+    check_language(lang if isinstance(lang, str) else None)
     pid = opts.get("urgent_prompt")
     if isinstance(pid, str):
-        opts["urgent_prompt"] = S.check_prompt_id(pid, load(ctx).data_dir / "prompts")
+        prompts_dir = load(ctx).data_dir / "prompts"
+        try:
+            opts["urgent_prompt"] = S.check_prompt_id(pid, prompts_dir)
+        except AcdError as e:
+            if not P.PROMPT_ID.match(pid.strip()):
+                raise PbxUsageError(str(e)) from None
+            known = set(P.shipped_ids()) | {f.stem for f in prompts_dir.glob("*/*.wav")}
+            raise UnknownNameError("prompt", pid.strip(), known) from None
 
 
 def _urgent_lines(c: QueueConfig) -> list[tuple[str, str]]:
@@ -359,6 +382,7 @@ async def _queue_and_agents(db: Database, name: str) -> tuple[S.QueueRecord, lis
 def queue_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show queue NAME: its settings, and (live when the PBX is running) the callers waiting
     with their positions and waits, and the agents who can answer with their states."""
+    require(ctx, "queue", name)
 
     cfg = load(ctx)
     rec, agents = on_db(ctx, _queue_and_agents, name)
@@ -482,7 +506,8 @@ def queue_edit(
 ) -> None:
     """Change settings of queue NAME (options not given stay as they are)."""
     if all(opts.get(k) is None for k in _QUEUE_OPTION_NAMES + _URGENT_OPTION_NAMES) and number is None:
-        raise PbxError("nothing to change: give at least one option (see pypbx queue edit --help)")
+        raise PbxUsageError("nothing to change: give at least one option (see pypbx queue edit --help)")
+    require(ctx, "queue", name)
     _check_prompt(ctx, opts)
     auto_callback, callback_hours = pop_queue_callback(opts)
     check_queue_callback(ctx, callback_hours)
@@ -500,11 +525,13 @@ def queue_edit(
 @config_option
 @click.argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_option
 @click.pass_context
-def queue_remove(ctx: click.Context, name: str, yes: bool) -> None:
+def queue_remove(ctx: click.Context, name: str, yes: bool, as_json: bool) -> None:
     """Remove queue NAME."""
+    require(ctx, "queue", name)
     rec = on_db(ctx, S.get_queue, name)
     if not yes:
         click.confirm(f"Remove queue {rec.name}?", abort=True)
     on_db(ctx, remove_unused, f"queue:{rec.name}", S.remove_queue, rec.name)
-    click.echo(f"Queue {rec.name} removed.")
+    done(as_json, {"queue": rec.name, "removed": True}, f"Queue {rec.name} removed.")

@@ -11,6 +11,7 @@ import click
 
 from pypbx import reasons as R
 from pypbx.cli.context import config_option, load, on_db
+from pypbx.cli.filters import require
 from pypbx.cli.output import echo_json, json_option, table
 from pypbx.localapi_client import call
 
@@ -57,6 +58,7 @@ def reason_edit(
     ctx: click.Context, code: str, label: str | None, digit: str | None, notify: str | None, as_json: bool
 ) -> None:
     """Change a reason's label, digit or addresses."""
+    require(ctx, "reason", code)
 
     r = on_db(ctx, R.edit_reason, code, label=label, digit=digit, notify=notify)
     if as_json:
@@ -68,12 +70,17 @@ def reason_edit(
 @reason.command("remove")
 @config_option
 @click.argument("code")
+@json_option
 @click.pass_context
-def reason_remove(ctx: click.Context, code: str) -> None:
+def reason_remove(ctx: click.Context, code: str, as_json: bool) -> None:
     """Remove a reason: deleted if no call has it, else retired (history and reports keep it)."""
+    require(ctx, "reason", code)
 
-    done = on_db(ctx, R.remove_reason, code)
-    if done == "retired":
+    outcome = on_db(ctx, R.remove_reason, code)
+    if as_json:
+        echo_json({"code": code, "outcome": outcome})
+        return
+    if outcome == "retired":
         click.echo(f"Reason {code} retired: calls have it, so the reports keep it; it cannot be set any more.")
     else:
         click.echo(f"Reason {code} deleted.")

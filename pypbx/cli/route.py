@@ -9,6 +9,7 @@ import click
 
 from pypbx import routing as R
 from pypbx.cli.context import config_option, on_db
+from pypbx.cli.filters import found, require
 from pypbx.cli.output import done, echo_json, json_option, table
 from pypbx.errors import PbxError
 
@@ -73,11 +74,13 @@ def route_add(ctx: click.Context, name: str, tz: str | None, as_json: bool) -> N
 @config_option
 @click.argument("name")
 @click.argument("tz")
+@json_option
 @click.pass_context
-def route_tz(ctx: click.Context, name: str, tz: str) -> None:
+def route_tz(ctx: click.Context, name: str, tz: str, as_json: bool) -> None:
     """Set route NAME's time zone (for its time= conditions)."""
-    r = on_db(ctx, R.set_tz, name, tz)
-    click.echo(f"Route {r.name}: time zone {r.tz}.")
+    require(ctx, "route", name)
+    r = on_db(ctx, found, R.set_tz, name, tz)  # not a time zone: exit 2
+    done(as_json, r.to_dict(), f"Route {r.name}: time zone {r.tz}.")
 
 
 @route.command("rule")
@@ -129,7 +132,9 @@ def route_rule(
     as_json: bool,
 ) -> None:
     """Add a rule to route NAME."""
-    r = on_db(ctx, R.add_rule, name, list(conditions), destination, prefer_last, position, priority)
+    require(ctx, "route", name)
+    # every refusal here is bad input (exit 2): a destination, menu or schedule that does not exist, a bad condition
+    r = on_db(ctx, found, R.add_rule, name, list(conditions), destination, prefer_last, position, priority)
     if as_json:
         echo_json(r.to_dict())
         return
@@ -140,10 +145,15 @@ def route_rule(
 @config_option
 @click.argument("name")
 @click.argument("position", type=int)
+@json_option
 @click.pass_context
-def route_unrule(ctx: click.Context, name: str, position: int) -> None:
+def route_unrule(ctx: click.Context, name: str, position: int, as_json: bool) -> None:
     """Remove rule POSITION (as `pypbx route show` numbers them) from route NAME."""
-    r = on_db(ctx, R.remove_rule, name, position)
+    require(ctx, "route", name)
+    r = on_db(ctx, found, R.remove_rule, name, position)  # no rule POSITION: exit 2
+    if as_json:
+        echo_json(r.to_dict())
+        return
     show_route(r)
 
 
@@ -175,6 +185,7 @@ def route_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def route_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show route NAME's rules, in order."""
+    require(ctx, "route", name)
     r = on_db(ctx, R.get_route, name)
     if as_json:
         echo_json(r.to_dict())
@@ -185,11 +196,13 @@ def route_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @route.command("remove")
 @config_option
 @click.argument("name")
+@json_option
 @click.pass_context
-def route_remove(ctx: click.Context, name: str) -> None:
+def route_remove(ctx: click.Context, name: str, as_json: bool) -> None:
     """Remove route NAME and its rules."""
+    require(ctx, "route", name)
     refs = on_db(ctx, R.remove_route, name)
-    click.echo(f"Route {name} removed.")
+    done(as_json, {"route": name, "removed": True, "still_pointing": refs}, f"Route {name} removed.")
     if refs:
         click.echo(
             f"Warning: still pointing to route:{name} (calls there get their fallback): " + ", ".join(refs), err=True
@@ -213,6 +226,7 @@ def route_remove(ctx: click.Context, name: str) -> None:
 def route_test(ctx: click.Context, name: str, caller: str, at: str | None, ivr: tuple[str, ...], as_json: bool) -> None:
     """Dry run: which rule of route NAME a call from --caller would match (agents' states
     as the database has them)."""
+    require(ctx, "route", name)
     res = on_db(ctx, R.dry_run, name, caller, at=_parse_at(at), ivr_choices=_parse_ivr(ivr))
     if as_json:
         echo_json(res)

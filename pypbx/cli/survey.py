@@ -12,6 +12,7 @@ import click
 
 from pypbx import survey as Sv
 from pypbx.cli.context import config_option, on_db
+from pypbx.cli.filters import require
 from pypbx.cli.output import echo_json, json_option, table
 from pypbx.db import Database
 
@@ -25,22 +26,34 @@ def survey() -> None:
 @survey.command("enable")
 @config_option
 @click.option("--queue", default=None, help="Only calls of this queue (default: every call).")
+@json_option
 @click.pass_context
-def survey_enable(ctx: click.Context, queue: str | None) -> None:
+def survey_enable(ctx: click.Context, queue: str | None, as_json: bool) -> None:
     """Ask callers for a score when the callee hangs up first."""
 
+    if queue is not None:
+        require(ctx, "queue", queue)
     d = on_db(ctx, Sv.set_enabled, True, queue)
+    if as_json:
+        echo_json(d)
+        return
     click.echo("Survey on for " + ("every call." if d["all"] else f"queues {', '.join(d['queues'])}."))
 
 
 @survey.command("disable")
 @config_option
 @click.option("--queue", default=None, help="Only this queue (default: off everywhere).")
+@json_option
 @click.pass_context
-def survey_disable(ctx: click.Context, queue: str | None) -> None:
+def survey_disable(ctx: click.Context, queue: str | None, as_json: bool) -> None:
     """Stop asking."""
 
+    if queue is not None:
+        require(ctx, "queue", queue)
     d = on_db(ctx, Sv.set_enabled, False, queue)
+    if as_json:
+        echo_json(d)
+        return
     click.echo(
         "Survey "
         + ("on for every call." if d["all"] else f"on for queues {', '.join(d['queues'])}." if d["queues"] else "off.")

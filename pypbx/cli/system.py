@@ -59,8 +59,11 @@ log = logging.getLogger(__name__)
 )
 @click.option("--demo", is_flag=True, help="Also create extensions 1001-1004 and print their passwords.")
 @click.option("--force", is_flag=True, help="Overwrite an existing config file / reset demo passwords.")
+@json_option
 @click.pass_context
-def init(ctx: click.Context, sip_port: int | None, data_dir: str | None, demo: bool, force: bool) -> None:
+def init(
+    ctx: click.Context, sip_port: int | None, data_dir: str | None, demo: bool, force: bool, as_json: bool
+) -> None:
     """Write a config file and create the data directory and database.
 
     Idempotent with --demo: if the config exists and its database has no extensions yet,
@@ -77,7 +80,8 @@ def init(ctx: click.Context, sip_port: int | None, data_dir: str | None, demo: b
                 f"{path} already exists and its database has extensions; nothing to do "
                 f"(use --force to overwrite the config and reset the demo passwords)"
             )
-        click.echo(f"Using existing config {path}")
+        if not as_json:
+            click.echo(f"Using existing config {path}")
     else:
         overrides: dict[str, int | str] = {}
         if sip_port is not None:
@@ -98,12 +102,24 @@ def init(ctx: click.Context, sip_port: int | None, data_dir: str | None, demo: b
         except OSError as e:
             raise PbxError(f"cannot write {path}: {e.strerror or e}") from None
         cfg = load_config(path)
-        click.echo(f"Wrote {path}")
+        if not as_json:
+            click.echo(f"Wrote {path}")
     try:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise PbxError(f"cannot create {cfg.data_dir}: {e.strerror or e}") from None
     created = run_async(_init_db(cfg, demo))
+    if as_json:  # the demo extensions' generated passwords included (shown once, as in the text output)
+        echo_json(
+            {
+                "config": str(path),
+                "data_dir": str(cfg.data_dir),
+                "database": str(cfg.db_path),
+                "realm": cfg.sip.realm,
+                "extensions": [{"number": n, "name": name, "password": pw} for n, name, pw in created],
+            }
+        )
+        return
     click.echo(f"Database {cfg.db_path} ready")
     if demo:
         _print_phone_table(cfg, created)
@@ -172,12 +188,13 @@ def run(ctx: click.Context) -> None:
 
 
 def preflight(cfg: Config) -> None:
-    """``pypbx check`` before starting: warnings logged, an error refuses to start (one line)."""
+    """``pypbx check`` before starting: warnings printed on stderr (``Warning: ...``, before
+    the log is set up), an error refuses to start (one line)."""
     found = db_call(cfg, check.check)
     errors = [f for f in found if f.level is check.Level.ERROR]
     for f in found:
         if f.level is check.Level.WARNING:
-            log.warning("check: %s", f)
+            click.echo(f"Warning: {f}", err=True)
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise PbxError(f"not starting: {errors[0]}{more}; see pypbx check")

@@ -8,6 +8,7 @@ import click
 
 from pypbx import trunks as T
 from pypbx.cli.context import config_option, load, on_db
+from pypbx.cli.filters import require
 from pypbx.cli.output import F, done, echo_json, json_option, table, ts
 from pypbx.errors import PbxError
 from pypbx.localapi_client import LocalAPIError, NotRunningError, call
@@ -125,6 +126,7 @@ def trunk_add(ctx: click.Context, /, name: str, as_json: bool = False, **kw: Tru
 @click.pass_context
 def trunk_edit(ctx: click.Context, /, name: str, as_json: bool = False, **kw: TrunkOption) -> None:
     """Change settings of trunk NAME."""
+    require(ctx, "trunk", name)
     t = on_db(ctx, T.edit_trunk, name, _trunk_changes(kw))
     done(as_json, t.public(), f"Trunk {t.name} updated.")
 
@@ -132,11 +134,13 @@ def trunk_edit(ctx: click.Context, /, name: str, as_json: bool = False, **kw: Tr
 @trunk_group.command("remove")
 @config_option
 @click.argument("name")
+@json_option
 @click.pass_context
-def trunk_remove(ctx: click.Context, name: str) -> None:
+def trunk_remove(ctx: click.Context, name: str, as_json: bool) -> None:
     """Remove trunk NAME."""
+    require(ctx, "trunk", name)
     on_db(ctx, T.remove_trunk, name)
-    click.echo(f"Trunk {name} removed.")
+    done(as_json, {"trunk": name, "removed": True}, f"Trunk {name} removed.")
 
 
 def _trunk_dict(t: T.Trunk, live: dict[str, dict[str, object]]) -> dict[str, object]:
@@ -197,6 +201,7 @@ def trunk_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def trunk_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show one trunk (the password is never shown)."""
+    require(ctx, "trunk", name)
     t = on_db(ctx, T.get_trunk, name)
     d = _trunk_dict(t, _live_trunks(ctx))
     if as_json:

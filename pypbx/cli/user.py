@@ -8,7 +8,8 @@ import time
 import click
 
 from pypbx.cli.context import config_option, on_db
-from pypbx.cli.output import echo_json, json_option, table, ts
+from pypbx.cli.filters import found
+from pypbx.cli.output import done, echo_json, json_option, table, ts
 from pypbx.web import accounts as A
 
 ROLES = [r.value for r in A.Role]
@@ -26,10 +27,23 @@ def user() -> None:
 @click.option("--role", required=True, type=click.Choice(ROLES), help="What the login may see and do.")
 @click.option("--agent", "agent_id", default=None, help="The ACD agent this login is (required for --role agent).")
 @click.option("--password", default=None, help="The password (default: generated and printed once).")
+@json_option
 @click.pass_context
-def user_add(ctx: click.Context, name: str, role: str, agent_id: str | None, password: str | None) -> None:
+def user_add(
+    ctx: click.Context, name: str, role: str, agent_id: str | None, password: str | None, as_json: bool
+) -> None:
     """Add web login NAME."""
     rec, pw = on_db(ctx, A.add_user, name, role, agent_id=agent_id, password=password)
+    if as_json:  # the password too when it was generated (shown once, as in the text output)
+        echo_json(
+            {
+                "name": rec.name,
+                "role": rec.role.value,
+                "agent": rec.agent_id,
+                "password": pw if password is None else None,
+            }
+        )
+        return
     click.echo(f"User {rec.name} added ({rec.role.value}{', agent ' + rec.agent_id if rec.agent_id else ''}).")
     if password is None:
         click.echo(f"Password: {pw}    (shown once: give it to {rec.name})")
@@ -39,10 +53,15 @@ def user_add(ctx: click.Context, name: str, role: str, agent_id: str | None, pas
 @config_option
 @click.argument("name")
 @click.option("--password", default=None, help="The new password (default: generated and printed once).")
+@json_option
 @click.pass_context
-def user_passwd(ctx: click.Context, name: str, password: str | None) -> None:
+def user_passwd(ctx: click.Context, name: str, password: str | None, as_json: bool) -> None:
     """Set NAME's password (also unlocks the login and ends its sessions)."""
+    on_db(ctx, found, A.get_user, name)  # no such user: exit 2
     pw = on_db(ctx, A.set_password, name, password)
+    if as_json:
+        echo_json({"name": name, "password": pw if password is None else None})
+        return
     click.echo(f"Password of {name} changed.")
     if password is None:
         click.echo(f"Password: {pw}    (shown once)")
@@ -51,11 +70,13 @@ def user_passwd(ctx: click.Context, name: str, password: str | None) -> None:
 @user.command("remove")
 @config_option
 @click.argument("name")
+@json_option
 @click.pass_context
-def user_remove(ctx: click.Context, name: str) -> None:
+def user_remove(ctx: click.Context, name: str, as_json: bool) -> None:
     """Remove web login NAME (its sessions end)."""
+    on_db(ctx, found, A.get_user, name)  # no such user: exit 2
     on_db(ctx, A.remove_user, name)
-    click.echo(f"User {name} removed.")
+    done(as_json, {"name": name, "removed": True}, f"User {name} removed.")
 
 
 @user.command("list")

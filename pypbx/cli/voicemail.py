@@ -14,10 +14,10 @@ import click
 
 from pypbx import voicemail as V
 from pypbx.cli.context import config_option, on_db, shown
-from pypbx.cli.filters import remove_unused
-from pypbx.cli.output import echo_json, json_option, table, ts
+from pypbx.cli.filters import found, remove_unused, require
+from pypbx.cli.output import done, echo_json, json_option, table, ts
 from pypbx.db import Database
-from pypbx.errors import PbxError
+from pypbx.errors import PbxError, PbxUsageError, did_you_mean
 
 
 @click.group("voicemail")
@@ -58,11 +58,18 @@ def vm_box(
     """Create or change mailbox BOX (an extension number or a queue name)."""
 
     if remove:
+        require(ctx, "mailbox", box)
         on_db(ctx, remove_unused, f"voicemail:{box}", V.remove_box, box)
         click.echo(f"Mailbox {box} removed.")
         return
 
     async def go(db: Database) -> V.VoicemailBox:
+        if on_no_answer:  # an extension's unanswered calls: the extension must exist (it can always come first)
+            exts = [r["number"] for r in await db.list_extension_rows()]
+            if box not in exts:
+                raise PbxUsageError(
+                    f"--on-no-answer: no extension {box}{did_you_mean(box, exts)}; add it first (pypbx ext add {box})"
+                )
         try:
             old = await V.get_box(db, box)
             old_number, old_nna, old_max = old["number"], old["on_no_answer"], old["max_seconds"]
@@ -130,6 +137,8 @@ def vm_boxes(ctx: click.Context, as_json: bool) -> None:
 def vm_list(ctx: click.Context, box: str | None, new_only: bool, as_json: bool) -> None:
     """Messages in BOX (all boxes without BOX), oldest first."""
 
+    if box is not None:
+        on_db(ctx, found, V.get_box, box)  # an unknown mailbox: exit 2 (an empty one lists nothing, exit 0)
     rows = on_db(ctx, V.list_messages, box, new_only)
     if as_json:
         echo_json(rows)
@@ -167,8 +176,9 @@ def vm_list(ctx: click.Context, box: str | None, new_only: bool, as_json: bool) 
     help="Copy the message's WAV to this file (or into this directory).",
 )
 @click.option("--speaker", is_flag=True, help="Play it on this machine's sound output (needs aplay or paplay).")
+@json_option
 @click.pass_context
-def vm_play(ctx: click.Context, msg_id: str, to: str | None, speaker: bool) -> None:
+def vm_play(ctx: click.Context, msg_id: str, to: str | None, speaker: bool, as_json: bool) -> None:
     """Print the path of message ID's WAV file (8 kHz mono), for a player or a script.
 
     A PBX is usually a headless box: copy the message elsewhere with --to FILE, or play it
@@ -179,9 +189,10 @@ def vm_play(ctx: click.Context, msg_id: str, to: str | None, speaker: bool) -> N
         pypbx voicemail play 12 --speaker
     """
 
-    path = Path(on_db(ctx, V.get_message, msg_id)["path"])
+    path = Path(on_db(ctx, found, V.get_message, msg_id)["path"])  # no such message: exit 2
+    result: dict[str, object] = {"id": msg_id, "path": str(path), "copied_to": None, "played": False}
     if to is None and not speaker:
-        click.echo(str(path))
+        done(as_json, result, str(path))
         return
     if not path.is_file():
         raise PbxError(f"message {msg_id}'s audio is gone ({path} does not exist)")
@@ -193,7 +204,9 @@ def vm_play(ctx: click.Context, msg_id: str, to: str | None, speaker: bool) -> N
             shutil.copyfile(path, dst)
         except OSError as e:
             raise PbxError(f"cannot write {dst}: {e.strerror or e}") from None
-        click.echo(f"Message {msg_id} copied to {dst}")
+        result["copied_to"] = str(dst)
+        if not as_json:
+            click.echo(f"Message {msg_id} copied to {dst}")
     if speaker:
         player = next((shutil.which(p) for p in ("paplay", "aplay") if shutil.which(p)), None)
         if player is None:
@@ -202,26 +215,33 @@ def vm_play(ctx: click.Context, msg_id: str, to: str | None, speaker: bool) -> N
         if res.returncode != 0:
             detail = res.stderr.decode("utf-8", "replace").strip().splitlines()
             raise PbxError(f"{Path(player).name} failed" + (f": {detail[-1]}" if detail else ""))
+        result["played"] = True
+    if as_json:
+        echo_json(result)
 
 
 @voicemail.command("heard")
 @config_option
 @click.argument("msg_id", metavar="ID")
 @click.option("--unheard", is_flag=True, help="Mark it new again.")
+@json_option
 @click.pass_context
-def vm_heard(ctx: click.Context, msg_id: str, unheard: bool) -> None:
+def vm_heard(ctx: click.Context, msg_id: str, unheard: bool, as_json: bool) -> None:
     """Mark message ID heard."""
 
+    on_db(ctx, found, V.get_message, msg_id)  # no such message: exit 2
     m = on_db(ctx, V.mark_heard, msg_id, not unheard)
-    click.echo(f"Message {m['id']} marked {'new' if unheard else 'heard'}.")
+    done(as_json, m, f"Message {m['id']} marked {'new' if unheard else 'heard'}.")
 
 
 @voicemail.command("delete")
 @config_option
 @click.argument("msg_id", metavar="ID")
+@json_option
 @click.pass_context
-def vm_delete(ctx: click.Context, msg_id: str) -> None:
+def vm_delete(ctx: click.Context, msg_id: str, as_json: bool) -> None:
     """Delete message ID (its audio and sidecar; the row stays for the books)."""
 
+    on_db(ctx, found, V.get_message, msg_id)  # no such message: exit 2
     m = on_db(ctx, V.delete_message, msg_id)
-    click.echo(f"Message {m['id']} deleted.")
+    done(as_json, m, f"Message {m['id']} deleted.")

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from media import protocol as P
 from media.client import WorkerError
+from pypbx import sitetime
 from pypbx.call import Call, CallInput, Shutdown, Tick
 from pypbx.flows.base import TimedFlow
 from pypbx.flows.player import prompt
@@ -195,7 +195,7 @@ class SurveyCall(TimedFlow):
         s = self.s
         self.state = SurveyState.COMMENT
         self.playing = None
-        day = time.strftime("%Y-%m-%d", time.localtime(s.record.offered_at))
+        day = sitetime.local_day(s.record.offered_at)  # next to the call's recording
         folder = self.cm.rec_dir / day
         try:
             folder.mkdir(parents=True, exist_ok=True)

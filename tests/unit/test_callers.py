@@ -73,4 +73,4 @@ def test_cli_callers(invoke_cli, tmp_config, tmp_path):
     assert d["name"] == "Alice" and d["patient_id"] == "P1"
     assert "Alice" in invoke_cli("callers", "show", "+33123456789", *c).output
     r = invoke_cli("callers", "show", "999", *c)
-    assert r.exit_code == 1 and "unknown caller" in r.output
+    assert r.exit_code == 2 and "unknown caller" in r.output  # issue 12: a name that does not exist is exit 2

@@ -81,9 +81,27 @@ def ok(r: Any) -> str:
 
 
 def fails(r: Any, message: str) -> None:
-    assert r.exit_code == 1, r.output
+    # issue 12: bad input (a name that does not exist, nothing to change) is exit 2, a failure 1
+    assert r.exit_code == (2 if message.startswith(_BAD_INPUT) else 1), r.output
     assert r.stderr == f"Error: {message}\n"
     assert r.stdout == ""
+
+
+def bad_input(r: Any, message: str) -> None:
+    """Issue 12: bad input (a name that does not exist, a value a rule cannot take) is one line, exit 2."""
+    assert r.exit_code == 2, r.output
+    assert r.stderr == f"Error: {message}\n"
+    assert r.stdout == ""
+
+
+_BAD_INPUT = (
+    "unknown queue",
+    "unknown agent",
+    "unknown extension",
+    "unknown language",
+    "unknown pause",
+    "nothing to change",
+)
 
 
 def clinic(pbx: Callable) -> None:
@@ -385,15 +403,15 @@ def test_queue_show_live(pbx: Callable, fake_pbx: FakePBX) -> None:
             ["queue", "add", "q", "--relax", "30:5,60:6"],
             "relaxation: the level must go down as the wait grows (30:5 then 60:6)",
         ),
-        (["queue", "add", "q", "--language", "de"], "unknown language 'de' (choose from en, ko, ru, zh, fr)"),
-        (["queue", "show", "nope"], "queue nope not found"),
-        (["queue", "edit", "nope", "--wrap-up", "5"], "queue nope not found"),
+        (["queue", "add", "q", "--language", "de"], "unknown language 'de' (valid: en, ko, ru, zh, fr)"),
+        (["queue", "show", "nope"], "unknown queue 'nope' (valid: front_desk, new_patients)"),
+        (["queue", "edit", "nope", "--wrap-up", "5"], "unknown queue 'nope' (valid: front_desk, new_patients)"),
         (["queue", "edit", "front_desk"], "nothing to change: give at least one option (see pypbx queue edit --help)"),
         (
             ["queue", "edit", "new_patients", "--overflow-to", "queue:new_patients"],
             "queue new_patients cannot overflow to itself",
         ),
-        (["queue", "remove", "nope", "--yes"], "queue nope not found"),
+        (["queue", "remove", "nope", "--yes"], "unknown queue 'nope' (valid: front_desk, new_patients)"),
         (["queue", "remove", "front_desk", "--yes"], "queue front_desk is in use: queue new_patients overflows to it"),
     ],
 )
@@ -488,25 +506,25 @@ def test_agent_lifecycle(pbx: Callable, tmp_config: Path) -> None:
             "bad level 0 for skill korean: expected 1-10",
         ),
         (["agent", "add", "dora", "--name", "Dora", "--wrap-up", "soon"], "bad wrap-up 'soon': expected seconds"),
-        (["agent", "show", "zed"], "agent zed not found"),
-        (["agent", "skills", "zed", "a:1"], "agent zed not found"),
+        (["agent", "show", "zed"], "unknown agent 'zed' (valid: alice, bob)"),
+        (["agent", "skills", "zed", "a:1"], "unknown agent 'zed' (valid: alice, bob)"),
         (["agent", "skills", "alice", "a:11"], "bad level 11 for skill a: expected 1-10"),
-        (["agent", "login", "zed", "1001"], "agent zed not found"),
-        (["agent", "login", "bob", "1009"], "extension 1009 not found"),
+        (["agent", "login", "zed", "1001"], "unknown agent 'zed' (valid: alice, bob)"),
+        (["agent", "login", "bob", "1009"], "unknown extension '1009' (did you mean 1003 or 1002 or 1001?)"),
         (["agent", "login", "bob", "1001"], "extension 1001 is in use by agent alice (log them out first)"),
         (["agent", "login", "alice", "1001"], "agent alice is already logged in at 1001"),
         (["agent", "logout", "bob"], "agent bob is not logged in"),
         (["agent", "pause", "bob"], "agent bob is not logged in"),
         (
             ["agent", "pause", "alice", "--reason", "nap"],
-            "unknown pause reason 'nap' (choose from break, lunch, admin, other)",
+            "unknown pause reason 'nap' (valid: admin, break, lunch, other)",
         ),
         (
             ["agent", "pause", "alice", "--reason", "ring_no_answer"],
-            "unknown pause reason 'ring_no_answer' (choose from break, lunch, admin, other)",
+            "unknown pause reason 'ring_no_answer' (valid: admin, break, lunch, other)",
         ),
         (["agent", "unpause", "alice"], "agent alice is not paused"),
-        (["agent", "remove", "zed", "--yes"], "agent zed not found"),
+        (["agent", "remove", "zed", "--yes"], "unknown agent 'zed' (valid: alice, bob)"),
     ],
 )
 def test_agent_errors(pbx: Callable, args: list[str], error: str) -> None:

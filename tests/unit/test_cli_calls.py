@@ -87,7 +87,7 @@ def test_calls_show_and_recordings(invoke_cli, tmp_config):
     assert [e["kind"] for e in data["events"]] == ["offered", "answered", "ended"]
     assert data["recording"]["path"].endswith("a.wav")
     r = invoke_cli("calls", "show", "nope", "--config", str(tmp_config))
-    assert r.exit_code == 1 and "no call 'nope'" in r.output
+    assert r.exit_code == 2 and "no call 'nope'" in r.output  # issue 12: no such object = bad input
     r = invoke_cli("recordings", "--queue", "new_patients", "--json", "--config", str(tmp_config))
     assert [x["id"] for x in json.loads(r.output)] == [a]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pypbx import acdstore as S
 from pypbx.config import load_config
-from tests.unit.test_cli_acd import fails, ok, pbx, store
+from tests.unit.test_cli_acd import bad_input, fails, ok, pbx, store
 
 __all__ = ["pbx"]  # the fixture
 
@@ -83,11 +83,8 @@ def test_queue_urgent_settings_errors(pbx: Callable) -> None:
     fails(pbx("queue", "add", "q1", "--priority", "-1"), "bad priority -1: expected 0-100")
     fails(pbx("queue", "add", "q1", "--priority", "high"), "bad priority 'high': expected a whole number")
     fails(pbx("queue", "add", "q1", "--priority", "101"), "bad priority 101: expected 0-100")
-    fails(
-        pbx("queue", "add", "q1", "--urgent-prompt", "no_such_prompt"),
-        "unknown prompt 'no_such_prompt': see pypbx prompts list (import one with pypbx prompts import)",
-    )
-    fails(
+    bad_input(pbx("queue", "add", "q1", "--urgent-prompt", "no_such_prompt"), "unknown prompt 'no_such_prompt'")
+    bad_input(
         pbx("queue", "add", "q1", "--urgent-prompt", "Bad Prompt"),
         "bad prompt 'Bad Prompt': a prompt id (lower-case letters, digits, _), see pypbx prompts list",
     )
@@ -120,7 +117,9 @@ def test_did_priority_add_edit_list_and_errors(pbx: Callable) -> None:
         pbx("did", "add", "+33100000000", "--to", "queue:front", "--priority", "-1"), "bad priority -1: expected 0-100"
     )
     fails(pbx("did", "edit", "+33123456780", "--priority", "x"), "bad priority 'x': expected a whole number")
-    fails(pbx("did", "edit", "+33999", "--priority", "3"), "no DID +33999")
+    bad_input(
+        pbx("did", "edit", "+33999", "--priority", "3"), "unknown DID '+33999' (valid: +33123456780, +33123456789)"
+    )
     assert len(json.loads(ok(pbx("did", "list", "--json")))) == 2  # the bad one was not added
 
 
@@ -133,11 +132,13 @@ def test_route_rule_priority(pbx: Callable) -> None:
     assert rule["priority"] == 4 and rule["to"] == "queue:front"
     res = json.loads(ok(pbx("route", "test", "triage", "--caller", "+33611111111", "--json")))
     assert res["steps"][0]["priority"] == 4 and "(priority 4)" in res["steps"][0]["trace"][-1]
-    fails(
+    bad_input(
         pbx("route", "rule", "triage", "--to", "extension:1001", "--priority", "4"),
         "--priority needs a queue:, ivr: or route: destination (it counts in a queue)",
     )
-    fails(pbx("route", "rule", "triage", "--to", "queue:front", "--priority", "-2"), "bad priority -2: expected 0-100")
+    bad_input(
+        pbx("route", "rule", "triage", "--to", "queue:front", "--priority", "-2"), "bad priority -2: expected 0-100"
+    )
 
 
 def test_ivr_option_with_priority(pbx: Callable) -> None:

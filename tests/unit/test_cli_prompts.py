@@ -34,11 +34,11 @@ def test_import_rejects_what_it_cannot_convert(invoke_cli, tmp_config, tmp_path)
     bad = tmp_path / "notes.txt"
     bad.write_text("not audio")
     r = invoke_cli("prompts", "import", str(bad), "--id", "welcome", "--config", str(tmp_config))
-    assert r.exit_code == 1 and "not a readable audio file" in r.output
+    assert r.exit_code == 2 and "not a readable audio file" in r.output  # issue 12: bad input is exit 2
     r = invoke_cli("prompts", "import", str(bad), "--id", "Bad Id", "--config", str(tmp_config))
-    assert r.exit_code == 1 and "--id must be a prompt id" in r.output
+    assert r.exit_code == 2 and "--id must be a prompt id" in r.output
     r = invoke_cli("prompts", "import", str(tmp_path / "missing.wav"), "--id", "x", "--config", str(tmp_config))
-    assert r.exit_code == 1 and "no such file" in r.output
+    assert r.exit_code == 2 and "no such file" in r.output
 
 
 def test_music_on_hold_replaced(invoke_cli, tmp_config, tmp_path, monkeypatch):

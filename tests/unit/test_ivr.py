@@ -323,7 +323,7 @@ def test_cli_ivr(invoke_cli, tmp_config, tmp_path):
     assert r.exit_code == 1 and "bad action" in r.output
     assert invoke_cli("ivr", "remove", "copy", *c).exit_code == 0
     r = invoke_cli("ivr", "show", "copy", *c)
-    assert r.exit_code == 1 and "no IVR menu" in r.output
+    assert r.exit_code == 2 and "unknown IVR menu 'copy'" in r.output  # issue 12: no such object = exit 2
 
 
 def test_frontline_numbers_are_internal(tmp_path):

@@ -471,7 +471,7 @@ def test_cli_missed_list_show_claim_close(tmp_config: Path, invoke_cli: Callable
     bad = invoke_cli("missed", "close", tid, "--outcome", "reached", *c)
     assert bad.exit_code == 1 and bad.output.strip() == f"Error: task {tid} is already closed (wrong-number)"
     bad = invoke_cli("missed", "close", "abc", "--outcome", "reached", *c)
-    assert bad.exit_code == 1 and bad.output.strip() == "Error: bad task id 'abc': expected a number, e.g. 12"
+    assert bad.exit_code == 2 and bad.output.strip() == "Error: bad task id 'abc': expected a number, e.g. 12"
     bad = invoke_cli("missed", "close", tid, "--outcome", "gone", *c)
     assert bad.exit_code == 1 and "unknown outcome 'gone'" in bad.output
     bad = invoke_cli("missed", "call", tid, "--from", "1001", *c)

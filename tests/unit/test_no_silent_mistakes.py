@@ -397,7 +397,7 @@ def test_route_rule_to_unknown_queue_names_the_closest(pbx: Callable[..., Any]) 
     assert pbx("queue", "add", "front").exit_code == 0
     assert pbx("route", "add", "triage").exit_code == 0
     r = pbx("route", "rule", "triage", "--to", "queue:frnt")
-    assert r.exit_code == 1 and r.stderr == "Error: destination queue:frnt: no queue 'frnt' (did you mean front?)\n"
+    assert r.exit_code == 2 and r.stderr == "Error: destination queue:frnt: no queue 'frnt' (did you mean front?)\n"
 
 
 def test_check_warns_risky_settings_and_idle_agents(pbx: Callable[..., Any]) -> None:

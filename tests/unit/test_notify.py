@@ -501,7 +501,7 @@ def test_cli_voicemail_box_email_and_notify_commands(invoke_cli, make_config, ho
     assert "nurse@clinic.test" in out and "box 1002 from 0612345678" in out
     assert invoke_cli("notify", "list", "--failed", *c).output.strip() == "No failed notifications."
     r = invoke_cli("notify", "retry", "42", *c)
-    assert r.exit_code == 1 and r.output.strip() == "Error: no notification 42"
+    assert r.exit_code == 2 and r.output.strip() == "Error: no notification 42 (see pypbx notify list)"
     r = invoke_cli("notify", "retry", str(ids[0]), *c)
     assert r.exit_code == 0 and f"Notification {ids[0]} (webhook {hook.url}) queued again." in r.output
 

@@ -219,7 +219,7 @@ def test_cli_reason_commands(invoke_cli, tmp_config):
     ]
     assert "deleted" in invoke_cli("reason", "remove", "appointment", *c).output
     r = invoke_cli("reason", "remove", "appointment", *c)
-    assert r.exit_code == 1 and "no reason appointment" in r.output
+    assert r.exit_code == 2 and "unknown reason 'appointment'" in r.output  # issue 12: no such object = exit 2
     r = invoke_cli("reason", "set", "abc", "complaint", *c)
     assert r.exit_code == 1 and "not running" in r.output
 

@@ -309,24 +309,24 @@ def test_cli_route(cfg_path: Path):
     assert code == 0 and "no rule matched" in out
     code, out = run_cli(cfg_path, "route", "tz", "main", "UTC")
     assert code == 0 and "UTC" in out
-    # one-line errors
-    for args, msg in [
-        (("route", "rule", "main", "--if", "bogus", "--to", "queue:a"), "bad condition"),
-        (("route", "rule", "main", "--if", "time=9-5", "--to", "queue:a"), "bad time"),
-        (("route", "rule", "main", "--to", "route:nope"), "no route 'nope'"),
-        (("route", "rule", "nope", "--to", "queue:a"), "no route 'nope'"),
-        (("route", "rule", "main", "--to", "nowhere:x"), "bad destination"),
-        (("route", "rule", "main", "--to", "queue:ghost"), "no queue 'ghost'"),
-        (("route", "rule", "main", "--to", "extension:1999"), "no extension '1999'"),
-        (("route", "show", "nope"), "no route"),
-        (("route", "remove", "nope"), "no route"),
-        (("route", "unrule", "main", "9"), "has no rule 9"),
-        (("route", "test", "main", "--caller", "1", "--at", "tomorrow"), "bad --at"),
-        (("route", "test", "main", "--caller", "1", "--ivr", "main"), "bad --ivr"),
-        (("route", "add", "main"), "already exists"),
+    # one-line errors; issue 12: bad input (a rule that cannot be, a route that does not exist) is exit 2
+    for args, msg, want in [
+        (("route", "rule", "main", "--if", "bogus", "--to", "queue:a"), "bad condition", 2),
+        (("route", "rule", "main", "--if", "time=9-5", "--to", "queue:a"), "bad time", 2),
+        (("route", "rule", "main", "--to", "route:nope"), "no route 'nope'", 2),
+        (("route", "rule", "nope", "--to", "queue:a"), "unknown route 'nope'", 2),
+        (("route", "rule", "main", "--to", "nowhere:x"), "bad destination", 2),
+        (("route", "rule", "main", "--to", "queue:ghost"), "no queue 'ghost'", 2),
+        (("route", "rule", "main", "--to", "extension:1999"), "no extension '1999'", 2),
+        (("route", "show", "nope"), "unknown route 'nope'", 2),
+        (("route", "remove", "nope"), "unknown route 'nope'", 2),
+        (("route", "unrule", "main", "9"), "has no rule 9", 2),
+        (("route", "test", "main", "--caller", "1", "--at", "tomorrow"), "bad --at", 1),
+        (("route", "test", "main", "--caller", "1", "--ivr", "main"), "bad --ivr", 1),
+        (("route", "add", "main"), "already exists", 1),
     ]:
         code, out = run_cli(cfg_path, *args)
-        assert code == 1 and msg in out and "Traceback" not in out, (args, out)
+        assert code == want and msg in out and "Traceback" not in out, (args, out)
         assert len(out.strip().splitlines()) == 1, out
     run_cli(cfg_path, "did", "add", "+33123456789", "--to", "route:main")
     r = CliRunner().invoke(cli.cli, ["--config", str(cfg_path), "route", "remove", "main"])
@@ -341,7 +341,7 @@ def test_cli_route_test_ivr_choice(cfg_path: Path):
     code, out = run_cli(cfg_path, "route", "rule", "r", "--if", "ivr=main:2", "--to", "queue:results")
     assert code == 0, out
     code, out = run_cli(cfg_path, "route", "rule", "r", "--if", "ivr=ghost:2", "--to", "queue:results")
-    assert code == 1 and "no IVR menu 'ghost'" in out
+    assert code == 2 and "no IVR menu 'ghost'" in out  # issue 12: bad input is exit 2
     code, out = run_cli(cfg_path, "route", "test", "r", "--caller", "+33612345678", "--ivr", "main:2")
     assert out.strip().endswith("=> queue:results"), out
 
@@ -360,16 +360,17 @@ def test_cli_did_edit(cfg_path: Path):
     code, out = run_cli(cfg_path, "did", "list", "--json")
     d = json.loads(out)[0]
     assert d["destination"] == "route:triage" and d["service_line"] == "Appointments" and d["known"] is None
-    for args, msg in [
-        (("did", "edit", "+33999", "--to", "queue:a"), "no DID"),
-        (("did", "edit", "+33123456789"), "nothing to change"),
-        (("did", "edit", "+33123456789", "--to", "route:ghost"), "no route 'ghost'"),
-        (("did", "edit", "+33123456789", "--to", "bogus:1"), "bad destination"),
-        (("did", "edit", "+33123456789", "--trunk", "ghost"), "no trunk"),
+    # issue 12: a DID or destination that does not exist is bad input, exit 2
+    for args, msg, want in [
+        (("did", "edit", "+33999", "--to", "queue:a"), "unknown DID '+33999'", 2),
+        (("did", "edit", "+33123456789"), "nothing to change", 1),
+        (("did", "edit", "+33123456789", "--to", "route:ghost"), "unknown route 'ghost'", 2),
+        (("did", "edit", "+33123456789", "--to", "bogus:1"), "bad destination", 1),
+        (("did", "edit", "+33123456789", "--trunk", "ghost"), "no trunk", 1),
     ]:
         code, out = run_cli(cfg_path, *args)
-        assert code == 1 and msg in out and "Traceback" not in out, (args, out)
+        assert code == want and msg in out and "Traceback" not in out, (args, out)
     code, out = run_cli(cfg_path, "did", "add", "+33111111111", "--to", "route:triage")
     assert code == 0, out
-    code, out = run_cli(cfg_path, "did", "add", "+33111111112", "--to", "queue:a", "--known", "route:ghost")
-    assert code == 1 and "no route 'ghost'" in out and "Traceback" not in out
+    code, out = run_cli(cfg_path, "did", "add", "+33111111112", "--to", "queue:back", "--known", "route:ghost")
+    assert code == 2 and "unknown route 'ghost'" in out and "Traceback" not in out  # issue 12: exit 2

@@ -47,19 +47,19 @@ def test_prompt_import_of_wrong_files_is_one_line_naming_the_file(invoke_cli, tm
     trunc = tmp_path / "trunc.wav"
     trunc.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ")
     r = invoke_cli("prompts", "import", str(trunc), "--id", "welcome", "--lang", "fr", *c)
-    assert r.exit_code == 1
+    assert r.exit_code == 2  # issue 12: a file that is not audio is bad input
     assert r.output.splitlines() == [
         "Error: trunc.wav: not a readable audio file (WAV/FLAC/OGG expected): Error in WAV file. No 'data' chunk marker."
     ]
     low = tmp_path / "low.wav"
     sf.write(low, np.zeros(400), 2000, subtype="ULAW")
     r = invoke_cli("prompts", "import", str(low), "--id", "welcome", *c)
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert r.output.splitlines() == ["Error: low.wav: sample rate 2000 Hz is outside 4000..384000 Hz"]
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
     r = invoke_cli("prompts", "import", str(empty), "--id", "welcome", *c)
-    assert r.exit_code == 1 and len(r.output.splitlines()) == 1 and "empty.wav: not a readable audio file" in r.output
+    assert r.exit_code == 2 and len(r.output.splitlines()) == 1 and "empty.wav: not a readable audio file" in r.output
     assert not (load_config(tmp_config).data_dir / "prompts" / "fr" / "welcome.wav").exists()
 
 
@@ -67,7 +67,7 @@ def test_prompt_import_of_noise_named_mp3_is_exactly_one_line_on_the_terminal(tm
     noise = tmp_path / "noise.mp3"
     noise.write_bytes(np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes())
     r = pypbx("prompts", "import", str(noise), "--id", "welcome", "--config", str(tmp_config))
-    assert r.returncode == 1
+    assert r.returncode == 2  # issue 12: a file that is not audio is bad input
     assert r.stdout == ""
     lines = r.stderr.splitlines()
     assert len(lines) == 1, r.stderr  # libsndfile's decoder says nothing on its own
@@ -117,7 +117,7 @@ def test_prompts_say_without_espeak_is_one_line(tmp_config, tmp_path):
 def test_prompts_say_bad_input(invoke_cli, tmp_config):
     c = ("--config", str(tmp_config))
     r = invoke_cli("prompts", "say", "--id", "x", "--lang", "de", "--text", "Hallo", *c)
-    assert r.exit_code != 0 and r.output.splitlines() == ["Error: --lang must be one of en, ko, ru, zh, fr"]
+    assert r.exit_code == 2 and r.output.splitlines() == ["Error: unknown language 'de' (valid: en, ko, ru, zh, fr)"]
     r = invoke_cli("prompts", "say", "--id", "x", "--lang", "fr", "--text", "   ", *c)
     assert r.exit_code != 0 and r.output.splitlines() == ["Error: --text is empty"]
 
@@ -160,9 +160,7 @@ def test_public_holidays_bad_input_is_one_line_exit_2(invoke_cli, tmp_config):
     r = invoke_cli("hours", "holiday", "clinic", "2027-01-02", "--country", "FR", *c)
     assert r.exit_code == 2 and len(r.output.splitlines()) == 1
     r = invoke_cli("hours", "holiday", "nope", "--country", "FR", *c)
-    assert r.exit_code == 1 and r.output.splitlines() == [
-        "Error: no schedule 'nope' (create it: pypbx hours set nope --week ...)"
-    ]
+    assert r.exit_code == 2 and r.output.splitlines() == ["Error: unknown schedule 'nope' (valid: clinic)"]
     r = invoke_cli("hours", "holiday", "clinic", *c)
     assert r.exit_code == 2 and r.output.splitlines() == ["Error: give a DATE (YYYY-MM-DD) or --country CC"]
 

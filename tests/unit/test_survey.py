@@ -104,6 +104,7 @@ def test_cli_survey(invoke_cli, tmp_config):
     c = ("--config", str(tmp_config))
     assert "every call" in invoke_cli("survey", "enable", *c).output
     assert "off" in invoke_cli("survey", "disable", *c).output
+    assert invoke_cli("queue", "add", "front", *c).exit_code == 0  # issue 12: --queue must name a queue
     assert "queues front" in invoke_cli("survey", "enable", "--queue", "front", *c).output
     cfg = load_config(tmp_config)
 

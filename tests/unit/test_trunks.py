@@ -100,14 +100,15 @@ def test_trunk_and_did_cli(cfg_path: Path) -> None:
     code, out = run_cli(cfg_path, "did", "remove", "+33123456789")
     assert code == 0
     code, out = run_cli(cfg_path, "did", "remove", "+33123456789")
-    assert code == 1 and "no DID" in out
+    assert code == 2 and "unknown DID '+33123456789'" in out  # issue 12: no such object = exit 2
     code, out = run_cli(cfg_path, "trunk", "remove", "backup")
     assert code == 0
     code, out = run_cli(cfg_path, "trunk", "show", "backup")
-    assert code == 1 and "no trunk" in out
+    assert code == 2 and "unknown trunk 'backup'" in out  # issue 12: no such object = exit 2
 
 
 def test_ext_perms_cli(cfg_path: Path) -> None:
+    assert run_cli(cfg_path, "ext", "add", "1001")[0] == 0  # issue 12: the extension must exist
     code, out = run_cli(cfg_path, "ext", "perms", "1001", "--json")
     d = json.loads(out)
     assert d["allowed"] == list(DEFAULT_ALLOWED) and d["default"] and d["max_outbound"] == 2

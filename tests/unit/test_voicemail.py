@@ -192,6 +192,7 @@ def test_cli_voicemail(invoke_cli, tmp_config, tmp_path):
     from pypbx.db import open_db
 
     c = ("--config", str(tmp_config))
+    assert invoke_cli("ext", "add", "1001", *c).exit_code == 0  # issue 12: --on-no-answer needs the extension
     r = invoke_cli("voicemail", "box", "1001", "--number", "801", "--on-no-answer", "--max-seconds", "60", *c)
     assert r.exit_code == 0 and "on no answer yes" in r.output, r.output
     cfg = load_config(tmp_config)
@@ -216,4 +217,4 @@ def test_cli_voicemail(invoke_cli, tmp_config, tmp_path):
     assert invoke_cli("voicemail", "delete", m["id"], *c).exit_code == 0
     assert not Path(m["path"]).exists()
     r = invoke_cli("voicemail", "play", m["id"], *c)
-    assert r.exit_code == 1 and "no voicemail message" in r.output
+    assert r.exit_code == 2 and "no voicemail message" in r.output  # issue 12: no such object = exit 2

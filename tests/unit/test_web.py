@@ -434,7 +434,7 @@ def test_cli_users_tokens_audit(invoke_cli: Callable[..., Any], tmp_config: Path
     assert "pbx_" not in r.output  # never the token itself
     assert invoke_cli("token", "remove", "1", "--config", c).exit_code == 0
     r = invoke_cli("token", "remove", "1", "--config", c)
-    assert r.exit_code == 1 and "not found" in r.output
+    assert r.exit_code == 2 and "unknown token '1'" in r.output  # issue 12: no such object = exit 2
     assert invoke_cli("user", "remove", "reception", "--config", c).exit_code == 0
     r = invoke_cli("audit", "--json", "--since", "today", "--config", c)
     actions = [(a["who"], a["action"], a["target"]) for a in json.loads(r.output)]
