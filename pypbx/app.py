@@ -444,7 +444,9 @@ class Pbx:
                 async def call_back(task: str, extension: str) -> dict[str, object]:
                     return await missed_call(worklist, cm, task, extension)
 
-                web_ctx = make_context(cfg, db, self.events, acd=self.acd, worklist=worklist, missed_call=call_back)
+                web_ctx = make_context(
+                    cfg, db, self.events, acd=self.acd, worklist=worklist, missed_call=call_back, live_calls=cm.status
+                )
                 self.web = WebServer(web_ctx)
                 await self.web.start()
                 stack.push_async_callback(self.web.close)
