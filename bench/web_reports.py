@@ -89,7 +89,14 @@ def synthetic(n: int, first_day: dt.date, days: int, seed: int = 11) -> Iterator
                 if disp == "answered":
                     events.append((t + wait, q, cid, agent, "CONNECT", json.dumps({"wait": round(wait, 1)})))
                     events.append(
-                        (t + wait + (talk or 0), q, cid, agent, "COMPLETE_AGENT", json.dumps({"talk": round(talk or 0, 1)}))
+                        (
+                            t + wait + (talk or 0),
+                            q,
+                            cid,
+                            agent,
+                            "COMPLETE_AGENT",
+                            json.dumps({"talk": round(talk or 0, 1)}),
+                        )
                     )
                 elif disp == "abandoned_queue":
                     events.append((t + wait, q, cid, None, "ABANDON", json.dumps({"wait": round(wait, 1)})))
