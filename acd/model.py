@@ -227,7 +227,7 @@ class QueueConfig:
             "priority": self.priority,
             "urgent_prompt": self.urgent_prompt,
             "overflow_when_busy": self.overflow_when_busy,
-            "closed": self.closed,
+            **({"closed": True} if self.closed else {}),  # an open queue's saved config stays as it was
         }
 
     @classmethod

@@ -383,7 +383,12 @@ class QueueRecord:
         return self.config.name
 
     def to_dict(self) -> dict[str, JSON]:
-        return {**self.config.to_dict(), "created_at": self.created_at, "updated_at": self.updated_at}
+        return {
+            **self.config.to_dict(),
+            "closed": self.config.closed,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
 
 class _QueueChanges(TypedDict, total=False):
