@@ -290,13 +290,6 @@ async def one(db: Database, name: str, since: float, until: float, queue: str | 
     return cast(JSON, rep) if key is None else rep[key]
 
 
-def _name(request: web.Request) -> str:
-    name = request.match_info["name"]
-    if name not in TABLES:
-        raise api_error(404, f"no report {name!r} (reports: {', '.join(NAMES)})")
-    return name
-
-
 def _period(request: web.Request) -> tuple[float, float]:
     try:
         return period_of(request.query)
@@ -322,14 +315,7 @@ async def report_charts(request: web.Request) -> web.Response:
     return web.json_response({"period": rep["period"], "hours": rep["hours"], **charts})
 
 
-@route(
-    "GET",
-    f"{V1}/reports/{{name:[a-z]+}}.csv",
-    roles=SUPERVISORS,
-    summary="A report's table as CSV (?since=&until= or ?date=; ?table= another of its tables).",
-)
-async def report_csv(request: web.Request) -> web.Response:
-    name = _name(request)
+async def report_csv(request: web.Request, name: str) -> web.Response:
     lo, hi = _period(request)
     which = request.query.get("table") or TABLES[name][0].key
     spec = next((s for s in TABLES[name] if s.key == which), None)
@@ -346,17 +332,39 @@ async def report_csv(request: web.Request) -> web.Response:
     )
 
 
-@route(
-    "GET",
-    f"{V1}/reports/{{name:[a-z]+}}",
-    roles=SUPERVISORS,
-    summary="A report as JSON, as pypbx report NAME --json (?since=&until= or ?date=).",
-)
-async def report_json(request: web.Request) -> web.Response:
-    name = _name(request)
+async def report_json(request: web.Request, name: str) -> web.Response:
     lo, hi = _period(request)
     data = await one(ctx_of(request).db, name, lo, hi, request.query.get("queue") or None)
     return web.json_response(data)
+
+
+def _register(name: str) -> None:
+    """``/api/v1/reports/NAME`` and ``NAME.csv``: one route each (explicit paths: the route
+    table and the OpenAPI document list every report)."""
+
+    async def as_json(request: web.Request) -> web.Response:
+        return await report_json(request, name)
+
+    async def as_csv(request: web.Request) -> web.Response:
+        return await report_csv(request, name)
+
+    tables_ = ", ".join(s.key for s in TABLES[name])
+    route(
+        "GET",
+        f"{V1}/reports/{name}",
+        roles=SUPERVISORS,
+        summary=f"pypbx report {name} --json (?date= or ?since=&until=, site days, until excluded).",
+    )(as_json)
+    route(
+        "GET",
+        f"{V1}/reports/{name}.csv",
+        roles=SUPERVISORS,
+        summary=f"A table of pypbx report {name} as CSV, its figures the JSON's (?table= {tables_}; period as the JSON).",
+    )(as_csv)
+
+
+for _n in NAMES:
+    _register(_n)
 
 
 PERCENT = ("service_level", "answer_rate", "new_rate", "hit_rate", "share")

