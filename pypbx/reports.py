@@ -551,10 +551,13 @@ async def report_and_charts(
     *,
     queue: str | None = None,
     charts: bool = True,
+    calls: Sequence[CallRow] | None = None,
     **kw: Unpack[BuildOptions],
 ) -> tuple[Report, Charts | None]:
-    """:func:`report` and (``charts``) :func:`build_charts` from one read of the rows."""
-    calls = await db.call_rows_between(since, until)
+    """:func:`report` and (``charts``) :func:`build_charts` from one read of the rows
+    (``calls``: the period's call rows, already read)."""
+    if calls is None:
+        calls = await db.call_rows_between(since, until)
     # list_queue_events returns the rows with ``data`` decoded, untyped: QueueLogEvent is their shape
     events = cast(list[QueueLogEvent], await list_queue_events(db, since=since, until=until, limit=10_000_000))
     surveys = await db.survey_rows(since, until)
@@ -678,9 +681,12 @@ def recognised_calls(steps: Sequence[RoutingStepRow]) -> set[str]:
     return out
 
 
-async def callers_report(db: Database, since: float | None = None, until: float | None = None) -> CallersReport:
-    """:func:`build_callers` over the database's calls of [since, until)."""
-    calls = await db.call_rows_between(since, until)
+async def callers_report(
+    db: Database, since: float | None = None, until: float | None = None, *, calls: Sequence[CallRow] | None = None
+) -> CallersReport:
+    """:func:`build_callers` over the database's calls of [since, until) (``calls``: already read)."""
+    if calls is None:
+        calls = await db.call_rows_between(since, until)
     steps = await db.routing_step_rows(since, until)
     return build_callers(calls, recognised_calls(steps), since=since, until=until)
 

@@ -272,11 +272,11 @@ class Built:
 
 async def build(db: Database, since: float, until: float, *, queue: str | None = None) -> Built:
     """Every report of the period (``pypbx report``'s defaults: target 20 s, goal 80 %)."""
-    rep, charts = await R.report_and_charts(db, since, until, queue=queue, now=time.time())
+    calls = await db.call_rows_between(since, until)  # read once for the report and the callers' report
+    rep, charts = await R.report_and_charts(db, since, until, queue=queue, calls=calls, now=time.time())
     assert charts is not None
-    return Built(
-        since, until, rep, charts, await R.callers_report(db, since, until), await R.reasons_report(db, since, until)
-    )
+    callers = await R.callers_report(db, since, until, calls=calls)
+    return Built(since, until, rep, charts, callers, await R.reasons_report(db, since, until))
 
 
 async def one(db: Database, name: str, since: float, until: float, queue: str | None = None) -> JSON:
