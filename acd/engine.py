@@ -22,6 +22,8 @@ Invariants kept here:
 * ``overflow_when_busy``: a caller arriving while every staffed agent who could answer
   is busy (none free, none ringing) leaves at once for the overflow target (``ENTER`` then
   ``OVERFLOW`` with ``reason`` ``all_busy``);
+* a ``closed`` queue (staff closed it): a new caller does not wait, it leaves at once for
+  the overflow target, else the fallback (``EXITEMPTY`` with ``closed``, no ``ENTER``);
 * ring-no-answer: each agent counts the rings it let go unanswered in a row (reset on an
   answer, a login, an unpause); reaching the ringing queue's ``rna_misses_before_pause``
   pauses it (``RING_NO_ANSWER``);
@@ -220,6 +222,10 @@ class AcdEngine:
     def connected_calls(self) -> dict[str, str]:
         """call id -> agent id for calls connected to an agent."""
         return {c.call_id: c.agent_id for c in self._connected.values()}
+
+    def connected_queues(self) -> dict[str, str]:
+        """call id -> queue for calls connected to an agent."""
+        return {c.call_id: c.queue for c in self._connected.values()}
 
     def estimate_wait(self, call_id: str, now: float) -> float | None:
         e = self._entries[call_id]
@@ -889,6 +895,11 @@ class AcdEngine:
             call = replace(call, priority=q.priority)
         self._seq += 1
         e = _Entry(call, queue, (-call.priority, now, self._seq), now, 0, call.number)
+        if q.closed:
+            dest = q.overflow.target if q.overflow is not None else q.fallback
+            self._event(now, EventKind.EXITEMPTY, queue, call.id, number=call.number, closed=True)
+            out.append(ExitEmpty(call.id, queue, dest))
+            return
         live = sum(1 for k in self._qorder[queue] if not self._by_key[k].is_callback)
         if q.max_length is not None and live >= q.max_length:
             self._event(now, EventKind.FULL, queue, call.id, number=call.number, length=live)

@@ -190,6 +190,10 @@ class QueueConfig:
     #: Every staffed agent who could answer is busy (on a call, in wrap-up, on a direct
     #: call) and none is free or ringing: a new caller goes to ``overflow``'s target at once.
     overflow_when_busy: bool = False
+    #: Closed by staff (``pypbx queue close``): a new caller does not wait; it goes at once to
+    #: the closed destination -- the overflow target, else the fallback (an EXITEMPTY with
+    #: ``closed``). Callers already waiting stay.
+    closed: bool = False
 
     def __post_init__(self) -> None:
         for skill, level in self.required_skills.items():
@@ -223,6 +227,7 @@ class QueueConfig:
             "priority": self.priority,
             "urgent_prompt": self.urgent_prompt,
             "overflow_when_busy": self.overflow_when_busy,
+            **({"closed": True} if self.closed else {}),  # an open queue's saved config stays as it was
         }
 
     @classmethod

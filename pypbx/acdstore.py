@@ -365,6 +365,7 @@ QUEUE_OPTIONS = (
     "priority",
     "urgent_prompt",
     "overflow_when_busy",
+    "closed",
 )
 
 #: Highest priority a DID, route rule, IVR option or queue can give (0 = normal).
@@ -382,7 +383,12 @@ class QueueRecord:
         return self.config.name
 
     def to_dict(self) -> dict[str, JSON]:
-        return {**self.config.to_dict(), "created_at": self.created_at, "updated_at": self.updated_at}
+        return {
+            **self.config.to_dict(),
+            "closed": self.config.closed,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
 
 class _QueueChanges(TypedDict, total=False):
@@ -407,6 +413,7 @@ class _QueueChanges(TypedDict, total=False):
     priority: int
     urgent_prompt: str
     overflow_when_busy: bool
+    closed: bool
 
 
 def parse_priority(value: object) -> int:
@@ -511,6 +518,8 @@ def _apply_options(base: QueueConfig, opts: Mapping[str, object]) -> QueueConfig
         kw["urgent_prompt"] = check_prompt_id(o["urgent_prompt"], exists=False)  # the CLI checks it exists
     if "overflow_when_busy" in o:
         kw["overflow_when_busy"] = bool(o["overflow_when_busy"])
+    if "closed" in o:
+        kw["closed"] = bool(o["closed"])
     try:
         cfg = replace(base, **kw)
     except ValueError as e:
@@ -518,6 +527,11 @@ def _apply_options(base: QueueConfig, opts: Mapping[str, object]) -> QueueConfig
     if cfg.overflow_when_busy and cfg.overflow is None:
         raise AcdError(
             f"queue {q}: overflow when busy needs an overflow destination (--overflow-after N --overflow-to TARGET)"
+        )
+    if cfg.closed and cfg.overflow is None and cfg.fallback is None:
+        raise AcdError(
+            f"queue {q}: a closed queue sends new callers to its overflow or fallback destination; "
+            "set one first (--overflow-after N --overflow-to TARGET, or --fallback TARGET)"
         )
     if cfg.join_empty is JoinEmpty.REFUSE and cfg.fallback is None:
         raise AcdError(f"queue {q}: when empty 'refuse' needs a fallback destination (e.g. extension:1001)")
@@ -598,6 +612,17 @@ async def edit_queue(db: Database, name: str, **options: object) -> QueueRecord:
     if not await db.update_queue_row(cfg.name, json.dumps(cfg.to_dict(), sort_keys=True), now):
         raise AcdError(f"queue {cfg.name} not found")
     return QueueRecord(cfg, rec.created_at, now)
+
+
+def closed_destination(cfg: QueueConfig) -> Target | None:
+    """Where a closed queue sends a new caller: its overflow target, else its fallback."""
+    return cfg.overflow.target if cfg.overflow is not None else cfg.fallback
+
+
+async def set_queue_closed(db: Database, name: str, closed: bool) -> QueueRecord:
+    """Close queue ``name`` (new callers go to :func:`closed_destination`; callers already
+    waiting stay) or open it again. AcdError if closing a queue with nowhere to send callers."""
+    return await edit_queue(db, name, closed=closed)
 
 
 async def remove_queue(db: Database, name: str) -> None:

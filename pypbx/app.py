@@ -475,6 +475,7 @@ class Pbx:
                     worklist=worklist,
                     missed_call=call_back,
                     pbx_status=self._metrics,
+                    live_calls=cm.status,
                 )
                 web_ctx.originate = self._click_to_call  # the agent desk's click-to-call
                 self.web = WebServer(web_ctx)

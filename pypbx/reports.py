@@ -28,6 +28,7 @@ Definitions (the same as the simulator's, ``acd.simulator``):
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 from collections import Counter, defaultdict
@@ -185,9 +186,23 @@ def _mean(xs: list[float]) -> float | None:
     return round(statistics.fmean(xs), 1) if xs else None
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _quarter(q: int, zone: str) -> tuple[str, int]:
+    """(site day, hour of day) of the quarter-hour ``q`` (UNIX time // 900) in ``zone``."""
+    loc = sitetime.local(q * 900.0)
+    return loc.strftime("%Y-%m-%d"), loc.hour
+
+
+def _day_hour(ts: float) -> tuple[str, int]:
+    """(site day, hour of day) of ``ts``: every zone's offset (and change) is a whole number
+    of quarter hours, so both are the same over a UTC quarter hour -- cached per quarter
+    (a report converts every call's time; the zone conversion is its slowest step)."""
+    return _quarter(int(ts // 900), sitetime.zone_name())
+
+
 def _hour(ts: float) -> int:
     """The hour of day in the site's zone (pypbx.sitetime)."""
-    return sitetime.local(ts).hour
+    return _day_hour(ts)[1]
 
 
 def _bucket(wait: float) -> str:
@@ -375,7 +390,7 @@ def _agents(
 def _days(calls: Sequence[CallRow], since: float | None, until: float | None) -> int:
     if since is not None and until is not None:
         return max(1, round((until - since) / 86400))  # rounds a 23- or 25-hour DST day to one
-    return max(1, len({sitetime.local(c["offered_at"]).date() for c in calls}))
+    return max(1, len({_local_day(c["offered_at"]) for c in calls}))
 
 
 def _hours(
@@ -526,7 +541,23 @@ async def report(
     **kw: Unpack[BuildOptions],
 ) -> Report:
     """:func:`build` over the database's rows of [since, until); ``queue``: that queue's calls only."""
-    calls = await db.call_rows_between(since, until)
+    return (await report_and_charts(db, since, until, queue=queue, charts=False, **kw))[0]
+
+
+async def report_and_charts(
+    db: Database,
+    since: float | None = None,
+    until: float | None = None,
+    *,
+    queue: str | None = None,
+    charts: bool = True,
+    calls: Sequence[CallRow] | None = None,
+    **kw: Unpack[BuildOptions],
+) -> tuple[Report, Charts | None]:
+    """:func:`report` and (``charts``) :func:`build_charts` from one read of the rows
+    (``calls``: the period's call rows, already read)."""
+    if calls is None:
+        calls = await db.call_rows_between(since, until)
     # list_queue_events returns the rows with ``data`` decoded, untyped: QueueLogEvent is their shape
     events = cast(list[QueueLogEvent], await list_queue_events(db, since=since, until=until, limit=10_000_000))
     surveys = await db.survey_rows(since, until)
@@ -537,12 +568,12 @@ async def report(
         surveys = [s for s in surveys if s.get("queue") == queue]
     r = build(calls, events, surveys, since=since, until=until, **kw)
     r["callbacks"] = await missed_report(db, since, until, _local_day, queue=queue)
-    return r
+    return r, (build_charts(events, r, now=kw.get("now")) if charts else None)
 
 
 def _local_day(ts: float) -> str:
     """The site's calendar day of ``ts`` (``[site] timezone``)."""
-    return sitetime.local_day(ts)
+    return _day_hour(ts)[0]
 
 
 # =========================================================================== callers: new vs returning
@@ -650,9 +681,12 @@ def recognised_calls(steps: Sequence[RoutingStepRow]) -> set[str]:
     return out
 
 
-async def callers_report(db: Database, since: float | None = None, until: float | None = None) -> CallersReport:
-    """:func:`build_callers` over the database's calls of [since, until)."""
-    calls = await db.call_rows_between(since, until)
+async def callers_report(
+    db: Database, since: float | None = None, until: float | None = None, *, calls: Sequence[CallRow] | None = None
+) -> CallersReport:
+    """:func:`build_callers` over the database's calls of [since, until) (``calls``: already read)."""
+    if calls is None:
+        calls = await db.call_rows_between(since, until)
     steps = await db.routing_step_rows(since, until)
     return build_callers(calls, recognised_calls(steps), since=since, until=until)
 
@@ -724,3 +758,190 @@ async def reasons_report(db: Database, since: float | None = None, until: float 
     rows = await db.call_reason_rows(since, until)
     labels = {r["code"]: r["label"] for r in await db.list_reason_rows(retired=True)}
     return build_reasons(rows, labels, since=since, until=until)
+
+
+# =========================================================================== charts (the web desk's reports page)
+#
+# Figures the reports page draws, from the same rows as :func:`build`: service level per
+# day, the waiting-time distribution and the agents logged in per hour of day (beside the
+# seats needed of ``hours``). Kept apart from :class:`Report` so ``pypbx report … --json``
+# stays as it is.
+
+#: upper bounds (seconds) of the waiting-time distribution's bars; the last bar is open
+WAIT_EDGES = (10, 20, 30, 60, 120, 180, 300)
+
+
+class DaySL(TypedDict):
+    """One site day of queue calls: ``service_level`` as in :class:`QueueStats`, over every queue."""
+
+    day: str
+    answered: int
+    answered_within: int
+    ended: int
+    abandoned: int
+    service_level: float | None
+
+
+class WaitBar(TypedDict):
+    """Queue calls that waited [lo, hi) seconds (``hi`` None: lo and more), answered or abandoned."""
+
+    lo: float
+    hi: float | None
+    label: str
+    answered: int
+    abandoned: int
+
+
+class StaffHour(TypedDict):
+    """An hour of day: the seats needed (``hours``' Erlang C figure, 0 for an hour without
+    calls) and the agents logged in on average over the period's days (paused time counts
+    as not staffed: ``staffed``; logged in at all: ``logged_in``)."""
+
+    hour: int
+    seats_needed: int
+    logged_in: float
+    staffed: float
+
+
+class Charts(TypedDict):
+    service_level_by_day: list[DaySL]
+    wait_distribution: list[WaitBar]
+    staffing: list[StaffHour]
+
+
+def service_level_by_day(
+    events: Sequence[QueueLogEvent], target: float = 20.0, short_abandon: float = 5.0
+) -> list[DaySL]:
+    """Per site day, every queue together: :func:`_queues`' service level definition."""
+    by_day: dict[str, list[QueueLogEvent]] = defaultdict(list)
+    for e in events:
+        if e.get("queue") and e["kind"] in QUEUE_OUTCOMES:
+            by_day[_local_day(e["ts"])].append(e)
+    out: list[DaySL] = []
+    for day in sorted(by_day):
+        qs = _queues(by_day[day], target, short_abandon).values()
+        answered = sum(q["answered"] for q in qs)
+        within = sum(q["answered_within"] for q in qs)
+        abandoned = sum(q["abandoned"] for q in qs)
+        ended = sum(
+            q["answered"] + q["abandoned"] + q["timeouts"] + q["overflows"] + q["refused"] + q["left_empty"] for q in qs
+        )
+        out.append(
+            {
+                "day": day,
+                "answered": answered,
+                "answered_within": within,
+                "ended": ended,
+                "abandoned": abandoned,
+                "service_level": round(within / ended, 3) if ended else None,
+            }
+        )
+    return out
+
+
+def wait_distribution(events: Sequence[QueueLogEvent], short_abandon: float = 5.0) -> list[WaitBar]:
+    """How long queue callers waited: answered (CONNECT) and abandoned (ABANDON after
+    ``short_abandon`` s, as the report counts them) per bar of :data:`WAIT_EDGES`."""
+    bars: list[WaitBar] = []
+    lo = 0.0
+    for hi in (*WAIT_EDGES, None):
+        label = f"{lo:.0f}-{hi} s" if hi is not None else f"{lo:.0f}+ s"
+        bars.append({"lo": lo, "hi": None if hi is None else float(hi), "label": label, "answered": 0, "abandoned": 0})
+        lo = float(hi) if hi is not None else lo
+    for e in events:
+        kind = e["kind"]
+        if not e.get("queue") or kind not in ("CONNECT", "ABANDON"):
+            continue
+        wait = _number(e.get("data") or {}, "wait")
+        if kind == "ABANDON" and wait < short_abandon:
+            continue
+        i = next((i for i, edge in enumerate(WAIT_EDGES) if wait < edge), len(WAIT_EDGES))
+        bars[i]["answered" if kind == "CONNECT" else "abandoned"] += 1
+    return bars
+
+
+def _spread(start: float, end: float, into: list[float]) -> None:
+    """Add the seconds of [start, end) to ``into[hour of day]`` (site time)."""
+    t = start
+    while t < end:
+        loc = sitetime.local(t)
+        next_hour = loc.replace(minute=0, second=0, microsecond=0).timestamp() + 3600
+        stop = min(end, next_hour)
+        into[loc.hour] += stop - t
+        t = stop
+
+
+def staffing(
+    events: Sequence[QueueLogEvent],
+    hours: Sequence[HourRow],
+    *,
+    since: float | None,
+    until: float | None,
+    days: int,
+) -> list[StaffHour]:
+    """Seats needed (from ``hours``) against the agents logged in, per hour of day, averaged
+    over ``days``. Logged in from LOGIN to LOGOUT (queue events, agent rows), paused from
+    PAUSE to UNPAUSE/LOGOUT; an agent whose first event of the period is not a LOGIN was
+    logged in (and not paused, unless it is an UNPAUSE) since the period's start; an
+    interval still open ends at ``until`` (or the last event)."""
+    evs = sorted((e for e in events if e.get("agent") and e.get("queue") is None), key=lambda e: (e["ts"], e["seq"]))
+    if not evs and not hours:
+        return []
+    first = evs[0]["ts"] if evs else 0.0
+    start = since if since is not None else first
+    end = until if until is not None else (evs[-1]["ts"] if evs else start)
+    logged = [0.0] * 24
+    paused = [0.0] * 24
+    login_at: dict[str, float] = {}
+    pause_at: dict[str, float] = {}
+    seen: set[str] = set()
+    for e in evs:
+        aid, kind, ts = str(e["agent"]), e["kind"], e["ts"]
+        if aid not in seen:
+            seen.add(aid)
+            if kind != "LOGIN":
+                login_at[aid] = start
+            if kind in ("UNPAUSE",):
+                pause_at[aid] = start
+        if kind == "LOGIN":
+            login_at.setdefault(aid, ts)
+        elif kind == "LOGOUT":
+            if aid in login_at:
+                _spread(login_at.pop(aid), ts, logged)
+            if aid in pause_at:
+                _spread(pause_at.pop(aid), ts, paused)
+        elif kind == "PAUSE":
+            pause_at.setdefault(aid, ts)
+        elif kind == "UNPAUSE" and aid in pause_at:
+            _spread(pause_at.pop(aid), ts, paused)
+    for t0 in login_at.values():
+        _spread(t0, max(t0, end), logged)
+    for t0 in pause_at.values():
+        _spread(t0, max(t0, end), paused)
+    seats = {h["hour"]: h["seats_needed"] for h in hours}
+    per = 3600.0 * max(1, days)
+    return [
+        {
+            "hour": h,
+            "seats_needed": seats.get(h, 0),
+            "logged_in": round(logged[h] / per, 2),
+            "staffed": round(max(0.0, logged[h] - paused[h]) / per, 2),
+        }
+        for h in range(24)
+    ]
+
+
+def build_charts(
+    events: Sequence[QueueLogEvent],
+    r: Report,
+    *,
+    now: float | None = None,
+) -> Charts:
+    """The charts of report ``r`` (built by :func:`build` from the same ``events``)."""
+    st, p = r["settings"], r["period"]
+    until = p["until"] if now is None or p["until"] is None else min(p["until"], now)
+    return {  # (order-free figures; staffing sorts the agents' events itself)
+        "service_level_by_day": service_level_by_day(events, st["target"], st["short_abandon"]),
+        "wait_distribution": wait_distribution(events, st["short_abandon"]),
+        "staffing": staffing(events, r["hours"], since=p["since"], until=until, days=p["days"]),
+    }

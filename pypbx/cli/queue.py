@@ -266,6 +266,7 @@ def _queue_lines(rec: S.QueueRecord) -> list[tuple[str, str]]:
         ("Callback", "offered" if c.callback_allowed else "off"),
         ("Language", c.language),
         *_urgent_lines(c),
+        *([("Status", f"closed: new callers go to {S.format_target(S.closed_destination(c))}")] if c.closed else []),
     ]
 
 
@@ -535,3 +536,34 @@ def queue_remove(ctx: click.Context, name: str, yes: bool, as_json: bool) -> Non
         click.confirm(f"Remove queue {rec.name}?", abort=True)
     on_db(ctx, remove_unused, f"queue:{rec.name}", S.remove_queue, rec.name)
     done(as_json, {"queue": rec.name, "removed": True}, f"Queue {rec.name} removed.")
+
+
+def _open_close(ctx: click.Context, name: str, closed: bool, as_json: bool) -> None:
+    rec = on_db(ctx, S.set_queue_closed, name, closed)
+    if as_json:
+        echo_json(rec.to_dict())
+    elif closed:
+        click.echo(f"Queue {rec.name} closed: new callers go to {S.format_target(S.closed_destination(rec.config))}.")
+    else:
+        click.echo(f"Queue {rec.name} open.")
+
+
+@queue_group.command("close")
+@config_option
+@click.argument("name")
+@json_option
+@click.pass_context
+def queue_close(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Close queue NAME: new callers go at once to its overflow destination (else its
+    fallback); callers already waiting stay. A running PBX takes it within a second."""
+    _open_close(ctx, name, True, as_json)
+
+
+@queue_group.command("open")
+@config_option
+@click.argument("name")
+@json_option
+@click.pass_context
+def queue_open(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Open queue NAME again (new callers wait in it)."""
+    _open_close(ctx, name, False, as_json)

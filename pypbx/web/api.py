@@ -15,7 +15,7 @@ import time
 
 from aiohttp import web
 
-from pypbx import acdstore, reports
+from pypbx import acdstore
 from pypbx import events as E
 from pypbx import missed as M
 from pypbx import reasons as R
@@ -28,7 +28,6 @@ from pypbx.web.openapi import spec as openapi_spec
 from pypbx.web.routes import (
     EVERYONE,
     STAFF,
-    SUPERVISORS,
     api_error,
     client_ip,
     ctx_of,
@@ -268,12 +267,7 @@ def _day(request: web.Request) -> tuple[float, float]:
     return start, start + 86400
 
 
-@route(
-    "GET", f"{V1}/reports/summary", roles=SUPERVISORS, summary="The day's report (pypbx report summary --json; ?date=)."
-)
-async def report_summary(request: web.Request) -> web.Response:
-    lo, hi = _day(request)
-    return _json(await reports.report(ctx_of(request).db, lo, hi))
+# /api/v1/reports/NAME (summary and the others), .csv and the charts: pypbx.web.reports
 
 
 # --------------------------------------------------------------------------- the event stream

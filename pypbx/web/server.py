@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import jinja2
 from aiohttp import web
 
+import pypbx.web.reports  # the reports page's routes
+import pypbx.web.supervisor  # noqa: F401 - the supervisor page's routes
 from pypbx.config import Config
 from pypbx.db import Database
 from pypbx.events import EventBus, Subscription
@@ -25,6 +27,7 @@ from pypbx.web.security import RateLimit, load_secret
 
 if TYPE_CHECKING:
     from pypbx.acdlive import AcdLive
+    from pypbx.call.manager import CallStatus
     from pypbx.missed import Worklist
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,8 @@ class WebContext:
     login_limit: RateLimit = field(default_factory=RateLimit)
     board_cache: BoardCache = field(default_factory=BoardCache)
     streams: set[Subscription] = field(default_factory=set)
+    #: the live calls (CallManager.status) in a running PBX: the supervisor page
+    live_calls: Callable[[], list[CallStatus]] | None = None
 
 
 def jinja_env() -> jinja2.Environment:
@@ -121,6 +126,7 @@ def make_context(
     worklist: Worklist | None = None,
     missed_call: Callable[[str, str], Awaitable[dict[str, object]]] | None = None,
     pbx_status: Callable[[], Mapping[str, object]] | None = None,
+    live_calls: Callable[[], list[CallStatus]] | None = None,
 ) -> WebContext:
     return WebContext(
         cfg,
@@ -131,4 +137,5 @@ def make_context(
         worklist=worklist,
         missed_call=missed_call,
         pbx_status=pbx_status,
+        live_calls=live_calls,
     )
