@@ -259,6 +259,13 @@ class Pbx:
             self._publish_bindings(Changes(removed=list(expired)), E.RegistrationEnd.EXPIRED)
             self.sip.guard.purge(loop.time())
 
+    async def _background_jobs(self, db: Database) -> None:
+        """Low-priority upkeep (pypbx.upkeep): recordings' compression and retention, the
+        scheduled backup, alerts."""
+        from pypbx.upkeep import run_upkeep
+
+        await run_upkeep(self.cfg, db, self.stop_event, trunks=self.trunks.status)
+
     # -- local API -------------------------------------------------------------------
     def _registrations(self, aor: str | None = None) -> list[dict[str, object]]:
         now = self.wallclock()
@@ -460,6 +467,7 @@ class Pbx:
                     tg.create_task(self.notifier.run()),  # until cancelled: also sends while calls drain
                     tg.create_task(mwi.run(self.stop_event)),
                     tg.create_task(worklist.run()),
+                    tg.create_task(self._background_jobs(db)),  # issue 13: recordings, backups, alerts
                 ]
                 calls_task = tg.create_task(self.callmgr.run(self.stop_event))
                 await self.stop_event.wait()

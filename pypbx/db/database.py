@@ -18,6 +18,7 @@ from pypbx.db.notify import NotifyQueries
 from pypbx.db.priority import PriorityQueries
 from pypbx.db.reasons import ReasonQueries
 from pypbx.db.registrations import RegistrationQueries
+from pypbx.db.retention import RetentionQueries
 from pypbx.db.routes import RouteQueries
 from pypbx.db.trunks import TrunkQueries
 from pypbx.db.voicemail import VoicemailQueries
@@ -40,6 +41,7 @@ class Database(
     PriorityQueries,
     MissedQueries,
     WebQueries,
+    RetentionQueries,
 ):
     """One connection with every query. Safe to share between tasks of one event loop."""
 

@@ -1,0 +1,1 @@
+-- 16: placeholder (another branch's migration; the lead replaces this file when merging)
