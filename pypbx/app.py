@@ -264,7 +264,9 @@ class Pbx:
         scheduled backup, alerts."""
         from pypbx.upkeep import run_upkeep
 
-        await run_upkeep(self.cfg, db, self.stop_event, trunks=self.trunks.status)
+        await run_upkeep(
+            self.cfg, db, self.stop_event, trunks=self.trunks.status, notifier=self.notifier, events=self.events
+        )
 
     # -- local API -------------------------------------------------------------------
     def _registrations(self, aor: str | None = None) -> list[dict[str, object]]:

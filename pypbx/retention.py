@@ -303,7 +303,8 @@ def _low_priority() -> None:
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 
 
-def _executor() -> concurrent.futures.ThreadPoolExecutor:
+def background_executor() -> concurrent.futures.ThreadPoolExecutor:
+    """The one low-priority thread for background file work (compression, scheduled backups)."""
     global _pool
     if _pool is None:
         _pool = concurrent.futures.ThreadPoolExecutor(1, "pypbx-compress", initializer=_low_priority)
@@ -334,7 +335,7 @@ async def compress_pending(
     done: list[Compressed] = []
     for r in todo:
         try:
-            c = await loop.run_in_executor(_executor(), _compress_one, r, fmt)
+            c = await loop.run_in_executor(background_executor(), _compress_one, r, fmt)
         except (OSError, ValueError, RuntimeError, sf.LibsndfileError) as exc:
             log.error("compressing the recording of call %s failed: %s", r["call_id"][:12], exc)
             continue

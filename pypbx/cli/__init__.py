@@ -17,7 +17,9 @@ import click
 from pypbx import config as _config
 from pypbx.cli import (
     agent,
+    alerts,
     audit,
+    backup,
     call,
     callbacks,
     callers,
@@ -112,6 +114,9 @@ for _command in (
     user.user,
     token.token,
     audit.audit_cmd,
+    backup.backup_group,
+    backup.restore,
+    alerts.alerts,
 ):
     cli.add_command(_command)
 add_examples(cli)
