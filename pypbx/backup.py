@@ -372,6 +372,28 @@ def _data_dir_of_config(text: str, config_path: Path) -> Path:
     return (config_path.parent / Path(str(d)).expanduser()).resolve()
 
 
+def _rebase_paths(db_file: Path, old: str, new: str) -> int:
+    """The database names files by absolute path (recordings, voicemail, survey comments):
+    restored into another data directory, those under the old one move with it."""
+    con = sqlite3.connect(db_file)
+    changed = 0
+    try:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        with con:
+            for t in tables:
+                cols = [r[1] for r in con.execute(f"PRAGMA table_info({t})")]
+                for c in cols:
+                    if c == "path" or c.endswith("_path"):
+                        cur = con.execute(
+                            f"UPDATE {t} SET {c} = ? || substr({c}, ?) WHERE {c} LIKE ? ESCAPE '\\'",
+                            (new, len(old) + 1, old.replace("%", "\\%").replace("_", "\\_") + "/%"),
+                        )
+                        changed += cur.rowcount
+    finally:
+        con.close()
+    return changed
+
+
 def restore(src: Path, config_path: Path, data_dir: Path | None = None) -> RestoreResult:
     """Restore a snapshot into an empty data directory. ``config_path``: the config to use;
     when it does not exist, the backed-up config is written there first. ``data_dir``: the
@@ -400,6 +422,9 @@ def restore(src: Path, config_path: Path, data_dir: Path | None = None) -> Resto
             written = config_path
         shutil.copyfile(snap / DB_NAME, target / DB_NAME)
         os.chmod(target / DB_NAME, FILE_MODE)
+        if Path(m["data_dir"]) != target:
+            moved = _rebase_paths(target / DB_NAME, m["data_dir"], str(target))
+            log.info("restore: %d file path(s) moved from %s to %s", moved, m["data_dir"], target)
         for rel, entry in m["files"].items():
             out = target / rel
             out.parent.mkdir(parents=True, exist_ok=True, mode=0o750)

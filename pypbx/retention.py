@@ -375,9 +375,11 @@ class RecordingKeeper:
         db: Database,
         cfg: RecordingsConfig,
         clock: Callable[[], float] = time.time,
-        interval: float = 60.0,
+        interval: float | None = None,
     ) -> None:
-        self.db, self.cfg, self.clock, self.interval = db, cfg, clock, interval
+        self.db, self.cfg, self.clock = db, cfg, clock
+        #: how often it looks for work: half of compress_after, between 2 s and a minute
+        self.interval = interval if interval is not None else min(60.0, max(2.0, cfg.compress_after / 2))
         self.failures = 0  # consecutive failed rounds (alerts read it)
 
     async def step(self) -> None:

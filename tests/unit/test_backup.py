@@ -19,11 +19,20 @@ from pypbx.config import load_config
 from pypbx.db import open_db
 
 
-def _dump(db: Path) -> dict[str, list[tuple[object, ...]]]:
+def _dump(db: Path, moved: tuple[str, str] = ("", "")) -> dict[str, list[tuple[object, ...]]]:
     con = sqlite3.connect(db)
     try:
         tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
-        return {t: sorted(con.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
+        return {
+            t: sorted(
+                (
+                    tuple(v.replace(*moved) if isinstance(v, str) and moved[0] else v for v in row)
+                    for row in con.execute(f"SELECT * FROM {t}")
+                ),
+                key=repr,
+            )
+            for t in tables
+        }
     finally:
         con.close()
 
@@ -45,6 +54,15 @@ def site(make_config, tmp_path: Path):
             )
             await db.execute("INSERT INTO calls(id, direction, offered_at) VALUES ('live','inbound',2)")
             await db.set_meta("site", "clinic")
+            await db.upsert_recording(
+                {
+                    "call_id": "c1",
+                    "path": str(cfg.data_dir / "recordings/2026-12-01/c1.flac"),
+                    "status": "complete",
+                    "created_at": 1.0,
+                    "detail": "{}",
+                }
+            )
 
     asyncio.run(go())
     d = cfg.data_dir
@@ -80,7 +98,9 @@ def test_backup_is_incremental_verified_and_restores_identically(site, tmp_path:
     res = B.restore(dest, new_cfg)
     assert res.config_written == new_cfg and new_cfg.read_text() == site.config_path.read_text()
     assert res.data_dir == (new_cfg.parent / "var").resolve()
-    assert _dump(res.data_dir / "pypbx.db") == _dump(site.db_path)
+    assert _dump(res.data_dir / "pypbx.db") == _dump(site.db_path, (str(site.data_dir), str(res.data_dir)))
+    rec = sqlite3.connect(res.data_dir / "pypbx.db").execute("SELECT path FROM recordings").fetchone()[0]
+    assert rec == str(res.data_dir / "recordings/2026-12-01/c1.flac")  # moved with the data directory
     want = _files(site.data_dir)
     del want["recordings/2026-12-01/live-in-1.wav"]
     assert _files(res.data_dir) == want
