@@ -286,8 +286,8 @@ class AlertWatch:
         while not stop.is_set():
             try:
                 await self.step()
-            except OSError as exc:
-                log.error("alert checks failed: %s", exc)
+            except Exception as exc:  # background upkeep never stops the PBX
+                log.error("alert checks failed: %s: %s", type(exc).__name__, exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.interval)
 

@@ -397,7 +397,7 @@ class RecordingKeeper:
             try:
                 await self.step()
                 self.failures = 0
-            except (OSError, PbxError, ValueError) as exc:
+            except Exception as exc:  # background upkeep never stops the PBX: counted, alerted
                 self.failures += 1
                 log.error("recordings job failed: %s", exc)
             with contextlib.suppress(TimeoutError):

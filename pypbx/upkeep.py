@@ -17,6 +17,7 @@ from pathlib import Path
 from pypbx import alerts as A
 from pypbx import backup as B
 from pypbx import events as E
+from pypbx import service
 from pypbx.config import Config
 from pypbx.db import Database
 from pypbx.db.retention import AlertRow
@@ -44,7 +45,7 @@ async def backup_once(cfg: Config, db: Database, sched: B.Schedule, now: float) 
             background_executor(), lambda: B.backup(cfg, Path(sched["dest"]), keep=sched["keep"])
         )
         last: B.LastBackup = {"ok": True, "at": now, "dest": sched["dest"], "snapshot": r.snapshot.name, "error": ""}
-    except (B.BackupError, OSError) as exc:
+    except Exception as exc:  # whatever it was, it is recorded and alerted
         log.error("scheduled backup to %s failed: %s", sched["dest"], exc)
         last = {"ok": False, "at": now, "dest": sched["dest"], "snapshot": "", "error": str(exc)}
     await db.set_meta(B.LAST_KEY, json.dumps(last))
@@ -53,10 +54,13 @@ async def backup_once(cfg: Config, db: Database, sched: B.Schedule, now: float) 
 
 async def run_backups(cfg: Config, db: Database, stop: asyncio.Event, clock: Callable[[], float] = time.time) -> None:
     while not stop.is_set():
-        sched, last, _ = await backup_state(db)
-        now = clock()
-        if sched is not None and B.due(sched, last, now):
-            await backup_once(cfg, db, sched, now)
+        try:
+            sched, last, _ = await backup_state(db)
+            now = clock()
+            if sched is not None and B.due(sched, last, now):
+                await backup_once(cfg, db, sched, now)
+        except Exception as exc:  # background upkeep never stops the PBX (the alert says it)
+            log.error("scheduled backup failed: %s: %s", type(exc).__name__, exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), BACKUP_POLL)
 
@@ -99,7 +103,25 @@ async def run_upkeep(
     )
     if events is not None:
         events.add_sink(lambda ev: watch.crashes.worker_lost(time.time()), E.WorkerLost)
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(keeper.run(stop))
-        tg.create_task(run_backups(cfg, db, stop))
-        tg.create_task(watch.run(stop))
+    await asyncio.to_thread(service.secure_files, cfg)
+    service.notify("READY=1")  # systemd (Type=notify): the PBX serves from now on
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(keeper.run(stop))
+            tg.create_task(run_backups(cfg, db, stop))
+            tg.create_task(watch.run(stop))
+            tg.create_task(watchdog(stop))
+    finally:
+        service.notify("STOPPING=1")
+
+
+async def watchdog(stop: asyncio.Event) -> None:
+    """``WATCHDOG=1`` every WatchdogSec/2 while the event loop runs (a stuck loop misses it:
+    systemd restarts the PBX)."""
+    interval = service.watchdog_interval()
+    if interval is None:
+        return
+    while not stop.is_set():
+        service.notify("WATCHDOG=1")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)

@@ -39,6 +39,7 @@ from pypbx.cli import (
     recordings,
     report,
     route,
+    service,
     simulate,
     survey,
     system,
@@ -117,6 +118,7 @@ for _command in (
     backup.backup_group,
     backup.restore,
     alerts.alerts,
+    service.service,
 ):
     cli.add_command(_command)
 add_examples(cli)
