@@ -28,7 +28,7 @@ def p(tmp_path_factory):
     )
     proc.add_extensions(["1001", "1002"], PASSWORD)
     proc.cli("queue", "add", "front", "--number", "700")
-    proc.start()
+    proc.start(timeout=45)  # a loaded CI machine starts slowly
     yield proc
     assert proc.stop() == 0
     assert "Traceback" not in proc.log(), proc.log()[-3000:]
@@ -167,3 +167,25 @@ def test_backup_during_a_call_and_restore_on_a_fresh_data_directory(p, tmp_path)
         assert _sha(Path(rr["recording_path"])) == _sha(Path(r["recording_path"]))
     res = _cli(cfg_b, "recordings", "verify")
     assert res.returncode == 0 and "2 recording(s) checked, 0 problem(s)" in res.stdout
+
+
+def test_fail2ban_filter_matches_a_real_brute_force_run(p, tmp_path):
+    """The shipped filter against the PBX's own log after wrong passwords (sipp) and a good
+    registration: every failure line matches, with the attacker's address; nothing else."""
+    from tests.unit.test_service import matched
+
+    target = f"127.0.0.1:{p.port}"
+    for i in range(3):
+        run_sipp(
+            "register_wrong_password.xml",
+            target,
+            users=auth_users(["1001"], "guessed-wrong"),
+            workdir=tmp_path / f"w{i}",
+        )
+    res = run_sipp("register.xml", target, users=auth_users(["1001"], PASSWORD), workdir=tmp_path / "ok")
+    assert res.returncode == 0, res.errors
+    lines = p.log().splitlines()
+    failures = [ln for ln in lines if "SECURITY auth-failed" in ln]
+    assert len(failures) >= 3, "\n".join(lines[-40:])
+    assert matched(failures) == ["127.0.0.1"] * len(failures)
+    assert matched([ln for ln in lines if ln not in failures]) == []
