@@ -49,6 +49,7 @@ from pypbx.notify import Notifier
 from pypbx.recordings import repair_interrupted
 from pypbx.registrations import load_registrations, purge_expired, save_registrations
 from pypbx.trunks import TrunkError, TrunkRouter, TrunkService, click_to_call
+from pypbx.upkeep import run_upkeep
 from pypbx.voicemail import VoicemailMeta
 from sip.auth import ProxyAuthenticator
 from sip.digest import NonceManager
@@ -262,8 +263,6 @@ class Pbx:
     async def _background_jobs(self, db: Database) -> None:
         """Low-priority upkeep (pypbx.upkeep): recordings' compression and retention, the
         scheduled backup, alerts."""
-        from pypbx.upkeep import run_upkeep
-
         await run_upkeep(
             self.cfg, db, self.stop_event, trunks=self.trunks.status, notifier=self.notifier, events=self.events
         )

@@ -39,6 +39,7 @@ import os
 import shutil
 import sqlite3
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -365,8 +366,6 @@ class RestoreResult:
 
 
 def _data_dir_of_config(text: str, config_path: Path) -> Path:
-    import tomllib
-
     raw = tomllib.loads(text)
     d = raw.get("data_dir", "./var")
     return (config_path.parent / Path(str(d)).expanduser()).resolve()

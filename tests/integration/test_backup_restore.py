@@ -24,7 +24,7 @@ def p(tmp_path_factory):
     proc = PbxProcess(
         tmp_path_factory.mktemp("bk") / "pbx",
         security={"exempt": ["127.0.0.1"]},
-        recordings={"compress": "flac", "compress_after": 0},
+        recordings={"compress": "flac", "compress_after": 0, "keep_days": 30},
     )
     proc.add_extensions(["1001", "1002"], PASSWORD)
     proc.cli("queue", "add", "front", "--number", "700")
@@ -189,3 +189,28 @@ def test_fail2ban_filter_matches_a_real_brute_force_run(p, tmp_path):
     assert len(failures) >= 3, "\n".join(lines[-40:])
     assert matched(failures) == ["127.0.0.1"] * len(failures)
     assert matched([ln for ln in lines if ln not in failures]) == []
+
+
+def test_the_daily_retention_in_the_pbx_deletes_the_expired_and_not_the_held(p):
+    """Both recorded calls made 100 days old, one held, the day's run forgotten: the PBX's
+    own job deletes exactly the other one and keeps it in the books."""
+    import sqlite3
+
+    held, old = (r["id"] for r in _recordings(p))
+    assert _cli(p.config_path, "recordings", "hold", held, "--reason", "complaint").returncode == 0
+    con = sqlite3.connect(p.cfg.db_path)
+    with con:
+        con.execute("UPDATE calls SET offered_at = offered_at - 100 * 86400")
+        con.execute("DELETE FROM meta WHERE key = 'retention_last_run'")
+    con.close()
+
+    def deleted():
+        return _json(p.config_path, "recordings", "show", old)["deleted_at"]
+
+    p.wait_for(deleted, 20, "the daily retention to run")
+    kept, gone = (_json(p.config_path, "recordings", "show", c) for c in (held, old))
+    assert kept["deleted_at"] is None and Path(kept["path"]).exists()
+    assert not Path(gone["path"]).exists() and not Path(gone["path"]).with_suffix(".json").exists()
+    assert gone["deleted_reason"] == "retention: older than 30 days (site)"
+    assert "recording deleted on" in _cli(p.config_path, "recordings", "show", old).stdout
+    assert len(_json(p.config_path, "calls", "list")) == 2  # the call records stay
