@@ -322,15 +322,8 @@ async def compress_pending(
     if fmt is AudioFormat.OPUS and not opus_supported():
         raise PbxError('this libsndfile cannot write Ogg Opus (needs 1.0.29+): set [recordings] compress = "flac"')
     now = time.time() if now is None else now
-    todo = [
-        r
-        for r in await db.stored_recording_rows()
-        if r["format"] == "wav"
-        and r["status"] in COMPRESSIBLE
-        and r["held_at"] is None
-        and r["created_at"] <= now - cfg.compress_after
-        and Path(r["path"]).suffix == ".wav"
-    ][:limit]
+    rows = await db.compressible_recording_rows(COMPRESSIBLE, now - cfg.compress_after, limit)
+    todo = [r for r in rows if Path(r["path"]).suffix == ".wav"]
     loop = asyncio.get_running_loop()
     done: list[Compressed] = []
     for r in todo:

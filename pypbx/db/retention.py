@@ -55,6 +55,18 @@ class RetentionQueries(DatabaseCore):
             StoredRecordingRow, _STORED + where + " ORDER BY COALESCE(c.offered_at, r.created_at), r.call_id"
         )
 
+    async def compressible_recording_rows(
+        self, statuses: tuple[str, ...], filed_before: float, limit: int
+    ) -> list[StoredRecordingRow]:
+        """Finished WAV recordings, not held nor deleted, filed before ``filed_before``, oldest first."""
+        marks = ", ".join("?" * len(statuses))
+        return await self.fetch_rows(
+            StoredRecordingRow,
+            _STORED + f" WHERE r.format = 'wav' AND r.deleted_at IS NULL AND r.held_at IS NULL"
+            f" AND r.status IN ({marks}) AND r.created_at <= ? ORDER BY r.created_at LIMIT ?",
+            (*statuses, filed_before, limit),
+        )
+
     async def stored_recording_row(self, call_id: str) -> StoredRecordingRow | None:
         return await self.fetch_row(StoredRecordingRow, _STORED + " WHERE r.call_id = ?", (call_id,))
 
