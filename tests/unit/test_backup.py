@@ -208,3 +208,22 @@ def test_cli_backup_verify_status_restore(invoke_cli, site, tmp_path: Path) -> N
     new = tmp_path / "n" / "pypbx.toml"
     r = invoke_cli("restore", str(dest), "--config", str(new))
     assert r.exit_code == 0 and "Restored" in r.output and new.exists()
+
+
+def test_the_pbx_scheduled_backup_records_success_and_failure(site, tmp_path: Path) -> None:
+    from pypbx import upkeep
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+
+    async def go():
+        async with open_db(site.db_path) as db:
+            sched: B.Schedule = {"dest": str(tmp_path / "usb"), "at": "02:00", "keep": 2, "set_at": 0.0}
+            last = await upkeep.backup_once(site, db, sched, 1_800_000_000.0)
+            assert last["ok"] and last["snapshot"] and B.verify(tmp_path / "usb").problems == []
+            assert B.loads_last(await db.get_meta(B.LAST_KEY)) == last
+            bad = await upkeep.backup_once(site, db, {**sched, "dest": str(blocker)}, 1_800_000_100.0)
+            assert not bad["ok"] and "cannot use" in bad["error"]
+            assert B.loads_last(await db.get_meta(B.LAST_KEY)) == bad
+
+    asyncio.run(go())
