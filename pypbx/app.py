@@ -50,6 +50,7 @@ from pypbx.notify import Notifier
 from pypbx.recordings import repair_interrupted
 from pypbx.registrations import load_registrations, purge_expired, save_registrations
 from pypbx.trunks import TrunkError, TrunkRouter, TrunkService, click_to_call
+from pypbx.upkeep import run_upkeep
 from pypbx.voicemail import VoicemailMeta
 from pypbx.webhooks import Webhooks
 from sip.auth import ProxyAuthenticator
@@ -260,6 +261,13 @@ class Pbx:
                 self.writer.add(Changes(removed=list(expired)))
             self._publish_bindings(Changes(removed=list(expired)), E.RegistrationEnd.EXPIRED)
             self.sip.guard.purge(loop.time())
+
+    async def _background_jobs(self, db: Database) -> None:
+        """Low-priority upkeep (pypbx.upkeep): recordings' compression and retention, the
+        scheduled backup, alerts."""
+        await run_upkeep(
+            self.cfg, db, self.stop_event, trunks=self.trunks.status, notifier=self.notifier, events=self.events
+        )
 
     # -- local API -------------------------------------------------------------------
     def _registrations(self, aor: str | None = None) -> list[dict[str, object]]:
@@ -494,6 +502,7 @@ class Pbx:
                     tg.create_task(mwi.run(self.stop_event)),
                     tg.create_task(worklist.run()),
                     tg.create_task(hooks.run()),  # until cancelled: the calls' last events go out too
+                    tg.create_task(self._background_jobs(db)),  # issue 13: recordings, backups, alerts
                 ]
                 calls_task = tg.create_task(self.callmgr.run(self.stop_event))
                 await self.stop_event.wait()

@@ -270,6 +270,31 @@ class CrmConfig:
 
 
 @dataclass(frozen=True)
+class RecordingsConfig:
+    """Recordings over years (pypbx.retention): retention, disk budget, compression."""
+
+    keep_days: int = 0  # delete recordings older than this many days (0 = keep for ever)
+    max_gb: float = 0.0  # and the oldest beyond this many GB in total (0 = no budget)
+    queue_keep_days: tuple[str, ...] = ()  # "queue=days" overrides of keep_days
+    compress: str = "flac"  # "flac" (lossless), "opus" (Ogg Opus) or "none" (keep WAV)
+    compress_after: int = 600  # seconds after the call before its recording is compressed
+
+    def queue_days(self) -> dict[str, int]:
+        return {q: int(d) for q, _, d in (x.partition("=") for x in self.queue_keep_days)}
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Alerts to whoever looks after the PBX (pypbx.alerts), through the notification outbox."""
+
+    email: str = ""  # "" = no e-mail (needs [notify] smtp_host)
+    webhook_url: str = ""  # "" = no webhook
+    remind_hours: int = 24  # an alert still open after this long is sent again (0 = never)
+    disk_min_free_mb: int = 2000  # alert when the data directory's disk has less free space
+    trunk_down_after: int = 60  # seconds a trunk must be down before its alert
+
+
+@dataclass(frozen=True)
 class Config:
     config_path: Path  # absolute path of the file this was loaded from
     data_dir: Path  # absolute
@@ -286,6 +311,8 @@ class Config:
     site: SiteConfig = field(default_factory=SiteConfig)
     web: WebConfig = field(default_factory=WebConfig)
     crm: CrmConfig = field(default_factory=CrmConfig)
+    recordings: RecordingsConfig = field(default_factory=RecordingsConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
     @property
     def db_path(self) -> Path:
@@ -692,6 +719,38 @@ _SCHEMA["site"] = [
 ]
 
 
+def _queue_days(key: str, v: object) -> tuple[str, ...]:
+    items = _str_list(key, v) if v != [] else ()
+    for item in items:
+        q, eq, d = item.partition("=")
+        if not eq or not q.strip() or not d.strip().isdigit():
+            raise ConfigError(f'expected "queue=days" entries like "billing=30", got {item!r}', key)
+    return tuple(f"{q.strip()}={int(d)}" for q, _, d in (x.partition("=") for x in items))
+
+
+def _compress(key: str, v: object) -> str:
+    if v not in ("flac", "opus", "none"):
+        raise ConfigError(f'expected "flac", "opus" or "none", got {v!r}', key)
+    return str(v)
+
+
+_SCHEMA["recordings"] = [
+    ("keep_days", 0, _int(0, 36500), "delete recordings older than this many days, daily, oldest first (0 = never)"),
+    ("max_gb", 0.0, _non_negative_float, "... and the oldest beyond this many GB in total (0 = no budget)"),
+    ("queue_keep_days", [], _queue_days, 'per-queue keep_days, e.g. ["billing=30", "front=365"]'),
+    ("compress", "flac", _compress, '"flac" (lossless, ~1/2), "opus" (Ogg Opus, ~1/20) or "none" (stereo WAV)'),
+    ("compress_after", 600, _int(0, 86400 * 30), "seconds after the call before its recording is compressed"),
+]
+
+_SCHEMA["alerts"] = [
+    ("email", "", _email_or_empty, 'send alerts to this address (through [notify] smtp_host; "" = none)'),
+    ("webhook_url", "", _http_url_or_empty, 'POST alerts as JSON to this URL ("" = none)'),
+    ("remind_hours", 24, _int(0, 24 * 365), "an alert still open this long is sent again (0 = never)"),
+    ("disk_min_free_mb", 2000, _int(0, 10_000_000), "alert when the data directory's disk has less free space"),
+    ("trunk_down_after", 60, _int(0, 86400), "seconds a trunk is down before its alert"),
+]
+
+
 T = TypeVar("T")
 
 
@@ -821,6 +880,8 @@ def _parse(raw: Mapping[str, object], base: Path, config_path: Path) -> Config:
         site=site,
         web=_web(checked["web"], base),
         crm=_build(CrmConfig, checked["crm"]),
+        recordings=_build(RecordingsConfig, checked["recordings"]),
+        alerts=_build(AlertsConfig, checked["alerts"]),
     )
 
 

@@ -154,7 +154,7 @@ def build_email(cfg: NotifyConfig, to: str, payload: Payload) -> EmailMessage:
     em["Date"] = format_datetime(sitetime.local(time.time()))
     em["Message-ID"] = make_msgid(domain=(cfg.mail_from.partition("@")[2] or None))
     em["X-Mailer"] = f"pypbx {__version__}"
-    if payload.get("event") == "reason":  # a reason code marked to notify (pypbx.reasons)
+    if payload.get("event") in ("reason", "alert"):  # a reason marked to notify; an alert (pypbx.alerts)
         em["Subject"] = _one_line(payload.get("subject") or "Call reason")
         em.set_content(str(payload.get("text") or "") + "\n")
         return em
@@ -460,7 +460,12 @@ class Notifier:
     async def deliver(self, row: NotificationRow) -> Status:
         """Attempt the row once and record the outcome (sent / retry later / failed)."""
         nid, attempts, target = row["id"], row["attempts"] + 1, row["target"]
-        if row["channel"] == Channel.WEBHOOK.value and self.cfg.webhook_url and target != self.cfg.webhook_url:
+        if (
+            row["channel"] == Channel.WEBHOOK.value
+            and row["kind"] != "alert"  # alerts go to [alerts] webhook_url
+            and self.cfg.webhook_url
+            and target != self.cfg.webhook_url
+        ):
             target = self.cfg.webhook_url  # the URL was changed since: the one configured now
             await self.db.update_notification_row(nid, target=target)
         try:

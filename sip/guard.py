@@ -54,7 +54,8 @@ or a scanner without the log filling up.
 
 fail2ban
 --------
-pypbx bans by itself; to ban at the firewall too, a filter
+pypbx bans by itself; to ban at the firewall too (the shipped files: ``pypbx service
+fail2ban``, pypbx/contrib), a filter
 (``/etc/fail2ban/filter.d/pypbx.conf``)::
 
     [Definition]
@@ -67,7 +68,7 @@ and a jail (``/etc/fail2ban/jail.d/pypbx.conf``)::
     [pypbx]
     enabled  = true
     filter   = pypbx
-    logpath  = /var/log/pypbx/pypbx.log
+    backend  = systemd
     maxretry = 5
     findtime = 60
     bantime  = 600

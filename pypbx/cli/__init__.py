@@ -18,7 +18,9 @@ from click.exceptions import NoArgsIsHelpError
 from pypbx import config as _config
 from pypbx.cli import (
     agent,
+    alerts,
     audit,
+    backup,
     call,
     callbacks,
     callers,
@@ -39,6 +41,7 @@ from pypbx.cli import (
     recordings,
     report,
     route,
+    service,
     simulate,
     survey,
     system,
@@ -135,6 +138,10 @@ for _command in (
     audit.audit_cmd,
     quality.quality,
     webhook.webhook,
+    backup.backup_group,
+    backup.restore,
+    alerts.alerts,
+    service.service,
 ):
     cli.add_command(_command)
 add_examples(cli)

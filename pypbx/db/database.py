@@ -19,6 +19,7 @@ from pypbx.db.priority import PriorityQueries
 from pypbx.db.quality import QualityQueries
 from pypbx.db.reasons import ReasonQueries
 from pypbx.db.registrations import RegistrationQueries
+from pypbx.db.retention import RetentionQueries
 from pypbx.db.routes import RouteQueries
 from pypbx.db.trunks import TrunkQueries
 from pypbx.db.voicemail import VoicemailQueries
@@ -42,6 +43,7 @@ class Database(
     MissedQueries,
     WebQueries,
     QualityQueries,
+    RetentionQueries,
 ):
     """One connection with every query. Safe to share between tasks of one event loop."""
 
