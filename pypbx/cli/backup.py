@@ -114,17 +114,21 @@ def now(
 @backup_group.command("verify")
 @config_option
 @click.argument("src", type=click.Path(file_okay=False, path_type=Path))
+@json_option
 @click.pass_context
-def verify(ctx: click.Context, src: Path) -> None:
+def verify(ctx: click.Context, src: Path, as_json: bool) -> None:
     """Re-check a backup (the newest in SRC, or the snapshot SRC): every file's checksum and
     the database's integrity. Exit 1 when something is missing or corrupt.
 
     Example: pypbx backup verify /mnt/usb/pypbx-backup
     """
     rep = B.verify(src)
-    for p in rep.problems:
-        click.echo(p)
-    click.echo(f"{rep.snapshot}: {rep.files} files, {len(rep.problems)} problem(s).")
+    if as_json:
+        echo_json({"snapshot": str(rep.snapshot), "files": rep.files, "problems": [str(p) for p in rep.problems]})
+    else:
+        for p in rep.problems:
+            click.echo(p)
+        click.echo(f"{rep.snapshot}: {rep.files} files, {len(rep.problems)} problem(s).")
     if rep.problems:
         raise SystemExit(1)
 
@@ -164,8 +168,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     default=None,
     help="Restore into this (empty) directory instead of the config's data_dir.",
 )
+@json_option
 @click.pass_context
-def restore(ctx: click.Context, src: Path, data_dir: Path | None) -> None:
+def restore(ctx: click.Context, src: Path, data_dir: Path | None, as_json: bool) -> None:
     """Restore a backup (the newest in SRC, or the snapshot SRC) into an empty data
     directory. Refuses a directory a running PBX holds. When the config file (--config)
     does not exist yet, the backed-up one is written there.
@@ -173,6 +178,16 @@ def restore(ctx: click.Context, src: Path, data_dir: Path | None) -> None:
     Example: pypbx restore /mnt/usb/pypbx-backup --config /etc/pypbx/pypbx.toml
     """
     r = B.restore(src, config_path(ctx), data_dir)
+    if as_json:
+        echo_json(
+            {
+                "snapshot": r.snapshot.name,
+                "data_dir": str(r.data_dir),
+                "files": r.files,
+                "config_written": str(r.config_written) if r.config_written else None,
+            }
+        )
+        return
     if r.config_written:
         click.echo(f"Wrote the backed-up config to {r.config_written}.")
     click.echo(f"Restored {r.snapshot.name} into {r.data_dir}: the database and {r.files} files.")

@@ -13,7 +13,7 @@ import click
 from pypbx import retention
 from pypbx.cli.calls import call_filters, calls_table, search_calls
 from pypbx.cli.context import config_option, load, on_db, run
-from pypbx.cli.output import echo_json, json_option, table, ts
+from pypbx.cli.output import done, echo_json, json_option, table, ts
 from pypbx.errors import PbxError
 
 #: players tried in this order by ``recordings play`` (the first one installed)
@@ -57,42 +57,53 @@ def recordings(
 @config_option
 @click.argument("call_id")
 @click.option("--reason", default="", help="Why (a case number, a complaint...): kept in the books.")
+@json_option
 @click.pass_context
-def hold(ctx: click.Context, call_id: str, reason: str) -> None:
+def hold(ctx: click.Context, call_id: str, reason: str, as_json: bool) -> None:
     """Put a call's recording under legal hold: retention and compression never touch it.
 
     Example: pypbx recordings hold 3f2a9c1e --reason 'complaint 2026-114'
     """
     on_db(ctx, retention.set_hold, call_id, True, reason)
-    click.echo(f"Recording of call {call_id} is under legal hold.")
+    done(
+        as_json,
+        {"call_id": call_id, "held": True, "reason": reason},
+        f"Recording of call {call_id} is under legal hold.",
+    )
 
 
 @recordings.command("unhold")
 @config_option
 @click.argument("call_id")
+@json_option
 @click.pass_context
-def unhold(ctx: click.Context, call_id: str) -> None:
+def unhold(ctx: click.Context, call_id: str, as_json: bool) -> None:
     """Release a call's recording from legal hold (retention applies again).
 
     Example: pypbx recordings unhold 3f2a9c1e
     """
     on_db(ctx, retention.set_hold, call_id, False)
-    click.echo(f"Recording of call {call_id} is no longer held.")
+    done(as_json, {"call_id": call_id, "held": False}, f"Recording of call {call_id} is no longer held.")
 
 
 @recordings.command("delete")
 @config_option
 @click.argument("call_id")
 @click.option("--reason", required=True, help="Why (e.g. 'patient erasure request 2026-12-01'): kept in the books.")
+@json_option
 @click.pass_context
-def delete(ctx: click.Context, call_id: str, reason: str) -> None:
+def delete(ctx: click.Context, call_id: str, reason: str, as_json: bool) -> None:
     """Erase a call's recording now (a patient's erasure request). The call record stays,
     saying when the recording was deleted and why.
 
     Example: pypbx recordings delete 3f2a9c1e --reason 'patient erasure request'
     """
     d = on_db(ctx, retention.delete_recording, call_id, reason)
-    click.echo(f"Recording of call {call_id} deleted ({d.reason}).")
+    done(
+        as_json,
+        {"call_id": d.call_id, "path": d.path, "bytes": d.bytes, "reason": d.reason},
+        f"Recording of call {call_id} deleted ({d.reason}).",
+    )
 
 
 @recordings.command("purge")
@@ -120,8 +131,9 @@ def purge(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
 @recordings.command("compress")
 @config_option
 @click.option("--all", "everything", is_flag=True, help="Ignore compress_after: every finished WAV now.")
+@json_option
 @click.pass_context
-def compress(ctx: click.Context, everything: bool) -> None:
+def compress(ctx: click.Context, everything: bool, as_json: bool) -> None:
     """Compress finished WAV recordings now ([recordings] compress: flac or opus);
     `pypbx run` does it in the background by itself.
 
@@ -132,8 +144,12 @@ def compress(ctx: click.Context, everything: bool) -> None:
         raise PbxError('[recordings] compress = "none": nothing to do')
     if everything:
         cfg = dataclasses.replace(cfg, compress_after=0)
-    done = on_db(ctx, retention.compress_pending, cfg, limit=1_000_000)
-    click.echo(f"Compressed {len(done)} recording(s) to {cfg.compress}.")
+    made = on_db(ctx, retention.compress_pending, cfg, limit=1_000_000)
+    done(
+        as_json,
+        [{"path": str(c.path), "format": c.format.value, "bytes": c.bytes, "sha256": c.sha256} for c in made],
+        f"Compressed {len(made)} recording(s) to {cfg.compress}.",
+    )
 
 
 @recordings.command("verify")

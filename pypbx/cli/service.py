@@ -9,6 +9,7 @@ import click
 from pypbx import contrib
 from pypbx import service as S
 from pypbx.cli.context import config_option, load
+from pypbx.cli.output import echo_json, json_option
 from pypbx.errors import PbxError
 
 FAIL2BAN_FILES = {"fail2ban-filter.conf": "filter.d/pypbx.conf", "fail2ban-jail.conf": "jail.d/pypbx.conf"}
@@ -52,15 +53,20 @@ def unit(ctx: click.Context, user: str, backup_dir: Path) -> None:
     show_default=True,
     help="Where the unit file goes.",
 )
+@json_option
 @click.pass_context
-def install(ctx: click.Context, user: str, backup_dir: Path, unit_dir: Path) -> None:
+def install(ctx: click.Context, user: str, backup_dir: Path, unit_dir: Path, as_json: bool) -> None:
     """Install the systemd service (as root): the pypbx system user, ownership of the data
     directory, config 0640, /etc/systemd/system/pypbx.service. Then start it with
     `systemctl daemon-reload && systemctl enable --now pypbx`.
 
     Example: sudo /opt/pypbx/bin/pypbx service install --config /etc/pypbx/pypbx.toml
     """
-    for line in S.install(load(ctx), user=user, unit_dir=unit_dir, backup_dir=backup_dir):
+    done_lines = list(S.install(load(ctx), user=user, unit_dir=unit_dir, backup_dir=backup_dir))
+    if as_json:
+        echo_json({"done": done_lines, "next": "systemctl daemon-reload && systemctl enable --now pypbx"})
+        return
+    for line in done_lines:
         click.echo(line)
     click.echo("Now: systemctl daemon-reload && systemctl enable --now pypbx")
 

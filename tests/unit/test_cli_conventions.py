@@ -202,6 +202,9 @@ def test_in_use_is_still_a_failure_exit_1(pbx: Invoke) -> None:
 NO_JSON = {
     "run": "runs the PBX in the foreground; its output is the log",
     "ivr export": "its output is the menu as TOML, the format ivr import reads back",
+    "recordings play": "its output is the audio (to the speaker, or --out FILE)",
+    "service unit": "its output is the systemd unit file itself",
+    "service fail2ban": "its output is the fail2ban filter and jail themselves (or --install)",
 }
 
 
