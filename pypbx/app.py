@@ -337,6 +337,7 @@ class Pbx:
                 exempt=sec.exempt,
                 malformed_log_interval=sec.malformed_log_interval,
                 max_new_per_second=sec.max_new_requests_per_second,
+                flood_ban_after=sec.flood_ban_after,
             )
             reg = cfg.registrar
             nonces = NonceManager(bytes.fromhex(secret), lifetime=sec.nonce_lifetime)
