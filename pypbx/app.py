@@ -297,7 +297,44 @@ class Pbx:
             "trunks": self.trunks.status(),
             "mwi": self.mwi.status() if self.mwi is not None else None,
             "events": self.events.status(),
+            "tables": self._tables(),
         }
+
+    def _tables(self) -> dict[str, int]:
+        """Sizes of the long-lived tables that hold per-call / per-request state (what a
+        memory soak watches: each must go back to its idle size once the calls are over)."""
+        holders: dict[str, object] = {
+            "sip": self.sip,
+            "proxy": getattr(self, "proxy", None),
+            "calls": self.callmgr,
+            "calllog": self.calllog,
+            "acd": self.acd,
+            "acd_engine": getattr(self.acd, "engine", None),
+            "frontline": self.frontline,
+            "pool": self.pool,
+            "events": self.events,
+        }
+        names = {
+            "sip": ("own", "_claims", "_tasks", "_connecting", "_src_cache"),
+            "proxy": ("_contexts", "_branches", "_heap", "_closing", "_own", "_acks", "flows", "dialogs"),
+            "calls": ("sessions", "_starting"),
+            "calllog": ("active",),
+            "acd": ("calls", "sessions", "rings", "busy", "_events", "_bg"),
+            "acd_engine": ("_entries", "_order", "_by_key", "_connected", "_timers", "_events", "_elig_cache"),
+            "frontline": ("calls",),
+            "pool": ("busy", "_tasks"),
+            "events": ("_subs",),
+        }
+        out: dict[str, int] = {}
+        for owner, attrs in names.items():
+            obj = holders[owner]
+            if obj is None:
+                continue
+            for a in attrs:
+                v = getattr(obj, a, None)
+                if isinstance(v, (dict, list, set)):
+                    out[f"{owner}.{a.lstrip('_')}"] = len(v)
+        return out
 
     # -- run -------------------------------------------------------------------------
     writer: BindingWriter | None = None
