@@ -155,3 +155,50 @@ def test_keep_parts_repairs_the_party_files_in_place(tmp_path):
     assert kept["recorded_seconds"] == pytest.approx(1.0, abs=0.01)
     info = sf.info(str(a))
     assert info.frames == 8000
+
+
+class _SilentProc:
+    """Just enough of asyncio.subprocess.Process for a WorkerClient that never hears back."""
+
+    pid = 4242
+    returncode = None
+
+    class _Out:
+        async def readline(self) -> bytes:
+            await asyncio.Event().wait()
+            return b""
+
+    stdout = _Out()
+    stdin = None
+
+    async def wait(self) -> int:
+        await asyncio.Event().wait()
+        return 0
+
+
+def test_a_pooled_worker_client_does_not_keep_every_event():
+    """The pool consumes a worker's events through on_event(): its queue keeps only the
+    latest QUEUE_KEEP events (it used to keep every event of every call a warm worker
+    took: the core's memory grew with each call); next_event() still gets a recent one,
+    and a client nobody registered a callback on keeps all its events."""
+    from media import protocol as P
+    from media.client import QUEUE_KEEP, WorkerClient
+
+    async def go() -> None:
+        pooled = WorkerClient(_SilentProc(), 1, 2, 3)  # type: ignore[arg-type]
+        seen: list[object] = []
+        pooled.on_event(seen.append)
+        plain = WorkerClient(_SilentProc(), 1, 2, 3)  # type: ignore[arg-type]
+        for i in range(3000):
+            ev = P.Dtmf(leg=f"in-{i}", digit="1")
+            pooled._deliver(ev)
+            plain._deliver(ev)
+        assert len(seen) == 3000
+        assert pooled._queue.qsize() == QUEUE_KEEP
+        assert plain._queue.qsize() == 3000
+        last = await pooled.next_event(P.Dtmf, leg="in-2999", timeout=1)
+        assert last.leg == "in-2999"
+        for c in (pooled, plain):
+            c._reader.cancel()
+
+    asyncio.run(go())
