@@ -410,6 +410,7 @@ class OneSourceFlood:
 def test_flood_from_one_address_is_banned_and_phones_keep_calling(pbx, tmp_path):
     p = pbx
     before = {r["id"] for r in _calls(p)}
+    txn_before = p.status()["transactions"]["server"]
     with OneSourceFlood(p.port) as flood:
         time.sleep(2.0)
         answers_at_ban = flood.answers
@@ -438,9 +439,9 @@ def test_flood_from_one_address_is_banned_and_phones_keep_calling(pbx, tmp_path)
     assert log.count("SECURITY banned ip=127.0.0.9") == 1, [ln for ln in log.splitlines() if "127.0.0.9" in ln]
     assert "reason=flood" in log
     assert st["counters"]["guard_dropped_banned"] > 1000, st["counters"]
-    # what the flooder got answered before its ban (OPTIONS keep a transaction for Timer J)
-    # is bounded by its burst; nothing after
-    assert st["transactions"]["server"] <= 100, st["transactions"]
+    # what the flooder got answered before its ban (an OPTIONS keeps a transaction for
+    # Timer J) is bounded by its burst (100); this test's own phones add a few
+    assert st["transactions"]["server"] - txn_before <= 100 + 20, (txn_before, st["transactions"])
     new = p.wait_for(lambda: [r for r in _closed(p) if r["id"] not in before], 10, "the call booked")
     assert [r["disposition"] for r in new] == ["answered"], new
     _idle(p)
