@@ -31,6 +31,9 @@ from typing import Any, Protocol
 
 from media import protocol as P
 
+#: events kept for next_event() by a client consumed through on_event() callbacks
+QUEUE_KEEP = 256
+
 log = logging.getLogger("media.client")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -161,6 +164,7 @@ class WorkerClient:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[P.Reply]] = {}
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._consumers = 0  # events() / next_event() callers waiting on the queue
         self._callbacks: list[EventCallback] = []
         self._closing = False
         self._reader = asyncio.ensure_future(self._read_loop())
@@ -267,6 +271,11 @@ class WorkerClient:
 
     def _deliver(self, ev: Any) -> None:
         self._queue.put_nowait(ev)
+        if self._callbacks and not self._consumers and self._queue.qsize() > QUEUE_KEEP:
+            # consumed through on_event() callbacks (the pool): the queue only keeps the
+            # latest events for a script's next_event(), not every event of a long-lived
+            # warm worker's every call (the core's memory grew with each call)
+            self._queue.get_nowait()
         for cb in list(self._callbacks):
             try:
                 run_if_coroutine(cb(ev))
@@ -279,11 +288,15 @@ class WorkerClient:
 
     async def events(self) -> AsyncIterator[Any]:
         """Every event in order; ends after the final :class:`WorkerExited`."""
-        while True:
-            ev = await self._queue.get()
-            yield ev
-            if isinstance(ev, WorkerExited):
-                return
+        self._consumers += 1
+        try:
+            while True:
+                ev = await self._queue.get()
+                yield ev
+                if isinstance(ev, WorkerExited):
+                    return
+        finally:
+            self._consumers -= 1
 
     async def next_event(
         self, kind: type | tuple[type, ...] | None = None, timeout: float = 10.0, leg: str | None = None
@@ -301,7 +314,11 @@ class WorkerClient:
                     continue
                 return ev
 
-        return await asyncio.wait_for(get(), timeout)
+        self._consumers += 1
+        try:
+            return await asyncio.wait_for(get(), timeout)
+        finally:
+            self._consumers -= 1
 
     @property
     def alive(self) -> bool:

@@ -13,6 +13,7 @@ from what is actually on disk, so every complete sample is kept.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import struct
@@ -77,11 +78,24 @@ def write_atomic(
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1] or ".wav", dir=d)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            sf.write(f, data, samplerate, subtype=subtype, format=format)
-            f.flush()
-            os.fsync(f.fileno())
+        # by path, not through a Python file object: a full disk is then one error from
+        # libsndfile, not "Exception ignored from cffi callback" tracebacks on stderr
+        try:
+            sf.write(tmp, data, samplerate, subtype=subtype, format=format)
+        except sf.LibsndfileError as exc:
+            st = os.statvfs(d)
+            if st.f_bavail * st.f_frsize < data.nbytes:  # the disk is full: say so
+                raise OSError(errno.ENOSPC, f"cannot write {path}: no space left ({exc})") from None
+            raise
+        if sf.info(tmp).frames != len(data):  # a short write (no space left) not reported
+            raise OSError(errno.ENOSPC, f"cannot write {path}: short write", path)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:

@@ -740,17 +740,30 @@ async def get_agent(db: Database, agent_id: str) -> AgentRecord:
     return _agent(row)
 
 
+class _Changed(Exception):
+    """The agent's row changed between reading and writing it (another process)."""
+
+
 async def _update_agent(
-    db: Database, a: AgentRecord, fields: dict[str, object], kind: str | None, now: float, **detail: object
+    db: Database,
+    a: AgentRecord,
+    fields: dict[str, object],
+    kind: str | None,
+    now: float,
+    expect: dict[str, object] | None = None,
+    /,
+    **detail: object,
 ) -> AgentRecord:
     event = (now, kind, _detail(**detail)) if kind else None
     try:
-        ok = await db.update_agent_row(a.id, fields, now, event)
+        ok = await db.update_agent_row(a.id, fields, now, event, expect)
     except IntegrityError:
         if "extension" in fields:
             raise AcdError(f"extension {fields['extension']} is in use by another agent") from None
         raise
     if not ok:
+        if expect and await db.get_agent_row(a.id) is not None:
+            raise _Changed(a.id)
         raise AcdError(f"agent {a.id} not found")
     return await get_agent(db, a.id)
 
@@ -842,36 +855,46 @@ def parse_pause_reason(reason: str | PauseReason) -> PauseReason:
 async def pause(db: Database, agent_id: str, reason: str | PauseReason = PauseReason.BREAK) -> AgentRecord:
     """Pause a logged-in agent (or change the reason of a pause)."""
     r = parse_pause_reason(reason)
-    a = await get_agent(db, agent_id)
-    if not a.logged_in:
-        raise AcdError(f"agent {a.id} is not logged in")
-    if a.state == AgentState.PAUSED.value and a.pause_reason == r.value:
-        raise AcdError(f"agent {a.id} is already paused ({r.value})")
-    now = time.time()
-    return await _update_agent(
-        db,
-        a,
-        {"state": AgentState.PAUSED.value, "pause_reason": r.value, "state_since": now},
-        "PAUSE",
-        now,
-        reason=r.value,
-        extension=a.extension,
-    )
+    while True:  # checked and written as one step: two desks pausing at once make one PAUSE
+        a = await get_agent(db, agent_id)
+        if not a.logged_in:
+            raise AcdError(f"agent {a.id} is not logged in")
+        if a.state == AgentState.PAUSED.value and a.pause_reason == r.value:
+            raise AcdError(f"agent {a.id} is already paused ({r.value})")
+        now = time.time()
+        try:
+            return await _update_agent(
+                db,
+                a,
+                {"state": AgentState.PAUSED.value, "pause_reason": r.value, "state_since": now},
+                "PAUSE",
+                now,
+                {"state": a.state, "pause_reason": a.pause_reason, "extension": a.extension},
+                reason=r.value,
+                extension=a.extension,
+            )
+        except _Changed:
+            continue
 
 
 async def unpause(db: Database, agent_id: str) -> AgentRecord:
-    a = await get_agent(db, agent_id)
-    if a.state != AgentState.PAUSED.value:
-        raise AcdError(f"agent {a.id} is not paused")
-    now = time.time()
-    return await _update_agent(
-        db,
-        a,
-        {"state": AgentState.AVAILABLE.value, "pause_reason": None, "state_since": now},
-        "UNPAUSE",
-        now,
-        extension=a.extension,
-    )
+    while True:  # checked and written as one step (see pause)
+        a = await get_agent(db, agent_id)
+        if a.state != AgentState.PAUSED.value:
+            raise AcdError(f"agent {a.id} is not paused")
+        now = time.time()
+        try:
+            return await _update_agent(
+                db,
+                a,
+                {"state": AgentState.AVAILABLE.value, "pause_reason": None, "state_since": now},
+                "UNPAUSE",
+                now,
+                {"state": a.state, "pause_reason": a.pause_reason},
+                extension=a.extension,
+            )
+        except _Changed:
+            continue
 
 
 async def save_agent_state(

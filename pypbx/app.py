@@ -307,6 +307,7 @@ class Pbx:
             "trunks": self.trunks.status(),
             "mwi": self.mwi.status() if self.mwi is not None else None,
             "events": self.events.status(),
+            "tables": self._tables(),
         }
 
     def _metrics(self) -> dict[str, object]:
@@ -322,6 +323,41 @@ class Pbx:
             "workers": self.pool.stats() if self.pool is not None else None,
             "trunks": self.trunks.status(),
         }
+    def _tables(self) -> dict[str, int]:
+        """Sizes of the long-lived tables that hold per-call / per-request state (what a
+        memory soak watches: each must go back to its idle size once the calls are over)."""
+        holders: dict[str, object] = {
+            "sip": self.sip,
+            "proxy": getattr(self, "proxy", None),
+            "calls": self.callmgr,
+            "calllog": self.calllog,
+            "acd": self.acd,
+            "acd_engine": getattr(self.acd, "engine", None),
+            "frontline": self.frontline,
+            "pool": self.pool,
+            "events": self.events,
+        }
+        names = {
+            "sip": ("own", "_claims", "_tasks", "_connecting", "_src_cache"),
+            "proxy": ("_contexts", "_branches", "_heap", "_closing", "_own", "_acks", "flows", "dialogs"),
+            "calls": ("sessions", "_starting"),
+            "calllog": ("active",),
+            "acd": ("calls", "sessions", "rings", "busy", "_events", "_bg"),
+            "acd_engine": ("_entries", "_order", "_by_key", "_connected", "_timers", "_events", "_elig_cache"),
+            "frontline": ("calls",),
+            "pool": ("busy", "_tasks"),
+            "events": ("_subs",),
+        }
+        out: dict[str, int] = {}
+        for owner, attrs in names.items():
+            obj = holders[owner]
+            if obj is None:
+                continue
+            for a in attrs:
+                v = getattr(obj, a, None)
+                if isinstance(v, (dict, list, set)):
+                    out[f"{owner}.{a.lstrip('_')}"] = len(v)
+        return out
 
     # -- run -------------------------------------------------------------------------
     writer: BindingWriter | None = None
@@ -361,6 +397,7 @@ class Pbx:
                 exempt=sec.exempt,
                 malformed_log_interval=sec.malformed_log_interval,
                 max_new_per_second=sec.max_new_requests_per_second,
+                flood_ban_after=sec.flood_ban_after,
             )
             reg = cfg.registrar
             nonces = NonceManager(bytes.fromhex(secret), lifetime=sec.nonce_lifetime)

@@ -131,6 +131,7 @@ class SecurityConfig:
     scanner_user_agents: tuple[str, ...] = DEFAULT_SCANNER_USER_AGENTS
     malformed_log_interval: float = 60.0  # at most one "malformed" log line per IP per this many s
     max_new_requests_per_second: float = 200.0  # all unknown sources together (0 = no limit)
+    flood_ban_after: int = 500  # rate-limited this many times within 10 s -> banned (0 = never)
 
     def is_exempt(self, ip: str) -> bool:
         try:
@@ -503,6 +504,12 @@ _SCHEMA: dict[str, list[tuple[str, Default, Validator[Value], str]]] = {
             _non_negative_float,
             "new requests without credentials per second from all unknown sources together (0 = no limit); "
             "registered phones, trunks and exempt addresses are never refused by it",
+        ),
+        (
+            "flood_ban_after",
+            500,
+            _int(0, 10_000_000),
+            "a source over rate_limit this many times within 10 s is banned for ban_time (0 = never)",
         ),
     ],
     "media": [

@@ -11,6 +11,7 @@ them and marks the recording ``interrupted``.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TypedDict
 
-from media.recording import RecordingError, merge_stereo, recorded_seconds, repair_wav
+from media.recording import RecordingError, merge_stereo, recorded_seconds, repair_files, repair_wav
 from pypbx import sitetime
 from pypbx.db import Database
 from pypbx.db.rows import CallRow
@@ -103,6 +104,37 @@ def completeness(
     if reason:
         detail["reason"] = reason
     return status_if_short, detail
+
+
+class KeptParts(TypedDict):
+    """A recording that could not be merged: its party files, kept (``recordings.detail``)."""
+
+    parts: list[str]
+    error: str
+    reason: str
+    missing: str
+    recorded_seconds: float
+    talk_seconds: float | None
+
+
+def keep_parts(parts: list[str], talk: float | None, error: OSError | Exception, disk_full: bool) -> KeptParts:
+    """The stereo merge failed (typically: no space left for the merged copy): make each of
+    the call's party files a valid WAV in place (a write cut short by the full disk leaves a
+    header that does not match the data; repairing needs no space) and say what the books
+    keep. Blocking: run it in a thread."""
+    kept = [p for p in parts if p and Path(p).exists()]
+    repaired = repair_files(kept)
+    seconds = max((r.duration for r in repaired), default=0.0)
+    no_space = disk_full or (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "No space" in str(error)
+    reason = "disk full" if no_space else "merge failed"
+    return {
+        "parts": kept,
+        "error": str(error),
+        "reason": reason,
+        "missing": f"not merged into one stereo file ({reason}); the parties' files are kept",
+        "recorded_seconds": round(seconds, 3),
+        "talk_seconds": None if talk is None else round(talk, 3),
+    }
 
 
 def leftover_party_files(prefix: Path) -> list[Path]:

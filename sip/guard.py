@@ -23,7 +23,7 @@ WARNING), always starting with ``SECURITY <event> ip=<ip>``. Quoted values are s
 so an attacker cannot forge or split lines::
 
     SECURITY auth-failed ip=<ip> user="<user>" method=<METHOD>
-    SECURITY banned ip=<ip> for=<seconds>s failures=<n> reason=<auth|scanner|manual>
+    SECURITY banned ip=<ip> for=<seconds>s failures=<n> reason=<auth|scanner|flood|manual>
     SECURITY unbanned ip=<ip>
     SECURITY scanner-dropped ip=<ip> ua="<user agent>" dropped=<n>
     SECURITY rate-limited ip=<ip> dropped=<n>
@@ -34,7 +34,10 @@ so an attacker cannot forge or split lines::
 
 The last four are themselves rate-limited: at most one line per IP and event kind per
 ``log_interval`` (10 s) — ``dropped=<n>`` counts the drops since the previous line for that
-IP, this one included — so a flood cannot fill the disk. (A scanner is banned on its first
+IP, this one included — so a flood cannot fill the disk. A source over its rate limit
+``flood_ban_after`` times within ``log_interval`` (``[security] flood_ban_after``; 0 = never)
+is banned for ``ban_time`` (``reason=flood``, ``failures`` = the drops counted): one
+``banned`` line, then its packets are ``dropped-banned``. (A scanner is banned on its first
 request by default, so its later packets show up as ``dropped-banned``.)
 
 Global admission control (:meth:`AbuseGuard.admit_new`): new requests without credentials
@@ -158,6 +161,7 @@ class AbuseGuard:
         malformed_log_interval: float = 60.0,
         max_new_per_second: float = 200.0,
         known_ttl: float = 3600.0,
+        flood_ban_after: int = 0,
     ) -> None:
         self.auth_fail_limit = int(auth_fail_limit)
         self.auth_fail_window = float(auth_fail_window)
@@ -172,6 +176,9 @@ class AbuseGuard:
         self._malformed: dict[str, list[float]] = {}  # ip -> [last logged, suppressed since]
         self.max_new_per_second = float(max_new_per_second)  # <= 0: no global limit
         self.known_ttl = float(known_ttl)
+        # a source over its rate limit ``flood_ban_after`` times within ``log_interval`` is
+        # banned for ``ban_time`` (reason=flood): one line per ban, not a throttled trickle
+        self.flood_ban_after = int(flood_ban_after)
         self._known: dict[str, float] = {}  # ip -> when it last authenticated
         self._global = [2.0 * self.max_new_per_second, -1.0]  # [tokens, last] of the global bucket
         uas = [u for u in scanner_user_agents if u]
@@ -190,7 +197,7 @@ class AbuseGuard:
                 self._exempt_ips.add(str(ipaddress.ip_address(e.strip("[]"))))
         self._exempt_cache: dict[str, bool] = {}
         self._bans: dict[str, float] = {}  # ip -> until
-        self._buckets: dict[str, list[float]] = {}  # ip -> [tokens, last]
+        self._buckets: dict[str, list[float]] = {}  # ip -> [tokens, last, drops, first drop at]
         self._failures: dict[str, list[float]] = {}  # ip -> recent failure times
         self._lastlog: dict[tuple[str, str], list[float]] = {}  # (kind, ip) -> [last, suppressed]
         self._c = {
@@ -276,7 +283,7 @@ class AbuseGuard:
                 self._purge_buckets(now)
                 if len(self._buckets) >= self.max_tracked:
                     self._trim(self._buckets)
-            self._buckets[ip] = [self.rate_burst - 1.0, now]
+            self._buckets[ip] = [self.rate_burst - 1.0, now, 0.0, now]
             return True
         tokens = b[0] + (now - b[1]) * self.rate_limit
         if tokens > self.rate_burst:
@@ -285,6 +292,13 @@ class AbuseGuard:
         if tokens < 1.0:
             b[0] = tokens
             self._c["dropped_rate"] += 1
+            if self.flood_ban_after > 0:
+                if now - b[3] > self.log_interval:
+                    b[2], b[3] = 0.0, now
+                b[2] += 1
+                if b[2] >= self.flood_ban_after:
+                    self.ban(ip, now, failures=int(b[2]), reason="flood")
+                    return False
             self._log_limited("rate", ip, now, "SECURITY rate-limited ip=%s", ip)
             return False
         b[0] = tokens - 1.0
@@ -426,7 +440,7 @@ class AbuseGuard:
     def _purge_buckets(self, now: float) -> None:
         full = self.rate_burst
         rate = self.rate_limit
-        for ip in [ip for ip, (t, last) in self._buckets.items() if t + (now - last) * rate >= full]:
+        for ip in [ip for ip, b in self._buckets.items() if b[0] + (now - b[1]) * rate >= full]:
             del self._buckets[ip]
 
     def _purge_failures(self, now: float) -> None:

@@ -91,7 +91,7 @@ from pypbx.calllog import (
 from pypbx.db import Database
 from pypbx.errors import PbxError
 from pypbx.logs import call_log
-from pypbx.recordings import completeness, disk_ok, leftover_party_files
+from pypbx.recordings import completeness, disk_ok, keep_parts, leftover_party_files
 from sip.message import Request
 from sip.proxy import RouteDecision
 from sip.transaction import Addr
@@ -1032,17 +1032,33 @@ class CallManager:
             info = await asyncio.to_thread(merge_stereo, caller_file, callee_file, out, remove_sources=True)
         except Exception as exc:
             s.rec.flags.add("recording_failed")
-            await self.calllog.update(s.rec, "recording_failed", error=str(exc))
+            kept = await asyncio.to_thread(
+                keep_parts,
+                [p for p in (caller_file, callee_file) if p],
+                s.rec.talk_seconds,
+                exc,
+                "disk_full" in s.rec.flags,
+            )
+            status = "incomplete" if kept["parts"] else "failed"
+            await self.calllog.update(s.rec, "recording_failed", status=status, **kept)
             await self.db.upsert_recording(
                 {
                     "call_id": s.rec.id,
-                    "path": str(out),
-                    "status": "failed",
+                    "path": kept["parts"][0] if kept["parts"] else str(out),
+                    "status": status,
+                    "seconds": kept["recorded_seconds"],
+                    "channels": 1,
                     "created_at": self.clock(),
-                    "detail": json.dumps({"error": str(exc)}),
+                    "detail": json.dumps(kept),
                 }
             )
-            call_log(log, s).error("merging the recording failed: %s", exc)
+            call_log(log, s).error(
+                "recording %s (%s): kept as %d party file(s), not merged: %s",
+                status,
+                kept["reason"],
+                len(kept["parts"]),
+                exc,
+            )
             return
         for left in await asyncio.to_thread(leftover_party_files, s.record_prefix):
             left.unlink(missing_ok=True)  # no part file outlives its call

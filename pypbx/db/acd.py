@@ -66,17 +66,27 @@ class AcdQueries(DatabaseCore):
         return await self.fetch_rows(AgentRow, f"SELECT {', '.join(AGENT_FIELDS)} FROM agents ORDER BY id")
 
     async def update_agent_row(
-        self, agent_id: str, fields: Mapping[str, object], now: float, event: tuple[float, str, str] | None = None
+        self,
+        agent_id: str,
+        fields: Mapping[str, object],
+        now: float,
+        event: tuple[float, str, str] | None = None,
+        expect: Mapping[str, object] | None = None,
     ) -> bool:
         """Set some of name, skills, wrap_up, extension, state, pause_reason, state_since and,
-        in the same transaction, append ``event`` = (ts, kind, detail JSON) to agent_events."""
+        in the same transaction, append ``event`` = (ts, kind, detail JSON) to agent_events.
+        ``expect``: only if those columns still hold these values (compare-and-set: another
+        process may have changed the agent since it was read); False when not."""
         bad = set(fields) - (set(AGENT_FIELDS) - {"id", "created_at", "updated_at"})
+        bad |= set(expect or ()) - set(AGENT_FIELDS)
         if bad:
             raise ValueError(f"cannot update agent fields {sorted(bad)}")
         async with self.transaction():
             sets = ", ".join([f"{k} = :{k}" for k in fields] + ["updated_at = :_now"])
+            where = "".join(f" AND {k} IS :_exp_{k}" for k in expect or ())
             n = await self.execute(
-                f"UPDATE agents SET {sets} WHERE id = :_id", {**fields, "_now": now, "_id": agent_id}
+                f"UPDATE agents SET {sets} WHERE id = :_id{where}",
+                {**fields, "_now": now, "_id": agent_id, **{f"_exp_{k}": v for k, v in (expect or {}).items()}},
             )
             if n and event is not None:
                 await self.execute(
