@@ -323,6 +323,7 @@ class Pbx:
             "workers": self.pool.stats() if self.pool is not None else None,
             "trunks": self.trunks.status(),
         }
+
     def _tables(self) -> dict[str, int]:
         """Sizes of the long-lived tables that hold per-call / per-request state (what a
         memory soak watches: each must go back to its idle size once the calls are over)."""
