@@ -26,10 +26,11 @@ def user() -> None:
 @click.option("--role", required=True, type=click.Choice(ROLES), help="What the login may see and do.")
 @click.option("--agent", "agent_id", default=None, help="The ACD agent this login is (required for --role agent).")
 @click.option("--password", default=None, help="The password (default: generated and printed once).")
+@click.option("--locale", default="en", metavar="en|fr|ko|ru|zh", help="The web desk's language for NAME.")
 @click.pass_context
-def user_add(ctx: click.Context, name: str, role: str, agent_id: str | None, password: str | None) -> None:
+def user_add(ctx: click.Context, name: str, role: str, agent_id: str | None, password: str | None, locale: str) -> None:
     """Add web login NAME."""
-    rec, pw = on_db(ctx, A.add_user, name, role, agent_id=agent_id, password=password)
+    rec, pw = on_db(ctx, A.add_user, name, role, agent_id=agent_id, password=password, locale=locale)
     click.echo(f"User {rec.name} added ({rec.role.value}{', agent ' + rec.agent_id if rec.agent_id else ''}).")
     if password is None:
         click.echo(f"Password: {pw}    (shown once: give it to {rec.name})")
@@ -77,3 +78,14 @@ def user_list(ctx: click.Context, as_json: bool) -> None:
         for u in users
     ]
     click.echo(table(["NAME", "ROLE", "AGENT", "LOCKED", "CREATED"], rows))
+
+
+@user.command("locale")
+@config_option
+@click.argument("name")
+@click.argument("locale", metavar="en|fr|ko|ru|zh")
+@click.pass_context
+def user_locale(ctx: click.Context, name: str, locale: str) -> None:
+    """Set the language the web desk speaks to NAME."""
+    lang = on_db(ctx, A.set_locale, name, locale)
+    click.echo(f"User {name} now sees the web desk in {lang}.")
