@@ -73,7 +73,10 @@ def test_admin_adds_an_extension_and_sees_its_password_once(make_config: Callabl
             ("201", "Desk 201"),
             ("202", "Desk 202"),
         ]
-        assert all("password" not in e for e in listed) and pw not in await (await client.get("/settings/extensions")).text()
+        assert (
+            all("password" not in e for e in listed)
+            and pw not in await (await client.get("/settings/extensions")).text()
+        )
         # a new password: the old one no longer works
         status, data = await post(client, h, "/api/v1/settings/extensions/1006/password", {})
         assert status == 200 and data["password"] != pw
