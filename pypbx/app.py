@@ -445,6 +445,8 @@ class Pbx:
                     return await missed_call(worklist, cm, task, extension)
 
                 web_ctx = make_context(cfg, db, self.events, acd=self.acd, worklist=worklist, missed_call=call_back)
+                # the settings pages' extension changes are this process's own writes: reload now
+                web_ctx.extensions_changed = lambda: self._db_changed(DbChanged(external=True, own=True))
                 self.web = WebServer(web_ctx)
                 await self.web.start()
                 stack.push_async_callback(self.web.close)

@@ -46,6 +46,8 @@ class WebContext:
     login_limit: RateLimit = field(default_factory=RateLimit)
     board_cache: BoardCache = field(default_factory=BoardCache)
     streams: set[Subscription] = field(default_factory=set)
+    #: in a running PBX: reload the extensions' credentials (pypbx.web.settings changed them)
+    extensions_changed: Callable[[], Awaitable[None]] | None = None
 
 
 def jinja_env() -> jinja2.Environment:

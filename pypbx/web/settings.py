@@ -240,6 +240,8 @@ async def api_extension_add(request: web.Request) -> web.Response:
         return await _on("name", E.add_extension(ctx.db, n, name, cfg.sip.realm))
 
     e, pw = await _changed(request, "settings.ext.add", number, work, f"name={name}" if name else None)
+    if ctx.extensions_changed is not None:
+        await ctx.extensions_changed()  # the registrar knows the new phone now
     return _json({"number": e.number, "name": e.name, "realm": cfg.sip.realm, "password": pw})
 
 
@@ -257,6 +259,8 @@ async def api_extension_password(request: web.Request) -> web.Response:
         return await _on("number", E.set_password(ctx.db, number, ctx.cfg.sip.realm))
 
     pw = await _changed(request, "settings.ext.passwd", number, work)
+    if ctx.extensions_changed is not None:
+        await ctx.extensions_changed()
     return _json({"number": number, "password": pw})
 
 
