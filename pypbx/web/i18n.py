@@ -28,6 +28,7 @@ from babel.dates import format_date, format_datetime, format_timedelta
 from babel.messages.catalog import Catalog
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal, format_percent
+from babel.units import format_unit
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,11 @@ class Lang:
         if seconds is None:
             return "–"
         return format_timedelta(dt.timedelta(seconds=seconds), threshold=2, format="short", locale=self.code)
+
+    def unit(self, unit: str) -> str:
+        """Babel's short pattern of a duration unit with ``{n}`` for the number (``{n} h``,
+        ``{n}분``): for the page scripts, which count durations up in the browser."""
+        return format_unit(7, f"duration-{unit}", length="short", locale=self.code).replace("7", "{n}", 1)
 
     def datetime(self, ts: float | None) -> str:
         if ts is None:

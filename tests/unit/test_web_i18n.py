@@ -142,3 +142,8 @@ def test_cli_user_add_with_a_locale(invoke_cli: Callable[..., Any], tmp_config: 
     assert r.exit_code == 0 and "ko" in r.output
     r = invoke_cli("user", "locale", "nobody", "ko", "--config", c)
     assert r.exit_code == 1 and "not found" in r.output
+
+
+def test_duration_units_for_the_board_script() -> None:
+    assert i18n.Lang("en").unit("hour") == "{n} hr" and i18n.Lang("ko").unit("minute") == "{n}분"
+    assert i18n.Lang("zh").unit("hour") == "{n}小时" and i18n.Lang("ru").unit("minute") == "{n} мин"
