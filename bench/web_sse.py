@@ -14,7 +14,10 @@ that too, at most once per 100 ms, as static/board.js does). Each client's ``cal
 count is checked: every listener saw every call end.
 
 Set-up time = sipp's response time of the call: first INVITE sent -> 200 OK received
-(the 407 challenge round included), per call (``-trace_rtt``). Reported: median, p95, max.
+(the 407 challenge round included), per call (``-trace_rtt``). Reported: median, p95, max;
+and the PBX's CPU (main process + media workers, /proc) per call in each round, which the
+listeners' cost would show in even where the machine's load blurs the latencies. The
+listeners run on the same machine as the PBX and sipp (a browser would not).
 
     .venv/bin/python bench/web_sse.py                       # 4 rounds of 60 calls (~3 min)
     .venv/bin/python bench/web_sse.py --rounds 1 --calls 30 # quick
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -45,10 +49,12 @@ from bench.calls.run import (  # noqa: E402
     SIPP_DIR,
     Bench,
     clean,
+    cpu_seconds,
     machine,
     make_pcma_raw,
     sipp_errors,
     sipp_stats,
+    tree,
 )
 from tests.integration.harness import free_port  # noqa: E402
 
@@ -175,6 +181,7 @@ def main() -> int:
         raise SystemExit(f"no token in: {tok}")
     base = f"http://127.0.0.1:{pbx.cfg.web.port}"
     per: dict[int, list[float]] = {0: [], args.listeners: []}
+    cpu_per: dict[int, list[float]] = {0: [], args.listeners: []}
     rounds: list[dict] = []
     failed = 0
     try:
@@ -183,9 +190,11 @@ def main() -> int:
                 ls = Listeners(base, m.group(0), n, args.board) if n else None
                 if ls:
                     ls.start()
+                c0, t0 = cpu_seconds(tree(pbx.proc.pid)), time.monotonic()
                 p = uac(b, pbx, args.calls, args.rate, int(args.talk * 1000))
                 _, err = p.communicate(timeout=args.calls / args.rate + args.talk + 180)
                 time.sleep(1.0)  # the last call.ended reaches every listener
+                cpu, wall = cpu_seconds(tree(pbx.proc.pid)) - c0, time.monotonic() - t0
                 if ls:
                     ls.stop()
                 st = sipp_stats(work, "bench_uac")
@@ -194,6 +203,10 @@ def main() -> int:
                 xs = rtts(work)
                 per[n].extend(xs)
                 row = {"round": r + 1, "listeners": n, "ok": ok, "failed": bad, **dist(xs)}
+                row["pbx_cpu_ms_per_call"] = round(1000 * cpu / max(1, ok), 1)
+                row["pbx_cpu_pct"] = round(100 * cpu / wall, 1)
+                row["loadavg"] = round(os.getloadavg()[0], 1)
+                cpu_per[n].append(row["pbx_cpu_ms_per_call"])
                 if ls:
                     row["listener_call_ended_min"] = min(ls.ended)
                     row["listener_call_ended_max"] = max(ls.ended)
@@ -214,6 +227,8 @@ def main() -> int:
         "rounds": rounds,
         "setup_0": dist(per[0]),
         f"setup_{args.listeners}": dist(per[args.listeners]),
+        "pbx_cpu_ms_per_call_0": cpu_per[0],
+        f"pbx_cpu_ms_per_call_{args.listeners}": cpu_per[args.listeners],
         "failed_calls": failed,
         "pbx_log_problems": fin["log_problems"][:10],
     }

@@ -7,8 +7,8 @@ read with Babel when the web desk starts — no compile step, no .mo files. ``ma
 (tools/i18n.py) re-extracts the strings and updates every catalogue.
 
 A request's language is the logged-in user's stored locale (``web_users.locale``; changed on
-any page's header form, or ``pypbx user add --locale``), else the browser's
-``Accept-Language``, else English. Dates, numbers, percentages and durations are formatted
+any page's header form, or ``pypbx user add --locale``), else — for a TV's token URL —
+``?lang=``, else the browser's ``Accept-Language``, else English. Dates, numbers, percentages and durations are formatted
 per language with Babel (:class:`Lang`).
 """
 

@@ -75,6 +75,8 @@ async def locale_middleware(request: web.Request, handler: Handler) -> web.Strea
         if p is not None and p.user_id is not None:
             row = await ctx_of(request).db.web_user_row_by_id(p.user_id)
             lang = row["locale"] if row is not None and row["locale"] in i18n.LOCALES else None
+        if lang is None and request.query.get("lang") in i18n.LOCALES:  # a TV's URL: /board?token=…&lang=fr
+            lang = request.query["lang"]
         request[i18n.LOCALE_KEY] = lang or i18n.negotiate(request.headers.get("Accept-Language"))
     return await handler(request)
 
@@ -84,8 +86,8 @@ async def set_locale_form(request: web.Request) -> web.Response:
     p = principal(request)
     form = await request.post()
     back = str(form.get("next", "/"))
-    if not back.startswith("/") or back.startswith("//"):
-        back = "/"
+    if not back.startswith("/") or back.startswith("//") or "\\" in back:
+        back = "/"  # a local path only (no open redirect)
     if p.user_id is None:
         raise web.HTTPForbidden(text="a token has no language to change")
     try:

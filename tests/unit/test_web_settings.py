@@ -285,3 +285,22 @@ def test_a_user_changes_their_language_on_the_page(make_config: Callable[..., Pa
         assert any(a["action"] == "user.locale" and a["detail"] == "fr" for a in await A.list_audit(ctx.db))
 
     run(make_config, body)
+
+
+def test_a_tv_url_chooses_its_language_and_the_language_form_never_redirects_away(
+    make_config: Callable[..., Path],
+) -> None:
+    async def body(client: TestClient, ctx: Any) -> None:
+        _rec, token = await A.add_token(ctx.db, "wallboard", name="TV")
+        text = await (await client.get(f"/board?token={token}&lang=zh")).text()
+        assert '<html lang="zh">' in text and "看板" in text
+        text = await (await client.get(f"/board?token={token}&lang=xx")).text()
+        assert '<html lang="en">' in text
+        h = await admin(client)
+        for target in ("//evil.example/", "/\\\\evil.example/", "https://evil.example/"):
+            r = await client.post(
+                "/locale", data={"csrf": h[S.CSRF_HEADER], "locale": "ru", "next": target}, allow_redirects=False
+            )
+            assert (r.status, r.headers["Location"]) == (302, "/"), target
+
+    run(make_config, body)
