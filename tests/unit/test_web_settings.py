@@ -19,7 +19,7 @@ from pypbx import missed as M
 from pypbx.errors import PbxError
 from pypbx.web import accounts as A
 from pypbx.web import security as S
-from tests.unit.test_web import cheap_hashes, csrf_of, desk, login  # noqa: F401 - cheap_hashes: autouse
+from tests.unit.test_web import PW, cheap_hashes, csrf_of, desk, login  # noqa: F401 - cheap_hashes: autouse
 
 
 def run(make_config: Callable[..., Path], body: Callable[[TestClient, Any], Awaitable[None]]) -> None:
@@ -302,5 +302,16 @@ def test_a_tv_url_chooses_its_language_and_the_language_form_never_redirects_awa
                 "/locale", data={"csrf": h[S.CSRF_HEADER], "locale": "ru", "next": target}, allow_redirects=False
             )
             assert (r.status, r.headers["Location"]) == (302, "/"), target
+
+    run(make_config, body)
+
+
+def test_the_queue_page_shows_durations_in_the_users_language(make_config: Callable[..., Path]) -> None:
+    async def body(client: TestClient, ctx: Any) -> None:
+        await acdstore.add_queue(ctx.db, "front", callback_retry_delay=300)
+        await A.add_user(ctx.db, "kim", "admin", password=PW, locale="ko")
+        assert (await login(client, "kim")).status == 302
+        text = await (await client.get("/settings/queues")).text()
+        assert '<html lang="ko">' in text and "(5분)" in text and "대기열" in text
 
     run(make_config, body)
