@@ -30,6 +30,8 @@ from babel.messages.pofile import read_po
 from babel.numbers import format_decimal, format_percent
 from babel.units import format_unit
 
+from pypbx.errors import UnknownNameError
+
 log = logging.getLogger(__name__)
 
 LOCALE_DIR = Path(__file__).parent / "locale"
@@ -95,8 +97,6 @@ def load() -> None:
 
 def check_locale(text: str) -> str:
     """A supported language code (``fr``, ``ko`` ...) or :class:`~pypbx.errors.PbxUsageError`."""
-    from pypbx.errors import UnknownNameError
-
     code = text.strip().lower().replace("_", "-").split("-")[0]
     if code not in LOCALES:
         raise UnknownNameError("language", text, LOCALES)
@@ -228,7 +228,7 @@ KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
 def extract() -> dict[str, list[str]]:
     """Every string marked for translation in the templates and pypbx/web/*.py: {msgid:
     ["file:line", ...]} (Babel's extractors: jinja2's for the templates, Python's)."""
-    from babel.messages.extract import extract_from_file
+    from babel.messages.extract import extract_from_file  # only `make i18n` and the tests extract
 
     here = Path(__file__).parent
     found: dict[str, list[str]] = {}
