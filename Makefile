@@ -16,7 +16,7 @@ PYTHON_FOR_VENV := $(shell for p in python3.11 python3 python3.12; do \
 	   $$p -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 11), (3, 12)))' 2>/dev/null; then \
 	   command -v $$p; break; fi; done)
 
-.PHONY: run test test-fast lint any-count venv clean
+.PHONY: run test test-fast lint any-count venv clean i18n
 
 run: $(VENV)/.installed
 	@test -f $(CONFIG) || $(VENV)/bin/pypbx init --demo --config $(CONFIG) --sip-port $(SIP_PORT)
@@ -34,6 +34,11 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy $(MYPY_PATHS)
 	$(VENV)/bin/python tools/count_any.py --max 29 pypbx > /dev/null
+
+# Re-extract the web desk's strings (templates, pypbx/web/*.py) and update its .po catalogues
+# (pypbx/web/locale/<lang>/LC_MESSAGES/messages.po; read at start-up, nothing to compile).
+i18n: $(VENV)/.installed
+	$(VENV)/bin/python tools/i18n.py
 
 # How many `Any` the core still has (issue 9 wants fewer than 30).
 any-count:

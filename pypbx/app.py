@@ -524,6 +524,8 @@ class Pbx:
                     live_calls=cm.status,
                 )
                 web_ctx.originate = self._click_to_call  # the agent desk's click-to-call
+                # the settings pages' extension changes are this process's own writes: reload now
+                web_ctx.extensions_changed = lambda: self._db_changed(DbChanged(external=True, own=True))
                 self.web = WebServer(web_ctx)
                 await self.web.start()
                 stack.push_async_callback(self.web.close)

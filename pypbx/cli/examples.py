@@ -20,6 +20,7 @@ EXAMPLES: dict[str, str] = {
     "user passwd": "pypbx user passwd alice",
     "user remove": "pypbx user remove alice",
     "user list": "pypbx user list --json",
+    "user locale": "pypbx user locale alice fr",
     "agent add": "pypbx agent add alice --name 'Alice Martin' --skills general:5,results:3",
     "agent list": "pypbx agent list --json",
     "agent login": "pypbx agent login alice 1001",

@@ -27,13 +27,14 @@ def user() -> None:
 @click.option("--role", required=True, type=click.Choice(ROLES), help="What the login may see and do.")
 @click.option("--agent", "agent_id", default=None, help="The ACD agent this login is (required for --role agent).")
 @click.option("--password", default=None, help="The password (default: generated and printed once).")
+@click.option("--locale", default="en", metavar="en|fr|ko|ru|zh", help="The web desk's language for NAME.")
 @json_option
 @click.pass_context
 def user_add(
-    ctx: click.Context, name: str, role: str, agent_id: str | None, password: str | None, as_json: bool
+    ctx: click.Context, name: str, role: str, agent_id: str | None, password: str | None, locale: str, as_json: bool
 ) -> None:
     """Add web login NAME."""
-    rec, pw = on_db(ctx, A.add_user, name, role, agent_id=agent_id, password=password)
+    rec, pw = on_db(ctx, A.add_user, name, role, agent_id=agent_id, password=password, locale=locale)
     if as_json:  # the password too when it was generated (shown once, as in the text output)
         echo_json(
             {
@@ -98,3 +99,14 @@ def user_list(ctx: click.Context, as_json: bool) -> None:
         for u in users
     ]
     click.echo(table(["NAME", "ROLE", "AGENT", "LOCKED", "CREATED"], rows))
+
+
+@user.command("locale")
+@config_option
+@click.argument("name")
+@click.argument("locale", metavar="en|fr|ko|ru|zh")
+@click.pass_context
+def user_locale(ctx: click.Context, name: str, locale: str) -> None:
+    """Set the language the web desk speaks to NAME."""
+    lang = on_db(ctx, A.set_locale, name, locale)
+    click.echo(f"User {name} now sees the web desk in {lang}.")

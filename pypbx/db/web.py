@@ -78,6 +78,10 @@ class WebQueries(DatabaseCore):
             )
         return n > 0
 
+    async def set_web_locale_row(self, name: str, locale: str) -> bool:
+        async with self.transaction():
+            return await self.execute("UPDATE web_users SET locale = ? WHERE name = ?", (locale, name)) > 0
+
     async def delete_web_user_row(self, name: str) -> bool:
         async with self.transaction():
             return await self.execute("DELETE FROM web_users WHERE name = ?", (name,)) > 0

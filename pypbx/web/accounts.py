@@ -48,6 +48,7 @@ __all__ = [
     "list_users",
     "remove_token",
     "remove_user",
+    "set_locale",
     "set_password",
 ]
 
@@ -232,10 +233,11 @@ async def add_user(
     name = _check_name(name)
     r = role if isinstance(role, Role) else Role.parse(role)
     agent = await _check_agent(db, r, agent_id)
+    lang = _check_locale(locale)
     pw = _check_password(password) if password is not None else generate_password()
     hashed = await asyncio.to_thread(hash_password, pw)
     try:
-        await db.insert_web_user_row(name, r.value, agent, hashed, locale, time.time())
+        await db.insert_web_user_row(name, r.value, agent, hashed, lang, time.time())
     except IntegrityError:
         raise AccountError(f"user {name} already exists") from None
     await audit(db, by, "user.add", name, f"role={r.value}" + (f" agent={agent}" if agent else ""))
@@ -263,6 +265,24 @@ async def set_password(db: Database, name: str, password: str | None = None, *, 
         raise PbxError(f"user {name} not found")
     await audit(db, by, "user.passwd", name)
     return pw
+
+
+def _check_locale(locale: str) -> str:
+    from pypbx.web.i18n import check_locale  # Babel's import is the web desk's, not every CLI command's
+
+    try:
+        return check_locale(locale)
+    except PbxError as exc:
+        raise AccountError(str(exc)) from None
+
+
+async def set_locale(db: Database, name: str, locale: str, *, by: str = "cli") -> str:
+    """The language the web desk speaks to ``name`` (en, fr, ko, ru, zh)."""
+    lang = _check_locale(locale)
+    if not await db.set_web_locale_row(name, lang):
+        raise PbxError(f"user {name} not found")
+    await audit(db, by, "user.locale", name, lang)
+    return lang
 
 
 async def remove_user(db: Database, name: str, *, by: str = "cli") -> None:

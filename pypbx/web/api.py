@@ -7,6 +7,7 @@ what is in each route's ``roles`` (pypbx.web.routes); acting on an agent also ne
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import json
@@ -298,15 +299,23 @@ async def events(request: web.Request) -> web.StreamResponse:
         await _send(resp, f"retry: 1000\n: run {ctx.bus.run}\n\n")
         while True:
             try:
-                item = await asyncio.wait_for(sub.get(), SSE_HEARTBEAT)
+                async with asyncio.timeout(SSE_HEARTBEAT):  # no task per event (wait_for makes one)
+                    item = await sub.get()
             except TimeoutError:
                 await _send(resp, ": keep-alive\n\n")
                 continue
             if item is None:
                 break
-            if isinstance(item, E.Event):
-                await _send(resp, f"id: {ctx.bus.run}:{item.seq}\nevent: {item.name}\ndata: {item.to_json()}\n\n")
-            elif isinstance(item, E.Gap):
+            # what is queued goes out in one write; an event's frame is encoded once for every client
+            frames: list[str] = []
+            while item is not None and isinstance(item, E.Event):
+                frames.append(_frame(ctx.bus.run, item))
+                item = sub.get_nowait()
+            if frames:
+                await _send(resp, "".join(frames))
+            if item is None:
+                continue
+            if isinstance(item, E.Gap):
                 await _send(resp, f"event: gap\ndata: {json.dumps(item.to_dict())}\n\n")
             else:
                 await _send(resp, f"event: dropped\ndata: {json.dumps(item.to_dict())}\n\n")
@@ -322,7 +331,24 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def _send(resp: web.StreamResponse, text: str) -> None:
-    await asyncio.wait_for(resp.write(text.encode()), SSE_WRITE_TIMEOUT)
+    async with asyncio.timeout(SSE_WRITE_TIMEOUT):
+        await resp.write(text.encode())
+
+
+#: the SSE frames of the latest events, (run, seq) -> frame: 50 boards encode each event once
+_FRAMES: collections.OrderedDict[tuple[str, int], str] = collections.OrderedDict()
+_FRAMES_MAX = 4096
+
+
+def _frame(run: str, ev: E.Event) -> str:
+    key = (run, ev.seq)
+    frame = _FRAMES.get(key)
+    if frame is None:
+        frame = f"id: {run}:{ev.seq}\nevent: {ev.name}\ndata: {ev.to_json()}\n\n"
+        _FRAMES[key] = frame
+        if len(_FRAMES) > _FRAMES_MAX:
+            _FRAMES.popitem(last=False)
+    return frame
 
 
 @route("GET", f"{V1}/openapi.json", roles=EVERYONE, summary="This API's OpenAPI 3 description.")

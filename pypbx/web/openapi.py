@@ -23,6 +23,24 @@ _BODIES: dict[tuple[str, str], dict[str, object]] = {
     ("POST", "/api/v1/agents/{agent}/call"): {"number": {"type": "string"}},
     ("POST", "/api/v1/calls/{call}/reason"): {"code": {"type": "string"}},
     ("POST", "/api/v1/calls/{call}/note"): {"text": {"type": "string", "maxLength": 500}},
+    # the Settings pages (pypbx.web.settings); a refused value answers 400 {"error", "field"}
+    ("POST", "/api/v1/settings/extensions"): {"number": {"type": "string"}, "name": {"type": "string"}},
+    ("POST", "/api/v1/settings/agents/{agent}/skills"): {"skills": {"type": "string"}},
+    ("POST", "/api/v1/settings/hours/{name}"): {"week": {"type": "string"}, "tz": {"type": "string"}},
+    ("POST", "/api/v1/settings/hours/{name}/holidays"): {
+        "date": {"type": "string"},
+        "ranges": {"type": "string"},
+        "remove": {"type": "boolean"},
+    },
+    ("POST", "/api/v1/settings/queues/{name}"): {
+        "overflow_after": {"type": "string"},
+        "overflow_to": {"type": "string"},
+        "callback_allowed": {"type": "boolean"},
+        "auto_callback": {"type": "boolean"},
+        "callback_max_attempts": {"type": "string"},
+        "callback_retry_delay": {"type": "string"},
+        "callback_hours": {"type": "string"},
+    },
 }
 
 

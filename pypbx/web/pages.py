@@ -17,6 +17,7 @@ from pypbx import events as E
 from pypbx import reasons as R
 from pypbx.web import accounts as A
 from pypbx.web import desk as D
+from pypbx.web import i18n
 from pypbx.web import routes as RT
 from pypbx.web import security as S
 from pypbx.web.accounts import Role
@@ -35,8 +36,21 @@ def render(request: web.Request, template: str, status: int = 200, **context: ob
     env = request.app[JINJA]
     p = request.get(PRINCIPAL)
     nav = [(path, label) for path, label, roles in NAV if p is not None and p.role in roles]
-    html = env.get_template(template).render(user=p, nav=nav, csrf=request.get(CSRF, ""), path=request.path, **context)
-    return web.Response(text=html, status=status, content_type="text/html")
+    lang = request.get(i18n.LOCALE_KEY) or i18n.negotiate(request.headers.get("Accept-Language"))
+    html = i18n.render_in(
+        lang,
+        lambda: env.get_template(template).render(
+            user=p,
+            nav=nav,
+            csrf=request.get(CSRF, ""),
+            path=request.path,
+            lang=lang,
+            fmt=i18n.Lang(lang),
+            languages=i18n.choices(),
+            **context,
+        ),
+    )
+    return web.Response(text=html, status=status, content_type="text/html", headers={"Content-Language": lang})
 
 
 def _cookie_args(request: web.Request) -> dict[str, object]:

@@ -19,7 +19,7 @@ import pypbx.web.supervisor  # noqa: F401 - the supervisor page's routes
 from pypbx.config import Config
 from pypbx.db import Database
 from pypbx.events import EventBus, Subscription
-from pypbx.web import api, metrics, pages  # noqa: F401 - their @route decorators fill the table
+from pypbx.web import api, i18n, metrics, pages, settings  # noqa: F401 - their @route decorators fill the table
 from pypbx.web import recordings as _recordings  # noqa: F401 - the recordings page and its API
 from pypbx.web.board import BoardCache
 from pypbx.web.routes import CTX, ROUTES, SPECS, auth_middleware, headers_middleware
@@ -55,6 +55,8 @@ class WebContext:
     streams: set[Subscription] = field(default_factory=set)
     #: the live calls (CallManager.status) in a running PBX: the supervisor page
     live_calls: Callable[[], list[CallStatus]] | None = None
+    #: in a running PBX: reload the extensions' credentials (pypbx.web.settings changed them)
+    extensions_changed: Callable[[], Awaitable[None]] | None = None
 
 
 def jinja_env() -> jinja2.Environment:
@@ -63,12 +65,15 @@ def jinja_env() -> jinja2.Environment:
         autoescape=jinja2.select_autoescape(["html"]),
         extensions=["jinja2.ext.i18n"],
     )
-    env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]  # English now; Babel catalogues later
+    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
+    i18n.load()  # the catalogues are read at start-up (pypbx.web.i18n: .po files, no build step)
     return env
 
 
 def build_app(ctx: WebContext) -> web.Application:
-    app = web.Application(middlewares=[headers_middleware, auth_middleware], client_max_size=1024 * 1024)
+    app = web.Application(
+        middlewares=[headers_middleware, auth_middleware, settings.locale_middleware], client_max_size=1024 * 1024
+    )
     app[CTX] = ctx
     app[pages.JINJA] = jinja_env()
     specs = {}

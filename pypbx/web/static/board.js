@@ -16,7 +16,7 @@
     if (s === null || s === undefined) return "–";
     s = Math.max(0, Math.floor(s));
     var m = Math.floor(s / 60), sec = s % 60;
-    if (m >= 60) return Math.floor(m / 60) + " h " + (m % 60) + " min";
+    if (m >= 60) return strings.hour.replace("{n}", Math.floor(m / 60)) + " " + strings.minute.replace("{n}", m % 60);
     return m + ":" + (sec < 10 ? "0" : "") + sec;
   }
   function fmtPct(x) { return x === null || x === undefined ? "–" : Math.round(x * 100) + " %"; }
