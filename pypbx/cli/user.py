@@ -105,8 +105,9 @@ def user_list(ctx: click.Context, as_json: bool) -> None:
 @config_option
 @click.argument("name")
 @click.argument("locale", metavar="en|fr|ko|ru|zh")
+@json_option
 @click.pass_context
-def user_locale(ctx: click.Context, name: str, locale: str) -> None:
+def user_locale(ctx: click.Context, name: str, locale: str, as_json: bool) -> None:
     """Set the language the web desk speaks to NAME."""
     lang = on_db(ctx, A.set_locale, name, locale)
-    click.echo(f"User {name} now sees the web desk in {lang}.")
+    done(as_json, {"name": name, "locale": lang}, f"User {name} now sees the web desk in {lang}.")
