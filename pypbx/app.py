@@ -307,6 +307,7 @@ class Pbx:
             "trunks": self.trunks.status(),
             "mwi": self.mwi.status() if self.mwi is not None else None,
             "events": self.events.status(),
+            "workers": self.pool.stats() if self.pool is not None else None,
             "tables": self._tables(),
         }
 

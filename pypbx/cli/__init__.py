@@ -27,6 +27,7 @@ from pypbx.cli import (
     calls,
     check,
     did,
+    doctor,
     events,
     ext,
     group,
@@ -110,6 +111,7 @@ def cli() -> None:
 for _command in (
     *system.COMMANDS,
     check.check_cmd,
+    doctor.doctor_cmd,
     ext.ext,
     agent.agent_group,
     queue.queue_group,

@@ -99,6 +99,7 @@ EXAMPLES: dict[str, str] = {
     "report queues": "pypbx report queues --date today --queue front --target 30",
     "report reasons": "pypbx report reasons --since 2026-11-01",
     "report quality": "pypbx report quality --since 2026-11-01 --json",
+    "doctor": "pypbx doctor --json",
     "webhook add": "pypbx webhook add https://mis.clinic.example/pbx --events call.ended,call.missed --secret S3cret",
     "webhook list": "pypbx webhook list --json",
     "webhook remove": "pypbx webhook remove 2",
