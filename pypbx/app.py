@@ -25,10 +25,11 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from media.client import WorkerClient
 from media.pool import MediaPool, WorkerLost
-from pypbx import __version__, prompts, runlock
+from pypbx import __version__, prompts, reload, runlock, sitetime
 from pypbx import events as E
 from pypbx import reasons as R
 from pypbx.acdlive import AcdLive
@@ -63,6 +64,9 @@ from sip.registrar import Registrar
 from sip.server import ListenSpec, SipServer
 from sip.transaction import Addr
 from sip.transport import Listener
+
+if TYPE_CHECKING:
+    from pypbx.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +129,7 @@ class Pbx:
         self.wallclock = wallclock
         self.stop_event = asyncio.Event()
         self.ready = asyncio.Event()
+        self._reloads: set[asyncio.Task[None]] = set()  # SIGHUP reloads in progress
         self.started_at = wallclock()
         self.db: Database | None = None
         self.sip: SipServer | None = None
@@ -363,7 +368,7 @@ class Pbx:
 
     # -- run -------------------------------------------------------------------------
     writer: BindingWriter | None = None
-    web: object | None = None  # pypbx.web.server.WebServer when [web] enabled
+    web: WebServer | None = None  # when [web] enabled (aiohttp is imported only then)
 
     async def serve(self) -> None:
         cfg = self.cfg
@@ -758,6 +763,61 @@ class Pbx:
     def stop(self) -> None:
         self.stop_event.set()
 
+    def request_reload(self) -> None:
+        """SIGHUP: re-read the config file (pypbx.reload) in a tracked task."""
+        if not self.ready.is_set() or self.stop_event.is_set():
+            log.warning("config reload ignored: the PBX is %s", "stopping" if self.stop_event.is_set() else "starting")
+            return
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def reload(self) -> None:
+        """Apply what can change while calls are up; name what needs a restart (one line
+        each way); a file that does not load changes nothing."""
+        try:
+            new = await asyncio.to_thread(load_config, self.cfg.config_path)
+        except ConfigError as exc:
+            log.error("config reload refused, the running config stays: %s", exc)
+            return
+        now, later = reload.split(reload.changes(self.cfg, new))
+        merged = reload.merge(self.cfg, new)
+        if "log_level" in now:
+            logging.getLogger().setLevel(getattr(logging, merged.log_level))
+        if any(k.startswith("security.") for k in now) and self.sip is not None:
+            sec = merged.security
+            self.sip.guard.reconfigure(
+                auth_fail_limit=sec.auth_fail_limit,
+                auth_fail_window=sec.auth_fail_window,
+                ban_time=sec.ban_time,
+                rate_limit=sec.rate_limit,
+                rate_burst=sec.rate_burst,
+                scanner_user_agents=sec.scanner_user_agents,
+                exempt=sec.exempt,
+                malformed_log_interval=sec.malformed_log_interval,
+                max_new_per_second=sec.max_new_requests_per_second,
+                flood_ban_after=sec.flood_ban_after,
+            )
+        if self.notifier is not None:
+            self.notifier.cfg = merged.notify
+        if any(k.startswith("crm.") for k in now) and self.frontline is not None:
+            old_crm, self.frontline.crm = (
+                self.frontline.crm,
+                (CrmLookup(merged.crm, merged.numbers.region) if merged.crm.lookup_url else None),
+            )
+            if old_crm is not None:
+                await old_crm.close()
+        if "site.timezone" in now:
+            sitetime.set_zone(merged.site.timezone)
+        if self.web is not None:
+            self.web.ctx.cfg = merged  # board thresholds, lockout, session length
+        self.cfg = merged
+        log.info("config reloaded from %s: %s", merged.config_path, ", ".join(now) if now else "nothing changed")
+        if later:
+            log.warning(
+                "config: %s changed in the file; a restart applies it (systemctl restart pypbx)", ", ".join(later)
+            )
+
 
 def _tune_gc() -> None:
     """Move start-up objects out of the collector's way and collect young objects less
@@ -779,6 +839,7 @@ async def _main(cfg: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, pbx.stop)
+    loop.add_signal_handler(signal.SIGHUP, pbx.request_reload)
     try:
         await pbx.serve()
     except OSError as exc:

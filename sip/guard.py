@@ -181,21 +181,11 @@ class AbuseGuard:
         self.flood_ban_after = int(flood_ban_after)
         self._known: dict[str, float] = {}  # ip -> when it last authenticated
         self._global = [2.0 * self.max_new_per_second, -1.0]  # [tokens, last] of the global bucket
-        uas = [u for u in scanner_user_agents if u]
-        # whole words only: 'sipcli' must not match 'MySIPClient'
-        self._scanner_re = (
-            re.compile("(?<![A-Za-z0-9])(?:" + "|".join(re.escape(u) for u in uas) + ")(?![A-Za-z0-9])", re.I).search
-            if uas
-            else None
-        )
+        self._set_scanners(scanner_user_agents)
         self._exempt_ips: set[str] = set()
         self._exempt_nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        for e in exempt:
-            if "/" in e:
-                self._exempt_nets.append(ipaddress.ip_network(e, strict=False))
-            else:
-                self._exempt_ips.add(str(ipaddress.ip_address(e.strip("[]"))))
         self._exempt_cache: dict[str, bool] = {}
+        self._set_exempt(exempt)
         self._bans: dict[str, float] = {}  # ip -> until
         self._buckets: dict[str, list[float]] = {}  # ip -> [tokens, last, drops, first drop at]
         self._failures: dict[str, list[float]] = {}  # ip -> recent failure times
@@ -214,6 +204,54 @@ class AbuseGuard:
         }
 
     # ------------------------------------------------------------------ helpers
+
+    def _set_scanners(self, scanner_user_agents: Iterable[str]) -> None:
+        uas = [u for u in scanner_user_agents if u]
+        # whole words only: 'sipcli' must not match 'MySIPClient'
+        self._scanner_re = (
+            re.compile("(?<![A-Za-z0-9])(?:" + "|".join(re.escape(u) for u in uas) + ")(?![A-Za-z0-9])", re.I).search
+            if uas
+            else None
+        )
+
+    def _set_exempt(self, exempt: Iterable[str]) -> None:
+        self._exempt_ips, self._exempt_nets = set(), []
+        for e in exempt:
+            if "/" in e:
+                self._exempt_nets.append(ipaddress.ip_network(e, strict=False))
+            else:
+                self._exempt_ips.add(str(ipaddress.ip_address(e.strip("[]"))))
+        self._exempt_cache = {}
+
+    def reconfigure(
+        self,
+        *,
+        auth_fail_limit: int,
+        auth_fail_window: float,
+        ban_time: float,
+        rate_limit: float,
+        rate_burst: float,
+        scanner_user_agents: Iterable[str],
+        exempt: Iterable[str],
+        malformed_log_interval: float,
+        max_new_per_second: float,
+        flood_ban_after: int,
+    ) -> None:
+        """New limits (SIGHUP), keeping what the guard knows: bans in force, buckets,
+        authenticated addresses. A newly exempt address is unbanned."""
+        self.auth_fail_limit = int(auth_fail_limit)
+        self.auth_fail_window = float(auth_fail_window)
+        self.ban_time = float(ban_time)
+        self.rate_limit = float(rate_limit)
+        self.rate_burst = float(rate_burst)
+        self.malformed_log_interval = float(malformed_log_interval)
+        self.max_new_per_second = float(max_new_per_second)
+        self.flood_ban_after = int(flood_ban_after)
+        self._set_scanners(scanner_user_agents)
+        self._set_exempt(exempt)
+        for ip in [ip for ip in self._bans if self.is_exempt(ip)]:
+            del self._bans[ip]
+
     def is_exempt(self, ip: str) -> bool:
         if not self._exempt_ips and not self._exempt_nets:
             return False
