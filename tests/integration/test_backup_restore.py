@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from tests.integration.harness import BIN, SIPP_DIR, PbxProcess, auth_users, run_sipp
+from pypbx import contrib
+from tests.integration.harness import BIN, SIPP_DIR, PbxProcess, auth_users, require_tool, run_sipp
 from tests.integration.test_proxy_calls import PASSWORD, Phone
 
 pytestmark = pytest.mark.slow
@@ -189,6 +190,21 @@ def test_fail2ban_filter_matches_a_real_brute_force_run(p, tmp_path):
     assert len(failures) >= 3, "\n".join(lines[-40:])
     assert matched(failures) == ["127.0.0.1"] * len(failures)
     assert matched([ln for ln in lines if ln not in failures]) == []
+    # and fail2ban's own tool (Debian's fail2ban package) on the very log file: every failure
+    # line matched with the attacker's address, every other line missed
+    tool = require_tool("fail2ban-regex")
+    flt = tmp_path / "pypbx.conf"
+    flt.write_text(contrib.text("fail2ban-filter.conf"))
+    out = subprocess.run(
+        [tool, "--out", "ip", str(p.log_path), str(flt)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["127.0.0.1"] * len(failures)
+    summary = subprocess.run([tool, str(p.log_path), str(flt)], capture_output=True, text=True, timeout=120).stdout
+    assert f"{len(lines)} lines, 0 ignored, {len(failures)} matched, {len(lines) - len(failures)} missed" in summary
 
 
 def test_the_daily_retention_in_the_pbx_deletes_the_expired_and_not_the_held(p):
