@@ -52,6 +52,7 @@ class AlertKind(enum.StrEnum):
     RECORDINGS_FAILING = "recordings_failing"
     BACKUP_FAILED = "backup_failed"
     BACKUP_STALE = "backup_stale"
+    NOBODY_ANSWERING = "nobody_answering"  # callers waiting in a queue, no agent logged in
 
 
 class Phase(enum.StrEnum):
@@ -122,6 +123,36 @@ class TrunkWatch:
             )
         for gone in set(self.down_since) - seen:
             del self.down_since[gone]
+        return out
+
+
+#: (queue, callers waiting now, agents of the queue logged in)
+QueueStaffing = tuple[str, int, int]
+
+
+class NobodyWatch:
+    """Callers waiting in a queue while none of its agents is logged in (a queue only takes
+    callers while it is open: its hours allowed them in): bad after ``after`` seconds."""
+
+    def __init__(self, after: float) -> None:
+        self.after = after
+        self.since: dict[str, float] = {}
+
+    def checks(self, staffing: Iterable[QueueStaffing], now: float) -> list[Verdict]:
+        out = []
+        for queue, waiting, logged_in in staffing:
+            empty = waiting > 0 and logged_in == 0
+            since = self.since.setdefault(queue, now) if empty else now
+            if not empty:
+                self.since.pop(queue, None)
+            out.append(
+                Verdict(
+                    AlertKind.NOBODY_ANSWERING,
+                    queue,
+                    empty and now - since >= self.after,
+                    f"queue {queue}: {waiting} caller(s) waiting for {now - since:.0f} s and no agent logged in",
+                )
+            )
         return out
 
 
@@ -262,13 +293,16 @@ class AlertWatch:
         trunks: TrunkStatus | None = None,
         backup_state: Callable[[], Awaitable[tuple[Schedule | None, LastBackup | None, float | None]]] | None = None,
         recordings_failures: Callable[[], int] | None = None,
-        interval: float = 15.0,
+        queues: Callable[[], list[QueueStaffing]] | None = None,
+        interval: float | None = None,
     ) -> None:
         self.book, self.data_dir, self.cfg = book, data_dir, cfg
         self.trunks, self.backup_state, self.recordings_failures = trunks, backup_state, recordings_failures
+        self.queues = queues
         self.trunk_watch = TrunkWatch(cfg.trunk_down_after)
+        self.nobody = NobodyWatch(cfg.nobody_answering_after)
         self.crashes = CrashWatch()
-        self.interval = interval
+        self.interval = cfg.check_seconds if interval is None else interval
 
     async def step(self) -> list[Phase | None]:
         now = self.book.clock()
@@ -280,6 +314,8 @@ class AlertWatch:
             verdicts += backup_checks(sched, last, set_at, now)
         if self.recordings_failures is not None:
             verdicts.append(recordings_check(self.recordings_failures()))
+        if self.queues is not None:
+            verdicts += self.nobody.checks(self.queues(), now)
         return [await self.book.observe(v) for v in verdicts]
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -271,8 +271,26 @@ class Pbx:
         """Low-priority upkeep (pypbx.upkeep): recordings' compression and retention, the
         scheduled backup, alerts."""
         await run_upkeep(
-            self.cfg, db, self.stop_event, trunks=self.trunks.status, notifier=self.notifier, events=self.events
+            self.cfg,
+            db,
+            self.stop_event,
+            trunks=self.trunks.status,
+            notifier=self.notifier,
+            events=self.events,
+            queues=self._queue_staffing,
         )
+
+    def _queue_staffing(self) -> list[tuple[str, int, int]]:
+        """Per queue: (name, callers waiting now, its agents logged in) — the alerts' check."""
+        if self.acd is None:
+            return []
+        out = []
+        for q in sorted(self.acd.engine.queues):
+            st = self.acd.queue_status(q)
+            waiting = sum(1 for w in st["waiting"] if not w["is_callback"])
+            logged_in = sum(1 for a in st["agents"] if a["state"] != "logged_out")
+            out.append((q, waiting, logged_in))
+        return out
 
     # -- local API -------------------------------------------------------------------
     def _registrations(self, aor: str | None = None) -> list[dict[str, object]]:

@@ -293,6 +293,8 @@ class AlertsConfig:
     remind_hours: int = 24  # an alert still open after this long is sent again (0 = never)
     disk_min_free_mb: int = 2000  # alert when the data directory's disk has less free space
     trunk_down_after: int = 60  # seconds a trunk must be down before its alert
+    nobody_answering_after: int = 60  # seconds callers wait in a queue with no agent logged in
+    check_seconds: int = 15  # how often the checks run
 
 
 @dataclass(frozen=True)
@@ -745,7 +747,7 @@ _SCHEMA["recordings"] = [
     ("keep_days", 0, _int(0, 36500), "delete recordings older than this many days, daily, oldest first (0 = never)"),
     ("max_gb", 0.0, _non_negative_float, "... and the oldest beyond this many GB in total (0 = no budget)"),
     ("queue_keep_days", [], _queue_days, 'per-queue keep_days, e.g. ["billing=30", "front=365"]'),
-    ("compress", "flac", _compress, '"flac" (lossless, ~1/2), "opus" (Ogg Opus, ~1/20) or "none" (stereo WAV)'),
+    ("compress", "flac", _compress, '"flac" (lossless, ~1/3 of WAV), "opus" (Ogg Opus, ~1/7) or "none" (stereo WAV)'),
     ("compress_after", 600, _int(0, 86400 * 30), "seconds after the call before its recording is compressed"),
 ]
 
@@ -755,6 +757,13 @@ _SCHEMA["alerts"] = [
     ("remind_hours", 24, _int(0, 24 * 365), "an alert still open this long is sent again (0 = never)"),
     ("disk_min_free_mb", 2000, _int(0, 10_000_000), "alert when the data directory's disk has less free space"),
     ("trunk_down_after", 60, _int(0, 86400), "seconds a trunk is down before its alert"),
+    (
+        "nobody_answering_after",
+        60,
+        _int(0, 86400),
+        "seconds callers wait in a queue while none of its agents is logged in, before the alert",
+    ),
+    ("check_seconds", 15, _int(1, 3600), "how often the alert checks run"),
 ]
 
 

@@ -86,6 +86,7 @@ async def run_upkeep(
     trunks: TrunkStatus | None = None,
     notifier: Notifier | None = None,
     events: E.EventBus | None = None,
+    queues: Callable[[], list[A.QueueStaffing]] | None = None,
 ) -> None:
     keeper = RecordingKeeper(db, cfg.recordings)
     book = A.AlertBook(db, cfg.alerts, alert_sender(cfg, notifier))
@@ -100,6 +101,7 @@ async def run_upkeep(
         trunks=trunks,
         backup_state=state,
         recordings_failures=lambda: keeper.failures,
+        queues=queues,
     )
     if events is not None:
         events.add_sink(lambda ev: watch.crashes.worker_lost(time.time()), E.WorkerLost)

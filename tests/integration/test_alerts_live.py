@@ -1,0 +1,50 @@
+"""An alert raised and resolved by a real ``pypbx run``: a caller waits in a queue while none
+of its agents is logged in ([alerts] nobody_answering_after) -> one "raised" alert in
+``pypbx alerts list --json`` and the log; the caller gone -> "resolved"."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.harness import PbxProcess
+from tests.integration.test_proxy_calls import PASSWORD
+from tests.integration.test_queue_calls import caller, setup_queue
+
+pytestmark = pytest.mark.slow
+
+
+def test_callers_waiting_with_nobody_logged_in_raise_then_resolve_an_alert(tmp_path: Path) -> None:
+    p = PbxProcess(
+        tmp_path / "pbx",
+        security={"exempt": ["127.0.0.1"]},
+        alerts={"nobody_answering_after": 2, "check_seconds": 1},
+    )
+    p.add_extensions(["1009"], PASSWORD)
+    setup_queue(p, agents=("alice",))  # alice never logs in
+    p.start()
+    results: list[Any] = []
+    try:
+        t = threading.Thread(target=lambda: results.append(caller(p, tmp_path / "c1", stay_ms=6000)), daemon=True)
+        t.start()
+
+        def alerts() -> list[dict[str, Any]]:
+            return [a for a in json.loads(p.cli("alerts", "list", "--json").stdout) if a["kind"] == "nobody_answering"]
+
+        [raised] = p.wait_for(alerts, 15, "the alert")
+        assert raised["subject"] == "front" and raised["resolved_at"] is None
+        assert "no agent logged in" in raised["message"]
+        t.join(40)
+        assert [r.returncode for r in results] == [0], [r.errors or r.stdout[-2000:] for r in results]
+        [done] = p.wait_for(lambda: [a for a in alerts() if a["resolved_at"] is not None], 15, "the resolution")
+        assert done["id"] == raised["id"]  # the same episode: one alert, then resolved
+    finally:
+        p.stop()
+    log = p.log()
+    assert "Traceback" not in log, log[-4000:]
+    assert log.count("ALERT nobody_answering front:") == 1 and log.count("alert nobody_answering front resolved") == 1
+    p.check_events()
