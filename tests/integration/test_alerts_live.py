@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import PbxProcess
+from tests.integration.harness import PbxProcess, free_port
 from tests.integration.test_proxy_calls import PASSWORD
 from tests.integration.test_queue_calls import caller, setup_queue
 
@@ -48,3 +48,51 @@ def test_callers_waiting_with_nobody_logged_in_raise_then_resolve_an_alert(tmp_p
     assert "Traceback" not in log, log[-4000:]
     assert log.count("ALERT nobody_answering front:") == 1 and log.count("alert nobody_answering front resolved") == 1
     p.check_events()
+
+
+def test_a_trunk_refused_by_its_provider_raises_one_alert_and_one_resolved(tmp_path: Path) -> None:
+    """The provider refuses the registration (403), then is fixed and accepts the PBX's next
+    try (the trunk's own backoff, 10 s; digest as usual): one alert raised, one resolved,
+    for the same episode."""
+    from tests.integration.test_trunks import PROVIDER, Provider
+
+    port = free_port("both", PROVIDER)
+    bad = Provider("trunk_registrar_refuses.xml", tmp_path / "prov1", port=port)
+    p = PbxProcess(
+        tmp_path / "pbx", security={"exempt": ["127.0.0.1"]}, alerts={"trunk_down_after": 1, "check_seconds": 1}
+    )
+    p.cli(
+        "trunk",
+        "add",
+        "prov",
+        "--host",
+        f"{PROVIDER}:{port}",
+        "--username",
+        "clinic",
+        "--password",
+        "trunk-secret-1",
+        "--domain",
+        "fake.provider",
+    )
+    p.start()
+    good = None
+    try:
+
+        def alerts() -> list[dict[str, Any]]:
+            return [a for a in json.loads(p.cli("alerts", "list", "--json").stdout) if a["kind"] == "trunk_down"]
+
+        [raised] = p.wait_for(alerts, 20, "the trunk alert")
+        assert raised["subject"] == "prov" and "403 Forbidden" in raised["message"]
+        bad.kill()
+        good = Provider("trunk_registrar.xml", tmp_path / "prov2", port=port)
+        [done] = p.wait_for(lambda: [a for a in alerts() if a["resolved_at"] is not None], 40, "the resolution")
+        assert done["id"] == raised["id"]
+        assert json.loads(p.cli("trunk", "list", "--json").stdout)[0]["state"] == "registered"
+    finally:
+        p.stop()
+        bad.kill()
+        if good is not None:
+            good.kill()
+    log = p.log()
+    assert "Traceback" not in log, log[-4000:]
+    assert log.count("ALERT trunk_down prov:") == 1 and log.count("alert trunk_down prov resolved") == 1
