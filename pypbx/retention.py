@@ -37,6 +37,7 @@ from pathlib import Path
 import soundfile as sf
 
 from media.recording import RECORDING_MODE, sha256_file
+from pypbx import sitetime
 from pypbx.config import RecordingsConfig
 from pypbx.db import Database
 from pypbx.db.retention import StoredRecordingRow
@@ -140,7 +141,10 @@ def _remove_files(path: str) -> None:
 
 
 async def _delete(db: Database, d: Deletion, now: float) -> None:
+    """The call's recording and the caller's survey comment (a recording of the patient too)."""
     await asyncio.to_thread(_remove_files, d.path)
+    for comment in await db.take_survey_comments(d.call_id):
+        await asyncio.to_thread(Path(comment).unlink, missing_ok=True)
     await db.mark_recording_deleted(d.call_id, now, d.reason)
     log.info("recording of call %s deleted (%s): %s", d.call_id[:12], d.reason, d.path)
 
@@ -191,7 +195,7 @@ async def set_hold(db: Database, call_id: str, held: bool, reason: str = "", now
 
 
 def _when(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+    return sitetime.local(ts).strftime("%Y-%m-%d %H:%M")  # the site's clock, not the machine's
 
 
 def books_line(row: StoredRecordingRow) -> str:

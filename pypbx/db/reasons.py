@@ -115,6 +115,15 @@ class ReasonQueries(DatabaseCore):
             )
         return n > 0
 
+    async def take_survey_comments(self, call_id: str) -> list[str]:
+        """The call's survey comment recordings, forgotten (retention, erasure): their paths."""
+        async with self.transaction():
+            rows = await self.fetchall(
+                "SELECT comment_path FROM surveys WHERE call_id = ? AND comment_path IS NOT NULL", (call_id,)
+            )
+            await self.execute("UPDATE surveys SET comment_path = NULL WHERE call_id = ?", (call_id,))
+        return [str(r["comment_path"]) for r in rows]
+
     async def commented_survey_rows(
         self, since: float | None = None, until: float | None = None, max_score: int = 5
     ) -> list[CommentedSurveyRow]:

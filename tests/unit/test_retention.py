@@ -238,3 +238,23 @@ def test_cli_hold_delete_verify_play(invoke_cli, make_config, tmp_path: Path) ->
     assert r.exit_code == 1 and json.loads(r.output)["problems"][0]["problem"] == "missing"
     r = invoke_cli("recordings", "purge", "--dry-run", *c)
     assert r.exit_code == 0 and "Would delete 0" in r.output
+
+
+def test_erasure_and_retention_take_the_callers_survey_comment_too(tmp_path: Path) -> None:
+    """The survey comment is the patient's voice as well: gone with the call's recording;
+    the survey's score stays in the books."""
+
+    async def go():
+        async with open_db(tmp_path / "pypbx.db") as db:
+            await _add(db, tmp_path / "recordings", "c1", 1)
+            comment = tmp_path / "recordings" / "c1-comment.wav"
+            comment.write_bytes(b"RIFF")
+            await db.insert_survey_row("c1", "alice", "front", 2, NOW)
+            assert await db.set_survey_comment("c1", str(comment), 4.0)
+            await R.delete_recording(db, "c1", "patient request", NOW)
+            assert not comment.exists()
+            [row] = await db.survey_rows()
+            assert (row["score"], row["call_id"]) == (2, "c1")
+            assert await db.take_survey_comments("c1") == []  # forgotten in the books too
+
+    run(go())
