@@ -536,6 +536,10 @@ class CallManager:
                 call_log(log, s).warning("leg %s: no RTP for %s s", ev.leg, ev.seconds)
                 await self.end_call(s, "rtp timeout")
             return
+        if isinstance(ev, P.Ended) and s.end_cause is None and _session_expired(ev) and ev.leg not in s.dropped:
+            # RFC 4028: the phone stopped refreshing (gone without a BYE): the PBX ended it
+            call_log(log, s).warning("leg %s: session timer expired (no refresh)", ev.leg)
+            s.end_cause = SESSION_EXPIRED
         if s.flow is not None:
             await s.flow.handle(ev)
             return
@@ -1174,6 +1178,16 @@ class CallManager:
                 }
             )
         return out
+
+
+#: the cause booked when a phone stopped refreshing its session timer (RFC 4028)
+SESSION_EXPIRED = "session timer expired: no refresh from the phone"
+
+
+def _session_expired(ev: P.Ended) -> bool:
+    """pjsip ends a dialog whose session was not refreshed with 408 "No session refresh
+    received." (RFC 4028 §10)."""
+    return ev.cause_code == 408 and "session refresh" in (ev.reason or "").lower()
 
 
 async def _nothing() -> None:
