@@ -3,11 +3,22 @@ a restart, the merged config; the abuse guard's new limits keep its bans."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from pypbx import reload as R
+from pypbx import sitetime
 from pypbx.config import load_config, render_config
 from sip.guard import AbuseGuard
+
+
+@pytest.fixture(autouse=True)
+def machine_zone() -> Iterator[None]:
+    """Loading a config sets the process's site zone: back to the machine's afterwards."""
+    yield
+    sitetime.set_zone(None)
 
 
 def test_changes_split_and_merge(tmp_path: Path) -> None:
