@@ -25,7 +25,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from pypbx import acdstore, sitetime
+from pypbx import acdstore, retention, sitetime
 from pypbx import quality as Q
 from pypbx import voicemail as V
 from pypbx.db import Database
@@ -223,10 +223,11 @@ async def recording_audio(request: web.Request) -> web.StreamResponse:
         raise api_error(404, f"the recording of call {r['id'][:12]} is missing on disk")
     if download or _is_first_range(request):
         await _audit(request, action, r["id"], path.name)
-    headers = {"Cache-Control": "private, no-store"}
+    # a compressed recording (pypbx.retention: FLAC or Ogg Opus) plays and downloads as itself
+    headers = {"Cache-Control": "private, no-store", "Content-Type": retention.audio_mime(path)}
     if download:
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", r["id"])
-        headers["Content-Disposition"] = f'attachment; filename="{name}.wav"'
+        headers["Content-Disposition"] = f'attachment; filename="{name}{path.suffix}"'
     return web.FileResponse(path, headers=headers)
 
 

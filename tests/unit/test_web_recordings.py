@@ -192,7 +192,7 @@ def test_audio_supports_range_requests_and_downloads_all_audited(make_config: Ca
         url = "/api/v1/recordings/call-alice-in/audio"
         full = await client.get(url, headers={"Range": "bytes=0-"})
         data = await full.read()
-        assert full.status == 206 and full.headers["Content-Type"] == "audio/x-wav"
+        assert full.status == 206 and full.headers["Content-Type"] == "audio/wav"
         assert len(data) == 44 + 2 * 8000 * 10 and data[:4] == b"RIFF"
         seek = await client.get(url, headers={"Range": "bytes=80000-80099"})
         assert seek.status == 206
@@ -358,5 +358,41 @@ def test_the_page_renders_filters_checklist_and_nav(make_config: Callable[..., P
         assert 'id="review-form"' not in html and 'id="f-agent"' not in html  # an agent: no scoring, own calls
         js = await client.get("/static/recordings.js")
         assert js.status == 200
+
+    run(make_config, body)
+
+
+def test_a_compressed_recording_plays_and_downloads_as_itself(make_config: Callable[..., Path]) -> None:
+    """After the background compression (pypbx.retention: FLAC) the page's audio is the FLAC
+    file, served as audio/flac with range requests, downloaded as CALL.flac, 10 s long."""
+    import io
+
+    import soundfile as sf
+
+    from pypbx import retention
+
+    async def body(client: TestClient, ctx: Any) -> None:
+        row = await ctx.db.stored_recording_row("call-alice-in")
+        wav = Path(row["path"])
+        done = retention.compress_file(wav, retention.AudioFormat.FLAC)
+        await ctx.db.upsert_recording(
+            {
+                "call_id": "call-alice-in",
+                "path": str(done.path),
+                "status": "complete",
+                "seconds": 10.0,
+                "created_at": NOON + 13,
+                "detail": "{}",
+            }
+        )
+        wav.unlink()
+        await login(client, "sup")
+        url = "/api/v1/recordings/call-alice-in/audio"
+        part = await client.get(url, headers={"Range": "bytes=0-99"})
+        assert part.status == 206 and part.headers["Content-Type"] == "audio/flac"
+        dl = await client.get(url + "?download=1")
+        assert dl.headers["Content-Disposition"] == 'attachment; filename="call-alice-in.flac"'
+        data, rate = sf.read(io.BytesIO(await dl.read()))
+        assert len(data) / rate == 10.0
 
     run(make_config, body)
