@@ -51,7 +51,7 @@ from pypbx import destinations as D
 from pypbx import prompts as P
 from pypbx.db import Database, IntegrityError
 from pypbx.db.rows import AgentEventRow, AgentRow, CallbackRow, QueueRow
-from pypbx.errors import PbxError
+from pypbx.errors import PbxError, PbxUsageError
 from pypbx.jsontypes import JSON
 from pypbx.numbers import e164, is_emergency
 
@@ -107,6 +107,10 @@ class AcdError(PbxError):
     """A one-line, user-facing problem with a queue, agent or callback operation."""
 
 
+class AcdInputError(AcdError, PbxUsageError):
+    """A bad value given for a queue, agent or callback setting (exit status 2)."""
+
+
 # =========================================================================== text forms
 
 
@@ -121,7 +125,7 @@ def parse_strategy(value: object) -> Strategy:
     try:
         return Strategy(v)
     except ValueError:
-        raise AcdError(f"unknown strategy {value!r} (choose from {', '.join(strategy_names())})") from None
+        raise AcdInputError(f"unknown strategy {value!r} (choose from {', '.join(strategy_names())})") from None
 
 
 def parse_skills(spec: object) -> dict[str, int]:
@@ -139,20 +143,20 @@ def parse_skills(spec: object) -> dict[str, int]:
                 continue
             name, sep, level = part.partition(":")
             if not sep:
-                raise AcdError(f"bad skill {part!r}: expected NAME:LEVEL, e.g. new_patients:8")
+                raise AcdInputError(f"bad skill {part!r}: expected NAME:LEVEL, e.g. new_patients:8")
             pairs.append((name, level))
         items = pairs
     out: dict[str, int] = {}
     for raw_name, level in items:
         name = str(raw_name).strip().lower()
         if not SKILL_RE.match(name):
-            raise AcdError(f"bad skill name {name!r}: lower-case letters, digits and _ (starting with a letter)")
+            raise AcdInputError(f"bad skill name {name!r}: lower-case letters, digits and _ (starting with a letter)")
         try:
             lv = int(str(level).strip())
         except ValueError:
-            raise AcdError(f"bad level {level!r} for skill {name}: expected a whole number 1-10") from None
+            raise AcdInputError(f"bad level {level!r} for skill {name}: expected a whole number 1-10") from None
         if not 1 <= lv <= 10:
-            raise AcdError(f"bad level {lv} for skill {name}: expected 1-10")
+            raise AcdInputError(f"bad level {lv} for skill {name}: expected 1-10")
         if name in out:
             raise AcdError(f"skill {name} given twice")
         out[name] = lv
@@ -172,7 +176,7 @@ def parse_target(spec: object) -> Target:
         try:
             t = Target.from_dict(spec)
         except (KeyError, ValueError):
-            raise AcdError(f"bad destination {dict(spec)!r}") from None
+            raise AcdInputError(f"bad destination {dict(spec)!r}") from None
     else:
         text = str(spec).strip()
         kind, sep, target = text.partition(":")
@@ -185,17 +189,17 @@ def parse_target(spec: object) -> Target:
         try:
             t = Target(TargetKind(kind), target.strip())
         except ValueError:
-            raise AcdError(f"bad destination {text!r}: unknown kind {kind!r} (choose from {kinds})") from None
+            raise AcdInputError(f"bad destination {text!r}: unknown kind {kind!r} (choose from {kinds})") from None
     if t.kind is TargetKind.QUEUE and not QUEUE_NAME_RE.match(t.target):
-        raise AcdError(f"bad destination queue:{t.target}: {_queue_name_rule()}")
+        raise AcdInputError(f"bad destination queue:{t.target}: {_queue_name_rule()}")
     if t.kind is TargetKind.EXTENSION and not EXTENSION_RE.match(t.target):
-        raise AcdError(f"bad destination extension:{t.target}: expected 2-8 digits")
+        raise AcdInputError(f"bad destination extension:{t.target}: expected 2-8 digits")
     if t.kind is TargetKind.RING_GROUP and not QUEUE_NAME_RE.match(t.target):
-        raise AcdError(f"bad destination ring_group:{t.target}: expected a group name")
+        raise AcdInputError(f"bad destination ring_group:{t.target}: expected a group name")
     if t.kind is TargetKind.EXTERNAL and not PHONE_RE.match(t.target):
-        raise AcdError(f"bad destination external:{t.target}: expected a phone number (digits, optional +)")
+        raise AcdInputError(f"bad destination external:{t.target}: expected a phone number (digits, optional +)")
     if t.kind is TargetKind.VOICEMAIL and not _BOX_RE.match(t.target):
-        raise AcdError(f"bad destination voicemail:{t.target}: expected a mailbox name")
+        raise AcdInputError(f"bad destination voicemail:{t.target}: expected a mailbox name")
     return t
 
 
@@ -226,7 +230,9 @@ def parse_overflow(spec: object) -> OverflowRule | None:
     head, sep, target = text.partition(",")
     key, eq, after = head.partition("=")
     if not sep or not eq or key.strip().lower() != "after":
-        raise AcdError(f"bad overflow {text!r}: expected after=SECONDS,KIND:TARGET (e.g. after=20,queue:front_desk)")
+        raise AcdInputError(
+            f"bad overflow {text!r}: expected after=SECONDS,KIND:TARGET (e.g. after=20,queue:front_desk)"
+        )
     return OverflowRule(_seconds(after, "overflow after", minimum=1), parse_target(target))
 
 
@@ -248,16 +254,16 @@ def parse_relaxation(spec: object) -> tuple[Relaxation, ...]:
                 continue
             after, sep, level = part.partition(":")
             if not sep:
-                raise AcdError(f"bad relaxation step {part!r}: expected SECONDS:LEVEL, e.g. 30:5")
+                raise AcdInputError(f"bad relaxation step {part!r}: expected SECONDS:LEVEL, e.g. 30:5")
             try:
                 lv = int(level.strip())
             except ValueError:
-                raise AcdError(f"bad relaxation step {part!r}: level must be a whole number 1-10") from None
+                raise AcdInputError(f"bad relaxation step {part!r}: level must be a whole number 1-10") from None
             steps.append(Relaxation(_seconds(after, "relaxation time", minimum=1), lv))
     steps.sort(key=lambda r: r.after)
     for r in steps:
         if not 1 <= r.min_level <= 10:
-            raise AcdError(f"bad relaxation step {_num(r.after)}:{r.min_level}: level must be 1-10")
+            raise AcdInputError(f"bad relaxation step {_num(r.after)}:{r.min_level}: level must be 1-10")
     for a, b in itertools.pairwise(steps):
         if a.after == b.after:
             raise AcdError(f"relaxation: two steps at {_num(a.after)} s")
@@ -294,9 +300,9 @@ def _seconds(value: object, what: str, minimum: float = 0, maximum: float = 8640
     try:
         v = float(str(value).strip())
     except (TypeError, ValueError):
-        raise AcdError(f"bad {what} {value!r}: expected seconds") from None
+        raise AcdInputError(f"bad {what} {value!r}: expected seconds") from None
     if v != v or not minimum <= v <= maximum:
-        raise AcdError(f"bad {what} {_num(v)}: expected {_num(minimum)}-{_num(maximum)} seconds")
+        raise AcdInputError(f"bad {what} {_num(v)}: expected {_num(minimum)}-{_num(maximum)} seconds")
     return v
 
 
@@ -307,21 +313,21 @@ def _queue_name_rule() -> str:
 def validate_queue_name(name: str) -> str:
     name = str(name).strip()
     if not QUEUE_NAME_RE.match(name):
-        raise AcdError(f"bad queue name {name!r}: {_queue_name_rule()}")
+        raise AcdInputError(f"bad queue name {name!r}: {_queue_name_rule()}")
     return name
 
 
 def validate_agent_id(agent_id: str) -> str:
     agent_id = str(agent_id).strip()
     if not AGENT_ID_RE.match(agent_id):
-        raise AcdError(f"bad agent id {agent_id!r}: expected 1-32 lower-case letters, digits, '.', '_' or '-'")
+        raise AcdInputError(f"bad agent id {agent_id!r}: expected 1-32 lower-case letters, digits, '.', '_' or '-'")
     return agent_id
 
 
 def validate_phone_number(number: str) -> str:
     n = re.sub(r"[\s().-]", "", str(number))
     if not PHONE_RE.match(n):
-        raise AcdError(f"bad phone number {number!r}: expected digits with an optional leading +")
+        raise AcdInputError(f"bad phone number {number!r}: expected digits with an optional leading +")
     return n
 
 
@@ -429,7 +435,7 @@ def check_prompt_id(value: object, override: Path | None = None, *, exists: bool
     if pid.lower() in ("", "none"):
         return ""
     if not P.PROMPT_ID.match(pid):
-        raise AcdError(f"bad prompt {pid!r}: a prompt id (lower-case letters, digits, _), see pypbx prompts list")
+        raise AcdInputError(f"bad prompt {pid!r}: a prompt id (lower-case letters, digits, _), see pypbx prompts list")
     if not exists:
         return pid
     known = set(P.shipped_ids())
@@ -444,7 +450,7 @@ def _apply_options(base: QueueConfig, opts: Mapping[str, object]) -> QueueConfig
     """A new QueueConfig: ``base`` with the (validated) options that are not None."""
     unknown = set(opts) - set(QUEUE_OPTIONS)
     if unknown:
-        raise AcdError(f"unknown queue option(s): {', '.join(sorted(unknown))}")
+        raise AcdInputError(f"unknown queue option(s): {', '.join(sorted(unknown))}")
     o = {k: v for k, v in opts.items() if v is not None}
     kw: _QueueChanges = {}
     q = base.name
@@ -464,16 +470,16 @@ def _apply_options(base: QueueConfig, opts: Mapping[str, object]) -> QueueConfig
         try:
             n = _as_int(o["max_length"])
         except (TypeError, ValueError):
-            raise AcdError(f"bad max length {o['max_length']!r}: expected a whole number") from None
+            raise AcdInputError(f"bad max length {o['max_length']!r}: expected a whole number") from None
         if not 0 <= n <= 10000:
-            raise AcdError(f"bad max length {n}: expected 0-10000 (0 = no limit)")
+            raise AcdInputError(f"bad max length {n}: expected 0-10000 (0 = no limit)")
         kw["max_length"] = n or None
     je = o.get("when_empty", o.get("join_empty"))
     if je is not None:
         try:
             kw["join_empty"] = je if isinstance(je, JoinEmpty) else JoinEmpty(str(je).strip().lower())
         except ValueError:
-            raise AcdError(f"bad when-empty {je!r}: choose join or refuse") from None
+            raise AcdInputError(f"bad when-empty {je!r}: choose join or refuse") from None
     if "fallback" in o:
         f = o["fallback"]
         kw["fallback"] = None if isinstance(f, str) and f.strip().lower() in ("", "none") else _queue_target(f, q)
@@ -504,7 +510,7 @@ def _apply_options(base: QueueConfig, opts: Mapping[str, object]) -> QueueConfig
     if "language" in o:
         lang = str(o["language"]).strip().lower()
         if lang not in LANGUAGES:
-            raise AcdError(f"unknown language {o['language']!r} (choose from {', '.join(LANGUAGES)})")
+            raise AcdInputError(f"unknown language {o['language']!r} (choose from {', '.join(LANGUAGES)})")
         kw["language"] = lang
     if "rna_misses_before_pause" in o:
         kw["rna_misses_before_pause"] = _int_range(o["rna_misses_before_pause"], "ring-no-answer misses", 0, 100)
@@ -546,9 +552,9 @@ def _int_range(value: object, what: str, lo: int, hi: int) -> int:
     try:
         n = _as_int(value)
     except (TypeError, ValueError):
-        raise AcdError(f"bad {what} {value!r}: expected a whole number") from None
+        raise AcdInputError(f"bad {what} {value!r}: expected a whole number") from None
     if not lo <= n <= hi:
-        raise AcdError(f"bad {what} {n}: expected {lo}-{hi}")
+        raise AcdInputError(f"bad {what} {n}: expected {lo}-{hi}")
     return n
 
 
@@ -803,7 +809,7 @@ async def login(db: Database, agent_id: str, extension: str) -> tuple[AgentRecor
     a = await get_agent(db, agent_id)
     extension = str(extension).strip()
     if not EXTENSION_RE.match(extension):
-        raise AcdError(f"bad extension number {extension!r}: expected 2-8 digits")
+        raise AcdInputError(f"bad extension number {extension!r}: expected 2-8 digits")
     if await db.get_extension_row(extension) is None:
         raise AcdError(f"extension {extension} not found")
     holder = await db.get_agent_row_at_extension(extension)
@@ -1106,7 +1112,7 @@ def _statuses(status: str) -> tuple[str, ...] | None:
         return ("pending", "dialing")  # not done yet, including those being dialled now
     if s in CALLBACK_STATUSES:
         return (s,)
-    raise AcdError(f"unknown callback status {status!r} (choose from pending, dialing, done, failed, all)")
+    raise AcdInputError(f"unknown callback status {status!r} (choose from pending, dialing, done, failed, all)")
 
 
 async def list_callbacks(
@@ -1128,7 +1134,7 @@ async def update_callback(
 ) -> Callback:
     """For the live core: ``dialing`` counts an attempt; ``done`` / ``failed`` close it."""
     if status not in CALLBACK_STATUSES:
-        raise AcdError(f"unknown callback status {status!r}")
+        raise AcdInputError(f"unknown callback status {status!r}")
     row = await db.get_callback_row(cb_id)
     if row is None:
         raise AcdError(f"callback {cb_id} not found")
@@ -1176,7 +1182,7 @@ async def set_queue_number(db: Database, name: str, number: str | None) -> Queue
     n = None if number is None or str(number).strip().lower() in ("", "none") else str(number).strip()
     if n is not None:
         if not QUEUE_NUMBER_RE.match(n):
-            raise AcdError(f"bad queue number {number!r}: expected 2-8 digits")
+            raise AcdInputError(f"bad queue number {number!r}: expected 2-8 digits")
         if is_emergency(n, db.region):
             raise AcdError(f"{n} is an emergency number in {db.region}: it cannot be a queue number")
         if await db.get_extension_row(n) is not None:

@@ -29,7 +29,7 @@ from typing import TypedDict
 from pypbx import hours
 from pypbx.db import Database
 from pypbx.db.missed import MissedAttemptRow, MissedCallRow, MissedTaskRow
-from pypbx.errors import PbxError
+from pypbx.errors import PbxError, PbxUsageError
 from pypbx.events import (
     AttemptOutcome,
     CallEnded,
@@ -53,6 +53,10 @@ DEFAULT_REACHED_AFTER = 5.0
 
 class MissedError(PbxError):
     """A one-line problem with a worklist operation."""
+
+
+class MissedInputError(MissedError, PbxUsageError):
+    """A bad value given to a worklist command (exit status 2)."""
 
 
 class TaskState(str, enum.Enum):
@@ -250,9 +254,9 @@ def parse_task_id(task: object) -> int:
     try:
         n = int(text)
     except ValueError:
-        raise MissedError(f"bad task id {task!r}: expected a number, e.g. 12") from None
+        raise MissedInputError(f"bad task id {task!r}: expected a number, e.g. 12") from None
     if n <= 0:
-        raise MissedError(f"bad task id {task!r}: expected a number, e.g. 12")
+        raise MissedInputError(f"bad task id {task!r}: expected a number, e.g. 12")
     return n
 
 
@@ -260,7 +264,9 @@ def parse_outcome(text: object) -> Outcome:
     try:
         return Outcome(str(text).strip().lower().replace("_", "-"))
     except ValueError:
-        raise MissedError(f"unknown outcome {text!r} (choose from {', '.join(o.value for o in Outcome)})") from None
+        raise MissedInputError(
+            f"unknown outcome {text!r} (choose from {', '.join(o.value for o in Outcome)})"
+        ) from None
 
 
 async def get_task(db: Database, task: object) -> Task:

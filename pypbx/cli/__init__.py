@@ -60,6 +60,19 @@ from pypbx.errors import PbxError
 __all__ = ["cli", "main"]
 
 
+#: how the library words bad input: "bad ring timeout 'abc': expected seconds",
+#: "unknown outcome 'bogus' (choose from ...)" -- exit 2 whatever the error's class
+BAD_INPUT_PREFIXES = ("bad ", "unknown ")
+
+
+def exit_code_of(e: PbxError) -> int:
+    """The error's exit status: 2 for bad usage or input (its class says so, or its message
+    is worded as bad input), else its own (1: the command failed)."""
+    if e.exit_code == 1 and str(e).startswith(BAD_INPUT_PREFIXES):
+        return 2
+    return e.exit_code
+
+
 class PbxGroup(click.Group):
     """The root group: a :class:`PbxError` anywhere below becomes a one-line error, and so
     does a bad option value (click's :class:`~click.BadParameter`: exit 2, one line, no
@@ -78,7 +91,7 @@ class PbxGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PbxError as e:
-            raise one_line_error(str(e), e.exit_code) from None
+            raise one_line_error(str(e), exit_code_of(e)) from None
         except click.UsageError as e:
             raise _usage_line(e) from None
 

@@ -156,7 +156,7 @@ def test_cli_import_says_encoding_and_shows_national(invoke_cli, make_config, tm
     r = invoke_cli("callers", "show", "0033612345679", *c)
     assert "06 12 34 56 79" in r.output and "+33612345679" in r.output and "Hélène" in r.output
     r = invoke_cli("callers", "import", str(f), "--encoding", "nope", *c)
-    assert r.exit_code == 1 and r.output.strip().splitlines()[-1].startswith("Error: unknown encoding")
+    assert r.exit_code == 2 and r.output.strip().splitlines()[-1].startswith("Error: unknown encoding")
 
 
 def test_bom_but_not_that_encoding_is_one_line_error():

@@ -95,11 +95,8 @@ def bad_input(r: Any, message: str) -> None:
 
 
 _BAD_INPUT = (
-    "unknown queue",
-    "unknown agent",
-    "unknown extension",
-    "unknown language",
-    "unknown pause",
+    "bad ",  # a value a setting cannot take
+    "unknown ",  # a name or a choice that does not exist
     "nothing to change",
 )
 

@@ -411,3 +411,16 @@ def test_email_times_on_the_site_clock(far_zones: None, monkeypatch: pytest.Monk
     assert N.probe_payload()["time"] == "2026-06-16T00:30:00+14:00"
     assert N._when(AT) == "2026-06-16 00:30:00"
     assert os.environ["TZ"] == "Pacific/Pago_Pago"
+
+
+def test_bad_input_wording_is_exit_2_whatever_the_error_class() -> None:
+    """The library words bad input "bad X: expected Y" / "unknown X (choose from ...)"; the
+    CLI exits 2 for those even from an error class that says 1 (queue --priority 999,
+    missed close --outcome bogus, route test --at tomorrow, did edit --to bogus:1 ...)."""
+    from pypbx.cli import exit_code_of
+    from pypbx.errors import PbxError, PbxUsageError
+
+    assert exit_code_of(PbxError("bad priority 999: expected 0-100")) == 2
+    assert exit_code_of(PbxError("unknown outcome 'bogus' (choose from reached, ...)")) == 2
+    assert exit_code_of(PbxError("queue front is in use by DID +33144556677")) == 1
+    assert exit_code_of(PbxUsageError("nothing to change")) == 2

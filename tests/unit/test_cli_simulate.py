@@ -30,7 +30,7 @@ def test_simulate_preset_text_and_json(invoke_cli, tmp_config):
 
 def test_simulate_errors_are_one_line(invoke_cli, tmp_config, tmp_path):
     r = invoke_cli("simulate", "--preset", "hospital", "--config", str(tmp_config))
-    assert r.exit_code == 1 and "unknown preset 'hospital'" in r.output
+    assert r.exit_code == 2 and "unknown preset 'hospital'" in r.output
     bad = tmp_path / "day.toml"
     bad.write_text("this is = = not toml")
     r = invoke_cli("simulate", "--scenario", str(bad), "--config", str(tmp_config))

@@ -129,7 +129,7 @@ def test_cli(tmp_path: Path):
     code, out = c("group", "show", "front")
     assert code == 0 and "strategy: order" in out
     code, out = c("group", "add", "x", "--members", "1001", "--then", "ivr:main")
-    assert code == 1 and "bad --then" in out and "Traceback" not in out
+    assert code == 2 and "bad --then" in out and "Traceback" not in out
     code, out = c(
         "did",
         "add",

@@ -108,6 +108,6 @@ def test_cli_hours(invoke_cli, tmp_config, monkeypatch):
     assert [x["open_now"] for x in d] == [True]
     assert "clinic" in invoke_cli("hours", "list", *c).output
     r = invoke_cli("hours", "set", "x", "--week", "mon 9-10", *c)
-    assert r.exit_code == 1 and "bad time range" in r.output
+    assert r.exit_code == 2 and "bad time range" in r.output
     r = invoke_cli("hours", "show", "nope", *c)
     assert r.exit_code == 2 and "unknown schedule 'nope'" in r.output  # issue 12: no such object = exit 2

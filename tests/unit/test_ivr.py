@@ -320,7 +320,7 @@ def test_cli_ivr(invoke_cli, tmp_config, tmp_path):
     assert (d["known_caller"], d["new_caller"]) == ("queue:desk", "menu:main")
     assert invoke_cli("ivr", "remove", "smart", *c).exit_code == 0
     r = invoke_cli("ivr", "add", "x", "--option", "1=dance:now", *c)
-    assert r.exit_code == 1 and "bad action" in r.output
+    assert r.exit_code == 2 and "bad action" in r.output
     assert invoke_cli("ivr", "remove", "copy", *c).exit_code == 0
     r = invoke_cli("ivr", "show", "copy", *c)
     assert r.exit_code == 2 and "unknown IVR menu 'copy'" in r.output  # issue 12: no such object = exit 2

@@ -473,7 +473,7 @@ def test_cli_missed_list_show_claim_close(tmp_config: Path, invoke_cli: Callable
     bad = invoke_cli("missed", "close", "abc", "--outcome", "reached", *c)
     assert bad.exit_code == 2 and bad.output.strip() == "Error: bad task id 'abc': expected a number, e.g. 12"
     bad = invoke_cli("missed", "close", tid, "--outcome", "gone", *c)
-    assert bad.exit_code == 1 and "unknown outcome 'gone'" in bad.output
+    assert bad.exit_code == 2 and "unknown outcome 'gone'" in bad.output
     bad = invoke_cli("missed", "call", tid, "--from", "1001", *c)
     assert bad.exit_code == 1 and bad.output.strip() == "Error: pypbx is not running: start it (pypbx run) to call back"
 
@@ -502,7 +502,7 @@ def test_cli_queue_callback_settings(tmp_config: Path, invoke_cli: Callable[...,
     bad = invoke_cli("queue", "edit", "front", "--callback-hours", "nope", *c)
     assert bad.exit_code == 1 and bad.output.startswith("Error: ") and "nope" in bad.output
     bad = invoke_cli("queue", "add", "lab", "--callback-attempts", "99", *c)
-    assert bad.exit_code == 1 and bad.output.strip() == "Error: bad callback attempts 99: expected 1-20"
+    assert bad.exit_code == 2 and bad.output.strip() == "Error: bad callback attempts 99: expected 1-20"
     bad = invoke_cli("queue", "add", "lab2", "--callback-hours", "nope", *c)
     assert bad.exit_code == 1
     assert "lab2" not in invoke_cli("queue", "list", *c).output  # nothing half-created

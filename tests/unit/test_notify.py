@@ -470,7 +470,7 @@ def test_cli_voicemail_box_email_and_notify_commands(invoke_cli, make_config, ho
     [b] = json.loads(invoke_cli("voicemail", "boxes", "--json", *c).output)
     assert b["email"] == "nurse@clinic.test,doctor@clinic.test" and b["max_seconds"] == 60
     r = invoke_cli("voicemail", "box", "1002", "--email", "nurse@", *c)
-    assert r.exit_code == 1 and r.output.strip() == "Error: bad e-mail address 'nurse@'"
+    assert r.exit_code == 2 and r.output.strip() == "Error: bad e-mail address 'nurse@'"
     r = invoke_cli("voicemail", "box", "1003", "--email", "", *c)
     assert r.exit_code == 0
 

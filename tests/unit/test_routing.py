@@ -321,8 +321,8 @@ def test_cli_route(cfg_path: Path):
         (("route", "show", "nope"), "unknown route 'nope'", 2),
         (("route", "remove", "nope"), "unknown route 'nope'", 2),
         (("route", "unrule", "main", "9"), "has no rule 9", 2),
-        (("route", "test", "main", "--caller", "1", "--at", "tomorrow"), "bad --at", 1),
-        (("route", "test", "main", "--caller", "1", "--ivr", "main"), "bad --ivr", 1),
+        (("route", "test", "main", "--caller", "1", "--at", "tomorrow"), "bad --at", 2),
+        (("route", "test", "main", "--caller", "1", "--ivr", "main"), "bad --ivr", 2),
         (("route", "add", "main"), "already exists", 1),
     ]:
         code, out = run_cli(cfg_path, *args)
@@ -365,7 +365,7 @@ def test_cli_did_edit(cfg_path: Path):
         (("did", "edit", "+33999", "--to", "queue:a"), "unknown DID '+33999'", 2),
         (("did", "edit", "+33123456789"), "nothing to change", 1),
         (("did", "edit", "+33123456789", "--to", "route:ghost"), "unknown route 'ghost'", 2),
-        (("did", "edit", "+33123456789", "--to", "bogus:1"), "bad destination", 1),
+        (("did", "edit", "+33123456789", "--to", "bogus:1"), "bad destination", 2),
         (("did", "edit", "+33123456789", "--trunk", "ghost"), "no trunk", 1),
     ]:
         code, out = run_cli(cfg_path, *args)

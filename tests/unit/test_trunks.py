@@ -84,7 +84,7 @@ def test_trunk_and_did_cli(cfg_path: Path) -> None:
     )
     assert code == 0 and "+33123456789 -> extension:1001 (Appointments line)" in out
     code, out = run_cli(cfg_path, "did", "add", "+33123456780", "--to", "fax:1")
-    assert code == 1 and "bad destination" in out
+    assert code == 2 and "bad destination" in out
     code, out = run_cli(cfg_path, "did", "list", "--json")
     assert json.loads(out) == [
         {
@@ -119,7 +119,7 @@ def test_ext_perms_cli(cfg_path: Path) -> None:
     code, out = run_cli(cfg_path, "ext", "perms", "1001", "--allow", "national")
     assert code == 0 and "internal, fixed_line, toll_free, shared_cost, voip, uan, emergency" in out
     code, out = run_cli(cfg_path, "ext", "perms", "1001", "--allow", "moon")
-    assert code == 1 and "unknown number class" in out
+    assert code == 2 and "unknown number class" in out
 
 
 def _svc(**kw) -> T.TrunkService:
