@@ -15,6 +15,7 @@ from pypbx import destinations as D
 from pypbx import trunks as T
 from pypbx.acdstore import AcdError, parse_priority
 from pypbx.db import Database
+from pypbx.errors import PbxUsageError, UnknownNameError
 from pypbx.routing import RoutingError, check_destination
 from pypbx.trunks import Did
 
@@ -61,11 +62,11 @@ async def edit_did(
         if trunk in ("", "any"):
             fields["trunk"] = None
         elif await db.get_trunk_row(trunk) is None:
-            raise T.TrunkError(f"no trunk named {trunk!r}")
+            raise UnknownNameError("trunk", trunk, [r["name"] for r in await db.list_trunk_rows()])
         else:
             fields["trunk"] = trunk
     if not fields and prio is None:
-        raise T.TrunkError("nothing to change: give --to, --known, --new, --name, --trunk or --priority")
+        raise PbxUsageError("nothing to change: give --to, --known, --new, --name, --trunk or --priority")
     if fields:
         await db.update_did_row(n, fields)
     if prio is not None:

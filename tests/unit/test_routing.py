@@ -363,10 +363,10 @@ def test_cli_did_edit(cfg_path: Path):
     # issue 12: a DID or destination that does not exist is bad input, exit 2
     for args, msg, want in [
         (("did", "edit", "+33999", "--to", "queue:a"), "unknown DID '+33999'", 2),
-        (("did", "edit", "+33123456789"), "nothing to change", 1),
+        (("did", "edit", "+33123456789"), "nothing to change", 2),
         (("did", "edit", "+33123456789", "--to", "route:ghost"), "unknown route 'ghost'", 2),
         (("did", "edit", "+33123456789", "--to", "bogus:1"), "bad destination", 2),
-        (("did", "edit", "+33123456789", "--trunk", "ghost"), "no trunk", 1),
+        (("did", "edit", "+33123456789", "--trunk", "ghost"), "unknown trunk 'ghost'", 2),
     ]:
         code, out = run_cli(cfg_path, *args)
         assert code == want and msg in out and "Traceback" not in out, (args, out)
