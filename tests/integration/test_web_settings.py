@@ -182,7 +182,12 @@ def test_375px_wide_no_page_scrolls_sideways_and_the_login_works_by_keyboard(pbx
             page.wait_for_load_state("load")
             if path == "/board":
                 page.wait_for_selector("article[data-queue='front']", timeout=5_000)
-            assert page.evaluate(wide) <= 0, f"{path} scrolls sideways at 375 px"
+            too_wide = page.evaluate(
+                "() => Array.from(document.querySelectorAll('body *')).filter(el => el.getBoundingClientRect().right"
+                " > window.innerWidth + 1).slice(0, 8).map(el => el.tagName + '.' + el.className + ' ' +"
+                " Math.round(el.getBoundingClientRect().right))"
+            )
+            assert page.evaluate(wide) <= 0, f"{path} scrolls sideways at 375 px: {too_wide}"
             unlabelled = page.evaluate(
                 "() => Array.from(document.querySelectorAll('input:not([type=hidden]), select'))"
                 ".filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')).map(el => el.name)"
