@@ -32,6 +32,8 @@ from pypbx.web.routes import (
     api_error,
     client_ip,
     ctx_of,
+    json_body,
+    json_reply,
     may_act_on_agent,
     principal,
     route,
@@ -47,22 +49,6 @@ SSE_WRITE_TIMEOUT = 5.0
 SSE_HEARTBEAT = 15.0
 
 
-def _json(data: object, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
-
-
-async def _body(request: web.Request) -> dict[str, object]:
-    if not request.can_read_body:
-        return {}
-    try:
-        data = await request.json()
-    except ValueError:
-        raise api_error(400, "the body is not JSON") from None
-    if not isinstance(data, dict):
-        raise api_error(400, "the body must be a JSON object")
-    return data
-
-
 async def _audited(request: web.Request, action: str, target: str, detail: str | None = None) -> None:
     await A.audit(ctx_of(request).db, principal(request).name, action, target, detail, client_ip(request))
 
@@ -73,7 +59,7 @@ async def _audited(request: web.Request, action: str, target: str, detail: str |
 @route("GET", f"{V1}/me", roles=EVERYONE, summary="The logged-in user or token: name, role, agent.")
 async def me(request: web.Request) -> web.Response:
     p = principal(request)
-    return _json({"name": p.name, "role": p.role.value, "agent": p.agent_id, "via": p.via})
+    return json_reply({"name": p.name, "role": p.role.value, "agent": p.agent_id, "via": p.via})
 
 
 # --------------------------------------------------------------------------- wallboard
@@ -81,7 +67,7 @@ async def me(request: web.Request) -> web.Response:
 
 @route("GET", f"{V1}/board", roles=EVERYONE, query_token=True, summary="The wallboard's snapshot, per queue.")
 async def board_snapshot(request: web.Request) -> web.Response:
-    return _json(await board.snapshot(ctx_of(request)))
+    return json_reply(await board.snapshot(ctx_of(request)))
 
 
 # --------------------------------------------------------------------------- queues and agents
@@ -96,10 +82,10 @@ async def board_snapshot(request: web.Request) -> web.Response:
 async def queues(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     if ctx.acd is None:
-        return _json(
+        return json_reply(
             [{"queue": q.name, "waiting": [], "agents": [], "ewt": None} for q in await acdstore.list_queues(ctx.db)]
         )
-    return _json([ctx.acd.queue_status(q) for q in sorted(ctx.acd.engine.queues)])
+    return json_reply([ctx.acd.queue_status(q) for q in sorted(ctx.acd.engine.queues)])
 
 
 @route("GET", f"{V1}/agents", roles=STAFF, summary="The agents and their state (an agent login: only themself).")
@@ -117,7 +103,7 @@ async def agents(request: web.Request) -> web.Response:
         for a in rows
         if may_act_on_agent(p, a.id)
     ]
-    return _json(out)
+    return json_reply(out)
 
 
 async def _agent_action(request: web.Request, action: str) -> web.Response:
@@ -126,7 +112,7 @@ async def _agent_action(request: web.Request, action: str) -> web.Response:
     if not may_act_on_agent(p, agent_id):
         await A.audit(ctx.db, p.name, f"agent.{action}", agent_id, "refused", client_ip(request), ok=False)
         raise api_error(403, f"a {p.role.value} login may not act on agent {agent_id}")
-    body = await _body(request)
+    body = await json_body(request)
     try:
         if action == "pause":
             rec = await acdstore.pause(ctx.db, agent_id, str(body.get("reason") or "break"))
@@ -144,7 +130,7 @@ async def _agent_action(request: web.Request, action: str) -> web.Response:
     if ctx.acd is not None:
         await ctx.acd.sync()  # the live ACD takes the change now (the CLI's is seen by polling)
     await _audited(request, f"agent.{action}", agent_id, str(body.get("reason") or "") or None)
-    return _json({"id": rec.id, "state": rec.state, "pause_reason": rec.pause_reason})
+    return json_reply({"id": rec.id, "state": rec.state, "pause_reason": rec.pause_reason})
 
 
 @route("POST", f"{V1}/agents/{{agent}}/pause", roles=STAFF, summary="Pause an agent (body: {reason}).")
@@ -182,7 +168,7 @@ async def missed_list(request: web.Request) -> web.Response:
     now = time.time()
     show_all = request.query.get("all") in ("1", "true")
     tasks = await M.list_tasks(ctx_of(request).db, include_closed=show_all, queue=request.query.get("queue"))
-    return _json([t.to_dict(now) for t in tasks])
+    return json_reply([t.to_dict(now) for t in tasks])
 
 
 def _worklist(request: web.Request) -> M.Worklist:
@@ -205,19 +191,19 @@ async def missed_claim(request: web.Request) -> web.Response:
     except PbxError as exc:
         raise api_error(409, str(exc)) from None
     await _audited(request, "missed.claim", task)
-    return _json(t)
+    return json_reply(t)
 
 
 @route("POST", f"{V1}/missed/{{task}}/close", roles=STAFF, summary="Close a task with an outcome (body: {outcome}).")
 async def missed_close(request: web.Request) -> web.Response:
     task = request.match_info["task"]
-    outcome = str((await _body(request)).get("outcome") or "")
+    outcome = str((await json_body(request)).get("outcome") or "")
     try:
         t = await _worklist(request).close(task, outcome, _me_as(request))
     except PbxError as exc:
         raise api_error(409, str(exc)) from None
     await _audited(request, "missed.close", task, outcome)
-    return _json(t)
+    return json_reply(t)
 
 
 @route(
@@ -229,7 +215,7 @@ async def missed_close(request: web.Request) -> web.Response:
 async def missed_call(request: web.Request) -> web.Response:
     ctx, p = ctx_of(request), principal(request)
     task = request.match_info["task"]
-    ext = str((await _body(request)).get("extension") or "")
+    ext = str((await json_body(request)).get("extension") or "")
     if not ext and p.agent_id:
         rec = await acdstore.get_agent(ctx.db, p.agent_id)
         ext = rec.extension or ""
@@ -242,7 +228,7 @@ async def missed_call(request: web.Request) -> web.Response:
     except PbxError as exc:
         raise api_error(409, str(exc)) from None
     await _audited(request, "missed.call", task, f"extension={ext}")
-    return _json(res)
+    return json_reply(res)
 
 
 # --------------------------------------------------------------------------- calls and reports
@@ -254,7 +240,7 @@ async def calls(request: web.Request) -> web.Response:
     lo, hi = _day(request)
     rows = await ctx_of(request).db.call_rows_between(lo, hi)
     out = [dict(r) for r in rows if p.role is not A.Role.AGENT or (r.get("agent") and r.get("agent") == p.agent_id)]
-    return _json(out)
+    return json_reply(out)
 
 
 def _day(request: web.Request) -> tuple[float, float]:
@@ -353,7 +339,7 @@ def _frame(run: str, ev: E.Event) -> str:
 
 @route("GET", f"{V1}/openapi.json", roles=EVERYONE, summary="This API's OpenAPI 3 description.")
 async def openapi(request: web.Request) -> web.Response:
-    return _json(openapi_spec())
+    return json_reply(openapi_spec())
 
 
 # --------------------------------------------------------------------------- the agent desk
@@ -378,7 +364,7 @@ async def _acting_on(request: web.Request, action: str) -> str:
 async def agent_call(request: web.Request) -> web.Response:
     agent_id = await _acting_on(request, "agent.call")
     try:
-        return _json(await D.desk_view(ctx_of(request), agent_id))
+        return json_reply(await D.desk_view(ctx_of(request), agent_id))
     except PbxError as exc:
         raise api_error(404 if "not found" in str(exc) else 400, str(exc)) from None
 
@@ -392,7 +378,7 @@ async def agent_call(request: web.Request) -> web.Response:
 async def agent_originate(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     agent_id = await _acting_on(request, "agent.originate")
-    body = await _body(request)
+    body = await json_body(request)
     try:
         number = D.check_number(body.get("number"))
         st = await D.agent_state(ctx, agent_id)
@@ -407,7 +393,7 @@ async def agent_originate(request: web.Request) -> web.Response:
     if res.get("error"):
         raise api_error(409, f"call refused: {res['error']}")
     await _audited(request, "agent.originate", agent_id, f"extension={ext} number={number}")
-    return _json(res)
+    return json_reply(res)
 
 
 async def _agents_call(request: web.Request, action: str) -> tuple[CallRow, str | None]:
@@ -434,7 +420,7 @@ async def _agents_call(request: web.Request, action: str) -> tuple[CallRow, str 
 )
 async def call_reason(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
-    body = await _body(request)
+    body = await json_body(request)
     code = str(body.get("code") or "")
     if not code:
         raise api_error(400, "give a reason code")
@@ -444,7 +430,7 @@ async def call_reason(request: web.Request) -> web.Response:
     except PbxError as exc:
         raise api_error(400, str(exc)) from None
     await _audited(request, "call.reason", row["id"], str(res["code"]))
-    return _json(res)
+    return json_reply(res)
 
 
 @route(
@@ -455,7 +441,7 @@ async def call_reason(request: web.Request) -> web.Response:
 )
 async def call_note(request: web.Request) -> web.Response:
     ctx, p = ctx_of(request), principal(request)
-    body = await _body(request)
+    body = await json_body(request)
     try:
         text = D.check_note(body.get("text"))
     except PbxError as exc:
@@ -463,4 +449,4 @@ async def call_note(request: web.Request) -> web.Response:
     row, agent = await _agents_call(request, "call.note")
     res = await D.add_note(ctx, row["id"], text, by=p.name, agent=agent)
     await _audited(request, "call.note", row["id"], text[:80])
-    return _json(res)
+    return json_reply(res)

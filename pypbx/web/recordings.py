@@ -18,7 +18,6 @@ books).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import re
 from pathlib import Path
@@ -36,7 +35,18 @@ from pypbx.reasons import list_reasons
 from pypbx.web import accounts as A
 from pypbx.web.accounts import Principal, Role
 from pypbx.web.pages import NAV, render
-from pypbx.web.routes import ADMINS, STAFF, SUPERVISORS, api_error, client_ip, ctx_of, principal, route
+from pypbx.web.routes import (
+    ADMINS,
+    STAFF,
+    SUPERVISORS,
+    api_error,
+    client_ip,
+    ctx_of,
+    json_body,
+    json_reply,
+    principal,
+    route,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,22 +55,6 @@ DIRECTIONS = ("inbound", "outbound", "internal")
 MAX_LIMIT = 1000
 
 NAV.append(("/recordings", "Recordings", STAFF))
-
-
-def _json(data: object, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
-
-
-async def _body(request: web.Request) -> dict[str, object]:
-    if not request.can_read_body:
-        return {}
-    try:
-        data = await request.json()
-    except ValueError:
-        raise api_error(400, "the body is not JSON") from None
-    if not isinstance(data, dict):
-        raise api_error(400, "the body must be a JSON object")
-    return data
 
 
 async def _audit(request: web.Request, action: str, target: str, detail: str | None = None, ok: bool = True) -> None:
@@ -172,9 +166,9 @@ async def recordings_search(request: web.Request) -> web.Response:
     ctx, p = ctx_of(request), principal(request)
     f = search_filter(dict(request.query), p, ctx.db.region)
     if p.role is Role.AGENT and p.agent_id is None:
-        return _json([])
+        return json_reply([])
     rows = await ctx.db.recording_search_rows(f)
-    return _json([recording_dict(r, ctx.db.region) for r in rows if may_see_call(p, r["agent"])])
+    return json_reply([recording_dict(r, ctx.db.region) for r in rows if may_see_call(p, r["agent"])])
 
 
 async def _one(request: web.Request, action: str) -> RecordingSearchRow:
@@ -199,7 +193,7 @@ async def recording_one(request: web.Request) -> web.Response:
     r = await _one(request, "recording.open")
     out = recording_dict(r, ctx.db.region)
     out["review"] = await Q.get_review(ctx.db, r["id"])
-    return _json(out)
+    return json_reply(out)
 
 
 def _is_first_range(request: web.Request) -> bool:
@@ -236,12 +230,12 @@ async def recording_audio(request: web.Request) -> web.StreamResponse:
 
 @route("GET", f"{V1}/quality/checklist", roles=STAFF, summary="The call-quality checklist in force.")
 async def checklist_get(request: web.Request) -> web.Response:
-    return _json(await Q.get_checklist(ctx_of(request).db))
+    return json_reply(await Q.get_checklist(ctx_of(request).db))
 
 
 @route("PUT", f"{V1}/quality/checklist", roles=ADMINS, summary="Set the call-quality checklist (body: {items}).")
 async def checklist_put(request: web.Request) -> web.Response:
-    items = (await _body(request)).get("items")
+    items = (await json_body(request)).get("items")
     if not isinstance(items, list):
         raise api_error(400, "items: a list of the checklist's questions")
     try:
@@ -249,13 +243,13 @@ async def checklist_put(request: web.Request) -> web.Response:
     except PbxError as exc:
         raise api_error(400, str(exc)) from None
     await _audit(request, "quality.checklist", "checklist", "; ".join(got))
-    return _json(got)
+    return json_reply(got)
 
 
 @route("GET", f"{V1}/recordings/{{call}}/review", roles=STAFF, summary="A recorded call's quality review (or null).")
 async def review_get(request: web.Request) -> web.Response:
     r = await _one(request, "quality.open")
-    return _json(await Q.get_review(ctx_of(request).db, r["id"]))
+    return json_reply(await Q.get_review(ctx_of(request).db, r["id"]))
 
 
 @route(
@@ -267,7 +261,7 @@ async def review_get(request: web.Request) -> web.Response:
 async def review_post(request: web.Request) -> web.Response:
     ctx, p = ctx_of(request), principal(request)
     r = await _one(request, "quality.score")
-    body = await _body(request)
+    body = await json_body(request)
     answers = body.get("answers")
     if not isinstance(answers, (dict, list)):
         raise api_error(400, "answers: {item: true/false} for every checklist item")
@@ -276,7 +270,7 @@ async def review_post(request: web.Request) -> web.Response:
     except PbxError as exc:
         raise api_error(400, str(exc)) from None
     await _audit(request, "quality.score", r["id"], f"{review['yes']}/{review['items']} agent={review['agent']}")
-    return _json(review)
+    return json_reply(review)
 
 
 @route("GET", f"{V1}/quality/reviews", roles=STAFF, summary="Quality reviews (?agent=&since=&until=; an agent: own).")
@@ -285,11 +279,11 @@ async def reviews_list(request: web.Request) -> web.Response:
     agent = (request.query.get("agent") or "").strip() or None
     if p.role is Role.AGENT:
         if p.agent_id is None:
-            return _json([])
+            return json_reply([])
         agent = p.agent_id
     since = parse_when(request.query.get("since"), "since")
     until = parse_when(request.query.get("until"), "until", end_of_day=True)
-    return _json(await Q.list_reviews(ctx_of(request).db, agent=agent, since=since, until=until))
+    return json_reply(await Q.list_reviews(ctx_of(request).db, agent=agent, since=since, until=until))
 
 
 @route(
@@ -301,7 +295,7 @@ async def reviews_list(request: web.Request) -> web.Response:
 async def report_quality(request: web.Request) -> web.Response:
     since = parse_when(request.query.get("since"), "since")
     until = parse_when(request.query.get("until"), "until", end_of_day=True)
-    return _json(await Q.quality_report(ctx_of(request).db, since, until))
+    return json_reply(await Q.quality_report(ctx_of(request).db, since, until))
 
 
 # --------------------------------------------------------------------------- voicemail
@@ -352,7 +346,7 @@ async def voicemail_list(request: web.Request) -> web.Response:
                 ],
             }
         )
-    return _json(out)
+    return json_reply(out)
 
 
 async def _message(request: web.Request, action: str) -> V.VoicemailMessage:
@@ -390,12 +384,12 @@ async def voicemail_audio(request: web.Request) -> web.StreamResponse:
 )
 async def voicemail_heard(request: web.Request) -> web.Response:
     m = await _message(request, "voicemail.heard")
-    heard = (await _body(request)).get("heard", True)
+    heard = (await json_body(request)).get("heard", True)
     if not isinstance(heard, bool):
         raise api_error(400, "heard: true or false")
     got = await V.mark_heard(ctx_of(request).db, m["id"], heard)
     await _audit(request, "voicemail.heard" if heard else "voicemail.unheard", m["id"], f"box {m['box']}")
-    return _json({"id": got["id"], "box": got["box"], "heard": got["heard"]})
+    return json_reply({"id": got["id"], "box": got["box"], "heard": got["heard"]})
 
 
 # --------------------------------------------------------------------------- the page

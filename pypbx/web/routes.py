@@ -91,6 +91,24 @@ def api_error(status: int, message: str) -> web.HTTPException:
     return exc_cls(text=f'{{"error": {_json_str(message)}}}', content_type="application/json")
 
 
+def json_reply(data: object, status: int = 200) -> web.Response:
+    """A JSON answer (dates and other objects as their str())."""
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
+
+
+async def json_body(request: web.Request) -> dict[str, object]:
+    """The request's JSON object ({} without a body); 400 with one message otherwise."""
+    if not request.can_read_body:
+        return {}
+    try:
+        data = await request.json()
+    except ValueError:
+        raise api_error(400, "the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise api_error(400, "the body must be a JSON object")
+    return data
+
+
 def _json_str(s: str) -> str:
     return json.dumps(s)
 

@@ -41,6 +41,7 @@ from pypbx.web.routes import (
     Handler,
     client_ip,
     ctx_of,
+    json_reply,
     principal,
     route,
 )
@@ -192,10 +193,6 @@ def _flag(body: dict[str, object], key: str) -> bool | None:
     return v if isinstance(v, bool) else None
 
 
-def _json(data: object) -> web.Response:
-    return web.json_response(data, dumps=lambda d: json.dumps(d, default=str))
-
-
 async def _changed(
     request: web.Request, action: str, target: str, work: Callable[[], Awaitable[T]], detail: str | None = None
 ) -> T:
@@ -218,7 +215,9 @@ async def _changed(
 @route("GET", f"{V1}/extensions", roles=ADMINS, summary="The extensions (pypbx ext list).")
 async def api_extensions(request: web.Request) -> web.Response:
     exts = await E.list_extensions(ctx_of(request).db)
-    return _json([{"number": e.number, "name": e.name, "enabled": e.enabled, "created_at": e.created_at} for e in exts])
+    return json_reply(
+        [{"number": e.number, "name": e.name, "enabled": e.enabled, "created_at": e.created_at} for e in exts]
+    )
 
 
 @route(
@@ -244,7 +243,7 @@ async def api_extension_add(request: web.Request) -> web.Response:
     e, pw = await _changed(request, "settings.ext.add", number, work, f"name={name}" if name else None)
     if ctx.extensions_changed is not None:
         await ctx.extensions_changed()  # the registrar knows the new phone now
-    return _json({"number": e.number, "name": e.name, "realm": cfg.sip.realm, "password": pw})
+    return json_reply({"number": e.number, "name": e.name, "realm": cfg.sip.realm, "password": pw})
 
 
 @route(
@@ -263,7 +262,7 @@ async def api_extension_password(request: web.Request) -> web.Response:
     pw = await _changed(request, "settings.ext.passwd", number, work)
     if ctx.extensions_changed is not None:
         await ctx.extensions_changed()
-    return _json({"number": number, "password": pw})
+    return json_reply({"number": number, "password": pw})
 
 
 # --------------------------------------------------------------------------- agents
@@ -288,7 +287,7 @@ def _agent_dict(a: S.AgentRecord, queues: list[S.QueueRecord]) -> dict[str, obje
 
 @route("GET", f"{V1}/agents", roles=ADMINS, summary="The agents, their skills and the queues they answer.")
 async def api_agents(request: web.Request) -> web.Response:
-    return _json(await _agents(request))
+    return json_reply(await _agents(request))
 
 
 @route(
@@ -307,7 +306,7 @@ async def api_agent_skills(request: web.Request) -> web.Response:
         return await _on("skills", S.set_skills(db, agent, skills))
 
     a = await _changed(request, "settings.agent.skills", agent, work, skills or "-")
-    return _json(_agent_dict(a, await S.list_queues(db)))
+    return json_reply(_agent_dict(a, await S.list_queues(db)))
 
 
 # --------------------------------------------------------------------------- opening hours
@@ -315,7 +314,7 @@ async def api_agent_skills(request: web.Request) -> web.Response:
 
 @route("GET", f"{V1}/hours", roles=ADMINS, summary="The opening-hours schedules and their holidays (pypbx hours list).")
 async def api_hours(request: web.Request) -> web.Response:
-    return _json([{**s.to_dict(), "open_now": Hr.is_open(s)} for s in await Hr.list_schedules(ctx_of(request).db)])
+    return json_reply([{**s.to_dict(), "open_now": Hr.is_open(s)} for s in await Hr.list_schedules(ctx_of(request).db)])
 
 
 @route(
@@ -337,7 +336,7 @@ async def api_hours_set(request: web.Request) -> web.Response:
         return await _on("name", Hr.set_schedule(db, name, week, tz))
 
     s = await _changed(request, "settings.hours.set", name, work, week)
-    return _json(s.to_dict())
+    return json_reply(s.to_dict())
 
 
 @route(
@@ -358,7 +357,7 @@ async def api_hours_holiday(request: web.Request) -> web.Response:
         return await _on("date", Hr.add_exception(db, name, " ".join(x for x in (date, ranges) if x), remove=remove))
 
     s = await _changed(request, "settings.hours.holiday", name, work, f"{date} {'removed' if remove else ranges}")
-    return _json(s.to_dict())
+    return json_reply(s.to_dict())
 
 
 # --------------------------------------------------------------------------- queues
@@ -401,7 +400,7 @@ def _seconds_field(body: dict[str, object], key: str) -> str | None:
 
 @route("GET", f"{V1}/queues", roles=ADMINS, summary="Each queue's overflow target and callback settings.")
 async def api_queues(request: web.Request) -> web.Response:
-    return _json(await _queues(request))
+    return json_reply(await _queues(request))
 
 
 @route(
@@ -455,7 +454,7 @@ async def api_queue_edit(request: web.Request) -> web.Response:
     detail = " ".join(f"{k}={body[k]}" for k in sorted(body))
     await _changed(request, "settings.queue.edit", name, work, detail[:500])
     row = next(q for q in await _queues(request) if q["name"] == name)
-    return _json(row)
+    return json_reply(row)
 
 
 def _queue_field(message: str) -> str:
