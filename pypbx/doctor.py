@@ -213,8 +213,7 @@ def certificates_check(cfg: Config, now: float) -> Check:
 
 
 async def database_check(db: Database) -> Check:
-    rows = await db.fetchall("PRAGMA quick_check")
-    result = [str(next(iter(r.values()))) for r in rows]
+    result = await db.integrity_check()
     if result == ["ok"]:
         return Check("database", Level.OK, f"integrity ok ({db.path})")
     return Check("database", Level.FAIL, f"integrity check failed: {'; '.join(result[:3])} (restore a backup)")
@@ -245,8 +244,7 @@ async def alerts_check(db: Database) -> Check:
 async def recorded_today(db: Database, now: float) -> tuple[int, float]:
     """(bytes of recordings made since the site's midnight, the fraction of the day gone)."""
     start = sitetime.day_start(sitetime.local(now).date())
-    rows = await db.fetchall("SELECT COALESCE(SUM(bytes), 0) AS b FROM recordings WHERE created_at >= ?", (start,))
-    return int(rows[0]["b"] or 0), max(0.0, (now - start) / 86400)
+    return await db.recording_bytes_since(start), max(0.0, (now - start) / 86400)
 
 
 def free_bytes_of(path: Path) -> int:

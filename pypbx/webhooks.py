@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 
 from pypbx import events as E
 from pypbx.db import Database
+from pypbx.db.rows import WebhookRow
 from pypbx.errors import PbxError, UnknownNameError
 from pypbx.numbers import display
 
@@ -132,16 +133,16 @@ def _check_url(url: str) -> str:
     return url.strip()
 
 
-def _dict(r: Mapping[str, object]) -> WebhookDict:
+def _dict(r: WebhookRow) -> WebhookDict:
     return {
-        "id": int(r["id"]),  # type: ignore[call-overload]
-        "url": str(r["url"]),
-        "events": str(r["events"]).split(","),
+        "id": r["id"],
+        "url": r["url"],
+        "events": r["events"].split(","),
         "signed": bool(r["secret"]),
-        "created_at": float(r["created_at"]),  # type: ignore[arg-type]
-        "failing_since": r["failing_since"],  # type: ignore[typeddict-item]
-        "last_error": r["last_error"],  # type: ignore[typeddict-item]
-        "last_ok_at": r["last_ok_at"],  # type: ignore[typeddict-item]
+        "created_at": r["created_at"],
+        "failing_since": r["failing_since"],
+        "last_error": r["last_error"],
+        "last_ok_at": r["last_ok_at"],
     }
 
 

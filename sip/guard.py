@@ -163,30 +163,34 @@ class AbuseGuard:
         known_ttl: float = 3600.0,
         flood_ban_after: int = 0,
     ) -> None:
-        self.auth_fail_limit = int(auth_fail_limit)
-        self.auth_fail_window = float(auth_fail_window)
-        self.ban_time = float(ban_time)
-        self.rate_limit = float(rate_limit)
-        self.rate_burst = float(rate_burst)
         self.ban_scanners = ban_scanners
         self.max_size = max_size
         self.log_interval = log_interval
         self.max_tracked = max_tracked
-        self.malformed_log_interval = float(malformed_log_interval)
         self._malformed: dict[str, list[float]] = {}  # ip -> [last logged, suppressed since]
-        self.max_new_per_second = float(max_new_per_second)  # <= 0: no global limit
         self.known_ttl = float(known_ttl)
-        # a source over its rate limit ``flood_ban_after`` times within ``log_interval`` is
-        # banned for ``ban_time`` (reason=flood): one line per ban, not a throttled trickle
-        self.flood_ban_after = int(flood_ban_after)
         self._known: dict[str, float] = {}  # ip -> when it last authenticated
-        self._global = [2.0 * self.max_new_per_second, -1.0]  # [tokens, last] of the global bucket
-        self._set_scanners(scanner_user_agents)
         self._exempt_ips: set[str] = set()
         self._exempt_nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         self._exempt_cache: dict[str, bool] = {}
-        self._set_exempt(exempt)
         self._bans: dict[str, float] = {}  # ip -> until
+        # the limits (SIGHUP changes them the same way); a source over its rate limit
+        # ``flood_ban_after`` times within ``log_interval`` is banned for ``ban_time``
+        # (reason=flood): one line per ban, not a throttled trickle; max_new_per_second <= 0:
+        # no global limit
+        self.reconfigure(
+            auth_fail_limit=auth_fail_limit,
+            auth_fail_window=auth_fail_window,
+            ban_time=ban_time,
+            rate_limit=rate_limit,
+            rate_burst=rate_burst,
+            scanner_user_agents=scanner_user_agents,
+            exempt=exempt,
+            malformed_log_interval=malformed_log_interval,
+            max_new_per_second=max_new_per_second,
+            flood_ban_after=flood_ban_after,
+        )
+        self._global = [2.0 * self.max_new_per_second, -1.0]  # [tokens, last] of the global bucket
         self._buckets: dict[str, list[float]] = {}  # ip -> [tokens, last, drops, first drop at]
         self._failures: dict[str, list[float]] = {}  # ip -> recent failure times
         self._lastlog: dict[tuple[str, str], list[float]] = {}  # (kind, ip) -> [last, suppressed]

@@ -132,3 +132,14 @@ class NotifyQueries(DatabaseCore):
             "SELECT * FROM notifications WHERE channel = 'hook' AND target = ? ORDER BY id DESC LIMIT ?",
             (str(hook_id), limit),
         )
+
+    async def integrity_check(self) -> list[str]:
+        """``PRAGMA quick_check``: ["ok"] for a sound database, else the problems found."""
+        return [str(next(iter(r.values()))) for r in await self.fetchall("PRAGMA quick_check")]
+
+    async def recording_bytes_since(self, since: float) -> int:
+        """Bytes of the recordings made since ``since`` (pypbx doctor: the disk's daily rate)."""
+        rows = await self.fetchall(
+            "SELECT COALESCE(SUM(bytes), 0) AS b FROM recordings WHERE created_at >= ?", (since,)
+        )
+        return int(rows[0]["b"] or 0)
