@@ -547,9 +547,9 @@ async def send_hook_test(
 ) -> str:
     """``pypbx webhook test``: a signed ``webhook.test`` POSTed to the endpoint now (not
     through the outbox); returns ``HTTP <code>`` or raises NotifyError (one line)."""
+    await W.get(db, hook_id)  # unknown: one line, exit 2
     row = await db.get_webhook_row(hook_id)
-    if row is None:
-        raise W.WebhookError(f"webhook {hook_id} not found (pypbx webhook list)")
+    assert row is not None
     now = clock()
     data = W.body({"event": "webhook.test", "data": {"webhook": hook_id}}, 0, now)
     return await post_json(row["url"], data, W.headers("webhook.test", 0, data, row["secret"], now), timeout=timeout)

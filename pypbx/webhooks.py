@@ -129,7 +129,7 @@ def parse_events(text: str) -> list[str]:
 def _check_url(url: str) -> str:
     u = urlsplit(url.strip())
     if u.scheme not in ("http", "https") or not u.hostname:
-        raise WebhookError(f"expected an http:// or https:// URL, got {url!r}")
+        raise WebhookError(f"bad URL {url!r}: expected an http:// or https:// address")
     return url.strip()
 
 
@@ -154,10 +154,14 @@ async def add(
     return await get(db, hid)
 
 
+async def _unknown(db: Database, hook_id: int) -> UnknownNameError:
+    return UnknownNameError("webhook", str(hook_id), [str(r["id"]) for r in await db.webhook_rows()])
+
+
 async def get(db: Database, hook_id: int) -> WebhookDict:
     row = await db.get_webhook_row(hook_id)
     if row is None:
-        raise WebhookError(f"webhook {hook_id} not found (pypbx webhook list)")
+        raise await _unknown(db, hook_id)
     return _dict(row)
 
 
@@ -167,7 +171,7 @@ async def list_hooks(db: Database) -> list[WebhookDict]:
 
 async def remove(db: Database, hook_id: int) -> None:
     if not await db.delete_webhook_row(hook_id):
-        raise WebhookError(f"webhook {hook_id} not found (pypbx webhook list)")
+        raise await _unknown(db, hook_id)
 
 
 # ------------------------------------------------------------------ the events' bodies

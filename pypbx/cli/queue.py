@@ -539,6 +539,7 @@ def queue_remove(ctx: click.Context, name: str, yes: bool, as_json: bool) -> Non
 
 
 def _open_close(ctx: click.Context, name: str, closed: bool, as_json: bool) -> None:
+    require(ctx, "queue", name)
     rec = on_db(ctx, S.set_queue_closed, name, closed)
     if as_json:
         echo_json(rec.to_dict())

@@ -186,7 +186,9 @@ def test_cli_add_list_test_log_remove(tmp_path: Path, make_config, server) -> No
     assert "Error: unknown webhook event 'call.endd'" in pypbx(
         "webhook", "add", server.url, "--events", "call.endd", code=2
     )
-    assert "Error: expected an http:// or https:// URL" in pypbx("webhook", "add", "ftp://x", "--events", "all", code=1)
+    assert "Error: bad URL 'ftp://x': expected an http:// or https:// address" in pypbx(
+        "webhook", "add", "ftp://x", "--events", "all", code=2
+    )
     assert "ok" in pypbx("webhook", "list")
     assert pypbx("webhook", "test", "1") == "Webhook 1: delivered (HTTP 200).\n"
     h = server.requests[-1]["headers"]
@@ -199,6 +201,6 @@ def test_cli_add_list_test_log_remove(tmp_path: Path, make_config, server) -> No
         now=float(h["X-Pypbx-Timestamp"]),
     )
     assert pypbx("webhook", "log", "1") == "Webhook 1 has sent nothing yet.\n"
-    assert "Error: webhook 9 not found" in pypbx("webhook", "test", "9", code=1)
+    assert "Error: unknown webhook '9' (valid: 1)" in pypbx("webhook", "test", "9", code=2)
     pypbx("webhook", "remove", "1")
     assert json.loads(pypbx("webhook", "list", "--json")) == []
