@@ -90,7 +90,7 @@ def test_cli_queue_close_and_open(tmp_config: Path, invoke_cli: Any) -> None:
     assert r.exit_code == 0 and json.loads(r.output)["closed"] is False
     assert invoke_cli("queue", "open", "front", *c).output.strip() == "Queue front open."
     r = invoke_cli("queue", "close", "nosuch", *c)
-    assert r.exit_code == 1 and "queue nosuch not found" in r.output
+    assert r.exit_code == 2 and "unknown queue 'nosuch'" in r.output  # issue 12: an unknown name is bad input
 
 
 # --------------------------------------------------------------------------- the API and the page
